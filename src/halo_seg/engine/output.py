@@ -1,0 +1,53 @@
+"""The output zarr group: `labels`, optional `probabilities`, and a per-block `done` map for resume."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..io.labels import create_zarr_array, label_dtype
+from ..io.volume import VolumeError
+
+
+def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, probabilities: bool,
+                resume: bool):
+    """Create the output group (or reopen it for --resume after checking it is the same job)."""
+    import zarr
+    path = Path(path)
+    if path.exists() and not resume:
+        if not path.is_dir() or not (path / "zarr.json").exists():
+            raise VolumeError(f"output {path} exists and is not a halo-seg zarr; choose a new path")
+        import shutil
+        shutil.rmtree(path)
+    if resume and path.exists():
+        grp = zarr.open_group(str(path), mode="r")
+        old = grp.attrs.get("halo_seg", {}).get("signature")
+        if old != json.loads(json.dumps(signature)):
+            raise VolumeError(f"cannot resume into {path}: it was written by a different job "
+                              f"({old}) than this one ({signature})")
+    grp = zarr.open_group(str(path), mode="a")
+    grp.attrs["halo_seg"] = {"signature": signature}
+    grp.attrs["spacing"] = list(map(float, spacing))
+    create_zarr_array(path, shape, chunks, label_dtype(n_classes - 1), name="labels", spacing=spacing)
+    if probabilities:
+        create_zarr_array(path, (n_classes,) + tuple(shape), (1,) + tuple(chunks), np.float32,
+                          name="probabilities", spacing=spacing)
+    create_zarr_array(path, grid, (1, 1, 1), np.uint8, name="done", spacing=spacing)
+    return grp
+
+
+def done_map(path) -> np.ndarray:
+    import zarr
+    return np.asarray(zarr.open_group(str(path), mode="r")["done"][...])
+
+
+def write_block(path, region, probs: np.ndarray, coords, probabilities: bool):
+    """Write one block's labels (and probabilities), then mark it done: a crash in between re-runs it."""
+    import zarr
+    grp = zarr.open_group(str(path), mode="a")
+    lab = grp["labels"]
+    lab[region] = probs.argmax(0).astype(lab.dtype)
+    if probabilities:
+        grp["probabilities"][(slice(None),) + tuple(region)] = probs
+    grp["done"][tuple(coords)] = 1

@@ -1,0 +1,329 @@
+"""Run the 3D U-Net over a volume: halo-partitioned over ranks, or single-process whole / overlap-tile.
+
+Halo mode spawns one process per rank (torch.multiprocessing, gloo on CPU, NCCL on GPU) or, under
+torchrun, runs as the rank torchrun started. Each rank reads only its block from the lazy volume,
+normalises with all-reduced statistics, runs the partitioned network and writes its block into the
+chunk-aligned output zarr. A failed or hung rank ends the run with an error naming it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import queue as queue_mod
+import resource
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..io.volume import open_volume
+from . import normalize
+from .output import done_map, open_output, write_block
+from .partition import PartitionPlan, parse_grid
+from .weights import load_unet
+
+MODES = ("halo", "tile", "whole")
+
+
+class EngineError(RuntimeError):
+    """A segmentation run failed (a rank died, hung, or the job is invalid)."""
+
+
+@dataclass
+class SegmentResult:
+    output: str
+    mode: str
+    grid: tuple
+    seconds: float
+    ranks: list = field(default_factory=list)  # per rank: seconds, peak RSS growth (MB)
+    skipped: bool = False
+
+
+def _status_mb(key: str) -> float:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _reset_peak() -> float:
+    """Reset the kernel's peak-RSS mark so VmHWM measures this phase only; return the current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    return _status_mb("VmRSS")
+
+
+def _peak_growth_mb(rss0: float) -> float:
+    return _status_mb("VmHWM") - rss0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _device_for(device: str, local_rank: int = 0) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise EngineError("--device cuda was asked for but no CUDA device is available")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if device != "cpu":
+        raise EngineError(f"unknown device {device!r}; use cpu, cuda or auto")
+    return torch.device("cpu")
+
+
+def _signature(job, plan_shape, grid, meta):
+    return {"input": str(job["source"]) if isinstance(job["source"], (str, Path)) else "<array>",
+            "shape": list(plan_shape), "grid": list(grid), "mode": job["mode"],
+            "weights": meta.get("sha256"), "overlap": job["overlap"] if job["mode"] == "tile" else None}
+
+
+def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cpu", mode: str = "halo",
+            overlap: float = 0.5, tile_size: int | None = None, save_probabilities: bool = False,
+            resume: bool = False, timeout: float = 1800.0, threads: int | None = None,
+            progress: Callable[[int, int, str], None] | None = None, _fault: dict | None = None) -> SegmentResult:
+    """Segment `source` (path or array) into the zarr group `output` (`labels`, `probabilities`)."""
+    if mode not in MODES:
+        raise EngineError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if not 0.0 <= overlap < 1.0:
+        raise EngineError(f"overlap must be in [0, 1), got {overlap}")
+    grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)
+    vol = open_volume(source)  # validates 3D, numeric, existing
+    net, meta = load_unet(weights)  # validates weights before any process starts
+    plan = PartitionPlan(vol.shape, grid, net.multiple)  # validates grid vs volume
+    job = dict(source=source, output=str(output), weights=str(weights), grid=grid, device=device,
+               mode=mode, overlap=overlap, tile_size=tile_size, probabilities=save_probabilities,
+               timeout=float(timeout), threads=threads, fault=_fault or {})
+    chunks = plan.chunks if mode == "halo" else tuple(min(s, 64) for s in vol.shape)
+    sig = _signature(job, vol.shape, grid, meta)
+    n_classes = net.config["out_channels"]
+    distributed_env = "RANK" in os.environ and "WORLD_SIZE" in os.environ and mode == "halo"
+    if not distributed_env or int(os.environ["RANK"]) == 0:
+        open_output(output, vol.shape, chunks, grid, n_classes, vol.spacing, sig, save_probabilities, resume)
+    t0 = time.perf_counter()
+    if resume and done_map(output).all():
+        return SegmentResult(str(output), mode, grid, 0.0, skipped=True)
+    if mode == "halo":
+        if distributed_env:
+            ranks = [_torchrun_rank(job)]
+        else:
+            ranks = _spawn_ranks(job, plan, progress)
+    else:
+        ranks = [_single_process(job, vol, net, meta, progress)]
+    return SegmentResult(str(output), mode, grid, time.perf_counter() - t0, ranks)
+
+
+# ---------------------------------------------------------------- halo mode: ranks
+
+def _spawn_ranks(job, plan: PartitionPlan, progress) -> list:
+    import torch.multiprocessing as mp
+    world = plan.world_size
+    job = dict(job, init=f"tcp://127.0.0.1:{_free_port()}", world=world)
+    if job["threads"] is None:
+        job["threads"] = max(1, (os.cpu_count() or 1) // world)
+    q = mp.get_context("spawn").SimpleQueue()
+    ctx = mp.start_processes(_rank_entry, args=(job, q), nprocs=world, join=False, start_method="spawn")
+    deadline = time.monotonic() + job["timeout"] + 30  # startup + the collective timeout itself
+    reports, done = {}, 0
+    try:
+        while True:
+            try:
+                finished = ctx.join(timeout=0.2)
+            except mp.ProcessRaisedException as exc:
+                raise EngineError(f"halo run failed: rank {exc.error_index} of {world} raised:\n{exc}") from None
+            except mp.ProcessExitedException as exc:
+                raise EngineError(f"halo run failed: rank {exc.error_index} of {world} died "
+                                  f"(exit code {exc.exit_code}); the other ranks were stopped") from None
+            while not q.empty():
+                msg = q.get()
+                reports[msg["rank"]] = msg
+                done += 1
+                if progress:
+                    progress(done, world, f"block {msg['coords']} (rank {msg['rank']}) "
+                                          f"in {msg['seconds']:.1f}s")
+            if finished:
+                break
+            if time.monotonic() > deadline:
+                alive = [i for i, p in enumerate(ctx.processes) if p.is_alive()]
+                raise EngineError(f"halo run did not finish within {job['timeout']:.0f}s; ranks still "
+                                  f"running: {alive}; they were stopped")
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.terminate()
+        for p in ctx.processes:
+            p.join(5)
+    return [reports[r] for r in sorted(reports)]
+
+
+def _rank_entry(rank: int, job: dict, q):
+    _rank_main(rank, job, q)
+
+
+def _torchrun_rank(job) -> dict:
+    job = dict(job, init="env://", world=int(os.environ["WORLD_SIZE"]))
+    rank = int(os.environ["RANK"])
+    plan_world = job["grid"][0] * job["grid"][1] * job["grid"][2]
+    if plan_world != job["world"]:
+        raise EngineError(f"torchrun started {job['world']} ranks but the grid {job['grid']} needs {plan_world}")
+    if job["threads"] is None:
+        job["threads"] = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    return _rank_main(rank, job, None)
+
+
+def _rank_main(rank: int, job: dict, q) -> dict:
+    import torch.distributed as dist
+    from .halo import HaloContext
+
+    torch.set_num_threads(job["threads"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    dev = _device_for(job["device"], local_rank)
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    dist.init_process_group(backend, init_method=job["init"], rank=rank, world_size=job["world"],
+                            timeout=timedelta(seconds=job["timeout"]))
+    try:
+        fault = job.get("fault") or {}
+        if fault.get("rank") == rank:  # test hook: simulate a dead or hung rank
+            if fault.get("kind") == "hang":
+                time.sleep(10 ** 6)
+            os._exit(fault.get("code", 3))
+        t0 = time.perf_counter()
+        net, meta = load_unet(job["weights"], dev)
+        vol = open_volume(job["source"])
+        plan = PartitionPlan(vol.shape, job["grid"], net.multiple)
+        coords = plan.coords(rank)
+        valid = plan.valid_block(rank)
+        spec = normalize.spec_of(meta)
+        rss0 = _reset_peak()
+        x = np.asarray(vol.data[valid])  # this rank's block only
+        m = torch.from_numpy(normalize.moments(x, spec)).to(dev)
+        dist.all_reduce(m)
+        mean, std = normalize.mean_std(m.cpu().numpy(), spec)
+        block = plan.block(rank)
+        xb = np.zeros([s.stop - s.start for s in block], np.float32)  # far-border padding = 0 after norm
+        xb[tuple(slice(0, v.stop - v.start) for v in valid)] = normalize.apply(x, mean, std, spec)
+        del x
+        net.set_partition(HaloContext(plan, rank))
+        with torch.inference_mode():
+            logits = net(torch.from_numpy(xb)[None, None].to(dev))
+            probs = torch.softmax(logits[0], 0).float().cpu().numpy()
+        del logits
+        probs = probs[(slice(None),) + tuple(slice(0, v.stop - v.start) for v in valid)]
+        peak = _peak_growth_mb(rss0)
+        write_block(job["output"], valid, probs, coords, job["probabilities"])
+        report = {"rank": rank, "coords": coords, "seconds": time.perf_counter() - t0,
+                  "peak_mb": peak, "block": [s.stop - s.start for s in block]}
+        if dev.type == "cuda":
+            report["cuda_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2 ** 20
+        dist.barrier()
+        if q is not None:
+            q.put(report)
+        return report
+    finally:
+        dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------- whole and tile modes
+
+def _single_process(job, vol, net, meta, progress) -> dict:
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    dev = _device_for(job["device"])
+    net = net.to(dev)
+    spec = normalize.spec_of(meta)
+    mean, std = normalize.mean_std(normalize.dask_moments(vol.data, spec), spec)
+    t0, rss0 = time.perf_counter(), _reset_peak()
+    if job["mode"] == "whole":
+        probs = predict_whole(net, normalize.apply(np.asarray(vol.data), mean, std, spec), dev)
+        if progress:
+            progress(1, 1, "whole volume")
+    else:
+        probs = predict_tiles(net, vol.data, lambda a: normalize.apply(a, mean, std, spec), dev,
+                              tile=job["tile_size"], overlap=job["overlap"], progress=progress)
+    peak = _peak_growth_mb(rss0)
+    write_block(job["output"], tuple(slice(0, s) for s in vol.shape), probs, (0, 0, 0), job["probabilities"])
+    return {"rank": 0, "coords": (0, 0, 0), "seconds": time.perf_counter() - t0, "peak_mb": peak,
+            "block": list(vol.shape)}
+
+
+def pad_to_multiple(x: np.ndarray, m: int) -> np.ndarray:
+    pad = [(0, math.ceil(s / m) * m - s) for s in x.shape]
+    return np.pad(x, pad) if any(p[1] for p in pad) else x
+
+
+def predict_whole(net, x: np.ndarray, dev) -> np.ndarray:
+    """Softmax probabilities of the unpartitioned network (the exactness reference)."""
+    shape = x.shape
+    xp = pad_to_multiple(x.astype(np.float32), net.multiple)
+    net.set_partition(None)
+    with torch.inference_mode():
+        p = torch.softmax(net(torch.from_numpy(xp)[None, None].to(dev))[0], 0).float().cpu().numpy()
+    return p[(slice(None),) + tuple(slice(0, s) for s in shape)]
+
+
+def gaussian_weight(tile) -> np.ndarray:
+    """nnU-Net's importance map: a Gaussian with sigma = tile/8, centre weight highest."""
+    axes = [np.exp(-0.5 * ((np.arange(t) - (t - 1) / 2) / (t / 8)) ** 2) for t in tile]
+    w = axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+    return np.maximum(w / w.max(), 1e-3).astype(np.float32)
+
+
+def tile_starts(n: int, t: int, step: int) -> list[int]:
+    if n <= t:
+        return [0]
+    starts = list(range(0, n - t, step)) + [n - t]
+    return sorted(set(starts))
+
+
+def predict_tiles(net, data, norm, dev, tile: int | None = None, overlap: float = 0.5,
+                  progress=None) -> np.ndarray:
+    """Overlap-tile baseline: mirror-padded border context (U-Net paper), Gaussian-blended windows
+    (nnU-Net / MONAI) at `overlap`. Each window reads only its own part of the lazy volume."""
+    import dask.array as da
+    shape = tuple(data.shape)
+    m = net.multiple
+    t = tile or 64
+    t = max(m, (t // m) * m)
+    margin = t // 4  # mirrored context around the volume, so border voxels sit inside a window
+    pads = [(margin, margin + max(0, t - (s + 2 * margin))) for s in shape]
+    src = da.pad(data, pads, mode="reflect")
+    tiles = (t, t, t)
+    step = max(1, int(round(t * (1 - overlap))))
+    starts = [tile_starts(s, t, step) for s in src.shape]
+    w = gaussian_weight(tiles)
+    C = net.config["out_channels"]
+    acc = np.zeros((C,) + tuple(src.shape), np.float32)
+    wsum = np.zeros(src.shape, np.float32)
+    net.set_partition(None)
+    total = len(starts[0]) * len(starts[1]) * len(starts[2])
+    k = 0
+    with torch.inference_mode():
+        for z in starts[0]:
+            for y in starts[1]:
+                for x in starts[2]:
+                    sl = (slice(z, z + t), slice(y, y + t), slice(x, x + t))
+                    xt = norm(np.asarray(src[sl]))
+                    p = torch.softmax(net(torch.from_numpy(xt)[None, None].to(dev))[0], 0).float().cpu().numpy()
+                    acc[(slice(None),) + sl] += p * w
+                    wsum[sl] += w
+                    k += 1
+                    if progress:
+                        progress(k, total, f"tile {k}/{total}")
+    crop = tuple(slice(margin, margin + s) for s in shape)
+    return acc[(slice(None),) + crop] / wsum[crop]

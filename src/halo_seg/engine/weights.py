@@ -1,0 +1,72 @@
+"""Save and load networks as safetensors with their configuration in the file's metadata."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from .unet import UNet3D
+
+
+class WeightsError(ValueError):
+    """Weights are missing, corrupt, or do not fit the network."""
+
+
+DEFAULT_NAME = "unet3d_default.safetensors"
+
+
+def weights_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def resolve_weights(spec: str | Path) -> Path:
+    if str(spec) == "default":
+        p = weights_dir() / DEFAULT_NAME
+        if not p.exists():
+            raise WeightsError(f"no default 3D U-Net weights are installed ({p} is missing); "
+                               "pass --weights PATH to a .safetensors file made by `halo-seg train`")
+        return p
+    p = Path(spec)
+    if not p.exists():
+        raise WeightsError(f"weights file not found: {p}")
+    if p.suffix != ".safetensors":
+        raise WeightsError(f"weights must be a .safetensors file (no pickles are loaded), got {p.name}")
+    return p
+
+
+def save_unet(net: UNet3D, path: str | Path, **meta) -> Path:
+    from safetensors.torch import save_file
+    path = Path(path)
+    info = {"config": net.config, **meta}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file(tensors, str(path), metadata={"halo_seg": json.dumps(info)})
+    return path
+
+
+def read_meta(path: str | Path) -> dict:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:
+        raise WeightsError(f"cannot read weights {path}: corrupt or not a safetensors file ({exc})") from exc
+    if "halo_seg" not in meta:
+        raise WeightsError(f"{path} has no halo_seg metadata; it was not written by halo-seg")
+    return json.loads(meta["halo_seg"])
+
+
+def load_unet(spec: str | Path = "default", device: str | torch.device = "cpu") -> tuple[UNet3D, dict]:
+    from safetensors.torch import load_file
+    path = resolve_weights(spec)
+    meta = read_meta(path)
+    net = UNet3D(**meta["config"])
+    try:
+        state = load_file(str(path))
+        net.load_state_dict(state)
+    except Exception as exc:
+        raise WeightsError(f"weights {path} do not fit the network {meta['config']}: {exc}") from exc
+    meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    meta["path"] = str(path)
+    return net.to(device).eval(), meta

@@ -1,0 +1,1 @@
+"""Interactive 3D segmentation: prompts, slice segmenter, memory propagation, recommendation."""

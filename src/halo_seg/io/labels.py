@@ -1,0 +1,77 @@
+"""Write label volumes: chunk-aligned zarr (concurrent writers never share a chunk) or NIfTI."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import dask.array as da
+import numpy as np
+
+from .volume import NIFTI_SUFFIXES, VolumeError
+
+
+def label_dtype(max_label: int) -> np.dtype:
+    return np.dtype(np.uint8 if max_label < 256 else np.uint16 if max_label < 65536 else np.uint32)
+
+
+def create_zarr_array(path: str | Path, shape: Sequence[int], chunks: Sequence[int], dtype,
+                      name: str | None = None, spacing=(1.0, 1.0, 1.0), overwrite: bool = False,
+                      fill_value=0):
+    """Create (or reopen, when ``overwrite`` is False and it matches) an on-disk zarr array.
+
+    With ``name`` the array lives inside a group at ``path`` so labels and probabilities sit
+    side by side; the group also carries the spacing.
+    """
+    import zarr
+    path = str(path)
+    if name is None:
+        arr = zarr.open_array(path, mode="w" if overwrite else "a", shape=tuple(shape),
+                              chunks=tuple(chunks), dtype=dtype, fill_value=fill_value)
+    else:
+        grp = zarr.open_group(path, mode="a")
+        if name in grp and not overwrite:
+            arr = grp[name]
+            if tuple(arr.shape) != tuple(shape) or tuple(arr.chunks) != tuple(chunks):
+                raise VolumeError(f"{path}/{name} exists with shape {arr.shape} chunks {arr.chunks}; "
+                                  f"expected {tuple(shape)} / {tuple(chunks)} (use a new output)")
+        else:
+            arr = grp.create_array(name, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype,
+                                   fill_value=fill_value, overwrite=True)
+        grp.attrs["spacing"] = list(map(float, spacing))
+    arr.attrs["spacing"] = list(map(float, spacing))
+    return arr
+
+
+def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequence[int] | None = None,
+                 affine: np.ndarray | None = None, overwrite: bool = True) -> Path:
+    """Write a (Z, Y, X) label volume to ``.zarr`` (chunked, written chunk by chunk) or ``.nii[.gz]``.
+
+    A dask input is streamed chunk by chunk into zarr, so a label volume larger than memory is fine.
+    """
+    path = Path(path)
+    if labels.ndim != 3:
+        raise VolumeError(f"labels must be 3D (Z, Y, X), got shape {tuple(labels.shape)}")
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise VolumeError(f"labels must be an integer or boolean array, got {labels.dtype}")
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        import nibabel as nib
+        arr = np.asarray(labels)
+        dt = label_dtype(int(arr.max()) if arr.size else 0)
+        if affine is None:
+            affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+        nib.save(nib.Nifti1Image(arr.astype(dt).transpose(2, 1, 0), affine), str(path))
+        return path
+    if not name.endswith(".zarr"):
+        raise VolumeError(f"cannot write labels to '{path.name}': use a .zarr, .nii or .nii.gz path")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    src = labels if isinstance(labels, da.Array) else da.from_array(np.asarray(labels),
+                                                                   chunks=chunks or "auto")
+    if chunks is not None:
+        src = src.rechunk(tuple(chunks))
+    dt = np.dtype(np.uint32) if src.dtype.itemsize > 4 else (np.dtype(np.uint8) if src.dtype == bool else src.dtype)
+    out = create_zarr_array(path, src.shape, [c[0] for c in src.chunks], dt, spacing=spacing,
+                            overwrite=True)
+    da.store(src.astype(dt), out, lock=False)
+    return path

@@ -1,0 +1,208 @@
+"""Open 3D volumes lazily as dask arrays in (Z, Y, X) order with their voxel spacing.
+
+Every reader returns a dask array backed by the file's own chunks (zarr) or by a memory map /
+lazy proxy (NIfTI, TIFF, .npy), so opening never reads the whole volume.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+ZARR_SUFFIXES = (".zarr", ".ome.zarr")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
+NUMPY_SUFFIXES = (".npy",)
+SUPPORTED = ZARR_SUFFIXES + NIFTI_SUFFIXES + TIFF_SUFFIXES + NUMPY_SUFFIXES
+
+
+class VolumeError(ValueError):
+    """A volume could not be opened or is not a usable 3D volume."""
+
+
+@dataclass
+class Volume:
+    data: da.Array
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    source: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.data.shape)
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower().rstrip("/")
+    for s in sorted(SUPPORTED, key=len, reverse=True):
+        if name.endswith(s):
+            return s
+    if path.is_dir() and ((path / "zarr.json").exists() or (path / ".zarray").exists()
+                          or (path / ".zgroup").exists()):
+        return ".zarr"
+    return path.suffix.lower()
+
+
+def _as_3d(arr: da.Array, what: str) -> da.Array:
+    # Singleton leading axes (t, c of OME-Zarr, or a 1-channel TIFF) are squeezed; anything else
+    # that is not 3D is refused rather than guessed at.
+    while arr.ndim > 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 3:
+        raise VolumeError(f"{what}: expected a 3D (Z, Y, X) volume, got {arr.ndim}D with shape {tuple(arr.shape)}")
+    if 0 in arr.shape:
+        raise VolumeError(f"{what}: volume is empty (shape {tuple(arr.shape)})")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise VolumeError(f"{what}: unsupported dtype {arr.dtype}; expected a numeric volume")
+    return arr
+
+
+def open_volume(source: Any, spacing: tuple[float, float, float] | None = None) -> Volume:
+    """Open ``source`` (path, numpy/dask/zarr array) as a lazy (Z, Y, X) dask array + spacing.
+
+    ``spacing`` overrides what the file says. Raises :class:`VolumeError` (or FileNotFoundError)
+    with a message naming the problem for missing files, unknown formats and non-3D data.
+    """
+    if isinstance(source, Volume):
+        vol = source
+    elif isinstance(source, (str, Path)):
+        vol = _open_path(Path(source))
+    else:
+        vol = _open_array(source)
+    vol.data = _as_3d(vol.data, vol.source or type(source).__name__)
+    if spacing is not None:
+        vol.spacing = _check_spacing(spacing)
+    return vol
+
+
+def _check_spacing(spacing) -> tuple[float, float, float]:
+    sp = tuple(float(s) for s in spacing)
+    if len(sp) != 3 or not all(np.isfinite(s) and s > 0 for s in sp):
+        raise VolumeError(f"spacing must be three positive numbers (z, y, x), got {spacing!r}")
+    return sp
+
+
+def _open_array(arr: Any) -> Volume:
+    if isinstance(arr, da.Array):
+        return Volume(arr)
+    if hasattr(arr, "shape") and hasattr(arr, "dtype"):
+        if isinstance(arr, np.ndarray):
+            return Volume(da.from_array(arr, chunks=arr.shape))
+        # zarr arrays and other lazy array-likes keep their own chunking
+        chunks = getattr(arr, "chunks", None) or "auto"
+        return Volume(da.from_array(arr, chunks=chunks))
+    raise VolumeError(f"cannot open a volume from {type(arr).__name__}; pass a path or an array")
+
+
+def _open_path(path: Path) -> Volume:
+    if not path.exists():
+        raise FileNotFoundError(f"volume not found: {path}")
+    suf = _suffix(path)
+    if suf in ZARR_SUFFIXES:
+        return _open_zarr(path)
+    if suf in NIFTI_SUFFIXES:
+        return _open_nifti(path)
+    if suf in TIFF_SUFFIXES:
+        return _open_tiff(path)
+    if suf in NUMPY_SUFFIXES:
+        arr = np.load(path, mmap_mode="r")
+        return Volume(da.from_array(arr, chunks=_slab_chunks(arr.shape)), source=str(path))
+    raise VolumeError(f"unsupported volume format '{suf or path.name}' for {path}; "
+                      f"supported: {', '.join(SUPPORTED)}")
+
+
+def _slab_chunks(shape) -> tuple:
+    # ~64 slices per chunk keeps memory-mapped reads lazy without tiny tasks
+    return (min(64, shape[0]),) + tuple(shape[1:]) if len(shape) else ()
+
+
+def _open_nifti(path: Path) -> Volume:
+    import nibabel as nib
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises several types for corrupt headers
+        raise VolumeError(f"cannot read NIfTI {path}: {exc}") from exc
+    proxy = img.dataobj  # lazy ArrayProxy; slicing reads only what is asked for
+    if len(proxy.shape) < 3:
+        raise VolumeError(f"{path}: expected a 3D volume, got shape {proxy.shape}")
+    arr = da.from_array(proxy, chunks=tuple(proxy.shape[:2]) + (min(32, proxy.shape[2]),)
+                        + tuple(proxy.shape[3:]), asarray=True)
+    # NIfTI stores (X, Y, Z[, T]); the engine works in (Z, Y, X)
+    arr = arr.transpose((2, 1, 0) + tuple(range(3, arr.ndim)))
+    zooms = img.header.get_zooms()[:3]
+    while arr.ndim > 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    return Volume(arr, spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])), source=str(path),
+                  meta={"affine": np.asarray(img.affine), "format": "nifti"})
+
+
+def _open_tiff(path: Path) -> Volume:
+    import tifffile
+    import zarr
+    try:
+        store = tifffile.imread(str(path), aszarr=True)
+    except Exception as exc:
+        raise VolumeError(f"cannot read TIFF {path}: {exc}") from exc
+    z = zarr.open(store, mode="r")
+    if isinstance(z, zarr.Group):  # pyramidal TIFF: level 0 is full resolution
+        z = z[sorted(z.array_keys())[0]]
+    spacing = (1.0, 1.0, 1.0)
+    try:
+        with tifffile.TiffFile(str(path)) as tf:
+            ij = tf.imagej_metadata or {}
+            page = tf.pages[0]
+            xres = page.tags.get("XResolution")
+            if xres is not None and ij.get("spacing"):
+                num, den = xres.value
+                xy = den / num if num else 1.0
+                spacing = (float(ij["spacing"]), xy, xy)
+    except Exception:
+        pass  # spacing is optional metadata; the data itself was readable
+    return Volume(da.from_zarr(z), spacing=spacing, source=str(path), meta={"format": "tiff"})
+
+
+def _ome_multiscales(attrs: dict) -> tuple[list | None, str | None]:
+    if "ome" in attrs and "multiscales" in attrs["ome"]:  # OME-Zarr 0.5 (zarr v3)
+        return attrs["ome"]["multiscales"], attrs["ome"].get("version", "0.5")
+    if "multiscales" in attrs:  # OME-Zarr 0.4 (zarr v2)
+        ms = attrs["multiscales"]
+        return ms, ms[0].get("version", "0.4") if ms else "0.4"
+    return None, None
+
+
+def _open_zarr(path: Path) -> Volume:
+    import zarr
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:
+        raise VolumeError(f"cannot open zarr {path}: {exc}") from exc
+    if isinstance(node, zarr.Array):
+        spacing = tuple(node.attrs.get("spacing", (1.0, 1.0, 1.0)))
+        return Volume(da.from_zarr(node), spacing=_check_spacing(spacing), source=str(path),
+                      meta={"format": "zarr"})
+    attrs = dict(node.attrs)
+    ms, version = _ome_multiscales(attrs)
+    if ms:
+        ds0 = ms[0]["datasets"][0]
+        arr = node[ds0["path"]]
+        axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", [])]
+        scale = [1.0] * arr.ndim
+        for t in ds0.get("coordinateTransformations", []):
+            if t.get("type") == "scale":
+                scale = list(t["scale"])
+        spatial = [i for i, a in enumerate(axes) if a in ("z", "y", "x")] or list(range(arr.ndim))[-3:]
+        spacing = tuple(float(scale[i]) for i in spatial[-3:]) if len(spatial) >= 3 else (1.0, 1.0, 1.0)
+        return Volume(da.from_zarr(arr), spacing=spacing, source=str(path),
+                      meta={"format": f"ome-zarr {version}", "axes": axes})
+    keys = sorted(node.array_keys())
+    if len(keys) == 1 or "labels" in keys or "image" in keys:
+        key = "image" if "image" in keys else ("labels" if "labels" in keys else keys[0])
+        arr = node[key]
+        spacing = tuple(arr.attrs.get("spacing", attrs.get("spacing", (1.0, 1.0, 1.0))))
+        return Volume(da.from_zarr(arr), spacing=_check_spacing(spacing), source=str(path),
+                      meta={"format": "zarr", "array": key})
+    raise VolumeError(f"zarr group {path} has no OME multiscales metadata and no single array "
+                      f"to pick (arrays: {keys or 'none'})")

@@ -1,0 +1,139 @@
+"""Shipped sample volumes and a procedural phantom, each with ground truth.
+
+``colin27_2mm``: the Colin27 T1 MRI (MRIcron templates, BSD-3-Clause) at 2 mm with 12 AAL
+subcortical structures and a brain mask, derived by :func:`make_colin27_sample` from
+``../shared/data/colin27``. The phantom is generated on the fly and needs no file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+# AAL indices of the subcortical structures kept in the sample (boundaries visible on T1)
+SUBCORTICAL = {37: "Hippocampus_L", 38: "Hippocampus_R", 41: "Amygdala_L", 42: "Amygdala_R",
+               71: "Caudate_L", 72: "Caudate_R", 73: "Putamen_L", 74: "Putamen_R",
+               75: "Pallidum_L", 76: "Pallidum_R", 77: "Thalamus_L", 78: "Thalamus_R"}
+
+
+@dataclass
+class Sample:
+    image: np.ndarray
+    labels: np.ndarray
+    spacing: tuple[float, float, float]
+    names: dict[int, str] = field(default_factory=dict)
+    brain: np.ndarray | None = None
+
+
+def sample_dir() -> Path:
+    return Path(str(resources.files("halo_seg.sample_data")))
+
+
+def shared_data_dir() -> Path | None:
+    """``../shared/data`` next to the checkout (or $HALO_SEG_SHARED_DATA), if present."""
+    env = os.environ.get("HALO_SEG_SHARED_DATA")
+    cands = [Path(env)] if env else []
+    here = Path(__file__).resolve()
+    cands += [p / "shared" / "data" for p in here.parents] + [Path.cwd().parent / "shared" / "data"]
+    for c in cands:
+        if (c / "colin27" / "ch2.nii.gz").exists():
+            return c
+    return None
+
+
+def _read_nifti_zyx(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
+    import nibabel as nib
+    img = nib.load(str(path))
+    z = img.header.get_zooms()[:3]
+    return np.asanyarray(img.dataobj).transpose(2, 1, 0), (float(z[2]), float(z[1]), float(z[0]))
+
+
+def load_colin27_full(data_dir: Path | None = None) -> Sample:
+    """The full 1 mm Colin27 volume with all 116 AAL labels (needs ../shared/data)."""
+    data_dir = data_dir or shared_data_dir()
+    if data_dir is None:
+        raise FileNotFoundError("../shared/data/colin27 not found; set HALO_SEG_SHARED_DATA")
+    d = Path(data_dir) / "colin27"
+    img, sp = _read_nifti_zyx(d / "ch2.nii.gz")
+    aal, _ = _read_nifti_zyx(d / "aal.nii.gz")
+    bet, _ = _read_nifti_zyx(d / "ch2bet.nii.gz")
+    names = {}
+    for line in (d / "aal_labels.txt").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            names[int(parts[0])] = parts[1]
+    return Sample(img, aal.astype(np.uint8), sp, names, bet > 0)
+
+
+def downsample2(image: np.ndarray, labels: np.ndarray, keep: dict[int, str]):
+    """2x block-mean for the image; per-label majority over the same 2x2x2 blocks for labels."""
+    from skimage.transform import downscale_local_mean
+    img = downscale_local_mean(image.astype(np.float32), (2, 2, 2))
+    out = np.zeros(img.shape, np.uint8)
+    best = np.full(img.shape, 0.5, np.float32)  # a label needs more than half the block
+    for lab in keep:
+        frac = downscale_local_mean((labels == lab).astype(np.float32), (2, 2, 2))
+        win = frac > best
+        out[win] = lab
+        best[win] = frac[win]
+    return img, out
+
+
+def make_colin27_sample(out_dir: Path, data_dir: Path | None = None) -> list[Path]:
+    """Derive the shipped 2 mm Colin27 sample from ../shared/data (run once by the maintainers)."""
+    import nibabel as nib
+    full = load_colin27_full(data_dir)
+    img, lab = downsample2(full.image, full.labels, SUBCORTICAL)
+    _, brain = downsample2(full.image, full.brain.astype(np.uint8), {1: "brain"})
+    img = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    sp = tuple(2 * s for s in full.spacing)
+    aff = np.diag([sp[2], sp[1], sp[0], 1.0])
+    out_dir = Path(out_dir)
+    paths = []
+    for name, arr in (("colin27_2mm_t1", img), ("colin27_2mm_aal12", lab), ("colin27_2mm_brain", brain)):
+        p = out_dir / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(arr.transpose(2, 1, 0), aff), str(p))
+        paths.append(p)
+    return paths
+
+
+def load_colin27_sample() -> Sample:
+    d = sample_dir()
+    img, sp = _read_nifti_zyx(d / "colin27_2mm_t1.nii.gz")
+    lab, _ = _read_nifti_zyx(d / "colin27_2mm_aal12.nii.gz")
+    brain, _ = _read_nifti_zyx(d / "colin27_2mm_brain.nii.gz")
+    return Sample(np.ascontiguousarray(img), np.ascontiguousarray(lab), sp, dict(SUBCORTICAL),
+                  np.ascontiguousarray(brain > 0))
+
+
+def make_phantom(shape=(64, 96, 96), n_objects: int = 6, seed: int = 0, noise: float = 0.08) -> Sample:
+    """A textured 3D phantom: random ellipsoids and blobs on a smooth background, with labels.
+
+    Objects get distinct mean intensities and a texture, the background a smooth bias field,
+    and the whole volume Gaussian noise, so that segmenting it needs more than a threshold.
+    """
+    from scipy import ndimage as ndi
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 8:
+        raise ValueError(f"phantom shape must be 3 sizes >= 8, got {shape}")
+    zz, yy, xx = np.meshgrid(*[np.linspace(-1, 1, s, dtype=np.float32) for s in shape], indexing="ij")
+    labels = np.zeros(shape, np.uint8)
+    image = 0.3 + 0.1 * (zz * rng.uniform(-1, 1) + yy * rng.uniform(-1, 1) + xx * rng.uniform(-1, 1))
+    for k in range(1, n_objects + 1):
+        c = rng.uniform(-0.55, 0.55, 3)
+        r = rng.uniform(0.12, 0.35, 3)
+        rot = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        pts = np.stack([zz - c[0], yy - c[1], xx - c[2]], -1) @ rot
+        wob = ndi.gaussian_filter(rng.normal(size=shape).astype(np.float32), 4) * 6
+        inside = ((pts / r) ** 2).sum(-1) + wob < 1.0
+        inside &= labels == 0
+        labels[inside] = k
+        tex = ndi.gaussian_filter(rng.normal(size=shape).astype(np.float32), 1.5) * 0.6
+        image[inside] = rng.uniform(0.55, 1.0) + tex[inside] * 0.1
+    image = ndi.gaussian_filter(image, 0.7) + rng.normal(0, noise, shape).astype(np.float32)
+    return Sample(image.astype(np.float32), labels, (1.0, 1.0, 1.0),
+                  {k: f"object_{k}" for k in range(1, n_objects + 1)})

@@ -1,0 +1,24 @@
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A small random-init 3D U-Net saved as safetensors (exactness needs no training)."""
+    from halo_seg.engine.unet import UNet3D
+    from halo_seg.engine.weights import save_unet
+    torch.manual_seed(0)
+    net = UNet3D(1, 3, base=4, depth=2)
+    p = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_unet(net, p, classes=["bg", "a", "b"])
+    return p
+
+
+@pytest.fixture(scope="session")
+def phantom_npy(tmp_path_factory):
+    from halo_seg.samples import make_phantom
+    ph = make_phantom((27, 34, 30), n_objects=4, seed=3)
+    p = tmp_path_factory.mktemp("vol") / "phantom.npy"
+    np.save(p, ph.image)
+    return p

@@ -1,0 +1,136 @@
+import tracemalloc
+
+import dask.array as da
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from halo_seg.io import VolumeError, open_volume, write_labels
+
+
+@pytest.fixture
+def vol():
+    return np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+
+
+def test_numpy_and_dask_arrays(vol):
+    v = open_volume(vol)
+    assert isinstance(v.data, da.Array) and v.shape == (4, 5, 6)
+    np.testing.assert_array_equal(v.data.compute(), vol)
+    v2 = open_volume(da.from_array(vol, chunks=2), spacing=(2, 1, 0.5))
+    assert v2.spacing == (2.0, 1.0, 0.5)
+
+
+def test_npy_is_memory_mapped(tmp_path, vol):
+    np.save(tmp_path / "v.npy", vol)
+    v = open_volume(tmp_path / "v.npy")
+    np.testing.assert_array_equal(np.asarray(v.data), vol)
+
+
+def test_nifti_orientation_and_spacing(tmp_path, vol):
+    # NIfTI stores (X, Y, Z): the reader must hand back (Z, Y, X) with the zooms reordered
+    img = nib.Nifti1Image(vol.transpose(2, 1, 0), np.diag([0.5, 0.7, 3.0, 1]))
+    nib.save(img, tmp_path / "v.nii.gz")
+    v = open_volume(tmp_path / "v.nii.gz")
+    assert v.shape == (4, 5, 6)
+    np.testing.assert_allclose(v.spacing, (3.0, 0.7, 0.5))
+    np.testing.assert_array_equal(v.data.compute(), vol)
+
+
+def test_tiff(tmp_path, vol):
+    tifffile.imwrite(tmp_path / "v.tif", vol)
+    v = open_volume(tmp_path / "v.tif")
+    np.testing.assert_array_equal(v.data.compute(), vol)
+
+
+def test_zarr_array_with_spacing(tmp_path, vol):
+    z = zarr.open_array(str(tmp_path / "v.zarr"), mode="w", shape=vol.shape, chunks=(2, 5, 6), dtype=vol.dtype)
+    z[...] = vol
+    z.attrs["spacing"] = [2.0, 1.0, 1.0]
+    v = open_volume(tmp_path / "v.zarr")
+    assert v.spacing == (2.0, 1.0, 1.0) and v.data.chunks[0] == (2, 2)
+    np.testing.assert_array_equal(v.data.compute(), vol)
+
+
+def _ome(tmp_path, vol, version):
+    fmt = 2 if version == "0.4" else 3
+    g = zarr.open_group(str(tmp_path / f"v{version}.ome.zarr"), mode="w", zarr_format=fmt)
+    g.create_array("0", shape=(1, 1) + vol.shape, chunks=(1, 1, 2, 5, 6), dtype=vol.dtype)[...] = vol[None, None]
+    ms = [{"version": version, "axes": [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"},
+                                        {"name": "z", "type": "space"}, {"name": "y", "type": "space"},
+                                        {"name": "x", "type": "space"}],
+           "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale",
+                                                                      "scale": [1, 1, 4.0, 0.5, 0.25]}]}]}]
+    if version == "0.4":
+        g.attrs["multiscales"] = ms
+    else:
+        for m in ms:
+            m.pop("version")
+        g.attrs["ome"] = {"version": "0.5", "multiscales": ms}
+    return tmp_path / f"v{version}.ome.zarr"
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_ome_zarr(tmp_path, vol, version):
+    v = open_volume(_ome(tmp_path, vol, version))
+    assert v.shape == (4, 5, 6)
+    assert v.spacing == (4.0, 0.5, 0.25)
+    assert v.meta["format"] == f"ome-zarr {version}"
+    np.testing.assert_array_equal(v.data.compute(), vol)
+
+
+def test_zarr_open_is_lazy(tmp_path):
+    # a 1 GiB zarr volume (chunks never written read as fill value): opening it and reading one
+    # block must not allocate anything near the volume's size
+    z = zarr.open_array(str(tmp_path / "big.zarr"), mode="w", shape=(1024, 1024, 1024), chunks=(64, 64, 64),
+                        dtype=np.uint8, fill_value=0)
+    z[64:128, 0:64, 0:64] = 7
+    tracemalloc.start()
+    v = open_volume(tmp_path / "big.zarr")
+    block = np.asarray(v.data[64:96, 0:32, 0:32])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert v.shape == (1024, 1024, 1024)
+    assert (block == 7).all()
+    assert peak < 32 * 2 ** 20, f"opening + one block read allocated {peak / 2**20:.0f} MiB"
+
+
+def test_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        open_volume(tmp_path / "missing.nii.gz")
+    (tmp_path / "v.xyz").write_text("x")
+    with pytest.raises(VolumeError, match="unsupported volume format"):
+        open_volume(tmp_path / "v.xyz")
+    np.save(tmp_path / "flat.npy", np.zeros((5, 5)))
+    with pytest.raises(VolumeError, match="expected a 3D"):
+        open_volume(tmp_path / "flat.npy")
+    with pytest.raises(VolumeError, match="expected a 3D"):
+        open_volume(np.zeros((2, 3, 4, 5)))
+    with pytest.raises(VolumeError, match="empty"):
+        open_volume(np.zeros((0, 3, 4)))
+    with pytest.raises(VolumeError, match="dtype"):
+        open_volume(np.array([[["a"]]]))
+    (tmp_path / "bad.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(VolumeError, match="cannot read NIfTI"):
+        open_volume(tmp_path / "bad.nii.gz")
+    with pytest.raises(VolumeError, match="spacing"):
+        open_volume(np.zeros((2, 2, 2)), spacing=(1, 0, 1))
+
+
+def test_write_labels_roundtrip(tmp_path):
+    lab = np.zeros((10, 12, 14), np.uint16)
+    lab[2:5, 3:9, 4:6] = 300
+    p = write_labels(da.from_array(lab, chunks=5), tmp_path / "l.zarr", spacing=(2, 1, 1), chunks=(5, 6, 7))
+    z = zarr.open_array(str(p), mode="r")
+    assert z.chunks == (5, 6, 7) and z.attrs["spacing"] == [2.0, 1.0, 1.0]
+    np.testing.assert_array_equal(z[...], lab)
+    write_labels(lab, tmp_path / "l.nii.gz", spacing=(2, 1, 1))
+    v = open_volume(tmp_path / "l.nii.gz")
+    np.testing.assert_array_equal(v.data.compute(), lab)
+    assert v.spacing == (2.0, 1.0, 1.0)
+    with pytest.raises(VolumeError, match="integer"):
+        write_labels(lab.astype(float), tmp_path / "f.zarr")
+    with pytest.raises(VolumeError, match="use a .zarr"):
+        write_labels(lab, tmp_path / "l.png")

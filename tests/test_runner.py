@@ -1,0 +1,100 @@
+import time
+
+import numpy as np
+import pytest
+import zarr
+
+from halo_seg.cli import main
+from halo_seg.engine.partition import PartitionError, PartitionPlan
+from halo_seg.engine.runner import EngineError, segment
+from halo_seg.engine.weights import WeightsError
+from halo_seg.io import VolumeError
+
+
+def _read(path):
+    g = zarr.open_group(str(path), mode="r")
+    return g["labels"][...], g["probabilities"][...], g
+
+
+def test_halo_output_equals_whole_volume(tmp_path, phantom_npy, tiny_weights):
+    segment(phantom_npy, tmp_path / "whole.zarr", tiny_weights, mode="whole", save_probabilities=True)
+    res = segment(phantom_npy, tmp_path / "halo.zarr", tiny_weights, grid=(2, 1, 2), save_probabilities=True)
+    lw, pw, _ = _read(tmp_path / "whole.zarr")
+    lh, ph, g = _read(tmp_path / "halo.zarr")
+    assert np.abs(ph - pw).max() <= 1e-4
+    np.testing.assert_array_equal(lh, lw)
+    np.testing.assert_allclose(ph.sum(0), 1.0, atol=1e-5)
+    plan = PartitionPlan(lh.shape, (2, 1, 2), 4)
+    assert g["labels"].chunks == plan.chunks  # each rank wrote whole chunks of its own
+    assert len(res.ranks) == 4 and g["done"][...].all()
+
+
+def test_tile_baseline_covers_volume_but_is_not_exact(tmp_path, phantom_npy, tiny_weights):
+    segment(phantom_npy, tmp_path / "whole.zarr", tiny_weights, mode="whole", save_probabilities=True)
+    segment(phantom_npy, tmp_path / "tile.zarr", tiny_weights, mode="tile", tile_size=16, overlap=0.5,
+            save_probabilities=True)
+    _, pw, _ = _read(tmp_path / "whole.zarr")
+    _, pt, _ = _read(tmp_path / "tile.zarr")
+    np.testing.assert_allclose(pt.sum(0), 1.0, atol=1e-5)
+    # windows see less context than the whole network: the blended result deviates somewhere
+    assert np.abs(pt - pw).max() > 1e-3
+
+
+def test_resume_skips_finished_run_and_redoes_missing_blocks(tmp_path, phantom_npy, tiny_weights):
+    out = tmp_path / "o.zarr"
+    segment(phantom_npy, out, tiny_weights, grid=(2, 1, 1))
+    ref = zarr.open_group(str(out))["labels"][...]
+    assert segment(phantom_npy, out, tiny_weights, grid=(2, 1, 1), resume=True).skipped
+    g = zarr.open_group(str(out), mode="a")
+    g["labels"][:16] = 0          # as if rank 0 crashed before writing
+    g["done"][0, 0, 0] = 0
+    r = segment(phantom_npy, out, tiny_weights, grid=(2, 1, 1), resume=True)
+    assert not r.skipped
+    np.testing.assert_array_equal(zarr.open_group(str(out))["labels"][...], ref)
+    with pytest.raises(VolumeError, match="different job"):
+        segment(phantom_npy, out, tiny_weights, grid=(1, 2, 1), resume=True)
+
+
+def test_dead_rank_fails_fast_with_its_number(tmp_path, phantom_npy, tiny_weights):
+    t = time.monotonic()
+    with pytest.raises(EngineError, match="rank 1 of 2 died"):
+        segment(phantom_npy, tmp_path / "o.zarr", tiny_weights, grid=(2, 1, 1), timeout=60,
+                _fault={"rank": 1, "kind": "exit"})
+    assert time.monotonic() - t < 60
+
+
+def test_hung_rank_times_out(tmp_path, phantom_npy, tiny_weights):
+    t = time.monotonic()
+    with pytest.raises(EngineError, match="rank"):
+        segment(phantom_npy, tmp_path / "o.zarr", tiny_weights, grid=(2, 1, 1), timeout=5,
+                _fault={"rank": 1, "kind": "hang"})
+    assert time.monotonic() - t < 60
+
+
+def test_bad_inputs(tmp_path, phantom_npy, tiny_weights):
+    with pytest.raises(PartitionError, match="larger than the volume"):
+        segment(phantom_npy, tmp_path / "o.zarr", tiny_weights, grid=(16, 1, 1))
+    np.save(tmp_path / "flat.npy", np.zeros((8, 8), np.float32))
+    with pytest.raises(VolumeError, match="3D"):
+        segment(tmp_path / "flat.npy", tmp_path / "o.zarr", tiny_weights)
+    with pytest.raises(WeightsError, match="not found"):
+        segment(phantom_npy, tmp_path / "o.zarr", tmp_path / "nope.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(WeightsError, match="corrupt"):
+        segment(phantom_npy, tmp_path / "o.zarr", tmp_path / "bad.safetensors")
+    (tmp_path / "w.pt").write_bytes(b"x")
+    with pytest.raises(WeightsError, match="safetensors"):
+        segment(phantom_npy, tmp_path / "o.zarr", tmp_path / "w.pt")
+    with pytest.raises(EngineError, match="mode"):
+        segment(phantom_npy, tmp_path / "o.zarr", tiny_weights, mode="magic")
+
+
+def test_cli_segment_and_errors(tmp_path, phantom_npy, tiny_weights, capsys):
+    assert main(["segment", str(phantom_npy), str(tmp_path / "c.zarr"), "--weights", str(tiny_weights),
+                 "--grid", "2,1,1"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert zarr.open_group(str(tmp_path / "c.zarr"))["done"][...].all()
+    assert main(["segment", str(tmp_path / "missing.zarr"), str(tmp_path / "d.zarr"),
+                 "--weights", str(tiny_weights)]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["info", str(phantom_npy)]) == 0

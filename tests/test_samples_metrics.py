@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+
+from halo_seg.interactive.baseline import fill_between_curve, interpolate_masks, signed_distance
+from halo_seg.metrics import dice, dice_per_slice
+from halo_seg.samples import load_colin27_sample, make_phantom
+from halo_seg.train.losses import dice_ce_loss, soft_dice_loss, unet_weight_map
+
+
+def test_dice_hand_computed():
+    a = np.zeros((1, 4, 4), bool); a[0, :2, :2] = True          # 4 voxels
+    b = np.zeros((1, 4, 4), bool); b[0, :2, :3] = True          # 6 voxels, 4 shared
+    assert dice(a, b) == pytest.approx(2 * 4 / 10)
+    assert dice(np.zeros(3), np.zeros(3)) == 1.0
+    np.testing.assert_allclose(dice_per_slice(a, b), [0.8])
+    with pytest.raises(ValueError, match="shapes"):
+        dice(a, b[0])
+
+
+def test_colin27_sample_is_brain_with_structures():
+    s = load_colin27_sample()
+    assert s.spacing == (2.0, 2.0, 2.0)
+    # deep grey matter lies inside the brain mask and is brighter than CSF-free background
+    assert s.brain[s.labels > 0].mean() > 0.99
+    assert s.image[s.brain].mean() > 3 * s.image[~s.brain].mean()
+
+
+def test_phantom_is_deterministic_and_labelled():
+    a, b = make_phantom((16, 20, 24), seed=5), make_phantom((16, 20, 24), seed=5)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.image[a.labels > 0].mean() > a.image[a.labels == 0].mean()
+    with pytest.raises(ValueError):
+        make_phantom((4, 4))
+
+
+def test_signed_distance_interpolation_midway_between_discs():
+    yy, xx = np.mgrid[:41, :41]
+    small = (yy - 20) ** 2 + (xx - 20) ** 2 <= 5 ** 2
+    big = (yy - 20) ** 2 + (xx - 20) ** 2 <= 15 ** 2
+    out = interpolate_masks({0: small, 10: big}, (11, 41, 41))
+    r = np.sqrt(out[5].sum() / np.pi)
+    assert 9 < r < 11             # the disc radius interpolates linearly: ~10 halfway
+    assert not out[:0].any() and signed_distance(np.zeros((3, 3)))[0, 0] > 0
+
+
+def test_fill_between_improves_with_more_slices():
+    s = load_colin27_sample()
+    curve = fill_between_curve(s.labels == 77, rounds=6)
+    assert curve[0] < 0.3 < curve[-1]
+    assert curve[-1] == max(curve)
+
+
+def test_unet_weight_map_emphasises_gaps_between_touching_objects():
+    lab = np.zeros((1, 30, 40), np.uint8)
+    lab[0, 5:25, 5:18] = 1
+    lab[0, 5:25, 20:35] = 1          # two objects, 2-pixel gap at x = 18, 19
+    w = unet_weight_map(lab, w0=10, sigma=5, class_balance=False)
+    assert w[0, 15, 18] > 8          # in the gap: d1 + d2 small -> ~1 + 10 exp(-small)
+    assert w[0, 15, 38] < w[0, 15, 18] / 2
+    assert np.allclose(w[lab > 0], 1.0)
+
+
+def test_losses_are_zero_for_perfect_prediction_and_ignore_masked_voxels():
+    target = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    target[0, 1:3, 1:3, 1:3] = 1
+    perfect = torch.nn.functional.one_hot(target, 2).movedim(-1, 1).float() * 40 - 20
+    assert soft_dice_loss(perfect, target).item() < 1e-4
+    w = torch.ones(1, 4, 4, 4)
+    w[0, 0] = 0
+    bad = perfect.clone()
+    bad[:, :, 0] = -bad[:, :, 0]      # wrong only where the weight is 0
+    assert dice_ce_loss(bad, target, w).item() == pytest.approx(dice_ce_loss(perfect, target, w).item(), abs=1e-4)
