@@ -21,3 +21,42 @@ def test_reader_in_viewer(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     viewer.open(str(tmp_path / "v.npy"), plugin="napari-halo-seg")
     assert viewer.layers[0].data.shape == (8, 9, 10)
+
+
+def test_auto_widget_segments_in_background(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):
+    import zarr
+    from napari_halo_seg._auto_widget import AutoSegmentWidget
+    from halo_seg.engine.runner import segment
+    viewer = make_napari_viewer()
+    viewer.open(str(phantom_npy), plugin="napari-halo-seg")
+    w = AutoSegmentWidget(viewer)
+    w.weights.setText(str(tiny_weights))
+    w.grid.setText("2,1,1")
+    w.output.setText(str(tmp_path / "out.zarr"))
+    w.run()
+    assert w.worker is not None and not w.run_btn.isEnabled()  # returned at once, work is in the background
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "done" in w.status.text(), w.status.text()
+    lab = viewer.layers[-1]
+    assert lab.__class__.__name__ == "Labels"
+    segment(phantom_npy, tmp_path / "ref.zarr", tiny_weights, mode="whole")
+    np.testing.assert_array_equal(np.asarray(lab.data), zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...])
+
+
+def test_auto_widget_cancel_and_errors_keep_layers(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):
+    from napari_halo_seg._auto_widget import AutoSegmentWidget
+    viewer = make_napari_viewer()
+    viewer.open(str(phantom_npy), plugin="napari-halo-seg")
+    w = AutoSegmentWidget(viewer)
+    w.weights.setText(str(tiny_weights))
+    w.mode.setCurrentText("tile")
+    w.output.setText(str(tmp_path / "c.zarr"))
+    w.run()
+    w.cancel()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert "cancelled" in w.status.text() and len(viewer.layers) == 1
+    w.weights.setText(str(tmp_path / "missing.safetensors"))
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert "failed" in w.status.text() and "not found" in w.status.text()
+    assert len(viewer.layers) == 1 and w.run_btn.isEnabled()

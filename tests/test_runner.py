@@ -98,3 +98,20 @@ def test_cli_segment_and_errors(tmp_path, phantom_npy, tiny_weights, capsys):
                  "--weights", str(tiny_weights)]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["info", str(phantom_npy)]) == 0
+
+
+def test_torchrun_ranks_equal_whole_volume(tmp_path, phantom_npy, tiny_weights):
+    import os
+    import subprocess
+    import sys
+    from halo_seg.engine.runner import _free_port
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-port", str(_free_port()),
+           "-m", "halo_seg.cli", "segment", str(phantom_npy), str(tmp_path / "t.zarr"),
+           "--weights", str(tiny_weights), "--grid", "1,2,1"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    segment(phantom_npy, tmp_path / "w.zarr", tiny_weights, mode="whole")
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...],
+                                  zarr.open_group(str(tmp_path / "w.zarr"))["labels"][...])

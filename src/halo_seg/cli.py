@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=cmd_train)
     td = sub.add_parser("train-default", help="retrain the shipped default model on the sample")
     td.add_argument("--out", default="src/halo_seg/weights/unet3d_default.safetensors")
-    td.add_argument("--iterations", type=int, default=800)
+    td.add_argument("--iterations", type=int, default=2500)
     td.add_argument("--threads", type=int, default=None)
     td.set_defaults(fn=cmd_train_default)
     i = sub.add_parser("info", help="shape, dtype, spacing and chunks of a volume")

@@ -72,11 +72,18 @@ class _HaloAxis(torch.autograd.Function):
         return gx, None, None, None, None, None
 
 
+def exchanged_axes(hctx: HaloContext) -> tuple[bool, bool, bool]:
+    """Axes along which this rank has a neighbour; along the others the conv pads with zeros itself."""
+    return tuple(any(n is not None for n in hctx.neighbours(a)) for a in range(3))
+
+
 def halo_pad(x: torch.Tensor, width: int, hctx: HaloContext) -> torch.Tensor:
-    """Extend a (N, C, Z, Y, X) block by `width` voxels on every side with its neighbours' data."""
-    for axis in range(3):
-        lo, hi = hctx.neighbours(axis)
-        x = _HaloAxis.apply(x, 2 + axis, width, lo, hi, hctx.group)
+    """Extend a (N, C, Z, Y, X) block by `width` voxels with its neighbours' data, along the axes
+    that have neighbours (the others are left for the convolution's own zero padding)."""
+    for axis, has in enumerate(exchanged_axes(hctx)):
+        if has:
+            lo, hi = hctx.neighbours(axis)
+            x = _HaloAxis.apply(x, 2 + axis, width, lo, hi, hctx.group)
     return x
 
 

@@ -34,6 +34,10 @@ class EngineError(RuntimeError):
     """A segmentation run failed (a rank died, hung, or the job is invalid)."""
 
 
+class Cancelled(EngineError):
+    """The run was cancelled by the caller; blocks already written stay (use resume)."""
+
+
 @dataclass
 class SegmentResult:
     output: str
@@ -80,6 +84,9 @@ def _device_for(device: str, local_rank: int = 0) -> torch.device:
     if device == "cuda":
         if not torch.cuda.is_available():
             raise EngineError("--device cuda was asked for but no CUDA device is available")
+        # TF32 convolutions differ per algorithm, i.e. per block shape: keep fp32 so that every
+        # partitioning gives the same labels
+        torch.backends.cudnn.allow_tf32 = False
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     if device != "cpu":
         raise EngineError(f"unknown device {device!r}; use cpu, cuda or auto")
@@ -95,8 +102,13 @@ def _signature(job, plan_shape, grid, meta):
 def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cpu", mode: str = "halo",
             overlap: float = 0.5, tile_size: int | None = None, save_probabilities: bool = False,
             resume: bool = False, timeout: float = 1800.0, threads: int | None = None,
-            progress: Callable[[int, int, str], None] | None = None, _fault: dict | None = None) -> SegmentResult:
-    """Segment `source` (path or array) into the zarr group `output` (`labels`, `probabilities`)."""
+            progress: Callable[[int, int, str], None] | None = None, cancel=None,
+            _fault: dict | None = None) -> SegmentResult:
+    """Segment `source` (path or array) into the zarr group `output` (`labels`, `probabilities`).
+
+    `cancel`: an object with ``is_set()`` (a threading.Event); when set, the ranks are stopped
+    (or the tile loop ends) and :class:`Cancelled` is raised.
+    """
     if mode not in MODES:
         raise EngineError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     if not 0.0 <= overlap < 1.0:
@@ -106,7 +118,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     net, meta = load_unet(weights)  # validates weights before any process starts
     plan = PartitionPlan(vol.shape, grid, net.multiple)  # validates grid vs volume
     job = dict(source=source, output=str(output), weights=str(weights), grid=grid, device=device,
-               mode=mode, overlap=overlap, tile_size=tile_size, probabilities=save_probabilities,
+               mode=mode, overlap=overlap, tile_size=tile_size, probabilities=save_probabilities, resume=resume,
                timeout=float(timeout), threads=threads, fault=_fault or {})
     chunks = plan.chunks if mode == "halo" else tuple(min(s, 64) for s in vol.shape)
     sig = _signature(job, vol.shape, grid, meta)
@@ -115,21 +127,22 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     if not distributed_env or int(os.environ["RANK"]) == 0:
         open_output(output, vol.shape, chunks, grid, n_classes, vol.spacing, sig, save_probabilities, resume)
     t0 = time.perf_counter()
+    if distributed_env:  # under torchrun the ranks decide together, after rank 0 made the output
+        rep = _torchrun_rank(job)
+        return SegmentResult(str(output), mode, grid, time.perf_counter() - t0, [rep],
+                             skipped=rep.get("skipped", False))
     if resume and done_map(output).all():
         return SegmentResult(str(output), mode, grid, 0.0, skipped=True)
     if mode == "halo":
-        if distributed_env:
-            ranks = [_torchrun_rank(job)]
-        else:
-            ranks = _spawn_ranks(job, plan, progress)
+        ranks = _spawn_ranks(job, plan, progress, cancel)
     else:
-        ranks = [_single_process(job, vol, net, meta, progress)]
+        ranks = [_single_process(job, vol, net, meta, progress, cancel)]
     return SegmentResult(str(output), mode, grid, time.perf_counter() - t0, ranks)
 
 
 # ---------------------------------------------------------------- halo mode: ranks
 
-def _spawn_ranks(job, plan: PartitionPlan, progress) -> list:
+def _spawn_ranks(job, plan: PartitionPlan, progress, cancel=None) -> list:
     import torch.multiprocessing as mp
     world = plan.world_size
     job = dict(job, init=f"tcp://127.0.0.1:{_free_port()}", world=world)
@@ -157,6 +170,8 @@ def _spawn_ranks(job, plan: PartitionPlan, progress) -> list:
                                           f"in {msg['seconds']:.1f}s")
             if finished:
                 break
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("segmentation cancelled; the ranks were stopped")
             if time.monotonic() > deadline:
                 alive = [i for i, p in enumerate(ctx.processes) if p.is_alive()]
                 raise EngineError(f"halo run did not finish within {job['timeout']:.0f}s; ranks still "
@@ -198,6 +213,9 @@ def _rank_main(rank: int, job: dict, q) -> dict:
     dist.init_process_group(backend, init_method=job["init"], rank=rank, world_size=job["world"],
                             timeout=timedelta(seconds=job["timeout"]))
     try:
+        dist.barrier()  # under torchrun, rank 0 creates the output before this point
+        if job.get("resume") and done_map(job["output"]).all():
+            return {"rank": rank, "skipped": True, "seconds": 0.0, "peak_mb": 0.0}
         fault = job.get("fault") or {}
         if fault.get("rank") == rank:  # test hook: simulate a dead or hung rank
             if fault.get("kind") == "hang":
@@ -241,7 +259,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
 
 # ---------------------------------------------------------------- whole and tile modes
 
-def _single_process(job, vol, net, meta, progress) -> dict:
+def _single_process(job, vol, net, meta, progress, cancel=None) -> dict:
     if job["threads"]:
         torch.set_num_threads(job["threads"])
     dev = _device_for(job["device"])
@@ -255,7 +273,7 @@ def _single_process(job, vol, net, meta, progress) -> dict:
             progress(1, 1, "whole volume")
     else:
         probs = predict_tiles(net, vol.data, lambda a: normalize.apply(a, mean, std, spec), dev,
-                              tile=job["tile_size"], overlap=job["overlap"], progress=progress)
+                              tile=job["tile_size"], overlap=job["overlap"], progress=progress, cancel=cancel)
     peak = _peak_growth_mb(rss0)
     write_block(job["output"], tuple(slice(0, s) for s in vol.shape), probs, (0, 0, 0), job["probabilities"])
     return {"rank": 0, "coords": (0, 0, 0), "seconds": time.perf_counter() - t0, "peak_mb": peak,
@@ -292,7 +310,7 @@ def tile_starts(n: int, t: int, step: int) -> list[int]:
 
 
 def predict_tiles(net, data, norm, dev, tile: int | None = None, overlap: float = 0.5,
-                  progress=None) -> np.ndarray:
+                  progress=None, cancel=None) -> np.ndarray:
     """Overlap-tile baseline: mirror-padded border context (U-Net paper), Gaussian-blended windows
     (nnU-Net / MONAI) at `overlap`. Each window reads only its own part of the lazy volume."""
     import dask.array as da
@@ -317,6 +335,8 @@ def predict_tiles(net, data, norm, dev, tile: int | None = None, overlap: float 
         for z in starts[0]:
             for y in starts[1]:
                 for x in starts[2]:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("segmentation cancelled")
                     sl = (slice(z, z + t), slice(y, y + t), slice(x, x + t))
                     xt = norm(np.asarray(src[sl]))
                     p = torch.softmax(net(torch.from_numpy(xt)[None, None].to(dev))[0], 0).float().cpu().numpy()

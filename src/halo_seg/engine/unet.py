@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .halo import HaloContext, distributed_instance_norm, halo_pad
+from .halo import HaloContext, distributed_instance_norm, exchanged_axes, halo_pad
 
 
 class PartitionAware(nn.Module):
@@ -27,8 +27,11 @@ class HaloConv3d(nn.Conv3d, PartitionAware):
     def forward(self, x):
         if self.hctx is None:
             return super().forward(x)
-        x = halo_pad(x, self.kernel_size[0] // 2, self.hctx)
-        return F.conv3d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        w = self.kernel_size[0] // 2
+        x = halo_pad(x, w, self.hctx)
+        # zero padding (as on the whole volume) along axes without neighbours, none where halos came in
+        pad = tuple(0 if has else w for has in exchanged_axes(self.hctx))
+        return F.conv3d(x, self.weight, self.bias, self.stride, pad, self.dilation, self.groups)
 
 
 class SpatialInstanceNorm(nn.InstanceNorm3d, PartitionAware):

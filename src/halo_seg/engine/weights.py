@@ -70,3 +70,7 @@ def load_unet(spec: str | Path = "default", device: str | torch.device = "cpu") 
     meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     meta["path"] = str(path)
     return net.to(device).eval(), meta
+
+
+def default_weights_installed() -> bool:
+    return (weights_dir() / DEFAULT_NAME).exists()

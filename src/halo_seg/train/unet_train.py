@@ -57,15 +57,19 @@ def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, nam
         raise TrainingError(f"{name}: volume {image.shape} is too small (need >= 8 voxels per axis)")
 
 
-def _sample_patch(img, lab, wmap, region, patch, rng, fg_p):
+def class_voxels(lab, region) -> dict[int, np.ndarray]:
+    """Voxel coordinates of each foreground class inside the training region."""
+    return {int(k): np.argwhere((lab == k) & region) for k in np.unique(lab[region]) if k > 0}
+
+
+def _sample_patch(img, lab, wmap, region, fg, patch, rng, fg_p):
     shape = img.shape
     p = [min(ps, s) for ps, s in zip(patch, shape)]
-    if rng.random() < fg_p:
-        fg = np.argwhere((lab > 0) & region)
-        c = fg[rng.integers(len(fg))] if len(fg) else None
+    if fg and rng.random() < fg_p:
+        # a class first, then one of its voxels (nnU-Net): small classes are seen as often as big ones
+        vox = fg[list(fg)[rng.integers(len(fg))]]
+        c = vox[rng.integers(len(vox))]
     else:
-        c = None
-    if c is None:
         cand = np.argwhere(region[::4, ::4, ::4]) * 4
         c = cand[rng.integers(len(cand))]
     lo = [int(np.clip(ci - pi // 2, 0, s - pi)) for ci, pi, s in zip(c, p, shape)]
@@ -92,7 +96,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         tr = np.ones(im.shape, bool) if train_regions is None else train_regions[i]
         va = (~tr if train_regions is not None else np.ones(im.shape, bool)) if val_regions is None else val_regions[i]
         vols.append((normalize.apply(im, mean, std, spec), lb.astype(np.int64),
-                     unet_weight_map(lb, cfg.w0, cfg.sigma), tr, va))
+                     unet_weight_map(lb, cfg.w0, cfg.sigma), tr, va, class_voxels(lb, tr)))
     net = UNet3D(1, cfg.n_classes, base=cfg.base, depth=cfg.depth)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=0.1)
@@ -108,8 +112,8 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         net.train()
         xs, ys, ws = [], [], []
         for _ in range(cfg.batch):
-            img, lab, wmap, tr, _ = vols[rng.integers(len(vols))]
-            x, y, w = _sample_patch(img, lab, wmap, tr, cfg.patch, rng, cfg.foreground_p)
+            img, lab, wmap, tr, _, fg = vols[rng.integers(len(vols))]
+            x, y, w = _sample_patch(img, lab, wmap, tr, fg, cfg.patch, rng, cfg.foreground_p)
             x, y, w = random_flip_rot([x, y, w], rng, cfg.flip_axes, rot_axes=())
             x, y, w = elastic_scale([x, y.astype(np.float32), w], rng)
             xs.append(intensity(x, rng)); ys.append(y.astype(np.int64)); ws.append(w)
@@ -126,7 +130,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         if it % cfg.epoch == 0 or it == cfg.iterations:
             net.eval()
             scores = []
-            for img, lab, _, _, va in vols:
+            for img, lab, _, _, va, _ in vols:
                 pred = predict_whole(net, img, torch.device("cpu")).argmax(0)
                 scores.append([dice((pred == c) & va, (lab == c) & va) for c in range(1, cfg.n_classes)])
             per_class = np.mean(scores, 0).tolist()

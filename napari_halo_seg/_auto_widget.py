@@ -1,0 +1,158 @@
+"""Dock widget: automatic segmentation of an image layer with the halo engine, in the background.
+
+The engine runs in a worker thread (its ranks are separate processes), reports per-block progress
+through a Qt signal, can be cancelled, and its labels come back as a lazily loaded Labels layer.
+"""
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+
+import napari
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                            QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
+
+from halo_seg.engine.partition import parse_grid
+from halo_seg.engine.runner import Cancelled, segment
+
+
+class _Bridge(QObject):
+    progressed = Signal(int, int, str)
+
+
+def layer_source(layer):
+    """What the engine should read: the file the layer came from (ranks read their blocks from it
+    lazily) or else the layer's (dask or numpy) data."""
+    src = (layer.metadata or {}).get("source")
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    if src and Path(src).exists():
+        return src
+    return data
+
+
+class AutoSegmentWidget(QWidget):
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker = None
+        self._cancel = threading.Event()
+        self._bridge = _Bridge()
+        self._bridge.progressed.connect(self._on_progress)
+
+        self.image = QComboBox()
+        self.weights = QLineEdit("default")
+        browse = QPushButton("...")
+        browse.clicked.connect(self._browse)
+        wrow = QHBoxLayout()
+        wrow.addWidget(self.weights)
+        wrow.addWidget(browse)
+        self.device = QComboBox()
+        self.device.addItems(["cpu", "cuda"])
+        self.mode = QComboBox()
+        self.mode.addItems(["halo", "tile", "whole"])
+        self.grid = QLineEdit("2,1,1")
+        self.overlap = QDoubleSpinBox()
+        self.overlap.setRange(0.0, 0.9)
+        self.overlap.setSingleStep(0.25)
+        self.overlap.setValue(0.5)
+        self.output = QLineEdit("")
+        self.output.setPlaceholderText("output .zarr (default: a new temporary folder)")
+        form = QFormLayout()
+        form.addRow("image", self.image)
+        form.addRow("weights", wrow)
+        form.addRow("device", self.device)
+        form.addRow("mode", self.mode)
+        form.addRow("grid z,y,x", self.grid)
+        form.addRow("tile overlap", self.overlap)
+        form.addRow("output", self.output)
+        self.run_btn = QPushButton("Segment")
+        self.run_btn.clicked.connect(self.run)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_btn)
+        buttons.addWidget(self.cancel_btn)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(buttons)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addStretch()
+        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            ev.connect(self._refresh_layers)
+        self._refresh_layers()
+
+    def _refresh_layers(self, *_):
+        current = self.image.currentText()
+        self.image.clear()
+        self.image.addItems([l.name for l in self.viewer.layers if isinstance(l, napari.layers.Image)])
+        if current:
+            self.image.setCurrentText(current)
+
+    def _browse(self):
+        path, _ = QFileDialog.getOpenFileName(self, "weights", "", "safetensors (*.safetensors)")
+        if path:
+            self.weights.setText(path)
+
+    def _on_progress(self, done, total, msg):
+        self.progress.setMaximum(total)
+        self.progress.setValue(done)
+        self.status.setText(msg)
+
+    def run(self):
+        name = self.image.currentText()
+        if not name:
+            self.status.setText("no image layer to segment: open or add one first")
+            return
+        layer = self.viewer.layers[name]
+        try:
+            grid = parse_grid(self.grid.text())
+        except ValueError as exc:
+            self.status.setText(str(exc))
+            return
+        out = self.output.text().strip() or str(Path(tempfile.mkdtemp(prefix="halo-seg-")) / f"{name}_labels.zarr")
+        kwargs = dict(weights=self.weights.text().strip() or "default", grid=grid, device=self.device.currentText(),
+                      mode=self.mode.currentText(), overlap=self.overlap.value())
+        self._cancel.clear()
+        self.run_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.progress.setMaximum(0)  # busy until the first block reports
+        self.status.setText(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...")
+        from napari.qt.threading import create_worker
+        self.worker = create_worker(segment, layer_source(layer), out, progress=self._bridge.progressed.emit,
+                                    cancel=self._cancel, **kwargs)
+        self.worker.returned.connect(lambda res: self._done(res, layer))
+        self.worker.errored.connect(self._failed)
+        self.worker.finished.connect(self._finished)
+        self.worker.start()
+
+    def cancel(self):
+        self._cancel.set()
+        self.status.setText("cancelling ...")
+
+    def _done(self, res, layer):
+        import dask.array as da
+        import zarr
+        labels = da.from_zarr(zarr.open_group(res.output, mode="r")["labels"])
+        self.viewer.add_labels(labels, name=f"{layer.name} labels ({res.mode})", scale=layer.scale[-3:],
+                               metadata={"source": res.output})
+        self.progress.setMaximum(1)
+        self.progress.setValue(1)
+        self.status.setText(f"done in {res.seconds:.1f}s: {res.output}")
+
+    def _failed(self, exc):
+        self.progress.setMaximum(1)
+        self.progress.setValue(0)
+        prefix = "cancelled" if isinstance(exc, Cancelled) else "failed"
+        self.status.setText(f"{prefix}: {exc}")
+
+    def _finished(self):
+        self.run_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+        self.worker = None
