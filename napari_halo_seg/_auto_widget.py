@@ -22,6 +22,16 @@ class _Bridge(QObject):
     progressed = Signal(int, int, str)
 
 
+def _segment_or_error(*args, **kwargs):
+    """Run the engine; hand an exception back as a value so the widget reports it in its status line
+    (the user's layers are untouched) instead of it escaping the worker thread."""
+    # a tuple, not a bare exception: superqt treats a returned exception as the worker's own error
+    try:
+        return segment(*args, **kwargs), None
+    except Exception as exc:  # every engine error is shown to the user, none is fatal to the viewer
+        return None, exc
+
+
 def layer_source(layer):
     """What the engine should read: the file the layer came from (ranks read their blocks from it
     lazily) or else the layer's (dask or numpy) data."""
@@ -125,7 +135,8 @@ class AutoSegmentWidget(QWidget):
         self.progress.setMaximum(0)  # busy until the first block reports
         self.status.setText(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...")
         from napari.qt.threading import create_worker
-        self.worker = create_worker(segment, layer_source(layer), out, progress=self._bridge.progressed.emit,
+        self.worker = create_worker(_segment_or_error, layer_source(layer), out,
+                                    progress=self._bridge.progressed.emit,
                                     cancel=self._cancel, **kwargs)
         self.worker.returned.connect(lambda res: self._done(res, layer))
         self.worker.errored.connect(self._failed)
@@ -136,9 +147,12 @@ class AutoSegmentWidget(QWidget):
         self._cancel.set()
         self.status.setText("cancelling ...")
 
-    def _done(self, res, layer):
+    def _done(self, outcome, layer):
         import dask.array as da
         import zarr
+        res, exc = outcome
+        if exc is not None:
+            return self._failed(exc)
         labels = da.from_zarr(zarr.open_group(res.output, mode="r")["labels"])
         self.viewer.add_labels(labels, name=f"{layer.name} labels ({res.mode})", scale=layer.scale[-3:],
                                metadata={"source": res.output})
