@@ -23,16 +23,21 @@ def test_reader_in_viewer(make_napari_viewer, tmp_path):
     assert viewer.layers[0].data.shape == (8, 9, 10)
 
 
-def test_auto_widget_segments_in_background(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):
-    import zarr
+def _auto_widget(make_napari_viewer, phantom_npy, weights, out):
     from napari_halo_seg._auto_widget import AutoSegmentWidget
-    from halo_seg.engine.runner import segment
     viewer = make_napari_viewer()
     viewer.open(str(phantom_npy), plugin="napari-halo-seg")
     w = AutoSegmentWidget(viewer)
-    w.weights.setText(str(tiny_weights))
+    w.weights.setText(str(weights))
+    w.output.setText(str(out))
+    return viewer, w
+
+
+def test_auto_widget_segments_in_background(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):
+    import zarr
+    from halo_seg.engine.runner import segment
+    viewer, w = _auto_widget(make_napari_viewer, phantom_npy, tiny_weights, tmp_path / "out.zarr")
     w.grid.setText("2,1,1")
-    w.output.setText(str(tmp_path / "out.zarr"))
     w.run()
     assert w.worker is not None and not w.run_btn.isEnabled()  # returned at once, work is in the background
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
@@ -44,13 +49,8 @@ def test_auto_widget_segments_in_background(make_napari_viewer, qtbot, tmp_path,
 
 
 def test_auto_widget_cancel_and_errors_keep_layers(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):
-    from napari_halo_seg._auto_widget import AutoSegmentWidget
-    viewer = make_napari_viewer()
-    viewer.open(str(phantom_npy), plugin="napari-halo-seg")
-    w = AutoSegmentWidget(viewer)
-    w.weights.setText(str(tiny_weights))
+    viewer, w = _auto_widget(make_napari_viewer, phantom_npy, tiny_weights, tmp_path / "c.zarr")
     w.mode.setCurrentText("tile")
-    w.output.setText(str(tmp_path / "c.zarr"))
     w.run()
     w.cancel()
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)

@@ -59,10 +59,12 @@ def cmd_demo(a) -> int:
     diff = float(np.abs(prob - results["whole"][1]).max())
     same = bool((lab == results["whole"][0]).all())
     print(f"halo (2 ranks) vs whole volume: max |prob diff| = {diff:.2e}, labels identical: {same}")
+    print("Dice of the default model over the whole sample (its card gives the held-out hemisphere):")
     for c in range(1, len(classes)):
         print(f"  Dice {classes[c]:>10s}: {dice(lab == c, truth == c):.3f}")
-    print("simulated interactive session, thalamus_L (AAL 77): a simulated user draws the exact mask on")
-    print("the recommended slice each round; 'fill between slices' interpolation (the baseline):")
+    print("simulated interactive session, thalamus_L (AAL 77): in round k a simulated user has drawn exact")
+    print("masks on k evenly spaced slices; 'fill between slices' interpolates the rest (the baseline the")
+    print("memory-propagation networks will be measured against):")
     for k, d in enumerate(fill_between_curve(s.labels == 77, rounds=6), 1):
         print(f"  round {k}: Dice {d:.3f}")
     print(f"outputs in {out}")

@@ -6,18 +6,10 @@ all-reduced weight gradients with the same network run on the whole volume in th
 """
 from __future__ import annotations
 
-import os
-import socket
 from datetime import timedelta
 
 import numpy as np
 import torch
-
-
-def _port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _inputs(shape, multiple, out_ch, dtype, seed):
@@ -66,18 +58,17 @@ def compare_partitioned(grid, shape, config=None, dtype="float32", seed=0, devic
     """Max abs logit difference, max relative input/weight gradient difference vs the whole volume."""
     import torch.multiprocessing as mp
     from .partition import PartitionPlan
+    from .runner import _free_port
     from .unet import UNet3D
     config = config or dict(in_channels=1, out_channels=2, base=4, depth=2)
     world = int(np.prod(grid))
     ctx = mp.get_context("spawn")
     q = ctx.SimpleQueue()
+    init = f"tcp://127.0.0.1:{_free_port()}"
     procs = [ctx.Process(target=_worker, args=(r, world, tuple(grid), tuple(shape), config, dtype, seed,
-                                                 f"tcp://127.0.0.1:{_port()}" if r == 0 else None, device, q))
+                                                 init, device, q))
              for r in range(world)]
-    # every rank needs the same init address: patch it in before starting
-    init = procs[0]._args[7]
     for p in procs:
-        p._args = p._args[:7] + (init,) + p._args[8:]
         p.start()
     results = [q.get() for _ in range(world)]
     for p in procs:
