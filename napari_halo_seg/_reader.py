@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halo_seg.io import VolumeError, open_volume
+from halo_seg.io import open_volume
 from halo_seg.io.volume import SUPPORTED
 
 
@@ -21,17 +21,12 @@ def get_reader(path):
 def read_volume(path):
     if isinstance(path, list):
         path = path[0]
-    layers = []
     p = Path(path)
     # a halo-seg output group: show its labels as a Labels layer
     if p.is_dir() and ((p / "labels" / "zarr.json").exists() or (p / "labels" / ".zarray").exists()) \
             and not (p / "image").exists():
         vol = open_volume(p)
         return [(vol.data, {"name": p.stem + " labels", "scale": vol.spacing}, "labels")]
-    try:
-        vol = open_volume(p)
-    except VolumeError:
-        raise
-    layers.append((vol.data, {"name": p.name.split(".")[0], "scale": vol.spacing,
-                               "metadata": {"source": str(p), "format": vol.meta.get("format")}}, "image"))
-    return layers
+    vol = open_volume(p)  # a VolumeError names the problem; napari shows it to the user
+    return [(vol.data, {"name": p.name.split(".")[0], "scale": vol.spacing,
+                        "metadata": {"source": str(p), "format": vol.meta.get("format")}}, "image")]

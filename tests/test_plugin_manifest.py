@@ -44,3 +44,11 @@ def test_sample_data_have_ground_truth():
     assert set(np.unique(lab)) == {0, 37, 38, 41, 42, 71, 72, 73, 74, 75, 76, 77, 78}
     (pimg, _, _), (plab, _, _) = phantom()
     assert pimg.shape == plab.shape and plab.max() >= 3
+
+
+def test_reader_opens_engine_output_as_labels(tmp_path, phantom_npy, tiny_weights):
+    from halo_seg.engine.runner import segment
+    segment(phantom_npy, tmp_path / "seg.zarr", tiny_weights, mode="whole")
+    [(data, meta, kind)] = get_reader(str(tmp_path / "seg.zarr"))(str(tmp_path / "seg.zarr"))
+    assert kind == "labels"
+    np.testing.assert_array_equal(np.asarray(data), zarr.open_group(str(tmp_path / "seg.zarr"))["labels"][...])
