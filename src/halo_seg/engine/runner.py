@@ -38,6 +38,11 @@ class Cancelled(EngineError):
     """The run was cancelled by the caller; blocks already written stay (use resume)."""
 
 
+def _raise_if_cancelled(cancel, what: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"segmentation cancelled; {what}")
+
+
 @dataclass
 class SegmentResult:
     output: str
@@ -170,8 +175,7 @@ def _spawn_ranks(job, plan: PartitionPlan, progress, cancel=None) -> list:
                                           f"in {msg['seconds']:.1f}s")
             if finished:
                 break
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("segmentation cancelled; the ranks were stopped")
+            _raise_if_cancelled(cancel, "the ranks were stopped")
             if time.monotonic() > deadline:
                 alive = [i for i, p in enumerate(ctx.processes) if p.is_alive()]
                 raise EngineError(f"halo run did not finish within {job['timeout']:.0f}s; ranks still "
@@ -335,8 +339,7 @@ def predict_tiles(net, data, norm, dev, tile: int | None = None, overlap: float 
         for z in starts[0]:
             for y in starts[1]:
                 for x in starts[2]:
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled("segmentation cancelled")
+                    _raise_if_cancelled(cancel, "the remaining windows were skipped")
                     sl = (slice(z, z + t), slice(y, y + t), slice(x, x + t))
                     xt = norm(np.asarray(src[sl]))
                     p = torch.softmax(net(torch.from_numpy(xt)[None, None].to(dev))[0], 0).float().cpu().numpy()
