@@ -79,19 +79,58 @@ def cmd_train_default(a) -> int:
 
 
 def cmd_train(a) -> int:
+    from .engine import normalize
+    from .engine.partition import parse_grid
     from .io import open_volume
     from .train.unet_train import TrainConfig, train_unet
     import numpy as np
+    from tqdm import tqdm
     if len(a.images) != len(a.labels):
         raise SystemExit(f"error: {len(a.images)} --image but {len(a.labels)} --labels; give them in pairs")
+    try:
+        spec = normalize.parse(a.normalization)
+        grid = parse_grid(a.grid)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}")
     imgs = [np.asarray(open_volume(p).data) for p in a.images]
     labs = [np.asarray(open_volume(p).data).astype(np.int64) for p in a.labels]
     n = a.classes or int(max(l.max() for l in labs)) + 1
+    bar = tqdm(total=a.iterations, desc="training", unit="it", disable=a.quiet)
+
+    def progress(i, total):
+        bar.n = i
+        bar.refresh()
+    if int(np.prod(grid)) > 1:
+        if len(imgs) != 1:
+            raise SystemExit("error: --grid trains on one volume pair; give one --image and one --labels")
+        if a.resume:
+            raise SystemExit("error: --resume is not supported with --grid yet")
+        from .train.partitioned import train_partitioned
+        if spec["kind"] != "zscore":
+            raise SystemExit("error: --grid training normalises with z-score only for now")
+        cfg = dict(n_classes=n, patch=list(a.patch), iterations=a.iterations, lr=a.lr, base=a.base,
+                   depth=a.depth, seed=0, epoch=a.epoch, command=" ".join(sys.argv))
+        res = train_partitioned(imgs[0], labs[0], cfg, grid, a.out, log=tqdm.write, progress=progress)
+        bar.close()
+        print(json.dumps({"out": res["out"], "final_loss": res["history"][-1]["loss"], "grid": list(grid)}))
+        return 0
     cfg = TrainConfig(n_classes=n, patch=tuple(a.patch), iterations=a.iterations, batch=a.batch,
-                      lr=a.lr, base=a.base, depth=a.depth, epoch=a.epoch, threads=a.threads)
-    res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard,
-                     meta={"command": " ".join(sys.argv)})
+                      lr=a.lr, base=a.base, depth=a.depth, epoch=a.epoch, threads=a.threads,
+                      normalization=spec)
+    res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard, log=tqdm.write,
+                     meta={"command": " ".join(sys.argv)}, resume=a.resume, progress=progress)
+    bar.close()
     print(json.dumps({"best_mean_dice": res["best_mean_dice"], "out": a.out}))
+    return 0
+
+
+def cmd_train_interactive(a) -> int:
+    from pathlib import Path
+    from .train.interactive_train import train_interactive
+    res = train_interactive(a.out, iterations=a.iterations, batch=a.batch, lr=a.lr, size=a.size,
+                            width=a.width, data_dir=Path(a.data) if a.data else None, seed=a.seed,
+                            resume=a.resume, threads=a.threads, workers=a.workers)
+    print(json.dumps({"out": res["path"], "last": res["history"][-1] if res["history"] else None}))
     return 0
 
 
@@ -138,12 +177,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--depth", type=int, default=3)
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--tensorboard", default=None, help="TensorBoard log directory")
+    t.add_argument("--normalization", default="zscore",
+                   help="zscore | percentile[:lo,hi] | window:lo,hi (CT, e.g. window:-160,240)")
+    t.add_argument("--grid", default="1,1,1", help="split every patch over pz,py,px CPU ranks (halo training)")
+    t.add_argument("--resume", default=None, help="continue from a checkpoint written by this command")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(fn=cmd_train)
     td = sub.add_parser("train-default", help="retrain the shipped default model on the sample")
     td.add_argument("--out", default="src/halo_seg/weights/unet3d_default.safetensors")
     td.add_argument("--iterations", type=int, default=2500)
     td.add_argument("--threads", type=int, default=None)
     td.set_defaults(fn=cmd_train_default)
+    ti = sub.add_parser("train-interactive", help="train the interactive prompt/memory/quality network")
+    ti.add_argument("--out", default="memseg.safetensors")
+    ti.add_argument("--iterations", type=int, default=4000)
+    ti.add_argument("--batch", type=int, default=24)
+    ti.add_argument("--lr", type=float, default=2e-3)
+    ti.add_argument("--size", type=int, default=64, help="crop size the network sees")
+    ti.add_argument("--width", type=int, default=12)
+    ti.add_argument("--data", default=None, help="shared data folder (default: ../shared/data)")
+    ti.add_argument("--seed", type=int, default=0)
+    ti.add_argument("--resume", default=None, help="continue from this checkpoint")
+    ti.add_argument("--threads", type=int, default=None)
+    ti.add_argument("--workers", type=int, default=1, help="processes that make training examples")
+    ti.set_defaults(fn=cmd_train_interactive)
     i = sub.add_parser("info", help="shape, dtype, spacing and chunks of a volume")
     i.add_argument("input")
     i.set_defaults(fn=cmd_info)

@@ -12,6 +12,41 @@ def spec_of(meta: dict | None) -> dict:
     return dict((meta or {}).get("normalization", {"kind": "zscore"}))
 
 
+def parse(text: str) -> dict:
+    """'zscore', 'percentile' (0.5..99.5), 'percentile:1,99' or 'window:-160,240' (CT) -> a spec."""
+    kind, _, args = str(text).partition(":")
+    try:
+        vals = [float(v) for v in args.split(",")] if args else []
+    except ValueError:
+        raise ValueError(f"normalisation {text!r}: the numbers after ':' must be like 1,99") from None
+    if kind == "zscore" and not vals:
+        return {"kind": "zscore"}
+    if kind == "percentile" and len(vals) in (0, 2):
+        lo, hi = vals or (0.5, 99.5)
+        if not 0 <= lo < hi <= 100:
+            raise ValueError(f"normalisation {text!r}: percentiles must satisfy 0 <= lo < hi <= 100")
+        return {"kind": "percentile", "percentiles": [lo, hi]}
+    if kind == "window" and len(vals) == 2 and vals[0] < vals[1]:
+        return {"kind": "window", "window": vals}
+    raise ValueError(f"unknown normalisation {text!r}: use zscore, percentile[:lo,hi] or window:lo,hi")
+
+
+def resolve(spec: dict, data) -> dict:
+    """Turn a percentile spec into the window it means for this volume.
+
+    The percentiles come from a fixed strided subsample, so every rank, tile and the whole-volume
+    mode compute the very same window without communicating.
+    """
+    if spec.get("kind") != "percentile":
+        return spec
+    step = max(1, int(round((int(np.prod(data.shape)) / 2e6) ** (1 / 3))))
+    sub = np.asarray(data[::step, ::step, ::step], np.float64)
+    lo, hi = np.percentile(sub, spec["percentiles"])
+    if hi <= lo:
+        hi = lo + 1.0
+    return {"kind": "window", "window": [float(lo), float(hi)], "from": dict(spec)}
+
+
 def moments(x: np.ndarray, spec: dict) -> np.ndarray:
     """(sum, sum of squares, count) of the values the z-score uses, in float64."""
     x = _clip(np.asarray(x, np.float64), spec)

@@ -231,7 +231,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
         plan = PartitionPlan(vol.shape, job["grid"], net.multiple)
         coords = plan.coords(rank)
         valid = plan.valid_block(rank)
-        spec = normalize.spec_of(meta)
+        spec = normalize.resolve(normalize.spec_of(meta), vol.data)
         rss0 = _reset_peak()
         x = np.asarray(vol.data[valid])  # this rank's block only
         m = torch.from_numpy(normalize.moments(x, spec)).to(dev)
@@ -268,7 +268,7 @@ def _single_process(job, vol, net, meta, progress, cancel=None) -> dict:
         torch.set_num_threads(job["threads"])
     dev = _device_for(job["device"])
     net = net.to(dev)
-    spec = normalize.spec_of(meta)
+    spec = normalize.resolve(normalize.spec_of(meta), vol.data)
     mean, std = normalize.mean_std(normalize.dask_moments(vol.data, spec), spec)
     t0, rss0 = time.perf_counter(), _reset_peak()
     if job["mode"] == "whole":

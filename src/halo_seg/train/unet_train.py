@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     class_names: list = field(default_factory=list)
+    normalization: dict = field(default_factory=lambda: {"kind": "zscore"})
 
 
 def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, name: str = "volume"):
@@ -78,7 +80,8 @@ def _sample_patch(img, lab, wmap, region, fg, patch, rng, fg_p):
 
 
 def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=None, val_regions=None,
-               log=print, tensorboard_dir: str | None = None, meta: dict | None = None) -> dict:
+               log=print, tensorboard_dir: str | None = None, meta: dict | None = None,
+               resume: str | Path | None = None, progress=None) -> dict:
     """Train and save the best (by mean validation Dice) weights to `out`; return the history."""
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -87,19 +90,33 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     m = 2 ** cfg.depth
     if any(p % m for p in cfg.patch):
         raise TrainingError(f"patch {cfg.patch} must be a multiple of 2**depth = {m}")
-    spec = {"kind": "zscore"}
+    spec = dict(cfg.normalization)   # saved with the weights; percentile resolves per volume
     vols = []
     for i, (im, lb) in enumerate(zip(images, labels)):
         im, lb = np.asarray(im), np.asarray(lb)
         check_pair(im, lb, cfg.n_classes, cfg.patch, f"volume {i}")
-        mean, std = normalize.mean_std(normalize.moments(im, spec), spec)
+        vspec = normalize.resolve(spec, im)
+        mean, std = normalize.mean_std(normalize.moments(im, vspec), vspec)
         tr = np.ones(im.shape, bool) if train_regions is None else train_regions[i]
         va = (~tr if train_regions is not None else np.ones(im.shape, bool)) if val_regions is None else val_regions[i]
-        vols.append((normalize.apply(im, mean, std, spec), lb.astype(np.int64),
+        vols.append((normalize.apply(im, mean, std, vspec), lb.astype(np.int64),
                      unet_weight_map(lb, cfg.w0, cfg.sigma), tr, va, class_voxels(lb, tr)))
     net = UNet3D(1, cfg.n_classes, base=cfg.base, depth=cfg.depth)
+    start = 0
+    if resume:
+        from ..engine.weights import WeightsError, load_unet
+        old, old_meta = load_unet(resume)
+        if old.config != net.config:
+            raise WeightsError(f"cannot resume from {resume}: it holds {old.config}, this run builds {net.config}")
+        net.load_state_dict(old.state_dict())
+        start = int(old_meta.get("training", {}).get("iteration", 0))
+        log(f"resuming from {resume} at iteration {start} (the optimizer state restarts)")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=0.1)
+    with warnings.catch_warnings():   # stepping the schedule alone is the point here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(min(start, cfg.iterations - 1)):
+            sched.step()   # the learning-rate schedule continues where it stopped
     writer = None
     if tensorboard_dir:
         try:
@@ -108,7 +125,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         except ImportError:
             log("tensorboard is not installed; logging to the console only")
     history, best, t0 = [], -1.0, time.time()
-    for it in range(1, cfg.iterations + 1):
+    for it in range(start + 1, cfg.iterations + 1):
         net.train()
         xs, ys, ws = [], [], []
         for _ in range(cfg.batch):
@@ -127,6 +144,8 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         sched.step()
         if writer:
             writer.add_scalar("loss/train", loss.item(), it)
+        if progress is not None:
+            progress(it, cfg.iterations)
         if it % cfg.epoch == 0 or it == cfg.iterations:
             net.eval()
             scores = []

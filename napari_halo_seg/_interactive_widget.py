@@ -1,0 +1,368 @@
+"""Dock widget: interactive 3D segmentation with memory propagation (halo_seg.InteractiveSegmenter).
+
+Prompts live in napari layers the widget creates: positive and negative clicks (Points), a box
+(Shapes rectangle) and four extreme points (Points), all read on the slice shown. The current object
+is previewed in an editable Labels layer: paint on a slice and "Accept slice" to trust it as truth.
+"Commit" copies the object into the objects Labels layer under a new id, never over another object.
+Networks run in a worker thread; the UI stays live, shows progress and can cancel.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QLabel, QProgressBar, QPushButton,
+                            QVBoxLayout, QWidget)
+
+from ._quality_plot import QualityPlot
+
+POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
+PREVIEW, OBJECTS = "current object", "objects"
+
+
+def _call(fn, *args, **kwargs):
+    """Run in the worker; return (value, exception) so errors reach the status line, not the console."""
+    try:
+        return fn(*args, **kwargs), None
+    except Exception as exc:  # every segmenter error is shown to the user; none is fatal to the viewer
+        return None, exc
+
+
+class InteractiveWidget(QWidget):
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.seg = None
+        self.worker = None
+        self.recommended = None
+        self._cancel = threading.Event()
+        self._sent: set = set()           # prompts already handed to the segmenter
+        self._image_name = None
+        self.last_seconds = None
+
+        self.image = QComboBox()
+        self.weights = QComboBox()
+        self.weights.setEditable(True)
+        self.weights.addItem("default")
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu", "cuda"])
+        self.negative = QCheckBox("negative clicks (Shift-N)")
+        self.negative.toggled.connect(self._select_click_layer)
+        form = QFormLayout()
+        form.addRow("image", self.image)
+        form.addRow("weights", self.weights)
+        form.addRow("device", self.device)
+        form.addRow("", self.negative)
+
+        self.buttons = {}
+        grid = QGridLayout()
+        specs = [("Segment slice", "Shift-S", self.segment_slice), ("Propagate", "Shift-P", self.propagate),
+                 ("Go to recommended", "Shift-R", self.goto_recommended), ("Accept painted slice", "Shift-A",
+                                                                           self.accept_slice),
+                 ("Commit object", "Shift-C", self.commit), ("Undo", "Shift-U", self.undo),
+                 ("Reset object", None, self.reset), ("Cancel", None, self.cancel)]
+        for i, (text, key, fn) in enumerate(specs):
+            b = QPushButton(f"{text} ({key})" if key else text)
+            b.clicked.connect(lambda _=False, f=fn: f())
+            grid.addWidget(b, i // 2, i % 2)
+            self.buttons[text] = b
+            if key:
+                self.viewer.bind_key(key, lambda _v, f=fn: f(), overwrite=True)
+        self.viewer.bind_key("Shift-N", lambda _v: self.negative.toggle(), overwrite=True)
+        self.buttons["Cancel"].setEnabled(False)
+        self.plot = QualityPlot()
+        self.plot.slice_clicked.connect(self.goto_slice)
+        self.progress = QProgressBar()
+        self.progress.setMaximum(1)
+        self.status = QLabel("draw a box, clicks or 4 extreme points on a slice, then Segment slice")
+        self.status.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(grid)
+        lay.addWidget(QLabel("predicted quality per slice (blue: current, red: recommended)"))
+        lay.addWidget(self.plot)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addStretch()
+        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            ev.connect(self._refresh_layers)
+        self.viewer.dims.events.current_step.connect(self._on_step)
+        self._refresh_layers()
+
+    # -- layers ------------------------------------------------------------------------------------
+    def _refresh_layers(self, *_):
+        current = self.image.currentText()
+        self.image.blockSignals(True)
+        self.image.clear()
+        self.image.addItems([l.name for l in self.viewer.layers if isinstance(l, napari.layers.Image)])
+        if current:
+            self.image.setCurrentText(current)
+        self.image.blockSignals(False)
+
+    def _layer(self, name):
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _image_layer(self):
+        name = self.image.currentText()
+        if not name:
+            raise ValueError("no image layer: open or add a 3D image first")
+        layer = self.viewer.layers[name]
+        data = layer.data[0] if layer.multiscale else layer.data
+        if data.ndim != 3:
+            raise ValueError(f"layer {name!r} is {data.ndim}D; interactive segmentation needs a 3D image")
+        return layer, data
+
+    def ensure_prompt_layers(self):
+        """Create the prompt, preview and objects layers over the chosen image (once)."""
+        layer, data = self._image_layer()
+        kw = dict(scale=layer.scale[-3:], translate=layer.translate[-3:])
+        if self._layer(OBJECTS) is None:
+            self.viewer.add_labels(np.zeros(data.shape, np.uint16), name=OBJECTS, opacity=0.5, **kw)
+        if self._layer(PREVIEW) is None:
+            self.viewer.add_labels(np.zeros(data.shape, np.uint8), name=PREVIEW, opacity=0.6, **kw)
+        if self._layer(BOX) is None:
+            self.viewer.add_shapes(ndim=3, name=BOX, edge_color="yellow", face_color="transparent",
+                                   edge_width=1, **kw)
+        if self._layer(EXTREME) is None:
+            self.viewer.add_points(ndim=3, name=EXTREME, face_color="magenta", size=4, **kw)
+        for name, col in ((NEG, "red"), (POS, "lime")):
+            if self._layer(name) is None:
+                self.viewer.add_points(ndim=3, name=name, face_color=col, size=4, **kw)
+        self._select_click_layer()
+
+    def _select_click_layer(self, *_):
+        name = NEG if self.negative.isChecked() else POS
+        if self._layer(name) is not None:
+            self.viewer.layers.selection.active = self.viewer.layers[name]
+            self.viewer.layers[name].mode = "add"
+
+    def _z(self) -> int:
+        return int(self.viewer.dims.current_step[0])
+
+    def _on_step(self, *_):
+        if self.seg is not None:
+            self.plot.set_data(current=self._z(), recommended=self.recommended)
+
+    def _session(self):
+        layer, data = self._image_layer()
+        if self.seg is None or self._image_name != layer.name:
+            from halo_seg import InteractiveSegmenter
+            self.seg = InteractiveSegmenter(data, spacing=tuple(layer.scale[-3:]), device=self.device.currentText(),
+                                            weights=self.weights.currentText().strip() or "default")
+            self._image_name = layer.name
+            self._sent = set()
+        return self.seg
+
+    def _to_data(self, layer, pts):
+        """World -> image-data coordinates (the prompt layers share the image's scale)."""
+        return np.array([layer.world_to_data(p) for p in pts]) if len(pts) else np.zeros((0, 3))
+
+    def send_prompts(self, z: int) -> int:
+        """Hand the prompts drawn on slice z to the segmenter; returns how many were new."""
+        seg = self._session()
+        n = 0
+        for name, positive in ((POS, True), (NEG, False)):
+            lay = self._layer(name)
+            for p in (lay.data if lay is not None else []):
+                if int(round(p[0])) == z:
+                    key = (name, z, round(float(p[1]), 2), round(float(p[2]), 2))
+                    if key not in self._sent:
+                        seg.add_click(z, p[1], p[2], positive=positive)
+                        self._sent.add(key)
+                        n += 1
+        box = self._layer(BOX)
+        if box is not None:
+            for shape in box.data:
+                if np.all(np.round(shape[:, 0]) == z):
+                    y0, x0 = shape[:, 1].min(), shape[:, 2].min()
+                    y1, x1 = shape[:, 1].max(), shape[:, 2].max()
+                    key = ("box", z, round(float(y0)), round(float(x0)), round(float(y1)), round(float(x1)))
+                    if key not in self._sent:
+                        seg.add_box(z, int(round(y0)), int(round(x0)), int(round(y1)), int(round(x1)))
+                        self._sent.add(key)
+                        n += 1
+        ext = self._layer(EXTREME)
+        if ext is not None:
+            pts = [p for p in ext.data if int(round(p[0])) == z]
+            if pts:
+                key = ("extreme", z) + tuple(np.round(np.asarray(pts)[:, 1:], 2).ravel())
+                if key not in self._sent:
+                    seg.add_extreme_points(z, [(p[1], p[2]) for p in pts])
+                    self._sent.add(key)
+                    n += 1
+        return n
+
+    # -- actions -----------------------------------------------------------------------------------
+    def _busy(self) -> bool:
+        if self.worker is not None:
+            self.status.setText("busy: wait for the current step or press Cancel")
+            return True
+        return False
+
+    def _start(self, label, fn, *args, on_done, **kwargs):
+        from napari.qt.threading import create_worker
+        self._cancel.clear()
+        for b in self.buttons.values():
+            b.setEnabled(False)
+        self.buttons["Cancel"].setEnabled(True)
+        self.progress.setMaximum(0)  # busy indicator
+        self.status.setText(label)
+        t0 = time.perf_counter()
+        self.worker = create_worker(_call, fn, *args, **kwargs)
+
+        def returned(outcome):
+            self.last_seconds = time.perf_counter() - t0
+            value, exc = outcome
+            if exc is not None:
+                prefix = "cancelled" if isinstance(exc, InterruptedError) else "error"
+                self.status.setText(f"{prefix}: {exc}")
+            else:
+                on_done(value)
+
+        self.worker.returned.connect(returned)
+        self.worker.finished.connect(self._finished)
+        self.worker.start()
+
+    def _finished(self):
+        self.worker = None
+        self.progress.setMaximum(1)
+        self.progress.setValue(1)
+        for b in self.buttons.values():
+            b.setEnabled(True)
+        self.buttons["Cancel"].setEnabled(False)
+
+    def _guard(self, fn):
+        try:
+            return fn()
+        except Exception as exc:  # a bad prompt: report it, keep the session as it was
+            self.status.setText(f"error: {exc}")
+            return None
+
+    def segment_slice(self):
+        if self._busy():
+            return
+        z = self._z()
+
+        def prep():
+            self.ensure_prompt_layers()
+            self.send_prompts(z)
+            return self.seg
+        seg = self._guard(prep)
+        if seg is None:
+            return
+
+        def done(mask):
+            self._show(z_mask=(z, mask))
+            self.status.setText(f"slice {z} segmented in {self.last_seconds:.2f}s; Propagate next")
+        self._start(f"segmenting slice {z} ...", seg.segment_slice, z, on_done=done)
+
+    def propagate(self):
+        if self._busy():
+            return
+        z = self._z()
+
+        def prep():
+            self.ensure_prompt_layers()
+            self.send_prompts(z)
+            return self.seg
+        seg = self._guard(prep)
+        if seg is None:
+            return
+
+        def done(pred):
+            self.recommended = self._guard(seg.recommend_slice)
+            self._show()
+            r = "" if self.recommended is None else f"; recommended slice to check: {self.recommended}"
+            self.status.setText(f"propagated in {self.last_seconds:.2f}s through {int(pred.any((1, 2)).sum())} "
+                                f"slices{r}")
+        self._start("propagating ...", seg.propagate, cancel=self._cancel.is_set, on_done=done)
+
+    def goto_slice(self, z: int):
+        step = list(self.viewer.dims.current_step)
+        step[0] = int(z)
+        self.viewer.dims.current_step = tuple(step)
+
+    def goto_recommended(self):
+        if self.recommended is None:
+            self.status.setText("no recommendation yet: propagate first")
+            return
+        self.goto_slice(self.recommended)
+
+    def accept_slice(self):
+        """The preview slice as painted by the user becomes a trusted annotation."""
+        if self._busy() or self._layer(PREVIEW) is None:
+            return
+        z = self._z()
+        mask = np.asarray(self._layer(PREVIEW).data[z]) > 0
+        try:
+            self._session().set_slice_mask(z, mask)
+        except Exception as exc:  # reported, nothing changed
+            self.status.setText(f"error: {exc}")
+            return
+        self._show()
+        self.status.setText(f"slice {z} accepted as painted; Propagate to use it")
+
+    def commit(self):
+        """Copy the current object into the objects layer under a new id, then start a new object."""
+        if self._busy() or self.seg is None:
+            return
+        pred = self.seg.prediction
+        if not pred.any():
+            self.status.setText("nothing to commit: the current object is empty")
+            return
+        objects = self._layer(OBJECTS)
+        data = objects.data
+        new_id = int(data.max()) + 1
+        free = pred & (data == 0)   # never overwrite another object
+        data[free] = new_id
+        objects.data = data
+        objects.refresh()
+        self.status.setText(f"committed object {new_id} ({int(free.sum())} voxels"
+                            + (f", {int((pred & ~free).sum())} left to earlier objects)" if (pred & ~free).any()
+                               else ")"))
+        self._new_object()
+
+    def _new_object(self):
+        self.seg.reset()
+        for name in (POS, NEG, EXTREME, BOX):
+            lay = self._layer(name)
+            if lay is not None and len(lay.data):
+                lay.data = [] if name == BOX else np.zeros((0, 3))
+        self._sent = set()
+        self.recommended = None
+        self._show()
+
+    def undo(self):
+        if self._busy() or self.seg is None:
+            return
+        try:
+            self.seg.undo()
+        except ValueError as exc:
+            self.status.setText(f"error: {exc}")
+            return
+        self._show()
+        self.status.setText("undone")
+
+    def reset(self):
+        if self._busy() or self.seg is None:
+            return
+        self._new_object()
+        self.status.setText("object reset (Undo brings it back)")
+
+    def cancel(self):
+        self._cancel.set()
+        self.status.setText("cancelling ...")
+
+    def _show(self, z_mask=None):
+        preview = self._layer(PREVIEW)
+        if preview is None or self.seg is None:
+            return
+        if z_mask is not None:
+            z, m = z_mask
+            preview.data[z] = m.astype(preview.data.dtype)
+        else:
+            preview.data = self.seg.prediction.astype(np.uint8)
+        preview.refresh()
+        self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices)

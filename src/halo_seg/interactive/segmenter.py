@@ -1,0 +1,341 @@
+"""InteractiveSegmenter: one object, prompted on slices, propagated through the volume.
+
+Every public method validates its input before touching the session, so an error leaves the
+state exactly as it was; every change is undoable.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .model_io import load_memnet
+from .propagation import annotation_roi, propagate_volume, to_volume_masks
+from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
+
+MEMORY_REACH = 15   # slices: an annotated neighbour further away than this does not help a prompt
+HISTORY = 50
+
+
+class InteractiveError(ValueError):
+    """A prompt or request the session cannot honour; the session state is unchanged."""
+
+
+@dataclass
+class _Prompts:
+    pos: list = field(default_factory=list)
+    neg: list = field(default_factory=list)
+    box: tuple | None = None
+    extreme: list | None = None
+    pos_mask: np.ndarray | None = None
+    neg_mask: np.ndarray | None = None
+
+    def has_positive(self) -> bool:
+        return bool(self.pos or self.box or self.extreme or self.pos_mask is not None)
+
+
+@dataclass
+class _State:
+    prompts: dict = field(default_factory=dict)        # z -> _Prompts
+    annotations: dict = field(default_factory=dict)    # z -> bool (Y, X), trusted
+    pending: set = field(default_factory=set)          # prompted slices not segmented since
+    prediction: np.ndarray | None = None
+    quality: np.ndarray | None = None
+
+
+def _pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InteractiveError(f"device {device!r} requested but CUDA is not available")
+    return torch.device(device)
+
+
+class InteractiveSegmenter:
+    """Segment one object in a (Z, Y, X) volume from prompts on a few slices.
+
+    ``volume`` may be numpy, dask or zarr, any numeric dtype; only the region around the object
+    is read. Points are (y, x), boxes inclusive pixel bounds (y0, x0, y1, x1).
+    """
+
+    def __init__(self, volume, spacing=None, device: str = "auto", weights="default"):
+        shape = getattr(volume, "shape", None)
+        if shape is None:
+            raise InteractiveError(f"volume must be an array (numpy, dask or zarr), got {type(volume).__name__}")
+        if len(shape) != 3:
+            raise InteractiveError(f"volume must be 3D (Z, Y, X); got {len(shape)}D with shape {tuple(shape)}")
+        if min(shape) == 0:
+            raise InteractiveError(f"volume is empty: shape {tuple(shape)}")
+        dt = np.dtype(volume.dtype)
+        if not (np.issubdtype(dt, np.number) or dt == bool) or np.issubdtype(dt, np.complexfloating):
+            raise InteractiveError(f"volume must be real numeric, got dtype {dt}")
+        if isinstance(volume, np.ndarray) and np.issubdtype(dt, np.floating) and not np.isfinite(volume).all():
+            raise InteractiveError("volume contains NaN or infinite values; fill or mask them first")
+        if spacing is not None and (len(spacing) != 3 or min(spacing) <= 0):
+            raise InteractiveError(f"spacing must be 3 positive numbers (z, y, x), got {spacing}")
+        self.volume = volume
+        self.shape = tuple(int(s) for s in shape)
+        self.spacing = tuple(float(s) for s in spacing) if spacing is not None else (1.0, 1.0, 1.0)
+        self.device = _pick_device(device)
+        self.net, self.weights_meta = load_memnet(weights, self.device)
+        self._s = _State()
+        self._history: list[_State] = []
+
+    # -- read-only views ----------------------------------------------------------------------------
+    @property
+    def prediction(self) -> np.ndarray:
+        """Current 3D mask: the last propagation, with annotated slices as the user gave them."""
+        if self._s.prediction is not None:
+            return self._s.prediction
+        out = np.zeros(self.shape, bool)
+        for z, m in self._s.annotations.items():
+            out[z] = m
+        return out
+
+    @property
+    def quality(self) -> np.ndarray:
+        if self._s.quality is None:
+            return np.full(self.shape[0], np.nan)
+        return self._s.quality.copy()
+
+    @property
+    def annotated_slices(self) -> list[int]:
+        return sorted(self._s.annotations)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._history)
+
+    # -- validation ----------------------------------------------------------------------------------
+    def _z(self, z) -> int:
+        if isinstance(z, (bool, np.bool_)) or not float(z).is_integer():
+            raise InteractiveError(f"slice index must be an integer, got {z!r}")
+        z = int(z)
+        if not 0 <= z < self.shape[0]:
+            raise InteractiveError(f"slice {z} is outside the volume (0..{self.shape[0] - 1})")
+        return z
+
+    def _point(self, y, x, what="point") -> tuple[int, int]:
+        fy, fx = float(y), float(x)
+        if not (np.isfinite(fy) and np.isfinite(fx)):
+            raise InteractiveError(f"{what} ({y}, {x}) is not finite")
+        yi, xi = int(round(fy)), int(round(fx))
+        if not (0 <= yi < self.shape[1] and 0 <= xi < self.shape[2]):
+            raise InteractiveError(f"{what} ({y}, {x}) is outside the {self.shape[1]}x{self.shape[2]} slice")
+        return yi, xi
+
+    def _mask2d(self, mask, what="mask") -> np.ndarray:
+        m = np.asarray(mask)
+        if m.shape != self.shape[1:]:
+            raise InteractiveError(f"{what} must have the slice shape {self.shape[1:]}, got {m.shape}")
+        return m.astype(bool)
+
+    def _push(self) -> _State:
+        """Snapshot for undo; the live state becomes a copy that may be changed."""
+        self._history.append(self._s)
+        del self._history[:-HISTORY]
+        self._s = _State(copy.deepcopy(self._s.prompts), dict(self._s.annotations), set(self._s.pending),
+                         self._s.prediction, self._s.quality)
+        return self._s
+
+    def _prompts(self, s: _State, z: int) -> _Prompts:
+        return s.prompts.setdefault(z, _Prompts())
+
+    # -- prompts -------------------------------------------------------------------------------------
+    def add_click(self, z, y, x, positive: bool = True):
+        z = self._z(z)
+        p = self._point(y, x, "click")
+        s = self._push()
+        (self._prompts(s, z).pos if positive else self._prompts(s, z).neg).append(p)
+        s.pending.add(z)
+
+    def add_box(self, z, y0, x0, y1, x1):
+        z = self._z(z)
+        a = self._point(y0, x0, "box corner")
+        b = self._point(y1, x1, "box corner")
+        if a[0] > b[0] or a[1] > b[1]:
+            raise InteractiveError(f"box ({y0}, {x0}, {y1}, {x1}) must have y0 <= y1 and x0 <= x1")
+        s = self._push()
+        self._prompts(s, z).box = (a[0], a[1], b[0], b[1])
+        s.pending.add(z)
+
+    def add_extreme_points(self, z, points):
+        z = self._z(z)
+        pts = [tuple(p) for p in points]
+        if len(pts) != 4 or any(len(p) != 2 for p in pts):
+            raise InteractiveError(f"extreme points: need exactly 4 (y, x) points (top, bottom, left, right), "
+                                   f"got {len(pts)}")
+        pts = [self._point(y, x, "extreme point") for y, x in pts]
+        ys, xs = zip(*pts)
+        if max(ys) == min(ys) and max(xs) == min(xs):
+            raise InteractiveError("extreme points all coincide; they must span the object")
+        s = self._push()
+        self._prompts(s, z).extreme = pts
+        s.pending.add(z)
+
+    def add_scribble(self, z, mask2d, positive: bool = True):
+        z = self._z(z)
+        m = self._mask2d(mask2d, "scribble")
+        if not m.any():
+            raise InteractiveError(f"scribble on slice {z} is empty")
+        s = self._push()
+        p = self._prompts(s, z)
+        key = "pos_mask" if positive else "neg_mask"
+        old = getattr(p, key)
+        setattr(p, key, m if old is None else (old | m))
+        s.pending.add(z)
+
+    def set_slice_mask(self, z, mask2d):
+        """A painted or corrected slice, trusted as truth (an empty mask says: the object is not here)."""
+        z = self._z(z)
+        m = self._mask2d(mask2d).copy()
+        s = self._push()
+        s.annotations[z] = m
+        s.prompts.pop(z, None)
+        s.pending.discard(z)
+        s.prediction = None if s.prediction is None else _with_slice(s.prediction, z, m)
+
+    # -- computation ---------------------------------------------------------------------------------
+    def _read(self, zs, roi) -> np.ndarray:
+        """Image crops of slices zs in the ROI, from any array type, read once."""
+        y0, x0 = max(roi.y0, 0), max(roi.x0, 0)
+        y1, x1 = min(roi.y0 + roi.side, self.shape[1]), min(roi.x0 + roi.side, self.shape[2])
+        if isinstance(zs, slice):
+            block = self.volume[zs, y0:y1, x0:x1]
+        else:
+            block = np.stack([np.asarray(self.volume[z, y0:y1, x0:x1]) for z in zs])
+        block = np.asarray(block, dtype=np.float32)
+        if not np.isfinite(block).all():
+            raise InteractiveError("the volume contains NaN or infinite values around the object")
+        return _crop_read(block, roi, (y0, x0))
+
+    def _segment(self, s: _State, z: int) -> np.ndarray:
+        p = s.prompts.get(z)
+        if p is None or not (p.has_positive() or p.neg):
+            raise InteractiveError(f"slice {z} has no prompt to segment from")
+        current = s.annotations.get(z)
+        if current is None and s.prediction is not None and s.prediction[z].any():
+            current = s.prediction[z]
+        if p.box is not None:
+            box = p.box
+        elif p.extreme is not None:
+            ys, xs = zip(*p.extreme)
+            box = (min(ys), min(xs), max(ys), max(xs))
+        else:
+            box = None
+        if box is not None:
+            roi = roi_from_bbox(*box)
+        else:
+            pts = list(p.pos) + ([tuple(a) for a in np.argwhere(p.pos_mask)] if p.pos_mask is not None else [])
+            near = [a for a in s.annotations if a != z and s.annotations[a].any()]
+            ref = current if current is not None and current.any() else (
+                s.annotations[min(near, key=lambda a: abs(a - z))] if near else None)
+            if ref is not None:
+                b = mask_bbox(ref)
+                pts += [(b[0], b[1]), (b[2], b[3])]
+            if not pts:
+                raise InteractiveError(f"slice {z} has only negative prompts and nothing to correct; "
+                                       "add a positive click, a box or extreme points")
+            ys, xs = zip(*pts)
+            cy, cx = (min(ys) + max(ys)) / 2, (min(xs) + max(xs)) / 2
+            half = max(16, (max(ys) - min(ys)) / 2, (max(xs) - min(xs)) / 2)
+            roi = roi_from_bbox(int(cy - half), int(cx - half), int(cy + half), int(cx + half))
+        mem = []
+        near = [a for a in s.annotations if a != z and abs(a - z) <= MEMORY_REACH]
+        if near:
+            a = min(near, key=lambda a: abs(a - z))
+            mem.append((a, s.annotations[a]))
+        if current is not None:
+            mem.append((z, current))
+        zs = [z] + [m[0] for m in mem]
+        crops = self._read(zs, roi)
+        anchor = crops[1] if mem else crops[0]
+        S = self.net.size
+        images = resize(normalise(crops, anchor), S).to(self.device)
+        pos = list(p.pos) + list(p.extreme or [])
+        guide = torch.from_numpy(guidance_maps(roi, S, pos=pos, neg=p.neg, box=box, pos_mask=p.pos_mask,
+                                               neg_mask=p.neg_mask))[None].to(self.device)
+        k = len(mem)
+        if k:
+            masks = resize(crop_stack(np.stack([m for _, m in mem]).astype(np.float32), roi, 0), S)
+            mi, mm = images[1:][None], masks.to(self.device)[None]
+        else:
+            mi = mm = images.new_zeros(1, 0, 1, S, S)
+        with torch.no_grad():
+            logits, _ = self.net(images[:1], guide, mi, mm, torch.ones(1, k, dtype=torch.bool, device=self.device))
+        return paste_logits(logits[0, 0].cpu(), roi, self.shape[1:])
+
+    def segment_slice(self, z) -> np.ndarray:
+        """Segment slice z from its prompts (and its annotated neighbours); the slice joins the memory."""
+        z = self._z(z)
+        mask = self._segment(self._s, z)          # may raise: state untouched
+        s = self._push()
+        s.annotations[z] = mask
+        s.pending.discard(z)
+        if s.prediction is not None:
+            s.prediction = _with_slice(s.prediction, z, mask)
+        return mask.copy()
+
+    def propagate(self, cancel=None) -> np.ndarray:
+        """Segment pending prompted slices, then propagate through the volume. Returns (Z, Y, X) bool."""
+        work = _State(copy.deepcopy(self._s.prompts), dict(self._s.annotations), set(self._s.pending),
+                      self._s.prediction, self._s.quality)
+        for z in sorted(work.pending):
+            work.annotations[z] = self._segment(work, z)
+        work.pending = set()
+        if not any(m.any() for m in work.annotations.values()):
+            raise InteractiveError("propagate needs at least one slice with the object: add a box, clicks, "
+                                   "extreme points or a mask first")
+        roi = annotation_roi(work.annotations)
+        column = self._read(slice(0, self.shape[0]), roi)
+        prop = propagate_volume(self.net, column, work.annotations, roi, self.device, cancel)
+        masks = to_volume_masks(prop, self.shape)
+        pred = np.zeros(self.shape, bool)
+        for z, m in masks.items():
+            pred[z] = m
+        quality = np.full(self.shape[0], np.nan)
+        for z, q in prop.quality.items():
+            quality[z] = q
+        for z, m in work.annotations.items():
+            pred[z] = m
+            quality[z] = 1.0
+        self._push()
+        work.prediction, work.quality = pred, quality
+        self._s = work
+        return pred
+
+    def recommend_slice(self) -> int:
+        """The not-yet-annotated slice with the lowest predicted quality inside the predicted extent."""
+        if self._s.quality is None or self._s.prediction is None:
+            raise InteractiveError("nothing to recommend yet: call propagate() first")
+        area = self._s.prediction.reshape(self.shape[0], -1).any(1)
+        zs = np.flatnonzero(area)
+        lo, hi = max(zs.min() - 1, 0), min(zs.max() + 1, self.shape[0] - 1)
+        q = self._s.quality.copy()
+        cand = [z for z in range(lo, hi + 1) if z not in self._s.annotations and np.isfinite(q[z])]
+        if not cand:
+            raise InteractiveError("every slice of the object is annotated; nothing left to recommend")
+        return int(min(cand, key=lambda z: (q[z], z)))
+
+    def undo(self):
+        if not self._history:
+            raise InteractiveError("nothing to undo")
+        self._s = self._history.pop()
+
+    def reset(self):
+        """Forget every prompt and mask of this object (undoable)."""
+        self._push()
+        self._s = _State()
+
+
+def _with_slice(vol: np.ndarray, z: int, mask: np.ndarray) -> np.ndarray:
+    out = vol.copy()
+    out[z] = mask
+    return out
+
+
+def _crop_read(block: np.ndarray, roi: ROI, origin) -> np.ndarray:
+    """The ROI out of a block read at ``origin``, edge-padded where the ROI passes the slice border."""
+    return crop_stack(block, ROI(roi.y0 - origin[0], roi.x0 - origin[1], roi.side))

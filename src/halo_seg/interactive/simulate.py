@@ -1,0 +1,59 @@
+"""A simulated user (Mem3D's protocol, DESIGN.md): a tight box on the slice where the object is
+largest, then one box per round on the chosen slice (an empty mask where the object is absent)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..metrics import dice, dice_per_slice
+from .roi import mask_bbox
+
+
+def tight_box(mask2d: np.ndarray):
+    return mask_bbox(mask2d)
+
+
+def choose_slice(seg, truth: np.ndarray, strategy: str, rng) -> int:
+    """'recommend': the segmenter's choice (never looks at truth); 'random': any unannotated slice of
+    the predicted extent; 'oracle': the unannotated slice with the worst true Dice."""
+    if strategy == "recommend":
+        return seg.recommend_slice()
+    pred = seg.prediction
+    done = set(seg.annotated_slices)
+    if strategy == "random":
+        zs = np.flatnonzero(pred.reshape(len(pred), -1).any(1))
+        cand = [z for z in range(max(zs.min() - 1, 0), min(zs.max() + 2, len(pred))) if z not in done]
+        return int(rng.choice(cand))
+    if strategy == "oracle":
+        d = dice_per_slice(pred, truth)
+        cand = [z for z in np.flatnonzero(pred.reshape(len(pred), -1).any(1) | truth.reshape(len(truth), -1).any(1))
+                if z not in done]
+        return int(min(cand, key=lambda z: d[z]))
+    raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recommend", seed: int = 0):
+    """Returns per-round records: dice, seconds, chosen slice, and (predicted, true) slice Dice pairs."""
+    truth = np.asarray(truth, bool)
+    rng = np.random.default_rng(seed)
+    area = truth.reshape(len(truth), -1).sum(1)
+    z = int(area.argmax())
+    out = []
+    for r in range(rounds):
+        if r:
+            z = choose_slice(seg, truth, strategy, rng)
+        t0 = time.perf_counter()
+        if truth[z].any():
+            seg.add_box(z, *tight_box(truth[z]))
+        else:
+            seg.set_slice_mask(z, np.zeros(truth.shape[1:], bool))
+        pred = seg.propagate()
+        sec = time.perf_counter() - t0
+        q = seg.quality
+        true_sd = dice_per_slice(pred, truth)
+        ann = set(seg.annotated_slices)
+        idx = [i for i in np.flatnonzero(np.isfinite(q)) if i not in ann]
+        out.append({"round": r + 1, "slice": z, "dice": dice(pred, truth), "seconds": sec,
+                    "pairs": [(float(q[i]), float(true_sd[i])) for i in idx]})
+    return out

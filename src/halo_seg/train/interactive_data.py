@@ -1,0 +1,264 @@
+"""Training examples for the interactive network: objects, prompts, memories, crops.
+
+Objects come from three kinds of source (DESIGN.md section 2) so that the network learns "follow
+this region", not "find the hippocampus":
+
+* labelled anatomy - AAL regions on Colin27, **minus the structures the benchmark is measured on**;
+* self-supervised pseudo-objects - SLIC supervoxels of the head CT, which has no labels;
+* procedural phantoms - textured random shapes at several noise levels.
+
+Every volume is sliced along each of its three axes, which triples the shapes seen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+from ..interactive.roi import crop_stack, guidance_maps, mask_bbox, normalise, resize, roi_from_bbox
+
+AXIS_ORDERS = ((0, 1, 2), (1, 0, 2), (2, 0, 1), (0, 2, 1), (1, 2, 0), (2, 1, 0))
+
+
+@dataclass
+class Source:
+    name: str
+    image: np.ndarray          # float32, percentile-scaled to about [0, 1]
+    labels: np.ndarray         # integer label volume
+    objects: list = field(default_factory=list)   # (label value, bbox z0 y0 x0 z1 y1 x1)
+
+
+def _scale01(img: np.ndarray, mask=None) -> np.ndarray:
+    vals = img[mask] if mask is not None else img
+    lo, hi = np.percentile(vals[:: max(1, vals.size // 200000)], [0.5, 99.5])
+    return np.clip((img.astype(np.float32) - lo) / max(hi - lo, 1e-6), -0.5, 1.5).astype(np.float32)
+
+
+def _objects(labels: np.ndarray, skip=(), min_voxels=150, min_extent=4) -> list:
+    out = []
+    for v, sl in enumerate(ndi.find_objects(labels), start=0):
+        v += 1  # find_objects is 1-based on label values
+        if sl is None or v in skip:
+            continue
+        ext = [s.stop - s.start for s in sl]
+        if min(ext) < min_extent:
+            continue
+        if int((labels[sl] == v).sum()) < min_voxels:
+            continue
+        out.append((v, tuple(s.start for s in sl) + tuple(s.stop - 1 for s in sl)))
+    return out
+
+
+def colin27_source(data_dir: Path, held_out) -> Source:
+    from ..samples import load_colin27_full
+    s = load_colin27_full(data_dir)
+    lab = s.labels.astype(np.int32)
+    return Source("colin27_aal", _scale01(s.image, s.brain), lab, _objects(lab, skip=set(held_out)))
+
+
+def ct_supervoxel_source(data_dir: Path, n_segments: int = 500, cache: Path | None = None) -> Source:
+    """SLIC supervoxels of the head CT (no labels used): pseudo-objects bounded by real edges."""
+    from ..samples import _read_nifti_zyx
+    ct, sp = _read_nifti_zyx(Path(data_dir) / "ct_cranium" / "ct.nii.gz")
+    img = np.clip((ct.astype(np.float32) + 100) / 300, -0.5, 1.5)   # brain/soft-tissue window
+    if cache is not None and cache.exists():
+        seg = np.load(cache)["seg"]
+    else:
+        from skimage.segmentation import slic
+        seg = slic(img, n_segments=n_segments, compactness=0.2, channel_axis=None, spacing=sp,
+                   mask=ct > -300, start_label=1).astype(np.int32)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(cache, seg=seg)
+    return Source("ct_supervoxels", img.astype(np.float32), seg, _objects(seg, min_voxels=400))
+
+
+def phantom_sources(n: int, seed: int = 1000) -> list[Source]:
+    from ..samples import make_phantom
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        ph = make_phantom((48, 112, 112), n_objects=int(rng.integers(4, 9)), seed=seed + i,
+                          noise=float(rng.uniform(0.03, 0.25)))
+        lab = ph.labels.astype(np.int32)
+        out.append(Source(f"phantom{i}", _scale01(ph.image), lab, _objects(lab)))
+    return out
+
+
+# -- perturbations that imitate a propagated (imperfect) mask --------------------------------------
+def _perturb(mask: np.ndarray, rng, neighbour: np.ndarray | None) -> np.ndarray:
+    k = rng.integers(0, 6)
+    if k == 0 or not mask.any():
+        return mask
+    if k == 1:
+        return ndi.binary_dilation(mask, iterations=int(rng.integers(1, 3)))
+    if k == 2:
+        return ndi.binary_erosion(mask, iterations=int(rng.integers(1, 3)))
+    if k == 3:
+        return np.roll(mask, (int(rng.integers(-2, 3)), int(rng.integers(-2, 3))), (0, 1))
+    if k == 4 and neighbour is not None:
+        return neighbour
+    noise = ndi.gaussian_filter(rng.normal(size=mask.shape), 3) * 4
+    d = ndi.distance_transform_edt(mask) - ndi.distance_transform_edt(~mask)
+    return d + noise > 0
+
+
+def _jitter_box(b, rng, amount=2):
+    j = rng.integers(-amount, amount + 1, 4)
+    return (b[0] + j[0], b[1] + j[1], b[2] + j[2], b[3] + j[3])
+
+
+def _extreme_points(mask: np.ndarray, rng):
+    ys, xs = np.nonzero(mask)
+    pts = []
+    for arr, pick in ((ys, ys.min()), (ys, ys.max()), (xs, xs.min()), (xs, xs.max())):
+        idx = np.flatnonzero(arr == pick)
+        i = idx[rng.integers(len(idx))]
+        pts.append((int(ys[i]) + int(rng.integers(-1, 2)), int(xs[i]) + int(rng.integers(-1, 2))))
+    return pts
+
+
+def _clicks(mask: np.ndarray, rng):
+    dist = ndi.distance_transform_edt(mask)
+    inner = np.argwhere(dist >= max(1.0, 0.4 * dist.max()))
+    pos = [tuple(inner[rng.integers(len(inner))]) for _ in range(int(rng.integers(1, 4)))]
+    ring = np.argwhere(ndi.binary_dilation(mask, iterations=6) & ~ndi.binary_dilation(mask, iterations=1))
+    neg = [tuple(ring[rng.integers(len(ring))]) for _ in range(int(rng.integers(0, 3)))] if len(ring) else []
+    return pos, neg
+
+
+class ExampleSampler:
+    """Draws batches of (query, guidance, memory, target) crops."""
+
+    def __init__(self, sources: list[Source], size: int = 64, seed: int = 0, weights=None):
+        self.sources = [s for s in sources if s.objects]
+        self.size = size
+        self.rng = np.random.default_rng(seed)
+        w = np.asarray(weights if weights is not None else [1.0] * len(self.sources), float)
+        self.p = w / w.sum()
+
+    def example(self):
+        rng = self.rng
+        src = self.sources[rng.choice(len(self.sources), p=self.p)]
+        val, bb = src.objects[rng.integers(len(src.objects))]
+        order = AXIS_ORDERS[rng.integers(len(AXIS_ORDERS))]
+        # work in a sub-volume: the whole slicing axis, the object's in-plane box plus room for any ROI
+        region = []
+        for ax in range(3):
+            a0, a1, n = bb[ax], bb[3 + ax], src.labels.shape[ax]
+            if ax == order[0]:
+                region.append(slice(0, n))
+            else:
+                pad = max(bb[3 + order[1]] - bb[order[1]], bb[3 + order[2]] - bb[order[2]]) + 8
+                region.append(slice(max(0, a0 - pad), min(n, a1 + 1 + pad)))
+        region = tuple(region)
+        lo, hi = bb[order[0]], bb[3 + order[0]]
+        nz = src.image.shape[order[0]]
+        labv = (src.labels[region] == val).transpose(order)
+        imgv = src.image[region].transpose(order)
+        gt = lambda z: labv[z]  # noqa: E731
+        areas = np.array([gt(z).sum() for z in range(lo, hi + 1)])
+        zs = np.flatnonzero(areas) + lo
+        if len(zs) < 2:
+            return None
+        wts = areas[zs - lo].astype(float)
+        pick_big = lambda: int(rng.choice(zs, p=wts / wts.sum()))  # noqa: E731
+        mode = rng.choice(3, p=[0.25, 0.5, 0.25])   # prompt only, propagate, correct
+        margin = float(rng.uniform(0.25, 0.6))
+        shift = tuple(rng.uniform(-0.08, 0.08, 2))
+        mem = []           # (z, mask) entries
+        pos, neg, box = [], [], None
+        if mode == 1:
+            r = pick_big() if rng.random() < 0.5 else int(rng.choice(zs))
+            s = 1 if rng.random() < 0.5 else -1
+            if rng.random() < 0.25:
+                # just past the object's end, with a memory that still shows it: learn to stop
+                end = int(zs.max() if s == 1 else zs.min())
+                t = end + s * int(rng.integers(1, 4))
+                if not 0 <= t < nz:
+                    return None
+                r = int(rng.choice(zs))
+                roi = roi_from_bbox(*mask_bbox(gt(r)), margin=margin, shift=shift)
+                mem.append((r, gt(r)))
+                mem.append((t - s, _perturb(gt(end), rng, None)))
+            else:
+                d = 1 + min(int(rng.exponential(4.0)), 30)
+                t = r + s * d
+                if not 0 <= t < nz:
+                    s, t = -s, r - s * d
+                    if not 0 <= t < nz:
+                        return None
+                roi = roi_from_bbox(*mask_bbox(gt(r)), margin=margin, shift=shift)
+                mem.append((r, gt(r)))
+                if d > 1 and rng.random() < 0.8:
+                    p = t - s
+                    nb = gt(p - s) if 0 <= p - s < nz else None
+                    mem.append((p, _perturb(gt(p), rng, nb)))
+                r2 = t + s * int(rng.integers(1, 10))
+                if rng.random() < 0.25 and 0 <= r2 < nz:
+                    mem.append((r2, gt(r2)))
+        else:
+            t = pick_big() if rng.random() < 0.6 else int(rng.choice(zs))
+            m = gt(t)
+            kind = rng.choice(3, p=[0.55, 0.2, 0.25])
+            if kind == 0:
+                box = _jitter_box(mask_bbox(m), rng, 2 if rng.random() < 0.7 else 0)
+                ref_box = box
+            elif kind == 1:
+                pos = _extreme_points(m, rng)
+                ys, xs = zip(*pos)
+                box = ref_box = (min(ys), min(xs), max(ys), max(xs))
+            else:
+                pos, neg = _clicks(m, rng)
+                ref_box = mask_bbox(m)
+            roi = roi_from_bbox(*ref_box, margin=margin, shift=shift)
+            if mode == 2:
+                r = t + int(rng.choice([-1, 1])) * int(rng.integers(2, 16))
+                if 0 <= r < nz:
+                    mem.append((r, gt(r)))
+                if rng.random() < 0.6:
+                    nb = gt(t + 1) if t + 1 < nz else None
+                    mem.append((t, _perturb(m, rng, nb)))
+        zlist = [t] + [z for z, _ in mem]
+        imgs = crop_stack(np.stack([imgv[z] for z in zlist]), roi)
+        masks = crop_stack(np.stack([gt(t)] + [mm for _, mm in mem]).astype(np.float32), roi, 0)
+        anchor = imgs[1] if mem else imgs[0]
+        gamma = float(np.exp(rng.normal(0, 0.25)))
+        imgs = np.sign(imgs) * np.abs(imgs) ** gamma
+        anchor = np.sign(anchor) * np.abs(anchor) ** gamma
+        imgs = normalise(imgs, anchor) + rng.normal(0, rng.uniform(0, 0.15), imgs.shape).astype(np.float32)
+        S = self.size
+        guid = guidance_maps(roi, S, pos=pos, neg=neg, box=box)
+        return resize(imgs, S), torch.from_numpy(guid), resize(masks, S), len(mem)
+
+    def batch(self, n: int, t_max: int = 3):
+        S = self.size
+        out = []
+        while len(out) < n:
+            ex = self.example()
+            if ex is not None:
+                out.append(ex)
+        q = torch.zeros(n, 1, S, S)
+        g = torch.zeros(n, 3, S, S)
+        mi = torch.zeros(n, t_max, 1, S, S)
+        mm = torch.zeros(n, t_max, 1, S, S)
+        mv = torch.zeros(n, t_max, dtype=torch.bool)
+        tgt = torch.zeros(n, 1, S, S)
+        for i, (imgs, guid, masks, k) in enumerate(out):
+            q[i] = imgs[0]
+            g[i] = guid
+            tgt[i] = masks[0]
+            mi[i, :k] = imgs[1:k + 1]
+            mm[i, :k] = masks[1:k + 1]
+            mv[i, :k] = True
+        # in-plane flips and transposes, the same for every frame of an example
+        if self.rng.random() < 0.5:
+            q, g, mi, mm, tgt = (x.flip(-1) for x in (q, g, mi, mm, tgt))
+        if self.rng.random() < 0.5:
+            q, g, mi, mm, tgt = (x.flip(-2) for x in (q, g, mi, mm, tgt))
+        if self.rng.random() < 0.5:
+            q, g, mi, mm, tgt = (x.transpose(-1, -2) for x in (q, g, mi, mm, tgt))
+        return q.contiguous(), g.contiguous(), mi.contiguous(), mm.contiguous(), mv, tgt.contiguous()

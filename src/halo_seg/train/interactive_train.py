@@ -1,0 +1,121 @@
+"""`halo-seg train-interactive`: train the prompt / memory / quality network on crops.
+
+Loss: soft Dice + binary cross-entropy on the mask, and the squared error of the quality head
+against the true Dice of the thresholded prediction (DESIGN.md: "train it with the true Dice of
+propagated slices"). Checkpoints are safetensors; ``resume`` continues from one.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..interactive.memnet import MemSegNet
+from ..interactive.model_io import load_memnet, save_memnet
+from ..samples import SUBCORTICAL, shared_data_dir
+from .interactive_data import ExampleSampler, colin27_source, ct_supervoxel_source, phantom_sources
+
+HELD_OUT = tuple(SUBCORTICAL)  # the benchmark's structures: never trained on
+
+
+def build_sources(data_dir: Path | None, n_phantoms: int = 12, cache_dir: Path | None = None, log=print):
+    sources = phantom_sources(n_phantoms)
+    if data_dir is not None:
+        sources.append(colin27_source(data_dir, HELD_OUT))
+        cache = (cache_dir / "ct_slic.npz") if cache_dir else None
+        sources.append(ct_supervoxel_source(data_dir, cache=cache))
+    for s in sources:
+        log(f"source {s.name}: {len(s.objects)} objects, volume {s.image.shape}")
+    return sources
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    def __init__(self, sources, size, seed, weights, batch):
+        self.args = (sources, size, seed, weights)
+        self.batch = batch
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        sources, size, seed, weights = self.args
+        sampler = ExampleSampler(sources, size=size, seed=seed + 1000 * (info.id if info else 0), weights=weights)
+        while True:
+            yield sampler.batch(self.batch)
+
+
+def _batch_stream(sources, size, seed, weights, batch, workers):
+    """Examples are made in worker processes so that the network never waits for them."""
+    loader = torch.utils.data.DataLoader(_Batches(sources, size, seed, weights, batch), batch_size=None,
+                                         num_workers=workers, prefetch_factor=4 if workers else None)
+    return iter(loader)
+
+
+def batch_dice(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-example Dice of hard masks; 1 when both are empty."""
+    p = (prob > 0.5).float().flatten(1)
+    t = (target > 0.5).float().flatten(1)
+    den = p.sum(1) + t.sum(1)
+    return torch.where(den > 0, 2 * (p * t).sum(1) / den.clamp(min=1), torch.ones_like(den))
+
+
+def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, lr: float = 2e-3,
+                      size: int = 64, width: int = 16, data_dir: Path | None = None, seed: int = 0,
+                      resume: str | Path | None = None, threads: int | None = None, log=print,
+                      progress=None, workers: int = 1) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    data_dir = data_dir if data_dir is not None else shared_data_dir()
+    sources = build_sources(data_dir, cache_dir=Path.home() / ".cache" / "halo_seg", log=log)
+    # real anatomy and supervoxels matter more than phantoms; weight by source kind, not object count
+    w = [0.25 / max(1, sum(s.name.startswith("phantom") for s in sources)) if s.name.startswith("phantom")
+         else 0.375 for s in sources]
+    batches = _batch_stream(sources, size, seed, w, batch, workers)
+    start = 0
+    if resume:
+        net, meta = load_memnet(resume)
+        start = int(meta.get("iterations", 0))
+        net.train()
+    else:
+        net = MemSegNet(size=size, width=width)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iterations, pct_start=0.05)
+    for _ in range(min(start, iterations)):
+        sched.step()
+    hist, t0 = [], time.time()
+    run = {"loss": 0.0, "dice": 0.0, "qerr": 0.0, "n": 0}
+    out = Path(out)
+    for it in range(start, iterations):
+        q, g, mi, mm, mv, tgt = next(batches)
+        logits, qual = net(q, g, mi, mm, mv)
+        prob = torch.sigmoid(logits)
+        bce = F.binary_cross_entropy_with_logits(logits, tgt)
+        inter = (prob * tgt).sum((1, 2, 3))
+        sdice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + tgt.sum((1, 2, 3)) + 1)
+        true_d = batch_dice(prob.detach(), tgt)
+        qloss = F.mse_loss(qual, true_d)
+        loss = bce + sdice.mean() + qloss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        run["loss"] += float(loss.detach())
+        run["dice"] += float(true_d.mean())
+        run["qerr"] += float((qual.detach() - true_d).abs().mean())
+        run["n"] += 1
+        if progress is not None:
+            progress(it + 1, iterations)
+        if (it + 1) % 100 == 0 or it + 1 == iterations:
+            n = run["n"]
+            rec = {"iteration": it + 1, "loss": run["loss"] / n, "crop_dice": run["dice"] / n,
+                   "quality_mae": run["qerr"] / n, "seconds": round(time.time() - t0, 1)}
+            hist.append(rec)
+            log(json.dumps(rec))
+            run = {"loss": 0.0, "dice": 0.0, "qerr": 0.0, "n": 0}
+            save_memnet(net, out, iterations=it + 1, seed=seed, batch=batch, lr=lr,
+                        sources=[s.name for s in sources], held_out_aal=list(HELD_OUT))
+    return {"history": hist, "path": str(out)}

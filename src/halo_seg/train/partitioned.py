@@ -1,0 +1,247 @@
+"""Spatially partitioned 3D U-Net training (`halo-seg train --grid pz,py,px`).
+
+Each training patch is split over the rank grid exactly as the inference engine splits a volume:
+every rank holds one block of the patch, the network exchanges halos before each convolution and
+all-reduces its norm statistics, the loss all-reduces its Dice and cross-entropy sums, and the
+weight gradients are summed over the grid. Every rank then takes the same optimizer step, so the
+weights stay identical without being broadcast, and equal those of unpartitioned training.
+
+All ranks draw patches and augmentations from the same seed, so they agree on what to train on
+without talking; each reads only its own block of the (lazy) volume.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..engine.halo import HaloContext, all_reduce_sum, allreduce_gradients
+from ..engine.partition import PartitionPlan
+from ..engine.unet import UNet3D
+
+
+def partitioned_dice_ce(logits, target, weight_map, group=None, world: int = 1, eps: float = 1e-5):
+    """The loss of :func:`losses.dice_ce_loss` on the whole patch, computed from one block.
+
+    Global sums are all-reduced; the result is divided by ``world`` because the autograd all-reduce
+    adds every rank's gradient (each rank computes the same global loss).
+    """
+    c = logits.shape[1]
+    ce = F.cross_entropy(logits, target, reduction="none")
+    probs = torch.softmax(logits, 1)
+    onehot = F.one_hot(target, c).movedim(-1, 1).to(probs.dtype)
+    m = (weight_map > 0).unsqueeze(1).to(probs.dtype)
+    probs, onehot = probs * m, onehot * m
+    dims = (0, 2, 3, 4)
+    stats = torch.cat([(probs * onehot).sum(dims), probs.sum(dims), onehot.sum(dims),
+                       (ce * weight_map).sum().view(1), weight_map.sum().view(1)])
+    if group is not None or torch.distributed.is_initialized():
+        stats = all_reduce_sum(stats, group)
+    inter, ps, ts = stats[:c], stats[c:2 * c], stats[2 * c:3 * c]
+    dice = (2 * inter + eps) / (ps + ts + eps)
+    loss = 1 - dice[1:].mean() + stats[3 * c] / stats[3 * c + 1].clamp_min(1e-6)
+    return loss / world
+
+
+def _patch_origin(shape, patch, rng) -> tuple[int, ...]:
+    return tuple(int(rng.integers(0, s - p + 1)) for s, p in zip(shape, patch))
+
+
+def _read_block(arr, origin, patch, block, flips) -> np.ndarray:
+    """This rank's block of the (flipped) patch at ``origin``: a flipped axis reads the mirrored range."""
+    sl = []
+    for ax, (o, p, b) in enumerate(zip(origin, patch, block)):
+        lo, hi = b.start, min(b.stop, p)       # the block may reach into the padding past the patch
+        if flips[ax]:
+            lo, hi = p - hi, p - lo
+        sl.append(slice(o + lo, o + hi))
+    out = np.asarray(arr[tuple(sl)])
+    for ax in range(3):
+        if flips[ax]:
+            out = np.flip(out, ax)
+    pad = [(0, (b.stop - b.start) - s) for b, s in zip(block, out.shape)]
+    return np.pad(out, pad) if any(p[1] for p in pad) else np.ascontiguousarray(out)
+
+
+def step_inputs(image, labels, weights, patch, plan: PartitionPlan, rank, rng):
+    """One training patch (shared draw), this rank's block: image, labels, weight map, augmentation."""
+    origin = _patch_origin(image.shape, patch, rng)
+    flips = tuple(bool(rng.random() < 0.5) for _ in range(3))
+    gamma = float(np.exp(rng.normal(0, 0.15)))
+    block = plan.block(rank) if rank is not None else tuple(slice(0, s) for s in plan.padded)
+    x = _read_block(image, origin, patch, block, flips).astype(np.float32)
+    y = _read_block(labels, origin, patch, block, flips).astype(np.int64)
+    w = _read_block(weights, origin, patch, block, flips).astype(np.float32)   # 0 in the padding
+    x = np.sign(x) * np.abs(x) ** gamma
+    return torch.from_numpy(x)[None, None], torch.from_numpy(y)[None], torch.from_numpy(w)[None]
+
+
+def train_step(net, opt, x, y, w, group=None, world=1):
+    loss = partitioned_dice_ce(net(x), y, w, group, world)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if world > 1:
+        allreduce_gradients(net, group)
+    opt.step()
+    return float(loss.detach()) * world
+
+
+def _worker(rank, world, grid, paths, cfg, init, out, q):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=600))
+    try:
+        image = np.load(paths["image"], mmap_mode="r")
+        labels = np.load(paths["labels"], mmap_mode="r")
+        weights = np.load(paths["weights"], mmap_mode="r")
+        torch.manual_seed(cfg["seed"])
+        net = UNet3D(1, cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
+        plan = PartitionPlan(tuple(cfg["patch"]), grid, net.multiple)
+        net.set_partition(HaloContext(plan, rank))
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=1e-4)
+        rng = np.random.default_rng(cfg["seed"])
+        t0 = time.time()
+        for it in range(1, cfg["iterations"] + 1):
+            x, y, w = step_inputs(image, labels, weights, cfg["patch"], plan, rank, rng)
+            loss = train_step(net, opt, x, y, w, None, world)
+            if rank == 0:
+                q.put(("progress", it, loss, time.time() - t0))
+        if rank == 0:
+            from ..engine.weights import save_unet
+            net.set_partition(None)
+            save_unet(net, out, normalization={"kind": "zscore"}, classes=cfg.get("class_names", []),
+                      training={"config": cfg, "grid": list(grid), "partitioned": True})
+            q.put(("done", rank, None, None))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def train_partitioned(image, labels, cfg: dict, grid, out, log=print, progress=None) -> dict:
+    """Train on one (image, label) volume with every patch split over ``grid`` CPU ranks (gloo)."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    from ..engine import normalize
+    from ..engine.runner import _free_port
+    from .losses import unet_weight_map
+    from .unet_train import check_pair
+    image, labels = np.asarray(image), np.asarray(labels)
+    check_pair(image, labels, cfg["n_classes"], cfg["patch"])
+    patch = [min(p, s) for p, s in zip(cfg["patch"], image.shape)]
+    cfg = {**cfg, "patch": patch}
+    spec = {"kind": "zscore"}
+    mean, std = normalize.mean_std(normalize.moments(image, spec), spec)
+    world = int(np.prod(grid))
+    with tempfile.TemporaryDirectory(prefix="halo-seg-train-") as tmp:
+        # the weight map needs distances over the whole volume: computed once, read per block
+        paths = {"image": f"{tmp}/image.npy", "labels": f"{tmp}/labels.npy", "weights": f"{tmp}/weights.npy"}
+        np.save(paths["image"], normalize.apply(image, mean, std, spec).astype(np.float32))
+        np.save(paths["labels"], labels.astype(np.int16))
+        np.save(paths["weights"], unet_weight_map(labels, cfg.get("w0", 10.0), cfg.get("sigma", 5.0)))
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        init = f"tcp://127.0.0.1:{_free_port()}"
+        procs = [ctx.Process(target=_worker, args=(r, world, tuple(grid), paths, cfg, init, str(out), q))
+                 for r in range(world)]
+        for p in procs:
+            p.start()
+        history = []
+        while True:
+            try:
+                kind, it, loss, sec = q.get(timeout=1.0)
+            except queue.Empty:
+                dead = [i for i, p in enumerate(procs) if p.exitcode not in (None, 0)]
+                if dead:
+                    for p in procs:
+                        p.kill()
+                    raise RuntimeError(f"partitioned training: rank(s) {dead} died (exit codes "
+                                       f"{[procs[i].exitcode for i in dead]})")
+                continue
+            if kind == "done":
+                break
+            history.append({"iteration": it, "loss": loss, "seconds": round(sec, 1)})
+            if progress:
+                progress(it, cfg["iterations"])
+            if it % max(1, cfg.get("epoch", 100)) == 0:
+                log(f"it {it:5d}  loss {loss:.4f}  ({sec:.0f}s, grid {grid})")
+        for p in procs:
+            p.join(120)
+        bad = [i for i, p in enumerate(procs) if p.exitcode != 0]
+        if bad:
+            raise RuntimeError(f"partitioned training: ranks {bad} failed")
+    Path(str(out) + ".history.json").write_text(json.dumps(history, indent=1))
+    return {"history": history, "out": str(out)}
+
+
+def _step_worker(rank, world, grid, shape, config, seed, init, q):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=300))
+    try:
+        image, labels, weights = _step_data(shape, config, seed)
+        torch.manual_seed(seed)
+        net = UNet3D(**config).double()
+        plan = PartitionPlan(shape, grid, net.multiple)
+        net.set_partition(HaloContext(plan, rank))
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        x, y, w = step_inputs(image, labels, weights, shape, plan, rank, np.random.default_rng(seed))
+        loss = train_step(net, opt, x.double(), y, w.double(), None, world)
+        q.put((rank, loss, {n: p.detach().numpy() for n, p in net.named_parameters()}))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def _step_data(shape, config, seed):
+    from .losses import unet_weight_map
+    g = np.random.default_rng(seed)
+    image = g.normal(size=shape)
+    labels = (g.random(shape) < 0.3).astype(np.int64) * g.integers(1, config["out_channels"], shape)
+    return image, labels, unet_weight_map(labels)
+
+
+def compare_training_step(grid, shape, config=None, seed=0) -> dict:
+    """One SGD step partitioned over ``grid`` vs the same step on the whole patch (float64).
+
+    Returns the largest weight-update difference relative to the largest update, and both losses.
+    """
+    import torch.multiprocessing as mp
+
+    from ..engine.runner import _free_port
+    config = config or dict(in_channels=1, out_channels=3, base=4, depth=2)
+    world = int(np.prod(grid))
+    ctx = mp.get_context("spawn")
+    q = ctx.SimpleQueue()
+    init = f"tcp://127.0.0.1:{_free_port()}"
+    procs = [ctx.Process(target=_step_worker, args=(r, world, tuple(grid), tuple(shape), config, seed, init, q))
+             for r in range(world)]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in range(world)]
+    for p in procs:
+        p.join(60)
+    image, labels, weights = _step_data(shape, config, seed)
+    torch.manual_seed(seed)
+    net = UNet3D(**config).double()
+    before = {n: p.detach().clone().numpy() for n, p in net.named_parameters()}
+    plan = PartitionPlan(shape, (1, 1, 1), net.multiple)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    x, y, w = step_inputs(image, labels, weights, shape, plan, None, np.random.default_rng(seed))
+    ref_loss = train_step(net, opt, x.double(), y, w.double())
+    after = {n: p.detach().numpy() for n, p in net.named_parameters()}
+    scale = max(float(np.abs(after[n] - before[n]).max()) for n in after)
+    worst = 0.0
+    for _, _, params in results:
+        for n in after:
+            worst = max(worst, float(np.abs((params[n] - before[n]) - (after[n] - before[n])).max()))
+    return {"grid": list(grid), "shape": list(shape), "update_max_rel_diff": worst / scale,
+            "update_scale": scale, "loss_whole": ref_loss, "loss_partitioned": [r[1] for r in results],
+            "ranks_agree": all(np.array_equal(results[0][2][n], r[2][n]) for r in results for n in after)}

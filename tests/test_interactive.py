@@ -1,0 +1,214 @@
+"""InteractiveSegmenter: prompts, propagation, recommendation, undo and bad input.
+
+Behaviour is checked with the shipped weights against the ground truth of a procedural phantom
+that training never saw (training phantoms use seeds >= 1000); validation and state handling with
+an untrained network, which is quick and needs nothing installed.
+"""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from halo_seg import InteractiveError, InteractiveSegmenter
+from halo_seg.engine.weights import WeightsError, save_unet
+from halo_seg.engine.unet import UNet3D
+from halo_seg.interactive.memnet import MemSegNet
+from halo_seg.interactive.model_io import default_memnet_installed, save_memnet
+from halo_seg.interactive.roi import mask_bbox
+from halo_seg.interactive.simulate import run_session
+from halo_seg.metrics import dice
+from halo_seg.samples import make_phantom
+
+needs_default = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_memnet(MemSegNet(), tmp_path_factory.mktemp("w") / "random.safetensors")
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    ph = make_phantom((40, 96, 96), n_objects=4, seed=7, noise=0.08)
+    sizes = [(ph.labels == k).sum() for k in range(1, 5)]
+    k = int(np.argmax(sizes)) + 1
+    return ph.image, ph.labels == k
+
+
+def _state(seg):
+    s = seg._s
+    return (copy.deepcopy(s.prompts), {z: m.copy() for z, m in s.annotations.items()}, set(s.pending),
+            None if s.prediction is None else s.prediction.copy(), None if s.quality is None else s.quality.copy())
+
+
+def _same(a, b):
+    if a[0].keys() != b[0].keys() or a[1].keys() != b[1].keys() or a[2] != b[2]:
+        return False
+    for z in a[0]:
+        pa, pb = a[0][z], b[0][z]
+        if (pa.pos, pa.neg, pa.box, pa.extreme) != (pb.pos, pb.neg, pb.box, pb.extreme):
+            return False
+    if any(not np.array_equal(a[1][z], b[1][z]) for z in a[1]):
+        return False
+    for x, y in ((a[3], b[3]), (a[4], b[4])):
+        if (x is None) != (y is None) or (x is not None and not np.array_equal(x, y, equal_nan=True)):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("vol, msg", [
+    (np.zeros((8, 8)), "3D"), (np.zeros((2, 8, 8, 8)), "3D"), (np.zeros((0, 8, 8)), "empty"),
+    (np.full((4, 8, 8), np.nan, np.float32), "NaN"), (np.zeros((4, 8, 8), np.complex64), "real numeric"),
+    (np.array([["a"]]), "3D"),
+])
+def test_bad_volumes_are_refused(vol, msg, random_weights):
+    with pytest.raises(InteractiveError, match=msg):
+        InteractiveSegmenter(vol, device="cpu", weights=random_weights)
+
+
+def test_bad_weights_are_refused(tmp_path, random_weights):
+    vol = np.zeros((4, 32, 32), np.float32)
+    with pytest.raises(WeightsError, match="not found"):
+        InteractiveSegmenter(vol, device="cpu", weights=tmp_path / "missing.safetensors")
+    bad = tmp_path / "corrupt.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(WeightsError, match="corrupt"):
+        InteractiveSegmenter(vol, device="cpu", weights=bad)
+    unet = save_unet(UNet3D(1, 2, 4, 1), tmp_path / "unet.safetensors")
+    with pytest.raises(WeightsError, match="not the interactive network"):
+        InteractiveSegmenter(vol, device="cpu", weights=unet)
+    pkl = tmp_path / "w.pt"
+    pkl.write_bytes(b"x")
+    with pytest.raises(WeightsError, match="safetensors"):
+        InteractiveSegmenter(vol, device="cpu", weights=pkl)
+
+
+def test_bad_prompts_leave_the_session_unchanged(random_weights):
+    vol = np.random.default_rng(0).normal(size=(12, 40, 48)).astype(np.float32)
+    seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)
+    with pytest.raises(InteractiveError, match="propagate needs"):
+        seg.propagate()
+    with pytest.raises(InteractiveError, match="nothing to recommend"):
+        seg.recommend_slice()
+    with pytest.raises(InteractiveError, match="nothing to undo"):
+        seg.undo()
+    seg.add_box(5, 10, 10, 20, 24)
+    seg.add_click(5, 15, 15, positive=False)
+    before = _state(seg)
+    bad = [
+        lambda: seg.add_click(12, 5, 5),                       # slice outside
+        lambda: seg.add_click(-1, 5, 5),
+        lambda: seg.add_click(2.5, 5, 5),                      # not a slice index
+        lambda: seg.add_click(3, 40, 5),                       # y outside
+        lambda: seg.add_click(3, 5, np.nan),
+        lambda: seg.add_box(3, 20, 10, 10, 20),                # y0 > y1
+        lambda: seg.add_box(3, 0, 0, 45, 10),                  # outside
+        lambda: seg.add_extreme_points(3, [(1, 1), (2, 2), (3, 3)]),
+        lambda: seg.add_extreme_points(3, [(4, 4)] * 4),
+        lambda: seg.add_scribble(3, np.zeros((40, 48), bool)),
+        lambda: seg.add_scribble(3, np.ones((40, 40), bool)),
+        lambda: seg.set_slice_mask(3, np.ones((48, 40), bool)),
+        lambda: seg.segment_slice(4),                          # no prompt there
+    ]
+    for f in bad:
+        with pytest.raises(InteractiveError):
+            f()
+        assert _same(_state(seg), before)
+    neg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)
+    neg.add_click(7, 10, 10, positive=False)   # only a negative click and nothing to correct
+    before = _state(neg)
+    with pytest.raises(InteractiveError, match="only negative"):
+        neg.propagate()
+    assert _same(_state(neg), before)
+
+
+def test_cancel_leaves_the_session_unchanged(random_weights):
+    vol = np.random.default_rng(1).normal(size=(10, 32, 32)).astype(np.float32)
+    seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)
+    m = np.zeros((32, 32), bool)
+    m[10:20, 10:20] = True
+    seg.set_slice_mask(4, m)
+    before = _state(seg)
+    with pytest.raises(InterruptedError):
+        seg.propagate(cancel=lambda: True)
+    assert _same(_state(seg), before)
+
+
+def test_set_slice_mask_is_trusted_and_undo_restores(random_weights):
+    vol = np.random.default_rng(2).normal(size=(10, 32, 32)).astype(np.float32)
+    seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)
+    m = np.zeros((32, 32), bool)
+    m[8:20, 6:18] = True
+    seg.set_slice_mask(3, m)
+    p1 = seg.propagate().copy()
+    assert np.array_equal(p1[3], m)                  # annotated slices are the user's, not the network's
+    assert seg.quality[3] == 1.0
+    seg.set_slice_mask(6, np.zeros((32, 32), bool))
+    p2 = seg.propagate()
+    assert not p2[6].any()
+    seg.undo()                                       # undo the propagation
+    seg.undo()                                       # undo the empty mask
+    assert np.array_equal(seg.prediction, p1)
+    seg.reset()
+    assert seg.annotated_slices == [] and not seg.prediction.any() and np.isnan(seg.quality).all()
+    seg.undo()
+    assert np.array_equal(seg.prediction, p1)
+
+
+@needs_default
+def test_box_then_rounds_follow_the_phantom_object(phantom):
+    image, truth = phantom
+    seg = InteractiveSegmenter(image, device="cpu")
+    recs = run_session(seg, truth, rounds=3)
+    d = [r["dice"] for r in recs]
+    assert d[0] >= 0.7, d
+    assert d[-1] >= d[0] - 0.02, d
+    zs = np.flatnonzero(truth.any((1, 2)))
+    q = seg.quality
+    pred_z = np.flatnonzero(seg.prediction.any((1, 2)))
+    assert np.isfinite(q[pred_z]).all()
+    assert np.all((q[np.isfinite(q)] >= 0) & (q[np.isfinite(q)] <= 1))
+    z = seg.recommend_slice()
+    assert z not in seg.annotated_slices
+    assert zs.min() - 2 <= z <= zs.max() + 2
+
+
+@needs_default
+def test_prompt_kinds_segment_a_slice(phantom):
+    image, truth = phantom
+    z = int(truth.sum((1, 2)).argmax())
+    m = truth[z]
+    y0, x0, y1, x1 = mask_bbox(m)
+    seg = InteractiveSegmenter(image, device="cpu")
+    seg.add_box(z, y0, x0, y1, x1)
+    assert dice(seg.segment_slice(z), m) >= 0.8
+    seg.reset()
+    ys, xs = np.nonzero(m)
+    pts = [(ys.min(), xs[ys.argmin()]), (ys.max(), xs[ys.argmax()]), (ys[xs.argmin()], xs.min()),
+           (ys[xs.argmax()], xs.max())]
+    seg.add_extreme_points(z, pts)
+    assert dice(seg.segment_slice(z), m) >= 0.8
+    seg.reset()
+    cy, cx = np.argwhere(m).mean(0).round().astype(int)
+    seg.add_click(z, cy, cx)
+    assert dice(seg.segment_slice(z), m) >= 0.5
+
+
+@needs_default
+def test_lazy_and_integer_volumes_give_the_same_result(phantom):
+    import dask.array as da
+    image, truth = phantom
+    z = int(truth.sum((1, 2)).argmax())
+    box = mask_bbox(truth[z])
+    ints = np.round(image * 1000).astype(np.int16)
+    out = []
+    for vol in (ints, da.from_array(ints, chunks=(8, 32, 32))):
+        seg = InteractiveSegmenter(vol, device="cpu")
+        seg.add_box(z, *box)
+        out.append(seg.propagate())
+    assert np.array_equal(out[0], out[1])
+    seg = InteractiveSegmenter(image, device="cpu")
+    seg.add_box(z, *box)
+    assert dice(seg.propagate(), out[0]) > 0.95    # z-scoring makes the dtype and scale irrelevant

@@ -1,0 +1,120 @@
+"""The interactive dock widget under Xvfb: box -> segment -> propagate -> recommended slice ->
+correct -> commit, asserted against the phantom's ground truth on the Labels layers."""
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from halo_seg.interactive.model_io import default_memnet_installed  # noqa: E402
+from halo_seg.interactive.roi import mask_bbox  # noqa: E402
+from halo_seg.metrics import dice  # noqa: E402
+
+needs_default = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
+
+
+def _wait(qtbot, w):
+    assert w.worker is not None, w.status.text()     # the work went to a background thread
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+
+
+def _box(w, z, mask):
+    y0, x0, y1, x1 = mask_bbox(mask)
+    w.viewer.layers["box"].add_rectangles(np.array([[z, y0, x0], [z, y0, x1], [z, y1, x1], [z, y1, x0]], float))
+
+
+@needs_default
+def test_full_interactive_flow(make_napari_viewer, qtbot, tmp_path):
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-halo-seg", "phantom")
+    labels = np.asarray(viewer.layers["phantom truth"].data)
+    sizes = np.bincount(labels.ravel())[1:]
+    first, second = (int(k) + 1 for k in np.argsort(sizes)[::-1][:2])
+    w = InteractiveWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.image.setCurrentText("phantom")
+    w.device.setCurrentText("cpu")
+
+    truth = labels == first
+    z = int(truth.sum((1, 2)).argmax())
+    w.goto_slice(z)
+    w.ensure_prompt_layers()
+    _box(w, z, truth[z])
+    w.segment_slice()
+    _wait(qtbot, w)
+    preview = viewer.layers["current object"]
+    assert dice(np.asarray(preview.data[z]) > 0, truth[z]) >= 0.8, w.status.text()
+
+    w.propagate()
+    _wait(qtbot, w)
+    d1 = dice(np.asarray(preview.data) > 0, truth)
+    assert d1 >= 0.7, w.status.text()
+    assert w.recommended is not None and "recommended" in w.status.text()
+    assert np.isfinite(w.plot.quality).sum() > 3
+
+    w.goto_recommended()
+    r = w._z()
+    assert r == w.recommended
+    if truth[r].any():
+        _box(w, r, truth[r])
+    else:                                   # the object is not there: paint the slice empty and accept it
+        preview.data[r] = 0
+        w.accept_slice()
+    w.propagate()
+    _wait(qtbot, w)
+    d2 = dice(np.asarray(preview.data) > 0, truth)
+    assert d2 >= d1 - 0.02, (d1, d2)
+
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    assert shot[..., :3].std() > 10
+    first_pred = np.asarray(preview.data) > 0
+    w.commit()
+    objects = np.asarray(viewer.layers["objects"].data)
+    assert np.array_equal(objects == 1, first_pred)
+    assert not np.asarray(preview.data).any() and len(viewer.layers["box"].data) == 0
+
+    truth2 = labels == second
+    z2 = int(truth2.sum((1, 2)).argmax())
+    w.goto_slice(z2)
+    _box(w, z2, truth2[z2])
+    w.propagate()                            # segments the prompted slice, then propagates
+    _wait(qtbot, w)
+    assert dice(np.asarray(preview.data) > 0, truth2) >= 0.6, w.status.text()
+    w.commit()
+    objects = np.asarray(viewer.layers["objects"].data)
+    assert np.array_equal(objects == 1, first_pred)          # object 1 is never overwritten
+    assert (objects == 2).any() and not ((objects == 2) & first_pred).any()
+
+
+@needs_default
+def test_errors_undo_and_cancel_keep_the_work(make_napari_viewer, qtbot):
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-halo-seg", "phantom")
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText("phantom")
+    w.device.setCurrentText("cpu")
+    w.propagate()                                    # nothing drawn yet
+    _wait(qtbot, w)
+    assert "error" in w.status.text() and "propagate needs" in w.status.text()
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    z = int(truth.sum((1, 2)).argmax())
+    w.goto_slice(z)
+    _box(w, z, truth[z])
+    w.propagate()
+    _wait(qtbot, w)
+    before = np.asarray(viewer.layers["current object"].data).copy()
+    assert before.any()
+    viewer.layers["extreme points"].add(np.array([[z, 5, 5], [z, 6, 6]], float))   # only 2 of 4 points
+    w.segment_slice()
+    assert w.worker is None and "4" in w.status.text()
+    assert np.array_equal(np.asarray(viewer.layers["current object"].data), before)
+    viewer.layers["extreme points"].data = np.zeros((0, 3))
+    w.propagate()
+    w.cancel()
+    _wait(qtbot, w) if w.worker is not None else None
+    assert np.array_equal(np.asarray(viewer.layers["current object"].data), before)
+    w.reset()
+    assert not np.asarray(viewer.layers["current object"].data).any()
+    w.undo()
+    assert np.array_equal(np.asarray(viewer.layers["current object"].data), before)
