@@ -1,5 +1,6 @@
 """Make the README screenshots: napari with the Colin27 sample, the default model's labels from the
-halo engine (2 ranks), and the automatic-segmentation dock widget.
+halo engine (2 ranks) and the automatic-segmentation dock widget; and the interactive widget after
+a box on the left thalamus, propagation and one correction on the recommended slice.
 
     xvfb-run -a .venv/bin/python scripts/screenshots.py
 """
@@ -39,6 +40,51 @@ def main():
     iio.imwrite(OUT / "napari_colin27.png", img)
     print("status:", w.status.text())
     print("wrote", OUT / "napari_colin27.png", img.shape, "std", float(np.std(img)))
+    viewer.close()
+    interactive(s)
+
+
+def _wait(w):
+    while w.worker is not None:
+        QApplication.processEvents()
+
+
+def interactive(s):
+    from halo_seg.interactive.roi import mask_bbox
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 850)
+    viewer.add_image(s.image, name="colin27 T1", scale=s.spacing)
+    w = InteractiveWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Interactive segmentation")
+    w.device.setCurrentText("cpu")
+    truth = s.labels == 77
+    z = int(truth.sum((1, 2)).argmax())
+    w.goto_slice(z)
+    w.ensure_prompt_layers()
+
+    def box(zz):
+        y0, x0, y1, x1 = mask_bbox(truth[zz])
+        viewer.layers["box"].add_rectangles(np.array([[zz, y0, x0], [zz, y0, x1], [zz, y1, x1], [zz, y1, x0]], float))
+    box(z)
+    w.propagate()
+    _wait(w)
+    r = w.recommended
+    if r is not None and truth[r].any():
+        w.goto_slice(r)
+        box(r)
+        w.propagate()
+        _wait(w)
+    w.goto_slice(z)
+    viewer.camera.zoom = 3.0
+    viewer.camera.center = (0, *(np.argwhere(truth[z]).mean(0) * s.spacing[1:]))
+    for _ in range(5):
+        QApplication.processEvents()
+    img = viewer.screenshot(canvas_only=False, flash=False)
+    import imageio.v3 as iio
+    iio.imwrite(OUT / "napari_interactive.png", img)
+    print("status:", w.status.text())
+    print("wrote", OUT / "napari_interactive.png", img.shape, "std", float(np.std(img)))
     viewer.close()
 
 

@@ -1,10 +1,11 @@
 """Memory propagation through a volume (DESIGN.md section 2).
 
-Two sweeps, upward from the lowest annotated slice and downward from the highest. At every query
+Two sweeps, upward from the lowest slice annotated with the object and downward from the highest. At every query
 slice the memory holds the nearest annotated slices (always) and the slice just predicted (it
 carries the local shape). Between two annotated slices the sweeps are blended, each weighted by
 its closeness to the annotated slice it started from; outside them a sweep stops after two empty
-slices in a row. Everything happens inside one square ROI around the annotated masks, encoded once.
+slices in a row, at any slice the user annotated as empty, and where a shrinking object starts to
+grow again (a leak into neighbouring tissue, see ``SHRUNK``/``REGROWN``). Everything happens inside one square ROI around the annotated masks, encoded once.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .roi import ROI, crop_stack, mask_bbox, normalise, paste_logits, resize, ro
 N_ANNOTATED = 2     # annotated memory entries per query, the nearest ones
 EMPTY_STOP = 2      # consecutive empty predictions that end a sweep
 EMPTY_AREA = 2.0    # crop pixels: below this a predicted slice counts as empty
+SHRUNK, REGROWN = 0.7, 1.5   # the unimodal-extent rule, see propagate_volume
 
 
 @dataclass
@@ -55,75 +57,136 @@ class _Encoded:
 
 @torch.no_grad()
 def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, np.ndarray],
-                     roi: ROI, device="cpu", cancel=None) -> Propagation:
-    """column: (Z, side, side) image crops of the ROI; annotations: z -> full-slice bool masks."""
+                     roi: ROI, device="cpu", cancel=None, flip: bool = False) -> Propagation:
+    """column: (Z, side, side) image crops of the ROI; annotations: z -> full-slice bool masks.
+
+    ``flip`` runs on the left-right mirrored crops (test-time augmentation) and mirrors back.
+    """
     S = net.size
     nz = column.shape[0]
     ann = sorted(annotations)
     ann_crops = {z: crop_stack(annotations[z][None].astype(np.float32), roi, 0)[0] for z in ann}
     ref = [column[z] for z in ann if ann_crops[z].any()] or [column[z] for z in ann]
     images = resize(normalise(column, np.stack(ref)), S).to(device)
-    enc = _Encoded(net, images)
     ann_masks = {z: resize(ann_crops[z][None], S).to(device) for z in ann}
+    if flip:
+        images = images.flip(-1)
+        ann_masks = {z: m.flip(-1) for z, m in ann_masks.items()}
+    enc = _Encoded(net, images)
     ann_values = {z: net.encode_value(images[z:z + 1], ann_masks[z], enc.f[2][z:z + 1]) for z in ann}
     nonempty = [z for z in ann if ann_crops[z].any()]
     lo_obj, hi_obj = min(nonempty), max(nonempty)
+    peak_area = max(float(ann_masks[z].sum()) for z in nonempty)
 
-    def step(z, prev):
+    def memory(z, prev):
         near = sorted(ann, key=lambda a: (abs(a - z), a))[:N_ANNOTATED]
-        keys = [enc.key[a:a + 1] for a in near]
-        vals = [ann_values[a] for a in near]
+        keys = [enc.key[a] for a in near]
+        vals = [ann_values[a][0] for a in near]
         marea = [ann_masks[a].mean() for a in near]
         if prev is not None:
             pz, pmask = prev
-            keys.append(enc.key[pz:pz + 1])
-            vals.append(net.encode_value(images[pz:pz + 1], pmask, enc.f[2][pz:pz + 1]))
+            keys.append(enc.key[pz])
+            vals.append(net.encode_value(images[pz:pz + 1], pmask, enc.f[2][pz:pz + 1])[0])
             marea.append(pmask.mean())
-        mk = torch.stack(keys, 1)
-        mv = torch.stack(vals, 1)
-        valid = torch.ones(1, mk.shape[1], dtype=torch.bool, device=mk.device)
-        readout, conf = net.read(enc.key[z:z + 1], mk, mv, valid)
-        zero_guide = images.new_zeros(1, 3, S, S)
-        logits, dfeat = net.decode(enc.feats(slice(z, z + 1)), readout, zero_guide, valid.any(1))
-        q = net.predict_quality(logits, dfeat, conf, torch.stack(marea).mean().view(1))
-        return torch.sigmoid(logits), float(q)
+        return keys, vals, torch.stack(marea).mean()
 
+    def step(queries):
+        """One batched step for the active sweeps: queries = [(z, prev), ...]."""
+        mems = [memory(z, prev) for z, prev in queries]
+        t = max(len(k) for k, _, _ in mems)
+        b = len(queries)
+        mk = images.new_zeros(b, t, *enc.key.shape[1:])
+        mv = images.new_zeros(b, t, *ann_values[ann[0]].shape[1:])
+        valid = torch.zeros(b, t, dtype=torch.bool, device=images.device)
+        for i, (k, v, _) in enumerate(mems):
+            mk[i, :len(k)] = torch.stack(k)
+            mv[i, :len(v)] = torch.stack(v)
+            valid[i, :len(k)] = True
+        zs = [z for z, _ in queries]
+        readout, conf = net.read(enc.key[zs], mk, mv, valid)
+        logits, dfeat = net.decode(enc.feats(zs), readout, images.new_zeros(b, 3, S, S), valid.any(1))
+        q = net.predict_quality(logits, dfeat, conf, torch.stack([m for _, _, m in mems]))
+        return torch.sigmoid(logits), q.tolist()
+
+    # the upward and downward sweeps advance in lockstep, batched together; they start from the
+    # outermost slices that show the object, and an empty annotated slice ends a sweep
     sweeps = []
-    for direction, start in ((1, ann[0]), (-1, ann[-1])):
-        prob, qual = {}, {}
-        prev, empty_run, z = None, 0, start
-        while 0 <= z < nz:
-            if cancel is not None and cancel():
-                raise InterruptedError("propagation cancelled")
-            if z in annotations:
-                prev, empty_run = (z, ann_masks[z]), 0
-                past = z > hi_obj if direction == 1 else z < lo_obj
-                if past and not ann_crops[z].any():
-                    break   # the user said the object has ended here
-            else:
-                p, q = step(z, prev)
-                prob[z], qual[z] = p[0, 0], q
-                hard = (p > 0.5).float()
-                prev = (z, hard)
-                beyond = z > hi_obj if direction == 1 else z < lo_obj
-                empty_run = empty_run + 1 if float(hard.sum()) < EMPTY_AREA else 0
-                if beyond and empty_run >= EMPTY_STOP:
+    for direction, start, last in ((1, lo_obj, hi_obj), (-1, hi_obj, lo_obj)):
+        sweeps.append({"dir": direction, "z": start, "prev": None, "empty": 0, "prob": {}, "qual": {}, "on": True,
+                       "peak": peak_area, "trough": float(ann_masks[last].sum())})
+    while any(sw["on"] for sw in sweeps):
+        if cancel is not None and cancel():
+            raise InterruptedError("propagation cancelled")
+        queries = []
+        for sw in sweeps:
+            while sw["on"]:
+                z = sw["z"]
+                if not 0 <= z < nz:
+                    sw["on"] = False
+                elif z in annotations:
+                    if not ann_crops[z].any():
+                        sw["on"] = False   # the user said the object is not here
+                    sw["prev"], sw["empty"] = (z, ann_masks[z]), 0
+                    sw["z"] += sw["dir"]
+                else:
+                    queries.append(sw)
                     break
-            z += direction
-        sweeps.append((prob, qual))
+        if not queries:
+            break
+        probs, quals = step([(sw["z"], sw["prev"]) for sw in queries])
+        for sw, p, q in zip(queries, probs, quals):
+            z = sw["z"]
+            hard = (p[None] > 0.5).float()
+            area = float(hard.sum())
+            beyond = z > hi_obj if sw["dir"] == 1 else z < lo_obj
+            if beyond:
+                # Unimodal extent: past the annotated slices an object that has shrunk well below its
+                # largest annotated section does not grow back; when the prediction does, it has
+                # leaked into neighbouring tissue, and the sweep stops there.
+                if sw["trough"] < SHRUNK * sw["peak"] and area > REGROWN * sw["trough"] + 4:
+                    sw["on"] = False
+                    continue
+                if area > sw["peak"]:
+                    sw["peak"] = sw["trough"] = area
+                else:
+                    sw["trough"] = min(sw["trough"], area)
+            sw["prob"][z], sw["qual"][z] = p[0], q
+            sw["prev"] = (z, hard)
+            sw["empty"] = sw["empty"] + 1 if area < EMPTY_AREA else 0
+            if beyond and sw["empty"] >= EMPTY_STOP:
+                sw["on"] = False
+            sw["z"] += sw["dir"]
+    sweeps = [(sw["prob"], sw["qual"]) for sw in sweeps]
 
     (pu, qu), (pd, qd) = sweeps
     prob, qual = {}, {}
     for z in set(pu) | set(pd):
         if z in pu and z in pd:
-            below = max(a for a in ann if a < z)
-            above = min(a for a in ann if a > z)
+            # both sweeps reached z: weight each by its closeness to the annotated slice it came from
+            below = max(a for a in nonempty if a < z)
+            above = min(a for a in nonempty if a > z)
             wu, wd = 1.0 / (z - below), 1.0 / (above - z)
             prob[z] = (wu * pu[z] + wd * pd[z]) / (wu + wd)
             qual[z] = (wu * qu[z] + wd * qd[z]) / (wu + wd)
         else:
             prob[z], qual[z] = (pu[z], qu[z]) if z in pu else (pd[z], qd[z])
+    if flip:
+        prob = {z: p.flip(-1) for z, p in prob.items()}
     return Propagation(roi, prob, qual)
+
+
+def merge(a: Propagation, b: Propagation) -> Propagation:
+    """Average two propagations of the same ROI (e.g. plain and mirrored); a slice only one of them
+    reached keeps that one's prediction."""
+    prob, qual = {}, {}
+    for z in set(a.prob) | set(b.prob):
+        if z in a.prob and z in b.prob:
+            prob[z] = (a.prob[z] + b.prob[z]) / 2
+            qual[z] = (a.quality[z] + b.quality[z]) / 2
+        else:
+            src = a if z in a.prob else b
+            prob[z], qual[z] = src.prob[z], src.quality[z]
+    return Propagation(a.roi, prob, qual)
 
 
 def to_volume_masks(prop: Propagation, shape) -> dict[int, np.ndarray]:

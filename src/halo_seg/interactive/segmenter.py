@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .model_io import load_memnet
-from .propagation import annotation_roi, propagate_volume, to_volume_masks
+from .propagation import annotation_roi, merge, propagate_volume, to_volume_masks
 from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
 
 MEMORY_REACH = 15   # slices: an annotated neighbour further away than this does not help a prompt
@@ -60,7 +60,7 @@ class InteractiveSegmenter:
     is read. Points are (y, x), boxes inclusive pixel bounds (y0, x0, y1, x1).
     """
 
-    def __init__(self, volume, spacing=None, device: str = "auto", weights="default"):
+    def __init__(self, volume, spacing=None, device: str = "auto", weights="default", tta: bool = True):
         shape = getattr(volume, "shape", None)
         if shape is None:
             raise InteractiveError(f"volume must be an array (numpy, dask or zarr), got {type(volume).__name__}")
@@ -79,6 +79,7 @@ class InteractiveSegmenter:
         self.shape = tuple(int(s) for s in shape)
         self.spacing = tuple(float(s) for s in spacing) if spacing is not None else (1.0, 1.0, 1.0)
         self.device = _pick_device(device)
+        self.tta = bool(tta)   # average with a mirrored propagation: more accurate, twice the work
         self.net, self.weights_meta = load_memnet(weights, self.device)
         self._s = _State()
         self._history: list[_State] = []
@@ -247,7 +248,9 @@ class InteractiveSegmenter:
         if near:
             a = min(near, key=lambda a: abs(a - z))
             mem.append((a, s.annotations[a]))
-        if current is not None:
+        if current is not None and box is None:
+            # clicks refine the current mask; a box or extreme points redefine the object on this
+            # slice, and a wrong current mask in memory would only pull the result back towards it
             mem.append((z, current))
         zs = [z] + [m[0] for m in mem]
         crops = self._read(zs, roi)
@@ -263,8 +266,12 @@ class InteractiveSegmenter:
             mi, mm = images[1:][None], masks.to(self.device)[None]
         else:
             mi = mm = images.new_zeros(1, 0, 1, S, S)
+        valid = torch.ones(1, k, dtype=torch.bool, device=self.device)
         with torch.no_grad():
-            logits, _ = self.net(images[:1], guide, mi, mm, torch.ones(1, k, dtype=torch.bool, device=self.device))
+            logits, _ = self.net(images[:1], guide, mi, mm, valid)
+            if self.tta:
+                mirrored, _ = self.net(images[:1].flip(-1), guide.flip(-1), mi.flip(-1), mm.flip(-1), valid)
+                logits = (logits + mirrored.flip(-1)) / 2
         return paste_logits(logits[0, 0].cpu(), roi, self.shape[1:])
 
     def segment_slice(self, z) -> np.ndarray:
@@ -291,6 +298,8 @@ class InteractiveSegmenter:
         roi = annotation_roi(work.annotations)
         column = self._read(slice(0, self.shape[0]), roi)
         prop = propagate_volume(self.net, column, work.annotations, roi, self.device, cancel)
+        if self.tta:
+            prop = merge(prop, propagate_volume(self.net, column, work.annotations, roi, self.device, cancel, True))
         masks = to_volume_masks(prop, self.shape)
         pred = np.zeros(self.shape, bool)
         for z, m in masks.items():

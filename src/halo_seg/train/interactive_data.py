@@ -174,16 +174,22 @@ class ExampleSampler:
         if mode == 1:
             r = pick_big() if rng.random() < 0.5 else int(rng.choice(zs))
             s = 1 if rng.random() < 0.5 else -1
-            if rng.random() < 0.25:
-                # just past the object's end, with a memory that still shows it: learn to stop
+            if rng.random() < 0.35:
+                # past the object's end, with a previous slice that still shows it (or shows a leak
+                # onto other tissue): learn to stop instead of following whatever is there
                 end = int(zs.max() if s == 1 else zs.min())
-                t = end + s * int(rng.integers(1, 4))
+                t = end + s * int(rng.integers(1, 7))
                 if not 0 <= t < nz:
                     return None
                 r = int(rng.choice(zs))
                 roi = roi_from_bbox(*mask_bbox(gt(r)), margin=margin, shift=shift)
                 mem.append((r, gt(r)))
-                mem.append((t - s, _perturb(gt(end), rng, None)))
+                prev = _perturb(gt(end), rng, None)
+                if rng.random() < 0.5:
+                    side = max(8, roi.side // 4)
+                    prev = np.roll(prev, (int(rng.integers(-side, side + 1)), int(rng.integers(-side, side + 1))),
+                                   (0, 1))
+                mem.append((t - s, prev))
             else:
                 d = 1 + min(int(rng.exponential(4.0)), 30)
                 t = r + s * d
