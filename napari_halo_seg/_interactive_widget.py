@@ -240,18 +240,22 @@ class InteractiveWidget(QWidget):
             self.status.setText(f"error: {exc}")
             return None
 
-    def segment_slice(self):
+    def _prompted_session(self):
+        """The session with the prompts of the slice shown handed over, or None (error reported)."""
         if self._busy():
-            return
-        z = self._z()
+            return None
 
         def prep():
             self.ensure_prompt_layers()
-            self.send_prompts(z)
+            self.send_prompts(self._z())
             return self.seg
-        seg = self._guard(prep)
+        return self._guard(prep)
+
+    def segment_slice(self):
+        seg = self._prompted_session()
         if seg is None:
             return
+        z = self._z()
 
         def done(mask):
             self._show(z_mask=(z, mask))
@@ -259,15 +263,7 @@ class InteractiveWidget(QWidget):
         self._start(f"segmenting slice {z} ...", seg.segment_slice, z, on_done=done)
 
     def propagate(self):
-        if self._busy():
-            return
-        z = self._z()
-
-        def prep():
-            self.ensure_prompt_layers()
-            self.send_prompts(z)
-            return self.seg
-        seg = self._guard(prep)
+        seg = self._prompted_session()
         if seg is None:
             return
 

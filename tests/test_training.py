@@ -25,7 +25,7 @@ def test_training_learns_and_resumes(pair, tmp_path):
     cfg = TrainConfig(n_classes=2, patch=(32, 32, 32), iterations=40, batch=1, lr=3e-3, base=4, depth=2, epoch=20,
                       normalization={"kind": "percentile", "percentiles": [1.0, 99.0]})
     steps = []
-    res = train_unet([img], [lab], cfg, tmp_path / "a.safetensors", log=lambda *a: None,
+    train_unet([img], [lab], cfg, tmp_path / "a.safetensors", log=lambda *a: None,
                      progress=lambda i, n: steps.append(i))
     assert steps == list(range(1, 41))
     net, meta = load_unet(tmp_path / "a.safetensors")

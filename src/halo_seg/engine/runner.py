@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import queue as queue_mod
 import resource
 import socket
 import time

@@ -21,22 +21,23 @@ def weights_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "weights"
 
 
-def resolve_weights(spec: str | Path) -> Path:
+def resolve_weights(spec: str | Path, default_name: str = DEFAULT_NAME, what: str = "3D U-Net",
+                    how: str = "pass --weights PATH to a .safetensors file made by `halo-seg train`") -> Path:
     if str(spec) == "default":
-        p = weights_dir() / DEFAULT_NAME
+        p = weights_dir() / default_name
         if not p.exists():
-            raise WeightsError(f"no default 3D U-Net weights are installed ({p} is missing); "
-                               "pass --weights PATH to a .safetensors file made by `halo-seg train`")
+            raise WeightsError(f"no default {what} weights are installed ({p} is missing); {how}")
         return p
     p = Path(spec)
     if not p.exists():
-        raise WeightsError(f"weights file not found: {p}")
+        raise WeightsError(f"{what} weights file not found: {p}")
     if p.suffix != ".safetensors":
         raise WeightsError(f"weights must be a .safetensors file (no pickles are loaded), got {p.name}")
     return p
 
 
-def save_unet(net: UNet3D, path: str | Path, **meta) -> Path:
+def save_unet(net: torch.nn.Module, path: str | Path, **meta) -> Path:
+    """Any network with a ``config`` dict (the U-Net, the interactive network) as safetensors."""
     from safetensors.torch import save_file
     path = Path(path)
     info = {"config": net.config, **meta}

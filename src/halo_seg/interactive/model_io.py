@@ -2,39 +2,22 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
-import torch
 
-from ..engine.weights import WeightsError, read_meta, weights_dir
+from ..engine.weights import WeightsError, read_meta, resolve_weights, save_unet, weights_dir
 from .memnet import MemSegNet
 
 DEFAULT_NAME = "memseg_default.safetensors"
 
 
 def resolve_memnet_weights(spec: str | Path) -> Path:
-    if str(spec) == "default":
-        p = weights_dir() / DEFAULT_NAME
-        if not p.exists():
-            raise WeightsError(f"no default interactive weights are installed ({p} is missing); "
-                               "train them with `halo-seg train-interactive` and pass weights=PATH")
-        return p
-    p = Path(spec)
-    if not p.exists():
-        raise WeightsError(f"interactive weights file not found: {p}")
-    if p.suffix != ".safetensors":
-        raise WeightsError(f"weights must be a .safetensors file (no pickles are loaded), got {p.name}")
-    return p
+    return resolve_weights(spec, DEFAULT_NAME, "interactive network",
+                           "train them with `halo-seg train-interactive` and pass weights=PATH")
 
 
 def save_memnet(net: MemSegNet, path: str | Path, **meta) -> Path:
-    from safetensors.torch import save_file
-    path = Path(path)
-    info = {"kind": "memseg", "config": net.config, **meta}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(tensors, str(path), metadata={"halo_seg": json.dumps(info)})
-    return path
+    return save_unet(net, path, kind="memseg", **meta)
 
 
 def load_memnet(spec: str | Path = "default", device="cpu") -> tuple[MemSegNet, dict]:
