@@ -212,3 +212,19 @@ def test_lazy_and_integer_volumes_give_the_same_result(phantom):
     seg = InteractiveSegmenter(image, device="cpu")
     seg.add_box(z, *box)
     assert dice(seg.propagate(), out[0]) > 0.95    # z-scoring makes the dtype and scale irrelevant
+
+
+def test_train_interactive_saves_and_resumes(tmp_path):
+    from halo_seg.interactive.model_io import load_memnet
+    from halo_seg.train.interactive_train import train_interactive
+    out = tmp_path / "m.safetensors"
+    seen = []
+    res = train_interactive(out, iterations=3, batch=4, shared=False, n_phantoms=2, workers=0,
+                            log=lambda *a: None, progress=lambda i, n: seen.append(i))
+    assert seen == [1, 2, 3] and res["history"][-1]["iteration"] == 3
+    net, meta = load_memnet(out)
+    assert meta["iterations"] == 3 and meta["held_out_aal"]
+    seen.clear()
+    train_interactive(out, iterations=5, batch=4, shared=False, n_phantoms=2, workers=0, resume=out,
+                      log=lambda *a: None, progress=lambda i, n: seen.append(i))
+    assert seen == [4, 5] and load_memnet(out)[1]["iterations"] == 5

@@ -60,3 +60,20 @@ def test_auto_widget_cancel_and_errors_keep_layers(make_napari_viewer, qtbot, tm
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert "failed" in w.status.text() and "not found" in w.status.text()
     assert len(viewer.layers) == 1 and w.run_btn.isEnabled()
+
+
+def test_auto_widget_on_lazy_zarr(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):
+    """A zarr opened through the plugin's reader stays lazy and is segmented by the ranks from the file."""
+    import zarr
+    src = zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=np.load(phantom_npy).shape,
+                          chunks=(9, 17, 15), dtype="f4")
+    src[...] = np.load(phantom_npy)
+    viewer, w = _auto_widget(make_napari_viewer, tmp_path / "in.zarr", tiny_weights, tmp_path / "out.zarr")
+    assert hasattr(viewer.layers[0].data, "dask")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "done" in w.status.text(), w.status.text()
+    ref = tmp_path / "ref.zarr"
+    from halo_seg.engine.runner import segment
+    segment(phantom_npy, ref, tiny_weights, mode="whole")
+    np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data), zarr.open_group(str(ref))["labels"][...])

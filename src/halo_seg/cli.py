@@ -141,7 +141,7 @@ def cmd_train_interactive(a) -> int:
     from .train.interactive_train import train_interactive
     res = train_interactive(a.out, iterations=a.iterations, batch=a.batch, lr=a.lr, size=a.size,
                             width=a.width, data_dir=Path(a.data) if a.data else None, seed=a.seed,
-                            resume=a.resume, threads=a.threads, workers=a.workers)
+                            resume=a.resume, threads=a.threads, workers=a.workers, device=a.device)
     print(json.dumps({"out": res["path"], "last": res["history"][-1] if res["history"] else None}))
     return 0
 
@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--resume", default=None, help="continue from this checkpoint")
     ti.add_argument("--threads", type=int, default=None)
     ti.add_argument("--workers", type=int, default=1, help="processes that make training examples")
+    ti.add_argument("--device", default="cpu", help="cpu or cuda")
     ti.set_defaults(fn=cmd_train_interactive)
     i = sub.add_parser("info", help="shape, dtype, spacing and chunks of a volume")
     i.add_argument("input")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -63,12 +64,13 @@ def batch_dice(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, lr: float = 2e-3,
                       size: int = 64, width: int = 16, data_dir: Path | None = None, seed: int = 0,
                       resume: str | Path | None = None, threads: int | None = None, log=print,
-                      progress=None, workers: int = 1) -> dict:
+                      progress=None, workers: int = 1, device: str = "cpu", shared: bool = True,
+                      n_phantoms: int = 12) -> dict:
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    data_dir = data_dir if data_dir is not None else shared_data_dir()
-    sources = build_sources(data_dir, cache_dir=Path.home() / ".cache" / "halo_seg", log=log)
+    data_dir = (data_dir if data_dir is not None else shared_data_dir()) if shared else None
+    sources = build_sources(data_dir, n_phantoms, cache_dir=Path.home() / ".cache" / "halo_seg", log=log)
     # real anatomy and supervoxels matter more than phantoms; weight by source kind, not object count
     w = [0.25 / max(1, sum(s.name.startswith("phantom") for s in sources)) if s.name.startswith("phantom")
          else 0.375 for s in sources]
@@ -80,15 +82,19 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         net.train()
     else:
         net = MemSegNet(size=size, width=width)
+    dev = torch.device(device)
+    net = net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iterations, pct_start=0.05)
-    for _ in range(min(start, iterations)):
-        sched.step()
+    with warnings.catch_warnings():   # stepping the schedule alone is the point here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(min(start, iterations - 1)):
+            sched.step()   # the learning-rate schedule continues where it stopped
     hist, t0 = [], time.time()
     run = {"loss": 0.0, "dice": 0.0, "qerr": 0.0, "n": 0}
     out = Path(out)
     for it in range(start, iterations):
-        q, g, mi, mm, mv, tgt = next(batches)
+        q, g, mi, mm, mv, tgt = (x.to(dev, non_blocking=True) for x in next(batches))
         logits, qual = net(q, g, mi, mm, mv)
         prob = torch.sigmoid(logits)
         bce = F.binary_cross_entropy_with_logits(logits, tgt)
