@@ -54,20 +54,15 @@ def _worker(rank, world, grid, shape, config, dtype_name, seed, init, device, q)
         dist.destroy_process_group()
 
 
-def compare_partitioned(grid, shape, config=None, dtype="float32", seed=0, device="cpu") -> dict:
-    """Max abs logit difference, max relative input/weight gradient difference vs the whole volume."""
+def run_ranks(target, world: int, args: tuple, extra: tuple = ()) -> list:
+    """Spawn ``world`` gloo/NCCL ranks running ``target(rank, world, *args, init, *extra, queue)``;
+    each puts one result on the queue. Returns the results; raises if a rank failed."""
     import torch.multiprocessing as mp
-    from .partition import PartitionPlan
     from .runner import _free_port
-    from .unet import UNet3D
-    config = config or dict(in_channels=1, out_channels=2, base=4, depth=2)
-    world = int(np.prod(grid))
     ctx = mp.get_context("spawn")
     q = ctx.SimpleQueue()
     init = f"tcp://127.0.0.1:{_free_port()}"
-    procs = [ctx.Process(target=_worker, args=(r, world, tuple(grid), tuple(shape), config, dtype, seed,
-                                                 init, device, q))
-             for r in range(world)]
+    procs = [ctx.Process(target=target, args=(r, world, *args, init, *extra, q)) for r in range(world)]
     for p in procs:
         p.start()
     results = [q.get() for _ in range(world)]
@@ -76,6 +71,16 @@ def compare_partitioned(grid, shape, config=None, dtype="float32", seed=0, devic
     bad = [i for i, p in enumerate(procs) if p.exitcode != 0]
     if bad:
         raise RuntimeError(f"ranks {bad} failed")
+    return results
+
+
+def compare_partitioned(grid, shape, config=None, dtype="float32", seed=0, device="cpu") -> dict:
+    """Max abs logit difference, max relative input/weight gradient difference vs the whole volume."""
+    from .partition import PartitionPlan
+    from .unet import UNet3D
+    config = config or dict(in_channels=1, out_channels=2, base=4, depth=2)
+    world = int(np.prod(grid))
+    results = run_ranks(_worker, world, (tuple(grid), tuple(shape), config, dtype, seed), (device,))
     dt = getattr(torch, dtype)
     torch.manual_seed(seed)
     net = UNet3D(**config).to(dt)

@@ -49,7 +49,6 @@ class _Encoded:
             ks.append(k)
         self.f = tuple(torch.cat([f[j] for f in fs]) for j in range(3))
         self.key = torch.cat(ks)
-        self.images = images
 
     def feats(self, idx):
         return tuple(f[idx] for f in self.f)

@@ -213,21 +213,10 @@ def compare_training_step(grid, shape, config=None, seed=0) -> dict:
 
     Returns the largest weight-update difference relative to the largest update, and both losses.
     """
-    import torch.multiprocessing as mp
-
-    from ..engine.runner import _free_port
+    from ..engine.verify import run_ranks
     config = config or dict(in_channels=1, out_channels=3, base=4, depth=2)
     world = int(np.prod(grid))
-    ctx = mp.get_context("spawn")
-    q = ctx.SimpleQueue()
-    init = f"tcp://127.0.0.1:{_free_port()}"
-    procs = [ctx.Process(target=_step_worker, args=(r, world, tuple(grid), tuple(shape), config, seed, init, q))
-             for r in range(world)]
-    for p in procs:
-        p.start()
-    results = [q.get() for _ in range(world)]
-    for p in procs:
-        p.join(60)
+    results = run_ranks(_step_worker, world, (tuple(grid), tuple(shape), config, seed))
     image, labels, weights = _step_data(shape, config, seed)
     torch.manual_seed(seed)
     net = UNet3D(**config).double()
