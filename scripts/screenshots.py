@@ -29,19 +29,22 @@ def main():
     viewer.window.add_dock_widget(w, name="Automatic segmentation")
     w.output.setText(str(Path(tempfile.mkdtemp()) / "colin27_labels.zarr"))
     w.run()
-    while w.worker is not None:
-        QApplication.processEvents()
+    _wait(w)
     viewer.layers[-1].opacity = 0.5
     viewer.dims.set_point(0, 2.0 * 40)
+    _shoot(viewer, w, "napari_colin27.png")
+    interactive(s)
+
+
+def _shoot(viewer, widget, name):
     for _ in range(5):
         QApplication.processEvents()
     img = viewer.screenshot(canvas_only=False, flash=False)
     import imageio.v3 as iio
-    iio.imwrite(OUT / "napari_colin27.png", img)
-    print("status:", w.status.text())
-    print("wrote", OUT / "napari_colin27.png", img.shape, "std", float(np.std(img)))
+    iio.imwrite(OUT / name, img)
+    print("status:", widget.status.text())
+    print("wrote", OUT / name, img.shape, "std", float(np.std(img)))
     viewer.close()
-    interactive(s)
 
 
 def _wait(w):
@@ -78,14 +81,7 @@ def interactive(s):
     w.goto_slice(z)
     viewer.camera.zoom = 3.0
     viewer.camera.center = (0, *(np.argwhere(truth[z]).mean(0) * s.spacing[1:]))
-    for _ in range(5):
-        QApplication.processEvents()
-    img = viewer.screenshot(canvas_only=False, flash=False)
-    import imageio.v3 as iio
-    iio.imwrite(OUT / "napari_interactive.png", img)
-    print("status:", w.status.text())
-    print("wrote", OUT / "napari_interactive.png", img.shape, "std", float(np.std(img)))
-    viewer.close()
+    _shoot(viewer, w, "napari_interactive.png")
 
 
 if __name__ == "__main__":
