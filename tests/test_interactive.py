@@ -79,6 +79,9 @@ def test_bad_weights_are_refused(tmp_path, random_weights):
     unet = save_unet(UNet3D(1, 2, 4, 1), tmp_path / "unet.safetensors")
     with pytest.raises(WeightsError, match="not the interactive network"):
         InteractiveSegmenter(vol, device="cpu", weights=unet)
+    from halo_seg.engine.weights import load_unet
+    with pytest.raises(WeightsError, match="not the 3D U-Net"):
+        load_unet(random_weights)
     pkl = tmp_path / "w.pt"
     pkl.write_bytes(b"x")
     with pytest.raises(WeightsError, match="safetensors"):
@@ -155,6 +158,20 @@ def test_set_slice_mask_is_trusted_and_undo_restores(random_weights):
     assert seg.annotated_slices == [] and not seg.prediction.any() and np.isnan(seg.quality).all()
     seg.undo()
     assert np.array_equal(seg.prediction, p1)
+
+
+def test_recommend_refuses_an_emptied_object(random_weights):
+    vol = np.random.default_rng(3).normal(size=(8, 32, 32)).astype(np.float32)
+    seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)
+    m = np.zeros((32, 32), bool)
+    m[8:20, 6:18] = True
+    seg.set_slice_mask(3, m)
+    seg.propagate()
+    for z in np.flatnonzero(seg.prediction.any((1, 2))):   # the user erases every slice of it
+        seg.set_slice_mask(z, np.zeros((32, 32), bool))
+    assert not seg.prediction.any()
+    with pytest.raises(InteractiveError, match="current mask is empty"):
+        seg.recommend_slice()
 
 
 @needs_default

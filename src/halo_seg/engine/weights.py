@@ -58,20 +58,26 @@ def read_meta(path: str | Path) -> dict:
     return json.loads(meta["halo_seg"])
 
 
-def load_unet(spec: str | Path = "default", device: str | torch.device = "cpu") -> tuple[UNet3D, dict]:
+def load_net(path: Path, build, kind: str | None, what: str, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """Build ``build(**config)`` from a halo-seg safetensors file whose metadata says ``kind``
+    (None: the 3D U-Net, which predates the field) and load its weights; no pickle is read."""
     from safetensors.torch import load_file
-    path = resolve_weights(spec)
     meta = read_meta(path)
-    net = UNet3D(**meta["config"])
+    if meta.get("kind") != kind:
+        raise WeightsError(f"{path} holds {meta.get('kind') or '3D U-Net'} weights, not the {what}")
     try:
-        state = load_file(str(path))
-        net.load_state_dict(state)
+        net = build(**meta["config"])
+        net.load_state_dict(load_file(str(path)))
     except Exception as exc:
-        raise WeightsError(f"weights {path} do not fit the network {meta['config']}: {exc}") from exc
+        raise WeightsError(f"weights {path} do not fit the {what} {meta.get('config')}: {exc}") from exc
     meta["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     meta["path"] = str(path)
     return net.to(device).eval(), meta
 
 
-def default_weights_installed() -> bool:
-    return (weights_dir() / DEFAULT_NAME).exists()
+def load_unet(spec: str | Path = "default", device: str | torch.device = "cpu") -> tuple[UNet3D, dict]:
+    return load_net(resolve_weights(spec), UNet3D, None, "3D U-Net", device)
+
+
+def default_weights_installed(name: str = DEFAULT_NAME) -> bool:
+    return (weights_dir() / name).exists()

@@ -44,6 +44,11 @@ class _State:
     prediction: np.ndarray | None = None
     quality: np.ndarray | None = None
 
+    def copy(self) -> "_State":
+        """A copy that may be changed; masks and arrays are shared because they are never mutated."""
+        return _State(copy.deepcopy(self.prompts), dict(self.annotations), set(self.pending),
+                      self.prediction, self.quality)
+
 
 def _pick_device(device: str) -> torch.device:
     if device == "auto":
@@ -137,8 +142,7 @@ class InteractiveSegmenter:
         """Snapshot for undo; the live state becomes a copy that may be changed."""
         self._history.append(self._s)
         del self._history[:-HISTORY]
-        self._s = _State(copy.deepcopy(self._s.prompts), dict(self._s.annotations), set(self._s.pending),
-                         self._s.prediction, self._s.quality)
+        self._s = self._s.copy()
         return self._s
 
     def _prompts(self, s: _State, z: int) -> _Prompts:
@@ -287,8 +291,7 @@ class InteractiveSegmenter:
 
     def propagate(self, cancel=None) -> np.ndarray:
         """Segment pending prompted slices, then propagate through the volume. Returns (Z, Y, X) bool."""
-        work = _State(copy.deepcopy(self._s.prompts), dict(self._s.annotations), set(self._s.pending),
-                      self._s.prediction, self._s.quality)
+        work = self._s.copy()
         for z in sorted(work.pending):
             work.annotations[z] = self._segment(work, z)
         work.pending = set()
@@ -319,8 +322,9 @@ class InteractiveSegmenter:
         """The not-yet-annotated slice with the lowest predicted quality inside the predicted extent."""
         if self._s.quality is None or self._s.prediction is None:
             raise InteractiveError("nothing to recommend yet: call propagate() first")
-        area = self._s.prediction.reshape(self.shape[0], -1).any(1)
-        zs = np.flatnonzero(area)
+        zs = np.flatnonzero(self._s.prediction.reshape(self.shape[0], -1).any(1))
+        if not len(zs):
+            raise InteractiveError("the current mask is empty; add a prompt and propagate first")
         lo, hi = max(zs.min() - 1, 0), min(zs.max() + 1, self.shape[0] - 1)
         q = self._s.quality.copy()
         cand = [z for z in range(lo, hi + 1) if z not in self._s.annotations and np.isfinite(q[z])]
