@@ -141,7 +141,8 @@ def cmd_train_interactive(a) -> int:
     from .train.interactive_train import train_interactive
     res = train_interactive(a.out, iterations=a.iterations, batch=a.batch, lr=a.lr, size=a.size,
                             width=a.width, data_dir=Path(a.data) if a.data else None, seed=a.seed,
-                            resume=a.resume, threads=a.threads, workers=a.workers, device=a.device)
+                            resume=a.resume, threads=a.threads, workers=a.workers, device=a.device,
+                            sweeps=a.sweeps, sweep_steps=a.sweep_steps, init=a.init)
     print(json.dumps({"out": res["path"], "last": res["history"][-1] if res["history"] else None}))
     return 0
 
@@ -210,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--data", default=None, help="shared data folder (default: ../shared/data)")
     ti.add_argument("--seed", type=int, default=0)
     ti.add_argument("--resume", default=None, help="continue from this checkpoint")
+    ti.add_argument("--init", default=None,
+                    help="start from these weights ('default' = the shipped ones) on a fresh schedule")
+    ti.add_argument("--sweeps", type=int, default=8,
+                    help="propagation sweeps per iteration unrolled on the network's own predictions (0: none)")
+    ti.add_argument("--sweep-steps", type=int, default=6, help="slices per unrolled sweep")
     ti.add_argument("--threads", type=int, default=None)
     ti.add_argument("--workers", type=int, default=1, help="processes that make training examples")
     ti.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -140,7 +140,9 @@ class ExampleSampler:
         w = np.asarray(weights if weights is not None else [1.0] * len(self.sources), float)
         self.p = w / w.sum()
 
-    def example(self):
+    def _view(self):
+        """A random object seen along a random axis: (image, mask) volumes in that slicing order,
+        the slices that show it, and a sampler of large sections."""
         rng = self.rng
         src = self.sources[rng.choice(len(self.sources), p=self.p)]
         val, bb = src.objects[rng.integers(len(src.objects))]
@@ -166,6 +168,14 @@ class ExampleSampler:
             return None
         wts = areas[zs - lo].astype(float)
         pick_big = lambda: int(rng.choice(zs, p=wts / wts.sum()))  # noqa: E731
+        return imgv, gt, zs, nz, pick_big
+
+    def example(self):
+        rng = self.rng
+        view = self._view()
+        if view is None:
+            return None
+        imgv, gt, zs, nz, pick_big = view
         mode = rng.choice(3, p=[0.25, 0.5, 0.25])   # prompt only, propagate, correct
         margin = float(rng.uniform(0.25, 0.6))
         shift = tuple(rng.uniform(-0.08, 0.08, 2))
@@ -229,16 +239,85 @@ class ExampleSampler:
                     nb = gt(t + 1) if t + 1 < nz else None
                     mem.append((t, _perturb(m, rng, nb)))
         zlist = [t] + [z for z, _ in mem]
+        imgs, masks = self._crops(imgv, zlist, [gt(t)] + [mm for _, mm in mem], roi, [1] if mem else [0])
+        guid = guidance_maps(roi, self.size, pos=pos, neg=neg, box=box)
+        return imgs, torch.from_numpy(guid), masks, len(mem)
+
+    def _crops(self, imgv, zlist, masks, roi, ref):
+        """Image and mask crops of slices ``zlist``, gamma-augmented, normalised on the crops ``ref``
+        (the annotated slices, as at inference), noisy, resized to the network's size."""
+        rng = self.rng
         imgs = crop_stack(np.stack([imgv[z] for z in zlist]), roi)
-        masks = crop_stack(np.stack([gt(t)] + [mm for _, mm in mem]).astype(np.float32), roi, 0)
-        anchor = imgs[1] if mem else imgs[0]
+        masks = crop_stack(np.stack(masks).astype(np.float32), roi, 0)
         gamma = float(np.exp(rng.normal(0, 0.25)))
         imgs = np.sign(imgs) * np.abs(imgs) ** gamma
-        anchor = np.sign(anchor) * np.abs(anchor) ** gamma
-        imgs = normalise(imgs, anchor) + rng.normal(0, rng.uniform(0, 0.15), imgs.shape).astype(np.float32)
-        S = self.size
-        guid = guidance_maps(roi, S, pos=pos, neg=neg, box=box)
-        return resize(imgs, S), torch.from_numpy(guid), resize(masks, S), len(mem)
+        imgs = normalise(imgs, imgs[ref]) + rng.normal(0, rng.uniform(0, 0.15), imgs.shape).astype(np.float32)
+        return resize(imgs, self.size), resize(masks, self.size)
+
+    def sweep_example(self, steps: int):
+        """One propagation sweep to be unrolled with the network's own predictions (see
+        ``interactive_train.rollout_loss``): an annotated slice, optionally a second annotated slice
+        (ahead, as between two annotations, or behind, as beyond the outermost one), and ``steps``
+        consecutive query slices moving away from the first; half of the sweeps cross the object's end."""
+        rng = self.rng
+        view = self._view()
+        if view is None:
+            return None
+        imgv, gt, zs, nz, pick_big = view
+        s = 1 if rng.random() < 0.5 else -1
+        if rng.random() < 0.5:
+            end = int(zs.max() if s == 1 else zs.min())
+            r = end - s * int(rng.integers(0, steps))
+            if not gt(r).any():
+                return None
+        else:
+            r = pick_big() if rng.random() < 0.5 else int(rng.choice(zs))
+        if not 0 <= r + s * steps < nz:
+            return None
+        ann = gt(r)
+        ann_mem = _perturb(ann, rng, None) if rng.random() < 0.3 else ann   # a segmented, not drawn, slice
+        if not ann_mem.any():
+            ann_mem = ann
+        r2, u = None, rng.random()
+        if u < 0.2:
+            r2 = r + s * (steps + int(rng.integers(1, 8)))
+        elif u < 0.35:
+            r2 = r - s * int(rng.integers(2, 20))
+        if r2 is not None and not (0 <= r2 < nz and gt(r2).any()):
+            r2 = None
+        boxes = np.array([mask_bbox(gt(z)) for z in ([r] if r2 is None else [r, r2])])
+        roi = roi_from_bbox(boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max(),
+                            margin=float(rng.uniform(0.3, 0.55)), shift=tuple(rng.uniform(-0.05, 0.05, 2)))
+        queries = [r + s * k for k in range(1, steps + 1)]
+        second = r if r2 is None else r2
+        imgs, masks = self._crops(imgv, [r, second] + queries,
+                                  [ann_mem, gt(second)] + [gt(z) for z in queries], roi,
+                                  [0] if r2 is None else [0, 1])
+        return imgs, masks, r2 is not None
+
+    def sweep_batch(self, n: int, steps: int):
+        """(images, masks) (n, steps + 2, 1, S, S): frame 0 the annotated slice, 1 the second annotated
+        slice (valid where ``has_second``), 2.. the queries with their true masks."""
+        out = []
+        while len(out) < n:
+            ex = self.sweep_example(steps)
+            if ex is not None:
+                out.append(ex)
+        imgs = torch.stack([e[0] for e in out])
+        masks = torch.stack([e[1] for e in out])
+        has_second = torch.tensor([e[2] for e in out])
+        imgs, masks = self._flips(imgs, masks)
+        return imgs.contiguous(), masks.contiguous(), has_second
+
+    def _flips(self, *xs):
+        """In-plane flips and transposes, the same for every frame of a batch."""
+        if self.rng.random() < 0.5:
+            xs = tuple(x.flip(-1) for x in xs)
+        if self.rng.random() < 0.5:
+            xs = tuple(x.flip(-2) for x in xs)
+        if self.rng.random() < 0.5:
+            xs = tuple(x.transpose(-1, -2) for x in xs)
+        return xs
 
     def batch(self, n: int, t_max: int = 3):
         S = self.size
@@ -260,11 +339,5 @@ class ExampleSampler:
             mi[i, :k] = imgs[1:k + 1]
             mm[i, :k] = masks[1:k + 1]
             mv[i, :k] = True
-        # in-plane flips and transposes, the same for every frame of an example
-        if self.rng.random() < 0.5:
-            q, g, mi, mm, tgt = (x.flip(-1) for x in (q, g, mi, mm, tgt))
-        if self.rng.random() < 0.5:
-            q, g, mi, mm, tgt = (x.flip(-2) for x in (q, g, mi, mm, tgt))
-        if self.rng.random() < 0.5:
-            q, g, mi, mm, tgt = (x.transpose(-1, -2) for x in (q, g, mi, mm, tgt))
+        q, g, mi, mm, tgt = self._flips(q, g, mi, mm, tgt)
         return q.contiguous(), g.contiguous(), mi.contiguous(), mm.contiguous(), mv, tgt.contiguous()

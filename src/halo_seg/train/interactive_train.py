@@ -34,23 +34,61 @@ def build_sources(data_dir: Path | None, n_phantoms: int = 12, cache_dir: Path |
 
 
 class _Batches(torch.utils.data.IterableDataset):
-    def __init__(self, sources, size, seed, weights, batch):
+    def __init__(self, sources, size, seed, weights, batch, sweeps):
         self.args = (sources, size, seed, weights)
-        self.batch = batch
+        self.batch, self.sweeps = batch, sweeps
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         sources, size, seed, weights = self.args
         sampler = ExampleSampler(sources, size=size, seed=seed + 1000 * (info.id if info else 0), weights=weights)
+        n, steps = self.sweeps
         while True:
-            yield sampler.batch(self.batch)
+            yield sampler.batch(self.batch), (sampler.sweep_batch(n, steps) if n and steps else None)
 
 
-def _batch_stream(sources, size, seed, weights, batch, workers):
+def _batch_stream(sources, size, seed, weights, batch, workers, sweeps=(0, 0)):
     """Examples are made in worker processes so that the network never waits for them."""
-    loader = torch.utils.data.DataLoader(_Batches(sources, size, seed, weights, batch), batch_size=None,
+    loader = torch.utils.data.DataLoader(_Batches(sources, size, seed, weights, batch, sweeps), batch_size=None,
                                          num_workers=workers, prefetch_factor=4 if workers else None)
     return iter(loader)
+
+
+def mask_losses(logits, qual, tgt):
+    """BCE + soft Dice per example, the quality head's squared error against the true Dice of the
+    thresholded prediction; returns (loss, true Dice)."""
+    prob = torch.sigmoid(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, tgt)
+    inter = (prob * tgt).sum((1, 2, 3))
+    sdice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + tgt.sum((1, 2, 3)) + 1)
+    true_d = batch_dice(prob.detach(), tgt)
+    return bce + sdice.mean() + F.mse_loss(qual, true_d), true_d
+
+
+def rollout_loss(net, images, masks, has_second):
+    """Unroll a sweep as ``propagate_volume`` does: memory = the annotated slice(s) + the previous
+    slice with the network's **own** thresholded prediction (the first step's previous slice is the
+    annotated one). Training on its own predictions, not on perturbed truth, teaches the network to
+    recover from its errors and the quality head to judge real sweeps.
+
+    images, masks (B, steps + 2, 1, S, S) from ``ExampleSampler.sweep_batch``; returns the mean
+    loss and the (B, steps) true Dice and quality predictions.
+    """
+    b, n = images.shape[:2]
+    guid = images.new_zeros(b, 3, *images.shape[-2:])
+    valid = torch.stack([torch.ones_like(has_second), has_second, torch.ones_like(has_second)], 1)
+    prev_i, prev_m = images[:, 0], masks[:, 0]
+    losses, dices, quals = [], [], []
+    for k in range(2, n):
+        mi = torch.stack([images[:, 0], images[:, 1], prev_i], 1)
+        mm = torch.stack([masks[:, 0], masks[:, 1], prev_m], 1)
+        logits, qual = net(images[:, k], guid, mi, mm, valid)
+        loss, true_d = mask_losses(logits, qual, masks[:, k])
+        losses.append(loss)
+        dices.append(true_d)
+        quals.append(qual.detach())
+        prev_i, prev_m = images[:, k], (logits.detach() > 0).float()
+    return torch.stack(losses).mean(), torch.stack(dices, 1), torch.stack(quals, 1)
 
 
 def batch_dice(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -65,7 +103,13 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
                       size: int = 64, width: int = 16, data_dir: Path | None = None, seed: int = 0,
                       resume: str | Path | None = None, threads: int | None = None, log=print,
                       progress=None, workers: int = 1, device: str = "cpu", shared: bool = True,
-                      n_phantoms: int = 12) -> dict:
+                      n_phantoms: int = 12, sweeps: int = 8, sweep_steps: int = 6,
+                      init: str | Path | None = None) -> dict:
+    """Train (or, with ``resume``, continue; with ``init``, fine-tune from other weights on a fresh
+    schedule) the interactive network. Each iteration takes ``batch`` one-step examples and
+    ``sweeps`` sweeps of ``sweep_steps`` slices unrolled on the network's own predictions."""
+    if resume and init:
+        raise ValueError("give either resume (continue a run) or init (start from weights), not both")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -74,11 +118,11 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
     # real anatomy and supervoxels matter more than phantoms; weight by source kind, not object count
     w = [0.25 / max(1, sum(s.name.startswith("phantom") for s in sources)) if s.name.startswith("phantom")
          else 0.375 for s in sources]
-    batches = _batch_stream(sources, size, seed, w, batch, workers)
+    batches = _batch_stream(sources, size, seed, w, batch, workers, (sweeps, sweep_steps))
     start = 0
-    if resume:
-        net, meta = load_memnet(resume)
-        start = int(meta.get("iterations", 0))
+    if resume or init:
+        net, meta = load_memnet(resume or init)
+        start = int(meta.get("iterations", 0)) if resume else 0
         net.train()
     else:
         net = MemSegNet(size=size, width=width)
@@ -91,18 +135,20 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         for _ in range(min(start, iterations - 1)):
             sched.step()   # the learning-rate schedule continues where it stopped
     hist, t0 = [], time.time()
-    run = {"loss": 0.0, "dice": 0.0, "qerr": 0.0, "n": 0}
+    fresh = {"loss": 0.0, "dice": 0.0, "qerr": 0.0, "sweep_dice": 0.0, "sweep_qerr": 0.0, "n": 0}
+    run = dict(fresh)
     out = Path(out)
     for it in range(start, iterations):
-        q, g, mi, mm, mv, tgt = (x.to(dev, non_blocking=True) for x in next(batches))
+        one_step, sweep = next(batches)
+        q, g, mi, mm, mv, tgt = (x.to(dev, non_blocking=True) for x in one_step)
         logits, qual = net(q, g, mi, mm, mv)
-        prob = torch.sigmoid(logits)
-        bce = F.binary_cross_entropy_with_logits(logits, tgt)
-        inter = (prob * tgt).sum((1, 2, 3))
-        sdice = 1 - (2 * inter + 1) / (prob.sum((1, 2, 3)) + tgt.sum((1, 2, 3)) + 1)
-        true_d = batch_dice(prob.detach(), tgt)
-        qloss = F.mse_loss(qual, true_d)
-        loss = bce + sdice.mean() + qloss
+        loss, true_d = mask_losses(logits, qual, tgt)
+        run["qerr"] += float((qual.detach() - true_d).abs().mean())
+        if sweep is not None:
+            sloss, sd, sq = rollout_loss(net, *(x.to(dev, non_blocking=True) for x in sweep))
+            loss = loss + sloss
+            run["sweep_dice"] += float(sd.mean())
+            run["sweep_qerr"] += float((sq - sd).abs().mean())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -110,17 +156,21 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         sched.step()
         run["loss"] += float(loss.detach())
         run["dice"] += float(true_d.mean())
-        run["qerr"] += float((qual.detach() - true_d).abs().mean())
         run["n"] += 1
         if progress is not None:
             progress(it + 1, iterations)
         if (it + 1) % 100 == 0 or it + 1 == iterations:
             n = run["n"]
             rec = {"iteration": it + 1, "loss": run["loss"] / n, "crop_dice": run["dice"] / n,
-                   "quality_mae": run["qerr"] / n, "seconds": round(time.time() - t0, 1)}
+                   "quality_mae": run["qerr"] / n}
+            if sweeps and sweep_steps:
+                rec.update(sweep_dice=run["sweep_dice"] / n, sweep_quality_mae=run["sweep_qerr"] / n)
+            rec = {k: round(v, 4) for k, v in rec.items()}
+            rec["seconds"] = round(time.time() - t0, 1)
             hist.append(rec)
             log(json.dumps(rec))
-            run = {"loss": 0.0, "dice": 0.0, "qerr": 0.0, "n": 0}
+            run = dict(fresh)
             save_memnet(net, out, iterations=it + 1, seed=seed, batch=batch, lr=lr,
+                        sweeps=sweeps, sweep_steps=sweep_steps, init=str(init) if init else "",
                         sources=[s.name for s in sources], held_out_aal=list(HELD_OUT))
     return {"history": hist, "path": str(out)}
