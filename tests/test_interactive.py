@@ -193,6 +193,22 @@ def test_box_then_rounds_follow_the_phantom_object(phantom):
 
 
 @needs_default
+def test_low_predicted_quality_ends_sweeps_past_the_annotations(phantom):
+    image, truth = phantom
+    z = int(truth.sum((1, 2)).argmax())
+    extents = {}
+    for bias in (20.0, -20.0):   # the quality head forced to predict Dice ~1, then ~0
+        seg = InteractiveSegmenter(image, device="cpu", tta=False)
+        with torch.no_grad():
+            seg.net.quality[-1].bias.fill_(bias)
+        seg.add_box(z, *mask_bbox(truth[z]))
+        extents[bias] = np.flatnonzero(seg.propagate().any((1, 2)))
+    zs = np.flatnonzero(truth.any((1, 2)))
+    assert len(extents[20.0]) >= 0.8 * len(zs)       # trusted sweeps follow the object
+    assert extents[-20.0].tolist() == [z]            # distrusted ones stop at once
+
+
+@needs_default
 def test_prompt_kinds_segment_a_slice(phantom):
     image, truth = phantom
     z = int(truth.sum((1, 2)).argmax())

@@ -4,8 +4,10 @@ Two sweeps, upward from the lowest slice annotated with the object and downward 
 slice the memory holds the nearest annotated slices (always) and the slice just predicted (it
 carries the local shape). Between two annotated slices the sweeps are blended, each weighted by
 its closeness to the annotated slice it started from; outside them a sweep stops after two empty
-slices in a row, at any slice the user annotated as empty, and where a shrinking object starts to
-grow again (a leak into neighbouring tissue, see ``SHRUNK``/``REGROWN``). Everything happens inside one square ROI around the annotated masks, encoded once.
+slices in a row, at any slice the user annotated as empty, where a shrinking object starts to
+grow again (a leak into neighbouring tissue, see ``SHRUNK``/``REGROWN``), and where the quality head
+predicts a Dice below ``QUALITY_STOP`` (chosen on a validation set: benchmarks/quality_stop.py).
+Everything happens inside one square ROI around the annotated masks, encoded once.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ N_ANNOTATED = 2     # annotated memory entries per query, the nearest ones
 EMPTY_STOP = 2      # consecutive empty predictions that end a sweep
 EMPTY_AREA = 2.0    # crop pixels: below this a predicted slice counts as empty
 SHRUNK, REGROWN = 0.7, 1.5   # the unimodal-extent rule, see propagate_volume
+QUALITY_STOP = 0.5  # past the annotated slices a sweep ends where the predicted Dice falls below this
 
 
 @dataclass
@@ -56,10 +59,13 @@ class _Encoded:
 
 @torch.no_grad()
 def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, np.ndarray],
-                     roi: ROI, device="cpu", cancel=None, flip: bool = False) -> Propagation:
+                     roi: ROI, device="cpu", cancel=None, flip: bool = False,
+                     quality_stop: float = QUALITY_STOP) -> Propagation:
     """column: (Z, side, side) image crops of the ROI; annotations: z -> full-slice bool masks.
 
     ``flip`` runs on the left-right mirrored crops (test-time augmentation) and mirrors back.
+    ``quality_stop``: past the annotated slices, the first slice predicted below this Dice ends the
+    sweep and is not kept (0 disables the rule).
     """
     S = net.size
     nz = column.shape[0]
@@ -143,6 +149,11 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                 # largest annotated section does not grow back; when the prediction does, it has
                 # leaked into neighbouring tissue, and the sweep stops there.
                 if sw["trough"] < SHRUNK * sw["peak"] and area > REGROWN * sw["trough"] + 4:
+                    sw["on"] = False
+                    continue
+                if q < quality_stop and area >= EMPTY_AREA:
+                    # the quality head, trained on sweeps that run past objects' ends, judges this
+                    # slice more likely wrong than right: the object has ended or the sweep leaked
                     sw["on"] = False
                     continue
                 if area > sw["peak"]:

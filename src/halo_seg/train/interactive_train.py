@@ -127,6 +127,8 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
     else:
         net = MemSegNet(size=size, width=width)
     dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True   # fixed input shapes: pick the fastest kernels once
     net = net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iterations, pct_start=0.05)
