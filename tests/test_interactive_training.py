@@ -1,10 +1,11 @@
 """Training the interactive network: unrolled sweeps on its own predictions, fine-tuning."""
+import numpy as np
 import pytest
 import torch
 
 from halo_seg.interactive.memnet import MemSegNet
 from halo_seg.interactive.model_io import load_memnet
-from halo_seg.train.interactive_data import ExampleSampler, phantom_sources
+from halo_seg.train.interactive_data import ExampleSampler, Source, _objects, phantom_sources
 from halo_seg.train.interactive_train import rollout_loss, train_interactive
 
 
@@ -20,6 +21,20 @@ def test_sweeps_start_on_the_object_and_cross_its_ends(sampler):
     assert (masks[:, 0].sum((1, 2, 3)) > 0).all()            # the annotated slice shows the object
     last = masks[:, -1].sum((1, 2, 3))
     assert (last == 0).any() and (last > 0).any()            # some sweeps run past the end, some do not
+
+
+def test_sweeps_of_short_objects_at_the_volume_edge():
+    # objects shorter than a sweep that touch the first or last slice (a bug seen in GPU training)
+    rng = np.random.default_rng(0)
+    img = rng.random((6, 40, 40)).astype(np.float32)
+    lab = np.zeros((6, 40, 40), np.int32)
+    lab[3:, 10:25, 10:25] = 1
+    lab[:3, 20:35, 18:30] = 2
+    src = Source("edge", img, lab, _objects(lab, min_voxels=10, min_extent=3))
+    smp = ExampleSampler([src], size=32, seed=0)
+    for _ in range(200):
+        ex = smp.sweep_example(4)
+        assert ex is None or ex[1][0].sum() > 0
 
 
 def test_rollout_feeds_back_the_networks_own_predictions(sampler):

@@ -268,7 +268,7 @@ class ExampleSampler:
         if rng.random() < 0.5:
             end = int(zs.max() if s == 1 else zs.min())
             r = end - s * int(rng.integers(0, steps))
-            if not gt(r).any():
+            if not (0 <= r < nz and gt(r).any()):   # short objects near the volume's edge
                 return None
         else:
             r = pick_big() if rng.random() < 0.5 else int(rng.choice(zs))
