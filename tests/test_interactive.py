@@ -206,6 +206,14 @@ def test_low_predicted_quality_ends_sweeps_past_the_annotations(phantom):
     zs = np.flatnonzero(truth.any((1, 2)))
     assert len(extents[20.0]) >= 0.8 * len(zs)       # trusted sweeps follow the object
     assert extents[-20.0].tolist() == [z]            # distrusted ones stop at once
+    # only the annotated slice is left: the recommendation looks beyond it, then gives up
+    first = seg.recommend_slice()
+    assert first in (z - 1, z + 1)
+    seg.set_slice_mask(first, np.zeros(truth.shape[1:], bool))
+    assert seg.recommend_slice() == 2 * z - first
+    seg.set_slice_mask(2 * z - first, np.zeros(truth.shape[1:], bool))
+    with pytest.raises(InteractiveError, match="nothing left to recommend"):
+        seg.recommend_slice()
 
 
 @needs_default

@@ -319,7 +319,8 @@ class InteractiveSegmenter:
         return pred
 
     def recommend_slice(self) -> int:
-        """The not-yet-annotated slice with the lowest predicted quality inside the predicted extent."""
+        """The not-yet-annotated slice with the lowest predicted quality inside the predicted extent
+        (or, when all of it is annotated, the slice just beyond its larger end)."""
         if self._s.quality is None or self._s.prediction is None:
             raise InteractiveError("nothing to recommend yet: call propagate() first")
         zs = np.flatnonzero(self._s.prediction.reshape(self.shape[0], -1).any(1))
@@ -328,9 +329,17 @@ class InteractiveSegmenter:
         lo, hi = max(zs.min() - 1, 0), min(zs.max() + 1, self.shape[0] - 1)
         q = self._s.quality.copy()
         cand = [z for z in range(lo, hi + 1) if z not in self._s.annotations and np.isfinite(q[z])]
-        if not cand:
-            raise InteractiveError("every slice of the object is annotated; nothing left to recommend")
-        return int(min(cand, key=lambda z: (q[z], z)))
+        if cand:
+            return int(min(cand, key=lambda z: (q[z], z)))
+        # every predicted slice is annotated: the sweeps stopped there, but the object may go on;
+        # check the slice beyond the end where it is larger first
+        area = self._s.prediction.reshape(self.shape[0], -1).sum(1)
+        ends = sorted(((zs.min() - 1, area[zs.min()]), (zs.max() + 1, area[zs.max()])), key=lambda e: -e[1])
+        beyond = [z for z, _ in ends if 0 <= z < self.shape[0] and z not in self._s.annotations]
+        if not beyond:
+            raise InteractiveError("every slice of the object and the slices on either side of it are "
+                                   "annotated; nothing left to recommend")
+        return int(beyond[0])
 
     def undo(self):
         if not self._history:
