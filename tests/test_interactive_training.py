@@ -72,3 +72,15 @@ def test_init_fine_tunes_on_a_fresh_schedule(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     with pytest.raises(ValueError, match="not both"):
         train_interactive(tuned, iterations=1, init=first, resume=first, **quiet)
+
+
+def test_cli_trains_and_fine_tunes(tmp_path, capsys):
+    from halo_seg.cli import main
+    first, tuned = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    common = ["--iterations", "1", "--batch", "2", "--sweeps", "1", "--sweep-steps", "2", "--workers", "0",
+              "--size", "32"]
+    assert main(["train-interactive", "--out", str(first), "--width", "4", *common]) == 0
+    assert main(["train-interactive", "--out", str(tuned), "--init", str(first), *common]) == 0
+    meta = load_memnet(tuned)[1]
+    assert meta["config"]["width"] == 4 and meta["init"] == str(first)   # the architecture comes from --init
+    assert meta["sweeps"] == 1 and meta["sweep_steps"] == 2

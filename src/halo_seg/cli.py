@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--batch", type=int, default=24)
     ti.add_argument("--lr", type=float, default=2e-3)
     ti.add_argument("--size", type=int, default=64, help="crop size the network sees")
-    ti.add_argument("--width", type=int, default=12)
+    ti.add_argument("--width", type=int, default=16, help="network width (taken from the weights with --init or --resume)")
     ti.add_argument("--data", default=None, help="shared data folder (default: ../shared/data)")
     ti.add_argument("--seed", type=int, default=0)
     ti.add_argument("--resume", default=None, help="continue from this checkpoint")
