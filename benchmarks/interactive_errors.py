@@ -10,7 +10,6 @@ is under-segmentation inside; the difference is sweeps running past the ends).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 from pathlib import Path
@@ -19,7 +18,6 @@ import numpy as np
 import torch
 
 from halo_seg import InteractiveSegmenter
-from halo_seg.interactive import propagation, segmenter
 from halo_seg.interactive.roi import mask_bbox
 from halo_seg.metrics import dice
 from halo_seg.samples import SUBCORTICAL, load_colin27_full
@@ -35,11 +33,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "interactive_errors.json"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    segmenter.propagate_volume = functools.partial(propagation.propagate_volume, quality_stop=a.quality_stop)
     data = load_colin27_full()
 
     def session():
-        return InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu", weights=a.weights)
+        return InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu", weights=a.weights,
+                                    quality_stop=a.quality_stop)
 
     rows = []
     print("| structure | " + " | ".join(COLUMNS) + " | true slices | predicted slices |")

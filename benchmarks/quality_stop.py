@@ -11,7 +11,6 @@ after the first and the last round.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from halo_seg import InteractiveSegmenter
-from halo_seg.interactive import propagation, segmenter
+from halo_seg.interactive import propagation
 from halo_seg.interactive.simulate import run_session
 from halo_seg.samples import SUBCORTICAL, load_colin27_full
 
@@ -43,10 +42,10 @@ def main(argv=None) -> int:
     data = load_colin27_full()
     results = []
     for tau in a.taus:
-        segmenter.propagate_volume = functools.partial(propagation.propagate_volume, quality_stop=tau)
         per = {}
         for lab, name in VALIDATION.items():
-            seg = InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu", weights=a.weights)
+            seg = InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu", weights=a.weights,
+                                       quality_stop=tau)
             per[name] = [r["dice"] for r in run_session(seg, data.labels == lab, rounds=a.rounds, seed=lab)]
         curve = np.mean(list(per.values()), 0).tolist()
         results.append({"quality_stop": tau, "mean_dice_per_round": curve, "per_region": per})

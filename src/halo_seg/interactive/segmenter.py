@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .model_io import load_memnet
-from .propagation import annotation_roi, merge, propagate_volume, to_volume_masks
+from .propagation import QUALITY_STOP, annotation_roi, merge, propagate_volume, to_volume_masks
 from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
 
 MEMORY_REACH = 15   # slices: an annotated neighbour further away than this does not help a prompt
@@ -65,7 +65,8 @@ class InteractiveSegmenter:
     is read. Points are (y, x), boxes inclusive pixel bounds (y0, x0, y1, x1).
     """
 
-    def __init__(self, volume, spacing=None, device: str = "auto", weights="default", tta: bool = True):
+    def __init__(self, volume, spacing=None, device: str = "auto", weights="default", tta: bool = True,
+                 quality_stop: float = QUALITY_STOP):
         shape = getattr(volume, "shape", None)
         if shape is None:
             raise InteractiveError(f"volume must be an array (numpy, dask or zarr), got {type(volume).__name__}")
@@ -85,6 +86,7 @@ class InteractiveSegmenter:
         self.spacing = tuple(float(s) for s in spacing) if spacing is not None else (1.0, 1.0, 1.0)
         self.device = _pick_device(device)
         self.tta = bool(tta)   # average with a mirrored propagation: more accurate, twice the work
+        self.quality_stop = float(quality_stop)   # see propagation.QUALITY_STOP; 0 disables it
         self.net, self.weights_meta = load_memnet(weights, self.device)
         self._s = _State()
         self._history: list[_State] = []
@@ -300,9 +302,10 @@ class InteractiveSegmenter:
                                    "extreme points or a mask first")
         roi = annotation_roi(work.annotations)
         column = self._read(slice(0, self.shape[0]), roi)
-        prop = propagate_volume(self.net, column, work.annotations, roi, self.device, cancel)
+        args = (self.net, column, work.annotations, roi, self.device, cancel)
+        prop = propagate_volume(*args, quality_stop=self.quality_stop)
         if self.tta:
-            prop = merge(prop, propagate_volume(self.net, column, work.annotations, roi, self.device, cancel, True))
+            prop = merge(prop, propagate_volume(*args, flip=True, quality_stop=self.quality_stop))
         masks = to_volume_masks(prop, self.shape)
         pred = np.zeros(self.shape, bool)
         for z, m in masks.items():
