@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .baseline import signed_distance
 from .memnet import MemSegNet
 from .roi import ROI, crop_stack, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
 
@@ -24,6 +25,10 @@ EMPTY_STOP = 2      # consecutive empty predictions that end a sweep
 EMPTY_AREA = 2.0    # crop pixels: below this a predicted slice counts as empty
 SHRUNK, REGROWN = 0.7, 1.5   # the unimodal-extent rule, see propagate_volume
 QUALITY_STOP = 0.5  # past the annotated slices a sweep ends where the predicted Dice falls below this
+# Switches scored on the validation regions by benchmarks/interactive_variants.py; the defaults won
+BETWEEN_BLEND = 0.0     # weight of the shape interpolated between annotated slices
+BOX_MARGIN = None       # crop pixels around the boxes interpolated between annotated slices
+EMPTY_IN_MEMORY = True  # empty annotated slices also join the memory (they suppress leaks)
 
 
 @dataclass
@@ -31,6 +36,8 @@ class Propagation:
     roi: ROI
     prob: dict      # z -> (S, S) foreground probability in crop space
     quality: dict   # z -> predicted Dice
+    open_ends: dict = None  # direction (+1 up, -1 down) -> predicted Dice of the slice a stop rule
+                            # rejected: the sweep ended while the object may go on
 
 
 def annotation_roi(annotations: dict[int, np.ndarray]) -> ROI:
@@ -57,6 +64,17 @@ class _Encoded:
         return tuple(f[idx] for f in self.f)
 
 
+def network_inputs(column: np.ndarray, annotations: dict, roi: ROI, size: int, device):
+    """Normalised (Z, 1, S, S) images of the ROI column, annotated masks in crop space (z -> (1, 1, S, S))
+    and the annotated masks at ROI resolution; shared by propagation and test-time adaptation."""
+    ann = sorted(annotations)
+    ann_crops = {z: crop_stack(annotations[z][None].astype(np.float32), roi, 0)[0] for z in ann}
+    ref = [column[z] for z in ann if ann_crops[z].any()] or [column[z] for z in ann]
+    images = resize(normalise(column, np.stack(ref)), size).to(device)
+    ann_masks = {z: resize(ann_crops[z][None], size).to(device) for z in ann}
+    return images, ann_masks, ann_crops
+
+
 @torch.no_grad()
 def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, np.ndarray],
                      roi: ROI, device="cpu", cancel=None, flip: bool = False,
@@ -70,10 +88,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     S = net.size
     nz = column.shape[0]
     ann = sorted(annotations)
-    ann_crops = {z: crop_stack(annotations[z][None].astype(np.float32), roi, 0)[0] for z in ann}
-    ref = [column[z] for z in ann if ann_crops[z].any()] or [column[z] for z in ann]
-    images = resize(normalise(column, np.stack(ref)), S).to(device)
-    ann_masks = {z: resize(ann_crops[z][None], S).to(device) for z in ann}
+    images, ann_masks, ann_crops = network_inputs(column, annotations, roi, S, device)
     if flip:
         images = images.flip(-1)
         ann_masks = {z: m.flip(-1) for z, m in ann_masks.items()}
@@ -84,7 +99,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     peak_area = max(float(ann_masks[z].sum()) for z in nonempty)
 
     def memory(z, prev):
-        near = sorted(ann, key=lambda a: (abs(a - z), a))[:N_ANNOTATED]
+        near = sorted(ann if EMPTY_IN_MEMORY else nonempty, key=lambda a: (abs(a - z), a))[:N_ANNOTATED]
         keys = [enc.key[a] for a in near]
         vals = [ann_values[a][0] for a in near]
         marea = [ann_masks[a].mean() for a in near]
@@ -149,12 +164,12 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                 # largest annotated section does not grow back; when the prediction does, it has
                 # leaked into neighbouring tissue, and the sweep stops there.
                 if sw["trough"] < SHRUNK * sw["peak"] and area > REGROWN * sw["trough"] + 4:
-                    sw["on"] = False
+                    sw["on"], sw["open"] = False, q
                     continue
                 if q < quality_stop and area >= EMPTY_AREA:
                     # the quality head, trained on sweeps that run past objects' ends, judges this
                     # slice more likely wrong than right: the object has ended or the sweep leaked
-                    sw["on"] = False
+                    sw["on"], sw["open"] = False, q
                     continue
                 if area > sw["peak"]:
                     sw["peak"] = sw["trough"] = area
@@ -166,6 +181,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
             if beyond and sw["empty"] >= EMPTY_STOP:
                 sw["on"] = False
             sw["z"] += sw["dir"]
+    open_ends = {sw["dir"]: sw["open"] for sw in sweeps if "open" in sw}
     sweeps = [(sw["prob"], sw["qual"]) for sw in sweeps]
 
     (pu, qu), (pd, qd) = sweeps
@@ -180,9 +196,43 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
             qual[z] = (wu * qu[z] + wd * qd[z]) / (wu + wd)
         else:
             prob[z], qual[z] = (pu[z], qu[z]) if z in pu else (pd[z], qd[z])
+    prob = _between_prior(prob, {z: m for z in nonempty if (m := ann_masks[z][0, 0] > 0.5).any()})
     if flip:
         prob = {z: p.flip(-1) for z, p in prob.items()}
-    return Propagation(roi, prob, qual)
+    return Propagation(roi, prob, qual, open_ends)
+
+
+def _between_prior(prob: dict, ann: dict) -> dict:
+    """Between consecutive annotated slices (crop-space bool masks ``ann``), mix in the interpolated
+    shape (BETWEEN_BLEND) and/or cut to the interpolated boxes (BOX_MARGIN); off by default."""
+    if not BETWEEN_BLEND and BOX_MARGIN is None:
+        return prob
+    zs = sorted(ann)
+    sdf = {z: torch.from_numpy(signed_distance(ann[z].cpu().numpy())) for z in zs}
+    box = {}
+    for z in zs:
+        ys, xs = torch.nonzero(ann[z], as_tuple=True)
+        box[z] = torch.tensor([ys.min(), xs.min(), ys.max(), xs.max()], dtype=torch.float32)
+    out = dict(prob)
+    for a, b in zip(zs[:-1], zs[1:]):
+        for z in range(a + 1, b):
+            if z not in out:
+                continue
+            t = (z - a) / (b - a)
+            p = out[z]
+            if BETWEEN_BLEND:
+                d = (1 - t) * sdf[a] + t * sdf[b]
+                prior = torch.sigmoid(-d / 1.5).to(p.device, p.dtype)
+                p = (1 - BETWEEN_BLEND) * p + BETWEEN_BLEND * prior
+            if BOX_MARGIN is not None:
+                bb = (1 - t) * box[a] + t * box[b]
+                n = p.shape[-1]
+                yy = torch.arange(n, dtype=torch.float32)
+                my = (yy >= bb[0] - BOX_MARGIN) & (yy <= bb[2] + BOX_MARGIN)
+                mx = (yy >= bb[1] - BOX_MARGIN) & (yy <= bb[3] + BOX_MARGIN)
+                p = p * (my[:, None] & mx[None, :]).to(p.device, p.dtype)
+            out[z] = p
+    return out
 
 
 def merge(a: Propagation, b: Propagation) -> Propagation:
@@ -196,7 +246,11 @@ def merge(a: Propagation, b: Propagation) -> Propagation:
         else:
             src = a if z in a.prob else b
             prob[z], qual[z] = src.prob[z], src.quality[z]
-    return Propagation(a.roi, prob, qual)
+    ends = {}
+    for e in (a.open_ends or {}, b.open_ends or {}):
+        for d, q in e.items():
+            ends[d] = min(q, ends.get(d, q))
+    return Propagation(a.roi, prob, qual, ends)
 
 
 def to_volume_masks(prop: Propagation, shape) -> dict[int, np.ndarray]:

@@ -11,10 +11,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .adapt import adapt_decoder
 from .model_io import load_memnet
 from .propagation import QUALITY_STOP, annotation_roi, merge, propagate_volume, to_volume_masks
 from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
 
+# Off: recommend past an end cut by a stop rule, this fraction of the extent away (scored on the
+# validation regions by benchmarks/interactive_variants.py, no reliable gain)
+EXPLORE = None
 MEMORY_REACH = 15   # slices: an annotated neighbour further away than this does not help a prompt
 HISTORY = 50
 
@@ -43,11 +47,12 @@ class _State:
     pending: set = field(default_factory=set)          # prompted slices not segmented since
     prediction: np.ndarray | None = None
     quality: np.ndarray | None = None
+    open_ends: dict = field(default_factory=dict)      # see Propagation.open_ends
 
     def copy(self) -> "_State":
         """A copy that may be changed; masks and arrays are shared because they are never mutated."""
         return _State(copy.deepcopy(self.prompts), dict(self.annotations), set(self.pending),
-                      self.prediction, self.quality)
+                      self.prediction, self.quality, dict(self.open_ends))
 
 
 def _pick_device(device: str) -> torch.device:
@@ -302,7 +307,8 @@ class InteractiveSegmenter:
                                    "extreme points or a mask first")
         roi = annotation_roi(work.annotations)
         column = self._read(slice(0, self.shape[0]), roi)
-        args = (self.net, column, work.annotations, roi, self.device, cancel)
+        net = adapt_decoder(self.net, column, work.annotations, roi, self.device)
+        args = (net, column, work.annotations, roi, self.device, cancel)
         prop = propagate_volume(*args, quality_stop=self.quality_stop)
         if self.tta:
             prop = merge(prop, propagate_volume(*args, flip=True, quality_stop=self.quality_stop))
@@ -318,6 +324,7 @@ class InteractiveSegmenter:
             quality[z] = 1.0
         self._push()
         work.prediction, work.quality = pred, quality
+        work.open_ends = dict(prop.open_ends or {})
         self._s = work
         return pred
 
@@ -332,6 +339,11 @@ class InteractiveSegmenter:
         lo, hi = max(zs.min() - 1, 0), min(zs.max() + 1, self.shape[0] - 1)
         q = self._s.quality.copy()
         cand = [z for z in range(lo, hi + 1) if z not in self._s.annotations and np.isfinite(q[z])]
+        explore = self._explore(zs.min(), zs.max()) if EXPLORE else []
+        if explore:
+            best = min(explore)
+            if not cand or best[0] < min(q[z] for z in cand):
+                return int(best[1])
         if cand:
             return int(min(cand, key=lambda z: (q[z], z)))
         # every predicted slice is annotated: the sweeps stopped there, but the object may go on;
@@ -343,6 +355,25 @@ class InteractiveSegmenter:
             raise InteractiveError("every slice of the object and the slices on either side of it are "
                                    "annotated; nothing left to recommend")
         return int(beyond[0])
+
+    def _explore(self, lo, hi):
+        """(score, slice) beyond each open end: a jump of EXPLORE x the extent, or halfway to the
+        nearest annotated slice beyond it."""
+        out = []
+        n = hi - lo + 1
+        for d, qrej in self._s.open_ends.items():
+            end = hi if d == 1 else lo
+            beyond = [a for a in self._s.annotations if (a - end) * d > 0]
+            limit = min(beyond, key=lambda a: abs(a - end)) if beyond else (self.shape[0] if d == 1 else -1)
+            gap = abs(limit - end) - 1
+            if gap < 1:
+                continue
+            step = max(2, int(round(EXPLORE * n)))
+            if beyond:
+                step = min(step, (gap + 1) // 2)
+            step = min(step, gap)
+            out.append((qrej, end + d * step))
+        return out
 
     def undo(self):
         if not self._history:

@@ -1,0 +1,84 @@
+"""Candidate changes to the interactive loop, scored on the validation regions (never the benchmark's).
+
+Same simulated user and validation set as ``quality_stop.py`` (16 AAL regions the network was
+trained on; none of the 12 held-out structures of ``interactive.py``): a box on the largest slice,
+then 5 recommended corrections. Each variant sets experimental switches of the engine (module
+constants, off by default) or other weights; the table gives the mean Dice after round 1 and 6,
+and the median / max seconds per round (variants run two at a time, one thread each).
+
+    .venv/bin/python benchmarks/interactive_variants.py [--variants base blend=0.5 ...]
+
+Variant keys: ``blend`` (segmentation interpolated between annotated slices mixed into the
+propagation), ``box`` (crop-pixel margin around the boxes interpolated between annotated slices),
+``explore`` (recommend a slice this fraction of the extent beyond an end where a stop rule ended
+a sweep), ``emptymem=0`` (empty annotated slices stop sweeps but leave the memory),
+``adapt``/``lr``/``self`` (test-time adaptation of the decoder: steps, learning rate, whether a
+lone annotated slice serves as its own shifted memory), ``weights`` (another network).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from quality_stop import VALIDATION
+
+DEFAULT = ["base", "blend=0.5", "box=4", "box=8", "explore=0.15", "explore=0.25", "explore=0.35",
+           "explore=0.5", "emptymem=0", "adapt=20,lr=3e-4,self=1", "adapt=20,lr=1e-4,self=0",
+           "adapt=20,lr=3e-4,self=0"]
+
+
+def run_variant(spec: str) -> dict:
+    import torch
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive import adapt, propagation, segmenter
+    from halo_seg.interactive.simulate import run_session
+    from halo_seg.samples import load_colin27_full
+    torch.set_num_threads(1)
+    kv = dict(x.split("=", 1) for x in spec.split(",")) if spec != "base" else {}
+    propagation.BETWEEN_BLEND = float(kv.get("blend", 0))
+    propagation.BOX_MARGIN = float(kv["box"]) if "box" in kv else None
+    propagation.EMPTY_IN_MEMORY = kv.get("emptymem", "1") == "1"
+    segmenter.EXPLORE = float(kv["explore"]) if "explore" in kv else None
+    adapt.ADAPT_STEPS = int(kv.get("adapt", 0))
+    adapt.ADAPT_LR = float(kv.get("lr", 1e-4))
+    adapt.SELF_MEMORY = kv.get("self", "1") == "1"
+    data = load_colin27_full()
+    per, secs = {}, []
+    for lab, name in VALIDATION.items():
+        seg = InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu", weights=kv.get("weights", "default"))
+        rec = run_session(seg, data.labels == lab, rounds=6, seed=lab)
+        per[name] = [r["dice"] for r in rec]
+        secs += [r["seconds"] for r in rec]
+    curve = np.mean(list(per.values()), 0).tolist()
+    print(f"{spec}: one box {curve[0]:.3f}, round 6 {curve[-1]:.3f}", flush=True)
+    return {"variant": spec, "mean_dice_per_round": curve, "per_region": per,
+            "seconds_median": float(np.median(secs)), "seconds_max": float(max(secs))}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", nargs="*", default=DEFAULT)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "interactive_variants.json"))
+    a = ap.parse_args(argv)
+    with get_context("spawn").Pool(a.jobs) as pool:
+        results = pool.map(run_variant, a.variants, chunksize=1)
+    print()
+    print("| variant | one box | round 6 | s/round median | max |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        c = r["mean_dice_per_round"]
+        print(f"| {r['variant']} | {c[0]:.3f} | {c[-1]:.3f} | {r['seconds_median']:.2f} | {r['seconds_max']:.2f} |")
+    Path(a.out).write_text(json.dumps({"validation_regions": VALIDATION, "results": results,
+                                       "date": time.strftime("%Y-%m-%d %H:%M")}, indent=1))
+    print(f"saved {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The experimental switches of the interactive loop (off by default; scored by
+benchmarks/interactive_variants.py) do what they claim, and the defaults leave them off."""
+import numpy as np
+import torch
+
+from halo_seg import InteractiveSegmenter
+from halo_seg.interactive import adapt, propagation, segmenter
+from halo_seg.interactive.memnet import MemSegNet
+from halo_seg.interactive.propagation import annotation_roi, network_inputs
+from halo_seg.interactive.roi import mask_bbox
+from halo_seg.metrics import dice
+from halo_seg.samples import make_phantom
+
+from test_interactive import needs_default
+
+
+def test_experiments_are_off_by_default():
+    assert adapt.ADAPT_STEPS == 0 and segmenter.EXPLORE is None
+    assert propagation.BETWEEN_BLEND == 0 and propagation.BOX_MARGIN is None and propagation.EMPTY_IN_MEMORY
+
+
+def test_adaptation_fits_the_annotated_slices_and_touches_only_a_copy_of_the_decoder():
+    ph = make_phantom((24, 64, 64), n_objects=2, seed=5, noise=0.05)
+    obj = ph.labels == 1
+    zs = np.flatnonzero(obj.any((1, 2)))
+    ann = {int(zs[1]): obj[zs[1]], int(zs[-2]): obj[zs[-2]]}
+    torch.manual_seed(0)
+    net = MemSegNet(size=32, width=8).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    roi = annotation_roi(ann)
+    from halo_seg.interactive.roi import crop_stack
+    column = crop_stack(ph.image.astype(np.float32), roi)
+    images, masks, _ = network_inputs(column, ann, roi, net.size, "cpu")
+
+    def fit(n):   # Dice of each annotated slice predicted from the other one in memory
+        out = []
+        with torch.no_grad():
+            for z, other in zip(ann, reversed(list(ann))):
+                lg, _ = n(images[z:z + 1], images.new_zeros(1, 3, 32, 32), images[other:other + 1][None],
+                          masks[other][None], torch.ones(1, 1, dtype=torch.bool))
+                out.append(dice(lg[0, 0].numpy() > 0, masks[z][0, 0].numpy() > 0.5))
+        return np.mean(out)
+
+    tuned = adapt.adapt_decoder(net, column, ann, roi, steps=60, lr=3e-3)
+    assert tuned is not net
+    assert fit(tuned) > fit(net) + 0.2
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k          # the session's network is untouched
+    changed = {k.split(".")[0] for k, v in tuned.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and changed <= set(adapt.DECODER)
+    assert adapt.adapt_decoder(net, column, ann, roi, steps=0) is net
+
+
+@needs_default
+def test_exploration_recommends_past_an_end_where_the_sweep_was_cut(monkeypatch):
+    ph = make_phantom((40, 96, 96), n_objects=4, seed=7, noise=0.08)
+    k = int(np.argmax([(ph.labels == i).sum() for i in range(1, 5)])) + 1
+    truth = ph.labels == k
+    z = int(truth.sum((1, 2)).argmax())
+    seg = InteractiveSegmenter(ph.image, device="cpu", tta=False, quality_stop=1.0)  # every sweep cut at once
+    seg.add_box(z, *mask_bbox(truth[z]))
+    seg.propagate()
+    assert set(seg._s.open_ends) == {-1, 1}
+    monkeypatch.setattr(segmenter, "EXPLORE", 0.25)
+    first = seg.recommend_slice()
+    assert first in (z - 2, z + 2)                   # a jump of max(2, 0.25 x extent) past an end
+    # the user says the object is absent there: the next try on that side is halfway back
+    seg.set_slice_mask(first, np.zeros(truth.shape[1:], bool))
+    seg.propagate()
+    s = first - z
+    assert seg.recommend_slice() in (z + s // 2, z - s)
