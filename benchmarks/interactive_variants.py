@@ -10,7 +10,7 @@ and the median / max seconds per round (variants run two at a time, one thread e
 
 Variant keys: ``blend`` (segmentation interpolated between annotated slices mixed into the
 propagation), ``box`` (crop-pixel margin around the boxes interpolated between annotated slices),
-``explore`` (recommend a slice this fraction of the extent beyond an end where a stop rule ended
+``patience`` (slices in a row below the quality stop that end a sweep), ``explore`` (recommend a slice this fraction of the extent beyond an end where a stop rule ended
 a sweep), ``emptymem=0`` (empty annotated slices stop sweeps but leave the memory),
 ``adapt``/``lr``/``self`` (test-time adaptation of the decoder: steps, learning rate, whether a
 lone annotated slice serves as its own shifted memory), ``weights`` (another network).
@@ -28,7 +28,7 @@ import numpy as np
 from quality_stop import VALIDATION
 
 DEFAULT = ["base", "blend=0.5", "box=4", "box=8", "explore=0.15", "explore=0.25", "explore=0.35",
-           "explore=0.5", "emptymem=0", "adapt=20,lr=3e-4,self=1", "adapt=20,lr=1e-4,self=0",
+           "explore=0.5", "emptymem=0", "patience=2", "patience=3", "adapt=20,lr=3e-4,self=1", "adapt=20,lr=1e-4,self=0",
            "adapt=20,lr=3e-4,self=0"]
 
 
@@ -43,6 +43,7 @@ def run_variant(spec: str) -> dict:
     propagation.BETWEEN_BLEND = float(kv.get("blend", 0))
     propagation.BOX_MARGIN = float(kv["box"]) if "box" in kv else None
     propagation.EMPTY_IN_MEMORY = kv.get("emptymem", "1") == "1"
+    propagation.QUALITY_PATIENCE = int(kv.get("patience", 1))
     segmenter.EXPLORE = float(kv["explore"]) if "explore" in kv else None
     adapt.ADAPT_STEPS = int(kv.get("adapt", 0))
     adapt.ADAPT_LR = float(kv.get("lr", 1e-4))

@@ -69,3 +69,18 @@ def test_exploration_recommends_past_an_end_where_the_sweep_was_cut(monkeypatch)
     seg.propagate()
     s = first - z
     assert seg.recommend_slice() in (z + s // 2, z - s)
+
+
+@needs_default
+def test_quality_patience_drops_the_distrusted_run_when_it_ends_a_sweep(monkeypatch):
+    ph = make_phantom((40, 96, 96), n_objects=4, seed=7, noise=0.08)
+    k = int(np.argmax([(ph.labels == i).sum() for i in range(1, 5)])) + 1
+    truth = ph.labels == k
+    z = int(truth.sum((1, 2)).argmax())
+    monkeypatch.setattr(propagation, "QUALITY_PATIENCE", 2)
+    seg = InteractiveSegmenter(ph.image, device="cpu", tta=False)
+    with torch.no_grad():
+        seg.net.quality[-1].bias.fill_(-20.0)     # every slice distrusted
+    seg.add_box(z, *mask_bbox(truth[z]))
+    assert np.flatnonzero(seg.propagate().any((1, 2))).tolist() == [z]
+    assert set(seg._s.open_ends) == {-1, 1}

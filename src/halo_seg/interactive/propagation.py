@@ -29,6 +29,7 @@ QUALITY_STOP = 0.5  # past the annotated slices a sweep ends where the predicted
 BETWEEN_BLEND = 0.0     # weight of the shape interpolated between annotated slices
 BOX_MARGIN = None       # crop pixels around the boxes interpolated between annotated slices
 EMPTY_IN_MEMORY = True  # empty annotated slices also join the memory (they suppress leaks)
+QUALITY_PATIENCE = 1    # slices in a row below QUALITY_STOP that end a sweep (the run is dropped)
 
 
 @dataclass
@@ -133,7 +134,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     sweeps = []
     for direction, start, last in ((1, lo_obj, hi_obj), (-1, hi_obj, lo_obj)):
         sweeps.append({"dir": direction, "z": start, "prev": None, "empty": 0, "prob": {}, "qual": {}, "on": True,
-                       "peak": peak_area, "trough": float(ann_masks[last].sum())})
+                       "peak": peak_area, "trough": float(ann_masks[last].sum()), "low": []})
     while any(sw["on"] for sw in sweeps):
         if cancel is not None and cancel():
             raise InterruptedError("propagation cancelled")
@@ -169,8 +170,14 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                 if q < quality_stop and area >= EMPTY_AREA:
                     # the quality head, trained on sweeps that run past objects' ends, judges this
                     # slice more likely wrong than right: the object has ended or the sweep leaked
-                    sw["on"], sw["open"] = False, q
-                    continue
+                    sw["low"].append(z)
+                    if len(sw["low"]) >= QUALITY_PATIENCE:
+                        for zl in sw["low"][:-1]:
+                            del sw["prob"][zl], sw["qual"][zl]
+                        sw["on"], sw["open"] = False, q
+                        continue
+                else:
+                    sw["low"] = []
                 if area > sw["peak"]:
                     sw["peak"] = sw["trough"] = area
                 else:
