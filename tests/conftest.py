@@ -22,3 +22,13 @@ def phantom_npy(tmp_path_factory):
     p = tmp_path_factory.mktemp("vol") / "phantom.npy"
     np.save(p, ph.image)
     return p
+
+
+@pytest.fixture(scope="session")
+def phantom():
+    """(image, mask) of the largest object of a procedural phantom the interactive network never
+    saw in training (training phantoms use seeds >= 1000)."""
+    from halo_seg.samples import make_phantom
+    ph = make_phantom((40, 96, 96), n_objects=4, seed=7, noise=0.08)
+    k = int(np.argmax([(ph.labels == i).sum() for i in range(1, 5)])) + 1
+    return ph.image, ph.labels == k

@@ -18,7 +18,6 @@ from halo_seg.interactive.model_io import default_memnet_installed, save_memnet
 from halo_seg.interactive.roi import mask_bbox
 from halo_seg.interactive.simulate import run_session
 from halo_seg.metrics import dice
-from halo_seg.samples import make_phantom
 
 needs_default = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
 
@@ -27,14 +26,6 @@ needs_default = pytest.mark.skipif(not default_memnet_installed(), reason="no sh
 def random_weights(tmp_path_factory):
     torch.manual_seed(0)
     return save_memnet(MemSegNet(), tmp_path_factory.mktemp("w") / "random.safetensors")
-
-
-@pytest.fixture(scope="module")
-def phantom():
-    ph = make_phantom((40, 96, 96), n_objects=4, seed=7, noise=0.08)
-    sizes = [(ph.labels == k).sum() for k in range(1, 5)]
-    k = int(np.argmax(sizes)) + 1
-    return ph.image, ph.labels == k
 
 
 def _state(seg):

@@ -52,12 +52,10 @@ def test_adaptation_fits_the_annotated_slices_and_touches_only_a_copy_of_the_dec
 
 
 @needs_default
-def test_exploration_recommends_past_an_end_where_the_sweep_was_cut(monkeypatch):
-    ph = make_phantom((40, 96, 96), n_objects=4, seed=7, noise=0.08)
-    k = int(np.argmax([(ph.labels == i).sum() for i in range(1, 5)])) + 1
-    truth = ph.labels == k
+def test_exploration_recommends_past_an_end_where_the_sweep_was_cut(phantom, monkeypatch):
+    image, truth = phantom
     z = int(truth.sum((1, 2)).argmax())
-    seg = InteractiveSegmenter(ph.image, device="cpu", tta=False, quality_stop=1.0)  # every sweep cut at once
+    seg = InteractiveSegmenter(image, device="cpu", tta=False, quality_stop=1.0)  # every sweep cut at once
     seg.add_box(z, *mask_bbox(truth[z]))
     seg.propagate()
     assert set(seg._s.open_ends) == {-1, 1}
@@ -72,13 +70,11 @@ def test_exploration_recommends_past_an_end_where_the_sweep_was_cut(monkeypatch)
 
 
 @needs_default
-def test_quality_patience_drops_the_distrusted_run_when_it_ends_a_sweep(monkeypatch):
-    ph = make_phantom((40, 96, 96), n_objects=4, seed=7, noise=0.08)
-    k = int(np.argmax([(ph.labels == i).sum() for i in range(1, 5)])) + 1
-    truth = ph.labels == k
+def test_quality_patience_drops_the_distrusted_run_when_it_ends_a_sweep(phantom, monkeypatch):
+    image, truth = phantom
     z = int(truth.sum((1, 2)).argmax())
     monkeypatch.setattr(propagation, "QUALITY_PATIENCE", 2)
-    seg = InteractiveSegmenter(ph.image, device="cpu", tta=False)
+    seg = InteractiveSegmenter(image, device="cpu", tta=False)
     with torch.no_grad():
         seg.net.quality[-1].bias.fill_(-20.0)     # every slice distrusted
     seg.add_box(z, *mask_bbox(truth[z]))
