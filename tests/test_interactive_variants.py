@@ -80,3 +80,24 @@ def test_quality_patience_drops_the_distrusted_run_when_it_ends_a_sweep(phantom,
     seg.add_box(z, *mask_bbox(truth[z]))
     assert np.flatnonzero(seg.propagate().any((1, 2))).tolist() == [z]
     assert set(seg._s.open_ends) == {-1, 1}
+
+
+def test_between_prior_interpolates_shape_and_boxes(monkeypatch):
+    from halo_seg.interactive.baseline import interpolate_masks
+    yy, xx = np.mgrid[:32, :32]
+    ann = {0: (yy - 10) ** 2 + (xx - 10) ** 2 <= 16, 4: (yy - 20) ** 2 + (xx - 22) ** 2 <= 49}
+    prob = {z: torch.full((32, 32), 0.9) for z in range(1, 4)}    # a leak everywhere
+    masks = {z: torch.from_numpy(m) for z, m in ann.items()}
+    ref = interpolate_masks(ann, (5, 32, 32))                      # "fill between slices"
+    monkeypatch.setattr(propagation, "BETWEEN_BLEND", 1.0)
+    out = propagation._between_prior(prob, masks)
+    for z in range(1, 4):
+        assert dice(out[z].numpy() > 0.5, ref[z]) > 0.95
+    monkeypatch.setattr(propagation, "BETWEEN_BLEND", 0.0)
+    monkeypatch.setattr(propagation, "BOX_MARGIN", 0.0)
+    out = propagation._between_prior(prob, masks)
+    kept = out[2].numpy() > 0.5      # halfway: the box between (6, 6, 14, 14) and (13, 15, 27, 29)
+    ys, xs = np.nonzero(kept)
+    assert (ys.min(), xs.min(), ys.max(), xs.max()) == (10, 11, 20, 21)
+    monkeypatch.setattr(propagation, "BOX_MARGIN", None)
+    assert propagation._between_prior(prob, masks) is prob

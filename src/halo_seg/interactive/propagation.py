@@ -164,20 +164,16 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                 # Unimodal extent: past the annotated slices an object that has shrunk well below its
                 # largest annotated section does not grow back; when the prediction does, it has
                 # leaked into neighbouring tissue, and the sweep stops there.
-                if sw["trough"] < SHRUNK * sw["peak"] and area > REGROWN * sw["trough"] + 4:
+                regrown = sw["trough"] < SHRUNK * sw["peak"] and area > REGROWN * sw["trough"] + 4
+                distrusted = q < quality_stop and area >= EMPTY_AREA
+                # distrusted: the quality head, trained on sweeps that run past objects' ends, judges
+                # this slice more likely wrong than right: the object has ended or the sweep leaked
+                sw["low"] = sw["low"] + [z] if distrusted else []
+                if regrown or len(sw["low"]) >= QUALITY_PATIENCE:
+                    for zl in sw["low"][:-1]:   # distrusted slices kept on patience go too
+                        del sw["prob"][zl], sw["qual"][zl]
                     sw["on"], sw["open"] = False, q
                     continue
-                if q < quality_stop and area >= EMPTY_AREA:
-                    # the quality head, trained on sweeps that run past objects' ends, judges this
-                    # slice more likely wrong than right: the object has ended or the sweep leaked
-                    sw["low"].append(z)
-                    if len(sw["low"]) >= QUALITY_PATIENCE:
-                        for zl in sw["low"][:-1]:
-                            del sw["prob"][zl], sw["qual"][zl]
-                        sw["on"], sw["open"] = False, q
-                        continue
-                else:
-                    sw["low"] = []
                 if area > sw["peak"]:
                     sw["peak"] = sw["trough"] = area
                 else:
