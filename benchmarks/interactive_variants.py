@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quality_stop import VALIDATION
+from halo_seg.samples import VALIDATION
 
 DEFAULT = ["base", "blend=0.5", "box=4", "box=8", "explore=0.15", "explore=0.25", "explore=0.35",
            "explore=0.5", "emptymem=0", "patience=2", "patience=3", "adapt=20,lr=3e-4,self=1", "adapt=20,lr=1e-4,self=0",

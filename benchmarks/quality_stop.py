@@ -21,13 +21,8 @@ import torch
 from halo_seg import InteractiveSegmenter
 from halo_seg.interactive import propagation
 from halo_seg.interactive.simulate import run_session
-from halo_seg.samples import SUBCORTICAL, load_colin27_full
+from halo_seg.samples import VALIDATION, load_colin27_full
 
-VALIDATION = {29: "Insula_L", 30: "Insula_R", 31: "Cingulum_Ant_L", 36: "Cingulum_Post_R", 39: "ParaHippocampal_L",
-              40: "ParaHippocampal_R", 45: "Cuneus_L", 47: "Lingual_L", 55: "Fusiform_L", 56: "Fusiform_R",
-              79: "Heschl_L", 80: "Heschl_R", 84: "Temporal_Pole_Sup_R", 99: "Cerebelum_6_L", 111: "Vermis_4_5",
-              114: "Vermis_8"}
-assert not set(VALIDATION) & set(SUBCORTICAL)
 
 
 def main(argv=None) -> int:

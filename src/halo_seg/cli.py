@@ -1,4 +1,4 @@
-"""`halo-seg` command line: segment, demo, train, train-default, info."""
+"""`halo-seg` command line: segment, demo, train, train-default, train-interactive, train-quality, info."""
 from __future__ import annotations
 
 import argparse
@@ -147,6 +147,38 @@ def cmd_train_interactive(a) -> int:
     return 0
 
 
+def cmd_train_quality(a) -> int:
+    import numpy as np
+    from .train.quality_fit import train_quality
+    from .train.unet_train import TrainingError
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    if a.image:
+        from .io import open_volume
+        if not a.labels:
+            raise FileNotFoundError("--image needs --labels (the label volume of the same shape)")
+        img, lab = open_volume(a.image), open_volume(a.labels)
+        if img.shape != lab.shape:
+            raise TrainingError(f"image {img.shape} and labels {lab.shape} differ in shape")
+        image, labels, spacing = np.asarray(img.data), np.asarray(lab.data), img.spacing
+        regions = a.regions or [int(v) for v in np.unique(labels) if v != 0]
+        note = f"{a.image} with {a.labels}"
+    else:
+        from .samples import QUALITY_FIT, load_colin27_full
+        s = load_colin27_full(Path(a.data) if a.data else None)
+        image, labels, spacing = s.image, s.labels, s.spacing
+        regions = a.regions or list(QUALITY_FIT)
+        note = "Colin27 T1, 1 mm, AAL regions (samples.QUALITY_FIT unless --regions)"
+    try:
+        _, path = train_quality(image, labels, regions, weights=a.weights, out=a.out, spacing=spacing,
+                                rounds=a.rounds, device=a.device, data_note=note)
+    except ValueError as exc:   # InteractiveError included: a region missing, a bad weights file
+        raise TrainingError(str(exc)) from exc
+    print(json.dumps({"out": str(path)}))
+    return 0
+
+
 def cmd_info(a) -> int:
     from .io import open_volume
     v = open_volume(a.input)
@@ -220,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--workers", type=int, default=1, help="processes that make training examples")
     ti.add_argument("--device", default="cpu", help="cpu or cuda")
     ti.set_defaults(fn=cmd_train_interactive)
+    tq = sub.add_parser("train-quality", help="fit the predicted-Dice model of an interactive network "
+                        "on simulated sessions")
+    tq.add_argument("--weights", default="default", help="the interactive network it is fitted for")
+    tq.add_argument("--out", default=None, help="default: <weights>.quality.json, loaded with them")
+    tq.add_argument("--image", default=None, help="image volume (default: Colin27 from the shared data)")
+    tq.add_argument("--labels", default=None, help="label volume of the image")
+    tq.add_argument("--regions", type=int, nargs="*", default=None, help="label values to simulate sessions on")
+    tq.add_argument("--data", default=None, help="shared data folder (default: ../shared/data)")
+    tq.add_argument("--rounds", type=int, default=6)
+    tq.add_argument("--threads", type=int, default=None)
+    tq.add_argument("--device", default="cpu")
+    tq.set_defaults(fn=cmd_train_quality)
     i = sub.add_parser("info", help="shape, dtype, spacing and chunks of a volume")
     i.add_argument("input")
     i.set_defaults(fn=cmd_info)

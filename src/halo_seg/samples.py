@@ -17,6 +17,15 @@ import numpy as np
 SUBCORTICAL = {37: "Hippocampus_L", 38: "Hippocampus_R", 41: "Amygdala_L", 42: "Amygdala_R",
                71: "Caudate_L", 72: "Caudate_R", 73: "Putamen_L", 74: "Putamen_R",
                75: "Pallidum_L", 76: "Pallidum_R", 77: "Thalamus_L", 78: "Thalamus_R"}
+# AAL regions for choosing settings of the interactive loop (benchmarks/quality_stop.py and
+# interactive_variants.py) and for fitting its quality model (halo-seg train-quality): disjoint
+# from each other and from the benchmark's SUBCORTICAL; the interactive network was trained on both
+VALIDATION = {29: "Insula_L", 30: "Insula_R", 31: "Cingulum_Ant_L", 36: "Cingulum_Post_R", 39: "ParaHippocampal_L",
+              40: "ParaHippocampal_R", 45: "Cuneus_L", 47: "Lingual_L", 55: "Fusiform_L", 56: "Fusiform_R",
+              79: "Heschl_L", 80: "Heschl_R", 84: "Temporal_Pole_Sup_R", 99: "Cerebelum_6_L", 111: "Vermis_4_5",
+              114: "Vermis_8"}
+QUALITY_FIT = (1, 2, 3, 6, 13, 19, 22, 24, 46, 51, 57, 59, 61, 62, 63, 66, 70, 83, 86, 95, 96, 103, 105, 115)
+assert not (set(VALIDATION) | set(QUALITY_FIT)) & set(SUBCORTICAL) and not set(VALIDATION) & set(QUALITY_FIT)
 
 
 @dataclass

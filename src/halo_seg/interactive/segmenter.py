@@ -14,11 +14,17 @@ import torch
 from .adapt import adapt_decoder
 from .model_io import load_memnet
 from .propagation import QUALITY_STOP, annotation_roi, merge, propagate_volume, to_volume_masks
+from .quality import QualityModel, load_for, slice_features
 from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
 
 # Off: recommend past an end cut by a stop rule, this fraction of the extent away (scored on the
 # validation regions by benchmarks/interactive_variants.py, no reliable gain)
 EXPLORE = None
+# "quality": the slice with the lowest predicted Dice (Mem3D); "voxels": the most expected wrong
+# voxels, (1 - predicted Dice) x the largest predicted area within a slice of it; "auto": voxels
+# with a quality model, quality with the head alone (benchmarks/quality_calibration.py: voxels gains
+# 0.045 +- 0.018 Dice at round 6 over 40 validation regions with the model, loses with the head)
+RECOMMEND_BY = "auto"
 MEMORY_REACH = 15   # slices: an annotated neighbour further away than this does not help a prompt
 HISTORY = 50
 
@@ -48,11 +54,12 @@ class _State:
     prediction: np.ndarray | None = None
     quality: np.ndarray | None = None
     open_ends: dict = field(default_factory=dict)      # see Propagation.open_ends
+    features: dict = field(default_factory=dict)       # z -> quality features, see quality.FEATURES
 
     def copy(self) -> "_State":
         """A copy that may be changed; masks and arrays are shared because they are never mutated."""
         return _State(copy.deepcopy(self.prompts), dict(self.annotations), set(self.pending),
-                      self.prediction, self.quality, dict(self.open_ends))
+                      self.prediction, self.quality, dict(self.open_ends), self.features)
 
 
 def _pick_device(device: str) -> torch.device:
@@ -71,7 +78,7 @@ class InteractiveSegmenter:
     """
 
     def __init__(self, volume, spacing=None, device: str = "auto", weights="default", tta: bool = True,
-                 quality_stop: float = QUALITY_STOP):
+                 quality_stop: float = QUALITY_STOP, quality_model="auto"):
         shape = getattr(volume, "shape", None)
         if shape is None:
             raise InteractiveError(f"volume must be an array (numpy, dask or zarr), got {type(volume).__name__}")
@@ -93,6 +100,16 @@ class InteractiveSegmenter:
         self.tta = bool(tta)   # average with a mirrored propagation: more accurate, twice the work
         self.quality_stop = float(quality_stop)   # see propagation.QUALITY_STOP; 0 disables it
         self.net, self.weights_meta = load_memnet(weights, self.device)
+        # "auto": the model fitted for these weights if there is one; None: the network's head alone
+        try:
+            if quality_model == "auto":
+                self.quality_model = load_for(self.weights_meta)
+            elif quality_model is None or isinstance(quality_model, QualityModel):
+                self.quality_model = quality_model
+            else:
+                self.quality_model = QualityModel.load(quality_model)
+        except ValueError as exc:
+            raise InteractiveError(str(exc)) from exc
         self._s = _State()
         self._history: list[_State] = []
 
@@ -112,6 +129,11 @@ class InteractiveSegmenter:
         if self._s.quality is None:
             return np.full(self.shape[0], np.nan)
         return self._s.quality.copy()
+
+    @property
+    def slice_features(self) -> dict[int, np.ndarray]:
+        """z -> the features the predicted quality is computed from (quality.FEATURES order)."""
+        return {z: f.copy() for z, f in self._s.features.items()}
 
     @property
     def annotated_slices(self) -> list[int]:
@@ -309,9 +331,10 @@ class InteractiveSegmenter:
         column = self._read(slice(0, self.shape[0]), roi)
         net = adapt_decoder(self.net, column, work.annotations, roi, self.device)
         args = (net, column, work.annotations, roi, self.device, cancel)
-        prop = propagate_volume(*args, quality_stop=self.quality_stop)
+        passes = [propagate_volume(*args, quality_stop=self.quality_stop)]
         if self.tta:
-            prop = merge(prop, propagate_volume(*args, flip=True, quality_stop=self.quality_stop))
+            passes.append(propagate_volume(*args, flip=True, quality_stop=self.quality_stop))
+        prop = merge(*passes) if self.tta else passes[0]
         masks = to_volume_masks(prop, self.shape)
         pred = np.zeros(self.shape, bool)
         for z, m in masks.items():
@@ -321,6 +344,11 @@ class InteractiveSegmenter:
             quality[z] = q
         for z, m in work.annotations.items():
             pred[z] = m
+        work.features = slice_features(passes, pred, work.annotations)
+        if self.quality_model is not None:
+            for z, q in self.quality_model.predict(work.features, self.tta).items():
+                quality[z] = q
+        for z in work.annotations:
             quality[z] = 1.0
         self._push()
         work.prediction, work.quality = pred, quality
@@ -329,8 +357,10 @@ class InteractiveSegmenter:
         return pred
 
     def recommend_slice(self) -> int:
-        """The not-yet-annotated slice with the lowest predicted quality inside the predicted extent
-        (or, when all of it is annotated, the slice just beyond its larger end)."""
+        """The not-yet-annotated slice of the predicted extent (or one beyond either end) where a
+        correction is expected to fix most: the most expected wrong voxels with a quality model, the
+        lowest predicted quality without (RECOMMEND_BY); when all of it is annotated, the slice just
+        beyond its larger end."""
         if self._s.quality is None or self._s.prediction is None:
             raise InteractiveError("nothing to recommend yet: call propagate() first")
         zs = np.flatnonzero(self._s.prediction.reshape(self.shape[0], -1).any(1))
@@ -344,6 +374,11 @@ class InteractiveSegmenter:
             best = min(explore)
             if not cand or best[0] < min(q[z] for z in cand):
                 return int(best[1])
+        by = RECOMMEND_BY if RECOMMEND_BY != "auto" else ("voxels" if self.quality_model is not None else "quality")
+        if cand and by == "voxels":
+            area = self._s.prediction.reshape(self.shape[0], -1).sum(1).astype(float)
+            local = np.maximum(area, np.maximum(np.r_[0.0, area[:-1]], np.r_[area[1:], 0.0]))
+            return int(max(cand, key=lambda z: ((1 - q[z]) * local[z], -z)))
         if cand:
             return int(min(cand, key=lambda z: (q[z], z)))
         # every predicted slice is annotated: the sweeps stopped there, but the object may go on;

@@ -34,7 +34,8 @@ def choose_slice(seg, truth: np.ndarray, strategy: str, rng) -> int:
 
 
 def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recommend", seed: int = 0):
-    """Returns per-round records: dice, seconds, chosen slice, and (predicted, true) slice Dice pairs."""
+    """Returns per-round records: dice, seconds, chosen slice, (predicted, true) slice Dice pairs and
+    (quality features, true Dice) samples of the propagated slices."""
     truth = np.asarray(truth, bool)
     rng = np.random.default_rng(seed)
     area = truth.reshape(len(truth), -1).sum(1)
@@ -54,6 +55,8 @@ def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recomm
         true_sd = dice_per_slice(pred, truth)
         ann = set(seg.annotated_slices)
         idx = [i for i in np.flatnonzero(np.isfinite(q)) if i not in ann]
+        feats = seg.slice_features
         out.append({"round": r + 1, "slice": z, "dice": dice(pred, truth), "seconds": sec,
-                    "pairs": [(float(q[i]), float(true_sd[i])) for i in idx]})
+                    "pairs": [(float(q[i]), float(true_sd[i])) for i in idx],
+                    "samples": [(feats[i], float(true_sd[i])) for i in sorted(feats)]})
     return out

@@ -1,0 +1,135 @@
+"""Per-slice predicted Dice: the network's quality head, recalibrated with what the propagation knows.
+
+On held-out sessions the head alone barely tracks the true slice Dice (benchmarks/interactive.py,
+r 0.04 pooled): trained on crops, it cannot see how far a slice is from the nearest annotation,
+whether the sweep is extrapolating past the outermost one, or whether the plain and mirrored
+propagations agree. Those are the strongest signals of error (benchmarks/quality_calibration.py),
+so a logistic model over them and the head's output gives the quality that ``seg.quality`` reports
+and the recommendation uses. The sweeps' stop rule keeps using the head alone: it has to decide
+before the mirrored pass exists.
+
+The model is a few numbers in JSON next to the network's weights (``<weights>.quality.json``),
+fitted by ``halo-seg train-quality`` on simulated sessions; it records the network's sha256 and is
+ignored, with a warning, for any other network.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+FEATURES = ("q", "agree", "one_pass", "conf", "unc", "logdist", "dist_ext", "outside", "out_logdist",
+            "area_near", "empty", "smooth")
+SINGLE = tuple(f for f in FEATURES if f not in ("agree", "one_pass"))   # without the mirrored pass
+
+
+def slice_features(passes, pred: np.ndarray, annotations: dict) -> dict[int, np.ndarray]:
+    """Features (in FEATURES order) of every propagated, not annotated slice.
+
+    passes: the plain Propagation and, with test-time augmentation, the mirrored one;
+    pred: the (Z, Y, X) bool result with the annotated slices in it; annotations: z -> bool mask.
+    """
+    nonempty = sorted(z for z, m in annotations.items() if m.any())
+    lo, hi = nonempty[0], nonempty[-1]
+    areas = pred.reshape(len(pred), -1).sum(1).astype(float)
+    out = {}
+    for z in sorted(set().union(*(p.prob for p in passes)) - set(annotations)):
+        probs = [p.prob[z].float().cpu().numpy() for p in passes if z in p.prob]
+        quals = [p.quality[z] for p in passes if z in p.quality]
+        if len(passes) == 2 and len(probs) == 2:
+            a, b = probs[0] > 0.5, probs[1] > 0.5
+            s = a.sum() + b.sum()
+            agree, one = (1.0 if s == 0 else 2.0 * (a & b).sum() / s), 0.0
+        else:
+            agree, one = 0.0, float(len(passes) == 2)   # the other pass stopped before this slice
+        pm = np.mean(probs, 0)
+        fg = pm > 0.5
+        conf = float(pm[fg].mean()) if fg.any() else 0.0
+        unc = min(float(((pm > 0.2) & (pm < 0.8)).sum()) / max(float(fg.sum()), 1.0), 3.0)
+        near = min(nonempty, key=lambda a: (abs(a - z), a))
+        dist = abs(z - near)
+        outside = float(z < lo or z > hi)
+        area, near_area = areas[z], float(annotations[near].sum())
+        nb = ((areas[z - 1] if z else 0.0) + (areas[z + 1] if z + 1 < len(areas) else 0.0)) / 2
+        out[z] = np.array([float(np.mean(quals)), agree, one, conf, unc, math.log1p(dist), dist / (hi - lo + 1),
+                           outside, outside * math.log1p(dist), math.log((area + 1) / (near_area + 1)),
+                           float(area < 2), abs(area - nb) / (area + nb + 1)])
+    return out
+
+
+class QualityModel:
+    """Logistic model: predicted Dice = sigmoid(w . (x - mean) / std + b), one per pass count."""
+
+    def __init__(self, models: dict, meta: dict | None = None):
+        self.models = models   # "tta" / "single" -> {features, mean, std, w, b}
+        self.meta = meta or {}
+
+    def predict(self, feats: dict[int, np.ndarray], tta: bool) -> dict[int, float]:
+        m = self.models["tta" if tta else "single"]
+        idx = [FEATURES.index(f) for f in m["features"]]
+        mean, std, w = (np.asarray(m[k], float) for k in ("mean", "std", "w"))
+        return {z: float(1.0 / (1.0 + math.exp(-(((x[idx] - mean) / std) @ w + m["b"]))))
+                for z, x in feats.items()}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps({"kind": "halo-seg quality model", "models": self.models, **self.meta}, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "QualityModel":
+        try:
+            d = json.loads(Path(path).read_text())
+            models = d.pop("models")
+            for name in ("tta", "single"):
+                m = models[name]
+                n = len(m["features"])
+                if not set(m["features"]) <= set(FEATURES) or any(len(m[k]) != n for k in ("mean", "std", "w")):
+                    raise ValueError(f"model {name!r} does not match the features")
+                float(m["b"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"quality model {path} is missing or corrupt: {exc}") from exc
+        return cls(models, d)
+
+
+def sidecar(weights_path: str | Path) -> Path:
+    p = Path(weights_path)
+    return p.with_name(p.stem + ".quality.json")
+
+
+def load_for(weights_meta: dict) -> QualityModel | None:
+    """The quality model fitted for these weights, or None (the head's raw output is used then)."""
+    path = sidecar(weights_meta["path"])
+    if not path.exists():
+        return None
+    model = QualityModel.load(path)
+    if model.meta.get("weights_sha256") != weights_meta.get("sha256"):
+        warnings.warn(f"{path} was fitted for other weights (sha256 {model.meta.get('weights_sha256')}, these are "
+                      f"{weights_meta.get('sha256')}); predicted quality falls back to the network's head. "
+                      "Refit it with `halo-seg train-quality`.", stacklevel=3)
+        return None
+    return model
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, features, l2: float = 1e-3) -> dict:
+    """Fit the logistic model to true slice Dice (a fraction, so binary cross-entropy on soft targets)."""
+    import torch
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xt = torch.tensor((x - mean) / std, dtype=torch.float64)
+    yt = torch.tensor(y, dtype=torch.float64)
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt) + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return {"features": list(features), "mean": mean.tolist(), "std": std.tolist(),
+            "w": w.detach().tolist(), "b": float(b.detach())}

@@ -1,0 +1,77 @@
+"""`halo-seg train-quality`: fit the quality model (interactive/quality.py) for one network.
+
+Simulated sessions (the benchmark's user: a box on the largest slice, then one box or empty mask
+per round on the recommended slice) on labelled regions give, per propagated slice, the quality
+features and the true Dice. The sessions are run twice: first recommending from the head's raw
+output, then from the first fit, because the slices a user is sent to shape what the model sees;
+the final fit uses both. One model with the mirrored pass (test-time augmentation on, the
+default) and one without.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..interactive.model_io import load_memnet
+from ..interactive.quality import FEATURES, SINGLE, QualityModel, fit_logistic, sidecar
+from ..interactive.segmenter import InteractiveSegmenter
+from ..interactive.simulate import run_session
+
+
+def session_samples(image, labels, regions, weights="default", spacing=None, rounds=6, tta=True,
+                    quality_model=None, device="cpu", log=print):
+    """(features (N, F), true Dice (N,), region (N,)) from one simulated session per region."""
+    xs, ys, rs = [], [], []
+    for k in regions:
+        truth = np.asarray(labels == k)
+        if not truth.any():
+            raise ValueError(f"region {k} is not in the label volume")
+        seg = InteractiveSegmenter(image, spacing=spacing, device=device, weights=weights, tta=tta,
+                                   quality_model=quality_model)
+        for rec in run_session(seg, truth, rounds, "recommend", seed=int(k)):
+            for f, d in rec["samples"]:
+                xs.append(f)
+                ys.append(d)
+                rs.append(k)
+        log(f"region {k}: {len(ys)} slices so far")
+    if not ys:
+        raise ValueError("the sessions propagated no slice to learn from")
+    return np.array(xs), np.array(ys), np.array(rs)
+
+
+def pearson(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _one(m: dict) -> QualityModel:
+    return QualityModel({"tta": m, "single": m})
+
+
+def train_quality(image, labels, regions, weights="default", out=None, spacing=None, rounds=6, device="cpu",
+                  data_note="", log=print) -> tuple[QualityModel, Path]:
+    t0 = time.time()
+    meta_w = load_memnet(weights, "cpu")[1]
+    models, metrics = {}, {}
+    for name, tta, feats in (("tta", True, FEATURES), ("single", False, SINGLE)):
+        idx = [FEATURES.index(f) for f in feats]
+        x1, y1, _ = session_samples(image, labels, regions, weights, spacing, rounds, tta, None, device, log)
+        first = _one(fit_logistic(x1[:, idx], y1, feats))
+        x2, y2, _ = session_samples(image, labels, regions, weights, spacing, rounds, tta, first, device, log)
+        x, y = np.concatenate([x1, x2]), np.concatenate([y1, y2])
+        models[name] = fit_logistic(x[:, idx], y, feats)
+        p = _one(models[name]).predict(dict(enumerate(x)), tta)
+        metrics[name] = {"slices": int(len(y)), "pearson_r_fit": pearson([p[i] for i in range(len(y))], y),
+                         "pearson_r_head": pearson(x[:, 0], y)}
+        log(f"{name}: {len(y)} slices, r of the fit {metrics[name]['pearson_r_fit']:.3f} "
+            f"(head alone {metrics[name]['pearson_r_head']:.3f})")
+    model = QualityModel(models, {"weights_sha256": meta_w["sha256"], "regions": [int(r) for r in regions],
+                                  "rounds": rounds, "data": data_note, "metrics": metrics,
+                                  "seconds": round(time.time() - t0, 1), "date": time.strftime("%Y-%m-%d")})
+    path = model.save(out or sidecar(meta_w["path"]))
+    log(f"saved {path}")
+    return model, path

@@ -1,0 +1,158 @@
+"""The quality model: features against hand-computed values, the logistic fit against a known law,
+the file's checks, its use by the session, and `halo-seg train-quality` end to end."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from halo_seg import InteractiveError, InteractiveSegmenter
+from halo_seg.cli import main as cli_main
+from halo_seg.interactive.memnet import MemSegNet
+from halo_seg.interactive.model_io import save_memnet
+from halo_seg.interactive.propagation import Propagation
+from halo_seg.interactive.quality import FEATURES, SINGLE, QualityModel, fit_logistic, load_for, slice_features, sidecar
+from halo_seg.interactive.roi import ROI, mask_bbox
+
+
+def _prop(probs: dict, q: float = 0.5) -> Propagation:
+    return Propagation(ROI(0, 0, 8), {z: torch.tensor(p, dtype=torch.float32) for z, p in probs.items()},
+                       {z: q for z in probs})
+
+
+def test_features_match_hand_computed_values():
+    sq = np.zeros((8, 8), np.float32)
+    sq[2:6, 2:6] = 0.9                       # 16 px
+    shifted = np.roll(sq, 2, axis=1)         # overlaps sq on 8 px
+    ann = {5: np.zeros((8, 8), bool)}
+    ann[5][1:5, 1:5] = True                  # 16 px, the only annotated slice
+    pred = np.zeros((10, 8, 8), bool)
+    pred[5] = ann[5]
+    pred[6], pred[7] = sq > 0.5, sq > 0.5
+    plain = _prop({6: sq, 7: sq, 8: np.zeros((8, 8))}, q=0.8)
+    mirrored = _prop({6: shifted, 7: sq}, q=0.6)
+    f = slice_features([plain, mirrored], pred, ann)
+    assert sorted(f) == [6, 7, 8]            # the annotated slice has none
+    x = dict(zip(FEATURES, f[6]))
+    assert x["q"] == pytest.approx(0.7)
+    assert x["agree"] == pytest.approx(2 * 8 / 32) and x["one_pass"] == 0
+    assert x["logdist"] == pytest.approx(math.log(2)) and x["outside"] == 1
+    assert x["dist_ext"] == pytest.approx(1.0)   # one slice of extent
+    assert x["empty"] == 0 and x["area_near"] == pytest.approx(0.0)
+    y = dict(zip(FEATURES, f[7]))
+    assert y["agree"] == 1 and y["conf"] == pytest.approx(0.9)
+    assert y["smooth"] == pytest.approx(8 / 25)   # |16 - (16 + 0) / 2| / (16 + 8 + 1)
+    z = dict(zip(FEATURES, f[8]))            # reached by the plain pass only, predicted empty
+    assert z["one_pass"] == 1 and z["agree"] == 0 and z["empty"] == 1
+    assert z["out_logdist"] == pytest.approx(math.log(4))
+    single = slice_features([plain], pred, ann)
+    assert single[8][FEATURES.index("one_pass")] == 0
+
+
+def test_logistic_fit_recovers_a_known_law():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 3))
+    y = 1 / (1 + np.exp(-(1.5 * x[:, 0] - 2.0 * x[:, 1] + 0.3)))
+    m = fit_logistic(x, y, FEATURES[:3], l2=0)
+    w = np.array(m["w"]) / np.array(m["std"])
+    assert w == pytest.approx([1.5, -2.0, 0.0], abs=0.05)
+    model = QualityModel({"tta": m, "single": m})
+    test = rng.normal(size=(5, 12))
+    want = 1 / (1 + np.exp(-(1.5 * test[:, 0] - 2.0 * test[:, 1] + 0.3)))
+    got = model.predict(dict(enumerate(test)), tta=True)
+    assert [got[i] for i in range(5)] == pytest.approx(want, abs=0.02)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_memnet(MemSegNet(size=32, width=4), tmp_path_factory.mktemp("w") / "net.safetensors")
+
+
+def _model(sha):
+    rng = np.random.default_rng(1)
+    mk = lambda feats: {"features": list(feats), "mean": [0.0] * len(feats), "std": [1.0] * len(feats),
+                        "w": rng.normal(size=len(feats)).tolist(), "b": 0.1}
+    return QualityModel({"tta": mk(FEATURES), "single": mk(SINGLE)}, {"weights_sha256": sha})
+
+
+def test_model_file_round_trip_mismatch_and_corruption(tmp_path, weights):
+    seg = InteractiveSegmenter(np.zeros((4, 16, 16), np.float32), device="cpu", weights=weights)
+    assert seg.quality_model is None              # nothing fitted for these weights yet
+    model = _model(seg.weights_meta["sha256"])
+    path = model.save(sidecar(weights))
+    loaded = load_for(seg.weights_meta)
+    x = {0: np.linspace(0, 1, 12)}
+    assert loaded.predict(x, True) == model.predict(x, True)
+    assert loaded.predict(x, False) != loaded.predict(x, True)
+    _model("0123456789abcdef").save(path)
+    with pytest.warns(UserWarning, match="fitted for other weights"):
+        assert load_for(seg.weights_meta) is None
+    bad = tmp_path / "bad.json"
+    d = json.loads(path.read_text())
+    d["models"]["tta"]["w"] = d["models"]["tta"]["w"][:-1]
+    bad.write_text(json.dumps(d))
+    with pytest.raises(InteractiveError, match="corrupt"):
+        InteractiveSegmenter(np.zeros((4, 16, 16), np.float32), device="cpu", weights=weights, quality_model=bad)
+    bad.write_text("{not json")
+    with pytest.raises(InteractiveError, match="corrupt"):
+        InteractiveSegmenter(np.zeros((4, 16, 16), np.float32), device="cpu", weights=weights, quality_model=bad)
+    path.unlink()
+
+
+def test_session_quality_comes_from_the_model(phantom, weights):
+    image, truth = phantom
+    z = int(truth.sum((1, 2)).argmax())
+    out = {}
+    for name in ("head", "model"):
+        seg = InteractiveSegmenter(image, device="cpu", weights=weights, tta=True, quality_stop=0,
+                                   quality_model=None if name == "head" else _model("x"))
+        seg.set_slice_mask(z, truth[z])
+        seg.propagate()
+        out[name] = seg
+    feats = out["model"].slice_features
+    assert feats and z not in feats
+    want = _model("x").predict(feats, True)
+    q = out["model"].quality
+    assert [q[k] for k in sorted(want)] == pytest.approx([want[k] for k in sorted(want)])
+    assert q[z] == 1.0
+    head = out["head"].quality
+    assert np.array_equal(np.isfinite(head), np.isfinite(q))     # same slices, other numbers
+    assert not np.allclose(head[sorted(want)], q[sorted(want)])
+    # with a model the recommendation goes where the most voxels are expected wrong, with the head
+    # alone to the lowest predicted Dice
+    pred = out["model"].prediction
+    zs = np.flatnonzero(pred.any((1, 2)))
+    cand = [k for k in want if zs.min() - 1 <= k <= zs.max() + 1]
+    area = pred.sum((1, 2))
+    near = {k: max(area[max(k - 1, 0):k + 2]) for k in cand}
+    assert out["model"].recommend_slice() == max(cand, key=lambda k: ((1 - want[k]) * near[k], -k))
+    hq = out["head"].quality
+    hz = np.flatnonzero(out["head"].prediction.any((1, 2)))
+    hcand = [k for k in np.flatnonzero(np.isfinite(hq)) if hz.min() - 1 <= k <= hz.max() + 1 and k != z]
+    assert out["head"].recommend_slice() == min(hcand, key=lambda k: (hq[k], k))
+
+
+def test_train_quality_command_fits_and_the_session_loads_it(phantom, weights, tmp_path, capsys):
+    from halo_seg.io.labels import write_labels
+    image, truth = phantom
+    img_path, lab_path = tmp_path / "img.npy", tmp_path / "lab.zarr"
+    np.save(img_path, image)
+    write_labels(truth.astype(np.uint8), lab_path)
+    rc = cli_main(["train-quality", "--weights", str(weights), "--image", str(img_path), "--labels", str(lab_path),
+                   "--rounds", "2", "--threads", "1"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["out"]
+    assert out == str(sidecar(weights))
+    d = json.loads(open(out).read())
+    assert d["regions"] == [1] and d["models"]["tta"]["features"] == list(FEATURES)
+    assert d["models"]["single"]["features"] == list(SINGLE)
+    assert d["metrics"]["tta"]["slices"] > 0
+    seg = InteractiveSegmenter(image, device="cpu", weights=weights)
+    assert seg.quality_model is not None and seg.quality_model.models == d["models"]
+    sidecar(weights).unlink()
+    rc = cli_main(["train-quality", "--weights", str(weights), "--image", str(img_path), "--labels", str(lab_path),
+                   "--regions", "9", "--rounds", "1"])
+    assert rc == 2 and "region 9" in capsys.readouterr().err
+    assert not sidecar(weights).exists()
