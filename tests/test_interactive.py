@@ -189,7 +189,7 @@ def test_low_predicted_quality_ends_sweeps_past_the_annotations(phantom):
     z = int(truth.sum((1, 2)).argmax())
     extents = {}
     for bias in (20.0, -20.0):   # the quality head forced to predict Dice ~1, then ~0
-        seg = InteractiveSegmenter(image, device="cpu", tta=False)
+        seg = InteractiveSegmenter(image, device="cpu", tta=False, quality_model=None)
         with torch.no_grad():
             seg.net.quality[-1].bias.fill_(bias)
         seg.add_box(z, *mask_bbox(truth[z]))

@@ -74,7 +74,7 @@ def test_quality_patience_drops_the_distrusted_run_when_it_ends_a_sweep(phantom,
     image, truth = phantom
     z = int(truth.sum((1, 2)).argmax())
     monkeypatch.setattr(propagation, "QUALITY_PATIENCE", 2)
-    seg = InteractiveSegmenter(image, device="cpu", tta=False)
+    seg = InteractiveSegmenter(image, device="cpu", tta=False, quality_model=None)   # the head judges
     with torch.no_grad():
         seg.net.quality[-1].bias.fill_(-20.0)     # every slice distrusted
     seg.add_box(z, *mask_bbox(truth[z]))

@@ -156,3 +156,31 @@ def test_train_quality_command_fits_and_the_session_loads_it(phantom, weights, t
                    "--regions", "9", "--rounds", "1"])
     assert rc == 2 and "region 9" in capsys.readouterr().err
     assert not sidecar(weights).exists()
+
+
+def test_the_quality_model_judges_where_sweeps_end(phantom, monkeypatch):
+    from halo_seg.interactive import propagation
+    image, truth = phantom
+    z = int(truth.sum((1, 2)).argmax())
+    zs = np.flatnonzero(truth.any((1, 2)))
+
+    def constant(b):   # a model that ignores its features: predicted Dice sigmoid(b)
+        m = {"features": list(SINGLE), "mean": [0.0] * len(SINGLE), "std": [1.0] * len(SINGLE),
+             "w": [0.0] * len(SINGLE), "b": b}
+        return QualityModel({"tta": dict(m, features=list(FEATURES), mean=[0.0] * 12, std=[1.0] * 12, w=[0.0] * 12),
+                             "single": m})
+
+    extents = {}
+    for b in (20.0, -20.0):
+        seg = InteractiveSegmenter(image, device="cpu", tta=False, quality_model=constant(b))
+        assert seg.quality_stop == propagation.MODEL_STOP
+        seg.add_box(z, *mask_bbox(truth[z]))
+        extents[b] = np.flatnonzero(seg.propagate().any((1, 2)))
+    assert len(extents[20.0]) >= 0.8 * len(zs)
+    assert extents[-20.0].tolist() == [z]
+    # switched off, the head judges again with its own threshold, whatever the model says
+    monkeypatch.setattr(propagation, "STOP_BY_MODEL", False)
+    seg = InteractiveSegmenter(image, device="cpu", tta=False, quality_model=constant(-20.0))
+    assert seg.stop_model is None and seg.quality_stop == propagation.QUALITY_STOP
+    seg.add_box(z, *mask_bbox(truth[z]))
+    assert len(np.flatnonzero(seg.propagate().any((1, 2)))) > 1

@@ -5,8 +5,9 @@ slice the memory holds the nearest annotated slices (always) and the slice just 
 carries the local shape). Between two annotated slices the sweeps are blended, each weighted by
 its closeness to the annotated slice it started from; outside them a sweep stops after two empty
 slices in a row, at any slice the user annotated as empty, where a shrinking object starts to
-grow again (a leak into neighbouring tissue, see ``SHRUNK``/``REGROWN``), and where the quality head
-predicts a Dice below ``QUALITY_STOP`` (chosen on a validation set: benchmarks/quality_stop.py).
+grow again (a leak into neighbouring tissue, see ``SHRUNK``/``REGROWN``), and where the predicted
+Dice falls below a threshold: the quality model's (quality.py, ``MODEL_STOP``) when the session has
+one, else the head's (``QUALITY_STOP``); both chosen on validation regions (benchmarks/).
 Everything happens inside one square ROI around the annotated masks, encoded once.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from .baseline import signed_distance
 from .memnet import MemSegNet
+from .quality import feature_vector
 from .roi import ROI, crop_stack, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
 
 N_ANNOTATED = 2     # annotated memory entries per query, the nearest ones
@@ -30,6 +32,8 @@ BETWEEN_BLEND = 0.0     # weight of the shape interpolated between annotated sli
 BOX_MARGIN = None       # crop pixels around the boxes interpolated between annotated slices
 EMPTY_IN_MEMORY = True  # empty annotated slices also join the memory (they suppress leaks)
 QUALITY_PATIENCE = 1    # slices in a row below QUALITY_STOP that end a sweep (the run is dropped)
+MODEL_STOP = 0.4        # QUALITY_STOP's counterpart when a quality model judges the slices
+STOP_BY_MODEL = True    # a session with a quality model lets it judge (False: the head always does)
 
 
 @dataclass
@@ -79,12 +83,13 @@ def network_inputs(column: np.ndarray, annotations: dict, roi: ROI, size: int, d
 @torch.no_grad()
 def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, np.ndarray],
                      roi: ROI, device="cpu", cancel=None, flip: bool = False,
-                     quality_stop: float = QUALITY_STOP) -> Propagation:
+                     quality_stop: float = QUALITY_STOP, stop_model=None) -> Propagation:
     """column: (Z, side, side) image crops of the ROI; annotations: z -> full-slice bool masks.
 
     ``flip`` runs on the left-right mirrored crops (test-time augmentation) and mirrors back.
     ``quality_stop``: past the annotated slices, the first slice predicted below this Dice ends the
-    sweep and is not kept (0 disables the rule).
+    sweep and is not kept (0 disables the rule); the prediction is the head's, or ``stop_model``'s
+    (a quality.QualityModel, single-pass features) when given.
     """
     S = net.size
     nz = column.shape[0]
@@ -165,14 +170,16 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                 # largest annotated section does not grow back; when the prediction does, it has
                 # leaked into neighbouring tissue, and the sweep stops there.
                 regrown = sw["trough"] < SHRUNK * sw["peak"] and area > REGROWN * sw["trough"] + 4
-                distrusted = q < quality_stop and area >= EMPTY_AREA
+                judged = q if stop_model is None else _sweep_quality(stop_model, p[0], q, z, area, sw, lo_obj, hi_obj,
+                                                                      ann_masks)
+                distrusted = judged < quality_stop and area >= EMPTY_AREA
                 # distrusted: the quality head, trained on sweeps that run past objects' ends, judges
                 # this slice more likely wrong than right: the object has ended or the sweep leaked
                 sw["low"] = sw["low"] + [z] if distrusted else []
                 if regrown or len(sw["low"]) >= QUALITY_PATIENCE:
                     for zl in sw["low"][:-1]:   # distrusted slices kept on patience go too
                         del sw["prob"][zl], sw["qual"][zl]
-                    sw["on"], sw["open"] = False, q
+                    sw["on"], sw["open"] = False, judged
                     continue
                 if area > sw["peak"]:
                     sw["peak"] = sw["trough"] = area
@@ -203,6 +210,16 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     if flip:
         prob = {z: p.flip(-1) for z, p in prob.items()}
     return Propagation(roi, prob, qual, open_ends)
+
+
+def _sweep_quality(model, p, q, z, area, sw, lo, hi, ann_masks) -> float:
+    """The quality model's single-pass prediction for a slice past the annotations, from what the
+    sweep knows there: crop-space areas, the area change against the previous slice only."""
+    end = hi if sw["dir"] == 1 else lo
+    prev = float(sw["prev"][1].sum()) if sw["prev"] is not None else area
+    x = feature_vector(q, 0.0, 0.0, p.float().cpu().numpy(), abs(z - end), hi - lo + 1, True, area,
+                       float(ann_masks[end].sum()), prev, EMPTY_AREA)
+    return model.predict({z: x}, tta=False)[z]
 
 
 def _between_prior(prob: dict, ann: dict) -> dict:

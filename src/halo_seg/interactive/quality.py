@@ -5,8 +5,8 @@ r 0.04 pooled): trained on crops, it cannot see how far a slice is from the near
 whether the sweep is extrapolating past the outermost one, or whether the plain and mirrored
 propagations agree. Those are the strongest signals of error (benchmarks/quality_calibration.py),
 so a logistic model over them and the head's output gives the quality that ``seg.quality`` reports
-and the recommendation uses. The sweeps' stop rule keeps using the head alone: it has to decide
-before the mirrored pass exists.
+and the recommendation uses; its single-pass variant also decides, inside each sweep, where the
+sweep ends past the annotations (propagation.MODEL_STOP).
 
 The model is a few numbers in JSON next to the network's weights (``<weights>.quality.json``),
 fitted by ``halo-seg train-quality`` on simulated sessions; it records the network's sha256 and is
@@ -45,19 +45,25 @@ def slice_features(passes, pred: np.ndarray, annotations: dict) -> dict[int, np.
             agree, one = (1.0 if s == 0 else 2.0 * (a & b).sum() / s), 0.0
         else:
             agree, one = 0.0, float(len(passes) == 2)   # the other pass stopped before this slice
-        pm = np.mean(probs, 0)
-        fg = pm > 0.5
-        conf = float(pm[fg].mean()) if fg.any() else 0.0
-        unc = min(float(((pm > 0.2) & (pm < 0.8)).sum()) / max(float(fg.sum()), 1.0), 3.0)
         near = min(nonempty, key=lambda a: (abs(a - z), a))
-        dist = abs(z - near)
-        outside = float(z < lo or z > hi)
-        area, near_area = areas[z], float(annotations[near].sum())
         nb = ((areas[z - 1] if z else 0.0) + (areas[z + 1] if z + 1 < len(areas) else 0.0)) / 2
-        out[z] = np.array([float(np.mean(quals)), agree, one, conf, unc, math.log1p(dist), dist / (hi - lo + 1),
-                           outside, outside * math.log1p(dist), math.log((area + 1) / (near_area + 1)),
-                           float(area < 2), abs(area - nb) / (area + nb + 1)])
+        out[z] = feature_vector(float(np.mean(quals)), agree, one, np.mean(probs, 0), abs(z - near), hi - lo + 1,
+                                z < lo or z > hi, areas[z], float(annotations[near].sum()), nb)
     return out
+
+
+def feature_vector(q, agree, one_pass, prob, dist, extent, outside, area, near_area, neighbour_area,
+                   empty_area: float = 2.0) -> np.ndarray:
+    """One slice's features in FEATURES order. prob: its foreground probabilities; dist: slices to
+    the nearest annotated slice showing the object; extent: slices from the first to the last of
+    those; areas in pixels of one resolution (ratios only are used)."""
+    fg = prob > 0.5
+    conf = float(prob[fg].mean()) if fg.any() else 0.0
+    unc = min(float(((prob > 0.2) & (prob < 0.8)).sum()) / max(float(fg.sum()), 1.0), 3.0)
+    outside = float(outside)
+    return np.array([q, agree, one_pass, conf, unc, math.log1p(dist), dist / extent, outside,
+                     outside * math.log1p(dist), math.log((area + 1) / (near_area + 1)), float(area < empty_area),
+                     abs(area - neighbour_area) / (area + neighbour_area + 1)])
 
 
 class QualityModel:

@@ -13,7 +13,8 @@ import torch
 
 from .adapt import adapt_decoder
 from .model_io import load_memnet
-from .propagation import QUALITY_STOP, annotation_roi, merge, propagate_volume, to_volume_masks
+from . import propagation
+from .propagation import annotation_roi, merge, propagate_volume, to_volume_masks
 from .quality import QualityModel, load_for, slice_features
 from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
 
@@ -78,7 +79,7 @@ class InteractiveSegmenter:
     """
 
     def __init__(self, volume, spacing=None, device: str = "auto", weights="default", tta: bool = True,
-                 quality_stop: float = QUALITY_STOP, quality_model="auto"):
+                 quality_stop: float | None = None, quality_model="auto"):
         shape = getattr(volume, "shape", None)
         if shape is None:
             raise InteractiveError(f"volume must be an array (numpy, dask or zarr), got {type(volume).__name__}")
@@ -98,7 +99,6 @@ class InteractiveSegmenter:
         self.spacing = tuple(float(s) for s in spacing) if spacing is not None else (1.0, 1.0, 1.0)
         self.device = _pick_device(device)
         self.tta = bool(tta)   # average with a mirrored propagation: more accurate, twice the work
-        self.quality_stop = float(quality_stop)   # see propagation.QUALITY_STOP; 0 disables it
         self.net, self.weights_meta = load_memnet(weights, self.device)
         # "auto": the model fitted for these weights if there is one; None: the network's head alone
         try:
@@ -110,6 +110,12 @@ class InteractiveSegmenter:
                 self.quality_model = QualityModel.load(quality_model)
         except ValueError as exc:
             raise InteractiveError(str(exc)) from exc
+        # past the annotations a sweep ends below this predicted Dice (0: never), judged by the quality
+        # model when there is one; None: the threshold chosen for that judge
+        self.stop_model = self.quality_model if propagation.STOP_BY_MODEL else None
+        if quality_stop is None:
+            quality_stop = propagation.QUALITY_STOP if self.stop_model is None else propagation.MODEL_STOP
+        self.quality_stop = float(quality_stop)
         self._s = _State()
         self._history: list[_State] = []
 
@@ -331,9 +337,10 @@ class InteractiveSegmenter:
         column = self._read(slice(0, self.shape[0]), roi)
         net = adapt_decoder(self.net, column, work.annotations, roi, self.device)
         args = (net, column, work.annotations, roi, self.device, cancel)
-        passes = [propagate_volume(*args, quality_stop=self.quality_stop)]
+        kw = {"quality_stop": self.quality_stop, "stop_model": self.stop_model}
+        passes = [propagate_volume(*args, **kw)]
         if self.tta:
-            passes.append(propagate_volume(*args, flip=True, quality_stop=self.quality_stop))
+            passes.append(propagate_volume(*args, flip=True, **kw))
         prop = merge(*passes) if self.tta else passes[0]
         masks = to_volume_masks(prop, self.shape)
         pred = np.zeros(self.shape, bool)

@@ -2,10 +2,10 @@
 
 Simulated sessions (the benchmark's user: a box on the largest slice, then one box or empty mask
 per round on the recommended slice) on labelled regions give, per propagated slice, the quality
-features and the true Dice. The sessions are run twice: first recommending from the head's raw
-output, then from the first fit, because the slices a user is sent to shape what the model sees;
-the final fit uses both. One model with the mirrored pass (test-time augmentation on, the
-default) and one without.
+features and the true Dice. The sessions are run twice: first with the head's raw output deciding
+where sweeps end and which slice is recommended, then with a first fit deciding both, because
+that shapes what the model sees; the final fit uses both. One model with the mirrored pass
+(test-time augmentation on, the default) and one without (it also judges where sweeps end).
 """
 from __future__ import annotations
 
@@ -36,9 +36,7 @@ def session_samples(image, labels, regions, weights="default", spacing=None, rou
                 ys.append(d)
                 rs.append(k)
         log(f"region {k}: {len(ys)} slices so far")
-    if not ys:
-        raise ValueError("the sessions propagated no slice to learn from")
-    return np.array(xs), np.array(ys), np.array(rs)
+    return np.array(xs).reshape(len(ys), len(FEATURES)), np.array(ys, float), np.array(rs)
 
 
 def pearson(a, b) -> float:
@@ -48,23 +46,32 @@ def pearson(a, b) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def _one(m: dict) -> QualityModel:
-    return QualityModel({"tta": m, "single": m})
+def _fit(samples: dict) -> dict:
+    """name -> fitted model dict, from name -> (features, true Dice)."""
+    return {name: fit_logistic(x[:, [FEATURES.index(f) for f in feats]], y, feats)
+            for name, feats in (("tta", FEATURES), ("single", SINGLE)) for x, y in [samples[name]]}
 
 
 def train_quality(image, labels, regions, weights="default", out=None, spacing=None, rounds=6, device="cpu",
                   data_note="", log=print) -> tuple[QualityModel, Path]:
     t0 = time.time()
     meta_w = load_memnet(weights, "cpu")[1]
-    models, metrics = {}, {}
-    for name, tta, feats in (("tta", True, FEATURES), ("single", False, SINGLE)):
-        idx = [FEATURES.index(f) for f in feats]
-        x1, y1, _ = session_samples(image, labels, regions, weights, spacing, rounds, tta, None, device, log)
-        first = _one(fit_logistic(x1[:, idx], y1, feats))
-        x2, y2, _ = session_samples(image, labels, regions, weights, spacing, rounds, tta, first, device, log)
-        x, y = np.concatenate([x1, x2]), np.concatenate([y1, y2])
-        models[name] = fit_logistic(x[:, idx], y, feats)
-        p = _one(models[name]).predict(dict(enumerate(x)), tta)
+    passes = []
+    for judge in (None, "first fit"):
+        model = None if judge is None else QualityModel(_fit(passes[0]))
+        samples = {}
+        for name, tta in (("tta", True), ("single", False)):
+            x, y, _ = session_samples(image, labels, regions, weights, spacing, rounds, tta, model, device, log)
+            if judge is None and not len(y):
+                raise ValueError("the sessions propagated no slice to learn from")
+            samples[name] = (x, y)   # the second pass may have none: a first fit that ends every sweep at once
+        passes.append(samples)
+    both = {name: tuple(np.concatenate([p[name][i] for p in passes]) for i in (0, 1)) for name in ("tta", "single")}
+    models = _fit(both)
+    metrics = {}
+    for name, tta in (("tta", True), ("single", False)):
+        x, y = both[name]
+        p = QualityModel(models).predict(dict(enumerate(x)), tta)
         metrics[name] = {"slices": int(len(y)), "pearson_r_fit": pearson([p[i] for i in range(len(y))], y),
                          "pearson_r_head": pearson(x[:, 0], y)}
         log(f"{name}: {len(y)} slices, r of the fit {metrics[name]['pearson_r_fit']:.3f} "
