@@ -6,7 +6,7 @@ after each. Slices are chosen by the network's recommendation, at random, and by
 knows the true per-slice Dice. Reports Dice per round, seconds per round, the Pearson r of predicted
 vs true slice Dice, and the "fill between slices" baseline (exact masks on 1..6 slices).
 
-    .venv/bin/python benchmarks/interactive.py [--weights PATH] [--structures 77 78] [--threads 2]
+    .venv/bin/python benchmarks/interactive.py [--weights PATH] [--structures 77 78] [--threads 2] [--quality head]
 """
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the round-time target is for 2 CPU cores)")
     ap.add_argument("--no-tta", dest="tta", action="store_false", help="no mirrored second pass")
+    ap.add_argument("--quality", default="auto",
+                    help="predicted slice Dice from: auto (the quality model shipped with the weights), head "
+                         "(the network's head alone) or a quality model file")
     ap.add_argument("--sample", action="store_true", help="use the shipped 2 mm sample (no ../shared needed)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "interactive.json"))
     a = ap.parse_args(argv)
@@ -61,7 +64,8 @@ def main(argv=None) -> int:
         base = fill_between_curve(truth, a.rounds)
         row = {"label": k, "name": name, "voxels": int(truth.sum()), "fill_between": base}
         for strat in a.strategies:
-            seg = InteractiveSegmenter(vol, spacing=data.spacing, device=a.device, weights=a.weights, tta=a.tta)
+            seg = InteractiveSegmenter(vol, spacing=data.spacing, device=a.device, weights=a.weights, tta=a.tta,
+                                       quality_model=None if a.quality == "head" else a.quality)
             meta = seg.weights_meta
             recs = run_session(seg, truth, a.rounds, strat, seed=k)
             row[strat] = [r["dice"] for r in recs]
@@ -86,7 +90,7 @@ def main(argv=None) -> int:
         "pearson_r_median_per_structure": float(np.nanmedian([r["pearson_r"] for r in rows])),
         "round_seconds_median": float(np.median(secs)) if secs else None,
         "round_seconds_max": float(np.max(secs)) if secs else None,
-        "threads": a.threads, "device": a.device, "tta": a.tta, "weights": meta and {k: meta.get(k) for k in ("path", "sha256", "iterations")},
+        "threads": a.threads, "device": a.device, "tta": a.tta, "quality": a.quality, "weights": meta and {k: meta.get(k) for k in ("path", "sha256", "iterations")},
         "machine": platform.platform(), "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M"), "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
     }

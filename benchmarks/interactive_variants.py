@@ -13,7 +13,8 @@ propagation), ``box`` (crop-pixel margin around the boxes interpolated between a
 ``patience`` (slices in a row below the quality stop that end a sweep), ``explore`` (recommend a slice this fraction of the extent beyond an end where a stop rule ended
 a sweep), ``emptymem=0`` (empty annotated slices stop sweeps but leave the memory),
 ``adapt``/``lr``/``self`` (test-time adaptation of the decoder: steps, learning rate, whether a
-lone annotated slice serves as its own shifted memory), ``weights`` (another network).
+lone annotated slice serves as its own shifted memory), ``weights`` (another network), ``stop=head``
+(the quality head, not the quality model, judges where sweeps end), ``tau`` (that judge's threshold).
 """
 from __future__ import annotations
 
@@ -25,14 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from halo_seg.samples import VALIDATION
+from halo_seg.samples import SUBCORTICAL, VALIDATION
 
 DEFAULT = ["base", "blend=0.5", "box=4", "box=8", "explore=0.15", "explore=0.25", "explore=0.35",
            "explore=0.5", "emptymem=0", "patience=2", "patience=3", "adapt=20,lr=3e-4,self=1", "adapt=20,lr=1e-4,self=0",
            "adapt=20,lr=3e-4,self=0"]
 
 
-def run_variant(spec: str) -> dict:
+def run_variant(args) -> dict:
+    spec, regions = args
     import torch
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive import adapt, propagation, segmenter
@@ -48,10 +50,13 @@ def run_variant(spec: str) -> dict:
     adapt.ADAPT_STEPS = int(kv.get("adapt", 0))
     adapt.ADAPT_LR = float(kv.get("lr", 1e-4))
     adapt.SELF_MEMORY = kv.get("self", "1") == "1"
+    propagation.STOP_BY_MODEL = kv.get("stop", "model") == "model"
     data = load_colin27_full()
     per, secs = {}, []
-    for lab, name in VALIDATION.items():
-        seg = InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu", weights=kv.get("weights", "default"))
+    for lab in regions:
+        name = VALIDATION.get(lab, str(lab))
+        seg = InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu", weights=kv.get("weights", "default"),
+                                   quality_stop=float(kv["tau"]) if "tau" in kv else None)
         rec = run_session(seg, data.labels == lab, rounds=6, seed=lab)
         per[name] = [r["dice"] for r in rec]
         secs += [r["seconds"] for r in rec]
@@ -65,17 +70,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="*", default=DEFAULT)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--regions", type=int, nargs="*", default=list(VALIDATION),
+                    help="AAL labels (default: samples.VALIDATION; never the benchmark's SUBCORTICAL)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "interactive_variants.json"))
     a = ap.parse_args(argv)
+    if set(a.regions) & set(SUBCORTICAL):
+        ap.error("--regions must avoid the benchmark's structures")
     with get_context("spawn").Pool(a.jobs) as pool:
-        results = pool.map(run_variant, a.variants, chunksize=1)
+        results = pool.map(run_variant, [(v, a.regions) for v in a.variants], chunksize=1)
     print()
     print("| variant | one box | round 6 | s/round median | max |")
     print("|---|---|---|---|---|")
     for r in results:
         c = r["mean_dice_per_round"]
         print(f"| {r['variant']} | {c[0]:.3f} | {c[-1]:.3f} | {r['seconds_median']:.2f} | {r['seconds_max']:.2f} |")
-    Path(a.out).write_text(json.dumps({"validation_regions": VALIDATION, "results": results,
+    Path(a.out).write_text(json.dumps({"regions": a.regions, "results": results,
                                        "date": time.strftime("%Y-%m-%d %H:%M")}, indent=1))
     print(f"saved {a.out}")
     return 0

@@ -27,7 +27,7 @@ from halo_seg.samples import VALIDATION, load_colin27_full
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--taus", type=float, nargs="*", default=[0.0, propagation.QUALITY_STOP])
+    ap.add_argument("--taus", type=float, nargs="*", default=[0.0, propagation.MODEL_STOP])
     ap.add_argument("--weights", default="default")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
