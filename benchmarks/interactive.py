@@ -23,16 +23,10 @@ import torch
 from halo_seg import InteractiveSegmenter
 from halo_seg.interactive.baseline import fill_between_curve
 from halo_seg.interactive.simulate import run_session
+from halo_seg.metrics import pearson
 from halo_seg.samples import SUBCORTICAL, load_colin27_full, load_colin27_sample
 
 TARGETS = {"one_box": 0.75, "six_rounds": 0.90, "pearson_r": 0.7, "round_seconds": 3.0}
-
-
-def pearson(pairs) -> float:
-    a = np.array(pairs, float)
-    if len(a) < 3 or a[:, 0].std() == 0 or a[:, 1].std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a[:, 0], a[:, 1])[0, 1])
 
 
 def main(argv=None) -> int:

@@ -19,14 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from halo_seg.metrics import pearson
 from halo_seg.samples import QUALITY_FIT, SUBCORTICAL, VALIDATION
-
-
-def pearson(pairs) -> float:
-    a = np.array(pairs, float)
-    if len(a) < 3 or a[:, 0].std() == 0 or a[:, 1].std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a[:, 0], a[:, 1])[0, 1])
 
 
 def run_variant(args) -> dict:

@@ -71,3 +71,12 @@ def test_losses_are_zero_for_perfect_prediction_and_ignore_masked_voxels():
     bad = perfect.clone()
     bad[:, :, 0] = -bad[:, :, 0]      # wrong only where the weight is 0
     assert dice_ce_loss(bad, target, w).item() == pytest.approx(dice_ce_loss(perfect, target, w).item(), abs=1e-4)
+
+
+def test_pearson_of_pairs_against_hand_values():
+    from halo_seg.metrics import pearson
+    assert pearson([(1, 2), (2, 4), (3, 6)]) == pytest.approx(1.0)
+    assert pearson([(1, 3), (2, 2), (3, 1)]) == pytest.approx(-1.0)
+    # x = 0, 1, 2, 3 against y = 0, 1, 1, 0: no linear trend at all
+    assert pearson([(0, 0), (1, 1), (2, 1), (3, 0)]) == pytest.approx(0.0)
+    assert np.isnan(pearson([(1, 1), (2, 2)])) and np.isnan(pearson([])) and np.isnan(pearson([(1, 5)] * 4))

@@ -25,3 +25,11 @@ def dice_per_slice(pred, truth) -> np.ndarray:
 
 def multiclass_dice(pred, truth, labels) -> dict[int, float]:
     return {int(k): dice(pred == k, truth == k) for k in labels}
+
+
+def pearson(pairs) -> float:
+    """Pearson r of (predicted, true) pairs; nan with fewer than 3 pairs or a constant side."""
+    a = np.asarray(pairs, float).reshape(-1, 2)
+    if len(a) < 3 or a[:, 0].std() == 0 or a[:, 1].std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a[:, 0], a[:, 1])[0, 1])

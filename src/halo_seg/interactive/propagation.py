@@ -173,8 +173,8 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                 judged = q if stop_model is None else _sweep_quality(stop_model, p[0], q, z, area, sw, lo_obj, hi_obj,
                                                                       ann_masks)
                 distrusted = judged < quality_stop and area >= EMPTY_AREA
-                # distrusted: the quality head, trained on sweeps that run past objects' ends, judges
-                # this slice more likely wrong than right: the object has ended or the sweep leaked
+                # distrusted: the quality model (or, without one, the head) judges this slice more
+                # likely wrong than right: the object has ended or the sweep leaked
                 sw["low"] = sw["low"] + [z] if distrusted else []
                 if regrown or len(sw["low"]) >= QUALITY_PATIENCE:
                     for zl in sw["low"][:-1]:   # distrusted slices kept on patience go too

@@ -18,6 +18,7 @@ from ..interactive.model_io import load_memnet
 from ..interactive.quality import FEATURES, SINGLE, QualityModel, fit_logistic, sidecar
 from ..interactive.segmenter import InteractiveSegmenter
 from ..interactive.simulate import run_session
+from ..metrics import pearson
 
 
 def session_samples(image, labels, regions, weights="default", spacing=None, rounds=6, tta=True,
@@ -37,13 +38,6 @@ def session_samples(image, labels, regions, weights="default", spacing=None, rou
                 rs.append(k)
         log(f"region {k}: {len(ys)} slices so far")
     return np.array(xs).reshape(len(ys), len(FEATURES)), np.array(ys, float), np.array(rs)
-
-
-def pearson(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 3 or a.std() == 0 or b.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _fit(samples: dict) -> dict:
@@ -72,8 +66,8 @@ def train_quality(image, labels, regions, weights="default", out=None, spacing=N
     for name, tta in (("tta", True), ("single", False)):
         x, y = both[name]
         p = QualityModel(models).predict(dict(enumerate(x)), tta)
-        metrics[name] = {"slices": int(len(y)), "pearson_r_fit": pearson([p[i] for i in range(len(y))], y),
-                         "pearson_r_head": pearson(x[:, 0], y)}
+        metrics[name] = {"slices": int(len(y)), "pearson_r_fit": pearson([(p[i], y[i]) for i in range(len(y))]),
+                         "pearson_r_head": pearson(np.stack([x[:, 0], y], 1))}
         log(f"{name}: {len(y)} slices, r of the fit {metrics[name]['pearson_r_fit']:.3f} "
             f"(head alone {metrics[name]['pearson_r_head']:.3f})")
     model = QualityModel(models, {"weights_sha256": meta_w["sha256"], "regions": [int(r) for r in regions],
