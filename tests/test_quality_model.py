@@ -62,6 +62,8 @@ def test_logistic_fit_recovers_a_known_law():
     want = 1 / (1 + np.exp(-(1.5 * test[:, 0] - 2.0 * test[:, 1] + 0.3)))
     got = model.predict(dict(enumerate(test)), tta=True)
     assert [got[i] for i in range(5)] == pytest.approx(want, abs=0.02)
+    extreme = model.predict({0: np.r_[-1e4, np.zeros(11)], 1: np.r_[1e4, np.zeros(11)]}, tta=True)
+    assert extreme[0] == pytest.approx(0.0) and extreme[1] == pytest.approx(1.0)   # no overflow
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,8 @@ class QualityModel:
         m = self.models["tta" if tta else "single"]
         idx = [FEATURES.index(f) for f in m["features"]]
         mean, std, w = (np.asarray(m[k], float) for k in ("mean", "std", "w"))
-        return {z: float(1.0 / (1.0 + math.exp(-(((x[idx] - mean) / std) @ w + m["b"]))))
+        # the logistic as 0.5 (1 + tanh(t / 2)): the same value, and no overflow for any logit
+        return {z: float(0.5 * (1.0 + math.tanh((((x[idx] - mean) / std) @ w + m["b"]) / 2)))
                 for z, x in feats.items()}
 
     def save(self, path: str | Path) -> Path:

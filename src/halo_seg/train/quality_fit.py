@@ -24,11 +24,14 @@ from ..metrics import pearson
 def session_samples(image, labels, regions, weights="default", spacing=None, rounds=6, tta=True,
                     quality_model=None, device="cpu", log=print):
     """(features (N, F), true Dice (N,), region (N,)) from one simulated session per region."""
+    present = set(np.unique(np.asarray(labels)).tolist())
+    missing = [k for k in regions if k not in present]
+    if missing:   # before any session runs: a typo should not cost minutes of simulation first
+        raise ValueError(f"region {missing[0]} is not in the label volume" if len(missing) == 1 else
+                         f"regions {missing} are not in the label volume")
     xs, ys, rs = [], [], []
     for k in regions:
         truth = np.asarray(labels == k)
-        if not truth.any():
-            raise ValueError(f"region {k} is not in the label volume")
         seg = InteractiveSegmenter(image, spacing=spacing, device=device, weights=weights, tta=tta,
                                    quality_model=quality_model)
         for rec in run_session(seg, truth, rounds, "recommend", seed=int(k)):
