@@ -14,7 +14,9 @@ propagation), ``box`` (crop-pixel margin around the boxes interpolated between a
 a sweep), ``emptymem=0`` (empty annotated slices stop sweeps but leave the memory),
 ``adapt``/``lr``/``self`` (test-time adaptation of the decoder: steps, learning rate, whether a
 lone annotated slice serves as its own shifted memory), ``weights`` (another network), ``stop=head``
-(the quality head, not the quality model, judges where sweeps end), ``tau`` (that judge's threshold).
+(the quality head, not the quality model, judges where sweeps end), ``tau`` (that judge's threshold),
+``qmodel=0`` (no quality model at all: the head ends sweeps and picks the slice, as for weights
+without a fitted model).
 """
 from __future__ import annotations
 
@@ -56,7 +58,8 @@ def run_variant(args) -> dict:
     for lab in regions:
         name = VALIDATION.get(lab, str(lab))
         seg = InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu", weights=kv.get("weights", "default"),
-                                   quality_stop=float(kv["tau"]) if "tau" in kv else None)
+                                   quality_stop=float(kv["tau"]) if "tau" in kv else None,
+                                   quality_model=None if kv.get("qmodel") == "0" else "auto")
         rec = run_session(seg, data.labels == lab, rounds=6, seed=lab)
         per[name] = [r["dice"] for r in rec]
         secs += [r["seconds"] for r in rec]

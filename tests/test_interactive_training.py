@@ -84,3 +84,42 @@ def test_cli_trains_and_fine_tunes(tmp_path, capsys):
     meta = load_memnet(tuned)[1]
     assert meta["config"]["width"] == 4 and meta["init"] == str(first)   # the architecture comes from --init
     assert meta["sweeps"] == 1 and meta["sweep_steps"] == 2
+
+
+def test_time_lr_warms_up_then_anneals_to_zero():
+    from halo_seg.train.interactive_train import WARMUP, time_lr
+    assert time_lr(1.0, 0.0) == pytest.approx(1 / 25)
+    assert time_lr(1.0, WARMUP / 2) == pytest.approx((1 / 25 + 1) / 2)
+    assert time_lr(1.0, WARMUP) == pytest.approx(1.0)
+    assert time_lr(1.0, (1 + WARMUP) / 2) == pytest.approx(0.5)       # cosine half-way
+    assert time_lr(1.0, 1.0) == pytest.approx(0.0, abs=1e-12) and time_lr(1.0, 2.0) == pytest.approx(0.0, abs=1e-12)
+    fracs = np.linspace(WARMUP, 1, 50)
+    assert all(a >= b for a, b in zip([time_lr(1, f) for f in fracs], [time_lr(1, f) for f in fracs[1:]]))
+
+
+def test_a_run_capped_in_minutes_stops_on_the_clock_and_saves(tmp_path):
+    out = tmp_path / "m.safetensors"
+    quiet = dict(batch=2, shared=False, n_phantoms=2, workers=0, log=lambda *a: None, size=32, width=4,
+                 sweeps=1, sweep_steps=2)
+    res = train_interactive(out, iterations=100000, minutes=0.05, **quiet)   # 3 s, far fewer iterations
+    last = res["history"][-1]
+    meta = load_memnet(out)[1]
+    assert 0 < last["iteration"] < 100000 and meta["iterations"] == last["iteration"]
+    assert 3.0 <= last["seconds"] < 30 and meta["minutes"] == 0.05
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        train_interactive(out, iterations=10, minutes=0.05, resume=out, **quiet)
+
+
+def test_mri_supervoxels_keep_away_from_the_excluded_regions(tmp_path):
+    from scipy import ndimage as ndi
+
+    from halo_seg.samples import SUBCORTICAL, load_colin27_full, shared_data_dir
+    from halo_seg.train.interactive_data import mri_supervoxel_source
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("needs ../shared/data")
+    src = mri_supervoxel_source(data, exclude=SUBCORTICAL, n_segments=150, cache=tmp_path / "sv.npz")
+    full = load_colin27_full(data)
+    near = ndi.binary_dilation(np.isin(full.labels, list(SUBCORTICAL)), iterations=3)
+    assert len(src.objects) > 50 and (tmp_path / "sv.npz").exists()
+    assert not (src.labels[near] > 0).any() and not (src.labels[~full.brain] > 0).any()

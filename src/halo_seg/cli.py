@@ -142,7 +142,9 @@ def cmd_train_interactive(a) -> int:
     res = train_interactive(a.out, iterations=a.iterations, batch=a.batch, lr=a.lr, size=a.size,
                             width=a.width, data_dir=Path(a.data) if a.data else None, seed=a.seed,
                             resume=a.resume, threads=a.threads, workers=a.workers, device=a.device,
-                            sweeps=a.sweeps, sweep_steps=a.sweep_steps, init=a.init)
+                            sweeps=a.sweeps, sweep_steps=a.sweep_steps, init=a.init,
+                            mri_supervoxels=a.mri_supervoxels, hold_out_validation=a.hold_out_validation,
+                            minutes=a.minutes)
     print(json.dumps({"out": res["path"], "last": res["history"][-1] if res["history"] else None}))
     return 0
 
@@ -251,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--threads", type=int, default=None)
     ti.add_argument("--workers", type=int, default=1, help="processes that make training examples")
     ti.add_argument("--device", default="cpu", help="cpu or cuda")
+    ti.add_argument("--mri-supervoxels", action="store_true", help="add SLIC pseudo-objects of the Colin27 T1")
+    ti.add_argument("--hold-out-validation", action="store_true",
+                    help="also keep the validation regions (samples.VALIDATION) out of training")
+    ti.add_argument("--minutes", type=float, default=None,
+                    help="cap the run's length: the schedule is fitted to it after a speed probe")
     ti.set_defaults(fn=cmd_train_interactive)
     tq = sub.add_parser("train-quality", help="fit the predicted-Dice model of an interactive network "
                         "on simulated sessions")

@@ -76,6 +76,28 @@ def ct_supervoxel_source(data_dir: Path, n_segments: int = 500, cache: Path | No
     return Source("ct_supervoxels", img.astype(np.float32), seg, _objects(seg, min_voxels=400))
 
 
+def mri_supervoxel_source(data_dir: Path, exclude=(), n_segments: int = 600, compactness: float = 0.1,
+                          cache: Path | None = None) -> Source:
+    """SLIC supervoxels of the Colin27 T1 inside the brain (no labels used for the objects): MRI
+    pseudo-objects bounded by tissue edges - white matter, ventricles, deep grey matter - where the AAL
+    labels cover only grey matter. Voxels within 3 mm of the AAL regions ``exclude`` (the benchmark's and
+    the validation regions) are left out, so no pseudo-object shares a boundary with them."""
+    from ..samples import load_colin27_full
+    s = load_colin27_full(data_dir)
+    img = _scale01(s.image, s.brain)
+    if cache is not None and cache.exists():
+        seg = np.load(cache)["seg"]
+    else:
+        from skimage.segmentation import slic
+        mask = s.brain & ~ndi.binary_dilation(np.isin(s.labels, list(exclude)), iterations=3)
+        seg = slic(img, n_segments=n_segments, compactness=compactness, channel_axis=None, spacing=s.spacing,
+                   mask=mask, start_label=1).astype(np.int32)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(cache, seg=seg)
+    return Source("mri_supervoxels", img, seg, _objects(seg, min_voxels=400))
+
+
 def phantom_sources(n: int, seed: int = 1000) -> list[Source]:
     from ..samples import make_phantom
     rng = np.random.default_rng(seed)

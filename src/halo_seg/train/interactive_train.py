@@ -6,7 +6,9 @@ propagated slices"). Checkpoints are safetensors; ``resume`` continues from one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -16,18 +18,33 @@ import torch.nn.functional as F
 
 from ..interactive.memnet import MemSegNet
 from ..interactive.model_io import load_memnet, save_memnet
-from ..samples import SUBCORTICAL, shared_data_dir
-from .interactive_data import ExampleSampler, colin27_source, ct_supervoxel_source, phantom_sources
+from ..samples import SUBCORTICAL, VALIDATION, shared_data_dir
+from .interactive_data import (ExampleSampler, colin27_source, ct_supervoxel_source, mri_supervoxel_source,
+                               phantom_sources)
 
 HELD_OUT = tuple(SUBCORTICAL)  # the benchmark's structures: never trained on
+WARMUP = 0.05                  # share of a run (of its iterations, or of its minutes) spent warming up
 
 
-def build_sources(data_dir: Path | None, n_phantoms: int = 12, cache_dir: Path | None = None, log=print):
+def time_lr(lr: float, frac: float) -> float:
+    """One-cycle learning rate at fraction ``frac`` of a run: linear warm-up from lr / 25 over WARMUP,
+    then cosine annealing to about zero (OneCycleLR's shape, on the clock for runs capped in minutes)."""
+    if frac < WARMUP:
+        return lr / 25 + (lr - lr / 25) * frac / WARMUP
+    return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (frac - WARMUP) / (1 - WARMUP))))
+
+
+def build_sources(data_dir: Path | None, n_phantoms: int = 12, cache_dir: Path | None = None, log=print,
+                  held_out=HELD_OUT, mri_supervoxels: bool = False):
     sources = phantom_sources(n_phantoms)
     if data_dir is not None:
-        sources.append(colin27_source(data_dir, HELD_OUT))
+        sources.append(colin27_source(data_dir, held_out))
         cache = (cache_dir / "ct_slic.npz") if cache_dir else None
         sources.append(ct_supervoxel_source(data_dir, cache=cache))
+        if mri_supervoxels:
+            tag = "-".join(map(str, sorted(held_out)))
+            cache = (cache_dir / f"mri_slic_{hashlib.sha1(tag.encode()).hexdigest()[:10]}.npz") if cache_dir else None
+            sources.append(mri_supervoxel_source(data_dir, held_out, cache=cache))
     for s in sources:
         log(f"source {s.name}: {len(s.objects)} objects, volume {s.image.shape}")
     return sources
@@ -104,20 +121,28 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
                       resume: str | Path | None = None, threads: int | None = None, log=print,
                       progress=None, workers: int = 1, device: str = "cpu", shared: bool = True,
                       n_phantoms: int = 12, sweeps: int = 8, sweep_steps: int = 6,
-                      init: str | Path | None = None) -> dict:
+                      init: str | Path | None = None, mri_supervoxels: bool = False,
+                      hold_out_validation: bool = False, minutes: float | None = None) -> dict:
     """Train (or, with ``resume``, continue; with ``init``, fine-tune from other weights on a fresh
     schedule) the interactive network. Each iteration takes ``batch`` one-step examples and
-    ``sweeps`` sweeps of ``sweep_steps`` slices unrolled on the network's own predictions."""
+    ``sweeps`` sweeps of ``sweep_steps`` slices unrolled on the network's own predictions.
+
+    ``mri_supervoxels`` adds SLIC pseudo-objects of the T1; ``hold_out_validation`` also keeps the
+    validation regions (``samples.VALIDATION``) out, so that they judge the result fairly; ``minutes``
+    caps the run's length: after a speed probe the schedule is fitted to the time left."""
     if resume and init:
         raise ValueError("give either resume (continue a run) or init (start from weights), not both")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     data_dir = (data_dir if data_dir is not None else shared_data_dir()) if shared else None
-    sources = build_sources(data_dir, n_phantoms, cache_dir=Path.home() / ".cache" / "halo_seg", log=log)
+    held_out = HELD_OUT + (tuple(VALIDATION) if hold_out_validation else ())
+    sources = build_sources(data_dir, n_phantoms, cache_dir=Path.home() / ".cache" / "halo_seg", log=log,
+                            held_out=held_out, mri_supervoxels=mri_supervoxels)
     # real anatomy and supervoxels matter more than phantoms; weight by source kind, not object count
-    w = [0.25 / max(1, sum(s.name.startswith("phantom") for s in sources)) if s.name.startswith("phantom")
-         else 0.375 for s in sources]
+    n_ph = sum(s.name.startswith("phantom") for s in sources)
+    n_real = max(1, len(sources) - n_ph)
+    w = [0.25 / max(1, n_ph) if s.name.startswith("phantom") else 0.75 / n_real for s in sources]
     batches = _batch_stream(sources, size, seed, w, batch, workers, (sweeps, sweep_steps))
     start = 0
     if resume or init:
@@ -131,16 +156,43 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         torch.backends.cudnn.benchmark = True   # fixed input shapes: pick the fastest kernels once
     net = net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iterations, pct_start=0.05)
-    with warnings.catch_warnings():   # stepping the schedule alone is the point here
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(min(start, iterations - 1)):
-            sched.step()   # the learning-rate schedule continues where it stopped
+    if minutes:
+        if resume:
+            raise ValueError("a run capped in minutes cannot be resumed: its schedule follows the clock")
+        sched = None   # the learning rate follows the clock, see time_lr
+    else:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iterations, pct_start=WARMUP)
+        with warnings.catch_warnings():   # stepping the schedule alone is the point here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(min(start, iterations - 1)):
+                sched.step()   # the learning-rate schedule continues where it stopped
     hist, t0 = [], time.time()
     fresh = {"loss": 0.0, "dice": 0.0, "qerr": 0.0, "sweep_dice": 0.0, "sweep_qerr": 0.0, "n": 0}
     run = dict(fresh)
     out = Path(out)
-    for it in range(start, iterations):
+
+    def record(done, run):
+        n = run["n"]
+        rec = {"iteration": done, "loss": run["loss"] / n, "crop_dice": run["dice"] / n,
+               "quality_mae": run["qerr"] / n}
+        if sweeps and sweep_steps:
+            rec.update(sweep_dice=run["sweep_dice"] / n, sweep_quality_mae=run["sweep_qerr"] / n)
+        rec = {k: round(v, 4) for k, v in rec.items()}
+        rec["seconds"] = round(time.time() - t0, 1)
+        hist.append(rec)
+        log(json.dumps(rec))
+        save_memnet(net, out, iterations=done, seed=seed, batch=batch, lr=lr, sweeps=sweeps,
+                    sweep_steps=sweep_steps, init=str(init) if init else "", minutes=minutes or 0,
+                    sources=[s.name for s in sources], held_out_aal=list(held_out))
+
+    it = start
+    while it < iterations:
+        if minutes:
+            frac = (time.time() - t0) / (60 * minutes)
+            if frac >= 1:
+                break
+            for g in opt.param_groups:
+                g["lr"] = time_lr(lr, frac)
         one_step, sweep = next(batches)
         q, g, mi, mm, mv, tgt = (x.to(dev, non_blocking=True) for x in one_step)
         logits, qual = net(q, g, mi, mm, mv)
@@ -155,24 +207,17 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
         run["loss"] += float(loss.detach())
         run["dice"] += float(true_d.mean())
         run["n"] += 1
         if progress is not None:
             progress(it + 1, iterations)
-        if (it + 1) % 100 == 0 or it + 1 == iterations:
-            n = run["n"]
-            rec = {"iteration": it + 1, "loss": run["loss"] / n, "crop_dice": run["dice"] / n,
-                   "quality_mae": run["qerr"] / n}
-            if sweeps and sweep_steps:
-                rec.update(sweep_dice=run["sweep_dice"] / n, sweep_quality_mae=run["sweep_qerr"] / n)
-            rec = {k: round(v, 4) for k, v in rec.items()}
-            rec["seconds"] = round(time.time() - t0, 1)
-            hist.append(rec)
-            log(json.dumps(rec))
+        it += 1
+        if it % 100 == 0 or it == iterations:
+            record(it, run)
             run = dict(fresh)
-            save_memnet(net, out, iterations=it + 1, seed=seed, batch=batch, lr=lr,
-                        sweeps=sweeps, sweep_steps=sweep_steps, init=str(init) if init else "",
-                        sources=[s.name for s in sources], held_out_aal=list(HELD_OUT))
+    if run["n"]:
+        record(it, run)   # a run capped in minutes ends between two records
     return {"history": hist, "path": str(out)}
