@@ -16,7 +16,8 @@ a sweep), ``emptymem=0`` (empty annotated slices stop sweeps but leave the memor
 lone annotated slice serves as its own shifted memory), ``weights`` (another network), ``stop=head``
 (the quality head, not the quality model, judges where sweeps end), ``tau`` (that judge's threshold),
 ``qmodel=0`` (no quality model at all: the head ends sweeps and picks the slice, as for weights
-without a fitted model).
+without a fitted model), ``prev`` (recent slices of a sweep held in memory), ``reach`` (annotated
+slices farther than this from the query leave its memory).
 """
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ def run_variant(args) -> dict:
     adapt.ADAPT_LR = float(kv.get("lr", 1e-4))
     adapt.SELF_MEMORY = kv.get("self", "1") == "1"
     propagation.STOP_BY_MODEL = kv.get("stop", "model") == "model"
+    propagation.N_PREVIOUS = int(kv.get("prev", 1))
+    propagation.ANNOTATED_REACH = int(kv["reach"]) if "reach" in kv else None
     data = load_colin27_full()
     per, secs = {}, []
     for lab in regions:

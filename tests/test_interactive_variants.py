@@ -17,6 +17,48 @@ from test_interactive import needs_default
 def test_experiments_are_off_by_default():
     assert adapt.ADAPT_STEPS == 0 and segmenter.EXPLORE is None
     assert propagation.BETWEEN_BLEND == 0 and propagation.BOX_MARGIN is None and propagation.EMPTY_IN_MEMORY
+    assert propagation.N_PREVIOUS == 1 and propagation.ANNOTATED_REACH is None
+
+
+def _memory_sizes(monkeypatch, **switches):
+    """(query slice, annotated frames, recent frames) seen by the memory read of one propagation."""
+    from halo_seg.interactive.roi import crop_stack
+    for k, v in switches.items():
+        monkeypatch.setattr(propagation, k, v)
+    ph = make_phantom((24, 64, 64), n_objects=1, seed=2, noise=0.05)
+    obj = ph.labels == 1
+    z0 = int(obj.sum((1, 2)).argmax())
+    ann = {z0: obj[z0]}
+    roi = annotation_roi(ann)
+    torch.manual_seed(0)
+    net = MemSegNet(size=32, width=4, key_dim=8).eval()
+    column = crop_stack(ph.image.astype(np.float32), roi)
+    images, _, _ = network_inputs(column, ann, roi, net.size, "cpu")
+    keys = net.encode_image(images)[1]
+    seen, read = [], net.read
+
+    def spy(qk, mk, mv, valid):
+        for q, m, v in zip(qk, mk, valid):
+            z = int(torch.argmin((keys - q).abs().flatten(1).sum(1)))
+            frames = [int(torch.argmin((keys - k).abs().flatten(1).sum(1))) for k in m[v]]
+            seen.append((z, frames))
+        return read(qk, mk, mv, valid)
+
+    net.read = spy
+    propagation.propagate_volume(net, column, ann, roi, quality_stop=0.0)
+    return z0, seen
+
+
+def test_memory_holds_the_recent_slices_and_drops_far_annotations(monkeypatch):
+    z0, seen = _memory_sizes(monkeypatch)
+    for z, frames in seen:   # default: the annotated slice and the slice just before the query
+        s = 1 if z > z0 else -1
+        assert frames == [z0, z - s]
+    z0, seen = _memory_sizes(monkeypatch, N_PREVIOUS=3, ANNOTATED_REACH=2)
+    for z, frames in seen:
+        s = 1 if z > z0 else -1
+        recent = [r for r in (z - 3 * s, z - 2 * s, z - s) if (r - z0) * s >= 0]
+        assert frames == ([z0] if abs(z - z0) <= 2 else []) + recent, (z, frames)
 
 
 def test_adaptation_fits_the_annotated_slices_and_touches_only_a_copy_of_the_decoder():

@@ -34,6 +34,8 @@ EMPTY_IN_MEMORY = True  # empty annotated slices also join the memory (they supp
 QUALITY_PATIENCE = 1    # slices in a row below QUALITY_STOP that end a sweep (the run is dropped)
 MODEL_STOP = 0.4        # QUALITY_STOP's counterpart when a quality model judges the slices
 STOP_BY_MODEL = True    # a session with a quality model lets it judge (False: the head always does)
+N_PREVIOUS = 1          # the most recent slices of a sweep (with their predictions) held in memory
+ANNOTATED_REACH = None  # annotated slices farther than this from the query leave its memory (None: never)
 
 
 @dataclass
@@ -104,21 +106,26 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     lo_obj, hi_obj = min(nonempty), max(nonempty)
     peak_area = max(float(ann_masks[z].sum()) for z in nonempty)
 
-    def memory(z, prev):
+    def memory(z, recent):
+        """recent: the sweep's last slices as [z, mask, value or None] (value encoded here, once)."""
         near = sorted(ann if EMPTY_IN_MEMORY else nonempty, key=lambda a: (abs(a - z), a))[:N_ANNOTATED]
+        if ANNOTATED_REACH is not None and recent:
+            near = [a for a in near if abs(a - z) <= ANNOTATED_REACH]
         keys = [enc.key[a] for a in near]
         vals = [ann_values[a][0] for a in near]
         marea = [ann_masks[a].mean() for a in near]
-        if prev is not None:
-            pz, pmask = prev
+        for entry in recent[-N_PREVIOUS:]:
+            pz, pmask = entry[0], entry[1]
+            if entry[2] is None:
+                entry[2] = net.encode_value(images[pz:pz + 1], pmask, enc.f[2][pz:pz + 1])[0]
             keys.append(enc.key[pz])
-            vals.append(net.encode_value(images[pz:pz + 1], pmask, enc.f[2][pz:pz + 1])[0])
+            vals.append(entry[2])
             marea.append(pmask.mean())
         return keys, vals, torch.stack(marea).mean()
 
     def step(queries):
-        """One batched step for the active sweeps: queries = [(z, prev), ...]."""
-        mems = [memory(z, prev) for z, prev in queries]
+        """One batched step for the active sweeps: queries = [(z, recent slices), ...]."""
+        mems = [memory(z, recent) for z, recent in queries]
         t = max(len(k) for k, _, _ in mems)
         b = len(queries)
         mk = images.new_zeros(b, t, *enc.key.shape[1:])
@@ -138,7 +145,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     # outermost slices that show the object, and an empty annotated slice ends a sweep
     sweeps = []
     for direction, start, last in ((1, lo_obj, hi_obj), (-1, hi_obj, lo_obj)):
-        sweeps.append({"dir": direction, "z": start, "prev": None, "empty": 0, "prob": {}, "qual": {}, "on": True,
+        sweeps.append({"dir": direction, "z": start, "prev": None, "recent": [], "empty": 0, "prob": {}, "qual": {}, "on": True,
                        "peak": peak_area, "trough": float(ann_masks[last].sum()), "low": []})
     while any(sw["on"] for sw in sweeps):
         if cancel is not None and cancel():
@@ -153,13 +160,14 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                     if not ann_crops[z].any():
                         sw["on"] = False   # the user said the object is not here
                     sw["prev"], sw["empty"] = (z, ann_masks[z]), 0
+                    sw["recent"] = (sw["recent"] + [[z, ann_masks[z], None]])[-N_PREVIOUS:]
                     sw["z"] += sw["dir"]
                 else:
                     queries.append(sw)
                     break
         if not queries:
             break
-        probs, quals = step([(sw["z"], sw["prev"]) for sw in queries])
+        probs, quals = step([(sw["z"], sw["recent"]) for sw in queries])
         for sw, p, q in zip(queries, probs, quals):
             z = sw["z"]
             hard = (p[None] > 0.5).float()
@@ -187,6 +195,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                     sw["trough"] = min(sw["trough"], area)
             sw["prob"][z], sw["qual"][z] = p[0], q
             sw["prev"] = (z, hard)
+            sw["recent"] = (sw["recent"] + [[z, hard, None]])[-N_PREVIOUS:]
             sw["empty"] = sw["empty"] + 1 if area < EMPTY_AREA else 0
             if beyond and sw["empty"] >= EMPTY_STOP:
                 sw["on"] = False
