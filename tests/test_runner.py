@@ -1,3 +1,4 @@
+import os
 import time
 
 import numpy as np
@@ -125,3 +126,35 @@ def test_demo_main_job(tmp_path, capsys):
     brain = float(out.split("Dice      brain:")[1].split()[0])
     assert brain > 0.85  # the shipped model finds the brain (card: 0.91 on the held-out hemisphere)
     assert len([l for l in out.splitlines() if l.strip().startswith("round ")]) == 6
+
+
+_FRAGMENT = """
+import sys
+import numpy as np
+from halo_seg.engine.runner import map_large_allocations
+if sys.argv[1] == "1" and not map_large_allocations():
+    print("no-glibc"); raise SystemExit
+def rss():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS:")) / 1024
+big = np.ones(8 << 18)   # 16 MB allocated and freed: glibc's adaptive mmap threshold rises past 4 MB
+del big
+arrs = [np.ones(1 << 19) for _ in range(40)]   # 40 x 4 MB, the size of a small block's activations
+before = rss()
+del arrs[::2]
+print(before - rss())
+"""
+
+
+def test_rank_allocations_go_back_to_the_system_when_freed():
+    import subprocess
+    import sys
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc to read the resident memory")
+    run = [subprocess.run([sys.executable, "-c", _FRAGMENT, flag], capture_output=True, text=True, check=True)
+           .stdout.strip() for flag in ("0", "1")]
+    if run[1] == "no-glibc":
+        pytest.skip("not glibc: the allocator is left as it is")
+    plain, mapped = map(float, run)
+    if plain > 40:
+        pytest.skip("this C library returns freed heap memory by itself")
+    assert mapped >= 0.9 * 80, run   # the 20 freed 4 MB arrays left the process

@@ -7,6 +7,8 @@ chunk-aligned output zarr. A failed or hung rank ends the run with an error nami
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import os
 import resource
@@ -74,6 +76,23 @@ def _reset_peak() -> float:
 
 def _peak_growth_mb(rss0: float) -> float:
     return _status_mb("VmHWM") - rss0
+
+
+MMAP_THRESHOLD = 1 << 20   # bytes; see map_large_allocations
+
+
+def map_large_allocations(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Have glibc map every allocation above ``threshold`` on its own, so that it goes back to the
+    system when freed. By default the threshold adapts upwards (to 32 MB) after the first large free,
+    and the tensors of a small block (4 to 33 MB for a 2 x 2 x 2 grid of the 1 mm brain) then come
+    from the heap, where fragmentation holds freed memory: that raised the per-rank peak at 8 ranks
+    from 0.15 to 0.25 x the 1-rank peak (benchmarks/README.md). Returns False where the C library is
+    not glibc (nothing is changed there)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, int(threshold)))   # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
 
 def _free_port() -> int:
@@ -208,6 +227,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
     from .halo import HaloContext
 
     torch.set_num_threads(job["threads"])
+    map_large_allocations()   # a rank's process is the run's own: tune its allocator, never the caller's
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     dev = _device_for(job["device"], local_rank)
     backend = "nccl" if dev.type == "cuda" else "gloo"
