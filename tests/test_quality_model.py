@@ -48,39 +48,6 @@ def test_features_match_hand_computed_values():
     assert z["out_logdist"] == pytest.approx(math.log(4))
     single = slice_features([plain], pred, ann)
     assert single[8][FEATURES.index("one_pass")] == 0
-    assert x["look_in"] == 0 and x["look_edge"] == 0   # no appearance recorded: neutral
-
-
-def test_appearance_measures_the_tissue_under_and_around_a_mask():
-    from halo_seg.interactive.propagation import APPEARANCE_RING, appearance
-    from halo_seg.interactive.quality import appearance_change
-    img = torch.zeros(16, 16)
-    img[4:8, 4:8] = 2.0                     # the object, on a background of 0
-    img[4:8, 8:12] = 1.0                    # touching tissue of another intensity
-    obj = torch.zeros(16, 16)
-    obj[4:8, 4:8] = 1
-    inside, around = appearance(img, obj)
-    ring = torch.nn.functional.max_pool2d(obj[None, None], 2 * APPEARANCE_RING + 1, 1, APPEARANCE_RING)[0, 0] - obj
-    assert inside == pytest.approx(2.0)
-    assert around == pytest.approx(float((img * ring).sum() / ring.sum()))   # hand ring: 4x3 px of 1.0 in it
-    drifted = torch.roll(obj, 4, dims=1)    # the mask moved onto the touching tissue
-    d_in, d_edge = appearance_change(appearance(img, drifted), (inside, around))
-    assert d_in == pytest.approx(1.0) and d_edge > 0.5
-    assert appearance_change(appearance(img, obj), (inside, around)) == (0.0, 0.0)
-    assert math.isnan(appearance(img, torch.zeros(16, 16))[0])
-    assert appearance_change(appearance(img, torch.zeros(16, 16)), (inside, around)) == (0.0, 0.0)
-    looks = {6: (1.0, 0.0), 7: (2.0, -1.0), 5: (2.0, 0.5)}   # slice 5 is the annotated one
-    sq = np.zeros((8, 8), np.float32)
-    sq[2:6, 2:6] = 0.9
-    prop = Propagation(ROI(0, 0, 8), {6: torch.tensor(sq), 7: torch.tensor(sq)}, {6: 0.5, 7: 0.5}, None, looks)
-    ann = {5: np.zeros((8, 8), bool)}
-    ann[5][1:5, 1:5] = True
-    pred = np.zeros((10, 8, 8), bool)
-    f = slice_features([prop], pred, ann)
-    assert f[6][FEATURES.index("look_in")] == pytest.approx(1.0)
-    assert f[6][FEATURES.index("look_edge")] == pytest.approx(0.5)   # |(1 - 0) - (2 - 0.5)|
-    assert f[7][FEATURES.index("look_in")] == 0
-    assert f[7][FEATURES.index("look_edge")] == pytest.approx(1.5)   # |(2 + 1) - (2 - 0.5)|
 
 
 def test_logistic_fit_recovers_a_known_law():
@@ -118,7 +85,7 @@ def test_model_file_round_trip_mismatch_and_corruption(tmp_path, weights):
     model = _model(seg.weights_meta["sha256"])
     path = model.save(sidecar(weights))
     loaded = load_for(seg.weights_meta)
-    x = {0: np.linspace(0, 1, len(FEATURES))}
+    x = {0: np.linspace(0, 1, 12)}
     assert loaded.predict(x, True) == model.predict(x, True)
     assert loaded.predict(x, False) != loaded.predict(x, True)
     _model("0123456789abcdef").save(path)

@@ -12,7 +12,6 @@ Everything happens inside one square ROI around the annotated masks, encoded onc
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 
 from .baseline import signed_distance
 from .memnet import MemSegNet
-from .quality import appearance_change, feature_vector
+from .quality import feature_vector
 from .roi import ROI, crop_stack, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
 
 N_ANNOTATED = 2     # annotated memory entries per query, the nearest ones
@@ -46,26 +45,6 @@ class Propagation:
     quality: dict   # z -> predicted Dice
     open_ends: dict = None  # direction (+1 up, -1 down) -> predicted Dice of the slice a stop rule
                             # rejected: the sweep ended while the object may go on
-    appearance: dict = None  # z -> (mean intensity inside the thresholded mask, in a ring around it), for
-                             # the propagated slices and the annotated ones; see appearance()
-
-
-APPEARANCE_RING = 3   # crop pixels around a mask where the surrounding tissue is measured
-
-
-def appearance(image: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
-    """(mean normalised intensity inside ``mask``, mean in a ring of APPEARANCE_RING pixels around it)
-    of one (S, S) crop; nan for an empty mask. A mask that has drifted onto other tissue changes them."""
-    m = (mask.reshape(1, 1, *mask.shape[-2:]) > 0.5).to(image.dtype)
-    n = float(m.sum())
-    if n == 0:
-        return math.nan, math.nan
-    img = image.reshape(m.shape)
-    r = APPEARANCE_RING
-    ring = torch.nn.functional.max_pool2d(m, 2 * r + 1, stride=1, padding=r) - m
-    inside = float((img * m).sum()) / n
-    around = float((img * ring).sum()) / max(float(ring.sum()), 1.0)
-    return inside, around
 
 
 def annotation_roi(annotations: dict[int, np.ndarray]) -> ROI:
@@ -125,7 +104,6 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     ann_values = {z: net.encode_value(images[z:z + 1], ann_masks[z], enc.f[2][z:z + 1]) for z in ann}
     nonempty = [z for z in ann if ann_crops[z].any()]
     lo_obj, hi_obj = min(nonempty), max(nonempty)
-    looks = {z: appearance(images[z, 0], ann_masks[z][0, 0]) for z in nonempty}
     peak_area = max(float(ann_masks[z].sum()) for z in nonempty)
 
     def memory(z, recent):
@@ -200,10 +178,8 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                 # largest annotated section does not grow back; when the prediction does, it has
                 # leaked into neighbouring tissue, and the sweep stops there.
                 regrown = sw["trough"] < SHRUNK * sw["peak"] and area > REGROWN * sw["trough"] + 4
-                if stop_model is not None:
-                    looks[z] = appearance(images[z, 0], hard[0, 0])
                 judged = q if stop_model is None else _sweep_quality(stop_model, p[0], q, z, area, sw, lo_obj, hi_obj,
-                                                                      ann_masks, looks)
+                                                                      ann_masks)
                 distrusted = judged < quality_stop and area >= EMPTY_AREA
                 # distrusted: the quality model (or, without one, the head) judges this slice more
                 # likely wrong than right: the object has ended or the sweep leaked
@@ -240,21 +216,18 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
         else:
             prob[z], qual[z] = (pu[z], qu[z]) if z in pu else (pd[z], qd[z])
     prob = _between_prior(prob, {z: m for z in nonempty if (m := ann_masks[z][0, 0] > 0.5).any()})
-    for z, p in prob.items():   # the look of the final (blended) masks; mirroring does not change it
-        looks[z] = appearance(images[z, 0], p)
     if flip:
         prob = {z: p.flip(-1) for z, p in prob.items()}
-    return Propagation(roi, prob, qual, open_ends, looks)
+    return Propagation(roi, prob, qual, open_ends)
 
 
-def _sweep_quality(model, p, q, z, area, sw, lo, hi, ann_masks, looks) -> float:
+def _sweep_quality(model, p, q, z, area, sw, lo, hi, ann_masks) -> float:
     """The quality model's single-pass prediction for a slice past the annotations, from what the
-    sweep knows there: crop-space areas, the area change against the previous slice only, the look
-    against the outermost annotated slice."""
+    sweep knows there: crop-space areas, the area change against the previous slice only."""
     end = hi if sw["dir"] == 1 else lo
     prev = float(sw["prev"][1].sum()) if sw["prev"] is not None else area
     x = feature_vector(q, 0.0, 0.0, p.float().cpu().numpy(), abs(z - end), hi - lo + 1, True, area,
-                       float(ann_masks[end].sum()), prev, EMPTY_AREA, appearance_change(looks[z], looks[end]))
+                       float(ann_masks[end].sum()), prev, EMPTY_AREA)
     return model.predict({z: x}, tta=False)[z]
 
 
@@ -306,12 +279,7 @@ def merge(a: Propagation, b: Propagation) -> Propagation:
     for e in (a.open_ends or {}, b.open_ends or {}):
         for d, q in e.items():
             ends[d] = min(q, ends.get(d, q))
-    la, lb = a.appearance or {}, b.appearance or {}
-    looks = {}
-    for z in set(la) | set(lb):
-        seen = [v for v in (la.get(z), lb.get(z)) if v is not None and not math.isnan(v[0])]
-        looks[z] = tuple(np.mean(seen, 0)) if seen else (math.nan, math.nan)
-    return Propagation(a.roi, prob, qual, ends, looks)
+    return Propagation(a.roi, prob, qual, ends)
 
 
 def to_volume_masks(prop: Propagation, shape) -> dict[int, np.ndarray]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 FEATURES = ("q", "agree", "one_pass", "conf", "unc", "logdist", "dist_ext", "outside", "out_logdist",
-            "area_near", "empty", "smooth", "look_in", "look_edge")
+            "area_near", "empty", "smooth")
 SINGLE = tuple(f for f in FEATURES if f not in ("agree", "one_pass"))   # without the mirrored pass
 
 
@@ -47,35 +47,23 @@ def slice_features(passes, pred: np.ndarray, annotations: dict) -> dict[int, np.
             agree, one = 0.0, float(len(passes) == 2)   # the other pass stopped before this slice
         near = min(nonempty, key=lambda a: (abs(a - z), a))
         nb = ((areas[z - 1] if z else 0.0) + (areas[z + 1] if z + 1 < len(areas) else 0.0)) / 2
-        looks = [appearance_change(p.appearance[z], p.appearance[near]) for p in passes
-                 if p.appearance and z in p.appearance and near in p.appearance]
         out[z] = feature_vector(float(np.mean(quals)), agree, one, np.mean(probs, 0), abs(z - near), hi - lo + 1,
-                                z < lo or z > hi, areas[z], float(annotations[near].sum()), nb,
-                                look=tuple(np.mean(looks, 0)) if looks else (0.0, 0.0))
+                                z < lo or z > hi, areas[z], float(annotations[near].sum()), nb)
     return out
 
 
-def appearance_change(look, ref) -> tuple[float, float]:
-    """How far a slice's look (propagation.appearance: intensity inside its mask, around it) is from
-    an annotated slice's: |inside - inside|, |contrast - contrast|; zeros where either mask is empty."""
-    if any(math.isnan(v) for v in (*look, *ref)):
-        return 0.0, 0.0
-    return abs(look[0] - ref[0]), abs((look[0] - look[1]) - (ref[0] - ref[1]))
-
-
 def feature_vector(q, agree, one_pass, prob, dist, extent, outside, area, near_area, neighbour_area,
-                   empty_area: float = 2.0, look=(0.0, 0.0)) -> np.ndarray:
+                   empty_area: float = 2.0) -> np.ndarray:
     """One slice's features in FEATURES order. prob: its foreground probabilities; dist: slices to
     the nearest annotated slice showing the object; extent: slices from the first to the last of
-    those; areas in pixels of one resolution (ratios only are used); look: appearance_change against
-    that annotated slice."""
+    those; areas in pixels of one resolution (ratios only are used)."""
     fg = prob > 0.5
     conf = float(prob[fg].mean()) if fg.any() else 0.0
     unc = min(float(((prob > 0.2) & (prob < 0.8)).sum()) / max(float(fg.sum()), 1.0), 3.0)
     outside = float(outside)
     return np.array([q, agree, one_pass, conf, unc, math.log1p(dist), dist / extent, outside,
                      outside * math.log1p(dist), math.log((area + 1) / (near_area + 1)), float(area < empty_area),
-                     abs(area - neighbour_area) / (area + neighbour_area + 1), min(look[0], 5.0), min(look[1], 5.0)])
+                     abs(area - neighbour_area) / (area + neighbour_area + 1)])
 
 
 class QualityModel:
