@@ -53,16 +53,17 @@ def train_quality(image, labels, regions, weights="default", out=None, spacing=N
                   data_note="", log=print) -> tuple[QualityModel, Path]:
     t0 = time.time()
     meta_w = load_memnet(weights, "cpu")[1]
-    passes = []
-    for judge in (None, "first fit"):
-        model = None if judge is None else QualityModel(_fit(passes[0]))
-        samples = {}
-        for name, tta in (("tta", True), ("single", False)):
-            x, y, _ = session_samples(image, labels, regions, weights, spacing, rounds, tta, model, device, log)
-            if judge is None and not len(y):
-                raise ValueError("the sessions propagated no slice to learn from")
-            samples[name] = (x, y)   # the second pass may have none: a first fit that ends every sweep at once
-        passes.append(samples)
+
+    def simulate(model) -> dict:
+        """name -> (features, true Dice) of sessions with and without the mirrored pass."""
+        return {name: session_samples(image, labels, regions, weights, spacing, rounds, tta, model, device, log)[:2]
+                for name, tta in (("tta", True), ("single", False))}
+
+    first = simulate(None)   # the head decides where sweeps end and which slice is recommended
+    if not all(len(y) for _, y in first.values()):
+        raise ValueError("the sessions propagated no slice to learn from")
+    # then a first fit decides both; it may leave no sample (a fit that ends every sweep at once)
+    passes = [first, simulate(QualityModel(_fit(first)))]
     both = {name: tuple(np.concatenate([p[name][i] for p in passes]) for i in (0, 1)) for name in ("tta", "single")}
     models = _fit(both)
     metrics = {}
