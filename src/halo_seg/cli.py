@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--hold-out-validation", action="store_true",
                     help="also keep the validation regions (samples.VALIDATION) out of training")
     ti.add_argument("--minutes", type=float, default=None,
-                    help="cap the run's length: the schedule is fitted to it after a speed probe")
+                    help="cap the run's length: the learning rate follows the clock and the run ends on time")
     ti.set_defaults(fn=cmd_train_interactive)
     tq = sub.add_parser("train-quality", help="fit the predicted-Dice model of an interactive network "
                         "on simulated sessions")

@@ -145,7 +145,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     # outermost slices that show the object, and an empty annotated slice ends a sweep
     sweeps = []
     for direction, start, last in ((1, lo_obj, hi_obj), (-1, hi_obj, lo_obj)):
-        sweeps.append({"dir": direction, "z": start, "prev": None, "recent": [], "empty": 0, "prob": {}, "qual": {}, "on": True,
+        sweeps.append({"dir": direction, "z": start, "recent": [], "empty": 0, "prob": {}, "qual": {}, "on": True,
                        "peak": peak_area, "trough": float(ann_masks[last].sum()), "low": []})
     while any(sw["on"] for sw in sweeps):
         if cancel is not None and cancel():
@@ -159,8 +159,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                 elif z in annotations:
                     if not ann_crops[z].any():
                         sw["on"] = False   # the user said the object is not here
-                    sw["prev"], sw["empty"] = (z, ann_masks[z]), 0
-                    sw["recent"] = (sw["recent"] + [[z, ann_masks[z], None]])[-N_PREVIOUS:]
+                    sw["recent"], sw["empty"] = (sw["recent"] + [[z, ann_masks[z], None]])[-N_PREVIOUS:], 0
                     sw["z"] += sw["dir"]
                 else:
                     queries.append(sw)
@@ -194,7 +193,6 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                 else:
                     sw["trough"] = min(sw["trough"], area)
             sw["prob"][z], sw["qual"][z] = p[0], q
-            sw["prev"] = (z, hard)
             sw["recent"] = (sw["recent"] + [[z, hard, None]])[-N_PREVIOUS:]
             sw["empty"] = sw["empty"] + 1 if area < EMPTY_AREA else 0
             if beyond and sw["empty"] >= EMPTY_STOP:
@@ -225,7 +223,7 @@ def _sweep_quality(model, p, q, z, area, sw, lo, hi, ann_masks) -> float:
     """The quality model's single-pass prediction for a slice past the annotations, from what the
     sweep knows there: crop-space areas, the area change against the previous slice only."""
     end = hi if sw["dir"] == 1 else lo
-    prev = float(sw["prev"][1].sum()) if sw["prev"] is not None else area
+    prev = float(sw["recent"][-1][1].sum()) if sw["recent"] else area
     x = feature_vector(q, 0.0, 0.0, p.float().cpu().numpy(), abs(z - end), hi - lo + 1, True, area,
                        float(ann_masks[end].sum()), prev, EMPTY_AREA)
     return model.predict({z: x}, tta=False)[z]

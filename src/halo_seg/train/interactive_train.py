@@ -129,7 +129,7 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
 
     ``mri_supervoxels`` adds SLIC pseudo-objects of the T1; ``hold_out_validation`` also keeps the
     validation regions (``samples.VALIDATION``) out, so that they judge the result fairly; ``minutes``
-    caps the run's length: after a speed probe the schedule is fitted to the time left."""
+    caps the run's length: the learning rate follows the clock (time_lr) and the run ends on time."""
     if resume and init:
         raise ValueError("give either resume (continue a run) or init (start from weights), not both")
     if threads:
