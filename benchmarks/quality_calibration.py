@@ -32,9 +32,9 @@ def run_variant(args) -> dict:
     torch.set_num_threads(1)
     data = load_colin27_full()
     from halo_seg.interactive import segmenter
-    name, _, rec_by = variant.partition(",")
+    source, _, rec_by = variant.partition(",")
     segmenter.RECOMMEND_BY = rec_by.split("=")[1] if rec_by else "quality"   # the variant says it
-    qm = None if name == "head" else model
+    qm = None if source == "head" else model
     per, pairs, r_region = {}, [], {}
     for lab in regions:
         name = VALIDATION.get(lab, str(lab))

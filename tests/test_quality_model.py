@@ -158,6 +158,13 @@ def test_train_quality_command_fits_and_the_session_loads_it(phantom, weights, t
                    "--regions", "9", "--rounds", "1"])
     assert rc == 2 and "region 9" in capsys.readouterr().err
     assert not sidecar(weights).exists()
+    rc = cli_main(["train-quality", "--weights", str(weights), "--image", str(img_path)])
+    assert rc == 2 and "--image needs --labels" in capsys.readouterr().err
+    np.save(tmp_path / "short.npy", image[:-1])
+    rc = cli_main(["train-quality", "--weights", str(weights), "--image", str(tmp_path / "short.npy"),
+                   "--labels", str(lab_path)])
+    assert rc == 2 and "differ in shape" in capsys.readouterr().err
+    assert not sidecar(weights).exists()
 
 
 def test_the_quality_model_judges_where_sweeps_end(phantom, monkeypatch):
