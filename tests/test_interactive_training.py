@@ -74,6 +74,30 @@ def test_init_fine_tunes_on_a_fresh_schedule(tmp_path):
         train_interactive(tuned, iterations=1, init=first, resume=first, **quiet)
 
 
+def test_learning_rate_follows_one_cycle_for_any_length_and_resumes(tmp_path, monkeypatch):
+    # 20 iterations once crashed torch's OneCycleLR (its warm-up was a single step)
+    from halo_seg.train.interactive_train import time_lr
+    seen = []
+    step = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    quiet = dict(batch=2, shared=False, n_phantoms=1, workers=0, log=lambda *a: None, size=32, width=4, sweeps=0,
+                 lr=1e-3)
+    path = tmp_path / "a.safetensors"
+    train_interactive(path, iterations=20, **quiet)
+    assert seen == pytest.approx([time_lr(1e-3, i / 20) for i in range(20)])
+    seen.clear()
+    from halo_seg.interactive.model_io import save_memnet
+    net, _ = load_memnet(path)
+    save_memnet(net, path, iterations=12)          # as if the run had stopped at iteration 12
+    train_interactive(path, iterations=20, resume=path, **quiet)
+    assert seen == pytest.approx([time_lr(1e-3, i / 20) for i in range(12, 20)])
+
+
 def test_cli_trains_and_fine_tunes(tmp_path, capsys):
     from halo_seg.cli import main
     first, tuned = tmp_path / "a.safetensors", tmp_path / "b.safetensors"

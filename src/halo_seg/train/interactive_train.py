@@ -10,7 +10,6 @@ import hashlib
 import json
 import math
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -28,7 +27,7 @@ WARMUP = 0.05                  # share of a run (of its iterations, or of its mi
 
 def time_lr(lr: float, frac: float) -> float:
     """One-cycle learning rate at fraction ``frac`` of a run: linear warm-up from lr / 25 over WARMUP,
-    then cosine annealing to about zero (OneCycleLR's shape, on the clock for runs capped in minutes)."""
+    then cosine annealing to zero (OneCycleLR's shape without its edge cases: any number of iterations)."""
     if frac < WARMUP:
         return lr / 25 + (lr - lr / 25) * frac / WARMUP
     return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (frac - WARMUP) / (1 - WARMUP))))
@@ -156,16 +155,8 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         torch.backends.cudnn.benchmark = True   # fixed input shapes: pick the fastest kernels once
     net = net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    if minutes:
-        if resume:
-            raise ValueError("a run capped in minutes cannot be resumed: its schedule follows the clock")
-        sched = None   # the learning rate follows the clock, see time_lr
-    else:
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iterations, pct_start=WARMUP)
-        with warnings.catch_warnings():   # stepping the schedule alone is the point here
-            warnings.simplefilter("ignore", UserWarning)
-            for _ in range(min(start, iterations - 1)):
-                sched.step()   # the learning-rate schedule continues where it stopped
+    if minutes and resume:
+        raise ValueError("a run capped in minutes cannot be resumed: its schedule follows the clock")
     hist, t0 = [], time.time()
     fresh = {"loss": 0.0, "dice": 0.0, "qerr": 0.0, "sweep_dice": 0.0, "sweep_qerr": 0.0, "n": 0}
     run = dict(fresh)
@@ -187,12 +178,13 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
 
     it = start
     while it < iterations:
-        if minutes:
-            frac = (time.time() - t0) / (60 * minutes)
-            if frac >= 1:
-                break
-            for g in opt.param_groups:
-                g["lr"] = time_lr(lr, frac)
+        # one-cycle schedule over the iterations or, for a run capped in minutes, over the clock; a
+        # resumed run continues where it stopped
+        frac = (time.time() - t0) / (60 * minutes) if minutes else it / iterations
+        if frac >= 1:
+            break
+        for g in opt.param_groups:
+            g["lr"] = time_lr(lr, frac)
         one_step, sweep = next(batches)
         q, g, mi, mm, mv, tgt = (x.to(dev, non_blocking=True) for x in one_step)
         logits, qual = net(q, g, mi, mm, mv)
@@ -207,8 +199,6 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
-        if sched is not None:
-            sched.step()
         run["loss"] += float(loss.detach())
         run["dice"] += float(true_d.mean())
         run["n"] += 1
