@@ -17,8 +17,7 @@ lone annotated slice serves as its own shifted memory), ``weights`` (another net
 (the quality head, not the quality model, judges where sweeps end), ``tau`` (that judge's threshold),
 ``qmodel=0`` (no quality model at all: the head ends sweeps and picks the slice, as for weights
 without a fitted model), ``prev`` (recent slices of a sweep held in memory), ``reach`` (annotated
-slices farther than this from the query leave its memory), ``sigma`` (locality prior of the memory
-read, 1/4-resolution pixels).
+slices farther than this from the query leave its memory).
 """
 from __future__ import annotations
 
@@ -41,7 +40,7 @@ def run_variant(args) -> dict:
     spec, regions = args
     import torch
     from halo_seg import InteractiveSegmenter
-    from halo_seg.interactive import adapt, memnet, propagation, segmenter
+    from halo_seg.interactive import adapt, propagation, segmenter
     from halo_seg.interactive.simulate import run_session
     from halo_seg.samples import load_colin27_full
     torch.set_num_threads(1)
@@ -57,7 +56,6 @@ def run_variant(args) -> dict:
     propagation.STOP_BY_MODEL = kv.get("stop", "model") == "model"
     propagation.N_PREVIOUS = int(kv.get("prev", 1))
     propagation.ANNOTATED_REACH = int(kv["reach"]) if "reach" in kv else None
-    memnet.AFFINITY_SIGMA = float(kv["sigma"]) if "sigma" in kv else None
     data = load_colin27_full()
     per, secs = {}, []
     for lab in regions:

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from halo_seg import InteractiveSegmenter
-from halo_seg.interactive import adapt, memnet, propagation, segmenter
+from halo_seg.interactive import adapt, propagation, segmenter
 from halo_seg.interactive.memnet import MemSegNet
 from halo_seg.interactive.propagation import annotation_roi, network_inputs
 from halo_seg.interactive.roi import mask_bbox
@@ -18,7 +18,6 @@ def test_experiments_are_off_by_default():
     assert adapt.ADAPT_STEPS == 0 and segmenter.EXPLORE is None
     assert propagation.BETWEEN_BLEND == 0 and propagation.BOX_MARGIN is None and propagation.EMPTY_IN_MEMORY
     assert propagation.N_PREVIOUS == 1 and propagation.ANNOTATED_REACH is None
-    assert memnet.AFFINITY_SIGMA is None
 
 
 def _memory_sizes(monkeypatch, **switches):
@@ -60,23 +59,6 @@ def test_memory_holds_the_recent_slices_and_drops_far_annotations(monkeypatch):
         s = 1 if z > z0 else -1
         recent = [r for r in (z - 3 * s, z - 2 * s, z - s) if (r - z0) * s >= 0]
         assert frames == ([z0] if abs(z - z0) <= 2 else []) + recent, (z, frames)
-
-
-def test_locality_prior_reads_the_memory_near_the_query_pixel(monkeypatch):
-    torch.manual_seed(0)
-    net = MemSegNet(size=32, width=4, key_dim=8).eval()
-    qk, mk = torch.randn(1, 8, 8, 8), torch.randn(1, 2, 8, 8, 8)
-    mv, valid = torch.randn(1, 2, 16, 8, 8), torch.ones(1, 2, dtype=torch.bool)
-    far = mv.clone()
-    far[..., :, 4:] += 5.0                   # memory values change only in columns 4 to 7
-    with torch.no_grad():
-        glob = net.read(qk, mk, mv, valid)[0], net.read(qk, mk, far, valid)[0]
-        monkeypatch.setattr(memnet, "AFFINITY_SIGMA", 0.3)
-        near = net.read(qk, mk, mv, valid)[0], net.read(qk, mk, far, valid)[0]
-    # globally every query pixel reads the changed columns; with a narrow prior columns 0 to 2 barely do
-    assert (glob[1] - glob[0])[..., :3].abs().min() > 1e-2
-    assert (near[1] - near[0])[..., :3].abs().max() < 1e-3
-    assert (near[1] - near[0])[..., 4:].abs().min() > 1.0
 
 
 def test_adaptation_fits_the_annotated_slices_and_touches_only_a_copy_of_the_decoder():

@@ -20,11 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 GUIDANCE_CHANNELS = 3  # positive heat map, negative heat map, box
-# Locality prior of the memory read (in 1/4-resolution pixels; None: global, as trained). Every
-# slice of a propagation is cropped with the same ROI, so a memory pixel's position means the same
-# place in the query; a Gaussian on the distance (as in KMN, Seong et al. 2020) keeps a query pixel
-# from matching equal-looking tissue elsewhere in the crop. Scored by benchmarks/interactive_variants.py.
-AFFINITY_SIGMA = None
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -61,15 +56,6 @@ class _MaskEncoder(nn.Module):
 
     def forward(self, x):
         return self.net(x)
-
-
-def _locality_bias(h: int, w: int, t: int, sigma: float, device, dtype) -> torch.Tensor:
-    """(HW, THW+1) log-Gaussian of the query-to-memory pixel distance; 0 for "nothing matches"."""
-    yy, xx = torch.meshgrid(torch.arange(h, device=device, dtype=dtype), torch.arange(w, device=device, dtype=dtype),
-                            indexing="ij")
-    pos = torch.stack([yy.flatten(), xx.flatten()], 1)
-    d2 = torch.cdist(pos, pos).square() / (-2 * sigma ** 2)
-    return torch.cat([d2.repeat(1, t), d2.new_zeros(h * w, 1)], 1)
 
 
 class MemSegNet(nn.Module):
@@ -114,8 +100,6 @@ class MemSegNet(nn.Module):
         v = torch.cat([v, self.null_value.view(1, -1, 1).expand(b, -1, 1)], 2)
         valid = torch.cat([mvalid.repeat_interleave(h * w, 1), mvalid.new_ones(b, 1)], 1)  # B THW+1
         aff = torch.einsum("bcq,bcm->bqm", q, k) / math.sqrt(c)
-        if AFFINITY_SIGMA and t:
-            aff = aff + _locality_bias(h, w, t, AFFINITY_SIGMA, aff.device, aff.dtype)
         aff = aff.masked_fill(~valid[:, None, :], float("-inf")).softmax(-1)
         readout = torch.einsum("bvm,bqm->bvq", v, aff).view(b, -1, h, w)
         if t:   # how sharply the memory matched; the "nothing matches" position does not count

@@ -45,7 +45,6 @@ class Propagation:
     quality: dict   # z -> predicted Dice
     open_ends: dict = None  # direction (+1 up, -1 down) -> predicted Dice of the slice a stop rule
                             # rejected: the sweep ended while the object may go on
-    sweeps_agree: dict = None  # z -> Dice of the upward and downward sweeps' masks, where both reached z
 
 
 def annotation_roi(annotations: dict[int, np.ndarray]) -> ROI:
@@ -203,7 +202,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     sweeps = [(sw["prob"], sw["qual"]) for sw in sweeps]
 
     (pu, qu), (pd, qd) = sweeps
-    prob, qual, agree = {}, {}, {}
+    prob, qual = {}, {}
     for z in set(pu) | set(pd):
         if z in pu and z in pd:
             # both sweeps reached z: weight each by its closeness to the annotated slice it came from
@@ -211,20 +210,13 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
             above = min(a for a in nonempty if a > z)
             wu, wd = 1.0 / (z - below), 1.0 / (above - z)
             prob[z] = (wu * pu[z] + wd * pd[z]) / (wu + wd)
-            agree[z] = _hard_dice(pu[z], pd[z])
             qual[z] = (wu * qu[z] + wd * qd[z]) / (wu + wd)
         else:
             prob[z], qual[z] = (pu[z], qu[z]) if z in pu else (pd[z], qd[z])
     prob = _between_prior(prob, {z: m for z in nonempty if (m := ann_masks[z][0, 0] > 0.5).any()})
     if flip:
         prob = {z: p.flip(-1) for z, p in prob.items()}
-    return Propagation(roi, prob, qual, open_ends, agree)
-
-
-def _hard_dice(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a > 0.5, b > 0.5
-    s = float(a.sum() + b.sum())
-    return 1.0 if s == 0 else 2.0 * float((a & b).sum()) / s
+    return Propagation(roi, prob, qual, open_ends)
 
 
 def _sweep_quality(model, p, q, z, area, sw, lo, hi, ann_masks) -> float:
@@ -285,11 +277,7 @@ def merge(a: Propagation, b: Propagation) -> Propagation:
     for e in (a.open_ends or {}, b.open_ends or {}):
         for d, q in e.items():
             ends[d] = min(q, ends.get(d, q))
-    agree = {}
-    for e in (a.sweeps_agree or {}, b.sweeps_agree or {}):
-        for z, v in e.items():
-            agree.setdefault(z, []).append(v)
-    return Propagation(a.roi, prob, qual, ends, {z: float(np.mean(v)) for z, v in agree.items()})
+    return Propagation(a.roi, prob, qual, ends)
 
 
 def to_volume_masks(prop: Propagation, shape) -> dict[int, np.ndarray]:

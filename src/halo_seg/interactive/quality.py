@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 FEATURES = ("q", "agree", "one_pass", "conf", "unc", "logdist", "dist_ext", "outside", "out_logdist",
-            "area_near", "empty", "smooth", "updown")
-# inside a sweep: no mirrored pass, and past the annotations only one sweep reaches a slice
-SINGLE = tuple(f for f in FEATURES if f not in ("agree", "one_pass", "updown"))
+            "area_near", "empty", "smooth")
+SINGLE = tuple(f for f in FEATURES if f not in ("agree", "one_pass"))   # without the mirrored pass
 
 
 def slice_features(passes, pred: np.ndarray, annotations: dict) -> dict[int, np.ndarray]:
@@ -46,29 +45,25 @@ def slice_features(passes, pred: np.ndarray, annotations: dict) -> dict[int, np.
             agree, one = (1.0 if s == 0 else 2.0 * (a & b).sum() / s), 0.0
         else:
             agree, one = 0.0, float(len(passes) == 2)   # the other pass stopped before this slice
-        # between annotated slices both sweeps reach z: where they disagree, at least one is wrong
-        updown = [p.sweeps_agree[z] for p in passes if p.sweeps_agree and z in p.sweeps_agree]
         near = min(nonempty, key=lambda a: (abs(a - z), a))
         nb = ((areas[z - 1] if z else 0.0) + (areas[z + 1] if z + 1 < len(areas) else 0.0)) / 2
         out[z] = feature_vector(float(np.mean(quals)), agree, one, np.mean(probs, 0), abs(z - near), hi - lo + 1,
-                                z < lo or z > hi, areas[z], float(annotations[near].sum()), nb,
-                                updown=float(np.mean(updown)) if updown else 0.0)
+                                z < lo or z > hi, areas[z], float(annotations[near].sum()), nb)
     return out
 
 
 def feature_vector(q, agree, one_pass, prob, dist, extent, outside, area, near_area, neighbour_area,
-                   empty_area: float = 2.0, updown: float = 0.0) -> np.ndarray:
+                   empty_area: float = 2.0) -> np.ndarray:
     """One slice's features in FEATURES order. prob: its foreground probabilities; dist: slices to
     the nearest annotated slice showing the object; extent: slices from the first to the last of
-    those; areas in pixels of one resolution (ratios only are used); updown: Dice of the upward and
-    downward sweeps' masks (0 where one sweep alone reached the slice)."""
+    those; areas in pixels of one resolution (ratios only are used)."""
     fg = prob > 0.5
     conf = float(prob[fg].mean()) if fg.any() else 0.0
     unc = min(float(((prob > 0.2) & (prob < 0.8)).sum()) / max(float(fg.sum()), 1.0), 3.0)
     outside = float(outside)
     return np.array([q, agree, one_pass, conf, unc, math.log1p(dist), dist / extent, outside,
                      outside * math.log1p(dist), math.log((area + 1) / (near_area + 1)), float(area < empty_area),
-                     abs(area - neighbour_area) / (area + neighbour_area + 1), updown])
+                     abs(area - neighbour_area) / (area + neighbour_area + 1)])
 
 
 class QualityModel:
