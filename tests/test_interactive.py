@@ -184,6 +184,46 @@ def test_box_then_rounds_follow_the_phantom_object(phantom):
 
 
 @needs_default
+def test_the_intensity_unit_does_not_matter(phantom):
+    image, truth = phantom
+    z = int(truth.sum((1, 2)).argmax())
+    results = []
+    for scale in (1.0, 1e-6, 1e30):
+        seg = InteractiveSegmenter(image.astype(np.float64) * scale, device="cpu")
+        seg.add_box(z, *mask_bbox(truth[z]))
+        results.append(seg.propagate())
+    assert dice(results[0], truth) > 0.8
+    assert dice(results[1], results[0]) > 0.99 and dice(results[2], results[0]) > 0.99
+
+
+def test_crops_past_the_slice_are_filled_with_the_windows_mean():
+    from halo_seg.interactive.roi import ROI, crop_stack
+    img = np.zeros((2, 10, 10), np.float32)
+    img[:, :4, :4] = 1.0                     # an object in the corner
+    img[1] *= 3
+    crop = crop_stack(img, ROI(-4, -4, 10))
+    inner = img[:, :6, :6]
+    assert np.array_equal(crop[:, 4:, 4:], inner)
+    for c, a in zip(crop, inner):            # not the object's edge values smeared outward
+        assert np.allclose(c[:4], a.mean()) and np.allclose(c[:, :4], a.mean())
+    assert np.array_equal(crop_stack(img, ROI(-4, -4, 10), 0)[:, :4], np.zeros((2, 4, 10)))
+
+
+@needs_default
+@pytest.mark.parametrize("where", ["middle", "corner", "edge"])
+def test_objects_touching_the_volume_border_are_segmented_whole(where):
+    rng = np.random.default_rng(0)
+    truth = np.zeros((10, 40, 40), bool)
+    ys, xs = {"middle": (slice(10, 30), slice(8, 33)), "corner": (slice(0, 20), slice(0, 25)),
+              "edge": (slice(10, 30), slice(0, 25))}[where]
+    truth[:, ys, xs] = True
+    image = truth + rng.normal(0, 0.05, truth.shape).astype(np.float32)
+    seg = InteractiveSegmenter(image, device="cpu")
+    seg.add_box(5, *mask_bbox(truth[5]))
+    assert dice(seg.propagate(), truth) > 0.93     # 0.83 in the corner when crops were edge-padded
+
+
+@needs_default
 def test_low_predicted_quality_ends_sweeps_past_the_annotations(phantom):
     image, truth = phantom
     z = int(truth.sum((1, 2)).argmax())
