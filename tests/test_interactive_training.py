@@ -23,6 +23,18 @@ def test_sweeps_start_on_the_object_and_cross_its_ends(sampler):
     assert (last == 0).any() and (last > 0).any()            # some sweeps run past the end, some do not
 
 
+def test_contrast_inversion_makes_the_phantoms_objects_dark():
+    def contrast(invert):
+        smp = ExampleSampler(phantom_sources(2), size=32, seed=3, invert=invert)
+        q, _, _, _, _, tgt = smp.batch(48)
+        inside = (q * tgt).sum((1, 2, 3)) / tgt.sum((1, 2, 3)).clamp(min=1)
+        outside = (q * (1 - tgt)).sum((1, 2, 3)) / (1 - tgt).sum((1, 2, 3)).clamp(min=1)
+        return (inside > outside).float().mean()
+    assert contrast(0.0) > 0.9        # the phantoms' objects are brighter than their background
+    assert contrast(1.0) < 0.1
+    assert 0.2 < contrast(0.5) < 0.8
+
+
 def test_sweeps_of_short_objects_at_the_volume_edge():
     # objects shorter than a sweep that touch the first or last slice (a bug seen in GPU training)
     rng = np.random.default_rng(0)

@@ -144,7 +144,7 @@ def cmd_train_interactive(a) -> int:
                             resume=a.resume, threads=a.threads, workers=a.workers, device=a.device,
                             sweeps=a.sweeps, sweep_steps=a.sweep_steps, init=a.init,
                             mri_supervoxels=a.mri_supervoxels, hold_out_validation=a.hold_out_validation,
-                            minutes=a.minutes)
+                            minutes=a.minutes, invert=a.invert)
     print(json.dumps({"out": res["path"], "last": res["history"][-1] if res["history"] else None}))
     return 0
 
@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--mri-supervoxels", action="store_true", help="add SLIC pseudo-objects of the Colin27 T1")
     ti.add_argument("--hold-out-validation", action="store_true",
                     help="also keep the validation regions (samples.VALIDATION) out of training")
+    ti.add_argument("--invert", type=float, default=0.0,
+                    help="chance that a training example's contrast is inverted (dark objects on bright ground)")
     ti.add_argument("--minutes", type=float, default=None,
                     help="cap the run's length: the learning rate follows the clock and the run ends on time")
     ti.set_defaults(fn=cmd_train_interactive)

@@ -155,9 +155,10 @@ def _clicks(mask: np.ndarray, rng):
 class ExampleSampler:
     """Draws batches of (query, guidance, memory, target) crops."""
 
-    def __init__(self, sources: list[Source], size: int = 64, seed: int = 0, weights=None):
+    def __init__(self, sources: list[Source], size: int = 64, seed: int = 0, weights=None, invert: float = 0.0):
         self.sources = [s for s in sources if s.objects]
         self.size = size
+        self.invert = invert   # chance that an example's contrast is inverted
         self.rng = np.random.default_rng(seed)
         w = np.asarray(weights if weights is not None else [1.0] * len(self.sources), float)
         self.p = w / w.sum()
@@ -273,6 +274,10 @@ class ExampleSampler:
         masks = crop_stack(np.stack(masks).astype(np.float32), roi, 0)
         gamma = float(np.exp(rng.normal(0, 0.25)))
         imgs = np.sign(imgs) * np.abs(imgs) ** gamma
+        if self.invert and rng.random() < self.invert:
+            # dark objects on bright ground: the phantoms' objects are all brighter than their
+            # background, and other scanners and sequences invert the T1's contrast
+            imgs = -imgs
         imgs = normalise(imgs, imgs[ref]) + rng.normal(0, rng.uniform(0, 0.15), imgs.shape).astype(np.float32)
         return resize(imgs, self.size), resize(masks, self.size)
 
