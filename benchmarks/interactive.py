@@ -67,7 +67,7 @@ def main(argv=None) -> int:
             if strat == "recommend":
                 row["seconds"] = [r["seconds"] for r in recs]
                 row["slices"] = [r["slice"] for r in recs]
-                secs += row["seconds"]
+                secs += [x for x in row["seconds"] if x is not None]
                 p = [pp for r in recs for pp in r["pairs"]]
                 row["pearson_r"] = pearson(p)
                 pairs += p

@@ -65,7 +65,7 @@ def run_variant(args) -> dict:
                                    quality_model=None if kv.get("qmodel") == "0" else "auto")
         rec = run_session(seg, data.labels == lab, rounds=6, seed=lab)
         per[name] = [r["dice"] for r in rec]
-        secs += [r["seconds"] for r in rec]
+        secs += [r["seconds"] for r in rec if r["seconds"] is not None]
     curve = np.mean(list(per.values()), 0).tolist()
     print(f"{spec}: one box {curve[0]:.3f}, round 6 {curve[-1]:.3f}", flush=True)
     return {"variant": spec, "mean_dice_per_round": curve, "per_region": per,

@@ -300,3 +300,19 @@ def test_train_interactive_saves_and_resumes(tmp_path):
     train_interactive(out, iterations=5, batch=4, shared=False, n_phantoms=2, workers=0, resume=out,
                       log=lambda *a: None, progress=lambda i, n: seen.append(i))
     assert seen == [4, 5] and load_memnet(out)[1]["iterations"] == 5
+
+
+def test_a_session_on_a_thin_object_ends_when_every_slice_is_annotated(random_weights):
+    # two slices of object in a 4-slice volume: after a few rounds nothing is left to correct, and
+    # the simulated user stops instead of the session raising
+    truth = np.zeros((4, 32, 32), bool)
+    truth[1:3, 10:20, 12:22] = True
+    image = truth.astype(np.float32) + np.random.default_rng(0).normal(0, 0.1, truth.shape).astype(np.float32)
+    seg = InteractiveSegmenter(image, device="cpu", weights=random_weights, tta=False)
+    recs = run_session(seg, truth, rounds=6)
+    assert [r["round"] for r in recs] == [1, 2, 3, 4, 5, 6]
+    done = [r for r in recs if r["slice"] is None]
+    assert done and len(seg.annotated_slices) == 4
+    assert all(r["dice"] == done[0]["dice"] and r["seconds"] is None and not r["pairs"] for r in done)
+    worked = [r for r in recs if r["slice"] is not None]
+    assert len(worked) == 4 and done[0]["dice"] == worked[-1]["dice"]

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..metrics import dice, dice_per_slice
 from .roi import mask_bbox
+from .segmenter import InteractiveError
 
 
 def tight_box(mask2d: np.ndarray):
@@ -33,9 +34,19 @@ def choose_slice(seg, truth: np.ndarray, strategy: str, rng) -> int:
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
+def _exhausted(seg, truth: np.ndarray) -> bool:
+    """Every slice of the predicted and the true extent, and one on either side, is annotated."""
+    pred = seg.prediction
+    zs = np.flatnonzero(pred.reshape(len(pred), -1).any(1) | truth.reshape(len(truth), -1).any(1))
+    todo = set(range(max(zs.min() - 1, 0), min(zs.max() + 2, len(truth)))) - set(seg.annotated_slices)
+    return not todo
+
+
 def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recommend", seed: int = 0):
     """Returns per-round records: dice, seconds, chosen slice, (predicted, true) slice Dice pairs and
-    (quality features, true Dice) samples of the propagated slices."""
+    (quality features, true Dice) samples of the propagated slices. When every slice of the object
+    and one on either side is annotated (an object only a few slices thick) the user is done: the
+    remaining rounds repeat the last Dice, with no slice, no time and no samples."""
     truth = np.asarray(truth, bool)
     rng = np.random.default_rng(seed)
     area = truth.reshape(len(truth), -1).sum(1)
@@ -43,7 +54,14 @@ def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recomm
     out = []
     for r in range(rounds):
         if r:
-            z = choose_slice(seg, truth, strategy, rng)
+            try:
+                z = choose_slice(seg, truth, strategy, rng)
+            except (InteractiveError, ValueError):
+                if not _exhausted(seg, truth):
+                    raise
+                out += [dict(out[-1], round=k + 1, slice=None, seconds=None, pairs=[], samples=[])
+                        for k in range(r, rounds)]
+                break
         t0 = time.perf_counter()
         if truth[z].any():
             seg.add_box(z, *tight_box(truth[z]))
