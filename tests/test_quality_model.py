@@ -193,3 +193,30 @@ def test_the_quality_model_judges_where_sweeps_end(phantom, monkeypatch):
     assert seg.stop_model is None and seg.quality_stop == propagation.QUALITY_STOP
     seg.add_box(z, *mask_bbox(truth[z]))
     assert len(np.flatnonzero(seg.propagate().any((1, 2)))) > 1
+
+
+def test_distances_to_the_annotations_are_measured_in_pixels_not_slices(tmp_path):
+    from halo_seg.interactive.quality import distance_scale
+    assert distance_scale((3.0, 1.0, 1.0)) == 3.0 and distance_scale((1.0, 0.5, 0.5)) == 2.0
+    assert distance_scale((2.0, 2.0, 2.0)) == 1.0
+    torch.manual_seed(0)
+    w = save_memnet(MemSegNet(), tmp_path / "w.safetensors")
+    truth = np.zeros((12, 32, 32), bool)
+    truth[2:10, 8:24, 8:24] = True
+    image = truth.astype(np.float32) + np.random.default_rng(0).normal(0, 0.2, truth.shape).astype(np.float32)
+    feats = {}
+    for spacing in [(1.0, 1.0, 1.0), (3.0, 1.0, 1.0), (6.0, 2.0, 2.0)]:
+        seg = InteractiveSegmenter(image, spacing=spacing, device="cpu", weights=w, tta=False)
+        seg.add_box(5, 8, 8, 23, 23)
+        seg.propagate()
+        feats[spacing] = seg.slice_features
+    iso, thick, thick2 = feats.values()
+    assert iso and iso.keys() == thick.keys() == thick2.keys()
+    i, j = FEATURES.index("logdist"), FEATURES.index("dist_ext")
+    for z, f in iso.items():
+        d = abs(z - 5)
+        assert f[i] == pytest.approx(np.log1p(d)) and thick[z][i] == pytest.approx(np.log1p(3 * d))
+        np.testing.assert_allclose(thick2[z], thick[z])            # only the ratio of spacings counts
+        assert thick[z][j] == pytest.approx(f[j])                    # relative to the extent: unchanged
+        rest = [k for k in range(len(FEATURES)) if FEATURES[k] not in ("logdist", "out_logdist")]
+        np.testing.assert_allclose(thick[z][rest], f[rest])

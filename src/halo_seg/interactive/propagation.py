@@ -85,13 +85,14 @@ def network_inputs(column: np.ndarray, annotations: dict, roi: ROI, size: int, d
 @torch.no_grad()
 def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, np.ndarray],
                      roi: ROI, device="cpu", cancel=None, flip: bool = False,
-                     quality_stop: float = QUALITY_STOP, stop_model=None) -> Propagation:
+                     quality_stop: float = QUALITY_STOP, stop_model=None, zscale: float = 1.0) -> Propagation:
     """column: (Z, side, side) image crops of the ROI; annotations: z -> full-slice bool masks.
 
     ``flip`` runs on the left-right mirrored crops (test-time augmentation) and mirrors back.
     ``quality_stop``: past the annotated slices, the first slice predicted below this Dice ends the
     sweep and is not kept (0 disables the rule); the prediction is the head's, or ``stop_model``'s
-    (a quality.QualityModel, single-pass features) when given.
+    (a quality.QualityModel, single-pass features) when given. ``zscale``: slice spacing over pixel
+    spacing, which converts its distances in slices to pixels (quality.distance_scale).
     """
     S = net.size
     nz = column.shape[0]
@@ -178,7 +179,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                 # leaked into neighbouring tissue, and the sweep stops there.
                 regrown = sw["trough"] < SHRUNK * sw["peak"] and area > REGROWN * sw["trough"] + 4
                 judged = q if stop_model is None else _sweep_quality(stop_model, p[0], q, z, area, sw, lo_obj, hi_obj,
-                                                                      ann_masks)
+                                                                      ann_masks, zscale)
                 distrusted = judged < quality_stop and area >= EMPTY_AREA
                 # distrusted: the quality model (or, without one, the head) judges this slice more
                 # likely wrong than right: the object has ended or the sweep leaked
@@ -219,13 +220,13 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     return Propagation(roi, prob, qual, open_ends)
 
 
-def _sweep_quality(model, p, q, z, area, sw, lo, hi, ann_masks) -> float:
+def _sweep_quality(model, p, q, z, area, sw, lo, hi, ann_masks, zscale=1.0) -> float:
     """The quality model's single-pass prediction for a slice past the annotations, from what the
     sweep knows there: crop-space areas, the area change against the previous slice only."""
     end = hi if sw["dir"] == 1 else lo
     prev = float(sw["recent"][-1][1].sum()) if sw["recent"] else area
-    x = feature_vector(q, 0.0, 0.0, p.float().cpu().numpy(), abs(z - end), hi - lo + 1, True, area,
-                       float(ann_masks[end].sum()), prev, EMPTY_AREA)
+    x = feature_vector(q, 0.0, 0.0, p.float().cpu().numpy(), abs(z - end) * zscale, (hi - lo + 1) * zscale, True,
+                       area, float(ann_masks[end].sum()), prev, EMPTY_AREA)
     return model.predict({z: x}, tta=False)[z]
 
 

@@ -24,13 +24,25 @@ import numpy as np
 FEATURES = ("q", "agree", "one_pass", "conf", "unc", "logdist", "dist_ext", "outside", "out_logdist",
             "area_near", "empty", "smooth")
 SINGLE = tuple(f for f in FEATURES if f not in ("agree", "one_pass"))   # without the mirrored pass
+# Distances to the annotations are measured in pixels of the slice, not in slices, so that a slice
+# 3 mm thick counts as far as 3 slices of 1 mm (benchmarks/anisotropy.py); the model was fitted
+# on a 1 mm isotropic volume, where both are the same
+DISTANCE_IN_PIXELS = True
 
 
-def slice_features(passes, pred: np.ndarray, annotations: dict) -> dict[int, np.ndarray]:
+def distance_scale(spacing) -> float:
+    """Slice spacing over in-plane pixel spacing: slices -> pixels for the distance features."""
+    if not DISTANCE_IN_PIXELS:
+        return 1.0
+    return float(spacing[0]) / (0.5 * (float(spacing[1]) + float(spacing[2])))
+
+
+def slice_features(passes, pred: np.ndarray, annotations: dict, zscale: float = 1.0) -> dict[int, np.ndarray]:
     """Features (in FEATURES order) of every propagated, not annotated slice.
 
     passes: the plain Propagation and, with test-time augmentation, the mirrored one;
-    pred: the (Z, Y, X) bool result with the annotated slices in it; annotations: z -> bool mask.
+    pred: the (Z, Y, X) bool result with the annotated slices in it; annotations: z -> bool mask;
+    zscale: ``distance_scale(spacing)``.
     """
     nonempty = sorted(z for z, m in annotations.items() if m.any())
     lo, hi = nonempty[0], nonempty[-1]
@@ -47,16 +59,16 @@ def slice_features(passes, pred: np.ndarray, annotations: dict) -> dict[int, np.
             agree, one = 0.0, float(len(passes) == 2)   # the other pass stopped before this slice
         near = min(nonempty, key=lambda a: (abs(a - z), a))
         nb = ((areas[z - 1] if z else 0.0) + (areas[z + 1] if z + 1 < len(areas) else 0.0)) / 2
-        out[z] = feature_vector(float(np.mean(quals)), agree, one, np.mean(probs, 0), abs(z - near), hi - lo + 1,
+        out[z] = feature_vector(float(np.mean(quals)), agree, one, np.mean(probs, 0), abs(z - near) * zscale, (hi - lo + 1) * zscale,
                                 z < lo or z > hi, areas[z], float(annotations[near].sum()), nb)
     return out
 
 
 def feature_vector(q, agree, one_pass, prob, dist, extent, outside, area, near_area, neighbour_area,
                    empty_area: float = 2.0) -> np.ndarray:
-    """One slice's features in FEATURES order. prob: its foreground probabilities; dist: slices to
-    the nearest annotated slice showing the object; extent: slices from the first to the last of
-    those; areas in pixels of one resolution (ratios only are used)."""
+    """One slice's features in FEATURES order. prob: its foreground probabilities; dist: distance
+    to the nearest annotated slice showing the object; extent: from the first to the last of those
+    (both in slices times ``distance_scale``); areas in pixels of one resolution (ratios only are used)."""
     fg = prob > 0.5
     conf = float(prob[fg].mean()) if fg.any() else 0.0
     unc = min(float(((prob > 0.2) & (prob < 0.8)).sum()) / max(float(fg.sum()), 1.0), 3.0)

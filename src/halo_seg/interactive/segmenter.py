@@ -15,7 +15,7 @@ from .adapt import adapt_decoder
 from .model_io import load_memnet
 from . import propagation
 from .propagation import annotation_roi, merge, propagate_volume, to_volume_masks
-from .quality import QualityModel, load_for, slice_features
+from .quality import QualityModel, distance_scale, load_for, slice_features
 from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
 
 # Off: recommend past an end cut by a stop rule, this fraction of the extent away (scored on the
@@ -337,7 +337,8 @@ class InteractiveSegmenter:
         column = self._read(slice(0, self.shape[0]), roi)
         net = adapt_decoder(self.net, column, work.annotations, roi, self.device)
         args = (net, column, work.annotations, roi, self.device, cancel)
-        kw = {"quality_stop": self.quality_stop, "stop_model": self.stop_model}
+        zscale = distance_scale(self.spacing)
+        kw = {"quality_stop": self.quality_stop, "stop_model": self.stop_model, "zscale": zscale}
         passes = [propagate_volume(*args, **kw)]
         if self.tta:
             passes.append(propagate_volume(*args, flip=True, **kw))
@@ -351,7 +352,7 @@ class InteractiveSegmenter:
             quality[z] = q
         for z, m in work.annotations.items():
             pred[z] = m
-        work.features = slice_features(passes, pred, work.annotations)
+        work.features = slice_features(passes, pred, work.annotations, zscale)
         if self.quality_model is not None:
             for z, q in self.quality_model.predict(work.features, self.tta).items():
                 quality[z] = q
