@@ -6,20 +6,20 @@ Colin27 T1 is turned into a thick-slice volume by averaging each run of k consec
 partial-volume effect of a thick slice) and keeping the label of the run's middle slice, with
 ``spacing=(k, 1, 1)``. Same simulated user as ``interactive_variants.py`` (a box on the largest
 slice, then 5 recommended corrections) on the validation regions (``samples.VALIDATION``, never the
-benchmark's); Dice after round 1 and 6 and the Pearson r of predicted vs true slice Dice.
+benchmark's); Dice after round 1 and 6, the Pearson r of predicted vs true slice Dice, and the
+same r over the slices not predicted empty, with the share predicted empty.
 
     .venv/bin/python benchmarks/anisotropy.py [--thickness 1 2 3 5] [--regions ...]
 """
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
+from _results import save_results
 from halo_seg.samples import SUBCORTICAL, VALIDATION
 
 
@@ -34,6 +34,7 @@ def run(args) -> dict:
     k, regions, switches = args
     import torch
     from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.quality import FEATURES
     from halo_seg.interactive.simulate import run_session
     from halo_seg.metrics import pearson
     from halo_seg.samples import load_colin27_full
@@ -41,7 +42,7 @@ def run(args) -> dict:
     _apply(switches)
     data = load_colin27_full()
     img, lab = reslice(data.image, data.labels, k)
-    per, pairs, secs = {}, [], []
+    per, pairs, secs, rest, n_empty, n_all = {}, [], [], [], 0, 0
     for r in regions:
         if not (lab == r).any():
             continue
@@ -50,9 +51,19 @@ def run(args) -> dict:
         per[VALIDATION.get(r, str(r))] = [x["dice"] for x in rec]
         pairs += [p for x in rec for p in x["pairs"]]
         secs += [x["seconds"] for x in rec if x["seconds"] is not None]
+        if seg.quality_model is not None:
+            # slices predicted empty (the object has ended there, rightly or not) apart from the rest
+            for f, d in (s for x in rec for s in x["samples"]):
+                if f[FEATURES.index("empty")] > 0.5:
+                    n_empty += 1
+                else:
+                    rest.append((seg.quality_model.predict({0: f}, seg.tta)[0], d))
+                n_all += 1
     curve = np.mean(list(per.values()), 0).tolist()
     res = {"thickness_mm": k, "switches": switches, "mean_dice_per_round": curve, "per_region": per,
            "pearson_r_pooled": pearson(pairs), "slices": int(img.shape[0]),
+           "pearson_r_nonempty": pearson(rest) if rest else float("nan"),
+           "predicted_empty_share": n_empty / max(n_all, 1),
            "seconds_median": float(np.median(secs))}
     print(f"{k} mm {switches or ''}: one box {curve[0]:.3f}, round 6 {curve[-1]:.3f}, r {res['pearson_r_pooled']:.3f}",
           flush=True)
@@ -84,16 +95,15 @@ def main(argv=None) -> int:
     with get_context("spawn").Pool(a.jobs) as pool:
         results = pool.map(run, jobs, chunksize=1)
     print()
-    print("| slice thickness | switches | slices | one box | round 6 | r pooled | s/round median |")
-    print("|---|---|---|---|---|---|---|")
+    print("| slice thickness | switches | slices | one box | round 6 | r pooled | r, slices predicted non-empty "
+          "| share predicted empty | s/round median |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         c = r["mean_dice_per_round"]
         print(f"| {r['thickness_mm']} mm | {r['switches'] or '-'} | {r['slices']} | {c[0]:.3f} | {c[-1]:.3f} | "
-              f"{r['pearson_r_pooled']:.3f} | {r['seconds_median']:.2f} |")
-    Path(a.out).write_text(json.dumps({"regions": a.regions, "results": results,
-                                       "date": time.strftime("%Y-%m-%d %H:%M")}, indent=1))
-    print(f"saved {a.out}")
-    return 0
+              f"{r['pearson_r_pooled']:.3f} | {r['pearson_r_nonempty']:.3f} | {r['predicted_empty_share']:.2f} | "
+              f"{r['seconds_median']:.2f} |")
+    return save_results(a.out, a.regions, results)
 
 
 if __name__ == "__main__":

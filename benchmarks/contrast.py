@@ -12,13 +12,12 @@ middle of a small volume or touching its corner (``squares``: Dice from one box)
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
+from _results import save_results
 from halo_seg.samples import VALIDATION
 
 
@@ -98,10 +97,7 @@ def main(argv=None) -> int:
         else:
             c = r["mean_dice_per_round"]
             print(f"| {r['weights']} | {r['contrast']} | {c[0]:.3f} | {c[-1]:.3f} |")
-    Path(a.out).write_text(json.dumps({"regions": a.regions, "results": results,
-                                       "date": time.strftime("%Y-%m-%d %H:%M")}, indent=1))
-    print(f"saved {a.out}")
-    return 0
+    return save_results(a.out, a.regions, results)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,12 @@ slices farther than this from the query leave its memory).
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
+from _results import save_results
 from halo_seg.samples import SUBCORTICAL, VALIDATION
 
 DEFAULT = ["base", "blend=0.5", "box=4", "box=8", "explore=0.15", "explore=0.25", "explore=0.35",
@@ -90,10 +89,7 @@ def main(argv=None) -> int:
     for r in results:
         c = r["mean_dice_per_round"]
         print(f"| {r['variant']} | {c[0]:.3f} | {c[-1]:.3f} | {r['seconds_median']:.2f} | {r['seconds_max']:.2f} |")
-    Path(a.out).write_text(json.dumps({"regions": a.regions, "results": results,
-                                       "date": time.strftime("%Y-%m-%d %H:%M")}, indent=1))
-    print(f"saved {a.out}")
-    return 0
+    return save_results(a.out, a.regions, results)
 
 
 if __name__ == "__main__":
