@@ -23,30 +23,23 @@ from _results import save_results
 from halo_seg.samples import SUBCORTICAL, VALIDATION
 
 
-def reslice(image: np.ndarray, labels: np.ndarray, k: int):
-    """(image, labels) with every k consecutive slices merged: the image averaged, the middle label kept."""
-    n = image.shape[0] // k * k
-    img = np.asarray(image[:n], np.float32).reshape(n // k, k, *image.shape[1:]).mean(1)
-    return img, np.asarray(labels[k // 2:n:k])
-
-
 def run(args) -> dict:
-    k, regions, switches = args
+    k, regions, switches, qmodel = args
     import torch
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive.quality import FEATURES
-    from halo_seg.interactive.simulate import run_session
+    from halo_seg.interactive.simulate import run_session, thick_slices
     from halo_seg.metrics import pearson
     from halo_seg.samples import load_colin27_full
     torch.set_num_threads(1)
     _apply(switches)
     data = load_colin27_full()
-    img, lab = reslice(data.image, data.labels, k)
+    img, lab, spacing = thick_slices(data.image, data.labels, k, data.spacing)
     per, pairs, secs, rest, n_empty, n_all = {}, [], [], [], 0, 0
     for r in regions:
         if not (lab == r).any():
             continue
-        seg = InteractiveSegmenter(img, spacing=(float(k), 1.0, 1.0), device="cpu")
+        seg = InteractiveSegmenter(img, spacing=spacing, device="cpu", quality_model=qmodel)
         rec = run_session(seg, lab == r, 6, seed=r)
         per[VALIDATION.get(r, str(r))] = [x["dice"] for x in rec]
         pairs += [p for x in rec for p in x["pairs"]]
@@ -60,7 +53,7 @@ def run(args) -> dict:
                     rest.append((seg.quality_model.predict({0: f}, seg.tta)[0], d))
                 n_all += 1
     curve = np.mean(list(per.values()), 0).tolist()
-    res = {"thickness_mm": k, "switches": switches, "mean_dice_per_round": curve, "per_region": per,
+    res = {"thickness_mm": k, "switches": switches, "quality_model": qmodel, "mean_dice_per_round": curve, "per_region": per,
            "pearson_r_pooled": pearson(pairs), "slices": int(img.shape[0]),
            "pearson_r_nonempty": pearson(rest) if rest else float("nan"),
            "predicted_empty_share": n_empty / max(n_all, 1),
@@ -86,12 +79,13 @@ def main(argv=None) -> int:
     ap.add_argument("--thickness", type=int, nargs="*", default=[1, 2, 3, 5])
     ap.add_argument("--switches", nargs="*", default=[""], help="engine switch sets to compare, e.g. '' zscale=1")
     ap.add_argument("--regions", type=int, nargs="*", default=list(VALIDATION))
+    ap.add_argument("--quality-model", default="auto", help="a quality model JSON (default: the one shipped)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "anisotropy.json"))
     a = ap.parse_args(argv)
     if set(a.regions) & set(SUBCORTICAL):
         ap.error("--regions must avoid the benchmark's structures")
-    jobs = [(k, a.regions, s) for s in a.switches for k in a.thickness]
+    jobs = [(k, a.regions, s, a.quality_model) for s in a.switches for k in a.thickness]
     with get_context("spawn").Pool(a.jobs) as pool:
         results = pool.map(run, jobs, chunksize=1)
     print()

@@ -16,7 +16,7 @@ from halo_seg.engine.unet import UNet3D
 from halo_seg.interactive.memnet import MemSegNet
 from halo_seg.interactive.model_io import default_memnet_installed, save_memnet
 from halo_seg.interactive.roi import mask_bbox
-from halo_seg.interactive.simulate import run_session
+from halo_seg.interactive.simulate import run_session, thick_slices
 from halo_seg.metrics import dice
 
 needs_default = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
@@ -316,3 +316,15 @@ def test_a_session_on_a_thin_object_ends_when_every_slice_is_annotated(random_we
     assert all(r["dice"] == done[0]["dice"] and r["seconds"] is None and not r["pairs"] for r in done)
     worked = [r for r in recs if r["slice"] is not None]
     assert len(worked) == 4 and done[0]["dice"] == worked[-1]["dice"]
+
+
+def test_thick_slices_average_runs_and_keep_the_middle_label():
+    image = np.arange(7 * 2 * 2, dtype=np.uint8).reshape(7, 2, 2)
+    labels = np.arange(7)[:, None, None] * np.ones((1, 2, 2), int)
+    img, lab, spacing = thick_slices(image, labels, 3, (1.5, 0.5, 0.5))
+    assert img.shape == lab.shape == (2, 2, 2) and spacing == (4.5, 0.5, 0.5)
+    np.testing.assert_allclose(img[1], image[3:6].mean(0))          # the 7th slice, a partial run, is dropped
+    assert (lab[:, 0, 0] == [1, 4]).all()
+    for k, msg in ((0, "whole number"), (1.5, "whole number"), (8, "no run")):
+        with pytest.raises(ValueError, match=msg):
+            thick_slices(image, labels, k)

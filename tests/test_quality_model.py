@@ -85,7 +85,7 @@ def test_model_file_round_trip_mismatch_and_corruption(tmp_path, weights):
     model = _model(seg.weights_meta["sha256"])
     path = model.save(sidecar(weights))
     loaded = load_for(seg.weights_meta)
-    x = {0: np.linspace(0, 1, 12)}
+    x = {0: np.linspace(0, 1, len(FEATURES))}
     assert loaded.predict(x, True) == model.predict(x, True)
     assert loaded.predict(x, False) != loaded.predict(x, True)
     _model("0123456789abcdef").save(path)
@@ -154,6 +154,19 @@ def test_train_quality_command_fits_and_the_session_loads_it(phantom, weights, t
     seg = InteractiveSegmenter(image, device="cpu", weights=weights)
     assert seg.quality_model is not None and seg.quality_model.models == d["models"]
     sidecar(weights).unlink()
+    logz = FEATURES.index("logz")
+    assert d["thickness"] == [1] and d["models"]["tta"]["mean"][logz] == 0
+    # sessions on the volume resliced into 2-slice-thick slices join the fit: more slices, and the
+    # thickness feature now varies
+    rc = cli_main(["train-quality", "--weights", str(weights), "--image", str(img_path), "--labels", str(lab_path),
+                   "--rounds", "2", "--threads", "1", "--thickness", "1", "2", "--out", str(tmp_path / "q2.json")])
+    assert rc == 0
+    d2 = json.loads((tmp_path / "q2.json").read_text())
+    assert d2["thickness"] == [1, 2] and d2["metrics"]["tta"]["slices"] > d["metrics"]["tta"]["slices"]
+    assert d2["models"]["tta"]["mean"][logz] > 0
+    rc = cli_main(["train-quality", "--weights", str(weights), "--image", str(img_path), "--labels", str(lab_path),
+                   "--thickness", "0"])
+    assert rc == 2 and "thickness" in capsys.readouterr().err
     rc = cli_main(["train-quality", "--weights", str(weights), "--image", str(img_path), "--labels", str(lab_path),
                    "--regions", "9", "--rounds", "1"])
     assert rc == 2 and "region 9" in capsys.readouterr().err
@@ -176,7 +189,8 @@ def test_the_quality_model_judges_where_sweeps_end(phantom, monkeypatch):
     def constant(b):   # a model that ignores its features: predicted Dice sigmoid(b)
         m = {"features": list(SINGLE), "mean": [0.0] * len(SINGLE), "std": [1.0] * len(SINGLE),
              "w": [0.0] * len(SINGLE), "b": b}
-        return QualityModel({"tta": dict(m, features=list(FEATURES), mean=[0.0] * 12, std=[1.0] * 12, w=[0.0] * 12),
+        return QualityModel({"tta": dict(m, features=list(FEATURES), mean=[0.0] * len(FEATURES),
+                                           std=[1.0] * len(FEATURES), w=[0.0] * len(FEATURES)),
                              "single": m})
 
     extents = {}
@@ -218,5 +232,8 @@ def test_distances_to_the_annotations_are_measured_in_pixels_not_slices(tmp_path
         assert f[i] == pytest.approx(np.log1p(d)) and thick[z][i] == pytest.approx(np.log1p(3 * d))
         np.testing.assert_allclose(thick2[z], thick[z])            # only the ratio of spacings counts
         assert thick[z][j] == pytest.approx(f[j])                    # relative to the extent: unchanged
-        rest = [k for k in range(len(FEATURES)) if FEATURES[k] not in ("logdist", "out_logdist")]
+        assert f[FEATURES.index("logz")] == 0 and thick[z][FEATURES.index("logz")] == pytest.approx(np.log(3))
+        e = FEATURES.index("empty")
+        assert thick[z][FEATURES.index("empty_logz")] == pytest.approx(thick[z][e] * np.log(3))
+        rest = [k for k in range(len(FEATURES)) if FEATURES[k] not in ("logdist", "out_logdist", "logz", "empty_logz")]
         np.testing.assert_allclose(thick[z][rest], f[rest])

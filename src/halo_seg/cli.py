@@ -174,7 +174,7 @@ def cmd_train_quality(a) -> int:
         note = "Colin27 T1, 1 mm, AAL regions (samples.QUALITY_FIT unless --regions)"
     try:
         _, path = train_quality(image, labels, regions, weights=a.weights, out=a.out, spacing=spacing,
-                                rounds=a.rounds, device=a.device, data_note=note)
+                                rounds=a.rounds, device=a.device, data_note=note, thickness=a.thickness)
     except ValueError as exc:   # InteractiveError included: a region missing, a bad weights file
         raise TrainingError(str(exc)) from exc
     print(json.dumps({"out": str(path)}))
@@ -270,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     tq.add_argument("--regions", type=int, nargs="*", default=None, help="label values to simulate sessions on")
     tq.add_argument("--data", default=None, help="shared data folder (default: ../shared/data)")
     tq.add_argument("--rounds", type=int, default=6)
+    tq.add_argument("--thickness", type=int, nargs="+", default=[1],
+                    help="also simulate on the volume resliced into slices K times thicker (e.g. 1 3 5)")
     tq.add_argument("--threads", type=int, default=None)
     tq.add_argument("--device", default="cpu")
     tq.set_defaults(fn=cmd_train_quality)

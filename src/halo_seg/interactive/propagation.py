@@ -225,8 +225,8 @@ def _sweep_quality(model, p, q, z, area, sw, lo, hi, ann_masks, zscale=1.0) -> f
     sweep knows there: crop-space areas, the area change against the previous slice only."""
     end = hi if sw["dir"] == 1 else lo
     prev = float(sw["recent"][-1][1].sum()) if sw["recent"] else area
-    x = feature_vector(q, 0.0, 0.0, p.float().cpu().numpy(), abs(z - end) * zscale, (hi - lo + 1) * zscale, True,
-                       area, float(ann_masks[end].sum()), prev, EMPTY_AREA)
+    x = feature_vector(q, 0.0, 0.0, p.float().cpu().numpy(), abs(z - end), hi - lo + 1, True, area,
+                       float(ann_masks[end].sum()), prev, EMPTY_AREA, zscale)
     return model.predict({z: x}, tta=False)[z]
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 FEATURES = ("q", "agree", "one_pass", "conf", "unc", "logdist", "dist_ext", "outside", "out_logdist",
-            "area_near", "empty", "smooth")
+            "area_near", "empty", "smooth", "logz", "empty_logz")
 SINGLE = tuple(f for f in FEATURES if f not in ("agree", "one_pass"))   # without the mirrored pass
 # Distances to the annotations are measured in pixels of the slice, not in slices, so that a slice
 # 3 mm thick counts as far as 3 slices of 1 mm (benchmarks/anisotropy.py); the model was fitted
@@ -59,23 +59,28 @@ def slice_features(passes, pred: np.ndarray, annotations: dict, zscale: float = 
             agree, one = 0.0, float(len(passes) == 2)   # the other pass stopped before this slice
         near = min(nonempty, key=lambda a: (abs(a - z), a))
         nb = ((areas[z - 1] if z else 0.0) + (areas[z + 1] if z + 1 < len(areas) else 0.0)) / 2
-        out[z] = feature_vector(float(np.mean(quals)), agree, one, np.mean(probs, 0), abs(z - near) * zscale, (hi - lo + 1) * zscale,
-                                z < lo or z > hi, areas[z], float(annotations[near].sum()), nb)
+        out[z] = feature_vector(float(np.mean(quals)), agree, one, np.mean(probs, 0), abs(z - near), hi - lo + 1,
+                                z < lo or z > hi, areas[z], float(annotations[near].sum()), nb, zscale=zscale)
     return out
 
 
 def feature_vector(q, agree, one_pass, prob, dist, extent, outside, area, near_area, neighbour_area,
-                   empty_area: float = 2.0) -> np.ndarray:
-    """One slice's features in FEATURES order. prob: its foreground probabilities; dist: distance
-    to the nearest annotated slice showing the object; extent: from the first to the last of those
-    (both in slices times ``distance_scale``); areas in pixels of one resolution (ratios only are used)."""
+                   empty_area: float = 2.0, zscale: float = 1.0) -> np.ndarray:
+    """One slice's features in FEATURES order. prob: its foreground probabilities; dist: slices to
+    the nearest annotated slice showing the object; extent: slices from the first to the last of
+    those; areas in pixels of one resolution (ratios only are used); zscale: ``distance_scale``,
+    which turns slices into pixels and, for thick slices, changes what an empty prediction means
+    (an object ends abruptly there, so past its end an empty slice is more often right)."""
+    dist, extent = dist * zscale, extent * zscale
+    logz = math.log(zscale)
+    empty = float(area < empty_area)
     fg = prob > 0.5
     conf = float(prob[fg].mean()) if fg.any() else 0.0
     unc = min(float(((prob > 0.2) & (prob < 0.8)).sum()) / max(float(fg.sum()), 1.0), 3.0)
     outside = float(outside)
     return np.array([q, agree, one_pass, conf, unc, math.log1p(dist), dist / extent, outside,
-                     outside * math.log1p(dist), math.log((area + 1) / (near_area + 1)), float(area < empty_area),
-                     abs(area - neighbour_area) / (area + neighbour_area + 1)])
+                     outside * math.log1p(dist), math.log((area + 1) / (near_area + 1)), empty,
+                     abs(area - neighbour_area) / (area + neighbour_area + 1), logz, empty * logz])
 
 
 class QualityModel:

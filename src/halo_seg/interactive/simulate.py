@@ -11,6 +11,19 @@ from .roi import mask_bbox
 from .segmenter import InteractiveError
 
 
+def thick_slices(image: np.ndarray, labels: np.ndarray, k: int, spacing=(1.0, 1.0, 1.0)):
+    """(image, labels, spacing) of a thick-slice acquisition of the same object: every run of k
+    slices averaged into one (its partial volume), with the label of the run's middle slice."""
+    if int(k) != k or k < 1:
+        raise ValueError(f"slice thickness must be a whole number of slices >= 1, got {k}")
+    k = int(k)
+    n = image.shape[0] // k * k
+    if n == 0:
+        raise ValueError(f"a volume of {image.shape[0]} slices has no run of {k}")
+    img = np.asarray(image[:n], np.float32).reshape(n // k, k, *image.shape[1:]).mean(1)
+    return img, np.asarray(labels[k // 2:n:k]), (float(spacing[0]) * k, float(spacing[1]), float(spacing[2]))
+
+
 def tight_box(mask2d: np.ndarray):
     return mask_bbox(mask2d)
 

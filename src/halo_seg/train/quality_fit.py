@@ -17,18 +17,23 @@ import numpy as np
 from ..interactive.model_io import load_memnet
 from ..interactive.quality import FEATURES, SINGLE, QualityModel, fit_logistic, sidecar
 from ..interactive.segmenter import InteractiveSegmenter
-from ..interactive.simulate import run_session
+from ..interactive.simulate import run_session, thick_slices
 from ..metrics import pearson
+
+
+def check_regions(labels, regions):
+    """Before any session runs: a typo should not cost minutes of simulation first."""
+    present = set(np.unique(np.asarray(labels)).tolist())
+    missing = [k for k in regions if k not in present]
+    if missing:
+        raise ValueError(f"region {missing[0]} is not in the label volume" if len(missing) == 1 else
+                         f"regions {missing} are not in the label volume")
 
 
 def session_samples(image, labels, regions, weights="default", spacing=None, rounds=6, tta=True,
                     quality_model=None, device="cpu", log=print):
     """(features (N, F), true Dice (N,), region (N,)) from one simulated session per region."""
-    present = set(np.unique(np.asarray(labels)).tolist())
-    missing = [k for k in regions if k not in present]
-    if missing:   # before any session runs: a typo should not cost minutes of simulation first
-        raise ValueError(f"region {missing[0]} is not in the label volume" if len(missing) == 1 else
-                         f"regions {missing} are not in the label volume")
+    check_regions(labels, regions)
     xs, ys, rs = [], [], []
     for k in regions:
         truth = np.asarray(labels == k)
@@ -50,14 +55,25 @@ def _fit(samples: dict) -> dict:
 
 
 def train_quality(image, labels, regions, weights="default", out=None, spacing=None, rounds=6, device="cpu",
-                  data_note="", log=print) -> tuple[QualityModel, Path]:
+                  data_note="", log=print, thickness=(1,)) -> tuple[QualityModel, Path]:
+    """``thickness``: also simulate sessions on the volume resliced into slices this many times
+    thicker (simulate.thick_slices), so the model learns how slice spacing changes its features."""
     t0 = time.time()
     meta_w = load_memnet(weights, "cpu")[1]
+    spacing = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
+    volumes = [(image, labels, spacing) if k == 1 else thick_slices(image, labels, k, spacing) for k in thickness]
+    check_regions(labels, regions)
 
     def simulate(model) -> dict:
-        """name -> (features, true Dice) of sessions with and without the mirrored pass."""
-        return {name: session_samples(image, labels, regions, weights, spacing, rounds, tta, model, device, log)[:2]
-                for name, tta in (("tta", True), ("single", False))}
+        """name -> (features, true Dice) of sessions with and without the mirrored pass, every thickness."""
+        out = {}
+        for name, tta in (("tta", True), ("single", False)):
+            parts = []
+            for img, lab, sp in volumes:
+                there = [k for k in regions if (lab == k).any()]   # a thin region may miss every kept slice
+                parts.append(session_samples(img, lab, there, weights, sp, rounds, tta, model, device, log)[:2])
+            out[name] = tuple(np.concatenate([p[i] for p in parts]) for i in (0, 1))
+        return out
 
     first = simulate(None)   # the head decides where sweeps end and which slice is recommended
     if not all(len(y) for _, y in first.values()):
@@ -75,6 +91,7 @@ def train_quality(image, labels, regions, weights="default", out=None, spacing=N
         log(f"{name}: {len(y)} slices, r of the fit {metrics[name]['pearson_r_fit']:.3f} "
             f"(head alone {metrics[name]['pearson_r_head']:.3f})")
     model = QualityModel(models, {"weights_sha256": meta_w["sha256"], "regions": [int(r) for r in regions],
+                                  "thickness": [int(k) for k in thickness],
                                   "rounds": rounds, "data": data_note, "metrics": metrics,
                                   "seconds": round(time.time() - t0, 1), "date": time.strftime("%Y-%m-%d")})
     path = model.save(out or sidecar(meta_w["path"]))
