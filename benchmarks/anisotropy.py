@@ -24,7 +24,7 @@ from halo_seg.samples import SUBCORTICAL, VALIDATION
 
 
 def run(args) -> dict:
-    k, regions, switches, qmodel = args
+    k, regions, switches, qmodel, strategy = args
     import torch
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive.quality import FEATURES
@@ -40,7 +40,7 @@ def run(args) -> dict:
         if not (lab == r).any():
             continue
         seg = InteractiveSegmenter(img, spacing=spacing, device="cpu", quality_model=qmodel)
-        rec = run_session(seg, lab == r, 6, seed=r)
+        rec = run_session(seg, lab == r, 6, strategy, seed=r)
         per[VALIDATION.get(r, str(r))] = [x["dice"] for x in rec]
         pairs += [p for x in rec for p in x["pairs"]]
         secs += [x["seconds"] for x in rec if x["seconds"] is not None]
@@ -53,13 +53,14 @@ def run(args) -> dict:
                     rest.append((seg.quality_model.predict({0: f}, seg.tta)[0], d))
                 n_all += 1
     curve = np.mean(list(per.values()), 0).tolist()
-    res = {"thickness_mm": k, "switches": switches, "quality_model": qmodel, "mean_dice_per_round": curve, "per_region": per,
+    res = {"thickness_mm": k, "switches": switches, "quality_model": qmodel, "strategy": strategy,
+           "mean_dice_per_round": curve, "per_region": per,
            "pearson_r_pooled": pearson(pairs), "slices": int(img.shape[0]),
            "pearson_r_nonempty": pearson(rest) if rest else float("nan"),
            "predicted_empty_share": n_empty / max(n_all, 1),
            "seconds_median": float(np.median(secs))}
-    print(f"{k} mm {switches or ''}: one box {curve[0]:.3f}, round 6 {curve[-1]:.3f}, r {res['pearson_r_pooled']:.3f}",
-          flush=True)
+    print(f"{k} mm {switches or ''} {strategy}: one box {curve[0]:.3f}, round 6 {curve[-1]:.3f}, "
+          f"r {res['pearson_r_pooled']:.3f}", flush=True)
     return res
 
 
@@ -80,22 +81,24 @@ def main(argv=None) -> int:
     ap.add_argument("--switches", nargs="*", default=[""], help="engine switch sets to compare, e.g. '' zscale=1")
     ap.add_argument("--regions", type=int, nargs="*", default=list(VALIDATION))
     ap.add_argument("--quality-model", default="auto", help="a quality model JSON (default: the one shipped)")
+    ap.add_argument("--strategies", nargs="*", default=["recommend"],
+                    help="how the corrected slice is chosen: recommend, random (simulate.choose_slice)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "anisotropy.json"))
     a = ap.parse_args(argv)
     if set(a.regions) & set(SUBCORTICAL):
         ap.error("--regions must avoid the benchmark's structures")
-    jobs = [(k, a.regions, s, a.quality_model) for s in a.switches for k in a.thickness]
+    jobs = [(k, a.regions, s, a.quality_model, st) for st in a.strategies for s in a.switches for k in a.thickness]
     with get_context("spawn").Pool(a.jobs) as pool:
         results = pool.map(run, jobs, chunksize=1)
     print()
-    print("| slice thickness | switches | slices | one box | round 6 | r pooled | r, slices predicted non-empty "
-          "| share predicted empty | s/round median |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| slice thickness | switches | slice chosen by | slices | one box | round 6 | r pooled "
+          "| r, slices predicted non-empty | share predicted empty | s/round median |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         c = r["mean_dice_per_round"]
-        print(f"| {r['thickness_mm']} mm | {r['switches'] or '-'} | {r['slices']} | {c[0]:.3f} | {c[-1]:.3f} | "
-              f"{r['pearson_r_pooled']:.3f} | {r['pearson_r_nonempty']:.3f} | {r['predicted_empty_share']:.2f} | "
+        print(f"| {r['thickness_mm']} mm | {r['switches'] or '-'} | {r['strategy']} | {r['slices']} | {c[0]:.3f} | "
+              f"{c[-1]:.3f} | {r['pearson_r_pooled']:.3f} | {r['pearson_r_nonempty']:.3f} | {r['predicted_empty_share']:.2f} | "
               f"{r['seconds_median']:.2f} |")
     return save_results(a.out, a.regions, results)
 
