@@ -24,7 +24,7 @@ from halo_seg.samples import SUBCORTICAL, VALIDATION
 
 
 def run(args) -> dict:
-    k, regions, switches, qmodel, strategy = args
+    k, regions, qmodel, strategy = args
     import torch
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive.quality import FEATURES
@@ -32,7 +32,6 @@ def run(args) -> dict:
     from halo_seg.metrics import pearson
     from halo_seg.samples import load_colin27_full
     torch.set_num_threads(1)
-    _apply(switches)
     data = load_colin27_full()
     img, lab, spacing = thick_slices(data.image, data.labels, k, data.spacing)
     per, pairs, secs, rest, n_empty, n_all = {}, [], [], [], 0, 0
@@ -53,32 +52,20 @@ def run(args) -> dict:
                     rest.append((seg.quality_model.predict({0: f}, seg.tta)[0], d))
                 n_all += 1
     curve = np.mean(list(per.values()), 0).tolist()
-    res = {"thickness_mm": k, "switches": switches, "quality_model": qmodel, "strategy": strategy,
+    res = {"thickness_mm": k, "quality_model": qmodel, "strategy": strategy,
            "mean_dice_per_round": curve, "per_region": per,
            "pearson_r_pooled": pearson(pairs), "slices": int(img.shape[0]),
            "pearson_r_nonempty": pearson(rest) if rest else float("nan"),
            "predicted_empty_share": n_empty / max(n_all, 1),
            "seconds_median": float(np.median(secs))}
-    print(f"{k} mm {switches or ''} {strategy}: one box {curve[0]:.3f}, round 6 {curve[-1]:.3f}, "
+    print(f"{k} mm {strategy}: one box {curve[0]:.3f}, round 6 {curve[-1]:.3f}, "
           f"r {res['pearson_r_pooled']:.3f}", flush=True)
     return res
-
-
-def _apply(switches: str):
-    """Engine switches as KEY=VALUE,... (none by default)."""
-    from halo_seg.interactive import quality
-    for kv in filter(None, switches.split(",")):
-        key, val = kv.split("=", 1)
-        if key == "zscale":
-            quality.DISTANCE_IN_PIXELS = val == "1"
-        else:
-            raise ValueError(f"unknown switch {key!r}")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--thickness", type=int, nargs="*", default=[1, 2, 3, 5])
-    ap.add_argument("--switches", nargs="*", default=[""], help="engine switch sets to compare, e.g. '' zscale=1")
     ap.add_argument("--regions", type=int, nargs="*", default=list(VALIDATION))
     ap.add_argument("--quality-model", default="auto", help="a quality model JSON (default: the one shipped)")
     ap.add_argument("--strategies", nargs="*", default=["recommend"],
@@ -88,16 +75,16 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if set(a.regions) & set(SUBCORTICAL):
         ap.error("--regions must avoid the benchmark's structures")
-    jobs = [(k, a.regions, s, a.quality_model, st) for st in a.strategies for s in a.switches for k in a.thickness]
+    jobs = [(k, a.regions, a.quality_model, st) for st in a.strategies for k in a.thickness]
     with get_context("spawn").Pool(a.jobs) as pool:
         results = pool.map(run, jobs, chunksize=1)
     print()
-    print("| slice thickness | switches | slice chosen by | slices | one box | round 6 | r pooled "
+    print("| slice thickness | slice chosen by | slices | one box | round 6 | r pooled "
           "| r, slices predicted non-empty | share predicted empty | s/round median |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         c = r["mean_dice_per_round"]
-        print(f"| {r['thickness_mm']} mm | {r['switches'] or '-'} | {r['strategy']} | {r['slices']} | {c[0]:.3f} | "
+        print(f"| {r['thickness_mm']} mm | {r['strategy']} | {r['slices']} | {c[0]:.3f} | "
               f"{c[-1]:.3f} | {r['pearson_r_pooled']:.3f} | {r['pearson_r_nonempty']:.3f} | {r['predicted_empty_share']:.2f} | "
               f"{r['seconds_median']:.2f} |")
     return save_results(a.out, a.regions, results)

@@ -24,16 +24,12 @@ import numpy as np
 FEATURES = ("q", "agree", "one_pass", "conf", "unc", "logdist", "dist_ext", "outside", "out_logdist",
             "area_near", "empty", "smooth", "logz", "empty_logz")
 SINGLE = tuple(f for f in FEATURES if f not in ("agree", "one_pass"))   # without the mirrored pass
-# Distances to the annotations are measured in pixels of the slice, not in slices, so that a slice
-# 3 mm thick counts as far as 3 slices of 1 mm (benchmarks/anisotropy.py); the model was fitted
-# on a 1 mm isotropic volume, where both are the same
-DISTANCE_IN_PIXELS = True
 
 
 def distance_scale(spacing) -> float:
-    """Slice spacing over in-plane pixel spacing: slices -> pixels for the distance features."""
-    if not DISTANCE_IN_PIXELS:
-        return 1.0
+    """Slice spacing over in-plane pixel spacing: slices -> pixels for the distance features, so
+    that a slice 3 mm thick counts as far as 3 slices of 1 mm (benchmarks/anisotropy.py: counted in
+    slices, sweeps on thick slices ran past the object's end)."""
     return float(spacing[0]) / (0.5 * (float(spacing[1]) + float(spacing[2])))
 
 
