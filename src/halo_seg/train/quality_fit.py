@@ -60,17 +60,20 @@ def train_quality(image, labels, regions, weights="default", out=None, spacing=N
     thicker (simulate.thick_slices), so the model learns how slice spacing changes its features."""
     t0 = time.time()
     meta_w = load_memnet(weights, "cpu")[1]
-    spacing = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
-    volumes = [(image, labels, spacing) if k == 1 else thick_slices(image, labels, k, spacing) for k in thickness]
     check_regions(labels, regions)
+    spacing = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
+    volumes = []
+    for k in thickness:
+        img, lab, sp = (image, labels, spacing) if k == 1 else thick_slices(image, labels, k, spacing)
+        there = [r for r in regions if (lab == r).any()]   # a thin region may miss every kept slice
+        volumes.append((img, lab, sp, there))
 
     def simulate(model) -> dict:
         """name -> (features, true Dice) of sessions with and without the mirrored pass, every thickness."""
         out = {}
         for name, tta in (("tta", True), ("single", False)):
             parts = []
-            for img, lab, sp in volumes:
-                there = [k for k in regions if (lab == k).any()]   # a thin region may miss every kept slice
+            for img, lab, sp, there in volumes:
                 parts.append(session_samples(img, lab, there, weights, sp, rounds, tta, model, device, log)[:2])
             out[name] = tuple(np.concatenate([p[i] for p in parts]) for i in (0, 1))
         return out
