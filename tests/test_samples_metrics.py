@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from halo_seg.interactive.baseline import fill_between_curve, interpolate_masks, signed_distance
+from halo_seg.interactive.baseline import fill_between_curve, flow_propagate, interpolate_masks, signed_distance
 from halo_seg.metrics import dice, dice_per_slice
 from halo_seg.samples import load_colin27_sample, make_phantom
 from halo_seg.train.losses import dice_ce_loss, soft_dice_loss, unet_weight_map
@@ -49,6 +49,34 @@ def test_fill_between_improves_with_more_slices():
     curve = fill_between_curve(s.labels == 77, rounds=6)
     assert curve[0] < 0.3 < curve[-1]
     assert curve[-1] == max(curve)
+
+
+def _moving_ellipse(nz=15, shift=1.5, seed=0):
+    """A textured bright ellipse sliding `shift` pixels per slice over a noisy background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :64]
+    truth = np.stack([((yy - 32) / 9.0) ** 2 + ((xx - 12 - shift * z) / 6.0) ** 2 <= 1 for z in range(nz)])
+    image = 100 + 60 * truth + rng.normal(0, 6, truth.shape)
+    return image.astype(np.float32), truth
+
+
+def test_flow_propagation_follows_a_moving_object_a_copied_mask_does_not():
+    image, truth = _moving_ellipse()
+    out = flow_propagate(image, 7, truth[7])
+    copied = np.repeat(truth[7:8], len(truth), 0)
+    assert dice(out, truth) > 0.85
+    assert dice(copied, truth) < 0.6                 # the object moves 1.5 px per slice: tracking matters
+    assert dice(out[0], truth[0]) > 0.75 and dice(out[-1], truth[-1]) > 0.75   # 7 warps each way
+    np.testing.assert_array_equal(out[7], truth[7])
+    assert not flow_propagate(image, 7, truth[7], stop=lambda z: z in (5, 10))[[4, 11]].any()
+
+
+def test_flow_propagation_rejects_bad_input():
+    image, truth = _moving_ellipse(nz=4)
+    with pytest.raises(ValueError, match="empty"):
+        flow_propagate(image, 1, np.zeros((64, 64), bool))
+    with pytest.raises(ValueError, match="Z, Y, X"):
+        flow_propagate(image[0], 1, truth[1])
 
 
 def test_unet_weight_map_emphasises_gaps_between_touching_objects():
