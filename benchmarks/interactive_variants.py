@@ -17,8 +17,7 @@ lone annotated slice serves as its own shifted memory), ``weights`` (another net
 (the quality head, not the quality model, judges where sweeps end), ``tau`` (that judge's threshold),
 ``qmodel=0`` (no quality model at all: the head ends sweeps and picks the slice, as for weights
 without a fitted model), ``prev`` (recent slices of a sweep held in memory), ``reach`` (annotated
-slices farther than this from the query leave its memory), ``flow`` (weight of the previous slice's
-mask warped by optical flow, mixed into each propagated slice).
+slices farther than this from the query leave its memory).
 """
 from __future__ import annotations
 
@@ -56,7 +55,6 @@ def run_variant(args) -> dict:
     propagation.STOP_BY_MODEL = kv.get("stop", "model") == "model"
     propagation.N_PREVIOUS = int(kv.get("prev", 1))
     propagation.ANNOTATED_REACH = int(kv["reach"]) if "reach" in kv else None
-    propagation.FLOW_BLEND = float(kv.get("flow", 0))
     data = load_colin27_full()
     per, secs = {}, []
     for lab in regions:

@@ -36,8 +36,6 @@ MODEL_STOP = 0.4        # QUALITY_STOP's counterpart when a quality model judges
 STOP_BY_MODEL = True    # a session with a quality model lets it judge (False: the head always does)
 N_PREVIOUS = 1          # the most recent slices of a sweep (with their predictions) held in memory
 ANNOTATED_REACH = None  # annotated slices farther than this from the query leave its memory (None: never)
-FLOW_BLEND = 0.0        # weight of the previous slice's mask warped by optical flow, mixed into each
-                        # propagated slice (0: off; benchmarks/flow_baseline.py)
 
 
 @dataclass
@@ -172,10 +170,6 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
         probs, quals = step([(sw["z"], sw["recent"]) for sw in queries])
         for sw, p, q in zip(queries, probs, quals):
             z = sw["z"]
-            if FLOW_BLEND and sw["recent"] and sw["recent"][-1][0] == z - sw["dir"]:
-                pz, pmask = sw["recent"][-1][:2]
-                prev = sw["prob"][pz] if pz in sw["prob"] else pmask[0, 0]
-                p = (1 - FLOW_BLEND) * p + FLOW_BLEND * _flow_warp(images[pz, 0], images[z, 0], prev)[None]
             hard = (p[None] > 0.5).float()
             area = float(hard.sum())
             beyond = z > hi_obj if sw["dir"] == 1 else z < lo_obj
@@ -224,17 +218,6 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     if flip:
         prob = {z: p.flip(-1) for z, p in prob.items()}
     return Propagation(roi, prob, qual, open_ends)
-
-
-def _flow_warp(prev_img: torch.Tensor, next_img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The mask of the previous slice carried onto the next by optical flow between their crops."""
-    from skimage.registration import optical_flow_ilk
-    from skimage.transform import warp
-    a, b, m = (t.detach().float().cpu().numpy() for t in (prev_img, next_img, mask))
-    v, u = optical_flow_ilk(b, a, radius=4)
-    rows, cols = np.meshgrid(np.arange(m.shape[0]), np.arange(m.shape[1]), indexing="ij")
-    out = warp(m, np.array([rows + v, cols + u]), mode="constant", order=1)
-    return torch.from_numpy(out.astype(np.float32)).to(mask.device)
 
 
 def _sweep_quality(model, p, q, z, area, sw, lo, hi, ann_masks, zscale=1.0) -> float:
