@@ -9,7 +9,7 @@ slice, then 5 recommended corrections) on the validation regions (``samples.VALI
 benchmark's); Dice after round 1 and 6, the Pearson r of predicted vs true slice Dice, and the
 same r over the slices not predicted empty, with the share predicted empty.
 
-    .venv/bin/python benchmarks/anisotropy.py [--thickness 1 2 3 5] [--regions ...]
+    .venv/bin/python benchmarks/anisotropy.py [--thickness 1 2 3 5] [--regions ...] [--weights default W.safetensors]
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from halo_seg.samples import SUBCORTICAL, VALIDATION
 
 
 def run(args) -> dict:
-    k, regions, qmodel, strategy = args
+    k, regions, qmodel, strategy, weights = args
     import torch
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive.quality import FEATURES
@@ -38,7 +38,7 @@ def run(args) -> dict:
     for r in regions:
         if not (lab == r).any():
             continue
-        seg = InteractiveSegmenter(img, spacing=spacing, device="cpu", quality_model=qmodel)
+        seg = InteractiveSegmenter(img, spacing=spacing, device="cpu", weights=weights, quality_model=qmodel)
         rec = run_session(seg, lab == r, 6, strategy, seed=r)
         per[VALIDATION.get(r, str(r))] = [x["dice"] for x in rec]
         pairs += [p for x in rec for p in x["pairs"]]
@@ -52,13 +52,13 @@ def run(args) -> dict:
                     rest.append((seg.quality_model.predict({0: f}, seg.tta)[0], d))
                 n_all += 1
     curve = np.mean(list(per.values()), 0).tolist()
-    res = {"thickness_mm": k, "quality_model": qmodel, "strategy": strategy,
+    res = {"thickness_mm": k, "quality_model": qmodel, "strategy": strategy, "weights": weights,
            "mean_dice_per_round": curve, "per_region": per,
            "pearson_r_pooled": pearson(pairs), "slices": int(img.shape[0]),
            "pearson_r_nonempty": pearson(rest) if rest else float("nan"),
            "predicted_empty_share": n_empty / max(n_all, 1),
            "seconds_median": float(np.median(secs))}
-    print(f"{k} mm {strategy}: one box {curve[0]:.3f}, round 6 {curve[-1]:.3f}, "
+    print(f"{weights} {k} mm {strategy}: one box {curve[0]:.3f}, round 6 {curve[-1]:.3f}, "
           f"r {res['pearson_r_pooled']:.3f}", flush=True)
     return res
 
@@ -67,7 +67,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--thickness", type=int, nargs="*", default=[1, 2, 3, 5])
     ap.add_argument("--regions", type=int, nargs="*", default=list(VALIDATION))
-    ap.add_argument("--quality-model", default="auto", help="a quality model JSON (default: the one shipped)")
+    ap.add_argument("--quality-model", default="auto",
+                    help="a quality model JSON (default: the one fitted for the weights, beside them)")
+    ap.add_argument("--weights", nargs="+", default=["default"], help="networks to score, in one run")
     ap.add_argument("--strategies", nargs="*", default=["recommend"],
                     help="how the corrected slice is chosen: recommend, random (simulate.choose_slice)")
     ap.add_argument("--jobs", type=int, default=2)
@@ -75,16 +77,16 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if set(a.regions) & set(SUBCORTICAL):
         ap.error("--regions must avoid the benchmark's structures")
-    jobs = [(k, a.regions, a.quality_model, st) for st in a.strategies for k in a.thickness]
+    jobs = [(k, a.regions, a.quality_model, st, w) for w in a.weights for st in a.strategies for k in a.thickness]
     with get_context("spawn").Pool(a.jobs) as pool:
         results = pool.map(run, jobs, chunksize=1)
     print()
-    print("| slice thickness | slice chosen by | slices | one box | round 6 | r pooled "
+    print("| weights | slice thickness | slice chosen by | slices | one box | round 6 | r pooled "
           "| r, slices predicted non-empty | share predicted empty | s/round median |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         c = r["mean_dice_per_round"]
-        print(f"| {r['thickness_mm']} mm | {r['strategy']} | {r['slices']} | {c[0]:.3f} | "
+        print(f"| {r['weights']} | {r['thickness_mm']} mm | {r['strategy']} | {r['slices']} | {c[0]:.3f} | "
               f"{c[-1]:.3f} | {r['pearson_r_pooled']:.3f} | {r['pearson_r_nonempty']:.3f} | {r['predicted_empty_share']:.2f} | "
               f"{r['seconds_median']:.2f} |")
     return save_results(a.out, a.regions, results)

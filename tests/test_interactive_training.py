@@ -35,6 +35,28 @@ def test_contrast_inversion_makes_the_phantoms_objects_dark():
     assert 0.2 < contrast(0.5) < 0.8
 
 
+def test_thick_slice_views_average_runs_of_slices_and_keep_the_middle_label():
+    # a cube of ones on [20, 40) along every axis of a 60^3 volume: whichever axis is sliced, a
+    # run of k slices [k z, k z + k) holds the fraction of the run inside the cube in its image
+    lab = np.zeros((60, 60, 60), np.int32)
+    lab[20:40, 20:40, 20:40] = 1
+    src = Source("cube", lab.astype(np.float32), lab, _objects(lab))
+    seen = set()
+    for thick, draws in ((0.0, 5), (1.0, 40)):
+        smp = ExampleSampler([src], size=32, seed=1, thick=thick)
+        for _ in range(draws):
+            imgv, gt, zs, nz, _ = smp._view()
+            k = 60 // nz
+            assert (k == 1) == (thick == 0.0) and nz == 60 // k
+            seen.add(k)
+            for z in range(nz):
+                inside = len(set(range(k * z, k * z + k)) & set(range(20, 40))) / k
+                assert imgv[z][imgv[z] > 0].max(initial=0.0) == pytest.approx(inside)
+                assert gt(z).any() == (20 <= k * z + k // 2 < 40)
+            assert list(zs) == [z for z in range(nz) if gt(z).any()]
+    assert seen == {1, 2, 3, 4, 5}
+
+
 def test_sweeps_of_short_objects_at_the_volume_edge():
     # objects shorter than a sweep that touch the first or last slice (a bug seen in GPU training)
     rng = np.random.default_rng(0)

@@ -144,7 +144,7 @@ def cmd_train_interactive(a) -> int:
                             resume=a.resume, threads=a.threads, workers=a.workers, device=a.device,
                             sweeps=a.sweeps, sweep_steps=a.sweep_steps, init=a.init,
                             mri_supervoxels=a.mri_supervoxels, hold_out_validation=a.hold_out_validation,
-                            minutes=a.minutes, invert=a.invert)
+                            minutes=a.minutes, invert=a.invert, thick=a.thick)
     print(json.dumps({"out": res["path"], "last": res["history"][-1] if res["history"] else None}))
     return 0
 
@@ -258,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also keep the validation regions (samples.VALIDATION) out of training")
     ti.add_argument("--invert", type=float, default=0.0,
                     help="chance that a training example's contrast is inverted (dark objects on bright ground)")
+    ti.add_argument("--thick", type=float, default=0.0,
+                    help="chance that a training example's volume is resliced into slices 2 to 5 times thicker")
     ti.add_argument("--minutes", type=float, default=None,
                     help="cap the run's length: the learning rate follows the clock and the run ends on time")
     ti.set_defaults(fn=cmd_train_interactive)

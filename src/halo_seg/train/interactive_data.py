@@ -155,10 +155,12 @@ def _clicks(mask: np.ndarray, rng):
 class ExampleSampler:
     """Draws batches of (query, guidance, memory, target) crops."""
 
-    def __init__(self, sources: list[Source], size: int = 64, seed: int = 0, weights=None, invert: float = 0.0):
+    def __init__(self, sources: list[Source], size: int = 64, seed: int = 0, weights=None, invert: float = 0.0,
+                 thick: float = 0.0):
         self.sources = [s for s in sources if s.objects]
         self.size = size
         self.invert = invert   # chance that an example's contrast is inverted
+        self.thick = thick     # chance that an example's volume is resliced into 2 to 5 times thicker slices
         self.rng = np.random.default_rng(seed)
         w = np.asarray(weights if weights is not None else [1.0] * len(self.sources), float)
         self.p = w / w.sum()
@@ -184,6 +186,15 @@ class ExampleSampler:
         nz = src.image.shape[order[0]]
         labv = (src.labels[region] == val).transpose(order)
         imgv = src.image[region].transpose(order)
+        if self.thick and rng.random() < self.thick:
+            # clinical scans often have slices several times thicker than their pixels: average each
+            # run of k slices (partial volume) and keep the label of its middle one, as
+            # simulate.thick_slices does for the benchmarks
+            k = int(rng.integers(2, 6))
+            nz = labv.shape[0] // k
+            imgv = imgv[:nz * k].reshape(nz, k, *imgv.shape[1:]).mean(1)
+            labv = labv[k // 2:nz * k:k]
+            lo, hi = 0, nz - 1
         gt = lambda z: labv[z]  # noqa: E731
         areas = np.array([gt(z).sum() for z in range(lo, hi + 1)])
         zs = np.flatnonzero(areas) + lo

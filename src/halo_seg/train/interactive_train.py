@@ -50,23 +50,24 @@ def build_sources(data_dir: Path | None, n_phantoms: int = 12, cache_dir: Path |
 
 
 class _Batches(torch.utils.data.IterableDataset):
-    def __init__(self, sources, size, seed, weights, batch, sweeps, invert=0.0):
+    def __init__(self, sources, size, seed, weights, batch, sweeps, invert=0.0, thick=0.0):
         self.args = (sources, size, seed, weights)
-        self.batch, self.sweeps, self.invert = batch, sweeps, invert
+        self.batch, self.sweeps, self.invert, self.thick = batch, sweeps, invert, thick
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         sources, size, seed, weights = self.args
         sampler = ExampleSampler(sources, size=size, seed=seed + 1000 * (info.id if info else 0), weights=weights,
-                                 invert=self.invert)
+                                 invert=self.invert, thick=self.thick)
         n, steps = self.sweeps
         while True:
             yield sampler.batch(self.batch), (sampler.sweep_batch(n, steps) if n and steps else None)
 
 
-def _batch_stream(sources, size, seed, weights, batch, workers, sweeps=(0, 0), invert=0.0):
+def _batch_stream(sources, size, seed, weights, batch, workers, sweeps=(0, 0), invert=0.0, thick=0.0):
     """Examples are made in worker processes so that the network never waits for them."""
-    loader = torch.utils.data.DataLoader(_Batches(sources, size, seed, weights, batch, sweeps, invert), batch_size=None,
+    loader = torch.utils.data.DataLoader(_Batches(sources, size, seed, weights, batch, sweeps, invert, thick),
+                                         batch_size=None,
                                          num_workers=workers, prefetch_factor=4 if workers else None)
     return iter(loader)
 
@@ -122,7 +123,8 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
                       progress=None, workers: int = 1, device: str = "cpu", shared: bool = True,
                       n_phantoms: int = 12, sweeps: int = 8, sweep_steps: int = 6,
                       init: str | Path | None = None, mri_supervoxels: bool = False,
-                      hold_out_validation: bool = False, minutes: float | None = None, invert: float = 0.0) -> dict:
+                      hold_out_validation: bool = False, minutes: float | None = None, invert: float = 0.0,
+                      thick: float = 0.0) -> dict:
     """Train (or, with ``resume``, continue; with ``init``, fine-tune from other weights on a fresh
     schedule) the interactive network. Each iteration takes ``batch`` one-step examples and
     ``sweeps`` sweeps of ``sweep_steps`` slices unrolled on the network's own predictions.
@@ -130,7 +132,8 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
     ``mri_supervoxels`` adds SLIC pseudo-objects of the T1; ``hold_out_validation`` also keeps the
     validation regions (``samples.VALIDATION``) out, so that they judge the result fairly; ``minutes``
     caps the run's length: the learning rate follows the clock (time_lr) and the run ends on time;
-    ``invert`` is the chance that an example's contrast is inverted."""
+    ``invert`` is the chance that an example's contrast is inverted, ``thick`` that its volume is
+    resliced into slices 2 to 5 times thicker (ExampleSampler)."""
     if resume and init:
         raise ValueError("give either resume (continue a run) or init (start from weights), not both")
     if threads:
@@ -144,7 +147,7 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
     n_ph = sum(s.name.startswith("phantom") for s in sources)
     n_real = max(1, len(sources) - n_ph)
     w = [0.25 / max(1, n_ph) if s.name.startswith("phantom") else 0.75 / n_real for s in sources]
-    batches = _batch_stream(sources, size, seed, w, batch, workers, (sweeps, sweep_steps), invert)
+    batches = _batch_stream(sources, size, seed, w, batch, workers, (sweeps, sweep_steps), invert, thick)
     start = 0
     if resume or init:
         net, meta = load_memnet(resume or init)
@@ -175,7 +178,7 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         hist.append(rec)
         log(json.dumps(rec))
         save_memnet(net, out, iterations=done, seed=seed, batch=batch, lr=lr, sweeps=sweeps,
-                    sweep_steps=sweep_steps, init=str(init) if init else "", minutes=minutes or 0, invert=invert,
+                    sweep_steps=sweep_steps, init=str(init) if init else "", minutes=minutes or 0, invert=invert, thick=thick,
                     sources=[s.name for s in sources], held_out_aal=list(held_out))
 
     it = start
