@@ -45,7 +45,8 @@ def compare(data, label: int, radius: int) -> dict:
     run_session(seg, truth, rounds=1, seed=label)
     net_s = time.perf_counter() - t0
     net = seg.prediction
-    (z0, m0), = ((z, m) for z, m in seg._s.annotations.items())
+    z0, = seg.annotated_slices
+    m0 = net[z0]   # the box-segmented slice: the prediction holds the annotated masks as they are
     t0 = time.perf_counter()
     flow = flow_propagate(data.image, z0, m0, radius=radius)
     flow_s = time.perf_counter() - t0
