@@ -158,3 +158,26 @@ def test_rank_allocations_go_back_to_the_system_when_freed():
     if plain > 40:
         pytest.skip("this C library returns freed heap memory by itself")
     assert mapped >= 0.9 * 80, run   # the 20 freed 4 MB arrays left the process
+
+
+def _finish_with_payload(q, n):
+    from halo_seg.engine.runner import exit_rank
+    q.put(np.arange(n, dtype=np.float64))
+    exit_rank(q)
+    raise AssertionError("exit_rank returned")   # never reached: the process has ended
+
+
+@pytest.mark.parametrize("simple", [False, True])
+def test_exit_rank_delivers_what_the_rank_queued_and_exits_0(simple):
+    # a rank leaves with os._exit (gloo can abort the interpreter's exit); what it put on a
+    # multiprocessing.Queue is still in its feeder thread then and must be flushed first
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    q = ctx.SimpleQueue() if simple else ctx.Queue()
+    n = 2_000_000                                     # 16 MB: far more than one pipe write
+    p = ctx.Process(target=_finish_with_payload, args=(q, n))
+    p.start()
+    got = q.get() if simple else q.get(timeout=60)   # queue.Empty if the payload was dropped
+    p.join(60)
+    assert p.exitcode == 0
+    np.testing.assert_array_equal(got, np.arange(n, dtype=np.float64))

@@ -13,6 +13,7 @@ import math
 import os
 import resource
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -99,6 +100,22 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def exit_rank(q=None) -> None:
+    """End a spawned rank that has finished its work, without the interpreter's own exit.
+
+    The parent judges a rank by its exit code, and after ``destroy_process_group`` gloo's threads
+    can still abort that exit ("terminate called without an active exception", seen in CI with
+    torch 2.13 after a complete, correct run). A ``multiprocessing.Queue`` is flushed first, since
+    ``os._exit`` would drop what its feeder thread has not yet written.
+    """
+    if q is not None and hasattr(q, "join_thread"):
+        q.close()
+        q.join_thread()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _device_for(device: str, local_rank: int = 0) -> torch.device:
@@ -209,6 +226,7 @@ def _spawn_ranks(job, plan: PartitionPlan, progress, cancel=None) -> list:
 
 def _rank_entry(rank: int, job: dict, q):
     _rank_main(rank, job, q)
+    exit_rank(q)
 
 
 def _torchrun_rank(job) -> dict:

@@ -27,6 +27,7 @@ def _inputs(shape, multiple, out_ch, dtype, seed):
 def _worker(rank, world, grid, shape, config, dtype_name, seed, init, device, q):
     import torch.distributed as dist
     from .halo import HaloContext, allreduce_gradients
+    from .runner import exit_rank
     from .partition import PartitionPlan
     from .unet import UNet3D
     torch.set_num_threads(1)
@@ -52,6 +53,7 @@ def _worker(rank, world, grid, shape, config, dtype_name, seed, init, device, q)
         dist.barrier()
     finally:
         dist.destroy_process_group()
+    exit_rank(q)
 
 
 def run_ranks(target, world: int, args: tuple, extra: tuple = ()) -> list:

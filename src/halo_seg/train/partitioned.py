@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..engine.halo import HaloContext, all_reduce_sum, allreduce_gradients
 from ..engine.partition import PartitionPlan
+from ..engine.runner import exit_rank
 from ..engine.unet import UNet3D
 
 
@@ -121,6 +122,7 @@ def _worker(rank, world, grid, paths, cfg, init, out, q):
         dist.barrier()
     finally:
         dist.destroy_process_group()
+    exit_rank(q)
 
 
 def train_partitioned(image, labels, cfg: dict, grid, out, log=print, progress=None) -> dict:
@@ -198,6 +200,7 @@ def _step_worker(rank, world, grid, shape, config, seed, init, q):
         dist.barrier()
     finally:
         dist.destroy_process_group()
+    exit_rank(q)
 
 
 def _step_data(shape, config, seed):
