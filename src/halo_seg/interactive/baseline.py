@@ -10,9 +10,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from skimage.registration import optical_flow_ilk
-from skimage.transform import warp
-
 from ..metrics import dice
 
 
@@ -65,16 +62,18 @@ def fill_between_curve(truth: np.ndarray, rounds: int = 6) -> list[float]:
     return out
 
 
-def flow_propagate(image, z0: int, mask0: np.ndarray, stop=None, radius: int = 4, margin: int = 32,
-                   reach: int | None = None) -> np.ndarray:
+def flow_propagate(image, z0: int, mask0: np.ndarray, stop=None, radius: int = 4, margin: int = 32) -> np.ndarray:
     """(Z, Y, X) bool: ``mask0`` on slice ``z0`` carried up and down the volume by optical flow
     (scikit-image's iterative Lucas-Kanade, window ``radius``) between neighbouring slices.
 
     Each step warps the (soft) mask of the last slice onto the next; a direction ends where the
-    mask vanishes, at the volume's end, after ``reach`` slices, or where ``stop(z)`` is true. The flow
+    mask vanishes, at the volume's end, or where ``stop(z)`` is true. The flow
     is computed in a window of ``margin`` pixels around the first mask, on intensities z-scored
     over that window, so the baseline is as local as the network's ROI.
     """
+    # imported here: propagation imports this module, and nothing on its path needs optical flow
+    from skimage.registration import optical_flow_ilk
+    from skimage.transform import warp
     image = np.asarray(image)
     mask0 = np.asarray(mask0, bool)
     if image.ndim != 3 or mask0.shape != image.shape[1:]:
@@ -91,7 +90,7 @@ def flow_propagate(image, z0: int, mask0: np.ndarray, stop=None, radius: int = 4
     out[z0] = mask0
     for step in (1, -1):
         cur, z = mask0[y0:y1, x0:x1].astype(np.float32), z0
-        while 0 <= z + step < len(col) and (reach is None or abs(z + step - z0) <= reach):
+        while 0 <= z + step < len(col):
             nxt = z + step
             if stop is not None and stop(nxt):
                 break

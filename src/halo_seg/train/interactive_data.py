@@ -19,6 +19,7 @@ import torch
 from scipy import ndimage as ndi
 
 from ..interactive.roi import crop_stack, guidance_maps, mask_bbox, normalise, resize, roi_from_bbox
+from ..interactive.simulate import thick_slices
 
 AXIS_ORDERS = ((0, 1, 2), (1, 0, 2), (2, 0, 1), (0, 2, 1), (1, 2, 0), (2, 1, 0))
 
@@ -188,12 +189,10 @@ class ExampleSampler:
         imgv = src.image[region].transpose(order)
         if self.thick and rng.random() < self.thick:
             # clinical scans often have slices several times thicker than their pixels: average each
-            # run of k slices (partial volume) and keep the label of its middle one, as
-            # simulate.thick_slices does for the benchmarks
-            k = int(rng.integers(2, 6))
-            nz = labv.shape[0] // k
-            imgv = imgv[:nz * k].reshape(nz, k, *imgv.shape[1:]).mean(1)
-            labv = labv[k // 2:nz * k:k]
+            # run of k slices (partial volume) and keep the label of its middle one, as the
+            # benchmarks' thick-slice volumes do
+            imgv, labv, _ = thick_slices(imgv, labv, int(rng.integers(2, 6)))
+            nz = labv.shape[0]
             lo, hi = 0, nz - 1
         gt = lambda z: labv[z]  # noqa: E731
         areas = np.array([gt(z).sum() for z in range(lo, hi + 1)])

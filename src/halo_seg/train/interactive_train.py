@@ -178,8 +178,8 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         hist.append(rec)
         log(json.dumps(rec))
         save_memnet(net, out, iterations=done, seed=seed, batch=batch, lr=lr, sweeps=sweeps,
-                    sweep_steps=sweep_steps, init=str(init) if init else "", minutes=minutes or 0, invert=invert, thick=thick,
-                    sources=[s.name for s in sources], held_out_aal=list(held_out))
+                    sweep_steps=sweep_steps, init=str(init) if init else "", minutes=minutes or 0, invert=invert,
+                    thick=thick, sources=[s.name for s in sources], held_out_aal=list(held_out))
 
     it = start
     while it < iterations:
