@@ -17,7 +17,11 @@ lone annotated slice serves as its own shifted memory), ``weights`` (another net
 (the quality head, not the quality model, judges where sweeps end), ``tau`` (that judge's threshold),
 ``qmodel=0`` (no quality model at all: the head ends sweeps and picks the slice, as for weights
 without a fitted model), ``prev`` (recent slices of a sweep held in memory), ``reach`` (annotated
-slices farther than this from the query leave its memory).
+slices farther than this from the query leave its memory), ``shrunk``/``regrown`` (the unimodal-extent
+rule: past the annotations a sweep ends where an object that shrank below ``shrunk`` x its largest
+section grows back above ``regrown`` x its smallest), ``contrast`` (a sweep ends where the predicted
+mask's intensity lies below this fraction of the way from the annotated object's ring to the object),
+``strict=1`` (the session option ``strict_ends``: propagation.STRICT_ENDS).
 """
 from __future__ import annotations
 
@@ -55,13 +59,17 @@ def run_variant(args) -> dict:
     propagation.STOP_BY_MODEL = kv.get("stop", "model") == "model"
     propagation.N_PREVIOUS = int(kv.get("prev", 1))
     propagation.ANNOTATED_REACH = int(kv["reach"]) if "reach" in kv else None
+    propagation.SHRUNK = float(kv.get("shrunk", propagation.SHRUNK))
+    propagation.REGROWN = float(kv.get("regrown", propagation.REGROWN))
+    propagation.CONTRAST_STOP = float(kv["contrast"]) if "contrast" in kv else None
     data = load_colin27_full()
     per, secs = {}, []
     for lab in regions:
         name = VALIDATION.get(lab, str(lab))
         seg = InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu", weights=kv.get("weights", "default"),
                                    quality_stop=float(kv["tau"]) if "tau" in kv else None,
-                                   quality_model=None if kv.get("qmodel") == "0" else "auto")
+                                   quality_model=None if kv.get("qmodel") == "0" else "auto",
+                                   strict_ends=kv.get("strict", "0") == "1")
         rec = run_session(seg, data.labels == lab, rounds=6, seed=lab)
         per[name] = [r["dice"] for r in rec]
         secs += [r["seconds"] for r in rec if r["seconds"] is not None]
@@ -81,7 +89,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if set(a.regions) & set(SUBCORTICAL):
         ap.error("--regions must avoid the benchmark's structures")
-    with get_context("spawn").Pool(a.jobs) as pool:
+    # one variant per process: the switches are module constants
+    with get_context("spawn").Pool(a.jobs, maxtasksperchild=1) as pool:
         results = pool.map(run_variant, [(v, a.regions) for v in a.variants], chunksize=1)
     print()
     print("| variant | one box | round 6 | s/round median | max |")

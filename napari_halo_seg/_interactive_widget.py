@@ -50,11 +50,17 @@ class InteractiveWidget(QWidget):
         self.device.addItems(["auto", "cpu", "cuda"])
         self.negative = QCheckBox("negative clicks (Shift-N)")
         self.negative.toggled.connect(self._select_click_layer)
+        self.strict = QCheckBox("strict object ends (touching nuclei)")
+        self.strict.setToolTip("end the propagation sooner where the object narrows and widens again or turns as "
+                               "dark as its surroundings; helps touching objects of equal brightness, such as "
+                               "nuclei, and costs a little on low-contrast anatomy")
+        self.strict.toggled.connect(self._set_strict)
         form = QFormLayout()
         form.addRow("image", self.image)
         form.addRow("weights", self.weights)
         form.addRow("device", self.device)
         form.addRow("", self.negative)
+        form.addRow("", self.strict)
 
         self.buttons = {}
         grid = QGridLayout()
@@ -138,6 +144,10 @@ class InteractiveWidget(QWidget):
             self.viewer.layers.selection.active = self.viewer.layers[name]
             self.viewer.layers[name].mode = "add"
 
+    def _set_strict(self, on: bool):
+        if self.seg is not None:
+            self.seg.strict_ends = bool(on)   # used from the next propagation on
+
     def _z(self) -> int:
         return int(self.viewer.dims.current_step[0])
 
@@ -150,7 +160,8 @@ class InteractiveWidget(QWidget):
         if self.seg is None or self._image_name != layer.name:
             from halo_seg import InteractiveSegmenter
             self.seg = InteractiveSegmenter(data, spacing=tuple(layer.scale[-3:]), device=self.device.currentText(),
-                                            weights=self.weights.currentText().strip() or "default")
+                                            weights=self.weights.currentText().strip() or "default",
+                                            strict_ends=self.strict.isChecked())
             self._image_name = layer.name
             self._sent = set()
         return self.seg

@@ -328,3 +328,43 @@ def test_thick_slices_average_runs_and_keep_the_middle_label():
     for k, msg in ((0, "whole number"), (1.5, "whole number"), (8, "no run")):
         with pytest.raises(ValueError, match=msg):
             thick_slices(image, labels, k)
+
+
+def _blob_and_lobe(neck: float, lobe_brightness: float):
+    """A bright ellipsoid (the object, slices 3 to 11) with a second lobe touching it from above:
+    joined by a neck ``neck`` x its radius wide (slices 11 to 13), ``lobe_brightness`` as bright."""
+    z, y, x = np.mgrid[:30, :40, :40].astype(np.float32)
+    r = np.hypot(y - 20, x - 20)
+    blob = ((z - 7) / 4.5) ** 2 + (r / 9) ** 2 <= 1
+    lobe = (z >= 11) & (r <= 9 * np.where(z < 14, neck, 1.0)) & ~blob
+    rng = np.random.default_rng(0)
+    image = blob + lobe * lobe_brightness + rng.normal(0, 0.1, blob.shape)
+    return image.astype(np.float32), blob, lobe
+
+
+@needs_default
+@pytest.mark.parametrize("neck, brightness", [(0.8, 1.0), (1.0, 0.45)])
+def test_strict_ends_stop_sweeps_leaking_into_a_touching_lobe(neck, brightness):
+    image, blob, lobe = _blob_and_lobe(neck, brightness)
+    z = int(blob.sum((1, 2)).argmax())
+    pred = {}
+    for strict in (False, True):
+        seg = InteractiveSegmenter(image, device="cpu", strict_ends=strict)
+        seg.add_box(z, *mask_bbox(blob[z]))
+        pred[strict] = seg.propagate()
+    # the lobe narrows in then widens again (first case) or is darker than the object (second):
+    # either way the strict rules end the sweep at the object's end
+    assert (pred[True] & lobe).sum() < 0.04 * lobe.sum(), (pred[True] & lobe).sum()   # the default: 0.10
+    assert dice(pred[True], blob) > 0.95
+    assert dice(pred[True], blob) >= dice(pred[False], blob)
+
+
+def test_object_contrast_is_the_mean_inside_and_in_a_ring_around():
+    from halo_seg.interactive.propagation import _object_contrast
+    img = torch.zeros(20, 20)
+    mask = torch.zeros(20, 20, dtype=torch.bool)
+    mask[8:12, 8:12] = True
+    img[mask] = 3.0
+    img[5:15, 5:15][~mask[5:15, 5:15]] = 1.0     # a 3-pixel ring (square: max-pool dilation)
+    assert _object_contrast(img, mask) == (3.0, 1.0)
+    assert _object_contrast(img, torch.zeros_like(mask)) == (0.0, 0.0)

@@ -44,6 +44,10 @@ def test_full_interactive_flow(make_napari_viewer, qtbot, tmp_path):
     _wait(qtbot, w)
     preview = viewer.layers["current object"]
     assert dice(np.asarray(preview.data[z]) > 0, truth[z]) >= 0.8, w.status.text()
+    assert not w.seg.strict_ends
+    w.strict.setChecked(True)                # reaches the open session
+    assert w.seg.strict_ends
+    w.strict.setChecked(False)
 
     w.propagate()
     _wait(qtbot, w)

@@ -7,7 +7,9 @@ its closeness to the annotated slice it started from; outside them a sweep stops
 slices in a row, at any slice the user annotated as empty, where a shrinking object starts to
 grow again (a leak into neighbouring tissue, see ``SHRUNK``/``REGROWN``), and where the predicted
 Dice falls below a threshold: the quality model's (quality.py, ``MODEL_STOP``) when the session has
-one, else the head's (``QUALITY_STOP``); both chosen on validation regions (benchmarks/).
+one, else the head's (``QUALITY_STOP``); both chosen on validation regions (benchmarks/). A
+session's ``strict_ends`` option tightens the unimodal rule and adds a contrast rule
+(``STRICT_ENDS``), for touching objects of equal brightness.
 Everything happens inside one square ROI around the annotated masks, encoded once.
 """
 from __future__ import annotations
@@ -36,6 +38,13 @@ MODEL_STOP = 0.4        # QUALITY_STOP's counterpart when a quality model judges
 STOP_BY_MODEL = True    # a session with a quality model lets it judge (False: the head always does)
 N_PREVIOUS = 1          # the most recent slices of a sweep (with their predictions) held in memory
 ANNOTATED_REACH = None  # annotated slices farther than this from the query leave its memory (None: never)
+CONTRAST_STOP = None    # past the annotations, end a sweep where the predicted mask looks more like the
+CONTRAST_MIN = 0.5      # ring around the annotated object than like the object (its position on the
+                        # ring-to-object intensity scale below this), for objects with this much contrast
+# (SHRUNK, REGROWN, CONTRAST_STOP) of a session's strict_ends option, for touching objects of equal
+# brightness such as nuclei: benchmarks/microscopy.py +0.07 Dice from one box there, while on the MRI
+# validation regions it moved Dice by -0.007 to +0.002, so it is not the default (benchmarks/README.md)
+STRICT_ENDS = (0.9, 1.1, 0.5)
 
 
 @dataclass
@@ -85,15 +94,19 @@ def network_inputs(column: np.ndarray, annotations: dict, roi: ROI, size: int, d
 @torch.no_grad()
 def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, np.ndarray],
                      roi: ROI, device="cpu", cancel=None, flip: bool = False,
-                     quality_stop: float = QUALITY_STOP, stop_model=None, zscale: float = 1.0) -> Propagation:
+                     quality_stop: float = QUALITY_STOP, stop_model=None, zscale: float = 1.0,
+                     ends: tuple | None = None) -> Propagation:
     """column: (Z, side, side) image crops of the ROI; annotations: z -> full-slice bool masks.
 
     ``flip`` runs on the left-right mirrored crops (test-time augmentation) and mirrors back.
     ``quality_stop``: past the annotated slices, the first slice predicted below this Dice ends the
     sweep and is not kept (0 disables the rule); the prediction is the head's, or ``stop_model``'s
     (a quality.QualityModel, single-pass features) when given. ``zscale``: slice spacing over pixel
-    spacing, which converts its distances in slices to pixels (quality.distance_scale).
+    spacing, which converts its distances in slices to pixels (quality.distance_scale). ``ends``:
+    (shrunk, regrown, contrast) of the end rules past the annotations, e.g. STRICT_ENDS; None: the
+    module's SHRUNK, REGROWN and CONTRAST_STOP.
     """
+    shrunk, regrown_by, contrast_stop = ends if ends is not None else (SHRUNK, REGROWN, CONTRAST_STOP)
     S = net.size
     nz = column.shape[0]
     ann = sorted(annotations)
@@ -106,6 +119,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     nonempty = [z for z in ann if ann_crops[z].any()]
     lo_obj, hi_obj = min(nonempty), max(nonempty)
     peak_area = max(float(ann_masks[z].sum()) for z in nonempty)
+    contrast = {z: _object_contrast(images[z, 0], ann_masks[z][0, 0] > 0.5) for z in (lo_obj, hi_obj)}
 
     def memory(z, recent):
         """recent: the sweep's last slices as [z, mask, value or None] (value encoded here, once)."""
@@ -177,7 +191,13 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                 # Unimodal extent: past the annotated slices an object that has shrunk well below its
                 # largest annotated section does not grow back; when the prediction does, it has
                 # leaked into neighbouring tissue, and the sweep stops there.
-                regrown = sw["trough"] < SHRUNK * sw["peak"] and area > REGROWN * sw["trough"] + 4
+                regrown = sw["trough"] < shrunk * sw["peak"] and area > regrown_by * sw["trough"] + 4
+                if contrast_stop is not None and area >= EMPTY_AREA:
+                    # the mask has left the object for tissue that looks like its surroundings
+                    obj, ring = contrast[hi_obj if sw["dir"] == 1 else lo_obj]
+                    if abs(obj - ring) >= CONTRAST_MIN:
+                        inside = float(images[z, 0][hard[0, 0] > 0].mean())
+                        regrown = regrown or (inside - ring) / (obj - ring) < contrast_stop
                 judged = q if stop_model is None else _sweep_quality(stop_model, p[0], q, z, area, sw, lo_obj, hi_obj,
                                                                       ann_masks, zscale)
                 distrusted = judged < quality_stop and area >= EMPTY_AREA
@@ -218,6 +238,15 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     if flip:
         prob = {z: p.flip(-1) for z, p in prob.items()}
     return Propagation(roi, prob, qual, open_ends)
+
+
+def _object_contrast(image: torch.Tensor, mask: torch.Tensor, ring: int = 3) -> tuple[float, float]:
+    """Mean normalised intensity inside an annotated crop-space mask and in a ring around it."""
+    grown = torch.nn.functional.max_pool2d(mask[None, None].float(), 2 * ring + 1, 1, ring)[0, 0] > 0
+    band = grown & ~mask
+    if not mask.any() or not band.any():
+        return 0.0, 0.0
+    return float(image[mask].mean()), float(image[band].mean())
 
 
 def _sweep_quality(model, p, q, z, area, sw, lo, hi, ann_masks, zscale=1.0) -> float:

@@ -75,11 +75,13 @@ class InteractiveSegmenter:
     """Segment one object in a (Z, Y, X) volume from prompts on a few slices.
 
     ``volume`` may be numpy, dask or zarr, any numeric dtype; only the region around the object
-    is read. Points are (y, x), boxes inclusive pixel bounds (y0, x0, y1, x1).
+    is read. Points are (y, x), boxes inclusive pixel bounds (y0, x0, y1, x1). ``strict_ends``
+    ends sweeps sooner where an object narrows and widens again or turns as dark as its
+    surroundings: for touching objects of equal brightness such as nuclei.
     """
 
     def __init__(self, volume, spacing=None, device: str = "auto", weights="default", tta: bool = True,
-                 quality_stop: float | None = None, quality_model="auto"):
+                 quality_stop: float | None = None, quality_model="auto", strict_ends: bool = False):
         shape = getattr(volume, "shape", None)
         if shape is None:
             raise InteractiveError(f"volume must be an array (numpy, dask or zarr), got {type(volume).__name__}")
@@ -116,6 +118,9 @@ class InteractiveSegmenter:
         if quality_stop is None:
             quality_stop = propagation.QUALITY_STOP if self.stop_model is None else propagation.MODEL_STOP
         self.quality_stop = float(quality_stop)
+        # stricter end rules past the annotations (propagation.STRICT_ENDS): for touching objects of
+        # equal brightness, e.g. nuclei; may be changed between propagations
+        self.strict_ends = bool(strict_ends)
         self._s = _State()
         self._history: list[_State] = []
 
@@ -338,7 +343,8 @@ class InteractiveSegmenter:
         net = adapt_decoder(self.net, column, work.annotations, roi, self.device)
         args = (net, column, work.annotations, roi, self.device, cancel)
         zscale = distance_scale(self.spacing)
-        kw = {"quality_stop": self.quality_stop, "stop_model": self.stop_model, "zscale": zscale}
+        kw = {"quality_stop": self.quality_stop, "stop_model": self.stop_model, "zscale": zscale,
+              "ends": propagation.STRICT_ENDS if self.strict_ends else None}
         passes = [propagate_volume(*args, **kw)]
         if self.tta:
             passes.append(propagate_volume(*args, flip=True, **kw))
