@@ -11,7 +11,8 @@ box or an empty mask per round on the recommended slice), and where the error co
 segmentation of that slice alone, the volume propagated from the exact mask of that slice, and the
 same cut to the nucleus' true slice extent (an oracle end rule). ``--variants`` sets engine switches
 as ``interactive_variants.py`` does (``shrunk``, ``regrown``, ``contrast``, ``weights``), and
-``strict=1`` turns on the session option ``strict_ends`` (propagation.STRICT_ENDS).
+``strict=1`` turns on the session option ``strict_ends`` (propagation.STRICT_ENDS); ``choose=random``
+or ``choose=oracle`` picks the corrected slices as ``interactive.py``'s other strategies do.
 
     .venv/bin/python benchmarks/microscopy.py [--variants base regrown=1.2] [--rounds 4] [--wheel PATH]
 """
@@ -75,7 +76,7 @@ def run_variant(args) -> dict:
         area = truth.reshape(len(truth), -1).sum(1)
         z = int(area.argmax())
         seg = InteractiveSegmenter(img, spacing=spacing, device="cpu", **opts)
-        recs = run_session(seg, truth, rounds, "recommend", seed=i)
+        recs = run_session(seg, truth, rounds, kv.get("choose", "recommend"), seed=i)
         pairs += [p for r in recs for p in r["pairs"]]
         secs += [r["seconds"] for r in recs if r["seconds"] is not None]
         seg = InteractiveSegmenter(img, spacing=spacing, device="cpu", **opts)
