@@ -14,7 +14,7 @@ as ``interactive_variants.py`` does (``shrunk``, ``regrown``, ``contrast``, ``we
 ``strict=1`` turns on the session option ``strict_ends`` (propagation.STRICT_ENDS); ``choose=random``
 or ``choose=oracle`` picks the corrected slices as ``interactive.py``'s other strategies do.
 
-    .venv/bin/python benchmarks/microscopy.py [--variants base regrown=1.2] [--rounds 4] [--wheel PATH]
+    .venv/bin/python benchmarks/microscopy.py [--variants base regrown=1.2] [--rounds 4] [--ids even] [--wheel PATH]
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def load_nuclei(wheel: Path):
 
 
 def run_variant(args) -> dict:
-    spec, wheel, spacing, rounds = args
+    spec, wheel, spacing, rounds, ids = args
     import torch
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive import propagation
@@ -71,7 +71,7 @@ def run_variant(args) -> dict:
     img, lab = load_nuclei(wheel)
     opts = {"weights": kv.get("weights", "default"), "strict_ends": kv.get("strict", "0") == "1"}
     per, pairs, secs = {}, [], []
-    for i in (int(v) for v in np.unique(lab) if v):
+    for i in (int(v) for v in np.unique(lab) if v and (ids == "all" or v % 2 == (ids == "odd"))):
         truth = lab == i
         area = truth.reshape(len(truth), -1).sum(1)
         z = int(area.argmax())
@@ -110,6 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--spacing", type=float, nargs=3, default=(2.0, 1.0, 1.0),
                     help="z, y, x; the default is the ratio of the nuclei's median extents (15 px across, 7 slices)")
     ap.add_argument("--wheel", help="a downloaded stardist-0.9.2 wheel (default: fetch it into benchmarks/.cache)")
+    ap.add_argument("--ids", choices=["all", "odd", "even"], default="all",
+                    help="score only the nuclei with odd or even label values (e.g. the half not trained on)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "microscopy.json"))
     a = ap.parse_args(argv)
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
     print(f"{len(ids)} nuclei in {img.shape}; median extent z / y / x: {np.median(ext, 0)} slices / px")
     # one variant per process: the switches are module constants
     with get_context("spawn").Pool(a.jobs, maxtasksperchild=1) as pool:
-        results = pool.map(run_variant, [(v, wheel, tuple(a.spacing), a.rounds) for v in a.variants], chunksize=1)
+        results = pool.map(run_variant, [(v, wheel, tuple(a.spacing), a.rounds, a.ids) for v in a.variants], chunksize=1)
     print()
     print(f"| variant | one box | round {a.rounds} | r pooled | box slice alone | from exact slice | "
           "exact slice, true extent | fill between (exact masks) 1 / last |")
@@ -129,7 +131,8 @@ def main(argv=None) -> int:
         c, f = r["mean_dice_per_round"], r["fill_between"]
         print(f"| {r['variant']} | {c[0]:.3f} | {c[-1]:.3f} | {r['pearson_r_pooled']:.2f} | {r['box_slice']:.3f} | "
               f"{r['exact_slice']:.3f} | {r['exact_slice_true_extent']:.3f} | {f[0]:.3f} / {f[-1]:.3f} |")
-    return save_results(a.out, {"spacing": list(a.spacing), "rounds": a.rounds, "wheel": wheel.name}, results)
+    return save_results(a.out, {"spacing": list(a.spacing), "rounds": a.rounds, "ids": a.ids, "wheel": wheel.name},
+                        results)
 
 
 if __name__ == "__main__":

@@ -181,3 +181,46 @@ def test_mri_supervoxels_keep_away_from_the_excluded_regions(tmp_path):
     near = ndi.binary_dilation(np.isin(full.labels, list(SUBCORTICAL)), iterations=3)
     assert len(src.objects) > 50 and (tmp_path / "sv.npz").exists()
     assert not (src.labels[near] > 0).any() and not (src.labels[~full.brain] > 0).any()
+
+
+def _user_volume():
+    from halo_seg.samples import make_phantom
+    ph = make_phantom((24, 48, 48), n_objects=4, seed=5)
+    return ph.image, ph.labels.astype(np.uint16)
+
+
+def test_user_volumes_become_sources_of_their_own_objects():
+    from halo_seg.train.interactive_data import AXIS_ORDERS, user_source
+    image, labels = _user_volume()
+    values = sorted(int(v) for v in np.unique(labels) if v)
+    iso = user_source(image, labels)
+    assert sorted(v for v, _ in iso.objects) == values and iso.orders == AXIS_ORDERS
+    thick = user_source(image, labels, spacing=(3.0, 1.0, 1.0), regions=values[:2])
+    assert sorted(v for v, _ in thick.objects) == values[:2]          # the others are kept for checking
+    assert all(o[0] == 0 for o in thick.orders)                      # sliced only as acquired
+    smp = ExampleSampler([thick], size=32, seed=0)
+    q, _, _, _, _, tgt = smp.batch(16)
+    assert (tgt.sum((1, 2, 3)) > 0).float().mean() > 0.25     # the rest: past an end, by design
+    for bad, msg in [((image, labels[:-1]), "one shape"), ((image, labels.astype(np.float32)), "integers"),
+                     ((image, np.zeros_like(labels)), "no object")]:
+        with pytest.raises(ValueError, match=msg):
+            user_source(*bad)
+    with pytest.raises(ValueError, match=r"\[99\] are not in the labels"):
+        user_source(image, labels, regions=[values[0], 99])
+
+
+def test_cli_fine_tunes_on_the_users_own_volume(tmp_path, capsys):
+    from halo_seg.cli import main
+    image, labels = _user_volume()
+    np.save(tmp_path / "img.npy", image)
+    np.save(tmp_path / "lab.npy", labels)
+    out = tmp_path / "m.safetensors"
+    common = ["--iterations", "1", "--batch", "2", "--sweeps", "1", "--sweep-steps", "2", "--workers", "0",
+              "--size", "32", "--width", "4", "--out", str(out)]
+    user = ["--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy")]
+    assert main(["train-interactive", *common, *user, "--regions", "1", "2", "--user-share", "0.7"]) == 0
+    assert "user0" in load_memnet(out)[1]["sources"]
+    assert main(["train-interactive", *common, *user, "--regions", "99"]) == 2
+    assert "[99] are not in the labels" in capsys.readouterr().err
+    assert main(["train-interactive", *common, "--image", str(tmp_path / "img.npy")]) == 2
+    assert "give them in pairs" in capsys.readouterr().err

@@ -136,15 +136,38 @@ def cmd_train(a) -> int:
     return 0
 
 
+def _user_volumes(a):
+    """(image, labels, spacing, regions) for each --image/--labels pair of train-interactive."""
+    import numpy as np
+    from .io import open_volume
+    from .train.unet_train import TrainingError
+    images, labels = a.images or [], a.labels or []
+    if len(images) != len(labels):
+        raise TrainingError(f"{len(images)} --image but {len(labels)} --labels; give them in pairs")
+    out = []
+    for ip, lp in zip(images, labels):
+        img, lab = open_volume(ip), open_volume(lp)
+        if img.shape != lab.shape:
+            raise TrainingError(f"{ip} {img.shape} and {lp} {lab.shape} differ in shape")
+        out.append((np.asarray(img.data), np.asarray(lab.data), img.spacing, a.regions))
+    return out
+
+
 def cmd_train_interactive(a) -> int:
     from pathlib import Path
     from .train.interactive_train import train_interactive
-    res = train_interactive(a.out, iterations=a.iterations, batch=a.batch, lr=a.lr, size=a.size,
-                            width=a.width, data_dir=Path(a.data) if a.data else None, seed=a.seed,
-                            resume=a.resume, threads=a.threads, workers=a.workers, device=a.device,
-                            sweeps=a.sweeps, sweep_steps=a.sweep_steps, init=a.init,
-                            mri_supervoxels=a.mri_supervoxels, hold_out_validation=a.hold_out_validation,
-                            minutes=a.minutes, invert=a.invert, thick=a.thick)
+    from .train.unet_train import TrainingError
+    users = _user_volumes(a)
+    try:
+        res = train_interactive(a.out, iterations=a.iterations, batch=a.batch, lr=a.lr, size=a.size,
+                                width=a.width, data_dir=Path(a.data) if a.data else None, seed=a.seed,
+                                resume=a.resume, threads=a.threads, workers=a.workers, device=a.device,
+                                sweeps=a.sweeps, sweep_steps=a.sweep_steps, init=a.init,
+                                mri_supervoxels=a.mri_supervoxels, hold_out_validation=a.hold_out_validation,
+                                minutes=a.minutes, invert=a.invert, thick=a.thick, user_volumes=users,
+                                user_share=a.user_share)
+    except ValueError as exc:   # a user volume without objects, label values not in it, a bad share
+        raise TrainingError(str(exc)) from exc
     print(json.dumps({"out": res["path"], "last": res["history"][-1] if res["history"] else None}))
     return 0
 
@@ -262,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="chance that a training example's volume is resliced into slices 2 to 5 times thicker")
     ti.add_argument("--minutes", type=float, default=None,
                     help="cap the run's length: the learning rate follows the clock and the run ends on time")
+    ti.add_argument("--image", dest="images", action="append", default=None,
+                    help="your own image volume (any format open_volume reads; repeat for several)")
+    ti.add_argument("--labels", dest="labels", action="append", default=None,
+                    help="its label volume: every label value is an object (one --labels per --image)")
+    ti.add_argument("--regions", type=int, nargs="*", default=None,
+                    help="train on these label values of your volumes only (keep others for checking)")
+    ti.add_argument("--user-share", type=float, default=0.5,
+                    help="share of training examples drawn from your volumes; the built-in data keeps the rest")
     ti.set_defaults(fn=cmd_train_interactive)
     tq = sub.add_parser("train-quality", help="fit the predicted-Dice model of an interactive network "
                         "on simulated sessions")

@@ -30,6 +30,7 @@ class Source:
     image: np.ndarray          # float32, percentile-scaled to about [0, 1]
     labels: np.ndarray         # integer label volume
     objects: list = field(default_factory=list)   # (label value, bbox z0 y0 x0 z1 y1 x1)
+    orders: tuple = AXIS_ORDERS                    # slicing orders examples are drawn in
 
 
 def _scale01(img: np.ndarray, mask=None) -> np.ndarray:
@@ -97,6 +98,34 @@ def mri_supervoxel_source(data_dir: Path, exclude=(), n_segments: int = 600, com
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(cache, seg=seg)
     return Source("mri_supervoxels", img, seg, _objects(seg, min_voxels=400))
+
+
+def user_source(image: np.ndarray, labels: np.ndarray, spacing=(1.0, 1.0, 1.0), name: str = "user",
+                regions=None) -> Source:
+    """The user's own labelled volume: every label value (or those in ``regions``) is an object.
+    Slices thicker than 1.5 x the pixels are only sliced as acquired, so that examples look like
+    the user's slices; isotropic volumes are sliced along all three axes."""
+    image, labels = np.asarray(image), np.asarray(labels)
+    if image.ndim != 3 or image.shape != labels.shape:
+        raise ValueError(f"{name}: image {image.shape} and labels {labels.shape} must be 3D volumes of one shape")
+    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
+        raise ValueError(f"{name}: labels must be integers (one value per object), got {labels.dtype}")
+    values = set(int(v) for v in np.unique(labels)) - {0}
+    if regions is not None:
+        missing = sorted(set(regions) - values)
+        if missing:
+            raise ValueError(f"{name}: label values {missing} are not in the labels")
+        labels = np.where(np.isin(labels, list(regions)), labels, 0)
+    lab = labels.astype(np.int32)
+    objects = _objects(lab, min_voxels=50, min_extent=3)
+    if not objects:
+        raise ValueError(f"{name}: no object of at least 50 voxels spanning 3 slices on every axis")
+    finite = np.isfinite(image) if np.issubdtype(image.dtype, np.floating) else None
+    if finite is not None and not finite.all():
+        raise ValueError(f"{name}: the image contains NaN or infinite values")
+    thick = float(spacing[0]) > 1.5 * min(float(spacing[1]), float(spacing[2]))
+    orders = ((0, 1, 2), (0, 2, 1)) if thick else AXIS_ORDERS
+    return Source(name, _scale01(image), lab, objects, orders)
 
 
 def phantom_sources(n: int, seed: int = 1000) -> list[Source]:
@@ -172,7 +201,7 @@ class ExampleSampler:
         rng = self.rng
         src = self.sources[rng.choice(len(self.sources), p=self.p)]
         val, bb = src.objects[rng.integers(len(src.objects))]
-        order = AXIS_ORDERS[rng.integers(len(AXIS_ORDERS))]
+        order = src.orders[rng.integers(len(src.orders))]
         # work in a sub-volume: the whole slicing axis, the object's in-plane box plus room for any ROI
         region = []
         for ax in range(3):

@@ -19,7 +19,7 @@ from ..interactive.memnet import MemSegNet
 from ..interactive.model_io import load_memnet, save_memnet
 from ..samples import SUBCORTICAL, VALIDATION, shared_data_dir
 from .interactive_data import (ExampleSampler, colin27_source, ct_supervoxel_source, mri_supervoxel_source,
-                               phantom_sources)
+                               phantom_sources, user_source)
 
 HELD_OUT = tuple(SUBCORTICAL)  # the benchmark's structures: never trained on
 WARMUP = 0.05                  # share of a run (of its iterations, or of its minutes) spent warming up
@@ -124,7 +124,7 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
                       n_phantoms: int = 12, sweeps: int = 8, sweep_steps: int = 6,
                       init: str | Path | None = None, mri_supervoxels: bool = False,
                       hold_out_validation: bool = False, minutes: float | None = None, invert: float = 0.0,
-                      thick: float = 0.0) -> dict:
+                      thick: float = 0.0, user_volumes=(), user_share: float = 0.5) -> dict:
     """Train (or, with ``resume``, continue; with ``init``, fine-tune from other weights on a fresh
     schedule) the interactive network. Each iteration takes ``batch`` one-step examples and
     ``sweeps`` sweeps of ``sweep_steps`` slices unrolled on the network's own predictions.
@@ -133,7 +133,9 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
     validation regions (``samples.VALIDATION``) out, so that they judge the result fairly; ``minutes``
     caps the run's length: the learning rate follows the clock (time_lr) and the run ends on time;
     ``invert`` is the chance that an example's contrast is inverted, ``thick`` that its volume is
-    resliced into slices 2 to 5 times thicker (ExampleSampler)."""
+    resliced into slices 2 to 5 times thicker (ExampleSampler). ``user_volumes``: the user's own
+    labelled volumes, ``(image, labels, spacing, regions or None)`` each, drawn for ``user_share`` of
+    the examples (the built-in sources keep the rest, so that a fine-tune does not forget them)."""
     if resume and init:
         raise ValueError("give either resume (continue a run) or init (start from weights), not both")
     if threads:
@@ -145,8 +147,17 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
                             held_out=held_out, mri_supervoxels=mri_supervoxels)
     # real anatomy and supervoxels matter more than phantoms; weight by source kind, not object count
     n_ph = sum(s.name.startswith("phantom") for s in sources)
-    n_real = max(1, len(sources) - n_ph)
-    w = [0.25 / max(1, n_ph) if s.name.startswith("phantom") else 0.75 / n_real for s in sources]
+    n_real = len(sources) - n_ph
+    w = [(0.25 if n_real else 1.0) / max(1, n_ph) if s.name.startswith("phantom") else 0.75 / max(1, n_real)
+         for s in sources]
+    if user_volumes:
+        if not 0 < user_share <= 1:
+            raise ValueError(f"user_share must be in (0, 1], got {user_share}")
+        users = [user_source(img, lab, sp, f"user{i}", regions) for i, (img, lab, sp, regions) in enumerate(user_volumes)]
+        for s in users:
+            log(f"source {s.name}: {len(s.objects)} objects, volume {s.image.shape}")
+        w = [x * (1 - user_share) / sum(w) for x in w] + [user_share / len(users)] * len(users)
+        sources = sources + users
     batches = _batch_stream(sources, size, seed, w, batch, workers, (sweeps, sweep_steps), invert, thick)
     start = 0
     if resume or init:
