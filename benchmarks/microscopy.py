@@ -11,7 +11,8 @@ box or an empty mask per round on the recommended slice), and where the error co
 segmentation of that slice alone, the volume propagated from the exact mask of that slice, and the
 same cut to the nucleus' true slice extent (an oracle end rule). ``--variants`` sets engine switches
 as ``interactive_variants.py`` does (``shrunk``, ``regrown``, ``contrast``, ``weights``), and
-``strict=1`` turns on the session option ``strict_ends`` (propagation.STRICT_ENDS); ``choose=random``
+``strict=1`` turns on the session option ``strict_ends`` (propagation.STRICT_ENDS), ``quality=PATH``
+loads another quality model; ``choose=random``
 or ``choose=oracle`` picks the corrected slices as ``interactive.py``'s other strategies do.
 
     .venv/bin/python benchmarks/microscopy.py [--variants base regrown=1.2] [--rounds 4] [--ids even] [--wheel PATH]
@@ -69,7 +70,8 @@ def run_variant(args) -> dict:
     propagation.REGROWN = float(kv.get("regrown", propagation.REGROWN))
     propagation.CONTRAST_STOP = float(kv["contrast"]) if "contrast" in kv else None
     img, lab = load_nuclei(wheel)
-    opts = {"weights": kv.get("weights", "default"), "strict_ends": kv.get("strict", "0") == "1"}
+    opts = {"weights": kv.get("weights", "default"), "strict_ends": kv.get("strict", "0") == "1",
+            "quality_model": kv.get("quality", "auto")}
     per, pairs, secs = {}, [], []
     for i in (int(v) for v in np.unique(lab) if v and (ids == "all" or v % 2 == (ids == "odd"))):
         truth = lab == i
