@@ -224,6 +224,7 @@ def test_distances_to_the_annotations_are_measured_in_pixels_not_slices(tmp_path
         seg.add_box(5, 8, 8, 23, 23)
         seg.propagate()
         feats[spacing] = seg.slice_features
+        area5 = float(seg.prediction[5].sum())    # the same box-segmented slice at every spacing
     iso, thick, thick2 = feats.values()
     assert iso and iso.keys() == thick.keys() == thick2.keys()
     i, j = FEATURES.index("logdist"), FEATURES.index("dist_ext")
@@ -235,5 +236,9 @@ def test_distances_to_the_annotations_are_measured_in_pixels_not_slices(tmp_path
         assert f[FEATURES.index("logz")] == 0 and thick[z][FEATURES.index("logz")] == pytest.approx(np.log(3))
         e = FEATURES.index("empty")
         assert thick[z][FEATURES.index("empty_logz")] == pytest.approx(thick[z][e] * np.log(3))
-        rest = [k for k in range(len(FEATURES)) if FEATURES[k] not in ("logdist", "out_logdist", "logz", "empty_logz")]
+        radius = np.sqrt(area5 / np.pi)              # of the annotated slice's mask, in pixels
+        r = FEATURES.index("logrdist")
+        assert f[r] == pytest.approx(np.log1p(d / radius)) and thick[z][r] == pytest.approx(np.log1p(3 * d / radius))
+        rest = [k for k in range(len(FEATURES)) if FEATURES[k] not in ("logdist", "out_logdist", "logz", "empty_logz",
+                                                                       "logrdist", "out_logrdist")]
         np.testing.assert_allclose(thick[z][rest], f[rest])

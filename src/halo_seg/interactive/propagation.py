@@ -199,7 +199,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                         inside = float(images[z, 0][hard[0, 0] > 0].mean())
                         regrown = regrown or (inside - ring) / (obj - ring) < contrast_stop
                 judged = q if stop_model is None else _sweep_quality(stop_model, p[0], q, z, area, sw, lo_obj, hi_obj,
-                                                                      ann_masks, zscale)
+                                                                      ann_masks, zscale, roi.side / S)
                 distrusted = judged < quality_stop and area >= EMPTY_AREA
                 # distrusted: the quality model (or, without one, the head) judges this slice more
                 # likely wrong than right: the object has ended or the sweep leaked
@@ -249,13 +249,15 @@ def _object_contrast(image: torch.Tensor, mask: torch.Tensor, ring: int = 3) -> 
     return float(image[mask].mean()), float(image[band].mean())
 
 
-def _sweep_quality(model, p, q, z, area, sw, lo, hi, ann_masks, zscale=1.0) -> float:
+def _sweep_quality(model, p, q, z, area, sw, lo, hi, ann_masks, zscale=1.0, px_per_crop=1.0) -> float:
     """The quality model's single-pass prediction for a slice past the annotations, from what the
-    sweep knows there: crop-space areas, the area change against the previous slice only."""
+    sweep knows there: crop-space areas, the area change against the previous slice only;
+    ``px_per_crop``: volume pixels per crop pixel along a side."""
     end = hi if sw["dir"] == 1 else lo
     prev = float(sw["recent"][-1][1].sum()) if sw["recent"] else area
+    end_area = float(ann_masks[end].sum())
     x = feature_vector(q, 0.0, 0.0, p.float().cpu().numpy(), abs(z - end), hi - lo + 1, True, area,
-                       float(ann_masks[end].sum()), prev, EMPTY_AREA, zscale)
+                       end_area, prev, EMPTY_AREA, zscale, end_area * px_per_crop ** 2)
     return model.predict({z: x}, tta=False)[z]
 
 

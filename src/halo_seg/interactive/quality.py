@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 FEATURES = ("q", "agree", "one_pass", "conf", "unc", "logdist", "dist_ext", "outside", "out_logdist",
-            "area_near", "empty", "smooth", "logz", "empty_logz")
+            "area_near", "empty", "smooth", "logz", "empty_logz", "logrdist", "out_logrdist")
 SINGLE = tuple(f for f in FEATURES if f not in ("agree", "one_pass"))   # without the mirrored pass
 
 
@@ -61,13 +61,18 @@ def slice_features(passes, pred: np.ndarray, annotations: dict, zscale: float = 
 
 
 def feature_vector(q, agree, one_pass, prob, dist, extent, outside, area, near_area, neighbour_area,
-                   empty_area: float = 2.0, zscale: float = 1.0) -> np.ndarray:
+                   empty_area: float = 2.0, zscale: float = 1.0, near_area_px: float | None = None) -> np.ndarray:
     """One slice's features in FEATURES order. prob: its foreground probabilities; dist: slices to
     the nearest annotated slice showing the object; extent: slices from the first to the last of
     those; areas in pixels of one resolution (ratios only are used); zscale: ``distance_scale``,
     which turns slices into pixels and, for thick slices, changes what an empty prediction means
-    (an object ends abruptly there, so past its end an empty slice is more often right)."""
+    (an object ends abruptly there, so past its end an empty slice is more often right);
+    near_area_px: the nearest annotation's area in the volume's pixels (default ``near_area``),
+    whose equivalent radius makes the distance relative to the object's size: a compact object
+    ends about one radius from its largest section, whether it is a nucleus or a thalamus."""
     dist, extent = dist * zscale, extent * zscale
+    radius = math.sqrt(max(near_area if near_area_px is None else near_area_px, 1.0) / math.pi)
+    logr = math.log1p(dist / radius)
     logz = math.log(zscale)
     empty = float(area < empty_area)
     fg = prob > 0.5
@@ -76,7 +81,8 @@ def feature_vector(q, agree, one_pass, prob, dist, extent, outside, area, near_a
     outside = float(outside)
     return np.array([q, agree, one_pass, conf, unc, math.log1p(dist), dist / extent, outside,
                      outside * math.log1p(dist), math.log((area + 1) / (near_area + 1)), empty,
-                     abs(area - neighbour_area) / (area + neighbour_area + 1), logz, empty * logz])
+                     abs(area - neighbour_area) / (area + neighbour_area + 1), logz, empty * logz,
+                     logr, outside * logr])
 
 
 class QualityModel:
