@@ -42,8 +42,8 @@ CONTRAST_STOP = None    # past the annotations, end a sweep where the predicted 
 CONTRAST_MIN = 0.5      # ring around the annotated object than like the object (its position on the
                         # ring-to-object intensity scale below this), for objects with this much contrast
 # (SHRUNK, REGROWN, CONTRAST_STOP) of a session's strict_ends option, for touching objects of equal
-# brightness such as nuclei: benchmarks/microscopy.py +0.07 Dice from one box there, while on the MRI
-# validation regions it moved Dice by -0.007 to +0.002, so it is not the default (benchmarks/README.md)
+# brightness such as nuclei: benchmarks/microscopy.py +0.02 to +0.07 Dice from one box there, while on
+# the MRI validation regions it moved Dice by -0.007 to +0.002, so it is not the default
 STRICT_ENDS = (0.9, 1.1, 0.5)
 
 
