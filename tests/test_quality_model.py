@@ -242,3 +242,30 @@ def test_distances_to_the_annotations_are_measured_in_pixels_not_slices(tmp_path
         rest = [k for k in range(len(FEATURES)) if FEATURES[k] not in ("logdist", "out_logdist", "logz", "empty_logz",
                                                                        "logrdist", "out_logrdist")]
         np.testing.assert_allclose(thick[z][rest], f[rest])
+
+
+def test_sweeps_see_the_size_relative_distance_the_reported_quality_sees(phantom):
+    # the stop rule judges each slice inside the sweep from crop-space areas, the reported quality
+    # after it from the volume's pixels: both must give the object's radius in the same unit
+    from halo_seg.interactive import quality
+    image, truth = phantom
+    z = int(truth.sum((1, 2)).argmax())
+    seen = {}
+    model = QualityModel({name: {"features": list(f), "mean": [0.0] * len(f), "std": [1.0] * len(f),
+                                 "w": [0.0] * len(f), "b": 20.0} for name, f in (("tta", FEATURES), ("single", SINGLE))})
+    real_predict = model.predict
+
+    def spy(feats, tta):
+        if not tta and len(feats) == 1:    # a sweep judging one slice (the reported quality: all at once)
+            seen.update(feats)
+        return real_predict(feats, tta)
+    model.predict = spy
+    seg = InteractiveSegmenter(image, device="cpu", tta=False, quality_model=model)
+    seg.add_box(z, *mask_bbox(truth[z]))
+    seg.propagate()
+    after = seg.slice_features
+    r = quality.FEATURES.index("logrdist")
+    past = [k for k in seen if k in after and k != z]
+    assert len(past) >= 3
+    for k in past:
+        assert seen[k][r] == pytest.approx(after[k][r], rel=0.05), k
