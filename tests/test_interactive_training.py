@@ -202,7 +202,8 @@ def test_user_volumes_become_sources_of_their_own_objects():
     q, _, _, _, _, tgt = smp.batch(16)
     assert (tgt.sum((1, 2, 3)) > 0).float().mean() > 0.25     # the rest: past an end, by design
     for bad, msg in [((image, labels[:-1]), "one shape"), ((image, labels.astype(np.float32)), "integers"),
-                     ((image, np.zeros_like(labels)), "no object")]:
+                     ((image, np.zeros_like(labels)), "no object"),
+                     ((np.where(labels > 0, np.nan, image), labels), "NaN")]:
         with pytest.raises(ValueError, match=msg):
             user_source(*bad)
     with pytest.raises(ValueError, match=r"\[99\] are not in the labels"):

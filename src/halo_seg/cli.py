@@ -136,21 +136,24 @@ def cmd_train(a) -> int:
     return 0
 
 
-def _user_volumes(a):
-    """(image, labels, spacing, regions) for each --image/--labels pair of train-interactive."""
+def _read_pair(image_path, labels_path):
+    """(image, labels, spacing) of an image and its label volume, read whole; they must match in shape."""
     import numpy as np
     from .io import open_volume
+    from .train.unet_train import TrainingError
+    img, lab = open_volume(image_path), open_volume(labels_path)
+    if img.shape != lab.shape:
+        raise TrainingError(f"{image_path} {img.shape} and {labels_path} {lab.shape} differ in shape")
+    return np.asarray(img.data), np.asarray(lab.data), img.spacing
+
+
+def _user_volumes(a):
+    """(image, labels, spacing, regions) for each --image/--labels pair of train-interactive."""
     from .train.unet_train import TrainingError
     images, labels = a.images or [], a.labels or []
     if len(images) != len(labels):
         raise TrainingError(f"{len(images)} --image but {len(labels)} --labels; give them in pairs")
-    out = []
-    for ip, lp in zip(images, labels):
-        img, lab = open_volume(ip), open_volume(lp)
-        if img.shape != lab.shape:
-            raise TrainingError(f"{ip} {img.shape} and {lp} {lab.shape} differ in shape")
-        out.append((np.asarray(img.data), np.asarray(lab.data), img.spacing, a.regions))
-    return out
+    return [(*_read_pair(ip, lp), a.regions) for ip, lp in zip(images, labels)]
 
 
 def cmd_train_interactive(a) -> int:
@@ -180,13 +183,9 @@ def cmd_train_quality(a) -> int:
         import torch
         torch.set_num_threads(a.threads)
     if a.image:
-        from .io import open_volume
         if not a.labels:
             raise FileNotFoundError("--image needs --labels (the label volume of the same shape)")
-        img, lab = open_volume(a.image), open_volume(a.labels)
-        if img.shape != lab.shape:
-            raise TrainingError(f"image {img.shape} and labels {lab.shape} differ in shape")
-        image, labels, spacing = np.asarray(img.data), np.asarray(lab.data), img.spacing
+        image, labels, spacing = _read_pair(a.image, a.labels)
         regions = a.regions or [int(v) for v in np.unique(labels) if v != 0]
         note = f"{a.image} with {a.labels}"
     else:

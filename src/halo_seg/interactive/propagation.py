@@ -119,7 +119,8 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     nonempty = [z for z in ann if ann_crops[z].any()]
     lo_obj, hi_obj = min(nonempty), max(nonempty)
     peak_area = max(float(ann_masks[z].sum()) for z in nonempty)
-    contrast = {z: _object_contrast(images[z, 0], ann_masks[z][0, 0] > 0.5) for z in (lo_obj, hi_obj)}
+    contrast = ({z: _object_contrast(images[z, 0], ann_masks[z][0, 0] > 0.5) for z in (lo_obj, hi_obj)}
+                if contrast_stop is not None else {})
 
     def memory(z, recent):
         """recent: the sweep's last slices as [z, mask, value or None] (value encoded here, once)."""

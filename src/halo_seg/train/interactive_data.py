@@ -120,8 +120,7 @@ def user_source(image: np.ndarray, labels: np.ndarray, spacing=(1.0, 1.0, 1.0), 
     objects = _objects(lab, min_voxels=50, min_extent=3)
     if not objects:
         raise ValueError(f"{name}: no object of at least 50 voxels spanning 3 slices on every axis")
-    finite = np.isfinite(image) if np.issubdtype(image.dtype, np.floating) else None
-    if finite is not None and not finite.all():
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
         raise ValueError(f"{name}: the image contains NaN or infinite values")
     thick = float(spacing[0]) > 1.5 * min(float(spacing[1]), float(spacing[2]))
     orders = ((0, 1, 2), (0, 2, 1)) if thick else AXIS_ORDERS
