@@ -192,20 +192,20 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                 # Unimodal extent: past the annotated slices an object that has shrunk well below its
                 # largest annotated section does not grow back; when the prediction does, it has
                 # leaked into neighbouring tissue, and the sweep stops there.
-                regrown = sw["trough"] < shrunk * sw["peak"] and area > regrown_by * sw["trough"] + 4
+                leaked = sw["trough"] < shrunk * sw["peak"] and area > regrown_by * sw["trough"] + 4
                 if contrast_stop is not None and area >= EMPTY_AREA:
                     # the mask has left the object for tissue that looks like its surroundings
                     obj, ring = contrast[hi_obj if sw["dir"] == 1 else lo_obj]
                     if abs(obj - ring) >= CONTRAST_MIN:
                         inside = float(images[z, 0][hard[0, 0] > 0].mean())
-                        regrown = regrown or (inside - ring) / (obj - ring) < contrast_stop
+                        leaked = leaked or (inside - ring) / (obj - ring) < contrast_stop
                 judged = q if stop_model is None else _sweep_quality(stop_model, p[0], q, z, area, sw, lo_obj, hi_obj,
                                                                       ann_masks, zscale, roi.side / S)
                 distrusted = judged < quality_stop and area >= EMPTY_AREA
                 # distrusted: the quality model (or, without one, the head) judges this slice more
                 # likely wrong than right: the object has ended or the sweep leaked
                 sw["low"] = sw["low"] + [z] if distrusted else []
-                if regrown or len(sw["low"]) >= QUALITY_PATIENCE:
+                if leaked or len(sw["low"]) >= QUALITY_PATIENCE:
                     for zl in sw["low"][:-1]:   # distrusted slices kept on patience go too
                         del sw["prob"][zl], sw["qual"][zl]
                     sw["on"], sw["open"] = False, judged
