@@ -21,7 +21,8 @@ slices farther than this from the query leave its memory), ``shrunk``/``regrown`
 rule: past the annotations a sweep ends where an object that shrank below ``shrunk`` x its largest
 section grows back above ``regrown`` x its smallest), ``contrast`` (a sweep ends where the predicted
 mask's intensity lies below this fraction of the way from the annotated object's ring to the object),
-``strict=1`` (the session option ``strict_ends``: propagation.STRICT_ENDS).
+``strict=1`` (the session option ``strict_ends``: propagation.STRICT_ENDS), ``quality=PATH`` (another
+quality model for the shipped network).
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def run_variant(args) -> dict:
         name = VALIDATION.get(lab, str(lab))
         seg = InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu", weights=kv.get("weights", "default"),
                                    quality_stop=float(kv["tau"]) if "tau" in kv else None,
-                                   quality_model=None if kv.get("qmodel") == "0" else "auto",
+                                   quality_model=None if kv.get("qmodel") == "0" else kv.get("quality", "auto"),
                                    strict_ends=kv.get("strict", "0") == "1")
         rec = run_session(seg, data.labels == lab, rounds=6, seed=lab)
         per[name] = [r["dice"] for r in rec]

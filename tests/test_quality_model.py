@@ -10,7 +10,7 @@ import torch
 from halo_seg import InteractiveError, InteractiveSegmenter
 from halo_seg.cli import main as cli_main
 from halo_seg.interactive.memnet import MemSegNet
-from halo_seg.interactive.model_io import save_memnet
+from halo_seg.interactive.model_io import default_memnet_installed, save_memnet
 from halo_seg.interactive.propagation import Propagation
 from halo_seg.interactive.quality import FEATURES, SINGLE, QualityModel, fit_logistic, load_for, slice_features, sidecar
 from halo_seg.interactive.roi import ROI, mask_bbox
@@ -269,3 +269,161 @@ def test_sweeps_see_the_size_relative_distance_the_reported_quality_sees(phantom
     assert len(past) >= 3
     for k in past:
         assert seen[k][r] == pytest.approx(after[k][r], rel=0.05), k
+
+
+def test_weighted_fit_equals_repeating_samples():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 3))
+    y = np.clip(1 / (1 + np.exp(-(x[:, 0] - x[:, 1]))) + rng.normal(0, 0.1, 300), 0, 1)
+    reps = rng.integers(1, 4, size=300)
+    a = fit_logistic(x, y, FEATURES[:3], l2=0, weight=reps / reps.mean())
+    b = fit_logistic(np.repeat(x, reps, 0), np.repeat(y, reps), FEATURES[:3], l2=0)
+    test = dict(enumerate(rng.normal(size=(20, 3))))
+    pa = QualityModel({"tta": a, "single": a}).predict(test, True)
+    pb = QualityModel({"tta": b, "single": b}).predict(test, True)
+    assert [pa[i] for i in range(20)] == pytest.approx([pb[i] for i in range(20)], abs=1e-4)
+    plain = QualityModel({"tta": (c := fit_logistic(x, y, FEATURES[:3], l2=0)), "single": c}).predict(test, True)
+    assert max(abs(plain[i] - pb[i]) for i in range(20)) > 1e-3   # the weights did change the fit
+
+
+def test_pooling_moves_a_model_toward_new_objects_by_their_share():
+    """A prior data set following one law and a few new samples following the opposite law: the
+    pooled model lies between them, the closer to the new law the larger the new samples' share."""
+    from halo_seg.train.quality_fit import _fit
+    rng = np.random.default_rng(3)
+
+    def data(n, sign):
+        x = rng.normal(size=(n, len(FEATURES)))
+        return x, 1 / (1 + np.exp(-sign * 2 * x[:, 0]))
+    prior = {name: data(2000, +1) for name in ("tta", "single")}
+    new = {name: data(60, -1) for name in ("tta", "single")}
+    probe = {0: np.r_[1.5, np.zeros(len(FEATURES) - 1)]}
+
+    def at(models):
+        return QualityModel(models).predict(probe, True)[0]
+    p_prior, p_new = at(_fit(prior)), at(_fit(new))
+    assert p_prior > 0.9 and p_new < 0.1
+    shares = [at(_fit(new, prior, s)) for s in (0.1, 0.5, 0.9)]
+    assert p_prior > shares[0] > shares[1] > shares[2] > p_new
+    assert shares[1] == pytest.approx(0.5, abs=0.1)
+
+
+def test_samples_file_round_trip_and_checks(tmp_path):
+    from halo_seg.interactive.quality import load_samples, save_samples
+    rng = np.random.default_rng(4)
+    samples = {name: (rng.normal(size=(7, len(FEATURES))), rng.random(7)) for name in ("tta", "single")}
+    path = save_samples(tmp_path / "s.npz", samples, "abc")
+    back = load_samples(path, "abc")
+    for name in samples:
+        assert back[name][0] == pytest.approx(samples[name][0], abs=1e-6)
+        assert back[name][1] == pytest.approx(samples[name][1], abs=1e-6)
+    with pytest.raises(ValueError, match="other weights"):
+        load_samples(path, "def")
+    np.savez(tmp_path / "f.npz", features=np.array(FEATURES[:-1]), weights_sha256=np.array("abc"),
+             **{f"{n}_{p}": np.zeros((1, 1)) for n in ("tta", "single") for p in "xy"})
+    with pytest.raises(ValueError, match="other features"):
+        load_samples(tmp_path / "f.npz", "abc")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="missing or corrupt"):
+        load_samples(tmp_path / "bad.npz", "abc")
+    with pytest.raises(ValueError, match="missing or corrupt"):
+        load_samples(tmp_path / "none.npz", "abc")
+
+
+def test_fit_quality_saves_its_samples_pools_reports_progress_and_cancels(phantom, weights, tmp_path):
+    from halo_seg.interactive.quality import load_samples, samples_path
+    from halo_seg.train.quality_fit import _fit, fit_quality, train_quality
+    image, truth = phantom
+    labels = truth.astype(np.uint8)
+    quiet = lambda *_: None  # noqa: E731
+    model, path = train_quality(image, labels, [1], weights=weights, out=tmp_path / "q.json", rounds=2, log=quiet)
+    sha = model.meta["weights_sha256"]
+    samples = load_samples(samples_path(path), sha)
+    assert len(samples["tta"][1]) == model.meta["metrics"]["tta"]["slices"]
+    # the saved samples are what the model was fitted on: refitting them gives the same predictions
+    refit = QualityModel(_fit(samples))
+    x = dict(enumerate(samples["tta"][0]))
+    want, got = model.predict(x, True), refit.predict(x, True)
+    assert max(abs(want[i] - got[i]) for i in x) < 1e-3
+
+    calls = []
+    pooled, new = fit_quality(image, labels, [1], weights=weights, rounds=2, pool=samples_path(path), share=0.5,
+                              log=quiet, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]   # one object: 2 passes x with and without the mirror
+    assert pooled.meta["pooled_with"] == str(samples_path(path)) and pooled.meta["share"] == 0.5
+    assert len(new["tta"][1]) > 0
+    with pytest.raises(InterruptedError):
+        fit_quality(image, labels, [1], weights=weights, rounds=2, log=quiet, cancel=lambda: True)
+    torch.manual_seed(1)
+    other = save_memnet(MemSegNet(size=32, width=4), tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="other weights"):
+        fit_quality(image, labels, [1], weights=other, rounds=2, log=quiet, pool=samples_path(path))
+    with pytest.raises(ValueError, match="share"):
+        fit_quality(image, labels, [1], weights=weights, rounds=2, log=quiet, pool=samples_path(path), share=0)
+
+
+def test_use_quality_model_checks_it_and_makes_it_the_judge(phantom, weights):
+    from halo_seg.interactive import propagation
+    image, truth = phantom
+    seg = InteractiveSegmenter(image, device="cpu", weights=weights, tta=False, quality_model=None)
+    assert seg.stop_model is None and seg.quality_stop == propagation.QUALITY_STOP
+    m = _model(seg.weights_meta["sha256"])
+    seg.use_quality_model(m)
+    assert seg.quality_model is m and seg.quality_stop == propagation.MODEL_STOP
+    assert seg.stop_model is (m if propagation.STOP_BY_MODEL else None)
+    with pytest.raises(InteractiveError, match="other weights"):
+        seg.use_quality_model(_model("x"))
+    with pytest.raises(InteractiveError, match="QualityModel"):
+        seg.use_quality_model("q.json")
+    assert seg.quality_model is m                       # unchanged by the refusals
+    seg.use_quality_model(None)
+    assert seg.quality_model is None and seg.quality_stop == propagation.QUALITY_STOP
+    # a threshold given by the caller stays; the model reports the quality from the next propagation
+    seg = InteractiveSegmenter(image, device="cpu", weights=weights, tta=False, quality_model=None, quality_stop=0)
+    seg.use_quality_model(m)
+    assert seg.quality_stop == 0
+    z = int(truth.sum((1, 2)).argmax())
+    seg.add_box(z, *mask_bbox(truth[z]))
+    seg.propagate()
+    want = m.predict(seg.slice_features, tta=False)
+    assert want and all(seg.quality[k] == pytest.approx(v) for k, v in want.items())
+
+
+def test_train_quality_command_pools_and_never_overwrites_the_shipped_model(phantom, weights, tmp_path, capsys):
+    from halo_seg.io.labels import write_labels
+    image, truth = phantom
+    img_path, lab_path = tmp_path / "img.npy", tmp_path / "lab.zarr"
+    np.save(img_path, image)
+    write_labels(truth.astype(np.uint8), lab_path)
+    rc = cli_main(["train-quality", "--image", str(img_path), "--labels", str(lab_path), "--rounds", "1"])
+    assert rc == 2 and "give --out" in capsys.readouterr().err
+    base = ["train-quality", "--weights", str(weights), "--image", str(img_path), "--labels", str(lab_path),
+            "--rounds", "2", "--threads", "1"]
+    assert cli_main(base + ["--out", str(tmp_path / "a.json")]) == 0
+    assert (tmp_path / "a.npz").exists()                       # its samples, for a later pooled fit
+    assert cli_main(base + ["--out", str(tmp_path / "b.json"), "--pool", str(tmp_path / "a.npz"),
+                            "--share", "0.3"]) == 0
+    d = json.loads((tmp_path / "b.json").read_text())
+    assert d["pooled_with"] == str(tmp_path / "a.npz") and d["share"] == 0.3
+    capsys.readouterr()
+    assert cli_main(base + ["--out", str(tmp_path / "c.json"), "--pool", str(tmp_path / "none.npz")]) == 2
+    assert "missing or corrupt" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
+def test_the_shipped_samples_are_what_the_shipped_quality_model_was_fitted_on():
+    """Pooled fits ("Learn from objects", --pool) adjust the shipped model by pooling its samples:
+    refitting those alone must give the shipped model back, or a pooled fit drifts from it."""
+    from halo_seg.interactive.model_io import load_memnet
+    from halo_seg.interactive.quality import load_samples, sample_path_for
+    from halo_seg.train.quality_fit import _fit
+    meta = load_memnet("default", "cpu")[1]
+    shipped = load_for(meta)
+    samples = load_samples(sample_path_for(meta), meta["sha256"])
+    assert len(samples["tta"][1]) == shipped.meta["metrics"]["tta"]["slices"]
+    refit = QualityModel(_fit(samples))
+    for name, tta in (("tta", True), ("single", False)):
+        x = samples[name][0]
+        probe = dict(enumerate(x[:: max(1, len(x) // 500)]))
+        want, got = shipped.predict(probe, tta), refit.predict(probe, tta)
+        assert max(abs(want[i] - got[i]) for i in probe) < 1e-3, name

@@ -185,6 +185,9 @@ def cmd_train_quality(a) -> int:
     if a.image:
         if not a.labels:
             raise FileNotFoundError("--image needs --labels (the label volume of the same shape)")
+        if a.weights == "default" and not a.out:
+            raise TrainingError("give --out for a quality model fitted on your own volume: the shipped one, "
+                                "which every session of the default weights loads, is not overwritten")
         image, labels, spacing = _read_pair(a.image, a.labels)
         regions = a.regions or [int(v) for v in np.unique(labels) if v != 0]
         note = f"{a.image} with {a.labels}"
@@ -196,7 +199,8 @@ def cmd_train_quality(a) -> int:
         note = "Colin27 T1, 1 mm, AAL regions (samples.QUALITY_FIT unless --regions)"
     try:
         _, path = train_quality(image, labels, regions, weights=a.weights, out=a.out, spacing=spacing,
-                                rounds=a.rounds, device=a.device, data_note=note, thickness=a.thickness)
+                                rounds=a.rounds, device=a.device, data_note=note, thickness=a.thickness,
+                                pool=a.pool, share=a.share)
     except ValueError as exc:   # InteractiveError included: a region missing, a bad weights file
         raise TrainingError(str(exc)) from exc
     print(json.dumps({"out": str(path)}))
@@ -304,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     tq.add_argument("--rounds", type=int, default=6)
     tq.add_argument("--thickness", type=int, nargs="+", default=[1],
                     help="also simulate on the volume resliced into slices K times thicker (e.g. 1 3 5)")
+    tq.add_argument("--pool", nargs="?", const="auto", default=None, metavar="SAMPLES",
+                    help="adjust the weights' current quality model instead of replacing it: pool these sessions "
+                    "with the samples it was fitted on (default: <model>.quality.npz beside it)")
+    tq.add_argument("--share", type=float, default=0.5,
+                    help="with --pool, the share of the weight the new sessions carry")
     tq.add_argument("--threads", type=int, default=None)
     tq.add_argument("--device", default="cpu")
     tq.set_defaults(fn=cmd_train_quality)

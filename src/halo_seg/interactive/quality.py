@@ -126,6 +126,40 @@ def sidecar(weights_path: str | Path) -> Path:
     return p.with_name(p.stem + ".quality.json")
 
 
+def samples_path(model_path: str | Path) -> Path:
+    """Where a quality model's fitting data lies: ``<name>.quality.npz`` beside ``<name>.quality.json``."""
+    return Path(model_path).with_suffix(".npz")
+
+
+def sample_path_for(weights_meta: dict) -> Path:
+    """The samples the weights' own quality model (sidecar) was fitted on."""
+    return samples_path(sidecar(weights_meta["path"]))
+
+
+def save_samples(path: str | Path, samples: dict, weights_sha256: str) -> Path:
+    """The (features, true Dice) a model was fitted on, so that a later fit can pool them with new objects."""
+    arrays = {f"{name}_{part}": np.asarray(v, np.float32) for name, xy in samples.items()
+              for part, v in zip("xy", xy)}
+    np.savez_compressed(path, features=np.array(FEATURES), weights_sha256=np.array(weights_sha256), **arrays)
+    return Path(path)
+
+
+def load_samples(path: str | Path, weights_sha256: str) -> dict:
+    """name -> (features, true Dice) saved by save_samples, checked against the network and the features."""
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            feats, sha = tuple(d["features"].tolist()), str(d["weights_sha256"])
+            samples = {name: (d[f"{name}_x"].astype(float), d[f"{name}_y"].astype(float)) for name in ("tta", "single")}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"quality samples {path} are missing or corrupt: {exc}") from exc
+    if feats != FEATURES:
+        raise ValueError(f"quality samples {path} hold other features ({len(feats)}) than this version's ({len(FEATURES)})")
+    if sha != weights_sha256:
+        raise ValueError(f"quality samples {path} were made with other weights (sha256 {sha}): they cannot be "
+                         "pooled with sessions of these")
+    return samples
+
+
 def load_for(weights_meta: dict) -> QualityModel | None:
     """The quality model fitted for these weights, or None (the head's raw output is used then)."""
     path = sidecar(weights_meta["path"])
@@ -140,19 +174,21 @@ def load_for(weights_meta: dict) -> QualityModel | None:
     return model
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, features, l2: float = 1e-3) -> dict:
-    """Fit the logistic model to true slice Dice (a fraction, so binary cross-entropy on soft targets)."""
+def fit_logistic(x: np.ndarray, y: np.ndarray, features, l2: float = 1e-3, weight: np.ndarray | None = None) -> dict:
+    """Fit the logistic model to true slice Dice (a fraction, so binary cross-entropy on soft targets);
+    ``weight``: one per sample (mean 1), for pooling data sets of very different sizes."""
     import torch
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.tensor((x - mean) / std, dtype=torch.float64)
     yt = torch.tensor(y, dtype=torch.float64)
+    wt = torch.ones_like(yt) if weight is None else torch.tensor(weight, dtype=torch.float64)
     w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt) + l2 * (w ** 2).sum()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, yt, weight=wt) + l2 * (w ** 2).sum()
         loss.backward()
         return loss
 

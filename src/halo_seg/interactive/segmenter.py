@@ -114,15 +114,33 @@ class InteractiveSegmenter:
             raise InteractiveError(str(exc)) from exc
         # past the annotations a sweep ends below this predicted Dice (0: never), judged by the quality
         # model when there is one; None: the threshold chosen for that judge
-        self.stop_model = self.quality_model if propagation.STOP_BY_MODEL else None
-        if quality_stop is None:
-            quality_stop = propagation.QUALITY_STOP if self.stop_model is None else propagation.MODEL_STOP
-        self.quality_stop = float(quality_stop)
+        self._stop_given = quality_stop
+        self._judge_with(self.quality_model)
         # stricter end rules past the annotations (propagation.STRICT_ENDS): for touching objects of
         # equal brightness, e.g. nuclei; may be changed between propagations
         self.strict_ends = bool(strict_ends)
         self._s = _State()
         self._history: list[_State] = []
+
+    def use_quality_model(self, model):
+        """From the next propagation on, ``model`` (a QualityModel fitted for these weights, e.g. on the
+        user's own objects with train.quality_fit.fit_quality; None: the network's head) reports the
+        quality, chooses the recommended slice and judges where sweeps end."""
+        if model is not None and not isinstance(model, QualityModel):
+            raise InteractiveError(f"quality model must be a QualityModel or None, got {type(model).__name__}")
+        sha = model.meta.get("weights_sha256") if model is not None else None
+        if sha is not None and sha != self.weights_meta.get("sha256"):
+            raise InteractiveError(f"this quality model was fitted for other weights (sha256 {sha}); "
+                                   "fit one for these")
+        self._judge_with(model)
+
+    def _judge_with(self, model):
+        self.quality_model = model
+        self.stop_model = model if propagation.STOP_BY_MODEL else None
+        stop = self._stop_given
+        if stop is None:
+            stop = propagation.QUALITY_STOP if self.stop_model is None else propagation.MODEL_STOP
+        self.quality_stop = float(stop)
 
     # -- read-only views ----------------------------------------------------------------------------
     @property

@@ -55,7 +55,7 @@ def _exhausted(seg, truth: np.ndarray) -> bool:
     return not todo
 
 
-def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recommend", seed: int = 0):
+def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recommend", seed: int = 0, cancel=None):
     """Returns per-round records: dice, seconds, chosen slice, (predicted, true) slice Dice pairs and
     (quality features, true Dice) samples of the propagated slices. When every slice of the object
     and one on either side is annotated (an object only a few slices thick) the user is done: the
@@ -80,7 +80,7 @@ def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recomm
             seg.add_box(z, *tight_box(truth[z]))
         else:
             seg.set_slice_mask(z, np.zeros(truth.shape[1:], bool))
-        pred = seg.propagate()
+        pred = seg.propagate(cancel=cancel)
         sec = time.perf_counter() - t0
         q = seg.quality
         true_sd = dice_per_slice(pred, truth)

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..interactive.model_io import load_memnet
-from ..interactive.quality import FEATURES, SINGLE, QualityModel, fit_logistic, sidecar
+from ..interactive.quality import (FEATURES, SINGLE, QualityModel, fit_logistic, load_samples, sample_path_for,
+                                   samples_path, save_samples, sidecar)
 from ..interactive.segmenter import InteractiveSegmenter
 from ..interactive.simulate import run_session, thick_slices
 from ..metrics import pearson
@@ -31,7 +32,7 @@ def check_regions(labels, regions):
 
 
 def session_samples(image, labels, regions, weights="default", spacing=None, rounds=6, tta=True,
-                    quality_model=None, device="cpu", log=print):
+                    quality_model=None, device="cpu", log=print, cancel=None, on_region=None):
     """(features (N, F), true Dice (N,), region (N,)) from one simulated session per region."""
     check_regions(labels, regions)
     xs, ys, rs = [], [], []
@@ -39,34 +40,65 @@ def session_samples(image, labels, regions, weights="default", spacing=None, rou
         truth = np.asarray(labels == k)
         seg = InteractiveSegmenter(image, spacing=spacing, device=device, weights=weights, tta=tta,
                                    quality_model=quality_model)
-        for rec in run_session(seg, truth, rounds, "recommend", seed=int(k)):
+        for rec in run_session(seg, truth, rounds, "recommend", seed=int(k), cancel=cancel):
             for f, d in rec["samples"]:
                 xs.append(f)
                 ys.append(d)
                 rs.append(k)
         log(f"region {k}: {len(ys)} slices so far")
+        if on_region is not None:
+            on_region()
     return np.array(xs).reshape(len(ys), len(FEATURES)), np.array(ys, float), np.array(rs)
 
 
-def _fit(samples: dict) -> dict:
-    """name -> fitted model dict, from name -> (features, true Dice)."""
-    return {name: fit_logistic(x[:, [FEATURES.index(f) for f in feats]], y, feats)
-            for name, feats in (("tta", FEATURES), ("single", SINGLE)) for x, y in [samples[name]]}
+def _fit(samples: dict, prior: dict | None = None, share: float = 0.5) -> dict:
+    """name -> fitted model dict, from name -> (features, true Dice). With ``prior`` (the same, from an
+    earlier fit) the new samples carry ``share`` of the total weight and the prior's the rest: a few
+    objects then adjust a model fitted on many instead of replacing it."""
+    models = {}
+    for name, feats in (("tta", FEATURES), ("single", SINGLE)):
+        x, y = samples[name]
+        weight = None
+        if prior is not None:
+            px, py = prior[name]
+            weight = np.concatenate([np.full(len(py), (1 - share) / len(py)), np.full(len(y), share / len(y))])
+            weight *= len(weight)
+            x, y = np.concatenate([px, x]), np.concatenate([py, y])
+        models[name] = fit_logistic(x[:, [FEATURES.index(f) for f in feats]], y, feats, weight=weight)
+    return models
 
 
-def train_quality(image, labels, regions, weights="default", out=None, spacing=None, rounds=6, device="cpu",
-                  data_note="", log=print, thickness=(1,)) -> tuple[QualityModel, Path]:
-    """``thickness``: also simulate sessions on the volume resliced into slices this many times
-    thicker (simulate.thick_slices), so the model learns how slice spacing changes its features."""
+def fit_quality(image, labels, regions, weights="default", spacing=None, rounds=6, device="cpu", data_note="",
+                log=print, thickness=(1,), pool=None, share=0.5, cancel=None,
+                progress=None) -> tuple[QualityModel, dict]:
+    """The quality model for ``weights`` from simulated sessions on ``regions`` of ``labels``, and its
+    samples (name -> (features, true Dice)). ``thickness``: also simulate sessions on the volume
+    resliced into slices this many times thicker (simulate.thick_slices), so the model learns how
+    slice spacing changes its features. ``pool``: "auto" (the samples beside the weights' quality
+    model) or a samples file (quality.samples_path) to pool with, the new sessions weighing ``share``.
+    ``cancel``: a callable; when it returns True the running session stops (InterruptedError).
+    ``progress(done, total)`` is called after each simulated session."""
     t0 = time.time()
     meta_w = load_memnet(weights, "cpu")[1]
     check_regions(labels, regions)
+    if pool is not None and not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    prior = None
+    if pool is not None:
+        pool = sample_path_for(meta_w) if pool == "auto" else Path(pool)
+        prior = load_samples(pool, meta_w["sha256"])
     spacing = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
     volumes = []
     for k in thickness:
         img, lab, sp = (image, labels, spacing) if k == 1 else thick_slices(image, labels, k, spacing)
         there = [r for r in regions if (lab == r).any()]   # a thin region may miss every kept slice
         volumes.append((img, lab, sp, there))
+    total, done = 4 * sum(len(v[3]) for v in volumes), [0]   # two passes, with and without the mirror
+
+    def tick():
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
 
     def simulate(model) -> dict:
         """name -> (features, true Dice) of sessions with and without the mirrored pass, every thickness."""
@@ -74,17 +106,20 @@ def train_quality(image, labels, regions, weights="default", out=None, spacing=N
         for name, tta in (("tta", True), ("single", False)):
             parts = []
             for img, lab, sp, there in volumes:
-                parts.append(session_samples(img, lab, there, weights, sp, rounds, tta, model, device, log)[:2])
+                parts.append(session_samples(img, lab, there, weights, sp, rounds, tta, model, device, log,
+                                             cancel, tick)[:2])
             out[name] = tuple(np.concatenate([p[i] for p in parts]) for i in (0, 1))
         return out
 
-    first = simulate(None)   # the head decides where sweeps end and which slice is recommended
+    # the head decides where sweeps end and which slice is recommended; then a first fit (pooled, when
+    # pooling) decides both, since that shapes what the model sees
+    first = simulate(None)
     if not all(len(y) for _, y in first.values()):
         raise ValueError("the sessions propagated no slice to learn from")
-    # then a first fit decides both; it may leave no sample (a fit that ends every sweep at once)
-    passes = [first, simulate(QualityModel(_fit(first)))]
+    # a first fit may leave no sample (one that ends every sweep at once)
+    passes = [first, simulate(QualityModel(_fit(first, prior, share)))]
     both = {name: tuple(np.concatenate([p[name][i] for p in passes]) for i in (0, 1)) for name in ("tta", "single")}
-    models = _fit(both)
+    models = _fit(both, prior, share)
     metrics = {}
     for name, tta in (("tta", True), ("single", False)):
         x, y = both[name]
@@ -93,10 +128,22 @@ def train_quality(image, labels, regions, weights="default", out=None, spacing=N
                          "pearson_r_head": pearson(np.stack([x[:, 0], y], 1))}
         log(f"{name}: {len(y)} slices, r of the fit {metrics[name]['pearson_r_fit']:.3f} "
             f"(head alone {metrics[name]['pearson_r_head']:.3f})")
-    model = QualityModel(models, {"weights_sha256": meta_w["sha256"], "regions": [int(r) for r in regions],
-                                  "thickness": [int(k) for k in thickness],
-                                  "rounds": rounds, "data": data_note, "metrics": metrics,
-                                  "seconds": round(time.time() - t0, 1), "date": time.strftime("%Y-%m-%d")})
+    meta = {"weights_sha256": meta_w["sha256"], "regions": [int(r) for r in regions],
+            "thickness": [int(k) for k in thickness], "rounds": rounds, "data": data_note, "metrics": metrics,
+            "seconds": round(time.time() - t0, 1), "date": time.strftime("%Y-%m-%d")}
+    if prior is not None:
+        meta.update(pooled_with=str(pool), share=share)
+    return QualityModel(models, meta), both
+
+
+def train_quality(image, labels, regions, weights="default", out=None, spacing=None, rounds=6, device="cpu",
+                  data_note="", log=print, thickness=(1,), pool=None, share=0.5) -> tuple[QualityModel, Path]:
+    """fit_quality, then save the model (default: beside the weights, where sessions load it) and its
+    samples beside the model."""
+    model, samples = fit_quality(image, labels, regions, weights, spacing, rounds, device, data_note, log,
+                                 thickness, pool, share)
+    meta_w = load_memnet(weights, "cpu")[1]
     path = model.save(out or sidecar(meta_w["path"]))
-    log(f"saved {path}")
+    save_samples(samples_path(path), samples, meta_w["sha256"])
+    log(f"saved {path} and its samples")
     return model, path
