@@ -4,7 +4,9 @@ Prompts live in napari layers the widget creates: positive and negative clicks (
 (Shapes rectangle) and four extreme points (Points), all read on the slice shown. The current object
 is previewed in an editable Labels layer: paint on a slice and "Accept slice" to trust it as truth.
 "Commit" copies the object into the objects Labels layer under a new id, never over another object.
-Networks run in a worker thread; the UI stays live, shows progress and can cancel.
+"Learn from objects" adjusts the quality model (where sweeps end, which slice is recommended) to the
+committed objects of this image, taken as truth. Networks run in a worker thread; the UI stays live,
+shows progress and can cancel.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import time
 
 import napari
 import numpy as np
+from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QLabel, QProgressBar, QPushButton,
                             QVBoxLayout, QWidget)
 
@@ -20,6 +23,11 @@ from ._quality_plot import QualityPlot
 
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
 PREVIEW, OBJECTS = "current object", "objects"
+MIN_LEARN = 3   # committed objects before the quality model is adjusted to them (measured with 3, 6 and 12)
+
+
+class _Bridge(QObject):
+    progressed = Signal(int, int)   # from the worker thread to the progress bar, through Qt's queue
 
 
 def _call(fn, *args, **kwargs):
@@ -41,6 +49,9 @@ class InteractiveWidget(QWidget):
         self._sent: set = set()           # prompts already handed to the segmenter
         self._image_name = None
         self.last_seconds = None
+        self.learned = None                # (weights sha256, QualityModel) fitted on committed objects
+        self._bridge = _Bridge()
+        self._bridge.progressed.connect(self._on_progress)
 
         self.image = QComboBox()
         self.weights = QComboBox()
@@ -68,7 +79,8 @@ class InteractiveWidget(QWidget):
                  ("Go to recommended", "Shift-R", self.goto_recommended), ("Accept painted slice", "Shift-A",
                                                                            self.accept_slice),
                  ("Commit object", "Shift-C", self.commit), ("Undo", "Shift-U", self.undo),
-                 ("Reset object", None, self.reset), ("Cancel", None, self.cancel)]
+                 ("Reset object", None, self.reset), ("Learn from objects", None, self.learn_quality),
+                 ("Cancel", None, self.cancel)]
         for i, (text, key, fn) in enumerate(specs):
             b = QPushButton(f"{text} ({key})" if key else text)
             b.clicked.connect(lambda _=False, f=fn: f())
@@ -78,6 +90,10 @@ class InteractiveWidget(QWidget):
                 self.viewer.bind_key(key, lambda _v, f=fn: f(), overwrite=True)
         self.viewer.bind_key("Shift-N", lambda _v: self.negative.toggle(), overwrite=True)
         self.buttons["Cancel"].setEnabled(False)
+        self.buttons["Learn from objects"].setToolTip(
+            f"after {MIN_LEARN} or more committed objects: adjust the predicted quality, which decides where "
+            "the propagation stops and which slice is recommended, to them (taken as correct); it "
+            "applies to the next objects of the same weights")
         self.plot = QualityPlot()
         self.plot.slice_clicked.connect(self.goto_slice)
         self.progress = QProgressBar()
@@ -162,6 +178,8 @@ class InteractiveWidget(QWidget):
             self.seg = InteractiveSegmenter(data, spacing=tuple(layer.scale[-3:]), device=self.device.currentText(),
                                             weights=self.weights.currentText().strip() or "default",
                                             strict_ends=self.strict.isChecked())
+            if self.learned is not None and self.learned[0] == self.seg.weights_meta.get("sha256"):
+                self.seg.use_quality_model(self.learned[1])
             self._image_name = layer.name
             self._sent = set()
         return self.seg
@@ -235,6 +253,10 @@ class InteractiveWidget(QWidget):
         self.worker.returned.connect(returned)
         self.worker.finished.connect(self._finished)
         self.worker.start()
+
+    def _on_progress(self, done, total):
+        self.progress.setMaximum(total)
+        self.progress.setValue(done)
 
     def _finished(self):
         self.worker = None
@@ -330,6 +352,38 @@ class InteractiveWidget(QWidget):
                             + (f", {int((pred & ~free).sum())} left to earlier objects)" if (pred & ~free).any()
                                else ")"))
         self._new_object()
+
+    def learn_quality(self):
+        """Fit the quality model to the committed objects (simulated sessions on them, pooled with the
+        data the weights' shipped model was fitted on where it exists), then use it."""
+        if self._busy():
+            return
+        objects = self._layer(OBJECTS)
+        ids = [] if objects is None else [int(v) for v in np.unique(objects.data) if v]
+        if len(ids) < MIN_LEARN:
+            self.status.setText(f"commit at least {MIN_LEARN} objects first ({len(ids)} so far): they are what "
+                                "the quality model learns from")
+            return
+        seg = self._guard(self._session)
+        if seg is None:
+            return
+        from halo_seg.interactive.quality import sample_path_for
+        from halo_seg.train.quality_fit import fit_quality
+        layer, data = self._image_layer()
+        pool = "auto" if sample_path_for(seg.weights_meta).exists() else None
+        labels = np.asarray(objects.data).copy()   # a snapshot: the user may paint on while it runs
+
+        def done(result):
+            model, _ = result
+            seg.use_quality_model(model)
+            self.learned = (seg.weights_meta.get("sha256"), model)
+            r = model.meta["metrics"]["tta"]["pearson_r_fit"]
+            self.status.setText(f"quality model adjusted to {len(ids)} objects in {self.last_seconds:.0f}s "
+                                f"(r of the fit {r:.2f}); it applies from the next propagation")
+        self._start(f"learning from {len(ids)} committed objects ...", fit_quality, data, labels, ids,
+                    weights=seg.weights_meta["path"], spacing=tuple(layer.scale[-3:]), device=str(seg.device),
+                    data_note=f"{len(ids)} objects committed in napari on {layer.name!r}", log=lambda *_: None,
+                    pool=pool, cancel=self._cancel.is_set, progress=self._bridge.progressed.emit, on_done=done)
 
     def _new_object(self):
         self.seg.reset()

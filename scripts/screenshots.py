@@ -1,6 +1,7 @@
 """Make the README screenshots: napari with the Colin27 sample, the default model's labels from the
 halo engine (2 ranks) and the automatic-segmentation dock widget; and the interactive widget after
-a box on the left thalamus, propagation and one correction on the recommended slice.
+a box on the left thalamus, propagation and one correction on the recommended slice; and the same
+widget after "Learn from objects" on three committed objects, segmenting a fourth.
 
     xvfb-run -a .venv/bin/python scripts/screenshots.py
 """
@@ -82,6 +83,35 @@ def interactive(s):
     viewer.camera.zoom = 3.0
     viewer.camera.center = (0, *(np.argwhere(truth[z]).mean(0) * s.spacing[1:]))
     _shoot(viewer, w, "napari_interactive.png")
+    learned(s)
+
+
+def learned(s):
+    from halo_seg.interactive.roi import mask_bbox
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 850)
+    viewer.add_image(s.image, name="colin27 T1", scale=s.spacing)
+    w = InteractiveWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Interactive segmentation")
+    w.device.setCurrentText("cpu")
+    w.ensure_prompt_layers()
+    # three objects as if segmented and committed: caudate and putamen of both sides
+    viewer.layers["objects"].data = np.where(np.isin(s.labels, (71, 72, 73)), s.labels, 0).astype(np.uint16)
+    w.learn_quality()
+    _wait(w)
+    status = w.status.text()
+    truth = s.labels == 74
+    z = int(truth.sum((1, 2)).argmax())
+    w.goto_slice(z)
+    y0, x0, y1, x1 = mask_bbox(truth[z])
+    viewer.layers["box"].add_rectangles(np.array([[z, y0, x0], [z, y0, x1], [z, y1, x1], [z, y1, x0]], float))
+    w.propagate()
+    _wait(w)
+    w.status.setText(status + "; " + w.status.text())
+    viewer.camera.zoom = 3.0
+    viewer.camera.center = (0, *(np.argwhere(truth[z]).mean(0) * s.spacing[1:]))
+    _shoot(viewer, w, "napari_learned.png")
 
 
 if __name__ == "__main__":

@@ -122,3 +122,46 @@ def test_errors_undo_and_cancel_keep_the_work(make_napari_viewer, qtbot):
     assert not np.asarray(viewer.layers["current object"].data).any()
     w.undo()
     assert np.array_equal(np.asarray(viewer.layers["current object"].data), before)
+
+
+@needs_default
+def test_learning_from_committed_objects(make_napari_viewer, qtbot):
+    from halo_seg.train.quality_fit import POOL_SHARE
+    from napari_halo_seg._interactive_widget import MIN_LEARN, InteractiveWidget
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-halo-seg", "phantom")
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText("phantom")
+    w.device.setCurrentText("cpu")
+    truth = np.asarray(viewer.layers["phantom truth"].data)
+    ids = [int(v) for v in np.unique(truth) if v]
+    assert len(ids) >= MIN_LEARN
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    objects.data = (truth == ids[0]).astype(np.uint16)           # one committed object is not enough
+    w.learn_quality()
+    assert w.worker is None and f"at least {MIN_LEARN}" in w.status.text()
+    ids = ids[:MIN_LEARN]
+    committed = np.where(np.isin(truth, ids), truth, 0).astype(np.uint16)
+    objects.data = committed.copy()                              # as if each had been committed
+    shipped = w._session().quality_model
+    seen = []                                                     # what reached the progress bar
+    w._bridge.progressed.connect(lambda d, t: seen.append((d, t, w.progress.value(), w.progress.maximum())))
+    w.learn_quality()
+    _wait(qtbot, w)
+    assert "adjusted to" in w.status.text(), w.status.text()
+    learned = w.seg.quality_model
+    assert learned is not shipped and learned is w.learned[1]
+    assert learned.meta["regions"] == ids and "napari" in learned.meta["data"]
+    assert learned.meta["pooled_with"].endswith("memseg_default.quality.npz")   # adjusted, not replaced
+    assert learned.meta["share"] == POOL_SHARE
+    n = 4 * len(ids)                                              # 2 passes x with and without the mirror
+    assert [s[:2] for s in seen] == [(k, n) for k in range(1, n + 1)]
+    assert seen[-1][2:] == (n, n)
+    w.seg = None                                                  # a new session (another image) uses it too
+    assert w._session().quality_model is learned
+    w.learn_quality()
+    w.cancel()
+    _wait(qtbot, w)
+    assert "cancelled" in w.status.text() and w.seg.quality_model is learned
+    assert np.array_equal(np.asarray(objects.data), committed)    # the user's objects are untouched

@@ -91,6 +91,8 @@ def test_model_file_round_trip_mismatch_and_corruption(tmp_path, weights):
     _model("0123456789abcdef").save(path)
     with pytest.warns(UserWarning, match="fitted for other weights"):
         assert load_for(seg.weights_meta) is None
+    with pytest.raises(InteractiveError, match="other weights"):   # named explicitly: an error, not a warning
+        InteractiveSegmenter(np.zeros((4, 16, 16), np.float32), device="cpu", weights=weights, quality_model=path)
     bad = tmp_path / "bad.json"
     d = json.loads(path.read_text())
     d["models"]["tta"]["w"] = d["models"]["tta"]["w"][:-1]
@@ -104,18 +106,20 @@ def test_model_file_round_trip_mismatch_and_corruption(tmp_path, weights):
 
 
 def test_session_quality_comes_from_the_model(phantom, weights):
+    from halo_seg.interactive.model_io import load_memnet
     image, truth = phantom
     z = int(truth.sum((1, 2)).argmax())
+    model = _model(load_memnet(weights, "cpu")[1]["sha256"])
     out = {}
     for name in ("head", "model"):
         seg = InteractiveSegmenter(image, device="cpu", weights=weights, tta=True, quality_stop=0,
-                                   quality_model=None if name == "head" else _model("x"))
+                                   quality_model=None if name == "head" else model)
         seg.set_slice_mask(z, truth[z])
         seg.propagate()
         out[name] = seg
     feats = out["model"].slice_features
     assert feats and z not in feats
-    want = _model("x").predict(feats, True)
+    want = model.predict(feats, True)
     q = out["model"].quality
     assert [q[k] for k in sorted(want)] == pytest.approx([want[k] for k in sorted(want)])
     assert q[z] == 1.0

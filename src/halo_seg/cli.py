@@ -311,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     tq.add_argument("--pool", nargs="?", const="auto", default=None, metavar="SAMPLES",
                     help="adjust the weights' current quality model instead of replacing it: pool these sessions "
                     "with the samples it was fitted on (default: <model>.quality.npz beside it)")
-    tq.add_argument("--share", type=float, default=0.5,
-                    help="with --pool, the share of the weight the new sessions carry")
+    tq.add_argument("--share", type=float, default=None,
+                    help="with --pool, the share of the weight the new sessions carry (default 0.25)")
     tq.add_argument("--threads", type=int, default=None)
     tq.add_argument("--device", default="cpu")
     tq.set_defaults(fn=cmd_train_quality)

@@ -112,6 +112,7 @@ class InteractiveSegmenter:
                 self.quality_model = QualityModel.load(quality_model)
         except ValueError as exc:
             raise InteractiveError(str(exc)) from exc
+        self._check_model(self.quality_model)
         # past the annotations a sweep ends below this predicted Dice (0: never), judged by the quality
         # model when there is one; None: the threshold chosen for that judge
         self._stop_given = quality_stop
@@ -128,11 +129,14 @@ class InteractiveSegmenter:
         quality, chooses the recommended slice and judges where sweeps end."""
         if model is not None and not isinstance(model, QualityModel):
             raise InteractiveError(f"quality model must be a QualityModel or None, got {type(model).__name__}")
+        self._check_model(model)
+        self._judge_with(model)
+
+    def _check_model(self, model):
         sha = model.meta.get("weights_sha256") if model is not None else None
         if sha is not None and sha != self.weights_meta.get("sha256"):
             raise InteractiveError(f"this quality model was fitted for other weights (sha256 {sha}); "
                                    "fit one for these")
-        self._judge_with(model)
 
     def _judge_with(self, model):
         self.quality_model = model

@@ -21,6 +21,11 @@ from ..interactive.segmenter import InteractiveSegmenter
 from ..interactive.simulate import run_session, thick_slices
 from ..metrics import pearson
 
+# the share of the weight a pooled fit gives the user's new objects: 0.25 gained on held-out nuclei
+# (+0.05 from one box) and cost nothing outside the noise on MRI, where the shipped model is
+# in-domain; 0.5 cost 0.013 there (benchmarks/README.md, "Learning from the user's objects")
+POOL_SHARE = 0.25
+
 
 def check_regions(labels, regions):
     """Before any session runs: a typo should not cost minutes of simulation first."""
@@ -51,7 +56,7 @@ def session_samples(image, labels, regions, weights="default", spacing=None, rou
     return np.array(xs).reshape(len(ys), len(FEATURES)), np.array(ys, float), np.array(rs)
 
 
-def _fit(samples: dict, prior: dict | None = None, share: float = 0.5) -> dict:
+def _fit(samples: dict, prior: dict | None = None, share: float = POOL_SHARE) -> dict:
     """name -> fitted model dict, from name -> (features, true Dice). With ``prior`` (the same, from an
     earlier fit) the new samples carry ``share`` of the total weight and the prior's the rest: a few
     objects then adjust a model fitted on many instead of replacing it."""
@@ -69,18 +74,20 @@ def _fit(samples: dict, prior: dict | None = None, share: float = 0.5) -> dict:
 
 
 def fit_quality(image, labels, regions, weights="default", spacing=None, rounds=6, device="cpu", data_note="",
-                log=print, thickness=(1,), pool=None, share=0.5, cancel=None,
+                log=print, thickness=(1,), pool=None, share=None, cancel=None,
                 progress=None) -> tuple[QualityModel, dict]:
     """The quality model for ``weights`` from simulated sessions on ``regions`` of ``labels``, and its
     samples (name -> (features, true Dice)). ``thickness``: also simulate sessions on the volume
     resliced into slices this many times thicker (simulate.thick_slices), so the model learns how
     slice spacing changes its features. ``pool``: "auto" (the samples beside the weights' quality
-    model) or a samples file (quality.samples_path) to pool with, the new sessions weighing ``share``.
+    model) or a samples file (quality.samples_path) to pool with, the new sessions weighing ``share``
+    (default POOL_SHARE).
     ``cancel``: a callable; when it returns True the running session stops (InterruptedError).
     ``progress(done, total)`` is called after each simulated session."""
     t0 = time.time()
     meta_w = load_memnet(weights, "cpu")[1]
     check_regions(labels, regions)
+    share = POOL_SHARE if share is None else float(share)
     if pool is not None and not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1], got {share}")
     prior = None
@@ -137,7 +144,7 @@ def fit_quality(image, labels, regions, weights="default", spacing=None, rounds=
 
 
 def train_quality(image, labels, regions, weights="default", out=None, spacing=None, rounds=6, device="cpu",
-                  data_note="", log=print, thickness=(1,), pool=None, share=0.5) -> tuple[QualityModel, Path]:
+                  data_note="", log=print, thickness=(1,), pool=None, share=None) -> tuple[QualityModel, Path]:
     """fit_quality, then save the model (default: beside the weights, where sessions load it) and its
     samples beside the model."""
     model, samples = fit_quality(image, labels, regions, weights, spacing, rounds, device, data_note, log,
