@@ -5,13 +5,17 @@ Prompts live in napari layers the widget creates: positive and negative clicks (
 is previewed in an editable Labels layer: paint on a slice and "Accept slice" to trust it as truth.
 "Commit" copies the object into the objects Labels layer under a new id, never over another object.
 "Learn from objects" adjusts the quality model (where sweeps end, which slice is recommended) to the
-committed objects of this image, taken as truth. Networks run in a worker thread; the UI stays live,
-shows progress and can cancel.
+committed objects of this image, taken as truth, saves it under the user's data directory and selects
+it in the "quality" field, which lists the saved ones in later napari sessions too and takes any
+``.quality.json`` path. Networks run in a worker thread; the UI stays live, shows progress and can cancel.
 """
 from __future__ import annotations
 
+import os
+import re
 import threading
 import time
+from pathlib import Path
 
 import napari
 import numpy as np
@@ -24,6 +28,17 @@ from ._quality_plot import QualityPlot
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
 PREVIEW, OBJECTS = "current object", "objects"
 MIN_LEARN = 3   # committed objects before the quality model is adjusted to them (measured with 3, 6 and 12)
+AUTO = "auto"   # the quality field's entry for the weights' own model
+
+
+def learned_dir() -> Path:
+    """Where "Learn from objects" saves its models: $HALO_SEG_USER_DIR/quality, else the user's data
+    directory (platformdirs, which napari itself uses)."""
+    root = os.environ.get("HALO_SEG_USER_DIR")
+    if not root:
+        import platformdirs
+        root = platformdirs.user_data_dir("napari-halo-seg")
+    return Path(root) / "quality"
 
 
 class _Bridge(QObject):
@@ -47,9 +62,8 @@ class InteractiveWidget(QWidget):
         self.recommended = None
         self._cancel = threading.Event()
         self._sent: set = set()           # prompts already handed to the segmenter
-        self._image_name = None
         self.last_seconds = None
-        self.learned = None                # (weights sha256, QualityModel) fitted on committed objects
+        self._session_key = None           # (image, weights, device) the session was made for
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
 
@@ -57,6 +71,16 @@ class InteractiveWidget(QWidget):
         self.weights = QComboBox()
         self.weights.setEditable(True)
         self.weights.addItem("default")
+        self.quality = QComboBox()
+        self.quality.setEditable(True)
+        self.quality.addItem(AUTO)
+        saved = learned_dir()
+        for path in sorted(saved.glob("*.quality.json"), reverse=True) if saved.is_dir() else []:
+            self.quality.addItem(path.name, str(path))   # shown by name, used by path
+        self.quality.setToolTip("the model of predicted slice quality, which decides where the propagation stops "
+                                "and which slice is recommended: auto (the weights' own), one saved by Learn from "
+                                "objects, or the path of a .quality.json from halo-seg train-quality")
+        self.quality.currentIndexChanged.connect(lambda *_: self._apply_quality())
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
         self.negative = QCheckBox("negative clicks (Shift-N)")
@@ -69,6 +93,7 @@ class InteractiveWidget(QWidget):
         form = QFormLayout()
         form.addRow("image", self.image)
         form.addRow("weights", self.weights)
+        form.addRow("quality", self.quality)
         form.addRow("device", self.device)
         form.addRow("", self.negative)
         form.addRow("", self.strict)
@@ -92,8 +117,8 @@ class InteractiveWidget(QWidget):
         self.buttons["Cancel"].setEnabled(False)
         self.buttons["Learn from objects"].setToolTip(
             f"after {MIN_LEARN} or more committed objects: adjust the predicted quality, which decides where "
-            "the propagation stops and which slice is recommended, to them (taken as correct); it "
-            "applies to the next objects of the same weights")
+            "the propagation stops and which slice is recommended, to them (taken as correct); it is "
+            "saved and selected in the quality field")
         self.plot = QualityPlot()
         self.plot.slice_clicked.connect(self.goto_slice)
         self.progress = QProgressBar()
@@ -171,18 +196,45 @@ class InteractiveWidget(QWidget):
         if self.seg is not None:
             self.plot.set_data(current=self._z(), recommended=self.recommended)
 
+    def _quality_choice(self) -> str:
+        """AUTO or the path of a quality model: a listed one's, or what was typed."""
+        text, i = self.quality.currentText().strip(), self.quality.currentIndex()
+        if i >= 0 and self.quality.itemData(i) and self.quality.itemText(i) == text:
+            return self.quality.itemData(i)
+        return AUTO if text in ("", AUTO) else text
+
     def _session(self):
+        """The segmenter for the image, weights and device chosen; a new one when one of them changed.
+        On the same image the slices segmented so far carry over as trusted masks; the prompts drawn
+        are handed over again as they are used."""
         layer, data = self._image_layer()
-        if self.seg is None or self._image_name != layer.name:
+        key = (layer.name, self.weights.currentText().strip() or "default", self.device.currentText())
+        if self.seg is None or self._session_key != key:
             from halo_seg import InteractiveSegmenter
-            self.seg = InteractiveSegmenter(data, spacing=tuple(layer.scale[-3:]), device=self.device.currentText(),
-                                            weights=self.weights.currentText().strip() or "default",
-                                            strict_ends=self.strict.isChecked())
-            if self.learned is not None and self.learned[0] == self.seg.weights_meta.get("sha256"):
-                self.seg.use_quality_model(self.learned[1])
-            self._image_name = layer.name
+            seg = InteractiveSegmenter(data, spacing=tuple(layer.scale[-3:]), device=key[2], weights=key[1],
+                                       quality_model=self._quality_choice(), strict_ends=self.strict.isChecked())
+            old = self.seg if self._session_key is not None and self._session_key[0] == key[0] else None
+            for z in (old.annotated_slices if old is not None else []):
+                seg.set_slice_mask(z, old.annotation(z))
+            self.seg, self._session_key = seg, key
             self._sent = set()
         return self.seg
+
+    def _apply_quality(self):
+        """The quality field changed: the live session uses the model chosen from its next propagation."""
+        if self.seg is None or self.worker is not None:
+            return   # a new session reads the field; a running step keeps the model it started with
+
+        def apply():
+            from halo_seg.interactive.quality import QualityModel, load_for
+            choice = self._quality_choice()
+            try:
+                model = load_for(self.seg.weights_meta) if choice == AUTO else QualityModel.load(choice)
+            except ValueError as exc:
+                raise ValueError(f"quality model {choice}: {exc}") from exc
+            self.seg.use_quality_model(model)
+            self.status.setText(f"quality model: {choice}; it applies from the next propagation")
+        self._guard(apply)
 
     def _to_data(self, layer, pts):
         """World -> image-data coordinates (the prompt layers share the image's scale)."""
@@ -375,11 +427,23 @@ class InteractiveWidget(QWidget):
 
         def done(result):
             model, _ = result
+            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer.name).strip("_") or "image"
+            try:
+                path = learned_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}.quality.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                model.save(path)
+            except OSError as exc:   # unsaved, but this session still uses it
+                seg.use_quality_model(model)
+                self.status.setText(f"quality model adjusted to {len(ids)} objects and in use, but not saved: {exc}")
+                return
+            self.quality.blockSignals(True)
+            self.quality.insertItem(1, path.name, str(path))
+            self.quality.setCurrentIndex(1)
+            self.quality.blockSignals(False)
             seg.use_quality_model(model)
-            self.learned = (seg.weights_meta.get("sha256"), model)
             r = model.meta["metrics"]["tta"]["pearson_r_fit"]
             self.status.setText(f"quality model adjusted to {len(ids)} objects in {self.last_seconds:.0f}s "
-                                f"(r of the fit {r:.2f}); it applies from the next propagation")
+                                f"(r of the fit {r:.2f}), saved as {path}; it applies from the next propagation")
         self._start(f"learning from {len(ids)} committed objects ...", fit_quality, data, labels, ids,
                     weights=seg.weights_meta["path"], spacing=tuple(layer.scale[-3:]), device=str(seg.device),
                     data_note=f"{len(ids)} objects committed in napari on {layer.name!r}", log=lambda *_: None,

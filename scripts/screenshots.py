@@ -7,6 +7,7 @@ widget after "Learn from objects" on three committed objects, segmenting a fourt
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -87,6 +88,7 @@ def interactive(s):
 
 
 def learned(s):
+    os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # not into the user's own list
     from halo_seg.interactive.roi import mask_bbox
     from napari_halo_seg._interactive_widget import InteractiveWidget
     viewer = napari.Viewer(show=True)

@@ -181,6 +181,13 @@ def test_box_then_rounds_follow_the_phantom_object(phantom):
     z = seg.recommend_slice()
     assert z not in seg.annotated_slices
     assert zs.min() - 2 <= z <= zs.max() + 2
+    with pytest.raises(InteractiveError, match=f"slice {z} is not annotated"):
+        seg.annotation(z)
+    a = seg.annotated_slices[0]
+    m = seg.annotation(a)
+    assert m.dtype == bool and m.any() and np.array_equal(m, seg.prediction[a])
+    m[:] = False                                             # a copy: the session keeps its own
+    assert seg.annotation(a).any()
 
 
 @needs_default

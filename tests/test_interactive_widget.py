@@ -124,15 +124,24 @@ def test_errors_undo_and_cancel_keep_the_work(make_napari_viewer, qtbot):
     assert np.array_equal(np.asarray(viewer.layers["current object"].data), before)
 
 
+@pytest.fixture(autouse=True)
+def _user_dir(tmp_path, monkeypatch):
+    """Learned quality models go to a scratch directory, never the user's."""
+    monkeypatch.setenv("HALO_SEG_USER_DIR", str(tmp_path / "user"))
+    return tmp_path / "user"
+
+
 @needs_default
-def test_learning_from_committed_objects(make_napari_viewer, qtbot):
+def test_learning_from_committed_objects(make_napari_viewer, qtbot, _user_dir):
+    from halo_seg.interactive.quality import FEATURES, QualityModel
     from halo_seg.train.quality_fit import POOL_SHARE
-    from napari_halo_seg._interactive_widget import MIN_LEARN, InteractiveWidget
+    from napari_halo_seg._interactive_widget import AUTO, MIN_LEARN, InteractiveWidget
     viewer = make_napari_viewer()
     viewer.open_sample("napari-halo-seg", "phantom")
     w = InteractiveWidget(viewer)
     w.image.setCurrentText("phantom")
     w.device.setCurrentText("cpu")
+    assert w.quality.currentText() == AUTO and w.quality.count() == 1   # nothing learned yet
     truth = np.asarray(viewer.layers["phantom truth"].data)
     ids = [int(v) for v in np.unique(truth) if v]
     assert len(ids) >= MIN_LEARN
@@ -151,17 +160,71 @@ def test_learning_from_committed_objects(make_napari_viewer, qtbot):
     _wait(qtbot, w)
     assert "adjusted to" in w.status.text(), w.status.text()
     learned = w.seg.quality_model
-    assert learned is not shipped and learned is w.learned[1]
+    assert learned is not shipped
     assert learned.meta["regions"] == ids and "napari" in learned.meta["data"]
     assert learned.meta["pooled_with"].endswith("memseg_default.quality.npz")   # adjusted, not replaced
     assert learned.meta["share"] == POOL_SHARE
     n = 4 * len(ids)                                              # 2 passes x with and without the mirror
     assert [s[:2] for s in seen] == [(k, n) for k in range(1, n + 1)]
     assert seen[-1][2:] == (n, n)
-    w.seg = None                                                  # a new session (another image) uses it too
-    assert w._session().quality_model is learned
+    # saved, selected, and what a new session loads
+    saved = sorted((_user_dir / "quality").glob("*phantom.quality.json"))
+    assert len(saved) == 1 and w._quality_choice() == str(saved[0]) and str(saved[0]) in w.status.text()
+    assert w.quality.currentText() == saved[0].name                # listed by name
+    probe = {0: np.linspace(-1, 2, len(FEATURES)), 1: np.linspace(2, -1, len(FEATURES))}
+    assert QualityModel.load(saved[0]).predict(probe, True) == pytest.approx(learned.predict(probe, True))
+    assert learned.predict(probe, True) != pytest.approx(shipped.predict(probe, True))
+    w.seg = None
+    assert w._session().quality_model.predict(probe, True) == pytest.approx(learned.predict(probe, True))
+
+    # a later napari session lists it; choosing auto or a bad path in a live session
+    w2 = InteractiveWidget(viewer)
+    assert [w2.quality.itemText(i) for i in range(w2.quality.count())] == [AUTO, saved[0].name]
+    w2.quality.setCurrentIndex(1)
+    assert w2._quality_choice() == str(saved[0])
+    w.quality.setCurrentIndex(0)
+    assert w.seg.quality_model.predict(probe, True) == pytest.approx(shipped.predict(probe, True))
+    before = w.seg.quality_model
+    w.quality.addItem(str(_user_dir / "missing.quality.json"))
+    w.quality.setCurrentIndex(w.quality.count() - 1)
+    assert "error" in w.status.text() and "missing.quality.json" in w.status.text()
+    assert w.seg.quality_model is before                          # the session is as it was
+
+    w.quality.setCurrentIndex(1)
     w.learn_quality()
     w.cancel()
     _wait(qtbot, w)
-    assert "cancelled" in w.status.text() and w.seg.quality_model is learned
+    assert "cancelled" in w.status.text()
+    assert w.seg.quality_model.predict(probe, True) == pytest.approx(learned.predict(probe, True))
+    assert len(list((_user_dir / "quality").glob("*.json"))) == 1   # nothing saved by the cancelled run
     assert np.array_equal(np.asarray(objects.data), committed)    # the user's objects are untouched
+
+
+@needs_default
+def test_changing_weights_or_device_starts_a_new_session(make_napari_viewer, tmp_path):
+    import torch
+    from halo_seg.interactive.memnet import MemSegNet
+    from halo_seg.interactive.model_io import save_memnet
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-halo-seg", "phantom")
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText("phantom")
+    w.device.setCurrentText("cpu")
+    first = w._session()
+    assert w._session() is first                                  # unchanged choices keep the session
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    zs = [int(z) for z in np.flatnonzero(truth.any((1, 2)))[[0, -1]]]
+    for z in zs:
+        first.set_slice_mask(z, truth[z])                         # as if painted and accepted
+    torch.manual_seed(0)
+    other = save_memnet(MemSegNet(size=32, width=4), tmp_path / "other.safetensors")
+    w.weights.setCurrentText(str(other))
+    second = w._session()
+    assert second is not first and second.weights_meta["sha256"] != first.weights_meta["sha256"]
+    assert second.quality_model is None                           # auto: nothing fitted for those weights
+    assert second.annotated_slices == sorted(zs)                  # the user's slices came along
+    assert all(np.array_equal(second.annotation(z), truth[z]) for z in zs)
+    viewer.add_image(np.zeros((5, 16, 16), np.float32), name="other image")
+    w.image.setCurrentText("other image")
+    assert w._session().annotated_slices == []                    # another image starts empty

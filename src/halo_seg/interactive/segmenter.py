@@ -172,6 +172,13 @@ class InteractiveSegmenter:
     def annotated_slices(self) -> list[int]:
         return sorted(self._s.annotations)
 
+    def annotation(self, z: int) -> np.ndarray:
+        """The trusted mask of an annotated slice (a copy), e.g. to carry it into another session."""
+        z = self._z(z)
+        if z not in self._s.annotations:
+            raise InteractiveError(f"slice {z} is not annotated (annotated: {self.annotated_slices})")
+        return self._s.annotations[z].copy()
+
     @property
     def can_undo(self) -> bool:
         return bool(self._history)
