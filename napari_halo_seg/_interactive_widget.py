@@ -28,6 +28,7 @@ from ._quality_plot import QualityPlot
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
 PREVIEW, OBJECTS = "current object", "objects"
 MIN_LEARN = 3   # committed objects before the quality model is adjusted to them (measured with 3, 6 and 12)
+MAX_LEARN = 12  # the most recent (highest ids) are used: 12 did no better than 6, and time grows with each
 AUTO = "auto"   # the quality field's entry for the weights' own model
 
 
@@ -416,6 +417,8 @@ class InteractiveWidget(QWidget):
             self.status.setText(f"commit at least {MIN_LEARN} objects first ({len(ids)} so far): they are what "
                                 "the quality model learns from")
             return
+        n_all, ids = len(ids), ids[-MAX_LEARN:]
+        which = f"{len(ids)} objects" if len(ids) == n_all else f"the {len(ids)} latest of {n_all} objects"
         seg = self._guard(self._session)
         if seg is None:
             return
@@ -434,7 +437,7 @@ class InteractiveWidget(QWidget):
                 model.save(path)
             except OSError as exc:   # unsaved, but this session still uses it
                 seg.use_quality_model(model)
-                self.status.setText(f"quality model adjusted to {len(ids)} objects and in use, but not saved: {exc}")
+                self.status.setText(f"quality model adjusted to {which} and in use, but not saved: {exc}")
                 return
             self.quality.blockSignals(True)
             self.quality.insertItem(1, path.name, str(path))
@@ -442,9 +445,9 @@ class InteractiveWidget(QWidget):
             self.quality.blockSignals(False)
             seg.use_quality_model(model)
             r = model.meta["metrics"]["tta"]["pearson_r_fit"]
-            self.status.setText(f"quality model adjusted to {len(ids)} objects in {self.last_seconds:.0f}s "
+            self.status.setText(f"quality model adjusted to {which} in {self.last_seconds:.0f}s "
                                 f"(r of the fit {r:.2f}), saved as {path}; it applies from the next propagation")
-        self._start(f"learning from {len(ids)} committed objects ...", fit_quality, data, labels, ids,
+        self._start(f"learning from {which} ...", fit_quality, data, labels, ids,
                     weights=seg.weights_meta["path"], spacing=tuple(layer.scale[-3:]), device=str(seg.device),
                     data_note=f"{len(ids)} objects committed in napari on {layer.name!r}", log=lambda *_: None,
                     pool=pool, cancel=self._cancel.is_set, progress=self._bridge.progressed.emit, on_done=done)

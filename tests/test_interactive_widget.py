@@ -132,10 +132,12 @@ def _user_dir(tmp_path, monkeypatch):
 
 
 @needs_default
-def test_learning_from_committed_objects(make_napari_viewer, qtbot, _user_dir):
+def test_learning_from_committed_objects(make_napari_viewer, qtbot, _user_dir, monkeypatch):
     from halo_seg.interactive.quality import FEATURES, QualityModel
     from halo_seg.train.quality_fit import POOL_SHARE
+    from napari_halo_seg import _interactive_widget
     from napari_halo_seg._interactive_widget import AUTO, MIN_LEARN, InteractiveWidget
+    monkeypatch.setattr(_interactive_widget, "MAX_LEARN", MIN_LEARN)   # to see the cap with few objects
     viewer = make_napari_viewer()
     viewer.open_sample("napari-halo-seg", "phantom")
     w = InteractiveWidget(viewer)
@@ -150,15 +152,15 @@ def test_learning_from_committed_objects(make_napari_viewer, qtbot, _user_dir):
     objects.data = (truth == ids[0]).astype(np.uint16)           # one committed object is not enough
     w.learn_quality()
     assert w.worker is None and f"at least {MIN_LEARN}" in w.status.text()
-    ids = ids[:MIN_LEARN]
-    committed = np.where(np.isin(truth, ids), truth, 0).astype(np.uint16)
+    committed = np.where(np.isin(truth, ids[:MIN_LEARN + 1]), truth, 0).astype(np.uint16)
     objects.data = committed.copy()                              # as if each had been committed
+    ids = ids[1:MIN_LEARN + 1]                                   # the latest MAX_LEARN of them are used
     shipped = w._session().quality_model
     seen = []                                                     # what reached the progress bar
     w._bridge.progressed.connect(lambda d, t: seen.append((d, t, w.progress.value(), w.progress.maximum())))
     w.learn_quality()
     _wait(qtbot, w)
-    assert "adjusted to" in w.status.text(), w.status.text()
+    assert f"adjusted to the {MIN_LEARN} latest of {MIN_LEARN + 1} objects" in w.status.text(), w.status.text()
     learned = w.seg.quality_model
     assert learned is not shipped
     assert learned.meta["regions"] == ids and "napari" in learned.meta["data"]
