@@ -54,8 +54,7 @@ def _wait(w):
         QApplication.processEvents()
 
 
-def interactive(s):
-    from halo_seg.interactive.roi import mask_bbox
+def _interactive_viewer(s):
     from napari_halo_seg._interactive_widget import InteractiveWidget
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1300, 850)
@@ -63,56 +62,58 @@ def interactive(s):
     w = InteractiveWidget(viewer)
     viewer.window.add_dock_widget(w, name="Interactive segmentation")
     w.device.setCurrentText("cpu")
-    truth = s.labels == 77
+    w.ensure_prompt_layers()
+    return viewer, w
+
+
+def _box(viewer, truth, z):
+    from halo_seg.interactive.roi import mask_bbox
+    y0, x0, y1, x1 = mask_bbox(truth[z])
+    viewer.layers["box"].add_rectangles(np.array([[z, y0, x0], [z, y0, x1], [z, y1, x1], [z, y1, x0]], float))
+
+
+def _box_on_largest_slice(viewer, w, truth) -> int:
     z = int(truth.sum((1, 2)).argmax())
     w.goto_slice(z)
-    w.ensure_prompt_layers()
-
-    def box(zz):
-        y0, x0, y1, x1 = mask_bbox(truth[zz])
-        viewer.layers["box"].add_rectangles(np.array([[zz, y0, x0], [zz, y0, x1], [zz, y1, x1], [zz, y1, x0]], float))
-    box(z)
+    _box(viewer, truth, z)
     w.propagate()
     _wait(w)
+    return z
+
+
+def _frame(viewer, s, truth, z):
+    viewer.camera.zoom = 3.0
+    viewer.camera.center = (0, *(np.argwhere(truth[z]).mean(0) * s.spacing[1:]))
+
+
+def interactive(s):
+    viewer, w = _interactive_viewer(s)
+    truth = s.labels == 77
+    z = _box_on_largest_slice(viewer, w, truth)
     r = w.recommended
     if r is not None and truth[r].any():
         w.goto_slice(r)
-        box(r)
+        _box(viewer, truth, r)
         w.propagate()
         _wait(w)
     w.goto_slice(z)
-    viewer.camera.zoom = 3.0
-    viewer.camera.center = (0, *(np.argwhere(truth[z]).mean(0) * s.spacing[1:]))
+    _frame(viewer, s, truth, z)
     _shoot(viewer, w, "napari_interactive.png")
     learned(s)
 
 
 def learned(s):
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # not into the user's own list
-    from halo_seg.interactive.roi import mask_bbox
-    from napari_halo_seg._interactive_widget import InteractiveWidget
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1300, 850)
-    viewer.add_image(s.image, name="colin27 T1", scale=s.spacing)
-    w = InteractiveWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Interactive segmentation")
-    w.device.setCurrentText("cpu")
-    w.ensure_prompt_layers()
-    # three objects as if segmented and committed: caudate and putamen of both sides
+    viewer, w = _interactive_viewer(s)
+    # three objects as if segmented and committed: both caudates and the left putamen
     viewer.layers["objects"].data = np.where(np.isin(s.labels, (71, 72, 73)), s.labels, 0).astype(np.uint16)
     w.learn_quality()
     _wait(w)
     status = w.status.text()
     truth = s.labels == 74
-    z = int(truth.sum((1, 2)).argmax())
-    w.goto_slice(z)
-    y0, x0, y1, x1 = mask_bbox(truth[z])
-    viewer.layers["box"].add_rectangles(np.array([[z, y0, x0], [z, y0, x1], [z, y1, x1], [z, y1, x0]], float))
-    w.propagate()
-    _wait(w)
+    z = _box_on_largest_slice(viewer, w, truth)
     w.status.setText(status + "; " + w.status.text())
-    viewer.camera.zoom = 3.0
-    viewer.camera.center = (0, *(np.argwhere(truth[z]).mean(0) * s.spacing[1:]))
+    _frame(viewer, s, truth, z)
     _shoot(viewer, w, "napari_learned.png")
 
 

@@ -17,6 +17,16 @@ def _wait(qtbot, w):
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
 
 
+def _phantom_widget(make_napari_viewer):
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-halo-seg", "phantom")
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText("phantom")
+    w.device.setCurrentText("cpu")
+    return viewer, w
+
+
 def _box(w, z, mask):
     y0, x0, y1, x1 = mask_bbox(mask)
     w.viewer.layers["box"].add_rectangles(np.array([[z, y0, x0], [z, y0, x1], [z, y1, x1], [z, y1, x0]], float))
@@ -92,12 +102,7 @@ def test_full_interactive_flow(make_napari_viewer, qtbot, tmp_path):
 
 @needs_default
 def test_errors_undo_and_cancel_keep_the_work(make_napari_viewer, qtbot):
-    from napari_halo_seg._interactive_widget import InteractiveWidget
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-halo-seg", "phantom")
-    w = InteractiveWidget(viewer)
-    w.image.setCurrentText("phantom")
-    w.device.setCurrentText("cpu")
+    viewer, w = _phantom_widget(make_napari_viewer)
     w.propagate()                                    # nothing drawn yet
     _wait(qtbot, w)
     assert "error" in w.status.text() and "propagate needs" in w.status.text()
@@ -138,11 +143,7 @@ def test_learning_from_committed_objects(make_napari_viewer, qtbot, _user_dir, m
     from napari_halo_seg import _interactive_widget
     from napari_halo_seg._interactive_widget import AUTO, MIN_LEARN, InteractiveWidget
     monkeypatch.setattr(_interactive_widget, "MAX_LEARN", MIN_LEARN)   # to see the cap with few objects
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-halo-seg", "phantom")
-    w = InteractiveWidget(viewer)
-    w.image.setCurrentText("phantom")
-    w.device.setCurrentText("cpu")
+    viewer, w = _phantom_widget(make_napari_viewer)
     assert w.quality.currentText() == AUTO and w.quality.count() == 1   # nothing learned yet
     truth = np.asarray(viewer.layers["phantom truth"].data)
     ids = [int(v) for v in np.unique(truth) if v]
@@ -207,12 +208,7 @@ def test_changing_weights_or_device_starts_a_new_session(make_napari_viewer, tmp
     import torch
     from halo_seg.interactive.memnet import MemSegNet
     from halo_seg.interactive.model_io import save_memnet
-    from napari_halo_seg._interactive_widget import InteractiveWidget
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-halo-seg", "phantom")
-    w = InteractiveWidget(viewer)
-    w.image.setCurrentText("phantom")
-    w.device.setCurrentText("cpu")
+    viewer, w = _phantom_widget(make_napari_viewer)
     first = w._session()
     assert w._session() is first                                  # unchanged choices keep the session
     truth = np.asarray(viewer.layers["phantom truth"].data) == 1
