@@ -65,6 +65,7 @@ class InteractiveWidget(QWidget):
         self._sent: set = set()           # prompts already handed to the segmenter
         self.last_seconds = None
         self._session_key = None           # (image, weights, device) the session was made for
+        self._quality_changed = False      # the quality field changed while a step ran
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
 
@@ -223,8 +224,12 @@ class InteractiveWidget(QWidget):
 
     def _apply_quality(self):
         """The quality field changed: the live session uses the model chosen from its next propagation."""
-        if self.seg is None or self.worker is not None:
-            return   # a new session reads the field; a running step keeps the model it started with
+        if self.seg is None:
+            return   # a new session reads the field
+        if self.worker is not None:
+            self._quality_changed = True   # a running step keeps its model; applied when it ends
+            return
+        self._quality_changed = False
 
         def apply():
             from halo_seg.interactive.quality import QualityModel, load_for
@@ -318,6 +323,10 @@ class InteractiveWidget(QWidget):
         for b in self.buttons.values():
             b.setEnabled(True)
         self.buttons["Cancel"].setEnabled(False)
+        if self._quality_changed:
+            status = self.status.text()
+            self._apply_quality()
+            self.status.setText(f"{status}; {self.status.text()}")
 
     def _guard(self, fn):
         try:
@@ -430,20 +439,19 @@ class InteractiveWidget(QWidget):
 
         def done(result):
             model, _ = result
+            seg.use_quality_model(model)
             stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer.name).strip("_") or "image"
             try:
                 path = learned_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}.quality.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 model.save(path)
             except OSError as exc:   # unsaved, but this session still uses it
-                seg.use_quality_model(model)
                 self.status.setText(f"quality model adjusted to {which} and in use, but not saved: {exc}")
                 return
             self.quality.blockSignals(True)
             self.quality.insertItem(1, path.name, str(path))
             self.quality.setCurrentIndex(1)
             self.quality.blockSignals(False)
-            seg.use_quality_model(model)
             r = model.meta["metrics"]["tta"]["pearson_r_fit"]
             self.status.setText(f"quality model adjusted to {which} in {self.last_seconds:.0f}s "
                                 f"(r of the fit {r:.2f}), saved as {path}; it applies from the next propagation")

@@ -193,7 +193,12 @@ def test_learning_from_committed_objects(make_napari_viewer, qtbot, _user_dir, m
     assert "error" in w.status.text() and "missing.quality.json" in w.status.text()
     assert w.seg.quality_model is before                          # the session is as it was
 
+    w.quality.setCurrentIndex(0)
+    w.propagate()                                                 # a step running while the field changes
     w.quality.setCurrentIndex(1)
+    assert w.seg.quality_model is not learned and w.worker is not None
+    _wait(qtbot, w)
+    assert w.seg.quality_model.predict(probe, True) == pytest.approx(learned.predict(probe, True))
     w.learn_quality()
     w.cancel()
     _wait(qtbot, w)
