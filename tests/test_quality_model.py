@@ -401,6 +401,9 @@ def test_train_quality_command_pools_and_never_overwrites_the_shipped_model(phan
     write_labels(truth.astype(np.uint8), lab_path)
     rc = cli_main(["train-quality", "--image", str(img_path), "--labels", str(lab_path), "--rounds", "1"])
     assert rc == 2 and "give --out" in capsys.readouterr().err
+    rc = cli_main(["train-quality", "--weights", str(weights), "--image", str(img_path), "--labels", str(lab_path),
+                   "--out", str(tmp_path / "s.json"), "--share", "0.3"])
+    assert rc == 2 and "give --pool" in capsys.readouterr().err and not (tmp_path / "s.json").exists()
     base = ["train-quality", "--weights", str(weights), "--image", str(img_path), "--labels", str(lab_path),
             "--rounds", "2", "--threads", "1"]
     assert cli_main(base + ["--out", str(tmp_path / "a.json")]) == 0

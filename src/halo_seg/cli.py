@@ -182,6 +182,8 @@ def cmd_train_quality(a) -> int:
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
+    if a.share is not None and a.pool is None:
+        raise TrainingError("--share weighs the new sessions against the pooled samples: give --pool as well")
     if a.image:
         if not a.labels:
             raise FileNotFoundError("--image needs --labels (the label volume of the same shape)")
