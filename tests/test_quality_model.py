@@ -364,6 +364,8 @@ def test_fit_quality_saves_its_samples_pools_reports_progress_and_cancels(phanto
         fit_quality(image, labels, [1], weights=other, rounds=2, log=quiet, pool=samples_path(path))
     with pytest.raises(ValueError, match="share"):
         fit_quality(image, labels, [1], weights=weights, rounds=2, log=quiet, pool=samples_path(path), share=0)
+    with pytest.raises(ValueError, match="do not match the image"):
+        fit_quality(image, labels[:, :-1], [1], weights=weights, rounds=2, log=quiet)
 
 
 def test_use_quality_model_checks_it_and_makes_it_the_judge(phantom, weights):

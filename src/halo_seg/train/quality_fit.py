@@ -85,6 +85,8 @@ def fit_quality(image, labels, regions, weights="default", spacing=None, rounds=
     ``cancel``: a callable; when it returns True the running session stops (InterruptedError).
     ``progress(done, total)`` is called after each simulated session."""
     t0 = time.time()
+    if tuple(np.shape(labels)) != tuple(np.shape(image)):
+        raise ValueError(f"labels of shape {tuple(np.shape(labels))} do not match the image's {tuple(np.shape(image))}")
     meta_w = load_memnet(weights, "cpu")[1]
     check_regions(labels, regions)
     share = POOL_SHARE if share is None else float(share)
