@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..interactive.model_io import load_memnet
+from ..interactive.model_io import load_memnet, resolve_memnet_weights
 from ..interactive.quality import (FEATURES, SINGLE, QualityModel, fit_logistic, load_samples, sample_path_for,
                                    samples_path, save_samples, sidecar)
 from ..interactive.segmenter import InteractiveSegmenter
@@ -151,8 +151,7 @@ def train_quality(image, labels, regions, weights="default", out=None, spacing=N
     samples beside the model."""
     model, samples = fit_quality(image, labels, regions, weights, spacing, rounds, device, data_note, log,
                                  thickness, pool, share)
-    meta_w = load_memnet(weights, "cpu")[1]
-    path = model.save(out or sidecar(meta_w["path"]))
-    save_samples(samples_path(path), samples, meta_w["sha256"])
+    path = model.save(out or sidecar(resolve_memnet_weights(weights)))   # fit_quality loaded the network
+    save_samples(samples_path(path), samples, model.meta["weights_sha256"])
     log(f"saved {path} and its samples")
     return model, path
