@@ -5,6 +5,7 @@ import torch
 
 from halo_seg.interactive.memnet import MemSegNet
 from halo_seg.interactive.model_io import load_memnet
+from halo_seg.train.deform import DeformedView
 from halo_seg.train.interactive_data import ExampleSampler, Source, _objects, phantom_sources
 from halo_seg.train.interactive_train import rollout_loss, train_interactive
 
@@ -55,6 +56,45 @@ def test_thick_slice_views_average_runs_of_slices_and_keep_the_middle_label():
                 assert gt(z).any() == (20 <= k * z + k // 2 < 40)
             assert list(zs) == [z for z in range(nz) if gt(z).any()]
     assert seen == {1, 2, 3, 4, 5}
+
+
+def test_elastic_views_deform_image_and_mask_alike_and_keep_the_objects_slices():
+    # a tilted ellipsoid whose image is its own mask: any mismatch between the image's and the
+    # mask's resampling would show as image values away from 1 inside the deformed mask
+    z, y, x = np.mgrid[0:40, 0:80, 0:80]
+    lab = (((z - 20) / 15.0) ** 2 + ((y - 40 - 0.3 * (z - 20)) / 20.0) ** 2 + ((x - 40) / 9.0) ** 2 <= 1)
+    rng = np.random.default_rng(0)
+    moved = []
+    for seed in range(6):
+        view = DeformedView(lab.astype(np.float32), lab, np.random.default_rng(seed), centre=(40, 40), size=40)
+        for zz in range(40):
+            m = view.mask(zz)
+            assert m.any() == lab[zz].any()                  # the object's slices stay its slices
+            if m.sum() > 20:
+                img = view[zz]
+                assert img[m].mean() > 0.8 and img[~m].mean() < 0.05
+                assert ((img >= 0.5) == m).all()             # one map for both
+        a = np.array([view.mask(zz).sum() for zz in range(40)], float)
+        b = lab.reshape(40, -1).sum(1)
+        assert np.all(a[b > 50] / b[b > 50] > 0.5) and np.all(a[b > 50] / b[b > 50] < 2.0)
+        moved.append(np.mean([(view.mask(zz) ^ lab[zz]).sum() / max(1, lab[zz].sum()) for zz in range(10, 30)]))
+        # smooth along the slices: neighbours differ much less than the deformation moves them
+        step = np.mean([(view.mask(zz) ^ view.mask(zz + 1)).sum() / lab[zz].sum() for zz in range(12, 28)])
+        raw_step = np.mean([(lab[zz] ^ lab[zz + 1]).sum() / lab[zz].sum() for zz in range(12, 28)])
+        assert step < raw_step + 0.1
+    assert np.mean(moved) > 0.1                              # it does deform
+    with pytest.raises(ValueError, match="differ in shape"):
+        DeformedView(np.zeros((4, 8, 8)), np.zeros((4, 8, 9), bool), rng, centre=(4, 4), size=4)
+
+
+def test_elastic_examples_keep_the_phantoms_objects_bright_inside_their_targets():
+    smp = ExampleSampler(phantom_sources(2), size=32, seed=3, elastic=1.0)
+    q, _, mi, mm, mv, tgt = smp.batch(48)
+    inside = (q * tgt).sum((1, 2, 3)) / tgt.sum((1, 2, 3)).clamp(min=1)
+    outside = (q * (1 - tgt)).sum((1, 2, 3)) / (1 - tgt).sum((1, 2, 3)).clamp(min=1)
+    assert ((inside > outside + 0.5) | (tgt.sum((1, 2, 3)) == 0)).float().mean() > 0.9
+    imgs, masks, _ = smp.sweep_batch(16, 5)
+    assert imgs.shape == (16, 7, 1, 32, 32) and (masks[:, 0].sum((1, 2, 3)) > 0).all()
 
 
 def test_sweeps_of_short_objects_at_the_volume_edge():

@@ -20,6 +20,7 @@ from scipy import ndimage as ndi
 
 from ..interactive.roi import crop_stack, guidance_maps, mask_bbox, normalise, resize, roi_from_bbox
 from ..interactive.simulate import thick_slices
+from .deform import DeformedView
 
 AXIS_ORDERS = ((0, 1, 2), (1, 0, 2), (2, 0, 1), (0, 2, 1), (1, 2, 0), (2, 1, 0))
 
@@ -185,11 +186,12 @@ class ExampleSampler:
     """Draws batches of (query, guidance, memory, target) crops."""
 
     def __init__(self, sources: list[Source], size: int = 64, seed: int = 0, weights=None, invert: float = 0.0,
-                 thick: float = 0.0):
+                 thick: float = 0.0, elastic: float = 0.0):
         self.sources = [s for s in sources if s.objects]
         self.size = size
         self.invert = invert   # chance that an example's contrast is inverted
         self.thick = thick     # chance that an example's volume is resliced into 2 to 5 times thicker slices
+        self.elastic = elastic  # chance that an example's view is deformed (deform.DeformedView)
         self.rng = np.random.default_rng(seed)
         w = np.asarray(weights if weights is not None else [1.0] * len(self.sources), float)
         self.p = w / w.sum()
@@ -222,8 +224,15 @@ class ExampleSampler:
             imgv, labv, _ = thick_slices(imgv, labv, int(rng.integers(2, 6)))
             nz = labv.shape[0]
             lo, hi = 0, nz - 1
-        gt = lambda z: labv[z]  # noqa: E731
-        areas = np.array([gt(z).sum() for z in range(lo, hi + 1)])
+        areas = labv[lo:hi + 1].reshape(hi + 1 - lo, -1).sum(1)
+        if self.elastic and rng.random() < self.elastic:
+            # in-plane only, so the slices that show the object (and their relative areas) stay
+            ys, xs = np.nonzero(labv[lo:hi + 1].any(0))
+            view = DeformedView(imgv, labv, rng, centre=((ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2),
+                                size=max(ys.max() - ys.min(), xs.max() - xs.min()) + 1)
+            imgv, gt = view, view.mask
+        else:
+            gt = lambda z: labv[z]  # noqa: E731
         zs = np.flatnonzero(areas) + lo
         if len(zs) < 2:
             return None
