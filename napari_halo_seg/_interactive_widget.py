@@ -217,7 +217,7 @@ class InteractiveWidget(QWidget):
                                        quality_model=self._quality_choice(), strict_ends=self.strict.isChecked())
             old = self.seg if self._session_key is not None and self._session_key[0] == key[0] else None
             for z in (old.annotated_slices if old is not None else []):
-                seg.set_slice_mask(z, old.annotation(z))
+                seg.set_slice_mask(z, old.annotation(z), painted=z in old.painted_slices)
             self.seg, self._session_key = seg, key
             self._sent = set()
         return self.seg

@@ -31,11 +31,12 @@ def random_weights(tmp_path_factory):
 def _state(seg):
     s = seg._s
     return (copy.deepcopy(s.prompts), {z: m.copy() for z, m in s.annotations.items()}, set(s.pending),
-            None if s.prediction is None else s.prediction.copy(), None if s.quality is None else s.quality.copy())
+            None if s.prediction is None else s.prediction.copy(), None if s.quality is None else s.quality.copy(),
+            set(s.painted))
 
 
 def _same(a, b):
-    if a[0].keys() != b[0].keys() or a[1].keys() != b[1].keys() or a[2] != b[2]:
+    if a[0].keys() != b[0].keys() or a[1].keys() != b[1].keys() or a[2] != b[2] or a[5] != b[5]:
         return False
     for z in a[0]:
         pa, pb = a[0][z], b[0][z]
@@ -149,6 +150,44 @@ def test_set_slice_mask_is_trusted_and_undo_restores(random_weights):
     assert seg.annotated_slices == [] and not seg.prediction.any() and np.isnan(seg.quality).all()
     seg.undo()
     assert np.array_equal(seg.prediction, p1)
+
+
+def test_close_painted_slices_are_filled_between_and_far_or_segmented_ones_are_not(random_weights):
+    from halo_seg.interactive.baseline import interpolate_masks
+    vol = np.random.default_rng(4).normal(size=(12, 40, 40)).astype(np.float32)
+    a, b = np.zeros((40, 40), bool), np.zeros((40, 40), bool)
+    a[8:20, 6:18] = True
+    b[14:32, 12:30] = True
+    fill = interpolate_masks({2: a, 7: b}, vol.shape)
+
+    def session(spacing=(1.0, 1.0, 1.0)):
+        seg = InteractiveSegmenter(vol, spacing=spacing, device="cpu", weights=random_weights)
+        seg.set_slice_mask(2, a)
+        seg.set_slice_mask(7, b)
+        return seg
+
+    seg = session()
+    assert seg.painted_slices == [2, 7]
+    pred = seg.propagate()
+    assert np.array_equal(pred[2:8], fill[2:8])               # 5 mm apart: "fill between slices"
+    far = session(spacing=(3.0, 1.0, 1.0)).propagate()        # 15 mm apart: the network's
+    assert not np.array_equal(far[3:7], fill[3:7])
+    seg = session()
+    seg.add_box(4, 10, 8, 26, 24)                             # a segmented slice between them
+    seg.segment_slice(4)
+    assert seg.painted_slices == [2, 7]
+    assert not np.array_equal(seg.propagate()[3:7], fill[3:7])
+    seg.set_slice_mask(4, seg.annotation(4), painted=False)   # carried over, not drawn
+    assert seg.painted_slices == [2, 7] and 4 in seg.annotated_slices
+    seg = session()
+    seg.set_slice_mask(7, np.zeros((40, 40), bool))           # "not here": the network finds the end
+    assert not np.array_equal(seg.propagate()[3:7], fill[3:7])
+    seg = session()
+    seg.add_box(7, 14, 12, 31, 29)                            # a box redraws a painted slice
+    seg.propagate()
+    assert seg.painted_slices == [2]
+    seg.undo()
+    assert seg.painted_slices == [2, 7]
 
 
 def test_recommend_refuses_an_emptied_object(random_weights):
