@@ -5,7 +5,8 @@ none of the regions the quality model is fitted on, ``samples.QUALITY_FIT``). Pe
 r of predicted vs true slice Dice (pooled over every propagated slice of every round, and the median
 over regions) and the mean Dice after each round, since the recommendation follows the predicted
 quality. Variants run in parallel, one thread each: ``head`` or ``model``, optionally with
-``,rec=voxels`` (recommend the slice with the most expected wrong voxels, ``segmenter.RECOMMEND_BY``).
+``,rec=voxels`` (recommend the slice with the most expected wrong voxels, ``segmenter.RECOMMEND_BY``);
+``model=PATH`` is another quality model file, so that two are compared in one run.
 
     .venv/bin/python benchmarks/quality_calibration.py [--variants head model] [--model PATH]
 """
@@ -34,7 +35,7 @@ def run_variant(args) -> dict:
     from halo_seg.interactive import segmenter
     source, _, rec_by = variant.partition(",")
     segmenter.RECOMMEND_BY = rec_by.split("=")[1] if rec_by else "quality"   # the variant says it
-    qm = None if source == "head" else model
+    qm = None if source == "head" else source.split("=", 1)[1] if source.startswith("model=") else model
     per, pairs, r_region = {}, [], {}
     for lab in regions:
         name = VALIDATION.get(lab, str(lab))
