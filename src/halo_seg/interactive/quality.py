@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 FEATURES = ("q", "agree", "one_pass", "conf", "unc", "logdist", "dist_ext", "outside", "out_logdist",
-            "area_near", "empty", "smooth", "logz", "empty_logz", "logrdist", "out_logrdist", "flow_agree")
-# the stop rule's model judges a slice inside a sweep: no mirrored pass yet, and no flow check (flow_check.py)
-SINGLE = tuple(f for f in FEATURES if f not in ("agree", "one_pass", "flow_agree"))
+            "area_near", "empty", "smooth", "logz", "empty_logz", "logrdist", "out_logrdist")
+SINGLE = tuple(f for f in FEATURES if f not in ("agree", "one_pass"))   # without the mirrored pass
 
 
 def distance_scale(spacing) -> float:
@@ -34,8 +33,7 @@ def distance_scale(spacing) -> float:
     return float(spacing[0]) / (0.5 * (float(spacing[1]) + float(spacing[2])))
 
 
-def slice_features(passes, pred: np.ndarray, annotations: dict, zscale: float = 1.0,
-                   flow: dict | None = None) -> dict[int, np.ndarray]:
+def slice_features(passes, pred: np.ndarray, annotations: dict, zscale: float = 1.0) -> dict[int, np.ndarray]:
     """Features (in FEATURES order) of every propagated, not annotated slice.
 
     passes: the plain Propagation and, with test-time augmentation, the mirrored one;
@@ -58,14 +56,12 @@ def slice_features(passes, pred: np.ndarray, annotations: dict, zscale: float = 
         near = min(nonempty, key=lambda a: (abs(a - z), a))
         nb = ((areas[z - 1] if z else 0.0) + (areas[z + 1] if z + 1 < len(areas) else 0.0)) / 2
         out[z] = feature_vector(float(np.mean(quals)), agree, one, np.mean(probs, 0), abs(z - near), hi - lo + 1,
-                                z < lo or z > hi, areas[z], float(annotations[near].sum()), nb, zscale=zscale,
-                                flow_agree=(flow or {}).get(z, math.nan))
+                                z < lo or z > hi, areas[z], float(annotations[near].sum()), nb, zscale=zscale)
     return out
 
 
 def feature_vector(q, agree, one_pass, prob, dist, extent, outside, area, near_area, neighbour_area,
-                   empty_area: float = 2.0, zscale: float = 1.0, near_area_px: float | None = None,
-                   flow_agree: float = math.nan) -> np.ndarray:
+                   empty_area: float = 2.0, zscale: float = 1.0, near_area_px: float | None = None) -> np.ndarray:
     """One slice's features in FEATURES order. prob: its foreground probabilities; dist: slices to
     the nearest annotated slice showing the object; extent: slices from the first to the last of
     those; areas in pixels of one resolution (ratios only are used); zscale: ``distance_scale``,
@@ -86,7 +82,7 @@ def feature_vector(q, agree, one_pass, prob, dist, extent, outside, area, near_a
     return np.array([q, agree, one_pass, conf, unc, math.log1p(dist), dist / extent, outside,
                      outside * math.log1p(dist), math.log((area + 1) / (near_area + 1)), empty,
                      abs(area - neighbour_area) / (area + neighbour_area + 1), logz, empty * logz,
-                     logr, outside * logr, flow_agree])
+                     logr, outside * logr])
 
 
 class QualityModel:

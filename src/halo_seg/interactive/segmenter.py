@@ -13,10 +13,9 @@ import torch
 
 from .adapt import adapt_decoder
 from .baseline import interpolate_masks
-from .flow_check import FlowCache, flow_agreement
 from .model_io import load_memnet
 from . import propagation
-from .propagation import annotation_roi, merge, network_inputs, propagate_volume, to_volume_masks
+from .propagation import annotation_roi, merge, propagate_volume, to_volume_masks
 from .quality import QualityModel, distance_scale, load_for, slice_features
 from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
 
@@ -131,7 +130,6 @@ class InteractiveSegmenter:
         self.strict_ends = bool(strict_ends)
         self._s = _State()
         self._history: list[_State] = []
-        self._flows = FlowCache()
 
     def use_quality_model(self, model):
         """From the next propagation on, ``model`` (a QualityModel fitted for these weights, e.g. on the
@@ -411,7 +409,7 @@ class InteractiveSegmenter:
         self._fill_between_painted(work, pred)
         for z, m in work.annotations.items():
             pred[z] = m
-        work.features = slice_features(passes, pred, work.annotations, zscale, self._flow_check(column, work, roi, prop))
+        work.features = slice_features(passes, pred, work.annotations, zscale)
         if self.quality_model is not None:
             for z, q in self.quality_model.predict(work.features, self.tta).items():
                 quality[z] = q
@@ -422,12 +420,6 @@ class InteractiveSegmenter:
         work.open_ends = dict(prop.open_ends or {})
         self._s = work
         return pred
-
-    def _flow_check(self, column, s: _State, roi, prop) -> dict:
-        images, ann, _ = network_inputs(column, s.annotations, roi, self.net.size, "cpu")
-        ann = {z: m[0, 0].numpy() > 0.5 for z, m in ann.items()}
-        masks = {z: p.float().cpu().numpy() > 0.5 for z, p in prop.prob.items() if z not in s.annotations}
-        return flow_agreement(images[:, 0].numpy(), ann, masks, self._flows, (roi.y0, roi.x0, roi.side))
 
     def _fill_between_painted(self, s: _State, pred: np.ndarray):
         if not PAINTED_GAP_MM:
