@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from ..metrics import dice, dice_per_slice
 from .roi import mask_bbox
@@ -26,6 +27,38 @@ def thick_slices(image: np.ndarray, labels: np.ndarray, k: int, spacing=(1.0, 1.
 
 def tight_box(mask2d: np.ndarray):
     return mask_bbox(mask2d)
+
+
+def extreme_points(mask2d: np.ndarray) -> list[tuple[int, int]]:
+    """The top, bottom, left and right points of a mask (the middle one where several tie)."""
+    ys, xs = np.nonzero(mask2d)
+    if not len(ys):
+        raise ValueError("extreme points of an empty mask")
+    out = []
+    for arr, other, v in ((ys, xs, ys.min()), (ys, xs, ys.max()), (xs, ys, xs.min()), (xs, ys, xs.max())):
+        o = np.sort(other[arr == v])[(np.count_nonzero(arr == v) - 1) // 2]
+        out.append((int(v), int(o)) if arr is ys else (int(o), int(v)))
+    return out
+
+
+def corrective_click(pred2d: np.ndarray, truth2d: np.ndarray):
+    """The click a careful user makes next (the standard simulated user of interactive segmentation,
+    as in RITM and SAM's evaluations): at the pixel deepest inside the largest error region, positive
+    on a miss, negative on a false positive. Returns (y, x, positive), or None where the mask is exact."""
+    pred2d, truth2d = np.asarray(pred2d, bool), np.asarray(truth2d, bool)
+    best = None
+    for err, positive in ((truth2d & ~pred2d, True), (pred2d & ~truth2d, False)):
+        lab, n = ndi.label(err)
+        if not n:
+            continue
+        sizes = np.bincount(lab.ravel())[1:]
+        k = int(np.argmax(sizes))
+        if best is not None and sizes[k] <= best[0]:
+            continue
+        depth = ndi.distance_transform_edt(np.pad(lab == k + 1, 1))[1:-1, 1:-1]
+        y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        best = (int(sizes[k]), int(y), int(x), positive)
+    return None if best is None else best[1:]
 
 
 def choose_slice(seg, truth: np.ndarray, strategy: str, rng) -> int:

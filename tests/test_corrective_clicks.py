@@ -1,0 +1,133 @@
+"""Corrective clicks: the simulated clicking user, and what a click after a box asks of the network.
+
+The box-then-click behaviour is checked on what the network is given (guidance and memory, recorded
+from its forward call) with an untrained network, and on the result's direction (a positive click
+never removes, a negative never adds); benchmarks/clicks.py measures how much the clicks fix.
+"""
+import numpy as np
+import pytest
+import torch
+
+from halo_seg import InteractiveSegmenter
+from halo_seg.interactive import segmenter
+from halo_seg.interactive.memnet import MemSegNet
+from halo_seg.interactive.model_io import save_memnet
+from halo_seg.interactive.simulate import corrective_click, extreme_points
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_memnet(MemSegNet(), tmp_path_factory.mktemp("w") / "random.safetensors")
+
+
+def test_corrective_click_goes_deep_into_the_largest_error():
+    truth = np.zeros((40, 40), bool)
+    truth[10:30, 10:30] = True
+    pred = truth.copy()
+    pred[10:30, 22:30] = False            # a 20 x 8 miss
+    pred[2:5, 2:5] = True                 # a small false positive
+    y, x, positive = corrective_click(pred, truth)
+    assert positive and 10 <= y < 30 and 22 <= x < 30
+    assert min(y - 10, 29 - y, x - 22, 29 - x) >= 3   # inside the miss, not on its rim
+    pred = truth.copy()
+    pred[30:38, 5:35] = True              # an 8 x 30 leak below, larger than the miss
+    pred[10:14, 10:14] = False
+    y, x, positive = corrective_click(pred, truth)
+    assert not positive and 30 <= y < 38 and 5 <= x < 35
+    assert corrective_click(truth, truth) is None
+
+
+def test_extreme_points_are_the_masks_outermost_points():
+    m = np.zeros((30, 30), bool)
+    yy, xx = np.mgrid[:30, :30]
+    m[(yy - 14) ** 2 / 64 + (xx - 12) ** 2 / 25 <= 1] = True   # an ellipse, taller than wide
+    pts = extreme_points(m)
+    ys, xs = np.nonzero(m)
+    assert all(m[p] for p in pts)
+    assert [pts[0][0], pts[1][0], pts[2][1], pts[3][1]] == [ys.min(), ys.max(), xs.min(), xs.max()]
+    with pytest.raises(ValueError, match="empty"):
+        extreme_points(np.zeros((4, 4), bool))
+
+
+class _Recorder:
+    """Wraps a network's forward and keeps, per call, the guidance sums (pos, neg, box channels)
+    and the number of memory entries."""
+
+    def __init__(self, net):
+        self.calls, self._fwd = [], net.forward
+        net.forward = self
+
+    def __call__(self, query, guidance, mem_images, mem_masks, mem_valid):
+        self.calls.append((guidance[0].sum((1, 2)).tolist(), int(mem_valid.shape[1])))
+        return self._fwd(query, guidance, mem_images, mem_masks, mem_valid)
+
+
+def _session(weights):
+    vol = np.random.default_rng(3).normal(size=(9, 48, 48)).astype(np.float32)
+    seg = InteractiveSegmenter(vol, device="cpu", weights=weights, tta=False)
+    return seg, _Recorder(seg.net)
+
+
+def test_clicks_after_a_box_refine_its_mask_and_a_new_box_starts_afresh(random_weights):
+    seg, rec = _session(random_weights)
+    seg.add_box(4, 12, 12, 30, 32)
+    first = seg.segment_slice(4)
+    assert first.any()                                # a mask to refine, even from random weights
+    (pos, neg, box), k = rec.calls[-1]
+    assert box > 0 and k == 0                         # the box alone, no memory
+    seg.add_click(4, 20, 20, positive=False)
+    seg.segment_slice(4)
+    (pos, neg, box), k = rec.calls[-1]
+    assert box == 0 and neg > 0 and k == 1            # the click guides; the box's mask is in memory
+    assert seg._s.prompts[4].box is not None          # spent, not forgotten: undo and re-segmenting keep it
+    seg.add_box(4, 14, 14, 28, 30)                    # a new box redefines the slice: the clicks go
+    seg.segment_slice(4)
+    (pos, neg, box), k = rec.calls[-1]
+    assert box > 0 and neg == 0 and k == 0
+    for _ in range(4):
+        seg.undo()
+    assert np.array_equal(seg.annotation(4), first) and seg._s.prompts[4].neg == []
+    seg.segment_slice(4)                              # again from the box alone: the same mask
+    assert np.array_equal(seg.annotation(4), first)
+
+
+def test_the_old_way_adds_clicks_to_the_box(random_weights, monkeypatch):
+    monkeypatch.setattr(segmenter, "BOX_SPENT", False)
+    seg, rec = _session(random_weights)
+    seg.add_box(4, 12, 12, 30, 32)
+    seg.segment_slice(4)
+    seg.add_click(4, 20, 20, positive=False)
+    seg.segment_slice(4)
+    (pos, neg, box), k = rec.calls[-1]
+    assert box > 0 and neg > 0 and k == 0
+
+
+def test_extreme_points_are_not_spent(random_weights):
+    seg, rec = _session(random_weights)
+    seg.add_extreme_points(4, [(12, 22), (30, 22), (20, 12), (20, 32)])
+    seg.segment_slice(4)
+    seg.add_click(4, 20, 20, positive=False)
+    seg.segment_slice(4)
+    (pos, neg, box), k = rec.calls[-1]
+    assert box > 0 and pos > 0 and neg > 0 and k == 0
+
+
+@pytest.mark.parametrize("monotone", [True, False])
+def test_a_click_only_moves_the_mask_its_way(random_weights, monkeypatch, monotone):
+    monkeypatch.setattr(segmenter, "MONOTONE_CLICKS", monotone)
+    seg, _ = _session(random_weights)
+    base = np.zeros((48, 48), bool)
+    base[14:34, 10:30] = True
+    moved = {"grew": 0, "shrank": 0}
+    for positive, (y, x) in ((True, (24, 36)), (False, (24, 20))):
+        seg.reset()
+        seg.set_slice_mask(4, base)
+        seg.add_click(4, y, x, positive=positive)
+        m = seg.segment_slice(4)
+        moved["grew"] += int((m & ~base).sum()) if not positive else 0      # added by a negative click
+        moved["shrank"] += int((base & ~m).sum()) if positive else 0        # removed by a positive one
+    if monotone:
+        assert moved == {"grew": 0, "shrank": 0}
+    else:   # the untrained network redraws the slice: the check above is not vacuous
+        assert moved["grew"] + moved["shrank"] > 0
