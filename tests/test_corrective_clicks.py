@@ -131,3 +131,40 @@ def test_a_click_only_moves_the_mask_its_way(random_weights, monkeypatch, monoto
         assert moved == {"grew": 0, "shrank": 0}
     else:   # the untrained network redraws the slice: the check above is not vacuous
         assert moved["grew"] + moved["shrank"] > 0
+
+
+def test_the_simulated_user_clicks_until_the_slice_is_good_enough(random_weights):
+    from halo_seg.interactive.simulate import prompt_slice
+    from halo_seg.metrics import dice
+    seg, rec = _session(random_weights)
+    truth = np.zeros((48, 48), bool)
+    truth[14:34, 10:30] = True
+    assert prompt_slice(seg, 4, truth, "box") == 0 and seg.annotated_slices == []   # waits for propagate
+    seg.reset()
+    assert prompt_slice(seg, 4, truth, "box", clicks=3, stop=0.0) == 0 and seg.annotated_slices == [4]
+    seg.reset()
+    made = prompt_slice(seg, 4, truth, "extreme", clicks=3, stop=1.01)
+    p = seg._s.prompts[4]
+    assert p.extreme is not None and p.box is None
+    assert 1 <= made <= 3 and len(p.pos) + len(p.neg) == made
+    seg.reset()
+    made = prompt_slice(seg, 4, truth, "box", clicks=4, stop=0.5)
+    assert made == 4 or dice(seg.annotation(4), truth) >= 0.5
+    with pytest.raises(ValueError, match="prompt"):
+        prompt_slice(seg, 4, truth, "lasso")
+    seg.reset()
+    assert prompt_slice(seg, 5, np.zeros((48, 48), bool), "box", clicks=3) == 0
+    assert not seg.annotation(5).any()                # "not here": an empty painted slice
+
+
+def test_sessions_record_the_clicks_of_each_round(random_weights):
+    from halo_seg.interactive.simulate import run_session
+    vol = np.random.default_rng(4).normal(size=(12, 40, 40)).astype(np.float32)
+    truth = np.zeros(vol.shape, bool)
+    truth[3:9, 12:28, 10:30] = True
+    vol[truth] += 3
+    seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights, tta=False)
+    recs = run_session(seg, truth, rounds=3, prompt="extreme", clicks=2)
+    assert [r["round"] for r in recs] == [1, 2, 3]
+    assert all(0 <= r["clicks"] <= 2 for r in recs)
+    assert set(seg.annotated_slices) >= {r["slice"] for r in recs if r["slice"] is not None}

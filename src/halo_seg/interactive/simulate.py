@@ -1,5 +1,7 @@
 """A simulated user (Mem3D's protocol, DESIGN.md): a tight box on the slice where the object is
-largest, then one box per round on the chosen slice (an empty mask where the object is absent)."""
+largest, then one box per round on the chosen slice (an empty mask where the object is absent).
+Mem3D also scores extreme points instead of boxes (``prompt="extreme"``); ``clicks`` lets the user
+correct each prompted slice with clicks before propagating (``corrective_click``)."""
 from __future__ import annotations
 
 import time
@@ -88,11 +90,42 @@ def _exhausted(seg, truth: np.ndarray) -> bool:
     return not todo
 
 
-def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recommend", seed: int = 0, cancel=None):
-    """Returns per-round records: dice, seconds, chosen slice, (predicted, true) slice Dice pairs and
-    (quality features, true Dice) samples of the propagated slices. When every slice of the object
-    and one on either side is annotated (an object only a few slices thick) the user is done: the
-    remaining rounds repeat the last Dice, with no slice, no time and no samples."""
+PROMPTS = ("box", "extreme")
+
+
+def prompt_slice(seg, z: int, truth2d: np.ndarray, prompt: str = "box", clicks: int = 0, stop: float = 0.9) -> int:
+    """The user's prompt on slice z from its true mask (an empty mask where the object is absent),
+    then up to ``clicks`` corrective clicks, each followed by segmenting the slice, until its Dice
+    reaches ``stop``. Returns the clicks made; with clicks the slice is segmented (annotated) here,
+    else the prompt waits for the next propagation."""
+    if prompt not in PROMPTS:
+        raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
+    if not truth2d.any():
+        seg.set_slice_mask(z, np.zeros(truth2d.shape, bool))
+        return 0
+    if prompt == "box":
+        seg.add_box(z, *tight_box(truth2d))
+    else:
+        seg.add_extreme_points(z, extreme_points(truth2d))
+    if not clicks:
+        return 0
+    mask, made = seg.segment_slice(z), 0
+    while made < clicks and dice(mask, truth2d) < stop:
+        c = corrective_click(mask, truth2d)
+        if c is None:
+            break
+        seg.add_click(z, c[0], c[1], positive=c[2])
+        mask, made = seg.segment_slice(z), made + 1
+    return made
+
+
+def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recommend", seed: int = 0, cancel=None,
+                prompt: str = "box", clicks: int = 0):
+    """Returns per-round records: dice, seconds, chosen slice, clicks made, (predicted, true) slice
+    Dice pairs and (quality features, true Dice) samples of the propagated slices. Each round's slice
+    gets ``prompt`` and up to ``clicks`` corrective clicks (prompt_slice). When every slice of the
+    object and one on either side is annotated (an object only a few slices thick) the user is done:
+    the remaining rounds repeat the last Dice, with no slice, no time and no samples."""
     truth = np.asarray(truth, bool)
     rng = np.random.default_rng(seed)
     area = truth.reshape(len(truth), -1).sum(1)
@@ -105,14 +138,11 @@ def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recomm
             except (InteractiveError, ValueError):
                 if not _exhausted(seg, truth):
                     raise
-                out += [dict(out[-1], round=k + 1, slice=None, seconds=None, pairs=[], samples=[])
+                out += [dict(out[-1], round=k + 1, slice=None, seconds=None, clicks=0, pairs=[], samples=[])
                         for k in range(r, rounds)]
                 break
         t0 = time.perf_counter()
-        if truth[z].any():
-            seg.add_box(z, *tight_box(truth[z]))
-        else:
-            seg.set_slice_mask(z, np.zeros(truth.shape[1:], bool))
+        made = prompt_slice(seg, z, truth[z], prompt, clicks)
         pred = seg.propagate(cancel=cancel)
         sec = time.perf_counter() - t0
         q = seg.quality
@@ -120,7 +150,7 @@ def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recomm
         ann = set(seg.annotated_slices)
         idx = [i for i in np.flatnonzero(np.isfinite(q)) if i not in ann]
         feats = seg.slice_features
-        out.append({"round": r + 1, "slice": z, "dice": dice(pred, truth), "seconds": sec,
+        out.append({"round": r + 1, "slice": z, "dice": dice(pred, truth), "seconds": sec, "clicks": made,
                     "pairs": [(float(q[i]), float(true_sd[i])) for i in idx],
                     "samples": [(feats[i], float(true_sd[i])) for i in sorted(feats)]})
     return out
