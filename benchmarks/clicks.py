@@ -15,8 +15,9 @@ The user stops clicking on a slice once its Dice reaches ``--stop`` (0.9, as NoC
 Variants run in parallel, one process each: ``shipped`` (a slice's box is spent once it is
 segmented, so later clicks refine that mask, ``segmenter.BOX_SPENT``; a positive click only adds to
 it and a negative one only removes, ``segmenter.MONOTONE_CLICKS``), ``spent`` (the first alone) and
-``old`` (neither: clicks join the box's guidance, as before 2026-12-02). Mean slice Dice after 0..K
-clicks and the share of slices at >= 0.85 / 0.90 after K.
+``old`` (neither: clicks join the box's guidance, as before 2026-12-02); ``NAME,weights=PATH``
+runs one of them with other weights (and their quality model). Mean slice Dice after 0..K clicks and
+the share of slices at >= 0.85 / 0.90 after K.
 
     .venv/bin/python benchmarks/clicks.py [--set validation|further|fresh|subcortical | --regions ...]
                                           [--clicks 5] [--stop 0.9] [--variants shipped spent old]
@@ -67,11 +68,12 @@ def run_variant(args) -> dict:
     from halo_seg.interactive.simulate import extreme_points, tight_box
     from halo_seg.samples import load_colin27_full
     torch.set_num_threads(1)
-    segmenter.BOX_SPENT, segmenter.MONOTONE_CLICKS = VARIANTS[variant]
+    name, _, weights = variant.partition(",weights=")
+    segmenter.BOX_SPENT, segmenter.MONOTONE_CLICKS = VARIANTS[name]
     data = load_colin27_full()
 
     def session():
-        return InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu")
+        return InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu", weights=weights or "default")
 
     per = {s: {} for s in STARTS}
     for lab in regions:
@@ -113,13 +115,16 @@ def main(argv=None) -> int:
     ap.add_argument("--set", choices=sorted(SETS), default="validation")
     ap.add_argument("--regions", type=int, nargs="*", help="AAL labels instead of --set")
     ap.add_argument("--clicks", type=int, default=5)
-    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
     ap.add_argument("--stop", type=float, default=0.9,
                     help="the user stops clicking on a slice once its Dice reaches this (1: never)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     regions = list(a.regions or SETS[a.set])
+    bad = [v for v in a.variants if v.partition(",weights=")[0] not in VARIANTS]
+    if bad:
+        ap.error(f"unknown variants {bad}: use {list(VARIANTS)}, optionally with ,weights=PATH")
     out = a.out or str(Path(__file__).parent / "results" / f"clicks_{'regions' if a.regions else a.set}.json")
     with get_context("spawn").Pool(a.jobs, maxtasksperchild=1) as pool:
         results = pool.map(run_variant, [(v, regions, a.clicks, a.stop) for v in a.variants], chunksize=1)

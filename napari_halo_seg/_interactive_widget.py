@@ -1,7 +1,8 @@
 """Dock widget: interactive 3D segmentation with memory propagation (halo_seg.InteractiveSegmenter).
 
 Prompts live in napari layers the widget creates: positive and negative clicks (Points), a box
-(Shapes rectangle) and four extreme points (Points), all read on the slice shown. The current object
+(Shapes rectangle) and four extreme points (Points), all read on the slice shown; clicks on a slice
+already segmented correct its mask (a positive click only adds, a negative only removes). The current object
 is previewed in an editable Labels layer: paint on a slice and "Accept slice" to trust it as truth.
 "Commit" copies the object into the objects Labels layer under a new id, never over another object.
 "Learn from objects" adjusts the quality model (where sweeps end, which slice is recommended) to the
@@ -354,7 +355,8 @@ class InteractiveWidget(QWidget):
 
         def done(mask):
             self._show(z_mask=(z, mask))
-            self.status.setText(f"slice {z} segmented in {self.last_seconds:.2f}s; Propagate next")
+            self.status.setText(f"slice {z} segmented in {self.last_seconds:.2f}s; correct it with clicks and "
+                                "Segment slice again, or Propagate")
         self._start(f"segmenting slice {z} ...", seg.segment_slice, z, on_done=done)
 
     def propagate(self):

@@ -168,3 +168,19 @@ def test_sessions_record_the_clicks_of_each_round(random_weights):
     assert [r["round"] for r in recs] == [1, 2, 3]
     assert all(0 <= r["clicks"] <= 2 for r in recs)
     assert set(seg.annotated_slices) >= {r["slice"] for r in recs if r["slice"] is not None}
+
+
+def test_clicks_of_both_signs_at_once_keep_the_networks_answer_and_nothing_new_changes_nothing(random_weights):
+    seg, rec = _session(random_weights)
+    base = np.zeros((48, 48), bool)
+    base[14:34, 10:30] = True
+    seg.set_slice_mask(4, base)
+    seg.add_click(4, 24, 36, positive=True)
+    seg.add_click(4, 24, 20, positive=False)
+    both = seg.segment_slice(4)
+    assert (both & ~base).any() and (base & ~both).any()   # the untrained network's redraw, both ways
+    n = len(rec.calls)
+    assert np.array_equal(seg.segment_slice(4), both) and len(rec.calls) == n   # no new click: no rerun
+    seg.add_click(4, 30, 12, positive=False)
+    third = seg.segment_slice(4)
+    assert not (third & ~both).any()                       # one sign again: only removes

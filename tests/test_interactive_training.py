@@ -178,10 +178,10 @@ def test_cli_trains_and_fine_tunes(tmp_path, capsys):
     common = ["--iterations", "1", "--batch", "2", "--sweeps", "1", "--sweep-steps", "2", "--workers", "0",
               "--size", "32"]
     assert main(["train-interactive", "--out", str(first), "--width", "4", *common]) == 0
-    assert main(["train-interactive", "--out", str(tuned), "--init", str(first), *common]) == 0
+    assert main(["train-interactive", "--out", str(tuned), "--init", str(first), "--corrective", "0.5", *common]) == 0
     meta = load_memnet(tuned)[1]
     assert meta["config"]["width"] == 4 and meta["init"] == str(first)   # the architecture comes from --init
-    assert meta["sweeps"] == 1 and meta["sweep_steps"] == 2
+    assert meta["sweeps"] == 1 and meta["sweep_steps"] == 2 and meta["corrective"] == 0.5
 
 
 def test_time_lr_warms_up_then_anneals_to_zero():
@@ -265,3 +265,37 @@ def test_cli_fine_tunes_on_the_users_own_volume(tmp_path, capsys):
     assert "[99] are not in the labels" in capsys.readouterr().err
     assert main(["train-interactive", *common, "--image", str(tmp_path / "img.npy")]) == 2
     assert "give them in pairs" in capsys.readouterr().err
+
+
+def test_corrective_clicks_sit_on_the_errors_of_the_mask_they_correct():
+    from halo_seg.train.interactive_data import _corrective_clicks, _corrupt
+    rng = np.random.default_rng(0)
+    truth = np.zeros((60, 60), bool)
+    truth[15:45, 10:50] = True
+    on_error = 0
+    for _ in range(40):
+        cur = _corrupt(truth, rng, None)
+        assert cur.any() and (cur ^ truth).sum() >= 4          # wrong enough to click on
+        pos, neg = _corrective_clicks(cur, truth, rng, 3)
+        assert 1 <= len(pos) + len(neg) <= 3
+        assert all(truth[c] for c in pos) and not any(truth[c] for c in neg)   # never a wrong-signed click
+        on_error += sum(not cur[c] for c in pos) + sum(cur[c] for c in neg)
+    assert on_error >= 60            # most clicks point at an error (a quarter are answered ones)
+
+
+def test_corrective_examples_hold_the_corrected_mask_and_click_guidance():
+    def clicks_on_misses(corrective):
+        smp = ExampleSampler(phantom_sources(2), size=32, seed=5, corrective=corrective)
+        n = 0
+        for _ in range(300):
+            ex = smp.example()
+            if ex is None:
+                continue
+            imgs, guid, masks, k = ex
+            if guid[2].sum() > 0 or k == 0 or guid[0].max() < 0.9:   # a box, no memory, no positive click
+                continue
+            peak = guid[0] >= 0.9                                     # at the positive clicks
+            n += bool((peak & (masks[0, 0] > 0.5) & (masks[k, 0] < 0.5)).any())   # in the object, missed
+        return n
+    # the existing click examples click inside the object, where the mask in memory has it too
+    assert clicks_on_misses(1.0) >= 20 and clicks_on_misses(1.0) > 3 * clicks_on_misses(0.0)

@@ -129,6 +129,39 @@ def test_errors_undo_and_cancel_keep_the_work(make_napari_viewer, qtbot):
     assert np.array_equal(np.asarray(viewer.layers["current object"].data), before)
 
 
+@needs_default
+def test_clicks_after_a_box_correct_its_slice_one_way(make_napari_viewer, qtbot):
+    """A user's clicks on a slice segmented from a box: a negative click only takes away from the
+    shown mask, a positive one only adds, and the box is not asked for again."""
+    viewer, w = _phantom_widget(make_napari_viewer)
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    z = int(truth.sum((1, 2)).argmax())
+    w.goto_slice(z)
+    w.ensure_prompt_layers()
+    _box(w, z, truth[z])
+    w.segment_slice()
+    _wait(qtbot, w)
+    preview = viewer.layers["current object"]
+    first = np.asarray(preview.data[z]) > 0
+    ys, xs = np.nonzero(first)
+    inner = (ys.min() + 1, int(np.median(xs[ys == ys.min() + 1])))   # just inside the mask's top row
+    w.negative.setChecked(True)
+    viewer.layers["clicks -"].add(np.array([[z, *inner]], float))
+    w.segment_slice()
+    _wait(qtbot, w)
+    second = np.asarray(preview.data[z]) > 0
+    assert not (second & ~first).any() and second.any(), w.status.text()
+    w.negative.setChecked(False)
+    outer = (ys.max() + 2, int(np.median(xs[ys == ys.max()])))     # just below the mask
+    viewer.layers["clicks +"].add(np.array([[z, *outer]], float))
+    w.segment_slice()
+    _wait(qtbot, w)
+    third = np.asarray(preview.data[z]) > 0
+    assert not (second & ~third).any(), w.status.text()
+    p = w.seg._s.prompts[z]
+    assert p.box is not None and p.segmented and len(p.neg) == len(p.pos) == 1
+
+
 @pytest.fixture(autouse=True)
 def _user_dir(tmp_path, monkeypatch):
     """Learned quality models go to a scratch directory, never the user's."""

@@ -168,7 +168,7 @@ def cmd_train_interactive(a) -> int:
                                 sweeps=a.sweeps, sweep_steps=a.sweep_steps, init=a.init,
                                 mri_supervoxels=a.mri_supervoxels, hold_out_validation=a.hold_out_validation,
                                 minutes=a.minutes, invert=a.invert, thick=a.thick,
-                                elastic=a.elastic, user_volumes=users,
+                                elastic=a.elastic, corrective=a.corrective, user_volumes=users,
                                 user_share=a.user_share)
     except ValueError as exc:   # a user volume without objects, label values not in it, a bad share
         raise TrainingError(str(exc)) from exc
@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--elastic", type=float, default=0.0,
                     help="chance that a training example's view is rotated, scaled and elastically deformed "
                          "in-plane, smoothly varying from slice to slice")
+    ti.add_argument("--corrective", type=float, default=0.0,
+                    help="chance that a correction example is clicks on the errors of a mask held in memory "
+                         "(how the segmenter refines a slice after its box)")
     ti.add_argument("--minutes", type=float, default=None,
                     help="cap the run's length: the learning rate follows the clock and the run ends on time")
     ti.add_argument("--image", dest="images", action="append", default=None,

@@ -158,6 +158,52 @@ def _perturb(mask: np.ndarray, rng, neighbour: np.ndarray | None) -> np.ndarray:
     return d + noise > 0
 
 
+def _corrupt(mask: np.ndarray, rng, neighbour: np.ndarray | None) -> np.ndarray:
+    """A mask with errors large enough for a user to click on (on top of a _perturb): a part cut
+    off at the outline, a leak out of it, or both, each a disc of 10 to 45 % of the object's size."""
+    out = _perturb(mask, rng, neighbour)
+    ys, xs = np.nonzero(mask)
+    edge_y, edge_x = np.nonzero(mask & ~ndi.binary_erosion(mask))
+    if not len(edge_y):
+        return out
+    size = max(np.ptp(ys), np.ptp(xs)) + 1
+    yy, xx = np.ogrid[:mask.shape[0], :mask.shape[1]]
+    kind = rng.integers(0, 3)
+    if kind in (0, 2):   # a part missed
+        i, r = rng.integers(len(edge_y)), rng.uniform(0.15, 0.45) * size
+        out = out & ~((yy - edge_y[i]) ** 2 + (xx - edge_x[i]) ** 2 <= r * r)
+    if kind in (1, 2):   # a leak into the surroundings, centred just outside the outline
+        i, r = rng.integers(len(edge_y)), rng.uniform(0.1, 0.35) * size
+        d = np.array([edge_y[i] - ys.mean(), edge_x[i] - xs.mean()])
+        cy, cx = np.array([edge_y[i], edge_x[i]]) + 0.6 * r * d / (np.linalg.norm(d) + 1e-6)
+        out = out | ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r)
+    return out
+
+
+def _corrective_clicks(cur: np.ndarray, truth: np.ndarray, rng, n: int):
+    """Up to n clicks a user makes on the errors of ``cur``: one per error region, the largest first,
+    deep inside it (positive on a miss, negative on a leak). At inference the earlier clicks of a
+    slice have mostly been answered already, so a click is sometimes placed where ``cur`` is right."""
+    pos, neg = [], []
+    regions = []
+    for err, positive in ((truth & ~cur, True), (cur & ~truth, False)):
+        lab, k = ndi.label(err)
+        regions += [(int(c), lab == i + 1, positive) for i, c in enumerate(np.bincount(lab.ravel())[1:])]
+    regions.sort(key=lambda r: -r[0])
+    for size, region, positive in regions[:n]:
+        if size < 4 and (pos or neg):
+            break
+        if rng.random() < 0.25:   # an answered click: inside the object, or outside it, where cur agrees
+            region = (truth & cur) if positive else (~truth & ~cur & ndi.binary_dilation(truth, iterations=6))
+            if not region.any():
+                continue
+        depth = ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+        cand = np.argwhere(depth >= max(1.0, (0.5 if rng.random() < 0.5 else 1.0) * depth.max()))
+        y, x = cand[rng.integers(len(cand))]
+        (pos if positive else neg).append((int(y), int(x)))
+    return pos, neg
+
+
 def _jitter_box(b, rng, amount=2):
     j = rng.integers(-amount, amount + 1, 4)
     return (b[0] + j[0], b[1] + j[1], b[2] + j[2], b[3] + j[3])
@@ -186,12 +232,13 @@ class ExampleSampler:
     """Draws batches of (query, guidance, memory, target) crops."""
 
     def __init__(self, sources: list[Source], size: int = 64, seed: int = 0, weights=None, invert: float = 0.0,
-                 thick: float = 0.0, elastic: float = 0.0):
+                 thick: float = 0.0, elastic: float = 0.0, corrective: float = 0.0):
         self.sources = [s for s in sources if s.objects]
         self.size = size
         self.invert = invert   # chance that an example's contrast is inverted
         self.thick = thick     # chance that an example's volume is resliced into 2 to 5 times thicker slices
         self.elastic = elastic  # chance that an example's view is deformed (deform.DeformedView)
+        self.corrective = corrective  # chance that a correction example is clicks on a mask's errors
         self.rng = np.random.default_rng(seed)
         w = np.asarray(weights if weights is not None else [1.0] * len(self.sources), float)
         self.p = w / w.sum()
@@ -286,6 +333,22 @@ class ExampleSampler:
                 r2 = t + s * int(rng.integers(1, 10))
                 if rng.random() < 0.25 and 0 <= r2 < nz:
                     mem.append((r2, gt(r2)))
+        elif mode == 2 and self.corrective and rng.random() < self.corrective:
+            # clicks on the errors of a mask (the segmenter's refinement of a segmented slice): that
+            # mask in memory, its nearest annotated neighbour sometimes too, the clicks as guidance
+            t = pick_big() if rng.random() < 0.6 else int(rng.choice(zs))
+            m = gt(t)
+            cur = _corrupt(m, rng, gt(t + 1) if t + 1 < nz else None)
+            pos, neg = _corrective_clicks(cur, m, rng, int(rng.integers(1, 5)))
+            if not (pos or neg) or not cur.any():
+                return None
+            b = mask_bbox(cur)
+            ys, xs = [b[0], b[2]] + [c[0] for c in pos + neg], [b[1], b[3]] + [c[1] for c in pos + neg]
+            roi = roi_from_bbox(min(ys), min(xs), max(ys), max(xs), margin=margin, shift=shift)
+            r = t + int(rng.choice([-1, 1])) * int(rng.integers(2, 16))
+            if rng.random() < 0.5 and 0 <= r < nz:
+                mem.append((r, gt(r)))
+            mem.append((t, cur))
         else:
             t = pick_big() if rng.random() < 0.6 else int(rng.choice(zs))
             m = gt(t)

@@ -66,7 +66,7 @@ class _Batches(torch.utils.data.IterableDataset):
 
 def _batch_stream(sources, size, seed, weights, batch, workers, sweeps=(0, 0), augment=None):
     """Examples are made in worker processes so that the network never waits for them; ``augment``
-    holds ExampleSampler's augmentation chances (invert, thick, elastic)."""
+    holds ExampleSampler's chances (invert, thick, elastic, corrective)."""
     loader = torch.utils.data.DataLoader(_Batches(sources, size, seed, weights, batch, sweeps, augment),
                                          batch_size=None,
                                          num_workers=workers, prefetch_factor=4 if workers else None)
@@ -125,7 +125,8 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
                       n_phantoms: int = 12, sweeps: int = 8, sweep_steps: int = 6,
                       init: str | Path | None = None, mri_supervoxels: bool = False,
                       hold_out_validation: bool = False, minutes: float | None = None, invert: float = 0.0,
-                      thick: float = 0.0, elastic: float = 0.0, user_volumes=(), user_share: float = 0.5) -> dict:
+                      thick: float = 0.0, elastic: float = 0.0, corrective: float = 0.0, user_volumes=(),
+                      user_share: float = 0.5) -> dict:
     """Train (or, with ``resume``, continue; with ``init``, fine-tune from other weights on a fresh
     schedule) the interactive network. Each iteration takes ``batch`` one-step examples and
     ``sweeps`` sweeps of ``sweep_steps`` slices unrolled on the network's own predictions.
@@ -135,7 +136,8 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
     caps the run's length: the learning rate follows the clock (time_lr) and the run ends on time;
     ``invert`` is the chance that an example's contrast is inverted, ``thick`` that its volume is
     resliced into slices 2 to 5 times thicker, ``elastic`` that its view is deformed smoothly in-plane
-    (deform.DeformedView; all three in ExampleSampler). ``user_volumes``: the user's own
+    (deform.DeformedView; all three in ExampleSampler); ``corrective`` that a correction example is
+    corrective clicks on the errors of a mask held in memory. ``user_volumes``: the user's own
     labelled volumes, ``(image, labels, spacing, regions or None)`` each, drawn for ``user_share`` of
     the examples (the built-in sources keep the rest, so that a fine-tune does not forget them)."""
     if resume and init:
@@ -161,7 +163,7 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         w = [x * (1 - user_share) / sum(w) for x in w] + [user_share / len(users)] * len(users)
         sources = sources + users
     batches = _batch_stream(sources, size, seed, w, batch, workers, (sweeps, sweep_steps),
-                            dict(invert=invert, thick=thick, elastic=elastic))
+                            dict(invert=invert, thick=thick, elastic=elastic, corrective=corrective))
     start = 0
     if resume or init:
         net, meta = load_memnet(resume or init)
@@ -193,7 +195,7 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         log(json.dumps(rec))
         save_memnet(net, out, iterations=done, seed=seed, batch=batch, lr=lr, sweeps=sweeps,
                     sweep_steps=sweep_steps, init=str(init) if init else "", minutes=minutes or 0, invert=invert,
-                    thick=thick, elastic=elastic, sources=[s.name for s in sources], held_out_aal=list(held_out))
+                    thick=thick, elastic=elastic, corrective=corrective, sources=[s.name for s in sources], held_out_aal=list(held_out))
 
     it = start
     while it < iterations:
