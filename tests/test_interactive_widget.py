@@ -32,6 +32,17 @@ def _box(w, z, mask):
     w.viewer.layers["box"].add_rectangles(np.array([[z, y0, x0], [z, y0, x1], [z, y1, x1], [z, y1, x0]], float))
 
 
+def _box_and_segment(qtbot, w, truth):
+    """A box on the object's largest slice, segmented: (that slice, the preview layer)."""
+    z = int(truth.sum((1, 2)).argmax())
+    w.goto_slice(z)
+    w.ensure_prompt_layers()
+    _box(w, z, truth[z])
+    w.segment_slice()
+    _wait(qtbot, w)
+    return z, w.viewer.layers["current object"]
+
+
 @needs_default
 def test_full_interactive_flow(make_napari_viewer, qtbot, tmp_path):
     from napari_halo_seg._interactive_widget import InteractiveWidget
@@ -46,13 +57,7 @@ def test_full_interactive_flow(make_napari_viewer, qtbot, tmp_path):
     w.device.setCurrentText("cpu")
 
     truth = labels == first
-    z = int(truth.sum((1, 2)).argmax())
-    w.goto_slice(z)
-    w.ensure_prompt_layers()
-    _box(w, z, truth[z])
-    w.segment_slice()
-    _wait(qtbot, w)
-    preview = viewer.layers["current object"]
+    z, preview = _box_and_segment(qtbot, w, truth)
     assert dice(np.asarray(preview.data[z]) > 0, truth[z]) >= 0.8, w.status.text()
     assert not w.seg.strict_ends
     w.strict.setChecked(True)                # reaches the open session
@@ -134,14 +139,7 @@ def test_clicks_after_a_box_correct_its_slice_one_way(make_napari_viewer, qtbot)
     """A user's clicks on a slice segmented from a box: a negative click only takes away from the
     shown mask, a positive one only adds, and the box is not asked for again."""
     viewer, w = _phantom_widget(make_napari_viewer)
-    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
-    z = int(truth.sum((1, 2)).argmax())
-    w.goto_slice(z)
-    w.ensure_prompt_layers()
-    _box(w, z, truth[z])
-    w.segment_slice()
-    _wait(qtbot, w)
-    preview = viewer.layers["current object"]
+    z, preview = _box_and_segment(qtbot, w, np.asarray(viewer.layers["phantom truth"].data) == 1)
     first = np.asarray(preview.data[z]) > 0
     ys, xs = np.nonzero(first)
     inner = (ys.min() + 1, int(np.median(xs[ys == ys.min() + 1])))   # just inside the mask's top row
