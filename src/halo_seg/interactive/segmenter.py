@@ -547,4 +547,3 @@ def _with_slice(vol: np.ndarray, z: int, mask: np.ndarray) -> np.ndarray:
 def _crop_read(block: np.ndarray, roi: ROI, origin) -> np.ndarray:
     """The ROI out of a block read at ``origin``, edge-padded where the ROI passes the slice border."""
     return crop_stack(block, ROI(roi.y0 - origin[0], roi.x0 - origin[1], roi.side))
-

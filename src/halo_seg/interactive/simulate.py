@@ -43,24 +43,33 @@ def extreme_points(mask2d: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
+def error_regions(pred2d: np.ndarray, truth2d: np.ndarray) -> list[tuple[int, np.ndarray, bool]]:
+    """The connected regions where a mask is wrong, largest first: (pixels, region, missed), missed
+    True where the object is not covered and False where the mask covers background."""
+    pred2d, truth2d = np.asarray(pred2d, bool), np.asarray(truth2d, bool)
+    out = []
+    for err, missed in ((truth2d & ~pred2d, True), (pred2d & ~truth2d, False)):
+        lab, _ = ndi.label(err)
+        out += [(int(n), lab == i + 1, missed) for i, n in enumerate(np.bincount(lab.ravel())[1:])]
+    return sorted(out, key=lambda r: -r[0])   # stable: a miss before a leak of the same size
+
+
+def depth_inside(region: np.ndarray) -> np.ndarray:
+    """Each pixel's distance to the outside of the region (the border of the slice counts as outside)."""
+    return ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+
+
 def corrective_click(pred2d: np.ndarray, truth2d: np.ndarray):
     """The click a careful user makes next (the standard simulated user of interactive segmentation,
     as in RITM and SAM's evaluations): at the pixel deepest inside the largest error region, positive
     on a miss, negative on a false positive. Returns (y, x, positive), or None where the mask is exact."""
-    pred2d, truth2d = np.asarray(pred2d, bool), np.asarray(truth2d, bool)
-    best = None
-    for err, positive in ((truth2d & ~pred2d, True), (pred2d & ~truth2d, False)):
-        lab, n = ndi.label(err)
-        if not n:
-            continue
-        sizes = np.bincount(lab.ravel())[1:]
-        k = int(np.argmax(sizes))
-        if best is not None and sizes[k] <= best[0]:
-            continue
-        depth = ndi.distance_transform_edt(np.pad(lab == k + 1, 1))[1:-1, 1:-1]
-        y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
-        best = (int(sizes[k]), int(y), int(x), positive)
-    return None if best is None else best[1:]
+    regions = error_regions(pred2d, truth2d)
+    if not regions:
+        return None
+    _, region, positive = regions[0]
+    depth = depth_inside(region)
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return int(y), int(x), positive
 
 
 def choose_slice(seg, truth: np.ndarray, strategy: str, rng) -> int:

@@ -19,7 +19,7 @@ import torch
 from scipy import ndimage as ndi
 
 from ..interactive.roi import crop_stack, guidance_maps, mask_bbox, normalise, resize, roi_from_bbox
-from ..interactive.simulate import thick_slices
+from ..interactive.simulate import depth_inside, error_regions, thick_slices
 from .deform import DeformedView
 
 AXIS_ORDERS = ((0, 1, 2), (1, 0, 2), (2, 0, 1), (0, 2, 1), (1, 2, 0), (2, 1, 0))
@@ -185,19 +185,14 @@ def _corrective_clicks(cur: np.ndarray, truth: np.ndarray, rng, n: int):
     deep inside it (positive on a miss, negative on a leak). At inference the earlier clicks of a
     slice have mostly been answered already, so a click is sometimes placed where ``cur`` is right."""
     pos, neg = [], []
-    regions = []
-    for err, positive in ((truth & ~cur, True), (cur & ~truth, False)):
-        lab, k = ndi.label(err)
-        regions += [(int(c), lab == i + 1, positive) for i, c in enumerate(np.bincount(lab.ravel())[1:])]
-    regions.sort(key=lambda r: -r[0])
-    for size, region, positive in regions[:n]:
+    for size, region, positive in error_regions(cur, truth)[:n]:
         if size < 4 and (pos or neg):
             break
         if rng.random() < 0.25:   # an answered click: inside the object, or outside it, where cur agrees
             region = (truth & cur) if positive else (~truth & ~cur & ndi.binary_dilation(truth, iterations=6))
             if not region.any():
                 continue
-        depth = ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+        depth = depth_inside(region)
         cand = np.argwhere(depth >= max(1.0, (0.5 if rng.random() < 0.5 else 1.0) * depth.max()))
         y, x = cand[rng.integers(len(cand))]
         (pos if positive else neg).append((int(y), int(x)))
