@@ -43,21 +43,15 @@ STARTS = ("box", "extreme", "propagated")
 
 
 def _clicks(seg, z, mask, truth, k, stop):
-    """Slice Dice after 0..k corrective clicks on slice z (none once it reaches ``stop``); then
-    every click is undone."""
-    from halo_seg.interactive.simulate import corrective_click
+    """Slice Dice after 0..k corrective clicks on slice z (the last one repeated once the user
+    stops at ``stop``); then every click is undone."""
+    from halo_seg.interactive.simulate import click_to_correct
     from halo_seg.metrics import dice
-    curve, made = [dice(mask, truth)], 0
-    for _ in range(k):
-        c = corrective_click(mask, truth) if dice(mask, truth) < stop else None
-        if c is not None:
-            seg.add_click(z, c[0], c[1], positive=c[2])
-            mask = seg.segment_slice(z)
-            made += 1
-        curve.append(dice(mask, truth))
+    curve = [dice(mask, truth)] + [dice(m, truth) for m in click_to_correct(seg, z, mask, truth, k, stop)]
+    made = len(curve) - 1
     for _ in range(2 * made):   # add_click and segment_slice: one undo step each
         seg.undo()
-    return curve
+    return curve + [curve[-1]] * (k - made)
 
 
 def run_variant(args) -> dict:

@@ -4,8 +4,8 @@ For each held-out AAL structure (the 12 subcortical ones): a tight box on the sl
 object is largest, then 5 more rounds of one box (or an empty mask) on a chosen slice, propagating
 after each. ``--prompt extreme`` gives four extreme points instead of each box (Mem3D scores both);
 ``--clicks N`` lets the user correct each prompted slice with up to N clicks (the largest error's
-centre) before propagating, stopping at slice Dice 0.9. Slices are chosen by the network's recommendation, at random, and by an oracle that
-knows the true per-slice Dice. Reports Dice per round, seconds per round, the Pearson r of predicted
+centre) before propagating, stopping at slice Dice 0.9. Slices are chosen by the network's
+recommendation, at random, and by an oracle that knows the true per-slice Dice. Reports Dice per round, seconds per round, the Pearson r of predicted
 vs true slice Dice, and the "fill between slices" baseline (exact masks on 1..6 slices).
 
     .venv/bin/python benchmarks/interactive.py [--weights PATH] [--structures 77 78] [--threads 2] [--quality head]

@@ -118,14 +118,19 @@ def prompt_slice(seg, z: int, truth2d: np.ndarray, prompt: str = "box", clicks: 
         seg.add_extreme_points(z, extreme_points(truth2d))
     if not clicks:
         return 0
-    mask, made = seg.segment_slice(z), 0
-    while made < clicks and dice(mask, truth2d) < stop:
-        c = corrective_click(mask, truth2d)
+    return sum(1 for _ in click_to_correct(seg, z, seg.segment_slice(z), truth2d, clicks, stop))
+
+
+def click_to_correct(seg, z: int, mask: np.ndarray, truth2d: np.ndarray, clicks: int, stop: float = 0.9):
+    """Up to ``clicks`` corrective clicks on slice z, whose current mask is ``mask``, each followed by
+    segmenting the slice, until its Dice reaches ``stop``; yields the mask after each click."""
+    for _ in range(clicks):
+        c = corrective_click(mask, truth2d) if dice(mask, truth2d) < stop else None
         if c is None:
-            break
+            return
         seg.add_click(z, c[0], c[1], positive=c[2])
-        mask, made = seg.segment_slice(z), made + 1
-    return made
+        mask = seg.segment_slice(z)
+        yield mask
 
 
 def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recommend", seed: int = 0, cancel=None,
