@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
 
 from halo_seg.engine.partition import parse_grid
 from halo_seg.engine.runner import Cancelled, segment
+from halo_seg.io.geometry import KEY as GEOMETRY
 
 
 class _Bridge(QObject):
@@ -154,8 +155,13 @@ class AutoSegmentWidget(QWidget):
         if exc is not None:
             return self._failed(exc)
         labels = da.from_zarr(zarr.open_group(res.output, mode="r")["labels"])
+        meta = {"source": res.output}
+        geometry = zarr.open_group(res.output, mode="r")["labels"].attrs.get(GEOMETRY) or \
+            (layer.metadata or {}).get(GEOMETRY)
+        if geometry is not None:   # the input scan's, so that saving the labels places them on it
+            meta[GEOMETRY] = geometry
         self.viewer.add_labels(labels, name=f"{layer.name} labels ({res.mode})", scale=layer.scale[-3:],
-                               metadata={"source": res.output})
+                               metadata=meta)
         self.progress.setMaximum(1)
         self.progress.setValue(1)
         self.status.setText(f"done in {res.seconds:.1f}s: {res.output}")

@@ -24,6 +24,8 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QLabel, QProgressBar, QPushButton,
                             QVBoxLayout, QWidget)
 
+from halo_seg.io.geometry import KEY as GEOMETRY
+
 from ._quality_plot import QualityPlot
 
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
@@ -168,10 +170,12 @@ class InteractiveWidget(QWidget):
         """Create the prompt, preview and objects layers over the chosen image (once)."""
         layer, data = self._image_layer()
         kw = dict(scale=layer.scale[-3:], translate=layer.translate[-3:])
+        # the labels keep the scan's geometry, so that saving them as NIfTI places them on the scan
+        lkw = dict(kw, metadata={k: v for k, v in (layer.metadata or {}).items() if k == GEOMETRY})
         if self._layer(OBJECTS) is None:
-            self.viewer.add_labels(np.zeros(data.shape, np.uint16), name=OBJECTS, opacity=0.5, **kw)
+            self.viewer.add_labels(np.zeros(data.shape, np.uint16), name=OBJECTS, opacity=0.5, **lkw)
         if self._layer(PREVIEW) is None:
-            self.viewer.add_labels(np.zeros(data.shape, np.uint8), name=PREVIEW, opacity=0.6, **kw)
+            self.viewer.add_labels(np.zeros(data.shape, np.uint8), name=PREVIEW, opacity=0.6, **lkw)
         if self._layer(BOX) is None:
             self.viewer.add_shapes(ndim=3, name=BOX, edge_color="yellow", face_color="transparent",
                                    edge_width=1, **kw)

@@ -1,9 +1,13 @@
-"""napari reader: any volume halo_seg opens, as a lazy (dask) layer with its voxel spacing."""
+"""napari reader: any volume halo_seg opens, as a lazy (dask) layer with its voxel spacing.
+
+A scan's geometry (io.geometry: where its voxels lie in the world) rides in the layer's metadata,
+so that labels drawn or computed on it are saved where it lies (_writer.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from halo_seg.io import open_volume
+from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.io.volume import SUPPORTED
 
 
@@ -22,11 +26,14 @@ def read_volume(path):
     if isinstance(path, list):
         path = path[0]
     p = Path(path)
-    # a halo-seg output group: show its labels as a Labels layer
-    if p.is_dir() and ((p / "labels" / "zarr.json").exists() or (p / "labels" / ".zarray").exists()) \
-            and not (p / "image").exists():
-        vol = open_volume(p)
-        return [(vol.data, {"name": p.stem + " labels", "scale": vol.spacing}, "labels")]
     vol = open_volume(p)  # a VolumeError names the problem; napari shows it to the user
-    return [(vol.data, {"name": p.name.split(".")[0], "scale": vol.spacing,
-                        "metadata": {"source": str(p), "format": vol.meta.get("format")}}, "image")]
+    meta = {"source": str(p), "format": vol.meta.get("format")}
+    if GEOMETRY in vol.meta:
+        meta[GEOMETRY] = vol.meta[GEOMETRY]
+    # a halo-seg output group, or a NIfTI file that says it holds labels: a Labels layer
+    is_output = p.is_dir() and ((p / "labels" / "zarr.json").exists() or (p / "labels" / ".zarray").exists()) \
+        and not (p / "image").exists()
+    if is_output or vol.meta.get("labels"):
+        return [(vol.data, {"name": p.stem + " labels" if is_output else p.name.split(".")[0],
+                            "scale": vol.spacing, "metadata": meta}, "labels")]
+    return [(vol.data, {"name": p.name.split(".")[0], "scale": vol.spacing, "metadata": meta}, "image")]

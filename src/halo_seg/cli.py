@@ -1,4 +1,5 @@
-"""`halo-seg` command line: segment, demo, train, train-default, train-interactive, train-quality, info."""
+"""`halo-seg` command line: segment, export, demo, train, train-default, train-interactive, train-quality,
+info."""
 from __future__ import annotations
 
 import argparse
@@ -211,10 +212,36 @@ def cmd_train_quality(a) -> int:
 
 
 def cmd_info(a) -> int:
-    from .io import open_volume
+    from .io import geometry, open_volume
     v = open_volume(a.input)
+    g = v.meta.get(geometry.KEY)
     print(json.dumps({"shape": v.shape, "dtype": str(v.data.dtype), "spacing": v.spacing,
-                      "chunks": [c[0] for c in v.data.chunks], "format": v.meta.get("format")}))
+                      "chunks": [c[0] for c in v.data.chunks], "format": v.meta.get("format"),
+                      "orientation": geometry.orientation(g) if g else None,
+                      "origin_mm": [round(float(c), 3) for c in geometry.best_affine(g)[:3, 3]] if g else None}))
+    return 0
+
+
+def cmd_export(a) -> int:
+    """Labels (an output of `segment`, any label volume) -> NIfTI or zarr, placed where the scan lies."""
+    import numpy as np
+    from .io import VolumeError, geometry, open_volume, write_labels
+    lab = open_volume(a.labels)
+    if not (np.issubdtype(lab.data.dtype, np.integer) or lab.data.dtype == bool):
+        raise VolumeError(f"{a.labels} holds {lab.data.dtype} values, not labels")
+    if a.like:
+        ref = open_volume(a.like)
+        g = ref.meta.get(geometry.KEY)
+        if g is None:
+            raise VolumeError(f"{a.like} carries no scan geometry (only NIfTI files and halo-seg outputs "
+                              f"of them do); leave out --like to write the voxel size alone")
+        geometry.check(g, lab.shape, what=f"the geometry of {a.like}")
+    else:
+        g = lab.meta.get(geometry.KEY)
+    write_labels(lab.data, a.output, spacing=geometry.spacing_of(g) if g else lab.spacing, geometry=g)
+    where = (f"placed as {a.like or a.labels} ({geometry.orientation(g)})" if g
+             else "with the voxel size alone: no scan geometry was found (give --like SCAN.nii.gz)")
+    print(f"wrote {a.output} {tuple(lab.shape)}, {where}")
     return 0
 
 
@@ -235,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=1800, help="seconds before a hung rank fails the run")
     s.add_argument("--threads", type=int, default=None, help="torch threads per rank")
     s.set_defaults(fn=cmd_segment)
+    e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, for other viewers")
+    e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF or .npy")
+    e.add_argument("output", help="output .nii.gz, .nii or .zarr")
+    e.add_argument("--like", default=None,
+                   help="the scan the labels were computed on (NIfTI): its affines and codes; default: "
+                        "the geometry `segment` kept from its input")
+    e.set_defaults(fn=cmd_export)
     d = sub.add_parser("demo", help="run the engine and a simulated interactive session on the sample")
     d.add_argument("--weights", default="default")
     d.add_argument("--out", default=None)

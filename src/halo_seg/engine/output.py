@@ -11,8 +11,9 @@ from ..io.volume import VolumeError
 
 
 def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, probabilities: bool,
-                resume: bool):
-    """Create the output group (or reopen it for --resume after checking it is the same job)."""
+                resume: bool, geometry: dict | None = None):
+    """Create the output group (or reopen it for --resume after checking it is the same job).
+    ``geometry``: the input scan's (io.geometry), kept with the labels for `halo-seg export`."""
     import zarr
     path = Path(path)
     if path.exists() and not resume:
@@ -29,7 +30,8 @@ def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, 
     grp = zarr.open_group(str(path), mode="a")
     grp.attrs["halo_seg"] = {"signature": signature}
     grp.attrs["spacing"] = list(map(float, spacing))
-    create_zarr_array(path, shape, chunks, label_dtype(n_classes - 1), name="labels", spacing=spacing)
+    create_zarr_array(path, shape, chunks, label_dtype(n_classes - 1), name="labels", spacing=spacing,
+                      geometry=geometry)
     if probabilities:
         create_zarr_array(path, (n_classes,) + tuple(shape), (1,) + tuple(chunks), np.float32,
                           name="probabilities", spacing=spacing)

@@ -7,6 +7,7 @@ from typing import Sequence
 import dask.array as da
 import numpy as np
 
+from .geometry import KEY as GEOMETRY, check, to_nifti
 from .volume import NIFTI_SUFFIXES, VolumeError
 
 
@@ -16,11 +17,12 @@ def label_dtype(max_label: int) -> np.dtype:
 
 def create_zarr_array(path: str | Path, shape: Sequence[int], chunks: Sequence[int], dtype,
                       name: str | None = None, spacing=(1.0, 1.0, 1.0), overwrite: bool = False,
-                      fill_value=0):
+                      fill_value=0, geometry: dict | None = None):
     """Create (or reopen, when ``overwrite`` is False and it matches) an on-disk zarr array.
 
     With ``name`` the array lives inside a group at ``path`` so labels and probabilities sit
-    side by side; the group also carries the spacing.
+    side by side; the group also carries the spacing. ``geometry``: the scan geometry of the image
+    these labels were computed on (io.geometry), kept so that they can be exported where it lies.
     """
     import zarr
     path = str(path)
@@ -38,29 +40,42 @@ def create_zarr_array(path: str | Path, shape: Sequence[int], chunks: Sequence[i
             arr = grp.create_array(name, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype,
                                    fill_value=fill_value, overwrite=True)
         grp.attrs["spacing"] = list(map(float, spacing))
+        if geometry is not None:
+            grp.attrs[GEOMETRY] = geometry
     arr.attrs["spacing"] = list(map(float, spacing))
+    if geometry is not None:
+        arr.attrs[GEOMETRY] = geometry
     return arr
 
 
 def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequence[int] | None = None,
-                 affine: np.ndarray | None = None, overwrite: bool = True) -> Path:
+                 affine: np.ndarray | None = None, overwrite: bool = True, geometry: dict | None = None) -> Path:
     """Write a (Z, Y, X) label volume to ``.zarr`` (chunked, written chunk by chunk) or ``.nii[.gz]``.
 
     A dask input is streamed chunk by chunk into zarr, so a label volume larger than memory is fine.
+    ``geometry`` (io.geometry, e.g. ``open_volume(scan).meta["geometry"]``): the scan these labels
+    belong to; a NIfTI file is then written with that scan's affines and codes, so it overlays the
+    scan in any viewer, and a zarr keeps it as an attribute. It must be for a volume of this shape.
+    ``affine``: a bare 4x4 affine instead (codes 'aligned'); without either, the voxel size alone.
     """
     path = Path(path)
     if labels.ndim != 3:
         raise VolumeError(f"labels must be 3D (Z, Y, X), got shape {tuple(labels.shape)}")
     if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise VolumeError(f"labels must be an integer or boolean array, got {labels.dtype}")
+    if geometry is not None:
+        geometry = check(geometry, labels.shape, what="the geometry given for these labels")
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
         import nibabel as nib
         arr = np.asarray(labels)
         dt = label_dtype(int(arr.max()) if arr.size else 0)
-        if affine is None:
-            affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
-        nib.save(nib.Nifti1Image(arr.astype(dt).transpose(2, 1, 0), affine), str(path))
+        if affine is not None and geometry is None:
+            img = nib.Nifti1Image(arr.astype(dt).transpose(2, 1, 0), np.asarray(affine, float))
+            img.header.set_intent("label")
+        else:
+            img = to_nifti(arr.astype(dt), geometry, spacing)
+        nib.save(img, str(path))
         return path
     if not name.endswith(".zarr"):
         raise VolumeError(f"cannot write labels to '{path.name}': use a .zarr, .nii or .nii.gz path")
@@ -72,6 +87,6 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
         src = src.rechunk(tuple(chunks))
     dt = np.dtype(np.uint32) if src.dtype.itemsize > 4 else (np.dtype(np.uint8) if src.dtype == bool else src.dtype)
     out = create_zarr_array(path, src.shape, [c[0] for c in src.chunks], dt, spacing=spacing,
-                            overwrite=True)
+                            overwrite=True, geometry=geometry)
     da.store(src.astype(dt), out, lock=False)
     return path

@@ -135,8 +135,10 @@ def _open_nifti(path: Path) -> Volume:
     zooms = img.header.get_zooms()[:3]
     while arr.ndim > 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
+    from .geometry import KEY, from_nifti, is_label_nifti
     return Volume(arr, spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])), source=str(path),
-                  meta={"affine": np.asarray(img.affine), "format": "nifti"})
+                  meta={"affine": np.asarray(img.affine), "format": "nifti", "labels": is_label_nifti(img),
+                        KEY: from_nifti(img, arr.shape[:3])})
 
 
 def _open_tiff(path: Path) -> Volume:
@@ -164,6 +166,14 @@ def _open_tiff(path: Path) -> Volume:
     return Volume(da.from_zarr(z), spacing=spacing, source=str(path), meta={"format": "tiff"})
 
 
+def _zarr_geometry(attrs: dict, shape, path) -> dict:
+    """The scan geometry a halo-seg zarr carries (see io.geometry), checked against its shape."""
+    from .geometry import KEY, check
+    if KEY not in attrs:
+        return {}
+    return {KEY: check(attrs[KEY], shape[-3:], what=f"the geometry attribute of {path}")}
+
+
 def _ome_multiscales(attrs: dict) -> tuple[list | None, str | None]:
     if "ome" in attrs and "multiscales" in attrs["ome"]:  # OME-Zarr 0.5 (zarr v3)
         return attrs["ome"]["multiscales"], attrs["ome"].get("version", "0.5")
@@ -182,7 +192,7 @@ def _open_zarr(path: Path) -> Volume:
     if isinstance(node, zarr.Array):
         spacing = tuple(node.attrs.get("spacing", (1.0, 1.0, 1.0)))
         return Volume(da.from_zarr(node), spacing=_check_spacing(spacing), source=str(path),
-                      meta={"format": "zarr"})
+                      meta={"format": "zarr", **_zarr_geometry(dict(node.attrs), node.shape, path)})
     attrs = dict(node.attrs)
     ms, version = _ome_multiscales(attrs)
     if ms:
@@ -203,6 +213,7 @@ def _open_zarr(path: Path) -> Volume:
         arr = node[key]
         spacing = tuple(arr.attrs.get("spacing", attrs.get("spacing", (1.0, 1.0, 1.0))))
         return Volume(da.from_zarr(arr), spacing=_check_spacing(spacing), source=str(path),
-                      meta={"format": "zarr", "array": key})
+                      meta={"format": "zarr", "array": key,
+                            **_zarr_geometry({**attrs, **dict(arr.attrs)}, arr.shape, path)})
     raise VolumeError(f"zarr group {path} has no OME multiscales metadata and no single array "
                       f"to pick (arrays: {keys or 'none'})")

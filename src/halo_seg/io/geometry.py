@@ -1,0 +1,97 @@
+"""Where a volume lies in the scanner's space, carried from the image a user opened to every label
+volume written for it.
+
+A NIfTI scan places its voxels in the world with an affine (orientation, voxel size, origin) and
+says which space that is (its sform and qform codes: scanner, aligned, talairach, MNI). The engine
+works on the voxel grid in (Z, Y, X) order and never resamples, so labels computed on that grid
+overlay the scan exactly when they are written with the scan's affines and codes. Written with the
+voxel size alone they would sit at the world origin, unrotated, in 3D Slicer, ITK-SNAP or FSLeyes:
+125 mm away from the Colin27 scan.
+
+A geometry is a plain dict, so that it fits a zarr attribute and a napari layer's metadata:
+``{"shape": [Z, Y, X], "sform": 4x4, "sform_code": int, "qform": 4x4, "qform_code": int}``, the
+matrices as nested lists in NIfTI's (x, y, z) world convention.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .volume import VolumeError
+
+KEY = "geometry"   # the name under which volumes, zarr attributes and napari layers carry it
+LABEL_INTENT = "label"   # NIFTI_INTENT_LABEL: the file's voxels are label ids, not intensities
+
+
+def from_nifti(img, shape_zyx) -> dict:
+    """The geometry of a nibabel NIfTI image whose data, in (Z, Y, X) order, has ``shape_zyx``."""
+    hdr = img.header
+    sform, scode = hdr.get_sform(coded=True)
+    qform, qcode = hdr.get_qform(coded=True)
+    best = np.asarray(img.affine, float)
+    return {"shape": [int(s) for s in shape_zyx],
+            "sform": (best if sform is None else np.asarray(sform, float)).tolist(), "sform_code": int(scode),
+            "qform": (best if qform is None else np.asarray(qform, float)).tolist(), "qform_code": int(qcode)}
+
+
+def check(geometry: Any, shape_zyx=None, what: str = "geometry") -> dict:
+    """``geometry`` validated (and for ``shape_zyx``, the shape it was made for), else VolumeError."""
+    try:
+        g = {"shape": [int(s) for s in geometry["shape"]],
+             "sform": np.asarray(geometry["sform"], float), "sform_code": int(geometry["sform_code"]),
+             "qform": np.asarray(geometry["qform"], float), "qform_code": int(geometry["qform_code"])}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VolumeError(f"{what} is not a volume geometry (shape, sform, qform and their codes): {exc}") from exc
+    for name in ("sform", "qform"):
+        m = g[name]
+        if m.shape != (4, 4) or not np.isfinite(m).all() or abs(np.linalg.det(m[:3, :3])) < 1e-12:
+            raise VolumeError(f"{what}: {name} must be a finite, invertible 4x4 affine")
+    if len(g["shape"]) != 3:
+        raise VolumeError(f"{what}: shape must have 3 entries (Z, Y, X), got {g['shape']}")
+    if shape_zyx is not None and tuple(g["shape"]) != tuple(int(s) for s in shape_zyx):
+        raise VolumeError(f"{what} belongs to a volume of shape {tuple(g['shape'])}, not "
+                          f"{tuple(int(s) for s in shape_zyx)}: these labels are not on that image's grid")
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in g.items()}
+
+
+def best_affine(geometry: dict) -> np.ndarray:
+    """The voxel-to-world affine a NIfTI reader uses: the sform if coded, else the qform if coded."""
+    g = check(geometry)
+    return np.asarray(g["sform"] if g["sform_code"] or not g["qform_code"] else g["qform"])
+
+
+def spacing_of(geometry: dict) -> tuple[float, float, float]:
+    """Voxel spacing (z, y, x) of a geometry: the lengths of its affine's columns."""
+    zooms = np.sqrt((best_affine(geometry)[:3, :3] ** 2).sum(0))
+    return float(zooms[2]), float(zooms[1]), float(zooms[0])
+
+
+def orientation(geometry: dict) -> str:
+    """Axis codes of the NIfTI voxel axes (x, y, z), e.g. 'RAS' or 'LPS', as nibabel names them."""
+    import nibabel as nib
+    return "".join(nib.aff2axcodes(best_affine(geometry)))
+
+
+def to_nifti(data_zyx: np.ndarray, geometry: dict | None, spacing=(1.0, 1.0, 1.0)):
+    """A NIfTI image of a (Z, Y, X) label volume, marked as labels; with ``geometry`` placed where
+    that geometry's scan lies (its affines and codes), else with the voxel size alone."""
+    import nibabel as nib
+    arr = np.asarray(data_zyx)
+    if geometry is None:
+        img = nib.Nifti1Image(arr.transpose(2, 1, 0), np.diag([spacing[2], spacing[1], spacing[0], 1.0]))
+    else:
+        g = check(geometry, arr.shape)
+        img = nib.Nifti1Image(arr.transpose(2, 1, 0), None)
+        img.set_qform(np.asarray(g["qform"]), code=g["qform_code"])
+        img.set_sform(np.asarray(g["sform"]), code=g["sform_code"])
+    img.header.set_intent(LABEL_INTENT)
+    return img
+
+
+def is_label_nifti(img) -> bool:
+    """Whether a NIfTI file says its voxels are labels (NIFTI_INTENT_LABEL), as those written here do."""
+    try:
+        return img.header.get_intent()[0] == LABEL_INTENT
+    except Exception:   # an unknown intent code is not a label file
+        return False
