@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from halo_seg.io import open_volume
+from halo_seg.io.dicom import looks_like_series
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.io.volume import SUPPORTED
 
@@ -17,7 +18,8 @@ def get_reader(path):
             return None
         path = path[0]
     name = str(path).lower().rstrip("/")
-    if not (name.endswith(SUPPORTED) or (Path(path).is_dir() and (Path(path) / "zarr.json").exists())):
+    if not (name.endswith(SUPPORTED) or (Path(path).is_dir() and (Path(path) / "zarr.json").exists())
+            or looks_like_series(Path(path))):
         return None
     return read_volume
 

@@ -1,4 +1,5 @@
-"""Open 3D volumes lazily as dask arrays in (Z, Y, X) order with their voxel spacing.
+"""Open 3D volumes lazily as dask arrays in (Z, Y, X) order with their voxel spacing (DICOM series:
+io/dicom.py).
 
 Every reader returns a dask array backed by the file's own chunks (zarr) or by a memory map /
 lazy proxy (NIfTI, TIFF, .npy), so opening never reads the whole volume.
@@ -101,6 +102,10 @@ def _open_path(path: Path) -> Volume:
     if not path.exists():
         raise FileNotFoundError(f"volume not found: {path}")
     suf = _suffix(path)
+    if suf not in SUPPORTED:
+        from .dicom import looks_like_series, open_series
+        if looks_like_series(path):
+            return open_series(path)
     if suf in ZARR_SUFFIXES:
         return _open_zarr(path)
     if suf in NIFTI_SUFFIXES:
@@ -111,7 +116,7 @@ def _open_path(path: Path) -> Volume:
         arr = np.load(path, mmap_mode="r")
         return Volume(da.from_array(arr, chunks=_slab_chunks(arr.shape)), source=str(path))
     raise VolumeError(f"unsupported volume format '{suf or path.name}' for {path}; "
-                      f"supported: {', '.join(SUPPORTED)}")
+                      f"supported: {', '.join(SUPPORTED)}, or a folder of one DICOM series")
 
 
 def _slab_chunks(shape) -> tuple:

@@ -1,0 +1,171 @@
+"""A DICOM series (a folder of single-frame CT or MR slices, as a PACS or a scanner exports them) as
+a lazy (Z, Y, X) volume with its scan geometry.
+
+Slices are ordered by their position along the slice normal, never by file name or instance
+number. Z follows that normal, Y the rows and X the columns of the images. The geometry
+(io.geometry) is the series' own, converted from DICOM's patient LPS coordinates to NIfTI's RAS.
+Labels computed on the volume are therefore exported as NIfTI that overlays the series in 3D
+Slicer or ITK-SNAP, as dcm2niix's conversion of it would. A tilted CT gantry (slices offset within
+their plane) is kept as the shear it is, in the sform, rather than resampled. Headers are read
+once. Each slice's pixels are read when a block of the volume needs them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .volume import Volume, VolumeError
+
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+POSITION_TOL = 0.01   # relative: slice steps may differ by 1 % (rounding in the headers), no more
+
+
+def is_dicom_file(path: Path) -> bool:
+    """DICOM Part 10 files carry 'DICM' after a 128-byte preamble, whatever their name."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def dicom_files(folder: Path) -> list[Path]:
+    """The DICOM files directly inside a folder (not DICOMDIR, which indexes a medium)."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.name.upper() != "DICOMDIR" and is_dicom_file(p))
+
+
+def looks_like_series(path: Path) -> bool:
+    path = Path(path)
+    if path.is_file():
+        return path.name.lower().endswith(DICOM_SUFFIXES) or is_dicom_file(path)
+    return path.is_dir() and any(is_dicom_file(p) for p in list(path.iterdir())[:64] if p.is_file())
+
+
+def _tag(ds, name: str, path: Path):
+    value = getattr(ds, name, None)
+    if value is None or value == "":
+        raise VolumeError(f"{path.name}: the DICOM tag {name} is missing; it is needed to place the slice "
+                          f"in the volume")
+    return value
+
+
+def open_series(path) -> Volume:
+    """A folder holding one DICOM series (or one file of it: its folder is read) as a Volume."""
+    import pydicom
+    path = Path(path)
+    folder = path.parent if path.is_file() else path
+    files = dicom_files(folder)
+    if not files:
+        raise VolumeError(f"{folder}: no DICOM files in this folder")
+    headers = []
+    for p in files:
+        try:
+            headers.append((p, pydicom.dcmread(str(p), stop_before_pixels=True)))
+        except Exception as exc:   # pydicom raises several types for damaged files
+            raise VolumeError(f"cannot read DICOM {p}: {exc}") from exc
+    series: dict[str, list] = {}
+    for p, ds in headers:
+        series.setdefault(str(getattr(ds, "SeriesInstanceUID", "?")), []).append((p, ds))
+    if path.is_file():
+        mine = str(getattr(dict(headers)[path], "SeriesInstanceUID", "?"))
+        series = {mine: series[mine]}
+    if len(series) > 1:
+        listed = "; ".join(f"{uid} ({getattr(h[0][1], 'SeriesDescription', '') or 'no description'}, "
+                           f"{len(h)} files)" for uid, h in series.items())
+        raise VolumeError(f"{folder} holds {len(series)} DICOM series: {listed}. Open one series: its own "
+                          f"folder, or one of its files")
+    (uid, members), = series.items()
+    return _volume(folder, uid, members)
+
+
+def _volume(folder: Path, uid: str, members: list) -> Volume:
+    first_path, first = members[0]
+    if int(getattr(first, "NumberOfFrames", 1) or 1) > 1:
+        raise VolumeError(f"{first_path.name}: multi-frame (enhanced) DICOM is not supported; "
+                          f"export the series as single-frame slices")
+    iop = np.asarray(_tag(first, "ImageOrientationPatient", first_path), float)
+    row_dir, col_dir = iop[:3], iop[3:]   # along a row (columns increase), along a column (rows increase)
+    normal = np.cross(row_dir, col_dir)
+    rows, cols = int(_tag(first, "Rows", first_path)), int(_tag(first, "Columns", first_path))
+    spacing_rc = np.asarray(_tag(first, "PixelSpacing", first_path), float)   # (between rows, between columns)
+    pos = []
+    for p, ds in members:
+        if not np.allclose(np.asarray(_tag(ds, "ImageOrientationPatient", p), float), iop, atol=1e-4):
+            raise VolumeError(f"{p.name}: its slice orientation differs from {first_path.name}'s; a series with "
+                              f"several orientations (a localiser?) is not one volume")
+        if (int(ds.Rows), int(ds.Columns)) != (rows, cols):
+            raise VolumeError(f"{p.name}: {ds.Rows} x {ds.Columns} pixels, but {first_path.name} has {rows} x {cols}")
+        pos.append(np.asarray(_tag(ds, "ImagePositionPatient", p), float))
+    pos = np.asarray(pos)
+    order = np.argsort(pos @ normal, kind="stable")
+    pos, members = pos[order], [members[i] for i in order]
+    along = pos @ normal
+    if len(members) > 1:
+        gaps = np.diff(along)
+        if gaps.min() < 1e-3:
+            k = int(np.argmin(gaps))
+            raise VolumeError(f"{members[k][0].name} and {members[k + 1][0].name} lie at the same position: "
+                              f"the series holds several images per slice (echoes, phases or time points)")
+        if gaps.max() - gaps.min() > POSITION_TOL * np.median(gaps):
+            raise VolumeError(f"{folder}: slices are unevenly spaced ({gaps.min():.3g} to {gaps.max():.3g} mm "
+                              f"apart; a slice missing after {members[int(np.argmax(gaps))][0].name}?)")
+        step = (pos[-1] - pos[0]) / (len(members) - 1)   # includes a gantry tilt's in-plane offset
+    else:
+        thick = float(getattr(first, "SpacingBetweenSlices", 0) or getattr(first, "SliceThickness", 0) or 1.0)
+        step = normal * thick
+    lps = np.eye(4)
+    lps[:3, 0] = row_dir * spacing_rc[1]
+    lps[:3, 1] = col_dir * spacing_rc[0]
+    lps[:3, 2] = step
+    lps[:3, 3] = pos[0]
+    ras = (LPS_TO_RAS @ lps).tolist()
+    shape = (len(members), rows, cols)
+    geometry = {"shape": list(shape), "sform": ras, "sform_code": 1, "qform": ras, "qform_code": 1}
+    data = _lazy_pixels([p for p, _ in members], [ds for _, ds in members], (rows, cols))
+    return Volume(data, spacing=(float(np.linalg.norm(step)), float(spacing_rc[0]), float(spacing_rc[1])),
+                  source=str(folder),
+                  meta={"format": "dicom", "series": uid, "modality": str(getattr(first, "Modality", "")),
+                        "description": str(getattr(first, "SeriesDescription", "")), "geometry": geometry})
+
+
+def _out_dtype(headers) -> np.dtype:
+    """Stored values x slope + intercept: kept as integers where that is exact (CT in HU), else float32."""
+    first = headers[0]
+    bits = int(getattr(first, "BitsAllocated", 16))
+    stored = np.dtype(f"{'i' if int(getattr(first, 'PixelRepresentation', 0)) else 'u'}{max(bits // 8, 1)}")
+    slopes = {float(getattr(ds, "RescaleSlope", 1) or 1) for ds in headers}
+    icepts = {float(getattr(ds, "RescaleIntercept", 0) or 0) for ds in headers}
+    if slopes != {1.0} or any(i != int(i) for i in icepts):
+        return np.dtype(np.float32)
+    return stored if icepts == {0.0} else np.dtype(np.int32)
+
+
+def _lazy_pixels(paths: list[Path], headers: list, shape_yx) -> "da.Array":
+    import dask
+    import dask.array as da
+    dtype = _out_dtype(headers)
+    _read_slice(paths[0], headers[0], dtype, shape_yx)   # fail now, naming the problem, not in a worker
+    slabs = [da.from_delayed(dask.delayed(_read_slice)(p, ds, dtype, shape_yx), shape_yx, dtype=dtype)
+             for p, ds in zip(paths, headers)]
+    return da.stack(slabs).rechunk((min(32, len(paths)),) + tuple(shape_yx))
+
+
+def _read_slice(path: Path, header, dtype, shape_yx) -> np.ndarray:
+    import pydicom
+    ds = pydicom.dcmread(str(path))
+    try:
+        px = ds.pixel_array
+    except Exception as exc:
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        raise VolumeError(f"{path.name}: cannot decode its pixels (transfer syntax "
+                          f"{getattr(ts, 'name', ts)}): {exc}") from exc
+    if px.shape != tuple(shape_yx):
+        raise VolumeError(f"{path.name}: pixel data of shape {px.shape}, expected {tuple(shape_yx)}")
+    slope = float(getattr(header, "RescaleSlope", 1) or 1)
+    icept = float(getattr(header, "RescaleIntercept", 0) or 0)
+    if dtype.kind == "f":
+        return (px.astype(np.float32) * slope + icept).astype(dtype)
+    return px.astype(dtype) + dtype.type(icept)

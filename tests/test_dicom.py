@@ -1,0 +1,184 @@
+"""DICOM series in, labels out where the series lies: slice order from positions, values in their
+units, the geometry against the DICOM standard's own formula, and clear refusals."""
+import nibabel as nib
+import numpy as np
+import pytest
+
+pydicom = pytest.importorskip("pydicom")
+
+from halo_seg.cli import main  # noqa: E402
+from halo_seg.io import VolumeError, open_volume, write_labels  # noqa: E402
+from halo_seg.io.geometry import KEY, best_affine  # noqa: E402
+
+
+def _write_series(folder, stored, positions, iop, pixel_spacing, slope=1.0, intercept=-1024.0,
+                  series_uid=None, description="axial", names=None):
+    """Single-frame CT slices as a scanner writes them: ``stored`` (Z, rows, cols) int16 in slice
+    order, ``positions`` each slice's ImagePositionPatient; files named by ``names`` (default a
+    shuffled order, so that nothing may rely on file names)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = series_uid or generate_uid()
+    study = generate_uid()
+    names = names or [f"IM{n:04d}" for n in np.random.default_rng(1).permutation(len(stored))]
+    for k, (px, ipp) in enumerate(zip(stored, positions)):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series_uid
+        ds.Modality, ds.SeriesDescription, ds.InstanceNumber = "CT", description, len(stored) - k
+        ds.ImagePositionPatient = [f"{v:.4f}" for v in ipp]
+        ds.ImageOrientationPatient = [f"{v:.6f}" for v in iop]
+        ds.PixelSpacing = [f"{v:.4f}" for v in pixel_spacing]
+        ds.Rows, ds.Columns = px.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleSlope, ds.RescaleIntercept = f"{slope:g}", f"{intercept:g}"
+        ds.PixelData = px.astype("<i2").tobytes()
+        ds.save_as(folder / names[k], enforce_file_format=True)
+    return folder
+
+
+def _oblique():
+    """Row and column directions tilted 15 degrees about patient x; spacing 0.7 (rows) x 0.6 (cols)."""
+    t = np.radians(15)
+    row_dir = np.array([1.0, 0.0, 0.0])
+    col_dir = np.array([0.0, np.cos(t), -np.sin(t)])
+    normal = np.cross(row_dir, col_dir)
+    return row_dir, col_dir, normal
+
+
+@pytest.fixture
+def series(tmp_path):
+    rng = np.random.default_rng(0)
+    stored = rng.integers(900, 1100, (7, 12, 10)).astype(np.int16)
+    stored[2:5, 3:8, 2:6] += 400                       # a bright block, slices 2..4
+    row_dir, col_dir, normal = _oblique()
+    origin = np.array([-40.25, 12.5, 30.0])
+    positions = [np.round(origin + k * 2.5 * normal, 4) for k in range(7)]
+    iop = np.concatenate([row_dir, col_dir])
+    folder = _write_series(tmp_path / "ct", stored, positions, iop, (0.7, 0.6))
+    return folder, stored, positions, np.round(iop, 6)
+
+
+def _world_ras(positions, iop, pixel_spacing, i, j, k):
+    """DICOM PS3.3 C.7.6.2.1.1: the patient (LPS) position of column i, row j of slice k, in RAS."""
+    lps = (np.asarray(positions[k], float) + i * pixel_spacing[1] * np.asarray(iop[:3])
+           + j * pixel_spacing[0] * np.asarray(iop[3:]))
+    return lps * [-1, -1, 1]
+
+
+def test_series_opens_in_position_order_with_its_geometry(series):
+    folder, stored, positions, iop = series
+    vol = open_volume(folder)
+    assert vol.meta["format"] == "dicom" and vol.shape == (7, 12, 10)
+    np.testing.assert_allclose(vol.spacing, (2.5, 0.7, 0.6), atol=1e-4)
+    # Hounsfield units in slice order, whatever the file names and instance numbers say
+    np.testing.assert_array_equal(np.asarray(vol.data), stored.astype(np.int32) - 1024)
+    aff = best_affine(vol.meta[KEY])
+    for i, j, k in [(0, 0, 0), (9, 0, 0), (0, 11, 0), (3, 5, 6), (9, 11, 6)]:
+        np.testing.assert_allclose(aff @ [i, j, k, 1], np.append(_world_ras(positions, iop, (0.7, 0.6), i, j, k), 1),
+                                   atol=1e-3)
+    # one file of the series opens the whole series
+    one = open_volume(sorted(folder.iterdir())[3])
+    np.testing.assert_array_equal(np.asarray(one.data), np.asarray(vol.data))
+
+
+def test_labels_of_a_series_export_onto_it(tmp_path, series, tiny_weights):
+    folder, stored, positions, iop = series
+    vol = open_volume(folder)
+    mask = (np.asarray(vol.data) > 200).astype(np.uint8)
+    out = write_labels(mask, tmp_path / "block.nii.gz", geometry=vol.meta[KEY])
+    img = nib.load(str(out))
+    lab = np.asarray(img.dataobj)                     # NIfTI (i = column, j = row, k = slice)
+    i, j, k = np.argwhere(lab)[0]
+    assert stored[k, j, i] > 1300                     # the labelled voxel is the block's, in the series
+    np.testing.assert_allclose(img.affine @ [i, j, k, 1],
+                               np.append(_world_ras(positions, iop, (0.7, 0.6), i, j, k), 1), atol=1e-3)
+    # the command line: segment the series, export where it lies
+    assert main(["segment", str(folder), str(tmp_path / "seg.zarr"), "--weights", str(tiny_weights),
+                 "--mode", "whole"]) == 0
+    assert main(["export", str(tmp_path / "seg.zarr"), str(tmp_path / "seg.nii.gz")]) == 0
+    np.testing.assert_allclose(nib.load(str(tmp_path / "seg.nii.gz")).affine, img.affine, atol=1e-5)
+
+
+def test_rescale_to_float_and_a_tilted_gantry(tmp_path):
+    stored = np.arange(4 * 6 * 5, dtype=np.int16).reshape(4, 6, 5)
+    iop = np.array([1.0, 0, 0, 0, 1.0, 0])
+    # a tilted CT gantry: each slice is offset 0.3 mm along y as well as 2 mm along z
+    positions = [np.array([0.0, 0.3 * k, 2.0 * k]) for k in range(4)]
+    folder = _write_series(tmp_path / "t", stored, positions, iop, (0.5, 0.5), slope=0.5, intercept=10.25)
+    vol = open_volume(folder)
+    assert vol.data.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(vol.data), stored * 0.5 + 10.25)
+    aff = best_affine(vol.meta[KEY])
+    np.testing.assert_allclose(aff @ [2, 3, 3, 1], np.append(_world_ras(positions, iop, (0.5, 0.5), 2, 3, 3), 1),
+                               atol=1e-4)
+
+
+def test_series_that_are_not_one_volume_are_refused(tmp_path, series):
+    folder, stored, positions, iop = series
+    # two series in one folder: both are named
+    _write_series(folder, stored[:3], positions[:3], iop, (0.7, 0.6), description="scout",
+                  names=["S1", "S2", "S3"])
+    with pytest.raises(VolumeError, match=r"2 DICOM series.*scout, 3 files.*Open one series"):
+        open_volume(folder)
+    # a missing slice
+    gap = _write_series(tmp_path / "gap", np.delete(stored, 3, 0), [p for k, p in enumerate(positions) if k != 3],
+                        iop, (0.7, 0.6))
+    with pytest.raises(VolumeError, match="unevenly spaced"):
+        open_volume(gap)
+    # two images per position (echoes)
+    dup = _write_series(tmp_path / "dup", stored[:4], [positions[0], positions[1], positions[1], positions[2]],
+                        iop, (0.7, 0.6))
+    with pytest.raises(VolumeError, match="same position"):
+        open_volume(dup)
+    # a slice without its position
+    bad = _write_series(tmp_path / "bad", stored[:3], positions[:3], iop, (0.7, 0.6), names=["A", "B", "C"])
+    ds = pydicom.dcmread(str(bad / "B"))
+    del ds.ImagePositionPatient
+    ds.save_as(bad / "B")
+    with pytest.raises(VolumeError, match="B: the DICOM tag ImagePositionPatient is missing"):
+        open_volume(bad)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VolumeError, match="unsupported volume format"):
+        open_volume(tmp_path / "empty")
+
+
+def test_napari_reader_opens_a_series_folder(series):
+    from napari_halo_seg._reader import get_reader
+    folder, stored, _, _ = series
+    reader = get_reader(str(folder))
+    assert reader is not None
+    [(data, meta, kind)] = reader(str(folder))
+    assert kind == "image" and data.shape == (7, 12, 10) and KEY in meta["metadata"]
+    np.testing.assert_allclose(meta["scale"], (2.5, 0.7, 0.6), atol=1e-4)
+
+
+def test_series_folder_opens_in_napari(make_napari_viewer, series):
+    pytest.importorskip("napari")
+    folder, stored, _, _ = series
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin="napari-halo-seg")   # File > Open Folder..., reader Halo Seg
+    [layer] = viewer.layers
+    assert layer.data.shape == (7, 12, 10) and KEY in layer.metadata
+    np.testing.assert_array_equal(np.asarray(layer.data), stored.astype(np.int32) - 1024)
+
+
+def test_pixels_it_cannot_decode_are_named_when_opening(tmp_path, series):
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+    folder, stored, positions, iop = series
+    jp = _write_series(tmp_path / "j2k", stored[:3], positions[:3], iop, (0.7, 0.6), names=["A", "B", "C"])
+    for name in "ABC":
+        ds = pydicom.dcmread(str(jp / name))
+        ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+        ds.PixelData = encapsulate([b"\xff\x4f\xff\x51 not a real codestream"])
+        ds.save_as(jp / name)
+    with pytest.raises(VolumeError, match="cannot decode its pixels.*JPEG 2000"):
+        open_volume(jp)
