@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
 
 from halo_seg.engine.partition import parse_grid
 from halo_seg.engine.runner import Cancelled, segment
+from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 
 
@@ -160,6 +161,8 @@ class AutoSegmentWidget(QWidget):
             (layer.metadata or {}).get(GEOMETRY)
         if geometry is not None:   # the input scan's, so that saving the labels places them on it
             meta[GEOMETRY] = geometry
+        if (layer.metadata or {}).get(SERIES_KEY):
+            meta[SERIES_KEY] = layer.metadata[SERIES_KEY]
         self.viewer.add_labels(labels, name=f"{layer.name} labels ({res.mode})", scale=layer.scale[-3:],
                                metadata=meta)
         self.progress.setMaximum(1)

@@ -24,6 +24,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QLabel, QProgressBar, QPushButton,
                             QVBoxLayout, QWidget)
 
+from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 
 from ._quality_plot import QualityPlot
@@ -170,8 +171,9 @@ class InteractiveWidget(QWidget):
         """Create the prompt, preview and objects layers over the chosen image (once)."""
         layer, data = self._image_layer()
         kw = dict(scale=layer.scale[-3:], translate=layer.translate[-3:])
-        # the labels keep the scan's geometry, so that saving them as NIfTI places them on the scan
-        lkw = dict(kw, metadata={k: v for k, v in (layer.metadata or {}).items() if k == GEOMETRY})
+        # the labels keep the scan's geometry (and DICOM series), so that saving them as NIfTI (or DICOM
+        # SEG) places them on the scan
+        lkw = dict(kw, metadata={k: v for k, v in (layer.metadata or {}).items() if k in (GEOMETRY, SERIES_KEY)})
         if self._layer(OBJECTS) is None:
             self.viewer.add_labels(np.zeros(data.shape, np.uint16), name=OBJECTS, opacity=0.5, **lkw)
         if self._layer(PREVIEW) is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from halo_seg.io import open_volume
 from halo_seg.io.dicom import looks_like_series
+from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.io.volume import SUPPORTED
 
@@ -32,6 +33,8 @@ def read_volume(path):
     meta = {"source": str(p), "format": vol.meta.get("format")}
     if GEOMETRY in vol.meta:
         meta[GEOMETRY] = vol.meta[GEOMETRY]
+    if vol.meta.get("format") == "dicom":   # labels drawn on it can go back as DICOM SEG (_writer.py)
+        meta[SERIES_KEY] = vol.source
     # a halo-seg output group, or a NIfTI file that says it holds labels: a Labels layer
     is_output = p.is_dir() and ((p / "labels" / "zarr.json").exists() or (p / "labels" / ".zarray").exists()) \
         and not (p / "image").exists()

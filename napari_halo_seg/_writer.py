@@ -1,5 +1,6 @@
 """napari writer: a Labels layer to chunked zarr or NIfTI, placed where its scan lies when the layer
-carries that scan's geometry (the reader puts it on image layers, the widgets on the labels they make)."""
+carries that scan's geometry (the reader puts it on image layers, the widgets on the labels they make),
+or to DICOM SEG beside the DICOM series it was drawn on."""
 from __future__ import annotations
 
 import warnings
@@ -7,12 +8,32 @@ import warnings
 import numpy as np
 
 from halo_seg.io import VolumeError, write_labels as _write
+from halo_seg.io.dicom_seg import SEG_SUFFIXES, SERIES_KEY, write_dicom_seg
 from halo_seg.io.geometry import KEY as GEOMETRY, check
 
 
+class WriteError(RuntimeError):
+    """A layer that cannot be saved as asked. Not a ValueError: napari takes those from a writer to
+    mean 'not my format' and would tell the user only that the plugin is no valid writer."""
+
+
 def write_labels(path: str, data, meta: dict) -> list[str]:
+    try:
+        return _write_layer(path, data, meta)
+    except VolumeError as exc:
+        raise WriteError(f"cannot save {path}: {exc}") from exc
+
+
+def _write_layer(path: str, data, meta: dict) -> list[str]:
     scale = tuple(meta.get("scale", (1.0, 1.0, 1.0)))[-3:]
     arr = data if hasattr(data, "dask") else np.asarray(data)
+    if str(path).lower().endswith(SEG_SUFFIXES):
+        series = (meta.get("metadata") or {}).get(SERIES_KEY)
+        if not series:
+            raise VolumeError("this layer was not drawn on a DICOM series opened with Halo Seg, so it "
+                              "cannot be a DICOM SEG; save it as .nii.gz or .zarr")
+        write_dicom_seg(np.asarray(arr), series, path)
+        return [path]
     geometry = (meta.get("metadata") or {}).get(GEOMETRY)
     if geometry is not None:
         try:

@@ -20,7 +20,7 @@ def _write_series(folder, stored, positions, iop, pixel_spacing, slope=1.0, inte
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
-    study = generate_uid()
+    study, frame_uid = generate_uid(), generate_uid()
     names = names or [f"IM{n:04d}" for n in np.random.default_rng(1).permutation(len(stored))]
     for k, (px, ipp) in enumerate(zip(stored, positions)):
         meta = FileMetaDataset()
@@ -32,6 +32,10 @@ def _write_series(folder, stored, positions, iop, pixel_spacing, slope=1.0, inte
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series_uid
         ds.Modality, ds.SeriesDescription, ds.InstanceNumber = "CT", description, len(stored) - k
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Phantom", "HS0001", "19700101", "O"
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20261202", "120000", "1", "A1"
+        ds.ReferringPhysicianName, ds.SeriesNumber = "", 3
+        ds.FrameOfReferenceUID, ds.SliceThickness = frame_uid, "2.5"
         ds.ImagePositionPatient = [f"{v:.4f}" for v in ipp]
         ds.ImageOrientationPatient = [f"{v:.6f}" for v in iop]
         ds.PixelSpacing = [f"{v:.4f}" for v in pixel_spacing]
@@ -182,3 +186,70 @@ def test_pixels_it_cannot_decode_are_named_when_opening(tmp_path, series):
         ds.save_as(jp / name)
     with pytest.raises(VolumeError, match="cannot decode its pixels.*JPEG 2000"):
         open_volume(jp)
+
+
+def test_labels_go_back_as_dicom_seg_on_their_source_images(tmp_path, series):
+    hd = pytest.importorskip("highdicom")
+    from halo_seg.io.dicom_seg import write_dicom_seg
+    folder, stored, positions, iop = series
+    vol = open_volume(folder)
+    labels = np.zeros(vol.shape, np.uint16)
+    labels[np.asarray(vol.data) > 200] = 5                 # the block
+    labels[0, :2, :2] = 9                                  # a second object on the first slice
+    out = write_dicom_seg(labels, folder, tmp_path / "seg.dcm", names={5: "block"})
+    seg = hd.seg.segread(str(out))
+    assert seg.Modality == "SEG" and seg.number_of_segments == 2
+    assert [seg.get_segment_description(i).segment_label for i in (1, 2)] == ["block", "object 9"]
+    # every labelled voxel is in a frame that references the image it was drawn on
+    by_uid = {pydicom.dcmread(str(f)).SOPInstanceUID: k for k, f in enumerate(vol.meta["files"])}
+    for number, value in ((1, 5), (2, 9)):
+        frames = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=list(by_uid), segment_numbers=[number], ignore_spatial_locations=True,
+            assert_missing_frames_are_empty=True)[..., 0]
+        expected = labels == value
+        np.testing.assert_array_equal(frames.astype(bool), expected[[by_uid[u] for u in by_uid]])
+    with pytest.raises(VolumeError, match="not on the grid"):
+        write_dicom_seg(labels[:-1], folder, tmp_path / "x.dcm")
+    with pytest.raises(VolumeError, match="empty"):
+        write_dicom_seg(np.zeros_like(labels), folder, tmp_path / "x.dcm")
+
+
+def test_segment_a_series_and_send_it_back_as_dicom_seg(tmp_path, series, tiny_weights, capsys):
+    hd = pytest.importorskip("highdicom")
+    folder, _, _, _ = series
+    assert main(["segment", str(folder), str(tmp_path / "seg.zarr"), "--weights", str(tiny_weights),
+                 "--mode", "whole"]) == 0
+    labels = open_volume(tmp_path / "seg.zarr").data.compute()
+    assert main(["export", str(tmp_path / "seg.zarr"), str(tmp_path / "seg.dcm")]) == 0   # the series is known
+    seg = hd.seg.segread(str(tmp_path / "seg.dcm"))
+    values = [v for v in np.unique(labels) if v]
+    assert seg.number_of_segments == len(values)
+    assert seg.get_segment_description(1).algorithm_type == hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
+    np.save(tmp_path / "lab.npy", labels)
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "lab.npy"), str(tmp_path / "x.dcm")]) == 2
+    assert "--like SERIES_FOLDER" in capsys.readouterr().err
+
+
+def test_napari_objects_drawn_on_a_series_save_as_dicom_seg(make_napari_viewer, tmp_path, series):
+    hd = pytest.importorskip("highdicom")
+    pytest.importorskip("napari")
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    folder, stored, _, _ = series
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin="napari-halo-seg")
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText(viewer.layers[0].name)
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    objects.data = (stored > 1300).astype(np.uint16) * 2
+    objects.save(str(tmp_path / "objects.dcm"), plugin="napari-halo-seg")
+    seg = hd.seg.segread(str(tmp_path / "objects.dcm"))
+    assert seg.number_of_segments == 1 and seg.get_segment_description(1).segment_label == "object 2"
+    objects.save(str(tmp_path / "objects.nii.gz"), plugin="napari-halo-seg")   # and NIfTI, on the series
+    np.testing.assert_allclose(nib.load(str(tmp_path / "objects.nii.gz")).affine,
+                               best_affine(open_volume(folder).meta[KEY]), atol=1e-5)
+    # a layer drawn on something else cannot claim a series
+    viewer.add_labels(np.zeros((3, 4, 5), np.uint8), name="other")
+    with pytest.raises(Exception, match="not drawn on a DICOM series"):
+        viewer.layers["other"].save(str(tmp_path / "other.dcm"), plugin="napari-halo-seg")

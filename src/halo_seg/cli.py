@@ -223,12 +223,28 @@ def cmd_info(a) -> int:
 
 
 def cmd_export(a) -> int:
-    """Labels (an output of `segment`, any label volume) -> NIfTI or zarr, placed where the scan lies."""
+    """Labels (an output of `segment`, any label volume) -> NIfTI or zarr, placed where the scan lies,
+    or DICOM SEG referencing the DICOM series they were computed on."""
     import numpy as np
     from .io import VolumeError, geometry, open_volume, write_labels
     lab = open_volume(a.labels)
     if not (np.issubdtype(lab.data.dtype, np.integer) or lab.data.dtype == bool):
         raise VolumeError(f"{a.labels} holds {lab.data.dtype} values, not labels")
+    if a.output.lower().endswith(".dcm"):
+        from .io.dicom import looks_like_series
+        from .io.dicom_seg import write_dicom_seg
+        import zarr
+        try:   # an output of `segment`: automatic labels, and it remembers its input
+            made_from = zarr.open_group(a.labels, mode="r").attrs["halo_seg"]["signature"]["input"]
+        except Exception:
+            made_from = None
+        series, automatic = a.like or made_from, made_from is not None
+        if not series or not looks_like_series(Path(series)):
+            raise VolumeError("a DICOM SEG references the DICOM series the labels were computed on: give it "
+                              "with --like SERIES_FOLDER")
+        write_dicom_seg(np.asarray(lab.data), series, a.output, automatic=automatic)
+        print(f"wrote {a.output}: DICOM SEG of {tuple(lab.shape)} labels on the series {series}")
+        return 0
     if a.like:
         ref = open_volume(a.like)
         g = ref.meta.get(geometry.KEY)
@@ -262,12 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=1800, help="seconds before a hung rank fails the run")
     s.add_argument("--threads", type=int, default=None, help="torch threads per rank")
     s.set_defaults(fn=cmd_segment)
-    e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, for other viewers")
+    e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, or as DICOM SEG")
     e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF or .npy")
-    e.add_argument("output", help="output .nii.gz, .nii or .zarr")
+    e.add_argument("output", help="output .nii.gz, .nii, .zarr, or .dcm (DICOM SEG)")
     e.add_argument("--like", default=None,
-                   help="the scan the labels were computed on (NIfTI): its affines and codes; default: "
-                        "the geometry `segment` kept from its input")
+                   help="the scan the labels were computed on (NIfTI, or a DICOM series folder): its affines "
+                        "and codes, or for .dcm the images the SEG references; default: `segment`'s input")
     e.set_defaults(fn=cmd_export)
     d = sub.add_parser("demo", help="run the engine and a simulated interactive session on the sample")
     d.add_argument("--weights", default="default")

@@ -128,7 +128,8 @@ def _volume(folder: Path, uid: str, members: list) -> Volume:
     return Volume(data, spacing=(float(np.linalg.norm(step)), float(spacing_rc[0]), float(spacing_rc[1])),
                   source=str(folder),
                   meta={"format": "dicom", "series": uid, "modality": str(getattr(first, "Modality", "")),
-                        "description": str(getattr(first, "SeriesDescription", "")), "geometry": geometry})
+                        "description": str(getattr(first, "SeriesDescription", "")), "geometry": geometry,
+                        "files": [str(p) for p, _ in members]})
 
 
 def _out_dtype(headers) -> np.dtype:

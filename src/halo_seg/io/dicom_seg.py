@@ -1,0 +1,67 @@
+"""Labels of a DICOM series as a DICOM Segmentation object (SEG), the form in which a PACS, OHIF,
+3D Slicer or another hospital system takes a segmentation back beside the images it was drawn on.
+
+One segment per label value, each frame referencing its source image. highdicom writes the object
+and checks it against the standard. Hand-building the SEG module's functional groups would repeat
+that library's work without its checks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .volume import VolumeError
+
+SEG_SUFFIXES = (".dcm",)
+SERIES_KEY = "dicom_series"   # napari layer metadata: the series folder a layer's labels belong to
+
+
+def write_dicom_seg(labels, series, path, names: dict | None = None, automatic: bool = False) -> Path:
+    """Write the (Z, Y, X) ``labels`` computed on the DICOM ``series`` (a folder, or one of its files)
+    as a DICOM SEG file at ``path``. ``names``: label value -> segment label (default 'object N');
+    ``automatic``: the labels come from the automatic engine (else from interactive work)."""
+    try:
+        import highdicom as hd
+        from pydicom.sr.codedict import codes
+    except ImportError as exc:   # an optional extra: say how to get it
+        raise VolumeError("writing DICOM SEG needs highdicom: pip install 'napari-halo-seg[dicom]'") from exc
+    import pydicom
+    from .. import __version__
+    from .dicom import open_series
+    vol = open_series(series)
+    arr = np.asarray(labels)
+    if arr.shape != vol.shape:
+        raise VolumeError(f"labels of shape {arr.shape} are not on the grid of the DICOM series {series} "
+                          f"{vol.shape}")
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        raise VolumeError(f"labels must be integer or boolean, got {arr.dtype}")
+    values = [int(v) for v in np.unique(arr) if v != 0]
+    if not values:
+        raise VolumeError("the labels are empty: a DICOM SEG needs at least one labelled voxel")
+    if min(values) < 0:
+        raise VolumeError("label values must be positive")
+    sources = [pydicom.dcmread(f) for f in vol.meta["files"]]
+    # segment numbers 1..K in label order; the label value stays in the segment's label
+    number = np.zeros(max(values) + 1, np.uint16)
+    number[values] = np.arange(1, len(values) + 1)
+    algo = hd.AlgorithmIdentificationSequence(name="napari-halo-seg", version=__version__,
+                                              family=codes.cid7162.ArtificialIntelligence)
+    kind = hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC if automatic else \
+        hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC
+    names = names or {}
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=i + 1, segment_label=str(names.get(v, f"object {v}"))[:64],
+        segmented_property_category=codes.SCT.AnatomicalStructure,
+        segmented_property_type=codes.SCT.AnatomicalStructure, algorithm_type=kind,
+        algorithm_identification=algo, tracking_id=f"label {v}", tracking_uid=hd.UID())
+        for i, v in enumerate(values)]
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=number[arr], segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9000,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="napari-halo-seg",
+        manufacturer_model_name="halo-seg", software_versions=__version__, device_serial_number="none",
+        content_label="HALOSEG", content_description="segmentation from napari-halo-seg")
+    path = Path(path)
+    seg.save_as(str(path))
+    return path
