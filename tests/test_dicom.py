@@ -149,6 +149,8 @@ def test_series_that_are_not_one_volume_are_refused(tmp_path, series):
     ds.save_as(bad / "B")
     with pytest.raises(VolumeError, match="B: the DICOM tag ImagePositionPatient is missing"):
         open_volume(bad)
+    with pytest.raises(VolumeError, match="its folders bad, ct, dup, gap .*open one of them"):
+        open_volume(tmp_path)              # a study folder: the series are named, none is guessed
     (tmp_path / "empty").mkdir()
     with pytest.raises(VolumeError, match="unsupported volume format"):
         open_volume(tmp_path / "empty")

@@ -41,7 +41,7 @@ def write_dicom_seg(labels, series, path, names: dict | None = None, automatic: 
         raise VolumeError("the labels are empty: a DICOM SEG needs at least one labelled voxel")
     if min(values) < 0:
         raise VolumeError("label values must be positive")
-    sources = [pydicom.dcmread(f) for f in vol.meta["files"]]
+    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in vol.meta["files"]]   # headers suffice
     # segment numbers 1..K in label order; the label value stays in the segment's label
     number = np.zeros(max(values) + 1, np.uint16)
     number[values] = np.arange(1, len(values) + 1)

@@ -106,6 +106,10 @@ def _open_path(path: Path) -> Volume:
         from .dicom import looks_like_series, open_series
         if looks_like_series(path):
             return open_series(path)
+        inner = sorted(p.name for p in path.iterdir() if p.is_dir() and looks_like_series(p)) if path.is_dir() else []
+        if inner:   # a study or patient folder: which series is meant is the user's choice
+            raise VolumeError(f"{path} holds no volume itself; its folders {', '.join(inner[:8])}"
+                              f"{' ...' if len(inner) > 8 else ''} hold DICOM series: open one of them")
     if suf in ZARR_SUFFIXES:
         return _open_zarr(path)
     if suf in NIFTI_SUFFIXES:
