@@ -19,8 +19,8 @@ def get_reader(path):
             return None
         path = path[0]
     name = str(path).lower().rstrip("/")
-    if not (name.endswith(SUPPORTED) or (Path(path).is_dir() and (Path(path) / "zarr.json").exists())
-            or looks_like_series(Path(path))):
+    zarr_dir = Path(path).is_dir() and any((Path(path) / f).exists() for f in ("zarr.json", ".zgroup", ".zarray"))
+    if not (name.endswith(SUPPORTED) or zarr_dir or looks_like_series(Path(path))):
         return None
     return read_volume
 

@@ -1,15 +1,18 @@
 """napari writer: a Labels layer to chunked zarr or NIfTI, placed where its scan lies when the layer
 carries that scan's geometry (the reader puts it on image layers, the widgets on the labels they make),
-or to DICOM SEG beside the DICOM series it was drawn on."""
+or to DICOM SEG beside the DICOM series it was drawn on, or into the OME-Zarr image it was drawn on."""
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from halo_seg.io import VolumeError, write_labels as _write
 from halo_seg.io.dicom_seg import SEG_SUFFIXES, SERIES_KEY, write_dicom_seg
 from halo_seg.io.geometry import KEY as GEOMETRY, check
+from halo_seg.io.ome_labels import is_ome_image, write_ome_labels
 
 
 class WriteError(RuntimeError):
@@ -27,6 +30,10 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
 def _write_layer(path: str, data, meta: dict) -> list[str]:
     scale = tuple(meta.get("scale", (1.0, 1.0, 1.0)))[-3:]
     arr = data if hasattr(data, "dask") else np.asarray(data)
+    if is_ome_image(Path(path)):   # saved onto an OME-Zarr image: into its labels/, named as the layer
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(meta.get("name") or "labels")).strip("._") or "labels"
+        write_ome_labels(arr, path, name=name)
+        return [path]
     if str(path).lower().endswith(SEG_SUFFIXES):
         series = (meta.get("metadata") or {}).get(SERIES_KEY)
         if not series:

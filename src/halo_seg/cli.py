@@ -230,6 +230,11 @@ def cmd_export(a) -> int:
     lab = open_volume(a.labels)
     if not (np.issubdtype(lab.data.dtype, np.integer) or lab.data.dtype == bool):
         raise VolumeError(f"{a.labels} holds {lab.data.dtype} values, not labels")
+    from .io.ome_labels import is_ome_image, write_ome_labels
+    if is_ome_image(Path(a.output)):
+        out = write_ome_labels(lab.data, a.output, name=a.name)
+        print(f"wrote {out}: OME-Zarr labels of {tuple(lab.shape)} in the image {a.output}")
+        return 0
     if a.output.lower().endswith(".dcm"):
         from .io.dicom import looks_like_series
         from .io.dicom_seg import write_dicom_seg
@@ -280,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_segment)
     e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, or as DICOM SEG")
     e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF or .npy")
-    e.add_argument("output", help="output .nii.gz, .nii, .zarr, or .dcm (DICOM SEG)")
+    e.add_argument("output", help="output .nii.gz, .nii, .zarr, .dcm (DICOM SEG), or the OME-Zarr image the "
+                                  "labels belong to (they go into its labels/NAME)")
+    e.add_argument("--name", default="halo-seg", help="the label image's name inside an OME-Zarr image")
     e.add_argument("--like", default=None,
                    help="the scan the labels were computed on (NIfTI, or a DICOM series folder): its affines "
                         "and codes, or for .dcm the images the SEG references; default: `segment`'s input")

@@ -81,6 +81,10 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
         raise VolumeError(f"cannot write labels to '{path.name}': use a .zarr, .nii or .nii.gz path")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    from .ome_labels import is_ome_image
+    if is_ome_image(path):   # never replace a user's image with its labels
+        raise VolumeError(f"{path} is an OME-Zarr image; labels go into it (io.ome_labels.write_ome_labels, "
+                          f"`halo-seg export LABELS {path.name}`), never over it")
     src = labels if isinstance(labels, da.Array) else da.from_array(np.asarray(labels),
                                                                    chunks=chunks or "auto")
     if chunks is not None:

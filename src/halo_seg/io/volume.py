@@ -214,8 +214,9 @@ def _open_zarr(path: Path) -> Volume:
                 scale = list(t["scale"])
         spatial = [i for i, a in enumerate(axes) if a in ("z", "y", "x")] or list(range(arr.ndim))[-3:]
         spacing = tuple(float(scale[i]) for i in spatial[-3:]) if len(spatial) >= 3 else (1.0, 1.0, 1.0)
+        label_image = "image-label" in attrs or "image-label" in attrs.get("ome", {})
         return Volume(da.from_zarr(arr), spacing=spacing, source=str(path),
-                      meta={"format": f"ome-zarr {version}", "axes": axes})
+                      meta={"format": f"ome-zarr {version}", "axes": axes, "labels": label_image})
     keys = sorted(node.array_keys())
     if len(keys) == 1 or "labels" in keys or "image" in keys:
         key = "image" if "image" in keys else ("labels" if "labels" in keys else keys[0])

@@ -1,0 +1,85 @@
+"""Labels into the OME-Zarr image they belong to, read back by ome-zarr-py (the specification's
+reference reader) and by this package."""
+import numpy as np
+import pytest
+import zarr
+
+pytest.importorskip("ome_zarr")
+
+from halo_seg.cli import main  # noqa: E402
+from halo_seg.io import VolumeError, open_volume  # noqa: E402
+from halo_seg.io.ome_labels import write_ome_labels  # noqa: E402
+
+
+def _image(tmp_path, version, levels=2):
+    """A 5D (t, c, z, y, x) OME-Zarr image with a pyramid downsampled 2x in y and x, 0.5 um in z."""
+    from ome_zarr.format import format_from_version
+    from ome_zarr.writer import write_image
+    rng = np.random.default_rng(0)
+    img = rng.normal(100, 5, (1, 1, 12, 32, 40)).astype(np.float32)
+    img[..., 3:8, 10:20, 12:30] += 80
+    path = tmp_path / f"img{version}.ome.zarr"
+    grp = zarr.open_group(str(path), mode="w", zarr_format=2 if version == "0.4" else 3)
+    write_image(img, grp, axes="tczyx", fmt=format_from_version(version),
+                scale_factors=[{"z": 1, "y": 2 ** k, "x": 2 ** k} for k in range(1, levels)],
+                scale={"t": 1.0, "c": 1.0, "z": 2.0, "y": 0.5, "x": 0.5})
+    return path, img[0, 0]
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_labels_join_their_image_and_ome_tools_read_them(tmp_path, version):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    path, img = _image(tmp_path, version)
+    labels = (img > 140).astype(np.uint16) * 7
+    out = write_ome_labels(labels, path, name="blobs")
+    assert out == path / "labels" / "blobs"
+    # the reference reader finds them as the image's labels, with the image's pyramid and pixel size
+    nodes = {str(n.zarr).split(" ")[0].rstrip("/"): n for n in Reader(parse_url(str(path)))()}
+    node = nodes[str(path / "labels" / "blobs")]
+    assert {type(s).__name__ for s in node.specs} == {"Label", "Multiscales"}
+    assert len(node.data) == 2                                      # two levels, as the image has
+    np.testing.assert_array_equal(np.asarray(node.data[0])[0, 0], labels)
+    np.testing.assert_array_equal(np.asarray(node.data[1])[0, 0], labels[:, ::2, ::2])
+    attrs = zarr.open_group(str(path / "labels"), mode="r").attrs.asdict()
+    assert attrs.get("labels", attrs.get("ome", {}).get("labels")) == ["blobs"]
+    # and this package opens them as a volume on the image's grid, with its spacing
+    v = open_volume(out)
+    assert v.shape == labels.shape and v.spacing == (2.0, 0.5, 0.5)
+    np.testing.assert_array_equal(np.asarray(v.data), labels)
+
+
+def test_export_from_segment_and_refusals(tmp_path, tiny_weights, capsys):
+    path, img = _image(tmp_path, "0.4", levels=1)
+    assert main(["segment", str(path), str(tmp_path / "seg.zarr"), "--weights", str(tiny_weights),
+                 "--mode", "whole"]) == 0
+    assert main(["export", str(tmp_path / "seg.zarr"), str(path), "--name", "auto"]) == 0
+    np.testing.assert_array_equal(np.asarray(open_volume(path / "labels" / "auto").data),
+                                  zarr.open_group(str(tmp_path / "seg.zarr"))["labels"][...])
+    from halo_seg.io import write_labels
+    with pytest.raises(VolumeError, match="is an OME-Zarr image; labels go into it"):
+        write_labels(np.zeros((12, 32, 40), np.uint8), path)       # the image is never overwritten
+    assert open_volume(path).shape == (12, 32, 40)
+    with pytest.raises(VolumeError, match="not on the grid"):
+        write_ome_labels(np.zeros((12, 32, 41), np.uint8), path)
+    with pytest.raises(VolumeError, match="plain name"):
+        write_ome_labels(np.zeros((12, 32, 40), np.uint8), path, name="../x")
+    plain = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
+    plain.create_array("a", shape=(2, 2, 2), dtype="u1")
+    with pytest.raises(VolumeError, match="not an OME-Zarr image"):
+        write_ome_labels(np.zeros((12, 32, 40), np.uint8), tmp_path / "plain.zarr")
+
+
+def test_napari_saves_a_layer_into_the_image_and_reads_it_back_as_labels(make_napari_viewer, tmp_path):
+    pytest.importorskip("napari")
+    from napari_halo_seg._reader import get_reader
+    path, img = _image(tmp_path, "0.5")
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-halo-seg")
+    labels = (img > 140).astype(np.uint16)
+    viewer.add_labels(labels, name="my nuclei", scale=viewer.layers[0].scale)
+    viewer.layers["my nuclei"].save(str(path), plugin="napari-halo-seg")
+    assert open_volume(path).shape == (12, 32, 40)                  # the image is still there
+    [(data, meta, kind)] = get_reader(str(path / "labels" / "my_nuclei"))(str(path / "labels" / "my_nuclei"))
+    assert kind == "labels" and meta["scale"] == (2.0, 0.5, 0.5)
+    np.testing.assert_array_equal(np.asarray(data), labels)
