@@ -223,46 +223,8 @@ def cmd_info(a) -> int:
 
 
 def cmd_export(a) -> int:
-    """Labels (an output of `segment`, any label volume) -> NIfTI or zarr, placed where the scan lies,
-    or DICOM SEG referencing the DICOM series they were computed on."""
-    import numpy as np
-    from .io import VolumeError, geometry, open_volume, write_labels
-    lab = open_volume(a.labels)
-    if not (np.issubdtype(lab.data.dtype, np.integer) or lab.data.dtype == bool):
-        raise VolumeError(f"{a.labels} holds {lab.data.dtype} values, not labels")
-    from .io.ome_labels import is_ome_image, write_ome_labels
-    if is_ome_image(Path(a.output)):
-        out = write_ome_labels(lab.data, a.output, name=a.name)
-        print(f"wrote {out}: OME-Zarr labels of {tuple(lab.shape)} in the image {a.output}")
-        return 0
-    if a.output.lower().endswith(".dcm"):
-        from .io.dicom import looks_like_series
-        from .io.dicom_seg import write_dicom_seg
-        import zarr
-        try:   # an output of `segment`: automatic labels, and it remembers its input
-            made_from = zarr.open_group(a.labels, mode="r").attrs["halo_seg"]["signature"]["input"]
-        except Exception:
-            made_from = None
-        series, automatic = a.like or made_from, made_from is not None
-        if not series or not looks_like_series(Path(series)):
-            raise VolumeError("a DICOM SEG references the DICOM series the labels were computed on: give it "
-                              "with --like SERIES_FOLDER")
-        write_dicom_seg(np.asarray(lab.data), series, a.output, automatic=automatic)
-        print(f"wrote {a.output}: DICOM SEG of {tuple(lab.shape)} labels on the series {series}")
-        return 0
-    if a.like:
-        ref = open_volume(a.like)
-        g = ref.meta.get(geometry.KEY)
-        if g is None:
-            raise VolumeError(f"{a.like} carries no scan geometry (only NIfTI files and halo-seg outputs "
-                              f"of them do); leave out --like to write the voxel size alone")
-        geometry.check(g, lab.shape, what=f"the geometry of {a.like}")
-    else:
-        g = lab.meta.get(geometry.KEY)
-    write_labels(lab.data, a.output, spacing=geometry.spacing_of(g) if g else lab.spacing, geometry=g)
-    where = (f"placed as {a.like or a.labels} ({geometry.orientation(g)})" if g
-             else "with the voxel size alone: no scan geometry was found (give --like SCAN.nii.gz)")
-    print(f"wrote {a.output} {tuple(lab.shape)}, {where}")
+    from .io.export import export_labels
+    print("wrote " + export_labels(a.labels, a.output, like=a.like, name=a.name))
     return 0
 
 

@@ -1,0 +1,55 @@
+"""Labels out to where other tools look for them: NIfTI (or zarr) placed on the scan they were
+computed on, DICOM SEG referencing the DICOM series, or the OME-Zarr image's labels/ group.
+`halo-seg export` is this function."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import geometry
+from .labels import write_labels
+from .volume import VolumeError, open_volume
+
+
+def _made_from(labels_path) -> str | None:
+    """The input an output group of `segment` was computed on, if ``labels_path`` is one."""
+    import zarr
+    try:
+        return zarr.open_group(str(labels_path), mode="r").attrs["halo_seg"]["signature"]["input"]
+    except Exception:   # not a zarr group, or not one of ours
+        return None
+
+
+def export_labels(labels_path, output, like=None, name: str = "halo-seg") -> str:
+    """Write the label volume at ``labels_path`` to ``output``; ``like``: the scan (NIfTI, DICOM
+    series) they belong to, by default the input `segment` kept. Returns what was written, in words."""
+    lab = open_volume(labels_path)
+    if not (np.issubdtype(lab.data.dtype, np.integer) or lab.data.dtype == bool):
+        raise VolumeError(f"{labels_path} holds {lab.data.dtype} values, not labels")
+    from .ome_labels import is_ome_image, write_ome_labels
+    if is_ome_image(Path(output)):
+        out = write_ome_labels(lab.data, output, name=name)
+        return f"{out}: OME-Zarr labels of {tuple(lab.shape)} in the image {output}"
+    made_from = _made_from(labels_path)
+    if str(output).lower().endswith(".dcm"):
+        from .dicom import looks_like_series
+        from .dicom_seg import write_dicom_seg
+        series = like or made_from
+        if not series or not looks_like_series(Path(series)):
+            raise VolumeError("a DICOM SEG references the DICOM series the labels were computed on: give it "
+                              "with --like SERIES_FOLDER")
+        write_dicom_seg(np.asarray(lab.data), series, output, automatic=made_from is not None)
+        return f"{output}: DICOM SEG of {tuple(lab.shape)} labels on the series {series}"
+    if like:
+        g = open_volume(like).meta.get(geometry.KEY)
+        if g is None:
+            raise VolumeError(f"{like} carries no scan geometry (NIfTI files, DICOM series and halo-seg outputs "
+                              f"of them do); leave out --like to write the voxel size alone")
+        geometry.check(g, lab.shape, what=f"the geometry of {like}")
+    else:
+        g = lab.meta.get(geometry.KEY)
+    write_labels(lab.data, output, spacing=geometry.spacing_of(g) if g else lab.spacing, geometry=g)
+    where = (f"placed as {like or labels_path} ({geometry.orientation(g)})" if g
+             else "with the voxel size alone: no scan geometry was found (give --like SCAN)")
+    return f"{output} {tuple(lab.shape)}, {where}"
