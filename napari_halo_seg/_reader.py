@@ -41,4 +41,8 @@ def read_volume(path):
     if is_output or vol.meta.get("labels"):
         return [(vol.data, {"name": p.stem + " labels" if is_output else p.name.split(".")[0],
                             "scale": vol.spacing, "metadata": meta}, "labels")]
-    return [(vol.data, {"name": p.name.split(".")[0], "scale": vol.spacing, "metadata": meta}, "image")]
+    kw = {}
+    if vol.meta.get("window"):   # the window a DICOM series was stored with (a CT in HU is unreadable without)
+        c, w = vol.meta["window"]
+        kw["contrast_limits"] = [c - w / 2, c + w / 2]
+    return [(vol.data, {"name": p.name.split(".")[0], "scale": vol.spacing, "metadata": meta, **kw}, "image")]

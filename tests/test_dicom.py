@@ -43,6 +43,7 @@ def _write_series(folder, stored, positions, iop, pixel_spacing, slope=1.0, inte
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleSlope, ds.RescaleIntercept = f"{slope:g}", f"{intercept:g}"
+        ds.WindowCenter, ds.WindowWidth = ["40", "300"], ["80", "1500"]   # brain, then bone
         ds.PixelData = px.astype("<i2").tobytes()
         ds.save_as(folder / names[k], enforce_file_format=True)
     return folder
@@ -163,6 +164,7 @@ def test_napari_reader_opens_a_series_folder(series):
     assert reader is not None
     [(data, meta, kind)] = reader(str(folder))
     assert kind == "image" and data.shape == (7, 12, 10) and KEY in meta["metadata"]
+    assert meta["contrast_limits"] == [0.0, 80.0]         # the series' first window: brain, 40 +- 40 HU
     np.testing.assert_allclose(meta["scale"], (2.5, 0.7, 0.6), atol=1e-4)
 
 

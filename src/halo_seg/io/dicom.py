@@ -129,7 +129,22 @@ def _volume(folder: Path, uid: str, members: list) -> Volume:
                   source=str(folder),
                   meta={"format": "dicom", "series": uid, "modality": str(getattr(first, "Modality", "")),
                         "description": str(getattr(first, "SeriesDescription", "")), "geometry": geometry,
-                        "files": [str(p) for p, _ in members]})
+                        "files": [str(p) for p, _ in members], "window": _window(first)})
+
+
+def _window(ds):
+    """The display window the series was stored with (center, width) in its rescaled units, e.g. a
+    brain window of (40, 80) HU; None if it names none. A list of windows: the first."""
+    from pydicom.multival import MultiValue
+    c, w = getattr(ds, "WindowCenter", None), getattr(ds, "WindowWidth", None)
+    if c is None or w is None:
+        return None
+    c, w = (v[0] if isinstance(v, MultiValue) else v for v in (c, w))
+    try:
+        c, w = float(c), float(w)
+    except (TypeError, ValueError):
+        return None
+    return (c, w) if w > 0 else None
 
 
 def _out_dtype(headers) -> np.dtype:
