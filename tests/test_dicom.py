@@ -152,6 +152,9 @@ def test_series_that_are_not_one_volume_are_refused(tmp_path, series):
         open_volume(bad)
     with pytest.raises(VolumeError, match="its folders bad, ct, dup, gap .*open one of them"):
         open_volume(tmp_path)              # a study folder: the series are named, none is guessed
+    (tmp_path / "broken.dcm").write_bytes(b"not dicom at all")
+    with pytest.raises(VolumeError, match="broken.dcm is not a DICOM file"):
+        open_volume(tmp_path / "broken.dcm")
     (tmp_path / "empty").mkdir()
     with pytest.raises(VolumeError, match="unsupported volume format"):
         open_volume(tmp_path / "empty")

@@ -57,6 +57,8 @@ def open_series(path) -> Volume:
     import pydicom
     path = Path(path)
     folder = path.parent if path.is_file() else path
+    if path.is_file() and not is_dicom_file(path):
+        raise VolumeError(f"{path} is not a DICOM file (no 'DICM' marker after its 128-byte preamble)")
     files = dicom_files(folder)
     if not files:
         raise VolumeError(f"{folder}: no DICOM files in this folder")

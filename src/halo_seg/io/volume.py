@@ -146,7 +146,7 @@ def _open_nifti(path: Path) -> Volume:
         arr = arr[..., 0]
     from .geometry import KEY, from_nifti, is_label_nifti
     return Volume(arr, spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])), source=str(path),
-                  meta={"affine": np.asarray(img.affine), "format": "nifti", "labels": is_label_nifti(img),
+                  meta={"format": "nifti", "labels": is_label_nifti(img),
                         KEY: from_nifti(img, arr.shape[:3])})
 
 
