@@ -260,3 +260,51 @@ def test_napari_objects_drawn_on_a_series_save_as_dicom_seg(make_napari_viewer, 
     viewer.add_labels(np.zeros((3, 4, 5), np.uint8), name="other")
     with pytest.raises(Exception, match="not drawn on a DICOM series"):
         viewer.layers["other"].save(str(tmp_path / "other.dcm"), plugin="napari-halo-seg")
+
+
+def test_geometry_and_values_agree_with_highdicom_on_every_voxel(tmp_path, series):
+    """highdicom reconstructs the same series on its own (its slice order is the reverse): every
+    voxel maps to the same world position and holds the same value in both."""
+    hd = pytest.importorskip("highdicom")
+    folder, _, _, _ = series
+    ours = open_volume(folder)
+    ref = hd.get_volume_from_series([pydicom.dcmread(str(p)) for p in sorted(folder.iterdir())])
+    _same_voxels(ours, np.asarray(ref.array), np.asarray(ref.affine))
+
+
+def _same_voxels(ours, ref_array, ref_affine_lps):
+    arr = np.asarray(ours.data)
+    z, y, x = np.indices(arr.shape).reshape(3, -1)
+    world = best_affine(ours.meta[KEY]) @ np.stack([x, y, z, np.ones_like(x)])
+    idx = np.linalg.solve(ref_affine_lps, world * np.array([-1, -1, 1, 1])[:, None])[:3]
+    np.testing.assert_allclose(idx, np.round(idx), atol=1e-3)      # voxel centres on voxel centres
+    s, r, c = np.round(idx).astype(int)
+    np.testing.assert_allclose(arr.reshape(-1), ref_array[s, r, c])
+
+
+def test_an_enhanced_multiframe_image_opens_as_its_series_does(tmp_path, series, tiny_weights):
+    hd = pytest.importorskip("highdicom")
+    folder, _, _, _ = series
+    datasets = [pydicom.dcmread(str(p)) for p in sorted(folder.iterdir())]
+    mf = hd.legacy.LegacyConvertedEnhancedCTImage(datasets, series_instance_uid=hd.UID(), series_number=5,
+                                                  sop_instance_uid=hd.UID(), instance_number=1)
+    (tmp_path / "mf").mkdir()
+    mf.save_as(tmp_path / "mf" / "enhanced.dcm")
+    one = open_volume(tmp_path / "mf")
+    single = open_volume(folder)
+    assert one.meta.get("multiframe") and one.shape == single.shape
+    np.testing.assert_allclose(one.spacing, single.spacing, atol=1e-4)
+    _same_voxels(one, np.asarray(single.data)[::-1], _lps_of(single, flip=True))
+    # and labels computed on it export onto it
+    mask = (np.asarray(one.data) > 200).astype(np.uint8)
+    out = write_labels(mask, tmp_path / "m.nii.gz", geometry=one.meta[KEY])
+    np.testing.assert_allclose(nib.load(str(out)).affine, best_affine(one.meta[KEY]), atol=1e-5)
+
+
+def _lps_of(vol, flip=False):
+    """The (slice, row, column) -> LPS affine of one of our volumes, its slices reversed if ``flip``."""
+    a = np.diag([-1.0, -1.0, 1.0, 1.0]) @ best_affine(vol.meta[KEY]) @ np.eye(4)[[2, 1, 0, 3]]
+    if flip:
+        n = vol.shape[0]
+        a = a @ np.array([[-1.0, 0, 0, n - 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    return a

@@ -7,7 +7,8 @@ number. Z follows that normal, Y the rows and X the columns of the images. The g
 Labels computed on the volume are therefore exported as NIfTI that overlays the series in 3D
 Slicer or ITK-SNAP, as dcm2niix's conversion of it would. A tilted CT gantry (slices offset within
 their plane) is kept as the shear it is, in the sform, rather than resampled. Headers are read
-once. Each slice's pixels are read when a block of the volume needs them.
+once. Each slice's pixels are read when a block of the volume needs them. An enhanced
+(multi-frame) image, one file for the whole series, is read whole through highdicom.
 """
 from __future__ import annotations
 
@@ -86,8 +87,10 @@ def open_series(path) -> Volume:
 def _volume(folder: Path, uid: str, members: list) -> Volume:
     first_path, first = members[0]
     if int(getattr(first, "NumberOfFrames", 1) or 1) > 1:
-        raise VolumeError(f"{first_path.name}: multi-frame (enhanced) DICOM is not supported; "
-                          f"export the series as single-frame slices")
+        if len(members) > 1:
+            raise VolumeError(f"{folder}: series {uid} is split over {len(members)} multi-frame files; "
+                              f"open one of them")
+        return _multiframe(first_path, uid, first)
     iop = np.asarray(_tag(first, "ImageOrientationPatient", first_path), float)
     row_dir, col_dir = iop[:3], iop[3:]   # along a row (columns increase), along a column (rows increase)
     normal = np.cross(row_dir, col_dir)
@@ -132,6 +135,32 @@ def _volume(folder: Path, uid: str, members: list) -> Volume:
                   meta={"format": "dicom", "series": uid, "modality": str(getattr(first, "Modality", "")),
                         "description": str(getattr(first, "SeriesDescription", "")), "geometry": geometry,
                         "files": [str(p) for p, _ in members], "window": _window(first)})
+
+
+def _multiframe(path: Path, uid: str, header) -> Volume:
+    """An enhanced (multi-frame) CT or MR image: one file, read whole. highdicom sorts its frames
+    into a volume from the per-frame functional groups, which vary by vendor and are its subject."""
+    try:
+        import highdicom as hd
+    except ImportError as exc:
+        raise VolumeError(f"{path.name} is a multi-frame (enhanced) DICOM image; reading it needs highdicom: "
+                          f"pip install 'napari-halo-seg[dicom]'") from exc
+    import dask.array as da
+    try:
+        vol = hd.imread(str(path)).get_volume(dtype=np.float32)
+    except Exception as exc:   # frames that do not form one regular volume, undecodable pixels, ...
+        raise VolumeError(f"{path.name}: its frames do not form one volume: {exc}") from exc
+    # highdicom: (slice, row, column) -> LPS; here (x = column, y = row, z = slice) -> RAS
+    swap = np.eye(4)[[2, 1, 0, 3]]
+    ras = (LPS_TO_RAS @ np.asarray(vol.affine, float) @ swap).tolist()
+    arr = np.ascontiguousarray(vol.array)
+    zooms = np.sqrt((np.asarray(ras)[:3, :3] ** 2).sum(0))
+    geometry = {"shape": list(arr.shape), "sform": ras, "sform_code": 1, "qform": ras, "qform_code": 1}
+    return Volume(da.from_array(arr, chunks=(min(32, arr.shape[0]),) + arr.shape[1:]),
+                  spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])), source=str(path),
+                  meta={"format": "dicom", "series": uid, "modality": str(getattr(header, "Modality", "")),
+                        "description": str(getattr(header, "SeriesDescription", "")), "geometry": geometry,
+                        "files": [str(path)], "window": None, "multiframe": True})
 
 
 def _window(ds):
