@@ -31,6 +31,7 @@ from ._quality_plot import QualityPlot
 
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
 PREVIEW, OBJECTS = "current object", "objects"
+WORKING = (OBJECTS, PREVIEW, BOX, EXTREME, NEG, POS)   # the layers the widget makes for its image
 MIN_LEARN = 3   # committed objects before the quality model is adjusted to them (measured with 3, 6 and 12)
 MAX_LEARN = 12  # the most recent (highest ids) are used: 12 did no better than 6, and time grows with each
 AUTO = "auto"   # the quality field's entry for the weights' own model
@@ -141,6 +142,7 @@ class InteractiveWidget(QWidget):
         lay.addStretch()
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             ev.connect(self._refresh_layers)
+        self.image.currentTextChanged.connect(self._image_chosen)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self._refresh_layers()
 
@@ -168,12 +170,14 @@ class InteractiveWidget(QWidget):
         return layer, data
 
     def ensure_prompt_layers(self):
-        """Create the prompt, preview and objects layers over the chosen image (once)."""
+        """Create the prompt, preview and objects layers over the chosen image (once per image)."""
         layer, data = self._image_layer()
-        kw = dict(scale=layer.scale[-3:], translate=layer.translate[-3:])
+        self._bind_layers(layer)
+        kw = dict(scale=layer.scale[-3:], translate=layer.translate[-3:], metadata={"image": layer.name})
         # the labels keep the scan's geometry (and DICOM series), so that saving them as NIfTI (or DICOM
         # SEG) places them on the scan
-        lkw = dict(kw, metadata={k: v for k, v in (layer.metadata or {}).items() if k in (GEOMETRY, SERIES_KEY)})
+        lkw = dict(kw, metadata={"image": layer.name, **{k: v for k, v in (layer.metadata or {}).items()
+                                                         if k in (GEOMETRY, SERIES_KEY)}})
         if self._layer(OBJECTS) is None:
             self.viewer.add_labels(np.zeros(data.shape, np.uint16), name=OBJECTS, opacity=0.5, **lkw)
         if self._layer(PREVIEW) is None:
@@ -188,6 +192,29 @@ class InteractiveWidget(QWidget):
                 self.viewer.add_points(ndim=3, name=name, face_color=col, size=4, **kw)
         self._select_click_layer()
 
+    def _bind_layers(self, image):
+        """The working layers belong to one image: on their grid, prompts and labels are data
+        coordinates of that image. Choosing another image parks them, hidden and named after their
+        image ('objects (phantom)'), so that nothing drawn or committed is lost, and brings back the
+        new image's own parked layers, if it has any."""
+        present = [lay for lay in (self._layer(n) for n in WORKING) if lay is not None]
+        owner = next((lay.metadata.get("image") for lay in present if lay.metadata.get("image")), image.name)
+        if owner == image.name:
+            return
+        for lay in present:
+            parked = f"{lay.name} ({owner})"
+            if parked in self.viewer.layers:
+                self.viewer.layers.remove(parked)   # parked before, then made anew: the newer one stays
+            lay.name, lay.visible = parked, False
+        for name in WORKING:
+            parked = self._layer(f"{name} ({image.name})")
+            if parked is not None:
+                parked.name, parked.visible = name, True
+
+    def _image_chosen(self, *_):
+        if any(self._layer(n) is not None for n in WORKING):
+            self._guard(self.ensure_prompt_layers)
+
     def _select_click_layer(self, *_):
         name = NEG if self.negative.isChecked() else POS
         if self._layer(name) is not None:
@@ -199,7 +226,11 @@ class InteractiveWidget(QWidget):
             self.seg.strict_ends = bool(on)   # used from the next propagation on
 
     def _z(self) -> int:
-        return int(self.viewer.dims.current_step[0])
+        """The chosen image's slice under the viewer's current point (other layers may have other scales)."""
+        layer = self._layer(self.image.currentText())
+        if layer is None:
+            return int(self.viewer.dims.current_step[0])
+        return int(round(float(layer.world_to_data(self.viewer.dims.point)[0])))
 
     def _on_step(self, *_):
         if self.seg is not None:
@@ -248,10 +279,6 @@ class InteractiveWidget(QWidget):
             self.seg.use_quality_model(model)
             self.status.setText(f"quality model: {choice}; it applies from the next propagation")
         self._guard(apply)
-
-    def _to_data(self, layer, pts):
-        """World -> image-data coordinates (the prompt layers share the image's scale)."""
-        return np.array([layer.world_to_data(p) for p in pts]) if len(pts) else np.zeros((0, 3))
 
     def send_prompts(self, z: int) -> int:
         """Hand the prompts drawn on slice z to the segmenter; returns how many were new."""
@@ -379,9 +406,13 @@ class InteractiveWidget(QWidget):
         self._start("propagating ...", seg.propagate, cancel=self._cancel.is_set, on_done=done)
 
     def goto_slice(self, z: int):
-        step = list(self.viewer.dims.current_step)
-        step[0] = int(z)
-        self.viewer.dims.current_step = tuple(step)
+        layer = self._layer(self.image.currentText())
+        if layer is None:
+            step = list(self.viewer.dims.current_step)
+            step[0] = int(z)
+            self.viewer.dims.current_step = tuple(step)
+            return
+        self.viewer.dims.set_point(0, float(layer.data_to_world([int(z), 0, 0])[0]))
 
     def goto_recommended(self):
         if self.recommended is None:

@@ -262,3 +262,38 @@ def test_changing_weights_or_device_starts_a_new_session(make_napari_viewer, tmp
     viewer.add_image(np.zeros((5, 16, 16), np.float32), name="other image")
     w.image.setCurrentText("other image")
     assert w._session().annotated_slices == []                    # another image starts empty
+
+
+@needs_default
+def test_a_second_image_gets_its_own_layers_and_the_first_keeps_its_objects(make_napari_viewer, qtbot):
+    """Two images of other shapes and scales in one viewer: each object is committed on its own
+    image's grid, slices are the chosen image's whatever the other layers' scales, and the first
+    image's objects come back when it is chosen again."""
+    viewer, w = _phantom_widget(make_napari_viewer)
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    _box_and_segment(qtbot, w, truth)
+    w.propagate()
+    _wait(qtbot, w)
+    w.commit()
+    first = np.asarray(viewer.layers["objects"].data).copy()
+    assert first.any()
+
+    viewer.open_sample("napari-halo-seg", "colin27")        # 2 mm voxels, another shape
+    w.image.setCurrentText("colin27 T1")
+    assert "objects (phantom)" in viewer.layers and not viewer.layers["objects (phantom)"].visible
+    np.testing.assert_array_equal(np.asarray(viewer.layers["objects (phantom)"].data), first)
+    thal = np.asarray(viewer.layers["AAL subcortical (truth)"].data) == 77
+    z = int(thal.sum((1, 2)).argmax())
+    w.goto_slice(z)
+    assert w._z() == z                                    # in the 2 mm image's slices, not world steps
+    _box_and_segment(qtbot, w, thal)
+    w.propagate()
+    _wait(qtbot, w)
+    w.commit()
+    objects = viewer.layers["objects"]
+    assert objects.data.shape == thal.shape and tuple(objects.scale) == (2.0, 2.0, 2.0)
+    assert dice(np.asarray(objects.data) == 1, thal) > 0.5, w.status.text()
+
+    w.image.setCurrentText("phantom")                      # back: its objects are its own again
+    np.testing.assert_array_equal(np.asarray(viewer.layers["objects"].data), first)
+    assert viewer.layers["objects"].visible and "objects (colin27 T1)" in viewer.layers
