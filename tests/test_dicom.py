@@ -294,17 +294,39 @@ def test_an_enhanced_multiframe_image_opens_as_its_series_does(tmp_path, series,
     single = open_volume(folder)
     assert one.meta.get("multiframe") and one.shape == single.shape
     np.testing.assert_allclose(one.spacing, single.spacing, atol=1e-4)
-    _same_voxels(one, np.asarray(single.data)[::-1], _lps_of(single, flip=True))
+    # the same slices in the same order, placed alike, as the single-frame series
+    np.testing.assert_allclose(np.asarray(one.data), np.asarray(single.data))
+    np.testing.assert_allclose(best_affine(one.meta[KEY]), best_affine(single.meta[KEY]), atol=1e-4)
     # and labels computed on it export onto it
     mask = (np.asarray(one.data) > 200).astype(np.uint8)
     out = write_labels(mask, tmp_path / "m.nii.gz", geometry=one.meta[KEY])
     np.testing.assert_allclose(nib.load(str(out)).affine, best_affine(one.meta[KEY]), atol=1e-5)
 
 
-def _lps_of(vol, flip=False):
-    """The (slice, row, column) -> LPS affine of one of our volumes, its slices reversed if ``flip``."""
-    a = np.diag([-1.0, -1.0, 1.0, 1.0]) @ best_affine(vol.meta[KEY]) @ np.eye(4)[[2, 1, 0, 3]]
-    if flip:
-        n = vol.shape[0]
-        a = a @ np.array([[-1.0, 0, 0, n - 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
-    return a
+def test_dicom_seg_of_a_multiframe_image_whose_frames_are_out_of_order(tmp_path, series):
+    hd = pytest.importorskip("highdicom")
+    from halo_seg.io.dicom_seg import write_dicom_seg
+    folder, _, _, _ = series
+    mf = hd.legacy.LegacyConvertedEnhancedCTImage(
+        [pydicom.dcmread(str(p)) for p in sorted(folder.iterdir())], series_instance_uid=hd.UID(),
+        series_number=5, sop_instance_uid=hd.UID(), instance_number=1)
+    # frames as an interleaved acquisition stores them: 0, 2, 4, 6, 1, 3, 5
+    order = [0, 2, 4, 6, 1, 3, 5]
+    px = mf.pixel_array[order]
+    mf.PerFrameFunctionalGroupsSequence = [mf.PerFrameFunctionalGroupsSequence[i] for i in order]
+    mf.PixelData = px.astype(px.dtype.newbyteorder("<")).tobytes()
+    (tmp_path / "mf").mkdir()
+    mf.save_as(tmp_path / "mf" / "interleaved.dcm")
+    vol = open_volume(tmp_path / "mf")
+    np.testing.assert_allclose(np.asarray(vol.data), np.asarray(open_volume(folder).data))   # sorted again
+    labels = np.zeros(vol.shape, np.uint8)
+    labels[np.asarray(vol.data) > 200] = 1
+    labels[1, 0, 0] = 1                                  # a mark that tells slice 1 from the others
+    seg = hd.seg.segread(str(write_dicom_seg(labels, tmp_path / "mf", tmp_path / "seg.dcm")))
+    back = seg.get_volume(combine_segments=True)
+    # the SEG's own volume, placed by its frames' positions, lies on ours voxel for voxel
+    lps_ours = np.diag([-1.0, -1.0, 1.0, 1.0]) @ best_affine(vol.meta[KEY]) @ np.eye(4)[[2, 1, 0, 3]]
+    for k, j, i in np.argwhere(np.asarray(back.array) > 0):
+        z, y, x = np.round(np.linalg.solve(lps_ours, back.affine @ [k, j, i, 1])[:3]).astype(int)
+        assert labels[z, y, x] == 1
+    assert int((np.asarray(back.array) > 0).sum()) == int(labels.sum())

@@ -131,10 +131,7 @@ def _volume(folder: Path, uid: str, members: list) -> Volume:
     geometry = {"shape": list(shape), "sform": ras, "sform_code": 1, "qform": ras, "qform_code": 1}
     data = _lazy_pixels([p for p, _ in members], [ds for _, ds in members], (rows, cols))
     return Volume(data, spacing=(float(np.linalg.norm(step)), float(spacing_rc[0]), float(spacing_rc[1])),
-                  source=str(folder),
-                  meta={"format": "dicom", "series": uid, "modality": str(getattr(first, "Modality", "")),
-                        "description": str(getattr(first, "SeriesDescription", "")), "geometry": geometry,
-                        "files": [str(p) for p, _ in members], "window": _window(first)})
+                  source=str(folder), meta=_meta(first, uid, geometry, [p for p, _ in members]))
 
 
 def _multiframe(path: Path, uid: str, header) -> Volume:
@@ -150,17 +147,26 @@ def _multiframe(path: Path, uid: str, header) -> Volume:
         vol = hd.imread(str(path)).get_volume(dtype=np.float32)
     except Exception as exc:   # frames that do not form one regular volume, undecodable pixels, ...
         raise VolumeError(f"{path.name}: its frames do not form one volume: {exc}") from exc
+    lps, arr = np.asarray(vol.affine, float), np.asarray(vol.array)
+    normal = np.cross(lps[:3, 2], lps[:3, 1])   # along a row x along a column, as for single frames
+    if lps[:3, 0] @ normal < 0:   # slices in the order a series of single frames gets here
+        lps[:3, 3] += (arr.shape[0] - 1) * lps[:3, 0]
+        lps[:3, 0] *= -1
+        arr = arr[::-1]
     # highdicom: (slice, row, column) -> LPS; here (x = column, y = row, z = slice) -> RAS
-    swap = np.eye(4)[[2, 1, 0, 3]]
-    ras = (LPS_TO_RAS @ np.asarray(vol.affine, float) @ swap).tolist()
-    arr = np.ascontiguousarray(vol.array)
+    ras = (LPS_TO_RAS @ lps @ np.eye(4)[[2, 1, 0, 3]]).tolist()
+    arr = np.ascontiguousarray(arr)
     zooms = np.sqrt((np.asarray(ras)[:3, :3] ** 2).sum(0))
     geometry = {"shape": list(arr.shape), "sform": ras, "sform_code": 1, "qform": ras, "qform_code": 1}
     return Volume(da.from_array(arr, chunks=(min(32, arr.shape[0]),) + arr.shape[1:]),
                   spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])), source=str(path),
-                  meta={"format": "dicom", "series": uid, "modality": str(getattr(header, "Modality", "")),
-                        "description": str(getattr(header, "SeriesDescription", "")), "geometry": geometry,
-                        "files": [str(path)], "window": None, "multiframe": True})
+                  meta=dict(_meta(header, uid, geometry, [path]), multiframe=True))
+
+
+def _meta(header, uid: str, geometry: dict, files) -> dict:
+    return {"format": "dicom", "series": uid, "modality": str(getattr(header, "Modality", "")),
+            "description": str(getattr(header, "SeriesDescription", "")), "geometry": geometry,
+            "files": [str(p) for p in files], "window": _window(header)}
 
 
 def _window(ds):

@@ -42,6 +42,8 @@ def write_dicom_seg(labels, series, path, names: dict | None = None, automatic: 
     if min(values) < 0:
         raise VolumeError("label values must be positive")
     sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in vol.meta["files"]]   # headers suffice
+    if vol.meta.get("multiframe"):   # SEG frames follow the source file's frames, whatever their order
+        arr = arr[_frame_slices(sources[0], vol.meta["geometry"])]
     # segment numbers 1..K in label order; the label value stays in the segment's label
     number = np.zeros(max(values) + 1, np.uint16)
     number[values] = np.arange(1, len(values) + 1)
@@ -65,3 +67,19 @@ def write_dicom_seg(labels, series, path, names: dict | None = None, automatic: 
     path = Path(path)
     seg.save_as(str(path))
     return path
+
+
+def _frame_slices(ds, geometry) -> list[int]:
+    """For each frame of a multi-frame image, in file order, the volume slice it is (from its
+    position), so that SEG frame i labels source frame i even where frames are not in slice order."""
+    from .dicom import LPS_TO_RAS
+    from .geometry import best_affine
+    inv = np.linalg.inv(best_affine(geometry))
+    out = []
+    for f, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        lps = np.append(np.asarray(group.PlanePositionSequence[0].ImagePositionPatient, float), 1.0)
+        k = (inv @ (LPS_TO_RAS @ lps))[2]
+        if abs(k - round(k)) > 1e-2 or not 0 <= round(k) < geometry["shape"][0]:
+            raise VolumeError(f"frame {f + 1} of the source image lies on no slice of its volume")
+        out.append(int(round(k)))
+    return out
