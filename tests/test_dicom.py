@@ -152,6 +152,19 @@ def test_series_that_are_not_one_volume_are_refused(tmp_path, series):
         open_volume(bad)
     with pytest.raises(VolumeError, match="its folders bad, ct, dup, gap .*open one of them"):
         open_volume(tmp_path)              # a study folder: the series are named, none is guessed
+    # a localiser in another orientation, and a slice of another size
+    tilted = _write_series(tmp_path / "tilt", stored[:3], positions[:3], iop, (0.7, 0.6), names=["A", "B", "C"])
+    ds = pydicom.dcmread(str(tilted / "C"))
+    ds.ImageOrientationPatient = ["0", "1", "0", "0", "0", "-1"]
+    ds.save_as(tilted / "C")
+    with pytest.raises(VolumeError, match="C: its slice orientation differs"):
+        open_volume(tilted)
+    small = _write_series(tmp_path / "small", stored[:3], positions[:3], iop, (0.7, 0.6), names=["A", "B", "C"])
+    _write_series(tmp_path / "small2", stored[:1, :6, :5], positions[2:3], iop, (0.7, 0.6), names=["C"],
+                  series_uid=pydicom.dcmread(str(small / "A")).SeriesInstanceUID)
+    (tmp_path / "small2" / "C").replace(small / "C")
+    with pytest.raises(VolumeError, match="C: 6 x 5 pixels, but A has 12 x 10"):
+        open_volume(small)
     (tmp_path / "broken.dcm").write_bytes(b"not dicom at all")
     with pytest.raises(VolumeError, match="broken.dcm is not a DICOM file"):
         open_volume(tmp_path / "broken.dcm")
@@ -219,6 +232,11 @@ def test_labels_go_back_as_dicom_seg_on_their_source_images(tmp_path, series):
         write_dicom_seg(labels[:-1], folder, tmp_path / "x.dcm")
     with pytest.raises(VolumeError, match="empty"):
         write_dicom_seg(np.zeros_like(labels), folder, tmp_path / "x.dcm")
+    with pytest.raises(VolumeError, match="integer or boolean"):
+        write_dicom_seg(labels.astype(np.float32), folder, tmp_path / "x.dcm")
+    with pytest.raises(VolumeError, match="positive"):
+        write_dicom_seg(-labels.astype(np.int16), folder, tmp_path / "x.dcm")
+    assert not (tmp_path / "x.dcm").exists()
 
 
 def test_segment_a_series_and_send_it_back_as_dicom_seg(tmp_path, series, tiny_weights, capsys):

@@ -109,6 +109,12 @@ def test_segment_then_export_places_labels_on_the_scan(tmp_path, scan, tiny_weig
     capsys.readouterr()
     assert main(["export", str(tmp_path / "other.npy"), str(tmp_path / "x.nii.gz"), "--like", str(path)]) == 2
     assert "not on that image's grid" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "lab.npy"), str(tmp_path / "y.nii.gz"), "--like",
+                 str(tmp_path / "other.npy")]) == 2
+    assert "carries no scan geometry" in capsys.readouterr().err
+    np.save(tmp_path / "float.npy", np.ones(SHAPE_XYZ[::-1], np.float32))
+    assert main(["export", str(tmp_path / "float.npy"), str(tmp_path / "z.nii.gz")]) == 2
+    assert "not labels" in capsys.readouterr().err
     assert main(["info", str(path)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["origin_mm"] == [101.5, 87.0, -64.0] and info["orientation"] == orientation(open_volume(path).meta[KEY])

@@ -62,6 +62,8 @@ def test_export_from_segment_and_refusals(tmp_path, tiny_weights, capsys):
     assert open_volume(path).shape == (12, 32, 40)
     with pytest.raises(VolumeError, match="not on the grid"):
         write_ome_labels(np.zeros((12, 32, 41), np.uint8), path)
+    with pytest.raises(VolumeError, match="integer or boolean"):
+        write_ome_labels(np.zeros((12, 32, 40), np.float32), path)
     with pytest.raises(VolumeError, match="plain name"):
         write_ome_labels(np.zeros((12, 32, 40), np.uint8), path, name="../x")
     plain = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
