@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .geometry import from_affine, spacing_of
 from .volume import Volume, VolumeError
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -126,9 +127,7 @@ def _volume(folder: Path, uid: str, members: list) -> Volume:
     lps[:3, 1] = col_dir * spacing_rc[0]
     lps[:3, 2] = step
     lps[:3, 3] = pos[0]
-    ras = (LPS_TO_RAS @ lps).tolist()
-    shape = (len(members), rows, cols)
-    geometry = {"shape": list(shape), "sform": ras, "sform_code": 1, "qform": ras, "qform_code": 1}
+    geometry = from_affine(LPS_TO_RAS @ lps, (len(members), rows, cols))
     data = _lazy_pixels([p for p, _ in members], [ds for _, ds in members], (rows, cols))
     return Volume(data, spacing=(float(np.linalg.norm(step)), float(spacing_rc[0]), float(spacing_rc[1])),
                   source=str(folder), meta=_meta(first, uid, geometry, [p for p, _ in members]))
@@ -154,12 +153,10 @@ def _multiframe(path: Path, uid: str, header) -> Volume:
         lps[:3, 0] *= -1
         arr = arr[::-1]
     # highdicom: (slice, row, column) -> LPS; here (x = column, y = row, z = slice) -> RAS
-    ras = (LPS_TO_RAS @ lps @ np.eye(4)[[2, 1, 0, 3]]).tolist()
     arr = np.ascontiguousarray(arr)
-    zooms = np.sqrt((np.asarray(ras)[:3, :3] ** 2).sum(0))
-    geometry = {"shape": list(arr.shape), "sform": ras, "sform_code": 1, "qform": ras, "qform_code": 1}
+    geometry = from_affine(LPS_TO_RAS @ lps @ np.eye(4)[[2, 1, 0, 3]], arr.shape)
     return Volume(da.from_array(arr, chunks=(min(32, arr.shape[0]),) + arr.shape[1:]),
-                  spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])), source=str(path),
+                  spacing=spacing_of(geometry), source=str(path),
                   meta=dict(_meta(header, uid, geometry, [path]), multiframe=True))
 
 

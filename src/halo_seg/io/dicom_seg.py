@@ -29,13 +29,13 @@ def write_dicom_seg(labels, series, path, names: dict | None = None, automatic: 
     import pydicom
     from .. import __version__
     from .dicom import open_series
+    from .labels import check_label_dtype
     vol = open_series(series)
     arr = np.asarray(labels)
     if arr.shape != vol.shape:
         raise VolumeError(f"labels of shape {arr.shape} are not on the grid of the DICOM series {series} "
                           f"{vol.shape}")
-    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
-        raise VolumeError(f"labels must be integer or boolean, got {arr.dtype}")
+    check_label_dtype(arr.dtype)
     values = [int(v) for v in np.unique(arr) if v != 0]
     if not values:
         raise VolumeError("the labels are empty: a DICOM SEG needs at least one labelled voxel")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry
-from .labels import write_labels
+from .labels import check_label_dtype, write_labels
 from .volume import VolumeError, open_volume
 
 
@@ -25,8 +25,7 @@ def export_labels(labels_path, output, like=None, name: str = "halo-seg") -> str
     """Write the label volume at ``labels_path`` to ``output``; ``like``: the scan (NIfTI, DICOM
     series) they belong to, by default the input `segment` kept. Returns what was written, in words."""
     lab = open_volume(labels_path)
-    if not (np.issubdtype(lab.data.dtype, np.integer) or lab.data.dtype == bool):
-        raise VolumeError(f"{labels_path} holds {lab.data.dtype} values, not labels")
+    check_label_dtype(lab.data.dtype, str(labels_path))
     from .ome_labels import is_ome_image, write_ome_labels
     if is_ome_image(Path(output)):
         out = write_ome_labels(lab.data, output, name=name)

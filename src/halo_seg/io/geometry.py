@@ -35,6 +35,14 @@ def from_nifti(img, shape_zyx) -> dict:
             "qform": (best if qform is None else np.asarray(qform, float)).tolist(), "qform_code": int(qcode)}
 
 
+def from_affine(ras, shape_zyx, code: int = 1) -> dict:
+    """A geometry whose sform and qform are both the (x, y, z) -> RAS affine ``ras``, coded ``code``
+    (1: scanner), for a volume of ``shape_zyx``; what a DICOM series gives."""
+    ras = np.asarray(ras, float).tolist()
+    return {"shape": [int(s) for s in shape_zyx], "sform": ras, "sform_code": int(code),
+            "qform": ras, "qform_code": int(code)}
+
+
 def check(geometry: Any, shape_zyx=None, what: str = "geometry") -> dict:
     """``geometry`` validated (and for ``shape_zyx``, the shape it was made for), else VolumeError."""
     try:

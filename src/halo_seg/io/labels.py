@@ -11,6 +11,12 @@ from .geometry import KEY as GEOMETRY, check, to_nifti
 from .volume import NIFTI_SUFFIXES, VolumeError
 
 
+def check_label_dtype(dtype, what: str = "the array") -> None:
+    """Labels are integer or boolean ids; anything else (intensities, probabilities) is refused."""
+    if not (np.issubdtype(dtype, np.integer) or np.dtype(dtype) == bool):
+        raise VolumeError(f"{what} holds {dtype} values, not labels: labels must be integer or boolean")
+
+
 def label_dtype(max_label: int) -> np.dtype:
     return np.dtype(np.uint8 if max_label < 256 else np.uint16 if max_label < 65536 else np.uint32)
 
@@ -61,8 +67,7 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
     path = Path(path)
     if labels.ndim != 3:
         raise VolumeError(f"labels must be 3D (Z, Y, X), got shape {tuple(labels.shape)}")
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-        raise VolumeError(f"labels must be an integer or boolean array, got {labels.dtype}")
+    check_label_dtype(labels.dtype)
     if geometry is not None:
         geometry = check(geometry, labels.shape, what="the geometry given for these labels")
     name = path.name.lower()

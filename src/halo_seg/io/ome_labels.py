@@ -51,6 +51,7 @@ def write_ome_labels(labels, image, name: str = "halo-seg") -> Path:
         raise VolumeError("writing OME-Zarr labels needs ome-zarr: pip install 'napari-halo-seg[ome]'") from exc
     import dask.array as da
     import zarr
+    from .labels import check_label_dtype
     image = Path(image)
     if not name or "/" in name or name.startswith("."):
         raise VolumeError(f"label image name {name!r}: a plain name such as 'nuclei'")
@@ -65,8 +66,7 @@ def write_ome_labels(labels, image, name: str = "halo-seg") -> Path:
     if tuple(labels.shape) != shape:
         raise VolumeError(f"labels of shape {tuple(labels.shape)} are not on the grid of {image}, whose z, y, x "
                           f"shape is {shape}")
-    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
-        raise VolumeError(f"labels must be integer or boolean, got {labels.dtype}")
+    check_label_dtype(labels.dtype)
     scales = []
     for ds in ms["datasets"]:
         sc = next((t["scale"] for t in ds.get("coordinateTransformations", []) if t.get("type") == "scale"),
