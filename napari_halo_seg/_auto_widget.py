@@ -18,18 +18,27 @@ from halo_seg.engine.partition import parse_grid
 from halo_seg.engine.runner import Cancelled, segment
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
+from halo_seg.measure import measure_labels, volume_text
+
+from ._measure import UNIT, layer_unit, table_features
 
 
 class _Bridge(QObject):
     progressed = Signal(int, int, str)
 
 
-def _segment_or_error(*args, **kwargs):
-    """Run the engine; hand an exception back as a value so the widget reports it in its status line
-    (the user's layers are untouched) instead of it escaping the worker thread."""
+def _segment_or_error(*args, spacing=(1.0, 1.0, 1.0), unit=None, **kwargs):
+    """Run the engine, then measure each class of its labels (in the worker: it reads them all); hand
+    an exception back as a value so the widget reports it in its status line (the user's layers are
+    untouched) instead of it escaping the worker thread."""
     # a tuple, not a bare exception: superqt treats a returned exception as the worker's own error
     try:
-        return segment(*args, **kwargs), None
+        res = segment(*args, **kwargs)
+        import zarr
+        labels = zarr.open_group(res.output, mode="r")["labels"]
+        cancel = kwargs.get("cancel")
+        table = measure_labels(labels, spacing, unit=unit, cancel=None if cancel is None else cancel.is_set)
+        return (res, table), None
     except Exception as exc:  # every engine error is shown to the user, none is fatal to the viewer
         return None, exc
 
@@ -138,8 +147,8 @@ class AutoSegmentWidget(QWidget):
         self.status.setText(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...")
         from napari.qt.threading import create_worker
         self.worker = create_worker(_segment_or_error, layer_source(layer), out,
-                                    progress=self._bridge.progressed.emit,
-                                    cancel=self._cancel, **kwargs)
+                                    progress=self._bridge.progressed.emit, cancel=self._cancel,
+                                    spacing=tuple(layer.scale[-3:]), unit=layer_unit(layer), **kwargs)
         self.worker.returned.connect(lambda res: self._done(res, layer))
         self.worker.errored.connect(self._failed)
         self.worker.finished.connect(self._finished)
@@ -152,22 +161,27 @@ class AutoSegmentWidget(QWidget):
     def _done(self, outcome, layer):
         import dask.array as da
         import zarr
-        res, exc = outcome
+        done, exc = outcome
         if exc is not None:
             return self._failed(exc)
+        res, table = done
         labels = da.from_zarr(zarr.open_group(res.output, mode="r")["labels"])
         meta = {"source": res.output}
         geometry = zarr.open_group(res.output, mode="r")["labels"].attrs.get(GEOMETRY) or \
             (layer.metadata or {}).get(GEOMETRY)
         if geometry is not None:   # the input scan's, so that saving the labels places them on it
             meta[GEOMETRY] = geometry
-        if (layer.metadata or {}).get(SERIES_KEY):
-            meta[SERIES_KEY] = layer.metadata[SERIES_KEY]
+        for key in (SERIES_KEY, UNIT):
+            if (layer.metadata or {}).get(key):
+                meta[key] = layer.metadata[key]
+        unit = layer_unit(layer)
         self.viewer.add_labels(labels, name=f"{layer.name} labels ({res.mode})", scale=layer.scale[-3:],
-                               metadata=meta)
+                               metadata=meta, features=table_features(table, unit))
         self.progress.setMaximum(1)
         self.progress.setValue(1)
-        self.status.setText(f"done in {res.seconds:.1f}s: {res.output}")
+        per_class = ", ".join(f"class {int(k)}: {volume_text(v, unit)}"
+                              for k, v in zip(table["label"][:8], table["volume"][:8]))
+        self.status.setText(f"done in {res.seconds:.1f}s: {res.output}" + (f"; {per_class}" if per_class else ""))
 
     def _failed(self, exc):
         self.progress.setMaximum(1)

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QLab
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 
+from ._measure import UNIT, layer_unit, object_row, set_row
 from ._quality_plot import QualityPlot
 
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
@@ -177,7 +178,7 @@ class InteractiveWidget(QWidget):
         # the labels keep the scan's geometry (and DICOM series), so that saving them as NIfTI (or DICOM
         # SEG) places them on the scan
         lkw = dict(kw, metadata={"image": layer.name, **{k: v for k, v in (layer.metadata or {}).items()
-                                                         if k in (GEOMETRY, SERIES_KEY)}})
+                                                         if k in (GEOMETRY, SERIES_KEY, UNIT)}})
         if self._layer(OBJECTS) is None:
             self.viewer.add_labels(np.zeros(data.shape, np.uint16), name=OBJECTS, opacity=0.5, **lkw)
         if self._layer(PREVIEW) is None:
@@ -402,7 +403,7 @@ class InteractiveWidget(QWidget):
             self._show()
             r = "" if self.recommended is None else f"; recommended slice to check: {self.recommended}"
             self.status.setText(f"propagated in {self.last_seconds:.2f}s through {int(pred.any((1, 2)).sum())} "
-                                f"slices{r}")
+                                f"slices ({self._volume_text(int(pred.sum()))}){r}")
         self._start("propagating ...", seg.propagate, cancel=self._cancel.is_set, on_done=done)
 
     def goto_slice(self, z: int):
@@ -434,6 +435,13 @@ class InteractiveWidget(QWidget):
         self._show()
         self.status.setText(f"slice {z} accepted as painted; Propagate to use it")
 
+    def _volume_text(self, voxels: int) -> str:
+        from halo_seg.measure import volume_text
+        layer = self._layer(self.image.currentText())
+        if layer is None:
+            return f"{voxels} voxels"
+        return volume_text(voxels * float(np.prod(layer.scale[-3:])), layer_unit(layer))
+
     def commit(self):
         """Copy the current object into the objects layer under a new id, then start a new object."""
         if self._busy() or self.seg is None:
@@ -449,7 +457,12 @@ class InteractiveWidget(QWidget):
         data[free] = new_id
         objects.data = data
         objects.refresh()
-        self.status.setText(f"committed object {new_id} ({int(free.sum())} voxels"
+        # its size beside its id when the cursor is over it (napari shows a Labels layer's features)
+        row = object_row(free, new_id, self._image_layer()[0])
+        if row:
+            set_row(objects, row)
+        n = int(free.sum())
+        self.status.setText(f"committed object {new_id} ({self._volume_text(n)}, {n} voxels"
                             + (f", {int((pred & ~free).sum())} left to earlier objects)" if (pred & ~free).any()
                                else ")"))
         self._new_object()

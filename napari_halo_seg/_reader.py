@@ -31,6 +31,8 @@ def read_volume(path):
     p = Path(path)
     vol = open_volume(p)  # a VolumeError names the problem; napari shows it to the user
     meta = {"source": str(p), "format": vol.meta.get("format")}
+    if vol.meta.get("unit"):   # the spacing's length unit: objects measure in mL or µm³ (_measure.py)
+        meta["unit"] = vol.meta["unit"]
     if GEOMETRY in vol.meta:
         meta[GEOMETRY] = vol.meta[GEOMETRY]
     if vol.meta.get("format") == "dicom":   # labels drawn on it can go back as DICOM SEG (_writer.py)

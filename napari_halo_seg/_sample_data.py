@@ -8,9 +8,10 @@ from halo_seg.samples import load_colin27_sample, make_phantom
 
 def colin27():
     s = load_colin27_sample()
-    return [(s.image, {"name": "colin27 T1", "scale": s.spacing}, "image"),
+    mm = {"unit": "mm"}   # a NIfTI scan: its spacing is in mm, so objects measure in mL
+    return [(s.image, {"name": "colin27 T1", "scale": s.spacing, "metadata": mm}, "image"),
             (s.labels, {"name": "AAL subcortical (truth)", "scale": s.spacing, "opacity": 0.4,
-                        "visible": False}, "labels")]
+                        "visible": False, "metadata": mm}, "labels")]
 
 
 def phantom():

@@ -49,5 +49,5 @@ def _write_layer(path: str, data, meta: dict) -> list[str]:
             # the layer no longer matches its scan's grid: say so, and keep the user's labels
             warnings.warn(f"{exc}; saving {path} with the voxel size alone")
             geometry = None
-    _write(arr, path, spacing=scale, geometry=geometry)
+    _write(arr, path, spacing=scale, geometry=geometry, unit=(meta.get("metadata") or {}).get("unit"))
     return [path]

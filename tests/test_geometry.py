@@ -97,6 +97,7 @@ def test_segment_then_export_places_labels_on_the_scan(tmp_path, scan, tiny_weig
     path, _ = scan
     assert main(["segment", str(path), str(tmp_path / "seg.zarr"), "--weights", str(tiny_weights),
                  "--mode", "whole"]) == 0
+    assert open_volume(tmp_path / "seg.zarr").meta["unit"] == "mm"   # the scan's, for `measure`
     assert main(["export", str(tmp_path / "seg.zarr"), str(tmp_path / "seg.nii.gz")]) == 0
     _same_place(tmp_path / "seg.nii.gz", path)
     np.testing.assert_array_equal(np.asarray(nib.load(str(tmp_path / "seg.nii.gz")).dataobj).transpose(2, 1, 0),
@@ -125,7 +126,7 @@ def test_napari_reader_and_writer_carry_the_scan_geometry(tmp_path, scan):
     from napari_halo_seg._writer import write_labels as napari_write
     path, data = scan
     [(img, meta, kind)] = get_reader(str(path))(str(path))
-    assert kind == "image" and KEY in meta["metadata"]
+    assert kind == "image" and KEY in meta["metadata"] and meta["metadata"]["unit"] == "mm"
     # a labels layer made over that image (as the widgets make them) is saved on the scan
     labels = (np.asarray(img) > 140).astype(np.uint16)
     layer_meta = {"scale": meta["scale"], "metadata": {KEY: meta["metadata"][KEY]}}

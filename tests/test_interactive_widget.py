@@ -103,6 +103,16 @@ def test_full_interactive_flow(make_napari_viewer, qtbot, tmp_path):
     objects = np.asarray(viewer.layers["objects"].data)
     assert np.array_equal(objects == 1, first_pred)          # object 1 is never overwritten
     assert (objects == 2).any() and not ((objects == 2) & first_pred).any()
+    # each object's size rides on the layer, and napari shows it under the cursor
+    layer = viewer.layers["objects"]
+    feats = layer.features
+    voxels = [int((objects == k).sum()) for k in (1, 2)]
+    assert list(feats["index"]) == [1, 2] and list(feats["voxels"]) == voxels
+    np.testing.assert_allclose(feats["volume (voxel units³)"], np.array(voxels) * np.prod(layer.scale))
+    img = np.asarray(viewer.layers["phantom"].data, np.float64)
+    np.testing.assert_allclose(feats["mean intensity"], [img[objects == k].mean() for k in (1, 2)], atol=1e-3)
+    inside = np.argwhere(objects == 2)[0]
+    assert f"voxels: {voxels[1]}" in layer.get_status(inside)["coordinates"]
 
 
 @needs_default
@@ -293,6 +303,9 @@ def test_a_second_image_gets_its_own_layers_and_the_first_keeps_its_objects(make
     objects = viewer.layers["objects"]
     assert objects.data.shape == thal.shape and tuple(objects.scale) == (2.0, 2.0, 2.0)
     assert dice(np.asarray(objects.data) == 1, thal) > 0.5, w.status.text()
+    n = int((np.asarray(objects.data) == 1).sum())           # a scan in mm: its objects measure in mL
+    assert objects.features["volume (mL)"][0] == pytest.approx(n * 8e-3, rel=1e-3)
+    assert f"{n * 8e-3:.4g} mL" in w.status.text()
 
     w.image.setCurrentText("phantom")                      # back: its objects are its own again
     np.testing.assert_array_equal(np.asarray(viewer.layers["objects"].data), first)

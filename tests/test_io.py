@@ -45,6 +45,13 @@ def test_tiff(tmp_path, vol):
     np.testing.assert_array_equal(v.data.compute(), vol)
 
 
+def test_imagej_tiff_spacing_and_unit(tmp_path, vol):
+    tifffile.imwrite(tmp_path / "ij.tif", vol, imagej=True, resolution=(1 / 0.25, 1 / 0.25),
+                     metadata={"spacing": 2.0, "unit": "micron", "axes": "ZYX"})
+    v = open_volume(tmp_path / "ij.tif")
+    assert v.spacing == pytest.approx((2.0, 0.25, 0.25)) and v.meta["unit"] == "µm"
+
+
 def test_zarr_array_with_spacing(tmp_path, vol):
     z = zarr.open_array(str(tmp_path / "v.zarr"), mode="w", shape=vol.shape, chunks=(2, 5, 6), dtype=vol.dtype)
     z[...] = vol
@@ -59,8 +66,9 @@ def _ome(tmp_path, vol, version):
     g = zarr.open_group(str(tmp_path / f"v{version}.ome.zarr"), mode="w", zarr_format=fmt)
     g.create_array("0", shape=(1, 1) + vol.shape, chunks=(1, 1, 2, 5, 6), dtype=vol.dtype)[...] = vol[None, None]
     ms = [{"version": version, "axes": [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"},
-                                        {"name": "z", "type": "space"}, {"name": "y", "type": "space"},
-                                        {"name": "x", "type": "space"}],
+                                        {"name": "z", "type": "space", "unit": "micrometer"},
+                                        {"name": "y", "type": "space", "unit": "micrometer"},
+                                        {"name": "x", "type": "space", "unit": "micrometer"}],
            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale",
                                                                       "scale": [1, 1, 4.0, 0.5, 0.25]}]}]}]
     if version == "0.4":
@@ -77,7 +85,7 @@ def test_ome_zarr(tmp_path, vol, version):
     v = open_volume(_ome(tmp_path, vol, version))
     assert v.shape == (4, 5, 6)
     assert v.spacing == (4.0, 0.5, 0.25)
-    assert v.meta["format"] == f"ome-zarr {version}"
+    assert v.meta["format"] == f"ome-zarr {version}" and v.meta["unit"] == "µm"
     np.testing.assert_array_equal(v.data.compute(), vol)
 
 

@@ -45,7 +45,13 @@ def test_auto_widget_segments_in_background(make_napari_viewer, qtbot, tmp_path,
     lab = viewer.layers[-1]
     assert lab.__class__.__name__ == "Labels"
     segment(phantom_npy, tmp_path / "ref.zarr", tiny_weights, mode="whole")
-    np.testing.assert_array_equal(np.asarray(lab.data), zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...])
+    ref = zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...]
+    np.testing.assert_array_equal(np.asarray(lab.data), ref)
+    # each class's size: on the layer (napari shows it under the cursor) and in the status line
+    classes = [k for k in np.unique(ref) if k]
+    assert list(lab.features["index"]) == classes
+    assert list(lab.features["voxels"]) == [int((ref == k).sum()) for k in classes]
+    assert f"class {classes[0]}: {int((ref == classes[0]).sum())} voxel units³" in w.status.text()
 
 
 def test_auto_widget_cancel_and_errors_keep_layers(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):

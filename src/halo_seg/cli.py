@@ -228,6 +228,31 @@ def cmd_export(a) -> int:
     return 0
 
 
+def cmd_measure(a) -> int:
+    from .io import VolumeError, geometry, open_volume
+    from .io.volume import length_unit
+    from .measure import format_table, measure_labels, write_csv
+    lab = open_volume(a.labels)
+    img = open_volume(a.image) if a.image else None
+    # the labels' own spacing, unit and geometry where their file has them, else the image's
+    src = lab if (lab.meta.get("unit") or lab.meta.get(geometry.KEY) or img is None) else img
+    try:
+        spacing = tuple(float(v) for v in a.spacing.split(",")) if a.spacing else src.spacing
+    except ValueError:
+        raise VolumeError(f"--spacing must be three numbers z,y,x, got {a.spacing!r}") from None
+    unit = (length_unit(a.unit) or a.unit) if a.unit else lab.meta.get("unit")
+    unit = unit or (img.meta.get("unit") if img is not None else None)
+    g = lab.meta.get(geometry.KEY) or (img.meta.get(geometry.KEY) if img is not None else None)
+    if g is not None and tuple(g["shape"]) != lab.shape:
+        g = None
+    table = measure_labels(lab.data, spacing, None if img is None else img.data, unit=unit,
+                           affine=None if g is None else geometry.best_affine(g))
+    print(format_table(table, unit, most=a.most))
+    if a.csv:
+        print("wrote " + str(write_csv(table, a.csv)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="halo-seg", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -254,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the scan the labels were computed on (NIfTI, or a DICOM series folder): its affines "
                         "and codes, or for .dcm the images the SEG references; default: `segment`'s input")
     e.set_defaults(fn=cmd_export)
+    m = sub.add_parser("measure", help="per object: voxels, volume (mL for scans in mm), centroid, bounding box, "
+                                       "and with --image the intensity inside it")
+    m.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF, .npy")
+    m.add_argument("--image", default=None, help="the image the labels belong to (intensity statistics; its "
+                                                  "spacing and unit where the labels' file has none)")
+    m.add_argument("--csv", default=None, help="write every object's row to this CSV file")
+    m.add_argument("--spacing", default=None, help="z,y,x voxel size, overriding the files'")
+    m.add_argument("--unit", default=None, help="the spacing's length unit (mm, µm, ...), overriding the files'")
+    m.add_argument("--most", type=int, default=20, help="how many of the largest objects to print")
+    m.set_defaults(fn=cmd_measure)
     d = sub.add_parser("demo", help="run the engine and a simulated interactive session on the sample")
     d.add_argument("--weights", default="default")
     d.add_argument("--out", default=None)

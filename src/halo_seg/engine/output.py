@@ -11,9 +11,10 @@ from ..io.volume import VolumeError
 
 
 def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, probabilities: bool,
-                resume: bool, geometry: dict | None = None):
+                resume: bool, geometry: dict | None = None, unit: str | None = None):
     """Create the output group (or reopen it for --resume after checking it is the same job).
-    ``geometry``: the input scan's (io.geometry), kept with the labels for `halo-seg export`."""
+    ``geometry``: the input scan's (io.geometry), kept with the labels for `halo-seg export`;
+    ``unit``: the length unit of ``spacing`` when the input named one, for `halo-seg measure`."""
     import zarr
     path = Path(path)
     if path.exists() and not resume:
@@ -30,6 +31,8 @@ def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, 
     grp = zarr.open_group(str(path), mode="a")
     grp.attrs["halo_seg"] = {"signature": signature}
     grp.attrs["spacing"] = list(map(float, spacing))
+    if unit:
+        grp.attrs["unit"] = unit
     create_zarr_array(path, shape, chunks, label_dtype(n_classes - 1), name="labels", spacing=spacing,
                       geometry=geometry)
     if probabilities:

@@ -161,7 +161,7 @@ def _multiframe(path: Path, uid: str, header) -> Volume:
 
 
 def _meta(header, uid: str, geometry: dict, files) -> dict:
-    return {"format": "dicom", "series": uid, "modality": str(getattr(header, "Modality", "")),
+    return {"format": "dicom", "unit": "mm", "series": uid, "modality": str(getattr(header, "Modality", "")),
             "description": str(getattr(header, "SeriesDescription", "")), "geometry": geometry,
             "files": [str(p) for p in files], "window": _window(header)}
 

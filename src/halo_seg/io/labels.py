@@ -54,8 +54,12 @@ def create_zarr_array(path: str | Path, shape: Sequence[int], chunks: Sequence[i
     return arr
 
 
+_NIFTI_UNITS = {"mm": "mm", "µm": "micron", "m": "meter"}   # the length units NIfTI's header can name
+
+
 def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequence[int] | None = None,
-                 affine: np.ndarray | None = None, overwrite: bool = True, geometry: dict | None = None) -> Path:
+                 affine: np.ndarray | None = None, overwrite: bool = True, geometry: dict | None = None,
+                 unit: str | None = None) -> Path:
     """Write a (Z, Y, X) label volume to ``.zarr`` (chunked, written chunk by chunk) or ``.nii[.gz]``.
 
     A dask input is streamed chunk by chunk into zarr, so a label volume larger than memory is fine.
@@ -63,6 +67,7 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
     belong to; a NIfTI file is then written with that scan's affines and codes, so it overlays the
     scan in any viewer, and a zarr keeps it as an attribute. It must be for a volume of this shape.
     ``affine``: a bare 4x4 affine instead (codes 'aligned'); without either, the voxel size alone.
+    ``unit``: the length unit of the spacing ("mm", "µm", ...), kept in the file for measurements.
     """
     path = Path(path)
     if labels.ndim != 3:
@@ -80,6 +85,8 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
             img.header.set_intent("label")
         else:
             img = to_nifti(arr.astype(dt), geometry, spacing)
+        if unit in _NIFTI_UNITS:
+            img.header.set_xyzt_units(xyz=_NIFTI_UNITS[unit])
         nib.save(img, str(path))
         return path
     if not name.endswith(".zarr"):
@@ -97,5 +104,7 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
     dt = np.dtype(np.uint32) if src.dtype.itemsize > 4 else (np.dtype(np.uint8) if src.dtype == bool else src.dtype)
     out = create_zarr_array(path, src.shape, [c[0] for c in src.chunks], dt, spacing=spacing,
                             overwrite=True, geometry=geometry)
+    if unit:
+        out.attrs["unit"] = unit
     da.store(src.astype(dt), out, lock=False)
     return path

@@ -36,6 +36,17 @@ class Volume:
         return tuple(int(s) for s in self.data.shape)
 
 
+_UNITS = {"mm": "mm", "millimeter": "mm", "millimetre": "mm", "cm": "cm", "centimeter": "cm", "m": "m",
+          "meter": "m", "micron": "µm", "micrometer": "µm", "micrometre": "µm", "um": "µm", "µm": "µm",
+          "\u03bcm": "µm", "nm": "nm", "nanometer": "nm"}
+
+
+def length_unit(name) -> str | None:
+    """A file's name for its length unit ("micron", "micrometer", "\\u00B5m", "mm", ...) as one symbol
+    ("µm", "mm", ...), or None when it names none (NIfTI "unknown", ImageJ "pixel")."""
+    return _UNITS.get(str(name).strip().lower()) if name else None
+
+
 def _suffix(path: Path) -> str:
     name = path.name.lower().rstrip("/")
     for s in sorted(SUPPORTED, key=len, reverse=True):
@@ -147,7 +158,15 @@ def _open_nifti(path: Path) -> Volume:
     from .geometry import KEY, from_nifti, is_label_nifti
     return Volume(arr, spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])), source=str(path),
                   meta={"format": "nifti", "labels": is_label_nifti(img),
+                        "unit": _nifti_unit(img),
                         KEY: from_nifti(img, arr.shape[:3])})
+
+
+def _nifti_unit(img) -> str | None:
+    """The NIfTI's length unit; "unknown" (most files) is taken as mm, as ITK reads it, since
+    NIfTI's world coordinates are scanner millimetres."""
+    name = img.header.get_xyzt_units()[0]
+    return "mm" if name in (None, "unknown") else length_unit(name)
 
 
 def _open_tiff(path: Path) -> Volume:
@@ -160,10 +179,11 @@ def _open_tiff(path: Path) -> Volume:
     z = zarr.open(store, mode="r")
     if isinstance(z, zarr.Group):  # pyramidal TIFF: level 0 is full resolution
         z = z[sorted(z.array_keys())[0]]
-    spacing = (1.0, 1.0, 1.0)
+    spacing, unit = (1.0, 1.0, 1.0), None
     try:
         with tifffile.TiffFile(str(path)) as tf:
             ij = tf.imagej_metadata or {}
+            unit = length_unit(ij.get("unit"))
             page = tf.pages[0]
             xres = page.tags.get("XResolution")
             if xres is not None and ij.get("spacing"):
@@ -172,7 +192,7 @@ def _open_tiff(path: Path) -> Volume:
                 spacing = (float(ij["spacing"]), xy, xy)
     except Exception:
         pass  # spacing is optional metadata; the data itself was readable
-    return Volume(da.from_zarr(z), spacing=spacing, source=str(path), meta={"format": "tiff"})
+    return Volume(da.from_zarr(z), spacing=spacing, source=str(path), meta={"format": "tiff", "unit": unit})
 
 
 def _zarr_geometry(attrs: dict, shape, path) -> dict:
@@ -201,7 +221,8 @@ def _open_zarr(path: Path) -> Volume:
     if isinstance(node, zarr.Array):
         spacing = tuple(node.attrs.get("spacing", (1.0, 1.0, 1.0)))
         return Volume(da.from_zarr(node), spacing=_check_spacing(spacing), source=str(path),
-                      meta={"format": "zarr", **_zarr_geometry(dict(node.attrs), node.shape, path)})
+                      meta={"format": "zarr", "unit": length_unit(node.attrs.get("unit")),
+                            **_zarr_geometry(dict(node.attrs), node.shape, path)})
     attrs = dict(node.attrs)
     ms, version = _ome_multiscales(attrs)
     if ms:
@@ -215,8 +236,11 @@ def _open_zarr(path: Path) -> Volume:
         spatial = [i for i, a in enumerate(axes) if a in ("z", "y", "x")] or list(range(arr.ndim))[-3:]
         spacing = tuple(float(scale[i]) for i in spatial[-3:]) if len(spatial) >= 3 else (1.0, 1.0, 1.0)
         label_image = "image-label" in attrs or "image-label" in attrs.get("ome", {})
+        units = {length_unit(a.get("unit")) for a in ms[0].get("axes", [])
+                 if isinstance(a, dict) and a.get("name") in ("z", "y", "x")}
         return Volume(da.from_zarr(arr), spacing=spacing, source=str(path),
-                      meta={"format": f"ome-zarr {version}", "axes": axes, "labels": label_image})
+                      meta={"format": f"ome-zarr {version}", "axes": axes, "labels": label_image,
+                            "unit": units.pop() if len(units) == 1 else None})
     keys = sorted(node.array_keys())
     if len(keys) == 1 or "labels" in keys or "image" in keys:
         key = "image" if "image" in keys else ("labels" if "labels" in keys else keys[0])
@@ -224,6 +248,7 @@ def _open_zarr(path: Path) -> Volume:
         spacing = tuple(arr.attrs.get("spacing", attrs.get("spacing", (1.0, 1.0, 1.0))))
         return Volume(da.from_zarr(arr), spacing=_check_spacing(spacing), source=str(path),
                       meta={"format": "zarr", "array": key,
+                            "unit": length_unit(arr.attrs.get("unit", attrs.get("unit"))),
                             **_zarr_geometry({**attrs, **dict(arr.attrs)}, arr.shape, path)})
     raise VolumeError(f"zarr group {path} has no OME multiscales metadata and no single array "
                       f"to pick (arrays: {keys or 'none'})")

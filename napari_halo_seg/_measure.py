@@ -1,0 +1,58 @@
+"""Object sizes on napari layers: a Labels layer's ``features`` get one row per object (napari shows
+them beside the label under the cursor), computed by halo_seg.measure in the layer's physical units."""
+from __future__ import annotations
+
+import numpy as np
+
+from halo_seg.io.volume import length_unit
+from halo_seg.measure import measure_mask, volume_text
+
+UNIT = "unit"   # layer metadata key: the length unit of the layer's scale, as the reader found it
+
+
+def layer_unit(layer) -> str | None:
+    """The length unit of a layer's scale: the file's (reader metadata), else napari's own units
+    unless they are napari's default, pixels."""
+    unit = (layer.metadata or {}).get(UNIT)
+    if unit:
+        return unit
+    units = getattr(layer, "units", None)
+    if units:
+        name = str(units[-1])
+        return None if name == "pixel" else (length_unit(name) or name)
+    return None
+
+
+def _size_column(unit) -> str:
+    return "volume (mL)" if volume_text(1.0, unit).endswith(" mL") else f"volume ({unit or 'voxel units'}³)"
+
+
+def object_row(mask: np.ndarray, label: int, image_layer) -> dict:
+    """napari features of one object (a boolean mask on the image layer's grid): its id, voxels,
+    volume in the image's unit (mL for scans in mm) and mean intensity, reading only its bounding box."""
+    data = image_layer.data[0] if getattr(image_layer, "multiscale", False) else image_layer.data
+    unit = layer_unit(image_layer)
+    t = measure_mask(mask, label, spacing=tuple(image_layer.scale[-3:]), image=data, unit=unit)
+    if not len(t["label"]):
+        return {}
+    volume = float(t["volume_ml"][0]) if "volume_ml" in t else float(t["volume"][0])
+    return {"index": int(label), "voxels": int(t["voxels"][0]), _size_column(unit): round(volume, 4),
+            "mean intensity": round(float(t["mean"][0]), 4)}
+
+
+def set_row(labels_layer, row: dict):
+    """Add or replace one object's row in a Labels layer's features."""
+    old = labels_layer.features
+    rows = [r for r in old.to_dict("records") if r.get("index") != row["index"]] if "index" in old else []
+    rows.append(row)
+    labels_layer.features = {k: [r.get(k) for r in rows] for k in dict.fromkeys(k for r in rows for k in r)}
+
+
+def table_features(table: dict, unit) -> dict:
+    """halo_seg.measure's table -> a Labels layer's features (every object, e.g. the classes of the
+    automatic segmentation)."""
+    size = table["volume_ml"] if "volume_ml" in table else table["volume"]
+    out = {"index": table["label"], "voxels": table["voxels"], _size_column(unit): np.round(size, 4)}
+    if "mean" in table:
+        out["mean intensity"] = np.round(table["mean"], 4)
+    return out
