@@ -83,3 +83,39 @@ def test_auto_widget_on_lazy_zarr(make_napari_viewer, qtbot, tmp_path, phantom_n
     from halo_seg.engine.runner import segment
     segment(phantom_npy, ref, tiny_weights, mode="whole")
     np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data), zarr.open_group(str(ref))["labels"][...])
+
+
+def test_objects_widget_labels_and_measures_in_background(make_napari_viewer, qtbot, tmp_path):
+    from scipy import ndimage as ndi
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-halo-seg", "phantom")
+    truth = np.asarray(viewer.layers["phantom truth"].data)
+    w = ObjectsWidget(viewer)
+    w.labels.setCurrentText("phantom truth")
+    w.image.setCurrentText("phantom")
+    w.classes.setText("x")                                 # a typo: reported, nothing added
+    w.run()
+    assert w.worker is None and "classes" in w.status.text() and len(viewer.layers) == 2
+    w.classes.setText("")
+    w.min_voxels.setValue(30)
+    w.run()
+    assert w.worker is not None                            # the work went to a background thread
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    layer = viewer.layers["phantom truth objects"]
+    out = np.asarray(layer.data)
+    ref, n = ndi.label(truth > 0)
+    sizes = np.bincount(ref.ravel())
+    kept = [k for k in range(1, n + 1) if sizes[k] >= 30]
+    assert f"{len(kept)} objects" in w.status.text(), w.status.text()
+    # the same objects as scipy's labelling of the whole array, numbered 1..K
+    pairs = set(zip(out[out > 0].tolist(), ref[out > 0].tolist()))
+    assert len(pairs) == len(kept) == int(out.max()) and set(ref[out > 0].tolist()) == set(kept)
+    feats = layer.features
+    assert sorted(feats["voxels"]) == sorted(int(sizes[k]) for k in kept)
+    img = np.asarray(viewer.layers["phantom"].data, np.float64)
+    np.testing.assert_allclose(feats["mean intensity"], [img[out == k].mean() for k in feats["index"]], atol=1e-3)
+    w.save_table(str(tmp_path / "objects.csv"))
+    rows = (tmp_path / "objects.csv").read_text().splitlines()
+    assert len(rows) == len(kept) + 1 and rows[0].startswith("label,voxels,volume")
+    np.testing.assert_array_equal(truth, np.asarray(viewer.layers["phantom truth"].data))   # input untouched

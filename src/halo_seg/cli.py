@@ -253,6 +253,25 @@ def cmd_measure(a) -> int:
     return 0
 
 
+def cmd_instances(a) -> int:
+    from tqdm import tqdm
+    from .instances import label_instances
+    from .io import geometry, open_volume
+    lab = open_volume(a.labels)
+    g = lab.meta.get(geometry.KEY)
+    with tqdm(total=1, desc="objects", unit="slab", disable=a.quiet) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+        res = label_instances(lab.data, a.output, classes=a.classes, min_voxels=a.min_voxels,
+                              connectivity=a.connectivity, spacing=lab.spacing, geometry=g,
+                              unit=lab.meta.get("unit"), progress=progress)
+    print(json.dumps({"output": str(res.path), "objects": res.objects, "per_class": res.per_class,
+                      "removed_smaller_than_min_voxels": res.removed}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="halo-seg", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -289,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--unit", default=None, help="the spacing's length unit (mm, µm, ...), overriding the files'")
     m.add_argument("--most", type=int, default=20, help="how many of the largest objects to print")
     m.set_defaults(fn=cmd_measure)
+    o = sub.add_parser("instances", help="one id per connected object (to count and measure nuclei, lesions, ...)")
+    o.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF, .npy")
+    o.add_argument("output", help="output .zarr of object ids (uint8/16/32), with the input's spacing and geometry")
+    o.add_argument("--classes", type=int, nargs="*", default=None,
+                   help="label values whose components become objects, each class apart (default: every "
+                        "value > 0 as one foreground)")
+    o.add_argument("--min-voxels", type=int, default=0, help="drop objects smaller than this")
+    o.add_argument("--connectivity", type=int, default=1, choices=[1, 2, 3],
+                   help="1: faces touch (default), 2: and edges, 3: and corners")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.set_defaults(fn=cmd_instances)
     d = sub.add_parser("demo", help="run the engine and a simulated interactive session on the sample")
     d.add_argument("--weights", default="default")
     d.add_argument("--out", default=None)

@@ -1,0 +1,95 @@
+"""Connected objects of a label volume, labelled in slabs, against scipy.ndimage.label on the whole array."""
+import json
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+from scipy import ndimage as ndi
+
+from halo_seg import cli, instances
+from halo_seg.instances import label_instances
+from halo_seg.io import VolumeError, open_volume
+from halo_seg.measure import measure_labels
+
+
+def _volume(seed=0, shape=(30, 41, 37)):
+    """Two classes (left / right half) of random blobs, so that components cross every slab face."""
+    rng = np.random.default_rng(seed)
+    m = ndi.gaussian_filter(rng.random(shape), 1.5) > 0.52
+    cls = np.where(np.arange(shape[2])[None, None, :] < shape[2] // 2, 1, 2)
+    return np.where(m, cls, 0).astype(np.uint8)
+
+
+def _same_partition(out, ref, fg):
+    """out and ref split the foreground into the same sets of voxels (ids may differ)."""
+    pairs = set(zip(out[fg].tolist(), ref[fg].tolist()))
+    return len(pairs) == len(np.unique(ref[fg])) == len(np.unique(out[fg])) and not out[~fg].any()
+
+
+@pytest.mark.parametrize("connectivity", [1, 2, 3])
+@pytest.mark.parametrize("slab_slices", [None, 4, 1])   # one slab; slabs of 4 slices; one slice each
+def test_equals_scipy_label_on_the_whole_array(tmp_path, monkeypatch, connectivity, slab_slices):
+    lab = _volume()
+    if slab_slices:
+        monkeypatch.setattr(instances, "SLAB_VOXELS", slab_slices * 41 * 37)
+    st = ndi.generate_binary_structure(3, connectivity)
+    res = label_instances(da.from_array(lab, chunks=(7, 41, 37)), tmp_path / "o.zarr", connectivity=connectivity)
+    out = zarr.open_array(str(tmp_path / "o.zarr"))[...]
+    ref, n = ndi.label(lab > 0, st)
+    assert res.objects == n and _same_partition(out, ref, lab > 0)
+    assert res.per_class == {"foreground": n}
+    # ids 1..n, numbered in the order objects first appear in raster order
+    ids, first = np.unique(out, return_index=True)
+    assert ids.tolist() == list(range(n + 1)) and np.all(np.diff(first[1:]) > 0)
+    # each class apart: a component never spans the two touching halves
+    res2 = label_instances(lab, tmp_path / "c.zarr", classes=[1, 2], connectivity=connectivity)
+    out2 = zarr.open_array(str(tmp_path / "c.zarr"))[...]
+    refs = [ndi.label(lab == c, st) for c in (1, 2)]
+    both = np.where(lab == 1, refs[0][0], np.where(lab == 2, refs[1][0] + refs[0][1], 0))
+    assert res2.per_class == {1: refs[0][1], 2: refs[1][1]} and _same_partition(out2, both, lab > 0)
+
+
+def test_small_objects_dropped_and_geometry_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(instances, "SLAB_VOXELS", 3 * 41 * 37)
+    lab = _volume(1)
+    ref, n = ndi.label(lab > 0)
+    sizes = np.bincount(ref.ravel())
+    big = np.isin(ref, np.flatnonzero(sizes >= 20)) & (ref > 0)
+    geometry = {"shape": list(lab.shape), "sform": np.diag([0.5, 0.5, 2.0, 1.0]).tolist(), "sform_code": 1,
+                "qform": np.diag([0.5, 0.5, 2.0, 1.0]).tolist(), "qform_code": 1}
+    res = label_instances(lab, tmp_path / "o.zarr", min_voxels=20, spacing=(2.0, 0.5, 0.5), geometry=geometry,
+                          unit="µm")
+    out = zarr.open_array(str(tmp_path / "o.zarr"))[...]
+    assert res.removed == int((sizes[1:] < 20).sum()) and res.objects == n - res.removed
+    assert _same_partition(out, np.where(big, ref, 0), big)
+    back = open_volume(tmp_path / "o.zarr")
+    assert back.spacing == (2.0, 0.5, 0.5) and back.meta["unit"] == "µm" and back.meta["geometry"]["sform_code"] == 1
+    t = measure_labels(back.data, back.spacing, unit="µm")
+    assert len(t["label"]) == res.objects and t["voxels"].min() >= 20
+
+
+def test_refusals():
+    with pytest.raises(VolumeError, match="not labels"):
+        label_instances(np.zeros((3, 4, 5), np.float32), "x.zarr")
+    with pytest.raises(VolumeError, match="3D"):
+        label_instances(np.zeros((4, 5), np.uint8), "x.zarr")
+    with pytest.raises(VolumeError, match="connectivity"):
+        label_instances(np.zeros((3, 4, 5), np.uint8), "x.zarr", connectivity=4)
+    with pytest.raises(VolumeError, match="classes"):
+        label_instances(np.zeros((3, 4, 5), np.uint8), "x.zarr", classes=[0])
+
+
+def test_cli_instances_then_measure(tmp_path, capsys):
+    lab = _volume(2)
+    np.save(tmp_path / "lab.npy", lab)
+    assert cli.main(["instances", str(tmp_path / "lab.npy"), str(tmp_path / "o.zarr"), "--classes", "2",
+                     "--min-voxels", "5", "--quiet"]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    ref, n = ndi.label(lab == 2)
+    small = int((np.bincount(ref.ravel())[1:] < 5).sum())
+    assert rep["objects"] == n - small and rep["per_class"] == {"2": n - small}
+    assert cli.main(["measure", str(tmp_path / "o.zarr")]) == 0
+    assert f"{n - small} objects" in capsys.readouterr().out
+    assert cli.main(["instances", str(tmp_path / "lab.npy"), str(tmp_path / "p.zarr"), "--classes", "0"]) == 2
+    assert "classes" in capsys.readouterr().err
