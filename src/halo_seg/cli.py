@@ -224,7 +224,7 @@ def cmd_info(a) -> int:
 
 def cmd_export(a) -> int:
     from .io.export import export_labels
-    print("wrote " + export_labels(a.labels, a.output, like=a.like, name=a.name))
+    print("wrote " + export_labels(a.labels, a.output, like=a.like, name=a.name, label=a.label, smooth=a.smooth))
     return 0
 
 
@@ -291,9 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_segment)
     e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, or as DICOM SEG")
     e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF or .npy")
-    e.add_argument("output", help="output .nii.gz, .nii, .zarr, .dcm (DICOM SEG), or the OME-Zarr image the "
-                                  "labels belong to (they go into its labels/NAME)")
+    e.add_argument("output", help="output .nii.gz, .nii, .zarr, .dcm (DICOM SEG), .stl / .ply / .obj (surface "
+                                  "meshes in scanner mm), or the OME-Zarr image the labels belong to (they go "
+                                  "into its labels/NAME)")
     e.add_argument("--name", default="halo-seg", help="the label image's name inside an OME-Zarr image")
+    e.add_argument("--label", type=int, default=None, help="mesh: only this label value (default: a file per label)")
+    e.add_argument("--smooth", type=int, default=0, help="mesh: Taubin smoothing iterations (volume-preserving)")
     e.add_argument("--like", default=None,
                    help="the scan the labels were computed on (NIfTI, or a DICOM series folder): its affines "
                         "and codes, or for .dcm the images the SEG references; default: `segment`'s input")

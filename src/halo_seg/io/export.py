@@ -21,11 +21,20 @@ def _made_from(labels_path) -> str | None:
         return None
 
 
-def export_labels(labels_path, output, like=None, name: str = "halo-seg") -> str:
+def export_labels(labels_path, output, like=None, name: str = "halo-seg", label=None, smooth: int = 0) -> str:
     """Write the label volume at ``labels_path`` to ``output``; ``like``: the scan (NIfTI, DICOM
-    series) they belong to, by default the input `segment` kept. Returns what was written, in words."""
+    series) they belong to, by default the input `segment` kept. For a mesh (.stl, .ply, .obj):
+    ``label`` picks one object (default: a file per label), ``smooth`` Taubin iterations. Returns
+    what was written, in words."""
     lab = open_volume(labels_path)
     check_label_dtype(lab.data.dtype, str(labels_path))
+    from .mesh import MESH_SUFFIXES, write_meshes
+    if str(output).lower().endswith(MESH_SUFFIXES):
+        g = _scan_geometry(like, lab)
+        files = write_meshes(lab.data, output, spacing=geometry.spacing_of(g) if g else lab.spacing,
+                             affine=geometry.best_affine(g) if g else None, label=label, smooth=smooth)
+        where = "in the scan's world millimetres" if g else "in voxel spacing units (no scan geometry; give --like SCAN)"
+        return f"{', '.join(map(str, files))}: {len(files)} surface mesh{'es' if len(files) > 1 else ''} {where}"
     from .ome_labels import is_ome_image, write_ome_labels
     if is_ome_image(Path(output)):
         out = write_ome_labels(lab.data, output, name=name)
@@ -40,15 +49,20 @@ def export_labels(labels_path, output, like=None, name: str = "halo-seg") -> str
                               "with --like SERIES_FOLDER")
         write_dicom_seg(np.asarray(lab.data), series, output, automatic=made_from is not None)
         return f"{output}: DICOM SEG of {tuple(lab.shape)} labels on the series {series}"
-    if like:
-        g = open_volume(like).meta.get(geometry.KEY)
-        if g is None:
-            raise VolumeError(f"{like} carries no scan geometry (NIfTI files, DICOM series and halo-seg outputs "
-                              f"of them do); leave out --like to write the voxel size alone")
-        geometry.check(g, lab.shape, what=f"the geometry of {like}")
-    else:
-        g = lab.meta.get(geometry.KEY)
+    g = _scan_geometry(like, lab)
     write_labels(lab.data, output, spacing=geometry.spacing_of(g) if g else lab.spacing, geometry=g)
     where = (f"placed as {like or labels_path} ({geometry.orientation(g)})" if g
              else "with the voxel size alone: no scan geometry was found (give --like SCAN)")
     return f"{output} {tuple(lab.shape)}, {where}"
+
+
+def _scan_geometry(like, lab):
+    """The geometry of ``like`` (checked against the labels' grid), else the labels' own, or None."""
+    if not like:
+        return lab.meta.get(geometry.KEY)
+    g = open_volume(like).meta.get(geometry.KEY)
+    if g is None:
+        raise VolumeError(f"{like} carries no scan geometry (NIfTI files, DICOM series and halo-seg outputs "
+                          f"of them do); leave out --like to write the voxel size alone")
+    geometry.check(g, lab.shape, what=f"the geometry of {like}")
+    return g
