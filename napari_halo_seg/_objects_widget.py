@@ -165,7 +165,7 @@ class ObjectsWidget(QWidget):
         self.viewer.add_labels(da.from_zarr(zarr.open_array(str(res.path), mode="r")), name=f"{layer.name} objects",
                                scale=layer.scale[-3:], translate=layer.translate[-3:], metadata=meta,
                                features=table_features(table, unit))
-        self.table, self._unit = table, unit
+        self.table = table
         self.save_btn.setEnabled(True)
         self.progress.setValue(1)
         total = volume_text(float(table["volume"].sum()), unit)
