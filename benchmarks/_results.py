@@ -1,9 +1,12 @@
-"""What every validation benchmark does last: save its results as JSON with the date, and say where."""
+"""What the benchmarks share: saving results as JSON with the date, and timing a call with its peak memory."""
 from __future__ import annotations
 
 import json
 import time
+import tracemalloc
 from pathlib import Path
+
+import numpy as np
 
 
 def save_results(out: str | Path, regions, results: list) -> int:
@@ -11,3 +14,17 @@ def save_results(out: str | Path, regions, results: list) -> int:
                                      "date": time.strftime("%Y-%m-%d %H:%M")}, indent=1))
     print(f"saved {out}")
     return 0
+
+
+def timed(fn, repeats: int):
+    """fn's last result, its median seconds over ``repeats`` calls, and the largest peak of Python's
+    allocations (tracemalloc, which numpy reports to) in MiB."""
+    secs, peak, out = [], 0, None
+    for _ in range(repeats):
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        out = fn()
+        secs.append(time.perf_counter() - t0)
+        peak = max(peak, tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    return out, float(np.median(secs)), peak / 2 ** 20

@@ -13,23 +13,12 @@ import json
 import platform
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
-
-def _timed(fn, repeats):
-    secs, peak, out = [], 0, None
-    for _ in range(repeats):
-        tracemalloc.start()
-        t0 = time.perf_counter()
-        out = fn()
-        secs.append(time.perf_counter() - t0)
-        peak = max(peak, tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
-    return out, float(np.median(secs)), peak / 2 ** 20
+from _results import timed
 
 
 def _same(a, b, fg) -> bool:
@@ -60,8 +49,8 @@ def main(argv=None) -> int:
         m = ndi.gaussian_filter(rng.random((side,) * 3, np.float32), 3) > 0.51
         z = zarr.open_array(str(tmp / f"m{side}.zarr"), mode="w", shape=m.shape, chunks=(64, 64, 64), dtype=np.uint8)
         z[...] = m
-        res, s_h, m_h = _timed(lambda: label_instances(z, tmp / f"o{side}.zarr"), a.repeats)
-        (ref, n), s_s, m_s = _timed(lambda: ndi.label(z[...]), a.repeats)
+        res, s_h, m_h = timed(lambda: label_instances(z, tmp / f"o{side}.zarr"), a.repeats)
+        (ref, n), s_s, m_s = timed(lambda: ndi.label(z[...]), a.repeats)
         out = zarr.open_array(str(tmp / f"o{side}.zarr"))[...]
         same = res.objects == n and _same(out, ref, m)
         s_d = None

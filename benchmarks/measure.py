@@ -13,10 +13,11 @@ import argparse
 import json
 import platform
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
+
+from _results import timed
 
 
 def make_labels(side: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -32,18 +33,6 @@ def make_labels(side: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
         sub[ball] = k
     img = rng.normal(100, 20, lab.shape).astype(np.float32) + 50 * (lab > 0)
     return lab, img
-
-
-def _timed(fn, repeats):
-    secs, peak = [], 0
-    for _ in range(repeats):
-        tracemalloc.start()
-        t0 = time.perf_counter()
-        out = fn()
-        secs.append(time.perf_counter() - t0)
-        peak = max(peak, tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
-    return out, float(np.median(secs)), peak / 2 ** 20
 
 
 def main(argv=None) -> int:
@@ -69,8 +58,8 @@ def main(argv=None) -> int:
                              dtype=img.dtype)
         zl[...], zi[...] = lab, img
         del lab, img
-        t, s_m, m_m = _timed(lambda: measure_labels(zl, (1, 1, 1), image=zi), a.repeats)
-        ref, s_r, m_r = _timed(lambda: regionprops_table(zl[...], intensity_image=zi[...], properties=(
+        t, s_m, m_m = timed(lambda: measure_labels(zl, (1, 1, 1), image=zi), a.repeats)
+        ref, s_r, m_r = timed(lambda: regionprops_table(zl[...], intensity_image=zi[...], properties=(
             "label", "area", "centroid", "bbox", "intensity_mean")), a.repeats)
         same = (np.array_equal(t["label"], ref["label"]) and np.array_equal(t["voxels"], ref["area"])
                 and np.allclose(t["centroid_z"], ref["centroid-0"]) and np.allclose(t["mean"], ref["intensity_mean"],

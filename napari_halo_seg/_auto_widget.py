@@ -6,13 +6,10 @@ through a Qt signal, can be cancelled, and its labels come back as a lazily load
 from __future__ import annotations
 
 import tempfile
-import threading
 from pathlib import Path
 
 import napari
-from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
-                            QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton
 
 from halo_seg.engine.partition import parse_grid
 from halo_seg.engine.runner import Cancelled, segment
@@ -20,11 +17,9 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import measure_labels, volume_text
 
+from ._background import BackgroundWidget
+from ._layers import fill_layer_box, follow_layers
 from ._measure import UNIT, layer_unit, table_features
-
-
-class _Bridge(QObject):
-    progressed = Signal(int, int, str)
 
 
 def _segment_or_error(*args, spacing=(1.0, 1.0, 1.0), unit=None, **kwargs):
@@ -53,15 +48,9 @@ def layer_source(layer):
     return data
 
 
-class AutoSegmentWidget(QWidget):
+class AutoSegmentWidget(BackgroundWidget):
     def __init__(self, napari_viewer: napari.Viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker = None
-        self._cancel = threading.Event()
-        self._bridge = _Bridge()
-        self._bridge.progressed.connect(self._on_progress)
-
+        super().__init__(napari_viewer, "Segment")
         self.image = QComboBox()
         self.weights = QLineEdit("default")
         browse = QPushButton("...")
@@ -88,43 +77,17 @@ class AutoSegmentWidget(QWidget):
         form.addRow("grid z,y,x", self.grid)
         form.addRow("tile overlap", self.overlap)
         form.addRow("output", self.output)
-        self.run_btn = QPushButton("Segment")
-        self.run_btn.clicked.connect(self.run)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.cancel_btn.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_btn)
-        buttons.addWidget(self.cancel_btn)
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addLayout(buttons)
-        lay.addWidget(self.progress)
-        lay.addWidget(self.status)
-        lay.addStretch()
-        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            ev.connect(self._refresh_layers)
+        self._lay_out(form)
+        follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
 
     def _refresh_layers(self, *_):
-        current = self.image.currentText()
-        self.image.clear()
-        self.image.addItems([l.name for l in self.viewer.layers if isinstance(l, napari.layers.Image)])
-        if current:
-            self.image.setCurrentText(current)
+        fill_layer_box(self.image, self.viewer, napari.layers.Image)
 
     def _browse(self):
         path, _ = QFileDialog.getOpenFileName(self, "weights", "", "safetensors (*.safetensors)")
         if path:
             self.weights.setText(path)
-
-    def _on_progress(self, done, total, msg):
-        self.progress.setMaximum(total)
-        self.progress.setValue(done)
-        self.status.setText(msg)
 
     def run(self):
         name = self.image.currentText()
@@ -140,23 +103,10 @@ class AutoSegmentWidget(QWidget):
         out = self.output.text().strip() or str(Path(tempfile.mkdtemp(prefix="halo-seg-")) / f"{name}_labels.zarr")
         kwargs = dict(weights=self.weights.text().strip() or "default", grid=grid, device=self.device.currentText(),
                       mode=self.mode.currentText(), overlap=self.overlap.value())
-        self._cancel.clear()
-        self.run_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.progress.setMaximum(0)  # busy until the first block reports
-        self.status.setText(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...")
-        from napari.qt.threading import create_worker
-        self.worker = create_worker(_segment_or_error, layer_source(layer), out,
-                                    progress=self._bridge.progressed.emit, cancel=self._cancel,
-                                    spacing=tuple(layer.scale[-3:]), unit=layer_unit(layer), **kwargs)
-        self.worker.returned.connect(lambda res: self._done(res, layer))
-        self.worker.errored.connect(self._failed)
-        self.worker.finished.connect(self._finished)
-        self.worker.start()
-
-    def cancel(self):
-        self._cancel.set()
-        self.status.setText("cancelling ...")
+        self._start(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...", _segment_or_error,
+                    layer_source(layer), out, progress=self.progress_callback, cancel=self._cancel,
+                    spacing=tuple(layer.scale[-3:]), unit=layer_unit(layer),
+                    on_done=lambda outcome: self._done(outcome, layer), **kwargs)
 
     def _done(self, outcome, layer):
         import dask.array as da
@@ -177,19 +127,9 @@ class AutoSegmentWidget(QWidget):
         unit = layer_unit(layer)
         self.viewer.add_labels(labels, name=f"{layer.name} labels ({res.mode})", scale=layer.scale[-3:],
                                metadata=meta, features=table_features(table, unit))
-        self.progress.setMaximum(1)
-        self.progress.setValue(1)
         per_class = ", ".join(f"class {int(k)}: {volume_text(v, unit)}"
                               for k, v in zip(table["label"][:8], table["volume"][:8]))
-        self.status.setText(f"done in {res.seconds:.1f}s: {res.output}" + (f"; {per_class}" if per_class else ""))
+        self._succeeded(f"done in {res.seconds:.1f}s: {res.output}" + (f"; {per_class}" if per_class else ""))
 
-    def _failed(self, exc):
-        self.progress.setMaximum(1)
-        self.progress.setValue(0)
-        prefix = "cancelled" if isinstance(exc, Cancelled) else "failed"
-        self.status.setText(f"{prefix}: {exc}")
-
-    def _finished(self):
-        self.run_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
-        self.worker = None
+    def _failed(self, exc, cancelled_types=(Cancelled, InterruptedError)):
+        super()._failed(exc, cancelled_types)

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QLab
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 
+from ._layers import fill_layer_box, follow_layers
 from ._measure import UNIT, layer_unit, object_row, set_row
 from ._quality_plot import QualityPlot
 
@@ -141,21 +142,14 @@ class InteractiveWidget(QWidget):
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         lay.addStretch()
-        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            ev.connect(self._refresh_layers)
+        follow_layers(self.viewer, self._refresh_layers)
         self.image.currentTextChanged.connect(self._image_chosen)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self._refresh_layers()
 
     # -- layers ------------------------------------------------------------------------------------
     def _refresh_layers(self, *_):
-        current = self.image.currentText()
-        self.image.blockSignals(True)
-        self.image.clear()
-        self.image.addItems([l.name for l in self.viewer.layers if isinstance(l, napari.layers.Image)])
-        if current:
-            self.image.setCurrentText(current)
-        self.image.blockSignals(False)
+        fill_layer_box(self.image, self.viewer, napari.layers.Image)
 
     def _layer(self, name):
         return self.viewer.layers[name] if name in self.viewer.layers else None

@@ -8,25 +8,19 @@ object's row as CSV.
 from __future__ import annotations
 
 import tempfile
-import threading
 from pathlib import Path
 
 import napari
-import numpy as np
-from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
-                            QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLineEdit, QPushButton, QSpinBox
 
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
+from ._background import BackgroundWidget
+from ._layers import fill_layer_box, follow_layers
 from ._measure import UNIT, layer_unit, table_features
 
 NO_IMAGE = "(none)"
-
-
-class _Bridge(QObject):
-    progressed = Signal(int, int)
 
 
 def _label_and_measure(data, out, spacing, unit, image, progress, cancel, **kw):
@@ -57,15 +51,10 @@ def parse_classes(text: str) -> list[int] | None:
     return classes
 
 
-class ObjectsWidget(QWidget):
+class ObjectsWidget(BackgroundWidget):
     def __init__(self, napari_viewer: napari.Viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker = None
+        super().__init__(napari_viewer, "Label objects")
         self.table = None
-        self._cancel = threading.Event()
-        self._bridge = _Bridge()
-        self._bridge.progressed.connect(self._on_progress)
         self.labels = QComboBox()
         self.image = QComboBox()
         self.classes = QLineEdit("")
@@ -80,41 +69,17 @@ class ObjectsWidget(QWidget):
         form.addRow("classes", self.classes)
         form.addRow("min voxels", self.min_voxels)
         form.addRow("connectivity", self.connectivity)
-        self.run_btn = QPushButton("Label objects")
-        self.run_btn.clicked.connect(self.run)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
-        self.cancel_btn.clicked.connect(self._cancel.set)
         self.save_btn = QPushButton("Save table (CSV)")
         self.save_btn.setEnabled(False)
         self.save_btn.clicked.connect(lambda: self.save_table())
-        self.progress = QProgressBar()
-        self.status = QLabel("choose a Labels layer, then Label objects")
-        self.status.setWordWrap(True)
-        buttons = QHBoxLayout()
-        for b in (self.run_btn, self.cancel_btn, self.save_btn):
-            buttons.addWidget(b)
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addLayout(buttons)
-        lay.addWidget(self.progress)
-        lay.addWidget(self.status)
-        lay.addStretch()
-        for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            ev.connect(self._refresh_layers)
+        self.status.setText("choose a Labels layer, then Label objects")
+        self._lay_out(form, self.save_btn)
+        follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
 
     def _refresh_layers(self, *_):
-        for box, kind, extra in ((self.labels, napari.layers.Labels, []), (self.image, napari.layers.Image, [NO_IMAGE])):
-            current = box.currentText()
-            box.clear()
-            box.addItems(extra + [l.name for l in self.viewer.layers if isinstance(l, kind)])
-            if current:
-                box.setCurrentText(current)
-
-    def _on_progress(self, done, total):
-        self.progress.setMaximum(total)
-        self.progress.setValue(done)
+        fill_layer_box(self.labels, self.viewer, napari.layers.Labels)
+        fill_layer_box(self.image, self.viewer, napari.layers.Image, first=[NO_IMAGE])
 
     def run(self):
         if self.worker is not None:
@@ -136,29 +101,18 @@ class ObjectsWidget(QWidget):
             img = self.viewer.layers[self.image.currentText()]
             image = img.data[0] if getattr(img, "multiscale", False) else img.data
         out = Path(tempfile.mkdtemp(prefix="halo-seg-objects-")) / f"{name}_objects.zarr"
-        self._cancel.clear()
-        self.run_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.progress.setMaximum(0)
-        self.status.setText(f"labelling the objects of {name} ...")
-        from napari.qt.threading import create_worker
-        self.worker = create_worker(_label_and_measure, data, out, tuple(layer.scale[-3:]), layer_unit(layer), image,
-                                    self._bridge.progressed.emit, self._cancel.is_set, classes=classes,
-                                    min_voxels=self.min_voxels.value(),
-                                    connectivity=self.connectivity.currentIndex() + 1)
-        self.worker.returned.connect(lambda outcome: self._done(outcome, layer))
-        self.worker.finished.connect(self._finished)
-        self.worker.start()
+        self._start(f"labelling the objects of {name} ...", _label_and_measure, data, out,
+                    tuple(layer.scale[-3:]), layer_unit(layer), image, self.progress_callback, self._cancel.is_set,
+                    classes=classes, min_voxels=self.min_voxels.value(),
+                    connectivity=self.connectivity.currentIndex() + 1,
+                    on_done=lambda outcome: self._done(outcome, layer))
 
     def _done(self, outcome, layer):
         import dask.array as da
         import zarr
         done, exc = outcome
-        self.progress.setMaximum(1)
         if exc is not None:
-            self.progress.setValue(0)
-            self.status.setText(("cancelled" if isinstance(exc, InterruptedError) else "failed") + f": {exc}")
-            return
+            return self._failed(exc)
         res, table = done
         unit = layer_unit(layer)
         meta = {k: v for k, v in (layer.metadata or {}).items() if k in (GEOMETRY, UNIT)}
@@ -167,17 +121,11 @@ class ObjectsWidget(QWidget):
                                features=table_features(table, unit))
         self.table = table
         self.save_btn.setEnabled(True)
-        self.progress.setValue(1)
         total = volume_text(float(table["volume"].sum()), unit)
         per = ", ".join(f"class {k}: {v}" for k, v in list(res.per_class.items())[:8]) if len(res.per_class) > 1 else ""
         per += " ..." if len(res.per_class) > 8 else ""
         dropped = f"; {res.removed} smaller than {self.min_voxels.value()} voxels dropped" if res.removed else ""
-        self.status.setText(f"{res.objects} objects ({total} in all){'; ' + per if per else ''}{dropped}")
-
-    def _finished(self):
-        self.run_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
-        self.worker = None
+        self._succeeded(f"{res.objects} objects ({total} in all){'; ' + per if per else ''}{dropped}")
 
     def save_table(self, path: str | None = None):
         if self.table is None:

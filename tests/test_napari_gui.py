@@ -119,3 +119,18 @@ def test_objects_widget_labels_and_measures_in_background(make_napari_viewer, qt
     rows = (tmp_path / "objects.csv").read_text().splitlines()
     assert len(rows) == len(kept) + 1 and rows[0].startswith("label,voxels,volume")
     np.testing.assert_array_equal(truth, np.asarray(viewer.layers["phantom truth"].data))   # input untouched
+
+
+def test_objects_widget_cancel_keeps_the_layers(make_napari_viewer, qtbot, monkeypatch):
+    from halo_seg import instances
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    monkeypatch.setattr(instances, "SLAB_VOXELS", 1)          # a slab per slice: many chances to stop
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-halo-seg", "phantom")
+    w = ObjectsWidget(viewer)
+    w.labels.setCurrentText("phantom truth")
+    w.run()
+    w.cancel()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert w.status.text().startswith("cancelled"), w.status.text()
+    assert len(viewer.layers) == 2 and w.run_btn.isEnabled() and not w.save_btn.isEnabled()
