@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QLab
 
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
+from halo_seg.measure import volume_text
 
 from ._layers import fill_layer_box, follow_layers
 from ._measure import UNIT, layer_unit, object_row, set_row
@@ -430,7 +431,6 @@ class InteractiveWidget(QWidget):
         self.status.setText(f"slice {z} accepted as painted; Propagate to use it")
 
     def _volume_text(self, voxels: int) -> str:
-        from halo_seg.measure import volume_text
         layer = self._layer(self.image.currentText())
         if layer is None:
             return f"{voxels} voxels"

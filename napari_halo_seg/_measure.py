@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from halo_seg.io.volume import length_unit
-from halo_seg.measure import measure_mask, volume_text
+from halo_seg.measure import measure_mask, millilitres_per
 
 UNIT = "unit"   # layer metadata key: the length unit of the layer's scale, as the reader found it
 
@@ -24,7 +24,7 @@ def layer_unit(layer) -> str | None:
 
 
 def _size_column(unit) -> str:
-    return "volume (mL)" if volume_text(1.0, unit).endswith(" mL") else f"volume ({unit or 'voxel units'}³)"
+    return "volume (mL)" if millilitres_per(unit) is not None else f"volume ({unit or 'voxel units'}³)"
 
 
 def object_row(mask: np.ndarray, label: int, image_layer) -> dict:

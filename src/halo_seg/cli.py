@@ -234,15 +234,14 @@ def cmd_measure(a) -> int:
     from .measure import format_table, measure_labels, write_csv
     lab = open_volume(a.labels)
     img = open_volume(a.image) if a.image else None
-    # the labels' own spacing, unit and geometry where their file has them, else the image's
+    # the labels' own spacing, unit and geometry where their file has them (a .npy has none), else the image's
     src = lab if (lab.meta.get("unit") or lab.meta.get(geometry.KEY) or img is None) else img
     try:
         spacing = tuple(float(v) for v in a.spacing.split(",")) if a.spacing else src.spacing
     except ValueError:
         raise VolumeError(f"--spacing must be three numbers z,y,x, got {a.spacing!r}") from None
-    unit = (length_unit(a.unit) or a.unit) if a.unit else lab.meta.get("unit")
-    unit = unit or (img.meta.get("unit") if img is not None else None)
-    g = lab.meta.get(geometry.KEY) or (img.meta.get(geometry.KEY) if img is not None else None)
+    unit = (length_unit(a.unit) or a.unit) if a.unit else src.meta.get("unit")
+    g = src.meta.get(geometry.KEY)
     if g is not None and tuple(g["shape"]) != lab.shape:
         g = None
     table = measure_labels(lab.data, spacing, None if img is None else img.data, unit=unit,

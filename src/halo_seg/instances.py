@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from .io.labels import check_label_dtype, create_zarr_array, label_dtype
+from .io.labels import check_label_volume, create_zarr_array, label_dtype, read_label_slab, slabs
 from .io.volume import VolumeError
 
 SLAB_VOXELS = 1 << 23   # voxels per slab: bounds memory (a few tens of MB), whatever the volume
@@ -76,10 +76,7 @@ def label_instances(labels, out: str | Path, classes=None, min_voxels: int = 0, 
     edges) or 3 (and corners) as in scipy.ndimage.generate_binary_structure. ``progress(done, total)``
     after each slab of each pass; ``cancel()`` True stops between slabs (InterruptedError).
     """
-    shape = tuple(int(s) for s in getattr(labels, "shape", ()))
-    if len(shape) != 3:
-        raise VolumeError(f"labels must be a 3D (Z, Y, X) volume, got shape {shape}")
-    check_label_dtype(np.dtype(labels.dtype), "the label volume")
+    shape = check_label_volume(labels)
     if connectivity not in (1, 2, 3):
         raise VolumeError(f"connectivity must be 1, 2 or 3, got {connectivity}")
     if min_voxels < 0:
@@ -89,17 +86,11 @@ def label_instances(labels, out: str | Path, classes=None, min_voxels: int = 0, 
         raise VolumeError(f"classes must be label values > 0, got {classes}")
     structure = ndi.generate_binary_structure(3, connectivity)
     shifts = _shifts(connectivity)
-    step = max(1, SLAB_VOXELS // max(1, shape[1] * shape[2]))
-    starts = list(range(0, shape[0], step))
+    step, starts = slabs(shape, SLAB_VOXELS)
     total = 2 * len(starts)
 
     def read(z0):
-        if cancel is not None and cancel():
-            raise InterruptedError("labelling objects cancelled")
-        slab = np.asarray(labels[z0:z0 + step])
-        if np.issubdtype(slab.dtype, np.signedinteger) and (slab < 0).any():
-            raise VolumeError("the label volume holds negative values; label ids must be >= 0")
-        return slab
+        return read_label_slab(labels, z0, step, cancel)
 
     # pass 1: provisional ids per slab, their sizes and classes, and the joins across slab faces
     offsets, sizes, cls, pairs = [], [np.zeros(1)], [0], []

@@ -14,12 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .io.labels import check_label_dtype
-from .io.volume import VolumeError
+from .io.labels import check_label_volume, read_label_slab, slabs
+from .io.volume import VolumeError, length_unit
 
 # slab size for reading: a few tens of MB of labels and image at a time
 SLAB_VOXELS = 1 << 23
-_ML_PER = {"mm": 1e-3, "millimeter": 1e-3, "cm": 1.0, "centimeter": 1.0, "m": 1e6, "meter": 1e6}
+_ML_PER = {"mm": 1e-3, "cm": 1.0, "m": 1e6}
+
+
+def millilitres_per(unit: str | None) -> float | None:
+    """mL in one cubic ``unit``, for the units a scan is measured in (mm, cm, m); else None."""
+    return _ML_PER.get(length_unit(unit) or "")
 
 
 class _Acc:
@@ -94,26 +99,17 @@ def measure_labels(labels, spacing=(1.0, 1.0, 1.0), image=None, unit: str | None
     ``image`` (same shape) ``mean``, ``std``, ``min``, ``max`` of the image inside each object.
     ``cancel``: a callable returning True to stop between slabs (raises InterruptedError).
     """
-    shape = tuple(int(s) for s in getattr(labels, "shape", ()))
-    if len(shape) != 3:
-        raise VolumeError(f"labels must be a 3D (Z, Y, X) volume, got shape {shape}")
-    check_label_dtype(np.dtype(labels.dtype), "the label volume")
+    shape = check_label_volume(labels)
     if image is not None and tuple(image.shape) != shape:
         raise VolumeError(f"the image has shape {tuple(image.shape)} but the labels {shape}: "
                           "they must lie on one voxel grid")
     sp = tuple(float(s) for s in spacing)
     if len(sp) != 3 or not all(math.isfinite(s) and s > 0 for s in sp):
         raise VolumeError(f"spacing must be three positive numbers (z, y, x), got {spacing!r}")
-    step = max(1, SLAB_VOXELS // max(1, shape[1] * shape[2]))
+    step, starts = slabs(shape, SLAB_VOXELS)
     acc = _Acc(image is not None)
-    for z0 in range(0, shape[0], step):
-        if cancel is not None and cancel():
-            raise InterruptedError("measurement cancelled")
-        lab = np.asarray(labels[z0:z0 + step])
-        if lab.dtype == bool:
-            lab = lab.view(np.uint8)
-        elif np.issubdtype(lab.dtype, np.signedinteger) and (lab < 0).any():
-            raise VolumeError("the label volume holds negative values; label ids must be >= 0")
+    for z0 in starts:
+        lab = read_label_slab(labels, z0, step, cancel)
         img = None if image is None else np.asarray(image[z0:z0 + step])
         ids, part = _slab_stats(lab, z0, img)
         if ids is not None:
@@ -125,7 +121,7 @@ def _table(acc: _Acc, sp, unit, affine) -> dict[str, np.ndarray]:
     c, n = acc.cols, acc.cols["n"]
     vol = n * sp[0] * sp[1] * sp[2]
     out = {"label": acc.ids, "voxels": n.astype(np.int64), "volume": vol}
-    per = _ML_PER.get((unit or "").lower())
+    per = millilitres_per(unit)
     if per is not None:
         out["volume_ml"] = vol * per
     out["equivalent_diameter"] = np.cbrt(6.0 * vol / np.pi)
@@ -172,7 +168,7 @@ def measure_mask(mask: np.ndarray, label: int = 1, spacing=(1.0, 1.0, 1.0), imag
 
 def volume_text(volume: float, unit: str | None) -> str:
     """A volume in the unit a reader expects: mL for scans in mm (a clinician's unit), else unit^3."""
-    per = _ML_PER.get((unit or "").lower())
+    per = millilitres_per(unit)
     if per is not None:
         return f"{volume * per:.4g} mL"
     return f"{volume:.4g} {unit}³" if unit else f"{volume:.4g} voxel units³"

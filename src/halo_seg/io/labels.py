@@ -17,6 +17,34 @@ def check_label_dtype(dtype, what: str = "the array") -> None:
         raise VolumeError(f"{what} holds {dtype} values, not labels: labels must be integer or boolean")
 
 
+def check_label_volume(labels, what: str = "the label volume") -> tuple[int, int, int]:
+    """The shape of a (Z, Y, X) label volume (any array type), or a VolumeError naming the problem."""
+    shape = tuple(int(s) for s in getattr(labels, "shape", ()))
+    if len(shape) != 3:
+        raise VolumeError(f"{what} must be a 3D (Z, Y, X) volume, got shape {shape}")
+    check_label_dtype(np.dtype(labels.dtype), what)
+    return shape
+
+
+def slabs(shape, slab_voxels: int) -> tuple[int, list[int]]:
+    """Slices per slab (whole slices, about ``slab_voxels`` voxels) and the slabs' first slices."""
+    step = max(1, slab_voxels // max(1, shape[1] * shape[2]))
+    return step, list(range(0, shape[0], step))
+
+
+def read_label_slab(labels, z0: int, step: int, cancel=None, what: str = "the label volume") -> np.ndarray:
+    """Slices z0 .. z0 + step of a label volume as integers (booleans as uint8), refusing negative
+    ids; ``cancel()`` True stops before reading (InterruptedError)."""
+    if cancel is not None and cancel():
+        raise InterruptedError("stopped before the whole volume was read")
+    slab = np.asarray(labels[z0:z0 + step])
+    if slab.dtype == bool:
+        return slab.view(np.uint8)
+    if np.issubdtype(slab.dtype, np.signedinteger) and (slab < 0).any():
+        raise VolumeError(f"{what} holds negative values; label ids must be >= 0")
+    return slab
+
+
 def label_dtype(max_label: int) -> np.dtype:
     return np.dtype(np.uint8 if max_label < 256 else np.uint16 if max_label < 65536 else np.uint32)
 
