@@ -65,6 +65,7 @@ def test_small_objects_dropped_and_geometry_kept(tmp_path, monkeypatch):
     assert _same_partition(out, np.where(big, ref, 0), big)
     back = open_volume(tmp_path / "o.zarr")
     assert back.spacing == (2.0, 0.5, 0.5) and back.meta["unit"] == "µm" and back.meta["geometry"]["sform_code"] == 1
+    assert back.meta["labels"]                          # napari's reader opens it as a Labels layer
     t = measure_labels(back.data, back.spacing, unit="µm")
     assert len(t["label"]) == res.objects and t["voxels"].min() >= 20
 

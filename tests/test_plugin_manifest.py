@@ -35,6 +35,11 @@ def test_writer_and_reader_roundtrip_labels(tmp_path):
     [(data, meta, _)] = get_reader(str(tmp_path / "l.nii.gz"))(str(tmp_path / "l.nii.gz"))
     np.testing.assert_array_equal(np.asarray(data), lab)
     assert meta["scale"] == (2.0, 1.0, 1.0)
+    # a zarr saved from a Labels layer opens again as Labels, not as an image
+    write_labels(str(tmp_path / "l.zarr"), lab, {"scale": (2.0, 1.0, 1.0)})
+    [(zdata, zmeta, kind)] = get_reader(str(tmp_path / "l.zarr"))(str(tmp_path / "l.zarr"))
+    assert kind == "labels" and zmeta["scale"] == (2.0, 1.0, 1.0)
+    np.testing.assert_array_equal(np.asarray(zdata), lab)
 
 
 def test_sample_data_have_ground_truth():

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from .io.labels import check_label_volume, create_zarr_array, label_dtype, read_label_slab, slabs
+from .io.labels import check_label_volume, create_zarr_array, label_dtype, mark_labels, read_label_slab, slabs
 from .io.volume import VolumeError
 
 SLAB_VOXELS = 1 << 23   # voxels per slab: bounds memory (a few tens of MB), whatever the volume
@@ -135,8 +135,7 @@ def label_instances(labels, out: str | Path, classes=None, min_voxels: int = 0, 
     out = Path(out)
     chunks = (step, min(shape[1], 512), min(shape[2], 512))   # slabs cover whole chunks: no two write one
     arr = create_zarr_array(out, shape, chunks, dtype, spacing=spacing, overwrite=True, geometry=geometry)
-    if unit:
-        arr.attrs["unit"] = unit
+    mark_labels(arr, unit)
     for i, z0 in enumerate(starts):
         prov, _ = _slab_components(read(z0), classes, structure, offsets[i])
         arr[z0:z0 + step] = lut[prov]

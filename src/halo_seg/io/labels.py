@@ -45,6 +45,16 @@ def read_label_slab(labels, z0: int, step: int, cancel=None, what: str = "the la
     return slab
 
 
+LABELS_ATTR = "labels"   # a zarr array's attribute saying its values are label ids (the reader opens it as Labels)
+
+
+def mark_labels(arr, unit: str | None = None) -> None:
+    """Mark a zarr array as labels, with the length unit of its spacing when known."""
+    arr.attrs[LABELS_ATTR] = True
+    if unit:
+        arr.attrs["unit"] = unit
+
+
 def label_dtype(max_label: int) -> np.dtype:
     return np.dtype(np.uint8 if max_label < 256 else np.uint16 if max_label < 65536 else np.uint32)
 
@@ -132,7 +142,6 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
     dt = np.dtype(np.uint32) if src.dtype.itemsize > 4 else (np.dtype(np.uint8) if src.dtype == bool else src.dtype)
     out = create_zarr_array(path, src.shape, [c[0] for c in src.chunks], dt, spacing=spacing,
                             overwrite=True, geometry=geometry)
-    if unit:
-        out.attrs["unit"] = unit
+    mark_labels(out, unit)
     da.store(src.astype(dt), out, lock=False)
     return path

@@ -222,6 +222,7 @@ def _open_zarr(path: Path) -> Volume:
         spacing = tuple(node.attrs.get("spacing", (1.0, 1.0, 1.0)))
         return Volume(da.from_zarr(node), spacing=_check_spacing(spacing), source=str(path),
                       meta={"format": "zarr", "unit": length_unit(node.attrs.get("unit")),
+                            "labels": bool(node.attrs.get("labels", False)),
                             **_zarr_geometry(dict(node.attrs), node.shape, path)})
     attrs = dict(node.attrs)
     ms, version = _ome_multiscales(attrs)
