@@ -246,6 +246,9 @@ def cmd_measure(a) -> int:
         g = None
     table = measure_labels(lab.data, spacing, None if img is None else img.data, unit=unit,
                            affine=None if g is None else geometry.best_affine(g))
+    if a.shape:
+        from .measure import add_shape
+        table = add_shape(table, lab.data, spacing)
     print(format_table(table, unit, most=a.most))
     if a.csv:
         print("wrote " + str(write_csv(table, a.csv)))
@@ -309,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--spacing", default=None, help="z,y,x voxel size, overriding the files'")
     m.add_argument("--unit", default=None, help="the spacing's length unit (mm, µm, ...), overriding the files'")
     m.add_argument("--most", type=int, default=20, help="how many of the largest objects to print")
+    m.add_argument("--shape", action="store_true", help="also each object's surface area and sphericity (marching "
+                                                         "cubes; reads every object's bounding box again)")
     m.set_defaults(fn=cmd_measure)
     o = sub.add_parser("instances", help="one id per connected object (to count and measure nuclei, lesions, ...)")
     o.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF, .npy")
