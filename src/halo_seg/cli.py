@@ -274,6 +274,18 @@ def cmd_instances(a) -> int:
     return 0
 
 
+def cmd_evaluate(a) -> int:
+    from .evaluate import compare_labels, format_comparison
+    from .io import open_volume
+    from .measure import write_csv
+    pred, truth = open_volume(a.pred), open_volume(a.truth)   # the same shape is checked; truth's spacing is used
+    table = compare_labels(pred.data, truth.data, truth.spacing, labels=a.labels, distances=not a.no_distances)
+    print(format_comparison(table, truth.meta.get("unit")))
+    if a.csv:
+        print("wrote " + str(write_csv(table, a.csv)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="halo-seg", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -326,6 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1: faces touch (default), 2: and edges, 3: and corners")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     o.set_defaults(fn=cmd_instances)
+    v = sub.add_parser("evaluate", help="compare labels with a reference: Dice, Jaccard, volume difference, "
+                                        "HD95 and average surface distance per label")
+    v.add_argument("pred", help="the labels to judge (an output group of `segment`, NIfTI, zarr, TIFF, .npy)")
+    v.add_argument("truth", help="the reference labels, on the same voxel grid; its spacing gives the distances")
+    v.add_argument("--labels", type=int, nargs="*", default=None, help="only these label values (default: all)")
+    v.add_argument("--csv", default=None, help="write every label's row to this CSV file")
+    v.add_argument("--no-distances", action="store_true", help="overlaps and volumes only (surface distances "
+                                                                "need each label's bounding box in memory)")
+    v.set_defaults(fn=cmd_evaluate)
     d = sub.add_parser("demo", help="run the engine and a simulated interactive session on the sample")
     d.add_argument("--weights", default="default")
     d.add_argument("--out", default=None)

@@ -1,0 +1,73 @@
+"""Label comparison against independent computations: Dice from metrics.dice, surface distances by
+brute force over surface voxels found by scikit-image's find_boundaries."""
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+from skimage.segmentation import find_boundaries
+
+from halo_seg import evaluate
+from halo_seg.cli import main
+from halo_seg.evaluate import compare_labels
+from halo_seg.io import VolumeError
+from halo_seg.metrics import dice
+
+SPACING = (2.0, 0.7, 0.5)
+
+
+def _pair():
+    zz, yy, xx = np.indices((20, 50, 60))
+    def ball(c, r):
+        return sum(((g - cc) * s) ** 2 for g, cc, s in zip((zz, yy, xx), c, SPACING)) <= r * r
+    truth = np.zeros(zz.shape, np.uint8)
+    pred = np.zeros(zz.shape, np.uint8)
+    truth[ball((10, 20, 20), 8.0)] = 1
+    pred[ball((10, 22, 21), 7.0)] = 1            # shifted and smaller
+    truth[ball((8, 35, 45), 5.0)] = 4
+    pred[ball((8, 35, 45), 5.0) & (xx < 47)] = 4  # cut on one side
+    pred[2:4, 2:5, 50:55] = 9                     # a label the reference lacks
+    return pred, truth
+
+
+def _brute(a, b):
+    def pts(m):
+        pad = np.pad(m, 1)
+        return np.argwhere(find_boundaries(pad, mode="inner", connectivity=1) & pad) * np.asarray(SPACING)
+    pa, pb = pts(a), pts(b)
+    d_ab, d_ba = cKDTree(pb).query(pa)[0], cKDTree(pa).query(pb)[0]
+    return max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)), max(d_ab.max(), d_ba.max()), \
+        (d_ab.mean() + d_ba.mean()) / 2
+
+
+@pytest.mark.parametrize("slab", [1 << 23, 50 * 60 * 3])
+def test_compare_labels_against_independent_computations(monkeypatch, slab):
+    monkeypatch.setattr(evaluate, "SLAB_VOXELS", slab)
+    pred, truth = _pair()
+    t = compare_labels(pred, truth, SPACING)
+    assert t["label"].tolist() == [1, 4, 9]
+    for i, k in enumerate((1, 4)):
+        a, b = pred == k, truth == k
+        assert t["dice"][i] == pytest.approx(dice(a, b))
+        assert t["jaccard"][i] == pytest.approx((a & b).sum() / (a | b).sum())
+        assert t["volume_difference"][i] == pytest.approx((a.sum() - b.sum()) / b.sum())
+        hd95, hd, assd = _brute(a, b)
+        assert (t["hd95"][i], t["hausdorff"][i], t["assd"][i]) == pytest.approx((hd95, hd, assd), rel=1e-9)
+    assert t["dice"][2] == 0 and np.isnan(t["hd95"][2]) and np.isnan(t["volume_difference"][2])
+    only = compare_labels(pred, truth, SPACING, labels=[4, 5], distances=False)
+    assert only["label"].tolist() == [4, 5] and only["dice"][1] == 1.0 and "hd95" not in only
+
+
+def test_refusals_and_cli(tmp_path, capsys):
+    pred, truth = _pair()
+    with pytest.raises(VolumeError, match="one voxel grid"):
+        compare_labels(pred[:-1], truth)
+    with pytest.raises(VolumeError, match="not labels"):
+        compare_labels(pred.astype(np.float32), truth)
+    np.save(tmp_path / "p.npy", pred)
+    np.save(tmp_path / "t.npy", truth)
+    assert main(["evaluate", str(tmp_path / "p.npy"), str(tmp_path / "t.npy"), "--csv", str(tmp_path / "e.csv")]) == 0
+    out = capsys.readouterr().out
+    assert f"{dice(pred == 1, truth == 1):.3f}" in out and "mean Dice" in out
+    assert (tmp_path / "e.csv").read_text().splitlines()[0].startswith("label,dice,jaccard")
+    np.save(tmp_path / "s.npy", truth[:, :-1])
+    assert main(["evaluate", str(tmp_path / "p.npy"), str(tmp_path / "s.npy")]) == 2
+    assert "one voxel grid" in capsys.readouterr().err
