@@ -1,5 +1,5 @@
-"""`halo-seg` command line: segment, export, demo, train, train-default, train-interactive, train-quality,
-info."""
+"""`halo-seg` command line: segment, export, measure, instances, evaluate, demo, train, train-default,
+train-interactive, train-quality, info."""
 from __future__ import annotations
 
 import argparse
