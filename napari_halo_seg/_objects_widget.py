@@ -11,7 +11,8 @@ import tempfile
 from pathlib import Path
 
 import napari
-from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLineEdit, QPushButton, QSpinBox
+import numpy as np
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLineEdit, QPushButton, QSpinBox
 
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
@@ -23,13 +24,17 @@ from ._measure import UNIT, layer_unit, table_features
 NO_IMAGE = "(none)"
 
 
-def _label_and_measure(data, out, spacing, unit, image, progress, cancel, **kw):
+def _label_and_measure(data, out, spacing, unit, image, progress, cancel, split=False, **kw):
     """In the worker: (result, table) or the exception, handed back as a value for the status line."""
     try:
-        from halo_seg.instances import label_instances
+        from halo_seg.instances import label_instances, split_touching
         from halo_seg.measure import measure_labels
         import zarr
-        res = label_instances(data, out, spacing=spacing, unit=unit, progress=progress, cancel=cancel, **kw)
+        res = label_instances(data, out, spacing=spacing, unit=unit, progress=progress, cancel=cancel,
+                              dtype=np.uint32 if split else None, **kw)
+        if split:
+            res.objects = split_touching(res.path, spacing=spacing, progress=progress, cancel=cancel)
+            res.per_class = {}   # the split's new ids are not counted per class
         table = measure_labels(zarr.open_array(str(res.path), mode="r"), spacing, image=image, unit=unit,
                                cancel=cancel)
         return (res, table), None
@@ -69,6 +74,8 @@ class ObjectsWidget(BackgroundWidget):
         form.addRow("classes", self.classes)
         form.addRow("min voxels", self.min_voxels)
         form.addRow("connectivity", self.connectivity)
+        self.split = QCheckBox("split touching objects (nuclei)")
+        form.addRow("", self.split)
         self.save_btn = QPushButton("Save table (CSV)")
         self.save_btn.setEnabled(False)
         self.save_btn.clicked.connect(lambda: self.save_table())
@@ -103,7 +110,7 @@ class ObjectsWidget(BackgroundWidget):
         out = Path(tempfile.mkdtemp(prefix="halo-seg-objects-")) / f"{name}_objects.zarr"
         self._start(f"labelling the objects of {name} ...", _label_and_measure, data, out,
                     tuple(layer.scale[-3:]), layer_unit(layer), image, self.progress_callback, self._cancel.is_set,
-                    classes=classes, min_voxels=self.min_voxels.value(),
+                    classes=classes, min_voxels=self.min_voxels.value(), split=self.split.isChecked(),
                     connectivity=self.connectivity.currentIndex() + 1,
                     on_done=lambda outcome: self._done(outcome, layer))
 

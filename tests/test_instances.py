@@ -94,3 +94,42 @@ def test_cli_instances_then_measure(tmp_path, capsys):
     assert f"{n - small} objects" in capsys.readouterr().out
     assert cli.main(["instances", str(tmp_path / "lab.npy"), str(tmp_path / "p.zarr"), "--classes", "0"]) == 2
     assert "classes" in capsys.readouterr().err
+
+
+def _balls(centres_radii, shape=(24, 60, 80), spacing=(2.0, 1.0, 1.0)):
+    grid = np.indices(shape)
+    m = np.zeros(shape, bool)
+    for c, r in centres_radii:
+        m |= sum(((g - cc) * s) ** 2 for g, cc, s in zip(grid, c, spacing)) <= r * r
+    return m
+
+
+def test_split_touching_separates_touching_balls_and_keeps_single_ones(tmp_path):
+    from halo_seg.instances import split_touching
+    spacing = (2.0, 1.0, 1.0)
+    a, b = ((12, 30, 22), 9.0), ((12, 30, 38), 9.0)          # overlapping: one component
+    lone = ((12, 30, 66), 7.0)
+    m = _balls([a, b, lone])
+    zz, yy, xx = np.indices(m.shape)
+    cigar = ((zz - 5) * 2.0) ** 2 / 9 + (yy - 8) ** 2 / 36 + (xx - 40) ** 2 / 900 <= 1   # 3:1 elongated, alone
+    m |= cigar & ~_balls([a, b, lone], spacing=spacing)
+    res = label_instances(m, tmp_path / "o.zarr", spacing=spacing, dtype=np.uint32)
+    assert res.objects == 3                                     # the two balls touch
+    assert split_touching(tmp_path / "o.zarr", 0.25, spacing) == 4
+    out = zarr.open_array(str(tmp_path / "o.zarr"))[...]
+    ids_a, ids_b = out[12, 30, 22], out[12, 30, 38]
+    assert ids_a != ids_b and ids_a > 0 and ids_b > 0
+    # the middle of each ball is its own object
+    near_a, near_b = _balls([a]) & (np.abs(xx - 22) < 5), _balls([b]) & (np.abs(xx - 38) < 5)
+    assert (out[near_a] == ids_a).all() and (out[near_b] == ids_b).all()
+    assert len(np.unique(out[cigar & m])) == 1 and len(np.unique(out[_balls([lone])])) == 1   # not cut
+    with pytest.raises(VolumeError, match="depth"):
+        split_touching(tmp_path / "o.zarr", 0)
+
+
+def test_cli_split(tmp_path, capsys):
+    m = _balls([((12, 30, 22), 9.0), ((12, 30, 38), 9.0)])
+    np.save(tmp_path / "m.npy", m.astype(np.uint8))
+    assert cli.main(["instances", str(tmp_path / "m.npy"), str(tmp_path / "o.zarr"), "--split", "--quiet"]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rep["objects"] == 1 and rep["objects_after_split"] == 2

@@ -119,6 +119,16 @@ def test_objects_widget_labels_and_measures_in_background(make_napari_viewer, qt
     rows = (tmp_path / "objects.csv").read_text().splitlines()
     assert len(rows) == len(kept) + 1 and rows[0].startswith("label,voxels,volume")
     np.testing.assert_array_equal(truth, np.asarray(viewer.layers["phantom truth"].data))   # input untouched
+    # split touching objects: the engine's own split of the same components, wired through
+    import zarr
+    from halo_seg.instances import label_instances, split_touching
+    label_instances(truth, tmp_path / "ref.zarr", min_voxels=30, dtype=np.uint32)
+    expected = split_touching(tmp_path / "ref.zarr")
+    w.split.setChecked(True)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert f"{expected} objects" in w.status.text(), w.status.text()
+    np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data), zarr.open_array(str(tmp_path / "ref.zarr"))[...])
 
 
 def test_objects_widget_cancel_keeps_the_layers(make_napari_viewer, qtbot, monkeypatch):
