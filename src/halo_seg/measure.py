@@ -222,11 +222,13 @@ def format_table(table: dict[str, np.ndarray], unit: str | None, most: int = 20)
     rows = np.argsort(-table["voxels"], kind="stable")[:most]
     head = f"{'label':>8} {'voxels':>12} {size[1]:>12} {'centroid z,y,x (voxels)':>26}"
     head += f" {'mean':>10}" if "mean" in table else ""
+    head += f" {'sphericity':>10}" if "sphericity" in table else ""
     lines = [head]
     for i in rows:
         line = (f"{int(table['label'][i]):>8} {int(table['voxels'][i]):>12} {table[size[0]][i]:>12.4g} "
                 f"{table['centroid_z'][i]:>8.1f},{table['centroid_y'][i]:>8.1f},{table['centroid_x'][i]:>8.1f}")
         line += f" {table['mean'][i]:>10.4g}" if "mean" in table else ""
+        line += f" {table['sphericity'][i]:>10.3f}" if "sphericity" in table else ""
         lines.append(line)
     if n > most:
         lines.append(f"... {n - most} smaller objects (--csv writes them all)")
