@@ -42,6 +42,14 @@ def _label_and_measure(data, out, spacing, unit, image, progress, cancel, split=
         return None, exc
 
 
+def _measure_only(data, spacing, unit, image, cancel):
+    try:
+        from halo_seg.measure import measure_labels
+        return measure_labels(data, spacing, image=image, unit=unit, cancel=cancel), None
+    except Exception as exc:  # shown to the user; the layers are untouched
+        return None, exc
+
+
 def parse_classes(text: str) -> list[int] | None:
     """'' -> None (every value > 0 as one foreground); '1, 3' -> [1, 3]; anything else: ValueError."""
     text = text.replace(",", " ").strip()
@@ -76,11 +84,14 @@ class ObjectsWidget(BackgroundWidget):
         form.addRow("connectivity", self.connectivity)
         self.split = QCheckBox("split touching objects (nuclei)")
         form.addRow("", self.split)
+        self.measure_btn = QPushButton("Measure labels as they are")
+        self.measure_btn.clicked.connect(self.measure)
         self.save_btn = QPushButton("Save table (CSV)")
         self.save_btn.setEnabled(False)
         self.save_btn.clicked.connect(lambda: self.save_table())
         self.status.setText("choose a Labels layer, then Label objects")
         self._lay_out(form, self.save_btn)
+        self.layout().insertWidget(2, self.measure_btn)
         follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
 
@@ -92,27 +103,65 @@ class ObjectsWidget(BackgroundWidget):
         if self.worker is not None:
             self.status.setText("busy: wait or press Cancel")
             return
-        name = self.labels.currentText()
-        if not name:
-            self.status.setText("no Labels layer: segment or open one first")
-            return
-        layer = self.viewer.layers[name]
-        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         try:
             classes = parse_classes(self.classes.text())
         except ValueError as exc:
             self.status.setText(f"error: {exc}")
             return
-        image = None
-        if self.image.currentText() not in ("", NO_IMAGE):
-            img = self.viewer.layers[self.image.currentText()]
-            image = img.data[0] if getattr(img, "multiscale", False) else img.data
-        out = Path(tempfile.mkdtemp(prefix="halo-seg-objects-")) / f"{name}_objects.zarr"
-        self._start(f"labelling the objects of {name} ...", _label_and_measure, data, out,
+        chosen = self._chosen()
+        if chosen is None:
+            return
+        layer, data, image = chosen
+        out = Path(tempfile.mkdtemp(prefix="halo-seg-objects-")) / f"{layer.name}_objects.zarr"
+        self._start(f"labelling the objects of {layer.name} ...", _label_and_measure, data, out,
                     tuple(layer.scale[-3:]), layer_unit(layer), image, self.progress_callback, self._cancel.is_set,
                     classes=classes, min_voxels=self.min_voxels.value(), split=self.split.isChecked(),
                     connectivity=self.connectivity.currentIndex() + 1,
                     on_done=lambda outcome: self._done(outcome, layer))
+
+    def _chosen(self):
+        """(labels layer, its data, image data or None), or None with the reason in the status line."""
+        name = self.labels.currentText()
+        if not name:
+            self.status.setText("no Labels layer: segment or open one first")
+            return None
+        layer = self.viewer.layers[name]
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        image = None
+        if self.image.currentText() not in ("", NO_IMAGE):
+            img = self.viewer.layers[self.image.currentText()]
+            image = img.data[0] if getattr(img, "multiscale", False) else img.data
+        return layer, data, image
+
+    def measure(self):
+        """Each label value of the chosen layer as one object (e.g. the structures of an atlas): its
+        size on the layer itself (napari shows it under the cursor) unless the layer has features of
+        its own, and in the table."""
+        if self.worker is not None:
+            self.status.setText("busy: wait or press Cancel")
+            return
+        chosen = self._chosen()
+        if chosen is None:
+            return
+        layer, data, image = chosen
+        self.measure_btn.setEnabled(False)
+        self._start(f"measuring the labels of {layer.name} ...", _measure_only, data, tuple(layer.scale[-3:]),
+                    layer_unit(layer), image, self._cancel.is_set, on_done=lambda outcome: self._measured(outcome, layer))
+        self.worker.finished.connect(lambda: self.measure_btn.setEnabled(True))
+
+    def _measured(self, outcome, layer):
+        table, exc = outcome
+        if exc is not None:
+            return self._failed(exc)
+        unit = layer_unit(layer)
+        own = [c for c in layer.features.columns if c not in table_features(table, unit)]
+        if not own:
+            layer.features = table_features(table, unit)
+        self.table = table
+        self.save_btn.setEnabled(True)
+        where = "kept the layer's own features; the table has them" if own else "on the layer: hover over one"
+        self._succeeded(f"{len(table['label'])} labels, {volume_text(float(table['volume'].sum()), unit)} in all "
+                        f"({where})")
 
     def _done(self, outcome, layer):
         import dask.array as da

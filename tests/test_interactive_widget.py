@@ -111,7 +111,7 @@ def test_full_interactive_flow(make_napari_viewer, qtbot, tmp_path):
     np.testing.assert_allclose(feats["volume (voxel units³)"], np.array(voxels) * np.prod(layer.scale))
     img = np.asarray(viewer.layers["phantom"].data, np.float64)
     np.testing.assert_allclose(feats["mean intensity"], [img[objects == k].mean() for k in (1, 2)], atol=1e-3)
-    inside = np.argwhere(objects == 2)[0]
+    inside = (z2, *np.argwhere(objects[z2] == 2)[0])            # on the slice shown, which the status reads
     assert f"voxels: {voxels[1]}" in layer.get_status(inside)["coordinates"]
 
 

@@ -144,3 +144,34 @@ def test_objects_widget_cancel_keeps_the_layers(make_napari_viewer, qtbot, monke
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert w.status.text().startswith("cancelled"), w.status.text()
     assert len(viewer.layers) == 2 and w.run_btn.isEnabled() and not w.save_btn.isEnabled()
+
+
+def test_objects_widget_measures_labels_as_they_are(make_napari_viewer, qtbot, tmp_path):
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-halo-seg", "colin27")              # 2 mm, in mm: volumes in mL
+    atlas = viewer.layers["AAL subcortical (truth)"]
+    lab = np.asarray(atlas.data)
+    w = ObjectsWidget(viewer)
+    w.labels.setCurrentText(atlas.name)
+    w.image.setCurrentText("colin27 T1")
+    w.measure()
+    assert w.worker is not None
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    ids = [int(k) for k in np.unique(lab) if k]
+    assert w.status.text().startswith(f"{len(ids)} labels"), w.status.text()
+    feats = atlas.features                                         # on the layer itself, one row per label
+    assert list(feats["index"]) == ids
+    np.testing.assert_allclose(feats["volume (mL)"], [(lab == k).sum() * 8e-3 for k in ids], rtol=1e-3)
+    atlas.visible = True                                           # the sample shows it hidden
+    inside = np.argwhere(lab == 77)[0]
+    viewer.dims.set_point(0, float(atlas.data_to_world(inside)[0]))   # the status reads the slice shown
+    assert f"voxels: {int((lab == 77).sum())}" in atlas.get_status(inside)["coordinates"]
+    assert len(viewer.layers) == 2 and w.run_btn.isEnabled() and w.measure_btn.isEnabled()
+    # a layer with features of its own keeps them
+    atlas.features = {"index": ids, "name": [f"s{k}" for k in ids]}
+    w.measure()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert list(atlas.features.columns) == ["index", "name"] and "own features" in w.status.text()
+    w.save_table(str(tmp_path / "atlas.csv"))
+    assert len((tmp_path / "atlas.csv").read_text().splitlines()) == len(ids) + 1
