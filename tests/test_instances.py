@@ -94,6 +94,14 @@ def test_cli_instances_then_measure(tmp_path, capsys):
     assert f"{n - small} objects" in capsys.readouterr().out
     assert cli.main(["instances", str(tmp_path / "lab.npy"), str(tmp_path / "p.zarr"), "--classes", "0"]) == 2
     assert "classes" in capsys.readouterr().err
+    # a user's volume is never written over; an earlier output is
+    assert cli.main(["instances", str(tmp_path / "o.zarr"), str(tmp_path / "o.zarr")]) == 2
+    assert "must not be the input" in capsys.readouterr().err
+    zarr.open_array(str(tmp_path / "mine.zarr"), mode="w", shape=(2, 2, 2), dtype="u1")[...] = 7
+    assert cli.main(["instances", str(tmp_path / "lab.npy"), str(tmp_path / "mine.zarr"), "--quiet"]) == 2
+    assert "not an earlier output" in capsys.readouterr().err
+    assert zarr.open_array(str(tmp_path / "mine.zarr"))[...].tolist() == np.full((2, 2, 2), 7).tolist()
+    assert cli.main(["instances", str(tmp_path / "lab.npy"), str(tmp_path / "o.zarr"), "--quiet"]) == 0
 
 
 def _balls(centres_radii, shape=(24, 60, 80), spacing=(2.0, 1.0, 1.0)):

@@ -260,6 +260,9 @@ def cmd_instances(a) -> int:
     import numpy as np
     from .instances import label_instances, split_touching
     from .io import geometry, open_volume
+    from .io import VolumeError
+    if Path(a.labels).resolve() == Path(a.output).resolve():
+        raise VolumeError("the output must not be the input: the input is read again while the output is written")
     lab = open_volume(a.labels)
     g = lab.meta.get(geometry.KEY)
     with tqdm(total=1, desc="objects", unit="slab", disable=a.quiet) as bar:

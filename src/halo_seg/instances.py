@@ -24,6 +24,22 @@ from .io.volume import VolumeError
 SLAB_VOXELS = 1 << 23   # voxels per slab: bounds memory (a few tens of MB), whatever the volume
 
 
+INSTANCES_ATTR = "instances"   # marks an output of label_instances, which a later run may replace
+
+
+def _check_output(out: Path) -> None:
+    """Only a path that is free, or an earlier output of this function, is written: never a user's volume."""
+    if not out.exists():
+        return
+    import zarr
+    try:
+        ours = bool(zarr.open_array(str(out), mode="r").attrs.get(INSTANCES_ATTR))
+    except Exception:   # not a zarr array at all
+        ours = False
+    if not ours:
+        raise VolumeError(f"{out} exists and is not an earlier output of instances: choose a new path")
+
+
 @dataclass
 class InstanceResult:
     path: Path
@@ -86,6 +102,8 @@ def label_instances(labels, out: str | Path, classes=None, min_voxels: int = 0, 
     classes = [None] if not classes else sorted({int(c) for c in classes})
     if any(c is not None and c <= 0 for c in classes):
         raise VolumeError(f"classes must be label values > 0, got {classes}")
+    out = Path(out)
+    _check_output(out)
     structure = ndi.generate_binary_structure(3, connectivity)
     shifts = _shifts(connectivity)
     step, starts = slabs(shape, SLAB_VOXELS)
@@ -137,10 +155,10 @@ def label_instances(labels, out: str | Path, classes=None, min_voxels: int = 0, 
         per_class[key] = per_class.get(key, 0) + 1
 
     # pass 2: the same provisional ids again (labelling is deterministic), mapped to the final ones
-    out = Path(out)
     chunks = (step, min(shape[1], 512), min(shape[2], 512))   # slabs cover whole chunks: no two write one
     arr = create_zarr_array(out, shape, chunks, dtype, spacing=spacing, overwrite=True, geometry=geometry)
     mark_labels(arr, unit)
+    arr.attrs[INSTANCES_ATTR] = True
     for i, z0 in enumerate(starts):
         prov, _ = _slab_components(read(z0), classes, structure, offsets[i])
         arr[z0:z0 + step] = lut[prov]
