@@ -136,7 +136,8 @@ def label_instances(labels, out: str | Path, classes=None, min_voxels: int = 0, 
     size = np.bincount(comp, weights=np.concatenate(sizes))
     keep = size >= max(min_voxels, 1)
     keep[comp[0]] = False
-    # final ids 1..K in the order components first appear in the volume (raster order of slabs)
+    # final ids 1..K in the order components first appear: slab by slab, and within a slab class by
+    # class, each in raster order (with one foreground, the volume's raster order)
     first = np.full(len(size), n, np.int64)
     np.minimum.at(first, comp, np.arange(n))
     kept = np.flatnonzero(keep)
