@@ -35,9 +35,7 @@ def object_row(mask: np.ndarray, label: int, image_layer) -> dict:
     t = measure_mask(mask, label, spacing=tuple(image_layer.scale[-3:]), image=data, unit=unit)
     if not len(t["label"]):
         return {}
-    volume = float(t["volume_ml"][0]) if "volume_ml" in t else float(t["volume"][0])
-    return {"index": int(label), "voxels": int(t["voxels"][0]), _size_column(unit): round(volume, 4),
-            "mean intensity": round(float(t["mean"][0]), 4)}
+    return {k: v[0].item() for k, v in table_features(t, unit).items()}
 
 
 def set_row(labels_layer, row: dict):

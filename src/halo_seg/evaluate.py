@@ -13,7 +13,7 @@ from scipy import ndimage as ndi
 
 from .io.labels import check_label_volume, read_label_slab, slabs
 from .io.volume import VolumeError
-from .measure import SLAB_VOXELS, measure_labels
+from .measure import SLAB_VOXELS, bbox_slices, measure_labels
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
@@ -88,9 +88,8 @@ def compare_labels(pred, truth, spacing=(1.0, 1.0, 1.0), labels=None, distances:
                 cols["hausdorff"].append(np.nan)
                 cols["assd"].append(np.nan)
                 continue
-            lo = [min(int(tp[f"bbox_{a}0"][ip]), int(tt[f"bbox_{a}0"][it])) for a in "zyx"]
-            hi = [max(int(tp[f"bbox_{a}1"][ip]), int(tt[f"bbox_{a}1"][it])) + 1 for a in "zyx"]
-            box = tuple(slice(a, b) for a, b in zip(lo, hi))
+            box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))   # both masks' boxes
+                        for a, b in zip(bbox_slices(tp, ip), bbox_slices(tt, it)))
             if cancel is not None and cancel():
                 raise InterruptedError("stopped before every label was compared")
             d_ab, d_ba = surface_distances(np.asarray(pred[box]) == k, np.asarray(truth[box]) == k, sp)

@@ -183,7 +183,7 @@ def split_touching(path: str | Path, depth: float = SPLIT_DEPTH, spacing=(1.0, 1
     import zarr
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
-    from .measure import measure_labels
+    from .measure import bbox_slices, measure_labels
     if not depth > 0:
         raise VolumeError(f"the split depth must be > 0 voxels, got {depth}")
     h = float(depth) * min(float(v) for v in spacing)
@@ -194,7 +194,7 @@ def split_touching(path: str | Path, depth: float = SPLIT_DEPTH, spacing=(1.0, 1
     for i, k in enumerate(table["label"].tolist()):
         if cancel is not None and cancel():
             raise InterruptedError("stopped before every object was split")
-        box = tuple(slice(int(table[f"bbox_{a}0"][i]), int(table[f"bbox_{a}1"][i]) + 1) for a in "zyx")
+        box = bbox_slices(table, i)
         crop = arr[box]
         mask = np.pad(crop == k, 1)
         dist = ndi.distance_transform_edt(mask, sampling=spacing)

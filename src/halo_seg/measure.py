@@ -139,6 +139,11 @@ def _table(acc: _Acc, sp, unit, affine) -> dict[str, np.ndarray]:
     return out
 
 
+def bbox_slices(table: dict[str, np.ndarray], i: int) -> tuple[slice, slice, slice]:
+    """Row i's bounding box (inclusive columns bbox_z0 .. bbox_x1) as slices into the volume."""
+    return tuple(slice(int(table[f"bbox_{a}0"][i]), int(table[f"bbox_{a}1"][i]) + 1) for a in "zyx")
+
+
 def add_shape(table: dict[str, np.ndarray], labels, spacing=(1.0, 1.0, 1.0), cancel=None) -> dict[str, np.ndarray]:
     """``table`` (from measure_labels) with ``surface_area`` (in unit^2) and ``sphericity`` (1 for a
     ball, about 0.8 for a cube) of each object's surface: marching cubes at its mask's 0.5 level in
@@ -150,7 +155,7 @@ def add_shape(table: dict[str, np.ndarray], labels, spacing=(1.0, 1.0, 1.0), can
     for i, k in enumerate(table["label"]):
         if cancel is not None and cancel():
             raise InterruptedError("stopped before every object was measured")
-        box = tuple(slice(int(table[f"bbox_{a}0"][i]), int(table[f"bbox_{a}1"][i]) + 1) for a in "zyx")
+        box = bbox_slices(table, i)
         crop = np.pad(np.asarray(labels[box]) == k, 1).astype(np.float32)
         verts, faces, _, _ = marching_cubes(crop, 0.5, spacing=tuple(float(s) for s in spacing))
         area[i] = mesh_surface_area(verts, faces)

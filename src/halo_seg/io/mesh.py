@@ -48,7 +48,7 @@ def write_meshes(labels, output, spacing=(1.0, 1.0, 1.0), affine: np.ndarray | N
                  smooth: int = 0) -> list[Path]:
     """One mesh file per label value (``output`` itself when there is one object or ``label`` picks
     it, else ``<stem>_<label><suffix>`` beside it). Returns the files written."""
-    from ..measure import measure_labels
+    from ..measure import bbox_slices, measure_labels
     output = Path(output)
     if output.suffix.lower() not in MESH_SUFFIXES:
         raise VolumeError(f"a mesh is written as {', '.join(MESH_SUFFIXES)}, not {output.name}")
@@ -66,10 +66,9 @@ def write_meshes(labels, output, spacing=(1.0, 1.0, 1.0), affine: np.ndarray | N
     written = []
     for k in ids:
         i = int(np.flatnonzero(table["label"] == k)[0])
-        lo = [int(table[f"bbox_{a}0"][i]) for a in "zyx"]
-        hi = [int(table[f"bbox_{a}1"][i]) + 1 for a in "zyx"]
-        crop = np.asarray(labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]) == k
-        mesh = object_mesh(crop, lo, spacing, affine, smooth)
+        box = bbox_slices(table, i)
+        crop = np.asarray(labels[box]) == k
+        mesh = object_mesh(crop, [s.start for s in box], spacing, affine, smooth)
         path = output if len(ids) == 1 else output.with_name(f"{output.stem}_{k}{output.suffix}")
         mesh.export(str(path))
         written.append(path)
