@@ -414,3 +414,65 @@ def test_object_contrast_is_the_mean_inside_and_in_a_ring_around():
     img[5:15, 5:15][~mask[5:15, 5:15]] = 1.0     # a 3-pixel ring (square: max-pool dilation)
     assert _object_contrast(img, mask) == (3.0, 1.0)
     assert _object_contrast(img, torch.zeros_like(mask)) == (0.0, 0.0)
+
+
+@needs_default
+@pytest.mark.parametrize("axis", [1, 2])
+def test_slicing_along_another_axis_equals_the_transposed_volume(phantom, axis, tmp_path):
+    """A session along axis 1 or 2 is the same computation as one along axis 0 of the volume with
+    that axis moved first, for numpy and for zarr (read through AxisView), and it answers in the
+    volume's own orientation."""
+    import zarr
+    image, truth = phantom
+    moved, moved_truth = np.moveaxis(image, axis, 0), np.moveaxis(truth, axis, 0)
+    z = int(moved_truth.sum((1, 2)).argmax())
+    box = mask_bbox(moved_truth[z])
+    ref = InteractiveSegmenter(np.ascontiguousarray(moved), spacing=(1.0, 1.0, 1.0), device="cpu")
+    ref.add_box(z, *box)
+    expected = ref.propagate()
+    rec = ref.recommend_slice()
+    assert dice(expected, moved_truth) > 0.8
+    stored = zarr.open(str(tmp_path / "v.zarr"), mode="w", shape=image.shape, chunks=(8, 32, 32),
+                       dtype=image.dtype)
+    stored[:] = image
+    for vol in (image, stored):
+        seg = InteractiveSegmenter(vol, device="cpu", axis=axis)
+        assert seg.shape == moved.shape and seg.volume_shape == image.shape
+        seg.add_box(z, *box)
+        pred = seg.propagate()
+        assert pred.shape == image.shape
+        assert np.array_equal(pred, np.moveaxis(expected, 0, axis))
+        assert np.array_equal(seg.prediction, pred)
+        assert np.allclose(seg.quality, ref.quality, equal_nan=True)
+        assert seg.recommend_slice() == rec
+        assert np.array_equal(seg.annotation(z), ref.annotation(z))
+    # the simulated user works in the session's slices and scores in the volume's orientation
+    moved_recs = run_session(InteractiveSegmenter(np.ascontiguousarray(moved), device="cpu"), moved_truth, rounds=2)
+    recs = run_session(InteractiveSegmenter(image, device="cpu", axis=axis), truth, rounds=2)
+    assert [(r["slice"], r["dice"]) for r in recs] == [(r["slice"], r["dice"]) for r in moved_recs]
+
+
+def test_axis_view_reads_blocks_in_the_sessions_order():
+    from halo_seg.interactive.segmenter import AxisView
+    a = np.arange(4 * 5 * 6).reshape(4, 5, 6)
+    for axis in (0, 1, 2):
+        view, ref = AxisView(a, axis), np.moveaxis(a, axis, 0)
+        assert view.shape == ref.shape
+        for key in [(slice(None),) * 3, (1, slice(1, 3), slice(0, 4)), (slice(0, 2), 2, slice(None)),
+                    (slice(1, 3), slice(None), 0), (2,)]:
+            assert np.array_equal(view[key], ref[key]), (axis, key)
+
+
+def test_a_bad_axis_is_refused_and_spacing_follows_the_axis(random_weights):
+    vol = np.zeros((4, 6, 8), np.float32)
+    for bad in (3, -4, 1.0, True, "z"):
+        with pytest.raises(InteractiveError, match="axis must be 0, 1 or 2"):
+            InteractiveSegmenter(vol, device="cpu", weights=random_weights, axis=bad)
+    seg = InteractiveSegmenter(vol, spacing=(3.0, 1.0, 0.5), device="cpu", weights=random_weights, axis=-1)
+    assert seg.axis == 2 and seg.shape == (8, 4, 6) and seg.spacing == (0.5, 3.0, 1.0)
+    with pytest.raises(InteractiveError, match="slice 8 is outside the volume"):
+        seg.add_box(8, 0, 0, 1, 1)
+    with pytest.raises(InteractiveError, match="outside the 4x6 slice"):
+        seg.add_box(0, 0, 0, 4, 1)
+    seg.set_slice_mask(7, np.ones((4, 6), bool))
+    assert seg.prediction.shape == vol.shape and seg.prediction[:, :, 7].all() and seg.prediction.sum() == 24

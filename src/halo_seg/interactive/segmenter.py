@@ -100,13 +100,18 @@ class InteractiveSegmenter:
     """Segment one object in a (Z, Y, X) volume from prompts on a few slices.
 
     ``volume`` may be numpy, dask or zarr, any numeric dtype; only the region around the object
-    is read. Points are (y, x), boxes inclusive pixel bounds (y0, x0, y1, x1). ``strict_ends``
+    is read. Points are (y, x), boxes inclusive pixel bounds (y0, x0, y1, x1). ``axis`` is the axis
+    the object is sliced along (0: the (Y, X) slices; 1 or 2 for the other planes, e.g. coronal or
+    sagittal slices of a scan): slice indices count along it, and (y, x) are the other two axes in
+    their order. ``shape`` and ``spacing`` are then the volume's with ``axis`` first; ``prediction``
+    and ``propagate()`` are in the volume's own orientation. ``strict_ends``
     ends sweeps sooner where an object narrows and widens again or turns as dark as its
     surroundings: for touching objects of equal brightness such as nuclei.
     """
 
     def __init__(self, volume, spacing=None, device: str = "auto", weights="default", tta: bool = True,
-                 quality_stop: float | None = None, quality_model="auto", strict_ends: bool = False):
+                 quality_stop: float | None = None, quality_model="auto", strict_ends: bool = False,
+                 axis: int = 0):
         shape = getattr(volume, "shape", None)
         if shape is None:
             raise InteractiveError(f"volume must be an array (numpy, dask or zarr), got {type(volume).__name__}")
@@ -121,9 +126,15 @@ class InteractiveSegmenter:
             raise InteractiveError("volume contains NaN or infinite values; fill or mask them first")
         if spacing is not None and (len(spacing) != 3 or min(spacing) <= 0):
             raise InteractiveError(f"spacing must be 3 positive numbers (z, y, x), got {spacing}")
-        self.volume = volume
-        self.shape = tuple(int(s) for s in shape)
-        self.spacing = tuple(float(s) for s in spacing) if spacing is not None else (1.0, 1.0, 1.0)
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
+            raise InteractiveError(f"axis must be 0, 1 or 2 (the axis slices are taken along), got {axis!r}")
+        self.axis = int(axis) % 3
+        self.volume_shape = tuple(int(s) for s in shape)
+        order = axis_order(self.axis)
+        self.volume = volume if self.axis == 0 else AxisView(volume, self.axis)
+        self.shape = tuple(self.volume_shape[a] for a in order)
+        spacing = tuple(float(s) for s in spacing) if spacing is not None else (1.0, 1.0, 1.0)
+        self.spacing = tuple(spacing[a] for a in order)
         self.device = _pick_device(device)
         self.tta = bool(tta)   # average with a mirrored propagation: more accurate, twice the work
         self.net, self.weights_meta = load_memnet(weights, self.device)
@@ -174,13 +185,18 @@ class InteractiveSegmenter:
     # -- read-only views ----------------------------------------------------------------------------
     @property
     def prediction(self) -> np.ndarray:
-        """Current 3D mask: the last propagation, with annotated slices as the user gave them."""
+        """Current 3D mask, in the volume's orientation: the last propagation, with annotated slices
+        as the user gave them."""
         if self._s.prediction is not None:
-            return self._s.prediction
+            return self._oriented(self._s.prediction)
         out = np.zeros(self.shape, bool)
         for z, m in self._s.annotations.items():
             out[z] = m
-        return out
+        return self._oriented(out)
+
+    def _oriented(self, frame: np.ndarray) -> np.ndarray:
+        """A (slices, rows, columns) array of the session in the volume's orientation (a view)."""
+        return frame if self.axis == 0 else np.moveaxis(frame, 0, self.axis)
 
     @property
     def quality(self) -> np.ndarray:
@@ -208,6 +224,11 @@ class InteractiveSegmenter:
         if z not in self._s.annotations:
             raise InteractiveError(f"slice {z} is not annotated (annotated: {self.annotated_slices})")
         return self._s.annotations[z].copy()
+
+    @property
+    def has_prompts(self) -> bool:
+        """Prompts were given that no segmentation has used yet."""
+        return bool(self._s.pending)
 
     @property
     def can_undo(self) -> bool:
@@ -420,7 +441,8 @@ class InteractiveSegmenter:
         return mask.copy()
 
     def propagate(self, cancel=None) -> np.ndarray:
-        """Segment pending prompted slices, then propagate through the volume. Returns (Z, Y, X) bool."""
+        """Segment pending prompted slices, then propagate through the volume. Returns a bool mask in
+        the volume's orientation."""
         work = self._s.copy()
         for z in sorted(work.pending):
             work.annotations[z] = self._segment(work, z)
@@ -461,7 +483,7 @@ class InteractiveSegmenter:
         work.prediction, work.quality = pred, quality
         work.open_ends = dict(prop.open_ends or {})
         self._s = work
-        return pred
+        return self._oriented(pred)
 
     def _fill_between_painted(self, s: _State, pred: np.ndarray):
         if not PAINTED_GAP_MM:
@@ -536,6 +558,34 @@ class InteractiveSegmenter:
         """Forget every prompt and mask of this object (undoable)."""
         self._push()
         self._s = _State()
+
+
+def axis_order(axis: int) -> tuple[int, int, int]:
+    """The volume's axes in a session's order: the slicing axis first, then the other two."""
+    return (axis,) + tuple(a for a in range(3) if a != axis)
+
+
+class AxisView:
+    """A 3D array read with ``axis`` first, without copying or loading it: zarr and other arrays that
+    cannot transpose lazily are indexed through it (numpy and dask could, but one path serves all)."""
+
+    def __init__(self, array, axis: int):
+        self.array, self.order = array, axis_order(axis)
+        self.shape = tuple(int(array.shape[a]) for a in self.order)
+        self.dtype = array.dtype
+        self.ndim = 3
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (3 - len(key))
+        if len(key) != 3 or any(not isinstance(k, (slice, int, np.integer)) for k in key):
+            raise IndexError(f"AxisView takes up to 3 ints or slices, got {key!r}")
+        source = [slice(None)] * 3
+        for k, a in zip(key, self.order):
+            source[a] = k
+        block = np.asarray(self.array[tuple(source)])
+        kept = [a for k, a in zip(key, self.order) if isinstance(k, slice)]   # in the session's order
+        return block.transpose([sorted(kept).index(a) for a in kept])
 
 
 def _with_slice(vol: np.ndarray, z: int, mask: np.ndarray) -> np.ndarray:

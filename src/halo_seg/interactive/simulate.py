@@ -72,12 +72,19 @@ def corrective_click(pred2d: np.ndarray, truth2d: np.ndarray):
     return int(y), int(x), positive
 
 
+def in_frame(seg, volume: np.ndarray) -> np.ndarray:
+    """A volume-oriented array in the session's (slices, rows, columns) order (a view)."""
+    axis = getattr(seg, "axis", 0)
+    return volume if axis == 0 else np.moveaxis(volume, axis, 0)
+
+
 def choose_slice(seg, truth: np.ndarray, strategy: str, rng) -> int:
     """'recommend': the segmenter's choice (never looks at truth); 'random': any unannotated slice of
-    the predicted extent; 'oracle': the unannotated slice with the worst true Dice."""
+    the predicted extent; 'oracle': the unannotated slice with the worst true Dice. ``truth`` is in
+    the session's order (in_frame)."""
     if strategy == "recommend":
         return seg.recommend_slice()
-    pred = seg.prediction
+    pred = in_frame(seg, seg.prediction)
     done = set(seg.annotated_slices)
     if strategy == "random":
         zs = np.flatnonzero(pred.reshape(len(pred), -1).any(1))
@@ -93,7 +100,7 @@ def choose_slice(seg, truth: np.ndarray, strategy: str, rng) -> int:
 
 def _exhausted(seg, truth: np.ndarray) -> bool:
     """Every slice of the predicted and the true extent, and one on either side, is annotated."""
-    pred = seg.prediction
+    pred = in_frame(seg, seg.prediction)
     zs = np.flatnonzero(pred.reshape(len(pred), -1).any(1) | truth.reshape(len(truth), -1).any(1))
     todo = set(range(max(zs.min() - 1, 0), min(zs.max() + 2, len(truth)))) - set(seg.annotated_slices)
     return not todo
@@ -139,8 +146,9 @@ def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recomm
     Dice pairs and (quality features, true Dice) samples of the propagated slices. Each round's slice
     gets ``prompt`` and up to ``clicks`` corrective clicks (prompt_slice). When every slice of the
     object and one on either side is annotated (an object only a few slices thick) the user is done:
-    the remaining rounds repeat the last Dice, with no slice, no time and no samples."""
-    truth = np.asarray(truth, bool)
+    the remaining rounds repeat the last Dice, with no slice, no time and no samples. ``truth`` is in
+    the volume's orientation; slices are counted along the session's axis."""
+    truth = in_frame(seg, np.asarray(truth, bool))
     rng = np.random.default_rng(seed)
     area = truth.reshape(len(truth), -1).sum(1)
     z = int(area.argmax())
@@ -157,7 +165,7 @@ def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recomm
                 break
         t0 = time.perf_counter()
         made = prompt_slice(seg, z, truth[z], prompt, clicks)
-        pred = seg.propagate(cancel=cancel)
+        pred = in_frame(seg, seg.propagate(cancel=cancel))
         sec = time.perf_counter() - t0
         q = seg.quality
         true_sd = dice_per_slice(pred, truth)
