@@ -1,7 +1,9 @@
 """Dock widget: interactive 3D segmentation with memory propagation (halo_seg.InteractiveSegmenter).
 
 Prompts live in napari layers the widget creates: positive and negative clicks (Points), a box
-(Shapes rectangle) and four extreme points (Points), all read on the slice shown; clicks on a slice
+(Shapes rectangle) and four extreme points (Points), all read on the slice shown, in whichever plane
+napari shows (roll or transpose the dims for coronal or sagittal slices: an object is propagated along
+the axis its first prompts were drawn across, until it is committed or reset); clicks on a slice
 already segmented correct its mask (a positive click only adds, a negative only removes). The current object
 is previewed in an editable Labels layer: paint on a slice and "Accept slice" to trust it as truth.
 "Commit" copies the object into the objects Labels layer under a new id, never over another object.
@@ -25,6 +27,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QLab
                             QVBoxLayout, QWidget)
 
 from halo_seg.io.dicom_seg import SERIES_KEY
+from halo_seg.interactive.segmenter import axis_order
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
@@ -72,7 +75,7 @@ class InteractiveWidget(QWidget):
         self._cancel = threading.Event()
         self._sent: set = set()           # prompts already handed to the segmenter
         self.last_seconds = None
-        self._session_key = None           # (image, weights, device) the session was made for
+        self._session_key = None           # (image, weights, device, axis) the session was made for
         self._quality_changed = False      # the quality field changed while a step ran
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
@@ -221,12 +224,37 @@ class InteractiveWidget(QWidget):
         if self.seg is not None:
             self.seg.strict_ends = bool(on)   # used from the next propagation on
 
-    def _z(self) -> int:
-        """The chosen image's slice under the viewer's current point (other layers may have other scales)."""
+    def _view_axis(self) -> int:
+        """The axis of the chosen image that the 2D view slices across (0 unless the dims were rolled
+        or transposed): prompts drawn now lie on a slice along it."""
+        dims = self.viewer.dims
+        if dims.ndisplay != 2:
+            raise ValueError("switch to the 2D view: objects are prompted on slices")
+        off = dims.ndim - 3   # the image's axes are the world's last three
+        hidden = [a - off for a in dims.not_displayed if a >= off]
+        if off < 0 or not hidden:
+            raise ValueError("the viewer shows no 3D image to slice")
+        return hidden[0]
+
+    def _axis(self) -> int:
+        """The axis the current object is sliced along: its session's once it has prompts or slices,
+        else the view's (a new object begins across the slices shown)."""
+        seg = self.seg
+        if seg is not None and self._session_key is not None and (seg.annotated_slices or seg.has_prompts):
+            return seg.axis
+        try:
+            return self._view_axis()
+        except ValueError:
+            return 0 if seg is None else seg.axis
+
+    def _z(self, axis: int | None = None) -> int:
+        """The chosen image's slice along ``axis`` (default: the object's axis) under the viewer's
+        current point (other layers may have other scales)."""
+        axis = self._axis() if axis is None else axis
         layer = self._layer(self.image.currentText())
         if layer is None:
-            return int(self.viewer.dims.current_step[0])
-        return int(round(float(layer.world_to_data(self.viewer.dims.point)[0])))
+            return int(self.viewer.dims.current_step[axis - 3])
+        return int(round(float(layer.world_to_data(self.viewer.dims.point)[axis - 3])))
 
     def _on_step(self, *_):
         if self.seg is not None:
@@ -239,17 +267,25 @@ class InteractiveWidget(QWidget):
             return self.quality.itemData(i)
         return AUTO if text in ("", AUTO) else text
 
-    def _session(self):
-        """The segmenter for the image, weights and device chosen; a new one when one of them changed.
-        On the same image the slices segmented so far carry over as trusted masks; the prompts drawn
-        are handed over again as they are used."""
+    def _session(self, axis: int | None = None):
+        """The segmenter for the image, weights, device and slicing axis (default: the view's) chosen;
+        a new one when one of them changed. On the same image and axis the slices segmented so far
+        carry over as trusted masks; the prompts drawn are handed over again as they are used. An
+        object begun on slices along another axis is refused, not dropped."""
         layer, data = self._image_layer()
-        key = (layer.name, self.weights.currentText().strip() or "default", self.device.currentText())
+        axis = self._view_axis() if axis is None else axis
+        key = (layer.name, self.weights.currentText().strip() or "default", self.device.currentText(), axis)
         if self.seg is None or self._session_key != key:
+            same_image = self.seg is not None and self._session_key is not None and self._session_key[0] == key[0]
+            if same_image and self.seg.axis != axis and (self.seg.annotated_slices or self.seg.has_prompts):
+                raise ValueError(f"this object is prompted on slices across axis {self.seg.axis}, and the view now "
+                                 f"slices across axis {axis}: show those slices again to go on with it, or "
+                                 "Commit or Reset it to begin an object on these")
             from halo_seg import InteractiveSegmenter
             seg = InteractiveSegmenter(data, spacing=tuple(layer.scale[-3:]), device=key[2], weights=key[1],
-                                       quality_model=self._quality_choice(), strict_ends=self.strict.isChecked())
-            old = self.seg if self._session_key is not None and self._session_key[0] == key[0] else None
+                                       quality_model=self._quality_choice(), strict_ends=self.strict.isChecked(),
+                                       axis=axis)
+            old = self.seg if same_image and self.seg.axis == axis else None
             for z in (old.annotated_slices if old is not None else []):
                 seg.set_slice_mask(z, old.annotation(z), painted=z in old.painted_slices)
             self.seg, self._session_key = seg, key
@@ -277,34 +313,37 @@ class InteractiveWidget(QWidget):
         self._guard(apply)
 
     def send_prompts(self, z: int) -> int:
-        """Hand the prompts drawn on slice z to the segmenter; returns how many were new."""
+        """Hand the prompts drawn on slice z (along the session's axis) to the segmenter; returns how
+        many were new."""
         seg = self._session()
+        order = list(axis_order(seg.axis))   # a layer point's coordinates in the session's (z, y, x)
         n = 0
         for name, positive in ((POS, True), (NEG, False)):
             lay = self._layer(name)
-            for p in (lay.data if lay is not None else []):
+            for p in (np.asarray(lay.data)[:, order] if lay is not None and len(lay.data) else []):
                 if int(round(p[0])) == z:
-                    key = (name, z, round(float(p[1]), 2), round(float(p[2]), 2))
+                    key = (name, seg.axis, z, round(float(p[1]), 2), round(float(p[2]), 2))
                     if key not in self._sent:
                         seg.add_click(z, p[1], p[2], positive=positive)
                         self._sent.add(key)
                         n += 1
         box = self._layer(BOX)
         if box is not None:
-            for shape in box.data:
+            for shape in (np.asarray(s)[:, order] for s in box.data):
                 if np.all(np.round(shape[:, 0]) == z):
                     y0, x0 = shape[:, 1].min(), shape[:, 2].min()
                     y1, x1 = shape[:, 1].max(), shape[:, 2].max()
-                    key = ("box", z, round(float(y0)), round(float(x0)), round(float(y1)), round(float(x1)))
+                    key = ("box", seg.axis, z, round(float(y0)), round(float(x0)), round(float(y1)),
+                           round(float(x1)))
                     if key not in self._sent:
                         seg.add_box(z, int(round(y0)), int(round(x0)), int(round(y1)), int(round(x1)))
                         self._sent.add(key)
                         n += 1
         ext = self._layer(EXTREME)
-        if ext is not None:
-            pts = [p for p in ext.data if int(round(p[0])) == z]
+        if ext is not None and len(ext.data):
+            pts = [p for p in np.asarray(ext.data)[:, order] if int(round(p[0])) == z]
             if pts:
-                key = ("extreme", z) + tuple(np.round(np.asarray(pts)[:, 1:], 2).ravel())
+                key = ("extreme", seg.axis, z) + tuple(np.round(np.asarray(pts)[:, 1:], 2).ravel())
                 if key not in self._sent:
                     seg.add_extreme_points(z, [(p[1], p[2]) for p in pts])
                     self._sent.add(key)
@@ -372,6 +411,7 @@ class InteractiveWidget(QWidget):
 
         def prep():
             self.ensure_prompt_layers()
+            self._session()   # refuses a view across another axis than the object's
             self.send_prompts(self._z())
             return self.seg
         return self._guard(prep)
@@ -397,18 +437,25 @@ class InteractiveWidget(QWidget):
             self.recommended = self._guard(seg.recommend_slice)
             self._show()
             r = "" if self.recommended is None else f"; recommended slice to check: {self.recommended}"
-            self.status.setText(f"propagated in {self.last_seconds:.2f}s through {int(pred.any((1, 2)).sum())} "
-                                f"slices ({self._volume_text(int(pred.sum()))}){r}")
+            other = tuple(a for a in range(3) if a != seg.axis)
+            across = "" if seg.axis == 0 else f" across axis {seg.axis}"
+            self.status.setText(f"propagated in {self.last_seconds:.2f}s through {int(pred.any(other).sum())} "
+                                f"slices{across} ({self._volume_text(int(pred.sum()))}){r}")
         self._start("propagating ...", seg.propagate, cancel=self._cancel.is_set, on_done=done)
 
     def goto_slice(self, z: int):
+        """Show slice z along the object's axis."""
+        axis = self._axis()
+        world = self.viewer.dims.ndim - 3 + axis
         layer = self._layer(self.image.currentText())
         if layer is None:
             step = list(self.viewer.dims.current_step)
-            step[0] = int(z)
+            step[world] = int(z)
             self.viewer.dims.current_step = tuple(step)
             return
-        self.viewer.dims.set_point(0, float(layer.data_to_world([int(z), 0, 0])[0]))
+        at = [0, 0, 0]
+        at[axis] = int(z)
+        self.viewer.dims.set_point(world, float(layer.data_to_world(at)[axis]))
 
     def goto_recommended(self):
         if self.recommended is None:
@@ -420,10 +467,11 @@ class InteractiveWidget(QWidget):
         """The preview slice as painted by the user becomes a trusted annotation."""
         if self._busy() or self._layer(PREVIEW) is None:
             return
-        z = self._z()
-        mask = np.asarray(self._layer(PREVIEW).data[z]) > 0
         try:
-            self._session().set_slice_mask(z, mask)
+            seg = self._session()
+            z = self._z()
+            mask = np.asarray(self._layer(PREVIEW).data[_slice_of(seg.axis, z)]) > 0
+            seg.set_slice_mask(z, mask)
         except Exception as exc:  # reported, nothing changed
             self.status.setText(f"error: {exc}")
             return
@@ -474,7 +522,7 @@ class InteractiveWidget(QWidget):
             return
         n_all, ids = len(ids), ids[-MAX_LEARN:]
         which = f"{len(ids)} objects" if len(ids) == n_all else f"the {len(ids)} latest of {n_all} objects"
-        seg = self._guard(self._session)
+        seg = self._guard(lambda: self._session(self._axis()))
         if seg is None:
             return
         from halo_seg.interactive.quality import sample_path_for
@@ -543,8 +591,13 @@ class InteractiveWidget(QWidget):
             return
         if z_mask is not None:
             z, m = z_mask
-            preview.data[z] = m.astype(preview.data.dtype)
+            preview.data[_slice_of(self.seg.axis, z)] = m.astype(preview.data.dtype)
         else:
             preview.data = self.seg.prediction.astype(np.uint8)
         preview.refresh()
         self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices)
+
+
+def _slice_of(axis: int, z: int) -> tuple:
+    """Index of slice z across ``axis`` of a (Z, Y, X) array."""
+    return (slice(None),) * axis + (int(z),)

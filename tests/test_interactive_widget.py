@@ -310,3 +310,54 @@ def test_a_second_image_gets_its_own_layers_and_the_first_keeps_its_objects(make
     w.image.setCurrentText("phantom")                      # back: its objects are its own again
     np.testing.assert_array_equal(np.asarray(viewer.layers["objects"].data), first)
     assert viewer.layers["objects"].visible and "objects (colin27 T1)" in viewer.layers
+
+
+@needs_default
+def test_an_object_prompted_in_another_plane_is_propagated_across_it(make_napari_viewer, qtbot):
+    """With the dims rolled to show slices across axis 1, a box drawn there segments that slice and
+    propagates across axis 1, exactly as the engine's session along axis 1 does; going back to the
+    axial view refuses new prompts for this object and loses nothing, and after Commit the next
+    object is prompted axially."""
+    from halo_seg import InteractiveSegmenter
+    viewer, w = _phantom_widget(make_napari_viewer)
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    viewer.dims.order = (1, 0, 2)                       # shows (axis 0, axis 2) slices across axis 1
+    assert w._view_axis() == 1
+    z = int(truth.sum((0, 2)).argmax())
+    w.goto_slice(z)
+    assert w._z() == z
+    w.ensure_prompt_layers()
+    y0, x0, y1, x1 = mask_bbox(truth[:, z, :])
+    viewer.layers["box"].add_rectangles(np.array([[y0, z, x0], [y0, z, x1], [y1, z, x1], [y1, z, x0]], float))
+    w.segment_slice()
+    _wait(qtbot, w)
+    preview = viewer.layers["current object"]
+    assert w.seg.axis == 1
+    assert dice(np.asarray(preview.data[:, z, :]) > 0, truth[:, z, :]) >= 0.8, w.status.text()
+    w.propagate()
+    _wait(qtbot, w)
+    got = np.asarray(preview.data) > 0
+    assert "across axis 1" in w.status.text()
+    ref = InteractiveSegmenter(np.asarray(viewer.layers["phantom"].data), device="cpu", axis=1,
+                               spacing=tuple(viewer.layers["phantom"].scale))
+    ref.add_box(z, y0, x0, y1, x1)
+    assert np.array_equal(got, ref.propagate())
+    assert dice(got, truth) >= 0.7
+
+    viewer.dims.order = (0, 1, 2)                       # back to axial slices
+    za = int(truth.sum((1, 2)).argmax())
+    _box(w, za, truth[za])
+    w.segment_slice()
+    assert w.worker is None and "across axis 1" in w.status.text() and "Commit or Reset" in w.status.text()
+    assert np.array_equal(np.asarray(preview.data) > 0, got) and w.seg.axis == 1
+    w.commit()
+    assert np.array_equal(np.asarray(viewer.layers["objects"].data) == 1, got)
+    w.goto_slice(za)                                    # the next object begins across the slices shown
+    assert w._z() == za
+    _box(w, za, truth[za])                              # its prompts (commit cleared the others)
+    w.segment_slice()
+    _wait(qtbot, w)
+    assert w.seg.axis == 0 and dice(np.asarray(preview.data[za]) > 0, truth[za]) >= 0.8
+    viewer.dims.ndisplay = 3
+    w.propagate()
+    assert w.worker is None and "2D view" in w.status.text()
