@@ -9,7 +9,7 @@ recommendation, at random, and by an oracle that knows the true per-slice Dice. 
 vs true slice Dice, and the "fill between slices" baseline (exact masks on 1..6 slices).
 
     .venv/bin/python benchmarks/interactive.py [--weights PATH] [--structures 77 78] [--threads 2] [--quality head]
-                                               [--prompt box|extreme] [--clicks N]
+                                               [--prompt box|extreme] [--clicks N] [--axis 0|1|2]
 """
 from __future__ import annotations
 
@@ -46,6 +46,9 @@ def main(argv=None) -> int:
                          "(the network's head alone) or a quality model file")
     ap.add_argument("--prompt", choices=["box", "extreme"], default="box", help="the user's prompt each round")
     ap.add_argument("--clicks", type=int, default=0, help="corrective clicks per prompted slice, at most")
+    ap.add_argument("--axis", type=int, default=0,
+                    help="slice the volume across this axis (0 axial, 1 coronal, 2 sagittal for Colin27); the "
+                         "first box goes on the object's largest slice across it")
     ap.add_argument("--sample", action="store_true", help="use the shipped 2 mm sample (no ../shared needed)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "interactive.json"))
     a = ap.parse_args(argv)
@@ -60,11 +63,11 @@ def main(argv=None) -> int:
         if not truth.any():
             continue
         name = SUBCORTICAL.get(k, str(k))
-        base = fill_between_curve(truth, a.rounds)
+        base = fill_between_curve(np.moveaxis(truth, a.axis, 0), a.rounds)
         row = {"label": k, "name": name, "voxels": int(truth.sum()), "fill_between": base}
         for strat in a.strategies:
             seg = InteractiveSegmenter(vol, spacing=data.spacing, device=a.device, weights=a.weights, tta=a.tta,
-                                       quality_model=None if a.quality == "head" else a.quality)
+                                       quality_model=None if a.quality == "head" else a.quality, axis=a.axis)
             meta = seg.weights_meta
             recs = run_session(seg, truth, a.rounds, strat, seed=k, prompt=a.prompt, clicks=a.clicks)
             row[strat] = [r["dice"] for r in recs]
@@ -90,7 +93,7 @@ def main(argv=None) -> int:
         "pearson_r_median_per_structure": float(np.nanmedian([r["pearson_r"] for r in rows])),
         "round_seconds_median": float(np.median(secs)) if secs else None,
         "round_seconds_max": float(np.max(secs)) if secs else None,
-        "prompt": a.prompt, "clicks": a.clicks,
+        "prompt": a.prompt, "clicks": a.clicks, "axis": a.axis,
         "clicks_made_per_round": (np.mean([r["clicks"] for r in rows], 0).tolist() if a.clicks and "recommend" in curves
                                   else None),
         "threads": a.threads, "device": a.device, "tta": a.tta, "quality": a.quality, "weights": meta and {k: meta.get(k) for k in ("path", "sha256", "iterations")},
