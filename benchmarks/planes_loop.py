@@ -66,13 +66,13 @@ def region(k):
             s = ses[ax]
             try:
                 z = s.recommend_slice()
-            except Exception as e:
+            except Exception:
                 out.setdefault("skipped", []).append(r); out["multi"].append(out["multi"][-1]); continue
         t2 = np.moveaxis(truth, ax, 0)[z]
         prompt_slice(s, z, t2)
         try:
             s.propagate()
-        except Exception as e:   # e.g. only an empty mask in a new session
+        except Exception:   # e.g. only an empty mask in a new session
             pass
         sessions = [ses[a] for a in sorted(ses) if ses[a].prediction.any() or ses[a].annotated_slices]
         if r == 1:

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # kept sessions not into the user's
 
 
 def main(argv=None) -> int:

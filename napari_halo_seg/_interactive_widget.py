@@ -10,7 +10,10 @@ is previewed in an editable Labels layer: paint on a slice and "Accept slice" to
 "Learn from objects" adjusts the quality model (where sweeps end, which slice is recommended) to the
 committed objects of this image, taken as truth, saves it under the user's data directory and selects
 it in the "quality" field, which lists the saved ones in later napari sessions too and takes any
-``.quality.json`` path. Networks run in a worker thread; the UI stays live, shows progress and can cancel.
+``.quality.json`` path. "Save session" and "Open session" keep the current object's prompts, trusted
+slices and last propagation in a file (halo_seg.interactive.session_file), and every propagation also
+saves it under the user's data directory (sessions/<image>.last.npz), so that closing napari or a crash
+loses no corrections. Networks run in a worker thread; the UI stays live, shows progress and can cancel.
 """
 from __future__ import annotations
 
@@ -43,14 +46,24 @@ MAX_LEARN = 12  # the most recent (highest ids) are used: 12 did no better than 
 AUTO = "auto"   # the quality field's entry for the weights' own model
 
 
-def learned_dir() -> Path:
-    """Where "Learn from objects" saves its models: $HALO_SEG_USER_DIR/quality, else the user's data
-    directory (platformdirs, which napari itself uses)."""
+def user_dir() -> Path:
+    """$HALO_SEG_USER_DIR, else the user's data directory (platformdirs, which napari itself uses)."""
     root = os.environ.get("HALO_SEG_USER_DIR")
     if not root:
         import platformdirs
         root = platformdirs.user_data_dir("napari-halo-seg")
-    return Path(root) / "quality"
+    return Path(root)
+
+
+def learned_dir() -> Path:
+    """Where "Learn from objects" saves its models."""
+    return user_dir() / "quality"
+
+
+def last_session_path(image_name: str) -> Path:
+    """Where each propagation saves the session of an image's current object."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", image_name).strip("_") or "image"
+    return user_dir() / "sessions" / f"{stem}.last.npz"
 
 
 class _Bridge(QObject):
@@ -118,6 +131,7 @@ class InteractiveWidget(QWidget):
                                                                            self.accept_slice),
                  ("Commit object", "Shift-C", self.commit), ("Undo", "Shift-U", self.undo),
                  ("Reset object", None, self.reset), ("Learn from objects", None, self.learn_quality),
+                 ("Save session", None, self.save_session), ("Open session", None, self.open_session),
                  ("Cancel", None, self.cancel)]
         for i, (text, key, fn) in enumerate(specs):
             b = QPushButton(f"{text} ({key})" if key else text)
@@ -433,15 +447,27 @@ class InteractiveWidget(QWidget):
         if seg is None:
             return
 
-        def done(pred):
+        keep = last_session_path(self.image.currentText())
+
+        def work():
+            pred = seg.propagate(cancel=self._cancel.is_set)
+            try:   # kept on disk, so that closing napari or a crash loses no correction
+                kept = seg.save_session(keep)
+            except OSError as exc:
+                kept = exc
+            return pred, kept
+
+        def done(result):
+            pred, kept = result
             self.recommended = self._guard(seg.recommend_slice)
             self._show()
             r = "" if self.recommended is None else f"; recommended slice to check: {self.recommended}"
             other = tuple(a for a in range(3) if a != seg.axis)
             across = "" if seg.axis == 0 else f" across axis {seg.axis}"
+            unsaved = f"; the session could not be saved: {kept}" if isinstance(kept, OSError) else ""
             self.status.setText(f"propagated in {self.last_seconds:.2f}s through {int(pred.any(other).sum())} "
-                                f"slices{across} ({self._volume_text(int(pred.sum()))}){r}")
-        self._start("propagating ...", seg.propagate, cancel=self._cancel.is_set, on_done=done)
+                                f"slices{across} ({self._volume_text(int(pred.sum()))}){r}{unsaved}")
+        self._start("propagating ...", work, on_done=done)
 
     def goto_slice(self, z: int):
         """Show slice z along the object's axis."""
@@ -553,6 +579,56 @@ class InteractiveWidget(QWidget):
                     weights=seg.weights_meta["path"], spacing=tuple(layer.scale[-3:]), device=str(seg.device),
                     data_note=f"{len(ids)} objects committed in napari on {layer.name!r}", log=lambda *_: None,
                     pool=pool, cancel=self._cancel.is_set, progress=self._bridge.progressed.emit, on_done=done)
+
+    def save_session(self, path: str | None = None):
+        """Save the current object's session (prompts, trusted slices, last propagation) to a file."""
+        if self._busy() or self.seg is None:
+            return
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+            start = str(last_session_path(self.image.currentText()).parent)
+            path, _ = QFileDialog.getSaveFileName(self, "Save session", start, "halo-seg session (*.npz)")
+            if not path:
+                return
+        try:
+            written = self.seg.save_session(path)
+        except (OSError, ValueError) as exc:
+            self.status.setText(f"error: session not saved: {exc}")
+            return
+        self.status.setText(f"session saved as {written}")
+
+    def open_session(self, path: str | None = None):
+        """Go on with a saved session on the chosen image as the current object. Refused while the
+        current object has slices or prompts (commit or reset it first), so that none is lost."""
+        if self._busy():
+            return
+        if self.seg is not None and (self.seg.annotated_slices or self.seg.has_prompts):
+            self.status.setText("the current object has slices or prompts: Commit or Reset it first (Undo brings "
+                                "a reset object back), then open the session")
+            return
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+            start = str(last_session_path(self.image.currentText()).parent)
+            path, _ = QFileDialog.getOpenFileName(self, "Open session", start, "halo-seg session (*.npz)")
+            if not path:
+                return
+
+        def restore():
+            from halo_seg import InteractiveSegmenter
+            self.ensure_prompt_layers()
+            layer, data = self._image_layer()
+            weights = self.weights.currentText().strip() or "default"
+            seg = InteractiveSegmenter.from_session(
+                path, data, spacing=tuple(layer.scale[-3:]), device=self.device.currentText(), weights=weights,
+                quality_model=self._quality_choice(), strict_ends=self.strict.isChecked())
+            self.seg, self._session_key = seg, (layer.name, weights, self.device.currentText(), seg.axis)
+            self._sent = set()
+            self.recommended = self._guard(seg.recommend_slice) if seg.restored_propagation else None
+            self._show()
+            later = "" if seg.restored_propagation else "; Propagate to recompute it with these weights"
+            self.status.setText(f"session opened: {len(seg.annotated_slices)} trusted slices across axis "
+                                f"{seg.axis}{later}")
+        self._guard(restore)
 
     def _new_object(self):
         self.seg.reset()

@@ -104,7 +104,6 @@ def interactive(s):
 
 
 def learned(s):
-    os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # not into the user's own list
     viewer, w = _interactive_viewer(s)
     # three objects as if segmented and committed: both caudates and the left putamen
     viewer.layers["objects"].data = np.where(np.isin(s.labels, (71, 72, 73)), s.labels, 0).astype(np.uint16)
@@ -143,6 +142,7 @@ def coronal(s):
 
 if __name__ == "__main__":
     import sys
+    os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] == ["coronal"]:
         coronal(load_colin27_sample())
     else:

@@ -3,6 +3,13 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True)
+def _user_dir(tmp_path, monkeypatch):
+    """Learned quality models and kept sessions go to a scratch directory, never the user's."""
+    monkeypatch.setenv("HALO_SEG_USER_DIR", str(tmp_path / "user"))
+    return tmp_path / "user"
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
     """A small random-init 3D U-Net saved as safetensors (exactness needs no training)."""

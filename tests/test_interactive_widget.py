@@ -170,13 +170,6 @@ def test_clicks_after_a_box_correct_its_slice_one_way(make_napari_viewer, qtbot)
     assert p.box is not None and p.segmented and len(p.neg) == len(p.pos) == 1
 
 
-@pytest.fixture(autouse=True)
-def _user_dir(tmp_path, monkeypatch):
-    """Learned quality models go to a scratch directory, never the user's."""
-    monkeypatch.setenv("HALO_SEG_USER_DIR", str(tmp_path / "user"))
-    return tmp_path / "user"
-
-
 @needs_default
 def test_learning_from_committed_objects(make_napari_viewer, qtbot, _user_dir, monkeypatch):
     from halo_seg.interactive.quality import FEATURES, QualityModel
@@ -361,3 +354,39 @@ def test_an_object_prompted_in_another_plane_is_propagated_across_it(make_napari
     viewer.dims.ndisplay = 3
     w.propagate()
     assert w.worker is None and "2D view" in w.status.text()
+
+
+@needs_default
+def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _user_dir):
+    """Every propagation saves the object's session; after napari is closed (a new widget), opening
+    it brings the object back as it was, and a saved session opens only on its own image."""
+    from napari_halo_seg._interactive_widget import InteractiveWidget, last_session_path
+    viewer, w = _phantom_widget(make_napari_viewer)
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    _box_and_segment(qtbot, w, truth)
+    w.propagate()
+    _wait(qtbot, w)
+    shown = np.asarray(viewer.layers["current object"].data).copy()
+    rec, slices = w.recommended, w.seg.annotated_slices
+    kept = last_session_path("phantom")
+    assert kept.is_file() and str(_user_dir) in str(kept)
+    w.save_session(str(_user_dir / "mine.npz"))
+    assert "session saved" in w.status.text() and (_user_dir / "mine.npz").is_file()
+    w.open_session(str(kept))                                  # the current object has work: refused
+    assert "Commit or Reset it first" in w.status.text()
+
+    w2 = InteractiveWidget(viewer)                            # as after a restart
+    w2.image.setCurrentText("phantom")
+    w2.device.setCurrentText("cpu")
+    viewer.layers["current object"].data = np.zeros_like(shown)
+    w2.open_session(str(kept))
+    assert "session opened" in w2.status.text(), w2.status.text()
+    assert np.array_equal(np.asarray(viewer.layers["current object"].data), shown)
+    assert w2.recommended == rec and w2.seg.annotated_slices == slices
+
+    viewer.add_image(np.zeros((5, 16, 16), np.float32), name="other image")
+    w3 = InteractiveWidget(viewer)
+    w3.image.setCurrentText("other image")
+    w3.device.setCurrentText("cpu")
+    w3.open_session(str(kept))
+    assert "error" in w3.status.text() and "shape" in w3.status.text() and w3.seg is None

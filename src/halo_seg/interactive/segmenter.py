@@ -549,6 +549,34 @@ class InteractiveSegmenter:
             out.append((qrej, end + d * step))
         return out
 
+    # -- session files -------------------------------------------------------------------------------
+    def save_session(self, path):
+        """Save prompts, trusted masks and the last propagation to ``path`` (.npz, no pickle), to go on
+        later with from_session; returns the path written. The undo history is not saved."""
+        from . import session_file
+        return session_file.save(self, path)
+
+    @classmethod
+    def from_session(cls, path, volume, **kwargs) -> "InteractiveSegmenter":
+        """A session as saved by save_session, on ``volume`` (checked to be the same image: shape and
+        the annotated slices' contents) and sliced across the saved axis; the other arguments are
+        the constructor's (spacing defaults to the saved one). The last propagation comes back when
+        the weights are the same (``restored_propagation``); with other weights call propagate()."""
+        from . import session_file
+        try:
+            head = session_file.read_header(path)
+        except ValueError as exc:
+            raise InteractiveError(str(exc)) from exc
+        if kwargs.get("axis", head["axis"]) != head["axis"]:
+            raise InteractiveError(f"the session slices across axis {head['axis']}, not {kwargs['axis']}")
+        kwargs.setdefault("spacing", tuple(head["spacing"]))
+        seg = cls(volume, **{**kwargs, "axis": head["axis"]})
+        try:
+            seg._s, seg.restored_propagation = session_file.load_state(path, seg)
+        except ValueError as exc:
+            raise InteractiveError(str(exc)) from exc
+        return seg
+
     def undo(self):
         if not self._history:
             raise InteractiveError("nothing to undo")

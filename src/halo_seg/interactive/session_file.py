@@ -1,0 +1,144 @@
+"""Saving an interactive session to a file and opening it again, so that a long correction session
+survives closing the viewer (or a crash) and can be continued, audited or re-propagated later.
+
+The file is a compressed ``.npz`` read without pickle: a JSON header (the axis, the volume's shape,
+a checksum of each annotated slice's image, the weights' sha256 and each slice's prompts) and the
+masks as boolean arrays. What is saved is the session's state: the trusted masks, the painted
+slices, the prompts (with those waiting for the next segmentation) and the last propagation with
+its predicted quality. The undo history is not saved.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT, VERSION = "halo-seg interactive session", 1
+
+
+def slice_checksum(volume, axis: int, z: int) -> str:
+    """sha256 of slice z across ``axis`` as float32: what ties a saved mask to the image it was drawn on."""
+    index = (slice(None),) * axis + (int(z),)
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(volume[index], np.float32)).tobytes()).hexdigest()
+
+
+def _prompts_to_json(p) -> tuple[dict, dict]:
+    head = {"pos": [list(map(int, q)) for q in p.pos], "neg": [list(map(int, q)) for q in p.neg],
+            "box": None if p.box is None else list(map(int, p.box)),
+            "extreme": None if p.extreme is None else [list(map(int, q)) for q in p.extreme],
+            "segmented": bool(p.segmented), "new_signs": sorted(bool(s) for s in p.new_signs)}
+    arrays = {k: getattr(p, k) for k in ("pos_mask", "neg_mask") if getattr(p, k) is not None}
+    return head, arrays
+
+
+def save(seg, path) -> Path:
+    """Write ``seg``'s state to ``path`` (``.npz`` is appended if missing); returns the path written."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    s = seg._s
+    arrays, slices = {}, {}
+    for z in sorted(set(s.annotations) | set(s.prompts)):
+        entry = {"annotated": z in s.annotations, "painted": z in s.painted, "pending": z in s.pending}
+        if z in s.annotations:
+            arrays[f"mask_{z}"] = s.annotations[z]
+        if z in s.prompts:
+            entry["prompts"], extra = _prompts_to_json(s.prompts[z])
+            arrays.update({f"{k}_{z}": v for k, v in extra.items()})
+        slices[str(z)] = entry
+    checks = {str(z): slice_checksum(seg.volume, 0, z) for z in sorted(s.annotations)}
+    if s.prediction is not None:
+        arrays["prediction"] = s.prediction
+        arrays["quality"] = s.quality
+        if s.features:
+            zs = sorted(s.features)
+            arrays["feature_slices"] = np.asarray(zs, np.int64)
+            arrays["features"] = np.stack([s.features[z] for z in zs])
+    from .segmenter import axis_order
+    spacing = [0.0] * 3
+    for a, sp in zip(axis_order(seg.axis), seg.spacing):
+        spacing[a] = sp
+    head = {"format": FORMAT, "version": VERSION, "axis": seg.axis, "volume_shape": list(seg.volume_shape),
+            "spacing": spacing, "weights_sha256": seg.weights_meta.get("sha256"), "slices": slices,
+            "checksums": checks, "open_ends": {str(k): float(v) for k, v in (s.open_ends or {}).items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:   # written whole, then renamed: a crash never leaves half a session
+        np.savez_compressed(f, header=np.array(json.dumps(head)), **arrays)
+    tmp.replace(path)
+    return path
+
+
+def read_header(path) -> dict:
+    """The session file's header, checked to be one; raises ValueError naming what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no session file at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            head = json.loads(str(f["header"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable halo-seg session file ({exc})") from exc
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a halo-seg session file")
+    if head.get("version") != VERSION:
+        raise ValueError(f"{path} is a session file of version {head.get('version')}; this halo-seg reads "
+                         f"version {VERSION}")
+    return head
+
+
+def load_state(path, seg):
+    """The state saved in ``path`` for the session ``seg`` (made on the same volume and axis), checked
+    against ``seg``'s volume; the last propagation only when the weights are the same. Returns
+    (state, whether the propagation was kept)."""
+    from .segmenter import _Prompts, _State
+    head = read_header(path)
+    if head["axis"] != seg.axis:
+        raise ValueError(f"the session slices across axis {head['axis']}, not {seg.axis}")
+    if tuple(head["volume_shape"]) != seg.volume_shape:
+        raise ValueError(f"the session was saved on a volume of shape {tuple(head['volume_shape'])}; "
+                         f"this one is {seg.volume_shape}")
+    for z, digest in head["checksums"].items():
+        if slice_checksum(seg.volume, 0, int(z)) != digest:
+            raise ValueError(f"slice {z} of this volume differs from the one the session's mask was drawn on: "
+                             "the session belongs to another image")
+    s = _State()
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            for key, entry in head["slices"].items():
+                z = int(key)
+                if entry["annotated"]:
+                    s.annotations[z] = _mask(f[f"mask_{z}"], seg.shape[1:], f"the mask of slice {z}")
+                if entry["painted"]:
+                    s.painted.add(z)
+                if entry["pending"]:
+                    s.pending.add(z)
+                if "prompts" in entry:
+                    p = entry["prompts"]
+                    s.prompts[z] = _Prompts(
+                        pos=[tuple(q) for q in p["pos"]], neg=[tuple(q) for q in p["neg"]],
+                        box=None if p["box"] is None else tuple(p["box"]),
+                        extreme=None if p["extreme"] is None else [tuple(q) for q in p["extreme"]],
+                        pos_mask=_mask(f[f"pos_mask_{z}"], seg.shape[1:], f"the scribble on slice {z}") if f"pos_mask_{z}" in f else None,
+                        neg_mask=_mask(f[f"neg_mask_{z}"], seg.shape[1:], f"the scribble on slice {z}") if f"neg_mask_{z}" in f else None,
+                        segmented=bool(p["segmented"]), new_signs=set(p["new_signs"]))
+            kept = "prediction" in f and head.get("weights_sha256") == seg.weights_meta.get("sha256")
+            if kept:
+                s.prediction = _mask(f["prediction"], seg.shape, "the propagation")
+                s.quality = np.asarray(f["quality"], np.float64)
+                s.open_ends = {int(k): float(v) for k, v in head.get("open_ends", {}).items()}
+                if "features" in f:
+                    s.features = dict(zip(f["feature_slices"].tolist(), np.asarray(f["features"])))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is damaged: {exc}") from exc
+    return s, kept
+
+
+def _mask(a, shape, what) -> np.ndarray:
+    a = np.asarray(a)
+    if a.shape != tuple(shape):
+        raise ValueError(f"{what} has shape {a.shape}, not {tuple(shape)}")
+    return a.astype(bool)

@@ -1,0 +1,103 @@
+"""Interactive sessions saved to a file and opened again: the same state, on the same image only."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from halo_seg import InteractiveError, InteractiveSegmenter
+from halo_seg.interactive.memnet import MemSegNet
+from halo_seg.interactive.model_io import default_memnet_installed, save_memnet
+from halo_seg.interactive.roi import mask_bbox
+
+needs_default = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
+
+
+def _worked_session(image, truth, axis):
+    """Box, propagation, a box on the recommended slice, a painted slice, a scribble and a click not
+    yet used: every kind of state a session holds."""
+    seg = InteractiveSegmenter(image, device="cpu", axis=axis, spacing=(1.0, 1.0, 2.0))
+    t = np.moveaxis(truth, axis, 0)
+    z = int(t.sum((1, 2)).argmax())
+    seg.add_box(z, *mask_bbox(t[z]))
+    seg.propagate()
+    r = seg.recommend_slice()
+    if t[r].any():
+        seg.add_box(r, *mask_bbox(t[r]))
+    else:
+        seg.set_slice_mask(r, t[r])
+    seg.propagate()
+    zs = np.flatnonzero(t.any((1, 2)))
+    seg.set_slice_mask(int(zs[0]), t[zs[0]])
+    seg.add_scribble(int(zs[-1]), t[zs[-1]])
+    ys, xs = np.nonzero(t[z])
+    seg.add_click(z, ys[0], xs[0], positive=False)
+    return seg
+
+
+@needs_default
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_saved_session_comes_back_as_it_was(phantom, tmp_path, axis):
+    image, truth = phantom
+    seg = _worked_session(image, truth, axis)
+    path = seg.save_session(tmp_path / "object")
+    assert path.name == "object.npz" and not list(tmp_path.glob("*.part"))
+    back = InteractiveSegmenter.from_session(path, image, device="cpu")
+    assert back.axis == axis and back.spacing == seg.spacing and back.restored_propagation
+    assert back.annotated_slices == seg.annotated_slices and back.painted_slices == seg.painted_slices
+    for z in seg.annotated_slices:
+        assert np.array_equal(back.annotation(z), seg.annotation(z))
+    assert np.array_equal(back.prediction, seg.prediction)
+    assert np.array_equal(back.quality, seg.quality, equal_nan=True)
+    assert back.recommend_slice() == seg.recommend_slice()
+    assert back.slice_features.keys() == seg.slice_features.keys()
+    # the prompts waiting (the scribble, the click after a box) are used as they would have been
+    assert np.array_equal(back.propagate(), seg.propagate())
+    assert np.array_equal(back.quality, seg.quality, equal_nan=True)
+
+
+@needs_default
+def test_a_session_opens_only_on_its_own_image(phantom, tmp_path):
+    image, truth = phantom
+    seg = _worked_session(image, truth, 0)
+    path = seg.save_session(tmp_path / "s.npz")
+    other = image.copy()
+    z = seg.annotated_slices[0]
+    other[z, 0, 0] += 1.0
+    with pytest.raises(InteractiveError, match=f"slice {z} of this volume differs"):
+        InteractiveSegmenter.from_session(path, other, device="cpu")
+    with pytest.raises(InteractiveError, match="shape"):
+        InteractiveSegmenter.from_session(path, image[:-1], device="cpu")
+    with pytest.raises(InteractiveError, match="axis 0, not 2"):
+        InteractiveSegmenter.from_session(path, image, device="cpu", axis=2)
+
+
+def test_other_weights_keep_the_masks_but_not_the_propagation(tmp_path):
+    torch.manual_seed(0)
+    w1 = save_memnet(MemSegNet(size=32, width=4), tmp_path / "a.safetensors")
+    w2 = save_memnet(MemSegNet(size=32, width=4), tmp_path / "b.safetensors")
+    vol = np.random.default_rng(0).normal(size=(6, 20, 20)).astype(np.float32)
+    mask = np.zeros((20, 20), bool)
+    mask[5:12, 6:14] = True
+    seg = InteractiveSegmenter(vol, device="cpu", weights=w1)
+    seg.set_slice_mask(3, mask)
+    seg.propagate()
+    path = seg.save_session(tmp_path / "s.npz")
+    back = InteractiveSegmenter.from_session(path, vol, device="cpu", weights=w2)
+    assert not back.restored_propagation and np.isnan(back.quality).all()
+    assert back.annotated_slices == [3] and np.array_equal(back.prediction[3], mask) and back.prediction.sum() == mask.sum()
+    back.propagate()                                             # recomputed with the new weights
+    assert back.prediction[3].sum() == mask.sum()
+
+
+def test_bad_session_files_are_refused(tmp_path):
+    vol = np.zeros((4, 8, 8), np.float32)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip")
+    np.savez(tmp_path / "plain.npz", a=np.zeros(3))
+    np.savez(tmp_path / "future.npz", header=np.array(json.dumps({"format": "halo-seg interactive session",
+                                                                      "version": 99})))
+    for path, msg in ((tmp_path / "missing.npz", "no session file"), (junk, "not a readable"),
+                      (tmp_path / "plain.npz", "not a readable"), (tmp_path / "future.npz", "version 99")):
+        with pytest.raises(InteractiveError, match=msg):
+            InteractiveSegmenter.from_session(path, vol, device="cpu", weights="default")
