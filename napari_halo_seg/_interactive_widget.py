@@ -580,16 +580,20 @@ class InteractiveWidget(QWidget):
                     data_note=f"{len(ids)} objects committed in napari on {layer.name!r}", log=lambda *_: None,
                     pool=pool, cancel=self._cancel.is_set, progress=self._bridge.progressed.emit, on_done=done)
 
+    def _ask_session_path(self, title: str) -> str:
+        """A file dialog opened where the kept sessions are; '' when cancelled."""
+        from qtpy.QtWidgets import QFileDialog
+        start = str(last_session_path(self.image.currentText()).parent)
+        ask = QFileDialog.getSaveFileName if title.startswith("Save") else QFileDialog.getOpenFileName
+        return ask(self, title, start, "halo-seg session (*.npz)")[0]
+
     def save_session(self, path: str | None = None):
         """Save the current object's session (prompts, trusted slices, last propagation) to a file."""
         if self._busy() or self.seg is None:
             return
-        if path is None:
-            from qtpy.QtWidgets import QFileDialog
-            start = str(last_session_path(self.image.currentText()).parent)
-            path, _ = QFileDialog.getSaveFileName(self, "Save session", start, "halo-seg session (*.npz)")
-            if not path:
-                return
+        path = path or self._ask_session_path("Save session")
+        if not path:
+            return
         try:
             written = self.seg.save_session(path)
         except (OSError, ValueError) as exc:
@@ -606,12 +610,9 @@ class InteractiveWidget(QWidget):
             self.status.setText("the current object has slices or prompts: Commit or Reset it first (Undo brings "
                                 "a reset object back), then open the session")
             return
-        if path is None:
-            from qtpy.QtWidgets import QFileDialog
-            start = str(last_session_path(self.image.currentText()).parent)
-            path, _ = QFileDialog.getOpenFileName(self, "Open session", start, "halo-seg session (*.npz)")
-            if not path:
-                return
+        path = path or self._ask_session_path("Open session")
+        if not path:
+            return
 
         def restore():
             from halo_seg import InteractiveSegmenter

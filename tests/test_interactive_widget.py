@@ -357,7 +357,7 @@ def test_an_object_prompted_in_another_plane_is_propagated_across_it(make_napari
 
 
 @needs_default
-def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _user_dir):
+def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _user_dir, monkeypatch):
     """Every propagation saves the object's session; after napari is closed (a new widget), opening
     it brings the object back as it was, and a saved session opens only on its own image."""
     from napari_halo_seg._interactive_widget import InteractiveWidget, last_session_path
@@ -370,7 +370,13 @@ def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _us
     rec, slices = w.recommended, w.seg.annotated_slices
     kept = last_session_path("phantom")
     assert kept.is_file() and str(_user_dir) in str(kept)
-    w.save_session(str(_user_dir / "mine.npz"))
+    from qtpy.QtWidgets import QFileDialog
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda parent, title, start, kinds: asked.append(start) or (
+                            str(_user_dir / "mine.npz"), kinds)))
+    w.save_session()                                           # the dialog opens where sessions are kept
+    assert asked == [str(kept.parent)]
     assert "session saved" in w.status.text() and (_user_dir / "mine.npz").is_file()
     w.open_session(str(kept))                                  # the current object has work: refused
     assert "Commit or Reset it first" in w.status.text()
