@@ -35,7 +35,7 @@ from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
 from ._layers import fill_layer_box, follow_layers
-from ._measure import UNIT, layer_unit, object_row, set_row
+from ._measure import UNIT, drop_row, layer_unit, object_row, set_row
 from ._quality_plot import QualityPlot
 
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
@@ -90,6 +90,7 @@ class InteractiveWidget(QWidget):
         self.last_seconds = None
         self._session_key = None           # (image, weights, device, axis) the session was made for
         self._quality_changed = False      # the quality field changed while a step ran
+        self._last_commit = None           # (id, flat voxel indices) while Undo would take it back out
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
 
@@ -424,6 +425,7 @@ class InteractiveWidget(QWidget):
             return None
 
         def prep():
+            self._last_commit = None
             self.ensure_prompt_layers()
             self._session()   # refuses a view across another axis than the object's
             self.send_prompts(self._z())
@@ -498,6 +500,7 @@ class InteractiveWidget(QWidget):
             z = self._z()
             mask = np.asarray(self._layer(PREVIEW).data[_slice_of(seg.axis, z)]) > 0
             seg.set_slice_mask(z, mask)
+            self._last_commit = None
         except Exception as exc:  # reported, nothing changed
             self.status.setText(f"error: {exc}")
             return
@@ -530,6 +533,7 @@ class InteractiveWidget(QWidget):
         if row:
             set_row(objects, row)
         n = int(free.sum())
+        self._last_commit = (new_id, np.flatnonzero(free))
         self.status.setText(f"committed object {new_id} ({self._volume_text(n)}, {n} voxels"
                             + (f", {int((pred & ~free).sum())} left to earlier objects)" if (pred & ~free).any()
                                else ")"))
@@ -616,6 +620,7 @@ class InteractiveWidget(QWidget):
 
         def restore():
             from halo_seg import InteractiveSegmenter
+            self._last_commit = None
             self.ensure_prompt_layers()
             layer, data = self._image_layer()
             weights = self.weights.currentText().strip() or "default"
@@ -642,6 +647,8 @@ class InteractiveWidget(QWidget):
         self._show()
 
     def undo(self):
+        """Undo the session's last step; right after Commit, take the object back out of the objects
+        layer and make it the current object again."""
         if self._busy() or self.seg is None:
             return
         try:
@@ -650,11 +657,25 @@ class InteractiveWidget(QWidget):
             self.status.setText(f"error: {exc}")
             return
         self._show()
-        self.status.setText("undone")
+        if self._last_commit is None or self._layer(OBJECTS) is None:
+            self.status.setText("undone")
+            return
+        label, where = self._last_commit
+        self._last_commit = None
+        objects = self._layer(OBJECTS)
+        data = objects.data
+        idx = np.unravel_index(where, data.shape)
+        mine = data[idx] == label              # what the user has not painted over since
+        data[tuple(i[mine] for i in idx)] = 0
+        objects.data = data
+        objects.refresh()
+        drop_row(objects, label)
+        self.status.setText(f"object {label} taken back out of {OBJECTS}; it is the current object again")
 
     def reset(self):
         if self._busy() or self.seg is None:
             return
+        self._last_commit = None
         self._new_object()
         self.status.setText("object reset (Undo brings it back)")
 

@@ -46,6 +46,15 @@ def set_row(labels_layer, row: dict):
     labels_layer.features = {k: [r.get(k) for r in rows] for k in dict.fromkeys(k for r in rows for k in r)}
 
 
+def drop_row(labels_layer, index: int):
+    """Remove one object's row from a Labels layer's features, if it has one."""
+    old = labels_layer.features
+    if "index" not in old:
+        return
+    rows = [r for r in old.to_dict("records") if r.get("index") != index]
+    labels_layer.features = {k: [r.get(k) for r in rows] for k in old.columns}
+
+
 def table_features(table: dict, unit) -> dict:
     """halo_seg.measure's table -> a Labels layer's features (every object, e.g. the classes of the
     automatic segmentation)."""

@@ -101,6 +101,16 @@ def test_full_interactive_flow(make_napari_viewer, qtbot, tmp_path):
     assert dice(np.asarray(preview.data) > 0, truth2) >= 0.6, w.status.text()
     w.commit()
     objects = np.asarray(viewer.layers["objects"].data)
+    second_pred = objects == 2
+    w.undo()                                                 # right after Commit: back out of objects
+    objects = np.asarray(viewer.layers["objects"].data)
+    assert not (objects == 2).any() and np.array_equal(objects == 1, first_pred), w.status.text()
+    assert list(viewer.layers["objects"].features["index"]) == [1]
+    assert np.array_equal((np.asarray(preview.data) > 0) & ~first_pred, second_pred)   # the current object again
+    assert "taken back out" in w.status.text()
+    w.commit()                                               # and in again, the same
+    objects = np.asarray(viewer.layers["objects"].data)
+    assert np.array_equal(objects == 2, second_pred)
     assert np.array_equal(objects == 1, first_pred)          # object 1 is never overwritten
     assert (objects == 2).any() and not ((objects == 2) & first_pred).any()
     # each object's size rides on the layer, and napari shows it under the cursor
