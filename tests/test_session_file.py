@@ -62,8 +62,9 @@ def test_a_session_opens_only_on_its_own_image(phantom, tmp_path):
     seg = _worked_session(image, truth, 0)
     path = seg.save_session(tmp_path / "s.npz")
     other = image.copy()
-    z = seg.annotated_slices[0]
-    other[z, 0, 0] += 1.0
+    z = next(z for z in seg.annotated_slices if seg.annotation(z).any())
+    y, x = np.argwhere(seg.annotation(z))[0]
+    other[z, y, x] += 1.0                                     # one voxel under a saved mask
     with pytest.raises(InteractiveError, match=f"slice {z} of this volume differs"):
         InteractiveSegmenter.from_session(path, other, device="cpu")
     with pytest.raises(InteractiveError, match="shape"):

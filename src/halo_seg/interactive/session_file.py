@@ -19,10 +19,17 @@ import numpy as np
 FORMAT, VERSION = "halo-seg interactive session", 1
 
 
-def slice_checksum(volume, axis: int, z: int) -> str:
-    """sha256 of slice z across ``axis`` as float32: what ties a saved mask to the image it was drawn on."""
-    index = (slice(None),) * axis + (int(z),)
-    return hashlib.sha256(np.ascontiguousarray(np.asarray(volume[index], np.float32)).tobytes()).hexdigest()
+def mask_checksum(volume, z: int, mask: np.ndarray) -> str | None:
+    """sha256 of the image under a saved mask's bounding box on slice z of a (slices, rows, columns)
+    volume, as float32: what ties the mask to the image it was drawn on. Only that box is read, so
+    that saving after every propagation stays cheap on volumes far larger than memory. None for an
+    empty mask (the object is absent there, on any image)."""
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return None
+    box = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
+    block = np.asarray(volume[int(z), box[0]:box[2], box[1]:box[3]], np.float32)
+    return hashlib.sha256(repr(box).encode() + np.ascontiguousarray(block).tobytes()).hexdigest()
 
 
 def _prompts_to_json(p) -> tuple[dict, dict]:
@@ -49,7 +56,7 @@ def save(seg, path) -> Path:
             entry["prompts"], extra = _prompts_to_json(s.prompts[z])
             arrays.update({f"{k}_{z}": v for k, v in extra.items()})
         slices[str(z)] = entry
-    checks = {str(z): slice_checksum(seg.volume, 0, z) for z in sorted(s.annotations)}
+    checks = {str(z): mask_checksum(seg.volume, z, m) for z, m in sorted(s.annotations.items())}
     if s.prediction is not None:
         arrays["prediction"] = s.prediction
         arrays["quality"] = s.quality
@@ -101,10 +108,6 @@ def load_state(path, seg):
     if tuple(head["volume_shape"]) != seg.volume_shape:
         raise ValueError(f"the session was saved on a volume of shape {tuple(head['volume_shape'])}; "
                          f"this one is {seg.volume_shape}")
-    for z, digest in head["checksums"].items():
-        if slice_checksum(seg.volume, 0, int(z)) != digest:
-            raise ValueError(f"slice {z} of this volume differs from the one the session's mask was drawn on: "
-                             "the session belongs to another image")
     s = _State()
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -112,6 +115,9 @@ def load_state(path, seg):
                 z = int(key)
                 if entry["annotated"]:
                     s.annotations[z] = _mask(f[f"mask_{z}"], seg.shape[1:], f"the mask of slice {z}")
+                    if mask_checksum(seg.volume, z, s.annotations[z]) != head["checksums"].get(key):
+                        raise ValueError(f"slice {z} of this volume differs from the one the session's mask was "
+                                         "drawn on: the session belongs to another image")
                 if entry["painted"]:
                     s.painted.add(z)
                 if entry["pending"]:
@@ -133,7 +139,7 @@ def load_state(path, seg):
                 if "features" in f:
                     s.features = dict(zip(f["feature_slices"].tolist(), np.asarray(f["features"])))
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is damaged: {exc}") from exc
+        raise ValueError(f"{path} is damaged: {exc!r}") from exc
     return s, kept
 
 
