@@ -102,3 +102,44 @@ def test_bad_session_files_are_refused(tmp_path):
                       (tmp_path / "plain.npz", "not a readable"), (tmp_path / "future.npz", "version 99")):
         with pytest.raises(InteractiveError, match=msg):
             InteractiveSegmenter.from_session(path, vol, device="cpu", weights="default")
+
+
+@needs_default
+def test_the_command_line_writes_a_saved_session_onto_its_scan(tmp_path, capsys):
+    """`halo-seg session SCAN SESSION OUT`: the object as saved, placed where the scan lies; with
+    other weights it is propagated again; an existing output or another image is refused."""
+    import nibabel as nib
+    from halo_seg.cli import main
+    from halo_seg.io import open_volume
+    from halo_seg.io.geometry import KEY
+    from halo_seg.samples import make_phantom
+    ph = make_phantom((24, 48, 40), n_objects=2, seed=5)
+    aff = np.diag([0.8, 0.9, 2.0, 1.0])
+    aff[:3, 3] = [-30.0, 12.0, 40.0]
+    img = nib.Nifti1Image(ph.image.transpose(2, 1, 0), aff)
+    img.set_sform(aff, code="scanner")
+    scan = tmp_path / "scan.nii.gz"
+    nib.save(img, scan)
+    vol = open_volume(scan)
+    truth = ph.labels == 1
+    seg = InteractiveSegmenter(np.asarray(vol.data), spacing=vol.spacing, device="cpu")
+    z = int(truth.sum((1, 2)).argmax())
+    seg.add_box(z, *mask_bbox(truth[z]))
+    seg.propagate()
+    session = seg.save_session(tmp_path / "s.npz")
+    out = tmp_path / "object.nii.gz"
+    assert main(["session", str(scan), str(session), str(out), "--label", "3"]) == 0
+    assert "as saved" in capsys.readouterr().out
+    back = open_volume(out)
+    got = np.asarray(back.data)
+    assert np.array_equal(got == 3, seg.prediction) and set(np.unique(got)) <= {0, 3}
+    np.testing.assert_allclose(back.meta[KEY]["sform"], vol.meta[KEY]["sform"])
+    assert main(["session", str(scan), str(session), str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    torch.manual_seed(1)
+    other = save_memnet(MemSegNet(size=32, width=4), tmp_path / "other.safetensors")
+    assert main(["session", str(scan), str(session), str(tmp_path / "again.nii.gz"), "--weights", str(other)]) == 0
+    assert "propagated again" in capsys.readouterr().out
+    np.save(tmp_path / "other.npy", np.asarray(vol.data) + 1)
+    assert main(["session", str(tmp_path / "other.npy"), str(session), str(tmp_path / "x.nii.gz")]) == 2
+    assert "belongs to another image" in capsys.readouterr().err

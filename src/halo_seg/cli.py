@@ -1,5 +1,5 @@
-"""`halo-seg` command line: segment, export, measure, instances, evaluate, demo, train, train-default,
-train-interactive, train-quality, info."""
+"""`halo-seg` command line: segment, export, measure, instances, evaluate, session, demo, train,
+train-default, train-interactive, train-quality, info."""
 from __future__ import annotations
 
 import argparse
@@ -283,6 +283,34 @@ def cmd_instances(a) -> int:
     return 0
 
 
+def cmd_session(a) -> int:
+    """A saved interactive session -> its object as a label volume on the scan (re-propagated with
+    --weights, or with --propagate)."""
+    import numpy as np
+    from .interactive.segmenter import InteractiveSegmenter
+    from .io import VolumeError, geometry, open_volume, write_labels
+    from .measure import volume_text
+    if not 1 <= a.label <= 65535:
+        raise VolumeError(f"--label must be 1 to 65535, got {a.label}")
+    out = Path(a.output)
+    if out.exists() and not a.overwrite:
+        raise VolumeError(f"{out} exists; pass --overwrite to replace it")
+    vol = open_volume(a.image)
+    seg = InteractiveSegmenter.from_session(a.session, vol.data, spacing=vol.spacing, device=a.device,
+                                            weights=a.weights)
+    fresh = a.propagate or not seg.restored_propagation
+    t0 = time.perf_counter()
+    mask = seg.propagate() if fresh else seg.prediction
+    how = f"propagated again in {time.perf_counter() - t0:.1f}s" if fresh else "as saved"
+    unit = vol.meta.get("unit")
+    write_labels(mask.astype(np.uint16 if a.label > 255 else np.uint8) * a.label, out, spacing=vol.spacing, geometry=vol.meta.get(geometry.KEY),
+                 unit=unit)
+    n = int(mask.sum())
+    print(f"wrote {out}: label {a.label}, {n} voxels ({volume_text(n * float(np.prod(vol.spacing)), unit)}), "
+          f"{len(seg.annotated_slices)} trusted slices across axis {seg.axis}, {how}")
+    return 0
+
+
 def cmd_evaluate(a) -> int:
     from .evaluate import compare_labels, format_comparison
     from .io import open_volume
@@ -359,6 +387,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-distances", action="store_true", help="overlaps and volumes only (surface distances "
                                                                 "need each label's bounding box in memory)")
     v.set_defaults(fn=cmd_evaluate)
+    se = sub.add_parser("session", help="a saved interactive session (napari's Save session, or the copy kept "
+                                         "after every propagation) as a label volume on its scan")
+    se.add_argument("image", help="the image the session was made on")
+    se.add_argument("session", help="the session file (.npz)")
+    se.add_argument("output", help="output .nii.gz, .nii or .zarr (placed on the scan)")
+    se.add_argument("--label", type=int, default=1, help="the object's label value (default 1)")
+    se.add_argument("--weights", default="default", help="interactive weights; other than the session's, the "
+                                                         "object is propagated again with them")
+    se.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    se.add_argument("--propagate", action="store_true", help="propagate again even with the session's weights")
+    se.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    se.set_defaults(fn=cmd_session)
     d = sub.add_parser("demo", help="run the engine and a simulated interactive session on the sample")
     d.add_argument("--weights", default="default")
     d.add_argument("--out", default=None)
@@ -462,9 +502,11 @@ def main(argv=None) -> int:
     from .engine.weights import WeightsError
     from .io import VolumeError
     from .train.unet_train import TrainingError
+    from .interactive.segmenter import InteractiveError
     try:
         return args.fn(args)
-    except (VolumeError, PartitionError, EngineError, WeightsError, TrainingError, FileNotFoundError) as exc:
+    except (VolumeError, PartitionError, EngineError, WeightsError, TrainingError, InteractiveError,
+            FileNotFoundError) as exc:
         print(f"halo-seg {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
 
