@@ -18,7 +18,7 @@ from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import measure_labels, volume_text
 
 from ._background import BackgroundWidget
-from ._layers import fill_layer_box, follow_layers
+from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT, layer_unit, table_features
 
 
@@ -42,7 +42,7 @@ def layer_source(layer):
     """What the engine should read: the file the layer came from (ranks read their blocks from it
     lazily) or else the layer's (dask or numpy) data."""
     src = (layer.metadata or {}).get("source")
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    data = layer_volume(layer)
     if src and Path(src).exists():
         return src
     return data

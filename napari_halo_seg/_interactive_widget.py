@@ -34,7 +34,7 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
-from ._layers import fill_layer_box, follow_layers
+from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT, drop_row, layer_unit, object_row, set_row
 from ._quality_plot import QualityPlot
 
@@ -178,7 +178,7 @@ class InteractiveWidget(QWidget):
         if not name:
             raise ValueError("no image layer: open or add a 3D image first")
         layer = self.viewer.layers[name]
-        data = layer.data[0] if layer.multiscale else layer.data
+        data = layer_volume(layer)
         if data.ndim != 3:
             raise ValueError(f"layer {name!r} is {data.ndim}D; interactive segmentation needs a 3D image")
         return layer, data
@@ -481,9 +481,9 @@ class InteractiveWidget(QWidget):
             step[world] = int(z)
             self.viewer.dims.current_step = tuple(step)
             return
-        at = [0, 0, 0]
-        at[axis] = int(z)
-        self.viewer.dims.set_point(world, float(layer.data_to_world(at)[axis]))
+        at = [0] * layer.ndim
+        at[axis - 3] = int(z)
+        self.viewer.dims.set_point(world, float(layer.data_to_world(at)[axis - 3]))
 
     def goto_recommended(self):
         if self.recommended is None:

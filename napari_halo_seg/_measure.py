@@ -7,6 +7,8 @@ import numpy as np
 from halo_seg.io.volume import length_unit
 from halo_seg.measure import measure_mask, millilitres_per
 
+from ._layers import layer_volume
+
 UNIT = "unit"   # layer metadata key: the length unit of the layer's scale, as the reader found it
 
 
@@ -30,7 +32,7 @@ def _size_column(unit) -> str:
 def object_row(mask: np.ndarray, label: int, image_layer) -> dict:
     """napari features of one object (a boolean mask on the image layer's grid): its id, voxels,
     volume in the image's unit (mL for scans in mm) and mean intensity, reading only its bounding box."""
-    data = image_layer.data[0] if getattr(image_layer, "multiscale", False) else image_layer.data
+    data = layer_volume(image_layer)
     unit = layer_unit(image_layer)
     t = measure_mask(mask, label, spacing=tuple(image_layer.scale[-3:]), image=data, unit=unit)
     if not len(t["label"]):

@@ -18,7 +18,7 @@ from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
 from ._background import BackgroundWidget
-from ._layers import fill_layer_box, follow_layers
+from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT, layer_unit, table_features
 
 NO_IMAGE = "(none)"
@@ -126,11 +126,10 @@ class ObjectsWidget(BackgroundWidget):
             self.status.setText("no Labels layer: segment or open one first")
             return None
         layer = self.viewer.layers[name]
-        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        data = layer_volume(layer)
         image = None
         if self.image.currentText() not in ("", NO_IMAGE):
-            img = self.viewer.layers[self.image.currentText()]
-            image = img.data[0] if getattr(img, "multiscale", False) else img.data
+            image = layer_volume(self.viewer.layers[self.image.currentText()])
         return layer, data, image
 
     def measure(self):

@@ -406,3 +406,33 @@ def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _us
     w3.device.setCurrentText("cpu")
     w3.open_session(str(kept))
     assert "error" in w3.status.text() and "shape" in w3.status.text() and w3.seg is None
+
+
+@needs_default
+def test_a_5d_image_with_single_time_and_channel_is_segmented_as_3d(make_napari_viewer, qtbot, tmp_path):
+    """A (1, 1, Z, Y, X) zarr image, as another OME-Zarr reader opens it: the widget works on its 3D
+    volume (read lazily), the object equals the engine's on the 3D array, and its row is measured."""
+    import zarr
+    from halo_seg import InteractiveSegmenter
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    from halo_seg.samples import make_phantom
+    ph = make_phantom()
+    stored = zarr.open(str(tmp_path / "tczyx.zarr"), mode="w", shape=(1, 1) + ph.image.shape,
+                       chunks=(1, 1, 8, 32, 32), dtype=ph.image.dtype)
+    stored[0, 0] = ph.image
+    viewer = make_napari_viewer()
+    viewer.add_image(stored, name="tczyx")
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText("tczyx")
+    w.device.setCurrentText("cpu")
+    truth = ph.labels == 1
+    z, preview = _box_and_segment(qtbot, w, truth)
+    assert w._z() == z and preview.data.shape == truth.shape
+    w.propagate()
+    _wait(qtbot, w)
+    ref = InteractiveSegmenter(ph.image, device="cpu")
+    ref.add_box(z, *mask_bbox(truth[z]))
+    assert np.array_equal(np.asarray(preview.data) > 0, ref.propagate())
+    w.commit()
+    objects = viewer.layers["objects"]
+    assert list(objects.features["index"]) == [1] and objects.features["voxels"][0] == ref.prediction.sum()
