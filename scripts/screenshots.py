@@ -140,10 +140,29 @@ def coronal(s):
     _shoot(viewer, w, "napari_coronal.png")
 
 
+def train(s):
+    """The training widget after a short run on the sample's subcortical structures (one class)."""
+    from napari_halo_seg._train_widget import TrainWidget
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 800)
+    viewer.add_image(s.image, name="colin27 T1", scale=s.spacing, metadata={"unit": "mm"})
+    viewer.add_labels((s.labels > 0).astype(np.uint8), name="deep grey matter", scale=s.spacing, opacity=0.5)
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Train a model")
+    w.image.setCurrentText("colin27 T1")
+    w.labels.setCurrentText("deep grey matter")
+    w.iterations.setValue(300)
+    w.run()
+    _wait(w)
+    viewer.layers["deep grey matter"].visible = False   # the new model's labels alone
+    viewer.dims.set_point(0, 2.0 * 40)
+    _shoot(viewer, w, "napari_train.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
-    if sys.argv[1:] == ["coronal"]:
-        coronal(load_colin27_sample())
+    if sys.argv[1:] in (["coronal"], ["train"]):
+        globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

@@ -79,10 +79,19 @@ def _sample_patch(img, lab, wmap, region, fg, patch, rng, fg_p):
     return img[sl], lab[sl], wmap[sl] * region[sl]
 
 
+def _region_dice(pred: np.ndarray, truth: np.ndarray, region: np.ndarray) -> float:
+    """Dice inside the validation region; nan where the class is neither there nor predicted there
+    (an empty match says nothing of the model, and would count as a perfect 1)."""
+    p, t = pred & region, truth & region
+    return dice(p, t) if (p.any() or t.any()) else float("nan")
+
+
 def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=None, val_regions=None,
                log=print, tensorboard_dir: str | None = None, meta: dict | None = None,
-               resume: str | Path | None = None, progress=None) -> dict:
-    """Train and save the best (by mean validation Dice) weights to `out`; return the history."""
+               resume: str | Path | None = None, progress=None, cancel=None) -> dict:
+    """Train and save the best (by mean validation Dice) weights to `out`; return the history.
+    ``cancel()`` returning True stops the run between iterations: the best weights saved so far stay
+    (``cancelled_at`` in the result gives the iteration)."""
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -124,8 +133,12 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
             writer = SummaryWriter(tensorboard_dir)
         except ImportError:
             log("tensorboard is not installed; logging to the console only")
-    history, best, t0 = [], -1.0, time.time()
+    history, best, t0, stopped = [], -1.0, time.time(), None
     for it in range(start + 1, cfg.iterations + 1):
+        if cancel is not None and cancel():
+            stopped = it - 1
+            log(f"cancelled after iteration {stopped}")
+            break
         net.train()
         xs, ys, ws = [], [], []
         for _ in range(cfg.batch):
@@ -151,13 +164,16 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
             scores = []
             for img, lab, _, _, va, _ in vols:
                 pred = predict_whole(net, img, torch.device("cpu")).argmax(0)
-                scores.append([dice((pred == c) & va, (lab == c) & va) for c in range(1, cfg.n_classes)])
-            per_class = np.mean(scores, 0).tolist()
-            mean_d = float(np.mean(per_class))
+                scores.append([_region_dice(pred == c, lab == c, va) for c in range(1, cfg.n_classes)])
+            with warnings.catch_warnings():   # a class in no validation region stays nan
+                warnings.simplefilter("ignore", RuntimeWarning)
+                per_class = np.nanmean(np.asarray(scores, float), 0)
+                mean_d = float(np.nanmean(per_class)) if np.isfinite(per_class).any() else 0.0
+            per_class = [None if np.isnan(d) else float(d) for d in per_class]   # None: not there to score
             history.append({"iteration": it, "loss": float(loss.item()), "val_dice": per_class,
                             "seconds": round(time.time() - t0, 1)})
-            log(f"it {it:5d}  loss {loss.item():.4f}  val Dice {', '.join(f'{d:.3f}' for d in per_class)}"
-                f"  ({time.time() - t0:.0f}s)")
+            log(f"it {it:5d}  loss {loss.item():.4f}  val Dice "
+                f"{', '.join('n/a' if d is None else f'{d:.3f}' for d in per_class)}  ({time.time() - t0:.0f}s)")
             if writer:
                 writer.add_scalar("dice/val_mean", mean_d, it)
             if mean_d > best:
@@ -169,4 +185,4 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     if writer:
         writer.close()
     Path(str(out) + ".history.json").write_text(json.dumps(history, indent=1))
-    return {"history": history, "best_mean_dice": best}
+    return {"history": history, "best_mean_dice": best, "cancelled_at": stopped}

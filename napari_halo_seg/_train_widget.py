@@ -1,0 +1,175 @@
+"""Dock widget: train the automatic 3D U-Net on an image layer and a Labels layer of it (each label
+value a class, 0 background; halo_seg.train.unet_train: augmentation, Dice + border-weighted
+cross-entropy). The last slices of the labelled extent are held out to measure Dice honestly; the
+best weights (by that Dice) go to a file that the automatic segmentation widget, or `halo-seg segment --weights`, uses.
+Training runs in a worker with progress and Cancel (the best weights so far are kept); then, if
+asked, the new model segments the image (the engine's tile mode) so that its errors can be seen and
+labelled for another round."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLineEdit, QSpinBox
+
+from halo_seg.io.dicom_seg import SERIES_KEY
+from halo_seg.io.geometry import KEY as GEOMETRY
+
+from ._background import BackgroundWidget
+from ._interactive_widget import user_dir
+from ._layers import fill_layer_box, follow_layers, layer_volume
+from ._measure import UNIT
+
+DEPTH = 3   # the U-Net's (TrainConfig's default): patches are multiples of 2**DEPTH
+
+
+def models_dir() -> Path:
+    return user_dir() / "models"
+
+
+def _train(image, labels, cfg, out, regions, cancel, progress, predict: bool):
+    """In the worker: ((result, the new model's labels of the image or None), None) or (None, the
+    exception)."""
+    import tempfile
+    import zarr
+    from halo_seg.engine.runner import segment
+    from halo_seg.train.unet_train import train_unet
+    try:
+        res = train_unet([image], [labels], cfg, out, train_regions=[regions[0]], val_regions=[regions[1]],
+                         log=lambda *_: None, progress=progress, cancel=cancel.is_set,
+                         meta={"trained_in": "napari", "held_out": "the end of the labelled extent along z"})
+        pred = None
+        if predict and res["history"] and res["cancelled_at"] is None:
+            dst = Path(tempfile.mkdtemp(prefix="halo-seg-train-")) / "prediction.zarr"
+            segment(image, dst, weights=out, mode="tile", cancel=cancel, progress=progress)
+            pred = zarr.open_group(str(dst), mode="r")["labels"][...]
+        return (res, pred), None
+    except Exception as exc:  # reported in the status line; the user's layers are untouched
+        return None, exc
+
+
+class TrainWidget(BackgroundWidget):
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__(napari_viewer, "Train")
+        self.image, self.labels = QComboBox(), QComboBox()
+        self.iterations = QSpinBox()
+        self.iterations.setRange(10, 100_000)
+        self.iterations.setValue(600)
+        self.patch = QSpinBox()
+        self.patch.setRange(16, 128)
+        self.patch.setSingleStep(2 ** DEPTH)
+        self.patch.setValue(48)
+        self.hold_out = QSpinBox()
+        self.hold_out.setRange(5, 50)
+        self.hold_out.setValue(20)
+        self.hold_out.setSuffix(" % of slices")
+        self.hold_out.setToolTip("the last slices of the labelled extent along z are not trained on: the Dice "
+                                 "reported, and the choice of the weights kept, come from them")
+        self.output = QLineEdit("")
+        self.output.setPlaceholderText("weights .safetensors (default: in your user data directory)")
+        self.predict = QCheckBox("then segment the image with it")
+        self.predict.setChecked(True)
+        form = QFormLayout()
+        form.addRow("image", self.image)
+        form.addRow("labels", self.labels)
+        form.addRow("iterations", self.iterations)
+        form.addRow("patch edge (voxels)", self.patch)
+        form.addRow("held out", self.hold_out)
+        form.addRow("weights", self.output)
+        form.addRow("", self.predict)
+        self._lay_out(form)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)   # the weights' path can be copied
+        follow_layers(self.viewer, self._refresh_layers)
+        self._refresh_layers()
+        self.last_weights = None
+
+    def _refresh_layers(self, *_):
+        fill_layer_box(self.image, self.viewer, napari.layers.Image)
+        fill_layer_box(self.labels, self.viewer, napari.layers.Labels)
+
+    def _inputs(self):
+        """(image, labels, classes, config, output, (train, validation) regions, held-out slices);
+        raises ValueError naming what is wrong."""
+        from halo_seg.train.unet_train import TrainConfig
+        if not self.image.currentText() or not self.labels.currentText():
+            raise ValueError("choose an image layer and a Labels layer of it (each label value a class)")
+        layer = self.viewer.layers[self.image.currentText()]
+        image = np.asarray(layer_volume(layer), np.float32)
+        labels = np.asarray(layer_volume(self.viewer.layers[self.labels.currentText()]))
+        if image.ndim != 3 or image.shape != labels.shape:
+            raise ValueError(f"image {image.shape} and labels {labels.shape} must be 3D volumes of one shape")
+        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or not labels.any():
+            raise ValueError("the labels must be non-negative integers with at least one labelled voxel")
+        zs = np.flatnonzero(labels.reshape(len(labels), -1).any(1))
+        held = max(1, int(round((zs[-1] - zs[0] + 1) * self.hold_out.value() / 100)))
+        held = range(zs[-1] + 1 - held, zs[-1] + 1)   # the end of the labelled extent: objects are there
+        if held[0] <= zs[0]:
+            raise ValueError(f"the labels span {len(held)} slice(s): too few to hold some out for measuring")
+        m = 2 ** DEPTH
+        patch = tuple(max(m, min(self.patch.value() // m * m, s // m * m)) for s in image.shape)
+        classes = int(labels.max()) + 1
+        cfg = TrainConfig(n_classes=classes, patch=patch, iterations=self.iterations.value(), depth=DEPTH,
+                          epoch=max(1, self.iterations.value() // 6),
+                          class_names=["background"] + [f"label {k}" for k in range(1, classes)])
+        train = np.ones(image.shape, bool)
+        train[held[0]:held[-1] + 1] = False
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer.name).strip("_") or "image"
+        out = Path(self.output.text().strip() or
+                   models_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}.safetensors")
+        if out.suffix != ".safetensors":
+            raise ValueError(f"weights go to a .safetensors file, not {out.name}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return image, labels.astype(np.int64), classes, cfg, out, (train, ~train), held
+
+    def run(self):
+        if self.worker is not None:
+            self.status.setText("busy: wait or press Cancel")
+            return
+        try:
+            image, labels, classes, cfg, out, regions, held = self._inputs()
+        except (ValueError, OSError) as exc:
+            self.status.setText(f"error: {exc}")
+            return
+        where = f"slices {held[0]}..{held[-1]}"
+        layer = self.viewer.layers[self.image.currentText()]
+        self._start(f"training ({classes - 1} classes) on every slice but {where}, where Dice is measured ...",
+                    _train, image, labels, cfg, out, regions, self._cancel, self.progress_callback,
+                    self.predict.isChecked(), on_done=lambda outcome: self._done(outcome, out, where, layer))
+
+    def _done(self, outcome, out: Path, where: str, layer):
+        done, exc = outcome
+        if exc is not None:
+            return self._failed(exc)
+        res, pred = done
+        if pred is not None:   # on the image's grid, with its scan geometry, so it saves onto the scan
+            self.viewer.add_labels(pred, name=f"{layer.name} ({out.stem})", scale=layer.scale[-3:],
+                                   translate=layer.translate[-3:], opacity=0.5,
+                                   metadata={k: v for k, v in (layer.metadata or {}).items()
+                                             if k in (GEOMETRY, SERIES_KEY, UNIT)})
+        hist = res["history"]
+        best = max(hist, key=_mean_dice) if hist else None
+        stopped = f"cancelled after iteration {res['cancelled_at']}; " if res["cancelled_at"] is not None else ""
+        if best is None:
+            self.progress.setMaximum(1)
+            self.status.setText(f"{stopped}no weights saved (no validation was reached)")
+            return
+        self.last_weights = out
+        dice = ", ".join("n/a" if d is None else f"{d:.3f}" for d in best["val_dice"])
+        self._succeeded(f"{stopped}weights saved to {out} (iteration {best['iteration']}); Dice per class on the "
+                        f"held-out {where} (n/a: not there): {dice}. Use them in Automatic segmentation (weights) "
+                        f"or halo-seg segment --weights")
+
+
+    def _failed(self, exc, cancelled_types=()):
+        from halo_seg.engine.runner import Cancelled
+        super()._failed(exc, (Cancelled, InterruptedError))
+
+
+def _mean_dice(entry: dict) -> float:
+    """The mean over the classes there to score, as train_unet chooses the weights it keeps."""
+    scored = [d for d in entry["val_dice"] if d is not None]
+    return float(np.mean(scored)) if scored else 0.0

@@ -1,0 +1,73 @@
+"""The training dock widget under Xvfb: it trains on an image and its Labels layer in a worker,
+holds the last slices out, and the Dice it reports is the saved weights' Dice there."""
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+
+def _widget(make_napari_viewer, iterations):
+    from napari_halo_seg._train_widget import TrainWidget
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-halo-seg", "phantom")
+    w = TrainWidget(viewer)
+    w.image.setCurrentText("phantom")
+    w.labels.setCurrentText("phantom truth")
+    w.iterations.setValue(iterations)
+    w.patch.setValue(32)
+    return viewer, w
+
+
+def test_training_saves_weights_whose_held_out_dice_is_the_one_reported(make_napari_viewer, qtbot, _user_dir):
+    import torch
+    from halo_seg.engine.runner import predict_whole
+    from halo_seg.engine import normalize
+    from halo_seg.engine.weights import load_unet
+    from halo_seg.metrics import dice
+    viewer, w = _widget(make_napari_viewer, 12)
+    w.run()
+    assert w.worker is not None
+    qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
+    assert "weights saved" in w.status.text(), w.status.text()
+    path = w.last_weights
+    assert path.is_file() and str(_user_dir) in str(path)
+    net, meta = load_unet(path)
+    labels = np.asarray(viewer.layers["phantom truth"].data)
+    assert net.config["out_channels"] == int(labels.max()) + 1
+    image = np.asarray(viewer.layers["phantom"].data, np.float32)
+    spec = meta["normalization"]
+    x = normalize.apply(image, *normalize.mean_std(normalize.moments(image, spec), spec), spec)
+    pred = predict_whole(net, x, torch.device("cpu")).argmax(0)
+    zs = np.flatnonzero(labels.any((1, 2)))
+    n = int(round((zs[-1] - zs[0] + 1) * 0.2))
+    a, b = zs[-1] + 1 - n, zs[-1] + 1                      # the end of the labelled extent
+    held = [dice(pred[a:b] == c, labels[a:b] == c) if ((pred[a:b] == c) | (labels[a:b] == c)).any() else None
+            for c in range(1, net.config["out_channels"])]
+    text = ", ".join("n/a" if d is None else f"{d:.3f}" for d in held)
+    assert f"slices {a}..{b - 1} (n/a: not there): {text}" in w.status.text(), w.status.text()
+    shown = viewer.layers[f"phantom ({path.stem})"]                    # the new model's labels, to look at
+    assert shown.data.shape == labels.shape and set(np.unique(shown.data)) <= set(range(len(held) + 1))
+
+
+def test_bad_choices_are_reported_and_cancel_stops(make_napari_viewer, qtbot):
+    viewer, w = _widget(make_napari_viewer, 100_000)
+    viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="wrong")
+    w.labels.setCurrentText("wrong")
+    w.run()
+    assert w.worker is None and "one shape" in w.status.text()
+    empty = np.asarray(viewer.layers["phantom truth"].data).copy()
+    empty[:] = 0
+    viewer.add_labels(empty, name="empty")
+    w.labels.setCurrentText("empty")
+    w.run()
+    assert w.worker is None and "at least one labelled voxel" in w.status.text()
+    w.labels.setCurrentText("phantom truth")
+    w.output.setText("model.pt")
+    w.run()
+    assert w.worker is None and ".safetensors" in w.status.text()
+    w.output.setText("")
+    w.run()
+    qtbot.waitUntil(lambda: w.progress.maximum() > 1, timeout=60_000)
+    w.cancel()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert "cancelled after iteration" in w.status.text() and "no weights saved" in w.status.text()
