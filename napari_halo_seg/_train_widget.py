@@ -31,14 +31,40 @@ def models_dir() -> Path:
     return user_dir() / "models"
 
 
-def _train(image, labels, cfg, out, regions, cancel, progress, predict: bool):
-    """In the worker: ((result, the new model's labels of the image or None), None) or (None, the
-    exception)."""
+def prepare(image, labels, hold_out: float, patch: int, iterations: int):
+    """(image, labels, config, (train, validation) regions, held-out slices) from the layers' arrays,
+    read here (in the worker: a lazy volume may take a while); raises ValueError naming what is wrong."""
+    from halo_seg.train.unet_train import TrainConfig
+    image = np.asarray(image, np.float32)
+    labels = np.asarray(labels)
+    if labels.min() < 0 or not labels.any():
+        raise ValueError("the labels must be non-negative with at least one labelled voxel")
+    zs = np.flatnonzero(labels.reshape(len(labels), -1).any(1))
+    n = max(1, int(round((zs[-1] - zs[0] + 1) * hold_out)))
+    held = range(zs[-1] + 1 - n, zs[-1] + 1)   # the end of the labelled extent: the objects are there
+    if held[0] <= zs[0]:
+        raise ValueError(f"the labels span {len(zs)} slice(s): too few to hold some out for measuring")
+    m = 2 ** DEPTH
+    classes = int(labels.max()) + 1
+    cfg = TrainConfig(n_classes=classes, patch=tuple(max(m, min(patch // m * m, s // m * m)) for s in image.shape),
+                      iterations=iterations, depth=DEPTH, epoch=max(1, iterations // 6),
+                      class_names=["background"] + [f"label {k}" for k in range(1, classes)])
+    train = np.ones(image.shape, bool)
+    train[held[0]:held[-1] + 1] = False
+    return image, labels.astype(np.int64), cfg, (train, ~train), held
+
+
+def _train(image, labels, settings, out, cancel, progress, predict: bool):
+    """In the worker: ((result, the new model's labels of the image or None, held-out slices), None)
+    or (None, the exception)."""
     import tempfile
     import zarr
     from halo_seg.engine.runner import segment
     from halo_seg.train.unet_train import train_unet
     try:
+        image, labels, cfg, regions, held = prepare(image, labels, **settings)
+        progress(0, cfg.iterations, f"training ({cfg.n_classes - 1} classes) on every slice but "
+                                    f"{held[0]}..{held[-1]}, where Dice is measured ...")
         res = train_unet([image], [labels], cfg, out, train_regions=[regions[0]], val_regions=[regions[1]],
                          log=lambda *_: None, progress=progress, cancel=cancel.is_set,
                          meta={"trained_in": "napari", "held_out": "the end of the labelled extent along z"})
@@ -47,7 +73,7 @@ def _train(image, labels, cfg, out, regions, cancel, progress, predict: bool):
             dst = Path(tempfile.mkdtemp(prefix="halo-seg-train-")) / "prediction.zarr"
             segment(image, dst, weights=out, mode="tile", cancel=cancel, progress=progress)
             pred = zarr.open_group(str(dst), mode="r")["labels"][...]
-        return (res, pred), None
+        return (res, pred, held), None
     except Exception as exc:  # reported in the status line; the user's layers are untouched
         return None, exc
 
@@ -91,60 +117,47 @@ class TrainWidget(BackgroundWidget):
         fill_layer_box(self.image, self.viewer, napari.layers.Image)
         fill_layer_box(self.labels, self.viewer, napari.layers.Labels)
 
-    def _inputs(self):
-        """(image, labels, classes, config, output, (train, validation) regions, held-out slices);
-        raises ValueError naming what is wrong."""
-        from halo_seg.train.unet_train import TrainConfig
+    def _choices(self):
+        """(image layer, image, labels, output path) after the checks that read no voxel; raises
+        ValueError naming what is wrong."""
         if not self.image.currentText() or not self.labels.currentText():
             raise ValueError("choose an image layer and a Labels layer of it (each label value a class)")
         layer = self.viewer.layers[self.image.currentText()]
-        image = np.asarray(layer_volume(layer), np.float32)
-        labels = np.asarray(layer_volume(self.viewer.layers[self.labels.currentText()]))
-        if image.ndim != 3 or image.shape != labels.shape:
-            raise ValueError(f"image {image.shape} and labels {labels.shape} must be 3D volumes of one shape")
-        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or not labels.any():
-            raise ValueError("the labels must be non-negative integers with at least one labelled voxel")
-        zs = np.flatnonzero(labels.reshape(len(labels), -1).any(1))
-        held = max(1, int(round((zs[-1] - zs[0] + 1) * self.hold_out.value() / 100)))
-        held = range(zs[-1] + 1 - held, zs[-1] + 1)   # the end of the labelled extent: objects are there
-        if held[0] <= zs[0]:
-            raise ValueError(f"the labels span {len(held)} slice(s): too few to hold some out for measuring")
-        m = 2 ** DEPTH
-        patch = tuple(max(m, min(self.patch.value() // m * m, s // m * m)) for s in image.shape)
-        classes = int(labels.max()) + 1
-        cfg = TrainConfig(n_classes=classes, patch=patch, iterations=self.iterations.value(), depth=DEPTH,
-                          epoch=max(1, self.iterations.value() // 6),
-                          class_names=["background"] + [f"label {k}" for k in range(1, classes)])
-        train = np.ones(image.shape, bool)
-        train[held[0]:held[-1] + 1] = False
+        image, labels = layer_volume(layer), layer_volume(self.viewer.layers[self.labels.currentText()])
+        if image.ndim != 3 or tuple(image.shape) != tuple(labels.shape):
+            raise ValueError(f"image {tuple(image.shape)} and labels {tuple(labels.shape)} must be 3D volumes of "
+                             "one shape")
+        if not np.issubdtype(np.dtype(labels.dtype), np.integer):
+            raise ValueError(f"the labels must be integers (each value a class), not {labels.dtype}")
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer.name).strip("_") or "image"
         out = Path(self.output.text().strip() or
                    models_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}.safetensors")
         if out.suffix != ".safetensors":
             raise ValueError(f"weights go to a .safetensors file, not {out.name}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        return image, labels.astype(np.int64), classes, cfg, out, (train, ~train), held
+        return layer, image, labels, out
 
     def run(self):
         if self.worker is not None:
             self.status.setText("busy: wait or press Cancel")
             return
         try:
-            image, labels, classes, cfg, out, regions, held = self._inputs()
+            layer, image, labels, out = self._choices()
         except (ValueError, OSError) as exc:
             self.status.setText(f"error: {exc}")
             return
-        where = f"slices {held[0]}..{held[-1]}"
-        layer = self.viewer.layers[self.image.currentText()]
-        self._start(f"training ({classes - 1} classes) on every slice but {where}, where Dice is measured ...",
-                    _train, image, labels, cfg, out, regions, self._cancel, self.progress_callback,
-                    self.predict.isChecked(), on_done=lambda outcome: self._done(outcome, out, where, layer))
+        settings = dict(hold_out=self.hold_out.value() / 100, patch=self.patch.value(),
+                        iterations=self.iterations.value())
+        self._start("reading the image and labels ...", _train, image, labels, settings, out, self._cancel,
+                    self.progress_callback, self.predict.isChecked(),
+                    on_done=lambda outcome: self._done(outcome, out, layer))
 
-    def _done(self, outcome, out: Path, where: str, layer):
+    def _done(self, outcome, out: Path, layer):
         done, exc = outcome
         if exc is not None:
             return self._failed(exc)
-        res, pred = done
+        res, pred, held = done
+        where = f"slices {held[0]}..{held[-1]}"
         if pred is not None:   # on the image's grid, with its scan geometry, so it saves onto the scan
             self.viewer.add_labels(pred, name=f"{layer.name} ({out.stem})", scale=layer.scale[-3:],
                                    translate=layer.translate[-3:], opacity=0.5,

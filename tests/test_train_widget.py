@@ -59,8 +59,9 @@ def test_bad_choices_are_reported_and_cancel_stops(make_napari_viewer, qtbot):
     empty[:] = 0
     viewer.add_labels(empty, name="empty")
     w.labels.setCurrentText("empty")
-    w.run()
-    assert w.worker is None and "at least one labelled voxel" in w.status.text()
+    w.run()                                        # found once read, in the worker
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert "failed" in w.status.text() and "at least one labelled voxel" in w.status.text()
     w.labels.setCurrentText("phantom truth")
     w.output.setText("model.pt")
     w.run()
