@@ -476,3 +476,28 @@ def test_a_bad_axis_is_refused_and_spacing_follows_the_axis(random_weights):
         seg.add_box(0, 0, 0, 4, 1)
     seg.set_slice_mask(7, np.ones((4, 6), bool))
     assert seg.prediction.shape == vol.shape and seg.prediction[:, :, 7].all() and seg.prediction.sum() == 24
+
+
+def test_the_undo_history_keeps_volumes_small_and_gives_them_back_exactly(random_weights):
+    from halo_seg.interactive.segmenter import _Packed
+    rng = np.random.default_rng(3)
+    vol = rng.normal(size=(12, 40, 48)).astype(np.float32)
+    seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights, tta=False)
+    seen = [seg.prediction.copy()]
+    for z in (3, 7, 9):
+        m = np.zeros((40, 48), bool)
+        m[5 + z:20 + z, 10:30 - z] = True
+        seg.set_slice_mask(z, m)
+        seen.append(seg.prediction.copy())
+    seg.propagate()
+    seen.append(seg.prediction.copy())
+    seg.set_slice_mask(7, np.zeros((40, 48), bool))
+    seen.append(seg.prediction.copy())
+    kept = [s.prediction for s in seg._history]
+    assert all(isinstance(p, _Packed) for p in kept if p is not None)
+    assert all(p.bits.nbytes < vol.size / 8 for p in kept if isinstance(p, _Packed) and p.box is not None)
+    for expected in reversed(seen[:-1]):
+        seg.undo()
+        assert np.array_equal(seg.prediction, expected)
+    empty = _Packed(np.zeros((2, 3, 4), bool))
+    assert empty.box is None and not empty.unpack().any() and empty.unpack().shape == (2, 3, 4)
