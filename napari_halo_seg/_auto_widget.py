@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import napari
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton
+from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton
 
 from halo_seg.engine.partition import parse_grid
 from halo_seg.engine.runner import Cancelled, segment
@@ -17,7 +17,7 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import measure_labels, volume_text
 
-from ._background import BackgroundWidget
+from ._background import BackgroundWidget, form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT, layer_unit, table_features
 
@@ -69,15 +69,8 @@ class AutoSegmentWidget(BackgroundWidget):
         self.overlap.setValue(0.5)
         self.output = QLineEdit("")
         self.output.setPlaceholderText("output .zarr (default: a new temporary folder)")
-        form = QFormLayout()
-        form.addRow("image", self.image)
-        form.addRow("weights", wrow)
-        form.addRow("device", self.device)
-        form.addRow("mode", self.mode)
-        form.addRow("grid z,y,x", self.grid)
-        form.addRow("tile overlap", self.overlap)
-        form.addRow("output", self.output)
-        self._lay_out(form)
+        self._lay_out(form_of(("image", self.image), ("weights", wrow), ("device", self.device), ("mode", self.mode),
+                              ("grid z,y,x", self.grid), ("tile overlap", self.overlap), ("output", self.output)))
         follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import napari
 import numpy as np
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QLabel, QProgressBar, QPushButton,
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QLabel, QProgressBar, QPushButton,
                             QVBoxLayout, QWidget)
 
 from halo_seg.interactive.segmenter import axis_order
@@ -34,6 +34,7 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
+from ._background import form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT, drop_row, layer_unit, object_row, set_row
 from ._quality_plot import QualityPlot
@@ -117,13 +118,8 @@ class InteractiveWidget(QWidget):
                                "dark as its surroundings; helps touching objects of equal brightness, such as "
                                "nuclei, and costs a little on low-contrast anatomy")
         self.strict.toggled.connect(self._set_strict)
-        form = QFormLayout()
-        form.addRow("image", self.image)
-        form.addRow("weights", self.weights)
-        form.addRow("quality", self.quality)
-        form.addRow("device", self.device)
-        form.addRow("", self.negative)
-        form.addRow("", self.strict)
+        form = form_of(("image", self.image), ("weights", self.weights), ("quality", self.quality),
+                       ("device", self.device), ("", self.negative), ("", self.strict))
 
         self.buttons = {}
         grid = QGridLayout()

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLineEdit, QPushButton, QSpinBox
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QLineEdit, QPushButton, QSpinBox
 
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
-from ._background import BackgroundWidget
+from ._background import BackgroundWidget, form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT, layer_unit, table_features
 
@@ -76,14 +76,9 @@ class ObjectsWidget(BackgroundWidget):
         self.min_voxels.setRange(0, 10 ** 9)
         self.connectivity = QComboBox()
         self.connectivity.addItems(["1: faces", "2: faces, edges", "3: faces, edges, corners"])
-        form = QFormLayout()
-        form.addRow("labels", self.labels)
-        form.addRow("image (intensity)", self.image)
-        form.addRow("classes", self.classes)
-        form.addRow("min voxels", self.min_voxels)
-        form.addRow("connectivity", self.connectivity)
         self.split = QCheckBox("split touching objects (nuclei)")
-        form.addRow("", self.split)
+        form = form_of(("labels", self.labels), ("image (intensity)", self.image), ("classes", self.classes),
+                       ("min voxels", self.min_voxels), ("connectivity", self.connectivity), ("", self.split))
         self.measure_btn = QPushButton("Measure labels as they are")
         self.measure_btn.clicked.connect(self.measure)
         self.save_btn = QPushButton("Save table (CSV)")

@@ -14,12 +14,12 @@ from pathlib import Path
 import napari
 import numpy as np
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLineEdit, QSpinBox
+from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox
 
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 
-from ._background import BackgroundWidget
+from ._background import BackgroundWidget, form_of
 from ._interactive_widget import user_dir
 from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT
@@ -99,15 +99,9 @@ class TrainWidget(BackgroundWidget):
         self.output.setPlaceholderText("weights .safetensors (default: in your user data directory)")
         self.predict = QCheckBox("then segment the image with it")
         self.predict.setChecked(True)
-        form = QFormLayout()
-        form.addRow("image", self.image)
-        form.addRow("labels", self.labels)
-        form.addRow("iterations", self.iterations)
-        form.addRow("patch edge (voxels)", self.patch)
-        form.addRow("held out", self.hold_out)
-        form.addRow("weights", self.output)
-        form.addRow("", self.predict)
-        self._lay_out(form)
+        self._lay_out(form_of(("image", self.image), ("labels", self.labels), ("iterations", self.iterations),
+                              ("patch edge (voxels)", self.patch), ("held out", self.hold_out),
+                              ("weights", self.output), ("", self.predict)))
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)   # the weights' path can be copied
         follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
