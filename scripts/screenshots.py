@@ -27,7 +27,7 @@ def main():
     s = load_colin27_sample()
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1300, 800)
-    viewer.add_image(s.image, name="colin27 T1", scale=s.spacing)
+    viewer.add_image(s.image, name="colin27 T1", scale=s.spacing, metadata={"unit": "mm"})
     w = AutoSegmentWidget(viewer)
     viewer.window.add_dock_widget(w, name="Automatic segmentation")
     w.output.setText(str(Path(tempfile.mkdtemp()) / "colin27_labels.zarr"))
