@@ -20,6 +20,7 @@ from halo_seg.measure import measure_labels, volume_text
 from ._background import BackgroundWidget, form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT, layer_unit, table_features
+from ._paths import models_dir
 
 
 def _segment_or_error(*args, spacing=(1.0, 1.0, 1.0), unit=None, **kwargs):
@@ -48,11 +49,43 @@ def layer_source(layer):
     return data
 
 
+class ModelBox(QComboBox):
+    """The weights field: "default", the models trained in napari (Train a model, newest first; shown
+    by name, used by path), or any path typed or browsed to. The list is read again each time it opens,
+    so a model trained a minute ago is there."""
+
+    def __init__(self):
+        super().__init__()
+        self.setEditable(True)
+        self.refresh()
+        self.setCurrentText("default")
+
+    def refresh(self):
+        text = self.currentText()
+        self.blockSignals(True)
+        self.clear()
+        self.addItem("default")
+        saved = models_dir()
+        for path in sorted(saved.glob("*.safetensors"), reverse=True) if saved.is_dir() else []:
+            self.addItem(path.name, str(path))
+        self.setCurrentText(text)
+        self.blockSignals(False)
+
+    def showPopup(self):
+        self.refresh()
+        super().showPopup()
+
+    def choice(self) -> str:
+        """The weights to load: a listed model's path, or what was typed."""
+        text, i = self.currentText().strip(), self.findText(self.currentText().strip())
+        return (self.itemData(i) or text) if i >= 0 else (text or "default")
+
+
 class AutoSegmentWidget(BackgroundWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__(napari_viewer, "Segment")
         self.image = QComboBox()
-        self.weights = QLineEdit("default")
+        self.weights = ModelBox()
         browse = QPushButton("...")
         browse.clicked.connect(self._browse)
         wrow = QHBoxLayout()
@@ -80,7 +113,7 @@ class AutoSegmentWidget(BackgroundWidget):
     def _browse(self):
         path, _ = QFileDialog.getOpenFileName(self, "weights", "", "safetensors (*.safetensors)")
         if path:
-            self.weights.setText(path)
+            self.weights.setCurrentText(path)
 
     def run(self):
         name = self.image.currentText()
@@ -94,7 +127,7 @@ class AutoSegmentWidget(BackgroundWidget):
             self.status.setText(str(exc))
             return
         out = self.output.text().strip() or str(Path(tempfile.mkdtemp(prefix="halo-seg-")) / f"{name}_labels.zarr")
-        kwargs = dict(weights=self.weights.text().strip() or "default", grid=grid, device=self.device.currentText(),
+        kwargs = dict(weights=self.weights.choice(), grid=grid, device=self.device.currentText(),
                       mode=self.mode.currentText(), overlap=self.overlap.value())
         self._start(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...", _segment_or_error,
                     layer_source(layer), out, progress=self.progress_callback, cancel=self._cancel,

@@ -17,11 +17,8 @@ loses no corrections. Networks run in a worker thread; the UI stays live, shows 
 """
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
-from pathlib import Path
 
 import napari
 import numpy as np
@@ -36,6 +33,7 @@ from halo_seg.measure import volume_text
 
 from ._background import form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume
+from ._paths import file_stem, last_session_path, learned_dir
 from ._measure import UNIT, drop_row, layer_unit, object_row, set_row
 from ._quality_plot import QualityPlot
 
@@ -45,26 +43,6 @@ WORKING = (OBJECTS, PREVIEW, BOX, EXTREME, NEG, POS)   # the layers the widget m
 MIN_LEARN = 3   # committed objects before the quality model is adjusted to them (measured with 3, 6 and 12)
 MAX_LEARN = 12  # the most recent (highest ids) are used: 12 did no better than 6, and time grows with each
 AUTO = "auto"   # the quality field's entry for the weights' own model
-
-
-def user_dir() -> Path:
-    """$HALO_SEG_USER_DIR, else the user's data directory (platformdirs, which napari itself uses)."""
-    root = os.environ.get("HALO_SEG_USER_DIR")
-    if not root:
-        import platformdirs
-        root = platformdirs.user_data_dir("napari-halo-seg")
-    return Path(root)
-
-
-def learned_dir() -> Path:
-    """Where "Learn from objects" saves its models."""
-    return user_dir() / "quality"
-
-
-def last_session_path(image_name: str) -> Path:
-    """Where each propagation saves the session of an image's current object."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", image_name).strip("_") or "image"
-    return user_dir() / "sessions" / f"{stem}.last.npz"
 
 
 class _Bridge(QObject):
@@ -560,9 +538,8 @@ class InteractiveWidget(QWidget):
         def done(result):
             model, _ = result
             seg.use_quality_model(model)
-            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer.name).strip("_") or "image"
             try:
-                path = learned_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}.quality.json"
+                path = learned_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{file_stem(layer.name)}.quality.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 model.save(path)
             except OSError as exc:   # unsaved, but this session still uses it

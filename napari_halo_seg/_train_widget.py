@@ -7,7 +7,6 @@ asked, the new model segments the image (the engine's tile mode) so that its err
 labelled for another round."""
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -20,15 +19,11 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 
 from ._background import BackgroundWidget, form_of
-from ._interactive_widget import user_dir
 from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT
+from ._paths import file_stem, models_dir
 
 DEPTH = 3   # the U-Net's (TrainConfig's default): patches are multiples of 2**DEPTH
-
-
-def models_dir() -> Path:
-    return user_dir() / "models"
 
 
 def prepare(image, labels, hold_out: float, patch: int, iterations: int):
@@ -123,9 +118,8 @@ class TrainWidget(BackgroundWidget):
                              "one shape")
         if not np.issubdtype(np.dtype(labels.dtype), np.integer):
             raise ValueError(f"the labels must be integers (each value a class), not {labels.dtype}")
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer.name).strip("_") or "image"
         out = Path(self.output.text().strip() or
-                   models_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{stem}.safetensors")
+                   models_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{file_stem(layer.name)}.safetensors")
         if out.suffix != ".safetensors":
             raise ValueError(f"weights go to a .safetensors file, not {out.name}")
         out.parent.mkdir(parents=True, exist_ok=True)

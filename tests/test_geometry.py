@@ -167,7 +167,7 @@ def test_widgets_labels_save_onto_the_scan(make_napari_viewer, qtbot, tmp_path, 
 
     a = AutoSegmentWidget(viewer)
     a.image.setCurrentText("scan")
-    a.weights.setText(str(tiny_weights))
+    a.weights.setCurrentText(str(tiny_weights))
     a.output.setText(str(tmp_path / "auto.zarr"))
     a.grid.setText("2,1,1")
     a.run()

@@ -28,7 +28,7 @@ def _auto_widget(make_napari_viewer, phantom_npy, weights, out):
     viewer = make_napari_viewer()
     viewer.open(str(phantom_npy), plugin="napari-halo-seg")
     w = AutoSegmentWidget(viewer)
-    w.weights.setText(str(weights))
+    w.weights.setCurrentText(str(weights))
     w.output.setText(str(out))
     return viewer, w
 
@@ -61,7 +61,7 @@ def test_auto_widget_cancel_and_errors_keep_layers(make_napari_viewer, qtbot, tm
     w.cancel()
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert "cancelled" in w.status.text() and len(viewer.layers) == 1
-    w.weights.setText(str(tmp_path / "missing.safetensors"))
+    w.weights.setCurrentText(str(tmp_path / "missing.safetensors"))
     w.run()
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert "failed" in w.status.text() and "not found" in w.status.text()

@@ -72,3 +72,36 @@ def test_bad_choices_are_reported_and_cancel_stops(make_napari_viewer, qtbot):
     w.cancel()
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert "cancelled after iteration" in w.status.text() and "no weights saved" in w.status.text()
+
+
+def test_a_model_trained_in_napari_is_offered_to_the_automatic_widget(make_napari_viewer, qtbot, _user_dir):
+    """Train a model, then Automatic segmentation lists it by name (read again when its list opens)
+    and segments the image with it, as the engine does with those weights."""
+    import zarr
+    from halo_seg.engine.runner import segment
+    from napari_halo_seg._auto_widget import AutoSegmentWidget
+    viewer, w = _widget(make_napari_viewer, 12)
+    w.predict.setChecked(False)
+    auto = AutoSegmentWidget(viewer)
+    assert [auto.weights.itemText(i) for i in range(auto.weights.count())] == ["default"]
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
+    assert "weights saved" in w.status.text(), w.status.text()
+    assert len(viewer.layers) == 2                                  # no prediction layer was asked for
+    auto.weights.refresh()                                          # what opening its list does
+    names = [auto.weights.itemText(i) for i in range(auto.weights.count())]
+    assert names == ["default", w.last_weights.name]
+    auto.weights.setCurrentText(w.last_weights.name)
+    assert auto.weights.choice() == str(w.last_weights)
+    auto.image.setCurrentText("phantom")
+    auto.mode.setCurrentText("whole")
+    auto.output.setText(str(_user_dir / "auto.zarr"))
+    auto.run()
+    qtbot.waitUntil(lambda: auto.worker is None, timeout=300_000)
+    assert "done" in auto.status.text(), auto.status.text()
+    ref = segment(np.asarray(viewer.layers["phantom"].data), _user_dir / "ref.zarr", weights=w.last_weights,
+                  mode="whole")
+    assert np.array_equal(zarr.open_group(str(_user_dir / "auto.zarr"), mode="r")["labels"][...],
+                          zarr.open_group(ref.output, mode="r")["labels"][...])
+    auto.weights.setCurrentText("typed/path.safetensors")
+    assert auto.weights.choice() == "typed/path.safetensors"
