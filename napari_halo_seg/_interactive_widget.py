@@ -571,16 +571,13 @@ class InteractiveWidget(QWidget):
         path = path or self._ask_session_path("Save session")
         if not path:
             return
-        try:
-            written = self.seg.save_session(path)
-        except (OSError, ValueError) as exc:
-            self.status.setText(f"error: session not saved: {exc}")
-            return
-        self.status.setText(f"session saved as {written}")
+        self._start("saving the session ...", self.seg.save_session, path,
+                    on_done=lambda written: self.status.setText(f"session saved as {written}"))
 
     def open_session(self, path: str | None = None):
-        """Go on with a saved session on the chosen image as the current object. Refused while the
-        current object has slices or prompts (commit or reset it first), so that none is lost."""
+        """Go on with a saved session on the chosen image as the current object (read in the worker).
+        Refused while the current object has slices or prompts (commit or reset it first), so that
+        none is lost."""
         if self._busy():
             return
         if self.seg is not None and (self.seg.annotated_slices or self.seg.has_prompts):
@@ -591,23 +588,29 @@ class InteractiveWidget(QWidget):
         if not path:
             return
 
-        def restore():
-            from halo_seg import InteractiveSegmenter
-            self._last_commit = None
+        def choices():
             self.ensure_prompt_layers()
             layer, data = self._image_layer()
             weights = self.weights.currentText().strip() or "default"
-            seg = InteractiveSegmenter.from_session(
-                path, data, spacing=tuple(layer.scale[-3:]), device=self.device.currentText(), weights=weights,
-                quality_model=self._quality_choice(), strict_ends=self.strict.isChecked())
-            self.seg, self._session_key = seg, (layer.name, weights, self.device.currentText(), seg.axis)
+            return layer, data, weights, self.device.currentText()
+        chosen = self._guard(choices)
+        if chosen is None:
+            return
+        layer, data, weights, device = chosen
+
+        def opened(seg):
+            self._last_commit = None
+            self.seg, self._session_key = seg, (layer.name, weights, device, seg.axis)
             self._sent = set()
             self.recommended = self._guard(seg.recommend_slice) if seg.restored_propagation else None
             self._show()
             later = "" if seg.restored_propagation else "; Propagate to recompute it with these weights"
             self.status.setText(f"session opened: {len(seg.annotated_slices)} trusted slices across axis "
                                 f"{seg.axis}{later}")
-        self._guard(restore)
+        from halo_seg import InteractiveSegmenter
+        self._start("opening the session ...", InteractiveSegmenter.from_session, path, data,
+                    spacing=tuple(layer.scale[-3:]), device=device, weights=weights,
+                    quality_model=self._quality_choice(), strict_ends=self.strict.isChecked(), on_done=opened)
 
     def _new_object(self):
         self.seg.reset()

@@ -386,6 +386,7 @@ def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _us
                         staticmethod(lambda parent, title, start, kinds: asked.append(start) or (
                             str(_user_dir / "mine.npz"), kinds)))
     w.save_session()                                           # the dialog opens where sessions are kept
+    _wait(qtbot, w)
     assert asked == [str(kept.parent)]
     assert "session saved" in w.status.text() and (_user_dir / "mine.npz").is_file()
     w.open_session(str(kept))                                  # the current object has work: refused
@@ -396,6 +397,7 @@ def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _us
     w2.device.setCurrentText("cpu")
     viewer.layers["current object"].data = np.zeros_like(shown)
     w2.open_session(str(kept))
+    _wait(qtbot, w2)
     assert "session opened" in w2.status.text(), w2.status.text()
     assert np.array_equal(np.asarray(viewer.layers["current object"].data), shown)
     assert w2.recommended == rec and w2.seg.annotated_slices == slices
@@ -405,6 +407,7 @@ def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _us
     w3.image.setCurrentText("other image")
     w3.device.setCurrentText("cpu")
     w3.open_session(str(kept))
+    _wait(qtbot, w3)
     assert "error" in w3.status.text() and "shape" in w3.status.text() and w3.seg is None
 
 
