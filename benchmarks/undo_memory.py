@@ -3,7 +3,7 @@
 Every step (a box segmented, a painted slice, a propagation) changes the predicted volume, and the
 session keeps the last 50 states for Undo. Held whole, 50 predictions of a 512 x 512 x 300 scan are
 3.7 GB; the history now keeps each as the bits of its bounding box (``segmenter._Packed``). This runs
-the same session both ways in one process (the old way by making the packing a no-op) and prints the
+the same session both ways in one process (the old way by keeping plain copies) and prints the
 memory Python holds after it (tracemalloc, which numpy reports to) and the time.
 
     .venv/bin/python benchmarks/undo_memory.py [--shape 300 512 512] [--steps 30]
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     rows = []
     packed = segmenter._State.packed
     for way in ("whole volumes (before)", "bounding-box bits (now)"):
-        segmenter._State.packed = (lambda self: self) if way.startswith("whole") else packed
+        segmenter._State.packed = segmenter._State.copy if way.startswith("whole") else packed
         rows.append({"history": way, **session(img, ball, a.steps)})
     segmenter._State.packed = packed
     print(f"\na box, a propagation and {a.steps} corrections on {tuple(a.shape)} (prediction "

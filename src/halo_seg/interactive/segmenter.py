@@ -109,8 +109,9 @@ class _Packed:
         self.shape = volume.shape
         found = ndi.find_objects(volume.view(np.uint8))
         self.box = found[0] if found else None
-        self.bits = None if self.box is None else np.packbits(volume[self.box])
-        self.inner = None if self.box is None else volume[self.box].shape
+        inside = None if self.box is None else volume[self.box]
+        self.bits = None if inside is None else np.packbits(inside)
+        self.inner = None if inside is None else inside.shape
 
     def unpack(self) -> np.ndarray:
         out = np.zeros(self.shape, bool)
@@ -189,6 +190,7 @@ class InteractiveSegmenter:
         self.strict_ends = bool(strict_ends)
         self._s = _State()
         self._history: list[_State] = []
+        self.restored_propagation = False   # from_session: the saved propagation came back with it
 
     def use_quality_model(self, model):
         """From the next propagation on, ``model`` (a QualityModel fitted for these weights, e.g. on the
@@ -290,10 +292,9 @@ class InteractiveSegmenter:
         return m.astype(bool)
 
     def _push(self) -> _State:
-        """Snapshot for undo; the live state becomes a copy that may be changed."""
+        """Snapshot for undo (a packed copy); the live state may then be changed."""
         self._history.append(self._s.packed())
         del self._history[:-HISTORY]
-        self._s = self._s.copy()
         return self._s
 
     def _prompts(self, s: _State, z: int) -> _Prompts:
@@ -603,7 +604,7 @@ class InteractiveSegmenter:
         kwargs.setdefault("spacing", tuple(head["spacing"]))
         seg = cls(volume, **{**kwargs, "axis": head["axis"]})
         try:
-            seg._s, seg.restored_propagation = session_file.load_state(path, seg)
+            seg._s, seg.restored_propagation = session_file.load_state(path, seg, head)
         except ValueError as exc:
             raise InteractiveError(str(exc)) from exc
         return seg

@@ -97,12 +97,12 @@ def read_header(path) -> dict:
     return head
 
 
-def load_state(path, seg):
-    """The state saved in ``path`` for the session ``seg`` (made on the same volume and axis), checked
-    against ``seg``'s volume; the last propagation only when the weights are the same. Returns
-    (state, whether the propagation was kept)."""
+def load_state(path, seg, head: dict | None = None):
+    """The state saved in ``path`` (whose header is ``head`` when already read) for the session
+    ``seg`` (made on the same volume and axis), checked against ``seg``'s volume; the last
+    propagation only when the weights are the same. Returns (state, whether the propagation was kept)."""
     from .segmenter import _Prompts, _State
-    head = read_header(path)
+    head = read_header(path) if head is None else head
     if head["axis"] != seg.axis:
         raise ValueError(f"the session slices across axis {head['axis']}, not {seg.axis}")
     if tuple(head["volume_shape"]) != seg.volume_shape:
