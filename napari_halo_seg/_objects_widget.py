@@ -141,7 +141,11 @@ class ObjectsWidget(BackgroundWidget):
         self.measure_btn.setEnabled(False)
         self._start(f"measuring the labels of {layer.name} ...", _measure_only, data, tuple(layer.scale[-3:]),
                     layer_unit(layer), image, self._cancel.is_set, on_done=lambda outcome: self._measured(outcome, layer))
-        self.worker.finished.connect(lambda: self.measure_btn.setEnabled(True))
+
+    def _finished(self):
+        # here, not connected after the worker started: a quick worker could finish before that
+        super()._finished()
+        self.measure_btn.setEnabled(True)
 
     def _measured(self, outcome, layer):
         table, exc = outcome

@@ -204,7 +204,7 @@ def cmd_train_quality(a) -> int:
     try:
         _, path = train_quality(image, labels, regions, weights=a.weights, out=a.out, spacing=spacing,
                                 rounds=a.rounds, device=a.device, data_note=note, thickness=a.thickness,
-                                pool=a.pool, share=a.share)
+                                pool=a.pool, share=a.share, axes=tuple(a.axes))
     except ValueError as exc:   # InteractiveError included: a region missing, a bad weights file
         raise TrainingError(str(exc)) from exc
     print(json.dumps({"out": str(path)}))
@@ -486,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the samples it was fitted on (default: <model>.quality.npz beside it)")
     tq.add_argument("--share", type=float, default=None,
                     help="with --pool, the share of the weight the new sessions carry (default 0.25)")
+    tq.add_argument("--axes", type=int, nargs="+", default=[0], choices=[0, 1, 2],
+                    help="simulate sessions slicing across these axes (0 axial; 1, 2 the other planes)")
     tq.add_argument("--threads", type=int, default=None)
     tq.add_argument("--device", default="cpu")
     tq.set_defaults(fn=cmd_train_quality)

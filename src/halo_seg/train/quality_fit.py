@@ -17,7 +17,7 @@ import numpy as np
 from ..interactive.model_io import load_memnet, resolve_memnet_weights
 from ..interactive.quality import (FEATURES, SINGLE, QualityModel, fit_logistic, load_samples, sample_path_for,
                                    samples_path, save_samples, sidecar)
-from ..interactive.segmenter import InteractiveSegmenter
+from ..interactive.segmenter import InteractiveSegmenter, axis_order
 from ..interactive.simulate import run_session, thick_slices
 from ..metrics import pearson
 
@@ -75,7 +75,7 @@ def _fit(samples: dict, prior: dict | None = None, share: float = POOL_SHARE) ->
 
 def fit_quality(image, labels, regions, weights="default", spacing=None, rounds=6, device="cpu", data_note="",
                 log=print, thickness=(1,), pool=None, share=None, cancel=None,
-                progress=None) -> tuple[QualityModel, dict]:
+                progress=None, axes=(0,)) -> tuple[QualityModel, dict]:
     """The quality model for ``weights`` from simulated sessions on ``regions`` of ``labels``, and its
     samples (name -> (features, true Dice)). ``thickness``: also simulate sessions on the volume
     resliced into slices this many times thicker (simulate.thick_slices), so the model learns how
@@ -83,7 +83,8 @@ def fit_quality(image, labels, regions, weights="default", spacing=None, rounds=
     model) or a samples file (quality.samples_path) to pool with, the new sessions weighing ``share``
     (default POOL_SHARE).
     ``cancel``: a callable; when it returns True the running session stops (InterruptedError).
-    ``progress(done, total)`` is called after each simulated session."""
+    ``progress(done, total)`` is called after each simulated session. ``axes``: the axes sessions
+    slice across (InteractiveSegmenter's ``axis``), each simulated in turn."""
     t0 = time.time()
     if tuple(np.shape(labels)) != tuple(np.shape(image)):
         raise ValueError(f"labels of shape {tuple(np.shape(labels))} do not match the image's {tuple(np.shape(image))}")
@@ -98,10 +99,13 @@ def fit_quality(image, labels, regions, weights="default", spacing=None, rounds=
         prior = load_samples(pool, meta_w["sha256"])
     spacing = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
     volumes = []
-    for k in thickness:
-        img, lab, sp = (image, labels, spacing) if k == 1 else thick_slices(image, labels, k, spacing)
-        there = [r for r in regions if (lab == r).any()]   # a thin region may miss every kept slice
-        volumes.append((img, lab, sp, there))
+    for a in axes:   # a session across axis a is one across axis 0 of the volume with a moved first (tests)
+        order = axis_order(a)
+        moved = (np.moveaxis(image, a, 0), np.moveaxis(labels, a, 0), tuple(spacing[i] for i in order))
+        for k in thickness:
+            img, lab, sp = moved if k == 1 else thick_slices(*moved[:2], k, moved[2])
+            there = [r for r in regions if (lab == r).any()]   # a thin region may miss every kept slice
+            volumes.append((img, lab, sp, there))
     total, done = 4 * sum(len(v[3]) for v in volumes), [0]   # two passes, with and without the mirror
 
     def tick():
@@ -138,7 +142,7 @@ def fit_quality(image, labels, regions, weights="default", spacing=None, rounds=
         log(f"{name}: {len(y)} slices, r of the fit {metrics[name]['pearson_r_fit']:.3f} "
             f"(head alone {metrics[name]['pearson_r_head']:.3f})")
     meta = {"weights_sha256": meta_w["sha256"], "regions": [int(r) for r in regions],
-            "thickness": [int(k) for k in thickness], "rounds": rounds, "data": data_note, "metrics": metrics,
+            "thickness": [int(k) for k in thickness], "axes": [int(a) for a in axes], "rounds": rounds, "data": data_note, "metrics": metrics,
             "seconds": round(time.time() - t0, 1), "date": time.strftime("%Y-%m-%d")}
     if prior is not None:
         meta.update(pooled_with=str(pool), share=share)
@@ -146,11 +150,12 @@ def fit_quality(image, labels, regions, weights="default", spacing=None, rounds=
 
 
 def train_quality(image, labels, regions, weights="default", out=None, spacing=None, rounds=6, device="cpu",
-                  data_note="", log=print, thickness=(1,), pool=None, share=None) -> tuple[QualityModel, Path]:
+                  data_note="", log=print, thickness=(1,), pool=None, share=None,
+                  axes=(0,)) -> tuple[QualityModel, Path]:
     """fit_quality, then save the model (default: beside the weights, where sessions load it) and its
     samples beside the model."""
     model, samples = fit_quality(image, labels, regions, weights, spacing, rounds, device, data_note, log,
-                                 thickness, pool, share)
+                                 thickness, pool, share, axes=axes)
     path = model.save(out or sidecar(resolve_memnet_weights(weights)))   # fit_quality loaded the network
     save_samples(samples_path(path), samples, model.meta["weights_sha256"])
     log(f"saved {path} and its samples")
