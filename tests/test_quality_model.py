@@ -436,3 +436,20 @@ def test_the_shipped_samples_are_what_the_shipped_quality_model_was_fitted_on():
         probe = dict(enumerate(x[:: max(1, len(x) // 500)]))
         want, got = shipped.predict(probe, tta), refit.predict(probe, tta)
         assert max(abs(want[i] - got[i]) for i in probe) < 1e-3, name
+
+
+def test_fit_quality_across_another_axis_is_the_fit_on_the_moved_volume(phantom, weights):
+    """axes=(1,) simulates sessions slicing across axis 1: the same samples as axis-0 sessions on the
+    volume with axis 1 moved first (and its spacing with it)."""
+    from halo_seg.train.quality_fit import fit_quality
+    image, truth = phantom
+    labels = truth.astype(np.uint8)
+    quiet = lambda *_: None  # noqa: E731
+    spacing = (1.0, 0.8, 1.2)
+    across, s1 = fit_quality(image, labels, [1], weights=weights, rounds=2, log=quiet, spacing=spacing, axes=(1,))
+    moved, s0 = fit_quality(np.moveaxis(image, 1, 0), np.moveaxis(labels, 1, 0), [1], weights=weights, rounds=2,
+                            log=quiet, spacing=(0.8, 1.0, 1.2))
+    assert across.meta["axes"] == [1] and moved.meta["axes"] == [0]
+    for name in s0:
+        np.testing.assert_allclose(s1[name][0], s0[name][0])
+        np.testing.assert_allclose(s1[name][1], s0[name][1])
