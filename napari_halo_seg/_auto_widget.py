@@ -17,7 +17,8 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import measure_labels, volume_text
 
-from ._background import BackgroundWidget, form_of
+from ._background import BackgroundWidget
+from ._fields import SavedFilesBox, form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT, layer_unit, table_features
 from ._paths import models_dir
@@ -49,43 +50,12 @@ def layer_source(layer):
     return data
 
 
-class ModelBox(QComboBox):
-    """The weights field: "default", the models trained in napari (Train a model, newest first; shown
-    by name, used by path), or any path typed or browsed to. The list is read again each time it opens,
-    so a model trained a minute ago is there."""
-
-    def __init__(self):
-        super().__init__()
-        self.setEditable(True)
-        self.refresh()
-        self.setCurrentText("default")
-
-    def refresh(self):
-        text = self.currentText()
-        self.blockSignals(True)
-        self.clear()
-        self.addItem("default")
-        saved = models_dir()
-        for path in sorted(saved.glob("*.safetensors"), reverse=True) if saved.is_dir() else []:
-            self.addItem(path.name, str(path))
-        self.setCurrentText(text)
-        self.blockSignals(False)
-
-    def showPopup(self):
-        self.refresh()
-        super().showPopup()
-
-    def choice(self) -> str:
-        """The weights to load: a listed model's path, or what was typed."""
-        text, i = self.currentText().strip(), self.findText(self.currentText().strip())
-        return (self.itemData(i) or text) if i >= 0 else (text or "default")
-
-
 class AutoSegmentWidget(BackgroundWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__(napari_viewer, "Segment")
         self.image = QComboBox()
-        self.weights = ModelBox()
+        # the models trained in napari (Train a model) are listed by name
+        self.weights = SavedFilesBox("default", models_dir, "*.safetensors")
         browse = QPushButton("...")
         browse.clicked.connect(self._browse)
         wrow = QHBoxLayout()

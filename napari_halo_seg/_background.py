@@ -6,15 +6,8 @@ from __future__ import annotations
 import threading
 
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-
-def form_of(*rows) -> QFormLayout:
-    """A form of (label, widget or layout) rows."""
-    form = QFormLayout()
-    for label, field in rows:
-        form.addRow(label, field)
-    return form
 
 
 class _Bridge(QObject):

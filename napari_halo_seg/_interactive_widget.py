@@ -31,7 +31,7 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
-from ._background import form_of
+from ._fields import SavedFilesBox, form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._paths import file_stem, last_session_path, learned_dir
 from ._measure import UNIT, drop_row, layer_unit, object_row, set_row
@@ -77,12 +77,7 @@ class InteractiveWidget(QWidget):
         self.weights = QComboBox()
         self.weights.setEditable(True)
         self.weights.addItem("default")
-        self.quality = QComboBox()
-        self.quality.setEditable(True)
-        self.quality.addItem(AUTO)
-        saved = learned_dir()
-        for path in sorted(saved.glob("*.quality.json"), reverse=True) if saved.is_dir() else []:
-            self.quality.addItem(path.name, str(path))   # shown by name, used by path
+        self.quality = SavedFilesBox(AUTO, learned_dir, "*.quality.json")   # and those Learn from objects saved
         self.quality.setToolTip("the model of predicted slice quality, which decides where the propagation stops "
                                 "and which slice is recommended: auto (the weights' own), one saved by Learn from "
                                 "objects, or the path of a .quality.json from halo-seg train-quality")
@@ -251,10 +246,7 @@ class InteractiveWidget(QWidget):
 
     def _quality_choice(self) -> str:
         """AUTO or the path of a quality model: a listed one's, or what was typed."""
-        text, i = self.quality.currentText().strip(), self.quality.currentIndex()
-        if i >= 0 and self.quality.itemData(i) and self.quality.itemText(i) == text:
-            return self.quality.itemData(i)
-        return AUTO if text in ("", AUTO) else text
+        return self.quality.choice()
 
     def _session(self, axis: int | None = None):
         """The segmenter for the image, weights, device and slicing axis (default: the view's) chosen;
@@ -546,8 +538,8 @@ class InteractiveWidget(QWidget):
                 self.status.setText(f"quality model adjusted to {which} and in use, but not saved: {exc}")
                 return
             self.quality.blockSignals(True)
-            self.quality.insertItem(1, path.name, str(path))
-            self.quality.setCurrentIndex(1)
+            self.quality.refresh()
+            self.quality.select(path.name)
             self.quality.blockSignals(False)
             r = model.meta["metrics"]["tta"]["pearson_r_fit"]
             self.status.setText(f"quality model adjusted to {which} in {self.last_seconds:.0f}s "

@@ -17,7 +17,8 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QLineEdit, QPushBu
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
-from ._background import BackgroundWidget, form_of
+from ._background import BackgroundWidget
+from ._fields import form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT, layer_unit, table_features
 

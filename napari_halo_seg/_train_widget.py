@@ -18,7 +18,8 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 
-from ._background import BackgroundWidget, form_of
+from ._background import BackgroundWidget
+from ._fields import form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT
 from ._paths import file_stem, models_dir

@@ -1,0 +1,55 @@
+"""Form fields the dock widgets share."""
+from __future__ import annotations
+
+from qtpy.QtWidgets import QComboBox, QFormLayout
+
+
+def form_of(*rows) -> QFormLayout:
+    """A form of (label, widget or layout) rows."""
+    form = QFormLayout()
+    for label, field in rows:
+        form.addRow(label, field)
+    return form
+
+
+class SavedFilesBox(QComboBox):
+    """An editable choice of ``first`` (the built-in entry), the files matching ``pattern`` in
+    ``folder()`` (newest first by their timestamped names; shown by name, used by path), or any path
+    typed. The folder is read again each time the list opens, so a file saved a minute ago is there."""
+
+    def __init__(self, first: str, folder, pattern: str):
+        super().__init__()
+        self.first, self.folder, self.pattern = first, folder, pattern
+        self.setEditable(True)
+        self.refresh()
+        self.select(first)
+
+    def refresh(self):
+        text = self.currentText()
+        self.blockSignals(True)
+        self.clear()
+        self.addItem(self.first)
+        saved = self.folder()
+        for path in sorted(saved.glob(self.pattern), reverse=True) if saved.is_dir() else []:
+            self.addItem(path.name, str(path))
+        self.select(text)
+        self.blockSignals(False)
+
+    def select(self, text: str):
+        """Make ``text`` the choice: its entry when listed (an editable box's setCurrentText would only
+        set the text, leaving the index where it was), else the typed text."""
+        i = self.findText(text)
+        if i >= 0:
+            self.setCurrentIndex(i)
+        else:
+            self.setEditText(text)
+
+    def showPopup(self):
+        self.refresh()
+        super().showPopup()
+
+    def choice(self) -> str:
+        """A listed file's path, what was typed, or ``first`` when nothing is."""
+        text = self.currentText().strip()
+        i = self.findText(text)
+        return (self.itemData(i) or text) if i >= 0 else (text or self.first)
