@@ -65,7 +65,7 @@ def _train(image, labels, settings, out, cancel, progress, predict: bool):
                          log=lambda *_: None, progress=progress, cancel=cancel.is_set,
                          meta={"trained_in": "napari", "held_out": "the end of the labelled extent along z"})
         pred = None
-        if predict and res["history"] and res["cancelled_at"] is None:
+        if predict and res["best"] is not None and res["cancelled_at"] is None:
             dst = Path(tempfile.mkdtemp(prefix="halo-seg-train-")) / "prediction.zarr"
             segment(image, dst, weights=out, mode="tile", cancel=cancel, progress=progress)
             pred = zarr.open_group(str(dst), mode="r")["labels"][...]
@@ -152,8 +152,7 @@ class TrainWidget(BackgroundWidget):
                                    translate=layer.translate[-3:], opacity=0.5,
                                    metadata={k: v for k, v in (layer.metadata or {}).items()
                                              if k in (GEOMETRY, SERIES_KEY, UNIT)})
-        hist = res["history"]
-        best = max(hist, key=_mean_dice) if hist else None
+        best = res["best"]
         stopped = f"cancelled after iteration {res['cancelled_at']}; " if res["cancelled_at"] is not None else ""
         if best is None:
             self.progress.setMaximum(1)
@@ -165,13 +164,6 @@ class TrainWidget(BackgroundWidget):
                         f"held-out {where} (n/a: not there): {dice}. Use them in Automatic segmentation (weights) "
                         f"or halo-seg segment --weights")
 
-
     def _failed(self, exc, cancelled_types=()):
         from halo_seg.engine.runner import Cancelled
         super()._failed(exc, (Cancelled, InterruptedError))
-
-
-def _mean_dice(entry: dict) -> float:
-    """The mean over the classes there to score, as train_unet chooses the weights it keeps."""
-    scored = [d for d in entry["val_dice"] if d is not None]
-    return float(np.mean(scored)) if scored else 0.0

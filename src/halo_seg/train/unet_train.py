@@ -91,7 +91,8 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
                resume: str | Path | None = None, progress=None, cancel=None) -> dict:
     """Train and save the best (by mean validation Dice) weights to `out`; return the history.
     ``cancel()`` returning True stops the run between iterations: the best weights saved so far stay
-    (``cancelled_at`` in the result gives the iteration)."""
+    (``cancelled_at`` in the result gives the iteration). ``best``: the history entry of the weights
+    saved (None when no validation was reached)."""
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -133,7 +134,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
             writer = SummaryWriter(tensorboard_dir)
         except ImportError:
             log("tensorboard is not installed; logging to the console only")
-    history, best, t0, stopped = [], -1.0, time.time(), None
+    history, best, t0, stopped, kept = [], -1.0, time.time(), None, None
     for it in range(start + 1, cfg.iterations + 1):
         if cancel is not None and cancel():
             stopped = it - 1
@@ -177,7 +178,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
             if writer:
                 writer.add_scalar("dice/val_mean", mean_d, it)
             if mean_d > best:
-                best = mean_d
+                best, kept = mean_d, history[-1]
                 save_unet(net, out, normalization=spec, classes=cfg.class_names,
                           training={"config": {k: (list(v) if isinstance(v, tuple) else v)
                                                for k, v in asdict(cfg).items()},
@@ -185,4 +186,4 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     if writer:
         writer.close()
     Path(str(out) + ".history.json").write_text(json.dumps(history, indent=1))
-    return {"history": history, "best_mean_dice": best, "cancelled_at": stopped}
+    return {"history": history, "best_mean_dice": best, "best": kept, "cancelled_at": stopped}
