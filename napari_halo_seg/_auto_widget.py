@@ -23,6 +23,8 @@ from ._layers import fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT, layer_unit, table_features
 from ._paths import models_dir
 
+MIRROR_CHOICES = (("none", ""), ("y, x: 4 views, 4x time", "yx"), ("z, y, x: 8 views, 8x time", "zyx"))
+
 
 def _segment_or_error(*args, spacing=(1.0, 1.0, 1.0), unit=None, **kwargs):
     """Run the engine, then measure each class of its labels (in the worker: it reads them all); hand
@@ -70,10 +72,15 @@ class AutoSegmentWidget(BackgroundWidget):
         self.overlap.setRange(0.0, 0.9)
         self.overlap.setSingleStep(0.25)
         self.overlap.setValue(0.5)
+        # test-time mirroring: labels averaged over mirrored views, at that many times the work
+        self.mirror = QComboBox()
+        for text, axes in MIRROR_CHOICES:
+            self.mirror.addItem(text, axes)
         self.output = QLineEdit("")
         self.output.setPlaceholderText("output .zarr (default: a new temporary folder)")
         self._lay_out(form_of(("image", self.image), ("weights", wrow), ("device", self.device), ("mode", self.mode),
-                              ("grid z,y,x", self.grid), ("tile overlap", self.overlap), ("output", self.output)))
+                              ("grid z,y,x", self.grid), ("tile overlap", self.overlap), ("mirror views", self.mirror),
+                              ("output", self.output)))
         follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
 
@@ -98,7 +105,7 @@ class AutoSegmentWidget(BackgroundWidget):
             return
         out = self.output.text().strip() or str(Path(tempfile.mkdtemp(prefix="halo-seg-")) / f"{name}_labels.zarr")
         kwargs = dict(weights=self.weights.choice(), grid=grid, device=self.device.currentText(),
-                      mode=self.mode.currentText(), overlap=self.overlap.value())
+                      mode=self.mode.currentText(), overlap=self.overlap.value(), mirror=self.mirror.currentData())
         self._start(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...", _segment_or_error,
                     layer_source(layer), out, progress=self.progress_callback, cancel=self._cancel,
                     spacing=tuple(layer.scale[-3:]), unit=layer_unit(layer),

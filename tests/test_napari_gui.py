@@ -54,6 +54,22 @@ def test_auto_widget_segments_in_background(make_napari_viewer, qtbot, tmp_path,
     assert f"class {classes[0]}: {int((ref == classes[0]).sum())} voxel units³" in w.status.text()
 
 
+def test_auto_widget_mirror_views(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):
+    import zarr
+    from halo_seg.engine.runner import segment
+    viewer, w = _auto_widget(make_napari_viewer, phantom_npy, tiny_weights, tmp_path / "m.zarr")
+    w.mode.setCurrentText("whole")
+    w.mirror.setCurrentIndex(w.mirror.findData("zyx"))
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "done" in w.status.text(), w.status.text()
+    for name, mirror in (("ref.zarr", "zyx"), ("plain.zarr", "")):
+        segment(phantom_npy, tmp_path / name, tiny_weights, mode="whole", mirror=mirror)
+    ref, plain = (zarr.open_group(str(tmp_path / n))["labels"][...] for n in ("ref.zarr", "plain.zarr"))
+    np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data), ref)
+    assert (ref != plain).any()   # the choice reached the engine
+
+
 def test_auto_widget_cancel_and_errors_keep_layers(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):
     viewer, w = _auto_widget(make_napari_viewer, phantom_npy, tiny_weights, tmp_path / "c.zarr")
     w.mode.setCurrentText("tile")

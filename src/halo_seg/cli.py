@@ -19,7 +19,7 @@ def cmd_segment(a) -> int:
     from .engine.runner import segment
     res = segment(a.input, a.output, weights=a.weights, grid=parse_grid(a.grid), device=a.device,
                   mode=a.mode, overlap=a.overlap, tile_size=a.tile, save_probabilities=a.save_probabilities,
-                  resume=a.resume, timeout=a.timeout, threads=a.threads, progress=_progress)
+                  resume=a.resume, timeout=a.timeout, threads=a.threads, progress=_progress, mirror=a.mirror)
     if res.skipped:
         print(f"{a.output}: every block was already done; nothing to do (--resume)")
     else:
@@ -336,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overlap", type=float, default=0.5, help="tile mode: window overlap")
     s.add_argument("--tile", type=int, default=None, help="tile mode: window edge (voxels)")
     s.add_argument("--save-probabilities", action="store_true")
+    s.add_argument("--mirror", default="", metavar="AXES",
+                   help="average over mirrored views along these axes, e.g. zyx (8 views) or yx (4): "
+                        "test-time mirroring, that many times the work; exact in halo mode too")
     s.add_argument("--resume", action="store_true", help="skip a run whose blocks are all written")
     s.add_argument("--timeout", type=float, default=1800, help="seconds before a hung rank fails the run")
     s.add_argument("--threads", type=int, default=None, help="torch threads per rank")

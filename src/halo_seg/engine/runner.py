@@ -25,6 +25,7 @@ import torch
 
 from ..io.volume import open_volume
 from . import normalize
+from .mirror import MirrorError, mirror_letters, mirrored_softmax, parse_mirror
 from .output import done_map, open_output, write_block
 from .partition import PartitionPlan, parse_grid
 from .weights import load_unet
@@ -136,15 +137,19 @@ def _device_for(device: str, local_rank: int = 0) -> torch.device:
 def _signature(job, plan_shape, grid, meta):
     return {"input": str(job["source"]) if isinstance(job["source"], (str, Path)) else "<array>",
             "shape": list(plan_shape), "grid": list(grid), "mode": job["mode"],
-            "weights": meta.get("sha256"), "overlap": job["overlap"] if job["mode"] == "tile" else None}
+            "weights": meta.get("sha256"), "overlap": job["overlap"] if job["mode"] == "tile" else None,
+            **({"mirror": mirror_letters(job["mirror"])} if job["mirror"] else {})}
 
 
 def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cpu", mode: str = "halo",
             overlap: float = 0.5, tile_size: int | None = None, save_probabilities: bool = False,
             resume: bool = False, timeout: float = 1800.0, threads: int | None = None,
-            progress: Callable[[int, int, str], None] | None = None, cancel=None,
+            progress: Callable[[int, int, str], None] | None = None, cancel=None, mirror="",
             _fault: dict | None = None) -> SegmentResult:
     """Segment `source` (path or array) into the zarr group `output` (`labels`, `probabilities`).
+
+    `mirror`: axes ('zyx', 'yx', ...) over which the probabilities are averaged with mirrored views
+    of the volume (test-time mirroring, 2**len(axes) times the work; see engine/mirror.py).
 
     `cancel`: an object with ``is_set()`` (a threading.Event); when set, the ranks are stopped
     (or the tile loop ends) and :class:`Cancelled` is raised.
@@ -154,12 +159,16 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     if not 0.0 <= overlap < 1.0:
         raise EngineError(f"overlap must be in [0, 1), got {overlap}")
     grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)
+    try:
+        mirror = parse_mirror(mirror)
+    except MirrorError as exc:
+        raise EngineError(str(exc)) from None
     vol = open_volume(source)  # validates 3D, numeric, existing
     net, meta = load_unet(weights)  # validates weights before any process starts
     plan = PartitionPlan(vol.shape, grid, net.multiple)  # validates grid vs volume
     job = dict(source=source, output=str(output), weights=str(weights), grid=grid, device=device,
                mode=mode, overlap=overlap, tile_size=tile_size, probabilities=save_probabilities, resume=resume,
-               timeout=float(timeout), threads=threads, fault=_fault or {})
+               timeout=float(timeout), threads=threads, mirror=mirror, fault=_fault or {})
     chunks = plan.chunks if mode == "halo" else tuple(min(s, 64) for s in vol.shape)
     sig = _signature(job, vol.shape, grid, meta)
     n_classes = net.config["out_channels"]
@@ -281,9 +290,8 @@ def _rank_main(rank: int, job: dict, q) -> dict:
         del x
         net.set_partition(HaloContext(plan, rank))
         with torch.inference_mode():
-            logits = net(torch.from_numpy(xb)[None, None].to(dev))
-            probs = torch.softmax(logits[0], 0).float().cpu().numpy()
-        del logits
+            probs = mirrored_softmax(net, torch.from_numpy(xb)[None, None].to(dev), job.get("mirror", ()))
+            probs = probs[0].float().cpu().numpy()
         probs = probs[(slice(None),) + tuple(slice(0, v.stop - v.start) for v in valid)]
         peak = _peak_growth_mb(rss0)
         write_block(job["output"], valid, probs, coords, job["probabilities"])
@@ -310,12 +318,13 @@ def _single_process(job, vol, net, meta, progress, cancel=None) -> dict:
     mean, std = normalize.mean_std(normalize.dask_moments(vol.data, spec), spec)
     t0, rss0 = time.perf_counter(), _reset_peak()
     if job["mode"] == "whole":
-        probs = predict_whole(net, normalize.apply(np.asarray(vol.data), mean, std, spec), dev)
+        probs = predict_whole(net, normalize.apply(np.asarray(vol.data), mean, std, spec), dev, job["mirror"])
         if progress:
             progress(1, 1, "whole volume")
     else:
         probs = predict_tiles(net, vol.data, lambda a: normalize.apply(a, mean, std, spec), dev,
-                              tile=job["tile_size"], overlap=job["overlap"], progress=progress, cancel=cancel)
+                              tile=job["tile_size"], overlap=job["overlap"], progress=progress, cancel=cancel,
+                              mirror=job["mirror"])
     peak = _peak_growth_mb(rss0)
     write_block(job["output"], tuple(slice(0, s) for s in vol.shape), probs, (0, 0, 0), job["probabilities"])
     return {"rank": 0, "coords": (0, 0, 0), "seconds": time.perf_counter() - t0, "peak_mb": peak,
@@ -327,13 +336,13 @@ def pad_to_multiple(x: np.ndarray, m: int) -> np.ndarray:
     return np.pad(x, pad) if any(p[1] for p in pad) else x
 
 
-def predict_whole(net, x: np.ndarray, dev) -> np.ndarray:
+def predict_whole(net, x: np.ndarray, dev, mirror=()) -> np.ndarray:
     """Softmax probabilities of the unpartitioned network (the exactness reference)."""
     shape = x.shape
     xp = pad_to_multiple(x.astype(np.float32), net.multiple)
     net.set_partition(None)
     with torch.inference_mode():
-        p = torch.softmax(net(torch.from_numpy(xp)[None, None].to(dev))[0], 0).float().cpu().numpy()
+        p = mirrored_softmax(net, torch.from_numpy(xp)[None, None].to(dev), mirror)[0].float().cpu().numpy()
     return p[(slice(None),) + tuple(slice(0, s) for s in shape)]
 
 
@@ -352,7 +361,7 @@ def tile_starts(n: int, t: int, step: int) -> list[int]:
 
 
 def predict_tiles(net, data, norm, dev, tile: int | None = None, overlap: float = 0.5,
-                  progress=None, cancel=None) -> np.ndarray:
+                  progress=None, cancel=None, mirror=()) -> np.ndarray:
     """Overlap-tile baseline: mirror-padded border context (U-Net paper), Gaussian-blended windows
     (nnU-Net / MONAI) at `overlap`. Each window reads only its own part of the lazy volume."""
     import dask.array as da
@@ -380,7 +389,7 @@ def predict_tiles(net, data, norm, dev, tile: int | None = None, overlap: float 
                     _raise_if_cancelled(cancel, "the remaining windows were skipped")
                     sl = (slice(z, z + t), slice(y, y + t), slice(x, x + t))
                     xt = norm(np.asarray(src[sl]))
-                    p = torch.softmax(net(torch.from_numpy(xt)[None, None].to(dev))[0], 0).float().cpu().numpy()
+                    p = mirrored_softmax(net, torch.from_numpy(xt)[None, None].to(dev), mirror)[0].float().cpu().numpy()
                     acc[(slice(None),) + sl] += p * w
                     wsum[sl] += w
                     k += 1
