@@ -1,7 +1,9 @@
 """Dock widget: automatic segmentation of an image layer with the halo engine, in the background.
 
 The engine runs in a worker thread (its ranks are separate processes), reports per-block progress
-through a Qt signal, can be cancelled, and its labels come back as a lazily loaded Labels layer.
+through a Qt signal, can be cancelled, and its labels come back as a lazily loaded Labels layer,
+with the engine's uncertainty as a hidden Image layer and a button that steps through the slices
+most worth checking (halo_seg.review).
 """
 from __future__ import annotations
 
@@ -12,32 +14,37 @@ import napari
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton
 
 from halo_seg.engine.partition import parse_grid
+from halo_seg.engine.output import UNCERTAINTY
 from halo_seg.engine.runner import Cancelled, segment
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import measure_labels, volume_text
+from halo_seg.review import expected_errors, review_order
 
 from ._background import BackgroundWidget
 from ._fields import SavedFilesBox, form_of
-from ._layers import fill_layer_box, follow_layers, layer_volume
+from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
 from ._measure import UNIT, layer_unit, table_features
 from ._paths import models_dir
 
+REVIEW_TOP = 10
 MIRROR_CHOICES = (("none", ""), ("y, x: 4 views, 4x time", "yx"), ("z, y, x: 8 views, 8x time", "zyx"))
 
 
 def _segment_or_error(*args, spacing=(1.0, 1.0, 1.0), unit=None, **kwargs):
-    """Run the engine, then measure each class of its labels (in the worker: it reads them all); hand
+    """Run the engine, then measure each class of its labels and sum each slice's expected wrong
+    voxels (in the worker: both read the whole output); hand
     an exception back as a value so the widget reports it in its status line (the user's layers are
     untouched) instead of it escaping the worker thread."""
     # a tuple, not a bare exception: superqt treats a returned exception as the worker's own error
     try:
         res = segment(*args, **kwargs)
         import zarr
-        labels = zarr.open_group(res.output, mode="r")["labels"]
+        grp = zarr.open_group(res.output, mode="r")
         cancel = kwargs.get("cancel")
-        table = measure_labels(labels, spacing, unit=unit, cancel=None if cancel is None else cancel.is_set)
-        return (res, table), None
+        stop = None if cancel is None else cancel.is_set
+        table = measure_labels(grp["labels"], spacing, unit=unit, cancel=stop)
+        return (res, table, expected_errors(grp[UNCERTAINTY], cancel=stop)), None
     except Exception as exc:  # every engine error is shown to the user, none is fatal to the viewer
         return None, exc
 
@@ -78,9 +85,14 @@ class AutoSegmentWidget(BackgroundWidget):
             self.mirror.addItem(text, axes)
         self.output = QLineEdit("")
         self.output.setPlaceholderText("output .zarr (default: a new temporary folder)")
+        # the slices with the most expected wrong voxels, in turn, across the plane shown
+        self.review_btn = QPushButton("Next slice to review")
+        self.review_btn.setEnabled(False)
+        self.review_btn.clicked.connect(self.next_review_slice)
+        self._review = None   # (labels layer, per-slice expected wrong voxels along z, y, x, next rank per axis)
         self._lay_out(form_of(("image", self.image), ("weights", wrow), ("device", self.device), ("mode", self.mode),
                               ("grid z,y,x", self.grid), ("tile overlap", self.overlap), ("mirror views", self.mirror),
-                              ("output", self.output)))
+                              ("output", self.output)), self.review_btn)
         follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
 
@@ -117,8 +129,9 @@ class AutoSegmentWidget(BackgroundWidget):
         done, exc = outcome
         if exc is not None:
             return self._failed(exc)
-        res, table = done
-        labels = da.from_zarr(zarr.open_group(res.output, mode="r")["labels"])
+        res, table, per_slice = done
+        grp = zarr.open_group(res.output, mode="r")
+        labels = da.from_zarr(grp["labels"])
         meta = {"source": res.output}
         geometry = zarr.open_group(res.output, mode="r")["labels"].attrs.get(GEOMETRY) or \
             (layer.metadata or {}).get(GEOMETRY)
@@ -128,11 +141,45 @@ class AutoSegmentWidget(BackgroundWidget):
             if (layer.metadata or {}).get(key):
                 meta[key] = layer.metadata[key]
         unit = layer_unit(layer)
-        self.viewer.add_labels(labels, name=f"{layer.name} labels ({res.mode})", scale=layer.scale[-3:],
-                               metadata=meta, features=table_features(table, unit))
+        # hidden until asked for: where the labels are likely wrong, in percent
+        self.viewer.add_image(da.from_zarr(grp[UNCERTAINTY]), name=f"{layer.name} uncertainty ({res.mode})",
+                              scale=layer.scale[-3:], translate=layer.translate[-3:], colormap="inferno",
+                              contrast_limits=(0, 50), blending="additive", visible=False)
+        out = self.viewer.add_labels(labels, name=f"{layer.name} labels ({res.mode})", scale=layer.scale[-3:],
+                                     translate=layer.translate[-3:], metadata=meta,
+                                     features=table_features(table, unit))
+        self._review = (out, per_slice, [0, 0, 0])
+        self.review_btn.setEnabled(True)
         per_class = ", ".join(f"class {int(k)}: {volume_text(v, unit)}"
                               for k, v in zip(table["label"][:8], table["volume"][:8]))
         self._succeeded(f"done in {res.seconds:.1f}s: {res.output}" + (f"; {per_class}" if per_class else ""))
+
+    def next_review_slice(self):
+        """Show the next of the 10 slices, across the plane shown, with the most voxels expected
+        wrong in the last result, and say how many."""
+        if self._review is None:
+            self.status.setText("no result to review yet: segment first")
+            return
+        layer, per_slice, ranks = self._review
+        if layer not in self.viewer.layers:
+            self.status.setText("the labels to review were removed; segment again")
+            return
+        try:
+            axis = sliced_axis(self.viewer, "slices are reviewed one at a time")
+        except ValueError as exc:
+            self.status.setText(str(exc))
+            return
+        order = review_order(per_slice[axis], REVIEW_TOP)
+        if not order:
+            self.status.setText("no voxel is expected wrong: nothing to review")
+            return
+        k = ranks[axis] % len(order)
+        ranks[axis] = k + 1
+        z = order[k]
+        show_slice(self.viewer, layer, axis, z)
+        share = per_slice[axis][z] / per_slice[axis].sum()
+        self.status.setText(f"slice {z} across {'zyx'[axis]}: about {per_slice[axis][z]:.0f} voxels expected wrong "
+                            f"({share:.0%} of all); {k + 1} of the {len(order)} slices with the most")
 
     def _failed(self, exc, cancelled_types=(Cancelled, InterruptedError)):
         super()._failed(exc, cancelled_types)

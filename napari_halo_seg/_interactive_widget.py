@@ -32,7 +32,7 @@ from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
 from ._fields import SavedFilesBox, form_of
-from ._layers import fill_layer_box, follow_layers, layer_volume
+from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
 from ._paths import file_stem, last_session_path, learned_dir
 from ._measure import UNIT, drop_row, layer_unit, object_row, set_row
 from ._quality_plot import QualityPlot
@@ -209,16 +209,9 @@ class InteractiveWidget(QWidget):
             self.seg.strict_ends = bool(on)   # used from the next propagation on
 
     def _view_axis(self) -> int:
-        """The axis of the chosen image that the 2D view slices across (0 unless the dims were rolled
-        or transposed): prompts drawn now lie on a slice along it."""
-        dims = self.viewer.dims
-        if dims.ndisplay != 2:
-            raise ValueError("switch to the 2D view: objects are prompted on slices")
-        off = dims.ndim - 3   # the image's axes are the world's last three
-        hidden = [a - off for a in dims.not_displayed if a >= off]
-        if off < 0 or not hidden:
-            raise ValueError("the viewer shows no 3D image to slice")
-        return hidden[0]
+        """The axis of the chosen image that the 2D view slices across: prompts drawn now lie on a
+        slice along it."""
+        return sliced_axis(self.viewer, "objects are prompted on slices")
 
     def _axis(self) -> int:
         """The axis the current object is sliced along: its session's once it has prompts or slices,
@@ -439,17 +432,7 @@ class InteractiveWidget(QWidget):
 
     def goto_slice(self, z: int):
         """Show slice z along the object's axis."""
-        axis = self._axis()
-        world = self.viewer.dims.ndim - 3 + axis
-        layer = self._layer(self.image.currentText())
-        if layer is None:
-            step = list(self.viewer.dims.current_step)
-            step[world] = int(z)
-            self.viewer.dims.current_step = tuple(step)
-            return
-        at = [0] * layer.ndim
-        at[axis - 3] = int(z)
-        self.viewer.dims.set_point(world, float(layer.data_to_world(at)[axis - 3]))
+        show_slice(self.viewer, self._layer(self.image.currentText()), self._axis(), z)
 
     def goto_recommended(self):
         if self.recommended is None:

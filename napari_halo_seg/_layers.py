@@ -37,3 +37,30 @@ def layer_volume(layer):
         import dask.array as da
         data = da.from_array(data, chunks=getattr(data, "chunks", "auto"))   # a zarr array would load whole
     return data[(0,) * lead]
+
+
+def sliced_axis(viewer, why: str = "this works on slices") -> int:
+    """The axis of a 3D image (the world's last three axes) that the 2D view slices across: 0 unless
+    the dims were rolled or transposed. A ValueError says why there is none."""
+    dims = viewer.dims
+    if dims.ndisplay != 2:
+        raise ValueError(f"switch to the 2D view: {why}")
+    off = dims.ndim - 3
+    hidden = [a - off for a in dims.not_displayed if a >= off]
+    if off < 0 or not hidden:
+        raise ValueError("the viewer shows no 3D image to slice")
+    return hidden[0]
+
+
+def show_slice(viewer, layer, axis: int, z: int) -> None:
+    """Move the view to slice ``z`` along ``axis`` of ``layer``'s data (through its scale and
+    translation, so other layers may be on other grids); without a layer, to step ``z``."""
+    world = viewer.dims.ndim - 3 + axis
+    if layer is None:
+        step = list(viewer.dims.current_step)
+        step[world] = int(z)
+        viewer.dims.current_step = tuple(step)
+        return
+    at = [0] * layer.ndim
+    at[axis - 3] = int(z)
+    viewer.dims.set_point(world, float(layer.data_to_world(at)[axis - 3]))

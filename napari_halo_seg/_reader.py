@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from halo_seg.engine.output import UNCERTAINTY
 from halo_seg.io import open_volume
 from halo_seg.io.dicom import looks_like_series
 from halo_seg.io.dicom_seg import SERIES_KEY
@@ -41,8 +42,15 @@ def read_volume(path):
     is_output = p.is_dir() and ((p / "labels" / "zarr.json").exists() or (p / "labels" / ".zarray").exists()) \
         and not (p / "image").exists()
     if is_output or vol.meta.get("labels"):
-        return [(vol.data, {"name": p.stem + " labels" if is_output else p.name.split(".")[0],
-                            "scale": vol.spacing, "metadata": meta}, "labels")]
+        layers = [(vol.data, {"name": p.stem + " labels" if is_output else p.name.split(".")[0],
+                              "scale": vol.spacing, "metadata": meta}, "labels")]
+        if is_output and (p / UNCERTAINTY).is_dir():   # where the labels are likely wrong, shown on demand
+            import dask.array as da
+            import zarr
+            layers.append((da.from_zarr(zarr.open_group(str(p), mode="r")[UNCERTAINTY]),
+                           {"name": p.stem + " uncertainty", "scale": vol.spacing, "colormap": "inferno",
+                            "contrast_limits": (0, 50), "blending": "additive", "visible": False}, "image"))
+        return layers
     kw = {}
     if vol.meta.get("window"):   # the window a DICOM series was stored with (a CT in HU is unreadable without)
         c, w = vol.meta["window"]

@@ -70,6 +70,35 @@ def test_auto_widget_mirror_views(make_napari_viewer, qtbot, tmp_path, phantom_n
     assert (ref != plain).any()   # the choice reached the engine
 
 
+def test_auto_widget_steps_through_the_slices_to_review(make_napari_viewer, qtbot, tmp_path, phantom_npy,
+                                                       tiny_weights):
+    import zarr
+    from halo_seg.review import expected_errors, review_order
+    viewer, w = _auto_widget(make_napari_viewer, phantom_npy, tiny_weights, tmp_path / "r.zarr")
+    assert not w.review_btn.isEnabled()
+    w.mode.setCurrentText("whole")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert w.review_btn.isEnabled(), w.status.text()
+    unc = viewer.layers[-2]
+    assert unc.name.endswith("uncertainty (whole)") and not unc.visible
+    u = zarr.open_group(str(tmp_path / "r.zarr"))["uncertainty"][...]
+    np.testing.assert_array_equal(np.asarray(unc.data), u)
+    per_z = u.sum((1, 2)) / 100.0
+    order = review_order(per_z, 10)
+    for k in range(2):
+        w.next_review_slice()
+        assert viewer.dims.current_step[0] == order[k]
+        assert f"{k + 1} of the {len(order)} slices" in w.status.text()
+    viewer.dims.order = (2, 0, 1)     # slices across x now: its own ranking, from its first slice
+    w.next_review_slice()
+    assert viewer.dims.current_step[2] == review_order(expected_errors(u)[2])[0]
+    assert "across x" in w.status.text()
+    viewer.dims.ndisplay = 3
+    w.next_review_slice()
+    assert "2D view" in w.status.text()
+
+
 def test_auto_widget_cancel_and_errors_keep_layers(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):
     viewer, w = _auto_widget(make_napari_viewer, phantom_npy, tiny_weights, tmp_path / "c.zarr")
     w.mode.setCurrentText("tile")

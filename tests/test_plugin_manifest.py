@@ -54,6 +54,10 @@ def test_sample_data_have_ground_truth():
 def test_reader_opens_engine_output_as_labels(tmp_path, phantom_npy, tiny_weights):
     from halo_seg.engine.runner import segment
     segment(phantom_npy, tmp_path / "seg.zarr", tiny_weights, mode="whole")
-    [(data, meta, kind)] = get_reader(str(tmp_path / "seg.zarr"))(str(tmp_path / "seg.zarr"))
+    (data, meta, kind), (unc, umeta, ukind) = get_reader(str(tmp_path / "seg.zarr"))(str(tmp_path / "seg.zarr"))
+    g = zarr.open_group(str(tmp_path / "seg.zarr"))
     assert kind == "labels"
-    np.testing.assert_array_equal(np.asarray(data), zarr.open_group(str(tmp_path / "seg.zarr"))["labels"][...])
+    np.testing.assert_array_equal(np.asarray(data), g["labels"][...])
+    # beside them, hidden, where they are likely wrong
+    assert ukind == "image" and umeta["visible"] is False and umeta["name"] == "seg uncertainty"
+    np.testing.assert_array_equal(np.asarray(unc), g["uncertainty"][...])

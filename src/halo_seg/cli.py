@@ -1,4 +1,4 @@
-"""`halo-seg` command line: segment, export, measure, instances, evaluate, session, demo, train,
+"""`halo-seg` command line: segment, review, export, measure, instances, evaluate, session, demo, train,
 train-default, train-interactive, train-quality, info."""
 from __future__ import annotations
 
@@ -255,6 +255,19 @@ def cmd_measure(a) -> int:
     return 0
 
 
+def cmd_review(a) -> int:
+    from .review import expected_errors, open_uncertainty, parse_axis, review_order
+    axis = parse_axis(a.axis)
+    per_slice = expected_errors(open_uncertainty(a.output))[axis]
+    total = per_slice.sum()
+    name = "zyx"[axis]
+    print(f"{a.output}: about {total:.0f} voxels expected wrong in all; slices along {name} to check first:")
+    print(f"{'rank':>4} {name:>6} {'expected wrong voxels':>21} {'share':>6}")
+    for k, i in enumerate(review_order(per_slice, a.top), 1):
+        print(f"{k:>4} {i:>6} {per_slice[i]:>21.1f} {per_slice[i] / total:>6.1%}")
+    return 0
+
+
 def cmd_instances(a) -> int:
     from tqdm import tqdm
     import numpy as np
@@ -390,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-distances", action="store_true", help="overlaps and volumes only (surface distances "
                                                                 "need each label's bounding box in memory)")
     v.set_defaults(fn=cmd_evaluate)
+    r = sub.add_parser("review", help="the slices of a `segment` output to check first: those with the most "
+                                      "voxels expected wrong (from the class probabilities)")
+    r.add_argument("output", help="an output group of `segment`")
+    r.add_argument("--axis", default="z", help="slices across z (axial for scans), y or x")
+    r.add_argument("--top", type=int, default=10, help="how many slices to list")
+    r.set_defaults(fn=cmd_review)
     se = sub.add_parser("session", help="a saved interactive session (napari's Save session, or the copy kept "
                                          "after every propagation) as a label volume on its scan")
     se.add_argument("image", help="the image the session was made on")

@@ -1,4 +1,10 @@
-"""The output zarr group: `labels`, optional `probabilities`, and a per-block `done` map for resume."""
+"""The output zarr group: `labels`, `uncertainty`, optional `probabilities`, and a per-block `done`
+map for resume.
+
+`uncertainty` is 100 x (1 - the largest class probability), rounded to uint8: in percent, the
+probability that a voxel's label is wrong, so its sum over a slice is that slice's expected number of
+wrong voxels (halo_seg.review ranks slices by it).
+"""
 from __future__ import annotations
 
 import json
@@ -8,6 +14,14 @@ import numpy as np
 
 from ..io.labels import create_zarr_array, label_dtype
 from ..io.volume import VolumeError
+
+
+UNCERTAINTY = "uncertainty"
+
+
+def uncertainty_percent(probs: np.ndarray) -> np.ndarray:
+    """(C, ...) class probabilities -> uint8 percent probability that the argmax label is wrong."""
+    return np.rint(100.0 * (1.0 - probs.max(0))).clip(0, 100).astype(np.uint8)
 
 
 def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, probabilities: bool,
@@ -35,6 +49,8 @@ def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, 
         grp.attrs["unit"] = unit
     create_zarr_array(path, shape, chunks, label_dtype(n_classes - 1), name="labels", spacing=spacing,
                       geometry=geometry)
+    unc = create_zarr_array(path, shape, chunks, np.uint8, name=UNCERTAINTY, spacing=spacing)
+    unc.attrs["meaning"] = "percent probability that the label is wrong: 100 * (1 - max class probability)"
     if probabilities:
         create_zarr_array(path, (n_classes,) + tuple(shape), (1,) + tuple(chunks), np.float32,
                           name="probabilities", spacing=spacing)
@@ -53,6 +69,7 @@ def write_block(path, region, probs: np.ndarray, coords, probabilities: bool):
     grp = zarr.open_group(str(path), mode="a")
     lab = grp["labels"]
     lab[region] = probs.argmax(0).astype(lab.dtype)
+    grp[UNCERTAINTY][region] = uncertainty_percent(probs)
     if probabilities:
         grp["probabilities"][(slice(None),) + tuple(region)] = probs
     grp["done"][tuple(coords)] = 1

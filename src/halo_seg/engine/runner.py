@@ -135,7 +135,8 @@ def _device_for(device: str, local_rank: int = 0) -> torch.device:
 
 
 def _signature(job, plan_shape, grid, meta):
-    return {"input": str(job["source"]) if isinstance(job["source"], (str, Path)) else "<array>",
+    # format 2: with the uncertainty array, so an older output's blocks are never resumed without it
+    return {"format": 2, "input": str(job["source"]) if isinstance(job["source"], (str, Path)) else "<array>",
             "shape": list(plan_shape), "grid": list(grid), "mode": job["mode"],
             "weights": meta.get("sha256"), "overlap": job["overlap"] if job["mode"] == "tile" else None,
             **({"mirror": mirror_letters(job["mirror"])} if job["mirror"] else {})}
