@@ -116,3 +116,14 @@ def test_mirror_errors_and_resume(tmp_path, phantom_npy, tiny_weights, capsys):
     assert main(["segment", str(phantom_npy), str(tmp_path / "d.zarr"), "--weights", str(tiny_weights),
                  "--mirror", "w"]) != 0
     assert "mirror axes 'w'" in capsys.readouterr().err
+
+
+def test_mirroring_only_along_axes_the_model_was_trained_flipped(tmp_path, phantom_npy):
+    from halo_seg.engine.weights import save_unet
+    w = tmp_path / "inplane.safetensors"
+    save_unet(_net(), w, classes=["bg", "a", "b"], training={"config": {"flip_axes": [1, 2]}})
+    with pytest.raises(EngineError, match="trained with flips along yx only.*mirrored along z"):
+        segment(phantom_npy, tmp_path / "z.zarr", w, mode="whole", mirror="zyx")
+    assert not (tmp_path / "z.zarr").exists()
+    segment(phantom_npy, tmp_path / "yx.zarr", w, mode="whole", mirror="yx")
+    assert (tmp_path / "yx.zarr" / "labels").is_dir()

@@ -40,6 +40,25 @@ def mirror_letters(axes) -> str:
     return "".join(AXIS_LETTERS[a] for a in parse_mirror(axes))
 
 
+def trained_flip_axes(meta: dict) -> tuple[int, ...] | None:
+    """The axes a model's training flipped its patches along (halo-seg's own weights record them);
+    None where the weights do not say."""
+    axes = ((meta.get("training") or {}).get("config") or {}).get("flip_axes")
+    return None if axes is None else parse_mirror(axes)
+
+
+def check_trained_for(axes, meta: dict) -> None:
+    """Refuse mirrored views along axes the model never saw flipped: those views are images out of
+    its domain, and averaging them in would quietly lower the result instead of raising it."""
+    trained = trained_flip_axes(meta)
+    missing = [a for a in parse_mirror(axes) if trained is not None and a not in trained]
+    if missing:
+        raise MirrorError(f"mirror axes {mirror_letters(axes)!r}: these weights were trained with flips along "
+                          f"{mirror_letters(trained) or 'no axis'} only, so views mirrored along "
+                          f"{mirror_letters(missing)} are out of their domain; mirror along "
+                          f"{mirror_letters(trained) or 'no axis'} instead, or train with those flips")
+
+
 def flip_sets(axes) -> list[tuple[int, ...]]:
     """Every subset of `axes`, the identity first: the 2**len(axes) mirrored views."""
     axes = parse_mirror(axes)

@@ -25,7 +25,7 @@ import torch
 
 from ..io.volume import open_volume
 from . import normalize
-from .mirror import MirrorError, mirror_letters, mirrored_softmax, parse_mirror
+from .mirror import MirrorError, check_trained_for, mirror_letters, mirrored_softmax, parse_mirror
 from .output import done_map, open_output, write_block
 from .partition import PartitionPlan, parse_grid
 from .weights import load_unet
@@ -160,12 +160,13 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     if not 0.0 <= overlap < 1.0:
         raise EngineError(f"overlap must be in [0, 1), got {overlap}")
     grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)
-    try:
-        mirror = parse_mirror(mirror)
-    except MirrorError as exc:
-        raise EngineError(str(exc)) from None
     vol = open_volume(source)  # validates 3D, numeric, existing
     net, meta = load_unet(weights)  # validates weights before any process starts
+    try:
+        mirror = parse_mirror(mirror)
+        check_trained_for(mirror, meta)
+    except MirrorError as exc:
+        raise EngineError(str(exc)) from None
     plan = PartitionPlan(vol.shape, grid, net.multiple)  # validates grid vs volume
     job = dict(source=source, output=str(output), weights=str(weights), grid=grid, device=device,
                mode=mode, overlap=overlap, tile_size=tile_size, probabilities=save_probabilities, resume=resume,
