@@ -3,8 +3,10 @@ halo engine (2 ranks) and the automatic-segmentation dock widget; and the intera
 a box on the left thalamus, propagation and one correction on the recommended slice; and the same
 widget after "Learn from objects" on three committed objects, segmenting a fourth; and the left
 caudate prompted with one box on a coronal slice and propagated across the coronal slices.
+`coronal`, `train` or `review` as the argument makes only that one (review: a mirrored automatic
+run, its uncertainty over the labels on the first slice to review).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [coronal|train|review]
 """
 from __future__ import annotations
 
@@ -159,10 +161,29 @@ def train(s):
     _shoot(viewer, w, "napari_train.png")
 
 
+def review(s):
+    """The automatic widget after a mirrored run (8 views): the uncertainty shown over the labels, on
+    the first of the slices to review."""
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 800)
+    viewer.add_image(s.image, name="colin27 T1", scale=s.spacing, metadata={"unit": "mm"})
+    w = AutoSegmentWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Automatic segmentation")
+    w.mode.setCurrentText("whole")
+    w.mirror.setCurrentIndex(w.mirror.findData("zyx"))
+    w.output.setText(str(Path(tempfile.mkdtemp()) / "colin27_labels.zarr"))
+    w.run()
+    _wait(w)
+    viewer.layers[-1].opacity = 0.35
+    viewer.layers[-2].visible = True
+    w.next_review_slice()
+    _shoot(viewer, w, "napari_review.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
-    if sys.argv[1:] in (["coronal"], ["train"]):
+    if sys.argv[1:] in (["coronal"], ["train"], ["review"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()
