@@ -133,7 +133,7 @@ class AutoSegmentWidget(BackgroundWidget):
         grp = zarr.open_group(res.output, mode="r")
         labels = da.from_zarr(grp["labels"])
         meta = {"source": res.output}
-        geometry = zarr.open_group(res.output, mode="r")["labels"].attrs.get(GEOMETRY) or \
+        geometry = grp["labels"].attrs.get(GEOMETRY) or \
             (layer.metadata or {}).get(GEOMETRY)
         if geometry is not None:   # the input scan's, so that saving the labels places them on it
             meta[GEOMETRY] = geometry

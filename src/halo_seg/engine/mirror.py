@@ -43,7 +43,9 @@ def mirror_letters(axes) -> str:
 def trained_flip_axes(meta: dict) -> tuple[int, ...] | None:
     """The axes a model's training flipped its patches along (halo-seg's own weights record them);
     None where the weights do not say."""
-    axes = ((meta.get("training") or {}).get("config") or {}).get("flip_axes")
+    training = meta.get("training")
+    config = training.get("config") if isinstance(training, dict) else None
+    axes = config.get("flip_axes") if isinstance(config, dict) else None
     return None if axes is None else parse_mirror(axes)
 
 
