@@ -21,7 +21,12 @@ UNCERTAINTY = "uncertainty"
 
 def uncertainty_percent(probs: np.ndarray) -> np.ndarray:
     """(C, ...) class probabilities -> uint8 percent probability that the argmax label is wrong."""
-    return np.rint(100.0 * (1.0 - probs.max(0))).clip(0, 100).astype(np.uint8)
+    u = probs.max(0).astype(np.float32)   # one block-sized temporary, worked on in place
+    np.subtract(1.0, u, out=u)
+    u *= 100.0
+    np.rint(u, out=u)
+    np.clip(u, 0, 100, out=u)
+    return u.astype(np.uint8)
 
 
 def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, probabilities: bool,
