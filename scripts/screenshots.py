@@ -3,10 +3,11 @@ halo engine (2 ranks) and the automatic-segmentation dock widget; and the intera
 a box on the left thalamus, propagation and one correction on the recommended slice; and the same
 widget after "Learn from objects" on three committed objects, segmenting a fourth; and the left
 caudate prompted with one box on a coronal slice and propagated across the coronal slices.
-`coronal`, `train` or `review` as the argument makes only that one (review: a mirrored automatic
-run, its uncertainty over the labels on the first slice to review).
+`coronal`, `train`, `review` or `compare` as the argument makes only that one (review: a mirrored
+automatic run, its uncertainty over the labels on the first slice to review; compare: the default
+model's labels against the sample's own, on deep grey matter's worst slice).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [coronal|train|review]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [coronal|train|review|compare]
 """
 from __future__ import annotations
 
@@ -180,10 +181,38 @@ def review(s):
     _shoot(viewer, w, "napari_review.png")
 
 
+def compare(s):
+    """Compare labels: the default model's brain and deep grey matter against the sample's own."""
+    from halo_seg.train.default_model import default_targets
+    from napari_halo_seg._compare_widget import CompareWidget
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 800)
+    viewer.add_image(s.image, name="colin27 T1", scale=s.spacing, metadata={"unit": "mm"})
+    a = AutoSegmentWidget(viewer)
+    a.mode.setCurrentText("whole")
+    a.output.setText(str(Path(tempfile.mkdtemp()) / "colin27_labels.zarr"))
+    a.run()
+    _wait(a)
+    viewer.layers.remove(viewer.layers[-2])   # the uncertainty: not needed here
+    _, reference = default_targets()
+    ref = viewer.add_labels(reference, name="reference (ch2bet, AAL)", scale=s.spacing, metadata={"unit": "mm"})
+    ref.contour = 1   # the reference's outlines over the model's filled labels
+    w = CompareWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Compare labels")
+    w.labels.setCurrentText("colin27 T1 labels (whole)")
+    w.reference.setCurrentText("reference (ch2bet, AAL)")
+    w.run()
+    _wait(w)
+    viewer.layers["colin27 T1 labels (whole)"].opacity = 0.5
+    w.grid.selectRow(1)
+    w.show_worst_slice(1)
+    _shoot(viewer, w, "napari_compare.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
-    if sys.argv[1:] in (["coronal"], ["train"], ["review"]):
+    if sys.argv[1:] in (["coronal"], ["train"], ["review"], ["compare"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

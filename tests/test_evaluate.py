@@ -71,3 +71,21 @@ def test_refusals_and_cli(tmp_path, capsys):
     np.save(tmp_path / "s.npy", truth[:, :-1])
     assert main(["evaluate", str(tmp_path / "p.npy"), str(tmp_path / "s.npy")]) == 2
     assert "one voxel grid" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("slab", [40, 10 ** 6])
+def test_disagreement_per_slice_counts_each_labels_errors(monkeypatch, slab):
+    monkeypatch.setattr(evaluate, "SLAB_VOXELS", slab)   # slabs of one slice and the whole volume at once
+    rng = np.random.default_rng(1)
+    pred = rng.integers(0, 4, (9, 7, 8)).astype(np.uint16)
+    truth = rng.integers(0, 4, (9, 7, 8)).astype(np.uint16)
+    got = evaluate.disagreement_per_slice(pred, truth, [1, 3, 7])
+    assert sorted(got) == [1, 3, 7]
+    for k in (1, 3, 7):
+        wrong = (pred == k) != (truth == k)
+        for axis in range(3):
+            other = tuple(a for a in range(3) if a != axis)
+            np.testing.assert_array_equal(got[k][axis], wrong.sum(other))
+    assert not any(c.any() for c in got[7])   # a label in neither volume disagrees nowhere
+    with pytest.raises(VolumeError, match="shape"):
+        evaluate.disagreement_per_slice(pred, truth[:4], [1])

@@ -118,3 +118,27 @@ def format_comparison(table: dict[str, np.ndarray], unit: str | None) -> str:
                  + (f", mean HD95 {np.nanmean(table['hd95']):.2f} {u}" if dist and np.isfinite(table['hd95']).any()
                     else ""))
     return "\n".join(lines)
+
+
+def disagreement_per_slice(pred, truth, labels, cancel=None) -> dict[int, tuple[np.ndarray, ...]]:
+    """For each label k: how many voxels of each slice along z, y and x are k in one volume and not
+    in the other (where a reviewer finds that label's errors), counted in one pass of slabs."""
+    shape = check_label_volume(pred, "the predicted labels")
+    if check_label_volume(truth, "the reference labels") != shape:
+        raise VolumeError(f"the predicted labels have shape {shape} but the reference {tuple(truth.shape)}")
+    ids = np.asarray(sorted({int(k) for k in labels}), np.int64)
+    counts = [np.zeros((len(ids), n), np.int64) for n in shape]
+    step, starts = slabs(shape, SLAB_VOXELS)
+    for z0 in starts:
+        p = read_label_slab(pred, z0, step, cancel, "the predicted labels")
+        t = read_label_slab(truth, z0, step, cancel, "the reference labels")
+        where = np.nonzero(p != t)
+        # a voxel whose two labels differ is an error of each of them (0, the background, aside)
+        for vals in (p[where].astype(np.int64), t[where].astype(np.int64)):
+            row = np.searchsorted(ids, vals)
+            keep = (row < len(ids)) & (ids[np.minimum(row, len(ids) - 1)] == vals)
+            for axis, c in enumerate(counts):
+                pos = where[axis][keep] + (z0 if axis == 0 else 0)
+                n = c.shape[1]
+                c += np.bincount(row[keep] * n + pos, minlength=c.size).reshape(c.shape)
+    return {int(k): tuple(c[i] for c in counts) for i, k in enumerate(ids)}

@@ -1,0 +1,145 @@
+"""Dock widget: compare a Labels layer with a reference Labels layer, label by label (Dice, Jaccard,
+volume difference, HD95 and average surface distance in the reference's unit; halo_seg.evaluate),
+in a worker thread with progress and Cancel.
+
+A model's output against ground truth, or two readers' outlines of one structure. Clicking a row
+shows the slice, across the plane shown, where that label's two versions disagree on the most
+voxels; "Save table" writes the rows as CSV.
+"""
+from __future__ import annotations
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QPushButton, QTableWidget, QTableWidgetItem
+
+from ._background import BackgroundWidget
+from ._fields import form_of
+from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
+from ._measure import layer_unit
+
+COLUMNS = (("label", "label", "{:d}"), ("Dice", "dice", "{:.3f}"), ("Jaccard", "jaccard", "{:.3f}"),
+           ("vol. diff", "volume_difference", "{:+.1%}"), ("HD95", "hd95", "{:.2f}"), ("ASSD", "assd", "{:.2f}"))
+
+
+def _compare(pred, truth, spacing, distances: bool, cancel):
+    """In the worker: ((table, per-label disagreement per slice), None) or (None, the exception)."""
+    try:
+        from halo_seg.evaluate import compare_labels, disagreement_per_slice
+        table = compare_labels(pred, truth, spacing, distances=distances, cancel=cancel)
+        return (table, disagreement_per_slice(pred, truth, table["label"], cancel=cancel)), None
+    except Exception as exc:  # shown to the user; the layers are untouched
+        return None, exc
+
+
+class CompareWidget(BackgroundWidget):
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__(napari_viewer, "Compare")
+        self.labels, self.reference = QComboBox(), QComboBox()
+        self.distances = QCheckBox("surface distances (HD95, ASSD)")
+        self.distances.setChecked(True)
+        self.grid = QTableWidget(0, len(COLUMNS))
+        self.grid.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
+        self.grid.verticalHeader().setVisible(False)
+        self.grid.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.grid.cellClicked.connect(lambda row, _col: self.show_worst_slice(row))
+        self.save_btn = QPushButton("Save table (CSV)")
+        self.save_btn.setEnabled(False)
+        self.save_btn.clicked.connect(lambda: self.save_table())
+        self.table = None
+        self._result = None   # (the compared layer, per-label disagreement per slice along z, y, x, unit)
+        self._lay_out(form_of(("labels", self.labels), ("reference", self.reference), ("", self.distances)),
+                      self.save_btn)
+        self.layout().insertWidget(self.layout().count() - 1, self.grid)
+        self.status.setText("choose the labels to judge and a reference of the same grid, then Compare")
+        follow_layers(self.viewer, self._refresh_layers)
+        self._refresh_layers()
+
+    def _refresh_layers(self, *_):
+        fill_layer_box(self.labels, self.viewer, napari.layers.Labels)
+        fill_layer_box(self.reference, self.viewer, napari.layers.Labels)
+
+    def run(self):
+        if self.worker is not None:
+            self.status.setText("busy: wait or press Cancel")
+            return
+        a, b = self.labels.currentText(), self.reference.currentText()
+        if not a or not b:
+            self.status.setText("choose two Labels layers: the labels to judge and the reference")
+            return
+        if a == b:
+            self.status.setText("the labels and the reference are the same layer: choose another reference")
+            return
+        layer, ref = self.viewer.layers[a], self.viewer.layers[b]
+        pred, truth = layer_volume(layer), layer_volume(ref)
+        if tuple(pred.shape) != tuple(truth.shape):
+            self.status.setText(f"{a} {tuple(pred.shape)} and {b} {tuple(truth.shape)} lie on different grids: "
+                                "compare labels of one image")
+            return
+        self._start(f"comparing {a} with {b} ...", _compare, pred, truth, tuple(ref.scale[-3:]),
+                    self.distances.isChecked(), self._cancel.is_set,
+                    on_done=lambda outcome: self._done(outcome, layer, layer_unit(ref)))
+
+    def _done(self, outcome, layer, unit):
+        done, exc = outcome
+        if exc is not None:
+            return self._failed(exc)
+        table, per_slice = done
+        self.table, self._result = table, (layer, per_slice)
+        shown = [c for c in COLUMNS if c[1] in table]
+        self.grid.setColumnCount(len(shown))
+        self.grid.setHorizontalHeaderLabels([c[0] + (f" {unit}" if unit and c[1] in ("hd95", "assd") else "")
+                                             for c in shown])
+        self.grid.setRowCount(len(table["label"]))
+        for i in range(len(table["label"])):
+            for j, (_, key, fmt) in enumerate(shown):
+                v = table[key][i]
+                text = "n/a" if isinstance(v, float) and not np.isfinite(v) else fmt.format(
+                    int(v) if key == "label" else float(v))
+                self.grid.setItem(i, j, QTableWidgetItem(text))
+        self.grid.resizeColumnsToContents()
+        self.save_btn.setEnabled(True)
+        if not len(table["label"]):
+            self._succeeded("no labels in either layer")
+            return
+        self._succeeded(f"mean Dice {np.mean(table['dice']):.3f} over {len(table['label'])} labels; click a row "
+                        "to see where that label disagrees most")
+
+    def show_worst_slice(self, row: int):
+        """Show the slice, across the plane shown, where the chosen label's two versions disagree on
+        the most voxels."""
+        if self._result is None or not 0 <= row < len(self.table["label"]):
+            return
+        layer, per_slice = self._result
+        if layer not in self.viewer.layers:
+            self.status.setText("the compared labels were removed; compare again")
+            return
+        try:
+            axis = sliced_axis(self.viewer, "the disagreement is shown slice by slice")
+        except ValueError as exc:
+            self.status.setText(str(exc))
+            return
+        k = int(self.table["label"][row])
+        counts = per_slice[k][axis]
+        if not counts.any():
+            self.status.setText(f"label {k}: the two agree on every voxel")
+            return
+        z = int(counts.argmax())
+        show_slice(self.viewer, layer, axis, z)
+        self.status.setText(f"label {k}: slice {z} across {'zyx'[axis]}, {int(counts[z])} voxels disagree there "
+                            f"({int(counts.sum())} in all)")
+
+    def save_table(self, path: str | None = None):
+        if self.table is None:
+            return
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "comparison", "comparison.csv", "CSV (*.csv)")
+            if not path:
+                return
+        from halo_seg.measure import write_csv
+        try:
+            self.status.setText(f"wrote {write_csv(self.table, path)}")
+        except OSError as exc:
+            self.status.setText(f"error: cannot write {path}: {exc}")
+
+    def _failed(self, exc, cancelled_types=(InterruptedError,)):
+        super()._failed(exc, cancelled_types)

@@ -1,0 +1,55 @@
+import numpy as np
+
+from halo_seg.evaluate import compare_labels
+
+
+def _viewer(make_napari_viewer):
+    from napari_halo_seg._compare_widget import CompareWidget
+    truth = np.zeros((20, 30, 30), np.uint8)
+    truth[4:14, 5:20, 5:20] = 1
+    truth[6:12, 22:28, 3:9] = 2
+    pred = truth.copy()
+    pred[9, 5:20, 5:12] = 0          # label 1 loses most on slice 9
+    pred[2:4, 22:28, 3:9] = 2         # label 2 leaks onto slices 2 and 3
+    viewer = make_napari_viewer()
+    viewer.add_labels(truth, name="truth", scale=(2.0, 1.0, 1.0), metadata={"unit": "mm"})
+    viewer.add_labels(pred, name="model", scale=(2.0, 1.0, 1.0), metadata={"unit": "mm"})
+    w = CompareWidget(viewer)
+    w.labels.setCurrentText("model")
+    w.reference.setCurrentText("truth")
+    return viewer, w, pred, truth
+
+
+def test_compare_widget_reports_the_engines_table_and_finds_where_labels_disagree(make_napari_viewer, qtbot,
+                                                                                   tmp_path):
+    viewer, w, pred, truth = _viewer(make_napari_viewer)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    ref = compare_labels(pred, truth, (2.0, 1.0, 1.0))
+    assert list(w.table["label"]) == [1, 2]
+    np.testing.assert_allclose(w.table["dice"], ref["dice"])
+    np.testing.assert_allclose(w.table["hd95"], ref["hd95"])
+    assert w.grid.rowCount() == 2 and w.grid.item(0, 1).text() == f"{ref['dice'][0]:.3f}"
+    assert w.grid.horizontalHeaderItem(4).text() == "HD95 mm"
+    assert f"mean Dice {ref['dice'].mean():.3f}" in w.status.text()
+    w.show_worst_slice(0)
+    assert viewer.dims.current_step[0] == 9 and "label 1: slice 9 across z" in w.status.text()
+    w.show_worst_slice(1)
+    assert viewer.dims.current_step[0] in (2, 3)
+    viewer.dims.order = (1, 0, 2)    # slices across y: label 1's loss spans rows 5..19 of slice 9 equally
+    w.show_worst_slice(0)
+    assert viewer.dims.current_step[1] == 5 and "across y" in w.status.text()   # the first of the equal rows
+    w.save_table(str(tmp_path / "c.csv"))
+    assert (tmp_path / "c.csv").read_text().splitlines()[0].startswith("label,dice,jaccard")
+
+
+def test_compare_widget_refusals_keep_the_layers(make_napari_viewer, qtbot):
+    viewer, w, pred, truth = _viewer(make_napari_viewer)
+    w.reference.setCurrentText("model")
+    w.run()
+    assert w.worker is None and "same layer" in w.status.text()
+    viewer.add_labels(np.zeros((5, 5, 5), np.uint8), name="other grid")
+    w.reference.setCurrentText("other grid")
+    w.run()
+    assert w.worker is None and "different grids" in w.status.text()
+    assert len(viewer.layers) == 3 and not w.save_btn.isEnabled()
