@@ -7,6 +7,8 @@
    still runs the NCCL all-reduces of the distributed instance norm), forward and backward
    against the whole-volume network on the same GPU.
 3. The CPU (gloo) multi-rank check on this machine's cores for comparison.
+4. Mirroring (engine/mirror.py) on CUDA: flipped kernels on the GPU against the mirrored views
+   computed on the CPU by flipping the volume.
 """
 from __future__ import annotations
 
@@ -33,6 +35,20 @@ def whole_cuda_vs_cpu(tf32: bool) -> dict:
             "logit_scale": float(ref.abs().max()), "labels_identical_frac": float((out.argmax(1) == ref.argmax(1)).float().mean())}
 
 
+def mirrored_cuda_vs_flipped_cpu() -> dict:
+    from halo_seg.engine.mirror import flip_sets, mirrored_softmax
+    torch.manual_seed(0)
+    net = UNet3D(1, 3, base=8, depth=3).eval()
+    x = torch.randn(1, 1, 64, 80, 48)
+    with torch.inference_mode():
+        views = [torch.flip(torch.softmax(net(torch.flip(x, [2 + a for a in s])), 1), [2 + a for a in s])
+                 for s in flip_sets("zyx")]
+        ref = torch.stack(views).mean(0)
+        out = mirrored_softmax(net.cuda(), x.cuda(), "zyx").cpu()
+    return {"views": len(views), "max_abs_prob_diff": float((out - ref).abs().max()),
+            "labels_identical_frac": float((out.argmax(1) == ref.argmax(1)).float().mean())}
+
+
 def main():
     if not torch.cuda.is_available():
         sys.exit("no CUDA device: this check needs a GPU")
@@ -45,6 +61,7 @@ def main():
                                                                                    base=4, depth=2), device="cuda")
     res["gloo_partitioned_cpu"] = compare_partitioned((2, 2, 1), (37, 29, 33), config=dict(
         in_channels=1, out_channels=3, base=4, depth=2))
+    res["mirror_cuda_vs_cpu"] = mirrored_cuda_vs_flipped_cpu()
     print(json.dumps(res, indent=1))
     out = Path(__file__).parent / "results" / "gpu_check.json"
     out.parent.mkdir(parents=True, exist_ok=True)
