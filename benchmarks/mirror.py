@@ -6,6 +6,9 @@ public `segment` call; the halo run (2 ranks) with the most views is checked aga
 volume, since mirroring there is done with flipped kernels rather than flipped blocks.
 
     .venv/bin/python benchmarks/mirror.py [--weights default PATH ...] [--threads 2] [--repeats 3]
+
+With ../shared/data (HALO_SEG_SHARED_DATA) the same settings are also timed on the 1 mm volume
+(181 x 217 x 181, 8 times the voxels), where the network's share of the time is larger.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from _results import save_results, timed  # noqa: E402
 from halo_seg.engine.mirror import flip_sets  # noqa: E402
 from halo_seg.engine.runner import segment  # noqa: E402
 from halo_seg.metrics import dice  # noqa: E402
+from halo_seg.samples import load_colin27_full, shared_data_dir  # noqa: E402
 from halo_seg.train.default_model import default_targets, hemisphere_regions  # noqa: E402
 
 
@@ -71,6 +75,19 @@ def main(argv=None) -> int:
                       f"{row['dice']['deep_grey']:9.3f} {s:8.2f} {row['time_ratio']:6.1f}"
                       + (f"   halo {a.grid}: max prob diff {row['halo_max_prob_diff']:.1e}, labels equal "
                          f"{row['halo_labels_equal']}" if "halo_grid" in row else ""))
+        if shared_data_dir():
+            full = Path(tmp) / "t1_1mm.npy"
+            np.save(full, load_colin27_full().image.astype(np.float32))
+            base_s = None
+            for k, m in enumerate(a.mirror):
+                out = Path(tmp) / f"full{k}.zarr"
+                _, s, _ = timed(lambda: segment(full, out, a.weights[0], mode="whole", mirror=m, threads=a.threads),
+                                a.repeats)
+                base_s = s if base_s is None else base_s
+                rows.append({"weights": str(a.weights[0]), "volume": "1 mm", "mirror": m,
+                             "views": len(flip_sets(m)), "seconds": s, "time_ratio": s / base_s})
+                print(f"{'1 mm volume, ' + Path(str(a.weights[0])).stem:>22} {m or 'none':>6} {len(flip_sets(m)):>5} "
+                      f"{'':>6} {'':>9} {s:8.2f} {s / base_s:6.1f}")
     rows.append({"platform": platform.platform(), "threads": a.threads, "torch": torch.__version__})
     return save_results(a.out, "2 mm Colin27, right hemisphere (never trained on)", rows)
 
