@@ -33,6 +33,8 @@ def test_expected_errors_per_slice_along_each_axis():
     for axis in range(3):
         other = tuple(a for a in range(3) if a != axis)
         np.testing.assert_allclose(sums[axis], u.sum(other) / 100.0)
+    fsums = expected_errors(u.astype(np.float32) + 0.25, slab_voxels=40)   # percents as floats stay floats
+    np.testing.assert_allclose(fsums[0], (u.astype(float) + 0.25).sum((1, 2)) / 100.0, rtol=1e-6)
     order = review_order(sums[0])
     assert order == sorted((z for z in range(7) if z != 3), key=lambda z: -u[z].sum(dtype=int))
     assert review_order(sums[0], top=2) == order[:2]

@@ -53,11 +53,12 @@ def expected_errors(uncertainty, slab_voxels: int = 1 << 24, cancel=None) -> tup
     for z0 in starts:
         if cancel is not None and cancel():
             raise InterruptedError("stopped before the whole volume was read")
-        slab = np.asarray(uncertainty[z0:z0 + step], dtype=np.float64) / 100.0
-        sums[0][z0:z0 + len(slab)] = slab.sum((1, 2))
-        sums[1] += slab.sum((0, 2))
-        sums[2] += slab.sum((0, 1))
-    return tuple(sums)
+        slab = np.asarray(uncertainty[z0:z0 + step])
+        acc = np.int64 if np.issubdtype(slab.dtype, np.integer) else np.float64   # no float copy of a uint8 slab
+        sums[0][z0:z0 + len(slab)] = slab.sum((1, 2), dtype=acc)
+        sums[1] += slab.sum((0, 2), dtype=acc)
+        sums[2] += slab.sum((0, 1), dtype=acc)
+    return tuple(s / 100.0 for s in sums)
 
 
 def review_order(per_slice: np.ndarray, top: int | None = None) -> list[int]:
