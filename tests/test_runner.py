@@ -126,6 +126,17 @@ def test_demo_main_job(tmp_path, capsys):
     brain = float(out.split("Dice      brain:")[1].split()[0])
     assert brain > 0.85  # the shipped model finds the brain (card: 0.91 on the held-out hemisphere)
     assert len([l for l in out.splitlines() if l.strip().startswith("round ")]) == 6
+    # the slices it says to check first hold far more errors than an average slice (91 slices)
+    import re
+    review = next(l for l in out.splitlines() if l.startswith("slices to check first"))
+    wrong = [int(w) for w in re.findall(r", (\d+) wrong\)", review)]
+    lab = zarr.open_group(str(tmp_path / "labels_halo.zarr"), mode="r")["labels"][...]
+    from halo_seg.samples import load_colin27_sample
+    s = load_colin27_sample()
+    truth = s.brain.astype(np.uint8)
+    truth[s.labels > 0] = 2
+    per_slice = (lab != truth).sum((1, 2))
+    assert len(wrong) == 3 and min(wrong) > 2 * per_slice.mean()
 
 
 _FRAGMENT = """
