@@ -28,7 +28,8 @@ from ._measure import UNIT, layer_unit, table_features
 from ._paths import models_dir
 
 REVIEW_TOP = 10
-MIRROR_CHOICES = (("none", ""), ("y, x: 4 views, 4x time", "yx"), ("z, y, x: 8 views, 8x time", "zyx"))
+MIRROR_CHOICES = (("none", ""), ("x (left-right in scans): 2 views, 2x time", "x"),
+                  ("y, x: 4 views, 4x time", "yx"), ("z, y, x: 8 views, 8x time", "zyx"))
 
 
 def _segment_or_error(*args, spacing=(1.0, 1.0, 1.0), unit=None, **kwargs):
