@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QPushButton, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import QCheckBox, QComboBox, QPushButton, QTableWidget, QTableWidgetItem
 
 from ._background import BackgroundWidget
 from ._fields import form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
-from ._measure import layer_unit
+from ._measure import layer_unit, save_table_csv
 
 COLUMNS = (("label", "label", "{:d}"), ("Dice", "dice", "{:.3f}"), ("Jaccard", "jaccard", "{:.3f}"),
            ("vol. diff", "volume_difference", "{:+.1%}"), ("HD95", "hd95", "{:.2f}"), ("ASSD", "assd", "{:.2f}"))
@@ -129,17 +129,7 @@ class CompareWidget(BackgroundWidget):
                             f"({int(counts.sum())} in all)")
 
     def save_table(self, path: str | None = None):
-        if self.table is None:
-            return
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "comparison", "comparison.csv", "CSV (*.csv)")
-            if not path:
-                return
-        from halo_seg.measure import write_csv
-        try:
-            self.status.setText(f"wrote {write_csv(self.table, path)}")
-        except OSError as exc:
-            self.status.setText(f"error: cannot write {path}: {exc}")
+        save_table_csv(self, self.table, "comparison.csv", path)
 
     def _failed(self, exc, cancelled_types=(InterruptedError,)):
         super()._failed(exc, cancelled_types)

@@ -65,3 +65,20 @@ def table_features(table: dict, unit) -> dict:
     if "mean" in table:
         out["mean intensity"] = np.round(table["mean"], 4)
     return out
+
+
+def save_table_csv(widget, table: dict | None, default_name: str, path: str | None = None) -> None:
+    """Write a table's rows as CSV (halo_seg.measure.write_csv) to ``path``, or to a file asked for,
+    and say where (or why not) in the widget's status line."""
+    if table is None:
+        return
+    if path is None:
+        from qtpy.QtWidgets import QFileDialog
+        path, _ = QFileDialog.getSaveFileName(widget, "save table", default_name, "CSV (*.csv)")
+        if not path:
+            return
+    from halo_seg.measure import write_csv
+    try:
+        widget.status.setText(f"wrote {write_csv(table, path)}")
+    except OSError as exc:
+        widget.status.setText(f"error: cannot write {path}: {exc}")

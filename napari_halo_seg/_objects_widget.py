@@ -12,7 +12,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QLineEdit, QPushButton, QSpinBox
+from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPushButton, QSpinBox
 
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
@@ -20,7 +20,7 @@ from halo_seg.measure import volume_text
 from ._background import BackgroundWidget
 from ._fields import form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume
-from ._measure import UNIT, layer_unit, table_features
+from ._measure import UNIT, layer_unit, save_table_csv, table_features
 
 NO_IMAGE = "(none)"
 
@@ -183,14 +183,4 @@ class ObjectsWidget(BackgroundWidget):
         self._succeeded(f"{res.objects} objects ({total} in all){'; ' + per if per else ''}{dropped}")
 
     def save_table(self, path: str | None = None):
-        if self.table is None:
-            return
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "object table", "objects.csv", "CSV (*.csv)")
-            if not path:
-                return
-        from halo_seg.measure import write_csv
-        try:
-            self.status.setText(f"wrote {write_csv(self.table, path)}")
-        except OSError as exc:
-            self.status.setText(f"error: cannot write {path}: {exc}")
+        save_table_csv(self, self.table, "objects.csv", path)
