@@ -147,7 +147,8 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
             resume: bool = False, timeout: float = 1800.0, threads: int | None = None,
             progress: Callable[[int, int, str], None] | None = None, cancel=None, mirror="",
             _fault: dict | None = None) -> SegmentResult:
-    """Segment `source` (path or array) into the zarr group `output` (`labels`, `probabilities`).
+    """Segment `source` (path or array) into the zarr group `output` (`labels`, `uncertainty`,
+    `probabilities`; engine/output.py).
 
     `mirror`: axes ('zyx', 'yx', ...) over which the probabilities are averaged with mirrored views
     of the volume (test-time mirroring, 2**len(axes) times the work; see engine/mirror.py).
@@ -292,7 +293,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
         del x
         net.set_partition(HaloContext(plan, rank))
         with torch.inference_mode():
-            probs = mirrored_softmax(net, torch.from_numpy(xb)[None, None].to(dev), job.get("mirror", ()))
+            probs = mirrored_softmax(net, torch.from_numpy(xb)[None, None].to(dev), job["mirror"])
             probs = probs[0].float().cpu().numpy()
         probs = probs[(slice(None),) + tuple(slice(0, v.stop - v.start) for v in valid)]
         peak = _peak_growth_mb(rss0)
