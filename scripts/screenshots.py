@@ -3,11 +3,11 @@ halo engine (2 ranks) and the automatic-segmentation dock widget; and the intera
 a box on the left thalamus, propagation and one correction on the recommended slice; and the same
 widget after "Learn from objects" on three committed objects, segmenting a fourth; and the left
 caudate prompted with one box on a coronal slice and propagated across the coronal slices.
-`coronal`, `train`, `review` or `compare` as the argument makes only that one (review: a mirrored
+`colin27`, `coronal`, `train`, `review` or `compare` as the argument makes only that one (review: a mirrored
 automatic run, its uncertainty over the labels on the first slice to review; compare: the default
 model's labels against the sample's own, on deep grey matter's worst slice).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [coronal|train|review|compare]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|review|compare]
 """
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "images"
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     s = load_colin27_sample()
+    colin27(s)
+    interactive(s)
+
+
+def colin27(s):
+    """The automatic widget after the default model's run on 2 ranks, labels over the sample."""
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1300, 800)
     viewer.add_image(s.image, name="colin27 T1", scale=s.spacing, metadata={"unit": "mm"})
@@ -39,7 +45,6 @@ def main():
     viewer.layers[-1].opacity = 0.5
     viewer.dims.set_point(0, 2.0 * 40)
     _shoot(viewer, w, "napari_colin27.png")
-    interactive(s)
 
 
 def _shoot(viewer, widget, name):
@@ -212,7 +217,7 @@ def compare(s):
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
-    if sys.argv[1:] in (["coronal"], ["train"], ["review"], ["compare"]):
+    if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["review"], ["compare"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()
