@@ -63,8 +63,8 @@ def cmd_demo(a) -> int:
     print("Dice of the default model over the whole sample (its card gives the held-out hemisphere):")
     for c in range(1, len(classes)):
         print(f"  Dice {classes[c]:>10s}: {dice(lab == c, truth == c):.3f}")
-    from .review import expected_errors, review_order
-    per_z = expected_errors(zarr.open_group(str(out / "labels_halo.zarr"), mode="r")["uncertainty"])[0]
+    from .review import expected_errors, open_uncertainty, review_order
+    per_z = expected_errors(open_uncertainty(out / "labels_halo.zarr"))[0]
     wrong = (lab != truth).sum((1, 2))
     print(f"slices to check first (halo-seg review {out / 'labels_halo.zarr'}): " + ", ".join(
         f"z={z} ({per_z[z]:.0f} voxels expected wrong, {wrong[z]} wrong)" for z in review_order(per_z, 3)))
