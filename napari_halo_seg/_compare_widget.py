@@ -4,7 +4,8 @@ in a worker thread with progress and Cancel.
 
 A model's output against ground truth, or two readers' outlines of one structure. Clicking a row
 shows the slice, across the plane shown, where that label's two versions disagree on the most
-voxels; "Save table" writes the rows as CSV.
+voxels; "Save table" writes the rows as CSV. "As objects" compares instance segmentations instead
+(nuclei: ids need not correspond), one row per IoU threshold (evaluate.compare_instances).
 """
 from __future__ import annotations
 
@@ -19,12 +20,20 @@ from ._measure import layer_unit, save_table_csv
 
 COLUMNS = (("label", "label", "{:d}"), ("Dice", "dice", "{:.3f}"), ("Jaccard", "jaccard", "{:.3f}"),
            ("vol. diff", "volume_difference", "{:+.1%}"), ("HD95", "hd95", "{:.2f}"), ("ASSD", "assd", "{:.2f}"))
+OBJECT_COLUMNS = (("IoU >=", "iou", "{:.2f}"), ("TP", "tp", "{:d}"), ("FP", "fp", "{:d}"), ("FN", "fn", "{:d}"),
+                  ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"), ("F1", "f1", "{:.3f}"),
+                  ("AP", "ap", "{:.3f}"), ("mean IoU", "mean_matched_iou", "{:.3f}"))
+OBJECT_IOUS = (0.5, 0.75, 0.9)
+INTEGER = ("label", "tp", "fp", "fn")
 
 
-def _compare(pred, truth, spacing, distances: bool, cancel):
-    """In the worker: ((table, per-label disagreement per slice), None) or (None, the exception)."""
+def _compare(pred, truth, spacing, distances: bool, objects: bool, cancel):
+    """In the worker: ((table, per-label disagreement per slice or None), None) or (None, the
+    exception). ``objects``: matched as instances (evaluate.compare_instances), one row per IoU."""
     try:
-        from halo_seg.evaluate import compare_labels, disagreement_per_slice
+        from halo_seg.evaluate import compare_instances, compare_labels, disagreement_per_slice
+        if objects:
+            return (compare_instances(pred, truth, OBJECT_IOUS, cancel=cancel), None), None
         table = compare_labels(pred, truth, spacing, distances=distances, cancel=cancel)
         return (table, disagreement_per_slice(pred, truth, table["label"], cancel=cancel)), None
     except Exception as exc:  # shown to the user; the layers are untouched
@@ -37,6 +46,8 @@ class CompareWidget(BackgroundWidget):
         self.labels, self.reference = QComboBox(), QComboBox()
         self.distances = QCheckBox("surface distances (HD95, ASSD)")
         self.distances.setChecked(True)
+        self.objects = QCheckBox("as objects: ids need not match (nuclei, lesions)")
+        self.objects.setToolTip("match objects one to one at IoU 0.5, 0.75 and 0.9: precision, recall, F1, AP")
         self.grid = QTableWidget(0, len(COLUMNS))
         self.grid.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
         self.grid.verticalHeader().setVisible(False)
@@ -47,7 +58,8 @@ class CompareWidget(BackgroundWidget):
         self.save_btn.clicked.connect(lambda: self.save_table())
         self.table = None
         self._result = None   # (the compared layer, per-label disagreement per slice along z, y, x, unit)
-        self._lay_out(form_of(("labels", self.labels), ("reference", self.reference), ("", self.distances)),
+        self._lay_out(form_of(("labels", self.labels), ("reference", self.reference), ("", self.distances),
+                              ("", self.objects)),
                       self.save_btn)
         self.layout().insertWidget(self.layout().count() - 1, self.grid)
         self.status.setText("choose the labels to judge and a reference of the same grid, then Compare")
@@ -76,7 +88,7 @@ class CompareWidget(BackgroundWidget):
                                 "compare labels of one image")
             return
         self._start(f"comparing {a} with {b} ...", _compare, pred, truth, tuple(ref.scale[-3:]),
-                    self.distances.isChecked(), self._cancel.is_set,
+                    self.distances.isChecked(), self.objects.isChecked(), self._cancel.is_set,
                     on_done=lambda outcome: self._done(outcome, layer, layer_unit(ref)))
 
     def _done(self, outcome, layer, unit):
@@ -85,19 +97,24 @@ class CompareWidget(BackgroundWidget):
             return self._failed(exc)
         table, per_slice = done
         self.table, self._result = table, (layer, per_slice)
-        shown = [c for c in COLUMNS if c[1] in table]
+        shown = [c for c in (OBJECT_COLUMNS if per_slice is None else COLUMNS) if c[1] in table]
         self.grid.setColumnCount(len(shown))
         self.grid.setHorizontalHeaderLabels([c[0] + (f" {unit}" if unit and c[1] in ("hd95", "assd") else "")
                                              for c in shown])
-        self.grid.setRowCount(len(table["label"]))
-        for i in range(len(table["label"])):
+        rows = len(table[shown[0][1]])
+        self.grid.setRowCount(rows)
+        for i in range(rows):
             for j, (_, key, fmt) in enumerate(shown):
                 v = table[key][i]
                 text = "n/a" if isinstance(v, float) and not np.isfinite(v) else fmt.format(
-                    int(v) if key == "label" else float(v))
+                    int(v) if key in INTEGER else float(v))
                 self.grid.setItem(i, j, QTableWidgetItem(text))
         self.grid.resizeColumnsToContents()
         self.save_btn.setEnabled(True)
+        if per_slice is None:
+            self._succeeded(f"objects: F1 {table['f1'][0]:.3f} at IoU 0.5 ({table['tp'][0]} matched, "
+                            f"{table['fp'][0]} only in {layer.name}, {table['fn'][0]} only in the reference)")
+            return
         if not len(table["label"]):
             self._succeeded("no labels in either layer")
             return
@@ -107,9 +124,11 @@ class CompareWidget(BackgroundWidget):
     def show_worst_slice(self, row: int):
         """Show the slice, across the plane shown, where the chosen label's two versions disagree on
         the most voxels."""
-        if self._result is None or not 0 <= row < len(self.table["label"]):
+        if self._result is None:
             return
         layer, per_slice = self._result
+        if per_slice is None or not 0 <= row < len(self.table["label"]):
+            return   # object rows are IoU thresholds, not places
         if layer not in self.viewer.layers:
             self.status.setText("the compared labels were removed; compare again")
             return

@@ -53,3 +53,28 @@ def test_compare_widget_refusals_keep_the_layers(make_napari_viewer, qtbot):
     w.run()
     assert w.worker is None and "different grids" in w.status.text()
     assert len(viewer.layers) == 3 and not w.save_btn.isEnabled()
+
+
+def test_compare_widget_as_objects(make_napari_viewer, qtbot):
+    from halo_seg.evaluate import compare_instances
+    from napari_halo_seg._compare_widget import OBJECT_IOUS, CompareWidget
+    truth = np.zeros((10, 20, 20), np.uint16)
+    truth[1:4, 1:6, 1:6], truth[5:9, 10:16, 10:16], truth[2:4, 12:15, 2:5] = 1, 2, 3
+    pred = np.zeros_like(truth)
+    pred[1:4, 1:6, 1:6], pred[5:9, 10:16, 10:14] = 40, 41      # ids of their own; the second one cut
+    viewer = make_napari_viewer()
+    viewer.add_labels(truth, name="truth")
+    viewer.add_labels(pred, name="nuclei")
+    w = CompareWidget(viewer)
+    w.labels.setCurrentText("nuclei")
+    w.reference.setCurrentText("truth")
+    w.objects.setChecked(True)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    ref = compare_instances(pred, truth, OBJECT_IOUS)
+    assert list(w.table["tp"]) == list(ref["tp"]) == [2, 1, 1]
+    assert w.grid.rowCount() == 3 and w.grid.horizontalHeaderItem(1).text() == "TP"
+    assert w.grid.item(0, 1).text() == "2" and f"F1 {ref['f1'][0]:.3f} at IoU 0.5" in w.status.text()
+    step = viewer.dims.current_step
+    w.show_worst_slice(0)        # object rows are thresholds: the view stays
+    assert viewer.dims.current_step == step

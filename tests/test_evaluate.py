@@ -89,3 +89,62 @@ def test_disagreement_per_slice_counts_each_labels_errors(monkeypatch, slab):
     assert not any(c.any() for c in got[7])   # a label in neither volume disagrees nowhere
     with pytest.raises(VolumeError, match="shape"):
         evaluate.disagreement_per_slice(pred, truth[:4], [1])
+
+
+def _f1_reference(pred, truth, thr):
+    """Whole-array one-to-one matching, written independently of compare_instances (as the
+    split_nuclei benchmark scores): every pair's IoU from a dense intersection table."""
+    ids_p, ids_t = [k for k in np.unique(pred) if k], [k for k in np.unique(truth) if k]
+    tp = sum(1 for a in ids_p for b in ids_t
+             if ((pred == a) & (truth == b)).sum() / ((pred == a) | (truth == b)).sum() >= thr)
+    return tp, len(ids_p) - tp, len(ids_t) - tp
+
+
+@pytest.mark.parametrize("slab", [30, 10 ** 6])
+def test_compare_instances_matches_objects_one_to_one(monkeypatch, slab):
+    monkeypatch.setattr(evaluate, "SLAB_VOXELS", slab)
+    truth = np.zeros((8, 10, 12), np.uint16)
+    pred = np.zeros_like(truth)
+    truth[1:4, 1:5, 1:5] = 3;  pred[1:4, 1:5, 1:5] = 70          # the same object, another id: IoU 1
+    truth[1:7, 6:9, 6:9] = 5;  pred[1:7, 6:9, 6:8] = 2           # IoU 2/3
+    truth[5:7, 1:3, 1:3] = 9;  pred[5:7, 1:3, 1:2] = 4           # IoU 1/2
+    truth[4:8, 0:2, 9:12] = 11                                    # missed
+    pred[0:2, 8:10, 0:3] = 8                                      # made up
+    t = evaluate.compare_instances(pred, truth, thresholds=(0.75, 0.5, 0.6))
+    assert list(t["iou"]) == [0.5, 0.6, 0.75]
+    for i, thr in enumerate(t["iou"]):
+        assert (t["tp"][i], t["fp"][i], t["fn"][i]) == _f1_reference(pred, truth, thr)
+    assert list(t["tp"]) == [3, 2, 1]
+    assert t["f1"][0] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1)) and t["ap"][0] == pytest.approx(3 / 5)
+    assert t["mean_matched_iou"][0] == pytest.approx((1 + 2 / 3 + 1 / 2) / 3)
+    with pytest.raises(VolumeError, match=r"\[0.5, 1\]"):
+        evaluate.compare_instances(pred, truth, thresholds=(0.3,))
+    with pytest.raises(VolumeError, match="shape"):
+        evaluate.compare_instances(pred, truth[:4])
+
+
+def test_compare_instances_on_random_objects_equals_the_reference():
+    from skimage.measure import label
+    rng = np.random.default_rng(3)
+    truth = label(rng.random((10, 24, 24)) > 0.8).astype(np.int32)
+    pred = label(np.roll(truth > 0, 1, axis=2) | (rng.random(truth.shape) > 0.97)).astype(np.int32)
+    t = evaluate.compare_instances(pred, truth, thresholds=(0.5, 0.7))
+    for i, thr in enumerate(t["iou"]):
+        assert (t["tp"][i], t["fp"][i], t["fn"][i]) == _f1_reference(pred, truth, thr)
+
+
+def test_cli_evaluate_instances(tmp_path, capsys):
+    truth = np.zeros((6, 8, 8), np.uint8)
+    truth[1:3, 1:4, 1:4] = 1
+    truth[3:5, 5:8, 5:8] = 2
+    pred = np.zeros_like(truth)
+    pred[1:3, 1:4, 1:4] = 7
+    np.save(tmp_path / "p.npy", pred)
+    np.save(tmp_path / "t.npy", truth)
+    assert main(["evaluate", str(tmp_path / "p.npy"), str(tmp_path / "t.npy"), "--instances", "--iou", "0.5", "0.9",
+                 "--csv", str(tmp_path / "o.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "precision" in out and "  0.50      1      0      1" in out
+    rows = (tmp_path / "o.csv").read_text().splitlines()
+    assert rows[0].startswith("iou,tp,fp,fn") and len(rows) == 3
+    assert main(["evaluate", str(tmp_path / "p.npy"), str(tmp_path / "t.npy"), "--instances", "--iou", "0.2"]) != 0

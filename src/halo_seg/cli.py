@@ -330,12 +330,16 @@ def cmd_session(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from .evaluate import compare_labels, format_comparison
+    from .evaluate import compare_instances, compare_labels, format_comparison, format_instances
     from .io import open_volume
     from .measure import write_csv
     pred, truth = open_volume(a.pred), open_volume(a.truth)   # the same shape is checked; truth's spacing is used
-    table = compare_labels(pred.data, truth.data, truth.spacing, labels=a.labels, distances=not a.no_distances)
-    print(format_comparison(table, truth.meta.get("unit")))
+    if a.instances:
+        table = compare_instances(pred.data, truth.data, thresholds=a.iou)
+        print(format_instances(table))
+    else:
+        table = compare_labels(pred.data, truth.data, truth.spacing, labels=a.labels, distances=not a.no_distances)
+        print(format_comparison(table, truth.meta.get("unit")))
     if a.csv:
         print("wrote " + str(write_csv(table, a.csv)))
     return 0
@@ -407,6 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--csv", default=None, help="write every label's row to this CSV file")
     v.add_argument("--no-distances", action="store_true", help="overlaps and volumes only (surface distances "
                                                                 "need each label's bounding box in memory)")
+    v.add_argument("--instances", action="store_true",
+                   help="compare as objects (nuclei, lesions; ids need not correspond): matches at IoU >= --iou, "
+                        "precision, recall, F1, AP")
+    v.add_argument("--iou", type=float, nargs="+", default=[0.5], help="with --instances: IoU thresholds (>= 0.5)")
     v.set_defaults(fn=cmd_evaluate)
     r = sub.add_parser("review", help="the slices of a `segment` output to check first: those with the most "
                                       "voxels expected wrong (from the class probabilities)")

@@ -206,7 +206,7 @@ def write_csv(table: dict[str, np.ndarray], path: str | Path) -> Path:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
-        for i in range(len(table["label"])):
+        for i in range(len(table[cols[0]]) if cols else 0):   # every column holds one value per row
             w.writerow([_fmt(table[k][i]) for k in cols])
     return path
 
