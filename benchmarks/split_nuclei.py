@@ -42,16 +42,10 @@ def balls(seed: int, shape=(40, 96, 96), n=40, spacing=(2.0, 1.0, 1.0)):
 
 
 def f1_at(pred: np.ndarray, truth: np.ndarray, thr: float = 0.5) -> tuple[float, int, int, int]:
-    """F1 with one-to-one matches of IoU >= thr (unique above 0.5): (F1, TP, FP, FN)."""
-    p, t = pred.ravel(), truth.ravel()
-    both = (p > 0) & (t > 0)
-    pairs, inter = np.unique(np.stack([p[both], t[both]]), axis=1, return_counts=True)
-    sp, st = np.bincount(p), np.bincount(t)
-    iou = inter / (sp[pairs[0]] + st[pairs[1]] - inter)
-    tp = int((iou >= thr).sum())
-    npred, ntrue = int((sp[1:] > 0).sum()), int((st[1:] > 0).sum())
-    fp, fn = npred - tp, ntrue - tp
-    return (2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0), tp, fp, fn
+    """F1 with one-to-one matches of IoU >= thr (halo_seg.evaluate.compare_instances): (F1, TP, FP, FN)."""
+    from halo_seg.evaluate import compare_instances
+    t = compare_instances(pred, truth, (thr,))
+    return float(t["f1"][0]), int(t["tp"][0]), int(t["fp"][0]), int(t["fn"][0])
 
 
 def score(truth, spacing, depth, tmp):
