@@ -57,7 +57,7 @@ class CompareWidget(BackgroundWidget):
         self.save_btn.setEnabled(False)
         self.save_btn.clicked.connect(lambda: self.save_table())
         self.table = None
-        self._result = None   # (the compared layer, per-label disagreement per slice along z, y, x, unit)
+        self._result = None   # (the compared layer, per-label disagreement per slice along z, y, x, or None)
         self._lay_out(form_of(("labels", self.labels), ("reference", self.reference), ("", self.distances),
                               ("", self.objects)),
                       self.save_btn)

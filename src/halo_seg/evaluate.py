@@ -31,6 +31,15 @@ def surface_distances(a: np.ndarray, b: np.ndarray, spacing) -> tuple[np.ndarray
     return to_b[sa], to_a[sb]
 
 
+def one_grid(pred, truth, what: str = "labels") -> tuple[int, int, int]:
+    """The shape of two label volumes that lie on one voxel grid, or a VolumeError naming both."""
+    shape = check_label_volume(pred, f"the predicted {what}")
+    if check_label_volume(truth, f"the reference {what}") != shape:
+        raise VolumeError(f"the predicted {what} have shape {shape} but the reference {tuple(truth.shape)}: "
+                          "they must lie on one voxel grid")
+    return shape
+
+
 def compare_labels(pred, truth, spacing=(1.0, 1.0, 1.0), labels=None, distances: bool = True,
                    cancel=None) -> dict[str, np.ndarray]:
     """One row per label present in either volume (or per ``labels``): ``label``, ``dice``,
@@ -39,10 +48,7 @@ def compare_labels(pred, truth, spacing=(1.0, 1.0, 1.0), labels=None, distances:
     larger of the two directed 95th percentiles of surface distances, as MONAI computes it),
     ``hausdorff`` (the largest) and ``assd`` (the mean of both directions' mean distances), nan
     where a label is missing from one volume. Dice of a label absent from both is 1."""
-    shape = check_label_volume(pred, "the predicted labels")
-    if check_label_volume(truth, "the reference labels") != shape:
-        raise VolumeError(f"the predicted labels have shape {shape} but the reference {tuple(truth.shape)}: "
-                          "they must lie on one voxel grid")
+    shape = one_grid(pred, truth)
     sp = tuple(float(s) for s in spacing)
     tp, tt = measure_labels(pred, sp, cancel=cancel), measure_labels(truth, sp, cancel=cancel)
     ids = sorted(set(tp["label"].tolist()) | set(tt["label"].tolist())) if labels is None else \
@@ -123,9 +129,7 @@ def format_comparison(table: dict[str, np.ndarray], unit: str | None) -> str:
 def disagreement_per_slice(pred, truth, labels, cancel=None) -> dict[int, tuple[np.ndarray, ...]]:
     """For each label k: how many voxels of each slice along z, y and x are k in one volume and not
     in the other (where a reviewer finds that label's errors), counted in one pass of slabs."""
-    shape = check_label_volume(pred, "the predicted labels")
-    if check_label_volume(truth, "the reference labels") != shape:
-        raise VolumeError(f"the predicted labels have shape {shape} but the reference {tuple(truth.shape)}")
+    shape = one_grid(pred, truth)
     ids = np.asarray(sorted({int(k) for k in labels}), np.int64)
     counts = [np.zeros((len(ids), n), np.int64) for n in shape]
     step, starts = slabs(shape, SLAB_VOXELS)
@@ -151,10 +155,7 @@ def compare_instances(pred, truth, thresholds=(0.5,), cancel=None) -> dict[str, 
     partner). One row per threshold: ``iou``, ``tp``, ``fp``, ``fn``, ``precision``, ``recall``,
     ``f1``, ``ap`` (TP / (TP + FP + FN)) and ``mean_matched_iou``. Overlaps are counted in slabs.
     Thresholds below 0.5 are refused: matching there is not unique."""
-    shape = check_label_volume(pred, "the predicted objects")
-    if check_label_volume(truth, "the reference objects") != shape:
-        raise VolumeError(f"the predicted objects have shape {shape} but the reference {tuple(truth.shape)}: "
-                          "they must lie on one voxel grid")
+    shape = one_grid(pred, truth, "objects")
     thr = sorted(float(t) for t in thresholds)
     if not thr or thr[0] < 0.5 or thr[-1] > 1.0:
         raise VolumeError(f"IoU thresholds must lie in [0.5, 1] (one-to-one matching), got {list(thresholds)}")
@@ -177,7 +178,7 @@ def compare_instances(pred, truth, thresholds=(0.5,), cancel=None) -> dict[str, 
     rows = {c: [] for c in ("iou", "tp", "fp", "fn", "precision", "recall", "f1", "ap", "mean_matched_iou")}
     n_pred, n_true = len(sizes_p), len(sizes_t)
     for th in thr:
-        matched = ious[ious >= th] if len(ious) else ious
+        matched = ious[ious >= th]
         tp = int(len(matched))
         fp, fn = n_pred - tp, n_true - tp
         rows["iou"].append(th)
