@@ -51,13 +51,15 @@ def _segment_or_error(*args, spacing=(1.0, 1.0, 1.0), unit=None, **kwargs):
 
 
 def layer_source(layer):
-    """What the engine should read: the file the layer came from (ranks read their blocks from it
-    lazily) or else the layer's (dask or numpy) data."""
-    src = (layer.metadata or {}).get("source")
+    """What the engine should read, and the channel and time point to choose in it: the file the
+    layer came from (ranks read their blocks from it lazily; the reader noted which channel of it
+    the layer shows) or else the layer's (dask or numpy) data."""
+    meta = layer.metadata or {}
+    src = meta.get("source")
     data = layer_volume(layer)
     if src and Path(src).exists():
-        return src
-    return data
+        return src, {k: meta[k] for k in ("channel", "timepoint") if meta.get(k) is not None}
+    return data, {}
 
 
 class AutoSegmentWidget(BackgroundWidget):
@@ -113,14 +115,16 @@ class AutoSegmentWidget(BackgroundWidget):
         layer = self.viewer.layers[name]
         try:
             grid = parse_grid(self.grid.text())
+            source, choice = layer_source(layer)
         except ValueError as exc:
             self.status.setText(str(exc))
             return
         out = self.output.text().strip() or str(Path(tempfile.mkdtemp(prefix="halo-seg-")) / f"{name}_labels.zarr")
         kwargs = dict(weights=self.weights.choice(), grid=grid, device=self.device.currentText(),
-                      mode=self.mode.currentText(), overlap=self.overlap.value(), mirror=self.mirror.currentData())
+                      mode=self.mode.currentText(), overlap=self.overlap.value(), mirror=self.mirror.currentData(),
+                      **choice)
         self._start(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...", _segment_or_error,
-                    layer_source(layer), out, progress=self.progress_callback, cancel=self._cancel,
+                    source, out, progress=self.progress_callback, cancel=self._cancel,
                     spacing=tuple(layer.scale[-3:]), unit=layer_unit(layer),
                     on_done=lambda outcome: self._done(outcome, layer), **kwargs)
 

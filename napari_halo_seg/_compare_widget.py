@@ -82,7 +82,11 @@ class CompareWidget(BackgroundWidget):
             self.status.setText("the labels and the reference are the same layer: choose another reference")
             return
         layer, ref = self.viewer.layers[a], self.viewer.layers[b]
-        pred, truth = layer_volume(layer), layer_volume(ref)
+        try:
+            pred, truth = layer_volume(layer), layer_volume(ref)
+        except ValueError as exc:
+            self.status.setText(str(exc))
+            return
         if tuple(pred.shape) != tuple(truth.shape):
             self.status.setText(f"{a} {tuple(pred.shape)} and {b} {tuple(truth.shape)} lie on different grids: "
                                 "compare labels of one image")

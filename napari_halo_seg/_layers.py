@@ -26,11 +26,16 @@ def follow_layers(viewer, callback) -> None:
 def layer_volume(layer):
     """The array a widget works on: the full-resolution level of a multiscale layer, with leading
     axes of length 1 dropped (the t and c of a 5D OME-Zarr image opened by another reader), lazily:
-    a numpy view, or a dask slice of any other array."""
+    a numpy view, or a dask slice of any other array. A layer holding several volumes (a time
+    series) raises a ValueError that says how to split it."""
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     lead = 0
     while data.ndim - lead > 3 and data.shape[lead] == 1:
         lead += 1
+    if data.ndim - lead > 3:
+        n = " x ".join(str(s) for s in data.shape[lead:data.ndim - 3])
+        raise ValueError(f"layer {layer.name!r} {tuple(data.shape)} holds {n} volumes (time points or channels); "
+                         "these tools work on one 3D volume: right-click the layer > Split Stack gives one layer each")
     if not lead:
         return data
     if not isinstance(data, np.ndarray) and not hasattr(data, "dask"):

@@ -122,10 +122,14 @@ class ObjectsWidget(BackgroundWidget):
             self.status.setText("no Labels layer: segment or open one first")
             return None
         layer = self.viewer.layers[name]
-        data = layer_volume(layer)
-        image = None
-        if self.image.currentText() not in ("", NO_IMAGE):
-            image = layer_volume(self.viewer.layers[self.image.currentText()])
+        try:
+            data = layer_volume(layer)
+            image = None
+            if self.image.currentText() not in ("", NO_IMAGE):
+                image = layer_volume(self.viewer.layers[self.image.currentText()])
+        except ValueError as exc:
+            self.status.setText(str(exc))
+            return None
         return layer, data, image
 
     def measure(self):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from halo_seg.engine.output import UNCERTAINTY
 from halo_seg.io import open_volume
+from halo_seg.io.axes import SPATIAL, axis_names
+from halo_seg.io.volume import file_contents
 from halo_seg.io.dicom import looks_like_series
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
@@ -30,7 +32,12 @@ def read_volume(path):
     if isinstance(path, list):
         path = path[0]
     p = Path(path)
-    vol = open_volume(p)  # a VolumeError names the problem; napari shows it to the user
+    raw = file_contents(p)
+    names = axis_names(raw.data.shape, raw.meta.get("axes"))
+    several = {n for n, size in zip(names, raw.data.shape) if n not in SPATIAL and size > 1}
+    if several and several <= {"c", "t"} and not raw.meta.get("labels"):
+        return _stack_layers(p, raw, names)
+    vol = open_volume(raw)  # a VolumeError names the problem; napari shows it to the user
     meta = {"source": str(p), "format": vol.meta.get("format")}
     if vol.meta.get("unit"):   # the spacing's length unit: objects measure in mL or µm³ (_measure.py)
         meta["unit"] = vol.meta["unit"]
@@ -56,3 +63,37 @@ def read_volume(path):
         c, w = vol.meta["window"]
         kw["contrast_limits"] = [c - w / 2, c + w / 2]
     return [(vol.data, {"name": p.name.split(".")[0], "scale": vol.spacing, "metadata": meta, **kw}, "image")]
+
+
+CHANNEL_COLORS = ("green", "magenta", "cyan", "yellow", "red", "blue")
+
+
+def _stack_layers(p: Path, raw, names) -> list:
+    """A multi-channel or time-lapse file: one image layer per channel, in the file's colours'
+    order, each (T, Z, Y, X) when the file has several time points. A channel layer remembers its
+    channel, so the engine reads that channel from the file; a time series is read from the layer
+    (Split Stack gives one layer per time point, each a 3D volume the widgets take)."""
+    arr = raw.data[tuple(slice(None) if (n in SPATIAL or size > 1) else 0 for n, size in zip(names, raw.data.shape))]
+    kept = [n for n, size in zip(names, raw.data.shape) if n in SPATIAL or size > 1]
+    order = [kept.index(n) for n in ("t", "c", *SPATIAL) if n in kept]
+    if len(order) != len(kept):   # a file without three spatial axes: open_volume names the problem
+        open_volume(raw)
+    arr = arr.transpose(order)
+    timed = "t" in kept
+    chans = raw.meta.get("channel_names") or []
+    n_c = arr.shape[1 if timed else 0] if "c" in kept else 1
+    base = {"format": raw.meta.get("format"), **({"unit": raw.meta["unit"]} if raw.meta.get("unit") else {}),
+            **({GEOMETRY: raw.meta[GEOMETRY]} if GEOMETRY in raw.meta else {})}
+    layers = []
+    for c in range(n_c):
+        data = arr if "c" not in kept else (arr[:, c] if timed else arr[c])
+        meta = dict(base)
+        if "c" in kept:
+            meta["channel"] = c
+        if not timed:
+            meta["source"] = str(p)
+        name = p.name.split(".")[0] + (f" {chans[c] if c < len(chans) else f'c{c}'}" if "c" in kept else "")
+        kw = {"colormap": CHANNEL_COLORS[c % len(CHANNEL_COLORS)], "blending": "additive"} if n_c > 1 else {}
+        layers.append((data, {"name": name, "scale": (1.0,) * timed + tuple(raw.spacing), "metadata": meta, **kw},
+                       "image"))
+    return layers

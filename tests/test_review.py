@@ -55,7 +55,7 @@ def test_cli_review_lists_the_slices_with_most_expected_errors(tmp_path, phantom
     rows = [line.split() for line in text.splitlines()[2:]]
     per_y = u.sum((0, 2))
     assert [int(r[1]) for r in rows] == list(np.argsort(-per_y, kind="stable")[:3])
-    assert float(rows[0][2]) == pytest.approx(per_y.max(), abs=0.05)
+    assert float(rows[0][2]) == pytest.approx(per_y.max(), abs=0.0501)   # printed to 0.1: off by up to 0.05
     assert f"about {u.sum():.0f} voxels expected wrong" in text
 
 

@@ -19,7 +19,8 @@ def cmd_segment(a) -> int:
     from .engine.runner import segment
     res = segment(a.input, a.output, weights=a.weights, grid=parse_grid(a.grid), device=a.device,
                   mode=a.mode, overlap=a.overlap, tile_size=a.tile, save_probabilities=a.save_probabilities,
-                  resume=a.resume, timeout=a.timeout, threads=a.threads, progress=_progress, mirror=a.mirror)
+                  resume=a.resume, timeout=a.timeout, threads=a.threads, progress=_progress, mirror=a.mirror,
+                  channel=a.channel, timepoint=a.timepoint)
     if res.skipped:
         print(f"{a.output}: every block was already done; nothing to do (--resume)")
     else:
@@ -110,7 +111,7 @@ def cmd_train(a) -> int:
         grid = parse_grid(a.grid)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}")
-    imgs = [np.asarray(open_volume(p).data) for p in a.images]
+    imgs = [np.asarray(open_volume(p, channel=a.channel, timepoint=a.timepoint).data) for p in a.images]
     labs = [np.asarray(open_volume(p).data).astype(np.int64) for p in a.labels]
     n = a.classes or int(max(l.max() for l in labs)) + 1
     bar = tqdm(total=a.iterations, desc="training", unit="it", disable=a.quiet)
@@ -217,10 +218,21 @@ def cmd_train_quality(a) -> int:
 
 
 def cmd_info(a) -> int:
-    from .io import geometry, open_volume
-    v = open_volume(a.input)
+    from .io import VolumeError, geometry, open_volume
+    from .io.axes import axis_names, describe
+    from .io.volume import file_contents
+    raw = file_contents(a.input)
+    held = {"axes": describe(raw.data.shape, axis_names(raw.data.shape, raw.meta.get("axes"))),
+            "channels": raw.meta.get("channel_names")}
+    try:
+        v = open_volume(raw, channel=a.channel, timepoint=a.timepoint)
+    except VolumeError as exc:   # a multi-channel or time-lapse file: say what it holds and what to choose
+        print(json.dumps({**held, "dtype": str(raw.data.dtype), "format": raw.meta.get("format"),
+                          "choose": str(exc).split(": ", 1)[-1]}))
+        return 0
     g = v.meta.get(geometry.KEY)
-    print(json.dumps({"shape": v.shape, "dtype": str(v.data.dtype), "spacing": v.spacing,
+    chosen = {k: v.meta[k] for k in ("channel", "channel_name", "timepoint") if k in v.meta}
+    print(json.dumps({**(held if raw.data.ndim > 3 else {}), **chosen, "shape": v.shape, "dtype": str(v.data.dtype), "spacing": v.spacing,
                       "chunks": [c[0] for c in v.data.chunks], "format": v.meta.get("format"),
                       "orientation": geometry.orientation(g) if g else None,
                       "origin_mm": [round(float(c), 3) for c in geometry.best_affine(g)[:3, 3]] if g else None}))
@@ -238,7 +250,7 @@ def cmd_measure(a) -> int:
     from .io.volume import length_unit
     from .measure import format_table, measure_labels, write_csv
     lab = open_volume(a.labels)
-    img = open_volume(a.image) if a.image else None
+    img = open_volume(a.image, channel=a.channel, timepoint=a.timepoint) if a.image else None
     # the labels' own spacing, unit and geometry where their file has them (a .npy has none), else the image's
     src = lab if (lab.meta.get("unit") or lab.meta.get(geometry.KEY) or img is None) else img
     try:
@@ -313,7 +325,7 @@ def cmd_session(a) -> int:
     out = Path(a.output)
     if out.exists() and not a.overwrite:
         raise VolumeError(f"{out} exists; pass --overwrite to replace it")
-    vol = open_volume(a.image)
+    vol = open_volume(a.image, channel=a.channel, timepoint=a.timepoint)
     seg = InteractiveSegmenter.from_session(a.session, vol.data, spacing=vol.spacing, device=a.device,
                                             weights=a.weights)
     fresh = a.propagate or not seg.restored_propagation
@@ -345,6 +357,12 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
+def _choice_args(p, whose: str) -> None:
+    p.add_argument("--channel", default=None, help=f"the channel {whose} to use, by index or by name, "
+                                                   "when it has several (a fluorescence stack)")
+    p.add_argument("--timepoint", type=int, default=None, help=f"the time point {whose} to use, when it has several")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="halo-seg", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -364,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="skip a run whose blocks are all written")
     s.add_argument("--timeout", type=float, default=1800, help="seconds before a hung rank fails the run")
     s.add_argument("--threads", type=int, default=None, help="torch threads per rank")
+    _choice_args(s, "of the input")
     s.set_defaults(fn=cmd_segment)
     e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, or as DICOM SEG")
     e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF or .npy")
@@ -388,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--most", type=int, default=20, help="how many of the largest objects to print")
     m.add_argument("--shape", action="store_true", help="also each object's surface area and sphericity (marching "
                                                          "cubes; reads every object's bounding box again)")
+    _choice_args(m, "of --image")
     m.set_defaults(fn=cmd_measure)
     o = sub.add_parser("instances", help="one id per connected object (to count and measure nuclei, lesions, ...)")
     o.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF, .npy")
@@ -433,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     se.add_argument("--propagate", action="store_true", help="propagate again even with the session's weights")
     se.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _choice_args(se, "of the image")
     se.set_defaults(fn=cmd_session)
     d = sub.add_parser("demo", help="run the engine and a simulated interactive session on the sample")
     d.add_argument("--weights", default="default")
@@ -457,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grid", default="1,1,1", help="split every patch over pz,py,px CPU ranks (halo training)")
     t.add_argument("--resume", default=None, help="continue from a checkpoint written by this command")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _choice_args(t, "of every --image")
     t.set_defaults(fn=cmd_train)
     td = sub.add_parser("train-default", help="retrain the shipped default model on the sample")
     td.add_argument("--out", default="src/halo_seg/weights/unet3d_default.safetensors")
@@ -528,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     tq.set_defaults(fn=cmd_train_quality)
     i = sub.add_parser("info", help="shape, dtype, spacing and chunks of a volume")
     i.add_argument("input")
+    _choice_args(i, "of the input")
     i.set_defaults(fn=cmd_info)
     return p
 

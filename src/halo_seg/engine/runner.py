@@ -134,9 +134,10 @@ def _device_for(device: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def _signature(job, plan_shape, grid, meta):
-    # format 2: with the uncertainty array, so an older output's blocks are never resumed without it
-    return {"format": 2, "input": str(job["source"]) if isinstance(job["source"], (str, Path)) else "<array>",
+def _signature(job, plan_shape, grid, meta, chosen):
+    # format 2: with the uncertainty array, so an older output's blocks are never resumed without it;
+    # the channel and time point only when the input has them, so 3D outputs keep their signature
+    return {**{k: chosen[k] for k in ("channel", "timepoint") if k in chosen},"format": 2, "input": str(job["source"]) if isinstance(job["source"], (str, Path)) else "<array>",
             "shape": list(plan_shape), "grid": list(grid), "mode": job["mode"],
             "weights": meta.get("sha256"), "overlap": job["overlap"] if job["mode"] == "tile" else None,
             **({"mirror": mirror_letters(job["mirror"])} if job["mirror"] else {})}
@@ -146,12 +147,16 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
             overlap: float = 0.5, tile_size: int | None = None, save_probabilities: bool = False,
             resume: bool = False, timeout: float = 1800.0, threads: int | None = None,
             progress: Callable[[int, int, str], None] | None = None, cancel=None, mirror="",
+            channel: int | str | None = None, timepoint: int | None = None,
             _fault: dict | None = None) -> SegmentResult:
     """Segment `source` (path or array) into the zarr group `output` (`labels`, `uncertainty`,
     `probabilities`; engine/output.py).
 
     `mirror`: axes ('zyx', 'yx', ...) over which the probabilities are averaged with mirrored views
     of the volume (test-time mirroring, 2**len(axes) times the work; see engine/mirror.py).
+
+    `channel`, `timepoint`: the 3D volume to segment in a multi-channel or time-lapse input
+    (io/axes.py); each rank reads only its block of it.
 
     `cancel`: an object with ``is_set()`` (a threading.Event); when set, the ranks are stopped
     (or the tile loop ends) and :class:`Cancelled` is raised.
@@ -161,7 +166,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     if not 0.0 <= overlap < 1.0:
         raise EngineError(f"overlap must be in [0, 1), got {overlap}")
     grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)
-    vol = open_volume(source)  # validates 3D, numeric, existing
+    vol = open_volume(source, channel=channel, timepoint=timepoint)  # validates 3D, numeric, existing
     net, meta = load_unet(weights)  # validates weights before any process starts
     try:
         mirror = parse_mirror(mirror)
@@ -171,9 +176,10 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     plan = PartitionPlan(vol.shape, grid, net.multiple)  # validates grid vs volume
     job = dict(source=source, output=str(output), weights=str(weights), grid=grid, device=device,
                mode=mode, overlap=overlap, tile_size=tile_size, probabilities=save_probabilities, resume=resume,
-               timeout=float(timeout), threads=threads, mirror=mirror, fault=_fault or {})
+               timeout=float(timeout), threads=threads, mirror=mirror, fault=_fault or {},
+               channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"))
     chunks = plan.chunks if mode == "halo" else tuple(min(s, 64) for s in vol.shape)
-    sig = _signature(job, vol.shape, grid, meta)
+    sig = _signature(job, vol.shape, grid, meta, vol.meta)
     n_classes = net.config["out_channels"]
     distributed_env = "RANK" in os.environ and "WORLD_SIZE" in os.environ and mode == "halo"
     if not distributed_env or int(os.environ["RANK"]) == 0:
@@ -277,7 +283,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
             os._exit(fault.get("code", 3))
         t0 = time.perf_counter()
         net, meta = load_unet(job["weights"], dev)
-        vol = open_volume(job["source"])
+        vol = open_volume(job["source"], channel=job["channel"], timepoint=job["timepoint"])
         plan = PartitionPlan(vol.shape, job["grid"], net.multiple)
         coords = plan.coords(rank)
         valid = plan.valid_block(rank)

@@ -13,6 +13,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from .axes import AxisChoiceError, axis_names, describe, select_3d, tiff_axes
+
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
@@ -59,10 +61,6 @@ def _suffix(path: Path) -> str:
 
 
 def _as_3d(arr: da.Array, what: str) -> da.Array:
-    # Singleton leading axes (t, c of OME-Zarr, or a 1-channel TIFF) are squeezed; anything else
-    # that is not 3D is refused rather than guessed at.
-    while arr.ndim > 3 and arr.shape[0] == 1:
-        arr = arr[0]
     if arr.ndim != 3:
         raise VolumeError(f"{what}: expected a 3D (Z, Y, X) volume, got {arr.ndim}D with shape {tuple(arr.shape)}")
     if 0 in arr.shape:
@@ -72,22 +70,38 @@ def _as_3d(arr: da.Array, what: str) -> da.Array:
     return arr
 
 
-def open_volume(source: Any, spacing: tuple[float, float, float] | None = None) -> Volume:
+def open_volume(source: Any, spacing: tuple[float, float, float] | None = None,
+                channel: int | str | None = None, timepoint: int | None = None) -> Volume:
     """Open ``source`` (path, numpy/dask/zarr array) as a lazy (Z, Y, X) dask array + spacing.
 
-    ``spacing`` overrides what the file says. Raises :class:`VolumeError` (or FileNotFoundError)
-    with a message naming the problem for missing files, unknown formats and non-3D data.
+    ``spacing`` overrides what the file says. A multi-channel or time-lapse volume gives the 3D
+    volume of ``channel`` (an index, or a name the file gives its channels) at ``timepoint``; see
+    io/axes.py for how axes are named. ``meta["file_axes"]`` describes what the file held.
+    Raises :class:`VolumeError` (or FileNotFoundError) with a message naming the problem for
+    missing files, unknown formats, a missing or wrong channel or time point, and non-3D data.
     """
-    if isinstance(source, Volume):
-        vol = source
-    elif isinstance(source, (str, Path)):
-        vol = _open_path(Path(source))
-    else:
-        vol = _open_array(source)
-    vol.data = _as_3d(vol.data, vol.source or type(source).__name__)
+    vol = source if isinstance(source, Volume) else file_contents(source)
+    what = vol.source or type(source).__name__
+    names = vol.meta.pop("axes", None)
+    full = axis_names(vol.data.shape, names)
+    try:
+        data, chosen = select_3d(vol.data, names, what, channel, timepoint, vol.meta.get("channel_names"))
+    except AxisChoiceError as exc:
+        raise VolumeError(str(exc)) from None
+    vol.meta["file_axes"] = describe(vol.data.shape, full)
+    vol.meta.update(chosen)
+    vol.data = _as_3d(data, what)
     if spacing is not None:
         vol.spacing = _check_spacing(spacing)
     return vol
+
+
+def file_contents(source: Any) -> Volume:
+    """What ``source`` holds, before a 3D volume is chosen from it: the array with all its axes,
+    and in ``meta`` the file's axis names ("axes", None where it names none) and channel names."""
+    if isinstance(source, (str, Path)):
+        return _open_path(Path(source))
+    return _open_array(source)
 
 
 def _check_spacing(spacing) -> tuple[float, float, float]:
@@ -146,20 +160,21 @@ def _open_nifti(path: Path) -> Volume:
     except Exception as exc:  # nibabel raises several types for corrupt headers
         raise VolumeError(f"cannot read NIfTI {path}: {exc}") from exc
     proxy = img.dataobj  # lazy ArrayProxy; slicing reads only what is asked for
-    if len(proxy.shape) < 3:
-        raise VolumeError(f"{path}: expected a 3D volume, got shape {proxy.shape}")
-    arr = da.from_array(proxy, chunks=tuple(proxy.shape[:2]) + (min(32, proxy.shape[2]),)
-                        + tuple(proxy.shape[3:]), asarray=True)
-    # NIfTI stores (X, Y, Z[, T]); the engine works in (Z, Y, X)
-    arr = arr.transpose((2, 1, 0) + tuple(range(3, arr.ndim)))
+    shape = tuple(proxy.shape)
+    if len(shape) < 3:
+        raise VolumeError(f"{path}: expected a 3D volume, got shape {shape}")
+    # one time point (or vector component) per chunk, so choosing one reads only that one
+    arr = da.from_array(proxy, chunks=shape[:2] + (min(32, shape[2]),) + (1,) * (len(shape) - 3), asarray=True)
+    # NIfTI stores (X, Y, Z[, T[, U]]); the engine works in (Z, Y, X), after time and components
+    extra = tuple(range(3, arr.ndim))
+    arr = arr.transpose(extra + (2, 1, 0))
+    names = (["t", "c"][:len(extra)] + list("zyx")) if len(extra) <= 2 else None
     zooms = img.header.get_zooms()[:3]
-    while arr.ndim > 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
     from .geometry import KEY, from_nifti, is_label_nifti
     return Volume(arr, spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])), source=str(path),
-                  meta={"format": "nifti", "labels": is_label_nifti(img),
+                  meta={"format": "nifti", "labels": is_label_nifti(img), "axes": names,
                         "unit": _nifti_unit(img),
-                        KEY: from_nifti(img, arr.shape[:3])})
+                        KEY: from_nifti(img, (shape[2], shape[1], shape[0]))})
 
 
 def _nifti_unit(img) -> str | None:
@@ -179,9 +194,11 @@ def _open_tiff(path: Path) -> Volume:
     z = zarr.open(store, mode="r")
     if isinstance(z, zarr.Group):  # pyramidal TIFF: level 0 is full resolution
         z = z[sorted(z.array_keys())[0]]
-    spacing, unit = (1.0, 1.0, 1.0), None
+    spacing, unit, axes, channels = (1.0, 1.0, 1.0), None, None, None
     try:
         with tifffile.TiffFile(str(path)) as tf:
+            axes = tiff_axes(tf.series[0].axes) if len(tf.series[0].shape) == z.ndim else None
+            channels = _ome_tiff_channels(tf)
             ij = tf.imagej_metadata or {}
             unit = length_unit(ij.get("unit"))
             page = tf.pages[0]
@@ -191,8 +208,20 @@ def _open_tiff(path: Path) -> Volume:
                 xy = den / num if num else 1.0
                 spacing = (float(ij["spacing"]), xy, xy)
     except Exception:
-        pass  # spacing is optional metadata; the data itself was readable
-    return Volume(da.from_zarr(z), spacing=spacing, source=str(path), meta={"format": "tiff", "unit": unit})
+        pass  # axes, spacing and names are optional metadata; the data itself was readable
+    return Volume(da.from_zarr(z), spacing=spacing, source=str(path),
+                  meta={"format": "tiff", "unit": unit, "axes": axes, "channel_names": channels})
+
+
+def _ome_tiff_channels(tf) -> list[str] | None:
+    if not tf.is_ome:
+        return None
+    import tifffile
+    ch = tifffile.xml2dict(tf.ome_metadata)["OME"]["Image"]
+    ch = (ch[0] if isinstance(ch, list) else ch)["Pixels"].get("Channel")
+    ch = ch if isinstance(ch, list) else [ch] if ch else []
+    names = [c.get("Name") for c in ch]
+    return [str(n) for n in names] if names and all(names) else None
 
 
 def _zarr_geometry(attrs: dict, shape, path) -> dict:
@@ -239,8 +268,11 @@ def _open_zarr(path: Path) -> Volume:
         label_image = "image-label" in attrs or "image-label" in attrs.get("ome", {})
         units = {length_unit(a.get("unit")) for a in ms[0].get("axes", [])
                  if isinstance(a, dict) and a.get("name") in ("z", "y", "x")}
+        omero = attrs.get("omero") or attrs.get("ome", {}).get("omero") or {}
+        names = [c.get("label") for c in omero.get("channels", []) if isinstance(c, dict)]
         return Volume(da.from_zarr(arr), spacing=spacing, source=str(path),
                       meta={"format": f"ome-zarr {version}", "axes": axes, "labels": label_image,
+                            "channel_names": [str(n) for n in names] if names and all(names) else None,
                             "unit": units.pop() if len(units) == 1 else None})
     keys = sorted(node.array_keys())
     if len(keys) == 1 or "labels" in keys or "image" in keys:

@@ -1,0 +1,85 @@
+"""napari under Xvfb: multi-channel and time-lapse files open as one layer per channel, and the
+automatic widget segments the channel (and, after Split Stack, the time point) a layer shows."""
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+pytest.importorskip("napari")
+
+
+def _reference(source, weights, out, **choice):
+    from halo_seg.engine.runner import segment
+    segment(source, out, weights, mode="whole", **choice)
+    return zarr.open_group(str(out))["labels"][...]
+
+
+def _run(w, qtbot):
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "done" in w.status.text(), w.status.text()
+
+
+def test_channels_open_as_layers_and_the_shown_channel_is_segmented(make_napari_viewer, qtbot, tmp_path,
+                                                                     phantom_npy, tiny_weights):
+    from napari_halo_seg._auto_widget import AutoSegmentWidget
+    img = np.load(phantom_npy)
+    noise = np.random.default_rng(0).normal(size=img.shape).astype(img.dtype)
+    g = zarr.open_group(str(tmp_path / "cells.ome.zarr"), mode="w", zarr_format=2)
+    g.create_array("0", shape=(1, 2) + img.shape, chunks=(1, 1) + img.shape, dtype=img.dtype)[...] = \
+        np.stack([noise, img])[None]
+    g.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": a} for a in "tczyx"],
+                               "datasets": [{"path": "0", "coordinateTransformations": [
+                                   {"type": "scale", "scale": [1, 1, 2.0, 0.5, 0.5]}]}]}]
+    g.attrs["omero"] = {"channels": [{"label": "noise"}, {"label": "nuclei"}]}
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "cells.ome.zarr"), plugin="napari-halo-seg")
+    assert [lay.name for lay in viewer.layers] == ["cells noise", "cells nuclei"]
+    nuclei = viewer.layers["cells nuclei"]
+    assert nuclei.data.shape == img.shape and tuple(nuclei.scale) == (2.0, 0.5, 0.5)
+    assert nuclei.colormap.name == "magenta" and nuclei.blending == "additive"
+    np.testing.assert_array_equal(np.asarray(nuclei.data), img)
+    w = AutoSegmentWidget(viewer)
+    w.weights.setCurrentText(str(tiny_weights))
+    w.mode.setCurrentText("whole")
+    w.image.setCurrentText("cells nuclei")
+    w.output.setText(str(tmp_path / "out.zarr"))
+    _run(w, qtbot)
+    sig = zarr.open_group(str(tmp_path / "out.zarr")).attrs["halo_seg"]["signature"]
+    assert sig["input"].endswith("cells.ome.zarr") and sig["channel"] == 1   # read from the file, channel 1
+    np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data),
+                                  _reference(phantom_npy, tiny_weights, tmp_path / "ref.zarr"))
+
+
+def test_a_time_series_is_split_then_one_time_point_segmented(make_napari_viewer, qtbot, tmp_path,
+                                                               phantom_npy, tiny_weights):
+    from napari.layers._layer_actions import _split_stack
+    from napari_halo_seg._auto_widget import AutoSegmentWidget
+    img = np.load(phantom_npy)
+    rng = np.random.default_rng(1)
+    movie = np.stack([[rng.normal(size=img.shape), img + t] for t in range(3)]).astype(np.float32)   # t, c, z, y, x
+    tifffile.imwrite(tmp_path / "movie.tif", movie.transpose(0, 2, 1, 3, 4), imagej=True,
+                     metadata={"axes": "TZCYX"})
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "movie.tif"), plugin="napari-halo-seg")
+    assert [lay.name for lay in viewer.layers] == ["movie c0", "movie c1"]
+    layer = viewer.layers["movie c1"]
+    assert layer.data.shape == (3,) + img.shape
+    w = AutoSegmentWidget(viewer)
+    w.weights.setCurrentText(str(tiny_weights))
+    w.mode.setCurrentText("whole")
+    w.image.setCurrentText("movie c1")
+    w.run()
+    assert w.worker is None and "Split Stack" in w.status.text()
+    n_layers = len(viewer.layers)
+    viewer.layers.selection.active = layer
+    _split_stack(viewer.layers)
+    assert len(viewer.layers) == n_layers + 2
+    third = [lay for lay in viewer.layers if lay.ndim == 3 and lay.data.shape == img.shape][2]
+    np.testing.assert_array_equal(np.asarray(third.data), movie[2, 1])
+    w.image.setCurrentText(third.name)
+    w.output.setText(str(tmp_path / "out.zarr"))
+    _run(w, qtbot)
+    np.testing.assert_array_equal(
+        np.asarray(viewer.layers[-1].data),
+        _reference(tmp_path / "movie.tif", tiny_weights, tmp_path / "ref.zarr", channel=1, timepoint=2))
