@@ -150,3 +150,24 @@ def test_choosing_stays_lazy(tmp_path):
     tracemalloc.stop()
     assert v.shape == (512, 768, 512) and (block == 9).all()
     assert peak < 32 * 2 ** 20, f"choosing + one block read allocated {peak / 2**20:.0f} MiB"
+
+
+def test_measure_and_training_pairs_read_the_chosen_channel(tmp_path, tczyx, capsys):
+    import argparse
+
+    from halo_seg.cli import _read_pair, main
+    p = _ome_zarr(tmp_path / "cells.ome.zarr", tczyx)
+    labels = np.zeros(tczyx.shape[2:], np.uint8)
+    labels[1:3, 2:4, 1:5] = 1
+    np.save(tmp_path / "lab.npy", labels)
+    assert main(["measure", str(tmp_path / "lab.npy"), "--image", str(p), "--channel", "GFP", "--timepoint", "2",
+                 "--csv", str(tmp_path / "m.csv")]) == 0
+    import csv
+    row = next(csv.DictReader(open(tmp_path / "m.csv")))
+    assert float(row["mean"]) == pytest.approx(tczyx[2, 1][labels == 1].mean())
+    capsys.readouterr()
+    assert main(["measure", str(tmp_path / "lab.npy"), "--image", str(p)]) == 2
+    assert "choose one with" in capsys.readouterr().err
+    image, lab, spacing = _read_pair(p, tmp_path / "lab.npy", argparse.Namespace(channel="0", timepoint=1))
+    np.testing.assert_array_equal(image, tczyx[1, 0])
+    assert spacing == (2.0, 0.5, 0.5)

@@ -11,12 +11,12 @@ from halo_seg.io import VolumeError, open_volume  # noqa: E402
 from halo_seg.io.ome_labels import write_ome_labels  # noqa: E402
 
 
-def _image(tmp_path, version, levels=2):
+def _image(tmp_path, version, levels=2, tc=(1, 1)):
     """A 5D (t, c, z, y, x) OME-Zarr image with a pyramid downsampled 2x in y and x, 0.5 um in z."""
     from ome_zarr.format import format_from_version
     from ome_zarr.writer import write_image
     rng = np.random.default_rng(0)
-    img = rng.normal(100, 5, (1, 1, 12, 32, 40)).astype(np.float32)
+    img = rng.normal(100, 5, tuple(tc) + (12, 32, 40)).astype(np.float32)
     img[..., 3:8, 10:20, 12:30] += 80
     path = tmp_path / f"img{version}.ome.zarr"
     grp = zarr.open_group(str(path), mode="w", zarr_format=2 if version == "0.4" else 3)
@@ -70,6 +70,19 @@ def test_export_from_segment_and_refusals(tmp_path, tiny_weights, capsys):
     plain.create_array("a", shape=(2, 2, 2), dtype="u1")
     with pytest.raises(VolumeError, match="not an OME-Zarr image"):
         write_ome_labels(np.zeros((12, 32, 40), np.uint8), tmp_path / "plain.zarr")
+
+
+def test_labels_of_a_stack(tmp_path):
+    """Labels have no channels, so those of a two-channel image go into it; a time series' labels
+    cover every time point, so one volume's labels are refused there."""
+    path, img = _image(tmp_path / "c", "0.4", levels=1, tc=(1, 2))
+    labels = (img > 140).astype(np.uint8)
+    write_ome_labels(labels, path, name="cells")
+    np.testing.assert_array_equal(np.asarray(open_volume(path / "labels" / "cells").data), labels)
+    path, img = _image(tmp_path / "t", "0.4", levels=1, tc=(3, 1))
+    with pytest.raises(VolumeError, match=r"several volumes \(t=3\).*save them as their own zarr"):
+        write_ome_labels(np.zeros((12, 32, 40), np.uint8), path)
+    assert not (path / "labels").exists()
 
 
 def test_napari_saves_a_layer_into_the_image_and_reads_it_back_as_labels(make_napari_viewer, tmp_path):

@@ -143,12 +143,13 @@ def cmd_train(a) -> int:
     return 0
 
 
-def _read_pair(image_path, labels_path):
-    """(image, labels, spacing) of an image and its label volume, read whole; they must match in shape."""
+def _read_pair(image_path, labels_path, a):
+    """(image, labels, spacing) of an image (its --channel and --timepoint) and its label volume, read
+    whole; they must match in shape."""
     import numpy as np
     from .io import open_volume
     from .train.unet_train import TrainingError
-    img, lab = open_volume(image_path), open_volume(labels_path)
+    img, lab = open_volume(image_path, channel=a.channel, timepoint=a.timepoint), open_volume(labels_path)
     if img.shape != lab.shape:
         raise TrainingError(f"{image_path} {img.shape} and {labels_path} {lab.shape} differ in shape")
     return np.asarray(img.data), np.asarray(lab.data), img.spacing
@@ -160,7 +161,7 @@ def _user_volumes(a):
     images, labels = a.images or [], a.labels or []
     if len(images) != len(labels):
         raise TrainingError(f"{len(images)} --image but {len(labels)} --labels; give them in pairs")
-    return [(*_read_pair(ip, lp), a.regions) for ip, lp in zip(images, labels)]
+    return [(*_read_pair(ip, lp, a), a.regions) for ip, lp in zip(images, labels)]
 
 
 def cmd_train_interactive(a) -> int:
@@ -198,7 +199,7 @@ def cmd_train_quality(a) -> int:
         if a.weights == "default" and not a.out:
             raise TrainingError("give --out for a quality model fitted on your own volume: the shipped one, "
                                 "which every session of the default weights loads, is not overwritten")
-        image, labels, spacing = _read_pair(a.image, a.labels)
+        image, labels, spacing = _read_pair(a.image, a.labels, a)
         regions = a.regions or [int(v) for v in np.unique(labels) if v != 0]
         note = f"{a.image} with {a.labels}"
     else:
@@ -526,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train on these label values of your volumes only (keep others for checking)")
     ti.add_argument("--user-share", type=float, default=0.5,
                     help="share of training examples drawn from your volumes; the built-in data keeps the rest")
+    _choice_args(ti, "of every --image")
     ti.set_defaults(fn=cmd_train_interactive)
     tq = sub.add_parser("train-quality", help="fit the predicted-Dice model of an interactive network "
                         "on simulated sessions")
@@ -547,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="simulate sessions slicing across these axes (0 axial; 1, 2 the other planes)")
     tq.add_argument("--threads", type=int, default=None)
     tq.add_argument("--device", default="cpu")
+    _choice_args(tq, "of --image")
     tq.set_defaults(fn=cmd_train_quality)
     i = sub.add_parser("info", help="shape, dtype, spacing and chunks of a volume")
     i.add_argument("input")

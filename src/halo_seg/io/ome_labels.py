@@ -67,6 +67,12 @@ def write_ome_labels(labels, image, name: str = "halo-seg") -> Path:
         raise VolumeError(f"labels of shape {tuple(labels.shape)} are not on the grid of {image}, whose z, y, x "
                           f"shape is {shape}")
     check_label_dtype(labels.dtype)
+    # one label image has one volume: per channel is fine (labels have no channels), per time point not
+    longer = [f"{axes[i]}={level0.shape[i]}" for i in range(len(axes))
+              if i not in spatial and axes[i] != "c" and level0.shape[i] > 1]
+    if longer:
+        raise VolumeError(f"{image} holds several volumes ({', '.join(longer)}) and OME-Zarr labels cover them "
+                          f"all: labels of one volume cannot go into its labels/; save them as their own zarr or NIfTI")
     scales = []
     for ds in ms["datasets"]:
         sc = next((t["scale"] for t in ds.get("coordinateTransformations", []) if t.get("type") == "scale"),
