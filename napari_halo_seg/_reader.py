@@ -62,6 +62,9 @@ def read_volume(path):
     if vol.meta.get("window"):   # the window a DICOM series was stored with (a CT in HU is unreadable without)
         c, w = vol.meta["window"]
         kw["contrast_limits"] = [c - w / 2, c + w / 2]
+    if vol.meta.get("levels"):   # an OME-Zarr pyramid: napari draws the level the zoom needs
+        return [([vol.data, *vol.meta["levels"]], {"name": p.name.split(".")[0], "scale": vol.spacing,
+                                                   "metadata": meta, "multiscale": True, **kw}, "image")]
     return [(vol.data, {"name": p.name.split(".")[0], "scale": vol.spacing, "metadata": meta, **kw}, "image")]
 
 
@@ -73,20 +76,21 @@ def _stack_layers(p: Path, raw, names) -> list:
     order, each (T, Z, Y, X) when the file has several time points. A channel layer remembers its
     channel, so the engine reads that channel from the file; a time series is read from the layer
     (Split Stack gives one layer per time point, each a 3D volume the widgets take)."""
-    arr = raw.data[tuple(slice(None) if (n in SPATIAL or size > 1) else 0 for n, size in zip(names, raw.data.shape))]
+    drop = tuple(slice(None) if (n in SPATIAL or size > 1) else 0 for n, size in zip(names, raw.data.shape))
     kept = [n for n, size in zip(names, raw.data.shape) if n in SPATIAL or size > 1]
     order = [kept.index(n) for n in ("t", "c", *SPATIAL) if n in kept]
     if len(order) != len(kept):   # a file without three spatial axes: open_volume names the problem
         open_volume(raw)
-    arr = arr.transpose(order)
+    # every level of an OME-Zarr pyramid alike (t and c are never downsampled)
+    levels = [a[drop].transpose(order) for a in [raw.data, *(raw.meta.get("levels") or [])]]
     timed = "t" in kept
     chans = raw.meta.get("channel_names") or []
-    n_c = arr.shape[1 if timed else 0] if "c" in kept else 1
+    n_c = levels[0].shape[1 if timed else 0] if "c" in kept else 1
     base = {"format": raw.meta.get("format"), **({"unit": raw.meta["unit"]} if raw.meta.get("unit") else {}),
             **({GEOMETRY: raw.meta[GEOMETRY]} if GEOMETRY in raw.meta else {})}
     layers = []
     for c in range(n_c):
-        data = arr if "c" not in kept else (arr[:, c] if timed else arr[c])
+        data = [a if "c" not in kept else (a[:, c] if timed else a[c]) for a in levels]
         meta = dict(base)
         if "c" in kept:
             meta["channel"] = c
@@ -94,6 +98,8 @@ def _stack_layers(p: Path, raw, names) -> list:
             meta["source"] = str(p)
         name = p.name.split(".")[0] + (f" {chans[c] if c < len(chans) else f'c{c}'}" if "c" in kept else "")
         kw = {"colormap": CHANNEL_COLORS[c % len(CHANNEL_COLORS)], "blending": "additive"} if n_c > 1 else {}
-        layers.append((data, {"name": name, "scale": (1.0,) * timed + tuple(raw.spacing), "metadata": meta, **kw},
-                       "image"))
+        if len(data) > 1:
+            kw["multiscale"] = True
+        layers.append((data if len(data) > 1 else data[0],
+                       {"name": name, "scale": (1.0,) * timed + tuple(raw.spacing), "metadata": meta, **kw}, "image"))
     return layers

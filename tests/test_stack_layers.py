@@ -83,3 +83,35 @@ def test_a_time_series_is_split_then_one_time_point_segmented(make_napari_viewer
     np.testing.assert_array_equal(
         np.asarray(viewer.layers[-1].data),
         _reference(tmp_path / "movie.tif", tiny_weights, tmp_path / "ref.zarr", channel=1, timepoint=2))
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_an_ome_zarr_pyramid_opens_multiscale_and_is_segmented_at_full_resolution(
+        make_napari_viewer, qtbot, tmp_path, tiny_weights, channels):
+    """napari draws the level the zoom needs (3D rendering of a huge volume reads a coarse level);
+    the widgets and the engine work on the full-resolution level."""
+    pytest.importorskip("ome_zarr")
+    from ome_zarr.writer import write_image
+    from halo_seg.samples import make_phantom
+    from napari_halo_seg._auto_widget import AutoSegmentWidget
+    img = make_phantom((16, 32, 40), n_objects=3, seed=2).image.astype(np.float32)
+    stack = np.stack([img] * channels)[None]
+    stack[0, -1] *= 2.0
+    grp = zarr.open_group(str(tmp_path / "p.ome.zarr"), mode="w", zarr_format=2)
+    write_image(stack, grp, axes="tczyx", scale_factors=[{"z": 1, "y": 2, "x": 2}, {"z": 1, "y": 4, "x": 4}],
+                scale={"t": 1.0, "c": 1.0, "z": 2.0, "y": 0.5, "x": 0.5})
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "p.ome.zarr"), plugin="napari-halo-seg")
+    assert len(viewer.layers) == channels
+    layer = viewer.layers[-1]
+    assert layer.multiscale and [tuple(d.shape) for d in layer.data] == [(16, 32, 40), (16, 16, 20), (16, 8, 10)]
+    assert tuple(layer.scale) == (2.0, 0.5, 0.5)
+    np.testing.assert_array_equal(np.asarray(layer.data[0]), stack[0, -1])
+    w = AutoSegmentWidget(viewer)
+    w.weights.setCurrentText(str(tiny_weights))
+    w.mode.setCurrentText("whole")
+    w.image.setCurrentText(layer.name)
+    w.output.setText(str(tmp_path / "out.zarr"))
+    _run(w, qtbot)
+    np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data),
+                                  _reference(stack[0, -1], tiny_weights, tmp_path / "ref.zarr"))

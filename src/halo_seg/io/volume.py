@@ -90,6 +90,9 @@ def open_volume(source: Any, spacing: tuple[float, float, float] | None = None,
         raise VolumeError(str(exc)) from None
     vol.meta["file_axes"] = describe(vol.data.shape, full)
     vol.meta.update(chosen)
+    if vol.meta.get("levels"):   # an OME-Zarr pyramid: the same volume at each coarser level
+        vol.meta["levels"] = [select_3d(lv, names, what, channel, timepoint, vol.meta.get("channel_names"))[0]
+                              for lv in vol.meta["levels"]]
     vol.data = _as_3d(data, what)
     if spacing is not None:
         vol.spacing = _check_spacing(spacing)
@@ -268,10 +271,12 @@ def _open_zarr(path: Path) -> Volume:
         label_image = "image-label" in attrs or "image-label" in attrs.get("ome", {})
         units = {length_unit(a.get("unit")) for a in ms[0].get("axes", [])
                  if isinstance(a, dict) and a.get("name") in ("z", "y", "x")}
+        # the coarser levels, lazily: a viewer shows them when zoomed out or in 3D
+        levels = [da.from_zarr(node[d["path"]]) for d in ms[0]["datasets"][1:]]
         omero = attrs.get("omero") or attrs.get("ome", {}).get("omero") or {}
         names = [c.get("label") for c in omero.get("channels", []) if isinstance(c, dict)]
         return Volume(da.from_zarr(arr), spacing=spacing, source=str(path),
-                      meta={"format": f"ome-zarr {version}", "axes": axes, "labels": label_image,
+                      meta={"format": f"ome-zarr {version}", "axes": axes, "labels": label_image, "levels": levels,
                             "channel_names": [str(n) for n in names] if names and all(names) else None,
                             "unit": units.pop() if len(units) == 1 else None})
     keys = sorted(node.array_keys())
