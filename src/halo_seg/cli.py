@@ -1,4 +1,4 @@
-"""`halo-seg` command line: segment, review, export, measure, instances, evaluate, session, demo, train,
+"""`halo-seg` command line: segment, batch, review, export, measure, instances, evaluate, session, demo, train,
 train-default, train-interactive, train-quality, info."""
 from __future__ import annotations
 
@@ -26,6 +26,19 @@ def cmd_segment(a) -> int:
     else:
         print(f"wrote {a.output}/labels ({a.mode}, grid {'x'.join(map(str, res.grid))}) in {res.seconds:.1f}s")
     return 0
+
+
+def cmd_batch(a) -> int:
+    from .batch import segment_folder
+    from .engine.partition import parse_grid
+    rows = segment_folder(a.input, a.output, export=a.export, weights=a.weights, grid=parse_grid(a.grid),
+                          device=a.device, mode=a.mode, overlap=a.overlap, tile_size=a.tile,
+                          save_probabilities=a.save_probabilities, timeout=a.timeout, threads=a.threads,
+                          mirror=a.mirror, channel=a.channel, timepoint=a.timepoint)
+    failed = [r for r in rows if r["status"] == "failed"]
+    print(f"{len(rows) - len(failed)} of {len(rows)} cases segmented into {a.output} (batch.csv lists them)"
+          + (f"; failed: {', '.join(r['case'] for r in failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 def cmd_demo(a) -> int:
@@ -364,12 +377,8 @@ def _choice_args(p, whose: str) -> None:
     p.add_argument("--timepoint", type=int, default=None, help=f"the time point {whose} to use, when it has several")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="halo-seg", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("segment", help="automatic segmentation of a (large, lazy) volume")
-    s.add_argument("input")
-    s.add_argument("output", help="output .zarr group (labels, probabilities, done)")
+def _engine_args(s) -> None:
+    """The engine's options, shared by segment and batch."""
     s.add_argument("--weights", default="default")
     s.add_argument("--grid", default="2,1,1", help="ranks along z,y,x (halo mode), e.g. 2,2,2")
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
@@ -380,11 +389,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mirror", default="", metavar="AXES",
                    help="average over mirrored views along these axes, e.g. zyx (8 views) or yx (4): "
                         "test-time mirroring, that many times the work; exact in halo mode too")
-    s.add_argument("--resume", action="store_true", help="skip a run whose blocks are all written")
     s.add_argument("--timeout", type=float, default=1800, help="seconds before a hung rank fails the run")
     s.add_argument("--threads", type=int, default=None, help="torch threads per rank")
     _choice_args(s, "of the input")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="halo-seg", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("segment", help="automatic segmentation of a (large, lazy) volume")
+    s.add_argument("input")
+    s.add_argument("output", help="output .zarr group (labels, probabilities, done)")
+    _engine_args(s)
+    s.add_argument("--resume", action="store_true", help="skip a run whose blocks are all written")
     s.set_defaults(fn=cmd_segment)
+    b = sub.add_parser("batch", help="segment every volume of a folder (resumable; one failed case does not stop "
+                                     "the others)")
+    b.add_argument("input", help="a folder of volumes: files, zarr folders, or a folder per DICOM series")
+    b.add_argument("output", help="output folder: <case>.zarr for each case, and batch.csv")
+    b.add_argument("--export", default=None, metavar="SUFFIX",
+                   help="also write each case's labels placed on its scan, e.g. .nii.gz, or .dcm (DICOM SEG)")
+    _engine_args(b)
+    b.set_defaults(fn=cmd_batch)
     e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, or as DICOM SEG")
     e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF or .npy")
     e.add_argument("output", help="output .nii.gz, .nii, .zarr, .dcm (DICOM SEG), .stl / .ply / .obj (surface "

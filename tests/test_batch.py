@@ -1,0 +1,75 @@
+"""`halo-seg batch`: every volume of a folder, resumable, one failure recorded while the rest go on."""
+import csv
+
+import nibabel as nib
+import numpy as np
+import zarr
+
+from halo_seg.cli import main
+from halo_seg.engine.runner import segment
+
+
+def _rows(out):
+    with open(out / "batch.csv") as fh:
+        return {r["case"]: r for r in csv.DictReader(fh)}
+
+
+def _labels(path):
+    return zarr.open_group(str(path), mode="r")["labels"][...]
+
+
+def test_batch_segments_each_case_resumes_and_reports_failures(tmp_path, phantom_npy, tiny_weights, capsys):
+    img = np.load(phantom_npy)
+    src, out = tmp_path / "scans", tmp_path / "out"
+    src.mkdir()
+    affine = np.array([[0, 0, -0.8, 40], [0, 0.8, 0, -20], [2.0, 0, 0, 7], [0, 0, 0, 1]], float)
+    nib.save(nib.Nifti1Image(img.transpose(2, 1, 0), affine), src / "a.nii.gz")
+    np.save(src / "b.npy", img[::-1].copy())
+    (src / "c.nii.gz").write_bytes(b"not a nifti")
+    (src / "notes.txt").write_text("not a volume")
+    (src / ".hidden.npy").write_bytes(b"")
+    args = ["batch", str(src), str(out), "--weights", str(tiny_weights), "--mode", "whole"]
+    assert main(args + ["--export", ".nii.gz"]) == 1          # one case failed, the others were done
+    rows = _rows(out)
+    assert sorted(rows) == ["a", "b", "c"]
+    assert rows["a"]["status"] == rows["b"]["status"] == "done"
+    assert rows["c"]["status"] == "failed" and "cannot read NIfTI" in rows["c"]["error"]
+    assert "2 of 3 cases segmented" in capsys.readouterr().out
+    for case, vol in (("a", src / "a.nii.gz"), ("b", src / "b.npy")):
+        segment(vol, tmp_path / f"ref_{case}.zarr", tiny_weights, mode="whole")
+        np.testing.assert_array_equal(_labels(out / f"{case}.zarr"), _labels(tmp_path / f"ref_{case}.zarr"))
+    exported = nib.load(out / "a.nii.gz")   # placed on its scan
+    np.testing.assert_allclose(exported.affine, affine)
+    np.testing.assert_array_equal(np.asarray(exported.dataobj).transpose(2, 1, 0), _labels(out / "a.zarr"))
+
+    # the corrupt scan replaced, case b interrupted: a rerun finishes both and skips a
+    nib.save(nib.Nifti1Image(img.transpose(2, 1, 0), affine), src / "c.nii.gz")
+    g = zarr.open_group(str(out / "b.zarr"), mode="a")
+    ref_b = g["labels"][...]
+    g["labels"][...] = 0
+    g["done"][...] = 0
+    assert main(args + ["--export", "nii.gz"]) == 0
+    rows = _rows(out)
+    assert [rows[c]["status"] for c in "abc"] == ["already done", "done", "done"]
+    np.testing.assert_array_equal(_labels(out / "b.zarr"), ref_b)
+    assert (out / "c.nii.gz").exists()
+
+    # another job over the same outputs is refused case by case, and nothing is overwritten
+    before = _labels(out / "a.zarr")
+    assert main(["batch", str(src), str(out), "--weights", str(tiny_weights), "--mode", "tile", "--tile", "16"]) == 1
+    rows = _rows(out)
+    assert all(r["status"] == "failed" and "different job" in r["error"] for r in rows.values())
+    np.testing.assert_array_equal(_labels(out / "a.zarr"), before)
+
+
+def test_batch_refuses_a_folder_without_cases_or_with_colliding_names(tmp_path, tiny_weights, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["batch", str(tmp_path / "empty"), str(tmp_path / "o"), "--weights", str(tiny_weights)]) == 2
+    assert "holds no volume" in capsys.readouterr().err
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    np.save(twice / "x.npy", np.zeros((8, 8, 8), np.float32))
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), np.eye(4)), twice / "x.nii.gz")
+    assert main(["batch", str(twice), str(tmp_path / "o"), "--weights", str(tiny_weights)]) == 2
+    assert "several volumes are named x" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
