@@ -73,3 +73,40 @@ def test_batch_refuses_a_folder_without_cases_or_with_colliding_names(tmp_path, 
     assert main(["batch", str(twice), str(tmp_path / "o"), "--weights", str(tiny_weights)]) == 2
     assert "several volumes are named x" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_a_folder_of_cases_against_references(tmp_path, phantom_npy, tiny_weights, capsys):
+    from halo_seg.evaluate import compare_labels
+    img = np.load(phantom_npy)
+    src, out, truth = tmp_path / "scans", tmp_path / "out", tmp_path / "truth"
+    src.mkdir()
+    truth.mkdir()
+    for case, shift in (("a", 0), ("b", 3)):
+        np.save(src / f"{case}.npy", np.roll(img, shift, 0))
+    assert main(["batch", str(src), str(out), "--weights", str(tiny_weights), "--mode", "whole",
+                 "--export", ".nii.gz"]) == 0   # a.zarr and a.nii.gz: the output is taken, not a collision
+    refs = {}
+    for case in "ab":
+        pred = _labels(out / f"{case}.zarr")
+        ref = np.roll(pred, 1, 2)               # a reference that disagrees a little
+        ref[:4] = 0
+        refs[case] = ref
+        np.save(truth / f"{case}.npy", ref)
+    np.save(truth / "c.npy", np.zeros((4, 4, 4), np.uint8))        # no prediction for c
+    assert main(["evaluate", str(out), str(truth), "--no-distances", "--csv", str(tmp_path / "e.csv")]) == 0
+    text = capsys.readouterr().out
+    per_case = {c: compare_labels(_labels(out / f"{c}.zarr"), refs[c], distances=False) for c in "ab"}
+    for k in per_case["a"]["label"]:
+        d = [float(per_case[c]["dice"][per_case[c]["label"] == k][0]) for c in "ab"]
+        line = next(l for l in text.splitlines() if l.split()[:2] == [str(k), "2"])
+        assert f"{np.mean(d):.3f} +- {np.std(d, ddof=1):.3f}" in line
+    assert "no prediction (left out): c" in text
+    with open(tmp_path / "e.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["case"] for r in rows} == {"a", "b"}
+    assert len(rows) == len(per_case["a"]["label"]) + len(per_case["b"]["label"])
+    np.save(truth / "b.npy", refs["b"][:, :-1])                      # a reference on another grid
+    assert main(["evaluate", str(out), str(truth), "--no-distances"]) == 1
+    assert "failed: b:" in capsys.readouterr().out
+    assert main(["evaluate", str(out), str(truth / "a.npy")]) == 2
+    assert "a folder with a folder" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Segment every volume of a folder (a cohort of scans, a plate of stacks) with the automatic engine.
+"""A folder of volumes (a cohort of scans, a plate of stacks): segment every one with the automatic
+engine, and compare a folder of segmentations with a folder of reference labels, case by case.
 
 Each case goes to ``OUT/<case>.zarr`` and, if asked, is exported beside it (NIfTI on the scan,
 DICOM SEG). Runs always resume: a case whose output is complete is skipped, one that was
@@ -25,9 +26,19 @@ def case_name(path: Path) -> str:
     return name
 
 
-def find_cases(folder) -> list[Path]:
+def is_case_folder(path) -> bool:
+    """Whether ``path`` is a folder of volumes rather than one volume (a zarr or a DICOM series)."""
+    from .io.dicom import looks_like_series
+    path = Path(path)
+    return (path.is_dir() and not any((path / f).exists() for f in ("zarr.json", ".zgroup", ".zarray"))
+            and not looks_like_series(path))
+
+
+def find_cases(folder, outputs_first: bool = False) -> list[Path]:
     """The volumes in ``folder``, by name: files and zarr folders of a readable format, and folders
-    holding one DICOM series each. Raises VolumeError when there are none or two share a name."""
+    holding one DICOM series each. With ``outputs_first`` a case's ``.zarr`` output is taken over
+    its exports of the same name (a `batch --export` folder). Raises VolumeError when there are none
+    or two share a name."""
     from .io.dicom import looks_like_series
     folder = Path(folder)
     if not folder.is_dir():
@@ -41,6 +52,9 @@ def find_cases(folder) -> list[Path]:
             cases.append(p)
     if not cases:
         raise VolumeError(f"{folder} holds no volume ({', '.join(SUPPORTED)}, zarr, or a folder per DICOM series)")
+    if outputs_first:
+        zarrs = {case_name(p) for p in cases if p.name.lower().endswith(".zarr")}
+        cases = [p for p in cases if p.name.lower().endswith(".zarr") or case_name(p) not in zarrs]
     names = [case_name(p) for p in cases]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -87,3 +101,74 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
         writer.writeheader()
         writer.writerows(rows)
     return rows
+
+
+def evaluate_folders(pred_dir, truth_dir, labels=None, distances: bool = True,
+                     log: Callable[[str], None] = print) -> tuple[dict, dict, dict]:
+    """Compare each case of ``pred_dir`` (outputs of `batch`, or any label volumes) with the case of
+    the same name in ``truth_dir`` (evaluate.compare_labels, the reference's spacing). Returns
+    (rows: one per case and label, with ``case``; summary: one per label over the cases, Dice mean,
+    s.d. and median, mean HD95 and ASSD; unmatched: {"no prediction": [...], "no reference": [...],
+    "failed": {case: reason}}). Cases on different grids are reported as failed, not compared."""
+    from .evaluate import compare_labels
+    from .io import open_volume
+    preds = {case_name(p): p for p in find_cases(pred_dir, outputs_first=True)}
+    truths = {case_name(p): p for p in find_cases(truth_dir)}
+    both = sorted(set(preds) & set(truths))
+    unmatched = {"no prediction": sorted(set(truths) - set(preds)),
+                 "no reference": sorted(set(preds) - set(truths)), "failed": {}}
+    if not both:
+        raise VolumeError(f"no case of {pred_dir} has a reference of the same name in {truth_dir}")
+    rows: dict[str, list] = {}
+    for i, case in enumerate(both, 1):
+        try:
+            truth = open_volume(truths[case])
+            table = compare_labels(open_volume(preds[case]).data, truth.data, truth.spacing, labels=labels,
+                                   distances=distances)
+        except (VolumeError, ValueError) as exc:
+            unmatched["failed"][case] = str(exc)
+            log(f"[{i}/{len(both)}] {case}: failed ({exc})")
+            continue
+        rows.setdefault("case", []).extend([case] * len(table["label"]))
+        for col, values in table.items():
+            rows.setdefault(col, []).extend(values.tolist())
+        log(f"[{i}/{len(both)}] {case}: mean Dice {table['dice'].mean():.3f} over {len(table['label'])} labels"
+            if len(table["label"]) else f"[{i}/{len(both)}] {case}: no labels in either volume")
+    import numpy as np
+    rows = {c: np.asarray(v) for c, v in rows.items()}
+    summary: dict[str, list] = {c: [] for c in ("label", "cases", "dice_mean", "dice_sd", "dice_median")}
+    if distances:
+        summary.update(hd95_mean=[], assd_mean=[])
+    for k in sorted(set(rows.get("label", np.zeros(0, int)).tolist())):
+        sel = rows["label"] == k
+        d = rows["dice"][sel].astype(float)
+        summary["label"].append(k)
+        summary["cases"].append(int(sel.sum()))
+        summary["dice_mean"].append(float(d.mean()))
+        summary["dice_sd"].append(float(d.std(ddof=1)) if len(d) > 1 else float("nan"))
+        summary["dice_median"].append(float(np.median(d)))
+        if distances:
+            for col in ("hd95", "assd"):
+                v = rows[col][sel].astype(float)
+                summary[f"{col}_mean"].append(float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"))
+    return rows, {c: np.asarray(v) for c, v in summary.items()}, unmatched
+
+
+def format_summary(summary: dict, unmatched: dict, unit: str | None) -> str:
+    u = unit or "voxel units"
+    dist = "hd95_mean" in summary
+    w = max(10, len("HD95 " + u))
+    lines = [f"{'label':>8} {'cases':>6} {'Dice mean +- s.d.':>18} {'median':>7}"
+             + (f" {'HD95 ' + u:>{w}} {'ASSD ' + u:>{w}}" if dist else "")]
+    for i in range(len(summary["label"])):
+        line = (f"{int(summary['label'][i]):>8} {int(summary['cases'][i]):>6} "
+                f"{summary['dice_mean'][i]:>9.3f} +- {summary['dice_sd'][i]:<5.3f} {summary['dice_median'][i]:>7.3f}")
+        if dist:
+            line += f" {summary['hd95_mean'][i]:>{w}.2f} {summary['assd_mean'][i]:>{w}.2f}"
+        lines.append(line)
+    for what in ("no prediction", "no reference"):
+        if unmatched[what]:
+            lines.append(f"{what} (left out): {', '.join(unmatched[what])}")
+    for case, why in unmatched["failed"].items():
+        lines.append(f"failed: {case}: {why}")
+    return "\n".join(lines)

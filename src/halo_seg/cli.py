@@ -359,6 +359,9 @@ def cmd_evaluate(a) -> int:
     from .evaluate import compare_instances, compare_labels, format_comparison, format_instances
     from .io import open_volume
     from .measure import write_csv
+    from .batch import is_case_folder
+    if is_case_folder(a.pred) or is_case_folder(a.truth):
+        return _evaluate_folders(a)
     pred, truth = open_volume(a.pred), open_volume(a.truth)   # the same shape is checked; truth's spacing is used
     if a.instances:
         table = compare_instances(pred.data, truth.data, thresholds=a.iou)
@@ -369,6 +372,23 @@ def cmd_evaluate(a) -> int:
     if a.csv:
         print("wrote " + str(write_csv(table, a.csv)))
     return 0
+
+
+def _evaluate_folders(a) -> int:
+    """A folder of segmentations against a folder of references, matched by case name."""
+    from .batch import evaluate_folders, find_cases, format_summary, is_case_folder
+    from .io import VolumeError, open_volume
+    from .measure import write_csv
+    if not (is_case_folder(a.pred) and is_case_folder(a.truth)):
+        raise VolumeError("compare a folder with a folder (cases matched by name), or a volume with a volume")
+    if a.instances:
+        raise VolumeError("--instances compares one pair of volumes; give two volumes, not folders")
+    rows, summary, unmatched = evaluate_folders(a.pred, a.truth, labels=a.labels, distances=not a.no_distances)
+    unit = open_volume(find_cases(a.truth)[0]).meta.get("unit")
+    print(format_summary(summary, unmatched, unit))
+    if a.csv and rows:
+        print("wrote " + str(write_csv(rows, a.csv)) + " (a row per case and label)")
+    return 1 if unmatched["failed"] else 0
 
 
 def _choice_args(p, whose: str) -> None:
@@ -452,8 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(fn=cmd_instances)
     v = sub.add_parser("evaluate", help="compare labels with a reference: Dice, Jaccard, volume difference, "
                                         "HD95 and average surface distance per label")
-    v.add_argument("pred", help="the labels to judge (an output group of `segment`, NIfTI, zarr, TIFF, .npy)")
-    v.add_argument("truth", help="the reference labels, on the same voxel grid; its spacing gives the distances")
+    v.add_argument("pred", help="the labels to judge (an output group of `segment`, NIfTI, zarr, TIFF, .npy), or a "
+                                "folder of them (a `batch` output), matched to TRUTH's cases by name")
+    v.add_argument("truth", help="the reference labels, on the same voxel grid; its spacing gives the distances; "
+                                 "or a folder of them")
     v.add_argument("--labels", type=int, nargs="*", default=None, help="only these label values (default: all)")
     v.add_argument("--csv", default=None, help="write every label's row to this CSV file")
     v.add_argument("--no-distances", action="store_true", help="overlaps and volumes only (surface distances "

@@ -212,6 +212,8 @@ def write_csv(table: dict[str, np.ndarray], path: str | Path) -> Path:
 
 
 def _fmt(v) -> str:
+    if isinstance(v, str):   # a case name
+        return v
     if isinstance(v, (np.integer, int)):
         return str(int(v))
     return f"{float(v):.6g}"
