@@ -72,6 +72,10 @@ def test_batch_refuses_a_folder_without_cases_or_with_colliding_names(tmp_path, 
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), np.eye(4)), twice / "x.nii.gz")
     assert main(["batch", str(twice), str(tmp_path / "o"), "--weights", str(tiny_weights)]) == 2
     assert "several volumes are named x" in capsys.readouterr().err
+    np.save(twice / "x.npy", np.zeros((8, 8, 8), np.float32))
+    (twice / "x.nii.gz").unlink()
+    assert main(["batch", str(twice), str(twice), "--weights", str(tiny_weights)]) == 2
+    assert "must not be the input folder" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -72,6 +72,8 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
     from .io.export import export_labels
     cases = find_cases(folder)
     out_dir = Path(out_dir)
+    if out_dir.resolve() == Path(folder).resolve():   # the outputs would become cases of the next run
+        raise VolumeError(f"the output folder must not be the input folder {folder}")
     out_dir.mkdir(parents=True, exist_ok=True)
     if export and not export.startswith("."):
         export = "." + export
