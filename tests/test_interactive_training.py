@@ -27,7 +27,7 @@ def test_sweeps_start_on_the_object_and_cross_its_ends(sampler):
 def test_contrast_inversion_makes_the_phantoms_objects_dark():
     def contrast(invert):
         smp = ExampleSampler(phantom_sources(2), size=32, seed=3, invert=invert)
-        q, _, _, _, _, tgt = smp.batch(48)
+        q, _, _, _, _, tgt, _ = smp.batch(48)
         inside = (q * tgt).sum((1, 2, 3)) / tgt.sum((1, 2, 3)).clamp(min=1)
         outside = (q * (1 - tgt)).sum((1, 2, 3)) / (1 - tgt).sum((1, 2, 3)).clamp(min=1)
         return (inside > outside).float().mean()
@@ -89,7 +89,7 @@ def test_elastic_views_deform_image_and_mask_alike_and_keep_the_objects_slices()
 
 def test_elastic_examples_keep_the_phantoms_objects_bright_inside_their_targets():
     smp = ExampleSampler(phantom_sources(2), size=32, seed=3, elastic=1.0)
-    q, _, mi, mm, mv, tgt = smp.batch(48)
+    q, _, mi, mm, mv, tgt, _ = smp.batch(48)
     inside = (q * tgt).sum((1, 2, 3)) / tgt.sum((1, 2, 3)).clamp(min=1)
     outside = (q * (1 - tgt)).sum((1, 2, 3)) / (1 - tgt).sum((1, 2, 3)).clamp(min=1)
     assert ((inside > outside + 0.5) | (tgt.sum((1, 2, 3)) == 0)).float().mean() > 0.9
@@ -117,8 +117,9 @@ def test_rollout_feeds_back_the_networks_own_predictions(sampler):
     seen = []
     forward = net.forward
 
-    def spy(q, g, mi, mm, mv):
-        logits, qual = forward(q, g, mi, mm, mv)
+    def spy(q, g, mi, mm, mv, prev=None):
+        assert torch.equal(prev, mm[:, 2])   # the location prior is the previous slice's own mask
+        logits, qual = forward(q, g, mi, mm, mv, prev)
         seen.append((mi[:, 2].clone(), mm[:, 2].clone(), logits.detach().clone()))
         return logits, qual
 
@@ -239,7 +240,7 @@ def test_user_volumes_become_sources_of_their_own_objects():
     assert sorted(v for v, _ in thick.objects) == values[:2]          # the others are kept for checking
     assert all(o[0] == 0 for o in thick.orders)                      # sliced only as acquired
     smp = ExampleSampler([thick], size=32, seed=0)
-    q, _, _, _, _, tgt = smp.batch(16)
+    q, _, _, _, _, tgt, _ = smp.batch(16)
     assert (tgt.sum((1, 2, 3)) > 0).float().mean() > 0.25     # the rest: past an end, by design
     for bad, msg in [((image, labels[:-1]), "one shape"), ((image, labels.astype(np.float32)), "integers"),
                      ((image, np.zeros_like(labels)), "no object"),
@@ -291,7 +292,7 @@ def test_corrective_examples_hold_the_corrected_mask_and_click_guidance():
             ex = smp.example()
             if ex is None:
                 continue
-            imgs, guid, masks, k = ex
+            imgs, guid, masks, k, _ = ex
             if guid[2].sum() > 0 or k == 0 or guid[0].max() < 0.9:   # a box, no memory, no positive click
                 continue
             peak = guid[0] >= 0.9                                     # at the positive clicks
@@ -299,3 +300,40 @@ def test_corrective_examples_hold_the_corrected_mask_and_click_guidance():
         return n
     # the existing click examples click inside the object, where the mask in memory has it too
     assert clicks_on_misses(1.0) >= 20 and clicks_on_misses(1.0) > 3 * clicks_on_misses(0.0)
+
+
+def test_prev_input_starts_as_the_network_it_extends_and_trains(tmp_path):
+    """A network given the nearest memory slice's mask computes exactly what it did before training
+    (zero weights for the new input); the examples give that mask; a short run saves it and the
+    session uses it."""
+    import torch
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.memnet import MemSegNet, with_prev_input
+    from halo_seg.interactive.model_io import load_memnet
+    from halo_seg.train.interactive_train import train_interactive
+    torch.manual_seed(0)
+    net = MemSegNet(size=32, width=4).eval()
+    grown = with_prev_input(net).eval()
+    q, g = torch.randn(3, 1, 32, 32), torch.rand(3, 3, 32, 32)
+    mi, mm = torch.randn(3, 2, 1, 32, 32), (torch.rand(3, 2, 1, 32, 32) > 0.5).float()
+    mv = torch.tensor([[True, True], [True, False], [False, False]])
+    with torch.no_grad():
+        for a, b in zip(net(q, g, mi, mm, mv), grown(q, g, mi, mm, mv, mm[:, 0])):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    smp = ExampleSampler(phantom_sources(2), size=32, seed=1)
+    _, _, _, mm, mv, _, prev = smp.batch(32)
+    for i in range(32):   # the mask of one of the example's memory entries, or none without memory
+        assert any(torch.equal(prev[i], mm[i, j]) for j in range(int(mv[i].sum()))) if mv[i].any() \
+            else not prev[i].any()
+    out = train_interactive(tmp_path / "p.safetensors", iterations=3, batch=4, size=32, width=4, shared=False,
+                            n_phantoms=2, sweeps=2, sweep_steps=2, workers=0, prev_input=True, log=lambda *_: None)
+    trained, meta = load_memnet(out["path"])
+    assert trained.prev_input and meta["config"]["prev_input"] is True
+    assert trained.dec4[0][0].weight[:, -1].abs().sum() > 0      # the new input was trained
+    from halo_seg.samples import make_phantom
+    ph = make_phantom((12, 40, 40), n_objects=2, seed=1)
+    seg = InteractiveSegmenter(ph.image, weights=out["path"], device="cpu")
+    z = int(np.argmax(ph.labels.reshape(12, -1).sum(1)))
+    ys, xs = np.nonzero(ph.labels[z] == ph.labels[z].max())
+    seg.add_box(z, ys.min(), xs.min(), ys.max(), xs.max())
+    assert seg.propagate().shape == ph.image.shape

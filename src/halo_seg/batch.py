@@ -157,16 +157,15 @@ def evaluate_folders(pred_dir, truth_dir, labels=None, distances: bool = True,
 
 
 def format_summary(summary: dict, unmatched: dict, unit: str | None) -> str:
-    u = unit or "voxel units"
+    from .evaluate import distance_cells
     dist = "hd95_mean" in summary
-    w = max(10, len("HD95 " + u))
-    lines = [f"{'label':>8} {'cases':>6} {'Dice mean +- s.d.':>18} {'median':>7}"
-             + (f" {'HD95 ' + u:>{w}} {'ASSD ' + u:>{w}}" if dist else "")]
+    header, cells = distance_cells(unit)
+    lines = [f"{'label':>8} {'cases':>6} {'Dice mean +- s.d.':>18} {'median':>7}" + (header if dist else "")]
     for i in range(len(summary["label"])):
         line = (f"{int(summary['label'][i]):>8} {int(summary['cases'][i]):>6} "
                 f"{summary['dice_mean'][i]:>9.3f} +- {summary['dice_sd'][i]:<5.3f} {summary['dice_median'][i]:>7.3f}")
         if dist:
-            line += f" {summary['hd95_mean'][i]:>{w}.2f} {summary['assd_mean'][i]:>{w}.2f}"
+            line += cells(summary['hd95_mean'][i], summary['assd_mean'][i])
         lines.append(line)
     for what in ("no prediction", "no reference"):
         if unmatched[what]:

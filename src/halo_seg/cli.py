@@ -189,7 +189,7 @@ def cmd_train_interactive(a) -> int:
                                 sweeps=a.sweeps, sweep_steps=a.sweep_steps, init=a.init,
                                 mri_supervoxels=a.mri_supervoxels, hold_out_validation=a.hold_out_validation,
                                 minutes=a.minutes, invert=a.invert, thick=a.thick,
-                                elastic=a.elastic, corrective=a.corrective, user_volumes=users,
+                                elastic=a.elastic, corrective=a.corrective, user_volumes=users, prev_input=a.prev_input,
                                 user_share=a.user_share)
     except ValueError as exc:   # a user volume without objects, label values not in it, a bad share
         raise TrainingError(str(exc)) from exc
@@ -562,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--elastic", type=float, default=0.0,
                     help="chance that a training example's view is rotated, scaled and elastically deformed "
                          "in-plane, smoothly varying from slice to slice")
+    ti.add_argument("--prev-input", action="store_true",
+                    help="the decoder also takes the nearest memory slice's mask (a location prior); "
+                         "with --init its weights for it start at zero")
     ti.add_argument("--corrective", type=float, default=0.0,
                     help="chance that a correction example is clicks on the errors of a mask held in memory "
                          "(how the segmenter refines a slice after its box)")

@@ -106,19 +106,25 @@ def compare_labels(pred, truth, spacing=(1.0, 1.0, 1.0), labels=None, distances:
             for c, v in cols.items()}
 
 
+def distance_cells(unit: str | None):
+    """(header, row formatter) of the HD95 and ASSD columns of a printed table, in ``unit``."""
+    u = unit or "voxel units"
+    w = max(10, len("HD95 " + u))
+    return f" {'HD95 ' + u:>{w}} {'ASSD ' + u:>{w}}", lambda hd95, assd: f" {hd95:>{w}.2f} {assd:>{w}.2f}"
+
+
 def format_comparison(table: dict[str, np.ndarray], unit: str | None) -> str:
     if not len(table["label"]):
         return "no labels in either volume"
     u = unit or "voxel units"
     dist = "hd95" in table
-    w = max(10, len("HD95 " + u))
-    lines = [f"{'label':>8} {'Dice':>7} {'Jaccard':>8} {'vol. diff':>10}"
-             + (f" {'HD95 ' + u:>{w}} {'ASSD ' + u:>{w}}" if dist else "")]
+    header, cells = distance_cells(unit)
+    lines = [f"{'label':>8} {'Dice':>7} {'Jaccard':>8} {'vol. diff':>10}" + (header if dist else "")]
     for i in range(len(table["label"])):
         line = (f"{int(table['label'][i]):>8} {table['dice'][i]:>7.3f} {table['jaccard'][i]:>8.3f} "
                 f"{table['volume_difference'][i]:>+10.1%}")
         if dist:
-            line += f" {table['hd95'][i]:>{w}.2f} {table['assd'][i]:>{w}.2f}"
+            line += cells(table['hd95'][i], table['assd'][i])
         lines.append(line)
     lines.append(f"mean Dice {np.mean(table['dice']):.3f} over {len(table['label'])} labels"
                  + (f", mean HD95 {np.nanmean(table['hd95']):.2f} {u}" if dist and np.isfinite(table['hd95']).any()

@@ -59,10 +59,13 @@ class _MaskEncoder(nn.Module):
 
 
 class MemSegNet(nn.Module):
-    def __init__(self, size: int = 64, width: int = 12, key_dim: int = 32):
+    def __init__(self, size: int = 64, width: int = 12, key_dim: int = 32, prev_input: bool = False):
         super().__init__()
         w = (width, 2 * width, 4 * width)
-        self.config = {"size": size, "width": width, "key_dim": key_dim}
+        self.config = {"size": size, "width": width, "key_dim": key_dim, **({"prev_input": True} if prev_input else {})}
+        # the nearest memory slice's mask as a decoder input (where the object was): a location prior
+        # the attention read lacks; networks without it keep their config and weights
+        self.prev_input = prev_input
         self.size = size
         self.image_enc = _Pyramid(1, w)
         self.guide_enc = _Pyramid(GUIDANCE_CHANNELS, w)
@@ -71,7 +74,7 @@ class MemSegNet(nn.Module):
         self.value_fuse = nn.Sequential(_conv(self.value_enc.out + w[2], w[2]), nn.Conv2d(w[2], w[2], 3, padding=1))
         self.null_key = nn.Parameter(torch.zeros(key_dim))
         self.null_value = nn.Parameter(torch.zeros(w[2]))
-        self.dec4 = _block(3 * w[2] + 1, w[2])
+        self.dec4 = _block(3 * w[2] + 1 + int(prev_input), w[2])
         self.dec2 = _block(w[2] + 2 * w[1], w[1])
         self.dec1 = _block(w[1] + 2 * w[0], w[0], convs=1)
         self.logit = nn.Conv2d(w[0], 1, 1)
@@ -108,11 +111,16 @@ class MemSegNet(nn.Module):
             confidence = aff.new_zeros(b, 1, h, w)
         return readout, confidence
 
-    def decode(self, feats, readout, guidance, has_memory):
+    def decode(self, feats, readout, guidance, has_memory, prev=None):
+        """``prev``: (B, 1, S, S) mask of the nearest memory slice (zeros: none), used with prev_input."""
         f1, f2, f4 = feats
         g1, g2, g4 = self.guide_enc(guidance)
         flag = has_memory.view(-1, 1, 1, 1).to(f4.dtype).expand(-1, 1, *f4.shape[-2:])
-        x = self.dec4(torch.cat([f4, readout, g4, flag], 1))
+        parts = [f4, readout, g4, flag]
+        if self.prev_input:
+            parts.append(f4.new_zeros(f4.shape[0], 1, *f4.shape[-2:]) if prev is None else
+                         F.adaptive_avg_pool2d(prev.to(f4.dtype), f4.shape[-2:]))
+        x = self.dec4(torch.cat(parts, 1))
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = self.dec2(torch.cat([x, f2, g2], 1))
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
@@ -130,8 +138,9 @@ class MemSegNet(nn.Module):
         return torch.sigmoid(self.quality(torch.cat([inside, outside, stats], 1))).squeeze(1)
 
     # -- the whole step ------------------------------------------------------------------------
-    def forward(self, query, guidance, mem_images, mem_masks, mem_valid):
-        """query (B,1,S,S); guidance (B,3,S,S); mem_* (B,T,1,S,S), mem_valid (B,T) bool.
+    def forward(self, query, guidance, mem_images, mem_masks, mem_valid, prev=None):
+        """query (B,1,S,S); guidance (B,3,S,S); mem_* (B,T,1,S,S), mem_valid (B,T) bool; prev
+        (B,1,S,S) the nearest memory slice's mask (prev_input networks only).
 
         Returns mask logits (B,1,S,S) and predicted Dice (B,).
         """
@@ -150,5 +159,19 @@ class MemSegNet(nn.Module):
             mvals = qkey.new_zeros(b, 0, self.null_value.numel(), h, h)
             marea = qkey.new_zeros(b)
         readout, conf = self.read(qkey, mkeys, mvals, mem_valid)
-        logits, dfeat = self.decode(feats, readout, guidance, mem_valid.any(1))
+        logits, dfeat = self.decode(feats, readout, guidance, mem_valid.any(1), prev)
         return logits, self.predict_quality(logits, dfeat, conf, marea)
+
+
+def with_prev_input(net: MemSegNet) -> MemSegNet:
+    """A copy of ``net`` that also takes the nearest memory slice's mask, its weights for that input
+    zero: it computes exactly what ``net`` does until training teaches it to use the input."""
+    if net.prev_input:
+        return net
+    cfg = {k: v for k, v in net.config.items()}
+    out = MemSegNet(**cfg, prev_input=True).to(next(net.parameters()).device)
+    state = net.state_dict()
+    w = state["dec4.0.0.weight"]
+    state["dec4.0.0.weight"] = torch.cat([w, w.new_zeros(w.shape[0], 1, *w.shape[2:])], 1)
+    out.load_state_dict(state)
+    return out.train(net.training)

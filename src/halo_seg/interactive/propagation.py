@@ -153,7 +153,11 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
             valid[i, :len(k)] = True
         zs = [z for z, _ in queries]
         readout, conf = net.read(enc.key[zs], mk, mv, valid)
-        logits, dfeat = net.decode(enc.feats(zs), readout, images.new_zeros(b, 3, S, S), valid.any(1))
+        prev = None
+        if net.prev_input:   # where the object was on the sweep's last slice
+            prev = torch.cat([recent[-1][1].reshape(1, 1, S, S) if recent else images.new_zeros(1, 1, S, S)
+                              for _, recent in queries])
+        logits, dfeat = net.decode(enc.feats(zs), readout, images.new_zeros(b, 3, S, S), valid.any(1), prev)
         q = net.predict_quality(logits, dfeat, conf, torch.stack([m for _, _, m in mems]))
         return torch.sigmoid(logits), q.tolist()
 

@@ -447,10 +447,13 @@ class InteractiveSegmenter:
         else:
             mi = mm = images.new_zeros(1, 0, 1, S, S)
         valid = torch.ones(1, k, dtype=torch.bool, device=self.device)
+        # the nearest memory slice's mask (the slice's own when clicks refine it), for prev_input networks
+        prev = mm[:, min(range(k), key=lambda i: abs(mem[i][0] - z))] if k else images.new_zeros(1, 1, S, S)
         with torch.no_grad():
-            logits, _ = self.net(images[:1], guide, mi, mm, valid)
+            logits, _ = self.net(images[:1], guide, mi, mm, valid, prev)
             if self.tta:
-                mirrored, _ = self.net(images[:1].flip(-1), guide.flip(-1), mi.flip(-1), mm.flip(-1), valid)
+                mirrored, _ = self.net(images[:1].flip(-1), guide.flip(-1), mi.flip(-1), mm.flip(-1), valid,
+                                       prev.flip(-1))
                 logits = (logits + mirrored.flip(-1)) / 2
         new = paste_logits(logits[0, 0].cpu(), roi, self.shape[1:])
         if MONOTONE_CLICKS and current is not None and box is None and len(p.new_signs) == 1:

@@ -369,7 +369,9 @@ class ExampleSampler:
         zlist = [t] + [z for z, _ in mem]
         imgs, masks = self._crops(imgv, zlist, [gt(t)] + [mm for _, mm in mem], roi, [1] if mem else [0])
         guid = guidance_maps(roi, self.size, pos=pos, neg=neg, box=box)
-        return imgs, torch.from_numpy(guid), masks, len(mem)
+        # which memory entry lies nearest the query (the decoder's location prior, prev_input networks)
+        near = min(range(len(mem)), key=lambda i: abs(mem[i][0] - t)) if mem else -1
+        return imgs, torch.from_numpy(guid), masks, len(mem), near
 
     def _crops(self, imgv, zlist, masks, roi, ref):
         """Image and mask crops of slices ``zlist``, gamma-augmented, normalised on the crops ``ref``
@@ -464,12 +466,16 @@ class ExampleSampler:
         mm = torch.zeros(n, t_max, 1, S, S)
         mv = torch.zeros(n, t_max, dtype=torch.bool)
         tgt = torch.zeros(n, 1, S, S)
-        for i, (imgs, guid, masks, k) in enumerate(out):
+        prev = torch.zeros(n, 1, S, S)
+        for i, (imgs, guid, masks, k, near) in enumerate(out):
             q[i] = imgs[0]
             g[i] = guid
             tgt[i] = masks[0]
             mi[i, :k] = imgs[1:k + 1]
             mm[i, :k] = masks[1:k + 1]
             mv[i, :k] = True
-        q, g, mi, mm, tgt = self._flips(q, g, mi, mm, tgt)
-        return q.contiguous(), g.contiguous(), mi.contiguous(), mm.contiguous(), mv, tgt.contiguous()
+            if near >= 0:
+                prev[i] = masks[near + 1]
+        q, g, mi, mm, tgt, prev = self._flips(q, g, mi, mm, tgt, prev)
+        return (q.contiguous(), g.contiguous(), mi.contiguous(), mm.contiguous(), mv, tgt.contiguous(),
+                prev.contiguous())

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..interactive.memnet import MemSegNet
+from ..interactive.memnet import MemSegNet, with_prev_input
 from ..interactive.model_io import load_memnet, save_memnet
 from ..samples import SUBCORTICAL, VALIDATION, shared_data_dir
 from .interactive_data import (ExampleSampler, colin27_source, ct_supervoxel_source, mri_supervoxel_source,
@@ -101,7 +101,7 @@ def rollout_loss(net, images, masks, has_second):
     for k in range(2, n):
         mi = torch.stack([images[:, 0], images[:, 1], prev_i], 1)
         mm = torch.stack([masks[:, 0], masks[:, 1], prev_m], 1)
-        logits, qual = net(images[:, k], guid, mi, mm, valid)
+        logits, qual = net(images[:, k], guid, mi, mm, valid, prev_m)
         loss, true_d = mask_losses(logits, qual, masks[:, k])
         losses.append(loss)
         dices.append(true_d)
@@ -126,7 +126,7 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
                       init: str | Path | None = None, mri_supervoxels: bool = False,
                       hold_out_validation: bool = False, minutes: float | None = None, invert: float = 0.0,
                       thick: float = 0.0, elastic: float = 0.0, corrective: float = 0.0, user_volumes=(),
-                      user_share: float = 0.5) -> dict:
+                      user_share: float = 0.5, prev_input: bool = False) -> dict:
     """Train (or, with ``resume``, continue; with ``init``, fine-tune from other weights on a fresh
     schedule) the interactive network. Each iteration takes ``batch`` one-step examples and
     ``sweeps`` sweeps of ``sweep_steps`` slices unrolled on the network's own predictions.
@@ -139,7 +139,9 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
     (deform.DeformedView; all three in ExampleSampler); ``corrective`` that a correction example is
     corrective clicks on the errors of a mask held in memory. ``user_volumes``: the user's own
     labelled volumes, ``(image, labels, spacing, regions or None)`` each, drawn for ``user_share`` of
-    the examples (the built-in sources keep the rest, so that a fine-tune does not forget them)."""
+    the examples (the built-in sources keep the rest, so that a fine-tune does not forget them).
+    ``prev_input``: the decoder also takes the nearest memory slice's mask (memnet.with_prev_input;
+    from ``init`` its weights for it start at zero)."""
     if resume and init:
         raise ValueError("give either resume (continue a run) or init (start from weights), not both")
     if threads:
@@ -169,8 +171,10 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         net, meta = load_memnet(resume or init)
         start = int(meta.get("iterations", 0)) if resume else 0
         net.train()
+        if prev_input:   # the new input starts with zero weights: the fine-tune starts from init's outputs
+            net = with_prev_input(net)
     else:
-        net = MemSegNet(size=size, width=width)
+        net = MemSegNet(size=size, width=width, prev_input=prev_input)
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True   # fixed input shapes: pick the fastest kernels once
@@ -195,7 +199,7 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         log(json.dumps(rec))
         save_memnet(net, out, iterations=done, seed=seed, batch=batch, lr=lr, sweeps=sweeps,
                     sweep_steps=sweep_steps, init=str(init) if init else "", minutes=minutes or 0, invert=invert,
-                    thick=thick, elastic=elastic, corrective=corrective, sources=[s.name for s in sources], held_out_aal=list(held_out))
+                    thick=thick, elastic=elastic, corrective=corrective, prev_input=prev_input, sources=[s.name for s in sources], held_out_aal=list(held_out))
 
     it = start
     while it < iterations:
@@ -207,8 +211,8 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         for g in opt.param_groups:
             g["lr"] = time_lr(lr, frac)
         one_step, sweep = next(batches)
-        q, g, mi, mm, mv, tgt = (x.to(dev, non_blocking=True) for x in one_step)
-        logits, qual = net(q, g, mi, mm, mv)
+        q, g, mi, mm, mv, tgt, prev = (x.to(dev, non_blocking=True) for x in one_step)
+        logits, qual = net(q, g, mi, mm, mv, prev)
         loss, true_d = mask_losses(logits, qual, tgt)
         run["qerr"] += float((qual.detach() - true_d).abs().mean())
         if sweep is not None:
