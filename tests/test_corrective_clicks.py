@@ -58,9 +58,9 @@ class _Recorder:
         self.calls, self._fwd = [], net.forward
         net.forward = self
 
-    def __call__(self, query, guidance, mem_images, mem_masks, mem_valid):
+    def __call__(self, query, guidance, mem_images, mem_masks, mem_valid, prev=None):
         self.calls.append((guidance[0].sum((1, 2)).tolist(), int(mem_valid.shape[1])))
-        return self._fwd(query, guidance, mem_images, mem_masks, mem_valid)
+        return self._fwd(query, guidance, mem_images, mem_masks, mem_valid, prev)
 
 
 def _session(weights):
