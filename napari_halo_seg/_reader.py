@@ -8,8 +8,8 @@ from pathlib import Path
 
 from halo_seg.engine.output import UNCERTAINTY
 from halo_seg.io import open_volume
-from halo_seg.io.axes import SPATIAL, axis_names
-from halo_seg.io.volume import file_contents
+from halo_seg.io.axes import SPATIAL, AxisChoiceError, arrange, axis_names
+from halo_seg.io.volume import VolumeError, file_contents
 from halo_seg.io.dicom import looks_like_series
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
@@ -76,13 +76,11 @@ def _stack_layers(p: Path, raw, names) -> list:
     order, each (T, Z, Y, X) when the file has several time points. A channel layer remembers its
     channel, so the engine reads that channel from the file; a time series is read from the layer
     (Split Stack gives one layer per time point, each a 3D volume the widgets take)."""
-    drop = tuple(slice(None) if (n in SPATIAL or size > 1) else 0 for n, size in zip(names, raw.data.shape))
-    kept = [n for n, size in zip(names, raw.data.shape) if n in SPATIAL or size > 1]
-    order = [kept.index(n) for n in ("t", "c", *SPATIAL) if n in kept]
-    if len(order) != len(kept):   # a file without three spatial axes: open_volume names the problem
-        open_volume(raw)
-    # every level of an OME-Zarr pyramid alike (t and c are never downsampled)
-    levels = [a[drop].transpose(order) for a in [raw.data, *(raw.meta.get("levels") or [])]]
+    try:   # every level of an OME-Zarr pyramid alike (t and c are never downsampled)
+        arranged = [arrange(a, names, str(p)) for a in [raw.data, *(raw.meta.get("levels") or [])]]
+    except AxisChoiceError as exc:
+        raise VolumeError(str(exc)) from None
+    levels, kept = [a for a, _ in arranged], arranged[0][1]
     timed = "t" in kept
     chans = raw.meta.get("channel_names") or []
     n_c = levels[0].shape[1 if timed else 0] if "c" in kept else 1

@@ -171,3 +171,18 @@ def test_measure_and_training_pairs_read_the_chosen_channel(tmp_path, tczyx, cap
     image, lab, spacing = _read_pair(p, tmp_path / "lab.npy", argparse.Namespace(channel="0", timepoint=1))
     np.testing.assert_array_equal(image, tczyx[1, 0])
     assert spacing == (2.0, 0.5, 0.5)
+
+
+def test_arrange_keeps_every_channel_and_time_point_in_ome_order(tczyx):
+    """What a viewer shows: nothing chosen, axes of length 1 dropped, (t, c, z, y, x) order."""
+    import dask.array as da
+
+    from halo_seg.io.axes import AxisChoiceError, arrange
+    tzcyx = da.from_array(tczyx.transpose(0, 2, 1, 3, 4)[None])   # a singleton in front, ImageJ's order
+    arr, names = arrange(tzcyx, ["q", "t", "z", "c", "y", "x"], "h")
+    assert names == ["t", "c", "z", "y", "x"]
+    np.testing.assert_array_equal(np.asarray(arr), tczyx)
+    arr, names = arrange(da.from_array(tczyx[:1]), None, "one")
+    assert names == ["c", "z", "y", "x"] and arr.shape == tczyx.shape[1:]
+    with pytest.raises(AxisChoiceError, match="expected"):
+        arrange(da.from_array(tczyx[:, :, 0]), ["t", "c", "y", "x"], "flat")

@@ -106,3 +106,17 @@ def select_3d(arr: da.Array, names, what: str, channel=None, timepoint=None,
         return arr, chosen   # not three spatial axes: the caller's dimensionality check names it
     order = [kept.index(n) for n in SPATIAL]
     return (arr if order == [0, 1, 2] else arr.transpose(order)), chosen
+
+
+def arrange(arr: da.Array, names, what: str) -> tuple[da.Array, list[str]]:
+    """``arr`` with its axes of length 1 dropped and the rest in (t, c, z, y, x) order, nothing
+    chosen (a viewer shows every channel and time point); returns it and its axis names. Raises
+    AxisChoiceError for an axis that is neither space, channel nor time, or missing space."""
+    names = axis_names(arr.shape, names)
+    kept = [n for n, size in zip(names, arr.shape) if n in SPATIAL or size > 1]
+    if sorted(set(kept) - {"t", "c"}) != sorted(SPATIAL) or len(kept) != len(set(kept)):
+        raise AxisChoiceError(f"{what}: expected (Z, Y, X) with channels or time points, got "
+                              f"{describe(arr.shape, names)}")
+    arr = arr[tuple(slice(None) if (n in SPATIAL or size > 1) else 0 for n, size in zip(names, arr.shape))]
+    order = [n for n in _OME_ORDER if n in kept]
+    return arr.transpose([kept.index(n) for n in order]), order
