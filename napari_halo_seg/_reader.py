@@ -9,11 +9,10 @@ from pathlib import Path
 from halo_seg.engine.output import UNCERTAINTY
 from halo_seg.io import open_volume
 from halo_seg.io.axes import SPATIAL, AxisChoiceError, arrange, axis_names
-from halo_seg.io.volume import VolumeError, file_contents
 from halo_seg.io.dicom import looks_like_series
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
-from halo_seg.io.volume import SUPPORTED
+from halo_seg.io.volume import SUPPORTED, VolumeError, file_contents, is_zarr_dir
 
 
 def get_reader(path):
@@ -22,8 +21,7 @@ def get_reader(path):
             return None
         path = path[0]
     name = str(path).lower().rstrip("/")
-    zarr_dir = Path(path).is_dir() and any((Path(path) / f).exists() for f in ("zarr.json", ".zgroup", ".zarray"))
-    if not (name.endswith(SUPPORTED) or zarr_dir or looks_like_series(Path(path))):
+    if not (name.endswith(SUPPORTED) or is_zarr_dir(path) or looks_like_series(Path(path))):
         return None
     return read_volume
 

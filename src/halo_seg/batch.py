@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .io.volume import SUPPORTED, VolumeError
+from .io.volume import SUPPORTED, VolumeError, is_zarr_dir
 
 
 def case_name(path: Path) -> str:
@@ -30,8 +30,7 @@ def is_case_folder(path) -> bool:
     """Whether ``path`` is a folder of volumes rather than one volume (a zarr or a DICOM series)."""
     from .io.dicom import looks_like_series
     path = Path(path)
-    return (path.is_dir() and not any((path / f).exists() for f in ("zarr.json", ".zgroup", ".zarray"))
-            and not looks_like_series(path))
+    return path.is_dir() and not is_zarr_dir(path) and not looks_like_series(path)
 
 
 def find_cases(folder, outputs_first: bool = False) -> list[Path]:
@@ -47,8 +46,7 @@ def find_cases(folder, outputs_first: bool = False) -> list[Path]:
     for p in sorted(folder.iterdir()):
         if p.name.startswith("."):
             continue
-        zarr_dir = p.is_dir() and any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zarray"))
-        if p.name.lower().endswith(SUPPORTED) or zarr_dir or (p.is_dir() and looks_like_series(p)):
+        if p.name.lower().endswith(SUPPORTED) or is_zarr_dir(p) or (p.is_dir() and looks_like_series(p)):
             cases.append(p)
     if not cases:
         raise VolumeError(f"{folder} holds no volume ({', '.join(SUPPORTED)}, zarr, or a folder per DICOM series)")

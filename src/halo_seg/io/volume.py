@@ -49,13 +49,18 @@ def length_unit(name) -> str | None:
     return _UNITS.get(str(name).strip().lower()) if name else None
 
 
+def is_zarr_dir(path) -> bool:
+    """Whether ``path`` is a zarr array or group (v2 or v3), whatever its name."""
+    path = Path(path)
+    return path.is_dir() and any((path / f).exists() for f in ("zarr.json", ".zarray", ".zgroup"))
+
+
 def _suffix(path: Path) -> str:
     name = path.name.lower().rstrip("/")
     for s in sorted(SUPPORTED, key=len, reverse=True):
         if name.endswith(s):
             return s
-    if path.is_dir() and ((path / "zarr.json").exists() or (path / ".zarray").exists()
-                          or (path / ".zgroup").exists()):
+    if is_zarr_dir(path):
         return ".zarr"
     return path.suffix.lower()
 
