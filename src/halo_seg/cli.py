@@ -20,12 +20,21 @@ def cmd_segment(a) -> int:
     res = segment(a.input, a.output, weights=a.weights, grid=parse_grid(a.grid), device=a.device,
                   mode=a.mode, overlap=a.overlap, tile_size=a.tile, save_probabilities=a.save_probabilities,
                   resume=a.resume, timeout=a.timeout, threads=a.threads, progress=_progress, mirror=a.mirror,
-                  channel=a.channel, timepoint=a.timepoint)
+                  channel=a.channel, timepoint=a.timepoint, memory_check=not a.no_memory_check)
     if res.skipped:
         print(f"{a.output}: every block was already done; nothing to do (--resume)")
     else:
         print(f"wrote {a.output}/labels ({a.mode}, grid {'x'.join(map(str, res.grid))}) in {res.seconds:.1f}s")
+        _print_memory(res)
     return 0
+
+
+def _print_memory(res) -> None:
+    from .engine.memory import MIB, fmt_bytes
+    peaks = [r.get("cuda_peak_mb", r.get("peak_mb")) for r in res.ranks if r.get("peak_mb") is not None]
+    if res.memory is not None and peaks:
+        print(f"peak memory of the largest rank: {fmt_bytes(max(peaks) * MIB)} "
+              f"(estimated beforehand: {fmt_bytes(res.memory.per_rank)})")
 
 
 def cmd_batch(a) -> int:
@@ -34,7 +43,8 @@ def cmd_batch(a) -> int:
     rows = segment_folder(a.input, a.output, export=a.export, weights=a.weights, grid=parse_grid(a.grid),
                           device=a.device, mode=a.mode, overlap=a.overlap, tile_size=a.tile,
                           save_probabilities=a.save_probabilities, timeout=a.timeout, threads=a.threads,
-                          mirror=a.mirror, channel=a.channel, timepoint=a.timepoint)
+                          mirror=a.mirror, channel=a.channel, timepoint=a.timepoint,
+                          memory_check=not a.no_memory_check)
     failed = [r for r in rows if r["status"] == "failed"]
     print(f"{len(rows) - len(failed)} of {len(rows)} cases segmented into {a.output} (batch.csv lists them)"
           + (f"; failed: {', '.join(r['case'] for r in failed)}" if failed else ""))
@@ -411,6 +421,8 @@ def _engine_args(s) -> None:
                         "test-time mirroring, that many times the work; exact in halo mode too")
     s.add_argument("--timeout", type=float, default=1800, help="seconds before a hung rank fails the run")
     s.add_argument("--threads", type=int, default=None, help="torch threads per rank")
+    s.add_argument("--no-memory-check", action="store_true",
+                   help="run even where the estimated peak memory per rank exceeds what is available")
     _choice_args(s, "of the input")
 
 

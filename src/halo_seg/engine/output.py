@@ -68,7 +68,7 @@ def done_map(path) -> np.ndarray:
     return np.asarray(zarr.open_group(str(path), mode="r")["done"][...])
 
 
-def write_block(path, region, probs: np.ndarray, coords, probabilities: bool):
+def write_block(path, region, probs: np.ndarray, coords, probabilities: bool, mark_done: bool = True):
     """Write one block's labels (and probabilities), then mark it done: a crash in between re-runs it."""
     import zarr
     grp = zarr.open_group(str(path), mode="a")
@@ -77,4 +77,5 @@ def write_block(path, region, probs: np.ndarray, coords, probabilities: bool):
     grp[UNCERTAINTY][region] = uncertainty_percent(probs)
     if probabilities:
         grp["probabilities"][(slice(None),) + tuple(region)] = probs
-    grp["done"][tuple(coords)] = 1
+    if mark_done:
+        grp["done"][tuple(coords)] = 1

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from ..io.volume import open_volume
-from . import normalize
+from . import memory, normalize
 from .mirror import MirrorError, check_trained_for, mirror_letters, mirrored_softmax, parse_mirror
 from .output import done_map, open_output, write_block
-from .partition import PartitionPlan, parse_grid
+from .partition import PartitionPlan, factor_grid, parse_grid
 from .weights import load_unet
 
 MODES = ("halo", "tile", "whole")
@@ -54,6 +54,7 @@ class SegmentResult:
     seconds: float
     ranks: list = field(default_factory=list)  # per rank: seconds, peak RSS growth (MB)
     skipped: bool = False
+    memory: memory.MemoryCheck | None = None   # the estimate the run was checked against
 
 
 def _status_mb(key: str) -> float:
@@ -147,7 +148,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
             overlap: float = 0.5, tile_size: int | None = None, save_probabilities: bool = False,
             resume: bool = False, timeout: float = 1800.0, threads: int | None = None,
             progress: Callable[[int, int, str], None] | None = None, cancel=None, mirror="",
-            channel: int | str | None = None, timepoint: int | None = None,
+            channel: int | str | None = None, timepoint: int | None = None, memory_check: bool = True,
             _fault: dict | None = None) -> SegmentResult:
     """Segment `source` (path or array) into the zarr group `output` (`labels`, `uncertainty`,
     `probabilities`; engine/output.py).
@@ -160,6 +161,10 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
 
     `cancel`: an object with ``is_set()`` (a threading.Event); when set, the ranks are stopped
     (or the tile loop ends) and :class:`Cancelled` is raised.
+
+    `memory_check`: before anything runs, each rank's peak memory is estimated (engine/memory.py)
+    and a run that would not fit in the RAM or GPU memory available is refused, with what would
+    fit; False skips the refusal (the estimate is still in the result).
     """
     if mode not in MODES:
         raise EngineError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
@@ -174,14 +179,20 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     except MirrorError as exc:
         raise EngineError(str(exc)) from None
     plan = PartitionPlan(vol.shape, grid, net.multiple)  # validates grid vs volume
+    distributed_env = "RANK" in os.environ and "WORLD_SIZE" in os.environ and mode == "halo"
+    spawns_gpu_ranks = mode == "halo" and not distributed_env and device != "cpu" and torch.cuda.is_available()
+    tiling = (tile_size, overlap)
+    mem = plan_memory(vol, net, plan, mode, tiling, mirror, device, distributed_env, ask_gpu=not spawns_gpu_ranks)
+    if memory_check and not mem.fits:
+        raise EngineError(_memory_refusal(vol, net, plan, mode, tiling, mirror, mem))
     job = dict(source=source, output=str(output), weights=str(weights), grid=grid, device=device,
                mode=mode, overlap=overlap, tile_size=tile_size, probabilities=save_probabilities, resume=resume,
                timeout=float(timeout), threads=threads, mirror=mirror, fault=_fault or {},
-               channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"))
+               channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"),
+               memory_check=memory_check, per_rank=mem.per_rank, sharing=mem.sharing)
     chunks = plan.chunks if mode == "halo" else tuple(min(s, 64) for s in vol.shape)
     sig = _signature(job, vol.shape, grid, meta, vol.meta)
     n_classes = net.config["out_channels"]
-    distributed_env = "RANK" in os.environ and "WORLD_SIZE" in os.environ and mode == "halo"
     if not distributed_env or int(os.environ["RANK"]) == 0:
         open_output(output, vol.shape, chunks, grid, n_classes, vol.spacing, sig, save_probabilities, resume,
                     geometry=vol.meta.get("geometry"), unit=vol.meta.get("unit"))
@@ -189,14 +200,99 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     if distributed_env:  # under torchrun the ranks decide together, after rank 0 made the output
         rep = _torchrun_rank(job)
         return SegmentResult(str(output), mode, grid, time.perf_counter() - t0, [rep],
-                             skipped=rep.get("skipped", False))
+                             skipped=rep.get("skipped", False), memory=mem)
     if resume and done_map(output).all():
-        return SegmentResult(str(output), mode, grid, 0.0, skipped=True)
+        return SegmentResult(str(output), mode, grid, 0.0, skipped=True, memory=mem)
     if mode == "halo":
         ranks = _spawn_ranks(job, plan, progress, cancel)
     else:
         ranks = [_single_process(job, vol, net, meta, progress, cancel)]
-    return SegmentResult(str(output), mode, grid, time.perf_counter() - t0, ranks)
+    return SegmentResult(str(output), mode, grid, time.perf_counter() - t0, ranks, memory=mem)
+
+
+# ---------------------------------------------------------------- memory, before anything runs
+
+def _tile_geometry(shape, multiple: int, tile_size: int | None) -> tuple[int, tuple]:
+    """The window size and the band of tile_bands (one window deep, the mirror-padded plane)."""
+    t = max(multiple, ((tile_size or 64) // multiple) * multiple)
+    margin = t // 4
+    return t, (t,) + tuple(s + 2 * margin + max(0, t - (s + 2 * margin)) for s in shape[1:])
+
+
+def _per_rank_bytes(vol, net, plan: PartitionPlan, mode, tiling, mirror) -> int:
+    """`tiling`: tile mode's (window edge or None, overlap)."""
+    itemsize = memory.itemsize_of(vol.data.dtype)
+    if mode == "halo":
+        shapes = {tuple(s.stop - s.start for s in b) for b in plan.all_blocks()}
+        return max(memory.block_bytes(net.config, b, itemsize, mirror) for b in shapes)
+    if mode == "whole":
+        return memory.block_bytes(net.config, plan.padded, itemsize, mirror, "whole")
+    tile_size, overlap = tiling
+    t, band = _tile_geometry(vol.shape, net.multiple, tile_size)
+    piece = (max(1, int(round(t * (1 - overlap)))),) + tuple(vol.shape[1:])
+    return memory.block_bytes(net.config, (t, t, t), itemsize, mirror, "tile", band_shape=band, piece_shape=piece)
+
+
+def plan_memory(vol, net, plan: PartitionPlan, mode: str, tiling, mirror, device: str,
+                distributed_env: bool = False, ask_gpu: bool = True) -> memory.MemoryCheck:
+    """The run's estimated peak per rank against the memory it draws on: this machine's RAM,
+    shared by its ranks, or the GPU each rank runs on (ranks beyond the GPU count share one).
+
+    `ask_gpu` False leaves a GPU's free memory unknown: asking creates a CUDA context, which a
+    parent that only spawns GPU ranks should not hold (each rank then checks its own GPU)."""
+    per_rank = _per_rank_bytes(vol, net, plan, mode, tiling, mirror)
+    if mode != "halo":
+        here = 1
+    elif distributed_env:
+        here = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    else:
+        here = plan.world_size
+    dev = _device_for(device, int(os.environ.get("LOCAL_RANK", 0)) if distributed_env else 0)
+    if dev.type == "cuda":
+        sharing = math.ceil(here / torch.cuda.device_count())
+        free = int(torch.cuda.mem_get_info(dev)[0]) if ask_gpu else None
+        return memory.MemoryCheck(per_rank, sharing, free, "GPU memory")
+    return memory.MemoryCheck(per_rank, here, memory.host_available(), "RAM")
+
+
+def _check_rank_gpu(job, dev, vol, net, plan) -> None:
+    """A spawned GPU rank's own check, before it reads its block (see plan_memory's ask_gpu)."""
+    if not job["memory_check"] or dev.type != "cuda":
+        return
+    mem = memory.MemoryCheck(job["per_rank"], job["sharing"], int(torch.cuda.mem_get_info(dev)[0]), "GPU memory")
+    if not mem.fits:
+        raise EngineError(f"GPU {dev.index}: " + _memory_refusal(vol, net, plan, "halo",
+                                                                 (job["tile_size"], job["overlap"]), job["mirror"], mem))
+
+
+def _memory_refusal(vol, net, plan, mode, tiling, mirror, mem: memory.MemoryCheck) -> str:
+    what = {"halo": f"the halo run on a {'x'.join(map(str, plan.grid))} grid",
+            "whole": "the whole-volume run", "tile": "the overlap-tile run"}[mode]
+    lines = [f"not enough memory: {what} of the {' x '.join(map(str, vol.shape))} volume {mem.describe()}."]
+    room = mem.available * memory.USABLE
+    for world in (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
+        if mode == "halo" and world <= plan.world_size and mem.sharing == 1:
+            continue
+        try:
+            bigger = PartitionPlan(vol.shape, factor_grid(world, vol.shape), net.multiple)
+        except ValueError:
+            break
+        per = _per_rank_bytes(vol, net, bigger, "halo", tiling, mirror)
+        if per <= room:
+            lines.append(f"- a grid of {'x'.join(map(str, bigger.grid))} ({world} ranks) needs about "
+                         f"{memory.fmt_bytes(per)} per rank: run it where each rank has its own "
+                         f"{mem.where} (torchrun over machines, or one GPU each)")
+            break
+    if mode != "tile":
+        tile = _per_rank_bytes(vol, net, plan, "tile", tiling, mirror)
+        if tile <= room:
+            lines.append(f"- --mode tile needs about {memory.fmt_bytes(tile)} (overlapping windows: slower, "
+                         f"and not exact where windows meet)")
+    elif _per_rank_bytes(vol, net, plan, "tile", (2 * net.multiple, tiling[1]), mirror) <= room:
+        lines.append("- a smaller --tile (the blend is held for one window's depth of the whole plane)")
+    lines.append("- turning the check off runs it anyway, if swap or another estimate says it fits "
+                 "(--no-memory-check; memory_check=False; in napari, untick \"refuse a run that will not fit\")")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- halo mode: ranks
@@ -285,6 +381,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
         net, meta = load_unet(job["weights"], dev)
         vol = open_volume(job["source"], channel=job["channel"], timepoint=job["timepoint"])
         plan = PartitionPlan(vol.shape, job["grid"], net.multiple)
+        _check_rank_gpu(job, dev, vol, net, plan)
         coords = plan.coords(rank)
         valid = plan.valid_block(rank)
         spec = normalize.resolve(normalize.spec_of(meta), vol.data)
@@ -330,12 +427,17 @@ def _single_process(job, vol, net, meta, progress, cancel=None) -> dict:
         probs = predict_whole(net, normalize.apply(np.asarray(vol.data), mean, std, spec), dev, job["mirror"])
         if progress:
             progress(1, 1, "whole volume")
+        peak = _peak_growth_mb(rss0)
+        write_block(job["output"], tuple(slice(0, s) for s in vol.shape), probs, (0, 0, 0), job["probabilities"])
     else:
-        probs = predict_tiles(net, vol.data, lambda a: normalize.apply(a, mean, std, spec), dev,
-                              tile=job["tile_size"], overlap=job["overlap"], progress=progress, cancel=cancel,
-                              mirror=job["mirror"])
-    peak = _peak_growth_mb(rss0)
-    write_block(job["output"], tuple(slice(0, s) for s in vol.shape), probs, (0, 0, 0), job["probabilities"])
+        # band by band, so the blend of a huge volume is never held whole; done is marked by the last
+        bands = tile_bands(net, vol.data, lambda a: normalize.apply(a, mean, std, spec), dev,
+                           tile=job["tile_size"], overlap=job["overlap"], progress=progress, cancel=cancel,
+                           mirror=job["mirror"])
+        for z0, z1, probs in bands:
+            region = (slice(z0, z1),) + tuple(slice(0, s) for s in vol.shape[1:])
+            write_block(job["output"], region, probs, (0, 0, 0), job["probabilities"], mark_done=z1 == vol.shape[0])
+        peak = _peak_growth_mb(rss0)
     return {"rank": 0, "coords": (0, 0, 0), "seconds": time.perf_counter() - t0, "peak_mb": peak,
             "block": list(vol.shape)}
 
@@ -369,10 +471,13 @@ def tile_starts(n: int, t: int, step: int) -> list[int]:
     return sorted(set(starts))
 
 
-def predict_tiles(net, data, norm, dev, tile: int | None = None, overlap: float = 0.5,
-                  progress=None, cancel=None, mirror=()) -> np.ndarray:
+def tile_bands(net, data, norm, dev, tile: int | None = None, overlap: float = 0.5,
+               progress=None, cancel=None, mirror=()):
     """Overlap-tile baseline: mirror-padded border context (U-Net paper), Gaussian-blended windows
-    (nnU-Net / MONAI) at `overlap`. Each window reads only its own part of the lazy volume."""
+    (nnU-Net / MONAI) at `overlap`. Each window reads only its own part of the lazy volume.
+
+    Yields ``(z0, z1, probs)`` for consecutive z-ranges of the volume as soon as no later window can
+    reach them, so only a band of one window's depth is held, not the whole volume's blend."""
     import dask.array as da
     shape = tuple(data.shape)
     m = net.multiple
@@ -381,28 +486,56 @@ def predict_tiles(net, data, norm, dev, tile: int | None = None, overlap: float 
     margin = t // 4  # mirrored context around the volume, so border voxels sit inside a window
     pads = [(margin, margin + max(0, t - (s + 2 * margin))) for s in shape]
     src = da.pad(data, pads, mode="reflect")
-    tiles = (t, t, t)
     step = max(1, int(round(t * (1 - overlap))))
     starts = [tile_starts(s, t, step) for s in src.shape]
-    w = gaussian_weight(tiles)
+    w = gaussian_weight((t, t, t))
     C = net.config["out_channels"]
-    acc = np.zeros((C,) + tuple(src.shape), np.float32)
-    wsum = np.zeros(src.shape, np.float32)
+    plane = tuple(src.shape[1:])
+    crop = (slice(margin, margin + shape[1]), slice(margin, margin + shape[2]))
+    base = starts[0][0]   # the band holds src z in [base, base + depth)
+    acc = np.zeros((C, t) + plane, np.float32)
+    wsum = np.zeros((t,) + plane, np.float32)
+
+    def finished(z_end):
+        """The band's slices below src z `z_end`, cut to the volume, in pieces of at most `step`
+        slices, so that only one piece's probabilities and labels are on their way out at a time."""
+        lo, hi = max(base, margin), min(z_end, margin + shape[0])
+        for a in range(lo, hi, step):
+            sl = slice(a - base, min(a + step, hi) - base)
+            yield (a - margin, min(a + step, hi) - margin,
+                   acc[:, sl][(slice(None), slice(None)) + crop] / wsum[sl][(slice(None),) + crop])
+
     net.set_partition(None)
     total = len(starts[0]) * len(starts[1]) * len(starts[2])
     k = 0
     with torch.inference_mode():
-        for z in starts[0]:
+        for i, z in enumerate(starts[0]):
+            if z > base:   # every window from here on starts at z or beyond
+                yield from finished(z)
+                keep = base + t - z
+                acc[:, :keep] = acc[:, z - base:]
+                acc[:, keep:] = 0
+                wsum[:keep] = wsum[z - base:]
+                wsum[keep:] = 0
+                base = z
             for y in starts[1]:
                 for x in starts[2]:
                     _raise_if_cancelled(cancel, "the remaining windows were skipped")
-                    sl = (slice(z, z + t), slice(y, y + t), slice(x, x + t))
-                    xt = norm(np.asarray(src[sl]))
+                    sl = (slice(y, y + t), slice(x, x + t))
+                    xt = norm(np.asarray(src[(slice(z, z + t),) + sl]))
                     p = mirrored_softmax(net, torch.from_numpy(xt)[None, None].to(dev), mirror)[0].float().cpu().numpy()
-                    acc[(slice(None),) + sl] += p * w
-                    wsum[sl] += w
+                    acc[(slice(None), slice(0, t)) + sl] += p * w
+                    wsum[(slice(0, t),) + sl] += w
                     k += 1
                     if progress:
                         progress(k, total, f"tile {k}/{total}")
-    crop = tuple(slice(margin, margin + s) for s in shape)
-    return acc[(slice(None),) + crop] / wsum[crop]
+    yield from finished(base + t)
+
+
+def predict_tiles(net, data, norm, dev, tile: int | None = None, overlap: float = 0.5,
+                  progress=None, cancel=None, mirror=()) -> np.ndarray:
+    """The overlap-tile probabilities of the whole volume (tile_bands, gathered)."""
+    out = np.zeros((net.config["out_channels"],) + tuple(data.shape), np.float32)
+    for z0, z1, probs in tile_bands(net, data, norm, dev, tile, overlap, progress, cancel, mirror):
+        out[:, z0:z1] = probs
+    return out

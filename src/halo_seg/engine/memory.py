@@ -1,0 +1,189 @@
+"""How much memory a segmentation run needs per rank, and whether this machine has it.
+
+A rank that runs out of memory is killed by the kernel (or stopped by CUDA) after it has read its
+block, so without a check the user learns late, and only that "rank 3 died". The engine therefore
+estimates each rank's peak before it starts and refuses a run that cannot fit, saying what would.
+
+The estimate counts what PyTorch allocates: the network runs once on a small probe block under a
+dispatch mode that adds up the bytes of every tensor alive at each step. Every activation of the
+U-Net is proportional to the block's voxels, so the probe's peak per voxel holds for any block.
+Convolution libraries (oneDNN on CPU, cuDNN on GPU) also take buffers the dispatcher does not see:
+`LIBRARY_FACTOR` covers them, measured against the ranks' real peaks by `benchmarks/memory.py`.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+GIB = 2 ** 30
+MIB = 2 ** 20
+# the measured peak is 1.54 to 1.59 x the counted one on large blocks, for three network sizes
+# (benchmarks/memory.py, CPU: the ranks' RSS growth) and on an H100 (benchmarks/engine.py:
+# torch.cuda.max_memory_allocated, 1.56); see benchmarks/README.md, "Memory per rank"
+LIBRARY_FACTOR = 1.6
+FIXED_BYTES = 64 * MIB     # small tensors and allocator slack that do not scale with the block
+USABLE = 0.9               # of the available memory: the rest is left for the system and the caller
+
+
+class _LiveBytes:
+    """Counts the bytes of the tensors that PyTorch operations create, while they are alive."""
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                return counter._dispatch(func, args, kwargs or {})
+
+        self.mode = Mode()
+        self.live = 0
+        self.peak = 0
+        self._sizes: dict[int, int] = {}
+
+    def _free(self, ptr: int) -> None:
+        self.live -= self._sizes.pop(ptr, 0)
+
+    def _dispatch(self, func, args, kwargs):
+        from torch.utils._pytree import tree_flatten
+        out = func(*args, **kwargs)
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
+                  if isinstance(t, torch.Tensor)}
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            ptr = t.untyped_storage().data_ptr()
+            # a view or an in-place result shares an input's storage: nothing new was allocated
+            if ptr == 0 or ptr in inputs or ptr in self._sizes:
+                continue
+            self._sizes[ptr] = t.untyped_storage().nbytes()
+            self.live += self._sizes[ptr]
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(t, self._free, ptr)
+        return out
+
+
+def _counted_peak(net, n: int, mirror: tuple) -> int:
+    from .mirror import mirrored_softmax
+
+    x = torch.zeros(1, net.config["in_channels"], n, n, n)
+    counter = _LiveBytes()
+    with torch.inference_mode(), counter.mode:
+        mirrored_softmax(net, x, mirror)
+    return counter.peak
+
+
+@functools.lru_cache(maxsize=32)
+def _counted_per_voxel(config_json: str) -> float:
+    from .unet import UNet3D
+
+    net = UNet3D(**json.loads(config_json))   # sizes only: the weights do not change the memory
+    # two probe sizes: the slope leaves out what does not grow with the block
+    n1, n2 = 2 * net.multiple, 3 * net.multiple
+    return (_counted_peak(net, n2, ()) - _counted_peak(net, n1, ())) / (n2 ** 3 - n1 ** 3)
+
+
+def network_bytes_per_voxel(config: dict, mirror=()) -> float:
+    """Peak bytes PyTorch allocates per voxel of a block while the network runs on it (softmax
+    included, the input block not). Mirrored views run one after another; while one runs, the sum
+    of the views before it is held: one probability map more."""
+    per_voxel = _counted_per_voxel(json.dumps(config, sort_keys=True))
+    return per_voxel + (4 * config["out_channels"] if len(tuple(mirror)) else 0)
+
+
+def block_bytes(config: dict, block_shape, in_itemsize: int = 4, mirror=(), mode: str = "halo",
+                band_shape=None, piece_shape=None) -> int:
+    """Estimated peak bytes, above what the process held before, of one rank on its block (halo
+    mode), of the single process on the whole volume (whole mode), or of the tile loop (tile mode:
+    `block_shape` the window, `band_shape` the band of windows it blends, `piece_shape` the most of
+    it written at once)."""
+    voxels = math.prod(int(s) for s in block_shape)
+    # the block as read (its dtype), then normalised (float32) beside a float32 copy
+    reading = voxels * (in_itemsize + 3 * 4)
+    # the float32 input (whole mode keeps the normalised volume and its padded copy) and the network
+    held = 8 if mode == "whole" else 4
+    running = voxels * (held + network_bytes_per_voxel(config, mirror) * LIBRARY_FACTOR)
+    total = max(reading, running)
+    if mode == "tile" and band_shape is not None:
+        c = config["out_channels"]
+        # the band's blended probabilities and weights, and beside them either a window running or
+        # a finished piece on its way out: divided, its labels (argmax is int64), its uncertainty
+        writing = (2 * c * 4 + 12) * math.prod(int(s) for s in piece_shape) if piece_shape else 0
+        total = (c + 1) * 4 * math.prod(int(s) for s in band_shape) + max(total, writing)
+    return int(total + FIXED_BYTES)
+
+
+def _cgroup_room() -> int | None:
+    """Bytes this process's cgroup may still allocate (containers, batch schedulers), if limited."""
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit) as f:
+                lim = f.read().strip()
+            if lim == "max" or int(lim) >= 1 << 60:
+                return None
+            with open(usage) as f:
+                return int(lim) - int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def host_available() -> int | None:
+    """Bytes of RAM new allocations can have on this machine (MemAvailable, within the cgroup's
+    limit), or None where that cannot be read."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    room = _cgroup_room()
+    if room is not None:
+        avail = room if avail is None else min(avail, room)
+    return avail
+
+
+def fmt_bytes(n: float) -> str:
+    return f"{n / GIB:.1f} GiB" if n >= 0.1 * GIB else f"{n / MIB:.0f} MiB"
+
+
+@dataclass
+class MemoryCheck:
+    """One run's estimated peak against what the memory it draws on has available."""
+    per_rank: int            # bytes, the largest rank's (or the single process's) estimated peak
+    sharing: int             # ranks that draw on the same memory (one machine's RAM, or one GPU)
+    available: int | None    # bytes that memory has available; None: unknown, so not checked
+    where: str               # "RAM" or "GPU memory"
+
+    @property
+    def needed(self) -> int:
+        return self.per_rank * self.sharing
+
+    @property
+    def fits(self) -> bool:
+        return self.available is None or self.needed <= self.available * USABLE
+
+    def describe(self) -> str:
+        need = fmt_bytes(self.per_rank) + (f" per rank, {fmt_bytes(self.needed)} for the {self.sharing} ranks "
+                                           f"that share it" if self.sharing > 1 else "")
+        have = "unknown" if self.available is None else fmt_bytes(self.available)
+        return f"needs about {need}; {self.where} available: {have}"
+
+
+def itemsize_of(dtype) -> int:
+    try:
+        return int(np.dtype(dtype).itemsize)
+    except TypeError:
+        return 4
