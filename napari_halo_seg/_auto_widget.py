@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import napari
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton
+from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton
 
 from halo_seg.engine.partition import parse_grid
 from halo_seg.engine.output import UNCERTAINTY
@@ -86,6 +86,9 @@ class AutoSegmentWidget(BackgroundWidget):
         self.mirror = QComboBox()
         for text, axes in MIRROR_CHOICES:
             self.mirror.addItem(text, axes)
+        # refuse, before it starts, a run whose estimated peak memory exceeds what is free
+        self.memory_check = QCheckBox("refuse a run that will not fit")
+        self.memory_check.setChecked(True)
         self.output = QLineEdit("")
         self.output.setPlaceholderText("output .zarr (default: a new temporary folder)")
         # the slices with the most expected wrong voxels, in turn, across the plane shown
@@ -95,7 +98,7 @@ class AutoSegmentWidget(BackgroundWidget):
         self._review = None   # (labels layer, per-slice expected wrong voxels along z, y, x, next rank per axis)
         self._lay_out(form_of(("image", self.image), ("weights", wrow), ("device", self.device), ("mode", self.mode),
                               ("grid z,y,x", self.grid), ("tile overlap", self.overlap), ("mirror views", self.mirror),
-                              ("output", self.output)), self.review_btn)
+                              ("memory", self.memory_check), ("output", self.output)), self.review_btn)
         follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
 
@@ -122,7 +125,7 @@ class AutoSegmentWidget(BackgroundWidget):
         out = self.output.text().strip() or str(Path(tempfile.mkdtemp(prefix="halo-seg-")) / f"{name}_labels.zarr")
         kwargs = dict(weights=self.weights.choice(), grid=grid, device=self.device.currentText(),
                       mode=self.mode.currentText(), overlap=self.overlap.value(), mirror=self.mirror.currentData(),
-                      **choice)
+                      memory_check=self.memory_check.isChecked(), **choice)
         self._start(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...", _segment_or_error,
                     source, out, progress=self.progress_callback, cancel=self._cancel,
                     spacing=tuple(layer.scale[-3:]), unit=layer_unit(layer),
