@@ -175,3 +175,16 @@ def test_cli_reports_estimate_and_can_skip_the_check(tmp_path, phantom_npy, tiny
     assert "not enough memory" in capsys.readouterr().err
     assert main(["segment", str(phantom_npy), str(tmp_path / "c.zarr"), "--weights", str(tiny_weights),
                  "--no-memory-check"]) == 0
+
+
+def test_info_tells_what_segmenting_would_need(tmp_path, phantom_npy, tiny_weights, capsys):
+    import json
+    res = segment(phantom_npy, tmp_path / "o.zarr", tiny_weights, grid=(2, 1, 1))
+    assert main(["info", str(phantom_npy), "--weights", str(tiny_weights)]) == 0
+    needs = json.loads(capsys.readouterr().out)["segment_memory"]
+    assert needs["halo 2x1x1, per rank"] == memory.fmt_bytes(res.memory.per_rank)
+    assert set(needs) == {"weights", "halo 2x1x1, per rank", "whole", "tile 64", "RAM available"}
+    # a volume too small for the default grid is described all the same
+    np.save(tmp_path / "thin.npy", np.zeros((3, 40, 40), np.float32))
+    assert main(["info", str(tmp_path / "thin.npy"), "--weights", str(tiny_weights)]) == 0
+    assert json.loads(capsys.readouterr().out)["segment_memory"].startswith("not estimated")

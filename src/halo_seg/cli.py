@@ -259,8 +259,21 @@ def cmd_info(a) -> int:
     print(json.dumps({**(held if raw.data.ndim > 3 else {}), **chosen, "shape": v.shape, "dtype": str(v.data.dtype), "spacing": v.spacing,
                       "chunks": [c[0] for c in v.data.chunks], "format": v.meta.get("format"),
                       "orientation": geometry.orientation(g) if g else None,
-                      "origin_mm": [round(float(c), 3) for c in geometry.best_affine(g)[:3, 3]] if g else None}))
+                      "origin_mm": [round(float(c), 3) for c in geometry.best_affine(g)[:3, 3]] if g else None,
+                      **_segment_memory(v, a.weights)}))
     return 0
+
+
+def _segment_memory(vol, weights) -> dict:
+    """The memory `segment` would need, per mode, with these weights (none if they cannot be read
+    or the volume is too small for the default grid)."""
+    from .engine.partition import PartitionError
+    from .engine.runner import memory_needs
+    from .engine.weights import WeightsError
+    try:
+        return {"segment_memory": {"weights": str(weights), **memory_needs(vol, weights)}}
+    except (WeightsError, PartitionError) as exc:
+        return {"segment_memory": f"not estimated: {exc}"}
 
 
 def cmd_export(a) -> int:
@@ -614,8 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
     tq.add_argument("--device", default="cpu")
     _choice_args(tq, "of --image")
     tq.set_defaults(fn=cmd_train_quality)
-    i = sub.add_parser("info", help="shape, dtype, spacing and chunks of a volume")
+    i = sub.add_parser("info", help="shape, dtype, spacing and chunks of a volume; the memory segmenting it needs")
     i.add_argument("input")
+    i.add_argument("--weights", default="default", help="the 3D U-Net whose memory needs are estimated")
     _choice_args(i, "of the input")
     i.set_defaults(fn=cmd_info)
     return p

@@ -255,6 +255,20 @@ def plan_memory(vol, net, plan: PartitionPlan, mode: str, tiling, mirror, device
     return memory.MemoryCheck(per_rank, here, memory.host_available(), "RAM")
 
 
+def memory_needs(vol, weights="default", grid=(2, 1, 1), mirror="") -> dict:
+    """What segmenting an opened volume would take with `weights`, per mode (halo at `grid`), and
+    what this machine has: for planning a run (`halo-seg info`)."""
+    net, _meta = load_unet(weights)
+    mirror = parse_mirror(mirror)
+    plan = PartitionPlan(vol.shape, parse_grid(grid), net.multiple)
+    avail = memory.host_available()
+    return {f"halo {'x'.join(map(str, plan.grid))}, per rank": memory.fmt_bytes(
+                _per_rank_bytes(vol, net, plan, "halo", (None, 0.5), mirror)),
+            "whole": memory.fmt_bytes(_per_rank_bytes(vol, net, plan, "whole", (None, 0.5), mirror)),
+            "tile 64": memory.fmt_bytes(_per_rank_bytes(vol, net, plan, "tile", (None, 0.5), mirror)),
+            "RAM available": None if avail is None else memory.fmt_bytes(avail)}
+
+
 def _check_rank_gpu(job, dev, vol, net, plan) -> None:
     """A spawned GPU rank's own check, before it reads its block (see plan_memory's ask_gpu)."""
     if not job["memory_check"] or dev.type != "cuda":
