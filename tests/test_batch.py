@@ -114,3 +114,18 @@ def test_evaluate_a_folder_of_cases_against_references(tmp_path, phantom_npy, ti
     assert "failed: b:" in capsys.readouterr().out
     assert main(["evaluate", str(out), str(truth / "a.npy")]) == 2
     assert "a folder with a folder" in capsys.readouterr().err
+
+
+def test_batch_records_a_case_too_large_for_memory_and_goes_on(tmp_path, phantom_npy, tiny_weights, monkeypatch):
+    from halo_seg.engine import memory
+    src, out = tmp_path / "scans", tmp_path / "out"
+    src.mkdir()
+    np.save(src / "small.npy", np.load(phantom_npy))
+    zarr.open(str(src / "huge.zarr"), mode="w", shape=(1024, 1024, 1024), chunks=(128, 128, 128), dtype="uint8")
+    small = segment(phantom_npy, tmp_path / "probe.zarr", tiny_weights, mode="whole").memory.per_rank
+    monkeypatch.setattr(memory, "host_available", lambda: int(small / memory.USABLE) + 2 ** 20)
+    assert main(["batch", str(src), str(out), "--weights", str(tiny_weights), "--mode", "whole"]) == 1
+    rows = _rows(out)
+    assert rows["small"]["status"] == "done"
+    assert rows["huge"]["status"] == "failed" and "not enough memory" in rows["huge"]["error"]
+    assert not (out / "huge.zarr").exists()
