@@ -49,3 +49,14 @@ def test_errors_name_the_problem():
 def test_factor_grid_prefers_cubic_blocks():
     assert factor_grid(8, (128, 128, 128)) == (2, 2, 2)
     assert factor_grid(2, (256, 64, 64)) == (2, 1, 1)
+
+
+def test_auto_grid_is_parsed_and_grids_respect_the_block_multiple():
+    from halo_seg.engine.partition import AUTO
+    assert parse_grid("auto") == parse_grid(" AUTO ") == AUTO
+    assert factor_grid(4, (8, 64, 64), 8) == (1, 2, 2)      # one 8-voxel block along z at most
+    assert factor_grid(4, (8, 8, 8), 8) is None
+    for world, shape in ((8, (40, 200, 96)), (6, (64, 64, 200)), (3, (24, 24, 24))):
+        g = factor_grid(world, shape, 8)
+        assert g[0] * g[1] * g[2] == world
+        PartitionPlan(shape, g, 8)                           # a valid partition

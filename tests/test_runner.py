@@ -101,7 +101,8 @@ def test_cli_segment_and_errors(tmp_path, phantom_npy, tiny_weights, capsys):
     assert main(["info", str(phantom_npy)]) == 0
 
 
-def test_torchrun_ranks_equal_whole_volume(tmp_path, phantom_npy, tiny_weights):
+@pytest.mark.parametrize("grid", ["1,2,1", "auto"])   # auto: the 2 ranks torchrun started
+def test_torchrun_ranks_equal_whole_volume(tmp_path, phantom_npy, tiny_weights, grid):
     import os
     import subprocess
     import sys
@@ -110,9 +111,11 @@ def test_torchrun_ranks_equal_whole_volume(tmp_path, phantom_npy, tiny_weights):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
            "--master-port", str(_free_port()),
            "-m", "halo_seg.cli", "segment", str(phantom_npy), str(tmp_path / "t.zarr"),
-           "--weights", str(tiny_weights), "--grid", "1,2,1"]
+           "--weights", str(tiny_weights), "--grid", grid]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "grid 1x2x1" in r.stdout   # auto too: of 2 ranks' grids, 1x2x1 gives this volume the most cubic blocks
+    assert zarr.open_group(str(tmp_path / "t.zarr"))["done"].size == 2
     segment(phantom_npy, tmp_path / "w.zarr", tiny_weights, mode="whole")
     np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...],
                                   zarr.open_group(str(tmp_path / "w.zarr"))["labels"][...])
@@ -192,3 +195,27 @@ def test_exit_rank_delivers_what_the_rank_queued_and_exits_0(simple):
     p.join(60)
     assert p.exitcode == 0
     np.testing.assert_array_equal(got, np.arange(n, dtype=np.float64))
+
+
+def test_auto_grid_one_rank_per_gpu_or_two_on_cpu(tmp_path, phantom_npy, tiny_weights, monkeypatch):
+    import torch
+    from halo_seg.engine import runner
+    from halo_seg.engine.partition import factor_grid
+    shape = tuple(np.load(phantom_npy).shape)
+    res = segment(phantom_npy, tmp_path / "a.zarr", tiny_weights, grid="auto")
+    assert res.grid == factor_grid(2, shape, 4) and len(res.ranks) == 2
+    segment(phantom_npy, tmp_path / "w.zarr", tiny_weights, mode="whole")
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "a.zarr"))["labels"][...],
+                                  zarr.open_group(str(tmp_path / "w.zarr"))["labels"][...])
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    assert runner.auto_grid((256, 256, 256), 8, "cuda") == (2, 2, 2)
+    assert runner.auto_grid((8, 64, 64), 8, "cuda") == (1, 4, 2)       # no room for 2 along z; y before x
+    assert runner.auto_grid((8, 8, 16), 8, "cuda") == (1, 1, 2)        # only 2 blocks in all: 2 GPUs
+    assert runner.auto_grid((64, 64, 64), 8, "cpu") == (2, 1, 1)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert runner.auto_grid((64, 64, 64), 8, "cpu", distributed_env=True) == factor_grid(4, (64, 64, 64), 8)
+    with pytest.raises(PartitionError, match="4 ranks torchrun started"):
+        runner.auto_grid((8, 8, 16), 8, "cpu", distributed_env=True)
+    with pytest.raises(SystemExit, match="auto is for segment"):
+        main(["train", "--image", str(phantom_npy), "--labels", str(phantom_npy), "--out",
+              str(tmp_path / "m.safetensors"), "--grid", "auto"])

@@ -132,6 +132,8 @@ def cmd_train(a) -> int:
     try:
         spec = normalize.parse(a.normalization)
         grid = parse_grid(a.grid)
+        if not isinstance(grid, tuple):
+            raise ValueError("--grid auto is for segment; give the training grid as PZ,PY,PX")
     except ValueError as exc:
         raise SystemExit(f"error: {exc}")
     imgs = [np.asarray(open_volume(p, channel=a.channel, timepoint=a.timepoint).data) for p in a.images]
@@ -423,7 +425,9 @@ def _choice_args(p, whose: str) -> None:
 def _engine_args(s) -> None:
     """The engine's options, shared by segment and batch."""
     s.add_argument("--weights", default="default")
-    s.add_argument("--grid", default="2,1,1", help="ranks along z,y,x (halo mode), e.g. 2,2,2")
+    s.add_argument("--grid", default="2,1,1",
+                   help="ranks along z,y,x (halo mode), e.g. 2,2,2; auto: one per GPU (cuda), 2 on CPU, or "
+                        "every rank torchrun started, in blocks as close to cubes as possible")
     s.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     s.add_argument("--mode", default="halo", choices=["halo", "tile", "whole"])
     s.add_argument("--overlap", type=float, default=0.5, help="tile mode: window overlap")

@@ -110,15 +110,21 @@ class PartitionPlan:
         return [self.block(r) for r in self.ranks()]
 
 
-def parse_grid(text: str | tuple | list) -> tuple[int, int, int]:
-    """'2,2,2' / '2x2x2' / '4' (= 4 ranks along z) -> (pz, py, px)."""
+AUTO = "auto"
+
+
+def parse_grid(text: str | tuple | list) -> tuple[int, int, int] | str:
+    """'2,2,2' / '2x2x2' / '4' (= 4 ranks along z) -> (pz, py, px); 'auto' -> AUTO (the engine
+    chooses: see runner.auto_grid)."""
     if isinstance(text, (tuple, list)):
         vals = [int(v) for v in text]
     else:
+        if str(text).strip().lower() == AUTO:
+            return AUTO
         try:
             vals = [int(v) for v in str(text).replace("x", ",").split(",") if v.strip()]
         except ValueError:
-            raise PartitionError(f"grid must look like PZ,PY,PX (e.g. 2,2,2), got {text!r}") from None
+            raise PartitionError(f"grid must look like PZ,PY,PX (e.g. 2,2,2) or auto, got {text!r}") from None
     if len(vals) == 1:
         vals = vals + [1, 1]
     if len(vals) != 3 or min(vals) < 1:
@@ -126,13 +132,18 @@ def parse_grid(text: str | tuple | list) -> tuple[int, int, int]:
     return tuple(vals)
 
 
-def factor_grid(world: int, shape) -> tuple[int, int, int]:
-    """A grid of `world` ranks whose blocks are as close to cubes as possible."""
+def factor_grid(world: int, shape, multiple: int = 1) -> tuple[int, int, int] | None:
+    """A grid of `world` ranks whose blocks are as close to cubes as possible, among those that
+    give every rank at least one block of `multiple` voxels per axis; None if none does."""
     best, best_cost = None, None
-    for pz, py in itertools.product(range(1, world + 1), repeat=2):
+    units = [math.ceil(s / multiple) for s in shape]
+    # on a tie, more ranks along z: slabs read whole z-chunks of a zarr volume
+    for pz, py in itertools.product(range(world, 0, -1), repeat=2):
         if world % (pz * py):
             continue
         g = (pz, py, world // (pz * py))
+        if any(u < p for u, p in zip(units, g)):
+            continue
         block = [s / p for s, p in zip(shape, g)]
         cost = sum(block) / min(block)  # surface-ish: favours cubic blocks, fewer halo voxels
         if best_cost is None or cost < best_cost:

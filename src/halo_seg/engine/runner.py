@@ -27,7 +27,7 @@ from ..io.volume import open_volume
 from . import memory, normalize
 from .mirror import MirrorError, check_trained_for, mirror_letters, mirrored_softmax, parse_mirror
 from .output import done_map, open_output, write_block
-from .partition import PartitionPlan, factor_grid, parse_grid
+from .partition import AUTO, PartitionError, PartitionPlan, factor_grid, parse_grid
 from .weights import load_unet
 
 MODES = ("halo", "tile", "whole")
@@ -170,7 +170,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         raise EngineError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     if not 0.0 <= overlap < 1.0:
         raise EngineError(f"overlap must be in [0, 1), got {overlap}")
-    grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)
+    grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)   # AUTO is resolved once the volume is open
     vol = open_volume(source, channel=channel, timepoint=timepoint)  # validates 3D, numeric, existing
     net, meta = load_unet(weights)  # validates weights before any process starts
     try:
@@ -178,8 +178,10 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         check_trained_for(mirror, meta)
     except MirrorError as exc:
         raise EngineError(str(exc)) from None
-    plan = PartitionPlan(vol.shape, grid, net.multiple)  # validates grid vs volume
     distributed_env = "RANK" in os.environ and "WORLD_SIZE" in os.environ and mode == "halo"
+    if grid == AUTO:
+        grid = auto_grid(vol.shape, net.multiple, device, distributed_env)
+    plan = PartitionPlan(vol.shape, grid, net.multiple)  # validates grid vs volume
     spawns_gpu_ranks = mode == "halo" and not distributed_env and device != "cpu" and torch.cuda.is_available()
     tiling = (tile_size, overlap)
     mem = plan_memory(vol, net, plan, mode, tiling, mirror, device, distributed_env, ask_gpu=not spawns_gpu_ranks)
@@ -211,6 +213,28 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
 
 
 # ---------------------------------------------------------------- memory, before anything runs
+
+CPU_RANKS = 2   # --grid auto on CPU: the engine benchmark's 1 to 8 ranks on 2 cores took about the same time
+
+
+def auto_grid(shape, multiple: int, device: str, distributed_env: bool = False) -> tuple[int, int, int]:
+    """`--grid auto`: under torchrun, every rank torchrun started; else one rank per GPU, or CPU_RANKS
+    on CPU; fewer where the volume is too small for them. The blocks are as close to cubes as the
+    rank count allows (fewest halo voxels)."""
+    if distributed_env:
+        world = int(os.environ["WORLD_SIZE"])
+        grid = factor_grid(world, shape, multiple)
+        if grid is None:
+            raise PartitionError(f"the volume {tuple(shape)} cannot be split over the {world} ranks torchrun "
+                                 f"started (blocks of at least {multiple} voxels per axis); start fewer")
+        return grid
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    world = torch.cuda.device_count() if cuda else CPU_RANKS
+    for w in range(max(1, world), 0, -1):
+        grid = factor_grid(w, shape, multiple)
+        if grid is not None:
+            return grid
+    return (1, 1, 1)
 
 def _tile_geometry(shape, multiple: int, tile_size: int | None) -> tuple[int, tuple]:
     """The window size and the band of tile_bands (one window deep, the mirror-padded plane)."""
@@ -287,10 +311,10 @@ def _memory_refusal(vol, net, plan, mode, tiling, mirror, mem: memory.MemoryChec
     for world in (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
         if mode == "halo" and world <= plan.world_size and mem.sharing == 1:
             continue
-        try:
-            bigger = PartitionPlan(vol.shape, factor_grid(world, vol.shape), net.multiple)
-        except ValueError:
+        g = factor_grid(world, vol.shape, net.multiple)
+        if g is None:
             break
+        bigger = PartitionPlan(vol.shape, g, net.multiple)
         per = _per_rank_bytes(vol, net, bigger, "halo", tiling, mirror)
         if per <= room:
             lines.append(f"- a grid of {'x'.join(map(str, bigger.grid))} ({world} ranks) needs about "
