@@ -212,7 +212,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     return SegmentResult(str(output), mode, grid, time.perf_counter() - t0, ranks, memory=mem)
 
 
-# ---------------------------------------------------------------- memory, before anything runs
+# ---------------------------------------------------------------- grid and memory, before anything runs
 
 CPU_RANKS = 2   # --grid auto on CPU: the engine benchmark's 1 to 8 ranks on 2 cores took about the same time
 
@@ -235,6 +235,7 @@ def auto_grid(shape, multiple: int, device: str, distributed_env: bool = False) 
         if grid is not None:
             return grid
     return (1, 1, 1)
+
 
 def _tile_geometry(shape, multiple: int, tile_size: int | None) -> tuple[int, tuple]:
     """The window size and the band of tile_bands (one window deep, the mirror-padded plane)."""
@@ -547,7 +548,7 @@ def tile_bands(net, data, norm, dev, tile: int | None = None, overlap: float = 0
     total = len(starts[0]) * len(starts[1]) * len(starts[2])
     k = 0
     with torch.inference_mode():
-        for i, z in enumerate(starts[0]):
+        for z in starts[0]:
             if z > base:   # every window from here on starts at z or beyond
                 yield from finished(z)
                 keep = base + t - z
