@@ -75,11 +75,12 @@ def cmd_demo(a) -> int:
     for mode, grid in (("halo", "2,1,1"), ("whole", "1,1,1")):
         dst = out / f"labels_{mode}.zarr"
         t = time.perf_counter()
-        segment(str(img_path), dst, weights=a.weights, grid=grid, mode=mode, save_probabilities=True,
-                progress=_progress if mode == "halo" else None)
+        res = segment(str(img_path), dst, weights=a.weights, grid=grid, mode=mode, save_probabilities=True,
+                      progress=_progress if mode == "halo" else None)
         g = zarr.open_group(str(dst), mode="r")
         results[mode] = (g["labels"][...], g["probabilities"][...])
         print(f"automatic ({mode}, grid {grid}): {time.perf_counter() - t:.1f}s")
+        _print_memory(res)
     lab, prob = results["halo"]
     diff = float(np.abs(prob - results["whole"][1]).max())
     same = bool((lab == results["whole"][0]).all())

@@ -156,7 +156,7 @@ def host_available() -> int | None:
 
 
 def fmt_bytes(n: float) -> str:
-    return f"{n / GIB:.1f} GiB" if n >= 0.1 * GIB else f"{n / MIB:.0f} MiB"
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / MIB:.0f} MiB"
 
 
 @dataclass
