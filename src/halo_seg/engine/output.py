@@ -69,7 +69,8 @@ def done_map(path) -> np.ndarray:
 
 
 def write_block(path, region, probs: np.ndarray, coords, probabilities: bool, mark_done: bool = True):
-    """Write one block's labels (and probabilities), then mark it done: a crash in between re-runs it."""
+    """Write one block's labels (and probabilities), then mark it done: a crash in between re-runs it.
+    A block written in pieces (tile mode's bands) passes `mark_done` only with its last piece."""
     import zarr
     grp = zarr.open_group(str(path), mode="a")
     lab = grp["labels"]
