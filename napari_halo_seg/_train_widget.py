@@ -43,7 +43,7 @@ def prepare(image, labels, hold_out: float, patch: int, iterations: int):
     m = 2 ** DEPTH
     classes = int(labels.max()) + 1
     cfg = TrainConfig(n_classes=classes, patch=tuple(max(m, min(patch // m * m, s // m * m)) for s in image.shape),
-                      iterations=iterations, depth=DEPTH, epoch=max(1, iterations // 6),
+                      iterations=iterations, depth=DEPTH, epoch=max(1, iterations // 6), device="auto",
                       class_names=["background"] + [f"label {k}" for k in range(1, classes)])
     train = np.ones(image.shape, bool)
     train[held[0]:held[-1] + 1] = False
@@ -67,7 +67,7 @@ def _train(image, labels, settings, out, cancel, progress, predict: bool):
         pred = None
         if predict and res["best"] is not None and res["cancelled_at"] is None:
             dst = Path(tempfile.mkdtemp(prefix="halo-seg-train-")) / "prediction.zarr"
-            segment(image, dst, weights=out, mode="tile", cancel=cancel, progress=progress)
+            segment(image, dst, weights=out, mode="tile", device="auto", cancel=cancel, progress=progress)
             pred = zarr.open_group(str(dst), mode="r")["labels"][...]
         return (res, pred, held), None
     except Exception as exc:  # reported in the status line; the user's layers are untouched

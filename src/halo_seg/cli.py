@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -125,7 +126,7 @@ def cmd_train(a) -> int:
     from .engine import normalize
     from .engine.partition import parse_grid
     from .io import open_volume
-    from .train.unet_train import TrainConfig, train_unet
+    from .train.unet_train import TrainConfig, TrainingError, train_unet
     import numpy as np
     from tqdm import tqdm
     if len(a.images) != len(a.labels):
@@ -145,25 +146,43 @@ def cmd_train(a) -> int:
     def progress(i, total):
         bar.n = i
         bar.refresh()
-    if int(np.prod(grid)) > 1:
+    torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    if int(np.prod(grid)) > 1 or torchrun:
         if len(imgs) != 1:
             raise SystemExit("error: --grid trains on one volume pair; give one --image and one --labels")
-        if a.resume:
-            raise SystemExit("error: --resume is not supported with --grid yet")
-        from .train.partitioned import train_partitioned
+        from .train import partitioned_run as partitioned
         if spec["kind"] != "zscore":
             raise SystemExit("error: --grid training normalises with z-score only for now")
-        cfg = dict(n_classes=n, patch=list(a.patch), iterations=a.iterations, lr=a.lr, base=a.base,
-                   depth=a.depth, seed=0, epoch=a.epoch, command=" ".join(sys.argv))
-        res = train_partitioned(imgs[0], labs[0], cfg, grid, a.out, log=tqdm.write, progress=progress)
+        cfg = dict(n_classes=n, patch=list(a.patch), iterations=a.iterations, batch=a.batch, lr=a.lr, base=a.base,
+                   depth=a.depth, seed=0, epoch=a.epoch, device=a.device, threads=a.threads, resume=a.resume,
+                   command=" ".join(sys.argv))
+        try:
+            if torchrun:
+                lead = int(os.environ["RANK"]) == 0
+                if not lead:
+                    bar.close()
+                res = partitioned.train_partitioned_torchrun(imgs[0], labs[0], cfg, grid, a.out,
+                                                             log=tqdm.write if lead else (lambda *_: None),
+                                                             progress=progress if lead else None)
+            else:
+                res = partitioned.train_partitioned(imgs[0], labs[0], cfg, grid, a.out, log=tqdm.write,
+                                                    progress=progress)
+        except (TrainingError, ValueError) as exc:
+            raise SystemExit(f"error: {exc}")
         bar.close()
-        print(json.dumps({"out": res["out"], "final_loss": res["history"][-1]["loss"], "grid": list(grid)}))
+        if res is not None:
+            best = res["best"]
+            print(json.dumps({"out": res["out"], "grid": list(grid), "final_loss": res["history"][-1]["loss"] if res["history"] else None,
+                              "best_val_dice": best and best["val_dice"], "best_iteration": best and best["iteration"]}))
         return 0
     cfg = TrainConfig(n_classes=n, patch=tuple(a.patch), iterations=a.iterations, batch=a.batch,
                       lr=a.lr, base=a.base, depth=a.depth, epoch=a.epoch, threads=a.threads,
-                      normalization=spec)
-    res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard, log=tqdm.write,
-                     meta={"command": " ".join(sys.argv)}, resume=a.resume, progress=progress)
+                      normalization=spec, device=a.device)
+    try:
+        res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard, log=tqdm.write,
+                         meta={"command": " ".join(sys.argv)}, resume=a.resume, progress=progress)
+    except TrainingError as exc:
+        raise SystemExit(f"error: {exc}")
     bar.close()
     print(json.dumps({"best_mean_dice": res["best_mean_dice"], "out": a.out}))
     return 0
@@ -554,7 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tensorboard", default=None, help="TensorBoard log directory")
     t.add_argument("--normalization", default="zscore",
                    help="zscore | percentile[:lo,hi] | window:lo,hi (CT, e.g. window:-160,240)")
-    t.add_argument("--grid", default="1,1,1", help="split every patch over pz,py,px CPU ranks (halo training)")
+    t.add_argument("--grid", default="1,1,1", help="split every patch over pz,py,px ranks (halo training): CPU "
+                   "processes, one GPU each with --device cuda, or the ranks torchrun started")
+    t.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"],
+                   help="auto: a GPU when there is one (default)")
     t.add_argument("--resume", default=None, help="continue from a checkpoint written by this command")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _choice_args(t, "of every --image")

@@ -7,15 +7,12 @@ weight gradients are summed over the grid. Every rank then takes the same optimi
 weights stay identical without being broadcast, and equal those of unpartitioned training.
 
 All ranks draw patches and augmentations from the same seed, so they agree on what to train on
-without talking; each reads only its own block of the (lazy) volume.
+without talking; each reads only its own block of each patch. How runs start, validate and save:
+`partitioned_run.py`.
 """
 from __future__ import annotations
 
-import json
-import queue
-import time
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,7 +47,12 @@ def partitioned_dice_ce(logits, target, weight_map, group=None, world: int = 1, 
     return loss / world
 
 
-def _patch_origin(shape, patch, rng) -> tuple[int, ...]:
+def _patch_origin(shape, patch, rng, fg=None, fg_p: float = 0.0) -> tuple[int, ...]:
+    if fg and rng.random() < fg_p:
+        # a class first, then one of its voxels, the patch centred there (as the unpartitioned trainer)
+        vox = fg[sorted(fg)[int(rng.integers(len(fg)))]]
+        c = vox[int(rng.integers(len(vox)))]
+        return tuple(int(np.clip(ci - p // 2, 0, s - p)) for ci, p, s in zip(c, patch, shape))
     return tuple(int(rng.integers(0, s - p + 1)) for s, p in zip(shape, patch))
 
 
@@ -70,9 +72,10 @@ def _read_block(arr, origin, patch, block, flips) -> np.ndarray:
     return np.pad(out, pad) if any(p[1] for p in pad) else np.ascontiguousarray(out)
 
 
-def step_inputs(image, labels, weights, patch, plan: PartitionPlan, rank, rng):
-    """One training patch (shared draw), this rank's block: image, labels, weight map, augmentation."""
-    origin = _patch_origin(image.shape, patch, rng)
+def step_inputs(image, labels, weights, patch, plan: PartitionPlan, rank, rng, fg=None, fg_p: float = 0.0):
+    """One training patch (shared draw), this rank's block: image, labels, weight map, augmentation.
+    ``fg``: each foreground class's voxel coordinates; a share ``fg_p`` of the patches is centred on one."""
+    origin = _patch_origin(image.shape, patch, rng, fg, fg_p)
     flips = tuple(bool(rng.random() < 0.5) for _ in range(3))
     gamma = float(np.exp(rng.normal(0, 0.15)))
     block = plan.block(rank) if rank is not None else tuple(slice(0, s) for s in plan.padded)
@@ -91,96 +94,6 @@ def train_step(net, opt, x, y, w, group=None, world=1):
         allreduce_gradients(net, group)
     opt.step()
     return float(loss.detach()) * world
-
-
-def _worker(rank, world, grid, paths, cfg, init, out, q):
-    import torch.distributed as dist
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=600))
-    try:
-        image = np.load(paths["image"], mmap_mode="r")
-        labels = np.load(paths["labels"], mmap_mode="r")
-        weights = np.load(paths["weights"], mmap_mode="r")
-        torch.manual_seed(cfg["seed"])
-        net = UNet3D(1, cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
-        plan = PartitionPlan(tuple(cfg["patch"]), grid, net.multiple)
-        net.set_partition(HaloContext(plan, rank))
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=1e-4)
-        rng = np.random.default_rng(cfg["seed"])
-        t0 = time.time()
-        for it in range(1, cfg["iterations"] + 1):
-            x, y, w = step_inputs(image, labels, weights, cfg["patch"], plan, rank, rng)
-            loss = train_step(net, opt, x, y, w, None, world)
-            if rank == 0:
-                q.put(("progress", it, loss, time.time() - t0))
-        if rank == 0:
-            from ..engine.weights import save_unet
-            net.set_partition(None)
-            save_unet(net, out, normalization={"kind": "zscore"}, classes=cfg.get("class_names", []),
-                      training={"config": cfg, "grid": list(grid), "partitioned": True})
-            q.put(("done", rank, None, None))
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    exit_rank(q)
-
-
-def train_partitioned(image, labels, cfg: dict, grid, out, log=print, progress=None) -> dict:
-    """Train on one (image, label) volume with every patch split over ``grid`` CPU ranks (gloo)."""
-    import tempfile
-
-    import torch.multiprocessing as mp
-
-    from ..engine import normalize
-    from ..engine.runner import _free_port
-    from .losses import unet_weight_map
-    from .unet_train import check_pair
-    image, labels = np.asarray(image), np.asarray(labels)
-    check_pair(image, labels, cfg["n_classes"], cfg["patch"])
-    patch = [min(p, s) for p, s in zip(cfg["patch"], image.shape)]
-    cfg = {**cfg, "patch": patch}
-    spec = {"kind": "zscore"}
-    mean, std = normalize.mean_std(normalize.moments(image, spec), spec)
-    world = int(np.prod(grid))
-    with tempfile.TemporaryDirectory(prefix="halo-seg-train-") as tmp:
-        # the weight map needs distances over the whole volume: computed once, read per block
-        paths = {"image": f"{tmp}/image.npy", "labels": f"{tmp}/labels.npy", "weights": f"{tmp}/weights.npy"}
-        np.save(paths["image"], normalize.apply(image, mean, std, spec).astype(np.float32))
-        np.save(paths["labels"], labels.astype(np.int16))
-        np.save(paths["weights"], unet_weight_map(labels, cfg.get("w0", 10.0), cfg.get("sigma", 5.0)))
-        ctx = mp.get_context("spawn")
-        q = ctx.Queue()
-        init = f"tcp://127.0.0.1:{_free_port()}"
-        procs = [ctx.Process(target=_worker, args=(r, world, tuple(grid), paths, cfg, init, str(out), q))
-                 for r in range(world)]
-        for p in procs:
-            p.start()
-        history = []
-        while True:
-            try:
-                kind, it, loss, sec = q.get(timeout=1.0)
-            except queue.Empty:
-                dead = [i for i, p in enumerate(procs) if p.exitcode not in (None, 0)]
-                if dead:
-                    for p in procs:
-                        p.kill()
-                    raise RuntimeError(f"partitioned training: rank(s) {dead} died (exit codes "
-                                       f"{[procs[i].exitcode for i in dead]})")
-                continue
-            if kind == "done":
-                break
-            history.append({"iteration": it, "loss": loss, "seconds": round(sec, 1)})
-            if progress:
-                progress(it, cfg["iterations"])
-            if it % max(1, cfg.get("epoch", 100)) == 0:
-                log(f"it {it:5d}  loss {loss:.4f}  ({sec:.0f}s, grid {grid})")
-        for p in procs:
-            p.join(120)
-        bad = [i for i, p in enumerate(procs) if p.exitcode != 0]
-        if bad:
-            raise RuntimeError(f"partitioned training: ranks {bad} failed")
-    Path(str(out) + ".history.json").write_text(json.dumps(history, indent=1))
-    return {"history": history, "out": str(out)}
 
 
 def _step_worker(rank, world, grid, shape, config, seed, init, q):

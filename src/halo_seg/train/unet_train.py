@@ -40,6 +40,7 @@ class TrainConfig:
     sigma: float = 5.0
     seed: int = 0
     threads: int | None = None
+    device: str = "cpu"         # cpu, cuda or auto (a GPU when there is one)
     class_names: list = field(default_factory=list)
     normalization: dict = field(default_factory=lambda: {"kind": "zscore"})
 
@@ -57,6 +58,24 @@ def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, nam
         raise TrainingError(f"{name}: labels span {labels.min()}..{labels.max()} but n_classes = {n_classes}")
     if any(s < 8 for s in image.shape):
         raise TrainingError(f"{name}: volume {image.shape} is too small (need >= 8 voxels per axis)")
+
+
+def training_device(device: str, local_rank: int = 0) -> torch.device:
+    """The torch device ``cpu``, ``cuda`` or ``auto`` names (``cuda``: the local rank's GPU), or a
+    TrainingError saying why it cannot be had."""
+    from ..engine.runner import EngineError, _device_for
+    try:
+        return _device_for(device, local_rank)
+    except EngineError as exc:
+        raise TrainingError(str(exc).replace("--device", "device")) from None
+
+
+def lr_schedule(opt, lr: float, iterations: int):
+    """One-cycle (warm-up over the first 10 %, then annealing), or a constant rate for runs too short
+    to warm up (OneCycleLR divides by zero when the warm-up is under two steps)."""
+    if iterations < 20:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=iterations, pct_start=0.1)
 
 
 def class_voxels(lab, region) -> dict[int, np.ndarray]:
@@ -97,6 +116,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    dev = training_device(cfg.device)
     m = 2 ** cfg.depth
     if any(p % m for p in cfg.patch):
         raise TrainingError(f"patch {cfg.patch} must be a multiple of 2**depth = {m}")
@@ -121,8 +141,9 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         net.load_state_dict(old.state_dict())
         start = int(old_meta.get("training", {}).get("iteration", 0))
         log(f"resuming from {resume} at iteration {start} (the optimizer state restarts)")
+    net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=0.1)
+    sched = lr_schedule(opt, cfg.lr, cfg.iterations)
     with warnings.catch_warnings():   # stepping the schedule alone is the point here
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(min(start, cfg.iterations - 1)):
@@ -148,9 +169,9 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
             x, y, w = random_flip_rot([x, y, w], rng, cfg.flip_axes, rot_axes=())
             x, y, w = elastic_scale([x, y.astype(np.float32), w], rng)
             xs.append(intensity(x, rng)); ys.append(y.astype(np.int64)); ws.append(w)
-        x = torch.from_numpy(np.stack(xs)[:, None])
-        y = torch.from_numpy(np.stack(ys))
-        w = torch.from_numpy(np.stack(ws).astype(np.float32))
+        x = torch.from_numpy(np.stack(xs)[:, None]).to(dev)
+        y = torch.from_numpy(np.stack(ys)).to(dev)
+        w = torch.from_numpy(np.stack(ws).astype(np.float32)).to(dev)
         loss = dice_ce_loss(net(x), y, w)
         opt.zero_grad()
         loss.backward()
@@ -164,7 +185,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
             net.eval()
             scores = []
             for img, lab, _, _, va, _ in vols:
-                pred = predict_whole(net, img, torch.device("cpu")).argmax(0)
+                pred = predict_whole(net, img, dev).argmax(0)
                 scores.append([_region_dice(pred == c, lab == c, va) for c in range(1, cfg.n_classes)])
             with warnings.catch_warnings():   # a class in no validation region stays nan
                 warnings.simplefilter("ignore", RuntimeWarning)

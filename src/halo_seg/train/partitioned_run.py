@@ -1,0 +1,296 @@
+"""Running partitioned training: data every rank reads, the training loop with partitioned validation,
+and the two ways ranks start (spawned here, one CPU process or GPU each, or by torchrun).
+
+Rank 0 alone reports and writes weights; every rank trains the same patches from the same seed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import time
+import warnings
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..engine.halo import HaloContext
+from ..engine.partition import PartitionPlan
+from ..engine.runner import exit_rank
+from ..engine.unet import UNet3D
+from .partitioned import step_inputs, train_step
+
+FG_SAMPLE = 2 ** 20   # foreground voxels kept per class to centre patches on (a uniform subsample)
+
+
+def prepare_data(image, labels, cfg: dict) -> dict:
+    """What every rank trains from: the z-scored image (float32), the labels (int16), the U-Net
+    weight map (its distances need the whole volume, so it is computed once) and, per foreground
+    class, up to FG_SAMPLE of its voxels. Deterministic, so torchrun ranks that each compute it agree."""
+    from ..engine import normalize
+    from .losses import unet_weight_map
+    from .unet_train import class_voxels
+    spec = {"kind": "zscore"}
+    mean, std = normalize.mean_std(normalize.moments(image, spec), spec)
+    rng = np.random.default_rng(cfg.get("seed", 0))
+    fg = {}
+    for k, vox in class_voxels(labels, np.ones(labels.shape, bool)).items():
+        if len(vox) > FG_SAMPLE:
+            vox = vox[np.sort(rng.choice(len(vox), FG_SAMPLE, replace=False))]
+        fg[k] = vox.astype(np.int32)
+    return {"image": normalize.apply(image, mean, std, spec).astype(np.float32),
+            "labels": labels.astype(np.int16),
+            "weights": unet_weight_map(labels, cfg.get("w0", 10.0), cfg.get("sigma", 5.0)), "fg": fg}
+
+
+def _validate(net, data, grid, rank, world, dev, n_classes) -> list:
+    """Dice per foreground class of the partitioned network on the whole training volume, each rank
+    running its block of the volume (as `halo-seg segment` does) and the sums all-reduced: no rank
+    holds the volume's activations. None where a class is neither there nor predicted."""
+    import torch.distributed as dist
+    image, labels = data["image"], data["labels"]
+    plan = PartitionPlan(image.shape, grid, net.multiple)
+    valid, block = plan.valid_block(rank), plan.block(rank)
+    xb = np.zeros([s.stop - s.start for s in block], np.float32)
+    inner = tuple(slice(0, v.stop - v.start) for v in valid)
+    xb[inner] = np.asarray(image[valid])
+    net.set_partition(HaloContext(plan, rank))
+    net.eval()
+    with torch.no_grad():
+        pred = net(torch.from_numpy(xb)[None, None].to(dev))[0].argmax(0)[inner]
+    net.train()
+    truth = torch.from_numpy(np.asarray(labels[valid]).astype(np.int64)).to(dev)
+    stats = torch.zeros(3, n_classes, dtype=torch.float64, device=dev)
+    for c in range(1, n_classes):
+        p, t = pred == c, truth == c
+        stats[0, c], stats[1, c], stats[2, c] = (p & t).sum(), p.sum(), t.sum()
+    if world > 1:
+        dist.all_reduce(stats)
+    stats = stats.cpu().numpy()
+    return [None if stats[1, c] + stats[2, c] == 0 else float(2 * stats[0, c] / (stats[1, c] + stats[2, c]))
+            for c in range(1, n_classes)]
+
+
+def _train_loop(rank, world, grid, data, cfg, out, dev, emit, stop=None) -> None:
+    """Every rank runs this after joining the process group; only rank 0 emits (kind, ...) messages
+    and writes the weights. ``stop()`` (rank 0's) ends the run on every rank at the same iteration."""
+    import torch.distributed as dist
+    from ..engine.weights import WeightsError, load_unet, save_unet
+    from .unet_train import lr_schedule
+    image, labels, weights, fg = data["image"], data["labels"], data["weights"], data["fg"]
+    torch.manual_seed(cfg["seed"])
+    net = UNet3D(1, cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
+    start = 0
+    if cfg.get("resume"):
+        old, old_meta = load_unet(cfg["resume"])
+        if old.config != net.config:
+            raise WeightsError(f"cannot resume from {cfg['resume']}: it holds {old.config}, this run builds "
+                               f"{net.config}")
+        net.load_state_dict(old.state_dict())
+        start = int(old_meta.get("training", {}).get("iteration", 0))
+    net.to(dev)
+    patch, iterations, batch = tuple(cfg["patch"]), cfg["iterations"], int(cfg.get("batch", 1))
+    plan = PartitionPlan(patch, grid, net.multiple)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=1e-4)
+    sched = lr_schedule(opt, cfg["lr"], iterations)
+    with warnings.catch_warnings():   # stepping the schedule alone is the point here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(min(start, iterations - 1)):
+            sched.step()
+    rng = np.random.default_rng(cfg["seed"] + start)   # every rank draws the same patches
+    epoch, best, t0 = max(1, int(cfg.get("epoch", 100))), -1.0, time.time()
+    flag = torch.zeros(1, device=dev)
+    for it in range(start + 1, iterations + 1):
+        if world > 1 or stop is not None:
+            flag.fill_(float(rank == 0 and stop is not None and stop()))
+            if world > 1:
+                dist.all_reduce(flag)
+            if flag.item():
+                if rank == 0:
+                    emit("cancelled", it - 1)
+                return
+        net.set_partition(HaloContext(plan, rank))
+        xs, ys, ws = zip(*(step_inputs(image, labels, weights, patch, plan, rank, rng, fg, cfg.get("fg_p", 0.67))
+                           for _ in range(batch)))
+        loss = train_step(net, opt, torch.cat(xs).to(dev), torch.cat(ys).to(dev), torch.cat(ws).to(dev),
+                          None, world)
+        sched.step()
+        if rank == 0:
+            emit("progress", it, loss, time.time() - t0)
+        if it % epoch == 0 or it == iterations:
+            val = _validate(net, data, grid, rank, world, dev, cfg["n_classes"])
+            scored = [d for d in val if d is not None]
+            mean_d = float(np.mean(scored)) if scored else 0.0
+            if rank == 0:
+                emit("validation", it, val, time.time() - t0)
+                if mean_d > best:
+                    best = mean_d
+                    save_unet(net, out, normalization={"kind": "zscore"}, classes=cfg.get("class_names", []),
+                              training={"config": {k: v for k, v in cfg.items() if k != "resume"},
+                                        "grid": list(grid), "partitioned": True, "iteration": it,
+                                        "best_val_dice": val, "resumed_from": cfg.get("resume")})
+
+
+def _rank_device(cfg, local_rank):
+    from .unet_train import training_device
+    dev = training_device(cfg.get("device", "cpu"), local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return dev, ("nccl" if dev.type == "cuda" else "gloo")
+
+
+def _worker(rank, world, grid, paths, cfg, init, out, q, stop_event=None):
+    import torch.distributed as dist
+    torch.set_num_threads(cfg.get("threads") or max(1, (os.cpu_count() or 1) // world))
+    try:
+        dev, backend = _rank_device(cfg, rank)
+        dist.init_process_group(backend, init_method=init, rank=rank, world_size=world,
+                                timeout=timedelta(seconds=600))
+    except Exception as exc:
+        q.put(("error", rank, f"{type(exc).__name__}: {exc}", None))
+        exit_rank(q)
+    try:
+        data = {k: np.load(paths[k], mmap_mode="r") for k in ("image", "labels", "weights")}
+        data["fg"] = {int(k): v for k, v in np.load(paths["fg"]).items()}
+        stop = (lambda: stop_event.is_set()) if stop_event is not None else None
+        _train_loop(rank, world, grid, data, cfg, out, dev, lambda *m: q.put(m), stop)
+        if rank == 0:
+            q.put(("done", rank, None, None))
+        dist.barrier()
+    except Exception as exc:
+        q.put(("error", rank, f"{type(exc).__name__}: {exc}", None))
+        raise
+    finally:
+        dist.destroy_process_group()
+    exit_rank(q)
+
+
+def _check_run(image, labels, cfg, grid):
+    from .unet_train import TrainingError, check_pair
+    image, labels = np.asarray(image), np.asarray(labels)
+    check_pair(image, labels, cfg["n_classes"], cfg["patch"])
+    patch = [min(p, s) for p, s in zip(cfg["patch"], image.shape)]
+    m = 2 ** cfg["depth"]
+    try:
+        PartitionPlan(tuple(patch), tuple(grid), m)
+    except Exception as exc:
+        raise TrainingError(f"patch {tuple(patch)}: {exc}") from None
+    return image, labels, {"seed": 0, "epoch": 100, "batch": 1, "device": "cpu", **cfg, "patch": patch}
+
+
+class _Reporter:
+    """Rank 0's messages, turned into the history, log lines and progress calls."""
+
+    def __init__(self, cfg, grid, log, progress):
+        self.cfg, self.grid, self.log, self.progress = cfg, grid, log, progress
+        self.history, self.best, self.cancelled_at, self.last = [], None, None, {}
+
+    def __call__(self, kind, it, value=None, sec=None):
+        if kind == "progress":
+            self.last = {"iteration": it, "loss": value, "seconds": round(sec, 1)}
+            if self.progress:
+                self.progress(it, self.cfg["iterations"])
+        elif kind == "validation":
+            entry = {**self.last, "val_dice": value}
+            self.history.append(entry)
+            scored = [d for d in value if d is not None]
+            if scored and (self.best is None or np.mean(scored) > np.mean([d for d in self.best["val_dice"]
+                                                                             if d is not None] or [-1])):
+                self.best = entry
+            self.log(f"it {it:5d}  loss {self.last['loss']:.4f}  val Dice "
+                     f"{', '.join('n/a' if d is None else f'{d:.3f}' for d in value)}  ({sec:.0f}s, grid "
+                     f"{'x'.join(map(str, self.grid))})")
+        elif kind == "cancelled":
+            self.cancelled_at = it
+            self.log(f"cancelled after iteration {it}")
+
+    def result(self, out):
+        Path(str(out) + ".history.json").write_text(json.dumps(self.history, indent=1))
+        return {"history": self.history, "out": str(out), "best": self.best, "cancelled_at": self.cancelled_at}
+
+
+def train_partitioned(image, labels, cfg: dict, grid, out, log=print, progress=None, cancel=None) -> dict:
+    """Train on one (image, label) volume with every patch split over ``grid`` ranks spawned here:
+    CPU processes (gloo) or, with ``cfg["device"]`` cuda, one GPU each (NCCL). The weights with the
+    best validation Dice (the whole volume, run partitioned) are written to ``out``; ``cancel()``
+    returning True stops every rank at the same iteration, keeping the best weights so far."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    from ..engine.runner import _free_port
+    image, labels, cfg = _check_run(image, labels, cfg, grid)
+    world = int(np.prod(grid))
+    with tempfile.TemporaryDirectory(prefix="halo-seg-train-") as tmp:
+        data = prepare_data(image, labels, cfg)
+        paths = {k: f"{tmp}/{k}.npy" for k in ("image", "labels", "weights")}
+        for k, p in paths.items():
+            np.save(p, data[k])
+        paths["fg"] = f"{tmp}/fg.npz"
+        np.savez(paths["fg"], **{str(k): v for k, v in data["fg"].items()})
+        del data
+        ctx = mp.get_context("spawn")
+        q, stop_event = ctx.Queue(), ctx.Event()
+        init = f"tcp://127.0.0.1:{_free_port()}"
+        procs = [ctx.Process(target=_worker, args=(r, world, tuple(grid), paths, cfg, init, str(out), q, stop_event))
+                 for r in range(world)]
+        for p in procs:
+            p.start()
+        rep = _Reporter(cfg, grid, log, progress)
+        try:
+            while True:
+                if cancel is not None and cancel():
+                    stop_event.set()
+                try:
+                    msg = q.get(timeout=0.5)
+                except queue.Empty:
+                    dead = [i for i, p in enumerate(procs) if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise RuntimeError(f"partitioned training: rank(s) {dead} died (exit codes "
+                                           f"{[procs[i].exitcode for i in dead]})")
+                    if all(p.exitcode == 0 for p in procs):
+                        break
+                    continue
+                if msg[0] == "error":
+                    from .unet_train import TrainingError
+                    raise TrainingError(f"partitioned training, rank {msg[1]}: {msg[2]}")
+                if msg[0] == "done":
+                    break
+                rep(*msg)
+        except BaseException:
+            for p in procs:
+                p.kill()
+            raise
+        for p in procs:
+            p.join(120)
+        bad = [i for i, p in enumerate(procs) if p.exitcode != 0]
+        if bad:
+            raise RuntimeError(f"partitioned training: ranks {bad} failed")
+    return rep.result(out)
+
+
+def train_partitioned_torchrun(image, labels, cfg: dict, grid, out, log=print, progress=None) -> dict | None:
+    """The same training with this process as one of the ranks torchrun started (RANK, WORLD_SIZE,
+    MASTER_ADDR; one GPU per process by LOCAL_RANK with cuda). Every rank reads the volume pair
+    itself; rank 0 writes the weights and returns the result, the others return None."""
+    import torch.distributed as dist
+    from .unet_train import TrainingError
+    image, labels, cfg = _check_run(image, labels, cfg, grid)
+    world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
+    if world != int(np.prod(grid)):
+        raise TrainingError(f"torchrun started {world} ranks but the grid {tuple(grid)} needs {int(np.prod(grid))}")
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    torch.set_num_threads(cfg.get("threads") or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+    dev, backend = _rank_device(cfg, local)
+    data = prepare_data(image, labels, cfg)
+    dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=600))
+    rep = _Reporter(cfg, grid, log, progress)
+    try:
+        _train_loop(rank, world, tuple(grid), data, cfg, out, dev, rep)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    return rep.result(out) if rank == 0 else None
