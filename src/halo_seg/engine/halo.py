@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from .partition import PartitionPlan
 
@@ -41,50 +42,86 @@ def _exchange(send_lo, send_hi, lo, hi, group):
     return recv_lo, recv_hi
 
 
-class _HaloAxis(torch.autograd.Function):
+def _receive_axis(x, dim, width, lo, hi, group):
+    """The halos rank lo and rank hi send this block along ``dim`` (None where there is no neighbour)."""
+    n = x.shape[dim]
+    if n < width:
+        raise RuntimeError(f"block of {n} voxels along dim {dim} is thinner than the halo ({width})")
+    send_lo = x.narrow(dim, 0, width).contiguous()
+    send_hi = x.narrow(dim, n - width, width).contiguous()
+    return _exchange(send_lo, send_hi, lo, hi, group)
+
+
+def _pad_axis(x, dim, width, recv_lo, recv_hi):
+    # no neighbour = the volume's true border: zeros, as the whole-volume conv's padding
+    shape = list(x.shape)
+    shape[dim] = width
+    lo = recv_lo if recv_lo is not None else x.new_zeros(shape)
+    hi = recv_hi if recv_hi is not None else x.new_zeros(shape)
+    return torch.cat([lo, x, hi], dim)
+
+
+def _return_axis(g, dim, width, lo, hi, group, n):
+    """Backward of one axis' exchange: each halo's gradient goes back to the rank that owns those
+    voxels, which adds it to its border."""
+    g_lo = g.narrow(dim, 0, width).contiguous()          # belongs to rank lo's last voxels
+    g_hi = g.narrow(dim, width + n, width).contiguous()  # belongs to rank hi's first voxels
+    back_lo, back_hi = _exchange(g_lo, g_hi, lo, hi, group)
+    gx = g.narrow(dim, width, n).clone()
+    if back_lo is not None:
+        gx.narrow(dim, 0, width).add_(back_lo)
+    if back_hi is not None:
+        gx.narrow(dim, n - width, width).add_(back_hi)
+    return gx
+
+
+class _HaloConv(torch.autograd.Function):
+    """A convolution of a block padded with its neighbours' halos, keeping for the backward pass only
+    the block (which the layer before keeps anyway) and the thin halos received, not the padded copy:
+    the backward pass pads again, locally, from them. Composed of autograd operations, the padded
+    copy of every convolution's input was kept, a quarter of a partitioned step's memory
+    (benchmarks/README.md, "Training memory")."""
+
     @staticmethod
-    def forward(ctx, x, dim, width, lo, hi, group):
-        n = x.shape[dim]
-        if n < width:
-            raise RuntimeError(f"block of {n} voxels along dim {dim} is thinner than the halo ({width})")
-        ctx.meta = (dim, width, lo, hi, group, n)
-        send_lo = x.narrow(dim, 0, width).contiguous()
-        send_hi = x.narrow(dim, n - width, width).contiguous()
-        recv_lo, recv_hi = _exchange(send_lo, send_hi, lo, hi, group)
-        # no neighbour = the volume's true border: zeros, as the whole-volume conv's padding
-        if recv_lo is None:
-            recv_lo = torch.zeros_like(send_lo)
-        if recv_hi is None:
-            recv_hi = torch.zeros_like(send_hi)
-        return torch.cat([recv_lo, x, recv_hi], dim)
+    def forward(ctx, x, weight, bias, width, hctx, pad):
+        p, received = x, []
+        for axis, has in enumerate(exchanged_axes(hctx)):
+            if has:
+                lo, hi = hctx.neighbours(axis)
+                recv = _receive_axis(p, 2 + axis, width, lo, hi, hctx.group)
+                received.append((axis, lo, hi, recv))
+                p = _pad_axis(p, 2 + axis, width, *recv)
+        ctx.save_for_backward(x, weight)
+        ctx.received, ctx.width, ctx.group, ctx.pad, ctx.has_bias = received, width, hctx.group, pad, bias is not None
+        return F.conv3d(p, weight, bias, 1, pad)
 
     @staticmethod
     def backward(ctx, g):
-        dim, width, lo, hi, group, n = ctx.meta
-        g_lo = g.narrow(dim, 0, width).contiguous()          # belongs to rank lo's last voxels
-        g_hi = g.narrow(dim, width + n, width).contiguous()  # belongs to rank hi's first voxels
-        back_lo, back_hi = _exchange(g_lo, g_hi, lo, hi, group)
-        gx = g.narrow(dim, width, n).clone()
-        if back_lo is not None:
-            gx.narrow(dim, 0, width).add_(back_lo)
-        if back_hi is not None:
-            gx.narrow(dim, n - width, width).add_(back_hi)
-        return gx, None, None, None, None, None
+        x, weight = ctx.saved_tensors
+        p = x
+        for axis, _lo, _hi, recv in ctx.received:
+            p = _pad_axis(p, 2 + axis, ctx.width, *recv)
+        want_x = ctx.needs_input_grad[0]
+        gp, gw, gb = torch.ops.aten.convolution_backward(
+            g, p, weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1, 1], list(ctx.pad), [1, 1, 1],
+            False, [0, 0, 0], 1, [want_x, ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]])
+        del p
+        if want_x:
+            for axis, lo, hi, _recv in reversed(ctx.received):
+                gp = _return_axis(gp, 2 + axis, ctx.width, lo, hi, ctx.group, x.shape[2 + axis])
+        return gp, gw, gb, None, None, None
+
+
+def halo_conv3d(x, weight, bias, width: int, hctx: HaloContext):
+    """A 'same' convolution of a block: halos from the neighbours where it has them, zero padding (as
+    on the whole volume) along axes without any."""
+    pad = tuple(0 if has else width for has in exchanged_axes(hctx))
+    return _HaloConv.apply(x, weight, bias, width, hctx, pad)
 
 
 def exchanged_axes(hctx: HaloContext) -> tuple[bool, bool, bool]:
     """Axes along which this rank has a neighbour; along the others the conv pads with zeros itself."""
     return tuple(any(n is not None for n in hctx.neighbours(a)) for a in range(3))
-
-
-def halo_pad(x: torch.Tensor, width: int, hctx: HaloContext) -> torch.Tensor:
-    """Extend a (N, C, Z, Y, X) block by `width` voxels with its neighbours' data, along the axes
-    that have neighbours (the others are left for the convolution's own zero padding)."""
-    for axis, has in enumerate(exchanged_axes(hctx)):
-        if has:
-            lo, hi = hctx.neighbours(axis)
-            x = _HaloAxis.apply(x, 2 + axis, width, lo, hi, hctx.group)
-    return x
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -107,22 +144,54 @@ def all_reduce_sum(x: torch.Tensor, group=None) -> torch.Tensor:
     return _AllReduceSum.apply(x, group)
 
 
-def distributed_instance_norm(x, weight, bias, eps: float, hctx: HaloContext):
-    """Instance norm whose per-channel mean and variance cover the whole (partitioned) volume.
+class _DistributedInstanceNorm(torch.autograd.Function):
+    """Instance norm over a partitioned volume, with the closed-form backward of batch norm.
 
-    Two passes (mean, then centred sum of squares) rather than sum/sum-of-squares, which loses
-    precision in fp32 on large volumes.
+    Written out rather than composed from autograd operations, which kept the centred input, the
+    normalised one and the affine output alive for the backward pass: three tensors the size of the
+    activation where this keeps one, the normalised input (benchmarks/README.md, "Training memory").
+    Statistics are global: forward all-reduces the sums (mean, then the centred sum of squares, which
+    keeps fp32 precision on large volumes), backward the two sums of the gradient it needs.
     """
-    dims = (2, 3, 4)
-    count = torch.tensor(float(x[0, 0].numel()), dtype=x.dtype, device=x.device)
-    dist.all_reduce(count, group=hctx.group)
-    mean = all_reduce_sum(x.sum(dims, keepdim=True), hctx.group) / count
-    xc = x - mean
-    var = all_reduce_sum((xc * xc).sum(dims, keepdim=True), hctx.group) / count
-    y = xc * torch.rsqrt(var + eps)
-    if weight is not None:
-        y = y * weight.view(1, -1, 1, 1, 1) + bias.view(1, -1, 1, 1, 1)
-    return y
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, group):
+        dims = (2, 3, 4)
+        count = torch.tensor(float(x[0, 0].numel()), dtype=x.dtype, device=x.device)
+        dist.all_reduce(count, group=group)
+        mean = x.sum(dims, keepdim=True)
+        dist.all_reduce(mean, group=group)
+        xhat = x - mean.div_(count)
+        var = (xhat * xhat).sum(dims, keepdim=True)
+        dist.all_reduce(var, group=group)
+        inv = var.div_(count).add_(eps).rsqrt_()
+        xhat.mul_(inv)
+        ctx.save_for_backward(xhat, inv, weight)
+        ctx.count, ctx.group = count, group
+        shape = (1, -1, 1, 1, 1)
+        return xhat * weight.view(shape) + bias.view(shape) if weight is not None else xhat.clone()
+
+    @staticmethod
+    def backward(ctx, gy):
+        xhat, inv, weight = ctx.saved_tensors
+        gw = gb = None
+        if weight is not None:
+            gw = (gy * xhat).sum((0, 2, 3, 4))   # this block's share; allreduce_gradients adds the rest
+            gb = gy.sum((0, 2, 3, 4))
+            g = gy * weight.view(1, -1, 1, 1, 1)
+        else:
+            g = gy
+        dims = (2, 3, 4)
+        sums = torch.cat([g.sum(dims, keepdim=True), (g * xhat).sum(dims, keepdim=True)], 1)
+        dist.all_reduce(sums, group=ctx.group)
+        mean_g, mean_gx = sums.div_(ctx.count).chunk(2, 1)
+        gx = (g - mean_g).sub_(xhat * mean_gx).mul_(inv)
+        return gx, gw, gb, None, None
+
+
+def distributed_instance_norm(x, weight, bias, eps: float, hctx: HaloContext):
+    """Instance norm whose per-channel mean and variance cover the whole (partitioned) volume."""
+    return _DistributedInstanceNorm.apply(x, weight, bias, eps, hctx.group)
 
 
 def allreduce_gradients(module: torch.nn.Module, group=None, average_over: int = 1):

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .halo import HaloContext, distributed_instance_norm, exchanged_axes, halo_pad
+from .halo import HaloContext, distributed_instance_norm, halo_conv3d
 
 
 class PartitionAware(nn.Module):
@@ -27,11 +26,7 @@ class HaloConv3d(nn.Conv3d, PartitionAware):
     def forward(self, x):
         if self.hctx is None:
             return super().forward(x)
-        w = self.kernel_size[0] // 2
-        x = halo_pad(x, w, self.hctx)
-        # zero padding (as on the whole volume) along axes without neighbours, none where halos came in
-        pad = tuple(0 if has else w for has in exchanged_axes(self.hctx))
-        return F.conv3d(x, self.weight, self.bias, self.stride, pad, self.dilation, self.groups)
+        return halo_conv3d(x, self.weight, self.bias, self.kernel_size[0] // 2, self.hctx)
 
 
 class SpatialInstanceNorm(nn.InstanceNorm3d, PartitionAware):
