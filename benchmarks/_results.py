@@ -16,6 +16,13 @@ def save_results(out: str | Path, regions, results: list) -> int:
     return 0
 
 
+def save_ratios(out: str | Path, meta, rows: list) -> int:
+    """Print the spread of the rows' estimated / measured ``ratio`` and save them (the memory benchmarks)."""
+    ratios = [r["ratio"] for r in rows]
+    print(f"estimated / measured: min {min(ratios):.2f}, median {np.median(ratios):.2f}, max {max(ratios):.2f}")
+    return save_results(out, meta, rows)
+
+
 def timed(fn, repeats: int):
     """fn's last result, its median seconds over ``repeats`` calls, and the largest peak of Python's
     allocations (tracemalloc, which numpy reports to) in MiB."""

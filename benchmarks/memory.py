@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import save_results  # noqa: E402
+from _results import save_ratios  # noqa: E402
 
 from halo_seg.engine.memory import MIB, network_bytes_per_voxel  # noqa: E402
 from halo_seg.engine.runner import segment  # noqa: E402
@@ -78,9 +78,7 @@ def main(argv=None) -> int:
             print(f"| {name} | {mode} | {'x'.join(map(str, shape))} | {'x'.join(map(str, grid))} | {mirror or '-'} | {dtype} "
                   f"| {'x'.join(map(str, row['block']))} | {row['counted_per_voxel']:.0f} | {est:.0f} | "
                   f"{measured:.0f} | {row['ratio']:.2f} |", flush=True)
-    ratios = [r["ratio"] for r in rows]
-    print(f"estimated / measured: min {min(ratios):.2f}, median {np.median(ratios):.2f}, max {max(ratios):.2f}")
-    return save_results(a.out, {"device": a.device, "threads": a.threads}, rows)
+    return save_ratios(a.out, {"device": a.device, "threads": a.threads}, rows)
 
 
 if __name__ == "__main__":

@@ -203,3 +203,18 @@ def test_count_falls_back_where_the_dispatch_mode_is_missing(monkeypatch):
         assert abs(21.0 * 12 - counted) <= 0.1 * counted   # the fallback is what the count gives
     finally:
         memory._counted_per_voxel.cache_clear()
+
+
+def test_ranks_spawned_here_count_their_own_processes(phantom_npy, tiny_weights, monkeypatch):
+    from halo_seg.io.volume import open_volume
+    vol = open_volume(phantom_npy)
+    net, _ = load_unet(tiny_weights)
+    plan = PartitionPlan(vol.shape, (2, 1, 1), net.multiple)
+    spawned = runner.plan_memory(vol, net, plan, "halo", (None, 0.5), (), "cpu")
+    assert spawned.process == memory.PROCESS_BYTES
+    assert spawned.needed == 2 * (spawned.per_rank + memory.PROCESS_BYTES)
+    assert "for its own process" in spawned.describe()
+    # the calling process (whole, tile) and torchrun's processes already exist: nothing to add
+    assert runner.plan_memory(vol, net, plan, "whole", (None, 0.5), (), "cpu").process == 0
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert runner.plan_memory(vol, net, plan, "halo", (None, 0.5), (), "cpu", distributed_env=True).process == 0

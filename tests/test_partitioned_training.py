@@ -142,6 +142,6 @@ def test_cuda_training_without_a_gpu_is_refused(phantom_pair, tmp_path):
         train_unet([img], [lab], TrainConfig(patch=(16, 16, 16), iterations=1, base=4, depth=2, device="cuda"),
                    tmp_path / "x.safetensors", log=lambda *a: None)
     cfg = dict(n_classes=2, patch=[16, 16, 16], iterations=1, lr=1e-3, base=4, depth=2, device="cuda")
-    with pytest.raises(TrainingError, match=r"rank \d: .*cuda was asked for but no CUDA device"):
+    with pytest.raises(TrainingError, match="cuda was asked for but no CUDA device"):
         train_partitioned(img, lab, cfg, (2, 1, 1), tmp_path / "x.safetensors", log=lambda *a: None)
     assert not (tmp_path / "x.safetensors").exists()

@@ -155,7 +155,7 @@ def cmd_train(a) -> int:
             raise SystemExit("error: --grid training normalises with z-score only for now")
         cfg = dict(n_classes=n, patch=list(a.patch), iterations=a.iterations, batch=a.batch, lr=a.lr, base=a.base,
                    depth=a.depth, seed=0, epoch=a.epoch, device=a.device, threads=a.threads, resume=a.resume,
-                   command=" ".join(sys.argv))
+                   memory_check=not a.no_memory_check, command=" ".join(sys.argv))
         try:
             if torchrun:
                 lead = int(os.environ["RANK"]) == 0
@@ -177,7 +177,7 @@ def cmd_train(a) -> int:
         return 0
     cfg = TrainConfig(n_classes=n, patch=tuple(a.patch), iterations=a.iterations, batch=a.batch,
                       lr=a.lr, base=a.base, depth=a.depth, epoch=a.epoch, threads=a.threads,
-                      normalization=spec, device=a.device)
+                      normalization=spec, device=a.device, memory_check=not a.no_memory_check)
     try:
         res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard, log=tqdm.write,
                          meta={"command": " ".join(sys.argv)}, resume=a.resume, progress=progress)
@@ -577,6 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "processes, one GPU each with --device cuda, or the ranks torchrun started")
     t.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"],
                    help="auto: a GPU when there is one (default)")
+    t.add_argument("--no-memory-check", action="store_true",
+                   help="train even where the estimated peak memory per rank does not fit")
     t.add_argument("--resume", default=None, help="continue from a checkpoint written by this command")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _choice_args(t, "of every --image")

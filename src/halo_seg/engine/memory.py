@@ -28,6 +28,12 @@ MIB = 2 ** 20
 # torch.cuda.max_memory_allocated, 1.56); see benchmarks/README.md, "Memory per rank"
 LIBRARY_FACTOR = 1.6
 FIXED_BYTES = 64 * MIB     # small tensors and allocator slack that do not scale with the block
+# bytes per voxel per base channel of one training step (whole patch, partitioned block), if counting
+# fails: what it counts for this U-Net family (base 8 and 16, depth 3 and 4)
+TRAIN_FALLBACK = (68.0, 74.0)
+# a spawned CPU rank's own process before its block: interpreter, PyTorch, its libraries and the
+# network; 181 MiB of private memory (RssAnon, torch 2.13, Linux; shared library code not counted)
+PROCESS_BYTES = 192 * MIB
 USABLE = 0.9               # of the available memory: the rest is left for the system and the caller
 
 
@@ -80,11 +86,18 @@ def _counted_peak(net, n: int, mirror: tuple) -> int:
     return counter.peak
 
 
+def probe_net(config: dict):
+    """A network of ``config``'s sizes, for counting: the weights do not change the memory. Its
+    random initialisation leaves PyTorch's global generator as it was, so an estimate never changes
+    what a seeded run that follows it (training) draws."""
+    from .unet import UNet3D
+    with torch.random.fork_rng(devices=[]):
+        return UNet3D(**config)
+
+
 @functools.lru_cache(maxsize=32)
 def _counted_per_voxel(config_json: str) -> float:
-    from .unet import UNet3D
-
-    net = UNet3D(**json.loads(config_json))   # sizes only: the weights do not change the memory
+    net = probe_net(json.loads(config_json))
     # two probe sizes: the slope leaves out what does not grow with the block
     n1, n2 = 2 * net.multiple, 3 * net.multiple
     try:
@@ -93,6 +106,79 @@ def _counted_per_voxel(config_json: str) -> float:
         # the dispatch mode is PyTorch-internal API; where it is missing, what it counted for this
         # U-Net family (21 bytes per voxel per base channel, for base 8 and 16, depth 3 and 4)
         return 21.0 * net.config["base"]
+
+
+class _OfflineHalo:
+    """A partitioned rank's allocations without its messages, for counting: each halo arrives as
+    zeros (as a received buffer would), each all-reduce is left as it was. Only halo.py is patched."""
+
+    class _Context:
+        group = None
+
+        def __init__(self, split):
+            self.split = split
+
+        def neighbours(self, axis):
+            # an inner rank, the worst case: a neighbour on both sides of every split axis
+            return (0, 0) if self.split[axis] else (None, None)
+
+    class _Dist:
+        ReduceOp = torch.distributed.ReduceOp if hasattr(torch.distributed, "ReduceOp") else None
+
+        @staticmethod
+        def all_reduce(*args, **kwargs):
+            return None
+
+    def __init__(self, split):
+        self.hctx = self._Context(tuple(bool(s) for s in split))
+
+    def __enter__(self):
+        from . import halo
+        self._saved = halo._exchange, halo.dist
+        halo._exchange = lambda lo_t, hi_t, lo, hi, group: (
+            None if lo is None else torch.zeros_like(lo_t), None if hi is None else torch.zeros_like(hi_t))
+        halo.dist = self._Dist
+        return self.hctx
+
+    def __exit__(self, *exc):
+        from . import halo
+        halo._exchange, halo.dist = self._saved
+
+
+def _counted_training_peak(net, n: int, split: tuple) -> int:
+    """Peak bytes alive over one training step (forward, loss, backward) on an n**3 patch block."""
+    from ..train.partitioned import partitioned_dice_ce
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, net.config["in_channels"], n, n, n, generator=g)
+    y = torch.randint(0, net.config["out_channels"], (1, n, n, n), generator=g)
+    w = torch.ones(1, n, n, n)
+    counter = _LiveBytes()
+    with _OfflineHalo(split) as hctx:
+        net.set_partition(hctx if any(split) else None)
+        try:
+            with counter.mode:
+                partitioned_dice_ce(net(x), y, w).backward()
+        finally:
+            net.set_partition(None)
+            net.zero_grad(set_to_none=True)
+    return counter.peak
+
+
+@functools.lru_cache(maxsize=32)
+def _training_per_voxel(config_json: str, split: tuple) -> float:
+    net = probe_net(json.loads(config_json))
+    n1, n2 = 2 * net.multiple, 3 * net.multiple
+    try:
+        return (_counted_training_peak(net, n2, split) - _counted_training_peak(net, n1, split)) / (n2 ** 3 - n1 ** 3)
+    except (ImportError, AttributeError, RuntimeError):
+        return TRAIN_FALLBACK[any(split)] * net.config["base"]
+
+
+def training_bytes_per_voxel(config: dict, split=(False, False, False)) -> float:
+    """Peak bytes PyTorch allocates per voxel of a patch block over one training step, batch 1;
+    ``split``: the axes the patch is partitioned along (their halo copies and the distributed norm's
+    intermediates are counted, as for a rank with neighbours on both sides)."""
+    return _training_per_voxel(json.dumps(config, sort_keys=True), tuple(bool(s) for s in split))
 
 
 def network_bytes_per_voxel(config: dict, mirror=()) -> float:
@@ -171,18 +257,20 @@ class MemoryCheck:
     sharing: int             # ranks that draw on the same memory (one machine's RAM, or one GPU)
     available: int | None    # bytes that memory has available; None: unknown, so not checked
     where: str               # "RAM" or "GPU memory"
+    process: int = 0         # bytes each rank's own process takes before it runs (ranks spawned here)
 
     @property
     def needed(self) -> int:
-        return self.per_rank * self.sharing
+        return (self.per_rank + self.process) * self.sharing
 
     @property
     def fits(self) -> bool:
         return self.available is None or self.needed <= self.available * USABLE
 
     def describe(self) -> str:
-        need = fmt_bytes(self.per_rank) + (f" per rank, {fmt_bytes(self.needed)} for the {self.sharing} ranks "
-                                           f"that share it" if self.sharing > 1 else "")
+        own = f" and {fmt_bytes(self.process)} for its own process" if self.process else ""
+        need = fmt_bytes(self.per_rank) + (f" per rank{own}, {fmt_bytes(self.needed)} for the {self.sharing} ranks "
+                                           f"that share it" if self.sharing > 1 else own)
         have = "unknown" if self.available is None else fmt_bytes(self.available)
         return f"needs about {need}; {self.where} available: {have}"
 

@@ -277,7 +277,10 @@ def plan_memory(vol, net, plan: PartitionPlan, mode: str, tiling, mirror, device
         sharing = math.ceil(here / torch.cuda.device_count())
         free = int(torch.cuda.mem_get_info(dev)[0]) if ask_gpu else None
         return memory.MemoryCheck(per_rank, sharing, free, "GPU memory")
-    return memory.MemoryCheck(per_rank, here, memory.host_available(), "RAM")
+    # ranks spawned here start their own processes, whose baseline the rank's estimate leaves out
+    spawned = mode == "halo" and not distributed_env
+    return memory.MemoryCheck(per_rank, here, memory.host_available(), "RAM",
+                              memory.PROCESS_BYTES if spawned else 0)
 
 
 def memory_needs(vol, weights="default", grid=(2, 1, 1), mirror="") -> dict:
@@ -316,7 +319,7 @@ def _memory_refusal(vol, net, plan, mode, tiling, mirror, mem: memory.MemoryChec
         if g is None:
             break
         bigger = PartitionPlan(vol.shape, g, net.multiple)
-        per = _per_rank_bytes(vol, net, bigger, "halo", tiling, mirror)
+        per = _per_rank_bytes(vol, net, bigger, "halo", tiling, mirror) + mem.process
         if per <= room:
             lines.append(f"- a grid of {'x'.join(map(str, bigger.grid))} ({world} ranks) needs about "
                          f"{memory.fmt_bytes(per)} per rank: run it where each rank has its own "
@@ -424,6 +427,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
         coords = plan.coords(rank)
         valid = plan.valid_block(rank)
         spec = normalize.resolve(normalize.spec_of(meta), vol.data)
+        process = _status_mb("RssAnon")   # the rank's own process before its block: memory.PROCESS_BYTES
         rss0 = _reset_peak()
         x = np.asarray(vol.data[valid])  # this rank's block only
         m = torch.from_numpy(normalize.moments(x, spec)).to(dev)
@@ -441,7 +445,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
         peak = _peak_growth_mb(rss0)
         write_block(job["output"], valid, probs, coords, job["probabilities"])
         report = {"rank": rank, "coords": coords, "seconds": time.perf_counter() - t0,
-                  "peak_mb": peak, "block": [s.stop - s.start for s in block]}
+                  "peak_mb": peak, "process_mb": process, "block": [s.stop - s.start for s in block]}
         if dev.type == "cuda":
             report["cuda_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2 ** 20
         dist.barrier()

@@ -18,7 +18,7 @@ import torch
 
 from ..engine.halo import HaloContext
 from ..engine.partition import PartitionPlan
-from ..engine.runner import exit_rank
+from ..engine.runner import _peak_growth_mb, _reset_peak, _status_mb, exit_rank, map_large_allocations
 from ..engine.unet import UNet3D
 from .partitioned import step_inputs, train_step
 
@@ -102,6 +102,11 @@ def _train_loop(rank, world, grid, data, cfg, out, dev, emit, stop=None) -> None
     rng = np.random.default_rng(cfg["seed"] + start)   # every rank draws the same patches
     epoch, best, t0 = max(1, int(cfg.get("epoch", 100))), -1.0, time.time()
     flag = torch.zeros(1, device=dev)
+    process = _status_mb("RssAnon")   # the rank's own process, before it trains: interpreter, libraries, data
+    rss0 = _reset_peak()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        held = torch.cuda.memory_allocated(dev)
     for it in range(start + 1, iterations + 1):
         if world > 1 or stop is not None:
             flag.fill_(float(rank == 0 and stop is not None and stop()))
@@ -110,7 +115,7 @@ def _train_loop(rank, world, grid, data, cfg, out, dev, emit, stop=None) -> None
             if flag.item():
                 if rank == 0:
                     emit("cancelled", it - 1)
-                return
+                break
         net.set_partition(HaloContext(plan, rank))
         xs, ys, ws = zip(*(step_inputs(image, labels, weights, patch, plan, rank, rng, fg, cfg.get("fg_p", 0.67))
                            for _ in range(batch)))
@@ -131,6 +136,30 @@ def _train_loop(rank, world, grid, data, cfg, out, dev, emit, stop=None) -> None
                               training={"config": {k: v for k, v in cfg.items() if k != "resume"},
                                         "grid": list(grid), "partitioned": True, "iteration": it,
                                         "best_val_dice": val, "resumed_from": cfg.get("resume")})
+    # the run's peak above what the rank held before it (the largest rank's), for benchmarks/memory.py
+    peak = torch.tensor([(torch.cuda.max_memory_allocated(dev) - held) / 2 ** 20 if dev.type == "cuda"
+                         else _peak_growth_mb(rss0), process], dtype=torch.float64, device=dev)
+    if world > 1:
+        dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    if rank == 0:
+        emit("memory", float(peak[0]), float(peak[1]))
+
+
+def _check_memory(cfg, grid, shape, dev, distributed_env=False, ask_gpu=True, data_bytes_per_voxel=0, log=None,
+                  spawned=False):
+    from . import train_memory
+    from .unet_train import TrainingError
+    if not cfg.get("memory_check", True):
+        return
+    config = dict(in_channels=1, out_channels=cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
+    batch = int(cfg.get("batch", 1))
+    mem = train_memory.plan_training(config, cfg["patch"], batch, grid, [shape], dev, distributed_env, ask_gpu,
+                                     data_bytes_per_voxel, spawned)
+    if not mem.fits:
+        where = f"GPU {dev.index}: " if dev.type == "cuda" else ""
+        raise TrainingError(where + train_memory.refusal(config, cfg["patch"], batch, grid, [shape], mem))
+    if log is not None:
+        log(f"memory: {mem.describe()}")
 
 
 def _rank_device(cfg, local_rank):
@@ -144,6 +173,7 @@ def _rank_device(cfg, local_rank):
 def _worker(rank, world, grid, paths, cfg, init, out, q, stop_event=None):
     import torch.distributed as dist
     torch.set_num_threads(cfg.get("threads") or max(1, (os.cpu_count() or 1) // world))
+    map_large_allocations()   # freed blocks go back to the system (see runner.map_large_allocations)
     try:
         dev, backend = _rank_device(cfg, rank)
         dist.init_process_group(backend, init_method=init, rank=rank, world_size=world,
@@ -153,6 +183,8 @@ def _worker(rank, world, grid, paths, cfg, init, out, q, stop_event=None):
         exit_rank(q)
     try:
         data = {k: np.load(paths[k], mmap_mode="r") for k in ("image", "labels", "weights")}
+        if dev.type == "cuda":   # the parent did not ask (a CUDA context there would hold GPU 0)
+            _check_memory(cfg, grid, data["image"].shape, dev)
         data["fg"] = {int(k): v for k, v in np.load(paths["fg"]).items()}
         stop = (lambda: stop_event.is_set()) if stop_event is not None else None
         _train_loop(rank, world, grid, data, cfg, out, dev, lambda *m: q.put(m), stop)
@@ -177,7 +209,8 @@ def _check_run(image, labels, cfg, grid):
         PartitionPlan(tuple(patch), tuple(grid), m)
     except Exception as exc:
         raise TrainingError(f"patch {tuple(patch)}: {exc}") from None
-    return image, labels, {"seed": 0, "epoch": 100, "batch": 1, "device": "cpu", **cfg, "patch": patch}
+    return image, labels, {"seed": 0, "epoch": 100, "batch": 1, "device": "cpu", "memory_check": True, **cfg,
+                           "patch": patch}
 
 
 class _Reporter:
@@ -185,7 +218,8 @@ class _Reporter:
 
     def __init__(self, cfg, grid, log, progress):
         self.cfg, self.grid, self.log, self.progress = cfg, grid, log, progress
-        self.history, self.best, self.cancelled_at, self.last = [], None, None, {}
+        self.history, self.best, self.cancelled_at, self.last, self.peak_mb = [], None, None, {}, None
+        self.process_mb = None
 
     def __call__(self, kind, it, value=None, sec=None):
         if kind == "progress":
@@ -202,13 +236,16 @@ class _Reporter:
             self.log(f"it {it:5d}  loss {self.last['loss']:.4f}  val Dice "
                      f"{', '.join('n/a' if d is None else f'{d:.3f}' for d in value)}  ({sec:.0f}s, grid "
                      f"{'x'.join(map(str, self.grid))})")
+        elif kind == "memory":
+            self.peak_mb, self.process_mb = it, value
         elif kind == "cancelled":
             self.cancelled_at = it
             self.log(f"cancelled after iteration {it}")
 
     def result(self, out):
         Path(str(out) + ".history.json").write_text(json.dumps(self.history, indent=1))
-        return {"history": self.history, "out": str(out), "best": self.best, "cancelled_at": self.cancelled_at}
+        return {"history": self.history, "out": str(out), "best": self.best, "cancelled_at": self.cancelled_at,
+                "peak_mb": self.peak_mb, "process_mb": self.process_mb}
 
 
 def train_partitioned(image, labels, cfg: dict, grid, out, log=print, progress=None, cancel=None) -> dict:
@@ -221,8 +258,11 @@ def train_partitioned(image, labels, cfg: dict, grid, out, log=print, progress=N
     import torch.multiprocessing as mp
 
     from ..engine.runner import _free_port
+    from .unet_train import training_device
     image, labels, cfg = _check_run(image, labels, cfg, grid)
     world = int(np.prod(grid))
+    if training_device(cfg["device"]).type == "cpu":   # the ranks' blocks share this machine's RAM
+        _check_memory(cfg, tuple(grid), image.shape, torch.device("cpu"), log=log, spawned=True)
     with tempfile.TemporaryDirectory(prefix="halo-seg-train-") as tmp:
         data = prepare_data(image, labels, cfg)
         paths = {k: f"{tmp}/{k}.npy" for k in ("image", "labels", "weights")}
@@ -284,6 +324,9 @@ def train_partitioned_torchrun(image, labels, cfg: dict, grid, out, log=print, p
     local = int(os.environ.get("LOCAL_RANK", rank))
     torch.set_num_threads(cfg.get("threads") or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
     dev, backend = _rank_device(cfg, local)
+    from .train_memory import RANK_DATA
+    _check_memory(cfg, tuple(grid), image.shape, dev, distributed_env=True, data_bytes_per_voxel=RANK_DATA,
+                  log=log)
     data = prepare_data(image, labels, cfg)
     dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
                             timeout=timedelta(seconds=600))

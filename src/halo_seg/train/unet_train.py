@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     device: str = "cpu"         # cpu, cuda or auto (a GPU when there is one)
+    memory_check: bool = True   # refuse a run whose estimated peak does not fit (train_memory.py)
     class_names: list = field(default_factory=list)
     normalization: dict = field(default_factory=lambda: {"kind": "zscore"})
 
@@ -105,6 +106,18 @@ def _region_dice(pred: np.ndarray, truth: np.ndarray, region: np.ndarray) -> flo
     return dice(p, t) if (p.any() or t.any()) else float("nan")
 
 
+def _check_memory(cfg: TrainConfig, shapes, dev, log) -> None:
+    """Refuse, before the weight maps are computed, a run whose estimated peak does not fit."""
+    from . import train_memory
+    config = dict(in_channels=1, out_channels=cfg.n_classes, base=cfg.base, depth=cfg.depth)
+    patch = tuple(max(min(p, s) for s in axis) for p, axis in zip(cfg.patch, zip(*shapes)))
+    mem = train_memory.plan_training(config, patch, cfg.batch, (1, 1, 1), shapes, dev,
+                                     data_bytes_per_voxel=train_memory.UNPARTITIONED_DATA)
+    if not mem.fits:
+        raise TrainingError(train_memory.refusal(config, patch, cfg.batch, (1, 1, 1), shapes, mem))
+    log(f"memory: {mem.describe()}")
+
+
 def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=None, val_regions=None,
                log=print, tensorboard_dir: str | None = None, meta: dict | None = None,
                resume: str | Path | None = None, progress=None, cancel=None) -> dict:
@@ -120,11 +133,14 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     m = 2 ** cfg.depth
     if any(p % m for p in cfg.patch):
         raise TrainingError(f"patch {cfg.patch} must be a multiple of 2**depth = {m}")
+    images, labels = [np.asarray(im) for im in images], [np.asarray(lb) for lb in labels]
+    for i, (im, lb) in enumerate(zip(images, labels)):
+        check_pair(im, lb, cfg.n_classes, cfg.patch, f"volume {i}")
+    if cfg.memory_check:
+        _check_memory(cfg, [im.shape for im in images], dev, log)
     spec = dict(cfg.normalization)   # saved with the weights; percentile resolves per volume
     vols = []
     for i, (im, lb) in enumerate(zip(images, labels)):
-        im, lb = np.asarray(im), np.asarray(lb)
-        check_pair(im, lb, cfg.n_classes, cfg.patch, f"volume {i}")
         vspec = normalize.resolve(spec, im)
         mean, std = normalize.mean_std(normalize.moments(im, vspec), vspec)
         tr = np.ones(im.shape, bool) if train_regions is None else train_regions[i]

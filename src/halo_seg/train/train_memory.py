@@ -1,0 +1,131 @@
+"""How much memory a training run needs per rank, and whether it fits: the training counterpart of
+engine/memory.py, so that `halo-seg train` refuses a patch, batch or grid that cannot fit before it
+prepares the data, instead of dying at the first step, and says which grid would fit.
+
+A rank's peak is the larger of its training step (forward, loss and backward on its block of the
+batch's patches: PyTorch's allocations counted on a probe, as for inference, with the halo copies
+and the distributed norm's intermediates of a partitioned block) and its validation (its block of
+the whole volume, run as `segment` runs it). Measured against real ranks by
+`benchmarks/memory.py --train`.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from ..engine import memory
+from ..engine.partition import PartitionPlan, factor_grid
+
+# bytes per voxel of a batch's inputs beside the network: image (float32), labels (int64), weights
+INPUT_BYTES = 16
+# what the unpartitioned trainer holds per voxel of each volume in RAM: the normalised image and the
+# weight map (float32), the labels (int64), its training and validation regions (bool)
+UNPARTITIONED_DATA = 18
+# what a torchrun rank holds: the normalised image, the weight map (float32) and the labels (int16)
+RANK_DATA = 10
+# validation holds the predicted and true labels (int64) and their comparisons beside the network
+VALIDATION_BYTES = 24
+PARAM_BYTES = 16   # per weight: itself, its gradient and AdamW's two moments (float32)
+# The measured peak over the counted one, for a training step's block on CPU, is 1.2 to 1.3 on large
+# blocks (benchmarks/train_memory.py; benchmarks/README.md, "Training memory"). Beside what grows with
+# the block, a training process takes memory that does not (TRAIN_FIXED: the allocator, oneDNN's
+# scratch buffers, which on some block shapes, e.g. 48 voxel edges, take 140 MiB more than on larger
+# blocks), and its first step loads libraries (FIRST_USE, where it runs in an existing process); a
+# spawned rank's whole process (interpreter, PyTorch, process group, network and optimizer) held
+# 241 to 243 MiB of private memory before its first step (RANK_PROCESS). Not yet measured on a GPU.
+TRAIN_FACTOR = 1.3
+TRAIN_FIXED = 160 * 2 ** 20
+FIRST_USE = 96 * 2 ** 20
+RANK_PROCESS = 256 * 2 ** 20
+
+
+def _largest_block(shape, grid, multiple) -> tuple:
+    plan = PartitionPlan(tuple(shape), tuple(grid), multiple)
+    return max((tuple(s.stop - s.start for s in b) for b in plan.all_blocks()), key=math.prod)
+
+
+def step_bytes(config: dict, patch, batch: int, grid=(1, 1, 1)) -> int:
+    """Estimated peak of one rank's training step, above what it held before (the network included)."""
+    multiple = 2 ** config["depth"]
+    block = _largest_block(patch, grid, multiple)
+    voxels = math.prod(block) * batch
+    split = tuple(g > 1 for g in grid)
+    per_voxel = memory.training_bytes_per_voxel(config, split) * TRAIN_FACTOR + INPUT_BYTES
+    params = sum(p.numel() for p in _net(config).parameters())
+    return int(voxels * per_voxel + params * PARAM_BYTES + TRAIN_FIXED)
+
+
+def validation_bytes(config: dict, volume_shape, grid=(1, 1, 1)) -> int:
+    """Estimated peak of one rank's validation on its block of the whole volume (grid 1,1,1: the
+    unpartitioned trainer's whole-volume prediction)."""
+    multiple = 2 ** config["depth"]
+    block = _largest_block(volume_shape, grid, multiple)
+    mode = "halo" if math.prod(grid) > 1 else "whole"
+    running = memory.block_bytes(config, block, 4, (), mode) - memory.FIXED_BYTES
+    return int(running + VALIDATION_BYTES * math.prod(block) + TRAIN_FIXED)
+
+
+def rank_bytes(config: dict, patch, batch: int, grid, volume_shapes) -> int:
+    return max([step_bytes(config, patch, batch, grid)]
+               + [validation_bytes(config, s, grid) for s in volume_shapes])
+
+
+def _net(config):
+    return memory.probe_net(config)
+
+
+def process_bytes(spawned: bool) -> int:
+    """RAM a training rank needs beside its estimate: its whole process when spawned for the run, the
+    first step's libraries when it runs in a process that exists (the caller, or a torchrun rank)."""
+    return RANK_PROCESS if spawned else FIRST_USE
+
+
+def plan_training(config: dict, patch, batch: int, grid, volume_shapes, device: torch.device,
+                  distributed_env: bool = False, ask_gpu: bool = True, data_bytes_per_voxel: int = 0,
+                  spawned: bool = False) -> memory.MemoryCheck:
+    """The run's estimated peak per rank against the memory it draws on: the machine's RAM shared by
+    its ranks, or each rank's GPU (``ask_gpu`` False: unknown, for a parent that only spawns ranks).
+    ``data_bytes_per_voxel``: what a rank holds in RAM of the prepared volumes (counted for RAM only);
+    ``spawned``: the ranks are processes started for the run (their own memory counts too)."""
+    per_rank = rank_bytes(config, patch, batch, grid, volume_shapes)
+    here = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if distributed_env else math.prod(grid)
+    if device.type == "cuda":
+        sharing = math.ceil(here / torch.cuda.device_count())
+        free = int(torch.cuda.mem_get_info(device)[0]) if ask_gpu else None
+        return memory.MemoryCheck(per_rank, sharing, free, "GPU memory")
+    data = data_bytes_per_voxel * sum(math.prod(v) for v in volume_shapes)
+    return memory.MemoryCheck(per_rank + data, here, memory.host_available(), "RAM", process_bytes(spawned))
+
+
+def refusal(config: dict, patch, batch: int, grid, volume_shapes, mem: memory.MemoryCheck) -> str:
+    """What the run needs, and what would fit: a finer grid (each rank with its own memory), a smaller
+    batch, or the check turned off."""
+    grid = tuple(grid)
+    g = "x".join(map(str, grid))
+    step = step_bytes(config, patch, batch, grid)
+    val = max(validation_bytes(config, s, grid) for s in volume_shapes)
+    lines = [f"not enough memory: training {' x '.join(map(str, patch))} patches (batch {batch}) on a {g} grid "
+             f"{mem.describe()} (the step {memory.fmt_bytes(step)}, validating the whole volume "
+             f"{memory.fmt_bytes(val)})."]
+    room = mem.available * memory.USABLE
+    multiple = 2 ** config["depth"]
+    for world in (2, 4, 8, 16, 32, 64, 128, 256, 512):
+        if world <= math.prod(grid) and mem.sharing == 1:
+            continue
+        finer = factor_grid(world, patch, multiple)
+        if finer is None:
+            break
+        per = rank_bytes(config, patch, batch, finer, volume_shapes) + mem.process
+        if per <= room:
+            lines.append(f"- --grid {','.join(map(str, finer))} ({world} ranks) needs about {memory.fmt_bytes(per)} "
+                         f"per rank: run it where each rank has its own {mem.where} (one GPU each, or torchrun "
+                         f"over machines)")
+            break
+    if batch > 1 and (rank_bytes(config, patch, 1, grid, volume_shapes) + mem.process) * mem.sharing <= room:
+        lines.append("- a smaller --batch")
+    if len(volume_shapes) > 1 and len(lines) > 1:
+        lines[1] += " (partitioned training takes one volume pair)"
+    lines.append("- turning the check off runs it anyway (--no-memory-check; memory_check=False)")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""The training memory estimate: the partitioned path is counted without messages, the estimate covers
+a real run's peak, and a run that cannot fit is refused before anything is computed, with a grid that fits."""
+import numpy as np
+import pytest
+import torch
+
+from halo_seg.cli import main
+from halo_seg.engine import halo, memory
+from halo_seg.engine.memory import MIB, MemoryCheck
+from halo_seg.samples import make_phantom
+from halo_seg.train import train_memory, unet_train
+from halo_seg.train.partitioned_run import train_partitioned
+from halo_seg.train.unet_train import TrainConfig, TrainingError, train_unet
+
+CONFIG = dict(in_channels=1, out_channels=2, base=4, depth=2)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    ph = make_phantom((48, 48, 48), n_objects=3, seed=5, noise=0.05)
+    return ph.image, (ph.labels > 0).astype(np.int64)
+
+
+def test_partitioned_step_is_counted_offline_and_keeps_no_padded_copies():
+    exchange, dist = halo._exchange, halo.dist
+    whole = memory.training_bytes_per_voxel(CONFIG)
+    split = memory.training_bytes_per_voxel(CONFIG, (True, False, False))
+    split3 = memory.training_bytes_per_voxel(CONFIG, (True, True, True))
+    assert (halo._exchange, halo.dist) == (exchange, dist)   # the probe leaves the halo module as it was
+    # only the thin halos are kept for the backward pass, beside what the whole patch keeps (composed
+    # of autograd operations, the padded copies and the norm's intermediates made it 1.5 x)
+    assert whole < split < 1.1 * whole and split < split3 < 1.25 * whole
+    # the count is per voxel: the step on a larger probe grows with its volume
+    from halo_seg.engine.unet import UNet3D
+    net = UNet3D(**CONFIG)
+    for n in (16, 24):
+        assert memory._counted_training_peak(net, n, (False,) * 3) == pytest.approx(whole * n ** 3, rel=0.05)
+
+
+def test_estimate_covers_a_partitioned_runs_peak(pair, tmp_path):
+    img, lab = pair
+    cfg = dict(n_classes=2, patch=[48, 48, 48], iterations=2, epoch=2, lr=1e-3, base=8, depth=3, threads=1)
+    res = train_partitioned(img, lab, cfg, (2, 1, 1), tmp_path / "p.safetensors", log=lambda *a: None)
+    est = train_memory.rank_bytes(dict(CONFIG, base=8, depth=3), (48, 48, 48), 1, (2, 1, 1), [img.shape])
+    est += train_memory.process_bytes(spawned=True)
+    # a spawned rank needs its process (interpreter, libraries, network) and what its run adds to it
+    measured = (res["process_mb"] + res["peak_mb"]) * MIB
+    assert measured <= est <= 2 * measured
+
+
+def test_training_that_cannot_fit_is_refused_with_a_grid_that_fits(pair, tmp_path, monkeypatch):
+    img, lab = pair
+    patch, shapes = (48, 48, 48), [img.shape]
+    config = dict(CONFIG, base=8, depth=3)
+    need = train_memory.rank_bytes(config, patch, 2, (1, 1, 1), shapes) + 18 * img.size
+    have = int(need / memory.USABLE * 0.9)
+    monkeypatch.setattr(memory, "host_available", lambda: have)
+    weight_maps = []
+    monkeypatch.setattr(unet_train, "unet_weight_map", lambda *a, **k: weight_maps.append(1))
+    cfg = TrainConfig(patch=patch, iterations=2, batch=2, base=8, depth=3)
+    with pytest.raises(TrainingError, match="not enough memory: training 48 x 48 x 48 patches") as err:
+        train_unet([img], [lab], cfg, tmp_path / "x.safetensors", log=lambda *a: None)
+    assert not weight_maps and not (tmp_path / "x.safetensors").exists()   # refused before any work
+    msg = str(err.value)
+    assert "RAM available" in msg and "--no-memory-check" in msg
+    grid = tuple(int(g) for g in msg.split("--grid ")[1].split()[0].split(","))
+    # the grid it offers does fit where each rank has its own memory of this size
+    assert train_memory.rank_bytes(config, patch, 2, grid, shapes) + train_memory.FIRST_USE <= have * memory.USABLE
+
+
+def test_partitioned_parent_refuses_before_spawning(pair, tmp_path, monkeypatch):
+    img, lab = pair
+    monkeypatch.setattr(memory, "host_available", lambda: 50 * MIB)
+    cfg = dict(n_classes=2, patch=[48, 48, 48], iterations=1, lr=1e-3, base=8, depth=3, device="cpu")
+    with pytest.raises(TrainingError, match="not enough memory.*2 ranks that share it"):
+        train_partitioned(img, lab, cfg, (2, 1, 1), tmp_path / "x.safetensors", log=lambda *a: None)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_gpu_training_draws_on_each_ranks_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d: ({0: 8 * 2 ** 30, 1: 10 * MIB}[d.index], 80 * 2 ** 30))
+    config, patch = dict(CONFIG, base=8, depth=3), (64, 64, 64)
+    chk = train_memory.plan_training(config, patch, 1, (2, 2, 1), [(128, 128, 128)], torch.device("cuda", 0))
+    assert (chk.sharing, chk.where, chk.fits) == (2, "GPU memory", True)   # 4 ranks on 2 GPUs
+    chk = train_memory.plan_training(config, patch, 1, (2, 2, 1), [(128, 128, 128)], torch.device("cuda", 1))
+    assert not chk.fits and "GPU memory available: 10 MiB" in chk.describe()
+    # a parent that spawns GPU ranks does not ask; under torchrun a process shares its GPU with none
+    assert train_memory.plan_training(config, patch, 1, (2, 2, 1), [(128, 128, 128)], torch.device("cuda", 1),
+                                      ask_gpu=False).available is None
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert train_memory.plan_training(config, patch, 1, (2, 2, 1), [(128, 128, 128)], torch.device("cuda", 0),
+                                      distributed_env=True).sharing == 1
+
+
+def test_cli_can_skip_the_check(pair, tmp_path, monkeypatch):
+    img, lab = pair
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "lab.npy", lab.astype(np.uint8))
+    monkeypatch.setattr(memory, "host_available", lambda: 10 * MIB)
+    args = ["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"), "--out",
+            str(tmp_path / "m.safetensors"), "--patch", "16", "16", "16", "--iterations", "1", "--base", "4",
+            "--depth", "2", "--batch", "1", "--quiet", "--device", "cpu"]
+    with pytest.raises(SystemExit, match="not enough memory"):
+        main(args)
+    assert main(args + ["--no-memory-check"]) == 0 and (tmp_path / "m.safetensors").exists()
+
+
+def test_training_count_falls_back_where_the_dispatch_mode_is_missing(monkeypatch):
+    config = dict(in_channels=1, out_channels=2, base=8, depth=3)
+    counted = [memory.training_bytes_per_voxel(config, s) for s in ((False,) * 3, (True, True, False))]
+
+    def broken(*args):
+        raise ImportError("no TorchDispatchMode in this PyTorch")
+    monkeypatch.setattr(memory, "_counted_training_peak", broken)
+    memory._training_per_voxel.cache_clear()
+    try:
+        for c, s in zip(counted, ((False,) * 3, (True, True, False))):
+            fallback = memory.training_bytes_per_voxel(config, s)
+            assert fallback == memory.TRAIN_FALLBACK[any(s)] * 8 and abs(fallback - c) <= 0.1 * c
+    finally:
+        memory._training_per_voxel.cache_clear()
+
+
+def test_unknown_memory_is_not_refused_in_training():
+    assert MemoryCheck(10 ** 15, 4, None, "GPU memory").fits
+
+
+def test_estimates_leave_the_global_random_generator_alone():
+    """A seeded training run draws its initial weights after the check: counting must not shift them."""
+    memory._training_per_voxel.cache_clear()
+    memory._counted_per_voxel.cache_clear()
+    torch.manual_seed(3)
+    before = torch.rand(4)
+    torch.manual_seed(3)
+    train_memory.rank_bytes(dict(CONFIG, base=6), (32, 32, 32), 1, (2, 1, 1), [(64, 64, 64)])
+    memory.network_bytes_per_voxel(dict(CONFIG, base=6))
+    assert torch.equal(torch.rand(4), before)
