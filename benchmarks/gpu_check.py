@@ -9,6 +9,8 @@
 3. The CPU (gloo) multi-rank check on this machine's cores for comparison.
 4. Mirroring (engine/mirror.py) on CUDA: flipped kernels on the GPU against the mirrored views
    computed on the CPU by flipping the volume.
+5. Training on CUDA: the unpartitioned trainer, and partitioned training through NCCL (one rank per
+   GPU); the partitioned validation Dice must equal the saved weights' whole-volume Dice on the CPU.
 """
 from __future__ import annotations
 
@@ -49,6 +51,37 @@ def mirrored_cuda_vs_flipped_cpu() -> dict:
             "labels_identical_frac": float((out.argmax(1) == ref.argmax(1)).float().mean())}
 
 
+def training_on_cuda() -> dict:
+    import tempfile
+
+    import numpy as np
+
+    from halo_seg.engine import normalize
+    from halo_seg.engine.runner import predict_whole
+    from halo_seg.engine.weights import load_unet
+    from halo_seg.metrics import dice
+    from halo_seg.samples import make_phantom
+    from halo_seg.train.partitioned_run import train_partitioned
+    from halo_seg.train.unet_train import TrainConfig, train_unet
+    ph = make_phantom((64, 64, 64), n_objects=4, seed=1, noise=0.05)
+    img, lab = ph.image, (ph.labels > 0).astype(np.int64)
+    tmp = Path(tempfile.mkdtemp())
+    out = {}
+    r = train_unet([img], [lab], TrainConfig(patch=(48, 48, 48), iterations=60, epoch=30, base=8, depth=3,
+                                             device="cuda"), tmp / "u.safetensors", log=lambda *a: None)
+    out["unpartitioned_best_dice"] = r["best_mean_dice"]
+    grid = (max(2, torch.cuda.device_count()), 1, 1)
+    cfg = dict(n_classes=2, patch=[64, 64, 64], iterations=60, epoch=30, lr=3e-3, base=8, depth=3, device="cuda")
+    r = train_partitioned(img, lab, cfg, grid, tmp / "p.safetensors", log=lambda *a: None)
+    net, meta = load_unet(tmp / "p.safetensors")
+    spec = normalize.resolve(meta["normalization"], img)
+    m, s = normalize.mean_std(normalize.moments(img, spec), spec)
+    whole = dice(predict_whole(net, normalize.apply(img, m, s, spec), "cpu").argmax(0) == 1, lab == 1)
+    out.update(grid=list(grid), partitioned_val_dice=meta["training"]["best_val_dice"][0], whole_cpu_dice=whole,
+               partitioned_peak_mib=r["peak_mb"])
+    return out
+
+
 def main():
     if not torch.cuda.is_available():
         sys.exit("no CUDA device: this check needs a GPU")
@@ -62,6 +95,7 @@ def main():
     res["gloo_partitioned_cpu"] = compare_partitioned((2, 2, 1), (37, 29, 33), config=dict(
         in_channels=1, out_channels=3, base=4, depth=2))
     res["mirror_cuda_vs_cpu"] = mirrored_cuda_vs_flipped_cpu()
+    res["training_cuda"] = training_on_cuda()
     print(json.dumps(res, indent=1))
     out = Path(__file__).parent / "results" / "gpu_check.json"
     out.parent.mkdir(parents=True, exist_ok=True)

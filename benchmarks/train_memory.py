@@ -84,7 +84,8 @@ def main(argv=None) -> int:
         g = grid or (1, 1, 1)
         step = train_memory.step_bytes(config, patch, batch, g) / MIB
         val = train_memory.validation_bytes(config, shape, g) / MIB
-        process = train_memory.process_bytes(spawned=grid is not None) / MIB
+        # on a GPU the estimate and the measure are of GPU memory: processes are host memory
+        process = 0.0 if a.device == "cuda" else train_memory.process_bytes(spawned=grid is not None) / MIB
         est = max(step, val) + process
         rank_process = None
         out = tmp / f"{len(rows)}.safetensors"
@@ -100,8 +101,8 @@ def main(argv=None) -> int:
             cfg = dict(n_classes=2, patch=list(patch), iterations=3, epoch=3, batch=batch, lr=1e-3, base=base,
                        depth=depth, device=a.device, threads=a.threads, memory_check=False)
             res = train_partitioned(img, lab, cfg, grid, out, log=lambda *a: None)
-            rank_process = res["process_mb"]
-            measured = res["peak_mb"] + rank_process
+            rank_process = None if a.device == "cuda" else res["process_mb"]
+            measured = res["peak_mb"] + (rank_process or 0.0)
         row = dict(base=base, depth=depth, volume=list(shape), patch=list(patch), batch=batch,
                    grid=None if grid is None else list(grid), step_mib=step, validation_mib=val, process_mib=process,
                    estimated_mib=est, measured_mib=measured, measured_process_mib=rank_process, ratio=est / measured)

@@ -102,7 +102,7 @@ def _train_loop(rank, world, grid, data, cfg, out, dev, emit, stop=None) -> None
     rng = np.random.default_rng(cfg["seed"] + start)   # every rank draws the same patches
     epoch, best, t0 = max(1, int(cfg.get("epoch", 100))), -1.0, time.time()
     flag = torch.zeros(1, device=dev)
-    process = _status_mb("RssAnon")   # the rank's own process, before it trains: interpreter, libraries, data
+    process = _status_mb("RssAnon")   # the rank's own process before it trains (and, under torchrun, the data)
     rss0 = _reset_peak()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -136,7 +136,7 @@ def _train_loop(rank, world, grid, data, cfg, out, dev, emit, stop=None) -> None
                               training={"config": {k: v for k, v in cfg.items() if k != "resume"},
                                         "grid": list(grid), "partitioned": True, "iteration": it,
                                         "best_val_dice": val, "resumed_from": cfg.get("resume")})
-    # the run's peak above what the rank held before it (the largest rank's), for benchmarks/memory.py
+    # the run's peak above what the rank held before it (the largest rank's), for benchmarks/train_memory.py
     peak = torch.tensor([(torch.cuda.max_memory_allocated(dev) - held) / 2 ** 20 if dev.type == "cuda"
                          else _peak_growth_mb(rss0), process], dtype=torch.float64, device=dev)
     if world > 1:

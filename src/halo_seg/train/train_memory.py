@@ -3,10 +3,10 @@ engine/memory.py, so that `halo-seg train` refuses a patch, batch or grid that c
 prepares the data, instead of dying at the first step, and says which grid would fit.
 
 A rank's peak is the larger of its training step (forward, loss and backward on its block of the
-batch's patches: PyTorch's allocations counted on a probe, as for inference, with the halo copies
-and the distributed norm's intermediates of a partitioned block) and its validation (its block of
+batch's patches: PyTorch's allocations counted on a probe, as for inference, through the
+partitioned path itself, so the halos a block keeps are counted) and its validation (its block of
 the whole volume, run as `segment` runs it). Measured against real ranks by
-`benchmarks/memory.py --train`.
+`benchmarks/train_memory.py`.
 """
 from __future__ import annotations
 
