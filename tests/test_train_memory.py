@@ -136,3 +136,19 @@ def test_estimates_leave_the_global_random_generator_alone():
     train_memory.rank_bytes(dict(CONFIG, base=6), (32, 32, 32), 1, (2, 1, 1), [(64, 64, 64)])
     memory.network_bytes_per_voxel(dict(CONFIG, base=6))
     assert torch.equal(torch.rand(4), before)
+
+
+def test_refusal_notes_one_volume_pair_on_the_grid_it_offers_only():
+    config, patch, shapes = dict(CONFIG, base=8, depth=3), (64, 64, 64), [(64, 64, 64), (64, 64, 64)]
+    need = train_memory.rank_bytes(config, patch, 2, (1, 1, 1), shapes)
+    roomy = MemoryCheck(need, 1, int(need / memory.USABLE * 0.95), "RAM")
+    lines = train_memory.refusal(config, patch, 2, (1, 1, 1), shapes, roomy).splitlines()
+    assert lines[1].startswith("- --grid ") and lines[1].endswith("(partitioned training takes one volume pair)")
+    # where no grid can split the patch but one patch at a time fits, the batch line carries no such note
+    patch, shapes = (8, 8, 8), [(8, 8, 8), (8, 8, 8)]
+    need = train_memory.rank_bytes(config, patch, 64, (1, 1, 1), shapes)
+    one = train_memory.rank_bytes(config, patch, 1, (1, 1, 1), shapes)
+    tight = MemoryCheck(need, 1, int((one + MIB) / memory.USABLE), "RAM")
+    assert not tight.fits
+    lines = train_memory.refusal(config, patch, 64, (1, 1, 1), shapes, tight).splitlines()
+    assert "- a smaller --batch" in lines and not any("volume pair" in line for line in lines)

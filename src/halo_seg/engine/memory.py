@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .partition import factor_grid
+
 GIB = 2 ** 30
 MIB = 2 ** 20
 # the measured peak is 1.54 to 1.59 x the counted one on large blocks, for three network sizes
@@ -95,13 +97,23 @@ def probe_net(config: dict):
         return UNet3D(**config)
 
 
+def _slope(count, multiple: int) -> float:
+    """Bytes per voxel from ``count(n)``, the peak on an n**3 probe: two probe sizes, whose slope
+    leaves out what does not grow with the block."""
+    n1, n2 = 2 * multiple, 3 * multiple
+    return (count(n2) - count(n1)) / (n2 ** 3 - n1 ** 3)
+
+
+@functools.lru_cache(maxsize=32)
+def parameter_count(config_json: str) -> int:
+    return sum(p.numel() for p in probe_net(json.loads(config_json)).parameters())
+
+
 @functools.lru_cache(maxsize=32)
 def _counted_per_voxel(config_json: str) -> float:
     net = probe_net(json.loads(config_json))
-    # two probe sizes: the slope leaves out what does not grow with the block
-    n1, n2 = 2 * net.multiple, 3 * net.multiple
     try:
-        return (_counted_peak(net, n2, ()) - _counted_peak(net, n1, ())) / (n2 ** 3 - n1 ** 3)
+        return _slope(lambda n: _counted_peak(net, n, ()), net.multiple)
     except (ImportError, AttributeError, RuntimeError):
         # the dispatch mode is PyTorch-internal API; where it is missing, what it counted for this
         # U-Net family (21 bytes per voxel per base channel, for base 8 and 16, depth 3 and 4)
@@ -167,17 +179,16 @@ def _counted_training_peak(net, n: int, split: tuple) -> int:
 @functools.lru_cache(maxsize=32)
 def _training_per_voxel(config_json: str, split: tuple) -> float:
     net = probe_net(json.loads(config_json))
-    n1, n2 = 2 * net.multiple, 3 * net.multiple
     try:
-        return (_counted_training_peak(net, n2, split) - _counted_training_peak(net, n1, split)) / (n2 ** 3 - n1 ** 3)
+        return _slope(lambda n: _counted_training_peak(net, n, split), net.multiple)
     except (ImportError, AttributeError, RuntimeError):
         return TRAIN_FALLBACK[any(split)] * net.config["base"]
 
 
 def training_bytes_per_voxel(config: dict, split=(False, False, False)) -> float:
     """Peak bytes PyTorch allocates per voxel of a patch block over one training step, batch 1;
-    ``split``: the axes the patch is partitioned along (their halo copies and the distributed norm's
-    intermediates are counted, as for a rank with neighbours on both sides)."""
+    ``split``: the axes the patch is partitioned along (the halos a block keeps for the backward
+    pass are counted, as for a rank with neighbours on both sides of each)."""
     return _training_per_voxel(json.dumps(config, sort_keys=True), tuple(bool(s) for s in split))
 
 
@@ -273,6 +284,35 @@ class MemoryCheck:
                                            f"that share it" if self.sharing > 1 else own)
         have = "unknown" if self.available is None else fmt_bytes(self.available)
         return f"needs about {need}; {self.where} available: {have}"
+
+
+def check_for(per_rank: int, dev: torch.device, here: int, ask_gpu: bool = True, ram_extra: int = 0,
+              process: int = 0) -> MemoryCheck:
+    """``per_rank`` against the memory ranks on ``dev`` draw on: the GPU each runs on (the ``here``
+    ranks of this machine share the GPUs; ``ask_gpu`` False leaves its free memory unknown, since
+    asking creates a CUDA context), or this machine's RAM shared by ``here`` ranks, each holding
+    ``ram_extra`` more there and its own ``process`` when spawned for the run."""
+    if dev.type == "cuda":
+        free = int(torch.cuda.mem_get_info(dev)[0]) if ask_gpu else None
+        return MemoryCheck(per_rank, math.ceil(here / torch.cuda.device_count()), free, "GPU memory")
+    return MemoryCheck(per_rank + ram_extra, here, host_available(), "RAM", process)
+
+
+def finer_grid(shape, multiple: int, world_now: int, mem: MemoryCheck, bytes_for) -> tuple | None:
+    """The smallest power-of-two grid over ``shape`` whose ranks, each with memory of its own like
+    ``mem``'s, fit: ``(grid, ranks, bytes per rank)`` with ``bytes_for(grid)`` (its process included),
+    or None. Grids no larger than ``world_now`` are skipped unless ranks shared that memory."""
+    room = mem.available * USABLE
+    for world in (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
+        if world <= world_now and mem.sharing == 1:
+            continue
+        grid = factor_grid(world, shape, multiple)
+        if grid is None:
+            return None
+        per = bytes_for(grid)
+        if per <= room:
+            return grid, world, per
+    return None
 
 
 def itemsize_of(dtype) -> int:

@@ -273,14 +273,9 @@ def plan_memory(vol, net, plan: PartitionPlan, mode: str, tiling, mirror, device
     else:
         here = plan.world_size
     dev = _device_for(device, int(os.environ.get("LOCAL_RANK", 0)) if distributed_env else 0)
-    if dev.type == "cuda":
-        sharing = math.ceil(here / torch.cuda.device_count())
-        free = int(torch.cuda.mem_get_info(dev)[0]) if ask_gpu else None
-        return memory.MemoryCheck(per_rank, sharing, free, "GPU memory")
     # ranks spawned here start their own processes, whose baseline the rank's estimate leaves out
     spawned = mode == "halo" and not distributed_env
-    return memory.MemoryCheck(per_rank, here, memory.host_available(), "RAM",
-                              memory.PROCESS_BYTES if spawned else 0)
+    return memory.check_for(per_rank, dev, here, ask_gpu, process=memory.PROCESS_BYTES if spawned else 0)
 
 
 def memory_needs(vol, weights="default", grid=(2, 1, 1), mirror="") -> dict:
@@ -312,19 +307,13 @@ def _memory_refusal(vol, net, plan, mode, tiling, mirror, mem: memory.MemoryChec
             "whole": "the whole-volume run", "tile": "the overlap-tile run"}[mode]
     lines = [f"not enough memory: {what} of the {' x '.join(map(str, vol.shape))} volume {mem.describe()}."]
     room = mem.available * memory.USABLE
-    for world in (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
-        if mode == "halo" and world <= plan.world_size and mem.sharing == 1:
-            continue
-        g = factor_grid(world, vol.shape, net.multiple)
-        if g is None:
-            break
-        bigger = PartitionPlan(vol.shape, g, net.multiple)
-        per = _per_rank_bytes(vol, net, bigger, "halo", tiling, mirror) + mem.process
-        if per <= room:
-            lines.append(f"- a grid of {'x'.join(map(str, bigger.grid))} ({world} ranks) needs about "
-                         f"{memory.fmt_bytes(per)} per rank: run it where each rank has its own "
-                         f"{mem.where} (torchrun over machines, or one GPU each)")
-            break
+    finer = memory.finer_grid(vol.shape, net.multiple, plan.world_size if mode == "halo" else 1, mem, lambda g: (
+        _per_rank_bytes(vol, net, PartitionPlan(vol.shape, g, net.multiple), "halo", tiling, mirror) + mem.process))
+    if finer is not None:
+        grid, world, per = finer
+        lines.append(f"- a grid of {'x'.join(map(str, grid))} ({world} ranks) needs about "
+                     f"{memory.fmt_bytes(per)} per rank: run it where each rank has its own "
+                     f"{mem.where} (torchrun over machines, or one GPU each)")
     if mode != "tile":
         tile = _per_rank_bytes(vol, net, plan, "tile", tiling, mirror)
         if tile <= room:

@@ -145,21 +145,11 @@ def _train_loop(rank, world, grid, data, cfg, out, dev, emit, stop=None) -> None
         emit("memory", float(peak[0]), float(peak[1]))
 
 
-def _check_memory(cfg, grid, shape, dev, distributed_env=False, ask_gpu=True, data_bytes_per_voxel=0, log=None,
-                  spawned=False):
+def _check_memory(cfg, grid, shape, dev, log=None, **plan):
     from . import train_memory
-    from .unet_train import TrainingError
-    if not cfg.get("memory_check", True):
-        return
-    config = dict(in_channels=1, out_channels=cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
-    batch = int(cfg.get("batch", 1))
-    mem = train_memory.plan_training(config, cfg["patch"], batch, grid, [shape], dev, distributed_env, ask_gpu,
-                                     data_bytes_per_voxel, spawned)
-    if not mem.fits:
-        where = f"GPU {dev.index}: " if dev.type == "cuda" else ""
-        raise TrainingError(where + train_memory.refusal(config, cfg["patch"], batch, grid, [shape], mem))
-    if log is not None:
-        log(f"memory: {mem.describe()}")
+    if cfg.get("memory_check", True):
+        config = dict(in_channels=1, out_channels=cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
+        train_memory.require(config, cfg["patch"], int(cfg.get("batch", 1)), grid, [shape], dev, log, **plan)
 
 
 def _rank_device(cfg, local_rank):

@@ -10,13 +10,14 @@ the whole volume, run as `segment` runs it). Measured against real ranks by
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 
 import torch
 
 from ..engine import memory
-from ..engine.partition import PartitionPlan, factor_grid
+from ..engine.partition import PartitionPlan
 
 # bytes per voxel of a batch's inputs beside the network: image (float32), labels (int64), weights
 INPUT_BYTES = 16
@@ -53,7 +54,7 @@ def step_bytes(config: dict, patch, batch: int, grid=(1, 1, 1)) -> int:
     voxels = math.prod(block) * batch
     split = tuple(g > 1 for g in grid)
     per_voxel = memory.training_bytes_per_voxel(config, split) * TRAIN_FACTOR + INPUT_BYTES
-    params = sum(p.numel() for p in _net(config).parameters())
+    params = memory.parameter_count(json.dumps(config, sort_keys=True))
     return int(voxels * per_voxel + params * PARAM_BYTES + TRAIN_FIXED)
 
 
@@ -72,10 +73,6 @@ def rank_bytes(config: dict, patch, batch: int, grid, volume_shapes) -> int:
                + [validation_bytes(config, s, grid) for s in volume_shapes])
 
 
-def _net(config):
-    return memory.probe_net(config)
-
-
 def process_bytes(spawned: bool) -> int:
     """RAM a training rank needs beside its estimate: its whole process when spawned for the run, the
     first step's libraries when it runs in a process that exists (the caller, or a torchrun rank)."""
@@ -91,12 +88,20 @@ def plan_training(config: dict, patch, batch: int, grid, volume_shapes, device: 
     ``spawned``: the ranks are processes started for the run (their own memory counts too)."""
     per_rank = rank_bytes(config, patch, batch, grid, volume_shapes)
     here = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if distributed_env else math.prod(grid)
-    if device.type == "cuda":
-        sharing = math.ceil(here / torch.cuda.device_count())
-        free = int(torch.cuda.mem_get_info(device)[0]) if ask_gpu else None
-        return memory.MemoryCheck(per_rank, sharing, free, "GPU memory")
     data = data_bytes_per_voxel * sum(math.prod(v) for v in volume_shapes)
-    return memory.MemoryCheck(per_rank + data, here, memory.host_available(), "RAM", process_bytes(spawned))
+    return memory.check_for(per_rank, device, here, ask_gpu, ram_extra=data, process=process_bytes(spawned))
+
+
+def require(config: dict, patch, batch: int, grid, volume_shapes, device: torch.device, log=None, **plan) -> None:
+    """Raise a TrainingError with :func:`refusal` where the run does not fit (``plan``: the keywords
+    of :func:`plan_training`); else log what it needs."""
+    from .unet_train import TrainingError
+    mem = plan_training(config, patch, batch, grid, volume_shapes, device, **plan)
+    if not mem.fits:
+        where = f"GPU {device.index}: " if device.type == "cuda" else ""
+        raise TrainingError(where + refusal(config, patch, batch, grid, volume_shapes, mem))
+    if log is not None:
+        log(f"memory: {mem.describe()}")
 
 
 def refusal(config: dict, patch, batch: int, grid, volume_shapes, mem: memory.MemoryCheck) -> str:
@@ -110,22 +115,15 @@ def refusal(config: dict, patch, batch: int, grid, volume_shapes, mem: memory.Me
              f"{mem.describe()} (the step {memory.fmt_bytes(step)}, validating the whole volume "
              f"{memory.fmt_bytes(val)})."]
     room = mem.available * memory.USABLE
-    multiple = 2 ** config["depth"]
-    for world in (2, 4, 8, 16, 32, 64, 128, 256, 512):
-        if world <= math.prod(grid) and mem.sharing == 1:
-            continue
-        finer = factor_grid(world, patch, multiple)
-        if finer is None:
-            break
-        per = rank_bytes(config, patch, batch, finer, volume_shapes) + mem.process
-        if per <= room:
-            lines.append(f"- --grid {','.join(map(str, finer))} ({world} ranks) needs about {memory.fmt_bytes(per)} "
-                         f"per rank: run it where each rank has its own {mem.where} (one GPU each, or torchrun "
-                         f"over machines)")
-            break
+    finer = memory.finer_grid(patch, 2 ** config["depth"], math.prod(grid), mem,
+                              lambda g: rank_bytes(config, patch, batch, g, volume_shapes) + mem.process)
+    if finer is not None:
+        finer_grid, world, per = finer
+        lines.append(f"- --grid {','.join(map(str, finer_grid))} ({world} ranks) needs about {memory.fmt_bytes(per)} "
+                     f"per rank: run it where each rank has its own {mem.where} (one GPU each, or torchrun "
+                     f"over machines)" + (" (partitioned training takes one volume pair)" if len(volume_shapes) > 1
+                                          else ""))
     if batch > 1 and (rank_bytes(config, patch, 1, grid, volume_shapes) + mem.process) * mem.sharing <= room:
         lines.append("- a smaller --batch")
-    if len(volume_shapes) > 1 and len(lines) > 1:
-        lines[1] += " (partitioned training takes one volume pair)"
     lines.append("- turning the check off runs it anyway (--no-memory-check; memory_check=False)")
     return "\n".join(lines)

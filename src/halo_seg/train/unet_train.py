@@ -111,11 +111,8 @@ def _check_memory(cfg: TrainConfig, shapes, dev, log) -> None:
     from . import train_memory
     config = dict(in_channels=1, out_channels=cfg.n_classes, base=cfg.base, depth=cfg.depth)
     patch = tuple(max(min(p, s) for s in axis) for p, axis in zip(cfg.patch, zip(*shapes)))
-    mem = train_memory.plan_training(config, patch, cfg.batch, (1, 1, 1), shapes, dev,
-                                     data_bytes_per_voxel=train_memory.UNPARTITIONED_DATA)
-    if not mem.fits:
-        raise TrainingError(train_memory.refusal(config, patch, cfg.batch, (1, 1, 1), shapes, mem))
-    log(f"memory: {mem.describe()}")
+    train_memory.require(config, patch, cfg.batch, (1, 1, 1), shapes, dev, log,
+                         data_bytes_per_voxel=train_memory.UNPARTITIONED_DATA)
 
 
 def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=None, val_regions=None,
