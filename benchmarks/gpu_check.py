@@ -10,7 +10,8 @@
 4. Mirroring (engine/mirror.py) on CUDA: flipped kernels on the GPU against the mirrored views
    computed on the CPU by flipping the volume.
 5. Training on CUDA: the unpartitioned trainer, and partitioned training through NCCL (one rank per
-   GPU); the partitioned validation Dice must equal the saved weights' whole-volume Dice on the CPU.
+   GPU; with 4 GPUs or more, two data-parallel replicas of a grid over half of them); the
+   partitioned validation Dice must equal the saved weights' whole-volume Dice on the CPU.
 """
 from __future__ import annotations
 
@@ -70,14 +71,17 @@ def training_on_cuda() -> dict:
     r = train_unet([img], [lab], TrainConfig(patch=(48, 48, 48), iterations=60, epoch=30, base=8, depth=3,
                                              device="cuda"), tmp / "u.safetensors", log=lambda *a: None)
     out["unpartitioned_best_dice"] = r["best_mean_dice"]
-    grid = (max(2, torch.cuda.device_count()), 1, 1)
-    cfg = dict(n_classes=2, patch=[64, 64, 64], iterations=60, epoch=30, lr=3e-3, base=8, depth=3, device="cuda")
+    n = torch.cuda.device_count()   # NCCL gives each rank a GPU of its own
+    replicas = 2 if n >= 4 else 1
+    grid = (n // replicas, 1, 1)
+    cfg = dict(n_classes=2, patch=[64, 64, 64], iterations=60, epoch=30, lr=3e-3, base=8, depth=3, device="cuda",
+               replicas=replicas)
     r = train_partitioned(img, lab, cfg, grid, tmp / "p.safetensors", log=lambda *a: None)
     net, meta = load_unet(tmp / "p.safetensors")
     spec = normalize.resolve(meta["normalization"], img)
     m, s = normalize.mean_std(normalize.moments(img, spec), spec)
     whole = dice(predict_whole(net, normalize.apply(img, m, s, spec), "cpu").argmax(0) == 1, lab == 1)
-    out.update(grid=list(grid), partitioned_val_dice=meta["training"]["best_val_dice"][0], whole_cpu_dice=whole,
+    out.update(grid=list(grid), replicas=replicas, partitioned_val_dice=meta["training"]["best_val_dice"][0], whole_cpu_dice=whole,
                partitioned_peak_mib=r["peak_mb"])
     return out
 

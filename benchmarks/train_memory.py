@@ -14,6 +14,7 @@ it. The estimate must not be below the measured peak and should not be far above
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def _unpartitioned(base, depth, shape, patch, batch, device, out, q):
 
 def main(argv=None) -> int:
     import tempfile
+    import torch
     import torch.multiprocessing as mp
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -82,6 +84,9 @@ def main(argv=None) -> int:
     for base, depth, shape, patch, batch, grid in RUNS:
         config = dict(in_channels=1, out_channels=2, base=base, depth=depth)
         g = grid or (1, 1, 1)
+        if a.device == "cuda" and math.prod(g) > torch.cuda.device_count():
+            print(f"(grid {'x'.join(map(str, g))} skipped: NCCL needs a GPU per rank)")
+            continue
         step = train_memory.step_bytes(config, patch, batch, g) / MIB
         val = train_memory.validation_bytes(config, shape, g) / MIB
         # on a GPU the estimate and the measure are of GPU memory: processes are host memory

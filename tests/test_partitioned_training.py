@@ -6,13 +6,17 @@ from halo_seg.train.partitioned import compare_training_step
 from halo_seg.train.partitioned_run import train_partitioned
 
 
-@pytest.mark.parametrize("grid, shape", [((2, 1, 1), (16, 12, 12)), ((1, 2, 2), (12, 20, 18))])
-def test_partitioned_step_equals_whole_step(grid, shape):
-    r = compare_training_step(grid, shape)
+@pytest.mark.parametrize("grid, shape, replicas", [((2, 1, 1), (16, 12, 12), 1), ((1, 2, 2), (12, 20, 18), 1),
+                                                    ((2, 1, 1), (16, 12, 12), 2), ((1, 1, 1), (16, 12, 12), 3)])
+def test_partitioned_step_equals_whole_step(grid, shape, replicas):
+    """Replicas: data-parallel copies of the grid, each on its own patch; the reference averages the
+    whole network's gradients over those patches."""
+    r = compare_training_step(grid, shape, replicas=replicas)
     assert r["ranks_agree"], "ranks drifted apart"
     assert r["update_scale"] > 1e-6
     assert r["update_max_rel_diff"] <= 1e-4, r
     assert all(abs(l - r["loss_whole"]) <= 1e-9 * max(1, abs(r["loss_whole"])) for l in r["loss_partitioned"]), r
+    assert len(set(r["replica_losses"])) == replicas   # each replica trained on a patch of its own
 
 
 def test_train_partitioned_writes_loadable_weights(tmp_path):
@@ -75,33 +79,67 @@ def test_partitioned_training_learns_and_validates_like_the_whole_network(phanto
         assert a["val_dice"][0] == pytest.approx(b["val_dice"][0], abs=0.01)
 
 
+def test_replicas_over_several_volumes_learn_alike_on_any_grid_and_validate_every_volume(phantom_pair, tmp_path):
+    """Two data-parallel replicas, two volume pairs of different shapes: a replica of one rank and a
+    replica of two ranks train the same patches (same losses); the validation, shared out between the
+    replicas, is the saved weights' whole-volume Dice averaged over the two volumes, each normalised
+    with its own percentile window as the saved weights say."""
+    from halo_seg.samples import make_phantom
+    img, lab = phantom_pair
+    ph = make_phantom((40, 32, 24), n_objects=2, seed=5, noise=0.05)
+    imgs, labs = [img, ph.image], [lab, (ph.labels > 0).astype(np.int64)]
+    cfg = dict(n_classes=2, patch=[32, 32, 32], iterations=20, lr=3e-3, base=4, depth=2, epoch=10, batch=1,
+               replicas=2, normalization={"kind": "percentile", "percentiles": [0.5, 99.5]})
+    res = {g: train_partitioned(imgs, labs, cfg, g, tmp_path / f"{''.join(map(str, g))}.safetensors",
+                                log=lambda *a: None) for g in [(1, 1, 1), (2, 1, 1)]}
+    two = res[(2, 1, 1)]
+    for a, b in zip(res[(1, 1, 1)]["history"], two["history"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
+    whole = [_whole_dice(tmp_path / "211.safetensors", im, lb) for im, lb in zip(imgs, labs)]
+    meta = whole[0][1]
+    assert meta["training"]["replicas"] == 2 and meta["training"]["config"]["patch"] == [32, 32, 24]
+    assert meta["normalization"] == cfg["normalization"]
+    assert meta["training"]["best_val_dice"][0] == pytest.approx(np.mean([d for d, _ in whole]), abs=1e-6)
+    assert abs(whole[0][0] - whole[1][0]) > 1e-3   # two volumes, two scores: both were validated
+
+
 def test_torchrun_training_equals_spawned_ranks(phantom_pair, tmp_path):
+    """Under torchrun: two replicas of a two-rank grid, two volume pairs given on the command line."""
     import json
     import os
     import subprocess
     import sys
     from safetensors.torch import load_file
     from halo_seg.engine.runner import _free_port
+    from halo_seg.samples import make_phantom
     img, lab = phantom_pair
-    np.save(tmp_path / "img.npy", img)
-    np.save(tmp_path / "lab.npy", lab.astype(np.uint8))
+    ph = make_phantom((32, 40, 32), n_objects=2, seed=5, noise=0.05)
+    imgs, labs = [img, ph.image], [lab, (ph.labels > 0).astype(np.int64)]
+    files = []
+    for i, (im, lb) in enumerate(zip(imgs, labs)):
+        np.save(tmp_path / f"img{i}.npy", im)
+        np.save(tmp_path / f"lab{i}.npy", lb.astype(np.uint8))
+        files += ["--image", str(tmp_path / f"img{i}.npy"), "--labels", str(tmp_path / f"lab{i}.npy")]
     args = ["--patch", "32", "32", "32", "--iterations", "6", "--epoch", "3", "--base", "4", "--depth", "2",
             "--batch", "1", "--lr", "3e-3", "--threads", "1", "--device", "cpu"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
-           "-m", "halo_seg.cli", "train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
-           "--out", str(tmp_path / "t.safetensors"), "--grid", "2,1,1", "--quiet", *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "4", "--master-port", str(_free_port()),
+           "-m", "halo_seg.cli", "train", *files, "--out", str(tmp_path / "t.safetensors"), "--grid", "2,1,1",
+           "--replicas", "2", "--quiet", *args]
     r = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert len([line for line in r.stdout.splitlines() if line.startswith("{")]) == 1   # rank 0 alone reports
-    assert json.loads(r.stdout.strip().splitlines()[-1])["grid"] == [2, 1, 1]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["grid"] == [2, 1, 1] and report["replicas"] == 2
     cfg = dict(n_classes=2, patch=[32, 32, 32], iterations=6, epoch=3, base=4, depth=2, batch=1, lr=3e-3,
-               threads=1, seed=0)
-    train_partitioned(img, lab.astype(np.int64), cfg, (2, 1, 1), tmp_path / "s.safetensors", log=lambda *a: None)
+               threads=1, seed=0, replicas=2)
+    train_partitioned(imgs, labs, cfg, (2, 1, 1), tmp_path / "s.safetensors", log=lambda *a: None)
     a, b = load_file(str(tmp_path / "t.safetensors")), load_file(str(tmp_path / "s.safetensors"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
-    bad = [c if c != "2,1,1" else "1,2,2" for c in cmd]
+    i = cmd.index("--replicas")
+    bad = cmd[:i] + cmd[i + 2:]
     r = subprocess.run(bad, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
-    assert r.returncode != 0 and "torchrun started 2 ranks but the grid (1, 2, 2) needs 4" in r.stderr
+    assert r.returncode != 0 and ("torchrun started 4 ranks but the grid (2, 1, 1) needs 2; --replicas 2 would "
+                                  "train 2 copies of the grid") in r.stderr
 
 
 def test_partitioned_training_cancels_everywhere_and_resumes(phantom_pair, tmp_path):
@@ -143,5 +181,18 @@ def test_cuda_training_without_a_gpu_is_refused(phantom_pair, tmp_path):
                    tmp_path / "x.safetensors", log=lambda *a: None)
     cfg = dict(n_classes=2, patch=[16, 16, 16], iterations=1, lr=1e-3, base=4, depth=2, device="cuda")
     with pytest.raises(TrainingError, match="cuda was asked for but no CUDA device"):
+        train_partitioned(img, lab, cfg, (2, 1, 1), tmp_path / "x.safetensors", log=lambda *a: None)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_more_gpu_ranks_than_gpus_are_refused(phantom_pair, tmp_path, monkeypatch):
+    import torch
+    from halo_seg.train.unet_train import TrainingError
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    img, lab = phantom_pair
+    cfg = dict(n_classes=2, patch=[16, 16, 16], iterations=1, lr=1e-3, base=4, depth=2, device="cuda", replicas=2)
+    with pytest.raises(TrainingError, match=r"training on a grid 2x1x1 x 2 replicas needs 4 ranks on this machine, "
+                                            r"one GPU each .* and it has 2: a smaller grid or fewer --replicas"):
         train_partitioned(img, lab, cfg, (2, 1, 1), tmp_path / "x.safetensors", log=lambda *a: None)
     assert not (tmp_path / "x.safetensors").exists()

@@ -219,3 +219,21 @@ def test_auto_grid_one_rank_per_gpu_or_two_on_cpu(tmp_path, phantom_npy, tiny_we
     with pytest.raises(SystemExit, match="auto is for segment"):
         main(["train", "--image", str(phantom_npy), "--labels", str(phantom_npy), "--out",
               str(tmp_path / "m.safetensors"), "--grid", "auto"])
+
+
+def test_more_gpu_ranks_than_gpus_are_refused_before_any_process(tmp_path, phantom_npy, tiny_weights, monkeypatch):
+    """NCCL cannot give two ranks one GPU: on a (pretended) one-GPU machine a 2-rank halo run on cuda
+    is refused with what would run, before any rank starts or any output is made; one rank is let through
+    to the next check."""
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(EngineError, match=r"the halo run on a 2x1x1 grid needs 2 ranks on this machine, one GPU each "
+                                          r"\(NCCL cannot give two ranks one GPU\), and it has 1: --grid auto"):
+        segment(phantom_npy, tmp_path / "o.zarr", weights=tiny_weights, grid=(2, 1, 1), device="cuda")
+    assert not (tmp_path / "o.zarr").exists()
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(EngineError, match="torchrun needs 2 ranks on this machine"):
+        segment(phantom_npy, tmp_path / "o.zarr", weights=tiny_weights, grid=(2, 1, 1), device="cuda")

@@ -138,17 +138,34 @@ def test_estimates_leave_the_global_random_generator_alone():
     assert torch.equal(torch.rand(4), before)
 
 
-def test_refusal_notes_one_volume_pair_on_the_grid_it_offers_only():
+def test_refusal_offers_a_grid_for_several_volume_pairs_and_a_smaller_batch():
     config, patch, shapes = dict(CONFIG, base=8, depth=3), (64, 64, 64), [(64, 64, 64), (64, 64, 64)]
     need = train_memory.rank_bytes(config, patch, 2, (1, 1, 1), shapes)
     roomy = MemoryCheck(need, 1, int(need / memory.USABLE * 0.95), "RAM")
     lines = train_memory.refusal(config, patch, 2, (1, 1, 1), shapes, roomy).splitlines()
-    assert lines[1].startswith("- --grid ") and lines[1].endswith("(partitioned training takes one volume pair)")
-    # where no grid can split the patch but one patch at a time fits, the batch line carries no such note
+    assert lines[1].startswith("- --grid ") and "ranks) needs about" in lines[1]   # partitioned runs take several pairs
+    # where no grid can split the patch but one patch at a time fits, the batch is what to change
     patch, shapes = (8, 8, 8), [(8, 8, 8), (8, 8, 8)]
     need = train_memory.rank_bytes(config, patch, 64, (1, 1, 1), shapes)
     one = train_memory.rank_bytes(config, patch, 1, (1, 1, 1), shapes)
     tight = MemoryCheck(need, 1, int((one + MIB) / memory.USABLE), "RAM")
     assert not tight.fits
     lines = train_memory.refusal(config, patch, 64, (1, 1, 1), shapes, tight).splitlines()
-    assert "- a smaller --batch" in lines and not any("volume pair" in line for line in lines)
+    assert "- a smaller --batch" in lines and not any(line.startswith("- --grid") for line in lines)
+
+
+def test_replicas_share_the_machine_as_ranks_do():
+    """Each data-parallel replica's ranks need what the first replica's do, on the same RAM."""
+    config, patch, shapes = dict(CONFIG, base=8, depth=3), (32, 32, 32), [(64, 64, 64)]
+    one = train_memory.plan_training(config, patch, 1, (2, 1, 1), shapes, torch.device("cpu"), spawned=True)
+    three = train_memory.plan_training(config, patch, 1, (2, 1, 1), shapes, torch.device("cpu"), spawned=True,
+                                       replicas=3)
+    assert (one.sharing, three.sharing) == (2, 6) and three.per_rank == one.per_rank
+    assert three.needed == 3 * one.needed
+    # where the replicas do not all fit on this machine, the refusal names how many do
+    room = int((three.per_rank + three.process) * 2 * 1.5 / memory.USABLE)   # one replica's two ranks, and some
+    tight = MemoryCheck(three.per_rank, 6, room, "RAM", three.process)
+    assert not tight.fits
+    lines = train_memory.refusal(config, patch, 1, (2, 1, 1), shapes, tight, replicas=3).splitlines()
+    assert "on a 2x1x1 grid x 3 replicas needs" in lines[0]
+    assert any(line.startswith("- --replicas 1 here") for line in lines), lines

@@ -147,32 +147,32 @@ def cmd_train(a) -> int:
         bar.n = i
         bar.refresh()
     torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    if int(np.prod(grid)) > 1 or torchrun:
-        if len(imgs) != 1:
-            raise SystemExit("error: --grid trains on one volume pair; give one --image and one --labels")
+    if a.replicas < 1:
+        raise SystemExit(f"error: --replicas must be 1 or more, got {a.replicas}")
+    if int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun:
         from .train import partitioned_run as partitioned
-        if spec["kind"] != "zscore":
-            raise SystemExit("error: --grid training normalises with z-score only for now")
         cfg = dict(n_classes=n, patch=list(a.patch), iterations=a.iterations, batch=a.batch, lr=a.lr, base=a.base,
                    depth=a.depth, seed=0, epoch=a.epoch, device=a.device, threads=a.threads, resume=a.resume,
-                   memory_check=not a.no_memory_check, command=" ".join(sys.argv))
+                   replicas=a.replicas, normalization=spec, memory_check=not a.no_memory_check,
+                   command=" ".join(sys.argv))
         try:
             if torchrun:
                 lead = int(os.environ["RANK"]) == 0
                 if not lead:
                     bar.close()
-                res = partitioned.train_partitioned_torchrun(imgs[0], labs[0], cfg, grid, a.out,
+                res = partitioned.train_partitioned_torchrun(imgs, labs, cfg, grid, a.out,
                                                              log=tqdm.write if lead else (lambda *_: None),
                                                              progress=progress if lead else None)
             else:
-                res = partitioned.train_partitioned(imgs[0], labs[0], cfg, grid, a.out, log=tqdm.write,
+                res = partitioned.train_partitioned(imgs, labs, cfg, grid, a.out, log=tqdm.write,
                                                     progress=progress)
         except (TrainingError, ValueError) as exc:
             raise SystemExit(f"error: {exc}")
         bar.close()
         if res is not None:
             best = res["best"]
-            print(json.dumps({"out": res["out"], "grid": list(grid), "final_loss": res["history"][-1]["loss"] if res["history"] else None,
+            print(json.dumps({"out": res["out"], "grid": list(grid), "replicas": a.replicas,
+                              "final_loss": res["history"][-1]["loss"] if res["history"] else None,
                               "best_val_dice": best and best["val_dice"], "best_iteration": best and best["iteration"]}))
         return 0
     cfg = TrainConfig(n_classes=n, patch=tuple(a.patch), iterations=a.iterations, batch=a.batch,
@@ -575,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="zscore | percentile[:lo,hi] | window:lo,hi (CT, e.g. window:-160,240)")
     t.add_argument("--grid", default="1,1,1", help="split every patch over pz,py,px ranks (halo training): CPU "
                    "processes, one GPU each with --device cuda, or the ranks torchrun started")
+    t.add_argument("--replicas", type=int, default=1,
+                   help="data-parallel copies of the grid, each training its own --batch of patches, their "
+                        "gradients averaged: replicas x pz x py x px ranks in all (several GPUs: one each)")
     t.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"],
                    help="auto: a GPU when there is one (default)")
     t.add_argument("--no-memory-check", action="store_true",

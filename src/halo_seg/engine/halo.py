@@ -22,9 +22,12 @@ class HaloContext:
     plan: PartitionPlan
     rank: int
     group: object = None  # process group of the ranks that share one sample; None = WORLD
+    offset: int = 0       # global rank of the group's first rank (data-parallel replicas of the grid)
 
     def neighbours(self, axis: int) -> tuple[int | None, int | None]:
-        return self.plan.neighbour(self.rank, axis, -1), self.plan.neighbour(self.rank, axis, +1)
+        # point-to-point messages address global ranks, even inside a group
+        lo, hi = self.plan.neighbour(self.rank, axis, -1), self.plan.neighbour(self.rank, axis, +1)
+        return (None if lo is None else lo + self.offset), (None if hi is None else hi + self.offset)
 
 
 def _exchange(send_lo, send_hi, lo, hi, group):
@@ -195,7 +198,9 @@ def distributed_instance_norm(x, weight, bias, eps: float, hctx: HaloContext):
 
 
 def allreduce_gradients(module: torch.nn.Module, group=None, average_over: int = 1):
-    """Sum weight gradients over the spatial group (each rank saw a part of the same sample)."""
+    """Sum weight gradients over the spatial group (each rank saw a part of the same sample); over
+    the whole world of data-parallel replicas with ``average_over`` replicas, which sums each replica's
+    blocks and averages the replicas in one all-reduce."""
     for p in module.parameters():
         if p.grad is not None:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM, group=group)

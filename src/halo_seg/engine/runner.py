@@ -135,6 +135,16 @@ def _device_for(device: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def require_gpu_each(ranks: int, what: str, fix: str) -> None:
+    """NCCL refuses two ranks of one group on one GPU ("Duplicate GPU detected"): refuse, before any
+    process starts, ``ranks`` on this machine where it has fewer GPUs. ``what`` names the ranks' run,
+    ``fix`` what to change."""
+    n = torch.cuda.device_count()
+    if ranks > n:
+        raise EngineError(f"{what} needs {ranks} ranks on this machine, one GPU each (NCCL cannot give two ranks "
+                          f"one GPU), and it has {n}: {fix}, more machines (torchrun), or --device cpu")
+
+
 def _signature(job, plan_shape, grid, meta, chosen):
     # format 2: with the uncertainty array, so an older output's blocks are never resumed without it;
     # the channel and time point only when the input has them, so 3D outputs keep their signature
@@ -183,6 +193,12 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         grid = auto_grid(vol.shape, net.multiple, device, distributed_env)
     plan = PartitionPlan(vol.shape, grid, net.multiple)  # validates grid vs volume
     spawns_gpu_ranks = mode == "halo" and not distributed_env and device != "cpu" and torch.cuda.is_available()
+    if spawns_gpu_ranks:
+        require_gpu_each(plan.world_size, f"the halo run on a {'x'.join(map(str, grid))} grid",
+                         f"--grid auto (one rank per GPU), a grid of at most {torch.cuda.device_count()} ranks")
+    elif distributed_env and device != "cpu" and torch.cuda.is_available():
+        require_gpu_each(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), "torchrun",
+                         "--nproc-per-node of at most the GPUs each machine has")
     tiling = (tile_size, overlap)
     mem = plan_memory(vol, net, plan, mode, tiling, mirror, device, distributed_env, ask_gpu=not spawns_gpu_ranks)
     if memory_check and not mem.fits:

@@ -9,9 +9,16 @@ weights stay identical without being broadcast, and equal those of unpartitioned
 All ranks draw patches and augmentations from the same seed, so they agree on what to train on
 without talking; each reads only its own block of each patch. How runs start, validate and save:
 `partitioned_run.py`.
+
+With ``replicas`` R > 1 the device mesh gains a batch axis, as in Mesh-TensorFlow: R copies of the
+grid (rank = replica x ranks per grid + rank in the grid), each training its own patches. Halos,
+norm statistics and the loss stay inside a replica's group; one all-reduce over every rank then sums
+each replica's blocks and averages the replicas, so the step equals the unpartitioned step on the
+mean of the replicas' gradients.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -24,8 +31,53 @@ from ..engine.runner import exit_rank
 from ..engine.unet import UNet3D
 
 
+@dataclass(frozen=True)
+class Mesh:
+    """The ranks of a run: ``replicas`` data-parallel copies of a spatial ``grid``."""
+    grid: tuple
+    replicas: int = 1
+
+    def __post_init__(self):
+        if int(self.replicas) < 1:
+            raise ValueError(f"replicas must be a positive integer, got {self.replicas}")
+
+    @property
+    def spatial(self) -> int:
+        return int(np.prod(self.grid))
+
+    @property
+    def world(self) -> int:
+        return self.spatial * int(self.replicas)
+
+    def replica(self, rank: int) -> int:
+        return rank // self.spatial
+
+    def spatial_rank(self, rank: int) -> int:
+        return rank % self.spatial
+
+    def describe(self) -> str:
+        g = "x".join(map(str, self.grid))
+        return f"grid {g}" + (f" x {self.replicas} replicas" if self.replicas > 1 else "")
+
+    def groups(self) -> list:
+        """Each replica's process group (every rank must call this, in the same order); [None], the
+        world, for one replica. A one-rank grid needs none: nothing crosses its block."""
+        import torch.distributed as dist
+        if self.replicas == 1:
+            return [None]
+        if self.spatial == 1:
+            return [None] * self.replicas
+        return [dist.new_group(list(range(r * self.spatial, (r + 1) * self.spatial))) for r in range(self.replicas)]
+
+
+def replica_rng(seed: int, replica: int) -> np.random.Generator:
+    """The patch draws of one replica (replica 0: those of a run without replicas)."""
+    return np.random.default_rng(seed if replica == 0 else [seed, replica])
+
+
 def partitioned_dice_ce(logits, target, weight_map, group=None, world: int = 1, eps: float = 1e-5):
-    """The loss of :func:`losses.dice_ce_loss` on the whole patch, computed from one block.
+    """The loss of :func:`losses.dice_ce_loss` on the whole patch, computed from one block of it
+    (one of ``world`` ranks of ``group``).
 
     Global sums are all-reduced; the result is divided by ``world`` because the autograd all-reduce
     adds every rank's gradient (each rank computes the same global loss).
@@ -39,7 +91,7 @@ def partitioned_dice_ce(logits, target, weight_map, group=None, world: int = 1, 
     dims = (0, 2, 3, 4)
     stats = torch.cat([(probs * onehot).sum(dims), probs.sum(dims), onehot.sum(dims),
                        (ce * weight_map).sum().view(1), weight_map.sum().view(1)])
-    if group is not None or torch.distributed.is_initialized():
+    if world > 1:
         stats = all_reduce_sum(stats, group)
     inter, ps, ts = stats[:c], stats[c:2 * c], stats[2 * c:3 * c]
     dice = (2 * inter + eps) / (ps + ts + eps)
@@ -86,29 +138,39 @@ def step_inputs(image, labels, weights, patch, plan: PartitionPlan, rank, rng, f
     return torch.from_numpy(x)[None, None], torch.from_numpy(y)[None], torch.from_numpy(w)[None]
 
 
-def train_step(net, opt, x, y, w, group=None, world=1):
+def train_step(net, opt, x, y, w, group=None, world=1, replicas=1):
+    """One step on this rank's block (``world`` ranks per replica in ``group``); returns the loss, the
+    mean over replicas."""
     loss = partitioned_dice_ce(net(x), y, w, group, world)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    if world > 1:
-        allreduce_gradients(net, group)
+    value = loss.detach() * world
+    if world * replicas > 1:
+        allreduce_gradients(net, None, replicas)
+    if replicas > 1:
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+        value /= world * replicas
     opt.step()
-    return float(loss.detach()) * world
+    return float(value)
 
 
-def _step_worker(rank, world, grid, shape, config, seed, init, q):
+def _step_worker(rank, world, grid, shape, config, seed, replicas, init, q):
     import torch.distributed as dist
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=300))
     try:
+        mesh = Mesh(grid, replicas)
+        groups, rep, local = mesh.groups(), mesh.replica(rank), mesh.spatial_rank(rank)
         image, labels, weights = _step_data(shape, config, seed)
         torch.manual_seed(seed)
         net = UNet3D(**config).double()
         plan = PartitionPlan(shape, grid, net.multiple)
-        net.set_partition(HaloContext(plan, rank))
+        if mesh.spatial > 1:
+            net.set_partition(HaloContext(plan, local, groups[rep], rep * mesh.spatial))
         opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-        x, y, w = step_inputs(image, labels, weights, shape, plan, rank, np.random.default_rng(seed))
-        loss = train_step(net, opt, x.double(), y, w.double(), None, world)
+        x, y, w = step_inputs(image, labels, weights, shape, plan, local, replica_rng(seed, rep))   # a patch
+        loss = train_step(net, opt, x.double(), y, w.double(), groups[rep], mesh.spatial, replicas)
         q.put((rank, loss, {n: p.detach().numpy() for n, p in net.named_parameters()}))
         dist.barrier()
     finally:
@@ -117,36 +179,50 @@ def _step_worker(rank, world, grid, shape, config, seed, init, q):
 
 
 def _step_data(shape, config, seed):
+    """A random volume 8 voxels larger than the patch ``shape`` along each axis, so that patches
+    drawn with different seeds lie in different places."""
     from .losses import unet_weight_map
     g = np.random.default_rng(seed)
+    shape = tuple(s + 8 for s in shape)
     image = g.normal(size=shape)
     labels = (g.random(shape) < 0.3).astype(np.int64) * g.integers(1, config["out_channels"], shape)
     return image, labels, unet_weight_map(labels)
 
 
-def compare_training_step(grid, shape, config=None, seed=0) -> dict:
-    """One SGD step partitioned over ``grid`` vs the same step on the whole patch (float64).
+def compare_training_step(grid, shape, config=None, seed=0, replicas=1) -> dict:
+    """One SGD step partitioned over ``grid`` (times ``replicas`` data-parallel copies, each drawing
+    its own patch) vs the same step on the whole patches (float64): the unpartitioned network's
+    gradients on each replica's patch, averaged.
 
     Returns the largest weight-update difference relative to the largest update, and both losses.
     """
     from ..engine.verify import run_ranks
+    from .losses import dice_ce_loss
     config = config or dict(in_channels=1, out_channels=3, base=4, depth=2)
-    world = int(np.prod(grid))
-    results = run_ranks(_step_worker, world, (tuple(grid), tuple(shape), config, seed))
+    mesh = Mesh(tuple(grid), replicas)
+    results = run_ranks(_step_worker, mesh.world, (tuple(grid), tuple(shape), config, seed, replicas))
     image, labels, weights = _step_data(shape, config, seed)
     torch.manual_seed(seed)
     net = UNet3D(**config).double()
     before = {n: p.detach().clone().numpy() for n, p in net.named_parameters()}
     plan = PartitionPlan(shape, (1, 1, 1), net.multiple)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    x, y, w = step_inputs(image, labels, weights, shape, plan, None, np.random.default_rng(seed))
-    ref_loss = train_step(net, opt, x.double(), y, w.double())
+    opt.zero_grad(set_to_none=True)
+    losses = []
+    for r in range(replicas):   # the reference is the loss of losses.py, not the partitioned one
+        x, y, w = step_inputs(image, labels, weights, shape, plan, None, replica_rng(seed, r))
+        loss = dice_ce_loss(net(x.double()), y, w.double()) / replicas
+        loss.backward()
+        losses.append(loss.item() * replicas)
+    opt.step()
+    ref_loss = float(np.mean(losses))
     after = {n: p.detach().numpy() for n, p in net.named_parameters()}
     scale = max(float(np.abs(after[n] - before[n]).max()) for n in after)
     worst = 0.0
     for _, _, params in results:
         for n in after:
             worst = max(worst, float(np.abs((params[n] - before[n]) - (after[n] - before[n])).max()))
-    return {"grid": list(grid), "shape": list(shape), "update_max_rel_diff": worst / scale,
+    return {"grid": list(grid), "replicas": replicas, "shape": list(shape), "replica_losses": losses,
+            "update_max_rel_diff": worst / scale,
             "update_scale": scale, "loss_whole": ref_loss, "loss_partitioned": [r[1] for r in results],
             "ranks_agree": all(np.array_equal(results[0][2][n], r[2][n]) for r in results for n in after)}

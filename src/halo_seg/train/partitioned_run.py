@@ -1,7 +1,8 @@
 """Running partitioned training: data every rank reads, the training loop with partitioned validation,
 and the two ways ranks start (spawned here, one CPU process or GPU each, or by torchrun).
 
-Rank 0 alone reports and writes weights; every rank trains the same patches from the same seed.
+Rank 0 alone reports and writes weights; the ranks of a replica train the same patches from the
+same seed, each replica its own (partitioned.replica_rng).
 """
 from __future__ import annotations
 
@@ -20,19 +21,20 @@ from ..engine.halo import HaloContext
 from ..engine.partition import PartitionPlan
 from ..engine.runner import _peak_growth_mb, _reset_peak, _status_mb, exit_rank, map_large_allocations
 from ..engine.unet import UNet3D
-from .partitioned import step_inputs, train_step
+from .partitioned import Mesh, replica_rng, step_inputs, train_step
 
 FG_SAMPLE = 2 ** 20   # foreground voxels kept per class to centre patches on (a uniform subsample)
 
 
 def prepare_data(image, labels, cfg: dict) -> dict:
-    """What every rank trains from: the z-scored image (float32), the labels (int16), the U-Net
-    weight map (its distances need the whole volume, so it is computed once) and, per foreground
-    class, up to FG_SAMPLE of its voxels. Deterministic, so torchrun ranks that each compute it agree."""
+    """What every rank trains from, per volume pair: the normalised image (float32), the labels
+    (int16), the U-Net weight map (its distances need the whole volume, so it is computed once) and,
+    per foreground class, up to FG_SAMPLE of its voxels. Deterministic, so torchrun ranks that each
+    compute it agree."""
     from ..engine import normalize
     from .losses import unet_weight_map
     from .unet_train import class_voxels
-    spec = {"kind": "zscore"}
+    spec = normalize.resolve(dict(cfg.get("normalization") or {"kind": "zscore"}), image)
     mean, std = normalize.mean_std(normalize.moments(image, spec), spec)
     rng = np.random.default_rng(cfg.get("seed", 0))
     fg = {}
@@ -45,18 +47,18 @@ def prepare_data(image, labels, cfg: dict) -> dict:
             "weights": unet_weight_map(labels, cfg.get("w0", 10.0), cfg.get("sigma", 5.0)), "fg": fg}
 
 
-def _validate(net, data, grid, rank, world, dev, n_classes) -> list:
-    """Dice per foreground class of the partitioned network on the whole training volume, each rank
-    running its block of the volume (as `halo-seg segment` does) and the sums all-reduced: no rank
-    holds the volume's activations. None where a class is neither there nor predicted."""
+def _validate_volume(net, vol, grid, local, group, offset, dev, n_classes) -> torch.Tensor:
+    """(overlap, predicted, true) voxel counts per class of the partitioned network on one whole
+    volume, each rank of the replica running its block of it (as `halo-seg segment` does) and the
+    counts summed over them: no rank holds the volume's activations."""
     import torch.distributed as dist
-    image, labels = data["image"], data["labels"]
+    image, labels = vol["image"], vol["labels"]
     plan = PartitionPlan(image.shape, grid, net.multiple)
-    valid, block = plan.valid_block(rank), plan.block(rank)
+    valid, block = plan.valid_block(local), plan.block(local)
     xb = np.zeros([s.stop - s.start for s in block], np.float32)
     inner = tuple(slice(0, v.stop - v.start) for v in valid)
     xb[inner] = np.asarray(image[valid])
-    net.set_partition(HaloContext(plan, rank))
+    net.set_partition(HaloContext(plan, local, group, offset) if plan.world_size > 1 else None)
     net.eval()
     with torch.no_grad():
         pred = net(torch.from_numpy(xb)[None, None].to(dev))[0].argmax(0)[inner]
@@ -66,20 +68,42 @@ def _validate(net, data, grid, rank, world, dev, n_classes) -> list:
     for c in range(1, n_classes):
         p, t = pred == c, truth == c
         stats[0, c], stats[1, c], stats[2, c] = (p & t).sum(), p.sum(), t.sum()
-    if world > 1:
-        dist.all_reduce(stats)
-    stats = stats.cpu().numpy()
-    return [None if stats[1, c] + stats[2, c] == 0 else float(2 * stats[0, c] / (stats[1, c] + stats[2, c]))
-            for c in range(1, n_classes)]
+    if plan.world_size > 1:
+        dist.all_reduce(stats, group=group)
+    return stats
 
 
-def _train_loop(rank, world, grid, data, cfg, out, dev, emit, stop=None) -> None:
+def _validate(net, vols, mesh: Mesh, rank, groups, dev, n_classes) -> list:
+    """Dice per foreground class on the whole training volumes, averaged over the volumes where the
+    class is there or predicted (None where it is in none), as the unpartitioned trainer reports it.
+    Replicas share the volumes out (replica r validates volumes r, r + R, ...)."""
+    import torch.distributed as dist
+    rep, local = mesh.replica(rank), mesh.spatial_rank(rank)
+    counts = torch.zeros(len(vols), 3, n_classes, dtype=torch.float64, device=dev)
+    for v in range(rep, len(vols), mesh.replicas):
+        s = _validate_volume(net, vols[v], mesh.grid, local, groups[rep], rep * mesh.spatial, dev, n_classes)
+        if local == 0:   # a replica's ranks all hold its sums; count them once
+            counts[v] = s
+    if mesh.world > 1:
+        dist.all_reduce(counts)
+    counts = counts.cpu().numpy()
+    out = []
+    for c in range(1, n_classes):
+        seen = [2 * k[0, c] / (k[1, c] + k[2, c]) for k in counts if k[1, c] + k[2, c] > 0]
+        out.append(float(np.mean(seen)) if seen else None)
+    return out
+
+
+def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None) -> None:
     """Every rank runs this after joining the process group; only rank 0 emits (kind, ...) messages
-    and writes the weights. ``stop()`` (rank 0's) ends the run on every rank at the same iteration."""
+    and writes the weights. ``stop()`` (rank 0's) ends the run on every rank at the same iteration.
+    ``vols``: prepare_data's dict per volume pair; each patch comes from one of them, drawn at random."""
     import torch.distributed as dist
     from ..engine.weights import WeightsError, load_unet, save_unet
     from .unet_train import lr_schedule
-    image, labels, weights, fg = data["image"], data["labels"], data["weights"], data["fg"]
+    mesh = Mesh(tuple(grid), int(cfg.get("replicas", 1)))
+    groups = mesh.groups()
+    rep, local = mesh.replica(rank), mesh.spatial_rank(rank)
     torch.manual_seed(cfg["seed"])
     net = UNet3D(1, cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
     start = 0
@@ -93,13 +117,14 @@ def _train_loop(rank, world, grid, data, cfg, out, dev, emit, stop=None) -> None
     net.to(dev)
     patch, iterations, batch = tuple(cfg["patch"]), cfg["iterations"], int(cfg.get("batch", 1))
     plan = PartitionPlan(patch, grid, net.multiple)
+    hctx = HaloContext(plan, local, groups[rep], rep * mesh.spatial) if mesh.spatial > 1 else None
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=1e-4)
     sched = lr_schedule(opt, cfg["lr"], iterations)
     with warnings.catch_warnings():   # stepping the schedule alone is the point here
         warnings.simplefilter("ignore", UserWarning)
         for _ in range(min(start, iterations - 1)):
             sched.step()
-    rng = np.random.default_rng(cfg["seed"] + start)   # every rank draws the same patches
+    rng = replica_rng(cfg["seed"] + start, rep)   # a replica's ranks draw the same patches
     epoch, best, t0 = max(1, int(cfg.get("epoch", 100))), -1.0, time.time()
     flag = torch.zeros(1, device=dev)
     process = _status_mb("RssAnon")   # the rank's own process before it trains (and, under torchrun, the data)
@@ -116,26 +141,31 @@ def _train_loop(rank, world, grid, data, cfg, out, dev, emit, stop=None) -> None
                 if rank == 0:
                     emit("cancelled", it - 1)
                 break
-        net.set_partition(HaloContext(plan, rank))
-        xs, ys, ws = zip(*(step_inputs(image, labels, weights, patch, plan, rank, rng, fg, cfg.get("fg_p", 0.67))
-                           for _ in range(batch)))
+        net.set_partition(hctx)
+        draws = []
+        for _ in range(batch):
+            v = vols[int(rng.integers(len(vols)))] if len(vols) > 1 else vols[0]
+            draws.append(step_inputs(v["image"], v["labels"], v["weights"], patch, plan, local, rng, v["fg"],
+                                     cfg.get("fg_p", 0.67)))
+        xs, ys, ws = zip(*draws)
         loss = train_step(net, opt, torch.cat(xs).to(dev), torch.cat(ys).to(dev), torch.cat(ws).to(dev),
-                          None, world)
+                          groups[rep], mesh.spatial, mesh.replicas)
         sched.step()
         if rank == 0:
             emit("progress", it, loss, time.time() - t0)
         if it % epoch == 0 or it == iterations:
-            val = _validate(net, data, grid, rank, world, dev, cfg["n_classes"])
+            val = _validate(net, vols, mesh, rank, groups, dev, cfg["n_classes"])
             scored = [d for d in val if d is not None]
             mean_d = float(np.mean(scored)) if scored else 0.0
             if rank == 0:
                 emit("validation", it, val, time.time() - t0)
                 if mean_d > best:
                     best = mean_d
-                    save_unet(net, out, normalization={"kind": "zscore"}, classes=cfg.get("class_names", []),
+                    save_unet(net, out, normalization=dict(cfg.get("normalization") or {"kind": "zscore"}),
+                              classes=cfg.get("class_names", []),
                               training={"config": {k: v for k, v in cfg.items() if k != "resume"},
-                                        "grid": list(grid), "partitioned": True, "iteration": it,
-                                        "best_val_dice": val, "resumed_from": cfg.get("resume")})
+                                        "grid": list(grid), "replicas": mesh.replicas, "partitioned": True,
+                                        "iteration": it, "best_val_dice": val, "resumed_from": cfg.get("resume")})
     # the run's peak above what the rank held before it (the largest rank's), for benchmarks/train_memory.py
     peak = torch.tensor([(torch.cuda.max_memory_allocated(dev) - held) / 2 ** 20 if dev.type == "cuda"
                          else _peak_growth_mb(rss0), process], dtype=torch.float64, device=dev)
@@ -145,11 +175,12 @@ def _train_loop(rank, world, grid, data, cfg, out, dev, emit, stop=None) -> None
         emit("memory", float(peak[0]), float(peak[1]))
 
 
-def _check_memory(cfg, grid, shape, dev, log=None, **plan):
+def _check_memory(cfg, grid, shapes, dev, log=None, **plan):
     from . import train_memory
     if cfg.get("memory_check", True):
         config = dict(in_channels=1, out_channels=cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
-        train_memory.require(config, cfg["patch"], int(cfg.get("batch", 1)), grid, [shape], dev, log, **plan)
+        train_memory.require(config, cfg["patch"], int(cfg.get("batch", 1)), grid, list(shapes), dev, log,
+                             replicas=int(cfg.get("replicas", 1)), **plan)
 
 
 def _rank_device(cfg, local_rank):
@@ -158,6 +189,15 @@ def _rank_device(cfg, local_rank):
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     return dev, ("nccl" if dev.type == "cuda" else "gloo")
+
+
+def _gpu_each(ranks, what, fix):
+    from ..engine.runner import EngineError, require_gpu_each
+    from .unet_train import TrainingError
+    try:
+        require_gpu_each(ranks, what, fix)
+    except EngineError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def _worker(rank, world, grid, paths, cfg, init, out, q, stop_event=None):
@@ -172,12 +212,15 @@ def _worker(rank, world, grid, paths, cfg, init, out, q, stop_event=None):
         q.put(("error", rank, f"{type(exc).__name__}: {exc}", None))
         exit_rank(q)
     try:
-        data = {k: np.load(paths[k], mmap_mode="r") for k in ("image", "labels", "weights")}
+        vols = []
+        for p in paths:
+            vol = {k: np.load(p[k], mmap_mode="r") for k in ("image", "labels", "weights")}
+            vol["fg"] = {int(k): v for k, v in np.load(p["fg"]).items()}
+            vols.append(vol)
         if dev.type == "cuda":   # the parent did not ask (a CUDA context there would hold GPU 0)
-            _check_memory(cfg, grid, data["image"].shape, dev)
-        data["fg"] = {int(k): v for k, v in np.load(paths["fg"]).items()}
+            _check_memory(cfg, grid, [v["image"].shape for v in vols], dev)
         stop = (lambda: stop_event.is_set()) if stop_event is not None else None
-        _train_loop(rank, world, grid, data, cfg, out, dev, lambda *m: q.put(m), stop)
+        _train_loop(rank, world, grid, vols, cfg, out, dev, lambda *m: q.put(m), stop)
         if rank == 0:
             q.put(("done", rank, None, None))
         dist.barrier()
@@ -189,25 +232,41 @@ def _worker(rank, world, grid, paths, cfg, init, out, q, stop_event=None):
     exit_rank(q)
 
 
-def _check_run(image, labels, cfg, grid):
+def _pairs(images, labels) -> tuple[list, list]:
+    """One volume pair, or lists of them."""
+    if isinstance(images, (list, tuple)) != isinstance(labels, (list, tuple)):
+        raise TypeError("give one image and one label volume, or a list of each")
+    if not isinstance(images, (list, tuple)):
+        images, labels = [images], [labels]
+    return list(images), list(labels)
+
+
+def _check_run(images, labels, cfg, grid):
     from .unet_train import TrainingError, check_pair
-    image, labels = np.asarray(image), np.asarray(labels)
-    check_pair(image, labels, cfg["n_classes"], cfg["patch"])
-    patch = [min(p, s) for p, s in zip(cfg["patch"], image.shape)]
+    images, labels = _pairs(images, labels)
+    if len(images) != len(labels) or not images:
+        raise TrainingError(f"{len(images)} images but {len(labels)} label volumes; give them in pairs")
+    images, labels = [np.asarray(im) for im in images], [np.asarray(lb) for lb in labels]
+    for i, (im, lb) in enumerate(zip(images, labels)):
+        check_pair(im, lb, cfg["n_classes"], cfg["patch"], "volume" if len(images) == 1 else f"volume {i}")
+    # every patch has one shape, so it fits the smallest volume along each axis
+    patch = [min([p] + [im.shape[a] for im in images]) for a, p in enumerate(cfg["patch"])]
     m = 2 ** cfg["depth"]
     try:
         PartitionPlan(tuple(patch), tuple(grid), m)
+        Mesh(tuple(grid), int(cfg.get("replicas", 1)))
     except Exception as exc:
         raise TrainingError(f"patch {tuple(patch)}: {exc}") from None
-    return image, labels, {"seed": 0, "epoch": 100, "batch": 1, "device": "cpu", "memory_check": True, **cfg,
-                           "patch": patch}
+    return images, labels, {"seed": 0, "epoch": 100, "batch": 1, "device": "cpu", "memory_check": True,
+                            "replicas": 1, **cfg, "patch": patch}
 
 
 class _Reporter:
     """Rank 0's messages, turned into the history, log lines and progress calls."""
 
     def __init__(self, cfg, grid, log, progress):
-        self.cfg, self.grid, self.log, self.progress = cfg, grid, log, progress
+        self.cfg, self.log, self.progress = cfg, log, progress
+        self.mesh = Mesh(tuple(grid), int(cfg.get("replicas", 1)))
         self.history, self.best, self.cancelled_at, self.last, self.peak_mb = [], None, None, {}, None
         self.process_mb = None
 
@@ -224,8 +283,8 @@ class _Reporter:
                                                                              if d is not None] or [-1])):
                 self.best = entry
             self.log(f"it {it:5d}  loss {self.last['loss']:.4f}  val Dice "
-                     f"{', '.join('n/a' if d is None else f'{d:.3f}' for d in value)}  ({sec:.0f}s, grid "
-                     f"{'x'.join(map(str, self.grid))})")
+                     f"{', '.join('n/a' if d is None else f'{d:.3f}' for d in value)}  ({sec:.0f}s, "
+                     f"{self.mesh.describe()})")
         elif kind == "memory":
             self.peak_mb, self.process_mb = it, value
         elif kind == "cancelled":
@@ -238,29 +297,38 @@ class _Reporter:
                 "peak_mb": self.peak_mb, "process_mb": self.process_mb}
 
 
-def train_partitioned(image, labels, cfg: dict, grid, out, log=print, progress=None, cancel=None) -> dict:
-    """Train on one (image, label) volume with every patch split over ``grid`` ranks spawned here:
-    CPU processes (gloo) or, with ``cfg["device"]`` cuda, one GPU each (NCCL). The weights with the
-    best validation Dice (the whole volume, run partitioned) are written to ``out``; ``cancel()``
-    returning True stops every rank at the same iteration, keeping the best weights so far."""
+def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=None, cancel=None) -> dict:
+    """Train on (image, label) volume pairs (one pair, or lists) with every patch split over ``grid``
+    ranks spawned here: CPU processes (gloo) or, with ``cfg["device"]`` cuda, one GPU each (NCCL);
+    ``cfg["replicas"]`` copies of the grid each train their own patches (data parallelism; ``batch``
+    is per replica). The weights with the best validation Dice (the whole volumes, run partitioned)
+    are written to ``out``; ``cancel()`` returning True stops every rank at the same iteration,
+    keeping the best weights so far."""
     import tempfile
 
     import torch.multiprocessing as mp
 
     from ..engine.runner import _free_port
     from .unet_train import training_device
-    image, labels, cfg = _check_run(image, labels, cfg, grid)
-    world = int(np.prod(grid))
+    images, labels, cfg = _check_run(images, labels, cfg, grid)
+    mesh = Mesh(tuple(grid), cfg["replicas"])
+    world = mesh.world
     if training_device(cfg["device"]).type == "cpu":   # the ranks' blocks share this machine's RAM
-        _check_memory(cfg, tuple(grid), image.shape, torch.device("cpu"), log=log, spawned=True)
+        _check_memory(cfg, tuple(grid), [im.shape for im in images], torch.device("cpu"), log=log, spawned=True)
+    else:
+        _gpu_each(world, f"training on a {mesh.describe()}",
+                  "a smaller grid or fewer --replicas, at most " + str(torch.cuda.device_count()) + " ranks")
     with tempfile.TemporaryDirectory(prefix="halo-seg-train-") as tmp:
-        data = prepare_data(image, labels, cfg)
-        paths = {k: f"{tmp}/{k}.npy" for k in ("image", "labels", "weights")}
-        for k, p in paths.items():
-            np.save(p, data[k])
-        paths["fg"] = f"{tmp}/fg.npz"
-        np.savez(paths["fg"], **{str(k): v for k, v in data["fg"].items()})
-        del data
+        paths = []
+        for i, (image, lab) in enumerate(zip(images, labels)):
+            data = prepare_data(image, lab, cfg)
+            p = {k: f"{tmp}/{i}_{k}.npy" for k in ("image", "labels", "weights")}
+            for k, f in p.items():
+                np.save(f, data[k])
+            p["fg"] = f"{tmp}/{i}_fg.npz"
+            np.savez(p["fg"], **{str(k): v for k, v in data["fg"].items()})
+            paths.append(p)
+            del data
         ctx = mp.get_context("spawn")
         q, stop_event = ctx.Queue(), ctx.Event()
         init = f"tcp://127.0.0.1:{_free_port()}"
@@ -301,28 +369,35 @@ def train_partitioned(image, labels, cfg: dict, grid, out, log=print, progress=N
     return rep.result(out)
 
 
-def train_partitioned_torchrun(image, labels, cfg: dict, grid, out, log=print, progress=None) -> dict | None:
+def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, progress=None) -> dict | None:
     """The same training with this process as one of the ranks torchrun started (RANK, WORLD_SIZE,
-    MASTER_ADDR; one GPU per process by LOCAL_RANK with cuda). Every rank reads the volume pair
+    MASTER_ADDR; one GPU per process by LOCAL_RANK with cuda). Every rank reads the volume pairs
     itself; rank 0 writes the weights and returns the result, the others return None."""
     import torch.distributed as dist
     from .unet_train import TrainingError
-    image, labels, cfg = _check_run(image, labels, cfg, grid)
+    images, labels, cfg = _check_run(images, labels, cfg, grid)
     world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
-    if world != int(np.prod(grid)):
-        raise TrainingError(f"torchrun started {world} ranks but the grid {tuple(grid)} needs {int(np.prod(grid))}")
+    mesh = Mesh(tuple(grid), cfg["replicas"])
+    if world != mesh.world:
+        hint = (f"; --replicas {world // mesh.spatial} would train {world // mesh.spatial} copies of the grid"
+                if world % mesh.spatial == 0 and mesh.replicas == 1 else "")
+        raise TrainingError(f"torchrun started {world} ranks but the grid {tuple(grid)}"
+                            f"{f' x {mesh.replicas} replicas' if mesh.replicas > 1 else ''} needs {mesh.world}{hint}")
     local = int(os.environ.get("LOCAL_RANK", rank))
     torch.set_num_threads(cfg.get("threads") or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
     dev, backend = _rank_device(cfg, local)
+    if dev.type == "cuda":
+        _gpu_each(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), "torchrun", "--nproc-per-node of at most the GPUs "
+                  "each machine has")
     from .train_memory import RANK_DATA
-    _check_memory(cfg, tuple(grid), image.shape, dev, distributed_env=True, data_bytes_per_voxel=RANK_DATA,
-                  log=log)
-    data = prepare_data(image, labels, cfg)
+    _check_memory(cfg, tuple(grid), [im.shape for im in images], dev, distributed_env=True,
+                  data_bytes_per_voxel=RANK_DATA, log=log)
+    vols = [prepare_data(im, lb, cfg) for im, lb in zip(images, labels)]
     dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
                             timeout=timedelta(seconds=600))
     rep = _Reporter(cfg, grid, log, progress)
     try:
-        _train_loop(rank, world, tuple(grid), data, cfg, out, dev, rep)
+        _train_loop(rank, world, tuple(grid), vols, cfg, out, dev, rep)
         dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -81,13 +81,14 @@ def process_bytes(spawned: bool) -> int:
 
 def plan_training(config: dict, patch, batch: int, grid, volume_shapes, device: torch.device,
                   distributed_env: bool = False, ask_gpu: bool = True, data_bytes_per_voxel: int = 0,
-                  spawned: bool = False) -> memory.MemoryCheck:
+                  spawned: bool = False, replicas: int = 1) -> memory.MemoryCheck:
     """The run's estimated peak per rank against the memory it draws on: the machine's RAM shared by
     its ranks, or each rank's GPU (``ask_gpu`` False: unknown, for a parent that only spawns ranks).
     ``data_bytes_per_voxel``: what a rank holds in RAM of the prepared volumes (counted for RAM only);
-    ``spawned``: the ranks are processes started for the run (their own memory counts too)."""
+    ``spawned``: the ranks are processes started for the run (their own memory counts too);
+    ``replicas``: data-parallel copies of the grid, each rank of which needs as much as the first's."""
     per_rank = rank_bytes(config, patch, batch, grid, volume_shapes)
-    here = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if distributed_env else math.prod(grid)
+    here = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if distributed_env else math.prod(grid) * replicas
     data = data_bytes_per_voxel * sum(math.prod(v) for v in volume_shapes)
     return memory.check_for(per_rank, device, here, ask_gpu, ram_extra=data, process=process_bytes(spawned))
 
@@ -99,19 +100,22 @@ def require(config: dict, patch, batch: int, grid, volume_shapes, device: torch.
     mem = plan_training(config, patch, batch, grid, volume_shapes, device, **plan)
     if not mem.fits:
         where = f"GPU {device.index}: " if device.type == "cuda" else ""
-        raise TrainingError(where + refusal(config, patch, batch, grid, volume_shapes, mem))
+        raise TrainingError(where + refusal(config, patch, batch, grid, volume_shapes, mem,
+                                            int(plan.get("replicas", 1))))
     if log is not None:
         log(f"memory: {mem.describe()}")
 
 
-def refusal(config: dict, patch, batch: int, grid, volume_shapes, mem: memory.MemoryCheck) -> str:
+def refusal(config: dict, patch, batch: int, grid, volume_shapes, mem: memory.MemoryCheck,
+            replicas: int = 1) -> str:
     """What the run needs, and what would fit: a finer grid (each rank with its own memory), a smaller
-    batch, or the check turned off."""
+    batch, fewer data-parallel replicas on this machine, or the check turned off."""
     grid = tuple(grid)
     g = "x".join(map(str, grid))
     step = step_bytes(config, patch, batch, grid)
     val = max(validation_bytes(config, s, grid) for s in volume_shapes)
-    lines = [f"not enough memory: training {' x '.join(map(str, patch))} patches (batch {batch}) on a {g} grid "
+    reps = f" x {replicas} replicas" if replicas > 1 else ""
+    lines = [f"not enough memory: training {' x '.join(map(str, patch))} patches (batch {batch}) on a {g} grid{reps} "
              f"{mem.describe()} (the step {memory.fmt_bytes(step)}, validating the whole volume "
              f"{memory.fmt_bytes(val)})."]
     room = mem.available * memory.USABLE
@@ -121,9 +125,13 @@ def refusal(config: dict, patch, batch: int, grid, volume_shapes, mem: memory.Me
         finer_grid, world, per = finer
         lines.append(f"- --grid {','.join(map(str, finer_grid))} ({world} ranks) needs about {memory.fmt_bytes(per)} "
                      f"per rank: run it where each rank has its own {mem.where} (one GPU each, or torchrun "
-                     f"over machines)" + (" (partitioned training takes one volume pair)" if len(volume_shapes) > 1
-                                          else ""))
+                     f"over machines)")
     if batch > 1 and (rank_bytes(config, patch, 1, grid, volume_shapes) + mem.process) * mem.sharing <= room:
         lines.append("- a smaller --batch")
+    if replicas > 1 and mem.where == "RAM":
+        fit = int(room // max(1, (mem.per_rank + mem.process) * (mem.sharing // replicas)))
+        if fit >= 1:
+            lines.append(f"- --replicas {min(fit, replicas - 1)} here (each replica's ranks need what the first's "
+                         f"do), or the replicas on machines of their own (torchrun)")
     lines.append("- turning the check off runs it anyway (--no-memory-check; memory_check=False)")
     return "\n".join(lines)
