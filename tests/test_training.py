@@ -63,18 +63,70 @@ def test_bad_training_input(pair, tmp_path):
             train_unet([im], [lb], cfg, tmp_path / "x.safetensors", log=lambda *a: None)
 
 
-def test_cli_grid_training(pair, tmp_path):
+def _dice_of(weights, img, lab):
+    from halo_seg.engine.runner import predict_whole
+    net, meta = load_unet(weights)
+    spec = normalize.resolve(meta["normalization"], img)
+    m, s = normalize.mean_std(normalize.moments(img, spec), spec)
+    return dice(predict_whole(net, normalize.apply(img, m, s, spec), "cpu").argmax(0) == 1, lab == 1), meta
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    ph = make_phantom((24, 40, 32), n_objects=2, seed=4, noise=0.05)
+    return ph.image * 3 + 5, (ph.labels > 0).astype(np.int64)   # another scale: its own normalisation counts
+
+
+@pytest.mark.parametrize("grid", [None, (2, 1, 1)])
+def test_validation_on_held_out_volumes(pair, held_out, tmp_path, grid):
+    """The Dice that chose the weights is theirs on the held-out volume (whole, normalised on its own),
+    not on the training volume; unpartitioned and partitioned trainers alike."""
+    from halo_seg.train.partitioned_run import train_partitioned
+    img, lab = pair
+    out = tmp_path / "v.safetensors"
+    if grid is None:
+        cfg = TrainConfig(n_classes=2, patch=(32, 32, 32), iterations=20, batch=1, lr=3e-3, base=4, depth=2, epoch=10)
+        train_unet([img], [lab], cfg, out, log=lambda *a: None, val_images=[held_out[0]], val_labels=[held_out[1]])
+    else:
+        cfg = dict(n_classes=2, patch=[32, 32, 32], iterations=20, lr=3e-3, base=4, depth=2, epoch=10)
+        train_partitioned(img, lab, cfg, grid, out, log=lambda *a: None, val_images=[held_out[0]],
+                          val_labels=[held_out[1]])
+    there, meta = _dice_of(out, *held_out)
+    assert meta["training"]["validation_volumes"] == 1
+    assert meta["training"]["best_val_dice"][0] == pytest.approx(there, abs=1e-6)
+    assert abs(_dice_of(out, img, lab)[0] - there) > 1e-3
+    bad = [([held_out[0]], []), ([held_out[0]], [held_out[1][:, :8]]), ([held_out[0]], [held_out[1] * 3])]
+    for vi, vl in bad:
+        with pytest.raises(TrainingError, match="pairs|validation volume 0"):
+            if grid is None:
+                train_unet([img], [lab], cfg, tmp_path / "x.safetensors", log=lambda *a: None, val_images=vi,
+                           val_labels=vl)
+            else:
+                train_partitioned(img, lab, cfg, grid, tmp_path / "x.safetensors", log=lambda *a: None,
+                                  val_images=vi, val_labels=vl)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_cli_grid_training(pair, held_out, tmp_path):
     img, lab = pair
     np.save(tmp_path / "img.npy", img)
     np.save(tmp_path / "lab.npy", lab.astype(np.uint8))
+    np.save(tmp_path / "val.npy", held_out[0])
+    np.save(tmp_path / "vlab.npy", held_out[1].astype(np.uint8))
     out = tmp_path / "g.safetensors"
     r = subprocess.run([sys.executable, "-m", "halo_seg.cli", "train", "--image", str(tmp_path / "img.npy"),
                         "--labels", str(tmp_path / "lab.npy"), "--out", str(out), "--grid", "2,1,1",
+                        "--val-image", str(tmp_path / "val.npy"), "--val-labels", str(tmp_path / "vlab.npy"),
                         "--patch", "16", "16", "16", "--iterations", "2", "--base", "4", "--depth", "2", "--quiet"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["grid"] == [2, 1, 1]
     assert load_unet(out)[1]["training"]["partitioned"]
+    assert load_unet(out)[1]["training"]["validation_volumes"] == 1
+    r = subprocess.run([sys.executable, "-m", "halo_seg.cli", "train", "--image", str(tmp_path / "img.npy"),
+                        "--labels", str(tmp_path / "lab.npy"), "--out", str(out), "--val-image",
+                        str(tmp_path / "val.npy")], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "1 --val-image but 0 --val-labels" in r.stderr
     r = subprocess.run([sys.executable, "-m", "halo_seg.cli", "train", "--image", str(tmp_path / "img.npy"),
                         "--labels", str(tmp_path / "lab.npy"), "--out", str(out), "--normalization", "minmax"],
                        capture_output=True, text=True, timeout=300)

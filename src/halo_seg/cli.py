@@ -138,8 +138,14 @@ def cmd_train(a) -> int:
             raise ValueError("--grid auto is for segment; give the training grid as PZ,PY,PX")
     except ValueError as exc:
         raise SystemExit(f"error: {exc}")
+    if len(a.val_images) != len(a.val_labels):
+        raise SystemExit(f"error: {len(a.val_images)} --val-image but {len(a.val_labels)} --val-labels; give them "
+                         f"in pairs")
     imgs = [np.asarray(open_volume(p, channel=a.channel, timepoint=a.timepoint).data) for p in a.images]
     labs = [np.asarray(open_volume(p).data).astype(np.int64) for p in a.labels]
+    val = dict(val_images=[np.asarray(open_volume(p, channel=a.channel, timepoint=a.timepoint).data)
+                           for p in a.val_images],
+               val_labels=[np.asarray(open_volume(p).data).astype(np.int64) for p in a.val_labels])
     n = a.classes or int(max(l.max() for l in labs)) + 1
     bar = tqdm(total=a.iterations, desc="training", unit="it", disable=a.quiet)
 
@@ -162,10 +168,10 @@ def cmd_train(a) -> int:
                     bar.close()
                 res = partitioned.train_partitioned_torchrun(imgs, labs, cfg, grid, a.out,
                                                              log=tqdm.write if lead else (lambda *_: None),
-                                                             progress=progress if lead else None)
+                                                             progress=progress if lead else None, **val)
             else:
                 res = partitioned.train_partitioned(imgs, labs, cfg, grid, a.out, log=tqdm.write,
-                                                    progress=progress)
+                                                    progress=progress, **val)
         except (TrainingError, ValueError) as exc:
             raise SystemExit(f"error: {exc}")
         bar.close()
@@ -180,7 +186,7 @@ def cmd_train(a) -> int:
                       normalization=spec, device=a.device, memory_check=not a.no_memory_check)
     try:
         res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard, log=tqdm.write,
-                         meta={"command": " ".join(sys.argv)}, resume=a.resume, progress=progress)
+                         meta={"command": " ".join(sys.argv)}, resume=a.resume, progress=progress, **val)
     except TrainingError as exc:
         raise SystemExit(f"error: {exc}")
     bar.close()
@@ -560,6 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the 3D U-Net on image/label volume pairs")
     t.add_argument("--image", dest="images", action="append", required=True)
     t.add_argument("--labels", dest="labels", action="append", required=True)
+    t.add_argument("--val-image", dest="val_images", action="append", default=[],
+                   help="a held-out image to validate on, whole (repeat with --val-labels; default: the "
+                        "training volumes)")
+    t.add_argument("--val-labels", dest="val_labels", action="append", default=[])
     t.add_argument("--out", required=True)
     t.add_argument("--classes", type=int, default=None)
     t.add_argument("--patch", type=int, nargs=3, default=(48, 48, 48))

@@ -31,20 +31,23 @@ def prepare_data(image, labels, cfg: dict) -> dict:
     (int16), the U-Net weight map (its distances need the whole volume, so it is computed once) and,
     per foreground class, up to FG_SAMPLE of its voxels. Deterministic, so torchrun ranks that each
     compute it agree."""
-    from ..engine import normalize
     from .losses import unet_weight_map
     from .unet_train import class_voxels
-    spec = normalize.resolve(dict(cfg.get("normalization") or {"kind": "zscore"}), image)
-    mean, std = normalize.mean_std(normalize.moments(image, spec), spec)
     rng = np.random.default_rng(cfg.get("seed", 0))
     fg = {}
     for k, vox in class_voxels(labels, np.ones(labels.shape, bool)).items():
         if len(vox) > FG_SAMPLE:
             vox = vox[np.sort(rng.choice(len(vox), FG_SAMPLE, replace=False))]
         fg[k] = vox.astype(np.int32)
-    return {"image": normalize.apply(image, mean, std, spec).astype(np.float32),
-            "labels": labels.astype(np.int16),
+    return {**prepare_validation(image, labels, cfg),
             "weights": unet_weight_map(labels, cfg.get("w0", 10.0), cfg.get("sigma", 5.0)), "fg": fg}
+
+
+def prepare_validation(image, labels, cfg: dict) -> dict:
+    """A pair as validation reads it: the normalised image (float32) and the labels (int16)."""
+    from .unet_train import normalised
+    spec = dict(cfg.get("normalization") or {"kind": "zscore"})
+    return {"image": normalised(image, spec).astype(np.float32), "labels": labels.astype(np.int16)}
 
 
 def _validate_volume(net, vol, grid, local, group, offset, dev, n_classes) -> torch.Tensor:
@@ -74,9 +77,10 @@ def _validate_volume(net, vol, grid, local, group, offset, dev, n_classes) -> to
 
 
 def _validate(net, vols, mesh: Mesh, rank, groups, dev, n_classes) -> list:
-    """Dice per foreground class on the whole training volumes, averaged over the volumes where the
-    class is there or predicted (None where it is in none), as the unpartitioned trainer reports it.
-    Replicas share the volumes out (replica r validates volumes r, r + R, ...)."""
+    """Dice per foreground class on whole volumes (the held-out ones, or else the training volumes),
+    averaged over the volumes where the class is there or predicted (None where it is in none), as
+    the unpartitioned trainer reports it. Replicas share the volumes out (replica r validates volumes
+    r, r + R, ...)."""
     import torch.distributed as dist
     rep, local = mesh.replica(rank), mesh.spatial_rank(rank)
     counts = torch.zeros(len(vols), 3, n_classes, dtype=torch.float64, device=dev)
@@ -94,10 +98,11 @@ def _validate(net, vols, mesh: Mesh, rank, groups, dev, n_classes) -> list:
     return out
 
 
-def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None) -> None:
+def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vols=()) -> None:
     """Every rank runs this after joining the process group; only rank 0 emits (kind, ...) messages
     and writes the weights. ``stop()`` (rank 0's) ends the run on every rank at the same iteration.
-    ``vols``: prepare_data's dict per volume pair; each patch comes from one of them, drawn at random."""
+    ``vols``: prepare_data's dict per volume pair; each patch comes from one of them, drawn at random.
+    ``val_vols``: held-out pairs ({"image", "labels"}) to validate on instead of ``vols``."""
     import torch.distributed as dist
     from ..engine.weights import WeightsError, load_unet, save_unet
     from .unet_train import lr_schedule
@@ -154,7 +159,7 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None) -> None
         if rank == 0:
             emit("progress", it, loss, time.time() - t0)
         if it % epoch == 0 or it == iterations:
-            val = _validate(net, vols, mesh, rank, groups, dev, cfg["n_classes"])
+            val = _validate(net, list(val_vols) or vols, mesh, rank, groups, dev, cfg["n_classes"])
             scored = [d for d in val if d is not None]
             mean_d = float(np.mean(scored)) if scored else 0.0
             if rank == 0:
@@ -165,7 +170,8 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None) -> None
                               classes=cfg.get("class_names", []),
                               training={"config": {k: v for k, v in cfg.items() if k != "resume"},
                                         "grid": list(grid), "replicas": mesh.replicas, "partitioned": True,
-                                        "iteration": it, "best_val_dice": val, "resumed_from": cfg.get("resume")})
+                                        "iteration": it, "best_val_dice": val, "validation_volumes": len(val_vols),
+                                        "resumed_from": cfg.get("resume")})
     # the run's peak above what the rank held before it (the largest rank's), for benchmarks/train_memory.py
     peak = torch.tensor([(torch.cuda.max_memory_allocated(dev) - held) / 2 ** 20 if dev.type == "cuda"
                          else _peak_growth_mb(rss0), process], dtype=torch.float64, device=dev)
@@ -200,7 +206,7 @@ def _gpu_each(ranks, what, fix):
         raise TrainingError(str(exc)) from None
 
 
-def _worker(rank, world, grid, paths, cfg, init, out, q, stop_event=None):
+def _worker(rank, world, grid, paths, cfg, init, out, q, stop_event=None, val_paths=()):
     import torch.distributed as dist
     torch.set_num_threads(cfg.get("threads") or max(1, (os.cpu_count() or 1) // world))
     map_large_allocations()   # freed blocks go back to the system (see runner.map_large_allocations)
@@ -217,10 +223,11 @@ def _worker(rank, world, grid, paths, cfg, init, out, q, stop_event=None):
             vol = {k: np.load(p[k], mmap_mode="r") for k in ("image", "labels", "weights")}
             vol["fg"] = {int(k): v for k, v in np.load(p["fg"]).items()}
             vols.append(vol)
+        val_vols = [{k: np.load(p[k], mmap_mode="r") for k in ("image", "labels")} for p in val_paths]
         if dev.type == "cuda":   # the parent did not ask (a CUDA context there would hold GPU 0)
-            _check_memory(cfg, grid, [v["image"].shape for v in vols], dev)
+            _check_memory(cfg, grid, [v["image"].shape for v in vols + val_vols], dev)
         stop = (lambda: stop_event.is_set()) if stop_event is not None else None
-        _train_loop(rank, world, grid, vols, cfg, out, dev, lambda *m: q.put(m), stop)
+        _train_loop(rank, world, grid, vols, cfg, out, dev, lambda *m: q.put(m), stop, val_vols)
         if rank == 0:
             q.put(("done", rank, None, None))
         dist.barrier()
@@ -239,6 +246,16 @@ def _pairs(images, labels) -> tuple[list, list]:
     if not isinstance(images, (list, tuple)):
         images, labels = [images], [labels]
     return list(images), list(labels)
+
+
+def _check_validated(volumes, grid, depth, held_out: bool) -> None:
+    """Validation runs the network on each whole volume over the grid: each must be split by it."""
+    from .unet_train import TrainingError
+    for i, im in enumerate(volumes):
+        try:
+            PartitionPlan(im.shape, tuple(grid), 2 ** depth)
+        except Exception as exc:
+            raise TrainingError(f"{'validation ' if held_out else ''}volume {i}: {exc}") from None
 
 
 def _check_run(images, labels, cfg, grid):
@@ -297,24 +314,29 @@ class _Reporter:
                 "peak_mb": self.peak_mb, "process_mb": self.process_mb}
 
 
-def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=None, cancel=None) -> dict:
+def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=None, cancel=None,
+                      val_images=None, val_labels=None) -> dict:
     """Train on (image, label) volume pairs (one pair, or lists) with every patch split over ``grid``
     ranks spawned here: CPU processes (gloo) or, with ``cfg["device"]`` cuda, one GPU each (NCCL);
     ``cfg["replicas"]`` copies of the grid each train their own patches (data parallelism; ``batch``
-    is per replica). The weights with the best validation Dice (the whole volumes, run partitioned)
-    are written to ``out``; ``cancel()`` returning True stops every rank at the same iteration,
-    keeping the best weights so far."""
+    is per replica). The weights with the best validation Dice (the whole volumes, run partitioned:
+    ``val_images``/``val_labels``, held-out pairs, or else the training volumes) are written to
+    ``out``; ``cancel()`` returning True stops every rank at the same iteration, keeping the best
+    weights so far."""
     import tempfile
 
     import torch.multiprocessing as mp
 
     from ..engine.runner import _free_port
-    from .unet_train import training_device
+    from .unet_train import check_validation, training_device
     images, labels, cfg = _check_run(images, labels, cfg, grid)
+    val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"])
+    _check_validated(val_images or images, grid, cfg["depth"], bool(val_images))
     mesh = Mesh(tuple(grid), cfg["replicas"])
     world = mesh.world
     if training_device(cfg["device"]).type == "cpu":   # the ranks' blocks share this machine's RAM
-        _check_memory(cfg, tuple(grid), [im.shape for im in images], torch.device("cpu"), log=log, spawned=True)
+        _check_memory(cfg, tuple(grid), [im.shape for im in images + val_images], torch.device("cpu"), log=log,
+                      spawned=True)
     else:
         _gpu_each(world, f"training on a {mesh.describe()}",
                   "a smaller grid or fewer --replicas, at most " + str(torch.cuda.device_count()) + " ranks")
@@ -329,11 +351,17 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
             np.savez(p["fg"], **{str(k): v for k, v in data["fg"].items()})
             paths.append(p)
             del data
+        val_paths = []
+        for i, (image, lab) in enumerate(zip(val_images, val_labels)):
+            data = prepare_validation(image, lab, cfg)
+            val_paths.append({k: f"{tmp}/val{i}_{k}.npy" for k in data})
+            for k, f in val_paths[-1].items():
+                np.save(f, data[k])
         ctx = mp.get_context("spawn")
         q, stop_event = ctx.Queue(), ctx.Event()
         init = f"tcp://127.0.0.1:{_free_port()}"
-        procs = [ctx.Process(target=_worker, args=(r, world, tuple(grid), paths, cfg, init, str(out), q, stop_event))
-                 for r in range(world)]
+        procs = [ctx.Process(target=_worker, args=(r, world, tuple(grid), paths, cfg, init, str(out), q, stop_event,
+                                                   val_paths)) for r in range(world)]
         for p in procs:
             p.start()
         rep = _Reporter(cfg, grid, log, progress)
@@ -369,13 +397,16 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
     return rep.result(out)
 
 
-def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, progress=None) -> dict | None:
+def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, progress=None, val_images=None,
+                               val_labels=None) -> dict | None:
     """The same training with this process as one of the ranks torchrun started (RANK, WORLD_SIZE,
     MASTER_ADDR; one GPU per process by LOCAL_RANK with cuda). Every rank reads the volume pairs
     itself; rank 0 writes the weights and returns the result, the others return None."""
     import torch.distributed as dist
-    from .unet_train import TrainingError
+    from .unet_train import TrainingError, check_validation
     images, labels, cfg = _check_run(images, labels, cfg, grid)
+    val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"])
+    _check_validated(val_images or images, grid, cfg["depth"], bool(val_images))
     world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
     mesh = Mesh(tuple(grid), cfg["replicas"])
     if world != mesh.world:
@@ -390,14 +421,15 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
         _gpu_each(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), "torchrun", "--nproc-per-node of at most the GPUs "
                   "each machine has")
     from .train_memory import RANK_DATA
-    _check_memory(cfg, tuple(grid), [im.shape for im in images], dev, distributed_env=True,
+    _check_memory(cfg, tuple(grid), [im.shape for im in images + val_images], dev, distributed_env=True,
                   data_bytes_per_voxel=RANK_DATA, log=log)
     vols = [prepare_data(im, lb, cfg) for im, lb in zip(images, labels)]
+    val_vols = [prepare_validation(im, lb, cfg) for im, lb in zip(val_images, val_labels)]
     dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
                             timeout=timedelta(seconds=600))
     rep = _Reporter(cfg, grid, log, progress)
     try:
-        _train_loop(rank, world, tuple(grid), vols, cfg, out, dev, rep)
+        _train_loop(rank, world, tuple(grid), vols, cfg, out, dev, rep, val_vols=val_vols)
         dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -106,22 +106,43 @@ def _region_dice(pred: np.ndarray, truth: np.ndarray, region: np.ndarray) -> flo
     return dice(p, t) if (p.any() or t.any()) else float("nan")
 
 
-def _check_memory(cfg: TrainConfig, shapes, dev, log) -> None:
+def _check_memory(cfg: TrainConfig, shapes, dev, log, val_shapes=()) -> None:
     """Refuse, before the weight maps are computed, a run whose estimated peak does not fit."""
     from . import train_memory
     config = dict(in_channels=1, out_channels=cfg.n_classes, base=cfg.base, depth=cfg.depth)
     patch = tuple(max(min(p, s) for s in axis) for p, axis in zip(cfg.patch, zip(*shapes)))
-    train_memory.require(config, patch, cfg.batch, (1, 1, 1), shapes, dev, log,
+    train_memory.require(config, patch, cfg.batch, (1, 1, 1), list(shapes) + list(val_shapes), dev, log,
                          data_bytes_per_voxel=train_memory.UNPARTITIONED_DATA)
+
+
+def check_validation(val_images, val_labels, n_classes: int) -> tuple[list, list]:
+    """Held-out validation volume pairs as arrays, checked as training pairs are."""
+    val_images, val_labels = list(val_images or []), list(val_labels or [])
+    if len(val_images) != len(val_labels):
+        raise TrainingError(f"{len(val_images)} validation images but {len(val_labels)} validation label volumes; "
+                            f"give them in pairs")
+    val_images, val_labels = [np.asarray(v) for v in val_images], [np.asarray(v) for v in val_labels]
+    for i, (im, lb) in enumerate(zip(val_images, val_labels)):
+        check_pair(im, lb, n_classes, (8, 8, 8), f"validation volume {i}")
+    return val_images, val_labels
+
+
+def normalised(im, spec: dict) -> np.ndarray:
+    """The volume normalised as the weights will record it (a percentile spec resolved on it)."""
+    vspec = normalize.resolve(spec, im)
+    mean, std = normalize.mean_std(normalize.moments(im, vspec), vspec)
+    return normalize.apply(im, mean, std, vspec)
 
 
 def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=None, val_regions=None,
                log=print, tensorboard_dir: str | None = None, meta: dict | None = None,
-               resume: str | Path | None = None, progress=None, cancel=None) -> dict:
+               resume: str | Path | None = None, progress=None, cancel=None, val_images=None,
+               val_labels=None) -> dict:
     """Train and save the best (by mean validation Dice) weights to `out`; return the history.
     ``cancel()`` returning True stops the run between iterations: the best weights saved so far stay
     (``cancelled_at`` in the result gives the iteration). ``best``: the history entry of the weights
-    saved (None when no validation was reached)."""
+    saved (None when no validation was reached). ``val_images``/``val_labels``: held-out volume
+    pairs to validate on, whole, instead of the training volumes' validation regions."""
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -133,17 +154,19 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     images, labels = [np.asarray(im) for im in images], [np.asarray(lb) for lb in labels]
     for i, (im, lb) in enumerate(zip(images, labels)):
         check_pair(im, lb, cfg.n_classes, cfg.patch, f"volume {i}")
+    val_images, val_labels = check_validation(val_images, val_labels, cfg.n_classes)
     if cfg.memory_check:
-        _check_memory(cfg, [im.shape for im in images], dev, log)
+        _check_memory(cfg, [im.shape for im in images], dev, log, [im.shape for im in val_images])
     spec = dict(cfg.normalization)   # saved with the weights; percentile resolves per volume
     vols = []
     for i, (im, lb) in enumerate(zip(images, labels)):
-        vspec = normalize.resolve(spec, im)
-        mean, std = normalize.mean_std(normalize.moments(im, vspec), vspec)
         tr = np.ones(im.shape, bool) if train_regions is None else train_regions[i]
         va = (~tr if train_regions is not None else np.ones(im.shape, bool)) if val_regions is None else val_regions[i]
-        vols.append((normalize.apply(im, mean, std, vspec), lb.astype(np.int64),
-                     unet_weight_map(lb, cfg.w0, cfg.sigma), tr, va, class_voxels(lb, tr)))
+        vols.append((normalised(im, spec), lb.astype(np.int64), unet_weight_map(lb, cfg.w0, cfg.sigma), tr, va,
+                     class_voxels(lb, tr)))
+    # what validation runs on: (normalised image, labels, region) of held-out volumes, or of the training volumes
+    checks = ([(normalised(im, spec), lb.astype(np.int64), np.ones(im.shape, bool))
+               for im, lb in zip(val_images, val_labels)] or [(v[0], v[1], v[4]) for v in vols])
     net = UNet3D(1, cfg.n_classes, base=cfg.base, depth=cfg.depth)
     start = 0
     if resume:
@@ -197,7 +220,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         if it % cfg.epoch == 0 or it == cfg.iterations:
             net.eval()
             scores = []
-            for img, lab, _, _, va, _ in vols:
+            for img, lab, va in checks:
                 pred = predict_whole(net, img, dev).argmax(0)
                 scores.append([_region_dice(pred == c, lab == c, va) for c in range(1, cfg.n_classes)])
             with warnings.catch_warnings():   # a class in no validation region stays nan
@@ -216,7 +239,8 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
                 save_unet(net, out, normalization=spec, classes=cfg.class_names,
                           training={"config": {k: (list(v) if isinstance(v, tuple) else v)
                                                for k, v in asdict(cfg).items()},
-                                    "best_val_dice": per_class, "iteration": it, **(meta or {})})
+                                    "best_val_dice": per_class, "iteration": it,
+                                    "validation_volumes": len(val_images), **(meta or {})})
     if writer:
         writer.close()
     Path(str(out) + ".history.json").write_text(json.dumps(history, indent=1))
