@@ -62,6 +62,12 @@ def layer_source(layer):
     return data, {}
 
 
+def device_choices() -> list[str]:
+    """cpu, and cuda only where there is a GPU to run on."""
+    import torch
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
 class AutoSegmentWidget(BackgroundWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__(napari_viewer, "Segment")
@@ -74,10 +80,11 @@ class AutoSegmentWidget(BackgroundWidget):
         wrow.addWidget(self.weights)
         wrow.addWidget(browse)
         self.device = QComboBox()
-        self.device.addItems(["cpu", "cuda"])
+        self.device.addItems(device_choices())
         self.mode = QComboBox()
         self.mode.addItems(["halo", "tile", "whole"])
-        self.grid = QLineEdit("2,1,1")
+        # auto: one rank per GPU on cuda, two CPU processes otherwise (runner.auto_grid)
+        self.grid = QLineEdit("auto")
         self.overlap = QDoubleSpinBox()
         self.overlap.setRange(0.0, 0.9)
         self.overlap.setSingleStep(0.25)
@@ -123,6 +130,7 @@ class AutoSegmentWidget(BackgroundWidget):
             self.status.setText(str(exc))
             return
         out = self.output.text().strip() or str(Path(tempfile.mkdtemp(prefix="halo-seg-")) / f"{name}_labels.zarr")
+        self._ran_on = self.device.currentText()
         kwargs = dict(weights=self.weights.choice(), grid=grid, device=self.device.currentText(),
                       mode=self.mode.currentText(), overlap=self.overlap.value(), mirror=self.mirror.currentData(),
                       memory_check=self.memory_check.isChecked(), **choice)
@@ -160,7 +168,9 @@ class AutoSegmentWidget(BackgroundWidget):
         self.review_btn.setEnabled(True)
         per_class = ", ".join(f"class {int(k)}: {volume_text(v, unit)}"
                               for k, v in zip(table["label"][:8], table["volume"][:8]))
-        self._succeeded(f"done in {res.seconds:.1f}s: {res.output}" + (f"; {per_class}" if per_class else ""))
+        where = f"{res.mode}, grid {'x'.join(map(str, res.grid))}" if res.mode == "halo" else res.mode
+        self._succeeded(f"done in {res.seconds:.1f}s ({where} on {self._ran_on}): {res.output}"
+                        + (f"; {per_class}" if per_class else ""))
 
     def next_review_slice(self):
         """Show the next of the 10 slices, across the plane shown, with the most voxels expected

@@ -37,11 +37,14 @@ def test_auto_widget_segments_in_background(make_napari_viewer, qtbot, tmp_path,
     import zarr
     from halo_seg.engine.runner import segment
     viewer, w = _auto_widget(make_napari_viewer, phantom_npy, tiny_weights, tmp_path / "out.zarr")
+    import torch
+    assert w.grid.text() == "auto" and [w.device.itemText(i) for i in range(w.device.count())] == \
+        ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])   # cuda is offered where there is a GPU
     w.grid.setText("2,1,1")
     w.run()
     assert w.worker is not None and not w.run_btn.isEnabled()  # returned at once, work is in the background
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
-    assert "done" in w.status.text(), w.status.text()
+    assert "done" in w.status.text() and "(halo, grid 2x1x1 on cpu)" in w.status.text(), w.status.text()
     lab = viewer.layers[-1]
     assert lab.__class__.__name__ == "Labels"
     segment(phantom_npy, tmp_path / "ref.zarr", tiny_weights, mode="whole")

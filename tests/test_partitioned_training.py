@@ -6,12 +6,14 @@ from halo_seg.train.partitioned import compare_training_step
 from halo_seg.train.partitioned_run import train_partitioned
 
 
-@pytest.mark.parametrize("grid, shape, replicas", [((2, 1, 1), (16, 12, 12), 1), ((1, 2, 2), (12, 20, 18), 1),
-                                                    ((2, 1, 1), (16, 12, 12), 2), ((1, 1, 1), (16, 12, 12), 3)])
-def test_partitioned_step_equals_whole_step(grid, shape, replicas):
+@pytest.mark.parametrize("grid, shape, replicas, checkpoint", [
+    ((2, 1, 1), (16, 12, 12), 1, False), ((1, 2, 2), (12, 20, 18), 1, False), ((2, 1, 1), (16, 12, 12), 2, False),
+    ((1, 1, 1), (16, 12, 12), 3, False), ((1, 2, 2), (12, 20, 18), 1, True)])
+def test_partitioned_step_equals_whole_step(grid, shape, replicas, checkpoint):
     """Replicas: data-parallel copies of the grid, each on its own patch; the reference averages the
-    whole network's gradients over those patches."""
-    r = compare_training_step(grid, shape, replicas=replicas)
+    whole network's gradients over those patches. Checkpointing: the ranks run each stage's forward
+    again in the backward pass, halo exchanges included, and the step stays the same."""
+    r = compare_training_step(grid, shape, replicas=replicas, checkpoint=checkpoint)
     assert r["ranks_agree"], "ranks drifted apart"
     assert r["update_scale"] > 1e-6
     assert r["update_max_rel_diff"] <= 1e-4, r

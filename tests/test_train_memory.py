@@ -143,7 +143,8 @@ def test_refusal_offers_a_grid_for_several_volume_pairs_and_a_smaller_batch():
     need = train_memory.rank_bytes(config, patch, 2, (1, 1, 1), shapes)
     roomy = MemoryCheck(need, 1, int(need / memory.USABLE * 0.95), "RAM")
     lines = train_memory.refusal(config, patch, 2, (1, 1, 1), shapes, roomy).splitlines()
-    assert lines[1].startswith("- --grid ") and "ranks) needs about" in lines[1]   # partitioned runs take several pairs
+    grid_lines = [line for line in lines if line.startswith("- --grid ")]
+    assert len(grid_lines) == 1 and "ranks) needs about" in grid_lines[0]   # partitioned runs take several pairs
     # where no grid can split the patch but one patch at a time fits, the batch is what to change
     patch, shapes = (8, 8, 8), [(8, 8, 8), (8, 8, 8)]
     need = train_memory.rank_bytes(config, patch, 64, (1, 1, 1), shapes)
@@ -169,3 +170,31 @@ def test_replicas_share_the_machine_as_ranks_do():
     lines = train_memory.refusal(config, patch, 1, (2, 1, 1), shapes, tight, replicas=3).splitlines()
     assert "on a 2x1x1 grid x 3 replicas needs" in lines[0]
     assert any(line.startswith("- --replicas 1 here") for line in lines), lines
+
+
+def test_activation_checkpointing_needs_less_and_is_offered_where_it_fits(tmp_path):
+    """Counted: each stage keeps only its input. Measured: a checkpointed run's peak is lower and the
+    estimate still covers it. Refused: the refusal offers checkpointing where it would fit."""
+    config = dict(CONFIG, base=8, depth=3)
+    for split in [(False,) * 3, (True, False, False)]:
+        plain = memory.training_bytes_per_voxel(config, split)
+        assert memory.training_bytes_per_voxel(config, split, checkpoint=True) < 0.75 * plain
+    ph = make_phantom((96, 96, 96), n_objects=3, seed=5, noise=0.05)
+    img, lab = ph.image, (ph.labels > 0).astype(np.int64)
+    peaks = {}
+    for ck in (False, True):
+        cfg = dict(n_classes=2, patch=[96, 96, 96], iterations=2, epoch=2, lr=1e-3, base=8, depth=3, threads=1,
+                   checkpoint=ck)
+        res = train_partitioned(img, lab, cfg, (2, 1, 1), tmp_path / f"{ck}.safetensors", log=lambda *a: None)
+        peaks[ck] = res["peak_mb"]
+        est = train_memory.rank_bytes(config, (96, 96, 96), 1, (2, 1, 1), [img.shape], checkpoint=ck)
+        assert (res["process_mb"] + res["peak_mb"]) * MIB <= est + train_memory.process_bytes(spawned=True)
+    assert peaks[True] < 0.85 * peaks[False], peaks
+    need = train_memory.rank_bytes(config, (96, 96, 96), 1, (1, 1, 1), [(96, 96, 96)])
+    ck = train_memory.rank_bytes(config, (96, 96, 96), 1, (1, 1, 1), [(96, 96, 96)], checkpoint=True)
+    tight = MemoryCheck(need, 1, int((ck + need) / 2 / memory.USABLE), "RAM")
+    assert not tight.fits
+    text = train_memory.refusal(config, (96, 96, 96), 1, (1, 1, 1), [(96, 96, 96)], tight)
+    assert "- --checkpoint-activations" in text
+    assert "--checkpoint-activations" not in train_memory.refusal(config, (96, 96, 96), 1, (1, 1, 1),
+                                                                   [(96, 96, 96)], tight, checkpoint=True)

@@ -177,19 +177,20 @@ def _counted_training_peak(net, n: int, split: tuple) -> int:
 
 
 @functools.lru_cache(maxsize=32)
-def _training_per_voxel(config_json: str, split: tuple) -> float:
-    net = probe_net(json.loads(config_json))
+def _training_per_voxel(config_json: str, split: tuple, checkpoint: bool = False) -> float:
+    net = probe_net(json.loads(config_json)).set_checkpoint(checkpoint)
     try:
         return _slope(lambda n: _counted_training_peak(net, n, split), net.multiple)
     except (ImportError, AttributeError, RuntimeError):
         return TRAIN_FALLBACK[any(split)] * net.config["base"]
 
 
-def training_bytes_per_voxel(config: dict, split=(False, False, False)) -> float:
+def training_bytes_per_voxel(config: dict, split=(False, False, False), checkpoint: bool = False) -> float:
     """Peak bytes PyTorch allocates per voxel of a patch block over one training step, batch 1;
     ``split``: the axes the patch is partitioned along (the halos a block keeps for the backward
-    pass are counted, as for a rank with neighbours on both sides of each)."""
-    return _training_per_voxel(json.dumps(config, sort_keys=True), tuple(bool(s) for s in split))
+    pass are counted, as for a rank with neighbours on both sides of each); ``checkpoint``: with
+    activation checkpointing (UNet3D.set_checkpoint), its recomputation counted too."""
+    return _training_per_voxel(json.dumps(config, sort_keys=True), tuple(bool(s) for s in split), bool(checkpoint))
 
 
 def network_bytes_per_voxel(config: dict, mirror=()) -> float:

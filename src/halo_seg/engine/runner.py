@@ -120,6 +120,16 @@ def exit_rank(q=None) -> None:
     os._exit(0)
 
 
+def torchrun_env() -> bool:
+    """Whether this process is a rank torchrun (or another launcher setting RANK and WORLD_SIZE) started."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def backend_for(dev: torch.device) -> str:
+    """The process-group backend for ranks on ``dev``: NCCL between GPUs, gloo between CPU processes."""
+    return "nccl" if dev.type == "cuda" else "gloo"
+
+
 def _device_for(device: str, local_rank: int = 0) -> torch.device:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -188,7 +198,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         check_trained_for(mirror, meta)
     except MirrorError as exc:
         raise EngineError(str(exc)) from None
-    distributed_env = "RANK" in os.environ and "WORLD_SIZE" in os.environ and mode == "halo"
+    distributed_env = torchrun_env() and mode == "halo"
     if grid == AUTO:
         grid = auto_grid(vol.shape, net.multiple, device, distributed_env)
     plan = PartitionPlan(vol.shape, grid, net.multiple)  # validates grid vs volume
@@ -410,7 +420,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
     map_large_allocations()   # a rank's process is the run's own: tune its allocator, never the caller's
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     dev = _device_for(job["device"], local_rank)
-    backend = "nccl" if dev.type == "cuda" else "gloo"
+    backend = backend_for(dev)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     dist.init_process_group(backend, init_method=job["init"], rank=rank, world_size=job["world"],

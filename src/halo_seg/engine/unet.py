@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from .halo import HaloContext, distributed_instance_norm, halo_conv3d
 
@@ -69,6 +70,7 @@ class UNet3D(nn.Module):
         self.ups = nn.ModuleList(nn.ConvTranspose3d(ch[i + 1], ch[i], 2, stride=2) for i in reversed(range(depth)))
         self.decs = nn.ModuleList(Stage(2 * ch[i], ch[i]) for i in reversed(range(depth)))
         self.head = nn.Conv3d(ch[0], out_channels, 1)
+        self.checkpoint = False   # see set_checkpoint; not part of the config, the weights do not depend on it
 
     @property
     def depth(self) -> int:
@@ -85,15 +87,28 @@ class UNet3D(nn.Module):
                 m.hctx = hctx
         return self
 
+    def set_checkpoint(self, on: bool = True) -> "UNet3D":
+        """Activation checkpointing in training: each stage keeps only its input for the backward pass
+        and runs its forward again there, one stage at a time (partitioned blocks exchange their halos
+        again). About 0.75 of a rank's training memory for 1.3 times the time (benchmarks/README.md,
+        "Activation checkpointing"); gradients are unchanged."""
+        self.checkpoint = bool(on)
+        return self
+
+    def _stage(self, module, x):
+        if self.checkpoint and torch.is_grad_enabled():
+            return checkpoint(module, x, use_reentrant=False)
+        return module(x)
+
     def forward(self, x):
         if x.ndim != 5:
             raise ValueError(f"UNet3D expects (N, C, Z, Y, X), got shape {tuple(x.shape)}")
         if any(s % self.multiple for s in x.shape[2:]):
             raise ValueError(f"spatial size {tuple(x.shape[2:])} must be a multiple of 2**depth = {self.multiple}")
-        skips = [self.stem(x)]
+        skips = [self._stage(self.stem, x)]
         for down in self.downs:
-            skips.append(down(skips[-1]))
+            skips.append(self._stage(down, skips[-1]))
         y = skips.pop()
         for up, dec in zip(self.ups, self.decs):
-            y = dec(torch.cat([up(y), skips.pop()], 1))
+            y = self._stage(dec, torch.cat([up(y), skips.pop()], 1))
         return self.head(y)

@@ -27,14 +27,14 @@ def _inputs(shape, multiple, out_ch, dtype, seed):
 def _worker(rank, world, grid, shape, config, dtype_name, seed, init, device, q):
     import torch.distributed as dist
     from .halo import HaloContext, allreduce_gradients
-    from .runner import exit_rank
+    from .runner import backend_for, exit_rank
     from .partition import PartitionPlan
     from .unet import UNet3D
     torch.set_num_threads(1)
     dev = torch.device(device if device == "cpu" else f"cuda:{rank % torch.cuda.device_count()}")
     if dev.type == "cuda":
         torch.backends.cudnn.allow_tf32 = False  # compare fp32 with fp32
-    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", init_method=init, rank=rank,
+    dist.init_process_group(backend_for(dev), init_method=init, rank=rank,
                             world_size=world, timeout=timedelta(seconds=300))
     try:
         dtype = getattr(torch, dtype_name)

@@ -29,6 +29,7 @@ from ..engine.halo import HaloContext, all_reduce_sum, allreduce_gradients
 from ..engine.partition import PartitionPlan
 from ..engine.runner import exit_rank
 from ..engine.unet import UNet3D
+from . import block_augment
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,11 @@ def _patch_origin(shape, patch, rng, fg=None, fg_p: float = 0.0) -> tuple[int, .
     return tuple(int(rng.integers(0, s - p + 1)) for s, p in zip(shape, patch))
 
 
-def _read_block(arr, origin, patch, block, flips) -> np.ndarray:
-    """This rank's block of the (flipped) patch at ``origin``: a flipped axis reads the mirrored range."""
+def _read_block(arr, origin, patch, ranges, flips) -> np.ndarray:
+    """The part ``ranges`` (inside the patch) of the flipped patch at ``origin``: a flipped axis reads
+    the mirrored range."""
     sl = []
-    for ax, (o, p, b) in enumerate(zip(origin, patch, block)):
-        lo, hi = b.start, min(b.stop, p)       # the block may reach into the padding past the patch
+    for ax, (o, p, (lo, hi)) in enumerate(zip(origin, patch, ranges)):
         if flips[ax]:
             lo, hi = p - hi, p - lo
         sl.append(slice(o + lo, o + hi))
@@ -120,22 +121,27 @@ def _read_block(arr, origin, patch, block, flips) -> np.ndarray:
     for ax in range(3):
         if flips[ax]:
             out = np.flip(out, ax)
-    pad = [(0, (b.stop - b.start) - s) for b, s in zip(block, out.shape)]
-    return np.pad(out, pad) if any(p[1] for p in pad) else np.ascontiguousarray(out)
+    return np.ascontiguousarray(out)
 
 
-def step_inputs(image, labels, weights, patch, plan: PartitionPlan, rank, rng, fg=None, fg_p: float = 0.0):
-    """One training patch (shared draw), this rank's block: image, labels, weight map, augmentation.
+def step_inputs(image, labels, weights, patch, plan: PartitionPlan, rank, rng, fg=None, fg_p: float = 0.0,
+                augment: bool = False):
+    """One training patch (shared draw), this rank's block: image, labels, weight map, flips and a
+    gamma; ``augment``: also scale, deformation, contrast and noise (block_augment.py).
     ``fg``: each foreground class's voxel coordinates; a share ``fg_p`` of the patches is centred on one."""
     origin = _patch_origin(image.shape, patch, rng, fg, fg_p)
-    flips = tuple(bool(rng.random() < 0.5) for _ in range(3))
-    gamma = float(np.exp(rng.normal(0, 0.15)))
+    d = block_augment.draw(rng, patch, augment)
     block = plan.block(rank) if rank is not None else tuple(slice(0, s) for s in plan.padded)
-    x = _read_block(image, origin, patch, block, flips).astype(np.float32)
-    y = _read_block(labels, origin, patch, block, flips).astype(np.int64)
-    w = _read_block(weights, origin, patch, block, flips).astype(np.float32)   # 0 in the padding
-    x = np.sign(x) * np.abs(x) ** gamma
-    return torch.from_numpy(x)[None, None], torch.from_numpy(y)[None], torch.from_numpy(w)[None]
+    # the block may reach into the padding past the patch: zeros there, and weight 0
+    ranges = [(b.start, max(b.start, min(b.stop, p))) for b, p in zip(block, patch)]
+    if d.spatial:
+        x, y, w = block_augment.spatial_block([image, labels, weights], d, origin, patch, ranges)
+    else:
+        x, y, w = (_read_block(a, origin, patch, ranges, d.flips) for a in (image, labels, weights))
+    x = block_augment.intensity_block(x.astype(np.float32), d, patch, ranges)
+    pad = [(0, (b.stop - b.start) - (hi - lo)) for b, (lo, hi) in zip(block, ranges)]
+    x, y, w = (np.pad(a, pad) if any(p[1] for p in pad) else a for a in (x, y, w.astype(np.float32)))
+    return torch.from_numpy(x)[None, None], torch.from_numpy(y.astype(np.int64))[None], torch.from_numpy(w)[None]
 
 
 def train_step(net, opt, x, y, w, group=None, world=1, replicas=1):
@@ -155,7 +161,7 @@ def train_step(net, opt, x, y, w, group=None, world=1, replicas=1):
     return float(value)
 
 
-def _step_worker(rank, world, grid, shape, config, seed, replicas, init, q):
+def _step_worker(rank, world, grid, shape, config, seed, replicas, checkpoint, init, q):
     import torch.distributed as dist
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=300))
@@ -164,7 +170,7 @@ def _step_worker(rank, world, grid, shape, config, seed, replicas, init, q):
         groups, rep, local = mesh.groups(), mesh.replica(rank), mesh.spatial_rank(rank)
         image, labels, weights = _step_data(shape, config, seed)
         torch.manual_seed(seed)
-        net = UNet3D(**config).double()
+        net = UNet3D(**config).double().set_checkpoint(checkpoint)
         plan = PartitionPlan(shape, grid, net.multiple)
         if mesh.spatial > 1:
             net.set_partition(HaloContext(plan, local, groups[rep], rep * mesh.spatial))
@@ -189,10 +195,11 @@ def _step_data(shape, config, seed):
     return image, labels, unet_weight_map(labels)
 
 
-def compare_training_step(grid, shape, config=None, seed=0, replicas=1) -> dict:
+def compare_training_step(grid, shape, config=None, seed=0, replicas=1, checkpoint=False) -> dict:
     """One SGD step partitioned over ``grid`` (times ``replicas`` data-parallel copies, each drawing
     its own patch) vs the same step on the whole patches (float64): the unpartitioned network's
-    gradients on each replica's patch, averaged.
+    gradients on each replica's patch, averaged. ``checkpoint``: the ranks checkpoint activations
+    (the reference does not).
 
     Returns the largest weight-update difference relative to the largest update, and both losses.
     """
@@ -200,7 +207,7 @@ def compare_training_step(grid, shape, config=None, seed=0, replicas=1) -> dict:
     from .losses import dice_ce_loss
     config = config or dict(in_channels=1, out_channels=3, base=4, depth=2)
     mesh = Mesh(tuple(grid), replicas)
-    results = run_ranks(_step_worker, mesh.world, (tuple(grid), tuple(shape), config, seed, replicas))
+    results = run_ranks(_step_worker, mesh.world, (tuple(grid), tuple(shape), config, seed, replicas, checkpoint))
     image, labels, weights = _step_data(shape, config, seed)
     torch.manual_seed(seed)
     net = UNet3D(**config).double()

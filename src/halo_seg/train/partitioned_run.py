@@ -19,7 +19,7 @@ import torch
 
 from ..engine.halo import HaloContext
 from ..engine.partition import PartitionPlan
-from ..engine.runner import _peak_growth_mb, _reset_peak, _status_mb, exit_rank, map_large_allocations
+from ..engine.runner import _peak_growth_mb, _reset_peak, _status_mb, backend_for, exit_rank, map_large_allocations
 from ..engine.unet import UNet3D
 from .partitioned import Mesh, replica_rng, step_inputs, train_step
 
@@ -119,7 +119,7 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
                                f"{net.config}")
         net.load_state_dict(old.state_dict())
         start = int(old_meta.get("training", {}).get("iteration", 0))
-    net.to(dev)
+    net.to(dev).set_checkpoint(bool(cfg.get("checkpoint")))
     patch, iterations, batch = tuple(cfg["patch"]), cfg["iterations"], int(cfg.get("batch", 1))
     plan = PartitionPlan(patch, grid, net.multiple)
     hctx = HaloContext(plan, local, groups[rep], rep * mesh.spatial) if mesh.spatial > 1 else None
@@ -151,7 +151,7 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
         for _ in range(batch):
             v = vols[int(rng.integers(len(vols)))] if len(vols) > 1 else vols[0]
             draws.append(step_inputs(v["image"], v["labels"], v["weights"], patch, plan, local, rng, v["fg"],
-                                     cfg.get("fg_p", 0.67)))
+                                     cfg.get("fg_p", 0.67), bool(cfg.get("augment", False))))
         xs, ys, ws = zip(*draws)
         loss = train_step(net, opt, torch.cat(xs).to(dev), torch.cat(ys).to(dev), torch.cat(ws).to(dev),
                           groups[rep], mesh.spatial, mesh.replicas)
@@ -186,7 +186,7 @@ def _check_memory(cfg, grid, shapes, dev, log=None, **plan):
     if cfg.get("memory_check", True):
         config = dict(in_channels=1, out_channels=cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
         train_memory.require(config, cfg["patch"], int(cfg.get("batch", 1)), grid, list(shapes), dev, log,
-                             replicas=int(cfg.get("replicas", 1)), **plan)
+                             replicas=int(cfg.get("replicas", 1)), checkpoint=bool(cfg.get("checkpoint")), **plan)
 
 
 def _rank_device(cfg, local_rank):
@@ -194,7 +194,7 @@ def _rank_device(cfg, local_rank):
     dev = training_device(cfg.get("device", "cpu"), local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    return dev, ("nccl" if dev.type == "cuda" else "gloo")
+    return dev, backend_for(dev)
 
 
 def _gpu_each(ranks, what, fix):

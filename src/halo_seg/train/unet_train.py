@@ -42,6 +42,7 @@ class TrainConfig:
     threads: int | None = None
     device: str = "cpu"         # cpu, cuda or auto (a GPU when there is one)
     memory_check: bool = True   # refuse a run whose estimated peak does not fit (train_memory.py)
+    checkpoint: bool = False    # activation checkpointing (UNet3D.set_checkpoint): less memory, more compute
     class_names: list = field(default_factory=list)
     normalization: dict = field(default_factory=lambda: {"kind": "zscore"})
 
@@ -112,7 +113,7 @@ def _check_memory(cfg: TrainConfig, shapes, dev, log, val_shapes=()) -> None:
     config = dict(in_channels=1, out_channels=cfg.n_classes, base=cfg.base, depth=cfg.depth)
     patch = tuple(max(min(p, s) for s in axis) for p, axis in zip(cfg.patch, zip(*shapes)))
     train_memory.require(config, patch, cfg.batch, (1, 1, 1), list(shapes) + list(val_shapes), dev, log,
-                         data_bytes_per_voxel=train_memory.UNPARTITIONED_DATA)
+                         data_bytes_per_voxel=train_memory.UNPARTITIONED_DATA, checkpoint=cfg.checkpoint)
 
 
 def check_validation(val_images, val_labels, n_classes: int) -> tuple[list, list]:
@@ -177,7 +178,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         net.load_state_dict(old.state_dict())
         start = int(old_meta.get("training", {}).get("iteration", 0))
         log(f"resuming from {resume} at iteration {start} (the optimizer state restarts)")
-    net.to(dev)
+    net.to(dev).set_checkpoint(cfg.checkpoint)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = lr_schedule(opt, cfg.lr, cfg.iterations)
     with warnings.catch_warnings():   # stepping the schedule alone is the point here
