@@ -39,3 +39,20 @@ def phantom():
     ph = make_phantom((40, 96, 96), n_objects=4, seed=7, noise=0.08)
     k = int(np.argmax([(ph.labels == i).sum() for i in range(1, 5)])) + 1
     return ph.image, ph.labels == k
+
+
+@pytest.fixture(scope="session")
+def whole_dice():
+    """``whole_dice(weights, image, labels)`` -> (Dice of class 1 of the saved weights run on the whole
+    volume, normalised as their metadata says, and that metadata): an independent check of the Dice
+    a trainer reported."""
+    def score(weights, img, lab):
+        from halo_seg.engine import normalize
+        from halo_seg.engine.runner import predict_whole
+        from halo_seg.engine.weights import load_unet
+        from halo_seg.metrics import dice
+        net, meta = load_unet(weights)
+        spec = normalize.resolve(meta["normalization"], img)
+        m, s = normalize.mean_std(normalize.moments(img, spec), spec)
+        return dice(predict_whole(net, normalize.apply(img, m, s, spec), "cpu").argmax(0) == 1, lab == 1), meta
+    return score

@@ -51,18 +51,7 @@ def phantom_pair():
     return ph.image, (ph.labels > 0).astype(np.int64)
 
 
-def _whole_dice(weights, img, lab):
-    from halo_seg.engine import normalize
-    from halo_seg.engine.runner import predict_whole
-    from halo_seg.engine.weights import load_unet
-    from halo_seg.metrics import dice
-    net, meta = load_unet(weights)
-    spec = normalize.resolve(meta["normalization"], img)
-    m, s = normalize.mean_std(normalize.moments(img, spec), spec)
-    return dice(predict_whole(net, normalize.apply(img, m, s, spec), "cpu").argmax(0) == 1, lab == 1), meta
-
-
-def test_partitioned_training_learns_and_validates_like_the_whole_network(phantom_pair, tmp_path):
+def test_partitioned_training_learns_and_validates_like_the_whole_network(phantom_pair, tmp_path, whole_dice):
     """Validation runs the network partitioned over the whole volume; its Dice must be the one the saved
     weights give unpartitioned, and the grid must not change what is learnt (one rank vs two)."""
     img, lab = phantom_pair
@@ -71,7 +60,7 @@ def test_partitioned_training_learns_and_validates_like_the_whole_network(phanto
                                 log=lambda *a: None) for g in [(1, 1, 1), (2, 1, 1)]}
     two = res[(2, 1, 1)]
     assert [h["iteration"] for h in two["history"]] == [10, 20, 30]
-    whole, meta = _whole_dice(tmp_path / "211.safetensors", img, lab)
+    whole, meta = whole_dice(tmp_path / "211.safetensors", img, lab)
     assert meta["training"]["iteration"] == two["best"]["iteration"]
     assert meta["training"]["best_val_dice"][0] == pytest.approx(whole, abs=1e-6)
     assert whole > 0.6   # a random network scores about the foreground fraction (0.1)
@@ -81,7 +70,8 @@ def test_partitioned_training_learns_and_validates_like_the_whole_network(phanto
         assert a["val_dice"][0] == pytest.approx(b["val_dice"][0], abs=0.01)
 
 
-def test_replicas_over_several_volumes_learn_alike_on_any_grid_and_validate_every_volume(phantom_pair, tmp_path):
+def test_replicas_over_several_volumes_learn_alike_on_any_grid_and_validate_every_volume(phantom_pair, tmp_path,
+                                                                                         whole_dice):
     """Two data-parallel replicas, two volume pairs of different shapes: a replica of one rank and a
     replica of two ranks train the same patches (same losses); the validation, shared out between the
     replicas, is the saved weights' whole-volume Dice averaged over the two volumes, each normalised
@@ -97,7 +87,7 @@ def test_replicas_over_several_volumes_learn_alike_on_any_grid_and_validate_ever
     two = res[(2, 1, 1)]
     for a, b in zip(res[(1, 1, 1)]["history"], two["history"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
-    whole = [_whole_dice(tmp_path / "211.safetensors", im, lb) for im, lb in zip(imgs, labs)]
+    whole = [whole_dice(tmp_path / "211.safetensors", im, lb) for im, lb in zip(imgs, labs)]
     meta = whole[0][1]
     assert meta["training"]["replicas"] == 2 and meta["training"]["config"]["patch"] == [32, 32, 24]
     assert meta["normalization"] == cfg["normalization"]

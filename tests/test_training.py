@@ -63,14 +63,6 @@ def test_bad_training_input(pair, tmp_path):
             train_unet([im], [lb], cfg, tmp_path / "x.safetensors", log=lambda *a: None)
 
 
-def _dice_of(weights, img, lab):
-    from halo_seg.engine.runner import predict_whole
-    net, meta = load_unet(weights)
-    spec = normalize.resolve(meta["normalization"], img)
-    m, s = normalize.mean_std(normalize.moments(img, spec), spec)
-    return dice(predict_whole(net, normalize.apply(img, m, s, spec), "cpu").argmax(0) == 1, lab == 1), meta
-
-
 @pytest.fixture(scope="module")
 def held_out():
     ph = make_phantom((24, 40, 32), n_objects=2, seed=4, noise=0.05)
@@ -78,7 +70,7 @@ def held_out():
 
 
 @pytest.mark.parametrize("grid", [None, (2, 1, 1)])
-def test_validation_on_held_out_volumes(pair, held_out, tmp_path, grid):
+def test_validation_on_held_out_volumes(pair, held_out, tmp_path, grid, whole_dice):
     """The Dice that chose the weights is theirs on the held-out volume (whole, normalised on its own),
     not on the training volume; unpartitioned and partitioned trainers alike."""
     from halo_seg.train.partitioned_run import train_partitioned
@@ -91,10 +83,10 @@ def test_validation_on_held_out_volumes(pair, held_out, tmp_path, grid):
         cfg = dict(n_classes=2, patch=[32, 32, 32], iterations=20, lr=3e-3, base=4, depth=2, epoch=10)
         train_partitioned(img, lab, cfg, grid, out, log=lambda *a: None, val_images=[held_out[0]],
                           val_labels=[held_out[1]])
-    there, meta = _dice_of(out, *held_out)
+    there, meta = whole_dice(out, *held_out)
     assert meta["training"]["validation_volumes"] == 1
     assert meta["training"]["best_val_dice"][0] == pytest.approx(there, abs=1e-6)
-    assert abs(_dice_of(out, img, lab)[0] - there) > 1e-3
+    assert abs(whole_dice(out, img, lab)[0] - there) > 1e-3
     bad = [([held_out[0]], []), ([held_out[0]], [held_out[1][:, :8]]), ([held_out[0]], [held_out[1] * 3])]
     for vi, vl in bad:
         with pytest.raises(TrainingError, match="pairs|validation volume 0"):

@@ -46,8 +46,8 @@ def prepare_data(image, labels, cfg: dict) -> dict:
 def prepare_validation(image, labels, cfg: dict) -> dict:
     """A pair as validation reads it: the normalised image (float32) and the labels (int16)."""
     from .unet_train import normalised
-    spec = dict(cfg.get("normalization") or {"kind": "zscore"})
-    return {"image": normalised(image, spec).astype(np.float32), "labels": labels.astype(np.int16)}
+    return {"image": normalised(image, dict(cfg["normalization"])).astype(np.float32),
+            "labels": labels.astype(np.int16)}
 
 
 def _validate_volume(net, vol, grid, local, group, offset, dev, n_classes) -> torch.Tensor:
@@ -166,7 +166,7 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
                 emit("validation", it, val, time.time() - t0)
                 if mean_d > best:
                     best = mean_d
-                    save_unet(net, out, normalization=dict(cfg.get("normalization") or {"kind": "zscore"}),
+                    save_unet(net, out, normalization=dict(cfg["normalization"]),
                               classes=cfg.get("class_names", []),
                               training={"config": {k: v for k, v in cfg.items() if k != "resume"},
                                         "grid": list(grid), "replicas": mesh.replicas, "partitioned": True,
@@ -275,7 +275,8 @@ def _check_run(images, labels, cfg, grid):
     except Exception as exc:
         raise TrainingError(f"patch {tuple(patch)}: {exc}") from None
     return images, labels, {"seed": 0, "epoch": 100, "batch": 1, "device": "cpu", "memory_check": True,
-                            "replicas": 1, **cfg, "patch": patch}
+                            "replicas": 1, **cfg, "normalization": cfg.get("normalization") or {"kind": "zscore"},
+                            "patch": patch}
 
 
 class _Reporter:
