@@ -42,6 +42,9 @@ def test_train_partitioned_refuses_bad_pairs(tmp_path):
         train_partitioned(np.zeros((16, 16, 16)), np.zeros((16, 16, 8), np.int64), cfg, (2, 1, 1), tmp_path / "x")
     with pytest.raises(TrainingError, match="empty"):
         train_partitioned(np.zeros((16, 16, 16)), np.zeros((16, 16, 16), np.int64), cfg, (2, 1, 1), tmp_path / "x")
+    ok = (np.zeros((16, 16, 16)), (np.arange(16 ** 3).reshape(16, 16, 16) % 2).astype(np.int64))
+    with pytest.raises(TrainingError, match="replicas must be a positive integer, got 0"):
+        train_partitioned(*ok, {**cfg, "replicas": 0}, (2, 1, 1), tmp_path / "x")
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,14 @@ class Mesh:
         g = "x".join(map(str, self.grid))
         return f"grid {g}" + (f" x {self.replicas} replicas" if self.replicas > 1 else "")
 
+    def context(self, plan: PartitionPlan, rank: int, groups) -> HaloContext | None:
+        """What a rank's network runs with on its block of ``plan`` (a patch or a whole volume split
+        over the grid): None where the grid is one rank, so nothing crosses a block."""
+        if plan.world_size == 1:
+            return None
+        rep = self.replica(rank)
+        return HaloContext(plan, self.spatial_rank(rank), groups[rep], rep * self.spatial)
+
     def groups(self) -> list:
         """Each replica's process group (every rank must call this, in the same order); [None], the
         world, for one replica. A one-rank grid needs none: nothing crosses its block."""
@@ -172,8 +180,7 @@ def _step_worker(rank, world, grid, shape, config, seed, replicas, checkpoint, i
         torch.manual_seed(seed)
         net = UNet3D(**config).double().set_checkpoint(checkpoint)
         plan = PartitionPlan(shape, grid, net.multiple)
-        if mesh.spatial > 1:
-            net.set_partition(HaloContext(plan, local, groups[rep], rep * mesh.spatial))
+        net.set_partition(mesh.context(plan, rank, groups))
         opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
         x, y, w = step_inputs(image, labels, weights, shape, plan, local, replica_rng(seed, rep))   # a patch
         loss = train_step(net, opt, x.double(), y, w.double(), groups[rep], mesh.spatial, replicas)

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..engine.halo import HaloContext
 from ..engine.partition import PartitionPlan
 from ..engine.runner import _peak_growth_mb, _reset_peak, _status_mb, backend_for, exit_rank, map_large_allocations
 from ..engine.unet import UNet3D
@@ -50,18 +49,19 @@ def prepare_validation(image, labels, cfg: dict) -> dict:
             "labels": labels.astype(np.int16)}
 
 
-def _validate_volume(net, vol, grid, local, group, offset, dev, n_classes) -> torch.Tensor:
+def _validate_volume(net, vol, mesh: Mesh, rank, groups, dev, n_classes) -> torch.Tensor:
     """(overlap, predicted, true) voxel counts per class of the partitioned network on one whole
     volume, each rank of the replica running its block of it (as `halo-seg segment` does) and the
     counts summed over them: no rank holds the volume's activations."""
     import torch.distributed as dist
     image, labels = vol["image"], vol["labels"]
-    plan = PartitionPlan(image.shape, grid, net.multiple)
+    plan = PartitionPlan(image.shape, mesh.grid, net.multiple)
+    local = mesh.spatial_rank(rank)
     valid, block = plan.valid_block(local), plan.block(local)
     xb = np.zeros([s.stop - s.start for s in block], np.float32)
     inner = tuple(slice(0, v.stop - v.start) for v in valid)
     xb[inner] = np.asarray(image[valid])
-    net.set_partition(HaloContext(plan, local, group, offset) if plan.world_size > 1 else None)
+    net.set_partition(mesh.context(plan, rank, groups))
     net.eval()
     with torch.no_grad():
         pred = net(torch.from_numpy(xb)[None, None].to(dev))[0].argmax(0)[inner]
@@ -72,7 +72,7 @@ def _validate_volume(net, vol, grid, local, group, offset, dev, n_classes) -> to
         p, t = pred == c, truth == c
         stats[0, c], stats[1, c], stats[2, c] = (p & t).sum(), p.sum(), t.sum()
     if plan.world_size > 1:
-        dist.all_reduce(stats, group=group)
+        dist.all_reduce(stats, group=groups[mesh.replica(rank)])
     return stats
 
 
@@ -85,7 +85,7 @@ def _validate(net, vols, mesh: Mesh, rank, groups, dev, n_classes) -> list:
     rep, local = mesh.replica(rank), mesh.spatial_rank(rank)
     counts = torch.zeros(len(vols), 3, n_classes, dtype=torch.float64, device=dev)
     for v in range(rep, len(vols), mesh.replicas):
-        s = _validate_volume(net, vols[v], mesh.grid, local, groups[rep], rep * mesh.spatial, dev, n_classes)
+        s = _validate_volume(net, vols[v], mesh, rank, groups, dev, n_classes)
         if local == 0:   # a replica's ranks all hold its sums; count them once
             counts[v] = s
     if mesh.world > 1:
@@ -122,7 +122,7 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
     net.to(dev).set_checkpoint(bool(cfg.get("checkpoint")))
     patch, iterations, batch = tuple(cfg["patch"]), cfg["iterations"], int(cfg.get("batch", 1))
     plan = PartitionPlan(patch, grid, net.multiple)
-    hctx = HaloContext(plan, local, groups[rep], rep * mesh.spatial) if mesh.spatial > 1 else None
+    hctx = mesh.context(plan, rank, groups)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=1e-4)
     sched = lr_schedule(opt, cfg["lr"], iterations)
     with warnings.catch_warnings():   # stepping the schedule alone is the point here
@@ -271,9 +271,12 @@ def _check_run(images, labels, cfg, grid):
     m = 2 ** cfg["depth"]
     try:
         PartitionPlan(tuple(patch), tuple(grid), m)
-        Mesh(tuple(grid), int(cfg.get("replicas", 1)))
     except Exception as exc:
         raise TrainingError(f"patch {tuple(patch)}: {exc}") from None
+    try:
+        Mesh(tuple(grid), int(cfg.get("replicas", 1)))
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
     return images, labels, {"seed": 0, "epoch": 100, "batch": 1, "device": "cpu", "memory_check": True,
                             "replicas": 1, **cfg, "normalization": cfg.get("normalization") or {"kind": "zscore"},
                             "patch": patch}
