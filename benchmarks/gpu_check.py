@@ -12,6 +12,8 @@
 5. Training on CUDA: the unpartitioned trainer, and partitioned training through NCCL (one rank per
    GPU; with 4 GPUs or more, two data-parallel replicas of a grid over half of them); the
    partitioned validation Dice must equal the saved weights' whole-volume Dice on the CPU.
+6. bf16 autocast (engine/precision.py) on CUDA: the whole network against fp32 on the same GPU, and
+   the partitioned network through NCCL in bf16, forward and backward, against the whole one in bf16.
 """
 from __future__ import annotations
 
@@ -50,6 +52,21 @@ def mirrored_cuda_vs_flipped_cpu() -> dict:
         out = mirrored_softmax(net.cuda(), x.cuda(), "zyx").cpu()
     return {"views": len(views), "max_abs_prob_diff": float((out - ref).abs().max()),
             "labels_identical_frac": float((out.argmax(1) == ref.argmax(1)).float().mean())}
+
+
+def bf16_on_cuda(grid) -> dict:
+    from halo_seg.engine.mirror import mirrored_softmax
+    torch.manual_seed(0)
+    net = UNet3D(1, 3, base=8, depth=3).eval().cuda()
+    x = torch.randn(1, 1, 96, 112, 96, device="cuda")
+    with torch.inference_mode():
+        p32 = mirrored_softmax(net, x, (), "fp32")
+        p16 = mirrored_softmax(net, x, (), "bf16")
+    part = compare_partitioned(grid, (37, 29, 33), config=dict(in_channels=1, out_channels=3, base=4, depth=2),
+                               device="cuda", precision="bf16")
+    return {"max_abs_prob_diff_vs_fp32": float((p16 - p32).abs().max()),
+            "labels_identical_frac_vs_fp32": float((p16.argmax(1) == p32.argmax(1)).float().mean()),
+            "nccl_partitioned_bf16": part}
 
 
 def training_on_cuda() -> dict:
@@ -100,6 +117,7 @@ def main():
         in_channels=1, out_channels=3, base=4, depth=2))
     res["mirror_cuda_vs_cpu"] = mirrored_cuda_vs_flipped_cpu()
     res["training_cuda"] = training_on_cuda()
+    res["bf16_cuda"] = bf16_on_cuda(grid)
     print(json.dumps(res, indent=1))
     out = Path(__file__).parent / "results" / "gpu_check.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -100,7 +100,7 @@ def test_gpu_ranks_draw_on_their_gpus(monkeypatch, phantom_npy, tiny_weights):
     chk = runner.plan_memory(vol, net, plan, "halo", (None, 0.5), (), "cuda", ask_gpu=False)
     assert (chk.sharing, chk.available, chk.where, chk.fits) == (2, None, "GPU memory", True)
     # each rank checks its own GPU before it reads its block
-    job = dict(memory_check=True, per_rank=3 * 2 ** 30, sharing=2, tile_size=None, overlap=0.5, mirror=())
+    job = dict(memory_check=True, per_rank=3 * 2 ** 30, sharing=2, tile_size=None, overlap=0.5, mirror=(), precision="fp32")
     runner._check_rank_gpu(job, torch.device("cuda", 0), vol, net, plan)          # 6 of 8 GiB free: fits
     with pytest.raises(EngineError, match="GPU 1: not enough memory.*2 ranks that share it"):
         runner._check_rank_gpu(job, torch.device("cuda", 1), vol, net, plan)      # 6 GiB > 0.9 x 6 GiB
@@ -184,6 +184,12 @@ def test_info_tells_what_segmenting_would_need(tmp_path, phantom_npy, tiny_weigh
     needs = json.loads(capsys.readouterr().out)["segment_memory"]
     assert needs["halo 2x1x1, per rank"] == memory.fmt_bytes(res.memory.per_rank)
     assert set(needs) == {"weights", "halo 2x1x1, per rank", "whole", "tile 64", "RAM available"}
+    # planning a bf16 run: the estimate its run makes
+    bf = segment(phantom_npy, tmp_path / "b.zarr", tiny_weights, grid=(2, 1, 1), precision="bf16")
+    assert main(["info", str(phantom_npy), "--weights", str(tiny_weights), "--precision", "bf16"]) == 0
+    needs16 = json.loads(capsys.readouterr().out)["segment_memory"]
+    assert needs16["precision"] == "bf16" and needs16["halo 2x1x1, per rank"] == memory.fmt_bytes(bf.memory.per_rank)
+    assert bf.memory.per_rank < res.memory.per_rank
     # a volume too small for the default grid is described all the same
     np.save(tmp_path / "thin.npy", np.zeros((3, 40, 40), np.float32))
     assert main(["info", str(tmp_path / "thin.npy"), "--weights", str(tiny_weights)]) == 0

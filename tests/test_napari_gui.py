@@ -73,6 +73,26 @@ def test_auto_widget_mirror_views(make_napari_viewer, qtbot, tmp_path, phantom_n
     assert (ref != plain).any()   # the choice reached the engine
 
 
+def test_auto_widget_bf16(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):
+    import zarr
+    from halo_seg.engine.runner import segment
+    viewer, w = _auto_widget(make_napari_viewer, phantom_npy, tiny_weights, tmp_path / "b.zarr")
+    assert w.precision.currentData() == "fp32"   # exact unless asked
+    w.mode.setCurrentText("whole")
+    w.precision.setCurrentIndex(w.precision.findData("bf16"))
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "(whole on cpu, bf16)" in w.status.text(), w.status.text()
+    segment(phantom_npy, tmp_path / "ref.zarr", tiny_weights, mode="whole", precision="bf16",
+            save_probabilities=True)
+    segment(phantom_npy, tmp_path / "f.zarr", tiny_weights, mode="whole", save_probabilities=True)
+    ref = zarr.open_group(str(tmp_path / "ref.zarr"))
+    np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data), ref["labels"][...])
+    assert zarr.open_group(str(tmp_path / "b.zarr")).attrs["halo_seg"]["signature"]["precision"] == "bf16"
+    # the choice reached the engine: its probabilities are not fp32's
+    assert not np.array_equal(ref["probabilities"][...], zarr.open_group(str(tmp_path / "f.zarr"))["probabilities"][...])
+
+
 def test_auto_widget_steps_through_the_slices_to_review(make_napari_viewer, qtbot, tmp_path, phantom_npy,
                                                        tiny_weights):
     import zarr

@@ -109,11 +109,13 @@ def test_cli_grid_training(pair, held_out, tmp_path):
     r = subprocess.run([sys.executable, "-m", "halo_seg.cli", "train", "--image", str(tmp_path / "img.npy"),
                         "--labels", str(tmp_path / "lab.npy"), "--out", str(out), "--grid", "2,1,1",
                         "--val-image", str(tmp_path / "val.npy"), "--val-labels", str(tmp_path / "vlab.npy"),
-                        "--patch", "16", "16", "16", "--iterations", "2", "--base", "4", "--depth", "2", "--quiet"],
+                        "--patch", "16", "16", "16", "--iterations", "2", "--base", "4", "--depth", "2", "--quiet",
+                        "--precision", "bf16"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["grid"] == [2, 1, 1]
     assert load_unet(out)[1]["training"]["partitioned"]
+    assert load_unet(out)[1]["training"]["config"]["precision"] == "bf16"
     assert load_unet(out)[1]["training"]["validation_volumes"] == 1
     r = subprocess.run([sys.executable, "-m", "halo_seg.cli", "train", "--image", str(tmp_path / "img.npy"),
                         "--labels", str(tmp_path / "lab.npy"), "--out", str(out), "--val-image",

@@ -14,6 +14,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from .partition import PartitionPlan
+from .precision import lowered
 
 
 @dataclass
@@ -96,6 +97,9 @@ class _HaloConv(torch.autograd.Function):
                 p = _pad_axis(p, 2 + axis, width, *recv)
         ctx.save_for_backward(x, weight)
         ctx.received, ctx.width, ctx.group, ctx.pad, ctx.has_bias = received, width, hctx.group, pad, bias is not None
+        dev = x.device.type
+        # the backward pass runs outside autocast: it casts as the forward's autocast did
+        ctx.cast = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
         return F.conv3d(p, weight, bias, 1, pad)
 
     @staticmethod
@@ -104,6 +108,8 @@ class _HaloConv(torch.autograd.Function):
         p = x
         for axis, _lo, _hi, recv in ctx.received:
             p = _pad_axis(p, 2 + axis, ctx.width, *recv)
+        if ctx.cast is not None:
+            g, p, weight = g.to(ctx.cast), p.to(ctx.cast), weight.to(ctx.cast)
         want_x = ctx.needs_input_grad[0]
         gp, gw, gb = torch.ops.aten.convolution_backward(
             g, p, weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1, 1], list(ctx.pad), [1, 1, 1],
@@ -160,6 +166,9 @@ class _DistributedInstanceNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, eps, group):
         dims = (2, 3, 4)
+        out_dtype = x.dtype
+        if lowered(x):   # bf16 autocast: the statistics and the normalisation in fp32, as torch's own norm
+            x = x.float()
         count = torch.tensor(float(x[0, 0].numel()), dtype=x.dtype, device=x.device)
         dist.all_reduce(count, group=group)
         mean = x.sum(dims, keepdim=True)
@@ -169,14 +178,18 @@ class _DistributedInstanceNorm(torch.autograd.Function):
         dist.all_reduce(var, group=group)
         inv = var.div_(count).add_(eps).rsqrt_()
         xhat.mul_(inv)
-        ctx.save_for_backward(xhat, inv, weight)
-        ctx.count, ctx.group = count, group
         shape = (1, -1, 1, 1, 1)
-        return xhat * weight.view(shape) + bias.view(shape) if weight is not None else xhat.clone()
+        y = xhat * weight.view(shape).to(x.dtype) + bias.view(shape).to(x.dtype) if weight is not None else xhat.clone()
+        # kept in the input's dtype: under bf16 autocast, half the memory of fp32
+        ctx.save_for_backward(xhat.to(out_dtype), inv, weight)
+        ctx.count, ctx.group = count, group
+        return y.to(out_dtype)
 
     @staticmethod
     def backward(ctx, gy):
         xhat, inv, weight = ctx.saved_tensors
+        out_dtype = gy.dtype
+        gy, xhat = gy.to(inv.dtype), xhat.to(inv.dtype)
         gw = gb = None
         if weight is not None:
             gw = (gy * xhat).sum((0, 2, 3, 4))   # this block's share; allreduce_gradients adds the rest
@@ -189,11 +202,42 @@ class _DistributedInstanceNorm(torch.autograd.Function):
         dist.all_reduce(sums, group=ctx.group)
         mean_g, mean_gx = sums.div_(ctx.count).chunk(2, 1)
         gx = (g - mean_g).sub_(xhat * mean_gx).mul_(inv)
-        return gx, gw, gb, None, None
+        return gx.to(out_dtype), gw, gb, None, None
+
+
+def _global_moments(x, group, acc):
+    """Per-channel count, mean and centred sum of squares over every rank's block, accumulated in
+    ``acc``; the centred pass goes slab by slab, so a bf16 block is never copied whole into fp32."""
+    dims = (0, 2, 3, 4)
+    count = torch.tensor(float(x[0, 0].numel()), dtype=acc, device=x.device)
+    dist.all_reduce(count, group=group)
+    mean = x.sum(dims, dtype=acc)
+    dist.all_reduce(mean, group=group)
+    mean /= count
+    centred = mean.view(1, -1, 1, 1, 1)
+    ss = torch.zeros_like(mean)
+    slab = max(1, (1 << 22) // max(1, x[0, :, 0].numel()))   # about 4 M voxels at a time
+    for z in range(0, x.shape[2], slab):
+        d = x[:, :, z:z + slab].to(acc) - centred
+        ss += (d * d).sum(dims)
+    dist.all_reduce(ss, group=group)
+    return count, mean, ss
+
+
+def _inference_instance_norm(x, weight, bias, eps: float, group):
+    """The forward alone (no gradient wanted): global statistics, then torch's own fused batch norm
+    with them, which writes the output in the input's dtype without a full-size temporary."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    count, mean, ss = _global_moments(x, group, acc)
+    return F.batch_norm(x, mean, ss / count, None if weight is None else weight.to(acc),
+                        None if bias is None else bias.to(acc), False, 0.0, eps)
 
 
 def distributed_instance_norm(x, weight, bias, eps: float, hctx: HaloContext):
     """Instance norm whose per-channel mean and variance cover the whole (partitioned) volume."""
+    wants_grad = torch.is_grad_enabled() and (x.requires_grad or (weight is not None and weight.requires_grad))
+    if x.shape[0] == 1 and not wants_grad:   # one sample (segment, validation): its statistics are the channel's
+        return _inference_instance_norm(x, weight, bias, eps, hctx.group)
     return _DistributedInstanceNorm.apply(x, weight, bias, eps, hctx.group)
 
 

@@ -27,7 +27,9 @@ GIB = 2 ** 30
 MIB = 2 ** 20
 # the measured peak is 1.54 to 1.59 x the counted one on large blocks, for three network sizes
 # (benchmarks/memory.py, CPU: the ranks' RSS growth) and on an H100 (benchmarks/engine.py:
-# torch.cuda.max_memory_allocated, 1.56); see benchmarks/README.md, "Memory per rank"
+# torch.cuda.max_memory_allocated, 1.56); see benchmarks/README.md, "Memory per rank". Under bf16
+# autocast the estimate (bf16 activations counted) was 1.09 to 1.45 x the measured peak, CPU
+# (benchmarks/precision.py)
 LIBRARY_FACTOR = 1.6
 FIXED_BYTES = 64 * MIB     # small tensors and allocator slack that do not scale with the block
 # bytes per voxel per base channel of one training step (whole patch, partitioned block), if counting
@@ -78,13 +80,13 @@ class _LiveBytes:
         return out
 
 
-def _counted_peak(net, n: int, mirror: tuple) -> int:
+def _counted_peak(net, n: int, mirror: tuple, precision: str = "fp32") -> int:
     from .mirror import mirrored_softmax
 
     x = torch.zeros(1, net.config["in_channels"], n, n, n)
     counter = _LiveBytes()
     with torch.inference_mode(), counter.mode:
-        mirrored_softmax(net, x, mirror)
+        mirrored_softmax(net, x, mirror, precision)
     return counter.peak
 
 
@@ -110,13 +112,14 @@ def parameter_count(config_json: str) -> int:
 
 
 @functools.lru_cache(maxsize=32)
-def _counted_per_voxel(config_json: str) -> float:
+def _counted_per_voxel(config_json: str, precision: str = "fp32") -> float:
     net = probe_net(json.loads(config_json))
     try:
-        return _slope(lambda n: _counted_peak(net, n, ()), net.multiple)
+        return _slope(lambda n: _counted_peak(net, n, (), precision), net.multiple)
     except (ImportError, AttributeError, RuntimeError):
         # the dispatch mode is PyTorch-internal API; where it is missing, what it counted for this
-        # U-Net family (21 bytes per voxel per base channel, for base 8 and 16, depth 3 and 4)
+        # U-Net family (21 bytes per voxel per base channel, for base 8 and 16, depth 3 and 4;
+        # bf16 is not counted then: fp32's count is the safe side)
         return 21.0 * net.config["base"]
 
 
@@ -157,9 +160,10 @@ class _OfflineHalo:
         halo._exchange, halo.dist = self._saved
 
 
-def _counted_training_peak(net, n: int, split: tuple) -> int:
+def _counted_training_peak(net, n: int, split: tuple, precision: str = "fp32") -> int:
     """Peak bytes alive over one training step (forward, loss, backward) on an n**3 patch block."""
     from ..train.partitioned import partitioned_dice_ce
+    from .precision import autocast, widened
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, net.config["in_channels"], n, n, n, generator=g)
     y = torch.randint(0, net.config["out_channels"], (1, n, n, n), generator=g)
@@ -169,7 +173,10 @@ def _counted_training_peak(net, n: int, split: tuple) -> int:
         net.set_partition(hctx if any(split) else None)
         try:
             with counter.mode:
-                partitioned_dice_ce(net(x), y, w).backward()
+                with autocast(precision, "cpu"):
+                    logits = net(x)
+                partitioned_dice_ce(widened(logits), y, w).backward()
+                del logits
         finally:
             net.set_partition(None)
             net.zero_grad(set_to_none=True)
@@ -177,32 +184,36 @@ def _counted_training_peak(net, n: int, split: tuple) -> int:
 
 
 @functools.lru_cache(maxsize=32)
-def _training_per_voxel(config_json: str, split: tuple, checkpoint: bool = False) -> float:
+def _training_per_voxel(config_json: str, split: tuple, checkpoint: bool = False, precision: str = "fp32") -> float:
     net = probe_net(json.loads(config_json)).set_checkpoint(checkpoint)
     try:
-        return _slope(lambda n: _counted_training_peak(net, n, split), net.multiple)
+        return _slope(lambda n: _counted_training_peak(net, n, split, precision), net.multiple)
     except (ImportError, AttributeError, RuntimeError):
         return TRAIN_FALLBACK[any(split)] * net.config["base"]
 
 
-def training_bytes_per_voxel(config: dict, split=(False, False, False), checkpoint: bool = False) -> float:
+def training_bytes_per_voxel(config: dict, split=(False, False, False), checkpoint: bool = False,
+                             precision: str = "fp32") -> float:
     """Peak bytes PyTorch allocates per voxel of a patch block over one training step, batch 1;
     ``split``: the axes the patch is partitioned along (the halos a block keeps for the backward
     pass are counted, as for a rank with neighbours on both sides of each); ``checkpoint``: with
-    activation checkpointing (UNet3D.set_checkpoint), its recomputation counted too."""
-    return _training_per_voxel(json.dumps(config, sort_keys=True), tuple(bool(s) for s in split), bool(checkpoint))
+    activation checkpointing (UNet3D.set_checkpoint), its recomputation counted too; ``precision``
+    "bf16": the forward under bfloat16 autocast (engine/precision.py)."""
+    return _training_per_voxel(json.dumps(config, sort_keys=True), tuple(bool(s) for s in split), bool(checkpoint),
+                               precision)
 
 
-def network_bytes_per_voxel(config: dict, mirror=()) -> float:
+def network_bytes_per_voxel(config: dict, mirror=(), precision: str = "fp32") -> float:
     """Peak bytes PyTorch allocates per voxel of a block while the network runs on it (softmax
     included, the input block not). Mirrored views run one after another; while one runs, the sum
-    of the views before it is held: one probability map more."""
-    per_voxel = _counted_per_voxel(json.dumps(config, sort_keys=True))
+    of the views before it is held: one probability map more. Under bf16 autocast the activations
+    are counted in bfloat16 (engine/precision.py)."""
+    per_voxel = _counted_per_voxel(json.dumps(config, sort_keys=True), precision)
     return per_voxel + (4 * config["out_channels"] if len(tuple(mirror)) else 0)
 
 
 def block_bytes(config: dict, block_shape, in_itemsize: int = 4, mirror=(), mode: str = "halo",
-                band_shape=None, piece_shape=None) -> int:
+                band_shape=None, piece_shape=None, precision: str = "fp32") -> int:
     """Estimated peak bytes, above what the process held before, of one rank on its block (halo
     mode), of the single process on the whole volume (whole mode), or of the tile loop (tile mode:
     `block_shape` the window, `band_shape` the band of windows it blends, `piece_shape` the most of
@@ -212,7 +223,7 @@ def block_bytes(config: dict, block_shape, in_itemsize: int = 4, mirror=(), mode
     reading = voxels * (in_itemsize + 3 * 4)
     # the float32 input (whole mode keeps the normalised volume and its padded copy) and the network
     held = 8 if mode == "whole" else 4
-    running = voxels * (held + network_bytes_per_voxel(config, mirror) * LIBRARY_FACTOR)
+    running = voxels * (held + network_bytes_per_voxel(config, mirror, precision) * LIBRARY_FACTOR)
     total = max(reading, running)
     if mode == "tile" and band_shape is not None:
         c = config["out_channels"]

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 import torch
 
+from .precision import autocast, widened
+
 AXIS_LETTERS = "zyx"
 
 
@@ -92,15 +94,20 @@ def flipped_kernels(net: torch.nn.Module, axes: tuple[int, ...]):
                 w.copy_(torch.flip(w, dims))
 
 
-def mirrored_softmax(net: torch.nn.Module, x: torch.Tensor, axes=()) -> torch.Tensor:
+def mirrored_softmax(net: torch.nn.Module, x: torch.Tensor, axes=(), precision: str = "fp32") -> torch.Tensor:
     """Softmax over classes (dim 1) of `net` on `x`, averaged over the mirrored views along `axes`.
 
-    Each view is computed with flipped kernels on `x` itself, so `x` may be a halo block."""
+    Each view is computed with flipped kernels on `x` itself, so `x` may be a halo block. With
+    `precision` "bf16" the network runs under bfloat16 autocast (engine/precision.py); the softmax
+    and the average are fp32 either way."""
     sets = flip_sets(axes)
     acc = None
     for s in sets:
         with flipped_kernels(net, s):
-            p = torch.softmax(net(x), 1)
+            with autocast(precision, x.device.type):
+                logits = net(x)
+            p = torch.softmax(widened(logits), 1)
+            del logits
         acc = p if acc is None else acc.add_(p)
         del p
     return acc / len(sets) if len(sets) > 1 else acc

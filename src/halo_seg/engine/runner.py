@@ -28,6 +28,7 @@ from . import memory, normalize
 from .mirror import MirrorError, check_trained_for, mirror_letters, mirrored_softmax, parse_mirror
 from .output import done_map, open_output, write_block
 from .partition import AUTO, PartitionError, PartitionPlan, factor_grid, parse_grid
+from .precision import PrecisionError, check_precision, native_bf16, warn_if_emulated
 from .weights import load_unet
 
 MODES = ("halo", "tile", "whole")
@@ -161,7 +162,8 @@ def _signature(job, plan_shape, grid, meta, chosen):
     return {**{k: chosen[k] for k in ("channel", "timepoint") if k in chosen},"format": 2, "input": str(job["source"]) if isinstance(job["source"], (str, Path)) else "<array>",
             "shape": list(plan_shape), "grid": list(grid), "mode": job["mode"],
             "weights": meta.get("sha256"), "overlap": job["overlap"] if job["mode"] == "tile" else None,
-            **({"mirror": mirror_letters(job["mirror"])} if job["mirror"] else {})}
+            **({"mirror": mirror_letters(job["mirror"])} if job["mirror"] else {}),
+            **({"precision": job["precision"]} if job["precision"] != "fp32" else {})}
 
 
 def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cpu", mode: str = "halo",
@@ -169,7 +171,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
             resume: bool = False, timeout: float = 1800.0, threads: int | None = None,
             progress: Callable[[int, int, str], None] | None = None, cancel=None, mirror="",
             channel: int | str | None = None, timepoint: int | None = None, memory_check: bool = True,
-            _fault: dict | None = None) -> SegmentResult:
+            precision: str = "fp32", _fault: dict | None = None) -> SegmentResult:
     """Segment `source` (path or array) into the zarr group `output` (`labels`, `uncertainty`,
     `probabilities`; engine/output.py).
 
@@ -182,6 +184,10 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     `cancel`: an object with ``is_set()`` (a threading.Event); when set, the ranks are stopped
     (or the tile loop ends) and :class:`Cancelled` is raised.
 
+    `precision`: "fp32" (exact: a halo run equals the whole-volume run) or "bf16" (bfloat16
+    autocast: faster and half the activations where the hardware has bfloat16, labels equal to
+    fp32's but for a few boundary voxels; engine/precision.py).
+
     `memory_check`: before anything runs, each rank's peak memory is estimated (engine/memory.py)
     and a run that would not fit in the RAM or GPU memory available is refused, with what would
     fit; False skips the refusal (the estimate is still in the result).
@@ -190,6 +196,10 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         raise EngineError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     if not 0.0 <= overlap < 1.0:
         raise EngineError(f"overlap must be in [0, 1), got {overlap}")
+    try:
+        precision = check_precision(precision)
+    except PrecisionError as exc:
+        raise EngineError(str(exc)) from None
     grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)   # AUTO is resolved once the volume is open
     vol = open_volume(source, channel=channel, timepoint=timepoint)  # validates 3D, numeric, existing
     net, meta = load_unet(weights)  # validates weights before any process starts
@@ -210,12 +220,15 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         require_gpu_each(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), "torchrun",
                          "--nproc-per-node of at most the GPUs each machine has")
     tiling = (tile_size, overlap)
-    mem = plan_memory(vol, net, plan, mode, tiling, mirror, device, distributed_env, ask_gpu=not spawns_gpu_ranks)
+    mem = plan_memory(vol, net, plan, mode, tiling, mirror, device, distributed_env, ask_gpu=not spawns_gpu_ranks,
+                      precision=precision)
     if memory_check and not mem.fits:
-        raise EngineError(_memory_refusal(vol, net, plan, mode, tiling, mirror, mem))
+        raise EngineError(_memory_refusal(vol, net, plan, mode, tiling, mirror, mem, precision))
+    if device == "cpu" or not torch.cuda.is_available():
+        warn_if_emulated(precision, "cpu")   # a GPU rank checks its own GPU
     job = dict(source=source, output=str(output), weights=str(weights), grid=grid, device=device,
                mode=mode, overlap=overlap, tile_size=tile_size, probabilities=save_probabilities, resume=resume,
-               timeout=float(timeout), threads=threads, mirror=mirror, fault=_fault or {},
+               timeout=float(timeout), threads=threads, mirror=mirror, precision=precision, fault=_fault or {},
                channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"),
                memory_check=memory_check, per_rank=mem.per_rank, sharing=mem.sharing)
     chunks = plan.chunks if mode == "halo" else tuple(min(s, 64) for s in vol.shape)
@@ -270,28 +283,29 @@ def _tile_geometry(shape, multiple: int, tile_size: int | None) -> tuple[int, tu
     return t, (t,) + tuple(s + 2 * margin + max(0, t - (s + 2 * margin)) for s in shape[1:])
 
 
-def _per_rank_bytes(vol, net, plan: PartitionPlan, mode, tiling, mirror) -> int:
+def _per_rank_bytes(vol, net, plan: PartitionPlan, mode, tiling, mirror, precision: str = "fp32") -> int:
     """`tiling`: tile mode's (window edge or None, overlap)."""
     itemsize = memory.itemsize_of(vol.data.dtype)
     if mode == "halo":
         shapes = {tuple(s.stop - s.start for s in b) for b in plan.all_blocks()}
-        return max(memory.block_bytes(net.config, b, itemsize, mirror) for b in shapes)
+        return max(memory.block_bytes(net.config, b, itemsize, mirror, precision=precision) for b in shapes)
     if mode == "whole":
-        return memory.block_bytes(net.config, plan.padded, itemsize, mirror, "whole")
+        return memory.block_bytes(net.config, plan.padded, itemsize, mirror, "whole", precision=precision)
     tile_size, overlap = tiling
     t, band = _tile_geometry(vol.shape, net.multiple, tile_size)
     piece = (max(1, int(round(t * (1 - overlap)))),) + tuple(vol.shape[1:])
-    return memory.block_bytes(net.config, (t, t, t), itemsize, mirror, "tile", band_shape=band, piece_shape=piece)
+    return memory.block_bytes(net.config, (t, t, t), itemsize, mirror, "tile", band_shape=band, piece_shape=piece,
+                              precision=precision)
 
 
 def plan_memory(vol, net, plan: PartitionPlan, mode: str, tiling, mirror, device: str,
-                distributed_env: bool = False, ask_gpu: bool = True) -> memory.MemoryCheck:
+                distributed_env: bool = False, ask_gpu: bool = True, precision: str = "fp32") -> memory.MemoryCheck:
     """The run's estimated peak per rank against the memory it draws on: this machine's RAM,
     shared by its ranks, or the GPU each rank runs on (ranks beyond the GPU count share one).
 
     `ask_gpu` False leaves a GPU's free memory unknown: asking creates a CUDA context, which a
     parent that only spawns GPU ranks should not hold (each rank then checks its own GPU)."""
-    per_rank = _per_rank_bytes(vol, net, plan, mode, tiling, mirror)
+    per_rank = _per_rank_bytes(vol, net, plan, mode, tiling, mirror, precision)
     if mode != "halo":
         here = 1
     elif distributed_env:
@@ -304,17 +318,19 @@ def plan_memory(vol, net, plan: PartitionPlan, mode: str, tiling, mirror, device
     return memory.check_for(per_rank, dev, here, ask_gpu, process=memory.PROCESS_BYTES if spawned else 0)
 
 
-def memory_needs(vol, weights="default", grid=(2, 1, 1), mirror="") -> dict:
+def memory_needs(vol, weights="default", grid=(2, 1, 1), mirror="", precision: str = "fp32") -> dict:
     """What segmenting an opened volume would take with `weights`, per mode (halo at `grid`), and
     what this machine has: for planning a run (`halo-seg info`)."""
     net, _meta = load_unet(weights)
     mirror = parse_mirror(mirror)
+    precision = check_precision(precision)
     plan = PartitionPlan(vol.shape, parse_grid(grid), net.multiple)
     avail = memory.host_available()
+    tiling = (None, 0.5)
     return {f"halo {'x'.join(map(str, plan.grid))}, per rank": memory.fmt_bytes(
-                _per_rank_bytes(vol, net, plan, "halo", (None, 0.5), mirror)),
-            "whole": memory.fmt_bytes(_per_rank_bytes(vol, net, plan, "whole", (None, 0.5), mirror)),
-            "tile 64": memory.fmt_bytes(_per_rank_bytes(vol, net, plan, "tile", (None, 0.5), mirror)),
+                _per_rank_bytes(vol, net, plan, "halo", tiling, mirror, precision)),
+            "whole": memory.fmt_bytes(_per_rank_bytes(vol, net, plan, "whole", tiling, mirror, precision)),
+            "tile 64": memory.fmt_bytes(_per_rank_bytes(vol, net, plan, "tile", tiling, mirror, precision)),
             "RAM available": None if avail is None else memory.fmt_bytes(avail)}
 
 
@@ -325,27 +341,35 @@ def _check_rank_gpu(job, dev, vol, net, plan) -> None:
     mem = memory.MemoryCheck(job["per_rank"], job["sharing"], int(torch.cuda.mem_get_info(dev)[0]), "GPU memory")
     if not mem.fits:
         raise EngineError(f"GPU {dev.index}: " + _memory_refusal(vol, net, plan, "halo",
-                                                                 (job["tile_size"], job["overlap"]), job["mirror"], mem))
+                                                                 (job["tile_size"], job["overlap"]), job["mirror"], mem,
+                                                                 job["precision"]))
 
 
-def _memory_refusal(vol, net, plan, mode, tiling, mirror, mem: memory.MemoryCheck) -> str:
+def _check_gpu_precision(dev: torch.device, precision: str) -> None:
+    if dev.type == "cuda" and precision == "bf16" and not native_bf16(dev):
+        raise EngineError(f"GPU {dev.index} ({torch.cuda.get_device_name(dev)}) has no native bfloat16 "
+                          f"(it needs compute capability 8.0 or later): use --precision fp32")
+
+
+def _memory_refusal(vol, net, plan, mode, tiling, mirror, mem: memory.MemoryCheck, precision: str = "fp32") -> str:
     what = {"halo": f"the halo run on a {'x'.join(map(str, plan.grid))} grid",
             "whole": "the whole-volume run", "tile": "the overlap-tile run"}[mode]
     lines = [f"not enough memory: {what} of the {' x '.join(map(str, vol.shape))} volume {mem.describe()}."]
     room = mem.available * memory.USABLE
     finer = memory.finer_grid(vol.shape, net.multiple, plan.world_size if mode == "halo" else 1, mem, lambda g: (
-        _per_rank_bytes(vol, net, PartitionPlan(vol.shape, g, net.multiple), "halo", tiling, mirror) + mem.process))
+        _per_rank_bytes(vol, net, PartitionPlan(vol.shape, g, net.multiple), "halo", tiling, mirror, precision)
+        + mem.process))
     if finer is not None:
         grid, world, per = finer
         lines.append(f"- a grid of {'x'.join(map(str, grid))} ({world} ranks) needs about "
                      f"{memory.fmt_bytes(per)} per rank: run it where each rank has its own "
                      f"{mem.where} (torchrun over machines, or one GPU each)")
     if mode != "tile":
-        tile = _per_rank_bytes(vol, net, plan, "tile", tiling, mirror)
+        tile = _per_rank_bytes(vol, net, plan, "tile", tiling, mirror, precision)
         if tile <= room:
             lines.append(f"- --mode tile needs about {memory.fmt_bytes(tile)} (overlapping windows: slower, "
                          f"and not exact where windows meet)")
-    elif _per_rank_bytes(vol, net, plan, "tile", (2 * net.multiple, tiling[1]), mirror) <= room:
+    elif _per_rank_bytes(vol, net, plan, "tile", (2 * net.multiple, tiling[1]), mirror, precision) <= room:
         lines.append("- a smaller --tile (the blend is held for one window's depth of the whole plane)")
     lines.append("- turning the check off runs it anyway, if swap or another estimate says it fits "
                  "(--no-memory-check; memory_check=False; in napari, untick \"refuse a run that will not fit\")")
@@ -439,6 +463,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
         vol = open_volume(job["source"], channel=job["channel"], timepoint=job["timepoint"])
         plan = PartitionPlan(vol.shape, job["grid"], net.multiple)
         _check_rank_gpu(job, dev, vol, net, plan)
+        _check_gpu_precision(dev, job["precision"])
         coords = plan.coords(rank)
         valid = plan.valid_block(rank)
         spec = normalize.resolve(normalize.spec_of(meta), vol.data)
@@ -454,7 +479,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
         del x
         net.set_partition(HaloContext(plan, rank))
         with torch.inference_mode():
-            probs = mirrored_softmax(net, torch.from_numpy(xb)[None, None].to(dev), job["mirror"])
+            probs = mirrored_softmax(net, torch.from_numpy(xb)[None, None].to(dev), job["mirror"], job["precision"])
             probs = probs[0].float().cpu().numpy()
         probs = probs[(slice(None),) + tuple(slice(0, v.stop - v.start) for v in valid)]
         peak = _peak_growth_mb(rss0)
@@ -477,12 +502,14 @@ def _single_process(job, vol, net, meta, progress, cancel=None) -> dict:
     if job["threads"]:
         torch.set_num_threads(job["threads"])
     dev = _device_for(job["device"])
+    _check_gpu_precision(dev, job["precision"])
     net = net.to(dev)
     spec = normalize.resolve(normalize.spec_of(meta), vol.data)
     mean, std = normalize.mean_std(normalize.dask_moments(vol.data, spec), spec)
     t0, rss0 = time.perf_counter(), _reset_peak()
     if job["mode"] == "whole":
-        probs = predict_whole(net, normalize.apply(np.asarray(vol.data), mean, std, spec), dev, job["mirror"])
+        probs = predict_whole(net, normalize.apply(np.asarray(vol.data), mean, std, spec), dev, job["mirror"],
+                              job["precision"])
         if progress:
             progress(1, 1, "whole volume")
         peak = _peak_growth_mb(rss0)
@@ -491,7 +518,7 @@ def _single_process(job, vol, net, meta, progress, cancel=None) -> dict:
         # band by band, so the blend of a huge volume is never held whole; done is marked by the last
         bands = tile_bands(net, vol.data, lambda a: normalize.apply(a, mean, std, spec), dev,
                            tile=job["tile_size"], overlap=job["overlap"], progress=progress, cancel=cancel,
-                           mirror=job["mirror"])
+                           mirror=job["mirror"], precision=job["precision"])
         for z0, z1, probs in bands:
             region = (slice(z0, z1),) + tuple(slice(0, s) for s in vol.shape[1:])
             write_block(job["output"], region, probs, (0, 0, 0), job["probabilities"], mark_done=z1 == vol.shape[0])
@@ -505,13 +532,13 @@ def pad_to_multiple(x: np.ndarray, m: int) -> np.ndarray:
     return np.pad(x, pad) if any(p[1] for p in pad) else x
 
 
-def predict_whole(net, x: np.ndarray, dev, mirror=()) -> np.ndarray:
+def predict_whole(net, x: np.ndarray, dev, mirror=(), precision: str = "fp32") -> np.ndarray:
     """Softmax probabilities of the unpartitioned network (the exactness reference)."""
     shape = x.shape
     xp = pad_to_multiple(x.astype(np.float32), net.multiple)
     net.set_partition(None)
     with torch.inference_mode():
-        p = mirrored_softmax(net, torch.from_numpy(xp)[None, None].to(dev), mirror)[0].float().cpu().numpy()
+        p = mirrored_softmax(net, torch.from_numpy(xp)[None, None].to(dev), mirror, precision)[0].float().cpu().numpy()
     return p[(slice(None),) + tuple(slice(0, s) for s in shape)]
 
 
@@ -530,7 +557,7 @@ def tile_starts(n: int, t: int, step: int) -> list[int]:
 
 
 def tile_bands(net, data, norm, dev, tile: int | None = None, overlap: float = 0.5,
-               progress=None, cancel=None, mirror=()):
+               progress=None, cancel=None, mirror=(), precision: str = "fp32"):
     """Overlap-tile baseline: mirror-padded border context (U-Net paper), Gaussian-blended windows
     (nnU-Net / MONAI) at `overlap`. Each window reads only its own part of the lazy volume.
 
@@ -581,7 +608,8 @@ def tile_bands(net, data, norm, dev, tile: int | None = None, overlap: float = 0
                     _raise_if_cancelled(cancel, "the remaining windows were skipped")
                     sl = (slice(y, y + t), slice(x, x + t))
                     xt = norm(np.asarray(src[(slice(z, z + t),) + sl]))
-                    p = mirrored_softmax(net, torch.from_numpy(xt)[None, None].to(dev), mirror)[0].float().cpu().numpy()
+                    p = mirrored_softmax(net, torch.from_numpy(xt)[None, None].to(dev), mirror,
+                                         precision)[0].float().cpu().numpy()
                     acc[(slice(None), slice(0, t)) + sl] += p * w
                     wsum[(slice(0, t),) + sl] += w
                     k += 1
@@ -591,9 +619,9 @@ def tile_bands(net, data, norm, dev, tile: int | None = None, overlap: float = 0
 
 
 def predict_tiles(net, data, norm, dev, tile: int | None = None, overlap: float = 0.5,
-                  progress=None, cancel=None, mirror=()) -> np.ndarray:
+                  progress=None, cancel=None, mirror=(), precision: str = "fp32") -> np.ndarray:
     """The overlap-tile probabilities of the whole volume (tile_bands, gathered)."""
     out = np.zeros((net.config["out_channels"],) + tuple(data.shape), np.float32)
-    for z0, z1, probs in tile_bands(net, data, norm, dev, tile, overlap, progress, cancel, mirror):
+    for z0, z1, probs in tile_bands(net, data, norm, dev, tile, overlap, progress, cancel, mirror, precision):
         out[:, z0:z1] = probs
     return out

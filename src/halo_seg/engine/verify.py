@@ -24,11 +24,12 @@ def _inputs(shape, multiple, out_ch, dtype, seed):
     return xp, t * mask
 
 
-def _worker(rank, world, grid, shape, config, dtype_name, seed, init, device, q):
+def _worker(rank, world, grid, shape, config, dtype_name, seed, init, device, precision, q):
     import torch.distributed as dist
     from .halo import HaloContext, allreduce_gradients
     from .runner import backend_for, exit_rank
     from .partition import PartitionPlan
+    from .precision import autocast
     from .unet import UNet3D
     torch.set_num_threads(1)
     dev = torch.device(device if device == "cpu" else f"cuda:{rank % torch.cuda.device_count()}")
@@ -45,10 +46,11 @@ def _worker(rank, world, grid, shape, config, dtype_name, seed, init, device, q)
         sl = (slice(None), slice(None)) + plan.block(rank)
         net = net.to(dev).set_partition(HaloContext(plan, rank))
         xb = xp[sl].clone().to(dev).requires_grad_(True)
-        yb = net(xb)
-        (yb * t[sl].to(dev)).sum().backward()
+        with autocast(precision, dev.type):
+            yb = net(xb)
+        (yb.to(dtype) * t[sl].to(dev)).sum().backward()
         allreduce_gradients(net)
-        q.put((rank, yb.detach().cpu().numpy(), xb.grad.cpu().numpy(),
+        q.put((rank, yb.detach().to(dtype).cpu().numpy(), xb.grad.cpu().numpy(),
                {n: p.grad.cpu().numpy() for n, p in net.named_parameters()}))
         dist.barrier()
     finally:
@@ -76,13 +78,16 @@ def run_ranks(target, world: int, args: tuple, extra: tuple = ()) -> list:
     return results
 
 
-def compare_partitioned(grid, shape, config=None, dtype="float32", seed=0, device="cpu") -> dict:
-    """Max abs logit difference, max relative input/weight gradient difference vs the whole volume."""
+def compare_partitioned(grid, shape, config=None, dtype="float32", seed=0, device="cpu",
+                        precision: str = "fp32") -> dict:
+    """Max abs logit difference, max relative input/weight gradient difference vs the whole volume,
+    both run in `precision` (bf16: under autocast, forward and backward)."""
     from .partition import PartitionPlan
+    from .precision import autocast
     from .unet import UNet3D
     config = config or dict(in_channels=1, out_channels=2, base=4, depth=2)
     world = int(np.prod(grid))
-    results = run_ranks(_worker, world, (tuple(grid), tuple(shape), config, dtype, seed), (device,))
+    results = run_ranks(_worker, world, (tuple(grid), tuple(shape), config, dtype, seed), (device, precision))
     dt = getattr(torch, dtype)
     torch.manual_seed(seed)
     net = UNet3D(**config).to(dt)
@@ -90,7 +95,9 @@ def compare_partitioned(grid, shape, config=None, dtype="float32", seed=0, devic
     dev = torch.device(device)
     net = net.to(dev)
     x = xp.to(dev).requires_grad_(True)
-    y = net(x)
+    with autocast(precision, dev.type):
+        y = net(x)
+    y = y.to(dt)
     (y * t.to(dev)).sum().backward()
     y, gx = y.detach().cpu().numpy(), x.grad.cpu().numpy()
     plan = PartitionPlan(shape, grid, net.multiple)

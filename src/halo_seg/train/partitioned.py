@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..engine.halo import HaloContext, all_reduce_sum, allreduce_gradients
 from ..engine.partition import PartitionPlan
+from ..engine.precision import autocast, widened
 from ..engine.runner import exit_rank
 from ..engine.unet import UNet3D
 from . import block_augment
@@ -152,10 +153,13 @@ def step_inputs(image, labels, weights, patch, plan: PartitionPlan, rank, rng, f
     return torch.from_numpy(x)[None, None], torch.from_numpy(y.astype(np.int64))[None], torch.from_numpy(w)[None]
 
 
-def train_step(net, opt, x, y, w, group=None, world=1, replicas=1):
+def train_step(net, opt, x, y, w, group=None, world=1, replicas=1, precision: str = "fp32"):
     """One step on this rank's block (``world`` ranks per replica in ``group``); returns the loss, the
-    mean over replicas."""
-    loss = partitioned_dice_ce(net(x), y, w, group, world)
+    mean over replicas. ``precision`` "bf16": the forward under bfloat16 autocast, the loss in fp32."""
+    with autocast(precision, x.device.type):
+        logits = net(x)
+    loss = partitioned_dice_ce(widened(logits), y, w, group, world)
+    del logits
     opt.zero_grad(set_to_none=True)
     loss.backward()
     value = loss.detach() * world
@@ -169,7 +173,7 @@ def train_step(net, opt, x, y, w, group=None, world=1, replicas=1):
     return float(value)
 
 
-def _step_worker(rank, world, grid, shape, config, seed, replicas, checkpoint, init, q):
+def _step_worker(rank, world, grid, shape, config, seed, replicas, checkpoint, precision, init, q):
     import torch.distributed as dist
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=300))
@@ -178,13 +182,15 @@ def _step_worker(rank, world, grid, shape, config, seed, replicas, checkpoint, i
         groups, rep, local = mesh.groups(), mesh.replica(rank), mesh.spatial_rank(rank)
         image, labels, weights = _step_data(shape, config, seed)
         torch.manual_seed(seed)
-        net = UNet3D(**config).double().set_checkpoint(checkpoint)
+        # bf16 autocast lowers fp32 operations only: the bf16 step runs from fp32 weights and inputs
+        dtype = torch.float64 if precision == "fp32" else torch.float32
+        net = UNet3D(**config).to(dtype).set_checkpoint(checkpoint)
         plan = PartitionPlan(shape, grid, net.multiple)
         net.set_partition(mesh.context(plan, rank, groups))
         opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
         x, y, w = step_inputs(image, labels, weights, shape, plan, local, replica_rng(seed, rep))   # a patch
-        loss = train_step(net, opt, x.double(), y, w.double(), groups[rep], mesh.spatial, replicas)
-        q.put((rank, loss, {n: p.detach().numpy() for n, p in net.named_parameters()}))
+        loss = train_step(net, opt, x.to(dtype), y, w.to(dtype), groups[rep], mesh.spatial, replicas, precision)
+        q.put((rank, loss, {n: p.detach().double().numpy() for n, p in net.named_parameters()}))
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -202,11 +208,13 @@ def _step_data(shape, config, seed):
     return image, labels, unet_weight_map(labels)
 
 
-def compare_training_step(grid, shape, config=None, seed=0, replicas=1, checkpoint=False) -> dict:
+def compare_training_step(grid, shape, config=None, seed=0, replicas=1, checkpoint=False,
+                          precision: str = "fp32") -> dict:
     """One SGD step partitioned over ``grid`` (times ``replicas`` data-parallel copies, each drawing
     its own patch) vs the same step on the whole patches (float64): the unpartitioned network's
     gradients on each replica's patch, averaged. ``checkpoint``: the ranks checkpoint activations
-    (the reference does not).
+    (the reference does not). ``precision`` "fp32": the ranks run in float64, as the reference;
+    "bf16": under bfloat16 autocast from fp32 weights (the reference stays float64).
 
     Returns the largest weight-update difference relative to the largest update, and both losses.
     """
@@ -214,7 +222,8 @@ def compare_training_step(grid, shape, config=None, seed=0, replicas=1, checkpoi
     from .losses import dice_ce_loss
     config = config or dict(in_channels=1, out_channels=3, base=4, depth=2)
     mesh = Mesh(tuple(grid), replicas)
-    results = run_ranks(_step_worker, mesh.world, (tuple(grid), tuple(shape), config, seed, replicas, checkpoint))
+    results = run_ranks(_step_worker, mesh.world, (tuple(grid), tuple(shape), config, seed, replicas, checkpoint,
+                                                   precision))
     image, labels, weights = _step_data(shape, config, seed)
     torch.manual_seed(seed)
     net = UNet3D(**config).double()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..engine.partition import PartitionPlan
+from ..engine.precision import check_precision
 from ..engine.runner import _peak_growth_mb, _reset_peak, _status_mb, backend_for, exit_rank, map_large_allocations
 from ..engine.unet import UNet3D
 from .partitioned import Mesh, replica_rng, step_inputs, train_step
@@ -154,7 +155,7 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
                                      cfg.get("fg_p", 0.67), bool(cfg.get("augment", False))))
         xs, ys, ws = zip(*draws)
         loss = train_step(net, opt, torch.cat(xs).to(dev), torch.cat(ys).to(dev), torch.cat(ws).to(dev),
-                          groups[rep], mesh.spatial, mesh.replicas)
+                          groups[rep], mesh.spatial, mesh.replicas, cfg.get("precision", "fp32"))
         sched.step()
         if rank == 0:
             emit("progress", it, loss, time.time() - t0)
@@ -186,7 +187,8 @@ def _check_memory(cfg, grid, shapes, dev, log=None, **plan):
     if cfg.get("memory_check", True):
         config = dict(in_channels=1, out_channels=cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
         train_memory.require(config, cfg["patch"], int(cfg.get("batch", 1)), grid, list(shapes), dev, log,
-                             replicas=int(cfg.get("replicas", 1)), checkpoint=bool(cfg.get("checkpoint")), **plan)
+                             replicas=int(cfg.get("replicas", 1)), checkpoint=bool(cfg.get("checkpoint")),
+                             precision=cfg.get("precision", "fp32"), **plan)
 
 
 def _rank_device(cfg, local_rank):
@@ -275,10 +277,11 @@ def _check_run(images, labels, cfg, grid):
         raise TrainingError(f"patch {tuple(patch)}: {exc}") from None
     try:
         Mesh(tuple(grid), int(cfg.get("replicas", 1)))
+        check_precision(cfg.get("precision", "fp32"))
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
     return images, labels, {"seed": 0, "epoch": 100, "batch": 1, "device": "cpu", "memory_check": True,
-                            "replicas": 1, **cfg, "normalization": cfg.get("normalization") or {"kind": "zscore"},
+                            "replicas": 1, "precision": "fp32", **cfg, "normalization": cfg.get("normalization") or {"kind": "zscore"},
                             "patch": patch}
 
 

@@ -47,14 +47,15 @@ def _largest_block(shape, grid, multiple) -> tuple:
     return max((tuple(s.stop - s.start for s in b) for b in plan.all_blocks()), key=math.prod)
 
 
-def step_bytes(config: dict, patch, batch: int, grid=(1, 1, 1), checkpoint: bool = False) -> int:
+def step_bytes(config: dict, patch, batch: int, grid=(1, 1, 1), checkpoint: bool = False,
+               precision: str = "fp32") -> int:
     """Estimated peak of one rank's training step, above what it held before (the network included);
-    ``checkpoint``: with activation checkpointing."""
+    ``checkpoint``: with activation checkpointing; ``precision``: the step's (fp32 or bf16 autocast)."""
     multiple = 2 ** config["depth"]
     block = _largest_block(patch, grid, multiple)
     voxels = math.prod(block) * batch
     split = tuple(g > 1 for g in grid)
-    per_voxel = memory.training_bytes_per_voxel(config, split, checkpoint) * TRAIN_FACTOR + INPUT_BYTES
+    per_voxel = memory.training_bytes_per_voxel(config, split, checkpoint, precision) * TRAIN_FACTOR + INPUT_BYTES
     params = memory.parameter_count(json.dumps(config, sort_keys=True))
     return int(voxels * per_voxel + params * PARAM_BYTES + TRAIN_FIXED)
 
@@ -69,8 +70,10 @@ def validation_bytes(config: dict, volume_shape, grid=(1, 1, 1)) -> int:
     return int(running + VALIDATION_BYTES * math.prod(block) + TRAIN_FIXED)
 
 
-def rank_bytes(config: dict, patch, batch: int, grid, volume_shapes, checkpoint: bool = False) -> int:
-    return max([step_bytes(config, patch, batch, grid, checkpoint)]
+def rank_bytes(config: dict, patch, batch: int, grid, volume_shapes, checkpoint: bool = False,
+               precision: str = "fp32") -> int:
+    # validation runs in fp32 whatever the step's precision: the Dice that keeps weights is exact
+    return max([step_bytes(config, patch, batch, grid, checkpoint, precision)]
                + [validation_bytes(config, s, grid) for s in volume_shapes])
 
 
@@ -82,14 +85,15 @@ def process_bytes(spawned: bool) -> int:
 
 def plan_training(config: dict, patch, batch: int, grid, volume_shapes, device: torch.device,
                   distributed_env: bool = False, ask_gpu: bool = True, data_bytes_per_voxel: int = 0,
-                  spawned: bool = False, replicas: int = 1, checkpoint: bool = False) -> memory.MemoryCheck:
+                  spawned: bool = False, replicas: int = 1, checkpoint: bool = False,
+                  precision: str = "fp32") -> memory.MemoryCheck:
     """The run's estimated peak per rank against the memory it draws on: the machine's RAM shared by
     its ranks, or each rank's GPU (``ask_gpu`` False: unknown, for a parent that only spawns ranks).
     ``data_bytes_per_voxel``: what a rank holds in RAM of the prepared volumes (counted for RAM only);
     ``spawned``: the ranks are processes started for the run (their own memory counts too);
     ``replicas``: data-parallel copies of the grid, each rank of which needs as much as the first's;
-    ``checkpoint``: activation checkpointing."""
-    per_rank = rank_bytes(config, patch, batch, grid, volume_shapes, checkpoint)
+    ``checkpoint``: activation checkpointing; ``precision``: the step's."""
+    per_rank = rank_bytes(config, patch, batch, grid, volume_shapes, checkpoint, precision)
     here = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if distributed_env else math.prod(grid) * replicas
     data = data_bytes_per_voxel * sum(math.prod(v) for v in volume_shapes)
     return memory.check_for(per_rank, device, here, ask_gpu, ram_extra=data, process=process_bytes(spawned))
@@ -103,38 +107,46 @@ def require(config: dict, patch, batch: int, grid, volume_shapes, device: torch.
     if not mem.fits:
         where = f"GPU {device.index}: " if device.type == "cuda" else ""
         raise TrainingError(where + refusal(config, patch, batch, grid, volume_shapes, mem,
-                                            int(plan.get("replicas", 1)), bool(plan.get("checkpoint"))))
+                                            int(plan.get("replicas", 1)), bool(plan.get("checkpoint")),
+                                            plan.get("precision", "fp32")))
     if log is not None:
         log(f"memory: {mem.describe()}")
 
 
 def refusal(config: dict, patch, batch: int, grid, volume_shapes, mem: memory.MemoryCheck,
-            replicas: int = 1, checkpoint: bool = False) -> str:
-    """What the run needs, and what would fit: activation checkpointing, a finer grid (each rank with
-    its own memory), a smaller batch, fewer data-parallel replicas on this machine, or the check
+            replicas: int = 1, checkpoint: bool = False, precision: str = "fp32") -> str:
+    """What the run needs, and what would fit: bf16, activation checkpointing, a finer grid (each rank
+    with its own memory), a smaller batch, fewer data-parallel replicas on this machine, or the check
     turned off."""
     grid = tuple(grid)
     g = "x".join(map(str, grid))
-    step = step_bytes(config, patch, batch, grid, checkpoint)
+    step = step_bytes(config, patch, batch, grid, checkpoint, precision)
     val = max(validation_bytes(config, s, grid) for s in volume_shapes)
     reps = f" x {replicas} replicas" if replicas > 1 else ""
     lines = [f"not enough memory: training {' x '.join(map(str, patch))} patches (batch {batch}) on a {g} grid{reps} "
              f"{mem.describe()} (the step {memory.fmt_bytes(step)}, validating the whole volume "
              f"{memory.fmt_bytes(val)})."]
     room = mem.available * memory.USABLE
+    if precision == "fp32":
+        per = rank_bytes(config, patch, batch, grid, volume_shapes, checkpoint, "bf16")
+        if (per + mem.process) * mem.sharing <= room:
+            lines.append(f"- --precision bf16 (bfloat16 autocast; fast where the GPU or CPU has bfloat16) needs "
+                         f"about {memory.fmt_bytes(per)} per rank")
     if not checkpoint:
-        per = rank_bytes(config, patch, batch, grid, volume_shapes, True)
+        per = rank_bytes(config, patch, batch, grid, volume_shapes, True, precision)
         if (per + mem.process) * mem.sharing <= room:
             lines.append(f"- --checkpoint-activations (each stage's forward runs again in the "
                          f"backward pass, about 1.3 times the time) needs about {memory.fmt_bytes(per)} per rank")
     finer = memory.finer_grid(patch, 2 ** config["depth"], math.prod(grid), mem,
-                              lambda g: rank_bytes(config, patch, batch, g, volume_shapes, checkpoint) + mem.process)
+                              lambda g: rank_bytes(config, patch, batch, g, volume_shapes, checkpoint, precision)
+                              + mem.process)
     if finer is not None:
         finer_grid, world, per = finer
         lines.append(f"- --grid {','.join(map(str, finer_grid))} ({world} ranks) needs about {memory.fmt_bytes(per)} "
                      f"per rank: run it where each rank has its own {mem.where} (one GPU each, or torchrun "
                      f"over machines)")
-    if batch > 1 and (rank_bytes(config, patch, 1, grid, volume_shapes, checkpoint) + mem.process) * mem.sharing <= room:
+    if batch > 1 and (rank_bytes(config, patch, 1, grid, volume_shapes, checkpoint, precision)
+                      + mem.process) * mem.sharing <= room:
         lines.append("- a smaller --batch")
     if replicas > 1 and mem.where == "RAM":
         fit = int(room // max(1, (mem.per_rank + mem.process) * (mem.sharing // replicas)))

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..engine import normalize
+from ..engine.precision import PrecisionError, autocast, check_precision, widened
 from ..engine.runner import predict_whole
 from ..engine.unet import UNet3D
 from ..engine.weights import save_unet
@@ -43,6 +44,7 @@ class TrainConfig:
     device: str = "cpu"         # cpu, cuda or auto (a GPU when there is one)
     memory_check: bool = True   # refuse a run whose estimated peak does not fit (train_memory.py)
     checkpoint: bool = False    # activation checkpointing (UNet3D.set_checkpoint): less memory, more compute
+    precision: str = "fp32"     # bf16: the step under bfloat16 autocast (engine/precision.py); validation stays fp32
     class_names: list = field(default_factory=list)
     normalization: dict = field(default_factory=lambda: {"kind": "zscore"})
 
@@ -113,7 +115,8 @@ def _check_memory(cfg: TrainConfig, shapes, dev, log, val_shapes=()) -> None:
     config = dict(in_channels=1, out_channels=cfg.n_classes, base=cfg.base, depth=cfg.depth)
     patch = tuple(max(min(p, s) for s in axis) for p, axis in zip(cfg.patch, zip(*shapes)))
     train_memory.require(config, patch, cfg.batch, (1, 1, 1), list(shapes) + list(val_shapes), dev, log,
-                         data_bytes_per_voxel=train_memory.UNPARTITIONED_DATA, checkpoint=cfg.checkpoint)
+                         data_bytes_per_voxel=train_memory.UNPARTITIONED_DATA, checkpoint=cfg.checkpoint,
+                         precision=cfg.precision)
 
 
 def check_validation(val_images, val_labels, n_classes: int) -> tuple[list, list]:
@@ -144,6 +147,10 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     (``cancelled_at`` in the result gives the iteration). ``best``: the history entry of the weights
     saved (None when no validation was reached). ``val_images``/``val_labels``: held-out volume
     pairs to validate on, whole, instead of the training volumes' validation regions."""
+    try:
+        check_precision(cfg.precision)
+    except PrecisionError as exc:
+        raise TrainingError(str(exc)) from None
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -209,7 +216,10 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         x = torch.from_numpy(np.stack(xs)[:, None]).to(dev)
         y = torch.from_numpy(np.stack(ys)).to(dev)
         w = torch.from_numpy(np.stack(ws).astype(np.float32)).to(dev)
-        loss = dice_ce_loss(net(x), y, w)
+        with autocast(cfg.precision, dev.type):
+            logits = net(x)
+        loss = dice_ce_loss(widened(logits), y, w)   # the loss in fp32 whatever the forward's precision
+        del logits
         opt.zero_grad()
         loss.backward()
         opt.step()
