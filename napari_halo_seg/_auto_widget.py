@@ -22,7 +22,7 @@ from halo_seg.measure import measure_labels, volume_text
 from halo_seg.review import expected_errors, review_order
 
 from ._background import BackgroundWidget
-from ._fields import SavedFilesBox, form_of
+from ._fields import SavedFilesBox, device_choices, form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
 from ._measure import UNIT, layer_unit, table_features
 from ._paths import models_dir
@@ -60,12 +60,6 @@ def layer_source(layer):
     if src and Path(src).exists():
         return src, {k: meta[k] for k in ("channel", "timepoint") if meta.get(k) is not None}
     return data, {}
-
-
-def device_choices() -> list[str]:
-    """cpu, and cuda only where there is a GPU to run on."""
-    import torch
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 class AutoSegmentWidget(BackgroundWidget):

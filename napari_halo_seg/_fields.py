@@ -4,6 +4,12 @@ from __future__ import annotations
 from qtpy.QtWidgets import QComboBox, QFormLayout
 
 
+def device_choices() -> list[str]:
+    """cpu, and cuda only where there is a GPU to run on."""
+    import torch
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
 def form_of(*rows) -> QFormLayout:
     """A form of (label, widget or layout) rows."""
     form = QFormLayout()

@@ -31,7 +31,7 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
-from ._fields import SavedFilesBox, form_of
+from ._fields import SavedFilesBox, device_choices, form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
 from ._paths import file_stem, last_session_path, learned_dir
 from ._measure import UNIT, drop_row, layer_unit, object_row, set_row
@@ -83,7 +83,7 @@ class InteractiveWidget(QWidget):
                                 "objects, or the path of a .quality.json from halo-seg train-quality")
         self.quality.currentIndexChanged.connect(lambda *_: self._apply_quality())
         self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda"])
+        self.device.addItems(["auto"] + device_choices())   # auto: the GPU where there is one
         self.negative = QCheckBox("negative clicks (Shift-N)")
         self.negative.toggled.connect(self._select_click_layer)
         self.strict = QCheckBox("strict object ends (touching nuclei)")
@@ -426,7 +426,8 @@ class InteractiveWidget(QWidget):
             other = tuple(a for a in range(3) if a != seg.axis)
             across = "" if seg.axis == 0 else f" across axis {seg.axis}"
             unsaved = f"; the session could not be saved: {kept}" if isinstance(kept, OSError) else ""
-            self.status.setText(f"propagated in {self.last_seconds:.2f}s through {int(pred.any(other).sum())} "
+            self.status.setText(f"propagated in {self.last_seconds:.2f}s on {seg.device.type} through "
+                                f"{int(pred.any(other).sum())} "
                                 f"slices{across} ({self._volume_text(int(pred.sum()))}){r}{unsaved}")
         self._start("propagating ...", work, on_done=done)
 

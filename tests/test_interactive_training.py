@@ -135,6 +135,19 @@ def test_rollout_feeds_back_the_networks_own_predictions(sampler):
     assert torch.isfinite(loss) and all(p.grad is not None for p in net.value_enc.parameters())
 
 
+def test_rollout_in_bf16_follows_fp32(sampler):
+    torch.manual_seed(0)
+    net = MemSegNet(size=32, width=4, key_dim=8)
+    imgs, masks, has_second = sampler.sweep_batch(6, 4)
+    ref, _, _ = rollout_loss(net, imgs, masks, has_second)
+    loss, dice, qual = rollout_loss(net, imgs, masks, has_second, precision="bf16")
+    assert loss.dtype == torch.float32 and qual.dtype == torch.float32   # losses are taken in fp32
+    assert loss.item() != ref.item() and loss.item() == pytest.approx(ref.item(), rel=0.05)
+    loss.backward()
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
 def test_init_fine_tunes_on_a_fresh_schedule(tmp_path):
     first, tuned = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     quiet = dict(batch=4, shared=False, n_phantoms=2, workers=0, log=lambda *a: None, size=32, width=4,
@@ -179,10 +192,12 @@ def test_cli_trains_and_fine_tunes(tmp_path, capsys):
     common = ["--iterations", "1", "--batch", "2", "--sweeps", "1", "--sweep-steps", "2", "--workers", "0",
               "--size", "32"]
     assert main(["train-interactive", "--out", str(first), "--width", "4", *common]) == 0
-    assert main(["train-interactive", "--out", str(tuned), "--init", str(first), "--corrective", "0.5", *common]) == 0
+    assert main(["train-interactive", "--out", str(tuned), "--init", str(first), "--corrective", "0.5",
+                 "--precision", "bf16", *common]) == 0
     meta = load_memnet(tuned)[1]
     assert meta["config"]["width"] == 4 and meta["init"] == str(first)   # the architecture comes from --init
     assert meta["sweeps"] == 1 and meta["sweep_steps"] == 2 and meta["corrective"] == 0.5
+    assert meta["precision"] == "bf16" and load_memnet(first)[1]["precision"] == "fp32"
 
 
 def test_time_lr_warms_up_then_anneals_to_zero():

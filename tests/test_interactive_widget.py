@@ -69,6 +69,10 @@ def test_full_interactive_flow(make_napari_viewer, qtbot, tmp_path):
     d1 = dice(np.asarray(preview.data) > 0, truth)
     assert d1 >= 0.7, w.status.text()
     assert w.recommended is not None and "recommended" in w.status.text()
+    assert " on cpu through " in w.status.text()   # where it ran: the choice, resolved
+    import torch
+    assert [w.device.itemText(i) for i in range(w.device.count())] == \
+        ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     assert np.isfinite(w.plot.quality).sum() > 3
 
     w.goto_recommended()

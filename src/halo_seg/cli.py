@@ -232,7 +232,7 @@ def cmd_train_interactive(a) -> int:
                                 mri_supervoxels=a.mri_supervoxels, hold_out_validation=a.hold_out_validation,
                                 minutes=a.minutes, invert=a.invert, thick=a.thick,
                                 elastic=a.elastic, corrective=a.corrective, user_volumes=users, prev_input=a.prev_input,
-                                user_share=a.user_share)
+                                user_share=a.user_share, precision=a.precision)
     except ValueError as exc:   # a user volume without objects, label values not in it, a bad share
         raise TrainingError(str(exc)) from exc
     print(json.dumps({"out": res["path"], "last": res["history"][-1] if res["history"] else None}))
@@ -647,6 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--elastic", type=float, default=0.0,
                     help="chance that a training example's view is rotated, scaled and elastically deformed "
                          "in-plane, smoothly varying from slice to slice")
+    ti.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16: the forward passes under bfloat16 autocast (losses and weights fp32); faster on "
+                         "GPUs and CPUs with bfloat16")
     ti.add_argument("--prev-input", action="store_true",
                     help="the decoder also takes the nearest memory slice's mask (a location prior); "
                          "with --init its weights for it start at zero")

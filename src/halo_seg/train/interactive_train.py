@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..engine.precision import autocast, check_precision, widened
 from ..interactive.memnet import MemSegNet, with_prev_input
 from ..interactive.model_io import load_memnet, save_memnet
 from ..samples import SUBCORTICAL, VALIDATION, shared_data_dir
@@ -84,7 +85,7 @@ def mask_losses(logits, qual, tgt):
     return bce + sdice.mean() + F.mse_loss(qual, true_d), true_d
 
 
-def rollout_loss(net, images, masks, has_second):
+def rollout_loss(net, images, masks, has_second, precision: str = "fp32"):
     """Unroll a sweep as ``propagate_volume`` does: memory = the annotated slice(s) + the previous
     slice with the network's **own** thresholded prediction (the first step's previous slice is the
     annotated one). Training on its own predictions, not on perturbed truth, teaches the network to
@@ -101,7 +102,9 @@ def rollout_loss(net, images, masks, has_second):
     for k in range(2, n):
         mi = torch.stack([images[:, 0], images[:, 1], prev_i], 1)
         mm = torch.stack([masks[:, 0], masks[:, 1], prev_m], 1)
-        logits, qual = net(images[:, k], guid, mi, mm, valid, prev_m)
+        with autocast(precision, images.device.type):
+            logits, qual = net(images[:, k], guid, mi, mm, valid, prev_m)
+        logits, qual = widened(logits), widened(qual)
         loss, true_d = mask_losses(logits, qual, masks[:, k])
         losses.append(loss)
         dices.append(true_d)
@@ -126,7 +129,7 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
                       init: str | Path | None = None, mri_supervoxels: bool = False,
                       hold_out_validation: bool = False, minutes: float | None = None, invert: float = 0.0,
                       thick: float = 0.0, elastic: float = 0.0, corrective: float = 0.0, user_volumes=(),
-                      user_share: float = 0.5, prev_input: bool = False) -> dict:
+                      user_share: float = 0.5, prev_input: bool = False, precision: str = "fp32") -> dict:
     """Train (or, with ``resume``, continue; with ``init``, fine-tune from other weights on a fresh
     schedule) the interactive network. Each iteration takes ``batch`` one-step examples and
     ``sweeps`` sweeps of ``sweep_steps`` slices unrolled on the network's own predictions.
@@ -141,7 +144,9 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
     labelled volumes, ``(image, labels, spacing, regions or None)`` each, drawn for ``user_share`` of
     the examples (the built-in sources keep the rest, so that a fine-tune does not forget them).
     ``prev_input``: the decoder also takes the nearest memory slice's mask (memnet.with_prev_input;
-    from ``init`` its weights for it start at zero)."""
+    from ``init`` its weights for it start at zero). ``precision`` "bf16": the forward passes under
+    bfloat16 autocast (engine/precision.py); the losses, the weights and the optimizer stay fp32."""
+    precision = check_precision(precision)
     if resume and init:
         raise ValueError("give either resume (continue a run) or init (start from weights), not both")
     if threads:
@@ -199,7 +204,8 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         log(json.dumps(rec))
         save_memnet(net, out, iterations=done, seed=seed, batch=batch, lr=lr, sweeps=sweeps,
                     sweep_steps=sweep_steps, init=str(init) if init else "", minutes=minutes or 0, invert=invert,
-                    thick=thick, elastic=elastic, corrective=corrective, prev_input=prev_input, sources=[s.name for s in sources], held_out_aal=list(held_out))
+                    thick=thick, elastic=elastic, corrective=corrective, prev_input=prev_input, precision=precision,
+                    sources=[s.name for s in sources], held_out_aal=list(held_out))
 
     it = start
     while it < iterations:
@@ -212,11 +218,12 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
             g["lr"] = time_lr(lr, frac)
         one_step, sweep = next(batches)
         q, g, mi, mm, mv, tgt, prev = (x.to(dev, non_blocking=True) for x in one_step)
-        logits, qual = net(q, g, mi, mm, mv, prev)
-        loss, true_d = mask_losses(logits, qual, tgt)
+        with autocast(precision, dev.type):
+            logits, qual = net(q, g, mi, mm, mv, prev)
+        loss, true_d = mask_losses(widened(logits), widened(qual), tgt)
         run["qerr"] += float((qual.detach() - true_d).abs().mean())
         if sweep is not None:
-            sloss, sd, sq = rollout_loss(net, *(x.to(dev, non_blocking=True) for x in sweep))
+            sloss, sd, sq = rollout_loss(net, *(x.to(dev, non_blocking=True) for x in sweep), precision=precision)
             loss = loss + sloss
             run["sweep_dice"] += float(sd.mean())
             run["sweep_qerr"] += float((sq - sd).abs().mean())
