@@ -165,3 +165,16 @@ def test_every_mode_runs_in_the_precision_asked(mode, tmp_path, phantom_npy, tin
     (p32, l32), (p16, l16) = runs["fp32"], runs["bf16"]
     assert 0 < np.abs(p16 - p32).max() < 0.1   # bf16 reached the network, and stayed near fp32
     assert (l16 == l32).mean() > 0.99
+
+
+def test_emulated_bf16_is_warned_about_and_an_old_gpu_refused(monkeypatch, tmp_path, phantom_npy, tiny_weights):
+    from halo_seg.engine import runner
+    monkeypatch.setattr(runner, "native_bf16", lambda dev: False)
+    import halo_seg.engine.precision as precision
+    monkeypatch.setattr(precision, "native_bf16", lambda dev: False)
+    with pytest.warns(RuntimeWarning, match="emulated"):
+        segment(phantom_npy, tmp_path / "e.zarr", tiny_weights, mode="whole", precision="bf16")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda dev=None: "Tesla V100")
+    with pytest.raises(EngineError, match="V100.*no native bfloat16.*--precision fp32"):
+        runner._check_gpu_precision(torch.device("cuda", 0), "bf16")
+    runner._check_gpu_precision(torch.device("cuda", 0), "fp32")   # fp32 runs anywhere
