@@ -56,10 +56,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--grid", default="2,1,1")
+    ap.add_argument("--grid", default=None, help="halo runs' grid (default: 2,1,1 on CPU, one rank per GPU on cuda: "
+                                                 "NCCL gives every rank its own GPU)")
     ap.add_argument("--threads", type=int, default=2, help="per whole run; halo ranks share them")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "precision.json"))
     a = ap.parse_args(argv)
+    if a.grid is None:
+        a.grid = f"{torch.cuda.device_count()},1,1" if a.device == "cuda" else "2,1,1"
     grid = [int(g) for g in a.grid.split(",")]
     world = int(np.prod(grid))
     img, lab = default_targets()
