@@ -27,7 +27,7 @@ from ._paths import file_stem, models_dir
 DEPTH = 3   # the U-Net's (TrainConfig's default): patches are multiples of 2**DEPTH
 
 
-def prepare(image, labels, hold_out: float, patch: int, iterations: int):
+def prepare(image, labels, hold_out: float, patch: int, iterations: int, precision: str = "fp32"):
     """(image, labels, config, (train, validation) regions, held-out slices) from the layers' arrays,
     read here (in the worker: a lazy volume may take a while); raises ValueError naming what is wrong."""
     from halo_seg.train.unet_train import TrainConfig
@@ -44,7 +44,7 @@ def prepare(image, labels, hold_out: float, patch: int, iterations: int):
     classes = int(labels.max()) + 1
     cfg = TrainConfig(n_classes=classes, patch=tuple(max(m, min(patch // m * m, s // m * m)) for s in image.shape),
                       iterations=iterations, depth=DEPTH, epoch=max(1, iterations // 6), device="auto",
-                      class_names=["background"] + [f"label {k}" for k in range(1, classes)])
+                      precision=precision, class_names=["background"] + [f"label {k}" for k in range(1, classes)])
     train = np.ones(image.shape, bool)
     train[held[0]:held[-1] + 1] = False
     return image, labels.astype(np.int64), cfg, (train, ~train), held
@@ -95,9 +95,12 @@ class TrainWidget(BackgroundWidget):
         self.output.setPlaceholderText("weights .safetensors (default: in your user data directory)")
         self.predict = QCheckBox("then segment the image with it")
         self.predict.setChecked(True)
+        self.bf16 = QCheckBox("bf16 (faster where the CPU or GPU has bfloat16)")
+        self.bf16.setToolTip("each training step's forward in bfloat16 autocast; the weights, the loss and the "
+                             "Dice measured stay fp32 (benchmarks/README.md, \"Training in bf16\")")
         self._lay_out(form_of(("image", self.image), ("labels", self.labels), ("iterations", self.iterations),
                               ("patch edge (voxels)", self.patch), ("held out", self.hold_out),
-                              ("weights", self.output), ("", self.predict)))
+                              ("weights", self.output), ("", self.predict), ("", self.bf16)))
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)   # the weights' path can be copied
         follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
@@ -136,7 +139,7 @@ class TrainWidget(BackgroundWidget):
             self.status.setText(f"error: {exc}")
             return
         settings = dict(hold_out=self.hold_out.value() / 100, patch=self.patch.value(),
-                        iterations=self.iterations.value())
+                        iterations=self.iterations.value(), precision="bf16" if self.bf16.isChecked() else "fp32")
         self._start("reading the image and labels ...", _train, image, labels, settings, out, self._cancel,
                     self.progress_callback, self.predict.isChecked(),
                     on_done=lambda outcome: self._done(outcome, out, layer))

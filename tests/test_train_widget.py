@@ -105,3 +105,15 @@ def test_a_model_trained_in_napari_is_offered_to_the_automatic_widget(make_napar
                           zarr.open_group(ref.output, mode="r")["labels"][...])
     auto.weights.setCurrentText("typed/path.safetensors")
     assert auto.weights.choice() == "typed/path.safetensors"
+
+
+def test_bf16_training_from_the_widget(make_napari_viewer, qtbot, _user_dir):
+    from halo_seg.engine.weights import load_unet
+    viewer, w = _widget(make_napari_viewer, 6)
+    assert not w.bf16.isChecked()            # fp32 unless asked
+    w.bf16.setChecked(True)
+    w.predict.setChecked(False)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
+    assert "weights saved" in w.status.text(), w.status.text()
+    assert load_unet(w.last_weights)[1]["training"]["config"]["precision"] == "bf16"
