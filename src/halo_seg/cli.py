@@ -468,8 +468,9 @@ def _engine_args(s) -> None:
                    help="average over mirrored views along these axes, e.g. zyx (8 views) or yx (4): "
                         "test-time mirroring, that many times the work; exact in halo mode too")
     s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="bf16: bfloat16 autocast, several times faster on GPUs and CPUs with native bfloat16 "
-                        "and half the activation memory; labels differ from fp32's on a few boundary voxels, "
+                   help="bf16: bfloat16 autocast, about twice as fast on a CPU with native bfloat16 (GPUs from "
+                        "Ampere on have it too) and half the activation memory; labels differ from fp32's on a few "
+                        "boundary voxels, "
                         "and halo runs equal whole runs only to bf16 rounding (default fp32: exact)")
     s.add_argument("--timeout", type=float, default=1800, help="seconds before a hung rank fails the run")
     s.add_argument("--threads", type=int, default=None, help="torch threads per rank")

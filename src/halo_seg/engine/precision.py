@@ -2,9 +2,10 @@
 
 bf16 runs the convolutions in bfloat16 under ``torch.autocast`` and keeps what needs range or
 precision in fp32: the instance norms' statistics (halo.py), the softmax and every probability,
-label and uncertainty written. On CPUs with native bfloat16 (AVX512-BF16, AMX) and on GPUs from
-Ampere on it is several times faster and holds half the activations; the labels then agree with
-fp32's on all but a few boundary voxels (benchmarks/README.md, "bf16"), and a halo run no longer
+label and uncertainty written. On a CPU with native bfloat16 (AVX512-BF16) the network ran in 0.52
+to 0.58 of fp32's time and half its memory (GPUs from Ampere on have bfloat16 too; not measured
+yet); the labels then agree with fp32's on all but a few boundary voxels (benchmarks/README.md,
+"bf16 autocast"), and a halo run no longer
 equals the whole-volume run bit for bit, only to bf16's rounding. fp16 is not offered: instance
 norm inputs overflow its range on unnormalised activations.
 """
