@@ -5,9 +5,9 @@ precision in fp32: the instance norms' statistics (halo.py), the softmax and eve
 label and uncertainty written. On a CPU with native bfloat16 (AVX512-BF16) the network ran in 0.52
 to 0.58 of fp32's time and half its memory (GPUs from Ampere on have bfloat16 too; not measured
 yet); the labels then agree with fp32's on all but a few boundary voxels (benchmarks/README.md,
-"bf16 autocast"), and a halo run no longer
-equals the whole-volume run bit for bit, only to bf16's rounding. fp16 is not offered: instance
-norm inputs overflow its range on unnormalised activations.
+"bf16 autocast"), and a halo run no longer equals the whole-volume run bit for bit, only to
+bf16's rounding. fp16 is not offered: its range ends at 65504, so training would need loss scaling
+and activations before a norm could overflow; bf16 has fp32's range.
 """
 from __future__ import annotations
 
