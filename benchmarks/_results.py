@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -35,3 +37,20 @@ def timed(fn, repeats: int):
         peak = max(peak, tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     return out, float(np.median(secs)), peak / 2 ** 20
+
+
+def in_fresh_process(script: str, spec: dict) -> dict:
+    """``script``'s ``_one(spec)`` run in a process of its own (so its peak memory is its own): the
+    script answers ``--one JSON`` by printing ``_one``'s result as its last line (see one_or_main)."""
+    out = subprocess.run([sys.executable, script, "--one", json.dumps(spec)], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def one_or_main(one, main) -> int:
+    """A script's entry: ``--one JSON`` runs ``one`` on it (in_fresh_process's side), else ``main``."""
+    if len(sys.argv) == 3 and sys.argv[1] == "--one":
+        print(json.dumps(one(json.loads(sys.argv[2]))))
+        return 0
+    return main()

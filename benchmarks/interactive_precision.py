@@ -1,7 +1,7 @@
 """The interactive network's training step in bf16 autocast against fp32: seconds and loss, one run.
 
-The step of `train-interactive` (interactive_train.py): a batch of one-step examples and unrolled
-sweeps, forward, losses, backward and AdamW, for the shipped network (width 16, 64 px crops) from
+The step of `train-interactive` (interactive_train.train_step): a batch of one-step examples and
+unrolled sweeps, forward, losses, backward, gradient clipping and AdamW, for the shipped network (width 16, 64 px crops) from
 its own weights. The same batches (phantoms, made once) go through both precisions, alternating
 step by step, so load on the machine hits both alike; the example making is left out.
 
@@ -21,25 +21,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import save_results  # noqa: E402
 
-from halo_seg.engine.precision import autocast, native_bf16, widened  # noqa: E402
+from halo_seg.engine.precision import native_bf16  # noqa: E402
 from halo_seg.interactive.model_io import load_memnet  # noqa: E402
-from halo_seg.train.interactive_data import ExampleSampler  # noqa: E402
-from halo_seg.train.interactive_train import mask_losses, rollout_loss  # noqa: E402
-from halo_seg.train.interactive_data import phantom_sources  # noqa: E402
+from halo_seg.train.interactive_data import ExampleSampler, phantom_sources  # noqa: E402
+from halo_seg.train.interactive_train import train_step  # noqa: E402
 
 
 def step(net, opt, batch, sweep, precision):
     t0 = time.perf_counter()
-    q, g, mi, mm, mv, tgt, prev = batch
-    with autocast(precision, "cpu"):
-        logits, qual = net(q, g, mi, mm, mv, prev)
-    loss, _ = mask_losses(widened(logits), widened(qual), tgt)
-    sloss, _, _ = rollout_loss(net, *sweep, precision=precision)
-    loss = loss + sloss
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return time.perf_counter() - t0, float(loss.detach())
+    loss = train_step(net, opt, batch, sweep, torch.device("cpu"), precision)[0]
+    return time.perf_counter() - t0, float(loss)
 
 
 def main(argv=None) -> int:

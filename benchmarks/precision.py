@@ -11,9 +11,7 @@ as in its model card); labels compared voxel by voxel with the fp32 whole-volume
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import save_results  # noqa: E402
+from _results import in_fresh_process, one_or_main, save_results  # noqa: E402
 
 
 def _one(spec: dict) -> dict:
@@ -32,13 +30,6 @@ def _one(spec: dict) -> dict:
     peaks = [r.get("cuda_peak_mb", r.get("peak_mb")) for r in res.ranks]
     return {"wall_s": res.seconds, "rank_s": max(r["seconds"] for r in res.ranks),
             "peak_mb": max(peaks), "estimate_mb": res.memory.per_rank / 2 ** 20}
-
-
-def _run(spec: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _labels(path) -> np.ndarray:
@@ -87,7 +78,7 @@ def main(argv=None) -> int:
                         spec = dict(src=str(src), out=str(out), mode=mode, grid=grid if mode == "halo" else [1, 1, 1],
                                     device=a.device, precision=prec,
                                     threads=a.threads if mode == "whole" else max(1, a.threads // world))
-                        runs.setdefault((mode, prec), []).append(_run(spec))
+                        runs.setdefault((mode, prec), []).append(in_fresh_process(__file__, spec))
                         if rep == 0:
                             runs[(mode, prec, "labels")] = _labels(out)
             ref = runs[("whole", "fp32", "labels")]
@@ -120,7 +111,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--one":
-        print(json.dumps(_one(json.loads(sys.argv[2]))))
-        sys.exit(0)
-    sys.exit(main())
+    sys.exit(one_or_main(_one, main))

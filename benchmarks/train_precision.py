@@ -13,9 +13,7 @@ training memory estimate of a step (train/train_memory.py) for both precisions.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import save_results  # noqa: E402
+from _results import in_fresh_process, one_or_main, save_results  # noqa: E402
 
 
 def _one(spec: dict) -> dict:
@@ -67,12 +65,8 @@ def main(argv=None) -> int:
             for prec in ("fp32", "bf16"):
                 spec = dict(iterations=a.iterations, epoch=a.epoch, threads=a.threads, seed=seed, precision=prec,
                             device=a.device, out=str(Path(tmp) / f"{prec}_{seed}.safetensors"))
-                out = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True,
-                                     text=True)
-                if out.returncode:
-                    raise RuntimeError(out.stderr[-3000:])
                 r = {"seed": seed, "precision": prec, "estimate_step_mb": est[prec],
-                     **json.loads(out.stdout.strip().splitlines()[-1])}
+                     **in_fresh_process(__file__, spec)}
                 rows.append(r)
                 print(f"seed {seed} {prec}: {r['s_per_it']:.3f} s/it, peak {r['peak_mb']:.0f} MB, best Dice "
                       f"{', '.join(f'{d:.3f}' for d in r['best_val_dice'])} at it {r['best_iteration']}", flush=True)
@@ -89,7 +83,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--one":
-        print(json.dumps(_one(json.loads(sys.argv[2]))))
-        sys.exit(0)
-    sys.exit(main())
+    sys.exit(one_or_main(_one, main))

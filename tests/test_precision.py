@@ -13,6 +13,7 @@ from halo_seg.engine.weights import load_unet
 from halo_seg.io.volume import VolumeError
 from halo_seg.metrics import dice
 from halo_seg.samples import load_colin27_sample
+from halo_seg.train.unet_train import normalised
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +22,7 @@ def sample():
 
 
 def _normalised(img, meta):
-    spec = normalize.resolve(normalize.spec_of(meta), img)
-    m, s = normalize.mean_std(normalize.moments(img, spec), spec)
-    return normalize.apply(img, m, s, spec)
+    return normalised(img, normalize.spec_of(meta))   # as the trainers and segment normalise
 
 
 def test_bf16_whole_volume_is_close_to_fp32_on_the_shipped_model(sample):

@@ -169,11 +169,8 @@ class _DistributedInstanceNorm(torch.autograd.Function):
         out_dtype = x.dtype
         if lowered(x):   # bf16 autocast: the statistics and the normalisation in fp32, as torch's own norm
             x = x.float()
-        count = torch.tensor(float(x[0, 0].numel()), dtype=x.dtype, device=x.device)
-        dist.all_reduce(count, group=group)
-        mean = x.sum(dims, keepdim=True)
-        dist.all_reduce(mean, group=group)
-        xhat = x - mean.div_(count)
+        count, mean = _global_mean(x, group, x.dtype)
+        xhat = x - mean
         var = (xhat * xhat).sum(dims, keepdim=True)
         dist.all_reduce(var, group=group)
         inv = var.div_(count).add_(eps).rsqrt_()
@@ -205,31 +202,30 @@ class _DistributedInstanceNorm(torch.autograd.Function):
         return gx.to(out_dtype), gw, gb, None, None
 
 
-def _global_moments(x, group, acc):
-    """Per-channel count, mean and centred sum of squares over every rank's block, accumulated in
-    ``acc``; the centred pass goes slab by slab, so a bf16 block is never copied whole into fp32."""
-    dims = (0, 2, 3, 4)
+def _global_mean(x, group, acc):
+    """The voxel count of one sample's channel over every rank's block, and each sample's and
+    channel's mean there, (N, C, 1, 1, 1), summed in ``acc``."""
     count = torch.tensor(float(x[0, 0].numel()), dtype=acc, device=x.device)
     dist.all_reduce(count, group=group)
-    mean = x.sum(dims, dtype=acc)
+    mean = x.sum((2, 3, 4), keepdim=True, dtype=acc)
     dist.all_reduce(mean, group=group)
-    mean /= count
-    centred = mean.view(1, -1, 1, 1, 1)
-    ss = torch.zeros_like(mean)
-    slab = max(1, (1 << 22) // max(1, x[0, :, 0].numel()))   # about 4 M voxels at a time
-    for z in range(0, x.shape[2], slab):
-        d = x[:, :, z:z + slab].to(acc) - centred
-        ss += (d * d).sum(dims)
-    dist.all_reduce(ss, group=group)
-    return count, mean, ss
+    return count, mean.div_(count)
 
 
 def _inference_instance_norm(x, weight, bias, eps: float, group):
-    """The forward alone (no gradient wanted): global statistics, then torch's own fused batch norm
-    with them, which writes the output in the input's dtype without a full-size temporary."""
+    """The forward alone (no gradient wanted) of one sample: global statistics, then torch's own
+    fused batch norm with them, which writes the output in the input's dtype without a full-size
+    temporary; the centred sum of squares goes slab by slab, so a bf16 block is never copied whole
+    into fp32."""
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    count, mean, ss = _global_moments(x, group, acc)
-    return F.batch_norm(x, mean, ss / count, None if weight is None else weight.to(acc),
+    count, mean = _global_mean(x, group, acc)
+    ss = torch.zeros_like(mean)
+    slab = max(1, (1 << 22) // max(1, x[0, :, 0].numel()))   # about 4 M voxels at a time
+    for z in range(0, x.shape[2], slab):
+        d = x[:, :, z:z + slab].to(acc) - mean
+        ss += (d * d).sum((2, 3, 4), keepdim=True)
+    dist.all_reduce(ss, group=group)
+    return F.batch_norm(x, mean.view(-1), (ss / count).view(-1), None if weight is None else weight.to(acc),
                         None if bias is None else bias.to(acc), False, 0.0, eps)
 
 

@@ -163,7 +163,7 @@ class _OfflineHalo:
 def _counted_training_peak(net, n: int, split: tuple, precision: str = "fp32") -> int:
     """Peak bytes alive over one training step (forward, loss, backward) on an n**3 patch block."""
     from ..train.partitioned import partitioned_dice_ce
-    from .precision import autocast, widened
+    from .precision import forward
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, net.config["in_channels"], n, n, n, generator=g)
     y = torch.randint(0, net.config["out_channels"], (1, n, n, n), generator=g)
@@ -173,10 +173,7 @@ def _counted_training_peak(net, n: int, split: tuple, precision: str = "fp32") -
         net.set_partition(hctx if any(split) else None)
         try:
             with counter.mode:
-                with autocast(precision, "cpu"):
-                    logits = net(x)
-                partitioned_dice_ce(widened(logits), y, w).backward()
-                del logits
+                partitioned_dice_ce(forward(net, precision, x), y, w).backward()
         finally:
             net.set_partition(None)
             net.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .precision import autocast, widened
+from .precision import forward
 
 AXIS_LETTERS = "zyx"
 
@@ -104,10 +104,7 @@ def mirrored_softmax(net: torch.nn.Module, x: torch.Tensor, axes=(), precision: 
     acc = None
     for s in sets:
         with flipped_kernels(net, s):
-            with autocast(precision, x.device.type):
-                logits = net(x)
-            p = torch.softmax(widened(logits), 1)
-            del logits
+            p = torch.softmax(forward(net, precision, x), 1)
         acc = p if acc is None else acc.add_(p)
         del p
     return acc / len(sets) if len(sets) > 1 else acc

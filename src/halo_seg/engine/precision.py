@@ -64,3 +64,11 @@ def widened(x: torch.Tensor) -> torch.Tensor:
     """``x`` in fp32 if it came out of bf16 autocast; fp32 and fp64 as they are (the float64 exactness
     tests keep their precision)."""
     return x.float() if lowered(x) else x
+
+
+def forward(net, precision: str, *inputs):
+    """``net(*inputs)`` under ``precision``'s autocast, its output (or each of a tuple's) back in fp32
+    (fp64 stays fp64): what a loss, a softmax or a Dice is then taken on."""
+    with autocast(precision, inputs[0].device.type):
+        out = net(*inputs)
+    return tuple(widened(o) for o in out) if isinstance(out, tuple) else widened(out)

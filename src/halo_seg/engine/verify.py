@@ -29,7 +29,7 @@ def _worker(rank, world, grid, shape, config, dtype_name, seed, init, device, pr
     from .halo import HaloContext, allreduce_gradients
     from .runner import backend_for, exit_rank
     from .partition import PartitionPlan
-    from .precision import autocast
+    from .precision import forward
     from .unet import UNet3D
     torch.set_num_threads(1)
     dev = torch.device(device if device == "cpu" else f"cuda:{rank % torch.cuda.device_count()}")
@@ -46,11 +46,10 @@ def _worker(rank, world, grid, shape, config, dtype_name, seed, init, device, pr
         sl = (slice(None), slice(None)) + plan.block(rank)
         net = net.to(dev).set_partition(HaloContext(plan, rank))
         xb = xp[sl].clone().to(dev).requires_grad_(True)
-        with autocast(precision, dev.type):
-            yb = net(xb)
-        (yb.to(dtype) * t[sl].to(dev)).sum().backward()
+        yb = forward(net, precision, xb).to(dtype)
+        (yb * t[sl].to(dev)).sum().backward()
         allreduce_gradients(net)
-        q.put((rank, yb.detach().to(dtype).cpu().numpy(), xb.grad.cpu().numpy(),
+        q.put((rank, yb.detach().cpu().numpy(), xb.grad.cpu().numpy(),
                {n: p.grad.cpu().numpy() for n, p in net.named_parameters()}))
         dist.barrier()
     finally:
@@ -83,7 +82,7 @@ def compare_partitioned(grid, shape, config=None, dtype="float32", seed=0, devic
     """Max abs logit difference, max relative input/weight gradient difference vs the whole volume,
     both run in `precision` (bf16: under autocast, forward and backward)."""
     from .partition import PartitionPlan
-    from .precision import autocast
+    from .precision import forward
     from .unet import UNet3D
     config = config or dict(in_channels=1, out_channels=2, base=4, depth=2)
     world = int(np.prod(grid))
@@ -95,9 +94,7 @@ def compare_partitioned(grid, shape, config=None, dtype="float32", seed=0, devic
     dev = torch.device(device)
     net = net.to(dev)
     x = xp.to(dev).requires_grad_(True)
-    with autocast(precision, dev.type):
-        y = net(x)
-    y = y.to(dt)
+    y = forward(net, precision, x).to(dt)
     (y * t.to(dev)).sum().backward()
     y, gx = y.detach().cpu().numpy(), x.grad.cpu().numpy()
     plan = PartitionPlan(shape, grid, net.multiple)

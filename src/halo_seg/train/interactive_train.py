@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..engine.precision import autocast, check_precision, widened
+from ..engine.precision import check_precision, forward
 from ..interactive.memnet import MemSegNet, with_prev_input
 from ..interactive.model_io import load_memnet, save_memnet
 from ..samples import SUBCORTICAL, VALIDATION, shared_data_dir
@@ -102,15 +102,31 @@ def rollout_loss(net, images, masks, has_second, precision: str = "fp32"):
     for k in range(2, n):
         mi = torch.stack([images[:, 0], images[:, 1], prev_i], 1)
         mm = torch.stack([masks[:, 0], masks[:, 1], prev_m], 1)
-        with autocast(precision, images.device.type):
-            logits, qual = net(images[:, k], guid, mi, mm, valid, prev_m)
-        logits, qual = widened(logits), widened(qual)
+        logits, qual = forward(net, precision, images[:, k], guid, mi, mm, valid, prev_m)
         loss, true_d = mask_losses(logits, qual, masks[:, k])
         losses.append(loss)
         dices.append(true_d)
         quals.append(qual.detach())
         prev_i, prev_m = images[:, k], (logits.detach() > 0).float()
     return torch.stack(losses).mean(), torch.stack(dices, 1), torch.stack(quals, 1)
+
+
+def train_step(net, opt, one_step, sweep, dev, precision: str = "fp32"):
+    """One optimisation step on a batch of one-step examples and (if any) unrolled sweeps: forward
+    (under ``precision``'s autocast), losses, backward, gradient clipping, AdamW. Returns the loss,
+    the one-step examples' true Dice and predicted quality, and the sweeps' (None without sweeps)."""
+    q, g, mi, mm, mv, tgt, prev = (x.to(dev, non_blocking=True) for x in one_step)
+    logits, qual = forward(net, precision, q, g, mi, mm, mv, prev)
+    loss, true_d = mask_losses(logits, qual, tgt)
+    sd = sq = None
+    if sweep is not None:
+        sloss, sd, sq = rollout_loss(net, *(x.to(dev, non_blocking=True) for x in sweep), precision=precision)
+        loss = loss + sloss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+    opt.step()
+    return loss.detach(), true_d, qual.detach(), sd, sq
 
 
 def batch_dice(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -217,21 +233,12 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         for g in opt.param_groups:
             g["lr"] = time_lr(lr, frac)
         one_step, sweep = next(batches)
-        q, g, mi, mm, mv, tgt, prev = (x.to(dev, non_blocking=True) for x in one_step)
-        with autocast(precision, dev.type):
-            logits, qual = net(q, g, mi, mm, mv, prev)
-        loss, true_d = mask_losses(widened(logits), widened(qual), tgt)
-        run["qerr"] += float((qual.detach() - true_d).abs().mean())
-        if sweep is not None:
-            sloss, sd, sq = rollout_loss(net, *(x.to(dev, non_blocking=True) for x in sweep), precision=precision)
-            loss = loss + sloss
+        loss, true_d, qual, sd, sq = train_step(net, opt, one_step, sweep, dev, precision)
+        run["qerr"] += float((qual - true_d).abs().mean())
+        if sd is not None:
             run["sweep_dice"] += float(sd.mean())
             run["sweep_qerr"] += float((sq - sd).abs().mean())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        opt.step()
-        run["loss"] += float(loss.detach())
+        run["loss"] += float(loss)
         run["dice"] += float(true_d.mean())
         run["n"] += 1
         if progress is not None:

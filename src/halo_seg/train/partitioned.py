@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..engine.halo import HaloContext, all_reduce_sum, allreduce_gradients
 from ..engine.partition import PartitionPlan
-from ..engine.precision import autocast, widened
+from ..engine.precision import forward
 from ..engine.runner import exit_rank
 from ..engine.unet import UNet3D
 from . import block_augment
@@ -156,10 +156,7 @@ def step_inputs(image, labels, weights, patch, plan: PartitionPlan, rank, rng, f
 def train_step(net, opt, x, y, w, group=None, world=1, replicas=1, precision: str = "fp32"):
     """One step on this rank's block (``world`` ranks per replica in ``group``); returns the loss, the
     mean over replicas. ``precision`` "bf16": the forward under bfloat16 autocast, the loss in fp32."""
-    with autocast(precision, x.device.type):
-        logits = net(x)
-    loss = partitioned_dice_ce(widened(logits), y, w, group, world)
-    del logits
+    loss = partitioned_dice_ce(forward(net, precision, x), y, w, group, world)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     value = loss.detach() * world

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..engine import normalize
-from ..engine.precision import PrecisionError, autocast, check_precision, widened
+from ..engine.precision import PrecisionError, check_precision, forward
 from ..engine.runner import predict_whole
 from ..engine.unet import UNet3D
 from ..engine.weights import save_unet
@@ -216,10 +216,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         x = torch.from_numpy(np.stack(xs)[:, None]).to(dev)
         y = torch.from_numpy(np.stack(ys)).to(dev)
         w = torch.from_numpy(np.stack(ws).astype(np.float32)).to(dev)
-        with autocast(cfg.precision, dev.type):
-            logits = net(x)
-        loss = dice_ce_loss(widened(logits), y, w)   # the loss in fp32 whatever the forward's precision
-        del logits
+        loss = dice_ce_loss(forward(net, cfg.precision, x), y, w)   # the loss in fp32 whatever the forward's precision
         opt.zero_grad()
         loss.backward()
         opt.step()
