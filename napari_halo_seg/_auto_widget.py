@@ -23,7 +23,7 @@ from halo_seg.review import expected_errors, review_order
 
 from ._background import BackgroundWidget
 from ._fields import SavedFilesBox, device_choices, form_of
-from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
+from ._layers import fill_layer_box, follow_layers, layer_spacing, layer_volume, show_slice, sliced_axis
 from ._measure import UNIT, layer_unit, table_features
 from ._paths import models_dir
 
@@ -32,7 +32,7 @@ MIRROR_CHOICES = (("none", ""), ("x (left-right in scans): 2 views, 2x time", "x
                   ("y, x: 4 views, 4x time", "yx"), ("z, y, x: 8 views, 8x time", "zyx"))
 
 
-def _segment_or_error(*args, spacing=(1.0, 1.0, 1.0), unit=None, **kwargs):
+def _segment_or_error(*args, measure_spacing=(1.0, 1.0, 1.0), unit=None, **kwargs):
     """Run the engine, then measure each class of its labels and sum each slice's expected wrong
     voxels (in the worker: both read the whole output); hand
     an exception back as a value so the widget reports it in its status line (the user's layers are
@@ -44,7 +44,7 @@ def _segment_or_error(*args, spacing=(1.0, 1.0, 1.0), unit=None, **kwargs):
         grp = zarr.open_group(res.output, mode="r")
         cancel = kwargs.get("cancel")
         stop = None if cancel is None else cancel.is_set
-        table = measure_labels(grp["labels"], spacing, unit=unit, cancel=stop)
+        table = measure_labels(grp["labels"], measure_spacing, unit=unit, cancel=stop)
         return (res, table, expected_errors(grp[UNCERTAINTY], cancel=stop)), None
     except Exception as exc:  # every engine error is shown to the user, none is fatal to the viewer
         return None, exc
@@ -137,7 +137,7 @@ class AutoSegmentWidget(BackgroundWidget):
                       memory_check=self.memory_check.isChecked(), precision=precision, **choice)
         self._start(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...", _segment_or_error,
                     source, out, progress=self.progress_callback, cancel=self._cancel,
-                    spacing=tuple(layer.scale[-3:]), unit=layer_unit(layer),
+                    measure_spacing=tuple(layer.scale[-3:]), unit=layer_unit(layer), spacing=layer_spacing(layer),
                     on_done=lambda outcome: self._done(outcome, layer), **kwargs)
 
     def _done(self, outcome, layer):
@@ -170,6 +170,8 @@ class AutoSegmentWidget(BackgroundWidget):
         per_class = ", ".join(f"class {int(k)}: {volume_text(v, unit)}"
                               for k, v in zip(table["label"][:8], table["volume"][:8]))
         where = f"{res.mode}, grid {'x'.join(map(str, res.grid))}" if res.mode == "halo" else res.mode
+        if res.resampled:   # the network saw the image at the voxel size it was trained at
+            where += ", at the model's voxel size " + " x ".join(f"{v:g}" for v in res.resampled["spacing"])
         self._succeeded(f"done in {res.seconds:.1f}s ({where} on {self._ran_on}): {res.output}"
                         + (f"; {per_class}" if per_class else ""))
 

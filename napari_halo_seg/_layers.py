@@ -44,6 +44,15 @@ def layer_volume(layer):
     return data[(0,) * lead]
 
 
+def layer_spacing(layer) -> tuple | None:
+    """The layer's voxel size (its last three scale factors) where it is known: read from its file,
+    or set by whoever made the layer; None for napari's default scale of 1 on a layer whose file
+    recorded no voxel size (the engine then does not compare it with a model's)."""
+    scale = tuple(float(s) for s in layer.scale[-3:])
+    known = (layer.metadata or {}).get("spacing_known")
+    return scale if known or (known is None and scale != (1.0, 1.0, 1.0)) else None
+
+
 def sliced_axis(viewer, why: str = "this works on slices") -> int:
     """The axis of a 3D image (the world's last three axes) that the 2D view slices across: 0 unless
     the dims were rolled or transposed. A ValueError says why there is none."""

@@ -36,7 +36,7 @@ def read_volume(path):
     if several and several <= {"c", "t"} and not raw.meta.get("labels"):
         return _stack_layers(p, raw, names)
     vol = open_volume(raw)  # a VolumeError names the problem; napari shows it to the user
-    meta = {"source": str(p), "format": vol.meta.get("format")}
+    meta = {"source": str(p), "format": vol.meta.get("format"), "spacing_known": vol.spacing_known}
     if vol.meta.get("unit"):   # the spacing's length unit: objects measure in mL or µm³ (_measure.py)
         meta["unit"] = vol.meta["unit"]
     if GEOMETRY in vol.meta:

@@ -20,8 +20,8 @@ from halo_seg.io.geometry import KEY as GEOMETRY
 
 from ._background import BackgroundWidget
 from ._fields import form_of
-from ._layers import fill_layer_box, follow_layers, layer_volume
-from ._measure import UNIT
+from ._layers import fill_layer_box, follow_layers, layer_spacing, layer_volume
+from ._measure import UNIT, layer_unit
 from ._paths import file_stem, models_dir
 
 DEPTH = 3   # the U-Net's (TrainConfig's default): patches are multiples of 2**DEPTH
@@ -50,9 +50,10 @@ def prepare(image, labels, hold_out: float, patch: int, iterations: int, precisi
     return image, labels.astype(np.int64), cfg, (train, ~train), held
 
 
-def _train(image, labels, settings, out, cancel, progress, predict: bool):
+def _train(image, labels, settings, out, cancel, progress, predict: bool, scale: dict | None = None):
     """In the worker: ((result, the new model's labels of the image or None, held-out slices), None)
-    or (None, the exception)."""
+    or (None, the exception). ``scale``: the image's voxel size ({"spacing", "unit"}), recorded with
+    the weights so that `segment` runs them at it."""
     import tempfile
     import zarr
     from halo_seg.engine.runner import segment
@@ -63,7 +64,8 @@ def _train(image, labels, settings, out, cancel, progress, predict: bool):
                                     f"{held[0]}..{held[-1]}, where Dice is measured ...")
         res = train_unet([image], [labels], cfg, out, train_regions=[regions[0]], val_regions=[regions[1]],
                          log=lambda *_: None, progress=progress, cancel=cancel.is_set,
-                         meta={"trained_in": "napari", "held_out": "the end of the labelled extent along z"})
+                         meta={"trained_in": "napari", "held_out": "the end of the labelled extent along z",
+                               **(scale or {})})
         pred = None
         if predict and res["best"] is not None and res["cancelled_at"] is None:
             dst = Path(tempfile.mkdtemp(prefix="halo-seg-train-")) / "prediction.zarr"
@@ -140,8 +142,10 @@ class TrainWidget(BackgroundWidget):
             return
         settings = dict(hold_out=self.hold_out.value() / 100, patch=self.patch.value(),
                         iterations=self.iterations.value(), precision="bf16" if self.bf16.isChecked() else "fp32")
+        spacing, unit = layer_spacing(layer), layer_unit(layer)
+        scale = {"spacing": list(spacing), **({"unit": unit} if unit else {})} if spacing else {}
         self._start("reading the image and labels ...", _train, image, labels, settings, out, self._cancel,
-                    self.progress_callback, self.predict.isChecked(),
+                    self.progress_callback, self.predict.isChecked(), scale,
                     on_done=lambda outcome: self._done(outcome, out, layer))
 
     def _done(self, outcome, out: Path, layer):

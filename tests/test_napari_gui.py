@@ -262,3 +262,37 @@ def test_auto_widget_refuses_a_run_that_will_not_fit(make_napari_viewer, qtbot, 
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
     assert "done" in w.status.text(), w.status.text()
     assert zarr.open_group(str(tmp_path / "m.zarr"))["done"].size == 2   # 2 ranks on CPU
+
+
+def test_auto_widget_runs_the_model_at_its_voxel_size(make_napari_viewer, qtbot, tmp_path):
+    """A 1 mm scan and weights trained at 2 mm: the widget's run is resampled as `segment`'s is; a
+    layer whose voxel size nobody knows (napari's scale of 1, no file saying so) runs as it is."""
+    import nibabel as nib
+    import torch
+    import zarr
+    from halo_seg.engine.runner import segment
+    from halo_seg.engine.unet import UNet3D
+    from halo_seg.engine.weights import save_unet
+    from napari_halo_seg._auto_widget import AutoSegmentWidget
+    from napari_halo_seg._layers import layer_spacing
+    torch.manual_seed(0)
+    weights = save_unet(UNet3D(1, 3, base=4, depth=2), tmp_path / "w.safetensors",
+                        training={"spacing": [2.0, 2.0, 2.0], "unit": "mm"})
+    x = np.random.default_rng(0).normal(size=(24, 32, 32)).astype(np.float32)
+    nib.save(nib.Nifti1Image(x.transpose(2, 1, 0), np.eye(4)), str(tmp_path / "scan.nii.gz"))
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "scan.nii.gz"), plugin="napari-halo-seg")
+    viewer.add_image(x, name="bare")
+    assert layer_spacing(viewer.layers["scan"]) == (1.0, 1.0, 1.0) and layer_spacing(viewer.layers["bare"]) is None
+    w = AutoSegmentWidget(viewer)
+    w.weights.setCurrentText(str(weights))
+    for name in ("scan", "bare"):
+        w.image.setCurrentText(name)
+        w.output.setText(str(tmp_path / f"{name}.zarr"))
+        w.run()
+        qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+        assert "done" in w.status.text(), w.status.text()
+        assert ("at the model's voxel size 2 x 2 x 2" in w.status.text()) == (name == "scan"), w.status.text()
+    segment(tmp_path / "scan.nii.gz", tmp_path / "ref.zarr", weights, grid=(1, 1, 1))
+    ref = zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...]
+    np.testing.assert_array_equal(np.asarray(viewer.layers["scan labels (halo)"].data), ref)

@@ -113,7 +113,9 @@ def test_bf16_training_from_the_widget(make_napari_viewer, qtbot, _user_dir):
     assert not w.bf16.isChecked()            # fp32 unless asked
     w.bf16.setChecked(True)
     w.predict.setChecked(False)
+    viewer.layers["phantom"].scale = (3.0, 0.5, 0.5)   # a voxel size set on the layer is recorded
     w.run()
     qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
     assert "weights saved" in w.status.text(), w.status.text()
-    assert load_unet(w.last_weights)[1]["training"]["config"]["precision"] == "bf16"
+    training = load_unet(w.last_weights)[1]["training"]
+    assert training["config"]["precision"] == "bf16" and training["spacing"] == [3.0, 0.5, 0.5]

@@ -65,7 +65,7 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
     """Segment each case of ``folder`` into ``out_dir``; ``export``: a suffix (".nii.gz", ".dcm")
     for a copy of each case's labels placed on its scan. Returns one row per case (also written to
     ``out_dir/batch.csv``): case, input, status (done, already done, failed), seconds, output,
-    export, error."""
+    export, error, resampled (the case's spacing -> the model's, where the network ran resampled)."""
     from .engine.runner import segment
     from .io.export import export_labels
     cases = find_cases(folder)
@@ -80,11 +80,14 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
         name = case_name(case)
         out = out_dir / f"{name}.zarr"
         row = {"case": name, "input": str(case), "status": "failed", "seconds": 0.0, "output": str(out),
-               "export": "", "error": ""}
+               "export": "", "error": "", "resampled": ""}
         t0 = time.perf_counter()
         try:
             res = segment(case, out, resume=True, **segment_kwargs)
             row["status"] = "already done" if res.skipped else "done"
+            if res.resampled:   # cases of a cohort differ in voxel size: say which ran at the model's
+                row["resampled"] = " -> ".join("x".join(f"{v:g}" for v in res.resampled[k])
+                                               for k in ("from_spacing", "spacing"))
             if export:
                 target = out_dir / f"{name}{export}"
                 if not (res.skipped and target.exists()):

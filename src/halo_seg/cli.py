@@ -22,13 +22,35 @@ def cmd_segment(a) -> int:
                   mode=a.mode, overlap=a.overlap, tile_size=a.tile, save_probabilities=a.save_probabilities,
                   resume=a.resume, timeout=a.timeout, threads=a.threads, progress=_progress, mirror=a.mirror,
                   channel=a.channel, timepoint=a.timepoint, memory_check=not a.no_memory_check,
-                  precision=a.precision)
+                  precision=a.precision, resample=a.resample, spacing=_spacing_arg(a.spacing))
     if res.skipped:
         print(f"{a.output}: every block was already done; nothing to do (--resume)")
     else:
         print(f"wrote {a.output}/labels ({a.mode}, grid {'x'.join(map(str, res.grid))}) in {res.seconds:.1f}s")
+        if res.resampled:
+            print(_resampled_text(res.resampled))
         _print_memory(res)
     return 0
+
+
+def _spacing_arg(text):
+    if not text:
+        return None
+    try:
+        sp = tuple(float(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        sp = ()
+    if len(sp) != 3 or not all(v > 0 for v in sp):
+        raise SystemExit(f"error: --spacing must be three positive numbers z,y,x, got {text!r}")
+    return sp
+
+
+def _resampled_text(r: dict) -> str:
+    unit = f" {r['unit']}" if r.get("unit") else ""
+    fmt = lambda sp: " x ".join(f"{v:g}" for v in sp)   # noqa: E731
+    return (f"the network ran at the voxel size it was trained at: {fmt(r['from_spacing'])}{unit} resampled to "
+            f"{fmt(r['spacing'])}{unit} ({' x '.join(map(str, r['shape']))} voxels) and its probabilities back "
+            f"(--resample off runs it on the voxels as they are)")
 
 
 def _print_memory(res) -> None:
@@ -46,7 +68,8 @@ def cmd_batch(a) -> int:
                           device=a.device, mode=a.mode, overlap=a.overlap, tile_size=a.tile,
                           save_probabilities=a.save_probabilities, timeout=a.timeout, threads=a.threads,
                           mirror=a.mirror, channel=a.channel, timepoint=a.timepoint,
-                          memory_check=not a.no_memory_check, precision=a.precision)
+                          memory_check=not a.no_memory_check, precision=a.precision, resample=a.resample,
+                          spacing=_spacing_arg(a.spacing))
     failed = [r for r in rows if r["status"] == "failed"]
     print(f"{len(rows) - len(failed)} of {len(rows)} cases segmented into {a.output} (batch.csv lists them)"
           + (f"; failed: {', '.join(r['case'] for r in failed)}" if failed else ""))
@@ -142,7 +165,10 @@ def cmd_train(a) -> int:
     if len(a.val_images) != len(a.val_labels):
         raise SystemExit(f"error: {len(a.val_images)} --val-image but {len(a.val_labels)} --val-labels; give them "
                          f"in pairs")
-    imgs = [np.asarray(open_volume(p, channel=a.channel, timepoint=a.timepoint).data) for p in a.images]
+    from .engine.resample import training_spacing
+    opened = [open_volume(p, channel=a.channel, timepoint=a.timepoint) for p in a.images]
+    scale = training_spacing(opened, log=lambda m: print("note: " + m))   # recorded: segment resamples to it
+    imgs = [np.asarray(v.data) for v in opened]
     labs = [np.asarray(open_volume(p).data).astype(np.int64) for p in a.labels]
     val = dict(val_images=[np.asarray(open_volume(p, channel=a.channel, timepoint=a.timepoint).data)
                            for p in a.val_images],
@@ -163,7 +189,7 @@ def cmd_train(a) -> int:
                    depth=a.depth, seed=0, epoch=a.epoch, device=a.device, threads=a.threads, resume=a.resume,
                    replicas=a.replicas, normalization=spec, memory_check=not a.no_memory_check,
                    checkpoint=a.checkpoint, augment=a.full_augmentation, precision=a.precision,
-                   command=" ".join(sys.argv))
+                   command=" ".join(sys.argv), **scale)
         try:
             if torchrun:
                 lead = int(os.environ["RANK"]) == 0
@@ -190,7 +216,7 @@ def cmd_train(a) -> int:
                       checkpoint=a.checkpoint, precision=a.precision)
     try:
         res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard, log=tqdm.write,
-                         meta={"command": " ".join(sys.argv)}, resume=a.resume, progress=progress, **val)
+                         meta={"command": " ".join(sys.argv), **scale}, resume=a.resume, progress=progress, **val)
     except TrainingError as exc:
         raise SystemExit(f"error: {exc}")
     bar.close()
@@ -281,7 +307,7 @@ def cmd_info(a) -> int:
     held = {"axes": describe(raw.data.shape, axis_names(raw.data.shape, raw.meta.get("axes"))),
             "channels": raw.meta.get("channel_names")}
     try:
-        v = open_volume(raw, channel=a.channel, timepoint=a.timepoint)
+        v = open_volume(raw, spacing=_spacing_arg(a.spacing), channel=a.channel, timepoint=a.timepoint)
     except VolumeError as exc:   # a multi-channel or time-lapse file: say what it holds and what to choose
         print(json.dumps({**held, "dtype": str(raw.data.dtype), "format": raw.meta.get("format"),
                           "choose": str(exc).split(": ", 1)[-1]}))
@@ -292,20 +318,32 @@ def cmd_info(a) -> int:
                       "chunks": [c[0] for c in v.data.chunks], "format": v.meta.get("format"),
                       "orientation": geometry.orientation(g) if g else None,
                       "origin_mm": [round(float(c), 3) for c in geometry.best_affine(g)[:3, 3]] if g else None,
+                      **({} if v.spacing_known else {"spacing_known": False}),
                       **_segment_memory(v, a.weights, a.precision)}))
     return 0
 
 
 def _segment_memory(vol, weights, precision: str = "fp32") -> dict:
-    """The memory `segment` would need, per mode, with these weights (none if they cannot be read
-    or the volume is too small for the default grid)."""
+    """The voxel size the weights were trained at, whether `segment` would resample to it, and the
+    memory it would need, per mode (none if the weights cannot be read or the volume is too small
+    for the default grid)."""
     from .engine.partition import PartitionError
+    from .engine.resample import ResampleError, model_spacing, resampled_shape, target_spacing
+    from .engine.resampled_run import resampled_volume
     from .engine.runner import memory_needs
-    from .engine.weights import WeightsError
+    from .engine.weights import WeightsError, load_unet
     try:
-        return {"segment_memory": {"weights": str(weights), **({"precision": precision} if precision != "fp32" else {}),
-                                   **memory_needs(vol, weights, precision=precision)}}
-    except (WeightsError, PartitionError) as exc:
+        _net, meta = load_unet(weights)
+        m_sp, m_unit = model_spacing(meta)
+        about = {"model_spacing": m_sp and list(m_sp), **({"model_unit": m_unit} if m_unit else {})}
+        target = target_spacing(vol.spacing if vol.spacing_known else None, vol.meta.get("unit"), m_sp, m_unit)
+        if target is not None:   # what `segment --resample auto` would run the network on
+            about["resampled_to"] = {"spacing": list(target), "shape": resampled_shape(vol.shape, vol.spacing, target)}
+            vol = resampled_volume(vol, target)
+        return {**about, "segment_memory": {"weights": str(weights),
+                                            **({"precision": precision} if precision != "fp32" else {}),
+                                            **memory_needs(vol, weights, precision=precision)}}
+    except (WeightsError, PartitionError, ResampleError) as exc:
         return {"segment_memory": f"not estimated: {exc}"}
 
 
@@ -472,6 +510,12 @@ def _engine_args(s) -> None:
                         "Ampere on have it too) and half the activation memory; labels differ from fp32's on a few "
                         "boundary voxels, "
                         "and halo runs equal whole runs only to bf16 rounding (default fp32: exact)")
+    s.add_argument("--resample", default="auto", choices=["auto", "on", "off"],
+                   help="run the network at the voxel size its weights were trained at: auto (default) when the "
+                        "input's differs by more than 10 %% on an axis, resampling the input there and the "
+                        "probabilities back; on: whenever they differ; off: on the voxels as they are")
+    s.add_argument("--spacing", default=None, metavar="Z,Y,X",
+                   help="the input's voxel size, where its file records none (a .npy) or records it wrong")
     s.add_argument("--timeout", type=float, default=1800, help="seconds before a hung rank fails the run")
     s.add_argument("--threads", type=int, default=None, help="torch threads per rank")
     s.add_argument("--no-memory-check", action="store_true",
@@ -695,6 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("input")
     i.add_argument("--weights", default="default", help="the 3D U-Net whose memory needs are estimated")
     i.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="the precision segment would run in")
+    i.add_argument("--spacing", default=None, metavar="Z,Y,X", help="the voxel size, where the file records none")
     _choice_args(i, "of the input")
     i.set_defaults(fn=cmd_info)
     return p

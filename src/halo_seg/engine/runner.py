@@ -29,6 +29,7 @@ from .mirror import MirrorError, check_trained_for, mirror_letters, mirrored_sof
 from .output import done_map, open_output, write_block
 from .partition import AUTO, PartitionError, PartitionPlan, factor_grid, parse_grid
 from .precision import PrecisionError, check_precision, native_bf16, warn_if_emulated
+from .resample import ResampleError, model_spacing, target_spacing
 from .weights import load_unet
 
 MODES = ("halo", "tile", "whole")
@@ -56,6 +57,7 @@ class SegmentResult:
     ranks: list = field(default_factory=list)  # per rank: seconds, peak RSS growth (MB)
     skipped: bool = False
     memory: memory.MemoryCheck | None = None   # the estimate the run was checked against
+    resampled: dict | None = None   # where the network ran at the model's voxel size: that grid (resampled_run.py)
 
 
 def _status_mb(key: str) -> float:
@@ -171,7 +173,8 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
             resume: bool = False, timeout: float = 1800.0, threads: int | None = None,
             progress: Callable[[int, int, str], None] | None = None, cancel=None, mirror="",
             channel: int | str | None = None, timepoint: int | None = None, memory_check: bool = True,
-            precision: str = "fp32", _fault: dict | None = None) -> SegmentResult:
+            precision: str = "fp32", resample: str = "auto", spacing=None,
+            _fault: dict | None = None) -> SegmentResult:
     """Segment `source` (path or array) into the zarr group `output` (`labels`, `uncertainty`,
     `probabilities`; engine/output.py).
 
@@ -188,6 +191,12 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     autocast: faster and half the activations where the hardware has bfloat16, labels equal to
     fp32's but for a few boundary voxels; engine/precision.py).
 
+    `resample`: "auto" runs the network on the volume resampled to the voxel size its weights were
+    trained at when the two differ by more than 10 % on an axis, and brings the probabilities back
+    to the volume's grid before the argmax (engine/resampled_run.py); "on" whenever they differ;
+    "off" never. A volume whose file records no voxel size is run as it is unless `spacing`
+    (z, y, x, in the file's unit) gives it; `SegmentResult.resampled` says what was done.
+
     `memory_check`: before anything runs, each rank's peak memory is estimated (engine/memory.py)
     and a run that would not fit in the RAM or GPU memory available is refused, with what would
     fit; False skips the refusal (the estimate is still in the result).
@@ -201,13 +210,29 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     except PrecisionError as exc:
         raise EngineError(str(exc)) from None
     grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)   # AUTO is resolved once the volume is open
-    vol = open_volume(source, channel=channel, timepoint=timepoint)  # validates 3D, numeric, existing
+    vol = open_volume(source, spacing=spacing, channel=channel, timepoint=timepoint)  # validates 3D, numeric, existing
     net, meta = load_unet(weights)  # validates weights before any process starts
     try:
         mirror = parse_mirror(mirror)
         check_trained_for(mirror, meta)
-    except MirrorError as exc:
+        target = target_spacing(vol.spacing if vol.spacing_known else None, vol.meta.get("unit"),
+                                *model_spacing(meta), resample)
+    except (MirrorError, ResampleError) as exc:
         raise EngineError(str(exc)) from None
+    if target is not None:
+        if torchrun_env():
+            raise EngineError(f"the volume's voxel size ({' x '.join(f'{s:g}' for s in vol.spacing)}) is not the "
+                              f"model's ({' x '.join(f'{s:g}' for s in target)}), and under torchrun the engine does "
+                              "not resample: resample the volume to the model's spacing first, or pass --resample off")
+        from .resampled_run import segment_resampled
+        try:
+            return segment_resampled(vol, source, target, output, resume=resume, save_probabilities=save_probabilities,
+                                     progress=progress, cancel=cancel, channel=channel, timepoint=timepoint, net=net,
+                                     meta=meta, weights=weights, grid=grid, device=device, mode=mode, overlap=overlap,
+                                     tile_size=tile_size, timeout=timeout, threads=threads, mirror=mirror,
+                                     memory_check=memory_check, precision=precision, _fault=_fault)
+        except ResampleError as exc:
+            raise EngineError(str(exc)) from None
     distributed_env = torchrun_env() and mode == "halo"
     if grid == AUTO:
         grid = auto_grid(vol.shape, net.multiple, device, distributed_env)

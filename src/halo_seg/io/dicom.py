@@ -130,7 +130,7 @@ def _volume(folder: Path, uid: str, members: list) -> Volume:
     geometry = from_affine(LPS_TO_RAS @ lps, (len(members), rows, cols))
     data = _lazy_pixels([p for p, _ in members], [ds for _, ds in members], (rows, cols))
     return Volume(data, spacing=(float(np.linalg.norm(step)), float(spacing_rc[0]), float(spacing_rc[1])),
-                  source=str(folder), meta=_meta(first, uid, geometry, [p for p, _ in members]))
+                  source=str(folder), spacing_known=True, meta=_meta(first, uid, geometry, [p for p, _ in members]))
 
 
 def _multiframe(path: Path, uid: str, header) -> Volume:
@@ -156,7 +156,7 @@ def _multiframe(path: Path, uid: str, header) -> Volume:
     arr = np.ascontiguousarray(arr)
     geometry = from_affine(LPS_TO_RAS @ lps @ np.eye(4)[[2, 1, 0, 3]], arr.shape)
     return Volume(da.from_array(arr, chunks=(min(32, arr.shape[0]),) + arr.shape[1:]),
-                  spacing=spacing_of(geometry), source=str(path),
+                  spacing=spacing_of(geometry), source=str(path), spacing_known=True,
                   meta=dict(_meta(header, uid, geometry, [path]), multiframe=True))
 
 

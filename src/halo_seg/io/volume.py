@@ -32,6 +32,9 @@ class Volume:
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     source: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # whether ``spacing`` was read from the file or given, rather than the (1, 1, 1) of a file or
+    # array that records none: only a known voxel size can be compared with a model's
+    spacing_known: bool = False
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -101,6 +104,7 @@ def open_volume(source: Any, spacing: tuple[float, float, float] | None = None,
     vol.data = _as_3d(data, what)
     if spacing is not None:
         vol.spacing = _check_spacing(spacing)
+        vol.spacing_known = True
     return vol
 
 
@@ -179,7 +183,7 @@ def _open_nifti(path: Path) -> Volume:
     names = (["t", "c"][:len(extra)] + list("zyx")) if len(extra) <= 2 else None
     zooms = img.header.get_zooms()[:3]
     from .geometry import KEY, from_nifti, is_label_nifti
-    return Volume(arr, spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])), source=str(path),
+    return Volume(arr, spacing=(float(zooms[2]), float(zooms[1]), float(zooms[0])), source=str(path), spacing_known=True,
                   meta={"format": "nifti", "labels": is_label_nifti(img), "axes": names,
                         "unit": _nifti_unit(img),
                         KEY: from_nifti(img, (shape[2], shape[1], shape[0]))})
@@ -202,7 +206,7 @@ def _open_tiff(path: Path) -> Volume:
     z = zarr.open(store, mode="r")
     if isinstance(z, zarr.Group):  # pyramidal TIFF: level 0 is full resolution
         z = z[sorted(z.array_keys())[0]]
-    spacing, unit, axes, channels = (1.0, 1.0, 1.0), None, None, None
+    spacing, unit, axes, channels, known = (1.0, 1.0, 1.0), None, None, None, False
     try:
         with tifffile.TiffFile(str(path)) as tf:
             axes = tiff_axes(tf.series[0].axes) if len(tf.series[0].shape) == z.ndim else None
@@ -214,10 +218,10 @@ def _open_tiff(path: Path) -> Volume:
             if xres is not None and ij.get("spacing"):
                 num, den = xres.value
                 xy = den / num if num else 1.0
-                spacing = (float(ij["spacing"]), xy, xy)
+                spacing, known = (float(ij["spacing"]), xy, xy), True
     except Exception:
         pass  # axes, spacing and names are optional metadata; the data itself was readable
-    return Volume(da.from_zarr(z), spacing=spacing, source=str(path),
+    return Volume(da.from_zarr(z), spacing=spacing, source=str(path), spacing_known=known,
                   meta={"format": "tiff", "unit": unit, "axes": axes, "channel_names": channels})
 
 
@@ -258,6 +262,7 @@ def _open_zarr(path: Path) -> Volume:
     if isinstance(node, zarr.Array):
         spacing = tuple(node.attrs.get("spacing", (1.0, 1.0, 1.0)))
         return Volume(da.from_zarr(node), spacing=_check_spacing(spacing), source=str(path),
+                      spacing_known="spacing" in node.attrs,
                       meta={"format": "zarr", "unit": length_unit(node.attrs.get("unit")),
                             "labels": bool(node.attrs.get("labels", False)),
                             **_zarr_geometry(dict(node.attrs), node.shape, path)})
@@ -267,10 +272,10 @@ def _open_zarr(path: Path) -> Volume:
         ds0 = ms[0]["datasets"][0]
         arr = node[ds0["path"]]
         axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", [])]
-        scale = [1.0] * arr.ndim
+        scale, scaled = [1.0] * arr.ndim, False
         for t in ds0.get("coordinateTransformations", []):
             if t.get("type") == "scale":
-                scale = list(t["scale"])
+                scale, scaled = list(t["scale"]), True
         spatial = [i for i, a in enumerate(axes) if a in ("z", "y", "x")] or list(range(arr.ndim))[-3:]
         spacing = tuple(float(scale[i]) for i in spatial[-3:]) if len(spatial) >= 3 else (1.0, 1.0, 1.0)
         label_image = "image-label" in attrs or "image-label" in attrs.get("ome", {})
@@ -280,7 +285,7 @@ def _open_zarr(path: Path) -> Volume:
         levels = [da.from_zarr(node[d["path"]]) for d in ms[0]["datasets"][1:]]
         omero = attrs.get("omero") or attrs.get("ome", {}).get("omero") or {}
         names = [c.get("label") for c in omero.get("channels", []) if isinstance(c, dict)]
-        return Volume(da.from_zarr(arr), spacing=spacing, source=str(path),
+        return Volume(da.from_zarr(arr), spacing=spacing, source=str(path), spacing_known=scaled,
                       meta={"format": f"ome-zarr {version}", "axes": axes, "labels": label_image, "levels": levels,
                             "channel_names": [str(n) for n in names] if names and all(names) else None,
                             "unit": units.pop() if len(units) == 1 else None})
@@ -290,6 +295,7 @@ def _open_zarr(path: Path) -> Volume:
         arr = node[key]
         spacing = tuple(arr.attrs.get("spacing", attrs.get("spacing", (1.0, 1.0, 1.0))))
         return Volume(da.from_zarr(arr), spacing=_check_spacing(spacing), source=str(path),
+                      spacing_known="spacing" in arr.attrs or "spacing" in attrs,
                       meta={"format": "zarr", "array": key,
                             "unit": length_unit(arr.attrs.get("unit", attrs.get("unit"))),
                             **_zarr_geometry({**attrs, **dict(arr.attrs)}, arr.shape, path)})

@@ -34,4 +34,5 @@ def train_default(out, iterations: int = 600, log=print, threads=None):
                       flip_axes=(0, 1, 2), class_names=CLASSES, threads=threads)
     return train_unet([img], [lab], cfg, out, train_regions=[tr], val_regions=[va], log=log,
                       meta={"data": "sample_data/colin27_2mm (left hemisphere train, right validate)",
-                            "command": f"halo-seg train-default --iterations {iterations}"})
+                            "command": f"halo-seg train-default --iterations {iterations}",
+                            "spacing": list(load_colin27_sample().spacing), "unit": "mm"})

@@ -172,7 +172,8 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
                               training={"config": {k: v for k, v in cfg.items() if k != "resume"},
                                         "grid": list(grid), "replicas": mesh.replicas, "partitioned": True,
                                         "iteration": it, "best_val_dice": val, "validation_volumes": len(val_vols),
-                                        "resumed_from": cfg.get("resume")})
+                                        "resumed_from": cfg.get("resume"),
+                                        **{k: cfg[k] for k in ("spacing", "unit") if cfg.get(k)}})
     # the run's peak above what the rank held before it (the largest rank's), for benchmarks/train_memory.py
     peak = torch.tensor([(torch.cuda.max_memory_allocated(dev) - held) / 2 ** 20 if dev.type == "cuda"
                          else _peak_growth_mb(rss0), process], dtype=torch.float64, device=dev)

@@ -1,0 +1,93 @@
+"""`segment` on a volume whose voxel size is not the model's: run the engine on the volume resampled
+to the model's spacing, then bring the class probabilities back to the volume's grid (resample.py).
+
+The resampled input is never written: each rank reads its block of it lazily, interpolated from the
+input region under it. The engine's output on the model's grid goes to a work group beside the
+output (``<output>.model-grid.zarr``, with its probabilities); the final labels, uncertainty and
+(if asked) probabilities are interpolated from it chunk by chunk, and the work group is removed once
+every chunk is written. A run stopped in between resumes (``resume=True``) from both.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from . import resample as rs
+
+CHUNK = 64
+
+
+def work_path(output) -> Path:
+    p = Path(output)
+    return p.with_name(p.name + ".model-grid.zarr")
+
+
+def check_shape(shape, multiple: int, spacing, target) -> None:
+    if any(n < multiple for n in shape):
+        raise rs.ResampleError(f"at the model's voxel size ({_fmt(target)}) this volume would be {tuple(shape)} voxels, "
+                               f"fewer than the network's {multiple} on an axis; is its spacing ({_fmt(spacing)}) "
+                               f"right? Give it with --spacing, or use --resample off")
+
+
+def _fmt(sp) -> str:
+    return " x ".join(f"{s:g}" for s in sp)
+
+
+def segment_resampled(vol, source, target, output, *, resume: bool, save_probabilities: bool, progress, cancel,
+                      channel, timepoint, net, meta, **engine):
+    """``vol``: the opened input (its chosen channel / time point); ``target``: the spacing to run the
+    network at; ``engine``: segment's other arguments, passed to the run on the model's grid."""
+    from .output import done_map, open_output, write_block
+    from .runner import SegmentResult, _raise_if_cancelled, segment
+    t0 = time.perf_counter()
+    shape = rs.resampled_shape(vol.shape, vol.spacing, target)
+    check_shape(shape, net.multiple, vol.spacing, target)
+    spacing = rs.grid_spacing(vol.shape, vol.spacing, shape)
+    chunks = tuple(min(CHUNK, s) for s in vol.shape)
+    counts = tuple(-(-n // c) for n, c in zip(vol.shape, chunks))
+    out, work = Path(output), work_path(output)
+    about = {"from_spacing": list(vol.spacing), "spacing": [round(s, 6) for s in spacing], "shape": list(shape),
+             "unit": vol.meta.get("unit")}
+    sig = {**{k: vol.meta[k] for k in ("channel", "timepoint") if k in vol.meta}, "format": 2,
+           "input": str(source) if isinstance(source, (str, Path)) else "<array>", "shape": list(vol.shape),
+           "weights": meta.get("sha256"), "resampled": about,
+           "engine": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
+                      for k, v in sorted(engine.items()) if k in ("mode", "grid", "overlap", "mirror", "precision")}}
+    if resume and out.exists() and not work.exists() and done_map(out).all():
+        return SegmentResult(str(out), engine["mode"], engine["grid"], 0.0, skipped=True, resampled=about)
+    if isinstance(source, (str, Path)):
+        reader = rs.SourceReader(source, vol.shape, channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"))
+    else:
+        reader = rs.ArrayReader(vol.data)
+    lazy = rs.lazy_resample(reader, shape)
+    inner = segment(lazy, work, resample="off", spacing=spacing, save_probabilities=True, progress=progress,
+                    cancel=cancel, resume=resume and work.exists(), **engine)
+    _raise_if_cancelled(cancel, f"the run on the model's grid is kept in {work}; resume to finish")
+    import zarr
+    probs = zarr.open_group(str(work), mode="r")["probabilities"]
+    open_output(out, vol.shape, chunks, counts, probs.shape[0], vol.spacing, sig, save_probabilities, resume,
+                geometry=vol.meta.get("geometry"), unit=vol.meta.get("unit"))
+    done = done_map(out)
+    todo = [(idx, region) for idx, region in rs.blocks(vol.shape, chunks) if not done[idx]]
+
+    def read(region):
+        return probs[(slice(None),) + tuple(region)]
+    for k, (idx, region) in enumerate(todo, 1):
+        _raise_if_cancelled(cancel, f"chunks written stay; resume to finish ({work} is kept)")
+        p = rs.resample_block(read, shape, vol.shape, region)
+        write_block(out, region, p, idx, save_probabilities)
+        if progress is not None:
+            progress(k, len(todo), "back to the input's voxel size")
+    shutil.rmtree(work, ignore_errors=True)
+    return SegmentResult(str(out), inner.mode, inner.grid, time.perf_counter() - t0, inner.ranks,
+                         memory=inner.memory, resampled=about)
+
+
+def resampled_volume(vol, target):
+    """The volume as the network would see it at ``target`` spacing (lazy), for memory estimates."""
+    from ..io.volume import Volume
+    shape = rs.resampled_shape(vol.shape, vol.spacing, target)
+    return Volume(rs.lazy_resample(rs.ArrayReader(vol.data), shape), spacing=rs.grid_spacing(vol.shape, vol.spacing, shape),
+                  spacing_known=True, meta=dict(vol.meta))
+

@@ -1,0 +1,223 @@
+"""Running the network at the voxel size its weights were trained at (engine/resample.py,
+engine/resampled_run.py): the interpolation against PyTorch's, block-wise against whole, the policy,
+and `segment` end to end against an independent reference."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import zarr
+
+from halo_seg.engine import resample as rs
+from halo_seg.engine.resampled_run import work_path
+from halo_seg.engine.runner import Cancelled, EngineError, segment
+from halo_seg.engine.unet import UNet3D
+from halo_seg.engine.weights import load_unet, save_unet
+from halo_seg.io import open_volume
+from halo_seg.io.volume import Volume
+
+
+def _torch_resize(x: np.ndarray, shape) -> np.ndarray:
+    """PyTorch's trilinear resize (align_corners=False) of (Z, Y, X) or (C, Z, Y, X)."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    t = t[None, None] if x.ndim == 3 else t[None]
+    out = F.interpolate(t, size=tuple(shape), mode="trilinear", align_corners=False)[0]
+    return (out[0] if x.ndim == 3 else out).numpy()
+
+
+@pytest.mark.parametrize("src,dst", [((10, 13, 7), (20, 26, 14)), ((21, 17, 30), (10, 9, 15)),
+                                     ((9, 9, 9), (13, 5, 22))])
+def test_interpolation_is_torch_trilinear_and_blockwise_equals_whole(src, dst):
+    x = np.random.default_rng(0).normal(size=src).astype(np.float32)
+    whole = rs.resample_block(lambda r: x[r], src, dst, tuple(slice(0, n) for n in dst))
+    np.testing.assert_allclose(whole, _torch_resize(x, dst), atol=1e-5)
+    lazy = rs.lazy_resample(rs.ArrayReader(x), dst, chunks=4).compute()
+    assert np.array_equal(lazy, whole)   # the same arithmetic per voxel, whatever the block
+    # leading (class) axes are carried along
+    c = np.stack([x, 2 * x + 1])
+    both = rs.resample_block(lambda r: c[(slice(None),) + r], src, dst, tuple(slice(0, n) for n in dst))
+    assert np.array_equal(both[0], whole)
+    np.testing.assert_allclose(both[1], 2 * whole + 1, atol=1e-5)
+
+
+def test_a_block_reads_only_its_source_region():
+    x = np.arange(40 * 40 * 40, dtype=np.float32).reshape(40, 40, 40)
+    asked = []
+
+    def read(region):
+        asked.append(region)
+        return x[region]
+    rs.resample_block(read, x.shape, (80, 80, 80), (slice(0, 10), slice(70, 80), slice(30, 40)))
+    (region,) = asked
+    assert [(s.start, s.stop) for s in region] == [(0, 6), (34, 40), (14, 21)]
+
+
+def test_policy():
+    two = ((2.0, 2.0, 2.0), "mm")
+    assert rs.target_spacing((1.0, 1.0, 1.0), "mm", *two) == (2.0, 2.0, 2.0)
+    assert rs.target_spacing((2.1, 1.95, 2.0), "mm", *two) is None            # within 10 %
+    assert rs.target_spacing((2.1, 1.95, 2.0), "mm", *two, policy="on") == (2.0, 2.0, 2.0)
+    assert rs.target_spacing((2.0, 2.0, 2.0), "mm", *two, policy="on") is None
+    assert rs.target_spacing((1.0, 1.0, 1.0), "mm", *two, policy="off") is None
+    assert rs.target_spacing(None, None, *two) is None                         # unknown: run as is
+    assert rs.target_spacing((1.0, 1.0, 1.0), "mm", None, None) is None        # older weights: as is
+    # lengths, not numbers: 2000 µm voxels are the model's 2 mm
+    assert rs.target_spacing((2000.0, 2000.0, 2000.0), "µm", *two) is None
+    assert rs.target_spacing((1000.0, 2000.0, 2000.0), "µm", *two) == pytest.approx((2000.0, 2000.0, 2000.0))
+    with pytest.raises(rs.ResampleError, match="voxel size is unknown"):
+        rs.target_spacing(None, None, *two, policy="on")
+    with pytest.raises(rs.ResampleError, match="do not record the voxel size"):
+        rs.target_spacing((1.0, 1.0, 1.0), "mm", None, None, policy="on")
+    with pytest.raises(rs.ResampleError, match="unknown resample policy"):
+        rs.target_spacing((1.0, 1.0, 1.0), "mm", *two, policy="always")
+    assert rs.resampled_shape((181, 217, 60), (1.0, 1.0, 3.0), (2.0, 2.0, 2.0)) == (90, 108, 90)
+    assert rs.grid_spacing((181, 217, 60), (1.0, 1.0, 3.0), (90, 108, 90)) == pytest.approx((181 / 90, 217 / 108, 2.0))
+
+
+def test_which_files_know_their_voxel_size(tmp_path):
+    x = np.zeros((8, 9, 10), np.float32)
+    nib.save(nib.Nifti1Image(x, np.diag([0.5, 0.5, 3.0, 1.0])), str(tmp_path / "a.nii.gz"))
+    v = open_volume(tmp_path / "a.nii.gz")
+    assert v.spacing_known and v.spacing == (3.0, 0.5, 0.5)
+    np.save(tmp_path / "b.npy", x)
+    assert not open_volume(tmp_path / "b.npy").spacing_known
+    assert open_volume(tmp_path / "b.npy", spacing=(1, 1, 1)).spacing_known   # given by the caller
+    z = zarr.open_array(str(tmp_path / "c.zarr"), mode="w", shape=x.shape, dtype="f4")
+    assert not open_volume(tmp_path / "c.zarr").spacing_known
+    z.attrs["spacing"] = [1.0, 2.0, 2.0]
+    assert open_volume(tmp_path / "c.zarr").spacing_known
+
+
+def test_training_spacing_records_the_median_and_says_when_volumes_differ():
+    def vol(sp, known=True, unit="mm"):
+        return Volume(np.zeros((8, 8, 8)), spacing=sp, spacing_known=known, meta={"unit": unit})
+    said = []
+    assert rs.training_spacing([vol((1, 1, 1), known=False)]) == {}
+    assert rs.training_spacing([vol((2, 2, 2)), vol((2, 2, 2.1))], log=said.append) == \
+        {"spacing": [2.0, 2.0, 2.05], "unit": "mm"} and not said
+    out = rs.training_spacing([vol((1, 1, 1)), vol((3, 1, 1)), vol((3, 1, 1))], log=said.append)
+    assert out["spacing"] == [3.0, 1.0, 1.0] and "differ in voxel size" in said[0]
+
+
+@pytest.fixture(scope="module")
+def two_mm_weights(tmp_path_factory):
+    """A random 3D U-Net that says it was trained at 2 mm."""
+    torch.manual_seed(0)
+    net = UNet3D(1, 3, base=4, depth=2)
+    p = tmp_path_factory.mktemp("w2") / "two_mm.safetensors"
+    save_unet(net, p, normalization={"kind": "zscore"}, training={"spacing": [2.0, 2.0, 2.0], "unit": "mm"})
+    return p
+
+
+def _smooth_volume(shape, seed=0):
+    from scipy.ndimage import gaussian_filter
+    x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+    return gaussian_filter(x, 2) * 10 + 3
+
+
+def _reference(x, small_shape, weights, tmp_path):
+    """Independently: PyTorch's resize to the model's grid, the whole-volume network there, and
+    PyTorch's resize of its probabilities back."""
+    small = _torch_resize(x, small_shape)
+    segment(small, tmp_path / "ref.zarr", weights=weights, mode="whole", save_probabilities=True, resample="off")
+    p = zarr.open_group(str(tmp_path / "ref.zarr"), mode="r")["probabilities"][...]
+    return _torch_resize(p, x.shape)
+
+
+def test_segment_runs_the_network_at_the_models_voxel_size(tmp_path, two_mm_weights):
+    x = _smooth_volume((40, 48, 44))
+    nib.save(nib.Nifti1Image(x.transpose(2, 1, 0), np.eye(4)), str(tmp_path / "scan.nii.gz"))   # 1 mm
+    res = segment(tmp_path / "scan.nii.gz", tmp_path / "out.zarr", weights=two_mm_weights, grid=(2, 1, 1),
+                  save_probabilities=True)
+    assert res.resampled["shape"] == [20, 24, 22] and res.resampled["spacing"] == [2.0, 2.0, 2.0]
+    ref = _reference(x, (20, 24, 22), two_mm_weights, tmp_path)
+    grp = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    got = grp["probabilities"][...]
+    assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-4
+    sure = np.sort(ref, 0)[-1] - np.sort(ref, 0)[-2] > 1e-3   # where two classes tie, rounding may pick either
+    assert (grp["labels"][...] == ref.argmax(0))[sure].all()
+    assert grp["labels"].shape == x.shape and list(grp.attrs["spacing"]) == [1.0, 1.0, 1.0]
+    assert np.array_equal(grp["uncertainty"][...], np.rint(100 * (1 - got.max(0))).astype(np.uint8))
+    assert not work_path(tmp_path / "out.zarr").exists()   # the model-grid run is removed once done
+    # off: the network on the voxels as they are, as before
+    off = segment(tmp_path / "scan.nii.gz", tmp_path / "off.zarr", weights=two_mm_weights, grid=(2, 1, 1),
+                  resample="off")
+    assert off.resampled is None
+    assert not np.array_equal(zarr.open_group(str(tmp_path / "off.zarr"))["labels"][...], grp["labels"][...])
+
+
+def test_an_array_with_a_given_spacing_and_a_stopped_run_resumed(tmp_path, two_mm_weights):
+    x = _smooth_volume((24, 80, 72), seed=1)   # 1 x 1 x 1 mm given; 3 mm slices would be 8 x 40 x 36 at 2 mm
+    ref = _reference(x, (12, 40, 36), two_mm_weights, tmp_path)
+    stop = threading.Event()
+
+    def progress(done, total, what):
+        if what.startswith("back to") and done == 2:
+            stop.set()   # a user pressing Cancel while the probabilities come back
+    out = tmp_path / "out.zarr"
+    with pytest.raises(Cancelled):
+        segment(x, out, weights=two_mm_weights, grid=(1, 2, 1), spacing=(1, 1, 1), progress=progress, cancel=stop)
+    assert work_path(out).exists()   # kept for resume
+    res = segment(x, out, weights=two_mm_weights, grid=(1, 2, 1), spacing=(1, 1, 1), resume=True)
+    assert res.resampled and not res.skipped and not work_path(out).exists()
+    lab = zarr.open_group(str(out), mode="r")["labels"][...]
+    sure = np.sort(ref, 0)[-1] - np.sort(ref, 0)[-2] > 1e-3
+    assert (lab == ref.argmax(0))[sure].all()
+    again = segment(x, out, weights=two_mm_weights, grid=(1, 2, 1), spacing=(1, 1, 1), resume=True)
+    assert again.skipped
+    # no spacing given: a bare array's voxel size is unknown, so it runs as it is
+    assert segment(x, tmp_path / "bare.zarr", weights=two_mm_weights, grid=(1, 2, 1)).resampled is None
+
+
+def test_what_cannot_be_resampled_is_refused(tmp_path, two_mm_weights, tiny_weights, monkeypatch):
+    x = _smooth_volume((24, 24, 24))
+    with pytest.raises(EngineError, match="do not record the voxel size"):
+        segment(x, tmp_path / "a.zarr", weights=tiny_weights, spacing=(1, 1, 1), resample="on")
+    with pytest.raises(EngineError, match="voxel size is unknown"):
+        segment(x, tmp_path / "b.zarr", weights=two_mm_weights, resample="on")
+    with pytest.raises(EngineError, match="fewer than the network's 4"):   # 0.1 mm voxels: 1 to 2 voxels at 2 mm
+        segment(x, tmp_path / "c.zarr", weights=two_mm_weights, spacing=(0.1, 0.1, 0.1))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(EngineError, match="under torchrun the engine does not resample"):
+        segment(x, tmp_path / "d.zarr", weights=two_mm_weights, spacing=(1, 1, 1))
+    assert not (tmp_path / "d.zarr").exists()
+
+
+def test_cli_segment_info_and_train_record_the_voxel_size(tmp_path):
+    x = _smooth_volume((24, 32, 32))
+    nib.save(nib.Nifti1Image(x.transpose(2, 1, 0), np.eye(4)), str(tmp_path / "scan.nii.gz"))   # 1 mm
+    run = lambda *args: subprocess.run([sys.executable, "-m", "halo_seg.cli", *map(str, args)],   # noqa: E731
+                                       capture_output=True, text=True, timeout=300)
+    r = run("info", tmp_path / "scan.nii.gz")
+    info = json.loads(r.stdout)
+    assert info["model_spacing"] == [2.0, 2.0, 2.0] and info["resampled_to"]["shape"] == [12, 16, 16]
+    r = run("segment", tmp_path / "scan.nii.gz", tmp_path / "out.zarr", "--grid", "1,1,1")
+    assert r.returncode == 0, r.stderr
+    assert "resampled to 2 x 2 x 2 mm (12 x 16 x 16 voxels)" in r.stdout
+    assert zarr.open_group(str(tmp_path / "out.zarr"))["labels"].shape == x.shape
+    r = run("segment", tmp_path / "scan.nii.gz", tmp_path / "out2.zarr", "--spacing", "1,nan")
+    assert r.returncode != 0 and "--spacing must be three positive numbers" in r.stderr
+    # a model trained here records its volumes' voxel size, and segment then runs at it
+    lab = (x > 3).astype(np.uint8)
+    nib.save(nib.Nifti1Image(x.transpose(2, 1, 0), np.diag([0.5, 0.5, 3.0, 1.0])), str(tmp_path / "img.nii.gz"))
+    nib.save(nib.Nifti1Image(lab.transpose(2, 1, 0), np.diag([0.5, 0.5, 3.0, 1.0])), str(tmp_path / "lab.nii.gz"))
+    out = tmp_path / "m.safetensors"
+    r = run("train", "--image", tmp_path / "img.nii.gz", "--labels", tmp_path / "lab.nii.gz", "--out", out,
+            "--patch", "16", "16", "16", "--iterations", "2", "--base", "4", "--depth", "2", "--quiet")
+    assert r.returncode == 0, r.stderr
+    training = load_unet(out)[1]["training"]
+    assert training["spacing"] == [3.0, 0.5, 0.5] and training["unit"] == "mm"
+    r = run("train", "--image", tmp_path / "img.nii.gz", "--labels", tmp_path / "lab.nii.gz", "--out", out,
+            "--patch", "16", "16", "16", "--iterations", "2", "--base", "4", "--depth", "2", "--quiet",
+            "--grid", "2,1,1")   # partitioned training records it too
+    assert r.returncode == 0, r.stderr
+    training = load_unet(out)[1]["training"]
+    assert training["partitioned"] and training["spacing"] == [3.0, 0.5, 0.5] and training["unit"] == "mm"
