@@ -171,7 +171,8 @@ class AutoSegmentWidget(BackgroundWidget):
                               for k, v in zip(table["label"][:8], table["volume"][:8]))
         where = f"{res.mode}, grid {'x'.join(map(str, res.grid))}" if res.mode == "halo" else res.mode
         if res.resampled:   # the network saw the image at the voxel size it was trained at
-            where += ", at the model's voxel size " + " x ".join(f"{v:g}" for v in res.resampled["spacing"])
+            where += (", at the model's voxel size " + " x ".join(f"{v:.3g}" for v in res.resampled["spacing"])
+                      + (f" {res.resampled['unit']}" if res.resampled.get("unit") else ""))
         self._succeeded(f"done in {res.seconds:.1f}s ({where} on {self._ran_on}): {res.output}"
                         + (f"; {per_class}" if per_class else ""))
 

@@ -3,11 +3,12 @@ halo engine (2 ranks) and the automatic-segmentation dock widget; and the intera
 a box on the left thalamus, propagation and one correction on the recommended slice; and the same
 widget after "Learn from objects" on three committed objects, segmenting a fourth; and the left
 caudate prompted with one box on a coronal slice and propagated across the coronal slices.
-`colin27`, `coronal`, `train`, `review` or `compare` as the argument makes only that one (review: a mirrored
-automatic run, its uncertainty over the labels on the first slice to review; compare: the default
-model's labels against the sample's own, on deep grey matter's worst slice).
+`colin27`, `coronal`, `train`, `review`, `compare` or `one_mm` as the argument makes only that one (review: a
+mirrored automatic run, its uncertainty over the labels on the first slice to review; compare: the default
+model's labels against the sample's own, on deep grey matter's worst slice; one_mm: the 1 mm Colin27 scan
+from ../shared/data opened from its NIfTI, segmented by the 2 mm default model at its own voxel size).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|review|compare]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|review|compare|one_mm]
 """
 from __future__ import annotations
 
@@ -45,6 +46,22 @@ def colin27(s):
     viewer.layers[-1].opacity = 0.5
     viewer.dims.set_point(0, 2.0 * 40)
     _shoot(viewer, w, "napari_colin27.png")
+
+
+def one_mm(_s):
+    """The automatic widget on the 1 mm scan, read from its file: the network ran at 2 mm."""
+    from halo_seg.samples import shared_data_dir
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 800)
+    viewer.open(str(shared_data_dir() / "colin27" / "ch2.nii.gz"), plugin="napari-halo-seg")
+    w = AutoSegmentWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Automatic segmentation")
+    w.output.setText(str(Path(tempfile.mkdtemp()) / "ch2_labels.zarr"))
+    w.run()
+    _wait(w)
+    viewer.layers[-1].opacity = 0.5
+    viewer.dims.set_point(0, 80.0)
+    _shoot(viewer, w, "napari_1mm.png")
 
 
 def _shoot(viewer, widget, name):
@@ -217,7 +234,7 @@ def compare(s):
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
-    if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["review"], ["compare"]):
+    if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["review"], ["compare"], ["one_mm"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

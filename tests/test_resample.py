@@ -221,3 +221,17 @@ def test_cli_segment_info_and_train_record_the_voxel_size(tmp_path):
     assert r.returncode == 0, r.stderr
     training = load_unet(out)[1]["training"]
     assert training["partitioned"] and training["spacing"] == [3.0, 0.5, 0.5] and training["unit"] == "mm"
+
+
+def test_batch_resamples_each_case_as_it_needs(tmp_path, two_mm_weights):
+    from halo_seg.batch import segment_folder
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    x = _smooth_volume((24, 32, 32))
+    nib.save(nib.Nifti1Image(x.transpose(2, 1, 0), np.eye(4)), str(scans / "fine.nii.gz"))
+    nib.save(nib.Nifti1Image(x.transpose(2, 1, 0), np.diag([2.0, 2.0, 2.0, 1.0])), str(scans / "model.nii.gz"))
+    rows = {r["case"]: r for r in segment_folder(scans, tmp_path / "out", weights=two_mm_weights, grid=(1, 1, 1),
+                                                 log=lambda *_: None)}
+    assert rows["fine"]["status"] == "done" and rows["fine"]["resampled"] == "1x1x1 -> 2x2x2"
+    assert rows["model"]["status"] == "done" and rows["model"]["resampled"] == ""
+    assert zarr.open_group(str(tmp_path / "out" / "fine.zarr"))["labels"].shape == x.shape

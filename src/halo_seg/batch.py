@@ -86,7 +86,7 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
             res = segment(case, out, resume=True, **segment_kwargs)
             row["status"] = "already done" if res.skipped else "done"
             if res.resampled:   # cases of a cohort differ in voxel size: say which ran at the model's
-                row["resampled"] = " -> ".join("x".join(f"{v:g}" for v in res.resampled[k])
+                row["resampled"] = " -> ".join("x".join(f"{v:.3g}" for v in res.resampled[k])
                                                for k in ("from_spacing", "spacing"))
             if export:
                 target = out_dir / f"{name}{export}"

@@ -47,7 +47,7 @@ def _spacing_arg(text):
 
 def _resampled_text(r: dict) -> str:
     unit = f" {r['unit']}" if r.get("unit") else ""
-    fmt = lambda sp: " x ".join(f"{v:g}" for v in sp)   # noqa: E731
+    fmt = lambda sp: " x ".join(f"{v:.3g}" for v in sp)   # noqa: E731
     return (f"the network ran at the voxel size it was trained at: {fmt(r['from_spacing'])}{unit} resampled to "
             f"{fmt(r['spacing'])}{unit} ({' x '.join(map(str, r['shape']))} voxels) and its probabilities back "
             f"(--resample off runs it on the voxels as they are)")
