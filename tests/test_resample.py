@@ -235,3 +235,45 @@ def test_batch_resamples_each_case_as_it_needs(tmp_path, two_mm_weights):
     assert rows["fine"]["status"] == "done" and rows["fine"]["resampled"] == "1x1x1 -> 2x2x2"
     assert rows["model"]["status"] == "done" and rows["model"]["resampled"] == ""
     assert zarr.open_group(str(tmp_path / "out" / "fine.zarr"))["labels"].shape == x.shape
+
+
+def test_cli_resample_places_the_new_grid_where_the_scan_lies(tmp_path):
+    from halo_seg.io import geometry as geo
+    run = lambda *args: subprocess.run([sys.executable, "-m", "halo_seg.cli", *map(str, args)],   # noqa: E731
+                                       capture_output=True, text=True, timeout=300)
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(12, 14, 10)).astype(np.float32)
+    lab = rng.integers(0, 4, size=img.shape).astype(np.uint8)
+    aff = np.array([[0, 0, -2.0, 40], [1.5, 0, 0, -20], [0, 3.0, 0, 7], [0, 0, 0, 1]])   # oblique axes, shifted
+    for name, arr in (("img", img), ("lab", lab)):
+        nib.save(nib.Nifti1Image(arr.transpose(2, 1, 0), aff), str(tmp_path / f"{name}.nii.gz"))
+    r = run("resample", tmp_path / "img.nii.gz", tmp_path / "fine.zarr", "--spacing", "1,1.2,0.75")
+    assert r.returncode == 0, r.stderr
+    src, fine = open_volume(tmp_path / "img.nii.gz"), open_volume(tmp_path / "fine.zarr")
+    assert src.spacing == (2.0, 3.0, 1.5) and fine.shape == (24, 35, 20) and fine.spacing_known
+    assert fine.meta["unit"] == "mm" and np.allclose(fine.spacing, (1.0, 1.2, 0.75))
+    # a voxel of the new grid lies in the world where its centre lies in the old grid's voxels
+    a_old, a_new = geo.best_affine(src.meta[geo.KEY]), geo.best_affine(fine.meta[geo.KEY])
+    j = np.array([5, 7, 11])                                       # (x, y, z) index in the new grid
+    f = np.array([10 / 20, 14 / 35, 12 / 24])
+    np.testing.assert_allclose(a_new[:3] @ np.r_[j, 1], a_old[:3] @ np.r_[(j + 0.5) * f - 0.5, 1])
+    np.testing.assert_allclose(np.asarray(fine.data), _torch_resize(img, (24, 35, 20)), atol=1e-5)
+    # labels: nearest voxel, and there and back by a factor of 2 gives them back exactly
+    r = run("resample", tmp_path / "lab.nii.gz", tmp_path / "lab2.nii.gz", "--spacing", "1,1.5,0.75", "--labels")
+    assert r.returncode == 0, r.stderr
+    r = run("resample", tmp_path / "lab2.nii.gz", tmp_path / "back.zarr", "--like", tmp_path / "lab.nii.gz",
+            "--labels")
+    assert r.returncode == 0, r.stderr
+    back = open_volume(tmp_path / "back.zarr")
+    assert np.array_equal(np.asarray(back.data), lab) and back.meta["labels"] is True   # napari opens it as labels
+    np.testing.assert_allclose(geo.best_affine(back.meta[geo.KEY]), aff)
+    r = run("resample", tmp_path / "lab.nii.gz", tmp_path / "x.zarr")
+    assert r.returncode != 0 and "give one of --spacing, --weights or --like" in r.stderr
+    r = run("resample", tmp_path / "lab.nii.gz", tmp_path / "x.zarr", "--like", tmp_path / "fine.zarr", "--labels")
+    assert r.returncode == 0   # the same extent on another grid
+    nib.save(nib.Nifti1Image(lab[:6].transpose(2, 1, 0), aff), str(tmp_path / "half.nii.gz"))
+    r = run("resample", tmp_path / "lab.nii.gz", tmp_path / "y.zarr", "--like", tmp_path / "half.nii.gz", "--labels")
+    assert r.returncode != 0 and "not the same extent" in r.stderr
+    np.save(tmp_path / "bare.npy", img)
+    r = run("resample", tmp_path / "bare.npy", tmp_path / "z.zarr", "--spacing", "1,1,1")
+    assert r.returncode != 0 and "records no voxel size; give it with --input-spacing" in r.stderr

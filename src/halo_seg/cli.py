@@ -347,6 +347,43 @@ def _segment_memory(vol, weights, precision: str = "fp32") -> dict:
         return {"segment_memory": f"not estimated: {exc}"}
 
 
+def cmd_resample(a) -> int:
+    import numpy as np
+    from .engine import resample as rs
+    from .engine.weights import load_unet
+    from .io import open_volume
+    from .io.resampled import write_resampled
+    vol = open_volume(a.input, spacing=_spacing_arg(a.input_spacing), channel=a.channel, timepoint=a.timepoint)
+    if sum(x is not None for x in (a.spacing, a.weights, a.like)) != 1:
+        raise SystemExit("error: give one of --spacing, --weights or --like")
+    if a.like:
+        like = open_volume(a.like)
+        shape = like.shape
+        if vol.spacing_known and like.spacing_known:   # the same extent, or the voxels would not line up
+            ext = [n * s for n, s in zip(vol.shape, vol.spacing)]
+            other = [n * s for n, s in zip(like.shape, like.spacing)]
+            if any(abs(e - o) > max(s, t) for e, o, s, t in zip(ext, other, vol.spacing, like.spacing)):
+                raise SystemExit(f"error: {a.input} spans {' x '.join(f'{e:.4g}' for e in ext)} and {a.like} "
+                                 f"{' x '.join(f'{e:.4g}' for e in other)}: not the same extent")
+    else:
+        if not vol.spacing_known:
+            raise SystemExit(f"error: {a.input} records no voxel size; give it with --input-spacing Z,Y,X")
+        if a.spacing:
+            target = _spacing_arg(a.spacing)
+        else:
+            target = rs.target_spacing(vol.spacing, vol.meta.get("unit"), *rs.model_spacing(load_unet(a.weights)[1]),
+                                       policy="on") or vol.spacing
+        shape = rs.resampled_shape(vol.shape, vol.spacing, target)
+    labels = a.labels or bool(vol.meta.get("labels"))
+    if not labels and np.issubdtype(vol.data.dtype, np.integer) and np.dtype(vol.data.dtype).itemsize == 1:
+        print("note: an 8-bit volume is interpolated as an image; pass --labels if it holds labels")
+    out, spacing = write_resampled(vol, a.output, shape, labels=labels)
+    unit = f" {vol.meta['unit']}" if vol.meta.get("unit") else ""
+    print(f"wrote {out}: {' x '.join(map(str, shape))} voxels of {' x '.join(f'{s:.4g}' for s in spacing)}{unit} "
+          f"({'labels, nearest voxel' if labels else 'trilinear'}), from {' x '.join(map(str, vol.shape))}")
+    return 0
+
+
 def cmd_export(a) -> int:
     from .io.export import export_labels
     print("wrote " + export_labels(a.labels, a.output, like=a.like, name=a.name, label=a.label, smooth=a.smooth))
@@ -540,6 +577,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write each case's labels placed on its scan, e.g. .nii.gz, or .dcm (DICOM SEG)")
     _engine_args(b)
     b.set_defaults(fn=cmd_batch)
+    r = sub.add_parser("resample", help="a volume on another voxel grid of the same extent (a model's voxel size, "
+                                         "one spacing for training volumes, or back onto a scan's grid)")
+    r.add_argument("input")
+    r.add_argument("output", help=".zarr, .nii or .nii.gz; placed where the input lies (its scan geometry follows)")
+    r.add_argument("--spacing", default=None, metavar="Z,Y,X", help="the new voxel size, in the input's unit")
+    r.add_argument("--weights", default=None, help="the voxel size these weights were trained at ('default': the "
+                                                   "shipped model's)")
+    r.add_argument("--like", default=None, metavar="VOLUME", help="the grid of this volume (same extent): e.g. "
+                                                                 "labels computed at a model's voxel size, back "
+                                                                 "onto their scan's grid")
+    r.add_argument("--labels", action="store_true", help="the input holds labels: nearest voxel, values kept "
+                                                        "(automatic for files marked as labels)")
+    r.add_argument("--input-spacing", default=None, metavar="Z,Y,X", help="the input's voxel size, where its "
+                                                                         "file records none")
+    _choice_args(r, "of the input")
+    r.set_defaults(fn=cmd_resample)
     e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, or as DICOM SEG")
     e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF or .npy")
     e.add_argument("output", help="output .nii.gz, .nii, .zarr, .dcm (DICOM SEG), .stl / .ply / .obj (surface "

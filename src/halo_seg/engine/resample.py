@@ -80,7 +80,8 @@ def training_spacing(volumes, log=print) -> dict:
     med = np.median(sps, axis=0)
     if np.any(np.abs(np.log(sps / med)) > math.log1p(TOLERANCE)):
         log(f"the training volumes differ in voxel size ({'; '.join(' x '.join(f'{x:g}' for x in sp) for sp in sps)}); "
-            f"the model records the median, {' x '.join(f'{x:g}' for x in med)}, and segment resamples to it")
+            f"the model records the median, {' x '.join(f'{x:g}' for x in med)}, and segment resamples to it "
+            f"(halo-seg resample brings volumes to one voxel size)")
     units = {v.meta.get("unit") for v in known}
     return {"spacing": [float(x) for x in med], **({"unit": units.pop()} if len(units) == 1 and None not in units else {})}
 
@@ -95,9 +96,13 @@ def grid_spacing(shape, spacing, new_shape) -> tuple[float, float, float]:
     return tuple(float(s) * n / m for s, n, m in zip(spacing, shape, new_shape))
 
 
-def _axis(n_in: int, n_out: int, start: int, stop: int):
+def _axis(n_in: int, n_out: int, start: int, stop: int, nearest: bool = False):
     """Source indices and weights of output voxels start..stop-1 along one axis (torch's
-    align_corners=False linear interpolation: centres matched, clamped at the edges)."""
+    align_corners=False linear interpolation: centres matched, clamped at the edges; ``nearest``:
+    the source voxel holding the output voxel's centre, torch's "nearest-exact")."""
+    if nearest:
+        i0 = np.minimum(np.floor((np.arange(start, stop) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
+        return i0, i0, np.zeros(len(i0), np.float32)
     src = (np.arange(start, stop, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
     src = np.clip(src, 0.0, n_in - 1)
     i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
@@ -105,22 +110,29 @@ def _axis(n_in: int, n_out: int, start: int, stop: int):
     return i0, i1, (src - i0).astype(np.float32)
 
 
-def source_region(in_shape, out_shape, region) -> tuple[slice, ...]:
+def source_region(in_shape, out_shape, region, nearest: bool = False) -> tuple[slice, ...]:
     """The input voxels the output ``region`` (slices) is interpolated from."""
     out = []
     for n_in, n_out, r in zip(in_shape, out_shape, region):
-        i0, i1, _ = _axis(n_in, n_out, r.start, r.stop)
+        i0, i1, _ = _axis(n_in, n_out, r.start, r.stop, nearest)
         out.append(slice(int(i0.min()), int(i1.max()) + 1))
     return tuple(out)
 
 
-def resample_block(read: Callable[[tuple], np.ndarray], in_shape, out_shape, region) -> np.ndarray:
+def resample_block(read: Callable[[tuple], np.ndarray], in_shape, out_shape, region,
+                   nearest: bool = False) -> np.ndarray:
     """The output ``region`` (three slices of the ``out_shape`` grid) of the trilinear resampling of an
-    ``in_shape`` volume, reading only what it needs through ``read(slices)``; float32. Leading axes
-    of what ``read`` returns (classes) are carried along."""
-    src = source_region(in_shape, out_shape, region)
-    x = np.asarray(read(src), dtype=np.float32)
+    ``in_shape`` volume, reading only what it needs through ``read(slices)``; float32 (``nearest``:
+    nearest-neighbour, in the input's dtype, for labels). Leading axes of what ``read`` returns
+    (classes) are carried along."""
+    src = source_region(in_shape, out_shape, region, nearest)
+    x = np.asarray(read(src))
     lead = x.ndim - 3
+    if nearest:
+        for ax, (n_in, n_out, r, s) in enumerate(zip(in_shape, out_shape, region, src)):
+            x = np.take(x, _axis(n_in, n_out, r.start, r.stop, True)[0] - s.start, axis=lead + ax)
+        return x
+    x = x.astype(np.float32, copy=False)
     for ax, (n_in, n_out, r, s) in enumerate(zip(in_shape, out_shape, region, src)):
         i0, i1, w = _axis(n_in, n_out, r.start, r.stop)
         shape = [1] * x.ndim
@@ -171,23 +183,25 @@ class SourceReader(ArrayReader):
         return self._array
 
 
-def lazy_resample(reader: ArrayReader, out_shape, chunks=64):
-    """The volume ``reader`` reads, resampled to ``out_shape``, as a lazy float32 dask array: nothing is
-    read until a block is asked for, and a block reads only its source region."""
+def lazy_resample(reader: ArrayReader, out_shape, chunks=64, nearest: bool = False, dtype=np.float32):
+    """The volume ``reader`` reads, resampled to ``out_shape``, as a lazy float32 dask array (``nearest``:
+    nearest-neighbour, of ``dtype``): nothing is read until a block is asked for, and a block reads
+    only its source region."""
     import dask.array as da
     in_shape, out_shape = reader.shape, tuple(int(s) for s in out_shape)
     if isinstance(chunks, int):
         chunks = (chunks,) * 3
-    template = da.zeros(out_shape, chunks=tuple(min(c, n) for c, n in zip(chunks, out_shape)), dtype=np.float32)
-    return da.map_blocks(_Block(reader, in_shape, out_shape), template, dtype=np.float32)
+    dtype = np.dtype(dtype if nearest else np.float32)
+    template = da.zeros(out_shape, chunks=tuple(min(c, n) for c, n in zip(chunks, out_shape)), dtype=dtype)
+    return da.map_blocks(_Block(reader, in_shape, out_shape, nearest), template, dtype=dtype)
 
 
 class _Block:
     """One block of lazy_resample (a class, not a closure: spawned ranks receive it pickled)."""
 
-    def __init__(self, reader, in_shape, out_shape):
-        self.reader, self.in_shape, self.out_shape = reader, in_shape, out_shape
+    def __init__(self, reader, in_shape, out_shape, nearest=False):
+        self.reader, self.in_shape, self.out_shape, self.nearest = reader, in_shape, out_shape, nearest
 
     def __call__(self, _, block_info=None):
         region = tuple(slice(a, b) for a, b in block_info[0]["array-location"])
-        return resample_block(self.reader, self.in_shape, self.out_shape, region)
+        return resample_block(self.reader, self.in_shape, self.out_shape, region, self.nearest)

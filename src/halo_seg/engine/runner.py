@@ -223,7 +223,8 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         if torchrun_env():
             raise EngineError(f"the volume's voxel size ({' x '.join(f'{s:g}' for s in vol.spacing)}) is not the "
                               f"model's ({' x '.join(f'{s:g}' for s in target)}), and under torchrun the engine does "
-                              "not resample: resample the volume to the model's spacing first, or pass --resample off")
+                              "not resample: resample the volume to the model's spacing first (halo-seg resample INPUT "
+                              "OUT.zarr --weights W), or pass --resample off")
         from .resampled_run import segment_resampled
         try:
             return segment_resampled(vol, source, target, output, resume=resume, save_probabilities=save_probabilities,

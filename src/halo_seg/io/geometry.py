@@ -2,9 +2,10 @@
 volume written for it.
 
 A NIfTI scan places its voxels in the world with an affine (orientation, voxel size, origin) and
-says which space that is (its sform and qform codes: scanner, aligned, talairach, MNI). The engine
-works on the voxel grid in (Z, Y, X) order and never resamples, so labels computed on that grid
-overlay the scan exactly when they are written with the scan's affines and codes. Written with the
+says which space that is (its sform and qform codes: scanner, aligned, talairach, MNI). The engine's
+labels come out on the scan's voxel grid in (Z, Y, X) order (where the network ran on a resampled
+copy, its probabilities are brought back first), so they overlay the scan exactly when they are
+written with the scan's affines and codes. Written with the
 voxel size alone they would sit at the world origin, unrotated, in 3D Slicer, ITK-SNAP or FSLeyes:
 125 mm away from the Colin27 scan.
 
@@ -61,6 +62,18 @@ def check(geometry: Any, shape_zyx=None, what: str = "geometry") -> dict:
         raise VolumeError(f"{what} belongs to a volume of shape {tuple(g['shape'])}, not "
                           f"{tuple(int(s) for s in shape_zyx)}: these labels are not on that image's grid")
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in g.items()}
+
+
+def resampled(geometry: dict, shape_zyx) -> dict:
+    """The geometry of the same extent resampled to ``shape_zyx`` voxels, voxel centres placed as
+    engine/resample.py places them: new voxel j at old voxel (j + 0.5) * old / new - 0.5."""
+    g = check(geometry)
+    f = np.array([o / n for o, n in zip(g["shape"], shape_zyx)], float)[::-1]   # (x, y, z), as the affines
+    m = np.eye(4)
+    m[:3, :3] = np.diag(f)
+    m[:3, 3] = (f - 1) / 2
+    return {**g, "shape": [int(s) for s in shape_zyx], "sform": (np.asarray(g["sform"]) @ m).tolist(),
+            "qform": (np.asarray(g["qform"]) @ m).tolist()}
 
 
 def best_affine(geometry: dict) -> np.ndarray:
