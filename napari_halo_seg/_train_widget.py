@@ -50,10 +50,10 @@ def prepare(image, labels, hold_out: float, patch: int, iterations: int, precisi
     return image, labels.astype(np.int64), cfg, (train, ~train), held
 
 
-def _train(image, labels, settings, out, cancel, progress, predict: bool, scale: dict | None = None):
+def _train(image, labels, settings, out, cancel, progress, predict: bool, record: dict | None = None):
     """In the worker: ((result, the new model's labels of the image or None, held-out slices), None)
-    or (None, the exception). ``scale``: the image's voxel size ({"spacing", "unit"}), recorded with
-    the weights so that `segment` runs them at it."""
+    or (None, the exception). ``record``: kept with the weights: the image's voxel size ("spacing",
+    "unit"; `segment` then runs them at it) and the layers trained on ("data", for the model card)."""
     import tempfile
     import zarr
     from halo_seg.engine.runner import segment
@@ -65,7 +65,10 @@ def _train(image, labels, settings, out, cancel, progress, predict: bool, scale:
         res = train_unet([image], [labels], cfg, out, train_regions=[regions[0]], val_regions=[regions[1]],
                          log=lambda *_: None, progress=progress, cancel=cancel.is_set,
                          meta={"trained_in": "napari", "held_out": "the end of the labelled extent along z",
-                               **(scale or {})})
+                               **(record or {})})
+        if res["best"] is not None:   # what the weights are, beside them (a cancelled run's too)
+            from halo_seg.train.model_card import write_card
+            write_card(out)
         pred = None
         if predict and res["best"] is not None and res["cancelled_at"] is None:
             dst = Path(tempfile.mkdtemp(prefix="halo-seg-train-")) / "prediction.zarr"
@@ -143,9 +146,12 @@ class TrainWidget(BackgroundWidget):
         settings = dict(hold_out=self.hold_out.value() / 100, patch=self.patch.value(),
                         iterations=self.iterations.value(), precision="bf16" if self.bf16.isChecked() else "fp32")
         spacing, unit = layer_spacing(layer), layer_unit(layer)
-        scale = {"spacing": list(spacing), **({"unit": unit} if unit else {})} if spacing else {}
+        record = {"spacing": list(spacing), **({"unit": unit} if unit else {})} if spacing else {}
+        source = (layer.metadata or {}).get("source")
+        record["data"] = (f"napari layers '{layer.name}'" + (f" (`{source}`)" if source else "")
+                         + f" and '{self.labels.currentText()}'")   # named in the model card
         self._start("reading the image and labels ...", _train, image, labels, settings, out, self._cancel,
-                    self.progress_callback, self.predict.isChecked(), scale,
+                    self.progress_callback, self.predict.isChecked(), record,
                     on_done=lambda outcome: self._done(outcome, out, layer))
 
     def _done(self, outcome, out: Path, layer):
@@ -168,8 +174,8 @@ class TrainWidget(BackgroundWidget):
         self.last_weights = out
         dice = ", ".join("n/a" if d is None else f"{d:.3f}" for d in best["val_dice"])
         self._succeeded(f"{stopped}weights saved to {out} (iteration {best['iteration']}); Dice per class on the "
-                        f"held-out {where} (n/a: not there): {dice}. Use them in Automatic segmentation (weights) "
-                        f"or halo-seg segment --weights")
+                        f"held-out {where} (n/a: not there): {dice}; its model card is {out.with_suffix('.md').name}. Use "
+                        f"them in Automatic segmentation (weights) or halo-seg segment --weights")
 
     def _failed(self, exc, cancelled_types=()):
         from halo_seg.engine.runner import Cancelled

@@ -31,6 +31,10 @@ def test_training_saves_weights_whose_held_out_dice_is_the_one_reported(make_nap
     assert "weights saved" in w.status.text(), w.status.text()
     path = w.last_weights
     assert path.is_file() and str(_user_dir) in str(path)
+    card = path.with_suffix(".md").read_text()   # what the weights are, beside them
+    assert "| data | napari layers 'phantom' and 'phantom truth' |" in card
+    assert "| validation | held-out regions of the training volumes" in card
+    assert f"its model card is {path.stem}.md" in w.status.text()
     net, meta = load_unet(path)
     labels = np.asarray(viewer.layers["phantom truth"].data)
     assert net.config["out_channels"] == int(labels.max()) + 1

@@ -150,6 +150,7 @@ def cmd_train(a) -> int:
     from .engine import normalize
     from .engine.partition import parse_grid
     from .io import open_volume
+    from .train.model_card import write_card
     from .train.unet_train import TrainConfig, TrainingError, train_unet
     import numpy as np
     from tqdm import tqdm
@@ -168,6 +169,7 @@ def cmd_train(a) -> int:
     from .engine.resample import training_spacing
     opened = [open_volume(p, channel=a.channel, timepoint=a.timepoint) for p in a.images]
     scale = training_spacing(opened, log=lambda m: print("note: " + m))   # recorded: segment resamples to it
+    data = {"images": list(a.images), "labels": list(a.labels), "validation": list(a.val_images)}   # for the card
     imgs = [np.asarray(v.data) for v in opened]
     labs = [np.asarray(open_volume(p).data).astype(np.int64) for p in a.labels]
     val = dict(val_images=[np.asarray(open_volume(p, channel=a.channel, timepoint=a.timepoint).data)
@@ -189,7 +191,7 @@ def cmd_train(a) -> int:
                    depth=a.depth, seed=0, epoch=a.epoch, device=a.device, threads=a.threads, resume=a.resume,
                    replicas=a.replicas, normalization=spec, memory_check=not a.no_memory_check,
                    checkpoint=a.checkpoint, augment=a.full_augmentation, precision=a.precision,
-                   command=" ".join(sys.argv), **scale)
+                   command=" ".join(sys.argv), data=data, **scale)
         try:
             if torchrun:
                 lead = int(os.environ["RANK"]) == 0
@@ -206,6 +208,8 @@ def cmd_train(a) -> int:
         bar.close()
         if res is not None:
             best = res["best"]
+            if best is not None:
+                print(f"model card: {write_card(res['out'])}")
             print(json.dumps({"out": res["out"], "grid": list(grid), "replicas": a.replicas,
                               "final_loss": res["history"][-1]["loss"] if res["history"] else None,
                               "best_val_dice": best and best["val_dice"], "best_iteration": best and best["iteration"]}))
@@ -216,11 +220,19 @@ def cmd_train(a) -> int:
                       checkpoint=a.checkpoint, precision=a.precision)
     try:
         res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard, log=tqdm.write,
-                         meta={"command": " ".join(sys.argv), **scale}, resume=a.resume, progress=progress, **val)
+                         meta={"command": " ".join(sys.argv), "data": data, **scale}, resume=a.resume, progress=progress, **val)
     except TrainingError as exc:
         raise SystemExit(f"error: {exc}")
     bar.close()
+    if res["best"] is not None:
+        print(f"model card: {write_card(a.out)}")
     print(json.dumps({"best_mean_dice": res["best_mean_dice"], "out": a.out}))
+    return 0
+
+
+def cmd_card(a) -> int:
+    from .train.model_card import write_card
+    print(f"wrote {write_card(a.weights, a.out)}")
     return 0
 
 
@@ -593,6 +605,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                          "file records none")
     _choice_args(r, "of the input")
     r.set_defaults(fn=cmd_resample)
+    c = sub.add_parser("card", help="write the model card of 3D U-Net weights (train writes one beside them)")
+    c.add_argument("weights", help="a .safetensors file written by halo-seg train")
+    c.add_argument("--out", default=None, help="the card's path (default: the weights' path with .md)")
+    c.set_defaults(fn=cmd_card)
     e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, or as DICOM SEG")
     e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF or .npy")
     e.add_argument("output", help="output .nii.gz, .nii, .zarr, .dcm (DICOM SEG), .stl / .ply / .obj (surface "

@@ -172,6 +172,7 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
                               training={"config": {k: v for k, v in cfg.items() if k != "resume"},
                                         "grid": list(grid), "replicas": mesh.replicas, "partitioned": True,
                                         "iteration": it, "best_val_dice": val, "validation_volumes": len(val_vols),
+                                        "validated_on": "held-out volumes" if val_vols else "training volumes",
                                         "resumed_from": cfg.get("resume"),
                                         **{k: cfg[k] for k in ("spacing", "unit") if cfg.get(k)}})
     # the run's peak above what the rank held before it (the largest rank's), for benchmarks/train_memory.py

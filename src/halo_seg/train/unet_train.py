@@ -175,6 +175,8 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     # what validation runs on: (normalised image, labels, region) of held-out volumes, or of the training volumes
     checks = ([(normalised(im, spec), lb.astype(np.int64), np.ones(im.shape, bool))
                for im, lb in zip(val_images, val_labels)] or [(v[0], v[1], v[4]) for v in vols])
+    validated_on = ("held-out volumes" if val_images else "held-out regions" if train_regions is not None
+                    or val_regions is not None else "training volumes")
     net = UNet3D(1, cfg.n_classes, base=cfg.base, depth=cfg.depth)
     start = 0
     if resume:
@@ -248,7 +250,8 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
                           training={"config": {k: (list(v) if isinstance(v, tuple) else v)
                                                for k, v in asdict(cfg).items()},
                                     "best_val_dice": per_class, "iteration": it,
-                                    "validation_volumes": len(val_images), **(meta or {})})
+                                    "validation_volumes": len(val_images), "validated_on": validated_on,
+                                    **(meta or {})})
     if writer:
         writer.close()
     Path(str(out) + ".history.json").write_text(json.dumps(history, indent=1))
