@@ -21,7 +21,7 @@ from halo_seg.engine.runner import Cancelled, EngineError, segment
 from halo_seg.engine.unet import UNet3D
 from halo_seg.engine.weights import load_unet, save_unet
 from halo_seg.io import open_volume
-from halo_seg.io.volume import Volume
+from halo_seg.io.volume import Volume, VolumeError
 
 
 def _torch_resize(x: np.ndarray, shape) -> np.ndarray:
@@ -172,6 +172,9 @@ def test_an_array_with_a_given_spacing_and_a_stopped_run_resumed(tmp_path, two_m
     assert (lab == ref.argmax(0))[sure].all()
     again = segment(x, out, weights=two_mm_weights, grid=(1, 2, 1), spacing=(1, 1, 1), resume=True)
     assert again.skipped
+    with pytest.raises(VolumeError, match="different job"):   # refused before the network runs
+        segment(x, out, weights=two_mm_weights, mode="whole", spacing=(1, 1, 1), resume=True)
+    assert not work_path(out).exists()
     # no spacing given: a bare array's voxel size is unknown, so it runs as it is
     assert segment(x, tmp_path / "bare.zarr", weights=two_mm_weights, grid=(1, 2, 1)).resampled is None
 
@@ -184,6 +187,9 @@ def test_what_cannot_be_resampled_is_refused(tmp_path, two_mm_weights, tiny_weig
         segment(x, tmp_path / "b.zarr", weights=two_mm_weights, resample="on")
     with pytest.raises(EngineError, match="fewer than the network's 4"):   # 0.1 mm voxels: 1 to 2 voxels at 2 mm
         segment(x, tmp_path / "c.zarr", weights=two_mm_weights, spacing=(0.1, 0.1, 0.1))
+    with pytest.raises(EngineError, match="not enough memory"):   # refused by the run at 2 mm: nothing left
+        segment(x, tmp_path / "e.zarr", weights=two_mm_weights, spacing=(400, 400, 400))
+    assert not (tmp_path / "e.zarr").exists()
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
     with pytest.raises(EngineError, match="under torchrun the engine does not resample"):

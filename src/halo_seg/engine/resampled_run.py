@@ -54,20 +54,27 @@ def segment_resampled(vol, source, target, output, *, resume: bool, save_probabi
            "weights": meta.get("sha256"), "resampled": about,
            "engine": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                       for k, v in sorted(engine.items()) if k in ("mode", "grid", "overlap", "mirror", "precision")}}
-    if resume and out.exists() and not work.exists() and done_map(out).all():
-        return SegmentResult(str(out), engine["mode"], engine["grid"], 0.0, skipped=True, resampled=about)
     if isinstance(source, (str, Path)):
         reader = rs.SourceReader(source, vol.shape, channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"))
     else:
         reader = rs.ArrayReader(vol.data)
+    # made (or checked, for resume) before the network runs, so that another job's output is refused first
+    fresh = not (resume and out.exists())
+    open_output(out, vol.shape, chunks, counts, net.config["out_channels"], vol.spacing, sig, save_probabilities,
+                resume, geometry=vol.meta.get("geometry"), unit=vol.meta.get("unit"))
+    if resume and not work.exists() and done_map(out).all():
+        return SegmentResult(str(out), engine["mode"], engine["grid"], 0.0, skipped=True, resampled=about)
     lazy = rs.lazy_resample(reader, shape)
-    inner = segment(lazy, work, resample="off", spacing=spacing, save_probabilities=True, progress=progress,
-                    cancel=cancel, resume=resume and work.exists(), **engine)
+    try:
+        inner = segment(lazy, work, resample="off", spacing=spacing, save_probabilities=True, progress=progress,
+                        cancel=cancel, resume=resume and work.exists(), **engine)
+    except BaseException:
+        if fresh:   # nothing of it written yet: no empty labels left behind to be mistaken for a result
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     _raise_if_cancelled(cancel, f"the run on the model's grid is kept in {work}; resume to finish")
     import zarr
     probs = zarr.open_group(str(work), mode="r")["probabilities"]
-    open_output(out, vol.shape, chunks, counts, probs.shape[0], vol.spacing, sig, save_probabilities, resume,
-                geometry=vol.meta.get("geometry"), unit=vol.meta.get("unit"))
     done = done_map(out)
     todo = [(idx, region) for idx, region in rs.blocks(vol.shape, chunks) if not done[idx]]
 
