@@ -125,3 +125,28 @@ def test_cli_grid_training(pair, held_out, tmp_path):
                         "--labels", str(tmp_path / "lab.npy"), "--out", str(out), "--normalization", "minmax"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "unknown normalisation" in r.stderr
+
+
+def test_train_dry_run_checks_times_and_saves_nothing(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from halo_seg.samples import make_phantom
+    s = make_phantom((32, 32, 32), n_objects=3, seed=1)
+    np.save(tmp_path / "img.npy", s.image)
+    np.save(tmp_path / "lab.npy", (s.labels > 0).astype(np.uint8))
+    out = tmp_path / "m.safetensors"
+    args = [sys.executable, "-m", "halo_seg.cli", "train", "--image", str(tmp_path / "img.npy"), "--labels",
+            str(tmp_path / "lab.npy"), "--out", str(out), "--patch", "16", "16", "16", "--base", "4", "--depth", "2",
+            "--iterations", "300", "--epoch", "50", "--dry-run"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout.strip().splitlines()[-1])["dry_run"]
+    assert plan["iterations"] == 300 and plan["seconds_per_iteration"] > 0 and plan["seconds_per_validation"] > 0
+    expected = plan["setup_seconds"] + 300 * plan["seconds_per_iteration"] + 6 * plan["seconds_per_validation"]
+    assert abs(plan["estimated_minutes"] - expected / 60) < 0.06
+    assert "300 iterations validated every 50 would take about" in r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.npy", "lab.npy"]   # no weights, card or history
+    np.save(tmp_path / "lab.npy", np.zeros((32, 32, 32), np.uint8))   # what a run would refuse, a dry run refuses
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "labels are empty" in r.stderr

@@ -146,7 +146,45 @@ def cmd_train_default(a) -> int:
     return 0
 
 
+DRY_ITERATIONS = 5
+
+
+def _train_dry_run(a) -> int:
+    """`train --dry-run`: every check a run makes (pairs, classes, memory), then a few real iterations
+    and one validation, timed, into a scratch file; the whole run's time estimated from them."""
+    import copy
+    import math
+    import tempfile
+    import time
+    stamps = []
+    trial = copy.copy(a)
+    with tempfile.TemporaryDirectory(prefix="halo-seg-dry-") as tmp:
+        trial.dry_run, trial.quiet, trial.resume, trial.report = False, True, None, False
+        trial.iterations = trial.epoch = DRY_ITERATIONS
+        trial.out, trial.on_step = f"{tmp}/dry.safetensors", lambda it: stamps.append((it, time.perf_counter()))
+        t0 = time.perf_counter()
+        cmd_train(trial)
+        end = time.perf_counter()
+    if len(stamps) < DRY_ITERATIONS:   # under torchrun only the lead rank sees the steps
+        return 0
+    first, last = stamps[0][1], stamps[-1][1]
+    step = (last - first) / (len(stamps) - 1)       # the first step (warm-up) is left out
+    validation = max(0.0, end - last)
+    setup = max(0.0, first - t0 - step)
+    total = setup + a.iterations * step + math.ceil(a.iterations / a.epoch) * validation
+    plan = {"seconds_per_iteration": round(step, 3), "seconds_per_validation": round(validation, 2),
+            "setup_seconds": round(setup, 1), "iterations": a.iterations, "epoch": a.epoch,
+            "estimated_minutes": round(total / 60, 1), "device": a.device}
+    print(f"dry run: the checks passed; an iteration took {step:.2f} s and a validation {validation:.1f} s "
+          f"(setup {setup:.0f} s), so {a.iterations} iterations validated every {a.epoch} would take about "
+          f"{total / 60:.0f} min here. Nothing was saved.")
+    print(json.dumps({"dry_run": plan}))
+    return 0
+
+
 def cmd_train(a) -> int:
+    if getattr(a, "dry_run", False):
+        return _train_dry_run(a)
     from .engine import normalize
     from .engine.partition import parse_grid
     from .io import open_volume
@@ -181,6 +219,8 @@ def cmd_train(a) -> int:
     def progress(i, total):
         bar.n = i
         bar.refresh()
+        if getattr(a, "on_step", None):   # --dry-run times the steps
+            a.on_step(i)
     from .engine.runner import torchrun_env
     torchrun = torchrun_env() and int(os.environ["WORLD_SIZE"]) > 1
     if a.replicas < 1:
@@ -206,7 +246,7 @@ def cmd_train(a) -> int:
         except (TrainingError, ValueError) as exc:
             raise SystemExit(f"error: {exc}")
         bar.close()
-        if res is not None:
+        if res is not None and getattr(a, "report", True):
             best = res["best"]
             if best is not None:
                 print(f"model card: {write_card(res['out'])}")
@@ -224,6 +264,8 @@ def cmd_train(a) -> int:
     except TrainingError as exc:
         raise SystemExit(f"error: {exc}")
     bar.close()
+    if not getattr(a, "report", True):   # a dry run's trial: nothing to report
+        return 0
     if res["best"] is not None:
         print(f"model card: {write_card(a.out)}")
     print(json.dumps({"best_mean_dice": res["best_mean_dice"], "out": a.out}))
@@ -726,6 +768,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "faster and lighter on GPUs and CPUs with bfloat16; validation always runs in fp32")
     t.add_argument("--resume", default=None, help="continue from a checkpoint written by this command")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--dry-run", action="store_true", help="check everything, time a few iterations and a "
+                                                          "validation, estimate the run's time; save nothing")
     _choice_args(t, "of every --image")
     t.set_defaults(fn=cmd_train)
     td = sub.add_parser("train-default", help="retrain the shipped default model on the sample")
