@@ -137,6 +137,7 @@ def test_segment_runs_the_network_at_the_models_voxel_size(tmp_path, two_mm_weig
     res = segment(tmp_path / "scan.nii.gz", tmp_path / "out.zarr", weights=two_mm_weights, grid=(2, 1, 1),
                   save_probabilities=True)
     assert res.resampled["shape"] == [20, 24, 22] and res.resampled["spacing"] == [2.0, 2.0, 2.0]
+    assert len(res.ranks) == 2 and all("back_seconds" in r for r in res.ranks)   # the ranks shared the way back
     ref = _reference(x, (20, 24, 22), two_mm_weights, tmp_path)
     grp = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
     got = grp["probabilities"][...]
@@ -162,24 +163,25 @@ def test_an_array_with_a_given_spacing_and_a_stopped_run_resumed(tmp_path, two_m
         if what.startswith("back to") and done == 2:
             stop.set()   # a user pressing Cancel while the probabilities come back
     out = tmp_path / "out.zarr"
-    with pytest.raises(Cancelled):
-        segment(x, out, weights=two_mm_weights, grid=(1, 2, 1), spacing=(1, 1, 1), progress=progress, cancel=stop)
+    with pytest.raises(Cancelled):   # whole mode: the way back runs here (in halo mode, in the ranks)
+        segment(x, out, weights=two_mm_weights, mode="whole", spacing=(1, 1, 1), progress=progress, cancel=stop)
     assert work_path(out).exists()   # kept for resume
-    res = segment(x, out, weights=two_mm_weights, grid=(1, 2, 1), spacing=(1, 1, 1), resume=True)
+    assert 0 < zarr.open_group(str(out))["done"][...].sum() < zarr.open_group(str(out))["done"].size
+    res = segment(x, out, weights=two_mm_weights, mode="whole", spacing=(1, 1, 1), resume=True)
     assert res.resampled and not res.skipped and not work_path(out).exists()
     lab = zarr.open_group(str(out), mode="r")["labels"][...]
     sure = np.sort(ref, 0)[-1] - np.sort(ref, 0)[-2] > 1e-3
     assert (lab == ref.argmax(0))[sure].all()
-    again = segment(x, out, weights=two_mm_weights, grid=(1, 2, 1), spacing=(1, 1, 1), resume=True)
+    again = segment(x, out, weights=two_mm_weights, mode="whole", spacing=(1, 1, 1), resume=True)
     assert again.skipped
     with pytest.raises(VolumeError, match="different job"):   # refused before the network runs
-        segment(x, out, weights=two_mm_weights, mode="whole", spacing=(1, 1, 1), resume=True)
+        segment(x, out, weights=two_mm_weights, grid=(1, 2, 1), spacing=(1, 1, 1), resume=True)
     assert not work_path(out).exists()
     # no spacing given: a bare array's voxel size is unknown, so it runs as it is
     assert segment(x, tmp_path / "bare.zarr", weights=two_mm_weights, grid=(1, 2, 1)).resampled is None
 
 
-def test_what_cannot_be_resampled_is_refused(tmp_path, two_mm_weights, tiny_weights, monkeypatch):
+def test_what_cannot_be_resampled_is_refused(tmp_path, two_mm_weights, tiny_weights):
     x = _smooth_volume((24, 24, 24))
     with pytest.raises(EngineError, match="do not record the voxel size"):
         segment(x, tmp_path / "a.zarr", weights=tiny_weights, spacing=(1, 1, 1), resample="on")
@@ -190,11 +192,6 @@ def test_what_cannot_be_resampled_is_refused(tmp_path, two_mm_weights, tiny_weig
     with pytest.raises(EngineError, match="not enough memory"):   # refused by the run at 2 mm: nothing left
         segment(x, tmp_path / "e.zarr", weights=two_mm_weights, spacing=(400, 400, 400))
     assert not (tmp_path / "e.zarr").exists()
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "1")
-    with pytest.raises(EngineError, match="under torchrun the engine does not resample"):
-        segment(x, tmp_path / "d.zarr", weights=two_mm_weights, spacing=(1, 1, 1))
-    assert not (tmp_path / "d.zarr").exists()
 
 
 def test_cli_segment_info_and_train_record_the_voxel_size(tmp_path):
@@ -283,3 +280,21 @@ def test_cli_resample_places_the_new_grid_where_the_scan_lies(tmp_path):
     np.save(tmp_path / "bare.npy", img)
     r = run("resample", tmp_path / "bare.npy", tmp_path / "z.zarr", "--spacing", "1,1,1")
     assert r.returncode != 0 and "records no voxel size; give it with --input-spacing" in r.stderr
+
+
+def test_torchrun_ranks_share_the_way_back(tmp_path, two_mm_weights):
+    import os
+    from halo_seg.engine.runner import _free_port
+    x = _smooth_volume((40, 48, 44))
+    nib.save(nib.Nifti1Image(x.transpose(2, 1, 0), np.eye(4)), str(tmp_path / "scan.nii.gz"))   # 1 mm
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                        str(_free_port()), "-m", "halo_seg.cli", "segment", str(tmp_path / "scan.nii.gz"),
+                        str(tmp_path / "t.zarr"), "--weights", str(two_mm_weights), "--grid", "2,1,1"],
+                       env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resampled to 2 x 2 x 2 mm (20 x 24 x 22 voxels)" in r.stdout
+    assert not work_path(tmp_path / "t.zarr").exists()
+    segment(tmp_path / "scan.nii.gz", tmp_path / "s.zarr", two_mm_weights, grid=(2, 1, 1))   # spawned ranks
+    t, s = (zarr.open_group(str(tmp_path / n), mode="r") for n in ("t.zarr", "s.zarr"))
+    assert t["done"][...].all() and np.array_equal(t["labels"][...], s["labels"][...])
+    assert np.array_equal(t["uncertainty"][...], s["uncertainty"][...])

@@ -4,11 +4,13 @@ to the model's spacing, then bring the class probabilities back to the volume's 
 The resampled input is never written: each rank reads its block of it lazily, interpolated from the
 input region under it. The engine's output on the model's grid goes to a work group beside the
 output (``<output>.model-grid.zarr``, with its probabilities); the final labels, uncertainty and
-(if asked) probabilities are interpolated from it chunk by chunk, and the work group is removed once
-every chunk is written. A run stopped in between resumes (``resume=True``) from both.
+(if asked) probabilities are interpolated from it chunk by chunk (in halo mode by the ranks, each its
+share of the chunks, once every block is written; under torchrun too), and the work group is removed
+once every chunk is written. A run stopped in between resumes (``resume=True``) from both.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -38,8 +40,8 @@ def segment_resampled(vol, source, target, output, *, resume: bool, save_probabi
                       channel, timepoint, net, meta, **engine):
     """``vol``: the opened input (its chosen channel / time point); ``target``: the spacing to run the
     network at; ``engine``: segment's other arguments, passed to the run on the model's grid."""
-    from .output import done_map, open_output, write_block
-    from .runner import SegmentResult, _raise_if_cancelled, segment
+    from .output import done_map, open_output
+    from .runner import SegmentResult, _raise_if_cancelled, segment, torchrun_env
     t0 = time.perf_counter()
     shape = rs.resampled_shape(vol.shape, vol.spacing, target)
     check_shape(shape, net.multiple, vol.spacing, target)
@@ -58,37 +60,55 @@ def segment_resampled(vol, source, target, output, *, resume: bool, save_probabi
         reader = rs.SourceReader(source, vol.shape, channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"))
     else:
         reader = rs.ArrayReader(vol.data)
-    # made (or checked, for resume) before the network runs, so that another job's output is refused first
-    fresh = not (resume and out.exists())
-    open_output(out, vol.shape, chunks, counts, net.config["out_channels"], vol.spacing, sig, save_probabilities,
-                resume, geometry=vol.meta.get("geometry"), unit=vol.meta.get("unit"))
-    if resume and not work.exists() and done_map(out).all():
+    torchrun = torchrun_env()
+    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if torchrun else (0, 1)
+    # made (or checked, for resume) before the network runs, so that another job's output is refused
+    # first; under torchrun by rank 0, before the run's first barrier
+    fresh = rank == 0 and not (resume and out.exists())
+    if rank == 0:
+        open_output(out, vol.shape, chunks, counts, net.config["out_channels"], vol.spacing, sig, save_probabilities,
+                    resume, geometry=vol.meta.get("geometry"), unit=vol.meta.get("unit"))
+    if resume and out.exists() and not work.exists() and done_map(out).all():
         return SegmentResult(str(out), engine["mode"], engine["grid"], 0.0, skipped=True, resampled=about)
-    lazy = rs.lazy_resample(reader, shape)
-    try:
-        inner = segment(lazy, work, resample="off", spacing=spacing, save_probabilities=True, progress=progress,
-                        cancel=cancel, resume=resume and work.exists(), **engine)
+    back = dict(out=str(out), work=str(work), model_shape=shape, shape=vol.shape, chunks=chunks,
+                probabilities=save_probabilities)
+    try:   # in halo mode the ranks share the way back once their blocks are written (runner._rank_main)
+        inner = segment(rs.lazy_resample(reader, shape), work, resample="off", spacing=spacing,
+                        save_probabilities=True, progress=progress, cancel=cancel, resume=resume and work.exists(),
+                        _back=back if engine["mode"] == "halo" else None, **engine)
     except BaseException:
         if fresh:   # nothing of it written yet: no empty labels left behind to be mistaken for a result
             shutil.rmtree(out, ignore_errors=True)
         raise
     _raise_if_cancelled(cancel, f"the run on the model's grid is kept in {work}; resume to finish")
+    if not done_map(out).all():   # tile or whole mode, or a resumed run whose model-grid part was complete
+        back_pass(**back, share=(rank, world), cancel=cancel, progress=progress)
+    if rank == 0 and done_map(out).all():   # under torchrun every rank has passed the run's last barrier
+        shutil.rmtree(work, ignore_errors=True)
+    return SegmentResult(str(out), inner.mode, inner.grid, time.perf_counter() - t0, inner.ranks,
+                         memory=inner.memory, resampled=about)
+
+
+def back_pass(out, work, model_shape, shape, chunks, probabilities: bool, share=(0, 1), cancel=None, progress=None):
+    """Interpolate the model-grid probabilities in ``work`` to ``shape`` and write labels, uncertainty
+    (and probabilities) into ``out``, chunk by chunk: this rank's ``share`` (rank, world) of the
+    chunks not yet done."""
     import zarr
+    from .output import done_map, write_block
+    from .runner import _raise_if_cancelled
     probs = zarr.open_group(str(work), mode="r")["probabilities"]
     done = done_map(out)
-    todo = [(idx, region) for idx, region in rs.blocks(vol.shape, chunks) if not done[idx]]
+    rank, world = share
+    todo = [(idx, region) for k, (idx, region) in enumerate(rs.blocks(shape, chunks))
+            if k % world == rank and not done[idx]]
 
     def read(region):
         return probs[(slice(None),) + tuple(region)]
     for k, (idx, region) in enumerate(todo, 1):
         _raise_if_cancelled(cancel, f"chunks written stay; resume to finish ({work} is kept)")
-        p = rs.resample_block(read, shape, vol.shape, region)
-        write_block(out, region, p, idx, save_probabilities)
+        write_block(out, region, rs.resample_block(read, model_shape, shape, region), idx, probabilities)
         if progress is not None:
             progress(k, len(todo), "back to the input's voxel size")
-    shutil.rmtree(work, ignore_errors=True)
-    return SegmentResult(str(out), inner.mode, inner.grid, time.perf_counter() - t0, inner.ranks,
-                         memory=inner.memory, resampled=about)
 
 
 def resampled_volume(vol, target):

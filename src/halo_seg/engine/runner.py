@@ -174,7 +174,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
             progress: Callable[[int, int, str], None] | None = None, cancel=None, mirror="",
             channel: int | str | None = None, timepoint: int | None = None, memory_check: bool = True,
             precision: str = "fp32", resample: str = "auto", spacing=None,
-            _fault: dict | None = None) -> SegmentResult:
+            _fault: dict | None = None, _back: dict | None = None) -> SegmentResult:
     """Segment `source` (path or array) into the zarr group `output` (`labels`, `uncertainty`,
     `probabilities`; engine/output.py).
 
@@ -220,11 +220,6 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     except (MirrorError, ResampleError) as exc:
         raise EngineError(str(exc)) from None
     if target is not None:
-        if torchrun_env():
-            raise EngineError(f"the volume's voxel size ({' x '.join(f'{s:g}' for s in vol.spacing)}) is not the "
-                              f"model's ({' x '.join(f'{s:g}' for s in target)}), and under torchrun the engine does "
-                              "not resample: resample the volume to the model's spacing first (halo-seg resample INPUT "
-                              "OUT.zarr --weights W), or pass --resample off")
         from .resampled_run import segment_resampled
         try:
             return segment_resampled(vol, source, target, output, resume=resume, save_probabilities=save_probabilities,
@@ -256,7 +251,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
                mode=mode, overlap=overlap, tile_size=tile_size, probabilities=save_probabilities, resume=resume,
                timeout=float(timeout), threads=threads, mirror=mirror, precision=precision, fault=_fault or {},
                channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"),
-               memory_check=memory_check, per_rank=mem.per_rank, sharing=mem.sharing)
+               memory_check=memory_check, per_rank=mem.per_rank, sharing=mem.sharing, back=_back)
     chunks = plan.chunks if mode == "halo" else tuple(min(s, 64) for s in vol.shape)
     sig = _signature(job, vol.shape, grid, meta, vol.meta)
     n_classes = net.config["out_channels"]
@@ -515,6 +510,12 @@ def _rank_main(rank: int, job: dict, q) -> dict:
         if dev.type == "cuda":
             report["cuda_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2 ** 20
         dist.barrier()
+        if job.get("back"):   # a resampled run (resampled_run.py): every block is written; share the way back
+            from .resampled_run import back_pass
+            t1 = time.perf_counter()
+            back_pass(**job["back"], share=(rank, job["world"]))
+            report["back_seconds"] = time.perf_counter() - t1
+            dist.barrier()
         if q is not None:
             q.put(report)
         return report
