@@ -277,6 +277,10 @@ def test_cli_resample_places_the_new_grid_where_the_scan_lies(tmp_path):
     nib.save(nib.Nifti1Image(lab[:6].transpose(2, 1, 0), aff), str(tmp_path / "half.nii.gz"))
     r = run("resample", tmp_path / "lab.nii.gz", tmp_path / "y.zarr", "--like", tmp_path / "half.nii.gz", "--labels")
     assert r.returncode != 0 and "not the same extent" in r.stderr
+    from halo_seg.engine.unet import UNet3D
+    save_unet(UNet3D(1, 2, base=4, depth=2), tmp_path / "old.safetensors")   # weights from before the spacing
+    r = run("resample", tmp_path / "img.nii.gz", tmp_path / "w.zarr", "--weights", tmp_path / "old.safetensors")
+    assert r.returncode != 0 and "does not record the voxel size it was trained at; give --spacing" in r.stderr
     np.save(tmp_path / "bare.npy", img)
     r = run("resample", tmp_path / "bare.npy", tmp_path / "z.zarr", "--spacing", "1,1,1")
     assert r.returncode != 0 and "records no voxel size; give it with --input-spacing" in r.stderr

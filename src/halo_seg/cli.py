@@ -425,8 +425,10 @@ def cmd_resample(a) -> int:
         if a.spacing:
             target = _spacing_arg(a.spacing)
         else:
-            target = rs.target_spacing(vol.spacing, vol.meta.get("unit"), *rs.model_spacing(load_unet(a.weights)[1]),
-                                       policy="on") or vol.spacing
+            m_sp, m_unit = rs.model_spacing(load_unet(a.weights)[1])
+            if m_sp is None:
+                raise SystemExit(f"error: {a.weights} does not record the voxel size it was trained at; give --spacing")
+            target = rs.target_spacing(vol.spacing, vol.meta.get("unit"), m_sp, m_unit, policy="on") or vol.spacing
         shape = rs.resampled_shape(vol.shape, vol.spacing, target)
     labels = a.labels or bool(vol.meta.get("labels"))
     if not labels and np.issubdtype(vol.data.dtype, np.integer) and np.dtype(vol.data.dtype).itemsize == 1:
@@ -866,10 +868,11 @@ def main(argv=None) -> int:
     from .io import VolumeError
     from .train.unet_train import TrainingError
     from .interactive.segmenter import InteractiveError
+    from .engine.resample import ResampleError
     try:
         return args.fn(args)
     except (VolumeError, PartitionError, EngineError, WeightsError, TrainingError, InteractiveError,
-            FileNotFoundError) as exc:
+            ResampleError, FileNotFoundError) as exc:
         print(f"halo-seg {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
 

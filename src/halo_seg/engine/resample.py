@@ -10,7 +10,8 @@ The interpolation is trilinear with PyTorch's ``align_corners=False`` convention
 ``(i + 0.5) * spacing``), computed separably block by block: every output voxel is the same
 arithmetic on the same input voxels whatever block it falls in, so a block-wise result equals the
 whole-array one bit for bit, and each block reads only the input it needs (lazy volumes stay lazy).
-Downsampling by more than 2 is not low-pass filtered first, as in nnU-Net's resampling.
+Nothing is low-pass filtered before downsampling: halving averages 2 x 2 x 2 voxels, but a larger
+factor leaves some voxels out (a 0.5 mm scan seen at 2 mm uses half of its voxels along each axis).
 """
 from __future__ import annotations
 
