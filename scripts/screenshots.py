@@ -35,33 +35,30 @@ def main():
 
 def colin27(s):
     """The automatic widget after the default model's run on 2 ranks, labels over the sample."""
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1300, 800)
-    viewer.add_image(s.image, name="colin27 T1", scale=s.spacing, metadata={"unit": "mm"})
-    w = AutoSegmentWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Automatic segmentation")
-    w.output.setText(str(Path(tempfile.mkdtemp()) / "colin27_labels.zarr"))
-    w.run()
-    _wait(w)
-    viewer.layers[-1].opacity = 0.5
-    viewer.dims.set_point(0, 2.0 * 40)
-    _shoot(viewer, w, "napari_colin27.png")
+    _automatic(lambda v: v.add_image(s.image, name="colin27 T1", scale=s.spacing, metadata={"unit": "mm"}),
+               2.0 * 40, "napari_colin27.png")
 
 
 def one_mm(_s):
     """The automatic widget on the 1 mm scan, read from its file: the network ran at 2 mm."""
     from halo_seg.samples import shared_data_dir
+    _automatic(lambda v: v.open(str(shared_data_dir() / "colin27" / "ch2.nii.gz"), plugin="napari-halo-seg"),
+               80.0, "napari_1mm.png")
+
+
+def _automatic(add_image, z_world, name):
+    """A viewer with the image ``add_image`` adds, segmented by the automatic widget, shot at ``z_world``."""
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1300, 800)
-    viewer.open(str(shared_data_dir() / "colin27" / "ch2.nii.gz"), plugin="napari-halo-seg")
+    add_image(viewer)
     w = AutoSegmentWidget(viewer)
     viewer.window.add_dock_widget(w, name="Automatic segmentation")
-    w.output.setText(str(Path(tempfile.mkdtemp()) / "ch2_labels.zarr"))
+    w.output.setText(str(Path(tempfile.mkdtemp()) / "labels.zarr"))
     w.run()
     _wait(w)
     viewer.layers[-1].opacity = 0.5
-    viewer.dims.set_point(0, 80.0)
-    _shoot(viewer, w, "napari_1mm.png")
+    viewer.dims.set_point(0, z_world)
+    _shoot(viewer, w, name)
 
 
 def _shoot(viewer, widget, name):
