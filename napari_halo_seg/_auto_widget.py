@@ -15,6 +15,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QH
 
 from halo_seg.engine.partition import parse_grid
 from halo_seg.engine.output import UNCERTAINTY
+from halo_seg.engine.resample import spacing_text
 from halo_seg.engine.runner import Cancelled, segment
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
@@ -171,8 +172,7 @@ class AutoSegmentWidget(BackgroundWidget):
                               for k, v in zip(table["label"][:8], table["volume"][:8]))
         where = f"{res.mode}, grid {'x'.join(map(str, res.grid))}" if res.mode == "halo" else res.mode
         if res.resampled:   # the network saw the image at the voxel size it was trained at
-            where += (", at the model's voxel size " + " x ".join(f"{v:.3g}" for v in res.resampled["spacing"])
-                      + (f" {res.resampled['unit']}" if res.resampled.get("unit") else ""))
+            where += ", at the model's voxel size " + spacing_text(res.resampled["spacing"], unit=res.resampled.get("unit"))
         self._succeeded(f"done in {res.seconds:.1f}s ({where} on {self._ran_on}): {res.output}"
                         + (f"; {per_class}" if per_class else ""))
 

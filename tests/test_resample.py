@@ -206,8 +206,9 @@ def test_cli_segment_info_and_train_record_the_voxel_size(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "resampled to 2 x 2 x 2 mm (12 x 16 x 16 voxels)" in r.stdout
     assert zarr.open_group(str(tmp_path / "out.zarr"))["labels"].shape == x.shape
-    r = run("segment", tmp_path / "scan.nii.gz", tmp_path / "out2.zarr", "--spacing", "1,nan")
-    assert r.returncode != 0 and "--spacing must be three positive numbers" in r.stderr
+    for cmd in ("segment", "info", "measure"):   # one parser of --spacing, one message
+        r = run(cmd, tmp_path / "scan.nii.gz", *(["out2.zarr"] if cmd == "segment" else []), "--spacing", "1,nan")
+        assert r.returncode == 2 and "error: --spacing must be three positive numbers z,y,x, got '1,nan'" in r.stderr
     # a model trained here records its volumes' voxel size, and segment then runs at it
     lab = (x > 3).astype(np.uint8)
     nib.save(nib.Nifti1Image(x.transpose(2, 1, 0), np.diag([0.5, 0.5, 3.0, 1.0])), str(tmp_path / "img.nii.gz"))

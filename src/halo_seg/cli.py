@@ -41,16 +41,16 @@ def _spacing_arg(text):
     except ValueError:
         sp = ()
     if len(sp) != 3 or not all(v > 0 for v in sp):
-        raise SystemExit(f"error: --spacing must be three positive numbers z,y,x, got {text!r}")
+        from .io import VolumeError
+        raise VolumeError(f"--spacing must be three positive numbers z,y,x, got {text!r}")
     return sp
 
 
 def _resampled_text(r: dict) -> str:
-    unit = f" {r['unit']}" if r.get("unit") else ""
-    fmt = lambda sp: " x ".join(f"{v:.3g}" for v in sp)   # noqa: E731
-    return (f"the network ran at the voxel size it was trained at: {fmt(r['from_spacing'])}{unit} resampled to "
-            f"{fmt(r['spacing'])}{unit} ({' x '.join(map(str, r['shape']))} voxels) and its probabilities back "
-            f"(--resample off runs it on the voxels as they are)")
+    from .engine.resample import spacing_text
+    return (f"the network ran at the voxel size it was trained at: {spacing_text(r['from_spacing'], unit=r.get('unit'))} "
+            f"resampled to {spacing_text(r['spacing'], unit=r.get('unit'))} ({' x '.join(map(str, r['shape']))} "
+            f"voxels) and its probabilities back (--resample off runs it on the voxels as they are)")
 
 
 def _print_memory(res) -> None:
@@ -357,11 +357,12 @@ def cmd_info(a) -> int:
     from .io import VolumeError, geometry, open_volume
     from .io.axes import axis_names, describe
     from .io.volume import file_contents
+    spacing = _spacing_arg(a.spacing)   # a bad one is an error, not a choice of channel
     raw = file_contents(a.input)
     held = {"axes": describe(raw.data.shape, axis_names(raw.data.shape, raw.meta.get("axes"))),
             "channels": raw.meta.get("channel_names")}
     try:
-        v = open_volume(raw, spacing=_spacing_arg(a.spacing), channel=a.channel, timepoint=a.timepoint)
+        v = open_volume(raw, spacing=spacing, channel=a.channel, timepoint=a.timepoint)
     except VolumeError as exc:   # a multi-channel or time-lapse file: say what it holds and what to choose
         print(json.dumps({**held, "dtype": str(raw.data.dtype), "format": raw.meta.get("format"),
                           "choose": str(exc).split(": ", 1)[-1]}))
@@ -434,8 +435,7 @@ def cmd_resample(a) -> int:
     if not labels and np.issubdtype(vol.data.dtype, np.integer) and np.dtype(vol.data.dtype).itemsize == 1:
         print("note: an 8-bit volume is interpolated as an image; pass --labels if it holds labels")
     out, spacing = write_resampled(vol, a.output, shape, labels=labels)
-    unit = f" {vol.meta['unit']}" if vol.meta.get("unit") else ""
-    print(f"wrote {out}: {' x '.join(map(str, shape))} voxels of {' x '.join(f'{s:.4g}' for s in spacing)}{unit} "
+    print(f"wrote {out}: {' x '.join(map(str, shape))} voxels of {rs.spacing_text(spacing, 4, vol.meta.get('unit'))} "
           f"({'labels, nearest voxel' if labels else 'trilinear'}), from {' x '.join(map(str, vol.shape))}")
     return 0
 
@@ -447,17 +447,14 @@ def cmd_export(a) -> int:
 
 
 def cmd_measure(a) -> int:
-    from .io import VolumeError, geometry, open_volume
+    from .io import geometry, open_volume
     from .io.volume import length_unit
     from .measure import format_table, measure_labels, write_csv
     lab = open_volume(a.labels)
     img = open_volume(a.image, channel=a.channel, timepoint=a.timepoint) if a.image else None
     # the labels' own spacing, unit and geometry where their file has them (a .npy has none), else the image's
     src = lab if (lab.meta.get("unit") or lab.meta.get(geometry.KEY) or img is None) else img
-    try:
-        spacing = tuple(float(v) for v in a.spacing.split(",")) if a.spacing else src.spacing
-    except ValueError:
-        raise VolumeError(f"--spacing must be three numbers z,y,x, got {a.spacing!r}") from None
+    spacing = _spacing_arg(a.spacing) or src.spacing
     unit = (length_unit(a.unit) or a.unit) if a.unit else src.meta.get("unit")
     g = src.meta.get(geometry.KEY)
     if g is not None and tuple(g["shape"]) != lab.shape:

@@ -30,6 +30,11 @@ class ResampleError(ValueError):
     """The volume cannot be brought to the model's voxel size (unknown spacing, too small, ...)."""
 
 
+def spacing_text(spacing, digits: int = 3, unit: str | None = None) -> str:
+    """"2 x 2 x 2 mm": a spacing as messages show it."""
+    return " x ".join(f"{s:.{digits}g}" for s in spacing) + (f" {unit}" if unit else "")
+
+
 def model_spacing(meta: dict) -> tuple[tuple[float, float, float] | None, str | None]:
     """The voxel size (z, y, x) the weights were trained at and its unit, or (None, None) for weights
     trained before it was recorded."""

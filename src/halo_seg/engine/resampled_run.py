@@ -27,17 +27,14 @@ def work_path(output) -> Path:
 
 def check_shape(shape, multiple: int, spacing, target) -> None:
     if any(n < multiple for n in shape):
-        raise rs.ResampleError(f"at the model's voxel size ({_fmt(target)}) this volume would be {tuple(shape)} voxels, "
-                               f"fewer than the network's {multiple} on an axis; is its spacing ({_fmt(spacing)}) "
-                               f"right? Give it with --spacing, or use --resample off")
-
-
-def _fmt(sp) -> str:
-    return " x ".join(f"{s:g}" for s in sp)
+        raise rs.ResampleError(f"at the model's voxel size ({rs.spacing_text(target)}) this volume would be "
+                               f"{tuple(shape)} voxels, fewer than the network's {multiple} on an axis; is its "
+                               f"spacing ({rs.spacing_text(spacing)}) right? Give it with --spacing, or use "
+                               f"--resample off")
 
 
 def segment_resampled(vol, source, target, output, *, resume: bool, save_probabilities: bool, progress, cancel,
-                      channel, timepoint, net, meta, **engine):
+                      net, meta, **engine):
     """``vol``: the opened input (its chosen channel / time point); ``target``: the spacing to run the
     network at; ``engine``: segment's other arguments, passed to the run on the model's grid."""
     from .output import done_map, open_output

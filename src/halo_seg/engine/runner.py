@@ -223,8 +223,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         from .resampled_run import segment_resampled
         try:
             return segment_resampled(vol, source, target, output, resume=resume, save_probabilities=save_probabilities,
-                                     progress=progress, cancel=cancel, channel=channel, timepoint=timepoint, net=net,
-                                     meta=meta, weights=weights, grid=grid, device=device, mode=mode, overlap=overlap,
+                                     progress=progress, cancel=cancel, net=net, meta=meta, weights=weights, grid=grid, device=device, mode=mode, overlap=overlap,
                                      tile_size=tile_size, timeout=timeout, threads=threads, mirror=mirror,
                                      memory_check=memory_check, precision=precision, _fault=_fault)
         except ResampleError as exc:

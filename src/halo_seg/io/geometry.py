@@ -94,9 +94,10 @@ def orientation(geometry: dict) -> str:
     return "".join(nib.aff2axcodes(best_affine(geometry)))
 
 
-def to_nifti(data_zyx: np.ndarray, geometry: dict | None, spacing=(1.0, 1.0, 1.0)):
-    """A NIfTI image of a (Z, Y, X) label volume, marked as labels; with ``geometry`` placed where
-    that geometry's scan lies (its affines and codes), else with the voxel size alone."""
+def to_nifti(data_zyx: np.ndarray, geometry: dict | None, spacing=(1.0, 1.0, 1.0), labels: bool = True):
+    """A NIfTI image of a (Z, Y, X) label volume, marked as labels (``labels=False``: an image); with
+    ``geometry`` placed where that geometry's scan lies (its affines and codes), else with the voxel
+    size alone."""
     import nibabel as nib
     arr = np.asarray(data_zyx)
     if geometry is None:
@@ -106,7 +107,8 @@ def to_nifti(data_zyx: np.ndarray, geometry: dict | None, spacing=(1.0, 1.0, 1.0
         img = nib.Nifti1Image(arr.transpose(2, 1, 0), None)
         img.set_qform(np.asarray(g["qform"]), code=g["qform_code"])
         img.set_sform(np.asarray(g["sform"]), code=g["sform_code"])
-    img.header.set_intent(LABEL_INTENT)
+    if labels:
+        img.header.set_intent(LABEL_INTENT)
     return img
 
 

@@ -95,6 +95,12 @@ def create_zarr_array(path: str | Path, shape: Sequence[int], chunks: Sequence[i
 _NIFTI_UNITS = {"mm": "mm", "µm": "micron", "m": "meter"}   # the length units NIfTI's header can name
 
 
+def set_nifti_unit(img, unit: str | None) -> None:
+    """Name the spacing's length unit in a NIfTI header, where NIfTI can name it."""
+    if unit in _NIFTI_UNITS:
+        img.header.set_xyzt_units(xyz=_NIFTI_UNITS[unit])
+
+
 def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequence[int] | None = None,
                  affine: np.ndarray | None = None, overwrite: bool = True, geometry: dict | None = None,
                  unit: str | None = None) -> Path:
@@ -123,8 +129,7 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
             img.header.set_intent("label")
         else:
             img = to_nifti(arr.astype(dt), geometry, spacing)
-        if unit in _NIFTI_UNITS:
-            img.header.set_xyzt_units(xyz=_NIFTI_UNITS[unit])
+        set_nifti_unit(img, unit)
         nib.save(img, str(path))
         return path
     if not name.endswith(".zarr"):

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..engine import resample as rs
 from . import geometry as geo
-from .labels import create_zarr_array, write_labels
+from .labels import create_zarr_array, set_nifti_unit, write_labels
 from .volume import NIFTI_SUFFIXES, VolumeError
 
 CHUNK = 64
@@ -35,13 +35,8 @@ def write_resampled(vol, out, shape, labels: bool = False) -> tuple[Path, tuple[
         return write_labels(lazy, out, spacing=spacing, geometry=g, unit=unit), spacing
     if name.endswith(NIFTI_SUFFIXES):
         import nibabel as nib
-        img = nib.Nifti1Image(np.asarray(lazy).transpose(2, 1, 0), None if g else
-                              np.diag([spacing[2], spacing[1], spacing[0], 1.0]))
-        if g:
-            img.set_qform(np.asarray(g["qform"]), code=g["qform_code"])
-            img.set_sform(np.asarray(g["sform"]), code=g["sform_code"])
-        if unit in ("mm", "µm", "m"):
-            img.header.set_xyzt_units(xyz={"mm": "mm", "µm": "micron", "m": "meter"}[unit])
+        img = geo.to_nifti(np.asarray(lazy), g, spacing, labels=False)
+        set_nifti_unit(img, unit)
         nib.save(img, str(out))
         return out, spacing
     import dask.array as da
