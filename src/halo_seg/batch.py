@@ -66,6 +66,7 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
     for a copy of each case's labels placed on its scan. Returns one row per case (also written to
     ``out_dir/batch.csv``): case, input, status (done, already done, failed), seconds, output,
     export, error, resampled (the case's spacing -> the model's, where the network ran resampled)."""
+    from .engine.resample import spacing_text
     from .engine.runner import segment
     from .io.export import export_labels
     cases = find_cases(folder)
@@ -86,8 +87,7 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
             res = segment(case, out, resume=True, **segment_kwargs)
             row["status"] = "already done" if res.skipped else "done"
             if res.resampled:   # cases of a cohort differ in voxel size: say which ran at the model's
-                row["resampled"] = " -> ".join("x".join(f"{v:.3g}" for v in res.resampled[k])
-                                               for k in ("from_spacing", "spacing"))
+                row["resampled"] = " -> ".join(spacing_text(res.resampled[k], sep="x") for k in ("from_spacing", "spacing"))
             if export:
                 target = out_dir / f"{name}{export}"
                 if not (res.skipped and target.exists()):

@@ -383,7 +383,7 @@ def _segment_memory(vol, weights, precision: str = "fp32") -> dict:
     memory it would need, per mode (none if the weights cannot be read or the volume is too small
     for the default grid)."""
     from .engine.partition import PartitionError
-    from .engine.resample import ResampleError, model_spacing, resampled_shape, target_spacing
+    from .engine.resample import ResampleError, model_spacing, resampled_shape, target_for
     from .engine.resampled_run import resampled_volume
     from .engine.runner import memory_needs
     from .engine.weights import WeightsError, load_unet
@@ -391,7 +391,7 @@ def _segment_memory(vol, weights, precision: str = "fp32") -> dict:
         _net, meta = load_unet(weights)
         m_sp, m_unit = model_spacing(meta)
         about = {"model_spacing": m_sp and list(m_sp), **({"model_unit": m_unit} if m_unit else {})}
-        target = target_spacing(vol.spacing if vol.spacing_known else None, vol.meta.get("unit"), m_sp, m_unit)
+        target = target_for(vol, meta)
         if target is not None:   # what `segment --resample auto` would run the network on
             about["resampled_to"] = {"spacing": list(target), "shape": resampled_shape(vol.shape, vol.spacing, target)}
             vol = resampled_volume(vol, target)

@@ -30,9 +30,9 @@ class ResampleError(ValueError):
     """The volume cannot be brought to the model's voxel size (unknown spacing, too small, ...)."""
 
 
-def spacing_text(spacing, digits: int = 3, unit: str | None = None) -> str:
+def spacing_text(spacing, digits: int = 3, unit: str | None = None, sep: str = " x ") -> str:
     """"2 x 2 x 2 mm": a spacing as messages show it."""
-    return " x ".join(f"{s:.{digits}g}" for s in spacing) + (f" {unit}" if unit else "")
+    return sep.join(f"{s:.{digits}g}" for s in spacing) + (f" {unit}" if unit else "")
 
 
 def model_spacing(meta: dict) -> tuple[tuple[float, float, float] | None, str | None]:
@@ -73,6 +73,12 @@ def target_spacing(spacing, unit, model_sp, model_unit, policy: str = "auto",
     if policy == "on" and all(r == 1.0 for r in ratios):
         return None
     return target
+
+
+def target_for(vol, meta: dict, policy: str = "auto") -> tuple[float, float, float] | None:
+    """target_spacing for an opened volume (its spacing only where known) and weights' metadata."""
+    return target_spacing(vol.spacing if vol.spacing_known else None, vol.meta.get("unit"), *model_spacing(meta),
+                          policy)
 
 
 def training_spacing(volumes, log=print) -> dict:

@@ -29,7 +29,7 @@ from .mirror import MirrorError, check_trained_for, mirror_letters, mirrored_sof
 from .output import done_map, open_output, write_block
 from .partition import AUTO, PartitionError, PartitionPlan, factor_grid, parse_grid
 from .precision import PrecisionError, check_precision, native_bf16, warn_if_emulated
-from .resample import ResampleError, model_spacing, target_spacing
+from .resample import ResampleError, target_for
 from .weights import load_unet
 
 MODES = ("halo", "tile", "whole")
@@ -215,15 +215,15 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     try:
         mirror = parse_mirror(mirror)
         check_trained_for(mirror, meta)
-        target = target_spacing(vol.spacing if vol.spacing_known else None, vol.meta.get("unit"),
-                                *model_spacing(meta), resample)
+        target = target_for(vol, meta, resample)
     except (MirrorError, ResampleError) as exc:
         raise EngineError(str(exc)) from None
     if target is not None:
         from .resampled_run import segment_resampled
         try:
             return segment_resampled(vol, source, target, output, resume=resume, save_probabilities=save_probabilities,
-                                     progress=progress, cancel=cancel, net=net, meta=meta, weights=weights, grid=grid, device=device, mode=mode, overlap=overlap,
+                                     progress=progress, cancel=cancel, net=net, meta=meta, weights=weights, grid=grid,
+                                     device=device, mode=mode, overlap=overlap,
                                      tile_size=tile_size, timeout=timeout, threads=threads, mirror=mirror,
                                      memory_check=memory_check, precision=precision, _fault=_fault)
         except ResampleError as exc:
