@@ -23,7 +23,7 @@ from halo_seg.measure import measure_labels, volume_text
 from halo_seg.review import expected_errors, review_order
 
 from ._background import BackgroundWidget
-from ._fields import SavedFilesBox, device_choices, form_of
+from ._fields import ENSEMBLE_SEP, SavedFilesBox, device_choices, form_of
 from ._layers import fill_layer_box, follow_layers, layer_spacing, layer_volume, show_slice, sliced_axis
 from ._measure import UNIT, layer_unit, table_features
 from ._paths import models_dir
@@ -71,6 +71,8 @@ class AutoSegmentWidget(BackgroundWidget):
         self.weights = SavedFilesBox("default", models_dir, "*.safetensors")
         browse = QPushButton("...")
         browse.clicked.connect(self._browse)
+        self.weights.setToolTip("3D U-Net weights; several joined by ' + ' (or chosen together with ...) are an "
+                                "ensemble: their class probabilities are averaged")
         wrow = QHBoxLayout()
         wrow.addWidget(self.weights)
         wrow.addWidget(browse)
@@ -114,9 +116,11 @@ class AutoSegmentWidget(BackgroundWidget):
         fill_layer_box(self.image, self.viewer, napari.layers.Image)
 
     def _browse(self):
-        path, _ = QFileDialog.getOpenFileName(self, "weights", "", "safetensors (*.safetensors)")
-        if path:
-            self.weights.setCurrentText(path)
+        # several files: an ensemble, their class probabilities averaged (engine/ensemble.py)
+        paths, _ = QFileDialog.getOpenFileNames(self, "weights (several for an ensemble)", "",
+                                                "safetensors (*.safetensors)")
+        if paths:
+            self.weights.setCurrentText(ENSEMBLE_SEP.join(paths))
 
     def run(self):
         name = self.image.currentText()
@@ -132,8 +136,10 @@ class AutoSegmentWidget(BackgroundWidget):
             return
         out = self.output.text().strip() or str(Path(tempfile.mkdtemp(prefix="halo-seg-")) / f"{name}_labels.zarr")
         precision = self.precision.currentData()
-        self._ran_on = self.device.currentText() + (f", {precision}" if precision != "fp32" else "")
-        kwargs = dict(weights=self.weights.choice(), grid=grid, device=self.device.currentText(),
+        weights = self.weights.choices()
+        self._ran_on = self.device.currentText() + (f", {precision}" if precision != "fp32" else "") + \
+            (f", an ensemble of {len(weights)} models" if len(weights) > 1 else "")
+        kwargs = dict(weights=weights[0] if len(weights) == 1 else weights, grid=grid, device=self.device.currentText(),
                       mode=self.mode.currentText(), overlap=self.overlap.value(), mirror=self.mirror.currentData(),
                       memory_check=self.memory_check.isChecked(), precision=precision, **choice)
         self._start(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...", _segment_or_error,

@@ -18,14 +18,17 @@ def form_of(*rows) -> QFormLayout:
     return form
 
 
+ENSEMBLE_SEP = " + "
+
+
 class SavedFilesBox(QComboBox):
-    """An editable choice of ``first`` (the built-in entry), the files matching ``pattern`` in
+    """An editable choice of ``first`` (the built-in entry) and ``extras``, the files matching ``pattern`` in
     ``folder()`` (newest first by their timestamped names; shown by name, used by path), or any path
     typed. The folder is read again each time the list opens, so a file saved a minute ago is there."""
 
-    def __init__(self, first: str, folder, pattern: str):
+    def __init__(self, first: str, folder, pattern: str, extras=()):
         super().__init__()
-        self.first, self.folder, self.pattern = first, folder, pattern
+        self.first, self.folder, self.pattern, self.extras = first, folder, pattern, tuple(extras)
         self.setEditable(True)
         self.refresh()
         self.select(first)
@@ -35,6 +38,8 @@ class SavedFilesBox(QComboBox):
         self.blockSignals(True)
         self.clear()
         self.addItem(self.first)
+        for extra in self.extras:   # built-in entries after the first
+            self.addItem(extra)
         saved = self.folder()
         for path in sorted(saved.glob(self.pattern), reverse=True) if saved.is_dir() else []:
             self.addItem(path.name, str(path))
@@ -56,6 +61,12 @@ class SavedFilesBox(QComboBox):
 
     def choice(self) -> str:
         """A listed file's path, what was typed, or ``first`` when nothing is."""
-        text = self.currentText().strip()
+        return self._resolve(self.currentText().strip())
+
+    def _resolve(self, text: str) -> str:
         i = self.findText(text)
         return (self.itemData(i) or text) if i >= 0 else (text or self.first)
+
+    def choices(self) -> list[str]:
+        """Several files joined by " + " (an ensemble), each resolved as ``choice`` does."""
+        return [self._resolve(part.strip()) for part in self.currentText().split(ENSEMBLE_SEP)]

@@ -19,18 +19,26 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 
 from ._background import BackgroundWidget
-from ._fields import form_of
+from ._fields import SavedFilesBox, form_of
 from ._layers import fill_layer_box, follow_layers, layer_spacing, layer_volume
 from ._measure import UNIT, layer_unit
 from ._paths import file_stem, models_dir
 
 DEPTH = 3   # the U-Net's (TrainConfig's default): patches are multiples of 2**DEPTH
+RANDOM = "random weights"
 
 
-def prepare(image, labels, hold_out: float, patch: int, iterations: int, precision: str = "fp32"):
+def prepare(image, labels, hold_out: float, patch: int, iterations: int, precision: str = "fp32",
+            init: str | None = None):
     """(image, labels, config, (train, validation) regions, held-out slices) from the layers' arrays,
-    read here (in the worker: a lazy volume may take a while); raises ValueError naming what is wrong."""
+    read here (in the worker: a lazy volume may take a while); raises ValueError naming what is wrong.
+    ``init``: weights to fine-tune (their base and depth are the network's)."""
     from halo_seg.train.unet_train import TrainConfig
+    base, depth = 8, DEPTH
+    if init:
+        from halo_seg.train.init_weights import read_start
+        start = read_start(init)
+        base, depth = start.config["base"], start.config["depth"]
     image = np.asarray(image, np.float32)
     labels = np.asarray(labels)
     if labels.min() < 0 or not labels.any():
@@ -40,11 +48,12 @@ def prepare(image, labels, hold_out: float, patch: int, iterations: int, precisi
     held = range(zs[-1] + 1 - n, zs[-1] + 1)   # the end of the labelled extent: the objects are there
     if held[0] <= zs[0]:
         raise ValueError(f"the labels span {len(zs)} slice(s): too few to hold some out for measuring")
-    m = 2 ** DEPTH
+    m = 2 ** depth
     classes = int(labels.max()) + 1
     cfg = TrainConfig(n_classes=classes, patch=tuple(max(m, min(patch // m * m, s // m * m)) for s in image.shape),
-                      iterations=iterations, depth=DEPTH, epoch=max(1, iterations // 6), device="auto",
-                      precision=precision, class_names=["background"] + [f"label {k}" for k in range(1, classes)])
+                      iterations=iterations, base=base, depth=depth, epoch=max(1, iterations // 6), device="auto",
+                      precision=precision, class_names=["background"] + [f"label {k}" for k in range(1, classes)],
+                      init=init)
     train = np.ones(image.shape, bool)
     train[held[0]:held[-1] + 1] = False
     return image, labels.astype(np.int64), cfg, (train, ~train), held
@@ -96,6 +105,12 @@ class TrainWidget(BackgroundWidget):
         self.hold_out.setSuffix(" % of slices")
         self.hold_out.setToolTip("the last slices of the labelled extent along z are not trained on: the Dice "
                                  "reported, and the choice of the weights kept, come from them")
+        # fine-tuning: a model of related images learns the user's classes sooner than random weights
+        # (benchmarks/finetune.py); a model trained here, to go on from it after more labelling
+        self.start_from = SavedFilesBox(RANDOM, models_dir, "*.safetensors", extras=("default",))
+        self.start_from.setToolTip("the weights training starts from: random, the shipped default model, a model "
+                                   "trained here before (to go on after correcting its labels) or any .safetensors "
+                                   "path; its classifier starts afresh when the class count differs")
         self.output = QLineEdit("")
         self.output.setPlaceholderText("weights .safetensors (default: in your user data directory)")
         self.predict = QCheckBox("then segment the image with it")
@@ -105,7 +120,7 @@ class TrainWidget(BackgroundWidget):
                              "Dice measured stay fp32 (benchmarks/README.md, \"Training in bf16\")")
         self._lay_out(form_of(("image", self.image), ("labels", self.labels), ("iterations", self.iterations),
                               ("patch edge (voxels)", self.patch), ("held out", self.hold_out),
-                              ("weights", self.output), ("", self.predict), ("", self.bf16)))
+                              ("start from", self.start_from), ("weights", self.output), ("", self.predict), ("", self.bf16)))
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)   # the weights' path can be copied
         follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
@@ -144,7 +159,8 @@ class TrainWidget(BackgroundWidget):
             self.status.setText(f"error: {exc}")
             return
         settings = dict(hold_out=self.hold_out.value() / 100, patch=self.patch.value(),
-                        iterations=self.iterations.value(), precision="bf16" if self.bf16.isChecked() else "fp32")
+                        iterations=self.iterations.value(), precision="bf16" if self.bf16.isChecked() else "fp32",
+                        init=None if (start := self.start_from.choice()) == RANDOM else start)
         spacing, unit = layer_spacing(layer), layer_unit(layer)
         record = {"spacing": list(spacing), **({"unit": unit} if unit else {})} if spacing else {}
         source = (layer.metadata or {}).get("source")

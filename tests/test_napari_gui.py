@@ -296,3 +296,30 @@ def test_auto_widget_runs_the_model_at_its_voxel_size(make_napari_viewer, qtbot,
     segment(tmp_path / "scan.nii.gz", tmp_path / "ref.zarr", weights, grid=(1, 1, 1))
     ref = zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...]
     np.testing.assert_array_equal(np.asarray(viewer.layers["scan labels (halo)"].data), ref)
+
+
+def test_auto_widget_ensemble_of_several_weights(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights,
+                                                 monkeypatch):
+    """Several files chosen together (or joined by ' + ') segment as an ensemble."""
+    import torch
+    import zarr
+    from qtpy.QtWidgets import QFileDialog
+    from halo_seg.engine.runner import segment
+    from halo_seg.engine.unet import UNet3D
+    from halo_seg.engine.weights import save_unet
+    torch.manual_seed(5)
+    other = tmp_path / "other.safetensors"
+    save_unet(UNet3D(1, 3, base=4, depth=2), other, classes=["bg", "a", "b"])
+    viewer, w = _auto_widget(make_napari_viewer, phantom_npy, tiny_weights, tmp_path / "e.zarr")
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(tiny_weights), str(other)], ""))
+    w._browse()
+    assert w.weights.choices() == [str(tiny_weights), str(other)]
+    w.mode.setCurrentText("whole")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "(whole on cpu, an ensemble of 2 models)" in w.status.text(), w.status.text()
+    segment(phantom_npy, tmp_path / "ref.zarr", [tiny_weights, other], mode="whole")
+    segment(phantom_npy, tmp_path / "one.zarr", tiny_weights, mode="whole")
+    ref, one = (zarr.open_group(str(tmp_path / n))["labels"][...] for n in ("ref.zarr", "one.zarr"))
+    np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data), ref)
+    assert (ref != one).any()   # both models reached the engine

@@ -123,3 +123,30 @@ def test_bf16_training_from_the_widget(make_napari_viewer, qtbot, _user_dir):
     assert "weights saved" in w.status.text(), w.status.text()
     training = load_unet(w.last_weights)[1]["training"]
     assert training["config"]["precision"] == "bf16" and training["spacing"] == [3.0, 0.5, 0.5]
+
+
+def test_training_goes_on_from_a_model_trained_before(make_napari_viewer, qtbot, _user_dir):
+    """'start from' lists random weights, the shipped model and the models trained here; a second
+    round fine-tunes the first round's model (its classifier kept: the same classes)."""
+    from halo_seg.engine.weights import load_unet
+    viewer, w = _widget(make_napari_viewer, 12)
+    w.predict.setChecked(False)
+    assert w.start_from.choice() == "random weights"
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
+    first = w.last_weights
+    assert "init" not in load_unet(first)[1]["training"]
+    w.start_from.refresh()
+    assert [w.start_from.itemText(i) for i in range(w.start_from.count())] == ["random weights", "default", first.name]
+    w.start_from.setCurrentText(first.name)
+    w.iterations.setValue(10)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
+    assert "weights saved" in w.status.text() and w.last_weights != first, w.status.text()
+    init = load_unet(w.last_weights)[1]["training"]["init"]
+    assert init["weights"] == first.name and init["head"] == "kept"
+    assert f"fine-tuned from `{first.name}`" in w.last_weights.with_suffix(".md").read_text()
+    w.start_from.setCurrentText("missing.safetensors")   # a bad choice is reported, nothing is lost
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
+    assert "weights file not found: missing.safetensors" in w.status.text(), w.status.text()

@@ -18,7 +18,7 @@ def _progress(done, total, msg):
 def cmd_segment(a) -> int:
     from .engine.partition import parse_grid
     from .engine.runner import segment
-    res = segment(a.input, a.output, weights=a.weights, grid=parse_grid(a.grid), device=a.device,
+    res = segment(a.input, a.output, weights=a.weights or "default", grid=parse_grid(a.grid), device=a.device,
                   mode=a.mode, overlap=a.overlap, tile_size=a.tile, save_probabilities=a.save_probabilities,
                   resume=a.resume, timeout=a.timeout, threads=a.threads, progress=_progress, mirror=a.mirror,
                   channel=a.channel, timepoint=a.timepoint, memory_check=not a.no_memory_check,
@@ -64,7 +64,7 @@ def _print_memory(res) -> None:
 def cmd_batch(a) -> int:
     from .batch import segment_folder
     from .engine.partition import parse_grid
-    rows = segment_folder(a.input, a.output, export=a.export, weights=a.weights, grid=parse_grid(a.grid),
+    rows = segment_folder(a.input, a.output, export=a.export, weights=a.weights or "default", grid=parse_grid(a.grid),
                           device=a.device, mode=a.mode, overlap=a.overlap, tile_size=a.tile,
                           save_probabilities=a.save_probabilities, timeout=a.timeout, threads=a.threads,
                           mirror=a.mirror, channel=a.channel, timepoint=a.timepoint,
@@ -182,7 +182,61 @@ def _train_dry_run(a) -> int:
     return 0
 
 
+def _network_shape(a) -> tuple[int, int]:
+    """(base, depth) of a `train` run: as given, else --init's, else 8 and 3."""
+    if not a.init:
+        if a.new_head:
+            raise SystemExit("error: --new-head is for fine-tuning: give the weights to start from with --init")
+        return a.base or 8, a.depth or 3
+    from .train.init_weights import read_start, shape_from
+    from .train.unet_train import TrainingError
+    try:
+        return shape_from(read_start(a.init), a.base, a.depth)
+    except TrainingError as exc:
+        raise SystemExit(f"error: {exc}")
+
+
+def _train_folds(a) -> int:
+    """`train --folds K`: K runs, each validated on the pairs its fold holds out; then the
+    cross-validated Dice and the ensemble's segment command."""
+    import copy
+    from .train.folds import fold_path, fold_split, summarise
+    from .train.unet_train import TrainingError
+    if a.val_images:
+        raise TrainingError("--folds validates each fold on the pairs it holds out; leave --val-image out")
+    if a.resume:
+        raise TrainingError("--folds starts K runs; --resume one of them (its --out is <out>.foldK.safetensors) "
+                            "with its own command")
+    if len(a.images) != len(a.labels):
+        raise SystemExit(f"error: {len(a.images)} --image but {len(a.labels)} --labels; give them in pairs")
+    splits = fold_split(len(a.images), a.folds)
+    weights = []
+    for k, held in enumerate(splits):
+        run = copy.copy(a)
+        run.folds = None
+        run.images = [p for i, p in enumerate(a.images) if i not in held]
+        run.labels = [p for i, p in enumerate(a.labels) if i not in held]
+        run.val_images, run.val_labels = [a.images[i] for i in held], [a.labels[i] for i in held]
+        run.out = str(fold_path(a.out, k))
+        print(f"fold {k + 1} of {a.folds}: validated on {', '.join(run.val_images)}", flush=True)
+        cmd_train(run)
+        if a.dry_run:
+            print(f"(the dry run tried fold 1; the {a.folds} folds take about {a.folds} times as long)")
+            return 0
+        weights.append(run.out)
+    res = summarise(a.out, weights, [[a.images[i] for i in h] for h in splits])
+    names = res["classes"][1:] or [f"class {c}" for c in range(1, len(res["cross_validated_dice"]) + 1)]
+    print("cross-validated Dice (mean over the folds' held-out volumes): " + ", ".join(
+        f"{n} {'n/a' if d is None else f'{d:.3f}'}" for n, d in zip(names, res["cross_validated_dice"])))
+    print("segment with the folds as an ensemble: halo-seg segment INPUT OUTPUT.zarr "
+          + " ".join(f"--weights {w}" for w in weights))
+    print(f"per fold: {Path(a.out).with_suffix('.folds.json')}")
+    return 0
+
+
 def cmd_train(a) -> int:
+    if getattr(a, "folds", None):
+        return _train_folds(a)
     if getattr(a, "dry_run", False):
         return _train_dry_run(a)
     from .engine import normalize
@@ -195,7 +249,7 @@ def cmd_train(a) -> int:
     if len(a.images) != len(a.labels):
         raise SystemExit(f"error: {len(a.images)} --image but {len(a.labels)} --labels; give them in pairs")
     try:
-        spec = normalize.parse(a.normalization)
+        spec = normalize.parse(a.normalization) if a.normalization else None   # None: zscore, or --init's
         grid = parse_grid(a.grid)
         if not isinstance(grid, tuple):
             raise ValueError("--grid auto is for segment; give the training grid as PZ,PY,PX")
@@ -214,6 +268,7 @@ def cmd_train(a) -> int:
                            for p in a.val_images],
                val_labels=[np.asarray(open_volume(p).data).astype(np.int64) for p in a.val_labels])
     n = a.classes or int(max(l.max() for l in labs)) + 1
+    base, depth = _network_shape(a)
     bar = tqdm(total=a.iterations, desc="training", unit="it", disable=a.quiet)
 
     def progress(i, total):
@@ -227,11 +282,11 @@ def cmd_train(a) -> int:
         raise SystemExit(f"error: --replicas must be 1 or more, got {a.replicas}")
     if int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun:
         from .train import partitioned_run as partitioned
-        cfg = dict(n_classes=n, patch=list(a.patch), iterations=a.iterations, batch=a.batch, lr=a.lr, base=a.base,
-                   depth=a.depth, seed=0, epoch=a.epoch, device=a.device, threads=a.threads, resume=a.resume,
+        cfg = dict(n_classes=n, patch=list(a.patch), iterations=a.iterations, batch=a.batch, lr=a.lr, base=base,
+                   depth=depth, seed=0, epoch=a.epoch, device=a.device, threads=a.threads, resume=a.resume,
                    replicas=a.replicas, normalization=spec, memory_check=not a.no_memory_check,
                    checkpoint=a.checkpoint, augment=a.full_augmentation, precision=a.precision,
-                   command=" ".join(sys.argv), data=data, **scale)
+                   command=" ".join(sys.argv), data=data, init=a.init, new_head=a.new_head, **scale)
         try:
             if torchrun:
                 lead = int(os.environ["RANK"]) == 0
@@ -255,9 +310,9 @@ def cmd_train(a) -> int:
                               "best_val_dice": best and best["val_dice"], "best_iteration": best and best["iteration"]}))
         return 0
     cfg = TrainConfig(n_classes=n, patch=tuple(a.patch), iterations=a.iterations, batch=a.batch,
-                      lr=a.lr, base=a.base, depth=a.depth, epoch=a.epoch, threads=a.threads,
+                      lr=a.lr, base=base, depth=depth, epoch=a.epoch, threads=a.threads,
                       normalization=spec, device=a.device, memory_check=not a.no_memory_check,
-                      checkpoint=a.checkpoint, precision=a.precision)
+                      checkpoint=a.checkpoint, precision=a.precision, init=a.init, new_head=a.new_head)
     try:
         res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard, log=tqdm.write,
                          meta={"command": " ".join(sys.argv), "data": data, **scale}, resume=a.resume, progress=progress, **val)
@@ -374,7 +429,7 @@ def cmd_info(a) -> int:
                       "orientation": geometry.orientation(g) if g else None,
                       "origin_mm": [round(float(c), 3) for c in geometry.best_affine(g)[:3, 3]] if g else None,
                       **({} if v.spacing_known else {"spacing_known": False}),
-                      **_segment_memory(v, a.weights, a.precision)}))
+                      **_segment_memory(v, a.weights or "default", a.precision)}))
     return 0
 
 
@@ -386,16 +441,17 @@ def _segment_memory(vol, weights, precision: str = "fp32") -> dict:
     from .engine.resample import ResampleError, model_spacing, resampled_shape, target_for
     from .engine.resampled_run import resampled_volume
     from .engine.runner import memory_needs
-    from .engine.weights import WeightsError, load_unet
+    from .engine.ensemble import load_model, weight_specs
+    from .engine.weights import WeightsError
     try:
-        _net, meta = load_unet(weights)
+        _net, meta = load_model(weights)
         m_sp, m_unit = model_spacing(meta)
         about = {"model_spacing": m_sp and list(m_sp), **({"model_unit": m_unit} if m_unit else {})}
         target = target_for(vol, meta)
         if target is not None:   # what `segment --resample auto` would run the network on
             about["resampled_to"] = {"spacing": list(target), "shape": resampled_shape(vol.shape, vol.spacing, target)}
             vol = resampled_volume(vol, target)
-        return {**about, "segment_memory": {"weights": str(weights),
+        return {**about, "segment_memory": {"weights": ", ".join(weight_specs(weights)),
                                             **({"precision": precision} if precision != "fp32" else {}),
                                             **memory_needs(vol, weights, precision=precision)}}
     except (WeightsError, PartitionError, ResampleError) as exc:
@@ -583,7 +639,9 @@ def _choice_args(p, whose: str) -> None:
 
 def _engine_args(s) -> None:
     """The engine's options, shared by segment and batch."""
-    s.add_argument("--weights", default="default")
+    s.add_argument("--weights", action="append", default=None, metavar="WEIGHTS",
+                   help="3D U-Net weights (.safetensors; default: the shipped model); give it several times "
+                        "for an ensemble: the class probabilities averaged over the models (nnU-Net's folds)")
     s.add_argument("--grid", default="2,1,1",
                    help="ranks along z,y,x (halo mode), e.g. 2,2,2; auto: one per GPU (cuda), 2 on CPU, or "
                         "every rank torchrun started, in blocks as close to cubes as possible")
@@ -741,12 +799,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epoch", type=int, default=100)
     t.add_argument("--batch", type=int, default=2)
     t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--base", type=int, default=8)
-    t.add_argument("--depth", type=int, default=3)
+    t.add_argument("--base", type=int, default=None, help="channels of the first stage (default 8, or --init's)")
+    t.add_argument("--depth", type=int, default=None, help="poolings (default 3, or --init's)")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--tensorboard", default=None, help="TensorBoard log directory")
-    t.add_argument("--normalization", default="zscore",
-                   help="zscore | percentile[:lo,hi] | window:lo,hi (CT, e.g. window:-160,240)")
+    t.add_argument("--normalization", default=None,
+                   help="zscore | percentile[:lo,hi] | window:lo,hi (CT, e.g. window:-160,240); default zscore, "
+                        "or --init's")
     t.add_argument("--grid", default="1,1,1", help="split every patch over pz,py,px ranks (halo training): CPU "
                    "processes, one GPU each with --device cuda, or the ranks torchrun started")
     t.add_argument("--replicas", type=int, default=1,
@@ -766,6 +825,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bf16: each step's forward under bfloat16 autocast (the loss and the weights stay fp32): "
                         "faster and lighter on GPUs and CPUs with bfloat16; validation always runs in fp32")
     t.add_argument("--resume", default=None, help="continue from a checkpoint written by this command")
+    t.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="fine-tune: start from these 3D U-Net weights ('default': the shipped model) instead of "
+                        "random ones; their base, depth and normalisation are kept, their classifier too where "
+                        "the class count matches")
+    t.add_argument("--folds", type=int, default=None, metavar="K",
+                   help="K-fold cross-validation: K models, each validated on the pairs i with i %% K == its fold "
+                        "(held out of its training), written as <out>.fold0 ... .fold<K-1>.safetensors; prints the "
+                        "cross-validated Dice and the segment command that ensembles them")
+    t.add_argument("--new-head", action="store_true",
+                   help="with --init: start the classifier afresh even where the class count matches (the same "
+                        "number of other classes)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--dry-run", action="store_true", help="check everything, time a few iterations and a "
                                                           "validation, estimate the run's time; save nothing")
@@ -849,7 +919,8 @@ def build_parser() -> argparse.ArgumentParser:
     tq.set_defaults(fn=cmd_train_quality)
     i = sub.add_parser("info", help="shape, dtype, spacing and chunks of a volume; the memory segmenting it needs")
     i.add_argument("input")
-    i.add_argument("--weights", default="default", help="the 3D U-Net whose memory needs are estimated")
+    i.add_argument("--weights", action="append", default=None, metavar="WEIGHTS",
+                   help="the 3D U-Net whose memory needs are estimated (several: an ensemble)")
     i.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="the precision segment would run in")
     i.add_argument("--spacing", default=None, metavar="Z,Y,X", help="the voxel size, where the file records none")
     _choice_args(i, "of the input")

@@ -30,7 +30,7 @@ from .output import done_map, open_output, write_block
 from .partition import AUTO, PartitionError, PartitionPlan, factor_grid, parse_grid
 from .precision import PrecisionError, check_precision, native_bf16, warn_if_emulated
 from .resample import ResampleError, target_for
-from .weights import load_unet
+from .ensemble import load_model, weight_specs
 
 MODES = ("halo", "tile", "whole")
 
@@ -178,6 +178,9 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     """Segment `source` (path or array) into the zarr group `output` (`labels`, `uncertainty`,
     `probabilities`; engine/output.py).
 
+    `weights`: a .safetensors path or "default", or a list of them: an ensemble whose members'
+    class probabilities are averaged (engine/ensemble.py), each member run in turn on every block.
+
     `mirror`: axes ('zyx', 'yx', ...) over which the probabilities are averaged with mirrored views
     of the volume (test-time mirroring, 2**len(axes) times the work; see engine/mirror.py).
 
@@ -211,7 +214,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         raise EngineError(str(exc)) from None
     grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)   # AUTO is resolved once the volume is open
     vol = open_volume(source, spacing=spacing, channel=channel, timepoint=timepoint)  # validates 3D, numeric, existing
-    net, meta = load_unet(weights)  # validates weights before any process starts
+    net, meta = load_model(weights)  # validates weights (every member of an ensemble) before any process starts
     try:
         mirror = parse_mirror(mirror)
         check_trained_for(mirror, meta)
@@ -246,7 +249,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         raise EngineError(_memory_refusal(vol, net, plan, mode, tiling, mirror, mem, precision))
     if device == "cpu" or not torch.cuda.is_available():
         warn_if_emulated(precision, "cpu")   # a GPU rank checks its own GPU
-    job = dict(source=source, output=str(output), weights=str(weights), grid=grid, device=device,
+    job = dict(source=source, output=str(output), weights=weight_specs(weights), grid=grid, device=device,
                mode=mode, overlap=overlap, tile_size=tile_size, probabilities=save_probabilities, resume=resume,
                timeout=float(timeout), threads=threads, mirror=mirror, precision=precision, fault=_fault or {},
                channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"),
@@ -341,7 +344,7 @@ def plan_memory(vol, net, plan: PartitionPlan, mode: str, tiling, mirror, device
 def memory_needs(vol, weights="default", grid=(2, 1, 1), mirror="", precision: str = "fp32") -> dict:
     """What segmenting an opened volume would take with `weights`, per mode (halo at `grid`), and
     what this machine has: for planning a run (`halo-seg info`)."""
-    net, _meta = load_unet(weights)
+    net, _meta = load_model(weights)
     mirror = parse_mirror(mirror)
     precision = check_precision(precision)
     plan = PartitionPlan(vol.shape, parse_grid(grid), net.multiple)
@@ -479,7 +482,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
                 time.sleep(10 ** 6)
             os._exit(fault.get("code", 3))
         t0 = time.perf_counter()
-        net, meta = load_unet(job["weights"], dev)
+        net, meta = load_model(job["weights"], dev)
         vol = open_volume(job["source"], channel=job["channel"], timepoint=job["timepoint"])
         plan = PartitionPlan(vol.shape, job["grid"], net.multiple)
         _check_rank_gpu(job, dev, vol, net, plan)

@@ -39,6 +39,15 @@ def _data(tr: dict) -> str:
     return "not recorded (trained from Python without naming its data)"
 
 
+def _start(tr: dict) -> str:
+    init = tr.get("init")
+    if not init:
+        return "random weights" if tr.get("config") else "not recorded"
+    head = ("every layer, its classifier too" if init.get("head") == "kept" else
+            f"every layer but its classifier ({init.get('n_classes')} classes there), which started afresh")
+    return f"fine-tuned from `{init['weights']}` (SHA-256 {init['sha256']}...): {head}"
+
+
 def card_text(weights) -> str:
     """The card of a 3D U-Net saved by halo-seg's trainers."""
     net, meta = load_unet(weights)
@@ -79,6 +88,7 @@ def card_text(weights) -> str:
             f"| input | one channel, {_normalisation(meta.get('normalization') or {})} (the engine does this) |",
             f"| voxel size | {voxel} |",
             f"| data | {_data(tr)} |",
+            f"| started from | {_start(tr)} |",
             "| command | " + (f"`{command}`" if (command := tr.get("command") or cfg.get("command")) else "not recorded")
             + " |",
             f"| training | {', '.join(h for h in how if h)} |",

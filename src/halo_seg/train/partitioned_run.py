@@ -106,13 +106,16 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
     ``val_vols``: held-out pairs ({"image", "labels"}) to validate on instead of ``vols``."""
     import torch.distributed as dist
     from ..engine.weights import WeightsError, load_unet, save_unet
-    from .unet_train import lr_schedule
+    from .unet_train import inherited_classes, lr_schedule
     mesh = Mesh(tuple(grid), int(cfg.get("replicas", 1)))
     groups = mesh.groups()
     rep, local = mesh.replica(rank), mesh.spatial_rank(rank)
     torch.manual_seed(cfg["seed"])
     net = UNet3D(1, cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
-    start = 0
+    start, init = 0, None
+    if cfg.get("init"):   # checked by the caller; every rank reads the file and gets the same fresh head
+        from .init_weights import load_into, read_start
+        init = load_into(net, read_start(cfg["init"]), bool(cfg.get("new_head")))
     if cfg.get("resume"):
         old, old_meta = load_unet(cfg["resume"])
         if old.config != net.config:
@@ -168,12 +171,12 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
                 if mean_d > best:
                     best = mean_d
                     save_unet(net, out, normalization=dict(cfg["normalization"]),
-                              classes=cfg.get("class_names", []),
+                              classes=cfg.get("class_names") or inherited_classes(init),
                               training={"config": {k: v for k, v in cfg.items() if k != "resume"},
                                         "grid": list(grid), "replicas": mesh.replicas, "partitioned": True,
                                         "iteration": it, "best_val_dice": val, "validation_volumes": len(val_vols),
                                         "validated_on": "held-out volumes" if val_vols else "training volumes",
-                                        "resumed_from": cfg.get("resume"),
+                                        "resumed_from": cfg.get("resume"), **({"init": init} if init else {}),
                                         **{k: cfg[k] for k in ("spacing", "unit") if cfg.get(k)}})
     # the run's peak above what the rank held before it (the largest rank's), for benchmarks/train_memory.py
     peak = torch.tensor([(torch.cuda.max_memory_allocated(dev) - held) / 2 ** 20 if dev.type == "cuda"
@@ -262,8 +265,8 @@ def _check_validated(volumes, grid, depth, held_out: bool) -> None:
             raise TrainingError(f"{'validation ' if held_out else ''}volume {i}: {exc}") from None
 
 
-def _check_run(images, labels, cfg, grid):
-    from .unet_train import TrainingError, check_pair
+def _check_run(images, labels, cfg, grid, log=print):
+    from .unet_train import TrainingError, check_pair, starting_weights
     images, labels = _pairs(images, labels)
     if len(images) != len(labels) or not images:
         raise TrainingError(f"{len(images)} images but {len(labels)} label volumes; give them in pairs")
@@ -282,8 +285,10 @@ def _check_run(images, labels, cfg, grid):
         check_precision(cfg.get("precision", "fp32"))
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
+    start = starting_weights(cfg.get("init"), cfg.get("resume"), cfg["n_classes"], (cfg["base"], cfg["depth"]),
+                             cfg.get("normalization"), cfg, bool(cfg.get("new_head")), log)
     return images, labels, {"seed": 0, "epoch": 100, "batch": 1, "device": "cpu", "memory_check": True,
-                            "replicas": 1, "precision": "fp32", **cfg, "normalization": cfg.get("normalization") or {"kind": "zscore"},
+                            "replicas": 1, "precision": "fp32", **cfg, "normalization": cfg.get("normalization") or (start.normalization if start else {"kind": "zscore"}),
                             "patch": patch}
 
 
@@ -338,7 +343,7 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
 
     from ..engine.runner import _free_port
     from .unet_train import check_validation, training_device
-    images, labels, cfg = _check_run(images, labels, cfg, grid)
+    images, labels, cfg = _check_run(images, labels, cfg, grid, log)
     val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"])
     _check_validated(val_images or images, grid, cfg["depth"], bool(val_images))
     mesh = Mesh(tuple(grid), cfg["replicas"])
@@ -413,7 +418,7 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
     itself; rank 0 writes the weights and returns the result, the others return None."""
     import torch.distributed as dist
     from .unet_train import TrainingError, check_validation
-    images, labels, cfg = _check_run(images, labels, cfg, grid)
+    images, labels, cfg = _check_run(images, labels, cfg, grid, log)
     val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"])
     _check_validated(val_images or images, grid, cfg["depth"], bool(val_images))
     world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])

@@ -46,7 +46,9 @@ class TrainConfig:
     checkpoint: bool = False    # activation checkpointing (UNet3D.set_checkpoint): less memory, more compute
     precision: str = "fp32"     # bf16: the step under bfloat16 autocast (engine/precision.py); validation stays fp32
     class_names: list = field(default_factory=list)
-    normalization: dict = field(default_factory=lambda: {"kind": "zscore"})
+    normalization: dict | None = None   # None: z-score, or with init the starting weights' own
+    init: str | None = None     # fine-tune: start from these 3D U-Net weights (train/init_weights.py)
+    new_head: bool = False      # with init: start the classifier afresh even where the class count matches
 
 
 def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, name: str = "volume"):
@@ -131,6 +133,27 @@ def check_validation(val_images, val_labels, n_classes: int) -> tuple[list, list
     return val_images, val_labels
 
 
+def starting_weights(init, resume, n_classes: int, shape: tuple, normalization: dict | None, spacing: dict,
+                     new_head: bool, log):
+    """The checked Start of a fine-tuning run (None without ``init``), its notes logged. ``shape``:
+    the run's (base, depth), which must be the starting network's."""
+    if not init:
+        return None
+    if resume:
+        raise TrainingError("--resume continues a run and --init starts one from other weights; give one of them")
+    from .init_weights import notes, read_start, shape_from
+    start = read_start(init)
+    shape_from(start, *shape)
+    for line in notes(start, n_classes, normalization, spacing, new_head):
+        log("note: " + line)
+    return start
+
+
+def inherited_classes(init: dict | None) -> list:
+    """A fine-tuned network's class names: its starting weights' where it kept their classifier."""
+    return list(init["classes"]) if init and init["head"] == "kept" else []
+
+
 def normalised(im, spec: dict) -> np.ndarray:
     """The volume normalised as the weights will record it (a percentile spec resolved on it)."""
     vspec = normalize.resolve(spec, im)
@@ -156,6 +179,8 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dev = training_device(cfg.device)
+    start, init = 0, starting_weights(cfg.init, resume, cfg.n_classes, (cfg.base, cfg.depth), cfg.normalization,
+                                      meta or {}, cfg.new_head, log)
     m = 2 ** cfg.depth
     if any(p % m for p in cfg.patch):
         raise TrainingError(f"patch {cfg.patch} must be a multiple of 2**depth = {m}")
@@ -165,7 +190,8 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     val_images, val_labels = check_validation(val_images, val_labels, cfg.n_classes)
     if cfg.memory_check:
         _check_memory(cfg, [im.shape for im in images], dev, log, [im.shape for im in val_images])
-    spec = dict(cfg.normalization)   # saved with the weights; percentile resolves per volume
+    # saved with the weights; percentile resolves per volume
+    spec = dict(cfg.normalization or (init.normalization if init else {"kind": "zscore"}))
     vols = []
     for i, (im, lb) in enumerate(zip(images, labels)):
         tr = np.ones(im.shape, bool) if train_regions is None else train_regions[i]
@@ -178,7 +204,9 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     validated_on = ("held-out volumes" if val_images else "held-out regions" if train_regions is not None
                     or val_regions is not None else "training volumes")
     net = UNet3D(1, cfg.n_classes, base=cfg.base, depth=cfg.depth)
-    start = 0
+    if init is not None:
+        from .init_weights import load_into
+        init = load_into(net, init, cfg.new_head)
     if resume:
         from ..engine.weights import WeightsError, load_unet
         old, old_meta = load_unet(resume)
@@ -246,12 +274,12 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
                 writer.add_scalar("dice/val_mean", mean_d, it)
             if mean_d > best:
                 best, kept = mean_d, history[-1]
-                save_unet(net, out, normalization=spec, classes=cfg.class_names,
+                save_unet(net, out, normalization=spec, classes=cfg.class_names or inherited_classes(init),
                           training={"config": {k: (list(v) if isinstance(v, tuple) else v)
                                                for k, v in asdict(cfg).items()},
                                     "best_val_dice": per_class, "iteration": it,
                                     "validation_volumes": len(val_images), "validated_on": validated_on,
-                                    **(meta or {})})
+                                    **({"init": init} if init else {}), **(meta or {})})
     if writer:
         writer.close()
     Path(str(out) + ".history.json").write_text(json.dumps(history, indent=1))
