@@ -3,12 +3,13 @@ halo engine (2 ranks) and the automatic-segmentation dock widget; and the intera
 a box on the left thalamus, propagation and one correction on the recommended slice; and the same
 widget after "Learn from objects" on three committed objects, segmenting a fourth; and the left
 caudate prompted with one box on a coronal slice and propagated across the coronal slices.
-`colin27`, `coronal`, `train`, `review`, `compare` or `one_mm` as the argument makes only that one (review: a
+`colin27`, `coronal`, `train`, `finetune`, `review`, `compare` or `one_mm` as the argument makes only that one
+(finetune: the training widget fine-tuning the default model into three new classes; review: a
 mirrored automatic run, its uncertainty over the labels on the first slice to review; compare: the default
 model's labels against the sample's own, on deep grey matter's worst slice; one_mm: the 1 mm Colin27 scan
 from ../shared/data opened from its NIfTI, segmented by the 2 mm default model at its own voxel size).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|review|compare|one_mm]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm]
 """
 from __future__ import annotations
 
@@ -164,21 +165,37 @@ def coronal(s):
 
 def train(s):
     """The training widget after a short run on the sample's subcortical structures (one class)."""
+    _training(s, (s.labels > 0).astype(np.uint8), "deep grey matter", "random weights", 40, "napari_train.png")
+
+
+def finetune(s):
+    """The training widget fine-tuning the default model (brain, deep grey) into three new classes of
+    the sample: striatum and pallidum, thalamus, hippocampus and amygdala (AAL), 300 iterations."""
+    groups = np.zeros(s.labels.shape, np.uint8)
+    for k, ids in ((1, (71, 72, 73, 74, 75, 76)), (2, (77, 78)), (3, (37, 38, 41, 42))):
+        groups[np.isin(s.labels, ids)] = k
+    _training(s, groups, "three structures", "default", 36, "napari_finetune.png")
+
+
+def _training(s, labels, name, start_from, z, out):
+    """The training widget after 300 iterations on ``labels`` from ``start_from``, the new model's
+    labels shown alone on slice ``z``."""
     from napari_halo_seg._train_widget import TrainWidget
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1300, 800)
     viewer.add_image(s.image, name="colin27 T1", scale=s.spacing, metadata={"unit": "mm"})
-    viewer.add_labels((s.labels > 0).astype(np.uint8), name="deep grey matter", scale=s.spacing, opacity=0.5)
+    viewer.add_labels(labels, name=name, scale=s.spacing, opacity=0.5)
     w = TrainWidget(viewer)
     viewer.window.add_dock_widget(w, name="Train a model")
     w.image.setCurrentText("colin27 T1")
-    w.labels.setCurrentText("deep grey matter")
+    w.labels.setCurrentText(name)
+    w.start_from.setCurrentText(start_from)
     w.iterations.setValue(300)
     w.run()
     _wait(w)
-    viewer.layers["deep grey matter"].visible = False   # the new model's labels alone
-    viewer.dims.set_point(0, 2.0 * 40)
-    _shoot(viewer, w, "napari_train.png")
+    viewer.layers[name].visible = False
+    viewer.dims.set_point(0, 2.0 * z)
+    _shoot(viewer, w, out)
 
 
 def review(s):
@@ -231,7 +248,7 @@ def compare(s):
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
-    if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["review"], ["compare"], ["one_mm"]):
+    if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

@@ -31,10 +31,6 @@ class Ensemble(nn.Module):
     def multiple(self) -> int:
         return max(m.multiple for m in self.members)
 
-    @property
-    def depth(self) -> int:
-        return int(math.log2(self.multiple))
-
     def set_partition(self, hctx) -> "Ensemble":
         for m in self.members:
             m.set_partition(hctx)
