@@ -258,6 +258,7 @@ def cmd_train(a) -> int:
     if len(a.val_images) != len(a.val_labels):
         raise SystemExit(f"error: {len(a.val_images)} --val-image but {len(a.val_labels)} --val-labels; give them "
                          f"in pairs")
+    base, depth = _network_shape(a)   # before any volume is read: a bad --init fails at once
     from .engine.resample import training_spacing
     opened = [open_volume(p, channel=a.channel, timepoint=a.timepoint) for p in a.images]
     scale = training_spacing(opened, log=lambda m: print("note: " + m))   # recorded: segment resamples to it
@@ -268,7 +269,6 @@ def cmd_train(a) -> int:
                            for p in a.val_images],
                val_labels=[np.asarray(open_volume(p).data).astype(np.int64) for p in a.val_labels])
     n = a.classes or int(max(l.max() for l in labs)) + 1
-    base, depth = _network_shape(a)
     bar = tqdm(total=a.iterations, desc="training", unit="it", disable=a.quiet)
 
     def progress(i, total):
