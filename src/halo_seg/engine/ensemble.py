@@ -11,7 +11,6 @@ which sets the volume's padding (their widths may differ).
 from __future__ import annotations
 
 import hashlib
-import math
 
 import torch
 import torch.nn as nn
@@ -66,7 +65,7 @@ def _same(metas, what: str, get, names) -> None:
 def ensemble_meta(metas: list[dict]) -> dict:
     """The members' common metadata (the first's, checked against the others), with a SHA-256 of
     the set (order does not change a mean) and the flips every member was trained with."""
-    from .resample import TOLERANCE, model_spacing
+    from .resample import model_spacing, target_spacing
     names = [m["path"] for m in metas]
     _same(metas, "class count", lambda m: m["config"]["out_channels"], names)
     # a volume is padded to a multiple of 2**depth, and the padding enters the instance norms: one
@@ -75,9 +74,8 @@ def ensemble_meta(metas: list[dict]) -> dict:
     _same(metas, "class names", lambda m: m.get("classes") or None, names)
     _same(metas, "input normalisation", lambda m: m.get("normalization") or {"kind": "zscore"}, names)
     spacings = [model_spacing(m) for m in metas]
-    if any((sp is None) != (spacings[0][0] is None) or unit != spacings[0][1] or (sp is not None and any(
-            abs(math.log(a / b)) > math.log1p(TOLERANCE) for a, b in zip(sp, spacings[0][0])))
-           for sp, unit in spacings):
+    if any((sp is None) != (spacings[0][0] is None) or unit != spacings[0][1] or (sp is not None and target_spacing(
+            sp, unit, *spacings[0], "auto") is not None) for sp, unit in spacings):
         raise WeightsError("the ensemble's members were trained at different voxel sizes: " + "; ".join(
             f"{n}: {sp or 'not recorded'}{f' {u}' if u else ''}" for n, (sp, u) in zip(names, spacings))
             + " (segment would resample the volume differently for each)")

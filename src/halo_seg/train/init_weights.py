@@ -9,7 +9,6 @@ say what they were fine-tuned from, so that their card does too.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +45,7 @@ def read_start(spec) -> Start:
         net, meta = load_unet(spec)
     except WeightsError as exc:
         raise InitError(f"--init: {exc}") from None
-    path = Path(meta["path"])
-    return Start(str(path), hashlib.sha256(path.read_bytes()).hexdigest()[:16],
+    return Start(meta["path"], meta["sha256"],
                  {k: v.detach().clone() for k, v in net.state_dict().items()}, dict(net.config),
                  dict(meta.get("normalization") or {"kind": "zscore"}), meta)
 
