@@ -139,7 +139,7 @@ class AutoSegmentWidget(BackgroundWidget):
         weights = self.weights.choices()
         self._ran_on = self.device.currentText() + (f", {precision}" if precision != "fp32" else "") + \
             (f", an ensemble of {len(weights)} models" if len(weights) > 1 else "")
-        kwargs = dict(weights=weights[0] if len(weights) == 1 else weights, grid=grid, device=self.device.currentText(),
+        kwargs = dict(weights=weights, grid=grid, device=self.device.currentText(),
                       mode=self.mode.currentText(), overlap=self.overlap.value(), mirror=self.mirror.currentData(),
                       memory_check=self.memory_check.isChecked(), precision=precision, **choice)
         self._start(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...", _segment_or_error,
