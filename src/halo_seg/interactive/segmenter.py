@@ -16,6 +16,8 @@ from .adapt import adapt_decoder
 from .baseline import interpolate_masks
 from .model_io import load_memnet
 from . import propagation
+from . import prior as prior_edit
+from .prior import keep_prior
 from .propagation import annotation_roi, merge, propagate_volume, to_volume_masks
 from .quality import QualityModel, distance_scale, load_for, slice_features
 from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
@@ -82,23 +84,28 @@ class _State:
     quality: np.ndarray | None = None
     open_ends: dict = field(default_factory=dict)      # see Propagation.open_ends
     features: dict = field(default_factory=dict)       # z -> quality features, see quality.FEATURES
+    prior: np.ndarray | None = None   # an existing segmentation being corrected (start_from), see prior.py
 
     def copy(self) -> "_State":
         """A copy that may be changed; masks and arrays are shared because they are never mutated."""
         return _State(copy.deepcopy(self.prompts), dict(self.annotations), set(self.painted), set(self.pending),
-                      self.prediction, self.quality, dict(self.open_ends), self.features)
+                      self.prediction, self.quality, dict(self.open_ends), self.features, self.prior)
 
     def packed(self) -> "_State":
-        """This state for the undo history, its volume kept as the bits of its bounding box: every
+        """This state for the undo history, its volumes kept as the bits of their bounding boxes: every
         step changes the prediction, and 50 full copies of a 512 x 512 x 300 scan's would be 3.7 GB."""
         out = self.copy()
         if isinstance(out.prediction, np.ndarray):
             out.prediction = _Packed(out.prediction)
+        if isinstance(out.prior, np.ndarray):
+            out.prior = _Packed(out.prior)
         return out
 
     def unpacked(self) -> "_State":
         if isinstance(self.prediction, _Packed):
             self.prediction = self.prediction.unpack()
+        if isinstance(self.prior, _Packed):
+            self.prior = self.prior.unpack()
         return self
 
 
@@ -371,6 +378,33 @@ class InteractiveSegmenter:
         s.pending.discard(z)
         s.prediction = None if s.prediction is None else _with_slice(s.prediction, z, m)
 
+    def start_from(self, mask3d):
+        """Correct an existing segmentation of the object (an automatic result, an object committed
+        earlier, another tool's mask: a (Z, Y, X) array in the volume's orientation, nonzero = object)
+        instead of starting from nothing. It becomes the current mask; corrected slices replace it and
+        their propagation replaces it next to them until the two agree again (prior.py); it stands
+        everywhere else. Only on a session without prompts or slices (reset first); undoable."""
+        m = np.asarray(mask3d)
+        if m.shape != self.volume_shape:
+            raise InteractiveError(f"the mask to start from has shape {m.shape}; the volume's is {self.volume_shape}")
+        if not (np.issubdtype(m.dtype, np.integer) or m.dtype == bool):
+            raise InteractiveError(f"the mask to start from must be boolean or integer labels, got dtype {m.dtype}")
+        m = np.ascontiguousarray(np.moveaxis(m != 0, self.axis, 0))
+        if not m.any():
+            raise InteractiveError("the mask to start from is empty")
+        if self._s.annotations or self._s.prompts:
+            raise InteractiveError("this session already has prompts or slices: reset it before starting "
+                                   "from a mask")
+        s = self._push()
+        s.prior, s.prediction = m, m
+        s.quality, s.features, s.open_ends = None, {}, {}
+
+    @property
+    def prior(self) -> np.ndarray | None:
+        """The segmentation the session corrects (start_from), in the volume's orientation; None if it
+        started from nothing."""
+        return None if self._s.prior is None else self._oriented(self._s.prior)
+
     # -- computation ---------------------------------------------------------------------------------
     def _read(self, zs, roi) -> np.ndarray:
         """Image crops of slices zs in the ROI, from any array type, read once."""
@@ -485,8 +519,10 @@ class InteractiveSegmenter:
             work.painted.discard(z)
         work.pending = set()
         if not any(m.any() for m in work.annotations.values()):
-            raise InteractiveError("propagate needs at least one slice with the object: add a box, clicks, "
-                                   "extreme points or a mask first")
+            if work.prior is None:
+                raise InteractiveError("propagate needs at least one slice with the object: add a box, clicks, "
+                                       "extreme points or a mask first")
+            return self._apply_to_prior(work)   # only empty slices: nothing to propagate from
         roi = annotation_roi(work.annotations)
         column = self._read(slice(0, self.shape[0]), roi)
         net = adapt_decoder(self.net, column, work.annotations, roi, self.device)
@@ -505,13 +541,20 @@ class InteractiveSegmenter:
         quality = np.full(self.shape[0], np.nan)
         for z, q in prop.quality.items():
             quality[z] = q
-        self._fill_between_painted(work, pred)
+        filled = self._fill_between_painted(work, pred)
         for z, m in work.annotations.items():
             pred[z] = m
         work.features = slice_features(passes, pred, work.annotations, zscale)
         if self.quality_model is not None:
             for z, q in self.quality_model.predict(work.features, self.tta).items():
                 quality[z] = q
+        if work.prior is not None:
+            # the prior stands where no correction reached; its slices' quality is not judged
+            pred, taken = keep_prior(work.prior, pred, set(prop.prob) | filled, work.annotations,
+                                     prior_edit.PRIOR_AGREE)
+            for z in set(prop.prob) - taken:
+                quality[z] = np.nan
+            work.features = {z: f for z, f in work.features.items() if z in taken}
         for z in work.annotations:
             quality[z] = 1.0
         self._push()
@@ -520,21 +563,37 @@ class InteractiveSegmenter:
         self._s = work
         return self._oriented(pred)
 
-    def _fill_between_painted(self, s: _State, pred: np.ndarray):
+    def _fill_between_painted(self, s: _State, pred: np.ndarray) -> set:
+        """Interpolate between close painted slices (PAINTED_GAP_MM); returns the slices filled."""
+        filled = set()
         if not PAINTED_GAP_MM:
-            return
+            return filled
         zs = sorted(s.annotations)
         for a, b in zip(zs[:-1], zs[1:]):
             if ({a, b} <= s.painted and (b - a) * self.spacing[0] <= PAINTED_GAP_MM
                     and s.annotations[a].any() and s.annotations[b].any()):
                 pred[a:b + 1] = interpolate_masks({0: s.annotations[a], b - a: s.annotations[b]},
                                                   (b - a + 1,) + self.shape[1:])
+                filled.update(range(a + 1, b))
+        return filled
+
+    def _apply_to_prior(self, work: _State) -> np.ndarray:
+        """A corrected prior whose corrections all say "not here": those slices emptied, no propagation."""
+        pred, _ = keep_prior(work.prior, work.prior, (), work.annotations)
+        quality = np.full(self.shape[0], np.nan)
+        for z in work.annotations:
+            quality[z] = 1.0
+        self._push()
+        work.prediction, work.quality, work.features, work.open_ends = pred, quality, {}, {}
+        self._s = work
+        return self._oriented(pred)
 
     def recommend_slice(self) -> int:
         """The not-yet-annotated slice of the predicted extent (or one beyond either end) where a
         correction is expected to fix most: the most expected wrong voxels with a quality model, the
         lowest predicted quality without (RECOMMEND_BY); when all of it is annotated, the slice just
-        beyond its larger end."""
+        beyond its larger end. A session correcting a prior (start_from) judges only the slices its
+        corrections changed."""
         if self._s.quality is None or self._s.prediction is None:
             raise InteractiveError("nothing to recommend yet: call propagate() first")
         zs = np.flatnonzero(self._s.prediction.reshape(self.shape[0], -1).any(1))
@@ -555,6 +614,9 @@ class InteractiveSegmenter:
             return int(max(cand, key=lambda z: ((1 - q[z]) * local[z], -z)))
         if cand:
             return int(min(cand, key=lambda z: (q[z], z)))
+        if self._s.prior is not None:
+            raise InteractiveError("no slice the corrections changed is left to check; the rest is the mask "
+                                   "the session started from, which the tool does not judge")
         # every predicted slice is annotated: the sweeps stopped there, but the object may go on;
         # check the slice beyond the end where it is larger first
         area = self._s.prediction.reshape(self.shape[0], -1).sum(1)

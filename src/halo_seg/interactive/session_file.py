@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 FORMAT, VERSION = "halo-seg interactive session", 1
+# a session correcting an existing mask (start_from) is written as version 2, so that a halo-seg that
+# would drop the mask refuses the file; this one reads both
+PRIOR_VERSION = 2
 
 
 def mask_checksum(volume, z: int, mask: np.ndarray) -> str | None:
@@ -64,11 +67,13 @@ def save(seg, path) -> Path:
             zs = sorted(s.features)
             arrays["feature_slices"] = np.asarray(zs, np.int64)
             arrays["features"] = np.stack([s.features[z] for z in zs])
+    if s.prior is not None:
+        arrays["prior"] = s.prior
     from .segmenter import axis_order
     spacing = [0.0] * 3
     for a, sp in zip(axis_order(seg.axis), seg.spacing):
         spacing[a] = sp
-    head = {"format": FORMAT, "version": VERSION, "axis": seg.axis, "volume_shape": list(seg.volume_shape),
+    head = {"format": FORMAT, "version": VERSION if s.prior is None else PRIOR_VERSION, "axis": seg.axis, "volume_shape": list(seg.volume_shape),
             "spacing": spacing, "weights_sha256": seg.weights_meta.get("sha256"), "slices": slices,
             "checksums": checks, "open_ends": {str(k): float(v) for k, v in (s.open_ends or {}).items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,9 +96,9 @@ def read_header(path) -> dict:
         raise ValueError(f"{path} is not a readable halo-seg session file ({exc})") from exc
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise ValueError(f"{path} is not a halo-seg session file")
-    if head.get("version") != VERSION:
+    if head.get("version") not in (VERSION, PRIOR_VERSION):
         raise ValueError(f"{path} is a session file of version {head.get('version')}; this halo-seg reads "
-                         f"version {VERSION}")
+                         f"versions {VERSION} and {PRIOR_VERSION}")
     return head
 
 
@@ -131,6 +136,11 @@ def load_state(path, seg, head: dict | None = None):
                         pos_mask=_mask(f[f"pos_mask_{z}"], seg.shape[1:], f"the scribble on slice {z}") if f"pos_mask_{z}" in f else None,
                         neg_mask=_mask(f[f"neg_mask_{z}"], seg.shape[1:], f"the scribble on slice {z}") if f"neg_mask_{z}" in f else None,
                         segmented=bool(p["segmented"]), new_signs=set(p["new_signs"]))
+            if "prior" in f:
+                s.prior = _mask(f["prior"], seg.shape, "the mask the session started from")
+                s.prediction = s.prior.copy()   # with the trusted slices, until a propagation replaces it
+                for z, m in s.annotations.items():
+                    s.prediction[z] = m
             kept = "prediction" in f and head.get("weights_sha256") == seg.weights_meta.get("sha256")
             if kept:
                 s.prediction = _mask(f["prediction"], seg.shape, "the propagation")

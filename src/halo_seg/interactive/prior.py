@@ -1,0 +1,46 @@
+"""Correcting an existing segmentation of the object (an automatic result, an object committed
+earlier, another tool's mask) instead of starting from nothing.
+
+The existing mask is the session's prior. A corrected slice replaces it there, and the propagation
+from the corrections replaces it on the slices next to them, outward from each corrected slice,
+until the propagation agrees with the prior again (slice Dice >= ``PRIOR_AGREE``): past that point
+the prior was right, and it stands. Slices the propagation did not reach keep the prior too, so a
+correction never erases what it cannot see. Where the prior is good, a correction thus stays local
+like a painted fix; where it is wrong over several slices, the correction carries through them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Slice Dice between the propagation and the prior at which a correction stops replacing the prior
+# (benchmarks/prior_edit.py, chosen on the validation regions; 1.0 would replace every slice the
+# propagation reached, i.e. drop the prior there)
+PRIOR_AGREE = 0.8
+
+
+def slice_dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def keep_prior(prior: np.ndarray, propagated: np.ndarray, reached, annotated: dict,
+               agree: float = PRIOR_AGREE) -> tuple[np.ndarray, set]:
+    """The prior (Z, Y, X) bool with the annotated slices (z -> mask) in place and, outward from each
+    of them, the propagated slices up to the first one the propagation did not reach, another
+    annotated slice, or one whose propagated mask agrees with the prior (slice Dice >= ``agree``).
+    Returns the mask and the slices taken from the propagation."""
+    out = prior.copy()
+    for z, m in annotated.items():
+        out[z] = m
+    reached = set(int(z) for z in reached)
+    taken = set()
+    for a in annotated:
+        for d in (1, -1):
+            z = a + d
+            while 0 <= z < len(prior) and z not in annotated and z in reached and z not in taken:
+                if slice_dice(propagated[z], prior[z]) >= agree:
+                    break
+                out[z] = propagated[z]
+                taken.add(z)
+                z += d
+    return out, taken
