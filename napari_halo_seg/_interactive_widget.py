@@ -7,6 +7,10 @@ the axis its first prompts were drawn across, until it is committed or reset); c
 already segmented correct its mask (a positive click only adds, a negative only removes). The current object
 is previewed in an editable Labels layer: paint on a slice and "Accept slice" to trust it as truth.
 "Commit" copies the object into the objects Labels layer under a new id, never over another object.
+"Edit label" takes the label picked in the selected Labels layer (an automatic result, an object
+committed earlier) as the current object, to correct rather than redo: corrected slices replace it
+and carry on into their neighbours until they agree with it (halo_seg.interactive.prior); Commit
+then writes it back into that layer under its own id.
 "Learn from objects" adjusts the quality model (where sweeps end, which slice is recommended) to the
 committed objects of this image, taken as truth, saves it under the user's data directory and selects
 it in the "quality" field, which lists the saved ones in later napari sessions too and takes any
@@ -69,7 +73,10 @@ class InteractiveWidget(QWidget):
         self.last_seconds = None
         self._session_key = None           # (image, weights, device, axis) the session was made for
         self._quality_changed = False      # the quality field changed while a step ran
-        self._last_commit = None           # (id, flat voxel indices) while Undo would take it back out
+        self._last_commit = None           # (layer, flat voxel indices, old values, new values, edited label
+                                           # or None) while Undo would take the commit back out
+        self._editing = None               # (Labels layer, label id) the object with a prior came from (Edit
+                                           # label); it applies while the session has that prior
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
 
@@ -100,7 +107,8 @@ class InteractiveWidget(QWidget):
                  ("Go to recommended", "Shift-R", self.goto_recommended), ("Accept painted slice", "Shift-A",
                                                                            self.accept_slice),
                  ("Commit object", "Shift-C", self.commit), ("Undo", "Shift-U", self.undo),
-                 ("Reset object", None, self.reset), ("Learn from objects", None, self.learn_quality),
+                 ("Reset object", None, self.reset), ("Edit label", "Shift-E", self.edit_label),
+                 ("Learn from objects", None, self.learn_quality),
                  ("Save session", None, self.save_session), ("Open session", None, self.open_session),
                  ("Cancel", None, self.cancel)]
         for i, (text, key, fn) in enumerate(specs):
@@ -112,6 +120,10 @@ class InteractiveWidget(QWidget):
                 self.viewer.bind_key(key, lambda _v, f=fn: f(), overwrite=True)
         self.viewer.bind_key("Shift-N", lambda _v: self.negative.toggle(), overwrite=True)
         self.buttons["Cancel"].setEnabled(False)
+        self.buttons["Edit label"].setToolTip(
+            "correct an existing object instead of redrawing it: select a Labels layer (an automatic result, the "
+            "objects) and pick its label, then Edit label; corrected slices replace it and carry on into the "
+            "slices next to them until they agree with it, and Commit writes it back under its id")
         self.buttons["Learn from objects"].setToolTip(
             f"after {MIN_LEARN} or more committed objects: adjust the predicted quality, which decides where "
             "the propagation stops and which slice is recommended, to them (taken as correct); it is "
@@ -260,6 +272,8 @@ class InteractiveWidget(QWidget):
                                        quality_model=self._quality_choice(), strict_ends=self.strict.isChecked(),
                                        axis=axis)
             old = self.seg if same_image and self.seg.axis == axis else None
+            if same_image and self.seg.prior is not None:
+                seg.start_from(self.seg.prior)   # the object being corrected
             for z in (old.annotated_slices if old is not None else []):
                 seg.set_slice_mask(z, old.annotation(z), painted=z in old.painted_slices)
             self.seg, self._session_key = seg, key
@@ -464,10 +478,14 @@ class InteractiveWidget(QWidget):
         return volume_text(voxels * float(np.prod(layer.scale[-3:])), layer_unit(layer))
 
     def commit(self):
-        """Copy the current object into the objects layer under a new id, then start a new object."""
+        """Copy the current object into the objects layer under a new id (or, for an edited label, back
+        into its layer under its id), then start a new object."""
         if self._busy() or self.seg is None:
             return
         pred = self.seg.prediction
+        if self._editing is not None and self.seg.prior is not None:
+            self._commit_edit(pred)
+            return
         if not pred.any():
             self.status.setText("nothing to commit: the current object is empty")
             return
@@ -483,10 +501,43 @@ class InteractiveWidget(QWidget):
         if row:
             set_row(objects, row)
         n = int(free.sum())
-        self._last_commit = (new_id, np.flatnonzero(free))
+        where = np.flatnonzero(free)
+        self._last_commit = (objects, where, np.zeros(len(where), data.dtype), np.full(len(where), new_id, data.dtype),
+                             None)
         self.status.setText(f"committed object {new_id} ({self._volume_text(n)}, {n} voxels"
                             + (f", {int((pred & ~free).sum())} left to earlier objects)" if (pred & ~free).any()
                                else ")"))
+        self._new_object()
+
+    def _commit_edit(self, pred: np.ndarray):
+        """Write the corrected object back into the layer it was taken from, under its id: voxels it
+        no longer covers become background there, voxels of other labels are never overwritten."""
+        layer, label = self._editing
+        if layer not in self.viewer.layers:
+            self.status.setText(f"the layer {layer.name!r} this object was taken from is gone: Reset it, or "
+                                "commit it into the objects layer after Reset ... Undo")
+            return
+        data = layer.data
+        if not isinstance(data, np.ndarray) or data.shape != pred.shape:
+            self.status.setText(f"layer {layer.name!r} is no longer an in-memory volume of the image's shape; "
+                                "nothing was written")
+            return
+        mine = data == label
+        changed = (pred & (data == 0)) | (mine & ~pred)
+        where = np.flatnonzero(changed)
+        old = data.ravel()[where].copy()
+        new = np.where(old == 0, label, 0).astype(data.dtype)
+        data.ravel()[where] = new
+        layer.data = data
+        layer.refresh()
+        if "index" in layer.features:   # keep its measurements true (the objects layer has them)
+            row = object_row(data == label, label, self._image_layer()[0])
+            set_row(layer, row) if row else drop_row(layer, label)
+        self._last_commit = (layer, where, old, new, label)
+        blocked = int((pred & ~mine & (data != label)).sum())
+        added, removed = int((new == label).sum()), int((new == 0).sum())
+        self.status.setText(f"label {label} of {layer.name!r} corrected: {added} voxels added, {removed} removed"
+                            + (f", {blocked} left to other labels" if blocked else ""))
         self._new_object()
 
     def learn_quality(self):
@@ -575,7 +626,7 @@ class InteractiveWidget(QWidget):
         layer, data, weights, device = chosen
 
         def opened(seg):
-            self._last_commit = None
+            self._last_commit, self._editing = None, None
             self.seg, self._session_key = seg, (layer.name, weights, device, seg.axis)
             self._sent = set()
             self.recommended = self._guard(seg.recommend_slice) if seg.restored_propagation else None
@@ -587,6 +638,48 @@ class InteractiveWidget(QWidget):
         self._start("opening the session ...", InteractiveSegmenter.from_session, path, data,
                     spacing=tuple(layer.scale[-3:]), device=device, weights=weights,
                     quality_model=self._quality_choice(), strict_ends=self.strict.isChecked(), on_done=opened)
+
+    def edit_label(self):
+        """The label picked in the selected Labels layer becomes the current object, to correct (see the
+        module's docstring). Refused while the current object has slices or prompts, so that none is lost."""
+        if self._busy():
+            return
+        if self.seg is not None and (self.seg.annotated_slices or self.seg.has_prompts):
+            self.status.setText("the current object has slices or prompts: Commit or Reset it first, then Edit label")
+            return
+        layer = self.viewer.layers.selection.active
+        if not isinstance(layer, napari.layers.Labels) or layer.name in WORKING[1:]:
+            self.status.setText("select the Labels layer holding the object (an automatic result, or the objects) "
+                                "and pick its label, then Edit label")
+            return
+        label = int(layer.selected_label)
+        seg = self._guard(lambda: self._session(self._axis()))
+        if seg is None:
+            return
+
+        def take():
+            data = layer_volume(layer)
+            if tuple(data.shape) != seg.volume_shape:
+                raise ValueError(f"layer {layer.name!r} has shape {tuple(data.shape)}; the image's is "
+                                 f"{seg.volume_shape}")
+            mask = np.asarray(data == label)
+            if label == 0 or not mask.any():
+                raise ValueError(f"label {label} is not in layer {layer.name!r}: pick one of its objects "
+                                 "(napari's label field, or the colour picker on it)")
+            if seg.prior is not None:
+                seg.reset()   # another label taken but not corrected yet: Undo brings it back
+            seg.start_from(mask)
+            return int(mask.sum())
+
+        def done(n):
+            self._editing, self._last_commit = (layer, label), None
+            self.recommended = None
+            self.ensure_prompt_layers()
+            self._show()
+            self.status.setText(f"label {label} of {layer.name!r} ({self._volume_text(n)}) is the current object: "
+                                "correct a slice (paint it and Accept, or a box or clicks), then Propagate; "
+                                "Commit writes it back")
+        self._start(f"taking label {label} of {layer.name!r} ...", take, on_done=done)
 
     def _new_object(self):
         self.seg.reset()
@@ -609,20 +702,27 @@ class InteractiveWidget(QWidget):
             self.status.setText(f"error: {exc}")
             return
         self._show()
-        if self._last_commit is None or self._layer(OBJECTS) is None:
+        if self._last_commit is None or self._last_commit[0] not in self.viewer.layers:
             self.status.setText("undone")
             return
-        label, where = self._last_commit
+        layer, where, old, new, edited = self._last_commit
         self._last_commit = None
-        objects = self._layer(OBJECTS)
-        data = objects.data
+        data = layer.data
         idx = np.unravel_index(where, data.shape)
-        mine = data[idx] == label              # what the user has not painted over since
-        data[tuple(i[mine] for i in idx)] = 0
-        objects.data = data
-        objects.refresh()
-        drop_row(objects, label)
-        self.status.setText(f"object {label} taken back out of {OBJECTS}; it is the current object again")
+        mine = data[idx] == new                # what the user has not painted over since
+        data[tuple(i[mine] for i in idx)] = old[mine]
+        layer.data = data
+        layer.refresh()
+        if edited is not None:
+            if "index" in layer.features:
+                row = object_row(data == edited, edited, self._image_layer()[0])
+                set_row(layer, row) if row else drop_row(layer, edited)
+            self.status.setText(f"label {edited} of {layer.name!r} is as it was; the corrected object is the "
+                                "current object again")
+            return
+        label = int(new[0]) if len(new) else 0
+        drop_row(layer, label)
+        self.status.setText(f"object {label} taken back out of {layer.name}; it is the current object again")
 
     def reset(self):
         if self._busy() or self.seg is None:

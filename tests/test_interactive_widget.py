@@ -443,3 +443,56 @@ def test_a_5d_image_with_single_time_and_channel_is_segmented_as_3d(make_napari_
     w.commit()
     objects = viewer.layers["objects"]
     assert list(objects.features["index"]) == [1] and objects.features["voxels"][0] == ref.prediction.sum()
+
+
+@needs_default
+def test_editing_a_label_corrects_it_in_place_and_undo_restores_it(make_napari_viewer, qtbot):
+    viewer, w = _phantom_widget(make_napari_viewer)
+    labels = np.asarray(viewer.layers["phantom truth"].data)
+    first = int(np.bincount(labels.ravel())[1:].argmax()) + 1
+    truth = labels == first
+    zs = np.flatnonzero(truth.any((1, 2)))
+    cut = zs[0] + 2 * len(zs) // 3
+    auto = labels.copy()
+    auto[cut:][auto[cut:] == first] = 0          # an automatic result that missed the object's top third
+    layer = viewer.add_labels(auto.copy(), name="auto")
+
+    viewer.layers.selection.active = viewer.layers["phantom"]
+    w.edit_label()                                # no Labels layer selected: refused, nothing started
+    assert w.worker is None and "select the Labels layer" in w.status.text()
+    viewer.layers.selection.active = layer
+    layer.selected_label = 250                    # not in the layer
+    w.edit_label()
+    _wait(qtbot, w)
+    assert "label 250 is not in layer 'auto'" in w.status.text() and w.seg.prior is None
+
+    layer.selected_label = first
+    w.edit_label()
+    _wait(qtbot, w)
+    preview = viewer.layers["current object"]
+    assert np.array_equal(w.seg.prior, auto == first), w.status.text()
+    assert np.array_equal(np.asarray(preview.data) > 0, auto == first)
+    z = cut + 1                                   # the user paints one missed slice and accepts it
+    w.goto_slice(z)
+    preview.data[z] = truth[z]
+    w.accept_slice()
+    w.propagate()
+    _wait(qtbot, w)
+    corrected = np.asarray(preview.data) > 0
+    assert dice(corrected, truth) > dice(auto == first, truth) + 0.05, w.status.text()
+
+    objects_before = np.asarray(viewer.layers["objects"].data).copy()
+    w.commit()                                    # back into "auto" under its own id
+    after = np.asarray(layer.data)
+    assert np.array_equal(after == first, corrected & ((auto == 0) | (auto == first))), w.status.text()
+    others = (auto != first) & (auto != 0)
+    assert np.array_equal(after[others], auto[others])       # other objects untouched
+    assert np.array_equal(np.asarray(viewer.layers["objects"].data), objects_before)
+    assert f"label {first} of 'auto' corrected" in w.status.text()
+    assert w.seg.prior is None                    # a new object begins
+
+    w.undo()                                      # the layer as it was, the corrected object current again
+    assert np.array_equal(np.asarray(layer.data), auto)
+    assert np.array_equal(np.asarray(preview.data) > 0, corrected)
+    w.commit()
+    assert np.array_equal(np.asarray(layer.data) == first, after == first)
