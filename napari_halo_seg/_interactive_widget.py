@@ -440,9 +440,12 @@ class InteractiveWidget(QWidget):
             other = tuple(a for a in range(3) if a != seg.axis)
             across = "" if seg.axis == 0 else f" across axis {seg.axis}"
             unsaved = f"; the session could not be saved: {kept}" if isinstance(kept, OSError) else ""
+            edited = ""
+            if seg.prior is not None:   # an edited label: how far the corrections carried
+                edited = f"; {int((pred != seg.prior).any(other).sum())} slices differ from the label edited"
             self.status.setText(f"propagated in {self.last_seconds:.2f}s on {seg.device.type} through "
                                 f"{int(pred.any(other).sum())} "
-                                f"slices{across} ({self._volume_text(int(pred.sum()))}){r}{unsaved}")
+                                f"slices{across} ({self._volume_text(int(pred.sum()))}){edited}{r}{unsaved}")
         self._start("propagating ...", work, on_done=done)
 
     def goto_slice(self, z: int):

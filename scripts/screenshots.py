@@ -3,13 +3,13 @@ halo engine (2 ranks) and the automatic-segmentation dock widget; and the intera
 a box on the left thalamus, propagation and one correction on the recommended slice; and the same
 widget after "Learn from objects" on three committed objects, segmenting a fourth; and the left
 caudate prompted with one box on a coronal slice and propagated across the coronal slices.
-`colin27`, `coronal`, `train`, `finetune`, `review`, `compare` or `one_mm` as the argument makes only that one
-(finetune: the training widget fine-tuning the default model into three new classes; review: a
+`colin27`, `coronal`, `train`, `finetune`, `review`, `compare`, `one_mm` or `edit` as the argument makes only
+that one (edit: Edit label on a mirrored atlas's left hippocampus, two painted slices, one propagation; finetune: the training widget fine-tuning the default model into three new classes; review: a
 mirrored automatic run, its uncertainty over the labels on the first slice to review; compare: the default
 model's labels against the sample's own, on deep grey matter's worst slice; one_mm: the 1 mm Colin27 scan
 from ../shared/data opened from its NIfTI, segmented by the 2 mm default model at its own voxel size).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit]
 """
 from __future__ import annotations
 
@@ -198,6 +198,39 @@ def _training(s, labels, name, start_from, z, out):
     _shoot(viewer, w, out)
 
 
+def edit(s):
+    """Edit label: the left hippocampus of a mirrored atlas (the right one's labels flipped left-right),
+    corrected by two painted slices, each the slice with the most wrong voxels, and one propagation."""
+    viewer, w = _interactive_viewer(s)
+    lab = 37
+    twin = np.flip(s.labels, axis=2)
+    atlas = np.where(twin % 2 == 1, twin + 1, np.where(twin > 0, twin - 1, 0)).astype(np.uint8)
+    layer = viewer.add_labels(atlas, name="atlas (mirrored)", scale=s.spacing, opacity=0.5)
+    viewer.layers.move(viewer.layers.index(layer), 1)   # under the current object, over the image
+    layer.selected_label = lab
+    layer.show_selected_label = True
+    viewer.layers.selection.active = layer
+    w.edit_label()
+    _wait(w)
+    truth = s.labels == lab
+    preview = viewer.layers["current object"]
+    for _ in range(2):
+        wrong = ((np.asarray(preview.data) > 0) ^ truth).sum((1, 2))
+        wrong[w.seg.annotated_slices] = -1
+        z = int(wrong.argmax())
+        w.goto_slice(z)
+        preview.data[z] = truth[z]
+        w.accept_slice()
+    w.propagate()
+    _wait(w)
+    from halo_seg.metrics import dice
+    print(f"Dice: atlas {dice(atlas == lab, truth):.3f}, corrected {dice(np.asarray(preview.data) > 0, truth):.3f}")
+    z = int(((np.asarray(preview.data) > 0) != (atlas == lab)).sum((1, 2)).argmax())
+    w.goto_slice(z)
+    _frame(viewer, s, truth, z)
+    _shoot(viewer, w, "napari_edit.png")
+
+
 def review(s):
     """The automatic widget after a mirrored run (8 views): the uncertainty shown over the labels, on
     the first of the slices to review."""
@@ -248,7 +281,8 @@ def compare(s):
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
-    if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"]):
+    if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
+                        ["edit"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

@@ -16,6 +16,8 @@ import numpy as np
 # (benchmarks/prior_edit.py, chosen on the validation regions; 1.0 would replace every slice the
 # propagation reached, i.e. drop the prior there)
 PRIOR_AGREE = 0.8
+# A propagated slice predicted below this Dice does not replace the prior (None: every one may)
+PRIOR_MIN_QUALITY = None
 
 
 def slice_dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -550,8 +550,10 @@ class InteractiveSegmenter:
                 quality[z] = q
         if work.prior is not None:
             # the prior stands where no correction reached; its slices' quality is not judged
-            pred, taken = keep_prior(work.prior, pred, set(prop.prob) | filled, work.annotations,
-                                     prior_edit.PRIOR_AGREE)
+            reached = set(prop.prob) | filled
+            if prior_edit.PRIOR_MIN_QUALITY is not None:
+                reached = {z for z in reached if z in filled or quality[z] >= prior_edit.PRIOR_MIN_QUALITY}
+            pred, taken = keep_prior(work.prior, pred, reached, work.annotations, prior_edit.PRIOR_AGREE)
             for z in set(prop.prob) - taken:
                 quality[z] = np.nan
             work.features = {z: f for z, f in work.features.items() if z in taken}
