@@ -70,13 +70,19 @@ def test_start_from_is_validated_and_leaves_the_session_unchanged(random_weights
     assert seg.prior is None and not seg.prediction.any()
 
 
-def test_only_empty_corrections_empty_those_slices_and_nothing_else(random_weights, tmp_path):
-    vol = np.random.default_rng(1).random((8, 32, 32)).astype(np.float32)
+def _corrected_prior(weights, seed, z):
+    """A session started from a block-shaped prior on a noise volume, slice z corrected to empty."""
+    vol = np.random.default_rng(seed).random((8, 32, 32)).astype(np.float32)
     prior = np.zeros(vol.shape, bool)
     prior[1:7, 8:20, 8:20] = True
-    seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)
+    seg = InteractiveSegmenter(vol, device="cpu", weights=weights)
     seg.start_from(prior)
-    seg.set_slice_mask(6, np.zeros((32, 32), bool))   # "not here": the prior leaked onto slice 6
+    seg.set_slice_mask(z, np.zeros((32, 32), bool))
+    return vol, prior, seg
+
+
+def test_only_empty_corrections_empty_those_slices_and_nothing_else(random_weights, tmp_path):
+    vol, prior, seg = _corrected_prior(random_weights, 1, 6)   # "not here": the prior leaked onto slice 6
     out = seg.propagate()
     want = prior.copy()
     want[6] = False
@@ -92,12 +98,7 @@ def test_only_empty_corrections_empty_those_slices_and_nothing_else(random_weigh
 
 
 def test_the_prior_survives_a_session_opened_with_other_weights(random_weights, tmp_path):
-    vol = np.random.default_rng(2).random((8, 32, 32)).astype(np.float32)
-    prior = np.zeros(vol.shape, bool)
-    prior[1:7, 8:20, 8:20] = True
-    seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)
-    seg.start_from(prior)
-    seg.set_slice_mask(2, np.zeros((32, 32), bool))
+    vol, prior, seg = _corrected_prior(random_weights, 2, 2)
     path = seg.save_session(tmp_path / "s.npz")
     torch.manual_seed(5)
     other = save_memnet(MemSegNet(), tmp_path / "other.safetensors")
