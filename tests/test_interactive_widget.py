@@ -496,3 +496,30 @@ def test_editing_a_label_corrects_it_in_place_and_undo_restores_it(make_napari_v
     assert np.array_equal(np.asarray(preview.data) > 0, corrected)
     w.commit()
     assert np.array_equal(np.asarray(layer.data) == first, after == first)
+
+
+@needs_default
+def test_editing_a_committed_object_keeps_its_id_and_measurements_true(make_napari_viewer, qtbot):
+    viewer, w = _phantom_widget(make_napari_viewer)
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    _box_and_segment(qtbot, w, truth)
+    w.propagate()
+    _wait(qtbot, w)
+    w.commit()
+    objects = viewer.layers["objects"]
+    first = np.asarray(objects.data) == 1
+    viewer.layers.selection.active = objects
+    objects.selected_label = 1
+    w.edit_label()
+    _wait(qtbot, w)
+    top = int(np.flatnonzero(first.any((1, 2))).max())
+    w.goto_slice(top)                              # the object does not reach its top slice: erase it there
+    viewer.layers["current object"].data[top] = 0
+    w.accept_slice()
+    w.propagate()
+    _wait(qtbot, w)
+    w.commit()
+    now = np.asarray(objects.data) == 1
+    assert not now[top].any() and np.array_equal(now[:top], first[:top])   # an empty fix propagates nothing
+    assert now.sum() < first.sum() and int(np.asarray(objects.data).max()) == 1   # no new id
+    assert list(objects.features["index"]) == [1] and objects.features["voxels"][0] == now.sum()
