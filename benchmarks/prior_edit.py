@@ -9,14 +9,16 @@ preview, Accept), then propagates. Priors (``--prior``):
 - ``cut``: the truth without the object's last third of slices: an automatic result that stopped
   early, right elsewhere.
 
-Variants (``--variants``): ``paint`` the prior with the painted slices only (no propagation: what
-a brush gives); ``scratch`` the tool without the prior, from the painted slices alone;
+Variants (``--variants``): ``edit`` the shipped rule; ``paint`` the prior with the painted slices
+only (no propagation: what a brush gives); ``scratch`` the tool without the prior, from the painted
+slices alone;
 ``agree=T`` the prior corrected with the propagation until it agrees with the prior at slice Dice T
 (prior.PRIOR_AGREE), ``,minq=Q`` and never with a slice predicted below Dice Q
-(prior.PRIOR_MIN_QUALITY). Mean volume Dice after each round.
+(prior.PRIOR_MIN_QUALITY; ``minq=none``: with any). Mean volume Dice after each round.
 
     cd benchmarks && HALO_SEG_SHARED_DATA=../../shared/data ../.venv/bin/python prior_edit.py \
-        [--prior mirror|cut] [--variants paint scratch agree=0.8 ...] [--regions 29 30 ...] [--rounds 6]
+        [--prior mirror|cut] [--variants paint scratch edit agree=0.8,minq=0.7 ...] [--regions 29 30 ...]
+        [--rounds 6]
 """
 from __future__ import annotations
 
@@ -61,7 +63,8 @@ def run_variant(args) -> dict:
     from halo_seg.samples import load_colin27_full
     torch.set_num_threads(1)
     for key, value in (kv.split("=", 1) for kv in spec.split(",") if "=" in kv):
-        setattr(prior_edit, {"agree": "PRIOR_AGREE", "minq": "PRIOR_MIN_QUALITY"}[key], float(value))
+        setattr(prior_edit, {"agree": "PRIOR_AGREE", "minq": "PRIOR_MIN_QUALITY"}[key],
+                None if value == "none" else float(value))
     data = load_colin27_full()
     per, secs = {}, []
     for lab in regions:
@@ -99,7 +102,7 @@ def run_variant(args) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prior", choices=["mirror", "cut"], default="mirror")
-    ap.add_argument("--variants", nargs="*", default=["paint", "scratch", "agree=0.8"])
+    ap.add_argument("--variants", nargs="*", default=["paint", "scratch", "edit"])
     ap.add_argument("--regions", type=int, nargs="*", default=list(VALIDATION),
                     help="AAL labels (default: the 16 validation regions; the benchmark's are samples.SUBCORTICAL)")
     ap.add_argument("--rounds", type=int, default=6)
