@@ -520,11 +520,12 @@ class InteractiveWidget(QWidget):
             self.status.setText(f"the layer {layer.name!r} this object was taken from is gone: Reset it, or "
                                 "commit it into the objects layer after Reset ... Undo")
             return
-        data = layer.data
-        if not isinstance(data, np.ndarray) or data.shape != pred.shape:
-            self.status.setText(f"layer {layer.name!r} is no longer an in-memory volume of the image's shape; "
-                                "nothing was written")
+        data, lazy = layer.data, not isinstance(layer.data, np.ndarray)
+        if getattr(layer, "multiscale", False) or data.shape != pred.shape:
+            self.status.setText(f"layer {layer.name!r} has changed shape since Edit label; nothing was written")
             return
+        if lazy:   # an automatic result read from its zarr: corrected in memory, the file stays as it was
+            data = np.array(data)
         mine = data == label
         changed = (pred & (data == 0)) | (mine & ~pred)
         where = np.flatnonzero(changed)
@@ -540,7 +541,8 @@ class InteractiveWidget(QWidget):
         blocked = int((pred & ~mine & (data != label)).sum())
         added, removed = int((new == label).sum()), int((new == 0).sum())
         self.status.setText(f"label {label} of {layer.name!r} corrected: {added} voxels added, {removed} removed"
-                            + (f", {blocked} left to other labels" if blocked else ""))
+                            + (f", {blocked} left to other labels" if blocked else "")
+                            + ("; the layer is now held in memory (save it to keep the correction)" if lazy else ""))
         self._new_object()
 
     def learn_quality(self):
@@ -655,14 +657,18 @@ class InteractiveWidget(QWidget):
             self.status.setText("select the Labels layer holding the object (an automatic result, or the objects) "
                                 "and pick its label, then Edit label")
             return
+        if getattr(layer, "multiscale", False):
+            self.status.setText(f"layer {layer.name!r} is a multiscale (pyramid) Labels layer; Edit label corrects "
+                                "single-resolution layers")
+            return
         label = int(layer.selected_label)
         seg = self._guard(lambda: self._session(self._axis()))
         if seg is None:
             return
 
         def take():
-            data = layer_volume(layer)
-            if tuple(data.shape) != seg.volume_shape:
+            data = layer.data
+            if data.ndim != 3 or tuple(data.shape) != seg.volume_shape:
                 raise ValueError(f"layer {layer.name!r} has shape {tuple(data.shape)}; the image's is "
                                  f"{seg.volume_shape}")
             mask = np.asarray(data == label)

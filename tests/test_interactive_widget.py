@@ -455,7 +455,8 @@ def test_editing_a_label_corrects_it_in_place_and_undo_restores_it(make_napari_v
     cut = zs[0] + 2 * len(zs) // 3
     auto = labels.copy()
     auto[cut:][auto[cut:] == first] = 0          # an automatic result that missed the object's top third
-    layer = viewer.add_labels(auto.copy(), name="auto")
+    import dask.array as da
+    layer = viewer.add_labels(da.from_array(auto.copy(), chunks=16), name="auto")   # as the automatic widget's
 
     viewer.layers.selection.active = viewer.layers["phantom"]
     w.edit_label()                                # no Labels layer selected: refused, nothing started
@@ -488,7 +489,8 @@ def test_editing_a_label_corrects_it_in_place_and_undo_restores_it(make_napari_v
     others = (auto != first) & (auto != 0)
     assert np.array_equal(after[others], auto[others])       # other objects untouched
     assert np.array_equal(np.asarray(viewer.layers["objects"].data), objects_before)
-    assert f"label {first} of 'auto' corrected" in w.status.text()
+    assert f"label {first} of 'auto' corrected" in w.status.text() and "held in memory" in w.status.text()
+    assert isinstance(layer.data, np.ndarray)
     assert w.seg.prior is None                    # a new object begins
 
     w.undo()                                      # the layer as it was, the corrected object current again
