@@ -14,7 +14,10 @@ only (no propagation: what a brush gives); ``scratch`` the tool without the prio
 slices alone;
 ``agree=T`` the prior corrected with the propagation until it agrees with the prior at slice Dice T
 (prior.PRIOR_AGREE), ``,minq=Q`` and never with a slice predicted below Dice Q
-(prior.PRIOR_MIN_QUALITY; ``minq=none``: with any). Mean volume Dice after each round.
+(prior.PRIOR_MIN_QUALITY; ``minq=none``: with any). ``clicks=K``: the user corrects the slice with K
+corrective clicks instead of painting it (simulate.corrective_click, each followed by segmenting the
+slice, which refines the current mask), and ``,local=1`` keeps only the clicked slices' masks
+(no propagation). Mean volume Dice after each round.
 
     cd benchmarks && HALO_SEG_SHARED_DATA=../../shared/data ../.venv/bin/python prior_edit.py \
         [--prior mirror|cut] [--variants paint scratch edit agree=0.8,minq=0.7 ...] [--regions 29 30 ...]
@@ -59,12 +62,15 @@ def run_variant(args) -> dict:
     import torch
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive import prior as prior_edit
+    from halo_seg.interactive.simulate import click_to_correct
     from halo_seg.metrics import dice
     from halo_seg.samples import load_colin27_full
     torch.set_num_threads(1)
-    for key, value in (kv.split("=", 1) for kv in spec.split(",") if "=" in kv):
-        setattr(prior_edit, {"agree": "PRIOR_AGREE", "minq": "PRIOR_MIN_QUALITY"}[key],
-                None if value == "none" else float(value))
+    opts = dict(kv.split("=", 1) for kv in spec.split(",") if "=" in kv)
+    for key, name in (("agree", "PRIOR_AGREE"), ("minq", "PRIOR_MIN_QUALITY")):
+        if key in opts:
+            setattr(prior_edit, name, None if opts[key] == "none" else float(opts[key]))
+    clicks, local = int(opts.get("clicks", 0)), opts.get("local") == "1"
     data = load_colin27_full()
     per, secs = {}, []
     for lab in regions:
@@ -84,6 +90,17 @@ def run_variant(args) -> dict:
             if seg is None:
                 pred = pred.copy()
                 pred[z] = truth[z]
+            elif clicks:
+                mask = pred[z]
+                for mask in click_to_correct(seg, z, mask, truth[z], clicks, stop=1.0):
+                    pass
+                if local:
+                    pred = pred.copy()
+                    pred[z] = mask
+                else:
+                    t0 = time.perf_counter()
+                    pred = seg.propagate()
+                    secs.append(time.perf_counter() - t0)
             else:
                 seg.set_slice_mask(z, truth[z])
                 if spec == "scratch" and not any(truth[a].any() for a in done):
