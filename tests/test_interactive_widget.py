@@ -43,6 +43,17 @@ def _box_and_segment(qtbot, w, truth):
     return z, w.viewer.layers["current object"]
 
 
+def _committed_phantom_object(make_napari_viewer, qtbot):
+    """The phantom's object 1 from a box, propagated and committed as object 1 of `objects`."""
+    viewer, w = _phantom_widget(make_napari_viewer)
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    _box_and_segment(qtbot, w, truth)
+    w.propagate()
+    _wait(qtbot, w)
+    w.commit()
+    return viewer, w
+
+
 @needs_default
 def test_full_interactive_flow(make_napari_viewer, qtbot, tmp_path):
     from napari_halo_seg._interactive_widget import InteractiveWidget
@@ -286,12 +297,7 @@ def test_a_second_image_gets_its_own_layers_and_the_first_keeps_its_objects(make
     """Two images of other shapes and scales in one viewer: each object is committed on its own
     image's grid, slices are the chosen image's whatever the other layers' scales, and the first
     image's objects come back when it is chosen again."""
-    viewer, w = _phantom_widget(make_napari_viewer)
-    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
-    _box_and_segment(qtbot, w, truth)
-    w.propagate()
-    _wait(qtbot, w)
-    w.commit()
+    viewer, w = _committed_phantom_object(make_napari_viewer, qtbot)
     first = np.asarray(viewer.layers["objects"].data).copy()
     assert first.any()
 
@@ -502,12 +508,7 @@ def test_editing_a_label_corrects_it_in_place_and_undo_restores_it(make_napari_v
 
 @needs_default
 def test_editing_a_committed_object_keeps_its_id_and_measurements_true(make_napari_viewer, qtbot):
-    viewer, w = _phantom_widget(make_napari_viewer)
-    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
-    _box_and_segment(qtbot, w, truth)
-    w.propagate()
-    _wait(qtbot, w)
-    w.commit()
+    viewer, w = _committed_phantom_object(make_napari_viewer, qtbot)
     objects = viewer.layers["objects"]
     first = np.asarray(objects.data) == 1
     viewer.layers.selection.active = objects
