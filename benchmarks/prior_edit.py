@@ -51,18 +51,12 @@ def make_prior(kind: str, labels: np.ndarray, lab: int) -> np.ndarray:
     raise ValueError(f"unknown prior {kind!r}")
 
 
-def worst_slice(pred: np.ndarray, truth: np.ndarray, done: set) -> int:
-    wrong = (pred ^ truth).reshape(len(truth), -1).sum(1).astype(float)
-    wrong[list(done)] = -1
-    return int(wrong.argmax())
-
-
 def run_variant(args) -> dict:
     spec, kind, regions, rounds = args
     import torch
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive import prior as prior_edit
-    from halo_seg.interactive.simulate import click_to_correct
+    from halo_seg.interactive.simulate import click_to_correct, worst_slice
     from halo_seg.metrics import dice
     from halo_seg.samples import load_colin27_full
     torch.set_num_threads(1)

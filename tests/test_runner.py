@@ -140,6 +140,11 @@ def test_demo_main_job(tmp_path, capsys):
     truth[s.labels > 0] = 2
     per_slice = (lab != truth).sum((1, 2))
     assert len(wrong) == 3 and min(wrong) > 2 * per_slice.mean()
+    # correcting the mirrored atlas label: better than the atlas, and not worse than painting alone
+    atlas = float(out.split("mirrored left-right\n(Dice ")[1].split(")")[0])
+    fixed = [l for l in out.splitlines() if "painted slices only:" in l]
+    edited, hand = (float(fixed[-1].split(k)[1].split()[0]) for k in ("Dice", "only:"))
+    assert len(fixed) == 3 and edited > atlas + 0.03 and edited >= hand - 0.01, fixed
 
 
 _FRAGMENT = """

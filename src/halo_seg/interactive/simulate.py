@@ -72,6 +72,13 @@ def corrective_click(pred2d: np.ndarray, truth2d: np.ndarray):
     return int(y), int(x), positive
 
 
+def worst_slice(pred: np.ndarray, truth: np.ndarray, done=()) -> int:
+    """The slice a careful user fixes next in a (Z, Y, X) result: the most wrong voxels, not in ``done``."""
+    wrong = (np.asarray(pred, bool) ^ np.asarray(truth, bool)).reshape(len(truth), -1).sum(1).astype(float)
+    wrong[list(done)] = -1
+    return int(wrong.argmax())
+
+
 def in_frame(seg, volume: np.ndarray) -> np.ndarray:
     """A volume-oriented array in the session's (slices, rows, columns) order (a view)."""
     axis = getattr(seg, "axis", 0)
