@@ -534,9 +534,7 @@ class InteractiveWidget(QWidget):
         data.ravel()[where] = new
         layer.data = data
         layer.refresh()
-        if "index" in layer.features:   # keep its measurements true (the objects layer has them)
-            row = object_row(data == label, label, self._image_layer()[0])
-            set_row(layer, row) if row else drop_row(layer, label)
+        self._remeasure(layer, label)
         self._last_commit = (layer, where, old, new, label)
         blocked = int((pred & ~mine & (data != label)).sum())
         added, removed = int((new == label).sum()), int((new == 0).sum())
@@ -644,6 +642,12 @@ class InteractiveWidget(QWidget):
                     spacing=tuple(layer.scale[-3:]), device=device, weights=weights,
                     quality_model=self._quality_choice(), strict_ends=self.strict.isChecked(), on_done=opened)
 
+    def _remeasure(self, layer, label: int):
+        """Keep a Labels layer's row of measurements for ``label`` true, where it has rows (objects has)."""
+        if "index" in layer.features:
+            row = object_row(np.asarray(layer.data) == label, label, self._image_layer()[0])
+            set_row(layer, row) if row else drop_row(layer, label)
+
     def edit_label(self):
         """The label picked in the selected Labels layer becomes the current object, to correct (see the
         module's docstring). Refused while the current object has slices or prompts, so that none is lost."""
@@ -723,9 +727,7 @@ class InteractiveWidget(QWidget):
         layer.data = data
         layer.refresh()
         if edited is not None:
-            if "index" in layer.features:
-                row = object_row(data == edited, edited, self._image_layer()[0])
-                set_row(layer, row) if row else drop_row(layer, edited)
+            self._remeasure(layer, edited)
             self.status.setText(f"label {edited} of {layer.name!r} is as it was; the corrected object is the "
                                 "current object again")
             return

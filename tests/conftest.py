@@ -56,3 +56,12 @@ def whole_dice():
         m, s = normalize.mean_std(normalize.moments(img, spec), spec)
         return dice(predict_whole(net, normalize.apply(img, m, s, spec), "cpu").argmax(0) == 1, lab == 1), meta
     return score
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory):
+    """An untrained interactive network's weights (seeded): quick, for validation and state handling."""
+    from halo_seg.interactive.memnet import MemSegNet
+    from halo_seg.interactive.model_io import save_memnet
+    torch.manual_seed(0)
+    return save_memnet(MemSegNet(), tmp_path_factory.mktemp("w") / "random.safetensors")

@@ -6,19 +6,10 @@ never removes, a negative never adds); benchmarks/clicks.py measures how much th
 """
 import numpy as np
 import pytest
-import torch
 
 from halo_seg import InteractiveSegmenter
 from halo_seg.interactive import segmenter
-from halo_seg.interactive.memnet import MemSegNet
-from halo_seg.interactive.model_io import save_memnet
 from halo_seg.interactive.simulate import corrective_click, extreme_points
-
-
-@pytest.fixture(scope="module")
-def random_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_memnet(MemSegNet(), tmp_path_factory.mktemp("w") / "random.safetensors")
 
 
 def test_corrective_click_goes_deep_into_the_largest_error():

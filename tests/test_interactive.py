@@ -13,19 +13,12 @@ import torch
 from halo_seg import InteractiveError, InteractiveSegmenter
 from halo_seg.engine.weights import WeightsError, save_unet
 from halo_seg.engine.unet import UNet3D
-from halo_seg.interactive.memnet import MemSegNet
-from halo_seg.interactive.model_io import default_memnet_installed, save_memnet
+from halo_seg.interactive.model_io import default_memnet_installed
 from halo_seg.interactive.roi import mask_bbox
 from halo_seg.interactive.simulate import run_session, thick_slices
 from halo_seg.metrics import dice
 
 needs_default = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
-
-
-@pytest.fixture(scope="module")
-def random_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_memnet(MemSegNet(), tmp_path_factory.mktemp("w") / "random.safetensors")
 
 
 def _state(seg):

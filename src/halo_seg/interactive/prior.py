@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..metrics import dice
+
 # Slice Dice between the propagation and the prior at which a correction stops replacing the prior
 # (1.0 would replace every slice the propagation reached, i.e. drop the prior there), and the
 # predicted Dice below which a propagated slice does not replace it (None: any may). Chosen on the
@@ -22,9 +24,12 @@ PRIOR_AGREE = 0.8
 PRIOR_MIN_QUALITY = 0.7
 
 
-def slice_dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+def with_slices(prior: np.ndarray, annotated: dict) -> np.ndarray:
+    """A copy of the prior (Z, Y, X) with the annotated slices (z -> mask) in place."""
+    out = prior.copy()
+    for z, m in annotated.items():
+        out[z] = m
+    return out
 
 
 def keep_prior(prior: np.ndarray, propagated: np.ndarray, reached, annotated: dict,
@@ -33,16 +38,14 @@ def keep_prior(prior: np.ndarray, propagated: np.ndarray, reached, annotated: di
     of them, the propagated slices up to the first one the propagation did not reach, another
     annotated slice, or one whose propagated mask agrees with the prior (slice Dice >= ``agree``).
     Returns the mask and the slices taken from the propagation."""
-    out = prior.copy()
-    for z, m in annotated.items():
-        out[z] = m
+    out = with_slices(prior, annotated)
     reached = set(int(z) for z in reached)
     taken = set()
     for a in annotated:
         for d in (1, -1):
             z = a + d
             while 0 <= z < len(prior) and z not in annotated and z in reached and z not in taken:
-                if slice_dice(propagated[z], prior[z]) >= agree:
+                if dice(propagated[z], prior[z]) >= agree:
                     break
                 out[z] = propagated[z]
                 taken.add(z)

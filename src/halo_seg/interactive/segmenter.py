@@ -17,7 +17,7 @@ from .baseline import interpolate_masks
 from .model_io import load_memnet
 from . import propagation
 from . import prior as prior_edit
-from .prior import keep_prior
+from .prior import keep_prior, with_slices
 from .propagation import annotation_roi, merge, propagate_volume, to_volume_masks
 from .quality import QualityModel, distance_scale, load_for, slice_features
 from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
@@ -581,7 +581,7 @@ class InteractiveSegmenter:
 
     def _apply_to_prior(self, work: _State) -> np.ndarray:
         """A corrected prior whose corrections all say "not here": those slices emptied, no propagation."""
-        pred, _ = keep_prior(work.prior, work.prior, (), work.annotations)
+        pred = with_slices(work.prior, work.annotations)
         quality = np.full(self.shape[0], np.nan)
         for z in work.annotations:
             quality[z] = 1.0

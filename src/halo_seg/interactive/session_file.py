@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .prior import with_slices
+
 FORMAT, VERSION = "halo-seg interactive session", 1
 # a session correcting an existing mask (start_from) is written as version 2, so that a halo-seg that
 # would drop the mask refuses the file; this one reads both
@@ -138,9 +140,7 @@ def load_state(path, seg, head: dict | None = None):
                         segmented=bool(p["segmented"]), new_signs=set(p["new_signs"]))
             if "prior" in f:
                 s.prior = _mask(f["prior"], seg.shape, "the mask the session started from")
-                s.prediction = s.prior.copy()   # with the trusted slices, until a propagation replaces it
-                for z, m in s.annotations.items():
-                    s.prediction[z] = m
+                s.prediction = with_slices(s.prior, s.annotations)   # until a propagation replaces it
             kept = "prediction" in f and head.get("weights_sha256") == seg.weights_meta.get("sha256")
             if kept:
                 s.prediction = _mask(f["prediction"], seg.shape, "the propagation")
