@@ -129,3 +129,18 @@ def test_a_correction_carries_through_a_wrong_stretch_of_the_prior_and_keeps_the
     assert np.isfinite(q[[c for c in changed if c != z]]).all()
     assert np.isnan(q[:far][prior[:far].any((1, 2))]).all()
     assert seg.recommend_slice() in set(changed) - {z}
+
+
+def test_a_prior_on_a_session_across_another_axis_stays_in_the_volumes_orientation(random_weights):
+    vol = np.random.default_rng(3).random((10, 12, 14)).astype(np.float32)
+    prior = np.zeros(vol.shape, bool)
+    prior[2:8, 3:9, 4:11] = True
+    prior[2:8, 5, 4:11] = False          # a hole in one coronal slice, so orientation matters
+    seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights, axis=1)
+    seg.start_from(prior)
+    assert seg.shape == (12, 10, 14)
+    assert np.array_equal(seg.prior, prior) and np.array_equal(seg.prediction, prior)
+    seg.set_slice_mask(4, np.zeros((10, 14), bool))   # coronal slice 4: "not here"
+    want = prior.copy()
+    want[:, 4, :] = False
+    assert np.array_equal(seg.propagate(), want)
