@@ -486,9 +486,12 @@ class InteractiveWidget(QWidget):
         if self._busy() or self.seg is None:
             return
         pred = self.seg.prediction
+        gone = ""
         if self._editing is not None and self.seg.prior is not None:
-            self._commit_edit(pred)
-            return
+            if self._editing[0] in self.viewer.layers:
+                self._commit_edit(pred)
+                return
+            gone = f"the layer {self._editing[0].name!r} it was taken from is gone, so "   # nothing is lost
         if not pred.any():
             self.status.setText("nothing to commit: the current object is empty")
             return
@@ -507,7 +510,7 @@ class InteractiveWidget(QWidget):
         where = np.flatnonzero(free)
         self._last_commit = (objects, where, np.zeros(len(where), data.dtype), np.full(len(where), new_id, data.dtype),
                              None)
-        self.status.setText(f"committed object {new_id} ({self._volume_text(n)}, {n} voxels"
+        self.status.setText(f"{gone}committed object {new_id} ({self._volume_text(n)}, {n} voxels"
                             + (f", {int((pred & ~free).sum())} left to earlier objects)" if (pred & ~free).any()
                                else ")"))
         self._new_object()
@@ -516,10 +519,6 @@ class InteractiveWidget(QWidget):
         """Write the corrected object back into the layer it was taken from, under its id: voxels it
         no longer covers become background there, voxels of other labels are never overwritten."""
         layer, label = self._editing
-        if layer not in self.viewer.layers:
-            self.status.setText(f"the layer {layer.name!r} this object was taken from is gone: Reset it, or "
-                                "commit it into the objects layer after Reset ... Undo")
-            return
         data, lazy = layer.data, not isinstance(layer.data, np.ndarray)
         if getattr(layer, "multiscale", False) or data.shape != pred.shape:
             self.status.setText(f"layer {layer.name!r} has changed shape since Edit label; nothing was written")
@@ -536,7 +535,7 @@ class InteractiveWidget(QWidget):
         layer.refresh()
         self._remeasure(layer, label)
         self._last_commit = (layer, where, old, new, label)
-        blocked = int((pred & ~mine & (data != label)).sum())
+        blocked = int((pred & (data != label)).sum())   # voxels of other labels, never overwritten
         added, removed = int((new == label).sum()), int((new == 0).sum())
         self.status.setText(f"label {label} of {layer.name!r} corrected: {added} voxels added, {removed} removed"
                             + (f", {blocked} left to other labels" if blocked else "")

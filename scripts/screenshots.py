@@ -4,7 +4,8 @@ a box on the left thalamus, propagation and one correction on the recommended sl
 widget after "Learn from objects" on three committed objects, segmenting a fourth; and the left
 caudate prompted with one box on a coronal slice and propagated across the coronal slices.
 `colin27`, `coronal`, `train`, `finetune`, `review`, `compare`, `one_mm` or `edit` as the argument makes only
-that one (edit: Edit label on a mirrored atlas's left hippocampus, two painted slices, one propagation; finetune: the training widget fine-tuning the default model into three new classes; review: a
+that one (edit: Edit label on a mirrored atlas's left hippocampus, two painted slices, one propagation;
+finetune: the training widget fine-tuning the default model into three new classes; review: a
 mirrored automatic run, its uncertainty over the labels on the first slice to review; compare: the default
 model's labels against the sample's own, on deep grey matter's worst slice; one_mm: the 1 mm Colin27 scan
 from ../shared/data opened from its NIfTI, segmented by the 2 mm default model at its own voxel size).

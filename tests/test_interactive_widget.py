@@ -505,6 +505,15 @@ def test_editing_a_label_corrects_it_in_place_and_undo_restores_it(make_napari_v
     w.commit()
     assert np.array_equal(np.asarray(layer.data) == first, after == first)
 
+    viewer.layers.selection.active = layer        # the layer it came from deleted before the commit:
+    w.edit_label()                                # the object goes into objects, nothing is lost
+    _wait(qtbot, w)
+    edited = w.seg.prediction.copy()
+    viewer.layers.remove(layer)
+    w.commit()
+    assert "'auto' it was taken from is gone" in w.status.text(), w.status.text()
+    assert np.array_equal(np.asarray(viewer.layers["objects"].data) == 1, edited)
+
 
 @needs_default
 def test_editing_a_committed_object_keeps_its_id_and_measurements_true(make_napari_viewer, qtbot):

@@ -159,8 +159,9 @@ def _demo_edit(s, seg, lab: int = 37, rounds: int = 3):
         seg.set_slice_mask(z, truth[z])
         hand[z] = truth[z]
         pred = seg.propagate()
-        print(f"  {r} slice{'s' if r > 1 else ''}: Dice {dice(pred, truth):.3f} "
-              f"({int((pred != prior).any((1, 2)).sum())} slices changed)   painted slices only: {dice(hand, truth):.3f}")
+        changed = int((pred != prior).any((1, 2)).sum())
+        print(f"  {r} slice{'s' if r > 1 else ''}: Dice {dice(pred, truth):.3f} ({changed} slices changed)"
+              f"   painted slices only: {dice(hand, truth):.3f}")
 
 
 def cmd_train_default(a) -> int:

@@ -76,8 +76,9 @@ def save(seg, path) -> Path:
     for a, sp in zip(axis_order(seg.axis), seg.spacing):
         spacing[a] = sp
     head = {"format": FORMAT, "version": VERSION if s.prior is None else PRIOR_VERSION, "axis": seg.axis,
-            "volume_shape": list(seg.volume_shape), "spacing": spacing, "weights_sha256": seg.weights_meta.get("sha256"), "slices": slices,
-            "checksums": checks, "open_ends": {str(k): float(v) for k, v in (s.open_ends or {}).items()}}
+            "volume_shape": list(seg.volume_shape), "spacing": spacing,
+            "weights_sha256": seg.weights_meta.get("sha256"), "slices": slices, "checksums": checks,
+            "open_ends": {str(k): float(v) for k, v in (s.open_ends or {}).items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "wb") as f:   # written whole, then renamed: a crash never leaves half a session
