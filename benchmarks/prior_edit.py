@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from _results import save_results
-from halo_seg.samples import SUBCORTICAL, VALIDATION
+from halo_seg.samples import SUBCORTICAL, VALIDATION, mirrored_twin
 
 VERMIS = range(109, 117)   # AAL's vermis: no left/right twin to mirror
 
@@ -41,8 +41,7 @@ VERMIS = range(109, 117)   # AAL's vermis: no left/right twin to mirror
 def make_prior(kind: str, labels: np.ndarray, lab: int) -> np.ndarray:
     truth = labels == lab
     if kind == "mirror":
-        twin = lab + 1 if lab % 2 else lab - 1
-        return np.ascontiguousarray(np.flip(labels == twin, axis=2))   # x is left-right in (z, y, x)
+        return mirrored_twin(labels, lab)
     if kind == "cut":
         zs = np.flatnonzero(truth.any((1, 2)))
         prior = truth.copy()
@@ -67,6 +66,12 @@ def run_variant(args) -> dict:
     clicks, local = int(opts.get("clicks", 0)), opts.get("local") == "1"
     data = load_colin27_full()
     per, secs = {}, []
+
+    def propagate(seg):
+        t0 = time.perf_counter()
+        out = seg.propagate()
+        secs.append(time.perf_counter() - t0)
+        return out
     for lab in regions:
         name = {**VALIDATION, **SUBCORTICAL}.get(lab, str(lab))
         truth = data.labels == lab
@@ -92,17 +97,13 @@ def run_variant(args) -> dict:
                     pred = pred.copy()
                     pred[z] = mask
                 else:
-                    t0 = time.perf_counter()
-                    pred = seg.propagate()
-                    secs.append(time.perf_counter() - t0)
+                    pred = propagate(seg)
             else:
                 seg.set_slice_mask(z, truth[z])
                 if spec == "scratch" and not any(truth[a].any() for a in done):
                     pred = seg.prediction     # only "not here" slices so far: nothing to propagate from
                 else:
-                    t0 = time.perf_counter()
-                    pred = seg.propagate()
-                    secs.append(time.perf_counter() - t0)
+                    pred = propagate(seg)
             dices.append(dice(pred, truth))
         per[name] = dices
         print(f"{spec:10s} {name:22s} " + " ".join(f"{d:.3f}" for d in dices), flush=True)

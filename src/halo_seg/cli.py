@@ -143,11 +143,11 @@ def cmd_demo(a) -> int:
 def _demo_edit(s, seg, lab: int = 37, rounds: int = 3):
     """Correcting an atlas label (the other hemisphere's, mirrored) slice by slice, with and without
     propagating the fixes."""
-    import numpy as np
     from .interactive.simulate import worst_slice
     from .metrics import dice
-    twin = lab + 1 if lab % 2 else lab - 1
-    truth, prior = s.labels == lab, np.ascontiguousarray(np.flip(s.labels == twin, axis=2))
+    from .samples import aal_twin, mirrored_twin
+    twin = aal_twin(lab)
+    truth, prior = s.labels == lab, mirrored_twin(s.labels, lab)
     print(f"correcting an atlas label, {s.names[lab]} (AAL {lab}): the {s.names[twin]} label mirrored left-right")
     print(f"(Dice {dice(prior, truth):.3f}); each round the slice with the most wrong voxels painted exactly, then")
     print("propagation (InteractiveSegmenter.start_from), against the painted slices alone:")
