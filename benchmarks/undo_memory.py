@@ -2,29 +2,31 @@
 
 Every step (a box segmented, a painted slice, a propagation) changes the predicted volume, and the
 session keeps the last 50 states for Undo. Held whole, 50 predictions of a 512 x 512 x 300 scan are
-3.7 GB; the history now keeps each as the bits of its bounding box (``segmenter._Packed``). This runs
-the same session both ways in one process (the old way by keeping plain copies) and prints the
-memory Python holds after it (tracemalloc, which numpy reports to) and the time.
+3.7 GB. The history kept each as the bits of its bounding box from 2026-12-02 (commit 6c92984 and
+before); since 2026-12-03 a session's masks are kept slice by slice and the states share the slices
+they have in common (interactive/slice_masks.py). This runs the same session with this checkout and,
+with ``--before``, with another one's ``src/``, each in its own process, and prints the memory
+Python holds after it (tracemalloc, which numpy reports to) and the time.
 
-    .venv/bin/python benchmarks/undo_memory.py [--shape 300 512 512] [--steps 30]
+    git worktree add /tmp/before 6c92984
+    .venv/bin/python benchmarks/undo_memory.py [--before /tmp/before/src] [--shape 300 512 512] [--steps 30]
 """
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from _results import save_results
-from halo_seg import InteractiveSegmenter
-from halo_seg.interactive import segmenter
-from halo_seg.interactive.roi import mask_bbox
 
 
-def session(img, ball, steps: int) -> dict:
+def session(InteractiveSegmenter, mask_bbox, img, ball, steps: int) -> dict:
     seg = InteractiveSegmenter(img, device="cpu")
     c = img.shape[0] // 2
     tracemalloc.start()
@@ -45,26 +47,42 @@ def session(img, ball, steps: int) -> dict:
             "seconds": seconds}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shape", type=int, nargs=3, default=[300, 512, 512])
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "undo_memory.json"))
-    a = ap.parse_args(argv)
+def child(src: str, shape, steps: int) -> dict:
+    sys.path.insert(0, src)
+    import torch
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.roi import mask_bbox
     torch.set_num_threads(2)
-    z, y, x = a.shape
+    z, y, x = shape
     zz, yy, xx = np.ogrid[:z, :y, :x]
     ball = ((zz - z / 2) / (z / 7.5)) ** 2 + ((yy - y / 2) / (y / 8.5)) ** 2 + ((xx - x / 2) / (x / 10)) ** 2 <= 1
     img = (ball + np.random.default_rng(0).normal(0, 0.1, ball.shape)).astype(np.float32)
+    return session(InteractiveSegmenter, mask_bbox, img, ball, steps)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", default=None, help="the src/ directory of the code to compare with")
+    ap.add_argument("--shape", type=int, nargs=3, default=[300, 512, 512])
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "undo_memory.json"))
+    a = ap.parse_args(argv)
+    if a.child:
+        print(json.dumps(child(a.child, a.shape, a.steps)))
+        return 0
+    now = str(Path(__file__).resolve().parents[1] / "src")
     rows = []
-    packed = segmenter._State.packed
-    for way in ("whole volumes (before)", "bounding-box bits (now)"):
-        segmenter._State.packed = segmenter._State.copy if way.startswith("whole") else packed
-        rows.append({"history": way, **session(img, ball, a.steps)})
-    segmenter._State.packed = packed
-    print(f"\na box, a propagation and {a.steps} corrections on {tuple(a.shape)} (prediction "
-          f"{ball.nbytes / 2 ** 20:.0f} MiB as bool); the whole-volume way runs first\n")
-    print("| undo history | undo steps kept | MiB held after | MiB peak | seconds |\n|---|---|---|---|---|")
+    for way, src in (("before", a.before), ("now", now)):
+        if src is None:
+            continue
+        r = subprocess.run([sys.executable, __file__, "--child", src, "--shape", *map(str, a.shape),
+                            "--steps", str(a.steps)], capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError(r.stderr[-2000:])
+        rows.append({"history": f"{way} ({src})", **json.loads(r.stdout.strip().splitlines()[-1])})
+    print(f"\na box, a propagation and {a.steps} corrections on {tuple(a.shape)}\n")
+    print("| code | undo steps kept | MiB held after | MiB peak | seconds |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['history']} | {r['undo_steps']} | {r['held_mib']:.0f} | {r['peak_mib']:.0f} | {r['seconds']:.1f} |")
     return save_results(a.out, {"shape": a.shape, "steps": a.steps}, rows)

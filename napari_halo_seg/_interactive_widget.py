@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 
 import napari
 import numpy as np
@@ -77,6 +78,9 @@ class InteractiveWidget(QWidget):
                                            # or None) while Undo would take the commit back out
         self._editing = None               # (Labels layer, label id) the object with a prior came from (Edit
                                            # label); it applies while the session has that prior
+        # preview layer -> the box outside which it holds nothing but the current mask (shown or painted
+        # since): on a large volume a step rewrites only that box and the current object's, not the volume
+        self._stale = weakref.WeakKeyDictionary()
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
 
@@ -176,7 +180,8 @@ class InteractiveWidget(QWidget):
         if self._layer(OBJECTS) is None:
             self.viewer.add_labels(np.zeros(data.shape, np.uint16), name=OBJECTS, opacity=0.5, **lkw)
         if self._layer(PREVIEW) is None:
-            self.viewer.add_labels(np.zeros(data.shape, np.uint8), name=PREVIEW, opacity=0.6, **lkw)
+            preview = self.viewer.add_labels(np.zeros(data.shape, np.uint8), name=PREVIEW, opacity=0.6, **lkw)
+            preview.events.paint.connect(lambda event, lay=preview: self._painted(lay, event.value))
         if self._layer(BOX) is None:
             self.viewer.add_shapes(ndim=3, name=BOX, edge_color="yellow", face_color="transparent",
                                    edge_width=1, **kw)
@@ -745,17 +750,61 @@ class InteractiveWidget(QWidget):
         self._cancel.set()
         self.status.setText("cancelling ...")
 
+    def _painted(self, layer, atoms):
+        shape = tuple(layer.data.shape)
+        for atom in atoms:
+            try:
+                key = getattr(atom, "slice_key", None)   # napari >= 0.6: the box painted in
+                if key is not None:
+                    box = _full(key, shape)
+                else:                                   # before: the voxels' indices
+                    indices = atom[0]
+                    box = tuple(slice(int(np.min(i)), int(np.max(i)) + 1) for i in indices) \
+                        if len(indices) and np.size(indices[0]) else None
+            except (TypeError, ValueError, IndexError):
+                box = _full((), shape)                  # an atom of an unknown kind: the next step redraws all
+            if box is not None:
+                self._stale_add(layer, box)
+
+    def _stale_add(self, layer, box):
+        self._stale[layer] = _union(self._stale.get(layer), box)
+
     def _show(self, z_mask=None):
         preview = self._layer(PREVIEW)
         if preview is None or self.seg is None:
             return
+        seg = self.seg
         if z_mask is not None:
             z, m = z_mask
-            preview.data[_slice_of(self.seg.axis, z)] = m.astype(preview.data.dtype)
+            plane = _slice_of(seg.axis, z)
+            preview.data[plane] = m.astype(preview.data.dtype)
+            self._stale_add(preview, _full(plane, seg.volume_shape))
+        elif tuple(preview.data.shape) != seg.volume_shape or not isinstance(preview.data, np.ndarray):
+            preview.data = seg.prediction.astype(np.uint8)
+            self._stale[preview] = seg.mask_box()
         else:
-            preview.data = self.seg.prediction.astype(np.uint8)
+            # the slice shown too: anything written into it directly (a script, a paint event missed)
+            # is put right like the rest
+            z = min(max(self._z(seg.axis), 0), seg.volume_shape[seg.axis] - 1)
+            shown = _full(_slice_of(seg.axis, z), seg.volume_shape)
+            region = _union(_union(self._stale.get(preview), seg.mask_box()), shown)
+            preview.data[region] = seg.prediction[region]
+            self._stale[preview] = seg.mask_box()
         preview.refresh()
         self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices)
+
+
+def _union(a, b):
+    """The bounding box of two boxes (tuples of slices; None: empty)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b))
+
+
+def _full(index: tuple, shape) -> tuple:
+    """``index`` (ints and slices, as _slice_of gives) as a box of slices over a volume of ``shape``."""
+    index = tuple(index) + (slice(None),) * (len(shape) - len(index))
+    return tuple(slice(i, i + 1) if isinstance(i, int) else slice(*i.indices(n)[:2]) for i, n in zip(index, shape))
 
 
 def _slice_of(axis: int, z: int) -> tuple:

@@ -170,6 +170,32 @@ def test_errors_undo_and_cancel_keep_the_work(make_napari_viewer, qtbot):
 
 
 @needs_default
+def test_the_preview_shows_exactly_the_current_object_after_every_step(make_napari_viewer, qtbot):
+    # each step rewrites only the part of the preview that can have changed (a large volume is never
+    # copied whole): paint left unaccepted on a slice far from the object, slices that an undo takes
+    # out and a reset must all be put right
+    viewer, w = _phantom_widget(make_napari_viewer)
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    z, preview = _box_and_segment(qtbot, w, truth)
+
+    def shown_right():
+        return np.array_equal(np.asarray(preview.data), w.seg.prediction.astype(np.uint8))
+    assert shown_right()
+    w.propagate()
+    _wait(qtbot, w)
+    assert shown_right() and w.seg.prediction.sum() > truth[z].sum()
+    far = int(np.flatnonzero(~truth.any((1, 2)))[-1])
+    preview.paint((far, 3, 3), 1)            # the brush, as a user paints (a paint event), never accepted
+    assert preview.data[far, 3, 3] == 1
+    w.undo()                                 # back to the box's slice alone
+    assert shown_right() and not np.asarray(preview.data)[far].any()
+    w.reset()
+    assert not np.asarray(preview.data).any()
+    w.undo()
+    assert shown_right() and np.asarray(preview.data).any()
+
+
+@needs_default
 def test_clicks_after_a_box_correct_its_slice_one_way(make_napari_viewer, qtbot):
     """A user's clicks on a slice segmented from a box: a negative click only takes away from the
     shown mask, a positive one only adds, and the box is not asked for again."""

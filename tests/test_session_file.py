@@ -91,6 +91,58 @@ def test_other_weights_keep_the_masks_but_not_the_propagation(tmp_path):
     assert back.prediction[3].sum() == mask.sum()
 
 
+def _small_session(weights, shape=(10, 64, 80)):
+    """A session correcting a prior, one painted slice, propagated: every whole-volume mask saved."""
+    vol = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    prior = np.zeros(shape, bool)
+    prior[3:7, 20:30, 30:45] = True
+    seg = InteractiveSegmenter(vol, device="cpu", weights=weights)
+    seg.start_from(prior)
+    fix = prior[4].copy()
+    fix[20:24] = False
+    seg.set_slice_mask(4, fix)
+    seg.propagate()
+    return vol, seg
+
+
+def _rewritten(path, out, version, dense: bool):
+    """The file as an older halo-seg wrote it: whole-volume masks whole, another version number."""
+    from halo_seg.interactive.slice_masks import SliceMasks
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    head = json.loads(str(arrays.pop("header")))
+    head["version"] = version
+    for name in ("prediction", "prior"):
+        if dense and f"{name}_box" in arrays:
+            box = tuple(slice(int(a), int(b)) for a, b in arrays.pop(f"{name}_box"))
+            arrays[name] = SliceMasks.from_region(head["volume_shape"], box, arrays.pop(f"{name}_region")).dense()
+    np.savez_compressed(out, header=np.array(json.dumps(head)), **arrays)
+    return out
+
+
+def test_a_saved_file_holds_the_objects_box_and_earlier_versions_still_open(random_weights, tmp_path):
+    vol, seg = _small_session(random_weights)
+    path = seg.save_session(tmp_path / "s.npz")
+    with np.load(path) as f:
+        head = json.loads(str(f["header"]))
+        assert head["version"] == 3 and "prediction" not in f.files and "prior" not in f.files
+        box = f["prediction_box"]
+        assert f["prediction_region"].shape == tuple(box[:, 1] - box[:, 0])
+        assert f["prediction_region"].size < vol.size // 4 and f["prior_region"].shape == (4, 10, 15)
+    for version in (2, 3):   # a version 2 file held the masks whole
+        old = _rewritten(path, tmp_path / f"v{version}.npz", version, dense=version == 2)
+        back = InteractiveSegmenter.from_session(old, vol, device="cpu", weights=random_weights)
+        assert back.restored_propagation and np.array_equal(back.prediction, seg.prediction)
+        assert np.array_equal(back.prior, seg.prior)
+    bad = tmp_path / "bad.npz"
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["prior_box"] = np.array([[0, 99], [0, 5], [0, 5]])
+    np.savez(bad, **arrays)
+    with pytest.raises(InteractiveError, match="does not fit the volume"):
+        InteractiveSegmenter.from_session(bad, vol, device="cpu", weights=random_weights)
+
+
 def test_bad_session_files_are_refused(tmp_path):
     vol = np.zeros((4, 8, 8), np.float32)
     junk = tmp_path / "junk.npz"

@@ -11,7 +11,6 @@ like a painted fix; where it is wrong over several slices, the correction carrie
 """
 from __future__ import annotations
 
-import numpy as np
 
 from ..metrics import dice
 
@@ -24,17 +23,17 @@ PRIOR_AGREE = 0.8
 PRIOR_MIN_QUALITY = 0.7
 
 
-def with_slices(prior: np.ndarray, annotated: dict) -> np.ndarray:
-    """A copy of the prior (Z, Y, X) with the annotated slices (z -> mask) in place."""
+def with_slices(prior, annotated: dict):
+    """A copy of the prior (Z, Y, X; a numpy array or a SliceMasks) with the annotated slices
+    (z -> mask) in place."""
     out = prior.copy()
     for z, m in annotated.items():
         out[z] = m
     return out
 
 
-def keep_prior(prior: np.ndarray, propagated: np.ndarray, reached, annotated: dict,
-               agree: float = PRIOR_AGREE) -> tuple[np.ndarray, set]:
-    """The prior (Z, Y, X) bool with the annotated slices (z -> mask) in place and, outward from each
+def keep_prior(prior, propagated, reached, annotated: dict, agree: float = PRIOR_AGREE) -> tuple:
+    """The prior (Z, Y, X) bool (a numpy array or a SliceMasks, as ``propagated``) with the annotated slices (z -> mask) in place and, outward from each
     of them, the propagated slices up to the first one the propagation did not reach, another
     annotated slice, or one whose propagated mask agrees with the prior (slice Dice >= ``agree``).
     Returns the mask and the slices taken from the propagation."""

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .slice_masks import slice_areas
+
 FEATURES = ("q", "agree", "one_pass", "conf", "unc", "logdist", "dist_ext", "outside", "out_logdist",
             "area_near", "empty", "smooth", "logz", "empty_logz", "logrdist", "out_logrdist")
 SINGLE = tuple(f for f in FEATURES if f not in ("agree", "one_pass"))   # without the mirrored pass
@@ -37,12 +39,12 @@ def slice_features(passes, pred: np.ndarray, annotations: dict, zscale: float = 
     """Features (in FEATURES order) of every propagated, not annotated slice.
 
     passes: the plain Propagation and, with test-time augmentation, the mirrored one;
-    pred: the (Z, Y, X) bool result with the annotated slices in it; annotations: z -> bool mask;
+    pred: the (Z, Y, X) bool result with the annotated slices in it (an array or a SliceMasks); annotations: z -> bool mask;
     zscale: ``distance_scale(spacing)``.
     """
     nonempty = sorted(z for z, m in annotations.items() if m.any())
     lo, hi = nonempty[0], nonempty[-1]
-    areas = pred.reshape(len(pred), -1).sum(1).astype(float)
+    areas = slice_areas(pred).astype(float)
     out = {}
     for z in sorted(set().union(*(p.prob for p in passes)) - set(annotations)):
         probs = [p.prob[z].float().cpu().numpy() for p in passes if z in p.prob]

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 
 from .adapt import adapt_decoder
 from .baseline import interpolate_masks
@@ -21,6 +20,7 @@ from .prior import keep_prior, with_slices
 from .propagation import annotation_roi, merge, propagate_volume, to_volume_masks
 from .quality import QualityModel, distance_scale, load_for, slice_features
 from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
+from .slice_masks import SliceMasks
 
 # Off: recommend past an end cut by a stop rule, this fraction of the extent away (scored on the
 # validation regions by benchmarks/interactive_variants.py, no reliable gain)
@@ -80,51 +80,18 @@ class _State:
     annotations: dict = field(default_factory=dict)    # z -> bool (Y, X), trusted
     painted: set = field(default_factory=set)          # annotated slices the user gave as masks
     pending: set = field(default_factory=set)          # prompted slices not segmented since
-    prediction: np.ndarray | None = None
+    prediction: SliceMasks | None = None
     quality: np.ndarray | None = None
     open_ends: dict = field(default_factory=dict)      # see Propagation.open_ends
     features: dict = field(default_factory=dict)       # z -> quality features, see quality.FEATURES
-    prior: np.ndarray | None = None   # an existing segmentation being corrected (start_from), see prior.py
+    prior: SliceMasks | None = None   # an existing segmentation being corrected (start_from), see prior.py
 
     def copy(self) -> "_State":
-        """A copy that may be changed; masks and arrays are shared because they are never mutated."""
+        """A copy that may be changed; masks and arrays are shared because they are never mutated (a
+        new prediction is a SliceMasks copy with the changed slices replaced), so the undo history
+        holds only what each step changed (slice_masks.py)."""
         return _State(copy.deepcopy(self.prompts), dict(self.annotations), set(self.painted), set(self.pending),
                       self.prediction, self.quality, dict(self.open_ends), self.features, self.prior)
-
-    def packed(self) -> "_State":
-        """This state for the undo history, its volumes kept as the bits of their bounding boxes: every
-        step changes the prediction, and 50 full copies of a 512 x 512 x 300 scan's would be 3.7 GB."""
-        out = self.copy()
-        if isinstance(out.prediction, np.ndarray):
-            out.prediction = _Packed(out.prediction)
-        if isinstance(out.prior, np.ndarray):
-            out.prior = _Packed(out.prior)
-        return out
-
-    def unpacked(self) -> "_State":
-        if isinstance(self.prediction, _Packed):
-            self.prediction = self.prediction.unpack()
-        if isinstance(self.prior, _Packed):
-            self.prior = self.prior.unpack()
-        return self
-
-
-class _Packed:
-    """A boolean volume as the bits of its bounding box."""
-
-    def __init__(self, volume: np.ndarray):
-        self.shape = volume.shape
-        found = ndi.find_objects(volume.view(np.uint8))
-        self.box = found[0] if found else None
-        inside = None if self.box is None else volume[self.box]
-        self.bits = None if inside is None else np.packbits(inside)
-        self.inner = None if inside is None else inside.shape
-
-    def unpack(self) -> np.ndarray:
-        out = np.zeros(self.shape, bool)
-        if self.box is not None:
-            out[self.box] = np.unpackbits(self.bits, count=int(np.prod(self.inner))).reshape(self.inner)
-        return out
 
 
 def _pick_device(device: str) -> torch.device:
@@ -226,13 +193,24 @@ class InteractiveSegmenter:
     @property
     def prediction(self) -> np.ndarray:
         """Current 3D mask, in the volume's orientation: the last propagation, with annotated slices
-        as the user gave them."""
+        as the user gave them (a new array)."""
+        return self._oriented(self._current().dense())
+
+    def _current(self) -> SliceMasks:
         if self._s.prediction is not None:
-            return self._oriented(self._s.prediction)
-        out = np.zeros(self.shape, bool)
-        for z, m in self._s.annotations.items():
-            out[z] = m
-        return self._oriented(out)
+            return self._s.prediction
+        return with_slices(SliceMasks(self.shape), self._s.annotations)
+
+    def mask_box(self):
+        """The bounding box of the current mask as (Z, Y, X) slices in the volume's orientation, None
+        when it is empty: a viewer showing a large volume rewrites only that part (and the last one)."""
+        box = self._current().bbox()
+        if box is None:
+            return None
+        out = [None] * 3
+        for a, sl in zip(axis_order(self.axis), box):
+            out[a] = sl
+        return tuple(out)
 
     def _oriented(self, frame: np.ndarray) -> np.ndarray:
         """A (slices, rows, columns) array of the session in the volume's orientation (a view)."""
@@ -299,8 +277,9 @@ class InteractiveSegmenter:
         return m.astype(bool)
 
     def _push(self) -> _State:
-        """Snapshot for undo (a packed copy); the live state may then be changed."""
-        self._history.append(self._s.packed())
+        """Snapshot for undo; the live state (a copy) may then be changed."""
+        self._history.append(self._s)
+        self._s = self._s.copy()
         del self._history[:-HISTORY]
         return self._s
 
@@ -389,7 +368,7 @@ class InteractiveSegmenter:
             raise InteractiveError(f"the mask to start from has shape {m.shape}; the volume's is {self.volume_shape}")
         if not (np.issubdtype(m.dtype, np.integer) or m.dtype == bool):
             raise InteractiveError(f"the mask to start from must be boolean or integer labels, got dtype {m.dtype}")
-        m = np.ascontiguousarray(np.moveaxis(m != 0, self.axis, 0))
+        m = SliceMasks.from_dense(np.moveaxis(m != 0, self.axis, 0))
         if not m.any():
             raise InteractiveError("the mask to start from is empty")
         if self._s.annotations or self._s.prompts:
@@ -403,7 +382,7 @@ class InteractiveSegmenter:
     def prior(self) -> np.ndarray | None:
         """The segmentation the session corrects (start_from), in the volume's orientation; None if it
         started from nothing."""
-        return None if self._s.prior is None else self._oriented(self._s.prior)
+        return None if self._s.prior is None else self._oriented(self._s.prior.dense())
 
     # -- computation ---------------------------------------------------------------------------------
     def _read(self, zs, roi) -> np.ndarray:
@@ -424,7 +403,7 @@ class InteractiveSegmenter:
         if p is None or not (p.has_positive() or p.neg):
             raise InteractiveError(f"slice {z} has no prompt to segment from")
         current = s.annotations.get(z)
-        if current is None and s.prediction is not None and s.prediction[z].any():
+        if current is None and s.prediction is not None and z in s.prediction.nonempty():
             current = s.prediction[z]
         corrected = BOX_SPENT and p.segmented and p.has_clicks() and current is not None and current.any()
         if corrected and not p.new_signs:
@@ -535,7 +514,7 @@ class InteractiveSegmenter:
             passes.append(propagate_volume(*args, flip=True, **kw))
         prop = merge(*passes) if self.tta else passes[0]
         masks = to_volume_masks(prop, self.shape)
-        pred = np.zeros(self.shape, bool)
+        pred = SliceMasks(self.shape)
         for z, m in masks.items():
             pred[z] = m
         quality = np.full(self.shape[0], np.nan)
@@ -563,9 +542,9 @@ class InteractiveSegmenter:
         work.prediction, work.quality = pred, quality
         work.open_ends = dict(prop.open_ends or {})
         self._s = work
-        return self._oriented(pred)
+        return self._oriented(pred.dense())
 
-    def _fill_between_painted(self, s: _State, pred: np.ndarray) -> set:
+    def _fill_between_painted(self, s: _State, pred: SliceMasks) -> set:
         """Interpolate between close painted slices (PAINTED_GAP_MM); returns the slices filled."""
         filled = set()
         if not PAINTED_GAP_MM:
@@ -574,8 +553,10 @@ class InteractiveSegmenter:
         for a, b in zip(zs[:-1], zs[1:]):
             if ({a, b} <= s.painted and (b - a) * self.spacing[0] <= PAINTED_GAP_MM
                     and s.annotations[a].any() and s.annotations[b].any()):
-                pred[a:b + 1] = interpolate_masks({0: s.annotations[a], b - a: s.annotations[b]},
-                                                  (b - a + 1,) + self.shape[1:])
+                filling = interpolate_masks({0: s.annotations[a], b - a: s.annotations[b]},
+                                            (b - a + 1,) + self.shape[1:])
+                for i, m in enumerate(filling):
+                    pred[a + i] = m
                 filled.update(range(a + 1, b))
         return filled
 
@@ -588,7 +569,7 @@ class InteractiveSegmenter:
         self._push()
         work.prediction, work.quality, work.features, work.open_ends = pred, quality, {}, {}
         self._s = work
-        return self._oriented(pred)
+        return self._oriented(pred.dense())
 
     def recommend_slice(self) -> int:
         """The not-yet-annotated slice of the predicted extent (or one beyond either end) where a
@@ -598,7 +579,7 @@ class InteractiveSegmenter:
         corrections changed."""
         if self._s.quality is None or self._s.prediction is None:
             raise InteractiveError("nothing to recommend yet: call propagate() first")
-        zs = np.flatnonzero(self._s.prediction.reshape(self.shape[0], -1).any(1))
+        zs = np.array(self._s.prediction.nonempty(), int)
         if not len(zs):
             raise InteractiveError("the current mask is empty; add a prompt and propagate first")
         lo, hi = max(zs.min() - 1, 0), min(zs.max() + 1, self.shape[0] - 1)
@@ -611,7 +592,7 @@ class InteractiveSegmenter:
                 return int(best[1])
         by = RECOMMEND_BY if RECOMMEND_BY != "auto" else ("voxels" if self.quality_model is not None else "quality")
         if cand and by == "voxels":
-            area = self._s.prediction.reshape(self.shape[0], -1).sum(1).astype(float)
+            area = self._s.prediction.areas().astype(float)
             local = np.maximum(area, np.maximum(np.r_[0.0, area[:-1]], np.r_[area[1:], 0.0]))
             return int(max(cand, key=lambda z: ((1 - q[z]) * local[z], -z)))
         if cand:
@@ -621,7 +602,7 @@ class InteractiveSegmenter:
                                    "the session started from, which the tool does not judge")
         # every predicted slice is annotated: the sweeps stopped there, but the object may go on;
         # check the slice beyond the end where it is larger first
-        area = self._s.prediction.reshape(self.shape[0], -1).sum(1)
+        area = self._s.prediction.areas()
         ends = sorted(((zs.min() - 1, area[zs.min()]), (zs.max() + 1, area[zs.max()])), key=lambda e: -e[1])
         beyond = [z for z, _ in ends if 0 <= z < self.shape[0] and z not in self._s.annotations]
         if not beyond:
@@ -679,7 +660,7 @@ class InteractiveSegmenter:
     def undo(self):
         if not self._history:
             raise InteractiveError("nothing to undo")
-        self._s = self._history.pop().unpacked()
+        self._s = self._history.pop()
 
     def reset(self):
         """Forget every prompt and mask of this object (undoable)."""
@@ -715,7 +696,7 @@ class AxisView:
         return block.transpose([sorted(kept).index(a) for a in kept])
 
 
-def _with_slice(vol: np.ndarray, z: int, mask: np.ndarray) -> np.ndarray:
+def _with_slice(vol: SliceMasks, z: int, mask: np.ndarray) -> SliceMasks:
     out = vol.copy()
     out[z] = mask
     return out

@@ -1,0 +1,97 @@
+"""An interactive session on a large volume: time per step and peak memory, this checkout against
+another (e.g. the commit before the session's mask was kept slice by slice, interactive/slice_masks.py).
+
+A bright ball of radius 30 voxels in a lazily generated dask volume (nothing of the volume is held
+in memory but what the session reads), at several volume sizes: a box on the ball's middle slice,
+segment it, propagate, paint one slice (``set_slice_mask``), propagate again, undo, save the
+session file. Each (code, size) runs in its own process (peak resident memory is per process), one
+after the other; ``--repeat`` runs each that many times and reports the median per step.
+
+    git worktree add /tmp/before 6c92984
+    .venv/bin/python benchmarks/big_volume.py --before /tmp/before/src [--sizes 150x1024x1024 600x2048x2048]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from _results import save_results
+
+STEPS = ("segment slice", "propagate", "paint a slice", "propagate again", "undo", "save session")
+
+CHILD = r"""
+import json, resource, sys, tempfile, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np, dask.array as da, torch
+from halo_seg import InteractiveSegmenter
+torch.set_num_threads(int(sys.argv[3]))
+Z, Y, X = (int(v) for v in sys.argv[2].split("x"))
+c = (Z // 2, Y // 2, X // 2)
+def block(b, block_info=None):
+    loc = block_info[0]["array-location"]
+    zz, yy, xx = np.ogrid[loc[0][0]:loc[0][1], loc[1][0]:loc[1][1], loc[2][0]:loc[2][1]]
+    ball = ((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) < 30 ** 2
+    return (ball * 200 + 20).astype(np.uint16)
+vol = da.zeros((Z, Y, X), np.uint16, chunks=(64, 512, 512)).map_blocks(block, dtype=np.uint16)
+seg = InteractiveSegmenter(vol, device="cpu")
+out = {}
+def step(name, fn):
+    t = time.perf_counter(); r = fn(); out[name] = time.perf_counter() - t; return r
+seg.add_box(c[0], c[1] - 30, c[2] - 30, c[1] + 30, c[2] + 30)
+step("segment slice", lambda: seg.segment_slice(c[0]))
+pred = step("propagate", seg.propagate)
+z = c[0] + 10
+m = np.asarray(pred[z]).copy()
+del pred
+step("paint a slice", lambda: seg.set_slice_mask(z, m))
+step("propagate again", seg.propagate)
+step("undo", seg.undo)
+with tempfile.TemporaryDirectory() as tmp:
+    step("save session", lambda: seg.save_session(tmp + "/s.npz"))
+out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def run(src: str, size: str, threads: int) -> dict:
+    r = subprocess.run([sys.executable, "-c", CHILD, src, size, str(threads)], capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"{src} {size}: {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", required=True, help="the src/ directory of the code to compare with")
+    ap.add_argument("--sizes", nargs="*", default=["150x1024x1024", "600x2048x2048"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "big_volume.json"))
+    a = ap.parse_args(argv)
+    now = str(Path(__file__).resolve().parents[1] / "src")
+    rows = []
+    for size in a.sizes:
+        runs = {"before": [], "now": []}
+        for _ in range(a.repeat):
+            for which, src in (("before", a.before), ("now", now)):   # interleaved: the machine is noisy
+                runs[which].append(run(src, size, a.threads))
+                print(which, size, runs[which][-1], flush=True)
+        med = {w: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for w, rs in runs.items()}
+        rows.append({"size": size, "median": med, "runs": runs})
+    print(f"\nmedian of {a.repeat} runs, {a.threads} threads, seconds (peak memory in MiB)")
+    print("| volume | " + " | ".join(STEPS) + " | peak memory |")
+    print("|---" * (len(STEPS) + 2) + "|")
+    for r in rows:
+        b, n = r["median"]["before"], r["median"]["now"]
+        cells = [f"{b[k]:.2f} -> {n[k]:.2f}" for k in STEPS]
+        print(f"| {r['size']} | " + " | ".join(cells) + f" | {b['peak_rss_mib']:.0f} -> {n['peak_rss_mib']:.0f} |")
+    return save_results(a.out, {"before": a.before, "threads": a.threads, "repeat": a.repeat}, rows)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
