@@ -53,3 +53,19 @@ def test_empty_and_wrong_shapes():
         m[3]
     with pytest.raises(ValueError, match="3D"):
         SliceMasks((4, 5))
+
+
+@pytest.mark.parametrize("axis", [0, 2])
+def test_a_sessions_mask_box_is_the_box_of_its_prediction_in_the_volumes_orientation(random_weights, axis):
+    from halo_seg import InteractiveSegmenter
+    vol = np.random.default_rng(2).normal(size=(14, 30, 36)).astype(np.float32)
+    seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights, tta=False, axis=axis)
+    assert seg.mask_box() is None
+    n, h, w = seg.shape
+    for z, (y0, x0) in ((2, (4, 5)), (n - 3, (9, 1))):
+        m = np.zeros((h, w), bool)
+        m[y0:y0 + 6, x0:x0 + 3] = True
+        seg.set_slice_mask(z, m)
+        pred = seg.prediction
+        idx = np.nonzero(pred)
+        assert seg.mask_box() == tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
