@@ -78,8 +78,9 @@ class InteractiveWidget(QWidget):
                                            # or None) while Undo would take the commit back out
         self._editing = None               # (Labels layer, label id) the object with a prior came from (Edit
                                            # label); it applies while the session has that prior
-        # preview layer -> the box outside which it holds nothing but the current mask (shown or painted
-        # since): on a large volume a step rewrites only that box and the current object's, not the volume
+        # preview layer -> (the box outside which it holds nothing but the current mask (shown or painted
+        # since), the data array that holds): on a large volume a step rewrites only that box and the
+        # current object's, not the volume; an array put in its place is rewritten whole
         self._stale = weakref.WeakKeyDictionary()
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
@@ -182,6 +183,7 @@ class InteractiveWidget(QWidget):
         if self._layer(PREVIEW) is None:
             preview = self.viewer.add_labels(np.zeros(data.shape, np.uint8), name=PREVIEW, opacity=0.6, **lkw)
             preview.events.paint.connect(lambda event, lay=preview: self._painted(lay, event.value))
+            self._stale[preview] = (None, preview.data)   # empty
         if self._layer(BOX) is None:
             self.viewer.add_shapes(ndim=3, name=BOX, edge_color="yellow", face_color="transparent",
                                    edge_width=1, **kw)
@@ -767,7 +769,9 @@ class InteractiveWidget(QWidget):
                 self._stale_add(layer, box)
 
     def _stale_add(self, layer, box):
-        self._stale[layer] = _union(self._stale.get(layer), box)
+        old, data = self._stale.get(layer, (None, None))
+        if data is layer.data:
+            self._stale[layer] = (_union(old, box), data)
 
     def _show(self, z_mask=None):
         preview = self._layer(PREVIEW)
@@ -779,17 +783,18 @@ class InteractiveWidget(QWidget):
             plane = _slice_of(seg.axis, z)
             preview.data[plane] = m.astype(preview.data.dtype)
             self._stale_add(preview, _full(plane, seg.volume_shape))
-        elif tuple(preview.data.shape) != seg.volume_shape or not isinstance(preview.data, np.ndarray):
+        elif (tuple(preview.data.shape) != seg.volume_shape or not isinstance(preview.data, np.ndarray)
+              or self._stale.get(preview, (None, None))[1] is not preview.data):
             preview.data = seg.prediction.astype(np.uint8)
-            self._stale[preview] = seg.mask_box()
         else:
             # the slice shown too: anything written into it directly (a script, a paint event missed)
             # is put right like the rest
             z = min(max(self._z(seg.axis), 0), seg.volume_shape[seg.axis] - 1)
             shown = _full(_slice_of(seg.axis, z), seg.volume_shape)
-            region = _union(_union(self._stale.get(preview), seg.mask_box()), shown)
+            region = _union(_union(self._stale[preview][0], seg.mask_box()), shown)
             preview.data[region] = seg.prediction[region]
-            self._stale[preview] = seg.mask_box()
+        if z_mask is None:
+            self._stale[preview] = (seg.mask_box(), preview.data)
         preview.refresh()
         self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices)
 

@@ -178,8 +178,10 @@ def test_the_preview_shows_exactly_the_current_object_after_every_step(make_napa
     truth = np.asarray(viewer.layers["phantom truth"].data) == 1
     z, preview = _box_and_segment(qtbot, w, truth)
 
-    def shown_right():
-        return np.array_equal(np.asarray(preview.data), w.seg.prediction.astype(np.uint8))
+    held = preview.data
+
+    def shown_right():   # and written in place: no step replaced the volume's array
+        return preview.data is held and np.array_equal(preview.data, w.seg.prediction.astype(np.uint8))
     assert shown_right()
     w.propagate()
     _wait(qtbot, w)

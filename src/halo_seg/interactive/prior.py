@@ -33,10 +33,10 @@ def with_slices(prior, annotated: dict):
 
 
 def keep_prior(prior, propagated, reached, annotated: dict, agree: float = PRIOR_AGREE) -> tuple:
-    """The prior (Z, Y, X) bool (a numpy array or a SliceMasks, as ``propagated``) with the annotated slices (z -> mask) in place and, outward from each
-    of them, the propagated slices up to the first one the propagation did not reach, another
-    annotated slice, or one whose propagated mask agrees with the prior (slice Dice >= ``agree``).
-    Returns the mask and the slices taken from the propagation."""
+    """The prior (Z, Y, X) bool (a numpy array or a SliceMasks, as ``propagated``) with the annotated
+    slices (z -> mask) in place and, outward from each of them, the propagated slices up to the first
+    one the propagation did not reach, another annotated slice, or one whose propagated mask agrees
+    with the prior (slice Dice >= ``agree``). Returns the mask and the slices taken from the propagation."""
     out = with_slices(prior, annotated)
     reached = set(int(z) for z in reached)
     taken = set()

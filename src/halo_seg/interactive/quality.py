@@ -39,8 +39,8 @@ def slice_features(passes, pred: np.ndarray, annotations: dict, zscale: float = 
     """Features (in FEATURES order) of every propagated, not annotated slice.
 
     passes: the plain Propagation and, with test-time augmentation, the mirrored one;
-    pred: the (Z, Y, X) bool result with the annotated slices in it (an array or a SliceMasks); annotations: z -> bool mask;
-    zscale: ``distance_scale(spacing)``.
+    pred: the (Z, Y, X) bool result with the annotated slices in it (an array or a SliceMasks);
+    annotations: z -> bool mask; zscale: ``distance_scale(spacing)``.
     """
     nonempty = sorted(z for z, m in annotations.items() if m.any())
     lo, hi = nonempty[0], nonempty[-1]

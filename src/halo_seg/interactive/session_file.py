@@ -5,9 +5,9 @@ The file is a compressed ``.npz`` read without pickle: a JSON header (the axis, 
 a checksum of each annotated slice's image, the weights' sha256 and each slice's prompts) and the
 masks as boolean arrays, those of the whole volume (the propagation, a prior) as their bounding box
 and what lies in it, so that saving after every propagation costs what the object costs, not the
-volume (9 s for a 600 x 2048 x 2048 stack written whole). What is saved is the session's state: the trusted masks, the painted
-slices, the prompts (with those waiting for the next segmentation) and the last propagation with
-its predicted quality. The undo history is not saved.
+volume (9 s for a 600 x 2048 x 2048 stack written whole). What is saved is the session's state: the
+trusted masks, the painted slices, the prompts (with those waiting for the next segmentation) and
+the last propagation with its predicted quality. The undo history is not saved.
 """
 from __future__ import annotations
 
