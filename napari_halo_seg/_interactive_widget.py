@@ -499,27 +499,29 @@ class InteractiveWidget(QWidget):
                 self._commit_edit(pred)
                 return
             gone = f"the layer {self._editing[0].name!r} it was taken from is gone, so "   # nothing is lost
-        if not pred.any():
+        box = self.seg.mask_box()
+        if box is None:
             self.status.setText("nothing to commit: the current object is empty")
             return
         objects = self._layer(OBJECTS)
         data = objects.data
         new_id = int(data.max()) + 1
-        free = pred & (data == 0)   # never overwrite another object
-        data[free] = new_id
+        inside = pred[box]   # the object's box only: on a large volume nothing else is touched
+        free = inside & (data[box] == 0)   # never overwrite another object
+        data[box][free] = new_id
         objects.data = data
         objects.refresh()
+        where = np.ravel_multi_index(tuple(i + b.start for i, b in zip(np.nonzero(free), box)), data.shape)
         # its size beside its id when the cursor is over it (napari shows a Labels layer's features)
-        row = object_row(free, new_id, self._image_layer()[0])
+        mask = np.zeros(data.shape, bool)
+        mask[box] = free
+        row = object_row(mask, new_id, self._image_layer()[0])
         if row:
             set_row(objects, row)
-        n = int(free.sum())
-        where = np.flatnonzero(free)
-        self._last_commit = (objects, where, np.zeros(len(where), data.dtype), np.full(len(where), new_id, data.dtype),
-                             None)
+        n, left = len(where), int(inside.sum()) - len(where)
+        self._last_commit = (objects, where, np.zeros(n, data.dtype), np.full(n, new_id, data.dtype), None)
         self.status.setText(f"{gone}committed object {new_id} ({self._volume_text(n)}, {n} voxels"
-                            + (f", {int((pred & ~free).sum())} left to earlier objects)" if (pred & ~free).any()
-                               else ")"))
+                            + (f", {left} left to earlier objects)" if left else ")"))
         self._new_object()
 
     def _commit_edit(self, pred: np.ndarray):

@@ -123,7 +123,10 @@ def test_full_interactive_flow(make_napari_viewer, qtbot, tmp_path):
     assert list(viewer.layers["objects"].features["index"]) == [1]
     assert np.array_equal((np.asarray(preview.data) > 0) & ~first_pred, second_pred)   # the current object again
     assert "taken back out" in w.status.text()
+    current = np.asarray(preview.data) > 0
     w.commit()                                               # and in again, the same
+    overlap = int((current & first_pred).sum())
+    assert (f", {overlap} left to earlier objects" in w.status.text()) == (overlap > 0), w.status.text()
     objects = np.asarray(viewer.layers["objects"].data)
     assert np.array_equal(objects == 2, second_pred)
     assert np.array_equal(objects == 1, first_pred)          # object 1 is never overwritten
