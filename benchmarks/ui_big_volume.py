@@ -1,0 +1,135 @@
+"""The napari interactive widget on a large volume: how long each step takes and how long the UI
+freezes, this checkout against another (e.g. the commit before masks were kept slice by slice and
+the preview was rewritten in place: 6c92984).
+
+A bright ball of radius 30 voxels in a 300 x 1024 x 1024 uint16 image (numpy; the widget's
+preview and objects layers are as large). Steps, each timed from the click to the end of its work
+(the worker thread included) with a 10 ms QTimer in the GUI thread whose longest gap is the longest
+freeze: segment a box, propagate, paint a slice and accept it, propagate again, undo, commit. Each
+code runs in its own process, interleaved, ``--repeat`` times; medians.
+
+    git worktree add /tmp/before 6c92984
+    xvfb-run -a .venv/bin/python benchmarks/ui_big_volume.py --before /tmp/before [--shape 300 1024 1024]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from _results import save_results
+
+STEPS = ("segment slice", "propagate", "accept a painted slice", "propagate again", "undo", "commit")
+
+
+def child(root: str, shape, threads: int) -> dict:
+    import os
+    import tempfile
+    import time
+    sys.path[:0] = [str(Path(root) / "src"), root]
+    os.environ["HALO_SEG_USER_DIR"] = tempfile.mkdtemp()   # the sessions kept at every propagation
+    import napari
+    import torch
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+    import napari_halo_seg._interactive_widget as iw
+    assert Path(iw.__file__).resolve().is_relative_to(Path(root).resolve()), iw.__file__
+    torch.set_num_threads(threads)
+    Z, Y, X = shape
+    c = (Z // 2, Y // 2, X // 2)
+    zz, yy, xx = np.ogrid[:Z, :Y, :X]
+    ball = ((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) < 30 ** 2
+    img = (ball * np.uint16(200) + np.uint16(20)).astype(np.uint16)
+    viewer = napari.Viewer(show=True)
+    viewer.add_image(img, name="stack")
+    app = QApplication.instance()
+    w = iw.InteractiveWidget(viewer)
+    w.image.setCurrentText("stack")
+    w.device.setCurrentText("cpu")
+    w.goto_slice(c[0])
+    w.ensure_prompt_layers()
+    gaps, last = [], [0.0]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    out = {}
+
+    def measure(name, start):
+        for _ in range(10):
+            app.processEvents()
+        gaps.clear()
+        last[0] = time.perf_counter()
+        timer.start()
+        t0 = time.perf_counter()
+        start()
+        while w.worker is not None:
+            app.processEvents()
+            time.sleep(0.002)
+        out[name] = time.perf_counter() - t0
+        app.processEvents()
+        timer.stop()
+        out[name + " freeze"] = max(gaps + [time.perf_counter() - t0 if not gaps else 0.0])
+
+    y0, x0, y1, x1 = c[1] - 30, c[2] - 30, c[1] + 30, c[2] + 30
+    viewer.layers["box"].add_rectangles(np.array([[c[0], y0, x0], [c[0], y0, x1], [c[0], y1, x1], [c[0], y1, x0]], float))
+    measure("segment slice", w.segment_slice)
+    measure("propagate", w.propagate)
+    z = c[0] + 10
+    w.goto_slice(z)
+    preview = viewer.layers["current object"]
+    preview.data[z] = ball[z]
+    measure("accept a painted slice", w.accept_slice)
+    measure("propagate again", w.propagate)
+    measure("undo", w.undo)
+    measure("commit", w.commit)
+    out["status"] = w.status.text()
+    viewer.close()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", help="the checkout (with src/ and napari_halo_seg/) to compare with")
+    ap.add_argument("--shape", type=int, nargs=3, default=[300, 1024, 1024])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ui_big_volume.json"))
+    a = ap.parse_args(argv)
+    if a.child:
+        print(json.dumps(child(a.child, a.shape, a.threads)))
+        return 0
+    if not a.before:
+        ap.error("--before is required")
+    now = str(Path(__file__).resolve().parents[1])
+    runs = {"before": [], "now": []}
+    for _ in range(a.repeat):
+        for which, root in (("before", a.before), ("now", now)):   # interleaved: the machine is noisy
+            r = subprocess.run([sys.executable, __file__, "--child", root, "--shape", *map(str, a.shape),
+                                "--threads", str(a.threads)], capture_output=True, text=True)
+            if r.returncode:
+                raise RuntimeError(f"{which}: {r.stderr[-3000:]}")
+            runs[which].append(json.loads(r.stdout.strip().splitlines()[-1]))
+            print(which, runs[which][-1], flush=True)
+    med = {w: {k: float(np.median([r[k] for r in rs])) for k in rs[0] if k != "status"} for w, rs in runs.items()}
+    print(f"\n{'x'.join(map(str, a.shape))}, median of {a.repeat} runs, {a.threads} threads: "
+          "seconds (longest UI freeze, s), before -> now")
+    print("| step | before | now |\n|---|---|---|")
+    for k in STEPS:
+        b, n = med["before"], med["now"]
+        print(f"| {k} | {b[k]:.2f} ({b[k + ' freeze']:.2f}) | {n[k]:.2f} ({n[k + ' freeze']:.2f}) |")
+    return save_results(a.out, {"before": a.before, "shape": a.shape, "threads": a.threads, "repeat": a.repeat},
+                        [{"median": med, "runs": runs}])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
