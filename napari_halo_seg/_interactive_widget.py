@@ -525,8 +525,11 @@ class InteractiveWidget(QWidget):
         self._new_object()
 
     def _commit_edit(self, pred: np.ndarray):
-        """Write the corrected object back into the layer it was taken from, under its id: voxels it
-        no longer covers become background there, voxels of other labels are never overwritten."""
+        """Write the corrected object back into the layer it was taken from, under its id: voxels of
+        the label it no longer covers become background there, voxels of other labels are never
+        overwritten. Only the boxes of the label as it was taken and of the corrected object are
+        read and written (on a large volume nothing else is touched; what was painted with the label
+        elsewhere since Edit label stays)."""
         layer, label = self._editing
         data, lazy = layer.data, not isinstance(layer.data, np.ndarray)
         if getattr(layer, "multiscale", False) or data.shape != pred.shape:
@@ -534,17 +537,18 @@ class InteractiveWidget(QWidget):
             return
         if lazy:   # an automatic result read from its zarr: corrected in memory, the file stays as it was
             data = np.array(data)
-        mine = data == label
-        changed = (pred & (data == 0)) | (mine & ~pred)
-        where = np.flatnonzero(changed)
-        old = data.ravel()[where].copy()
+        box = _union(self.seg.mask_box(prior=True), self.seg.mask_box())
+        sub, inside = data[box], pred[box]
+        changed = (inside & (sub == 0)) | ((sub == label) & ~inside)
+        where = np.ravel_multi_index(tuple(i + b.start for i, b in zip(np.nonzero(changed), box)), data.shape)
+        old = sub[changed]
         new = np.where(old == 0, label, 0).astype(data.dtype)
-        data.ravel()[where] = new
+        sub[changed] = new
         layer.data = data
         layer.refresh()
         self._remeasure(layer, label)
         self._last_commit = (layer, where, old, new, label)
-        blocked = int((pred & (data != label)).sum())   # voxels of other labels, never overwritten
+        blocked = int((inside & (sub != label)).sum())   # voxels of other labels, never overwritten
         added, removed = int((new == label).sum()), int((new == 0).sum())
         self.status.setText(f"label {label} of {layer.name!r} corrected: {added} voxels added, {removed} removed"
                             + (f", {blocked} left to other labels" if blocked else "")

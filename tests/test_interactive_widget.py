@@ -561,8 +561,12 @@ def test_editing_a_committed_object_keeps_its_id_and_measurements_true(make_napa
     w.accept_slice()
     w.propagate()
     _wait(qtbot, w)
+    far = (0, 0, 0)                                # painted with the label in the layer meanwhile: kept
+    assert not first[far]
+    objects.data[far] = 1
     w.commit()
     now = np.asarray(objects.data) == 1
+    assert now[far] and list(objects.features["index"]) == [1] and objects.features["voxels"][0] == now.sum()
+    now[far] = False
     assert not now[top].any() and np.array_equal(now[:top], first[:top])   # an empty fix propagates nothing
     assert now.sum() < first.sum() and int(np.asarray(objects.data).max()) == 1   # no new id
-    assert list(objects.features["index"]) == [1] and objects.features["voxels"][0] == now.sum()

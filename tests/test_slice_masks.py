@@ -60,7 +60,7 @@ def test_a_sessions_mask_box_is_the_box_of_its_prediction_in_the_volumes_orienta
     from halo_seg import InteractiveSegmenter
     vol = np.random.default_rng(2).normal(size=(14, 30, 36)).astype(np.float32)
     seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights, tta=False, axis=axis)
-    assert seg.mask_box() is None
+    assert seg.mask_box() is None and seg.mask_box(prior=True) is None
     n, h, w = seg.shape
     for z, (y0, x0) in ((2, (4, 5)), (n - 3, (9, 1))):
         m = np.zeros((h, w), bool)
@@ -69,3 +69,10 @@ def test_a_sessions_mask_box_is_the_box_of_its_prediction_in_the_volumes_orienta
         pred = seg.prediction
         idx = np.nonzero(pred)
         assert seg.mask_box() == tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
+
+    prior = np.zeros(vol.shape, bool)
+    prior[3:6, 7:9, 10:20] = True
+    seg.reset()
+    seg.start_from(prior)
+    seg.set_slice_mask(n - 1, np.zeros((h, w), bool))
+    assert seg.mask_box(prior=True) == (slice(3, 6), slice(7, 9), slice(10, 20)) == seg.mask_box()

@@ -201,10 +201,13 @@ class InteractiveSegmenter:
             return self._s.prediction
         return with_slices(SliceMasks(self.shape), self._s.annotations)
 
-    def mask_box(self):
-        """The bounding box of the current mask as (Z, Y, X) slices in the volume's orientation, None
-        when it is empty: a viewer showing a large volume rewrites only that part (and the last one)."""
-        box = self._current().bbox()
+    def mask_box(self, prior: bool = False):
+        """The bounding box of the current mask (``prior``: of the mask the session started from) as
+        (Z, Y, X) slices in the volume's orientation, None when it is empty (or there is no prior): a
+        viewer showing a large volume rewrites only that part (and the last one)."""
+        if prior and self._s.prior is None:
+            return None
+        box = (self._s.prior if prior else self._current()).bbox()
         if box is None:
             return None
         out = [None] * 3
