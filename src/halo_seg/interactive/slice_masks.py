@@ -28,7 +28,7 @@ class SliceMasks:
     def from_dense(cls, volume: np.ndarray) -> "SliceMasks":
         volume = np.asarray(volume)
         out = cls(volume.shape)
-        for z in np.flatnonzero(volume.reshape(len(volume), -1).any(1)):
+        for z in np.flatnonzero(volume.any(axis=(1, 2))):   # no copy of a transposed view
             out[int(z)] = volume[z]
         return out
 
@@ -104,7 +104,7 @@ class SliceMasks:
         """The mask of a volume of ``shape`` that is ``block`` inside ``box`` and empty elsewhere."""
         out = cls(shape)
         (z0, _), (y0, y1), (x0, x1) = ((b.start, b.stop) for b in box)
-        for i in np.flatnonzero(block.reshape(len(block), -1).any(1)):
+        for i in np.flatnonzero(block.any(axis=(1, 2))):
             plane = np.zeros(out.shape[1:], bool)
             plane[y0:y1, x0:x1] = block[i]
             out[z0 + int(i)] = plane
@@ -127,5 +127,4 @@ def slice_areas(mask) -> np.ndarray:
     """Voxels per slice of a (Z, Y, X) mask, a numpy array or a SliceMasks."""
     if isinstance(mask, SliceMasks):
         return mask.areas()
-    mask = np.asarray(mask)
-    return mask.reshape(len(mask), -1).sum(1)
+    return np.asarray(mask).sum(axis=(1, 2))
