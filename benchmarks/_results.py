@@ -54,3 +54,30 @@ def one_or_main(one, main) -> int:
         print(json.dumps(one(json.loads(sys.argv[2]))))
         return 0
     return main()
+
+
+class FreezeClock:
+    """The longest UI freeze while something runs: the longest gap between the ticks of a 10 ms
+    QTimer in the GUI thread (napari benchmarks; make it after the QApplication exists)."""
+
+    def __init__(self):
+        from qtpy.QtCore import QTimer
+        self.gaps, self._last = [], 0.0
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self):
+        now = time.perf_counter()
+        self.gaps.append(now - self._last)
+        self._last = now
+
+    def start(self):
+        self.gaps.clear()
+        self._last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self, wall: float) -> float:
+        """Stop; the longest gap in seconds (``wall``, the whole time, when the timer never ticked)."""
+        self.timer.stop()
+        return max(self.gaps) if self.gaps else wall

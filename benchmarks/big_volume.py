@@ -13,56 +13,55 @@ after the other; ``--repeat`` runs each that many times and reports the median p
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from _results import save_results
+from _results import in_fresh_process, one_or_main, save_results
 
 STEPS = ("segment slice", "propagate", "paint a slice", "propagate again", "undo", "save session")
 
-CHILD = r"""
-import json, resource, sys, tempfile, time
-sys.path.insert(0, sys.argv[1])
-import numpy as np, dask.array as da, torch
-from halo_seg import InteractiveSegmenter
-torch.set_num_threads(int(sys.argv[3]))
-Z, Y, X = (int(v) for v in sys.argv[2].split("x"))
-c = (Z // 2, Y // 2, X // 2)
-def block(b, block_info=None):
-    loc = block_info[0]["array-location"]
-    zz, yy, xx = np.ogrid[loc[0][0]:loc[0][1], loc[1][0]:loc[1][1], loc[2][0]:loc[2][1]]
-    ball = ((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) < 30 ** 2
-    return (ball * 200 + 20).astype(np.uint16)
-vol = da.zeros((Z, Y, X), np.uint16, chunks=(64, 512, 512)).map_blocks(block, dtype=np.uint16)
-seg = InteractiveSegmenter(vol, device="cpu")
-out = {}
-def step(name, fn):
-    t = time.perf_counter(); r = fn(); out[name] = time.perf_counter() - t; return r
-seg.add_box(c[0], c[1] - 30, c[2] - 30, c[1] + 30, c[2] + 30)
-step("segment slice", lambda: seg.segment_slice(c[0]))
-pred = step("propagate", seg.propagate)
-z = c[0] + 10
-m = np.asarray(pred[z]).copy()
-del pred
-step("paint a slice", lambda: seg.set_slice_mask(z, m))
-step("propagate again", seg.propagate)
-step("undo", seg.undo)
-with tempfile.TemporaryDirectory() as tmp:
-    step("save session", lambda: seg.save_session(tmp + "/s.npz"))
-out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps(out))
-"""
+def _one(spec: dict) -> dict:
+    """One session with the code in ``spec["src"]`` on a volume of ``spec["size"]`` ("ZxYxX")."""
+    import resource
+    import tempfile
+    import time
+    sys.path.insert(0, spec["src"])
+    import dask.array as da
+    import torch
+    from halo_seg import InteractiveSegmenter
+    torch.set_num_threads(spec["threads"])
+    Z, Y, X = (int(v) for v in spec["size"].split("x"))
+    c = (Z // 2, Y // 2, X // 2)
 
+    def block(b, block_info=None):
+        loc = block_info[0]["array-location"]
+        zz, yy, xx = np.ogrid[loc[0][0]:loc[0][1], loc[1][0]:loc[1][1], loc[2][0]:loc[2][1]]
+        ball = ((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) < 30 ** 2
+        return (ball * 200 + 20).astype(np.uint16)
+    vol = da.zeros((Z, Y, X), np.uint16, chunks=(64, 512, 512)).map_blocks(block, dtype=np.uint16)
+    seg = InteractiveSegmenter(vol, device="cpu")
+    out = {}
 
-def run(src: str, size: str, threads: int) -> dict:
-    r = subprocess.run([sys.executable, "-c", CHILD, src, size, str(threads)], capture_output=True, text=True)
-    if r.returncode:
-        raise RuntimeError(f"{src} {size}: {r.stderr[-2000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    def step(name, fn):
+        t = time.perf_counter()
+        r = fn()
+        out[name] = time.perf_counter() - t
+        return r
+    seg.add_box(c[0], c[1] - 30, c[2] - 30, c[1] + 30, c[2] + 30)
+    step("segment slice", lambda: seg.segment_slice(c[0]))
+    pred = step("propagate", seg.propagate)
+    z = c[0] + 10
+    m = np.asarray(pred[z]).copy()
+    del pred
+    step("paint a slice", lambda: seg.set_slice_mask(z, m))
+    step("propagate again", seg.propagate)
+    step("undo", seg.undo)
+    with tempfile.TemporaryDirectory() as tmp:
+        step("save session", lambda: seg.save_session(tmp + "/s.npz"))
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
 
 
 def main(argv=None) -> int:
@@ -79,7 +78,7 @@ def main(argv=None) -> int:
         runs = {"before": [], "now": []}
         for _ in range(a.repeat):
             for which, src in (("before", a.before), ("now", now)):   # interleaved: the machine is noisy
-                runs[which].append(run(src, size, a.threads))
+                runs[which].append(in_fresh_process(__file__, {"src": src, "size": size, "threads": a.threads}))
                 print(which, size, runs[which][-1], flush=True)
         med = {w: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for w, rs in runs.items()}
         rows.append({"size": size, "median": med, "runs": runs})
@@ -94,4 +93,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(one_or_main(_one, main))

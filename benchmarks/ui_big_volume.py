@@ -14,19 +14,18 @@ code runs in its own process, interleaved, ``--repeat`` times; medians.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from _results import save_results
+from _results import FreezeClock, in_fresh_process, one_or_main, save_results
 
 STEPS = ("segment slice", "propagate", "accept a painted slice", "propagate again", "undo", "commit")
 
 
-def child(root: str, shape, threads: int) -> dict:
+def _one(spec: dict) -> dict:
+    root, shape, threads = spec["root"], spec["shape"], spec["threads"]
     import os
     import tempfile
     import time
@@ -34,7 +33,6 @@ def child(root: str, shape, threads: int) -> dict:
     os.environ["HALO_SEG_USER_DIR"] = tempfile.mkdtemp()   # the sessions kept at every propagation
     import napari
     import torch
-    from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
     import napari_halo_seg._interactive_widget as iw
     assert Path(iw.__file__).resolve().is_relative_to(Path(root).resolve()), iw.__file__
@@ -52,23 +50,13 @@ def child(root: str, shape, threads: int) -> dict:
     w.device.setCurrentText("cpu")
     w.goto_slice(c[0])
     w.ensure_prompt_layers()
-    gaps, last = [], [0.0]
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
+    clock = FreezeClock()
     out = {}
 
     def measure(name, start):
         for _ in range(10):
             app.processEvents()
-        gaps.clear()
-        last[0] = time.perf_counter()
-        timer.start()
+        clock.start()
         t0 = time.perf_counter()
         start()
         while w.worker is not None:
@@ -76,8 +64,7 @@ def child(root: str, shape, threads: int) -> dict:
             time.sleep(0.002)
         out[name] = time.perf_counter() - t0
         app.processEvents()
-        timer.stop()
-        out[name + " freeze"] = max(gaps + [time.perf_counter() - t0 if not gaps else 0.0])
+        out[name + " freeze"] = clock.stop(out[name])
 
     y0, x0, y1, x1 = c[1] - 30, c[2] - 30, c[1] + 30, c[2] + 30
     viewer.layers["box"].add_rectangles(np.array([[c[0], y0, x0], [c[0], y0, x1], [c[0], y1, x1], [c[0], y1, x0]], float))
@@ -98,27 +85,17 @@ def child(root: str, shape, threads: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--before", help="the checkout (with src/ and napari_halo_seg/) to compare with")
+    ap.add_argument("--before", required=True, help="the checkout (with src/ and napari_halo_seg/) to compare with")
     ap.add_argument("--shape", type=int, nargs=3, default=[300, 1024, 1024])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ui_big_volume.json"))
     a = ap.parse_args(argv)
-    if a.child:
-        print(json.dumps(child(a.child, a.shape, a.threads)))
-        return 0
-    if not a.before:
-        ap.error("--before is required")
     now = str(Path(__file__).resolve().parents[1])
     runs = {"before": [], "now": []}
     for _ in range(a.repeat):
         for which, root in (("before", a.before), ("now", now)):   # interleaved: the machine is noisy
-            r = subprocess.run([sys.executable, __file__, "--child", root, "--shape", *map(str, a.shape),
-                                "--threads", str(a.threads)], capture_output=True, text=True)
-            if r.returncode:
-                raise RuntimeError(f"{which}: {r.stderr[-3000:]}")
-            runs[which].append(json.loads(r.stdout.strip().splitlines()[-1]))
+            runs[which].append(in_fresh_process(__file__, {"root": root, "shape": a.shape, "threads": a.threads}))
             print(which, runs[which][-1], flush=True)
     med = {w: {k: float(np.median([r[k] for r in rs])) for k in rs[0] if k != "status"} for w, rs in runs.items()}
     print(f"\n{'x'.join(map(str, a.shape))}, median of {a.repeat} runs, {a.threads} threads: "
@@ -132,4 +109,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(one_or_main(_one, main))

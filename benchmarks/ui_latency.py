@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _results import FreezeClock
+
 os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # kept sessions not into the user's
 
 
@@ -35,7 +37,6 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     import napari
     from napari.qt.threading import create_worker
-    from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
     from halo_seg import InteractiveSegmenter
@@ -51,24 +52,13 @@ def main(argv=None) -> int:
     viewer.add_image(data.image, name="t1")
     app = QApplication.instance()
 
-    gaps = []
-    last = [time.perf_counter()]
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
+    clock = FreezeClock()
 
     def measure(start, is_done):
         for _ in range(20):          # let the event loop settle
             app.processEvents()
             time.sleep(0.005)
-        gaps.clear()
-        last[0] = time.perf_counter()
-        timer.start()
+        clock.start()
         t0 = time.perf_counter()
         start()
         while not is_done():
@@ -76,8 +66,7 @@ def main(argv=None) -> int:
             time.sleep(0.002)
         wall = time.perf_counter() - t0
         app.processEvents()
-        timer.stop()
-        return wall, (max(gaps) if gaps else wall)
+        return wall, clock.stop(wall)
 
     def fresh():
         seg = InteractiveSegmenter(data.image, device="cpu")

@@ -14,8 +14,6 @@ Python holds after it (tracemalloc, which numpy reports to) and the time.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _results import save_results
+from _results import in_fresh_process, one_or_main, save_results
 
 
 def session(InteractiveSegmenter, mask_bbox, img, ball, steps: int) -> dict:
@@ -47,7 +45,8 @@ def session(InteractiveSegmenter, mask_bbox, img, ball, steps: int) -> dict:
             "seconds": seconds}
 
 
-def child(src: str, shape, steps: int) -> dict:
+def _one(spec: dict) -> dict:
+    src, shape, steps = spec["src"], spec["shape"], spec["steps"]
     sys.path.insert(0, src)
     import torch
     from halo_seg import InteractiveSegmenter
@@ -65,22 +64,15 @@ def main(argv=None) -> int:
     ap.add_argument("--before", default=None, help="the src/ directory of the code to compare with")
     ap.add_argument("--shape", type=int, nargs=3, default=[300, 512, 512])
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "undo_memory.json"))
     a = ap.parse_args(argv)
-    if a.child:
-        print(json.dumps(child(a.child, a.shape, a.steps)))
-        return 0
     now = str(Path(__file__).resolve().parents[1] / "src")
     rows = []
     for way, src in (("before", a.before), ("now", now)):
         if src is None:
             continue
-        r = subprocess.run([sys.executable, __file__, "--child", src, "--shape", *map(str, a.shape),
-                            "--steps", str(a.steps)], capture_output=True, text=True)
-        if r.returncode:
-            raise RuntimeError(r.stderr[-2000:])
-        rows.append({"history": f"{way} ({src})", **json.loads(r.stdout.strip().splitlines()[-1])})
+        rows.append({"history": f"{way} ({src})",
+                     **in_fresh_process(__file__, {"src": src, "shape": a.shape, "steps": a.steps})})
     print(f"\na box, a propagation and {a.steps} corrections on {tuple(a.shape)}\n")
     print("| code | undo steps kept | MiB held after | MiB peak | seconds |\n|---|---|---|---|---|")
     for r in rows:
@@ -89,4 +81,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(one_or_main(_one, main))
