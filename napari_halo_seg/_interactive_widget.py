@@ -789,18 +789,18 @@ class InteractiveWidget(QWidget):
             plane = _slice_of(seg.axis, z)
             preview.data[plane] = m.astype(preview.data.dtype)
             self._stale_add(preview, _full(plane, seg.volume_shape))
-        elif (tuple(preview.data.shape) != seg.volume_shape or not isinstance(preview.data, np.ndarray)
-              or self._stale.get(preview, (None, None))[1] is not preview.data):
-            preview.data = seg.prediction.astype(np.uint8)
         else:
-            # the slice shown too: anything written into it directly (a script, a paint event missed)
-            # is put right like the rest
-            z = min(max(self._z(seg.axis), 0), seg.volume_shape[seg.axis] - 1)
-            shown = _full(_slice_of(seg.axis, z), seg.volume_shape)
-            region = _union(_union(self._stale[preview][0], seg.mask_box()), shown)
-            preview.data[region] = seg.prediction[region]
-        if z_mask is None:
-            self._stale[preview] = (seg.mask_box(), preview.data)
+            box = seg.mask_box()
+            if (tuple(preview.data.shape) != seg.volume_shape or not isinstance(preview.data, np.ndarray)
+                    or self._stale.get(preview, (None, None))[1] is not preview.data):
+                preview.data = seg.prediction.astype(np.uint8)
+            else:
+                # the slice shown too: anything written into it directly (a script, a paint event
+                # missed) is put right like the rest
+                z = min(max(self._z(seg.axis), 0), seg.volume_shape[seg.axis] - 1)
+                region = _union(_union(self._stale[preview][0], box), _full(_slice_of(seg.axis, z), seg.volume_shape))
+                preview.data[region] = seg.prediction[region]
+            self._stale[preview] = (box, preview.data)
         preview.refresh()
         self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices)
 

@@ -48,24 +48,30 @@ class SliceMasks:
 
     def __getitem__(self, z) -> np.ndarray:
         out = np.zeros(self.shape[1:], bool)
-        entry = self._slices.get(self._index(z))
-        if entry is not None:
-            y0, x0, h, w, bits, _ = entry
-            out[y0:y0 + h, x0:x0 + w] = np.unpackbits(bits, count=h * w).reshape(h, w).view(bool)
+        self._paste(out, self._index(z))
         return out
 
+    def _paste(self, plane: np.ndarray, z: int) -> None:
+        entry = self._slices.get(z)
+        if entry is not None:
+            y0, x0, h, w, bits, _ = entry
+            plane[y0:y0 + h, x0:x0 + w] = np.unpackbits(bits, count=h * w).reshape(h, w).view(bool)
+
     def __setitem__(self, z, mask2d) -> None:
-        z = self._index(z)
         m = np.asarray(mask2d, bool)
         if m.shape != self.shape[1:]:
             raise ValueError(f"a slice of this mask has shape {self.shape[1:]}, got {m.shape}")
+        self._put(self._index(z), 0, 0, m)
+
+    def _put(self, z: int, y0: int, x0: int, m: np.ndarray) -> None:
+        """Slice z is ``m`` placed at (y0, x0) and empty elsewhere."""
         rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
         if not len(rows):
             self._slices.pop(z, None)
             return
-        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        crop = m[y0:y1, x0:x1]
-        self._slices[z] = (int(y0), int(x0), int(y1 - y0), int(x1 - x0), np.packbits(crop), int(crop.sum()))
+        crop = m[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        self._slices[z] = (int(y0 + rows[0]), int(x0 + cols[0]), crop.shape[0], crop.shape[1], np.packbits(crop),
+                           int(crop.sum()))
 
     def nonempty(self) -> list[int]:
         """The slices with any voxel of the mask, in order."""
@@ -103,18 +109,15 @@ class SliceMasks:
     def from_region(cls, shape, box, block: np.ndarray) -> "SliceMasks":
         """The mask of a volume of ``shape`` that is ``block`` inside ``box`` and empty elsewhere."""
         out = cls(shape)
-        (z0, _), (y0, y1), (x0, x1) = ((b.start, b.stop) for b in box)
         for i in np.flatnonzero(block.any(axis=(1, 2))):
-            plane = np.zeros(out.shape[1:], bool)
-            plane[y0:y1, x0:x1] = block[i]
-            out[z0 + int(i)] = plane
+            out._put(out._index(box[0].start + int(i)), box[1].start, box[2].start, np.asarray(block[i], bool))
         return out
 
     def dense(self) -> np.ndarray:
         """The whole (Z, Y, X) bool array."""
         out = np.zeros(self.shape, bool)
         for z in self._slices:
-            out[z] = self[z]
+            self._paste(out[z], z)
         return out
 
     @property
