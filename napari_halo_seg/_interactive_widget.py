@@ -511,7 +511,7 @@ class InteractiveWidget(QWidget):
         data[box][free] = new_id
         objects.data = data
         objects.refresh()
-        where = np.ravel_multi_index(tuple(i + b.start for i, b in zip(np.nonzero(free), box)), data.shape)
+        where = _flat_indices(free, box, data.shape)
         # its size beside its id when the cursor is over it (napari shows a Labels layer's features)
         mask = np.zeros(data.shape, bool)
         mask[box] = free
@@ -540,7 +540,7 @@ class InteractiveWidget(QWidget):
         box = _union(self.seg.mask_box(prior=True), self.seg.mask_box())
         sub, inside = data[box], pred[box]
         changed = (inside & (sub == 0)) | ((sub == label) & ~inside)
-        where = np.ravel_multi_index(tuple(i + b.start for i, b in zip(np.nonzero(changed), box)), data.shape)
+        where = _flat_indices(changed, box, data.shape)
         old = sub[changed]
         new = np.where(old == 0, label, 0).astype(data.dtype)
         sub[changed] = new
@@ -810,6 +810,11 @@ def _union(a, b):
     if a is None or b is None:
         return b if a is None else a
     return tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b))
+
+
+def _flat_indices(mask: np.ndarray, box: tuple, shape) -> np.ndarray:
+    """Flat indices, in a volume of ``shape``, of the voxels of ``mask`` (the volume's ``box``)."""
+    return np.ravel_multi_index(tuple(i + b.start for i, b in zip(np.nonzero(mask), box)), shape)
 
 
 def _full(index: tuple, shape) -> tuple:
