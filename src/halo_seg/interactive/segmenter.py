@@ -358,7 +358,7 @@ class InteractiveSegmenter:
             s.painted.discard(z)
         s.prompts.pop(z, None)
         s.pending.discard(z)
-        s.prediction = None if s.prediction is None else _with_slice(s.prediction, z, m)
+        s.prediction = None if s.prediction is None else with_slices(s.prediction, {z: m})
 
     def start_from(self, mask3d):
         """Correct an existing segmentation of the object (an automatic result, an object committed
@@ -488,7 +488,7 @@ class InteractiveSegmenter:
         s.painted.discard(z)
         s.pending.discard(z)
         if s.prediction is not None:
-            s.prediction = _with_slice(s.prediction, z, mask)
+            s.prediction = with_slices(s.prediction, {z: mask})
         return mask.copy()
 
     def propagate(self, cancel=None) -> np.ndarray:
@@ -697,12 +697,6 @@ class AxisView:
         block = np.asarray(self.array[tuple(source)])
         kept = [a for k, a in zip(key, self.order) if isinstance(k, slice)]   # in the session's order
         return block.transpose([sorted(kept).index(a) for a in kept])
-
-
-def _with_slice(vol: SliceMasks, z: int, mask: np.ndarray) -> SliceMasks:
-    out = vol.copy()
-    out[z] = mask
-    return out
 
 
 def _crop_read(block: np.ndarray, roi: ROI, origin) -> np.ndarray:
