@@ -431,28 +431,34 @@ class InteractiveWidget(QWidget):
 
         keep = last_session_path(self.image.currentText())
 
+        other = tuple(a for a in range(3) if a != seg.axis)
+
         def work():
             pred = seg.propagate(cancel=self._cancel.is_set)
+            # counted here, inside the mask's box: on a large volume a whole-array count in the GUI
+            # thread froze it
+            box = seg.mask_box()
+            inside = pred[box] if box is not None else pred[:0]
+            counts = [int(inside.any(other).sum()), int(inside.sum()), None]
+            if seg.prior is not None:   # an edited label: how far the corrections carried
+                region = _union(box, seg.mask_box(prior=True))
+                counts[2] = 0 if region is None else int((pred[region] != seg.prior[region]).any(other).sum())
             try:   # kept on disk, so that closing napari or a crash loses no correction
                 kept = seg.save_session(keep)
             except OSError as exc:
                 kept = exc
-            return pred, kept
+            return counts, kept
 
         def done(result):
-            pred, kept = result
+            (slices, voxels, differ), kept = result
             self.recommended = self._guard(seg.recommend_slice)
             self._show()
             r = "" if self.recommended is None else f"; recommended slice to check: {self.recommended}"
-            other = tuple(a for a in range(3) if a != seg.axis)
             across = "" if seg.axis == 0 else f" across axis {seg.axis}"
             unsaved = f"; the session could not be saved: {kept}" if isinstance(kept, OSError) else ""
-            edited = ""
-            if seg.prior is not None:   # an edited label: how far the corrections carried
-                edited = f"; {int((pred != seg.prior).any(other).sum())} slices differ from the label edited"
-            self.status.setText(f"propagated in {self.last_seconds:.2f}s on {seg.device.type} through "
-                                f"{int(pred.any(other).sum())} "
-                                f"slices{across} ({self._volume_text(int(pred.sum()))}){edited}{r}{unsaved}")
+            edited = "" if differ is None else f"; {differ} slices differ from the label edited"
+            self.status.setText(f"propagated in {self.last_seconds:.2f}s on {seg.device.type} through {slices} "
+                                f"slices{across} ({self._volume_text(voxels)}){edited}{r}{unsaved}")
         self._start("propagating ...", work, on_done=done)
 
     def goto_slice(self, z: int):

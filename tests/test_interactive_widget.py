@@ -81,6 +81,9 @@ def test_full_interactive_flow(make_napari_viewer, qtbot, tmp_path):
     assert d1 >= 0.7, w.status.text()
     assert w.recommended is not None and "recommended" in w.status.text()
     assert " on cpu through " in w.status.text()   # where it ran: the choice, resolved
+    shown = np.asarray(preview.data) > 0             # the counts, made in the worker, are the preview's
+    assert f" through {int(shown.any((1, 2)).sum())} slices (" in w.status.text(), w.status.text()
+    assert f"slices ({w._volume_text(int(shown.sum()))})" in w.status.text(), w.status.text()
     import torch
     assert [w.device.itemText(i) for i in range(w.device.count())] == \
         ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -518,6 +521,8 @@ def test_editing_a_label_corrects_it_in_place_and_undo_restores_it(make_napari_v
     _wait(qtbot, w)
     corrected = np.asarray(preview.data) > 0
     assert dice(corrected, truth) > dice(auto == first, truth) + 0.05, w.status.text()
+    differ = int((corrected != (auto == first)).any((1, 2)).sum())
+    assert f"; {differ} slices differ from the label edited" in w.status.text(), w.status.text()
 
     objects_before = np.asarray(viewer.layers["objects"].data).copy()
     w.commit()                                    # back into "auto" under its own id

@@ -10,7 +10,8 @@ Dice falls below a threshold: the quality model's (quality.py, ``MODEL_STOP``) w
 one, else the head's (``QUALITY_STOP``); both chosen on validation regions (benchmarks/). A
 session's ``strict_ends`` option tightens the unimodal rule and adds a contrast rule
 (``STRICT_ENDS``), for touching objects of equal brightness.
-Everything happens inside one square ROI around the annotated masks, encoded once.
+Everything happens inside one square ROI around the annotated masks, each slice read and encoded
+once, when a sweep first reaches it (column.py).
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import numpy as np
 import torch
 
 from .baseline import signed_distance
+from . import column as columns
 from .memnet import MemSegNet
 from .quality import feature_vector
-from .roi import ROI, crop_stack, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
+from .roi import ROI, crop_stack, mask_bbox, normalise, paste_logits, resize, roi_from_bbox, zscore_stats
 
 N_ANNOTATED = 2     # annotated memory entries per query, the nearest ones
 EMPTY_STOP = 2      # consecutive empty predictions that end a sweep
@@ -65,29 +67,60 @@ def annotation_roi(annotations: dict[int, np.ndarray]) -> ROI:
 
 
 class _Encoded:
-    """Image features and keys of every ROI slice, computed once per propagation."""
+    """Normalised images, features and keys of the ROI's slices, computed a block of slices at a time
+    (columns.BLOCK, the encoder's batch) when a sweep first asks for one of them."""
 
-    def __init__(self, net: MemSegNet, images: torch.Tensor, batch: int = 64):
-        fs, ks = [], []
-        for i in range(0, len(images), batch):
-            f, k = net.encode_image(images[i:i + batch])
-            fs.append(f)
-            ks.append(k)
-        self.f = tuple(torch.cat([f[j] for f in fs]) for j in range(3))
-        self.key = torch.cat(ks)
+    def __init__(self, net: MemSegNet, column, stats, size: int, device, flip: bool = False):
+        self.net, self.column, self.stats, self.size, self.device, self.flip = net, column, stats, size, device, flip
+        self.blocks: dict[int, tuple] = {}   # block -> (images, (f0, f1, f2), keys)
 
-    def feats(self, idx):
-        return tuple(f[idx] for f in self.f)
+    def _slot(self, z: int):
+        n = columns.BLOCK
+        b = int(z) // n
+        if b not in self.blocks:
+            images = resize(normalise(self.column[b * n:(b + 1) * n], stats=self.stats), self.size)
+            images = images.to(self.device)
+            if self.flip:
+                images = images.flip(-1)
+            f, k = self.net.encode_image(images)
+            self.blocks[b] = (images, f, k)
+        return self.blocks[b], int(z) - b * n
+
+    def image(self, z: int) -> torch.Tensor:
+        """(1, 1, S, S)"""
+        (images, _, _), i = self._slot(z)
+        return images[i:i + 1]
+
+    def key(self, z: int) -> torch.Tensor:
+        (_, _, k), i = self._slot(z)
+        return k[i]
+
+    def keys(self, zs) -> torch.Tensor:
+        return torch.stack([self.key(z) for z in zs])
+
+    def level(self, z: int, j: int) -> torch.Tensor:
+        """(1, ...) features of slice z at encoder level j"""
+        (_, f, _), i = self._slot(z)
+        return f[j][i:i + 1]
+
+    def feats(self, zs):
+        return tuple(torch.cat([self.level(z, j) for z in zs]) for j in range(3))
 
 
-def network_inputs(column: np.ndarray, annotations: dict, roi: ROI, size: int, device):
-    """Normalised (Z, 1, S, S) images of the ROI column, annotated masks in crop space (z -> (1, 1, S, S))
-    and the annotated masks at ROI resolution; shared by propagation and test-time adaptation."""
+def _annotation_inputs(column, annotations: dict, roi: ROI):
+    """Annotated masks at ROI resolution and the z-score statistics of their image crops."""
     ann = sorted(annotations)
     ann_crops = {z: crop_stack(annotations[z][None].astype(np.float32), roi, 0)[0] for z in ann}
     ref = [column[z] for z in ann if ann_crops[z].any()] or [column[z] for z in ann]
-    images = resize(normalise(column, np.stack(ref)), size).to(device)
-    ann_masks = {z: resize(ann_crops[z][None], size).to(device) for z in ann}
+    return ann_crops, zscore_stats(np.stack(ref))
+
+
+def network_inputs(column: np.ndarray, annotations: dict, roi: ROI, size: int, device):
+    """Normalised (Z, 1, S, S) images of the whole ROI column, annotated masks in crop space
+    (z -> (1, 1, S, S)) and the annotated masks at ROI resolution; for test-time adaptation."""
+    ann_crops, stats = _annotation_inputs(column, annotations, roi)
+    images = resize(normalise(np.asarray(column[0:len(column)]), stats=stats), size).to(device)
+    ann_masks = {z: resize(ann_crops[z][None], size).to(device) for z in ann_crops}
     return images, ann_masks, ann_crops
 
 
@@ -96,7 +129,8 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                      roi: ROI, device="cpu", cancel=None, flip: bool = False,
                      quality_stop: float = QUALITY_STOP, stop_model=None, zscale: float = 1.0,
                      ends: tuple | None = None) -> Propagation:
-    """column: (Z, side, side) image crops of the ROI; annotations: z -> full-slice bool masks.
+    """column: (Z, side, side) image crops of the ROI, an array or a column.ColumnReader (read only
+    where the sweeps go); annotations: z -> full-slice bool masks.
 
     ``flip`` runs on the left-right mirrored crops (test-time augmentation) and mirrors back.
     ``quality_stop``: past the annotated slices, the first slice predicted below this Dice ends the
@@ -110,16 +144,16 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     S = net.size
     nz = column.shape[0]
     ann = sorted(annotations)
-    images, ann_masks, ann_crops = network_inputs(column, annotations, roi, S, device)
+    ann_crops, stats = _annotation_inputs(column, annotations, roi)
+    ann_masks = {z: resize(ann_crops[z][None], S).to(device) for z in ann}
     if flip:
-        images = images.flip(-1)
         ann_masks = {z: m.flip(-1) for z, m in ann_masks.items()}
-    enc = _Encoded(net, images)
-    ann_values = {z: net.encode_value(images[z:z + 1], ann_masks[z], enc.f[2][z:z + 1]) for z in ann}
+    enc = _Encoded(net, column, stats, S, device, flip)
+    ann_values = {z: net.encode_value(enc.image(z), ann_masks[z], enc.level(z, 2)) for z in ann}
     nonempty = [z for z in ann if ann_crops[z].any()]
     lo_obj, hi_obj = min(nonempty), max(nonempty)
     peak_area = max(float(ann_masks[z].sum()) for z in nonempty)
-    contrast = ({z: _object_contrast(images[z, 0], ann_masks[z][0, 0] > 0.5) for z in (lo_obj, hi_obj)}
+    contrast = ({z: _object_contrast(enc.image(z)[0, 0], ann_masks[z][0, 0] > 0.5) for z in (lo_obj, hi_obj)}
                 if contrast_stop is not None else {})
 
     def memory(z, recent):
@@ -127,14 +161,14 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
         near = sorted(ann if EMPTY_IN_MEMORY else nonempty, key=lambda a: (abs(a - z), a))[:N_ANNOTATED]
         if ANNOTATED_REACH is not None and recent:
             near = [a for a in near if abs(a - z) <= ANNOTATED_REACH]
-        keys = [enc.key[a] for a in near]
+        keys = [enc.key(a) for a in near]
         vals = [ann_values[a][0] for a in near]
         marea = [ann_masks[a].mean() for a in near]
         for entry in recent[-N_PREVIOUS:]:
             pz, pmask = entry[0], entry[1]
             if entry[2] is None:
-                entry[2] = net.encode_value(images[pz:pz + 1], pmask, enc.f[2][pz:pz + 1])[0]
-            keys.append(enc.key[pz])
+                entry[2] = net.encode_value(enc.image(pz), pmask, enc.level(pz, 2))[0]
+            keys.append(enc.key(pz))
             vals.append(entry[2])
             marea.append(pmask.mean())
         return keys, vals, torch.stack(marea).mean()
@@ -144,20 +178,21 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
         mems = [memory(z, recent) for z, recent in queries]
         t = max(len(k) for k, _, _ in mems)
         b = len(queries)
-        mk = images.new_zeros(b, t, *enc.key.shape[1:])
-        mv = images.new_zeros(b, t, *ann_values[ann[0]].shape[1:])
-        valid = torch.zeros(b, t, dtype=torch.bool, device=images.device)
+        zs = [z for z, _ in queries]
+        qk = enc.keys(zs)
+        mk = torch.zeros(b, t, *qk.shape[1:], device=device)
+        mv = torch.zeros(b, t, *ann_values[ann[0]].shape[1:], device=device)
+        valid = torch.zeros(b, t, dtype=torch.bool, device=device)
         for i, (k, v, _) in enumerate(mems):
             mk[i, :len(k)] = torch.stack(k)
             mv[i, :len(v)] = torch.stack(v)
             valid[i, :len(k)] = True
-        zs = [z for z, _ in queries]
-        readout, conf = net.read(enc.key[zs], mk, mv, valid)
+        readout, conf = net.read(qk, mk, mv, valid)
         prev = None
         if net.prev_input:   # where the object was on the sweep's last slice
-            prev = torch.cat([recent[-1][1].reshape(1, 1, S, S) if recent else images.new_zeros(1, 1, S, S)
+            prev = torch.cat([recent[-1][1].reshape(1, 1, S, S) if recent else torch.zeros(1, 1, S, S, device=device)
                               for _, recent in queries])
-        logits, dfeat = net.decode(enc.feats(zs), readout, images.new_zeros(b, 3, S, S), valid.any(1), prev)
+        logits, dfeat = net.decode(enc.feats(zs), readout, torch.zeros(b, 3, S, S, device=device), valid.any(1), prev)
         q = net.predict_quality(logits, dfeat, conf, torch.stack([m for _, _, m in mems]))
         return torch.sigmoid(logits), q.tolist()
 
@@ -201,7 +236,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
                     # the mask has left the object for tissue that looks like its surroundings
                     obj, ring = contrast[hi_obj if sw["dir"] == 1 else lo_obj]
                     if abs(obj - ring) >= CONTRAST_MIN:
-                        inside = float(images[z, 0][hard[0, 0] > 0].mean())
+                        inside = float(enc.image(z)[0, 0][hard[0, 0] > 0].mean())
                         leaked = leaked or (inside - ring) / (obj - ring) < contrast_stop
                 judged = q if stop_model is None else _sweep_quality(stop_model, p[0], q, z, area, sw, lo_obj, hi_obj,
                                                                       ann_masks, zscale, roi.side / S)

@@ -114,13 +114,19 @@ def guidance_maps(roi: ROI, size: int, pos=(), neg=(), box=None, pos_mask=None, 
     return g
 
 
-def normalise(crops: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """z-score with the statistics of the reference crops (the annotated or prompted slices).
+def zscore_stats(ref: np.ndarray) -> tuple[float, float]:
+    """(mean, deviation) of the reference crops for ``normalise``.
 
     Independent of the intensity unit: statistics in float64 (float32 squares overflow above ~1e19)
     and a floor on the deviation relative to the mean, not absolute (an absolute one flattened
     volumes stored in small units, such as 1e-6 per step, to zero)."""
     ref = np.asarray(ref, np.float64)
     mu, sd = float(ref.mean()), float(ref.std())
-    sd = max(sd, 1e-6 * abs(mu)) or 1.0
+    return mu, max(sd, 1e-6 * abs(mu)) or 1.0
+
+
+def normalise(crops: np.ndarray, ref: np.ndarray | None = None, stats: tuple[float, float] | None = None) -> np.ndarray:
+    """z-score with the statistics of the reference crops (the annotated or prompted slices), or
+    with ``stats`` computed from them once (``zscore_stats``)."""
+    mu, sd = zscore_stats(ref) if stats is None else stats
     return ((np.asarray(crops, np.float64) - mu) / sd).astype(np.float32)

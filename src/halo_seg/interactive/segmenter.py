@@ -13,6 +13,7 @@ import torch
 
 from .adapt import adapt_decoder
 from .baseline import interpolate_masks
+from .column import ColumnReader
 from .model_io import load_memnet
 from . import propagation
 from . import prior as prior_edit
@@ -38,6 +39,9 @@ MEMORY_REACH = 15   # slices: an annotated neighbour further away than this does
 # farther apart the network is better. 0: off.
 PAINTED_GAP_MM = 12.0
 HISTORY = 50
+# the object's column as read by the last propagation is kept for the next while it is this small:
+# a correction rarely moves the ROI, so propagating again reads nothing
+COLUMN_CACHE_BYTES = 256 * 2 ** 20
 # Corrective clicks (benchmarks/clicks.py, a simulated user clicking the largest error; rules and
 # figures in benchmarks/README.md). BOX_SPENT: a box is spent once its slice is segmented, so later
 # clicks refine that mask (it joins the memory, the clicks guide) instead of joining the box's
@@ -164,6 +168,7 @@ class InteractiveSegmenter:
         self.strict_ends = bool(strict_ends)
         self._s = _State()
         self._history: list[_State] = []
+        self._column: tuple[ROI, ColumnReader] | None = None
         self.restored_propagation = False   # from_session: the saved propagation came back with it
 
     def use_quality_model(self, model):
@@ -401,6 +406,13 @@ class InteractiveSegmenter:
             raise InteractiveError("the volume contains NaN or infinite values around the object")
         return _crop_read(block, roi, (y0, x0))
 
+    def _column_of(self, roi: ROI) -> ColumnReader:
+        """The ROI's column through the stack, read as the sweeps reach it (the last one if the ROI
+        has not moved)."""
+        if self._column is not None and self._column[0] == roi:
+            return self._column[1]
+        return ColumnReader(lambda z0, z1: self._read(slice(z0, z1), roi), self.shape[0], roi.side)
+
     def _segment(self, s: _State, z: int) -> np.ndarray:
         p = s.prompts.get(z)
         if p is None or not (p.has_positive() or p.neg):
@@ -506,7 +518,7 @@ class InteractiveSegmenter:
                                        "extreme points or a mask first")
             return self._apply_to_prior(work)   # only empty slices: nothing to propagate from
         roi = annotation_roi(work.annotations)
-        column = self._read(slice(0, self.shape[0]), roi)
+        column = self._column_of(roi)
         net = adapt_decoder(self.net, column, work.annotations, roi, self.device)
         args = (net, column, work.annotations, roi, self.device, cancel)
         zscale = distance_scale(self.spacing)
@@ -515,6 +527,7 @@ class InteractiveSegmenter:
         passes = [propagate_volume(*args, **kw)]
         if self.tta:
             passes.append(propagate_volume(*args, flip=True, **kw))
+        self._column = (roi, column) if column.nbytes <= COLUMN_CACHE_BYTES else None
         prop = merge(*passes) if self.tta else passes[0]
         masks = to_volume_masks(prop, self.shape)
         pred = SliceMasks(self.shape)
