@@ -1,12 +1,13 @@
-"""The napari interactive widget on a large volume: how long each step takes and how long the UI
-freezes, this checkout against another (e.g. the commit before masks were kept slice by slice and
-the preview was rewritten in place: 6c92984).
+"""The napari interactive widget on a large volume: how long each step takes, how long the UI
+freezes and the process's peak memory, this checkout against another (e.g. the commit before masks
+were kept slice by slice and the preview was rewritten in place: 6c92984).
 
 A bright ball of radius 30 voxels in a 300 x 1024 x 1024 uint16 image (numpy; the widget's
 preview and objects layers are as large). Steps, each timed from the click to the end of its work
 (the worker thread included) with a 10 ms QTimer in the GUI thread whose longest gap is the longest
-freeze: segment a box, propagate, paint a slice and accept it, propagate again, undo, commit. Each
-code runs in its own process, interleaved, ``--repeat`` times; medians.
+freeze: segment a box, propagate, paint a slice and accept it, propagate again, undo, commit, take
+the committed object back with Edit label. Each code runs in its own process, interleaved,
+``--repeat`` times; medians.
 
     git worktree add /tmp/before 6c92984
     xvfb-run -a .venv/bin/python benchmarks/ui_big_volume.py --before /tmp/before [--shape 300 1024 1024]
@@ -21,7 +22,7 @@ import numpy as np
 
 from _results import FreezeClock, in_fresh_process, one_or_main, save_results
 
-STEPS = ("segment slice", "propagate", "accept a painted slice", "propagate again", "undo", "commit")
+STEPS = ("segment slice", "propagate", "accept a painted slice", "propagate again", "undo", "commit", "edit label")
 
 
 def _one(spec: dict) -> dict:
@@ -78,7 +79,13 @@ def _one(spec: dict) -> dict:
     measure("propagate again", w.propagate)
     measure("undo", w.undo)
     measure("commit", w.commit)
+    objects = viewer.layers["objects"]   # the committed object taken back to correct
+    viewer.layers.selection.active = objects
+    objects.selected_label = 1
+    measure("edit label", w.edit_label)
     out["status"] = w.status.text()
+    import resource
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     viewer.close()
     return out
 
@@ -104,6 +111,7 @@ def main(argv=None) -> int:
     for k in STEPS:
         b, n = med["before"], med["now"]
         print(f"| {k} | {b[k]:.2f} ({b[k + ' freeze']:.2f}) | {n[k]:.2f} ({n[k + ' freeze']:.2f}) |")
+    print(f"| peak memory MiB | {med['before']['peak_rss_mib']:.0f} | {med['now']['peak_rss_mib']:.0f} |")
     return save_results(a.out, {"before": a.before, "shape": a.shape, "threads": a.threads, "repeat": a.repeat},
                         [{"median": med, "runs": runs}])
 

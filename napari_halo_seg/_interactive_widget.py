@@ -31,7 +31,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QLabel, QProgressBar, QPushButton,
                             QVBoxLayout, QWidget)
 
-from halo_seg.interactive.segmenter import axis_order
+from halo_seg.interactive.segmenter import InteractiveError, axis_order
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
@@ -500,7 +500,7 @@ class InteractiveWidget(QWidget):
             return
         pred = self.seg.prediction
         gone = ""
-        if self._editing is not None and self.seg.prior is not None:
+        if self._editing is not None and self.seg.mask_box(prior=True) is not None:
             if self._editing[0] in self.viewer.layers:
                 self._commit_edit(pred)
                 return
@@ -693,14 +693,17 @@ class InteractiveWidget(QWidget):
             if data.ndim != 3 or tuple(data.shape) != seg.volume_shape:
                 raise ValueError(f"layer {layer.name!r} has shape {tuple(data.shape)}; the image's is "
                                  f"{seg.volume_shape}")
-            mask = np.asarray(data == label)
-            if label == 0 or not mask.any():
-                raise ValueError(f"label {label} is not in layer {layer.name!r}: pick one of its objects "
+            missing = ValueError(f"label {label} is not in layer {layer.name!r}: pick one of its objects "
                                  "(napari's label field, or the colour picker on it)")
-            if seg.prior is not None:
-                seg.reset()   # another label taken but not corrected yet: Undo brings it back
-            seg.start_from(mask)
-            return int(mask.sum())
+            if label == 0:
+                raise missing
+            try:   # read a slab at a time: never the whole layer as a mask (another label taken but not
+                # corrected yet is replaced, and Undo brings it back)
+                return seg.start_from(data, label=label, cancel=self._cancel.is_set)
+            except InteractiveError as exc:
+                if "is not in the mask" in str(exc):
+                    raise missing from exc
+                raise
 
         def done(n):
             self._editing, self._last_commit = (layer, label), None

@@ -144,3 +144,38 @@ def test_a_prior_on_a_session_across_another_axis_stays_in_the_volumes_orientati
     want = prior.copy()
     want[:, 4, :] = False
     assert np.array_equal(seg.propagate(), want)
+
+
+def test_a_label_is_taken_from_a_lazy_label_volume_a_slab_at_a_time(random_weights):
+    import dask.array as da
+    from halo_seg.interactive.slice_masks import SliceMasks
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, (9, 20, 24)).astype(np.uint16)
+    labels[:, :5] = 0
+    reads = []
+
+    class Recording:                                  # an array-like recording what is read
+        shape, dtype, ndim = labels.shape, labels.dtype, 3
+
+        def __getitem__(self, key):
+            reads.append(labels[key].nbytes)
+            return labels[key]
+
+    plane = 9 * 24 * 2                                # bytes of one slice across axis 1
+    m = SliceMasks.from_volume(Recording(), axis=1, label=2, slab_bytes=3 * plane)
+    assert np.array_equal(m.dense(), np.moveaxis(labels == 2, 1, 0)) and max(reads) <= 3 * plane
+    vol = rng.random(labels.shape).astype(np.float32)
+    for axis in (0, 1):
+        seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights, axis=axis)
+        n = seg.start_from(da.from_array(labels, chunks=(4, 7, 8)), label=2)
+        assert n == int((labels == 2).sum()) and np.array_equal(seg.prior, labels == 2)
+        assert np.array_equal(seg.prediction, labels == 2)
+        with pytest.raises(InteractiveError, match="label 7 is not in the mask"):
+            seg.start_from(labels, label=7)             # the label taken before stays
+        with pytest.raises(InterruptedError):
+            seg.start_from(labels, label=1, cancel=lambda: True)
+        assert np.array_equal(seg.prior, labels == 2)
+        seg.start_from(labels, label=3)                  # another label replaces it; Undo brings it back
+        assert np.array_equal(seg.prior, labels == 3)
+        seg.undo()
+        assert np.array_equal(seg.prior, labels == 2)

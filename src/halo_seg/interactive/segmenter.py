@@ -365,26 +365,33 @@ class InteractiveSegmenter:
         s.pending.discard(z)
         s.prediction = None if s.prediction is None else with_slices(s.prediction, {z: m})
 
-    def start_from(self, mask3d):
+    def start_from(self, mask3d, label: int | None = None, cancel=None) -> int:
         """Correct an existing segmentation of the object (an automatic result, an object committed
-        earlier, another tool's mask: a (Z, Y, X) array in the volume's orientation, nonzero = object)
-        instead of starting from nothing. It becomes the current mask; corrected slices replace it and
-        their propagation replaces it next to them until the two agree again (prior.py); it stands
-        everywhere else. Only on a session without prompts or slices (reset first); undoable."""
-        m = np.asarray(mask3d)
-        if m.shape != self.volume_shape:
-            raise InteractiveError(f"the mask to start from has shape {m.shape}; the volume's is {self.volume_shape}")
-        if not (np.issubdtype(m.dtype, np.integer) or m.dtype == bool):
-            raise InteractiveError(f"the mask to start from must be boolean or integer labels, got dtype {m.dtype}")
-        m = SliceMasks.from_dense(np.moveaxis(m != 0, self.axis, 0))
-        if not m.any():
-            raise InteractiveError("the mask to start from is empty")
+        earlier, another tool's mask: a (Z, Y, X) array in the volume's orientation, numpy, dask or
+        zarr, nonzero = object, or ``label`` = object in a label volume) instead of starting from
+        nothing. It becomes the current mask; corrected slices replace it and their propagation
+        replaces it next to them until the two agree again (prior.py); it stands everywhere else.
+        Only on a session without prompts or slices (reset first); undoable. The mask is read a slab
+        at a time (``cancel()`` is asked between slabs); returns its voxel count."""
+        if not hasattr(mask3d, "shape") or not hasattr(mask3d, "dtype"):
+            mask3d = np.asarray(mask3d)
+        shape = tuple(mask3d.shape)
+        if shape != self.volume_shape:
+            raise InteractiveError(f"the mask to start from has shape {shape}; the volume's is {self.volume_shape}")
+        dt = np.dtype(mask3d.dtype)
+        if not (np.issubdtype(dt, np.integer) or dt == bool):
+            raise InteractiveError(f"the mask to start from must be boolean or integer labels, got dtype {dt}")
         if self._s.annotations or self._s.prompts:
             raise InteractiveError("this session already has prompts or slices: reset it before starting "
                                    "from a mask")
+        m = SliceMasks.from_volume(mask3d, self.axis, label, cancel)
+        if not m.any():
+            raise InteractiveError("the mask to start from is empty" if label is None
+                                   else f"label {label} is not in the mask to start from")
         s = self._push()
         s.prior, s.prediction = m, m
         s.quality, s.features, s.open_ends = None, {}, {}
+        return int(m.areas().sum())
 
     @property
     def prior(self) -> np.ndarray | None:

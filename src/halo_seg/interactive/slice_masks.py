@@ -32,6 +32,28 @@ class SliceMasks:
             out[int(z)] = volume[z]
         return out
 
+    @classmethod
+    def from_volume(cls, volume, axis: int = 0, label: int | None = None, cancel=None,
+                    slab_bytes: int = 64 * 2 ** 20) -> "SliceMasks":
+        """The slices across ``axis`` of a (Z, Y, X) array of any kind (numpy, dask, zarr) where it is
+        nonzero, or equals ``label``; read a slab of slices at a time, so a large label volume is never
+        held whole, nor its boolean mask."""
+        shape = tuple(int(n) for n in volume.shape)
+        order = (axis,) + tuple(a for a in range(3) if a != axis)
+        out = cls(tuple(shape[a] for a in order))
+        plane = out.shape[1] * out.shape[2] * np.dtype(volume.dtype).itemsize
+        step = max(1, slab_bytes // max(plane, 1))
+        for z0 in range(0, out.shape[0], step):
+            if cancel is not None and cancel():
+                raise InterruptedError("reading the mask cancelled")
+            index = [slice(None)] * 3
+            index[axis] = slice(z0, min(z0 + step, out.shape[0]))
+            slab = np.moveaxis(np.asarray(volume[tuple(index)]), axis, 0)
+            slab = slab != 0 if label is None else slab == label
+            for i in np.flatnonzero(slab.any(axis=(1, 2))):
+                out[z0 + int(i)] = slab[i]
+        return out
+
     def copy(self) -> "SliceMasks":
         out = SliceMasks(self.shape)
         out._slices = dict(self._slices)   # the entries are never changed, only replaced
