@@ -16,7 +16,9 @@ Variants run in parallel, one process each: ``shipped`` (a slice's box is spent 
 segmented, so later clicks refine that mask, ``segmenter.BOX_SPENT``; a positive click only adds to
 it and a negative one only removes, ``segmenter.MONOTONE_CLICKS``), ``spent`` (the first alone) and
 ``old`` (neither: clicks join the box's guidance, as before 2026-12-02); ``NAME,weights=PATH``
-runs one of them with other weights (and their quality model). Mean slice Dice after 0..K clicks and
+runs one of them with other weights (and their quality model); ``NAME+scribble`` corrects with
+strokes instead of clicks (``simulate.corrective_scribble``: along the skeleton of the largest
+error region; each stroke counts as one interaction). Mean slice Dice after 0..K clicks and
 the share of slices at >= 0.85 / 0.90 after K.
 
     .venv/bin/python benchmarks/clicks.py [--set validation|further|fresh|subcortical | --regions ...]
@@ -42,12 +44,12 @@ VARIANTS = {"shipped": (True, True), "spent": (True, False), "old": (False, Fals
 STARTS = ("box", "extreme", "propagated")
 
 
-def _clicks(seg, z, mask, truth, k, stop):
-    """Slice Dice after 0..k corrective clicks on slice z (the last one repeated once the user
-    stops at ``stop``); then every click is undone."""
+def _clicks(seg, z, mask, truth, k, stop, scribble=False):
+    """Slice Dice after 0..k corrective clicks (or strokes) on slice z (the last one repeated once the
+    user stops at ``stop``); then every click is undone."""
     from halo_seg.interactive.simulate import click_to_correct
     from halo_seg.metrics import dice
-    curve = [dice(mask, truth)] + [dice(m, truth) for m in click_to_correct(seg, z, mask, truth, k, stop)]
+    curve = [dice(mask, truth)] + [dice(m, truth) for m in click_to_correct(seg, z, mask, truth, k, stop, scribble)]
     made = len(curve) - 1
     for _ in range(2 * made):   # add_click and segment_slice: one undo step each
         seg.undo()
@@ -63,6 +65,8 @@ def run_variant(args) -> dict:
     from halo_seg.samples import load_colin27_full
     torch.set_num_threads(1)
     name, _, weights = variant.partition(",weights=")
+    name, _, interaction = name.partition("+")
+    scribble = interaction == "scribble"
     segmenter.BOX_SPENT, segmenter.MONOTONE_CLICKS = VARIANTS[name]
     data = load_colin27_full()
 
@@ -84,7 +88,7 @@ def run_variant(args) -> dict:
                     seg.add_box(z, *tight_box(truth[z]))
                 else:
                     seg.add_extreme_points(z, extreme_points(truth[z]))
-                curves.append(_clicks(seg, z, seg.segment_slice(z), truth[z], k, stop))
+                curves.append(_clicks(seg, z, seg.segment_slice(z), truth[z], k, stop, scribble))
             per[start][str(lab)] = curves
         seg = session()
         seg.add_box(z0, *tight_box(truth[z0]))
@@ -92,7 +96,7 @@ def run_variant(args) -> dict:
         pz = [z for z in np.flatnonzero(pred.reshape(len(pred), -1).any(1)) if z != z0]
         curves = []
         for z in ([pz[int(f * (len(pz) - 1))] for f in (0.0, 1 / 3, 2 / 3, 1.0)] if pz else []):
-            curves.append(_clicks(seg, int(z), pred[z], truth[z], k, stop))   # one slice at a time
+            curves.append(_clicks(seg, int(z), pred[z], truth[z], k, stop, scribble))   # one slice at a time
         per["propagated"][str(lab)] = curves
     out = {"variant": variant, "per_region": per}
     for start in STARTS:
@@ -116,9 +120,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     regions = list(a.regions or SETS[a.set])
-    bad = [v for v in a.variants if v.partition(",weights=")[0] not in VARIANTS]
+    bad = [v for v in a.variants if v.partition(",weights=")[0].partition("+")[0] not in VARIANTS
+           or v.partition(",weights=")[0].partition("+")[2] not in ("", "scribble")]
     if bad:
-        ap.error(f"unknown variants {bad}: use {list(VARIANTS)}, optionally with ,weights=PATH")
+        ap.error(f"unknown variants {bad}: use {list(VARIANTS)}, optionally with +scribble and ,weights=PATH")
     out = a.out or str(Path(__file__).parent / "results" / f"clicks_{'regions' if a.regions else a.set}.json")
     with get_context("spawn").Pool(a.jobs, maxtasksperchild=1) as pool:
         results = pool.map(run_variant, [(v, regions, a.clicks, a.stop) for v in a.variants], chunksize=1)

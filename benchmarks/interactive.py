@@ -4,12 +4,12 @@ For each held-out AAL structure (the 12 subcortical ones): a tight box on the sl
 object is largest, then 5 more rounds of one box (or an empty mask) on a chosen slice, propagating
 after each. ``--prompt extreme`` gives four extreme points instead of each box (Mem3D scores both);
 ``--clicks N`` lets the user correct each prompted slice with up to N clicks (the largest error's
-centre) before propagating, stopping at slice Dice 0.9. Slices are chosen by the network's
+centre; with ``--strokes`` a stroke along its middle) before propagating, stopping at slice Dice 0.9. Slices are chosen by the network's
 recommendation, at random, and by an oracle that knows the true per-slice Dice. Reports Dice per round, seconds per round, the Pearson r of predicted
 vs true slice Dice, and the "fill between slices" baseline (exact masks on 1..6 slices).
 
     .venv/bin/python benchmarks/interactive.py [--weights PATH] [--structures 77 78] [--threads 2] [--quality head]
-                                               [--prompt box|extreme] [--clicks N] [--axis 0|1|2]
+                                               [--prompt box|extreme] [--clicks N [--strokes]] [--axis 0|1|2]
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ def main(argv=None) -> int:
                          "(the network's head alone) or a quality model file")
     ap.add_argument("--prompt", choices=["box", "extreme"], default="box", help="the user's prompt each round")
     ap.add_argument("--clicks", type=int, default=0, help="corrective clicks per prompted slice, at most")
+    ap.add_argument("--strokes", action="store_true", help="the corrections are strokes, not clicks")
     ap.add_argument("--axis", type=int, default=0,
                     help="slice the volume across this axis (0 axial, 1 coronal, 2 sagittal for Colin27); the "
                          "first box goes on the object's largest slice across it")
@@ -69,7 +70,8 @@ def main(argv=None) -> int:
             seg = InteractiveSegmenter(vol, spacing=data.spacing, device=a.device, weights=a.weights, tta=a.tta,
                                        quality_model=None if a.quality == "head" else a.quality, axis=a.axis)
             meta = seg.weights_meta
-            recs = run_session(seg, truth, a.rounds, strat, seed=k, prompt=a.prompt, clicks=a.clicks)
+            recs = run_session(seg, truth, a.rounds, strat, seed=k, prompt=a.prompt, clicks=a.clicks,
+                               scribble=a.strokes)
             row[strat] = [r["dice"] for r in recs]
             curves[strat].append(row[strat])
             if strat == "recommend":
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
         "pearson_r_median_per_structure": float(np.nanmedian([r["pearson_r"] for r in rows])),
         "round_seconds_median": float(np.median(secs)) if secs else None,
         "round_seconds_max": float(np.max(secs)) if secs else None,
-        "prompt": a.prompt, "clicks": a.clicks, "axis": a.axis,
+        "prompt": a.prompt, "clicks": a.clicks, "strokes": a.strokes, "axis": a.axis,
         "clicks_made_per_round": (np.mean([r["clicks"] for r in rows], 0).tolist() if a.clicks and "recommend" in curves
                                   else None),
         "threads": a.threads, "device": a.device, "tta": a.tta, "quality": a.quality, "weights": meta and {k: meta.get(k) for k in ("path", "sha256", "iterations")},
@@ -109,7 +111,7 @@ def main(argv=None) -> int:
     print()
     if rec:
         how = ("one box" if a.prompt == "box" else "one set of extreme points") + (
-            f" and up to {a.clicks} clicks" if a.clicks else "")
+            f" and up to {a.clicks} {'strokes' if a.strokes else 'clicks'}" if a.clicks else "")
         print(f"{how}: {rec[0]:.3f} (target for one box >= {TARGETS['one_box']}); after {a.rounds} rounds: {rec[-1]:.3f} "
               f"(target >= {TARGETS['six_rounds']})")
     print(f"Pearson r predicted vs true slice Dice: pooled {summary['pearson_r_pooled']:.3f}, median per structure "

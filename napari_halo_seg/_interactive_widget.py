@@ -4,7 +4,9 @@ Prompts live in napari layers the widget creates: positive and negative clicks (
 (Shapes rectangle) and four extreme points (Points), all read on the slice shown, in whichever plane
 napari shows (roll or transpose the dims for coronal or sagittal slices: an object is propagated along
 the axis its first prompts were drawn across, until it is committed or reset); clicks on a slice
-already segmented correct its mask (a positive click only adds, a negative only removes). The current object
+already segmented correct its mask (a positive click only adds, a negative only removes). Strokes
+painted in the strokes Labels layer (Draw strokes: green through the object, red through what is
+not) are prompts too, and correct a segmented slice as clicks do. The current object
 is previewed in an editable Labels layer: paint on a slice and "Accept slice" to trust it as truth.
 "Commit" copies the object into the objects Labels layer under a new id, never over another object.
 "Edit label" takes the label picked in the selected Labels layer (an automatic result, an object
@@ -43,8 +45,9 @@ from ._measure import UNIT, drop_row, layer_unit, object_row, set_row
 from ._quality_plot import QualityPlot
 
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
-PREVIEW, OBJECTS = "current object", "objects"
-WORKING = (OBJECTS, PREVIEW, BOX, EXTREME, NEG, POS)   # the layers the widget makes for its image
+PREVIEW, OBJECTS, STROKES = "current object", "objects", "strokes"
+WORKING = (OBJECTS, PREVIEW, BOX, EXTREME, NEG, POS, STROKES)   # the layers the widget makes for its image
+STROKE_OBJECT, STROKE_BACKGROUND = 1, 2   # the strokes layer's labels
 MIN_LEARN = 3   # committed objects before the quality model is adjusted to them (measured with 3, 6 and 12)
 MAX_LEARN = 12  # the most recent (highest ids) are used: 12 did no better than 6, and time grows with each
 AUTO = "auto"   # the quality field's entry for the weights' own model
@@ -71,6 +74,7 @@ class InteractiveWidget(QWidget):
         self.recommended = None
         self._cancel = threading.Event()
         self._sent: set = set()           # prompts already handed to the segmenter
+        self._strokes_sent: dict = {}      # (axis, z) -> (object, background) stroke pixels handed over
         self.last_seconds = None
         self._session_key = None           # (image, weights, device, axis) the session was made for
         self._quality_changed = False      # the quality field changed while a step ran
@@ -96,7 +100,7 @@ class InteractiveWidget(QWidget):
         self.quality.currentIndexChanged.connect(lambda *_: self._apply_quality())
         self.device = QComboBox()
         self.device.addItems(["auto"] + device_choices())   # auto: the GPU where there is one
-        self.negative = QCheckBox("negative clicks (Shift-N)")
+        self.negative = QCheckBox("negative clicks and strokes (Shift-N)")
         self.negative.toggled.connect(self._select_click_layer)
         self.strict = QCheckBox("strict object ends (touching nuclei)")
         self.strict.setToolTip("end the propagation sooner where the object narrows and widens again or turns as "
@@ -113,7 +117,7 @@ class InteractiveWidget(QWidget):
                                                                            self.accept_slice),
                  ("Commit object", "Shift-C", self.commit), ("Undo", "Shift-U", self.undo),
                  ("Reset object", None, self.reset), ("Edit label", "Shift-E", self.edit_label),
-                 ("Learn from objects", None, self.learn_quality),
+                 ("Draw strokes", "Shift-D", self.draw_strokes), ("Learn from objects", None, self.learn_quality),
                  ("Save session", None, self.save_session), ("Open session", None, self.open_session),
                  ("Cancel", None, self.cancel)]
         for i, (text, key, fn) in enumerate(specs):
@@ -129,6 +133,10 @@ class InteractiveWidget(QWidget):
             "correct an existing object instead of redrawing it: select a Labels layer (an automatic result, the "
             "objects) and pick its label, then Edit label; corrected slices replace it and carry on into the "
             "slices next to them until they agree with it, and Commit writes it back under its id")
+        self.buttons["Draw strokes"].setToolTip(
+            "paint strokes on a slice: through the object (green), or with negative on through what is not "
+            "(red); Segment slice uses them, and on a slice already segmented they correct its mask as clicks "
+            "do. A stroke along the middle of a wrong region fixes more than a click there")
         self.buttons["Learn from objects"].setToolTip(
             f"after {MIN_LEARN} or more committed objects: adjust the predicted quality, which decides where "
             "the propagation stops and which slice is recommended, to them (taken as correct); it is "
@@ -192,6 +200,13 @@ class InteractiveWidget(QWidget):
         for name, col in ((NEG, "red"), (POS, "lime")):
             if self._layer(name) is None:
                 self.viewer.add_points(ndim=3, name=name, face_color=col, size=4, **kw)
+        if self._layer(STROKES) is None:
+            from napari.utils.colormaps import DirectLabelColormap
+            colours = DirectLabelColormap(color_dict={STROKE_OBJECT: "lime", STROKE_BACKGROUND: "red",
+                                                      None: "transparent"})
+            strokes = self.viewer.add_labels(np.zeros(data.shape, np.uint8), name=STROKES, opacity=0.9,
+                                             colormap=colours, **kw)
+            strokes.brush_size = 3
         self._select_click_layer()
 
     def _bind_layers(self, image):
@@ -218,6 +233,10 @@ class InteractiveWidget(QWidget):
             self._guard(self.ensure_prompt_layers)
 
     def _select_click_layer(self, *_):
+        strokes = self._layer(STROKES)
+        if strokes is not None and self.viewer.layers.selection.active is strokes:
+            strokes.selected_label = STROKE_BACKGROUND if self.negative.isChecked() else STROKE_OBJECT
+            return   # drawing strokes: the sign changes their label, not the layer
         name = NEG if self.negative.isChecked() else POS
         if self._layer(name) is not None:
             self.viewer.layers.selection.active = self.viewer.layers[name]
@@ -284,7 +303,7 @@ class InteractiveWidget(QWidget):
             for z in (old.annotated_slices if old is not None else []):
                 seg.set_slice_mask(z, old.annotation(z), painted=z in old.painted_slices)
             self.seg, self._session_key = seg, key
-            self._sent = set()
+            self._sent, self._strokes_sent = set(), {}
         return self.seg
 
     def _apply_quality(self):
@@ -334,6 +353,19 @@ class InteractiveWidget(QWidget):
                         seg.add_box(z, int(round(y0)), int(round(x0)), int(round(y1)), int(round(x1)))
                         self._sent.add(key)
                         n += 1
+        strokes = self._layer(STROKES)
+        if strokes is not None:
+            plane = np.asarray(strokes.data[_slice_of(seg.axis, z)])
+            sent = self._strokes_sent.get((seg.axis, z), (np.zeros(plane.shape, bool),) * 2)
+            now = []
+            for label, positive, done in ((STROKE_OBJECT, True, sent[0]), (STROKE_BACKGROUND, False, sent[1])):
+                drawn = plane == label
+                new = drawn & ~done
+                if new.any():
+                    seg.add_scribble(z, new, positive=positive)
+                    n += 1
+                now.append(done | drawn)
+            self._strokes_sent[(seg.axis, z)] = tuple(now)
         ext = self._layer(EXTREME)
         if ext is not None and len(ext.data):
             pts = [p for p in np.asarray(ext.data)[:, order] if int(round(p[0])) == z]
@@ -649,7 +681,7 @@ class InteractiveWidget(QWidget):
         def opened(seg):
             self._last_commit, self._editing = None, None
             self.seg, self._session_key = seg, (layer.name, weights, device, seg.axis)
-            self._sent = set()
+            self._sent, self._strokes_sent = set(), {}
             self.recommended = self._guard(seg.recommend_slice) if seg.restored_propagation else None
             self._show()
             later = "" if seg.restored_propagation else "; Propagate to recompute it with these weights"
@@ -715,12 +747,28 @@ class InteractiveWidget(QWidget):
                                 "Commit writes it back")
         self._start(f"taking label {label} of {layer.name!r} ...", take, on_done=done)
 
+    def draw_strokes(self):
+        """Select the strokes layer to paint on: object strokes, or background ones with negative on."""
+        self._guard(self.ensure_prompt_layers)
+        strokes = self._layer(STROKES)
+        if strokes is None:
+            return   # no image to draw on: the error is shown
+        self.viewer.layers.selection.active = strokes
+        strokes.selected_label = STROKE_BACKGROUND if self.negative.isChecked() else STROKE_OBJECT
+        strokes.mode = "paint"
+        self.status.setText("paint strokes on the slice (" + ("red: not the object" if self.negative.isChecked()
+                            else "green: the object") + "), then Segment slice; Shift-N switches")
+
     def _new_object(self):
         self.seg.reset()
         for name in (POS, NEG, EXTREME, BOX):
             lay = self._layer(name)
             if lay is not None and len(lay.data):
                 lay.data = [] if name == BOX else np.zeros((0, 3))
+        strokes = self._layer(STROKES)
+        if strokes is not None:
+            strokes.data = np.zeros(strokes.data.shape, np.uint8)   # calloc'd: a large volume is not written
+        self._strokes_sent = {}
         self._sent = set()
         self.recommended = None
         self._show()

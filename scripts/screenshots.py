@@ -3,14 +3,15 @@ halo engine (2 ranks) and the automatic-segmentation dock widget; and the intera
 a box on the left thalamus, propagation and one correction on the recommended slice; and the same
 widget after "Learn from objects" on three committed objects, segmenting a fourth; and the left
 caudate prompted with one box on a coronal slice and propagated across the coronal slices.
-`colin27`, `coronal`, `train`, `finetune`, `review`, `compare`, `one_mm` or `edit` as the argument makes only
+`colin27`, `coronal`, `train`, `finetune`, `review`, `compare`, `one_mm`, `edit` or `strokes` as the argument makes only
 that one (edit: Edit label on a mirrored atlas's left hippocampus, two painted slices, one propagation;
 finetune: the training widget fine-tuning the default model into three new classes; review: a
 mirrored automatic run, its uncertainty over the labels on the first slice to review; compare: the default
 model's labels against the sample's own, on deep grey matter's worst slice; one_mm: the 1 mm Colin27 scan
-from ../shared/data opened from its NIfTI, segmented by the 2 mm default model at its own voxel size).
+from ../shared/data opened from its NIfTI, segmented by the 2 mm default model at its own voxel size;
+strokes: a stroke correcting the left putamen's box-segmented slice).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes]
 """
 from __future__ import annotations
 
@@ -279,11 +280,39 @@ def compare(s):
     _shoot(viewer, w, "napari_compare.png")
 
 
+def strokes(s):
+    """Strokes correcting a box-segmented slice: the left putamen's box mask, then a stroke along the
+    middle of its largest error (as benchmarks/clicks.py's simulated user draws it), segmented again."""
+    from halo_seg.interactive.simulate import corrective_scribble
+    viewer, w = _interactive_viewer(s)
+    truth = s.labels == 73
+    z = int(truth.sum((1, 2)).argmax())
+    w.goto_slice(z)
+    _box(viewer, truth, z)
+    w.segment_slice()
+    _wait(w)
+    first = np.asarray(viewer.layers["current object"].data[z]) > 0
+    stroke, positive = corrective_scribble(first, truth[z])
+    w.negative.setChecked(not positive)
+    w.draw_strokes()
+    viewer.layers["strokes"].data[z][stroke] = 1 if positive else 2   # as the brush paints it
+    viewer.layers["strokes"].refresh()
+    w.segment_slice()
+    _wait(w)
+    from halo_seg.metrics import dice
+    second = np.asarray(viewer.layers["current object"].data[z]) > 0
+    w.status.setText(w.status.text() + f" (slice Dice {dice(first, truth[z]):.2f} from the box, "
+                     f"{dice(second, truth[z]):.2f} after one stroke)")
+    viewer.layers["box"].visible = False
+    _frame(viewer, s, truth, z)
+    _shoot(viewer, w, "napari_strokes.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
-                        ["edit"]):
+                        ["edit"], ["strokes"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

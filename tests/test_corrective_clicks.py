@@ -4,12 +4,14 @@ The box-then-click behaviour is checked on what the network is given (guidance a
 from its forward call) with an untrained network, and on the result's direction (a positive click
 never removes, a negative never adds); benchmarks/clicks.py measures how much the clicks fix.
 """
+import itertools
+
 import numpy as np
 import pytest
 
 from halo_seg import InteractiveSegmenter
 from halo_seg.interactive import segmenter
-from halo_seg.interactive.simulate import corrective_click, extreme_points
+from halo_seg.interactive.simulate import corrective_click, corrective_scribble, extreme_points
 
 
 def test_corrective_click_goes_deep_into_the_largest_error():
@@ -27,6 +29,24 @@ def test_corrective_click_goes_deep_into_the_largest_error():
     y, x, positive = corrective_click(pred, truth)
     assert not positive and 30 <= y < 38 and 5 <= x < 35
     assert corrective_click(truth, truth) is None
+
+
+def test_corrective_scribble_runs_along_the_middle_of_the_largest_error():
+    truth = np.zeros((40, 40), bool)
+    truth[10:30, 10:30] = True
+    pred = truth.copy()
+    pred[10:30, 22:30] = False            # a 20 x 8 miss
+    pred[2:5, 2:5] = True                 # a small false positive
+    stroke, positive = corrective_scribble(pred, truth)
+    ys, xs = np.nonzero(stroke)
+    assert positive and (stroke <= (truth & ~pred)).all()      # only on the miss
+    assert ys.max() - ys.min() >= 10 and xs.min() >= 24 and xs.max() <= 27   # its length, near its middle
+    pred = truth.copy()
+    pred[30:38, 5:35] = True              # a leak larger than the miss
+    pred[10:14, 10:14] = False
+    stroke, positive = corrective_scribble(pred, truth)
+    assert not positive and (stroke <= (pred & ~truth)).all() and np.ptp(np.nonzero(stroke)[1]) >= 20
+    assert corrective_scribble(truth, truth) is None
 
 
 def test_extreme_points_are_the_masks_outermost_points():
@@ -111,10 +131,15 @@ def test_a_click_only_moves_the_mask_its_way(random_weights, monkeypatch, monoto
     base = np.zeros((48, 48), bool)
     base[14:34, 10:30] = True
     moved = {"grew": 0, "shrank": 0}
-    for positive, (y, x) in ((True, (24, 36)), (False, (24, 20))):
+    for (positive, (y, x)), scribble in itertools.product(((True, (24, 36)), (False, (24, 20))), (False, True)):
         seg.reset()
         seg.set_slice_mask(4, base)
-        seg.add_click(4, y, x, positive=positive)
+        if scribble:   # a short stroke, corrected as a click is (a negative one alone once failed)
+            stroke = np.zeros_like(base)
+            stroke[y - 3:y + 4, x] = True
+            seg.add_scribble(4, stroke, positive=positive)
+        else:
+            seg.add_click(4, y, x, positive=positive)
         m = seg.segment_slice(4)
         moved["grew"] += int((m & ~base).sum()) if not positive else 0      # added by a negative click
         moved["shrank"] += int((base & ~m).sum()) if positive else 0        # removed by a positive one
@@ -141,6 +166,10 @@ def test_the_simulated_user_clicks_until_the_slice_is_good_enough(random_weights
     seg.reset()
     made = prompt_slice(seg, 4, truth, "box", clicks=4, stop=0.5)
     assert made == 4 or dice(seg.annotation(4), truth) >= 0.5
+    seg.reset()
+    made = prompt_slice(seg, 4, truth, "box", clicks=2, stop=1.01, scribble=True)
+    p = seg._s.prompts[4]
+    assert 1 <= made <= 2 and not p.pos and not p.neg and (p.pos_mask is not None or p.neg_mask is not None)
     with pytest.raises(ValueError, match="prompt"):
         prompt_slice(seg, 4, truth, "lasso")
     seg.reset()

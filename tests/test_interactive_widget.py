@@ -230,6 +230,42 @@ def test_clicks_after_a_box_correct_its_slice_one_way(make_napari_viewer, qtbot)
 
 
 @needs_default
+def test_strokes_correct_a_segmented_slice_and_are_handed_over_once(make_napari_viewer, qtbot):
+    """A stroke along the middle of the largest error of a box-segmented slice (as the simulated user
+    of benchmarks/clicks.py draws it) reaches the session as a scribble of its sign, moves the mask
+    only its way, is not handed over again, and Commit clears the strokes."""
+    from halo_seg.interactive.simulate import corrective_scribble
+    viewer, w = _phantom_widget(make_napari_viewer)
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    z, preview = _box_and_segment(qtbot, w, truth)
+    first = np.asarray(preview.data[z]) > 0
+    stroke, positive = corrective_scribble(first, truth[z])
+    w.negative.setChecked(not positive)
+    w.draw_strokes()
+    strokes = viewer.layers["strokes"]
+    assert viewer.layers.selection.active is strokes and strokes.mode == "paint"
+    assert strokes.selected_label == (1 if positive else 2)
+    w.negative.setChecked(positive)               # the sign switches the strokes' label, not the layer
+    assert viewer.layers.selection.active is strokes and strokes.selected_label == (2 if positive else 1)
+    strokes.data[z][stroke] = 1 if positive else 2
+    w.segment_slice()
+    _wait(qtbot, w)
+    second = np.asarray(preview.data[z]) > 0
+    p = w.seg._s.prompts[z]
+    assert np.array_equal(p.pos_mask if positive else p.neg_mask, stroke) and (p.neg_mask if positive else p.pos_mask) is None
+    assert not ((second & ~first) if not positive else (first & ~second)).any(), w.status.text()
+    assert dice(second, truth[z]) > dice(first, truth[z]), w.status.text()
+    n = len(w.seg._history)
+    w.segment_slice()                             # nothing new drawn: the stroke is not added again
+    _wait(qtbot, w)
+    assert np.array_equal(np.asarray(preview.data[z]) > 0, second) and len(w.seg._history) == n + 1
+    p = w.seg._s.prompts[z]
+    assert np.array_equal(p.pos_mask if positive else p.neg_mask, stroke)
+    w.commit()
+    assert not np.asarray(strokes.data).any() and w._strokes_sent == {}
+
+
+@needs_default
 def test_learning_from_committed_objects(make_napari_viewer, qtbot, _user_dir, monkeypatch):
     from halo_seg.interactive.quality import FEATURES, QualityModel
     from halo_seg.train.quality_fit import POOL_SHARE

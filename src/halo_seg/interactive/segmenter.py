@@ -422,7 +422,7 @@ class InteractiveSegmenter:
 
     def _segment(self, s: _State, z: int) -> np.ndarray:
         p = s.prompts.get(z)
-        if p is None or not (p.has_positive() or p.neg):
+        if p is None or not (p.has_positive() or p.neg or p.neg_mask is not None):
             raise InteractiveError(f"slice {z} has no prompt to segment from")
         current = s.annotations.get(z)
         if current is None and s.prediction is not None and z in s.prediction.nonempty():

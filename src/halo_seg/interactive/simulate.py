@@ -72,6 +72,19 @@ def corrective_click(pred2d: np.ndarray, truth2d: np.ndarray):
     return int(y), int(x), positive
 
 
+def corrective_scribble(pred2d: np.ndarray, truth2d: np.ndarray):
+    """The stroke a careful user draws next: along the middle (the skeleton) of the largest error
+    region, positive on a miss, negative on a false positive. Returns (stroke mask, positive), or
+    None where the mask is exact."""
+    from skimage.morphology import skeletonize
+    regions = error_regions(pred2d, truth2d)
+    if not regions:
+        return None
+    _, region, positive = regions[0]
+    stroke = skeletonize(region)
+    return (stroke if stroke.any() else region), positive
+
+
 def worst_slice(pred: np.ndarray, truth: np.ndarray, done=()) -> int:
     """The slice a careful user fixes next in a (Z, Y, X) result: the most wrong voxels, not in ``done``."""
     wrong = (np.asarray(pred, bool) ^ np.asarray(truth, bool)).reshape(len(truth), -1).sum(1).astype(float)
@@ -116,11 +129,12 @@ def _exhausted(seg, truth: np.ndarray) -> bool:
 PROMPTS = ("box", "extreme")
 
 
-def prompt_slice(seg, z: int, truth2d: np.ndarray, prompt: str = "box", clicks: int = 0, stop: float = 0.9) -> int:
+def prompt_slice(seg, z: int, truth2d: np.ndarray, prompt: str = "box", clicks: int = 0, stop: float = 0.9,
+                 scribble: bool = False) -> int:
     """The user's prompt on slice z from its true mask (an empty mask where the object is absent),
-    then up to ``clicks`` corrective clicks, each followed by segmenting the slice, until its Dice
-    reaches ``stop``. Returns the clicks made; with clicks the slice is segmented (annotated) here,
-    else the prompt waits for the next propagation."""
+    then up to ``clicks`` corrective clicks (``scribble``: strokes), each followed by segmenting the
+    slice, until its Dice reaches ``stop``. Returns the clicks made; with clicks the slice is
+    segmented (annotated) here, else the prompt waits for the next propagation."""
     if prompt not in PROMPTS:
         raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
     if not truth2d.any():
@@ -132,23 +146,30 @@ def prompt_slice(seg, z: int, truth2d: np.ndarray, prompt: str = "box", clicks: 
         seg.add_extreme_points(z, extreme_points(truth2d))
     if not clicks:
         return 0
-    return sum(1 for _ in click_to_correct(seg, z, seg.segment_slice(z), truth2d, clicks, stop))
+    return sum(1 for _ in click_to_correct(seg, z, seg.segment_slice(z), truth2d, clicks, stop, scribble))
 
 
-def click_to_correct(seg, z: int, mask: np.ndarray, truth2d: np.ndarray, clicks: int, stop: float = 0.9):
-    """Up to ``clicks`` corrective clicks on slice z, whose current mask is ``mask``, each followed by
-    segmenting the slice, until its Dice reaches ``stop``; yields the mask after each click."""
+def click_to_correct(seg, z: int, mask: np.ndarray, truth2d: np.ndarray, clicks: int, stop: float = 0.9,
+                     scribble: bool = False):
+    """Up to ``clicks`` corrective clicks (``scribble``: strokes, corrective_scribble) on slice z, whose
+    current mask is ``mask``, each followed by segmenting the slice, until its Dice reaches ``stop``;
+    yields the mask after each."""
     for _ in range(clicks):
-        c = corrective_click(mask, truth2d) if dice(mask, truth2d) < stop else None
+        if dice(mask, truth2d) >= stop:
+            return
+        c = corrective_scribble(mask, truth2d) if scribble else corrective_click(mask, truth2d)
         if c is None:
             return
-        seg.add_click(z, c[0], c[1], positive=c[2])
+        if scribble:
+            seg.add_scribble(z, c[0], positive=c[1])
+        else:
+            seg.add_click(z, c[0], c[1], positive=c[2])
         mask = seg.segment_slice(z)
         yield mask
 
 
 def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recommend", seed: int = 0, cancel=None,
-                prompt: str = "box", clicks: int = 0):
+                prompt: str = "box", clicks: int = 0, scribble: bool = False):
     """Returns per-round records: dice, seconds, chosen slice, clicks made, (predicted, true) slice
     Dice pairs and (quality features, true Dice) samples of the propagated slices. Each round's slice
     gets ``prompt`` and up to ``clicks`` corrective clicks (prompt_slice). When every slice of the
@@ -171,7 +192,7 @@ def run_session(seg, truth: np.ndarray, rounds: int = 6, strategy: str = "recomm
                         for k in range(r, rounds)]
                 break
         t0 = time.perf_counter()
-        made = prompt_slice(seg, z, truth[z], prompt, clicks)
+        made = prompt_slice(seg, z, truth[z], prompt, clicks, scribble=scribble)
         pred = in_frame(seg, seg.propagate(cancel=cancel))
         sec = time.perf_counter() - t0
         q = seg.quality
