@@ -1,6 +1,7 @@
 """What the benchmarks share: saving results as JSON with the date, and timing a call with its peak memory."""
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -46,6 +47,34 @@ def in_fresh_process(script: str, spec: dict) -> dict:
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def before_and_now_parser(doc: str, out_name: str, before_help: str = "the src/ directory of the code to compare with",
+                          shape=None) -> argparse.ArgumentParser:
+    """The arguments of a script comparing this checkout with another (``--before``), run ``--repeat``
+    times each on ``--threads``; ``--shape`` when a default ``shape`` is given."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--before", required=True, help=before_help)
+    if shape is not None:
+        ap.add_argument("--shape", type=int, nargs=3, default=list(shape))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / out_name))
+    return ap
+
+
+def interleaved(script: str, codes: dict, spec: dict, repeat: int, key: str = "src") -> tuple[dict, dict]:
+    """``script``'s ``_one`` run ``repeat`` times for each code (name -> path, passed as ``spec[key]``),
+    each in a process of its own and interleaved, since the machine is noisy. Returns (the runs per
+    code, the medians of their numeric fields per code)."""
+    runs = {name: [] for name in codes}
+    for _ in range(repeat):
+        for name, path in codes.items():
+            runs[name].append(in_fresh_process(script, {**spec, key: path}))
+            print(name, runs[name][-1], flush=True)
+    med = {name: {k: float(np.median([r[k] for r in rs])) for k, v in rs[0].items() if isinstance(v, (int, float))}
+           for name, rs in runs.items()}
+    return runs, med
 
 
 def one_or_main(one, main) -> int:

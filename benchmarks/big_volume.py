@@ -12,13 +12,12 @@ after the other; ``--repeat`` runs each that many times and reports the median p
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from _results import in_fresh_process, one_or_main, save_results
+from _results import before_and_now_parser, interleaved, one_or_main, save_results
 
 STEPS = ("segment slice", "propagate", "paint a slice", "propagate again", "undo", "save session")
 
@@ -65,22 +64,14 @@ def _one(spec: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--before", required=True, help="the src/ directory of the code to compare with")
+    ap = before_and_now_parser(__doc__, "big_volume.json")
     ap.add_argument("--sizes", nargs="*", default=["150x1024x1024", "600x2048x2048"])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "big_volume.json"))
     a = ap.parse_args(argv)
     now = str(Path(__file__).resolve().parents[1] / "src")
     rows = []
     for size in a.sizes:
-        runs = {"before": [], "now": []}
-        for _ in range(a.repeat):
-            for which, src in (("before", a.before), ("now", now)):   # interleaved: the machine is noisy
-                runs[which].append(in_fresh_process(__file__, {"src": src, "size": size, "threads": a.threads}))
-                print(which, size, runs[which][-1], flush=True)
-        med = {w: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for w, rs in runs.items()}
+        runs, med = interleaved(__file__, {"before": a.before, "now": now}, {"size": size, "threads": a.threads},
+                                a.repeat)
         rows.append({"size": size, "median": med, "runs": runs})
     print(f"\nmedian of {a.repeat} runs, {a.threads} threads, seconds (peak memory in MiB)")
     print("| volume | " + " | ".join(STEPS) + " | peak memory |")

@@ -14,13 +14,12 @@ above what the image and the labels hold.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from _results import in_fresh_process, one_or_main, save_results
+from _results import before_and_now_parser, interleaved, one_or_main, save_results
 
 
 def _one(spec: dict) -> dict:
@@ -53,20 +52,10 @@ def _one(spec: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--before", required=True, help="the src/ directory of the code to compare with")
-    ap.add_argument("--shape", type=int, nargs=3, default=[600, 1024, 1024])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "edit_label.json"))
-    a = ap.parse_args(argv)
+    a = before_and_now_parser(__doc__, "edit_label.json", shape=(600, 1024, 1024)).parse_args(argv)
     now = str(Path(__file__).resolve().parents[1] / "src")
-    runs = {"before": [], "now": []}
-    for _ in range(a.repeat):
-        for which, src in (("before", a.before), ("now", now)):   # interleaved: the machine is noisy
-            runs[which].append(in_fresh_process(__file__, {"src": src, "shape": a.shape, "threads": a.threads}))
-            print(which, runs[which][-1], flush=True)
-    med = {w: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for w, rs in runs.items()}
+    runs, med = interleaved(__file__, {"before": a.before, "now": now}, {"shape": a.shape, "threads": a.threads},
+                            a.repeat)
     print(f"\n{'x'.join(map(str, a.shape))}, median of {a.repeat} runs, {a.threads} threads")
     print("| | before | now |\n|---|---|---|")
     print(f"| seconds | {med['before']['seconds']:.2f} | {med['now']['seconds']:.2f} |")

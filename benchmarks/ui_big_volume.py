@@ -14,13 +14,12 @@ the committed object back with Edit label. Each code runs in its own process, in
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from _results import FreezeClock, in_fresh_process, one_or_main, save_results
+from _results import before_and_now_parser, FreezeClock, interleaved, one_or_main, save_results
 
 STEPS = ("segment slice", "propagate", "accept a painted slice", "propagate again", "undo", "commit", "edit label")
 
@@ -91,20 +90,11 @@ def _one(spec: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--before", required=True, help="the checkout (with src/ and napari_halo_seg/) to compare with")
-    ap.add_argument("--shape", type=int, nargs=3, default=[300, 1024, 1024])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ui_big_volume.json"))
-    a = ap.parse_args(argv)
+    a = before_and_now_parser(__doc__, "ui_big_volume.json", "the checkout (with src/ and napari_halo_seg/) to "
+                              "compare with", shape=(300, 1024, 1024)).parse_args(argv)
     now = str(Path(__file__).resolve().parents[1])
-    runs = {"before": [], "now": []}
-    for _ in range(a.repeat):
-        for which, root in (("before", a.before), ("now", now)):   # interleaved: the machine is noisy
-            runs[which].append(in_fresh_process(__file__, {"root": root, "shape": a.shape, "threads": a.threads}))
-            print(which, runs[which][-1], flush=True)
-    med = {w: {k: float(np.median([r[k] for r in rs])) for k in rs[0] if k != "status"} for w, rs in runs.items()}
+    runs, med = interleaved(__file__, {"before": a.before, "now": now}, {"shape": a.shape, "threads": a.threads},
+                            a.repeat, key="root")
     print(f"\n{'x'.join(map(str, a.shape))}, median of {a.repeat} runs, {a.threads} threads: "
           "seconds (longest UI freeze, s), before -> now")
     print("| step | before | now |\n|---|---|---|")

@@ -14,38 +14,37 @@ from halo_seg.interactive import segmenter
 from halo_seg.interactive.simulate import corrective_click, corrective_scribble, extreme_points
 
 
-def test_corrective_click_goes_deep_into_the_largest_error():
+def _miss_and_leak():
+    """(truth, a mask whose largest error is a 20 x 8 miss, one whose largest is an 8 x 30 leak)."""
     truth = np.zeros((40, 40), bool)
     truth[10:30, 10:30] = True
-    pred = truth.copy()
-    pred[10:30, 22:30] = False            # a 20 x 8 miss
-    pred[2:5, 2:5] = True                 # a small false positive
-    y, x, positive = corrective_click(pred, truth)
+    missed = truth.copy()
+    missed[10:30, 22:30] = False
+    missed[2:5, 2:5] = True               # a small false positive
+    leaked = truth.copy()
+    leaked[30:38, 5:35] = True
+    leaked[10:14, 10:14] = False          # a small miss
+    return truth, missed, leaked
+
+
+def test_corrective_click_goes_deep_into_the_largest_error():
+    truth, missed, leaked = _miss_and_leak()
+    y, x, positive = corrective_click(missed, truth)
     assert positive and 10 <= y < 30 and 22 <= x < 30
     assert min(y - 10, 29 - y, x - 22, 29 - x) >= 3   # inside the miss, not on its rim
-    pred = truth.copy()
-    pred[30:38, 5:35] = True              # an 8 x 30 leak below, larger than the miss
-    pred[10:14, 10:14] = False
-    y, x, positive = corrective_click(pred, truth)
+    y, x, positive = corrective_click(leaked, truth)
     assert not positive and 30 <= y < 38 and 5 <= x < 35
     assert corrective_click(truth, truth) is None
 
 
 def test_corrective_scribble_runs_along_the_middle_of_the_largest_error():
-    truth = np.zeros((40, 40), bool)
-    truth[10:30, 10:30] = True
-    pred = truth.copy()
-    pred[10:30, 22:30] = False            # a 20 x 8 miss
-    pred[2:5, 2:5] = True                 # a small false positive
-    stroke, positive = corrective_scribble(pred, truth)
+    truth, missed, leaked = _miss_and_leak()
+    stroke, positive = corrective_scribble(missed, truth)
     ys, xs = np.nonzero(stroke)
-    assert positive and (stroke <= (truth & ~pred)).all()      # only on the miss
+    assert positive and (stroke <= (truth & ~missed)).all()      # only on the miss
     assert ys.max() - ys.min() >= 10 and xs.min() >= 24 and xs.max() <= 27   # its length, near its middle
-    pred = truth.copy()
-    pred[30:38, 5:35] = True              # a leak larger than the miss
-    pred[10:14, 10:14] = False
-    stroke, positive = corrective_scribble(pred, truth)
-    assert not positive and (stroke <= (pred & ~truth)).all() and np.ptp(np.nonzero(stroke)[1]) >= 20
+    stroke, positive = corrective_scribble(leaked, truth)
+    assert not positive and (stroke <= (leaked & ~truth)).all() and np.ptp(np.nonzero(stroke)[1]) >= 20
     assert corrective_scribble(truth, truth) is None
 
 
