@@ -64,9 +64,11 @@ def test_a_tall_stack_is_read_only_near_the_object_and_gives_the_short_stacks_re
     short.add_box(box[0] - 128, *box[1:])
     assert np.array_equal(short.propagate(), pred[128:192]) and not pred[:128].any() and not pred[192:].any()
     np.testing.assert_array_equal(short.quality, seg.quality[128:192])
-    # a correction that leaves the region of interest where it was reads nothing again
+    # a correction that leaves the region of interest where it was reads nothing again, nor does a
+    # "not here" slice far from where the sweeps go
     n = len(vol.reads)
     seg.set_slice_mask(180, np.zeros(ball.shape[1:], bool))
+    seg.set_slice_mask(5, np.zeros(ball.shape[1:], bool))
     seg.propagate()
     assert len(vol.reads) == n
 

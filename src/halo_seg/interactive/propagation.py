@@ -149,7 +149,14 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
     if flip:
         ann_masks = {z: m.flip(-1) for z, m in ann_masks.items()}
     enc = _Encoded(net, column, stats, S, device, flip)
-    ann_values = {z: net.encode_value(enc.image(z), ann_masks[z], enc.level(z, 2)) for z in ann}
+    ann_values = {}
+
+    def ann_value(a):
+        """The memory value of annotated slice a, encoded when first needed: an annotation far from
+        where the sweeps go (an empty slice marking where the object is not) is never read."""
+        if a not in ann_values:
+            ann_values[a] = net.encode_value(enc.image(a), ann_masks[a], enc.level(a, 2))
+        return ann_values[a]
     nonempty = [z for z in ann if ann_crops[z].any()]
     lo_obj, hi_obj = min(nonempty), max(nonempty)
     peak_area = max(float(ann_masks[z].sum()) for z in nonempty)
@@ -162,7 +169,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
         if ANNOTATED_REACH is not None and recent:
             near = [a for a in near if abs(a - z) <= ANNOTATED_REACH]
         keys = [enc.key(a) for a in near]
-        vals = [ann_values[a][0] for a in near]
+        vals = [ann_value(a)[0] for a in near]
         marea = [ann_masks[a].mean() for a in near]
         for entry in recent[-N_PREVIOUS:]:
             pz, pmask = entry[0], entry[1]
@@ -181,7 +188,7 @@ def propagate_volume(net: MemSegNet, column: np.ndarray, annotations: dict[int, 
         zs = [z for z, _ in queries]
         qk = enc.keys(zs)
         mk = torch.zeros(b, t, *qk.shape[1:], device=device)
-        mv = torch.zeros(b, t, *ann_values[ann[0]].shape[1:], device=device)
+        mv = torch.zeros(b, t, *next(v for _, vs, _ in mems for v in vs).shape, device=device)
         valid = torch.zeros(b, t, dtype=torch.bool, device=device)
         for i, (k, v, _) in enumerate(mems):
             mk[i, :len(k)] = torch.stack(k)
