@@ -452,8 +452,8 @@ class InteractiveWidget(QWidget):
 
         def done(mask):
             self._show(z_mask=(z, mask))
-            self.status.setText(f"slice {z} segmented in {self.last_seconds:.2f}s; correct it with clicks and "
-                                "Segment slice again, or Propagate")
+            self.status.setText(f"slice {z} segmented in {self.last_seconds:.2f}s; correct it with clicks or "
+                                "strokes and Segment slice again, or Propagate")
         self._start(f"segmenting slice {z} ...", seg.segment_slice, z, on_done=done)
 
     def propagate(self):

@@ -140,6 +140,8 @@ def test_a_click_only_moves_the_mask_its_way(random_weights, monkeypatch, monoto
         else:
             seg.add_click(4, y, x, positive=positive)
         m = seg.segment_slice(4)
+        if scribble:   # what was stroked is kept, whatever the network says
+            assert (m[stroke] == positive).all()
         moved["grew"] += int((m & ~base).sum()) if not positive else 0      # added by a negative click
         moved["shrank"] += int((base & ~m).sum()) if positive else 0        # removed by a positive one
     if monotone:

@@ -255,6 +255,7 @@ def test_strokes_correct_a_segmented_slice_and_are_handed_over_once(make_napari_
     assert np.array_equal(p.pos_mask if positive else p.neg_mask, stroke) and (p.neg_mask if positive else p.pos_mask) is None
     assert not ((second & ~first) if not positive else (first & ~second)).any(), w.status.text()
     assert dice(second, truth[z]) > dice(first, truth[z]), w.status.text()
+    assert (second[stroke] == positive).all()     # what was stroked is kept
     n = len(w.seg._history)
     w.segment_slice()                             # nothing new drawn: the stroke is not added again
     _wait(qtbot, w)
