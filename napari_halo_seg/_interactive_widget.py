@@ -472,9 +472,10 @@ class InteractiveWidget(QWidget):
             box = seg.mask_box()
             inside = pred[box] if box is not None else pred[:0]
             counts = [int(inside.any(other).sum()), int(inside.sum()), None]
-            if seg.prior is not None:   # an edited label: how far the corrections carried
-                region = _union(box, seg.mask_box(prior=True))
-                counts[2] = 0 if region is None else int((pred[region] != seg.prior[region]).any(other).sum())
+            region = seg.mask_box(prior=True)
+            if region is not None:   # an edited label: how far the corrections carried
+                region = _union(box, region)
+                counts[2] = int((pred[region] != seg.prior[region]).any(other).sum())
             try:   # kept on disk, so that closing napari or a crash loses no correction
                 kept = seg.save_session(keep)
             except OSError as exc:
