@@ -33,7 +33,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QLabel, QProgressBar, QPushButton,
                             QVBoxLayout, QWidget)
 
-from halo_seg.interactive.segmenter import InteractiveError, axis_order
+from halo_seg.interactive.segmenter import LabelMissing, axis_order
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
@@ -733,10 +733,8 @@ class InteractiveWidget(QWidget):
             try:   # read a slab at a time: never the whole layer as a mask (another label taken but not
                 # corrected yet is replaced, and Undo brings it back)
                 return seg.start_from(data, label=label, cancel=self._cancel.is_set)
-            except InteractiveError as exc:
-                if "is not in the mask" in str(exc):
-                    raise missing from exc
-                raise
+            except LabelMissing as exc:
+                raise missing from exc
 
         def done(n):
             self._editing, self._last_commit = (layer, label), None

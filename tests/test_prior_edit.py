@@ -11,6 +11,7 @@ from halo_seg import InteractiveError, InteractiveSegmenter
 from halo_seg.interactive.memnet import MemSegNet
 from halo_seg.interactive.model_io import default_memnet_installed, save_memnet
 from halo_seg.interactive.prior import keep_prior
+from halo_seg.interactive.segmenter import LabelMissing
 from halo_seg.metrics import dice
 
 needs_default = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
@@ -170,7 +171,7 @@ def test_a_label_is_taken_from_a_lazy_label_volume_a_slab_at_a_time(random_weigh
         n = seg.start_from(da.from_array(labels, chunks=(4, 7, 8)), label=2)
         assert n == int((labels == 2).sum()) and np.array_equal(seg.prior, labels == 2)
         assert np.array_equal(seg.prediction, labels == 2)
-        with pytest.raises(InteractiveError, match="label 7 is not in the mask"):
+        with pytest.raises(LabelMissing, match="label 7 is not in the mask"):
             seg.start_from(labels, label=7)             # the label taken before stays
         with pytest.raises(InterruptedError):
             seg.start_from(labels, label=1, cancel=lambda: True)

@@ -60,6 +60,10 @@ class InteractiveError(ValueError):
     """A prompt or request the session cannot honour; the session state is unchanged."""
 
 
+class LabelMissing(InteractiveError):
+    """start_from was asked for a label the label volume does not hold."""
+
+
 @dataclass
 class _Prompts:
     pos: list = field(default_factory=list)
@@ -386,8 +390,9 @@ class InteractiveSegmenter:
                                    "from a mask")
         m = SliceMasks.from_volume(mask3d, self.axis, label, cancel)
         if not m.any():
-            raise InteractiveError("the mask to start from is empty" if label is None
-                                   else f"label {label} is not in the mask to start from")
+            if label is not None:
+                raise LabelMissing(f"label {label} is not in the mask to start from")
+            raise InteractiveError("the mask to start from is empty")
         s = self._push()
         s.prior, s.prediction = m, m
         s.quality, s.features, s.open_ends = None, {}, {}
