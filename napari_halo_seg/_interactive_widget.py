@@ -552,9 +552,7 @@ class InteractiveWidget(QWidget):
         objects.refresh()
         where = _flat_indices(free, box, data.shape)
         # its size beside its id when the cursor is over it (napari shows a Labels layer's features)
-        mask = np.zeros(data.shape, bool)
-        mask[box] = free
-        row = object_row(mask, new_id, self._image_layer()[0])
+        row = object_row(free, new_id, self._image_layer()[0], box=box)   # the new id is nowhere else
         if row:
             set_row(objects, row)
         n, left = len(where), int(inside.sum()) - len(where)

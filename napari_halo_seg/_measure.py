@@ -29,12 +29,13 @@ def _size_column(unit) -> str:
     return "volume (mL)" if millilitres_per(unit) is not None else f"volume ({unit or 'voxel units'}³)"
 
 
-def object_row(mask: np.ndarray, label: int, image_layer) -> dict:
-    """napari features of one object (a boolean mask on the image layer's grid): its id, voxels,
-    volume in the image's unit (mL for scans in mm) and mean intensity, reading only its bounding box."""
+def object_row(mask: np.ndarray, label: int, image_layer, box: tuple | None = None) -> dict:
+    """napari features of one object (a boolean mask on the image layer's grid, or the crop of it
+    inside ``box``): its id, voxels, volume in the image's unit (mL for scans in mm) and mean
+    intensity, reading only its bounding box."""
     data = layer_volume(image_layer)
     unit = layer_unit(image_layer)
-    t = measure_mask(mask, label, spacing=tuple(image_layer.scale[-3:]), image=data, unit=unit)
+    t = measure_mask(mask, label, spacing=tuple(image_layer.scale[-3:]), image=data, unit=unit, box=box)
     if not len(t["label"]):
         return {}
     return {k: v[0].item() for k, v in table_features(t, unit).items()}

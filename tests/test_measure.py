@@ -67,6 +67,18 @@ def test_world_centroid_and_one_mask():
         if col != "label":
             np.testing.assert_allclose(one[col], full[col][k:k + 1], err_msg=col)
     assert len(measure_mask(np.zeros((3, 4, 5), bool))["label"]) == 0
+    # the object given as a crop with the box it covers (wider than the object): the same row
+    zz, yy, xx = np.nonzero(lab == 300)
+    box = (slice(max(zz.min() - 1, 0), zz.max() + 1), slice(max(yy.min() - 2, 0), yy.max() + 3),
+           slice(xx.min(), xx.max() + 1))
+    crop = measure_mask((lab == 300)[box], label=5, spacing=(2.0, 0.5, 0.5), image=da.from_array(img), unit="mm",
+                        affine=affine, box=box)
+    for col in one:
+        np.testing.assert_allclose(crop[col], one[col], err_msg=col)
+    with pytest.raises(VolumeError, match="box"):
+        measure_mask((lab == 300)[box], box=(box[0], box[1], slice(0, 1)))
+    with pytest.raises(VolumeError, match="does not fit"):
+        measure_mask(np.ones((2, 2, 2), bool), image=img, box=(slice(0, 2), slice(0, 2), slice(img.shape[2], img.shape[2] + 2)))
 
 
 def test_units_and_refusals():

@@ -166,24 +166,32 @@ def add_shape(table: dict[str, np.ndarray], labels, spacing=(1.0, 1.0, 1.0), can
 
 
 def measure_mask(mask: np.ndarray, label: int = 1, spacing=(1.0, 1.0, 1.0), image=None, unit: str | None = None,
-                 affine: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                 affine: np.ndarray | None = None, box: tuple | None = None) -> dict[str, np.ndarray]:
     """measure_labels of one object given as a boolean (Z, Y, X) mask, reading only the image under
-    its bounding box (a lazy image stays lazy): the one-row table, in the full volume's coordinates."""
+    its bounding box (a lazy image stays lazy): the one-row table, in the full volume's coordinates.
+    ``box``: the (Z, Y, X) slices of the volume that ``mask`` covers, when it is a crop (the volume is
+    empty outside it), so that a caller who knows where the object is never builds the whole mask."""
     mask = np.asarray(mask, bool)
     if mask.ndim != 3:
         raise VolumeError(f"the mask must be 3D (Z, Y, X), got shape {mask.shape}")
-    if image is not None and tuple(image.shape) != mask.shape:
+    base = (0, 0, 0) if box is None else tuple(int(b.start) for b in box)
+    if box is not None and tuple(int(b.stop) - int(b.start) for b in box) != mask.shape:
+        raise VolumeError(f"the mask has shape {mask.shape} but its box {box} another")
+    if image is not None and box is None and tuple(image.shape) != mask.shape:
         raise VolumeError(f"the image has shape {tuple(image.shape)} but the mask {mask.shape}")
+    if image is not None and box is not None and any(int(b.stop) > n for b, n in zip(box, image.shape)):
+        raise VolumeError(f"the mask's box {box} does not fit the image's shape {tuple(image.shape)}")
     if not mask.any():
         return measure_labels(np.zeros((1, 1, 1), np.uint8), spacing, unit=unit)   # no rows
     spans = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-    lo = [int(s[0]) for s in spans]
-    box = tuple(slice(int(s[0]), int(s[-1]) + 1) for s in spans)
+    inner = tuple(slice(int(s[0]), int(s[-1]) + 1) for s in spans)
+    lo = [o + int(s[0]) for o, s in zip(base, spans)]
     if affine is not None:   # the crop's voxel (0, 0, 0) is the volume's (x0, y0, z0)
         shift = np.eye(4)
         shift[:3, 3] = lo[2], lo[1], lo[0]
         affine = np.asarray(affine, float) @ shift
-    t = measure_labels(mask[box].view(np.uint8), spacing, None if image is None else image[box], unit=unit,
+    where = tuple(slice(o, o + (i.stop - i.start)) for o, i in zip(lo, inner))
+    t = measure_labels(mask[inner].view(np.uint8), spacing, None if image is None else image[where], unit=unit,
                        affine=affine)
     t["label"] = np.array([int(label)], np.int64)
     for k, o in zip("zyx", lo):
