@@ -336,7 +336,7 @@ class InteractiveWidget(QWidget):
             lay = self._layer(name)
             for p in (np.asarray(lay.data)[:, order] if lay is not None and len(lay.data) else []):
                 if int(round(p[0])) == z:
-                    key = (name, seg.axis, z, round(float(p[1]), 2), round(float(p[2]), 2))
+                    key = _click_key(name, seg.axis, z, p[1], p[2])
                     if key not in self._sent:
                         seg.add_click(z, p[1], p[2], positive=positive)
                         self._sent.add(key)
@@ -347,8 +347,7 @@ class InteractiveWidget(QWidget):
                 if np.all(np.round(shape[:, 0]) == z):
                     y0, x0 = shape[:, 1].min(), shape[:, 2].min()
                     y1, x1 = shape[:, 1].max(), shape[:, 2].max()
-                    key = ("box", seg.axis, z, round(float(y0)), round(float(x0)), round(float(y1)),
-                           round(float(x1)))
+                    key = _box_key(seg.axis, z, y0, x0, y1, x1)
                     if key not in self._sent:
                         seg.add_box(z, int(round(y0)), int(round(x0)), int(round(y1)), int(round(x1)))
                         self._sent.add(key)
@@ -370,12 +369,78 @@ class InteractiveWidget(QWidget):
         if ext is not None and len(ext.data):
             pts = [p for p in np.asarray(ext.data)[:, order] if int(round(p[0])) == z]
             if pts:
-                key = ("extreme", seg.axis, z) + tuple(np.round(np.asarray(pts)[:, 1:], 2).ravel())
+                key = _extreme_key(seg.axis, z, np.asarray(pts)[:, 1:])
                 if key not in self._sent:
                     seg.add_extreme_points(z, [(p[1], p[2]) for p in pts])
                     self._sent.add(key)
                     n += 1
         return n
+
+    def _sync_prompt_layers(self):
+        """Show the prompts the session holds (after an undo, a reset undone or a session opened, the
+        layers would otherwise show prompts it no longer has, or none of those it has): what was handed
+        over and is no longer in the session is taken off, what the session holds is drawn, and what
+        the user drew but has not handed over yet stays. Only the prompted slices' planes of the
+        strokes layer are touched."""
+        seg = self.seg
+        if seg is None or self._layer(POS) is None:
+            return
+        axis, order, held = seg.axis, list(axis_order(seg.axis)), seg.prompts
+        keys = set()
+        for name, sign in ((POS, "pos"), (NEG, "neg")):
+            lay = self._layer(name)
+            want = {_click_key(name, axis, z, y, x): (z, y, x) for z, p in held.items() for y, x in p[sign]}
+            pts = np.asarray(lay.data).reshape(-1, 3)
+            have = [_click_key(name, axis, int(round(q[0])), q[1], q[2]) for q in pts[:, order]]
+            keep = [k not in self._sent or k in want for k in have]
+            add = [v for k, v in want.items() if k not in have]
+            lay.data = np.concatenate([pts[keep]] + [_to_layer(axis, z, [(y, x)]) for z, y, x in add])
+            keys |= set(want)
+        box = self._layer(BOX)
+        want = {_box_key(axis, z, *p["box"]): (z, p["box"]) for z, p in held.items() if p["box"] is not None}
+        have = []
+        for shape in (np.asarray(s)[:, order] for s in box.data):
+            have.append(_box_key(axis, int(round(shape[0, 0])), *shape[:, 1:].min(0), *shape[:, 1:].max(0)))
+        drop = {i for i, k in enumerate(have) if k in self._sent and k not in want}
+        if drop:
+            box.selected_data = drop
+            box.remove_selected()
+        add = [_to_layer(axis, z, [(y0, x0), (y0, x1), (y1, x1), (y1, x0)])
+               for k, (z, (y0, x0, y1, x1)) in want.items() if k not in have]
+        if add:
+            box.add_rectangles(add)
+        keys |= set(want)
+        ext = self._layer(EXTREME)
+        pts = np.asarray(ext.data).reshape(-1, 3)
+        on = np.round(pts[:, order[0]]).astype(int)
+        keep = np.ones(len(pts), bool)
+        for z in set(on.tolist()):
+            if _extreme_key(axis, z, pts[on == z][:, order[1:]]) in self._sent:
+                keep[on == z] = False   # handed over: drawn again below if the session still holds them
+        pts, on = pts[keep], on[keep]
+        add = []
+        for z, p in held.items():
+            if p["extreme"] is not None:
+                keys.add(_extreme_key(axis, z, p["extreme"]))
+                if not (on == z).any():   # points drawn there and not handed over yet replace them
+                    add.append(_to_layer(axis, z, p["extreme"]))
+        ext.data = np.concatenate([pts] + add)
+        self._sent = keys
+        strokes = self._layer(STROKES)
+        sent = {}
+        for z in sorted({k[1] for k in self._strokes_sent if k[0] == axis} | set(held)):
+            plane = strokes.data[_slice_of(axis, z)]
+            was = self._strokes_sent.get((axis, z), (np.zeros(plane.shape, bool),) * 2)
+            now = []
+            for label, sign, handed in ((STROKE_OBJECT, "pos_mask", was[0]), (STROKE_BACKGROUND, "neg_mask", was[1])):
+                mask = held[z][sign] if z in held and held[z][sign] is not None else np.zeros(plane.shape, bool)
+                plane[(plane == label) & handed & ~mask] = 0
+                plane[mask & (plane == 0)] = label
+                now.append(mask)
+            if now[0].any() or now[1].any():
+                sent[(axis, z)] = tuple(now)
+        self._strokes_sent = sent
+        strokes.refresh()
 
     # -- actions -----------------------------------------------------------------------------------
     def _busy(self) -> bool:
@@ -683,8 +748,10 @@ class InteractiveWidget(QWidget):
             self._sent, self._strokes_sent = set(), {}
             self.recommended = self._guard(seg.recommend_slice) if seg.restored_propagation else None
             self._show()
+            self._guard(self._sync_prompt_layers)   # its clicks, boxes and strokes, where they were drawn
             later = "" if seg.restored_propagation else "; Propagate to recompute it with these weights"
-            self.status.setText(f"session opened: {len(seg.annotated_slices)} trusted slices across axis "
+            n = len(seg.annotated_slices)
+            self.status.setText(f"session opened: {n} trusted slice{'' if n == 1 else 's'} across axis "
                                 f"{seg.axis}{later}")
         from halo_seg import InteractiveSegmenter
         self._start("opening the session ...", InteractiveSegmenter.from_session, path, data,
@@ -781,6 +848,7 @@ class InteractiveWidget(QWidget):
             self.status.setText(f"error: {exc}")
             return
         self._show()
+        self._guard(self._sync_prompt_layers)
         if self._last_commit is None or self._last_commit[0] not in self.viewer.layers:
             self.status.setText("undone")
             return
@@ -857,6 +925,27 @@ class InteractiveWidget(QWidget):
             self._stale[preview] = (box, preview.data)
         preview.refresh()
         self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices)
+
+
+def _click_key(name: str, axis: int, z: int, y, x) -> tuple:
+    return (name, axis, z, round(float(y), 2), round(float(x), 2))
+
+
+def _box_key(axis: int, z: int, y0, x0, y1, x1) -> tuple:
+    return ("box", axis, z) + tuple(round(float(v)) for v in (y0, x0, y1, x1))
+
+
+def _extreme_key(axis: int, z: int, points) -> tuple:
+    return ("extreme", axis, z) + tuple(np.round(np.asarray(points, float), 2).ravel())
+
+
+def _to_layer(axis: int, z: int, points) -> np.ndarray:
+    """Session (y, x) points on slice z across ``axis`` as (n, 3) layer coordinates."""
+    order = axis_order(axis)
+    out = np.zeros((len(points), 3))
+    for i, (y, x) in enumerate(points):
+        out[i, list(order)] = (z, y, x)
+    return out
 
 
 def _union(a, b):

@@ -124,6 +124,31 @@ def test_cancel_leaves_the_session_unchanged(random_weights):
     assert _same(_state(seg), before)
 
 
+def test_the_session_reports_the_prompts_it_holds(random_weights):
+    vol = np.random.default_rng(3).normal(size=(10, 32, 32)).astype(np.float32)
+    seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)
+    stroke = np.zeros((32, 32), bool)
+    stroke[12, 8:20] = True
+    seg.add_box(4, 8, 6, 20, 18)
+    seg.add_click(4, 10.4, 9.6, positive=False)
+    seg.add_scribble(4, stroke)
+    seg.add_extreme_points(7, [(3, 9), (20, 10), (11, 2), (12, 25)])
+    held = seg.prompts
+    assert sorted(held) == [4, 7] and held[4]["box"] == (8, 6, 20, 18) and held[4]["neg"] == [(10, 10)]
+    assert held[4]["pos"] == [] and np.array_equal(held[4]["pos_mask"], stroke) and held[4]["neg_mask"] is None
+    assert held[7]["extreme"] == [(3, 9), (20, 10), (11, 2), (12, 25)] and held[7]["box"] is None
+    held[4]["pos_mask"][:] = True                    # a copy: the session is not changed through it
+    assert np.array_equal(seg.prompts[4]["pos_mask"], stroke)
+    seg.segment_slice(4)
+    seg.add_box(4, 9, 7, 21, 19)                     # a new box after the slice was segmented replaces
+    assert seg.prompts[4]["box"] == (9, 7, 21, 19) and seg.prompts[4]["neg"] == [] and seg.prompts[4]["pos_mask"] is None
+    seg.undo()
+    seg.undo()
+    assert seg.prompts[4]["neg"] == [(10, 10)]
+    seg.reset()
+    assert seg.prompts == {}
+
+
 def test_set_slice_mask_is_trusted_and_undo_restores(random_weights):
     vol = np.random.default_rng(2).normal(size=(10, 32, 32)).astype(np.float32)
     seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)

@@ -267,6 +267,51 @@ def test_strokes_correct_a_segmented_slice_and_are_handed_over_once(make_napari_
 
 
 @needs_default
+def test_the_prompt_layers_show_what_the_session_holds_after_undo(make_napari_viewer, qtbot):
+    """An undone click is taken off its layer (so clicking there again hands it over again), a click
+    drawn on another slice and not handed over yet stays, and Reset then Undo draws the box, the click
+    and the stroke back, without handing them over a second time."""
+    from halo_seg.interactive.simulate import corrective_scribble
+    viewer, w = _phantom_widget(make_napari_viewer)
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    z, preview = _box_and_segment(qtbot, w, truth)
+    first = np.asarray(preview.data[z]) > 0
+    ys, xs = np.nonzero(first)
+    inner = (int(ys.min()) + 1, int(np.median(xs[ys == ys.min() + 1])))
+    neg, pos, strokes = viewer.layers["clicks -"], viewer.layers["clicks +"], viewer.layers["strokes"]
+    neg.add(np.array([[z, *inner]], float))
+    w.segment_slice()
+    _wait(qtbot, w)
+    pos.add(np.array([[z + 2, 5, 5]], float))              # drawn elsewhere, not handed over
+    w.undo()                                               # the segmentation with the click
+    w.undo()                                               # the click
+    assert w.seg.prompts[z]["neg"] == [] and len(neg.data) == 0, w.status.text()
+    assert np.array_equal(np.asarray(pos.data), [[z + 2, 5, 5]])
+    neg.add(np.array([[z, *inner]], float))                # clicked again: handed over again
+    w.segment_slice()
+    _wait(qtbot, w)
+    assert w.seg.prompts[z]["neg"] == [inner]
+    second = np.asarray(preview.data[z]) > 0
+    stroke, positive = corrective_scribble(second, truth[z])
+    strokes.data[z][stroke] = 1 if positive else 2
+    w.segment_slice()
+    _wait(qtbot, w)
+    pos.data = np.zeros((0, 3))
+    w.reset()
+    assert len(viewer.layers["box"].data) == len(neg.data) == 0 and not np.asarray(strokes.data).any()
+    w.undo()
+    (box,) = viewer.layers["box"].data
+    assert np.all(box[:, 0] == z) and (*box[:, 1:].min(0), *box[:, 1:].max(0)) == mask_bbox(truth[z])
+    assert np.array_equal(np.asarray(neg.data), [[z, *inner]]) and len(pos.data) == 0
+    assert np.array_equal(np.asarray(strokes.data[z]) > 0, stroke) and not np.delete(
+        np.asarray(strokes.data), z, 0).any()
+    n = len(w.seg._history)
+    w.segment_slice()                                      # nothing is handed over twice
+    _wait(qtbot, w)
+    assert len(w.seg._history) == n + 1 and w.seg.prompts[z]["neg"] == [inner]
+
+
+@needs_default
 def test_learning_from_committed_objects(make_napari_viewer, qtbot, _user_dir, monkeypatch):
     from halo_seg.interactive.quality import FEATURES, QualityModel
     from halo_seg.train.quality_fit import POOL_SHARE
@@ -477,10 +522,14 @@ def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _us
     w2.image.setCurrentText("phantom")
     w2.device.setCurrentText("cpu")
     viewer.layers["current object"].data = np.zeros_like(shown)
+    viewer.layers["box"].data = []                           # nothing drawn in this napari yet
     w2.open_session(str(kept))
     _wait(qtbot, w2)
     assert "session opened" in w2.status.text(), w2.status.text()
     assert np.array_equal(np.asarray(viewer.layers["current object"].data), shown)
+    (box,) = viewer.layers["box"].data                        # the session's box, drawn where it was
+    z = int(truth.sum((1, 2)).argmax())
+    assert np.all(box[:, 0] == z) and (*box[:, 1:].min(0), *box[:, 1:].max(0)) == mask_bbox(truth[z])
     assert w2.recommended == rec and w2.seg.annotated_slices == slices
 
     viewer.add_image(np.zeros((5, 16, 16), np.float32), name="other image")

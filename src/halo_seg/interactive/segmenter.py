@@ -256,6 +256,21 @@ class InteractiveSegmenter:
         return self._s.annotations[z].copy()
 
     @property
+    def prompts(self) -> dict[int, dict]:
+        """The prompts the session holds, per slice: ``{z: {"pos": [(y, x)], "neg": [(y, x)], "box":
+        (y0, x0, y1, x1) or None, "extreme": [(y, x)] * 4 or None, "pos_mask": bool (Y, X) or None,
+        "neg_mask": ...}}``, copies. Clicks a new box or new extreme points replaced are gone, as the
+        segmentation no longer uses them; a view redraws what it shows from this after an undo or
+        when a saved session is opened."""
+        out = {}
+        for z, p in sorted(self._s.prompts.items()):
+            out[z] = {"pos": list(p.pos), "neg": list(p.neg), "box": p.box,
+                      "extreme": None if p.extreme is None else list(p.extreme),
+                      "pos_mask": None if p.pos_mask is None else p.pos_mask.copy(),
+                      "neg_mask": None if p.neg_mask is None else p.neg_mask.copy()}
+        return out
+
+    @property
     def has_prompts(self) -> bool:
         """Prompts were given that no segmentation has used yet."""
         return bool(self._s.pending)
