@@ -6,7 +6,8 @@ A bright ball of radius 30 voxels in a 300 x 1024 x 1024 uint16 image (numpy; th
 preview and objects layers are as large). Steps, each timed from the click to the end of its work
 (the worker thread included) with a 10 ms QTimer in the GUI thread whose longest gap is the longest
 freeze: segment a box, propagate, paint a slice and accept it, propagate again, undo, commit, take
-the committed object back with Edit label. Each code runs in its own process, interleaved,
+the committed object back with Edit label and commit it again, ask to learn from the objects (refused: one object, after
+the objects layer's ids were listed). Each code runs in its own process, interleaved,
 ``--repeat`` times; medians.
 
     git worktree add /tmp/before 6c92984
@@ -21,7 +22,8 @@ import numpy as np
 
 from _results import before_and_now_parser, FreezeClock, interleaved, one_or_main, save_results
 
-STEPS = ("segment slice", "propagate", "accept a painted slice", "propagate again", "undo", "commit", "edit label")
+STEPS = ("segment slice", "propagate", "accept a painted slice", "propagate again", "undo", "commit", "edit label",
+         "commit the edited label", "learn from objects (one object: refused)")
 
 
 def _one(spec: dict) -> dict:
@@ -82,6 +84,9 @@ def _one(spec: dict) -> dict:
     viewer.layers.selection.active = objects
     objects.selected_label = 1
     measure("edit label", w.edit_label)
+    out["edit status"] = w.status.text()
+    measure("commit the edited label", w.commit)   # written back under its id, its measurements updated
+    measure("learn from objects (one object: refused)", w.learn_quality)   # lists the objects layer's ids
     out["status"] = w.status.text()
     import resource
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -394,7 +394,8 @@ class InteractiveWidget(QWidget):
             have = [_click_key(name, axis, int(round(q[0])), q[1], q[2]) for q in pts[:, order]]
             keep = [k not in self._sent or k in want for k in have]
             add = [v for k, v in want.items() if k not in have]
-            lay.data = np.concatenate([pts[keep]] + [_to_layer(axis, z, [(y, x)]) for z, y, x in add])
+            if add or not all(keep):
+                lay.data = np.concatenate([pts[keep]] + [_to_layer(axis, z, [(y, x)]) for z, y, x in add])
             keys |= set(want)
         box = self._layer(BOX)
         want = {_box_key(axis, z, *p["box"]): (z, p["box"]) for z, p in held.items() if p["box"] is not None}
@@ -413,34 +414,36 @@ class InteractiveWidget(QWidget):
         ext = self._layer(EXTREME)
         pts = np.asarray(ext.data).reshape(-1, 3)
         on = np.round(pts[:, order[0]]).astype(int)
+        want = {z: _extreme_key(axis, z, p["extreme"]) for z, p in held.items() if p["extreme"] is not None}
         keep = np.ones(len(pts), bool)
         for z in set(on.tolist()):
-            if _extreme_key(axis, z, pts[on == z][:, order[1:]]) in self._sent:
-                keep[on == z] = False   # handed over: drawn again below if the session still holds them
-        pts, on = pts[keep], on[keep]
-        add = []
-        for z, p in held.items():
-            if p["extreme"] is not None:
-                keys.add(_extreme_key(axis, z, p["extreme"]))
-                if not (on == z).any():   # points drawn there and not handed over yet replace them
-                    add.append(_to_layer(axis, z, p["extreme"]))
-        ext.data = np.concatenate([pts] + add)
+            k = _extreme_key(axis, z, pts[on == z][:, order[1:]])
+            keep[on == z] = k not in self._sent or k == want.get(z)
+        # points drawn on a slice and not handed over yet stay in place of the session's there
+        add = [_to_layer(axis, z, held[z]["extreme"]) for z in want if not (on[keep] == z).any()]
+        keys |= set(want.values())
+        if add or not keep.all():
+            ext.data = np.concatenate([pts[keep]] + add)
         self._sent = keys
         strokes = self._layer(STROKES)
-        sent = {}
+        sent, changed = {}, False
         for z in sorted({k[1] for k in self._strokes_sent if k[0] == axis} | set(held)):
             plane = strokes.data[_slice_of(axis, z)]
             was = self._strokes_sent.get((axis, z), (np.zeros(plane.shape, bool),) * 2)
             now = []
             for label, sign, handed in ((STROKE_OBJECT, "pos_mask", was[0]), (STROKE_BACKGROUND, "neg_mask", was[1])):
                 mask = held[z][sign] if z in held and held[z][sign] is not None else np.zeros(plane.shape, bool)
-                plane[(plane == label) & handed & ~mask] = 0
-                plane[mask & (plane == 0)] = label
+                gone, drawn = (plane == label) & handed & ~mask, mask & (plane == 0)
+                if gone.any() or drawn.any():
+                    plane[gone] = 0
+                    plane[drawn] = label
+                    changed = True
                 now.append(mask)
             if now[0].any() or now[1].any():
                 sent[(axis, z)] = tuple(now)
         self._strokes_sent = sent
-        strokes.refresh()
+        if changed:
+            strokes.refresh()
 
     # -- actions -----------------------------------------------------------------------------------
     def _busy(self) -> bool:
@@ -663,24 +666,39 @@ class InteractiveWidget(QWidget):
         if self._busy():
             return
         objects = self._layer(OBJECTS)
-        ids = [] if objects is None else [int(v) for v in np.unique(objects.data) if v]
-        if len(ids) < MIN_LEARN:
-            self.status.setText(f"commit at least {MIN_LEARN} objects first ({len(ids)} so far): they are what "
-                                "the quality model learns from")
+        if objects is None:
+            self.status.setText(f"commit at least {MIN_LEARN} objects first (none so far): they are what the "
+                                "quality model learns from")
             return
-        n_all, ids = len(ids), ids[-MAX_LEARN:]
-        which = f"{len(ids)} objects" if len(ids) == n_all else f"the {len(ids)} latest of {n_all} objects"
         seg = self._guard(lambda: self._session(self._axis()))
         if seg is None:
             return
         from halo_seg.interactive.quality import sample_path_for
+        from halo_seg.io.labels import label_ids
         from halo_seg.train.quality_fit import fit_quality
         layer, data = self._image_layer()
         pool = "auto" if sample_path_for(seg.weights_meta).exists() else None
-        labels = np.asarray(objects.data).copy()   # a snapshot: the user may paint on while it runs
+        source, cancel = objects.data, self._cancel.is_set
+
+        def work():
+            # in the worker: listing the ids and the snapshot are passes over the whole layer (seconds on a
+            # large one); the snapshot, because the user may paint on while the model is fitted
+            ids = label_ids(source, cancel=cancel, what=f"layer {objects.name!r}")
+            if len(ids) < MIN_LEARN:
+                raise ValueError(f"commit at least {MIN_LEARN} objects first ({len(ids)} so far): they are what "
+                                 "the quality model learns from")
+            labels = np.array(source)
+            n_all, ids = len(ids), ids[-MAX_LEARN:]
+            which = f"{len(ids)} objects" if len(ids) == n_all else f"the {len(ids)} latest of {n_all} objects"
+            model, _ = fit_quality(data, labels, ids, weights=seg.weights_meta["path"],
+                                   spacing=tuple(layer.scale[-3:]), device=str(seg.device),
+                                   data_note=f"{len(ids)} objects committed in napari on {layer.name!r}",
+                                   log=lambda *_: None, pool=pool, cancel=cancel,
+                                   progress=self._bridge.progressed.emit)
+            return model, which
 
         def done(result):
-            model, _ = result
+            model, which = result
             seg.use_quality_model(model)
             try:
                 path = learned_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{file_stem(layer.name)}.quality.json"
@@ -696,10 +714,7 @@ class InteractiveWidget(QWidget):
             r = model.meta["metrics"]["tta"]["pearson_r_fit"]
             self.status.setText(f"quality model adjusted to {which} in {self.last_seconds:.0f}s "
                                 f"(r of the fit {r:.2f}), saved as {path}; it applies from the next propagation")
-        self._start(f"learning from {which} ...", fit_quality, data, labels, ids,
-                    weights=seg.weights_meta["path"], spacing=tuple(layer.scale[-3:]), device=str(seg.device),
-                    data_note=f"{len(ids)} objects committed in napari on {layer.name!r}", log=lambda *_: None,
-                    pool=pool, cancel=self._cancel.is_set, progress=self._bridge.progressed.emit, on_done=done)
+        self._start("learning from the committed objects ...", work, on_done=done)
 
     def _ask_session_path(self, title: str) -> str:
         """A file dialog opened where the kept sessions are; '' when cancelled."""

@@ -270,8 +270,8 @@ def test_strokes_correct_a_segmented_slice_and_are_handed_over_once(make_napari_
 def test_the_prompt_layers_show_what_the_session_holds_after_undo(make_napari_viewer, qtbot):
     """An undone click is taken off its layer (so clicking there again hands it over again), a click
     drawn on another slice and not handed over yet stays, and Reset then Undo draws the box, the click
-    and the stroke back, without handing them over a second time."""
-    from halo_seg.interactive.simulate import corrective_scribble
+    and the stroke back, without handing them over a second time; the same for extreme points."""
+    from halo_seg.interactive.simulate import corrective_scribble, extreme_points
     viewer, w = _phantom_widget(make_napari_viewer)
     truth = np.asarray(viewer.layers["phantom truth"].data) == 1
     z, preview = _box_and_segment(qtbot, w, truth)
@@ -309,6 +309,19 @@ def test_the_prompt_layers_show_what_the_session_holds_after_undo(make_napari_vi
     w.segment_slice()                                      # nothing is handed over twice
     _wait(qtbot, w)
     assert len(w.seg._history) == n + 1 and w.seg.prompts[z]["neg"] == [inner]
+    z2 = z + 2                                             # extreme points on another slice
+    w.goto_slice(z2)
+    ext, points = viewer.layers["extreme points"], extreme_points(truth[z2])
+    ext.add(np.array([[z2, y, x] for y, x in points], float))
+    w.segment_slice()
+    _wait(qtbot, w)
+    w.reset()
+    assert len(ext.data) == 0
+    w.undo()
+    assert np.array_equal(np.asarray(ext.data), [[z2, y, x] for y, x in points])
+    w.undo()                                               # their segmentation
+    w.undo()                                               # the points
+    assert len(ext.data) == 0 and z2 not in w.seg.prompts and len(viewer.layers["box"].data) == 1
 
 
 @needs_default
@@ -326,8 +339,9 @@ def test_learning_from_committed_objects(make_napari_viewer, qtbot, _user_dir, m
     w.ensure_prompt_layers()
     objects = viewer.layers["objects"]
     objects.data = (truth == ids[0]).astype(np.uint16)           # one committed object is not enough
-    w.learn_quality()
-    assert w.worker is None and f"at least {MIN_LEARN}" in w.status.text()
+    w.learn_quality()                                            # the layer is read in the worker
+    _wait(qtbot, w)
+    assert f"error: commit at least {MIN_LEARN} objects first (1 so far)" in w.status.text(), w.status.text()
     committed = np.where(np.isin(truth, ids[:MIN_LEARN + 1]), truth, 0).astype(np.uint16)
     objects.data = committed.copy()                              # as if each had been committed
     ids = ids[1:MIN_LEARN + 1]                                   # the latest MAX_LEARN of them are used

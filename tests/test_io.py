@@ -142,3 +142,26 @@ def test_write_labels_roundtrip(tmp_path):
         write_labels(lab.astype(float), tmp_path / "f.zarr")
     with pytest.raises(VolumeError, match="use a .zarr"):
         write_labels(lab, tmp_path / "l.png")
+
+
+def test_label_ids_are_np_unique_read_slab_by_slab(tmp_path):
+    from halo_seg.io.labels import label_ids
+    rng = np.random.default_rng(0)
+    lab = np.zeros((9, 20, 24), np.uint16)
+    where = rng.random(lab.shape) < 0.02
+    lab[where] = rng.integers(1, 3000, int(where.sum()))
+    lab[-1, -1, -1] = 65535
+    expect = [int(v) for v in np.unique(lab) if v]
+    z = zarr.open(str(tmp_path / "l.zarr"), mode="w", shape=lab.shape, chunks=(2, 20, 24), dtype=lab.dtype)
+    z[:] = lab
+    for arr in (lab, da.from_array(lab, chunks=(3, 20, 24)), z):
+        assert label_ids(arr, slab_voxels=2 * 20 * 24) == expect          # slabs of 2 slices
+    assert label_ids(lab > 0) == [1] and label_ids(np.zeros((2, 3, 3), np.int8)) == []
+    with pytest.raises(VolumeError, match="negative"):
+        label_ids(np.full((2, 3, 3), -1, np.int16))
+    with pytest.raises(VolumeError, match="not labels"):
+        label_ids(lab.astype(np.float32))
+    with pytest.raises(VolumeError, match="3D"):
+        label_ids(lab[0])
+    with pytest.raises(InterruptedError):
+        label_ids(lab, cancel=lambda: True)

@@ -400,7 +400,7 @@ def cmd_train_interactive(a) -> int:
 
 
 def cmd_train_quality(a) -> int:
-    import numpy as np
+    from .io.labels import label_ids
     from .train.quality_fit import train_quality
     from .train.unet_train import TrainingError
     if a.threads:
@@ -415,7 +415,7 @@ def cmd_train_quality(a) -> int:
             raise TrainingError("give --out for a quality model fitted on your own volume: the shipped one, "
                                 "which every session of the default weights loads, is not overwritten")
         image, labels, spacing = _read_pair(a.image, a.labels, a)
-        regions = a.regions or [int(v) for v in np.unique(labels) if v != 0]
+        regions = a.regions or label_ids(labels)
         note = f"{a.image} with {a.labels}"
     else:
         from .samples import QUALITY_FIT, load_colin27_full

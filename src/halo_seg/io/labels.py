@@ -45,6 +45,21 @@ def read_label_slab(labels, z0: int, step: int, cancel=None, what: str = "the la
     return slab
 
 
+def label_ids(labels, cancel=None, slab_voxels: int = 2 ** 25, what: str = "the label volume") -> list[int]:
+    """The nonzero ids a (Z, Y, X) label volume holds, ascending. Read a slab at a time (a lazy volume
+    is never read whole) and only the nonzero voxels are sorted: on a mostly empty layer of 600 x 1024
+    x 1024 that is a pass over the memory instead of np.unique's sort of every voxel (5.6 s)."""
+    shape = check_label_volume(labels, what)
+    step, starts = slabs(shape, slab_voxels)
+    found = set()
+    for z0 in starts:
+        slab = read_label_slab(labels, z0, step, cancel, what)
+        inside = slab[slab != 0]
+        if inside.size:
+            found.update(np.unique(inside).tolist())
+    return sorted(int(k) for k in found)
+
+
 LABELS_ATTR = "labels"   # a zarr array's attribute saying its values are label ids (the reader opens it as Labels)
 
 

@@ -19,6 +19,7 @@ from ..interactive.quality import (FEATURES, SINGLE, QualityModel, fit_logistic,
                                    samples_path, save_samples, sidecar)
 from ..interactive.segmenter import InteractiveSegmenter, axis_order
 from ..interactive.simulate import run_session, thick_slices
+from ..io.labels import label_ids
 from ..metrics import pearson
 
 # the share of the weight a pooled fit gives the user's new objects: 0.25 gained on held-out nuclei
@@ -29,7 +30,7 @@ POOL_SHARE = 0.25
 
 def check_regions(labels, regions):
     """Before any session runs: a typo should not cost minutes of simulation first."""
-    present = set(np.unique(np.asarray(labels)).tolist())
+    present = set(label_ids(labels))
     missing = [k for k in regions if k not in present]
     if missing:
         raise ValueError(f"region {missing[0]} is not in the label volume" if len(missing) == 1 else
