@@ -9,6 +9,7 @@ painted in the strokes Labels layer (Draw strokes: green through the object, red
 not) are prompts too, and correct a segmented slice as clicks do. The current object
 is previewed in an editable Labels layer: paint on a slice and "Accept slice" to trust it as truth.
 "Commit" copies the object into the objects Labels layer under a new id, never over another object.
+Undo takes back the last step (right after Commit, the commit) and Redo does it again.
 "Edit label" takes the label picked in the selected Labels layer (an automatic result, an object
 committed earlier) as the current object, to correct rather than redo: corrected slices replace it
 and carry on into their neighbours until they agree with it (halo_seg.interactive.prior); Commit
@@ -115,11 +116,11 @@ class InteractiveWidget(QWidget):
         specs = [("Segment slice", "Shift-S", self.segment_slice), ("Propagate", "Shift-P", self.propagate),
                  ("Go to recommended", "Shift-R", self.goto_recommended), ("Accept painted slice", "Shift-A",
                                                                            self.accept_slice),
-                 ("Commit object", "Shift-C", self.commit), ("Undo", "Shift-U", self.undo),
-                 ("Reset object", None, self.reset), ("Edit label", "Shift-E", self.edit_label),
-                 ("Draw strokes", "Shift-D", self.draw_strokes), ("Learn from objects", None, self.learn_quality),
+                 ("Commit object", "Shift-C", self.commit), ("Reset object", None, self.reset),
+                 ("Undo", "Shift-U", self.undo), ("Redo", "Shift-Y", self.redo),
+                 ("Edit label", "Shift-E", self.edit_label), ("Draw strokes", "Shift-D", self.draw_strokes),
                  ("Save session", None, self.save_session), ("Open session", None, self.open_session),
-                 ("Cancel", None, self.cancel)]
+                 ("Learn from objects", None, self.learn_quality), ("Cancel", None, self.cancel)]
         for i, (text, key, fn) in enumerate(specs):
             b = QPushButton(f"{text} ({key})" if key else text)
             b.clicked.connect(lambda _=False, f=fn: f())
@@ -875,6 +876,9 @@ class InteractiveWidget(QWidget):
         data[tuple(i[mine] for i in idx)] = old[mine]
         layer.data = data
         layer.refresh()
+        # the object is the current one again, as it was before Commit: redoing the session's reset
+        # would drop it from both the session and the layer
+        self.seg.clear_redo()
         if edited is not None:
             self._remeasure(layer, edited)
             self.status.setText(f"label {edited} of {layer.name!r} is as it was; the corrected object is the "
@@ -883,6 +887,20 @@ class InteractiveWidget(QWidget):
         label = int(new[0]) if len(new) else 0
         drop_row(layer, label)
         self.status.setText(f"object {label} taken back out of {layer.name}; it is the current object again")
+
+    def redo(self):
+        """What Undo took back, again, until a new step is taken (not a Commit that Undo took back out
+        of its layer: the object is the current one, and Commit puts it back)."""
+        if self._busy() or self.seg is None:
+            return
+        try:
+            self.seg.redo()
+        except ValueError as exc:
+            self.status.setText(f"error: {exc}")
+            return
+        self._show()
+        self._guard(self._sync_prompt_layers)
+        self.status.setText("redone")
 
     def reset(self):
         if self._busy() or self.seg is None:

@@ -149,6 +149,51 @@ def test_the_session_reports_the_prompts_it_holds(random_weights):
     assert seg.prompts == {}
 
 
+def test_redo_goes_forward_again_until_a_new_step(random_weights):
+    vol = np.random.default_rng(4).normal(size=(10, 32, 32)).astype(np.float32)
+    seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)
+    with pytest.raises(InteractiveError, match="nothing to redo"):
+        seg.redo()
+    m = np.zeros((32, 32), bool)
+    m[8:20, 6:18] = True
+    seg.set_slice_mask(3, m)
+    seg.propagate()
+    states = [_state(seg)]
+    seg.add_click(6, 12, 12)
+    seg.segment_slice(6)
+    states.append(_state(seg))
+    seg.propagate()
+    states.append(_state(seg))
+    seg.reset()
+    states.append(_state(seg))
+    seg.undo()                                       # the reset
+    assert _same(_state(seg), states[2]) and seg.can_redo
+    seg.undo()                                       # the propagation
+    assert _same(_state(seg), states[1])
+    seg.undo()                                       # the segmentation and the click
+    seg.undo()
+    assert _same(_state(seg), states[0])
+    seg.redo()
+    seg.redo()
+    assert _same(_state(seg), states[1])
+    seg.redo()
+    assert _same(_state(seg), states[2])
+    seg.redo()
+    assert _same(_state(seg), states[3])
+    assert not seg.can_redo
+    seg.undo()
+    seg.undo()
+    assert _same(_state(seg), states[1]) and seg.can_redo
+    seg.add_click(7, 12, 12, positive=False)         # a new step: nothing to redo any more
+    assert not seg.can_redo
+    with pytest.raises(InteractiveError, match="nothing to redo"):
+        seg.redo()
+    seg.undo()
+    assert _same(_state(seg), states[1])
+    seg.clear_redo()
+    assert not seg.can_redo and _same(_state(seg), states[1])
+
+
 def test_set_slice_mask_is_trusted_and_undo_restores(random_weights):
     vol = np.random.default_rng(2).normal(size=(10, 32, 32)).astype(np.float32)
     seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)

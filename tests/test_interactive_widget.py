@@ -325,6 +325,44 @@ def test_the_prompt_layers_show_what_the_session_holds_after_undo(make_napari_vi
 
 
 @needs_default
+def test_redo_goes_forward_again_but_never_drops_a_commit_taken_back(make_napari_viewer, qtbot):
+    viewer, w = _phantom_widget(make_napari_viewer)
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    z, preview = _box_and_segment(qtbot, w, truth)
+    w.propagate()
+    _wait(qtbot, w)
+    shown = np.asarray(preview.data).copy()
+    box, objects = viewer.layers["box"], viewer.layers["objects"]
+
+    def showing(expected):
+        return np.array_equal(np.asarray(preview.data), expected) and np.array_equal(
+            np.asarray(preview.data), w.seg.prediction.astype(np.uint8))
+    w.undo()                                               # the propagation: the box's slice alone
+    only_z = np.where(np.arange(len(shown))[:, None, None] == z, shown, 0)
+    assert showing(only_z) and not np.array_equal(only_z, shown)
+    w.redo()
+    assert showing(shown) and w.status.text() == "redone"
+    for _ in range(3):                                     # the propagation, the segmentation, the box
+        w.undo()
+    assert len(box.data) == 0 and not np.asarray(preview.data).any()
+    w.redo()                                               # the box, drawn again
+    assert len(box.data) == 1 and not np.asarray(preview.data).any()
+    w.redo()
+    w.redo()
+    assert showing(shown)
+    w.redo()
+    assert "nothing to redo" in w.status.text() and showing(shown)
+    w.commit()
+    assert np.array_equal(np.asarray(objects.data) == 1, shown > 0)
+    w.undo()                                               # the commit taken back: the current object again
+    w.redo()
+    assert "nothing to redo" in w.status.text(), w.status.text()
+    assert showing(shown) and not np.asarray(objects.data).any()
+    w.commit()
+    assert np.array_equal(np.asarray(objects.data) == 1, shown > 0)
+
+
+@needs_default
 def test_learning_from_committed_objects(make_napari_viewer, qtbot, _user_dir, monkeypatch):
     from halo_seg.interactive.quality import FEATURES, QualityModel
     from halo_seg.train.quality_fit import POOL_SHARE

@@ -172,6 +172,7 @@ class InteractiveSegmenter:
         self.strict_ends = bool(strict_ends)
         self._s = _State()
         self._history: list[_State] = []
+        self._future: list[_State] = []   # undone states, the latest last (redo)
         self._column: tuple[ROI, ColumnReader] | None = None
         self.restored_propagation = False   # from_session: the saved propagation came back with it
 
@@ -279,6 +280,10 @@ class InteractiveSegmenter:
     def can_undo(self) -> bool:
         return bool(self._history)
 
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._future)
+
     # -- validation ----------------------------------------------------------------------------------
     def _z(self, z) -> int:
         if isinstance(z, (bool, np.bool_)) or not float(z).is_integer():
@@ -304,10 +309,12 @@ class InteractiveSegmenter:
         return m.astype(bool)
 
     def _push(self) -> _State:
-        """Snapshot for undo; the live state (a copy) may then be changed."""
+        """Snapshot for undo; the live state (a copy) may then be changed. A new step ends what could
+        be redone."""
         self._history.append(self._s)
         self._s = self._s.copy()
         del self._history[:-HISTORY]
+        self._future.clear()
         return self._s
 
     def _prompts(self, s: _State, z: int) -> _Prompts:
@@ -708,9 +715,26 @@ class InteractiveSegmenter:
         return seg
 
     def undo(self):
+        """Back to the state before the last step (prompt, mask, segmentation, propagation or reset);
+        redo() goes forward again until a new step is taken. States are never changed once stored
+        (the live one is a copy), so both are a swap."""
         if not self._history:
             raise InteractiveError("nothing to undo")
+        self._future.append(self._s)
+        del self._future[:-HISTORY]
         self._s = self._history.pop()
+
+    def redo(self):
+        """The step the last undo() took back, again."""
+        if not self._future:
+            raise InteractiveError("nothing to redo")
+        self._history.append(self._s)
+        self._s = self._future.pop()
+
+    def clear_redo(self):
+        """Forget what undo() took back (a view that handled the undone step itself, e.g. a committed
+        object taken back into the session, cannot redo it from here)."""
+        self._future.clear()
 
     def reset(self):
         """Forget every prompt and mask of this object (undoable)."""
