@@ -22,7 +22,8 @@ rule: past the annotations a sweep ends where an object that shrank below ``shru
 section grows back above ``regrown`` x its smallest), ``contrast`` (a sweep ends where the predicted
 mask's intensity lies below this fraction of the way from the annotated object's ring to the object),
 ``strict=1`` (the session option ``strict_ends``: propagation.STRICT_ENDS), ``quality=PATH`` (another
-quality model for the shipped network).
+quality model for the shipped network), ``segfill=G`` (annotated slices at most G mm apart filled
+between by interpolation, segmenter.FILL_SEGMENTED_MM; 0: painted slices only, as before 2026-12-04).
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def run_variant(args) -> dict:
     propagation.SHRUNK = float(kv.get("shrunk", propagation.SHRUNK))
     propagation.REGROWN = float(kv.get("regrown", propagation.REGROWN))
     propagation.CONTRAST_STOP = float(kv["contrast"]) if "contrast" in kv else None
+    segmenter.FILL_SEGMENTED_MM = float(kv.get("segfill", segmenter.FILL_SEGMENTED_MM))
     data = load_colin27_full()
     per, secs = {}, []
     for lab in regions:

@@ -215,31 +215,43 @@ def test_set_slice_mask_is_trusted_and_undo_restores(random_weights):
     assert np.array_equal(seg.prediction, p1)
 
 
-def test_close_painted_slices_are_filled_between_and_far_or_segmented_ones_are_not(random_weights):
+def test_close_annotated_slices_are_filled_between_and_far_ones_are_not(random_weights):
+    """Painted slices up to PAINTED_GAP_MM apart, and any annotated slices (segmented from prompts,
+    carried over) up to FILL_SEGMENTED_MM apart, are filled between by shape interpolation; farther
+    ones, and an empty slice, are left to the network."""
+    from halo_seg.interactive import segmenter
     from halo_seg.interactive.baseline import interpolate_masks
+    assert segmenter.FILL_SEGMENTED_MM < segmenter.PAINTED_GAP_MM
     vol = np.random.default_rng(4).normal(size=(12, 40, 40)).astype(np.float32)
     a, b = np.zeros((40, 40), bool), np.zeros((40, 40), bool)
     a[8:20, 6:18] = True
     b[14:32, 12:30] = True
     fill = interpolate_masks({2: a, 7: b}, vol.shape)
 
-    def session(spacing=(1.0, 1.0, 1.0)):
+    def session(spacing=(1.0, 1.0, 1.0), painted=True):
         seg = InteractiveSegmenter(vol, spacing=spacing, device="cpu", weights=random_weights)
-        seg.set_slice_mask(2, a)
-        seg.set_slice_mask(7, b)
+        seg.set_slice_mask(2, a, painted=painted)
+        seg.set_slice_mask(7, b, painted=painted)
         return seg
 
     seg = session()
     assert seg.painted_slices == [2, 7]
     pred = seg.propagate()
     assert np.array_equal(pred[2:8], fill[2:8])               # 5 mm apart: "fill between slices"
+    assert np.array_equal(session(painted=False).propagate()[2:8], fill[2:8])   # within 8 mm: the same
+    gap = 10.0 / 5                                            # 10 mm apart: painted ones only
+    assert np.array_equal(session((gap, 1.0, 1.0)).propagate()[3:7], fill[3:7])
+    assert not np.array_equal(session((gap, 1.0, 1.0), painted=False).propagate()[3:7], fill[3:7])
     far = session(spacing=(3.0, 1.0, 1.0)).propagate()        # 15 mm apart: the network's
     assert not np.array_equal(far[3:7], fill[3:7])
     seg = session()
     seg.add_box(4, 10, 8, 26, 24)                             # a segmented slice between them
     seg.segment_slice(4)
     assert seg.painted_slices == [2, 7]
-    assert not np.array_equal(seg.propagate()[3:7], fill[3:7])
+    m4 = seg.annotation(4)
+    pred = seg.propagate()
+    assert np.array_equal(pred[2:5], interpolate_masks({0: a, 2: m4}, (3, 40, 40)))   # through it
+    assert np.array_equal(pred[4:8], interpolate_masks({0: m4, 3: b}, (4, 40, 40)))
     seg.set_slice_mask(4, seg.annotation(4), painted=False)   # carried over, not drawn
     assert seg.painted_slices == [2, 7] and 4 in seg.annotated_slices
     seg = session()
