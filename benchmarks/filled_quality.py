@@ -11,7 +11,7 @@ Pearson r over all pairs, over the propagated and over the filled ones, and the 
 true Dice of each kind.
 
     cd benchmarks && HALO_SEG_SHARED_DATA=../../shared/data ../.venv/bin/python filled_quality.py \
-        --set validation|further [--fill 0 8] [--out results/filled_quality_<set>.json]
+        --set validation|further [--fill 0 8] [--quality PATH] [--out results/filled_quality_<set>.json]
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ SETS = {"validation": list(VALIDATION), "further": list(QUALITY_FIT)}
 
 
 def _run(args) -> dict:
-    fill, regions = args
+    fill, regions, quality = args
     import torch
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive import segmenter
@@ -56,7 +56,7 @@ def _run(args) -> dict:
     pairs = []
     for lab in regions:
         truth = data.labels == lab
-        seg = InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu")
+        seg = InteractiveSegmenter(data.image, spacing=data.spacing, device="cpu", quality_model=quality)
         rng = np.random.default_rng(lab)
         z = int(truth.reshape(len(truth), -1).sum(1).argmax())
         for r in range(6):
@@ -97,12 +97,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", choices=sorted(SETS), default="validation")
     ap.add_argument("--fill", type=float, nargs="*", default=[0.0, 8.0])
+    ap.add_argument("--quality", default="auto", help="the quality model (default: the weights' own)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     regions = SETS[a.set]
     assert not set(regions) & set(SUBCORTICAL)   # never the benchmark's structures
     with get_context("spawn").Pool(min(2, len(a.fill)), maxtasksperchild=1) as pool:
-        results = pool.map(_run, [(f, regions) for f in a.fill], chunksize=1)
+        results = pool.map(_run, [(f, regions, a.quality) for f in a.fill], chunksize=1)
     print(f"\n{a.set} regions ({len(regions)}), pooled over rounds 1 to 6")
     print("| fill mm | pairs (filled) | r all | r propagated | r filled | filled: predicted / true | "
           "propagated: predicted / true | filled: r of the agreement with the network's mask |")

@@ -524,6 +524,13 @@ def test_an_object_prompted_in_another_plane_is_propagated_across_it(make_napari
     ref.add_box(z, y0, x0, y1, x1)
     assert np.array_equal(got, ref.propagate())
     assert dice(got, truth) >= 0.7
+    drawn = [np.asarray(s).copy() for s in viewer.layers["box"].data]
+    w.reset()
+    assert len(viewer.layers["box"].data) == 0
+    w.undo()                                            # the box drawn back where it was, across axis 1
+    (back,) = viewer.layers["box"].data
+    assert np.array_equal(np.sort(back, 0), np.sort(drawn[0], 0)) and np.all(back[:, 1] == z)
+    assert np.array_equal(np.asarray(preview.data) > 0, got)
 
     viewer.dims.order = (0, 1, 2)                       # back to axial slices
     za = int(truth.sum((1, 2)).argmax())
