@@ -10,7 +10,7 @@ Per nucleus, the simulated user of ``interactive.py`` (a tight box on the larges
 box or an empty mask per round on the recommended slice), and where the error comes from: the box
 segmentation of that slice alone, the volume propagated from the exact mask of that slice, and the
 same cut to the nucleus' true slice extent (an oracle end rule). ``--variants`` sets engine switches
-as ``interactive_variants.py`` does (``shrunk``, ``regrown``, ``contrast``, ``weights``), and
+as ``interactive_variants.py`` does (``shrunk``, ``regrown``, ``contrast``, ``weights``, ``segfill``), and
 ``strict=1`` turns on the session option ``strict_ends`` (propagation.STRICT_ENDS), ``quality=PATH``
 loads another quality model; ``choose=random``
 or ``choose=oracle`` picks the corrected slices as ``interactive.py``'s other strategies do.
@@ -69,6 +69,8 @@ def run_variant(args) -> dict:
     propagation.SHRUNK = float(kv.get("shrunk", propagation.SHRUNK))
     propagation.REGROWN = float(kv.get("regrown", propagation.REGROWN))
     propagation.CONTRAST_STOP = float(kv["contrast"]) if "contrast" in kv else None
+    from halo_seg.interactive import segmenter
+    segmenter.FILL_SEGMENTED_MM = float(kv.get("segfill", segmenter.FILL_SEGMENTED_MM))
     img, lab = load_nuclei(wheel)
     opts = {"weights": kv.get("weights", "default"), "strict_ends": kv.get("strict", "0") == "1",
             "quality_model": kv.get("quality", "auto")}

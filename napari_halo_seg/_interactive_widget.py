@@ -105,8 +105,9 @@ class InteractiveWidget(QWidget):
         self.negative.toggled.connect(self._select_click_layer)
         self.strict = QCheckBox("strict object ends (touching nuclei)")
         self.strict.setToolTip("end the propagation sooner where the object narrows and widens again or turns as "
-                               "dark as its surroundings; helps touching objects of equal brightness, such as "
-                               "nuclei, and costs a little on low-contrast anatomy")
+                               "dark as its surroundings, and never interpolate between segmented slices; helps "
+                               "touching objects of equal brightness a few slices deep, such as nuclei, and costs "
+                               "a little on low-contrast anatomy")
         self.strict.toggled.connect(self._set_strict)
         form = form_of(("image", self.image), ("weights", self.weights), ("quality", self.quality),
                        ("device", self.device), ("", self.negative), ("", self.strict))

@@ -252,6 +252,15 @@ def test_close_annotated_slices_are_filled_between_and_far_ones_are_not(random_w
     pred = seg.propagate()
     assert np.array_equal(pred[2:5], interpolate_masks({0: a, 2: m4}, (3, 40, 40)))   # through it
     assert np.array_equal(pred[4:8], interpolate_masks({0: m4, 3: b}, (4, 40, 40)))
+    seg.strict_ends = True                                    # objects a few slices deep: painted ones only
+    pred = seg.propagate()
+    assert not np.array_equal(pred[3], interpolate_masks({0: a, 2: m4}, (3, 40, 40))[1])
+    strict = session(painted=False)
+    strict.strict_ends = True
+    assert not np.array_equal(strict.propagate()[3:7], fill[3:7])
+    strict = session()
+    strict.strict_ends = True
+    assert np.array_equal(strict.propagate()[2:8], fill[2:8])
     seg.set_slice_mask(4, seg.annotation(4), painted=False)   # carried over, not drawn
     assert seg.painted_slices == [2, 7] and 4 in seg.annotated_slices
     seg = session()
