@@ -24,14 +24,17 @@ from halo_seg.samples import SUBCORTICAL, VALIDATION
 
 
 def run(args) -> dict:
-    k, regions, qmodel, strategy, weights = args
+    k, regions, qmodel, strategy, weights, segfill = args
     import torch
     from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive import segmenter
     from halo_seg.interactive.quality import FEATURES
     from halo_seg.interactive.simulate import run_session, thick_slices
     from halo_seg.metrics import pearson
     from halo_seg.samples import load_colin27_full
     torch.set_num_threads(1)
+    if segfill is not None:
+        segmenter.FILL_SEGMENTED_MM = segfill
     data = load_colin27_full()
     img, lab, spacing = thick_slices(data.image, data.labels, k, data.spacing)
     per, pairs, secs, rest, n_empty, n_all = {}, [], [], [], 0, 0
@@ -72,12 +75,15 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", nargs="+", default=["default"], help="networks to score, in one run")
     ap.add_argument("--strategies", nargs="*", default=["recommend"],
                     help="how the corrected slice is chosen: recommend, random (simulate.choose_slice)")
+    ap.add_argument("--segfill", type=float, default=None,
+                    help="fill between annotated slices at most this many mm apart (segmenter.FILL_SEGMENTED_MM; "
+                         "default: the shipped value, 0: painted slices only)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "anisotropy.json"))
     a = ap.parse_args(argv)
     if set(a.regions) & set(SUBCORTICAL):
         ap.error("--regions must avoid the benchmark's structures")
-    jobs = [(k, a.regions, a.quality_model, st, w) for w in a.weights for st in a.strategies for k in a.thickness]
+    jobs = [(k, a.regions, a.quality_model, st, w, a.segfill) for w in a.weights for st in a.strategies for k in a.thickness]
     with get_context("spawn").Pool(a.jobs) as pool:
         results = pool.map(run, jobs, chunksize=1)
     print()
