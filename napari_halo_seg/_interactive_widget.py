@@ -857,15 +857,8 @@ class InteractiveWidget(QWidget):
     def undo(self):
         """Undo the session's last step; right after Commit, take the object back out of the objects
         layer and make it the current object again."""
-        if self._busy() or self.seg is None:
+        if not self._history_step(self.seg.undo if self.seg is not None else None):
             return
-        try:
-            self.seg.undo()
-        except ValueError as exc:
-            self.status.setText(f"error: {exc}")
-            return
-        self._show()
-        self._guard(self._sync_prompt_layers)
         if self._last_commit is None or self._last_commit[0] not in self.viewer.layers:
             self.status.setText("undone")
             return
@@ -892,16 +885,21 @@ class InteractiveWidget(QWidget):
     def redo(self):
         """What Undo took back, again, until a new step is taken (not a Commit that Undo took back out
         of its layer: the object is the current one, and Commit puts it back)."""
-        if self._busy() or self.seg is None:
-            return
+        if self._history_step(self.seg.redo if self.seg is not None else None):
+            self.status.setText("redone")
+
+    def _history_step(self, step) -> bool:
+        """Undo or redo the session (``step``), then show it and its prompts; False when refused."""
+        if self._busy() or step is None:
+            return False
         try:
-            self.seg.redo()
+            step()
         except ValueError as exc:
             self.status.setText(f"error: {exc}")
-            return
+            return False
         self._show()
         self._guard(self._sync_prompt_layers)
-        self.status.setText("redone")
+        return True
 
     def reset(self):
         if self._busy() or self.seg is None:
