@@ -42,13 +42,14 @@ from halo_seg.measure import volume_text
 from ._fields import SavedFilesBox, device_choices, form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
 from ._paths import file_stem, last_session_path, learned_dir
+from ._prompt_layers import (STROKE_BACKGROUND, STROKE_OBJECT, box_key, click_key, extreme_key, slice_of as _slice_of,
+                             sync_boxes, sync_clicks, sync_extreme, sync_strokes)
 from ._measure import UNIT, drop_row, layer_unit, object_row, set_row
 from ._quality_plot import QualityPlot
 
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
 PREVIEW, OBJECTS, STROKES = "current object", "objects", "strokes"
 WORKING = (OBJECTS, PREVIEW, BOX, EXTREME, NEG, POS, STROKES)   # the layers the widget makes for its image
-STROKE_OBJECT, STROKE_BACKGROUND = 1, 2   # the strokes layer's labels
 MIN_LEARN = 3   # committed objects before the quality model is adjusted to them (measured with 3, 6 and 12)
 MAX_LEARN = 12  # the most recent (highest ids) are used: 12 did no better than 6, and time grows with each
 AUTO = "auto"   # the quality field's entry for the weights' own model
@@ -338,7 +339,7 @@ class InteractiveWidget(QWidget):
             lay = self._layer(name)
             for p in (np.asarray(lay.data)[:, order] if lay is not None and len(lay.data) else []):
                 if int(round(p[0])) == z:
-                    key = _click_key(name, seg.axis, z, p[1], p[2])
+                    key = click_key(name, seg.axis, z, p[1], p[2])
                     if key not in self._sent:
                         seg.add_click(z, p[1], p[2], positive=positive)
                         self._sent.add(key)
@@ -349,7 +350,7 @@ class InteractiveWidget(QWidget):
                 if np.all(np.round(shape[:, 0]) == z):
                     y0, x0 = shape[:, 1].min(), shape[:, 2].min()
                     y1, x1 = shape[:, 1].max(), shape[:, 2].max()
-                    key = _box_key(seg.axis, z, y0, x0, y1, x1)
+                    key = box_key(seg.axis, z, y0, x0, y1, x1)
                     if key not in self._sent:
                         seg.add_box(z, int(round(y0)), int(round(x0)), int(round(y1)), int(round(x1)))
                         self._sent.add(key)
@@ -371,7 +372,7 @@ class InteractiveWidget(QWidget):
         if ext is not None and len(ext.data):
             pts = [p for p in np.asarray(ext.data)[:, order] if int(round(p[0])) == z]
             if pts:
-                key = _extreme_key(seg.axis, z, np.asarray(pts)[:, 1:])
+                key = extreme_key(seg.axis, z, np.asarray(pts)[:, 1:])
                 if key not in self._sent:
                     seg.add_extreme_points(z, [(p[1], p[2]) for p in pts])
                     self._sent.add(key)
@@ -379,73 +380,18 @@ class InteractiveWidget(QWidget):
         return n
 
     def _sync_prompt_layers(self):
-        """Show the prompts the session holds (after an undo, a reset undone or a session opened, the
-        layers would otherwise show prompts it no longer has, or none of those it has): what was handed
-        over and is no longer in the session is taken off, what the session holds is drawn, and what
-        the user drew but has not handed over yet stays. Only the prompted slices' planes of the
-        strokes layer are touched."""
+        """Show the prompts the session holds (after an undo, a redo or a session opened the layers
+        would otherwise show prompts it no longer has, or none of those it has); see _prompt_layers."""
         seg = self.seg
         if seg is None or self._layer(POS) is None:
             return
-        axis, order, held = seg.axis, list(axis_order(seg.axis)), seg.prompts
-        keys = set()
-        for name, sign in ((POS, "pos"), (NEG, "neg")):
-            lay = self._layer(name)
-            want = {_click_key(name, axis, z, y, x): (z, y, x) for z, p in held.items() for y, x in p[sign]}
-            pts = np.asarray(lay.data).reshape(-1, 3)
-            have = [_click_key(name, axis, int(round(q[0])), q[1], q[2]) for q in pts[:, order]]
-            keep = [k not in self._sent or k in want for k in have]
-            add = [v for k, v in want.items() if k not in have]
-            if add or not all(keep):
-                lay.data = np.concatenate([pts[keep]] + [_to_layer(axis, z, [(y, x)]) for z, y, x in add])
-            keys |= set(want)
-        box = self._layer(BOX)
-        want = {_box_key(axis, z, *p["box"]): (z, p["box"]) for z, p in held.items() if p["box"] is not None}
-        have = []
-        for shape in (np.asarray(s)[:, order] for s in box.data):
-            have.append(_box_key(axis, int(round(shape[0, 0])), *shape[:, 1:].min(0), *shape[:, 1:].max(0)))
-        drop = {i for i, k in enumerate(have) if k in self._sent and k not in want}
-        if drop:
-            box.selected_data = drop
-            box.remove_selected()
-        add = [_to_layer(axis, z, [(y0, x0), (y0, x1), (y1, x1), (y1, x0)])
-               for k, (z, (y0, x0, y1, x1)) in want.items() if k not in have]
-        if add:
-            box.add_rectangles(add)
-        keys |= set(want)
-        ext = self._layer(EXTREME)
-        pts = np.asarray(ext.data).reshape(-1, 3)
-        on = np.round(pts[:, order[0]]).astype(int)
-        want = {z: _extreme_key(axis, z, p["extreme"]) for z, p in held.items() if p["extreme"] is not None}
-        keep = np.ones(len(pts), bool)
-        for z in set(on.tolist()):
-            k = _extreme_key(axis, z, pts[on == z][:, order[1:]])
-            keep[on == z] = k not in self._sent or k == want.get(z)
-        # points drawn on a slice and not handed over yet stay in place of the session's there
-        add = [_to_layer(axis, z, held[z]["extreme"]) for z in want if not (on[keep] == z).any()]
-        keys |= set(want.values())
-        if add or not keep.all():
-            ext.data = np.concatenate([pts[keep]] + add)
+        axis, held, sent = seg.axis, seg.prompts, self._sent
+        keys = sync_clicks(self._layer(POS), POS, "pos", axis, held, sent)
+        keys |= sync_clicks(self._layer(NEG), NEG, "neg", axis, held, sent)
+        keys |= sync_boxes(self._layer(BOX), axis, held, sent)
+        keys |= sync_extreme(self._layer(EXTREME), axis, held, sent)
         self._sent = keys
-        strokes = self._layer(STROKES)
-        sent, changed = {}, False
-        for z in sorted({k[1] for k in self._strokes_sent if k[0] == axis} | set(held)):
-            plane = strokes.data[_slice_of(axis, z)]
-            was = self._strokes_sent.get((axis, z), (np.zeros(plane.shape, bool),) * 2)
-            now = []
-            for label, sign, handed in ((STROKE_OBJECT, "pos_mask", was[0]), (STROKE_BACKGROUND, "neg_mask", was[1])):
-                mask = held[z][sign] if z in held and held[z][sign] is not None else np.zeros(plane.shape, bool)
-                gone, drawn = (plane == label) & handed & ~mask, mask & (plane == 0)
-                if gone.any() or drawn.any():
-                    plane[gone] = 0
-                    plane[drawn] = label
-                    changed = True
-                now.append(mask)
-            if now[0].any() or now[1].any():
-                sent[(axis, z)] = tuple(now)
-        self._strokes_sent = sent
-        if changed:
-            strokes.refresh()
+        self._strokes_sent = sync_strokes(self._layer(STROKES), axis, held, self._strokes_sent)
 
     # -- actions -----------------------------------------------------------------------------------
     def _busy(self) -> bool:
@@ -959,27 +905,6 @@ class InteractiveWidget(QWidget):
         self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices)
 
 
-def _click_key(name: str, axis: int, z: int, y, x) -> tuple:
-    return (name, axis, z, round(float(y), 2), round(float(x), 2))
-
-
-def _box_key(axis: int, z: int, y0, x0, y1, x1) -> tuple:
-    return ("box", axis, z) + tuple(round(float(v)) for v in (y0, x0, y1, x1))
-
-
-def _extreme_key(axis: int, z: int, points) -> tuple:
-    return ("extreme", axis, z) + tuple(np.round(np.asarray(points, float), 2).ravel())
-
-
-def _to_layer(axis: int, z: int, points) -> np.ndarray:
-    """Session (y, x) points on slice z across ``axis`` as (n, 3) layer coordinates."""
-    order = axis_order(axis)
-    out = np.zeros((len(points), 3))
-    for i, (y, x) in enumerate(points):
-        out[i, list(order)] = (z, y, x)
-    return out
-
-
 def _union(a, b):
     """The bounding box of two boxes (tuples of slices; None: empty)."""
     if a is None or b is None:
@@ -996,8 +921,3 @@ def _full(index: tuple, shape) -> tuple:
     """``index`` (ints and slices, as _slice_of gives) as a box of slices over a volume of ``shape``."""
     index = tuple(index) + (slice(None),) * (len(shape) - len(index))
     return tuple(slice(i, i + 1) if isinstance(i, int) else slice(*i.indices(n)[:2]) for i, n in zip(index, shape))
-
-
-def _slice_of(axis: int, z: int) -> tuple:
-    """Index of slice z across ``axis`` of a (Z, Y, X) array."""
-    return (slice(None),) * axis + (int(z),)
