@@ -39,7 +39,7 @@ def _run(args) -> dict:
     torch.set_num_threads(1)
     segmenter.FILL_SEGMENTED_MM = fill
     own = {}
-    original = segmenter.InteractiveSegmenter._fill_between_painted
+    original = segmenter.InteractiveSegmenter._fill_between_close
 
     def spy(self, s, pred):   # the network's masks of the slices the fill is about to replace
         zs = sorted(s.annotations)
@@ -51,7 +51,7 @@ def _run(args) -> dict:
         for z in set(own) - filled:
             del own[z]
         return filled
-    segmenter.InteractiveSegmenter._fill_between_painted = spy
+    segmenter.InteractiveSegmenter._fill_between_close = spy
     data = load_colin27_full()
     pairs = []
     for lab in regions:

@@ -583,7 +583,7 @@ class InteractiveSegmenter:
         quality = np.full(self.shape[0], np.nan)
         for z, q in prop.quality.items():
             quality[z] = q
-        filled = self._fill_between_painted(work, pred)
+        filled = self._fill_between_close(work, pred)
         for z, m in work.annotations.items():
             pred[z] = m
         work.features = slice_features(passes, pred, work.annotations, zscale)
@@ -607,7 +607,7 @@ class InteractiveSegmenter:
         self._s = work
         return self._oriented(pred.dense())
 
-    def _fill_between_painted(self, s: _State, pred: SliceMasks) -> set:
+    def _fill_between_close(self, s: _State, pred: SliceMasks) -> set:
         """Interpolate between close painted slices (PAINTED_GAP_MM) and close annotated ones
         (FILL_SEGMENTED_MM); returns the slices filled."""
         filled = set()
