@@ -71,6 +71,13 @@ def test_refusals_and_cli(tmp_path, capsys):
     np.save(tmp_path / "s.npy", truth[:, :-1])
     assert main(["evaluate", str(tmp_path / "p.npy"), str(tmp_path / "s.npy")]) == 2
     assert "one voxel grid" in capsys.readouterr().err
+    # a reference stored as float64 with whole values is labels; with fractions it is refused
+    np.save(tmp_path / "tf.npy", truth.astype(np.float64))
+    assert main(["evaluate", str(tmp_path / "p.npy"), str(tmp_path / "tf.npy"), "--csv", str(tmp_path / "f.csv")]) == 0
+    assert (tmp_path / "f.csv").read_text() == (tmp_path / "e.csv").read_text()
+    np.save(tmp_path / "th.npy", truth * 0.5)
+    assert main(["evaluate", str(tmp_path / "p.npy"), str(tmp_path / "th.npy")]) == 2
+    assert "th.npy holds float64 values that are not labels (e.g. 0.5)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("slab", [40, 10 ** 6])

@@ -98,12 +98,20 @@ def test_bad_prompts_leave_the_session_unchanged(random_weights):
         lambda: seg.add_scribble(3, np.zeros((40, 48), bool)),
         lambda: seg.add_scribble(3, np.ones((40, 40), bool)),
         lambda: seg.set_slice_mask(3, np.ones((48, 40), bool)),
+        lambda: seg.set_slice_mask(3, np.full((40, 48), 0.3)),  # a probability, not a mask
+        lambda: seg.add_scribble(3, np.full((40, 48), np.nan)),
         lambda: seg.segment_slice(4),                          # no prompt there
     ]
     for f in bad:
         with pytest.raises(InteractiveError):
             f()
         assert _same(_state(seg), before)
+    with pytest.raises(InteractiveError, match=r"the mask holds float64 values that are not labels \(e.g. 0.3\)"):
+        seg.set_slice_mask(3, np.full((40, 48), 0.3))
+    m = np.zeros((40, 48))
+    m[8:20, 9:30] = 1.0   # a float mask of 0 and 1 is a mask
+    seg.set_slice_mask(3, m)
+    assert np.array_equal(seg.annotation(3), m > 0) and seg.painted_slices == [3]
     neg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)
     neg.add_click(7, 10, 10, positive=False)   # only a negative click and nothing to correct
     before = _state(neg)

@@ -1,3 +1,4 @@
+import re
 import tracemalloc
 
 import dask.array as da
@@ -165,3 +166,35 @@ def test_label_ids_are_np_unique_read_slab_by_slab(tmp_path):
         label_ids(lab[0])
     with pytest.raises(InterruptedError):
         label_ids(lab, cancel=lambda: True)
+
+
+def test_float_stored_labels_are_labels_and_fractions_are_refused(tmp_path):
+    """FSL and SPM write masks as float32: whole values are read as the ids they are (lazily for a
+    lazy volume); a fraction, NaN or a negative value is refused naming it, never truncated to an id."""
+    from halo_seg.io.labels import open_labels, whole_labels
+    lab = np.zeros((6, 7, 8), np.uint16)
+    lab[1:4, 2:5, 3:7] = 2
+    lab[4, 0, 0] = 70000 % 65536 + 300
+    ints = lab.astype(np.int32)
+    assert whole_labels(ints) is ints and whole_labels(lab > 0).dtype == bool
+    for arr in (lab.astype(np.float32), da.from_array(lab.astype(np.float64), chunks=(2, 7, 8))):
+        out = whole_labels(arr, slab_voxels=56)
+        assert out.dtype == np.uint32 and isinstance(out, type(arr))
+        np.testing.assert_array_equal(np.asarray(out), lab)
+    z = zarr.open(str(tmp_path / "f.zarr"), mode="w", shape=lab.shape, chunks=(3, 7, 8), dtype=np.float32)
+    z[:] = lab
+    np.testing.assert_array_equal(np.asarray(whole_labels(z)), lab)
+    for value, shown in ((0.5, "0.5"), (np.nan, "nan"), (-1.0, "-1"), (2.0 ** 40, "1.09951e+12")):
+        bad = lab.astype(np.float64)
+        bad[5, 6, 7] = value
+        with pytest.raises(VolumeError, match=re.escape(f"the mask holds float64 values that are not labels (e.g. {shown})")):
+            whole_labels(bad, "the mask", slab_voxels=56)
+    with pytest.raises(VolumeError, match="not labels"):
+        whole_labels(lab.astype(np.complex64))
+    nib.save(nib.Nifti1Image(lab.astype(np.float32).transpose(2, 1, 0), np.eye(4)), tmp_path / "m.nii.gz")
+    v = open_labels(tmp_path / "m.nii.gz")
+    assert v.data.dtype == np.uint32
+    np.testing.assert_array_equal(v.data.compute(), lab)
+    nib.save(nib.Nifti1Image((lab * 0.3).astype(np.float32).transpose(2, 1, 0), np.eye(4)), tmp_path / "p.nii.gz")
+    with pytest.raises(VolumeError, match=r"p.nii.gz holds float32 values that are not labels \(e.g. 0.6\)"):
+        open_labels(tmp_path / "p.nii.gz")

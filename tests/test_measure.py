@@ -122,6 +122,11 @@ def test_cli_measure_nifti(tmp_path, capsys):
     assert "not labels" in capsys.readouterr().err
     assert cli.main(["measure", str(tmp_path / "lab.nii.gz"), "--spacing", "1,x,1"]) == 2
     assert "--spacing" in capsys.readouterr().err
+    # the same labels stored as float32 (as FSL writes masks) measure the same
+    nib.save(nib.Nifti1Image(lab.transpose(2, 1, 0).astype(np.float32), affine), tmp_path / "labf.nii.gz")
+    assert cli.main(["measure", str(tmp_path / "labf.nii.gz"), "--image", str(tmp_path / "img.nii.gz"),
+                     "--csv", str(tmp_path / "tf.csv")]) == 0
+    assert (tmp_path / "tf.csv").read_text() == (tmp_path / "t.csv").read_text()
 
 
 @pytest.mark.parametrize("name", ["lab.nii.gz", "lab.zarr"])

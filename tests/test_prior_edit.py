@@ -48,7 +48,7 @@ def test_start_from_is_validated_and_leaves_the_session_unchanged(random_weights
     seg = InteractiveSegmenter(vol, device="cpu", weights=random_weights)
     good = np.zeros(vol.shape, np.uint8)
     good[2:4, 8:20, 8:20] = 3
-    for bad, msg in ((np.ones((6, 32, 31), bool), "has shape"), (good.astype(np.float32), "boolean or integer"),
+    for bad, msg in ((np.ones((6, 32, 31), bool), "has shape"), (good * np.float32(0.5), "not labels"),
                      (np.zeros(vol.shape, bool), "is empty")):
         with pytest.raises(InteractiveError, match=msg):
             seg.start_from(bad)
@@ -61,6 +61,9 @@ def test_start_from_is_validated_and_leaves_the_session_unchanged(random_weights
     assert np.array_equal(seg.prediction, good > 0) and np.array_equal(seg.prior, good > 0)
     seg.undo()
     assert seg.prior is None and not seg.prediction.any()
+    # labels stored as floats (an FSL or SPM mask) are labels: label 3 picked out as from the integers
+    seg.start_from(good.astype(np.float32), label=3)
+    assert np.array_equal(seg.prior, good == 3)
 
 
 def _corrected_prior(weights, seed, z):

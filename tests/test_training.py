@@ -63,6 +63,19 @@ def test_bad_training_input(pair, tmp_path):
             train_unet([im], [lb], cfg, tmp_path / "x.safetensors", log=lambda *a: None)
 
 
+def test_cli_train_refuses_fractional_labels_before_training(pair, tmp_path, capsys):
+    """Labels of 0.5 (resampled with interpolation) were cast to 0 and trained on as background."""
+    from halo_seg.cli import main
+    img, lab = pair
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "lab.npy", lab * 0.5)
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
+                 "--out", str(out), "--iterations", "1", "--quiet"]) == 2
+    assert "lab.npy holds float64 values that are not labels (e.g. 0.5)" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.fixture(scope="module")
 def held_out():
     ph = make_phantom((24, 40, 32), n_objects=2, seed=4, noise=0.05)

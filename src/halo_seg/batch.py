@@ -114,7 +114,7 @@ def evaluate_folders(pred_dir, truth_dir, labels=None, distances: bool = True,
     s.d. and median, mean HD95 and ASSD; unmatched: {"no prediction": [...], "no reference": [...],
     "failed": {case: reason}}). Cases on different grids are reported as failed, not compared."""
     from .evaluate import compare_labels
-    from .io import open_volume
+    from .io.labels import open_labels
     preds = {case_name(p): p for p in find_cases(pred_dir, outputs_first=True)}
     truths = {case_name(p): p for p in find_cases(truth_dir)}
     both = sorted(set(preds) & set(truths))
@@ -125,8 +125,8 @@ def evaluate_folders(pred_dir, truth_dir, labels=None, distances: bool = True,
     rows: dict[str, list] = {}
     for i, case in enumerate(both, 1):
         try:
-            truth = open_volume(truths[case])
-            table = compare_labels(open_volume(preds[case]).data, truth.data, truth.spacing, labels=labels,
+            truth = open_labels(truths[case])
+            table = compare_labels(open_labels(preds[case]).data, truth.data, truth.spacing, labels=labels,
                                    distances=distances)
         except (VolumeError, ValueError) as exc:
             unmatched["failed"][case] = str(exc)

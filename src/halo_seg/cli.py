@@ -267,6 +267,7 @@ def cmd_train(a) -> int:
     from .engine import normalize
     from .engine.partition import parse_grid
     from .io import open_volume
+    from .io.labels import open_labels
     from .train.model_card import write_card
     from .train.unet_train import TrainConfig, TrainingError, train_unet
     import numpy as np
@@ -289,10 +290,10 @@ def cmd_train(a) -> int:
     scale = training_spacing(opened, log=lambda m: print("note: " + m))   # recorded: segment resamples to it
     data = {"images": list(a.images), "labels": list(a.labels), "validation": list(a.val_images)}   # for the card
     imgs = [np.asarray(v.data) for v in opened]
-    labs = [np.asarray(open_volume(p).data).astype(np.int64) for p in a.labels]
+    labs = [np.asarray(open_labels(p).data).astype(np.int64) for p in a.labels]
     val = dict(val_images=[np.asarray(open_volume(p, channel=a.channel, timepoint=a.timepoint).data)
                            for p in a.val_images],
-               val_labels=[np.asarray(open_volume(p).data).astype(np.int64) for p in a.val_labels])
+               val_labels=[np.asarray(open_labels(p).data).astype(np.int64) for p in a.val_labels])
     n = a.classes or int(max(l.max() for l in labs)) + 1
     bar = tqdm(total=a.iterations, desc="training", unit="it", disable=a.quiet)
 
@@ -363,8 +364,9 @@ def _read_pair(image_path, labels_path, a):
     whole; they must match in shape."""
     import numpy as np
     from .io import open_volume
+    from .io.labels import open_labels
     from .train.unet_train import TrainingError
-    img, lab = open_volume(image_path, channel=a.channel, timepoint=a.timepoint), open_volume(labels_path)
+    img, lab = open_volume(image_path, channel=a.channel, timepoint=a.timepoint), open_labels(labels_path)
     if img.shape != lab.shape:
         raise TrainingError(f"{image_path} {img.shape} and {labels_path} {lab.shape} differ in shape")
     return np.asarray(img.data), np.asarray(lab.data), img.spacing
@@ -529,9 +531,10 @@ def cmd_export(a) -> int:
 
 def cmd_measure(a) -> int:
     from .io import geometry, open_volume
+    from .io.labels import open_labels
     from .io.volume import length_unit
     from .measure import format_table, measure_labels, write_csv
-    lab = open_volume(a.labels)
+    lab = open_labels(a.labels)
     img = open_volume(a.image, channel=a.channel, timepoint=a.timepoint) if a.image else None
     # the labels' own spacing, unit and geometry where their file has them (a .npy has none), else the image's
     src = lab if (lab.meta.get("unit") or lab.meta.get(geometry.KEY) or img is None) else img
@@ -568,11 +571,12 @@ def cmd_instances(a) -> int:
     from tqdm import tqdm
     import numpy as np
     from .instances import label_instances, split_touching
-    from .io import geometry, open_volume
+    from .io import geometry
     from .io import VolumeError
+    from .io.labels import open_labels
     if Path(a.labels).resolve() == Path(a.output).resolve():
         raise VolumeError("the output must not be the input: the input is read again while the output is written")
-    lab = open_volume(a.labels)
+    lab = open_labels(a.labels)
     g = lab.meta.get(geometry.KEY)
     with tqdm(total=1, desc="objects", unit="slab", disable=a.quiet) as bar:
         def progress(done, total):
@@ -622,12 +626,12 @@ def cmd_session(a) -> int:
 
 def cmd_evaluate(a) -> int:
     from .evaluate import compare_instances, compare_labels, format_comparison, format_instances
-    from .io import open_volume
+    from .io.labels import open_labels
     from .measure import write_csv
     from .batch import is_case_folder
     if is_case_folder(a.pred) or is_case_folder(a.truth):
         return _evaluate_folders(a)
-    pred, truth = open_volume(a.pred), open_volume(a.truth)   # the same shape is checked; truth's spacing is used
+    pred, truth = open_labels(a.pred), open_labels(a.truth)   # the same shape is checked; truth's spacing is used
     if a.instances:
         table = compare_instances(pred.data, truth.data, thresholds=a.iou)
         print(format_instances(table))

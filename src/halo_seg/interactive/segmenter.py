@@ -22,6 +22,8 @@ from .propagation import annotation_roi, merge, propagate_volume, to_volume_mask
 from .quality import QualityModel, distance_scale, load_for, slice_features
 from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
 from .slice_masks import SliceMasks
+from ..io.labels import whole_labels
+from ..io.volume import VolumeError
 
 # Off: recommend past an end cut by a stop rule, this fraction of the extent away (scored on the
 # validation regions by benchmarks/interactive_variants.py, no reliable gain)
@@ -311,7 +313,10 @@ class InteractiveSegmenter:
         m = np.asarray(mask)
         if m.shape != self.shape[1:]:
             raise InteractiveError(f"{what} must have the slice shape {self.shape[1:]}, got {m.shape}")
-        return m.astype(bool)
+        try:   # a float mask of 0.3 (a probability) is not "object": refused, not taken as nonzero
+            return whole_labels(m, f"the {what}").astype(bool)
+        except VolumeError as exc:
+            raise InteractiveError(str(exc)) from None
 
     def _push(self) -> _State:
         """Snapshot for undo; the live state (a copy) may then be changed. A new step ends what could
@@ -410,12 +415,13 @@ class InteractiveSegmenter:
         shape = tuple(mask3d.shape)
         if shape != self.volume_shape:
             raise InteractiveError(f"the mask to start from has shape {shape}; the volume's is {self.volume_shape}")
-        dt = np.dtype(mask3d.dtype)
-        if not (np.issubdtype(dt, np.integer) or dt == bool):
-            raise InteractiveError(f"the mask to start from must be boolean or integer labels, got dtype {dt}")
         if self._s.annotations or self._s.prompts:
             raise InteractiveError("this session already has prompts or slices: reset it before starting "
                                    "from a mask")
+        try:   # float-stored labels (FSL, SPM masks) as integers; probabilities refused
+            mask3d = whole_labels(mask3d, "the mask to start from")
+        except VolumeError as exc:
+            raise InteractiveError(str(exc)) from None
         m = SliceMasks.from_volume(mask3d, self.axis, label, cancel)
         if not m.any():
             if label is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry
-from .labels import check_label_dtype, write_labels
+from .labels import check_label_dtype, open_labels, write_labels
 from .volume import VolumeError, open_volume
 
 
@@ -26,7 +26,7 @@ def export_labels(labels_path, output, like=None, name: str = "halo-seg", label=
     series) they belong to, by default the input `segment` kept. For a mesh (.stl, .ply, .obj):
     ``label`` picks one object (default: a file per label), ``smooth`` Taubin iterations. Returns
     what was written, in words."""
-    lab = open_volume(labels_path)
+    lab = open_labels(labels_path)
     check_label_dtype(lab.data.dtype, str(labels_path))
     from .mesh import MESH_SUFFIXES, write_meshes
     if str(output).lower().endswith(MESH_SUFFIXES):

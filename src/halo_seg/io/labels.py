@@ -8,13 +8,47 @@ import dask.array as da
 import numpy as np
 
 from .geometry import KEY as GEOMETRY, check, to_nifti
-from .volume import NIFTI_SUFFIXES, VolumeError
+from .volume import NIFTI_SUFFIXES, Volume, VolumeError, open_volume
 
 
 def check_label_dtype(dtype, what: str = "the array") -> None:
     """Labels are integer or boolean ids; anything else (intensities, probabilities) is refused."""
     if not (np.issubdtype(dtype, np.integer) or np.dtype(dtype) == bool):
         raise VolumeError(f"{what} holds {dtype} values, not labels: labels must be integer or boolean")
+
+
+def whole_labels(labels, what: str = "the label volume", slab_voxels: int = 2 ** 25):
+    """Labels stored as floats (FSL and SPM write masks as float32; many NIfTI labels are) as
+    integers, when every value is a whole number >= 0; integer and boolean labels are returned as
+    they are. Anything else (a probability map, labels resampled with interpolation, NaN) is refused
+    naming a value, before any result is computed: casting would truncate 0.5 to background. A
+    float volume is read once slab-wise for the check (a lazy one stays lazy: it is cast per chunk)."""
+    dtype = np.dtype(labels.dtype)
+    if np.issubdtype(dtype, np.integer) or dtype == bool:
+        return labels
+    if not np.issubdtype(dtype, np.floating):
+        check_label_dtype(dtype, what)
+    shape = tuple(int(s) for s in labels.shape)
+    rows = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    step = max(1, slab_voxels // max(1, rows))
+    top = float(np.iinfo(np.uint32).max)
+    for z0 in range(0, shape[0] if shape else 1, step):
+        slab = np.asarray(labels[z0:z0 + step] if shape else labels)
+        bad = ~np.isfinite(slab) | (slab < 0) | (slab > top) | (slab != np.round(slab))
+        if bad.any():
+            v = slab[bad].flat[0]
+            raise VolumeError(f"{what} holds {dtype} values that are not labels (e.g. {v:g}): label ids are "
+                              "whole numbers >= 0; threshold a probability map, or resample labels with "
+                              "nearest neighbour, first")
+    return labels.astype(np.uint32) if isinstance(labels, (np.ndarray, da.Array)) else da.asarray(labels).astype(np.uint32)
+
+
+def open_labels(source) -> Volume:
+    """A label volume (a file, a folder or an array) opened like any volume, float-stored labels
+    as integers (whole_labels)."""
+    vol = open_volume(source)
+    vol.data = whole_labels(vol.data, str(source) if isinstance(source, (str, Path)) else "the label volume")
+    return vol
 
 
 def check_label_volume(labels, what: str = "the label volume") -> tuple[int, int, int]:
