@@ -198,3 +198,32 @@ def test_float_stored_labels_are_labels_and_fractions_are_refused(tmp_path):
     nib.save(nib.Nifti1Image((lab * 0.3).astype(np.float32).transpose(2, 1, 0), np.eye(4)), tmp_path / "p.nii.gz")
     with pytest.raises(VolumeError, match=r"p.nii.gz holds float32 values that are not labels \(e.g. 0.6\)"):
         open_labels(tmp_path / "p.nii.gz")
+
+
+def test_labels_saved_back_onto_the_store_they_were_read_from_are_kept(tmp_path):
+    """A Labels layer opened from a zarr is a lazy view of it; saving it back to the same path wiped
+    the store before reading it (all zeros). An error while writing leaves the old labels whole, and
+    only labels written here are ever replaced."""
+    lab = np.zeros((6, 10, 12), np.uint8)
+    lab[1:5, 2:8, 3:9] = 4
+    path = tmp_path / "l.zarr"
+    write_labels(lab, path, chunks=(2, 10, 12))
+    write_labels(open_volume(path).data + 1, path)            # read lazily from the store it replaces
+    np.testing.assert_array_equal(np.asarray(open_volume(path).data), lab + 1)
+
+    def fail(block):
+        raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_labels(da.from_array(lab, chunks=(2, 10, 12)).map_blocks(fail, dtype=lab.dtype), path)
+    np.testing.assert_array_equal(np.asarray(open_volume(path).data), lab + 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.zarr"]   # no temporary left
+    img = zarr.open(str(tmp_path / "img.zarr"), mode="w", shape=lab.shape, dtype=np.float32)
+    img[:] = 3.5
+    grp = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    grp.create_array("x", shape=(2,), dtype=np.uint8)
+    (tmp_path / "f.zarr").write_text("not a store")
+    for name, msg in (("img.zarr", "holds a float32 zarr array not marked as labels"),
+                      ("g.zarr", "holds a zarr group"), ("f.zarr", "is not a zarr store of labels")):
+        with pytest.raises(VolumeError, match=msg):
+            write_labels(lab, tmp_path / name)
+    assert (np.asarray(img) == 3.5).all() and list(zarr.open_group(str(tmp_path / "g.zarr")).keys()) == ["x"]

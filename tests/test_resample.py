@@ -285,6 +285,13 @@ def test_cli_resample_places_the_new_grid_where_the_scan_lies(tmp_path):
     np.save(tmp_path / "bare.npy", img)
     r = run("resample", tmp_path / "bare.npy", tmp_path / "z.zarr", "--spacing", "1,1,1")
     assert r.returncode != 0 and "records no voxel size; give it with --input-spacing" in r.stderr
+    # only its own earlier output is replaced: another image (here the labels written above) never
+    r = run("resample", tmp_path / "img.nii.gz", tmp_path / "fine.zarr", "--spacing", "2,1.5,1.5")
+    assert r.returncode == 0, r.stderr
+    assert open_volume(tmp_path / "fine.zarr").shape == (12, 28, 10)
+    r = run("resample", tmp_path / "img.nii.gz", tmp_path / "back.zarr", "--spacing", "1,1,1")
+    assert r.returncode != 0 and "back.zarr exists and is not an output of halo-seg resample" in r.stderr
+    assert np.array_equal(np.asarray(open_volume(tmp_path / "back.zarr").data), lab)
 
 
 def test_torchrun_ranks_share_the_way_back(tmp_path, two_mm_weights):

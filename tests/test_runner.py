@@ -90,6 +90,24 @@ def test_bad_inputs(tmp_path, phantom_npy, tiny_weights):
         segment(phantom_npy, tmp_path / "o.zarr", tiny_weights, mode="magic")
 
 
+def test_an_existing_path_is_replaced_only_if_segment_wrote_it(tmp_path, phantom_npy, tiny_weights):
+    """Any store with a zarr.json was removed to make way for the output: the user's labels, the
+    input image itself (`segment scan.zarr scan.zarr`)."""
+    src = zarr.open(str(tmp_path / "scan.zarr"), mode="w", shape=np.load(phantom_npy).shape, dtype=np.float32)
+    src[:] = np.load(phantom_npy)
+    mine = zarr.open(str(tmp_path / "mine.zarr"), mode="w", shape=(4, 4, 4), dtype=np.uint8)
+    mine[:] = 7
+    for inp, out in ((tmp_path / "scan.zarr", tmp_path / "scan.zarr"), (phantom_npy, tmp_path / "mine.zarr")):
+        with pytest.raises(VolumeError, match="exists and is not an output of halo-seg segment"):
+            segment(inp, out, tiny_weights)
+    np.testing.assert_array_equal(src[...], np.load(phantom_npy))
+    assert (mine[...] == 7).all()
+    segment(phantom_npy, tmp_path / "o.zarr", tiny_weights)
+    zarr.open_group(str(tmp_path / "o.zarr"), mode="a")["labels"][0, 0, 0] = 99
+    segment(phantom_npy, tmp_path / "o.zarr", tiny_weights)   # an earlier output: run again
+    assert zarr.open_group(str(tmp_path / "o.zarr"))["labels"][0, 0, 0] != 99
+
+
 def test_cli_segment_and_errors(tmp_path, phantom_npy, tiny_weights, capsys):
     assert main(["segment", str(phantom_npy), str(tmp_path / "c.zarr"), "--weights", str(tiny_weights),
                  "--grid", "2,1,1"]) == 0

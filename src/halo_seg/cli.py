@@ -534,11 +534,12 @@ def cmd_measure(a) -> int:
     from .io.labels import open_labels
     from .io.volume import length_unit
     from .measure import format_table, measure_labels, write_csv
+    given = _spacing_arg(a.spacing)   # a typo is reported before any voxel is read
     lab = open_labels(a.labels)
     img = open_volume(a.image, channel=a.channel, timepoint=a.timepoint) if a.image else None
     # the labels' own spacing, unit and geometry where their file has them (a .npy has none), else the image's
     src = lab if (lab.meta.get("unit") or lab.meta.get(geometry.KEY) or img is None) else img
-    spacing = _spacing_arg(a.spacing) or src.spacing
+    spacing = given or src.spacing
     unit = (length_unit(a.unit) or a.unit) if a.unit else src.meta.get("unit")
     g = src.meta.get(geometry.KEY)
     if g is not None and tuple(g["shape"]) != lab.shape:

@@ -37,8 +37,8 @@ def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, 
     import zarr
     path = Path(path)
     if path.exists() and not resume:
-        if not path.is_dir() or not (path / "zarr.json").exists():
-            raise VolumeError(f"output {path} exists and is not a halo-seg zarr; choose a new path")
+        if not is_output(path):   # the input image, the user's labels, any other store: never removed
+            raise VolumeError(f"output {path} exists and is not an output of halo-seg segment; choose a new path")
         import shutil
         shutil.rmtree(path)
     if resume and path.exists():
@@ -61,6 +61,19 @@ def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, 
                           name="probabilities", spacing=spacing)
     create_zarr_array(path, grid, (1, 1, 1), np.uint8, name="done", spacing=spacing)
     return grp
+
+
+def is_output(path) -> bool:
+    """Whether ``path`` is a group written by open_output (it carries the job's signature)."""
+    import zarr
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception:   # not a zarr store
+        return False
+    return isinstance(node, zarr.Group) and "signature" in (node.attrs.get("halo_seg") or {})
 
 
 def done_map(path) -> np.ndarray:

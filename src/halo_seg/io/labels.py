@@ -1,6 +1,8 @@
 """Write label volumes: chunk-aligned zarr (concurrent writers never share a chunk) or NIfTI."""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -189,13 +191,49 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
     if is_ome_image(path):   # never replace a user's image with its labels
         raise VolumeError(f"{path} is an OME-Zarr image; labels go into it (io.ome_labels.write_ome_labels, "
                           f"`halo-seg export LABELS {path.name}`), never over it")
+    if path.exists():
+        check_replaceable(path)
     src = labels if isinstance(labels, da.Array) else da.from_array(np.asarray(labels),
                                                                    chunks=chunks or "auto")
     if chunks is not None:
         src = src.rechunk(tuple(chunks))
     dt = np.dtype(np.uint32) if src.dtype.itemsize > 4 else (np.dtype(np.uint8) if src.dtype == bool else src.dtype)
-    out = create_zarr_array(path, src.shape, [c[0] for c in src.chunks], dt, spacing=spacing,
-                            overwrite=True, geometry=geometry)
-    mark_labels(out, unit)
-    da.store(src.astype(dt), out, lock=False)
+    # written beside and swapped in at the end: the labels may be read lazily from the very store
+    # they replace (a layer opened from it and saved back), and an error leaves the old store whole
+    tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
+    try:
+        out = create_zarr_array(tmp, src.shape, [c[0] for c in src.chunks], dt, spacing=spacing,
+                                overwrite=True, geometry=geometry)
+        mark_labels(out, unit)
+        da.store(src.astype(dt), out, lock=False)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, path)
     return path
+
+
+def check_replaceable(path: Path) -> None:
+    """Labels replace only labels: a zarr array this package marked as labels. An image, another
+    tool's array, a segment output group (it keeps its uncertainty) or any other file is refused."""
+    import zarr
+    try:
+        node = zarr.open(str(path), mode="r") if path.is_dir() else None
+    except Exception:   # not a zarr store
+        node = None
+    if node is None:
+        raise VolumeError(f"{path} exists and is not a zarr store of labels; labels are not written over it: "
+                          "choose a new path")
+    if isinstance(node, zarr.Array) and node.attrs.get(LABELS_ATTR):
+        return
+    what = "a zarr group" if not isinstance(node, zarr.Array) else f"a {node.dtype} zarr array not marked as labels"
+    raise VolumeError(f"{path} exists and holds {what}; labels replace only labels written here: choose a new path")
+
+
+def replace_dir(new: Path, path: Path) -> None:
+    """Put the directory ``new`` where ``path`` is, removing what was there only once ``new`` is in place."""
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    if path.exists():
+        path.rename(old)
+    new.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
