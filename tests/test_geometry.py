@@ -113,9 +113,17 @@ def test_segment_then_export_places_labels_on_the_scan(tmp_path, scan, tiny_weig
     assert main(["export", str(tmp_path / "lab.npy"), str(tmp_path / "y.nii.gz"), "--like",
                  str(tmp_path / "other.npy")]) == 2
     assert "carries no scan geometry" in capsys.readouterr().err
-    np.save(tmp_path / "float.npy", np.ones(SHAPE_XYZ[::-1], np.float32))
+    # the scan is never written over: not as --like, not as the scan segment ran on, not the labels
+    before = path.read_bytes()
+    for args, what in (([str(tmp_path / "lab.npy"), str(path), "--like", str(path)], "the scan given with --like"),
+                       ([str(tmp_path / "seg.zarr"), str(path)], "the scan they were computed on"),
+                       ([str(tmp_path / "seg.nii.gz"), str(tmp_path / "seg.nii.gz")], "the labels")):
+        assert main(["export", *args]) == 2
+        assert f"is {what}; write to a new path" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    np.save(tmp_path / "float.npy", np.full(SHAPE_XYZ[::-1], 0.5, np.float32))   # a probability map
     assert main(["export", str(tmp_path / "float.npy"), str(tmp_path / "z.nii.gz")]) == 2
-    assert "not labels" in capsys.readouterr().err
+    assert "not labels" in capsys.readouterr().err and not (tmp_path / "z.nii.gz").exists()
     assert main(["info", str(path)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["origin_mm"] == [101.5, 87.0, -64.0] and info["orientation"] == orientation(open_volume(path).meta[KEY])

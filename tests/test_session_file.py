@@ -188,6 +188,9 @@ def test_the_command_line_writes_a_saved_session_onto_its_scan(tmp_path, capsys)
     np.testing.assert_allclose(back.meta[KEY]["sform"], vol.meta[KEY]["sform"])
     assert main(["session", str(scan), str(session), str(out)]) == 2
     assert "exists" in capsys.readouterr().err
+    before = scan.read_bytes()
+    assert main(["session", str(scan), str(session), str(scan), "--overwrite"]) == 2
+    assert "is the image; write to a new path" in capsys.readouterr().err and scan.read_bytes() == before
     torch.manual_seed(1)
     other = save_memnet(MemSegNet(size=32, width=4), tmp_path / "other.safetensors")
     assert main(["session", str(scan), str(session), str(tmp_path / "again.nii.gz"), "--weights", str(other)]) == 0

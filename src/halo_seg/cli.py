@@ -609,6 +609,9 @@ def cmd_session(a) -> int:
     out = Path(a.output)
     if out.exists() and not a.overwrite:
         raise VolumeError(f"{out} exists; pass --overwrite to replace it")
+    for what, p in (("the image", a.image), ("the session", a.session)):   # --overwrite is for an earlier output
+        if out.resolve() == Path(p).resolve():
+            raise VolumeError(f"the output {out} is {what}; write to a new path")
     vol = open_volume(a.image, channel=a.channel, timepoint=a.timepoint)
     seg = InteractiveSegmenter.from_session(a.session, vol.data, spacing=vol.spacing, device=a.device,
                                             weights=a.weights)

@@ -26,6 +26,12 @@ def export_labels(labels_path, output, like=None, name: str = "halo-seg", label=
     series) they belong to, by default the input `segment` kept. For a mesh (.stl, .ply, .obj):
     ``label`` picks one object (default: a file per label), ``smooth`` Taubin iterations. Returns
     what was written, in words."""
+    from .ome_labels import is_ome_image
+    if not is_ome_image(Path(output)):   # into an OME-Zarr image is where its labels go; over a scan never
+        for what, p in (("the labels", labels_path), ("the scan given with --like", like),
+                        ("the scan they were computed on", _made_from(labels_path))):
+            if p and Path(output).resolve() == Path(p).resolve():
+                raise VolumeError(f"the output {output} is {what}; write to a new path")
     lab = open_labels(labels_path)
     check_label_dtype(lab.data.dtype, str(labels_path))
     from .mesh import MESH_SUFFIXES, write_meshes

@@ -181,7 +181,13 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
         else:
             img = to_nifti(arr.astype(dt), geometry, spacing)
         set_nifti_unit(img, unit)
-        nib.save(img, str(path))
+        # beside, then renamed over: an error (a full disk) leaves the file that was there
+        tmp = path.with_name(f".{path.name}.writing-{os.getpid()}{''.join(path.suffixes)}")
+        try:
+            nib.save(img, str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
     if not name.endswith(".zarr"):
         raise VolumeError(f"cannot write labels to '{path.name}': use a .zarr, .nii or .nii.gz path")
