@@ -29,18 +29,16 @@ def write_dicom_seg(labels, series, path, names: dict | None = None, automatic: 
     import pydicom
     from .. import __version__
     from .dicom import open_series
-    from .labels import check_label_dtype
+    from .labels import check_label_dtype, label_ids
     vol = open_series(series)
     arr = np.asarray(labels)
     if arr.shape != vol.shape:
         raise VolumeError(f"labels of shape {arr.shape} are not on the grid of the DICOM series {series} "
                           f"{vol.shape}")
     check_label_dtype(arr.dtype)
-    values = [int(v) for v in np.unique(arr) if v != 0]
+    values = label_ids(arr, what="the labels")   # refuses negative ids
     if not values:
         raise VolumeError("the labels are empty: a DICOM SEG needs at least one labelled voxel")
-    if min(values) < 0:
-        raise VolumeError("label values must be positive")
     sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in vol.meta["files"]]   # headers suffice
     if vol.meta.get("multiframe"):   # SEG frames follow the source file's frames, whatever their order
         arr = arr[_frame_slices(sources[0], vol.meta["geometry"])]

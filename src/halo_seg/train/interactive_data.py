@@ -21,6 +21,7 @@ from scipy import ndimage as ndi
 from ..interactive.roi import crop_stack, guidance_maps, mask_bbox, normalise, resize, roi_from_bbox
 from ..interactive.simulate import depth_inside, error_regions, thick_slices
 from .deform import DeformedView
+from ..io.labels import label_ids
 
 AXIS_ORDERS = ((0, 1, 2), (1, 0, 2), (2, 0, 1), (0, 2, 1), (1, 2, 0), (2, 1, 0))
 
@@ -111,7 +112,7 @@ def user_source(image: np.ndarray, labels: np.ndarray, spacing=(1.0, 1.0, 1.0), 
         raise ValueError(f"{name}: image {image.shape} and labels {labels.shape} must be 3D volumes of one shape")
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
         raise ValueError(f"{name}: labels must be integers (one value per object), got {labels.dtype}")
-    values = set(int(v) for v in np.unique(labels)) - {0}
+    values = set(label_ids(labels, what=f"{name}: the labels"))
     if regions is not None:
         missing = sorted(set(regions) - values)
         if missing:
