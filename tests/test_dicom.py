@@ -234,7 +234,7 @@ def test_labels_go_back_as_dicom_seg_on_their_source_images(tmp_path, series):
         write_dicom_seg(np.zeros_like(labels), folder, tmp_path / "x.dcm")
     with pytest.raises(VolumeError, match="integer or boolean"):
         write_dicom_seg(labels.astype(np.float32), folder, tmp_path / "x.dcm")
-    with pytest.raises(VolumeError, match="positive"):
+    with pytest.raises(VolumeError, match="negative values; label ids must be >= 0"):
         write_dicom_seg(-labels.astype(np.int16), folder, tmp_path / "x.dcm")
     assert not (tmp_path / "x.dcm").exists()
 
