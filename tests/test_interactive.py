@@ -53,6 +53,17 @@ def test_bad_volumes_are_refused(vol, msg, random_weights):
         InteractiveSegmenter(vol, device="cpu", weights=random_weights)
 
 
+@pytest.mark.parametrize("kw, msg", [
+    ({"spacing": (np.nan, 1, 1)}, "spacing must be 3 positive"), ({"spacing": (1, np.inf, 1)}, "spacing must be 3 positive"),
+    ({"spacing": (0, 1, 1)}, "spacing must be 3 positive"), ({"device": "tpu"}, "device must be 'auto', 'cpu'"),
+    ({"device": "cuda:7"}, "device 'cuda:7' requested but"),
+])
+def test_bad_spacing_and_devices_are_refused(kw, msg, random_weights):
+    """A NaN slice spacing made every distance feature NaN; an unknown device was torch's own error."""
+    with pytest.raises(InteractiveError, match=msg):
+        InteractiveSegmenter(np.zeros((4, 8, 8), np.float32), weights=random_weights, **{"device": "cpu", **kw})
+
+
 def test_bad_weights_are_refused(tmp_path, random_weights):
     vol = np.zeros((4, 32, 32), np.float32)
     with pytest.raises(WeightsError, match="not found"):

@@ -112,9 +112,17 @@ class _State:
 def _pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        d = None
+    if d is None or d.type not in ("cpu", "cuda"):
+        raise InteractiveError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if d.type == "cuda" and not torch.cuda.is_available():
         raise InteractiveError(f"device {device!r} requested but CUDA is not available")
-    return torch.device(device)
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise InteractiveError(f"device {device!r} requested but this machine has {torch.cuda.device_count()} GPU(s)")
+    return d
 
 
 class InteractiveSegmenter:
@@ -145,7 +153,8 @@ class InteractiveSegmenter:
             raise InteractiveError(f"volume must be real numeric, got dtype {dt}")
         if isinstance(volume, np.ndarray) and np.issubdtype(dt, np.floating) and not np.isfinite(volume).all():
             raise InteractiveError("volume contains NaN or infinite values; fill or mask them first")
-        if spacing is not None and (len(spacing) != 3 or min(spacing) <= 0):
+        if spacing is not None and (len(spacing) != 3 or not all(np.isfinite(float(v)) and float(v) > 0
+                                                                 for v in spacing)):
             raise InteractiveError(f"spacing must be 3 positive numbers (z, y, x), got {spacing}")
         if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
             raise InteractiveError(f"axis must be 0, 1 or 2 (the axis slices are taken along), got {axis!r}")
