@@ -41,6 +41,26 @@ def test_tile_baseline_covers_volume_but_is_not_exact(tmp_path, phantom_npy, tin
     assert np.abs(pt - pw).max() > 1e-3
 
 
+def test_reflect_padding_matches_numpy_even_beyond_the_axis_and_thin_volumes_tile(tmp_path, tiny_weights):
+    """dask's reflect pad came out short when the pad exceeded the axis, so tile mode failed on any
+    volume thinner than its window (64 by default)."""
+    import dask.array as da
+    from halo_seg.engine.runner import reflect_pad
+    x = np.random.default_rng(0).normal(size=(5, 9, 1)).astype(np.float32)
+    for pads in (((2, 3), (4, 4), (0, 0)), ((16, 36), (8, 1), (3, 2)), ((4, 5), (20, 0), (0, 7))):
+        for arr in (x, da.from_array(x, chunks=(2, 4, 1))):
+            np.testing.assert_array_equal(np.asarray(reflect_pad(arr, pads)), np.pad(x, pads, mode="reflect"))
+    thin = np.random.default_rng(1).normal(size=(12, 40, 40)).astype(np.float32)
+    np.save(tmp_path / "thin.npy", thin)
+    segment(tmp_path / "thin.npy", tmp_path / "t.zarr", tiny_weights, mode="tile", save_probabilities=True)
+    _, pt, _ = _read(tmp_path / "t.zarr")
+    assert pt.shape[1:] == thin.shape
+    np.testing.assert_allclose(pt.sum(0), 1.0, atol=1e-5)
+    for kw, msg in (({"mode": "tile", "tile_size": 7}, "tile must be at least"), ({"threads": 0}, "threads must be")):
+        with pytest.raises(EngineError, match=msg):
+            segment(tmp_path / "thin.npy", tmp_path / "u.zarr", tiny_weights, **kw)
+
+
 def test_resume_skips_finished_run_and_redoes_missing_blocks(tmp_path, phantom_npy, tiny_weights):
     out = tmp_path / "o.zarr"
     segment(phantom_npy, out, tiny_weights, grid=(2, 1, 1))

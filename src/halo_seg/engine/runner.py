@@ -212,9 +212,13 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         precision = check_precision(precision)
     except PrecisionError as exc:
         raise EngineError(str(exc)) from None
+    if threads is not None and int(threads) < 1:
+        raise EngineError(f"threads must be a positive number of threads per rank, got {threads}")
     grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)   # AUTO is resolved once the volume is open
     vol = open_volume(source, spacing=spacing, channel=channel, timepoint=timepoint)  # validates 3D, numeric, existing
     net, meta = load_model(weights)  # validates weights (every member of an ensemble) before any process starts
+    if mode == "tile" and tile_size is not None and tile_size < 2 * net.multiple:   # a 1-voxel bottleneck cannot be normalised
+        raise EngineError(f"tile must be at least {2 * net.multiple} voxels for this network (2 x 2**depth), got {tile_size}")
     try:
         mirror = parse_mirror(mirror)
         check_trained_for(mirror, meta)
@@ -585,6 +589,20 @@ def tile_starts(n: int, t: int, step: int) -> list[int]:
     return sorted(set(starts))
 
 
+def reflect_pad(data, pads):
+    """numpy's mode="reflect" on a dask array. da.pad cannot reflect more than the axis holds (a
+    12-slice volume padded by 36 came out 34 deep, and tile mode failed on any volume thinner than a
+    window); such an axis is indexed with numpy's reflected positions instead."""
+    import dask.array as da
+    if all(lo < s and hi < s for (lo, hi), s in zip(pads, data.shape)):
+        return da.pad(data, pads, mode="reflect")
+    out = data if isinstance(data, da.Array) else da.from_array(data)
+    for ax, ((lo, hi), s) in enumerate(zip(pads, data.shape)):
+        if lo or hi:
+            out = da.take(out, np.pad(np.arange(s), (lo, hi), mode="reflect"), axis=ax)
+    return out
+
+
 def tile_bands(net, data, norm, dev, tile: int | None = None, overlap: float = 0.5,
                progress=None, cancel=None, mirror=(), precision: str = "fp32"):
     """Overlap-tile baseline: mirror-padded border context (U-Net paper), Gaussian-blended windows
@@ -592,14 +610,13 @@ def tile_bands(net, data, norm, dev, tile: int | None = None, overlap: float = 0
 
     Yields ``(z0, z1, probs)`` for consecutive z-ranges of the volume as soon as no later window can
     reach them, so only a band of one window's depth is held, not the whole volume's blend."""
-    import dask.array as da
     shape = tuple(data.shape)
     m = net.multiple
     t = tile or 64
     t = max(m, (t // m) * m)
     margin = t // 4  # mirrored context around the volume, so border voxels sit inside a window
     pads = [(margin, margin + max(0, t - (s + 2 * margin))) for s in shape]
-    src = da.pad(data, pads, mode="reflect")
+    src = reflect_pad(data, pads)
     step = max(1, int(round(t * (1 - overlap))))
     starts = [tile_starts(s, t, step) for s in src.shape]
     w = gaussian_weight((t, t, t))
