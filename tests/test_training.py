@@ -58,9 +58,28 @@ def test_bad_training_input(pair, tmp_path):
     img, lab = pair
     cfg = TrainConfig(n_classes=2, patch=(16, 16, 16), iterations=1, base=4, depth=2)
     for im, lb, msg in [(img, lab[:, :, :16], "differ"), (img, np.zeros_like(lab), "empty"),
-                        (img[14:18], lab[14:18], "too small"), (img[0], lab[0], "3D"), (img, lab + 5, "n_classes")]:
+                        (img[14:17], lab[14:17], "too small"), (img[0], lab[0], "3D"), (img, lab + 5, "n_classes")]:
         with pytest.raises(TrainingError, match=msg):
             train_unet([im], [lb], cfg, tmp_path / "x.safetensors", log=lambda *a: None)
+
+
+def test_thin_volumes_train_with_patches_cut_to_the_network_and_bad_schedules_are_refused(pair, tmp_path):
+    """A 10-slice volume with the 48-voxel patch gave 10-slice patches, which a depth-3 network cannot
+    take (a shape error); 0 iterations saved an untrained network."""
+    from halo_seg.train.unet_train import fitting_patch
+    assert fitting_patch((48, 48, 48), (10, 20, 100), 8) == [8, 16, 48]
+    img, lab = pair
+    cfg = TrainConfig(n_classes=2, patch=(16, 16, 16), iterations=2, base=4, depth=2, epoch=1)
+    res = train_unet([img[10:20]], [lab[10:20]], cfg, tmp_path / "thin.safetensors", log=lambda *a: None)
+    assert (tmp_path / "thin.safetensors").exists() and res["history"]
+    for kw, msg in (({"iterations": 0}, "iterations must be at least 1"), ({"lr": -1.0}, "learning rate"),
+                    ({"patch": (0, 16, 16)}, "positive multiple")):
+        with pytest.raises(TrainingError, match=msg):
+            train_unet([img], [lab], TrainConfig(**{**cfg.__dict__, **kw}), tmp_path / "x.safetensors", log=lambda *a: None)
+    z = int(lab.sum((1, 2)).argmax())
+    with pytest.raises(TrainingError, match=r"need >= 4 voxels per axis"):   # depth 2: 4 slices are the least
+        train_unet([img[z:z + 3]], [lab[z:z + 3]], cfg, tmp_path / "x.safetensors", log=lambda *a: None)
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_cli_train_refuses_fractional_labels_before_training(pair, tmp_path, capsys):

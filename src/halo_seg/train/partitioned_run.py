@@ -266,16 +266,18 @@ def _check_validated(volumes, grid, depth, held_out: bool) -> None:
 
 
 def _check_run(images, labels, cfg, grid, log=print):
-    from .unet_train import TrainingError, check_pair, starting_weights
+    from .unet_train import TrainingError, check_pair, check_schedule, starting_weights
+    check_schedule(cfg.get("iterations", 1), cfg.get("lr", 1e-3))
     images, labels = _pairs(images, labels)
     if len(images) != len(labels) or not images:
         raise TrainingError(f"{len(images)} images but {len(labels)} label volumes; give them in pairs")
     images, labels = [np.asarray(im) for im in images], [np.asarray(lb) for lb in labels]
     for i, (im, lb) in enumerate(zip(images, labels)):
-        check_pair(im, lb, cfg["n_classes"], cfg["patch"], "volume" if len(images) == 1 else f"volume {i}")
-    # every patch has one shape, so it fits the smallest volume along each axis
-    patch = [min([p] + [im.shape[a] for im in images]) for a, p in enumerate(cfg["patch"])]
+        check_pair(im, lb, cfg["n_classes"], cfg["patch"], "volume" if len(images) == 1 else f"volume {i}",
+                   2 ** cfg["depth"])
+    # every patch has one shape, so it fits the smallest volume along each axis, in multiples of 2**depth
     m = 2 ** cfg["depth"]
+    patch = [min([p] + [im.shape[a] - im.shape[a] % m for im in images]) for a, p in enumerate(cfg["patch"])]
     try:
         PartitionPlan(tuple(patch), tuple(grid), m)
     except Exception as exc:

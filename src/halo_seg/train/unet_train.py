@@ -51,7 +51,7 @@ class TrainConfig:
     new_head: bool = False      # with init: start the classifier afresh even where the class count matches
 
 
-def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, name: str = "volume"):
+def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, name: str = "volume", multiple: int = 8):
     if image.ndim != 3:
         raise TrainingError(f"{name}: image must be 3D (Z, Y, X), got shape {image.shape}")
     if image.shape != labels.shape:
@@ -62,8 +62,9 @@ def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, nam
         raise TrainingError(f"{name}: labels are empty (no foreground voxel)")
     if labels.max() >= n_classes or labels.min() < 0:
         raise TrainingError(f"{name}: labels span {labels.min()}..{labels.max()} but n_classes = {n_classes}")
-    if any(s < 8 for s in image.shape):
-        raise TrainingError(f"{name}: volume {image.shape} is too small (need >= 8 voxels per axis)")
+    if any(s < multiple for s in image.shape):
+        raise TrainingError(f"{name}: volume {image.shape} is too small (need >= {multiple} voxels per axis, "
+                            "2**depth)")
 
 
 def training_device(device: str, local_rank: int = 0) -> torch.device:
@@ -89,9 +90,23 @@ def class_voxels(lab, region) -> dict[int, np.ndarray]:
     return {int(k): np.argwhere((lab == k) & region) for k in np.unique(lab[region]) if k > 0}
 
 
-def _sample_patch(img, lab, wmap, region, fg, patch, rng, fg_p):
+def check_schedule(iterations, lr) -> None:
+    """0 iterations wrote an untrained network as if trained; a negative rate was torch's traceback."""
+    if int(iterations) < 1:
+        raise TrainingError(f"iterations must be at least 1, got {iterations}")
+    if not (np.isfinite(lr) and lr > 0):
+        raise TrainingError(f"the learning rate must be a positive number, got {lr}")
+
+
+def fitting_patch(patch, shape, multiple: int) -> list[int]:
+    """The patch cut to a volume smaller than it, to a multiple of 2**depth (a 10-slice volume with
+    the 48-voxel patch made 10-slice patches, which the network cannot take)."""
+    return [min(p, s - s % multiple) for p, s in zip(patch, shape)]
+
+
+def _sample_patch(img, lab, wmap, region, fg, patch, rng, fg_p, multiple: int = 8):
     shape = img.shape
-    p = [min(ps, s) for ps, s in zip(patch, shape)]
+    p = fitting_patch(patch, shape, multiple)
     if fg and rng.random() < fg_p:
         # a class first, then one of its voxels (nnU-Net): small classes are seen as often as big ones
         vox = fg[list(fg)[rng.integers(len(fg))]]
@@ -115,7 +130,7 @@ def _check_memory(cfg: TrainConfig, shapes, dev, log, val_shapes=()) -> None:
     """Refuse, before the weight maps are computed, a run whose estimated peak does not fit."""
     from . import train_memory
     config = dict(in_channels=1, out_channels=cfg.n_classes, base=cfg.base, depth=cfg.depth)
-    patch = tuple(max(min(p, s) for s in axis) for p, axis in zip(cfg.patch, zip(*shapes)))
+    patch = tuple(max(axis) for axis in zip(*(fitting_patch(cfg.patch, s, 2 ** cfg.depth) for s in shapes)))
     train_memory.require(config, patch, cfg.batch, (1, 1, 1), list(shapes) + list(val_shapes), dev, log,
                          data_bytes_per_voxel=train_memory.UNPARTITIONED_DATA, checkpoint=cfg.checkpoint,
                          precision=cfg.precision)
@@ -182,11 +197,12 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     start, init = 0, starting_weights(cfg.init, resume, cfg.n_classes, (cfg.base, cfg.depth), cfg.normalization,
                                       meta or {}, cfg.new_head, log)
     m = 2 ** cfg.depth
-    if any(p % m for p in cfg.patch):
-        raise TrainingError(f"patch {cfg.patch} must be a multiple of 2**depth = {m}")
+    check_schedule(cfg.iterations, cfg.lr)
+    if any(p % m or p < m for p in cfg.patch):
+        raise TrainingError(f"patch {cfg.patch} must be a positive multiple of 2**depth = {m}")
     images, labels = [np.asarray(im) for im in images], [np.asarray(lb) for lb in labels]
     for i, (im, lb) in enumerate(zip(images, labels)):
-        check_pair(im, lb, cfg.n_classes, cfg.patch, f"volume {i}")
+        check_pair(im, lb, cfg.n_classes, cfg.patch, f"volume {i}", m)
     val_images, val_labels = check_validation(val_images, val_labels, cfg.n_classes)
     if cfg.memory_check:
         _check_memory(cfg, [im.shape for im in images], dev, log, [im.shape for im in val_images])
@@ -239,7 +255,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         xs, ys, ws = [], [], []
         for _ in range(cfg.batch):
             img, lab, wmap, tr, _, fg = vols[rng.integers(len(vols))]
-            x, y, w = _sample_patch(img, lab, wmap, tr, fg, cfg.patch, rng, cfg.foreground_p)
+            x, y, w = _sample_patch(img, lab, wmap, tr, fg, cfg.patch, rng, cfg.foreground_p, m)
             x, y, w = random_flip_rot([x, y, w], rng, cfg.flip_axes, rot_axes=())
             x, y, w = elastic_scale([x, y.astype(np.float32), w], rng)
             xs.append(intensity(x, rng)); ys.append(y.astype(np.int64)); ws.append(w)
