@@ -160,6 +160,12 @@ def test_init_fine_tunes_on_a_fresh_schedule(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     with pytest.raises(ValueError, match="not both"):
         train_interactive(tuned, iterations=1, init=first, resume=first, **quiet)
+    # refused before any data is built (they failed deep in torch, or saved an untrained network)
+    for kw, msg in (({"iterations": 0}, "iterations must be"), ({"batch": 0}, "batch must be"),
+                    ({"width": 0}, "width must be"), ({"lr": -1.0}, "learning rate"), ({"minutes": 0}, "minutes")):
+        with pytest.raises(ValueError, match=msg):
+            train_interactive(tmp_path / "c.safetensors", **{"iterations": 1, **quiet, **kw})
+    assert not (tmp_path / "c.safetensors").exists()
 
 
 def test_learning_rate_follows_one_cycle_for_any_length_and_resumes(tmp_path, monkeypatch):

@@ -165,6 +165,15 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
     precision = check_precision(precision)
     if resume and init:
         raise ValueError("give either resume (continue a run) or init (start from weights), not both")
+    # before any data is built: these failed deep in torch, or (0 iterations) saved an untrained network
+    for name, value, least in (("iterations", iterations, 1), ("batch", batch, 1), ("width", width, 1),
+                               ("size", size, 16), ("sweeps", sweeps, 0), ("sweep steps", sweep_steps, 1)):
+        if int(value) < least or int(value) != value:
+            raise ValueError(f"{name} must be a whole number >= {least}, got {value}")
+    if not (math.isfinite(lr) and lr >= 0):   # 0: the weights kept (tests)
+        raise ValueError(f"the learning rate must be a number >= 0, got {lr}")
+    if minutes is not None and not minutes > 0:
+        raise ValueError(f"minutes must be positive, got {minutes}")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)

@@ -94,8 +94,8 @@ def check_schedule(iterations, lr) -> None:
     """0 iterations wrote an untrained network as if trained; a negative rate was torch's traceback."""
     if int(iterations) < 1:
         raise TrainingError(f"iterations must be at least 1, got {iterations}")
-    if not (np.isfinite(lr) and lr > 0):
-        raise TrainingError(f"the learning rate must be a positive number, got {lr}")
+    if not (np.isfinite(lr) and lr >= 0):   # 0: the weights kept (tests)
+        raise TrainingError(f"the learning rate must be a number >= 0, got {lr}")
 
 
 def fitting_patch(patch, shape, multiple: int) -> list[int]:
