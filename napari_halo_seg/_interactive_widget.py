@@ -494,7 +494,7 @@ class InteractiveWidget(QWidget):
                 counts[2] = int((pred[region] != seg.prior[region]).any(other).sum())
             try:   # kept on disk, so that closing napari or a crash loses no correction
                 kept = seg.save_session(keep)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:   # a full or read-only disk: said, the result kept
                 kept = exc
             return counts, kept
 
@@ -504,7 +504,7 @@ class InteractiveWidget(QWidget):
             self._show()
             r = "" if self.recommended is None else f"; recommended slice to check: {self.recommended}"
             across = "" if seg.axis == 0 else f" across axis {seg.axis}"
-            unsaved = f"; the session could not be saved: {kept}" if isinstance(kept, OSError) else ""
+            unsaved = f"; the session could not be saved: {kept}" if isinstance(kept, Exception) else ""
             edited = "" if differ is None else f"; {differ} slices differ from the label edited"
             self.status.setText(f"propagated in {self.last_seconds:.2f}s on {seg.device.type} through {slices} "
                                 f"slices{across} ({self._volume_text(voxels)}){edited}{r}{unsaved}")

@@ -576,6 +576,14 @@ def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _us
     assert "session saved" in w.status.text() and (_user_dir / "mine.npz").is_file()
     w.open_session(str(kept))                                  # the current object has work: refused
     assert "Commit or Reset it first" in w.status.text()
+    # where the session cannot be kept (here a folder stands at its path) the propagation still lands
+    import napari_halo_seg._interactive_widget as iw
+    monkeypatch.setattr(iw, "last_session_path", lambda name: _user_dir)
+    w.propagate()
+    _wait(qtbot, w)
+    assert "propagated in" in w.status.text() and "the session could not be saved" in w.status.text()
+    assert "is a folder" in w.status.text()
+    monkeypatch.setattr(iw, "last_session_path", last_session_path)
 
     w2 = InteractiveWidget(viewer)                            # as after a restart
     w2.image.setCurrentText("phantom")

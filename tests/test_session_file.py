@@ -154,6 +154,13 @@ def test_bad_session_files_are_refused(tmp_path):
                       (tmp_path / "plain.npz", "not a readable"), (tmp_path / "future.npz", "version 99")):
         with pytest.raises(InteractiveError, match=msg):
             InteractiveSegmenter.from_session(path, vol, device="cpu", weights="default")
+    # saving: a folder at the path (written beside it before) or a place that cannot be written
+    seg = InteractiveSegmenter(vol, device="cpu", weights="default")
+    for path, msg in ((tmp_path, "is a folder; give the session a file name"),
+                      (junk / "s.npz", f"cannot write the session to {junk / 's.npz'}")):
+        with pytest.raises(InteractiveError, match=msg):
+            seg.save_session(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["future.npz", "junk.npz", "plain.npz"]
 
 
 @needs_default

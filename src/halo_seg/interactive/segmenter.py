@@ -719,7 +719,10 @@ class InteractiveSegmenter:
         """Save prompts, trusted masks and the last propagation to ``path`` (.npz, no pickle), to go on
         later with from_session; returns the path written. The undo history is not saved."""
         from . import session_file
-        return session_file.save(self, path)
+        try:
+            return session_file.save(self, path)
+        except ValueError as exc:
+            raise InteractiveError(str(exc)) from exc
 
     @classmethod
     def from_session(cls, path, volume, **kwargs) -> "InteractiveSegmenter":

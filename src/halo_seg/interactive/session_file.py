@@ -54,6 +54,8 @@ def _prompts_to_json(p) -> tuple[dict, dict]:
 def save(seg, path) -> Path:
     """Write ``seg``'s state to ``path`` (``.npz`` is appended if missing); returns the path written."""
     path = Path(path)
+    if path.is_dir():   # "s17" + ".npz" would have been written beside the folder
+        raise ValueError(f"{path} is a folder; give the session a file name")
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     s = seg._s
@@ -84,11 +86,16 @@ def save(seg, path) -> Path:
             "volume_shape": list(seg.volume_shape), "spacing": spacing,
             "weights_sha256": seg.weights_meta.get("sha256"), "slices": slices, "checksums": checks,
             "open_ends": {str(k): float(v) for k, v in (s.open_ends or {}).items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:   # written whole, then renamed: a crash never leaves half a session
-        np.savez_compressed(f, header=np.array(json.dumps(head)), **arrays)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:   # written whole, then renamed: a crash never leaves half a session
+            np.savez_compressed(f, header=np.array(json.dumps(head)), **arrays)
+        tmp.replace(path)
+    except OSError as exc:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise ValueError(f"cannot write the session to {path}: {exc.strerror or exc}") from exc
     return path
 
 
