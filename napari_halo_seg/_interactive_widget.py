@@ -153,7 +153,8 @@ class InteractiveWidget(QWidget):
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addLayout(grid)
-        lay.addWidget(QLabel("predicted quality per slice (blue: current, red: recommended)"))
+        lay.addWidget(QLabel("predicted quality per slice (blue: current, red: recommended,\n"
+                             "orange: a sweep stopped early there; look past it)"))
         lay.addWidget(self.plot)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
@@ -506,8 +507,12 @@ class InteractiveWidget(QWidget):
             across = "" if seg.axis == 0 else f" across axis {seg.axis}"
             unsaved = f"; the session could not be saved: {kept}" if isinstance(kept, Exception) else ""
             edited = "" if differ is None else f"; {differ} slices differ from the label edited"
+            # the session cannot tell whether the object goes on where a sweep was stopped; the user can
+            cut = seg.cut_ends
+            cut = (f"; stopped early before slice{'s' if len(cut) > 1 else ''} {' and '.join(map(str, cut))}: "
+                   "if the object goes on there, correct past it") if cut else ""
             self.status.setText(f"propagated in {self.last_seconds:.2f}s on {seg.device.type} through {slices} "
-                                f"slices{across} ({self._volume_text(voxels)}){edited}{r}{unsaved}")
+                                f"slices{across} ({self._volume_text(voxels)}){edited}{r}{cut}{unsaved}")
         self._start("propagating ...", work, on_done=done)
 
     def goto_slice(self, z: int):
@@ -902,7 +907,8 @@ class InteractiveWidget(QWidget):
                 preview.data[region] = seg.prediction[region]
             self._stale[preview] = (box, preview.data)
         preview.refresh()
-        self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices)
+        self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices,
+                           self.seg.cut_ends)
 
 
 def _union(a, b):

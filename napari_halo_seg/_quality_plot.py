@@ -8,7 +8,8 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 
 
 class QualityPlot(QWidget):
-    """Predicted Dice (0..1) against slice; grey ticks: annotated slices, blue: current, red: recommended.
+    """Predicted Dice (0..1) against slice; grey ticks: annotated slices, blue: current, red: recommended,
+    orange ticks: just past an end where a sweep was stopped while the object may go on (cut_ends).
     Clicking the plot asks to move to that slice."""
 
     slice_clicked = Signal(int)
@@ -21,14 +22,17 @@ class QualityPlot(QWidget):
         self.current = None
         self.recommended = None
         self.annotated: list[int] = []
+        self.cut: list[int] = []
 
-    def set_data(self, quality=None, current=None, recommended=None, annotated=None):
+    def set_data(self, quality=None, current=None, recommended=None, annotated=None, cut=None):
         if quality is not None:
             self.quality = np.asarray(quality, float)
         self.current = current
         self.recommended = recommended
         if annotated is not None:
             self.annotated = list(annotated)
+        if cut is not None:
+            self.cut = list(cut)
         self.update()
 
     def _x(self, z, w):
@@ -59,6 +63,9 @@ class QualityPlot(QWidget):
         p.setPen(QPen(QColor(160, 160, 160), 1))
         for z in self.annotated:
             p.drawLine(QPointF(self._x(z, w), bottom), QPointF(self._x(z, w), bottom - 6))
+        p.setPen(QPen(QColor(255, 140, 0), 3))
+        for z in self.cut:
+            p.drawLine(QPointF(self._x(z, w), top), QPointF(self._x(z, w), top + 14))
         q = self.quality
         if len(q):
             p.setPen(QPen(QColor(250, 200, 60), 2))

@@ -101,6 +101,7 @@ def test_exploration_recommends_past_an_end_where_the_sweep_was_cut(phantom, mon
     seg.add_box(z, *mask_bbox(truth[z]))
     seg.propagate()
     assert set(seg._s.open_ends) == {-1, 1}
+    assert seg.cut_ends == [z - 1, z + 1]            # the mask is slice z alone; both sweeps were cut
     monkeypatch.setattr(segmenter, "EXPLORE", 0.25)
     first = seg.recommend_slice()
     assert first in (z - 2, z + 2)                   # a jump of max(2, 0.25 x extent) past an end
@@ -109,6 +110,8 @@ def test_exploration_recommends_past_an_end_where_the_sweep_was_cut(phantom, mon
     seg.propagate()
     s = first - z
     assert seg.recommend_slice() in (z + s // 2, z - s)
+    seg.reset()
+    assert seg.cut_ends == []
 
 
 @needs_default

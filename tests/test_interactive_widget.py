@@ -43,6 +43,25 @@ def _box_and_segment(qtbot, w, truth):
     return z, w.viewer.layers["current object"]
 
 
+@needs_default
+def test_ends_where_a_sweep_was_stopped_are_shown_to_the_user(make_napari_viewer, qtbot):
+    """The session cannot tell whether the object goes on where the quality rule stopped a sweep;
+    the user sees it, so those slices are named in the status and marked on the quality plot."""
+    viewer, w = _phantom_widget(make_napari_viewer)
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    z, _ = _box_and_segment(qtbot, w, truth)
+    w.seg.quality_stop = 1.0            # every sweep stopped at once: the object is slice z alone
+    w.propagate()
+    _wait(qtbot, w)
+    assert w.seg.cut_ends == [z - 1, z + 1]
+    assert f"stopped early before slices {z - 1} and {z + 1}: if the object goes on there" in w.status.text()
+    assert w.plot.cut == [z - 1, z + 1]
+    w.seg.quality_stop = 0.0            # no sweep stopped by the rule: nothing to say
+    w.propagate()
+    _wait(qtbot, w)
+    assert w.seg.cut_ends == [] and w.plot.cut == [] and "stopped early" not in w.status.text()
+
+
 def _committed_phantom_object(make_napari_viewer, qtbot):
     """The phantom's object 1 from a box, propagated and committed as object 1 of `objects`."""
     viewer, w = _phantom_widget(make_napari_viewer)

@@ -257,6 +257,21 @@ class InteractiveSegmenter:
         return {z: f.copy() for z, f in self._s.features.items()}
 
     @property
+    def cut_ends(self) -> list[int]:
+        """The slices just past the current mask's ends where the last propagation's sweep was
+        stopped by the quality rule while the network still saw the object: it may go on there, and
+        only the user can tell. A correction past such an end is often the best next one
+        (benchmarks/README.md, "Which slice to correct next: the headroom")."""
+        ends = self._s.open_ends or {}
+        if not ends or self._s.prediction is None:
+            return []
+        zs = self._s.prediction.nonempty()
+        if not zs:
+            return []
+        out = [z for d, z in ((-1, min(zs) - 1), (1, max(zs) + 1)) if d in ends]
+        return [z for z in out if 0 <= z < self.shape[0] and z not in self._s.annotations]
+
+    @property
     def annotated_slices(self) -> list[int]:
         return sorted(self._s.annotations)
 
