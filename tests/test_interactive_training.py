@@ -166,6 +166,10 @@ def test_init_fine_tunes_on_a_fresh_schedule(tmp_path):
         with pytest.raises(ValueError, match=msg):
             train_interactive(tmp_path / "c.safetensors", **{"iterations": 1, **quiet, **kw})
     assert not (tmp_path / "c.safetensors").exists()
+    (tmp_path / "scan.npy").write_bytes(b"the user's data")   # was trained on, then written over
+    with pytest.raises(ValueError, match="give --out a path ending in .safetensors"):
+        train_interactive(tmp_path / "scan.npy", iterations=1, **quiet)
+    assert (tmp_path / "scan.npy").read_bytes() == b"the user's data"
 
 
 def test_learning_rate_follows_one_cycle_for_any_length_and_resumes(tmp_path, monkeypatch):

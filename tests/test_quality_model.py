@@ -340,7 +340,13 @@ def test_fit_quality_saves_its_samples_pools_reports_progress_and_cancels(phanto
     image, truth = phantom
     labels = truth.astype(np.uint8)
     quiet = lambda *_: None  # noqa: E731
+    (tmp_path / "notes.json").write_text("{}")
+    for out, msg in (("q.npy", "written as a .json file"), ("notes.json", "is not a quality model")):
+        with pytest.raises(ValueError, match=msg):      # before any session is simulated
+            train_quality(image, labels, [1], weights=weights, out=tmp_path / out, rounds=2, log=quiet)
+    assert (tmp_path / "notes.json").read_text() == "{}" and not (tmp_path / "q.npy").exists()
     model, path = train_quality(image, labels, [1], weights=weights, out=tmp_path / "q.json", rounds=2, log=quiet)
+    model, path = train_quality(image, labels, [1], weights=weights, out=path, rounds=2, log=quiet)   # a refit
     sha = model.meta["weights_sha256"]
     samples = load_samples(samples_path(path), sha)
     assert len(samples["tta"][1]) == model.meta["metrics"]["tta"]["slices"]

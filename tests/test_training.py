@@ -76,6 +76,15 @@ def test_thin_volumes_train_with_patches_cut_to_the_network_and_bad_schedules_ar
                     ({"patch": (0, 16, 16)}, "positive multiple")):
         with pytest.raises(TrainingError, match=msg):
             train_unet([img], [lab], TrainConfig(**{**cfg.__dict__, **kw}), tmp_path / "x.safetensors", log=lambda *a: None)
+    # the output is checked before training: not a .safetensors path, or another file already there
+    (tmp_path / "scan.npy").write_bytes(b"the user's data")
+    (tmp_path / "old.safetensors").write_bytes(b"not weights")
+    for out, msg in (("scan.npy", "give --out a path ending in .safetensors"),
+                     ("old.safetensors", "exists and is not a safetensors file")):
+        with pytest.raises(TrainingError, match=msg):
+            train_unet([img], [lab], cfg, tmp_path / out, log=lambda *a: None)
+    assert (tmp_path / "scan.npy").read_bytes() == b"the user's data"
+    assert (tmp_path / "old.safetensors").read_bytes() == b"not weights"
     z = int(lab.sum((1, 2)).argmax())
     with pytest.raises(TrainingError, match=r"need >= 4 voxels per axis"):   # depth 2: 4 slices are the least
         train_unet([img[z:z + 3]], [lab[z:z + 3]], cfg, tmp_path / "x.safetensors", log=lambda *a: None)

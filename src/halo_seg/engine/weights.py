@@ -36,10 +36,27 @@ def resolve_weights(spec: str | Path, default_name: str = DEFAULT_NAME, what: st
     return p
 
 
+def check_output_path(path: str | Path) -> Path:
+    """Where weights will be written, checked before any training: a .safetensors path, and if a file
+    is there, safetensors weights (`--out scan.npy` trained, wrote over the scan, then complained)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"weights are written as a .safetensors file; give --out a path ending in "
+                           f".safetensors, not {path.name}")
+    if path.exists():
+        from safetensors import safe_open
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except Exception:   # not safetensors: someone's other file, never written over
+            raise WeightsError(f"{path} exists and is not a safetensors file; it is not written over") from None
+    return path
+
+
 def save_unet(net: torch.nn.Module, path: str | Path, **meta) -> Path:
     """Any network with a ``config`` dict (the U-Net, the interactive network) as safetensors."""
     from safetensors.torch import save_file
-    path = Path(path)
+    path = check_output_path(path)
     info = {"config": net.config, **meta}
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     save_file(tensors, str(path), metadata={"halo_seg": json.dumps(info)})

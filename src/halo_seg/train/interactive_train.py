@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.precision import check_precision, forward
+from ..engine.weights import check_output_path
 from ..interactive.memnet import MemSegNet, with_prev_input
 from ..interactive.model_io import load_memnet, save_memnet
 from ..samples import SUBCORTICAL, VALIDATION, shared_data_dir
@@ -174,6 +175,7 @@ def train_interactive(out: str | Path, iterations: int = 4000, batch: int = 24, 
         raise ValueError(f"the learning rate must be a number >= 0, got {lr}")
     if minutes is not None and not minutes > 0:
         raise ValueError(f"minutes must be positive, got {minutes}")
+    check_output_path(out)   # a WeightsError (a ValueError) before hours of training, not after
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)

@@ -265,6 +265,15 @@ def _check_validated(volumes, grid, depth, held_out: bool) -> None:
             raise TrainingError(f"{'validation ' if held_out else ''}volume {i}: {exc}") from None
 
 
+def _check_out(out) -> None:
+    from ..engine.weights import WeightsError, check_output_path
+    from .unet_train import TrainingError
+    try:
+        check_output_path(out)
+    except WeightsError as exc:
+        raise TrainingError(str(exc)) from None
+
+
 def _check_run(images, labels, cfg, grid, log=print):
     from .unet_train import TrainingError, check_pair, check_schedule, starting_weights
     check_schedule(cfg.get("iterations", 1), cfg.get("lr", 1e-3))
@@ -345,6 +354,7 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
 
     from ..engine.runner import _free_port
     from .unet_train import check_validation, training_device
+    _check_out(out)
     images, labels, cfg = _check_run(images, labels, cfg, grid, log)
     val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"])
     _check_validated(val_images or images, grid, cfg["depth"], bool(val_images))
@@ -420,6 +430,7 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
     itself; rank 0 writes the weights and returns the result, the others return None."""
     import torch.distributed as dist
     from .unet_train import TrainingError, check_validation
+    _check_out(out)
     images, labels, cfg = _check_run(images, labels, cfg, grid, log)
     val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"])
     _check_validated(val_images or images, grid, cfg["depth"], bool(val_images))

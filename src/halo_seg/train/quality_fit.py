@@ -155,6 +155,16 @@ def train_quality(image, labels, regions, weights="default", out=None, spacing=N
                   axes=(0,)) -> tuple[QualityModel, Path]:
     """fit_quality, then save the model (default: beside the weights, where sessions load it) and its
     samples beside the model."""
+    if out is not None:   # checked before minutes of sessions, and never over another file
+        out = Path(out)
+        if out.suffix != ".json":
+            raise ValueError(f"a quality model is written as a .json file (its samples beside it as .npz); "
+                             f"got {out.name}")
+        if out.exists():
+            try:
+                QualityModel.load(out)
+            except ValueError:
+                raise ValueError(f"{out} exists and is not a quality model; it is not written over") from None
     model, samples = fit_quality(image, labels, regions, weights, spacing, rounds, device, data_note, log,
                                  thickness, pool, share, axes=axes)
     path = model.save(out or sidecar(resolve_memnet_weights(weights)))   # fit_quality loaded the network

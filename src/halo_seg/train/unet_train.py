@@ -15,7 +15,7 @@ from ..engine import normalize
 from ..engine.precision import PrecisionError, check_precision, forward
 from ..engine.runner import predict_whole
 from ..engine.unet import UNet3D
-from ..engine.weights import save_unet
+from ..engine.weights import WeightsError, check_output_path, save_unet
 from ..metrics import dice
 from .augment import elastic_scale, intensity, random_flip_rot
 from .losses import dice_ce_loss, unet_weight_map
@@ -187,7 +187,8 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     pairs to validate on, whole, instead of the training volumes' validation regions."""
     try:
         check_precision(cfg.precision)
-    except PrecisionError as exc:
+        check_output_path(out)
+    except (PrecisionError, WeightsError) as exc:
         raise TrainingError(str(exc)) from None
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -224,7 +225,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         from .init_weights import load_into
         init = load_into(net, init, cfg.new_head)
     if resume:
-        from ..engine.weights import WeightsError, load_unet
+        from ..engine.weights import load_unet
         old, old_meta = load_unet(resume)
         if old.config != net.config:
             raise WeightsError(f"cannot resume from {resume}: it holds {old.config}, this run builds {net.config}")
