@@ -9,7 +9,7 @@ import numpy as np
 
 from . import geometry
 from .labels import check_label_dtype, open_labels, write_labels
-from .volume import VolumeError, open_volume
+from .volume import NIFTI_SUFFIXES, VolumeError, open_volume
 
 
 def _made_from(labels_path) -> str | None:
@@ -26,7 +26,12 @@ def export_labels(labels_path, output, like=None, name: str = "halo-seg", label=
     series) they belong to, by default the input `segment` kept. For a mesh (.stl, .ply, .obj):
     ``label`` picks one object (default: a file per label), ``smooth`` Taubin iterations. Returns
     what was written, in words."""
+    from .mesh import MESH_SUFFIXES
     from .ome_labels import is_ome_image
+    lower = str(output).lower()
+    if not (is_ome_image(Path(output)) or lower.endswith((".zarr", ".dcm") + NIFTI_SUFFIXES + MESH_SUFFIXES)):
+        raise VolumeError(f"cannot export to '{Path(output).name}': use .nii.gz, .nii or .zarr (labels), .dcm "
+                          f"(DICOM SEG), {', '.join(MESH_SUFFIXES)} (surface meshes) or an OME-Zarr image")
     if not is_ome_image(Path(output)):   # into an OME-Zarr image is where its labels go; over a scan never
         for what, p in (("the labels", labels_path), ("the scan given with --like", like),
                         ("the scan they were computed on", _made_from(labels_path))):
