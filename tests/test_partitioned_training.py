@@ -39,12 +39,14 @@ def test_train_partitioned_refuses_bad_pairs(tmp_path):
     from halo_seg.train.unet_train import TrainingError
     cfg = dict(n_classes=2, patch=[16, 16, 16], iterations=1, lr=1e-3, base=4, depth=2, seed=0)
     with pytest.raises(TrainingError, match="differ"):
-        train_partitioned(np.zeros((16, 16, 16)), np.zeros((16, 16, 8), np.int64), cfg, (2, 1, 1), tmp_path / "x")
+        train_partitioned(np.zeros((16, 16, 16)), np.zeros((16, 16, 8), np.int64), cfg, (2, 1, 1), tmp_path / "x.safetensors")
     with pytest.raises(TrainingError, match="empty"):
-        train_partitioned(np.zeros((16, 16, 16)), np.zeros((16, 16, 16), np.int64), cfg, (2, 1, 1), tmp_path / "x")
+        train_partitioned(np.zeros((16, 16, 16)), np.zeros((16, 16, 16), np.int64), cfg, (2, 1, 1), tmp_path / "x.safetensors")
     ok = (np.zeros((16, 16, 16)), (np.arange(16 ** 3).reshape(16, 16, 16) % 2).astype(np.int64))
     with pytest.raises(TrainingError, match="replicas must be a positive integer, got 0"):
-        train_partitioned(*ok, {**cfg, "replicas": 0}, (2, 1, 1), tmp_path / "x")
+        train_partitioned(*ok, {**cfg, "replicas": 0}, (2, 1, 1), tmp_path / "x.safetensors")
+    with pytest.raises(TrainingError, match="give --out a path ending in .safetensors, not x.npy"):
+        train_partitioned(*ok, cfg, (2, 1, 1), tmp_path / "x.npy")   # before any rank starts
 
 
 @pytest.fixture(scope="module")
