@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.labels import create_zarr_array, label_dtype
+from ..io.labels import create_zarr_array, label_dtype, zarr_node
 from ..io.volume import VolumeError
 
 
@@ -66,13 +66,7 @@ def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, 
 def is_output(path) -> bool:
     """Whether ``path`` is a group written by open_output (it carries the job's signature)."""
     import zarr
-    path = Path(path)
-    if not path.is_dir():
-        return False
-    try:
-        node = zarr.open(str(path), mode="r")
-    except Exception:   # not a zarr store
-        return False
+    node = zarr_node(path)
     return isinstance(node, zarr.Group) and "signature" in (node.attrs.get("halo_seg") or {})
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -206,27 +207,28 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
     dt = np.dtype(np.uint32) if src.dtype.itemsize > 4 else (np.dtype(np.uint8) if src.dtype == bool else src.dtype)
     # written beside and swapped in at the end: the labels may be read lazily from the very store
     # they replace (a layer opened from it and saved back), and an error leaves the old store whole
-    tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
-    try:
+    with written_beside(path) as tmp:
         out = create_zarr_array(tmp, src.shape, [c[0] for c in src.chunks], dt, spacing=spacing,
                                 overwrite=True, geometry=geometry)
         mark_labels(out, unit)
         da.store(src.astype(dt), out, lock=False)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    replace_dir(tmp, path)
     return path
+
+
+def zarr_node(path: Path):
+    """The zarr array or group at ``path``, or None when there is none (no folder, not a store)."""
+    import zarr
+    try:
+        return zarr.open(str(path), mode="r") if Path(path).is_dir() else None
+    except Exception:   # not a zarr store
+        return None
 
 
 def check_replaceable(path: Path) -> None:
     """Labels replace only labels: a zarr array this package marked as labels. An image, another
     tool's array, a segment output group (it keeps its uncertainty) or any other file is refused."""
     import zarr
-    try:
-        node = zarr.open(str(path), mode="r") if path.is_dir() else None
-    except Exception:   # not a zarr store
-        node = None
+    node = zarr_node(path)
     if node is None:
         raise VolumeError(f"{path} exists and is not a zarr store of labels; labels are not written over it: "
                           "choose a new path")
@@ -236,10 +238,18 @@ def check_replaceable(path: Path) -> None:
     raise VolumeError(f"{path} exists and holds {what}; labels replace only labels written here: choose a new path")
 
 
-def replace_dir(new: Path, path: Path) -> None:
-    """Put the directory ``new`` where ``path`` is, removing what was there only once ``new`` is in place."""
+@contextmanager
+def written_beside(path: Path):
+    """A folder to write ``path``'s new store into; on success it takes the place of what was at
+    ``path`` (removed only then), on an error it is removed and ``path`` is left as it was."""
+    tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = path.with_name(f".{path.name}.old-{os.getpid()}")
     if path.exists():
         path.rename(old)
-    new.rename(path)
+    tmp.rename(path)
     shutil.rmtree(old, ignore_errors=True)

@@ -4,14 +4,13 @@ voxel size, or training volumes brought to one spacing. Images are interpolated 
 take the nearest voxel's value (engine/resample.py); zarr outputs are written chunk by chunk."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..engine import resample as rs
 from . import geometry as geo
-from .labels import create_zarr_array, replace_dir, set_nifti_unit, write_labels
+from .labels import create_zarr_array, set_nifti_unit, write_labels, written_beside, zarr_node
 from .volume import NIFTI_SUFFIXES, VolumeError
 
 CHUNK = 64
@@ -45,9 +44,7 @@ def write_resampled(vol, out, shape, labels: bool = False) -> tuple[Path, tuple[
     import zarr
     if out.exists() and not _is_resampled(out):   # another image, the user's data: never removed
         raise VolumeError(f"{out} exists and is not an output of halo-seg resample; choose a new path")
-    import shutil
-    tmp = out.with_name(f".{out.name}.writing-{os.getpid()}")
-    try:   # beside, then swapped in: an error leaves what was there
+    with written_beside(out) as tmp:   # an error leaves what was there
         arr = create_zarr_array(tmp, shape, tuple(min(CHUNK, s) for s in shape), np.float32, name="image",
                                 spacing=spacing, geometry=g)
         grp = zarr.open_group(str(tmp), mode="a")
@@ -56,17 +53,10 @@ def write_resampled(vol, out, shape, labels: bool = False) -> tuple[Path, tuple[
             arr.attrs["unit"] = unit
             grp.attrs["unit"] = unit
         da.store(lazy, arr, lock=False)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    replace_dir(tmp, out)
     return out, spacing
 
 
 def _is_resampled(path: Path) -> bool:
     import zarr
-    try:
-        node = zarr.open(str(path), mode="r")
-    except Exception:   # not a zarr store
-        return False
+    node = zarr_node(path)
     return isinstance(node, zarr.Group) and bool(node.attrs.get(MARK))
