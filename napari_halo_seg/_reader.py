@@ -12,7 +12,7 @@ from halo_seg.io.axes import SPATIAL, AxisChoiceError, arrange, axis_names
 from halo_seg.io.dicom import looks_like_series
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
-from halo_seg.io.volume import SUPPORTED, VolumeError, file_contents, is_zarr_dir
+from halo_seg.io.volume import SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
 
 
 def get_reader(path):
@@ -79,6 +79,7 @@ def _stack_layers(p: Path, raw, names) -> list:
     except AxisChoiceError as exc:
         raise VolumeError(str(exc)) from None
     levels, kept = [a for a, _ in arranged], arranged[0][1]
+    spacing = recorded_spacing(raw.spacing, str(p))
     timed = "t" in kept
     chans = raw.meta.get("channel_names") or []
     n_c = levels[0].shape[1 if timed else 0] if "c" in kept else 1
@@ -97,5 +98,5 @@ def _stack_layers(p: Path, raw, names) -> list:
         if len(data) > 1:
             kw["multiscale"] = True
         layers.append((data if len(data) > 1 else data[0],
-                       {"name": name, "scale": (1.0,) * timed + tuple(raw.spacing), "metadata": meta, **kw}, "image"))
+                       {"name": name, "scale": (1.0,) * timed + spacing, "metadata": meta, **kw}, "image"))
     return layers

@@ -126,6 +126,37 @@ def test_errors(tmp_path):
         open_volume(tmp_path / "bad.nii.gz")
     with pytest.raises(VolumeError, match="spacing"):
         open_volume(np.zeros((2, 2, 2)), spacing=(1, 0, 1))
+    with pytest.raises(VolumeError, match="dtype complex"):   # was opened; the engine then took a real part
+        open_volume(np.ones((2, 3, 4), np.complex64))
+    np.save(tmp_path / "obj.npy", np.array([[[None]]], dtype=object), allow_pickle=True)
+    with pytest.raises(VolumeError, match="cannot read .*obj.npy as a volume"):
+        open_volume(tmp_path / "obj.npy")
+
+
+def test_a_voxel_size_the_file_records_wrong_is_refused_unless_given(tmp_path):
+    """A NaN zoom in a NIfTI header or a negative OME-Zarr scale was taken as the spacing: measured
+    volumes, resampling and the model's voxel size came out NaN or negative."""
+    img = nib.Nifti1Image(np.ones((6, 5, 4), np.float32), np.eye(4))
+    img.header.set_zooms((1.0, np.nan, 2.0))
+    nib.save(img, tmp_path / "nan.nii.gz")
+    with pytest.raises(VolumeError, match=r"nan.nii.gz records the voxel size \(2.0, nan, 1.0\).*--spacing"):
+        open_volume(tmp_path / "nan.nii.gz")
+    assert open_volume(tmp_path / "nan.nii.gz", spacing=(2, 1, 1)).spacing == (2.0, 1.0, 1.0)
+    g = zarr.open_group(str(tmp_path / "neg.zarr"), mode="w")
+    g.create_array("0", shape=(4, 5, 6), dtype="u2")
+    axes = [{"name": n, "type": "space"} for n in "zyx"]
+    scale = {"type": "scale", "scale": [-1.0, 0.5, 0.5]}
+    g.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": [
+        {"path": "0", "coordinateTransformations": [scale]}]}]}
+    with pytest.raises(VolumeError, match=r"records the voxel size \(-1.0, 0.5, 0.5\)"):
+        open_volume(tmp_path / "neg.zarr")
+    from napari_halo_seg._reader import read_volume
+    with pytest.raises(VolumeError, match="records the voxel size"):
+        read_volume(str(tmp_path / "neg.zarr"))
+    g.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": [
+        {"path": "1", "coordinateTransformations": [scale]}]}]}
+    with pytest.raises(VolumeError, match="names the array '1', which is not in it"):
+        open_volume(tmp_path / "neg.zarr", spacing=(1, 1, 1))
 
 
 def test_write_labels_roundtrip(tmp_path):

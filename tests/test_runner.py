@@ -92,6 +92,18 @@ def test_hung_rank_times_out(tmp_path, phantom_npy, tiny_weights):
     assert time.monotonic() - t < 60
 
 
+@pytest.mark.parametrize("how", [dict(grid=(2, 1, 1)), dict(mode="whole"), dict(mode="tile")])
+def test_nan_voxels_are_refused_not_segmented_as_background(tmp_path, phantom_npy, tiny_weights, how):
+    """A NaN voxel made every normalised voxel NaN and the output all background, silently; in halo
+    mode the message now comes from the rank without its traceback."""
+    vol = np.load(phantom_npy)
+    vol[3, 4, 5] = np.nan
+    np.save(tmp_path / "nan.npy", vol)
+    with pytest.raises(VolumeError, match="NaN or infinite") as err:
+        segment(tmp_path / "nan.npy", tmp_path / "o.zarr", tiny_weights, **how)
+    assert "Traceback" not in str(err.value)
+
+
 def test_bad_inputs(tmp_path, phantom_npy, tiny_weights):
     with pytest.raises(PartitionError, match="larger than the volume"):
         segment(phantom_npy, tmp_path / "o.zarr", tiny_weights, grid=(16, 1, 1))

@@ -57,7 +57,10 @@ def test_normalisation_specs():
 def test_bad_training_input(pair, tmp_path):
     img, lab = pair
     cfg = TrainConfig(n_classes=2, patch=(16, 16, 16), iterations=1, base=4, depth=2)
+    holed = img.astype(np.float32).copy()
+    holed[2, 3, 4] = np.inf   # trained on NaN losses before
     for im, lb, msg in [(img, lab[:, :, :16], "differ"), (img, np.zeros_like(lab), "empty"),
+                        (holed, lab, "holds 1 NaN or infinite voxels"),
                         (img[14:17], lab[14:17], "too small"), (img[0], lab[0], "3D"), (img, lab + 5, "n_classes")]:
         with pytest.raises(TrainingError, match=msg):
             train_unet([im], [lb], cfg, tmp_path / "x.safetensors", log=lambda *a: None)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..io.volume import VolumeError
+
 
 def spec_of(meta: dict | None) -> dict:
     return dict((meta or {}).get("normalization", {"kind": "zscore"}))
@@ -53,7 +55,15 @@ def moments(x: np.ndarray, spec: dict) -> np.ndarray:
     return np.array([x.sum(), (x * x).sum(), x.size], np.float64)
 
 
+class NotFiniteError(VolumeError):
+    """The volume holds NaN (or, unclipped, infinite) values: every normalised voxel would be NaN and
+    the network's output silently all background."""
+
+
 def mean_std(m: np.ndarray, spec: dict) -> tuple[float, float]:
+    if not np.isfinite(m).all():
+        raise NotFiniteError("the volume holds NaN or infinite values (a NaN-filled mask or field of view?); "
+                             "fill them first, e.g. with the background intensity")
     if spec.get("kind") == "window":
         lo, hi = spec["window"]
         return (lo + hi) / 2.0, max((hi - lo) / 2.0, 1e-6)

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..io.volume import open_volume
+from ..io.volume import VolumeError, open_volume
 from . import memory, normalize
 from .mirror import MirrorError, check_trained_for, mirror_letters, mirrored_softmax, parse_mirror
 from .output import done_map, open_output, write_block
@@ -420,12 +420,16 @@ def _spawn_ranks(job, plan: PartitionPlan, progress, cancel=None) -> list:
             try:
                 finished = ctx.join(timeout=0.2)
             except mp.ProcessRaisedException as exc:
+                told = [m for m in _drain(q) if "error" in m]
+                if told:
+                    raise VolumeError(told[0]["error"]) from None
                 raise EngineError(f"halo run failed: rank {exc.error_index} of {world} raised:\n{exc}") from None
             except mp.ProcessExitedException as exc:
                 raise EngineError(f"halo run failed: rank {exc.error_index} of {world} died "
                                   f"(exit code {exc.exit_code}); the other ranks were stopped") from None
-            while not q.empty():
-                msg = q.get()
+            for msg in _drain(q):
+                if "error" in msg:
+                    raise VolumeError(msg["error"])
                 reports[msg["rank"]] = msg
                 done += 1
                 if progress:
@@ -447,8 +451,19 @@ def _spawn_ranks(job, plan: PartitionPlan, progress, cancel=None) -> list:
     return [reports[r] for r in sorted(reports)]
 
 
+def _drain(q) -> list:
+    out = []
+    while not q.empty():
+        out.append(q.get())
+    return out
+
+
 def _rank_entry(rank: int, job: dict, q):
-    _rank_main(rank, job, q)
+    try:
+        _rank_main(rank, job, q)
+    except VolumeError as exc:   # the input's fault (NaN voxels, an unreadable file): its message is the news
+        q.put({"rank": rank, "error": str(exc)})
+        raise
     exit_rank(q)
 
 

@@ -73,7 +73,7 @@ def _as_3d(arr: da.Array, what: str) -> da.Array:
         raise VolumeError(f"{what}: expected a 3D (Z, Y, X) volume, got {arr.ndim}D with shape {tuple(arr.shape)}")
     if 0 in arr.shape:
         raise VolumeError(f"{what}: volume is empty (shape {tuple(arr.shape)})")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.issubdtype(arr.dtype, np.complexfloating):
         raise VolumeError(f"{what}: unsupported dtype {arr.dtype}; expected a numeric volume")
     return arr
 
@@ -105,6 +105,8 @@ def open_volume(source: Any, spacing: tuple[float, float, float] | None = None,
     if spacing is not None:
         vol.spacing = _check_spacing(spacing)
         vol.spacing_known = True
+    else:
+        vol.spacing = recorded_spacing(vol.spacing, what)
     return vol
 
 
@@ -114,6 +116,17 @@ def file_contents(source: Any) -> Volume:
     if isinstance(source, (str, Path)):
         return _open_path(Path(source))
     return _open_array(source)
+
+
+def recorded_spacing(spacing, what) -> tuple[float, float, float]:
+    """The voxel size a file records, refused when it is not three positive numbers (a NaN or zero
+    zoom in a NIfTI header, a negative OME scale): measuring, resampling and the network's voxel
+    size would all be silently wrong. Giving the spacing overrides what the file says."""
+    try:
+        return _check_spacing(spacing)
+    except (VolumeError, TypeError, ValueError):
+        raise VolumeError(f"{what} records the voxel size {spacing!r} (z, y, x), which is not three "
+                          "positive numbers; give the voxel size yourself (--spacing Z,Y,X, or spacing=)") from None
 
 
 def _check_spacing(spacing) -> tuple[float, float, float]:
@@ -154,7 +167,10 @@ def _open_path(path: Path) -> Volume:
     if suf in TIFF_SUFFIXES:
         return _open_tiff(path)
     if suf in NUMPY_SUFFIXES:
-        arr = np.load(path, mmap_mode="r")
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except ValueError as exc:   # an array of Python objects (never loaded: unpickling runs code)
+            raise VolumeError(f"cannot read {path} as a volume: {exc}") from None
         return Volume(da.from_array(arr, chunks=_slab_chunks(arr.shape)), source=str(path))
     raise VolumeError(f"unsupported volume format '{suf or path.name}' for {path}; "
                       f"supported: {', '.join(SUPPORTED)}, or a folder of one DICOM series")
@@ -261,7 +277,7 @@ def _open_zarr(path: Path) -> Volume:
         raise VolumeError(f"cannot open zarr {path}: {exc}") from exc
     if isinstance(node, zarr.Array):
         spacing = tuple(node.attrs.get("spacing", (1.0, 1.0, 1.0)))
-        return Volume(da.from_zarr(node), spacing=_check_spacing(spacing), source=str(path),
+        return Volume(da.from_zarr(node), spacing=spacing, source=str(path),
                       spacing_known="spacing" in node.attrs,
                       meta={"format": "zarr", "unit": length_unit(node.attrs.get("unit")),
                             "labels": bool(node.attrs.get("labels", False)),
@@ -270,7 +286,11 @@ def _open_zarr(path: Path) -> Volume:
     ms, version = _ome_multiscales(attrs)
     if ms:
         ds0 = ms[0]["datasets"][0]
-        arr = node[ds0["path"]]
+        try:
+            arr = node[ds0["path"]]
+        except KeyError:
+            raise VolumeError(f"OME-Zarr {path}: its metadata names the array '{ds0['path']}', which is not "
+                              "in it (an incomplete copy?)") from None
         axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", [])]
         scale, scaled = [1.0] * arr.ndim, False
         for t in ds0.get("coordinateTransformations", []):
@@ -294,7 +314,7 @@ def _open_zarr(path: Path) -> Volume:
         key = "image" if "image" in keys else ("labels" if "labels" in keys else keys[0])
         arr = node[key]
         spacing = tuple(arr.attrs.get("spacing", attrs.get("spacing", (1.0, 1.0, 1.0))))
-        return Volume(da.from_zarr(arr), spacing=_check_spacing(spacing), source=str(path),
+        return Volume(da.from_zarr(arr), spacing=spacing, source=str(path),
                       spacing_known="spacing" in arr.attrs or "spacing" in attrs,
                       meta={"format": "zarr", "array": key,
                             "unit": length_unit(arr.attrs.get("unit", attrs.get("unit"))),

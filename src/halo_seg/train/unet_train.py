@@ -58,6 +58,9 @@ def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, nam
         raise TrainingError(f"{name}: image shape {image.shape} and label shape {labels.shape} differ")
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
         raise TrainingError(f"{name}: labels must be integers, got {labels.dtype}")
+    if np.issubdtype(image.dtype, np.inexact) and not np.isfinite(image).all():
+        raise TrainingError(f"{name}: the image holds {int((~np.isfinite(image)).sum())} NaN or infinite voxels; "
+                            "fill them first (e.g. with the background intensity)")
     if labels.max() == 0:
         raise TrainingError(f"{name}: labels are empty (no foreground voxel)")
     if labels.max() >= n_classes or labels.min() < 0:
