@@ -1,5 +1,4 @@
 """Per-object measurements, against scikit-image's regionprops as the independent reference."""
-import json
 
 import dask.array as da
 import nibabel as nib

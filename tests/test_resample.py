@@ -294,6 +294,19 @@ def test_cli_resample_places_the_new_grid_where_the_scan_lies(tmp_path):
     assert np.array_equal(np.asarray(open_volume(tmp_path / "back.zarr").data), lab)
 
 
+def test_a_voxel_size_in_the_wrong_unit_is_refused_with_the_numbers(tmp_path):
+    """--spacing 0.001 (µm meant, the scan in mm) asked for 2e13 voxels: the process was killed for
+    memory while dask built the graph, and nothing said why."""
+    from halo_seg.io.resampled import write_resampled
+    vol = open_volume(np.zeros((20, 22, 24), np.float32), spacing=(2.5, 0.9, 0.8))
+    for out, room in (("r.zarr", "the free disk at"), ("r.nii.gz", "the memory available")):
+        with pytest.raises(VolumeError, match=f"would be 50000 x 19800 x 19200 voxels .*more than {room}"):
+            write_resampled(vol, tmp_path / out, rs.resampled_shape(vol.shape, vol.spacing, (1e-3,) * 3))
+        assert not (tmp_path / out).exists()
+    write_resampled(vol, tmp_path / "ok.zarr", (10, 11, 12))
+    assert open_volume(tmp_path / "ok.zarr").shape == (10, 11, 12)
+
+
 def test_torchrun_ranks_share_the_way_back(tmp_path, two_mm_weights):
     import os
     from halo_seg.engine.runner import _free_port

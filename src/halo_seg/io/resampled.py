@@ -28,6 +28,7 @@ def write_resampled(vol, out, shape, labels: bool = False) -> tuple[Path, tuple[
         raise VolumeError(f"{out} is the input; write the resampled volume to a new path")
     shape = tuple(int(s) for s in shape)
     spacing = rs.grid_spacing(vol.shape, vol.spacing, shape)
+    _check_room(out, shape, np.dtype(vol.data.dtype if labels else np.float32), vol)
     g = vol.meta.get(geo.KEY)
     g = geo.resampled(g, shape) if g else None
     unit = vol.meta.get("unit")
@@ -54,6 +55,25 @@ def write_resampled(vol, out, shape, labels: bool = False) -> tuple[Path, tuple[
             grp.attrs["unit"] = unit
         da.store(lazy, arr, lock=False)
     return out, spacing
+
+
+def _check_room(out: Path, shape, dtype, vol) -> None:
+    """A voxel size given in the wrong unit (µm for mm) asks for a billion times the voxels: refused,
+    with the numbers, before dask builds a graph of that many blocks (which alone ran out of memory).
+    A NIfTI is built in memory; a zarr is written block by block to disk (counted uncompressed)."""
+    import shutil
+    from ..engine.memory import fmt_bytes, host_available
+    need = float(np.prod([float(s) for s in shape])) * dtype.itemsize
+    if out.name.lower().endswith(NIFTI_SUFFIXES):
+        room, where = host_available(), "the memory available"
+    else:
+        parent = out.resolve().parent
+        room, where = (shutil.disk_usage(parent).free if parent.is_dir() else None), f"the free disk at {parent}"
+    if room is not None and need > room:
+        raise VolumeError(f"resampled, {vol.source or 'the volume'} would be {' x '.join(map(str, shape))} voxels "
+                          f"({fmt_bytes(need)}, from {' x '.join(map(str, vol.shape))}), more than {where} "
+                          f"({fmt_bytes(room)}); is the voxel size in the volume's unit "
+                          f"({vol.meta.get('unit') or 'unknown'})?")
 
 
 def _is_resampled(path: Path) -> bool:
