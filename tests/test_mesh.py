@@ -62,3 +62,6 @@ def test_mesh_refusals(tmp_path):
         write_meshes(np.zeros((4, 5, 6), np.float32), tmp_path / "f.stl")
     with pytest.raises(VolumeError, match="mesh is written as"):
         write_meshes(np.ones((4, 5, 6), np.uint8), tmp_path / "f.vtk")
+    with pytest.raises(VolumeError, match="smoothing iterations must be a whole number >= 0, got -5"):
+        write_meshes(np.ones((4, 5, 6), np.uint8), tmp_path / "s.stl", smooth=-5)
+    assert not (tmp_path / "s.stl").exists()

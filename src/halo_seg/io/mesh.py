@@ -55,6 +55,8 @@ def write_meshes(labels, output, spacing=(1.0, 1.0, 1.0), affine: np.ndarray | N
     if len(getattr(labels, "shape", ())) != 3:
         raise VolumeError(f"labels must be a 3D (Z, Y, X) volume, got shape {tuple(getattr(labels, 'shape', ()))}")
     check_label_dtype(np.dtype(labels.dtype), "the label volume")
+    if int(smooth) != smooth or smooth < 0:   # a negative count smoothed nothing, silently
+        raise VolumeError(f"smoothing iterations must be a whole number >= 0, got {smooth}")
     table = measure_labels(labels, spacing)
     ids = table["label"].tolist()
     if label is not None:
