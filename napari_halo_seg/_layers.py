@@ -29,6 +29,9 @@ def layer_volume(layer):
     a numpy view, or a dask slice of any other array. A layer holding several volumes (a time
     series) raises a ValueError that says how to split it."""
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    if getattr(layer, "rgb", False):   # (.., Y, X, 3): a 2D colour photo would pass as a 3-voxel-thick volume
+        raise ValueError(f"layer {layer.name!r} {tuple(data.shape)} is an RGB colour image; these tools work on "
+                         "grey levels: add one colour channel (or a grey conversion) as a layer of its own")
     lead = 0
     while data.ndim - lead > 3 and data.shape[lead] == 1:
         lead += 1

@@ -136,6 +136,17 @@ def test_auto_widget_cancel_and_errors_keep_layers(make_napari_viewer, qtbot, tm
     assert len(viewer.layers) == 1 and w.run_btn.isEnabled()
 
 
+def test_a_colour_photo_is_refused_not_read_as_a_volume_3_voxels_thick(make_napari_viewer):
+    from napari_halo_seg._layers import layer_volume
+    viewer = make_napari_viewer()
+    photo = viewer.add_image(np.random.default_rng(0).random((40, 50, 3)), rgb=True, name="photo")
+    stack = viewer.add_image(np.random.default_rng(0).random((6, 40, 50, 3)), rgb=True, name="stack")
+    for layer in (photo, stack):
+        with pytest.raises(ValueError, match=f"layer '{layer.name}' .* is an RGB colour image"):
+            layer_volume(layer)
+    assert layer_volume(viewer.add_image(np.zeros((6, 40, 50)), name="grey")).shape == (6, 40, 50)
+
+
 def test_auto_widget_on_lazy_zarr(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):
     """A zarr opened through the plugin's reader stays lazy and is segmented by the ranks from the file."""
     import zarr
