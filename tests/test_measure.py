@@ -91,6 +91,12 @@ def test_units_and_refusals():
         measure_labels(np.zeros((2, 2), np.uint8))
     with pytest.raises(VolumeError, match="negative"):
         measure_labels(-np.ones((2, 2, 2), np.int8))
+    huge = np.zeros((2, 2, 2), np.uint64)
+    huge[0, 0, 0] = 2 ** 63 + 5   # measured as a negative id before
+    with pytest.raises(VolumeError, match="holds the id 9223372036854775813, above 2\\*\\*63 - 1"):
+        measure_labels(huge)
+    huge[0, 0, 0] = 2 ** 63 - 1
+    assert measure_labels(huge)["label"].tolist() == [2 ** 63 - 1]
     with pytest.raises(VolumeError, match="one voxel grid"):
         measure_labels(np.zeros((2, 2, 2), np.uint8), image=np.zeros((2, 2, 3)))
     with pytest.raises(VolumeError, match="spacing"):

@@ -79,6 +79,10 @@ def read_label_slab(labels, z0: int, step: int, cancel=None, what: str = "the la
         return slab.view(np.uint8)
     if np.issubdtype(slab.dtype, np.signedinteger) and (slab < 0).any():
         raise VolumeError(f"{what} holds negative values; label ids must be >= 0")
+    if slab.dtype == np.uint64 and slab.size and int(slab.max()) > np.iinfo(np.int64).max:
+        # measured and compared as int64, such an id came out negative (a hashed connectomics id?)
+        raise VolumeError(f"{what} holds the id {int(slab.max())}, above 2**63 - 1, the largest id these tools "
+                          "keep; relabel the objects first (e.g. skimage.segmentation.relabel_sequential)")
     return slab
 
 
