@@ -88,6 +88,11 @@ class InteractiveWidget(QWidget):
         # since), the data array that holds): on a large volume a step rewrites only that box and the
         # current object's, not the volume; an array put in its place is rewritten whole
         self._stale = weakref.WeakKeyDictionary()
+        # preview layer -> (the box of what the brush changed since the preview was last drawn whole, the
+        # data array that holds): painted there and not accepted, it is accepted by the next step
+        # (_accept_paint) instead of being drawn over
+        self._paint = weakref.WeakKeyDictionary()
+        self._accepted = []
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
 
@@ -457,6 +462,7 @@ class InteractiveWidget(QWidget):
             self._last_commit = None
             self.ensure_prompt_layers()
             self._session()   # refuses a view across another axis than the object's
+            self._accepted = self._accept_paint()
             self.send_prompts(self._z())
             return self.seg
         return self._guard(prep)
@@ -465,12 +471,12 @@ class InteractiveWidget(QWidget):
         seg = self._prompted_session()
         if seg is None:
             return
-        z = self._z()
+        z, accepted = self._z(), self._accepted
 
         def done(mask):
             self._show(z_mask=(z, mask))
             self.status.setText(f"slice {z} segmented in {self.last_seconds:.2f}s; correct it with clicks or "
-                                "strokes and Segment slice again, or Propagate")
+                                "strokes and Segment slice again, or Propagate" + self._accepted_text(accepted))
         self._start(f"segmenting slice {z} ...", seg.segment_slice, z, on_done=done)
 
     def propagate(self):
@@ -479,6 +485,7 @@ class InteractiveWidget(QWidget):
             return
 
         keep = last_session_path(self.image.currentText())
+        accepted = self._accepted
 
         other = tuple(a for a in range(3) if a != seg.axis)
 
@@ -501,6 +508,7 @@ class InteractiveWidget(QWidget):
 
         def done(result):
             (slices, voxels, differ), kept = result
+            late = self._guard(self._accept_paint) or []   # painted while it ran: kept, for the next step
             self.recommended = self._guard(seg.recommend_slice)
             self._show()
             r = "" if self.recommended is None else f"; recommended slice to check: {self.recommended}"
@@ -512,7 +520,10 @@ class InteractiveWidget(QWidget):
             cut = (f"; stopped early before slice{'s' if len(cut) > 1 else ''} {' and '.join(map(str, cut))}: "
                    "if the object goes on there, correct past it") if cut else ""
             self.status.setText(f"propagated in {self.last_seconds:.2f}s on {seg.device.type} through {slices} "
-                                f"slices{across} ({self._volume_text(voxels)}){edited}{r}{cut}{unsaved}")
+                                f"slices{across} ({self._volume_text(voxels)}){edited}{r}{cut}{unsaved}"
+                                + self._accepted_text(accepted)
+                                + (f"; slice{'s' if len(late) > 1 else ''} {', '.join(map(str, late))} painted "
+                                   "while it ran: accepted, Propagate to use them" if late else ""))
         self._start("propagating ...", work, on_done=done)
 
     def goto_slice(self, z: int):
@@ -552,6 +563,11 @@ class InteractiveWidget(QWidget):
         into its layer under its id), then start a new object."""
         if self._busy() or self.seg is None:
             return
+        try:
+            accepted = self._accepted_text(self._accept_paint())
+        except Exception as exc:  # reported, nothing committed
+            self.status.setText(f"error: {exc}")
+            return
         pred = self.seg.prediction
         gone = ""
         if self._editing is not None and self.seg.mask_box(prior=True) is not None:
@@ -579,7 +595,7 @@ class InteractiveWidget(QWidget):
         n, left = len(where), int(inside.sum()) - len(where)
         self._last_commit = (objects, where, np.zeros(n, data.dtype), np.full(n, new_id, data.dtype), None)
         self.status.setText(f"{gone}committed object {new_id} ({self._volume_text(n)}, {n} voxels"
-                            + (f", {left} left to earlier objects)" if left else ")"))
+                            + (f", {left} left to earlier objects)" if left else ")") + accepted)
         self._new_object()
 
     def _commit_edit(self, pred: np.ndarray):
@@ -865,6 +881,9 @@ class InteractiveWidget(QWidget):
 
     def _painted(self, layer, atoms):
         shape = tuple(layer.data.shape)
+        painted = self._paint.get(layer, (None, None))
+        if painted[1] is not layer.data:
+            painted = (None, layer.data)
         for atom in atoms:
             try:
                 key = getattr(atom, "slice_key", None)   # napari >= 0.6: the box painted in
@@ -878,6 +897,29 @@ class InteractiveWidget(QWidget):
                 box = _full((), shape)                  # an atom of an unknown kind: the next step redraws all
             if box is not None:
                 self._stale_add(layer, box)
+                painted = (_union(painted[0], box), painted[1])
+        self._paint[layer] = painted
+
+    def _accept_paint(self) -> list[int]:
+        """The slices of the preview the brush changed since it was last drawn, and left without
+        Accept painted slice, accepted as painted (the user's correction; the step about to run
+        would otherwise draw over it). Returns those slices."""
+        preview, seg = self._layer(PREVIEW), self.seg
+        box, data = self._paint.pop(preview, (None, None)) if preview is not None else (None, None)
+        if seg is None or box is None or data is not preview.data or tuple(data.shape) != seg.volume_shape:
+            return []
+        shown = np.asarray(data[box]) > 0
+        other = tuple(a for a in range(3) if a != seg.axis)
+        differ = (shown != seg.prediction[box]).any(other)
+        zs = [int(box[seg.axis].start + i) for i in np.flatnonzero(differ)]
+        for z in zs:
+            seg.set_slice_mask(z, np.asarray(data[_slice_of(seg.axis, z)]) > 0)
+        return zs
+
+    @staticmethod
+    def _accepted_text(zs) -> str:
+        return (f"; painted slice{'s' if len(zs) > 1 else ''} {', '.join(map(str, zs))} accepted first"
+                if zs else "")
 
     def _stale_add(self, layer, box):
         old, data = self._stale.get(layer, (None, None))
@@ -906,6 +948,7 @@ class InteractiveWidget(QWidget):
                 region = _union(_union(self._stale[preview][0], box), _full(_slice_of(seg.axis, z), seg.volume_shape))
                 preview.data[region] = seg.prediction[region]
             self._stale[preview] = (box, preview.data)
+            self._paint.pop(preview, None)   # drawn over: what was painted and not accepted is gone
         preview.refresh()
         self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices,
                            self.seg.cut_ends)

@@ -747,3 +747,46 @@ def test_editing_a_committed_object_keeps_its_id_and_measurements_true(make_napa
     now[far] = False
     assert not now[top].any() and np.array_equal(now[:top], first[:top])   # an empty fix propagates nothing
     assert now.sum() < first.sum() and int(np.asarray(objects.data).max()) == 1   # no new id
+
+
+@needs_default
+def test_paint_left_without_accept_is_taken_by_the_next_step_not_drawn_over(make_napari_viewer, qtbot):
+    """Painting a correction in `current object` and pressing Propagate (or Commit) without Accept
+    painted slice drew the propagation over the paint: the user's correction was lost, silently."""
+    viewer, w = _phantom_widget(make_napari_viewer)
+    truth = np.asarray(viewer.layers["phantom truth"].data) == 1
+    z, preview = _box_and_segment(qtbot, w, truth)
+    w.propagate()
+    _wait(qtbot, w)
+    zs = np.flatnonzero(w.seg.prediction.any((1, 2)))
+    far = int(zs[-1])                                   # the last slice the object was propagated to
+    w.goto_slice(far)
+    preview.selected_label = 0
+    preview.brush_size = 9
+    for x in range(0, preview.data.shape[2], 4):        # erase a band through it with the brush
+        for y in range(0, preview.data.shape[1], 4):
+            preview.paint((far, y, x), 0)
+    preview.selected_label = 1
+    preview.paint((far, 10, 10), 1)                    # and add a blob where there was nothing
+    painted = np.asarray(preview.data[far]) > 0
+    assert not np.array_equal(painted, w.seg.prediction[far])
+    w.goto_slice(z)
+    w.propagate()
+    _wait(qtbot, w)
+    assert far in w.seg.painted_slices and f"painted slice {far} accepted first" in w.status.text()
+    np.testing.assert_array_equal(w.seg.annotation(far), painted)
+    np.testing.assert_array_equal(np.asarray(preview.data[far]) > 0, painted)
+    # painted while a propagation runs (the result arrives after): kept, and said
+    w.propagate()
+    preview.paint((far - 1, 12, 12), 1)
+    during = np.asarray(preview.data[far - 1]) > 0
+    _wait(qtbot, w)
+    assert f"slice {far - 1} painted while it ran: accepted" in w.status.text()
+    np.testing.assert_array_equal(w.seg.annotation(far - 1), during)
+    np.testing.assert_array_equal(np.asarray(preview.data[far - 1]) > 0, during)
+    # painted again, then Commit: the object committed is the one shown, paint included
+    preview.paint((far, 30, 30), 1)
+    shown = np.asarray(preview.data).astype(bool).copy()
+    w.commit()
+    assert f"painted slice {far} accepted first" in w.status.text()
+    np.testing.assert_array_equal(np.asarray(viewer.layers["objects"].data) == 1, shown)
