@@ -19,7 +19,7 @@ committed objects of this image, taken as truth, saves it under the user's data 
 it in the "quality" field, which lists the saved ones in later napari sessions too and takes any
 ``.quality.json`` path. "Save session" and "Open session" keep the current object's prompts, trusted
 slices and last propagation in a file (halo_seg.interactive.session_file), and every propagation also
-saves it under the user's data directory (sessions/<image>.last.npz), so that closing napari or a crash
+saves it under the user's data directory (sessions/<image>.<hash>.last.npz), so that closing napari or a crash
 loses no corrections. Networks run in a worker thread; the UI stays live, shows progress and can cancel.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from pathlib import Path
 
 import napari
 import numpy as np
@@ -484,7 +485,7 @@ class InteractiveWidget(QWidget):
         if seg is None:
             return
 
-        keep = last_session_path(self.image.currentText())
+        keep = self._kept_path()
         accepted = self._accepted
 
         other = tuple(a for a in range(3) if a != seg.axis)
@@ -685,10 +686,21 @@ class InteractiveWidget(QWidget):
                                 f"(r of the fit {r:.2f}), saved as {path}; it applies from the next propagation")
         self._start("learning from the committed objects ...", work, on_done=done)
 
+    def _kept_path(self) -> Path:
+        """Where propagations keep the chosen image's session: by its name and the file it came from
+        (else its shape and voxel size), so that two images of one name keep theirs apart."""
+        name = self.image.currentText()
+        layer = self._layer(name)
+        if layer is None:
+            return last_session_path(name)
+        source = (layer.metadata or {}).get("source")
+        return last_session_path(name, str(Path(source).resolve()) if source else
+                                 f"{tuple(int(n) for n in layer.level_shapes[0])} {tuple(layer.scale)}")
+
     def _ask_session_path(self, title: str) -> str:
         """A file dialog opened where the kept sessions are; '' when cancelled."""
         from qtpy.QtWidgets import QFileDialog
-        start = str(last_session_path(self.image.currentText()).parent)
+        start = str(self._kept_path().parent)
         ask = QFileDialog.getSaveFileName if title.startswith("Save") else QFileDialog.getOpenFileName
         return ask(self, title, start, "halo-seg session (*.npz)")[0]
 

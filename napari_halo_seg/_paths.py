@@ -2,6 +2,7 @@
 sessions and trained U-Net weights, under one user data directory."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -26,9 +27,12 @@ def learned_dir() -> Path:
     return user_dir() / "quality"
 
 
-def last_session_path(image_name: str) -> Path:
-    """Where each propagation saves the session of an image's current object."""
-    return user_dir() / "sessions" / f"{file_stem(image_name)}.last.npz"
+def last_session_path(image_name: str, identity: str = "") -> Path:
+    """Where each propagation saves the session of an image's current object. ``identity`` (the
+    file the image came from, or its shape) tells apart images of one name ("scan", "image", a
+    DICOM series number): another patient's "scan" must not write over this one's kept session."""
+    tag = "." + hashlib.sha1(identity.encode()).hexdigest()[:8] if identity else ""
+    return user_dir() / "sessions" / f"{file_stem(image_name)}{tag}.last.npz"
 
 
 def models_dir() -> Path:

@@ -571,6 +571,31 @@ def test_an_object_prompted_in_another_plane_is_propagated_across_it(make_napari
 
 
 @needs_default
+def test_images_of_one_name_keep_their_sessions_apart(make_napari_viewer, tmp_path, _user_dir):
+    """Kept sessions were named after the layer alone: another patient's "scan" propagated later
+    wrote over this one's kept session."""
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    viewer = make_napari_viewer()
+    w = InteractiveWidget(viewer)
+    paths = []
+    for k in range(2):
+        np.save(tmp_path / f"p{k}.npy", np.zeros((8, 16, 16), np.float32))
+        (tmp_path / f"patient{k}").mkdir()
+        (tmp_path / f"p{k}.npy").rename(tmp_path / f"patient{k}" / "scan.npy")
+        layer = viewer.open(str(tmp_path / f"patient{k}" / "scan.npy"), plugin="napari-halo-seg")[0]
+        w.image.setCurrentText(layer.name)
+        paths.append(w._kept_path())
+        viewer.layers.remove(layer)
+    assert layer.name == "scan" and paths[0] != paths[1] and paths[0].name.startswith("scan.")
+    viewer.add_image(np.zeros((8, 16, 16)), name="scan")           # made in napari: its shape tells
+    w.image.setCurrentText("scan")
+    made = w._kept_path()
+    viewer.layers.remove("scan")
+    viewer.add_image(np.zeros((9, 16, 16)), name="scan")
+    w.image.setCurrentText("scan")
+    assert w._kept_path() not in (made, *paths) and made not in paths
+
+
 def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _user_dir, monkeypatch):
     """Every propagation saves the object's session; after napari is closed (a new widget), opening
     it brings the object back as it was, and a saved session opens only on its own image."""
@@ -582,8 +607,9 @@ def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _us
     _wait(qtbot, w)
     shown = np.asarray(viewer.layers["current object"].data).copy()
     rec, slices = w.recommended, w.seg.annotated_slices
-    kept = last_session_path("phantom")
-    assert kept.is_file() and str(_user_dir) in str(kept)
+    kept = w._kept_path()
+    assert kept.is_file() and str(_user_dir) in str(kept) and kept.name.startswith("phantom.")
+    assert last_session_path("phantom", "another patient's scan") != kept
     from qtpy.QtWidgets import QFileDialog
     asked = []
     monkeypatch.setattr(QFileDialog, "getSaveFileName",
@@ -597,7 +623,7 @@ def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _us
     assert "Commit or Reset it first" in w.status.text()
     # where the session cannot be kept (here a folder stands at its path) the propagation still lands
     import napari_halo_seg._interactive_widget as iw
-    monkeypatch.setattr(iw, "last_session_path", lambda name: _user_dir)
+    monkeypatch.setattr(iw, "last_session_path", lambda name, identity="": _user_dir)
     w.propagate()
     _wait(qtbot, w)
     assert "propagated in" in w.status.text() and "the session could not be saved" in w.status.text()
