@@ -15,7 +15,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QPushButton, QTableWidget, QTab
 
 from ._background import BackgroundWidget
 from ._fields import form_of
-from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
+from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
 from ._measure import layer_unit, save_table_csv
 
 COLUMNS = (("label", "label", "{:d}"), ("Dice", "dice", "{:.3f}"), ("Jaccard", "jaccard", "{:.3f}"),
@@ -90,6 +90,11 @@ class CompareWidget(BackgroundWidget):
         if tuple(pred.shape) != tuple(truth.shape):
             self.status.setText(f"{a} {tuple(pred.shape)} and {b} {tuple(truth.shape)} lie on different grids: "
                                 "compare labels of one image")
+            return
+        try:
+            check_same_grid(layer, ref)
+        except ValueError as exc:
+            self.status.setText(str(exc))
             return
         self._start(f"comparing {a} with {b} ...", _compare, pred, truth, tuple(ref.scale[-3:]),
                     self.distances.isChecked(), self.objects.isChecked(), self._cancel.is_set,

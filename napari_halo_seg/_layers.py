@@ -56,6 +56,17 @@ def layer_spacing(layer) -> tuple | None:
     return scale if known or (known is None and scale != (1.0, 1.0, 1.0)) else None
 
 
+def check_same_grid(a, b) -> None:
+    """A ValueError when layers ``a`` and ``b`` of one shape record two different voxel sizes: labels
+    of two scans, which a voxel-by-voxel comparison, measurement or training would pair wrongly. A
+    layer whose file records no voxel size (a .npy) is taken to lie on the other's grid."""
+    sa, sb = layer_spacing(a), layer_spacing(b)
+    if sa is not None and sb is not None and not np.allclose(sa, sb, rtol=1e-3):
+        raise ValueError(f"{a.name} has voxels of {' x '.join(f'{v:g}' for v in sa)} and {b.name} of "
+                         f"{' x '.join(f'{v:g}' for v in sb)}: they lie on different grids; use layers of one "
+                         "image (resample one onto the other's grid first)")
+
+
 def sliced_axis(viewer, why: str = "this works on slices") -> int:
     """The axis of a 3D image (the world's last three axes) that the 2D view slices across: 0 unless
     the dims were rolled or transposed. A ValueError says why there is none."""

@@ -19,7 +19,7 @@ from halo_seg.measure import volume_text
 
 from ._background import BackgroundWidget
 from ._fields import form_of
-from ._layers import fill_layer_box, follow_layers, layer_volume
+from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT, layer_unit, save_table_csv, table_features
 
 NO_IMAGE = "(none)"
@@ -126,7 +126,10 @@ class ObjectsWidget(BackgroundWidget):
             data = layer_volume(layer)
             image = None
             if self.image.currentText() not in ("", NO_IMAGE):
-                image = layer_volume(self.viewer.layers[self.image.currentText()])
+                image_layer = self.viewer.layers[self.image.currentText()]
+                image = layer_volume(image_layer)
+                if tuple(image.shape) == tuple(data.shape):   # another shape is refused where it is measured
+                    check_same_grid(layer, image_layer)
         except ValueError as exc:
             self.status.setText(str(exc))
             return None

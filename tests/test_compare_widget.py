@@ -52,7 +52,19 @@ def test_compare_widget_refusals_keep_the_layers(make_napari_viewer, qtbot):
     w.reference.setCurrentText("other grid")
     w.run()
     assert w.worker is None and "different grids" in w.status.text()
-    assert len(viewer.layers) == 3 and not w.save_btn.isEnabled()
+    # one shape, two known voxel sizes: two scans' labels, compared voxel by voxel before
+    viewer.add_labels(np.asarray(truth), name="other scan", scale=(3.0, 1.0, 1.0), metadata={"spacing_known": True})
+    viewer.layers["model"].scale = (1.0, 1.0, 1.0)
+    viewer.layers["model"].metadata["spacing_known"] = True
+    w.reference.setCurrentText("other scan")
+    w.run()
+    assert w.worker is None and "voxels of 1 x 1 x 1 and other scan of 3 x 1 x 1" in w.status.text()
+    viewer.layers["other scan"].metadata["spacing_known"] = False   # a .npy: no voxel size to go by
+    w.run()
+    assert w.worker is not None
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert "mean Dice" in w.status.text()
+    assert len(viewer.layers) == 4 and w.save_btn.isEnabled()
 
 
 def test_compare_widget_as_objects(make_napari_viewer, qtbot):

@@ -254,6 +254,11 @@ def test_objects_widget_measures_labels_as_they_are(make_napari_viewer, qtbot, t
     assert list(atlas.features.columns) == ["index", "name"] and "own features" in w.status.text()
     w.save_table(str(tmp_path / "atlas.csv"))
     assert len((tmp_path / "atlas.csv").read_text().splitlines()) == len(ids) + 1
+    other = viewer.add_image(np.asarray(viewer.layers["colin27 T1"].data), name="other scan", scale=(1, 1, 1),
+                             metadata={"spacing_known": True})   # one shape, another voxel size
+    w.image.setCurrentText(other.name)
+    w.measure()
+    assert w.worker is None and "they lie on different grids" in w.status.text()
 
 
 def test_auto_widget_refuses_a_run_that_will_not_fit(make_napari_viewer, qtbot, tmp_path, phantom_npy,
