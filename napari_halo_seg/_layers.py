@@ -57,14 +57,25 @@ def layer_spacing(layer) -> tuple | None:
 
 
 def check_same_grid(a, b) -> None:
-    """A ValueError when layers ``a`` and ``b`` of one shape record two different voxel sizes: labels
-    of two scans, which a voxel-by-voxel comparison, measurement or training would pair wrongly. A
-    layer whose file records no voxel size (a .npy) is taken to lie on the other's grid."""
-    sa, sb = layer_spacing(a), layer_spacing(b)
-    if sa is not None and sb is not None and not np.allclose(sa, sb, rtol=1e-3):
-        raise ValueError(f"{a.name} has voxels of {' x '.join(f'{v:g}' for v in sa)} and {b.name} of "
-                         f"{' x '.join(f'{v:g}' for v in sb)}: they lie on different grids; use layers of one "
-                         "image (resample one onto the other's grid first)")
+    """A ValueError when layers ``a`` and ``b`` of one shape do not lie on one voxel grid: two known
+    voxel sizes that differ, or scan geometries (from their files) that place them apart in the world:
+    labels of two scans, which a voxel-by-voxel comparison, measurement or training would pair
+    wrongly. A layer whose file records no voxel size or placement (a .npy) lies on the other's grid."""
+    from types import SimpleNamespace
+
+    from halo_seg.io.geometry import KEY, grid_mismatch
+
+    def grid(layer):
+        known = layer_spacing(layer)
+        meta = layer.metadata or {}
+        return SimpleNamespace(shape=tuple(layer_volume(layer).shape), spacing=known or (1.0, 1.0, 1.0),
+                               spacing_known=known is not None, meta={"unit": meta.get("unit"), KEY: meta.get(KEY)})
+    ga, gb = grid(a), grid(b)
+    if ga.shape == gb.shape:
+        found = grid_mismatch(ga, gb, a.name, b.name)
+        if found:
+            raise ValueError(f"{found}: they lie on different grids; use layers of one image (resample one onto "
+                             "the other's grid first)")
 
 
 def sliced_axis(viewer, why: str = "this works on slices") -> int:

@@ -65,6 +65,15 @@ def test_compare_widget_refusals_keep_the_layers(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert "mean Dice" in w.status.text()
     assert len(viewer.layers) == 4 and w.save_btn.isEnabled()
+    # one shape and voxel size, placed 40 mm apart by their files' geometries
+    from halo_seg.io.geometry import from_affine
+    moved = np.diag([1.0, 1.0, 1.0, 1.0])
+    moved[1, 3] = 40.0
+    viewer.add_labels(np.asarray(truth), name="moved", metadata={"geometry": from_affine(moved, truth.shape)})
+    viewer.layers["model"].metadata["geometry"] = from_affine(np.eye(4), truth.shape)
+    w.reference.setCurrentText("moved")
+    w.run()
+    assert w.worker is None and "model and moved lie 40 mm apart in the world" in w.status.text()
 
 
 def test_compare_widget_as_objects(make_napari_viewer, qtbot):

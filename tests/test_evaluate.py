@@ -155,3 +155,40 @@ def test_cli_evaluate_instances(tmp_path, capsys):
     rows = (tmp_path / "o.csv").read_text().splitlines()
     assert rows[0].startswith("iou,tp,fp,fn") and len(rows) == 3
     assert main(["evaluate", str(tmp_path / "p.npy"), str(tmp_path / "t.npy"), "--instances", "--iou", "0.2"]) != 0
+
+
+def test_two_scans_of_one_shape_are_not_compared_voxel_by_voxel(tmp_path, capsys):
+    """Labels of one shape on another voxel size, or placed elsewhere in the world, were compared
+    voxel by voxel (Dice 1.0 for a mask shifted 50 mm); measure read another scan's intensities and
+    train paired another scan's labels likewise."""
+    import nibabel as nib
+    lab = np.zeros((10, 12, 14), np.uint8)
+    lab[3:7, 3:8, 3:9] = 1
+    shifted = np.eye(4)
+    shifted[0, 3] = 50.0
+    for name, aff, codes in (("a", np.eye(4), 1), ("thick", np.diag([1.0, 1.0, 3.0, 1.0]), 1), ("moved", shifted, 1),
+                             ("nowhere", shifted, 0)):
+        img = nib.Nifti1Image(lab.transpose(2, 1, 0), aff)
+        img.set_sform(aff, code=codes)
+        img.set_qform(aff, code=codes)
+        nib.save(img, tmp_path / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((14, 12, 10), np.float32), np.diag([1.0, 1.0, 3.0, 1.0])), tmp_path / "t2.nii.gz")
+    p = lambda n: str(tmp_path / f"{n}.nii.gz")   # noqa: E731
+    assert main(["evaluate", p("a"), p("thick")]) == 2
+    assert "voxels of 1 x 1 x 1 and" in capsys.readouterr().err
+    assert main(["evaluate", p("a"), p("moved")]) == 2
+    assert "lie 50 mm apart in the world" in capsys.readouterr().err
+    assert main(["evaluate", p("a"), p("nowhere")]) == 0   # a file with no coded space lies nowhere in particular
+    assert "mean Dice 1.000" in capsys.readouterr().out
+    assert main(["measure", p("a"), "--image", p("t2")]) == 2
+    assert "intensities would be read from other voxels" in capsys.readouterr().err
+    assert main(["train", "--image", p("t2"), "--labels", p("a"), "--out", str(tmp_path / "w.safetensors"),
+                 "--iterations", "1", "--quiet"]) == 2
+    assert "learn each voxel's label from another voxel" in capsys.readouterr().err
+    assert not (tmp_path / "w.safetensors").exists()
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "truth").mkdir()
+    (tmp_path / "a.nii.gz").rename(tmp_path / "pred" / "case.nii.gz")
+    (tmp_path / "moved.nii.gz").rename(tmp_path / "truth" / "case.nii.gz")
+    assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "truth")]) == 1   # batch: that case failed
+    assert "apart in the world" in capsys.readouterr().out

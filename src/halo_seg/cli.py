@@ -289,11 +289,17 @@ def cmd_train(a) -> int:
     opened = [open_volume(p, channel=a.channel, timepoint=a.timepoint) for p in a.images]
     scale = training_spacing(opened, log=lambda m: print("note: " + m))   # recorded: segment resamples to it
     data = {"images": list(a.images), "labels": list(a.labels), "validation": list(a.val_images)}   # for the card
+    from .io.geometry import check_one_grid
+    lab_vols = [open_labels(p) for p in a.labels]
+    val_vols = [open_volume(p, channel=a.channel, timepoint=a.timepoint) for p in a.val_images]
+    val_labs = [open_labels(p) for p in a.val_labels]
+    for names, ims, lbs in ((zip(a.images, a.labels), opened, lab_vols), (zip(a.val_images, a.val_labels), val_vols, val_labs)):
+        for (pi, pl), im, lb in zip(names, ims, lbs):   # before any voxel is read: a pair of two scans
+            check_one_grid(im, lb, str(pi), str(pl), "the network would learn each voxel's label from another voxel")
     imgs = [np.asarray(v.data) for v in opened]
-    labs = [np.asarray(open_labels(p).data).astype(np.int64) for p in a.labels]
-    val = dict(val_images=[np.asarray(open_volume(p, channel=a.channel, timepoint=a.timepoint).data)
-                           for p in a.val_images],
-               val_labels=[np.asarray(open_labels(p).data).astype(np.int64) for p in a.val_labels])
+    labs = [np.asarray(v.data).astype(np.int64) for v in lab_vols]
+    val = dict(val_images=[np.asarray(v.data) for v in val_vols],
+               val_labels=[np.asarray(v.data).astype(np.int64) for v in val_labs])
     n = a.classes or int(max(l.max() for l in labs)) + 1
     bar = tqdm(total=a.iterations, desc="training", unit="it", disable=a.quiet)
 
@@ -537,6 +543,8 @@ def cmd_measure(a) -> int:
     given = _spacing_arg(a.spacing)   # a typo is reported before any voxel is read
     lab = open_labels(a.labels)
     img = open_volume(a.image, channel=a.channel, timepoint=a.timepoint) if a.image else None
+    if img is not None and given is None:
+        geometry.check_one_grid(lab, img, a.labels, a.image, "the intensities would be read from other voxels")
     # the labels' own spacing, unit and geometry where their file has them (a .npy has none), else the image's
     src = lab if (lab.meta.get("unit") or lab.meta.get(geometry.KEY) or img is None) else img
     spacing = given or src.spacing
@@ -635,7 +643,9 @@ def cmd_evaluate(a) -> int:
     from .batch import is_case_folder
     if is_case_folder(a.pred) or is_case_folder(a.truth):
         return _evaluate_folders(a)
+    from .io.geometry import check_one_grid
     pred, truth = open_labels(a.pred), open_labels(a.truth)   # the same shape is checked; truth's spacing is used
+    check_one_grid(pred, truth, a.pred, a.truth)
     if a.instances:
         table = compare_instances(pred.data, truth.data, thresholds=a.iou)
         print(format_instances(table))

@@ -118,3 +118,36 @@ def is_label_nifti(img) -> bool:
         return img.header.get_intent()[0] == LABEL_INTENT
     except Exception:   # an unknown intent code is not a label file
         return False
+
+
+def grid_mismatch(a, b, name_a: str = "the first volume", name_b: str = "the second") -> str | None:
+    """Why two opened volumes of one shape do not lie on one voxel grid, or None: their recorded voxel
+    sizes differ, or their scan geometries put a corner voxel more than half a voxel apart (another
+    scan, a shifted or flipped copy). Only what both record is compared: a .npy lies anywhere."""
+    if a.spacing_known and b.spacing_known and not np.allclose(a.spacing, b.spacing, rtol=1e-3):
+        return (f"{name_a} has voxels of {' x '.join(f'{v:g}' for v in a.spacing)} and {name_b} of "
+                f"{' x '.join(f'{v:g}' for v in b.spacing)}")
+    ga, gb = a.meta.get(KEY), b.meta.get(KEY)
+    placed = lambda g: bool(g) and bool(g.get("sform_code") or g.get("qform_code"))   # noqa: E731
+    if not (placed(ga) and placed(gb)):   # a file with no coded space (np.eye(4) saved by a script) lies nowhere
+        return None
+    shape = np.array(a.shape[::-1], float) - 1   # (x, y, z), as the affines index
+    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0]) for j in (0, shape[1]) for k in (0, shape[2])])
+    pa, pb = corners @ best_affine(ga).T, corners @ best_affine(gb).T
+    apart = float(np.linalg.norm(pa[:, :3] - pb[:, :3], axis=1).max())
+    if apart > 0.5 * min(min(a.spacing), min(b.spacing)):
+        return (f"{name_a} and {name_b} lie {apart:.3g} {a.meta.get('unit') or 'units'} apart in the world "
+                f"({orientation(ga)} origin {np.round(pa[0, :3], 2).tolist()}, {orientation(gb)} origin "
+                f"{np.round(pb[0, :3], 2).tolist()})")
+    return None
+
+
+def check_one_grid(a, b, name_a: str, name_b: str, why: str = "a voxel-by-voxel comparison would pair the wrong voxels") -> None:
+    """VolumeError when two volumes of one shape lie on different grids (grid_mismatch)."""
+    if tuple(a.shape) == tuple(b.shape):
+        found = grid_mismatch(a, b, name_a, name_b)
+        if found:
+            fix = ("bring one onto the other's grid in the world first (a registration or resampling tool: "
+                   "3D Slicer, ANTs)" if "apart in the world" in found else
+                   "resample one onto the other's grid first (halo-seg resample IN OUT --like OTHER [--labels])")
+            raise VolumeError(f"{found}: not one voxel grid, so {why}; {fix}")
