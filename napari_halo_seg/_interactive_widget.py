@@ -41,7 +41,7 @@ from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
 from ._fields import SavedFilesBox, device_choices, form_of
-from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
+from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
 from ._paths import file_stem, last_session_path, learned_dir
 from ._prompt_layers import (STROKE_BACKGROUND, STROKE_OBJECT, box_key, click_key, extreme_key, slice_of as _slice_of,
                              sync_boxes, sync_clicks, sync_extreme, sync_strokes)
@@ -779,7 +779,7 @@ class InteractiveWidget(QWidget):
             return
         label = int(layer.selected_label)
         seg = self._guard(lambda: self._session(self._axis()))
-        if seg is None:
+        if seg is None or self._guard(lambda: check_same_grid(self._image_layer()[0], layer) or True) is None:
             return
 
         def take():

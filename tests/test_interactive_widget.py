@@ -704,6 +704,15 @@ def test_editing_a_label_corrects_it_in_place_and_undo_restores_it(make_napari_v
     w.edit_label()
     _wait(qtbot, w)
     assert "label 250 is not in layer 'auto'" in w.status.text() and w.seg.prior is None
+    other = viewer.add_labels(auto.copy(), name="other scan", scale=(3.0, 1.0, 1.0), metadata={"spacing_known": True})
+    viewer.layers["phantom"].metadata["spacing_known"] = True
+    viewer.layers.selection.active = other       # one shape, another scan's voxel size: refused
+    other.selected_label = first
+    w.edit_label()
+    assert w.worker is None and "they lie on different grids" in w.status.text() and w.seg.prior is None
+    viewer.layers["phantom"].metadata["spacing_known"] = False
+    viewer.layers.remove(other)
+    viewer.layers.selection.active = layer
 
     layer.selected_label = first
     w.edit_label()
