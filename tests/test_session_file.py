@@ -150,8 +150,10 @@ def test_bad_session_files_are_refused(tmp_path):
     np.savez(tmp_path / "plain.npz", a=np.zeros(3))
     np.savez(tmp_path / "future.npz", header=np.array(json.dumps({"format": "halo-seg interactive session",
                                                                       "version": 99})))
+    np.save(tmp_path / "image.npy", vol)   # the image given for the session: a TypeError traceback before
     for path, msg in ((tmp_path / "missing.npz", "no session file"), (junk, "not a readable"),
-                      (tmp_path / "plain.npz", "not a readable"), (tmp_path / "future.npz", "version 99")):
+                      (tmp_path / "plain.npz", "not a readable"), (tmp_path / "future.npz", "version 99"),
+                      (tmp_path / "image.npy", "holds one array, not the archive a session is")):
         with pytest.raises(InteractiveError, match=msg):
             InteractiveSegmenter.from_session(path, vol, device="cpu", weights="default")
     # saving: a folder at the path (written beside it before) or a place that cannot be written
@@ -160,7 +162,7 @@ def test_bad_session_files_are_refused(tmp_path):
                       (junk / "s.npz", f"cannot write the session to {junk / 's.npz'}")):
         with pytest.raises(InteractiveError, match=msg):
             seg.save_session(path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["future.npz", "junk.npz", "plain.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["future.npz", "image.npy", "junk.npz", "plain.npz"]
 
 
 @needs_default

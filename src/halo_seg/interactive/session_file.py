@@ -105,7 +105,10 @@ def read_header(path) -> dict:
     if not path.is_file():
         raise ValueError(f"no session file at {path}")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):   # a .npy array (the image itself, given by mistake)
+            raise ValueError("it holds one array, not the archive a session is")
+        with loaded as f:
             head = json.loads(str(f["header"]))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} is not a readable halo-seg session file ({exc})") from exc
