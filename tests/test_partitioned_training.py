@@ -45,6 +45,8 @@ def test_train_partitioned_refuses_bad_pairs(tmp_path):
     ok = (np.zeros((16, 16, 16)), (np.arange(16 ** 3).reshape(16, 16, 16) % 2).astype(np.int64))
     with pytest.raises(TrainingError, match="replicas must be a positive integer, got 0"):
         train_partitioned(*ok, {**cfg, "replicas": 0}, (2, 1, 1), tmp_path / "x.safetensors")
+    with pytest.raises(TrainingError, match="batch must hold at least 1 patch, got 0"):   # a rank's traceback before
+        train_partitioned(*ok, {**cfg, "batch": 0}, (2, 1, 1), tmp_path / "x.safetensors")
     with pytest.raises(TrainingError, match="give --out a path ending in .safetensors, not x.npy"):
         train_partitioned(*ok, cfg, (2, 1, 1), tmp_path / "x.npy")   # before any rank starts
 

@@ -76,7 +76,7 @@ def test_thin_volumes_train_with_patches_cut_to_the_network_and_bad_schedules_ar
     res = train_unet([img[10:20]], [lab[10:20]], cfg, tmp_path / "thin.safetensors", log=lambda *a: None)
     assert (tmp_path / "thin.safetensors").exists() and res["history"]
     for kw, msg in (({"iterations": 0}, "iterations must be at least 1"), ({"lr": -1.0}, "learning rate must be a number >= 0"),
-                    ({"patch": (0, 16, 16)}, "positive multiple")):
+                    ({"patch": (0, 16, 16)}, "positive multiple"), ({"batch": 0}, "batch must hold at least 1")):
         with pytest.raises(TrainingError, match=msg):
             train_unet([img], [lab], TrainConfig(**{**cfg.__dict__, **kw}), tmp_path / "x.safetensors", log=lambda *a: None)
     # the output is checked before training: not a .safetensors path, or another file already there

@@ -276,7 +276,7 @@ def _check_out(out) -> None:
 
 def _check_run(images, labels, cfg, grid, log=print):
     from .unet_train import TrainingError, check_pair, check_schedule, starting_weights
-    check_schedule(cfg.get("iterations", 1), cfg.get("lr", 1e-3))
+    check_schedule(cfg.get("iterations", 1), cfg.get("lr", 1e-3), cfg.get("batch", 1))
     images, labels = _pairs(images, labels)
     if len(images) != len(labels) or not images:
         raise TrainingError(f"{len(images)} images but {len(labels)} label volumes; give them in pairs")

@@ -93,10 +93,13 @@ def class_voxels(lab, region) -> dict[int, np.ndarray]:
     return {int(k): np.argwhere((lab == k) & region) for k in np.unique(lab[region]) if k > 0}
 
 
-def check_schedule(iterations, lr) -> None:
-    """0 iterations wrote an untrained network as if trained; a negative rate was torch's traceback."""
+def check_schedule(iterations, lr, batch=1) -> None:
+    """0 iterations wrote an untrained network as if trained; a negative rate was torch's traceback,
+    a batch of 0 numpy's (in every rank of a partitioned run)."""
     if int(iterations) < 1:
         raise TrainingError(f"iterations must be at least 1, got {iterations}")
+    if int(batch) < 1:
+        raise TrainingError(f"the batch must hold at least 1 patch, got {batch}")
     if not (np.isfinite(lr) and lr >= 0):   # 0: the weights kept (tests)
         raise TrainingError(f"the learning rate must be a number >= 0, got {lr}")
 
@@ -201,7 +204,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     start, init = 0, starting_weights(cfg.init, resume, cfg.n_classes, (cfg.base, cfg.depth), cfg.normalization,
                                       meta or {}, cfg.new_head, log)
     m = 2 ** cfg.depth
-    check_schedule(cfg.iterations, cfg.lr)
+    check_schedule(cfg.iterations, cfg.lr, cfg.batch)
     if any(p % m or p < m for p in cfg.patch):
         raise TrainingError(f"patch {cfg.patch} must be a positive multiple of 2**depth = {m}")
     images, labels = [np.asarray(im) for im in images], [np.asarray(lb) for lb in labels]
