@@ -155,6 +155,22 @@ def test_refusal_offers_a_grid_for_several_volume_pairs_and_a_smaller_batch():
     assert "- a smaller --batch" in lines and not any(line.startswith("- --grid") for line in lines)
 
 
+def test_where_many_ranks_share_a_machine_a_coarser_grid_that_fits_is_offered():
+    """64 ranks of 16-voxel patches on one machine: each rank's process overhead is what does not
+    fit, and the refusal offered a 2-rank grid "where each rank has its own RAM" (it fitted here)."""
+    config, patch, shapes = dict(CONFIG, base=4, depth=2), (16, 16, 16), [(32, 32, 32)]
+    plan = train_memory.plan_training(config, patch, 2, (4, 4, 4), shapes, torch.device("cpu"), spawned=True)
+    room = int((plan.per_rank + plan.process) * 40 / memory.USABLE)   # 40 ranks' worth: 64 do not fit
+    tight = MemoryCheck(plan.per_rank, 64, room, "RAM", plan.process)
+    assert not tight.fits
+    lines = train_memory.refusal(config, patch, 2, (4, 4, 4), shapes, tight).splitlines()
+    grids = [line for line in lines if line.startswith("- --grid")]
+    assert len(grids) == 1 and "(32 ranks) fits here" in grids[0], lines
+    g = [int(v) for v in grids[0].split()[2].split(",")]
+    per = train_memory.rank_bytes(config, patch, 2, tuple(g), shapes)
+    assert (per + plan.process) * 32 <= room * memory.USABLE   # and it does
+
+
 def test_replicas_share_the_machine_as_ranks_do():
     """Each data-parallel replica's ranks need what the first replica's do, on the same RAM."""
     config, patch, shapes = dict(CONFIG, base=8, depth=3), (32, 32, 32), [(64, 64, 64)]

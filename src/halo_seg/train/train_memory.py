@@ -140,7 +140,20 @@ def refusal(config: dict, patch, batch: int, grid, volume_shapes, mem: memory.Me
     finer = memory.finer_grid(patch, 2 ** config["depth"], math.prod(grid), mem,
                               lambda g: rank_bytes(config, patch, batch, g, volume_shapes, checkpoint, precision)
                               + mem.process)
-    if finer is not None:
+    world_now = math.prod(grid)
+    if mem.where == "RAM" and mem.sharing >= world_now > 1:
+        # ranks sharing this machine's RAM each carry a process of their own: fewer of them, on larger
+        # blocks, can fit where more do not (a 4x4x4 grid of 16-voxel patches on one machine)
+        for world in (w for w in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1) if w < world_now):
+            coarse = memory.factor_grid(world, patch, 2 ** config["depth"]) if world > 1 else (1, 1, 1)
+            if coarse is None:
+                continue
+            per = rank_bytes(config, patch, batch, coarse, volume_shapes, checkpoint, precision)
+            if (per + mem.process) * world * (mem.sharing // world_now) <= room:
+                lines.append(f"- --grid {','.join(map(str, coarse))} ({world} rank{'s' if world > 1 else ''}) fits "
+                             f"here: about {memory.fmt_bytes(per)} per rank")
+                break
+    if finer is not None and finer[1] > world_now:   # a coarser one is said above, where it fits here
         finer_grid, world, per = finer
         lines.append(f"- --grid {','.join(map(str, finer_grid))} ({world} ranks) needs about {memory.fmt_bytes(per)} "
                      f"per rank: run it where each rank has its own {mem.where} (one GPU each, or torchrun "
