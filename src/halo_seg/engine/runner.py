@@ -386,7 +386,7 @@ def _memory_refusal(vol, net, plan, mode, tiling, mirror, mem: memory.MemoryChec
     finer = memory.finer_grid(vol.shape, net.multiple, plan.world_size if mode == "halo" else 1, mem, lambda g: (
         _per_rank_bytes(vol, net, PartitionPlan(vol.shape, g, net.multiple), "halo", tiling, mirror, precision)
         + mem.process))
-    if finer is not None and (mode != "halo" or finer[1] > plan.world_size):   # never a coarser grid called finer
+    if finer is not None and (mode != "halo" or finer[1] >= plan.world_size):   # never a coarser grid called finer
         grid, world, per = finer
         lines.append(f"- a grid of {'x'.join(map(str, grid))} ({world} ranks) needs about "
                      f"{memory.fmt_bytes(per)} per rank: run it where each rank has its own "

@@ -153,7 +153,7 @@ def refusal(config: dict, patch, batch: int, grid, volume_shapes, mem: memory.Me
                 lines.append(f"- --grid {','.join(map(str, coarse))} ({world} rank{'s' if world > 1 else ''}) fits "
                              f"here: about {memory.fmt_bytes(per)} per rank")
                 break
-    if finer is not None and finer[1] > world_now:   # a coarser one is said above, where it fits here
+    if finer is not None and finer[1] >= world_now:   # a coarser one is said above, where it fits here
         finer_grid, world, per = finer
         lines.append(f"- --grid {','.join(map(str, finer_grid))} ({world} ranks) needs about {memory.fmt_bytes(per)} "
                      f"per rank: run it where each rank has its own {mem.where} (one GPU each, or torchrun "
