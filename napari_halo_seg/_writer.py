@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
 
 def _write_layer(path: str, data, meta: dict) -> list[str]:
     scale = tuple(meta.get("scale", (1.0, 1.0, 1.0)))[-3:]
+    if isinstance(data, Sequence):   # a multiscale (pyramid) layer, whose np.asarray is its coarsest level
+        data = data[0]
     arr = data if hasattr(data, "dask") else np.asarray(data)
     if is_ome_image(Path(path)):   # saved onto an OME-Zarr image: into its labels/, named as the layer
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(meta.get("name") or "labels")).strip("._") or "labels"

@@ -98,3 +98,8 @@ def test_napari_saves_a_layer_into_the_image_and_reads_it_back_as_labels(make_na
     [(data, meta, kind)] = get_reader(str(path / "labels" / "my_nuclei"))(str(path / "labels" / "my_nuclei"))
     assert kind == "labels" and meta["scale"] == (2.0, 0.5, 0.5)
     np.testing.assert_array_equal(np.asarray(data), labels)
+    # a multiscale (pyramid) Labels layer is saved at its full resolution (np.asarray of napari's
+    # multiscale data is its coarsest level: the labels were saved at half the resolution)
+    viewer.add_labels([labels, labels[::2, ::2, ::2]], name="pyramid", multiscale=True)
+    viewer.layers["pyramid"].save(str(tmp_path / "pyramid.zarr"), plugin="napari-halo-seg")
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "pyramid.zarr").data), labels)
