@@ -94,6 +94,12 @@ def test_cli_instances_then_measure(tmp_path, capsys):
     assert f"{n - small} objects" in capsys.readouterr().out
     assert cli.main(["instances", str(tmp_path / "lab.npy"), str(tmp_path / "p.zarr"), "--classes", "0"]) == 2
     assert "classes" in capsys.readouterr().err
+    # a class that is not there (a typo) gave 0 objects and no word of why
+    assert cli.main(["instances", str(tmp_path / "lab.npy"), str(tmp_path / "q.zarr"), "--classes", "2", "99",
+                     "--quiet"]) == 0
+    got = capsys.readouterr()
+    assert json.loads(got.out.strip().splitlines()[-1])["per_class"] == {"2": n, "99": 0}
+    assert "no object of class 99: the labels hold none of it" in got.err
     # a user's volume is never written over; an earlier output is
     assert cli.main(["instances", str(tmp_path / "o.zarr"), str(tmp_path / "o.zarr")]) == 2
     assert "must not be the input" in capsys.readouterr().err

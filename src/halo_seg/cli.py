@@ -601,6 +601,10 @@ def cmd_instances(a) -> int:
         if a.split is not None:
             bar.reset()
             report["objects_after_split"] = split_touching(res.path, a.split, lab.spacing, progress=progress)
+    none = [str(c) for c, n in res.per_class.items() if n == 0 and c != "foreground"]
+    if none:
+        print(f"note: no object of class {', '.join(none)}: the labels hold none of it"
+              + (f", or every one is under --min-voxels {a.min_voxels}" if a.min_voxels else ""), file=sys.stderr)
     print(json.dumps(report))
     return 0
 

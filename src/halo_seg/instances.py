@@ -154,6 +154,8 @@ def label_instances(labels, out: str | Path, classes=None, min_voxels: int = 0, 
     for c in comp_class[kept]:
         key = "foreground" if c is None else int(c)
         per_class[key] = per_class.get(key, 0) + 1
+    for c in classes:   # a class asked for that gave nothing is said, not left out (a typo reads as "none")
+        per_class.setdefault("foreground" if c is None else c, 0)
 
     # pass 2: the same provisional ids again (labelling is deterministic), mapped to the final ones
     chunks = (step, min(shape[1], 512), min(shape[2], 512))   # slabs cover whole chunks: no two write one
