@@ -60,10 +60,10 @@ class NotFiniteError(VolumeError):
     the network's output silently all background."""
 
 
-def mean_std(m: np.ndarray, spec: dict) -> tuple[float, float]:
+def mean_std(m: np.ndarray, spec: dict, what: str | None = None) -> tuple[float, float]:
     if not np.isfinite(m).all():
-        raise NotFiniteError("the volume holds NaN or infinite values (a NaN-filled mask or field of view?); "
-                             "fill them first, e.g. with the background intensity")
+        raise NotFiniteError(f"{what or 'the volume'} holds NaN or infinite values (a NaN-filled mask or field of "
+                             "view?); fill them first, e.g. with the background intensity")
     if spec.get("kind") == "window":
         lo, hi = spec["window"]
         return (lo + hi) / 2.0, max((hi - lo) / 2.0, 1e-6)

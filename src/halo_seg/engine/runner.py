@@ -514,7 +514,7 @@ def _rank_main(rank: int, job: dict, q) -> dict:
         x = np.asarray(vol.data[valid])  # this rank's block only
         m = torch.from_numpy(normalize.moments(x, spec)).to(dev)
         dist.all_reduce(m)
-        mean, std = normalize.mean_std(m.cpu().numpy(), spec)
+        mean, std = normalize.mean_std(m.cpu().numpy(), spec, vol.source)
         block = plan.block(rank)
         xb = np.zeros([s.stop - s.start for s in block], np.float32)  # far-border padding = 0 after norm
         xb[tuple(slice(0, v.stop - v.start) for v in valid)] = normalize.apply(x, mean, std, spec)
@@ -553,7 +553,7 @@ def _single_process(job, vol, net, meta, progress, cancel=None) -> dict:
     _check_gpu_precision(dev, job["precision"])
     net = net.to(dev)
     spec = normalize.resolve(normalize.spec_of(meta), vol.data)
-    mean, std = normalize.mean_std(normalize.dask_moments(vol.data, spec), spec)
+    mean, std = normalize.mean_std(normalize.dask_moments(vol.data, spec), spec, vol.source)
     t0, rss0 = time.perf_counter(), _reset_peak()
     if job["mode"] == "whole":
         probs = predict_whole(net, normalize.apply(np.asarray(vol.data), mean, std, spec), dev, job["mirror"],
