@@ -186,6 +186,10 @@ def test_two_scans_of_one_shape_are_not_compared_voxel_by_voxel(tmp_path, capsys
                  "--iterations", "1", "--quiet"]) == 2
     assert "learn each voxel's label from another voxel" in capsys.readouterr().err
     assert not (tmp_path / "w.safetensors").exists()
+    for cmd, out in (("train-quality", "q.quality.json"), ("train-interactive", "i.safetensors")):
+        assert main([cmd, "--image", p("t2"), "--labels", p("a"), "--out", str(tmp_path / out)]) == 2
+        assert "label would come from another voxel" in capsys.readouterr().err
+        assert not (tmp_path / out).exists()
     (tmp_path / "pred").mkdir()
     (tmp_path / "truth").mkdir()
     (tmp_path / "a.nii.gz").rename(tmp_path / "pred" / "case.nii.gz")

@@ -375,6 +375,8 @@ def _read_pair(image_path, labels_path, a):
     img, lab = open_volume(image_path, channel=a.channel, timepoint=a.timepoint), open_labels(labels_path)
     if img.shape != lab.shape:
         raise TrainingError(f"{image_path} {img.shape} and {labels_path} {lab.shape} differ in shape")
+    from .io.geometry import check_one_grid
+    check_one_grid(img, lab, str(image_path), str(labels_path), "each voxel's label would come from another voxel")
     return np.asarray(img.data), np.asarray(lab.data), img.spacing
 
 
