@@ -33,7 +33,7 @@ def prepare(image, labels, hold_out: float, patch: int, iterations: int, precisi
     """(image, labels, config, (train, validation) regions, held-out slices) from the layers' arrays,
     read here (in the worker: a lazy volume may take a while); raises ValueError naming what is wrong.
     ``init``: weights to fine-tune (their base and depth are the network's)."""
-    from halo_seg.train.unet_train import TrainConfig
+    from halo_seg.train.unet_train import TrainConfig, check_class_ids
     base, depth = 8, DEPTH
     if init:
         from halo_seg.train.init_weights import read_start
@@ -49,7 +49,7 @@ def prepare(image, labels, hold_out: float, patch: int, iterations: int, precisi
     if held[0] <= zs[0]:
         raise ValueError(f"the labels span {len(zs)} slice(s): too few to hold some out for measuring")
     m = 2 ** depth
-    classes = int(labels.max()) + 1
+    classes = int(labels.max()) + 1 if init else check_class_ids([labels], "the Labels layer")
     cfg = TrainConfig(n_classes=classes, patch=tuple(max(m, min(patch // m * m, s // m * m)) for s in image.shape),
                       iterations=iterations, base=base, depth=depth, epoch=max(1, iterations // 6), device="auto",
                       precision=precision, class_names=["background"] + [f"label {k}" for k in range(1, classes)],

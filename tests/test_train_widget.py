@@ -74,6 +74,12 @@ def test_bad_choices_are_reported_and_cancel_stops(make_napari_viewer, qtbot):
     w.run()                                        # found once read, in the worker
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert "failed" in w.status.text() and "at least one labelled voxel" in w.status.text()
+    skipped = (np.asarray(viewer.layers["phantom truth"].data) > 0).astype(np.uint8) * 3   # label 3 alone
+    viewer.add_labels(skipped, name="skipped")
+    w.labels.setCurrentText("skipped")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert "failed" in w.status.text() and "2 of which (1, 2) appear nowhere" in w.status.text()
     w.labels.setCurrentText("phantom truth")
     w.output.setText("model.pt")
     w.run()

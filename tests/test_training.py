@@ -194,3 +194,27 @@ def test_train_dry_run_checks_times_and_saves_nothing(tmp_path):
     np.save(tmp_path / "lab.npy", np.zeros((32, 32, 32), np.uint8))   # what a run would refuse, a dry run refuses
     r = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "labels are empty" in r.stderr
+
+
+def test_label_ids_with_classes_that_appear_nowhere_are_refused(tmp_path, capsys):
+    """Ids 3 and 300 trained a 301-class network, 299 of its outputs taught by nothing (instance ids,
+    or a skipped number); --classes keeps them on purpose."""
+    from halo_seg.cli import main
+    from halo_seg.train.unet_train import check_class_ids
+    lab = np.zeros((16, 16, 16), np.uint16)
+    lab[2:6, 2:6, 2:6], lab[8:14, 8:14, 8:14] = 3, 300
+    with pytest.raises(TrainingError, match=r"ids in x are 3, 300: .* classes 0 to 300, 298 of which \(1, 2, 4"):
+        check_class_ids([lab], "x")
+    other = np.zeros_like(lab)
+    other[1:3, 1:3, 1:3] = 1
+    other[5:7, 5:7, 5:7] = 2
+    assert check_class_ids([lab.clip(0, 3), other]) == 4   # together the volumes hold every class
+    np.save(tmp_path / "img.npy", np.random.default_rng(0).random(lab.shape).astype(np.float32))
+    np.save(tmp_path / "lab.npy", lab)
+    args = ["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"), "--iterations", "1",
+            "--patch", "8", "8", "8", "--base", "4", "--depth", "2", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "a.safetensors")]) == 2
+    assert "appear nowhere" in capsys.readouterr().err and not (tmp_path / "a.safetensors").exists()
+    np.save(tmp_path / "lab.npy", lab.clip(0, 3))   # 3 alone: classes 1 and 2 unseen, kept with --classes
+    assert main(args + ["--classes", "4", "--out", str(tmp_path / "b.safetensors")]) == 0
+    assert (tmp_path / "b.safetensors").exists()

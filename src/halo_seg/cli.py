@@ -300,7 +300,10 @@ def cmd_train(a) -> int:
     labs = [np.asarray(v.data).astype(np.int64) for v in lab_vols]
     val = dict(val_images=[np.asarray(v.data) for v in val_vols],
                val_labels=[np.asarray(v.data).astype(np.int64) for v in val_labs])
-    n = a.classes or int(max(l.max() for l in labs)) + 1
+    from .train.unet_train import check_class_ids
+    # fine-tuning (--init): classes missing here may be the starting weights' own, kept
+    n = a.classes or (int(max(l.max() for l in labs)) + 1 if a.init else
+                      check_class_ids(labs, "the label volumes" if len(labs) > 1 else str(a.labels[0])))
     bar = tqdm(total=a.iterations, desc="training", unit="it", disable=a.quiet)
 
     def progress(i, total):

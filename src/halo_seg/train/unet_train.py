@@ -70,6 +70,28 @@ def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, nam
                             "2**depth)")
 
 
+def check_class_ids(labels, what: str = "the labels") -> int:
+    """The number of classes the label volumes (each value a class) make, 0..max; a TrainingError when
+    some class in between appears in none of them: the network would have an output for it that
+    nothing teaches (ids 3 and 300 made a 301-class network), which is most often instance ids (one
+    per object) or a skipped number. Returns max + 1."""
+    present = set()
+    for lb in labels:
+        present.update(int(v) for v in np.unique(np.asarray(lb)))
+    top = max(present)
+    missing = [k for k in range(1, top + 1) if k not in present]
+    if missing:
+        ids = sorted(present - {0})
+        shown = lambda v: ", ".join(map(str, v[:6])) + (", ..." if len(v) > 6 else "")   # noqa: E731
+        raise TrainingError(
+            f"the ids in {what} are {shown(ids)}: each value is a class, so the network would learn classes 0 to "
+            f"{top}, {len(missing)} of which ({shown(missing)}) appear nowhere in them. Number the classes 1 to "
+            f"{len(ids)} (skimage.segmentation.relabel_sequential), or give the number of classes (--classes) to "
+            "keep the unseen ones; ids of one object each (instances) are not classes: train on classes, then "
+            "use `halo-seg instances`")
+    return top + 1
+
+
 def training_device(device: str, local_rank: int = 0) -> torch.device:
     """The torch device ``cpu``, ``cuda`` or ``auto`` names (``cuda``: the local rank's GPU), or a
     TrainingError saying why it cannot be had."""
