@@ -845,7 +845,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "training volumes)")
     t.add_argument("--val-labels", dest="val_labels", action="append", default=[])
     t.add_argument("--out", required=True)
-    t.add_argument("--classes", type=int, default=None)
+    t.add_argument("--classes", type=int, default=None,
+                   help="the number of classes (0 is background): default the labels' largest id + 1, refused "
+                        "where some class below it appears in no volume")
     t.add_argument("--patch", type=int, nargs=3, default=(48, 48, 48))
     t.add_argument("--iterations", type=int, default=1000)
     t.add_argument("--epoch", type=int, default=100)
