@@ -81,5 +81,7 @@ def save_table_csv(widget, table: dict | None, default_name: str, path: str | No
     from halo_seg.measure import write_csv
     try:
         widget.status.setText(f"wrote {write_csv(table, path)}")
+    except ValueError as exc:   # not over a volume or weights chosen by mistake
+        widget.status.setText(f"error: {exc}")
     except OSError as exc:
         widget.status.setText(f"error: cannot write {path}: {exc}")

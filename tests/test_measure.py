@@ -165,3 +165,22 @@ def test_surface_area_and_sphericity_of_known_shapes():
     aniso = ((((zz - 9.5) * 2) ** 2 + ((yy - 39.5) * 0.5) ** 2 + ((xx - 39.5) * 0.5) ** 2) <= 15.0 ** 2)
     ta = add_shape(measure_labels(aniso, (2.0, 0.5, 0.5)), aniso, (2.0, 0.5, 0.5))
     assert ta["surface_area"][0] == pytest.approx(4 * np.pi * 15.0 ** 2, rel=0.2)
+
+
+def test_a_table_is_never_written_over_a_volume(tmp_path, capsys):
+    """`measure lab.npy --csv lab.npy` (or evaluate's --csv naming a scan) wrote the table over the
+    volume; an earlier table is still replaced."""
+    lab = np.zeros((4, 5, 6), np.uint8)
+    lab[1:3, 1:3, 1:3] = 1
+    np.save(tmp_path / "lab.npy", lab)
+    nib.save(nib.Nifti1Image(lab.T.astype(np.float32), np.eye(4)), tmp_path / "scan.nii.gz")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for args in (["measure", "lab.npy", "--csv", "lab.npy"], ["evaluate", "lab.npy", "lab.npy", "--csv", "scan.nii.gz"]):
+        assert cli.main([str(tmp_path / a) if a.endswith((".npy", ".gz")) else a for a in args]) == 2
+        assert "is not a text table" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    (tmp_path / "t.csv").write_text("label,voxels\n9,9\n")
+    assert cli.main(["measure", str(tmp_path / "lab.npy"), "--csv", str(tmp_path / "t.csv")]) == 0
+    assert (tmp_path / "t.csv").read_text().splitlines()[1].startswith("1,8,")
+    with pytest.raises(VolumeError, match="is a folder"):
+        measure.write_csv({"a": np.zeros(1)}, tmp_path)

@@ -544,8 +544,10 @@ def cmd_measure(a) -> int:
     from .io import geometry, open_volume
     from .io.labels import open_labels
     from .io.volume import length_unit
-    from .measure import format_table, measure_labels, write_csv
+    from .measure import check_table_path, format_table, measure_labels, write_csv
     given = _spacing_arg(a.spacing)   # a typo is reported before any voxel is read
+    if a.csv:
+        check_table_path(Path(a.csv))
     lab = open_labels(a.labels)
     img = open_volume(a.image, channel=a.channel, timepoint=a.timepoint) if a.image else None
     if img is not None and given is None:
@@ -648,8 +650,10 @@ def cmd_session(a) -> int:
 def cmd_evaluate(a) -> int:
     from .evaluate import compare_instances, compare_labels, format_comparison, format_instances
     from .io.labels import open_labels
-    from .measure import write_csv
+    from .measure import check_table_path, write_csv
     from .batch import is_case_folder
+    if a.csv:   # before any voxel is read
+        check_table_path(Path(a.csv))
     if is_case_folder(a.pred) or is_case_folder(a.truth):
         return _evaluate_folders(a)
     from .io.geometry import check_one_grid

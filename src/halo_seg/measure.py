@@ -209,7 +209,10 @@ def volume_text(volume: float, unit: str | None) -> str:
 
 
 def write_csv(table: dict[str, np.ndarray], path: str | Path) -> Path:
+    """The table as CSV at ``path``; an existing file is replaced only if it is a text file (an
+    earlier table): `--csv` naming the input volume by mistake wrote the table over it."""
     path = Path(path)
+    check_table_path(path)
     cols = list(table)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
@@ -217,6 +220,23 @@ def write_csv(table: dict[str, np.ndarray], path: str | Path) -> Path:
         for i in range(len(table[cols[0]]) if cols else 0):   # every column holds one value per row
             w.writerow([_fmt(table[k][i]) for k in cols])
     return path
+
+
+def check_table_path(path: Path) -> None:
+    if path.is_dir():
+        raise VolumeError(f"{path} is a folder; give the table a file name (e.g. table.csv)")
+    if not path.exists():
+        return
+    with path.open("rb") as f:
+        head = f.read(4096)
+    try:
+        head.decode("utf-8")
+        text = b"\0" not in head
+    except UnicodeDecodeError as exc:   # a character cut at 4096 bytes is still text
+        text = b"\0" not in head and exc.start >= len(head) - 3
+    if not text:
+        raise VolumeError(f"{path} exists and is not a text table (a volume, weights?); the table is not "
+                          "written over it: choose another name (e.g. table.csv)")
 
 
 def _fmt(v) -> str:
