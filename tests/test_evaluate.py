@@ -78,6 +78,10 @@ def test_refusals_and_cli(tmp_path, capsys):
     np.save(tmp_path / "th.npy", truth * 0.5)
     assert main(["evaluate", str(tmp_path / "p.npy"), str(tmp_path / "th.npy")]) == 2
     assert "th.npy holds float64 values that are not labels (e.g. 0.5)" in capsys.readouterr().err
+    # a label asked for and in neither volume scores 1 by convention, and is said to be in neither
+    assert main(["evaluate", str(tmp_path / "p.npy"), str(tmp_path / "t.npy"), "--labels", "1", "77"]) == 0
+    out = capsys.readouterr().out
+    assert "note: label 77 is in neither volume" in out and "label 1 " not in out.split("note:")[1]
 
 
 @pytest.mark.parametrize("slab", [40, 10 ** 6])

@@ -129,6 +129,11 @@ def format_comparison(table: dict[str, np.ndarray], unit: str | None) -> str:
     lines.append(f"mean Dice {np.mean(table['dice']):.3f} over {len(table['label'])} labels"
                  + (f", mean HD95 {np.nanmean(table['hd95']):.2f} {u}" if dist and np.isfinite(table['hd95']).any()
                     else ""))
+    if "voxels_pred" in table:   # asked for by --labels and in neither: a typo reads as a perfect score
+        absent = [int(k) for k, a, b in zip(table["label"], table["voxels_pred"], table["voxels_truth"]) if a == b == 0]
+        if absent:
+            lines.append(f"note: label{'s' if len(absent) > 1 else ''} {', '.join(map(str, absent))} "
+                         f"{'are' if len(absent) > 1 else 'is'} in neither volume (Dice 1 by convention)")
     return "\n".join(lines)
 
 
