@@ -120,6 +120,10 @@ def test_bad_inputs(tmp_path, phantom_npy, tiny_weights):
         segment(phantom_npy, tmp_path / "o.zarr", tmp_path / "w.pt")
     with pytest.raises(EngineError, match="mode"):
         segment(phantom_npy, tmp_path / "o.zarr", tiny_weights, mode="magic")
+    for name in ("labels.nii.gz", "labels.tif"):   # made a zarr folder of that name, which nothing opens
+        with pytest.raises(VolumeError, match=f"segment writes a zarr group .*export OUT.zarr {name}"):
+            segment(phantom_npy, tmp_path / name, tiny_weights)
+        assert not (tmp_path / name).exists()
 
 
 def test_an_existing_path_is_replaced_only_if_segment_wrote_it(tmp_path, phantom_npy, tiny_weights):
