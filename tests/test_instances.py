@@ -79,6 +79,8 @@ def test_refusals():
         label_instances(np.zeros((3, 4, 5), np.uint8), "x.zarr", connectivity=4)
     with pytest.raises(VolumeError, match="classes"):
         label_instances(np.zeros((3, 4, 5), np.uint8), "x.zarr", classes=[0])
+    with pytest.raises(VolumeError, match="instances writes a zarr label array, not x.nii.gz"):
+        label_instances(np.ones((3, 4, 5), np.uint8), "x.nii.gz")
 
 
 def test_cli_instances_then_measure(tmp_path, capsys):

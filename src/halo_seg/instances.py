@@ -29,6 +29,8 @@ INSTANCES_ATTR = "instances"   # marks an output of label_instances, which a lat
 
 def _check_output(out: Path) -> None:
     """Only a path that is free, or an earlier output of this function, is written: never a user's volume."""
+    from .io.volume import check_zarr_output_name
+    check_zarr_output_name(out, "instances", "a zarr label array")
     if not out.exists():
         return
     import zarr

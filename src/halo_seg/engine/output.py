@@ -29,17 +29,6 @@ def uncertainty_percent(probs: np.ndarray) -> np.ndarray:
     return u.astype(np.uint8)
 
 
-def check_output_name(path) -> None:
-    """`segment OUT.nii.gz` made a zarr folder named like a NIfTI file, which no viewer (nor this
-    package's reader) opens: the output is a zarr group, and other formats come from `export`."""
-    from ..io.volume import NIFTI_SUFFIXES, NUMPY_SUFFIXES, TIFF_SUFFIXES
-    name = Path(path).name.lower()
-    if name.endswith(NIFTI_SUFFIXES + TIFF_SUFFIXES + NUMPY_SUFFIXES + (".dcm", ".nrrd", ".mha", ".mhd")):
-        raise VolumeError(f"segment writes a zarr group (labels, uncertainty), not {Path(path).name}: give an "
-                          f"output ending in .zarr, then `halo-seg export OUT.zarr {Path(path).name}` (or batch "
-                          "--export) for that format")
-
-
 def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, probabilities: bool,
                 resume: bool, geometry: dict | None = None, unit: str | None = None):
     """Create the output group (or reopen it for --resume after checking it is the same job).

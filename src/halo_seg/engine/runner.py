@@ -23,10 +23,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..io.volume import VolumeError, open_volume
+from ..io.volume import VolumeError, check_zarr_output_name, open_volume
 from . import memory, normalize
 from .mirror import MirrorError, check_trained_for, mirror_letters, mirrored_softmax, parse_mirror
-from .output import check_output_name, done_map, open_output, write_block
+from .output import done_map, open_output, write_block
 from .partition import AUTO, PartitionError, PartitionPlan, factor_grid, parse_grid
 from .precision import PrecisionError, check_precision, native_bf16, warn_if_emulated
 from .resample import ResampleError, target_for
@@ -214,7 +214,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         raise EngineError(str(exc)) from None
     if threads is not None and int(threads) < 1:
         raise EngineError(f"threads must be a positive number of threads per rank, got {threads}")
-    check_output_name(output)
+    check_zarr_output_name(output, "segment", "a zarr group (labels, uncertainty; batch --export converts too)")
     grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)   # AUTO is resolved once the volume is open
     vol = open_volume(source, spacing=spacing, channel=channel, timepoint=timepoint)  # validates 3D, numeric, existing
     net, meta = load_model(weights)  # validates weights (every member of an ensemble) before any process starts

@@ -118,6 +118,15 @@ def file_contents(source: Any) -> Volume:
     return _open_array(source)
 
 
+def check_zarr_output_name(path, command: str, holds: str) -> None:
+    """`segment OUT.nii.gz` (or `instances`) made a zarr folder named like a NIfTI file, which no
+    viewer (nor this package's reader) opens: the output is zarr, and other formats come from `export`."""
+    name = Path(path).name
+    if name.lower().endswith(NIFTI_SUFFIXES + TIFF_SUFFIXES + NUMPY_SUFFIXES + (".dcm", ".nrrd", ".mha", ".mhd")):
+        raise VolumeError(f"{command} writes {holds}, not {name}: give an output ending in .zarr, then "
+                          f"`halo-seg export OUT.zarr {name}` for that format")
+
+
 def recorded_spacing(spacing, what) -> tuple[float, float, float]:
     """The voxel size a file records, refused when it is not three positive numbers (a NaN or zero
     zoom in a NIfTI header, a negative OME scale): measuring, resampling and the network's voxel
