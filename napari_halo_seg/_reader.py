@@ -47,7 +47,13 @@ def read_volume(path):
     is_output = p.is_dir() and ((p / "labels" / "zarr.json").exists() or (p / "labels" / ".zarray").exists()) \
         and not (p / "image").exists()
     if is_output or vol.meta.get("labels"):
-        layers = [(vol.data, {"name": p.stem + " labels" if is_output else p.name.split(".")[0],
+        name = p.stem + " labels" if is_output else p.name.split(".")[0]
+        if vol.meta.get("incomplete"):   # a run that stopped: shown, and said to be partial
+            import warnings
+            warnings.warn(f"{p} is the output of a segment run that stopped ({vol.meta['incomplete']}); "
+                          "finish it with `halo-seg segment ... --resume`")
+            name += f" (incomplete: {vol.meta['incomplete']})"
+        layers = [(vol.data, {"name": name,
                               "scale": vol.spacing, "metadata": meta}, "labels")]
         if is_output and (p / UNCERTAINTY).is_dir():   # where the labels are likely wrong, shown on demand
             import dask.array as da

@@ -296,3 +296,22 @@ def test_more_gpu_ranks_than_gpus_are_refused_before_any_process(tmp_path, phant
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     with pytest.raises(EngineError, match="torchrun needs 2 ranks on this machine"):
         segment(phantom_npy, tmp_path / "o.zarr", weights=tiny_weights, grid=(2, 1, 1), device="cuda")
+
+
+def test_the_output_of_a_run_that_stopped_is_not_measured_as_if_complete(tmp_path, phantom_npy, tiny_weights, capsys):
+    """The blocks a stopped run never wrote read as background: measure, evaluate and export gave
+    numbers for a partial result with no word of it (only review refused it)."""
+    out = tmp_path / "o.zarr"
+    segment(phantom_npy, out, tiny_weights, grid=(2, 1, 1))
+    assert main(["measure", str(out)]) == 0
+    zarr.open_group(str(out), mode="a")["done"][1, 0, 0] = 0   # as a run stopped before rank 1's block
+    capsys.readouterr()
+    for args in (["measure", str(out)], ["evaluate", str(out), str(out)],
+                 ["export", str(out), str(tmp_path / "l.nii.gz")]):
+        assert main(args) == 2
+        assert "run that stopped (1 of 2 blocks written); finish it with" in capsys.readouterr().err
+    assert not (tmp_path / "l.nii.gz").exists()
+    from napari_halo_seg._reader import read_volume
+    with pytest.warns(UserWarning, match="stopped"):
+        layers = read_volume(str(out))
+    assert layers[0][1]["name"] == "o labels (incomplete: 1 of 2 blocks written)" and layers[0][2] == "labels"

@@ -50,6 +50,9 @@ def open_labels(source) -> Volume:
     """A label volume (a file, a folder or an array) opened like any volume, float-stored labels
     as integers (whole_labels)."""
     vol = open_volume(source)
+    if vol.meta.get("incomplete"):   # measured, compared or exported, the missing blocks would count as background
+        raise VolumeError(f"{source} is the output of a `halo-seg segment` run that stopped ({vol.meta['incomplete']}); "
+                          "finish it with `halo-seg segment ... --resume` first")
     vol.data = whole_labels(vol.data, str(source) if isinstance(source, (str, Path)) else "the label volume")
     return vol
 

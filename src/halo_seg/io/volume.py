@@ -323,9 +323,13 @@ def _open_zarr(path: Path) -> Volume:
         key = "image" if "image" in keys else ("labels" if "labels" in keys else keys[0])
         arr = node[key]
         spacing = tuple(arr.attrs.get("spacing", attrs.get("spacing", (1.0, 1.0, 1.0))))
+        done = np.asarray(node["done"][...]) if key == "labels" and "done" in keys else None
+        # a `segment` run that stopped: the blocks never written read as background
+        unfinished = {"incomplete": f"{int(done.sum())} of {done.size} blocks written"} \
+            if done is not None and not done.all() else {}
         return Volume(da.from_zarr(arr), spacing=spacing, source=str(path),
                       spacing_known="spacing" in arr.attrs or "spacing" in attrs,
-                      meta={"format": "zarr", "array": key,
+                      meta={"format": "zarr", "array": key, **unfinished,
                             "unit": length_unit(arr.attrs.get("unit", attrs.get("unit"))),
                             **_zarr_geometry({**attrs, **dict(arr.attrs)}, arr.shape, path)})
     raise VolumeError(f"zarr group {path} has no OME multiscales metadata and no single array "
