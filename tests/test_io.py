@@ -133,7 +133,7 @@ def test_errors(tmp_path):
         open_volume(tmp_path / "obj.npy")
 
 
-def test_a_voxel_size_the_file_records_wrong_is_refused_unless_given(tmp_path):
+def test_a_voxel_size_the_file_records_wrong_is_refused_unless_given(tmp_path, capsys):
     """A NaN zoom in a NIfTI header or a negative OME-Zarr scale was taken as the spacing: measured
     volumes, resampling and the model's voxel size came out NaN or negative."""
     img = nib.Nifti1Image(np.ones((6, 5, 4), np.float32), np.eye(4))
@@ -142,6 +142,11 @@ def test_a_voxel_size_the_file_records_wrong_is_refused_unless_given(tmp_path):
     with pytest.raises(VolumeError, match=r"nan.nii.gz records the voxel size \(2.0, nan, 1.0\).*--spacing"):
         open_volume(tmp_path / "nan.nii.gz")
     assert open_volume(tmp_path / "nan.nii.gz", spacing=(2, 1, 1)).spacing == (2.0, 1.0, 1.0)
+    import json
+    from halo_seg.cli import main
+    assert main(["info", str(tmp_path / "nan.nii.gz")]) == 0   # info says what the file holds, and what is wrong
+    info = json.loads(capsys.readouterr().out)
+    assert info["axes"] == "(z=4, y=5, x=6)" and "records the voxel size" in info["problem"]
     g = zarr.open_group(str(tmp_path / "neg.zarr"), mode="w")
     g.create_array("0", shape=(4, 5, 6), dtype="u2")
     axes = [{"name": n, "type": "space"} for n in "zyx"]

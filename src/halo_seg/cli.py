@@ -457,8 +457,9 @@ def cmd_info(a) -> int:
     try:
         v = open_volume(raw, spacing=spacing, channel=a.channel, timepoint=a.timepoint)
     except VolumeError as exc:   # a multi-channel or time-lapse file: say what it holds and what to choose
+        several = raw.data.ndim > 3   # else what is wrong with it (a voxel size recorded as NaN)
         print(json.dumps({**held, "dtype": str(raw.data.dtype), "format": raw.meta.get("format"),
-                          "choose": str(exc).split(": ", 1)[-1]}))
+                          **({"choose": str(exc).split(": ", 1)[-1]} if several else {"problem": str(exc)})}))
         return 0
     g = v.meta.get(geometry.KEY)
     chosen = {k: v.meta[k] for k in ("channel", "channel_name", "timepoint") if k in v.meta}
