@@ -80,3 +80,19 @@ def test_train_folds_refusals(pairs, tmp_path):
     r = _run(*base, "--folds", "2", "--val-image", d / "img0.npy", "--val-labels", d / "lab0.npy")
     assert r.returncode != 0 and "leave --val-image out" in r.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_every_fold_learns_the_classes_of_all_the_volumes(pairs, tmp_path):
+    """A class only one volume holds was left out of the network of the fold that held that volume
+    out (an ensemble of models with different class counts), or refused as unseen."""
+    d, _ = pairs
+    lab = np.load(d / "lab2.npy").astype(np.uint8)
+    lab[lab > 0] = 2                       # class 2 only here, class 1 only in the other two
+    np.save(tmp_path / "lab2.npy", lab)
+    args = ["--image", d / "img0.npy", "--labels", d / "lab0.npy", "--image", d / "img1.npy", "--labels",
+            d / "lab1.npy", "--image", d / "img2.npy", "--labels", tmp_path / "lab2.npy"]
+    out = tmp_path / "m.safetensors"
+    r = _run("train", *args, "--out", out, "--folds", "3", "--patch", "16", "16", "16", "--iterations", "1",
+             "--epoch", "1", "--base", "4", "--depth", "2", "--quiet", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert [load_unet(fold_path(out, k))[0].config["out_channels"] for k in range(3)] == [3, 3, 3]

@@ -235,6 +235,15 @@ def _train_folds(a) -> int:
     if len(a.images) != len(a.labels):
         raise SystemExit(f"error: {len(a.images)} --image but {len(a.labels)} --labels; give them in pairs")
     splits = fold_split(len(a.images), a.folds)
+    if not a.classes and not a.init:
+        # every fold learns the classes of all the volumes: a class held out with its fold's volumes
+        # would otherwise be missing from that fold's network (an ensemble of unequal models)
+        import numpy as np
+        from .io.labels import label_ids, open_labels
+        from .train.unet_train import check_class_ids
+        a = copy.copy(a)
+        a.classes = check_class_ids([np.array([0] + label_ids(open_labels(p).data)) for p in a.labels],
+                                    "the label volumes")
     weights = []
     for k, held in enumerate(splits):
         run = copy.copy(a)
