@@ -120,6 +120,9 @@ def test_bad_inputs(tmp_path, phantom_npy, tiny_weights):
         segment(phantom_npy, tmp_path / "o.zarr", tmp_path / "w.pt")
     with pytest.raises(EngineError, match="mode"):
         segment(phantom_npy, tmp_path / "o.zarr", tiny_weights, mode="magic")
+    segment(phantom_npy, tmp_path / "first.zarr", tiny_weights, grid=(1, 1, 1))
+    with pytest.raises(VolumeError, match="first.zarr holds labels .* not an image to segment"):
+        segment(tmp_path / "first.zarr", tmp_path / "again.zarr", tiny_weights)   # its labels taken as a scan
     for name in ("labels.nii.gz", "labels.tif"):   # made a zarr folder of that name, which nothing opens
         with pytest.raises(VolumeError, match=f"segment writes a zarr group .*export OUT.zarr {name}"):
             segment(phantom_npy, tmp_path / name, tiny_weights)

@@ -217,6 +217,9 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     check_zarr_output_name(output, "segment", "a zarr group (labels, uncertainty; batch --export converts too)")
     grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)   # AUTO is resolved once the volume is open
     vol = open_volume(source, spacing=spacing, channel=channel, timepoint=timepoint)  # validates 3D, numeric, existing
+    if vol.meta.get("labels") or vol.meta.get("array") == "labels":   # ids, not intensities: a mistaken input
+        raise VolumeError(f"{vol.source or 'the input'} holds labels (an output of segment, or a file marked as "
+                          "labels), not an image to segment; give the scan")
     net, meta = load_model(weights)  # validates weights (every member of an ensemble) before any process starts
     if mode == "tile" and tile_size is not None and tile_size < 2 * net.multiple:   # a 1-voxel bottleneck cannot be normalised
         raise EngineError(f"tile must be at least {2 * net.multiple} voxels for this network (2 x 2**depth), got {tile_size}")
