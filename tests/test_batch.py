@@ -29,10 +29,17 @@ def test_batch_segments_each_case_resumes_and_reports_failures(tmp_path, phantom
     (src / "notes.txt").write_text("not a volume")
     (src / ".hidden.npy").write_bytes(b"")
     args = ["batch", str(src), str(out), "--weights", str(tiny_weights), "--mode", "whole"]
+    assert main(args + ["--export", ".tif"]) == 2              # refused before any case is segmented
+    assert "--export .tif: use one of" in capsys.readouterr().err and not out.exists()
+    assert main(args + ["--export", ".dcm"]) == 1              # segmented; the SEG needs a DICOM series
+    rows = _rows(out)
+    assert rows["a"]["status"] == "done" and "a.nii.gz is not a DICOM series" in rows["a"]["error"]
+    assert not list(out.glob("*.dcm"))
+    capsys.readouterr()
     assert main(args + ["--export", ".nii.gz"]) == 1          # one case failed, the others were done
     rows = _rows(out)
     assert sorted(rows) == ["a", "b", "c"]
-    assert rows["a"]["status"] == rows["b"]["status"] == "done"
+    assert rows["a"]["status"] == rows["b"]["status"] == "already done"   # the .dcm run segmented them
     assert rows["c"]["status"] == "failed" and "cannot read NIfTI" in rows["c"]["error"]
     assert "2 of 3 cases segmented" in capsys.readouterr().out
     for case, vol in (("a", src / "a.nii.gz"), ("b", src / "b.npy")):

@@ -68,14 +68,21 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
     export, error, resampled (the case's spacing -> the model's, where the network ran resampled)."""
     from .engine.resample import spacing_text
     from .engine.runner import segment
+    from .io.dicom import looks_like_series
     from .io.export import export_labels
     cases = find_cases(folder)
     out_dir = Path(out_dir)
     if out_dir.resolve() == Path(folder).resolve():   # the outputs would become cases of the next run
         raise VolumeError(f"the output folder must not be the input folder {folder}")
-    out_dir.mkdir(parents=True, exist_ok=True)
     if export and not export.startswith("."):
         export = "." + export
+    if export:   # a suffix export cannot write is refused before any case is segmented
+        from .io.mesh import MESH_SUFFIXES
+        from .io.volume import NIFTI_SUFFIXES
+        known = NIFTI_SUFFIXES + (".dcm",) + MESH_SUFFIXES   # .zarr: the output itself
+        if export.lower() not in known:
+            raise VolumeError(f"--export {export}: use one of {', '.join(known)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, case in enumerate(cases, 1):
         name = case_name(case)
@@ -90,6 +97,9 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
                 row["resampled"] = " -> ".join(spacing_text(res.resampled[k], sep="x") for k in ("from_spacing", "spacing"))
             if export:
                 target = out_dir / f"{name}{export}"
+                if export.lower() == ".dcm" and not looks_like_series(Path(case)):
+                    raise VolumeError(f"{Path(case).name} is not a DICOM series, which a DICOM SEG references; "
+                                      "the labels are in the .zarr (--export .nii.gz places them on the scan)")
                 if not (res.skipped and target.exists()):
                     export_labels(out, target)
                 row["export"] = str(target)
