@@ -922,7 +922,7 @@ class InteractiveWidget(QWidget):
             return []
         shown = np.asarray(data[box]) > 0
         other = tuple(a for a in range(3) if a != seg.axis)
-        differ = (shown != seg.prediction[box]).any(other)
+        differ = (shown != seg.prediction_in(box)).any(other)
         zs = [int(box[seg.axis].start + i) for i in np.flatnonzero(differ)]
         for z in zs:
             seg.set_slice_mask(z, np.asarray(data[_slice_of(seg.axis, z)]) > 0)

@@ -69,6 +69,8 @@ def test_a_sessions_mask_box_is_the_box_of_its_prediction_in_the_volumes_orienta
         pred = seg.prediction
         idx = np.nonzero(pred)
         assert seg.mask_box() == tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
+        for box in (seg.mask_box(), (slice(1, 9), slice(3, 20), slice(0, 7))):   # any box reads as the dense mask's
+            np.testing.assert_array_equal(seg.prediction_in(box), pred[box])
 
     prior = np.zeros(vol.shape, bool)
     prior[3:6, 7:9, 10:20] = True

@@ -222,6 +222,12 @@ class InteractiveSegmenter:
         as the user gave them (a new array)."""
         return self._oriented(self._current().dense())
 
+    def prediction_in(self, box) -> np.ndarray:
+        """``prediction[box]`` (``box``: (Z, Y, X) slices with bounds, in the volume's orientation),
+        read from the slices inside it only: a view checking a painted box does not build the whole
+        volume's mask."""
+        return self._oriented(self._current().region(tuple(box[a] for a in axis_order(self.axis))))
+
     def _current(self) -> SliceMasks:
         if self._s.prediction is not None:
             return self._s.prediction
