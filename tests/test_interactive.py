@@ -417,6 +417,64 @@ def test_prompt_kinds_segment_a_slice(phantom):
     assert dice(seg.segment_slice(z), m) >= 0.5
 
 
+def _disks(radii, side=200, gap=10):
+    """Bright disks of the given radii in noise, one per slice ``gap`` slices apart, and their masks."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.indices((side, side))
+    truth = np.zeros((gap * len(radii), side, side), bool)
+    for i, r in enumerate(radii):
+        truth[gap * i] = (yy - side // 2) ** 2 + (xx - side // 2) ** 2 < r * r
+    return (truth * 100 + rng.normal(0, 10, truth.shape)).astype(np.float32), truth
+
+
+@needs_default
+def test_one_click_finds_small_and_large_objects(monkeypatch):
+    """A click alone does not say how big the object is; the crop scale search finds a disk 120
+    pixels across as well as one 16 across (without it, a fixed 32-pixel crop found a blob)."""
+    from halo_seg.interactive import segmenter
+    image, truth = _disks((8, 60))
+    for gain, big_ok in ((segmenter.CLICK_SCALE_GAIN, True), (0.0, False)):
+        monkeypatch.setattr(segmenter, "CLICK_SCALE_GAIN", gain)
+        seg = InteractiveSegmenter(image, device="cpu")
+        found = []
+        for z in (0, 10):
+            seg.add_click(z, 100, 100)
+            found.append(dice(seg.segment_slice(z), truth[z]))
+            seg.reset()
+        assert found[0] >= 0.9
+        assert (found[1] >= 0.9) == big_ok, (gain, found)
+
+
+def test_the_click_scale_search_runs_only_for_clicks_alone(monkeypatch, random_weights):
+    """A box, or an annotated slice of the object, sizes the crop: the network then runs once."""
+    from halo_seg.interactive import segmenter
+    image, truth = _disks((20, 20), gap=3)
+    seg = InteractiveSegmenter(image, device="cpu", weights=random_weights, tta=False)
+    calls = []
+    forward = seg.net.forward
+    monkeypatch.setattr(seg.net, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    seg.add_click(0, 100, 100)
+    seg.segment_slice(0)
+    assert len(calls) == len(segmenter._click_halves(segmenter.CLICK_HALF, (200, 200))) > 3
+    calls.clear()
+    seg.set_slice_mask(0, truth[0])
+    seg.add_click(3, 100, 100)
+    seg.segment_slice(3)
+    assert len(calls) == 1
+    calls.clear()
+    seg.add_box(5, 80, 80, 120, 120)
+    seg.segment_slice(5)
+    assert len(calls) == 1
+
+
+def test_click_crops_grow_until_one_holds_the_slice():
+    from halo_seg.interactive.segmenter import CLICK_SCALE_STEP, _click_halves
+    halves = _click_halves(16, (100, 300))
+    assert halves[0] == 16 and halves[-1] >= 150 > halves[-2]
+    assert np.allclose(np.diff(np.log(halves)), np.log(CLICK_SCALE_STEP))
+    assert _click_halves(40, (60, 60)) == [40.0]
+
+
 @needs_default
 def test_lazy_and_integer_volumes_give_the_same_result(phantom):
     import dask.array as da

@@ -49,6 +49,15 @@ HISTORY = 50
 # the object's column as read by the last propagation is kept for the next while it is this small:
 # a correction rarely moves the ROI, so propagating again reads nothing
 COLUMN_CACHE_BYTES = 256 * 2 ** 20
+# Clicks alone (no box, no annotated slice to size the object by) are segmented in a crop of
+# 2 * CLICK_HALF pixels around them, then in crops CLICK_SCALE_STEP times wider up to the slice; a
+# wider one is kept where the quality head predicts a Dice at least CLICK_SCALE_GAIN higher than
+# the first crop's (benchmarks/click_scale.py: one click inside a 100-pixel object found 4 % of it).
+# 0: off.
+CLICK_HALF = 16
+CLICK_SCALE_STEP = 1.5
+CLICK_SCALE_GAIN = 0.2
+
 # Corrective clicks (benchmarks/clicks.py, a simulated user clicking the largest error; rules and
 # figures in benchmarks/README.md). BOX_SPENT: a box is spent once its slice is segmented, so later
 # clicks refine that mask (it joins the memory, the clicks guide) instead of joining the box's
@@ -62,6 +71,15 @@ COLUMN_CACHE_BYTES = 256 * 2 ** 20
 BOX_SPENT = True
 MONOTONE_CLICKS = True
 
+
+
+def _click_halves(half: float, slice_shape) -> list[float]:
+    """Half-sides of the crops tried around clicks alone: ``half``, then CLICK_SCALE_STEP times wider
+    until a crop holds the whole slice."""
+    out = [float(half)]
+    while out[-1] < max(slice_shape) / 2:
+        out.append(out[-1] * CLICK_SCALE_STEP)
+    return out
 
 class InteractiveError(ValueError):
     """A prompt or request the session cannot honour; the session state is unchanged."""
@@ -512,6 +530,7 @@ class InteractiveSegmenter:
             box = None
         if box is not None:
             roi = roi_from_bbox(*box)
+            rois = [roi]
         else:
             pts = list(p.pos) + ([tuple(a) for a in np.argwhere(p.pos_mask)] if p.pos_mask is not None else [])
             near = [a for a in s.annotations if a != z and s.annotations[a].any()]
@@ -525,8 +544,14 @@ class InteractiveSegmenter:
                                        "add a positive click, a box or extreme points")
             ys, xs = zip(*pts)
             cy, cx = (min(ys) + max(ys)) / 2, (min(xs) + max(xs)) / 2
-            half = max(16, (max(ys) - min(ys)) / 2, (max(xs) - min(xs)) / 2)
+            half = max(CLICK_HALF, (max(ys) - min(ys)) / 2, (max(xs) - min(xs)) / 2)
             roi = roi_from_bbox(int(cy - half), int(cx - half), int(cy + half), int(cx + half))
+            rois = [roi]
+            if ref is None and CLICK_SCALE_GAIN > 0:
+                # clicks alone do not say how big the object is, and the network takes the crop's
+                # scale for it: wider crops are tried too (below)
+                rois = [roi_from_bbox(int(cy - h), int(cx - h), int(cy + h), int(cx + h))
+                        for h in _click_halves(half, self.shape[1:])]
         mem = []
         near = [a for a in s.annotations if a != z and abs(a - z) <= MEMORY_REACH]
         if near:
@@ -536,6 +561,14 @@ class InteractiveSegmenter:
             # clicks refine the current mask; a box or extreme points redefine the object on this
             # slice, and a wrong current mask in memory would only pull the result back towards it
             mem.append((z, current))
+        runs = [self._run_net(z, r, p, box, mem) for r in rois]
+        # a wider crop only where the quality head is clearly surer of it than of the first
+        best = max(range(len(runs)), key=lambda i: runs[i][1])
+        new = runs[best if runs[best][1] >= runs[0][1] + CLICK_SCALE_GAIN else 0][0]
+        return self._finish(new, p, current, box)
+
+    def _run_net(self, z: int, roi, p, box, mem) -> tuple[np.ndarray, float]:
+        """The prompt network on slice z's crop ``roi``: the slice's mask and the predicted Dice."""
         zs = [z] + [m[0] for m in mem]
         crops = self._read(zs, roi)
         anchor = crops[1] if mem else crops[0]
@@ -554,12 +587,14 @@ class InteractiveSegmenter:
         # the nearest memory slice's mask (the slice's own when clicks refine it), for prev_input networks
         prev = mm[:, min(range(k), key=lambda i: abs(mem[i][0] - z))] if k else images.new_zeros(1, 1, S, S)
         with torch.no_grad():
-            logits, _ = self.net(images[:1], guide, mi, mm, valid, prev)
+            logits, q = self.net(images[:1], guide, mi, mm, valid, prev)
             if self.tta:
-                mirrored, _ = self.net(images[:1].flip(-1), guide.flip(-1), mi.flip(-1), mm.flip(-1), valid,
-                                       prev.flip(-1))
-                logits = (logits + mirrored.flip(-1)) / 2
-        new = paste_logits(logits[0, 0].cpu(), roi, self.shape[1:])
+                mirrored, q2 = self.net(images[:1].flip(-1), guide.flip(-1), mi.flip(-1), mm.flip(-1), valid,
+                                        prev.flip(-1))
+                logits, q = (logits + mirrored.flip(-1)) / 2, (q + q2) / 2
+        return paste_logits(logits[0, 0].cpu(), roi, self.shape[1:]), float(q.reshape(-1)[0])
+
+    def _finish(self, new: np.ndarray, p, current, box) -> np.ndarray:
         if MONOTONE_CLICKS and current is not None and box is None and len(p.new_signs) == 1:
             # the mask being corrected: positive clicks ask for more of the object, negative ones for
             # less; given both at once, the network's answer stands
