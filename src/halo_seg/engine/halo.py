@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .conv import conv3d
 from .partition import PartitionPlan
 from .precision import lowered
 
@@ -100,7 +101,7 @@ class _HaloConv(torch.autograd.Function):
         dev = x.device.type
         # the backward pass runs outside autocast: it casts as the forward's autocast did
         ctx.cast = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
-        return F.conv3d(p, weight, bias, 1, pad)
+        return conv3d(p, weight, bias, 1, pad)
 
     @staticmethod
     def backward(ctx, g):

@@ -29,7 +29,8 @@ MIB = 2 ** 20
 # (benchmarks/memory.py, CPU: the ranks' RSS growth) and on an H100 (benchmarks/engine.py:
 # torch.cuda.max_memory_allocated, 1.56); see benchmarks/README.md, "Memory per rank". Under bf16
 # autocast the estimate (bf16 activations counted) was 1.09 to 1.45 x the measured peak, CPU
-# (benchmarks/precision.py)
+# (benchmarks/precision.py). Since every convolution runs through oneDNN (engine/conv.py) the
+# estimate is 1.08 to 1.77 x the measured peak on 22 runs, thin blocks included (2026-12-05)
 LIBRARY_FACTOR = 1.6
 FIXED_BYTES = 64 * MIB     # small tensors and allocator slack that do not scale with the block
 # bytes per voxel per base channel of one training step (whole patch, partitioned block), if counting

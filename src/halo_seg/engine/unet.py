@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from .conv import Conv3d
 from .halo import HaloContext, distributed_instance_norm, halo_conv3d
 
 
@@ -18,7 +19,7 @@ class PartitionAware(nn.Module):
     hctx: HaloContext | None = None
 
 
-class HaloConv3d(nn.Conv3d, PartitionAware):
+class HaloConv3d(Conv3d, PartitionAware):
     """3x3x3 'same' convolution; on a block, the padding comes from the neighbours' halos."""
 
     def __init__(self, cin, cout, k=3, bias=True):
@@ -53,7 +54,7 @@ class Stage(nn.Sequential):
 
 class Down(nn.Sequential):
     def __init__(self, cin, cout):
-        super().__init__(nn.Conv3d(cin, cout, 2, stride=2, bias=False), SpatialInstanceNorm(cout),
+        super().__init__(Conv3d(cin, cout, 2, stride=2, bias=False), SpatialInstanceNorm(cout),
                          nn.LeakyReLU(0.01, inplace=True))
 
 
@@ -69,7 +70,7 @@ class UNet3D(nn.Module):
                                    for i in range(depth))
         self.ups = nn.ModuleList(nn.ConvTranspose3d(ch[i + 1], ch[i], 2, stride=2) for i in reversed(range(depth)))
         self.decs = nn.ModuleList(Stage(2 * ch[i], ch[i]) for i in reversed(range(depth)))
-        self.head = nn.Conv3d(ch[0], out_channels, 1)
+        self.head = Conv3d(ch[0], out_channels, 1)
         self.checkpoint = False   # see set_checkpoint; not part of the config, the weights do not depend on it
 
     @property

@@ -111,4 +111,14 @@ def compare_partitioned(grid, shape, config=None, dtype="float32", seed=0, devic
             "logits_scale": float(np.abs(y).max()),
             "input_grad_max_rel": float(np.abs(out_gx - gx).max() / (np.abs(gx).max() + 1e-12)),
             "weight_grad_max_rel": wdiff,
-            "labels_identical": bool((out_y.argmax(1) == y.argmax(1)).all())}
+            "labels_identical": bool((out_y.argmax(1) == y.argmax(1)).all()),
+            **_label_flips(y, out_y)}
+
+
+def _label_flips(y: np.ndarray, out_y: np.ndarray) -> dict:
+    """Voxels whose label differs, and the largest gap there between the whole network's two best
+    logits: a voxel the two runs label differently must be a tie to within the logits' rounding."""
+    flips = out_y.argmax(1) != y.argmax(1)
+    top = np.sort(y, axis=1)
+    gap = (top[:, -1] - top[:, -2])[flips]
+    return {"labels_differing": int(flips.sum()), "differing_top2_gap": float(gap.max()) if gap.size else 0.0}
