@@ -318,3 +318,50 @@ def test_the_output_of_a_run_that_stopped_is_not_measured_as_if_complete(tmp_pat
     with pytest.warns(UserWarning, match="stopped"):
         layers = read_volume(str(out))
     assert layers[0][1]["name"] == "o labels (incomplete: 1 of 2 blocks written)" and layers[0][2] == "labels"
+
+
+_UNGUARDED = """
+import sys
+import numpy as np
+import zarr
+from halo_seg.engine.runner import segment
+vol = np.random.default_rng(0).normal(size=(32, 40, 24)).astype(np.float32)   # 120 KB: more than a pipe holds
+segment(vol, sys.argv[1], weights=sys.argv[2], grid=(2, 1, 1), device="cpu", timeout=60)
+print(int(zarr.open_group(sys.argv[1], mode="r")["labels"][:].size))
+"""
+
+
+def test_a_script_without_the_main_guard_runs_halo_mode(tmp_path, tiny_weights):
+    """Each spawned rank re-ran an unguarded script, died starting the run again, and the parent
+    waited forever writing the rank its numpy input."""
+    import subprocess
+    import sys
+    script = tmp_path / "unguarded.py"
+    script.write_text(_UNGUARDED)
+    run = subprocess.run([sys.executable, str(script), str(tmp_path / "out.zarr"), str(tiny_weights)],
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-1] == str(32 * 40 * 24)
+
+
+class _Defined:   # stands for a class a user's script defines
+    pass
+
+
+def test_the_main_module_stays_visible_where_the_ranks_need_it(monkeypatch):
+    import sys
+    import types
+
+    from halo_seg.engine.spawning import main_hidden, refers_to_main
+    main = types.ModuleType("__main__")
+    main.__file__ = "/somewhere/script.py"
+    main._Defined = _Defined
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(_Defined, "__module__", "__main__")
+    assert refers_to_main({"v": np.zeros(10), "w": [_Defined()]})
+    assert not refers_to_main({"v": np.zeros(10), "path": "x.zarr"})
+    with main_hidden({"v": np.zeros(3)}):
+        assert getattr(main, "__file__", None) is None and main.__spec__ is None
+    assert main.__file__ == "/somewhere/script.py"
+    with main_hidden({"w": _Defined}):
+        assert main.__file__ == "/somewhere/script.py"

@@ -31,6 +31,7 @@ from .partition import AUTO, PartitionError, PartitionPlan, factor_grid, parse_g
 from .precision import PrecisionError, check_precision, native_bf16, warn_if_emulated
 from .resample import ResampleError, target_for
 from .ensemble import load_model, weight_specs
+from .spawning import main_hidden
 
 MODES = ("halo", "tile", "whole")
 
@@ -416,7 +417,8 @@ def _spawn_ranks(job, plan: PartitionPlan, progress, cancel=None) -> list:
     if job["threads"] is None:
         job["threads"] = max(1, (os.cpu_count() or 1) // world)
     q = mp.get_context("spawn").SimpleQueue()
-    ctx = mp.start_processes(_rank_entry, args=(job, q), nprocs=world, join=False, start_method="spawn")
+    with main_hidden(job):
+        ctx = mp.start_processes(_rank_entry, args=(job, q), nprocs=world, join=False, start_method="spawn")
     deadline = time.monotonic() + job["timeout"] + 30  # startup + the collective timeout itself
     reports, done = {}, 0
     try:

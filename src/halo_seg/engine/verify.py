@@ -62,12 +62,14 @@ def run_ranks(target, world: int, args: tuple, extra: tuple = ()) -> list:
     each puts one result on the queue. Returns the results; raises if a rank failed."""
     import torch.multiprocessing as mp
     from .runner import _free_port
+    from .spawning import main_hidden
     ctx = mp.get_context("spawn")
     q = ctx.SimpleQueue()
     init = f"tcp://127.0.0.1:{_free_port()}"
     procs = [ctx.Process(target=target, args=(r, world, *args, init, *extra, q)) for r in range(world)]
-    for p in procs:
-        p.start()
+    with main_hidden(args, extra):
+        for p in procs:
+            p.start()
     results = [q.get() for _ in range(world)]
     for p in procs:
         p.join(60)

@@ -20,6 +20,7 @@ import torch
 from ..engine.partition import PartitionPlan
 from ..engine.precision import check_precision
 from ..engine.runner import _peak_growth_mb, _reset_peak, _status_mb, backend_for, exit_rank, map_large_allocations
+from ..engine.spawning import main_hidden
 from ..engine.unet import UNet3D
 from .partitioned import Mesh, replica_rng, step_inputs, train_step
 
@@ -388,8 +389,9 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
         init = f"tcp://127.0.0.1:{_free_port()}"
         procs = [ctx.Process(target=_worker, args=(r, world, tuple(grid), paths, cfg, init, str(out), q, stop_event,
                                                    val_paths)) for r in range(world)]
-        for p in procs:
-            p.start()
+        with main_hidden(paths, cfg, val_paths):
+            for p in procs:
+                p.start()
         rep = _Reporter(cfg, grid, log, progress)
         try:
             while True:
