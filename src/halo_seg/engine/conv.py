@@ -15,6 +15,7 @@ side-by-side; a way out should oneDNN misbehave on some CPU).
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +25,13 @@ def _triple(v) -> list[int]:
     return [int(a) for a in v] if isinstance(v, (tuple, list)) else [int(v)] * 3
 
 
+# measured on x86-64 only; elsewhere (ARM's oneDNN goes through the Compute Library) PyTorch chooses
+_X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """fp32 on a CPU with oneDNN on; autocast (bf16) is left to PyTorch, which takes oneDNN for it."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+    """fp32 on an x86-64 CPU with oneDNN on; autocast (bf16) is left to PyTorch, which takes oneDNN for it."""
+    return (_X86 and x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and not torch.is_autocast_enabled("cpu") and os.environ.get("HALO_SEG_PYTORCH_CONV") != "1")
 
