@@ -5,14 +5,15 @@ object, so it takes the crop's scale for the object's. ``segmenter.CLICK_SCALE_G
 around the clicks and keeps one where the quality head predicts a clearly higher Dice. Per case the
 simulated user clicks once at the pixel deepest inside the object on one slice and the slice is
 segmented; the table gives the mean slice Dice per set with the search off (0) and on (the shipped
-gain), and the median seconds of that one segmentation.
+gain), and the median seconds of that one segmentation (``--repeats`` times each).
 
 Sets: AAL regions of the 1 mm Colin27 volume (``validation``, on which the gain was chosen, and
 ``further``; the largest slice and the slices at a quarter, half and three quarters of the region),
 the brain (``ch2bet``) on 8 axial slices, the head in the CT (air below -300 HU, holes filled) on 8
-slices, and bright disks of radius 6 to 100 pixels in noise (400 x 400 slices).
+slices, bright disks of radius 6 to 100 pixels in noise (400 x 400 slices), and ``large``: disks of
+radius 30 and 300 on 2048 x 2048 slices (what the search costs where its crops are widest).
 
-    .venv/bin/python benchmarks/click_scale.py [--sets validation further brain ct disks] [--gains 0 0.2]
+    .venv/bin/python benchmarks/click_scale.py [--sets validation further brain ct disks large] [--gains 0 0.2]
 """
 from __future__ import annotations
 
@@ -59,6 +60,14 @@ def cases(name: str):
         zs = np.flatnonzero(head.reshape(len(head), -1).any(1))
         return ct, tuple(float(v) for v in img.header.get_zooms()[::-1]), [("head", z, head[z]) for z in _spread(zs, 8)]
     rng = np.random.default_rng(0)
+    if name == "large":   # microscopy-sized slices: what the search costs where its crops are widest
+        yy, xx = np.indices((2048, 2048))
+        stack, out = np.zeros((40, 2048, 2048), np.float32), []
+        for i, r in enumerate((30, 300)):
+            disk = (yy - 1024) ** 2 + (xx - 1024) ** 2 < r * r
+            stack[20 * i] = disk * 100 + rng.normal(0, 10, disk.shape)
+            out.append((f"r{r}", 20 * i, disk))
+        return stack, None, out
     yy, xx = np.indices((400, 400))
     vol, out = [], []
     for i, r in enumerate((6, 12, 25, 50, 100)):
@@ -71,7 +80,7 @@ def cases(name: str):
     return stack, None, [(n, 20 * z, t) for n, z, t in out]
 
 
-def run(name: str, gains) -> dict:
+def run(name: str, gains, repeats: int = 1) -> dict:
     import torch
 
     from halo_seg import InteractiveSegmenter
@@ -87,11 +96,12 @@ def run(name: str, gains) -> dict:
         rows, secs = [], []
         for case, z, truth in todo:
             y, x = np.unravel_index(np.argmax(depth_inside(truth)), truth.shape)
-            seg.reset()
-            seg.add_click(z, int(y), int(x))
-            t0 = time.perf_counter()
-            m = seg.segment_slice(z)
-            secs.append(time.perf_counter() - t0)
+            for _ in range(repeats):
+                seg.reset()
+                seg.add_click(z, int(y), int(x))
+                t0 = time.perf_counter()
+                m = seg.segment_slice(z)
+                secs.append(time.perf_counter() - t0)
             rows.append({"case": case, "z": int(z), "dice": round(float(dice(m, truth)), 4),
                          "pixels": int(m.sum()), "truth_pixels": int(truth.sum())})
         res[str(g)] = {"mean_dice": float(np.mean([r["dice"] for r in rows])), "median_s": float(np.median(secs)),
@@ -101,11 +111,12 @@ def run(name: str, gains) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sets", nargs="*", default=["validation", "further", "brain", "ct", "disks"])
+    ap.add_argument("--sets", nargs="*", default=["validation", "further", "brain", "ct", "disks", "large"])
     ap.add_argument("--gains", type=float, nargs="*", default=[0.0, 0.2])
+    ap.add_argument("--repeats", type=int, default=1, help="time each click's segmentation this many times")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "click_scale.json"))
     a = ap.parse_args(argv)
-    results = {s: run(s, a.gains) for s in a.sets}
+    results = {s: run(s, a.gains, a.repeats) for s in a.sets}
     head = " | ".join(f"gain {g}" for g in a.gains)
     print(f"\n| set | slices | mean Dice: {head} | median s: {head} |")
     print("|---|---|" + "---|" * (2 * len(a.gains)))

@@ -470,8 +470,9 @@ def test_the_click_scale_search_runs_only_for_clicks_alone(monkeypatch, random_w
 def test_click_crops_grow_until_one_holds_the_slice():
     from halo_seg.interactive.segmenter import CLICK_SCALE_STEP, _click_halves
     halves = _click_halves(16, (100, 300))
-    assert halves[0] == 16 and halves[-1] >= 150 > halves[-2]
-    assert np.allclose(np.diff(np.log(halves)), np.log(CLICK_SCALE_STEP))
+    assert halves[0] == 16 and halves[-1] == 150 > halves[-2]   # the last: an object as wide as the slice
+    assert np.allclose(np.diff(np.log(halves[:-1])), np.log(CLICK_SCALE_STEP))
+    assert halves[-1] / halves[-2] <= CLICK_SCALE_STEP
     assert _click_halves(40, (60, 60)) == [40.0]
 
 
@@ -662,3 +663,14 @@ def test_the_undo_history_shares_unchanged_slices_and_gives_them_back_exactly(ra
     for expected in reversed(seen[:-1]):
         seg.undo()
         assert np.array_equal(seg.prediction, expected)
+
+
+@pytest.mark.parametrize("shape,dtype,scale", [((3, 700, 500), np.float32, 1e19), ((2, 40, 30), np.uint16, 1.0),
+                                               ((1000,), np.float64, 1e-6), ((5, 1, 1), np.int16, 1.0)])
+def test_crop_statistics_equal_numpys_in_float64(shape, dtype, scale):
+    from halo_seg.interactive.roi import zscore_stats
+    a = (np.random.default_rng(1).normal(300, 50, shape) * scale).astype(dtype)
+    mu, sd = zscore_stats(a)
+    ref = a.astype(np.float64)
+    assert mu == pytest.approx(ref.mean(), rel=1e-12)
+    assert sd == pytest.approx(max(ref.std(), 1e-6 * abs(ref.mean())), rel=1e-9)

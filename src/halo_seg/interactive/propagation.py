@@ -24,7 +24,7 @@ from .baseline import signed_distance
 from . import column as columns
 from .memnet import MemSegNet
 from .quality import feature_vector
-from .roi import ROI, crop_stack, mask_bbox, normalise, paste_logits, resize, roi_from_bbox, zscore_stats
+from .roi import ROI, crop_stack, mask_bbox, network_images, paste_logits, resize, roi_from_bbox, zscore_stats
 
 N_ANNOTATED = 2     # annotated memory entries per query, the nearest ones
 EMPTY_STOP = 2      # consecutive empty predictions that end a sweep
@@ -78,7 +78,7 @@ class _Encoded:
         n = columns.BLOCK
         b = int(z) // n
         if b not in self.blocks:
-            images = resize(normalise(self.column[b * n:(b + 1) * n], stats=self.stats), self.size)
+            images = network_images(self.column[b * n:(b + 1) * n], self.size, self.stats)
             images = images.to(self.device)
             if self.flip:
                 images = images.flip(-1)
@@ -119,7 +119,7 @@ def network_inputs(column: np.ndarray, annotations: dict, roi: ROI, size: int, d
     """Normalised (Z, 1, S, S) images of the whole ROI column, annotated masks in crop space
     (z -> (1, 1, S, S)) and the annotated masks at ROI resolution; for test-time adaptation."""
     ann_crops, stats = _annotation_inputs(column, annotations, roi)
-    images = resize(normalise(np.asarray(column[0:len(column)]), stats=stats), size).to(device)
+    images = network_images(np.asarray(column[0:len(column)]), size, stats).to(device)
     ann_masks = {z: resize(ann_crops[z][None], size).to(device) for z in ann_crops}
     return images, ann_masks, ann_crops
 

@@ -120,9 +120,28 @@ def zscore_stats(ref: np.ndarray) -> tuple[float, float]:
     Independent of the intensity unit: statistics in float64 (float32 squares overflow above ~1e19)
     and a floor on the deviation relative to the mean, not absolute (an absolute one flattened
     volumes stored in small units, such as 1e-6 per step, to zero)."""
-    ref = np.asarray(ref, np.float64)
-    mu, sd = float(ref.mean()), float(ref.std())
+    ref = np.asarray(ref)
+    n = ref.size
+    mu = float(np.add.reduce(ref, axis=None, dtype=np.float64)) / n
+    # the squares summed a slab at a time: a float64 copy of a whole crop as wide as a large slice
+    # took most of a click's time
+    rows = ref.reshape(-1, ref.shape[-1]) if ref.ndim > 1 else ref[None]
+    step = max(1, (1 << 18) // max(1, rows.shape[1]))
+    ss = 0.0
+    for i in range(0, len(rows), step):
+        d = rows[i:i + step].astype(np.float64)
+        d -= mu
+        ss += float(np.vdot(d, d))
+    sd = (ss / n) ** 0.5
     return mu, max(sd, 1e-6 * abs(mu)) or 1.0
+
+
+def network_images(crops, size: int, stats: tuple[float, float]) -> torch.Tensor:
+    """``resize(normalise(crops, stats=stats), size)``, computed the other way round: area averaging
+    and bilinear weights sum to one, so the z-score commutes with them (to float rounding), and a crop
+    as wide as a large slice is shrunk as it is read instead of first copied in float64."""
+    mu, sd = stats
+    return ((resize(crops, size).double() - mu) / sd).float()
 
 
 def normalise(crops: np.ndarray, ref: np.ndarray | None = None, stats: tuple[float, float] | None = None) -> np.ndarray:

@@ -20,7 +20,8 @@ from . import prior as prior_edit
 from .prior import keep_prior, with_slices
 from .propagation import annotation_roi, merge, propagate_volume, to_volume_masks
 from .quality import QualityModel, distance_scale, load_for, slice_features
-from .roi import ROI, crop_stack, guidance_maps, mask_bbox, normalise, paste_logits, resize, roi_from_bbox
+from .roi import (ROI, crop_stack, guidance_maps, mask_bbox, network_images, paste_logits, resize, roi_from_bbox,
+                  zscore_stats)
 from .slice_masks import SliceMasks
 from ..io.labels import whole_labels
 from ..io.volume import VolumeError
@@ -75,10 +76,10 @@ MONOTONE_CLICKS = True
 
 def _click_halves(half: float, slice_shape) -> list[float]:
     """Half-sides of the crops tried around clicks alone: ``half``, then CLICK_SCALE_STEP times wider
-    until a crop holds the whole slice."""
-    out = [float(half)]
-    while out[-1] < max(slice_shape) / 2:
-        out.append(out[-1] * CLICK_SCALE_STEP)
+    up to the one an object as wide as the slice would be given."""
+    out, last = [float(half)], max(slice_shape) / 2
+    while out[-1] < last:
+        out.append(min(out[-1] * CLICK_SCALE_STEP, last))
     return out
 
 class InteractiveError(ValueError):
@@ -573,7 +574,7 @@ class InteractiveSegmenter:
         crops = self._read(zs, roi)
         anchor = crops[1] if mem else crops[0]
         S = self.net.size
-        images = resize(normalise(crops, anchor), S).to(self.device)
+        images = network_images(crops, S, zscore_stats(anchor)).to(self.device)
         pos = list(p.pos) + list(p.extreme or [])
         guide = torch.from_numpy(guidance_maps(roi, S, pos=pos, neg=p.neg, box=box, pos_mask=p.pos_mask,
                                                neg_mask=p.neg_mask))[None].to(self.device)
