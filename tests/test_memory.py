@@ -52,6 +52,16 @@ def test_estimate_covers_the_ranks_measured_peak(tmp_path):
     assert res.memory.sharing == 2 and res.memory.where == "RAM"
 
 
+def test_estimate_covers_thin_blocks_too(tmp_path):
+    """Blocks 8 slices thick, where each convolution's copy of its input with the halos weighs most:
+    before `exchanges` counted them a rank here took 1.02 times the estimate (8 x 1024 x 1024
+    blocks: 1.1; tests/test_conv.py covers the other thin-block fault, PyTorch's im2col kernel)."""
+    vol = np.random.default_rng(0).normal(100, 20, (16, 512, 384)).astype(np.float32)
+    res = segment(vol, tmp_path / "o.zarr", grid=(2, 1, 1), threads=1)
+    measured = max(r["peak_mb"] for r in res.ranks) * MIB
+    assert measured <= res.memory.per_rank <= 1.6 * measured
+
+
 def test_run_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, phantom_npy, tiny_weights,
                                                                      monkeypatch):
     probe = segment(phantom_npy, tmp_path / "probe.zarr", tiny_weights, grid=(2, 1, 1)).memory

@@ -30,7 +30,7 @@ MIB = 2 ** 20
 # torch.cuda.max_memory_allocated, 1.56); see benchmarks/README.md, "Memory per rank". Under bf16
 # autocast the estimate (bf16 activations counted) was 1.09 to 1.45 x the measured peak, CPU
 # (benchmarks/precision.py). Since every convolution runs through oneDNN (engine/conv.py) the
-# estimate is 1.08 to 1.77 x the measured peak on 22 runs, thin blocks included (2026-12-05)
+# estimate is 1.11 to 1.77 x the measured peak on 24 runs, thin blocks included (2026-12-05)
 LIBRARY_FACTOR = 1.6
 FIXED_BYTES = 64 * MIB     # small tensors and allocator slack that do not scale with the block
 # bytes per voxel per base channel of one training step (whole patch, partitioned block), if counting
@@ -211,17 +211,23 @@ def network_bytes_per_voxel(config: dict, mirror=(), precision: str = "fp32") ->
 
 
 def block_bytes(config: dict, block_shape, in_itemsize: int = 4, mirror=(), mode: str = "halo",
-                band_shape=None, piece_shape=None, precision: str = "fp32") -> int:
+                band_shape=None, piece_shape=None, precision: str = "fp32", exchanges: bool = False) -> int:
     """Estimated peak bytes, above what the process held before, of one rank on its block (halo
     mode), of the single process on the whole volume (whole mode), or of the tile loop (tile mode:
     `block_shape` the window, `band_shape` the band of windows it blends, `piece_shape` the most of
-    it written at once)."""
+    it written at once). `exchanges`: the block takes halos from neighbours, so each convolution's
+    input is copied with them first."""
     voxels = math.prod(int(s) for s in block_shape)
     # the block as read (its dtype), then normalised (float32) beside a float32 copy
     reading = voxels * (in_itemsize + 3 * 4)
     # the float32 input (whole mode keeps the normalised volume and its padded copy) and the network
     held = 8 if mode == "whole" else 4
     running = voxels * (held + network_bytes_per_voxel(config, mirror, precision) * LIBRARY_FACTOR)
+    if exchanges:
+        # the largest of those copies: the last stage's input (skip and upsampled, twice the base
+        # channels) at full resolution, which the probe, run without neighbours, never made; an
+        # 8 x 1024 x 1024 block measured 0.91 of the estimate without it (benchmarks/README.md)
+        running += voxels * 4 * 2 * config["base"]
     total = max(reading, running)
     if mode == "tile" and band_shape is not None:
         c = config["out_channels"]

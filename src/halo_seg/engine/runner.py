@@ -320,7 +320,8 @@ def _per_rank_bytes(vol, net, plan: PartitionPlan, mode, tiling, mirror, precisi
     itemsize = memory.itemsize_of(vol.data.dtype)
     if mode == "halo":
         shapes = {tuple(s.stop - s.start for s in b) for b in plan.all_blocks()}
-        return max(memory.block_bytes(net.config, b, itemsize, mirror, precision=precision) for b in shapes)
+        return max(memory.block_bytes(net.config, b, itemsize, mirror, precision=precision,
+                                      exchanges=plan.world_size > 1) for b in shapes)
     if mode == "whole":
         return memory.block_bytes(net.config, plan.padded, itemsize, mirror, "whole", precision=precision)
     tile_size, overlap = tiling
