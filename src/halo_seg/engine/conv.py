@@ -4,9 +4,10 @@ For a batch of one, PyTorch (2.13) takes its own im2col kernel, ``slow_conv3d``,
 whenever channels x depth x height of the input is at most 20480 (``ConvParams::use_mkldnn``): the
 first convolution of every block (one channel), every layer of a thin block, most layers of a tile
 window. That kernel unfolds the input into 27 floats per channel and voxel, a buffer the memory
-estimate (engine/memory.py), which counts tensors, does not see: a block 8 slices thick took 2.6
-times the estimated peak and 3.9 times oneDNN's time (benchmarks/README.md, "oneDNN for every
-convolution"). oneDNN gives the same labels (outputs within float rounding).
+estimate (engine/memory.py), which counts tensors, does not see (8 ranks on blocks 8 slices thick
+each took 2.7 times the estimated peak), and it is slow (one 8-channel convolution of such a block:
+0.22 s against oneDNN's 0.028; benchmarks/README.md, "oneDNN for every convolution"). oneDNN gives
+the same labels (outputs within float rounding).
 
 The backward pass is left to PyTorch (``convolution_backward`` chooses as before). The environment
 variable ``HALO_SEG_PYTORCH_CONV=1`` gives every convolution back to PyTorch's choice (the benchmarks'

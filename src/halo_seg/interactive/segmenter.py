@@ -73,7 +73,6 @@ BOX_SPENT = True
 MONOTONE_CLICKS = True
 
 
-
 def _click_halves(half: float, slice_shape) -> list[float]:
     """Half-sides of the crops tried around clicks alone: ``half``, then CLICK_SCALE_STEP times wider
     up to the one an object as wide as the slice would be given."""
@@ -530,8 +529,7 @@ class InteractiveSegmenter:
         else:
             box = None
         if box is not None:
-            roi = roi_from_bbox(*box)
-            rois = [roi]
+            rois = [roi_from_bbox(*box)]
         else:
             pts = list(p.pos) + ([tuple(a) for a in np.argwhere(p.pos_mask)] if p.pos_mask is not None else [])
             near = [a for a in s.annotations if a != z and s.annotations[a].any()]
@@ -546,13 +544,10 @@ class InteractiveSegmenter:
             ys, xs = zip(*pts)
             cy, cx = (min(ys) + max(ys)) / 2, (min(xs) + max(xs)) / 2
             half = max(CLICK_HALF, (max(ys) - min(ys)) / 2, (max(xs) - min(xs)) / 2)
-            roi = roi_from_bbox(int(cy - half), int(cx - half), int(cy + half), int(cx + half))
-            rois = [roi]
-            if ref is None and CLICK_SCALE_GAIN > 0:
-                # clicks alone do not say how big the object is, and the network takes the crop's
-                # scale for it: wider crops are tried too (below)
-                rois = [roi_from_bbox(int(cy - h), int(cx - h), int(cy + h), int(cx + h))
-                        for h in _click_halves(half, self.shape[1:])]
+            # clicks alone do not say how big the object is, and the network takes the crop's scale
+            # for it: wider crops are tried too (below)
+            halves = _click_halves(half, self.shape[1:]) if ref is None and CLICK_SCALE_GAIN > 0 else [half]
+            rois = [roi_from_bbox(int(cy - h), int(cx - h), int(cy + h), int(cx + h)) for h in halves]
         mem = []
         near = [a for a in s.annotations if a != z and abs(a - z) <= MEMORY_REACH]
         if near:
