@@ -9,13 +9,17 @@ already; the estimate adds what the first step loads). A
 volume as large as the patch makes the training step the peak; a larger volume makes validation
 it. The estimate must not be below the measured peak and should not be far above it.
 
-    .venv/bin/python benchmarks/train_memory.py [--device cpu|cuda] [--out results/train_memory.json]
+    .venv/bin/python benchmarks/train_memory.py [--device cpu|cuda] [--set cubes|thin|all] [--out results/train_memory.json]
+
+Thin patches and blocks (8 or 16 slices) are where PyTorch sends a convolution's backward pass to its
+im2col kernel unless engine/conv.py permutes it to oneDNN; each row also gives the run's wall seconds.
 """
 from __future__ import annotations
 
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +50,12 @@ RUNS = [(8, 3, (16, 16, 16), (16, 16, 16), 1, (2, 1, 1)),
         (8, 3, (96, 96, 96), (96, 96, 96), 2, None),
         (8, 3, (128, 128, 128), (128, 128, 128), 1, None),
         (8, 3, (192, 192, 160), (48, 48, 48), 2, None)]       # validation is the peak
+THIN = [(8, 3, (16, 256, 256), (16, 256, 256), 1, (2, 1, 1)),
+        (8, 3, (32, 256, 256), (32, 256, 256), 1, (4, 1, 1)),
+        (8, 3, (8, 256, 256), (8, 256, 256), 1, None),
+        (8, 3, (16, 384, 384), (16, 384, 384), 1, None),
+        (8, 3, (16, 512, 512), (16, 64, 64), 1, (2, 1, 1))]     # validation is the peak
+SETS = {"cubes": RUNS, "thin": THIN, "all": RUNS + THIN}
 
 
 def _phantom(shape, seed=0):
@@ -74,14 +84,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", default="all", choices=sorted(SETS))
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_memory.json"))
     a = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp())
     rows = []
     print("| base, depth | volume | patch | batch | grid | step MiB | validation MiB | process MiB | estimated MiB "
-          "| measured MiB | of which the rank's process | estimated / measured |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for base, depth, shape, patch, batch, grid in RUNS:
+          "| measured MiB | of which the rank's process | estimated / measured | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for base, depth, shape, patch, batch, grid in SETS[a.set]:
         config = dict(in_channels=1, out_channels=2, base=base, depth=depth)
         g = grid or (1, 1, 1)
         if a.device == "cuda" and math.prod(g) > torch.cuda.device_count():
@@ -94,6 +105,7 @@ def main(argv=None) -> int:
         est = max(step, val) + process
         rank_process = None
         out = tmp / f"{len(rows)}.safetensors"
+        t0 = time.perf_counter()
         if grid is None:
             ctx = mp.get_context("spawn")
             q = ctx.SimpleQueue()
@@ -108,15 +120,17 @@ def main(argv=None) -> int:
             res = train_partitioned(img, lab, cfg, grid, out, log=lambda *a: None)
             rank_process = None if a.device == "cuda" else res["process_mb"]
             measured = res["peak_mb"] + (rank_process or 0.0)
+        seconds = time.perf_counter() - t0
         row = dict(base=base, depth=depth, volume=list(shape), patch=list(patch), batch=batch,
                    grid=None if grid is None else list(grid), step_mib=step, validation_mib=val, process_mib=process,
-                   estimated_mib=est, measured_mib=measured, measured_process_mib=rank_process, ratio=est / measured)
+                   estimated_mib=est, measured_mib=measured, measured_process_mib=rank_process, ratio=est / measured,
+                   seconds=seconds)
         rows.append(row)
         print(f"| {base}, {depth} | {'x'.join(map(str, shape))} | {'x'.join(map(str, patch))} | {batch} | "
               f"{'unpartitioned' if grid is None else 'x'.join(map(str, grid))} | {step:.0f} | {val:.0f} | {process:.0f} "
               f"| {est:.0f} | {measured:.0f} | {'-' if rank_process is None else f'{rank_process:.0f}'} "
-              f"| {est / measured:.2f} |", flush=True)
-    return save_ratios(a.out, {"device": a.device, "threads": a.threads}, rows)
+              f"| {est / measured:.2f} | {seconds:.1f} |", flush=True)
+    return save_ratios(a.out, {"device": a.device, "threads": a.threads, "set": a.set}, rows)
 
 
 if __name__ == "__main__":

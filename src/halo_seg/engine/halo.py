@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .conv import conv3d
+from .conv import conv3d, conv3d_backward
 from .partition import PartitionPlan
 from .precision import lowered
 
@@ -112,9 +112,8 @@ class _HaloConv(torch.autograd.Function):
         if ctx.cast is not None:
             g, p, weight = g.to(ctx.cast), p.to(ctx.cast), weight.to(ctx.cast)
         want_x = ctx.needs_input_grad[0]
-        gp, gw, gb = torch.ops.aten.convolution_backward(
-            g, p, weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1, 1], list(ctx.pad), [1, 1, 1],
-            False, [0, 0, 0], 1, [want_x, ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]])
+        gp, gw, gb = conv3d_backward(g, p, weight, ctx.has_bias, 1, ctx.pad,
+                                     [want_x, ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]])
         del p
         if want_x:
             for axis, lo, hi, _recv in reversed(ctx.received):
