@@ -20,7 +20,9 @@ it in the "quality" field, which lists the saved ones in later napari sessions t
 ``.quality.json`` path. "Save session" and "Open session" keep the current object's prompts, trusted
 slices and last propagation in a file (halo_seg.interactive.session_file), and every propagation also
 saves it under the user's data directory (sessions/<image>.<hash>.last.npz), so that closing napari or a crash
-loses no corrections. Networks run in a worker thread; the UI stays live, shows progress and can cancel.
+loses no corrections; the objects layer is kept beside it as it changes (_kept_objects.py) and "Restore
+objects" brings it back in a later napari session. The working layers are made over the chosen image
+as soon as there is one. Networks run in a worker thread; the UI stays live, shows progress and can cancel.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QLabel, QProgressBar, QPushButton,
                             QVBoxLayout, QWidget)
 
@@ -42,6 +44,7 @@ from halo_seg.measure import volume_text
 
 from ._fields import SavedFilesBox, device_choices, form_of
 from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
+from ._kept_objects import EARLIER, KEPT, ObjectsKeeper, kept_objects_path, read_kept
 from ._paths import file_stem, last_session_path, learned_dir
 from ._prompt_layers import (STROKE_BACKGROUND, STROKE_OBJECT, box_key, click_key, extreme_key, slice_of as _slice_of,
                              sync_boxes, sync_clicks, sync_extreme, sync_strokes)
@@ -94,6 +97,7 @@ class InteractiveWidget(QWidget):
         # (_accept_paint) instead of being drawn over
         self._paint = weakref.WeakKeyDictionary()
         self._accepted = []
+        self._keeper = ObjectsKeeper()     # the objects layer on disk, written as it changes
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
 
@@ -128,7 +132,8 @@ class InteractiveWidget(QWidget):
                  ("Undo", "Shift-U", self.undo), ("Redo", "Shift-Y", self.redo),
                  ("Edit label", "Shift-E", self.edit_label), ("Draw strokes", "Shift-D", self.draw_strokes),
                  ("Save session", None, self.save_session), ("Open session", None, self.open_session),
-                 ("Learn from objects", None, self.learn_quality), ("Cancel", None, self.cancel)]
+                 ("Learn from objects", None, self.learn_quality), ("Restore objects", None, self.restore_objects),
+                 ("Cancel", None, self.cancel)]
         for i, (text, key, fn) in enumerate(specs):
             b = QPushButton(f"{text} ({key})" if key else text)
             b.clicked.connect(lambda _=False, f=fn: f())
@@ -150,6 +155,9 @@ class InteractiveWidget(QWidget):
             f"after {MIN_LEARN} or more committed objects: adjust the predicted quality, which decides where "
             "the propagation stops and which slice is recommended, to them (taken as correct); it is "
             "saved and selected in the quality field")
+        self.buttons["Restore objects"].setToolTip(
+            "bring back the objects committed on this image in an earlier napari session: the objects layer is "
+            "kept on disk as it changes (beside the kept sessions), so closing napari or a crash loses none")
         self.plot = QualityPlot()
         self.plot.slice_clicked.connect(self.goto_slice)
         self.progress = QProgressBar()
@@ -169,10 +177,20 @@ class InteractiveWidget(QWidget):
         self.image.currentTextChanged.connect(self._image_chosen)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self._refresh_layers()
+        if self.image.currentText():   # the layers to draw in, from the start
+            self._guard(self.ensure_prompt_layers)
 
     # -- layers ------------------------------------------------------------------------------------
     def _refresh_layers(self, *_):
+        had = self.image.currentText()
         fill_layer_box(self.image, self.viewer, napari.layers.Image)
+        if not had and self.image.currentText():
+            # the first image opened after the widget: its layers to draw in, once napari has added it
+            QTimer.singleShot(0, self._first_image)
+
+    def _first_image(self):
+        if self.image.currentText() and not any(self._layer(n) is not None for n in WORKING):
+            self._guard(self.ensure_prompt_layers)
 
     def _layer(self, name):
         return self.viewer.layers[name] if name in self.viewer.layers else None
@@ -197,7 +215,11 @@ class InteractiveWidget(QWidget):
         lkw = dict(kw, metadata={"image": layer.name, **{k: v for k, v in (layer.metadata or {}).items()
                                                          if k in (GEOMETRY, SERIES_KEY, UNIT)}})
         if self._layer(OBJECTS) is None:
-            self.viewer.add_labels(np.zeros(data.shape, np.uint16), name=OBJECTS, opacity=0.5, **lkw)
+            objects = self.viewer.add_labels(np.zeros(data.shape, np.uint16), name=OBJECTS, opacity=0.5, **lkw)
+            objects.events.paint.connect(lambda event, lay=objects: self._objects_painted(lay, event.value))
+            if self._keeper.adopt(objects, kept_objects_path(self._kept_path())):
+                self.status.setText("objects committed on this image in an earlier napari session are kept: "
+                                    "Restore objects brings them back")
         if self._layer(PREVIEW) is None:
             preview = self.viewer.add_labels(np.zeros(data.shape, np.uint8), name=PREVIEW, opacity=0.6, **lkw)
             preview.events.paint.connect(lambda event, lay=preview: self._painted(lay, event.value))
@@ -217,6 +239,7 @@ class InteractiveWidget(QWidget):
             strokes = self.viewer.add_labels(np.zeros(data.shape, np.uint8), name=STROKES, opacity=0.9,
                                              colormap=colours, **kw)
             strokes.brush_size = 3
+            self.viewer.layers.selection.active = None   # made last, it was chosen: clicks come first
         self._select_click_layer()
 
     def _bind_layers(self, image):
@@ -239,7 +262,7 @@ class InteractiveWidget(QWidget):
                 parked.name, parked.visible = name, True
 
     def _image_chosen(self, *_):
-        if any(self._layer(n) is not None for n in WORKING):
+        if self.image.currentText():
             self._guard(self.ensure_prompt_layers)
 
     def _select_click_layer(self, *_):
@@ -595,8 +618,9 @@ class InteractiveWidget(QWidget):
             set_row(objects, row)
         n, left = len(where), int(inside.sum()) - len(where)
         self._last_commit = (objects, where, np.zeros(n, data.dtype), np.full(n, new_id, data.dtype), None)
+        self._keeper.write(objects, box)
         self.status.setText(f"{gone}committed object {new_id} ({self._volume_text(n)}, {n} voxels"
-                            + (f", {left} left to earlier objects)" if left else ")") + accepted)
+                            + (f", {left} left to earlier objects)" if left else ")") + accepted + self._unkept())
         self._new_object()
 
     def _commit_edit(self, pred: np.ndarray):
@@ -621,13 +645,15 @@ class InteractiveWidget(QWidget):
         sub[changed] = new
         layer.data = data
         layer.refresh()
+        self._keeper.write(layer, box)   # where the layer is kept (objects)
         self._remeasure(layer, label)
         self._last_commit = (layer, where, old, new, label)
         blocked = int((inside & (sub != label)).sum())   # voxels of other labels, never overwritten
         added, removed = int((new == label).sum()), int((new == 0).sum())
         self.status.setText(f"label {label} of {layer.name!r} corrected: {added} voxels added, {removed} removed"
                             + (f", {blocked} left to other labels" if blocked else "")
-                            + ("; the layer is now held in memory (save it to keep the correction)" if lazy else ""))
+                            + ("; the layer is now held in memory (save it to keep the correction)" if lazy else "")
+                            + self._unkept())
         self._new_object()
 
     def learn_quality(self):
@@ -849,6 +875,8 @@ class InteractiveWidget(QWidget):
         data[tuple(i[mine] for i in idx)] = old[mine]
         layer.data = data
         layer.refresh()
+        if len(where):
+            self._keeper.write(layer, tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx))
         # the object is the current one again, as it was before Commit: redoing the session's reset
         # would drop it from both the session and the layer
         self.seg.clear_redo()
@@ -892,25 +920,69 @@ class InteractiveWidget(QWidget):
         self.status.setText("cancelling ...")
 
     def _painted(self, layer, atoms):
-        shape = tuple(layer.data.shape)
         painted = self._paint.get(layer, (None, None))
         if painted[1] is not layer.data:
             painted = (None, layer.data)
-        for atom in atoms:
-            try:
-                key = getattr(atom, "slice_key", None)   # napari >= 0.6: the box painted in
-                if key is not None:
-                    box = _full(key, shape)
-                else:                                   # before: the voxels' indices
-                    indices = atom[0]
-                    box = tuple(slice(int(np.min(i)), int(np.max(i)) + 1) for i in indices) \
-                        if len(indices) and np.size(indices[0]) else None
-            except (TypeError, ValueError, IndexError):
-                box = _full((), shape)                  # an atom of an unknown kind: the next step redraws all
-            if box is not None:
-                self._stale_add(layer, box)
-                painted = (_union(painted[0], box), painted[1])
+        for box in _atom_boxes(atoms, tuple(layer.data.shape)):
+            self._stale_add(layer, box)
+            painted = (_union(painted[0], box), painted[1])
         self._paint[layer] = painted
+
+    def _objects_painted(self, layer, atoms):
+        """A brush stroke (or fill, or erase) on the objects layer: kept on disk like a commit."""
+        box = None
+        for b in _atom_boxes(atoms, tuple(layer.data.shape)):
+            box = _union(box, b)
+        if box is not None:   # napari tells before it writes the stroke: read it once it has
+            QTimer.singleShot(0, lambda: self._keeper.write(layer, box))
+
+    def _unkept(self) -> str:
+        err = self._keeper.take_error()
+        return f"; the objects could not be kept on disk: {err}" if err is not None else ""
+
+    def restore_objects(self):
+        """Bring back the objects kept for this image (committed in an earlier napari session) into the
+        objects layer: where it holds nothing, under ids after its own (read in the worker)."""
+        if self._busy():
+            return
+        self._guard(self.ensure_prompt_layers)
+        objects = self._layer(OBJECTS)
+        if objects is None:
+            return   # the error is on the status line
+        if not objects.metadata.get(EARLIER):
+            kept = objects.metadata.get(KEPT)
+            self.status.setText("no objects of an earlier napari session are kept for this image"
+                                + (f"; this session's are kept in {kept}" if kept else ""))
+            return
+        kept = Path(objects.metadata[EARLIER])
+        shape = tuple(objects.data.shape)
+
+        def read():
+            self._keeper.wait()   # a change handed over just before may be setting the earlier file aside
+            return read_kept(kept, shape)
+
+        def done(restored):
+            data = objects.data
+            if tuple(data.shape) != shape:
+                self.status.setText("the objects layer changed shape meanwhile; nothing was restored")
+                return
+            mine = restored > 0
+            offset = int(data.max())
+            free = mine & (data == 0)
+            data[free] = (restored[free].astype(np.int64) + offset).astype(data.dtype)
+            objects.data = data
+            objects.refresh()
+            objects.metadata.pop(EARLIER, None)   # restored: the layer, with them, is what is kept now
+            self._keeper.write(objects)
+            ids = np.unique(data[free])
+            for label in ids:
+                self._remeasure(objects, int(label))
+            clash = int(mine.sum()) - int(free.sum())
+            self.status.setText(f"restored {len(ids)} object{'' if len(ids) == 1 else 's'} from {kept}"
+                                + (f" as ids {int(ids.min())} to {int(ids.max())}" if offset and len(ids) else "")
+                                + (f"; {clash} voxels left to objects committed since" if clash else "")
+                                + self._unkept())
+        self._start("restoring the kept objects ...", read, on_done=done)
 
     def _accept_paint(self) -> list[int]:
         """The slices of the preview the brush changed since it was last drawn, and left without
@@ -964,6 +1036,23 @@ class InteractiveWidget(QWidget):
         preview.refresh()
         self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices,
                            self.seg.cut_ends)
+
+
+def _atom_boxes(atoms, shape) -> list:
+    """The boxes a napari paint event's atoms changed (the whole volume for an atom of unknown kind)."""
+    boxes = []
+    for atom in atoms:
+        try:
+            key = getattr(atom, "slice_key", None)   # napari >= 0.6: the box painted in
+            if key is not None:
+                boxes.append(_full(key, shape))
+            else:                                   # before: the voxels' indices
+                indices = atom[0]
+                if len(indices) and np.size(indices[0]):
+                    boxes.append(tuple(slice(int(np.min(i)), int(np.max(i)) + 1) for i in indices))
+        except (TypeError, ValueError, IndexError):
+            boxes.append(_full((), shape))
+    return boxes
 
 
 def _union(a, b):

@@ -825,3 +825,104 @@ def test_paint_left_without_accept_is_taken_by_the_next_step_not_drawn_over(make
     w.commit()
     assert f"painted slice {far} accepted first" in w.status.text()
     np.testing.assert_array_equal(np.asarray(viewer.layers["objects"].data) == 1, shown)
+
+
+@needs_default
+def test_committed_objects_are_kept_on_disk_and_restored_after_a_restart(make_napari_viewer, qtbot, _user_dir):
+    """The kept session holds the current object only: a crash lost every committed object. The
+    objects layer is now kept as it changes (Commit, its Undo, the brush), and a new napari session
+    restores it; one that commits first sets the earlier file aside and restores from there."""
+    import zarr
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    from napari_halo_seg._kept_objects import kept_objects_path
+    viewer, w = _committed_phantom_object(make_napari_viewer, qtbot)
+    objects = viewer.layers["objects"]
+    kept = kept_objects_path(w._kept_path())
+    assert str(_user_dir) in str(kept)
+
+    widgets = [w]
+
+    def on_disk(path=kept):
+        for one in widgets:
+            one._keeper.wait()
+        return np.asarray(zarr.open_array(str(path), mode="r")[...])
+
+    first = np.asarray(objects.data).copy()
+    assert first.max() == 1 and np.array_equal(on_disk(), first)
+    objects.brush_size = 3
+    objects.paint((5, 4, 4), 9)                                  # the user's own brush on the layer
+    qtbot.waitUntil(lambda: on_disk()[5, 4, 4] == 9)
+    assert np.array_equal(on_disk(), np.asarray(objects.data))
+    objects.paint((5, 4, 4), 0)
+    qtbot.waitUntil(lambda: on_disk()[5, 4, 4] == 0)
+    w.undo()                                                     # the commit taken back out
+    assert not on_disk().any()
+    w.commit()                                                   # and committed again
+    assert np.array_equal(on_disk(), first)
+    # the layer opens as labels where it lies, as any halo-seg labels file
+    from napari_halo_seg._reader import read_volume
+    (data, meta, kind), = read_volume(str(kept))
+    assert kind == "labels" and tuple(meta["scale"]) == tuple(objects.scale)
+
+    # a restart: the working layers and the widget are gone, the image stays
+    for name in [lay.name for lay in viewer.layers if lay.metadata.get("image") == "phantom"]:
+        viewer.layers.remove(name)
+    w2 = InteractiveWidget(viewer)
+    widgets.append(w2)
+    w2.image.setCurrentText("phantom")
+    w2.device.setCurrentText("cpu")
+    assert "Restore objects brings them back" in w2.status.text()
+    assert not np.asarray(viewer.layers["objects"].data).any()  # not taken over unasked
+    w2.restore_objects()
+    _wait(qtbot, w2)
+    assert "restored 1 object" in w2.status.text(), w2.status.text()
+    assert np.array_equal(np.asarray(viewer.layers["objects"].data), first)
+    w2.restore_objects()
+    assert "no objects of an earlier napari session" in w2.status.text()
+
+    # another restart, and an object committed before Restore: the earlier file is set aside, not lost
+    for name in [lay.name for lay in viewer.layers if lay.metadata.get("image") == "phantom"]:
+        viewer.layers.remove(name)
+    w3 = InteractiveWidget(viewer)
+    widgets.append(w3)
+    w3.image.setCurrentText("phantom")
+    w3.device.setCurrentText("cpu")
+    truth2 = np.asarray(viewer.layers["phantom truth"].data) == 2
+    _box_and_segment(qtbot, w3, truth2)
+    w3.commit()
+    second = np.asarray(viewer.layers["objects"].data).copy()
+    on_disk()
+    aside = [p for p in kept.parent.iterdir() if p.name.startswith(kept.name.replace(".zarr", ".")) and p != kept]
+    assert len(aside) == 1 and np.array_equal(on_disk(aside[0]), first)
+    assert np.array_equal(on_disk(), second)
+    w3.restore_objects()
+    _wait(qtbot, w3)
+    now = np.asarray(viewer.layers["objects"].data)
+    assert "as ids 2 to 2" in w3.status.text(), w3.status.text()
+    assert np.array_equal(now == 1, second == 1)                 # this session's object keeps its id
+    assert np.array_equal(now == 2, first.astype(bool) & (second == 0))   # the earlier one joins after it
+    assert np.array_equal(on_disk(), now)
+
+
+def test_the_layers_to_draw_in_are_there_from_the_start(make_napari_viewer, qtbot):
+    """The status line says "draw a box ..." but the prompt layers were made only by the first
+    Segment slice: a new user had nothing to draw in."""
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((6, 16, 16), np.float32), name="scan")
+    InteractiveWidget(viewer)
+    for name in ("box", "clicks +", "clicks -", "extreme points", "strokes", "current object", "objects"):
+        assert name in viewer.layers, name
+    assert viewer.layers["objects"].metadata["image"] == "scan"
+
+    later = make_napari_viewer()                      # the widget first, then the image
+    w = InteractiveWidget(later)
+    assert len(later.layers) == 0
+    later.add_image(np.zeros((6, 16, 16), np.float32), name="scan")
+    qtbot.waitUntil(lambda: "box" in later.layers)
+    assert w.image.currentText() == "scan"
+
+    flat = make_napari_viewer()                       # a 2D image: said, nothing made
+    flat.add_image(np.zeros((16, 16), np.float32), name="photo")
+    w = InteractiveWidget(flat)
+    assert "box" not in flat.layers and "needs a 3D image" in w.status.text()

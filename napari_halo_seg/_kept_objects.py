@@ -1,0 +1,130 @@
+"""The objects layer kept on disk as it changes, so that closing napari or a crash loses no committed
+object (the kept session holds the current object only).
+
+One zarr array per image beside its kept session (sessions/<image>.<hash>.objects.zarr), a Labels
+volume that `halo-seg export` and the reader take. Every change the widget makes to the layer
+(Commit, the Undo of a Commit, Edit label on it) and every brush stroke on it writes the box it
+touched, in a background thread, so the UI does not wait on the disk. A new napari session does
+not take the file over: "Restore objects" brings its objects back into the layer; a first change
+made without restoring moves the earlier file aside (its name stamped with its time), never over it.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+KEPT = "kept objects"      # a layer's metadata: the file it is kept in
+EARLIER = "kept earlier"   # a layer's metadata: the file holding an earlier napari session's objects
+
+
+def kept_objects_path(session_path: Path) -> Path:
+    """The objects' file beside an image's kept session (same name, same identity hash)."""
+    return session_path.with_name(session_path.name.replace(".last.npz", "") + ".objects.zarr")
+
+
+def set_aside(path: Path) -> Path:
+    """Where an earlier napari session's objects go when a new one starts keeping its own."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+    aside = path.with_name(path.name.replace(".objects.zarr", f".objects.{stamp}.zarr"))
+    n = 1
+    while aside.exists():
+        aside = path.with_name(path.name.replace(".objects.zarr", f".objects.{stamp}-{n}.zarr"))
+        n += 1
+    return aside
+
+
+def read_kept(path: Path, shape) -> np.ndarray:
+    """The kept objects of ``path`` (a volume of ``shape``), or a ValueError naming what is wrong."""
+    import zarr
+    try:
+        arr = zarr.open_array(str(path), mode="r")
+    except Exception as exc:   # zarr raises several types for a missing or damaged array
+        raise ValueError(f"cannot read the kept objects {path}: {exc}") from exc
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"the kept objects {path} are {tuple(arr.shape)}, the image is {tuple(shape)}")
+    return np.asarray(arr[...])
+
+
+def _write(path: Path, shape, dtype, box, region: np.ndarray, attrs: dict, aside: Path | None) -> None:
+    import zarr
+    if aside is not None and path.exists():
+        path.rename(aside)
+    if path.exists():
+        try:
+            old = zarr.open_array(str(path), mode="r")
+            other = tuple(old.shape) != tuple(shape) or old.dtype != dtype
+        except Exception:   # damaged: set aside, never deleted
+            other = True
+        if other:
+            path.rename(set_aside(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chunks = tuple(min(64, n) for n in shape)
+    arr = zarr.open_array(str(path), mode="a", shape=tuple(shape), dtype=dtype, chunks=chunks, fill_value=0)
+    arr[box] = region
+    arr.attrs.update(attrs)
+
+
+class ObjectsKeeper:
+    """Writes boxes of objects layers to their files, one at a time, in a background thread; the
+    latest failure is kept for the widget to report (the layer itself is never touched)."""
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="halo-seg-kept-objects")
+        self._lock = threading.Lock()
+        self._pending = []
+        self.error: Exception | None = None
+
+    def adopt(self, layer, path: Path) -> bool:
+        """Keep a new, empty objects layer in ``path``; True when that file holds an earlier
+        session's objects (then they are there to restore, and are set aside at the first change)."""
+        layer.metadata[KEPT] = str(path)
+        earlier = path.exists()
+        if earlier:
+            layer.metadata[EARLIER] = str(path)
+        return earlier
+
+    def write(self, layer, box: tuple | None = None) -> None:
+        """Keep ``box`` of the layer (all of it when None), as it is now."""
+        path = (layer.metadata or {}).get(KEPT)
+        if not path:
+            return
+        data = layer.data
+        shape = tuple(data.shape)
+        box = tuple(slice(0, n) for n in shape) if box is None else box
+        region = np.array(data[box])   # a copy: the layer may change before the thread writes
+        aside = None
+        if layer.metadata.get(EARLIER) == path:   # this layer's first change: the earlier objects stay, aside
+            aside = set_aside(Path(path))
+            layer.metadata[EARLIER] = str(aside)
+        # what a reader needs to put the labels back on their scan (JSON: the geometry may hold arrays)
+        attrs = json.loads(json.dumps(
+            {"labels": True, "spacing": [float(s) for s in layer.scale[-3:]],
+             **{k: v for k, v in (layer.metadata or {}).items() if k in ("image", "unit", "geometry")}},
+            default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+        future = self._pool.submit(_write, Path(path), shape, np.dtype(data.dtype), box, region, attrs, aside)
+        future.add_done_callback(self._done)
+        with self._lock:
+            self._pending.append(future)
+
+    def _done(self, future):
+        with self._lock:
+            self._pending = [f for f in self._pending if not f.done()]
+        exc = future.exception()
+        if exc is not None:
+            self.error = exc
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until every box handed over is written (tests; closing the widget)."""
+        with self._lock:
+            pending = list(self._pending)
+        for f in pending:
+            f.exception(timeout)
+
+    def take_error(self) -> Exception | None:
+        err, self.error = self.error, None
+        return err
