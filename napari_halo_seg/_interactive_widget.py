@@ -53,6 +53,7 @@ from ._quality_plot import QualityPlot
 
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
 PREVIEW, OBJECTS, STROKES = "current object", "objects", "strokes"
+IMAGE_KEY = "image identity"   # working layers' metadata: which image of that name they belong to (_identity)
 WORKING = (OBJECTS, PREVIEW, BOX, EXTREME, NEG, POS, STROKES)   # the layers the widget makes for its image
 MIN_LEARN = 3   # committed objects before the quality model is adjusted to them (measured with 3, 6 and 12)
 MAX_LEARN = 12  # the most recent (highest ids) are used: 12 did no better than 6, and time grows with each
@@ -182,14 +183,21 @@ class InteractiveWidget(QWidget):
 
     # -- layers ------------------------------------------------------------------------------------
     def _refresh_layers(self, *_):
-        had = self.image.currentText()
         fill_layer_box(self.image, self.viewer, napari.layers.Image)
-        if not had and self.image.currentText():
-            # the first image opened after the widget: its layers to draw in, once napari has added it
-            QTimer.singleShot(0, self._first_image)
+        if self.image.currentText() and not self._bound():
+            # an image opened after the widget, or in place of a closed one: its own layers to draw in,
+            # once napari has added it
+            QTimer.singleShot(0, self._rebind)
 
-    def _first_image(self):
-        if self.image.currentText() and not any(self._layer(n) is not None for n in WORKING):
+    def _bound(self) -> bool:
+        """Whether the working layers there are belong to the image chosen."""
+        layer = self._layer(self.image.currentText())
+        owned = next((lay for lay in (self._layer(n) for n in WORKING) if lay is not None), None)
+        return (layer is not None and owned is not None and owned.metadata.get("image") == layer.name
+                and owned.metadata.get(IMAGE_KEY) == _identity(layer))
+
+    def _rebind(self):
+        if self.image.currentText() and not self._bound():
             self._guard(self.ensure_prompt_layers)
 
     def _layer(self, name):
@@ -209,11 +217,12 @@ class InteractiveWidget(QWidget):
         """Create the prompt, preview and objects layers over the chosen image (once per image)."""
         layer, data = self._image_layer()
         self._bind_layers(layer)
-        kw = dict(scale=layer.scale[-3:], translate=layer.translate[-3:], metadata={"image": layer.name})
+        kw = dict(scale=layer.scale[-3:], translate=layer.translate[-3:],
+                  metadata={"image": layer.name, IMAGE_KEY: _identity(layer)})
         # the labels keep the scan's geometry (and DICOM series), so that saving them as NIfTI (or DICOM
         # SEG) places them on the scan
-        lkw = dict(kw, metadata={"image": layer.name, **{k: v for k, v in (layer.metadata or {}).items()
-                                                         if k in (GEOMETRY, SERIES_KEY, UNIT)}})
+        lkw = dict(kw, metadata={**kw["metadata"], **{k: v for k, v in (layer.metadata or {}).items()
+                                                      if k in (GEOMETRY, SERIES_KEY, UNIT)}})
         if self._layer(OBJECTS) is None:
             objects = self.viewer.add_labels(np.zeros(data.shape, np.uint16), name=OBJECTS, opacity=0.5, **lkw)
             objects.events.paint.connect(lambda event, lay=objects: self._objects_painted(lay, event.value))
@@ -246,18 +255,29 @@ class InteractiveWidget(QWidget):
         """The working layers belong to one image: on their grid, prompts and labels are data
         coordinates of that image. Choosing another image parks them, hidden and named after their
         image ('objects (phantom)'), so that nothing drawn or committed is lost, and brings back the
-        new image's own parked layers, if it has any."""
+        new image's own parked layers, if it has any. An image is its name and the file it came from
+        (else its shape and voxel size): another patient's "scan", opened after this one was closed,
+        is another image, and its objects never go into this one's layer."""
+        key = _identity(image)
         present = [lay for lay in (self._layer(n) for n in WORKING) if lay is not None]
-        owner = next((lay.metadata.get("image") for lay in present if lay.metadata.get("image")), image.name)
-        if owner == image.name:
+        owned = next((lay for lay in present if lay.metadata.get("image")), None)
+        owner = owned.metadata["image"] if owned is not None else image.name
+        owner_key = owned.metadata.get(IMAGE_KEY, key) if owned is not None else key
+        if owner == image.name and owner_key == key:
             return
         for lay in present:
             parked = f"{lay.name} ({owner})"
-            if parked in self.viewer.layers:
-                self.viewer.layers.remove(parked)   # parked before, then made anew: the newer one stays
+            old = self._layer(parked)
+            if old is not None and old.metadata.get(IMAGE_KEY, owner_key) != owner_key:   # a namesake's
+                parked = f"{lay.name} ({owner} {_short(owner_key)})"
+                old = self._layer(parked)
+            if old is not None:
+                self.viewer.layers.remove(old)   # parked before, then made anew: the newer one stays
             lay.name, lay.visible = parked, False
         for name in WORKING:
-            parked = self._layer(f"{name} ({image.name})")
+            parked = next((lay for lay in self.viewer.layers if lay.name.startswith(f"{name} (")
+                           and lay.metadata.get("image") == image.name and lay.metadata.get(IMAGE_KEY, key) == key),
+                          None)
             if parked is not None:
                 parked.name, parked.visible = name, True
 
@@ -319,7 +339,8 @@ class InteractiveWidget(QWidget):
         object begun on slices along another axis is refused, not dropped."""
         layer, data = self._image_layer()
         axis = self._view_axis() if axis is None else axis
-        key = (layer.name, self.weights.currentText().strip() or "default", self.device.currentText(), axis)
+        key = ((layer.name, _identity(layer)), self.weights.currentText().strip() or "default",
+               self.device.currentText(), axis)
         if self.seg is None or self._session_key != key:
             same_image = self.seg is not None and self._session_key is not None and self._session_key[0] == key[0]
             if same_image and self.seg.axis != axis and (self.seg.annotated_slices or self.seg.has_prompts):
@@ -719,9 +740,7 @@ class InteractiveWidget(QWidget):
         layer = self._layer(name)
         if layer is None:
             return last_session_path(name)
-        source = (layer.metadata or {}).get("source")
-        return last_session_path(name, str(Path(source).resolve()) if source else
-                                 f"{tuple(int(n) for n in layer.level_shapes[0])} {tuple(layer.scale)}")
+        return last_session_path(name, _identity(layer))
 
     def _ask_session_path(self, title: str) -> str:
         """A file dialog opened where the kept sessions are; '' when cancelled."""
@@ -766,7 +785,7 @@ class InteractiveWidget(QWidget):
 
         def opened(seg):
             self._last_commit, self._editing = None, None
-            self.seg, self._session_key = seg, (layer.name, weights, device, seg.axis)
+            self.seg, self._session_key = seg, ((layer.name, _identity(layer)), weights, device, seg.axis)
             self._sent, self._strokes_sent = set(), {}
             self.recommended = self._guard(seg.recommend_slice) if seg.restored_propagation else None
             self._show()
@@ -1036,6 +1055,19 @@ class InteractiveWidget(QWidget):
         preview.refresh()
         self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices,
                            self.seg.cut_ends)
+
+
+def _identity(layer) -> str:
+    """What tells an image apart from another of its name: the file it came from, else its shape and
+    voxel size."""
+    source = (layer.metadata or {}).get("source")
+    return str(Path(source).resolve()) if source else \
+        f"{tuple(int(n) for n in layer.level_shapes[0])} {tuple(layer.scale)}"
+
+
+def _short(identity: str) -> str:
+    import hashlib
+    return hashlib.sha1(identity.encode()).hexdigest()[:6]
 
 
 def _atom_boxes(atoms, shape) -> list:

@@ -926,3 +926,39 @@ def test_the_layers_to_draw_in_are_there_from_the_start(make_napari_viewer, qtbo
     flat.add_image(np.zeros((16, 16), np.float32), name="photo")
     w = InteractiveWidget(flat)
     assert "box" not in flat.layers and "needs a 3D image" in w.status.text()
+
+
+@needs_default
+def test_another_patients_scan_of_the_same_name_gets_its_own_layers_and_session(make_napari_viewer, qtbot,
+                                                                                 tmp_path):
+    """The working layers and the session were keyed by the image's name: after one "scan" was
+    closed and another patient's "scan" opened, the new scan was segmented on the closed scan's
+    volume and its object committed into the closed scan's objects layer (another shape)."""
+    from halo_seg.samples import make_phantom
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    viewer = make_napari_viewer()
+    truths = []
+    for k, shape in enumerate([(40, 64, 64), (48, 80, 72)]):
+        ph = make_phantom(shape, n_objects=2, seed=k, noise=0.05)
+        (tmp_path / f"p{k}").mkdir()
+        np.save(tmp_path / f"p{k}" / "scan.npy", ph.image.astype(np.float32))
+        truths.append(ph.labels == 1)
+    first = viewer.open(str(tmp_path / "p0" / "scan.npy"), plugin="napari-halo-seg")[0]
+    w = InteractiveWidget(viewer)
+    w.device.setCurrentText("cpu")
+    for k in (0, 1):
+        if k:
+            viewer.layers.remove(first)
+            viewer.open(str(tmp_path / "p1" / "scan.npy"), plugin="napari-halo-seg")
+            qtbot.waitUntil(lambda: viewer.layers["objects"].data.shape == truths[1].shape)
+        _box_and_segment(qtbot, w, truths[k])
+        assert w.seg.volume_shape == truths[k].shape
+        w.propagate()
+        _wait(qtbot, w)
+        w.commit()
+        assert "committed object 1" in w.status.text()
+        mine = np.asarray(viewer.layers["objects"].data) == 1
+        assert mine.shape == truths[k].shape and dice(mine, truths[k]) > 0.7
+    parked = viewer.layers["objects (scan)"]               # the closed scan's, hidden, as it was
+    assert not parked.visible and parked.data.shape == truths[0].shape
+    assert dice(np.asarray(parked.data) == 1, truths[0]) > 0.7
