@@ -29,10 +29,12 @@ RANDOM = "random weights"
 
 
 def prepare(image, labels, hold_out: float, patch: int, iterations: int, precision: str = "fp32",
-            init: str | None = None):
+            init: str | None = None, sparse: bool = False):
     """(image, labels, config, (train, validation) regions, held-out slices) from the layers' arrays,
     read here (in the worker: a lazy volume may take a while); raises ValueError naming what is wrong.
-    ``init``: weights to fine-tune (their base and depth are the network's)."""
+    ``init``: weights to fine-tune (their base and depth are the network's). ``sparse``: the labels
+    are painted on some slices only; slices without a label are unknown, not background
+    (halo_seg.train.sparse), and labelled slices spread over the stack are held out."""
     from halo_seg.train.unet_train import TrainConfig, check_class_ids
     base, depth = 8, DEPTH
     if init:
@@ -44,19 +46,33 @@ def prepare(image, labels, hold_out: float, patch: int, iterations: int, precisi
     if labels.min() < 0 or not labels.any():
         raise ValueError("the labels must be non-negative with at least one labelled voxel")
     zs = np.flatnonzero(labels.reshape(len(labels), -1).any(1))
-    n = max(1, int(round((zs[-1] - zs[0] + 1) * hold_out)))
-    held = range(zs[-1] + 1 - n, zs[-1] + 1)   # the end of the labelled extent: the objects are there
-    if held[0] <= zs[0]:
-        raise ValueError(f"the labels span {len(zs)} slice(s): too few to hold some out for measuring")
+    if sparse:
+        from halo_seg.train.sparse import sparse_regions
+        train, val, held = sparse_regions(labels, 0, hold_out, "the painted slices")
+        held = [int(z) for z in held]
+    else:
+        n = max(1, int(round((zs[-1] - zs[0] + 1) * hold_out)))
+        held = list(range(zs[-1] + 1 - n, zs[-1] + 1))   # the end of the labelled extent: the objects are there
+        if held[0] <= zs[0]:
+            raise ValueError(f"the labels span {len(zs)} slice(s): too few to hold some out for measuring")
     m = 2 ** depth
     classes = int(labels.max()) + 1 if init else check_class_ids([labels], "the Labels layer")
     cfg = TrainConfig(n_classes=classes, patch=tuple(max(m, min(patch // m * m, s // m * m)) for s in image.shape),
                       iterations=iterations, base=base, depth=depth, epoch=max(1, iterations // 6), device="auto",
                       precision=precision, class_names=["background"] + [f"label {k}" for k in range(1, classes)],
                       init=init)
-    train = np.ones(image.shape, bool)
-    train[held[0]:held[-1] + 1] = False
-    return image, labels.astype(np.int64), cfg, (train, ~train), held
+    if not sparse:
+        train = np.ones(image.shape, bool)
+        train[held[0]:held[-1] + 1] = False
+        val = ~train
+    return image, labels.astype(np.int64), cfg, (train, val), held
+
+
+def slices_text(held) -> str:
+    """'slices 40..47' for a run of slices, else 'slices 3, 13, 23'."""
+    if len(held) > 1 and list(held) == list(range(held[0], held[-1] + 1)):
+        return f"slices {held[0]}..{held[-1]}"
+    return f"slice{'s' if len(held) > 1 else ''} {', '.join(map(str, held))}"
 
 
 def _train(image, labels, settings, out, cancel, progress, predict: bool, record: dict | None = None):
@@ -69,12 +85,15 @@ def _train(image, labels, settings, out, cancel, progress, predict: bool, record
     from halo_seg.train.unet_train import train_unet
     try:
         image, labels, cfg, regions, held = prepare(image, labels, **settings)
-        progress(0, cfg.iterations, f"training ({cfg.n_classes - 1} classes) on every slice but "
-                                    f"{held[0]}..{held[-1]}, where Dice is measured ...")
+        which = "the painted slices" if settings.get("sparse") else "every slice"
+        progress(0, cfg.iterations, f"training ({cfg.n_classes - 1} classes) on {which} but {slices_text(held)}, "
+                                    "where Dice is measured ...")
         res = train_unet([image], [labels], cfg, out, train_regions=[regions[0]], val_regions=[regions[1]],
                          log=lambda *_: None, progress=progress, cancel=cancel.is_set,
-                         meta={"trained_in": "napari", "held_out": "the end of the labelled extent along z",
-                               **(record or {})})
+                         meta={"trained_in": "napari",
+                               "held_out": (f"painted slices {', '.join(map(str, held))} along z (only painted slices "
+                                            "trained on)") if settings.get("sparse")
+                               else "the end of the labelled extent along z", **(record or {})})
         if res["best"] is not None:   # what the weights are, beside them (a cancelled run's too)
             from halo_seg.train.model_card import write_card
             write_card(out)
@@ -115,12 +134,17 @@ class TrainWidget(BackgroundWidget):
         self.output.setPlaceholderText("weights .safetensors (default: in your user data directory)")
         self.predict = QCheckBox("then segment the image with it")
         self.predict.setChecked(True)
+        self.sparse = QCheckBox("labels painted on some slices only")
+        self.sparse.setToolTip("slices holding no label are unknown, not background: training uses the painted "
+                               "slices only (a slice meant as all background needs a label to count), and holds "
+                               "some of them out, spread over the stack, to measure Dice")
         self.bf16 = QCheckBox("bf16 (faster where the CPU or GPU has bfloat16)")
         self.bf16.setToolTip("each training step's forward in bfloat16 autocast; the weights, the loss and the "
                              "Dice measured stay fp32 (benchmarks/README.md, \"Training in bf16\")")
         self._lay_out(form_of(("image", self.image), ("labels", self.labels), ("iterations", self.iterations),
                               ("patch edge (voxels)", self.patch), ("held out", self.hold_out),
-                              ("start from", self.start_from), ("weights", self.output), ("", self.predict), ("", self.bf16)))
+                              ("start from", self.start_from), ("weights", self.output), ("", self.sparse),
+                              ("", self.predict), ("", self.bf16)))
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)   # the weights' path can be copied
         follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
@@ -161,7 +185,8 @@ class TrainWidget(BackgroundWidget):
             return
         settings = dict(hold_out=self.hold_out.value() / 100, patch=self.patch.value(),
                         iterations=self.iterations.value(), precision="bf16" if self.bf16.isChecked() else "fp32",
-                        init=None if (start := self.start_from.choice()) == RANDOM else start)
+                        init=None if (start := self.start_from.choice()) == RANDOM else start,
+                        sparse=self.sparse.isChecked())
         spacing, unit = layer_spacing(layer), layer_unit(layer)
         record = {"spacing": list(spacing), **({"unit": unit} if unit else {})} if spacing else {}
         source = (layer.metadata or {}).get("source")
@@ -176,7 +201,7 @@ class TrainWidget(BackgroundWidget):
         if exc is not None:
             return self._failed(exc)
         res, pred, held = done
-        where = f"slices {held[0]}..{held[-1]}"
+        where = slices_text(held)
         if pred is not None:   # on the image's grid, with its scan geometry, so it saves onto the scan
             self.viewer.add_labels(pred, name=f"{layer.name} ({out.stem})", scale=layer.scale[-3:],
                                    translate=layer.translate[-3:], opacity=0.5,

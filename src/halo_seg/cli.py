@@ -270,6 +270,8 @@ def _train_folds(a) -> int:
 
 def cmd_train(a) -> int:
     if getattr(a, "folds", None):
+        if getattr(a, "labelled_slices", None):
+            raise SystemExit("error: --folds validates on whole held-out pairs; --labelled-slices is not for it")
         return _train_folds(a)
     if getattr(a, "dry_run", False):
         return _train_dry_run(a)
@@ -324,6 +326,24 @@ def cmd_train(a) -> int:
     torchrun = torchrun_env() and int(os.environ["WORLD_SIZE"]) > 1
     if a.replicas < 1:
         raise SystemExit(f"error: --replicas must be 1 or more, got {a.replicas}")
+    regions = {}
+    if getattr(a, "labelled_slices", None):
+        if int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun:
+            raise SystemExit("error: --labelled-slices trains on one process; leave out --grid, --replicas and "
+                             "torchrun")
+        from .train.sparse import AXES, SparseLabelsError, labelled_slices, sparse_regions
+        try:
+            parts = [sparse_regions(lb, AXES[a.labelled_slices], 0.0 if val["val_images"] else 0.2, str(p))
+                     for lb, p in zip(labs, a.labels)]
+        except SparseLabelsError as exc:
+            raise SystemExit(f"error: {exc}")
+        regions = {"train_regions": [t for t, _, _ in parts]}
+        if not val["val_images"]:
+            regions["val_regions"] = [v for _, v, _ in parts]
+        for (t, _, held), p in zip(parts, a.labels):
+            n = len(labelled_slices(t, AXES[a.labelled_slices]))
+            print(f"{p}: {n} labelled slices across {a.labelled_slices} trained on"
+                  + (f", {len(held)} held out ({', '.join(map(str, held))})" if len(held) else ""))
     if int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun:
         from .train import partitioned_run as partitioned
         cfg = dict(n_classes=n, patch=list(a.patch), iterations=a.iterations, batch=a.batch, lr=a.lr, base=base,
@@ -359,7 +379,8 @@ def cmd_train(a) -> int:
                       checkpoint=a.checkpoint, precision=a.precision, init=a.init, new_head=a.new_head)
     try:
         res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard, log=tqdm.write,
-                         meta={"command": " ".join(sys.argv), "data": data, **scale}, resume=a.resume, progress=progress, **val)
+                         meta={"command": " ".join(sys.argv), "data": data, **scale}, resume=a.resume, progress=progress,
+                         **val, **regions)
     except TrainingError as exc:
         raise SystemExit(f"error: {exc}")
     bar.close()
@@ -858,6 +879,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a held-out image to validate on, whole (repeat with --val-labels; default: the "
                         "training volumes)")
     t.add_argument("--val-labels", dest="val_labels", action="append", default=[])
+    t.add_argument("--labelled-slices", default=None, choices=["z", "y", "x"],
+                   help="the labels are painted on some slices across this axis only: the slices without a "
+                        "label are unknown, not background (without --val-image, every 5th labelled slice "
+                        "is held out to choose the weights by)")
     t.add_argument("--out", required=True)
     t.add_argument("--classes", type=int, default=None,
                    help="the number of classes (0 is background): default the labels' largest id + 1, refused "

@@ -141,6 +141,8 @@ def _sample_patch(img, lab, wmap, region, fg, patch, rng, fg_p, multiple: int = 
         c = vox[rng.integers(len(vox))]
     else:
         cand = np.argwhere(region[::4, ::4, ::4]) * 4
+        if not len(cand):   # a region between the grid's voxels: labelled slices off it (train/sparse.py)
+            cand = np.argwhere(region)
         c = cand[rng.integers(len(cand))]
     lo = [int(np.clip(ci - pi // 2, 0, s - pi)) for ci, pi, s in zip(c, p, shape)]
     sl = tuple(slice(a, a + b) for a, b in zip(lo, p))
