@@ -226,6 +226,7 @@ class InteractiveWidget(QWidget):
         if self._layer(OBJECTS) is None:
             objects = self.viewer.add_labels(np.zeros(data.shape, np.uint16), name=OBJECTS, opacity=0.5, **lkw)
             objects.events.paint.connect(lambda event, lay=objects: self._objects_painted(lay, event.value))
+            self._keeper.follow_history(objects)
             if self._keeper.adopt(objects, kept_objects_path(self._kept_path())):
                 self.status.setText("objects committed on this image in an earlier napari session are kept: "
                                     "Restore objects brings them back")

@@ -50,7 +50,8 @@ def read_kept(path: Path, shape) -> np.ndarray:
     return np.asarray(arr[...])
 
 
-def _write(path: Path, shape, dtype, box, region: np.ndarray, attrs: dict, aside: Path | None) -> None:
+def _write(path: Path, shape, dtype, box, region: np.ndarray, attrs: dict, aside: Path | None,
+           live: bool = False) -> None:
     import zarr
     if aside is not None and path.exists():
         path.rename(aside)
@@ -65,7 +66,7 @@ def _write(path: Path, shape, dtype, box, region: np.ndarray, attrs: dict, aside
     path.parent.mkdir(parents=True, exist_ok=True)
     chunks = tuple(min(64, n) for n in shape)
     arr = zarr.open_array(str(path), mode="a", shape=tuple(shape), dtype=dtype, chunks=chunks, fill_value=0)
-    arr[box] = region
+    arr[box] = np.asarray(region[box]) if live else region
     arr.attrs.update(attrs)
 
 
@@ -88,15 +89,27 @@ class ObjectsKeeper:
             layer.metadata[EARLIER] = str(path)
         return earlier
 
-    def write(self, layer, box: tuple | None = None) -> None:
-        """Keep ``box`` of the layer (all of it when None), as it is now."""
+    def follow_history(self, layer) -> None:
+        """Keep the layer after napari's own Undo and Redo of a brush stroke on it too, which tell
+        nothing (no paint event): the whole layer, read in the thread."""
+        for name in ("undo", "redo"):
+            step = getattr(layer, name)
+
+            def kept_step(step=step):
+                step()
+                self.write(layer, live=True)
+            setattr(layer, name, kept_step)
+
+    def write(self, layer, box: tuple | None = None, live: bool = False) -> None:
+        """Keep ``box`` of the layer (all of it when None), as it is now; ``live``: read in the thread
+        instead (no copy of a large layer here; a change made meanwhile is written again after it)."""
         path = (layer.metadata or {}).get(KEPT)
         if not path:
             return
         data = layer.data
         shape = tuple(data.shape)
         box = tuple(slice(0, n) for n in shape) if box is None else box
-        region = np.array(data[box])   # a copy: the layer may change before the thread writes
+        region = data if live else np.array(data[box])   # a copy: the layer may change before the thread writes
         aside = None
         if layer.metadata.get(EARLIER) == path:   # this layer's first change: the earlier objects stay, aside
             aside = set_aside(Path(path))
@@ -106,7 +119,7 @@ class ObjectsKeeper:
             {"labels": True, "spacing": [float(s) for s in layer.scale[-3:]],
              **{k: v for k, v in (layer.metadata or {}).items() if k in ("image", "unit", "geometry")}},
             default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-        future = self._pool.submit(_write, Path(path), shape, np.dtype(data.dtype), box, region, attrs, aside)
+        future = self._pool.submit(_write, Path(path), shape, np.dtype(data.dtype), box, region, attrs, aside, live)
         future.add_done_callback(self._done)
         with self._lock:
             self._pending.append(future)

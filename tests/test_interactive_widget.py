@@ -853,6 +853,10 @@ def test_committed_objects_are_kept_on_disk_and_restored_after_a_restart(make_na
     objects.paint((5, 4, 4), 9)                                  # the user's own brush on the layer
     qtbot.waitUntil(lambda: on_disk()[5, 4, 4] == 9)
     assert np.array_equal(on_disk(), np.asarray(objects.data))
+    objects.undo()                                               # napari's own Undo of the stroke
+    assert on_disk()[5, 4, 4] == 0 and np.array_equal(on_disk(), first)
+    objects.redo()
+    assert on_disk()[5, 4, 4] == 9
     objects.paint((5, 4, 4), 0)
     qtbot.waitUntil(lambda: on_disk()[5, 4, 4] == 0)
     w.undo()                                                     # the commit taken back out
