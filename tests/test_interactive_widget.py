@@ -868,13 +868,16 @@ def test_committed_objects_are_kept_on_disk_and_restored_after_a_restart(make_na
     (data, meta, kind), = read_volume(str(kept))
     assert kind == "labels" and tuple(meta["scale"]) == tuple(objects.scale)
 
-    # a restart: the working layers and the widget are gone, the image stays
-    for name in [lay.name for lay in viewer.layers if lay.metadata.get("image") == "phantom"]:
-        viewer.layers.remove(name)
-    w2 = InteractiveWidget(viewer)
-    widgets.append(w2)
-    w2.image.setCurrentText("phantom")
-    w2.device.setCurrentText("cpu")
+    def restart():
+        """As after closing napari: the working layers and the widget are gone, the image stays."""
+        for name in [lay.name for lay in viewer.layers if lay.metadata.get("image") == "phantom"]:
+            viewer.layers.remove(name)
+        widgets.append(InteractiveWidget(viewer))
+        widgets[-1].image.setCurrentText("phantom")
+        widgets[-1].device.setCurrentText("cpu")
+        return widgets[-1]
+
+    w2 = restart()
     assert "Restore objects brings them back" in w2.status.text()
     assert not np.asarray(viewer.layers["objects"].data).any()  # not taken over unasked
     w2.restore_objects()
@@ -885,12 +888,7 @@ def test_committed_objects_are_kept_on_disk_and_restored_after_a_restart(make_na
     assert "no objects of an earlier napari session" in w2.status.text()
 
     # another restart, and an object committed before Restore: the earlier file is set aside, not lost
-    for name in [lay.name for lay in viewer.layers if lay.metadata.get("image") == "phantom"]:
-        viewer.layers.remove(name)
-    w3 = InteractiveWidget(viewer)
-    widgets.append(w3)
-    w3.image.setCurrentText("phantom")
-    w3.device.setCurrentText("cpu")
+    w3 = restart()
     truth2 = np.asarray(viewer.layers["phantom truth"].data) == 2
     _box_and_segment(qtbot, w3, truth2)
     w3.commit()
