@@ -85,6 +85,9 @@ def _train(image, labels, settings, out, cancel, progress, predict: bool, record
     from halo_seg.train.unet_train import train_unet
     try:
         image, labels, cfg, regions, held = prepare(image, labels, **settings)
+        from halo_seg.train.sparse import gaps_note
+        note = None if settings.get("sparse") else gaps_note(labels, 0, "the labels",
+                                                             "tick 'labels painted on some slices only'")
         which = "the painted slices" if settings.get("sparse") else "every slice"
         progress(0, cfg.iterations, f"training ({cfg.n_classes - 1} classes) on {which} but {slices_text(held)}, "
                                     "where Dice is measured ...")
@@ -102,7 +105,7 @@ def _train(image, labels, settings, out, cancel, progress, predict: bool, record
             dst = Path(tempfile.mkdtemp(prefix="halo-seg-train-")) / "prediction.zarr"
             segment(image, dst, weights=out, mode="tile", device="auto", cancel=cancel, progress=progress)
             pred = zarr.open_group(str(dst), mode="r")["labels"][...]
-        return (res, pred, held), None
+        return (res, pred, held, note), None
     except Exception as exc:  # reported in the status line; the user's layers are untouched
         return None, exc
 
@@ -200,7 +203,7 @@ class TrainWidget(BackgroundWidget):
         done, exc = outcome
         if exc is not None:
             return self._failed(exc)
-        res, pred, held = done
+        res, pred, held, note = done
         where = slices_text(held)
         if pred is not None:   # on the image's grid, with its scan geometry, so it saves onto the scan
             self.viewer.add_labels(pred, name=f"{layer.name} ({out.stem})", scale=layer.scale[-3:],
@@ -217,7 +220,8 @@ class TrainWidget(BackgroundWidget):
         dice = ", ".join("n/a" if d is None else f"{d:.3f}" for d in best["val_dice"])
         self._succeeded(f"{stopped}weights saved to {out} (iteration {best['iteration']}); Dice per class on the "
                         f"held-out {where} (n/a: not there): {dice}; its model card is {out.with_suffix('.md').name}. Use "
-                        f"them in Automatic segmentation (weights) or halo-seg segment --weights")
+                        f"them in Automatic segmentation (weights) or halo-seg segment --weights"
+                        + (f". Note: {note}" if note else ""))
 
     def _failed(self, exc, cancelled_types=()):
         from halo_seg.engine.runner import Cancelled

@@ -6,7 +6,7 @@ import pytest
 from halo_seg.cli import main
 from halo_seg.samples import make_phantom
 from halo_seg.train import unet_train
-from halo_seg.train.sparse import SparseLabelsError, labelled_slices, slab, sparse_regions
+from halo_seg.train.sparse import SparseLabelsError, gaps_note, labelled_slices, slab, sparse_regions
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +16,17 @@ def painted():
     full = (ph.labels > 0).astype(np.int64)
     every = slab(full.shape, 0, np.arange(2, 32, 4))
     return ph.image.astype(np.float32), full, np.where(every, full, 0)
+
+
+def test_labels_painted_every_few_slices_are_noticed(painted):
+    _, full, sparse = painted
+    assert gaps_note(full) is None                           # a complete label volume: nothing to say
+    note = gaps_note(sparse, 0, "lab.npy")
+    assert note.startswith("lab.npy hold no label on") and "--labelled-slices" in note
+    two = np.zeros_like(full)
+    two[3:9] = full[3:9]
+    two[20:26] = full[20:26]                                  # two objects at two depths: one gap
+    assert gaps_note(two) is None
 
 
 def test_regions_are_the_labelled_slices_with_some_held_out_across_the_stack(painted):
@@ -71,10 +82,15 @@ def test_cli_trains_on_the_labelled_slices_only(painted, tmp_path, monkeypatch, 
     out = capsys.readouterr().out
     assert f"{len(labelled_slices(train, 0))} labelled slices across z trained on, {len(held)} held out" in out
     assert (tmp_path / "m.safetensors").is_file()
+    from halo_seg.engine.weights import load_unet
+    assert load_unet(tmp_path / "m.safetensors")[0].config["out_channels"] == 2   # background and the objects
+    assert "note:" not in out
     # without the option every slice is trained on, the unpainted ones as background
     seen.clear()
     assert main(args[:-2]) == 0
     assert "train_regions" not in seen
+    note = capsys.readouterr().out   # the user is told what the gaps would teach
+    assert "note: " in note and "hold no label on" in note and "--labelled-slices" in note
     for extra, why in ((["--grid", "2,1,1"], "trains on one process"), (["--folds", "2"], "not for it")):
         with pytest.raises(SystemExit, match=why):
             main(args + extra)
@@ -97,9 +113,15 @@ def test_the_widget_trains_on_painted_slices(make_napari_viewer, qtbot, _user_di
     w.iterations.setValue(12)
     w.patch.setValue(32)
     w.predict.setChecked(False)
+    w.sparse.setChecked(False)      # taken as complete: the user is told what the gaps would teach
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
+    assert "Note: the labels hold no label on" in w.status.text(), w.status.text()
+    assert "tick 'labels painted on some slices only'" in w.status.text()
     w.sparse.setChecked(True)
     w.run()
     qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
+    assert "Note:" not in w.status.text()
     _, _, held = sparse_regions(painted, 0, 0.2)
     assert "weights saved" in w.status.text(), w.status.text()
     assert f"held-out slices {', '.join(map(str, held))} (n/a" in w.status.text(), w.status.text()

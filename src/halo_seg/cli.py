@@ -327,7 +327,13 @@ def cmd_train(a) -> int:
     if a.replicas < 1:
         raise SystemExit(f"error: --replicas must be 1 or more, got {a.replicas}")
     regions = {}
-    if getattr(a, "labelled_slices", None):
+    if not getattr(a, "labelled_slices", None):
+        from .train.sparse import gaps_note
+        for lb, p in zip(labs, a.labels):
+            note = gaps_note(lb, 0, str(p), "--labelled-slices z")
+            if note:
+                print(f"note: {note}")
+    else:
         if int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun:
             raise SystemExit("error: --labelled-slices trains on one process; leave out --grid, --replicas and "
                              "torchrun")
@@ -341,8 +347,8 @@ def cmd_train(a) -> int:
         if not val["val_images"]:
             regions["val_regions"] = [v for _, v, _ in parts]
         for (t, _, held), p in zip(parts, a.labels):
-            n = len(labelled_slices(t, AXES[a.labelled_slices]))
-            print(f"{p}: {n} labelled slices across {a.labelled_slices} trained on"
+            print(f"{p}: {len(labelled_slices(t, AXES[a.labelled_slices]))} labelled slices across "
+                  f"{a.labelled_slices} trained on"
                   + (f", {len(held)} held out ({', '.join(map(str, held))})" if len(held) else ""))
     if int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun:
         from .train import partitioned_run as partitioned
