@@ -800,10 +800,14 @@ class InteractiveWidget(QWidget):
                     spacing=tuple(layer.scale[-3:]), device=device, weights=weights,
                     quality_model=self._quality_choice(), strict_ends=self.strict.isChecked(), on_done=opened)
 
-    def _remeasure(self, layer, label: int):
-        """Keep a Labels layer's row of measurements for ``label`` true, where it has rows (objects has)."""
+    def _remeasure(self, layer, label: int, box: tuple | None = None):
+        """Keep a Labels layer's row of measurements for ``label`` true, where it has rows (objects has).
+        ``box``: where the label lies, when known; else found a slab at a time (comparing a large volume
+        at once froze napari for 1.5 s on 300 x 1024 x 1024)."""
         if "index" in layer.features:
-            row = object_row(np.asarray(layer.data) == label, label, self._image_layer()[0])
+            box = _label_box(layer.data, label) if box is None else box
+            row = object_row(np.asarray(layer.data[box]) == label, label, self._image_layer()[0], box=box) \
+                if box is not None else {}
             set_row(layer, row) if row else drop_row(layer, label)
 
     def edit_label(self):
@@ -978,10 +982,13 @@ class InteractiveWidget(QWidget):
         shape = tuple(objects.data.shape)
 
         def read():
+            from scipy import ndimage
             self._keeper.wait()   # a change handed over just before may be setting the earlier file aside
-            return read_kept(kept, shape)
+            restored = read_kept(kept, shape)
+            return restored, ndimage.find_objects(restored)   # each object's box, for its measurements
 
-        def done(restored):
+        def done(result):
+            restored, boxes = result
             data = objects.data
             if tuple(data.shape) != shape:
                 self.status.setText("the objects layer changed shape meanwhile; nothing was restored")
@@ -996,7 +1003,9 @@ class InteractiveWidget(QWidget):
             self._keeper.write(objects)
             ids = np.unique(data[free])
             for label in ids:
-                self._remeasure(objects, int(label))
+                k = int(label) - offset
+                box = boxes[k - 1] if 0 < k <= len(boxes) else None
+                self._remeasure(objects, int(label), box)
             clash = int(mine.sum()) - int(free.sum())
             self.status.setText(f"restored {len(ids)} object{'' if len(ids) == 1 else 's'} from {kept}"
                                 + (f" as ids {int(ids.min())} to {int(ids.max())}" if offset and len(ids) else "")
@@ -1056,6 +1065,21 @@ class InteractiveWidget(QWidget):
         preview.refresh()
         self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices,
                            self.seg.cut_ends)
+
+
+def _label_box(data, label: int, slab: int = 16) -> tuple | None:
+    """The bounding box of ``label`` in a volume, read a slab at a time; None where it is not."""
+    lo, hi = None, None
+    for z0 in range(0, data.shape[0], slab):
+        m = np.asarray(data[z0:z0 + slab]) == label
+        if not m.any():
+            continue
+        idx = [np.flatnonzero(m.any(tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+        first = [int(i[0]) + (z0 if ax == 0 else 0) for ax, i in enumerate(idx)]
+        last = [int(i[-1]) + 1 + (z0 if ax == 0 else 0) for ax, i in enumerate(idx)]
+        lo = first if lo is None else [min(a, b) for a, b in zip(lo, first)]
+        hi = last if hi is None else [max(a, b) for a, b in zip(hi, last)]
+    return None if lo is None else tuple(slice(a, b) for a, b in zip(lo, hi))
 
 
 def _identity(layer) -> str:

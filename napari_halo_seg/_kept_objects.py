@@ -75,6 +75,7 @@ class ObjectsKeeper:
     latest failure is kept for the widget to report (the layer itself is never touched)."""
 
     def __init__(self):
+        import zarr  # noqa: F401  (imported once here, not by the writer thread during the first Commit)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="halo-seg-kept-objects")
         self._lock = threading.Lock()
         self._pending = []

@@ -964,3 +964,19 @@ def test_another_patients_scan_of_the_same_name_gets_its_own_layers_and_session(
     parked = viewer.layers["objects (scan)"]               # the closed scan's, hidden, as it was
     assert not parked.visible and parked.data.shape == truths[0].shape
     assert dice(np.asarray(parked.data) == 1, truths[0]) > 0.7
+
+
+def test_a_labels_box_is_found_a_slab_at_a_time():
+    """Measuring an edited label compared the whole volume at once (1.5 s of frozen napari on
+    300 x 1024 x 1024); its box is now found slab by slab, equal to numpy's whole-volume answer."""
+    from scipy import ndimage
+    from napari_halo_seg._interactive_widget import _label_box
+    rng = np.random.default_rng(3)
+    data = np.zeros((37, 40, 33), np.uint16)
+    data[3:9, 5:30, 2:4] = 2
+    data[30:35, 1:2, 20:33] = 2          # a second piece of label 2, in a later slab
+    data[10:20, 10:20, 10:20] = 7
+    data[rng.random(data.shape) < 0.001] = 9
+    for label in (2, 7, 9):
+        assert _label_box(data, label, slab=4) == ndimage.find_objects((data == label).astype(np.uint8))[0]
+    assert _label_box(data, 5) is None
