@@ -12,7 +12,7 @@ the same labels (outputs within float rounding).
 The backward pass has no oneDNN entry point of its own: ``convolution_backward`` applies the same
 rule, so a training step on thin patches or blocks took the im2col kernel there: up to 1.27 times
 the training estimate's memory, and up to 8 times oneDNN's time for one convolution's backward
-(benchmarks/README.md, "Training memory"). A convolution commutes with a
+(benchmarks/README.md, "The backward pass too"). A convolution commutes with a
 permutation of the spatial axes (of the input, the kernel, strides and padding alike), so the
 backward pass is computed with the thinnest axis last, where the rule picks oneDNN, and the
 gradients are permuted back (:func:`conv3d_backward`).
@@ -122,4 +122,3 @@ class Conv3d(torch.nn.Conv3d):
         if self.padding_mode != "zeros" or self.groups != 1 or tuple(self.dilation) != (1, 1, 1):
             return super()._conv_forward(x, weight, bias)
         return conv3d(x, weight, bias, self.stride, self.padding)
-

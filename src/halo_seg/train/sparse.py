@@ -4,8 +4,8 @@ A microscopist or a radiologist labels every few slices of a stack, not all of t
 complete label volume, every slice left unpainted teaches the network that the objects crossing it
 are background. Here only the slices (across one axis) that hold a label count: the training
 region is those slices, and some of them are held out to choose the weights by their Dice
-(the losses are masked to the region, `losses.dice_ce_loss`). A slice meant as all background has
-to hold a label to count, so this is for objects present on every slice painted.
+(the losses are masked to the region, `losses.dice_ce_loss`). A slice with nothing of the objects
+on it holds no label, so it counts as unknown too: paint slices that cross the objects.
 """
 from __future__ import annotations
 
