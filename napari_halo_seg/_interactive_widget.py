@@ -1067,11 +1067,13 @@ class InteractiveWidget(QWidget):
                            self.seg.cut_ends)
 
 
-def _label_box(data, label: int, slab: int = 16) -> tuple | None:
+def _label_box(data, label: int, slab_voxels: int = 2 ** 24) -> tuple | None:
     """The bounding box of ``label`` in a volume, read a slab at a time; None where it is not."""
+    from halo_seg.io.labels import slabs
     lo, hi = None, None
-    for z0 in range(0, data.shape[0], slab):
-        m = np.asarray(data[z0:z0 + slab]) == label
+    step, starts = slabs(data.shape, slab_voxels)
+    for z0 in starts:
+        m = np.asarray(data[z0:z0 + step]) == label
         if not m.any():
             continue
         idx = [np.flatnonzero(m.any(tuple(a for a in range(3) if a != ax))) for ax in range(3)]

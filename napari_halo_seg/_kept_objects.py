@@ -10,8 +10,8 @@ made without restoring moves the earlier file aside (its name stamped with its t
 """
 from __future__ import annotations
 
+import importlib
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,10 +75,10 @@ class ObjectsKeeper:
     latest failure is kept for the widget to report (the layer itself is never touched)."""
 
     def __init__(self):
-        import zarr  # noqa: F401  (imported once here, not by the writer thread during the first Commit)
+        importlib.import_module("zarr")   # once here, not by the writer thread during the first Commit
+        # one thread: boxes are written in the order they were handed over, so the last one done is all done
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="halo-seg-kept-objects")
-        self._lock = threading.Lock()
-        self._pending = []
+        self._last = None
         self.error: Exception | None = None
 
     def adopt(self, layer, path: Path) -> bool:
@@ -122,22 +122,16 @@ class ObjectsKeeper:
             default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
         future = self._pool.submit(_write, Path(path), shape, np.dtype(data.dtype), box, region, attrs, aside, live)
         future.add_done_callback(self._done)
-        with self._lock:
-            self._pending.append(future)
+        self._last = future
 
     def _done(self, future):
-        with self._lock:
-            self._pending = [f for f in self._pending if not f.done()]
-        exc = future.exception()
-        if exc is not None:
-            self.error = exc
+        if future.exception() is not None:
+            self.error = future.exception()
 
     def wait(self, timeout: float | None = None) -> None:
-        """Until every box handed over is written (tests; closing the widget)."""
-        with self._lock:
-            pending = list(self._pending)
-        for f in pending:
-            f.exception(timeout)
+        """Until every box handed over is written."""
+        if self._last is not None:
+            self._last.exception(timeout)
 
     def take_error(self) -> Exception | None:
         err, self.error = self.error, None

@@ -978,5 +978,6 @@ def test_a_labels_box_is_found_a_slab_at_a_time():
     data[10:20, 10:20, 10:20] = 7
     data[rng.random(data.shape) < 0.001] = 9
     for label in (2, 7, 9):
-        assert _label_box(data, label, slab=4) == ndimage.find_objects((data == label).astype(np.uint8))[0]
+        assert _label_box(data, label, slab_voxels=4 * 40 * 33) == \
+            ndimage.find_objects((data == label).astype(np.uint8))[0]
     assert _label_box(data, 5) is None
