@@ -45,12 +45,12 @@ def prepare(image, labels, hold_out: float, patch: int, iterations: int, precisi
     labels = np.asarray(labels)
     if labels.min() < 0 or not labels.any():
         raise ValueError("the labels must be non-negative with at least one labelled voxel")
-    zs = np.flatnonzero(labels.reshape(len(labels), -1).any(1))
     if sparse:
         from halo_seg.train.sparse import sparse_regions
         train, val, held = sparse_regions(labels, 0, hold_out, "the painted slices")
         held = [int(z) for z in held]
     else:
+        zs = np.flatnonzero(labels.reshape(len(labels), -1).any(1))
         n = max(1, int(round((zs[-1] - zs[0] + 1) * hold_out)))
         held = list(range(zs[-1] + 1 - n, zs[-1] + 1))   # the end of the labelled extent: the objects are there
         if held[0] <= zs[0]:
@@ -139,8 +139,9 @@ class TrainWidget(BackgroundWidget):
         self.predict.setChecked(True)
         self.sparse = QCheckBox("labels painted on some slices only")
         self.sparse.setToolTip("slices holding no label are unknown, not background: training uses the painted "
-                               "slices only (a slice meant as all background needs a label to count), and holds "
-                               "some of them out, spread over the stack, to measure Dice")
+                               "slices only (a slice with nothing of the objects on it counts as unknown too: paint "
+                               "slices that cross them), and holds some of them out, spread over the stack, to "
+                               "measure Dice")
         self.bf16 = QCheckBox("bf16 (faster where the CPU or GPU has bfloat16)")
         self.bf16.setToolTip("each training step's forward in bfloat16 autocast; the weights, the loss and the "
                              "Dice measured stay fp32 (benchmarks/README.md, \"Training in bf16\")")
