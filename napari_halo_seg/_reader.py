@@ -11,6 +11,7 @@ from halo_seg.io import open_volume
 from halo_seg.io.axes import SPATIAL, AxisChoiceError, arrange, axis_names
 from halo_seg.io.dicom import looks_like_series
 from halo_seg.io.dicom_seg import SERIES_KEY
+from halo_seg.io.tiff_slices import looks_like_slices
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.io.volume import SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
 
@@ -21,7 +22,8 @@ def get_reader(path):
             return None
         path = path[0]
     name = str(path).lower().rstrip("/")
-    if not (name.endswith(SUPPORTED) or is_zarr_dir(path) or looks_like_series(Path(path))):
+    if not (name.endswith(SUPPORTED) or is_zarr_dir(path) or looks_like_series(Path(path))
+            or looks_like_slices(path)):
         return None
     return read_volume
 

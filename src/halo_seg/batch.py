@@ -27,18 +27,21 @@ def case_name(path: Path) -> str:
 
 
 def is_case_folder(path) -> bool:
-    """Whether ``path`` is a folder of volumes rather than one volume (a zarr or a DICOM series)."""
+    """Whether ``path`` is a folder of volumes rather than one volume (a zarr, a DICOM series or a
+    folder of 2D TIFF slices)."""
     from .io.dicom import looks_like_series
+    from .io.tiff_slices import looks_like_slices
     path = Path(path)
-    return path.is_dir() and not is_zarr_dir(path) and not looks_like_series(path)
+    return path.is_dir() and not is_zarr_dir(path) and not looks_like_series(path) and not looks_like_slices(path)
 
 
 def find_cases(folder, outputs_first: bool = False) -> list[Path]:
     """The volumes in ``folder``, by name: files and zarr folders of a readable format, and folders
-    holding one DICOM series each. With ``outputs_first`` a case's ``.zarr`` output is taken over
-    its exports of the same name (a `batch --export` folder). Raises VolumeError when there are none
-    or two share a name."""
+    holding one DICOM series or one stack of 2D TIFF slices each. With ``outputs_first`` a case's
+    ``.zarr`` output is taken over its exports of the same name (a `batch --export` folder). Raises
+    VolumeError when there are none or two share a name."""
     from .io.dicom import looks_like_series
+    from .io.tiff_slices import looks_like_slices
     folder = Path(folder)
     if not folder.is_dir():
         raise VolumeError(f"{folder} is not a folder of volumes")
@@ -46,10 +49,12 @@ def find_cases(folder, outputs_first: bool = False) -> list[Path]:
     for p in sorted(folder.iterdir()):
         if p.name.startswith("."):
             continue
-        if p.name.lower().endswith(SUPPORTED) or is_zarr_dir(p) or (p.is_dir() and looks_like_series(p)):
+        if p.name.lower().endswith(SUPPORTED) or is_zarr_dir(p) \
+                or (p.is_dir() and (looks_like_series(p) or looks_like_slices(p))):
             cases.append(p)
     if not cases:
-        raise VolumeError(f"{folder} holds no volume ({', '.join(SUPPORTED)}, zarr, or a folder per DICOM series)")
+        raise VolumeError(f"{folder} holds no volume ({', '.join(SUPPORTED)}, zarr, or a folder per DICOM series "
+                          "or per stack of TIFF slices)")
     if outputs_first:
         zarrs = {case_name(p) for p in cases if p.name.lower().endswith(".zarr")}
         cases = [p for p in cases if p.name.lower().endswith(".zarr") or case_name(p) not in zarrs]

@@ -775,7 +775,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_segment)
     b = sub.add_parser("batch", help="segment every volume of a folder (resumable; one failed case does not stop "
                                      "the others)")
-    b.add_argument("input", help="a folder of volumes: files, zarr folders, or a folder per DICOM series")
+    b.add_argument("input", help="a folder of volumes: files, zarr folders, or a folder per DICOM series or per stack of "
+                   "2D TIFF slices")
     b.add_argument("output", help="output folder: <case>.zarr for each case, and batch.csv")
     b.add_argument("--export", default=None, metavar="SUFFIX",
                    help="also write each case's labels placed on its scan, e.g. .nii.gz, or .dcm (DICOM SEG)")

@@ -165,6 +165,9 @@ def _open_path(path: Path) -> Volume:
         from .dicom import looks_like_series, open_series
         if looks_like_series(path):
             return open_series(path)
+        from .tiff_slices import looks_like_slices, open_slices
+        if looks_like_slices(path):
+            return open_slices(path)
         inner = sorted(p.name for p in path.iterdir() if p.is_dir() and looks_like_series(p)) if path.is_dir() else []
         if inner:   # a study or patient folder: which series is meant is the user's choice
             raise VolumeError(f"{path} holds no volume itself; its folders {', '.join(inner[:8])}"
@@ -182,7 +185,7 @@ def _open_path(path: Path) -> Volume:
             raise VolumeError(f"cannot read {path} as a volume: {exc}") from None
         return Volume(da.from_array(arr, chunks=_slab_chunks(arr.shape)), source=str(path))
     raise VolumeError(f"unsupported volume format '{suf or path.name}' for {path}; "
-                      f"supported: {', '.join(SUPPORTED)}, or a folder of one DICOM series")
+                      f"supported: {', '.join(SUPPORTED)}, a folder of one DICOM series, or a folder of 2D TIFF slices")
 
 
 def _slab_chunks(shape) -> tuple:
@@ -236,18 +239,24 @@ def _open_tiff(path: Path) -> Volume:
         with tifffile.TiffFile(str(path)) as tf:
             axes = tiff_axes(tf.series[0].axes) if len(tf.series[0].shape) == z.ndim else None
             channels = _ome_tiff_channels(tf)
-            ij = tf.imagej_metadata or {}
-            unit = length_unit(ij.get("unit"))
-            page = tf.pages[0]
-            xres = page.tags.get("XResolution")
-            if xres is not None and ij.get("spacing"):
-                num, den = xres.value
-                xy = den / num if num else 1.0
-                spacing, known = (float(ij["spacing"]), xy, xy), True
+            spacing, unit, known = tiff_spacing(tf)
     except Exception:
         pass  # axes, spacing and names are optional metadata; the data itself was readable
     return Volume(da.from_zarr(z), spacing=spacing, source=str(path), spacing_known=known,
                   meta={"format": "tiff", "unit": unit, "axes": axes, "channel_names": channels})
+
+
+def tiff_spacing(tf) -> tuple[tuple[float, float, float], str | None, bool]:
+    """(spacing, unit, known) from an open TiffFile's ImageJ calibration: the voxel size is known only
+    when it records the slice spacing as well as the pixel size."""
+    ij = tf.imagej_metadata or {}
+    unit = length_unit(ij.get("unit"))
+    xres = tf.pages[0].tags.get("XResolution")
+    if xres is not None and ij.get("spacing"):
+        num, den = xres.value
+        xy = den / num if num else 1.0
+        return (float(ij["spacing"]), xy, xy), unit, True
+    return (1.0, 1.0, 1.0), unit, False
 
 
 def _ome_tiff_channels(tf) -> list[str] | None:
