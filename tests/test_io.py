@@ -53,6 +53,17 @@ def test_imagej_tiff_spacing_and_unit(tmp_path, vol):
     assert v.spacing == pytest.approx((2.0, 0.25, 0.25)) and v.meta["unit"] == "µm"
 
 
+def test_ome_tiff_physical_size(tmp_path, vol):
+    # a microscope's OME-TIFF (Bio-Formats, bfconvert): each axis's size in its own unit
+    tifffile.imwrite(tmp_path / "o.ome.tif", vol, metadata={
+        "axes": "ZYX", "PhysicalSizeZ": 1500, "PhysicalSizeZUnit": "nm", "PhysicalSizeY": 0.2,
+        "PhysicalSizeYUnit": "µm", "PhysicalSizeX": 0.2})   # X's unit left to OME's default, µm
+    v = open_volume(tmp_path / "o.ome.tif")
+    assert v.spacing == pytest.approx((1.5, 0.2, 0.2)) and v.spacing_known and v.meta["unit"] == "µm"
+    tifffile.imwrite(tmp_path / "flat.ome.tif", vol, metadata={"axes": "ZYX", "PhysicalSizeY": 0.2, "PhysicalSizeX": 0.2})
+    assert not open_volume(tmp_path / "flat.ome.tif").spacing_known   # no slice spacing: not known
+
+
 def test_zarr_array_with_spacing(tmp_path, vol):
     z = zarr.open_array(str(tmp_path / "v.zarr"), mode="w", shape=vol.shape, chunks=(2, 5, 6), dtype=vol.dtype)
     z[...] = vol

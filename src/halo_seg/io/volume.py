@@ -247,8 +247,11 @@ def _open_tiff(path: Path) -> Volume:
 
 
 def tiff_spacing(tf) -> tuple[tuple[float, float, float], str | None, bool]:
-    """(spacing, unit, known) from an open TiffFile's ImageJ calibration: the voxel size is known only
-    when it records the slice spacing as well as the pixel size."""
+    """(spacing, unit, known) from an open TiffFile's OME metadata or ImageJ calibration: the voxel
+    size is known only when it records the slice spacing as well as the pixel size."""
+    ome = _ome_tiff_spacing(tf)
+    if ome is not None:
+        return ome
     ij = tf.imagej_metadata or {}
     unit = length_unit(ij.get("unit"))
     xres = tf.pages[0].tags.get("XResolution")
@@ -257,6 +260,28 @@ def tiff_spacing(tf) -> tuple[tuple[float, float, float], str | None, bool]:
         xy = den / num if num else 1.0
         return (float(ij["spacing"]), xy, xy), unit, True
     return (1.0, 1.0, 1.0), unit, False
+
+
+_METRES = {"nm": 1e-9, "µm": 1e-6, "mm": 1e-3, "cm": 1e-2, "m": 1.0}
+
+
+def _ome_tiff_spacing(tf):
+    """An OME-TIFF's PhysicalSizeZ/Y/X (µm unless its units say otherwise, each axis's unit converted
+    to X's), or None where it does not record all three."""
+    if not tf.is_ome:
+        return None
+    import tifffile
+    try:
+        px = tifffile.xml2dict(tf.ome_metadata)["OME"]["Image"]
+        px = (px[0] if isinstance(px, list) else px)["Pixels"]
+        sizes = [float(px[f"PhysicalSize{a}"]) for a in "ZYX"]
+        units = [length_unit(px.get(f"PhysicalSize{a}Unit", "µm")) for a in "ZYX"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if None in units:   # a unit this package does not know (pixel, Å, ...): sizes not comparable
+        return None
+    unit = units[2]
+    return tuple(v * _METRES[u] / _METRES[unit] for v, u in zip(sizes, units)), unit, True
 
 
 def _ome_tiff_channels(tf) -> list[str] | None:
