@@ -29,8 +29,8 @@ def test_batch_segments_each_case_resumes_and_reports_failures(tmp_path, phantom
     (src / "notes.txt").write_text("not a volume")
     (src / ".hidden.npy").write_bytes(b"")
     args = ["batch", str(src), str(out), "--weights", str(tiny_weights), "--mode", "whole"]
-    assert main(args + ["--export", ".tif"]) == 2              # refused before any case is segmented
-    assert "--export .tif: use one of" in capsys.readouterr().err and not out.exists()
+    assert main(args + ["--export", ".png"]) == 2              # refused before any case is segmented
+    assert "--export .png: use one of" in capsys.readouterr().err and not out.exists()
     assert main(args + ["--export", ".dcm"]) == 1              # segmented; the SEG needs a DICOM series
     rows = _rows(out)
     assert rows["a"]["status"] == "done" and "a.nii.gz is not a DICOM series" in rows["a"]["error"]

@@ -779,7 +779,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "2D TIFF slices")
     b.add_argument("output", help="output folder: <case>.zarr for each case, and batch.csv")
     b.add_argument("--export", default=None, metavar="SUFFIX",
-                   help="also write each case's labels placed on its scan, e.g. .nii.gz, or .dcm (DICOM SEG)")
+                   help="also write each case's labels placed on its scan, e.g. .nii.gz, or .dcm (DICOM SEG), "
+                   "or .tif (for Fiji)")
     _engine_args(b)
     b.set_defaults(fn=cmd_batch)
     r = sub.add_parser("resample", help="a volume on another voxel grid of the same extent (a model's voxel size, "
@@ -802,9 +803,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("weights", help="a .safetensors file written by halo-seg train")
     c.add_argument("--out", default=None, help="the card's path (default: the weights' path with .md)")
     c.set_defaults(fn=cmd_card)
-    e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, or as DICOM SEG")
+    e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, as DICOM SEG, or as "
+                       "calibrated TIFF for Fiji")
     e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF or .npy")
-    e.add_argument("output", help="output .nii.gz, .nii, .zarr, .dcm (DICOM SEG), .stl / .ply / .obj (surface "
+    e.add_argument("output", help="output .nii.gz, .nii, .zarr, .tif (an ImageJ stack with its voxel size), .dcm "
+                                  "(DICOM SEG), .stl / .ply / .obj (surface "
                                   "meshes in scanner mm), or the OME-Zarr image the labels belong to (they go "
                                   "into its labels/NAME)")
     e.add_argument("--name", default="halo-seg", help="the label image's name inside an OME-Zarr image")

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import geometry
 from .labels import check_label_dtype, open_labels, write_labels
-from .volume import NIFTI_SUFFIXES, VolumeError, open_volume
+from .volume import NIFTI_SUFFIXES, TIFF_SUFFIXES, VolumeError, open_volume
 
 
 def _made_from(labels_path) -> str | None:
@@ -29,8 +29,8 @@ def export_labels(labels_path, output, like=None, name: str = "halo-seg", label=
     from .mesh import MESH_SUFFIXES
     from .ome_labels import is_ome_image
     lower = str(output).lower()
-    if not (is_ome_image(Path(output)) or lower.endswith((".zarr", ".dcm") + NIFTI_SUFFIXES + MESH_SUFFIXES)):
-        raise VolumeError(f"cannot export to '{Path(output).name}': use .nii.gz, .nii or .zarr (labels), .dcm "
+    if not (is_ome_image(Path(output)) or lower.endswith((".zarr", ".dcm") + NIFTI_SUFFIXES + TIFF_SUFFIXES + MESH_SUFFIXES)):
+        raise VolumeError(f"cannot export to '{Path(output).name}': use .nii.gz, .nii, .tif or .zarr (labels), .dcm "
                           f"(DICOM SEG), {', '.join(MESH_SUFFIXES)} (surface meshes) or an OME-Zarr image")
     if not is_ome_image(Path(output)):   # into an OME-Zarr image is where its labels go; over a scan never
         for what, p in (("the labels", labels_path), ("the scan given with --like", like),
@@ -61,8 +61,13 @@ def export_labels(labels_path, output, like=None, name: str = "halo-seg", label=
         write_dicom_seg(np.asarray(lab.data), series, output, automatic=made_from is not None)
         return f"{output}: DICOM SEG of {tuple(lab.shape)} labels on the series {series}"
     g = _scan_geometry(like, lab)
-    write_labels(lab.data, output, spacing=geometry.spacing_of(g) if g else lab.spacing, geometry=g)
-    where = (f"placed as {like or labels_path} ({geometry.orientation(g)})" if g
+    # a scan geometry is in millimetres; else the labels' own unit (µm of a microscope's stack), which
+    # left out would be read back as NIfTI's mm and measure a billion times too large
+    unit = "mm" if g else lab.meta.get("unit")
+    write_labels(lab.data, output, spacing=geometry.spacing_of(g) if g else lab.spacing, geometry=g, unit=unit)
+    tiff = str(output).lower().endswith(TIFF_SUFFIXES)
+    where = ("with the voxel size alone: TIFF records no scan placement (NIfTI does)" if tiff
+             else f"placed as {like or labels_path} ({geometry.orientation(g)})" if g
              else "with the voxel size alone: no scan geometry was found (give --like SCAN)")
     return f"{output} {tuple(lab.shape)}, {where}"
 

@@ -11,7 +11,7 @@ import dask.array as da
 import numpy as np
 
 from .geometry import KEY as GEOMETRY, check, to_nifti
-from .volume import NIFTI_SUFFIXES, Volume, VolumeError, open_volume
+from .volume import NIFTI_SUFFIXES, TIFF_SUFFIXES, Volume, VolumeError, open_volume
 
 
 def check_label_dtype(dtype, what: str = "the array") -> None:
@@ -163,7 +163,8 @@ def set_nifti_unit(img, unit: str | None) -> None:
 def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequence[int] | None = None,
                  affine: np.ndarray | None = None, overwrite: bool = True, geometry: dict | None = None,
                  unit: str | None = None) -> Path:
-    """Write a (Z, Y, X) label volume to ``.zarr`` (chunked, written chunk by chunk) or ``.nii[.gz]``.
+    """Write a (Z, Y, X) label volume to ``.zarr`` (chunked, written chunk by chunk), ``.nii[.gz]`` or
+    ``.tif[f]`` (for Fiji: io.tiff_labels; the voxel size and unit, no scan placement).
 
     A dask input is streamed chunk by chunk into zarr, so a label volume larger than memory is fine.
     ``geometry`` (io.geometry, e.g. ``open_volume(scan).meta["geometry"]``): the scan these labels
@@ -179,6 +180,9 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
     if geometry is not None:
         geometry = check(geometry, labels.shape, what="the geometry given for these labels")
     name = path.name.lower()
+    if name.endswith(TIFF_SUFFIXES):
+        from .tiff_labels import write_tiff_labels
+        return write_tiff_labels(labels, path, spacing=spacing, unit=unit)
     if name.endswith(NIFTI_SUFFIXES):
         import nibabel as nib
         arr = np.asarray(labels)
@@ -198,7 +202,7 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
             tmp.unlink(missing_ok=True)
         return path
     if not name.endswith(".zarr"):
-        raise VolumeError(f"cannot write labels to '{path.name}': use a .zarr, .nii or .nii.gz path")
+        raise VolumeError(f"cannot write labels to '{path.name}': use a .zarr, .nii, .nii.gz or .tif path")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     from .ome_labels import is_ome_image
