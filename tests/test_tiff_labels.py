@@ -1,4 +1,6 @@
 """Labels out to TIFF for Fiji, and the labels' length unit kept by every export."""
+import json
+
 import numpy as np
 import pytest
 import tifffile
@@ -31,6 +33,9 @@ def test_export_to_tiff_is_a_calibrated_imagej_stack(tmp_path, labels_um, capsys
         np.testing.assert_array_equal(tf.asarray(), lab)
     v = open_volume(tmp_path / "cells.tif")
     assert v.spacing == pytest.approx((2.0, 0.5, 0.5)) and v.meta["unit"] == "µm"
+    assert main(["info", str(tmp_path / "cells.tif")]) == 0   # the spacing's unit is said with it
+    info = json.loads(capsys.readouterr().out)
+    assert info["spacing"] == pytest.approx([2.0, 0.5, 0.5]) and info["unit"] == "µm"
 
 
 def test_ids_above_65535_or_a_large_stack_go_to_ome_tiff(tmp_path):

@@ -500,7 +500,7 @@ def cmd_info(a) -> int:
     g = v.meta.get(geometry.KEY)
     chosen = {k: v.meta[k] for k in ("channel", "channel_name", "timepoint") if k in v.meta}
     print(json.dumps({**(held if raw.data.ndim > 3 else {}), **chosen, "shape": v.shape, "dtype": str(v.data.dtype), "spacing": v.spacing,
-                      "chunks": [c[0] for c in v.data.chunks], "format": v.meta.get("format"),
+                      "unit": v.meta.get("unit"), "chunks": [c[0] for c in v.data.chunks], "format": v.meta.get("format"),
                       "orientation": geometry.orientation(g) if g else None,
                       "origin_mm": [round(float(c), 3) for c in geometry.best_affine(g)[:3, 3]] if g else None,
                       **({} if v.spacing_known else {"spacing_known": False}),
