@@ -7,7 +7,8 @@ preview and objects layers are as large). Steps, each timed from the click to th
 (the worker thread included) with a 10 ms QTimer in the GUI thread whose longest gap is the longest
 freeze: segment a box, propagate, paint a slice and accept it, propagate again, undo, commit, take
 the committed object back with Edit label and commit it again, ask to learn from the objects (refused: one object, after
-the objects layer's ids were listed). Each code runs in its own process, interleaved,
+the objects layer's ids were listed), and after a simulated restart of napari (the working layers
+and the widget gone, the image kept) bring the committed object back with Restore objects. Each code runs in its own process, interleaved,
 ``--repeat`` times; medians.
 
     git worktree add /tmp/before 6c92984
@@ -23,7 +24,7 @@ import numpy as np
 from _results import before_and_now_parser, FreezeClock, interleaved, one_or_main, save_results
 
 STEPS = ("segment slice", "propagate", "accept a painted slice", "propagate again", "undo", "commit", "edit label",
-         "commit the edited label", "learn from objects (one object: refused)")
+         "commit the edited label", "learn from objects (one object: refused)", "restore objects")
 
 
 def _one(spec: dict) -> dict:
@@ -88,6 +89,13 @@ def _one(spec: dict) -> dict:
     measure("commit the edited label", w.commit)   # written back under its id, its measurements updated
     measure("learn from objects (one object: refused)", w.learn_quality)   # lists the objects layer's ids
     out["status"] = w.status.text()
+    for name in [lay.name for lay in viewer.layers if lay.metadata.get("image") == "stack"]:
+        viewer.layers.remove(name)   # as after closing napari: the kept objects file stays
+    w = iw.InteractiveWidget(viewer)
+    w.image.setCurrentText("stack")
+    w.device.setCurrentText("cpu")
+    measure("restore objects", w.restore_objects)
+    out["restore status"] = w.status.text()
     import resource
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     viewer.close()

@@ -993,15 +993,20 @@ class InteractiveWidget(QWidget):
             if tuple(data.shape) != shape:
                 self.status.setText("the objects layer changed shape meanwhile; nothing was restored")
                 return
-            mine = restored > 0
+            box = None
+            for b in boxes:
+                box = _union(box, b)
+            box = box or tuple(slice(0, 0) for _ in shape)
+            # only the objects' box is compared and written: on a large stack the rest is not touched
+            mine, held = restored[box] > 0, data[box]
             offset = int(data.max())
-            free = mine & (data == 0)
-            data[free] = (restored[free].astype(np.int64) + offset).astype(data.dtype)
+            free = mine & (held == 0)
+            held[free] = (restored[box][free].astype(np.int64) + offset).astype(data.dtype)
             objects.data = data
             objects.refresh()
             objects.metadata.pop(EARLIER, None)   # restored: the layer, with them, is what is kept now
-            self._keeper.write(objects)
-            ids = np.unique(data[free])
+            self._keeper.write(objects, box)
+            ids = np.unique(held[free])
             for label in ids:
                 k = int(label) - offset
                 box = boxes[k - 1] if 0 < k <= len(boxes) else None
