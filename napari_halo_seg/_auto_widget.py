@@ -26,6 +26,7 @@ from ._background import BackgroundWidget
 from ._fields import ENSEMBLE_SEP, SavedFilesBox, device_choices, form_of
 from ._layers import fill_layer_box, follow_layers, layer_spacing, layer_volume, show_slice, sliced_axis
 from ._measure import UNIT, layer_unit, table_features
+from ._paintable import paintable
 from ._paths import models_dir
 
 REVIEW_TOP = 10
@@ -46,7 +47,7 @@ def _segment_or_error(*args, measure_spacing=(1.0, 1.0, 1.0), unit=None, **kwarg
         cancel = kwargs.get("cancel")
         stop = None if cancel is None else cancel.is_set
         table = measure_labels(grp["labels"], measure_spacing, unit=unit, cancel=stop)
-        return (res, table, expected_errors(grp[UNCERTAINTY], cancel=stop)), None
+        return (res, table, expected_errors(grp[UNCERTAINTY], cancel=stop), paintable(grp["labels"])), None
     except Exception as exc:  # every engine error is shown to the user, none is fatal to the viewer
         return None, exc
 
@@ -153,9 +154,10 @@ class AutoSegmentWidget(BackgroundWidget):
         done, exc = outcome
         if exc is not None:
             return self._failed(exc)
-        res, table, per_slice = done
+        res, table, per_slice, (labels, note) = done
         grp = zarr.open_group(res.output, mode="r")
-        labels = da.from_zarr(grp["labels"])
+        if note:   # too large for memory: shown from the file
+            labels = da.from_zarr(grp["labels"])
         meta = {"source": res.output}
         geometry = grp["labels"].attrs.get(GEOMETRY) or \
             (layer.metadata or {}).get(GEOMETRY)
@@ -180,7 +182,7 @@ class AutoSegmentWidget(BackgroundWidget):
         if res.resampled:   # the network saw the image at the voxel size it was trained at
             where += ", at the model's voxel size " + spacing_text(res.resampled["spacing"], unit=res.resampled.get("unit"))
         self._succeeded(f"done in {res.seconds:.1f}s ({where} on {self._ran_on}): {res.output}"
-                        + (f"; {per_class}" if per_class else ""))
+                        + (f"; {per_class}" if per_class else "") + (f"; {note}" if note else ""))
 
     def next_review_slice(self):
         """Show the next of the 10 slices, across the plane shown, with the most voxels expected

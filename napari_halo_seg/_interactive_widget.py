@@ -49,6 +49,7 @@ from ._paths import file_stem, last_session_path, learned_dir
 from ._prompt_layers import (STROKE_BACKGROUND, STROKE_OBJECT, box_key, click_key, extreme_key, slice_of as _slice_of,
                              sync_boxes, sync_clicks, sync_extreme, sync_strokes)
 from ._measure import UNIT, drop_row, layer_unit, object_row, set_row
+from ._paintable import paintable
 from ._quality_plot import QualityPlot
 
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
@@ -656,8 +657,12 @@ class InteractiveWidget(QWidget):
         if getattr(layer, "multiscale", False) or data.shape != pred.shape:
             self.status.setText(f"layer {layer.name!r} has changed shape since Edit label; nothing was written")
             return
-        if lazy:   # an automatic result read from its zarr: corrected in memory, the file stays as it was
-            data = np.array(data)
+        if lazy:   # labels read from a file: corrected in memory, the file stays as it was
+            data, note = paintable(data)
+            if note:   # never a whole copy that does not fit: the corrected object stays current
+                self.status.setText(f"label {label} was not written back into {layer.name!r}: {note}; the corrected "
+                                    "object stays current (save the 'current object' layer to keep it)")
+                return
         box = _union(self.seg.mask_box(prior=True), self.seg.mask_box())
         sub, inside = data[box], pred[box]
         changed = (inside & (sub == 0)) | ((sub == label) & ~inside)

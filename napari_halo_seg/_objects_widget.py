@@ -21,6 +21,7 @@ from ._background import BackgroundWidget
 from ._fields import form_of
 from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume
 from ._measure import UNIT, layer_unit, save_table_csv, table_features
+from ._paintable import paintable
 
 NO_IMAGE = "(none)"
 
@@ -36,9 +37,9 @@ def _label_and_measure(data, out, spacing, unit, image, progress, cancel, split=
         if split:
             res.objects = split_touching(res.path, spacing=spacing, progress=progress, cancel=cancel)
             res.per_class = {}   # the split's new ids are not counted per class
-        table = measure_labels(zarr.open_array(str(res.path), mode="r"), spacing, image=image, unit=unit,
-                               cancel=cancel)
-        return (res, table), None
+        stored = zarr.open_array(str(res.path), mode="r")
+        table = measure_labels(stored, spacing, image=image, unit=unit, cancel=cancel)
+        return (res, table, paintable(stored)), None
     except Exception as exc:  # shown to the user; the layers are untouched
         return None, exc
 
@@ -171,14 +172,15 @@ class ObjectsWidget(BackgroundWidget):
 
     def _done(self, outcome, layer):
         import dask.array as da
-        import zarr
         done, exc = outcome
         if exc is not None:
             return self._failed(exc)
-        res, table = done
+        res, table, (labels, note) = done
         unit = layer_unit(layer)
         meta = {k: v for k, v in (layer.metadata or {}).items() if k in (GEOMETRY, UNIT)}
-        self.viewer.add_labels(da.from_zarr(zarr.open_array(str(res.path), mode="r")), name=f"{layer.name} objects",
+        if note:   # too large for memory: shown from the file
+            labels = da.from_zarr(labels)
+        self.viewer.add_labels(labels, name=f"{layer.name} objects",
                                scale=layer.scale[-3:], translate=layer.translate[-3:], metadata=meta,
                                features=table_features(table, unit))
         self.table = table
@@ -187,7 +189,8 @@ class ObjectsWidget(BackgroundWidget):
         per = ", ".join(f"class {k}: {v}" for k, v in list(res.per_class.items())[:8]) if len(res.per_class) > 1 else ""
         per += " ..." if len(res.per_class) > 8 else ""
         dropped = f"; {res.removed} smaller than {self.min_voxels.value()} voxels dropped" if res.removed else ""
-        self._succeeded(f"{res.objects} objects ({total} in all){'; ' + per if per else ''}{dropped}")
+        self._succeeded(f"{res.objects} objects ({total} in all){'; ' + per if per else ''}{dropped}"
+                        + (f"; {note}" if note else ""))
 
     def save_table(self, path: str | None = None):
         save_table_csv(self, self.table, "objects.csv", path)

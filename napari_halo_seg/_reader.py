@@ -1,4 +1,5 @@
-"""napari reader: any volume halo_seg opens, as a lazy (dask) layer with its voxel spacing.
+"""napari reader: any volume halo_seg opens, with its voxel spacing: an image as a lazy (dask) layer,
+labels in memory where they fit (_paintable.py: they are there to be corrected with the brush).
 
 A scan's geometry (io.geometry: where its voxels lie in the world) rides in the layer's metadata,
 so that labels drawn or computed on it are saved where it lies (_writer.py)."""
@@ -11,10 +12,11 @@ from halo_seg.io import open_volume
 from halo_seg.io.axes import SPATIAL, AxisChoiceError, arrange, axis_names
 from halo_seg.io.dicom import looks_like_series
 from halo_seg.io.dicom_seg import SERIES_KEY
-from halo_seg.io.tiff_slices import looks_like_slices
 from halo_seg.io.geometry import KEY as GEOMETRY
+from halo_seg.io.tiff_slices import looks_like_slices
 from halo_seg.io.volume import SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
 
+from ._paintable import paintable
 
 def get_reader(path):
     if isinstance(path, list):
@@ -55,8 +57,12 @@ def read_volume(path):
             warnings.warn(f"{p} is the output of a segment run that stopped ({vol.meta['incomplete']}); "
                           "finish it with `halo-seg segment ... --resume`")
             name += f" (incomplete: {vol.meta['incomplete']})"
-        layers = [(vol.data, {"name": name,
-                              "scale": vol.spacing, "metadata": meta}, "labels")]
+        data, note = paintable(vol.data)   # in memory where it fits: the brush on a dask array slows down
+        if note:
+            import warnings
+            warnings.warn(f"{p}: {note}")
+        layers = [(data, {"name": name,
+                          "scale": vol.spacing, "metadata": meta}, "labels")]
         if is_output and (p / UNCERTAINTY).is_dir():   # where the labels are likely wrong, shown on demand
             import dask.array as da
             import zarr

@@ -759,6 +759,28 @@ def test_editing_a_label_corrects_it_in_place_and_undo_restores_it(make_napari_v
 
 
 @needs_default
+def test_a_label_of_a_layer_too_large_for_memory_is_not_written_back_and_not_lost(make_napari_viewer, qtbot,
+                                                                                   monkeypatch):
+    import dask.array as da
+    import napari_halo_seg._paintable as paintable_mod
+    viewer, w = _phantom_widget(make_napari_viewer)
+    labels = np.asarray(viewer.layers["phantom truth"].data)
+    first = int(np.bincount(labels.ravel())[1:].argmax()) + 1
+    layer = viewer.add_labels(da.from_array(labels.copy(), chunks=16), name="huge")   # as if from a huge file
+    viewer.layers.selection.active = layer
+    layer.selected_label = first
+    w.edit_label()
+    _wait(qtbot, w)
+    monkeypatch.setattr(paintable_mod, "room", lambda: 1)   # a whole copy of the layer would not fit
+    w.commit()
+    assert "was not written back into 'huge'" in w.status.text() and "too large" in w.status.text(), \
+        w.status.text()
+    assert hasattr(layer.data, "dask") and np.array_equal(np.asarray(layer.data), labels)
+    assert np.array_equal(w.seg.prior, labels == first)      # the object is still the current one
+    assert not np.asarray(viewer.layers["objects"].data).any()
+
+
+@needs_default
 def test_editing_a_committed_object_keeps_its_id_and_measurements_true(make_napari_viewer, qtbot):
     viewer, w = _committed_phantom_object(make_napari_viewer, qtbot)
     objects = viewer.layers["objects"]

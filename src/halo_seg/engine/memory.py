@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..host_memory import host_available
 from .partition import factor_grid
 
 GIB = 2 ** 30
@@ -236,41 +237,6 @@ def block_bytes(config: dict, block_shape, in_itemsize: int = 4, mirror=(), mode
         writing = (2 * c * 4 + 12) * math.prod(int(s) for s in piece_shape) if piece_shape else 0
         total = (c + 1) * 4 * math.prod(int(s) for s in band_shape) + max(total, writing)
     return int(total + FIXED_BYTES)
-
-
-def _cgroup_room() -> int | None:
-    """Bytes this process's cgroup may still allocate (containers, batch schedulers), if limited."""
-    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        try:
-            with open(limit) as f:
-                lim = f.read().strip()
-            if lim == "max" or int(lim) >= 1 << 60:
-                return None
-            with open(usage) as f:
-                return int(lim) - int(f.read().strip())
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def host_available() -> int | None:
-    """Bytes of RAM new allocations can have on this machine (MemAvailable, within the cgroup's
-    limit), or None where that cannot be read."""
-    avail = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
-    room = _cgroup_room()
-    if room is not None:
-        avail = room if avail is None else min(avail, room)
-    return avail
 
 
 def fmt_bytes(n: float) -> str:

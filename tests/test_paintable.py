@@ -1,0 +1,68 @@
+"""Labels layers the plugin makes are in memory where they fit, so napari's brush stays fast on them;
+a volume too large stays on file and says so."""
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+pytest.importorskip("napari")
+
+import napari_halo_seg._paintable as paintable_mod  # noqa: E402
+from napari_halo_seg._paintable import paintable  # noqa: E402
+
+
+def test_paintable_reads_what_fits_and_leaves_what_does_not(monkeypatch, tmp_path):
+    lab = np.random.default_rng(0).integers(0, 5, (6, 7, 8)).astype(np.uint16)
+    assert paintable(lab)[0] is lab
+    z = zarr.open_array(str(tmp_path / "l.zarr"), mode="w", shape=lab.shape, chunks=(2, 7, 8), dtype=lab.dtype)
+    z[...] = lab
+    for lazy in (z, da.from_zarr(z)):
+        data, note = paintable(lazy)
+        assert isinstance(data, np.ndarray) and note == ""
+        np.testing.assert_array_equal(data, lab)
+    monkeypatch.setattr(paintable_mod, "room", lambda: 4 * lab.nbytes - 1)   # a quarter of it is too little
+    data, note = paintable(da.from_zarr(z))
+    assert hasattr(data, "dask") and "too large to hold in memory" in note
+
+
+def test_painting_on_a_segment_output_opened_in_napari_does_not_build_a_dask_graph(
+        make_napari_viewer, tmp_path, phantom_npy, tiny_weights, monkeypatch):
+    from halo_seg.engine.runner import segment
+    out = tmp_path / "seg.zarr"
+    segment(phantom_npy, out, tiny_weights, mode="whole")
+    ref = zarr.open_group(str(out))["labels"][...]
+    viewer = make_napari_viewer()
+    layer, = viewer.open(str(out), plugin="napari-halo-seg")[:1]
+    assert isinstance(layer.data, np.ndarray) and layer.__class__.__name__ == "Labels"
+    layer.brush_size = 3
+    layer.paint((5, 6, 7), 9)                     # the brush writes into the array, a dab at a time
+    assert layer.data[5, 6, 7] == 9 and (layer.data != ref).sum() <= 27
+    assert zarr.open_group(str(out))["labels"][5, 6, 7] == ref[5, 6, 7]   # the file is as it was
+    monkeypatch.setattr(paintable_mod, "room", lambda: 1)
+    with pytest.warns(UserWarning, match="too large to hold in memory"):
+        layer2, = viewer.open(str(out), plugin="napari-halo-seg")[:1]
+    assert hasattr(layer2.data, "dask")
+
+
+def test_the_widgets_results_are_in_memory(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights,
+                                           monkeypatch):
+    from napari_halo_seg._auto_widget import AutoSegmentWidget
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    viewer = make_napari_viewer()
+    viewer.open(str(phantom_npy), plugin="napari-halo-seg")
+    w = AutoSegmentWidget(viewer)
+    w.weights.setCurrentText(str(tiny_weights))
+    w.mode.setCurrentText("whole")
+    w.output.setText(str(tmp_path / "out.zarr"))
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    auto = viewer.layers[-1]
+    assert "done" in w.status.text() and isinstance(auto.data, np.ndarray), w.status.text()
+    np.testing.assert_array_equal(auto.data, zarr.open_group(str(tmp_path / "out.zarr"))["labels"][...])
+    o = ObjectsWidget(viewer)
+    o.labels.setCurrentText(auto.name)
+    monkeypatch.setattr(paintable_mod, "room", lambda: 1)   # now too large: from the file, and said so
+    o.run()
+    qtbot.waitUntil(lambda: o.worker is None, timeout=60_000)
+    assert hasattr(viewer.layers[-1].data, "dask") and "too large to hold in memory" in o.status.text(), \
+        o.status.text()
