@@ -679,7 +679,9 @@ class InteractiveWidget(QWidget):
         added, removed = int((new == label).sum()), int((new == 0).sum())
         self.status.setText(f"label {label} of {layer.name!r} corrected: {added} voxels added, {removed} removed"
                             + (f", {blocked} left to other labels" if blocked else "")
-                            + ("; the layer is now held in memory (save it to keep the correction)" if lazy else "")
+                            + ("; the layer is now held in memory (save it to keep the correction)" if lazy
+                               else "; its file is as it was (save the layer to keep the correction)"
+                               if (layer.metadata or {}).get("source") and KEPT not in layer.metadata else "")
                             + self._unkept())
         self._new_object()
 

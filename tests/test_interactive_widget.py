@@ -778,6 +778,17 @@ def test_a_label_of_a_layer_too_large_for_memory_is_not_written_back_and_not_los
     assert hasattr(layer.data, "dask") and np.array_equal(np.asarray(layer.data), labels)
     assert np.array_equal(w.seg.prior, labels == first)      # the object is still the current one
     assert not np.asarray(viewer.layers["objects"].data).any()
+    monkeypatch.undo()                                       # with room, the same commit goes in
+    w.commit()
+    assert "label" in w.status.text() and "held in memory" in w.status.text(), w.status.text()
+    assert isinstance(layer.data, np.ndarray)
+    layer.metadata["source"] = "seg.zarr"                    # as the reader's or automatic widget's result
+    viewer.layers.selection.active = layer
+    layer.selected_label = first
+    w.edit_label()
+    _wait(qtbot, w)
+    w.commit()
+    assert "its file is as it was (save the layer" in w.status.text(), w.status.text()
 
 
 @needs_default
