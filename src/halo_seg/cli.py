@@ -869,7 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "after every propagation) as a label volume on its scan")
     se.add_argument("image", help="the image the session was made on")
     se.add_argument("session", help="the session file (.npz)")
-    se.add_argument("output", help="output .nii.gz, .nii or .zarr (placed on the scan)")
+    se.add_argument("output", help="output .nii.gz, .nii or .zarr (placed on the scan), or .tif (for Fiji)")
     se.add_argument("--label", type=int, default=1, help="the object's label value (default 1)")
     se.add_argument("--weights", default="default", help="interactive weights; other than the session's, the "
                                                          "object is propagated again with them")
