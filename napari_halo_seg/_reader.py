@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from halo_seg.engine.output import UNCERTAINTY
 from halo_seg.io import open_volume
 from halo_seg.io.axes import SPATIAL, AxisChoiceError, arrange, axis_names
 from halo_seg.io.dicom import looks_like_series
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
+from halo_seg.io.labels import label_dtype, whole_labels
 from halo_seg.io.tiff_slices import looks_like_slices
 from halo_seg.io.volume import SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
 
@@ -50,14 +53,23 @@ def read_volume(path):
     # a halo-seg output group, or a NIfTI file that says it holds labels: a Labels layer
     is_output = p.is_dir() and ((p / "labels" / "zarr.json").exists() or (p / "labels" / ".zarray").exists()) \
         and not (p / "image").exists()
+    labels = None
     if is_output or vol.meta.get("labels"):
+        try:   # float-stored labels (FSL, SPM) as whole ids: napari's Labels layer takes integers only
+            labels = whole_labels(vol.data, str(p))
+        except VolumeError as exc:   # fractions: not labels whatever the header says; shown as an image
+            import warnings
+            warnings.warn(f"{exc}; opened as an image")
+    if labels is not None:
         name = p.stem + " labels" if is_output else p.name.split(".")[0]
         if vol.meta.get("incomplete"):   # a run that stopped: shown, and said to be partial
             import warnings
             warnings.warn(f"{p} is the output of a segment run that stopped ({vol.meta['incomplete']}); "
                           "finish it with `halo-seg segment ... --resume`")
             name += f" (incomplete: {vol.meta['incomplete']})"
-        data, note = paintable(vol.data)   # in memory where it fits: the brush on a dask array slows down
+        data, note = paintable(labels)   # in memory where it fits: the brush on a dask array slows down
+        if isinstance(data, np.ndarray) and data.dtype != vol.data.dtype and data.size:
+            data = data.astype(label_dtype(int(data.max())), copy=False)   # from floats: the bytes the ids need
         if note:
             import warnings
             warnings.warn(f"{p}: {note}")

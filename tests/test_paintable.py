@@ -66,3 +66,21 @@ def test_the_widgets_results_are_in_memory(make_napari_viewer, qtbot, tmp_path, 
     qtbot.waitUntil(lambda: o.worker is None, timeout=60_000)
     assert hasattr(viewer.layers[-1].data, "dask") and "too large to hold in memory" in o.status.text(), \
         o.status.text()
+
+
+def test_float_stored_nifti_labels_open_as_labels_and_fractions_as_an_image(make_napari_viewer, tmp_path):
+    # FSL and SPM store masks as float32; napari's Labels layer refused them with a TypeError
+    import nibabel as nib
+    lab = np.zeros((10, 12, 8), np.float32)
+    lab[2:5, 3:6, 1:4] = 2
+    for name, arr in (("mask", lab), ("prob", lab * 0.3)):
+        img = nib.Nifti1Image(arr.transpose(2, 1, 0), np.eye(4))
+        img.header.set_intent("label")
+        nib.save(img, tmp_path / f"{name}.nii.gz")
+    viewer = make_napari_viewer()
+    layer, = viewer.open(str(tmp_path / "mask.nii.gz"), plugin="napari-halo-seg")
+    assert layer.__class__.__name__ == "Labels" and layer.data.dtype == np.uint8
+    np.testing.assert_array_equal(layer.data, lab.astype(np.uint8))
+    with pytest.warns(UserWarning, match="not labels .*opened as an image"):
+        layer, = viewer.open(str(tmp_path / "prob.nii.gz"), plugin="napari-halo-seg")
+    assert layer.__class__.__name__ == "Image"
