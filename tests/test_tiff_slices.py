@@ -121,3 +121,18 @@ def test_napari_reader_opens_a_slice_folder(tmp_path, vol):
     (data, kw, kind), = get_reader(str(f))(str(f))
     assert kind == "image" and kw["name"] == "stack" and kw["metadata"]["source"] == str(f)
     np.testing.assert_array_equal(np.asarray(data), vol)
+
+
+def test_batch_segments_slice_folders_and_exports_tiff(tmp_path, phantom_npy, tiny_weights):
+    from halo_seg.cli import main
+    img = np.load(phantom_npy).astype(np.float32)
+    cohort = tmp_path / "cohort"
+    _write(cohort / "m1", img, imagej=True, resolution=(1 / 0.5, 1 / 0.5), metadata={"spacing": 2.0, "unit": "um"})
+    _write(cohort / "m2", img[:, ::-1].copy())
+    out = tmp_path / "out"
+    assert main(["batch", str(cohort), str(out), "--weights", str(tiny_weights), "--mode", "whole",
+                 "--export", ".tif", "--resample", "off"]) == 0
+    for case in ("m1", "m2"):
+        labels = zarr.open_group(str(out / f"{case}.zarr"), mode="r")["labels"][...]
+        np.testing.assert_array_equal(tifffile.imread(out / f"{case}.tif"), labels)
+    assert open_volume(out / "m1.tif").spacing == pytest.approx((2.0, 0.5, 0.5))
