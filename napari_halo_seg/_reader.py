@@ -50,6 +50,8 @@ def read_volume(path):
         meta[GEOMETRY] = vol.meta[GEOMETRY]
     if vol.meta.get("format") == "dicom":   # labels drawn on it can go back as DICOM SEG (_writer.py)
         meta[SERIES_KEY] = vol.source
+    elif vol.meta.get(SERIES_KEY):   # a DICOM SEG: its series, so that the labels save back as a SEG on it
+        meta[SERIES_KEY] = vol.meta[SERIES_KEY]
     # a halo-seg output group, or a NIfTI file that says it holds labels: a Labels layer
     is_output = p.is_dir() and ((p / "labels" / "zarr.json").exists() or (p / "labels" / ".zarray").exists()) \
         and not (p / "image").exists()

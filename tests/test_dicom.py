@@ -348,3 +348,84 @@ def test_dicom_seg_of_a_multiframe_image_whose_frames_are_out_of_order(tmp_path,
         z, y, x = np.round(np.linalg.solve(lps_ours, back.affine @ [k, j, i, 1])[:3]).astype(int)
         assert labels[z, y, x] == 1
     assert int((np.asarray(back.array) > 0).sum()) == int(labels.sum())
+
+
+def _labels_on(vol):
+    labels = np.zeros(vol.shape, np.uint16)
+    labels[np.asarray(vol.data) > 200] = 5                 # the block
+    labels[0, :2, :2] = 9                                  # a second object on the first slice
+    return labels
+
+
+def test_a_dicom_seg_opens_as_labels_on_its_series_and_does_not_spoil_the_series_folder(tmp_path, series):
+    pytest.importorskip("highdicom")
+    from halo_seg.io.dicom_seg import write_dicom_seg
+    folder, stored, _, _ = series
+    vol = open_volume(folder)
+    labels = _labels_on(vol)
+    write_dicom_seg(labels, folder, folder / "seg.dcm")   # saved beside the images, in their folder
+    again = open_volume(folder)                              # the folder is still the one CT series
+    np.testing.assert_array_equal(np.asarray(again.data), np.asarray(vol.data))
+    seg = open_volume(folder / "seg.dcm")
+    np.testing.assert_array_equal(np.asarray(seg.data), labels)   # the label values, on the series' grid
+    assert seg.meta["labels"] and seg.meta["overlap"] == 0 and seg.spacing == pytest.approx(vol.spacing)
+    np.testing.assert_allclose(best_affine(seg.meta[KEY]), best_affine(vol.meta[KEY]))
+    # in a folder beside the series' (a study exported a folder per series); another tool's SEG,
+    # whose segments carry no label value: numbered by segment
+    (tmp_path / "seg").mkdir()
+    ds = pydicom.dcmread(folder / "seg.dcm")
+    for item in ds.SegmentSequence:
+        del item.TrackingID
+        del item.TrackingUID
+    ds.save_as(tmp_path / "seg" / "other.dcm")
+    other = open_volume(tmp_path / "seg" / "other.dcm")
+    np.testing.assert_array_equal(np.asarray(other.data), np.select([labels == 5, labels == 9], [1, 2], 0))
+    assert main(["measure", str(tmp_path / "seg" / "other.dcm")]) == 0   # any command reads it as labels
+    with pytest.raises(VolumeError, match="holds no DICOM images, only a DICOM SEG"):
+        open_volume(tmp_path / "seg")
+    (tmp_path / "far" / "alone" / "x").mkdir(parents=True)   # nowhere near the series
+    ds.save_as(tmp_path / "far" / "alone" / "lost.dcm")
+    with pytest.raises(VolumeError, match="neither in its folder nor in a folder beside it"):
+        open_volume(tmp_path / "far" / "alone" / "lost.dcm")
+    ds.Modality = "RTSTRUCT"                                 # another non-image object in the folder: passed over
+    ds.save_as(folder / "rt.dcm")
+    np.testing.assert_array_equal(np.asarray(open_volume(folder).data), np.asarray(vol.data))
+    with pytest.raises(VolumeError, match="rt.dcm is an RT structure set .*, not an image"):
+        open_volume(folder / "rt.dcm")
+
+
+def test_a_dicom_seg_of_a_multiframe_image_opens_on_its_slices(tmp_path, series):
+    hd = pytest.importorskip("highdicom")
+    from halo_seg.io.dicom_seg import write_dicom_seg
+    folder, _, _, _ = series
+    mf = hd.legacy.LegacyConvertedEnhancedCTImage(
+        [pydicom.dcmread(str(p)) for p in sorted(folder.iterdir())], series_instance_uid=hd.UID(),
+        series_number=5, sop_instance_uid=hd.UID(), instance_number=1)
+    order = [0, 2, 4, 6, 1, 3, 5]                           # frames out of slice order
+    px = mf.pixel_array[order]
+    mf.PerFrameFunctionalGroupsSequence = [mf.PerFrameFunctionalGroupsSequence[i] for i in order]
+    mf.PixelData = px.astype(px.dtype.newbyteorder("<")).tobytes()
+    (tmp_path / "mf").mkdir()
+    mf.save_as(tmp_path / "mf" / "image.dcm")
+    vol = open_volume(tmp_path / "mf")
+    labels = _labels_on(vol)
+    labels[1, 0, 0] = 3                                     # a mark that tells slice 1 from the others
+    write_dicom_seg(labels, tmp_path / "mf", tmp_path / "mf" / "seg.dcm")
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "mf" / "seg.dcm").data), labels)
+
+
+def test_napari_opens_a_dicom_seg_as_labels_that_save_back_as_a_seg(make_napari_viewer, tmp_path, series):
+    hd = pytest.importorskip("highdicom")
+    from halo_seg.io.dicom_seg import write_dicom_seg
+    folder, _, _, _ = series
+    labels = _labels_on(open_volume(folder))
+    write_dicom_seg(labels, folder, tmp_path / "seg.dcm")
+    viewer = make_napari_viewer()
+    layer, = viewer.open(str(tmp_path / "seg.dcm"), plugin="napari-halo-seg")
+    assert layer.__class__.__name__ == "Labels" and isinstance(layer.data, np.ndarray)
+    np.testing.assert_array_equal(layer.data, labels)
+    layer.data[6, 5, 5] = 7                                  # a correction, saved back as a SEG
+    layer.save(str(tmp_path / "corrected.dcm"), plugin="napari-halo-seg")
+    back = hd.seg.segread(str(tmp_path / "corrected.dcm"))
+    assert back.number_of_segments == 3
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "corrected.dcm").data), layer.data)

@@ -22,6 +22,11 @@ from .volume import Volume, VolumeError
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 POSITION_TOL = 0.01   # relative: slice steps may differ by 1 % (rounding in the headers), no more
+# objects that share a folder with the images they describe (a PACS or TCIA export, a SEG saved
+# beside its series) but are no image slices themselves
+NOT_IMAGES = {"SEG": "a DICOM SEG (labels)", "RTSTRUCT": "an RT structure set (contours)", "RTPLAN": "an RT plan",
+              "RTRECORD": "an RT treatment record", "SR": "a structured report", "PR": "a presentation state",
+              "KO": "a key object selection", "REG": "a registration", "DOC": "a document"}
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -54,27 +59,48 @@ def _tag(ds, name: str, path: Path):
     return value
 
 
-def open_series(path) -> Volume:
-    """A folder holding one DICOM series (or one file of it: its folder is read) as a Volume."""
+def open_series(path, series_uid: str | None = None) -> Volume:
+    """A folder holding one DICOM series (or one file of it: its folder is read) as a Volume; with
+    ``series_uid``, that series of the folder. A DICOM SEG file opens as the labels it holds, on its
+    series' grid (io.dicom_seg.open_seg). Other objects in the folder (SEG, RT structures, reports)
+    are not slices and are passed over."""
     import pydicom
     path = Path(path)
     folder = path.parent if path.is_file() else path
     if path.is_file() and not is_dicom_file(path):
         raise VolumeError(f"{path} is not a DICOM file (no 'DICM' marker after its 128-byte preamble)")
+    if path.is_file() and series_uid is None:
+        try:
+            modality = str(getattr(pydicom.dcmread(str(path), stop_before_pixels=True), "Modality", ""))
+        except Exception as exc:   # pydicom raises several types for damaged files
+            raise VolumeError(f"cannot read DICOM {path}: {exc}") from exc
+        if modality == "SEG":
+            from .dicom_seg import open_seg
+            return open_seg(path)
+        if modality in NOT_IMAGES:
+            raise VolumeError(f"{path.name} is {NOT_IMAGES[modality]}, not an image: open the series it belongs to")
     files = dicom_files(folder)
     if not files:
         raise VolumeError(f"{folder}: no DICOM files in this folder")
-    headers = []
+    headers, others = [], []
     for p in files:
         try:
-            headers.append((p, pydicom.dcmread(str(p), stop_before_pixels=True)))
+            ds = pydicom.dcmread(str(p), stop_before_pixels=True)
         except Exception as exc:   # pydicom raises several types for damaged files
             raise VolumeError(f"cannot read DICOM {p}: {exc}") from exc
+        (others if str(getattr(ds, "Modality", "")) in NOT_IMAGES else headers).append((p, ds))
+    if not headers:
+        kinds = ", ".join(sorted({NOT_IMAGES[str(ds.Modality)] for _, ds in others}))
+        raise VolumeError(f"{folder} holds no DICOM images, only {kinds} ({', '.join(p.name for p, _ in others[:4])}"
+                          f"{' ...' if len(others) > 4 else ''}): open the folder of the series they belong to, "
+                          "or a SEG file itself")
     series: dict[str, list] = {}
     for p, ds in headers:
         series.setdefault(str(getattr(ds, "SeriesInstanceUID", "?")), []).append((p, ds))
-    if path.is_file():
-        mine = str(getattr(dict(headers)[path], "SeriesInstanceUID", "?"))
+    if path.is_file() or series_uid is not None:
+        mine = series_uid or str(getattr(dict(headers)[path], "SeriesInstanceUID", "?"))
+        if mine not in series:
+            raise VolumeError(f"{folder} holds no images of the DICOM series {mine}")
         series = {mine: series[mine]}
     if len(series) > 1:
         listed = "; ".join(f"{uid} ({getattr(h[0][1], 'SeriesDescription', '') or 'no description'}, "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .volume import VolumeError
+from .volume import Volume, VolumeError
 
 SEG_SUFFIXES = (".dcm",)
 SERIES_KEY = "dicom_series"   # napari layer metadata: the series folder a layer's labels belong to
@@ -81,3 +81,78 @@ def _frame_slices(ds, geometry) -> list[int]:
             raise VolumeError(f"frame {f + 1} of the source image lies on no slice of its volume")
         out.append(int(round(k)))
     return out
+
+
+def _series_folder(uid: str, near: Path) -> Path | None:
+    """The folder holding images of the DICOM series ``uid``: ``near`` (the SEG's own folder), a folder
+    in it, or one beside it (a study exported a folder per series)."""
+    import pydicom
+    from .dicom import NOT_IMAGES, dicom_files
+    subs = sorted(p for p in near.iterdir() if p.is_dir())
+    beside = sorted(p for p in near.parent.iterdir() if p.is_dir() and p != near)
+    for folder in [near] + subs[:64] + beside[:64]:
+        for f in dicom_files(folder)[:16]:
+            try:
+                ds = pydicom.dcmread(str(f), stop_before_pixels=True,
+                                     specific_tags=["SeriesInstanceUID", "Modality"])
+            except Exception:   # a damaged file is not the series looked for
+                continue
+            if str(getattr(ds, "Modality", "")) not in NOT_IMAGES:
+                if str(getattr(ds, "SeriesInstanceUID", "")) == uid:
+                    return folder
+                break   # a folder of another series
+    return None
+
+
+def open_seg(path) -> Volume:
+    """A DICOM SEG file as a label volume on the grid of the series it labels, found beside it: each
+    segment a label (the label value written here, else its segment number). A voxel two segments
+    claim keeps the first's label, and ``meta["overlap"]`` counts them."""
+    try:
+        import highdicom as hd
+    except ImportError as exc:
+        raise VolumeError(f"{Path(path).name} is a DICOM SEG; reading it needs highdicom: "
+                          "pip install 'napari-halo-seg[dicom]'") from exc
+    import re
+
+    import dask.array as da
+    import pydicom
+    from .dicom import open_series
+    path = Path(path)
+    try:
+        seg = hd.seg.segread(str(path))
+        uid = str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    except Exception as exc:   # a damaged SEG, or one that names no series
+        raise VolumeError(f"cannot read the DICOM SEG {path}: {exc}") from exc
+    folder = _series_folder(uid, path.parent)
+    if folder is None:
+        raise VolumeError(f"{path.name} labels the DICOM series {uid}, which is neither in its folder nor in a "
+                          "folder beside it: put the SEG with (or beside) the images it labels")
+    vol = open_series(folder, series_uid=uid)
+    files = vol.meta["files"]
+    labels = np.zeros(vol.shape, np.uint16)
+    overlap = 0
+    for number in seg.segment_numbers:
+        tracking = getattr(seg.get_segment_description(number), "tracking_id", None) or ""
+        found = re.fullmatch(r"label (\d+)", str(tracking))
+        value = int(found.group(1)) if found else int(number)
+        kw = dict(segment_numbers=[number], ignore_spatial_locations=True, assert_missing_frames_are_empty=True)
+        try:
+            if vol.meta.get("multiframe"):
+                head = pydicom.dcmread(files[0], stop_before_pixels=True)
+                frames = seg.get_pixels_by_source_frame(
+                    str(head.SOPInstanceUID), source_frame_numbers=list(range(1, vol.shape[0] + 1)), **kw)[..., 0]
+                px = np.zeros(vol.shape, bool)
+                px[_frame_slices(head, vol.meta["geometry"])] = frames > 0.5
+            else:
+                uids = [str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+                        for f in files]
+                px = seg.get_pixels_by_source_instance(uids, **kw)[..., 0] > 0.5
+        except Exception as exc:   # frames that reference images outside the series, ...
+            raise VolumeError(f"{path.name}: segment {number} does not lie on the series {folder}: {exc}") from exc
+        overlap += int((px & (labels != 0)).sum())
+        labels[px & (labels == 0)] = value
+    meta = {"format": "dicom seg", "unit": "mm", "labels": True, "geometry": vol.meta["geometry"],
+            SERIES_KEY: str(folder), "overlap": overlap}
+    return Volume(da.from_array(labels, chunks=(min(32, labels.shape[0]),) + labels.shape[1:]),
+                  spacing=vol.spacing, source=str(path), spacing_known=True, meta=meta)
