@@ -381,6 +381,10 @@ def test_a_dicom_seg_opens_as_labels_on_its_series_and_does_not_spoil_the_series
     other = open_volume(tmp_path / "seg" / "other.dcm")
     np.testing.assert_array_equal(np.asarray(other.data), np.select([labels == 5, labels == 9], [1, 2], 0))
     assert main(["measure", str(tmp_path / "seg" / "other.dcm")]) == 0   # any command reads it as labels
+    assert main(["export", str(tmp_path / "seg" / "other.dcm"), str(tmp_path / "again.dcm")]) == 0   # its series known
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "again.dcm").data), np.asarray(other.data))
+    assert main(["export", str(tmp_path / "seg" / "other.dcm"), str(tmp_path / "on_scan.nii.gz")]) == 0
+    np.testing.assert_allclose(nib.load(tmp_path / "on_scan.nii.gz").affine, best_affine(vol.meta[KEY]), atol=1e-4)
     with pytest.raises(VolumeError, match="holds no DICOM images, only a DICOM SEG"):
         open_volume(tmp_path / "seg")
     (tmp_path / "far" / "alone" / "x").mkdir(parents=True)   # nowhere near the series

@@ -53,8 +53,8 @@ def export_labels(labels_path, output, like=None, name: str = "halo-seg", label=
     made_from = _made_from(labels_path)
     if str(output).lower().endswith(".dcm"):
         from .dicom import looks_like_series
-        from .dicom_seg import write_dicom_seg
-        series = like or made_from
+        from .dicom_seg import SERIES_KEY, write_dicom_seg
+        series = like or made_from or lab.meta.get(SERIES_KEY)   # a SEG read in knows its series
         if not series or not looks_like_series(Path(series)):
             raise VolumeError("a DICOM SEG references the DICOM series the labels were computed on: give it "
                               "with --like SERIES_FOLDER")
