@@ -163,8 +163,9 @@ def set_nifti_unit(img, unit: str | None) -> None:
 def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequence[int] | None = None,
                  affine: np.ndarray | None = None, overwrite: bool = True, geometry: dict | None = None,
                  unit: str | None = None) -> Path:
-    """Write a (Z, Y, X) label volume to ``.zarr`` (chunked, written chunk by chunk), ``.nii[.gz]`` or
-    ``.tif[f]`` (for Fiji: io.tiff_labels; the voxel size and unit, no scan placement).
+    """Write a (Z, Y, X) label volume to ``.zarr`` (chunked, written chunk by chunk), ``.nii[.gz]``,
+    ``.nrrd`` / ``.mha`` (io.itk_image) or ``.tif[f]`` (for Fiji: io.tiff_labels; the voxel size and
+    unit, no scan placement).
 
     A dask input is streamed chunk by chunk into zarr, so a label volume larger than memory is fine.
     ``geometry`` (io.geometry, e.g. ``open_volume(scan).meta["geometry"]``): the scan these labels
@@ -183,6 +184,9 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
     if name.endswith(TIFF_SUFFIXES):
         from .tiff_labels import write_tiff_labels
         return write_tiff_labels(labels, path, spacing=spacing, unit=unit)
+    if name.endswith((".nrrd", ".mha")):   # 3D Slicer, ITK-SNAP: placed on the scan like NIfTI
+        from .itk_image import write_itk_labels
+        return write_itk_labels(labels, path, spacing=spacing, geometry=geometry)
     if name.endswith(NIFTI_SUFFIXES):
         import nibabel as nib
         arr = np.asarray(labels)
@@ -202,7 +206,7 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
             tmp.unlink(missing_ok=True)
         return path
     if not name.endswith(".zarr"):
-        raise VolumeError(f"cannot write labels to '{path.name}': use a .zarr, .nii, .nii.gz or .tif path")
+        raise VolumeError(f"cannot write labels to '{path.name}': use a .zarr, .nii, .nii.gz, .nrrd, .mha or .tif path")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     from .ome_labels import is_ome_image

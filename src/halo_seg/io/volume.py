@@ -19,7 +19,8 @@ ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
 NUMPY_SUFFIXES = (".npy",)
-SUPPORTED = ZARR_SUFFIXES + NIFTI_SUFFIXES + TIFF_SUFFIXES + NUMPY_SUFFIXES
+ITK_SUFFIXES = (".seg.nrrd", ".nrrd", ".nhdr", ".mha", ".mhd")   # io/itk_image.py (3D Slicer, ITK-SNAP, grand-challenge)
+SUPPORTED = ZARR_SUFFIXES + NIFTI_SUFFIXES + TIFF_SUFFIXES + NUMPY_SUFFIXES + ITK_SUFFIXES
 
 
 class VolumeError(ValueError):
@@ -178,6 +179,9 @@ def _open_path(path: Path) -> Volume:
         return _open_nifti(path)
     if suf in TIFF_SUFFIXES:
         return _open_tiff(path)
+    if suf in ITK_SUFFIXES:
+        from .itk_image import open_itk
+        return open_itk(path)
     if suf in NUMPY_SUFFIXES:
         try:
             arr = np.load(path, mmap_mode="r")

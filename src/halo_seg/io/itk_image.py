@@ -1,0 +1,108 @@
+"""NRRD (3D Slicer: `.nrrd`, segmentations `.seg.nrrd`) and MetaImage (`.mha`, `.mhd`: ITK-SNAP,
+grand-challenge.org) volumes in and labels out, through SimpleITK, with the scan geometry.
+
+ITK reads these formats with their origin, spacing and direction cosines in LPS millimetres; the
+geometry kept here is NIfTI's RAS affine (io.geometry), converted as for DICOM, so that labels come
+back out as NIfTI, NRRD or MetaImage on the scan. A file is read whole the first time its voxels
+are needed (these formats hold scans, not stacks larger than memory; convert such a one to zarr).
+SimpleITK rather than a reader per format: it is the reference implementation of both, with
+their compression, detached headers and direction conventions.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .volume import Volume, VolumeError
+
+ITK_WRITE = (".nrrd", ".mha")   # one file each (.mhd and .nhdr name their data file, which moving breaks)
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _sitk(what: str):
+    try:
+        import SimpleITK as sitk
+    except ImportError as exc:
+        raise VolumeError(f"{what} needs SimpleITK: pip install 'napari-halo-seg[itk]'") from exc
+    return sitk
+
+
+def _read_whole(path: str, components: int):
+    sitk = _sitk(f"reading {path}")
+    arr = sitk.GetArrayFromImage(sitk.ReadImage(path))   # (Z, Y, X[, C])
+    return np.moveaxis(arr, -1, 0) if components > 1 else arr
+
+
+def open_itk(path) -> Volume:
+    """A NRRD or MetaImage file as a lazy (Z, Y, X) volume (channels first where it has several)."""
+    import dask
+    import dask.array as da
+
+    from .geometry import KEY, from_affine
+    path = Path(path)
+    sitk = _sitk(f"reading {path.name}")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:   # ITK's message names what is wrong with the header
+        raise VolumeError(f"cannot read {path}: {str(exc).strip().splitlines()[-1]}") from None
+    size, dim = reader.GetSize(), reader.GetDimension()
+    if dim != 3:
+        raise VolumeError(f"{path}: expected a 3D volume, got {dim}D with size {tuple(size)} (x, y, ...)")
+    comps = reader.GetNumberOfComponents()
+    dtype = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID(), comps)).dtype)
+    shape = (comps,) * (comps > 1) + tuple(int(s) for s in size[::-1])
+    data = da.from_delayed(dask.delayed(_read_whole)(str(path), comps), shape, dtype)
+    spacing = np.asarray(reader.GetSpacing(), float)
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(reader.GetDirection(), float).reshape(3, 3) * spacing
+    lps[:3, 3] = reader.GetOrigin()
+    keys = {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys()}
+    labels = path.name.lower().endswith(".seg.nrrd") or any(re.fullmatch(r"Segment\d+_LabelValue", k) for k in keys)
+    names = {int(keys[f"Segment{i}_LabelValue"]): keys.get(f"Segment{i}_Name", "")
+             for i in range(64) if f"Segment{i}_LabelValue" in keys}
+    return Volume(data, spacing=tuple(float(s) for s in spacing[::-1]), source=str(path), spacing_known=True,
+                  meta={"format": "nrrd" if ".nrrd" in path.name.lower() or path.suffix.lower() == ".nhdr"
+                        else "metaimage", "unit": "mm", "labels": labels,
+                        "axes": (["c"] if comps > 1 else []) + list("zyx"),
+                        **({"segment_names": names} if names else {}),
+                        KEY: from_affine(LPS_TO_RAS @ lps, shape[-3:])})
+
+
+def write_itk_labels(labels, path, spacing=(1.0, 1.0, 1.0), geometry: dict | None = None) -> Path:
+    """Write (Z, Y, X) integer labels to a .nrrd or .mha file (compressed), placed as ``geometry``
+    (io.geometry) says where it is given, else with the voxel size alone; written beside and renamed
+    over the target."""
+    import os
+
+    from .geometry import best_affine
+    from .labels import label_dtype
+    sitk = _sitk(f"writing {Path(path).name}")
+    arr = np.asarray(labels)
+    if arr.dtype == bool:
+        arr = arr.view(np.uint8)
+    if arr.size and arr.min() < 0:
+        raise VolumeError("the labels hold negative values; label ids must be >= 0")
+    arr = arr.astype(label_dtype(int(arr.max()) if arr.size else 0), copy=False)
+    img = sitk.GetImageFromArray(arr)
+    if geometry is not None:
+        lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ best_affine(geometry)
+        sp = np.linalg.norm(lps[:3, :3], axis=0)
+        img.SetSpacing([float(s) for s in sp])
+        img.SetDirection([float(v) for v in (lps[:3, :3] / sp).ravel()])
+        img.SetOrigin([float(v) for v in lps[:3, 3]])
+    else:
+        img.SetSpacing([float(s) for s in spacing[::-1]])
+    path = Path(path)
+    if not path.name.lower().endswith(ITK_WRITE):
+        raise VolumeError(f"labels are written to {' or '.join(ITK_WRITE)} files, not {path.name}")
+    tmp = path.with_name(f".{path.name}.writing-{os.getpid()}{path.suffix}")
+    try:
+        sitk.WriteImage(img, str(tmp), useCompression=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

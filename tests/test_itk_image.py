@@ -1,0 +1,82 @@
+"""NRRD and MetaImage in and labels out, placed where ITK (and so 3D Slicer, ITK-SNAP) puts them:
+checked against the NIfTI that ITK itself writes of the same image, read by nibabel."""
+import nibabel as nib
+import numpy as np
+import pytest
+
+sitk = pytest.importorskip("SimpleITK")
+
+from halo_seg.cli import main  # noqa: E402
+from halo_seg.io import VolumeError, open_volume  # noqa: E402
+from halo_seg.io.geometry import KEY, best_affine  # noqa: E402
+
+
+@pytest.fixture
+def scan(tmp_path):
+    """An oblique, anisotropic scan written by ITK as NRRD, MetaImage and NIfTI."""
+    arr = np.random.default_rng(0).integers(-1000, 1000, (9, 11, 13)).astype(np.int16)   # (Z, Y, X)
+    img = sitk.GetImageFromArray(arr)
+    t = np.radians(20)
+    direction = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1.0]])
+    img.SetDirection(direction.ravel().tolist())
+    img.SetSpacing([0.7, 0.8, 2.5])
+    img.SetOrigin([-40.0, 12.5, 30.0])
+    paths = {}
+    for suffix in (".nrrd", ".mha", ".mhd", ".nii.gz"):
+        paths[suffix] = tmp_path / f"ct{suffix}"
+        sitk.WriteImage(img, str(paths[suffix]), useCompression=True)
+    return arr, img, paths
+
+
+def test_nrrd_and_metaimage_open_with_their_geometry(scan):
+    arr, img, paths = scan
+    reference = nib.load(paths[".nii.gz"]).affine   # ITK's own conversion to RAS, read by nibabel
+    for suffix in (".nrrd", ".mha", ".mhd"):
+        v = open_volume(paths[suffix])
+        assert v.meta["format"] in ("nrrd", "metaimage") and not v.meta["labels"]
+        np.testing.assert_array_equal(np.asarray(v.data), arr)
+        assert v.spacing == pytest.approx((2.5, 0.8, 0.7)) and v.meta["unit"] == "mm"
+        np.testing.assert_allclose(best_affine(v.meta[KEY]), reference, atol=1e-4)
+
+
+def test_labels_export_to_nrrd_and_mha_onto_the_scan(tmp_path, scan):
+    arr, img, paths = scan
+    labels = (arr > 500).astype(np.uint8) * 3
+    np.save(tmp_path / "lab.npy", labels)
+    for suffix in (".nrrd", ".mha"):
+        out = tmp_path / f"lab{suffix}"
+        assert main(["export", str(tmp_path / "lab.npy"), str(out), "--like", str(paths[".nrrd"])]) == 0
+        back = sitk.ReadImage(str(out))   # what Slicer or ITK-SNAP reads: on the scan, voxel for voxel
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(back), labels)
+        np.testing.assert_allclose(back.GetOrigin(), img.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(back.GetDirection(), img.GetDirection(), atol=1e-6)
+        np.testing.assert_allclose(back.GetSpacing(), img.GetSpacing(), atol=1e-6)
+    with pytest.raises(VolumeError, match="not lab.mhd"):
+        from halo_seg.io.itk_image import write_itk_labels
+        write_itk_labels(labels, tmp_path / "lab.mhd")
+
+
+def test_a_slicer_segmentation_opens_as_labels(tmp_path, make_napari_viewer):
+    lab = np.zeros((6, 7, 8), np.uint8)
+    lab[1:4, 2:5, 2:6] = 2
+    img = sitk.GetImageFromArray(lab)
+    img.SetMetaData("Segment0_LabelValue", "2")
+    img.SetMetaData("Segment0_Name", "liver")
+    sitk.WriteImage(img, str(tmp_path / "liver.seg.nrrd"), useCompression=True)
+    v = open_volume(tmp_path / "liver.seg.nrrd")
+    assert v.meta["labels"] and v.meta["segment_names"] == {2: "liver"}
+    viewer = make_napari_viewer()
+    layer, = viewer.open(str(tmp_path / "liver.seg.nrrd"), plugin="napari-halo-seg")
+    assert layer.__class__.__name__ == "Labels" and isinstance(layer.data, np.ndarray)
+    np.testing.assert_array_equal(layer.data, lab)
+    layer.save(str(tmp_path / "saved.nrrd"), plugin="napari-halo-seg")   # saved back where it lies
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "saved.nrrd"))), lab)
+
+
+def test_bad_itk_files_are_refused(tmp_path):
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6), np.uint8)), str(tmp_path / "flat.nrrd"))
+    with pytest.raises(VolumeError, match="expected a 3D volume, got 2D"):
+        open_volume(tmp_path / "flat.nrrd")
+    (tmp_path / "bad.mha").write_text("ObjectType = Image\nNDims = 3\nthis is no header\n")
+    with pytest.raises(VolumeError, match="cannot read .*bad.mha"):
+        open_volume(tmp_path / "bad.mha")
