@@ -391,11 +391,11 @@ def test_a_dicom_seg_opens_as_labels_on_its_series_and_does_not_spoil_the_series
     ds.save_as(tmp_path / "far" / "alone" / "lost.dcm")
     with pytest.raises(VolumeError, match="neither in its folder nor in a folder beside it"):
         open_volume(tmp_path / "far" / "alone" / "lost.dcm")
-    ds.Modality = "RTSTRUCT"                                 # another non-image object in the folder: passed over
-    ds.save_as(folder / "rt.dcm")
+    ds.Modality = "SR"                                       # another non-image object in the folder: passed over
+    ds.save_as(folder / "report.dcm")
     np.testing.assert_array_equal(np.asarray(open_volume(folder).data), np.asarray(vol.data))
-    with pytest.raises(VolumeError, match="rt.dcm is an RT structure set .*, not an image"):
-        open_volume(folder / "rt.dcm")
+    with pytest.raises(VolumeError, match="report.dcm is a structured report, not an image"):
+        open_volume(folder / "report.dcm")
 
 
 def test_a_dicom_seg_of_a_multiframe_image_opens_on_its_slices(tmp_path, series):
@@ -433,3 +433,73 @@ def test_napari_opens_a_dicom_seg_as_labels_that_save_back_as_a_seg(make_napari_
     back = hd.seg.segread(str(tmp_path / "corrected.dcm"))
     assert back.number_of_segments == 3
     np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "corrected.dcm").data), layer.data)
+
+
+def _write_rtstruct(path, vol, rois):
+    """An RT structure set on the series ``vol``: ``rois`` [(number, name, [(slice, [(x, y), ...]),
+    ...])], the contour points given in voxel (column, row) coordinates on that slice."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
+    head = pydicom.dcmread(vol.meta["files"][0], stop_before_pixels=True)
+    to_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ best_affine(vol.meta[KEY])
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = RTStructureSetStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = RTStructureSetStorage, meta.MediaStorageSOPInstanceUID, "RTSTRUCT"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = head.StudyInstanceUID, generate_uid(), \
+        head.FrameOfReferenceUID
+    series = Dataset()
+    series.SeriesInstanceUID = head.SeriesInstanceUID
+    study = Dataset()
+    study.RTReferencedSeriesSequence = Sequence([series])
+    ref = Dataset()
+    ref.FrameOfReferenceUID, ref.RTReferencedStudySequence = head.FrameOfReferenceUID, Sequence([study])
+    ds.ReferencedFrameOfReferenceSequence = Sequence([ref])
+    ds.StructureSetROISequence, ds.ROIContourSequence = Sequence(), Sequence()
+    for number, name, contours in rois:
+        r = Dataset()
+        r.ROINumber, r.ROIName, r.ReferencedFrameOfReferenceUID = number, name, head.FrameOfReferenceUID
+        ds.StructureSetROISequence.append(r)
+        rc = Dataset()
+        rc.ReferencedROINumber, rc.ContourSequence = number, Sequence()
+        for k, xy, *kind in contours:
+            c = Dataset()
+            c.ContourGeometricType = kind[0] if kind else "CLOSED_PLANAR"
+            pts = np.array([to_lps @ [x, y, k, 1.0] for x, y in xy])[:, :3]
+            c.NumberOfContourPoints, c.ContourData = len(pts), [f"{v:.4f}" for v in pts.ravel()]
+            rc.ContourSequence.append(c)
+        ds.ROIContourSequence.append(rc)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _rect(x0, y0, x1, y1):
+    """A rectangle around the pixels x0..x1, y0..y1 (corners half a pixel outside their centres)."""
+    return [(x0 - 0.5, y0 - 0.5), (x1 + 0.5, y0 - 0.5), (x1 + 0.5, y1 + 0.5), (x0 - 0.5, y1 + 0.5)]
+
+
+def test_an_rt_structure_set_opens_as_labels_on_its_series(tmp_path, series, make_napari_viewer):
+    folder, _, _, _ = series                                 # oblique slices, 0.7 x 0.6 mm pixels
+    vol = open_volume(folder)
+    body = [(k, _rect(1, 1, 8, 10)) for k in range(1, 6)]
+    organ = [(2, _rect(3, 4, 6, 8)), (3, _rect(3, 4, 6, 8)), (3, _rect(4, 5, 5, 6)),   # a hole on slice 3
+             (4, [(4.0, 4.0)], "POINT")]                     # a marker: no voxels
+    _write_rtstruct(folder / "rt.dcm", vol, [(7, "BODY", body), (3, "tumour", organ)])
+    expected = np.zeros(vol.shape, np.uint16)
+    expected[1:6, 1:11, 1:9] = 1
+    expected[2:4, 4:9, 3:7] = 2
+    expected[3, 5:7, 4:6] = 1                                # the hole shows the body beneath
+    np.testing.assert_array_equal(np.asarray(open_volume(folder).data), np.asarray(vol.data))   # passed over
+    rt = open_volume(folder / "rt.dcm")
+    np.testing.assert_array_equal(np.asarray(rt.data), expected)
+    assert rt.meta["segment_names"] == {1: "BODY", 2: "tumour"} and rt.meta["overlap"] == int((expected == 2).sum())
+    viewer = make_napari_viewer()
+    layer, = viewer.open(str(folder / "rt.dcm"), plugin="napari-halo-seg")
+    assert layer.__class__.__name__ == "Labels"
+    np.testing.assert_array_equal(layer.data, expected)
+    _write_rtstruct(tmp_path / "off.dcm", vol, [(1, "tilted", [(2.4, _rect(3, 4, 6, 8))])])
+    with pytest.raises(VolumeError, match="a contour of 'tilted' does not lie on a slice"):
+        open_volume(tmp_path / "off.dcm")

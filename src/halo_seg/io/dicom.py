@@ -61,9 +61,9 @@ def _tag(ds, name: str, path: Path):
 
 def open_series(path, series_uid: str | None = None) -> Volume:
     """A folder holding one DICOM series (or one file of it: its folder is read) as a Volume; with
-    ``series_uid``, that series of the folder. A DICOM SEG file opens as the labels it holds, on its
-    series' grid (io.dicom_seg.open_seg). Other objects in the folder (SEG, RT structures, reports)
-    are not slices and are passed over."""
+    ``series_uid``, that series of the folder. A DICOM SEG or RT structure set file opens as the
+    labels it holds, on its series' grid (io.dicom_seg.open_seg, io.rtstruct). Other objects in the
+    folder (SEG, RT structures, reports) are not slices and are passed over."""
     import pydicom
     path = Path(path)
     folder = path.parent if path.is_file() else path
@@ -77,6 +77,9 @@ def open_series(path, series_uid: str | None = None) -> Volume:
         if modality == "SEG":
             from .dicom_seg import open_seg
             return open_seg(path)
+        if modality == "RTSTRUCT":
+            from .rtstruct import open_rtstruct
+            return open_rtstruct(path)
         if modality in NOT_IMAGES:
             raise VolumeError(f"{path.name} is {NOT_IMAGES[modality]}, not an image: open the series it belongs to")
     files = dicom_files(folder)
