@@ -21,6 +21,7 @@ from halo_seg.io.volume import SUPPORTED, VolumeError, file_contents, is_zarr_di
 
 from ._paintable import paintable
 
+
 def get_reader(path):
     if isinstance(path, list):
         if len(path) != 1:
@@ -50,7 +51,7 @@ def read_volume(path):
         meta[GEOMETRY] = vol.meta[GEOMETRY]
     if vol.meta.get("format") == "dicom":   # labels drawn on it can go back as DICOM SEG (_writer.py)
         meta[SERIES_KEY] = vol.source
-    elif vol.meta.get(SERIES_KEY):   # a DICOM SEG: its series, so that the labels save back as a SEG on it
+    elif vol.meta.get(SERIES_KEY):   # a DICOM SEG or RT structure set: its series, so the labels save as a SEG on it
         meta[SERIES_KEY] = vol.meta[SERIES_KEY]
     # a halo-seg output group, or a NIfTI file that says it holds labels: a Labels layer
     is_output = p.is_dir() and ((p / "labels" / "zarr.json").exists() or (p / "labels" / ".zarray").exists()) \
@@ -75,8 +76,10 @@ def read_volume(path):
         if note:
             import warnings
             warnings.warn(f"{p}: {note}")
-        layers = [(data, {"name": name,
-                          "scale": vol.spacing, "metadata": meta}, "labels")]
+        # the names a SEG, a structure set or a Slicer segmentation gives its labels, under the cursor
+        names = vol.meta.get("segment_names") or {}
+        features = {"features": {"index": list(names), "name": list(names.values())}} if names else {}
+        layers = [(data, {"name": name, "scale": vol.spacing, "metadata": meta, **features}, "labels")]
         if is_output and (p / UNCERTAINTY).is_dir():   # where the labels are likely wrong, shown on demand
             import dask.array as da
             import zarr

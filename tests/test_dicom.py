@@ -369,6 +369,7 @@ def test_a_dicom_seg_opens_as_labels_on_its_series_and_does_not_spoil_the_series
     seg = open_volume(folder / "seg.dcm")
     np.testing.assert_array_equal(np.asarray(seg.data), labels)   # the label values, on the series' grid
     assert seg.meta["labels"] and seg.meta["overlap"] == 0 and seg.spacing == pytest.approx(vol.spacing)
+    assert seg.meta["segment_names"] == {5: "object 5", 9: "object 9"}
     np.testing.assert_allclose(best_affine(seg.meta[KEY]), best_affine(vol.meta[KEY]))
     # in a folder beside the series' (a study exported a folder per series); another tool's SEG,
     # whose segments carry no label value: numbered by segment
@@ -498,7 +499,7 @@ def test_an_rt_structure_set_opens_as_labels_on_its_series(tmp_path, series, mak
     assert rt.meta["segment_names"] == {1: "BODY", 2: "tumour"} and rt.meta["overlap"] == int((expected == 2).sum())
     viewer = make_napari_viewer()
     layer, = viewer.open(str(folder / "rt.dcm"), plugin="napari-halo-seg")
-    assert layer.__class__.__name__ == "Labels"
+    assert layer.__class__.__name__ == "Labels" and list(layer.features["name"]) == ["BODY", "tumour"]
     np.testing.assert_array_equal(layer.data, expected)
     _write_rtstruct(tmp_path / "off.dcm", vol, [(1, "tilted", [(2.4, _rect(3, 4, 6, 8))])])
     with pytest.raises(VolumeError, match="a contour of 'tilted' does not lie on a slice"):

@@ -131,11 +131,13 @@ def open_seg(path) -> Volume:
     vol = open_series(folder, series_uid=uid)
     files = vol.meta["files"]
     labels = np.zeros(vol.shape, np.uint16)
-    overlap = 0
+    overlap, names = 0, {}
     for number in seg.segment_numbers:
-        tracking = getattr(seg.get_segment_description(number), "tracking_id", None) or ""
+        description = seg.get_segment_description(number)
+        tracking = getattr(description, "tracking_id", None) or ""
         found = re.fullmatch(r"label (\d+)", str(tracking))
         value = int(found.group(1)) if found else int(number)
+        names[value] = str(getattr(description, "segment_label", "") or "")
         kw = dict(segment_numbers=[number], ignore_spatial_locations=True, assert_missing_frames_are_empty=True)
         try:
             if vol.meta.get("multiframe"):
@@ -153,6 +155,6 @@ def open_seg(path) -> Volume:
         overlap += int((px & (labels != 0)).sum())
         labels[px & (labels == 0)] = value
     meta = {"format": "dicom seg", "unit": "mm", "labels": True, "geometry": vol.meta["geometry"],
-            SERIES_KEY: str(folder), "overlap": overlap}
+            SERIES_KEY: str(folder), "overlap": overlap, "segment_names": names}
     return Volume(da.from_array(labels, chunks=(min(32, labels.shape[0]),) + labels.shape[1:]),
                   spacing=vol.spacing, source=str(path), spacing_known=True, meta=meta)
