@@ -67,13 +67,18 @@ def test_a_tiff_not_written_here_is_never_replaced(tmp_path, labels_um):
     assert not list(tmp_path.glob(".*writing*"))
 
 
-@pytest.mark.parametrize("suffix", [".nii.gz", ".zarr"])
+@pytest.mark.parametrize("suffix", [".nii.gz", ".zarr", ".nrrd"])
 def test_export_keeps_the_labels_unit(tmp_path, labels_um, suffix):
     # µm labels exported to NIfTI came back as NIfTI's default mm: volumes 10**9 times too large
+    if suffix == ".nrrd":
+        pytest.importorskip("SimpleITK")
     lab, path = labels_um
     export_labels(path, tmp_path / f"out{suffix}")
     v = open_volume(tmp_path / f"out{suffix}")
-    assert v.meta["unit"] == "µm" and v.spacing == pytest.approx((2.0, 0.5, 0.5))
+    if suffix == ".nrrd":   # ITK's files are in mm: the sizes converted, the physical size kept
+        assert v.meta["unit"] == "mm" and v.spacing == pytest.approx((2e-3, 5e-4, 5e-4))
+    else:
+        assert v.meta["unit"] == "µm" and v.spacing == pytest.approx((2.0, 0.5, 0.5))
 
 
 def test_napari_saves_a_labels_layer_as_tiff(tmp_path):

@@ -147,8 +147,8 @@ def open_seg(path) -> Volume:
                 px = np.zeros(vol.shape, bool)
                 px[_frame_slices(head, vol.meta["geometry"])] = frames > 0.5
             else:
-                uids = [str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
-                        for f in files]
+                uids = [str(pydicom.dcmread(f, stop_before_pixels=True,
+                                            specific_tags=["SOPInstanceUID"]).SOPInstanceUID) for f in files]
                 px = seg.get_pixels_by_source_instance(uids, **kw)[..., 0] > 0.5
         except Exception as exc:   # frames that reference images outside the series, ...
             raise VolumeError(f"{path.name}: segment {number} does not lie on the series {folder}: {exc}") from exc

@@ -72,10 +72,15 @@ def open_itk(path) -> Volume:
                         KEY: from_affine(LPS_TO_RAS @ lps, shape[-3:])})
 
 
-def write_itk_labels(labels, path, spacing=(1.0, 1.0, 1.0), geometry: dict | None = None) -> Path:
+_MM = {"nm": 1e-6, "µm": 1e-3, "mm": 1.0, "cm": 10.0, "m": 1000.0}
+
+
+def write_itk_labels(labels, path, spacing=(1.0, 1.0, 1.0), geometry: dict | None = None,
+                     unit: str | None = None) -> Path:
     """Write (Z, Y, X) integer labels to a .nrrd or .mha file (compressed), placed as ``geometry``
-    (io.geometry) says where it is given, else with the voxel size alone; written beside and renamed
-    over the target."""
+    (io.geometry) says where it is given, else with the voxel size alone, converted from ``unit`` to
+    the millimetres ITK's files are in (µm labels would otherwise read back 1000 times too large);
+    written beside and renamed over the target."""
     import os
 
     from .geometry import best_affine
@@ -95,7 +100,7 @@ def write_itk_labels(labels, path, spacing=(1.0, 1.0, 1.0), geometry: dict | Non
         img.SetDirection([float(v) for v in (lps[:3, :3] / sp).ravel()])
         img.SetOrigin([float(v) for v in lps[:3, 3]])
     else:
-        img.SetSpacing([float(s) for s in spacing[::-1]])
+        img.SetSpacing([float(s) * _MM.get(unit, 1.0) for s in spacing[::-1]])
     path = Path(path)
     if not path.name.lower().endswith(ITK_WRITE):
         raise VolumeError(f"labels are written to {' or '.join(ITK_WRITE)} files, not {path.name}")

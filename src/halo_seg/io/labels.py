@@ -186,7 +186,7 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
         return write_tiff_labels(labels, path, spacing=spacing, unit=unit)
     if name.endswith((".nrrd", ".mha")):   # 3D Slicer, ITK-SNAP: placed on the scan like NIfTI
         from .itk_image import write_itk_labels
-        return write_itk_labels(labels, path, spacing=spacing, geometry=geometry)
+        return write_itk_labels(labels, path, spacing=spacing, geometry=geometry, unit=unit)
     if name.endswith(NIFTI_SUFFIXES):
         import nibabel as nib
         arr = np.asarray(labels)
