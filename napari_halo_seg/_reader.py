@@ -91,6 +91,10 @@ def read_volume(path):
     if vol.meta.get("window"):   # the window a DICOM series was stored with (a CT in HU is unreadable without)
         c, w = vol.meta["window"]
         kw["contrast_limits"] = [c - w / 2, c + w / 2]
+    else:
+        limits = display_range(vol.data)
+        if limits is not None:
+            kw["contrast_limits"] = limits
     if vol.meta.get("levels"):   # an OME-Zarr pyramid: napari draws the level the zoom needs
         return [([vol.data, *vol.meta["levels"]], {"name": p.name.split(".")[0], "scale": vol.spacing,
                                                    "metadata": meta, "multiscale": True, **kw}, "image")]
@@ -98,6 +102,25 @@ def read_volume(path):
 
 
 CHANNEL_COLORS = ("green", "magenta", "cyan", "yellow", "red", "blue")
+SOFT_TISSUE = [-160.0, 240.0]   # the CT window (level 40, width 400 HU) a radiologist starts from
+
+
+def display_range(data, voxels: int = 2 ** 20) -> list[float] | None:
+    """Contrast limits from the 0.5th and 99.5th percentiles of the middle three slices (one read of
+    a lazy volume): napari's minimum and maximum let a few bright voxels (vessels, a marker, an MR
+    artefact) leave the tissue dark. A CT in Hounsfield units (air at -1000) gets the soft-tissue
+    window instead. None where the slices hold a single value."""
+    mid = data.shape[0] // 2
+    sample = np.asarray(data[max(0, mid - 1):mid + 2])
+    step = max(1, int(np.sqrt(sample.size / voxels)))
+    values = sample[:, ::step, ::step].astype(np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return None
+    lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    if -1100 <= lo <= -900 and hi > 100:
+        return list(SOFT_TISSUE)
+    return [lo, hi] if hi > lo else None
 
 
 def _stack_layers(p: Path, raw, names) -> list:

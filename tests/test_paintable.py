@@ -84,3 +84,21 @@ def test_float_stored_nifti_labels_open_as_labels_and_fractions_as_an_image(make
     with pytest.warns(UserWarning, match="not labels .*opened as an image"):
         layer, = viewer.open(str(tmp_path / "prob.nii.gz"), plugin="napari-halo-seg")
     assert layer.__class__.__name__ == "Image"
+
+
+def test_images_open_with_a_contrast_that_shows_the_tissue(make_napari_viewer, tmp_path):
+    import nibabel as nib
+    rng = np.random.default_rng(0)
+    mr = rng.normal(300, 30, (20, 40, 40)).astype(np.float32)
+    mr[10, 20, 20:24] = 5000                                  # a few very bright voxels (a vessel, a marker)
+    ct = np.full((20, 40, 40), -1000, np.int16)               # air around a body of soft tissue and bone
+    ct[:, 8:32, 8:32] = rng.normal(40, 20, (20, 24, 24)).astype(np.int16)
+    ct[:, 18:22, 18:22] = 1200
+    for name, arr in (("mr", mr), ("ct", ct)):
+        nib.save(nib.Nifti1Image(arr.transpose(2, 1, 0), np.eye(4)), tmp_path / f"{name}.nii.gz")
+    viewer = make_napari_viewer()
+    layer, = viewer.open(str(tmp_path / "mr.nii.gz"), plugin="napari-halo-seg")
+    lo, hi = layer.contrast_limits
+    assert 150 < lo < 300 < hi < 450                          # min and max would be about 180 and 5000
+    layer, = viewer.open(str(tmp_path / "ct.nii.gz"), plugin="napari-halo-seg")
+    assert list(layer.contrast_limits) == [-160.0, 240.0]     # soft tissue, not -1000 to 1200
