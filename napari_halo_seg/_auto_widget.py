@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import napari
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton
 
 from halo_seg.engine.partition import parse_grid
@@ -26,6 +27,7 @@ from ._background import BackgroundWidget
 from ._fields import ENSEMBLE_SEP, SavedFilesBox, device_choices, form_of
 from ._layers import fill_layer_box, follow_layers, layer_spacing, layer_volume, show_slice, sliced_axis
 from ._measure import UNIT, layer_unit, table_features
+from ._kept_objects import INTO, ObjectsKeeper, atom_boxes, union_box
 from ._paintable import paintable
 from ._paths import models_dir
 
@@ -67,6 +69,7 @@ def layer_source(layer):
 class AutoSegmentWidget(BackgroundWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__(napari_viewer, "Segment")
+        self._keeper = ObjectsKeeper()   # brush corrections of a result, into its output (a background thread)
         self.image = QComboBox()
         # the models trained in napari (Train a model) are listed by name
         self.weights = SavedFilesBox("default", models_dir, "*.safetensors")
@@ -156,9 +159,11 @@ class AutoSegmentWidget(BackgroundWidget):
             return self._failed(exc)
         res, table, per_slice, (labels, note) = done
         grp = zarr.open_group(res.output, mode="r")
+        meta = {"source": res.output}
         if note:   # too large for memory: shown from the file
             labels = da.from_zarr(grp["labels"])
-        meta = {"source": res.output}
+        else:      # in memory: what the brush corrects is kept in the output as it is painted
+            meta[INTO] = str(Path(res.output) / "labels")
         geometry = grp["labels"].attrs.get(GEOMETRY) or \
             (layer.metadata or {}).get(GEOMETRY)
         if geometry is not None:   # the input scan's, so that saving the labels places them on it
@@ -174,6 +179,9 @@ class AutoSegmentWidget(BackgroundWidget):
         out = self.viewer.add_labels(labels, name=f"{layer.name} labels ({res.mode})", scale=layer.scale[-3:],
                                      translate=layer.translate[-3:], metadata=meta,
                                      features=table_features(table, unit))
+        if not note:
+            out.events.paint.connect(lambda event, lay=out: self._painted(lay, event.value))
+            self._keeper.follow_history(out)
         self._review = (out, per_slice, [0, 0, 0])
         self.review_btn.setEnabled(True)
         per_class = ", ".join(f"class {int(k)}: {volume_text(v, unit)}"
@@ -182,7 +190,20 @@ class AutoSegmentWidget(BackgroundWidget):
         if res.resampled:   # the network saw the image at the voxel size it was trained at
             where += ", at the model's voxel size " + spacing_text(res.resampled["spacing"], unit=res.resampled.get("unit"))
         self._succeeded(f"done in {res.seconds:.1f}s ({where} on {self._ran_on}): {res.output}"
-                        + (f"; {per_class}" if per_class else "") + (f"; {note}" if note else ""))
+                        + (f"; {per_class}" if per_class else "")
+                        + (f"; {note}" if note else "; corrections with the brush are kept in it as you paint"))
+
+    def _painted(self, layer, atoms):
+        """A brush stroke (fill, erase) on a result: written into its output, in the keeper's thread."""
+        box = None
+        for b in atom_boxes(atoms, tuple(layer.data.shape)):
+            box = union_box(box, b)
+        if box is not None:   # napari tells before it writes the stroke: read it once it has
+            QTimer.singleShot(0, lambda: self._keeper.write(layer, box))
+        err = self._keeper.take_error()
+        if err is not None:
+            self.status.setText(f"a correction could not be kept in {layer.metadata.get(INTO)}: {err}; save the "
+                                "layer to keep it")
 
     def next_review_slice(self):
         """Show the next of the 10 slices, across the plane shown, with the most voxels expected

@@ -44,7 +44,8 @@ from halo_seg.measure import volume_text
 
 from ._fields import SavedFilesBox, device_choices, form_of
 from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
-from ._kept_objects import EARLIER, KEPT, ObjectsKeeper, kept_objects_path, read_kept
+from ._kept_objects import (EARLIER, INTO, KEPT, ObjectsKeeper, atom_boxes as _atom_boxes, full_box as _full,
+                            kept_objects_path, read_kept, union_box as _union)
 from ._paths import file_stem, last_session_path, learned_dir
 from ._prompt_layers import (STROKE_BACKGROUND, STROKE_OBJECT, box_key, click_key, extreme_key, slice_of as _slice_of,
                              sync_boxes, sync_clicks, sync_extreme, sync_strokes)
@@ -680,6 +681,7 @@ class InteractiveWidget(QWidget):
         self.status.setText(f"label {label} of {layer.name!r} corrected: {added} voxels added, {removed} removed"
                             + (f", {blocked} left to other labels" if blocked else "")
                             + ("; the layer is now held in memory (save it to keep the correction)" if lazy
+                               else f"; kept in {layer.metadata[INTO]}" if (layer.metadata or {}).get(INTO)
                                else "; its file is as it was (save the layer to keep the correction)"
                                if (layer.metadata or {}).get("source") and KEPT not in layer.metadata else "")
                             + self._unkept())
@@ -1109,36 +1111,8 @@ def _short(identity: str) -> str:
     return hashlib.sha1(identity.encode()).hexdigest()[:6]
 
 
-def _atom_boxes(atoms, shape) -> list:
-    """The boxes a napari paint event's atoms changed (the whole volume for an atom of unknown kind)."""
-    boxes = []
-    for atom in atoms:
-        try:
-            key = getattr(atom, "slice_key", None)   # napari >= 0.6: the box painted in
-            if key is not None:
-                boxes.append(_full(key, shape))
-            else:                                   # before: the voxels' indices
-                indices = atom[0]
-                if len(indices) and np.size(indices[0]):
-                    boxes.append(tuple(slice(int(np.min(i)), int(np.max(i)) + 1) for i in indices))
-        except (TypeError, ValueError, IndexError):
-            boxes.append(_full((), shape))
-    return boxes
-
-
-def _union(a, b):
-    """The bounding box of two boxes (tuples of slices; None: empty)."""
-    if a is None or b is None:
-        return b if a is None else a
-    return tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b))
-
-
 def _flat_indices(mask: np.ndarray, box: tuple, shape) -> np.ndarray:
     """Flat indices, in a volume of ``shape``, of the voxels of ``mask`` (the volume's ``box``)."""
     return np.ravel_multi_index(tuple(i + b.start for i, b in zip(np.nonzero(mask), box)), shape)
 
 
-def _full(index: tuple, shape) -> tuple:
-    """``index`` (ints and slices, as _slice_of gives) as a box of slices over a volume of ``shape``."""
-    index = tuple(index) + (slice(None),) * (len(shape) - len(index))
-    return tuple(slice(i, i + 1) if isinstance(i, int) else slice(*i.indices(n)[:2]) for i, n in zip(index, shape))

@@ -18,8 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from halo_seg.engine.output import CORRECTED   # the labels array's attribute: when a correction went into it
+
 KEPT = "kept objects"      # a layer's metadata: the file it is kept in
 EARLIER = "kept earlier"   # a layer's metadata: the file holding an earlier napari session's objects
+INTO = "kept in"           # a layer's metadata: the labels array of a segment output its corrections go into
 
 
 def kept_objects_path(session_path: Path) -> Path:
@@ -70,6 +73,17 @@ def _write(path: Path, shape, dtype, box, region: np.ndarray, attrs: dict, aside
     arr.attrs.update(attrs)
 
 
+def _write_into(path: Path, shape, box, region: np.ndarray, live: bool = False) -> None:
+    """A correction of an automatic result into the labels array of its output: that array only,
+    which must be there with the layer's shape (never created, renamed or set aside)."""
+    import zarr
+    arr = zarr.open_array(str(path), mode="r+")
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{path} is {tuple(arr.shape)}, the layer {tuple(shape)}: the correction was not written")
+    arr[box] = (np.asarray(region[box]) if live else region).astype(arr.dtype, copy=False)
+    arr.attrs[CORRECTED] = time.strftime("%Y-%m-%d %H:%M:%S")
+
+
 class ObjectsKeeper:
     """Writes boxes of objects layers to their files, one at a time, in a background thread; the
     latest failure is kept for the widget to report (the layer itself is never touched)."""
@@ -104,13 +118,17 @@ class ObjectsKeeper:
     def write(self, layer, box: tuple | None = None, live: bool = False) -> None:
         """Keep ``box`` of the layer (all of it when None), as it is now; ``live``: read in the thread
         instead (no copy of a large layer here; a change made meanwhile is written again after it)."""
+        into = (layer.metadata or {}).get(INTO)
         path = (layer.metadata or {}).get(KEPT)
-        if not path:
+        if not (path or into):
             return
         data = layer.data
         shape = tuple(data.shape)
         box = tuple(slice(0, n) for n in shape) if box is None else box
         region = data if live else np.array(data[box])   # a copy: the layer may change before the thread writes
+        if into:
+            self._submit(_write_into, Path(into), shape, box, region, live)
+            return
         aside = None
         if layer.metadata.get(EARLIER) == path:   # this layer's first change: the earlier objects stay, aside
             aside = set_aside(Path(path))
@@ -120,7 +138,10 @@ class ObjectsKeeper:
             {"labels": True, "spacing": [float(s) for s in layer.scale[-3:]],
              **{k: v for k, v in (layer.metadata or {}).items() if k in ("image", "unit", "geometry")}},
             default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-        future = self._pool.submit(_write, Path(path), shape, np.dtype(data.dtype), box, region, attrs, aside, live)
+        self._submit(_write, Path(path), shape, np.dtype(data.dtype), box, region, attrs, aside, live)
+
+    def _submit(self, fn, *args) -> None:
+        future = self._pool.submit(fn, *args)
         future.add_done_callback(self._done)
         self._last = future
 
@@ -136,3 +157,33 @@ class ObjectsKeeper:
     def take_error(self) -> Exception | None:
         err, self.error = self.error, None
         return err
+
+
+def atom_boxes(atoms, shape) -> list:
+    """The boxes a napari paint event's atoms changed (the whole volume for an atom of unknown kind)."""
+    boxes = []
+    for atom in atoms:
+        try:
+            key = getattr(atom, "slice_key", None)   # napari >= 0.6: the box painted in
+            if key is not None:
+                boxes.append(full_box(key, shape))
+            else:                                   # before: the voxels' indices
+                indices = atom[0]
+                if len(indices) and np.size(indices[0]):
+                    boxes.append(tuple(slice(int(np.min(i)), int(np.max(i)) + 1) for i in indices))
+        except (TypeError, ValueError, IndexError):
+            boxes.append(full_box((), shape))
+    return boxes
+
+
+def full_box(index: tuple, shape) -> tuple:
+    """``index`` (ints and slices, as _slice_of gives) as a box of slices over a volume of ``shape``."""
+    index = tuple(index) + (slice(None),) * (len(shape) - len(index))
+    return tuple(slice(i, i + 1) if isinstance(i, int) else slice(*i.indices(n)[:2]) for i, n in zip(index, shape))
+
+
+def union_box(a, b):
+    """The bounding box of two boxes (tuples of slices; None: empty)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b))

@@ -102,3 +102,37 @@ def test_images_open_with_a_contrast_that_shows_the_tissue(make_napari_viewer, t
     assert 150 < lo < 300 < hi < 450                          # min and max would be about 180 and 5000
     layer, = viewer.open(str(tmp_path / "ct.nii.gz"), plugin="napari-halo-seg")
     assert list(layer.contrast_limits) == [-160.0, 240.0]     # soft tissue, not -1000 to 1200
+
+
+def test_brush_corrections_of_a_result_are_kept_in_its_output(make_napari_viewer, qtbot, tmp_path, phantom_npy,
+                                                              tiny_weights):
+    from halo_seg.engine.output import CORRECTED
+    from halo_seg.engine.runner import segment
+    from napari_halo_seg._auto_widget import AutoSegmentWidget
+    viewer = make_napari_viewer()
+    viewer.open(str(phantom_npy), plugin="napari-halo-seg")
+    w = AutoSegmentWidget(viewer)
+    w.weights.setCurrentText(str(tiny_weights))
+    w.mode.setCurrentText("whole")
+    out = tmp_path / "out.zarr"
+    w.output.setText(str(out))
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "corrections with the brush are kept in it" in w.status.text(), w.status.text()
+    result = viewer.layers[-1]
+    stored = lambda: zarr.open_group(str(out), mode="r")["labels"]   # noqa: E731
+    before = stored()[...]
+    result.brush_size = 3
+    result.paint((5, 6, 7), 2)                    # a stroke: into the output, once napari has drawn it
+    qtbot.waitUntil(lambda: stored()[5, 6, 7] == 2, timeout=10_000)
+    w._keeper.wait()
+    np.testing.assert_array_equal(stored()[...], result.data)
+    assert stored().attrs.get(CORRECTED)
+    result.undo()                                 # napari's own Undo: the output as it was
+    w._keeper.wait()
+    np.testing.assert_array_equal(stored()[...], before)
+    with pytest.raises(Exception, match="holds corrections made in napari"):   # a new run never replaces them
+        segment(phantom_npy, out, tiny_weights, mode="whole")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "holds corrections made in napari" in w.status.text(), w.status.text()

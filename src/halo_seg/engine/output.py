@@ -29,6 +29,9 @@ def uncertainty_percent(probs: np.ndarray) -> np.ndarray:
     return u.astype(np.uint8)
 
 
+CORRECTED = "corrected_in_napari"   # a labels array's attribute: brush corrections were kept in it (when)
+
+
 def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, probabilities: bool,
                 resume: bool, geometry: dict | None = None, unit: str | None = None):
     """Create the output group (or reopen it for --resume after checking it is the same job).
@@ -39,6 +42,10 @@ def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, 
     if path.exists() and not resume:
         if not is_output(path):   # the input image, the user's labels, any other store: never removed
             raise VolumeError(f"output {path} exists and is not an output of halo-seg segment; choose a new path")
+        when = zarr.open_group(str(path), mode="r")["labels"].attrs.get(CORRECTED) if (path / "labels").is_dir() else None
+        if when:   # the user's work on it is not the engine's to replace
+            raise VolumeError(f"output {path} holds corrections made in napari (last {when}); choose a new path, "
+                              "or move it away first")
         import shutil
         shutil.rmtree(path)
     if resume and path.exists():
