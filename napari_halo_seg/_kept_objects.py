@@ -7,6 +7,8 @@ volume that `halo-seg export` and the reader take. Every change the widget makes
 touched, in a background thread, so the UI does not wait on the disk. A new napari session does
 not take the file over: "Restore objects" brings its objects back into the layer; a first change
 made without restoring moves the earlier file aside (its name stamped with its time), never over it.
+The same keeper writes the corrections of an automatic result into its output's labels array (a
+layer's INTO), which it never creates or moves, stamping it as corrected.
 """
 from __future__ import annotations
 
