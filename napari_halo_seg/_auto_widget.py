@@ -27,7 +27,7 @@ from ._background import BackgroundWidget
 from ._fields import ENSEMBLE_SEP, SavedFilesBox, device_choices, form_of
 from ._layers import fill_layer_box, follow_layers, layer_spacing, layer_volume, show_slice, sliced_axis
 from ._measure import UNIT, layer_unit, table_features
-from ._kept_objects import INTO, ObjectsKeeper, atom_boxes, union_box
+from ._kept_objects import INTO, ObjectsKeeper, stroke_box
 from ._paintable import paintable
 from ._paths import models_dir
 
@@ -195,9 +195,7 @@ class AutoSegmentWidget(BackgroundWidget):
 
     def _painted(self, layer, atoms):
         """A brush stroke (fill, erase) on a result: written into its output, in the keeper's thread."""
-        box = None
-        for b in atom_boxes(atoms, tuple(layer.data.shape)):
-            box = union_box(box, b)
+        box = stroke_box(atoms, tuple(layer.data.shape))
         if box is not None:   # napari tells before it writes the stroke: read it once it has
             QTimer.singleShot(0, lambda: self._keeper.write(layer, box))
         err = self._keeper.take_error()

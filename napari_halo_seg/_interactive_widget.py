@@ -45,7 +45,7 @@ from halo_seg.measure import volume_text
 from ._fields import SavedFilesBox, device_choices, form_of
 from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
 from ._kept_objects import (EARLIER, INTO, KEPT, ObjectsKeeper, atom_boxes as _atom_boxes, full_box as _full,
-                            kept_objects_path, read_kept, union_box as _union)
+                            kept_objects_path, read_kept, stroke_box, union_box as _union)
 from ._paths import file_stem, last_session_path, learned_dir
 from ._prompt_layers import (STROKE_BACKGROUND, STROKE_OBJECT, box_key, click_key, extreme_key, slice_of as _slice_of,
                              sync_boxes, sync_clicks, sync_extreme, sync_strokes)
@@ -963,9 +963,7 @@ class InteractiveWidget(QWidget):
 
     def _objects_painted(self, layer, atoms):
         """A brush stroke (or fill, or erase) on the objects layer: kept on disk like a commit."""
-        box = None
-        for b in _atom_boxes(atoms, tuple(layer.data.shape)):
-            box = _union(box, b)
+        box = stroke_box(atoms, tuple(layer.data.shape))
         if box is not None:   # napari tells before it writes the stroke: read it once it has
             QTimer.singleShot(0, lambda: self._keeper.write(layer, box))
 

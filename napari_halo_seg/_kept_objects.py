@@ -189,3 +189,11 @@ def union_box(a, b):
     if a is None or b is None:
         return b if a is None else a
     return tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b))
+
+
+def stroke_box(atoms, shape) -> tuple | None:
+    """The one box a paint event (a stroke, a fill, an erase) changed, or None."""
+    box = None
+    for b in atom_boxes(atoms, shape):
+        box = union_box(box, b)
+    return box

@@ -44,18 +44,24 @@ def test_painting_on_a_segment_output_opened_in_napari_does_not_build_a_dask_gra
     assert hasattr(layer2.data, "dask")
 
 
-def test_the_widgets_results_are_in_memory(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights,
-                                           monkeypatch):
+def _segmented_in_the_widget(make_napari_viewer, qtbot, phantom_npy, weights, out):
+    """The automatic widget's result on the phantom: (viewer, widget)."""
     from napari_halo_seg._auto_widget import AutoSegmentWidget
-    from napari_halo_seg._objects_widget import ObjectsWidget
     viewer = make_napari_viewer()
     viewer.open(str(phantom_npy), plugin="napari-halo-seg")
     w = AutoSegmentWidget(viewer)
-    w.weights.setCurrentText(str(tiny_weights))
+    w.weights.setCurrentText(str(weights))
     w.mode.setCurrentText("whole")
-    w.output.setText(str(tmp_path / "out.zarr"))
+    w.output.setText(str(out))
     w.run()
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    return viewer, w
+
+
+def test_the_widgets_results_are_in_memory(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights,
+                                           monkeypatch):
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    viewer, w = _segmented_in_the_widget(make_napari_viewer, qtbot, phantom_npy, tiny_weights, tmp_path / "out.zarr")
     auto = viewer.layers[-1]
     assert "done" in w.status.text() and isinstance(auto.data, np.ndarray), w.status.text()
     np.testing.assert_array_equal(auto.data, zarr.open_group(str(tmp_path / "out.zarr"))["labels"][...])
@@ -108,16 +114,8 @@ def test_brush_corrections_of_a_result_are_kept_in_its_output(make_napari_viewer
                                                               tiny_weights):
     from halo_seg.engine.output import CORRECTED
     from halo_seg.engine.runner import segment
-    from napari_halo_seg._auto_widget import AutoSegmentWidget
-    viewer = make_napari_viewer()
-    viewer.open(str(phantom_npy), plugin="napari-halo-seg")
-    w = AutoSegmentWidget(viewer)
-    w.weights.setCurrentText(str(tiny_weights))
-    w.mode.setCurrentText("whole")
     out = tmp_path / "out.zarr"
-    w.output.setText(str(out))
-    w.run()
-    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    viewer, w = _segmented_in_the_widget(make_napari_viewer, qtbot, phantom_npy, tiny_weights, out)
     assert "corrections with the brush are kept in it" in w.status.text(), w.status.text()
     result = viewer.layers[-1]
     stored = lambda: zarr.open_group(str(out), mode="r")["labels"]   # noqa: E731

@@ -104,6 +104,17 @@ def _series_folder(uid: str, near: Path) -> Path | None:
     return None
 
 
+def labelled_series(uid: str, path: Path, what: str) -> Volume:
+    """The series ``uid`` that the object at ``path`` (``what``: a SEG, a structure set) labels, found
+    in its folder or a folder in or beside it, else a VolumeError saying where it was looked for."""
+    from .dicom import open_series
+    folder = _series_folder(uid, path.parent)
+    if folder is None:
+        raise VolumeError(f"{path.name} labels the DICOM series {uid}, which is neither in its folder nor in a "
+                          f"folder beside it: put {what} with (or beside) the images it labels")
+    return open_series(folder, series_uid=uid)
+
+
 def open_seg(path) -> Volume:
     """A DICOM SEG file as a label volume on the grid of the series it labels, found beside it: each
     segment a label (the label value written here, else its segment number). A voxel two segments
@@ -117,19 +128,14 @@ def open_seg(path) -> Volume:
 
     import dask.array as da
     import pydicom
-    from .dicom import open_series
     path = Path(path)
     try:
         seg = hd.seg.segread(str(path))
         uid = str(seg.ReferencedSeriesSequence[0].SeriesInstanceUID)
     except Exception as exc:   # a damaged SEG, or one that names no series
         raise VolumeError(f"cannot read the DICOM SEG {path}: {exc}") from exc
-    folder = _series_folder(uid, path.parent)
-    if folder is None:
-        raise VolumeError(f"{path.name} labels the DICOM series {uid}, which is neither in its folder nor in a "
-                          "folder beside it: put the SEG with (or beside) the images it labels")
-    vol = open_series(folder, series_uid=uid)
-    files = vol.meta["files"]
+    vol = labelled_series(uid, path, "the SEG")
+    folder, files = vol.source, vol.meta["files"]
     labels = np.zeros(vol.shape, np.uint16)
     overlap, names = 0, {}
     for number in seg.segment_numbers:

@@ -33,8 +33,8 @@ def open_rtstruct(path) -> Volume:
     import pydicom
     from skimage.draw import polygon2mask
 
-    from .dicom import LPS_TO_RAS, open_series
-    from .dicom_seg import SERIES_KEY, _series_folder
+    from .dicom import LPS_TO_RAS
+    from .dicom_seg import SERIES_KEY, labelled_series
     from .geometry import KEY, best_affine
     path = Path(path)
     try:
@@ -44,12 +44,8 @@ def open_rtstruct(path) -> Volume:
         raise VolumeError(f"{path.name}: {exc}") from None
     except Exception as exc:   # a damaged file
         raise VolumeError(f"cannot read the RT structure set {path}: {exc}") from exc
-    folder = _series_folder(uid, path.parent)
-    if folder is None:
-        raise VolumeError(f"{path.name} was drawn on the DICOM series {uid}, which is neither in its folder nor "
-                          "in a folder beside it: put the structure set with (or beside) the images")
-    vol = open_series(folder, series_uid=uid)
-    shape = vol.shape
+    vol = labelled_series(uid, path, "the structure set")
+    folder, shape = vol.source, vol.shape
     to_voxel = np.linalg.inv(best_affine(vol.meta[KEY])) @ LPS_TO_RAS   # LPS mm -> (x, y, z) voxel
     names = {int(r.ROINumber): str(getattr(r, "ROIName", "")) for r in getattr(ds, "StructureSetROISequence", [])}
     order = list(names)
