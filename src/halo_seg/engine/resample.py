@@ -21,9 +21,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..io.volume import METRES as _METRES   # one table of length units for the package
+
 TOLERANCE = 0.1          # resample when a spacing differs from the model's by more than 10 % on an axis
 POLICIES = ("auto", "on", "off")
-_METRES = {"nm": 1e-9, "µm": 1e-6, "mm": 1e-3, "cm": 1e-2, "m": 1.0}
 
 
 class ResampleError(ValueError):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .volume import Volume, VolumeError
+from .volume import METRES, Volume, VolumeError
 
 ITK_WRITE = (".nrrd", ".mha")   # one file each (.mhd and .nhdr name their data file, which moving breaks)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -72,9 +72,6 @@ def open_itk(path) -> Volume:
                         KEY: from_affine(LPS_TO_RAS @ lps, shape[-3:])})
 
 
-_MM = {"nm": 1e-6, "µm": 1e-3, "mm": 1.0, "cm": 10.0, "m": 1000.0}
-
-
 def write_itk_labels(labels, path, spacing=(1.0, 1.0, 1.0), geometry: dict | None = None,
                      unit: str | None = None) -> Path:
     """Write (Z, Y, X) integer labels to a .nrrd or .mha file (compressed), placed as ``geometry``
@@ -100,7 +97,8 @@ def write_itk_labels(labels, path, spacing=(1.0, 1.0, 1.0), geometry: dict | Non
         img.SetDirection([float(v) for v in (lps[:3, :3] / sp).ravel()])
         img.SetOrigin([float(v) for v in lps[:3, 3]])
     else:
-        img.SetSpacing([float(s) * _MM.get(unit, 1.0) for s in spacing[::-1]])
+        to_mm = METRES[unit] / METRES["mm"] if unit in METRES else 1.0
+        img.SetSpacing([float(s) * to_mm for s in spacing[::-1]])
     path = Path(path)
     if not path.name.lower().endswith(ITK_WRITE):
         raise VolumeError(f"labels are written to {' or '.join(ITK_WRITE)} files, not {path.name}")

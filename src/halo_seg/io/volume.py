@@ -242,18 +242,20 @@ def _open_tiff(path: Path) -> Volume:
     try:
         with tifffile.TiffFile(str(path)) as tf:
             axes = tiff_axes(tf.series[0].axes) if len(tf.series[0].shape) == z.ndim else None
-            channels = _ome_tiff_channels(tf)
-            spacing, unit, known = tiff_spacing(tf)
+            px = _ome_pixels(tf)   # the OME-XML, parsed once for the channels and the voxel size
+            channels = _ome_tiff_channels(px)
+            spacing, unit, known = tiff_spacing(tf, px)
     except Exception:
         pass  # axes, spacing and names are optional metadata; the data itself was readable
     return Volume(da.from_zarr(z), spacing=spacing, source=str(path), spacing_known=known,
                   meta={"format": "tiff", "unit": unit, "axes": axes, "channel_names": channels})
 
 
-def tiff_spacing(tf) -> tuple[tuple[float, float, float], str | None, bool]:
-    """(spacing, unit, known) from an open TiffFile's OME metadata or ImageJ calibration: the voxel
-    size is known only when it records the slice spacing as well as the pixel size."""
-    ome = _ome_tiff_spacing(tf)
+def tiff_spacing(tf, px: dict | None = None) -> tuple[tuple[float, float, float], str | None, bool]:
+    """(spacing, unit, known) from an open TiffFile's OME metadata (``px``, its Pixels element, when
+    already read) or ImageJ calibration: the voxel size is known only when it records the slice
+    spacing as well as the pixel size."""
+    ome = _ome_tiff_spacing(px if px is not None else _ome_pixels(tf))
     if ome is not None:
         return ome
     ij = tf.imagej_metadata or {}
@@ -266,18 +268,24 @@ def tiff_spacing(tf) -> tuple[tuple[float, float, float], str | None, bool]:
     return (1.0, 1.0, 1.0), unit, False
 
 
-_METRES = {"nm": 1e-9, "µm": 1e-6, "mm": 1e-3, "cm": 1e-2, "m": 1.0}
+METRES = {"nm": 1e-9, "µm": 1e-6, "mm": 1e-3, "cm": 1e-2, "m": 1.0}   # each length unit, in metres
 
 
-def _ome_tiff_spacing(tf):
-    """An OME-TIFF's PhysicalSizeZ/Y/X (µm unless its units say otherwise, each axis's unit converted
-    to X's), or None where it does not record all three."""
+def _ome_pixels(tf) -> dict | None:
+    """The Pixels element of an OME-TIFF's first image (its sizes and channels), else None."""
     if not tf.is_ome:
         return None
     import tifffile
+    image = tifffile.xml2dict(tf.ome_metadata)["OME"]["Image"]
+    return (image[0] if isinstance(image, list) else image)["Pixels"]
+
+
+def _ome_tiff_spacing(px: dict | None):
+    """An OME-TIFF's PhysicalSizeZ/Y/X (µm unless its units say otherwise, each axis's unit converted
+    to X's), or None where it does not record all three."""
+    if px is None:
+        return None
     try:
-        px = tifffile.xml2dict(tf.ome_metadata)["OME"]["Image"]
-        px = (px[0] if isinstance(px, list) else px)["Pixels"]
         sizes = [float(px[f"PhysicalSize{a}"]) for a in "ZYX"]
         units = [length_unit(px.get(f"PhysicalSize{a}Unit", "µm")) for a in "ZYX"]
     except (KeyError, TypeError, ValueError):
@@ -285,15 +293,13 @@ def _ome_tiff_spacing(tf):
     if None in units:   # a unit this package does not know (pixel, Å, ...): sizes not comparable
         return None
     unit = units[2]
-    return tuple(v * _METRES[u] / _METRES[unit] for v, u in zip(sizes, units)), unit, True
+    return tuple(v * METRES[u] / METRES[unit] for v, u in zip(sizes, units)), unit, True
 
 
-def _ome_tiff_channels(tf) -> list[str] | None:
-    if not tf.is_ome:
+def _ome_tiff_channels(px: dict | None) -> list[str] | None:
+    if px is None:
         return None
-    import tifffile
-    ch = tifffile.xml2dict(tf.ome_metadata)["OME"]["Image"]
-    ch = (ch[0] if isinstance(ch, list) else ch)["Pixels"].get("Channel")
+    ch = px.get("Channel")
     ch = ch if isinstance(ch, list) else [ch] if ch else []
     names = [c.get("Name") for c in ch]
     return [str(n) for n in names] if names and all(names) else None
