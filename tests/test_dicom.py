@@ -486,3 +486,11 @@ def test_an_rt_structure_set_opens_as_labels_on_its_series(tmp_path, series, mak
     _write_rtstruct(tmp_path / "off.dcm", vol, [(1, "tilted", [(2.4, _rect(3, 4, 6, 8))])])
     with pytest.raises(VolumeError, match="a contour of 'tilted' does not lie on a slice"):
         open_volume(tmp_path / "off.dcm")
+    _write_rtstruct(tmp_path / "marks.dcm", vol, [(1, "marks", [(2, [(4.0, 4.0)], "POINT")])])
+    with pytest.raises(VolumeError, match="marks.dcm holds no closed contour on the series"):
+        open_volume(tmp_path / "marks.dcm")
+    ds = pydicom.dcmread(tmp_path / "marks.dcm")
+    del ds.ReferencedFrameOfReferenceSequence
+    ds.save_as(tmp_path / "nameless.dcm")
+    with pytest.raises(VolumeError, match="nameless.dcm: the structure set names no series it was drawn on"):
+        open_volume(tmp_path / "nameless.dcm")

@@ -73,10 +73,13 @@ def test_a_slicer_segmentation_opens_as_labels(tmp_path, make_napari_viewer):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "saved.nrrd"))), lab)
 
 
-def test_bad_itk_files_are_refused(tmp_path):
+def test_bad_itk_files_are_refused(tmp_path, monkeypatch):
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6), np.uint8)), str(tmp_path / "flat.nrrd"))
     with pytest.raises(VolumeError, match="expected a 3D volume, got 2D"):
         open_volume(tmp_path / "flat.nrrd")
     (tmp_path / "bad.mha").write_text("ObjectType = Image\nNDims = 3\nthis is no header\n")
     with pytest.raises(VolumeError, match="cannot read .*bad.mha"):
         open_volume(tmp_path / "bad.mha")
+    monkeypatch.setitem(__import__("sys").modules, "SimpleITK", None)   # the [itk] extra not installed
+    with pytest.raises(VolumeError, match=r"flat.nrrd needs SimpleITK: pip install 'napari-halo-seg\[itk\]'"):
+        open_volume(tmp_path / "flat.nrrd")
