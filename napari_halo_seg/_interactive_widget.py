@@ -45,7 +45,7 @@ from halo_seg.measure import volume_text
 from ._fields import SavedFilesBox, device_choices, form_of
 from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
 from ._kept_objects import (EARLIER, INTO, KEPT, ObjectsKeeper, atom_boxes as _atom_boxes, full_box as _full,
-                            kept_objects_path, read_kept, stroke_box, union_box as _union)
+                            boxes_union, kept_objects_path, read_kept, stroke_box, union_box as _union)
 from ._paths import file_stem, last_session_path, learned_dir
 from ._prompt_layers import (STROKE_BACKGROUND, STROKE_OBJECT, box_key, click_key, extreme_key, slice_of as _slice_of,
                              sync_boxes, sync_clicks, sync_extreme, sync_strokes)
@@ -1000,10 +1000,7 @@ class InteractiveWidget(QWidget):
             if tuple(data.shape) != shape:
                 self.status.setText("the objects layer changed shape meanwhile; nothing was restored")
                 return
-            box = None
-            for b in boxes:
-                box = _union(box, b)
-            box = box or tuple(slice(0, 0) for _ in shape)
+            box = boxes_union(boxes) or tuple(slice(0, 0) for _ in shape)
             # only the objects' box is compared and written: on a large stack the rest is not touched
             mine, held = restored[box] > 0, data[box]
             offset = int(data.max())

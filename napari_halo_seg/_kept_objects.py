@@ -191,9 +191,14 @@ def union_box(a, b):
     return tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b))
 
 
-def stroke_box(atoms, shape) -> tuple | None:
-    """The one box a paint event (a stroke, a fill, an erase) changed, or None."""
+def boxes_union(boxes) -> tuple | None:
+    """The bounding box of ``boxes`` (None entries are empty), or None when all are."""
     box = None
-    for b in atom_boxes(atoms, shape):
+    for b in boxes:
         box = union_box(box, b)
     return box
+
+
+def stroke_box(atoms, shape) -> tuple | None:
+    """The one box a paint event (a stroke, a fill, an erase) changed, or None."""
+    return boxes_union(atom_boxes(atoms, shape))

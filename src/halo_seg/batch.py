@@ -83,8 +83,8 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
         export = "." + export
     if export:   # a suffix export cannot write is refused before any case is segmented
         from .io.mesh import MESH_SUFFIXES
-        from .io.volume import NIFTI_SUFFIXES
-        known = NIFTI_SUFFIXES + (".nrrd", ".mha", ".tif", ".tiff", ".dcm") + MESH_SUFFIXES   # .zarr: the output itself
+        from .io.volume import ITK_WRITE, NIFTI_SUFFIXES
+        known = NIFTI_SUFFIXES + ITK_WRITE + (".tif", ".tiff", ".dcm") + MESH_SUFFIXES   # .zarr: the output itself
         if export.lower() not in known:
             raise VolumeError(f"--export {export}: use one of {', '.join(known)}")
     out_dir.mkdir(parents=True, exist_ok=True)

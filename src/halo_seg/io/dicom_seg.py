@@ -115,6 +115,16 @@ def labelled_series(uid: str, path: Path, what: str) -> Volume:
     return open_series(folder, series_uid=uid)
 
 
+def labels_on_series(labels: np.ndarray, vol: Volume, path: Path, fmt: str, overlap: int, names: dict) -> Volume:
+    """Labels read from the object at ``path`` (a SEG, a structure set) as a Volume on its series
+    ``vol``: its grid and geometry, the series to save back onto, the names of the labels."""
+    import dask.array as da
+    meta = {"format": fmt, "unit": "mm", "labels": True, "geometry": vol.meta["geometry"], SERIES_KEY: vol.source,
+            "overlap": overlap, "segment_names": names}
+    return Volume(da.from_array(labels, chunks=(min(32, labels.shape[0]),) + labels.shape[1:]),
+                  spacing=vol.spacing, source=str(path), spacing_known=True, meta=meta)
+
+
 def open_seg(path) -> Volume:
     """A DICOM SEG file as a label volume on the grid of the series it labels, found beside it: each
     segment a label (the label value written here, else its segment number). A voxel two segments
@@ -126,7 +136,6 @@ def open_seg(path) -> Volume:
                           "pip install 'napari-halo-seg[dicom]'") from exc
     import re
 
-    import dask.array as da
     import pydicom
     path = Path(path)
     try:
@@ -135,7 +144,13 @@ def open_seg(path) -> Volume:
     except Exception as exc:   # a damaged SEG, or one that names no series
         raise VolumeError(f"cannot read the DICOM SEG {path}: {exc}") from exc
     vol = labelled_series(uid, path, "the SEG")
-    folder, files = vol.source, vol.meta["files"]
+    files = vol.meta["files"]
+    if vol.meta.get("multiframe"):   # the frames of one image, or the image of each slice: read once
+        head = pydicom.dcmread(files[0], stop_before_pixels=True)
+        at = _frame_slices(head, vol.meta["geometry"])
+    else:
+        uids = [str(pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+                for f in files]
     labels = np.zeros(vol.shape, np.uint16)
     overlap, names = 0, {}
     for number in seg.segment_numbers:
@@ -147,20 +162,14 @@ def open_seg(path) -> Volume:
         kw = dict(segment_numbers=[number], ignore_spatial_locations=True, assert_missing_frames_are_empty=True)
         try:
             if vol.meta.get("multiframe"):
-                head = pydicom.dcmread(files[0], stop_before_pixels=True)
                 frames = seg.get_pixels_by_source_frame(
                     str(head.SOPInstanceUID), source_frame_numbers=list(range(1, vol.shape[0] + 1)), **kw)[..., 0]
                 px = np.zeros(vol.shape, bool)
-                px[_frame_slices(head, vol.meta["geometry"])] = frames > 0.5
+                px[at] = frames > 0.5
             else:
-                uids = [str(pydicom.dcmread(f, stop_before_pixels=True,
-                                            specific_tags=["SOPInstanceUID"]).SOPInstanceUID) for f in files]
                 px = seg.get_pixels_by_source_instance(uids, **kw)[..., 0] > 0.5
         except Exception as exc:   # frames that reference images outside the series, ...
-            raise VolumeError(f"{path.name}: segment {number} does not lie on the series {folder}: {exc}") from exc
+            raise VolumeError(f"{path.name}: segment {number} does not lie on the series {vol.source}: {exc}") from exc
         overlap += int((px & (labels != 0)).sum())
         labels[px & (labels == 0)] = value
-    meta = {"format": "dicom seg", "unit": "mm", "labels": True, "geometry": vol.meta["geometry"],
-            SERIES_KEY: str(folder), "overlap": overlap, "segment_names": names}
-    return Volume(da.from_array(labels, chunks=(min(32, labels.shape[0]),) + labels.shape[1:]),
-                  spacing=vol.spacing, source=str(path), spacing_known=True, meta=meta)
+    return labels_on_series(labels, vol, path, "dicom seg", overlap, names)

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import geometry
 from .labels import check_label_dtype, open_labels, write_labels
-from .volume import NIFTI_SUFFIXES, TIFF_SUFFIXES, VolumeError, open_volume
+from .volume import ITK_WRITE, NIFTI_SUFFIXES, TIFF_SUFFIXES, VolumeError, open_volume
 
 
 def _made_from(labels_path) -> str | None:
@@ -29,7 +29,7 @@ def export_labels(labels_path, output, like=None, name: str = "halo-seg", label=
     from .mesh import MESH_SUFFIXES
     from .ome_labels import is_ome_image
     lower = str(output).lower()
-    writable = (".zarr", ".dcm", ".nrrd", ".mha") + NIFTI_SUFFIXES + TIFF_SUFFIXES + MESH_SUFFIXES
+    writable = (".zarr", ".dcm") + NIFTI_SUFFIXES + ITK_WRITE + TIFF_SUFFIXES + MESH_SUFFIXES
     if not (is_ome_image(Path(output)) or lower.endswith(writable)):
         raise VolumeError(f"cannot export to '{Path(output).name}': use .nii.gz, .nii, .nrrd, .mha, .tif or .zarr "
                           f"(labels), .dcm (DICOM SEG), {', '.join(MESH_SUFFIXES)} (surface meshes) or an OME-Zarr image")

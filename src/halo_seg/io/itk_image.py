@@ -15,10 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .volume import METRES, Volume, VolumeError
-
-ITK_WRITE = (".nrrd", ".mha")   # one file each (.mhd and .nhdr name their data file, which moving breaks)
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+from .dicom import LPS_TO_RAS
+from .volume import ITK_WRITE, METRES, Volume, VolumeError
 
 
 def _sitk(what: str):
@@ -61,9 +59,10 @@ def open_itk(path) -> Volume:
     lps[:3, :3] = np.asarray(reader.GetDirection(), float).reshape(3, 3) * spacing
     lps[:3, 3] = reader.GetOrigin()
     keys = {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys()}
-    labels = path.name.lower().endswith(".seg.nrrd") or any(re.fullmatch(r"Segment\d+_LabelValue", k) for k in keys)
-    names = {int(keys[f"Segment{i}_LabelValue"]): keys.get(f"Segment{i}_Name", "")
-             for i in range(64) if f"Segment{i}_LabelValue" in keys}
+    # 3D Slicer's segment fields: SegmentN_LabelValue and SegmentN_Name
+    names = {int(keys[k]): keys.get(f"Segment{m.group(1)}_Name", "") for k in keys
+             if (m := re.fullmatch(r"Segment(\d+)_LabelValue", k))}
+    labels = path.name.lower().endswith(".seg.nrrd") or bool(names)
     return Volume(data, spacing=tuple(float(s) for s in spacing[::-1]), source=str(path), spacing_known=True,
                   meta={"format": "nrrd" if ".nrrd" in path.name.lower() or path.suffix.lower() == ".nhdr"
                         else "metaimage", "unit": "mm", "labels": labels,
@@ -81,17 +80,16 @@ def write_itk_labels(labels, path, spacing=(1.0, 1.0, 1.0), geometry: dict | Non
     import os
 
     from .geometry import best_affine
-    from .labels import label_dtype
-    sitk = _sitk(f"writing {Path(path).name}")
-    arr = np.asarray(labels)
-    if arr.dtype == bool:
-        arr = arr.view(np.uint8)
-    if arr.size and arr.min() < 0:
-        raise VolumeError("the labels hold negative values; label ids must be >= 0")
+    from .labels import label_dtype, read_label_slab
+    path = Path(path)
+    if not path.name.lower().endswith(ITK_WRITE):
+        raise VolumeError(f"labels are written to {' or '.join(ITK_WRITE)} files, not {path.name}")
+    sitk = _sitk(f"writing {path.name}")
+    arr = read_label_slab(labels, 0, int(labels.shape[0]))   # booleans as uint8; negative ids refused
     arr = arr.astype(label_dtype(int(arr.max()) if arr.size else 0), copy=False)
     img = sitk.GetImageFromArray(arr)
     if geometry is not None:
-        lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ best_affine(geometry)
+        lps = LPS_TO_RAS @ best_affine(geometry)   # its own inverse: RAS -> LPS
         sp = np.linalg.norm(lps[:3, :3], axis=0)
         img.SetSpacing([float(s) for s in sp])
         img.SetDirection([float(v) for v in (lps[:3, :3] / sp).ravel()])
@@ -99,9 +97,6 @@ def write_itk_labels(labels, path, spacing=(1.0, 1.0, 1.0), geometry: dict | Non
     else:
         to_mm = METRES[unit] / METRES["mm"] if unit in METRES else 1.0
         img.SetSpacing([float(s) * to_mm for s in spacing[::-1]])
-    path = Path(path)
-    if not path.name.lower().endswith(ITK_WRITE):
-        raise VolumeError(f"labels are written to {' or '.join(ITK_WRITE)} files, not {path.name}")
     tmp = path.with_name(f".{path.name}.writing-{os.getpid()}{path.suffix}")
     try:
         sitk.WriteImage(img, str(tmp), useCompression=True)

@@ -11,7 +11,7 @@ import dask.array as da
 import numpy as np
 
 from .geometry import KEY as GEOMETRY, check, to_nifti
-from .volume import NIFTI_SUFFIXES, TIFF_SUFFIXES, Volume, VolumeError, open_volume
+from .volume import ITK_WRITE, NIFTI_SUFFIXES, TIFF_SUFFIXES, Volume, VolumeError, open_volume
 
 
 def check_label_dtype(dtype, what: str = "the array") -> None:
@@ -184,7 +184,7 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
     if name.endswith(TIFF_SUFFIXES):
         from .tiff_labels import write_tiff_labels
         return write_tiff_labels(labels, path, spacing=spacing, unit=unit)
-    if name.endswith((".nrrd", ".mha")):   # 3D Slicer, ITK-SNAP: placed on the scan like NIfTI
+    if name.endswith(ITK_WRITE):   # 3D Slicer, ITK-SNAP: placed on the scan like NIfTI
         from .itk_image import write_itk_labels
         return write_itk_labels(labels, path, spacing=spacing, geometry=geometry, unit=unit)
     if name.endswith(NIFTI_SUFFIXES):

@@ -29,12 +29,11 @@ def _referenced_series(ds) -> str:
 
 
 def open_rtstruct(path) -> Volume:
-    import dask.array as da
     import pydicom
     from skimage.draw import polygon2mask
 
     from .dicom import LPS_TO_RAS
-    from .dicom_seg import SERIES_KEY, labelled_series
+    from .dicom_seg import labelled_series, labels_on_series
     from .geometry import KEY, best_affine
     path = Path(path)
     try:
@@ -76,7 +75,5 @@ def open_rtstruct(path) -> Volume:
     for number in sorted(masks, key=lambda n: -int(masks[n].sum())):   # larger first: smaller ones on top
         overlap += int((masks[number] & (labels != 0)).sum())
         labels[masks[number]] = value[number]
-    meta = {"format": "dicom rtstruct", "unit": "mm", "labels": True, KEY: vol.meta[KEY], SERIES_KEY: str(folder),
-            "overlap": overlap, "segment_names": {value[n]: names.get(n, str(n)) for n in value}}
-    return Volume(da.from_array(labels, chunks=(min(32, shape[0]),) + shape[1:]), spacing=vol.spacing,
-                  source=str(path), spacing_known=True, meta=meta)
+    return labels_on_series(labels, vol, path, "dicom rtstruct", overlap,
+                            {value[n]: names.get(n, str(n)) for n in value})

@@ -51,8 +51,8 @@ def write_tiff_labels(labels, path, spacing=(1.0, 1.0, 1.0), unit: str | None = 
     sz, sy, sx = (float(s) for s in spacing)
     imagej = dt != np.uint32 and int(np.prod(shape)) * dt.itemsize < imagej_limit
     if imagej:
-        kw = dict(imagej=True, resolution=(1 / sx, 1 / sy),
-                  metadata={"axes": "ZYX", "spacing": sz, **({"unit": _IMAGEJ_UNITS[unit]} if unit in _IMAGEJ_UNITS else {})})
+        named = {"unit": _IMAGEJ_UNITS[unit]} if unit in _IMAGEJ_UNITS else {}
+        kw = dict(imagej=True, resolution=(1 / sx, 1 / sy), metadata={"axes": "ZYX", "spacing": sz, **named})
     else:
         meta = {"axes": "ZYX", **{f"PhysicalSize{a}": s for a, s in zip("ZYX", (sz, sy, sx))}}
         if unit in _IMAGEJ_UNITS:

@@ -26,12 +26,16 @@ def slice_files(folder) -> list[Path]:
     return sorted(files, key=lambda p: [int(t) if t.isdigit() else t.lower() for t in _NUMBER.split(p.name)])
 
 
+def _is_slice(shape, axes: str) -> bool:
+    """Whether a TIFF series of ``shape`` and tifffile ``axes`` is one 2D image, grey or colour."""
+    return len(shape) == 2 or (len(shape) == 3 and axes.upper().endswith("S"))
+
+
 def _holds_one_slice(path: Path) -> bool:
     import tifffile
     try:
         with tifffile.TiffFile(str(path)) as tf:
-            s = tf.series[0]
-            return len(s.shape) == 2 or (len(s.shape) == 3 and s.axes.upper().endswith("S"))
+            return _is_slice(tf.series[0].shape, tf.series[0].axes)
     except Exception:
         return False
 
@@ -51,13 +55,13 @@ def _check_numbering(folder: Path, files: list[Path]) -> None:
     templates = {}
     for p, t in zip(files, parts):
         templates.setdefault("".join("#" if s.isdigit() else s for s in t), []).append(p.name)
-    if len(templates) > 1 and any("#" in t for t in templates):   # names without numbers: by name
+    if len(templates) > 1:
+        if not any("#" in t for t in templates):
+            return   # names without numbers: stacked by name
         kinds = sorted(templates.items(), key=lambda kv: -len(kv[1]))
         named = "; ".join(f"{len(v)} like {v[0]}" for _, v in kinds[:4])
         raise VolumeError(f"{folder} holds TIFF files of {len(templates)} series ({named}): stacking them would "
                           "mix images; put each series in a folder of its own")
-    if len(templates) > 1:
-        return
     numbers = np.array([[int(s) for s in t if s.isdigit()] for t in parts], dtype=np.int64).reshape(len(files), -1)
     varying = [numbers[:, j] for j in range(numbers.shape[1]) if len(set(numbers[:, j])) > 1]
     if not varying or any(len(set(np.diff(v))) == 1 for v in varying):
@@ -104,7 +108,7 @@ def open_slices(folder) -> Volume:
                     spacing, unit, known = tiff_spacing(tf)
         except Exception as exc:
             raise VolumeError(f"cannot read TIFF slice {p}: {exc}") from None
-        if not (len(shape) == 2 or (len(shape) == 3 and axes.upper().endswith("S"))):
+        if not _is_slice(shape, axes):
             raise VolumeError(f"{p} holds a {axes} stack of shape {shape}, not one 2D slice: a folder of slices "
                               "needs one image per file (a folder of stacks is a batch of volumes)")
         if first is None:

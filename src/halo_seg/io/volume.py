@@ -20,6 +20,7 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
 NUMPY_SUFFIXES = (".npy",)
 ITK_SUFFIXES = (".seg.nrrd", ".nrrd", ".nhdr", ".mha", ".mhd")   # io/itk_image.py (3D Slicer, ITK-SNAP, grand-challenge)
+ITK_WRITE = (".nrrd", ".mha")   # labels out: one file each (.mhd and .nhdr name a data file, which moving breaks)
 SUPPORTED = ZARR_SUFFIXES + NIFTI_SUFFIXES + TIFF_SUFFIXES + NUMPY_SUFFIXES + ITK_SUFFIXES
 
 
