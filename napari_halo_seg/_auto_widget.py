@@ -20,6 +20,7 @@ from halo_seg.engine.resample import spacing_text
 from halo_seg.engine.runner import Cancelled, segment
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
+from halo_seg.io.volume import SEGMENT_NAMES
 from halo_seg.measure import measure_labels, volume_text
 from halo_seg.review import expected_errors, review_order
 
@@ -172,19 +173,20 @@ class AutoSegmentWidget(BackgroundWidget):
             if (layer.metadata or {}).get(key):
                 meta[key] = layer.metadata[key]
         unit = layer_unit(layer)
+        names = {int(k): v for k, v in (grp["labels"].attrs.get(SEGMENT_NAMES) or {}).items()}   # the model's classes
         # hidden until asked for: where the labels are likely wrong, in percent
         self.viewer.add_image(da.from_zarr(grp[UNCERTAINTY]), name=f"{layer.name} uncertainty ({res.mode})",
                               scale=layer.scale[-3:], translate=layer.translate[-3:], colormap="inferno",
                               contrast_limits=(0, 50), blending="additive", visible=False)
         out = self.viewer.add_labels(labels, name=f"{layer.name} labels ({res.mode})", scale=layer.scale[-3:],
                                      translate=layer.translate[-3:], metadata=meta,
-                                     features=table_features(table, unit))
+                                     features=table_features(table, unit, names))
         if not note:
             out.events.paint.connect(lambda event, lay=out: self._painted(lay, event.value))
             self._keeper.follow_history(out)
         self._review = (out, per_slice, [0, 0, 0])
         self.review_btn.setEnabled(True)
-        per_class = ", ".join(f"class {int(k)}: {volume_text(v, unit)}"
+        per_class = ", ".join(f"{names.get(int(k)) or f'class {int(k)}'}: {volume_text(v, unit)}"
                               for k, v in zip(table["label"][:8], table["volume"][:8]))
         where = f"{res.mode}, grid {'x'.join(map(str, res.grid))}" if res.mode == "halo" else res.mode
         if res.resampled:   # the network saw the image at the voxel size it was trained at

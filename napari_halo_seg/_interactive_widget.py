@@ -34,8 +34,8 @@ from pathlib import Path
 import napari
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QLabel, QProgressBar, QPushButton,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QLabel, QLineEdit, QProgressBar,
+                            QPushButton, QVBoxLayout, QWidget)
 
 from halo_seg.interactive.segmenter import LabelMissing, axis_order
 from halo_seg.io.dicom_seg import SERIES_KEY
@@ -49,7 +49,7 @@ from ._kept_objects import (EARLIER, INTO, KEPT, ObjectsKeeper, atom_boxes as _a
 from ._paths import file_stem, last_session_path, learned_dir
 from ._prompt_layers import (STROKE_BACKGROUND, STROKE_OBJECT, box_key, click_key, extreme_key, slice_of as _slice_of,
                              sync_boxes, sync_clicks, sync_extreme, sync_strokes)
-from ._measure import UNIT, drop_row, layer_unit, object_row, set_row
+from ._measure import UNIT, drop_row, layer_unit, object_row, set_name, set_row
 from ._paintable import paintable
 from ._quality_plot import QualityPlot
 
@@ -123,8 +123,13 @@ class InteractiveWidget(QWidget):
                                "touching objects of equal brightness a few slices deep, such as nuclei, and costs "
                                "a little on low-contrast anatomy")
         self.strict.toggled.connect(self._set_strict)
+        self.object_name = QLineEdit()
+        self.object_name.setPlaceholderText("optional, e.g. liver")
+        self.object_name.setToolTip("the name Commit object gives the object (or an edited label): shown under the "
+                                    "cursor, kept with the objects, and written as the segment's or structure's "
+                                    "name when the objects are saved as DICOM SEG or an RT structure set")
         form = form_of(("image", self.image), ("weights", self.weights), ("quality", self.quality),
-                       ("device", self.device), ("", self.negative), ("", self.strict))
+                       ("device", self.device), ("", self.negative), ("", self.strict), ("object name", self.object_name))
 
         self.buttons = {}
         grid = QGridLayout()
@@ -638,14 +643,21 @@ class InteractiveWidget(QWidget):
         where = _flat_indices(free, box, data.shape)
         # its size beside its id when the cursor is over it (napari shows a Labels layer's features)
         row = object_row(free, new_id, self._image_layer()[0], box=box)   # the new id is nowhere else
-        if row:
-            set_row(objects, row)
+        name = self._take_name()
+        if row or name:
+            set_row(objects, {**row, "index": new_id, **({"name": name} if name else {})})
         n, left = len(where), int(inside.sum()) - len(where)
         self._last_commit = (objects, where, np.zeros(n, data.dtype), np.full(n, new_id, data.dtype), None)
         self._keeper.write(objects, box)
         self.status.setText(f"{gone}committed object {new_id} ({self._volume_text(n)}, {n} voxels"
                             + (f", {left} left to earlier objects)" if left else ")") + accepted + self._unkept())
         self._new_object()
+
+    def _take_name(self) -> str:
+        """The name typed for the object being committed; the field is emptied for the next one."""
+        name = self.object_name.text().strip()
+        self.object_name.clear()
+        return name
 
     def _commit_edit(self, pred: np.ndarray):
         """Write the corrected object back into the layer it was taken from, under its id: voxels of
@@ -673,8 +685,11 @@ class InteractiveWidget(QWidget):
         sub[changed] = new
         layer.data = data
         layer.refresh()
-        self._keeper.write(layer, box)   # where the layer is kept (objects)
         self._remeasure(layer, label)
+        name = self._take_name()
+        if name:
+            set_name(layer, label, name)
+        self._keeper.write(layer, box)   # where the layer is kept (objects), with the names
         self._last_commit = (layer, where, old, new, label)
         blocked = int((inside & (sub != label)).sum())   # voxels of other labels, never overwritten
         added, removed = int((new == label).sum()), int((new == 0).sum())
@@ -991,11 +1006,11 @@ class InteractiveWidget(QWidget):
         def read():
             from scipy import ndimage
             self._keeper.wait()   # a change handed over just before may be setting the earlier file aside
-            restored = read_kept(kept, shape)
-            return restored, ndimage.find_objects(restored)   # each object's box, for its measurements
+            restored, names = read_kept(kept, shape)
+            return restored, names, ndimage.find_objects(restored)   # each object's box, for its measurements
 
         def done(result):
-            restored, boxes = result
+            restored, names, boxes = result
             data = objects.data
             if tuple(data.shape) != shape:
                 self.status.setText("the objects layer changed shape meanwhile; nothing was restored")
@@ -1009,12 +1024,13 @@ class InteractiveWidget(QWidget):
             objects.data = data
             objects.refresh()
             objects.metadata.pop(EARLIER, None)   # restored: the layer, with them, is what is kept now
-            self._keeper.write(objects, box)
             ids = np.unique(held[free])
             for label in ids:
                 k = int(label) - offset
-                box = boxes[k - 1] if 0 < k <= len(boxes) else None
-                self._remeasure(objects, int(label), box)
+                self._remeasure(objects, int(label), boxes[k - 1] if 0 < k <= len(boxes) else None)
+                if names.get(k):
+                    set_name(objects, int(label), names[k])
+            self._keeper.write(objects, box)   # after the names: they are kept with the objects
             clash = int(mine.sum()) - int(free.sum())
             self.status.setText(f"restored {len(ids)} object{'' if len(ids) == 1 else 's'} from {kept}"
                                 + (f" as ids {int(ids.min())} to {int(ids.max())}" if offset and len(ids) else "")

@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from halo_seg.engine.output import CORRECTED   # the labels array's attribute: when a correction went into it
+from halo_seg.io.volume import SEGMENT_NAMES
+
+from ._measure import layer_names
 
 KEPT = "kept objects"      # a layer's metadata: the file it is kept in
 EARLIER = "kept earlier"   # a layer's metadata: the file holding an earlier napari session's objects
@@ -43,8 +46,9 @@ def set_aside(path: Path) -> Path:
     return aside
 
 
-def read_kept(path: Path, shape) -> np.ndarray:
-    """The kept objects of ``path`` (a volume of ``shape``), or a ValueError naming what is wrong."""
+def read_kept(path: Path, shape) -> tuple[np.ndarray, dict[int, str]]:
+    """The kept objects of ``path`` (a volume of ``shape``) and the names given to them, or a
+    ValueError naming what is wrong."""
     import zarr
     try:
         arr = zarr.open_array(str(path), mode="r")
@@ -52,7 +56,8 @@ def read_kept(path: Path, shape) -> np.ndarray:
         raise ValueError(f"cannot read the kept objects {path}: {exc}") from exc
     if tuple(arr.shape) != tuple(shape):
         raise ValueError(f"the kept objects {path} are {tuple(arr.shape)}, the image is {tuple(shape)}")
-    return np.asarray(arr[...])
+    names = arr.attrs.get(SEGMENT_NAMES) or {}
+    return np.asarray(arr[...]), {int(k): str(v) for k, v in names.items()}
 
 
 def _write(path: Path, shape, dtype, box, region: np.ndarray, attrs: dict, aside: Path | None,
@@ -138,6 +143,7 @@ class ObjectsKeeper:
         # what a reader needs to put the labels back on their scan (JSON: the geometry may hold arrays)
         attrs = json.loads(json.dumps(
             {"labels": True, "spacing": [float(s) for s in layer.scale[-3:]],
+             SEGMENT_NAMES: {str(k): v for k, v in layer_names(layer.features).items()},   # liver, tumour
              **{k: v for k, v in (layer.metadata or {}).items() if k in ("image", "unit", "geometry")}},
             default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
         self._submit(_write, Path(path), shape, np.dtype(data.dtype), box, region, attrs, aside, live)

@@ -42,10 +42,13 @@ def object_row(mask: np.ndarray, label: int, image_layer, box: tuple | None = No
 
 
 def set_row(labels_layer, row: dict):
-    """Add or replace one object's row in a Labels layer's features."""
+    """Add or replace one object's row in a Labels layer's features; what the row does not say (its
+    name) stays as it was."""
     old = labels_layer.features
-    rows = [r for r in old.to_dict("records") if r.get("index") != row["index"]] if "index" in old else []
-    rows.append(row)
+    records = old.to_dict("records") if "index" in old else []
+    before = next((r for r in records if r.get("index") == row["index"]), {})
+    rows = [r for r in records if r.get("index") != row["index"]]
+    rows.append({**before, **row})
     labels_layer.features = {k: [r.get(k) for r in rows] for k in dict.fromkeys(k for r in rows for k in r)}
 
 
@@ -58,11 +61,12 @@ def drop_row(labels_layer, index: int):
     labels_layer.features = {k: [r.get(k) for r in rows] for k in old.columns}
 
 
-def table_features(table: dict, unit) -> dict:
+def table_features(table: dict, unit, names: dict | None = None) -> dict:
     """halo_seg.measure's table -> a Labels layer's features (every object, e.g. the classes of the
-    automatic segmentation)."""
+    automatic segmentation, with ``names``: id -> name, such as the model's class names)."""
     size = table["volume_ml"] if "volume_ml" in table else table["volume"]
-    out = {"index": table["label"], "voxels": table["voxels"], _size_column(unit): np.round(size, 4)}
+    out = {"index": table["label"], **({"name": [names.get(int(k), "") for k in table["label"]]} if names else {}),
+           "voxels": table["voxels"], _size_column(unit): np.round(size, 4)}
     if "mean" in table:
         out["mean intensity"] = np.round(table["mean"], 4)
     return out
@@ -85,3 +89,16 @@ def save_table_csv(widget, table: dict | None, default_name: str, path: str | No
         widget.status.setText(f"error: {exc}")
     except OSError as exc:
         widget.status.setText(f"error: cannot write {path}: {exc}")
+
+
+def layer_names(features) -> dict[int, str]:
+    """A Labels layer's names of its ids (the features' 'name' column: a SEG's segments, a model's
+    classes, the names given to committed objects); ids without one are left out."""
+    if features is None or "index" not in features or "name" not in features:
+        return {}
+    return {int(i): n for i, n in zip(features["index"], features["name"]) if isinstance(n, str) and n}
+
+
+def set_name(labels_layer, index: int, name: str):
+    """Name one object of a Labels layer (its features' row, made if it has none)."""
+    set_row(labels_layer, {"index": int(index), "name": name})

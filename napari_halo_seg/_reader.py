@@ -17,7 +17,7 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.io.labels import label_dtype, whole_labels
 from halo_seg.io.tiff_slices import looks_like_slices
-from halo_seg.io.volume import SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
+from halo_seg.io.volume import SEGMENT_NAMES, SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
 
 from ._paintable import paintable
 
@@ -77,7 +77,7 @@ def read_volume(path):
             import warnings
             warnings.warn(f"{p}: {note}")
         # the names a SEG, a structure set or a Slicer segmentation gives its labels, under the cursor
-        names = vol.meta.get("segment_names") or {}
+        names = vol.meta.get(SEGMENT_NAMES) or {}
         features = {"features": {"index": list(names), "name": list(names.values())}} if names else {}
         layers = [(data, {"name": name, "scale": vol.spacing, "metadata": meta, **features}, "labels")]
         if is_output and (p / UNCERTAINTY).is_dir():   # where the labels are likely wrong, shown on demand

@@ -1,6 +1,7 @@
 """napari writer: a Labels layer to chunked zarr or NIfTI, placed where its scan lies when the layer
 carries that scan's geometry (the reader puts it on image layers, the widgets on the labels they make),
-or to DICOM SEG beside the DICOM series it was drawn on, or into the OME-Zarr image it was drawn on."""
+or to DICOM SEG (or an RT structure set: a name ending .rtstruct.dcm, or labels read from one) beside
+the DICOM series it was drawn on, or into the OME-Zarr image it was drawn on."""
 from __future__ import annotations
 
 import re
@@ -14,6 +15,9 @@ from halo_seg.io import VolumeError, write_labels as _write
 from halo_seg.io.dicom_seg import SEG_SUFFIXES, SERIES_KEY, write_dicom_seg
 from halo_seg.io.geometry import KEY as GEOMETRY, check
 from halo_seg.io.ome_labels import is_ome_image, write_ome_labels
+from halo_seg.io.rtstruct import wants_rtstruct, write_rtstruct
+
+from ._measure import layer_names
 
 
 class WriteError(RuntimeError):
@@ -38,11 +42,14 @@ def _write_layer(path: str, data, meta: dict) -> list[str]:
         write_ome_labels(arr, path, name=name)
         return [path]
     if str(path).lower().endswith(SEG_SUFFIXES):
-        series = (meta.get("metadata") or {}).get(SERIES_KEY)
+        info = meta.get("metadata") or {}
+        rt = wants_rtstruct(path, info.get("format"))   # a structure set read in goes back as one
+        series = info.get(SERIES_KEY)
         if not series:
-            raise VolumeError("this layer was not drawn on a DICOM series opened with Halo Seg, so it "
-                              "cannot be a DICOM SEG; save it as .nii.gz or .zarr")
-        write_dicom_seg(np.asarray(arr), series, path)
+            raise VolumeError(f"this layer was not drawn on a DICOM series opened with Halo Seg, so it "
+                              f"cannot be {'an RT structure set' if rt else 'a DICOM SEG'}; save it as .nii.gz "
+                              "or .zarr")
+        (write_rtstruct if rt else write_dicom_seg)(np.asarray(arr), series, path, names=layer_names(meta.get("features")))
         return [path]
     geometry = (meta.get("metadata") or {}).get(GEOMETRY)
     if geometry is not None:
@@ -52,5 +59,6 @@ def _write_layer(path: str, data, meta: dict) -> list[str]:
             # the layer no longer matches its scan's grid: say so, and keep the user's labels
             warnings.warn(f"{exc}; saving {path} with the voxel size alone")
             geometry = None
-    _write(arr, path, spacing=scale, geometry=geometry, unit=(meta.get("metadata") or {}).get("unit"))
+    _write(arr, path, spacing=scale, geometry=geometry, unit=(meta.get("metadata") or {}).get("unit"),
+           names=layer_names(meta.get("features")))
     return [path]

@@ -3,15 +3,15 @@ halo engine (2 ranks) and the automatic-segmentation dock widget; and the intera
 a box on the left thalamus, propagation and one correction on the recommended slice; and the same
 widget after "Learn from objects" on three committed objects, segmenting a fourth; and the left
 caudate prompted with one box on a coronal slice and propagated across the coronal slices.
-`colin27`, `coronal`, `train`, `finetune`, `review`, `compare`, `one_mm`, `edit` or `strokes` as the argument makes only
-that one (edit: Edit label on a mirrored atlas's left hippocampus, two painted slices, one propagation;
+`colin27`, `coronal`, `train`, `finetune`, `review`, `compare`, `one_mm`, `edit`, `strokes` or `named` as the argument
+makes only that one (edit: Edit label on a mirrored atlas's left hippocampus, two painted slices, one propagation;
 finetune: the training widget fine-tuning the default model into three new classes; review: a
 mirrored automatic run, its uncertainty over the labels on the first slice to review; compare: the default
 model's labels against the sample's own, on deep grey matter's worst slice; one_mm: the 1 mm Colin27 scan
 from ../shared/data opened from its NIfTI, segmented by the 2 mm default model at its own voxel size;
-strokes: a stroke correcting the left putamen's box-segmented slice).
+strokes: a stroke correcting the left putamen's box-segmented slice; named: objects named as they are committed).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named]
 """
 from __future__ import annotations
 
@@ -308,11 +308,33 @@ def strokes(s):
     _shoot(viewer, w, "napari_strokes.png")
 
 
+def named(s):
+    """Objects named as they are committed: the left thalamus boxed, propagated and committed as
+    "thalamus L", the right one propagated with its name typed; the cursor over the first shows its
+    name and volume in napari's status bar."""
+    viewer, w = _interactive_viewer(s)
+    left = s.labels == 77
+    z = _box_on_largest_slice(viewer, w, left)
+    w.object_name.setText("thalamus L")
+    w.commit()
+    right = s.labels == 78
+    _box_on_largest_slice(viewer, w, right)
+    w.object_name.setText("thalamus R")
+    w.goto_slice(z)
+    both = left[z] | right[z]
+    viewer.camera.zoom = 3.0
+    viewer.camera.center = (0, *(np.argwhere(both).mean(0) * s.spacing[1:]))
+    viewer.layers.selection.active = viewer.layers["objects"]
+    inside = np.argwhere(np.asarray(viewer.layers["objects"].data[z]) == 1).mean(0).round()
+    viewer.cursor.position = (z * s.spacing[0], *(inside * s.spacing[1:]))   # as if the mouse were there
+    _shoot(viewer, w, "napari_named.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
-                        ["edit"], ["strokes"]):
+                        ["edit"], ["strokes"], ["named"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

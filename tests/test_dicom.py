@@ -250,6 +250,10 @@ def test_segment_a_series_and_send_it_back_as_dicom_seg(tmp_path, series, tiny_w
     values = [v for v in np.unique(labels) if v]
     assert seg.number_of_segments == len(values)
     assert seg.get_segment_description(1).algorithm_type == hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
+    # each segment named by the model's class (tiny_weights: bg, a, b), not "object N"
+    assert [seg.get_segment_description(i + 1).segment_label for i in range(len(values))] == \
+        [{1: "a", 2: "b"}[int(v)] for v in values]
+    assert open_volume(tmp_path / "seg.zarr").meta["segment_names"] == {1: "a", 2: "b"}
     np.save(tmp_path / "lab.npy", labels)
     capsys.readouterr()
     assert main(["export", str(tmp_path / "lab.npy"), str(tmp_path / "x.dcm")]) == 2
@@ -271,6 +275,12 @@ def test_napari_objects_drawn_on_a_series_save_as_dicom_seg(make_napari_viewer, 
     objects.save(str(tmp_path / "objects.dcm"), plugin="napari-halo-seg")
     seg = hd.seg.segread(str(tmp_path / "objects.dcm"))
     assert seg.number_of_segments == 1 and seg.get_segment_description(1).segment_label == "object 2"
+    objects.features = {"index": [2], "name": ["tumour"]}   # as Commit object names it
+    objects.save(str(tmp_path / "contours.rtstruct.dcm"), plugin="napari-halo-seg")   # or as contours, named
+    rt = pydicom.dcmread(tmp_path / "contours.rtstruct.dcm")
+    assert rt.Modality == "RTSTRUCT" and [r.ROIName for r in rt.StructureSetROISequence] == ["tumour"]
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "contours.rtstruct.dcm").data),
+                                  objects.data)              # its id kept as its ROI number
     objects.save(str(tmp_path / "objects.nii.gz"), plugin="napari-halo-seg")   # and NIfTI, on the series
     np.testing.assert_allclose(nib.load(str(tmp_path / "objects.nii.gz")).affine,
                                best_affine(open_volume(folder).meta[KEY]), atol=1e-5)
@@ -406,7 +416,7 @@ def test_napari_opens_a_dicom_seg_as_labels_that_save_back_as_a_seg(make_napari_
     from halo_seg.io.dicom_seg import write_dicom_seg
     folder, _, _, _ = series
     labels = _labels_on(open_volume(folder))
-    write_dicom_seg(labels, folder, tmp_path / "seg.dcm")
+    write_dicom_seg(labels, folder, tmp_path / "seg.dcm", names={5: "liver", 9: "tumour"})
     viewer = make_napari_viewer()
     layer, = viewer.open(str(tmp_path / "seg.dcm"), plugin="napari-halo-seg")
     assert layer.__class__.__name__ == "Labels" and isinstance(layer.data, np.ndarray)
@@ -416,6 +426,8 @@ def test_napari_opens_a_dicom_seg_as_labels_that_save_back_as_a_seg(make_napari_
     back = hd.seg.segread(str(tmp_path / "corrected.dcm"))
     assert back.number_of_segments == 3
     np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "corrected.dcm").data), layer.data)
+    # the segments keep the names they were read with (the new object has none)
+    assert [back.get_segment_description(i).segment_label for i in (1, 2, 3)] == ["liver", "object 7", "tumour"]
 
 
 def _write_rtstruct(path, vol, rois):
@@ -471,14 +483,14 @@ def test_an_rt_structure_set_opens_as_labels_on_its_series(tmp_path, series, mak
     organ = [(2, _rect(3, 4, 6, 8)), (3, _rect(3, 4, 6, 8)), (3, _rect(4, 5, 5, 6)),   # a hole on slice 3
              (4, [(4.0, 4.0)], "POINT")]                     # a marker: no voxels
     _write_rtstruct(folder / "rt.dcm", vol, [(7, "BODY", body), (3, "tumour", organ)])
-    expected = np.zeros(vol.shape, np.uint16)
-    expected[1:6, 1:11, 1:9] = 1
-    expected[2:4, 4:9, 3:7] = 2
-    expected[3, 5:7, 4:6] = 1                                # the hole shows the body beneath
+    expected = np.zeros(vol.shape, np.uint16)                # each structure labelled with its ROI number
+    expected[1:6, 1:11, 1:9] = 7
+    expected[2:4, 4:9, 3:7] = 3
+    expected[3, 5:7, 4:6] = 7                                # the hole shows the body beneath
     np.testing.assert_array_equal(np.asarray(open_volume(folder).data), np.asarray(vol.data))   # passed over
     rt = open_volume(folder / "rt.dcm")
     np.testing.assert_array_equal(np.asarray(rt.data), expected)
-    assert rt.meta["segment_names"] == {1: "BODY", 2: "tumour"} and rt.meta["overlap"] == int((expected == 2).sum())
+    assert rt.meta["segment_names"] == {7: "BODY", 3: "tumour"} and rt.meta["overlap"] == int((expected == 3).sum())
     viewer = make_napari_viewer()
     layer, = viewer.open(str(folder / "rt.dcm"), plugin="napari-halo-seg")
     assert layer.__class__.__name__ == "Labels" and list(layer.features["name"]) == ["BODY", "tumour"]
@@ -494,3 +506,123 @@ def test_an_rt_structure_set_opens_as_labels_on_its_series(tmp_path, series, mak
     ds.save_as(tmp_path / "nameless.dcm")
     with pytest.raises(VolumeError, match="nameless.dcm: the structure set names no series it was drawn on"):
         open_volume(tmp_path / "nameless.dcm")
+
+
+def _dicom_pixel(point, head):
+    """DICOM PS3.3 C.7.6.2.1.1 solved for (row, column) of an LPS ``point`` on the image ``head``,
+    and its distance from the image's plane."""
+    ipp = np.asarray(head.ImagePositionPatient, float)
+    iop = np.asarray(head.ImageOrientationPatient, float)
+    row_dir, col_dir = iop[:3], iop[3:]
+    d_row, d_col = (float(v) for v in head.PixelSpacing)
+    v = point - ipp
+    return (v @ col_dir) / d_row, (v @ row_dir) / d_col, abs(v @ np.cross(row_dir, col_dir))
+
+
+def test_labels_go_out_as_an_rt_structure_set_on_their_series(tmp_path, series, capsys):
+    from skimage.draw import polygon2mask
+    from skimage.morphology import ball
+    from halo_seg.io.rtstruct import write_rtstruct
+    folder, _, _, _ = series                                 # oblique slices, 0.7 x 0.6 mm pixels
+    vol = open_volume(folder)
+    labels = np.zeros(vol.shape, np.uint16)                  # 7 x 12 x 10
+    labels[1:6, 1:11, 1:9] = 3                               # a body ...
+    labels[2:5, 3:8, 3:7] = 8                                # ... an organ in it, its slice 3 ringed round an island
+    labels[3, 4:7, 4:6] = 3
+    labels[3, 5, 4] = 8
+    labels[0, 0, 0] = labels[0, 1, 1] = 5                    # diagonal pixels in the image's corner
+    labels[:, 6:, :5][ball(3)[:, 1:, 2:].astype(bool)] = 11   # through the first and last slice
+    names = {3: "BODY", 8: "tumour Ü", 5: "marks"}
+    write_rtstruct(labels, folder, tmp_path / "rs.dcm", names=names, automatic=True)
+    ds = pydicom.dcmread(tmp_path / "rs.dcm")
+    heads = {str(h.SOPInstanceUID): h for h in (pydicom.dcmread(f, stop_before_pixels=True) for f in vol.meta["files"])}
+    assert ds.Modality == "RTSTRUCT" and ds.FrameOfReferenceUID == next(iter(heads.values())).FrameOfReferenceUID
+    rois = {int(r.ROINumber): str(r.ROIName) for r in ds.StructureSetROISequence}
+    assert sorted(rois.values()) == ["BODY", "marks", "object 11", "tumour Ü"]
+    assert {str(r.ROIGenerationAlgorithm) for r in ds.StructureSetROISequence} == {"AUTOMATIC"}
+    # independently of this package's geometry: each contour lies in the plane of the image it names,
+    # and filled there (skimage, pixel centres) by exclusive or gives each label's voxels
+    back = {v: np.zeros(vol.shape, bool) for v in rois}
+    order = {uid: k for k, uid in enumerate(str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+                                            for f in vol.meta["files"])}
+    for item in ds.ROIContourSequence:
+        for c in item.ContourSequence:
+            uid = str(c.ContourImageSequence[0].ReferencedSOPInstanceUID)
+            pts = np.asarray(c.ContourData, float).reshape(-1, 3)
+            rcd = np.array([_dicom_pixel(p, heads[uid]) for p in pts])
+            assert rcd[:, 2].max() < 1e-3 and c.ContourGeometricType == "CLOSED_PLANAR"
+            back[int(item.ReferencedROINumber)][order[uid]] ^= polygon2mask(vol.shape[1:], rcd[:, :2])
+    for number, name in rois.items():
+        value = {"BODY": 3, "tumour Ü": 8, "marks": 5, "object 11": 11}[name]
+        np.testing.assert_array_equal(back[number], labels == value)
+    # this package reads it back as the same labels; saved in the series' folder it is passed over
+    # when the folder is opened
+    ds.save_as(folder / "rs.dcm")
+    np.testing.assert_array_equal(np.asarray(open_volume(folder).data), np.asarray(vol.data))
+    rt = open_volume(folder / "rs.dcm")                     # the label values are the ROI numbers
+    assert rt.meta["overlap"] == 0 and rt.meta["segment_names"] == {**names, 11: "object 11"}
+    np.testing.assert_array_equal(np.asarray(rt.data), labels)
+    # measured, each structure by its name
+    assert main(["measure", str(folder / "rs.dcm"), "--csv", str(tmp_path / "m.csv")]) == 0
+    assert "tumour Ü" in capsys.readouterr().out
+    import csv
+    with open(tmp_path / "m.csv", newline="", encoding="utf-8") as f:
+        measured = {r["name"]: int(r["voxels"]) for r in csv.DictReader(f)}
+    assert measured == {"BODY": int((labels == 3).sum()), "tumour Ü": int((labels == 8).sum()),
+                        "marks": 2, "object 11": int((labels == 11).sum())}
+    # compared with a set that numbers the structures otherwise: said, not passed off as a comparison of organs
+    write_rtstruct(labels, folder, tmp_path / "swapped.dcm", names={3: "Tumour Ü", 8: "body", 5: "marks"})
+    capsys.readouterr()
+    assert main(["evaluate", str(folder / "rs.dcm"), str(tmp_path / "swapped.dcm"), "--no-distances"]) == 0
+    out = capsys.readouterr().out
+    assert "2 ids name different structures" in out and "3: 'BODY' against 'Tumour Ü'" in out
+    write_rtstruct(labels, folder, tmp_path / "same.dcm", names={3: "body", 8: "tumour ü", 5: "Marks"})
+    assert main(["evaluate", str(folder / "rs.dcm"), str(tmp_path / "same.dcm"), "--no-distances"]) == 0
+    assert "warning" not in capsys.readouterr().out          # the same names, in other letter case
+    # labels read from a structure set export back as one, names and all; any labels to .rtstruct.dcm
+    assert main(["export", str(folder / "rs.dcm"), str(tmp_path / "again.dcm")]) == 0
+    assert "RT structure set of (7, 12, 10) labels" in capsys.readouterr().out
+    again = pydicom.dcmread(tmp_path / "again.dcm")
+    assert again.Modality == "RTSTRUCT" and [r.ROIName for r in again.StructureSetROISequence] == \
+        ["BODY", "marks", "tumour Ü", "object 11"]
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "again.dcm").data), labels)
+    np.save(tmp_path / "lab.npy", labels)
+    assert main(["export", str(tmp_path / "lab.npy"), str(tmp_path / "x.rtstruct.dcm"), "--like", str(folder)]) == 0
+    assert pydicom.dcmread(tmp_path / "x.rtstruct.dcm").Modality == "RTSTRUCT"
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "lab.npy"), str(tmp_path / "y.rtstruct.dcm")]) == 2
+    assert "an RT structure set references the DICOM series" in capsys.readouterr().err
+    with pytest.raises(VolumeError, match="the labels are empty"):
+        write_rtstruct(np.zeros(vol.shape, np.uint8), folder, tmp_path / "empty.dcm")
+    with pytest.raises(VolumeError, match="not on the grid of the DICOM series"):
+        write_rtstruct(labels[1:], folder, tmp_path / "short.dcm")
+    assert not (tmp_path / "empty.dcm").exists() and not (tmp_path / "short.dcm").exists()
+
+
+def test_the_scanline_fill_agrees_with_skimage_on_random_outlines():
+    from skimage.draw import polygon2mask
+    from halo_seg.io.rtstruct import fill_even_odd, slice_contours
+    rng = np.random.default_rng(4)
+    for _ in range(200):                                     # crossing, nested, partly outside the slice
+        shape = tuple(int(v) for v in rng.integers(4, 30, 2))
+        outlines = [rng.uniform(-4, 34, (int(rng.integers(3, 10)), 2)) for _ in range(int(rng.integers(1, 4)))]
+        expected = np.zeros(shape, bool)
+        for o in outlines:
+            expected ^= polygon2mask(shape, o)
+        np.testing.assert_array_equal(fill_even_odd(outlines, shape), expected)
+    for _ in range(100):                                     # a mask's outlines fill back to the mask
+        mask = rng.random((17, 23)) < rng.uniform(0.2, 0.8)
+        np.testing.assert_array_equal(fill_even_odd(slice_contours(mask), mask.shape), mask)
+
+
+def test_napari_saves_a_structure_set_read_in_back_as_one(make_napari_viewer, tmp_path, series):
+    folder, _, _, _ = series
+    vol = open_volume(folder)
+    _write_rtstruct(folder / "rt.dcm", vol, [(7, "BODY", [(k, _rect(1, 1, 8, 10)) for k in range(1, 6)])])
+    viewer = make_napari_viewer()
+    layer, = viewer.open(str(folder / "rt.dcm"), plugin="napari-halo-seg")
+    layer.data[3, 2:4, 2:4] = 2                              # a new structure drawn on it
+    layer.save(str(tmp_path / "corrected.dcm"), plugin="napari-halo-seg")
+    ds = pydicom.dcmread(tmp_path / "corrected.dcm")
+    assert ds.Modality == "RTSTRUCT" and [r.ROIName for r in ds.StructureSetROISequence] == ["object 2", "BODY"]
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "corrected.dcm").data), layer.data)

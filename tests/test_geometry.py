@@ -125,7 +125,7 @@ def test_segment_then_export_places_labels_on_the_scan(tmp_path, scan, tiny_weig
     assert main(["export", str(tmp_path / "float.npy"), str(tmp_path / "z.nii.gz")]) == 2
     assert "not labels" in capsys.readouterr().err and not (tmp_path / "z.nii.gz").exists()
     assert main(["export", str(tmp_path / "lab.npy"), str(tmp_path / "lab.xyz")]) == 2
-    assert "use .nii.gz, .nii, .nrrd, .mha, .tif or .zarr (labels), .dcm (DICOM SEG), .stl, .ply, .obj" in capsys.readouterr().err
+    assert "use .nii.gz, .nii, .nrrd, .mha, .tif or .zarr (labels), .dcm (DICOM SEG), .rtstruct.dcm (RT structure set), .stl, .ply, .obj" in capsys.readouterr().err
     assert main(["info", str(path)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["origin_mm"] == [101.5, 87.0, -64.0] and info["orientation"] == orientation(open_volume(path).meta[KEY])

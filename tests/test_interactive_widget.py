@@ -894,8 +894,11 @@ def test_committed_objects_are_kept_on_disk_and_restored_after_a_restart(make_na
     qtbot.waitUntil(lambda: on_disk()[5, 4, 4] == 0)
     w.undo()                                                     # the commit taken back out
     assert not on_disk().any()
-    w.commit()                                                   # and committed again
-    assert np.array_equal(on_disk(), first)
+    w.object_name.setText("left blob")
+    w.commit()                                                   # and committed again, named
+    assert np.array_equal(on_disk(), first) and w.object_name.text() == ""
+    assert list(objects.features["name"]) == ["left blob"] and objects.features["voxels"][0] == first.sum()
+    assert zarr.open_array(str(kept), mode="r").attrs["segment_names"] == {"1": "left blob"}
     # the layer opens as labels where it lies, as any halo-seg labels file
     from napari_halo_seg._reader import read_volume
     (data, meta, kind), = read_volume(str(kept))
@@ -917,6 +920,8 @@ def test_committed_objects_are_kept_on_disk_and_restored_after_a_restart(make_na
     _wait(qtbot, w2)
     assert "restored 1 object" in w2.status.text(), w2.status.text()
     assert np.array_equal(np.asarray(viewer.layers["objects"].data), first)
+    assert dict(zip(viewer.layers["objects"].features["index"], viewer.layers["objects"].features["name"])) == \
+        {1: "left blob"}                                         # its name came back with it
     w2.restore_objects()
     assert "no objects of an earlier napari session" in w2.status.text()
 
@@ -924,6 +929,7 @@ def test_committed_objects_are_kept_on_disk_and_restored_after_a_restart(make_na
     w3 = restart()
     truth2 = np.asarray(viewer.layers["phantom truth"].data) == 2
     _box_and_segment(qtbot, w3, truth2)
+    w3.object_name.setText("right blob")
     w3.commit()
     second = np.asarray(viewer.layers["objects"].data).copy()
     on_disk()
@@ -937,6 +943,9 @@ def test_committed_objects_are_kept_on_disk_and_restored_after_a_restart(make_na
     assert np.array_equal(now == 1, second == 1)                 # this session's object keeps its id
     assert np.array_equal(now == 2, first.astype(bool) & (second == 0))   # the earlier one joins after it
     assert np.array_equal(on_disk(), now)
+    features = viewer.layers["objects"].features
+    assert dict(zip(features["index"], features["name"])) == {1: "right blob", 2: "left blob"}
+    assert list(features["voxels"]) == [int((now == 1).sum()), int((now == 2).sum())]
 
 
 def test_the_layers_to_draw_in_are_there_from_the_start(make_napari_viewer, qtbot):

@@ -50,11 +50,12 @@ def test_auto_widget_segments_in_background(make_napari_viewer, qtbot, tmp_path,
     segment(phantom_npy, tmp_path / "ref.zarr", tiny_weights, mode="whole")
     ref = zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...]
     np.testing.assert_array_equal(np.asarray(lab.data), ref)
-    # each class's size: on the layer (napari shows it under the cursor) and in the status line
+    # each class's name and size: on the layer (napari shows it under the cursor) and in the status line
     classes = [k for k in np.unique(ref) if k]
-    assert list(lab.features["index"]) == classes
+    names = {1: "a", 2: "b"}                                 # tiny_weights' classes: bg, a, b
+    assert list(lab.features["index"]) == classes and list(lab.features["name"]) == [names[k] for k in classes]
     assert list(lab.features["voxels"]) == [int((ref == k).sum()) for k in classes]
-    assert f"class {classes[0]}: {int((ref == classes[0]).sum())} voxel units³" in w.status.text()
+    assert f"{names[classes[0]]}: {int((ref == classes[0]).sum())} voxel units³" in w.status.text()
 
 
 def test_auto_widget_mirror_views(make_napari_viewer, qtbot, tmp_path, phantom_npy, tiny_weights):

@@ -67,7 +67,7 @@ def find_cases(folder, outputs_first: bool = False) -> list[Path]:
 
 def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[str], None] = print,
                    **segment_kwargs) -> list[dict]:
-    """Segment each case of ``folder`` into ``out_dir``; ``export``: a suffix (".nii.gz", ".dcm")
+    """Segment each case of ``folder`` into ``out_dir``; ``export``: a suffix (".nii.gz", ".dcm", ".rtstruct.dcm")
     for a copy of each case's labels placed on its scan. Returns one row per case (also written to
     ``out_dir/batch.csv``): case, input, status (done, already done, failed), seconds, output,
     export, error, resampled (the case's spacing -> the model's, where the network ran resampled)."""
@@ -83,8 +83,9 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
         export = "." + export
     if export:   # a suffix export cannot write is refused before any case is segmented
         from .io.mesh import MESH_SUFFIXES
+        from .io.rtstruct import RT_SUFFIX
         from .io.volume import ITK_WRITE, NIFTI_SUFFIXES
-        known = NIFTI_SUFFIXES + ITK_WRITE + (".tif", ".tiff", ".dcm") + MESH_SUFFIXES   # .zarr: the output itself
+        known = NIFTI_SUFFIXES + ITK_WRITE + (".tif", ".tiff", ".dcm", RT_SUFFIX) + MESH_SUFFIXES   # .zarr: the output itself
         if export.lower() not in known:
             raise VolumeError(f"--export {export}: use one of {', '.join(known)}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,9 +103,9 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
                 row["resampled"] = " -> ".join(spacing_text(res.resampled[k], sep="x") for k in ("from_spacing", "spacing"))
             if export:
                 target = out_dir / f"{name}{export}"
-                if export.lower() == ".dcm" and not looks_like_series(Path(case)):
-                    raise VolumeError(f"{Path(case).name} is not a DICOM series, which a DICOM SEG references; "
-                                      "the labels are in the .zarr (--export .nii.gz places them on the scan)")
+                if export.lower().endswith(".dcm") and not looks_like_series(Path(case)):
+                    raise VolumeError(f"{Path(case).name} is not a DICOM series, which a DICOM SEG or structure set "
+                                      "references; the labels are in the .zarr (--export .nii.gz places them on the scan)")
                 if not (res.skipped and target.exists()):
                     export_labels(out, target)
                 row["export"] = str(target)

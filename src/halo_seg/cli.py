@@ -581,7 +581,8 @@ def cmd_measure(a) -> int:
     from .io import geometry, open_volume
     from .io.labels import open_labels
     from .io.volume import length_unit
-    from .measure import check_table_path, format_table, measure_labels, write_csv
+    from .io.volume import SEGMENT_NAMES
+    from .measure import check_table_path, format_table, measure_labels, with_names, write_csv
     given = _spacing_arg(a.spacing)   # a typo is reported before any voxel is read
     if a.csv:
         check_table_path(Path(a.csv))
@@ -601,6 +602,7 @@ def cmd_measure(a) -> int:
     if a.shape:
         from .measure import add_shape
         table = add_shape(table, lab.data, spacing)
+    table = with_names(table, lab.meta.get(SEGMENT_NAMES))   # "liver", not only 3
     print(format_table(table, unit, most=a.most))
     if a.csv:
         print("wrote " + str(write_csv(table, a.csv)))
@@ -685,8 +687,9 @@ def cmd_session(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from .evaluate import compare_instances, compare_labels, format_comparison, format_instances
+    from .evaluate import compare_instances, compare_labels, format_comparison, format_instances, name_mismatch
     from .io.labels import open_labels
+    from .io.volume import SEGMENT_NAMES
     from .measure import check_table_path, write_csv
     from .batch import is_case_folder
     if a.csv:   # before any voxel is read
@@ -702,6 +705,9 @@ def cmd_evaluate(a) -> int:
     else:
         table = compare_labels(pred.data, truth.data, truth.spacing, labels=a.labels, distances=not a.no_distances)
         print(format_comparison(table, truth.meta.get("unit")))
+        note = name_mismatch(pred.meta.get(SEGMENT_NAMES), truth.meta.get(SEGMENT_NAMES), table["label"])
+        if note:
+            print(note)
     if a.csv:
         print("wrote " + str(write_csv(table, a.csv)))
     return 0
@@ -780,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("output", help="output folder: <case>.zarr for each case, and batch.csv")
     b.add_argument("--export", default=None, metavar="SUFFIX",
                    help="also write each case's labels placed on its scan, e.g. .nii.gz, or .dcm (DICOM SEG), "
-                   "or .tif (for Fiji)")
+                   ".rtstruct.dcm (RT structure set), or .tif (for Fiji)")
     _engine_args(b)
     b.set_defaults(fn=cmd_batch)
     r = sub.add_parser("resample", help="a volume on another voxel grid of the same extent (a model's voxel size, "
@@ -803,19 +809,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("weights", help="a .safetensors file written by halo-seg train")
     c.add_argument("--out", default=None, help="the card's path (default: the weights' path with .md)")
     c.set_defaults(fn=cmd_card)
-    e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, as DICOM SEG, or as "
-                       "calibrated TIFF for Fiji")
+    e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, as DICOM SEG or an RT "
+                       "structure set, or as calibrated TIFF for Fiji")
     e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF or .npy")
-    e.add_argument("output", help="output .nii.gz, .nii, .zarr, .tif (an ImageJ stack with its voxel size), .dcm "
-                                  "(DICOM SEG), .stl / .ply / .obj (surface "
-                                  "meshes in scanner mm), or the OME-Zarr image the labels belong to (they go "
-                                  "into its labels/NAME)")
+    e.add_argument("output", help="output .nii.gz, .nii, .nrrd, .mha, .zarr, .tif (an ImageJ stack with its voxel "
+                                  "size), .dcm (DICOM SEG; labels read from an RT structure set go back as one), "
+                                  ".rtstruct.dcm (RT structure set: contours for a planning system), .stl / .ply / "
+                                  ".obj (surface meshes in scanner mm), or the OME-Zarr image the labels belong to "
+                                  "(they go into its labels/NAME)")
     e.add_argument("--name", default="halo-seg", help="the label image's name inside an OME-Zarr image")
     e.add_argument("--label", type=int, default=None, help="mesh: only this label value (default: a file per label)")
     e.add_argument("--smooth", type=int, default=0, help="mesh: Taubin smoothing iterations (volume-preserving)")
     e.add_argument("--like", default=None,
                    help="the scan the labels were computed on (NIfTI, or a DICOM series folder): its affines "
-                        "and codes, or for .dcm the images the SEG references; default: `segment`'s input")
+                        "and codes, or for .dcm the images the SEG or structure set references; default: "
+                        "`segment`'s input")
     e.set_defaults(fn=cmd_export)
     m = sub.add_parser("measure", help="per object: voxels, volume (mL for scans in mm), centroid, bounding box, "
                                        "and with --image the intensity inside it")

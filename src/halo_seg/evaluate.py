@@ -137,6 +137,23 @@ def format_comparison(table: dict[str, np.ndarray], unit: str | None) -> str:
     return "\n".join(lines)
 
 
+def name_mismatch(pred_names: dict | None, truth_names: dict | None, labels) -> str | None:
+    """A warning where both volumes name their labels (a SEG's segments, a structure set's
+    structures) and a compared id carries different names: labels are compared by id, and two
+    systems may number the same structures differently."""
+    if not pred_names or not truth_names:
+        return None
+    differ = [(int(k), pred_names[int(k)], truth_names[int(k)]) for k in labels
+              if int(k) in pred_names and int(k) in truth_names
+              and pred_names[int(k)].strip().lower() != truth_names[int(k)].strip().lower()]
+    if not differ:
+        return None
+    shown = "; ".join(f"{k}: '{p}' against '{t}'" for k, p, t in differ[:5])
+    return (f"warning: labels are compared by id, and {len(differ)} id{'s' if len(differ) > 1 else ''} "
+            f"name{'' if len(differ) > 1 else 's'} different structures in the two volumes ({shown}"
+            f"{' ...' if len(differ) > 5 else ''}); renumber one to match the other")
+
+
 def disagreement_per_slice(pred, truth, labels, cancel=None) -> dict[int, tuple[np.ndarray, ...]]:
     """For each label k: how many voxels of each slice along z, y and x are k in one volume and not
     in the other (where a reviewer finds that label's errors), counted in one pass of slabs."""

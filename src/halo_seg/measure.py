@@ -214,7 +214,7 @@ def write_csv(table: dict[str, np.ndarray], path: str | Path) -> Path:
     path = Path(path)
     check_table_path(path)
     cols = list(table)
-    with path.open("w", newline="") as f:
+    with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for i in range(len(table[cols[0]]) if cols else 0):   # every column holds one value per row
@@ -247,6 +247,19 @@ def _fmt(v) -> str:
     return f"{float(v):.6g}"
 
 
+def with_names(table: dict[str, np.ndarray], names: dict | None) -> dict[str, np.ndarray]:
+    """The table with a ``name`` column after ``label`` (the names a SEG, a structure set or a
+    model's classes give the ids; '' for an id without one); unchanged without names."""
+    if not names:
+        return table
+    out = {}
+    for key, column in table.items():
+        out[key] = column
+        if key == "label":
+            out["name"] = np.array([str(names.get(int(v), "")) for v in column], dtype=object)
+    return out
+
+
 def format_table(table: dict[str, np.ndarray], unit: str | None, most: int = 20) -> str:
     """A short human-readable table: the largest ``most`` objects, and the count and total."""
     n = len(table["label"])
@@ -255,12 +268,15 @@ def format_table(table: dict[str, np.ndarray], unit: str | None, most: int = 20)
     u = unit or "units"
     size = ("volume_ml", "mL") if "volume_ml" in table else ("volume", f"{u}^3")
     rows = np.argsort(-table["voxels"], kind="stable")[:most]
-    head = f"{'label':>8} {'voxels':>12} {size[1]:>12} {'centroid z,y,x (voxels)':>26}"
+    wide = max([4] + [len(v) for v in table["name"]]) if "name" in table else 0
+    head = f"{'label':>8}" + (f" {'name':<{wide}}" if wide else "")
+    head += f" {'voxels':>12} {size[1]:>12} {'centroid z,y,x (voxels)':>26}"
     head += f" {'mean':>10}" if "mean" in table else ""
     head += f" {'sphericity':>10}" if "sphericity" in table else ""
     lines = [head]
     for i in rows:
-        line = (f"{int(table['label'][i]):>8} {int(table['voxels'][i]):>12} {table[size[0]][i]:>12.4g} "
+        line = (f"{int(table['label'][i]):>8}" + (f" {table['name'][i]:<{wide}}" if wide else "")
+                + f" {int(table['voxels'][i]):>12} {table[size[0]][i]:>12.4g} "
                 f"{table['centroid_z'][i]:>8.1f},{table['centroid_y'][i]:>8.1f},{table['centroid_x'][i]:>8.1f}")
         line += f" {table['mean'][i]:>10.4g}" if "mean" in table else ""
         line += f" {table['sphericity'][i]:>10.3f}" if "sphericity" in table else ""

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.labels import create_zarr_array, label_dtype, zarr_node
-from ..io.volume import VolumeError
+from ..io.volume import SEGMENT_NAMES, VolumeError
 
 
 UNCERTAINTY = "uncertainty"
@@ -33,10 +33,12 @@ CORRECTED = "corrected_in_napari"   # a labels array's attribute: brush correcti
 
 
 def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, probabilities: bool,
-                resume: bool, geometry: dict | None = None, unit: str | None = None):
+                resume: bool, geometry: dict | None = None, unit: str | None = None, classes=None):
     """Create the output group (or reopen it for --resume after checking it is the same job).
     ``geometry``: the input scan's (io.geometry), kept with the labels for `halo-seg export`;
-    ``unit``: the length unit of ``spacing`` when the input named one, for `halo-seg measure`."""
+    ``unit``: the length unit of ``spacing`` when the input named one, for `halo-seg measure`;
+    ``classes``: the model's class names (background first), kept as the labels' names for napari,
+    DICOM SEG and RT structure sets."""
     import zarr
     path = Path(path)
     if path.exists() and not resume:
@@ -59,8 +61,10 @@ def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, 
     grp.attrs["spacing"] = list(map(float, spacing))
     if unit:
         grp.attrs["unit"] = unit
-    create_zarr_array(path, shape, chunks, label_dtype(n_classes - 1), name="labels", spacing=spacing,
-                      geometry=geometry)
+    labels = create_zarr_array(path, shape, chunks, label_dtype(n_classes - 1), name="labels", spacing=spacing,
+                               geometry=geometry)
+    if classes and len(classes) == n_classes:
+        labels.attrs[SEGMENT_NAMES] = {str(i): str(c) for i, c in enumerate(classes) if i}
     unc = create_zarr_array(path, shape, chunks, np.uint8, name=UNCERTAINTY, spacing=spacing)
     unc.attrs["meaning"] = "percent probability that the label is wrong: 100 * (1 - max class probability)"
     if probabilities:

@@ -64,7 +64,7 @@ def segment_resampled(vol, source, target, output, *, resume: bool, save_probabi
     fresh = rank == 0 and not (resume and out.exists())
     if rank == 0:
         open_output(out, vol.shape, chunks, counts, net.config["out_channels"], vol.spacing, sig, save_probabilities,
-                    resume, geometry=vol.meta.get("geometry"), unit=vol.meta.get("unit"))
+                    resume, geometry=vol.meta.get("geometry"), unit=vol.meta.get("unit"), classes=meta.get("classes"))
     if resume and out.exists() and not work.exists() and done_map(out).all():
         return SegmentResult(str(out), engine["mode"], engine["grid"], 0.0, skipped=True, resampled=about)
     back = dict(out=str(out), work=str(work), model_shape=shape, shape=vol.shape, chunks=chunks,

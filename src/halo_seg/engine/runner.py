@@ -268,7 +268,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     n_classes = net.config["out_channels"]
     if not distributed_env or int(os.environ["RANK"]) == 0:
         open_output(output, vol.shape, chunks, grid, n_classes, vol.spacing, sig, save_probabilities, resume,
-                    geometry=vol.meta.get("geometry"), unit=vol.meta.get("unit"))
+                    geometry=vol.meta.get("geometry"), unit=vol.meta.get("unit"), classes=meta.get("classes"))
     t0 = time.perf_counter()
     if distributed_env:  # under torchrun the ranks decide together, after rank 0 made the output
         rep = _torchrun_rank(job)

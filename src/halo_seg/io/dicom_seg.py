@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .volume import Volume, VolumeError
+from .volume import SEGMENT_NAMES, Volume, VolumeError
 
 SEG_SUFFIXES = (".dcm",)
 SERIES_KEY = "dicom_series"   # napari layer metadata: the series folder a layer's labels belong to
@@ -120,7 +120,7 @@ def labels_on_series(labels: np.ndarray, vol: Volume, path: Path, fmt: str, over
     ``vol``: its grid and geometry, the series to save back onto, the names of the labels."""
     import dask.array as da
     meta = {"format": fmt, "unit": "mm", "labels": True, "geometry": vol.meta["geometry"], SERIES_KEY: vol.source,
-            "overlap": overlap, "segment_names": names}
+            "overlap": overlap, SEGMENT_NAMES: names}
     return Volume(da.from_array(labels, chunks=(min(32, labels.shape[0]),) + labels.shape[1:]),
                   spacing=vol.spacing, source=str(path), spacing_known=True, meta=meta)
 

@@ -1,6 +1,6 @@
 """Labels out to where other tools look for them: NIfTI (or zarr) placed on the scan they were
-computed on, DICOM SEG referencing the DICOM series, or the OME-Zarr image's labels/ group.
-`halo-seg export` is this function."""
+computed on, DICOM SEG or an RT structure set referencing the DICOM series, or the OME-Zarr image's
+labels/ group. `halo-seg export` is this function."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ import numpy as np
 
 from . import geometry
 from .labels import check_label_dtype, open_labels, write_labels
-from .volume import ITK_WRITE, NIFTI_SUFFIXES, TIFF_SUFFIXES, VolumeError, open_volume
+from .volume import ITK_WRITE, NIFTI_SUFFIXES, SEGMENT_NAMES, TIFF_SUFFIXES, VolumeError, open_volume
 
 
 def _made_from(labels_path) -> str | None:
@@ -32,7 +32,7 @@ def export_labels(labels_path, output, like=None, name: str = "halo-seg", label=
     writable = (".zarr", ".dcm") + NIFTI_SUFFIXES + ITK_WRITE + TIFF_SUFFIXES + MESH_SUFFIXES
     if not (is_ome_image(Path(output)) or lower.endswith(writable)):
         raise VolumeError(f"cannot export to '{Path(output).name}': use .nii.gz, .nii, .nrrd, .mha, .tif or .zarr "
-                          f"(labels), .dcm (DICOM SEG), {', '.join(MESH_SUFFIXES)} (surface meshes) or an OME-Zarr image")
+                          f"(labels), .dcm (DICOM SEG), .rtstruct.dcm (RT structure set), {', '.join(MESH_SUFFIXES)} (surface meshes) or an OME-Zarr image")
     if not is_ome_image(Path(output)):   # into an OME-Zarr image is where its labels go; over a scan never
         for what, p in (("the labels", labels_path), ("the scan given with --like", like),
                         ("the scan they were computed on", _made_from(labels_path))):
@@ -55,17 +55,24 @@ def export_labels(labels_path, output, like=None, name: str = "halo-seg", label=
     if str(output).lower().endswith(".dcm"):
         from .dicom import looks_like_series
         from .dicom_seg import SERIES_KEY, write_dicom_seg
+        from .rtstruct import wants_rtstruct, write_rtstruct
+        rt = wants_rtstruct(output, lab.meta.get("format"))
+        what = "RT structure set" if rt else "DICOM SEG"
         series = like or made_from or lab.meta.get(SERIES_KEY)   # a SEG read in knows its series
         if not series or not looks_like_series(Path(series)):
-            raise VolumeError("a DICOM SEG references the DICOM series the labels were computed on: give it "
-                              "with --like SERIES_FOLDER")
-        write_dicom_seg(np.asarray(lab.data), series, output, automatic=made_from is not None)
-        return f"{output}: DICOM SEG of {tuple(lab.shape)} labels on the series {series}"
+            raise VolumeError(f"{'an' if rt else 'a'} {what} references the DICOM series the labels were "
+                              "computed on: give it with --like SERIES_FOLDER")
+        # the names a model gave its classes, or a SEG or structure set read in gave its labels
+        write = write_rtstruct if rt else write_dicom_seg
+        write(np.asarray(lab.data), series, output, names=lab.meta.get(SEGMENT_NAMES),
+              automatic=made_from is not None)
+        return f"{output}: {what} of {tuple(lab.shape)} labels on the series {series}"
     g = _scan_geometry(like, lab)
     # a scan geometry is in millimetres; else the labels' own unit (µm of a microscope's stack), which
     # left out would be read back as NIfTI's mm and measure a billion times too large
     unit = "mm" if g else lab.meta.get("unit")
-    write_labels(lab.data, output, spacing=geometry.spacing_of(g) if g else lab.spacing, geometry=g, unit=unit)
+    write_labels(lab.data, output, spacing=geometry.spacing_of(g) if g else lab.spacing, geometry=g, unit=unit,
+                 names=lab.meta.get(SEGMENT_NAMES))
     tiff = str(output).lower().endswith(TIFF_SUFFIXES)
     where = ("with the voxel size alone: TIFF records no scan placement (NIfTI does)" if tiff
              else f"placed as {like or labels_path} ({geometry.orientation(g)})" if g

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .dicom import LPS_TO_RAS
-from .volume import ITK_WRITE, METRES, Volume, VolumeError
+from .volume import ITK_WRITE, METRES, SEGMENT_NAMES, Volume, VolumeError
 
 
 def _sitk(what: str):
@@ -67,7 +67,7 @@ def open_itk(path) -> Volume:
                   meta={"format": "nrrd" if ".nrrd" in path.name.lower() or path.suffix.lower() == ".nhdr"
                         else "metaimage", "unit": "mm", "labels": labels,
                         "axes": (["c"] if comps > 1 else []) + list("zyx"),
-                        **({"segment_names": names} if names else {}),
+                        **({SEGMENT_NAMES: names} if names else {}),
                         KEY: from_affine(LPS_TO_RAS @ lps, shape[-3:])})
 
 

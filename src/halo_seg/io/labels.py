@@ -11,7 +11,7 @@ import dask.array as da
 import numpy as np
 
 from .geometry import KEY as GEOMETRY, check, to_nifti
-from .volume import ITK_WRITE, NIFTI_SUFFIXES, TIFF_SUFFIXES, Volume, VolumeError, open_volume
+from .volume import ITK_WRITE, NIFTI_SUFFIXES, SEGMENT_NAMES, TIFF_SUFFIXES, Volume, VolumeError, open_volume
 
 
 def check_label_dtype(dtype, what: str = "the array") -> None:
@@ -162,7 +162,7 @@ def set_nifti_unit(img, unit: str | None) -> None:
 
 def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequence[int] | None = None,
                  affine: np.ndarray | None = None, overwrite: bool = True, geometry: dict | None = None,
-                 unit: str | None = None) -> Path:
+                 unit: str | None = None, names: dict | None = None) -> Path:
     """Write a (Z, Y, X) label volume to ``.zarr`` (chunked, written chunk by chunk), ``.nii[.gz]``,
     ``.nrrd`` / ``.mha`` (io.itk_image) or ``.tif[f]`` (for Fiji: io.tiff_labels; the voxel size and
     unit, no scan placement).
@@ -173,6 +173,7 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
     scan in any viewer, and a zarr keeps it as an attribute. It must be for a volume of this shape.
     ``affine``: a bare 4x4 affine instead (codes 'aligned'); without either, the voxel size alone.
     ``unit``: the length unit of the spacing ("mm", "µm", ...), kept in the file for measurements.
+    ``names``: label id -> name (a SEG's segments, a model's classes), kept by a zarr.
     """
     path = Path(path)
     if labels.ndim != 3:
@@ -226,6 +227,8 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
         out = create_zarr_array(tmp, src.shape, [c[0] for c in src.chunks], dt, spacing=spacing,
                                 overwrite=True, geometry=geometry)
         mark_labels(out, unit)
+        if names:
+            out.attrs[SEGMENT_NAMES] = {str(int(k)): str(v) for k, v in names.items()}
         da.store(src.astype(dt), out, lock=False)
     return path
 

@@ -21,6 +21,9 @@ TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff")
 NUMPY_SUFFIXES = (".npy",)
 ITK_SUFFIXES = (".seg.nrrd", ".nrrd", ".nhdr", ".mha", ".mhd")   # io/itk_image.py (3D Slicer, ITK-SNAP, grand-challenge)
 ITK_WRITE = (".nrrd", ".mha")   # labels out: one file each (.mhd and .nhdr name a data file, which moving breaks)
+# the meta key (and a zarr labels array's attribute) naming label ids: a SEG's segments, a structure
+# set's structures, a model's classes
+SEGMENT_NAMES = "segment_names"
 SUPPORTED = ZARR_SUFFIXES + NIFTI_SUFFIXES + TIFF_SUFFIXES + NUMPY_SUFFIXES + ITK_SUFFIXES
 
 
@@ -323,6 +326,12 @@ def _ome_multiscales(attrs: dict) -> tuple[list | None, str | None]:
     return None, None
 
 
+def _names(attrs) -> dict:
+    """A zarr labels array's names of its ids (``SEGMENT_NAMES``), as the meta of the Volume."""
+    names = attrs.get(SEGMENT_NAMES)
+    return {SEGMENT_NAMES: {int(k): str(v) for k, v in names.items()}} if isinstance(names, dict) and names else {}
+
+
 def _open_zarr(path: Path) -> Volume:
     import zarr
     try:
@@ -334,7 +343,7 @@ def _open_zarr(path: Path) -> Volume:
         return Volume(da.from_zarr(node), spacing=spacing, source=str(path),
                       spacing_known="spacing" in node.attrs,
                       meta={"format": "zarr", "unit": length_unit(node.attrs.get("unit")),
-                            "labels": bool(node.attrs.get("labels", False)),
+                            "labels": bool(node.attrs.get("labels", False)), **_names(node.attrs),
                             **_zarr_geometry(dict(node.attrs), node.shape, path)})
     attrs = dict(node.attrs)
     ms, version = _ome_multiscales(attrs)
@@ -374,7 +383,7 @@ def _open_zarr(path: Path) -> Volume:
             if done is not None and not done.all() else {}
         return Volume(da.from_zarr(arr), spacing=spacing, source=str(path),
                       spacing_known="spacing" in arr.attrs or "spacing" in attrs,
-                      meta={"format": "zarr", "array": key, **unfinished,
+                      meta={"format": "zarr", "array": key, **unfinished, **_names(arr.attrs),
                             "unit": length_unit(arr.attrs.get("unit", attrs.get("unit"))),
                             **_zarr_geometry({**attrs, **dict(arr.attrs)}, arr.shape, path)})
     raise VolumeError(f"zarr group {path} has no OME multiscales metadata and no single array "
