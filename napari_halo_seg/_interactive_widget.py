@@ -645,7 +645,7 @@ class InteractiveWidget(QWidget):
         row = object_row(free, new_id, self._image_layer()[0], box=box)   # the new id is nowhere else
         name = self._take_name()
         if row or name:
-            set_row(objects, {**row, "index": new_id, **({"name": name} if name else {})})
+            set_row(objects, {"index": new_id, **({"name": name} if name else {}), **row})   # the name first
         n, left = len(where), int(inside.sum()) - len(where)
         self._last_commit = (objects, where, np.zeros(n, data.dtype), np.full(n, new_id, data.dtype), None)
         self._keeper.write(objects, box)
