@@ -626,3 +626,35 @@ def test_napari_saves_a_structure_set_read_in_back_as_one(make_napari_viewer, tm
     ds = pydicom.dcmread(tmp_path / "corrected.dcm")
     assert ds.Modality == "RTSTRUCT" and [r.ROIName for r in ds.StructureSetROISequence] == ["object 2", "BODY"]
     np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "corrected.dcm").data), layer.data)
+
+
+def test_a_series_compressed_as_a_pacs_exports_it_opens_with_its_values(tmp_path, series):
+    """JPEG Lossless (process 14) is how many PACS and CD exports store CT and MR; pydicom alone
+    cannot decode it (the [dicom] extra's python-gdcm does). RLE, which pydicom decodes itself, too."""
+    gdcm = pytest.importorskip("gdcm")
+    from pydicom.uid import RLELossless
+    folder, stored, _, _ = series
+    plain = np.asarray(open_volume(folder).data)
+    for kind in ("jpeg-lossless", "rle"):
+        (tmp_path / kind).mkdir()
+        for f in sorted(folder.iterdir()):
+            if kind == "rle":
+                ds = pydicom.dcmread(f)
+                ds.compress(RLELossless)
+                ds.save_as(tmp_path / kind / f.name)
+                continue
+            reader = gdcm.ImageReader()
+            reader.SetFileName(str(f))
+            assert reader.Read()
+            change = gdcm.ImageChangeTransferSyntax()
+            change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+            change.SetInput(reader.GetImage())
+            assert change.Change()
+            writer = gdcm.ImageWriter()
+            writer.SetFileName(str(tmp_path / kind / f.name))
+            writer.SetFile(reader.GetFile())
+            writer.SetImage(change.GetOutput())
+            assert writer.Write()
+        ts = pydicom.dcmread(next((tmp_path / kind).iterdir()), stop_before_pixels=True).file_meta.TransferSyntaxUID
+        assert ts.is_compressed and ts.name.startswith("JPEG Lossless" if kind == "jpeg-lossless" else "RLE")
+        np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / kind).data), plain)

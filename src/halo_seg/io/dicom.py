@@ -12,6 +12,7 @@ once. Each slice's pixels are read when a block of the volume needs them. An enh
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -239,8 +240,12 @@ def _read_slice(path: Path, header, dtype, shape_yx) -> np.ndarray:
         px = ds.pixel_array
     except Exception as exc:
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        hint = ""
+        if getattr(ts, "is_compressed", False) and importlib.util.find_spec("gdcm") is None:
+            hint = ("; install the [dicom] extra, whose python-gdcm decodes JPEG Lossless, JPEG-LS and JPEG 2000: "
+                    "pip install 'napari-halo-seg[dicom]'")
         raise VolumeError(f"{path.name}: cannot decode its pixels (transfer syntax "
-                          f"{getattr(ts, 'name', ts)}): {exc}") from exc
+                          f"{getattr(ts, 'name', ts)}): {exc}{hint}") from exc
     if px.shape != tuple(shape_yx):
         raise VolumeError(f"{path.name}: pixel data of shape {px.shape}, expected {tuple(shape_yx)}")
     slope = float(getattr(header, "RescaleSlope", 1) or 1)
