@@ -12,7 +12,7 @@ import numpy as np
 from halo_seg.engine.output import UNCERTAINTY
 from halo_seg.io import open_volume
 from halo_seg.io.axes import SPATIAL, AxisChoiceError, arrange, axis_names
-from halo_seg.io.dicom import looks_like_series
+from halo_seg.io.dicom import looks_like_series, series_below
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.io.labels import label_dtype, whole_labels
@@ -28,8 +28,9 @@ def get_reader(path):
             return None
         path = path[0]
     name = str(path).lower().rstrip("/")
+    # a CD's or PACS export's folder too: reading it says which series it holds ("no reader" would not)
     if not (name.endswith(SUPPORTED) or is_zarr_dir(path) or looks_like_series(Path(path))
-            or looks_like_slices(path)):
+            or looks_like_slices(path) or (Path(path).is_dir() and series_below(Path(path), most=1))):
         return None
     return read_volume
 

@@ -150,7 +150,8 @@ def test_series_that_are_not_one_volume_are_refused(tmp_path, series):
     ds.save_as(bad / "B")
     with pytest.raises(VolumeError, match="B: the DICOM tag ImagePositionPatient is missing"):
         open_volume(bad)
-    with pytest.raises(VolumeError, match="its folders bad, ct, dup, gap .*open one of them"):
+    with pytest.raises(VolumeError, match=r"series in the folders below it: bad \(CT 'axial', 3 files\); ct .*; "
+                                          r"dup .*; gap .*Open one of them"):
         open_volume(tmp_path)              # a study folder: the series are named, none is guessed
     # a localiser in another orientation, and a slice of another size
     tilted = _write_series(tmp_path / "tilt", stored[:3], positions[:3], iop, (0.7, 0.6), names=["A", "B", "C"])
@@ -658,3 +659,24 @@ def test_a_series_compressed_as_a_pacs_exports_it_opens_with_its_values(tmp_path
         ts = pydicom.dcmread(next((tmp_path / kind).iterdir()), stop_before_pixels=True).file_meta.TransferSyntaxUID
         assert ts.is_compressed and ts.name.startswith("JPEG Lossless" if kind == "jpeg-lossless" else "RLE")
         np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / kind).data), plain)
+
+
+def test_a_cd_or_pacs_export_names_the_series_it_holds(tmp_path, series, make_napari_viewer):
+    """A CD's root (a DICOMDIR, the images three folders down) or a PACS export's patient folder
+    was 'no DICOM files' or 'unsupported format': the series below are listed, with what they are."""
+    folder, stored, positions, iop = series
+    study = tmp_path / "cd" / "DICOM" / "PA000000" / "ST000000"
+    _write_series(study / "SE000000", stored, positions, iop, (0.7, 0.6), description="T1 axial")
+    _write_series(study / "SE000001", stored[:2], positions[:2], iop, (0.7, 0.6), description="localizer")
+    (tmp_path / "cd" / "DICOMDIR").write_bytes(b"\0" * 128 + b"DICM")   # indexes the medium: not an image
+    listed = (r"DICOM series in the folders below it: DICOM/PA000000/ST000000/SE000000 \(CT 'T1 axial', 7 files\); "
+              r"DICOM/PA000000/ST000000/SE000001 \(CT 'localizer', 2 files\)\. Open one of them")
+    for where in (tmp_path / "cd", tmp_path / "cd" / "DICOM"):
+        with pytest.raises(VolumeError, match=listed.replace("DICOM/", "") if where.name == "DICOM" else listed):
+            open_volume(where)
+    np.testing.assert_array_equal(np.asarray(open_volume(study / "SE000000").data), np.asarray(open_volume(folder).data))
+    from napari_halo_seg._reader import get_reader
+    assert get_reader(str(tmp_path / "cd")) is not None       # napari says why, not "no reader found"
+    viewer = make_napari_viewer()
+    with pytest.raises(Exception, match="SE000001 \\(CT 'localizer'"):
+        viewer.open(str(tmp_path / "cd"), plugin="napari-halo-seg")

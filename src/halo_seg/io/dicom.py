@@ -52,6 +52,49 @@ def looks_like_series(path: Path) -> bool:
     return path.is_dir() and any(is_dicom_file(p) for p in list(path.iterdir())[:64] if p.is_file())
 
 
+def series_below(folder: Path, depth: int = 4, most: int = 50, look: int = 2000) -> list[tuple[Path, str]]:
+    """The folders below ``folder`` (down to ``depth`` levels: a PACS or CD export's patient / study /
+    series tree) that hold DICOM files, breadth first, each with what it holds in words; at most
+    ``most`` of them, after looking into at most ``look`` folders."""
+    found, level, seen = [], [Path(folder)], 0
+    for _ in range(depth):
+        deeper = []
+        for d in level:
+            try:
+                subs = sorted(p for p in d.iterdir() if p.is_dir())
+            except OSError:   # unreadable: not the user's series
+                continue
+            for sub in subs:
+                seen += 1
+                if seen > look or len(found) >= most:
+                    return found
+                (found.append((sub, _what_is_in(sub))) if looks_like_series(sub) else deeper.append(sub))
+        level = deeper
+    return found
+
+
+def _what_is_in(folder: Path) -> str:
+    """A series folder in words, from its first file's header: modality, description, file count."""
+    import pydicom
+    files = dicom_files(folder)
+    try:
+        ds = pydicom.dcmread(str(files[0]), stop_before_pixels=True,
+                             specific_tags=["Modality", "SeriesDescription", "NumberOfFrames"])
+    except Exception:   # a damaged first file: the count still helps
+        return f"{len(files)} files"
+    modality = str(getattr(ds, "Modality", "") or "?")
+    what = NOT_IMAGES.get(modality, modality)
+    desc = str(getattr(ds, "SeriesDescription", "") or "").strip()
+    return f"{what}{f' {desc!r}' if desc else ''}, {len(files)} file{'' if len(files) == 1 else 's'}"
+
+
+def series_below_error(folder: Path, found: list) -> "VolumeError":
+    listed = "; ".join(f"{p.relative_to(folder)} ({what})" for p, what in found[:12])
+    return VolumeError(f"{folder} holds no volume itself, but DICOM series in the folder{'s' if len(found) > 1 else ''} "
+                       f"below it: {listed}{' ...' if len(found) > 12 else ''}. Open one of them (its folder, "
+                       "or one of its files): which series is meant is yours to choose")
+
+
 def _tag(ds, name: str, path: Path):
     value = getattr(ds, name, None)
     if value is None or value == "":
@@ -85,6 +128,9 @@ def open_series(path, series_uid: str | None = None) -> Volume:
             raise VolumeError(f"{path.name} is {NOT_IMAGES[modality]}, not an image: open the series it belongs to")
     files = dicom_files(folder)
     if not files:
+        found = series_below(folder)   # a CD's root: a DICOMDIR, the series in folders below
+        if found:
+            raise series_below_error(folder, found)
         raise VolumeError(f"{folder}: no DICOM files in this folder")
     headers, others = [], []
     for p in files:

@@ -167,16 +167,15 @@ def _open_path(path: Path) -> Volume:
         raise FileNotFoundError(f"volume not found: {path}")
     suf = _suffix(path)
     if suf not in SUPPORTED:
-        from .dicom import looks_like_series, open_series
+        from .dicom import looks_like_series, open_series, series_below, series_below_error
         if looks_like_series(path):
             return open_series(path)
         from .tiff_slices import looks_like_slices, open_slices
         if looks_like_slices(path):
             return open_slices(path)
-        inner = sorted(p.name for p in path.iterdir() if p.is_dir() and looks_like_series(p)) if path.is_dir() else []
-        if inner:   # a study or patient folder: which series is meant is the user's choice
-            raise VolumeError(f"{path} holds no volume itself; its folders {', '.join(inner[:8])}"
-                              f"{' ...' if len(inner) > 8 else ''} hold DICOM series: open one of them")
+        found = series_below(path) if path.is_dir() else []
+        if found:   # a patient, study or CD folder: which series is meant is the user's choice
+            raise series_below_error(path, found)
     if suf in ZARR_SUFFIXES:
         return _open_zarr(path)
     if suf in NIFTI_SUFFIXES:
