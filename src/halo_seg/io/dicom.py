@@ -221,7 +221,8 @@ def _multiframe(path: Path, uid: str, header) -> Volume:
     try:
         vol = hd.imread(str(path)).get_volume(dtype=np.float32)
     except Exception as exc:   # frames that do not form one regular volume, undecodable pixels, ...
-        raise VolumeError(f"{path.name}: its frames do not form one volume: {exc}") from exc
+        hint = _decoder_hint(getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None))
+        raise VolumeError(f"{path.name}: cannot read its frames as one volume: {exc}{hint}") from exc
     lps, arr = np.asarray(vol.affine, float), np.asarray(vol.array)
     normal = np.cross(lps[:3, 2], lps[:3, 1])   # along a row x along a column, as for single frames
     if lps[:3, 0] @ normal < 0:   # slices in the order a series of single frames gets here
@@ -286,12 +287,16 @@ def _read_slice(path: Path, header, dtype, shape_yx) -> np.ndarray:
         px = ds.pixel_array
     except Exception as exc:
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        hint = ""
-        if getattr(ts, "is_compressed", False) and importlib.util.find_spec("gdcm") is None:
-            hint = ("; install the [dicom] extra, whose python-gdcm decodes JPEG Lossless, JPEG-LS and JPEG 2000: "
-                    "pip install 'napari-halo-seg[dicom]'")
         raise VolumeError(f"{path.name}: cannot decode its pixels (transfer syntax "
-                          f"{getattr(ts, 'name', ts)}): {exc}{hint}") from exc
+                          f"{getattr(ts, 'name', ts)}): {exc}{_decoder_hint(ts)}") from exc
+
+
+def _decoder_hint(ts) -> str:
+    """How to get a decoder for compressed pixels, where the one this package relies on is missing."""
+    if getattr(ts, "is_compressed", False) and importlib.util.find_spec("gdcm") is None:
+        return ("; install the [dicom] extra, whose python-gdcm decodes JPEG Lossless, JPEG-LS and JPEG 2000: "
+                "pip install 'napari-halo-seg[dicom]'")
+    return ""
     if px.shape != tuple(shape_yx):
         raise VolumeError(f"{path.name}: pixel data of shape {px.shape}, expected {tuple(shape_yx)}")
     slope = float(getattr(header, "RescaleSlope", 1) or 1)
