@@ -289,6 +289,13 @@ def _read_slice(path: Path, header, dtype, shape_yx) -> np.ndarray:
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         raise VolumeError(f"{path.name}: cannot decode its pixels (transfer syntax "
                           f"{getattr(ts, 'name', ts)}): {exc}{_decoder_hint(ts)}") from exc
+    if px.shape != tuple(shape_yx):
+        raise VolumeError(f"{path.name}: pixel data of shape {px.shape}, expected {tuple(shape_yx)}")
+    slope = float(getattr(header, "RescaleSlope", 1) or 1)
+    icept = float(getattr(header, "RescaleIntercept", 0) or 0)
+    if dtype.kind == "f":
+        return (px.astype(np.float32) * slope + icept).astype(dtype)
+    return px.astype(dtype) + dtype.type(icept)
 
 
 def _decoder_hint(ts) -> str:
@@ -297,10 +304,3 @@ def _decoder_hint(ts) -> str:
         return ("; install the [dicom] extra, whose python-gdcm decodes JPEG Lossless, JPEG-LS and JPEG 2000: "
                 "pip install 'napari-halo-seg[dicom]'")
     return ""
-    if px.shape != tuple(shape_yx):
-        raise VolumeError(f"{path.name}: pixel data of shape {px.shape}, expected {tuple(shape_yx)}")
-    slope = float(getattr(header, "RescaleSlope", 1) or 1)
-    icept = float(getattr(header, "RescaleIntercept", 0) or 0)
-    if dtype.kind == "f":
-        return (px.astype(np.float32) * slope + icept).astype(dtype)
-    return px.astype(dtype) + dtype.type(icept)
