@@ -571,15 +571,27 @@ def test_labels_go_out_as_an_rt_structure_set_on_their_series(tmp_path, series, 
         measured = {r["name"]: int(r["voxels"]) for r in csv.DictReader(f)}
     assert measured == {"BODY": int((labels == 3).sum()), "tumour Ü": int((labels == 8).sum()),
                         "marks": 2, "object 11": int((labels == 11).sum())}
-    # compared with a set that numbers the structures otherwise: said, not passed off as a comparison of organs
-    write_rtstruct(labels, folder, tmp_path / "swapped.dcm", names={3: "Tumour Ü", 8: "body", 5: "marks"})
+    # against a set that numbers the same structures otherwise (another planning system): by id the
+    # comparison is of different organs, and says so; --by-name matches them
+    other = np.select([labels == 3, labels == 8, labels == 5], [8, 3, 2], labels.astype(np.int64)).astype(np.uint16)
+    write_rtstruct(other, folder, tmp_path / "other.dcm", names={8: "body", 3: "Tumour  Ü", 2: "marks", 9: "lungs"})
     capsys.readouterr()
-    assert main(["evaluate", str(folder / "rs.dcm"), str(tmp_path / "swapped.dcm"), "--no-distances"]) == 0
+    assert main(["evaluate", str(folder / "rs.dcm"), str(tmp_path / "other.dcm"), "--no-distances",
+                 "--csv", str(tmp_path / "by_id.csv")]) == 0
     out = capsys.readouterr().out
-    assert "2 ids name different structures" in out and "3: 'BODY' against 'Tumour Ü'" in out
-    write_rtstruct(labels, folder, tmp_path / "same.dcm", names={3: "body", 8: "tumour ü", 5: "Marks"})
-    assert main(["evaluate", str(folder / "rs.dcm"), str(tmp_path / "same.dcm"), "--no-distances"]) == 0
-    assert "warning" not in capsys.readouterr().out          # the same names, in other letter case
+    assert "2 ids name different structures" in out and "3: 'BODY' against 'Tumour  Ü'" in out
+    assert main(["evaluate", str(folder / "rs.dcm"), str(tmp_path / "other.dcm"), "--no-distances", "--by-name",
+                 "--csv", str(tmp_path / "by_name.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "warning" not in out
+    with open(tmp_path / "by_name.csv", newline="", encoding="utf-8") as f:
+        rows = {r["name"]: float(r["dice"]) for r in csv.DictReader(f)}
+    assert rows == {"body": 1.0, "Tumour  Ü": 1.0, "marks": 1.0, "object 11": 1.0}   # each structure, itself
+    with open(tmp_path / "by_id.csv", newline="", encoding="utf-8") as f:
+        assert {r["label"]: float(r["dice"]) for r in csv.DictReader(f)}["3"] == 0.0
+    np.save(tmp_path / "plain.npy", labels)
+    assert main(["evaluate", str(tmp_path / "plain.npy"), str(tmp_path / "other.dcm"), "--by-name"]) == 2
+    assert "--by-name needs both volumes to name their labels" in capsys.readouterr().err
     # labels read from a structure set export back as one, names and all; any labels to .rtstruct.dcm
     assert main(["export", str(folder / "rs.dcm"), str(tmp_path / "again.dcm")]) == 0
     assert "RT structure set of (7, 12, 10) labels" in capsys.readouterr().out

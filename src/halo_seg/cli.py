@@ -687,7 +687,8 @@ def cmd_session(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from .evaluate import compare_instances, compare_labels, format_comparison, format_instances, name_mismatch
+    from .evaluate import (compare_instances, compare_labels, format_comparison, format_instances, name_mismatch,
+                           renumber_by_name)
     from .io.labels import open_labels
     from .io.volume import SEGMENT_NAMES
     from .measure import check_table_path, write_csv
@@ -703,11 +704,20 @@ def cmd_evaluate(a) -> int:
         table = compare_instances(pred.data, truth.data, thresholds=a.iou)
         print(format_instances(table))
     else:
-        table = compare_labels(pred.data, truth.data, truth.spacing, labels=a.labels, distances=not a.no_distances)
+        from .measure import with_names
+        names, truth_names = pred.meta.get(SEGMENT_NAMES), truth.meta.get(SEGMENT_NAMES)
+        data = pred.data
+        if a.by_name:   # the reference's ids, matched by the structures' names
+            data, missing = renumber_by_name(data, names, truth_names)
+            names = truth_names
+            if missing:
+                print(f"not in the reference, left out: {', '.join(missing)}")
+        table = compare_labels(data, truth.data, truth.spacing, labels=a.labels, distances=not a.no_distances)
+        table = with_names(table, truth_names or names)
         print(format_comparison(table, truth.meta.get("unit")))
-        note = name_mismatch(pred.meta.get(SEGMENT_NAMES), truth.meta.get(SEGMENT_NAMES), table["label"])
+        note = name_mismatch(names, truth_names, table["label"])
         if note:
-            print(note)
+            print(note + " (or compare --by-name)")
     if a.csv:
         print("wrote " + str(write_csv(table, a.csv)))
     return 0
@@ -862,6 +872,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--csv", default=None, help="write every label's row to this CSV file")
     v.add_argument("--no-distances", action="store_true", help="overlaps and volumes only (surface distances "
                                                                 "need each label's bounding box in memory)")
+    v.add_argument("--by-name", action="store_true",
+                   help="match labels by their names (DICOM SEG segments, RT structures, a model's classes) "
+                        "rather than their ids: two systems or observers number the same structures differently")
     v.add_argument("--instances", action="store_true",
                    help="compare as objects (nuclei, lesions; ids need not correspond): matches at IoU >= --iou, "
                         "precision, recall, F1, AP")

@@ -119,10 +119,12 @@ def format_comparison(table: dict[str, np.ndarray], unit: str | None) -> str:
     u = unit or "voxel units"
     dist = "hd95" in table
     header, cells = distance_cells(unit)
-    lines = [f"{'label':>8} {'Dice':>7} {'Jaccard':>8} {'vol. diff':>10}" + (header if dist else "")]
+    wide = max([4] + [len(v) for v in table["name"]]) if "name" in table else 0
+    lines = [f"{'label':>8}" + (f" {'name':<{wide}}" if wide else "")
+             + f" {'Dice':>7} {'Jaccard':>8} {'vol. diff':>10}" + (header if dist else "")]
     for i in range(len(table["label"])):
-        line = (f"{int(table['label'][i]):>8} {table['dice'][i]:>7.3f} {table['jaccard'][i]:>8.3f} "
-                f"{table['volume_difference'][i]:>+10.1%}")
+        line = (f"{int(table['label'][i]):>8}" + (f" {table['name'][i]:<{wide}}" if wide else "")
+                + f" {table['dice'][i]:>7.3f} {table['jaccard'][i]:>8.3f} {table['volume_difference'][i]:>+10.1%}")
         if dist:
             line += cells(table['hd95'][i], table['assd'][i])
         lines.append(line)
@@ -137,6 +139,39 @@ def format_comparison(table: dict[str, np.ndarray], unit: str | None) -> str:
     return "\n".join(lines)
 
 
+def _name_key(name) -> str:
+    return " ".join(str(name).lower().split())
+
+
+def renumber_by_name(pred, pred_names: dict | None, truth_names: dict | None):
+    """``pred`` (lazily) with each label renumbered to the reference's id of the same name (letter
+    case and spacing aside): two planning systems, or two observers, number the same structures
+    differently. Labels without a name, or whose name the reference lacks, become background.
+    Returns the renumbered labels and the names left out."""
+    import dask.array as da
+    if not pred_names or not truth_names:
+        raise VolumeError("--by-name needs both volumes to name their labels (a DICOM SEG, an RT structure set, "
+                          "a .seg.nrrd, or a segment output of a model with class names)")
+    truth_id: dict[str, int] = {}
+    for k, n in sorted(truth_names.items()):
+        truth_id.setdefault(_name_key(n), int(k))
+    lut = np.zeros(max(int(k) for k in pred_names) + 1, np.uint32)
+    missing = []
+    for k, n in pred_names.items():
+        if _name_key(n) in truth_id:
+            lut[int(k)] = truth_id[_name_key(n)]
+        else:
+            missing.append(str(n))
+
+    def renumber(block):
+        block = np.asarray(block)
+        out = np.zeros(block.shape, np.uint32)
+        known = (block > 0) & (block < len(lut))
+        out[known] = lut[block[known]]
+        return out
+    return da.asarray(pred).map_blocks(renumber, dtype=np.uint32), missing
+
+
 def name_mismatch(pred_names: dict | None, truth_names: dict | None, labels) -> str | None:
     """A warning where both volumes name their labels (a SEG's segments, a structure set's
     structures) and a compared id carries different names: labels are compared by id, and two
@@ -145,7 +180,7 @@ def name_mismatch(pred_names: dict | None, truth_names: dict | None, labels) -> 
         return None
     differ = [(int(k), pred_names[int(k)], truth_names[int(k)]) for k in labels
               if int(k) in pred_names and int(k) in truth_names
-              and pred_names[int(k)].strip().lower() != truth_names[int(k)].strip().lower()]
+              and _name_key(pred_names[int(k)]) != _name_key(truth_names[int(k)])]
     if not differ:
         return None
     shown = "; ".join(f"{k}: '{p}' against '{t}'" for k, p, t in differ[:5])
