@@ -692,3 +692,32 @@ def test_a_cd_or_pacs_export_names_the_series_it_holds(tmp_path, series, make_na
     viewer = make_napari_viewer()
     with pytest.raises(Exception, match="SE000001 \\(CT 'localizer'"):
         viewer.open(str(tmp_path / "cd"), plugin="napari-halo-seg")
+
+
+def test_batch_takes_the_series_a_pacs_export_of_a_cohort_holds(tmp_path, series, tiny_weights, capsys):
+    """A cohort exported from a PACS: a folder per patient, study and series, localisers beside the
+    scans. --series picks the series by description, each case named by its folders."""
+    folder, stored, positions, iop = series
+    export = tmp_path / "export"
+    for patient in ("P001", "P002"):
+        _write_series(export / patient / "ST1" / "SE1", stored, positions, iop, (0.7, 0.6), description="T1 MPRAGE")
+        _write_series(export / patient / "ST1" / "SE2", stored[:2], positions[:2], iop, (0.7, 0.6),
+                      description="localizer")
+    import csv
+    out = tmp_path / "out"
+    assert main(["batch", str(export), str(out), "--series", "t1|mprage", "--weights", str(tiny_weights),
+                 "--mode", "whole", "--export", ".nii.gz"]) == 0
+    with open(out / "batch.csv", newline="") as f:
+        rows = {r["case"]: r for r in csv.DictReader(f)}
+    assert sorted(rows) == ["P001_ST1_SE1", "P002_ST1_SE1"] and {r["status"] for r in rows.values()} == {"done"}
+    assert main(["segment", str(folder), str(tmp_path / "one.zarr"), "--weights", str(tiny_weights),
+                 "--mode", "whole"]) == 0
+    one = np.asarray(open_volume(tmp_path / "one.zarr").data)
+    for name in rows:                                        # each case as its series segmented alone
+        np.testing.assert_array_equal(np.asarray(open_volume(out / f"{name}.zarr").data), one)
+        assert (out / f"{name}.nii.gz").exists()
+    capsys.readouterr()
+    assert main(["batch", str(export), str(out), "--series", "flair", "--weights", str(tiny_weights)]) == 2
+    assert "matching 'flair'; their descriptions: 'T1 MPRAGE', 'localizer'" in capsys.readouterr().err
+    assert main(["batch", str(export), str(out), "--weights", str(tiny_weights)]) == 2   # without: no case there
+    assert "--series finds DICOM series in folders below" in capsys.readouterr().err

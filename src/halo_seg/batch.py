@@ -18,8 +18,12 @@ from typing import Callable
 from .io.volume import SUPPORTED, VolumeError, is_zarr_dir
 
 
-def case_name(path: Path) -> str:
-    name = path.name.rstrip("/")
+def case_name(path: Path, root: Path | None = None) -> str:
+    """A case's name: its file or folder name without the format's suffix; a series deeper in
+    ``root`` (a PACS export's patient / study / series folders) joins the folders' names with _."""
+    path = Path(path)
+    parts = path.relative_to(root).parts if root is not None and path.parent != Path(root) else (path.name,)
+    name = "_".join(parts).rstrip("/")
     for suffix in sorted(SUPPORTED, key=len, reverse=True):
         if name.lower().endswith(suffix):
             return name[:-len(suffix)]
@@ -35,38 +39,56 @@ def is_case_folder(path) -> bool:
     return path.is_dir() and not is_zarr_dir(path) and not looks_like_series(path) and not looks_like_slices(path)
 
 
-def find_cases(folder, outputs_first: bool = False) -> list[Path]:
+def find_cases(folder, outputs_first: bool = False, series: str | None = None) -> list[Path]:
     """The volumes in ``folder``, by name: files and zarr folders of a readable format, and folders
     holding one DICOM series or one stack of 2D TIFF slices each. With ``outputs_first`` a case's
-    ``.zarr`` output is taken over its exports of the same name (a `batch --export` folder). Raises
-    VolumeError when there are none or two share a name."""
+    ``.zarr`` output is taken over its exports of the same name (a `batch --export` folder). With
+    ``series`` (a regular expression) the cases are instead the DICOM series anywhere below
+    ``folder`` (a PACS export of a cohort) whose description it matches, in any letter case.
+    Raises VolumeError when there are none or two share a name."""
     from .io.dicom import looks_like_series
     from .io.tiff_slices import looks_like_slices
     folder = Path(folder)
     if not folder.is_dir():
         raise VolumeError(f"{folder} is not a folder of volumes")
-    cases = []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
-            continue
-        if p.name.lower().endswith(SUPPORTED) or is_zarr_dir(p) \
-                or (p.is_dir() and (looks_like_series(p) or looks_like_slices(p))):
-            cases.append(p)
+    if series is not None:
+        cases = _matching_series(folder, series)
+    else:
+        cases = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".") and (
+            p.name.lower().endswith(SUPPORTED) or is_zarr_dir(p)
+            or (p.is_dir() and (looks_like_series(p) or looks_like_slices(p))))]
     if not cases:
         raise VolumeError(f"{folder} holds no volume ({', '.join(SUPPORTED)}, zarr, or a folder per DICOM series "
-                          "or per stack of TIFF slices)")
+                          "or per stack of TIFF slices; --series finds DICOM series in folders below)")
     if outputs_first:
         zarrs = {case_name(p) for p in cases if p.name.lower().endswith(".zarr")}
         cases = [p for p in cases if p.name.lower().endswith(".zarr") or case_name(p) not in zarrs]
-    names = [case_name(p) for p in cases]
+    names = [case_name(p, folder) for p in cases]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise VolumeError(f"{folder}: several volumes are named {', '.join(twice)}; their outputs would collide")
     return cases
 
 
+def _matching_series(folder: Path, pattern: str) -> list[Path]:
+    import re
+    from .io.dicom import series_folders
+    try:
+        wanted = re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise VolumeError(f"--series {pattern!r} is not a regular expression: {exc}") from None
+    found = list(series_folders(folder))
+    cases = [p for p, desc in found if wanted.search(desc)]
+    if not cases:
+        seen = sorted({desc for _, desc in found})
+        raise VolumeError(f"no DICOM series below {folder} is described as matching {pattern!r}"
+                          + (f"; their descriptions: {', '.join(repr(d) for d in seen[:20])}"
+                             f"{' ...' if len(seen) > 20 else ''}" if seen else "; it holds no DICOM series"))
+    return cases
+
+
 def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[str], None] = print,
-                   **segment_kwargs) -> list[dict]:
+                   series: str | None = None, **segment_kwargs) -> list[dict]:
     """Segment each case of ``folder`` into ``out_dir``; ``export``: a suffix (".nii.gz", ".dcm", ".rtstruct.dcm")
     for a copy of each case's labels placed on its scan. Returns one row per case (also written to
     ``out_dir/batch.csv``): case, input, status (done, already done, failed), seconds, output,
@@ -75,7 +97,7 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
     from .engine.runner import segment
     from .io.dicom import looks_like_series
     from .io.export import export_labels
-    cases = find_cases(folder)
+    cases = find_cases(folder, series=series)
     out_dir = Path(out_dir)
     if out_dir.resolve() == Path(folder).resolve():   # the outputs would become cases of the next run
         raise VolumeError(f"the output folder must not be the input folder {folder}")
@@ -91,7 +113,7 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, case in enumerate(cases, 1):
-        name = case_name(case)
+        name = case_name(case, Path(folder))
         out = out_dir / f"{name}.zarr"
         row = {"case": name, "input": str(case), "status": "failed", "seconds": 0.0, "output": str(out),
                "export": "", "error": "", "resampled": ""}

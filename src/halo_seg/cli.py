@@ -64,7 +64,8 @@ def _print_memory(res) -> None:
 def cmd_batch(a) -> int:
     from .batch import segment_folder
     from .engine.partition import parse_grid
-    rows = segment_folder(a.input, a.output, export=a.export, weights=a.weights or "default", grid=parse_grid(a.grid),
+    rows = segment_folder(a.input, a.output, export=a.export, series=a.series, weights=a.weights or "default",
+                          grid=parse_grid(a.grid),
                           device=a.device, mode=a.mode, overlap=a.overlap, tile_size=a.tile,
                           save_probabilities=a.save_probabilities, timeout=a.timeout, threads=a.threads,
                           mirror=a.mirror, channel=a.channel, timepoint=a.timepoint,
@@ -797,6 +798,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--export", default=None, metavar="SUFFIX",
                    help="also write each case's labels placed on its scan, e.g. .nii.gz, or .dcm (DICOM SEG), "
                    ".rtstruct.dcm (RT structure set), or .tif (for Fiji)")
+    b.add_argument("--series", default=None, metavar="REGEX",
+                   help="the cases are the DICOM series anywhere below INPUT (a PACS export of a cohort: a folder "
+                        "per patient, study, series) whose description matches REGEX, e.g. 't1|mprage'; each case "
+                        "named by its folders, joined with _")
     _engine_args(b)
     b.set_defaults(fn=cmd_batch)
     r = sub.add_parser("resample", help="a volume on another voxel grid of the same extent (a model's voxel size, "

@@ -73,6 +73,32 @@ def series_below(folder: Path, depth: int = 4, most: int = 50, look: int = 2000)
     return found
 
 
+def series_folders(folder: Path, depth: int = 5):
+    """Every folder below ``folder`` (down to ``depth`` levels, never into a series' own folder) that
+    holds DICOM files, in name order, with its first file's SeriesDescription (a cohort exported
+    from a PACS: a folder per patient, study and series)."""
+    import pydicom
+    level = [Path(folder)]
+    for _ in range(depth):
+        deeper = []
+        for d in level:
+            try:
+                subs = sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            for sub in subs:
+                if not looks_like_series(sub):
+                    deeper.append(sub)
+                    continue
+                try:
+                    ds = pydicom.dcmread(str(dicom_files(sub)[0]), stop_before_pixels=True,
+                                         specific_tags=["SeriesDescription"])
+                    yield sub, str(getattr(ds, "SeriesDescription", "") or "")
+                except Exception:   # a damaged first file: a case that will fail with its reason
+                    yield sub, ""
+        level = deeper
+
+
 def _what_is_in(folder: Path) -> str:
     """A series folder in words, from its first file's header: modality, description, file count."""
     import pydicom
