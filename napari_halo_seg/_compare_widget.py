@@ -13,12 +13,14 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QCheckBox, QComboBox, QPushButton, QTableWidget, QTableWidgetItem
 
+from halo_seg.io.volume import VolumeError
+
 from ._background import BackgroundWidget
 from ._fields import form_of
 from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
-from ._measure import layer_unit, save_table_csv
+from ._measure import layer_names, layer_unit, save_table_csv
 
-COLUMNS = (("label", "label", "{:d}"), ("Dice", "dice", "{:.3f}"), ("Jaccard", "jaccard", "{:.3f}"),
+COLUMNS = (("label", "label", "{:d}"), ("name", "name", "{}"), ("Dice", "dice", "{:.3f}"), ("Jaccard", "jaccard", "{:.3f}"),
            ("vol. diff", "volume_difference", "{:+.1%}"), ("HD95", "hd95", "{:.2f}"), ("ASSD", "assd", "{:.2f}"))
 OBJECT_COLUMNS = (("IoU >=", "iou", "{:.2f}"), ("TP", "tp", "{:d}"), ("FP", "fp", "{:d}"), ("FN", "fn", "{:d}"),
                   ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"), ("F1", "f1", "{:.3f}"),
@@ -27,14 +29,16 @@ OBJECT_IOUS = (0.5, 0.75, 0.9)
 INTEGER = ("label", "tp", "fp", "fn")
 
 
-def _compare(pred, truth, spacing, distances: bool, objects: bool, cancel):
+def _compare(pred, truth, spacing, distances: bool, objects: bool, cancel, names=None):
     """In the worker: ((table, per-label disagreement per slice or None), None) or (None, the
-    exception). ``objects``: matched as instances (evaluate.compare_instances), one row per IoU."""
+    exception). ``objects``: matched as instances (evaluate.compare_instances), one row per IoU;
+    ``names``: id -> name, a column of the table."""
     try:
         from halo_seg.evaluate import compare_instances, compare_labels, disagreement_per_slice
+        from halo_seg.measure import with_names
         if objects:
             return (compare_instances(pred, truth, OBJECT_IOUS, cancel=cancel), None), None
-        table = compare_labels(pred, truth, spacing, distances=distances, cancel=cancel)
+        table = with_names(compare_labels(pred, truth, spacing, distances=distances, cancel=cancel), names)
         return (table, disagreement_per_slice(pred, truth, table["label"], cancel=cancel)), None
     except Exception as exc:  # shown to the user; the layers are untouched
         return None, exc
@@ -48,6 +52,9 @@ class CompareWidget(BackgroundWidget):
         self.distances.setChecked(True)
         self.objects = QCheckBox("as objects: ids need not match (nuclei, lesions)")
         self.objects.setToolTip("match objects one to one at IoU 0.5, 0.75 and 0.9: precision, recall, F1, AP")
+        self.by_name = QCheckBox("match labels by name (SEG segments, RT structures)")
+        self.by_name.setToolTip("two planning systems or observers number the same structures differently: match "
+                                "the labels' names (the layers' features) instead of their ids")
         self.grid = QTableWidget(0, len(COLUMNS))
         self.grid.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
         self.grid.verticalHeader().setVisible(False)
@@ -59,7 +66,7 @@ class CompareWidget(BackgroundWidget):
         self.table = None
         self._result = None   # (the compared layer, per-label disagreement per slice along z, y, x, or None)
         self._lay_out(form_of(("labels", self.labels), ("reference", self.reference), ("", self.distances),
-                              ("", self.objects)),
+                              ("", self.objects), ("", self.by_name)),
                       self.save_btn)
         self.layout().insertWidget(self.layout().count() - 1, self.grid)
         self.status.setText("choose the labels to judge and a reference of the same grid, then Compare")
@@ -96,11 +103,26 @@ class CompareWidget(BackgroundWidget):
         except ValueError as exc:
             self.status.setText(str(exc))
             return
+        names, ref_names = layer_names(layer.features), layer_names(ref.features)
+        note = ""
+        if self.by_name.isChecked() and not self.objects.isChecked():
+            from halo_seg.evaluate import renumber_by_name
+            try:
+                pred, missing = renumber_by_name(pred, names, ref_names)
+            except VolumeError as exc:
+                self.status.setText(str(exc).replace("--by-name", "matching by name"))
+                return
+            names = ref_names
+            note = f"; not in the reference, left out: {', '.join(missing)}" if missing else ""
+        elif not self.objects.isChecked():
+            from halo_seg.evaluate import name_mismatch
+            differ = name_mismatch(names, ref_names, sorted(set(names) & set(ref_names)))
+            note = f"; {differ} (or match labels by name)" if differ else ""
         self._start(f"comparing {a} with {b} ...", _compare, pred, truth, tuple(ref.scale[-3:]),
-                    self.distances.isChecked(), self.objects.isChecked(), self._cancel.is_set,
-                    on_done=lambda outcome: self._done(outcome, layer, layer_unit(ref)))
+                    self.distances.isChecked(), self.objects.isChecked(), self._cancel.is_set, ref_names or names,
+                    on_done=lambda outcome: self._done(outcome, layer, layer_unit(ref), note))
 
-    def _done(self, outcome, layer, unit):
+    def _done(self, outcome, layer, unit, note: str = ""):
         done, exc = outcome
         if exc is not None:
             return self._failed(exc)
@@ -115,8 +137,8 @@ class CompareWidget(BackgroundWidget):
         for i in range(rows):
             for j, (_, key, fmt) in enumerate(shown):
                 v = table[key][i]
-                text = "n/a" if isinstance(v, float) and not np.isfinite(v) else fmt.format(
-                    int(v) if key in INTEGER else float(v))
+                text = str(v) if isinstance(v, str) else "n/a" if isinstance(v, float) and not np.isfinite(v) \
+                    else fmt.format(int(v) if key in INTEGER else float(v))
                 self.grid.setItem(i, j, QTableWidgetItem(text))
         self.grid.resizeColumnsToContents()
         self.save_btn.setEnabled(True)
@@ -128,7 +150,7 @@ class CompareWidget(BackgroundWidget):
             self._succeeded("no labels in either layer")
             return
         self._succeeded(f"mean Dice {np.mean(table['dice']):.3f} over {len(table['label'])} labels; click a row "
-                        "to see where that label disagrees most")
+                        "to see where that label disagrees most" + note)
 
     def show_worst_slice(self, row: int):
         """Show the slice, across the plane shown, where the chosen label's two versions disagree on

@@ -99,3 +99,27 @@ def test_compare_widget_as_objects(make_napari_viewer, qtbot):
     step = viewer.dims.current_step
     w.show_worst_slice(0)        # object rows are thresholds: the view stays
     assert viewer.dims.current_step == step
+
+
+def test_compare_widget_matches_structures_by_name(make_napari_viewer, qtbot):
+    """Two structure sets that number the same organs differently (read from RTSTRUCT or SEG, their
+    names in the layers' features): by id the table compares different organs and says so; matched
+    by name, each organ with itself."""
+    viewer, w, pred, truth = _viewer(make_napari_viewer)
+    viewer.layers["truth"].features = {"index": [1, 2], "name": ["Liver", "spleen"]}
+    swapped = np.select([pred == 1, pred == 2], [2, 1], 0).astype(np.uint8)
+    viewer.layers["model"].data = swapped
+    viewer.layers["model"].features = {"index": [1, 2, 3], "name": ["Spleen", "liver", "kidney"]}
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert list(w.table["dice"]) == [0.0, 0.0] and "2 ids name different structures" in w.status.text()
+    assert [w.grid.item(i, 1).text() for i in range(2)] == ["Liver", "spleen"]
+    w.by_name.setChecked(True)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    ref = compare_labels(pred, truth, (2.0, 1.0, 1.0))     # what comparing the same organs gives
+    np.testing.assert_allclose(w.table["dice"], ref["dice"])
+    assert list(w.table["name"]) == ["Liver", "spleen"] and "left out: kidney" in w.status.text()
+    viewer.layers["truth"].features = {}
+    w.run()
+    assert w.worker is None and "needs both volumes to name their labels" in w.status.text()
