@@ -276,8 +276,17 @@ def test_cli_resample_places_the_new_grid_where_the_scan_lies(tmp_path):
     r = run("resample", tmp_path / "lab.nii.gz", tmp_path / "x.zarr", "--like", tmp_path / "fine.zarr", "--labels")
     assert r.returncode == 0   # the same extent on another grid
     nib.save(nib.Nifti1Image(lab[:6].transpose(2, 1, 0), aff), str(tmp_path / "half.nii.gz"))
+    # another extent, both placed in the world: the part that lies on the other's grid, 0 beyond
     r = run("resample", tmp_path / "lab.nii.gz", tmp_path / "y.zarr", "--like", tmp_path / "half.nii.gz", "--labels")
-    assert r.returncode != 0 and "not the same extent" in r.stderr
+    assert r.returncode == 0 and "each from its world position" in r.stdout, r.stderr
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "y.zarr").data), lab[:6])
+    r = run("resample", tmp_path / "half.nii.gz", tmp_path / "z.zarr", "--like", tmp_path / "lab.nii.gz", "--labels")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "z.zarr").data), np.r_[lab[:6], 0 * lab[6:]])
+    np.save(tmp_path / "lab.npy", lab)                             # where a .npy lies is not known: refused
+    r = run("resample", tmp_path / "lab.npy", tmp_path / "n.zarr", "--like", tmp_path / "half.nii.gz", "--labels",
+            "--input-spacing", "3,1.5,2")
+    assert r.returncode != 0 and "not the same extent, and without a scan geometry in both" in r.stderr
     from halo_seg.engine.unet import UNet3D
     save_unet(UNet3D(1, 2, base=4, depth=2), tmp_path / "old.safetensors")   # weights from before the spacing
     r = run("resample", tmp_path / "img.nii.gz", tmp_path / "w.zarr", "--weights", tmp_path / "old.safetensors")
@@ -323,3 +332,38 @@ def test_torchrun_ranks_share_the_way_back(tmp_path, two_mm_weights):
     t, s = (zarr.open_group(str(tmp_path / n), mode="r") for n in ("t.zarr", "s.zarr"))
     assert t["done"][...].all() and np.array_equal(t["labels"][...], s["labels"][...])
     assert np.array_equal(t["uncertainty"][...], s["uncertainty"][...])
+
+
+def test_labels_saved_cropped_to_their_objects_go_back_onto_their_scan(tmp_path):
+    """3D Slicer can save a segmentation cropped to its segments' extent, its own grid placed in the
+    scan's world (here also stored with x reversed): `resample --like SCAN` puts each label back on
+    the scan's voxels, 0 elsewhere, checked against slicing the whole-grid labels; an image too."""
+    from halo_seg.cli import main
+    rng = np.random.default_rng(3)
+    aff = np.array([[0, 0, -2.0, 40], [1.5, 0, 0, -20], [0, 3.0, 0, 7], [0, 0, 0, 1]])   # oblique axes, shifted
+    full = rng.integers(0, 5, size=(12, 14, 10)).astype(np.uint8)      # (z, y, x) on the scan's grid
+    scan = rng.normal(size=full.shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(scan.transpose(2, 1, 0), aff), str(tmp_path / "scan.nii.gz"))
+    z0, y0, x0, nz, ny, nx = 2, 3, 1, 7, 9, 7
+    crop = full[z0:z0 + nz, y0:y0 + ny, x0:x0 + nx][:, :, ::-1]
+    to_scan = np.eye(4)                                                # cropped voxel (x, y, z) -> the scan's
+    to_scan[:3, :3] = np.diag([-1.0, 1.0, 1.0])
+    to_scan[:3, 3] = [x0 + nx - 1, y0, z0]
+    img = nib.Nifti1Image(crop.transpose(2, 1, 0), aff @ to_scan)
+    img.header.set_intent("label")
+    nib.save(img, str(tmp_path / "cropped.nii.gz"))
+    assert main(["resample", str(tmp_path / "cropped.nii.gz"), str(tmp_path / "back.nii.gz"),
+                 "--like", str(tmp_path / "scan.nii.gz")]) == 0
+    expected = np.zeros_like(full)
+    expected[z0:z0 + nz, y0:y0 + ny, x0:x0 + nx] = full[z0:z0 + nz, y0:y0 + ny, x0:x0 + nx]
+    back = nib.load(str(tmp_path / "back.nii.gz"))
+    np.testing.assert_array_equal(np.asarray(back.dataobj).transpose(2, 1, 0), expected)
+    np.testing.assert_allclose(back.affine, aff)
+    cropped_scan = scan[z0:z0 + nz, y0:y0 + ny, x0:x0 + nx][:, :, ::-1]   # an image: trilinear, exact on voxels
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(cropped_scan).transpose(2, 1, 0), aff @ to_scan),
+             str(tmp_path / "cropped_scan.nii.gz"))
+    assert main(["resample", str(tmp_path / "cropped_scan.nii.gz"), str(tmp_path / "img.zarr"),
+                 "--like", str(tmp_path / "scan.nii.gz")]) == 0
+    inside = np.zeros(full.shape, bool)
+    inside[z0:z0 + nz, y0:y0 + ny, x0:x0 + nx] = True
+    np.testing.assert_allclose(np.asarray(open_volume(tmp_path / "img.zarr").data), scan * inside, atol=1e-5)

@@ -543,15 +543,25 @@ def cmd_resample(a) -> int:
     vol = open_volume(a.input, spacing=_spacing_arg(a.input_spacing), channel=a.channel, timepoint=a.timepoint)
     if sum(x is not None for x in (a.spacing, a.weights, a.like)) != 1:
         raise SystemExit("error: give one of --spacing, --weights or --like")
+    labels = a.labels or bool(vol.meta.get("labels"))
     if a.like:
         like = open_volume(a.like)
         shape = like.shape
+        from .io.geometry import KEY
+        from .io.resampled import same_world_grid, write_placed
+        if KEY in vol.meta and KEY in like.meta and not same_world_grid(vol, like):
+            # cropped to its objects, or placed otherwise in the same world: each voxel from its world position
+            out = write_placed(vol, like, a.output, labels=labels)
+            print(f"wrote {out}: {a.input} on the grid of {a.like}, {' x '.join(map(str, shape))} voxels, each from "
+                  f"its world position ({'labels, nearest voxel' if labels else 'trilinear'}; 0 outside {a.input})")
+            return 0
         if vol.spacing_known and like.spacing_known:   # the same extent, or the voxels would not line up
             ext = [n * s for n, s in zip(vol.shape, vol.spacing)]
             other = [n * s for n, s in zip(like.shape, like.spacing)]
             if any(abs(e - o) > max(s, t) for e, o, s, t in zip(ext, other, vol.spacing, like.spacing)):
                 raise SystemExit(f"error: {a.input} spans {' x '.join(f'{e:.4g}' for e in ext)} and {a.like} "
-                                 f"{' x '.join(f'{e:.4g}' for e in other)}: not the same extent")
+                                 f"{' x '.join(f'{e:.4g}' for e in other)}: not the same extent, and without a "
+                                 "scan geometry in both (NIfTI, NRRD, DICOM) where each lies is not known")
     else:
         if not vol.spacing_known:
             raise SystemExit(f"error: {a.input} records no voxel size; give it with --input-spacing Z,Y,X")
@@ -563,7 +573,6 @@ def cmd_resample(a) -> int:
                 raise SystemExit(f"error: {a.weights} does not record the voxel size it was trained at; give --spacing")
             target = rs.target_spacing(vol.spacing, vol.meta.get("unit"), m_sp, m_unit, policy="on") or vol.spacing
         shape = rs.resampled_shape(vol.shape, vol.spacing, target)
-    labels = a.labels or bool(vol.meta.get("labels"))
     if not labels and np.issubdtype(vol.data.dtype, np.integer) and np.dtype(vol.data.dtype).itemsize == 1:
         print("note: an 8-bit volume is interpolated as an image; pass --labels if it holds labels")
     out, spacing = write_resampled(vol, a.output, shape, labels=labels)
@@ -811,9 +820,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--spacing", default=None, metavar="Z,Y,X", help="the new voxel size, in the input's unit")
     r.add_argument("--weights", default=None, help="the voxel size these weights were trained at ('default': the "
                                                    "shipped model's)")
-    r.add_argument("--like", default=None, metavar="VOLUME", help="the grid of this volume (same extent): e.g. "
-                                                                 "labels computed at a model's voxel size, back "
-                                                                 "onto their scan's grid")
+    r.add_argument("--like", default=None, metavar="VOLUME",
+                   help="the grid of this volume: labels computed at a model's voxel size back onto their scan's "
+                        "grid (the same extent), or, where both carry a scan geometry, anything in the same world "
+                        "onto it (labels saved cropped to their objects, as 3D Slicer can; 0 outside them)")
     r.add_argument("--labels", action="store_true", help="the input holds labels: nearest voxel, values kept "
                                                         "(automatic for files marked as labels)")
     r.add_argument("--input-spacing", default=None, metavar="Z,Y,X", help="the input's voxel size, where its "

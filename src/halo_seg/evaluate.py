@@ -36,7 +36,8 @@ def one_grid(pred, truth, what: str = "labels") -> tuple[int, int, int]:
     shape = check_label_volume(pred, f"the predicted {what}")
     if check_label_volume(truth, f"the reference {what}") != shape:
         raise VolumeError(f"the predicted {what} have shape {shape} but the reference {tuple(truth.shape)}: "
-                          "they must lie on one voxel grid")
+                          "they must lie on one voxel grid (labels saved on another grid of the same scan, e.g. "
+                          "cropped to their objects: halo-seg resample IN OUT --like SCAN --labels)")
     return shape
 
 

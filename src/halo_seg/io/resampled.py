@@ -1,7 +1,12 @@
 """`halo-seg resample`: a volume written on another voxel grid of the same extent, placed where the
 original lies (its scan geometry follows), so that it can be segmented under torchrun at a model's
 voxel size, or training volumes brought to one spacing. Images are interpolated trilinearly, labels
-take the nearest voxel's value (engine/resample.py); zarr outputs are written chunk by chunk."""
+take the nearest voxel's value (engine/resample.py); zarr outputs are written chunk by chunk.
+
+Onto a scan's own grid (write_placed): where both volumes carry a scan geometry and the grids are
+not one extent resampled (labels saved cropped to their objects, as 3D Slicer can save a
+segmentation, or on another placement in the same world), each voxel of the scan takes the value at
+its world position, and 0 outside the volume."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,16 +36,75 @@ def write_resampled(vol, out, shape, labels: bool = False) -> tuple[Path, tuple[
     _check_room(out, shape, np.dtype(vol.data.dtype if labels else np.float32), vol)
     g = vol.meta.get(geo.KEY)
     g = geo.resampled(g, shape) if g else None
-    unit = vol.meta.get("unit")
     lazy = rs.lazy_resample(rs.ArrayReader(vol.data), shape, CHUNK, nearest=labels, dtype=vol.data.dtype)
+    return _write(lazy, out, shape, spacing, g, vol.meta.get("unit"), labels), spacing
+
+
+def same_world_grid(vol, like) -> bool:
+    """Whether ``vol`` resampled to ``like``'s voxel count lies on ``like``'s grid (the same extent
+    and placement), judged by their scan geometries, within a hundredth of a voxel."""
+    g = geo.resampled(vol.meta[geo.KEY], like.shape)
+    a, b = geo.best_affine(g), geo.best_affine(like.meta[geo.KEY])
+    return bool(np.abs(np.linalg.solve(b, a) - np.eye(4)).max() < 1e-2)
+
+
+def write_placed(vol, like, out, labels: bool = False) -> Path:
+    """Write ``vol`` on the grid of ``like`` (both with a scan geometry) to ``out``: each of like's
+    voxels takes the value at its world position in vol (the nearest voxel for labels, trilinear
+    for images), 0 outside vol. Read and written a slab of like's slices at a time."""
+    import dask
+    import dask.array as da
+    out = Path(out)
+    if not out.name.lower().endswith((".zarr",) + NIFTI_SUFFIXES):
+        raise VolumeError(f"cannot write '{out.name}': use a .zarr, .nii or .nii.gz path")
+    if out.resolve() == Path(str(vol.source or "")).resolve():
+        raise VolumeError(f"{out} is the input; write it to a new path")
+    shape = tuple(int(n) for n in like.shape)
+    dtype = np.dtype(vol.data.dtype) if labels else np.dtype(np.float32)
+    _check_room(out, shape, dtype, vol)
+    g = like.meta[geo.KEY]
+    to_source = np.linalg.solve(geo.best_affine(vol.meta[geo.KEY]), geo.best_affine(g))   # like's voxel -> vol's
+    swap = np.eye(4)[[2, 1, 0, 3]]   # the affines' (x, y, z) <-> the arrays' (z, y, x)
+    m = swap @ to_source @ swap
+    step = max(1, min(CHUNK, shape[0]))
+    slabs = [da.from_delayed(dask.delayed(_placed_slab)(vol.data, m, z0, min(z0 + step, shape[0]), shape[1:],
+                                                         labels, dtype),
+                             (min(z0 + step, shape[0]) - z0,) + shape[1:], dtype=dtype)
+             for z0 in range(0, shape[0], step)]
+    return _write(da.concatenate(slabs), out, shape, geo.spacing_of(g), g, like.meta.get("unit") or "mm", labels)
+
+
+def _placed_slab(data, m: np.ndarray, z0: int, z1: int, shape_yx, labels: bool, dtype) -> np.ndarray:
+    """Slices z0 .. z1 of the target grid, from the part of ``data`` they map into (``m``: target
+    (z, y, x, 1) -> source)."""
+    from scipy import ndimage
+    ny, nx = shape_yx
+    corners = np.array([[z, y, x, 1.0] for z in (z0, z1 - 1) for y in (0, ny - 1) for x in (0, nx - 1)])
+    src = (corners @ m.T)[:, :3]
+    lo = np.clip(np.floor(src.min(0)).astype(int) - 1, 0, data.shape)
+    hi = np.clip(np.ceil(src.max(0)).astype(int) + 2, 0, data.shape)
+    if (hi <= lo).any():   # the slab lies outside the volume
+        return np.zeros((z1 - z0, ny, nx), dtype)
+    region = np.asarray(data[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
+    offset = m[:3, 3] + m[:3, :3] @ np.array([z0, 0.0, 0.0]) - lo
+    # grid-constant: 0 beyond the volume's voxels, and for labels a point half a voxel outside its
+    # edge still takes the edge voxel, as the nearest voxel it is
+    return ndimage.affine_transform(region if labels else region.astype(np.float32), m[:3, :3], offset=offset,
+                                    output_shape=(z1 - z0, ny, nx), order=0 if labels else 1,
+                                    mode="grid-constant", cval=0, prefilter=False).astype(dtype, copy=False)
+
+
+def _write(lazy, out: Path, shape, spacing, g, unit, labels: bool) -> Path:
+    """Write a lazily computed volume on a new grid (geometry ``g``) as labels or a float image."""
+    name = out.name.lower()
     if labels:
-        return write_labels(lazy, out, spacing=spacing, geometry=g, unit=unit), spacing
+        return write_labels(lazy, out, spacing=spacing, geometry=g, unit=unit)
     if name.endswith(NIFTI_SUFFIXES):
         import nibabel as nib
         img = geo.to_nifti(np.asarray(lazy), g, spacing, labels=False)
         set_nifti_unit(img, unit)
         nib.save(img, str(out))
-        return out, spacing
+        return out
     import dask.array as da
     import zarr
     if out.exists() and not _is_resampled(out):   # another image, the user's data: never removed
@@ -54,7 +118,7 @@ def write_resampled(vol, out, shape, labels: bool = False) -> tuple[Path, tuple[
             arr.attrs["unit"] = unit
             grp.attrs["unit"] = unit
         da.store(lazy, arr, lock=False)
-    return out, spacing
+    return out
 
 
 def _check_room(out: Path, shape, dtype, vol) -> None:
