@@ -563,6 +563,12 @@ def test_labels_go_out_as_an_rt_structure_set_on_their_series(tmp_path, series, 
     rt = open_volume(folder / "rs.dcm")                     # the label values are the ROI numbers
     assert rt.meta["overlap"] == 0 and rt.meta["segment_names"] == {**names, 11: "object 11"}
     np.testing.assert_array_equal(np.asarray(rt.data), labels)
+    capsys.readouterr()
+    assert main(["info", str(folder / "rs.dcm")]) == 0        # labels: their names, not the memory to segment them
+    import json
+    info = json.loads(capsys.readouterr().out)
+    assert info["labels"] == {"3": "BODY", "5": "marks", "8": "tumour Ü", "11": "object 11"}
+    assert "segment_memory" not in info
     # measured, each structure by its name
     assert main(["measure", str(folder / "rs.dcm"), "--csv", str(tmp_path / "m.csv")]) == 0
     assert "tumour Ü" in capsys.readouterr().out

@@ -505,8 +505,23 @@ def cmd_info(a) -> int:
                       "orientation": geometry.orientation(g) if g else None,
                       "origin_mm": [round(float(c), 3) for c in geometry.best_affine(g)[:3, 3]] if g else None,
                       **({} if v.spacing_known else {"spacing_known": False}),
-                      **_segment_memory(v, a.weights or "default", a.precision)}))
+                      **(_labels_about(v) if _holds_labels(v) else _segment_memory(v, a.weights or "default",
+                                                                                    a.precision))}))
     return 0
+
+
+def _holds_labels(vol) -> bool:
+    """Labels, not an image: a file marked so (a SEG, a structure set, a NIfTI of intent label), or
+    a `segment` output. `segment` refuses them as input."""
+    return bool(vol.meta.get("labels")) or vol.meta.get("array") == "labels"
+
+
+def _labels_about(vol) -> dict:
+    """What `info` says of labels instead of the memory segmenting them would need: their names."""
+    from .io.volume import SEGMENT_NAMES
+    names = vol.meta.get(SEGMENT_NAMES) or {}
+    return {"labels": {str(k): n for k, n in sorted(names.items())} if names else True,
+            **({"overlapping_voxels": vol.meta["overlap"]} if vol.meta.get("overlap") else {})}
 
 
 def _segment_memory(vol, weights, precision: str = "fp32") -> dict:
@@ -1056,7 +1071,8 @@ def build_parser() -> argparse.ArgumentParser:
     tq.add_argument("--device", default="cpu")
     _choice_args(tq, "of --image")
     tq.set_defaults(fn=cmd_train_quality)
-    i = sub.add_parser("info", help="shape, dtype, spacing and chunks of a volume; the memory segmenting it needs")
+    i = sub.add_parser("info", help="shape, dtype, spacing and chunks of a volume; the memory segmenting it needs "
+                       "(labels: their names)")
     i.add_argument("input")
     i.add_argument("--weights", action="append", default=None, metavar="WEIGHTS",
                    help="the 3D U-Net whose memory needs are estimated (several: an ensemble)")
