@@ -83,3 +83,29 @@ def test_bad_itk_files_are_refused(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "SimpleITK", None)   # the [itk] extra not installed
     with pytest.raises(VolumeError, match=r"flat.nrrd needs SimpleITK: pip install 'napari-halo-seg\[itk\]'"):
         open_volume(tmp_path / "flat.nrrd")
+
+
+def test_a_slicer_segmentation_of_overlapping_segments_opens_as_one_label_each(tmp_path):
+    """3D Slicer saves segments that overlap as layers (a 4D .seg.nrrd: one labelmap per layer,
+    SegmentN_Layer and _LabelValue saying where each segment is). They were taken for channels;
+    now each segment is a label, the smaller kept where two overlap."""
+    body = np.zeros((6, 7, 8), np.uint8)
+    body[0:5, 1:7, 1:8] = 1                                   # layer 0: the body (value 1) ...
+    body[5, 0:2, 0:2] = 2                                     # ... and a marker beside it (value 2)
+    organ = np.zeros_like(body)
+    organ[1:4, 2:5, 2:6] = 1                                  # layer 1: an organ inside the body
+    img = sitk.GetImageFromArray(np.stack([body, organ], axis=-1), isVector=True)
+    for n, (layer, value, name) in enumerate([(0, 1, "body"), (1, 1, "liver"), (0, 2, "marker")]):
+        img.SetMetaData(f"Segment{n}_Layer", str(layer))
+        img.SetMetaData(f"Segment{n}_LabelValue", str(value))
+        img.SetMetaData(f"Segment{n}_Name", name)
+    sitk.WriteImage(img, str(tmp_path / "both.seg.nrrd"), useCompression=True)
+    v = open_volume(tmp_path / "both.seg.nrrd")
+    expected = np.zeros(body.shape, np.uint16)
+    expected[body == 1] = 1
+    expected[organ == 1] = 2                                  # the liver on top of the body
+    expected[body == 2] = 3
+    assert v.shape == body.shape and v.meta["labels"] and v.meta["segment_names"] == {1: "body", 2: "liver",
+                                                                                      3: "marker"}
+    np.testing.assert_array_equal(np.asarray(v.data), expected)
+    assert v.meta["overlap"] == int((organ == 1).sum())

@@ -59,16 +59,50 @@ def open_itk(path) -> Volume:
     lps[:3, :3] = np.asarray(reader.GetDirection(), float).reshape(3, 3) * spacing
     lps[:3, 3] = reader.GetOrigin()
     keys = {k: reader.GetMetaData(k) for k in reader.GetMetaDataKeys()}
-    # 3D Slicer's segment fields: SegmentN_LabelValue and SegmentN_Name
-    names = {int(keys[k]): keys.get(f"Segment{m.group(1)}_Name", "") for k in keys
-             if (m := re.fullmatch(r"Segment(\d+)_LabelValue", k))}
+    segments = _slicer_segments(keys)
+    names = {value: name for _, _, value, name in segments}
     labels = path.name.lower().endswith(".seg.nrrd") or bool(names)
+    extra = {}
+    if comps > 1 and segments:   # segments that overlap, in layers: one label each, merged
+        data, names, overlap = _merged_layers(str(path), segments, shape)
+        comps, extra = 1, {"overlap": overlap}
     return Volume(data, spacing=tuple(float(s) for s in spacing[::-1]), source=str(path), spacing_known=True,
                   meta={"format": "nrrd" if ".nrrd" in path.name.lower() or path.suffix.lower() == ".nhdr"
                         else "metaimage", "unit": "mm", "labels": labels,
                         "axes": (["c"] if comps > 1 else []) + list("zyx"),
-                        **({SEGMENT_NAMES: names} if names else {}),
+                        **({SEGMENT_NAMES: names} if names else {}), **extra,
                         KEY: from_affine(LPS_TO_RAS @ lps, shape[-3:])})
+
+
+def _slicer_segments(keys: dict) -> list[tuple[int, int, int, str]]:
+    """3D Slicer's segments in a .seg.nrrd header (SegmentN_LabelValue, _Layer, _Name), in segment
+    order: (N, layer, label value, name)."""
+    out = []
+    for k in keys:
+        m = re.fullmatch(r"Segment(\d+)_LabelValue", k)
+        if m:
+            n = m.group(1)
+            out.append((int(n), int(keys.get(f"Segment{n}_Layer", "0") or 0), int(keys[k]),
+                        keys.get(f"Segment{n}_Name", "")))
+    return sorted(out)
+
+
+def _merged_layers(path: str, segments, shape):
+    """A segmentation whose segments overlap, saved by 3D Slicer as layers (one 3D labelmap each,
+    a segment a label value within its layer), as one label volume: each segment a label, numbered
+    in segment order; where two overlap the smaller is kept (as for RT structure sets), and the
+    voxels two claim are counted. Read whole, as these files are."""
+    import dask.array as da
+    layers = _read_whole(path, shape[0])   # (layers, Z, Y, X)
+    masks = [(i + 1, name, layers[layer] == value) for i, (_, layer, value, name) in enumerate(segments)
+             if layer < len(layers)]
+    labels = np.zeros(shape[1:], np.uint16)
+    overlap = 0
+    for label, _, mask in sorted(masks, key=lambda m: -int(m[2].sum())):   # larger first: smaller ones on top
+        overlap += int((mask & (labels != 0)).sum())
+        labels[mask] = label
+    data = da.from_array(labels, chunks=(min(32, shape[1]),) + tuple(shape[2:]))
+    return data, {label: name for label, name, _ in masks}, overlap
 
 
 def write_itk_labels(labels, path, spacing=(1.0, 1.0, 1.0), geometry: dict | None = None,
