@@ -727,3 +727,38 @@ def test_batch_takes_the_series_a_pacs_export_of_a_cohort_holds(tmp_path, series
     assert "matching 'flair'; their descriptions: 'T1 MPRAGE', 'localizer'" in capsys.readouterr().err
     assert main(["batch", str(export), str(out), "--weights", str(tiny_weights)]) == 2   # without: no case there
     assert "--series finds DICOM series in folders below" in capsys.readouterr().err
+
+
+def test_an_interactive_session_on_a_series_goes_out_as_a_structure_set_or_seg(tmp_path, capsys):
+    """The object of a session on a DICOM series, written where a planning system or a PACS takes it."""
+    from halo_seg.interactive.roi import mask_bbox
+    from halo_seg.interactive.segmenter import InteractiveSegmenter
+    from halo_seg.samples import make_phantom
+    ph = make_phantom((12, 40, 36), n_objects=2, seed=5)
+    stored = np.round(ph.image * 1000).astype(np.int16)
+    iop = np.array([1.0, 0, 0, 0, 1, 0])
+    folder = _write_series(tmp_path / "ct", stored, [np.array([-20.0, 10.0, 2.5 * k]) for k in range(12)], iop,
+                           (0.8, 0.8))
+    vol = open_volume(folder)
+    truth = ph.labels == 1
+    seg = InteractiveSegmenter(np.asarray(vol.data), spacing=vol.spacing, device="cpu")
+    z = int(truth.sum((1, 2)).argmax())
+    seg.add_box(z, *mask_bbox(truth[z]))
+    seg.propagate()
+    session = seg.save_session(tmp_path / "s.npz")
+    assert main(["session", str(folder), str(session), str(tmp_path / "rs.rtstruct.dcm"), "--label", "4",
+                 "--name", "lesion"]) == 0
+    rt = open_volume(tmp_path / "rs.rtstruct.dcm")
+    assert pydicom.dcmread(tmp_path / "rs.rtstruct.dcm").Modality == "RTSTRUCT"
+    assert rt.meta["segment_names"] == {4: "lesion"}
+    np.testing.assert_array_equal(np.asarray(rt.data), seg.prediction * 4)
+    nib.save(nib.Nifti1Image(np.asarray(vol.data).transpose(2, 1, 0).astype(np.float32), np.eye(4)),
+             str(tmp_path / "scan.nii.gz"))
+    capsys.readouterr()
+    assert main(["session", str(tmp_path / "scan.nii.gz"), str(session), str(tmp_path / "x.dcm")]) == 2
+    assert "references the DICOM series the object was drawn on" in capsys.readouterr().err
+    pytest.importorskip("highdicom")
+    assert main(["session", str(folder), str(session), str(tmp_path / "seg.dcm"), "--name", "lesion"]) == 0
+    back = open_volume(tmp_path / "seg.dcm")
+    assert back.meta["segment_names"] == {1: "lesion"}
+    np.testing.assert_array_equal(np.asarray(back.data), seg.prediction.astype(np.uint16))

@@ -696,6 +696,10 @@ def cmd_session(a) -> int:
         if out.resolve() == Path(p).resolve():
             raise VolumeError(f"the output {out} is {what}; write to a new path")
     vol = open_volume(a.image, channel=a.channel, timepoint=a.timepoint)
+    dicom_out = out.name.lower().endswith(".dcm")   # beside the series, for a PACS or a planning system
+    if dicom_out and vol.meta.get("format") != "dicom":
+        raise VolumeError(f"{out.name}: a DICOM SEG or RT structure set references the DICOM series the object "
+                          f"was drawn on, and {a.image} is none; write .nii.gz, .nrrd or .zarr")
     seg = InteractiveSegmenter.from_session(a.session, vol.data, spacing=vol.spacing, device=a.device,
                                             weights=a.weights)
     fresh = a.propagate or not seg.restored_propagation
@@ -703,8 +707,14 @@ def cmd_session(a) -> int:
     mask = seg.propagate() if fresh else seg.prediction
     how = f"propagated again in {time.perf_counter() - t0:.1f}s" if fresh else "as saved"
     unit = vol.meta.get("unit")
-    write_labels(mask.astype(np.uint16 if a.label > 255 else np.uint8) * a.label, out, spacing=vol.spacing, geometry=vol.meta.get(geometry.KEY),
-                 unit=unit)
+    labels = mask.astype(np.uint16 if a.label > 255 else np.uint8) * a.label
+    if dicom_out:
+        from .io.dicom_seg import write_dicom_seg
+        from .io.rtstruct import wants_rtstruct, write_rtstruct
+        (write_rtstruct if wants_rtstruct(out) else write_dicom_seg)(
+            labels, vol.source, out, names={a.label: a.name} if a.name else None)
+    else:
+        write_labels(labels, out, spacing=vol.spacing, geometry=vol.meta.get(geometry.KEY), unit=unit)
     n = int(mask.sum())
     print(f"wrote {out}: label {a.label}, {n} voxels ({volume_text(n * float(np.prod(vol.spacing)), unit)}), "
           f"{len(seg.annotated_slices)} trusted slices across axis {seg.axis}, {how}")
@@ -920,8 +930,10 @@ def build_parser() -> argparse.ArgumentParser:
                                          "after every propagation) as a label volume on its scan")
     se.add_argument("image", help="the image the session was made on")
     se.add_argument("session", help="the session file (.npz)")
-    se.add_argument("output", help="output .nii.gz, .nii or .zarr (placed on the scan), or .tif (for Fiji)")
+    se.add_argument("output", help="output .nii.gz, .nii, .nrrd or .zarr (placed on the scan), .tif (for Fiji), or "
+                                   "on a DICOM series .dcm (DICOM SEG) or .rtstruct.dcm (RT structure set)")
     se.add_argument("--label", type=int, default=1, help="the object's label value (default 1)")
+    se.add_argument("--name", default=None, help="the object's name in a DICOM SEG or RT structure set (e.g. liver)")
     se.add_argument("--weights", default="default", help="interactive weights; other than the session's, the "
                                                          "object is propagated again with them")
     se.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
