@@ -370,7 +370,8 @@ def _labels_on(vol):
     return labels
 
 
-def test_a_dicom_seg_opens_as_labels_on_its_series_and_does_not_spoil_the_series_folder(tmp_path, series):
+def test_a_dicom_seg_opens_as_labels_on_its_series_and_does_not_spoil_the_series_folder(tmp_path, series,
+                                                                                         monkeypatch):
     pytest.importorskip("highdicom")
     from halo_seg.io.dicom_seg import write_dicom_seg
     folder, stored, _, _ = series
@@ -403,8 +404,18 @@ def test_a_dicom_seg_opens_as_labels_on_its_series_and_does_not_spoil_the_series
         open_volume(tmp_path / "seg")
     (tmp_path / "far" / "alone" / "x").mkdir(parents=True)   # nowhere near the series
     ds.save_as(tmp_path / "far" / "alone" / "lost.dcm")
-    with pytest.raises(VolumeError, match="neither in its folder nor in a folder beside it"):
+    with pytest.raises(VolumeError, match="neither in its folder nor in a folder in or beside it, or in one of those"):
         open_volume(tmp_path / "far" / "alone" / "lost.dcm")
+    (tmp_path / "work").mkdir()                              # exported to a work folder beside the data's
+    ds.save_as(tmp_path / "work" / "mine.dcm")
+    (tmp_path / "data").mkdir()
+    folder.rename(tmp_path / "data" / "ct")
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "work" / "mine.dcm").data),
+                                  np.asarray(other.data))
+    with monkeypatch.context() as m:                         # named from its own folder: "." has folders beside it
+        m.chdir(tmp_path / "work")
+        np.testing.assert_array_equal(np.asarray(open_volume("mine.dcm").data), np.asarray(other.data))
+    (tmp_path / "data" / "ct").rename(folder)
     ds.Modality = "SR"                                       # another non-image object in the folder: passed over
     ds.save_as(folder / "report.dcm")
     np.testing.assert_array_equal(np.asarray(open_volume(folder).data), np.asarray(vol.data))

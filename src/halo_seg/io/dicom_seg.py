@@ -84,13 +84,11 @@ def _frame_slices(ds, geometry) -> list[int]:
 
 
 def _series_folder(uid: str, near: Path) -> Path | None:
-    """The folder holding images of the DICOM series ``uid``: ``near`` (the SEG's own folder), a folder
-    in it, or one beside it (a study exported a folder per series)."""
+    """The folder holding images of the DICOM series ``uid``: ``near`` (the SEG's own folder), or
+    one near it (_nearby: beside it, in it, or in a folder beside it)."""
     import pydicom
     from .dicom import NOT_IMAGES, dicom_files
-    subs = sorted(p for p in near.iterdir() if p.is_dir())
-    beside = sorted(p for p in near.parent.iterdir() if p.is_dir() and p != near)
-    for folder in [near] + subs[:64] + beside[:64]:
+    for folder in _nearby(near):
         for f in dicom_files(folder)[:16]:
             try:
                 ds = pydicom.dcmread(str(f), stop_before_pixels=True,
@@ -104,14 +102,38 @@ def _series_folder(uid: str, near: Path) -> Path | None:
     return None
 
 
+def _nearby(near: Path, depth: int = 3, most: int = 400):
+    """``near``, then the folders down to ``depth`` levels below its parent, breadth first: beside
+    it, in it, and in the folders beside it (labels exported to a work folder beside the data's, a
+    study exported a folder per series); at most ``most``."""
+    yield near
+    level, seen = [near.parent], 0
+    for _ in range(depth):
+        deeper = []
+        for d in level:
+            try:
+                subs = sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            for sub in subs:
+                seen += 1
+                if seen > most:
+                    return
+                if sub != near:
+                    yield sub
+                deeper.append(sub)
+        level = deeper
+
+
 def labelled_series(uid: str, path: Path, what: str) -> Volume:
     """The series ``uid`` that the object at ``path`` (``what``: a SEG, a structure set) labels, found
-    in its folder or a folder in or beside it, else a VolumeError saying where it was looked for."""
+    in its folder or one near it (_nearby), else a VolumeError saying where it was looked for."""
     from .dicom import open_series
-    folder = _series_folder(uid, path.parent)
+    folder = _series_folder(uid, path.resolve().parent)   # absolute: "." has no folders beside it
     if folder is None:
         raise VolumeError(f"{path.name} labels the DICOM series {uid}, which is neither in its folder nor in a "
-                          f"folder beside it: put {what} with (or beside) the images it labels")
+                          f"folder in or beside it, or in one of those: put {what} with (or beside) the images it "
+                          "labels")
     return open_series(folder, series_uid=uid)
 
 
