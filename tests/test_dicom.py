@@ -330,6 +330,18 @@ def test_an_enhanced_multiframe_image_opens_as_its_series_does(tmp_path, series,
     mask = (np.asarray(one.data) > 200).astype(np.uint8)
     out = write_labels(mask, tmp_path / "m.nii.gz", geometry=one.meta[KEY])
     np.testing.assert_allclose(nib.load(str(out)).affine, best_affine(one.meta[KEY]), atol=1e-5)
+    # and as contours, each on its frame of the one image
+    from halo_seg.io.rtstruct import write_rtstruct
+    write_rtstruct(mask * 6, tmp_path / "mf", tmp_path / "mf" / "rs.dcm")
+    rs = pydicom.dcmread(tmp_path / "mf" / "rs.dcm")
+    iop = np.asarray(mf.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    for c in rs.ROIContourSequence[0].ContourSequence:       # each contour in the plane of the frame it names
+        frame = mf.PerFrameFunctionalGroupsSequence[int(c.ContourImageSequence[0].ReferencedFrameNumber) - 1]
+        ipp = np.asarray(frame.PlanePositionSequence[0].ImagePositionPatient, float)
+        pts = np.asarray(c.ContourData, float).reshape(-1, 3)
+        assert np.abs((pts - ipp) @ normal).max() < 1e-3
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "mf" / "rs.dcm").data), mask * 6)
 
 
 def test_dicom_seg_of_a_multiframe_image_whose_frames_are_out_of_order(tmp_path, series):
