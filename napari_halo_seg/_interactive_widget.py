@@ -129,7 +129,8 @@ class InteractiveWidget(QWidget):
                                     "cursor, kept with the objects, and written as the segment's or structure's "
                                     "name when the objects are saved as DICOM SEG or an RT structure set")
         form = form_of(("image", self.image), ("weights", self.weights), ("quality", self.quality),
-                       ("device", self.device), ("", self.negative), ("", self.strict), ("object name", self.object_name))
+                       ("device", self.device), ("", self.negative), ("", self.strict),
+                       ("object name", self.object_name))
 
         self.buttons = {}
         grid = QGridLayout()

@@ -49,7 +49,8 @@ def _write_layer(path: str, data, meta: dict) -> list[str]:
             raise VolumeError(f"this layer was not drawn on a DICOM series opened with Halo Seg, so it "
                               f"cannot be {'an RT structure set' if rt else 'a DICOM SEG'}; save it as .nii.gz "
                               "or .zarr")
-        (write_rtstruct if rt else write_dicom_seg)(np.asarray(arr), series, path, names=layer_names(meta.get("features")))
+        write = write_rtstruct if rt else write_dicom_seg
+        write(np.asarray(arr), series, path, names=layer_names(meta.get("features")))
         return [path]
     geometry = (meta.get("metadata") or {}).get(GEOMETRY)
     if geometry is not None:

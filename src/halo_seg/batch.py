@@ -107,7 +107,8 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
         from .io.mesh import MESH_SUFFIXES
         from .io.rtstruct import RT_SUFFIX
         from .io.volume import ITK_WRITE, NIFTI_SUFFIXES
-        known = NIFTI_SUFFIXES + ITK_WRITE + (".tif", ".tiff", ".dcm", RT_SUFFIX) + MESH_SUFFIXES   # .zarr: the output itself
+        # .zarr: the output itself
+        known = NIFTI_SUFFIXES + ITK_WRITE + (".tif", ".tiff", ".dcm", RT_SUFFIX) + MESH_SUFFIXES
         if export.lower() not in known:
             raise VolumeError(f"--export {export}: use one of {', '.join(known)}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,8 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
                 target = out_dir / f"{name}{export}"
                 if export.lower().endswith(".dcm") and not looks_like_series(Path(case)):
                     raise VolumeError(f"{Path(case).name} is not a DICOM series, which a DICOM SEG or structure set "
-                                      "references; the labels are in the .zarr (--export .nii.gz places them on the scan)")
+                                      "references; the labels are in the .zarr (--export .nii.gz places them on "
+                                      "the scan)")
                 if not (res.skipped and target.exists()):
                     export_labels(out, target)
                 row["export"] = str(target)

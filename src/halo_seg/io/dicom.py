@@ -116,7 +116,8 @@ def _what_is_in(folder: Path) -> str:
 
 def series_below_error(folder: Path, found: list) -> "VolumeError":
     listed = "; ".join(f"{p.relative_to(folder)} ({what})" for p, what in found[:12])
-    return VolumeError(f"{folder} holds no volume itself, but DICOM series in the folder{'s' if len(found) > 1 else ''} "
+    several = "s" if len(found) > 1 else ""
+    return VolumeError(f"{folder} holds no volume itself, but DICOM series in the folder{several} "
                        f"below it: {listed}{' ...' if len(found) > 12 else ''}. Open one of them (its folder, "
                        "or one of its files): which series is meant is yours to choose")
 

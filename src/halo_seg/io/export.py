@@ -32,7 +32,8 @@ def export_labels(labels_path, output, like=None, name: str = "halo-seg", label=
     writable = (".zarr", ".dcm") + NIFTI_SUFFIXES + ITK_WRITE + TIFF_SUFFIXES + MESH_SUFFIXES
     if not (is_ome_image(Path(output)) or lower.endswith(writable)):
         raise VolumeError(f"cannot export to '{Path(output).name}': use .nii.gz, .nii, .nrrd, .mha, .tif or .zarr "
-                          f"(labels), .dcm (DICOM SEG), .rtstruct.dcm (RT structure set), {', '.join(MESH_SUFFIXES)} (surface meshes) or an OME-Zarr image")
+                          f"(labels), .dcm (DICOM SEG), .rtstruct.dcm (RT structure set), {', '.join(MESH_SUFFIXES)} "
+                          "(surface meshes) or an OME-Zarr image")
     if not is_ome_image(Path(output)):   # into an OME-Zarr image is where its labels go; over a scan never
         for what, p in (("the labels", labels_path), ("the scan given with --like", like),
                         ("the scan they were computed on", _made_from(labels_path))):
