@@ -20,7 +20,7 @@ from halo_seg.engine.resample import spacing_text
 from halo_seg.engine.runner import Cancelled, segment
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
-from halo_seg.io.volume import SEGMENT_NAMES
+from halo_seg.io.volume import names_in
 from halo_seg.measure import measure_labels, volume_text
 from halo_seg.review import expected_errors, review_order
 
@@ -173,7 +173,7 @@ class AutoSegmentWidget(BackgroundWidget):
             if (layer.metadata or {}).get(key):
                 meta[key] = layer.metadata[key]
         unit = layer_unit(layer)
-        names = {int(k): v for k, v in (grp["labels"].attrs.get(SEGMENT_NAMES) or {}).items()}   # the model's classes
+        names = names_in(grp["labels"].attrs)   # the model's classes
         # hidden until asked for: where the labels are likely wrong, in percent
         self.viewer.add_image(da.from_zarr(grp[UNCERTAINTY]), name=f"{layer.name} uncertainty ({res.mode})",
                               scale=layer.scale[-3:], translate=layer.translate[-3:], colormap="inferno",

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from halo_seg.engine.output import CORRECTED   # the labels array's attribute: when a correction went into it
-from halo_seg.io.volume import SEGMENT_NAMES
+from halo_seg.io.volume import SEGMENT_NAMES, names_attr, names_in
 
 from ._measure import layer_names
 
@@ -56,8 +56,7 @@ def read_kept(path: Path, shape) -> tuple[np.ndarray, dict[int, str]]:
         raise ValueError(f"cannot read the kept objects {path}: {exc}") from exc
     if tuple(arr.shape) != tuple(shape):
         raise ValueError(f"the kept objects {path} are {tuple(arr.shape)}, the image is {tuple(shape)}")
-    names = arr.attrs.get(SEGMENT_NAMES) or {}
-    return np.asarray(arr[...]), {int(k): str(v) for k, v in names.items()}
+    return np.asarray(arr[...]), names_in(arr.attrs)
 
 
 def _write(path: Path, shape, dtype, box, region: np.ndarray, attrs: dict, aside: Path | None,
@@ -143,7 +142,7 @@ class ObjectsKeeper:
         # what a reader needs to put the labels back on their scan (JSON: the geometry may hold arrays)
         attrs = json.loads(json.dumps(
             {"labels": True, "spacing": [float(s) for s in layer.scale[-3:]],
-             SEGMENT_NAMES: {str(k): v for k, v in layer_names(layer.features).items()},   # liver, tumour
+             SEGMENT_NAMES: names_attr(layer_names(layer.features)),   # liver, tumour
              **{k: v for k, v in (layer.metadata or {}).items() if k in ("image", "unit", "geometry")}},
             default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
         self._submit(_write, Path(path), shape, np.dtype(data.dtype), box, region, attrs, aside, live)

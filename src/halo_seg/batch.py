@@ -72,12 +72,12 @@ def find_cases(folder, outputs_first: bool = False, series: str | None = None) -
 
 def _matching_series(folder: Path, pattern: str) -> list[Path]:
     import re
-    from .io.dicom import series_folders
+    from .io.dicom import description, series_folders
     try:
         wanted = re.compile(pattern, re.IGNORECASE)
     except re.error as exc:
         raise VolumeError(f"--series {pattern!r} is not a regular expression: {exc}") from None
-    found = list(series_folders(folder))
+    found = [(p, description(ds)) for p, ds in series_folders(folder)]
     cases = [p for p, desc in found if wanted.search(desc)]
     if not cases:
         seen = sorted({desc for _, desc in found})

@@ -486,7 +486,7 @@ def cmd_train_quality(a) -> int:
 def cmd_info(a) -> int:
     from .io import VolumeError, geometry, open_volume
     from .io.axes import axis_names, describe
-    from .io.volume import file_contents
+    from .io.volume import file_contents, holds_labels
     spacing = _spacing_arg(a.spacing)   # a bad one is an error, not a choice of channel
     raw = file_contents(a.input)
     held = {"axes": describe(raw.data.shape, axis_names(raw.data.shape, raw.meta.get("axes"))),
@@ -505,15 +505,9 @@ def cmd_info(a) -> int:
                       "orientation": geometry.orientation(g) if g else None,
                       "origin_mm": [round(float(c), 3) for c in geometry.best_affine(g)[:3, 3]] if g else None,
                       **({} if v.spacing_known else {"spacing_known": False}),
-                      **(_labels_about(v) if _holds_labels(v) else _segment_memory(v, a.weights or "default",
+                      **(_labels_about(v) if holds_labels(v) else _segment_memory(v, a.weights or "default",
                                                                                     a.precision))}))
     return 0
-
-
-def _holds_labels(vol) -> bool:
-    """Labels, not an image: a file marked so (a SEG, a structure set, a NIfTI of intent label), or
-    a `segment` output. `segment` refuses them as input."""
-    return bool(vol.meta.get("labels")) or vol.meta.get("array") == "labels"
 
 
 def _labels_about(vol) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.labels import create_zarr_array, label_dtype, zarr_node
-from ..io.volume import SEGMENT_NAMES, VolumeError
+from ..io.volume import SEGMENT_NAMES, VolumeError, names_attr
 
 
 UNCERTAINTY = "uncertainty"
@@ -64,7 +64,7 @@ def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, 
     labels = create_zarr_array(path, shape, chunks, label_dtype(n_classes - 1), name="labels", spacing=spacing,
                                geometry=geometry)
     if classes and len(classes) == n_classes:
-        labels.attrs[SEGMENT_NAMES] = {str(i): str(c) for i, c in enumerate(classes) if i}
+        labels.attrs[SEGMENT_NAMES] = names_attr({i: c for i, c in enumerate(classes) if i})
     unc = create_zarr_array(path, shape, chunks, np.uint8, name=UNCERTAINTY, spacing=spacing)
     unc.attrs["meaning"] = "percent probability that the label is wrong: 100 * (1 - max class probability)"
     if probabilities:

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..io.volume import VolumeError, check_zarr_output_name, open_volume
+from ..io.volume import VolumeError, check_zarr_output_name, holds_labels, open_volume
 from . import memory, normalize
 from .mirror import MirrorError, check_trained_for, mirror_letters, mirrored_softmax, parse_mirror
 from .output import done_map, open_output, write_block
@@ -218,7 +218,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     check_zarr_output_name(output, "segment", "a zarr group (labels, uncertainty; batch --export converts too)")
     grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)   # AUTO is resolved once the volume is open
     vol = open_volume(source, spacing=spacing, channel=channel, timepoint=timepoint)  # validates 3D, numeric, existing
-    if vol.meta.get("labels") or vol.meta.get("array") == "labels":   # ids, not intensities: a mistaken input
+    if holds_labels(vol):   # ids, not intensities: a mistaken input
         raise VolumeError(f"{vol.source or 'the input'} holds labels (an output of segment, or a file marked as "
                           "labels), not an image to segment; give the scan")
     net, meta = load_model(weights)  # validates weights (every member of an ensemble) before any process starts

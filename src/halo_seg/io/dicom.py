@@ -52,66 +52,61 @@ def looks_like_series(path: Path) -> bool:
     return path.is_dir() and any(is_dicom_file(p) for p in list(path.iterdir())[:64] if p.is_file())
 
 
-def series_below(folder: Path, depth: int = 4, most: int = 50, look: int = 2000) -> list[tuple[Path, str]]:
-    """The folders below ``folder`` (down to ``depth`` levels: a PACS or CD export's patient / study /
-    series tree) that hold DICOM files, breadth first, each with what it holds in words; at most
-    ``most`` of them, after looking into at most ``look`` folders."""
-    found, level, seen = [], [Path(folder)], 0
-    for _ in range(depth):
-        deeper = []
-        for d in level:
-            try:
-                subs = sorted(p for p in d.iterdir() if p.is_dir())
-            except OSError:   # unreadable: not the user's series
-                continue
-            for sub in subs:
-                seen += 1
-                if seen > look or len(found) >= most:
-                    return found
-                (found.append((sub, _what_is_in(sub))) if looks_like_series(sub) else deeper.append(sub))
-        level = deeper
-    return found
-
-
-def series_folders(folder: Path, depth: int = 5):
-    """Every folder below ``folder`` (down to ``depth`` levels, never into a series' own folder) that
-    holds DICOM files, in name order, with its first file's SeriesDescription (a cohort exported
-    from a PACS: a folder per patient, study and series)."""
-    import pydicom
-    level = [Path(folder)]
+def folders_below(root: Path, depth: int, into=lambda folder: True, most: int | None = None):
+    """The folders below ``root`` down to ``depth`` levels, breadth first and in name order (hidden
+    ones left out), going into those ``into`` accepts; at most ``most`` of them."""
+    level, seen = [Path(root)], 0
     for _ in range(depth):
         deeper = []
         for d in level:
             try:
                 subs = sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
-            except OSError:
+            except OSError:   # unreadable: not the user's series
                 continue
             for sub in subs:
-                if not looks_like_series(sub):
+                seen += 1
+                if most is not None and seen > most:
+                    return
+                yield sub
+                if into(sub):
                     deeper.append(sub)
-                    continue
-                try:
-                    ds = pydicom.dcmread(str(dicom_files(sub)[0]), stop_before_pixels=True,
-                                         specific_tags=["SeriesDescription"])
-                    yield sub, str(getattr(ds, "SeriesDescription", "") or "")
-                except Exception:   # a damaged first file: a case that will fail with its reason
-                    yield sub, ""
         level = deeper
 
 
-def _what_is_in(folder: Path) -> str:
-    """A series folder in words, from its first file's header: modality, description, file count."""
+def series_folders(folder: Path, depth: int = 5, most: int | None = None):
+    """The folders below ``folder`` that hold DICOM files (a PACS or CD export's patient / study /
+    series tree, never into a series' own folder), with their first file's header (Modality,
+    SeriesDescription; None for a damaged one), after looking into at most ``most`` folders."""
     import pydicom
-    files = dicom_files(folder)
-    try:
-        ds = pydicom.dcmread(str(files[0]), stop_before_pixels=True,
-                             specific_tags=["Modality", "SeriesDescription", "NumberOfFrames"])
-    except Exception:   # a damaged first file: the count still helps
-        return f"{len(files)} files"
-    modality = str(getattr(ds, "Modality", "") or "?")
-    what = NOT_IMAGES.get(modality, modality)
-    desc = str(getattr(ds, "SeriesDescription", "") or "").strip()
-    return f"{what}{f' {desc!r}' if desc else ''}, {len(files)} file{'' if len(files) == 1 else 's'}"
+    for sub in folders_below(folder, depth, into=lambda f: not looks_like_series(f), most=most):
+        if looks_like_series(sub):
+            try:
+                yield sub, pydicom.dcmread(str(dicom_files(sub)[0]), stop_before_pixels=True,
+                                           specific_tags=["Modality", "SeriesDescription"])
+            except Exception:   # a damaged first file: said by whoever opens the series
+                yield sub, None
+
+
+def description(ds) -> str:
+    return str(getattr(ds, "SeriesDescription", "") or "").strip()
+
+
+def series_below(folder: Path, depth: int = 4, most: int = 50, look: int = 2000) -> list[tuple[Path, str]]:
+    """The folders below ``folder`` (series_folders) each with what it holds in words: modality,
+    description, file count; at most ``most`` of them, after looking into at most ``look`` folders."""
+    found = []
+    for sub, ds in series_folders(folder, depth, most=look):
+        if len(found) >= most:
+            break
+        files = len(dicom_files(sub))
+        count = f"{files} file{'' if files == 1 else 's'}"
+        if ds is None:
+            found.append((sub, count))
+            continue
+        modality = str(getattr(ds, "Modality", "") or "?")
+        desc = description(ds)
+        found.append((sub, f"{NOT_IMAGES.get(modality, modality)}{f' {desc!r}' if desc else ''}, {count}"))
+    return found
 
 
 def series_below_error(folder: Path, found: list) -> "VolumeError":

@@ -106,23 +106,9 @@ def _nearby(near: Path, depth: int = 3, most: int = 400):
     """``near``, then the folders down to ``depth`` levels below its parent, breadth first: beside
     it, in it, and in the folders beside it (labels exported to a work folder beside the data's, a
     study exported a folder per series); at most ``most``."""
+    from .dicom import folders_below
     yield near
-    level, seen = [near.parent], 0
-    for _ in range(depth):
-        deeper = []
-        for d in level:
-            try:
-                subs = sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
-            except OSError:
-                continue
-            for sub in subs:
-                seen += 1
-                if seen > most:
-                    return
-                if sub != near:
-                    yield sub
-                deeper.append(sub)
-        level = deeper
+    yield from (f for f in folders_below(near.parent, depth, most=most) if f != near)
 
 
 def labelled_series(uid: str, path: Path, what: str) -> Volume:

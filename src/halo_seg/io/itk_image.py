@@ -93,16 +93,14 @@ def _merged_layers(path: str, segments, shape):
     in segment order; where two overlap the smaller is kept (as for RT structure sets), and the
     voxels two claim are counted. Read whole, as these files are."""
     import dask.array as da
+
+    from .labels import smaller_on_top
     layers = _read_whole(path, shape[0])   # (layers, Z, Y, X)
-    masks = [(i + 1, name, layers[layer] == value) for i, (_, layer, value, name) in enumerate(segments)
-             if layer < len(layers)]
-    labels = np.zeros(shape[1:], np.uint16)
-    overlap = 0
-    for label, _, mask in sorted(masks, key=lambda m: -int(m[2].sum())):   # larger first: smaller ones on top
-        overlap += int((mask & (labels != 0)).sum())
-        labels[mask] = label
+    kept = [(i + 1, layer, value, name) for i, (_, layer, value, name) in enumerate(segments) if layer < len(layers)]
+    labels, overlap = smaller_on_top({label: [(..., layers[layer] == value)] for label, layer, value, _ in kept},
+                                     shape[1:])
     data = da.from_array(labels, chunks=(min(32, shape[1]),) + tuple(shape[2:]))
-    return data, {label: name for label, name, _ in masks}, overlap
+    return data, {label: name for label, _, _, name in kept}, overlap
 
 
 def write_itk_labels(labels, path, spacing=(1.0, 1.0, 1.0), geometry: dict | None = None,

@@ -11,7 +11,8 @@ import dask.array as da
 import numpy as np
 
 from .geometry import KEY as GEOMETRY, check, to_nifti
-from .volume import ITK_WRITE, NIFTI_SUFFIXES, SEGMENT_NAMES, TIFF_SUFFIXES, Volume, VolumeError, open_volume
+from .volume import (ITK_WRITE, NIFTI_SUFFIXES, SEGMENT_NAMES, TIFF_SUFFIXES, Volume, VolumeError, names_attr,
+                     open_volume)
 
 
 def check_label_dtype(dtype, what: str = "the array") -> None:
@@ -55,6 +56,22 @@ def open_labels(source) -> Volume:
                           "finish it with `halo-seg segment ... --resume` first")
     vol.data = whole_labels(vol.data, str(source) if isinstance(source, (str, Path)) else "the label volume")
     return vol
+
+
+def smaller_on_top(structures: dict, shape) -> tuple[np.ndarray, int]:
+    """One label volume of structures that may overlap (an organ inside the body outline): label ->
+    its pieces, [(where, mask)] with ``where`` a slice index or ``...`` for the whole volume. The
+    larger are painted first, so a smaller one is kept where two overlap and none disappears under
+    another; returns the labels and the number of voxels two structures claimed."""
+    size = {label: sum(int(m.sum()) for _, m in pieces) for label, pieces in structures.items()}
+    labels = np.zeros(shape, np.uint16)
+    overlap = 0
+    for label in sorted(structures, key=lambda k: -size[k]):
+        for where, mask in structures[label]:
+            region = labels[where]
+            overlap += int((mask & (region != 0)).sum())
+            region[mask] = label
+    return labels, overlap
 
 
 def check_label_volume(labels, what: str = "the label volume") -> tuple[int, int, int]:
@@ -228,7 +245,7 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
                                 overwrite=True, geometry=geometry)
         mark_labels(out, unit)
         if names:
-            out.attrs[SEGMENT_NAMES] = {str(int(k)): str(v) for k, v in names.items()}
+            out.attrs[SEGMENT_NAMES] = names_attr(names)
         da.store(src.astype(dt), out, lock=False)
     return path
 

@@ -81,6 +81,7 @@ def open_rtstruct(path) -> Volume:
     from .dicom import LPS_TO_RAS
     from .dicom_seg import labelled_series, labels_on_series
     from .geometry import KEY, best_affine
+    from .labels import smaller_on_top
     path = Path(path)
     try:
         ds = pydicom.dcmread(str(path))
@@ -121,13 +122,7 @@ def open_rtstruct(path) -> Volume:
     # a SEG's segments keep theirs; numbers a label volume cannot hold: numbered in the set's order
     value = {n: n for n in filled} if all(0 < n <= 65535 for n in filled) else \
         {n: i + 1 for i, n in enumerate(n for n in order if n in filled)}
-    size = {n: sum(int(m.sum()) for m in planes.values()) for n, planes in filled.items()}
-    labels = np.zeros(shape, np.uint16)
-    overlap = 0
-    for number in sorted(filled, key=lambda n: -size[n]):   # larger first: smaller ones on top
-        for k, m in filled[number].items():
-            overlap += int((m & (labels[k] != 0)).sum())
-            labels[k][m] = value[number]
+    labels, overlap = smaller_on_top({value[n]: list(planes.items()) for n, planes in filled.items()}, shape)
     return labels_on_series(labels, vol, path, "dicom rtstruct", overlap,
                             {value[n]: names.get(n, str(n)) for n in value})
 

@@ -325,10 +325,27 @@ def _ome_multiscales(attrs: dict) -> tuple[list | None, str | None]:
     return None, None
 
 
-def _names(attrs) -> dict:
-    """A zarr labels array's names of its ids (``SEGMENT_NAMES``), as the meta of the Volume."""
+def names_in(attrs) -> dict[int, str]:
+    """The names a zarr labels array gives its ids (its ``SEGMENT_NAMES`` attribute: JSON keys are
+    strings), as id -> name."""
     names = attrs.get(SEGMENT_NAMES)
-    return {SEGMENT_NAMES: {int(k): str(v) for k, v in names.items()}} if isinstance(names, dict) and names else {}
+    return {int(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
+
+
+def names_attr(names: dict | None) -> dict[str, str]:
+    """id -> name as a zarr attribute (JSON: string keys); names_in reads it back."""
+    return {str(int(k)): str(v) for k, v in (names or {}).items()}
+
+
+def holds_labels(vol) -> bool:
+    """Labels, not an image: a file marked so (a SEG, a structure set, a NIfTI of intent label), or
+    a `segment` output's labels."""
+    return bool(vol.meta.get("labels")) or vol.meta.get("array") == "labels"
+
+
+def _names(attrs) -> dict:
+    names = names_in(attrs)
+    return {SEGMENT_NAMES: names} if names else {}
 
 
 def _open_zarr(path: Path) -> Volume:
