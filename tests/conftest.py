@@ -3,6 +3,21 @@ import pytest
 import torch
 
 
+@pytest.fixture
+def boxed_session(tmp_path):
+    """A function: an interactive session on an opened volume, one box on ``truth``'s largest
+    slice, propagated and saved; returns the segmenter and the session file."""
+    def make(vol, truth):
+        from halo_seg import InteractiveSegmenter
+        from halo_seg.interactive.roi import mask_bbox
+        seg = InteractiveSegmenter(np.asarray(vol.data), spacing=vol.spacing, device="cpu")
+        z = int(truth.sum((1, 2)).argmax())
+        seg.add_box(z, *mask_bbox(truth[z]))
+        seg.propagate()
+        return seg, seg.save_session(tmp_path / "s.npz")
+    return make
+
+
 @pytest.fixture(autouse=True)
 def _user_dir(tmp_path, monkeypatch):
     """Learned quality models and kept sessions go to a scratch directory, never the user's."""

@@ -752,10 +752,8 @@ def test_batch_takes_the_series_a_pacs_export_of_a_cohort_holds(tmp_path, series
     assert "--series finds DICOM series in folders below" in capsys.readouterr().err
 
 
-def test_an_interactive_session_on_a_series_goes_out_as_a_structure_set_or_seg(tmp_path, capsys):
+def test_an_interactive_session_on_a_series_goes_out_as_a_structure_set_or_seg(tmp_path, capsys, boxed_session):
     """The object of a session on a DICOM series, written where a planning system or a PACS takes it."""
-    from halo_seg.interactive.roi import mask_bbox
-    from halo_seg.interactive.segmenter import InteractiveSegmenter
     from halo_seg.samples import make_phantom
     ph = make_phantom((12, 40, 36), n_objects=2, seed=5)
     stored = np.round(ph.image * 1000).astype(np.int16)
@@ -763,12 +761,7 @@ def test_an_interactive_session_on_a_series_goes_out_as_a_structure_set_or_seg(t
     folder = _write_series(tmp_path / "ct", stored, [np.array([-20.0, 10.0, 2.5 * k]) for k in range(12)], iop,
                            (0.8, 0.8))
     vol = open_volume(folder)
-    truth = ph.labels == 1
-    seg = InteractiveSegmenter(np.asarray(vol.data), spacing=vol.spacing, device="cpu")
-    z = int(truth.sum((1, 2)).argmax())
-    seg.add_box(z, *mask_bbox(truth[z]))
-    seg.propagate()
-    session = seg.save_session(tmp_path / "s.npz")
+    seg, session = boxed_session(vol, ph.labels == 1)
     assert main(["session", str(folder), str(session), str(tmp_path / "rs.rtstruct.dcm"), "--label", "4",
                  "--name", "lesion"]) == 0
     rt = open_volume(tmp_path / "rs.rtstruct.dcm")

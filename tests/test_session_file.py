@@ -166,7 +166,7 @@ def test_bad_session_files_are_refused(tmp_path):
 
 
 @needs_default
-def test_the_command_line_writes_a_saved_session_onto_its_scan(tmp_path, capsys):
+def test_the_command_line_writes_a_saved_session_onto_its_scan(tmp_path, capsys, boxed_session):
     """`halo-seg session SCAN SESSION OUT`: the object as saved, placed where the scan lies; with
     other weights it is propagated again; an existing output or another image is refused."""
     import nibabel as nib
@@ -182,12 +182,7 @@ def test_the_command_line_writes_a_saved_session_onto_its_scan(tmp_path, capsys)
     scan = tmp_path / "scan.nii.gz"
     nib.save(img, scan)
     vol = open_volume(scan)
-    truth = ph.labels == 1
-    seg = InteractiveSegmenter(np.asarray(vol.data), spacing=vol.spacing, device="cpu")
-    z = int(truth.sum((1, 2)).argmax())
-    seg.add_box(z, *mask_bbox(truth[z]))
-    seg.propagate()
-    session = seg.save_session(tmp_path / "s.npz")
+    seg, session = boxed_session(vol, ph.labels == 1)
     out = tmp_path / "object.nii.gz"
     assert main(["session", str(scan), str(session), str(out), "--label", "3"]) == 0
     assert "as saved" in capsys.readouterr().out
