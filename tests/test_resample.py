@@ -367,3 +367,19 @@ def test_labels_saved_cropped_to_their_objects_go_back_onto_their_scan(tmp_path)
     inside = np.zeros(full.shape, bool)
     inside[z0:z0 + nz, y0:y0 + ny, x0:x0 + nx] = True
     np.testing.assert_allclose(np.asarray(open_volume(tmp_path / "img.zarr").data), scan * inside, atol=1e-5)
+
+
+def test_a_segment_output_resamples_as_labels_without_being_told(tmp_path, phantom_npy, tiny_weights):
+    """An output of `segment` holds class ids: resampled without --labels it was interpolated as an
+    image (fractions of ids); it takes the nearest voxel's label, as --labels does."""
+    from halo_seg.cli import main
+    from halo_seg.engine.runner import segment
+    segment(phantom_npy, tmp_path / "out.zarr", tiny_weights, mode="whole")
+    ids = set(np.unique(np.asarray(open_volume(tmp_path / "out.zarr").data)).tolist())
+    assert main(["resample", str(tmp_path / "out.zarr"), str(tmp_path / "half.zarr"), "--spacing", "2,2,2"]) == 0
+    assert main(["resample", str(tmp_path / "out.zarr"), str(tmp_path / "told.zarr"), "--spacing", "2,2,2",
+                 "--labels"]) == 0
+    half, told = open_volume(tmp_path / "half.zarr"), open_volume(tmp_path / "told.zarr")
+    assert half.meta["labels"] and np.issubdtype(half.data.dtype, np.integer)
+    assert set(np.unique(np.asarray(half.data)).tolist()) <= ids
+    np.testing.assert_array_equal(np.asarray(half.data), np.asarray(told.data))

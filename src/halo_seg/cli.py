@@ -549,10 +549,11 @@ def cmd_resample(a) -> int:
     from .engine.weights import load_unet
     from .io import open_volume
     from .io.resampled import write_resampled
+    from .io.volume import holds_labels
     vol = open_volume(a.input, spacing=_spacing_arg(a.input_spacing), channel=a.channel, timepoint=a.timepoint)
     if sum(x is not None for x in (a.spacing, a.weights, a.like)) != 1:
         raise SystemExit("error: give one of --spacing, --weights or --like")
-    labels = a.labels or bool(vol.meta.get("labels"))
+    labels = a.labels or holds_labels(vol)   # a segment output's labels too: never interpolated
     if a.like:
         like = open_volume(a.like)
         shape = like.shape
