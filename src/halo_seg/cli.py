@@ -845,7 +845,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "grid (the same extent), or, where both carry a scan geometry, anything in the same world "
                         "onto it (labels saved cropped to their objects, as 3D Slicer can; 0 outside them)")
     r.add_argument("--labels", action="store_true", help="the input holds labels: nearest voxel, values kept "
-                                                        "(automatic for files marked as labels)")
+                                                        "(automatic for files marked as labels and segment outputs)")
     r.add_argument("--input-spacing", default=None, metavar="Z,Y,X", help="the input's voxel size, where its "
                                                                          "file records none")
     _choice_args(r, "of the input")
