@@ -25,15 +25,9 @@ MARK = "halo_seg_resampled"   # on the group resample writes: only such a group 
 def write_resampled(vol, out, shape, labels: bool = False) -> tuple[Path, tuple[float, float, float]]:
     """Write the opened volume ``vol`` resampled to ``shape`` voxels to ``out`` (.zarr, .nii, .nii.gz);
     ``labels``: nearest-neighbour, keeping the label values. Returns the path and the new spacing."""
-    out = Path(out)
-    name = out.name.lower()
-    if not name.endswith((".zarr",) + NIFTI_SUFFIXES):
-        raise VolumeError(f"cannot write '{out.name}': use a .zarr, .nii or .nii.gz path")
-    if out.resolve() == Path(str(vol.source or "")).resolve():
-        raise VolumeError(f"{out} is the input; write the resampled volume to a new path")
     shape = tuple(int(s) for s in shape)
+    out = _checked_output(out, vol, shape, labels)
     spacing = rs.grid_spacing(vol.shape, vol.spacing, shape)
-    _check_room(out, shape, np.dtype(vol.data.dtype if labels else np.float32), vol)
     g = vol.meta.get(geo.KEY)
     g = geo.resampled(g, shape) if g else None
     lazy = rs.lazy_resample(rs.ArrayReader(vol.data), shape, CHUNK, nearest=labels, dtype=vol.data.dtype)
@@ -54,14 +48,9 @@ def write_placed(vol, like, out, labels: bool = False) -> Path:
     for images), 0 outside vol. Read and written a slab of like's slices at a time."""
     import dask
     import dask.array as da
-    out = Path(out)
-    if not out.name.lower().endswith((".zarr",) + NIFTI_SUFFIXES):
-        raise VolumeError(f"cannot write '{out.name}': use a .zarr, .nii or .nii.gz path")
-    if out.resolve() == Path(str(vol.source or "")).resolve():
-        raise VolumeError(f"{out} is the input; write it to a new path")
     shape = tuple(int(n) for n in like.shape)
+    out = _checked_output(out, vol, shape, labels)
     dtype = np.dtype(vol.data.dtype) if labels else np.dtype(np.float32)
-    _check_room(out, shape, dtype, vol)
     g = like.meta[geo.KEY]
     to_source = np.linalg.solve(geo.best_affine(vol.meta[geo.KEY]), geo.best_affine(g))   # like's voxel -> vol's
     swap = np.eye(4)[[2, 1, 0, 3]]   # the affines' (x, y, z) <-> the arrays' (z, y, x)
@@ -118,6 +107,18 @@ def _write(lazy, out: Path, shape, spacing, g, unit, labels: bool) -> Path:
             arr.attrs["unit"] = unit
             grp.attrs["unit"] = unit
         da.store(lazy, arr, lock=False)
+    return out
+
+
+def _checked_output(out, vol, shape, labels: bool) -> Path:
+    """``out`` as a Path, once it is a format written here, not the input, and has room for
+    ``shape`` voxels of labels (vol's type) or of a float image."""
+    out = Path(out)
+    if not out.name.lower().endswith((".zarr",) + NIFTI_SUFFIXES):
+        raise VolumeError(f"cannot write '{out.name}': use a .zarr, .nii or .nii.gz path")
+    if out.resolve() == Path(str(vol.source or "")).resolve():
+        raise VolumeError(f"{out} is the input; write the resampled volume to a new path")
+    _check_room(out, shape, np.dtype(vol.data.dtype if labels else np.float32), vol)
     return out
 
 
