@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .io.dataset_folder import channel_cases
 from .io.volume import SUPPORTED, VolumeError, is_zarr_dir
 
 
@@ -97,7 +98,19 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
     from .engine.runner import segment
     from .io.dicom import looks_like_series
     from .io.export import export_labels
-    cases = find_cases(folder, series=series)
+    picked = None if series else channel_cases(folder, segment_kwargs.get("channel"))
+    if picked is None:
+        cases = find_cases(folder, series=series)
+        names = [case_name(case, Path(folder)) for case in cases]
+    else:   # a dataset's images folder: each case's file of the channel, named as its labels are
+        files, choice = picked
+        if not files:
+            raise VolumeError(f"{folder} holds no image of the chosen channel")
+        if choice and segment_kwargs.get("timepoint") is not None:
+            raise VolumeError(f"{folder}'s images hold the dataset's modalities along their 4th dimension; choose one "
+                              "with --channel, not --timepoint")
+        cases, names = list(files.values()), list(files)
+        segment_kwargs = {**segment_kwargs, "channel": None, **choice}
     out_dir = Path(out_dir)
     if out_dir.resolve() == Path(folder).resolve():   # the outputs would become cases of the next run
         raise VolumeError(f"the output folder must not be the input folder {folder}")
@@ -113,8 +126,7 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
             raise VolumeError(f"--export {export}: use one of {', '.join(known)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for i, case in enumerate(cases, 1):
-        name = case_name(case, Path(folder))
+    for i, (case, name) in enumerate(zip(cases, names), 1):
         out = out_dir / f"{name}.zarr"
         row = {"case": name, "input": str(case), "status": "failed", "seconds": 0.0, "output": str(out),
                "export": "", "error": "", "resampled": ""}

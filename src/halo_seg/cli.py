@@ -269,7 +269,45 @@ def _train_folds(a) -> int:
     return 0
 
 
+def _dataset_run(a):
+    """`train --dataset DIR`: the arguments with the dataset's cases as --image/--labels pairs, its
+    class names and count, and its channel chosen (by name or number)."""
+    import copy
+    from .io.dataset_folder import read_dataset
+    if a.images or a.labels:
+        raise SystemExit("error: --dataset gives the image/label pairs; leave out --image and --labels")
+    if a.timepoint is not None:
+        raise SystemExit("error: --dataset chooses a channel by --channel; --timepoint is not for it")
+    ds = read_dataset(a.dataset, a.channel)
+    for note in ds.notes:
+        print(f"note: {note}")
+    if a.classes is not None and a.classes != len(ds.class_names):
+        raise SystemExit(f"error: --classes {a.classes}, but {ds.root / 'dataset.json'} names "
+                         f"{len(ds.class_names)} classes ({', '.join(ds.class_names)})")
+    if a.class_names:
+        raise SystemExit(f"error: {ds.root / 'dataset.json'} names the classes; leave out --class-names")
+    run = copy.copy(a)
+    run.dataset, run.images, run.labels = None, [str(p) for p in ds.images], [str(p) for p in ds.labels]
+    run.classes, run.class_names = len(ds.class_names), list(ds.class_names)
+    run.channel, run.timepoint = ds.read_kwargs.get("channel"), ds.read_kwargs.get("timepoint")
+    if ds.is_ct and a.normalization is None and not a.init:   # one window for every scan (and fold), as nnU-Net
+        from .io.dataset_folder import foreground_window
+        lo, hi = foreground_window(ds)
+        run.normalization = f"window:{lo!r},{hi!r}"
+        print(f"note: CT: normalised by the window {lo:g} to {hi:g} HU (the 0.5th and 99.5th percentiles inside the "
+              f"dataset's labels, as nnU-Net takes them); --normalization overrides it")
+    run.dataset_info = {"dataset": str(ds.root), "layout": ds.layout, "channel": f"{ds.channel} ({ds.channel_name})",
+                        "cases": len(ds.cases)}
+    print(f"dataset {ds.name} ({ds.layout}): {len(ds.cases)} labelled cases, channel {ds.channel} "
+          f"({ds.channel_name}), classes {', '.join(f'{k} {n}' for k, n in enumerate(ds.class_names))}")
+    return run
+
+
 def cmd_train(a) -> int:
+    if getattr(a, "dataset", None):
+        a = _dataset_run(a)
+    if not a.images:
+        raise SystemExit("error: give the training data: --image/--labels pairs or --dataset DIR")
     if getattr(a, "folds", None):
         if getattr(a, "labelled_slices", None):
             raise SystemExit("error: --folds validates on whole held-out pairs; --labelled-slices is not for it")
@@ -300,7 +338,8 @@ def cmd_train(a) -> int:
     from .engine.resample import training_spacing
     opened = [open_volume(p, channel=a.channel, timepoint=a.timepoint) for p in a.images]
     scale = training_spacing(opened, log=lambda m: print("note: " + m))   # recorded: segment resamples to it
-    data = {"images": list(a.images), "labels": list(a.labels), "validation": list(a.val_images)}   # for the card
+    data = {"images": list(a.images), "labels": list(a.labels), "validation": list(a.val_images),
+            **(getattr(a, "dataset_info", None) or {})}   # for the card
     from .io.geometry import check_one_grid
     lab_vols = [open_labels(p) for p in a.labels]
     val_vols = [open_volume(p, channel=a.channel, timepoint=a.timepoint) for p in a.val_images]
@@ -316,6 +355,12 @@ def cmd_train(a) -> int:
     # fine-tuning (--init): classes missing here may be the starting weights' own, kept
     n = a.classes or (int(max(l.max() for l in labs)) + 1 if a.init else
                       check_class_ids(labs, "the label volumes" if len(labs) > 1 else str(a.labels[0])))
+    names = list(a.class_names or [])
+    if names and len(names) not in (n, n - 1):
+        raise SystemExit(f"error: {len(names)} --class-names for {n} classes (0 background to {n - 1}); name the "
+                         f"{n - 1} classes after the background, or all {n}")
+    if len(names) == n - 1:
+        names = ["background"] + names
     bar = tqdm(total=a.iterations, desc="training", unit="it", disable=a.quiet)
 
     def progress(i, total):
@@ -357,7 +402,8 @@ def cmd_train(a) -> int:
                    depth=depth, seed=0, epoch=a.epoch, device=a.device, threads=a.threads, resume=a.resume,
                    replicas=a.replicas, normalization=spec, memory_check=not a.no_memory_check,
                    checkpoint=a.checkpoint, augment=a.full_augmentation, precision=a.precision,
-                   command=" ".join(sys.argv), data=data, init=a.init, new_head=a.new_head, **scale)
+                   command=" ".join(sys.argv), data=data, init=a.init, new_head=a.new_head, class_names=names,
+                   **scale)
         try:
             if torchrun:
                 lead = int(os.environ["RANK"]) == 0
@@ -383,7 +429,8 @@ def cmd_train(a) -> int:
     cfg = TrainConfig(n_classes=n, patch=tuple(a.patch), iterations=a.iterations, batch=a.batch,
                       lr=a.lr, base=base, depth=depth, epoch=a.epoch, threads=a.threads,
                       normalization=spec, device=a.device, memory_check=not a.no_memory_check,
-                      checkpoint=a.checkpoint, precision=a.precision, init=a.init, new_head=a.new_head)
+                      checkpoint=a.checkpoint, precision=a.precision, init=a.init, new_head=a.new_head,
+                      class_names=names)
     try:
         res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard, log=tqdm.write,
                          meta={"command": " ".join(sys.argv), "data": data, **scale}, resume=a.resume, progress=progress,
@@ -488,6 +535,10 @@ def cmd_info(a) -> int:
     from .io.axes import axis_names, describe
     from .io.volume import file_contents, holds_labels
     spacing = _spacing_arg(a.spacing)   # a bad one is an error, not a choice of channel
+    from .io import dataset_folder
+    if dataset_folder.is_dataset(a.input):   # an nnU-Net / Decathlon dataset: what `train --dataset` would take
+        print(json.dumps(dataset_folder.describe(a.input)))
+        return 0
     raw = file_contents(a.input)
     held = {"axes": describe(raw.data.shape, axis_names(raw.data.shape, raw.meta.get("axes"))),
             "channels": raw.meta.get("channel_names")}
@@ -941,8 +992,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default=None)
     d.set_defaults(fn=cmd_demo)
     t = sub.add_parser("train", help="train the 3D U-Net on image/label volume pairs")
-    t.add_argument("--image", dest="images", action="append", required=True)
-    t.add_argument("--labels", dest="labels", action="append", required=True)
+    t.add_argument("--image", dest="images", action="append", default=[])
+    t.add_argument("--labels", dest="labels", action="append", default=[])
+    t.add_argument("--dataset", default=None, metavar="DIR",
+                   help="a dataset folder in nnU-Net v2's or the Medical Segmentation Decathlon's layout "
+                        "(dataset.json, imagesTr, labelsTr): its labelled cases, class names and channel names "
+                        "(--channel by name or number); instead of --image/--labels")
+    t.add_argument("--class-names", nargs="+", default=None, metavar="NAME",
+                   help="the classes' names, from class 1 on (or from the background): the model and its "
+                        "outputs name them (DICOM SEG, measure, napari)")
     t.add_argument("--val-image", dest="val_images", action="append", default=[],
                    help="a held-out image to validate on, whole (repeat with --val-labels; default: the "
                         "training volumes)")

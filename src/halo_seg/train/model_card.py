@@ -35,7 +35,10 @@ def _data(tr: dict) -> str:
     if isinstance(data, dict):
         pairs = [f"`{i}` + `{lab}`" for i, lab in zip(data.get("images", []), data.get("labels", []))]
         held = [f"`{i}`" for i in data.get("validation", [])]
-        return ("; ".join(pairs) or "not recorded") + (f"; validated on {', '.join(held)}" if held else "")
+        # a dataset folder: its name, layout and channel first, the pairs it gave after
+        source = (f"the {data['layout']} dataset `{data['dataset']}`, {data['cases']} labelled cases, channel "
+                  f"{data['channel']}: " if data.get("dataset") else "")
+        return source + ("; ".join(pairs) or "not recorded") + (f"; validated on {', '.join(held)}" if held else "")
     return "not recorded (trained from Python without naming its data)"
 
 
