@@ -218,3 +218,41 @@ def test_label_ids_with_classes_that_appear_nowhere_are_refused(tmp_path, capsys
     np.save(tmp_path / "lab.npy", lab.clip(0, 3))   # 3 alone: classes 1 and 2 unseen, kept with --classes
     assert main(args + ["--classes", "4", "--out", str(tmp_path / "b.safetensors")]) == 0
     assert (tmp_path / "b.safetensors").exists()
+
+
+def test_foreground_voxels_are_kept_as_flat_indices_of_exactly_the_class_voxels():
+    # kept narrow (4 bytes a voxel, not 24), they must still name each class's voxels, in the same order
+    from halo_seg.train.unet_train import _sample_patch, class_voxels, compact_labels
+    s = make_phantom((20, 24, 28), n_objects=4, seed=3)
+    region = np.zeros(s.labels.shape, bool)
+    region[2:18] = True
+    fg = class_voxels(s.labels, region)
+    assert sorted(fg) == sorted(int(k) for k in np.unique(s.labels[region]) if k)
+    for k, flat in fg.items():
+        assert flat.dtype == np.int32
+        np.testing.assert_array_equal(np.stack(np.unravel_index(flat, s.labels.shape), 1),
+                                      np.argwhere((s.labels == k) & region))
+    lab = compact_labels(s.labels.astype(np.int64))
+    assert lab.dtype == np.uint8 and np.array_equal(lab, s.labels)
+    assert compact_labels(np.array([0, 300])).dtype == np.uint16
+    rng = np.random.default_rng(0)
+    k = min(fg)
+    for _ in range(20):   # a patch drawn on the foreground holds that foreground
+        img, patch_lab, w = _sample_patch(s.image, lab, np.ones(lab.shape, np.float32), region, {k: fg[k]},
+                                          (8, 8, 8), rng, 1.0)
+        assert (patch_lab == k).any() and patch_lab.shape == (8, 8, 8)
+
+
+def test_patches_drawn_anywhere_are_those_of_a_whole_volume_region():
+    # everywhere() draws a background patch without listing the candidates: the same draws as listing them
+    from halo_seg.train.unet_train import _sample_patch, everywhere
+    s = make_phantom((21, 30, 26), n_objects=2, seed=1)
+    w = np.ones(s.labels.shape, np.float32)
+    for region in (everywhere(s.labels.shape), np.ones(s.labels.shape, bool)):
+        rng = np.random.default_rng(7)
+        drawn = [_sample_patch(s.image, s.labels, w, region, {}, (8, 16, 8), rng, 0.0)[0] for _ in range(40)]
+        if region.strides == (0, 0, 0):
+            lazy = drawn
+    for a, b in zip(lazy, drawn):
+        np.testing.assert_array_equal(a, b)
+    assert len({a.tobytes() for a in lazy}) > 20   # and they are spread over the volume

@@ -33,13 +33,13 @@ def prepare_data(image, labels, cfg: dict) -> dict:
     per foreground class, up to FG_SAMPLE of its voxels. Deterministic, so torchrun ranks that each
     compute it agree."""
     from .losses import unet_weight_map
-    from .unet_train import class_voxels
+    from .unet_train import class_voxels, everywhere
     rng = np.random.default_rng(cfg.get("seed", 0))
     fg = {}
-    for k, vox in class_voxels(labels, np.ones(labels.shape, bool)).items():
+    for k, vox in class_voxels(labels, everywhere(labels.shape)).items():
         if len(vox) > FG_SAMPLE:
             vox = vox[np.sort(rng.choice(len(vox), FG_SAMPLE, replace=False))]
-        fg[k] = vox.astype(np.int32)
+        fg[k] = np.stack(np.unravel_index(vox, labels.shape), 1).astype(np.int32)   # (z, y, x) per voxel
     return {**prepare_validation(image, labels, cfg),
             "weights": unet_weight_map(labels, cfg.get("w0", 10.0), cfg.get("sigma", 5.0)), "fg": fg}
 
