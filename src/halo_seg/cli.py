@@ -348,9 +348,9 @@ def cmd_train(a) -> int:
         for (pi, pl), im, lb in zip(names, ims, lbs):   # before any voxel is read: a pair of two scans
             check_one_grid(im, lb, str(pi), str(pl), "the network would learn each voxel's label from another voxel")
     imgs = [np.asarray(v.data) for v in opened]
-    labs = [np.asarray(v.data).astype(np.int64) for v in lab_vols]
-    val = dict(val_images=[np.asarray(v.data) for v in val_vols],
-               val_labels=[np.asarray(v.data).astype(np.int64) for v in val_labs])
+    # as read (checked, then made as narrow as they can be, by the trainer): int64 copies took 8 bytes a voxel
+    labs = [np.asarray(v.data) for v in lab_vols]
+    val = dict(val_images=[np.asarray(v.data) for v in val_vols], val_labels=[np.asarray(v.data) for v in val_labs])
     from .train.unet_train import check_class_ids
     # fine-tuning (--init): classes missing here may be the starting weights' own, kept
     n = a.classes or (int(max(l.max() for l in labs)) + 1 if a.init else
