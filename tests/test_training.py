@@ -256,3 +256,20 @@ def test_patches_drawn_anywhere_are_those_of_a_whole_volume_region():
     for a, b in zip(lazy, drawn):
         np.testing.assert_array_equal(a, b)
     assert len({a.tobytes() for a in lazy}) > 20   # and they are spread over the volume
+
+
+def test_border_weights_of_many_objects_are_those_of_all_their_distance_maps():
+    # the two nearest objects' distances, kept as each map comes, against all n maps sorted (the formula)
+    from scipy import ndimage as ndi
+    from halo_seg.train.losses import unet_weight_map
+    rng = np.random.default_rng(5)
+    lab = np.zeros((12, 40, 40), np.uint8)
+    for _ in range(14):
+        z, y, x = rng.integers(0, 12), rng.integers(0, 40), rng.integers(0, 40)
+        lab[max(z - 1, 0):z + 2, max(y - 2, 0):y + 3, max(x - 2, 0):x + 3] = rng.integers(1, 3)
+    comps, n = ndi.label(lab > 0)
+    assert n >= 6
+    d = np.sort(np.stack([ndi.distance_transform_edt(comps != i) for i in range(1, n + 1)]), 0)
+    border = 10.0 * np.exp(-((d[0] + d[1]) ** 2) / (2 * 5.0 ** 2))
+    expected = 1.0 + (border * (lab == 0)).astype(np.float32)
+    np.testing.assert_array_equal(unet_weight_map(lab, class_balance=False), expected)

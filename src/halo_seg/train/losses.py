@@ -26,9 +26,14 @@ def unet_weight_map(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
         w = np.clip(w, 0.1, 10.0)
     comps, n = ndi.label(labels > 0)
     if n >= 2:
-        d = np.stack([ndi.distance_transform_edt(comps != i) for i in range(1, n + 1)], 0)
-        d.sort(0)
-        border = w0 * np.exp(-((d[0] + d[1]) ** 2) / (2 * sigma ** 2))
+        # the nearest and second-nearest distances kept as each object's map comes, rather than all n
+        # maps at once, which took 8 bytes a voxel per object (116 atlas regions at 1 mm: 6.6 GB)
+        d1, d2, far = (np.full(labels.shape, np.inf) for _ in range(3))
+        for i in range(1, n + 1):
+            d = ndi.distance_transform_edt(comps != i)
+            np.minimum(d2, np.maximum(d1, d, out=far), out=d2)
+            np.minimum(d1, d, out=d1)
+        border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma ** 2))
         w += (border * (labels == 0)).astype(np.float32)  # the gaps, i.e. background between objects
     return w
 
