@@ -270,6 +270,10 @@ def test_border_weights_of_many_objects_are_those_of_all_their_distance_maps():
     comps, n = ndi.label(lab > 0)
     assert n >= 6
     d = np.sort(np.stack([ndi.distance_transform_edt(comps != i) for i in range(1, n + 1)]), 0)
-    border = 10.0 * np.exp(-((d[0] + d[1]) ** 2) / (2 * 5.0 ** 2))
-    expected = 1.0 + (border * (lab == 0)).astype(np.float32)
-    np.testing.assert_array_equal(unet_weight_map(lab, class_balance=False), expected)
+    for sigma in (5.0, 1.0):   # at 1 each object's distances are taken within 7 voxels of it only
+        border = 10.0 * np.exp(-((d[0] + d[1]) ** 2) / (2 * sigma ** 2))
+        expected = 1.0 + (border * (lab == 0)).astype(np.float32)
+        got = unet_weight_map(lab, sigma=sigma, class_balance=False)
+        # what lies further than 7 sigmas from an object is below 10 exp(-24.5) = 2.3e-10
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+        assert (got > 1.01).sum() == (expected > 1.01).sum() > 100
