@@ -109,12 +109,14 @@ def test_evaluate_a_folder_of_cases_against_references(tmp_path, phantom_npy, ti
     per_case = {c: compare_labels(_labels(out / f"{c}.zarr"), refs[c], distances=False) for c in "ab"}
     for k in per_case["a"]["label"]:
         d = [float(per_case[c]["dice"][per_case[c]["label"] == k][0]) for c in "ab"]
-        line = next(l for l in text.splitlines() if l.split()[:2] == [str(k), "2"])
+        # the model's class names beside the ids (the references name none)
+        line = next(l for l in text.splitlines() if l.split()[:3] == [str(k), {1: "a", 2: "b"}.get(int(k), ""), "2"])
         assert f"{np.mean(d):.3f} +- {np.std(d, ddof=1):.3f}" in line
     assert "no prediction (left out): c" in text
     with open(tmp_path / "e.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["case"] for r in rows} == {"a", "b"}
+    assert {(r["label"], r["name"]) for r in rows} <= {("1", "a"), ("2", "b")}
     assert len(rows) == len(per_case["a"]["label"]) + len(per_case["b"]["label"])
     np.save(truth / "b.npy", refs["b"][:, :-1])                      # a reference on another grid
     assert main(["evaluate", str(out), str(truth), "--no-distances"]) == 1

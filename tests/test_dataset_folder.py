@@ -221,8 +221,13 @@ def test_batch_on_a_datasets_test_images_names_cases_as_their_labels(tmp_path):
         unc[name] = zarr.open_group(str(out), mode="r")["uncertainty"][:]
     np.testing.assert_array_equal(unc["batch"], unc["t2"])
     assert not np.array_equal(unc["batch"], unc["ct"])
-    rows, _, unmatched = evaluate_folders(tmp_path / "out", root / "labelsTs", distances=False, log=lambda *_: None)
+    rows, summary, unmatched = evaluate_folders(tmp_path / "out", root / "labelsTs", distances=False,
+                                                log=lambda *_: None)
     assert set(rows["case"].tolist()) == {"la_020", "la_021"} and not any(unmatched.values())
+    # named as the dataset names its labels, not as the (default) model names its classes
+    names = dict(zip(summary["label"].tolist(), summary["name"].tolist()))
+    assert names[1] == "heart" and names[2] == "vessel"
+    assert {(int(k), n) for k, n in zip(rows["label"], rows["name"]) if k in (1, 2)} == {(1, "heart"), (2, "vessel")}
     assert made["la_020"][2].max() == 2
     with pytest.raises(DatasetError, match="choose it with --channel"):
         segment_folder(root / "imagesTs", tmp_path / "out2", log=lambda *_: None, grid=(1, 1, 1), mode="whole")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .io.dataset_folder import channel_cases
-from .io.volume import SUPPORTED, VolumeError, is_zarr_dir
+from .io.volume import SEGMENT_NAMES, SUPPORTED, VolumeError, is_zarr_dir
 
 
 def case_name(path: Path, root: Path | None = None) -> str:
@@ -176,9 +176,12 @@ def evaluate_folders(pred_dir, truth_dir, labels=None, distances: bool = True,
     if not both:
         raise VolumeError(f"no case of {pred_dir} has a reference of the same name in {truth_dir}")
     rows: dict[str, list] = {}
+    named = {"truth": {}, "pred": {}}   # the names the files give their labels (SEG, a model's classes)
     for i, case in enumerate(both, 1):
         try:
             truth, pred = open_labels(truths[case]), open_labels(preds[case])
+            named["truth"].update(truth.meta.get(SEGMENT_NAMES) or {})
+            named["pred"].update(pred.meta.get(SEGMENT_NAMES) or {})
             check_one_grid(pred, truth, str(preds[case]), str(truths[case]))
             table = compare_labels(pred.data, truth.data, truth.spacing, labels=labels, distances=distances)
         except (VolumeError, ValueError) as exc:
@@ -191,7 +194,12 @@ def evaluate_folders(pred_dir, truth_dir, labels=None, distances: bool = True,
         log(f"[{i}/{len(both)}] {case}: mean Dice {table['dice'].mean():.3f} over {len(table['label'])} labels"
             if len(table["label"]) else f"[{i}/{len(both)}] {case}: no labels in either volume")
     import numpy as np
-    rows = {c: np.asarray(v) for c, v in rows.items()}
+    from .io.dataset_folder import class_names_of, is_dataset
+    from .measure import with_names
+    # the reference's names, else its dataset's (a dataset's labelsTs), else the predictions'
+    names = named["truth"] or (class_names_of(Path(truth_dir).parent) if is_dataset(Path(truth_dir).parent)
+                               else {}) or named["pred"]
+    rows = with_names({c: np.asarray(v) for c, v in rows.items()}, names) if rows else rows
     summary: dict[str, list] = {c: [] for c in ("label", "cases", "dice_mean", "dice_sd", "dice_median")}
     if distances:
         summary.update(hd95_mean=[], assd_mean=[])
@@ -207,16 +215,19 @@ def evaluate_folders(pred_dir, truth_dir, labels=None, distances: bool = True,
             for col in ("hd95", "assd"):
                 v = rows[col][sel].astype(float)
                 summary[f"{col}_mean"].append(float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"))
-    return rows, {c: np.asarray(v) for c, v in summary.items()}, unmatched
+    return rows, with_names({c: np.asarray(v) for c, v in summary.items()}, names), unmatched
 
 
 def format_summary(summary: dict, unmatched: dict, unit: str | None) -> str:
     from .evaluate import distance_cells
     dist = "hd95_mean" in summary
     header, cells = distance_cells(unit)
-    lines = [f"{'label':>8} {'cases':>6} {'Dice mean +- s.d.':>18} {'median':>7}" + (header if dist else "")]
+    wide = max([4] + [len(v) for v in summary["name"]]) if "name" in summary else 0
+    lines = [f"{'label':>8}" + (f" {'name':<{wide}}" if wide else "") + f" {'cases':>6} {'Dice mean +- s.d.':>18} "
+             f"{'median':>7}" + (header if dist else "")]
     for i in range(len(summary["label"])):
-        line = (f"{int(summary['label'][i]):>8} {int(summary['cases'][i]):>6} "
+        line = (f"{int(summary['label'][i]):>8}" + (f" {summary['name'][i]:<{wide}}" if wide else "")
+                + f" {int(summary['cases'][i]):>6} "
                 f"{summary['dice_mean'][i]:>9.3f} +- {summary['dice_sd'][i]:<5.3f} {summary['dice_median'][i]:>7.3f}")
         if dist:
             line += cells(summary['hd95_mean'][i], summary['assd_mean'][i])

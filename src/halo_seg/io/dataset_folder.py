@@ -213,6 +213,14 @@ def read_dataset(root, channel=None) -> Dataset:
                        "'modality' (Medical Segmentation Decathlon)")
 
 
+def class_names_of(root) -> dict[int, str]:
+    """{value: name} of the foreground classes dataset.json in ``root`` names."""
+    root = Path(root)
+    meta = _load_json(root)
+    names = _class_names(meta.get("labels"), root / "dataset.json", by_name="channel_names" in meta)
+    return {k: n for k, n in enumerate(names) if k}
+
+
 def describe(root) -> dict:
     """What `halo-seg info` shows of a dataset folder: its layout, channels, classes and cases (those
     of its first channel; a case lacking a file is an error here as in training)."""
