@@ -347,10 +347,12 @@ def cmd_train(a) -> int:
     for names, ims, lbs in ((zip(a.images, a.labels), opened, lab_vols), (zip(a.val_images, a.val_labels), val_vols, val_labs)):
         for (pi, pl), im, lb in zip(names, ims, lbs):   # before any voxel is read: a pair of two scans
             check_one_grid(im, lb, str(pi), str(pl), "the network would learn each voxel's label from another voxel")
-    imgs = [np.asarray(v.data) for v in opened]
-    # as read (checked, then made as narrow as they can be, by the trainer): int64 copies took 8 bytes a voxel
+    # the images lazy: the trainer reads each as it prepares it (a copy as read beside each normalised
+    # one took 2 to 4 bytes a voxel); the labels as read (checked, then made as narrow as they can be,
+    # by the trainer: int64 copies took 8 bytes a voxel)
+    imgs = [v.data for v in opened]
     labs = [np.asarray(v.data) for v in lab_vols]
-    val = dict(val_images=[np.asarray(v.data) for v in val_vols], val_labels=[np.asarray(v.data) for v in val_labs])
+    val = dict(val_images=[v.data for v in val_vols], val_labels=[np.asarray(v.data) for v in val_labs])
     from .train.unet_train import check_class_ids
     # fine-tuning (--init): classes missing here may be the starting weights' own, kept
     n = a.classes or (int(max(l.max() for l in labs)) + 1 if a.init else
@@ -398,6 +400,8 @@ def cmd_train(a) -> int:
                   + (f", {len(held)} held out ({', '.join(map(str, held))})" if len(held) else ""))
     if int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun:
         from .train import partitioned_run as partitioned
+        imgs = [np.asarray(im) for im in imgs]   # every rank's blocks are cut from the whole volumes
+        val = {**val, "val_images": [np.asarray(im) for im in val["val_images"]]}
         cfg = dict(n_classes=n, patch=list(a.patch), iterations=a.iterations, batch=a.batch, lr=a.lr, base=base,
                    depth=depth, seed=0, epoch=a.epoch, device=a.device, threads=a.threads, resume=a.resume,
                    replicas=a.replicas, normalization=spec, memory_check=not a.no_memory_check,

@@ -21,12 +21,12 @@ from ..engine.partition import PartitionPlan
 
 # bytes per voxel of a batch's inputs beside the network: image (float32), labels (int64), weights
 INPUT_BYTES = 16
-# what an unpartitioned run holds per voxel of each volume in RAM: the image and labels as read (a
-# float32 image, uint8 labels: 5), the normalised image and the weight map (float32: 8) and each
-# class's voxels (int32 flat indices: 4 per labelled voxel, 1 where a quarter is labelled); the labels
-# kept narrow and the regions of a fully labelled volume a view. Measured 13.5 bytes for int16 images
-# with 5 % labelled (benchmarks/train_dataset_memory.py), where int64 labels and coordinates took 29.2.
-UNPARTITIONED_DATA = 14
+# what an unpartitioned run holds per voxel of each volume in RAM: the labels as read (uint8: 1), the
+# normalised image and the weight map (float32: 8) and each class's voxels (int32 flat indices: 4 per
+# labelled voxel, 1 where a quarter is labelled); the images read one at a time as they are prepared,
+# the labels kept narrow and the regions of a fully labelled volume a view. Measured 9.2 bytes with 5 %
+# labelled (benchmarks/train_dataset_memory.py), where int64 labels and coordinates took 29.2.
+UNPARTITIONED_DATA = 10
 # what a torchrun rank holds: the normalised image, the weight map (float32) and the labels (int16)
 RANK_DATA = 10
 # validation holds the predicted and true labels (int64) and their comparisons beside the network

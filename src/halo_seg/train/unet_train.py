@@ -52,12 +52,25 @@ class TrainConfig:
 
 
 def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, name: str = "volume", multiple: int = 8):
-    if image.ndim != 3:
-        raise TrainingError(f"{name}: image must be 3D (Z, Y, X), got shape {image.shape}")
-    if image.shape != labels.shape:
-        raise TrainingError(f"{name}: image shape {image.shape} and label shape {labels.shape} differ")
+    check_pair_shapes(image, labels, name, multiple)
+    check_pair_values(image, labels, n_classes, name)
+
+
+def check_pair_shapes(image, labels, name: str = "volume", multiple: int = 8) -> None:
+    """What a pair's shapes and types say is wrong, before any voxel is read (lazy volumes too)."""
+    if len(image.shape) != 3:
+        raise TrainingError(f"{name}: image must be 3D (Z, Y, X), got shape {tuple(image.shape)}")
+    if tuple(image.shape) != tuple(labels.shape):
+        raise TrainingError(f"{name}: image shape {tuple(image.shape)} and label shape {tuple(labels.shape)} differ")
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
         raise TrainingError(f"{name}: labels must be integers, got {labels.dtype}")
+    if any(s < multiple for s in image.shape):
+        raise TrainingError(f"{name}: volume {tuple(image.shape)} is too small (need >= {multiple} voxels per axis, "
+                            "2**depth)")
+
+
+def check_pair_values(image: np.ndarray, labels: np.ndarray, n_classes: int, name: str = "volume") -> None:
+    """What a pair's voxels say is wrong: NaN in the image, no foreground, ids outside the classes."""
     if np.issubdtype(image.dtype, np.inexact) and not np.isfinite(image).all():
         raise TrainingError(f"{name}: the image holds {int((~np.isfinite(image)).sum())} NaN or infinite voxels; "
                             "fill them first (e.g. with the background intensity)")
@@ -65,9 +78,6 @@ def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, nam
         raise TrainingError(f"{name}: labels are empty (no foreground voxel)")
     if labels.max() >= n_classes or labels.min() < 0:
         raise TrainingError(f"{name}: labels span {labels.min()}..{labels.max()} but n_classes = {n_classes}")
-    if any(s < multiple for s in image.shape):
-        raise TrainingError(f"{name}: volume {image.shape} is too small (need >= {multiple} voxels per axis, "
-                            "2**depth)")
 
 
 def check_class_ids(labels, what: str = "the labels") -> int:
@@ -187,12 +197,17 @@ def _check_memory(cfg: TrainConfig, shapes, dev, log, val_shapes=()) -> None:
                          precision=cfg.precision)
 
 
-def check_validation(val_images, val_labels, n_classes: int) -> tuple[list, list]:
-    """Held-out validation volume pairs as arrays, checked as training pairs are."""
+def validation_pairs(val_images, val_labels) -> tuple[list, list]:
     val_images, val_labels = list(val_images or []), list(val_labels or [])
     if len(val_images) != len(val_labels):
         raise TrainingError(f"{len(val_images)} validation images but {len(val_labels)} validation label volumes; "
                             f"give them in pairs")
+    return val_images, val_labels
+
+
+def check_validation(val_images, val_labels, n_classes: int) -> tuple[list, list]:
+    """Held-out validation volume pairs as arrays, checked as training pairs are."""
+    val_images, val_labels = validation_pairs(val_images, val_labels)
     val_images, val_labels = [np.asarray(v) for v in val_images], [np.asarray(v) for v in val_labels]
     for i, (im, lb) in enumerate(zip(val_images, val_labels)):
         check_pair(im, lb, n_classes, (8, 8, 8), f"validation volume {i}")
@@ -252,23 +267,32 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     check_schedule(cfg.iterations, cfg.lr, cfg.batch)
     if any(p % m or p < m for p in cfg.patch):
         raise TrainingError(f"patch {cfg.patch} must be a positive multiple of 2**depth = {m}")
-    images, labels = [np.asarray(im) for im in images], [np.asarray(lb) for lb in labels]
+    # numpy, or lazy (dask, zarr: the command line's), read a volume at a time as it is prepared, so
+    # that no volume is held twice (as read and normalised)
+    images, labels = list(images), list(labels)
+    val_images, val_labels = validation_pairs(val_images, val_labels)
     for i, (im, lb) in enumerate(zip(images, labels)):
-        check_pair(im, lb, cfg.n_classes, cfg.patch, f"volume {i}", m)
-    val_images, val_labels = check_validation(val_images, val_labels, cfg.n_classes)
+        check_pair_shapes(im, lb, f"volume {i}", m)
+    for i, (im, lb) in enumerate(zip(val_images, val_labels)):
+        check_pair_shapes(im, lb, f"validation volume {i}")
     if cfg.memory_check:
-        _check_memory(cfg, [im.shape for im in images], dev, log, [im.shape for im in val_images])
+        _check_memory(cfg, [tuple(im.shape) for im in images], dev, log, [tuple(im.shape) for im in val_images])
     # saved with the weights; percentile resolves per volume
     spec = dict(cfg.normalization or (init.normalization if init else {"kind": "zscore"}))
+
+    def prepared(im, lb, name):
+        im, lb = np.asarray(im), np.asarray(lb)
+        check_pair_values(im, lb, cfg.n_classes, name)
+        return normalised(im, spec), compact_labels(lb)
     vols = []
-    for i, (im, lb) in enumerate(zip(images, labels)):
-        tr = everywhere(im.shape) if train_regions is None else train_regions[i]
-        va = (~tr if train_regions is not None else everywhere(im.shape)) if val_regions is None else val_regions[i]
-        lb = compact_labels(lb)
-        vols.append((normalised(im, spec), lb, unet_weight_map(lb, cfg.w0, cfg.sigma), tr, va, class_voxels(lb, tr)))
+    for i in range(len(images)):
+        img_n, lb = prepared(images[i], labels[i], f"volume {i}")
+        tr = everywhere(lb.shape) if train_regions is None else train_regions[i]
+        va = (~tr if train_regions is not None else everywhere(lb.shape)) if val_regions is None else val_regions[i]
+        vols.append((img_n, lb, unet_weight_map(lb, cfg.w0, cfg.sigma), tr, va, class_voxels(lb, tr)))
     # what validation runs on: (normalised image, labels, region) of held-out volumes, or of the training volumes
-    checks = ([(normalised(im, spec), compact_labels(lb), everywhere(im.shape))
-               for im, lb in zip(val_images, val_labels)] or [(v[0], v[1], v[4]) for v in vols])
+    checks = ([(*prepared(im, lb, f"validation volume {i}"), everywhere(lb.shape))
+               for i, (im, lb) in enumerate(zip(val_images, val_labels))] or [(v[0], v[1], v[4]) for v in vols])
     validated_on = ("held-out volumes" if val_images else "held-out regions" if train_regions is not None
                     or val_regions is not None else "training volumes")
     net = UNet3D(1, cfg.n_classes, base=cfg.base, depth=cfg.depth)
