@@ -13,6 +13,7 @@ to draw one background patch on a 300 x 512 x 512 scan.
 
     git worktree add /tmp/before f16122b
     .venv/bin/python benchmarks/train_dataset_memory.py --before /tmp/before/src [--cases 8 --size 160]
+    .venv/bin/python benchmarks/train_dataset_memory.py --before - --on-disk   # in RAM against `train --on-disk`
 """
 from __future__ import annotations
 
@@ -46,12 +47,22 @@ def _make(root: Path, cases: int, size: int) -> float:
     return float((lab > 0).mean())
 
 
+def _anon() -> float:
+    """The process's anonymous resident memory in MiB: what the kernel cannot drop (memory-mapped
+    files it can, and reads again when they are touched)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _one(spec: dict) -> dict:
     import resource
     import shutil
     import time
     import tracemalloc
-    sys.path.insert(0, spec["src"])
+    src, _, disk = spec["src"].partition("#")   # "SRC#on-disk": that code with --on-disk
+    sys.path.insert(0, src)
     from halo_seg.cli import build_parser
     from halo_seg.train import unet_train
     root = Path(spec["dataset"])
@@ -67,9 +78,10 @@ def _one(spec: dict) -> dict:
         (use / "dataset.json").write_text(json.dumps({**meta, "numTraining": spec["cases"]}))
         args = build_parser().parse_args([
             "train", "--dataset", str(use), "--out", f"{tmp}/m.safetensors", "--patch", "48", "48", "48",
-            "--iterations", "3", "--epoch", "3", "--threads", str(spec["threads"]), "--quiet"])
+            "--iterations", "3", "--epoch", "3", "--threads", str(spec["threads"]), "--quiet"]
+            + (["--on-disk", tmp] if disk else []))
         # numpy's arrays alive at the first step: what the run holds of its data (PyTorch's are not traced)
-        args.on_step = lambda it: held.append(tracemalloc.get_traced_memory()[0]) if it == 1 else None
+        args.on_step = lambda it: held.append((tracemalloc.get_traced_memory()[0], _anon())) if it == 1 else None
         tracemalloc.start()
         t = time.perf_counter()
         rc = args.fn(args)
@@ -86,20 +98,24 @@ def _one(spec: dict) -> dict:
     for _ in range(10):
         unet_train._sample_patch(lazy, lazy, lazy, region, {}, (48, 48, 48), rng, 0.0)
     draw = (time.perf_counter() - t) / 10
-    return {"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "data_mib": held[0] / 2 ** 20,
+    return {"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "data_mib": held[0][0] / 2 ** 20,
+            "anonymous_mib": held[0][1],
             "seconds": seconds, "background_draw_ms": draw * 1000}
 
 
 def main(argv=None) -> int:
     ap = before_and_now_parser(__doc__, "train_dataset_memory.json")
     ap.add_argument("--cases", type=int, default=8)
+    ap.add_argument("--on-disk", action="store_true", help="compare this checkout's volumes in RAM (before) with "
+                                                          "them on disk (now), memory-mapped")
     ap.add_argument("--size", type=int, default=160)
     ap.add_argument("--dataset", default=str(Path(tempfile.gettempdir()) / "halo-seg-bench-dataset"))
     a = ap.parse_args(argv)
     root = Path(a.dataset) / f"{a.cases}x{a.size}"
     share = _make(root, a.cases, a.size)
     now = str(Path(__file__).resolve().parents[1] / "src")
-    codes = {"before": a.before, "now": now}
+    # --on-disk: this checkout with its volumes in RAM ("before") and on disk ("now")
+    codes = {"before": now, "now": now + "#on-disk"} if a.on_disk else {"before": a.before, "now": now}
     med = {}
     runs = {}
     for n in (2, a.cases):
@@ -110,13 +126,15 @@ def main(argv=None) -> int:
     print(f"\n{a.cases} cases of {a.size}^3 (labelled share {share:.2f}), median of {a.repeat} runs, {a.threads} threads")
     print("| | before | now |\n|---|---|---|")
     for n in (2, a.cases):
-        for key, what, f in (("data_mib", "data held at the first step, MiB", ".0f"), ("peak_mib", "peak MiB", ".0f"),
+        for key, what, f in (("data_mib", "data held at the first step, MiB", ".0f"),
+                             ("anonymous_mib", "anonymous resident memory at the first step, MiB", ".0f"),
+                             ("peak_mib", "peak MiB", ".0f"),
                              ("seconds", "seconds", ".1f")):
             print(f"| {what}, {n} cases | {med[n]['before'][key]:{f}} | {med[n]['now'][key]:{f}} |")
     print(f"| bytes per voxel of the data | {per_voxel['before']:.1f} | {per_voxel['now']:.1f} |")
     print(f"| a background patch's draw on 300x512x512, ms | {med[2]['before']['background_draw_ms']:.1f} | "
           f"{med[2]['now']['background_draw_ms']:.2f} |")
-    return save_results(a.out, {"before": a.before, "cases": a.cases, "size": a.size, "threads": a.threads,
+    return save_results(a.out, {"before": a.before, "on_disk": a.on_disk, "cases": a.cases, "size": a.size, "threads": a.threads,
                                 "repeat": a.repeat, "labelled_share": share},
                         [{"median": {str(n): m for n, m in med.items()}, "bytes_per_voxel": per_voxel,
                           "runs": {str(n): r for n, r in runs.items()}}])

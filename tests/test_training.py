@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from halo_seg.engine import normalize
 from halo_seg.engine.weights import WeightsError, load_unet
@@ -277,3 +278,33 @@ def test_border_weights_of_many_objects_are_those_of_all_their_distance_maps():
         # what lies further than 7 sigmas from an object is below 10 exp(-24.5) = 2.3e-10
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
         assert (got > 1.01).sum() == (expected > 1.01).sum() > 100
+
+
+def test_volumes_kept_on_disk_train_the_same_weights_and_are_removed(pair, tmp_path):
+    img, lab = pair
+    cfg = TrainConfig(n_classes=int(lab.max()) + 1, patch=(16, 16, 16), iterations=6, epoch=3, base=4, depth=2)
+    train_unet([img], [lab], cfg, tmp_path / "ram.safetensors", log=lambda *_: None, val_images=[img],
+               val_labels=[lab])
+    seen = []
+
+    def look(it, total):   # while it trains: the prepared volumes are files in the scratch folder
+        seen.append(sorted(p.name for p in (tmp_path / "scratch").glob("halo-seg-prepared-*/*.npy")))
+    import dask.array as da
+    train_unet([da.from_array(img, chunks=8)], [lab], cfg, tmp_path / "disk.safetensors", log=lambda *_: None,
+               val_images=[img], val_labels=[lab], on_disk=tmp_path / "scratch", progress=look)
+    assert {"volume0_0.npy", "volume0_1.npy", "volume0_2.npy", "validation0_0.npy", "validation0_1.npy"} <= set(seen[0])
+    assert not list((tmp_path / "scratch").iterdir())      # removed at the end
+    a, b = load_unet(tmp_path / "ram.safetensors")[0], load_unet(tmp_path / "disk.safetensors")[0]
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), k
+
+
+def test_a_run_whose_volumes_do_not_fit_is_told_about_on_disk(pair, tmp_path, monkeypatch):
+    from halo_seg.train import train_memory
+    img, lab = pair
+    monkeypatch.setattr(train_memory, "UNPARTITIONED_DATA", 10 ** 7)   # as if the volumes took far more than the RAM
+    cfg = TrainConfig(n_classes=int(lab.max()) + 1, patch=(16, 16, 16), iterations=2, base=4, depth=2)
+    with pytest.raises(TrainingError, match="with --on-disk DIR"):
+        train_unet([img], [lab], cfg, tmp_path / "m.safetensors", log=lambda *_: None)
+    train_unet([img], [lab], cfg, tmp_path / "m.safetensors", log=lambda *_: None, on_disk=tmp_path)
+    assert (tmp_path / "m.safetensors").exists()

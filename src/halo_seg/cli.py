@@ -351,11 +351,13 @@ def cmd_train(a) -> int:
     # one took 2 to 4 bytes a voxel); the labels as read (checked, then made as narrow as they can be,
     # by the trainer: int64 copies took 8 bytes a voxel)
     imgs = [v.data for v in opened]
-    labs = [np.asarray(v.data) for v in lab_vols]
-    val = dict(val_images=[v.data for v in val_vols], val_labels=[np.asarray(v.data) for v in val_labs])
+    # --on-disk: the labels lazy too, read a volume at a time (the dataset need not fit in RAM)
+    read = (lambda v: v.data) if a.on_disk else (lambda v: np.asarray(v.data))
+    labs = [read(v) for v in lab_vols]
+    val = dict(val_images=[v.data for v in val_vols], val_labels=[read(v) for v in val_labs])
     from .train.unet_train import check_class_ids
     # fine-tuning (--init): classes missing here may be the starting weights' own, kept
-    n = a.classes or (int(max(l.max() for l in labs)) + 1 if a.init else
+    n = a.classes or (max(int(l.max()) for l in labs) + 1 if a.init else
                       check_class_ids(labs, "the label volumes" if len(labs) > 1 else str(a.labels[0])))
     names = list(a.class_names or [])
     if names and len(names) not in (n, n - 1):
@@ -378,7 +380,7 @@ def cmd_train(a) -> int:
     if not getattr(a, "labelled_slices", None):
         from .train.sparse import gaps_note
         for lb, p in zip(labs, a.labels):
-            note = gaps_note(lb, 0, str(p), "--labelled-slices z")
+            note = gaps_note(np.asarray(lb), 0, str(p), "--labelled-slices z")
             if note:
                 print(f"note: {note}")
     else:
@@ -387,7 +389,7 @@ def cmd_train(a) -> int:
                              "torchrun")
         from .train.sparse import AXES, SparseLabelsError, labelled_slices, sparse_regions
         try:
-            parts = [sparse_regions(lb, AXES[a.labelled_slices], 0.0 if val["val_images"] else 0.2, str(p))
+            parts = [sparse_regions(np.asarray(lb), AXES[a.labelled_slices], 0.0 if val["val_images"] else 0.2, str(p))
                      for lb, p in zip(labs, a.labels)]
         except SparseLabelsError as exc:
             raise SystemExit(f"error: {exc}")
@@ -399,6 +401,9 @@ def cmd_train(a) -> int:
                   f"{a.labelled_slices} trained on"
                   + (f", {len(held)} held out ({', '.join(map(str, held))})" if len(held) else ""))
     if int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun:
+        if a.on_disk:
+            raise SystemExit("error: --on-disk is for the unpartitioned trainer; leave out --grid, --replicas and "
+                             "torchrun, or --on-disk")
         from .train import partitioned_run as partitioned
         imgs = [np.asarray(im) for im in imgs]   # every rank's blocks are cut from the whole volumes
         val = {**val, "val_images": [np.asarray(im) for im in val["val_images"]]}
@@ -438,7 +443,7 @@ def cmd_train(a) -> int:
     try:
         res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard, log=tqdm.write,
                          meta={"command": " ".join(sys.argv), "data": data, **scale}, resume=a.resume, progress=progress,
-                         **val, **regions)
+                         on_disk=a.on_disk, **val, **regions)
     except TrainingError as exc:
         raise SystemExit(f"error: {exc}")
     bar.close()
@@ -1059,6 +1064,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--new-head", action="store_true",
                    help="with --init: start the classifier afresh even where the class count matches (the same "
                         "number of other classes)")
+    t.add_argument("--on-disk", default=None, metavar="DIR",
+                   help="keep the prepared volumes (normalised images, labels, weight maps: about 9 bytes a voxel) "
+                        "in a scratch folder inside DIR, memory-mapped, instead of in RAM: a dataset larger than the "
+                        "memory; DIR on a local disk with room; removed when training ends")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--dry-run", action="store_true", help="check everything, time a few iterations and a "
                                                           "validation, estimate the run's time; save nothing")

@@ -187,14 +187,27 @@ def _region_dice(pred: np.ndarray, truth: np.ndarray, region: np.ndarray) -> flo
     return dice(p, t) if (p.any() or t.any()) else float("nan")
 
 
-def _check_memory(cfg: TrainConfig, shapes, dev, log, val_shapes=()) -> None:
-    """Refuse, before the weight maps are computed, a run whose estimated peak does not fit."""
+def _check_memory(cfg: TrainConfig, shapes, dev, log, val_shapes=(), on_disk: bool = False) -> None:
+    """Refuse, before the weight maps are computed, a run whose estimated peak does not fit (the
+    prepared volumes count unless they are kept on disk)."""
     from . import train_memory
     config = dict(in_channels=1, out_channels=cfg.n_classes, base=cfg.base, depth=cfg.depth)
     patch = tuple(max(axis) for axis in zip(*(fitting_patch(cfg.patch, s, 2 ** cfg.depth) for s in shapes)))
-    train_memory.require(config, patch, cfg.batch, (1, 1, 1), list(shapes) + list(val_shapes), dev, log,
-                         data_bytes_per_voxel=train_memory.UNPARTITIONED_DATA, checkpoint=cfg.checkpoint,
-                         precision=cfg.precision)
+    try:
+        train_memory.require(config, patch, cfg.batch, (1, 1, 1), list(shapes) + list(val_shapes), dev, log,
+                             data_bytes_per_voxel=0 if on_disk else train_memory.UNPARTITIONED_DATA,
+                             checkpoint=cfg.checkpoint, precision=cfg.precision)
+    except TrainingError as exc:
+        if on_disk:
+            raise
+        try:   # would the run fit with its prepared volumes on disk? then say so
+            train_memory.require(config, patch, cfg.batch, (1, 1, 1), list(shapes) + list(val_shapes), dev, None,
+                                 data_bytes_per_voxel=0, checkpoint=cfg.checkpoint, precision=cfg.precision)
+        except TrainingError:
+            raise exc from None
+        raise TrainingError(f"{exc}; the volumes themselves take {train_memory.UNPARTITIONED_DATA} bytes a voxel: "
+                            "with --on-disk DIR (a folder on a local disk with room) they are kept there, "
+                            "memory-mapped, and the run fits") from None
 
 
 def validation_pairs(val_images, val_labels) -> tuple[list, list]:
@@ -245,12 +258,24 @@ def normalised(im, spec: dict) -> np.ndarray:
 def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=None, val_regions=None,
                log=print, tensorboard_dir: str | None = None, meta: dict | None = None,
                resume: str | Path | None = None, progress=None, cancel=None, val_images=None,
-               val_labels=None) -> dict:
+               val_labels=None, on_disk: str | Path | None = None) -> dict:
     """Train and save the best (by mean validation Dice) weights to `out`; return the history.
     ``cancel()`` returning True stops the run between iterations: the best weights saved so far stay
     (``cancelled_at`` in the result gives the iteration). ``best``: the history entry of the weights
     saved (None when no validation was reached). ``val_images``/``val_labels``: held-out volume
-    pairs to validate on, whole, instead of the training volumes' validation regions."""
+    pairs to validate on, whole, instead of the training volumes' validation regions. ``on_disk``: a
+    folder where the prepared volumes are kept, memory-mapped, while the run lasts (train/on_disk.py)."""
+    if on_disk is None:
+        return _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tensorboard_dir, meta,
+                           resume, progress, cancel, val_images, val_labels, None)
+    from .on_disk import DiskStore
+    with DiskStore(on_disk) as store:
+        return _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tensorboard_dir, meta,
+                           resume, progress, cancel, val_images, val_labels, store)
+
+
+def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tensorboard_dir, meta, resume,
+                progress, cancel, val_images, val_labels, store) -> dict:
     try:
         check_precision(cfg.precision)
         check_output_path(out)
@@ -276,7 +301,8 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     for i, (im, lb) in enumerate(zip(val_images, val_labels)):
         check_pair_shapes(im, lb, f"validation volume {i}")
     if cfg.memory_check:
-        _check_memory(cfg, [tuple(im.shape) for im in images], dev, log, [tuple(im.shape) for im in val_images])
+        _check_memory(cfg, [tuple(im.shape) for im in images], dev, log, [tuple(im.shape) for im in val_images],
+                      on_disk=store is not None)
     # saved with the weights; percentile resolves per volume
     spec = dict(cfg.normalization or (init.normalization if init else {"kind": "zscore"}))
 
@@ -289,10 +315,15 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
         img_n, lb = prepared(images[i], labels[i], f"volume {i}")
         tr = everywhere(lb.shape) if train_regions is None else train_regions[i]
         va = (~tr if train_regions is not None else everywhere(lb.shape)) if val_regions is None else val_regions[i]
-        vols.append((img_n, lb, unet_weight_map(lb, cfg.w0, cfg.sigma), tr, va, class_voxels(lb, tr)))
+        vol = (img_n, lb, unet_weight_map(lb, cfg.w0, cfg.sigma), tr, va, class_voxels(lb, tr))
+        vols.append(tuple(store.keep(f"volume{i}", *vol)) if store else vol)
+        del img_n, lb, vol
     # what validation runs on: (normalised image, labels, region) of held-out volumes, or of the training volumes
-    checks = ([(*prepared(im, lb, f"validation volume {i}"), everywhere(lb.shape))
-               for i, (im, lb) in enumerate(zip(val_images, val_labels))] or [(v[0], v[1], v[4]) for v in vols])
+    checks = []
+    for i, (im, lb) in enumerate(zip(val_images, val_labels)):
+        check = (*prepared(im, lb, f"validation volume {i}"), everywhere(lb.shape))
+        checks.append(tuple(store.keep(f"validation{i}", *check)) if store else check)
+    checks = checks or [(v[0], v[1], v[4]) for v in vols]
     validated_on = ("held-out volumes" if val_images else "held-out regions" if train_regions is not None
                     or val_regions is not None else "training volumes")
     net = UNet3D(1, cfg.n_classes, base=cfg.base, depth=cfg.depth)
