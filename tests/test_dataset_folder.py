@@ -252,3 +252,23 @@ def test_info_describes_a_dataset_folder(tmp_path, capsys):
     assert nn["channels"] == {"0": "CT", "1": "T2"} and nn["classes"] == {"0": "background", "1": "heart", "2": "vessel"}
     assert msd["dataset"] == "BRATS" and msd["labelled_cases"] == 2 and msd["test_images"] == 1
     assert msd["channels"] == {"0": "FLAIR", "1": "T1w"}
+
+
+def test_nnunet_explicit_case_list_is_followed(tmp_path):
+    # dataset.json may list each case's files ("dataset"), named as the folders need not be
+    made = _nnunet(tmp_path / "d")
+    root = tmp_path / "d"
+    (root / "imagesTr" / "la_007_0001.nii.gz").rename(root / "imagesTr" / "other_t2.nii.gz")
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["dataset"] = {"la_007": {"images": ["imagesTr/la_007_0000.nii.gz", "imagesTr/other_t2.nii.gz"],
+                                  "label": "labelsTr/la_007.nii.gz"},
+                       "la_003": {"images": ["imagesTr/la_003_0000.nii.gz", "imagesTr/la_003_0001.nii.gz"],
+                                  "label": str(root / "labelsTr" / "la_003.nii.gz")}}   # absolute paths too
+    (root / "dataset.json").write_text(json.dumps(meta))
+    ds = read_dataset(root, "T2")
+    assert ds.cases == ["la_003", "la_007"] and ds.images[1].name == "other_t2.nii.gz"
+    np.testing.assert_array_equal(np.asarray(open_volume(ds.images[1]).data), made["la_007"][1])
+    meta["dataset"]["la_003"] = {"images": ["imagesTr/la_003_0000.nii.gz"], "label": "labelsTr/la_003.nii.gz"}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="'images' \\(one per channel\\)"):
+        read_dataset(root, "T2")
