@@ -304,7 +304,7 @@ def test_a_run_whose_volumes_do_not_fit_is_told_about_on_disk(pair, tmp_path, mo
     img, lab = pair
     monkeypatch.setattr(train_memory, "UNPARTITIONED_DATA", 10 ** 7)   # as if the volumes took far more than the RAM
     cfg = TrainConfig(n_classes=int(lab.max()) + 1, patch=(16, 16, 16), iterations=2, base=4, depth=2)
-    with pytest.raises(TrainingError, match="with --on-disk DIR"):
+    with pytest.raises(TrainingError, match="--on-disk DIR. \\(a folder on a local disk"):
         train_unet([img], [lab], cfg, tmp_path / "m.safetensors", log=lambda *_: None)
     train_unet([img], [lab], cfg, tmp_path / "m.safetensors", log=lambda *_: None, on_disk=tmp_path)
     assert (tmp_path / "m.safetensors").exists()
