@@ -272,3 +272,25 @@ def test_nnunet_explicit_case_list_is_followed(tmp_path):
     (root / "dataset.json").write_text(json.dumps(meta))
     with pytest.raises(DatasetError, match="'images' \\(one per channel\\)"):
         read_dataset(root, "T2")
+
+
+def test_train_interactive_takes_a_datasets_cases(tmp_path, capsys):
+    import argparse
+    from halo_seg.cli import _user_volumes, main
+    from halo_seg.interactive.model_io import load_memnet
+    made = _nnunet(tmp_path / "d")
+    a = argparse.Namespace(images=None, labels=None, dataset=str(tmp_path / "d"), channel="T2", timepoint=None,
+                           regions=None)
+    got = _user_volumes(a)
+    assert len(got) == 3
+    for (image, labels, spacing, _), case in zip(got, ("la_003", "la_007", "la_010")):
+        np.testing.assert_array_equal(image, made[case][1])            # the T2 files, not the CT ones
+        np.testing.assert_array_equal(labels, made[case][2])
+        assert spacing == (1.0, 1.0, 1.5)
+    out = tmp_path / "m.safetensors"
+    common = ["--iterations", "1", "--batch", "2", "--sweeps", "1", "--sweep-steps", "2", "--workers", "0",
+              "--size", "32", "--width", "4", "--out", str(out)]
+    assert main(["train-interactive", *common, "--dataset", str(tmp_path / "d"), "--channel", "T2"]) == 0
+    assert {"user0", "user1", "user2"} <= set(load_memnet(out)[1]["sources"])
+    assert main(["train-interactive", *common, "--dataset", str(tmp_path / "d")]) == 2
+    assert "choose it with --channel" in capsys.readouterr().err

@@ -461,14 +461,15 @@ def cmd_card(a) -> int:
     return 0
 
 
-def _read_pair(image_path, labels_path, a):
-    """(image, labels, spacing) of an image (its --channel and --timepoint) and its label volume, read
-    whole; they must match in shape."""
+def _read_pair(image_path, labels_path, a, choice: dict | None = None):
+    """(image, labels, spacing) of an image (its --channel and --timepoint, or ``choice``) and its
+    label volume, read whole; they must match in shape."""
     import numpy as np
     from .io import open_volume
     from .io.labels import open_labels
     from .train.unet_train import TrainingError
-    img, lab = open_volume(image_path, channel=a.channel, timepoint=a.timepoint), open_labels(labels_path)
+    choice = {"channel": a.channel, "timepoint": a.timepoint} if choice is None else choice
+    img, lab = open_volume(image_path, **choice), open_labels(labels_path)
     if img.shape != lab.shape:
         raise TrainingError(f"{image_path} {img.shape} and {labels_path} {lab.shape} differ in shape")
     from .io.geometry import check_one_grid
@@ -477,12 +478,22 @@ def _read_pair(image_path, labels_path, a):
 
 
 def _user_volumes(a):
-    """(image, labels, spacing, regions) for each --image/--labels pair of train-interactive."""
+    """(image, labels, spacing, regions) for each --image/--labels pair of train-interactive, or each
+    labelled case of its --dataset (the channel chosen by --channel)."""
     from .train.unet_train import TrainingError
-    images, labels = a.images or [], a.labels or []
+    images, labels, choice = a.images or [], a.labels or [], None
+    if getattr(a, "dataset", None):
+        from .io.dataset_folder import read_dataset
+        if images or labels or a.timepoint is not None:
+            raise TrainingError("--dataset gives the image/label pairs and --channel its channel; leave out --image, "
+                                "--labels and --timepoint")
+        ds = read_dataset(a.dataset, a.channel)
+        images, labels, choice = ds.images, ds.labels, {"channel": None, "timepoint": None, **ds.read_kwargs}
+        print(f"dataset {ds.name} ({ds.layout}): {len(ds.cases)} labelled cases, channel {ds.channel} "
+              f"({ds.channel_name}); each label value an object")
     if len(images) != len(labels):
         raise TrainingError(f"{len(images)} --image but {len(labels)} --labels; give them in pairs")
-    return [(*_read_pair(ip, lp, a), a.regions) for ip, lp in zip(images, labels)]
+    return [(*_read_pair(ip, lp, a, choice), a.regions) for ip, lp in zip(images, labels)]
 
 
 def cmd_train_interactive(a) -> int:
@@ -1121,6 +1132,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="your own image volume (any format open_volume reads; repeat for several)")
     ti.add_argument("--labels", dest="labels", action="append", default=None,
                     help="its label volume: every label value is an object (one --labels per --image)")
+    ti.add_argument("--dataset", default=None, metavar="DIR",
+                    help="the labelled cases of a dataset folder (nnU-Net v2 or Decathlon layout) as your volumes, "
+                         "its channel chosen by --channel; instead of --image/--labels")
     ti.add_argument("--regions", type=int, nargs="*", default=None,
                     help="train on these label values of your volumes only (keep others for checking)")
     ti.add_argument("--user-share", type=float, default=0.5,
