@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from halo_seg.engine.weights import read_meta
-from halo_seg.io import open_volume
+from halo_seg.io import VolumeError, open_volume
 from halo_seg.io.dataset_folder import DatasetError, channel_cases, read_dataset
 from halo_seg.samples import make_phantom
 
@@ -231,6 +231,8 @@ def test_batch_on_a_datasets_test_images_names_cases_as_their_labels(tmp_path):
     assert made["la_020"][2].max() == 2
     with pytest.raises(DatasetError, match="choose it with --channel"):
         segment_folder(root / "imagesTs", tmp_path / "out2", log=lambda *_: None, grid=(1, 1, 1), mode="whole")
+    with pytest.raises(VolumeError, match="is a dataset folder .* test images are in .*imagesTs"):
+        segment_folder(root, tmp_path / "out2", log=lambda *_: None, grid=(1, 1, 1), mode="whole")
 
 
 def test_batch_on_a_decathlon_test_folder_takes_the_modality(tmp_path):

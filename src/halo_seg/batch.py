@@ -59,6 +59,10 @@ def find_cases(folder, outputs_first: bool = False, series: str | None = None) -
             p.name.lower().endswith(SUPPORTED) or is_zarr_dir(p)
             or (p.is_dir() and (looks_like_series(p) or looks_like_slices(p))))]
     if not cases:
+        from .io.dataset_folder import is_dataset
+        if is_dataset(folder):   # a dataset's root: its volumes are in the folders below
+            raise VolumeError(f"{folder} is a dataset folder (dataset.json); its test images are in "
+                              f"{folder / 'imagesTs'}, its labelled ones in {folder / 'imagesTr'}")
         raise VolumeError(f"{folder} holds no volume ({', '.join(SUPPORTED)}, zarr, or a folder per DICOM series "
                           "or per stack of TIFF slices; --series finds DICOM series in folders below)")
     if outputs_first:
