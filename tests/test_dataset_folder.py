@@ -159,6 +159,14 @@ def test_train_on_a_dataset_names_its_classes_and_windows_its_ct(tmp_path):
     card = out.with_suffix(".md").read_text()
     assert f"the nnU-Net v2 dataset `{tmp_path / 'Dataset001_Heart'}`, 3 labelled cases, channel 0 (CT)" in card
     assert "la_007_0000.nii.gz" in card and "la_007_0001.nii.gz" not in card
+    # the card says what the engine does to the window: its ends to -1 and 1
+    from halo_seg.engine import normalize
+    spec = meta["normalization"]
+    lo, hi = spec["window"]
+    mean, std = normalize.mean_std(np.zeros(3), spec)
+    np.testing.assert_allclose(normalize.apply(np.array([lo - 50, lo, hi, hi + 50]), mean, std, spec), [-1, -1, 1, 1],
+                               atol=1e-5)
+    assert f"the window {lo:g}..{hi:g} (a CT window in HU), scaled to -1..1" in card
 
     r = _train("--dataset", tmp_path / "Dataset001_Heart", "--channel", "T2", "--out", tmp_path / "t2.safetensors")
     assert r.returncode == 0, r.stderr

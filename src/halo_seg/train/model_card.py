@@ -21,10 +21,10 @@ def _normalisation(spec: dict) -> str:
     kind = spec.get("kind", "zscore")
     if kind == "percentile":
         lo, hi = spec.get("percentiles", (0.5, 99.5))
-        return f"clipped to its {lo:g}th..{hi:g}th percentiles and scaled to 0..1 (per volume)"
+        return f"clipped to its {lo:g}th..{hi:g}th percentiles and scaled to -1..1 (per volume)"
     if kind == "window":
         lo, hi = spec["window"]
-        return f"the window {lo:g}..{hi:g} (a CT window in HU), scaled to 0..1"
+        return f"the window {lo:g}..{hi:g} (a CT window in HU), scaled to -1..1"
     return "z-scored over the whole volume"
 
 
