@@ -298,8 +298,7 @@ def _dataset_run(a):
               f"dataset's labels, as nnU-Net takes them); --normalization overrides it")
     run.dataset_info = {"dataset": str(ds.root), "layout": ds.layout, "channel": f"{ds.channel} ({ds.channel_name})",
                         "cases": len(ds.cases)}
-    print(f"dataset {ds.name} ({ds.layout}): {len(ds.cases)} labelled cases, channel {ds.channel} "
-          f"({ds.channel_name}), classes {', '.join(f'{k} {n}' for k, n in enumerate(ds.class_names))}")
+    print(f"{ds.summary}, classes {', '.join(f'{k} {n}' for k, n in enumerate(ds.class_names))}")
     return run
 
 
@@ -489,8 +488,7 @@ def _user_volumes(a):
                                 "--labels and --timepoint")
         ds = read_dataset(a.dataset, a.channel)
         images, labels, choice = ds.images, ds.labels, {"channel": None, "timepoint": None, **ds.read_kwargs}
-        print(f"dataset {ds.name} ({ds.layout}): {len(ds.cases)} labelled cases, channel {ds.channel} "
-              f"({ds.channel_name}); each label value an object")
+        print(f"{ds.summary}; each label value an object")
     if len(images) != len(labels):
         raise TrainingError(f"{len(images)} --image but {len(labels)} --labels; give them in pairs")
     return [(*_read_pair(ip, lp, a, choice), a.regions) for ip, lp in zip(images, labels)]

@@ -43,6 +43,11 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def summary(self) -> str:
+        return (f"dataset {self.name} ({self.layout}): {len(self.cases)} labelled cases, channel {self.channel} "
+                f"({self.channel_name})")
+
+    @property
     def is_ct(self) -> bool:
         """nnU-Net's rule: a channel named CT is in Hounsfield units, normalised with one window for
         every case rather than each case's own mean and spread."""
@@ -159,10 +164,7 @@ def _nnunet(root: Path, meta: dict, channel) -> Dataset:
         if unlabelled:
             raise DatasetError(f"{root / 'imagesTr'}: {len(unlabelled)} case(s) have no labels in labelsTr: "
                                f"{', '.join(unlabelled[:5])}{' ...' if len(unlabelled) > 5 else ''}")
-    missing = [str(p) for p in images + labels if not p.exists()]
-    if missing:
-        raise DatasetError(f"{len(missing)} file(s) of {root.name} are missing: {', '.join(missing[:5])}"
-                           f"{' ...' if len(missing) > 5 else ''}")
+    _check_files(root, images + labels)
     notes = _count_note(meta, len(cases), path)
     return Dataset(root, NNUNET, root.name, cases, images, labels, names, number, channel_name, {}, notes)
 
@@ -179,16 +181,20 @@ def _msd(root: Path, meta: dict, channel) -> Dataset:
         labels = [(root / t["label"]).resolve() for t in training]
     except (KeyError, TypeError):
         raise DatasetError(f"{path}: each entry of 'training' needs 'image' and 'label'") from None
-    missing = [str(p) for p in images + labels if not p.exists()]
-    if missing:
-        raise DatasetError(f"{len(missing)} file(s) of {root.name} are missing: {', '.join(missing[:5])}"
-                           f"{' ...' if len(missing) > 5 else ''}")
+    _check_files(root, images + labels)
     cases = [_stem(p) for p in labels]
     # several modalities lie along a 4D NIfTI's fourth dimension, which halo-seg's reader calls time
     several = len(meta.get("modality") or {}) > 1
     notes = _count_note(meta, len(cases), path)
     return Dataset(root, MSD, str(meta.get("name") or root.name), cases, images, labels, names, number,
                    channel_name, {"timepoint": number} if several else {}, notes)
+
+
+def _check_files(root: Path, paths) -> None:
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise DatasetError(f"{len(missing)} file(s) of {root.name} are missing: {', '.join(missing[:5])}"
+                           f"{' ...' if len(missing) > 5 else ''}")
 
 
 def _count_note(meta: dict, found: int, path: Path) -> list[str]:

@@ -265,11 +265,9 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     saved (None when no validation was reached). ``val_images``/``val_labels``: held-out volume
     pairs to validate on, whole, instead of the training volumes' validation regions. ``on_disk``: a
     folder where the prepared volumes are kept, memory-mapped, while the run lasts (train/on_disk.py)."""
-    if on_disk is None:
-        return _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tensorboard_dir, meta,
-                           resume, progress, cancel, val_images, val_labels, None)
+    from contextlib import nullcontext
     from .on_disk import DiskStore
-    with DiskStore(on_disk) as store:
+    with nullcontext() if on_disk is None else DiskStore(on_disk) as store:
         return _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tensorboard_dir, meta,
                            resume, progress, cancel, val_images, val_labels, store)
 
