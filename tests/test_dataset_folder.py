@@ -304,3 +304,23 @@ def test_train_interactive_takes_a_datasets_cases(tmp_path, capsys):
     assert {"user0", "user1", "user2"} <= set(load_memnet(out)[1]["sources"])
     assert main(["train-interactive", *common, "--dataset", str(tmp_path / "d")]) == 2
     assert "choose it with --channel" in capsys.readouterr().err
+
+
+def test_dataset_options_that_contradict_each_other_are_refused(tmp_path, capsys):
+    from halo_seg.batch import segment_folder
+    from halo_seg.cli import main
+    _nnunet(tmp_path / "d")
+    d, out = str(tmp_path / "d"), str(tmp_path / "m.safetensors")
+    for extra, says in ((["--image", "x.nii.gz", "--labels", "y.nii.gz"], "leave out --image and --labels"),
+                        (["--timepoint", "0"], "--timepoint is not for it"),
+                        (["--class-names", "a", "b"], "names the classes; leave out --class-names"),
+                        (["--on-disk", str(tmp_path), "--grid", "2,1,1"], "--on-disk is for the unpartitioned")):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", "--dataset", d, "--channel", "CT", "--out", out, "--quiet", *extra])
+        assert says in str(exc.value.code)
+    assert not (tmp_path / "m.safetensors").exists()
+    assert main(["train-interactive", "--dataset", d, "--channel", "CT", "--image", "x.nii.gz", "--out", out]) == 2
+    assert "leave out --image, --labels and --timepoint" in capsys.readouterr().err
+    _msd(tmp_path / "m")
+    with pytest.raises(VolumeError, match="choose one with --channel, not --timepoint"):
+        segment_folder(tmp_path / "m" / "imagesTs", tmp_path / "o", log=lambda *_: None, channel="FLAIR", timepoint=0)
