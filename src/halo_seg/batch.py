@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .io.dataset_folder import channel_cases
-from .io.volume import SEGMENT_NAMES, SUPPORTED, VolumeError, is_zarr_dir
+from .io.volume import SEGMENT_NAMES, SUPPORTED, VolumeError, is_zarr_dir, without_suffix
 
 
 def case_name(path: Path, root: Path | None = None) -> str:
@@ -24,11 +24,7 @@ def case_name(path: Path, root: Path | None = None) -> str:
     ``root`` (a PACS export's patient / study / series folders) joins the folders' names with _."""
     path = Path(path)
     parts = path.relative_to(root).parts if root is not None and path.parent != Path(root) else (path.name,)
-    name = "_".join(parts).rstrip("/")
-    for suffix in sorted(SUPPORTED, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[:-len(suffix)]
-    return name
+    return without_suffix("_".join(parts).rstrip("/"))
 
 
 def is_case_folder(path) -> bool:

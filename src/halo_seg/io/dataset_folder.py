@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .volume import SUPPORTED, VolumeError
+from .volume import SUPPORTED, VolumeError, without_suffix
 
 MSD = "Medical Segmentation Decathlon"
 NNUNET = "nnU-Net v2"
@@ -126,11 +126,6 @@ def _channel(channels: dict, choice, path: Path, key: str) -> tuple[int, str]:
     raise DatasetError(f"--channel {choice}: {path.parent.name} has the channels {listed}")
 
 
-def _stem(path: Path) -> str:
-    name = Path(path).name
-    return next((name[:-len(s)] for s in sorted(SUPPORTED, key=len, reverse=True) if name.lower().endswith(s)), name)
-
-
 def _volume_files(folder: Path, ending: str) -> list[Path]:
     # '._x.nii.gz' (macOS metadata, shipped in the Decathlon's archives) and other hidden files are not cases
     return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.name.endswith(ending)) \
@@ -182,7 +177,7 @@ def _msd(root: Path, meta: dict, channel) -> Dataset:
     except (KeyError, TypeError):
         raise DatasetError(f"{path}: each entry of 'training' needs 'image' and 'label'") from None
     _check_files(root, images + labels)
-    cases = [_stem(p) for p in labels]
+    cases = [without_suffix(p.name) for p in labels]
     # several modalities lie along a 4D NIfTI's fourth dimension, which halo-seg's reader calls time
     several = len(meta.get("modality") or {}) > 1
     notes = _count_note(meta, len(cases), path)
@@ -265,7 +260,7 @@ def channel_cases(folder, channel=None) -> tuple[dict[str, Path], dict] | None:
         return files, {}
     if "modality" in meta and len(meta["modality"]) > 1:
         number, _ = _channel(meta["modality"], channel, folder.parent / "dataset.json", "modality")
-        return {_stem(p): p for p in _volume_files(folder, ".nii.gz")}, {"timepoint": number}
+        return {without_suffix(p.name): p for p in _volume_files(folder, ".nii.gz")}, {"timepoint": number}
     return None
 
 

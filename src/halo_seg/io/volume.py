@@ -63,11 +63,22 @@ def is_zarr_dir(path) -> bool:
     return path.is_dir() and any((path / f).exists() for f in ("zarr.json", ".zarray", ".zgroup"))
 
 
+def known_suffix(name: str) -> str | None:
+    """The longest format suffix of SUPPORTED that ``name`` ends with (any letter case), or None."""
+    name = name.lower().rstrip("/")
+    return next((s for s in sorted(SUPPORTED, key=len, reverse=True) if name.endswith(s)), None)
+
+
+def without_suffix(name: str) -> str:
+    """``name`` without its format's suffix (``case.nii.gz`` -> ``case``); other names as they are."""
+    s = known_suffix(name)
+    return name[:-len(s)] if s else name
+
+
 def _suffix(path: Path) -> str:
-    name = path.name.lower().rstrip("/")
-    for s in sorted(SUPPORTED, key=len, reverse=True):
-        if name.endswith(s):
-            return s
+    s = known_suffix(path.name)
+    if s:
+        return s
     if is_zarr_dir(path):
         return ".zarr"
     return path.suffix.lower()

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-BYTES_PER_VOXEL = 9   # float32 image and weight map, uint8 labels (and each class's voxels, 4 per labelled voxel)
-
 
 class DiskStore:
     """A scratch folder inside ``folder`` for one run's prepared volumes; ``keep`` writes arrays
