@@ -44,7 +44,7 @@ def _segment_or_error(*args, measure_spacing=(1.0, 1.0, 1.0), unit=None, **kwarg
     untouched) instead of it escaping the worker thread."""
     # a tuple, not a bare exception: superqt treats a returned exception as the worker's own error
     try:
-        res = segment(*args, **kwargs)
+        res = segment(*args, **every_channel_for_several(args[0], kwargs))
         import zarr
         grp = zarr.open_group(res.output, mode="r")
         cancel = kwargs.get("cancel")
@@ -53,6 +53,18 @@ def _segment_or_error(*args, measure_spacing=(1.0, 1.0, 1.0), unit=None, **kwarg
         return (res, table, expected_errors(grp[UNCERTAINTY], cancel=stop), paintable(grp["labels"])), None
     except Exception as exc:  # every engine error is shown to the user, none is fatal to the viewer
         return None, exc
+
+
+def every_channel_for_several(source, kwargs: dict) -> dict:
+    """A layer shows one channel of its file; a network of several input channels takes them all
+    (the engine refuses a file that does not hold as many, saying what it takes)."""
+    if not isinstance(source, (str, Path)) or (kwargs.get("channel") is None and kwargs.get("timepoint") is None):
+        return kwargs
+    from halo_seg.engine.ensemble import load_model
+    net, _ = load_model(kwargs.get("weights", "default"))
+    if net.config.get("in_channels", 1) == 1:
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k not in ("channel", "timepoint")}
 
 
 def layer_source(layer):

@@ -239,9 +239,9 @@ def test_foreground_voxels_are_kept_as_flat_indices_of_exactly_the_class_voxels(
     rng = np.random.default_rng(0)
     k = min(fg)
     for _ in range(20):   # a patch drawn on the foreground holds that foreground
-        img, patch_lab, w = _sample_patch(s.image, lab, np.ones(lab.shape, np.float32), region, {k: fg[k]},
+        img, patch_lab, w = _sample_patch(s.image[None], lab, np.ones(lab.shape, np.float32), region, {k: fg[k]},
                                           (8, 8, 8), rng, 1.0)
-        assert (patch_lab == k).any() and patch_lab.shape == (8, 8, 8)
+        assert (patch_lab == k).any() and patch_lab.shape == (8, 8, 8) and img.shape == (1, 8, 8, 8)
 
 
 def test_patches_drawn_anywhere_are_those_of_a_whole_volume_region():
@@ -251,7 +251,7 @@ def test_patches_drawn_anywhere_are_those_of_a_whole_volume_region():
     w = np.ones(s.labels.shape, np.float32)
     for region in (everywhere(s.labels.shape), np.ones(s.labels.shape, bool)):
         rng = np.random.default_rng(7)
-        drawn = [_sample_patch(s.image, s.labels, w, region, {}, (8, 16, 8), rng, 0.0)[0] for _ in range(40)]
+        drawn = [_sample_patch(s.image[None], s.labels, w, region, {}, (8, 16, 8), rng, 0.0)[0] for _ in range(40)]
         if region.strides == (0, 0, 0):
             lazy = drawn
     for a, b in zip(lazy, drawn):

@@ -88,6 +88,18 @@ def _matching_series(folder: Path, pattern: str) -> list[Path]:
     return cases
 
 
+def _takes_several(weights) -> bool:
+    """Whether the network of ``weights`` takes several input channels (a missing file: not here,
+    segment names it)."""
+    from .engine.ensemble import load_model
+    from .engine.weights import WeightsError
+    try:
+        net, _ = load_model(weights)
+    except WeightsError:
+        return False
+    return net.config.get("in_channels", 1) > 1
+
+
 def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[str], None] = print,
                    series: str | None = None, **segment_kwargs) -> list[dict]:
     """Segment each case of ``folder`` into ``out_dir``; ``export``: a suffix (".nii.gz", ".dcm", ".rtstruct.dcm")
@@ -98,7 +110,10 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
     from .engine.runner import segment
     from .io.dicom import looks_like_series
     from .io.export import export_labels
-    picked = None if series else channel_cases(folder, segment_kwargs.get("channel"))
+    channel = segment_kwargs.get("channel")
+    if channel is None and not series and _takes_several(segment_kwargs.get("weights", "default")):
+        channel = "all"   # a dataset's images folder: each case's channels, as the model was trained on them
+    picked = None if series else channel_cases(folder, channel)
     if picked is None:
         cases = find_cases(folder, series=series)
         names = [case_name(case, Path(folder)) for case in cases]
@@ -109,7 +124,7 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
         if choice and segment_kwargs.get("timepoint") is not None:
             raise VolumeError(f"{folder}'s images hold the dataset's modalities along their 4th dimension; choose one "
                               "with --channel, not --timepoint")
-        cases, names = list(files.values()), list(files)
+        cases, names = list(files.values()), list(files)   # a list of files where the network takes several channels
         segment_kwargs = {**segment_kwargs, "channel": None, **choice}
     out_dir = Path(out_dir)
     if out_dir.resolve() == Path(folder).resolve():   # the outputs would become cases of the next run
@@ -128,7 +143,8 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
     rows = []
     for i, (case, name) in enumerate(zip(cases, names), 1):
         out = out_dir / f"{name}.zarr"
-        row = {"case": name, "input": str(case), "status": "failed", "seconds": 0.0, "output": str(out),
+        first = case[0] if isinstance(case, list) else case
+        row = {"case": name, "input": " + ".join(map(str, case)) if isinstance(case, list) else str(case), "status": "failed", "seconds": 0.0, "output": str(out),
                "export": "", "error": "", "resampled": ""}
         t0 = time.perf_counter()
         try:
@@ -138,8 +154,8 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
                 row["resampled"] = " -> ".join(spacing_text(res.resampled[k], sep="x") for k in ("from_spacing", "spacing"))
             if export:
                 target = out_dir / f"{name}{export}"
-                if export.lower().endswith(".dcm") and not looks_like_series(Path(case)):
-                    raise VolumeError(f"{Path(case).name} is not a DICOM series, which a DICOM SEG or structure set "
+                if export.lower().endswith(".dcm") and not looks_like_series(Path(first)):
+                    raise VolumeError(f"{Path(first).name} is not a DICOM series, which a DICOM SEG or structure set "
                                       "references; the labels are in the .zarr (--export .nii.gz places them on "
                                       "the scan)")
                 if not (res.skipped and target.exists()):

@@ -18,7 +18,7 @@ def _progress(done, total, msg):
 def cmd_segment(a) -> int:
     from .engine.partition import parse_grid
     from .engine.runner import segment
-    res = segment(a.input, a.output, weights=a.weights or "default", grid=parse_grid(a.grid), device=a.device,
+    res = segment(a.input if len(a.input) > 1 else a.input[0], a.output, weights=a.weights or "default", grid=parse_grid(a.grid), device=a.device,
                   mode=a.mode, overlap=a.overlap, tile_size=a.tile, save_probabilities=a.save_probabilities,
                   resume=a.resume, timeout=a.timeout, threads=a.threads, progress=_progress, mirror=a.mirror,
                   channel=a.channel, timepoint=a.timepoint, memory_check=not a.no_memory_check,
@@ -253,13 +253,13 @@ def _train_folds(a) -> int:
         run.labels = [p for i, p in enumerate(a.labels) if i not in held]
         run.val_images, run.val_labels = [a.images[i] for i in held], [a.labels[i] for i in held]
         run.out = str(fold_path(a.out, k))
-        print(f"fold {k + 1} of {a.folds}: validated on {', '.join(run.val_images)}", flush=True)
+        print(f"fold {k + 1} of {a.folds}: validated on {', '.join(map(_case_text, run.val_images))}", flush=True)
         cmd_train(run)
         if a.dry_run:
             print(f"(the dry run tried fold 1; the {a.folds} folds take about {a.folds} times as long)")
             return 0
         weights.append(run.out)
-    res = summarise(a.out, weights, [[a.images[i] for i in h] for h in splits])
+    res = summarise(a.out, weights, [[_case_text(a.images[i]) for i in h] for h in splits])
     names = res["classes"][1:] or [f"class {c}" for c in range(1, len(res["cross_validated_dice"]) + 1)]
     print("cross-validated Dice (mean over the folds' held-out volumes): " + ", ".join(
         f"{n} {'n/a' if d is None else f'{d:.3f}'}" for n, d in zip(names, res["cross_validated_dice"])))
@@ -269,16 +269,37 @@ def _train_folds(a) -> int:
     return 0
 
 
+def _case_text(item) -> str:
+    """A training case as named to the user: its image's path, or its channels' (io/channels.Channel)."""
+    return " + ".join(c.name for c in item) if isinstance(item, list) else str(item)
+
+
+def _case_channels(item, a) -> list:
+    """A training case's input channels, opened: a --dataset case's list of channels, or an --image
+    path with its --channel (several: comma-separated) and --timepoint."""
+    from .io.channels import channel_list, open_channels
+    return open_channels(item if isinstance(item, list) else channel_list(item, a.channel, a.timepoint))
+
+
+def _channel_names(vols) -> list:
+    """The names of a case's channels where it has several: the file's names, else the indices."""
+    if len(vols) == 1:
+        return []
+    return [str(v.meta.get("channel_name", v.meta.get("channel", v.meta.get("timepoint", k))))
+            for k, v in enumerate(vols)]
+
+
 def _dataset_run(a):
     """`train --dataset DIR`: the arguments with the dataset's cases as --image/--labels pairs, its
     class names and count, and its channel chosen (by name or number)."""
     import copy
-    from .io.dataset_folder import read_dataset
+    from .io.dataset_folder import case_channels, read_channels
     if a.images or a.labels:
         raise SystemExit("error: --dataset gives the image/label pairs; leave out --image and --labels")
     if a.timepoint is not None:
         raise SystemExit("error: --dataset chooses a channel by --channel; --timepoint is not for it")
-    ds = read_dataset(a.dataset, a.channel)
+    dss = read_channels(a.dataset, a.channel)
+    ds = dss[0]
     for note in ds.notes:
         print(f"note: {note}")
     if a.classes is not None and a.classes != len(ds.class_names):
@@ -287,18 +308,34 @@ def _dataset_run(a):
     if a.class_names:
         raise SystemExit(f"error: {ds.root / 'dataset.json'} names the classes; leave out --class-names")
     run = copy.copy(a)
-    run.dataset, run.images, run.labels = None, [str(p) for p in ds.images], [str(p) for p in ds.labels]
+    run.dataset, run.labels = None, [str(p) for p in ds.labels]
+    # several channels: each case a list of its channels (io/channels.Channel), stacked as the network's input
+    run.images = [str(p) for p in ds.images] if len(dss) == 1 else case_channels(dss)
+    run.channel_names = [d.channel_name for d in dss] if len(dss) > 1 else []
     run.classes, run.class_names = len(ds.class_names), list(ds.class_names)
     run.channel, run.timepoint = ds.read_kwargs.get("channel"), ds.read_kwargs.get("timepoint")
-    if ds.is_ct and a.normalization is None and not a.init:   # one window for every scan (and fold), as nnU-Net
-        from .io.dataset_folder import foreground_window
-        lo, hi = foreground_window(ds)
-        run.normalization = f"window:{lo!r},{hi!r}"
-        print(f"note: CT: normalised by the window {lo:g} to {hi:g} HU (the 0.5th and 99.5th percentiles inside the "
-              f"dataset's labels, as nnU-Net takes them); --normalization overrides it")
-    run.dataset_info = {"dataset": str(ds.root), "layout": ds.layout, "channel": f"{ds.channel} ({ds.channel_name})",
-                        "cases": len(ds.cases)}
-    print(f"{ds.summary}, classes {', '.join(f'{k} {n}' for k, n in enumerate(ds.class_names))}")
+    if len(dss) > 1:
+        run.channel = run.timepoint = None
+    specs = []
+    for d in dss:
+        if d.is_ct and a.normalization is None and not a.init:   # one window for every scan (and fold), as nnU-Net
+            from .io.dataset_folder import foreground_window
+            lo, hi = foreground_window(d)
+            specs.append({"kind": "window", "window": [lo, hi]})
+            print(f"note: CT: normalised by the window {lo:g} to {hi:g} HU (the 0.5th and 99.5th percentiles inside the "
+                  f"dataset's labels, as nnU-Net takes them); --normalization overrides it")
+        else:
+            specs.append(None)
+    if any(specs):
+        if len(dss) == 1:
+            run.normalization = "window:{!r},{!r}".format(*specs[0]["window"])
+        else:   # the CT channel windowed, the others z-scored (nnU-Net's per-channel schemes)
+            run.normalization = [sp or {"kind": "zscore"} for sp in specs]
+    channels = ", ".join(f"{d.channel} ({d.channel_name})" for d in dss)
+    run.dataset_info = {"dataset": str(ds.root), "layout": ds.layout,
+                        ("channel" if len(dss) == 1 else "channels"): channels, "cases": len(ds.cases)}
+    print(f"{ds.summary if len(dss) == 1 else f'dataset {ds.name} ({ds.layout}): {len(ds.cases)} labelled cases, channels {channels}'}"
+          f", classes {', '.join(f'{k} {n}' for k, n in enumerate(ds.class_names))}")
     return run
 
 
@@ -315,7 +352,6 @@ def cmd_train(a) -> int:
         return _train_dry_run(a)
     from .engine import normalize
     from .engine.partition import parse_grid
-    from .io import open_volume
     from .io.labels import open_labels
     from .train.model_card import write_card
     from .train.unet_train import TrainConfig, TrainingError, train_unet
@@ -324,7 +360,9 @@ def cmd_train(a) -> int:
     if len(a.images) != len(a.labels):
         raise SystemExit(f"error: {len(a.images)} --image but {len(a.labels)} --labels; give them in pairs")
     try:
-        spec = normalize.parse(a.normalization) if a.normalization else None   # None: zscore, or --init's
+        # None: zscore, or --init's; a --dataset of a CT and other channels: one spec per channel
+        spec = a.normalization if isinstance(a.normalization, list) else \
+            normalize.parse(a.normalization) if a.normalization else None
         grid = parse_grid(a.grid)
         if not isinstance(grid, tuple):
             raise ValueError("--grid auto is for segment; give the training grid as PZ,PY,PX")
@@ -335,25 +373,30 @@ def cmd_train(a) -> int:
                          f"in pairs")
     base, depth = _network_shape(a)   # before any volume is read: a bad --init fails at once
     from .engine.resample import training_spacing
-    opened = [open_volume(p, channel=a.channel, timepoint=a.timepoint) for p in a.images]
+    cases = [_case_channels(p, a) for p in a.images]
+    opened = [c[0] for c in cases]
     scale = training_spacing(opened, log=lambda m: print("note: " + m))   # recorded: segment resamples to it
-    data = {"images": list(a.images), "labels": list(a.labels), "validation": list(a.val_images),
+    data = {"images": [_case_text(p) for p in a.images], "labels": list(a.labels),
+            "validation": [_case_text(p) for p in a.val_images],
             **(getattr(a, "dataset_info", None) or {})}   # for the card
     from .io.geometry import check_one_grid
     lab_vols = [open_labels(p) for p in a.labels]
-    val_vols = [open_volume(p, channel=a.channel, timepoint=a.timepoint) for p in a.val_images]
+    val_cases = [_case_channels(p, a) for p in a.val_images]
+    val_vols = [c[0] for c in val_cases]
     val_labs = [open_labels(p) for p in a.val_labels]
     for names, ims, lbs in ((zip(a.images, a.labels), opened, lab_vols), (zip(a.val_images, a.val_labels), val_vols, val_labs)):
         for (pi, pl), im, lb in zip(names, ims, lbs):   # before any voxel is read: a pair of two scans
-            check_one_grid(im, lb, str(pi), str(pl), "the network would learn each voxel's label from another voxel")
+            check_one_grid(im, lb, _case_text(pi), str(pl), "the network would learn each voxel's label from another voxel")
+    channel_names = list(getattr(a, "channel_names", None) or _channel_names(cases[0]))
     # the images lazy: the trainer reads each as it prepares it (a copy as read beside each normalised
     # one took 2 to 4 bytes a voxel); the labels as read (checked, then made as narrow as they can be,
     # by the trainer: int64 copies took 8 bytes a voxel)
-    imgs = [v.data for v in opened]
+    imgs = [[v.data for v in c] if len(c) > 1 else c[0].data for c in cases]
     # --on-disk: the labels lazy too, read a volume at a time (the dataset need not fit in RAM)
     read = (lambda v: v.data) if a.on_disk else (lambda v: np.asarray(v.data))
     labs = [read(v) for v in lab_vols]
-    val = dict(val_images=[v.data for v in val_vols], val_labels=[read(v) for v in val_labs])
+    val = dict(val_images=[[v.data for v in c] if len(c) > 1 else c[0].data for c in val_cases],
+               val_labels=[read(v) for v in val_labs])
     from .train.unet_train import check_class_ids
     # fine-tuning (--init): classes missing here may be the starting weights' own, kept
     n = a.classes or (max(int(l.max()) for l in labs) + 1 if a.init else
@@ -400,6 +443,9 @@ def cmd_train(a) -> int:
                   f"{a.labelled_slices} trained on"
                   + (f", {len(held)} held out ({', '.join(map(str, held))})" if len(held) else ""))
     if int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun:
+        if channel_names:
+            raise SystemExit(f"error: a network of several input channels ({', '.join(channel_names)}) trains "
+                             "unpartitioned for now; leave out --grid, --replicas and torchrun")
         if a.on_disk:
             raise SystemExit("error: --on-disk is for the unpartitioned trainer; leave out --grid, --replicas and "
                              "torchrun, or --on-disk")
@@ -438,7 +484,7 @@ def cmd_train(a) -> int:
                       lr=a.lr, base=base, depth=depth, epoch=a.epoch, threads=a.threads,
                       normalization=spec, device=a.device, memory_check=not a.no_memory_check,
                       checkpoint=a.checkpoint, precision=a.precision, init=a.init, new_head=a.new_head,
-                      class_names=names)
+                      class_names=names, channel_names=channel_names)
     try:
         res = train_unet(imgs, labs, cfg, a.out, tensorboard_dir=a.tensorboard, log=tqdm.write,
                          meta={"command": " ".join(sys.argv), "data": data, **scale}, resume=a.resume, progress=progress,
@@ -839,9 +885,11 @@ def _evaluate_folders(a) -> int:
     return 1 if unmatched["failed"] else 0
 
 
-def _choice_args(p, whose: str) -> None:
+def _choice_args(p, whose: str, several: bool = False) -> None:
     p.add_argument("--channel", default=None, help=f"the channel {whose} to use, by index or by name, "
-                                                   "when it has several (a fluorescence stack)")
+                                                   "when it has several (a fluorescence stack)" + (
+                       "; several, separated by commas (T1,T2), for a network of several input channels" if several
+                       else ""))
     p.add_argument("--timepoint", type=int, default=None, help=f"the time point {whose} to use, when it has several")
 
 
@@ -876,14 +924,16 @@ def _engine_args(s) -> None:
     s.add_argument("--threads", type=int, default=None, help="torch threads per rank")
     s.add_argument("--no-memory-check", action="store_true",
                    help="run even where the estimated peak memory per rank exceeds what is available")
-    _choice_args(s, "of the input")
+    _choice_args(s, "of the input", several=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="halo-seg", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("segment", help="automatic segmentation of a (large, lazy) volume")
-    s.add_argument("input")
+    s.add_argument("input", nargs="+", metavar="INPUT",
+                   help="the volume; for a network of several input channels, one file per channel in the "
+                        "network's order (or one file holding them: --channel A,B or, with none, all of them)")
     s.add_argument("output", help="output .zarr group (labels, probabilities, done)")
     _engine_args(s)
     s.add_argument("--resume", action="store_true", help="skip a run whose blocks are all written")
@@ -1080,7 +1130,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--dry-run", action="store_true", help="check everything, time a few iterations and a "
                                                           "validation, estimate the run's time; save nothing")
-    _choice_args(t, "of every --image")
+    _choice_args(t, "of every --image (or of --dataset, where all stacks every one)", several=True)
     t.set_defaults(fn=cmd_train)
     td = sub.add_parser("train-default", help="retrain the shipped default model on the sample")
     td.add_argument("--out", default="src/halo_seg/weights/unet3d_default.safetensors")

@@ -72,6 +72,7 @@ def ensemble_meta(metas: list[dict]) -> dict:
     # depth, so that every member sees the volume as it would alone and the mean is theirs
     _same(metas, "depth", lambda m: m["config"]["depth"], names)
     _same(metas, "class names", lambda m: m.get("classes") or None, names)
+    _same(metas, "input channels", lambda m: (m["config"].get("in_channels", 1), m.get("channels") or None), names)
     _same(metas, "input normalisation", lambda m: m.get("normalization") or {"kind": "zscore"}, names)
     spacings = [model_spacing(m) for m in metas]
     if any((sp is None) != (spacings[0][0] is None) or unit != spacings[0][1] or (sp is not None and target_spacing(

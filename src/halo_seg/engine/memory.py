@@ -219,10 +219,11 @@ def block_bytes(config: dict, block_shape, in_itemsize: int = 4, mirror=(), mode
     it written at once). `exchanges`: the block takes halos from neighbours, so each convolution's
     input is copied with them first."""
     voxels = math.prod(int(s) for s in block_shape)
-    # the block as read (its dtype), then normalised (float32) beside a float32 copy
-    reading = voxels * (in_itemsize + 3 * 4)
+    n_in = int(config.get("in_channels", 1))
+    # each input channel's block as read (its dtype), then normalised (float32) beside a float32 copy
+    reading = voxels * n_in * (in_itemsize + 3 * 4)
     # the float32 input (whole mode keeps the normalised volume and its padded copy) and the network
-    held = 8 if mode == "whole" else 4
+    held = (8 if mode == "whole" else 4) * n_in
     running = voxels * (held + network_bytes_per_voxel(config, mirror, precision) * LIBRARY_FACTOR)
     if exchanges:
         # the largest of those copies: the last stage's input (skip and upsampled, twice the base

@@ -11,7 +11,20 @@ from ..io.volume import VolumeError
 
 
 def spec_of(meta: dict | None) -> dict:
-    return dict((meta or {}).get("normalization", {"kind": "zscore"}))
+    spec = (meta or {}).get("normalization", {"kind": "zscore"})
+    if isinstance(spec, list):   # a network of several input channels (specs_of)
+        raise ValueError("these weights normalise each of their input channels on its own; use specs_of")
+    return dict(spec)
+
+
+def specs_of(meta: dict | None, n: int = 1) -> list[dict]:
+    """Each of a network's ``n`` input channels' normalisation: the weights record one spec for all
+    of them, or a list of one per channel (a CT channel windowed beside MR channels z-scored)."""
+    spec = (meta or {}).get("normalization", {"kind": "zscore"})
+    specs = [dict(s) for s in spec] if isinstance(spec, list) else [dict(spec) for _ in range(n)]
+    if len(specs) != n:
+        raise ValueError(f"the weights record {len(specs)} channels' normalisation for a network of {n} input channels")
+    return specs
 
 
 def parse(text: str) -> dict:

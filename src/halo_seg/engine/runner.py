@@ -23,7 +23,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..io.volume import VolumeError, check_zarr_output_name, holds_labels, open_volume
+from ..io.channels import Channel, channel_list, for_network, open_channels
+from ..io.volume import VolumeError, check_zarr_output_name, holds_labels
 from . import memory, normalize
 from .mirror import MirrorError, check_trained_for, mirror_letters, mirrored_softmax, parse_mirror
 from .output import done_map, open_output, write_block
@@ -159,10 +160,16 @@ def require_gpu_each(ranks: int, what: str, fix: str) -> None:
                           f"one GPU), and it has {n}: {fix}, more machines (torchrun), or --device cpu")
 
 
+def _input_name(source) -> str:
+    return str(source) if isinstance(source, (str, Path)) else "<array>"
+
+
 def _signature(job, plan_shape, grid, meta, chosen):
     # format 2: with the uncertainty array, so an older output's blocks are never resumed without it;
     # the channel and time point only when the input has them, so 3D outputs keep their signature
-    return {**{k: chosen[k] for k in ("channel", "timepoint") if k in chosen},"format": 2, "input": str(job["source"]) if isinstance(job["source"], (str, Path)) else "<array>",
+    several = len(job["inputs"]) > 1
+    return {**{k: chosen[k] for k in ("channel", "timepoint") if k in chosen},"format": 2, "input": _input_name(job["source"]),
+            **({"inputs": [dict(c, source=_input_name(c["source"])) for c in job["inputs"]]} if several else {}),
             "shape": list(plan_shape), "grid": list(grid), "mode": job["mode"],
             "weights": meta.get("sha256"), "overlap": job["overlap"] if job["mode"] == "tile" else None,
             **({"mirror": mirror_letters(job["mirror"])} if job["mirror"] else {}),
@@ -186,7 +193,9 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     of the volume (test-time mirroring, 2**len(axes) times the work; see engine/mirror.py).
 
     `channel`, `timepoint`: the 3D volume to segment in a multi-channel or time-lapse input
-    (io/axes.py); each rank reads only its block of it.
+    (io/axes.py); each rank reads only its block of it. A network of several input channels
+    (io/channels.py) takes a list of sources, one per channel, or one source and a list of
+    `channel`s (or, with none, all of a file holding exactly as many).
 
     `cancel`: an object with ``is_set()`` (a threading.Event); when set, the ranks are stopped
     (or the tile loop ends) and :class:`Cancelled` is raised.
@@ -217,11 +226,14 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         raise EngineError(f"threads must be a positive number of threads per rank, got {threads}")
     check_zarr_output_name(output, "segment", "a zarr group (labels, uncertainty; batch --export converts too)")
     grid = parse_grid(grid) if mode == "halo" else (1, 1, 1)   # AUTO is resolved once the volume is open
-    vol = open_volume(source, spacing=spacing, channel=channel, timepoint=timepoint)  # validates 3D, numeric, existing
-    if holds_labels(vol):   # ids, not intensities: a mistaken input
-        raise VolumeError(f"{vol.source or 'the input'} holds labels (an output of segment, or a file marked as "
-                          "labels), not an image to segment; give the scan")
     net, meta = load_model(weights)  # validates weights (every member of an ensemble) before any process starts
+    chs = for_network(channel_list(source, channel, timepoint), net.config["in_channels"], meta.get("channels"))
+    vols = open_channels(chs, spacing)  # validates 3D, numeric, existing, one grid
+    vol = vols[0]
+    for v in vols:
+        if holds_labels(v):   # ids, not intensities: a mistaken input
+            raise VolumeError(f"{v.source or 'the input'} holds labels (an output of segment, or a file marked as "
+                              "labels), not an image to segment; give the scan")
     if mode == "tile" and tile_size is not None and tile_size < 2 * net.multiple:   # a 1-voxel bottleneck cannot be normalised
         raise EngineError(f"tile must be at least {2 * net.multiple} voxels for this network (2 x 2**depth), got {tile_size}")
     try:
@@ -230,6 +242,12 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         target = target_for(vol, meta, resample)
     except (MirrorError, ResampleError) as exc:
         raise EngineError(str(exc)) from None
+    if target is not None and len(vols) > 1:
+        from .resample import spacing_text
+        raise EngineError(f"the network was trained at {spacing_text(target)} and the input channels' voxels are "
+                          f"{spacing_text(vol.spacing)}; a run of several channels is not resampled here: resample each "
+                          "channel first (halo-seg resample IN OUT --spacing ...), or run at the input's voxel size "
+                          "(--resample off)")
     if target is not None:
         from .resampled_run import segment_resampled
         try:
@@ -262,6 +280,8 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
                mode=mode, overlap=overlap, tile_size=tile_size, probabilities=save_probabilities, resume=resume,
                timeout=float(timeout), threads=threads, mirror=mirror, precision=precision, fault=_fault or {},
                channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"),
+               inputs=[dict(source=c.source, channel=v.meta.get("channel"), timepoint=v.meta.get("timepoint"))
+                       for c, v in zip(chs, vols)],
                memory_check=memory_check, per_rank=mem.per_rank, sharing=mem.sharing, back=_back)
     chunks = plan.chunks if mode == "halo" else tuple(min(s, 64) for s in vol.shape)
     sig = _signature(job, vol.shape, grid, meta, vol.meta)
@@ -279,7 +299,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     if mode == "halo":
         ranks = _spawn_ranks(job, plan, progress, cancel)
     else:
-        ranks = [_single_process(job, vol, net, meta, progress, cancel)]
+        ranks = [_single_process(job, vols, net, meta, progress, cancel)]
     return SegmentResult(str(output), mode, grid, time.perf_counter() - t0, ranks, memory=mem)
 
 
@@ -509,26 +529,30 @@ def _rank_main(rank: int, job: dict, q) -> dict:
             os._exit(fault.get("code", 3))
         t0 = time.perf_counter()
         net, meta = load_model(job["weights"], dev)
-        vol = open_volume(job["source"], channel=job["channel"], timepoint=job["timepoint"])
+        vols = open_channels([Channel(**c) for c in job["inputs"]])
+        vol = vols[0]
         plan = PartitionPlan(vol.shape, job["grid"], net.multiple)
         _check_rank_gpu(job, dev, vol, net, plan)
         _check_gpu_precision(dev, job["precision"])
         coords = plan.coords(rank)
         valid = plan.valid_block(rank)
-        spec = normalize.resolve(normalize.spec_of(meta), vol.data)
+        specs = [normalize.resolve(s, v.data) for s, v in zip(normalize.specs_of(meta, len(vols)), vols)]
         process = _status_mb("RssAnon")   # the rank's own process before its block: memory.PROCESS_BYTES
         rss0 = _reset_peak()
-        x = np.asarray(vol.data[valid])  # this rank's block only
-        m = torch.from_numpy(normalize.moments(x, spec)).to(dev)
-        dist.all_reduce(m)
-        mean, std = normalize.mean_std(m.cpu().numpy(), spec, vol.source)
         block = plan.block(rank)
-        xb = np.zeros([s.stop - s.start for s in block], np.float32)  # far-border padding = 0 after norm
-        xb[tuple(slice(0, v.stop - v.start) for v in valid)] = normalize.apply(x, mean, std, spec)
-        del x
+        # far-border padding = 0 after norm
+        xb = np.zeros([len(vols)] + [s.stop - s.start for s in block], np.float32)
+        inside = tuple(slice(0, v.stop - v.start) for v in valid)
+        xs = [np.asarray(v.data[valid]) for v in vols]   # this rank's block only, of each channel
+        m = torch.from_numpy(np.stack([normalize.moments(x, s) for x, s in zip(xs, specs)])).to(dev)
+        dist.all_reduce(m)   # every channel's moments in one collective
+        for c, (x, spec, mc) in enumerate(zip(xs, specs, m.cpu().numpy())):
+            mean, std = normalize.mean_std(mc, spec, vols[c].source)
+            xb[(c,) + inside] = normalize.apply(x, mean, std, spec)
+        del xs, x
         net.set_partition(HaloContext(plan, rank))
         with torch.inference_mode():
-            probs = mirrored_softmax(net, torch.from_numpy(xb)[None, None].to(dev), job["mirror"], job["precision"])
+            probs = mirrored_softmax(net, torch.from_numpy(xb)[None].to(dev), job["mirror"], job["precision"])
             probs = probs[0].float().cpu().numpy()
         probs = probs[(slice(None),) + tuple(slice(0, v.stop - v.start) for v in valid)]
         peak = _peak_growth_mb(rss0)
@@ -553,25 +577,42 @@ def _rank_main(rank: int, job: dict, q) -> dict:
 
 # ---------------------------------------------------------------- whole and tile modes
 
-def _single_process(job, vol, net, meta, progress, cancel=None) -> dict:
+def channel_norms(vols, meta) -> list:
+    """Each input channel's (mean, std, spec) over its whole volume, as the halo ranks reduce them."""
+    out = []
+    for v, spec in zip(vols, normalize.specs_of(meta, len(vols))):
+        spec = normalize.resolve(spec, v.data)
+        out.append((*normalize.mean_std(normalize.dask_moments(v.data, spec), spec, v.source), spec))
+    return out
+
+
+def normalise_channels(x: np.ndarray, norms) -> np.ndarray:
+    """``x`` (channels first) normalised channel by channel, as float32."""
+    return np.stack([normalize.apply(xc, *n) for xc, n in zip(x, norms)])
+
+
+def _single_process(job, vols, net, meta, progress, cancel=None) -> dict:
     if job["threads"]:
         torch.set_num_threads(job["threads"])
     dev = _device_for(job["device"])
     _check_gpu_precision(dev, job["precision"])
     net = net.to(dev)
-    spec = normalize.resolve(normalize.spec_of(meta), vol.data)
-    mean, std = normalize.mean_std(normalize.dask_moments(vol.data, spec), spec, vol.source)
+    vol = vols[0]
+    norms = channel_norms(vols, meta)
     t0, rss0 = time.perf_counter(), _reset_peak()
     if job["mode"] == "whole":
-        probs = predict_whole(net, normalize.apply(np.asarray(vol.data), mean, std, spec), dev, job["mirror"],
-                              job["precision"])
+        x = np.stack([normalize.apply(np.asarray(v.data), *n) for v, n in zip(vols, norms)])
+        probs = predict_whole(net, x, dev, job["mirror"], job["precision"])
+        del x
         if progress:
             progress(1, 1, "whole volume")
         peak = _peak_growth_mb(rss0)
         write_block(job["output"], tuple(slice(0, s) for s in vol.shape), probs, (0, 0, 0), job["probabilities"])
     else:
         # band by band, so the blend of a huge volume is never held whole; done is marked by the last
-        bands = tile_bands(net, vol.data, lambda a: normalize.apply(a, mean, std, spec), dev,
+        import dask.array as da
+        data = da.stack([v.data for v in vols]) if len(vols) > 1 else vols[0].data
+        bands = tile_bands(net, data, lambda a: normalise_channels(a, norms), dev,
                            tile=job["tile_size"], overlap=job["overlap"], progress=progress, cancel=cancel,
                            mirror=job["mirror"], precision=job["precision"])
         for z0, z1, probs in bands:
@@ -588,12 +629,17 @@ def pad_to_multiple(x: np.ndarray, m: int) -> np.ndarray:
 
 
 def predict_whole(net, x: np.ndarray, dev, mirror=(), precision: str = "fp32") -> np.ndarray:
-    """Softmax probabilities of the unpartitioned network (the exactness reference)."""
-    shape = x.shape
-    xp = pad_to_multiple(x.astype(np.float32), net.multiple)
+    """Softmax probabilities of the unpartitioned network (the exactness reference). ``x``: one
+    (Z, Y, X) channel, or (C, Z, Y, X) for a network of C input channels."""
+    x = x[None] if x.ndim == 3 else x
+    shape = x.shape[1:]
+    pad = [(0, 0)] + [(0, math.ceil(s / net.multiple) * net.multiple - s) for s in shape]
+    xp = x.astype(np.float32, copy=False)
+    xp = np.pad(xp, pad) if any(p[1] for p in pad) else xp
     net.set_partition(None)
     with torch.inference_mode():
-        p = mirrored_softmax(net, torch.from_numpy(xp)[None, None].to(dev), mirror, precision)[0].float().cpu().numpy()
+        p = mirrored_softmax(net, torch.from_numpy(np.ascontiguousarray(xp))[None].to(dev), mirror,
+                             precision)[0].float().cpu().numpy()
     return p[(slice(None),) + tuple(slice(0, s) for s in shape)]
 
 
@@ -631,19 +677,23 @@ def tile_bands(net, data, norm, dev, tile: int | None = None, overlap: float = 0
     (nnU-Net / MONAI) at `overlap`. Each window reads only its own part of the lazy volume.
 
     Yields ``(z0, z1, probs)`` for consecutive z-ranges of the volume as soon as no later window can
-    reach them, so only a band of one window's depth is held, not the whole volume's blend."""
-    shape = tuple(data.shape)
+    reach them, so only a band of one window's depth is held, not the whole volume's blend.
+
+    ``data``: (Z, Y, X), or (C, Z, Y, X) for a network of C input channels; ``norm`` takes a window
+    with its channel axis first."""
+    data = data[None] if data.ndim == 3 else data
+    shape = tuple(data.shape[1:])
     m = net.multiple
     t = tile or 64
     t = max(m, (t // m) * m)
     margin = t // 4  # mirrored context around the volume, so border voxels sit inside a window
     pads = [(margin, margin + max(0, t - (s + 2 * margin))) for s in shape]
-    src = reflect_pad(data, pads)
+    src = reflect_pad(data, [(0, 0)] + pads)
     step = max(1, int(round(t * (1 - overlap))))
-    starts = [tile_starts(s, t, step) for s in src.shape]
+    starts = [tile_starts(s, t, step) for s in src.shape[1:]]
     w = gaussian_weight((t, t, t))
     C = net.config["out_channels"]
-    plane = tuple(src.shape[1:])
+    plane = tuple(src.shape[2:])
     crop = (slice(margin, margin + shape[1]), slice(margin, margin + shape[2]))
     base = starts[0][0]   # the band holds src z in [base, base + depth)
     acc = np.zeros((C, t) + plane, np.float32)
@@ -675,8 +725,8 @@ def tile_bands(net, data, norm, dev, tile: int | None = None, overlap: float = 0
                 for x in starts[2]:
                     _raise_if_cancelled(cancel, "the remaining windows were skipped")
                     sl = (slice(y, y + t), slice(x, x + t))
-                    xt = norm(np.asarray(src[(slice(z, z + t),) + sl]))
-                    p = mirrored_softmax(net, torch.from_numpy(xt)[None, None].to(dev), mirror,
+                    xt = norm(np.asarray(src[(slice(None), slice(z, z + t)) + sl]))
+                    p = mirrored_softmax(net, torch.from_numpy(xt)[None].to(dev), mirror,
                                          precision)[0].float().cpu().numpy()
                     acc[(slice(None), slice(0, t)) + sl] += p * w
                     wsum[(slice(0, t),) + sl] += w
@@ -689,7 +739,7 @@ def tile_bands(net, data, norm, dev, tile: int | None = None, overlap: float = 0
 def predict_tiles(net, data, norm, dev, tile: int | None = None, overlap: float = 0.5,
                   progress=None, cancel=None, mirror=(), precision: str = "fp32") -> np.ndarray:
     """The overlap-tile probabilities of the whole volume (tile_bands, gathered)."""
-    out = np.zeros((net.config["out_channels"],) + tuple(data.shape), np.float32)
+    out = np.zeros((net.config["out_channels"],) + tuple(data.shape[-3:]), np.float32)
     for z0, z1, probs in tile_bands(net, data, norm, dev, tile, overlap, progress, cancel, mirror, precision):
         out[:, z0:z1] = probs
     return out

@@ -7,8 +7,9 @@ modalities in one 4D NIfTI, along its fourth dimension).
 ``dataset.json`` is the record of what each label value means and which channel is which, so it
 is read rather than guessed from file names: class names come from it (a model trained here names
 its classes, and so do its outputs), the class count too (a class absent from every case is still
-a class), and a channel is chosen by its name. The halo-seg network takes one channel; a dataset
-with several needs the choice (``--channel T2``), never a silent first one.
+a class), and a channel is chosen by its name. A dataset with several channels needs the choice:
+one (``--channel T2``), several (``--channel T2,ADC``) or all (``--channel all``: nnU-Net's stack
+of every modality), never a silent first one.
 """
 from __future__ import annotations
 
@@ -114,8 +115,8 @@ def _channel(channels: dict, choice, path: Path, key: str) -> tuple[int, str]:
     listed = ", ".join(f"{k} ({v})" for k, v in sorted(table.items()))
     if choice is None:
         if len(table) > 1:
-            raise DatasetError(f"{path.parent.name} has {len(table)} channels: {listed}; the network takes one: "
-                               "choose it with --channel (a number or a name)")
+            raise DatasetError(f"{path.parent.name} has {len(table)} channels: {listed}; choose the network's input "
+                               "with --channel: one (a number or a name), several (0,1) or all")
         return 0, table[0]
     text = str(choice).strip()
     if text.isdigit() and int(text) in table:
@@ -185,6 +186,37 @@ def _msd(root: Path, meta: dict, channel) -> Dataset:
                    channel_name, {"timepoint": number} if several else {}, notes)
 
 
+def _channel_table(meta: dict) -> dict:
+    return meta.get("channel_names") or meta.get("modality") or {"0": "image"}
+
+
+def channel_choices(meta: dict, channel) -> list:
+    """--channel as a list of the dataset's channels to stack ("all": every one, in dataset.json's
+    order), or [channel] for one (None included)."""
+    from .channels import parse_channel_choice
+    choice = parse_channel_choice(channel)
+    if isinstance(choice, str) and choice.strip().lower() == "all":
+        return list(range(len(_channel_table(meta))))
+    return choice if isinstance(choice, list) else [choice]
+
+
+def read_channels(root, channel=None) -> list[Dataset]:
+    """read_dataset for each channel ``channel`` names (one, a comma-separated list, or "all"): one
+    Dataset per channel, of the same cases in the same order."""
+    root = Path(root)
+    choices = channel_choices(_load_json(root), channel)
+    if len(choices) > 1 and len(set(map(str, choices))) < len(choices):
+        raise DatasetError(f"--channel {channel}: a channel is named twice")
+    return [read_dataset(root, c) for c in choices]
+
+
+def case_channels(datasets: list[Dataset]) -> list[list]:
+    """Each case's input channels (io/channels.Channel), one per dataset of read_channels."""
+    from .channels import Channel
+    return [[Channel(ds.images[i], **{"channel": None, "timepoint": None, **ds.read_kwargs}) for ds in datasets]
+            for i in range(len(datasets[0].cases))]
+
+
 def _check_files(root: Path, paths) -> None:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -247,17 +279,27 @@ def channel_cases(folder, channel=None) -> tuple[dict[str, Path], dict] | None:
     if not is_dataset(folder.parent) or not folder.is_dir():
         return None
     meta = _load_json(folder.parent)
+    choices = channel_choices(meta, channel)
     if "channel_names" in meta:
-        number, _ = _channel(meta["channel_names"], channel, folder.parent / "dataset.json", "channel_names")
+        numbers = [_channel(meta["channel_names"], c, folder.parent / "dataset.json", "channel_names")[0]
+                   for c in choices]
         ending = str(meta.get("file_ending", ".nii.gz"))
-        files = {}
+        found: dict[str, dict] = {}
         for p in _volume_files(folder, ending):
             m = _CHANNEL_FILE.match(p.name[:-len(ending)])
             if m is None:
                 return None   # not named CASE_XXXX: its files are cases as they are
-            if int(m.group("channel")) == number:
-                files[m.group("case")] = p
-        return files, {}
+            found.setdefault(m.group("case"), {})[int(m.group("channel"))] = p
+        if len(numbers) == 1:
+            return {c: f[numbers[0]] for c, f in found.items() if numbers[0] in f}, {}
+        lacking = sorted(c for c, f in found.items() if any(n not in f for n in numbers))
+        if lacking:
+            raise DatasetError(f"{folder}: {len(lacking)} case(s) lack a file of the channels {choices}: "
+                               f"{', '.join(lacking[:5])}{' ...' if len(lacking) > 5 else ''}")
+        return {c: [f[n] for n in numbers] for c, f in found.items()}, {}
+    if "modality" in meta and len(meta["modality"]) > 1 and len(choices) > 1:
+        numbers = [_channel(meta["modality"], c, folder.parent / "dataset.json", "modality")[0] for c in choices]
+        return {without_suffix(p.name): p for p in _volume_files(folder, ".nii.gz")}, {"timepoint": numbers}
     if "modality" in meta and len(meta["modality"]) > 1:
         number, _ = _channel(meta["modality"], channel, folder.parent / "dataset.json", "modality")
         return {without_suffix(p.name): p for p in _volume_files(folder, ".nii.gz")}, {"timepoint": number}

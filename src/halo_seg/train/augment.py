@@ -15,8 +15,10 @@ def random_flip_rot(arrs, rng, flip_axes=(0, 1, 2), rot_axes=((1, 2),)):
     return [np.ascontiguousarray(a) for a in arrs]
 
 
-def elastic_scale(arrs, rng, alpha: float = 4.0, sigma: float = 6.0, scale=(0.85, 1.15), p: float = 0.3):
-    """Smooth random displacement plus isotropic scaling; labels use nearest neighbour."""
+def elastic_scale(arrs, rng, alpha: float = 4.0, sigma: float = 6.0, scale=(0.85, 1.15), p: float = 0.3,
+                  linear: int = 1):
+    """Smooth random displacement plus isotropic scaling; the first ``linear`` arrays (the image's
+    channels) interpolated linearly, the rest (labels, weights) by nearest neighbour."""
     if rng.random() >= p:
         return arrs
     shape = arrs[0].shape
@@ -27,8 +29,8 @@ def elastic_scale(arrs, rng, alpha: float = 4.0, sigma: float = 6.0, scale=(0.85
     for g, c in zip(grid, centre):
         disp = ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma) * alpha * sigma
         coords.append((g - c) / s + c + disp)
-    out = [ndi.map_coordinates(arrs[0], coords, order=1, mode="reflect")]
-    out += [ndi.map_coordinates(a, coords, order=0, mode="nearest") for a in arrs[1:]]
+    out = [ndi.map_coordinates(a, coords, order=1, mode="reflect") for a in arrs[:linear]]
+    out += [ndi.map_coordinates(a, coords, order=0, mode="nearest") for a in arrs[linear:]]
     return out
 
 

@@ -31,12 +31,18 @@ class Start:
     sha256: str
     state: dict
     config: dict
-    normalization: dict
+    normalization: dict | list   # a list: one spec per input channel
     meta: dict
 
     @property
     def n_classes(self) -> int:
         return int(self.config["out_channels"])
+
+
+def _spec(normalization):
+    if isinstance(normalization, list):
+        return [dict(s) for s in normalization]
+    return dict(normalization or {"kind": "zscore"})
 
 
 def read_start(spec) -> Start:
@@ -47,7 +53,7 @@ def read_start(spec) -> Start:
         raise InitError(f"--init: {exc}") from None
     return Start(meta["path"], meta["sha256"],
                  {k: v.detach().clone() for k, v in net.state_dict().items()}, dict(net.config),
-                 dict(meta.get("normalization") or {"kind": "zscore"}), meta)
+                 _spec(meta.get("normalization")), meta)
 
 
 def shape_from(start: Start, base: int | None, depth: int | None) -> tuple[int, int]:

@@ -28,6 +28,18 @@ def _normalisation(spec: dict) -> str:
     return "z-scored over the whole volume"
 
 
+def _input(meta: dict, config: dict) -> str:
+    """The input channels, in order, and how each is normalised."""
+    n = int(config.get("in_channels", 1))
+    spec = meta.get("normalization") or {}
+    if n == 1:
+        return f"one channel, {_normalisation(spec)}"
+    names = meta.get("channels") or [f"channel {k}" for k in range(n)]
+    specs = spec if isinstance(spec, list) else [spec] * n
+    return f"{n} channels, stacked in this order: " + "; ".join(
+        f"{k} {name}, {_normalisation(sp)}" for k, (name, sp) in enumerate(zip(names, specs)))
+
+
 def _data(tr: dict) -> str:
     data = tr.get("data") or (tr.get("config") or {}).get("data")
     if isinstance(data, str):
@@ -36,8 +48,9 @@ def _data(tr: dict) -> str:
         pairs = [f"`{i}` + `{lab}`" for i, lab in zip(data.get("images", []), data.get("labels", []))]
         held = [f"`{i}`" for i in data.get("validation", [])]
         # a dataset folder: its name, layout and channel first, the pairs it gave after
-        source = (f"the {data['layout']} dataset `{data['dataset']}`, {data['cases']} labelled cases, channel "
-                  f"{data['channel']}: " if data.get("dataset") else "")
+        which = (f"channel {data['channel']}" if "channel" in data else f"channels {data.get('channels')}")
+        source = (f"the {data['layout']} dataset `{data['dataset']}`, {data['cases']} labelled cases, {which}: "
+                  if data.get("dataset") else "")
         return source + ("; ".join(pairs) or "not recorded") + (f"; validated on {', '.join(held)}" if held else "")
     return "not recorded (trained from Python without naming its data)"
 
@@ -88,7 +101,7 @@ def card_text(weights) -> str:
             f"base={c['base']}, depth={c['depth']})`, {n_params / 1e6:.2f} M parameters, "
             f"{path.stat().st_size / 2 ** 20:.1f} MB |",
             f"| classes | {', '.join(f'{k} {name}' for k, name in enumerate(classes))} |",
-            f"| input | one channel, {_normalisation(meta.get('normalization') or {})} (the engine does this) |",
+            f"| input | {_input(meta, c)} (the engine does this) |",
             f"| voxel size | {voxel} |",
             f"| data | {_data(tr)} |",
             f"| started from | {_start(tr)} |",

@@ -279,6 +279,9 @@ def _check_run(images, labels, cfg, grid, log=print):
     from .unet_train import TrainingError, check_pair, check_schedule, starting_weights
     check_schedule(cfg.get("iterations", 1), cfg.get("lr", 1e-3), cfg.get("batch", 1))
     images, labels = _pairs(images, labels)
+    if any(isinstance(im, (list, tuple)) and len(im) > 1 for im in images):
+        raise TrainingError("a network of several input channels trains unpartitioned for now (train without --grid, "
+                            "--replicas or torchrun; a GPU's memory, or --checkpoint, holds a larger patch)")
     if len(images) != len(labels) or not images:
         raise TrainingError(f"{len(images)} images but {len(labels)} label volumes; give them in pairs")
     images, labels = [np.asarray(im) for im in images], [np.asarray(lb) for lb in labels]

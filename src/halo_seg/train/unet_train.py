@@ -46,7 +46,9 @@ class TrainConfig:
     checkpoint: bool = False    # activation checkpointing (UNet3D.set_checkpoint): less memory, more compute
     precision: str = "fp32"     # bf16: the step under bfloat16 autocast (engine/precision.py); validation stays fp32
     class_names: list = field(default_factory=list)
-    normalization: dict | None = None   # None: z-score, or with init the starting weights' own
+    channel_names: list = field(default_factory=list)   # a network of several input channels: their names
+    # None: z-score, or with init the starting weights' own; a list: one spec per input channel
+    normalization: dict | list | None = None
     init: str | None = None     # fine-tune: start from these 3D U-Net weights (train/init_weights.py)
     new_head: bool = False      # with init: start the classifier afresh even where the class count matches
 
@@ -54,6 +56,29 @@ class TrainConfig:
 def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, name: str = "volume", multiple: int = 8):
     check_pair_shapes(image, labels, name, multiple)
     check_pair_values(image, labels, n_classes, name)
+
+
+def channels_of(image) -> list:
+    """A case's input channels: a list or tuple of 3D volumes (one per channel), or one volume."""
+    return list(image) if isinstance(image, (list, tuple)) else [image]
+
+
+def check_channel_counts(images, what: str = "volume") -> int:
+    """The number of input channels every case has (the first case's), else a TrainingError."""
+    counts = [len(channels_of(im)) for im in images]
+    odd = [i for i, n in enumerate(counts) if n != counts[0]]
+    if odd:
+        raise TrainingError(f"{what} 0 has {counts[0]} input channel(s) and {what} {odd[0]} has {counts[odd[0]]}; "
+                            "every case needs the same channels, in the same order")
+    return counts[0] if counts else 1
+
+
+def channel_specs(normalization, n: int) -> list[dict]:
+    """Each input channel's normalisation: one spec for all, or a list of one per channel."""
+    try:
+        return normalize.specs_of({"normalization": normalization or {"kind": "zscore"}}, n)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def check_pair_shapes(image, labels, name: str = "volume", multiple: int = 8) -> None:
@@ -159,7 +184,8 @@ def fitting_patch(patch, shape, multiple: int) -> list[int]:
 
 
 def _sample_patch(img, lab, wmap, region, fg, patch, rng, fg_p, multiple: int = 8):
-    shape = img.shape
+    """``img``: (C, Z, Y, X), the input channels of ``lab``'s voxels."""
+    shape = lab.shape
     p = fitting_patch(patch, shape, multiple)
     if fg and rng.random() < fg_p:
         # a class first, then one of its voxels (nnU-Net): small classes are seen as often as big ones
@@ -177,7 +203,7 @@ def _sample_patch(img, lab, wmap, region, fg, patch, rng, fg_p, multiple: int = 
         c = cand[rng.integers(len(cand))]
     lo = [int(np.clip(ci - pi // 2, 0, s - pi)) for ci, pi, s in zip(c, p, shape)]
     sl = tuple(slice(a, a + b) for a, b in zip(lo, p))
-    return img[sl], lab[sl], wmap[sl] * region[sl]
+    return img[(slice(None),) + sl], lab[sl], wmap[sl] * region[sl]
 
 
 def _region_dice(pred: np.ndarray, truth: np.ndarray, region: np.ndarray) -> float:
@@ -187,15 +213,17 @@ def _region_dice(pred: np.ndarray, truth: np.ndarray, region: np.ndarray) -> flo
     return dice(p, t) if (p.any() or t.any()) else float("nan")
 
 
-def _check_memory(cfg: TrainConfig, shapes, dev, log, val_shapes=(), on_disk: bool = False) -> None:
+def _check_memory(cfg: TrainConfig, shapes, dev, log, val_shapes=(), on_disk: bool = False, n_in: int = 1) -> None:
     """Refuse, before the weight maps are computed, a run whose estimated peak does not fit (the
-    prepared volumes count unless they are kept on disk)."""
+    prepared volumes count unless they are kept on disk; each input channel beyond the first is
+    another float32 volume)."""
     from . import train_memory
-    config = dict(in_channels=1, out_channels=cfg.n_classes, base=cfg.base, depth=cfg.depth)
+    config = dict(in_channels=n_in, out_channels=cfg.n_classes, base=cfg.base, depth=cfg.depth)
     patch = tuple(max(axis) for axis in zip(*(fitting_patch(cfg.patch, s, 2 ** cfg.depth) for s in shapes)))
+    data = train_memory.UNPARTITIONED_DATA + 4 * (n_in - 1)
     try:
         train_memory.require(config, patch, cfg.batch, (1, 1, 1), list(shapes) + list(val_shapes), dev, log,
-                             data_bytes_per_voxel=0 if on_disk else train_memory.UNPARTITIONED_DATA,
+                             data_bytes_per_voxel=0 if on_disk else data,
                              checkpoint=cfg.checkpoint, precision=cfg.precision)
     except TrainingError as exc:
         if on_disk:
@@ -205,7 +233,7 @@ def _check_memory(cfg: TrainConfig, shapes, dev, log, val_shapes=(), on_disk: bo
                                  data_bytes_per_voxel=0, checkpoint=cfg.checkpoint, precision=cfg.precision)
         except TrainingError:
             raise exc from None
-        raise TrainingError(f"{exc}; the volumes themselves take {train_memory.UNPARTITIONED_DATA} bytes a voxel: "
+        raise TrainingError(f"{exc}; the volumes themselves take {data} bytes a voxel: "
                             "`halo-seg train ... --on-disk DIR` (a folder on a local disk with room) keeps them "
                             "there, memory-mapped, and the run fits") from None
 
@@ -294,20 +322,34 @@ def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tenso
     # that no volume is held twice (as read and normalised)
     images, labels = list(images), list(labels)
     val_images, val_labels = validation_pairs(val_images, val_labels)
+    n_in = check_channel_counts(images + val_images)
+    if cfg.channel_names and len(cfg.channel_names) != n_in:
+        raise TrainingError(f"{len(cfg.channel_names)} channel names ({', '.join(cfg.channel_names)}) for {n_in} input "
+                            "channel(s)")
     for i, (im, lb) in enumerate(zip(images, labels)):
-        check_pair_shapes(im, lb, f"volume {i}", m)
+        for c in channels_of(im):
+            check_pair_shapes(c, lb, f"volume {i}", m)
     for i, (im, lb) in enumerate(zip(val_images, val_labels)):
-        check_pair_shapes(im, lb, f"validation volume {i}")
+        for c in channels_of(im):
+            check_pair_shapes(c, lb, f"validation volume {i}")
     if cfg.memory_check:
-        _check_memory(cfg, [tuple(im.shape) for im in images], dev, log, [tuple(im.shape) for im in val_images],
-                      on_disk=store is not None)
+        _check_memory(cfg, [tuple(lb.shape) for lb in labels], dev, log, [tuple(lb.shape) for lb in val_labels],
+                      on_disk=store is not None, n_in=n_in)
     # saved with the weights; percentile resolves per volume
-    spec = dict(cfg.normalization or (init.normalization if init else {"kind": "zscore"}))
+    spec = cfg.normalization or (init.normalization if init else {"kind": "zscore"})
+    spec = [dict(s) for s in spec] if isinstance(spec, list) else dict(spec)
+    specs = channel_specs(spec, n_in)
 
     def prepared(im, lb, name):
-        im, lb = np.asarray(im), np.asarray(lb)
-        check_pair_values(im, lb, cfg.n_classes, name)
-        return normalised(im, spec), compact_labels(lb)
+        lb = np.asarray(lb)
+        chans = []
+        for c, s in zip(channels_of(im), specs):   # a channel at a time, read as it is normalised
+            c = np.asarray(c)
+            check_pair_values(c, lb, cfg.n_classes, name)
+            chans.append(normalised(c, s))
+            del c
+        img = chans[0][None] if n_in == 1 else np.stack(chans)
+        return img, compact_labels(lb)
     vols = []
     for i in range(len(images)):
         img_n, lb = prepared(images[i], labels[i], f"volume {i}")
@@ -324,7 +366,7 @@ def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tenso
     checks = checks or [(v[0], v[1], v[4]) for v in vols]
     validated_on = ("held-out volumes" if val_images else "held-out regions" if train_regions is not None
                     or val_regions is not None else "training volumes")
-    net = UNet3D(1, cfg.n_classes, base=cfg.base, depth=cfg.depth)
+    net = UNet3D(n_in, cfg.n_classes, base=cfg.base, depth=cfg.depth)
     if init is not None:
         from .init_weights import load_into
         init = load_into(net, init, cfg.new_head)
@@ -361,10 +403,10 @@ def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tenso
         for _ in range(cfg.batch):
             img, lab, wmap, tr, _, fg = vols[rng.integers(len(vols))]
             x, y, w = _sample_patch(img, lab, wmap, tr, fg, cfg.patch, rng, cfg.foreground_p, m)
-            x, y, w = random_flip_rot([x, y, w], rng, cfg.flip_axes, rot_axes=())
-            x, y, w = elastic_scale([x, y.astype(np.float32), w], rng)
-            xs.append(intensity(x, rng)); ys.append(y.astype(np.int64)); ws.append(w)
-        x = torch.from_numpy(np.stack(xs)[:, None]).to(dev)
+            *x, y, w = random_flip_rot([*x, y, w], rng, cfg.flip_axes, rot_axes=())
+            *x, y, w = elastic_scale([*x, y.astype(np.float32), w], rng, linear=n_in)
+            xs.append(np.stack([intensity(c, rng) for c in x])); ys.append(y.astype(np.int64)); ws.append(w)
+        x = torch.from_numpy(np.stack(xs)).to(dev)
         y = torch.from_numpy(np.stack(ys)).to(dev)
         w = torch.from_numpy(np.stack(ws).astype(np.float32)).to(dev)
         loss = dice_ce_loss(forward(net, cfg.precision, x), y, w)   # the loss in fp32 whatever the forward's precision
@@ -396,6 +438,7 @@ def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tenso
             if mean_d > best:
                 best, kept = mean_d, history[-1]
                 save_unet(net, out, normalization=spec, classes=cfg.class_names or inherited_classes(init),
+                          **({"channels": list(cfg.channel_names)} if cfg.channel_names else {}),
                           training={"config": {k: (list(v) if isinstance(v, tuple) else v)
                                                for k, v in asdict(cfg).items()},
                                     "best_val_dice": per_class, "iteration": it,
