@@ -15,7 +15,7 @@ import torch
 import zarr
 from scipy import ndimage as ndi
 
-from halo_seg.engine.runner import EngineError, segment
+from halo_seg.engine.runner import segment
 from halo_seg.engine.unet import UNet3D
 from halo_seg.engine.weights import WeightsError, read_meta, save_unet
 from halo_seg.io import VolumeError
@@ -128,17 +128,34 @@ def test_channels_that_do_not_fit_the_network_are_refused(tmp_path, nets, tiny_w
     with pytest.raises(VolumeError, match="2 input files and 2 channels"):
         segment([tmp_path / "a.npy", tmp_path / "b.npy"], tmp_path / "x.zarr", weights=two, channel="0,1")
     assert not (tmp_path / "x.zarr").exists()
-    # a network trained at another voxel size: several channels are not resampled
-    from halo_seg.engine.weights import load_unet
-    net, _ = load_unet(two)
-    save_unet(net, tmp_path / "coarse.safetensors", channels=["T1", "T2"], training={"spacing": [3.0, 3.0, 3.0]})
-    with pytest.raises(EngineError, match="not resampled here"):
-        segment([tmp_path / "a.npy", tmp_path / "b.npy"], tmp_path / "x.zarr", weights=tmp_path / "coarse.safetensors",
-                mode="whole", spacing=(1.0, 1.0, 1.0), resample="on")
     # an ensemble of networks of other channels
     with pytest.raises(WeightsError, match="differ in input channels"):
         segment([tmp_path / "a.npy", tmp_path / "b.npy"], tmp_path / "x.zarr", mode="whole",
                 weights=[str(two), str(nets / "mixed.safetensors")])
+
+
+@pytest.mark.parametrize("mode", ["whole", "halo"])
+def test_channels_resampled_to_the_networks_voxel_size(tmp_path, nets, mode):
+    # trained at 2 x 1.5 x 1.5 mm: each channel resampled there, lazily, and the probabilities back; the
+    # network that ignores its second channel gives the one-channel network's resampled run
+    _two(tmp_path)
+    from halo_seg.engine.weights import load_unet
+    for name in ("one", "two"):
+        net, meta = load_unet(nets / f"{name}.safetensors")
+        save_unet(net, tmp_path / f"{name}.safetensors", **({"channels": meta["channels"]} if "channels" in meta else {}),
+                  training={"spacing": [2.0, 1.5, 1.5]})
+    kw = dict(mode=mode, grid=(2, 1, 1), spacing=(1.0, 1.0, 1.0), save_probabilities=True)
+    one = segment(tmp_path / "a.npy", tmp_path / "one.zarr", weights=tmp_path / "one.safetensors", **kw)
+    two = segment([tmp_path / "a.npy", tmp_path / "b.npy"], tmp_path / "two.zarr", weights=tmp_path / "two.safetensors",
+                  **kw)
+    assert one.resampled and two.resampled == one.resampled and two.resampled["shape"] == [12, 13, 19]
+    np.testing.assert_allclose(_probs(tmp_path / "two.zarr"), _probs(tmp_path / "one.zarr"), atol=2e-6)
+    # resumed: the same channels are the same job, others are another's
+    assert segment([tmp_path / "a.npy", tmp_path / "b.npy"], tmp_path / "two.zarr",
+                   weights=tmp_path / "two.safetensors", resume=True, **kw).skipped
+    with pytest.raises(Exception, match="resume"):
+        segment([tmp_path / "b.npy", tmp_path / "a.npy"], tmp_path / "two.zarr", weights=tmp_path / "two.safetensors",
+                resume=True, **kw)
 
 
 def test_the_memory_estimate_counts_each_channel():
@@ -200,10 +217,43 @@ def test_channel_counts_that_differ_between_cases_are_refused(tmp_path):
     with pytest.raises(TrainingError, match="3 channel names .* for 2 input channel"):
         train_unet([[a, b]], [lab], TrainConfig(**{**cfg.__dict__, "channel_names": ["x", "y", "z"]}),
                    tmp_path / "x.safetensors", log=lambda *_: None)
-    with pytest.raises(TrainingError, match="unpartitioned"):
-        from halo_seg.train.partitioned_run import train_partitioned
-        train_partitioned([[a, b]], [lab], dict(n_classes=2, patch=[16, 16, 16], iterations=1, base=4, depth=2),
-                          (2, 1, 1), tmp_path / "x.safetensors")
+    from halo_seg.train.partitioned_run import train_partitioned
+    cfg = dict(n_classes=2, patch=[16, 16, 16], iterations=1, base=4, depth=2)
+    with pytest.raises(TrainingError, match="volume 0 has 2 input channel.* volume 1 has 1"):
+        train_partitioned([[a, b], a], [lab, lab], cfg, (2, 1, 1), tmp_path / "x.safetensors")
+    with pytest.raises(TrainingError, match="validation volume 0 has 1 input channel.*the training volumes 2"):
+        train_partitioned([[a, b]], [lab], cfg, (2, 1, 1), tmp_path / "x.safetensors", val_images=[a], val_labels=[lab])
+    with pytest.raises(TrainingError, match="image must be 3D"):   # a 4D array is not taken for channels
+        train_partitioned([np.stack([a, b])], [lab], cfg, (2, 1, 1), tmp_path / "x.safetensors")
+    with pytest.raises(TrainingError, match="3 channels' normalisation for a network of 2"):
+        train_partitioned([[a, b]], [lab], {**cfg, "normalization": [{"kind": "zscore"}] * 3}, (2, 1, 1),
+                          tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_partitioned_training_of_several_channels_equals_the_unpartitioned_steps(tmp_path, whole_dice):
+    """Two channels, every augmentation on: one rank and a 2 x 1 x 1 grid train the same patches (the
+    same losses), and the validation they report is the saved weights' Dice on the whole volume."""
+    from halo_seg.engine.runner import predict_whole
+    from halo_seg.engine.weights import load_unet
+    from halo_seg.metrics import dice
+    from halo_seg.train.partitioned_run import train_partitioned
+    a, b, lab = _and_case(0, (32, 32, 32))
+    va, vb, vlab = _and_case(1, (32, 32, 32))
+    cfg = dict(n_classes=2, patch=[32, 32, 32], iterations=12, lr=3e-3, base=4, depth=2, epoch=12, augment=True,
+               channel_names=["A", "B"], normalization=[{"kind": "zscore"}, {"kind": "window", "window": [-10.0, 4.0]}])
+    res = {g: train_partitioned([[a, b]], [lab], cfg, g, tmp_path / f"{''.join(map(str, g))}.safetensors",
+                                log=lambda *_: None, val_images=[[va, vb]], val_labels=[vlab])
+           for g in [(1, 1, 1), (2, 1, 1)]}
+    for h1, h2 in zip(res[(1, 1, 1)]["history"], res[(2, 1, 1)]["history"]):
+        assert h1["loss"] == pytest.approx(h2["loss"], rel=1e-3)
+    meta = read_meta(tmp_path / "211.safetensors")
+    assert meta["config"]["in_channels"] == 2 and meta["channels"] == ["A", "B"]
+    assert meta["normalization"] == cfg["normalization"]
+    net, _ = load_unet(tmp_path / "211.safetensors")
+    x = np.stack([(va - va.mean()) / va.std(), (np.clip(vb, -10, 4) + 3) / 7]).astype(np.float32)
+    truth = dice(predict_whole(net, x, "cpu").argmax(0) == 1, vlab == 1)
+    assert res[(2, 1, 1)]["best"]["val_dice"][0] == pytest.approx(truth, abs=1e-4)
 
 
 def _nifti(path, zyx, labels=False):
@@ -262,10 +312,13 @@ def test_a_datasets_channels_trained_and_segmented_together(tmp_path):
     (root / "imagesTs" / "t2_0001.nii.gz").unlink()
     with pytest.raises(Exception, match=r"1 case\(s\) lack a file of the channels .*: t2"):
         segment_folder(root / "imagesTs", tmp_path / "out2", weights=str(out), log=lambda *_: None)
-    # several channels train unpartitioned only
-    r = _cli("train", "--dataset", root, "--channel", "CT,PET", "--out", tmp_path / "g.safetensors", "--grid", "2,1,1",
-             "--iterations", "1", "--base", "4", "--depth", "2", "--patch", "16", "16", "16", "--quiet")
-    assert r.returncode != 0 and "trains unpartitioned" in r.stderr
+    # partitioned over two ranks, the channels named as chosen
+    r = _cli("train", "--dataset", root, "--channel", "PET,CT", "--out", tmp_path / "g.safetensors", "--grid", "2,1,1",
+             "--iterations", "2", "--epoch", "2", "--base", "4", "--depth", "2", "--patch", "16", "16", "16", "--quiet")
+    assert r.returncode == 0, r.stderr
+    meta = read_meta(tmp_path / "g.safetensors")
+    assert meta["channels"] == ["PET", "CT"] and meta["training"]["partitioned"]
+    assert meta["normalization"][0] == {"kind": "zscore"} and meta["normalization"][1]["kind"] == "window"
 
 
 def test_napari_segments_every_channel_of_the_layers_file_for_a_network_of_several(tmp_path, nets, tiny_weights):
@@ -285,3 +338,40 @@ def test_napari_segments_every_channel_of_the_layers_file_for_a_network_of_sever
     segment(tmp_path / "b.npy", tmp_path / "b.zarr", weights=tiny_weights, mode="whole", save_probabilities=True)
     assert exc is None
     np.testing.assert_array_equal(_probs(tmp_path / "one.zarr"), _probs(tmp_path / "b.zarr"))
+
+
+def test_a_decathlon_datasets_modalities_trained_and_segmented_together(tmp_path):
+    from halo_seg.batch import segment_folder
+    from halo_seg.io.dataset_folder import channel_cases
+    root = tmp_path / "Task09_Lesion"
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (root / sub).mkdir(parents=True)
+    training = []
+    for k, case in enumerate(["L_001", "L_002", "L_101"]):
+        a, b, lab = _and_case(k, (24, 24, 24))
+        split = "Ts" if case == "L_101" else "Tr"
+        nib.save(nib.Nifti1Image(np.stack([a, b], -1).transpose(2, 1, 0, 3), np.eye(4)),
+                 str(root / f"images{split}" / f"{case}.nii.gz"))     # (X, Y, Z, modality)
+        if split == "Tr":
+            _nifti(root / "labelsTr" / f"{case}.nii.gz", lab, labels=True)
+            training.append({"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"})
+    (root / "dataset.json").write_text(json.dumps({"name": "Lesion", "modality": {"0": "FLAIR", "1": "T1w"},
+                                                   "labels": {"0": "background", "1": "lesion"}, "training": training}))
+    out = tmp_path / "m.safetensors"
+    r = _cli("train", "--dataset", root, "--channel", "all", "--out", out, "--patch", "16", "16", "16",
+             "--iterations", "2", "--epoch", "2", "--base", "4", "--depth", "2", "--quiet")
+    assert r.returncode == 0, r.stderr
+    meta = read_meta(out)
+    assert meta["channels"] == ["FLAIR", "T1w"] and meta["config"]["in_channels"] == 2
+    assert channel_cases(root / "imagesTs", "all")[1] == {"timepoint": [0, 1]}
+    rows = segment_folder(root / "imagesTs", tmp_path / "out", weights=str(out), log=lambda *_: None,
+                          grid=(1, 1, 1), mode="whole")
+    assert [(r["case"], r["status"]) for r in rows] == [("L_101", "done")], rows
+    # the same as the case's two modalities given as files of their own
+    a, b, _ = _and_case(2, (24, 24, 24))
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    segment([tmp_path / "a.npy", tmp_path / "b.npy"], tmp_path / "ref.zarr", weights=out, mode="whole")
+    unc = [zarr.open_group(str(p), mode="r")["uncertainty"][:] for p in (tmp_path / "out" / "L_101.zarr",
+                                                                          tmp_path / "ref.zarr")]
+    np.testing.assert_allclose(*unc, atol=1e-6)

@@ -304,6 +304,8 @@ def test_train_interactive_takes_a_datasets_cases(tmp_path, capsys):
     assert {"user0", "user1", "user2"} <= set(load_memnet(out)[1]["sources"])
     assert main(["train-interactive", *common, "--dataset", str(tmp_path / "d")]) == 2
     assert "with --channel" in capsys.readouterr().err
+    assert main(["train-interactive", *common, "--dataset", str(tmp_path / "d"), "--channel", "all"]) == 2
+    assert "the interactive network takes one channel" in capsys.readouterr().err
 
 
 def test_dataset_options_that_contradict_each_other_are_refused(tmp_path, capsys):

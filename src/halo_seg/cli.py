@@ -443,20 +443,20 @@ def cmd_train(a) -> int:
                   f"{a.labelled_slices} trained on"
                   + (f", {len(held)} held out ({', '.join(map(str, held))})" if len(held) else ""))
     if int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun:
-        if channel_names:
-            raise SystemExit(f"error: a network of several input channels ({', '.join(channel_names)}) trains "
-                             "unpartitioned for now; leave out --grid, --replicas and torchrun")
         if a.on_disk:
             raise SystemExit("error: --on-disk is for the unpartitioned trainer; leave out --grid, --replicas and "
                              "torchrun, or --on-disk")
         from .train import partitioned_run as partitioned
-        imgs = [np.asarray(im) for im in imgs]   # every rank's blocks are cut from the whole volumes
-        val = {**val, "val_images": [np.asarray(im) for im in val["val_images"]]}
+        # every rank's blocks are cut from the whole volumes (each channel's)
+        imgs = [[np.asarray(c) for c in im] if isinstance(im, list) else np.asarray(im) for im in imgs]
+        val = {**val, "val_images": [[np.asarray(c) for c in im] if isinstance(im, list) else np.asarray(im)
+                                     for im in val["val_images"]]}
         cfg = dict(n_classes=n, patch=list(a.patch), iterations=a.iterations, batch=a.batch, lr=a.lr, base=base,
                    depth=depth, seed=0, epoch=a.epoch, device=a.device, threads=a.threads, resume=a.resume,
                    replicas=a.replicas, normalization=spec, memory_check=not a.no_memory_check,
                    checkpoint=a.checkpoint, augment=a.full_augmentation, precision=a.precision,
                    command=" ".join(sys.argv), data=data, init=a.init, new_head=a.new_head, class_names=names,
+                   channel_names=channel_names,
                    **scale)
         try:
             if torchrun:
@@ -532,6 +532,10 @@ def _user_volumes(a):
         if images or labels or a.timepoint is not None:
             raise TrainingError("--dataset gives the image/label pairs and --channel its channel; leave out --image, "
                                 "--labels and --timepoint")
+        from .io.channels import parse_channel_choice
+        if isinstance(parse_channel_choice(a.channel), list) or str(a.channel).strip().lower() == "all":
+            raise TrainingError(f"--channel {a.channel}: the interactive network takes one channel, the one the user "
+                                "clicks on; choose it by name or number")
         ds = read_dataset(a.dataset, a.channel)
         images, labels, choice = ds.images, ds.labels, {"channel": None, "timepoint": None, **ds.read_kwargs}
         print(f"{ds.summary}; each label value an object")

@@ -33,10 +33,18 @@ def check_shape(shape, multiple: int, spacing, target) -> None:
                                f"--resample off")
 
 
+def _reader(source, vol):
+    if isinstance(source, (str, Path)):
+        return rs.SourceReader(source, vol.shape, channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"))
+    return rs.ArrayReader(vol.data)
+
+
 def segment_resampled(vol, source, target, output, *, resume: bool, save_probabilities: bool, progress, cancel,
-                      net, meta, **engine):
+                      net, meta, inputs=None, **engine):
     """``vol``: the opened input (its chosen channel / time point); ``target``: the spacing to run the
-    network at; ``engine``: segment's other arguments, passed to the run on the model's grid."""
+    network at; ``inputs``: for a network of several input channels, each channel's (source,
+    opened volume), the first being ``source`` and ``vol``; ``engine``: segment's other arguments,
+    passed to the run on the model's grid."""
     from .output import done_map, open_output
     from .runner import SegmentResult, _raise_if_cancelled, segment, torchrun_env
     t0 = time.perf_counter()
@@ -48,15 +56,17 @@ def segment_resampled(vol, source, target, output, *, resume: bool, save_probabi
     out, work = Path(output), work_path(output)
     about = {"from_spacing": list(vol.spacing), "spacing": [round(s, 6) for s in spacing], "shape": list(shape),
              "unit": vol.meta.get("unit")}
+    name = lambda s: str(s) if isinstance(s, (str, Path)) else "<array>"   # noqa: E731
+    inputs = inputs or [(source, vol)]
     sig = {**{k: vol.meta[k] for k in ("channel", "timepoint") if k in vol.meta}, "format": 2,
-           "input": str(source) if isinstance(source, (str, Path)) else "<array>", "shape": list(vol.shape),
+           "input": name(source), "shape": list(vol.shape),
+           **({"inputs": [{"source": name(s), **{k: v.meta[k] for k in ("channel", "timepoint") if k in v.meta}}
+                          for s, v in inputs]} if len(inputs) > 1 else {}),
            "weights": meta.get("sha256"), "resampled": about,
            "engine": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                       for k, v in sorted(engine.items()) if k in ("mode", "grid", "overlap", "mirror", "precision")}}
-    if isinstance(source, (str, Path)):
-        reader = rs.SourceReader(source, vol.shape, channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"))
-    else:
-        reader = rs.ArrayReader(vol.data)
+    # each channel resampled lazily, a block at a time, as the ranks read it
+    lazy = [rs.lazy_resample(_reader(s, v), shape) for s, v in inputs]
     torchrun = torchrun_env()
     rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if torchrun else (0, 1)
     # made (or checked, for resume) before the network runs, so that another job's output is refused
@@ -70,7 +80,7 @@ def segment_resampled(vol, source, target, output, *, resume: bool, save_probabi
     back = dict(out=str(out), work=str(work), model_shape=shape, shape=vol.shape, chunks=chunks,
                 probabilities=save_probabilities)
     try:   # in halo mode the ranks share the way back once their blocks are written (runner._rank_main)
-        inner = segment(rs.lazy_resample(reader, shape), work, resample="off", spacing=spacing,
+        inner = segment(lazy if len(lazy) > 1 else lazy[0], work, resample="off", spacing=spacing,
                         save_probabilities=True, progress=progress, cancel=cancel, resume=resume and work.exists(),
                         _back=back if engine["mode"] == "halo" else None, **engine)
     except BaseException:

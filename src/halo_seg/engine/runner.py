@@ -242,20 +242,15 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         target = target_for(vol, meta, resample)
     except (MirrorError, ResampleError) as exc:
         raise EngineError(str(exc)) from None
-    if target is not None and len(vols) > 1:
-        from .resample import spacing_text
-        raise EngineError(f"the network was trained at {spacing_text(target)} and the input channels' voxels are "
-                          f"{spacing_text(vol.spacing)}; a run of several channels is not resampled here: resample each "
-                          "channel first (halo-seg resample IN OUT --spacing ...), or run at the input's voxel size "
-                          "(--resample off)")
     if target is not None:
         from .resampled_run import segment_resampled
         try:
-            return segment_resampled(vol, source, target, output, resume=resume, save_probabilities=save_probabilities,
+            return segment_resampled(vol, chs[0].source, target, output, resume=resume, save_probabilities=save_probabilities,
                                      progress=progress, cancel=cancel, net=net, meta=meta, weights=weights, grid=grid,
                                      device=device, mode=mode, overlap=overlap,
                                      tile_size=tile_size, timeout=timeout, threads=threads, mirror=mirror,
-                                     memory_check=memory_check, precision=precision, _fault=_fault)
+                                     memory_check=memory_check, precision=precision, _fault=_fault,
+                                     inputs=[(c.source, v) for c, v in zip(chs, vols)] if len(vols) > 1 else None)
         except ResampleError as exc:
             raise EngineError(str(exc)) from None
     distributed_env = torchrun_env() and mode == "halo"
@@ -276,7 +271,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         raise EngineError(_memory_refusal(vol, net, plan, mode, tiling, mirror, mem, precision))
     if device == "cpu" or not torch.cuda.is_available():
         warn_if_emulated(precision, "cpu")   # a GPU rank checks its own GPU
-    job = dict(source=source, output=str(output), weights=weight_specs(weights), grid=grid, device=device,
+    job = dict(source=chs[0].source, output=str(output), weights=weight_specs(weights), grid=grid, device=device,
                mode=mode, overlap=overlap, tile_size=tile_size, probabilities=save_probabilities, resume=resume,
                timeout=float(timeout), threads=threads, mirror=mirror, precision=precision, fault=_fault or {},
                channel=vol.meta.get("channel"), timepoint=vol.meta.get("timepoint"),

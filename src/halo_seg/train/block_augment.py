@@ -118,11 +118,11 @@ def _sample(arr, coords, order: int) -> np.ndarray:
                                mode="nearest").astype(np.float32)
 
 
-def spatial_block(arrays, d: Draw, origin, patch, ranges) -> list[np.ndarray]:
-    """The block ``ranges`` of the transformed patch of each of ``arrays`` (image: linear, others:
-    nearest)."""
+def spatial_block(arrays, d: Draw, origin, patch, ranges, linear: int = 1) -> list[np.ndarray]:
+    """The block ``ranges`` of the transformed patch of each of ``arrays`` (the first ``linear``, the
+    image's channels: linear; others: nearest)."""
     coords = _source_coords(d, origin, patch, ranges)
-    return [_sample(a, coords, 1 if i == 0 else 0) for i, a in enumerate(arrays)]
+    return [_sample(a, coords, 1 if i < linear else 0) for i, a in enumerate(arrays)]
 
 
 def intensity_block(x: np.ndarray, d: Draw, patch, ranges) -> np.ndarray:

@@ -45,10 +45,15 @@ def prepare_data(image, labels, cfg: dict) -> dict:
 
 
 def prepare_validation(image, labels, cfg: dict) -> dict:
-    """A pair as validation reads it: the normalised image (float32) and the labels (int16)."""
-    from .unet_train import normalised
-    return {"image": normalised(image, dict(cfg["normalization"])).astype(np.float32),
-            "labels": labels.astype(np.int16)}
+    """A pair as validation reads it: the normalised image (float32; (C, Z, Y, X) for a network of
+    several input channels, each normalised on its own) and the labels (int16)."""
+    from .unet_train import channel_specs, normalised
+    if image.ndim == 4:
+        specs = channel_specs(cfg["normalization"], len(image))
+        img = np.stack([normalised(c, s) for c, s in zip(image, specs)]).astype(np.float32)
+    else:
+        img = normalised(image, dict(cfg["normalization"])).astype(np.float32)
+    return {"image": img, "labels": labels.astype(np.int16)}
 
 
 def _validate_volume(net, vol, mesh: Mesh, rank, groups, dev, n_classes) -> torch.Tensor:
@@ -57,16 +62,17 @@ def _validate_volume(net, vol, mesh: Mesh, rank, groups, dev, n_classes) -> torc
     counts summed over them: no rank holds the volume's activations."""
     import torch.distributed as dist
     image, labels = vol["image"], vol["labels"]
-    plan = PartitionPlan(image.shape, mesh.grid, net.multiple)
+    image = image if image.ndim == 4 else image[None]   # channels first
+    plan = PartitionPlan(labels.shape, mesh.grid, net.multiple)
     local = mesh.spatial_rank(rank)
     valid, block = plan.valid_block(local), plan.block(local)
-    xb = np.zeros([s.stop - s.start for s in block], np.float32)
+    xb = np.zeros([len(image)] + [s.stop - s.start for s in block], np.float32)
     inner = tuple(slice(0, v.stop - v.start) for v in valid)
-    xb[inner] = np.asarray(image[valid])
+    xb[(slice(None),) + inner] = np.asarray(image[(slice(None),) + valid])
     net.set_partition(mesh.context(plan, rank, groups))
     net.eval()
     with torch.no_grad():
-        pred = net(torch.from_numpy(xb)[None, None].to(dev))[0].argmax(0)[inner]
+        pred = net(torch.from_numpy(xb)[None].to(dev))[0].argmax(0)[inner]
     net.train()
     truth = torch.from_numpy(np.asarray(labels[valid]).astype(np.int64)).to(dev)
     stats = torch.zeros(3, n_classes, dtype=torch.float64, device=dev)
@@ -112,7 +118,7 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
     groups = mesh.groups()
     rep, local = mesh.replica(rank), mesh.spatial_rank(rank)
     torch.manual_seed(cfg["seed"])
-    net = UNet3D(1, cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
+    net = UNet3D(int(cfg.get("in_channels", 1)), cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
     start, init = 0, None
     if cfg.get("init"):   # checked by the caller; every rank reads the file and gets the same fresh head
         from .init_weights import load_into, read_start
@@ -171,8 +177,10 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
                 emit("validation", it, val, time.time() - t0)
                 if mean_d > best:
                     best = mean_d
-                    save_unet(net, out, normalization=dict(cfg["normalization"]),
+                    spec = cfg["normalization"]
+                    save_unet(net, out, normalization=[dict(s) for s in spec] if isinstance(spec, list) else dict(spec),
                               classes=cfg.get("class_names") or inherited_classes(init),
+                              **({"channels": list(cfg["channel_names"])} if cfg.get("channel_names") else {}),
                               training={"config": {k: v for k, v in cfg.items() if k != "resume"},
                                         "grid": list(grid), "replicas": mesh.replicas, "partitioned": True,
                                         "iteration": it, "best_val_dice": val, "validation_volumes": len(val_vols),
@@ -191,7 +199,8 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
 def _check_memory(cfg, grid, shapes, dev, log=None, **plan):
     from . import train_memory
     if cfg.get("memory_check", True):
-        config = dict(in_channels=1, out_channels=cfg["n_classes"], base=cfg["base"], depth=cfg["depth"])
+        config = dict(in_channels=int(cfg.get("in_channels", 1)), out_channels=cfg["n_classes"], base=cfg["base"],
+                      depth=cfg["depth"])
         train_memory.require(config, cfg["patch"], int(cfg.get("batch", 1)), grid, list(shapes), dev, log,
                              replicas=int(cfg.get("replicas", 1)), checkpoint=bool(cfg.get("checkpoint")),
                              precision=cfg.get("precision", "fp32"), **plan)
@@ -233,7 +242,7 @@ def _worker(rank, world, grid, paths, cfg, init, out, q, stop_event=None, val_pa
             vols.append(vol)
         val_vols = [{k: np.load(p[k], mmap_mode="r") for k in ("image", "labels")} for p in val_paths]
         if dev.type == "cuda":   # the parent did not ask (a CUDA context there would hold GPU 0)
-            _check_memory(cfg, grid, [v["image"].shape for v in vols + val_vols], dev)
+            _check_memory(cfg, grid, [v["labels"].shape for v in vols + val_vols], dev)
         stop = (lambda: stop_event.is_set()) if stop_event is not None else None
         _train_loop(rank, world, grid, vols, cfg, out, dev, lambda *m: q.put(m), stop, val_vols)
         if rank == 0:
@@ -261,7 +270,7 @@ def _check_validated(volumes, grid, depth, held_out: bool) -> None:
     from .unet_train import TrainingError
     for i, im in enumerate(volumes):
         try:
-            PartitionPlan(im.shape, tuple(grid), 2 ** depth)
+            PartitionPlan(im.shape[-3:], tuple(grid), 2 ** depth)
         except Exception as exc:
             raise TrainingError(f"{'validation ' if held_out else ''}volume {i}: {exc}") from None
 
@@ -275,22 +284,34 @@ def _check_out(out) -> None:
         raise TrainingError(str(exc)) from None
 
 
+def channels_first(image) -> np.ndarray:
+    """A case's image as the partitioned trainer holds it: (Z, Y, X), or (C, Z, Y, X) for several
+    input channels (a list of them)."""
+    if isinstance(image, (list, tuple)):
+        return np.stack([np.asarray(c) for c in image]) if len(image) > 1 else np.asarray(image[0])
+    return np.asarray(image)
+
+
 def _check_run(images, labels, cfg, grid, log=print):
-    from .unet_train import TrainingError, check_pair, check_schedule, starting_weights
+    from .unet_train import (TrainingError, channel_specs, channels_of, check_channel_counts, check_pair, check_schedule,
+                             starting_weights)
     check_schedule(cfg.get("iterations", 1), cfg.get("lr", 1e-3), cfg.get("batch", 1))
     images, labels = _pairs(images, labels)
-    if any(isinstance(im, (list, tuple)) and len(im) > 1 for im in images):
-        raise TrainingError("a network of several input channels trains unpartitioned for now (train without --grid, "
-                            "--replicas or torchrun; a GPU's memory, or --checkpoint, holds a larger patch)")
     if len(images) != len(labels) or not images:
         raise TrainingError(f"{len(images)} images but {len(labels)} label volumes; give them in pairs")
-    images, labels = [np.asarray(im) for im in images], [np.asarray(lb) for lb in labels]
+    n_in = check_channel_counts(images)
+    labels = [np.asarray(lb) for lb in labels]
     for i, (im, lb) in enumerate(zip(images, labels)):
-        check_pair(im, lb, cfg["n_classes"], cfg["patch"], "volume" if len(images) == 1 else f"volume {i}",
-                   2 ** cfg["depth"])
+        for c in channels_of(im):   # each channel 3D, before they are stacked
+            check_pair(np.asarray(c), lb, cfg["n_classes"], cfg["patch"],
+                       "volume" if len(images) == 1 else f"volume {i}", 2 ** cfg["depth"])
+    images = [channels_first(im) for im in images]
+    if cfg.get("channel_names") and len(cfg["channel_names"]) != n_in:
+        raise TrainingError(f"{len(cfg['channel_names'])} channel names for {n_in} input channel(s)")
+    channel_specs(cfg.get("normalization"), n_in)   # a list of specs of another length is refused here
     # every patch has one shape, so it fits the smallest volume along each axis, in multiples of 2**depth
     m = 2 ** cfg["depth"]
-    patch = [min([p] + [im.shape[a] - im.shape[a] % m for im in images]) for a, p in enumerate(cfg["patch"])]
+    patch = [min([p] + [lb.shape[a] - lb.shape[a] % m for lb in labels]) for a, p in enumerate(cfg["patch"])]
     try:
         PartitionPlan(tuple(patch), tuple(grid), m)
     except Exception as exc:
@@ -303,7 +324,7 @@ def _check_run(images, labels, cfg, grid, log=print):
     start = starting_weights(cfg.get("init"), cfg.get("resume"), cfg["n_classes"], (cfg["base"], cfg["depth"]),
                              cfg.get("normalization"), cfg, bool(cfg.get("new_head")), log)
     return images, labels, {"seed": 0, "epoch": 100, "batch": 1, "device": "cpu", "memory_check": True,
-                            "replicas": 1, "precision": "fp32", **cfg, "normalization": cfg.get("normalization") or (start.normalization if start else {"kind": "zscore"}),
+                            "replicas": 1, "precision": "fp32", **cfg, "in_channels": n_in, "normalization": cfg.get("normalization") or (start.normalization if start else {"kind": "zscore"}),
                             "patch": patch}
 
 
@@ -360,12 +381,12 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
     from .unet_train import check_validation, training_device
     _check_out(out)
     images, labels, cfg = _check_run(images, labels, cfg, grid, log)
-    val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"])
+    val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"], cfg["in_channels"])
     _check_validated(val_images or images, grid, cfg["depth"], bool(val_images))
     mesh = Mesh(tuple(grid), cfg["replicas"])
     world = mesh.world
     if training_device(cfg["device"]).type == "cpu":   # the ranks' blocks share this machine's RAM
-        _check_memory(cfg, tuple(grid), [im.shape for im in images + val_images], torch.device("cpu"), log=log,
+        _check_memory(cfg, tuple(grid), [im.shape[-3:] for im in images + val_images], torch.device("cpu"), log=log,
                       spawned=True)
     else:
         _gpu_each(world, f"training on a {mesh.describe()}",
@@ -437,7 +458,7 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
     from .unet_train import TrainingError, check_validation
     _check_out(out)
     images, labels, cfg = _check_run(images, labels, cfg, grid, log)
-    val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"])
+    val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"], cfg["in_channels"])
     _check_validated(val_images or images, grid, cfg["depth"], bool(val_images))
     world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
     mesh = Mesh(tuple(grid), cfg["replicas"])
@@ -453,7 +474,7 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
         _gpu_each(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), "torchrun", "--nproc-per-node of at most the GPUs "
                   "each machine has")
     from .train_memory import RANK_DATA
-    _check_memory(cfg, tuple(grid), [im.shape for im in images + val_images], dev, distributed_env=True,
+    _check_memory(cfg, tuple(grid), [im.shape[-3:] for im in images + val_images], dev, distributed_env=True,
                   data_bytes_per_voxel=RANK_DATA, log=log)
     vols = [prepare_data(im, lb, cfg) for im, lb in zip(images, labels)]
     val_vols = [prepare_validation(im, lb, cfg) for im, lb in zip(val_images, val_labels)]

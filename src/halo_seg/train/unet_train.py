@@ -246,13 +246,20 @@ def validation_pairs(val_images, val_labels) -> tuple[list, list]:
     return val_images, val_labels
 
 
-def check_validation(val_images, val_labels, n_classes: int) -> tuple[list, list]:
-    """Held-out validation volume pairs as arrays, checked as training pairs are."""
+def check_validation(val_images, val_labels, n_classes: int, n_in: int = 1) -> tuple[list, list]:
+    """Held-out validation volume pairs as arrays, checked as training pairs are (``n_in`` input
+    channels each)."""
     val_images, val_labels = validation_pairs(val_images, val_labels)
-    val_images, val_labels = [np.asarray(v) for v in val_images], [np.asarray(v) for v in val_labels]
+    odd = [i for i, im in enumerate(val_images) if len(channels_of(im)) != n_in]
+    if odd:
+        raise TrainingError(f"validation volume {odd[0]} has {len(channels_of(val_images[odd[0]]))} input channel(s), "
+                            f"the training volumes {n_in}")
+    from .partitioned_run import channels_first
+    val_labels = [np.asarray(v) for v in val_labels]
     for i, (im, lb) in enumerate(zip(val_images, val_labels)):
-        check_pair(im, lb, n_classes, (8, 8, 8), f"validation volume {i}")
-    return val_images, val_labels
+        for c in channels_of(im):   # each channel 3D, before they are stacked
+            check_pair(np.asarray(c), lb, n_classes, (8, 8, 8), f"validation volume {i}")
+    return [channels_first(im) for im in val_images], val_labels
 
 
 def starting_weights(init, resume, n_classes: int, shape: tuple, normalization: dict | None, spacing: dict,
