@@ -96,11 +96,13 @@ def test_one_file_holding_the_channels(tmp_path, nets):
     segment([tmp_path / "a.npy", tmp_path / "b.npy"], tmp_path / "files.zarr", **kw)
     segment(tmp_path / "ab.npy", tmp_path / "all.zarr", **kw)                   # every channel, in order
     segment(tmp_path / "ab.npy", tmp_path / "chosen.zarr", channel="0,1", **kw)
+    segment(tmp_path / "ab.npy", tmp_path / "every.zarr", channel="all", **kw)
     segment(tmp_path / "ab.npy", tmp_path / "reversed.zarr", channel=[1, 0], **kw)
     segment([tmp_path / "b.npy", tmp_path / "a.npy"], tmp_path / "swapped.zarr", **kw)
     ref = _probs(tmp_path / "files.zarr")
     np.testing.assert_array_equal(_probs(tmp_path / "all.zarr"), ref)
     np.testing.assert_array_equal(_probs(tmp_path / "chosen.zarr"), ref)
+    np.testing.assert_array_equal(_probs(tmp_path / "every.zarr"), ref)
     np.testing.assert_array_equal(_probs(tmp_path / "reversed.zarr"), _probs(tmp_path / "swapped.zarr"))
     # a Decathlon 4D NIfTI: the modalities along its 4th dimension
     nib.save(nib.Nifti1Image(np.stack([a, b], -1).transpose(2, 1, 0, 3), np.eye(4)), str(tmp_path / "case.nii.gz"))

@@ -55,6 +55,8 @@ def channel_list(sources, channel=None, timepoint=None) -> list[Channel]:
             raise VolumeError("several volumes of a 4D file are the channels of one file; give one file")
         return [Channel(sources[0], None, t) for t in timepoint]
     channel = parse_channel_choice(channel)
+    if isinstance(channel, str) and channel.strip().lower() == "all":
+        channel = None   # every channel of the file: for_network takes as many as the network has
     several = isinstance(channel, list)
     if len(sources) > 1 and several:
         raise VolumeError(f"{len(sources)} input files and {len(channel)} channels ({', '.join(map(str, channel))}): "
