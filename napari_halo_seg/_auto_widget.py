@@ -203,7 +203,9 @@ class AutoSegmentWidget(BackgroundWidget):
         where = f"{res.mode}, grid {'x'.join(map(str, res.grid))}" if res.mode == "halo" else res.mode
         if res.resampled:   # the network saw the image at the voxel size it was trained at
             where += ", at the model's voxel size " + spacing_text(res.resampled["spacing"], unit=res.resampled.get("unit"))
-        self._succeeded(f"done in {res.seconds:.1f}s ({where} on {self._ran_on}): {res.output}"
+        # a network of several channels: the layer's file gave them all
+        took = f" from {len(res.inputs)} channels ({', '.join(res.inputs)})" if res.inputs else ""
+        self._succeeded(f"done in {res.seconds:.1f}s ({where} on {self._ran_on}){took}: {res.output}"
                         + (f"; {per_class}" if per_class else "")
                         + (f"; {note}" if note else "; corrections with the brush are kept in it as you paint"))
 

@@ -9,9 +9,10 @@ finetune: the training widget fine-tuning the default model into three new class
 mirrored automatic run, its uncertainty over the labels on the first slice to review; compare: the default
 model's labels against the sample's own, on deep grey matter's worst slice; one_mm: the 1 mm Colin27 scan
 from ../shared/data opened from its NIfTI, segmented by the 2 mm default model at its own voxel size;
-strokes: a stroke correcting the left putamen's box-segmented slice; named: objects named as they are committed).
+strokes: a stroke correcting the left putamen's box-segmented slice; named: objects named as they are committed;
+channels: a network of two input channels segmenting a two-channel stack).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels]
 """
 from __future__ import annotations
 
@@ -330,11 +331,41 @@ def named(s):
     _shoot(viewer, w, "napari_named.png")
 
 
+def channels(_s):
+    """A network of two input channels (trained here, a minute on a CPU, on synthetic cases whose
+    objects are where both channels are bright) segmenting a two-channel stack opened from its file:
+    the reader makes a layer of each channel, the widget gives the network both."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from test_channels import _and_case
+    from halo_seg.train.unet_train import TrainConfig, train_unet
+    tmp = Path(tempfile.mkdtemp())
+    cases = [_and_case(k, (48, 48, 48)) for k in range(4)]
+    train_unet([[a, b] for a, b, _ in cases], [lab for *_, lab in cases],
+               TrainConfig(n_classes=2, patch=(32, 32, 32), iterations=200, base=8, depth=2, epoch=100, lr=1e-2,
+                           channel_names=["A", "B"], class_names=["background", "both bright"]),
+               tmp / "two.safetensors", log=print)
+    a, b, _ = _and_case(7, (48, 96, 96))
+    np.save(tmp / "stack.npy", np.stack([a, b]))   # (C, Z, Y, X)
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 800)
+    viewer.open(str(tmp / "stack.npy"), plugin="napari-halo-seg")
+    w = AutoSegmentWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Automatic segmentation")
+    w.weights.setCurrentText(str(tmp / "two.safetensors"))
+    w.output.setText(str(tmp / "labels.zarr"))
+    w.run()
+    _wait(w)
+    viewer.layers[-1].opacity = 0.6
+    viewer.dims.set_point(0, 24)
+    _shoot(viewer, w, "napari_channels.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
-                        ["edit"], ["strokes"], ["named"]):
+                        ["edit"], ["strokes"], ["named"], ["channels"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

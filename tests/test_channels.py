@@ -308,6 +308,7 @@ def test_a_datasets_channels_trained_and_segmented_together(tmp_path):
     r = _cli("segment", root / "imagesTs" / "t1_0000.nii.gz", root / "imagesTs" / "t1_0001.nii.gz", tmp_path / "t1.zarr",
              "--weights", out, "--mode", "whole")
     assert r.returncode == 0, r.stderr
+    assert "the network's 2 input channels: t1_0000.nii.gz; t1_0001.nii.gz" in r.stdout
     unc = [zarr.open_group(str(p), mode="r")["uncertainty"][:] for p in (tmp_path / "out" / "t1.zarr", tmp_path / "t1.zarr")]
     np.testing.assert_array_equal(*unc)
     # the test folder lacking a channel's file of a case
@@ -330,7 +331,7 @@ def test_napari_segments_every_channel_of_the_layers_file_for_a_network_of_sever
     # the reader made a layer of channel 1: the two-channel network still gets both, in the file's order
     (res, *_), exc = _segment_or_error(str(tmp_path / "ab.npy"), tmp_path / "napari.zarr", channel=1, mode="whole",
                                        weights=nets / "mixed.safetensors", grid=(1, 1, 1), save_probabilities=True)
-    assert exc is None
+    assert exc is None and res.inputs == ["ab.npy channel 0", "ab.npy channel 1"]   # the widget says so
     segment([tmp_path / "a.npy", tmp_path / "b.npy"], tmp_path / "ref.zarr", weights=nets / "mixed.safetensors",
             mode="whole", save_probabilities=True)
     np.testing.assert_array_equal(_probs(tmp_path / "napari.zarr"), _probs(tmp_path / "ref.zarr"))
@@ -338,7 +339,7 @@ def test_napari_segments_every_channel_of_the_layers_file_for_a_network_of_sever
     (res, *_), exc = _segment_or_error(str(tmp_path / "ab.npy"), tmp_path / "one.zarr", channel=1, mode="whole",
                                        weights=tiny_weights, grid=(1, 1, 1), save_probabilities=True)
     segment(tmp_path / "b.npy", tmp_path / "b.zarr", weights=tiny_weights, mode="whole", save_probabilities=True)
-    assert exc is None
+    assert exc is None and res.inputs is None
     np.testing.assert_array_equal(_probs(tmp_path / "one.zarr"), _probs(tmp_path / "b.zarr"))
 
 

@@ -27,6 +27,8 @@ def cmd_segment(a) -> int:
         print(f"{a.output}: every block was already done; nothing to do (--resume)")
     else:
         print(f"wrote {a.output}/labels ({a.mode}, grid {'x'.join(map(str, res.grid))}) in {res.seconds:.1f}s")
+        if res.inputs:
+            print(f"the network's {len(res.inputs)} input channels: {'; '.join(res.inputs)}")
         if res.resampled:
             print(_resampled_text(res.resampled))
         _print_memory(res)

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..io.channels import Channel, channel_list, for_network, open_channels
+from ..io.channels import Channel, channel_list, for_network, open_channels, what_channel
 from ..io.volume import VolumeError, check_zarr_output_name, holds_labels
 from . import memory, normalize
 from .mirror import MirrorError, check_trained_for, mirror_letters, mirrored_softmax, parse_mirror
@@ -60,6 +60,7 @@ class SegmentResult:
     skipped: bool = False
     memory: memory.MemoryCheck | None = None   # the estimate the run was checked against
     resampled: dict | None = None   # where the network ran at the model's voxel size: that grid (resampled_run.py)
+    inputs: list | None = None      # a network of several input channels: what each was (io/channels.py)
 
 
 def _status_mb(key: str) -> float:
@@ -230,6 +231,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     chs = for_network(channel_list(source, channel, timepoint), net.config["in_channels"], meta.get("channels"))
     vols = open_channels(chs, spacing)  # validates 3D, numeric, existing, one grid
     vol = vols[0]
+    used = [what_channel(c, v) for c, v in zip(chs, vols)] if len(vols) > 1 else None
     for v in vols:
         if holds_labels(v):   # ids, not intensities: a mistaken input
             raise VolumeError(f"{v.source or 'the input'} holds labels (an output of segment, or a file marked as "
@@ -245,12 +247,14 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     if target is not None:
         from .resampled_run import segment_resampled
         try:
-            return segment_resampled(vol, chs[0].source, target, output, resume=resume, save_probabilities=save_probabilities,
+            res = segment_resampled(vol, chs[0].source, target, output, resume=resume, save_probabilities=save_probabilities,
                                      progress=progress, cancel=cancel, net=net, meta=meta, weights=weights, grid=grid,
                                      device=device, mode=mode, overlap=overlap,
                                      tile_size=tile_size, timeout=timeout, threads=threads, mirror=mirror,
                                      memory_check=memory_check, precision=precision, _fault=_fault,
                                      inputs=[(c.source, v) for c, v in zip(chs, vols)] if len(vols) > 1 else None)
+            res.inputs = used
+            return res
         except ResampleError as exc:
             raise EngineError(str(exc)) from None
     distributed_env = torchrun_env() and mode == "halo"
@@ -288,14 +292,14 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     if distributed_env:  # under torchrun the ranks decide together, after rank 0 made the output
         rep = _torchrun_rank(job)
         return SegmentResult(str(output), mode, grid, time.perf_counter() - t0, [rep],
-                             skipped=rep.get("skipped", False), memory=mem)
+                             skipped=rep.get("skipped", False), memory=mem, inputs=used)
     if resume and done_map(output).all():
-        return SegmentResult(str(output), mode, grid, 0.0, skipped=True, memory=mem)
+        return SegmentResult(str(output), mode, grid, 0.0, skipped=True, memory=mem, inputs=used)
     if mode == "halo":
         ranks = _spawn_ranks(job, plan, progress, cancel)
     else:
         ranks = [_single_process(job, vols, net, meta, progress, cancel)]
-    return SegmentResult(str(output), mode, grid, time.perf_counter() - t0, ranks, memory=mem)
+    return SegmentResult(str(output), mode, grid, time.perf_counter() - t0, ranks, memory=mem, inputs=used)
 
 
 # ---------------------------------------------------------------- grid and memory, before anything runs

@@ -33,6 +33,19 @@ class Channel:
         return f"{what} ({', '.join(pick)})" if pick else what
 
 
+def what_channel(ch: Channel, vol: Volume) -> str:
+    """One opened channel as a user knows it: its file's name and the channel (by name where the
+    file names it) or volume taken from it."""
+    from pathlib import Path
+    what = Path(ch.source).name if isinstance(ch.source, (str, Path)) else "an array"
+    meta = vol.meta
+    if "channel" in meta:
+        what += f" channel {meta.get('channel_name', meta['channel'])}"
+    if "timepoint" in meta:
+        what += f" volume {meta['timepoint']}"
+    return what
+
+
 def parse_channel_choice(text):
     """--channel as given: None, one channel (an index or a name), or several separated by commas
     ("T1,T2", "0,1") for a network of several input channels."""
