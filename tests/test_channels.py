@@ -378,3 +378,34 @@ def test_a_decathlon_datasets_modalities_trained_and_segmented_together(tmp_path
     unc = [zarr.open_group(str(p), mode="r")["uncertainty"][:] for p in (tmp_path / "out" / "L_101.zarr",
                                                                           tmp_path / "ref.zarr")]
     np.testing.assert_allclose(*unc, atol=1e-6)
+
+
+def test_image_label_pairs_of_several_channels_from_the_command_line(tmp_path):
+    # --image FILE --channel A,B: the channels of each file, each normalised as --normalization says
+    cases = [_and_case(k, (24, 24, 24)) for k in range(3)]
+    for k, (a, b, lab) in enumerate(cases):
+        np.save(tmp_path / f"im{k}.npy", np.stack([b, a]))     # stored in the other order
+        np.save(tmp_path / f"lab{k}.npy", lab)
+    common = ["--patch", "16", "16", "16", "--iterations", "2", "--epoch", "2", "--base", "4", "--depth", "2",
+              "--quiet"]
+    pairs = ["--image", tmp_path / "im0.npy", "--labels", tmp_path / "lab0.npy",
+             "--image", tmp_path / "im1.npy", "--labels", tmp_path / "lab1.npy"]
+    r = _cli("train", *pairs, "--val-image", tmp_path / "im2.npy", "--val-labels", tmp_path / "lab2.npy",
+             "--channel", "1,0", "--normalization", "zscore", "window:-10,4", "--out", tmp_path / "m.safetensors",
+             *common)
+    assert r.returncode == 0, r.stderr
+    meta = read_meta(tmp_path / "m.safetensors")
+    assert meta["config"]["in_channels"] == 2 and meta["channels"] == ["channel 1", "channel 0"]
+    assert meta["normalization"] == [{"kind": "zscore"}, {"kind": "window", "window": [-10.0, 4.0]}]
+    card = (tmp_path / "m.md").read_text()
+    assert "2 channels, stacked in this order: 0 channel 1, z-scored over the whole volume; 1 channel 0, the window -10..4" in card
+    # one spec for both channels
+    r = _cli("train", *pairs, "--channel", "1,0", "--normalization", "percentile:1,99", "--out",
+             tmp_path / "p.safetensors", *common)
+    assert r.returncode == 0, r.stderr
+    assert read_meta(tmp_path / "p.safetensors")["normalization"] == {"kind": "percentile", "percentiles": [1.0, 99.0]}
+    r = _cli("train", *pairs, "--channel", "1,0", "--normalization", "zscore", "zscore", "zscore", "--out",
+             tmp_path / "x.safetensors", *common)
+    assert r.returncode != 0 and "3 channels' normalisation for a network of 2" in r.stderr
+    r = _cli("train", *pairs, "--out", tmp_path / "x.safetensors", *common)       # no choice: refused
+    assert r.returncode != 0 and "2 channels; choose one with channel=" in r.stderr

@@ -287,8 +287,9 @@ def _channel_names(vols) -> list:
     """The names of a case's channels where it has several: the file's names, else the indices."""
     if len(vols) == 1:
         return []
-    return [str(v.meta.get("channel_name", v.meta.get("channel", v.meta.get("timepoint", k))))
-            for k, v in enumerate(vols)]
+    return [str(v.meta.get("channel_name") or (f"channel {v.meta['channel']}" if "channel" in v.meta else
+                                               f"volume {v.meta['timepoint']}" if "timepoint" in v.meta else
+                                               f"input {k}")) for k, v in enumerate(vols)]
 
 
 def _dataset_run(a):
@@ -328,11 +329,8 @@ def _dataset_run(a):
                   f"dataset's labels, as nnU-Net takes them); --normalization overrides it")
         else:
             specs.append(None)
-    if any(specs):
-        if len(dss) == 1:
-            run.normalization = "window:{!r},{!r}".format(*specs[0]["window"])
-        else:   # the CT channel windowed, the others z-scored (nnU-Net's per-channel schemes)
-            run.normalization = [sp or {"kind": "zscore"} for sp in specs]
+    if any(specs):   # a CT channel windowed, the others z-scored (nnU-Net's per-channel schemes)
+        run.normalization = ["window:{!r},{!r}".format(*sp["window"]) if sp else "zscore" for sp in specs]
     channels = ", ".join(f"{d.channel} ({d.channel_name})" for d in dss)
     run.dataset_info = {"dataset": str(ds.root), "layout": ds.layout,
                         ("channel" if len(dss) == 1 else "channels"): channels, "cases": len(ds.cases)}
@@ -362,9 +360,10 @@ def cmd_train(a) -> int:
     if len(a.images) != len(a.labels):
         raise SystemExit(f"error: {len(a.images)} --image but {len(a.labels)} --labels; give them in pairs")
     try:
-        # None: zscore, or --init's; a --dataset of a CT and other channels: one spec per channel
-        spec = a.normalization if isinstance(a.normalization, list) else \
-            normalize.parse(a.normalization) if a.normalization else None
+        # None: zscore, or --init's; one for every channel, or one per channel
+        texts = [a.normalization] if isinstance(a.normalization, str) else list(a.normalization or [])
+        specs = [normalize.parse(t) for t in texts]
+        spec = specs[0] if len(specs) == 1 else specs or None
         grid = parse_grid(a.grid)
         if not isinstance(grid, tuple):
             raise ValueError("--grid auto is for segment; give the training grid as PZ,PY,PX")
@@ -1096,9 +1095,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--depth", type=int, default=None, help="poolings (default 3, or --init's)")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--tensorboard", default=None, help="TensorBoard log directory")
-    t.add_argument("--normalization", default=None,
+    t.add_argument("--normalization", default=None, nargs="+", metavar="SPEC",
                    help="zscore | percentile[:lo,hi] | window:lo,hi (CT, e.g. window:-160,240); default zscore, "
-                        "or --init's")
+                        "or --init's; for several input channels one for all, or one per channel in their order "
+                        "(window:-1000,1000 zscore)")
     t.add_argument("--grid", default="1,1,1", help="split every patch over pz,py,px ranks (halo training): CPU "
                    "processes, one GPU each with --device cuda, or the ranks torchrun started")
     t.add_argument("--replicas", type=int, default=1,
