@@ -57,7 +57,7 @@ def test_background_patches_are_drawn_from_a_region_between_the_samplers_grid(pa
     region = slab(sparse.shape, 0, [2, 6, 10])
     rng = np.random.default_rng(0)
     for _ in range(10):
-        _, _, w = unet_train._sample_patch(img, sparse, np.ones(img.shape, np.float32), region, {}, (16, 16, 16),
+        _, _, w = unet_train._sample_patch(img[None], sparse, np.ones(img.shape, np.float32), region, {}, (16, 16, 16),
                                            rng, 0.0)
         assert w.any()   # a patch that holds some of the region
 
