@@ -284,7 +284,8 @@ def _case_channels(item, a) -> list:
 
 
 def _channel_names(vols) -> list:
-    """The names of a case's channels where it has several: the file's names, else the indices."""
+    """The names of a case's channels where it has several: the file's names, else "channel N" (or
+    "volume T" of a 4D file)."""
     if len(vols) == 1:
         return []
     return [str(v.meta.get("channel_name") or (f"channel {v.meta['channel']}" if "channel" in v.meta else

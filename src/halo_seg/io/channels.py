@@ -9,6 +9,7 @@ must lie on one voxel grid: the network reads the same voxel of each.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .volume import Volume, VolumeError, file_contents, open_volume
@@ -26,7 +27,6 @@ class Channel:
 
     @property
     def name(self) -> str:
-        from pathlib import Path
         what = str(self.source) if isinstance(self.source, (str, Path)) else "the array"
         pick = [f"channel {self.channel}"] * (self.channel is not None) + [f"volume {self.timepoint}"] * (
             self.timepoint is not None)
@@ -36,7 +36,6 @@ class Channel:
 def what_channel(ch: Channel, vol: Volume) -> str:
     """One opened channel as a user knows it: its file's name and the channel (by name where the
     file names it) or volume taken from it."""
-    from pathlib import Path
     what = Path(ch.source).name if isinstance(ch.source, (str, Path)) else "an array"
     meta = vol.meta
     if "channel" in meta:

@@ -48,11 +48,11 @@ def prepare_validation(image, labels, cfg: dict) -> dict:
     """A pair as validation reads it: the normalised image (float32; (C, Z, Y, X) for a network of
     several input channels, each normalised on its own) and the labels (int16)."""
     from .unet_train import channel_specs, normalised
+    specs = channel_specs(cfg["normalization"], len(image) if image.ndim == 4 else 1)
     if image.ndim == 4:
-        specs = channel_specs(cfg["normalization"], len(image))
         img = np.stack([normalised(c, s) for c, s in zip(image, specs)]).astype(np.float32)
     else:
-        img = normalised(image, dict(cfg["normalization"])).astype(np.float32)
+        img = normalised(image, specs[0]).astype(np.float32)
     return {"image": img, "labels": labels.astype(np.int16)}
 
 
@@ -284,17 +284,9 @@ def _check_out(out) -> None:
         raise TrainingError(str(exc)) from None
 
 
-def channels_first(image) -> np.ndarray:
-    """A case's image as the partitioned trainer holds it: (Z, Y, X), or (C, Z, Y, X) for several
-    input channels (a list of them)."""
-    if isinstance(image, (list, tuple)):
-        return np.stack([np.asarray(c) for c in image]) if len(image) > 1 else np.asarray(image[0])
-    return np.asarray(image)
-
-
 def _check_run(images, labels, cfg, grid, log=print):
-    from .unet_train import (TrainingError, channel_specs, channels_of, check_channel_counts, check_pair, check_schedule,
-                             starting_weights)
+    from .unet_train import (TrainingError, channel_specs, channels_first, channels_of, check_channel_counts, check_pair,
+                             check_schedule, starting_weights)
     check_schedule(cfg.get("iterations", 1), cfg.get("lr", 1e-3), cfg.get("batch", 1))
     images, labels = _pairs(images, labels)
     if len(images) != len(labels) or not images:

@@ -63,6 +63,14 @@ def channels_of(image) -> list:
     return list(image) if isinstance(image, (list, tuple)) else [image]
 
 
+def channels_first(image) -> np.ndarray:
+    """A case's image as an array: (Z, Y, X), or (C, Z, Y, X) for several input channels (a list
+    of them)."""
+    if isinstance(image, (list, tuple)):
+        return np.stack([np.asarray(c) for c in image]) if len(image) > 1 else np.asarray(image[0])
+    return np.asarray(image)
+
+
 def check_channel_counts(images, what: str = "volume") -> int:
     """The number of input channels every case has (the first case's), else a TrainingError."""
     counts = [len(channels_of(im)) for im in images]
@@ -254,7 +262,6 @@ def check_validation(val_images, val_labels, n_classes: int, n_in: int = 1) -> t
     if odd:
         raise TrainingError(f"validation volume {odd[0]} has {len(channels_of(val_images[odd[0]]))} input channel(s), "
                             f"the training volumes {n_in}")
-    from .partitioned_run import channels_first
     val_labels = [np.asarray(v) for v in val_labels]
     for i, (im, lb) in enumerate(zip(val_images, val_labels)):
         for c in channels_of(im):   # each channel 3D, before they are stacked
@@ -349,13 +356,15 @@ def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tenso
 
     def prepared(im, lb, name):
         lb = np.asarray(lb)
-        chans = []
-        for c, s in zip(channels_of(im), specs):   # a channel at a time, read as it is normalised
+        img = None if n_in == 1 else np.empty((n_in,) + lb.shape, np.float32)
+        for k, (c, s) in enumerate(zip(channels_of(im), specs)):   # a channel at a time, read as it is normalised
             c = np.asarray(c)
             check_pair_values(c, lb, cfg.n_classes, name)
-            chans.append(normalised(c, s))
+            if img is None:
+                img = normalised(c, s)[None]
+            else:
+                img[k] = normalised(c, s)
             del c
-        img = chans[0][None] if n_in == 1 else np.stack(chans)
         return img, compact_labels(lb)
     vols = []
     for i in range(len(images)):
