@@ -409,3 +409,21 @@ def test_image_label_pairs_of_several_channels_from_the_command_line(tmp_path):
     assert r.returncode != 0 and "3 channels' normalisation for a network of 2" in r.stderr
     r = _cli("train", *pairs, "--out", tmp_path / "x.safetensors", *common)       # no choice: refused
     assert r.returncode != 0 and "2 channels; choose one with channel=" in r.stderr
+
+
+@pytest.mark.filterwarnings("error::UserWarning")   # torch warned of the read-only memory map it was given
+def test_several_channels_train_the_same_from_disk(tmp_path):
+    from halo_seg.train.unet_train import TrainConfig, train_unet
+    cases = [_and_case(k, (24, 24, 24)) for k in range(2)]
+    cfg = TrainConfig(n_classes=2, patch=(16, 16, 16), iterations=6, base=4, depth=2, epoch=3, threads=1,
+                      channel_names=["a", "b"])
+    weights = []
+    for name, disk in (("ram", None), ("disk", tmp_path / "scratch")):
+        train_unet([[a, b] for a, b, _ in cases], [lab for *_, lab in cases], cfg, tmp_path / f"{name}.safetensors",
+                   log=lambda *_: None, on_disk=disk)
+        from safetensors.torch import load_file
+        weights.append(load_file(str(tmp_path / f"{name}.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    for k in weights[0]:
+        assert torch.equal(weights[0][k], weights[1][k]), k
+    assert not (tmp_path / "scratch").exists() or not any((tmp_path / "scratch").iterdir())

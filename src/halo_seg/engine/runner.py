@@ -633,7 +633,7 @@ def predict_whole(net, x: np.ndarray, dev, mirror=(), precision: str = "fp32") -
     x = x[None] if x.ndim == 3 else x
     shape = x.shape[1:]
     pad = [(0, 0)] + [(0, math.ceil(s / net.multiple) * net.multiple - s) for s in shape]
-    xp = x.astype(np.float32, copy=False)
+    xp = x.astype(np.float32, copy=not x.flags.writeable)   # a memory-mapped volume (train --on-disk) is read-only
     xp = np.pad(xp, pad) if any(p[1] for p in pad) else xp
     net.set_partition(None)
     with torch.inference_mode():
