@@ -286,11 +286,10 @@ def _case_channels(item, a) -> list:
 def _channel_names(vols) -> list:
     """The names of a case's channels where it has several: the file's names, else "channel N" (or
     "volume T" of a 4D file)."""
+    from .io.channels import chosen_text
     if len(vols) == 1:
         return []
-    return [str(v.meta.get("channel_name") or (f"channel {v.meta['channel']}" if "channel" in v.meta else
-                                               f"volume {v.meta['timepoint']}" if "timepoint" in v.meta else
-                                               f"input {k}")) for k, v in enumerate(vols)]
+    return [str(v.meta.get("channel_name") or chosen_text(v) or f"input {k}") for k, v in enumerate(vols)]
 
 
 def _dataset_run(a):

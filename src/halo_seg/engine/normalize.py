@@ -17,11 +17,19 @@ def spec_of(meta: dict | None) -> dict:
     return dict(spec)
 
 
+def recorded(spec) -> dict | list:
+    """A copy of a normalisation as weights record it: one spec (None: z-score), or a list of one per
+    input channel."""
+    if isinstance(spec, list):
+        return [dict(s) for s in spec]
+    return dict(spec or {"kind": "zscore"})
+
+
 def specs_of(meta: dict | None, n: int = 1) -> list[dict]:
     """Each of a network's ``n`` input channels' normalisation: the weights record one spec for all
     of them, or a list of one per channel (a CT channel windowed beside MR channels z-scored)."""
-    spec = (meta or {}).get("normalization", {"kind": "zscore"})
-    specs = [dict(s) for s in spec] if isinstance(spec, list) else [dict(spec) for _ in range(n)]
+    spec = recorded((meta or {}).get("normalization"))
+    specs = spec if isinstance(spec, list) else [dict(spec) for _ in range(n)]
     if len(specs) != n:
         raise ValueError(f"the weights record {len(specs)} channels' normalisation for a network of {n} input channels")
     return specs

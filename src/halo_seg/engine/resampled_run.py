@@ -46,7 +46,7 @@ def segment_resampled(vol, source, target, output, *, resume: bool, save_probabi
     opened volume), the first being ``source`` and ``vol``; ``engine``: segment's other arguments,
     passed to the run on the model's grid."""
     from .output import done_map, open_output
-    from .runner import SegmentResult, _raise_if_cancelled, segment, torchrun_env
+    from .runner import SegmentResult, _raise_if_cancelled, input_name, segment, torchrun_env
     t0 = time.perf_counter()
     shape = rs.resampled_shape(vol.shape, vol.spacing, target)
     check_shape(shape, net.multiple, vol.spacing, target)
@@ -56,11 +56,10 @@ def segment_resampled(vol, source, target, output, *, resume: bool, save_probabi
     out, work = Path(output), work_path(output)
     about = {"from_spacing": list(vol.spacing), "spacing": [round(s, 6) for s in spacing], "shape": list(shape),
              "unit": vol.meta.get("unit")}
-    name = lambda s: str(s) if isinstance(s, (str, Path)) else "<array>"   # noqa: E731
     inputs = inputs or [(source, vol)]
     sig = {**{k: vol.meta[k] for k in ("channel", "timepoint") if k in vol.meta}, "format": 2,
-           "input": name(source), "shape": list(vol.shape),
-           **({"inputs": [{"source": name(s), **{k: v.meta[k] for k in ("channel", "timepoint") if k in v.meta}}
+           "input": input_name(source), "shape": list(vol.shape),
+           **({"inputs": [{"source": input_name(s), **{k: v.meta[k] for k in ("channel", "timepoint") if k in v.meta}}
                           for s, v in inputs]} if len(inputs) > 1 else {}),
            "weights": meta.get("sha256"), "resampled": about,
            "engine": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))

@@ -161,7 +161,8 @@ def require_gpu_each(ranks: int, what: str, fix: str) -> None:
                           f"one GPU), and it has {n}: {fix}, more machines (torchrun), or --device cpu")
 
 
-def _input_name(source) -> str:
+def input_name(source) -> str:
+    """A run's input as its output's signature records it: the path, or "<array>"."""
     return str(source) if isinstance(source, (str, Path)) else "<array>"
 
 
@@ -169,8 +170,8 @@ def _signature(job, plan_shape, grid, meta, chosen):
     # format 2: with the uncertainty array, so an older output's blocks are never resumed without it;
     # the channel and time point only when the input has them, so 3D outputs keep their signature
     several = len(job["inputs"]) > 1
-    return {**{k: chosen[k] for k in ("channel", "timepoint") if k in chosen},"format": 2, "input": _input_name(job["source"]),
-            **({"inputs": [dict(c, source=_input_name(c["source"])) for c in job["inputs"]]} if several else {}),
+    return {**{k: chosen[k] for k in ("channel", "timepoint") if k in chosen},"format": 2, "input": input_name(job["source"]),
+            **({"inputs": [dict(c, source=input_name(c["source"])) for c in job["inputs"]]} if several else {}),
             "shape": list(plan_shape), "grid": list(grid), "mode": job["mode"],
             "weights": meta.get("sha256"), "overlap": job["overlap"] if job["mode"] == "tile" else None,
             **({"mirror": mirror_letters(job["mirror"])} if job["mirror"] else {}),
@@ -623,7 +624,8 @@ def _single_process(job, vols, net, meta, progress, cancel=None) -> dict:
 
 
 def pad_to_multiple(x: np.ndarray, m: int) -> np.ndarray:
-    pad = [(0, math.ceil(s / m) * m - s) for s in x.shape]
+    """``x`` zero-padded at the end of its last three (spatial) axes to multiples of ``m``."""
+    pad = [(0, 0)] * (x.ndim - 3) + [(0, math.ceil(s / m) * m - s) for s in x.shape[-3:]]
     return np.pad(x, pad) if any(p[1] for p in pad) else x
 
 
@@ -632,9 +634,8 @@ def predict_whole(net, x: np.ndarray, dev, mirror=(), precision: str = "fp32") -
     (Z, Y, X) channel, or (C, Z, Y, X) for a network of C input channels."""
     x = x[None] if x.ndim == 3 else x
     shape = x.shape[1:]
-    pad = [(0, 0)] + [(0, math.ceil(s / net.multiple) * net.multiple - s) for s in shape]
-    xp = x.astype(np.float32, copy=not x.flags.writeable)   # a memory-mapped volume (train --on-disk) is read-only
-    xp = np.pad(xp, pad) if any(p[1] for p in pad) else xp
+    # a memory-mapped volume (train --on-disk) is read-only
+    xp = pad_to_multiple(x.astype(np.float32, copy=not x.flags.writeable), net.multiple)
     net.set_partition(None)
     with torch.inference_mode():
         p = mirrored_softmax(net, torch.from_numpy(np.ascontiguousarray(xp))[None].to(dev), mirror,

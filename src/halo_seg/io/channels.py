@@ -33,16 +33,21 @@ class Channel:
         return f"{what} ({', '.join(pick)})" if pick else what
 
 
-def what_channel(ch: Channel, vol: Volume) -> str:
-    """One opened channel as a user knows it: its file's name and the channel (by name where the
-    file names it) or volume taken from it."""
-    what = Path(ch.source).name if isinstance(ch.source, (str, Path)) else "an array"
-    meta = vol.meta
+def chosen_text(vol: Volume) -> str:
+    """What was taken from an opened volume's file: "channel T2" (by name where the file names it,
+    else its index), "volume 1" of a 4D file, both, or "" for a 3D file."""
+    meta, parts = vol.meta, []
     if "channel" in meta:
-        what += f" channel {meta.get('channel_name', meta['channel'])}"
+        parts.append(f"channel {meta.get('channel_name', meta['channel'])}")
     if "timepoint" in meta:
-        what += f" volume {meta['timepoint']}"
-    return what
+        parts.append(f"volume {meta['timepoint']}")
+    return " ".join(parts)
+
+
+def what_channel(ch: Channel, vol: Volume) -> str:
+    """One opened channel as a user knows it: its file's name and what was taken from it."""
+    what = Path(ch.source).name if isinstance(ch.source, (str, Path)) else "an array"
+    return f"{what} {chosen_text(vol)}".strip()
 
 
 def parse_channel_choice(text):

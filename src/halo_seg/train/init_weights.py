@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..engine import normalize
 from ..engine.resample import model_spacing, spacing_text, target_spacing
 from ..engine.weights import WeightsError, load_unet
 from .unet_train import TrainingError
@@ -39,12 +40,6 @@ class Start:
         return int(self.config["out_channels"])
 
 
-def _spec(normalization):
-    if isinstance(normalization, list):
-        return [dict(s) for s in normalization]
-    return dict(normalization or {"kind": "zscore"})
-
-
 def read_start(spec) -> Start:
     """The weights a run starts from ("default": the shipped model), checked to load."""
     try:
@@ -53,7 +48,7 @@ def read_start(spec) -> Start:
         raise InitError(f"--init: {exc}") from None
     return Start(meta["path"], meta["sha256"],
                  {k: v.detach().clone() for k, v in net.state_dict().items()}, dict(net.config),
-                 _spec(meta.get("normalization")), meta)
+                 normalize.recorded(meta.get("normalization")), meta)
 
 
 def shape_from(start: Start, base: int | None, depth: int | None) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..engine import normalize
 from ..engine.partition import PartitionPlan
 from ..engine.precision import check_precision
 from ..engine.runner import _peak_growth_mb, _reset_peak, _status_mb, backend_for, exit_rank, map_large_allocations
@@ -177,8 +178,7 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
                 emit("validation", it, val, time.time() - t0)
                 if mean_d > best:
                     best = mean_d
-                    spec = cfg["normalization"]
-                    save_unet(net, out, normalization=[dict(s) for s in spec] if isinstance(spec, list) else dict(spec),
+                    save_unet(net, out, normalization=normalize.recorded(cfg["normalization"]),
                               classes=cfg.get("class_names") or inherited_classes(init),
                               **({"channels": list(cfg["channel_names"])} if cfg.get("channel_names") else {}),
                               training={"config": {k: v for k, v in cfg.items() if k != "resume"},

@@ -350,8 +350,7 @@ def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tenso
         _check_memory(cfg, [tuple(lb.shape) for lb in labels], dev, log, [tuple(lb.shape) for lb in val_labels],
                       on_disk=store is not None, n_in=n_in)
     # saved with the weights; percentile resolves per volume
-    spec = cfg.normalization or (init.normalization if init else {"kind": "zscore"})
-    spec = [dict(s) for s in spec] if isinstance(spec, list) else dict(spec)
+    spec = normalize.recorded(cfg.normalization or (init.normalization if init else None))
     specs = channel_specs(spec, n_in)
 
     def prepared(im, lb, name):
