@@ -60,9 +60,8 @@ def every_channel_for_several(source, kwargs: dict) -> dict:
     (the engine refuses a file that does not hold as many, saying what it takes)."""
     if not isinstance(source, (str, Path)) or (kwargs.get("channel") is None and kwargs.get("timepoint") is None):
         return kwargs
-    from halo_seg.engine.ensemble import load_model
-    net, _ = load_model(kwargs.get("weights", "default"))
-    if net.config.get("in_channels", 1) == 1:
+    from halo_seg.engine.ensemble import input_channels
+    if input_channels(kwargs.get("weights", "default")) == 1:
         return kwargs
     return {k: v for k, v in kwargs.items() if k not in ("channel", "timepoint")}
 

@@ -91,13 +91,12 @@ def _matching_series(folder: Path, pattern: str) -> list[Path]:
 def _takes_several(weights) -> bool:
     """Whether the network of ``weights`` takes several input channels (a missing file: not here,
     segment names it)."""
-    from .engine.ensemble import load_model
+    from .engine.ensemble import input_channels
     from .engine.weights import WeightsError
     try:
-        net, _ = load_model(weights)
+        return input_channels(weights) > 1
     except WeightsError:
         return False
-    return net.config.get("in_channels", 1) > 1
 
 
 def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[str], None] = print,

@@ -90,6 +90,13 @@ def ensemble_meta(metas: list[dict]) -> dict:
     return meta
 
 
+def input_channels(weights="default") -> int:
+    """How many input channels the network of ``weights`` (or the first of an ensemble's members,
+    which load_model checks agree) takes, from the file's metadata alone."""
+    from .weights import read_meta, resolve_weights
+    return int(read_meta(resolve_weights(weight_specs(weights)[0]))["config"].get("in_channels", 1))
+
+
 def load_model(weights="default", device: str | torch.device = "cpu"):
     """(network, metadata) of one set of weights, or of several as an Ensemble."""
     specs = weight_specs(weights)
