@@ -427,3 +427,21 @@ def test_several_channels_train_the_same_from_disk(tmp_path):
     for k in weights[0]:
         assert torch.equal(weights[0][k], weights[1][k]), k
     assert not (tmp_path / "scratch").exists() or not any((tmp_path / "scratch").iterdir())
+
+
+def test_channel_choices_that_cannot_be_meant_are_refused(tmp_path):
+    from halo_seg.io.channels import channel_list
+    from halo_seg.io.dataset_folder import DatasetError, read_channels
+    with pytest.raises(VolumeError, match=r"--channel 'T1,': name each channel"):
+        channel_list("a.nii.gz", "T1,")
+    with pytest.raises(VolumeError, match="several volumes of a 4D file are the channels of one file"):
+        channel_list(["a.nii.gz", "b.nii.gz"], timepoint=[0, 1])
+    root = tmp_path / "Dataset003"
+    _dataset(root, train=("c1",), test=())
+    with pytest.raises(DatasetError, match="--channel CT,0: a channel is named twice"):
+        read_channels(root, "CT,0")
+    from halo_seg.io.dataset_folder import channel_cases
+    with pytest.raises(DatasetError, match="--channel pet,1: a channel is named twice"):
+        channel_cases(root / "imagesTr", "pet,1")
+    with pytest.raises(DatasetError, match=r"--channel MR: .* has the channels 0 \(CT\), 1 \(PET\)"):
+        read_channels(root, "CT,MR")

@@ -204,10 +204,15 @@ def read_channels(root, channel=None) -> list[Dataset]:
     """read_dataset for each channel ``channel`` names (one, a comma-separated list, or "all"): one
     Dataset per channel, of the same cases in the same order."""
     root = Path(root)
-    choices = channel_choices(_load_json(root), channel)
-    if len(choices) > 1 and len(set(map(str, choices))) < len(choices):
+    datasets = [read_dataset(root, c) for c in channel_choices(_load_json(root), channel)]
+    _distinct([d.channel for d in datasets], channel)
+    return datasets
+
+
+def _distinct(numbers: list, channel) -> None:
+    """A channel named twice (by name or number alike) would feed the network one sequence twice."""
+    if len(set(numbers)) < len(numbers):
         raise DatasetError(f"--channel {channel}: a channel is named twice")
-    return [read_dataset(root, c) for c in choices]
 
 
 def case_channels(datasets: list[Dataset]) -> list[list]:
@@ -283,6 +288,7 @@ def channel_cases(folder, channel=None) -> tuple[dict[str, Path], dict] | None:
     if "channel_names" in meta:
         numbers = [_channel(meta["channel_names"], c, folder.parent / "dataset.json", "channel_names")[0]
                    for c in choices]
+        _distinct(numbers, channel)
         ending = str(meta.get("file_ending", ".nii.gz"))
         found: dict[str, dict] = {}
         for p in _volume_files(folder, ending):
@@ -299,6 +305,7 @@ def channel_cases(folder, channel=None) -> tuple[dict[str, Path], dict] | None:
         return {c: [f[n] for n in numbers] for c, f in found.items()}, {}
     if "modality" in meta and len(meta["modality"]) > 1 and len(choices) > 1:
         numbers = [_channel(meta["modality"], c, folder.parent / "dataset.json", "modality")[0] for c in choices]
+        _distinct(numbers, channel)
         return {without_suffix(p.name): p for p in _volume_files(folder, ".nii.gz")}, {"timepoint": numbers}
     if "modality" in meta and len(meta["modality"]) > 1:
         number, _ = _channel(meta["modality"], channel, folder.parent / "dataset.json", "modality")
