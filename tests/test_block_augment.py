@@ -76,3 +76,24 @@ def test_an_identity_draw_reads_the_patch_as_it_is():
     x = block_augment.spatial_block([image], block_augment.Draw((False,) * 3, 1.0, 1.0, shift), origin, patch,
                                     ranges)[0]
     assert np.allclose(x, image[5 + 1:5 + 1 + 16, 7:19, 9:17], atol=1e-5)
+
+
+@pytest.mark.parametrize("grid", [(1, 1, 1), (2, 1, 2)])
+def test_each_channel_draws_its_own_intensity_and_moves_with_the_others(always, grid):
+    """Two copies of one image as two channels: the first comes out exactly as the image alone would
+    (its draws come first), the second moved alike but with intensity draws of its own; blocks agree."""
+    image, labels, weights = _volume(seed=2)
+    patch = (20, 20, 20)
+    plan = PartitionPlan(patch, grid, 4)
+    two = np.stack([image, image])
+    for seed in range(5):
+        alone = step_inputs(image, labels, weights, patch, plan, None, np.random.default_rng(seed), augment=True)
+        both = step_inputs(two, labels, weights, patch, plan, None, np.random.default_rng(seed), augment=True)
+        x1, x2 = alone[0].numpy()[0], both[0].numpy()[0]
+        assert np.array_equal(x2[0], x1[0]) and np.array_equal(both[1].numpy(), alone[1].numpy())
+        assert not np.allclose(x2[1], x2[0], atol=1e-3), seed        # not the first channel's intensity
+        # the same voxels (moved alike): the second channel keeps the first's order of brightness
+        assert np.corrcoef(x2[0].ravel(), x2[1].ravel())[0, 1] > 0.8
+        for rank in plan.ranks():
+            part = step_inputs(two, labels, weights, patch, plan, rank, np.random.default_rng(seed), augment=True)
+            assert np.array_equal(part[0].numpy(), both[0].numpy()[(slice(None), slice(None)) + plan.block(rank)])

@@ -12,7 +12,8 @@ draw alike (one generator, one order), never of the patch's other voxels:
   a fixed order, so a voxel's displacement does not depend on the block it is computed in;
 - intensity: a sign-keeping gamma, a contrast factor about 0 (inputs are normalised to mean 0) and
   Gaussian noise drawn per slice of the patch from a seed of its own, so a block's noise is its part
-  of the whole patch's.
+  of the whole patch's. Each input channel draws its own, as the unpartitioned trainer does (a T2's
+  contrast says nothing of an ADC's).
 
 The blocks of a patch, put together, equal the patch computed whole (tests), which keeps partitioned
 training equal to unpartitioned training on the same draws. The probabilities and ranges follow the
@@ -42,18 +43,30 @@ class Draw:
     control: np.ndarray | None = None   # (3, nz, ny, nx) displacements at the control points, or None
     contrast: float = 1.0
     noise_seed: int | None = None
+    # (gamma, contrast, noise_seed) of each input channel after the first
+    others: tuple = ()
 
     @property
     def spatial(self) -> bool:
         return self.control is not None
 
 
-def draw(rng: np.random.Generator, patch, full: bool = True) -> Draw:
-    """The draws for one patch. ``full`` False: flips and gamma only (the earlier recipe)."""
+def _intensity(rng: np.random.Generator, full: bool) -> tuple:
+    gamma = float(np.exp(rng.normal(0, 0.15)))
+    if not full:
+        return gamma, 1.0, None
+    contrast = float(rng.uniform(*CONTRAST)) if rng.random() < P_CONTRAST else 1.0
+    return gamma, contrast, int(rng.integers(2 ** 63)) if rng.random() < P_NOISE else None
+
+
+def draw(rng: np.random.Generator, patch, full: bool = True, channels: int = 1) -> Draw:
+    """The draws for one patch of ``channels`` input channels. ``full`` False: flips and gamma only
+    (the earlier recipe). The first channel's draws come in the order they always came, so one-channel
+    runs draw as before; the other channels' after them."""
     flips = tuple(bool(rng.random() < 0.5) for _ in range(3))
     gamma = float(np.exp(rng.normal(0, 0.15)))
     if not full:
-        return Draw(flips, gamma)
+        return Draw(flips, gamma, others=tuple(_intensity(rng, False) for _ in range(channels - 1)))
     scale, control, contrast, noise = 1.0, None, 1.0, None
     if rng.random() < P_SPATIAL:
         scale = float(rng.uniform(*SCALE))
@@ -63,7 +76,8 @@ def draw(rng: np.random.Generator, patch, full: bool = True) -> Draw:
         contrast = float(rng.uniform(*CONTRAST))
     if rng.random() < P_NOISE:
         noise = int(rng.integers(2 ** 63))
-    return Draw(flips, gamma, scale, control, contrast, noise)
+    return Draw(flips, gamma, scale, control, contrast, noise,
+                tuple(_intensity(rng, True) for _ in range(channels - 1)))
 
 
 def _taps(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,13 +139,15 @@ def spatial_block(arrays, d: Draw, origin, patch, ranges, linear: int = 1) -> li
     return [_sample(a, coords, 1 if i < linear else 0) for i, a in enumerate(arrays)]
 
 
-def intensity_block(x: np.ndarray, d: Draw, patch, ranges) -> np.ndarray:
-    x = np.sign(x) * np.abs(x) ** d.gamma
-    if d.contrast != 1.0:
-        x = x * np.float32(d.contrast)
-    if d.noise_seed is not None:
+def intensity_block(x: np.ndarray, d: Draw, patch, ranges, channel: int = 0) -> np.ndarray:
+    """The block of input ``channel`` with that channel's intensity draws."""
+    gamma, contrast, noise = (d.gamma, d.contrast, d.noise_seed) if channel == 0 else d.others[channel - 1]
+    x = np.sign(x) * np.abs(x) ** gamma
+    if contrast != 1.0:
+        x = x * np.float32(contrast)
+    if noise is not None:
         (z0, z1), (y0, y1), (x0, x1) = ranges
         for i, z in enumerate(range(z0, z1)):   # each slice's noise from its own seed: blocks agree
-            plane = np.random.default_rng([d.noise_seed, z]).standard_normal(patch[1:], dtype=np.float32)
+            plane = np.random.default_rng([noise, z]).standard_normal(patch[1:], dtype=np.float32)
             x[i] += NOISE * plane[y0:y1, x0:x1]
     return x

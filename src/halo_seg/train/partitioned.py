@@ -138,19 +138,20 @@ def step_inputs(image, labels, weights, patch, plan: PartitionPlan, rank, rng, f
     """One training patch (shared draw), this rank's block: image, labels, weight map, flips and a
     gamma; ``augment``: also scale, deformation, contrast and noise (block_augment.py).
     ``fg``: each foreground class's voxel coordinates; a share ``fg_p`` of the patches is centred on one.
-    ``image``: (Z, Y, X), or (C, Z, Y, X) for several input channels, each transformed alike."""
+    ``image``: (Z, Y, X), or (C, Z, Y, X) for several input channels, each moved alike and given
+    intensity draws of its own."""
     origin = _patch_origin(labels.shape, patch, rng, fg, fg_p)
-    d = block_augment.draw(rng, patch, augment)
+    channels = list(image) if image.ndim == 4 else [image]
+    d = block_augment.draw(rng, patch, augment, len(channels))
     block = plan.block(rank) if rank is not None else tuple(slice(0, s) for s in plan.padded)
     # the block may reach into the padding past the patch: zeros there, and weight 0
     ranges = [(b.start, max(b.start, min(b.stop, p))) for b, p in zip(block, patch)]
-    channels = list(image) if image.ndim == 4 else [image]
     if d.spatial:
         *x, y, w = block_augment.spatial_block([*channels, labels, weights], d, origin, patch, ranges,
                                                linear=len(channels))
     else:
         *x, y, w = (_read_block(a, origin, patch, ranges, d.flips) for a in (*channels, labels, weights))
-    x = np.stack([block_augment.intensity_block(c.astype(np.float32), d, patch, ranges) for c in x])
+    x = np.stack([block_augment.intensity_block(c.astype(np.float32), d, patch, ranges, i) for i, c in enumerate(x)])
     pad = [(0, (b.stop - b.start) - (hi - lo)) for b, (lo, hi) in zip(block, ranges)]
     if any(p[1] for p in pad):
         x, y, w = np.pad(x, [(0, 0)] + pad), np.pad(y, pad), np.pad(w.astype(np.float32), pad)
