@@ -8,11 +8,14 @@ hemisphere (every 5th labelled slice, `train/sparse.py`):
 - `complete`: every left-hemisphere slice labelled (the reference);
 - `as background`: only every k-th axial slice labelled, the others all zero and trained on as they
   are (what `halo-seg train` and the napari widget did with slice-wise painting);
-- `unknown`: the same labels, training only on the labelled slices (`--labelled-slices z`).
+- `unknown`: the same labels, training only on the labelled slices (`--labelled-slices z`);
+- `unknown, 2x1x1 grid`: the same, every patch split over two CPU ranks (`--grid 2,1,1`, the
+  partitioned trainer: its own patch sampler and augmentation, so close to `unknown`, not equal).
 
 Each run is a fresh process; the best weights then segment the whole volume (`segment`, whole mode).
 
     .venv/bin/python benchmarks/sparse_slices.py [--every 4] [--iterations 600] [--seeds 0 1] [--threads 2]
+        [--arms complete "as background" unknown "unknown, 2x1x1 grid"]
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import in_fresh_process, one_or_main, save_results  # noqa: E402
 
-ARMS = ("complete", "as background", "unknown")
+ARMS = ("complete", "as background", "unknown", "unknown, 2x1x1 grid")
 
 
 def _data(every: int):
@@ -42,9 +45,6 @@ def _data(every: int):
 
 def _one(spec: dict) -> dict:
     import torch
-    from halo_seg.engine.runner import segment
-    from halo_seg.io import open_volume
-    from halo_seg.metrics import dice
     from halo_seg.train.default_model import CLASSES
     from halo_seg.train.sparse import slab
     from halo_seg.train.unet_train import TrainConfig, train_unet
@@ -52,12 +52,27 @@ def _one(spec: dict) -> dict:
     img, lab, sparse, left, right, train_u, val, held = _data(spec["every"])
     not_held = left & ~slab(lab.shape, 0, held)
     labels, region = {"complete": (lab, not_held), "as background": (sparse, not_held),
-                      "unknown": (sparse, train_u)}[spec["arm"]]
+                      "unknown": (sparse, train_u), "unknown, 2x1x1 grid": (sparse, train_u)}[spec["arm"]]
+    if spec["arm"].endswith("grid"):
+        from halo_seg.train.partitioned_run import train_partitioned
+        cfg = dict(n_classes=3, patch=[48, 48, 40], iterations=spec["iterations"], batch=2, lr=3e-3, base=8, depth=3,
+                   epoch=spec["epoch"], class_names=list(CLASSES), threads=max(1, spec["threads"] // 2),
+                   seed=spec["seed"], memory_check=False)
+        res = train_partitioned(img, labels, cfg, (2, 1, 1), spec["out"], train_regions=[region], val_regions=[val],
+                                log=lambda *a: None)
+        return _scored(res, spec, img, lab, right, region, labels)
     cfg = TrainConfig(n_classes=3, patch=(48, 48, 40), iterations=spec["iterations"], batch=2, base=8, depth=3,
                       epoch=spec["epoch"], flip_axes=(0, 1, 2), class_names=CLASSES, threads=spec["threads"],
                       seed=spec["seed"], memory_check=False)
     res = train_unet([img], [labels], cfg, spec["out"], train_regions=[region], val_regions=[val],
                      log=lambda *a: None)
+    return _scored(res, spec, img, lab, right, region, labels)
+
+
+def _scored(res, spec, img, lab, right, region, labels) -> dict:
+    from halo_seg.engine.runner import segment
+    from halo_seg.io import open_volume
+    from halo_seg.metrics import dice
     seg = segment(img, spec["out"] + ".zarr", weights=spec["out"], grid=(1, 1, 1), mode="whole",
                   threads=spec["threads"], memory_check=False)
     pred = np.asarray(open_volume(seg.output).data)
@@ -73,6 +88,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epoch", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "sparse_slices.json"))
     a = ap.parse_args(argv)
     *_, held = _data(a.every)
@@ -80,17 +96,17 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in a.seeds:
-            for arm in ARMS:
+            for arm in a.arms:
                 spec = dict(arm=arm, every=a.every, iterations=a.iterations, epoch=a.epoch, threads=a.threads,
                             seed=seed, out=str(Path(tmp) / f"{arm.replace(' ', '_')}_{seed}.safetensors"))
                 r = {"seed": seed, "arm": arm, **in_fresh_process(__file__, spec)}
                 rows.append(r)
-                print(f"seed {seed} {arm:>13}: right hemisphere Dice brain {r['right_dice'][0]:.3f}, deep grey "
+                print(f"seed {seed} {arm:>20}: right hemisphere Dice brain {r['right_dice'][0]:.3f}, deep grey "
                       f"{r['right_dice'][1]:.3f} (held-out slices {', '.join(f'{d:.3f}' for d in r['held_out_dice'])}"
                       f" at it {r['best_iteration']})", flush=True)
     print(f"\n| labels | brain Dice (right hemisphere), per seed | deep grey | median brain / deep grey |")
     print("|---|---|---|---|")
-    for arm in ARMS:
+    for arm in a.arms:
         sel = [r for r in rows if r["arm"] == arm]
         b, g = [r["right_dice"][0] for r in sel], [r["right_dice"][1] for r in sel]
         print(f"| {arm} | {', '.join(f'{x:.3f}' for x in b)} | {', '.join(f'{x:.3f}' for x in g)} | "

@@ -1,11 +1,14 @@
 """Labels painted on some slices only (train/sparse.py): the unlabelled slices are unknown, not
-background; `halo-seg train --labelled-slices` and the napari widget train on the painted slices."""
+background; `halo-seg train --labelled-slices` (unpartitioned and partitioned) and the napari widget
+train on the painted slices."""
 import numpy as np
 import pytest
 
 from halo_seg.cli import main
 from halo_seg.samples import make_phantom
-from halo_seg.train import unet_train
+from halo_seg.engine.partition import PartitionPlan
+from halo_seg.train import partitioned_run, unet_train
+from halo_seg.train.partitioned import step_inputs
 from halo_seg.train.sparse import SparseLabelsError, gaps_note, labelled_slices, slab, sparse_regions
 
 
@@ -91,9 +94,8 @@ def test_cli_trains_on_the_labelled_slices_only(painted, tmp_path, monkeypatch, 
     assert "train_regions" not in seen
     note = capsys.readouterr().out   # the user is told what the gaps would teach
     assert "note: " in note and "hold no label on" in note and "--labelled-slices" in note
-    for extra, why in ((["--grid", "2,1,1"], "trains on one process"), (["--folds", "2"], "not for it")):
-        with pytest.raises(SystemExit, match=why):
-            main(args + extra)
+    with pytest.raises(SystemExit, match="not for it"):
+        main(args + ["--folds", "2"])
     np.save(tmp_path / "one.npy", np.where(slab(sparse.shape, 0, [10]), full, 0))
     with pytest.raises(SystemExit, match="on 1 slice"):
         main(args[:4] + [str(tmp_path / "one.npy")] + args[5:])
@@ -127,3 +129,95 @@ def test_the_widget_trains_on_painted_slices(make_napari_viewer, qtbot, _user_di
     assert f"held-out slices {', '.join(map(str, held))} (n/a" in w.status.text(), w.status.text()
     card = w.last_weights.with_suffix(".md").read_text()
     assert "only painted slices trained on" in card
+
+
+def test_partitioned_patches_come_from_the_labelled_slices(painted):
+    """A rank grid's trainer: no voxel off the painted slices weighs in the loss, and every patch
+    holds some of them (drawn anywhere, a 16-slice patch of a 32-slice stack painted on slices 2 to
+    10 missed them half the time)."""
+    img, full, sparse = painted
+    region = slab(sparse.shape, 0, [2, 6, 10])
+    data = partitioned_run.prepare_data(img, sparse, {"normalization": {"kind": "zscore"}}, region)
+    assert (data["weights"][~region] == 0).all() and (data["weights"][region] > 0).all()
+    assert set(np.unique(data["centres"][:, 0])) == {2, 6, 10}
+    assert set(np.unique(data["fg"][1][:, 0])) <= {2, 6, 10} and len(data["fg"][1]) == (sparse[region] == 1).sum()
+    assert np.array_equal(data["val_region"], ~region)
+    plan = PartitionPlan((16, 16, 16), (2, 1, 1), 4)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        _, _, w = step_inputs(data["image"], data["labels"], data["weights"], (16, 16, 16), plan, None, rng,
+                              augment=True, centres=data["centres"])
+        assert w.any()
+    drawn = [step_inputs(data["image"], data["labels"], data["weights"], (16, 16, 16), plan, None, rng)[2].any()
+             for _ in range(30)]
+    assert not all(drawn)   # the check above can fail: drawn anywhere, some patches miss the slices
+
+
+def test_partitioned_training_on_painted_slices_validates_on_the_held_out_ones(painted, tmp_path, monkeypatch,
+                                                                               capsys):
+    """`train --labelled-slices z --grid 2,1,1`: the ranks train on the painted slices and report the
+    Dice of the held-out painted slices, which the saved weights give there run whole; the unpainted
+    slices are learnt as objects, not background."""
+    from halo_seg.engine import normalize
+    from halo_seg.engine.runner import predict_whole
+    from halo_seg.engine.weights import load_unet
+    from halo_seg.metrics import dice
+    img, full, sparse = painted
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "lab.npy", sparse)
+    seen = {}
+    real = partitioned_run.train_partitioned
+
+    def spy(*args, **kw):
+        seen.update(kw)
+        return real(*args, **kw)
+    monkeypatch.setattr(partitioned_run, "train_partitioned", spy)
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"), "--out", str(out),
+            "--iterations", "40", "--epoch", "20", "--patch", "32", "32", "32", "--lr", "1e-2", "--base", "4", "--depth",
+            "2", "--grid", "2,1,1", "--labelled-slices", "z"]
+    assert main(args) == 0
+    train, val, held = sparse_regions(sparse, 0, 0.2)
+    assert np.array_equal(seen["train_regions"][0], train) and np.array_equal(seen["val_regions"][0], val)
+    assert "held out" in capsys.readouterr().out
+    net, meta = load_unet(out)
+    assert meta["training"]["validated_on"] == "held-out regions" and meta["training"]["partitioned"]
+    spec = normalize.resolve(meta["normalization"], img)
+    m, s = normalize.mean_std(normalize.moments(img, spec), spec)
+    pred = predict_whole(net, normalize.apply(img, m, s, spec), "cpu").argmax(0) == 1
+    on_held = dice(pred & val, (full == 1) & val)
+    assert meta["training"]["best_val_dice"][0] == pytest.approx(on_held, abs=1e-6)
+    assert on_held != pytest.approx(dice(pred, sparse == 1), abs=0.05)   # not the whole volume's Dice
+    unpainted = ~slab(sparse.shape, 0, labelled_slices(sparse, 0))
+    learnt = dice(pred & unpainted, (full == 1) & unpainted)
+    # the same run taking the unpainted slices as background learns little but background
+    assert main(args[:-2]) == 0
+    net = load_unet(out)[0]
+    pred = predict_whole(net, normalize.apply(img, m, s, spec), "cpu").argmax(0) == 1
+    assert learnt > 0.4 and learnt > dice(pred & unpainted, (full == 1) & unpainted) + 0.3, learnt
+
+
+def test_torchrun_ranks_train_on_the_painted_slices_as_spawned_ones_do(painted, tmp_path):
+    """Under torchrun every rank finds the painted slices itself: the weights equal those of ranks
+    spawned for the run given the regions."""
+    import os
+    import subprocess
+    import sys
+    from safetensors.torch import load_file
+    from halo_seg.engine.runner import _free_port
+    img, _, sparse = painted
+    np.save(tmp_path / "img.npy", img)
+    np.save(tmp_path / "lab.npy", sparse.astype(np.uint8))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+           "-m", "halo_seg.cli", "train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
+           "--out", str(tmp_path / "t.safetensors"), "--grid", "2,1,1", "--labelled-slices", "z", "--quiet",
+           "--patch", "16", "16", "16", "--iterations", "6", "--epoch", "3", "--base", "4", "--depth", "2", "--lr",
+           "3e-3", "--threads", "1"]
+    r = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    train, val, _ = sparse_regions(sparse, 0, 0.2)
+    cfg = dict(n_classes=2, patch=[16, 16, 16], iterations=6, epoch=3, base=4, depth=2, lr=3e-3, threads=1, batch=2)
+    partitioned_run.train_partitioned(img, sparse, cfg, (2, 1, 1), tmp_path / "s.safetensors", log=lambda *a: None,
+                                      train_regions=[train], val_regions=[val])
+    a, b = load_file(str(tmp_path / "t.safetensors")), load_file(str(tmp_path / "s.safetensors"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)

@@ -427,9 +427,6 @@ def cmd_train(a) -> int:
             if note:
                 print(f"note: {note}")
     else:
-        if int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun:
-            raise SystemExit("error: --labelled-slices trains on one process; leave out --grid, --replicas and "
-                             "torchrun")
         from .train.sparse import AXES, SparseLabelsError, labelled_slices, sparse_regions
         try:
             parts = [sparse_regions(np.asarray(lb), AXES[a.labelled_slices], 0.0 if val["val_images"] else 0.2, str(p))
@@ -466,10 +463,10 @@ def cmd_train(a) -> int:
                     bar.close()
                 res = partitioned.train_partitioned_torchrun(imgs, labs, cfg, grid, a.out,
                                                              log=tqdm.write if lead else (lambda *_: None),
-                                                             progress=progress if lead else None, **val)
+                                                             progress=progress if lead else None, **val, **regions)
             else:
                 res = partitioned.train_partitioned(imgs, labs, cfg, grid, a.out, log=tqdm.write,
-                                                    progress=progress, **val)
+                                                    progress=progress, **val, **regions)
         except (TrainingError, ValueError) as exc:
             raise SystemExit(f"error: {exc}")
         bar.close()

@@ -109,13 +109,18 @@ def partitioned_dice_ce(logits, target, weight_map, group=None, world: int = 1, 
     return loss / world
 
 
-def _patch_origin(shape, patch, rng, fg=None, fg_p: float = 0.0) -> tuple[int, ...]:
+def _patch_origin(shape, patch, rng, fg=None, fg_p: float = 0.0, centres=None) -> tuple[int, ...]:
+    """``centres``: where the other patches may be centred (voxels of the training region), or None
+    for anywhere."""
     if fg and rng.random() < fg_p:
         # a class first, then one of its voxels, the patch centred there (as the unpartitioned trainer)
         vox = fg[sorted(fg)[int(rng.integers(len(fg)))]]
         c = vox[int(rng.integers(len(vox)))]
-        return tuple(int(np.clip(ci - p // 2, 0, s - p)) for ci, p, s in zip(c, patch, shape))
-    return tuple(int(rng.integers(0, s - p + 1)) for s, p in zip(shape, patch))
+    elif centres is not None:
+        c = centres[int(rng.integers(len(centres)))]
+    else:
+        return tuple(int(rng.integers(0, s - p + 1)) for s, p in zip(shape, patch))
+    return tuple(int(np.clip(ci - p // 2, 0, s - p)) for ci, p, s in zip(c, patch, shape))
 
 
 def _read_block(arr, origin, patch, ranges, flips) -> np.ndarray:
@@ -134,13 +139,14 @@ def _read_block(arr, origin, patch, ranges, flips) -> np.ndarray:
 
 
 def step_inputs(image, labels, weights, patch, plan: PartitionPlan, rank, rng, fg=None, fg_p: float = 0.0,
-                augment: bool = False):
+                augment: bool = False, centres=None):
     """One training patch (shared draw), this rank's block: image, labels, weight map, flips and a
     gamma; ``augment``: also scale, deformation, contrast and noise (block_augment.py).
-    ``fg``: each foreground class's voxel coordinates; a share ``fg_p`` of the patches is centred on one.
+    ``fg``: each foreground class's voxel coordinates; a share ``fg_p`` of the patches is centred on one,
+    the others on one of ``centres`` (the training region's voxels) where given.
     ``image``: (Z, Y, X), or (C, Z, Y, X) for several input channels, each moved alike and given
     intensity draws of its own."""
-    origin = _patch_origin(labels.shape, patch, rng, fg, fg_p)
+    origin = _patch_origin(labels.shape, patch, rng, fg, fg_p, centres)
     channels = list(image) if image.ndim == 4 else [image]
     d = block_augment.draw(rng, patch, augment, len(channels))
     block = plan.block(rank) if rank is not None else tuple(slice(0, s) for s in plan.padded)

@@ -28,21 +28,36 @@ from .partitioned import Mesh, replica_rng, step_inputs, train_step
 FG_SAMPLE = 2 ** 20   # foreground voxels kept per class to centre patches on (a uniform subsample)
 
 
-def prepare_data(image, labels, cfg: dict) -> dict:
+def _sample(vox: np.ndarray, shape, rng) -> np.ndarray:
+    """Up to FG_SAMPLE of the flat indices ``vox`` (a uniform subsample), as (z, y, x) rows."""
+    if len(vox) > FG_SAMPLE:
+        vox = vox[np.sort(rng.choice(len(vox), FG_SAMPLE, replace=False))]
+    return np.stack(np.unravel_index(vox, shape), 1).astype(np.int32)
+
+
+def prepare_data(image, labels, cfg: dict, region=None, val_region=None) -> dict:
     """What every rank trains from, per volume pair: the normalised image (float32), the labels
     (int16), the U-Net weight map (its distances need the whole volume, so it is computed once) and,
     per foreground class, up to FG_SAMPLE of its voxels. Deterministic, so torchrun ranks that each
-    compute it agree."""
+    compute it agree.
+
+    ``region``: where the labels are known (labels painted on some slices, train/sparse.py): the
+    weight map is 0 elsewhere, so no voxel outside it counts in the loss, the classes' voxels come
+    from it, and so do the centres of the other patches ("centres", up to FG_SAMPLE of its voxels),
+    which would otherwise fall between the painted slices. ``val_region`` (by default the rest of the
+    volume) is where validation on this volume measures Dice."""
     from .losses import unet_weight_map
     from .unet_train import class_voxels, everywhere
     rng = np.random.default_rng(cfg.get("seed", 0))
-    fg = {}
-    for k, vox in class_voxels(labels, everywhere(labels.shape)).items():
-        if len(vox) > FG_SAMPLE:
-            vox = vox[np.sort(rng.choice(len(vox), FG_SAMPLE, replace=False))]
-        fg[k] = np.stack(np.unravel_index(vox, labels.shape), 1).astype(np.int32)   # (z, y, x) per voxel
-    return {**prepare_validation(image, labels, cfg),
-            "weights": unet_weight_map(labels, cfg.get("w0", 10.0), cfg.get("sigma", 5.0)), "fg": fg}
+    known = everywhere(labels.shape) if region is None else np.asarray(region, bool)
+    fg = {k: _sample(vox, labels.shape, rng) for k, vox in class_voxels(labels, known).items()}
+    weights = unet_weight_map(labels, cfg.get("w0", 10.0), cfg.get("sigma", 5.0))
+    out = {**prepare_validation(image, labels, cfg), "weights": weights, "fg": fg}
+    if region is not None:
+        weights *= known
+        out["centres"] = _sample(np.flatnonzero(known), labels.shape, rng)
+        out["val_region"] = ~known if val_region is None else np.asarray(val_region, bool)
+    return out
 
 
 def prepare_validation(image, labels, cfg: dict) -> dict:
@@ -62,7 +77,7 @@ def _validate_volume(net, vol, mesh: Mesh, rank, groups, dev, n_classes) -> torc
     volume, each rank of the replica running its block of it (as `halo-seg segment` does) and the
     counts summed over them: no rank holds the volume's activations."""
     import torch.distributed as dist
-    image, labels = vol["image"], vol["labels"]
+    image, labels, region = vol["image"], vol["labels"], vol.get("val_region")
     image = image if image.ndim == 4 else image[None]   # channels first
     plan = PartitionPlan(labels.shape, mesh.grid, net.multiple)
     local = mesh.spatial_rank(rank)
@@ -76,9 +91,12 @@ def _validate_volume(net, vol, mesh: Mesh, rank, groups, dev, n_classes) -> torc
         pred = net(torch.from_numpy(xb)[None].to(dev))[0].argmax(0)[inner]
     net.train()
     truth = torch.from_numpy(np.asarray(labels[valid]).astype(np.int64)).to(dev)
+    inside = None if region is None else torch.from_numpy(np.ascontiguousarray(region[valid])).to(dev)
     stats = torch.zeros(3, n_classes, dtype=torch.float64, device=dev)
     for c in range(1, n_classes):
         p, t = pred == c, truth == c
+        if inside is not None:   # the held-out slices of labels painted on some: elsewhere they are not known
+            p, t = p & inside, t & inside
         stats[0, c], stats[1, c], stats[2, c] = (p & t).sum(), p.sum(), t.sum()
     if plan.world_size > 1:
         dist.all_reduce(stats, group=groups[mesh.replica(rank)])
@@ -86,8 +104,8 @@ def _validate_volume(net, vol, mesh: Mesh, rank, groups, dev, n_classes) -> torc
 
 
 def _validate(net, vols, mesh: Mesh, rank, groups, dev, n_classes) -> list:
-    """Dice per foreground class on whole volumes (the held-out ones, or else the training volumes),
-    averaged over the volumes where the class is there or predicted (None where it is in none), as
+    """Dice per foreground class on whole volumes (the held-out ones, or else the training volumes,
+    inside their validation regions where they have them), averaged over the volumes where the class is there or predicted (None where it is in none), as
     the unpartitioned trainer reports it. Replicas share the volumes out (replica r validates volumes
     r, r + R, ...)."""
     import torch.distributed as dist
@@ -163,7 +181,7 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
         for _ in range(batch):
             v = vols[int(rng.integers(len(vols)))] if len(vols) > 1 else vols[0]
             draws.append(step_inputs(v["image"], v["labels"], v["weights"], patch, plan, local, rng, v["fg"],
-                                     cfg.get("fg_p", 0.67), bool(cfg.get("augment", False))))
+                                     cfg.get("fg_p", 0.67), bool(cfg.get("augment", False)), v.get("centres")))
         xs, ys, ws = zip(*draws)
         loss = train_step(net, opt, torch.cat(xs).to(dev), torch.cat(ys).to(dev), torch.cat(ws).to(dev),
                           groups[rep], mesh.spatial, mesh.replicas, cfg.get("precision", "fp32"))
@@ -184,7 +202,8 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
                               training={"config": {k: v for k, v in cfg.items() if k != "resume"},
                                         "grid": list(grid), "replicas": mesh.replicas, "partitioned": True,
                                         "iteration": it, "best_val_dice": val, "validation_volumes": len(val_vols),
-                                        "validated_on": "held-out volumes" if val_vols else "training volumes",
+                                        "validated_on": "held-out volumes" if val_vols else "held-out regions"
+                                        if "val_region" in vols[0] else "training volumes",
                                         "resumed_from": cfg.get("resume"), **({"init": init} if init else {}),
                                         **{k: cfg[k] for k in ("spacing", "unit") if cfg.get(k)}})
     # the run's peak above what the rank held before it (the largest rank's), for benchmarks/train_memory.py
@@ -237,7 +256,8 @@ def _worker(rank, world, grid, paths, cfg, init, out, q, stop_event=None, val_pa
     try:
         vols = []
         for p in paths:
-            vol = {k: np.load(p[k], mmap_mode="r") for k in ("image", "labels", "weights")}
+            vol = {k: np.load(p[k], mmap_mode="r") for k in ("image", "labels", "weights", "centres", "val_region")
+                   if k in p}
             vol["fg"] = {int(k): v for k, v in np.load(p["fg"]).items()}
             vols.append(vol)
         val_vols = [{k: np.load(p[k], mmap_mode="r") for k in ("image", "labels")} for p in val_paths]
@@ -356,15 +376,45 @@ class _Reporter:
                 "peak_mb": self.peak_mb, "process_mb": self.process_mb}
 
 
+def _regions(train_regions, val_regions, i) -> tuple:
+    return (None if train_regions is None else train_regions[i], None if val_regions is None else val_regions[i])
+
+
+def _check_regions(train_regions, val_regions, labels, held_out: bool):
+    """Training regions (one boolean volume per pair, of its shape) and validation regions, which
+    need training regions and are not for held-out volumes (those are validated whole)."""
+    from .unet_train import TrainingError
+    if train_regions is None:
+        if val_regions is not None:
+            raise TrainingError("validation regions are the rest of the training regions: give train_regions too")
+        return None, None
+    if held_out:
+        val_regions = None
+    for what, regions in (("training", train_regions), ("validation", val_regions)):
+        if regions is None:
+            continue
+        if len(regions) != len(labels):
+            raise TrainingError(f"{len(regions)} {what} regions for {len(labels)} volume pairs")
+        for i, (r, lb) in enumerate(zip(regions, labels)):
+            if np.shape(r) != lb.shape:
+                raise TrainingError(f"{what} region {i} is {np.shape(r)}, its labels {lb.shape}")
+    for i, r in enumerate(train_regions):
+        if not np.any(r):
+            raise TrainingError(f"training region {i} is empty: no voxel of volume {i} would be trained on")
+    return list(train_regions), None if val_regions is None else list(val_regions)
+
+
 def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=None, cancel=None,
-                      val_images=None, val_labels=None) -> dict:
+                      val_images=None, val_labels=None, train_regions=None, val_regions=None) -> dict:
     """Train on (image, label) volume pairs (one pair, or lists) with every patch split over ``grid``
     ranks spawned here: CPU processes (gloo) or, with ``cfg["device"]`` cuda, one GPU each (NCCL);
     ``cfg["replicas"]`` copies of the grid each train their own patches (data parallelism; ``batch``
     is per replica). The weights with the best validation Dice (the whole volumes, run partitioned:
     ``val_images``/``val_labels``, held-out pairs, or else the training volumes) are written to
     ``out``; ``cancel()`` returning True stops every rank at the same iteration, keeping the best
-    weights so far."""
+    weights so far. ``train_regions``: where each pair's labels are known (labels painted on some
+    slices; prepare_data), validated on ``val_regions`` (by default the rest) unless held-out pairs
+    are given."""
     import tempfile
 
     import torch.multiprocessing as mp
@@ -375,6 +425,7 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
     images, labels, cfg = _check_run(images, labels, cfg, grid, log)
     val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"], cfg["in_channels"])
     _check_validated(val_images or images, grid, cfg["depth"], bool(val_images))
+    train_regions, val_regions = _check_regions(train_regions, val_regions, labels, bool(val_images))
     mesh = Mesh(tuple(grid), cfg["replicas"])
     world = mesh.world
     if training_device(cfg["device"]).type == "cpu":   # the ranks' blocks share this machine's RAM
@@ -386,8 +437,8 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
     with tempfile.TemporaryDirectory(prefix="halo-seg-train-") as tmp:
         paths = []
         for i, (image, lab) in enumerate(zip(images, labels)):
-            data = prepare_data(image, lab, cfg)
-            p = {k: f"{tmp}/{i}_{k}.npy" for k in ("image", "labels", "weights")}
+            data = prepare_data(image, lab, cfg, *_regions(train_regions, val_regions, i))
+            p = {k: f"{tmp}/{i}_{k}.npy" for k in ("image", "labels", "weights", "centres", "val_region") if k in data}
             for k, f in p.items():
                 np.save(f, data[k])
             p["fg"] = f"{tmp}/{i}_fg.npz"
@@ -442,7 +493,7 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
 
 
 def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, progress=None, val_images=None,
-                               val_labels=None) -> dict | None:
+                               val_labels=None, train_regions=None, val_regions=None) -> dict | None:
     """The same training with this process as one of the ranks torchrun started (RANK, WORLD_SIZE,
     MASTER_ADDR; one GPU per process by LOCAL_RANK with cuda). Every rank reads the volume pairs
     itself; rank 0 writes the weights and returns the result, the others return None."""
@@ -452,6 +503,7 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
     images, labels, cfg = _check_run(images, labels, cfg, grid, log)
     val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"], cfg["in_channels"])
     _check_validated(val_images or images, grid, cfg["depth"], bool(val_images))
+    train_regions, val_regions = _check_regions(train_regions, val_regions, labels, bool(val_images))
     world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
     mesh = Mesh(tuple(grid), cfg["replicas"])
     if world != mesh.world:
@@ -467,8 +519,9 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
                   "each machine has")
     from .train_memory import RANK_DATA
     _check_memory(cfg, tuple(grid), [im.shape[-3:] for im in images + val_images], dev, distributed_env=True,
-                  data_bytes_per_voxel=RANK_DATA, log=log)
-    vols = [prepare_data(im, lb, cfg) for im, lb in zip(images, labels)]
+                  data_bytes_per_voxel=RANK_DATA + (train_regions is not None), log=log)   # + a validation region
+    vols = [prepare_data(im, lb, cfg, *_regions(train_regions, val_regions, i))
+            for i, (im, lb) in enumerate(zip(images, labels))]
     val_vols = [prepare_validation(im, lb, cfg) for im, lb in zip(val_images, val_labels)]
     dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
                             timeout=timedelta(seconds=600))
