@@ -326,3 +326,49 @@ def test_dataset_options_that_contradict_each_other_are_refused(tmp_path, capsys
     _msd(tmp_path / "m")
     with pytest.raises(VolumeError, match="choose one with --channel, not --timepoint"):
         segment_folder(tmp_path / "m" / "imagesTs", tmp_path / "o", log=lambda *_: None, channel="FLAIR", timepoint=0)
+
+
+def test_a_tiff_datasets_voxel_size_comes_from_nnunets_json(tmp_path):
+    """nnU-Net keeps a TIFF case's voxel size in CASE.json beside its files (z, y, x): read with the
+    images and labels, recorded by the model trained on them (segment resamples new stacks to it);
+    nnU-Net's file wins over the TIFF's own calibration; a broken one is named."""
+    import tifffile
+    from halo_seg.engine.resample import model_spacing
+    root = tmp_path / "Dataset002_Nuclei"
+    for d in ("imagesTr", "labelsTr"):
+        (root / d).mkdir(parents=True)
+    spacing = {"cell_003": [2.0, 0.5, 0.5], "cell_007": [2.0, 0.5, 0.5], "cell_010": [3.0, 0.5, 0.5]}
+    for k, (case, sp) in enumerate(spacing.items()):
+        _, t2, lab = _case(k)
+        tifffile.imwrite(root / "imagesTr" / f"{case}_0000.tif", t2)
+        tifffile.imwrite(root / "labelsTr" / f"{case}.tif", lab)
+        for d in ("imagesTr", "labelsTr"):
+            (root / d / f"{case}.json").write_text(json.dumps({"spacing": sp}))
+    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "DAPI"}, "file_ending": ".tif",
+                                                   "labels": {"background": 0, "nucleus": 1, "nucleolus": 2},
+                                                   "numTraining": 3}))
+    image = open_volume(root / "imagesTr" / "cell_010_0000.tif")
+    assert image.spacing == (3.0, 0.5, 0.5) and image.spacing_known and image.meta["unit"] is None
+    assert image.meta["spacing_from"] == str(root / "imagesTr" / "cell_010.json")
+    assert open_volume(root / "labelsTr" / "cell_010.tif").spacing == (3.0, 0.5, 0.5)
+    out = tmp_path / "nuclei.safetensors"
+    r = _train("--dataset", root, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert model_spacing(read_meta(out)) == ((2.0, 0.5, 0.5), None)   # the median case's
+    assert "differ in voxel size" in r.stdout
+    # a TIFF whose own calibration says otherwise: nnU-Net trusts its file, and so does this reader
+    _, t2, _ = _case(0)
+    tifffile.imwrite(root / "imagesTr" / "cell_003_0000.tif", t2, imagej=True, resolution=(1 / 0.2, 1 / 0.2),
+                     metadata={"spacing": 1.0, "unit": "um", "axes": "ZYX"})
+    assert open_volume(root / "imagesTr" / "cell_003_0000.tif").spacing == (2.0, 0.5, 0.5)
+    (root / "imagesTr" / "cell_003.json").unlink()
+    own = open_volume(root / "imagesTr" / "cell_003_0000.tif")
+    assert own.spacing == pytest.approx((1.0, 0.2, 0.2)) and own.meta["unit"] == "µm" and "spacing_from" not in own.meta
+    (root / "imagesTr" / "cell_007.json").write_text(json.dumps({"spacing": [2.0, 0.5]}))
+    with pytest.raises(VolumeError, match=r"cell_007.json: 'spacing' must be three positive numbers .* cell_007_0000"):
+        open_volume(root / "imagesTr" / "cell_007_0000.tif")
+    (root / "imagesTr" / "cell_007.json").write_text("{spacing: 2")
+    with pytest.raises(VolumeError, match=r"cell_007.json \(nnU-Net's voxel size of cell_007_0000.tif\) cannot be read"):
+        open_volume(root / "imagesTr" / "cell_007_0000.tif")
+    (root / "imagesTr" / "cell_007.json").write_text(json.dumps({"note": "not a voxel size"}))
+    assert not open_volume(root / "imagesTr" / "cell_007_0000.tif").spacing_known

@@ -261,8 +261,53 @@ def _open_tiff(path: Path) -> Volume:
             spacing, unit, known = tiff_spacing(tf, px)
     except Exception:
         pass  # axes, spacing and names are optional metadata; the data itself was readable
+    extra = {}
+    aux = nnunet_spacing(path)
+    if aux is not None:   # nnU-Net's record of the case's voxel size, which its TIFF reader trusts over the file's
+        sidecar, sp = aux
+        if not (known and np.allclose(sp, spacing, rtol=1e-3)):
+            unit = None   # nnU-Net's spacing names no unit
+        spacing, known, extra = sp, True, {"spacing_from": str(sidecar)}
     return Volume(da.from_zarr(z), spacing=spacing, source=str(path), spacing_known=known,
-                  meta={"format": "tiff", "unit": unit, "axes": axes, "channel_names": channels})
+                  meta={"format": "tiff", "unit": unit, "axes": axes, "channel_names": channels, **extra})
+
+
+def nnunet_spacing(path: Path) -> tuple[Path, tuple[float, float, float]] | None:
+    """(file, spacing) of nnU-Net's voxel-size file for a TIFF, or None where there is none.
+
+    nnU-Net keeps a TIFF case's voxel size beside it in CASE.json, ``{"spacing": [z, y, x]}`` in the
+    array's axis order: one file for an image's channels (CASE_0000.tif, CASE_0001.tif) and its
+    labels (CASE.tif). A TIFF there without it is taken as 1 x 1 x 1 by nnU-Net, and here as of
+    unknown voxel size unless the TIFF records it. A file of that name that is not one (no "spacing"
+    key) is left alone; one whose spacing is not three positive numbers is refused by name."""
+    import json
+    import re
+    stem = path.name
+    for suffix in sorted(TIFF_SUFFIXES, key=len, reverse=True):
+        if stem.lower().endswith(suffix):
+            stem = stem[:-len(suffix)]
+            break
+    m = re.fullmatch(r"(.+)_\d{4}", stem)
+    for name in [stem] + ([m.group(1)] if m else []):
+        aux = path.with_name(name + ".json")
+        if not aux.is_file():
+            continue
+        try:
+            meta = json.loads(aux.read_text())
+        except (OSError, ValueError) as exc:
+            raise VolumeError(f"{aux} (nnU-Net's voxel size of {path.name}) cannot be read: {exc}") from None
+        if not isinstance(meta, dict) or "spacing" not in meta:
+            continue
+        sp = meta["spacing"]
+        try:
+            sp = tuple(float(v) for v in sp)
+        except (TypeError, ValueError):
+            sp = ()
+        if len(sp) != 3 or not all(np.isfinite(v) and v > 0 for v in sp):
+            raise VolumeError(f"{aux}: 'spacing' must be three positive numbers (z, y, x) for {path.name}, got "
+                              f"{meta['spacing']!r}")
+        return aux, sp
+    return None
 
 
 def tiff_spacing(tf, px: dict | None = None) -> tuple[tuple[float, float, float], str | None, bool]:
