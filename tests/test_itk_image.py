@@ -109,3 +109,64 @@ def test_a_slicer_segmentation_of_overlapping_segments_opens_as_one_label_each(t
                                                                                       3: "marker"}
     np.testing.assert_array_equal(np.asarray(v.data), expected)
     assert v.meta["overlap"] == int((organ == 1).sum())
+
+
+def _written(path, arr, compressed, vector=False):
+    sitk.WriteImage(sitk.GetImageFromArray(arr, isVector=vector), str(path), useCompression=compressed)
+    return path
+
+
+def test_an_uncompressed_metaimage_is_read_box_by_box(tmp_path, monkeypatch):
+    """Micro-CT and light-sheet stacks larger than memory come as .mhd + .raw: ITK streams the box
+    each index asks for, so a halo rank reads its block and no more; the values are ITK's own."""
+    from halo_seg.io import itk_image
+    arr = np.random.default_rng(1).integers(-500, 1000, (37, 41, 29)).astype(np.int16)
+    vec = np.random.default_rng(2).random((12, 13, 14, 3)).astype(np.float32)
+    files = {"mha": _written(tmp_path / "a.mha", arr, False), "mhd": _written(tmp_path / "a.mhd", arr, False),
+             "vector": _written(tmp_path / "v.mha", vec, False, vector=True)}
+    assert (tmp_path / "a.raw").is_file()   # .mhd names its data file
+    monkeypatch.setattr(itk_image, "CHUNK_BYTES", 4 * 41 * 29 * 2)   # chunks of 4 slices
+    monkeypatch.setattr(itk_image, "_read_whole", None)   # never the whole file
+    boxes = []
+    real = itk_image.MetaImageBoxes.__getitem__
+    monkeypatch.setattr(itk_image.MetaImageBoxes, "__getitem__", lambda self, key: boxes.append(key) or real(self, key))
+    for name, path in files.items():
+        v = itk_image.open_itk(path)   # as read, channels first
+        ref = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        ref = np.moveaxis(ref, -1, 0) if name == "vector" else ref
+        assert "read_whole" not in v.meta and v.data.shape == ref.shape
+        for sl in ((), np.s_[3:20, 5:9, 2:28:3], np.s_[5], np.s_[:, 7], np.s_[-3:, 10:], np.s_[2, 3:, 1:6:2]):
+            sl = ((slice(None),) if name == "vector" else ()) + (sl if isinstance(sl, tuple) else (sl,))
+            np.testing.assert_array_equal(v.data[sl].compute(), ref[sl])
+    boxes.clear()
+    np.asarray(open_volume(files["mha"]).data[8:16])   # a rank's block of two chunks: those chunks read
+    assert len(boxes) == 2 and all(k[0].stop - k[0].start == 4 for k in boxes)
+
+
+def test_a_file_read_whole_is_read_once_and_counted_in_each_ranks_memory(tmp_path, monkeypatch, tiny_weights):
+    """A compressed file (NRRD, MetaImage) is read whole: once for a whole tile-mode run (each tile
+    band asked for the whole file again, 97 reads of it), and the memory check counts it in every
+    rank, which holds it beside its block; the labels equal those of the same volume from .npy."""
+    from halo_seg.engine import memory
+    from halo_seg.engine.runner import EngineError, segment
+    from halo_seg.io import itk_image
+    arr = (np.random.default_rng(3).random((40, 32, 32)) * 300).astype(np.int16)
+    np.save(tmp_path / "a.npy", arr)
+    nrrd = _written(tmp_path / "a.nrrd", arr, True)
+    assert open_volume(nrrd).meta["read_whole"] and open_volume(_written(tmp_path / "c.mha", arr, True)).meta["read_whole"]
+    itk_image._read_kept.cache_clear()
+    kw = dict(weights=tiny_weights, mode="tile", tile_size=16, resample="off")
+    segment(nrrd, tmp_path / "n.zarr", **kw)
+    assert itk_image._read_kept.cache_info().misses == 1
+    segment(tmp_path / "a.npy", tmp_path / "ref.zarr", **kw)
+    np.testing.assert_array_equal(open_volume(tmp_path / "n.zarr").data, open_volume(tmp_path / "ref.zarr").data)
+    # the halo ranks: each holds the whole file; an uncompressed .mha of it is read by block
+    mha = _written(tmp_path / "u.mha", arr, False)
+    lazy = segment(mha, tmp_path / "u.zarr", tiny_weights, grid=(2, 1, 1), resample="off").memory
+    whole = segment(nrrd, tmp_path / "w.zarr", tiny_weights, grid=(2, 1, 1), resample="off").memory
+    assert whole.per_rank - lazy.per_rank == arr.nbytes
+    np.testing.assert_array_equal(open_volume(tmp_path / "u.zarr").data, open_volume(tmp_path / "w.zarr").data)
+    monkeypatch.setattr(memory, "host_available", lambda: int((lazy.needed + 2 * arr.nbytes // 3) / memory.USABLE))
+    segment(mha, tmp_path / "u2.zarr", tiny_weights, grid=(2, 1, 1), resample="off")
+    with pytest.raises(EngineError, match=r"each rank reads .*a.nrrd whole \(.*\): as zarr or an uncompressed .mha"):
+        segment(nrrd, tmp_path / "w2.zarr", tiny_weights, grid=(2, 1, 1), resample="off")

@@ -271,9 +271,10 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
                          "--nproc-per-node of at most the GPUs each machine has")
     tiling = (tile_size, overlap)
     mem = plan_memory(vol, net, plan, mode, tiling, mirror, device, distributed_env, ask_gpu=not spawns_gpu_ranks,
-                      precision=precision)
+                      precision=precision, read_whole=whole_reads(vols))
     if memory_check and not mem.fits:
-        raise EngineError(_memory_refusal(vol, net, plan, mode, tiling, mirror, mem, precision))
+        raise EngineError(_memory_refusal(vol, net, plan, mode, tiling, mirror, mem, precision,
+                                          0 if mode == "whole" else whole_reads(vols)))
     if device == "cpu" or not torch.cuda.is_available():
         warn_if_emulated(precision, "cpu")   # a GPU rank checks its own GPU
     job = dict(source=chs[0].source, output=str(output), weights=weight_specs(weights), grid=grid, device=device,
@@ -351,10 +352,19 @@ def _per_rank_bytes(vol, net, plan: PartitionPlan, mode, tiling, mirror, precisi
                               precision=precision)
 
 
+def whole_reads(vols) -> int:
+    """Bytes of the inputs a reader holds whole while any part of them is read (a NRRD, a compressed
+    MetaImage: io/itk_image.py): every halo rank, and the tile loop, holds them beside its block."""
+    return sum(int(v.data.nbytes) for v in vols if v.meta.get("read_whole"))
+
+
 def plan_memory(vol, net, plan: PartitionPlan, mode: str, tiling, mirror, device: str,
-                distributed_env: bool = False, ask_gpu: bool = True, precision: str = "fp32") -> memory.MemoryCheck:
+                distributed_env: bool = False, ask_gpu: bool = True, precision: str = "fp32",
+                read_whole: int = 0) -> memory.MemoryCheck:
     """The run's estimated peak per rank against the memory it draws on: this machine's RAM,
     shared by its ranks, or the GPU each rank runs on (ranks beyond the GPU count share one).
+    ``read_whole``: bytes of the inputs each rank reads whole (whole_reads); the whole mode's
+    estimate holds its volume already.
 
     `ask_gpu` False leaves a GPU's free memory unknown: asking creates a CUDA context, which a
     parent that only spawns GPU ranks should not hold (each rank then checks its own GPU)."""
@@ -368,7 +378,8 @@ def plan_memory(vol, net, plan: PartitionPlan, mode: str, tiling, mirror, device
     dev = _device_for(device, int(os.environ.get("LOCAL_RANK", 0)) if distributed_env else 0)
     # ranks spawned here start their own processes, whose baseline the rank's estimate leaves out
     spawned = mode == "halo" and not distributed_env
-    return memory.check_for(per_rank, dev, here, ask_gpu, process=memory.PROCESS_BYTES if spawned else 0)
+    return memory.check_for(per_rank, dev, here, ask_gpu, ram_extra=0 if mode == "whole" else read_whole,
+                            process=memory.PROCESS_BYTES if spawned else 0)
 
 
 def memory_needs(vol, weights="default", grid=(2, 1, 1), mirror="", precision: str = "fp32") -> dict:
@@ -404,25 +415,30 @@ def _check_gpu_precision(dev: torch.device, precision: str) -> None:
                           f"(it needs compute capability 8.0 or later): use --precision fp32")
 
 
-def _memory_refusal(vol, net, plan, mode, tiling, mirror, mem: memory.MemoryCheck, precision: str = "fp32") -> str:
+def _memory_refusal(vol, net, plan, mode, tiling, mirror, mem: memory.MemoryCheck, precision: str = "fp32",
+                    read_whole: int = 0) -> str:
     what = {"halo": f"the halo run on a {'x'.join(map(str, plan.grid))} grid",
             "whole": "the whole-volume run", "tile": "the overlap-tile run"}[mode]
     lines = [f"not enough memory: {what} of the {' x '.join(map(str, vol.shape))} volume {mem.describe()}."]
     room = mem.available * memory.USABLE
     finer = memory.finer_grid(vol.shape, net.multiple, plan.world_size if mode == "halo" else 1, mem, lambda g: (
         _per_rank_bytes(vol, net, PartitionPlan(vol.shape, g, net.multiple), "halo", tiling, mirror, precision)
-        + mem.process))
+        + mem.process + (read_whole if mem.where == "RAM" else 0)))
     if finer is not None and (mode != "halo" or finer[1] >= plan.world_size):   # never a coarser grid called finer
         grid, world, per = finer
         lines.append(f"- a grid of {'x'.join(map(str, grid))} ({world} ranks) needs about "
                      f"{memory.fmt_bytes(per)} per rank: run it where each rank has its own "
                      f"{mem.where} (torchrun over machines, or one GPU each)")
+    if read_whole:
+        lines.append(f"- {'each rank reads' if mode == 'halo' else 'it reads'} {vol.source or 'the input'} whole "
+                     f"({memory.fmt_bytes(read_whole)}; NRRD and compressed MetaImage files are read so): as zarr "
+                     "or an uncompressed .mha it is read block by block")
     if mode != "tile":
-        tile = _per_rank_bytes(vol, net, plan, "tile", tiling, mirror, precision)
+        tile = _per_rank_bytes(vol, net, plan, "tile", tiling, mirror, precision) + read_whole
         if tile <= room:
             lines.append(f"- --mode tile needs about {memory.fmt_bytes(tile)} (overlapping windows: slower, "
                          f"and not exact where windows meet)")
-    elif _per_rank_bytes(vol, net, plan, "tile", (2 * net.multiple, tiling[1]), mirror, precision) <= room:
+    elif _per_rank_bytes(vol, net, plan, "tile", (2 * net.multiple, tiling[1]), mirror, precision) + read_whole <= room:
         lines.append("- a smaller --tile (the blend is held for one window's depth of the whole plane)")
     lines.append("- turning the check off runs it anyway, if swap or another estimate says it fits "
                  "(--no-memory-check; memory_check=False; in napari, untick \"refuse a run that will not fit\")")
