@@ -315,8 +315,7 @@ def test_dataset_options_that_contradict_each_other_are_refused(tmp_path, capsys
     d, out = str(tmp_path / "d"), str(tmp_path / "m.safetensors")
     for extra, says in ((["--image", "x.nii.gz", "--labels", "y.nii.gz"], "leave out --image and --labels"),
                         (["--timepoint", "0"], "--timepoint is not for it"),
-                        (["--class-names", "a", "b"], "names the classes; leave out --class-names"),
-                        (["--on-disk", str(tmp_path), "--grid", "2,1,1"], "--on-disk is for the unpartitioned")):
+                        (["--class-names", "a", "b"], "names the classes; leave out --class-names")):
         with pytest.raises(SystemExit) as exc:
             main(["train", "--dataset", d, "--channel", "CT", "--out", out, "--quiet", *extra])
         assert says in str(exc.value.code)

@@ -1,4 +1,6 @@
 """Partitioned training: one step over a rank grid updates the weights as the whole-patch step does."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -195,3 +197,66 @@ def test_more_gpu_ranks_than_gpus_are_refused(phantom_pair, tmp_path, monkeypatc
                                             r"one GPU each .* and it has 2: a smaller grid or fewer --replicas"):
         train_partitioned(img, lab, cfg, (2, 1, 1), tmp_path / "x.safetensors", log=lambda *a: None)
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def _share_rank(rank, init, tmp, hidden, q):
+    """One of two gloo ranks on this machine preparing two pairs for _shared_prepared; ``hidden``:
+    the machine's folder is invisible to rank 1 (one host name, two file systems)."""
+    import os
+    from datetime import timedelta
+    import torch.distributed as dist
+    from halo_seg.train import partitioned_run as pr
+    if hidden and rank == 1:
+        real = os.path.isdir
+        os.path.isdir = lambda p: False if str(p).startswith(tmp) and "halo-seg-train-" in str(p) else real(p)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2, timeout=timedelta(seconds=60))
+    imgs, labs = _share_data()
+    made = []
+    real_save = pr._save_prepared
+    pr._save_prepared = lambda data, folder, stem: made.append(stem) or real_save(data, folder, stem)
+    vols, val_vols, own, n = pr._shared_prepared(imgs[:2], labs[:2], imgs[2:], labs[2:],
+                                                 {"normalization": {"kind": "zscore"}}, None, None, rank, 2, tmp)
+    q.put((rank, made, own, n, [v["image"].filename for v in vols + val_vols],
+           [np.array(v["weights"]) for v in vols], [np.array(v["image"]) for v in val_vols]))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _share_data():
+    from halo_seg.samples import make_phantom
+    phs = [make_phantom((16, 16, 16), n_objects=2, seed=s) for s in range(3)]
+    return [p.image.astype(np.float32) for p in phs], [(p.labels > 0).astype(np.uint8) for p in phs]
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_torchrun_ranks_of_a_machine_prepare_the_pairs_once_into_one_folder(tmp_path, hidden):
+    """Each rank held every prepared pair (10 bytes a voxel, per rank); now the ranks of a machine
+    each prepare a share into one folder and all memory-map every pair: the same arrays the pairs
+    prepared alone give. Where a rank cannot see the folder, each prepares its own."""
+    import torch.multiprocessing as mp
+    from halo_seg.engine.runner import _free_port
+    from halo_seg.train.partitioned_run import prepare_data, prepare_validation
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    init = f"tcp://127.0.0.1:{_free_port()}"
+    procs = [ctx.Process(target=_share_rank, args=(r, init, str(tmp_path), hidden, q)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = dict((r[0], r[1:]) for r in (q.get(timeout=120) for _ in procs))
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    imgs, labs = _share_data()
+    cfg = {"normalization": {"kind": "zscore"}}
+    for *_, weights, val_images in got.values():
+        for w, im, lb in zip(weights, imgs, labs):
+            np.testing.assert_array_equal(w, prepare_data(im, lb, cfg)["weights"])
+        np.testing.assert_array_equal(val_images[0], prepare_validation(imgs[2], labs[2], cfg)["image"])
+    if hidden:   # each rank its own folder, every pair prepared by each
+        assert sorted(got[0][0]) == sorted(got[1][0]) == ["0", "1", "val0"] and got[0][2] == got[1][2] == 1
+        assert {str(Path(f).parent) for f in got[0][3]} != {str(Path(f).parent) for f in got[1][3]}
+    else:        # one folder, each pair prepared once: pairs 0 and val0 by rank 0, pair 1 by rank 1
+        assert got[0][0] == ["0", "val0"] and got[1][0] == ["1"] and got[0][2] == got[1][2] == 2
+        assert got[0][3] == got[1][3] and len({str(Path(f).parent) for f in got[0][3]}) == 1
+        assert got[0][1] is not None and got[1][1] is None   # the first rank made the folder, and removes it
+        assert str(Path(got[0][3][0]).parent.parent) == str(tmp_path)   # inside the scratch folder

@@ -199,7 +199,8 @@ def test_partitioned_training_on_painted_slices_validates_on_the_held_out_ones(p
 
 def test_torchrun_ranks_train_on_the_painted_slices_as_spawned_ones_do(painted, tmp_path):
     """Under torchrun every rank finds the painted slices itself: the weights equal those of ranks
-    spawned for the run given the regions."""
+    spawned for the run given the regions. The two ranks share the pairs they prepare in the
+    --on-disk folder, which is empty again when training ends."""
     import os
     import subprocess
     import sys
@@ -212,9 +213,12 @@ def test_torchrun_ranks_train_on_the_painted_slices_as_spawned_ones_do(painted, 
            "-m", "halo_seg.cli", "train", "--image", str(tmp_path / "img.npy"), "--labels", str(tmp_path / "lab.npy"),
            "--out", str(tmp_path / "t.safetensors"), "--grid", "2,1,1", "--labelled-slices", "z", "--quiet",
            "--patch", "16", "16", "16", "--iterations", "6", "--epoch", "3", "--base", "4", "--depth", "2", "--lr",
-           "3e-3", "--threads", "1"]
+           "3e-3", "--threads", "1", "--on-disk", str(tmp_path / "scratch")]
+    (tmp_path / "scratch").mkdir()
     r = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert f"prepared and shared from disk by the 2 rank(s) of this machine (in {tmp_path / 'scratch'})" in r.stdout
+    assert not list((tmp_path / "scratch").iterdir())
     train, val, _ = sparse_regions(sparse, 0, 0.2)
     cfg = dict(n_classes=2, patch=[16, 16, 16], iterations=6, epoch=3, base=4, depth=2, lr=3e-3, threads=1, batch=2)
     partitioned_run.train_partitioned(img, sparse, cfg, (2, 1, 1), tmp_path / "s.safetensors", log=lambda *a: None,

@@ -393,8 +393,12 @@ def cmd_train(a) -> int:
     # one took 2 to 4 bytes a voxel); the labels as read (checked, then made as narrow as they can be,
     # by the trainer: int64 copies took 8 bytes a voxel)
     imgs = [[v.data for v in c] if len(c) > 1 else c[0].data for c in cases]
-    # --on-disk: the labels lazy too, read a volume at a time (the dataset need not fit in RAM)
-    read = (lambda v: v.data) if a.on_disk else (lambda v: np.asarray(v.data))
+    from .engine.runner import torchrun_env
+    torchrun = torchrun_env() and int(os.environ["WORLD_SIZE"]) > 1
+    split_run = int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun
+    # --on-disk, and partitioned training (which prepares a pair at a time, for its ranks to share from
+    # disk): the labels lazy too, read a volume at a time (the dataset need not fit in RAM)
+    read = (lambda v: v.data) if a.on_disk or split_run else (lambda v: np.asarray(v.data))
     labs = [read(v) for v in lab_vols]
     val = dict(val_images=[[v.data for v in c] if len(c) > 1 else c[0].data for c in val_cases],
                val_labels=[read(v) for v in val_labs])
@@ -415,8 +419,6 @@ def cmd_train(a) -> int:
         bar.refresh()
         if getattr(a, "on_step", None):   # --dry-run times the steps
             a.on_step(i)
-    from .engine.runner import torchrun_env
-    torchrun = torchrun_env() and int(os.environ["WORLD_SIZE"]) > 1
     if a.replicas < 1:
         raise SystemExit(f"error: --replicas must be 1 or more, got {a.replicas}")
     regions = {}
@@ -440,15 +442,11 @@ def cmd_train(a) -> int:
             print(f"{p}: {len(labelled_slices(t, AXES[a.labelled_slices]))} labelled slices across "
                   f"{a.labelled_slices} trained on"
                   + (f", {len(held)} held out ({', '.join(map(str, held))})" if len(held) else ""))
-    if int(np.prod(grid)) > 1 or a.replicas > 1 or torchrun:
-        if a.on_disk:
-            raise SystemExit("error: --on-disk is for the unpartitioned trainer; leave out --grid, --replicas and "
-                             "torchrun, or --on-disk")
+    if split_run:
         from .train import partitioned_run as partitioned
-        # every rank's blocks are cut from the whole volumes (each channel's)
-        imgs = [[np.asarray(c) for c in im] if isinstance(im, list) else np.asarray(im) for im in imgs]
-        val = {**val, "val_images": [[np.asarray(c) for c in im] if isinstance(im, list) else np.asarray(im)
-                                     for im in val["val_images"]]}
+        # the volumes as opened: each pair is read when it is prepared, the ranks' blocks cut from the
+        # prepared files (in --on-disk's folder, else the system's temporary one)
+        val["scratch"] = a.on_disk
         cfg = dict(n_classes=n, patch=list(a.patch), iterations=a.iterations, batch=a.batch, lr=a.lr, base=base,
                    depth=depth, seed=0, epoch=a.epoch, device=a.device, threads=a.threads, resume=a.resume,
                    replicas=a.replicas, normalization=spec, memory_check=not a.no_memory_check,
@@ -1129,7 +1127,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--on-disk", default=None, metavar="DIR",
                    help="keep the prepared volumes (normalised images, labels, weight maps: about 9 bytes a voxel) "
                         "in a scratch folder inside DIR, memory-mapped, instead of in RAM: a dataset larger than the "
-                        "memory; DIR on a local disk with room; removed when training ends")
+                        "memory; DIR on a local disk with room; removed when training ends (partitioned training always "
+                        "prepares so; DIR is where)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--dry-run", action="store_true", help="check everything, time a few iterations and a "
                                                           "validation, estimate the run's time; save nothing")

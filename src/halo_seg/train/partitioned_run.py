@@ -48,6 +48,7 @@ def prepare_data(image, labels, cfg: dict, region=None, val_region=None) -> dict
     volume) is where validation on this volume measures Dice."""
     from .losses import unet_weight_map
     from .unet_train import class_voxels, everywhere
+    labels = np.asarray(labels)   # read here, one pair at a time
     rng = np.random.default_rng(cfg.get("seed", 0))
     known = everywhere(labels.shape) if region is None else np.asarray(region, bool)
     fg = {k: _sample(vox, labels.shape, rng) for k, vox in class_voxels(labels, known).items()}
@@ -62,14 +63,101 @@ def prepare_data(image, labels, cfg: dict, region=None, val_region=None) -> dict
 
 def prepare_validation(image, labels, cfg: dict) -> dict:
     """A pair as validation reads it: the normalised image (float32; (C, Z, Y, X) for a network of
-    several input channels, each normalised on its own) and the labels (int16)."""
+    several input channels, each normalised on its own) and the labels (int16). ``image``: a list of
+    its channels, or an array ((C,) Z, Y, X); lazy volumes are read here, a channel at a time."""
     from .unet_train import channel_specs, normalised
-    specs = channel_specs(cfg["normalization"], len(image) if image.ndim == 4 else 1)
-    if image.ndim == 4:
-        img = np.stack([normalised(c, s) for c, s in zip(image, specs)]).astype(np.float32)
+    chans = list(image) if isinstance(image, (list, tuple)) or np.ndim(image) == 4 else [image]
+    specs = channel_specs(cfg["normalization"], len(chans))
+    if len(chans) > 1:
+        img = np.stack([normalised(np.asarray(c), s) for c, s in zip(chans, specs)]).astype(np.float32)
     else:
-        img = normalised(image, specs[0]).astype(np.float32)
-    return {"image": img, "labels": labels.astype(np.int16)}
+        img = normalised(np.asarray(chans[0]), specs[0]).astype(np.float32)
+    return {"image": img, "labels": np.asarray(labels).astype(np.int16)}
+
+
+PREPARED = ("image", "labels", "weights", "centres", "val_region")   # prepare_data's arrays, saved as .npy
+
+
+def _save_prepared(data: dict, folder, stem: str) -> dict:
+    """A prepared pair as files in ``folder`` ({key: path}), for ranks to memory-map."""
+    paths = {k: f"{folder}/{stem}_{k}.npy" for k in PREPARED if k in data}
+    for k, f in paths.items():
+        np.save(f, data[k])
+    if "fg" in data:
+        paths["fg"] = f"{folder}/{stem}_fg.npz"
+        np.savez(paths["fg"], **{str(k): v for k, v in data["fg"].items()})
+    return paths
+
+
+def _load_prepared(paths: dict) -> dict:
+    vol = {k: np.load(paths[k], mmap_mode="r") for k in PREPARED if k in paths}
+    if "fg" in paths:
+        vol["fg"] = {int(k): v for k, v in np.load(paths["fg"]).items()}
+    return vol
+
+
+def _prepare_into(folder, images, labels, val_images, val_labels, cfg, train_regions=None, val_regions=None,
+                  mine=lambda j: True) -> tuple[dict, dict]:
+    """Prepare the training pairs and the held-out validation pairs that ``mine(j)`` picks (j counts
+    the training pairs, then the validation ones) into ``folder``, one pair in memory at a time:
+    ({pair: paths}, {validation pair: paths})."""
+    train, val = {}, {}
+    for i, (image, lab) in enumerate(zip(images, labels)):
+        if mine(i):
+            data = prepare_data(image, lab, cfg, *_regions(train_regions, val_regions, i))
+            train[i] = _save_prepared(data, folder, str(i))
+            del data
+    for i, (image, lab) in enumerate(zip(val_images, val_labels)):
+        if mine(len(images) + i):
+            val[i] = _save_prepared(prepare_validation(image, lab, cfg), folder, f"val{i}")
+    return train, val
+
+
+def _shared_prepared(images, labels, val_images, val_labels, cfg, train_regions, val_regions, rank: int,
+                     world: int, scratch=None):
+    """torchrun's ranks on one machine share the prepared pairs: its ranks prepare a share each
+    into one folder (in ``scratch``, else the system's temporary folder) and every rank memory-maps
+    them all, where each rank held every prepared pair in its own memory (10 bytes a voxel per rank:
+    80 a voxel on a machine of 8 GPUs). Machines are told apart by host name and a folder each of its
+    ranks can see; ranks that cannot see their machine's folder prepare their own. Returns (pairs,
+    validation pairs, the folder this rank made and removes when training ends or None, and how
+    many ranks share this rank's folder)."""
+    import shutil
+    import socket
+    import tempfile
+
+    import torch.distributed as dist
+    # preparing a large dataset may take longer than a collective may wait; only this exchange waits so
+    exchange = dist.new_group(backend="gloo", timeout=timedelta(days=1))
+
+    def gathered(obj):
+        out = [None] * world
+        dist.all_gather_object(out, obj, group=exchange)
+        return out
+    hosts = gathered(socket.gethostname())
+    peers = [r for r in range(world) if hosts[r] == hosts[rank]]
+    own = tempfile.mkdtemp(prefix="halo-seg-train-", dir=scratch) if rank == peers[0] else None
+    folder = gathered(own)[peers[0]]
+    seen = gathered(os.path.isdir(folder))
+    if not all(seen[r] for r in peers):   # one host name, several file systems (containers): each its own
+        peers = [rank]
+        folder = own = own or tempfile.mkdtemp(prefix="halo-seg-train-", dir=scratch)
+    k, n = peers.index(rank), len(peers)
+    try:
+        mine = _prepare_into(folder, images, labels, val_images, val_labels, cfg, train_regions, val_regions,
+                             lambda j: j % n == k)
+        shares = gathered(mine)
+    except BaseException:
+        if own:
+            shutil.rmtree(own, ignore_errors=True)
+        raise
+    train, val = {}, {}
+    for r in peers:
+        train.update(shares[r][0])
+        val.update(shares[r][1])
+    vols = [_load_prepared(train[i]) for i in range(len(images))]
+    val_vols = [_load_prepared(val[i]) for i in range(len(val_images))]
+    return vols, val_vols, own, n
 
 
 def _validate_volume(net, vol, mesh: Mesh, rank, groups, dev, n_classes) -> torch.Tensor:
@@ -254,13 +342,8 @@ def _worker(rank, world, grid, paths, cfg, init, out, q, stop_event=None, val_pa
         q.put(("error", rank, f"{type(exc).__name__}: {exc}", None))
         exit_rank(q)
     try:
-        vols = []
-        for p in paths:
-            vol = {k: np.load(p[k], mmap_mode="r") for k in ("image", "labels", "weights", "centres", "val_region")
-                   if k in p}
-            vol["fg"] = {int(k): v for k, v in np.load(p["fg"]).items()}
-            vols.append(vol)
-        val_vols = [{k: np.load(p[k], mmap_mode="r") for k in ("image", "labels")} for p in val_paths]
+        vols = [_load_prepared(p) for p in paths]
+        val_vols = [_load_prepared(p) for p in val_paths]
         if dev.type == "cuda":   # the parent did not ask (a CUDA context there would hold GPU 0)
             _check_memory(cfg, grid, [v["labels"].shape for v in vols + val_vols], dev)
         stop = (lambda: stop_event.is_set()) if stop_event is not None else None
@@ -305,19 +388,21 @@ def _check_out(out) -> None:
 
 
 def _check_run(images, labels, cfg, grid, log=print):
-    from .unet_train import (TrainingError, channel_specs, channels_first, channels_of, check_channel_counts, check_pair,
+    """The checked run: each pair read and checked one at a time, and given back as it came (lazy
+    volumes stay lazy until prepare_data reads them), each image as the list of its channels."""
+    from .unet_train import (TrainingError, channel_specs, channels_of, check_channel_counts, check_pair,
                              check_schedule, starting_weights)
     check_schedule(cfg.get("iterations", 1), cfg.get("lr", 1e-3), cfg.get("batch", 1))
     images, labels = _pairs(images, labels)
     if len(images) != len(labels) or not images:
         raise TrainingError(f"{len(images)} images but {len(labels)} label volumes; give them in pairs")
     n_in = check_channel_counts(images)
-    labels = [np.asarray(lb) for lb in labels]
+    images = [channels_of(im) for im in images]   # a 4D array as one image is refused below: say the channels
     for i, (im, lb) in enumerate(zip(images, labels)):
-        for c in channels_of(im):   # each channel 3D, before they are stacked
+        lb = np.asarray(lb)
+        for c in im:   # each channel 3D, before they are stacked
             check_pair(np.asarray(c), lb, cfg["n_classes"], cfg["patch"],
                        "volume" if len(images) == 1 else f"volume {i}", 2 ** cfg["depth"])
-    images = [channels_first(im) for im in images]
     if cfg.get("channel_names") and len(cfg["channel_names"]) != n_in:
         raise TrainingError(f"{len(cfg['channel_names'])} channel names for {n_in} input channel(s)")
     channel_specs(cfg.get("normalization"), n_in)   # a list of specs of another length is refused here
@@ -405,7 +490,7 @@ def _check_regions(train_regions, val_regions, labels, held_out: bool):
 
 
 def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=None, cancel=None,
-                      val_images=None, val_labels=None, train_regions=None, val_regions=None) -> dict:
+                      val_images=None, val_labels=None, train_regions=None, val_regions=None, scratch=None) -> dict:
     """Train on (image, label) volume pairs (one pair, or lists) with every patch split over ``grid``
     ranks spawned here: CPU processes (gloo) or, with ``cfg["device"]`` cuda, one GPU each (NCCL);
     ``cfg["replicas"]`` copies of the grid each train their own patches (data parallelism; ``batch``
@@ -414,7 +499,8 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
     ``out``; ``cancel()`` returning True stops every rank at the same iteration, keeping the best
     weights so far. ``train_regions``: where each pair's labels are known (labels painted on some
     slices; prepare_data), validated on ``val_regions`` (by default the rest) unless held-out pairs
-    are given."""
+    are given. The pairs (numpy or lazy) are read and prepared one at a time into files the ranks
+    memory-map, in a folder inside ``scratch`` (else the system's temporary folder)."""
     import tempfile
 
     import torch.multiprocessing as mp
@@ -424,33 +510,19 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
     _check_out(out)
     images, labels, cfg = _check_run(images, labels, cfg, grid, log)
     val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"], cfg["in_channels"])
-    _check_validated(val_images or images, grid, cfg["depth"], bool(val_images))
+    _check_validated(val_labels or labels, grid, cfg["depth"], bool(val_images))
     train_regions, val_regions = _check_regions(train_regions, val_regions, labels, bool(val_images))
     mesh = Mesh(tuple(grid), cfg["replicas"])
     world = mesh.world
     if training_device(cfg["device"]).type == "cpu":   # the ranks' blocks share this machine's RAM
-        _check_memory(cfg, tuple(grid), [im.shape[-3:] for im in images + val_images], torch.device("cpu"), log=log,
+        _check_memory(cfg, tuple(grid), [lb.shape for lb in labels + val_labels], torch.device("cpu"), log=log,
                       spawned=True)
     else:
         _gpu_each(world, f"training on a {mesh.describe()}",
                   "a smaller grid or fewer --replicas, at most " + str(torch.cuda.device_count()) + " ranks")
-    with tempfile.TemporaryDirectory(prefix="halo-seg-train-") as tmp:
-        paths = []
-        for i, (image, lab) in enumerate(zip(images, labels)):
-            data = prepare_data(image, lab, cfg, *_regions(train_regions, val_regions, i))
-            p = {k: f"{tmp}/{i}_{k}.npy" for k in ("image", "labels", "weights", "centres", "val_region") if k in data}
-            for k, f in p.items():
-                np.save(f, data[k])
-            p["fg"] = f"{tmp}/{i}_fg.npz"
-            np.savez(p["fg"], **{str(k): v for k, v in data["fg"].items()})
-            paths.append(p)
-            del data
-        val_paths = []
-        for i, (image, lab) in enumerate(zip(val_images, val_labels)):
-            data = prepare_validation(image, lab, cfg)
-            val_paths.append({k: f"{tmp}/val{i}_{k}.npy" for k in data})
-            for k, f in val_paths[-1].items():
-                np.save(f, data[k])
+    with tempfile.TemporaryDirectory(prefix="halo-seg-train-", dir=scratch) as tmp:
+        train, val = _prepare_into(tmp, images, labels, val_images, val_labels, cfg, train_regions, val_regions)
+        paths, val_paths = [train[i] for i in range(len(images))], [val[i] for i in range(len(val_images))]
         ctx = mp.get_context("spawn")
         q, stop_event = ctx.Queue(), ctx.Event()
         init = f"tcp://127.0.0.1:{_free_port()}"
@@ -493,16 +565,17 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
 
 
 def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, progress=None, val_images=None,
-                               val_labels=None, train_regions=None, val_regions=None) -> dict | None:
+                               val_labels=None, train_regions=None, val_regions=None, scratch=None) -> dict | None:
     """The same training with this process as one of the ranks torchrun started (RANK, WORLD_SIZE,
-    MASTER_ADDR; one GPU per process by LOCAL_RANK with cuda). Every rank reads the volume pairs
-    itself; rank 0 writes the weights and returns the result, the others return None."""
+    MASTER_ADDR; one GPU per process by LOCAL_RANK with cuda). The ranks of each machine prepare the
+    volume pairs into one folder they share (_shared_prepared); rank 0 writes the weights and
+    returns the result, the others return None."""
     import torch.distributed as dist
     from .unet_train import TrainingError, check_validation
     _check_out(out)
     images, labels, cfg = _check_run(images, labels, cfg, grid, log)
     val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"], cfg["in_channels"])
-    _check_validated(val_images or images, grid, cfg["depth"], bool(val_images))
+    _check_validated(val_labels or labels, grid, cfg["depth"], bool(val_images))
     train_regions, val_regions = _check_regions(train_regions, val_regions, labels, bool(val_images))
     world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
     mesh = Mesh(tuple(grid), cfg["replicas"])
@@ -512,23 +585,32 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
         raise TrainingError(f"torchrun started {world} ranks but the grid {tuple(grid)}"
                             f"{f' x {mesh.replicas} replicas' if mesh.replicas > 1 else ''} needs {mesh.world}{hint}")
     local = int(os.environ.get("LOCAL_RANK", rank))
+    map_large_allocations()   # each pair prepared here is freed back to the system, as a spawned rank's blocks are
     torch.set_num_threads(cfg.get("threads") or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
     dev, backend = _rank_device(cfg, local)
     if dev.type == "cuda":
         _gpu_each(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), "torchrun", "--nproc-per-node of at most the GPUs "
                   "each machine has")
     from .train_memory import RANK_DATA
-    _check_memory(cfg, tuple(grid), [im.shape[-3:] for im in images + val_images], dev, distributed_env=True,
-                  data_bytes_per_voxel=RANK_DATA + (train_regions is not None), log=log)   # + a validation region
-    vols = [prepare_data(im, lb, cfg, *_regions(train_regions, val_regions, i))
-            for i, (im, lb) in enumerate(zip(images, labels))]
-    val_vols = [prepare_validation(im, lb, cfg) for im, lb in zip(val_images, val_labels)]
+    shapes = [tuple(lb.shape) for lb in labels + val_labels]
+    # the prepared pairs are shared from disk; a rank holds the one it prepares (+ a validation region)
+    _check_memory(cfg, tuple(grid), shapes, dev, distributed_env=True,
+                  data_bytes_per_voxel=RANK_DATA + (train_regions is not None), log=log,
+                  data_shapes=[max(shapes, key=np.prod)])
     dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
                             timeout=timedelta(seconds=600))
-    rep = _Reporter(cfg, grid, log, progress)
+    rep, own = _Reporter(cfg, grid, log, progress), None
     try:
+        vols, val_vols, own, sharing = _shared_prepared(images, labels, val_images, val_labels, cfg, train_regions,
+                                                        val_regions, rank, world, scratch)
+        if rank == 0:
+            log(f"{len(vols) + len(val_vols)} volume pair(s) prepared and shared from disk by the {sharing} "
+                f"rank(s) of this machine" + (f" (in {scratch})" if scratch else ""))
         _train_loop(rank, world, tuple(grid), vols, cfg, out, dev, rep, val_vols=val_vols)
-        dist.barrier()
+        dist.barrier()   # every rank done with the files before their folder goes
     finally:
+        if own:
+            import shutil
+            shutil.rmtree(own, ignore_errors=True)
         dist.destroy_process_group()
     return rep.result(out) if rank == 0 else None

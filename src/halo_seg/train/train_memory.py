@@ -89,16 +89,17 @@ def process_bytes(spawned: bool) -> int:
 def plan_training(config: dict, patch, batch: int, grid, volume_shapes, device: torch.device,
                   distributed_env: bool = False, ask_gpu: bool = True, data_bytes_per_voxel: int = 0,
                   spawned: bool = False, replicas: int = 1, checkpoint: bool = False,
-                  precision: str = "fp32") -> memory.MemoryCheck:
+                  precision: str = "fp32", data_shapes=None) -> memory.MemoryCheck:
     """The run's estimated peak per rank against the memory it draws on: the machine's RAM shared by
     its ranks, or each rank's GPU (``ask_gpu`` False: unknown, for a parent that only spawns ranks).
     ``data_bytes_per_voxel``: what a rank holds in RAM of the prepared volumes (counted for RAM only);
     ``spawned``: the ranks are processes started for the run (their own memory counts too);
     ``replicas``: data-parallel copies of the grid, each rank of which needs as much as the first's;
-    ``checkpoint``: activation checkpointing; ``precision``: the step's."""
+    ``checkpoint``: activation checkpointing; ``precision``: the step's; ``data_shapes``: the volumes
+    a rank holds ``data_bytes_per_voxel`` of (by default all of them)."""
     per_rank = rank_bytes(config, patch, batch, grid, volume_shapes, checkpoint, precision)
     here = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if distributed_env else math.prod(grid) * replicas
-    data = data_bytes_per_voxel * sum(math.prod(v) for v in volume_shapes)
+    data = data_bytes_per_voxel * sum(math.prod(v) for v in (volume_shapes if data_shapes is None else data_shapes))
     return memory.check_for(per_rank, device, here, ask_gpu, ram_extra=data, process=process_bytes(spawned))
 
 
