@@ -231,3 +231,17 @@ def test_activation_checkpointing_needs_less_and_is_offered_where_it_fits(tmp_pa
     assert "- --checkpoint-activations" in text
     assert "--checkpoint-activations" not in train_memory.refusal(config, (96, 96, 96), 1, (1, 1, 1),
                                                                    [(96, 96, 96)], tight, checkpoint=True)
+
+
+def test_a_torchrun_rank_counts_the_pair_it_prepares_not_every_pair(monkeypatch):
+    """Under torchrun a machine's ranks share the prepared pairs from disk: a rank's data in RAM is
+    the largest pair it may prepare, not the dataset (which it held before: 10 bytes a voxel)."""
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    config = dict(in_channels=1, out_channels=2, base=4, depth=2)
+    shapes = [(32, 32, 32), (64, 48, 32), (16, 16, 16)]
+    kw = dict(distributed_env=True, data_bytes_per_voxel=train_memory.RANK_DATA)
+    every = train_memory.plan_training(config, (16, 16, 16), 1, (2, 1, 1), shapes, torch.device("cpu"), **kw)
+    one = train_memory.plan_training(config, (16, 16, 16), 1, (2, 1, 1), shapes, torch.device("cpu"),
+                                     data_shapes=[(64, 48, 32)], **kw)
+    assert every.per_rank - one.per_rank == train_memory.RANK_DATA * (32 ** 3 + 16 ** 3)
+    assert every.sharing == one.sharing == 2
