@@ -193,9 +193,9 @@ def _validate_volume(net, vol, mesh: Mesh, rank, groups, dev, n_classes) -> torc
 
 def _validate(net, vols, mesh: Mesh, rank, groups, dev, n_classes) -> list:
     """Dice per foreground class on whole volumes (the held-out ones, or else the training volumes,
-    inside their validation regions where they have them), averaged over the volumes where the class is there or predicted (None where it is in none), as
-    the unpartitioned trainer reports it. Replicas share the volumes out (replica r validates volumes
-    r, r + R, ...)."""
+    inside their validation regions where they have them), averaged over the volumes where the class
+    is there or predicted (None where it is in none), as the unpartitioned trainer reports it.
+    Replicas share the volumes out (replica r validates volumes r, r + R, ...)."""
     import torch.distributed as dist
     rep, local = mesh.replica(rank), mesh.spatial_rank(rank)
     counts = torch.zeros(len(vols), 3, n_classes, dtype=torch.float64, device=dev)
@@ -593,7 +593,7 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
                   "each machine has")
     from .train_memory import RANK_DATA
     shapes = [tuple(lb.shape) for lb in labels + val_labels]
-    # the prepared pairs are shared from disk; a rank holds the one it prepares (+ a validation region)
+    # the prepared pairs are shared from disk: a rank holds the largest it may prepare (+ its regions)
     _check_memory(cfg, tuple(grid), shapes, dev, distributed_env=True,
                   data_bytes_per_voxel=RANK_DATA + (train_regions is not None), log=log,
                   data_shapes=[max(shapes, key=np.prod)])
