@@ -174,3 +174,26 @@ def test_a_file_read_whole_is_read_once_and_counted_in_each_ranks_memory(tmp_pat
     segment(mha, tmp_path / "u2.zarr", tiny_weights, grid=(2, 1, 1), resample="off")
     with pytest.raises(EngineError, match=r"each rank reads .*a.nrrd whole \(.*\): as zarr or an uncompressed .mha"):
         segment(nrrd, tmp_path / "w2.zarr", tiny_weights, grid=(2, 1, 1), resample="off")
+
+
+def test_a_file_read_whole_is_counted_when_the_run_resamples_it(tmp_path):
+    """A run at the model's voxel size reads the input it resamples whole too (each rank, once):
+    its estimate carries the file's bytes, which an uncompressed .mha of it does not."""
+    import torch
+    from halo_seg.engine.runner import segment
+    from halo_seg.engine.unet import UNet3D
+    from halo_seg.engine.weights import save_unet
+    torch.manual_seed(0)
+    weights = save_unet(UNet3D(1, 2, base=4, depth=2), tmp_path / "at2mm.safetensors",
+                        training={"spacing": [2.0, 2.0, 2.0], "unit": "mm"})
+    arr = (np.random.default_rng(4).random((48, 40, 40)) * 300).astype(np.int16)
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing([1.0, 1.0, 1.0])
+    sitk.WriteImage(img, str(tmp_path / "a.nrrd"), useCompression=True)
+    sitk.WriteImage(img, str(tmp_path / "a.mha"), useCompression=False)
+    for mode in ("halo", "whole"):
+        whole = segment(tmp_path / "a.nrrd", tmp_path / f"n_{mode}.zarr", weights, mode=mode, grid=(2, 1, 1))
+        lazy = segment(tmp_path / "a.mha", tmp_path / f"m_{mode}.zarr", weights, mode=mode, grid=(2, 1, 1))
+        assert whole.resampled and whole.memory.per_rank - lazy.memory.per_rank == arr.nbytes, mode
+        np.testing.assert_array_equal(open_volume(tmp_path / f"n_{mode}.zarr").data,
+                                      open_volume(tmp_path / f"m_{mode}.zarr").data)

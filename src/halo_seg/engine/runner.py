@@ -184,7 +184,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
             progress: Callable[[int, int, str], None] | None = None, cancel=None, mirror="",
             channel: int | str | None = None, timepoint: int | None = None, memory_check: bool = True,
             precision: str = "fp32", resample: str = "auto", spacing=None,
-            _fault: dict | None = None, _back: dict | None = None) -> SegmentResult:
+            _fault: dict | None = None, _back: dict | None = None, _read_whole: int = 0) -> SegmentResult:
     """Segment `source` (path or array) into the zarr group `output` (`labels`, `uncertainty`,
     `probabilities`; engine/output.py).
 
@@ -253,6 +253,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
                                      device=device, mode=mode, overlap=overlap,
                                      tile_size=tile_size, timeout=timeout, threads=threads, mirror=mirror,
                                      memory_check=memory_check, precision=precision, _fault=_fault,
+                                     _read_whole=whole_reads(vols),
                                      inputs=[(c.source, v) for c, v in zip(chs, vols)] if len(vols) > 1 else None)
             res.inputs = used
             return res
@@ -270,11 +271,13 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
         require_gpu_each(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), "torchrun",
                          "--nproc-per-node of at most the GPUs each machine has")
     tiling = (tile_size, overlap)
+    # inputs read whole beside the run: a whole-mode run's estimate holds its volume already; a run
+    # on a resampled input (_read_whole) reads the file it is resampled from whole in every mode
+    extra = (0 if mode == "whole" else whole_reads(vols)) + _read_whole
     mem = plan_memory(vol, net, plan, mode, tiling, mirror, device, distributed_env, ask_gpu=not spawns_gpu_ranks,
-                      precision=precision, read_whole=whole_reads(vols))
+                      precision=precision, read_whole=extra)
     if memory_check and not mem.fits:
-        raise EngineError(_memory_refusal(vol, net, plan, mode, tiling, mirror, mem, precision,
-                                          0 if mode == "whole" else whole_reads(vols)))
+        raise EngineError(_memory_refusal(vol, net, plan, mode, tiling, mirror, mem, precision, extra))
     if device == "cpu" or not torch.cuda.is_available():
         warn_if_emulated(precision, "cpu")   # a GPU rank checks its own GPU
     job = dict(source=chs[0].source, output=str(output), weights=weight_specs(weights), grid=grid, device=device,
@@ -363,8 +366,7 @@ def plan_memory(vol, net, plan: PartitionPlan, mode: str, tiling, mirror, device
                 read_whole: int = 0) -> memory.MemoryCheck:
     """The run's estimated peak per rank against the memory it draws on: this machine's RAM,
     shared by its ranks, or the GPU each rank runs on (ranks beyond the GPU count share one).
-    ``read_whole``: bytes of the inputs each rank reads whole (whole_reads); the whole mode's
-    estimate holds its volume already.
+    ``read_whole``: bytes of the inputs each rank reads whole beside its block (whole_reads).
 
     `ask_gpu` False leaves a GPU's free memory unknown: asking creates a CUDA context, which a
     parent that only spawns GPU ranks should not hold (each rank then checks its own GPU)."""
@@ -378,7 +380,7 @@ def plan_memory(vol, net, plan: PartitionPlan, mode: str, tiling, mirror, device
     dev = _device_for(device, int(os.environ.get("LOCAL_RANK", 0)) if distributed_env else 0)
     # ranks spawned here start their own processes, whose baseline the rank's estimate leaves out
     spawned = mode == "halo" and not distributed_env
-    return memory.check_for(per_rank, dev, here, ask_gpu, ram_extra=0 if mode == "whole" else read_whole,
+    return memory.check_for(per_rank, dev, here, ask_gpu, ram_extra=read_whole,
                             process=memory.PROCESS_BYTES if spawned else 0)
 
 
