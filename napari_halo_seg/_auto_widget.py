@@ -185,11 +185,15 @@ class AutoSegmentWidget(BackgroundWidget):
                 meta[key] = layer.metadata[key]
         unit = layer_unit(layer)
         names = names_in(grp["labels"].attrs)   # the model's classes
+        # named after what was segmented: the layer's channel, or its file where every channel was
+        base = layer.name
+        if res.inputs and (layer.metadata or {}).get("source"):
+            base = Path(layer.metadata["source"]).name.split(".")[0]
         # hidden until asked for: where the labels are likely wrong, in percent
-        self.viewer.add_image(da.from_zarr(grp[UNCERTAINTY]), name=f"{layer.name} uncertainty ({res.mode})",
+        self.viewer.add_image(da.from_zarr(grp[UNCERTAINTY]), name=f"{base} uncertainty ({res.mode})",
                               scale=layer.scale[-3:], translate=layer.translate[-3:], colormap="inferno",
                               contrast_limits=(0, 50), blending="additive", visible=False)
-        out = self.viewer.add_labels(labels, name=f"{layer.name} labels ({res.mode})", scale=layer.scale[-3:],
+        out = self.viewer.add_labels(labels, name=f"{base} labels ({res.mode})", scale=layer.scale[-3:],
                                      translate=layer.translate[-3:], metadata=meta,
                                      features=table_features(table, unit, names))
         if not note:

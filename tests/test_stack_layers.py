@@ -51,6 +51,38 @@ def test_channels_open_as_layers_and_the_shown_channel_is_segmented(make_napari_
                                   _reference(phantom_npy, tiny_weights, tmp_path / "ref.zarr"))
 
 
+def test_a_network_of_several_channels_takes_every_channel_and_names_the_result_after_the_file(
+        make_napari_viewer, qtbot, tmp_path, phantom_npy):
+    """The layer shows one channel; a two-channel network segments both (the engine's result on the
+    file), and the result is named after the file, not the channel shown ("cells nuclei labels")."""
+    import torch
+    from halo_seg.engine.unet import UNet3D
+    from halo_seg.engine.weights import save_unet
+    from napari_halo_seg._auto_widget import AutoSegmentWidget
+    img = np.load(phantom_npy)
+    noise = np.random.default_rng(0).normal(size=img.shape).astype(img.dtype)
+    g = zarr.open_group(str(tmp_path / "cells.ome.zarr"), mode="w", zarr_format=2)
+    g.create_array("0", shape=(1, 2) + img.shape, chunks=(1, 1) + img.shape, dtype=img.dtype)[...] = \
+        np.stack([noise, img])[None]
+    g.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": a} for a in "tczyx"],
+                               "datasets": [{"path": "0"}]}]
+    g.attrs["omero"] = {"channels": [{"label": "noise"}, {"label": "nuclei"}]}
+    torch.manual_seed(0)
+    two = save_unet(UNet3D(2, 3, base=4, depth=2), tmp_path / "two.safetensors", channels=["noise", "nuclei"])
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "cells.ome.zarr"), plugin="napari-halo-seg")
+    w = AutoSegmentWidget(viewer)
+    w.weights.setCurrentText(str(two))
+    w.mode.setCurrentText("whole")
+    w.image.setCurrentText("cells nuclei")
+    w.output.setText(str(tmp_path / "out.zarr"))
+    _run(w, qtbot)
+    assert "from 2 channels" in w.status.text(), w.status.text()
+    assert viewer.layers[-1].name == "cells labels (whole)" and viewer.layers[-2].name == "cells uncertainty (whole)"
+    np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data),
+                                  _reference(tmp_path / "cells.ome.zarr", two, tmp_path / "ref.zarr", channel="all"))
+
+
 def test_a_time_series_is_split_then_one_time_point_segmented(make_napari_viewer, qtbot, tmp_path,
                                                                phantom_npy, tiny_weights):
     from napari.layers._layer_actions import _split_stack
