@@ -20,9 +20,20 @@ def _run(w, qtbot):
     assert "done" in w.status.text(), w.status.text()
 
 
-def test_channels_open_as_layers_and_the_shown_channel_is_segmented(make_napari_viewer, qtbot, tmp_path,
-                                                                     phantom_npy, tiny_weights):
+def _segment_layer(viewer, qtbot, weights, name, out):
+    """The automatic widget run on the layer ``name`` (whole mode) into ``out``; the widget."""
     from napari_halo_seg._auto_widget import AutoSegmentWidget
+    w = AutoSegmentWidget(viewer)
+    w.weights.setCurrentText(str(weights))
+    w.mode.setCurrentText("whole")
+    w.image.setCurrentText(name)
+    w.output.setText(str(out))
+    _run(w, qtbot)
+    return w
+
+
+def _cells(tmp_path, phantom_npy, scale) -> np.ndarray:
+    """cells.ome.zarr: channels "noise" and "nuclei" (the phantom, returned) of one time point."""
     img = np.load(phantom_npy)
     noise = np.random.default_rng(0).normal(size=img.shape).astype(img.dtype)
     g = zarr.open_group(str(tmp_path / "cells.ome.zarr"), mode="w", zarr_format=2)
@@ -30,8 +41,14 @@ def test_channels_open_as_layers_and_the_shown_channel_is_segmented(make_napari_
         np.stack([noise, img])[None]
     g.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": a} for a in "tczyx"],
                                "datasets": [{"path": "0", "coordinateTransformations": [
-                                   {"type": "scale", "scale": [1, 1, 2.0, 0.5, 0.5]}]}]}]
+                                   {"type": "scale", "scale": list(scale)}]}]}]
     g.attrs["omero"] = {"channels": [{"label": "noise"}, {"label": "nuclei"}]}
+    return img
+
+
+def test_channels_open_as_layers_and_the_shown_channel_is_segmented(make_napari_viewer, qtbot, tmp_path,
+                                                                     phantom_npy, tiny_weights):
+    img = _cells(tmp_path, phantom_npy, [1, 1, 2.0, 0.5, 0.5])
     viewer = make_napari_viewer()
     viewer.open(str(tmp_path / "cells.ome.zarr"), plugin="napari-halo-seg")
     assert [lay.name for lay in viewer.layers] == ["cells noise", "cells nuclei"]
@@ -39,12 +56,7 @@ def test_channels_open_as_layers_and_the_shown_channel_is_segmented(make_napari_
     assert nuclei.data.shape == img.shape and tuple(nuclei.scale) == (2.0, 0.5, 0.5)
     assert nuclei.colormap.name == "magenta" and nuclei.blending == "additive"
     np.testing.assert_array_equal(np.asarray(nuclei.data), img)
-    w = AutoSegmentWidget(viewer)
-    w.weights.setCurrentText(str(tiny_weights))
-    w.mode.setCurrentText("whole")
-    w.image.setCurrentText("cells nuclei")
-    w.output.setText(str(tmp_path / "out.zarr"))
-    _run(w, qtbot)
+    _segment_layer(viewer, qtbot, tiny_weights, "cells nuclei", tmp_path / "out.zarr")
     sig = zarr.open_group(str(tmp_path / "out.zarr")).attrs["halo_seg"]["signature"]
     assert sig["input"].endswith("cells.ome.zarr") and sig["channel"] == 1   # read from the file, channel 1
     np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data),
@@ -58,25 +70,12 @@ def test_a_network_of_several_channels_takes_every_channel_and_names_the_result_
     import torch
     from halo_seg.engine.unet import UNet3D
     from halo_seg.engine.weights import save_unet
-    from napari_halo_seg._auto_widget import AutoSegmentWidget
-    img = np.load(phantom_npy)
-    noise = np.random.default_rng(0).normal(size=img.shape).astype(img.dtype)
-    g = zarr.open_group(str(tmp_path / "cells.ome.zarr"), mode="w", zarr_format=2)
-    g.create_array("0", shape=(1, 2) + img.shape, chunks=(1, 1) + img.shape, dtype=img.dtype)[...] = \
-        np.stack([noise, img])[None]
-    g.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": a} for a in "tczyx"],
-                               "datasets": [{"path": "0"}]}]
-    g.attrs["omero"] = {"channels": [{"label": "noise"}, {"label": "nuclei"}]}
+    _cells(tmp_path, phantom_npy, [1] * 5)
     torch.manual_seed(0)
     two = save_unet(UNet3D(2, 3, base=4, depth=2), tmp_path / "two.safetensors", channels=["noise", "nuclei"])
     viewer = make_napari_viewer()
     viewer.open(str(tmp_path / "cells.ome.zarr"), plugin="napari-halo-seg")
-    w = AutoSegmentWidget(viewer)
-    w.weights.setCurrentText(str(two))
-    w.mode.setCurrentText("whole")
-    w.image.setCurrentText("cells nuclei")
-    w.output.setText(str(tmp_path / "out.zarr"))
-    _run(w, qtbot)
+    w = _segment_layer(viewer, qtbot, two, "cells nuclei", tmp_path / "out.zarr")
     assert "from 2 channels" in w.status.text(), w.status.text()
     assert viewer.layers[-1].name == "cells labels (whole)" and viewer.layers[-2].name == "cells uncertainty (whole)"
     np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data),
@@ -125,7 +124,6 @@ def test_an_ome_zarr_pyramid_opens_multiscale_and_is_segmented_at_full_resolutio
     pytest.importorskip("ome_zarr")
     from ome_zarr.writer import write_image
     from halo_seg.samples import make_phantom
-    from napari_halo_seg._auto_widget import AutoSegmentWidget
     img = make_phantom((16, 32, 40), n_objects=3, seed=2).image.astype(np.float32)
     stack = np.stack([img] * channels)[None]
     stack[0, -1] *= 2.0
@@ -139,11 +137,6 @@ def test_an_ome_zarr_pyramid_opens_multiscale_and_is_segmented_at_full_resolutio
     assert layer.multiscale and [tuple(d.shape) for d in layer.data] == [(16, 32, 40), (16, 16, 20), (16, 8, 10)]
     assert tuple(layer.scale) == (2.0, 0.5, 0.5)
     np.testing.assert_array_equal(np.asarray(layer.data[0]), stack[0, -1])
-    w = AutoSegmentWidget(viewer)
-    w.weights.setCurrentText(str(tiny_weights))
-    w.mode.setCurrentText("whole")
-    w.image.setCurrentText(layer.name)
-    w.output.setText(str(tmp_path / "out.zarr"))
-    _run(w, qtbot)
+    _segment_layer(viewer, qtbot, tiny_weights, layer.name, tmp_path / "out.zarr")
     np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data),
                                   _reference(stack[0, -1], tiny_weights, tmp_path / "ref.zarr"))
