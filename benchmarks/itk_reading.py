@@ -30,21 +30,16 @@ FILES = {"mha": "uncompressed .mha", "mhd": "uncompressed .mhd + .raw", "cmha": 
 BAND = 16
 
 
-def _status_mib(field: str) -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
-
-
 def _one(spec: dict) -> dict:
     import time
     sys.path.insert(0, spec["src"])
     import dask.array  # noqa: F401  (what every reader imports: not part of the reading's memory)
     import SimpleITK  # noqa: F401
     import zarr  # noqa: F401
+    from halo_seg.engine.runner import _peak_growth_mb, _reset_peak
     from halo_seg.io import open_volume
-    with open("/proc/self/clear_refs", "w") as f:   # the high-water mark from here on, not the imports'
-        f.write("5")
-    base = _status_mib("VmRSS")
+    base = _reset_peak()   # the high-water mark from here on, not the imports'
+
     t = time.perf_counter()
     vol = open_volume(spec["file"])
     z = vol.shape[0]
@@ -53,7 +48,7 @@ def _one(spec: dict) -> dict:
     else:
         total = sum(int(np.asarray(vol.data[a:a + BAND]).sum(dtype=np.int64)) for a in range(0, z, BAND))
     sec = time.perf_counter() - t
-    return {"seconds": sec, "peak_mib": _status_mib("VmHWM") - base,
+    return {"seconds": sec, "peak_mib": _peak_growth_mb(base),
             "checksum": total}
 
 

@@ -215,7 +215,8 @@ def _share_rank(rank, init, tmp, hidden, q):
     real_save = pr._save_prepared
     pr._save_prepared = lambda data, folder, stem: made.append(stem) or real_save(data, folder, stem)
     vols, val_vols, own, n = pr._shared_prepared(imgs[:2], labs[:2], imgs[2:], labs[2:],
-                                                 {"normalization": {"kind": "zscore"}}, None, None, rank, 2, tmp)
+                                                 {"normalization": {"kind": "zscore"}, "n_classes": 2}, None, None, rank,
+                                                 2, tmp)
     q.put((rank, made, own, n, [v["image"].filename for v in vols + val_vols],
            [np.array(v["weights"]) for v in vols], [np.array(v["image"]) for v in val_vols]))
     dist.barrier()

@@ -282,11 +282,7 @@ def nnunet_spacing(path: Path) -> tuple[Path, tuple[float, float, float]] | None
     key) is left alone; one whose spacing is not three positive numbers is refused by name."""
     import json
     import re
-    stem = path.name
-    for suffix in sorted(TIFF_SUFFIXES, key=len, reverse=True):
-        if stem.lower().endswith(suffix):
-            stem = stem[:-len(suffix)]
-            break
+    stem = without_suffix(path.name)
     m = re.fullmatch(r"(.+)_\d{4}", stem)
     for name in [stem] + ([m.group(1)] if m else []):
         aux = path.with_name(name + ".json")

@@ -101,9 +101,15 @@ def _prepare_into(folder, images, labels, val_images, val_labels, cfg, train_reg
     """Prepare the training pairs and the held-out validation pairs that ``mine(j)`` picks (j counts
     the training pairs, then the validation ones) into ``folder``, one pair in memory at a time:
     ({pair: paths}, {validation pair: paths})."""
+    from .unet_train import channels_of, check_pair_values
     train, val = {}, {}
     for i, (image, lab) in enumerate(zip(images, labels)):
         if mine(i):
+            # read once, its voxels checked as the unpartitioned trainer checks them, then prepared
+            lab = np.asarray(lab)
+            image = [np.asarray(c) for c in channels_of(image)]
+            for c in image:
+                check_pair_values(c, lab, cfg["n_classes"], "volume" if len(images) == 1 else f"volume {i}")
             data = prepare_data(image, lab, cfg, *_regions(train_regions, val_regions, i))
             train[i] = _save_prepared(data, folder, str(i))
             del data
@@ -388,9 +394,9 @@ def _check_out(out) -> None:
 
 
 def _check_run(images, labels, cfg, grid, log=print):
-    """The checked run: each pair read and checked one at a time, and given back as it came (lazy
-    volumes stay lazy until prepare_data reads them), each image as the list of its channels."""
-    from .unet_train import (TrainingError, channel_specs, channels_of, check_channel_counts, check_pair,
+    """The checked run, the pairs given back as they came (lazy volumes stay lazy until they are
+    prepared, where their voxels are checked: _prepare_into), each image as the list of its channels."""
+    from .unet_train import (TrainingError, channel_specs, channels_of, check_channel_counts, check_pair_shapes,
                              check_schedule, starting_weights)
     check_schedule(cfg.get("iterations", 1), cfg.get("lr", 1e-3), cfg.get("batch", 1))
     images, labels = _pairs(images, labels)
@@ -399,10 +405,8 @@ def _check_run(images, labels, cfg, grid, log=print):
     n_in = check_channel_counts(images)
     images = [channels_of(im) for im in images]   # a 4D array as one image is refused below: say the channels
     for i, (im, lb) in enumerate(zip(images, labels)):
-        lb = np.asarray(lb)
         for c in im:   # each channel 3D, before they are stacked
-            check_pair(np.asarray(c), lb, cfg["n_classes"], cfg["patch"],
-                       "volume" if len(images) == 1 else f"volume {i}", 2 ** cfg["depth"])
+            check_pair_shapes(c, lb, "volume" if len(images) == 1 else f"volume {i}", 2 ** cfg["depth"])
     if cfg.get("channel_names") and len(cfg["channel_names"]) != n_in:
         raise TrainingError(f"{len(cfg['channel_names'])} channel names for {n_in} input channel(s)")
     channel_specs(cfg.get("normalization"), n_in)   # a list of specs of another length is refused here
