@@ -225,3 +225,19 @@ def test_torchrun_ranks_train_on_the_painted_slices_as_spawned_ones_do(painted, 
                                       train_regions=[train], val_regions=[val])
     a, b = load_file(str(tmp_path / "t.safetensors")), load_file(str(tmp_path / "s.safetensors"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_regions_that_do_not_fit_the_pairs_are_refused_before_any_rank_starts(painted, tmp_path):
+    from halo_seg.train.unet_train import TrainingError
+    img, _, sparse = painted
+    cfg = dict(n_classes=2, patch=[16, 16, 16], iterations=1, base=4, depth=2)
+    train, val, _ = sparse_regions(sparse, 0, 0.2)
+    out = tmp_path / "m.safetensors"
+    for kw, says in ((dict(val_regions=[val]), "give train_regions too"),
+                     (dict(train_regions=[train, train]), "2 training regions for 1 volume pairs"),
+                     (dict(train_regions=[train[:8]]), r"training region 0 is \(8, 32, 32\), its labels \(32, 32, 32\)"),
+                     (dict(train_regions=[train], val_regions=[val[:, :4]]), "validation region 0 is"),
+                     (dict(train_regions=[np.zeros_like(train)]), "training region 0 is empty")):
+        with pytest.raises(TrainingError, match=says):
+            partitioned_run.train_partitioned(img, sparse, cfg, (2, 1, 1), out, log=lambda *a: None, **kw)
+    assert not out.exists()
