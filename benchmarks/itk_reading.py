@@ -1,9 +1,11 @@
 """Reading MetaImage and NRRD volumes as the engine does: a halo rank's block, and a tile-mode run's
 bands, this checkout against another (e.g. the commit before uncompressed MetaImages were streamed
-box by box and files read whole were kept for the run, io/itk_image.py).
+box by box and files read whole were kept for the run, or before uncompressed NRRDs were
+memory-mapped, io/itk_image.py).
 
 One int16 volume (random values 0..999) written as an uncompressed `.mha`, `.mhd` + `.raw`, a
-compressed `.mha`, a compressed `.nrrd`, and a zarr (64^3 chunks) for reference. Each (code, file,
+compressed `.mha`, a compressed `.nrrd`, an uncompressed `.nrrd`, and a zarr (64^3 chunks) for
+reference (``--files`` picks some of them: mha mhd cmha nrrd rnrrd zarr). Each (code, file,
 access) runs in a process of its own; medians of ``--repeat`` interleaved runs:
 
 - block: the first of 4 ranks' blocks of a 4x1x1 grid (a quarter of the slices), as a rank reads it;
@@ -14,6 +16,7 @@ after the imports (SimpleITK, dask, zarr), in MiB.
 
     git worktree add /tmp/before HEAD~1
     .venv/bin/python benchmarks/itk_reading.py --before /tmp/before/src [--shape 256 512 512] [--repeat 3]
+        [--files rnrrd nrrd zarr]
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import numpy as np
 from _results import before_and_now_parser, interleaved, one_or_main, save_results
 
 FILES = {"mha": "uncompressed .mha", "mhd": "uncompressed .mhd + .raw", "cmha": "compressed .mha",
-         "nrrd": "compressed .nrrd", "zarr": "zarr (reference)"}
+         "nrrd": "compressed .nrrd", "rnrrd": "uncompressed .nrrd", "zarr": "zarr (reference)"}
 BAND = 16
 
 
@@ -52,27 +55,30 @@ def _one(spec: dict) -> dict:
             "checksum": total}
 
 
-def _write(folder: Path, shape) -> dict:
+def _write(folder: Path, shape, kinds) -> dict:
     import SimpleITK as sitk
     import zarr
     arr = np.random.default_rng(0).integers(0, 1000, shape).astype(np.int16)
     img = sitk.GetImageFromArray(arr)
     paths = {k: folder / name for k, name in (("mha", "u.mha"), ("mhd", "u.mhd"), ("cmha", "c.mha"),
-                                               ("nrrd", "c.nrrd"), ("zarr", "v.zarr"))}
-    for k in ("mha", "mhd", "cmha", "nrrd"):
+                                               ("nrrd", "c.nrrd"), ("rnrrd", "u.nrrd"), ("zarr", "v.zarr"))
+             if k in kinds}
+    for k in paths.keys() - {"zarr"}:
         sitk.WriteImage(img, str(paths[k]), useCompression=k in ("cmha", "nrrd"))
-    z = zarr.open_array(str(paths["zarr"]), mode="w", shape=arr.shape, chunks=(64, 64, 64), dtype=arr.dtype)
-    z[:] = arr
+    if "zarr" in paths:
+        z = zarr.open_array(str(paths["zarr"]), mode="w", shape=arr.shape, chunks=(64, 64, 64), dtype=arr.dtype)
+        z[:] = arr
     return {k: str(p) for k, p in paths.items()}
 
 
 def main(argv=None) -> int:
     ap = before_and_now_parser(__doc__, "itk_reading.json", shape=(256, 512, 512))
+    ap.add_argument("--files", nargs="+", choices=list(FILES), default=list(FILES))
     a = ap.parse_args(argv)
     now = str(Path(__file__).resolve().parents[1] / "src")
     rows = []
     with tempfile.TemporaryDirectory(dir=str(Path(__file__).parent)) as tmp:
-        files = _write(Path(tmp), tuple(a.shape))
+        files = _write(Path(tmp), tuple(a.shape), a.files)
         for access in ("block", "bands"):
             for kind, path in files.items():
                 runs, med = interleaved(__file__, {"before": a.before, "now": now},
@@ -87,7 +93,7 @@ def main(argv=None) -> int:
         b, n = r["median"]["before"], r["median"]["now"]
         print(f"| {r['access']} | {r['file']} | {b['seconds']:.2f} -> {n['seconds']:.2f} | "
               f"{b['seconds'] / max(n['seconds'], 1e-9):.1f}x | {b['peak_mib']:.0f} -> {n['peak_mib']:.0f} |")
-    return save_results(a.out, {"before": a.before, "shape": a.shape, "repeat": a.repeat}, rows)
+    return save_results(a.out, {"before": a.before, "shape": a.shape, "repeat": a.repeat, "files": a.files}, rows)
 
 
 if __name__ == "__main__":

@@ -168,11 +168,14 @@ def test_a_file_read_whole_is_read_once_and_counted_in_each_ranks_memory(tmp_pat
     mha = _written(tmp_path / "u.mha", arr, False)
     lazy = segment(mha, tmp_path / "u.zarr", tiny_weights, grid=(2, 1, 1), resample="off").memory
     whole = segment(nrrd, tmp_path / "w.zarr", tiny_weights, grid=(2, 1, 1), resample="off").memory
-    assert whole.per_rank - lazy.per_rank == arr.nbytes
+    raw = segment(_written(tmp_path / "r.nrrd", arr, False), tmp_path / "r.zarr", tiny_weights, grid=(2, 1, 1),
+                  resample="off").memory   # an uncompressed NRRD is mapped, read by block too
+    assert whole.per_rank - lazy.per_rank == arr.nbytes and raw.per_rank == lazy.per_rank
+    np.testing.assert_array_equal(open_volume(tmp_path / "r.zarr").data, open_volume(tmp_path / "w.zarr").data)
     np.testing.assert_array_equal(open_volume(tmp_path / "u.zarr").data, open_volume(tmp_path / "w.zarr").data)
     monkeypatch.setattr(memory, "host_available", lambda: int((lazy.needed + 2 * arr.nbytes // 3) / memory.USABLE))
     segment(mha, tmp_path / "u2.zarr", tiny_weights, grid=(2, 1, 1), resample="off")
-    with pytest.raises(EngineError, match=r"each rank reads .*a.nrrd whole \(.*\): as zarr or an uncompressed .mha"):
+    with pytest.raises(EngineError, match=r"each rank reads .*a.nrrd whole \(.*\): as zarr or an uncompressed .mha or .nrrd"):
         segment(nrrd, tmp_path / "w2.zarr", tiny_weights, grid=(2, 1, 1), resample="off")
 
 
@@ -197,3 +200,64 @@ def test_a_file_read_whole_is_counted_when_the_run_resamples_it(tmp_path):
         assert whole.resampled and whole.memory.per_rank - lazy.memory.per_rank == arr.nbytes, mode
         np.testing.assert_array_equal(open_volume(tmp_path / f"n_{mode}.zarr").data,
                                       open_volume(tmp_path / f"m_{mode}.zarr").data)
+
+
+def _hand_nrrd(path, arr, header: str, before: bytes = b"", after: bytes = b"", data_file=None):
+    """A NRRD as teem writes it by hand: ``header`` lines, then ``before``, the voxels big-endian, ``after``
+    (attached, or in ``data_file`` beside a detached header)."""
+    body = before + arr.astype(arr.dtype.newbyteorder(">")).tobytes() + after
+    sizes = " ".join(map(str, arr.shape[::-1]))
+    head = f"NRRD0005\n# written by hand\ntype: int16\ndimension: {arr.ndim}\nsizes: {sizes}\nendian: big\n{header}"
+    if data_file is None:
+        path.write_bytes(head.encode() + b"\n" + body)
+    else:
+        (path.parent / data_file).write_bytes(body)
+        path.write_text(head + f"data file: {data_file}\n")
+    return path
+
+
+def test_an_uncompressed_nrrd_is_read_box_by_box(tmp_path, monkeypatch):
+    """3D Slicer (Compress unticked) and teem write big stacks as raw NRRD, which ITK cannot stream:
+    its voxels lie in file order at an offset the header gives, so each index maps the file and reads
+    its box; the values are ITK's own whole read, whatever the header's byte order, skips and data file."""
+    from halo_seg.io import itk_image
+    arr = np.random.default_rng(1).integers(-500, 1000, (37, 41, 29)).astype(np.int16)
+    vec = np.random.default_rng(2).random((12, 13, 14, 3)).astype(np.float32)
+    small = arr[:9, :11, :13]
+    files = {"nrrd": _written(tmp_path / "a.nrrd", arr, False), "nhdr": _written(tmp_path / "a.nhdr", arr, False),
+             "vector": _written(tmp_path / "v.nrrd", vec, False, vector=True),
+             "big-endian, skips": _hand_nrrd(tmp_path / "b.nrrd", small, "encoding: raw\nline skip: 2\nbyte skip: 3\n"
+                                             "my key:=a: value\n", before=b"line one\nline two\nabc"),
+             "detached, ends the file": _hand_nrrd(tmp_path / "d.nhdr", small, "encoding: raw\nbyte skip: -1\n",
+                                                   before=b"\x00" * 7, data_file="d.bin"),
+             "labels": _written(tmp_path / "s.seg.nrrd", (arr > 300).astype(np.uint8), False)}
+    assert (tmp_path / "a.raw").is_file()   # .nhdr names its data file
+    monkeypatch.setattr(itk_image, "CHUNK_BYTES", 4 * 41 * 29 * 2)   # chunks of 4 slices
+    monkeypatch.setattr(itk_image, "_read_whole", None)   # never the whole file
+    boxes = []
+    real = itk_image.RawBoxes.__getitem__
+    monkeypatch.setattr(itk_image.RawBoxes, "__getitem__", lambda self, key: boxes.append(key) or real(self, key))
+    for name, path in files.items():
+        v = itk_image.open_itk(path)   # as read, channels first
+        ref = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        ref = np.moveaxis(ref, -1, 0) if name == "vector" else ref
+        assert "read_whole" not in v.meta and v.data.shape == ref.shape and v.data.dtype == ref.dtype, name
+        assert v.meta["labels"] == (name == "labels")
+        for sl in ((), np.s_[3:20, 5:9, 2:28:3], np.s_[5], np.s_[:, 7], np.s_[-3:, 10:], np.s_[2, 3:, 1:6:2]):
+            sl = ((slice(None),) if name == "vector" else ()) + (sl if isinstance(sl, tuple) else (sl,))
+            got = v.data[sl].compute()
+            assert got.dtype.isnative, name
+            np.testing.assert_array_equal(got, ref[sl], err_msg=name)
+    boxes.clear()
+    np.asarray(open_volume(files["nrrd"]).data[8:16])   # a rank's block of two chunks: those chunks read
+    assert len(boxes) == 2 and all(k[0].stop - k[0].start == 4 for k in boxes)
+
+    # what cannot be mapped is read whole, as ITK reads it: compressed, or the components last
+    monkeypatch.undo()
+    last = _hand_nrrd(tmp_path / "last.nrrd", np.stack([small, -small], -1).transpose(3, 0, 1, 2).copy(),
+                      "encoding: raw\nkinds: domain domain domain vector\n")
+    for path in (_written(tmp_path / "c.nrrd", arr, True), last):
+        v = itk_image.open_itk(path)
+        ref = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        assert v.meta["read_whole"], path.name
+        np.testing.assert_array_equal(np.asarray(v.data), np.moveaxis(ref, -1, 0) if ref.ndim == 4 else ref)

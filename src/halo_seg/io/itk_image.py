@@ -5,9 +5,11 @@ ITK reads these formats with their origin, spacing and direction cosines in LPS 
 geometry kept here is NIfTI's RAS affine (io.geometry), converted as for DICOM, so that labels come
 back out as NIfTI, NRRD or MetaImage on the scan. A file is read whole the first time its voxels
 are needed, except an uncompressed MetaImage (`.mha`, `.mhd` + `.raw`: micro-CT and light-sheet
-stacks larger than memory come so), whose voxels ITK streams box by box: a halo rank or a chunked
-reduction reads the voxels it asks for and no more. ITK streams no NRRD, nor a compressed MetaImage
-without reading all that precedes a box (convert such a stack to zarr).
+stacks larger than memory come so), whose voxels ITK streams box by box, and an uncompressed NRRD
+(`encoding: raw`, attached or in one detached data file), whose voxels lie at a known offset in
+file order and are memory-mapped (ITK streams no NRRD): a halo rank or a chunked reduction reads
+the voxels it asks for and no more. A compressed file cannot be read from the middle (convert such
+a stack to zarr).
 SimpleITK rather than a reader per format: it is the reference implementation of both, with
 their compression, detached headers and direction conventions.
 """
@@ -127,16 +129,98 @@ class MetaImageBoxes:
         return np.ascontiguousarray(box[tuple(pick)])
 
 
-def _streamed(path: Path, shape: tuple, dtype, components: int):
+def _nrrd_fields(path: Path) -> tuple[dict, int]:
+    """A NRRD header's fields (lower-case keys, spaces dropped: "data file" and "datafile" alike) and
+    the offset just past it, where attached voxels start."""
+    fields, offset = {}, 0
+    with open(path, "rb") as f:
+        for n in range(1000):   # a header is a few dozen lines; past that, not one (read whole, as ITK can)
+            line = f.readline(65536)
+            offset += len(line)
+            text = line.decode("latin-1").rstrip("\r\n")
+            if not line or not text:   # the blank line that ends the header (or a detached header's end)
+                return fields, offset
+            if n == 0 or text.startswith("#") or ":=" in text:   # magic, comments, key/value pairs
+                continue
+            key, colon, value = text.partition(": ")
+            if colon:
+                fields[key.replace(" ", "").lower()] = value.strip()
+    return {}, 0
+
+
+def _raw_nrrd(path: Path, shape: tuple, dtype, components: int):
+    """(data file, offset, dtype in the file's byte order) of an uncompressed NRRD whose voxels can be
+    memory-mapped, else None (compressed, text, a list of data files, a component axis other than
+    the fastest, or a data file shorter than its voxels: ITK reads such a file whole)."""
+    if ".nrrd" not in path.name.lower() and path.suffix.lower() != ".nhdr":
+        return None
+    fields, end = _nrrd_fields(path)
+    kinds = fields.get("kinds", "").lower().split()
+    spatial = ("domain", "space", "time", "???", "none")
+    if fields.get("encoding", "").lower() != "raw" or (components > 1) != (int(fields.get("dimension", 0)) == 4) \
+            or (components > 1 and (not kinds or kinds[0] in spatial)):
+        return None
+    dtype = np.dtype(dtype)
+    if dtype.itemsize > 1:
+        endian = fields.get("endian", "").lower()
+        if endian not in ("little", "big"):
+            return None
+        dtype = dtype.newbyteorder("<" if endian == "little" else ">")
+    data = fields.get("datafile", "")
+    if data and (data.upper().startswith("LIST") or len(data.split()) > 1 or "%" in data):
+        return None
+    file, start = (path.parent / data, 0) if data else (path, end)
+    if not file.is_file():
+        return None
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    try:
+        line_skip, byte_skip = int(fields.get("lineskip", 0)), int(fields.get("byteskip", 0))
+    except ValueError:
+        return None
+    if line_skip:
+        with open(file, "rb") as f:
+            f.seek(start)
+            for _ in range(line_skip):
+                f.readline()
+            start = f.tell()
+    size = file.stat().st_size
+    start = size - nbytes if byte_skip == -1 else start + byte_skip   # -1: the voxels end the file
+    if start < 0 or byte_skip < -1 or start + nbytes > size:
+        return None
+    return file, start, dtype
+
+
+class RawBoxes:
+    """An uncompressed NRRD's voxels as an array dask slices: each index maps the file and copies out
+    its box, so only that box's pages are read. (Z, Y, X), or (C, Z, Y, X) for a file of several
+    components (stored fastest). Holds the path alone, so it pickles to other processes."""
+
+    def __init__(self, path: str, offset: int, shape: tuple, stored, components: int):
+        self.path, self.offset, self.shape, self.stored = path, int(offset), tuple(shape), np.dtype(stored)
+        self.dtype = self.stored.newbyteorder("=")   # what it hands out: this machine's byte order
+        self.components, self.ndim = components, len(self.shape)
+
+    def __getitem__(self, key):
+        order = self.shape[1:] + (self.components,) if self.components > 1 else self.shape
+        mm = np.memmap(self.path, self.stored, "r", self.offset, order)
+        view = np.moveaxis(mm, -1, 0) if self.components > 1 else mm
+        return np.array(view[key], dtype=self.dtype)   # a copy: the map is closed with it
+
+
+def _streamed(path: Path, shape: tuple, dtype, components: int, boxes=None):
+    """The file as a dask array of chunks read one box at a time from ``boxes`` (a MetaImage's
+    region reads where it is not given)."""
     import dask.array as da
     from dask.base import tokenize
     rows = min(shape[-2], ROWS)
     part = rows * shape[-1] * np.dtype(dtype).itemsize * components   # of a slice: one run in the file
     chunks = [(components,)] * (components > 1) + [max(1, min(shape[-3], CHUNK_BYTES // max(part, 1))), rows,
                                                     shape[-1]]
-    stat = path.stat()
-    return da.from_array(MetaImageBoxes(str(path), shape, dtype, components), chunks=tuple(chunks),
-                         name=f"metaimage-{tokenize(str(path), stat.st_mtime_ns, stat.st_size)}",
+    boxes = boxes or MetaImageBoxes(str(path), shape, dtype, components)
+    kind = "metaimage" if isinstance(boxes, MetaImageBoxes) else "nrrd"
+    # the header's and the data file's state: a file rewritten in place is not taken for the old one
+    stats = [(p.stat().st_mtime_ns, p.stat().st_size) for p in {path, Path(boxes.path)}]
+    return da.from_array(boxes, chunks=tuple(chunks), name=f"{kind}-{tokenize(str(path), sorted(stats))}",
                          meta=np.empty((0,) * len(shape), dtype), asarray=False, fancy=False)
 
 
@@ -160,8 +244,10 @@ def open_itk(path) -> Volume:
     comps = reader.GetNumberOfComponents()
     dtype = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID(), comps)).dtype)
     shape = (comps,) * (comps > 1) + tuple(int(s) for s in size[::-1])
-    streamed = _streamable(path)
-    data = _streamed(path, shape, dtype, comps) if streamed else \
+    raw = _raw_nrrd(path, shape, dtype, comps)
+    streamed = raw is not None or _streamable(path)
+    boxes = raw and RawBoxes(str(raw[0]), raw[1], shape, raw[2], comps)
+    data = _streamed(path, shape, dtype, comps, boxes) if streamed else \
         da.from_delayed(dask.delayed(_read_whole)(str(path), comps), shape, dtype)
     spacing = np.asarray(reader.GetSpacing(), float)
     lps = np.eye(4)
