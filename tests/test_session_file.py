@@ -190,6 +190,11 @@ def test_the_command_line_writes_a_saved_session_onto_its_scan(tmp_path, capsys,
     got = np.asarray(back.data)
     assert np.array_equal(got == 3, seg.prediction) and set(np.unique(got)) <= {0, 3}
     np.testing.assert_allclose(back.meta[KEY]["sform"], vol.meta[KEY]["sform"])
+    # for 3D Slicer: a segment of that name (the name went only to DICOM)
+    assert main(["session", str(scan), str(session), str(tmp_path / "o.seg.nrrd"), "--label", "3",
+                 "--name", "lesion"]) == 0
+    named = open_volume(tmp_path / "o.seg.nrrd")
+    assert named.meta["segment_names"] == {3: "lesion"} and np.array_equal(np.asarray(named.data), got)
     assert main(["session", str(scan), str(session), str(out)]) == 2
     assert "exists" in capsys.readouterr().err
     before = scan.read_bytes()

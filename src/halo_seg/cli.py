@@ -824,7 +824,8 @@ def cmd_session(a) -> int:
         (write_rtstruct if wants_rtstruct(out) else write_dicom_seg)(
             labels, vol.source, out, names={a.label: a.name} if a.name else None)
     else:
-        write_labels(labels, out, spacing=vol.spacing, geometry=vol.meta.get(geometry.KEY), unit=unit)
+        write_labels(labels, out, spacing=vol.spacing, geometry=vol.meta.get(geometry.KEY), unit=unit,
+                     names={a.label: a.name} if a.name else None)
     n = int(mask.sum())
     print(f"wrote {out}: label {a.label}, {n} voxels ({volume_text(n * float(np.prod(vol.spacing)), unit)}), "
           f"{len(seg.annotated_slices)} trusted slices across axis {seg.axis}, {how}")
@@ -1047,7 +1048,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("output", help="output .nii.gz, .nii, .nrrd or .zarr (placed on the scan), .tif (for Fiji), or "
                                    "on a DICOM series .dcm (DICOM SEG) or .rtstruct.dcm (RT structure set)")
     se.add_argument("--label", type=int, default=1, help="the object's label value (default 1)")
-    se.add_argument("--name", default=None, help="the object's name in a DICOM SEG or RT structure set (e.g. liver)")
+    se.add_argument("--name", default=None, help="the object's name in a DICOM SEG, RT structure set, zarr or "
+                                                 "NRRD (a 3D Slicer segment) (e.g. liver)")
     se.add_argument("--weights", default="default", help="interactive weights; other than the session's, the "
                                                          "object is propagated again with them")
     se.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])

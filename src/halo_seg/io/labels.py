@@ -190,7 +190,8 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
     scan in any viewer, and a zarr keeps it as an attribute. It must be for a volume of this shape.
     ``affine``: a bare 4x4 affine instead (codes 'aligned'); without either, the voxel size alone.
     ``unit``: the length unit of the spacing ("mm", "µm", ...), kept in the file for measurements.
-    ``names``: label id -> name (a SEG's segments, a model's classes), kept by a zarr.
+    ``names``: label id -> name (a SEG's segments, a model's classes), kept by a zarr and a NRRD (as 3D
+    Slicer's segment names).
     """
     path = Path(path)
     if labels.ndim != 3:
@@ -204,7 +205,7 @@ def write_labels(labels, path: str | Path, spacing=(1.0, 1.0, 1.0), chunks: Sequ
         return write_tiff_labels(labels, path, spacing=spacing, unit=unit)
     if name.endswith(ITK_WRITE):   # 3D Slicer, ITK-SNAP: placed on the scan like NIfTI
         from .itk_image import write_itk_labels
-        return write_itk_labels(labels, path, spacing=spacing, geometry=geometry, unit=unit)
+        return write_itk_labels(labels, path, spacing=spacing, geometry=geometry, unit=unit, names=names)
     if name.endswith(NIFTI_SUFFIXES):
         import nibabel as nib
         arr = np.asarray(labels)
