@@ -261,3 +261,36 @@ def test_torchrun_ranks_of_a_machine_prepare_the_pairs_once_into_one_folder(tmp_
         assert got[0][3] == got[1][3] and len({str(Path(f).parent) for f in got[0][3]}) == 1
         assert got[0][1] is not None and got[1][1] is None   # the first rank made the folder, and removes it
         assert str(Path(got[0][3][0]).parent.parent) == str(tmp_path)   # inside the scratch folder
+
+
+def test_held_out_volumes_are_read_once_as_they_are_prepared(tmp_path):
+    """Held-out validation volumes were read whole into every rank's (torchrun) or the parent's memory
+    to be checked, kept there for the whole run, and read again to be prepared; now their shapes are
+    checked lazily and their voxels once, as they are prepared (a bad voxel still refused by name)."""
+    import dask.array as da
+    from halo_seg.train.partitioned_run import train_partitioned
+    from halo_seg.train.unet_train import TrainingError
+    imgs, labs = _share_data()
+    log = tmp_path / "reads.txt"
+
+    class Counted:   # an array dask reads chunk by chunk, each read written down (dask copies the object)
+        def __init__(self, a):
+            self.a, self.shape, self.dtype, self.ndim = a, a.shape, a.dtype, a.ndim
+
+        def __getitem__(self, key):
+            if all(k.stop > k.start for k in key):   # not dask's empty probe of the type
+                with open(log, "a") as f:
+                    f.write(f"{key}\n")
+            return self.a[key]
+    val_img = da.from_array(Counted(imgs[2]), chunks=(8, 16, 16), asarray=False)
+    val_lab = da.from_array(Counted(labs[2]), chunks=(8, 16, 16), asarray=False)
+    cfg = dict(n_classes=2, patch=[16, 16, 16], iterations=1, lr=1e-3, base=4, depth=2)
+    train_partitioned(imgs[0], labs[0], cfg, (2, 1, 1), tmp_path / "m.safetensors", log=lambda *a: None,
+                      val_images=[val_img], val_labels=[val_lab])
+    assert len(log.read_text().splitlines()) == 4   # two chunks of the image, two of the labels: each read once
+    bad = imgs[2].copy()
+    bad[3, 4, 5] = np.nan
+    with pytest.raises(TrainingError, match="validation volume 0: the image holds 1 NaN"):
+        train_partitioned(imgs[0], labs[0], cfg, (2, 1, 1), tmp_path / "x.safetensors", log=lambda *a: None,
+                          val_images=[da.from_array(bad)], val_labels=[labs[2]])
+    assert not (tmp_path / "x.safetensors").exists()

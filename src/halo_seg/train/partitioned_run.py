@@ -115,6 +115,10 @@ def _prepare_into(folder, images, labels, val_images, val_labels, cfg, train_reg
             del data
     for i, (image, lab) in enumerate(zip(val_images, val_labels)):
         if mine(len(images) + i):
+            lab = np.asarray(lab)
+            image = [np.asarray(c) for c in channels_of(image)]
+            for c in image:
+                check_pair_values(c, lab, cfg["n_classes"], f"validation volume {i}")
             val[i] = _save_prepared(prepare_validation(image, lab, cfg), folder, f"val{i}")
     return train, val
 
@@ -513,7 +517,7 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
     from .unet_train import check_validation, training_device
     _check_out(out)
     images, labels, cfg = _check_run(images, labels, cfg, grid, log)
-    val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"], cfg["in_channels"])
+    val_images, val_labels = check_validation(val_images, val_labels, cfg["in_channels"])
     _check_validated(val_labels or labels, grid, cfg["depth"], bool(val_images))
     train_regions, val_regions = _check_regions(train_regions, val_regions, labels, bool(val_images))
     mesh = Mesh(tuple(grid), cfg["replicas"])
@@ -578,7 +582,7 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
     from .unet_train import TrainingError, check_validation
     _check_out(out)
     images, labels, cfg = _check_run(images, labels, cfg, grid, log)
-    val_images, val_labels = check_validation(val_images, val_labels, cfg["n_classes"], cfg["in_channels"])
+    val_images, val_labels = check_validation(val_images, val_labels, cfg["in_channels"])
     _check_validated(val_labels or labels, grid, cfg["depth"], bool(val_images))
     train_regions, val_regions = _check_regions(train_regions, val_regions, labels, bool(val_images))
     world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])

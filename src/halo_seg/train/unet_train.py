@@ -53,22 +53,9 @@ class TrainConfig:
     new_head: bool = False      # with init: start the classifier afresh even where the class count matches
 
 
-def check_pair(image: np.ndarray, labels: np.ndarray, n_classes: int, patch, name: str = "volume", multiple: int = 8):
-    check_pair_shapes(image, labels, name, multiple)
-    check_pair_values(image, labels, n_classes, name)
-
-
 def channels_of(image) -> list:
     """A case's input channels: a list or tuple of 3D volumes (one per channel), or one volume."""
     return list(image) if isinstance(image, (list, tuple)) else [image]
-
-
-def channels_first(image) -> np.ndarray:
-    """A case's image as an array: (Z, Y, X), or (C, Z, Y, X) for several input channels (a list
-    of them)."""
-    if isinstance(image, (list, tuple)):
-        return np.stack([np.asarray(c) for c in image]) if len(image) > 1 else np.asarray(image[0])
-    return np.asarray(image)
 
 
 def check_channel_counts(images, what: str = "volume") -> int:
@@ -254,19 +241,19 @@ def validation_pairs(val_images, val_labels) -> tuple[list, list]:
     return val_images, val_labels
 
 
-def check_validation(val_images, val_labels, n_classes: int, n_in: int = 1) -> tuple[list, list]:
-    """Held-out validation volume pairs as arrays, checked as training pairs are (``n_in`` input
-    channels each)."""
+def check_validation(val_images, val_labels, n_in: int = 1) -> tuple[list, list]:
+    """Held-out validation volume pairs, their shapes checked as training pairs are (``n_in`` input
+    channels each), each image as the list of its channels. Lazy volumes stay lazy: their voxels are
+    checked (check_pair_values) when they are read to be prepared, so that no rank holds them all."""
     val_images, val_labels = validation_pairs(val_images, val_labels)
     odd = [i for i, im in enumerate(val_images) if len(channels_of(im)) != n_in]
     if odd:
         raise TrainingError(f"validation volume {odd[0]} has {len(channels_of(val_images[odd[0]]))} input channel(s), "
                             f"the training volumes {n_in}")
-    val_labels = [np.asarray(v) for v in val_labels]
     for i, (im, lb) in enumerate(zip(val_images, val_labels)):
         for c in channels_of(im):   # each channel 3D, before they are stacked
-            check_pair(np.asarray(c), lb, n_classes, (8, 8, 8), f"validation volume {i}")
-    return [channels_first(im) for im in val_images], val_labels
+            check_pair_shapes(c, lb, f"validation volume {i}")
+    return [channels_of(im) for im in val_images], val_labels
 
 
 def starting_weights(init, resume, n_classes: int, shape: tuple, normalization: dict | None, spacing: dict,
