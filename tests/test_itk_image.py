@@ -1,5 +1,7 @@
 """NRRD and MetaImage in and labels out, placed where ITK (and so 3D Slicer, ITK-SNAP) puts them:
 checked against the NIfTI that ITK itself writes of the same image, read by nibabel."""
+import os
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -128,6 +130,26 @@ def test_bad_itk_files_are_refused(tmp_path, monkeypatch):
     (tmp_path / "bad.mha").write_text("ObjectType = Image\nNDims = 3\nthis is no header\n")
     with pytest.raises(VolumeError, match="cannot read .*bad.mha"):
         open_volume(tmp_path / "bad.mha")
+    # cut short (an interrupted copy): refused when opened where the header says how long the voxels
+    # are (ITK failed only at the missing part, saying "No such file or directory"), else when read
+    arr = np.arange(20 * 30 * 40, dtype=np.int16).reshape(20, 30, 40)
+    for name in ("cut.nrrd", "cut.mha", "cut.mhd", "cut.nhdr", "cutz.nrrd"):
+        _written(tmp_path / name, arr, name.startswith("cutz"))
+        data = tmp_path / name if name.endswith((".nrrd", ".mha")) else tmp_path / "cut.raw"
+        os.truncate(data, data.stat().st_size - 1000)
+        if name.startswith("cutz"):   # compressed: how long it is shows only as it is decompressed
+            with pytest.raises(VolumeError, match=r"cannot read the voxels of .*cutz.nrrd \(damaged or cut short\?\): "
+                                                  r".*expected 48000 bytes but received"):
+                np.asarray(open_volume(tmp_path / name).data[:2])
+            continue
+        with pytest.raises(VolumeError, match=rf"{name} is truncated: its header says 48000 bytes of voxels, "
+                                              rf"{data.name} holds 47000 \(an interrupted copy or download\?\)"):
+            open_volume(tmp_path / name)
+        _written(tmp_path / name, arr, False)
+    (tmp_path / "cut.raw").unlink()
+    for name in ("cut.mhd", "cut.nhdr"):
+        with pytest.raises(VolumeError, match=rf"{name}: (its data file .*cut.raw is missing|.*couldn't open .*cut.raw)"):
+            open_volume(tmp_path / name)
     monkeypatch.setitem(__import__("sys").modules, "SimpleITK", None)   # the [itk] extra not installed
     with pytest.raises(VolumeError, match=r"flat.nrrd needs SimpleITK: pip install 'napari-halo-seg\[itk\]'"):
         open_volume(tmp_path / "flat.nrrd")

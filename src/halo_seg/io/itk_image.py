@@ -45,7 +45,7 @@ def _read_whole(path: str, components: int):
 @functools.lru_cache(maxsize=1)
 def _read_kept(path: str, components: int, mtime_ns: int, size: int):
     sitk = _sitk(f"reading {path}")
-    arr = sitk.GetArrayFromImage(sitk.ReadImage(path))   # (Z, Y, X[, C])
+    arr = sitk.GetArrayFromImage(_itk_read(path, lambda: sitk.ReadImage(path)))   # (Z, Y, X[, C])
     arr = np.moveaxis(arr, -1, 0) if components > 1 else arr
     arr.flags.writeable = False   # shared by every reader of the file: a change to one would reach the others
     return arr
@@ -57,7 +57,8 @@ CHUNK_BYTES, ROWS = 4 * 2 ** 20, 256
 
 
 def _metaimage_fields(path: Path) -> dict:
-    """A MetaImage header's fields (lower-case keys) up to ElementDataFile, where its voxels start."""
+    """A MetaImage header's fields (lower-case keys) up to ElementDataFile, where its voxels start
+    (that offset as "_end")."""
     fields = {}
     with open(path, "rb") as f:
         for _ in range(200):   # a header is a few dozen lines; past that, not one (read whole, as ITK can)
@@ -68,8 +69,46 @@ def _metaimage_fields(path: Path) -> dict:
             if eq:
                 fields[key.strip().lower()] = value.strip()
                 if key.strip().lower() == "elementdatafile":
+                    fields["_end"] = f.tell()
                     break
     return fields
+
+
+def _check_length(path: Path, file: Path, start: int, nbytes: int) -> None:
+    """A clear error where an uncompressed file holds fewer voxels than its header says (a copy or
+    download cut short): ITK fails only when the missing part is read, saying a file is missing."""
+    if not file.is_file():
+        raise VolumeError(f"{path}: its data file {file} is missing")
+    held = file.stat().st_size - max(start, 0)
+    if start < 0 or held < nbytes:
+        raise VolumeError(f"{path} is truncated: its header says {nbytes} bytes of voxels, {file.name} holds "
+                          f"{max(held, 0)} (an interrupted copy or download?)")
+
+
+def _metaimage_length(path: Path, shape: tuple, dtype, components: int) -> None:
+    """_check_length for a streamed MetaImage (its voxels after the header, or in the data file it
+    names, after HeaderSize bytes or, with -1, at its end)."""
+    fields = _metaimage_fields(path)
+    data, nbytes = fields["elementdatafile"], int(np.prod(shape)) * np.dtype(dtype).itemsize
+    try:
+        skip = int(fields.get("headersize", 0))
+    except ValueError:
+        return   # ITK's to judge
+    if data.upper() == "LOCAL":
+        _check_length(path, path, fields["_end"], nbytes)
+    else:
+        file = path.parent / data
+        _check_length(path, file, file.stat().st_size - nbytes if skip == -1 and file.is_file() else skip, nbytes)
+
+
+def _itk_read(path, read):
+    """``read()``, an ITK read of ``path``'s voxels, with ITK's failure (a damaged or truncated
+    compressed file shows only when it is decompressed) as a VolumeError naming the file."""
+    try:
+        return read()
+    except RuntimeError as exc:
+        reason = [line for line in str(exc).strip().splitlines() if line.strip()][-1]
+        raise VolumeError(f"cannot read the voxels of {path} (damaged or cut short?): {reason.strip()}") from None
 
 
 def _streamable(path: Path) -> bool:
@@ -122,7 +161,7 @@ class MetaImageBoxes:
             reader.SetFileName(self.path)
             reader.SetExtractIndex([a for a, _ in ranges][::-1])   # ITK's (x, y, z)
             reader.SetExtractSize(size[::-1])
-            box = sitk.GetArrayFromImage(reader.Execute())
+            box = sitk.GetArrayFromImage(_itk_read(self.path, reader.Execute))
         if self.components > 1:   # (Z, Y, X, C) -> channels first, then the channel index
             box = np.moveaxis(box, -1, 0)[key[0]]
             return np.ascontiguousarray(box[(slice(None),) * (box.ndim - 3) + tuple(pick)])
@@ -151,7 +190,7 @@ def _nrrd_fields(path: Path) -> tuple[dict, int]:
 def _raw_nrrd(path: Path, shape: tuple, dtype, components: int):
     """(data file, offset, dtype in the file's byte order) of an uncompressed NRRD whose voxels can be
     memory-mapped, else None (compressed, text, a list of data files, a component axis other than
-    the fastest, or a data file shorter than its voxels: ITK reads such a file whole)."""
+    the fastest: ITK reads such a file whole); a VolumeError where the data file is missing or cut short."""
     if ".nrrd" not in path.name.lower() and path.suffix.lower() != ".nhdr":
         return None
     fields, end = _nrrd_fields(path)
@@ -171,7 +210,7 @@ def _raw_nrrd(path: Path, shape: tuple, dtype, components: int):
         return None
     file, start = (path.parent / data, 0) if data else (path, end)
     if not file.is_file():
-        return None
+        raise VolumeError(f"{path}: its data file {file} is missing")
     nbytes = int(np.prod(shape)) * dtype.itemsize
     try:
         line_skip, byte_skip = int(fields.get("lineskip", 0)), int(fields.get("byteskip", 0))
@@ -183,10 +222,10 @@ def _raw_nrrd(path: Path, shape: tuple, dtype, components: int):
             for _ in range(line_skip):
                 f.readline()
             start = f.tell()
-    size = file.stat().st_size
-    start = size - nbytes if byte_skip == -1 else start + byte_skip   # -1: the voxels end the file
-    if start < 0 or byte_skip < -1 or start + nbytes > size:
+    if byte_skip < -1:
         return None
+    start = file.stat().st_size - nbytes if byte_skip == -1 else start + byte_skip   # -1: the voxels end the file
+    _check_length(path, file, start, nbytes)
     return file, start, dtype
 
 
@@ -246,6 +285,8 @@ def open_itk(path) -> Volume:
     shape = (comps,) * (comps > 1) + tuple(int(s) for s in size[::-1])
     raw = _raw_nrrd(path, shape, dtype, comps)
     streamed = raw is not None or _streamable(path)
+    if streamed and raw is None:
+        _metaimage_length(path, shape, dtype, comps)
     boxes = raw and RawBoxes(str(raw[0]), raw[1], shape, raw[2], comps)
     data = _streamed(path, shape, dtype, comps, boxes) if streamed else \
         da.from_delayed(dask.delayed(_read_whole)(str(path), comps), shape, dtype)
