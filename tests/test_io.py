@@ -40,6 +40,31 @@ def test_nifti_orientation_and_spacing(tmp_path, vol):
     np.testing.assert_array_equal(v.data.compute(), vol)
 
 
+def test_a_cut_short_or_scaled_nifti(tmp_path):
+    """A NIfTI cut short (an interrupted download) is refused when opened (uncompressed: its length
+    is known) or named when read (.nii.gz: gzip's bare EOFError); a scaled one (scl_slope, PET and
+    many MR files) says the floats it reads, not the integers it stores."""
+    import os
+    arr = np.arange(20 * 30 * 40, dtype=np.int16).reshape(20, 30, 40)
+    for name in ("cut.nii", "cut.nii.gz"):
+        nib.save(nib.Nifti1Image(arr.T, np.eye(4)), tmp_path / name)
+        os.truncate(tmp_path / name, (tmp_path / name).stat().st_size - 1000)
+    with pytest.raises(VolumeError, match=r"cut.nii is truncated: its header says 48000 bytes of voxels, it holds "
+                                          r"47000 \(an interrupted copy or download\?\)"):
+        open_volume(tmp_path / "cut.nii")
+    with pytest.raises(VolumeError, match=r"cannot read the voxels of .*cut.nii.gz \(damaged or cut short\?\): "
+                                          r"Compressed file ended"):
+        np.asarray(open_volume(tmp_path / "cut.nii.gz").data)
+    img = nib.Nifti1Image(arr.T, np.eye(4))
+    img.header.set_slope_inter(0.5, 10)
+    nib.save(img, tmp_path / "scaled.nii.gz")
+    v = open_volume(tmp_path / "scaled.nii.gz")
+    got = v.data.compute()
+    assert v.data.dtype == got.dtype == np.float64
+    np.testing.assert_array_equal(got, arr * 0.5 + 10)
+    assert open_volume(tmp_path / "cut.nii.gz").data.dtype == np.int16   # unscaled: as stored
+
+
 def test_tiff(tmp_path, vol):
     tifffile.imwrite(tmp_path / "v.tif", vol)
     v = open_volume(tmp_path / "v.tif")

@@ -221,8 +221,15 @@ def _open_nifti(path: Path) -> Volume:
     shape = tuple(proxy.shape)
     if len(shape) < 3:
         raise VolumeError(f"{path}: expected a 3D volume, got shape {shape}")
+    if not str(path).lower().endswith(".gz"):   # uncompressed: how long the voxels are is known now
+        nbytes = int(np.prod(shape)) * img.header.get_data_dtype().itemsize
+        held = path.stat().st_size - int(proxy.offset)   # where the voxels start (the header's may say 0)
+        if held < nbytes:
+            raise VolumeError(f"{path} is truncated: its header says {nbytes} bytes of voxels, it holds {max(held, 0)} "
+                              "(an interrupted copy or download?)")
     # one time point (or vector component) per chunk, so choosing one reads only that one
-    arr = da.from_array(proxy, chunks=shape[:2] + (min(32, shape[2]),) + (1,) * (len(shape) - 3), asarray=True)
+    arr = da.from_array(_NiftiVoxels(proxy, str(path)), chunks=shape[:2] + (min(32, shape[2]),)
+                        + (1,) * (len(shape) - 3), asarray=True)
     # NIfTI stores (X, Y, Z[, T[, U]]); the engine works in (Z, Y, X), after time and components
     extra = tuple(range(3, arr.ndim))
     arr = arr.transpose(extra + (2, 1, 0))
@@ -233,6 +240,25 @@ def _open_nifti(path: Path) -> Volume:
                   meta={"format": "nifti", "labels": is_label_nifti(img), "axes": names,
                         "unit": _nifti_unit(img),
                         KEY: from_nifti(img, (shape[2], shape[1], shape[0]))})
+
+
+class _NiftiVoxels:
+    """A NIfTI's voxels as dask reads them, box by box, with a cut-short or damaged .nii.gz (which
+    shows only as it is decompressed) a VolumeError naming the file, not gzip's bare EOFError."""
+
+    def __init__(self, proxy, path: str):
+        self.proxy, self.path = proxy, path
+        self.shape, self.ndim = tuple(proxy.shape), len(proxy.shape)
+        # the voxels as read: a scaled file (scl_slope, scl_inter) gives floats, not its stored integers
+        self.dtype = np.asarray(proxy[(slice(0, 0),) * self.ndim]).dtype
+
+    def __getitem__(self, key):
+        import zlib
+        try:
+            return np.asarray(self.proxy[key])
+        except (EOFError, OSError, zlib.error) as exc:
+            raise VolumeError(f"cannot read the voxels of {self.path} (damaged or cut short?): "
+                              f"{' '.join(str(exc).split())}") from None
 
 
 def _nifti_unit(img) -> str | None:
