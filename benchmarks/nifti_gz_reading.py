@@ -1,0 +1,87 @@
+"""Reading a compressed NIfTI (`.nii.gz`) as the engine and napari do, box by box, with and without
+indexed_gzip (which nibabel uses when it is installed).
+
+gzip cannot be read from the middle: Python's GzipFile reaches a voxel by decompressing all that
+precedes it, 1 KiB at a time, so every box of a `.nii.gz` (a halo rank's block, a tile band, the
+slice napari shows) cost a pass over the file up to it. indexed_gzip seeks in C and keeps an index
+of points within the file. One int16 volume (a ramp plus noise, about as compressible as a CT)
+written with nibabel; each (reader, access) runs in a process of its own; medians of ``--repeat``
+interleaved runs:
+
+- whole: the dask volume read whole (its 32-slice chunks);
+- bands: every 16-slice band, as the tile loop reads them;
+- block: the last of 4 ranks' blocks of a 4x1x1 grid;
+- scroll: 10 single slices spread over the depth in a shuffled order, one at a time, as napari
+  shows them while the user scrolls.
+
+    .venv/bin/python benchmarks/nifti_gz_reading.py [--shape 400 512 512] [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _results import interleaved, one_or_main, save_results
+
+ACCESS = ("whole", "bands", "block", "scroll")
+
+
+def _one(spec: dict) -> dict:
+    if spec["reader"] == "gzip":   # nibabel falls back to Python's gzip without it
+        sys.modules["indexed_gzip"] = None
+    import nibabel._compression as compression
+    from halo_seg.io import open_volume
+    assert compression.HAVE_INDEXED_GZIP == (spec["reader"] == "indexed_gzip")
+    t = time.perf_counter()
+    vol = open_volume(spec["file"])
+    z = vol.shape[0]
+    if spec["access"] == "whole":
+        total = int(np.asarray(vol.data).sum(dtype=np.int64))
+    elif spec["access"] == "bands":
+        total = sum(int(np.asarray(vol.data[a:a + 16]).sum(dtype=np.int64)) for a in range(0, z, 16))
+    elif spec["access"] == "block":
+        total = int(np.asarray(vol.data[3 * z // 4:]).sum(dtype=np.int64))
+    else:
+        at = np.random.default_rng(1).permutation(np.linspace(0, z - 1, 10).astype(int))
+        total = sum(int(np.asarray(vol.data[int(k)]).sum(dtype=np.int64)) for k in at)
+    return {"seconds": time.perf_counter() - t, "checksum": total}
+
+
+def main(argv=None) -> int:
+    import nibabel as nib
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", type=int, nargs=3, default=[400, 512, 512])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "nifti_gz_reading.json"))
+    a = ap.parse_args(argv)
+    rng = np.random.default_rng(0)
+    z, y, x = a.shape
+    arr = (np.linspace(-1000, 1000, x)[None, None, :] + rng.normal(0, 30, (z, y, x))).astype(np.int16)
+    rows = []
+    with tempfile.TemporaryDirectory(dir=str(Path(__file__).parent)) as tmp:
+        path = Path(tmp) / "v.nii.gz"
+        nib.save(nib.Nifti1Image(arr.transpose(2, 1, 0), np.eye(4)), str(path))
+        mib = path.stat().st_size / 2 ** 20
+        del arr
+        for access in ACCESS:
+            runs, med = interleaved(__file__, {"gzip": "gzip", "indexed_gzip": "indexed_gzip"},
+                                    {"file": str(path), "access": access}, a.repeat, key="reader")
+            assert runs["gzip"][0]["checksum"] == runs["indexed_gzip"][0]["checksum"]   # the same voxels
+            rows.append({"access": access, "median": med, "runs": runs})
+    print(f"\n{' x '.join(map(str, a.shape))} int16 ({np.prod(a.shape) * 2 / 2 ** 20:.0f} MiB, {mib:.0f} MiB "
+          f"compressed); median seconds of {a.repeat} runs each")
+    print("| read | Python's gzip | indexed_gzip | ratio |")
+    print("|---|---|---|---|")
+    for r in rows:
+        g, i = r["median"]["gzip"]["seconds"], r["median"]["indexed_gzip"]["seconds"]
+        print(f"| {r['access']} | {g:.2f} | {i:.2f} | {g / max(i, 1e-9):.1f}x |")
+    return save_results(a.out, {"shape": a.shape, "repeat": a.repeat, "compressed_mib": mib}, rows)
+
+
+if __name__ == "__main__":
+    raise SystemExit(one_or_main(_one, main))
