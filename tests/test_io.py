@@ -81,6 +81,28 @@ def test_a_nii_gz_is_read_box_by_box_through_indexed_gzip(tmp_path, monkeypatch)
     assert not opened
 
 
+def test_a_damaged_zarr_chunk_or_tiff_names_the_file_and_the_box(tmp_path):
+    """A zarr chunk cut short (an interrupted copy of a large dataset) or a TIFF strip missing came up
+    as the codec's bare error ("Zstd decompression error: invalid input data"), naming neither the
+    file nor where: now a VolumeError says both, so the one chunk can be copied again."""
+    import os
+    arr = np.arange(20 * 30 * 40, dtype=np.int16).reshape(20, 30, 40) + 1
+    z = zarr.open_array(str(tmp_path / "v.zarr"), mode="w", shape=arr.shape, chunks=(8, 30, 40), dtype=arr.dtype)
+    z[:] = arr
+    chunk = next(p for p in (tmp_path / "v.zarr").rglob("*")   # the second chunk: zarr 3's c/1/0/0, 2's 1.0.0
+                 if p.is_file() and (p.parts[-3:] == ("1", "0", "0") or p.name == "1.0.0"))
+    os.truncate(chunk, chunk.stat().st_size // 2)
+    v = open_volume(tmp_path / "v.zarr")
+    np.testing.assert_array_equal(np.asarray(v.data[:8]), arr[:8])   # the other chunks read as before
+    with pytest.raises(VolumeError, match=r"cannot read the voxels \[8:16, 0:30, 0:40\] of .*v.zarr "
+                                          r"\(damaged or cut short\?\): "):
+        np.asarray(v.data[4:])
+    tifffile.imwrite(tmp_path / "cut.tif", arr)
+    os.truncate(tmp_path / "cut.tif", int((tmp_path / "cut.tif").stat().st_size * 0.6))
+    with pytest.raises(VolumeError, match=r"cannot read the voxels \[.*\] of .*cut.tif \(damaged or cut short"):
+        np.asarray(open_volume(tmp_path / "cut.tif").data)
+
+
 def test_tiff(tmp_path, vol):
     tifffile.imwrite(tmp_path / "v.tif", vol)
     v = open_volume(tmp_path / "v.tif")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .volume import TIFF_SUFFIXES, Volume, VolumeError, is_zarr_dir, tiff_spacing
+from .volume import TIFF_SUFFIXES, Volume, VolumeError, is_zarr_dir, named_from_zarr, tiff_spacing
 
 _NUMBER = re.compile(r"(\d+)")
 
@@ -86,7 +86,6 @@ def _check_numbering(folder: Path, files: list[Path]) -> None:
 def open_slices(folder) -> Volume:
     """The TIFF slices in ``folder`` as one lazy volume, its voxel size from the first slice's ImageJ
     calibration (the slice spacing is known only when that records it)."""
-    import dask.array as da
     import tifffile
     import zarr
 
@@ -118,7 +117,7 @@ def open_slices(folder) -> Volume:
                               "the slices of one volume share one size and type")
     seq = tifffile.TiffSequence([str(p) for p in files], pattern=None)
     arr = zarr.open(seq.aszarr(), mode="r")
-    data = da.from_zarr(arr).reshape((len(files),) + first[1])
+    data = named_from_zarr(arr, folder).reshape((len(files),) + first[1])   # a bad slice's read named
     return Volume(data, spacing=spacing, source=str(folder), spacing_known=known,
                   meta={"format": "tiff slices", "unit": unit, "axes": ["z"] + tiff_axes(first[3]),
                         "files": len(files)})

@@ -261,6 +261,32 @@ class _NiftiVoxels:
                               f"{' '.join(str(exc).split())}") from None
 
 
+class _ZarrVoxels:
+    """A zarr array (a zarr store, or a TIFF's through tifffile) as dask reads it, chunk by chunk,
+    with a chunk that cannot be decoded (a file cut short or damaged in a copy) a VolumeError naming
+    the file and the box, where the codec's bare error ("Zstd decompression error") named neither."""
+
+    def __init__(self, z, path: str):
+        self.z, self.path = z, path
+        self.shape, self.dtype, self.ndim = tuple(z.shape), z.dtype, len(z.shape)
+
+    def __getitem__(self, key):
+        try:
+            return self.z[key]
+        except (OSError, ValueError, RuntimeError, EOFError) as exc:
+            box = ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k)
+                            for k in (key if isinstance(key, tuple) else (key,)))
+            raise VolumeError(f"cannot read the voxels [{box}] of {self.path} (damaged or cut short?): "
+                              f"{' '.join(str(exc).split())}") from None
+
+
+def named_from_zarr(z, path) -> da.Array:
+    """da.from_zarr(z) (its chunks and its name), each chunk's read failure named (_ZarrVoxels)."""
+    from dask.base import tokenize
+    return da.from_array(_ZarrVoxels(z, str(path)), chunks=z.chunks,
+                         name="from-zarr-" + tokenize(z, None, {}, z.chunks))
+
+
 def _nifti_unit(img) -> str | None:
     """The NIfTI's length unit; "unknown" (most files) is taken as mm, as ITK reads it, since
     NIfTI's world coordinates are scanner millimetres."""
@@ -294,7 +320,7 @@ def _open_tiff(path: Path) -> Volume:
         if not (known and np.allclose(sp, spacing, rtol=1e-3)):
             unit = None   # nnU-Net's spacing names no unit
         spacing, known, extra = sp, True, {"spacing_from": str(sidecar)}
-    return Volume(da.from_zarr(z), spacing=spacing, source=str(path), spacing_known=known,
+    return Volume(named_from_zarr(z, path), spacing=spacing, source=str(path), spacing_known=known,
                   meta={"format": "tiff", "unit": unit, "axes": axes, "channel_names": channels, **extra})
 
 
@@ -434,7 +460,7 @@ def _open_zarr(path: Path) -> Volume:
         raise VolumeError(f"cannot open zarr {path}: {exc}") from exc
     if isinstance(node, zarr.Array):
         spacing = tuple(node.attrs.get("spacing", (1.0, 1.0, 1.0)))
-        return Volume(da.from_zarr(node), spacing=spacing, source=str(path),
+        return Volume(named_from_zarr(node, path), spacing=spacing, source=str(path),
                       spacing_known="spacing" in node.attrs,
                       meta={"format": "zarr", "unit": length_unit(node.attrs.get("unit")),
                             "labels": bool(node.attrs.get("labels", False)), **_names(node.attrs),
@@ -459,10 +485,10 @@ def _open_zarr(path: Path) -> Volume:
         units = {length_unit(a.get("unit")) for a in ms[0].get("axes", [])
                  if isinstance(a, dict) and a.get("name") in ("z", "y", "x")}
         # the coarser levels, lazily: a viewer shows them when zoomed out or in 3D
-        levels = [da.from_zarr(node[d["path"]]) for d in ms[0]["datasets"][1:]]
+        levels = [named_from_zarr(node[d["path"]], path) for d in ms[0]["datasets"][1:]]
         omero = attrs.get("omero") or attrs.get("ome", {}).get("omero") or {}
         names = [c.get("label") for c in omero.get("channels", []) if isinstance(c, dict)]
-        return Volume(da.from_zarr(arr), spacing=spacing, source=str(path), spacing_known=scaled,
+        return Volume(named_from_zarr(arr, path), spacing=spacing, source=str(path), spacing_known=scaled,
                       meta={"format": f"ome-zarr {version}", "axes": axes, "labels": label_image, "levels": levels,
                             "channel_names": [str(n) for n in names] if names and all(names) else None,
                             "unit": units.pop() if len(units) == 1 else None})
@@ -475,7 +501,7 @@ def _open_zarr(path: Path) -> Volume:
         # a `segment` run that stopped: the blocks never written read as background
         unfinished = {"incomplete": f"{int(done.sum())} of {done.size} blocks written"} \
             if done is not None and not done.all() else {}
-        return Volume(da.from_zarr(arr), spacing=spacing, source=str(path),
+        return Volume(named_from_zarr(arr, path), spacing=spacing, source=str(path),
                       spacing_known="spacing" in arr.attrs or "spacing" in attrs,
                       meta={"format": "zarr", "array": key, **unfinished, **_names(arr.attrs),
                             "unit": length_unit(arr.attrs.get("unit", attrs.get("unit"))),
