@@ -213,7 +213,8 @@ def test_an_uncompressed_metaimage_is_read_box_by_box(tmp_path, monkeypatch):
     assert len(boxes) == 2 and all(k[0].stop - k[0].start == 4 for k in boxes)
 
 
-def test_a_file_read_whole_is_read_once_and_counted_in_each_ranks_memory(tmp_path, monkeypatch, tiny_weights):
+def test_a_file_read_whole_is_read_once_and_counted_in_each_ranks_memory(tmp_path, monkeypatch, tiny_weights,
+                                                                         capsys):
     """A compressed file (NRRD, MetaImage) is read whole: once for a whole tile-mode run (each tile
     band asked for the whole file again, 97 reads of it), and the memory check counts it in every
     rank, which holds it beside its block; the labels equal those of the same volume from .npy."""
@@ -237,6 +238,10 @@ def test_a_file_read_whole_is_read_once_and_counted_in_each_ranks_memory(tmp_pat
     raw = segment(_written(tmp_path / "r.nrrd", arr, False), tmp_path / "r.zarr", tiny_weights, grid=(2, 1, 1),
                   resample="off").memory   # an uncompressed NRRD is mapped, read by block too
     assert whole.per_rank - lazy.per_rank == arr.nbytes and raw.per_rank == lazy.per_rank
+    for path, said in ((nrrd, True), (tmp_path / "r.nrrd", False), (mha, False)):   # `info` says which
+        capsys.readouterr()
+        assert main(["info", str(path), "--weights", str(tiny_weights)]) == 0
+        assert ('"read": "whole, once a run"' in capsys.readouterr().out) == said, path
     np.testing.assert_array_equal(open_volume(tmp_path / "r.zarr").data, open_volume(tmp_path / "w.zarr").data)
     np.testing.assert_array_equal(open_volume(tmp_path / "u.zarr").data, open_volume(tmp_path / "w.zarr").data)
     monkeypatch.setattr(memory, "host_available", lambda: int((lazy.needed + 2 * arr.nbytes // 3) / memory.USABLE))
