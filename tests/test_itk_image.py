@@ -117,6 +117,7 @@ def test_a_slicer_segmentation_opens_as_labels(tmp_path, make_napari_viewer):
     np.testing.assert_array_equal(layer.data, lab)
     layer.save(str(tmp_path / "saved.nrrd"), plugin="napari-halo-seg")   # saved back where it lies
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "saved.nrrd"))), lab)
+    assert open_volume(tmp_path / "saved.nrrd").meta["segment_names"] == {2: "liver"}   # its segment's name too
     # the brush writes into the layer's array, which is not the file's copy the reader keeps
     layer.paint((0, 0, 0), 5, refresh=False)
     assert layer.data[0, 0, 0] == 5
