@@ -187,6 +187,32 @@ def _written(path, arr, compressed, vector=False):
     return path
 
 
+def _streamed_as_itk_reads(monkeypatch, files: dict, boxes_class) -> None:
+    """Each file (the first a (37, 41, 29) volume) opens streamed, never read whole, and every box of
+    it holds ITK's own whole read's voxels, in this machine's byte order; a rank's block of two
+    4-slice chunks reads those two chunks (``boxes_class``: the reader the boxes go through)."""
+    from halo_seg.io import itk_image
+    monkeypatch.setattr(itk_image, "CHUNK_BYTES", 4 * 41 * 29 * 2)   # chunks of 4 slices
+    monkeypatch.setattr(itk_image, "_read_whole", None)   # never the whole file
+    boxes = []
+    real = boxes_class.__getitem__
+    monkeypatch.setattr(boxes_class, "__getitem__", lambda self, key: boxes.append(key) or real(self, key))
+    for name, path in files.items():
+        v = itk_image.open_itk(path)   # as read, channels first
+        ref = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        ref = np.moveaxis(ref, -1, 0) if name == "vector" else ref
+        assert "read_whole" not in v.meta and v.data.shape == ref.shape and v.data.dtype == ref.dtype, name
+        assert v.meta["labels"] == (name == "labels")
+        for sl in ((), np.s_[3:20, 5:9, 2:28:3], np.s_[5], np.s_[:, 7], np.s_[-3:, 10:], np.s_[2, 3:, 1:6:2]):
+            sl = ((slice(None),) if name == "vector" else ()) + (sl if isinstance(sl, tuple) else (sl,))
+            got = v.data[sl].compute()
+            assert got.dtype.isnative, name
+            np.testing.assert_array_equal(got, ref[sl], err_msg=name)
+    boxes.clear()
+    np.asarray(open_volume(next(iter(files.values()))).data[8:16])   # a rank's block of two chunks: those read
+    assert len(boxes) == 2 and all(k[0].stop - k[0].start == 4 for k in boxes)
+
+
 def test_an_uncompressed_metaimage_is_read_box_by_box(tmp_path, monkeypatch):
     """Micro-CT and light-sheet stacks larger than memory come as .mhd + .raw: ITK streams the box
     each index asks for, so a halo rank reads its block and no more; the values are ITK's own."""
@@ -196,22 +222,7 @@ def test_an_uncompressed_metaimage_is_read_box_by_box(tmp_path, monkeypatch):
     files = {"mha": _written(tmp_path / "a.mha", arr, False), "mhd": _written(tmp_path / "a.mhd", arr, False),
              "vector": _written(tmp_path / "v.mha", vec, False, vector=True)}
     assert (tmp_path / "a.raw").is_file()   # .mhd names its data file
-    monkeypatch.setattr(itk_image, "CHUNK_BYTES", 4 * 41 * 29 * 2)   # chunks of 4 slices
-    monkeypatch.setattr(itk_image, "_read_whole", None)   # never the whole file
-    boxes = []
-    real = itk_image.MetaImageBoxes.__getitem__
-    monkeypatch.setattr(itk_image.MetaImageBoxes, "__getitem__", lambda self, key: boxes.append(key) or real(self, key))
-    for name, path in files.items():
-        v = itk_image.open_itk(path)   # as read, channels first
-        ref = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-        ref = np.moveaxis(ref, -1, 0) if name == "vector" else ref
-        assert "read_whole" not in v.meta and v.data.shape == ref.shape
-        for sl in ((), np.s_[3:20, 5:9, 2:28:3], np.s_[5], np.s_[:, 7], np.s_[-3:, 10:], np.s_[2, 3:, 1:6:2]):
-            sl = ((slice(None),) if name == "vector" else ()) + (sl if isinstance(sl, tuple) else (sl,))
-            np.testing.assert_array_equal(v.data[sl].compute(), ref[sl])
-    boxes.clear()
-    np.asarray(open_volume(files["mha"]).data[8:16])   # a rank's block of two chunks: those chunks read
-    assert len(boxes) == 2 and all(k[0].stop - k[0].start == 4 for k in boxes)
+    _streamed_as_itk_reads(monkeypatch, files, itk_image.MetaImageBoxes)
 
 
 def test_a_file_read_whole_is_read_once_and_counted_in_each_ranks_memory(tmp_path, monkeypatch, tiny_weights,
@@ -304,25 +315,7 @@ def test_an_uncompressed_nrrd_is_read_box_by_box(tmp_path, monkeypatch):
                                                    before=b"\x00" * 7, data_file="d.bin"),
              "labels": _written(tmp_path / "s.seg.nrrd", (arr > 300).astype(np.uint8), False)}
     assert (tmp_path / "a.raw").is_file()   # .nhdr names its data file
-    monkeypatch.setattr(itk_image, "CHUNK_BYTES", 4 * 41 * 29 * 2)   # chunks of 4 slices
-    monkeypatch.setattr(itk_image, "_read_whole", None)   # never the whole file
-    boxes = []
-    real = itk_image.RawBoxes.__getitem__
-    monkeypatch.setattr(itk_image.RawBoxes, "__getitem__", lambda self, key: boxes.append(key) or real(self, key))
-    for name, path in files.items():
-        v = itk_image.open_itk(path)   # as read, channels first
-        ref = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-        ref = np.moveaxis(ref, -1, 0) if name == "vector" else ref
-        assert "read_whole" not in v.meta and v.data.shape == ref.shape and v.data.dtype == ref.dtype, name
-        assert v.meta["labels"] == (name == "labels")
-        for sl in ((), np.s_[3:20, 5:9, 2:28:3], np.s_[5], np.s_[:, 7], np.s_[-3:, 10:], np.s_[2, 3:, 1:6:2]):
-            sl = ((slice(None),) if name == "vector" else ()) + (sl if isinstance(sl, tuple) else (sl,))
-            got = v.data[sl].compute()
-            assert got.dtype.isnative, name
-            np.testing.assert_array_equal(got, ref[sl], err_msg=name)
-    boxes.clear()
-    np.asarray(open_volume(files["nrrd"]).data[8:16])   # a rank's block of two chunks: those chunks read
-    assert len(boxes) == 2 and all(k[0].stop - k[0].start == 4 for k in boxes)
+    _streamed_as_itk_reads(monkeypatch, files, itk_image.RawBoxes)
 
     # what cannot be mapped is read whole, as ITK reads it: compressed, or the components last
     monkeypatch.undo()
