@@ -301,7 +301,7 @@ def open_itk(path) -> Volume:
     extra = {}
     if comps > 1 and segments:   # segments that overlap, in layers: one label each, merged
         data, names, overlap = _merged_layers(str(path), segments, shape)
-        comps, extra = 1, {"overlap": overlap}
+        comps, extra, streamed = 1, {"overlap": overlap}, False   # merged in memory, raw or not
     return Volume(data, spacing=tuple(float(s) for s in spacing[::-1]), source=str(path), spacing_known=True,
                   meta={"format": "nrrd" if ".nrrd" in path.name.lower() or path.suffix.lower() == ".nhdr"
                         else "metaimage", "unit": "mm", "labels": labels,
