@@ -1,5 +1,5 @@
-"""`halo-seg` command line: segment, batch, review, export, measure, instances, evaluate, session, demo, train,
-train-default, train-interactive, train-quality, info."""
+"""`halo-seg` command line: segment, batch, resample, card, export, measure, instances, evaluate, review,
+session, demo, train, train-default, train-interactive, train-quality, info."""
 from __future__ import annotations
 
 import argparse
@@ -976,9 +976,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("weights", help="a .safetensors file written by halo-seg train")
     c.add_argument("--out", default=None, help="the card's path (default: the weights' path with .md)")
     c.set_defaults(fn=cmd_card)
-    e = sub.add_parser("export", help="write labels as NIfTI (or zarr) where the scan lies, as DICOM SEG or an RT "
-                       "structure set, or as calibrated TIFF for Fiji")
-    e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF or .npy")
+    e = sub.add_parser("export", help="write labels as NIfTI, NRRD (a 3D Slicer segmentation as .seg.nrrd), "
+                       "MetaImage or zarr where the scan lies, as DICOM SEG or an RT structure set, as calibrated "
+                       "TIFF for Fiji, into an OME-Zarr image, or as surface meshes")
+    e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, NRRD (.seg.nrrd), "
+                                  "MetaImage, zarr, TIFF, .npy, a DICOM SEG or RT structure set")
     e.add_argument("output", help="output .nii.gz, .nii, .nrrd, .mha, .zarr, .tif (an ImageJ stack with its voxel "
                                   "size), .dcm (DICOM SEG; labels read from an RT structure set go back as one), "
                                   ".rtstruct.dcm (RT structure set: contours for a planning system), .stl / .ply / "
