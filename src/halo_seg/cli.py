@@ -930,6 +930,11 @@ def _engine_args(s) -> None:
     _choice_args(s, "of the input", several=True)
 
 
+# what a label argument can be: every form the readers take labels in
+LABEL_FILES = ("an output group of `segment`, NIfTI, NRRD (.seg.nrrd), MetaImage, zarr, TIFF, .npy, a DICOM SEG or "
+               "RT structure set")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="halo-seg", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -979,8 +984,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="write labels as NIfTI, NRRD (a 3D Slicer segmentation as .seg.nrrd), "
                        "MetaImage or zarr where the scan lies, as DICOM SEG or an RT structure set, as calibrated "
                        "TIFF for Fiji, into an OME-Zarr image, or as surface meshes")
-    e.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, NRRD (.seg.nrrd), "
-                                  "MetaImage, zarr, TIFF, .npy, a DICOM SEG or RT structure set")
+    e.add_argument("labels", help=f"a label volume: {LABEL_FILES}")
     e.add_argument("output", help="output .nii.gz, .nii, .nrrd, .mha, .zarr, .tif (an ImageJ stack with its voxel "
                                   "size), .dcm (DICOM SEG; labels read from an RT structure set go back as one), "
                                   ".rtstruct.dcm (RT structure set: contours for a planning system), .stl / .ply / "
@@ -990,13 +994,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--label", type=int, default=None, help="mesh: only this label value (default: a file per label)")
     e.add_argument("--smooth", type=int, default=0, help="mesh: Taubin smoothing iterations (volume-preserving)")
     e.add_argument("--like", default=None,
-                   help="the scan the labels were computed on (NIfTI, or a DICOM series folder): its affines "
-                        "and codes, or for .dcm the images the SEG or structure set references; default: "
+                   help="the scan the labels were computed on (NIfTI, NRRD, MetaImage or a DICOM series folder): "
+                        "its affines and codes, or for .dcm the images the SEG or structure set references; default: "
                         "`segment`'s input")
     e.set_defaults(fn=cmd_export)
     m = sub.add_parser("measure", help="per object: voxels, volume (mL for scans in mm), centroid, bounding box, "
                                        "and with --image the intensity inside it")
-    m.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF, .npy")
+    m.add_argument("labels", help=f"a label volume: {LABEL_FILES}")
     m.add_argument("--image", default=None, help="the image the labels belong to (intensity statistics; its "
                                                   "spacing and unit where the labels' file has none)")
     m.add_argument("--csv", default=None, help="write every object's row to this CSV file")
@@ -1008,7 +1012,7 @@ def build_parser() -> argparse.ArgumentParser:
     _choice_args(m, "of --image")
     m.set_defaults(fn=cmd_measure)
     o = sub.add_parser("instances", help="one id per connected object (to count and measure nuclei, lesions, ...)")
-    o.add_argument("labels", help="a label volume: an output group of `segment`, NIfTI, zarr, TIFF, .npy")
+    o.add_argument("labels", help=f"a label volume: {LABEL_FILES}")
     o.add_argument("output", help="output .zarr of object ids (uint8/16/32), with the input's spacing and geometry")
     o.add_argument("--classes", type=int, nargs="*", default=None,
                    help="label values whose components become objects, each class apart (default: every "
@@ -1023,8 +1027,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(fn=cmd_instances)
     v = sub.add_parser("evaluate", help="compare labels with a reference: Dice, Jaccard, volume difference, "
                                         "HD95 and average surface distance per label")
-    v.add_argument("pred", help="the labels to judge (an output group of `segment`, NIfTI, zarr, TIFF, .npy), or a "
-                                "folder of them (a `batch` output), matched to TRUTH's cases by name")
+    v.add_argument("pred", help=f"the labels to judge ({LABEL_FILES}), or a folder of them (a `batch` output), "
+                                "matched to TRUTH's cases by name")
     v.add_argument("truth", help="the reference labels, on the same voxel grid; its spacing gives the distances; "
                                  "or a folder of them")
     v.add_argument("--labels", type=int, nargs="*", default=None, help="only these label values (default: all)")
