@@ -433,8 +433,8 @@ def _memory_refusal(vol, net, plan, mode, tiling, mirror, mem: memory.MemoryChec
                      f"{mem.where} (torchrun over machines, or one GPU each)")
     if read_whole:
         lines.append(f"- {'each rank reads' if mode == 'halo' else 'it reads'} {vol.source or 'the input'} whole "
-                     f"({memory.fmt_bytes(read_whole)}; compressed NRRD and MetaImage files are read so): as zarr "
-                     "or an uncompressed .mha or .nrrd it is read block by block")
+                     f"({memory.fmt_bytes(read_whole)}; a compressed MetaImage is read so): as zarr, NRRD or an "
+                     "uncompressed .mha it is read block by block")
     if mode != "tile":
         tile = _per_rank_bytes(vol, net, plan, "tile", tiling, mirror, precision) + read_whole
         if tile <= room:

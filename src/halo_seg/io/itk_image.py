@@ -5,11 +5,10 @@ ITK reads these formats with their origin, spacing and direction cosines in LPS 
 geometry kept here is NIfTI's RAS affine (io.geometry), converted as for DICOM, so that labels come
 back out as NIfTI, NRRD or MetaImage on the scan. A file is read whole the first time its voxels
 are needed, except an uncompressed MetaImage (`.mha`, `.mhd` + `.raw`: micro-CT and light-sheet
-stacks larger than memory come so), whose voxels ITK streams box by box, and an uncompressed NRRD
-(`encoding: raw`, attached or in one detached data file), whose voxels lie at a known offset in
-file order and are memory-mapped (ITK streams no NRRD): a halo rank or a chunked reduction reads
-the voxels it asks for and no more. A compressed file cannot be read from the middle (convert such
-a stack to zarr).
+stacks larger than memory come so), whose voxels ITK streams box by box, and a raw or gzip NRRD,
+read box by box by io.nrrd_boxes (ITK streams no NRRD): a halo rank or a chunked reduction reads
+the voxels it asks for and no more. A compressed MetaImage is read whole (ITK decompresses all
+that precedes a box; convert such a stack to zarr).
 SimpleITK rather than a reader per format: it is the reference implementation of both, with
 their compression, detached headers and direction conventions.
 """
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .dicom import LPS_TO_RAS
+from .nrrd_boxes import GzipBoxes, check_length, nrrd_boxes
 from .volume import ITK_WRITE, METRES, SEGMENT_NAMES, Volume, VolumeError
 
 
@@ -74,19 +74,8 @@ def _metaimage_fields(path: Path) -> dict:
     return fields
 
 
-def _check_length(path: Path, file: Path, start: int, nbytes: int) -> None:
-    """A clear error where an uncompressed file holds fewer voxels than its header says (a copy or
-    download cut short): ITK fails only when the missing part is read, saying a file is missing."""
-    if not file.is_file():
-        raise VolumeError(f"{path}: its data file {file} is missing")
-    held = file.stat().st_size - max(start, 0)
-    if start < 0 or held < nbytes:
-        raise VolumeError(f"{path} is truncated: its header says {nbytes} bytes of voxels, {file.name} holds "
-                          f"{max(held, 0)} (an interrupted copy or download?)")
-
-
 def _metaimage_length(path: Path, shape: tuple, dtype, components: int) -> None:
-    """_check_length for a streamed MetaImage (its voxels after the header, or in the data file it
+    """check_length for a streamed MetaImage (its voxels after the header, or in the data file it
     names, after HeaderSize bytes or, with -1, at its end)."""
     fields = _metaimage_fields(path)
     data, nbytes = fields["elementdatafile"], int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -95,10 +84,10 @@ def _metaimage_length(path: Path, shape: tuple, dtype, components: int) -> None:
     except ValueError:
         return   # ITK's to judge
     if data.upper() == "LOCAL":
-        _check_length(path, path, fields["_end"], nbytes)
+        check_length(path, path, fields["_end"], nbytes)
     else:
         file = path.parent / data
-        _check_length(path, file, file.stat().st_size - nbytes if skip == -1 and file.is_file() else skip, nbytes)
+        check_length(path, file, file.stat().st_size - nbytes if skip == -1 and file.is_file() else skip, nbytes)
 
 
 def _itk_read(path, read):
@@ -107,8 +96,11 @@ def _itk_read(path, read):
     try:
         return read()
     except RuntimeError as exc:
-        reason = [line for line in str(exc).strip().splitlines() if line.strip()][-1]
-        raise VolumeError(f"cannot read the voxels of {path} (damaged or cut short?): {reason.strip()}") from None
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        if len(lines) > 1 and lines[-1].startswith("Reason:") and os.path.exists(path):
+            lines.pop()   # MetaImage's errno after a short read: "No such file or directory", of a file that is there
+        reason = re.sub(r"^ITK ERROR: \w+\(0x[0-9a-f]+\): ", "", lines[-1])
+        raise VolumeError(f"cannot read the voxels of {path} (damaged or cut short?): {reason}") from None
 
 
 def _streamable(path: Path) -> bool:
@@ -168,94 +160,17 @@ class MetaImageBoxes:
         return np.ascontiguousarray(box[tuple(pick)])
 
 
-def _nrrd_fields(path: Path) -> tuple[dict, int]:
-    """A NRRD header's fields (lower-case keys, spaces dropped: "data file" and "datafile" alike) and
-    the offset just past it, where attached voxels start."""
-    fields, offset = {}, 0
-    with open(path, "rb") as f:
-        for n in range(1000):   # a header is a few dozen lines; past that, not one (read whole, as ITK can)
-            line = f.readline(65536)
-            offset += len(line)
-            text = line.decode("latin-1").rstrip("\r\n")
-            if not line or not text:   # the blank line that ends the header (or a detached header's end)
-                return fields, offset
-            if n == 0 or text.startswith("#") or ":=" in text:   # magic, comments, key/value pairs
-                continue
-            key, colon, value = text.partition(": ")
-            if colon:
-                fields[key.replace(" ", "").lower()] = value.strip()
-    return {}, 0
-
-
-def _raw_nrrd(path: Path, shape: tuple, dtype, components: int):
-    """(data file, offset, dtype in the file's byte order) of an uncompressed NRRD whose voxels can be
-    memory-mapped, else None (compressed, text, a list of data files, a component axis other than
-    the fastest: ITK reads such a file whole); a VolumeError where the data file is missing or cut short."""
-    if ".nrrd" not in path.name.lower() and path.suffix.lower() != ".nhdr":
-        return None
-    fields, end = _nrrd_fields(path)
-    kinds = fields.get("kinds", "").lower().split()
-    spatial = ("domain", "space", "time", "???", "none")
-    if fields.get("encoding", "").lower() != "raw" or (components > 1) != (int(fields.get("dimension", 0)) == 4) \
-            or (components > 1 and (not kinds or kinds[0] in spatial)):
-        return None
-    dtype = np.dtype(dtype)
-    if dtype.itemsize > 1:
-        endian = fields.get("endian", "").lower()
-        if endian not in ("little", "big"):
-            return None
-        dtype = dtype.newbyteorder("<" if endian == "little" else ">")
-    data = fields.get("datafile", "")
-    if data and (data.upper().startswith("LIST") or len(data.split()) > 1 or "%" in data):
-        return None
-    file, start = (path.parent / data, 0) if data else (path, end)
-    if not file.is_file():
-        raise VolumeError(f"{path}: its data file {file} is missing")
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    try:
-        line_skip, byte_skip = int(fields.get("lineskip", 0)), int(fields.get("byteskip", 0))
-    except ValueError:
-        return None
-    if line_skip:
-        with open(file, "rb") as f:
-            f.seek(start)
-            for _ in range(line_skip):
-                f.readline()
-            start = f.tell()
-    if byte_skip < -1:
-        return None
-    start = file.stat().st_size - nbytes if byte_skip == -1 else start + byte_skip   # -1: the voxels end the file
-    _check_length(path, file, start, nbytes)
-    return file, start, dtype
-
-
-class RawBoxes:
-    """An uncompressed NRRD's voxels as an array dask slices: each index maps the file and copies out
-    its box, so only that box's pages are read. (Z, Y, X), or (C, Z, Y, X) for a file of several
-    components (stored fastest). Holds the path alone, so it pickles to other processes."""
-
-    def __init__(self, path: str, offset: int, shape: tuple, stored, components: int):
-        self.path, self.offset, self.shape, self.stored = path, int(offset), tuple(shape), np.dtype(stored)
-        self.dtype = self.stored.newbyteorder("=")   # what it hands out: this machine's byte order
-        self.components, self.ndim = components, len(self.shape)
-
-    def __getitem__(self, key):
-        order = self.shape[1:] + (self.components,) if self.components > 1 else self.shape
-        mm = np.memmap(self.path, self.stored, "r", self.offset, order)
-        view = np.moveaxis(mm, -1, 0) if self.components > 1 else mm
-        return np.array(view[key], dtype=self.dtype)   # a copy: the map is closed with it
-
-
 def _streamed(path: Path, shape: tuple, dtype, components: int, boxes=None):
     """The file as a dask array of chunks read one box at a time from ``boxes`` (a MetaImage's
     region reads where it is not given)."""
     import dask.array as da
     from dask.base import tokenize
-    rows = min(shape[-2], ROWS)
+    boxes = boxes or MetaImageBoxes(str(path), shape, dtype, components)
+    # a compressed stream is decompressed a whole slice at a time: chunks of whole slices
+    rows = shape[-2] if isinstance(boxes, GzipBoxes) else min(shape[-2], ROWS)
     part = rows * shape[-1] * np.dtype(dtype).itemsize * components   # of a slice: one run in the file
     chunks = [(components,)] * (components > 1) + [max(1, min(shape[-3], CHUNK_BYTES // max(part, 1))), rows,
                                                     shape[-1]]
-    boxes = boxes or MetaImageBoxes(str(path), shape, dtype, components)
     kind = "metaimage" if isinstance(boxes, MetaImageBoxes) else "nrrd"
     # the header's and the data file's state: a file rewritten in place is not taken for the old one
     stats = [(p.stat().st_mtime_ns, p.stat().st_size) for p in {path, Path(boxes.path)}]
@@ -283,11 +198,10 @@ def open_itk(path) -> Volume:
     comps = reader.GetNumberOfComponents()
     dtype = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID(), comps)).dtype)
     shape = (comps,) * (comps > 1) + tuple(int(s) for s in size[::-1])
-    raw = _raw_nrrd(path, shape, dtype, comps)
-    streamed = raw is not None or _streamable(path)
-    if streamed and raw is None:
+    boxes = nrrd_boxes(path, shape, dtype, comps)
+    streamed = boxes is not None or _streamable(path)
+    if streamed and boxes is None:
         _metaimage_length(path, shape, dtype, comps)
-    boxes = raw and RawBoxes(str(raw[0]), raw[1], shape, raw[2], comps)
     data = _streamed(path, shape, dtype, comps, boxes) if streamed else \
         da.from_delayed(dask.delayed(_read_whole)(str(path), comps), shape, dtype)
     spacing = np.asarray(reader.GetSpacing(), float)

@@ -1,0 +1,195 @@
+"""A NRRD's voxels box by box, where ITK reads a NRRD only whole: an uncompressed one (`encoding:
+raw`, 3D Slicer with Compress unticked, teem's `unu`) is memory-mapped, a gzip one (3D Slicer's
+default) is read through indexed_gzip, which seeks inside the compressed stream and keeps an index
+of points in it, so a halo rank or a tile band decompresses what it needs and holds its box alone.
+The header's own fields say where the voxels lie (attached after the header, or in one detached
+data file, after its line and byte skips) and in which byte order; the shape, type and components
+are ITK's (io.itk_image reads the header with ITK first)."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .volume import VolumeError
+
+
+def check_length(path: Path, file: Path, start: int, nbytes: int) -> None:
+    """A clear error where an uncompressed file holds fewer voxels than its header says (a copy or
+    download cut short): ITK fails only when the missing part is read, saying a file is missing."""
+    if not file.is_file():
+        raise VolumeError(f"{path}: its data file {file} is missing")
+    held = file.stat().st_size - max(start, 0)
+    if start < 0 or held < nbytes:
+        raise VolumeError(f"{path} is truncated: its header says {nbytes} bytes of voxels, {file.name} holds "
+                          f"{max(held, 0)} (an interrupted copy or download?)")
+
+
+def nrrd_fields(path: Path) -> tuple[dict, int]:
+    """A NRRD header's fields (lower-case keys, spaces dropped: "data file" and "datafile" alike) and
+    the offset just past it, where attached voxels start."""
+    fields, offset = {}, 0
+    with open(path, "rb") as f:
+        for n in range(1000):   # a header is a few dozen lines; past that, not one (read whole, as ITK can)
+            line = f.readline(65536)
+            offset += len(line)
+            text = line.decode("latin-1").rstrip("\r\n")
+            if not line or not text:   # the blank line that ends the header (or a detached header's end)
+                return fields, offset
+            if n == 0 or text.startswith("#") or ":=" in text:   # magic, comments, key/value pairs
+                continue
+            key, colon, value = text.partition(": ")
+            if colon:
+                fields[key.replace(" ", "").lower()] = value.strip()
+    return {}, 0
+
+
+GZIP = ("gzip", "gz")
+
+
+def nrrd_boxes(path: Path, shape: tuple, dtype, components: int):
+    """The reader of this NRRD's boxes (RawBoxes or GzipBoxes), else None (bzip2 or text, a list
+    of data files, a component axis other than the fastest, skips inside a gzip stream: ITK reads
+    such a file whole); a VolumeError where the data file is missing or, uncompressed, cut short."""
+    if ".nrrd" not in path.name.lower() and path.suffix.lower() != ".nhdr":
+        return None
+    fields, end = nrrd_fields(path)
+    kinds = fields.get("kinds", "").lower().split()
+    spatial = ("domain", "space", "time", "???", "none")
+    encoding = fields.get("encoding", "").lower()
+    if encoding not in ("raw",) + GZIP or (components > 1) != (int(fields.get("dimension", 0)) == 4) \
+            or (components > 1 and (not kinds or kinds[0] in spatial)):
+        return None
+    stored = np.dtype(dtype)
+    if stored.itemsize > 1:
+        endian = fields.get("endian", "").lower()
+        if endian not in ("little", "big"):
+            return None
+        stored = stored.newbyteorder("<" if endian == "little" else ">")
+    data = fields.get("datafile", "")
+    if data and (data.upper().startswith("LIST") or len(data.split()) > 1 or "%" in data):
+        return None
+    file, start = (path.parent / data, 0) if data else (path, end)
+    if not file.is_file():
+        raise VolumeError(f"{path}: its data file {file} is missing")
+    nbytes = int(np.prod(shape)) * stored.itemsize
+    try:
+        line_skip, byte_skip = int(fields.get("lineskip", 0)), int(fields.get("byteskip", 0))
+    except ValueError:
+        return None
+    if encoding in GZIP:   # skips inside or around a compressed stream: rare, and ITK's to read
+        return GzipBoxes(str(file), start, shape, stored, components) if not (line_skip or byte_skip) else None
+    if line_skip:
+        with open(file, "rb") as f:
+            f.seek(start)
+            for _ in range(line_skip):
+                f.readline()
+            start = f.tell()
+    if byte_skip < -1:
+        return None
+    start = file.stat().st_size - nbytes if byte_skip == -1 else start + byte_skip   # -1: the voxels end the file
+    check_length(path, file, start, nbytes)
+    return RawBoxes(str(file), start, shape, stored, components)
+
+
+class _Boxes:
+    """A NRRD's voxels (``stored``: their type in the file's byte order, from ``offset`` in ``path``)
+    as an array dask slices: (Z, Y, X), or (C, Z, Y, X) for a file of several components (stored
+    fastest). Holds the path alone, so it pickles to other processes."""
+
+    def __init__(self, path: str, offset: int, shape: tuple, stored, components: int):
+        self.path, self.offset, self.shape, self.stored = path, int(offset), tuple(shape), np.dtype(stored)
+        self.dtype = self.stored.newbyteorder("=")   # what it hands out: this machine's byte order
+        self.components, self.ndim = components, len(self.shape)
+
+    def _file_order(self) -> tuple:
+        return self.shape[1:] + (self.components,) if self.components > 1 else self.shape
+
+    def _pick(self, arr: np.ndarray, key) -> np.ndarray:
+        """``key`` of the file-ordered ``arr``, as a copy in this machine's byte order."""
+        view = np.moveaxis(arr, -1, 0) if self.components > 1 else arr
+        return np.array(view[key], dtype=self.dtype)
+
+
+class RawBoxes(_Boxes):
+    """An uncompressed NRRD: each index maps the file and copies out its box, so only that box's
+    pages are read."""
+
+    def __getitem__(self, key):
+        return self._pick(np.memmap(self.path, self.stored, "r", self.offset, self._file_order()), key)
+
+
+_open_streams: dict = {}   # (path, offset, mtime, size) -> (indexed_gzip file, lock): its index, kept
+_streams_lock = threading.Lock()
+
+
+class GzipBoxes(_Boxes):
+    """A gzip NRRD: each index decompresses the slices its box spans through an indexed_gzip file
+    kept per process (its index of the stream grows as it is read, so a later box starts near its
+    data), and copies out the box."""
+
+    def _stream(self):
+        st = Path(self.path).stat()
+        key = (self.path, self.offset, st.st_mtime_ns, st.st_size)
+        with _streams_lock:
+            if key not in _open_streams:
+                import indexed_gzip
+                for old in list(_open_streams):   # the last file's alone: one volume is read at a time
+                    _open_streams.pop(old)[0].close()
+                _open_streams[key] = (indexed_gzip.IndexedGzipFile(fileobj=_From(self.path, self.offset)),
+                                      threading.Lock())
+            return _open_streams[key]
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        zkey = key[1] if self.components > 1 else key[0]   # the slices it spans, read whole
+        n = self.shape[-3]
+        zs = np.arange(n)[zkey]
+        z0, z1 = (int(zs.min()), int(zs.max()) + 1) if np.size(zs) else (0, 0)
+        order = self._file_order()
+        plane = int(np.prod(order[1:])) * self.stored.itemsize
+        stream, lock = self._stream()
+        try:
+            with lock:
+                stream.seek(z0 * plane)
+                raw = stream.read((z1 - z0) * plane)
+        except Exception as exc:   # zlib's or indexed_gzip's: a stream cut short or damaged
+            raise VolumeError(f"cannot read the voxels of {self.path} (damaged or cut short?): "
+                              f"{' '.join(str(exc).split())}") from None
+        if len(raw) != (z1 - z0) * plane:
+            raise VolumeError(f"{self.path} is truncated: its gzip stream ends in slice {z0 + len(raw) // plane} "
+                              f"of {n} (an interrupted copy or download?)")
+        slab = np.frombuffer(raw, self.stored).reshape((z1 - z0,) + order[1:])
+        local = zs - z0 if isinstance(zs, np.ndarray) else int(zs) - z0
+        return self._pick(slab, (key[0], local) + key[2:] if self.components > 1 else (local,) + key[1:])
+
+
+class _From:
+    """A file read from ``offset`` on, as if it began there: the gzip stream after a NRRD's header."""
+
+    def __init__(self, path: str, offset: int):
+        self.f, self.offset = open(path, "rb"), offset
+        self.f.seek(offset)
+
+    def read(self, n=-1):
+        return self.f.read(n)
+
+    def readinto(self, b):
+        return self.f.readinto(b)
+
+    def seek(self, pos, whence=0):
+        return self.f.seek(pos + (self.offset if whence == 0 else 0), whence) - self.offset
+
+    def tell(self):
+        return self.f.tell() - self.offset
+
+    def seekable(self):
+        return True
+
+    def readable(self):
+        return True
+
+    def close(self):
+        self.f.close()
