@@ -335,6 +335,12 @@ def test_a_raw_or_gzip_nrrd_is_read_box_by_box(tmp_path, monkeypatch):
                "labels": _written(tmp_path / "zs.seg.nrrd", (arr > 300).astype(np.uint8), True)}
     assert (tmp_path / "z.raw.gz").is_file()
     _streamed_as_itk_reads(monkeypatch, gzipped, nrrd_boxes.GzipBoxes)
+    # two files read in turn by dask's threads, one stream kept: each read opens its file again, and
+    # none is closed under another thread's read
+    monkeypatch.setattr(nrrd_boxes, "KEPT_STREAMS", 1)
+    other = _written(tmp_path / "z2.nrrd", -arr, True)
+    both = open_volume(gzipped["nrrd"]).data.astype(np.int32) * 3 + open_volume(other).data
+    np.testing.assert_array_equal(both.compute(scheduler="threads", num_workers=4), arr.astype(np.int32) * 2)
 
     # what cannot be read by box is read whole, as ITK reads it: skips in a gzip stream, the
     # components last; bzip2, which ITK reads not at all, is refused by name when read

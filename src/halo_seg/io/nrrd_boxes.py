@@ -8,6 +8,7 @@ are ITK's (io.itk_image reads the header with ITK first)."""
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -120,8 +121,12 @@ class RawBoxes(_Boxes):
         return self._pick(np.memmap(self.path, self.stored, "r", self.offset, self._file_order()), key)
 
 
-_open_streams: dict = {}   # (path, offset, mtime, size) -> (indexed_gzip file, lock): its index, kept
+# (path, offset, mtime, size) -> (indexed_gzip file, lock), the most recently used last: each keeps
+# its index of points in the stream; several, since a run may read several files in turn (a scan and
+# its labels, a case's channels), and one is closed only under its lock, never in the middle of a read
+_open_streams: OrderedDict = OrderedDict()
 _streams_lock = threading.Lock()
+KEPT_STREAMS = 8
 
 
 class GzipBoxes(_Boxes):
@@ -135,10 +140,13 @@ class GzipBoxes(_Boxes):
         with _streams_lock:
             if key not in _open_streams:
                 import indexed_gzip
-                for old in list(_open_streams):   # the last file's alone: one volume is read at a time
-                    _open_streams.pop(old)[0].close()
                 _open_streams[key] = (indexed_gzip.IndexedGzipFile(fileobj=_From(self.path, self.offset)),
                                       threading.Lock())
+                while len(_open_streams) > KEPT_STREAMS:
+                    stream, lock = _open_streams.popitem(last=False)[1]
+                    with lock:
+                        stream.close()
+            _open_streams.move_to_end(key)
             return _open_streams[key]
 
     def __getitem__(self, key):
@@ -150,11 +158,15 @@ class GzipBoxes(_Boxes):
         z0, z1 = (int(zs.min()), int(zs.max()) + 1) if np.size(zs) else (0, 0)
         order = self._file_order()
         plane = int(np.prod(order[1:])) * self.stored.itemsize
-        stream, lock = self._stream()
         try:
-            with lock:
-                stream.seek(z0 * plane)
-                raw = stream.read((z1 - z0) * plane)
+            while True:
+                stream, lock = self._stream()
+                with lock:
+                    if stream.closed:   # closed by another thread, for another file, since: open it again
+                        continue
+                    stream.seek(z0 * plane)
+                    raw = stream.read((z1 - z0) * plane)
+                    break
         except Exception as exc:   # zlib's or indexed_gzip's: a stream cut short or damaged
             raise VolumeError(f"cannot read the voxels of {self.path} (damaged or cut short?): "
                               f"{' '.join(str(exc).split())}") from None
