@@ -9,6 +9,7 @@ reference (``--files`` picks some of them: mha mhd cmha nrrd rnrrd zarr). Each (
 access) runs in a process of its own; medians of ``--repeat`` interleaved runs:
 
 - block: the first of 4 ranks' blocks of a 4x1x1 grid (a quarter of the slices), as a rank reads it;
+- last block: the last of them (a compressed stream read box by box is decompressed up to it);
 - bands: the whole volume 16 slices at a time, as the tile loop reads its bands.
 
 Peak memory: the growth of the process's resident memory (its high-water mark) over what it held
@@ -48,6 +49,8 @@ def _one(spec: dict) -> dict:
     z = vol.shape[0]
     if spec["access"] == "block":
         total = int(np.asarray(vol.data[: z // 4]).sum(dtype=np.int64))
+    elif spec["access"] == "last block":
+        total = int(np.asarray(vol.data[3 * z // 4:]).sum(dtype=np.int64))
     else:
         total = sum(int(np.asarray(vol.data[a:a + BAND]).sum(dtype=np.int64)) for a in range(0, z, BAND))
     sec = time.perf_counter() - t
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(dir=str(Path(__file__).parent)) as tmp:
         files = _write(Path(tmp), tuple(a.shape), a.files)
-        for access in ("block", "bands"):
+        for access in ("block", "last block", "bands"):
             for kind, path in files.items():
                 runs, med = interleaved(__file__, {"before": a.before, "now": now},
                                         {"file": path, "access": access}, a.repeat)
