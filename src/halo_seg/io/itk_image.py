@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .dicom import LPS_TO_RAS
-from .nrrd_boxes import GzipBoxes, check_length, nrrd_boxes
-from .volume import ITK_WRITE, METRES, SEGMENT_NAMES, Volume, VolumeError
+from .nrrd_boxes import GzipBoxes, nrrd_boxes
+from .volume import ITK_WRITE, METRES, SEGMENT_NAMES, Volume, VolumeError, check_length, damaged
 
 
 def _sitk(what: str):
@@ -99,8 +99,7 @@ def _itk_read(path, read):
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         if len(lines) > 1 and lines[-1].startswith("Reason:") and os.path.exists(path):
             lines.pop()   # MetaImage's errno after a short read: "No such file or directory", of a file that is there
-        reason = re.sub(r"^ITK ERROR: \w+\(0x[0-9a-f]+\): ", "", lines[-1])
-        raise VolumeError(f"cannot read the voxels of {path} (damaged or cut short?): {reason}") from None
+        raise damaged(path, re.sub(r"^ITK ERROR: \w+\(0x[0-9a-f]+\): ", "", lines[-1])) from None
 
 
 def _streamable(path: Path) -> bool:

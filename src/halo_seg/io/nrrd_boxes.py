@@ -13,18 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .volume import VolumeError
-
-
-def check_length(path: Path, file: Path, start: int, nbytes: int) -> None:
-    """A clear error where an uncompressed file holds fewer voxels than its header says (a copy or
-    download cut short): ITK fails only when the missing part is read, saying a file is missing."""
-    if not file.is_file():
-        raise VolumeError(f"{path}: its data file {file} is missing")
-    held = file.stat().st_size - max(start, 0)
-    if start < 0 or held < nbytes:
-        raise VolumeError(f"{path} is truncated: its header says {nbytes} bytes of voxels, {file.name} holds "
-                          f"{max(held, 0)} (an interrupted copy or download?)")
+from .volume import VolumeError, check_length, damaged
 
 
 def nrrd_fields(path: Path) -> tuple[dict, int]:
@@ -168,8 +157,7 @@ class GzipBoxes(_Boxes):
                     raw = stream.read((z1 - z0) * plane)
                     break
         except Exception as exc:   # zlib's or indexed_gzip's: a stream cut short or damaged
-            raise VolumeError(f"cannot read the voxels of {self.path} (damaged or cut short?): "
-                              f"{' '.join(str(exc).split())}") from None
+            raise damaged(self.path, exc) from None
         if len(raw) != (z1 - z0) * plane:
             raise VolumeError(f"{self.path} is truncated: its gzip stream ends in slice {z0 + len(raw) // plane} "
                               f"of {n} (an interrupted copy or download?)")

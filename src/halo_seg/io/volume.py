@@ -222,13 +222,10 @@ def _open_nifti(path: Path) -> Volume:
     if len(shape) < 3:
         raise VolumeError(f"{path}: expected a 3D volume, got shape {shape}")
     if not str(path).lower().endswith(".gz"):   # uncompressed: how long the voxels are is known now
-        nbytes = int(np.prod(shape)) * img.header.get_data_dtype().itemsize
-        held = path.stat().st_size - int(proxy.offset)   # where the voxels start (the header's may say 0)
-        if held < nbytes:
-            raise VolumeError(f"{path} is truncated: its header says {nbytes} bytes of voxels, it holds {max(held, 0)} "
-                              "(an interrupted copy or download?)")
+        # from where they start (the proxy's offset: the header's may say 0)
+        check_length(path, path, int(proxy.offset), int(np.prod(shape)) * img.header.get_data_dtype().itemsize)
     # one time point (or vector component) per chunk, so choosing one reads only that one
-    arr = da.from_array(_NiftiVoxels(proxy, str(path)), chunks=shape[:2] + (min(32, shape[2]),)
+    arr = da.from_array(_NamedReads(proxy, str(path), show_box=False), chunks=shape[:2] + (min(32, shape[2]),)
                         + (1,) * (len(shape) - 3), asarray=True)
     # NIfTI stores (X, Y, Z[, T[, U]]); the engine works in (Z, Y, X), after time and components
     extra = tuple(range(3, arr.ndim))
@@ -242,48 +239,51 @@ def _open_nifti(path: Path) -> Volume:
                         KEY: from_nifti(img, (shape[2], shape[1], shape[0]))})
 
 
-class _NiftiVoxels:
-    """A NIfTI's voxels as dask reads them, box by box, with a cut-short or damaged .nii.gz (which
-    shows only as it is decompressed) a VolumeError naming the file, not gzip's bare EOFError."""
+def damaged(path, reason, box: str = "") -> VolumeError:
+    """The error for voxels a reader cannot decode (a file cut short, or damaged in a copy), naming
+    the file (and ``box``), where the codec's own error ("Compressed file ended ...", "Zstd
+    decompression error") named neither."""
+    reason = " ".join(str(reason).split())
+    return VolumeError(f"cannot read the voxels{box} of {path} (damaged or cut short?): {reason}")
 
-    def __init__(self, proxy, path: str):
-        self.proxy, self.path = proxy, path
-        self.shape, self.ndim = tuple(proxy.shape), len(proxy.shape)
-        # the voxels as read: a scaled file (scl_slope, scl_inter) gives floats, not its stored integers
-        self.dtype = np.asarray(proxy[(slice(0, 0),) * self.ndim]).dtype
+
+def check_length(path, file: Path, start: int, nbytes: int) -> None:
+    """A clear error where an uncompressed file (``file``, the data of ``path``'s header, from byte
+    ``start``) holds fewer voxels than its header says (a copy or download cut short): the readers
+    fail only when the missing part is read (ITK saying a file is missing)."""
+    if not file.is_file():
+        raise VolumeError(f"{path}: its data file {file} is missing")
+    held = file.stat().st_size - max(start, 0)
+    if start < 0 or held < nbytes:
+        raise VolumeError(f"{path} is truncated: its header says {nbytes} bytes of voxels, {file.name} holds "
+                          f"{max(held, 0)} (an interrupted copy or download?)")
+
+
+class _NamedReads:
+    """An array (a NIfTI's proxy, a zarr array, a TIFF's zarr store) as dask reads it, box by box,
+    with a box that cannot be decoded a VolumeError naming the file (damaged), and the box where the
+    array is in the volume's own axis order (``show_box``; a NIfTI's proxy is (X, Y, Z)). Its dtype
+    is what a read gives: a scaled NIfTI (scl_slope, scl_inter) reads floats, not its stored integers."""
+
+    def __init__(self, arr, path: str, show_box: bool):
+        self.arr, self.path, self.show_box = arr, path, show_box
+        self.shape, self.ndim = tuple(arr.shape), len(arr.shape)
+        self.dtype = np.asarray(arr[(slice(0, 0),) * self.ndim]).dtype
 
     def __getitem__(self, key):
         import zlib
         try:
-            return np.asarray(self.proxy[key])
-        except (EOFError, OSError, zlib.error) as exc:
-            raise VolumeError(f"cannot read the voxels of {self.path} (damaged or cut short?): "
-                              f"{' '.join(str(exc).split())}") from None
-
-
-class _ZarrVoxels:
-    """A zarr array (a zarr store, or a TIFF's through tifffile) as dask reads it, chunk by chunk,
-    with a chunk that cannot be decoded (a file cut short or damaged in a copy) a VolumeError naming
-    the file and the box, where the codec's bare error ("Zstd decompression error") named neither."""
-
-    def __init__(self, z, path: str):
-        self.z, self.path = z, path
-        self.shape, self.dtype, self.ndim = tuple(z.shape), z.dtype, len(z.shape)
-
-    def __getitem__(self, key):
-        try:
-            return self.z[key]
-        except (OSError, ValueError, RuntimeError, EOFError) as exc:
-            box = ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k)
-                            for k in (key if isinstance(key, tuple) else (key,)))
-            raise VolumeError(f"cannot read the voxels [{box}] of {self.path} (damaged or cut short?): "
-                              f"{' '.join(str(exc).split())}") from None
+            return np.asarray(self.arr[key])
+        except (OSError, ValueError, RuntimeError, EOFError, zlib.error) as exc:
+            box = " [" + ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k)
+                                   for k in (key if isinstance(key, tuple) else (key,))) + "]"
+            raise damaged(self.path, exc, box if self.show_box else "") from None
 
 
 def named_from_zarr(z, path) -> da.Array:
-    """da.from_zarr(z) (its chunks and its name), each chunk's read failure named (_ZarrVoxels)."""
+    """da.from_zarr(z) (its chunks and its name), each chunk's read failure named (_NamedReads)."""
     from dask.base import tokenize
-    return da.from_array(_ZarrVoxels(z, str(path)), chunks=z.chunks,
+    return da.from_array(_NamedReads(z, str(path), show_box=True), chunks=z.chunks,
                          name="from-zarr-" + tokenize(z, None, {}, z.chunks))
 
 
