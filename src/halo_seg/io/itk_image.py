@@ -74,11 +74,10 @@ def _metaimage_fields(path: Path) -> dict:
     return fields
 
 
-def _metaimage_length(path: Path, shape: tuple, dtype, components: int) -> None:
+def _metaimage_length(path: Path, fields: dict, nbytes: int) -> None:
     """check_length for a streamed MetaImage (its voxels after the header, or in the data file it
     names, after HeaderSize bytes or, with -1, at its end)."""
-    fields = _metaimage_fields(path)
-    data, nbytes = fields["elementdatafile"], int(np.prod(shape)) * np.dtype(dtype).itemsize
+    data = fields["elementdatafile"]
     try:
         skip = int(fields.get("headersize", 0))
     except ValueError:
@@ -102,15 +101,19 @@ def _itk_read(path, read):
         raise damaged(path, re.sub(r"^ITK ERROR: \w+\(0x[0-9a-f]+\): ", "", lines[-1])) from None
 
 
-def _streamable(path: Path) -> bool:
+def _streamable(path: Path, nbytes: int) -> bool:
     """Whether ITK can read a box of this MetaImage without reading the rest: uncompressed, in one
-    data file (not a LIST of slice files nor a numbered pattern)."""
+    data file (not a LIST of slice files nor a numbered pattern); one that is holds its ``nbytes``
+    of voxels (_metaimage_length)."""
     if path.suffix.lower() not in (".mha", ".mhd"):
         return False
     fields = _metaimage_fields(path)
     data = fields.get("elementdatafile", "")
-    return (bool(data) and fields.get("compresseddata", "false").lower() != "true"
-            and not data.upper().startswith("LIST") and "%" not in data)
+    streamable = (bool(data) and fields.get("compresseddata", "false").lower() != "true"
+                  and not data.upper().startswith("LIST") and "%" not in data)
+    if streamable:
+        _metaimage_length(path, fields, nbytes)
+    return streamable
 
 
 class MetaImageBoxes:
@@ -198,9 +201,7 @@ def open_itk(path) -> Volume:
     dtype = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID(), comps)).dtype)
     shape = (comps,) * (comps > 1) + tuple(int(s) for s in size[::-1])
     boxes = nrrd_boxes(path, shape, dtype, comps)
-    streamed = boxes is not None or _streamable(path)
-    if streamed and boxes is None:
-        _metaimage_length(path, shape, dtype, comps)
+    streamed = boxes is not None or _streamable(path, int(np.prod(shape)) * dtype.itemsize)
     data = _streamed(path, shape, dtype, comps, boxes) if streamed else \
         da.from_delayed(dask.delayed(_read_whole)(str(path), comps), shape, dtype)
     spacing = np.asarray(reader.GetSpacing(), float)
