@@ -17,7 +17,7 @@ from halo_seg.io.volume import VolumeError
 
 from ._background import BackgroundWidget
 from ._fields import form_of
-from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
+from ._layers import fill_layer_box, follow_layers, layer_volume, on_grid_of, show_slice, sliced_axis
 from ._measure import layer_names, layer_unit, save_table_csv
 
 COLUMNS = (("label", "label", "{:d}"), ("name", "name", "{}"), ("Dice", "dice", "{:.3f}"),
@@ -64,7 +64,7 @@ class CompareWidget(BackgroundWidget):
         self.save_btn.setEnabled(False)
         self.save_btn.clicked.connect(lambda: self.save_table())
         self.table = None
-        self._result = None   # (the compared layer, per-label disagreement per slice along z, y, x, or None)
+        self._result = None   # (the reference layer, per-label disagreement per slice along z, y, x, or None)
         self._lay_out(form_of(("labels", self.labels), ("reference", self.reference), ("", self.distances),
                               ("", self.objects), ("", self.by_name)),
                       self.save_btn)
@@ -89,17 +89,8 @@ class CompareWidget(BackgroundWidget):
             self.status.setText("the labels and the reference are the same layer: choose another reference")
             return
         layer, ref = self.viewer.layers[a], self.viewer.layers[b]
-        try:
-            pred, truth = layer_volume(layer), layer_volume(ref)
-        except ValueError as exc:
-            self.status.setText(str(exc))
-            return
-        if tuple(pred.shape) != tuple(truth.shape):
-            self.status.setText(f"{a} {tuple(pred.shape)} and {b} {tuple(truth.shape)} lie on different grids: "
-                                "compare labels of one image")
-            return
-        try:
-            check_same_grid(layer, ref)
+        try:   # labels saved cropped to their objects are compared on the reference's grid
+            pred, truth = on_grid_of(layer, ref), layer_volume(ref)
         except ValueError as exc:
             self.status.setText(str(exc))
             return
@@ -120,14 +111,14 @@ class CompareWidget(BackgroundWidget):
             note = f"; {differ} (or match labels by name)" if differ else ""
         self._start(f"comparing {a} with {b} ...", _compare, pred, truth, tuple(ref.scale[-3:]),
                     self.distances.isChecked(), self.objects.isChecked(), self._cancel.is_set, ref_names or names,
-                    on_done=lambda outcome: self._done(outcome, layer, layer_unit(ref), note))
+                    on_done=lambda outcome: self._done(outcome, layer, ref, layer_unit(ref), note))
 
-    def _done(self, outcome, layer, unit, note: str = ""):
+    def _done(self, outcome, layer, ref, unit, note: str = ""):
         done, exc = outcome
         if exc is not None:
             return self._failed(exc)
         table, per_slice = done
-        self.table, self._result = table, (layer, per_slice)
+        self.table, self._result = table, (ref, per_slice)   # slices of the reference's grid
         shown = [c for c in (OBJECT_COLUMNS if per_slice is None else COLUMNS) if c[1] in table]
         self.grid.setColumnCount(len(shown))
         self.grid.setHorizontalHeaderLabels([c[0] + (f" {unit}" if unit and c[1] in ("hd95", "assd") else "")
@@ -157,11 +148,11 @@ class CompareWidget(BackgroundWidget):
         the most voxels."""
         if self._result is None:
             return
-        layer, per_slice = self._result
+        ref, per_slice = self._result
         if per_slice is None or not 0 <= row < len(self.table["label"]):
             return   # object rows are IoU thresholds, not places
-        if layer not in self.viewer.layers:
-            self.status.setText("the compared labels were removed; compare again")
+        if ref not in self.viewer.layers:
+            self.status.setText("the reference was removed; compare again")
             return
         try:
             axis = sliced_axis(self.viewer, "the disagreement is shown slice by slice")
@@ -174,7 +165,7 @@ class CompareWidget(BackgroundWidget):
             self.status.setText(f"label {k}: the two agree on every voxel")
             return
         z = int(counts.argmax())
-        show_slice(self.viewer, layer, axis, z)
+        show_slice(self.viewer, ref, axis, z)
         self.status.setText(f"label {k}: slice {z} across {'zyx'[axis]}, {int(counts[z])} voxels disagree there "
                             f"({int(counts.sum())} in all)")
 

@@ -861,7 +861,8 @@ class InteractiveWidget(QWidget):
             data = layer.data
             if data.ndim != 3 or tuple(data.shape) != seg.volume_shape:
                 raise ValueError(f"layer {layer.name!r} has shape {tuple(data.shape)}; the image's is "
-                                 f"{seg.volume_shape}")
+                                 f"{seg.volume_shape}: Edit label corrects labels on the image's own grid (labels "
+                                 "saved cropped to their objects: halo-seg resample IN OUT --like SCAN --labels)")
             missing = ValueError(f"label {label} is not in layer {layer.name!r}: pick one of its objects "
                                  "(napari's label field, or the colour picker on it)")
             if label == 0:

@@ -78,6 +78,28 @@ def check_same_grid(a, b) -> None:
                              "the other's grid first)")
 
 
+def on_grid_of(layer, ref):
+    """``layer``'s volume on ``ref``'s voxel grid: itself where their shapes agree (check_same_grid),
+    else placed by the two files' scan geometries where ``ref``'s grid holds ``layer``'s voxels (a
+    segmentation that 3D Slicer saved cropped to its objects, over its scan: 0 beyond the crop),
+    lazily. A ValueError where the grids share no voxels, or either layer's file placed it nowhere."""
+    from halo_seg.io.geometry import KEY, placed_on, voxel_offset
+    data, shape = layer_volume(layer), tuple(layer_volume(ref).shape)
+    if tuple(data.shape) == shape:
+        check_same_grid(layer, ref)
+        return data
+    ga, gb = ((lay.metadata or {}).get(KEY) for lay in (layer, ref))
+    offset = voxel_offset(ga, gb) if ga and gb and len(data.shape) == len(shape) == 3 else None
+    if offset is None:
+        why = ("their files place them on grids of different voxels" if ga and gb else
+               "nothing records where either lies in the world" if not (ga or gb) else
+               f"nothing records where {(ref if ga else layer).name!r} lies in the world")
+        raise ValueError(f"{layer.name!r} {tuple(data.shape)} and {ref.name!r} {shape} are not on one voxel grid "
+                         f"and cannot be put on one: {why}; resample one onto the other first (halo-seg resample "
+                         "IN OUT --like OTHER [--labels])")
+    return placed_on(data, offset, shape)
+
+
 def sliced_axis(viewer, why: str = "this works on slices") -> int:
     """The axis of a 3D image (the world's last three axes) that the 2D view slices across: 0 unless
     the dims were rolled or transposed. A ValueError says why there is none."""

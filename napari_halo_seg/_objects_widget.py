@@ -19,7 +19,7 @@ from halo_seg.measure import volume_text
 
 from ._background import BackgroundWidget
 from ._fields import form_of
-from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume
+from ._layers import fill_layer_box, follow_layers, layer_volume, on_grid_of
 from ._measure import UNIT, layer_unit, save_table_csv, table_features
 from ._paintable import paintable
 
@@ -128,9 +128,8 @@ class ObjectsWidget(BackgroundWidget):
             image = None
             if self.image.currentText() not in ("", NO_IMAGE):
                 image_layer = self.viewer.layers[self.image.currentText()]
-                image = layer_volume(image_layer)
-                if tuple(image.shape) == tuple(data.shape):   # another shape is refused where it is measured
-                    check_same_grid(layer, image_layer)
+                # the labels saved cropped to their objects: the image's part under them
+                image = on_grid_of(image_layer, layer)
         except ValueError as exc:
             self.status.setText(str(exc))
             return None

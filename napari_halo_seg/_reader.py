@@ -46,6 +46,7 @@ def read_volume(path):
         return _stack_layers(p, raw, names)
     vol = open_volume(raw)  # a VolumeError names the problem; napari shows it to the user
     meta = {"source": str(p), "format": vol.meta.get("format"), "spacing_known": vol.spacing_known}
+    place = {"scale": vol.spacing, **placement(vol.meta.get(GEOMETRY), vol.spacing)}
     if vol.meta.get("unit"):   # the spacing's length unit: objects measure in mL or µm³ (_measure.py)
         meta["unit"] = vol.meta["unit"]
     if GEOMETRY in vol.meta:
@@ -80,12 +81,12 @@ def read_volume(path):
         # the names a SEG, a structure set or a Slicer segmentation gives its labels, under the cursor
         names = vol.meta.get(SEGMENT_NAMES) or {}
         features = {"features": {"index": list(names), "name": list(names.values())}} if names else {}
-        layers = [(data, {"name": name, "scale": vol.spacing, "metadata": meta, **features}, "labels")]
+        layers = [(data, {"name": name, **place, "metadata": meta, **features}, "labels")]
         if is_output and (p / UNCERTAINTY).is_dir():   # where the labels are likely wrong, shown on demand
             import dask.array as da
             import zarr
             layers.append((da.from_zarr(zarr.open_group(str(p), mode="r")[UNCERTAINTY]),
-                           {"name": p.stem + " uncertainty", "scale": vol.spacing, "colormap": "inferno",
+                           {"name": p.stem + " uncertainty", **place, "colormap": "inferno",
                             "contrast_limits": (0, 50), "blending": "additive", "visible": False}, "image"))
         return layers
     kw = {}
@@ -97,9 +98,21 @@ def read_volume(path):
         if limits is not None:
             kw["contrast_limits"] = limits
     if vol.meta.get("levels"):   # an OME-Zarr pyramid: napari draws the level the zoom needs
-        return [([vol.data, *vol.meta["levels"]], {"name": p.name.split(".")[0], "scale": vol.spacing,
+        return [([vol.data, *vol.meta["levels"]], {"name": p.name.split(".")[0], **place,
                                                    "metadata": meta, "multiscale": True, **kw}, "image")]
-    return [(vol.data, {"name": p.name.split(".")[0], "scale": vol.spacing, "metadata": meta, **kw}, "image")]
+    return [(vol.data, {"name": p.name.split(".")[0], **place, "metadata": meta, **kw}, "image")]
+
+
+def placement(geometry, spacing) -> dict:
+    """The layer's translation where its file places it in the world: voxel (0, 0, 0) along the
+    volume's own axes (io.geometry.axes_position), so that a segmentation saved cropped to its
+    objects (3D Slicer's way) sits on its scan, and napari's coordinates are world millimetres. None
+    where the file places it nowhere, or its voxel size is not the geometry's (a file of microns)."""
+    from halo_seg.io.geometry import axes_position, spacing_of
+    if not geometry or not (geometry.get("sform_code") or geometry.get("qform_code")) \
+            or not np.allclose(spacing_of(geometry), spacing, rtol=1e-3):
+        return {}
+    return {"translate": axes_position(geometry)}
 
 
 CHANNEL_COLORS = ("green", "magenta", "cyan", "yellow", "red", "blue")
@@ -152,6 +165,9 @@ def _stack_layers(p: Path, raw, names) -> list:
         kw = {"colormap": CHANNEL_COLORS[c % len(CHANNEL_COLORS)], "blending": "additive"} if n_c > 1 else {}
         if len(data) > 1:
             kw["multiscale"] = True
+        if GEOMETRY in raw.meta:
+            at = placement(raw.meta[GEOMETRY], spacing).get("translate")
+            kw.update({"translate": (0.0,) * timed + at} if at else {})
         layers.append((data if len(data) > 1 else data[0],
                        {"name": name, "scale": (1.0,) * timed + spacing, "metadata": meta, **kw}, "image"))
     return layers

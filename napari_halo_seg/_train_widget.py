@@ -20,7 +20,7 @@ from halo_seg.io.geometry import KEY as GEOMETRY
 
 from ._background import BackgroundWidget
 from ._fields import SavedFilesBox, form_of
-from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_spacing, layer_volume
+from ._layers import fill_layer_box, follow_layers, layer_spacing, layer_volume, on_grid_of
 from ._measure import UNIT, layer_unit
 from ._paths import file_stem, models_dir
 
@@ -164,11 +164,10 @@ class TrainWidget(BackgroundWidget):
         if not self.image.currentText() or not self.labels.currentText():
             raise ValueError("choose an image layer and a Labels layer of it (each label value a class)")
         layer, lab_layer = self.viewer.layers[self.image.currentText()], self.viewer.layers[self.labels.currentText()]
-        image, labels = layer_volume(layer), layer_volume(lab_layer)
-        if image.ndim != 3 or tuple(image.shape) != tuple(labels.shape):
-            raise ValueError(f"image {tuple(image.shape)} and labels {tuple(labels.shape)} must be 3D volumes of "
-                             "one shape")
-        check_same_grid(layer, lab_layer)
+        image = layer_volume(layer)
+        if image.ndim != 3:
+            raise ValueError(f"layer {layer.name!r} {tuple(image.shape)} is not a 3D image")
+        labels = on_grid_of(lab_layer, layer)   # labels saved cropped to their objects: on the image's grid
         if not np.issubdtype(np.dtype(labels.dtype), np.integer):
             raise ValueError(f"the labels must be integers (each value a class), not {labels.dtype}")
         out = Path(self.output.text().strip() or

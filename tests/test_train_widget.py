@@ -58,14 +58,15 @@ def test_bad_choices_are_reported_and_cancel_stops(make_napari_viewer, qtbot):
     viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="wrong")
     w.labels.setCurrentText("wrong")
     w.run()
-    assert w.worker is None and "one shape" in w.status.text()
+    assert w.worker is None and "are not on one voxel grid" in w.status.text()
     truth = viewer.layers["phantom truth"]
     viewer.add_labels(np.asarray(truth.data), name="other scan", scale=(2.5, 1.0, 1.0),
                       metadata={"spacing_known": True})    # one shape, another scan's voxel size
     w.labels.setCurrentText("other scan")
     viewer.layers["phantom"].metadata["spacing_known"] = True     # the phantom's 1 x 1 x 1, as a file would say
     w.run()
-    assert w.worker is None and "other scan of 2.5 x 1 x 1: they lie on different grids" in w.status.text()
+    assert w.worker is None and \
+        "other scan has voxels of 2.5 x 1 x 1 and phantom of 1 x 1 x 1: they lie on different grids" in w.status.text()
     viewer.layers["phantom"].metadata["spacing_known"] = False
     empty = np.asarray(viewer.layers["phantom truth"].data).copy()
     empty[:] = 0

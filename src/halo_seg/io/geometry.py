@@ -88,6 +88,53 @@ def spacing_of(geometry: dict) -> tuple[float, float, float]:
     return float(zooms[2]), float(zooms[1]), float(zooms[0])
 
 
+def axes_position(geometry: dict) -> tuple[float, float, float]:
+    """Where voxel (0, 0, 0) lies along the volume's own axes, (z, y, x) in its length unit: the
+    translation a viewer that draws voxels axis-aligned (napari, by scale and translate) gives it, so
+    that every volume of one orientation sits where it lies in the world, in world units (a
+    segmentation saved cropped to its objects over its scan)."""
+    a = best_affine(geometry)
+    axes = a[:3, :3] / np.sqrt((a[:3, :3] ** 2).sum(0))   # the unit direction of each voxel axis
+    x, y, z = np.linalg.solve(axes, a[:3, 3])
+    return float(z), float(y), float(x)
+
+
+def voxel_offset(geometry: dict, on: dict, tol: float = 0.01) -> tuple[int, int, int] | None:
+    """The (z, y, x) voxel of grid ``on`` where voxel (0, 0, 0) of ``geometry``'s grid lies, where
+    the two grids share their voxels (one orientation and voxel size, a whole number of voxels
+    apart: a crop of one scan, or a padded copy), else None. Both must be placed (a coded space)."""
+    placed = lambda g: bool(g.get("sform_code") or g.get("qform_code"))   # noqa: E731
+    if not (placed(geometry) and placed(on)):
+        return None
+    a, b = best_affine(geometry), best_affine(on)
+    if np.abs(a[:3, :3] - b[:3, :3]).max() > tol * np.abs(b[:3, :3]).max():
+        return None
+    v = np.linalg.solve(b[:3, :3], a[:3, 3] - b[:3, 3])   # (x, y, z) voxels of ``on``
+    if np.abs(v - np.round(v)).max() > tol:
+        return None
+    x, y, z = (int(round(c)) for c in v)
+    return z, y, x
+
+
+def placed_on(data, offset, shape):
+    """``data`` (Z, Y, X) put on a grid of ``shape`` whose voxel ``offset`` is its voxel (0, 0, 0):
+    cut where it passes that grid, 0 where it does not reach; lazily for a dask array."""
+    src, pad = [], []
+    for o, n, m in zip(offset, data.shape, shape):
+        lo, hi = max(0, -o), max(0, min(n, m - o))
+        lo = min(lo, hi)
+        src.append(slice(lo, hi))
+        before = min(m, max(0, o))
+        pad.append((before, m - before - (hi - lo)))
+    part = data[tuple(src)]
+    if hasattr(part, "dask"):
+        import dask.array as da
+        if 0 in part.shape:   # dask pads no empty array: nothing of ``data`` on the grid
+            return da.zeros(shape, dtype=part.dtype, chunks=data.chunksize)
+        return da.pad(part, pad)
+    return np.pad(np.asarray(part), pad)
+
+
 def orientation(geometry: dict) -> str:
     """Axis codes of the NIfTI voxel axes (x, y, z), e.g. 'RAS' or 'LPS', as nibabel names them."""
     import nibabel as nib

@@ -1,0 +1,141 @@
+"""A segmentation saved cropped to its objects (3D Slicer's way) sits on its scan in napari, and the
+widgets that pair two layers put it on the scan's grid: checked against ITK's own crop, whose
+origin ITK computes, and against the labels pasted into the scan's grid by hand."""
+import numpy as np
+import pytest
+
+sitk = pytest.importorskip("SimpleITK")
+
+from halo_seg.evaluate import compare_labels  # noqa: E402
+from halo_seg.io import open_volume  # noqa: E402
+from halo_seg.io.geometry import KEY, axes_position, placed_on, voxel_offset  # noqa: E402
+
+SHAPE = (9, 11, 13)      # (Z, Y, X)
+INDEX = (3, 2, 4)        # the crop's first voxel in the scan, ITK's (x, y, z)
+SIZE = (6, 7, 4)         # the crop's size, ITK's (x, y, z)
+
+
+def _scan():
+    arr = np.random.default_rng(0).integers(-1000, 1000, SHAPE).astype(np.int16)
+    img = sitk.GetImageFromArray(arr)
+    t = np.radians(20)
+    img.SetDirection([np.cos(t), -np.sin(t), 0, np.sin(t), np.cos(t), 0, 0, 0, 1.0])
+    img.SetSpacing([0.7, 0.8, 2.5])
+    img.SetOrigin([-40.0, 12.5, 30.0])
+    return arr, img
+
+
+@pytest.fixture
+def cropped(tmp_path):
+    """The scan as NIfTI, its labels over the whole grid, and those labels cropped by ITK to their
+    objects' box as a .seg.nrrd (Slicer's)."""
+    arr, img = _scan()
+    full = np.zeros(SHAPE, np.uint8)
+    z, y, x = INDEX[::-1]
+    d, h, w = SIZE[::-1]
+    full[z:z + d, y:y + h, x:x + w] = np.random.default_rng(1).integers(0, 3, (d, h, w))
+    lab = sitk.GetImageFromArray(full)
+    lab.CopyInformation(img)
+    crop = sitk.RegionOfInterest(lab, list(SIZE), list(INDEX))
+    sitk.WriteImage(img, str(tmp_path / "ct.nii.gz"))
+    sitk.WriteImage(crop, str(tmp_path / "organs.seg.nrrd"), useCompression=True)
+    return arr, full, img, crop, tmp_path
+
+
+def test_a_crops_offset_and_position_are_itks(cropped):
+    arr, full, img, crop, tmp = cropped
+    scan, seg = open_volume(tmp / "ct.nii.gz"), open_volume(tmp / "organs.seg.nrrd")
+    assert seg.shape == SIZE[::-1]
+    off = voxel_offset(seg.meta[KEY], scan.meta[KEY])
+    assert off == INDEX[::-1]
+    np.testing.assert_array_equal(placed_on(np.asarray(seg.data), off, scan.shape), full)
+    assert voxel_offset(scan.meta[KEY], seg.meta[KEY]) == tuple(-i for i in INDEX[::-1])
+    # napari draws voxels axis-aligned: the two positions are as far apart as ITK puts the voxels 0
+    a, b = np.array(axes_position(seg.meta[KEY])), np.array(axes_position(scan.meta[KEY]))
+    np.testing.assert_allclose(a - b, np.array(INDEX[::-1]) * np.array([2.5, 0.8, 0.7]), atol=1e-4)
+    apart = np.subtract(crop.TransformIndexToPhysicalPoint((0, 0, 0)), img.TransformIndexToPhysicalPoint((0, 0, 0)))
+    np.testing.assert_allclose(np.linalg.norm(a - b), np.linalg.norm(apart), rtol=1e-6)
+
+
+@pytest.mark.parametrize("change", ["half a voxel", "voxel size", "flipped", "unplaced"])
+def test_grids_that_share_no_voxels_have_no_offset(cropped, change):
+    arr, full, img, crop, tmp = cropped
+    if change == "half a voxel":
+        crop.SetOrigin(crop.TransformContinuousIndexToPhysicalPoint((0.5, 0, 0)))
+    elif change == "voxel size":
+        crop.SetSpacing([0.7, 0.8, 2.0])
+    elif change == "flipped":
+        crop = sitk.Flip(crop, [True, False, False])
+    sitk.WriteImage(crop, str(tmp / "moved.nrrd"))
+    seg, scan = open_volume(tmp / "moved.nrrd"), open_volume(tmp / "ct.nii.gz")
+    g = seg.meta[KEY]
+    if change == "unplaced":
+        g = {**g, "sform_code": 0, "qform_code": 0}
+    assert voxel_offset(g, scan.meta[KEY]) is None
+
+
+@pytest.mark.parametrize("offset", [(0, 0, 0), (2, -3, 5), (-4, 1, -2), (9, 0, 0), (0, -7, 0), (-20, 30, 1)])
+def test_placed_on_matches_pasting_by_hand(offset):
+    import dask.array as da
+    src = np.random.default_rng(2).integers(1, 9, (4, 7, 6)).astype(np.uint8)
+    shape = (9, 8, 10)
+    want = np.zeros(shape, np.uint8)
+    for (z, y, x), v in np.ndenumerate(src):
+        p = (z + offset[0], y + offset[1], x + offset[2])
+        if all(0 <= c < n for c, n in zip(p, shape)):
+            want[p] = v
+    np.testing.assert_array_equal(placed_on(src, offset, shape), want)
+    lazy = placed_on(da.from_array(src, chunks=3), offset, shape)
+    assert hasattr(lazy, "dask")
+    np.testing.assert_array_equal(lazy.compute(), want)
+
+
+def test_napari_puts_the_crop_on_its_scan_and_the_widgets_on_its_grid(make_napari_viewer, qtbot, cropped):
+    from napari_halo_seg._compare_widget import CompareWidget
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    from napari_halo_seg._train_widget import TrainWidget
+    arr, full, img, crop, tmp = cropped
+    viewer = make_napari_viewer()
+    ct, = viewer.open(str(tmp / "ct.nii.gz"), plugin="napari-halo-seg")
+    seg, = viewer.open(str(tmp / "organs.seg.nrrd"), plugin="napari-halo-seg")
+    assert seg.__class__.__name__ == "Labels" and seg.data.shape == SIZE[::-1]
+    for v in [(0, 0, 0), (3, 6, 5), (1, 4, 2)]:   # each voxel of the crop drawn over its scan voxel
+        np.testing.assert_allclose(seg.data_to_world(v), ct.data_to_world(np.add(v, INDEX[::-1])), atol=1e-4)
+    # compared with labels on the scan's grid, either way round: the same voxels
+    shifted = np.roll(full, 1, axis=2)
+    viewer.add_labels(shifted, name="shifted", scale=ct.scale, translate=ct.translate,
+                      metadata={KEY: ct.metadata[KEY]})
+    w = CompareWidget(viewer)
+    for a, b, pred, truth in [("organs", "shifted", full, shifted), ("shifted", "organs", shifted, full)]:
+        w.labels.setCurrentText(a)
+        w.reference.setCurrentText(b)
+        w.run()
+        qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+        if b == "organs":   # on the crop's grid: the shifted labels' part inside it
+            z, y, x = INDEX[::-1]
+            d, h, wd = SIZE[::-1]
+            pred, truth = pred[z:z + d, y:y + h, x:x + wd], truth[z:z + d, y:y + h, x:x + wd]
+        ref = compare_labels(pred, truth, tuple(ct.scale))
+        assert "mean Dice" in w.status.text(), w.status.text()
+        np.testing.assert_allclose(w.table["dice"], ref["dice"])
+        assert 0 < min(w.table["dice"]) < 1
+    # training: the crop's labels on the image's grid, 0 (background) beyond the crop
+    t = TrainWidget(viewer)
+    t.image.setCurrentText("ct")
+    t.labels.setCurrentText("organs")
+    t.output.setText(str(tmp / "w.safetensors"))
+    _, image, labels, _ = t._choices()
+    assert image.shape == SHAPE
+    np.testing.assert_array_equal(np.asarray(labels), full)
+    # measuring the crop's objects: the image's voxels under them
+    o = ObjectsWidget(viewer)
+    o.labels.setCurrentText("organs")
+    o.image.setCurrentText("ct")
+    _, data, under = o._chosen()
+    z, y, x = INDEX[::-1]
+    np.testing.assert_array_equal(np.asarray(under), arr[z:z + SIZE[2], y:y + SIZE[1], x:x + SIZE[0]])
+    # a crop that records no place is refused, naming why
+    viewer.add_labels(np.asarray(seg.data), name="unplaced")
+    t.labels.setCurrentText("unplaced")
+    with pytest.raises(ValueError, match="nothing records where 'unplaced' lies in the world"):
+        t._choices()
