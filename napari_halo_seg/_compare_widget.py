@@ -17,7 +17,7 @@ from halo_seg.io.volume import VolumeError
 
 from ._background import BackgroundWidget
 from ._fields import form_of
-from ._layers import fill_layer_box, follow_layers, layer_volume, on_grid_of, show_slice, sliced_axis
+from ._layers import fill_layer_box, follow_layers, on_one_grid_of, show_slice, sliced_axis
 from ._measure import layer_names, layer_unit, save_table_csv
 
 COLUMNS = (("label", "label", "{:d}"), ("name", "name", "{}"), ("Dice", "dice", "{:.3f}"),
@@ -64,7 +64,7 @@ class CompareWidget(BackgroundWidget):
         self.save_btn.setEnabled(False)
         self.save_btn.clicked.connect(lambda: self.save_table())
         self.table = None
-        self._result = None   # (the reference layer, per-label disagreement per slice along z, y, x, or None)
+        self._result = None   # (the layer whose grid was compared on, per-label disagreement per slice along z, y, x, or None)
         self._lay_out(form_of(("labels", self.labels), ("reference", self.reference), ("", self.distances),
                               ("", self.objects), ("", self.by_name)),
                       self.save_btn)
@@ -89,8 +89,8 @@ class CompareWidget(BackgroundWidget):
             self.status.setText("the labels and the reference are the same layer: choose another reference")
             return
         layer, ref = self.viewer.layers[a], self.viewer.layers[b]
-        try:   # labels saved cropped to their objects are compared on the reference's grid
-            pred, truth = on_grid_of(layer, ref), layer_volume(ref)
+        try:   # labels saved cropped to their objects: both on the grid that holds the other
+            pred, truth, grid = on_one_grid_of(layer, ref, "a voxel-by-voxel comparison would pair the wrong voxels")
         except ValueError as exc:
             self.status.setText(str(exc))
             return
@@ -111,14 +111,14 @@ class CompareWidget(BackgroundWidget):
             note = f"; {differ} (or match labels by name)" if differ else ""
         self._start(f"comparing {a} with {b} ...", _compare, pred, truth, tuple(ref.scale[-3:]),
                     self.distances.isChecked(), self.objects.isChecked(), self._cancel.is_set, ref_names or names,
-                    on_done=lambda outcome: self._done(outcome, layer, ref, layer_unit(ref), note))
+                    on_done=lambda outcome: self._done(outcome, layer, grid, layer_unit(ref), note))
 
-    def _done(self, outcome, layer, ref, unit, note: str = ""):
+    def _done(self, outcome, layer, grid, unit, note: str = ""):
         done, exc = outcome
         if exc is not None:
             return self._failed(exc)
         table, per_slice = done
-        self.table, self._result = table, (ref, per_slice)   # slices of the reference's grid
+        self.table, self._result = table, (grid, per_slice)   # slices of the grid compared on
         shown = [c for c in (OBJECT_COLUMNS if per_slice is None else COLUMNS) if c[1] in table]
         self.grid.setColumnCount(len(shown))
         self.grid.setHorizontalHeaderLabels([c[0] + (f" {unit}" if unit and c[1] in ("hd95", "assd") else "")
@@ -148,11 +148,11 @@ class CompareWidget(BackgroundWidget):
         the most voxels."""
         if self._result is None:
             return
-        ref, per_slice = self._result
+        grid, per_slice = self._result
         if per_slice is None or not 0 <= row < len(self.table["label"]):
             return   # object rows are IoU thresholds, not places
-        if ref not in self.viewer.layers:
-            self.status.setText("the reference was removed; compare again")
+        if grid not in self.viewer.layers:
+            self.status.setText("the compared labels were removed; compare again")
             return
         try:
             axis = sliced_axis(self.viewer, "the disagreement is shown slice by slice")
@@ -165,7 +165,7 @@ class CompareWidget(BackgroundWidget):
             self.status.setText(f"label {k}: the two agree on every voxel")
             return
         z = int(counts.argmax())
-        show_slice(self.viewer, ref, axis, z)
+        show_slice(self.viewer, grid, axis, z)
         self.status.setText(f"label {k}: slice {z} across {'zyx'[axis]}, {int(counts[z])} voxels disagree there "
                             f"({int(counts.sum())} in all)")
 

@@ -56,21 +56,24 @@ def layer_spacing(layer) -> tuple | None:
     return scale if known or (known is None and scale != (1.0, 1.0, 1.0)) else None
 
 
+def _as_volume(layer):
+    """The layer as the engine's grid checks see an opened volume: its shape, voxel size where known,
+    unit and scan geometry (from its file), and data."""
+    from types import SimpleNamespace
+
+    from halo_seg.io.geometry import KEY
+    known, meta, data = layer_spacing(layer), layer.metadata or {}, layer_volume(layer)
+    return SimpleNamespace(shape=tuple(data.shape), spacing=known or (1.0, 1.0, 1.0), spacing_known=known is not None,
+                           meta={"unit": meta.get("unit"), KEY: meta.get(KEY)}, data=data)
+
+
 def check_same_grid(a, b) -> None:
     """A ValueError when layers ``a`` and ``b`` of one shape do not lie on one voxel grid: two known
     voxel sizes that differ, or scan geometries (from their files) that place them apart in the world:
     labels of two scans, which a voxel-by-voxel comparison, measurement or training would pair
     wrongly. A layer whose file records no voxel size or placement (a .npy) lies on the other's grid."""
-    from types import SimpleNamespace
-
-    from halo_seg.io.geometry import KEY, grid_mismatch
-
-    def grid(layer):
-        known = layer_spacing(layer)
-        meta = layer.metadata or {}
-        return SimpleNamespace(shape=tuple(layer_volume(layer).shape), spacing=known or (1.0, 1.0, 1.0),
-                               spacing_known=known is not None, meta={"unit": meta.get("unit"), KEY: meta.get(KEY)})
-    ga, gb = grid(a), grid(b)
+    from halo_seg.io.geometry import grid_mismatch
+    ga, gb = _as_volume(a), _as_volume(b)
     if ga.shape == gb.shape:
         found = grid_mismatch(ga, gb, a.name, b.name)
         if found:
@@ -78,26 +81,29 @@ def check_same_grid(a, b) -> None:
                              "the other's grid first)")
 
 
-def on_grid_of(layer, ref):
+def on_grid_of(layer, ref, why: str = "they would pair the wrong voxels", cut: bool = False):
     """``layer``'s volume on ``ref``'s voxel grid: itself where their shapes agree (check_same_grid),
-    else placed by the two files' scan geometries where ``ref``'s grid holds ``layer``'s voxels (a
-    segmentation that 3D Slicer saved cropped to its objects, over its scan: 0 beyond the crop),
-    lazily. A ValueError where the grids share no voxels, or either layer's file placed it nowhere."""
-    from halo_seg.io.geometry import KEY, placed_on, voxel_offset
-    data, shape = layer_volume(layer), tuple(layer_volume(ref).shape)
-    if tuple(data.shape) == shape:
+    else placed by the two files' scan geometries where ``ref``'s grid holds all of ``layer``'s (a
+    segmentation that 3D Slicer saved cropped to its objects, over its scan: 0 beyond the crop), or
+    with ``cut`` where ``layer``'s holds ``ref``'s (the scan under such a crop), lazily
+    (io.geometry.on_grid). A ValueError naming why not."""
+    from halo_seg.io.geometry import on_grid
+    if tuple(layer_volume(layer).shape) == tuple(layer_volume(ref).shape):
         check_same_grid(layer, ref)
-        return data
-    ga, gb = ((lay.metadata or {}).get(KEY) for lay in (layer, ref))
-    offset = voxel_offset(ga, gb) if ga and gb and len(data.shape) == len(shape) == 3 else None
-    if offset is None:
-        why = ("their files place them on grids of different voxels" if ga and gb else
-               "nothing records where either lies in the world" if not (ga or gb) else
-               f"nothing records where {(ref if ga else layer).name!r} lies in the world")
-        raise ValueError(f"{layer.name!r} {tuple(data.shape)} and {ref.name!r} {shape} are not on one voxel grid "
-                         f"and cannot be put on one: {why}; resample one onto the other first (halo-seg resample "
-                         "IN OUT --like OTHER [--labels])")
-    return placed_on(data, offset, shape)
+        return layer_volume(layer)
+    return on_grid(_as_volume(layer), _as_volume(ref), repr(layer.name), repr(ref.name), why, cut)
+
+
+def on_one_grid_of(a, b, why: str = "they would pair the wrong voxels"):
+    """(a's volume, b's volume, the layer whose grid they are on): the grid of the one that holds the
+    other (io.geometry.on_one_grid), so that nothing of either is cut away."""
+    from halo_seg.io.geometry import on_one_grid
+    if tuple(layer_volume(a).shape) == tuple(layer_volume(b).shape):
+        check_same_grid(a, b)
+        return layer_volume(a), layer_volume(b), b
+    va, vb = _as_volume(a), _as_volume(b)
+    da, db, grid = on_one_grid(va, vb, repr(a.name), repr(b.name), why)
+    return da, db, a if grid is va else b
 
 
 def sliced_axis(viewer, why: str = "this works on slices") -> int:

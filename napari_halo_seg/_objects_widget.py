@@ -129,7 +129,7 @@ class ObjectsWidget(BackgroundWidget):
             if self.image.currentText() not in ("", NO_IMAGE):
                 image_layer = self.viewer.layers[self.image.currentText()]
                 # the labels saved cropped to their objects: the image's part under them
-                image = on_grid_of(image_layer, layer)
+                image = on_grid_of(image_layer, layer, "the intensities would be read from other voxels", cut=True)
         except ValueError as exc:
             self.status.setText(str(exc))
             return None

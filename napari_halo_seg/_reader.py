@@ -108,9 +108,8 @@ def placement(geometry, spacing) -> dict:
     volume's own axes (io.geometry.axes_position), so that a segmentation saved cropped to its
     objects (3D Slicer's way) sits on its scan, and napari's coordinates are world millimetres. None
     where the file places it nowhere, or its voxel size is not the geometry's (a file of microns)."""
-    from halo_seg.io.geometry import axes_position, spacing_of
-    if not geometry or not (geometry.get("sform_code") or geometry.get("qform_code")) \
-            or not np.allclose(spacing_of(geometry), spacing, rtol=1e-3):
+    from halo_seg.io.geometry import axes_position, is_placed, spacing_of
+    if not is_placed(geometry) or not np.allclose(spacing_of(geometry), spacing, rtol=1e-3):
         return {}
     return {"translate": axes_position(geometry)}
 

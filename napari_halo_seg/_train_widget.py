@@ -167,7 +167,8 @@ class TrainWidget(BackgroundWidget):
         image = layer_volume(layer)
         if image.ndim != 3:
             raise ValueError(f"layer {layer.name!r} {tuple(image.shape)} is not a 3D image")
-        labels = on_grid_of(lab_layer, layer)   # labels saved cropped to their objects: on the image's grid
+        # labels saved cropped to their objects: on the image's grid
+        labels = on_grid_of(lab_layer, layer, "the network would learn each voxel's label from another voxel")
         if not np.issubdtype(np.dtype(labels.dtype), np.integer):
             raise ValueError(f"the labels must be integers (each value a class), not {labels.dtype}")
         out = Path(self.output.text().strip() or

@@ -52,7 +52,7 @@ def test_compare_widget_refusals_keep_the_layers(make_napari_viewer, qtbot):
     w.reference.setCurrentText("other grid")
     w.run()
     assert w.worker is None and "'model' (20, 30, 30) and 'other grid' (5, 5, 5) are not on one voxel grid" \
-        in w.status.text() and "nothing records where either lies in the world" in w.status.text(), w.status.text()
+        in w.status.text() and "nothing records where 'model' or 'other grid' lies in the world" in w.status.text(), w.status.text()
     # one shape, two known voxel sizes: two scans' labels, compared voxel by voxel before
     viewer.add_labels(np.asarray(truth), name="other scan", scale=(3.0, 1.0, 1.0), metadata={"spacing_known": True})
     viewer.layers["model"].scale = (1.0, 1.0, 1.0)

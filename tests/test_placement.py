@@ -101,8 +101,10 @@ def test_napari_puts_the_crop_on_its_scan_and_the_widgets_on_its_grid(make_napar
     assert seg.__class__.__name__ == "Labels" and seg.data.shape == SIZE[::-1]
     for v in [(0, 0, 0), (3, 6, 5), (1, 4, 2)]:   # each voxel of the crop drawn over its scan voxel
         np.testing.assert_allclose(seg.data_to_world(v), ct.data_to_world(np.add(v, INDEX[::-1])), atol=1e-4)
-    # compared with labels on the scan's grid, either way round: the same voxels
+    # compared with labels on the scan's grid, either way round: on the scan's grid, so that the
+    # shifted labels' voxels beyond the crop count against them
     shifted = np.roll(full, 1, axis=2)
+    shifted[0:2, 0:3, 0:3] = 1
     viewer.add_labels(shifted, name="shifted", scale=ct.scale, translate=ct.translate,
                       metadata={KEY: ct.metadata[KEY]})
     w = CompareWidget(viewer)
@@ -111,14 +113,12 @@ def test_napari_puts_the_crop_on_its_scan_and_the_widgets_on_its_grid(make_napar
         w.reference.setCurrentText(b)
         w.run()
         qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
-        if b == "organs":   # on the crop's grid: the shifted labels' part inside it
-            z, y, x = INDEX[::-1]
-            d, h, wd = SIZE[::-1]
-            pred, truth = pred[z:z + d, y:y + h, x:x + wd], truth[z:z + d, y:y + h, x:x + wd]
         ref = compare_labels(pred, truth, tuple(ct.scale))
         assert "mean Dice" in w.status.text(), w.status.text()
         np.testing.assert_allclose(w.table["dice"], ref["dice"])
         assert 0 < min(w.table["dice"]) < 1
+        w.show_worst_slice(0)   # a slice of the scan's grid, shown through the scan's layer
+        assert "slice" in w.status.text() and w._result[0] is viewer.layers["shifted"]
     # training: the crop's labels on the image's grid, 0 (background) beyond the crop
     t = TrainWidget(viewer)
     t.image.setCurrentText("ct")
@@ -139,3 +139,49 @@ def test_napari_puts_the_crop_on_its_scan_and_the_widgets_on_its_grid(make_napar
     t.labels.setCurrentText("unplaced")
     with pytest.raises(ValueError, match="nothing records where 'unplaced' lies in the world"):
         t._choices()
+
+
+def _csv(path) -> dict:
+    import csv
+    rows = list(csv.DictReader(open(path)))
+    return {k: [r[k] for r in rows] for k in rows[0]}
+
+
+def test_the_command_line_puts_a_crop_on_its_scans_grid(cropped, capsys):
+    from halo_seg.cli import main
+    arr, full, img, crop, tmp = cropped
+    # a prediction on the scan's grid with a false positive beyond the reference's crop: counted
+    pred = full.copy()
+    pred[0:2, 0:3, 0:3] = 1
+    p = sitk.GetImageFromArray(pred)
+    p.CopyInformation(img)
+    sitk.WriteImage(p, str(tmp / "pred.nrrd"))
+    want = compare_labels(pred, full, (2.5, 0.8, 0.7))
+    for a, b in (("pred.nrrd", "organs.seg.nrrd"), ("organs.seg.nrrd", "pred.nrrd")):
+        assert main(["evaluate", str(tmp / a), str(tmp / b), "--csv", str(tmp / "e.csv")]) == 0
+        got = _csv(tmp / "e.csv")
+        ref = want if a == "pred.nrrd" else compare_labels(full, pred, (2.5, 0.8, 0.7))
+        np.testing.assert_allclose([float(d) for d in got["dice"]], ref["dice"], rtol=1e-6)
+    assert float(want["dice"][0]) < 1
+    # the scan's intensities under the crop's objects
+    assert main(["measure", str(tmp / "organs.seg.nrrd"), "--image", str(tmp / "ct.nii.gz"),
+                 "--csv", str(tmp / "m.csv")]) == 0
+    got = _csv(tmp / "m.csv")
+    ids = [int(k) for k in np.unique(full) if k]
+    assert [int(k) for k in got["label"]] == ids
+    np.testing.assert_allclose([float(m) for m in got["mean"]], [arr[full == k].mean() for k in ids], rtol=1e-4)
+    # training on the crop: its labels on the scan's grid
+    assert main(["train", "--image", str(tmp / "ct.nii.gz"), "--labels", str(tmp / "organs.seg.nrrd"),
+                 "--out", str(tmp / "w.safetensors"), "--iterations", "1", "--patch", "8", "8", "8", "--depth", "1",
+                 "--quiet"]) == 0
+    assert (tmp / "w.safetensors").exists()
+    # a crop that reaches beyond the scan, or another scan's grid: refused, naming both
+    sitk.WriteImage(sitk.RegionOfInterest(img, [5, 5, 5], [0, 0, 0]), str(tmp / "small.nii.gz"))
+    assert main(["measure", str(tmp / "organs.seg.nrrd"), "--image", str(tmp / "small.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert "organs.seg.nrrd reaches beyond" in err and "small.nii.gz" in err and "resample" in err
+    moved = sitk.RegionOfInterest(img, [5, 5, 5], [1, 1, 1])
+    moved.SetOrigin(moved.TransformContinuousIndexToPhysicalPoint((0.5, 0, 0)))
+    sitk.WriteImage(moved, str(tmp / "moved.nii.gz"))
+    assert main(["evaluate", str(tmp / "moved.nii.gz"), str(tmp / "pred.nrrd")]) == 2
+    assert "place them on grids of different voxels" in capsys.readouterr().err

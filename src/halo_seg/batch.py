@@ -181,7 +181,7 @@ def evaluate_folders(pred_dir, truth_dir, labels=None, distances: bool = True,
     s.d. and median, mean HD95 and ASSD; unmatched: {"no prediction": [...], "no reference": [...],
     "failed": {case: reason}}). Cases on different grids are reported as failed, not compared."""
     from .evaluate import compare_labels
-    from .io.geometry import check_one_grid
+    from .io.geometry import on_one_grid
     from .io.labels import open_labels
     preds = {case_name(p): p for p in find_cases(pred_dir, outputs_first=True)}
     truths = {case_name(p): p for p in find_cases(truth_dir)}
@@ -197,8 +197,9 @@ def evaluate_folders(pred_dir, truth_dir, labels=None, distances: bool = True,
             truth, pred = open_labels(truths[case]), open_labels(preds[case])
             named["truth"].update(truth.meta.get(SEGMENT_NAMES) or {})
             named["pred"].update(pred.meta.get(SEGMENT_NAMES) or {})
-            check_one_grid(pred, truth, str(preds[case]), str(truths[case]))
-            table = compare_labels(pred.data, truth.data, truth.spacing, labels=labels, distances=distances)
+            # either saved cropped to its objects: both on the grid that holds the other
+            pd, td, _ = on_one_grid(pred, truth, str(preds[case]), str(truths[case]))
+            table = compare_labels(pd, td, truth.spacing, labels=labels, distances=distances)
         except (VolumeError, ValueError) as exc:
             unmatched["failed"][case] = str(exc)
             log(f"[{i}/{len(both)}] {case}: failed ({exc})")

@@ -380,14 +380,18 @@ def cmd_train(a) -> int:
     data = {"images": [_case_text(p) for p in a.images], "labels": list(a.labels),
             "validation": [_case_text(p) for p in a.val_images],
             **(getattr(a, "dataset_info", None) or {})}   # for the card
-    from .io.geometry import check_one_grid
+    from dataclasses import replace
+    from .io.geometry import on_grid
     lab_vols = [open_labels(p) for p in a.labels]
     val_cases = [_case_channels(p, a) for p in a.val_images]
     val_vols = [c[0] for c in val_cases]
     val_labs = [open_labels(p) for p in a.val_labels]
     for names, ims, lbs in ((zip(a.images, a.labels), opened, lab_vols), (zip(a.val_images, a.val_labels), val_vols, val_labs)):
-        for (pi, pl), im, lb in zip(names, ims, lbs):   # before any voxel is read: a pair of two scans
-            check_one_grid(im, lb, _case_text(pi), str(pl), "the network would learn each voxel's label from another voxel")
+        for k, ((pi, pl), im, lb) in enumerate(zip(names, ims, lbs)):
+            # before any voxel is read: a pair of two scans is refused; labels saved cropped to their
+            # objects (3D Slicer's .seg.nrrd) are put on their scan's grid
+            lbs[k] = replace(lb, data=on_grid(lb, im, str(pl), _case_text(pi),
+                                              "the network would learn each voxel's label from another voxel"))
     channel_names = list(getattr(a, "channel_names", None) or _channel_names(cases[0]))
     # the images lazy: the trainer reads each as it prepares it (a copy as read beside each normalised
     # one took 2 to 4 bytes a voxel); the labels as read (checked, then made as narrow as they can be,
@@ -510,12 +514,16 @@ def _read_pair(image_path, labels_path, a, choice: dict | None = None):
     from .io.labels import open_labels
     from .train.unet_train import TrainingError
     choice = {"channel": a.channel, "timepoint": a.timepoint} if choice is None else choice
+    from .io import VolumeError
+    from .io.geometry import on_grid
     img, lab = open_volume(image_path, **choice), open_labels(labels_path)
-    if img.shape != lab.shape:
-        raise TrainingError(f"{image_path} {img.shape} and {labels_path} {lab.shape} differ in shape")
-    from .io.geometry import check_one_grid
-    check_one_grid(img, lab, str(image_path), str(labels_path), "each voxel's label would come from another voxel")
-    return np.asarray(img.data), np.asarray(lab.data), img.spacing
+    try:   # labels saved cropped to their objects: on the image's grid
+        labels = on_grid(lab, img, str(labels_path), str(image_path), "each voxel's label would come from another voxel")
+    except VolumeError as exc:
+        if img.shape == lab.shape:
+            raise
+        raise TrainingError(f"{image_path} {img.shape} and {labels_path} {lab.shape} differ in shape: {exc}") from None
+    return np.asarray(img.data), np.asarray(labels), img.spacing
 
 
 def _user_volumes(a):
@@ -725,8 +733,10 @@ def cmd_measure(a) -> int:
         check_table_path(Path(a.csv))
     lab = open_labels(a.labels)
     img = open_volume(a.image, channel=a.channel, timepoint=a.timepoint) if a.image else None
-    if img is not None and given is None:
-        geometry.check_one_grid(lab, img, a.labels, a.image, "the intensities would be read from other voxels")
+    image = None
+    if img is not None:   # under labels saved cropped to their objects: the scan's part there
+        image = img.data if given is not None and img.shape == lab.shape else \
+            geometry.on_grid(img, lab, a.image, a.labels, "the intensities would be read from other voxels", cut=True)
     # the labels' own spacing, unit and geometry where their file has them (a .npy has none), else the image's
     src = lab if (lab.meta.get("unit") or lab.meta.get(geometry.KEY) or img is None) else img
     spacing = given or src.spacing
@@ -734,7 +744,7 @@ def cmd_measure(a) -> int:
     g = src.meta.get(geometry.KEY)
     if g is not None and tuple(g["shape"]) != lab.shape:
         g = None
-    table = measure_labels(lab.data, spacing, None if img is None else img.data, unit=unit,
+    table = measure_labels(lab.data, spacing, image, unit=unit,
                            affine=None if g is None else geometry.best_affine(g))
     if a.shape:
         from .measure import add_shape
@@ -845,22 +855,22 @@ def cmd_evaluate(a) -> int:
         check_table_path(Path(a.csv))
     if is_case_folder(a.pred) or is_case_folder(a.truth):
         return _evaluate_folders(a)
-    from .io.geometry import check_one_grid
-    pred, truth = open_labels(a.pred), open_labels(a.truth)   # the same shape is checked; truth's spacing is used
-    check_one_grid(pred, truth, a.pred, a.truth)
+    from .io.geometry import on_one_grid
+    pred, truth = open_labels(a.pred), open_labels(a.truth)   # truth's spacing is used
+    # either saved cropped to its objects (3D Slicer's .seg.nrrd): both on the grid that holds the other
+    data, truth_data, _ = on_one_grid(pred, truth, a.pred, a.truth)
     if a.instances:
-        table = compare_instances(pred.data, truth.data, thresholds=a.iou)
+        table = compare_instances(data, truth_data, thresholds=a.iou)
         print(format_instances(table))
     else:
         from .measure import with_names
         names, truth_names = pred.meta.get(SEGMENT_NAMES), truth.meta.get(SEGMENT_NAMES)
-        data = pred.data
         if a.by_name:   # the reference's ids, matched by the structures' names
             data, missing = renumber_by_name(data, names, truth_names)
             names = truth_names
             if missing:
                 print(f"not in the reference, left out: {', '.join(missing)}")
-        table = compare_labels(data, truth.data, truth.spacing, labels=a.labels, distances=not a.no_distances)
+        table = compare_labels(data, truth_data, truth.spacing, labels=a.labels, distances=not a.no_distances)
         table = with_names(table, truth_names or names)
         print(format_comparison(table, truth.meta.get("unit")))
         note = name_mismatch(names, truth_names, table["label"])

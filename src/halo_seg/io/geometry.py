@@ -99,12 +99,17 @@ def axes_position(geometry: dict) -> tuple[float, float, float]:
     return float(z), float(y), float(x)
 
 
+def is_placed(geometry) -> bool:
+    """Whether a geometry places its volume in a space (a coded sform or qform): a file saved with
+    np.eye(4) and no codes lies nowhere in particular."""
+    return bool(geometry) and bool(geometry.get("sform_code") or geometry.get("qform_code"))
+
+
 def voxel_offset(geometry: dict, on: dict, tol: float = 0.01) -> tuple[int, int, int] | None:
     """The (z, y, x) voxel of grid ``on`` where voxel (0, 0, 0) of ``geometry``'s grid lies, where
     the two grids share their voxels (one orientation and voxel size, a whole number of voxels
     apart: a crop of one scan, or a padded copy), else None. Both must be placed (a coded space)."""
-    placed = lambda g: bool(g.get("sform_code") or g.get("qform_code"))   # noqa: E731
-    if not (placed(geometry) and placed(on)):
+    if not (is_placed(geometry) and is_placed(on)):
         return None
     a, b = best_affine(geometry), best_affine(on)
     if np.abs(a[:3, :3] - b[:3, :3]).max() > tol * np.abs(b[:3, :3]).max():
@@ -175,8 +180,7 @@ def grid_mismatch(a, b, name_a: str = "the first volume", name_b: str = "the sec
         return (f"{name_a} has voxels of {' x '.join(f'{v:g}' for v in a.spacing)} and {name_b} of "
                 f"{' x '.join(f'{v:g}' for v in b.spacing)}")
     ga, gb = a.meta.get(KEY), b.meta.get(KEY)
-    placed = lambda g: bool(g) and bool(g.get("sform_code") or g.get("qform_code"))   # noqa: E731
-    if not (placed(ga) and placed(gb)):   # a file with no coded space (np.eye(4) saved by a script) lies nowhere
+    if not (is_placed(ga) and is_placed(gb)):   # a file with no coded space (np.eye(4) saved by a script) lies nowhere
         return None
     shape = np.array(a.shape[::-1], float) - 1   # (x, y, z), as the affines index
     corners = np.array([[i, j, k, 1.0] for i in (0, shape[0]) for j in (0, shape[1]) for k in (0, shape[2])])
@@ -198,3 +202,48 @@ def check_one_grid(a, b, name_a: str, name_b: str, why: str = "a voxel-by-voxel 
                    "3D Slicer, ANTs)" if "apart in the world" in found else
                    "resample one onto the other's grid first (halo-seg resample IN OUT --like OTHER [--labels])")
             raise VolumeError(f"{found}: not one voxel grid, so {why}; {fix}")
+
+
+
+def _held(offset, shape, grid_shape) -> bool:
+    return all(0 <= o and o + n <= m for o, n, m in zip(offset, shape, grid_shape))
+
+
+def on_grid(vol, like, name: str, name_like: str, why: str = "a voxel-by-voxel comparison would pair the wrong voxels",
+            cut: bool = False):
+    """``vol``'s voxels (its ``data``) on ``like``'s voxel grid: as they are where their shapes agree
+    (check_one_grid), else placed by the two scan geometries where ``like``'s grid holds all of
+    ``vol``'s voxels (a segmentation saved cropped to its objects, as 3D Slicer does, on its scan: 0
+    beyond the crop), lazily; ``cut``: where ``vol``'s grid holds all of ``like``'s instead (a scan
+    read under a crop of it). ``vol`` and ``like``: opened volumes, or anything with their shape,
+    spacing, spacing_known, meta and data. A VolumeError where the grids share no voxels, or one
+    does not hold the other as asked."""
+    if tuple(vol.shape) == tuple(like.shape):
+        check_one_grid(vol, like, name, name_like, why)
+        return vol.data
+    ga, gb = vol.meta.get(KEY), like.meta.get(KEY)
+    offset = voxel_offset(ga, gb) if ga and gb else None
+    held = offset is not None and (_held(tuple(-o for o in offset), like.shape, vol.shape) if cut
+                                   else _held(offset, vol.shape, like.shape))
+    if not held:
+        unplaced = [n for n, g in ((name, ga), (name_like, gb)) if not is_placed(g)]
+        reason = ((f"{name_like} reaches beyond {name}" if cut else f"{name} reaches beyond {name_like}")
+                  if offset is not None else "their scan geometries place them on grids of different voxels"
+                  if not unplaced else f"nothing records where {' or '.join(unplaced)} lies in the world")
+        raise VolumeError(f"{name} {tuple(vol.shape)} and {name_like} {tuple(like.shape)} are not on one voxel grid "
+                          f"({reason}), so {why}; resample one onto the other first (halo-seg resample IN OUT "
+                          "--like OTHER [--labels])")
+    return placed_on(vol.data, offset, like.shape)
+
+
+def on_one_grid(a, b, name_a: str, name_b: str, why: str = "a voxel-by-voxel comparison would pair the wrong voxels"):
+    """(a's data, b's data, the volume whose grid they are on): on the grid of the one that holds
+    the other (on_grid), so that nothing of either is cut away (a prediction's false positives
+    beyond a reference cropped to its objects are counted)."""
+    if tuple(a.shape) != tuple(b.shape):
+        ga, gb = a.meta.get(KEY), b.meta.get(KEY)
+        offset = voxel_offset(ga, gb) if ga and gb else None
+        if offset is not None and not _held(offset, a.shape, b.shape) \
+                and _held(tuple(-o for o in offset), b.shape, a.shape):
+            return a.data, on_grid(b, a, name_b, name_a, why), a
+    return on_grid(a, b, name_a, name_b, why), b.data, b
