@@ -185,3 +185,38 @@ def test_the_command_line_puts_a_crop_on_its_scans_grid(cropped, capsys):
     sitk.WriteImage(moved, str(tmp / "moved.nii.gz"))
     assert main(["evaluate", str(tmp / "moved.nii.gz"), str(tmp / "pred.nrrd")]) == 2
     assert "place them on grids of different voxels" in capsys.readouterr().err
+
+
+def test_the_interactive_widget_works_on_a_placed_image(make_napari_viewer, qtbot):
+    """Slices, boxes and the objects layer through a layer's translation (a scan placed by its file),
+    not the world's coordinates taken for voxels."""
+    from halo_seg.interactive.model_io import default_memnet_installed
+    from halo_seg.interactive.roi import mask_bbox
+    from halo_seg.metrics import dice
+    from halo_seg.samples import make_phantom
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    if not default_memnet_installed():
+        pytest.skip("no shipped interactive weights")
+    s = make_phantom()
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(s.image, name="placed", scale=(2.0, 1.0, 1.0), translate=(-37.0, 12.25, 40.5))
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText("placed")
+    w.device.setCurrentText("cpu")
+    for z in (0, 7, s.image.shape[0] - 1):
+        w.goto_slice(z)
+        assert w._z() == z
+    truth = s.labels == np.bincount(s.labels.ravel())[1:].argmax() + 1
+    z = int(truth.sum((1, 2)).argmax())
+    w.goto_slice(z)
+    w.ensure_prompt_layers()
+    box = viewer.layers["box"]
+    assert tuple(box.translate[-3:]) == tuple(layer.translate) and tuple(viewer.layers["objects"].translate) == \
+        tuple(layer.translate)
+    y0, x0, y1, x1 = mask_bbox(truth[z])
+    box.add_rectangles(np.array([[z, y0, x0], [z, y0, x1], [z, y1, x1], [z, y1, x0]], float))
+    w.segment_slice()
+    assert w.worker is not None, w.status.text()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    preview = np.asarray(viewer.layers["current object"].data)
+    assert dice(preview[z] > 0, truth[z]) >= 0.8, w.status.text()
