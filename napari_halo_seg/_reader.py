@@ -17,7 +17,7 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.io.labels import label_dtype, whole_labels
 from halo_seg.io.tiff_slices import looks_like_slices
-from halo_seg.io.volume import SEGMENT_NAMES, SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
+from halo_seg.io.volume import SEGMENT_NAMES, SUPPORTED, TRANSLATE, VolumeError, file_contents, is_zarr_dir, recorded_spacing
 
 from ._paintable import paintable
 
@@ -46,7 +46,7 @@ def read_volume(path):
         return _stack_layers(p, raw, names)
     vol = open_volume(raw)  # a VolumeError names the problem; napari shows it to the user
     meta = {"source": str(p), "format": vol.meta.get("format"), "spacing_known": vol.spacing_known}
-    place = {"scale": vol.spacing, **placement(vol.meta.get(GEOMETRY), vol.spacing)}
+    place = {"scale": vol.spacing, **placement(vol.meta.get(GEOMETRY), vol.spacing, vol.meta.get(TRANSLATE))}
     if vol.meta.get("unit"):   # the spacing's length unit: objects measure in mL or µm³ (_measure.py)
         meta["unit"] = vol.meta["unit"]
     if GEOMETRY in vol.meta:
@@ -103,14 +103,15 @@ def read_volume(path):
     return [(vol.data, {"name": p.name.split(".")[0], **place, "metadata": meta, **kw}, "image")]
 
 
-def placement(geometry, spacing) -> dict:
+def placement(geometry, spacing, translate=None) -> dict:
     """The layer's translation where its file places it in the world: voxel (0, 0, 0) along the
     volume's own axes (io.geometry.axes_position), so that a segmentation saved cropped to its
-    objects (3D Slicer's way) sits on its scan, and napari's coordinates are world millimetres. None
-    where the file places it nowhere, or its voxel size is not the geometry's (a file of microns)."""
+    objects (3D Slicer's way) sits on its scan, and napari's coordinates are world millimetres; an
+    OME-Zarr's own translation (a crop or tile of a larger acquisition). None where the file places
+    it nowhere, or its voxel size is not the geometry's (a file of microns)."""
     from halo_seg.io.geometry import axes_position, is_placed, spacing_of
     if not is_placed(geometry) or not np.allclose(spacing_of(geometry), spacing, rtol=1e-3):
-        return {}
+        return {"translate": tuple(translate)} if translate else {}
     return {"translate": axes_position(geometry)}
 
 
@@ -164,9 +165,9 @@ def _stack_layers(p: Path, raw, names) -> list:
         kw = {"colormap": CHANNEL_COLORS[c % len(CHANNEL_COLORS)], "blending": "additive"} if n_c > 1 else {}
         if len(data) > 1:
             kw["multiscale"] = True
-        if GEOMETRY in raw.meta:
-            at = placement(raw.meta[GEOMETRY], spacing).get("translate")
-            kw.update({"translate": (0.0,) * timed + at} if at else {})
+        at = placement(raw.meta.get(GEOMETRY), spacing, raw.meta.get(TRANSLATE)).get("translate")
+        if at:
+            kw["translate"] = (0.0,) * timed + tuple(at)
         layers.append((data if len(data) > 1 else data[0],
                        {"name": name, "scale": (1.0,) * timed + spacing, "metadata": meta, **kw}, "image"))
     return layers

@@ -103,3 +103,57 @@ def test_napari_saves_a_layer_into_the_image_and_reads_it_back_as_labels(make_na
     viewer.add_labels([labels, labels[::2, ::2, ::2]], name="pyramid", multiscale=True)
     viewer.layers["pyramid"].save(str(tmp_path / "pyramid.zarr"), plugin="napari-halo-seg")
     np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "pyramid.zarr").data), labels)
+
+
+def _translated(path, version):
+    """Give the image a translation, as a crop or tile of a larger acquisition has: one per level and
+    one for the whole multiscale (OME-NGFF applies it after the level's)."""
+    grp = zarr.open_group(str(path), mode="a")
+    attrs = grp.attrs.asdict()
+    ms_list = attrs["ome"]["multiscales"] if version == "0.5" else attrs["multiscales"]
+    for ds in ms_list[0]["datasets"]:
+        ds["coordinateTransformations"].append({"type": "translation", "translation": [0, 0, 1.0, 2.0, 3.0]})
+    ms_list[0]["coordinateTransformations"] = [{"type": "scale", "scale": [1, 1, 1, 1, 1]},
+                                               {"type": "translation", "translation": [0, 0, 30.0, -4.0, 6.0]}]
+    if version == "0.5":
+        grp.attrs["ome"] = {**attrs["ome"], "multiscales": ms_list}
+    else:
+        grp.attrs["multiscales"] = ms_list
+    return ms_list[0]
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_a_translated_image_and_its_labels_lie_where_it_says(tmp_path, version, make_napari_viewer):
+    path, img = _image(tmp_path, version)
+    ms = _translated(path, version)
+    v = open_volume(path)
+    assert v.spacing == (2.0, 0.5, 0.5) and v.meta["translate"] == (31.0, -2.0, 9.0)
+    labels = (img > 140).astype(np.uint16) * 7
+    out = write_ome_labels(labels, path, name="blobs")
+    lab = open_volume(out)
+    assert lab.spacing == v.spacing and lab.meta["translate"] == v.meta["translate"]
+    # level by level, the image's own transformations with the multiscale's folded in
+    attrs = zarr.open_group(str(out), mode="r").attrs.asdict()
+    own = (attrs["ome"] if version == "0.5" else attrs)["multiscales"][0]["datasets"]
+    for mine, theirs in zip(own, ms["datasets"]):
+        sc = next(t["scale"] for t in theirs["coordinateTransformations"] if t["type"] == "scale")
+        # the multiscale's scale is 1: its translation adds to the level's (ome-zarr-py's half-pixel
+        # shift of a downsampled level, then ours)
+        tr = list(np.sum([t["translation"] for t in theirs["coordinateTransformations"] if t["type"] == "translation"]
+                         + [[0, 0, 30.0, -4.0, 6.0]], axis=0))
+        assert mine["coordinateTransformations"] == [{"type": "scale", "scale": sc},
+                                                     {"type": "translation", "translation": tr}]
+    viewer = make_napari_viewer()
+    image_layer, = viewer.open(str(path), plugin="napari-halo-seg")
+    label_layer, = viewer.open(str(out), plugin="napari-halo-seg")
+    for layer in (image_layer, label_layer):
+        np.testing.assert_allclose(layer.translate[-3:], (31.0, -2.0, 9.0))
+        np.testing.assert_allclose(layer.scale[-3:], (2.0, 0.5, 0.5))
+    # a multi-channel image: each channel's layer where the image lies
+    (tmp_path / "two").mkdir()
+    two, _ = _image(tmp_path / "two", version, tc=(1, 2))
+    _translated(two, version)
+    layers = viewer.open(str(two), plugin="napari-halo-seg")
+    assert len(layers) == 2
+    for layer in layers:
+        np.testing.assert_allclose(layer.translate[-3:], (31.0, -2.0, 9.0))

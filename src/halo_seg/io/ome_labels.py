@@ -92,4 +92,28 @@ def write_ome_labels(labels, image, name: str = "halo-seg") -> Path:
                  scaler=None, scale_factors=factors, fmt=format_from_version(version or "0.4"), axes=axes,
                  scale={a: (scales[0][i] if i in spatial else 1.0) for i, a in enumerate(axes)},
                  axes_units=units or None, **{"image-label": {"source": {"image": "../../"}}})
+    _same_transforms(image / "labels" / name, ms)
     return image / "labels" / name
+
+
+def _same_transforms(labels_path: Path, image_ms: dict) -> None:
+    """Give the label image its image's transformations, level by level (the multiscale's own folded
+    in): ome-zarr-py writes a scale from the image's pixel size and its own half-pixel shifts, and
+    no translation, so that the labels of an image that is a crop or tile of a larger acquisition
+    (a translation) would lie at the origin, away from it, in napari-ome-zarr or MoBIE."""
+    import zarr
+    from .volume import ome_transform
+    grp = zarr.open_group(str(labels_path), mode="a")
+    attrs = grp.attrs.asdict()
+    ms_list, _ = _ome_multiscales(attrs)
+    ms = ms_list[0]
+    ndim = len(ms.get("axes") or image_ms.get("axes"))
+    for own, theirs in zip(ms["datasets"], image_ms["datasets"]):
+        scale, shift, _ = ome_transform(image_ms, theirs, ndim)
+        own["coordinateTransformations"] = [{"type": "scale", "scale": scale}] + (
+            [{"type": "translation", "translation": shift}] if any(shift) else [])
+    ms.pop("coordinateTransformations", None)
+    if "ome" in attrs:   # OME-Zarr 0.5: under "ome"
+        grp.attrs["ome"] = {**attrs["ome"], "multiscales": ms_list}
+    else:
+        grp.attrs["multiscales"] = ms_list

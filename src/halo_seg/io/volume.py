@@ -420,6 +420,26 @@ def _zarr_geometry(attrs: dict, shape, path) -> dict:
     return {KEY: check(attrs[KEY], shape[-3:], what=f"the geometry attribute of {path}")}
 
 
+TRANSLATE = "translate"   # an OME-Zarr image's (z, y, x) translation: where its voxel (0, 0, 0) lies
+
+
+def ome_transform(multiscale: dict, dataset: dict, ndim: int) -> tuple[list[float], list[float], bool]:
+    """(scale, translation, whether a scale was given) per axis of one dataset (level) of an OME-Zarr
+    multiscale: the dataset's own transformations, then the multiscale's, which OME-NGFF applies
+    after them."""
+    scale, shift, scaled = [1.0] * ndim, [0.0] * ndim, False
+    for ts in (dataset.get("coordinateTransformations") or [], multiscale.get("coordinateTransformations") or []):
+        for t in ts:
+            if t.get("type") == "scale" and "scale" in t:
+                f = [float(v) for v in t["scale"]][:ndim]
+                scale = [a * b for a, b in zip(scale, f)]
+                shift = [a * b for a, b in zip(shift, f)]
+                scaled = True
+            elif t.get("type") == "translation" and "translation" in t:
+                shift = [a + float(b) for a, b in zip(shift, t["translation"])]
+    return scale, shift, scaled
+
+
 def _ome_multiscales(attrs: dict) -> tuple[list | None, str | None]:
     if "ome" in attrs and "multiscales" in attrs["ome"]:  # OME-Zarr 0.5 (zarr v3)
         return attrs["ome"]["multiscales"], attrs["ome"].get("version", "0.5")
@@ -475,12 +495,11 @@ def _open_zarr(path: Path) -> Volume:
             raise VolumeError(f"OME-Zarr {path}: its metadata names the array '{ds0['path']}', which is not "
                               "in it (an incomplete copy?)") from None
         axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", [])]
-        scale, scaled = [1.0] * arr.ndim, False
-        for t in ds0.get("coordinateTransformations", []):
-            if t.get("type") == "scale":
-                scale, scaled = list(t["scale"]), True
+        scale, shift, scaled = ome_transform(ms[0], ds0, arr.ndim)
         spatial = [i for i, a in enumerate(axes) if a in ("z", "y", "x")] or list(range(arr.ndim))[-3:]
         spacing = tuple(float(scale[i]) for i in spatial[-3:]) if len(spatial) >= 3 else (1.0, 1.0, 1.0)
+        # where a crop or tile of a larger acquisition starts: napari places the layer there
+        at = tuple(float(shift[i]) for i in spatial[-3:]) if len(spatial) >= 3 else (0.0, 0.0, 0.0)
         label_image = "image-label" in attrs or "image-label" in attrs.get("ome", {})
         units = {length_unit(a.get("unit")) for a in ms[0].get("axes", [])
                  if isinstance(a, dict) and a.get("name") in ("z", "y", "x")}
@@ -491,7 +510,7 @@ def _open_zarr(path: Path) -> Volume:
         return Volume(named_from_zarr(arr, path), spacing=spacing, source=str(path), spacing_known=scaled,
                       meta={"format": f"ome-zarr {version}", "axes": axes, "labels": label_image, "levels": levels,
                             "channel_names": [str(n) for n in names] if names and all(names) else None,
-                            "unit": units.pop() if len(units) == 1 else None})
+                            "unit": units.pop() if len(units) == 1 else None, **({TRANSLATE: at} if any(at) else {})})
     keys = sorted(node.array_keys())
     if len(keys) == 1 or "labels" in keys or "image" in keys:
         key = "image" if "image" in keys else ("labels" if "labels" in keys else keys[0])
