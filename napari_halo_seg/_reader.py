@@ -17,7 +17,7 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.io.labels import label_dtype, whole_labels
 from halo_seg.io.tiff_slices import looks_like_slices
-from halo_seg.io.volume import SEGMENT_NAMES, SUPPORTED, TRANSLATE, VolumeError, file_contents, is_zarr_dir, recorded_spacing
+from halo_seg.io.volume import SEGMENT_NAMES, SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
 
 from ._paintable import paintable
 
@@ -46,7 +46,7 @@ def read_volume(path):
         return _stack_layers(p, raw, names)
     vol = open_volume(raw)  # a VolumeError names the problem; napari shows it to the user
     meta = {"source": str(p), "format": vol.meta.get("format"), "spacing_known": vol.spacing_known}
-    place = {"scale": vol.spacing, **placement(vol.meta.get(GEOMETRY), vol.spacing, vol.meta.get(TRANSLATE))}
+    place = {"scale": vol.spacing, **placement(vol.meta.get(GEOMETRY), vol.spacing)}
     if vol.meta.get("unit"):   # the spacing's length unit: objects measure in mL or µm³ (_measure.py)
         meta["unit"] = vol.meta["unit"]
     if GEOMETRY in vol.meta:
@@ -56,8 +56,8 @@ def read_volume(path):
     elif vol.meta.get(SERIES_KEY):   # a DICOM SEG or RT structure set: its series, so the labels save as a SEG on it
         meta[SERIES_KEY] = vol.meta[SERIES_KEY]
     # a halo-seg output group, or a NIfTI file that says it holds labels: a Labels layer
-    is_output = p.is_dir() and ((p / "labels" / "zarr.json").exists() or (p / "labels" / ".zarray").exists()) \
-        and not (p / "image").exists()
+    # (not an OME-Zarr image whose labels/ group holds label images: its voxels are an image's)
+    is_output = vol.meta.get("array") == "labels"
     labels = None
     if is_output or vol.meta.get("labels"):
         try:   # float-stored labels (FSL, SPM) as whole ids: napari's Labels layer takes integers only
@@ -103,15 +103,15 @@ def read_volume(path):
     return [(vol.data, {"name": p.name.split(".")[0], **place, "metadata": meta, **kw}, "image")]
 
 
-def placement(geometry, spacing, translate=None) -> dict:
+def placement(geometry, spacing) -> dict:
     """The layer's translation where its file places it in the world: voxel (0, 0, 0) along the
     volume's own axes (io.geometry.axes_position), so that a segmentation saved cropped to its
-    objects (3D Slicer's way) sits on its scan, and napari's coordinates are world millimetres; an
-    OME-Zarr's own translation (a crop or tile of a larger acquisition). None where the file places
-    it nowhere, or its voxel size is not the geometry's (a file of microns)."""
+    objects (3D Slicer's way) sits on its scan, an OME-Zarr crop or tile of a larger acquisition
+    where its translation puts it, and napari's coordinates are the file's world units. None where
+    the file places it nowhere, or its voxel size is not the geometry's."""
     from halo_seg.io.geometry import axes_position, is_placed, spacing_of
     if not is_placed(geometry) or not np.allclose(spacing_of(geometry), spacing, rtol=1e-3):
-        return {"translate": tuple(translate)} if translate else {}
+        return {}
     return {"translate": axes_position(geometry)}
 
 
@@ -165,7 +165,7 @@ def _stack_layers(p: Path, raw, names) -> list:
         kw = {"colormap": CHANNEL_COLORS[c % len(CHANNEL_COLORS)], "blending": "additive"} if n_c > 1 else {}
         if len(data) > 1:
             kw["multiscale"] = True
-        at = placement(raw.meta.get(GEOMETRY), spacing, raw.meta.get(TRANSLATE)).get("translate")
+        at = placement(raw.meta.get(GEOMETRY), spacing).get("translate")
         if at:
             kw["translate"] = (0.0,) * timed + tuple(at)
         layers.append((data if len(data) > 1 else data[0],

@@ -123,15 +123,16 @@ def _translated(path, version):
 
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
-def test_a_translated_image_and_its_labels_lie_where_it_says(tmp_path, version, make_napari_viewer):
+def test_a_translated_image_and_its_labels_lie_where_it_says(tmp_path, version, make_napari_viewer, tiny_weights):
     path, img = _image(tmp_path, version)
     ms = _translated(path, version)
+    from halo_seg.io.geometry import KEY, axes_position
     v = open_volume(path)
-    assert v.spacing == (2.0, 0.5, 0.5) and v.meta["translate"] == (31.0, -2.0, 9.0)
+    assert v.spacing == (2.0, 0.5, 0.5) and axes_position(v.meta[KEY]) == (31.0, -2.0, 9.0)
     labels = (img > 140).astype(np.uint16) * 7
     out = write_ome_labels(labels, path, name="blobs")
     lab = open_volume(out)
-    assert lab.spacing == v.spacing and lab.meta["translate"] == v.meta["translate"]
+    assert lab.spacing == v.spacing and lab.meta[KEY] == v.meta[KEY]
     # level by level, the image's own transformations with the multiscale's folded in
     attrs = zarr.open_group(str(out), mode="r").attrs.asdict()
     own = (attrs["ome"] if version == "0.5" else attrs)["multiscales"][0]["datasets"]
@@ -144,9 +145,18 @@ def test_a_translated_image_and_its_labels_lie_where_it_says(tmp_path, version, 
         assert mine["coordinateTransformations"] == [{"type": "scale", "scale": sc},
                                                      {"type": "translation", "translation": tr}]
     viewer = make_napari_viewer()
-    image_layer, = viewer.open(str(path), plugin="napari-halo-seg")
+    import warnings
+    with warnings.catch_warnings():   # an image with label images in it, not labels
+        warnings.simplefilter("error")
+        image_layer, = viewer.open(str(path), plugin="napari-halo-seg")
+    assert image_layer.__class__.__name__ == "Image"
     label_layer, = viewer.open(str(out), plugin="napari-halo-seg")
-    for layer in (image_layer, label_layer):
+    # the labels `segment` computes on it lie there too
+    assert main(["segment", str(path), str(tmp_path / "seg.zarr"), "--weights", str(tiny_weights),
+                 "--mode", "whole"]) == 0
+    assert open_volume(tmp_path / "seg.zarr").meta[KEY] == v.meta[KEY]
+    seg_layers = viewer.open(str(tmp_path / "seg.zarr"), plugin="napari-halo-seg")
+    for layer in (image_layer, label_layer, *seg_layers):
         np.testing.assert_allclose(layer.translate[-3:], (31.0, -2.0, 9.0))
         np.testing.assert_allclose(layer.scale[-3:], (2.0, 0.5, 0.5))
     # a multi-channel image: each channel's layer where the image lies

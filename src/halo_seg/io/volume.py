@@ -420,7 +420,17 @@ def _zarr_geometry(attrs: dict, shape, path) -> dict:
     return {KEY: check(attrs[KEY], shape[-3:], what=f"the geometry attribute of {path}")}
 
 
-TRANSLATE = "translate"   # an OME-Zarr image's (z, y, x) translation: where its voxel (0, 0, 0) lies
+def _translated(at, spacing, shape) -> dict:
+    """An OME-Zarr image's translation (where a crop or tile of a larger acquisition starts) as a
+    scan geometry (io.geometry: voxel axes along the world's, coded 'aligned'), so that it travels as
+    a scan's placement does: to napari's layers, `segment`'s labels, exports and grid checks."""
+    if not any(at) or len(shape) != 3:
+        return {}
+    from .geometry import KEY, from_affine
+    aff = np.eye(4)
+    aff[:3, :3] = np.diag(spacing[::-1])
+    aff[:3, 3] = at[::-1]
+    return {KEY: from_affine(aff, shape, code=2)}
 
 
 def ome_transform(multiscale: dict, dataset: dict, ndim: int) -> tuple[list[float], list[float], bool]:
@@ -498,7 +508,6 @@ def _open_zarr(path: Path) -> Volume:
         scale, shift, scaled = ome_transform(ms[0], ds0, arr.ndim)
         spatial = [i for i, a in enumerate(axes) if a in ("z", "y", "x")] or list(range(arr.ndim))[-3:]
         spacing = tuple(float(scale[i]) for i in spatial[-3:]) if len(spatial) >= 3 else (1.0, 1.0, 1.0)
-        # where a crop or tile of a larger acquisition starts: napari places the layer there
         at = tuple(float(shift[i]) for i in spatial[-3:]) if len(spatial) >= 3 else (0.0, 0.0, 0.0)
         label_image = "image-label" in attrs or "image-label" in attrs.get("ome", {})
         units = {length_unit(a.get("unit")) for a in ms[0].get("axes", [])
@@ -510,7 +519,8 @@ def _open_zarr(path: Path) -> Volume:
         return Volume(named_from_zarr(arr, path), spacing=spacing, source=str(path), spacing_known=scaled,
                       meta={"format": f"ome-zarr {version}", "axes": axes, "labels": label_image, "levels": levels,
                             "channel_names": [str(n) for n in names] if names and all(names) else None,
-                            "unit": units.pop() if len(units) == 1 else None, **({TRANSLATE: at} if any(at) else {})})
+                            "unit": units.pop() if len(units) == 1 else None,
+                            **_translated(at, spacing, tuple(arr.shape[i] for i in spatial[-3:]))})
     keys = sorted(node.array_keys())
     if len(keys) == 1 or "labels" in keys or "image" in keys:
         key = "image" if "image" in keys else ("labels" if "labels" in keys else keys[0])
