@@ -167,3 +167,16 @@ def test_a_translated_image_and_its_labels_lie_where_it_says(tmp_path, version, 
     assert len(layers) == 2
     for layer in layers:
         np.testing.assert_allclose(layer.translate[-3:], (31.0, -2.0, 9.0))
+
+
+def test_info_gives_a_translated_images_origin_in_its_unit(tmp_path, capsys):
+    import json
+    path, _ = _image(tmp_path, "0.4")
+    ms = _translated(path, "0.4")
+    for a in ms["axes"]:
+        if a["name"] in "zyx":
+            a["unit"] = "micrometer"
+    zarr.open_group(str(path), mode="a").attrs["multiscales"] = [ms]
+    assert main(["info", str(path)]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["unit"] == "µm" and info["origin"] == [9.0, -2.0, 31.0] and "origin_mm" not in info

@@ -626,7 +626,9 @@ def cmd_info(a) -> int:
     print(json.dumps({**(held if raw.data.ndim > 3 else {}), **chosen, "shape": v.shape, "dtype": str(v.data.dtype), "spacing": v.spacing,
                       "unit": v.meta.get("unit"), "chunks": [c[0] for c in v.data.chunks], "format": v.meta.get("format"),
                       "orientation": geometry.orientation(g) if g else None,
-                      "origin_mm": [round(float(c), 3) for c in geometry.best_affine(g)[:3, 3]] if g else None,
+                      # (x, y, z) of voxel 0 in the world, in "unit" (an OME-Zarr's microns: "origin")
+                      "origin_mm" if v.meta.get("unit") in (None, "mm") else "origin":
+                          [round(float(c), 3) for c in geometry.best_affine(g)[:3, 3]] if g else None,
                       **({} if v.spacing_known else {"spacing_known": False}),
                       # a file no reader can take a box of (a compressed MetaImage): each halo rank holds it all
                       **({"read": "whole, once a run"} if v.meta.get("read_whole") else {}),
