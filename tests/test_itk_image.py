@@ -216,15 +216,26 @@ def _streamed_as_itk_reads(monkeypatch, files: dict, boxes_class) -> None:
 
 
 def test_an_uncompressed_metaimage_is_read_box_by_box(tmp_path, monkeypatch):
-    """Micro-CT and light-sheet stacks larger than memory come as .mhd + .raw: ITK streams the box
-    each index asks for, so a halo rank reads its block and no more; the values are ITK's own."""
-    from halo_seg.io import itk_image
+    """Micro-CT and light-sheet stacks larger than memory come as .mhd + .raw: memory-mapped, each
+    index copies out its box, so a halo rank reads its block and no more; the values are ITK's own,
+    in either byte order, after a data file's HeaderSize bytes or at its end (-1)."""
+    from halo_seg.io import nrrd_boxes
     arr = np.random.default_rng(1).integers(-500, 1000, (37, 41, 29)).astype(np.int16)
     vec = np.random.default_rng(2).random((12, 13, 14, 3)).astype(np.float32)
     files = {"mha": _written(tmp_path / "a.mha", arr, False), "mhd": _written(tmp_path / "a.mhd", arr, False),
              "vector": _written(tmp_path / "v.mha", vec, False, vector=True)}
     assert (tmp_path / "a.raw").is_file()   # .mhd names its data file
-    _streamed_as_itk_reads(monkeypatch, files, itk_image.MetaImageBoxes)
+    header = (tmp_path / "a.mhd").read_text()
+    for name, msb, skip, before in (("big", True, 0, b""), ("skip", False, 100, b"x" * 100),
+                                    ("end", True, -1, b"y" * 37)):
+        (tmp_path / f"{name}.raw").write_bytes(before + arr.astype(">i2" if msb else "<i2").tobytes())
+        text = header.replace("ElementDataFile = a.raw", f"ElementDataFile = {name}.raw")
+        text = text.replace("BinaryDataByteOrderMSB = False", f"BinaryDataByteOrderMSB = {msb}")
+        text = text.replace("ElementType", f"HeaderSize = {skip}\nElementType")
+        files[name] = tmp_path / f"{name}.mhd"
+        files[name].write_text(text)
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(files[name]))), arr)   # as ITK
+    _streamed_as_itk_reads(monkeypatch, files, nrrd_boxes.RawBoxes)
 
 
 def test_a_file_read_whole_is_read_once_and_counted_in_each_ranks_memory(tmp_path, monkeypatch, tiny_weights,

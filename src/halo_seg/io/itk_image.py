@@ -5,10 +5,10 @@ ITK reads these formats with their origin, spacing and direction cosines in LPS 
 geometry kept here is NIfTI's RAS affine (io.geometry), converted as for DICOM, so that labels come
 back out as NIfTI, NRRD or MetaImage on the scan. A file is read whole the first time its voxels
 are needed, except an uncompressed MetaImage (`.mha`, `.mhd` + `.raw`: micro-CT and light-sheet
-stacks larger than memory come so), whose voxels ITK streams box by box, and a raw or gzip NRRD,
-read box by box by io.nrrd_boxes (ITK streams no NRRD): a halo rank or a chunked reduction reads
-the voxels it asks for and no more. A compressed MetaImage is read whole (ITK decompresses all
-that precedes a box; convert such a stack to zarr).
+stacks larger than memory come so) and a raw NRRD, which are memory-mapped, and a gzip NRRD, read
+through indexed_gzip (io.nrrd_boxes; ITK reads a NRRD only whole): a halo rank or a chunked
+reduction reads the voxels it asks for and no more. A compressed MetaImage is read whole (zlib
+without gzip's framing, which indexed_gzip does not seek in; convert such a stack to zarr).
 SimpleITK rather than a reader per format: it is the reference implementation of both, with
 their compression, detached headers and direction conventions.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .dicom import LPS_TO_RAS
-from .nrrd_boxes import GzipBoxes, nrrd_boxes
+from .nrrd_boxes import GzipBoxes, RawBoxes, nrrd_boxes
 from .volume import ITK_WRITE, METRES, SEGMENT_NAMES, Volume, VolumeError, check_length, damaged
 
 
@@ -101,79 +101,46 @@ def _itk_read(path, read):
         raise damaged(path, re.sub(r"^ITK ERROR: \w+\(0x[0-9a-f]+\): ", "", lines[-1])) from None
 
 
-def _streamable(path: Path, nbytes: int) -> bool:
-    """Whether ITK can read a box of this MetaImage without reading the rest: uncompressed, in one
-    data file (not a LIST of slice files nor a numbered pattern); one that is holds its ``nbytes``
-    of voxels (_metaimage_length)."""
+def metaimage_boxes(path: Path, shape: tuple, dtype, components: int):
+    """The reader of an uncompressed MetaImage's boxes (nrrd_boxes.RawBoxes: memory-mapped, as a raw
+    NRRD: its voxels after the header, or in the one data file it names, after HeaderSize bytes or,
+    with -1, at its end, in ElementByteOrderMSB's byte order), else None (compressed, a LIST of slice
+    files or a numbered pattern: ITK reads it whole); a VolumeError where it holds fewer voxels
+    than its header says (_metaimage_length)."""
     if path.suffix.lower() not in (".mha", ".mhd"):
-        return False
+        return None
     fields = _metaimage_fields(path)
     data = fields.get("elementdatafile", "")
-    streamable = (bool(data) and fields.get("compresseddata", "false").lower() != "true"
-                  and not data.upper().startswith("LIST") and "%" not in data)
-    if streamable:
-        _metaimage_length(path, fields, nbytes)
-    return streamable
+    if not data or fields.get("compresseddata", "false").lower() == "true" or data.upper().startswith("LIST") \
+            or "%" in data or len(data.split()) > 1:
+        return None
+    stored = np.dtype(dtype)
+    msb = fields.get("elementbyteordermsb", fields.get("binarydatabyteordermsb", "false")).lower() == "true"
+    stored = stored.newbyteorder(">" if msb else "<") if stored.itemsize > 1 else stored
+    nbytes = int(np.prod(shape)) * stored.itemsize
+    _metaimage_length(path, fields, nbytes)
+    try:
+        skip = int(fields.get("headersize", 0))
+    except ValueError:
+        return None
+    if data.upper() == "LOCAL":
+        file, start = path, fields["_end"]
+    else:
+        file = path.parent / data
+        start = file.stat().st_size - nbytes if skip == -1 else skip
+    return RawBoxes(str(file), start, shape, stored, components)
 
 
-class MetaImageBoxes:
-    """An uncompressed MetaImage as an array dask slices: each index reads only its box (ITK's
-    streamed read, ``ImageFileReader`` with an extract region). (Z, Y, X), or (C, Z, Y, X) for a
-    file of several components. Holds the path alone, so it pickles to other processes."""
-
-    def __init__(self, path: str, shape: tuple, dtype, components: int):
-        self.path, self.shape, self.dtype, self.components = path, tuple(shape), np.dtype(dtype), components
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, key):
-        key = key if isinstance(key, tuple) else (key,)
-        if any(k is Ellipsis for k in key) or len(key) > self.ndim:
-            raise IndexError(f"MetaImageBoxes takes one slice or integer per axis, got {key!r}")
-        key = key + (slice(None),) * (self.ndim - len(key))
-        spatial = key[-3:]
-        ranges, pick = [], []
-        for k, n in zip(spatial, self.shape[-3:]):
-            if isinstance(k, slice):
-                start, stop, step = k.indices(n)
-                stop = max(start, stop) if step > 0 else stop
-                if step < 0:
-                    raise IndexError("MetaImageBoxes reads boxes in file order; reverse the box once read")
-                ranges.append((start, stop))
-                pick.append(slice(None, None, step))
-            else:   # an integer: its one slice, then dropped
-                i = int(k) + n if int(k) < 0 else int(k)
-                if not 0 <= i < n:
-                    raise IndexError(f"index {k} out of range for an axis of {n}")
-                ranges.append((i, i + 1))
-                pick.append(0)
-        size = [b - a for a, b in ranges]
-        if min(size) <= 0:
-            box = np.zeros(size + ([self.components] if self.components > 1 else []), self.dtype)
-        else:
-            sitk = _sitk(f"reading {self.path}")
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(self.path)
-            reader.SetExtractIndex([a for a, _ in ranges][::-1])   # ITK's (x, y, z)
-            reader.SetExtractSize(size[::-1])
-            box = sitk.GetArrayFromImage(_itk_read(self.path, reader.Execute))
-        if self.components > 1:   # (Z, Y, X, C) -> channels first, then the channel index
-            box = np.moveaxis(box, -1, 0)[key[0]]
-            return np.ascontiguousarray(box[(slice(None),) * (box.ndim - 3) + tuple(pick)])
-        return np.ascontiguousarray(box[tuple(pick)])
-
-
-def _streamed(path: Path, shape: tuple, dtype, components: int, boxes=None):
-    """The file as a dask array of chunks read one box at a time from ``boxes`` (a MetaImage's
-    region reads where it is not given)."""
+def _streamed(path: Path, shape: tuple, dtype, components: int, boxes):
+    """The file as a dask array of chunks read one box at a time from ``boxes``."""
     import dask.array as da
     from dask.base import tokenize
-    boxes = boxes or MetaImageBoxes(str(path), shape, dtype, components)
     # a compressed stream is decompressed a whole slice at a time: chunks of whole slices
     rows = shape[-2] if isinstance(boxes, GzipBoxes) else min(shape[-2], ROWS)
     part = rows * shape[-1] * np.dtype(dtype).itemsize * components   # of a slice: one run in the file
     chunks = [(components,)] * (components > 1) + [max(1, min(shape[-3], CHUNK_BYTES // max(part, 1))), rows,
                                                     shape[-1]]
-    kind = "metaimage" if isinstance(boxes, MetaImageBoxes) else "nrrd"
+    kind = "metaimage" if path.suffix.lower() in (".mha", ".mhd") else "nrrd"
     # the header's and the data file's state: a file rewritten in place is not taken for the old one
     stats = [(p.stat().st_mtime_ns, p.stat().st_size) for p in {path, Path(boxes.path)}]
     return da.from_array(boxes, chunks=tuple(chunks), name=f"{kind}-{tokenize(str(path), sorted(stats))}",
@@ -200,8 +167,8 @@ def open_itk(path) -> Volume:
     comps = reader.GetNumberOfComponents()
     dtype = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID(), comps)).dtype)
     shape = (comps,) * (comps > 1) + tuple(int(s) for s in size[::-1])
-    boxes = nrrd_boxes(path, shape, dtype, comps)
-    streamed = boxes is not None or _streamable(path, int(np.prod(shape)) * dtype.itemsize)
+    boxes = nrrd_boxes(path, shape, dtype, comps) or metaimage_boxes(path, shape, dtype, comps)
+    streamed = boxes is not None
     data = _streamed(path, shape, dtype, comps, boxes) if streamed else \
         da.from_delayed(dask.delayed(_read_whole)(str(path), comps), shape, dtype)
     spacing = np.asarray(reader.GetSpacing(), float)
