@@ -4,7 +4,8 @@ default) is read through indexed_gzip, which seeks inside the compressed stream 
 of points in it, so a halo rank or a tile band decompresses what it needs and holds its box alone.
 The header's own fields say where the voxels lie (attached after the header, or in one detached
 data file, after its line and byte skips) and in which byte order; the shape, type and components
-are ITK's (io.itk_image reads the header with ITK first)."""
+are ITK's (io.itk_image reads the header with ITK first). An uncompressed MetaImage is memory-mapped
+by RawBoxes too (io.itk_image.metaimage_boxes)."""
 from __future__ import annotations
 
 import threading
