@@ -204,8 +204,8 @@ def check_one_grid(a, b, name_a: str, name_b: str, why: str = "a voxel-by-voxel 
             raise VolumeError(f"{found}: not one voxel grid, so {why}; {fix}")
 
 
-
 def _held(offset, shape, grid_shape) -> bool:
+    """Whether a box of ``shape`` at voxel ``offset`` of a grid of ``grid_shape`` lies all inside it."""
     return all(0 <= o and o + n <= m for o, n, m in zip(offset, shape, grid_shape))
 
 
