@@ -43,7 +43,7 @@ from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
 from ._fields import SavedFilesBox, device_choices, form_of
-from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
+from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume, on_grid_of, show_slice, sliced_axis
 from ._kept_objects import (EARLIER, INTO, KEPT, ObjectsKeeper, atom_boxes as _atom_boxes, full_box as _full,
                             boxes_union, kept_objects_path, read_kept, stroke_box, union_box as _union)
 from ._paths import file_stem, last_session_path, learned_dir
@@ -854,33 +854,53 @@ class InteractiveWidget(QWidget):
             return
         label = int(layer.selected_label)
         seg = self._guard(lambda: self._session(self._axis()))
-        if seg is None or self._guard(lambda: check_same_grid(self._image_layer()[0], layer) or True) is None:
+        image = None if seg is None else self._guard(lambda: self._image_layer()[0])
+        if image is None or self._guard(lambda: check_same_grid(image, layer) or True) is None:
             return
+        grown = None
+        if layer.data.ndim == 3 and tuple(layer.data.shape) != seg.volume_shape:
+            # labels saved cropped to their objects (3D Slicer's): corrected on the image's grid, the
+            # crop placed by the two files' geometries (lazily here: the worker makes the copy)
+            grown = self._guard(lambda: on_grid_of(layer, image, "the object would be taken from other voxels",
+                                                   lazy=True))
+            if grown is None:
+                return
+            at, geometry = tuple(image.translate[-3:]), (image.metadata or {}).get(GEOMETRY)
 
         def take():
             data = layer.data
+            if grown is not None:
+                data, note = paintable(grown)
+                if note:   # never a whole-grid copy that does not fit
+                    raise ValueError(f"layer {layer.name!r} is cropped to its objects and, on the image's grid, "
+                                     f"too large to hold: {note}")
             if data.ndim != 3 or tuple(data.shape) != seg.volume_shape:
                 raise ValueError(f"layer {layer.name!r} has shape {tuple(data.shape)}; the image's is "
-                                 f"{seg.volume_shape}: Edit label corrects labels on the image's own grid (labels "
-                                 "saved cropped to their objects: halo-seg resample IN OUT --like SCAN --labels)")
+                                 f"{seg.volume_shape}: Edit label corrects labels on the image's grid")
             missing = ValueError(f"label {label} is not in layer {layer.name!r}: pick one of its objects "
                                  "(napari's label field, or the colour picker on it)")
             if label == 0:
                 raise missing
             try:   # read a slab at a time: never the whole layer as a mask (another label taken but not
                 # corrected yet is replaced, and Undo brings it back)
-                return seg.start_from(data, label=label, cancel=self._cancel.is_set)
+                return seg.start_from(data, label=label, cancel=self._cancel.is_set), data
             except LabelMissing as exc:
                 raise missing from exc
 
-        def done(n):
+        def done(result):
+            n, data = result
+            if grown is not None:   # the same labels, with background around the crop, where the image lies
+                layer.data = data
+                layer.translate = at
+                layer.metadata = {**(layer.metadata or {}), GEOMETRY: geometry}
             self._editing, self._last_commit = (layer, label), None
             self.recommended = None
             self.ensure_prompt_layers()
             self._show()
             self.status.setText(f"label {label} of {layer.name!r} ({self._volume_text(n)}) is the current object: "
                                 "correct a slice (paint it and Accept, or a box or clicks), then Propagate; "
-                                "Commit writes it back")
+                                "Commit writes it back" + ("" if grown is None else " (the layer, cropped to its "
+                                                           "objects, is now on the image's grid)"))
         self._start(f"taking label {label} of {layer.name!r} ...", take, on_done=done)
 
     def draw_strokes(self):

@@ -56,13 +56,16 @@ def layer_spacing(layer) -> tuple | None:
     return scale if known or (known is None and scale != (1.0, 1.0, 1.0)) else None
 
 
-def _as_volume(layer):
+def _as_volume(layer, lazy: bool = False):
     """The layer as the engine's grid checks see an opened volume: its shape, voxel size where known,
-    unit and scan geometry (from its file), and data."""
+    unit and scan geometry (from its file), and data (``lazy``: a dask array, also of a numpy one)."""
     from types import SimpleNamespace
 
     from halo_seg.io.geometry import KEY
     known, meta, data = layer_spacing(layer), layer.metadata or {}, layer_volume(layer)
+    if lazy and isinstance(data, np.ndarray):
+        import dask.array as da
+        data = da.from_array(data, chunks=data.shape)
     return SimpleNamespace(shape=tuple(data.shape), spacing=known or (1.0, 1.0, 1.0), spacing_known=known is not None,
                            meta={"unit": meta.get("unit"), KEY: meta.get(KEY)}, data=data)
 
@@ -81,17 +84,17 @@ def check_same_grid(a, b) -> None:
                              "the other's grid first)")
 
 
-def on_grid_of(layer, ref, why: str = "they would pair the wrong voxels", cut: bool = False):
+def on_grid_of(layer, ref, why: str = "they would pair the wrong voxels", cut: bool = False, lazy: bool = False):
     """``layer``'s volume on ``ref``'s voxel grid: itself where their shapes agree (check_same_grid),
     else placed by the two files' scan geometries where ``ref``'s grid holds all of ``layer``'s (a
     segmentation that 3D Slicer saved cropped to its objects, over its scan: 0 beyond the crop), or
     with ``cut`` where ``layer``'s holds ``ref``'s (the scan under such a crop), lazily
-    (io.geometry.on_grid). A ValueError naming why not."""
+    (io.geometry.on_grid; ``lazy``: a numpy layer's too). A ValueError naming why not."""
     from halo_seg.io.geometry import on_grid
     if tuple(layer_volume(layer).shape) == tuple(layer_volume(ref).shape):
         check_same_grid(layer, ref)
         return layer_volume(layer)
-    return on_grid(_as_volume(layer), _as_volume(ref), repr(layer.name), repr(ref.name), why, cut)
+    return on_grid(_as_volume(layer, lazy), _as_volume(ref), repr(layer.name), repr(ref.name), why, cut)
 
 
 def on_one_grid_of(a, b, why: str = "they would pair the wrong voxels"):

@@ -220,3 +220,56 @@ def test_the_interactive_widget_works_on_a_placed_image(make_napari_viewer, qtbo
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
     preview = np.asarray(viewer.layers["current object"].data)
     assert dice(preview[z] > 0, truth[z]) >= 0.8, w.status.text()
+
+
+def test_edit_label_corrects_a_crop_on_the_images_grid(make_napari_viewer, qtbot):
+    """Edit label on labels saved cropped to their objects: the layer is put on the image's grid (its
+    labels unchanged, background around them), the object taken from the right voxels, and a
+    correction committed there; a crop reaching beyond the image is refused, the layer untouched."""
+    from halo_seg.interactive.model_io import default_memnet_installed
+    from halo_seg.io.geometry import from_affine
+    from halo_seg.samples import make_phantom
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    if not default_memnet_installed():
+        pytest.skip("no shipped interactive weights")
+    s = make_phantom()
+    first = int(np.bincount(s.labels.ravel())[1:].argmax()) + 1
+    zs, ys, xs = (np.flatnonzero(s.labels.any(axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    lo, hi = np.array([zs[0], ys[0], xs[0]]), np.array([zs[-1], ys[-1], xs[-1]]) + 1
+    crop = s.labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.uint8)
+
+    def affine(origin_zyx):
+        a = np.diag([0.8, 0.8, 1.5, 1.0])   # (x, y, z) voxel sizes
+        a[:3, 3] = np.array(origin_zyx, float)[::-1] * [0.8, 0.8, 1.5] + [-20.0, 7.0, 3.0]
+        return a
+    viewer = make_napari_viewer()
+    g_image = from_affine(affine((0, 0, 0)), s.image.shape)
+    image = viewer.add_image(s.image, name="scan", scale=(1.5, 0.8, 0.8), translate=(3.0, 7.0, -20.0),
+                             metadata={KEY: g_image, "spacing_known": True})
+    layer = viewer.add_labels(crop.copy(), name="organs", scale=(1.5, 0.8, 0.8),
+                              translate=tuple(np.add((3.0, 7.0, -20.0), lo * [1.5, 0.8, 0.8])),
+                              metadata={KEY: from_affine(affine(lo), crop.shape), "spacing_known": True})
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText("scan")
+    w.device.setCurrentText("cpu")
+    viewer.layers.selection.active = layer
+    layer.selected_label = first
+    w.edit_label()
+    assert w.worker is not None, w.status.text()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "now on the image's grid" in w.status.text(), w.status.text()
+    full = np.zeros(s.labels.shape, np.uint8)
+    full[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = crop
+    np.testing.assert_array_equal(layer.data, full)
+    assert tuple(layer.translate) == tuple(image.translate) and layer.metadata[KEY] == g_image
+    np.testing.assert_array_equal(w.seg.prior, full == first)
+    w.commit()   # unchanged object: written back where it was taken from
+    np.testing.assert_array_equal(layer.data, full)
+    # a crop that reaches beyond the image: refused, the layer as it was
+    beyond = viewer.add_labels(crop.copy(), name="beyond", metadata={KEY: from_affine(affine(lo + [0, 0, 60]),
+                                                                                        crop.shape)})
+    viewer.layers.selection.active = beyond
+    beyond.selected_label = first
+    w.edit_label()
+    assert w.worker is None and "'beyond' reaches beyond 'scan'" in w.status.text(), w.status.text()
+    np.testing.assert_array_equal(beyond.data, crop)
