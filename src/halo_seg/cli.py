@@ -630,7 +630,7 @@ def cmd_info(a) -> int:
                       "origin_mm" if v.meta.get("unit") in (None, "mm") else "origin":
                           [round(float(c), 3) for c in geometry.best_affine(g)[:3, 3]] if g else None,
                       **({} if v.spacing_known else {"spacing_known": False}),
-                      # a file no reader can take a box of (a compressed MetaImage): each halo rank holds it all
+                      # a file no reader can take a box of (a gzip NRRD with skips): each halo rank holds it all
                       **({"read": "whole, once a run"} if v.meta.get("read_whole") else {}),
                       **(_labels_about(v) if holds_labels(v) else _segment_memory(v, a.weights or "default",
                                                                                     a.precision))}))

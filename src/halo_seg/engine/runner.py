@@ -356,8 +356,9 @@ def _per_rank_bytes(vol, net, plan: PartitionPlan, mode, tiling, mirror, precisi
 
 
 def whole_reads(vols) -> int:
-    """Bytes of the inputs a reader holds whole while any part of them is read (a NRRD, a compressed
-    MetaImage: io/itk_image.py): every halo rank, and the tile loop, holds them beside its block."""
+    """Bytes of the inputs a reader holds whole while any part of them is read (a gzip NRRD with
+    skips in its stream, io/itk_image.py): every halo rank, and the tile loop, holds them beside its
+    block."""
     return sum(int(v.data.nbytes) for v in vols if v.meta.get("read_whole"))
 
 
@@ -433,8 +434,8 @@ def _memory_refusal(vol, net, plan, mode, tiling, mirror, mem: memory.MemoryChec
                      f"{mem.where} (torchrun over machines, or one GPU each)")
     if read_whole:
         lines.append(f"- {'each rank reads' if mode == 'halo' else 'it reads'} {vol.source or 'the input'} whole "
-                     f"({memory.fmt_bytes(read_whole)}; a compressed MetaImage is read so): as zarr, NRRD or an "
-                     "uncompressed .mha it is read block by block")
+                     f"({memory.fmt_bytes(read_whole)}; its reader cannot take a box of it): as zarr, an "
+                     ".mha or a plain NRRD it is read block by block")
     if mode != "tile":
         tile = _per_rank_bytes(vol, net, plan, "tile", tiling, mirror, precision) + read_whole
         if tile <= room:

@@ -3,12 +3,14 @@ grand-challenge.org) volumes in and labels out, through SimpleITK, with the scan
 
 ITK reads these formats with their origin, spacing and direction cosines in LPS millimetres; the
 geometry kept here is NIfTI's RAS affine (io.geometry), converted as for DICOM, so that labels come
-back out as NIfTI, NRRD or MetaImage on the scan. A file is read whole the first time its voxels
-are needed, except an uncompressed MetaImage (`.mha`, `.mhd` + `.raw`: micro-CT and light-sheet
-stacks larger than memory come so) and a raw NRRD, which are memory-mapped, and a gzip NRRD, read
-through indexed_gzip (io.nrrd_boxes; ITK reads a NRRD only whole): a halo rank or a chunked
-reduction reads the voxels it asks for and no more. A compressed MetaImage is read whole (zlib
-without gzip's framing, which indexed_gzip does not seek in; convert such a stack to zarr).
+back out as NIfTI, NRRD or MetaImage on the scan. The voxels are read box by box (io.nrrd_boxes):
+an uncompressed MetaImage (`.mha`, `.mhd` + `.raw`: micro-CT and light-sheet stacks larger than
+memory come so) and a raw NRRD are memory-mapped, a gzip NRRD (3D Slicer's default) is read
+through indexed_gzip and a compressed MetaImage (grand-challenge's) from checkpoints of its zlib
+stream; ITK reads a NRRD only whole, and a compressed MetaImage whole for any box. A halo rank or a
+chunked reduction reads the voxels it asks for and no more. What none of these takes (skips inside
+a gzip stream, a NRRD's components not the fastest axis, a MetaImage of many slice files) is read
+whole, once a run, the first time its voxels are needed.
 SimpleITK rather than a reader per format: it is the reference implementation of both, with
 their compression, detached headers and direction conventions.
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .dicom import LPS_TO_RAS
-from .nrrd_boxes import GzipBoxes, RawBoxes, nrrd_boxes
+from .nrrd_boxes import GzipBoxes, RawBoxes, ZlibBoxes, nrrd_boxes
 from .volume import ITK_WRITE, METRES, SEGMENT_NAMES, Volume, VolumeError, check_length, damaged
 
 
@@ -102,32 +104,33 @@ def _itk_read(path, read):
 
 
 def metaimage_boxes(path: Path, shape: tuple, dtype, components: int):
-    """The reader of an uncompressed MetaImage's boxes (nrrd_boxes.RawBoxes: memory-mapped, as a raw
+    """The reader of a MetaImage's boxes: uncompressed, nrrd_boxes.RawBoxes (memory-mapped, as a raw
     NRRD: its voxels after the header, or in the one data file it names, after HeaderSize bytes or,
-    with -1, at its end, in ElementByteOrderMSB's byte order), else None (compressed, a LIST of slice
-    files or a numbered pattern: ITK reads it whole); a VolumeError where it holds fewer voxels
-    than its header says (_metaimage_length)."""
+    with -1, at its end, in ElementByteOrderMSB's byte order); compressed, nrrd_boxes.ZlibBoxes (its
+    zlib stream read from checkpoints). None for a LIST of slice files or a numbered pattern (ITK
+    reads it whole); a VolumeError where an uncompressed one holds fewer voxels than its header
+    says (_metaimage_length)."""
     if path.suffix.lower() not in (".mha", ".mhd"):
         return None
     fields = _metaimage_fields(path)
     data = fields.get("elementdatafile", "")
-    if not data or fields.get("compresseddata", "false").lower() == "true" or data.upper().startswith("LIST") \
-            or "%" in data or len(data.split()) > 1:
+    if not data or data.upper().startswith("LIST") or "%" in data or len(data.split()) > 1:
         return None
     stored = np.dtype(dtype)
     msb = fields.get("elementbyteordermsb", fields.get("binarydatabyteordermsb", "false")).lower() == "true"
     stored = stored.newbyteorder(">" if msb else "<") if stored.itemsize > 1 else stored
     nbytes = int(np.prod(shape)) * stored.itemsize
-    _metaimage_length(path, fields, nbytes)
     try:
         skip = int(fields.get("headersize", 0))
     except ValueError:
         return None
-    if data.upper() == "LOCAL":
-        file, start = path, fields["_end"]
-    else:
-        file = path.parent / data
-        start = file.stat().st_size - nbytes if skip == -1 else skip
+    file = path if data.upper() == "LOCAL" else path.parent / data
+    if not file.is_file():
+        raise VolumeError(f"{path}: its data file {file} is missing")
+    if fields.get("compresseddata", "false").lower() == "true":
+        return ZlibBoxes(str(file), fields["_end"] if file == path else max(skip, 0), shape, stored, components)
+    _metaimage_length(path, fields, nbytes)
+    start = fields["_end"] if file == path else file.stat().st_size - nbytes if skip == -1 else skip
     return RawBoxes(str(file), start, shape, stored, components)
 
 

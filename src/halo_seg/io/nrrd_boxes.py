@@ -4,8 +4,8 @@ default) is read through indexed_gzip, which seeks inside the compressed stream 
 of points in it, so a halo rank or a tile band decompresses what it needs and holds its box alone.
 The header's own fields say where the voxels lie (attached after the header, or in one detached
 data file, after its line and byte skips) and in which byte order; the shape, type and components
-are ITK's (io.itk_image reads the header with ITK first). An uncompressed MetaImage is memory-mapped
-by RawBoxes too (io.itk_image.metaimage_boxes)."""
+are ITK's (io.itk_image reads the header with ITK first). A MetaImage's boxes are read here too
+(io.itk_image.metaimage_boxes): uncompressed by RawBoxes, compressed by ZlibBoxes."""
 from __future__ import annotations
 
 import threading
@@ -124,14 +124,16 @@ class GzipBoxes(_Boxes):
     kept per process (its index of the stream grows as it is read, so a later box starts near its
     data), and copies out the box."""
 
+    def _open(self):
+        import indexed_gzip
+        return indexed_gzip.IndexedGzipFile(fileobj=_From(self.path, self.offset))
+
     def _stream(self):
         st = Path(self.path).stat()
         key = (self.path, self.offset, st.st_mtime_ns, st.st_size)
         with _streams_lock:
             if key not in _open_streams:
-                import indexed_gzip
-                _open_streams[key] = (indexed_gzip.IndexedGzipFile(fileobj=_From(self.path, self.offset)),
-                                      threading.Lock())
+                _open_streams[key] = (self._open(), threading.Lock())
                 while len(_open_streams) > KEPT_STREAMS:
                     stream, lock = _open_streams.popitem(last=False)[1]
                     with lock:
@@ -160,11 +162,72 @@ class GzipBoxes(_Boxes):
         except Exception as exc:   # zlib's or indexed_gzip's: a stream cut short or damaged
             raise damaged(self.path, exc) from None
         if len(raw) != (z1 - z0) * plane:
-            raise VolumeError(f"{self.path} is truncated: its gzip stream ends in slice {z0 + len(raw) // plane} "
+            raise VolumeError(f"{self.path} is truncated: its compressed stream ends in slice {z0 + len(raw) // plane} "
                               f"of {n} (an interrupted copy or download?)")
         slab = np.frombuffer(raw, self.stored).reshape((z1 - z0,) + order[1:])
         local = zs - z0 if isinstance(zs, np.ndarray) else int(zs) - z0
         return self._pick(slab, (key[0], local) + key[2:] if self.components > 1 else (local,) + key[1:])
+
+
+class ZlibBoxes(GzipBoxes):
+    """A compressed MetaImage (one zlib stream: no gzip framing, which indexed_gzip needs): as
+    GzipBoxes, through a ZlibStream kept per process."""
+
+    def _open(self):
+        return ZlibStream(self.path, self.offset)
+
+
+class ZlibStream:
+    """A zlib stream read from any position, as zran (and so indexed_gzip) reads gzip: decompressed
+    forward from the last checkpoint at or before it, where a checkpoint is a copy of the
+    decompressor's state (zlib's own ``Decompress.copy``: its 32 KiB window and where it stands in
+    the input), taken every ``SPACING`` bytes of output as the stream is first read. A later box
+    then decompresses at most ``SPACING`` bytes it does not want, not all that precede it."""
+
+    SPACING = 8 * 2 ** 20
+    IN, OUT = 2 ** 18, 4 * 2 ** 20   # input read, and output made, at a time
+
+    def __init__(self, path: str, offset: int):
+        import zlib
+        self.f, self.offset, self.pos, self.closed = open(path, "rb"), int(offset), 0, False
+        self.points = [(0, 0, zlib.decompressobj())]   # (output position, input position, state there)
+
+    def seek(self, pos: int) -> int:
+        self.pos = int(pos)
+        return self.pos
+
+    def read(self, n: int) -> bytes:
+        """``n`` bytes from the position (fewer where the stream ends first)."""
+        import bisect
+        start, end = self.pos, self.pos + int(n)
+        at = bisect.bisect_right([p[0] for p in self.points], start) - 1
+        out, inp, state = self.points[at]
+        d, buf, got = state.copy(), b"", []
+        self.f.seek(self.offset + inp)
+        while out < end:
+            if not buf:
+                buf = self.f.read(self.IN)
+                if not buf:
+                    break   # the file ends before the stream: the caller says it is truncated
+            piece = d.decompress(buf, self.OUT)
+            rest = d.unused_data if d.eof else d.unconsumed_tail
+            inp += len(buf) - len(rest)
+            buf = rest
+            if piece:
+                lo, hi = max(start, out), min(end, out + len(piece))
+                if hi > lo:
+                    got.append(piece[lo - out:hi - out])
+                out += len(piece)
+            if d.eof:
+                break
+            if out >= self.points[-1][0] + self.SPACING:   # past the last checkpoint: a new one
+                self.points.append((out, inp, d.copy()))
+        self.pos = start + sum(len(g) for g in got)
+        return b"".join(got)
+
+    def close(self):
+        self.closed = True
+        self.f.close()
 
 
 class _From:
