@@ -184,7 +184,7 @@ class ZlibStream:
     the input), taken every ``SPACING`` bytes of output as the stream is first read. A later box
     then decompresses at most ``SPACING`` bytes it does not want, not all that precede it."""
 
-    SPACING = 8 * 2 ** 20
+    SPACING = 2 * 2 ** 20
     IN, OUT = 2 ** 18, 4 * 2 ** 20   # input read, and output made, at a time
 
     def __init__(self, path: str, offset: int):
