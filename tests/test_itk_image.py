@@ -354,8 +354,8 @@ def _hand_nrrd(path, arr, header: str, before: bytes = b"", after: bytes = b"", 
 def test_a_raw_or_gzip_nrrd_is_read_box_by_box(tmp_path, monkeypatch):
     """ITK reads a NRRD only whole. A raw one (3D Slicer with Compress unticked, teem) has its voxels
     in file order at an offset the header gives: each index maps the file and reads its box. A gzip
-    one (3D Slicer's default) is decompressed through indexed_gzip, which seeks in the stream: each
-    index reads the slices its box spans. The values are ITK's own whole read, whatever the header's
+    one (3D Slicer's default) is decompressed from checkpoints in its stream (several members read
+    in turn, as zlib's gzread reads them): each index reads the slices its box spans. The values are ITK's own whole read, whatever the header's
     byte order, skips and data file."""
     import bz2
     import gzip
@@ -377,6 +377,8 @@ def test_a_raw_or_gzip_nrrd_is_read_box_by_box(tmp_path, monkeypatch):
                "big-endian": _hand_nrrd(tmp_path / "zb.nrrd", small, "encoding: gzip\n", compress=gzip.compress),
                "detached": _hand_nrrd(tmp_path / "zd.nhdr", small, "encoding: gz\n", data_file="zd.raw.gz",
                                       compress=gzip.compress),
+               "two members": _hand_nrrd(tmp_path / "zm.nrrd", small, "encoding: gzip\n",
+                                         compress=lambda b: gzip.compress(b[:999]) + gzip.compress(b[999:])),
                "labels": _written(tmp_path / "zs.seg.nrrd", (arr > 300).astype(np.uint8), True)}
     assert (tmp_path / "z.raw.gz").is_file()
     _streamed_as_itk_reads(monkeypatch, gzipped, nrrd_boxes.GzipBoxes)

@@ -5,10 +5,10 @@ ITK reads these formats with their origin, spacing and direction cosines in LPS 
 geometry kept here is NIfTI's RAS affine (io.geometry), converted as for DICOM, so that labels come
 back out as NIfTI, NRRD or MetaImage on the scan. The voxels are read box by box (io.nrrd_boxes):
 an uncompressed MetaImage (`.mha`, `.mhd` + `.raw`: micro-CT and light-sheet stacks larger than
-memory come so) and a raw NRRD are memory-mapped, a gzip NRRD (3D Slicer's default) is read
-through indexed_gzip and a compressed MetaImage (grand-challenge's) from checkpoints of its zlib
-stream; ITK reads a NRRD only whole, and a compressed MetaImage whole for any box. A halo rank or a
-chunked reduction reads the voxels it asks for and no more. What none of these takes (skips inside
+memory come so) and a raw NRRD are memory-mapped, a gzip NRRD (3D Slicer's default) and a
+compressed MetaImage (grand-challenge's) are decompressed from checkpoints in their stream (ITK
+reads a NRRD only whole, and a compressed MetaImage whole for any box). A halo rank or a chunked
+reduction reads the voxels it asks for and no more. What none of these takes (skips inside
 a gzip stream, a NRRD's components not the fastest axis, a MetaImage of many slice files) is read
 whole, once a run, the first time its voxels are needed.
 SimpleITK rather than a reader per format: it is the reference implementation of both, with

@@ -1,7 +1,7 @@
 """A NRRD's voxels box by box, where ITK reads a NRRD only whole: an uncompressed one (`encoding:
 raw`, 3D Slicer with Compress unticked, teem's `unu`) is memory-mapped, a gzip one (3D Slicer's
-default) is read through indexed_gzip, which seeks inside the compressed stream and keeps an index
-of points in it, so a halo rank or a tile band decompresses what it needs and holds its box alone.
+default) is read from checkpoints in its compressed stream kept as it is first read (ZlibStream,
+zran's way), so a halo rank or a tile band decompresses what it needs and holds its box alone.
 The header's own fields say where the voxels lie (attached after the header, or in one detached
 data file, after its line and byte skips) and in which byte order; the shape, type and components
 are ITK's (io.itk_image reads the header with ITK first). A MetaImage's boxes are read here too
@@ -111,8 +111,8 @@ class RawBoxes(_Boxes):
         return self._pick(np.memmap(self.path, self.stored, "r", self.offset, self._file_order()), key)
 
 
-# (path, offset, mtime, size) -> (indexed_gzip file, lock), the most recently used last: each keeps
-# its index of points in the stream; several, since a run may read several files in turn (a scan and
+# (path, offset, mtime, size) -> (ZlibStream, lock), the most recently used last: each keeps
+# its checkpoints in the stream; several, since a run may read several files in turn (a scan and
 # its labels, a case's channels), and one is closed only under its lock, never in the middle of a read
 _open_streams: OrderedDict = OrderedDict()
 _streams_lock = threading.Lock()
@@ -120,13 +120,12 @@ KEPT_STREAMS = 8
 
 
 class GzipBoxes(_Boxes):
-    """A gzip NRRD: each index decompresses the slices its box spans through an indexed_gzip file
-    kept per process (its index of the stream grows as it is read, so a later box starts near its
-    data), and copies out the box."""
+    """A gzip NRRD: each index decompresses the slices its box spans through a ZlibStream kept per
+    process (its checkpoints in the stream grow as it is read, so a later box starts near its data),
+    and copies out the box."""
 
     def _open(self):
-        import indexed_gzip
-        return indexed_gzip.IndexedGzipFile(fileobj=_From(self.path, self.offset))
+        return ZlibStream(self.path, self.offset, gzip=True)
 
     def _stream(self):
         st = Path(self.path).stat()
@@ -159,7 +158,7 @@ class GzipBoxes(_Boxes):
                     stream.seek(z0 * plane)
                     raw = stream.read((z1 - z0) * plane)
                     break
-        except Exception as exc:   # zlib's or indexed_gzip's: a stream cut short or damaged
+        except Exception as exc:   # zlib's: a stream damaged
             raise damaged(self.path, exc) from None
         if len(raw) != (z1 - z0) * plane:
             raise VolumeError(f"{self.path} is truncated: its compressed stream ends in slice {z0 + len(raw) // plane} "
@@ -170,27 +169,29 @@ class GzipBoxes(_Boxes):
 
 
 class ZlibBoxes(GzipBoxes):
-    """A compressed MetaImage (one zlib stream: no gzip framing, which indexed_gzip needs): as
-    GzipBoxes, through a ZlibStream kept per process."""
+    """A compressed MetaImage (one zlib stream, no gzip framing): as GzipBoxes."""
 
     def _open(self):
         return ZlibStream(self.path, self.offset)
 
 
 class ZlibStream:
-    """A zlib stream read from any position, as zran (and so indexed_gzip) reads gzip: decompressed
-    forward from the last checkpoint at or before it, where a checkpoint is a copy of the
-    decompressor's state (zlib's own ``Decompress.copy``: its 32 KiB window and where it stands in
-    the input), taken every ``SPACING`` bytes of output as the stream is first read. A later box
-    then decompresses at most ``SPACING`` bytes it does not want, not all that precede it."""
+    """A zlib stream (``gzip``: a gzip file, its members in turn) read from any position, as zran
+    (and so indexed_gzip) reads gzip: decompressed forward from the last checkpoint at or before it,
+    where a checkpoint is a copy of the decompressor's state (zlib's own ``Decompress.copy``: its
+    32 KiB window and where it stands in the input), taken every ``SPACING`` bytes of output as the
+    stream is first read. A later box then decompresses at most ``SPACING`` bytes it does not want,
+    not all that precede it; zlib in C does the work, about twice as fast as indexed_gzip here
+    (benchmarks/README.md)."""
 
     SPACING = 2 * 2 ** 20
     IN, OUT = 2 ** 18, 4 * 2 ** 20   # input read, and output made, at a time
 
-    def __init__(self, path: str, offset: int):
+    def __init__(self, path: str, offset: int, gzip: bool = False):
         import zlib
         self.f, self.offset, self.pos, self.closed = open(path, "rb"), int(offset), 0, False
-        self.points = [(0, 0, zlib.decompressobj())]   # (output position, input position, state there)
+        self.wbits = 16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS
+        self.points = [(0, 0, zlib.decompressobj(self.wbits))]   # (output position, input position, state there)
 
     def seek(self, pos: int) -> int:
         self.pos = int(pos)
@@ -199,6 +200,7 @@ class ZlibStream:
     def read(self, n: int) -> bytes:
         """``n`` bytes from the position (fewer where the stream ends first)."""
         import bisect
+        import zlib
         start, end = self.pos, self.pos + int(n)
         at = bisect.bisect_right([p[0] for p in self.points], start) - 1
         out, inp, state = self.points[at]
@@ -218,8 +220,11 @@ class ZlibStream:
                 if hi > lo:
                     got.append(piece[lo - out:hi - out])
                 out += len(piece)
-            if d.eof:
-                break
+            if d.eof:   # a gzip file's next member, if it has one (zlib's gzread, and so ITK, reads on)
+                if self.wbits == zlib.MAX_WBITS or (not buf and not self.f.read(1)):
+                    break
+                self.f.seek(self.offset + inp)
+                d, buf = zlib.decompressobj(self.wbits), b""
             if out >= self.points[-1][0] + self.SPACING:   # past the last checkpoint: a new one
                 self.points.append((out, inp, d.copy()))
         self.pos = start + sum(len(g) for g in got)
@@ -227,33 +232,4 @@ class ZlibStream:
 
     def close(self):
         self.closed = True
-        self.f.close()
-
-
-class _From:
-    """A file read from ``offset`` on, as if it began there: the gzip stream after a NRRD's header."""
-
-    def __init__(self, path: str, offset: int):
-        self.f, self.offset = open(path, "rb"), offset
-        self.f.seek(offset)
-
-    def read(self, n=-1):
-        return self.f.read(n)
-
-    def readinto(self, b):
-        return self.f.readinto(b)
-
-    def seek(self, pos, whence=0):
-        return self.f.seek(pos + (self.offset if whence == 0 else 0), whence) - self.offset
-
-    def tell(self):
-        return self.f.tell() - self.offset
-
-    def seekable(self):
-        return True
-
-    def readable(self):
-        return True
-
-    def close(self):
         self.f.close()
