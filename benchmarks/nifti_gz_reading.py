@@ -15,6 +15,7 @@ interleaved runs:
   shows them while the user scrolls.
 
     .venv/bin/python benchmarks/nifti_gz_reading.py [--shape 400 512 512] [--repeat 3]
+        [--before OTHER_CHECKOUT/src --out results/nifti_gz_boxes.json]   (this code against another's)
 """
 from __future__ import annotations
 
@@ -32,11 +33,14 @@ ACCESS = ("whole", "bands", "block", "scroll")
 
 
 def _one(spec: dict) -> dict:
-    if spec["reader"] == "gzip":   # nibabel falls back to Python's gzip without it
+    if "src" in spec:   # --before: this checkout's code or another's
+        sys.path.insert(0, spec["src"])
+    reader = spec.get("reader", "indexed_gzip")
+    if reader == "gzip":   # nibabel falls back to Python's gzip without it
         sys.modules["indexed_gzip"] = None
     import nibabel._compression as compression
     from halo_seg.io import open_volume
-    assert compression.HAVE_INDEXED_GZIP == (spec["reader"] == "indexed_gzip")
+    assert compression.HAVE_INDEXED_GZIP == (reader == "indexed_gzip")
     t = time.perf_counter()
     vol = open_volume(spec["file"])
     z = vol.shape[0]
@@ -58,7 +62,13 @@ def main(argv=None) -> int:
     ap.add_argument("--shape", type=int, nargs=3, default=[400, 512, 512])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "nifti_gz_reading.json"))
+    ap.add_argument("--before", default=None, help="the src/ of another checkout: compare its code with this "
+                    "one's (both with indexed_gzip) rather than the two gzip readers")
     a = ap.parse_args(argv)
+    codes = {"gzip": "gzip", "indexed_gzip": "indexed_gzip"}
+    if a.before:
+        codes = {"before": a.before, "now": str(Path(__file__).resolve().parents[1] / "src")}
+    first, second = codes
     rng = np.random.default_rng(0)
     z, y, x = a.shape
     arr = (np.linspace(-1000, 1000, x)[None, None, :] + rng.normal(0, 30, (z, y, x))).astype(np.int16)
@@ -69,18 +79,19 @@ def main(argv=None) -> int:
         mib = path.stat().st_size / 2 ** 20
         del arr
         for access in ACCESS:
-            runs, med = interleaved(__file__, {"gzip": "gzip", "indexed_gzip": "indexed_gzip"},
-                                    {"file": str(path), "access": access}, a.repeat, key="reader")
-            assert runs["gzip"][0]["checksum"] == runs["indexed_gzip"][0]["checksum"]   # the same voxels
+            runs, med = interleaved(__file__, codes, {"file": str(path), "access": access}, a.repeat,
+                                    key="src" if a.before else "reader")
+            assert runs[first][0]["checksum"] == runs[second][0]["checksum"]   # the same voxels
             rows.append({"access": access, "median": med, "runs": runs})
     print(f"\n{' x '.join(map(str, a.shape))} int16 ({np.prod(a.shape) * 2 / 2 ** 20:.0f} MiB, {mib:.0f} MiB "
           f"compressed); median seconds of {a.repeat} runs each")
-    print("| read | Python's gzip | indexed_gzip | ratio |")
+    print(f"| read | {first if a.before else 'Python' + chr(39) + 's gzip'} | {second} | ratio |")
     print("|---|---|---|---|")
     for r in rows:
-        g, i = r["median"]["gzip"]["seconds"], r["median"]["indexed_gzip"]["seconds"]
+        g, i = r["median"][first]["seconds"], r["median"][second]["seconds"]
         print(f"| {r['access']} | {g:.2f} | {i:.2f} | {g / max(i, 1e-9):.1f}x |")
-    return save_results(a.out, {"shape": a.shape, "repeat": a.repeat, "compressed_mib": mib}, rows)
+    return save_results(a.out, {"shape": a.shape, "repeat": a.repeat, "compressed_mib": mib, "before": a.before},
+                        rows)
 
 
 if __name__ == "__main__":

@@ -192,8 +192,8 @@ def _streamed_as_itk_reads(monkeypatch, files: dict, boxes_class) -> None:
     """Each file (the first a (37, 41, 29) volume) opens streamed, never read whole, and every box of
     it holds ITK's own whole read's voxels, in this machine's byte order; a rank's block of two
     4-slice chunks reads those two chunks (``boxes_class``: the reader the boxes go through)."""
-    from halo_seg.io import itk_image
-    monkeypatch.setattr(itk_image, "CHUNK_BYTES", 4 * 41 * 29 * 2)   # chunks of 4 slices
+    from halo_seg.io import itk_image, nrrd_boxes
+    monkeypatch.setattr(nrrd_boxes, "CHUNK_BYTES", 4 * 41 * 29 * 2)   # chunks of 4 slices
     monkeypatch.setattr(itk_image, "_read_whole", None)   # never the whole file
     boxes = []
     real = boxes_class.__getitem__

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .dicom import LPS_TO_RAS
-from .nrrd_boxes import GzipBoxes, RawBoxes, ZlibBoxes, nrrd_boxes
+from .nrrd_boxes import RawBoxes, ZlibBoxes, boxes_array, nrrd_boxes
 from .volume import ITK_WRITE, METRES, SEGMENT_NAMES, Volume, VolumeError, check_length, damaged
 
 
@@ -53,9 +53,6 @@ def _read_kept(path: str, components: int, mtime_ns: int, size: int):
     return arr
 
 
-# a streamed MetaImage's dask chunks: whole rows (x), up to ROWS of them, so that each slice's part is
-# one run in the file (a 128^3 box read at a quarter of the speed); a rank split along y reads its rows
-CHUNK_BYTES, ROWS = 4 * 2 ** 20, 256
 
 
 def _metaimage_fields(path: Path) -> dict:
@@ -134,22 +131,6 @@ def metaimage_boxes(path: Path, shape: tuple, dtype, components: int):
     return RawBoxes(str(file), start, shape, stored, components)
 
 
-def _streamed(path: Path, shape: tuple, dtype, components: int, boxes):
-    """The file as a dask array of chunks read one box at a time from ``boxes``."""
-    import dask.array as da
-    from dask.base import tokenize
-    # a compressed stream is decompressed a whole slice at a time: chunks of whole slices
-    rows = shape[-2] if isinstance(boxes, GzipBoxes) else min(shape[-2], ROWS)
-    part = rows * shape[-1] * np.dtype(dtype).itemsize * components   # of a slice: one run in the file
-    chunks = [(components,)] * (components > 1) + [max(1, min(shape[-3], CHUNK_BYTES // max(part, 1))), rows,
-                                                    shape[-1]]
-    kind = "metaimage" if path.suffix.lower() in (".mha", ".mhd") else "nrrd"
-    # the header's and the data file's state: a file rewritten in place is not taken for the old one
-    stats = [(p.stat().st_mtime_ns, p.stat().st_size) for p in {path, Path(boxes.path)}]
-    return da.from_array(boxes, chunks=tuple(chunks), name=f"{kind}-{tokenize(str(path), sorted(stats))}",
-                         meta=np.empty((0,) * len(shape), dtype), asarray=False, fancy=False)
-
-
 def open_itk(path) -> Volume:
     """A NRRD or MetaImage file as a lazy (Z, Y, X) volume (channels first where it has several)."""
     import dask
@@ -172,7 +153,8 @@ def open_itk(path) -> Volume:
     shape = (comps,) * (comps > 1) + tuple(int(s) for s in size[::-1])
     boxes = nrrd_boxes(path, shape, dtype, comps) or metaimage_boxes(path, shape, dtype, comps)
     streamed = boxes is not None
-    data = _streamed(path, shape, dtype, comps, boxes) if streamed else \
+    data = boxes_array(boxes, path, "metaimage" if path.suffix.lower() in (".mha", ".mhd") else "nrrd") \
+        if streamed else \
         da.from_delayed(dask.delayed(_read_whole)(str(path), comps), shape, dtype)
     spacing = np.asarray(reader.GetSpacing(), float)
     lps = np.eye(4)
