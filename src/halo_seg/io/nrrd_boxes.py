@@ -121,10 +121,11 @@ class _Boxes:
     def _file_order(self) -> tuple:
         return self.shape[1:] + (self.components,) if self.components > 1 else self.shape
 
-    def _pick(self, arr: np.ndarray, key) -> np.ndarray:
-        """``key`` of the file-ordered ``arr``, as a copy in this machine's byte order."""
+    def _pick(self, arr: np.ndarray, key, copy: bool = True) -> np.ndarray:
+        """``key`` of the file-ordered ``arr``, in this machine's byte order: a copy (``copy``), else
+        a view where it already is (of a buffer read for this box alone)."""
         view = np.moveaxis(arr, -1, 0) if self.components > 1 else arr
-        return np.array(view[key], dtype=self.dtype)
+        return np.array(view[key], dtype=self.dtype, copy=True if copy else None)
 
 
 class RawBoxes(_Boxes):
@@ -189,7 +190,7 @@ class GzipBoxes(_Boxes):
                               f"of {n} (an interrupted copy or download?)")
         slab = np.frombuffer(raw, self.stored).reshape((z1 - z0,) + order[1:])
         local = zs - z0 if isinstance(zs, np.ndarray) else int(zs) - z0
-        return self._pick(slab, (key[0], local) + key[2:] if self.components > 1 else (local,) + key[1:])
+        return self._pick(slab, (key[0], local) + key[2:] if self.components > 1 else (local,) + key[1:], copy=False)
 
 
 class ZlibBoxes(GzipBoxes):
@@ -203,8 +204,8 @@ class ZlibStream:
     """A zlib stream (``gzip``: a gzip file, its members in turn) read from any position, as zran
     (and so indexed_gzip) reads gzip: decompressed forward from the last checkpoint at or before it,
     where a checkpoint is a copy of the decompressor's state (zlib's own ``Decompress.copy``: its
-    32 KiB window and where it stands in the input), taken every ``SPACING`` bytes of output as the
-    stream is first read. A later box then decompresses at most ``SPACING`` bytes it does not want,
+    32 KiB window and where it stands in the input), taken at every multiple of ``SPACING`` bytes of
+    output as the stream is first read. A later box then decompresses at most ``SPACING`` bytes it does not want,
     not all that precede it; zlib in C does the work, about twice as fast as indexed_gzip here
     (benchmarks/README.md)."""
 
@@ -228,31 +229,35 @@ class ZlibStream:
         start, end = self.pos, self.pos + int(n)
         at = bisect.bisect_right([p[0] for p in self.points], start) - 1
         out, inp, state = self.points[at]
-        d, buf, got = state.copy(), b"", []
+        d, buf = state.copy(), b""
+        got, filled = bytearray(max(int(n), 0)), 0   # written in place: no copy of each piece, then of their join
         self.f.seek(self.offset + inp)
         while out < end:
             if not buf:
                 buf = self.f.read(self.IN)
                 if not buf:
                     break   # the file ends before the stream: the caller says it is truncated
-            piece = d.decompress(buf, self.OUT)
+            # never past the box's end, nor past the next multiple of SPACING, where a checkpoint goes
+            # (so that boxes on that grid, chunks of whole slices, start at one)
+            piece = d.decompress(buf, min(self.OUT, end - out, (out // self.SPACING + 1) * self.SPACING - out))
             rest = d.unused_data if d.eof else d.unconsumed_tail
             inp += len(buf) - len(rest)
             buf = rest
             if piece:
                 lo, hi = max(start, out), min(end, out + len(piece))
                 if hi > lo:
-                    got.append(piece[lo - out:hi - out])
+                    got[lo - start:hi - start] = memoryview(piece)[lo - out:hi - out]
+                    filled = hi - start
                 out += len(piece)
             if d.eof:   # a gzip file's next member, if it has one (zlib's gzread, and so ITK, reads on)
                 if self.wbits == zlib.MAX_WBITS or (not buf and not self.f.read(1)):
                     break
                 self.f.seek(self.offset + inp)
                 d, buf = zlib.decompressobj(self.wbits), b""
-            if out >= self.points[-1][0] + self.SPACING:   # past the last checkpoint: a new one
+            if out % self.SPACING == 0 and out > self.points[-1][0]:   # past the last checkpoint: a new one
                 self.points.append((out, inp, d.copy()))
-        self.pos = start + sum(len(g) for g in got)
-        return b"".join(got)
+        self.pos = start + filled
+        return got if filled == len(got) else got[:filled]
 
     def close(self):
         self.closed = True
