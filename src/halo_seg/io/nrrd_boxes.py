@@ -145,9 +145,9 @@ KEPT_STREAMS = 8
 
 
 class GzipBoxes(_Boxes):
-    """A gzip NRRD: each index decompresses the slices its box spans through a ZlibStream kept per
-    process (its checkpoints in the stream grow as it is read, so a later box starts near its data),
-    and copies out the box."""
+    """A gzip NRRD (or a .nii.gz, whose voxels start ``skip`` bytes into its stream): each index
+    decompresses the slices its box spans through a ZlibStream kept per process (its checkpoints in
+    the stream grow as it is read, so a later box starts near its data), and hands out the box."""
 
     def _open(self):
         return ZlibStream(self.path, self.offset, gzip=True)
@@ -205,12 +205,12 @@ class ZlibStream:
     (and so indexed_gzip) reads gzip: decompressed forward from the last checkpoint at or before it,
     where a checkpoint is a copy of the decompressor's state (zlib's own ``Decompress.copy``: its
     32 KiB window and where it stands in the input), taken at every multiple of ``SPACING`` bytes of
-    output as the stream is first read. A later box then decompresses at most ``SPACING`` bytes it does not want,
-    not all that precede it; zlib in C does the work, about twice as fast as indexed_gzip here
-    (benchmarks/README.md)."""
+    output as the stream is first read. A later box then decompresses at most ``SPACING`` bytes it
+    does not want, not all that precede it; zlib in C does the work, about twice as fast as
+    indexed_gzip here (benchmarks/README.md)."""
 
     SPACING = 2 * 2 ** 20
-    IN, OUT = 2 ** 18, 4 * 2 ** 20   # input read, and output made, at a time
+    IN = 2 ** 18   # compressed bytes read at a time
 
     def __init__(self, path: str, offset: int, gzip: bool = False):
         import zlib
@@ -239,7 +239,7 @@ class ZlibStream:
                     break   # the file ends before the stream: the caller says it is truncated
             # never past the box's end, nor past the next multiple of SPACING, where a checkpoint goes
             # (so that boxes on that grid, chunks of whole slices, start at one)
-            piece = d.decompress(buf, min(self.OUT, end - out, (out // self.SPACING + 1) * self.SPACING - out))
+            piece = d.decompress(buf, min(end - out, (out // self.SPACING + 1) * self.SPACING - out))
             rest = d.unused_data if d.eof else d.unconsumed_tail
             inp += len(buf) - len(rest)
             buf = rest
