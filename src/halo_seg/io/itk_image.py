@@ -53,8 +53,6 @@ def _read_kept(path: str, components: int, mtime_ns: int, size: int):
     return arr
 
 
-
-
 def _metaimage_fields(path: Path) -> dict:
     """A MetaImage header's fields (lower-case keys) up to ElementDataFile, where its voxels start
     (that offset as "_end")."""
