@@ -403,3 +403,21 @@ def test_a_raw_or_gzip_nrrd_is_read_box_by_box(tmp_path, monkeypatch):
         ref = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
         assert v.meta["read_whole"], path.name
         np.testing.assert_array_equal(np.asarray(v.data), np.moveaxis(ref, -1, 0) if ref.ndim == 4 else ref)
+
+
+
+def test_a_compressed_stream_read_in_a_forked_process_opens_its_own_file(tmp_path, monkeypatch):
+    """A process forked after a stream was opened (dask's multiprocessing scheduler, a user's pool)
+    would share its file's position with its parent, their seeks interleaving: a stream read in
+    another process than the one that opened it opens its own file (the fork itself is stood in
+    for by another process id: forking this test process, threads and all, can deadlock)."""
+    import os
+    from halo_seg.io import nrrd_boxes
+    arr = np.random.default_rng(5).integers(0, 1000, (20, 30, 40)).astype(np.int16)
+    v = open_volume(_written(tmp_path / "f.mha", arr, True))
+    np.testing.assert_array_equal(np.asarray(v.data[:3]), arr[:3])   # the stream opened here
+    stream = next(iter(nrrd_boxes._open_streams.values()))[0]
+    parent_file = stream.f
+    monkeypatch.setattr(os, "getpid", lambda: stream.pid + 1)
+    np.testing.assert_array_equal(np.asarray(v.data[10:14]), arr[10:14])
+    assert stream.f is not parent_file and not parent_file.closed   # the parent's is the parent's to close

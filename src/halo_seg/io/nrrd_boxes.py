@@ -213,7 +213,9 @@ class ZlibStream:
     IN = 2 ** 18   # compressed bytes read at a time
 
     def __init__(self, path: str, offset: int, gzip: bool = False):
+        import os
         import zlib
+        self.path, self.pid = path, os.getpid()
         self.f, self.offset, self.pos, self.closed = open(path, "rb"), int(offset), 0, False
         self.wbits = 16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS
         self.points = [(0, 0, zlib.decompressobj(self.wbits))]   # (output position, input position, state there)
@@ -225,7 +227,10 @@ class ZlibStream:
     def read(self, n: int) -> bytes:
         """``n`` bytes from the position (fewer where the stream ends first)."""
         import bisect
+        import os
         import zlib
+        if os.getpid() != self.pid:   # a forked process: its own file, not one position shared with its parent
+            self.f, self.pid = open(self.path, "rb"), os.getpid()
         start, end = self.pos, self.pos + int(n)
         at = bisect.bisect_right([p[0] for p in self.points], start) - 1
         out, inp, state = self.points[at]
