@@ -414,9 +414,10 @@ def test_a_compressed_stream_read_in_a_forked_process_opens_its_own_file(tmp_pat
     import os
     from halo_seg.io import nrrd_boxes
     arr = np.random.default_rng(5).integers(0, 1000, (20, 30, 40)).astype(np.int16)
-    v = open_volume(_written(tmp_path / "f.mha", arr, True))
+    path = _written(tmp_path / "f.mha", arr, True)
+    v = open_volume(path)
     np.testing.assert_array_equal(np.asarray(v.data[:3]), arr[:3])   # the stream opened here
-    stream = next(iter(nrrd_boxes._open_streams.values()))[0]
+    stream, = [s for key, (s, _) in nrrd_boxes._open_streams.items() if key[0] == str(path)]
     parent_file = stream.f
     monkeypatch.setattr(os, "getpid", lambda: stream.pid + 1)
     np.testing.assert_array_equal(np.asarray(v.data[10:14]), arr[10:14])
