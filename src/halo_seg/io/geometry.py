@@ -105,10 +105,11 @@ def is_placed(geometry) -> bool:
     return bool(geometry) and bool(geometry.get("sform_code") or geometry.get("qform_code"))
 
 
-def voxel_offset(geometry: dict, on: dict, tol: float = 0.01) -> tuple[int, int, int] | None:
+def voxel_offset(geometry: dict | None, on: dict | None, tol: float = 0.01) -> tuple[int, int, int] | None:
     """The (z, y, x) voxel of grid ``on`` where voxel (0, 0, 0) of ``geometry``'s grid lies, where
     the two grids share their voxels (one orientation and voxel size, a whole number of voxels
-    apart: a crop of one scan, or a padded copy), else None. Both must be placed (a coded space)."""
+    apart: a crop of one scan, or a padded copy), else None. Both must be placed (a coded space;
+    None is a volume placed nowhere)."""
     if not (is_placed(geometry) and is_placed(on)):
         return None
     a, b = best_affine(geometry), best_affine(on)
@@ -222,7 +223,7 @@ def on_grid(vol, like, name: str, name_like: str, why: str = "a voxel-by-voxel c
         check_one_grid(vol, like, name, name_like, why)
         return vol.data
     ga, gb = vol.meta.get(KEY), like.meta.get(KEY)
-    offset = voxel_offset(ga, gb) if ga and gb else None
+    offset = voxel_offset(ga, gb)
     held = offset is not None and (_held(tuple(-o for o in offset), like.shape, vol.shape) if cut
                                    else _held(offset, vol.shape, like.shape))
     if not held:
@@ -241,8 +242,7 @@ def on_one_grid(a, b, name_a: str, name_b: str, why: str = "a voxel-by-voxel com
     the other (on_grid), so that nothing of either is cut away (a prediction's false positives
     beyond a reference cropped to its objects are counted)."""
     if tuple(a.shape) != tuple(b.shape):
-        ga, gb = a.meta.get(KEY), b.meta.get(KEY)
-        offset = voxel_offset(ga, gb) if ga and gb else None
+        offset = voxel_offset(a.meta.get(KEY), b.meta.get(KEY))
         if offset is not None and not _held(offset, a.shape, b.shape) \
                 and _held(tuple(-o for o in offset), b.shape, a.shape):
             return a.data, on_grid(b, a, name_b, name_a, why), a

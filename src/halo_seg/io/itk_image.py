@@ -71,21 +71,6 @@ def _metaimage_fields(path: Path) -> dict:
     return fields
 
 
-def _metaimage_length(path: Path, fields: dict, nbytes: int) -> None:
-    """check_length for a streamed MetaImage (its voxels after the header, or in the data file it
-    names, after HeaderSize bytes or, with -1, at its end)."""
-    data = fields["elementdatafile"]
-    try:
-        skip = int(fields.get("headersize", 0))
-    except ValueError:
-        return   # ITK's to judge
-    if data.upper() == "LOCAL":
-        check_length(path, path, fields["_end"], nbytes)
-    else:
-        file = path.parent / data
-        check_length(path, file, file.stat().st_size - nbytes if skip == -1 and file.is_file() else skip, nbytes)
-
-
 def _itk_read(path, read):
     """``read()``, an ITK read of ``path``'s voxels, with ITK's failure (a damaged or truncated
     compressed file shows only when it is decompressed) as a VolumeError naming the file."""
@@ -104,7 +89,7 @@ def metaimage_boxes(path: Path, shape: tuple, dtype, components: int):
     with -1, at its end, in ElementByteOrderMSB's byte order); compressed, nrrd_boxes.ZlibBoxes (its
     zlib stream read from checkpoints). None for a LIST of slice files or a numbered pattern (ITK
     reads it whole); a VolumeError where an uncompressed one holds fewer voxels than its header
-    says (_metaimage_length)."""
+    says (volume.check_length)."""
     if path.suffix.lower() not in (".mha", ".mhd"):
         return None
     fields = _metaimage_fields(path)
@@ -124,8 +109,8 @@ def metaimage_boxes(path: Path, shape: tuple, dtype, components: int):
         raise VolumeError(f"{path}: its data file {file} is missing")
     if fields.get("compresseddata", "false").lower() == "true":
         return ZlibBoxes(str(file), fields["_end"] if file == path else max(skip, 0), shape, stored, components)
-    _metaimage_length(path, fields, nbytes)
     start = fields["_end"] if file == path else file.stat().st_size - nbytes if skip == -1 else skip
+    check_length(path, file, start, nbytes)
     return RawBoxes(str(file), start, shape, stored, components)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .volume import VolumeError, _ome_multiscales
+from .volume import VolumeError, _ome_multiscales, ome_transform
 
 
 def is_ome_image(path: Path) -> bool:
@@ -73,11 +73,7 @@ def write_ome_labels(labels, image, name: str = "halo-seg") -> Path:
     if longer:
         raise VolumeError(f"{image} holds several volumes ({', '.join(longer)}) and OME-Zarr labels cover them "
                           f"all: labels of one volume cannot go into its labels/; save them as their own zarr or NIfTI")
-    scales = []
-    for ds in ms["datasets"]:
-        sc = next((t["scale"] for t in ds.get("coordinateTransformations", []) if t.get("type") == "scale"),
-                  [1.0] * len(axes))
-        scales.append([float(s) for s in sc])
+    scales = [ome_transform(ms, ds, len(axes))[0] for ds in ms["datasets"]]
     # the image's own downsampling, level by level, on the spatial axes (t and c are never downsampled)
     factors = [{axes[i]: max(1, int(round(sc[i] / scales[0][i]))) for i in spatial} for sc in scales[1:]]
     arr = labels if isinstance(labels, da.Array) else da.from_array(np.asarray(labels), chunks=64)
@@ -102,7 +98,6 @@ def _same_transforms(labels_path: Path, image_ms: dict) -> None:
     no translation, so that the labels of an image that is a crop or tile of a larger acquisition
     (a translation) would lie at the origin, away from it, in napari-ome-zarr or MoBIE."""
     import zarr
-    from .volume import ome_transform
     grp = zarr.open_group(str(labels_path), mode="a")
     attrs = grp.attrs.asdict()
     ms_list, _ = _ome_multiscales(attrs)
