@@ -682,23 +682,14 @@ def cmd_resample(a) -> int:
         raise SystemExit("error: give one of --spacing, --weights or --like")
     labels = a.labels or holds_labels(vol)   # a segment output's labels too: never interpolated
     if a.like:
+        from .io.resampled import onto_grid_of, write_placed
         like = open_volume(a.like)
         shape = like.shape
-        from .io.geometry import KEY
-        from .io.resampled import same_world_grid, write_placed
-        if KEY in vol.meta and KEY in like.meta and not same_world_grid(vol, like):
-            # cropped to its objects, or placed otherwise in the same world: each voxel from its world position
+        if onto_grid_of(vol, like, labels, a.input, a.like).placed:   # cropped to its objects, or placed otherwise in the same world: each voxel from its world position
             out = write_placed(vol, like, a.output, labels=labels)
             print(f"wrote {out}: {a.input} on the grid of {a.like}, {' x '.join(map(str, shape))} voxels, each from "
                   f"its world position ({'labels, nearest voxel' if labels else 'trilinear'}; 0 outside {a.input})")
             return 0
-        if vol.spacing_known and like.spacing_known:   # the same extent, or the voxels would not line up
-            ext = [n * s for n, s in zip(vol.shape, vol.spacing)]
-            other = [n * s for n, s in zip(like.shape, like.spacing)]
-            if any(abs(e - o) > max(s, t) for e, o, s, t in zip(ext, other, vol.spacing, like.spacing)):
-                raise SystemExit(f"error: {a.input} spans {' x '.join(f'{e:.4g}' for e in ext)} and {a.like} "
-                                 f"{' x '.join(f'{e:.4g}' for e in other)}: not the same extent, and without a "
-                                 "scan geometry in both (NIfTI, NRRD, DICOM) where each lies is not known")
     else:
         if not vol.spacing_known:
             raise SystemExit(f"error: {a.input} records no voxel size; give it with --input-spacing Z,Y,X")

@@ -194,14 +194,33 @@ def grid_mismatch(a, b, name_a: str = "the first volume", name_b: str = "the sec
     return None
 
 
+RESAMPLE_FIX = "resample one onto the other's grid first (halo-seg resample IN OUT --like OTHER [--labels])"
+
+
+def world_overlap(a, b) -> float:
+    """The share of the smaller of two placed volumes' world boxes (axis-aligned around their voxels'
+    outer faces) that the other's box covers: near 1 for one scan stored in two orientations or
+    resolutions (a resampling brings it onto the other's grid), near 0 for two scans apart."""
+    boxes = []
+    for v in (a, b):
+        n = np.array(v.shape[::-1], float) - 0.5   # (x, y, z), as the affines index
+        corners = np.array([[i, j, k, 1.0] for i in (-0.5, n[0]) for j in (-0.5, n[1]) for k in (-0.5, n[2])])
+        w = (corners @ best_affine(v.meta[KEY]).T)[:, :3]
+        boxes.append((w.min(0), w.max(0)))
+    (lo_a, hi_a), (lo_b, hi_b) = boxes
+    common = np.clip(np.minimum(hi_a, hi_b) - np.maximum(lo_a, lo_b), 0, None)
+    size = min(np.prod(hi_a - lo_a), np.prod(hi_b - lo_b))
+    return float(np.prod(common) / size)
+
+
 def check_one_grid(a, b, name_a: str, name_b: str, why: str = "a voxel-by-voxel comparison would pair the wrong voxels") -> None:
     """VolumeError when two volumes of one shape lie on different grids (grid_mismatch)."""
     if tuple(a.shape) == tuple(b.shape):
         found = grid_mismatch(a, b, name_a, name_b)
         if found:
-            fix = ("bring one onto the other's grid in the world first (a registration or resampling tool: "
-                   "3D Slicer, ANTs)" if "apart in the world" in found else
-                   "resample one onto the other's grid first (halo-seg resample IN OUT --like OTHER [--labels])")
+            apart = "apart in the world" in found and world_overlap(a, b) < 0.5
+            fix = ("they barely overlap in the world, as two scans do: register one to the other first (3D Slicer, "
+                   "ANTs)" if apart else RESAMPLE_FIX)
             raise VolumeError(f"{found}: not one voxel grid, so {why}; {fix}")
 
 
@@ -232,8 +251,7 @@ def on_grid(vol, like, name: str, name_like: str, why: str = "a voxel-by-voxel c
                   if offset is not None else "their scan geometries place them on grids of different voxels"
                   if not unplaced else f"nothing records where {' or '.join(unplaced)} lies in the world")
         raise VolumeError(f"{name} {tuple(vol.shape)} and {name_like} {tuple(like.shape)} are not on one voxel grid "
-                          f"({reason}), so {why}; resample one onto the other first (halo-seg resample IN OUT "
-                          "--like OTHER [--labels])")
+                          f"({reason}), so {why}; {RESAMPLE_FIX}")
     return placed_on(vol.data, offset, like.shape)
 
 

@@ -10,6 +10,7 @@ its world position, and 0 outside the volume."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,11 +28,29 @@ def write_resampled(vol, out, shape, labels: bool = False) -> tuple[Path, tuple[
     ``labels``: nearest-neighbour, keeping the label values. Returns the path and the new spacing."""
     shape = tuple(int(s) for s in shape)
     out = _checked_output(out, vol, shape, labels)
-    spacing = rs.grid_spacing(vol.shape, vol.spacing, shape)
+    got = resampled_lazy(vol, shape, labels)
+    return _write(got.data, out, shape, got.spacing, got.geometry, got.unit, labels), got.spacing
+
+
+class Regridded(NamedTuple):
+    """A volume on a new voxel grid, lazily (a dask array), with that grid's voxel size, scan
+    geometry (None where the volume had none) and unit; ``placed``: each voxel taken from its world
+    position (write_placed), else the same extent resampled (write_resampled)."""
+    data: object
+    spacing: tuple
+    geometry: dict | None
+    unit: str | None
+    placed: bool
+
+
+def resampled_lazy(vol, shape, labels: bool = False) -> Regridded:
+    """``vol`` resampled to ``shape`` voxels over its own extent (trilinear, or the nearest voxel for
+    ``labels``), its geometry following."""
+    shape = tuple(int(s) for s in shape)
     g = vol.meta.get(geo.KEY)
-    g = geo.resampled(g, shape) if g else None
     lazy = rs.lazy_resample(rs.ArrayReader(vol.data), shape, CHUNK, nearest=labels, dtype=vol.data.dtype)
-    return _write(lazy, out, shape, spacing, g, vol.meta.get("unit"), labels), spacing
+    return Regridded(lazy, rs.grid_spacing(vol.shape, vol.spacing, shape), geo.resampled(g, shape) if g else None,
+                     vol.meta.get("unit"), False)
 
 
 def same_world_grid(vol, like) -> bool:
@@ -42,25 +61,50 @@ def same_world_grid(vol, like) -> bool:
     return bool(np.abs(np.linalg.solve(b, a) - np.eye(4)).max() < 1e-2)
 
 
+def onto_grid_of(vol, like, labels: bool = False, name: str = "the volume", name_like: str = "the other") -> Regridded:
+    """``vol`` on ``like``'s voxel grid, lazily: by world position where both carry a scan geometry
+    and are not one extent on two grids (a crop, another placement or orientation, another voxel
+    size: placed_lazy), else its extent resampled to like's voxel count. A VolumeError where two
+    known extents differ and nothing records where each lies."""
+    if vol.meta.get(geo.KEY) is not None and like.meta.get(geo.KEY) is not None and not same_world_grid(vol, like):
+        g = like.meta[geo.KEY]
+        return Regridded(placed_lazy(vol, like, labels), geo.spacing_of(g), g, like.meta.get("unit") or "mm", True)
+    if vol.spacing_known and like.spacing_known:   # the same extent, or the voxels would not line up
+        ext = [n * s for n, s in zip(vol.shape, vol.spacing)]
+        other = [n * s for n, s in zip(like.shape, like.spacing)]
+        if any(abs(e - o) > max(s, t) for e, o, s, t in zip(ext, other, vol.spacing, like.spacing)):
+            raise VolumeError(f"{name} spans {' x '.join(f'{e:.4g}' for e in ext)} and {name_like} "
+                              f"{' x '.join(f'{e:.4g}' for e in other)}: not the same extent, and without a scan "
+                              "geometry in both (NIfTI, NRRD, DICOM) where each lies is not known")
+    return resampled_lazy(vol, like.shape, labels)
+
+
 def write_placed(vol, like, out, labels: bool = False) -> Path:
-    """Write ``vol`` on the grid of ``like`` (both with a scan geometry) to ``out``: each of like's
-    voxels takes the value at its world position in vol (the nearest voxel for labels, trilinear
-    for images), 0 outside vol. Read and written a slab of like's slices at a time."""
+    """Write ``vol`` on the grid of ``like`` (both with a scan geometry) to ``out`` (placed_lazy)."""
+    shape = tuple(int(n) for n in like.shape)
+    out = _checked_output(out, vol, shape, labels)
+    g = like.meta[geo.KEY]
+    return _write(placed_lazy(vol, like, labels), out, shape, geo.spacing_of(g), g, like.meta.get("unit") or "mm",
+                  labels)
+
+
+def placed_lazy(vol, like, labels: bool = False, step: int = CHUNK):
+    """``vol`` on the grid of ``like`` (both with a scan geometry), a dask array of ``step`` slices
+    a block: each of like's voxels takes the value at its world position in vol (the nearest voxel
+    for labels, keeping vol's type; trilinear for images, float32), 0 outside vol."""
     import dask
     import dask.array as da
     shape = tuple(int(n) for n in like.shape)
-    out = _checked_output(out, vol, shape, labels)
     dtype = np.dtype(vol.data.dtype) if labels else np.dtype(np.float32)
-    g = like.meta[geo.KEY]
-    to_source = np.linalg.solve(geo.best_affine(vol.meta[geo.KEY]), geo.best_affine(g))   # like's voxel -> vol's
+    to_source = np.linalg.solve(geo.best_affine(vol.meta[geo.KEY]), geo.best_affine(like.meta[geo.KEY]))
     swap = np.eye(4)[[2, 1, 0, 3]]   # the affines' (x, y, z) <-> the arrays' (z, y, x)
     m = swap @ to_source @ swap
-    step = max(1, min(CHUNK, shape[0]))
+    step = max(1, min(step, shape[0]))
     slabs = [da.from_delayed(dask.delayed(_placed_slab)(vol.data, m, z0, min(z0 + step, shape[0]), shape[1:],
                                                          labels, dtype),
                              (min(z0 + step, shape[0]) - z0,) + shape[1:], dtype=dtype)
              for z0 in range(0, shape[0], step)]
-    return _write(da.concatenate(slabs), out, shape, geo.spacing_of(g), g, like.meta.get("unit") or "mm", labels)
+    return da.concatenate(slabs)
 
 
 def _placed_slab(data, m: np.ndarray, z0: int, z1: int, shape_yx, labels: bool, dtype) -> np.ndarray:
