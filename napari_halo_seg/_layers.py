@@ -4,6 +4,16 @@ from __future__ import annotations
 import numpy as np
 
 
+RESAMPLE_WIDGET = "Plugins > Halo Seg > Resample onto an image"
+
+
+def in_napari(exc) -> ValueError:
+    """The engine's refusal to pair two volumes as a widget says it: the resampling it points to is
+    a widget here, not a command."""
+    from halo_seg.io.geometry import RESAMPLE_FIX
+    return ValueError(str(exc).replace(RESAMPLE_FIX, f"resample one onto the other's grid first ({RESAMPLE_WIDGET})"))
+
+
 def fill_layer_box(box, viewer, kind, first=()) -> None:
     """Refill ``box`` with the names of the viewer's layers of ``kind`` (after the entries ``first``),
     keeping the current choice, without signalling a change: a layer added or removed elsewhere is
@@ -75,13 +85,15 @@ def check_same_grid(a, b) -> None:
     voxel sizes that differ, or scan geometries (from their files) that place them apart in the world:
     labels of two scans, which a voxel-by-voxel comparison, measurement or training would pair
     wrongly. A layer whose file records no voxel size or placement (a .npy) lies on the other's grid."""
-    from halo_seg.io.geometry import grid_mismatch
+    from halo_seg.io.geometry import grid_mismatch, world_overlap
     ga, gb = _as_volume(a), _as_volume(b)
     if ga.shape == gb.shape:
         found = grid_mismatch(ga, gb, a.name, b.name)
         if found:
-            raise ValueError(f"{found}: they lie on different grids; use layers of one image (resample one onto "
-                             "the other's grid first)")
+            fix = ("they barely overlap in the world, as two scans do: register one to the other first"
+                   if "apart in the world" in found and world_overlap(ga, gb) < 0.5 else
+                   f"use layers of one image, or resample one onto the other's grid first ({RESAMPLE_WIDGET})")
+            raise ValueError(f"{found}: they lie on different grids; {fix}")
 
 
 def on_grid_of(layer, ref, why: str = "they would pair the wrong voxels", cut: bool = False, lazy: bool = False):
@@ -94,7 +106,11 @@ def on_grid_of(layer, ref, why: str = "they would pair the wrong voxels", cut: b
     if tuple(layer_volume(layer).shape) == tuple(layer_volume(ref).shape):
         check_same_grid(layer, ref)
         return layer_volume(layer)
-    return on_grid(_as_volume(layer, lazy), _as_volume(ref), repr(layer.name), repr(ref.name), why, cut)
+    from halo_seg.io.volume import VolumeError
+    try:
+        return on_grid(_as_volume(layer, lazy), _as_volume(ref), repr(layer.name), repr(ref.name), why, cut)
+    except VolumeError as exc:
+        raise in_napari(exc) from None
 
 
 def on_one_grid_of(a, b, why: str = "they would pair the wrong voxels"):
@@ -105,7 +121,11 @@ def on_one_grid_of(a, b, why: str = "they would pair the wrong voxels"):
         check_same_grid(a, b)
         return layer_volume(a), layer_volume(b), b
     va, vb = _as_volume(a), _as_volume(b)
-    da, db, grid = on_one_grid(va, vb, repr(a.name), repr(b.name), why)
+    from halo_seg.io.volume import VolumeError
+    try:
+        da, db, grid = on_one_grid(va, vb, repr(a.name), repr(b.name), why)
+    except VolumeError as exc:
+        raise in_napari(exc) from None
     return da, db, a if grid is va else b
 
 

@@ -1,0 +1,132 @@
+"""Dock widget: put a layer on another image's voxel grid, so that the two overlay and pair voxel
+by voxel: labels drawn at another resolution, a scan or a segmentation stored in another orientation
+(one file LPS, the other RAS: napari places each along its own axes, so they do not overlay), a
+segmentation cropped to its objects. The engine's `halo-seg resample --like` (io.resampled.onto_grid_of):
+by world position where both files place their voxels, else the same extent resampled. Labels take
+the nearest voxel's id; images are interpolated trilinearly (float32), 0 outside the layer.
+
+Computed in a worker a slab at a time, with progress and Cancel, into a new layer that takes the
+image's scale, translation and scan geometry (saved, it lies where the image lies); the layer
+resampled is left as it is. A result larger than a quarter of the memory available is refused with
+the command that writes it to disk instead."""
+from __future__ import annotations
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QCheckBox, QComboBox
+
+from halo_seg.io.dicom_seg import SERIES_KEY
+from halo_seg.io.geometry import KEY as GEOMETRY
+from halo_seg.io.geometry import grid_mismatch
+
+from ._background import BackgroundWidget
+from ._fields import form_of
+from ._layers import _as_volume, fill_layer_box, follow_layers, layer_spacing
+from ._paintable import SHARE, room
+
+LAYERS = (napari.layers.Image, napari.layers.Labels)
+
+
+def _compute(lazy, labels: bool, name: str, cancel, progress):
+    """In the worker: (the array, None), read a slab of the new grid at a time, or (None, the exception)."""
+    try:
+        out = np.empty(lazy.shape, lazy.dtype)
+        bounds = np.cumsum((0,) + tuple(lazy.chunks[0]))
+        for i, (z0, z1) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if cancel():
+                raise InterruptedError("nothing was added")
+            out[z0:z1] = lazy[z0:z1].compute(scheduler="threads")
+            progress(i + 1, len(bounds) - 1, "")
+        if labels and out.dtype == bool:
+            out = out.view(np.uint8)
+        elif labels and not np.issubdtype(out.dtype, np.integer):   # an image layer taken as labels: whole ids only
+            from halo_seg.io.labels import whole_labels
+            out = np.asarray(whole_labels(out, repr(name)))
+        return out, None
+    except Exception as exc:  # shown to the user; the layers are untouched
+        return None, exc
+
+
+class ResampleWidget(BackgroundWidget):
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__(napari_viewer, "Resample")
+        self.source, self.target = QComboBox(), QComboBox()
+        self.as_labels = QCheckBox("as labels: each voxel takes the nearest voxel's id")
+        self.as_labels.setToolTip("on for a Labels layer; off interpolates the values trilinearly (an image)")
+        self._labels_for = None   # the layer the labels box was last set for: a choice of the user's is kept
+        self.source.currentTextChanged.connect(self._source_chosen)
+        self._lay_out(form_of(("layer", self.source), ("onto the grid of", self.target), ("", self.as_labels)))
+        self.status.setText("choose a layer and the image whose voxels it should take, then Resample: for layers "
+                            "that do not overlay (another orientation or resolution, labels cropped to their objects)")
+        follow_layers(self.viewer, self._refresh_layers)
+        self._refresh_layers()
+
+    def _refresh_layers(self, *_):
+        fill_layer_box(self.source, self.viewer, LAYERS)
+        fill_layer_box(self.target, self.viewer, LAYERS)
+        self._source_chosen(self.source.currentText())
+
+    def _source_chosen(self, name: str):
+        if name and name != self._labels_for and name in self.viewer.layers:
+            self._labels_for = name
+            self.as_labels.setChecked(isinstance(self.viewer.layers[name], napari.layers.Labels))
+
+    def run(self):
+        if self.worker is not None:
+            self.status.setText("busy: wait or press Cancel")
+            return
+        a, b = self.source.currentText(), self.target.currentText()
+        if not a or not b:
+            self.status.setText("choose the layer to resample and the image whose grid it should take")
+            return
+        if a == b:
+            self.status.setText("the layer and the image are the same layer: choose another image")
+            return
+        layer, like = self.viewer.layers[a], self.viewer.layers[b]
+        labels = self.as_labels.isChecked()
+        from halo_seg.engine.memory import fmt_bytes
+        from halo_seg.io.resampled import onto_grid_of
+        from halo_seg.io.volume import VolumeError
+        try:
+            vol, ref = _as_volume(layer, lazy=True), _as_volume(like)
+            if vol.shape == ref.shape and grid_mismatch(vol, ref) is None:
+                self.status.setText(f"{a} already lies on the grid of {b}: nothing to do")
+                return
+            got = onto_grid_of(vol, ref, labels, repr(a), repr(b))
+        except (ValueError, VolumeError) as exc:
+            self.status.setText(str(exc))
+            return
+        need, avail = int(np.prod(ref.shape)) * np.dtype(got.data.dtype).itemsize, room()
+        if avail is not None and need > SHARE * avail:
+            self.status.setText(f"{a} on the grid of {b} ({' x '.join(map(str, ref.shape))} voxels) would take "
+                                f"{fmt_bytes(need)}, more than a quarter of the memory available ({fmt_bytes(avail)}): "
+                                "write it to disk with `halo-seg resample FILE OUT.zarr --like IMAGE_FILE"
+                                f"{' --labels' if labels else ''}` and open that")
+            return
+        self._start(f"resampling {a} onto the grid of {b} ...", _compute, got.data, labels, a, self._cancel.is_set,
+                    self.progress_callback, on_done=lambda outcome: self._done(outcome, layer, like, got, labels))
+
+    def _done(self, outcome, layer, like, got, labels: bool):
+        data, exc = outcome
+        if exc is not None:
+            return self._failed(exc)
+        # no "source": the engine would read the file's voxels, not these
+        meta = {"spacing_known": layer_spacing(like) is not None, **({"unit": got.unit} if got.unit else {}),
+                **({GEOMETRY: got.geometry} if got.geometry is not None else {})}
+        if labels and (like.metadata or {}).get(SERIES_KEY):   # saved as a DICOM SEG on the image's series
+            meta[SERIES_KEY] = like.metadata[SERIES_KEY]
+        place = {"name": f"{layer.name} on {like.name}", "scale": tuple(like.scale[-3:]),
+                 "translate": tuple(like.translate[-3:]), "metadata": meta}
+        if labels:
+            kw = {"features": layer.features} if isinstance(layer, napari.layers.Labels) and len(layer.features) else {}
+            if isinstance(layer, napari.layers.Labels):
+                kw.update(colormap=layer.colormap, opacity=layer.opacity)
+            self.viewer.add_labels(data, **place, **kw)
+        else:
+            kw = ({"colormap": layer.colormap, "contrast_limits": layer.contrast_limits, "gamma": layer.gamma}
+                  if isinstance(layer, napari.layers.Image) else {})
+            self.viewer.add_image(data, **place, blending=layer.blending, **kw)
+        how = (f"each voxel from its world position (0 outside {layer.name})" if got.placed
+               else f"over {layer.name}'s extent")
+        self._succeeded(f"added {place['name']!r}: {' x '.join(map(str, data.shape))} voxels on the grid of "
+                        f"{like.name}, {how}, {'nearest voxel' if labels else 'trilinear'}")
