@@ -61,14 +61,16 @@ def same_world_grid(vol, like) -> bool:
     return bool(np.abs(np.linalg.solve(b, a) - np.eye(4)).max() < 1e-2)
 
 
-def onto_grid_of(vol, like, labels: bool = False, name: str = "the volume", name_like: str = "the other") -> Regridded:
+def onto_grid_of(vol, like, labels: bool = False, name: str = "the volume", name_like: str = "the other",
+                 step: int = CHUNK) -> Regridded:
     """``vol`` on ``like``'s voxel grid, lazily: by world position where both carry a scan geometry
     and are not one extent on two grids (a crop, another placement or orientation, another voxel
-    size: placed_lazy), else its extent resampled to like's voxel count. A VolumeError where two
-    known extents differ and nothing records where each lies."""
+    size: placed_lazy, ``step`` slices a block), else its extent resampled to like's voxel count
+    (blocks of CHUNK voxels a side). A VolumeError where two known extents differ and nothing
+    records where each lies."""
     if vol.meta.get(geo.KEY) is not None and like.meta.get(geo.KEY) is not None and not same_world_grid(vol, like):
         g = like.meta[geo.KEY]
-        return Regridded(placed_lazy(vol, like, labels), geo.spacing_of(g), g, like.meta.get("unit") or "mm", True)
+        return Regridded(placed_lazy(vol, like, labels, step), geo.spacing_of(g), g, like.meta.get("unit") or "mm", True)
     if vol.spacing_known and like.spacing_known:   # the same extent, or the voxels would not line up
         ext = [n * s for n, s in zip(vol.shape, vol.spacing)]
         other = [n * s for n, s in zip(like.shape, like.spacing)]
