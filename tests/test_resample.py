@@ -383,3 +383,24 @@ def test_a_segment_output_resamples_as_labels_without_being_told(tmp_path, phant
     assert half.meta["labels"] and np.issubdtype(half.data.dtype, np.integer)
     assert set(np.unique(np.asarray(half.data)).tolist()) <= ids
     np.testing.assert_array_equal(np.asarray(half.data), np.asarray(told.data))
+
+
+def test_an_odd_grid_at_half_the_resolution_is_placed_not_stretched(tmp_path):
+    """A 2 mm grid of 91 voxels made of 2x2x2 blocks of a 1 mm grid of 181 (Colin27's) spans 182 mm
+    against 181: resampling its extent onto the 1 mm grid stretched it (half a percent a voxel,
+    which the per-voxel tolerance let through, but a voxel off at the far end); placed by world
+    position, each 1 mm voxel takes the 2 mm voxel whose block holds it."""
+    from halo_seg.cli import main
+    rng = np.random.default_rng(4)
+    fine_aff = np.diag([1.0, 1.0, 1.0, 1.0])
+    fine_aff[:3, 3] = [-8.0, 5.0, -3.0]
+    block = np.array([[2.0, 0, 0, 0.5], [0, 2.0, 0, 0.5], [0, 0, 2.0, 0.5], [0, 0, 0, 1]])
+    coarse = rng.integers(0, 5, size=(91, 3, 4)).astype(np.uint8)
+    for name, arr, aff in (("coarse", coarse, fine_aff @ block), ("fine", np.zeros((181, 6, 8), np.uint8), fine_aff)):
+        img = nib.Nifti1Image(arr.transpose(2, 1, 0), aff)
+        img.header.set_intent("label")
+        nib.save(img, str(tmp_path / f"{name}.nii.gz"))
+    assert main(["resample", str(tmp_path / "coarse.nii.gz"), str(tmp_path / "out.nii.gz"),
+                 "--like", str(tmp_path / "fine.nii.gz")]) == 0
+    out = np.asarray(nib.load(str(tmp_path / "out.nii.gz")).dataobj).transpose(2, 1, 0)
+    np.testing.assert_array_equal(out, coarse.repeat(2, 0).repeat(2, 1).repeat(2, 2)[:181])

@@ -26,6 +26,49 @@ def test_colin27_sample_is_brain_with_structures():
     assert s.image[s.brain].mean() > 3 * s.image[~s.brain].mean()
 
 
+def test_the_2mm_sample_lies_where_its_1mm_scan_lies(tmp_path):
+    """Each 2 mm voxel of the sample is the mean of a 2x2x2 block of the 1 mm scan: its centre lies
+    at the mean world position of the block's eight voxels, in the scan's coded space (the shipped
+    files said 'aligned' at origin 0, 90 to 125 mm off); labels are marked as labels. Made from a
+    small stand-in for ../shared/data/colin27, placed obliquely; and the shipped files, where the
+    1 mm data are here, put back on the 1 mm grid, match its atlas."""
+    import nibabel as nib
+
+    from halo_seg.io import open_volume
+    from halo_seg.io.resampled import onto_grid_of
+    from halo_seg.samples import SUBCORTICAL, make_colin27_sample, sample_dir, shared_data_dir
+    d = tmp_path / "data" / "colin27"
+    d.mkdir(parents=True)
+    rot = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
+    aff = np.eye(4)
+    aff[:3, :3] = rot * [1.0, 1.2, 0.9]
+    aff[:3, 3] = [-90.0, -125.0, -71.0]
+    shape = (9, 10, 11)   # (z, y, x): odd sizes end in a half block
+    for name, arr in (("ch2", np.full(shape, 50, np.uint8)), ("aal", np.full(shape, 71, np.uint8)),
+                      ("ch2bet", np.ones(shape, np.uint8))):
+        img = nib.Nifti1Image(arr.transpose(2, 1, 0), aff)
+        img.set_sform(aff, code=4)
+        nib.save(img, str(d / f"{name}.nii.gz"))
+    (d / "aal_labels.txt").write_text("71 Caudate_L 7001\n")
+    make_colin27_sample(tmp_path / "out", tmp_path / "data")
+    for name, labels in (("colin27_2mm_t1", False), ("colin27_2mm_aal12", True), ("colin27_2mm_brain", True)):
+        out = nib.load(str(tmp_path / "out" / f"{name}.nii.gz"))
+        assert out.shape == (6, 5, 5) and int(out.header["sform_code"]) == 4
+        assert (out.header.get_intent()[0] == "label") == labels
+        for i, j, k in [(0, 0, 0), (2, 3, 1), (4, 1, 3)]:   # (x, y, z) of a whole block
+            block = [aff @ [2 * i + a, 2 * j + b, 2 * k + c, 1] for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+            np.testing.assert_allclose(out.affine @ [i, j, k, 1], np.mean(block, axis=0), atol=1e-9)
+    shared = shared_data_dir()
+    if shared is None:
+        return
+    fine_labels = open_volume(shared / "colin27" / "aal.nii.gz")
+    placed = onto_grid_of(open_volume(sample_dir() / "colin27_2mm_aal12.nii.gz"), fine_labels, labels=True)
+    assert placed.placed
+    fine, back = np.asarray(fine_labels.data), np.asarray(placed.data)
+    dices = [dice(back == k, fine == k) for k in SUBCORTICAL]
+    assert np.mean(dices) > 0.88, dices   # 0.91; 0.84 stretched over the extent, 0.0 at origin 0
+
+
 def test_phantom_is_deterministic_and_labelled():
     a, b = make_phantom((16, 20, 24), seed=5), make_phantom((16, 20, 24), seed=5)
     np.testing.assert_array_equal(a.labels, b.labels)

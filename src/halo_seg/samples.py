@@ -103,19 +103,34 @@ def downsample2(image: np.ndarray, labels: np.ndarray, keep: dict[int, str]):
 
 
 def make_colin27_sample(out_dir: Path, data_dir: Path | None = None) -> list[Path]:
-    """Derive the shipped 2 mm Colin27 sample from ../shared/data (run once by the maintainers)."""
+    """Derive the shipped 2 mm Colin27 sample from ../shared/data (run once by the maintainers),
+    placed where the 1 mm scan lies: a 2 mm voxel is the block of 1 mm voxels (2i, 2i + 1), so its
+    centre lies at 1 mm index 2i + 0.5 through the scan's own affine, in the scan's coded space. The
+    labels and the brain mask are marked as labels (NIfTI intent), so a reader opens them as such."""
     import nibabel as nib
+
+    from .io.geometry import LABEL_INTENT
     full = load_colin27_full(data_dir)
     img, lab = downsample2(full.image, full.labels, SUBCORTICAL)
     _, brain = downsample2(full.image, full.brain.astype(np.uint8), {1: "brain"})
     img = np.clip(np.round(img), 0, 255).astype(np.uint8)
-    sp = tuple(2 * s for s in full.spacing)
-    aff = np.diag([sp[2], sp[1], sp[0], 1.0])
+    src = nib.load(str(Path(data_dir or shared_data_dir()) / "colin27" / "ch2.nii.gz"))
+    block = np.array([[2.0, 0, 0, 0.5], [0, 2.0, 0, 0.5], [0, 0, 2.0, 0.5], [0, 0, 0, 1]])   # 2 mm voxel -> 1 mm index
+    aff = src.affine @ block
+    code = int(src.header["sform_code"]) or 2
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, arr in (("colin27_2mm_t1", img), ("colin27_2mm_aal12", lab), ("colin27_2mm_brain", brain)):
+    for name, arr, labels in (("colin27_2mm_t1", img, False), ("colin27_2mm_aal12", lab, True),
+                              ("colin27_2mm_brain", brain, True)):
         p = out_dir / f"{name}.nii.gz"
-        nib.save(nib.Nifti1Image(arr.transpose(2, 1, 0), aff), str(p))
+        out = nib.Nifti1Image(arr.transpose(2, 1, 0), aff)
+        out.set_sform(aff, code=code)
+        out.set_qform(aff, code=code)
+        out.header.set_xyzt_units("mm")
+        if labels:
+            out.header.set_intent(LABEL_INTENT)
+        nib.save(out, str(p))
         paths.append(p)
     return paths
 

@@ -55,10 +55,14 @@ def resampled_lazy(vol, shape, labels: bool = False) -> Regridded:
 
 def same_world_grid(vol, like) -> bool:
     """Whether ``vol`` resampled to ``like``'s voxel count lies on ``like``'s grid (the same extent
-    and placement), judged by their scan geometries, within a hundredth of a voxel."""
+    and placement), judged by their scan geometries: no corner voxel of the grid a hundredth of a
+    voxel away (a 2 mm grid of 91 voxels spans 182 mm, a 1 mm grid of 181 only 181: per voxel they
+    differ by half a percent, but by a whole voxel at the far end)."""
     g = geo.resampled(vol.meta[geo.KEY], like.shape)
-    a, b = geo.best_affine(g), geo.best_affine(like.meta[geo.KEY])
-    return bool(np.abs(np.linalg.solve(b, a) - np.eye(4)).max() < 1e-2)
+    to_like = np.linalg.solve(geo.best_affine(like.meta[geo.KEY]), geo.best_affine(g))
+    n = np.array(like.shape[::-1], float) - 1   # (x, y, z), as the affines index
+    corners = np.array([[i, j, k, 1.0] for i in (0, n[0]) for j in (0, n[1]) for k in (0, n[2])])
+    return bool(np.abs(corners @ to_like.T - corners).max() < 1e-2)
 
 
 def onto_grid_of(vol, like, labels: bool = False, name: str = "the volume", name_like: str = "the other",
