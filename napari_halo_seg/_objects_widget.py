@@ -20,7 +20,7 @@ from halo_seg.measure import volume_text
 from ._background import BackgroundWidget
 from ._fields import form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume, on_grid_of
-from ._measure import UNIT, layer_unit, save_table_csv, table_features
+from ._measure import UNIT, layer_names, layer_unit, save_table_csv, table_features
 from ._paintable import paintable
 
 NO_IMAGE = "(none)"
@@ -137,8 +137,8 @@ class ObjectsWidget(BackgroundWidget):
 
     def measure(self):
         """Each label value of the chosen layer as one object (e.g. the structures of an atlas): its
-        size on the layer itself (napari shows it under the cursor) unless the layer has features of
-        its own, and in the table."""
+        size on the layer itself (napari shows it under the cursor, beside the names its file gave
+        the ids) unless the layer has features of its own, and in the table."""
         if self.worker is not None:
             self.status.setText("busy: wait or press Cancel")
             return
@@ -159,11 +159,12 @@ class ObjectsWidget(BackgroundWidget):
         table, exc = outcome
         if exc is not None:
             return self._failed(exc)
-        unit = layer_unit(layer)
-        own = [c for c in layer.features.columns if c not in table_features(table, unit)]
+        from halo_seg.measure import with_names
+        unit, names = layer_unit(layer), layer_names(layer.features)   # a file's names of its ids stay, beside the sizes
+        own = [c for c in layer.features.columns if c not in table_features(table, unit, names)]
         if not own:
-            layer.features = table_features(table, unit)
-        self.table = table
+            layer.features = table_features(table, unit, names)
+        self.table = with_names(table, names)
         self.save_btn.setEnabled(True)
         where = "kept the layer's own features; the table has them" if own else "on the layer: hover over one"
         self._succeeded(f"{len(table['label'])} labels, {volume_text(float(table['volume'].sum()), unit)} in all "

@@ -242,19 +242,21 @@ def test_objects_widget_measures_labels_as_they_are(make_napari_viewer, qtbot, t
     assert w.status.text().startswith(f"{len(ids)} labels"), w.status.text()
     feats = atlas.features                                         # on the layer itself, one row per label
     assert list(feats["index"]) == ids
+    assert dict(zip(feats["index"], feats["name"]))[77] == "Thalamus_L"   # beside the names the sample gives
     np.testing.assert_allclose(feats["volume (mL)"], [(lab == k).sum() * 8e-3 for k in ids], rtol=1e-3)
     atlas.visible = True                                           # the sample shows it hidden
     inside = np.argwhere(lab == 77)[0]
     viewer.dims.set_point(0, float(atlas.data_to_world(inside)[0]))   # the status reads the slice shown
     assert f"voxels: {int((lab == 77).sum())}" in atlas.get_status(inside)["coordinates"]
     assert len(viewer.layers) == 2 and w.run_btn.isEnabled() and w.measure_btn.isEnabled()
-    # a layer with features of its own keeps them
-    atlas.features = {"index": ids, "name": [f"s{k}" for k in ids]}
+    # a layer with features of its own keeps them (names alone get the sizes beside them, as above)
+    atlas.features = {"index": ids, "name": [f"s{k}" for k in ids], "grade": list(range(len(ids)))}
     w.measure()
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
-    assert list(atlas.features.columns) == ["index", "name"] and "own features" in w.status.text()
+    assert list(atlas.features.columns) == ["index", "name", "grade"] and "own features" in w.status.text()
     w.save_table(str(tmp_path / "atlas.csv"))
-    assert len((tmp_path / "atlas.csv").read_text().splitlines()) == len(ids) + 1
+    rows = (tmp_path / "atlas.csv").read_text().splitlines()
+    assert len(rows) == len(ids) + 1 and rows[0].startswith("label,name,") and rows[1].split(",")[1] == f"s{ids[0]}"
     other = viewer.add_image(np.asarray(viewer.layers["colin27 T1"].data), name="other scan", scale=(1, 1, 1),
                              metadata={"spacing_known": True})   # one shape, another voxel size
     w.image.setCurrentText(other.name)

@@ -45,8 +45,12 @@ def test_writer_and_reader_roundtrip_labels(tmp_path):
 def test_sample_data_have_ground_truth():
     (img, imeta, ik), (lab, lmeta, lk) = colin27()
     assert ik == "image" and lk == "labels" and img.shape == lab.shape == (91, 109, 91)
-    assert imeta["scale"] == (2.0, 2.0, 2.0)
+    assert imeta["scale"] == lmeta["scale"] == (2.0, 2.0, 2.0)
     assert set(np.unique(lab)) == {0, 37, 38, 41, 42, 71, 72, 73, 74, 75, 76, 77, 78}
+    # placed in the scan's millimetres, as the files are: voxel (0, 0, 0) at (-70.5, -124.5, -89.5) (z, y, x)
+    assert tuple(imeta["translate"]) == tuple(lmeta["translate"]) == (-70.5, -124.5, -89.5)
+    assert imeta["metadata"]["geometry"] == lmeta["metadata"]["geometry"]
+    assert dict(zip(lmeta["features"]["index"], lmeta["features"]["name"]))[77] == "Thalamus_L"
     (pimg, _, _), (plab, _, _) = phantom()
     assert pimg.shape == plab.shape and plab.max() >= 3
 
