@@ -57,13 +57,15 @@ def test_a_crops_offset_and_position_are_itks(cropped):
     np.testing.assert_allclose(np.linalg.norm(a - b), np.linalg.norm(apart), rtol=1e-6)
 
 
-@pytest.mark.parametrize("change", ["half a voxel", "voxel size", "flipped", "unplaced"])
+@pytest.mark.parametrize("change", ["half a voxel", "voxel size", "half a percent", "flipped", "unplaced"])
 def test_grids_that_share_no_voxels_have_no_offset(cropped, change):
     arr, full, img, crop, tmp = cropped
     if change == "half a voxel":
         crop.SetOrigin(crop.TransformContinuousIndexToPhysicalPoint((0.5, 0, 0)))
     elif change == "voxel size":
         crop.SetSpacing([0.7, 0.8, 2.0])
+    elif change == "half a percent":   # within 1 % a voxel, but 0.025 voxel off at the crop's far end
+        crop.SetSpacing([0.7 * 1.005, 0.8, 2.5])
     elif change == "flipped":
         crop = sitk.Flip(crop, [True, False, False])
     sitk.WriteImage(crop, str(tmp / "moved.nrrd"))

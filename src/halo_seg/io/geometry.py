@@ -115,10 +115,15 @@ def voxel_offset(geometry: dict | None, on: dict | None, tol: float = 0.01) -> t
     a, b = best_affine(geometry), best_affine(on)
     if np.abs(a[:3, :3] - b[:3, :3]).max() > tol * np.abs(b[:3, :3]).max():
         return None
-    v = np.linalg.solve(b[:3, :3], a[:3, 3] - b[:3, 3])   # (x, y, z) voxels of ``on``
-    if np.abs(v - np.round(v)).max() > tol:
+    # every corner voxel a whole number of on's voxels away, the same number: a voxel size a
+    # fraction of a percent apart passes per voxel but drifts over the grid's extent
+    n = np.array(check(geometry)["shape"][::-1], float) - 1   # (x, y, z), as the affines index
+    corners = np.array([[i, j, k, 1.0] for i in (0, n[0]) for j in (0, n[1]) for k in (0, n[2])])
+    moved = (corners @ np.linalg.solve(b, a).T - corners)[:, :3]   # (x, y, z) voxels of ``on``
+    v = np.round(moved[0])
+    if np.abs(moved - v).max() > tol:
         return None
-    x, y, z = (int(round(c)) for c in v)
+    x, y, z = (int(c) for c in v)
     return z, y, x
 
 
