@@ -45,6 +45,18 @@ class BackgroundWidget(QWidget):
     def run(self):
         raise NotImplementedError
 
+    def _chosen_pair(self, first, second, missing: str, same: str):
+        """The layers chosen in the combo boxes ``first`` and ``second``, or None with the status line
+        saying why not: busy, a choice ``missing``, or the ``same`` layer twice."""
+        if self.worker is not None:
+            self.status.setText("busy: wait or press Cancel")
+            return None
+        a, b = first.currentText(), second.currentText()
+        if not a or not b or a == b:
+            self.status.setText(missing if not a or not b else same)
+            return None
+        return self.viewer.layers[a], self.viewer.layers[b]
+
     def _on_progress(self, done, total, msg=""):
         self.progress.setMaximum(total)
         self.progress.setValue(done)

@@ -78,17 +78,13 @@ class CompareWidget(BackgroundWidget):
         fill_layer_box(self.reference, self.viewer, napari.layers.Labels)
 
     def run(self):
-        if self.worker is not None:
-            self.status.setText("busy: wait or press Cancel")
+        chosen = self._chosen_pair(self.labels, self.reference,
+                                   "choose two Labels layers: the labels to judge and the reference",
+                                   "the labels and the reference are the same layer: choose another reference")
+        if chosen is None:
             return
-        a, b = self.labels.currentText(), self.reference.currentText()
-        if not a or not b:
-            self.status.setText("choose two Labels layers: the labels to judge and the reference")
-            return
-        if a == b:
-            self.status.setText("the labels and the reference are the same layer: choose another reference")
-            return
-        layer, ref = self.viewer.layers[a], self.viewer.layers[b]
+        layer, ref = chosen
+        a, b = layer.name, ref.name
         try:   # labels saved cropped to their objects: both on the grid that holds the other
             pred, truth, grid = on_one_grid_of(layer, ref, "a voxel-by-voxel comparison would pair the wrong voxels")
         except ValueError as exc:

@@ -82,17 +82,13 @@ class ResampleWidget(BackgroundWidget):
             self.as_labels.setChecked(isinstance(self.viewer.layers[name], napari.layers.Labels))
 
     def run(self):
-        if self.worker is not None:
-            self.status.setText("busy: wait or press Cancel")
+        chosen = self._chosen_pair(self.source, self.target,
+                                   "choose the layer to resample and the image whose grid it should take",
+                                   "the layer and the image are the same layer: choose another image")
+        if chosen is None:
             return
-        a, b = self.source.currentText(), self.target.currentText()
-        if not a or not b:
-            self.status.setText("choose the layer to resample and the image whose grid it should take")
-            return
-        if a == b:
-            self.status.setText("the layer and the image are the same layer: choose another image")
-            return
-        layer, like = self.viewer.layers[a], self.viewer.layers[b]
+        layer, like = chosen
+        a, b = layer.name, like.name
         labels = self.as_labels.isChecked()
         from halo_seg.engine.memory import fmt_bytes
         from halo_seg.io.resampled import onto_grid_of
