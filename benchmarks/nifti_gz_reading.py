@@ -16,6 +16,7 @@ interleaved runs:
 
     .venv/bin/python benchmarks/nifti_gz_reading.py [--shape 400 512 512] [--repeat 3]
         [--before OTHER_CHECKOUT/src --out results/nifti_gz_boxes.json]   (this code against another's)
+        [--scaled]   (stored as dcm2niix stores a CT: scl_slope 1, scl_inter -1024)
 """
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "nifti_gz_reading.json"))
     ap.add_argument("--before", default=None, help="the src/ of another checkout: compare its code with this "
                     "one's (both with indexed_gzip) rather than the two gzip readers")
+    ap.add_argument("--scaled", action="store_true", help="store it as dcm2niix stores a CT: the integers with "
+                    "scl_slope 1 and scl_inter -1024 (read as floats)")
     a = ap.parse_args(argv)
     codes = {"gzip": "gzip", "indexed_gzip": "indexed_gzip"}
     if a.before:
@@ -75,7 +78,10 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(dir=str(Path(__file__).parent)) as tmp:
         path = Path(tmp) / "v.nii.gz"
-        nib.save(nib.Nifti1Image(arr.transpose(2, 1, 0), np.eye(4)), str(path))
+        img = nib.Nifti1Image(arr.transpose(2, 1, 0), np.eye(4))
+        if a.scaled:
+            img.header.set_slope_inter(1.0, -1024.0)
+        nib.save(img, str(path))
         mib = path.stat().st_size / 2 ** 20
         del arr
         for access in ACCESS:
@@ -83,14 +89,15 @@ def main(argv=None) -> int:
                                     key="src" if a.before else "reader")
             assert runs[first][0]["checksum"] == runs[second][0]["checksum"]   # the same voxels
             rows.append({"access": access, "median": med, "runs": runs})
-    print(f"\n{' x '.join(map(str, a.shape))} int16 ({np.prod(a.shape) * 2 / 2 ** 20:.0f} MiB, {mib:.0f} MiB "
-          f"compressed); median seconds of {a.repeat} runs each")
+    print(f"\n{' x '.join(map(str, a.shape))} int16{' scaled' if a.scaled else ''} ({np.prod(a.shape) * 2 / 2 ** 20:.0f} "
+          f"MiB, {mib:.0f} MiB compressed); median seconds of {a.repeat} runs each")
     print(f"| read | {first if a.before else 'Python' + chr(39) + 's gzip'} | {second} | ratio |")
     print("|---|---|---|---|")
     for r in rows:
         g, i = r["median"][first]["seconds"], r["median"][second]["seconds"]
         print(f"| {r['access']} | {g:.2f} | {i:.2f} | {g / max(i, 1e-9):.1f}x |")
-    return save_results(a.out, {"shape": a.shape, "repeat": a.repeat, "compressed_mib": mib, "before": a.before},
+    return save_results(a.out, {"shape": a.shape, "repeat": a.repeat, "compressed_mib": mib, "before": a.before,
+                                "scaled": a.scaled},
                         rows)
 
 

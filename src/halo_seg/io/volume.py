@@ -224,11 +224,8 @@ def _open_nifti(path: Path) -> Volume:
     if not str(path).lower().endswith(".gz"):   # uncompressed: how long the voxels are is known now
         # from where they start (the proxy's offset: the header's may say 0)
         check_length(path, path, int(proxy.offset), int(np.prod(shape)) * img.header.get_data_dtype().itemsize)
-    gz = _gzip_boxes(path, proxy, shape)
-    if gz is not None:   # NIfTI stores (X, Y, Z): in (Z, Y, X), C order, its voxels are in file order
-        from .nrrd_boxes import boxes_array
-        arr = boxes_array(gz, path, "nifti")
-    else:
+    arr = _gzip_boxes(path, proxy, shape)
+    if arr is None:
         # one time point (or vector component) per chunk, so choosing one reads only that one
         arr = da.from_array(_NamedReads(proxy, str(path), show_box=False), chunks=shape[:2] + (min(32, shape[2]),)
                             + (1,) * (len(shape) - 3), asarray=True)
@@ -265,14 +262,28 @@ def check_length(path, file: Path, start: int, nbytes: int) -> None:
 
 
 def _gzip_boxes(path: Path, proxy, shape):
-    """A 3D `.nii.gz`'s voxels as nrrd_boxes.GzipBoxes (decompressed from checkpoints in its gzip
-    stream, twice as fast as nibabel through indexed_gzip), where they are stored unscaled in
-    NIfTI's order; else None (nibabel reads it: scaled values, 4D files, an uncompressed file)."""
-    if not str(path).lower().endswith(".gz") or len(shape) != 3 or getattr(proxy, "order", "F") != "F" \
-            or not (float(proxy.slope) == 1.0 and float(proxy.inter) == 0.0):
+    """A 3D `.nii.gz`'s voxels (Z, Y, X) through nrrd_boxes.GzipBoxes (decompressed from checkpoints
+    in its gzip stream, twice as fast as nibabel through indexed_gzip), where they are stored in
+    NIfTI's order; scaled (scl_slope, scl_inter: dcm2niix keeps a CT's stored integers and puts its
+    RescaleIntercept there; PET, many MR files) as nibabel scales them, to the type its read gives.
+    Else None (nibabel reads it: 4D files, an uncompressed file)."""
+    if not str(path).lower().endswith(".gz") or len(shape) != 3 or getattr(proxy, "order", "F") != "F":
         return None
-    from .nrrd_boxes import GzipBoxes
-    return GzipBoxes(str(path), 0, shape[::-1], np.dtype(proxy.dtype), 1, skip=int(proxy.offset))
+    from .nrrd_boxes import GzipBoxes, boxes_array
+    # NIfTI stores (X, Y, Z): in (Z, Y, X), C order, its voxels are in file order
+    arr = boxes_array(GzipBoxes(str(path), 0, shape[::-1], np.dtype(proxy.dtype), 1, skip=int(proxy.offset)),
+                      path, "nifti")
+    if float(proxy.slope) == 1.0 and float(proxy.inter) == 0.0:
+        return arr
+    dtype = _NamedReads(proxy, str(path), show_box=False).dtype
+    return arr.map_blocks(_nifti_scaled, np.asanyarray(proxy.slope), np.asanyarray(proxy.inter), dtype, dtype=dtype)
+
+
+def _nifti_scaled(block, slope, inter, dtype):
+    """Stored voxels scaled as nibabel's proxy scales them (its own function, the proxy's slope and
+    intercept arrays), so that a box equals nibabel's read of it."""
+    from nibabel.volumeutils import apply_read_scaling
+    return apply_read_scaling(block, slope, inter).astype(dtype, copy=False)
 
 
 class _NamedReads:
