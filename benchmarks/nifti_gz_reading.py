@@ -17,6 +17,7 @@ interleaved runs:
     .venv/bin/python benchmarks/nifti_gz_reading.py [--shape 400 512 512] [--repeat 3]
         [--before OTHER_CHECKOUT/src --out results/nifti_gz_boxes.json]   (this code against another's)
         [--scaled]   (stored as dcm2niix stores a CT: scl_slope 1, scl_inter -1024)
+        [--series T]   (a 4D file of T volumes, the last one read)
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def _one(spec: dict) -> dict:
     from halo_seg.io import open_volume
     assert compression.HAVE_INDEXED_GZIP == (reader == "indexed_gzip")
     t = time.perf_counter()
-    vol = open_volume(spec["file"])
+    vol = open_volume(spec["file"], timepoint=spec.get("timepoint"))
     z = vol.shape[0]
     if spec["access"] == "whole":
         total = int(np.asarray(vol.data).sum(dtype=np.int64))
@@ -65,6 +66,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "nifti_gz_reading.json"))
     ap.add_argument("--before", default=None, help="the src/ of another checkout: compare its code with this "
                     "one's (both with indexed_gzip) rather than the two gzip readers")
+    ap.add_argument("--series", type=int, default=0, help="a 4D file of this many volumes (the second a copy "
+                    "of the first, negated, and so on); each access reads the last")
     ap.add_argument("--scaled", action="store_true", help="store it as dcm2niix stores a CT: the integers with "
                     "scl_slope 1 and scl_inter -1024 (read as floats)")
     a = ap.parse_args(argv)
@@ -78,18 +81,21 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(dir=str(Path(__file__).parent)) as tmp:
         path = Path(tmp) / "v.nii.gz"
-        img = nib.Nifti1Image(arr.transpose(2, 1, 0), np.eye(4))
+        xyz = arr.transpose(2, 1, 0)
+        img = nib.Nifti1Image(np.stack([xyz * (-1) ** k for k in range(a.series)], -1) if a.series else xyz, np.eye(4))
         if a.scaled:
             img.header.set_slope_inter(1.0, -1024.0)
         nib.save(img, str(path))
         mib = path.stat().st_size / 2 ** 20
-        del arr
+        del arr, xyz, img
         for access in ACCESS:
-            runs, med = interleaved(__file__, codes, {"file": str(path), "access": access}, a.repeat,
+            spec = {"file": str(path), "access": access, **({"timepoint": a.series - 1} if a.series else {})}
+            runs, med = interleaved(__file__, codes, spec, a.repeat,
                                     key="src" if a.before else "reader")
             assert runs[first][0]["checksum"] == runs[second][0]["checksum"]   # the same voxels
             rows.append({"access": access, "median": med, "runs": runs})
-    print(f"\n{' x '.join(map(str, a.shape))} int16{' scaled' if a.scaled else ''} ({np.prod(a.shape) * 2 / 2 ** 20:.0f} "
+    print(f"\n{' x '.join(map(str, a.shape))} int16{' scaled' if a.scaled else ''}"
+          f"{f', the last of {a.series} volumes' if a.series else ''} ({np.prod(a.shape) * 2 / 2 ** 20:.0f} "
           f"MiB, {mib:.0f} MiB compressed); median seconds of {a.repeat} runs each")
     print(f"| read | {first if a.before else 'Python' + chr(39) + 's gzip'} | {second} | ratio |")
     print("|---|---|---|---|")
@@ -97,7 +103,7 @@ def main(argv=None) -> int:
         g, i = r["median"][first]["seconds"], r["median"][second]["seconds"]
         print(f"| {r['access']} | {g:.2f} | {i:.2f} | {g / max(i, 1e-9):.1f}x |")
     return save_results(a.out, {"shape": a.shape, "repeat": a.repeat, "compressed_mib": mib, "before": a.before,
-                                "scaled": a.scaled},
+                                "scaled": a.scaled, "series": a.series},
                         rows)
 
 

@@ -72,8 +72,8 @@ def test_a_nii_gz_is_read_box_by_box(tmp_path, monkeypatch):
     A 3D .nii.gz is decompressed from checkpoints in its stream (small ones here, so that boxes
     start from several): every box equals nibabel's own read, in either byte order and any type,
     scaled as nibabel scales it (a CT as dcm2niix writes it: stored integers, RescaleIntercept in
-    scl_inter; a PET's float slope), of the type its read gives, and no GzipFile is opened; a 4D
-    one is nibabel's (through indexed_gzip)."""
+    scl_inter; a PET's float slope), of the type its read gives, 4D and 5D files too, and no
+    GzipFile is opened."""
     import gzip
     from halo_seg.io import nrrd_boxes
     monkeypatch.setattr(nrrd_boxes.ZlibStream, "SPACING", 3000)
@@ -109,10 +109,26 @@ def test_a_nii_gz_is_read_box_by_box(tmp_path, monkeypatch):
             assert got.dtype.isnative, name
             np.testing.assert_array_equal(got, arr[sl], err_msg=name)
     assert not opened and set(boxes) == {f"{name}.nii.gz" for name in files}   # each read through its boxes
-    monkeypatch.undo()
+    # a time series (4D) and a file of time points and components (5D; the Decathlon's modalities are
+    # its 4th axis): each volume from where it starts in the one stream, equal to nibabel's read
     arr = files["int16"]
-    nib.save(nib.Nifti1Image(np.stack([arr.T, -arr.T], -1), np.eye(4)), tmp_path / "two.nii.gz")
-    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "two.nii.gz", timepoint=1).data[3]), -arr[3])
+    series = np.stack([arr.T, -arr.T, 2 * arr.T], -1)                                  # (X, Y, Z, T)
+    nib.save(nib.Nifti1Image(series, np.eye(4)), tmp_path / "series.nii.gz")
+    five = np.stack([series, series + 7], -1)                                            # (X, Y, Z, T, U)
+    img = nib.Nifti1Image(five, np.eye(4))
+    img.header.set_slope_inter(0.5, -3.0)
+    nib.save(img, tmp_path / "five.nii.gz")
+    want = np.asarray(nib.load(tmp_path / "five.nii.gz").dataobj)
+    opened.clear()   # the writes and the reference read above
+    boxes.clear()
+    for t in range(3):
+        got = np.asarray(open_volume(tmp_path / "series.nii.gz", timepoint=t).data[3:30])
+        np.testing.assert_array_equal(got, series[..., t].T[3:30])
+        for u in range(2):
+            v = open_volume(tmp_path / "five.nii.gz", timepoint=t, channel=u)
+            assert v.data.dtype == want.dtype
+            np.testing.assert_array_equal(np.asarray(v.data[::2, 5]), want[..., t, u].T[::2, 5])
+    assert not opened and set(boxes) == {"series.nii.gz", "five.nii.gz"}
 
 
 def test_a_damaged_zarr_chunk_or_tiff_names_the_file_and_the_box(tmp_path):

@@ -262,17 +262,29 @@ def check_length(path, file: Path, start: int, nbytes: int) -> None:
 
 
 def _gzip_boxes(path: Path, proxy, shape):
-    """A 3D `.nii.gz`'s voxels (Z, Y, X) through nrrd_boxes.GzipBoxes (decompressed from checkpoints
-    in its gzip stream, twice as fast as nibabel through indexed_gzip), where they are stored in
-    NIfTI's order; scaled (scl_slope, scl_inter: dcm2niix keeps a CT's stored integers and puts its
-    RescaleIntercept there; PET, many MR files) as nibabel scales them, to the type its read gives.
-    Else None (nibabel reads it: 4D files, an uncompressed file)."""
-    if not str(path).lower().endswith(".gz") or len(shape) != 3 or getattr(proxy, "order", "F") != "F":
+    """A `.nii.gz`'s voxels (Z, Y, X), after its time points and components ((T, [U,] Z, Y, X)), through
+    nrrd_boxes.GzipBoxes: decompressed from checkpoints in its gzip stream, twice as fast as nibabel
+    through indexed_gzip, the volumes of a 4D or 5D file (a time series; the Medical Segmentation
+    Decathlon's modalities) each from where it starts in the one stream, sharing its checkpoints;
+    scaled (scl_slope, scl_inter: dcm2niix keeps a CT's stored integers and puts its RescaleIntercept
+    there; PET, many MR files) as nibabel scales them, to the type its read gives. None for an
+    uncompressed file or one not stored in NIfTI's order (nibabel reads it)."""
+    if not str(path).lower().endswith(".gz") or getattr(proxy, "order", "F") != "F":
         return None
     from .nrrd_boxes import GzipBoxes, boxes_array
-    # NIfTI stores (X, Y, Z): in (Z, Y, X), C order, its voxels are in file order
-    arr = boxes_array(GzipBoxes(str(path), 0, shape[::-1], np.dtype(proxy.dtype), 1, skip=int(proxy.offset)),
-                      path, "nifti")
+    stored = np.dtype(proxy.dtype)
+    zyx, extra = tuple(shape[:3][::-1]), tuple(shape[3:])
+    volume = int(np.prod(zyx)) * stored.itemsize
+
+    def one(k: int):   # the k-th volume in file order: NIfTI stores (X, Y, Z, T, U), first index fastest
+        return boxes_array(GzipBoxes(str(path), 0, zyx, stored, 1, skip=int(proxy.offset) + k * volume),
+                           path, f"nifti-{k}")
+
+    if not extra:
+        arr = one(0)
+    else:   # in (T, U, Z, Y, X), C order: volume (t, u) is the (t + u * T)-th in the file
+        index = np.arange(int(np.prod(extra))).reshape(extra[::-1]).T
+        arr = da.stack([one(int(k)) for k in index.ravel()]).reshape(extra + zyx)
     if float(proxy.slope) == 1.0 and float(proxy.inter) == 0.0:
         return arr
     dtype = _NamedReads(proxy, str(path), show_box=False).dtype
