@@ -709,6 +709,25 @@ def cmd_resample(a) -> int:
     return 0
 
 
+def cmd_convert(a) -> int:
+    from .engine.memory import fmt_bytes
+    from .io import open_volume
+    from .io.convert import convert
+    from .io.volume import holds_labels
+    if a.chunks < 1 or (a.levels is not None and a.levels < 0):
+        raise SystemExit("error: --chunks must be at least 1 and --levels at least 0")
+    vol = open_volume(a.input, spacing=_spacing_arg(a.input_spacing), channel=a.channel, timepoint=a.timepoint)
+    labels = a.labels or holds_labels(vol)
+    out = convert(vol, a.output, chunks=a.chunks, levels=a.levels, labels=labels)
+    import zarr
+    grp = zarr.open_group(str(out), mode="r")
+    shapes = [" x ".join(map(str, grp[k].shape)) for k in sorted(grp.array_keys(), key=int)]
+    size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
+    print(f"wrote {out}: an OME-Zarr {'label ' if labels else ''}image of {len(shapes)} level(s) ({', '.join(shapes)}), "
+          f"chunks of {a.chunks}^3, {fmt_bytes(size)} on disk")
+    return 0
+
+
 def cmd_export(a) -> int:
     from .io.export import export_labels
     print("wrote " + export_labels(a.labels, a.output, like=a.like, name=a.name, label=a.label, smooth=a.smooth))
@@ -980,6 +999,20 @@ def build_parser() -> argparse.ArgumentParser:
                                                                          "file records none")
     _choice_args(r, "of the input")
     r.set_defaults(fn=cmd_resample)
+    cv = sub.add_parser("convert", help="any volume as an OME-Zarr image: cubic chunks each torchrun rank reads "
+                                         "in parallel, and a pyramid napari shows when zoomed out (voxel size, "
+                                         "unit and placement kept)")
+    cv.add_argument("input")
+    cv.add_argument("output", help="a .zarr path (an OME-Zarr 0.5 image)")
+    cv.add_argument("--chunks", type=int, default=64, help="the side of a chunk, in voxels (default 64)")
+    cv.add_argument("--levels", type=int, default=None, help="coarser levels below the full resolution (default: "
+                                                              "until the largest side is under 64 voxels)")
+    cv.add_argument("--labels", action="store_true", help="the input holds labels: an OME label image, the "
+                    "pyramid by nearest voxel (automatic for files marked as labels and segment outputs)")
+    cv.add_argument("--input-spacing", default=None, metavar="Z,Y,X", help="the input's voxel size, where its "
+                                                                          "file records none")
+    _choice_args(cv, "of the input")
+    cv.set_defaults(fn=cmd_convert)
     c = sub.add_parser("card", help="write the model card of 3D U-Net weights (train writes one beside them)")
     c.add_argument("weights", help="a .safetensors file written by halo-seg train")
     c.add_argument("--out", default=None, help="the card's path (default: the weights' path with .md)")

@@ -555,11 +555,15 @@ def _open_zarr(path: Path) -> Volume:
         levels = [named_from_zarr(node[d["path"]], path) for d in ms[0]["datasets"][1:]]
         omero = attrs.get("omero") or attrs.get("ome", {}).get("omero") or {}
         names = [c.get("label") for c in omero.get("channels", []) if isinstance(c, dict)]
-        return Volume(named_from_zarr(arr, path), spacing=spacing, source=str(path), spacing_known=scaled,
+        zyx = tuple(arr.shape[i] for i in spatial[-3:])
+        # `halo-seg convert` keeps a scan's geometry (its orientation, beyond OME's scale and translation)
+        placed = _zarr_geometry(attrs, zyx, path) if len(zyx) == 3 else {}
+        return Volume(named_from_zarr(arr, path), spacing=spacing, source=str(path),
+                      spacing_known=scaled and not attrs.get("spacing_unknown"),
                       meta={"format": f"ome-zarr {version}", "axes": axes, "labels": label_image, "levels": levels,
                             "channel_names": [str(n) for n in names] if names and all(names) else None,
                             "unit": units.pop() if len(units) == 1 else None,
-                            **_translated(at, spacing, tuple(arr.shape[i] for i in spatial[-3:]))})
+                            **(placed or _translated(at, spacing, zyx))})
     keys = sorted(node.array_keys())
     if len(keys) == 1 or "labels" in keys or "image" in keys:
         key = "image" if "image" in keys else ("labels" if "labels" in keys else keys[0])

@@ -1,0 +1,125 @@
+"""`halo-seg convert`: any volume halo-seg reads, written as an OME-Zarr image (0.5, zarr v3):
+cubic chunks that every torchrun rank reads its block from in parallel (a `.nii.gz` or a compressed
+MetaImage is one stream that each rank decompresses up to its block), and a pyramid of coarser
+levels that napari (and napari-ome-zarr, MoBIE, neuroglancer) shows when zoomed out or in 3D.
+
+The image keeps its voxel size, unit and placement (OME's scale and translation: voxel (0, 0, 0)
+along the volume's own axes, where the plugin's reader puts a layer) and, in the group's
+attributes, its scan geometry (its orientation, which OME's transformations do not hold), so a
+segmentation of the converted image lies on the original scan. A level halves each axis whose
+voxels are less than twice the finest (a CT of 5 mm slices keeps its slices until the rows catch
+up): images by the mean of each block, labels by the block's first voxel (their translation says
+so). Written level by level, each from the one before it on disk, a chunk at a time; the ome-zarr
+library writes the metadata."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import geometry as geo
+from .volume import VolumeError
+
+MARK = "halo_seg_converted"   # on the groups convert writes: only such a group is replaced by a new run
+OME_UNITS = {"mm": "millimeter", "µm": "micrometer", "nm": "nanometer", "cm": "centimeter", "m": "meter"}
+SMALLEST = 64   # no level whose largest side is below this many voxels
+
+
+def pyramid_factors(shape, spacing, levels: int | None = None) -> list[tuple[int, int, int]]:
+    """Each level's (z, y, x) factor against the previous one: 2 where an axis's voxels are less than
+    twice the finest of that level, 1 elsewhere; ``levels`` of them, or (None) until the largest side
+    would drop below SMALLEST voxels or no axis halves any more."""
+    out, shape, spacing = [], [int(s) for s in shape], [float(s) for s in spacing]
+    while levels is None or len(out) < levels:
+        f = tuple(2 if s < 2 * min(spacing) and n >= 2 else 1 for s, n in zip(spacing, shape))
+        if max(f) == 1 or (levels is None and max(n // k for n, k in zip(shape, f)) < SMALLEST):
+            break
+        out.append(f)
+        shape = [n // k for n, k in zip(shape, f)]
+        spacing = [s * k for s, k in zip(spacing, f)]
+    return out
+
+
+def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool = False) -> Path:
+    """Write the opened 3D volume ``vol`` to ``out`` (a ``.zarr`` path) as an OME-Zarr image;
+    ``labels``: an OME label image (nearest voxel down the pyramid). Returns the path. An error
+    leaves what was at ``out``; only an earlier output of convert is replaced."""
+    try:
+        from ome_zarr.format import format_from_version
+        from ome_zarr.writer import write_multiscales_metadata
+    except ImportError as exc:
+        raise VolumeError("writing OME-Zarr needs ome-zarr: pip install 'napari-halo-seg[ome]'") from exc
+    import dask.array as da
+    import zarr
+    from .labels import check_label_dtype, written_beside, zarr_node
+    out = Path(out)
+    if not out.name.lower().endswith(".zarr"):
+        raise VolumeError(f"cannot write '{out.name}': convert writes an OME-Zarr image, a path ending in .zarr")
+    if out.resolve() == Path(str(vol.source or "")).resolve():
+        raise VolumeError(f"{out} is the input; convert it to a new path")
+    if out.exists() and not bool(getattr(zarr_node(out), "attrs", {}).get(MARK)):
+        raise VolumeError(f"{out} exists and is not an output of halo-seg convert; choose a new path")
+    if len(vol.shape) != 3:
+        raise VolumeError(f"convert writes one 3D volume; this one is {tuple(vol.shape)}: choose --channel or "
+                          "--timepoint")
+    data = vol.data if hasattr(vol.data, "dask") else da.from_array(vol.data, chunks=chunks)
+    if labels:
+        check_label_dtype(data.dtype)
+        data = data.astype(np.uint8) if data.dtype == bool else data
+    _check_room(out, vol)
+    spacing = tuple(float(s) for s in vol.spacing)
+    g = vol.meta.get(geo.KEY)
+    at = np.array(geo.axes_position(g) if geo.is_placed(g) and np.allclose(geo.spacing_of(g), spacing, rtol=1e-3)
+                  else (0.0, 0.0, 0.0))
+    unit = vol.meta.get("unit")
+    with written_beside(out) as tmp:
+        grp = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        level = data.rechunk(tuple(min(chunks, n) for n in data.shape))
+        step, datasets = np.ones(3), []
+        for k, f in enumerate([None] + pyramid_factors(vol.shape, spacing, levels)):
+            if f is not None:   # from the level before, as written
+                prev = da.from_zarr(grp[str(k - 1)])
+                level = (prev[::f[0], ::f[1], ::f[2]] if labels else _block_mean(prev, f)).rechunk(
+                    tuple(min(chunks, max(1, n // m)) for n, m in zip(prev.shape, f)))
+                step = step * f
+            arr = grp.create_array(str(k), shape=level.shape, chunks=tuple(min(chunks, n) for n in level.shape),
+                                   dtype=level.dtype, fill_value=0, dimension_names=("z", "y", "x"))
+            da.store(level, arr, lock=False)
+            # a block mean's voxel is centred in its block; a label's is the block's first voxel
+            shift = at + (0.0 if labels else (step - 1) / 2 * np.array(spacing))
+            datasets.append({"path": str(k), "coordinateTransformations": [
+                {"type": "scale", "scale": [float(s) for s in step * np.array(spacing)]},
+                {"type": "translation", "translation": [float(t) for t in shift]}]})
+        axes = [{"name": a, "type": "space", **({"unit": OME_UNITS[unit]} if unit in OME_UNITS else {})} for a in "zyx"]
+        write_multiscales_metadata(grp, datasets, fmt=format_from_version("0.5"), axes=axes,
+                                   name=Path(str(vol.source or "image")).name.split(".")[0])
+        if labels:   # OME-NGFF's mark of a label image, beside its multiscales
+            grp.attrs["ome"] = {**grp.attrs["ome"], "image-label": {}}
+        grp.attrs[MARK] = True
+        if g is not None:   # the orientation too, which OME's scale and translation do not hold
+            grp.attrs[geo.KEY] = g
+        if vol.spacing_known is False:
+            grp.attrs["spacing_unknown"] = True
+    return out
+
+
+def _block_mean(x, f):
+    """``x`` coarsened by ``f`` (z, y, x) by the mean of each block (a last partial block dropped),
+    in x's type (whole types rounded)."""
+    import dask.array as da
+    m = da.coarsen(np.mean, x.astype(np.float32), dict(enumerate(f)), trim_excess=True)
+    if np.issubdtype(x.dtype, np.integer):
+        m = da.round(m)
+    return m.astype(x.dtype)
+
+
+def _check_room(out: Path, vol) -> None:
+    """The image uncompressed (and its pyramid, at most a seventh more) against the free disk."""
+    import shutil
+    from ..engine.memory import fmt_bytes
+    need = float(np.prod([float(s) for s in vol.shape])) * np.dtype(vol.data.dtype).itemsize * 8 / 7
+    parent = out.resolve().parent
+    room = shutil.disk_usage(parent).free if parent.is_dir() else None
+    if room is not None and need > room:
+        raise VolumeError(f"{vol.source or 'the volume'} ({' x '.join(map(str, vol.shape))} voxels) needs up to "
+                          f"{fmt_bytes(need)} as zarr, more than the free disk at {parent} ({fmt_bytes(room)})")

@@ -1,0 +1,114 @@
+"""`halo-seg convert`: a volume as an OME-Zarr image with a pyramid, checked against the arrays it
+was made from, by hand-computed block means and by ome-zarr's own reader; what it refuses leaves
+what was there."""
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import zarr
+
+from halo_seg.io import open_volume
+from halo_seg.io.convert import convert, pyramid_factors
+from halo_seg.io.geometry import KEY
+from halo_seg.io.volume import Volume, VolumeError
+
+# stored with x reversed and shifted: an orientation OME's scale and translation do not hold
+AFF = np.array([[-0.8, 0, 0, 40.0], [0, 0.8, 0, -20.0], [0, 0, 2.0, 7.5], [0, 0, 0, 1]])
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "halo_seg.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_the_pyramid_halves_the_finer_axes_first():
+    assert pyramid_factors((20, 512, 512), (5.0, 0.5, 0.5)) == [(1, 2, 2), (1, 2, 2), (1, 2, 2)]
+    assert pyramid_factors((20, 512, 512), (5.0, 0.5, 0.5), levels=4) == [(1, 2, 2)] * 3 + [(2, 2, 2)]
+    assert pyramid_factors((181, 217, 181), (1.0, 1.0, 1.0)) == [(2, 2, 2)]   # 91 x 109 x 91 next: above 64
+    assert pyramid_factors((40, 40, 40), (1.0, 1.0, 1.0)) == []
+    assert pyramid_factors((3, 4, 1), (1.0, 1.0, 1.0), levels=2) == [(2, 2, 1)]   # an axis of 1 voxel stays
+
+
+def test_an_image_converts_with_its_place_and_a_pyramid_of_block_means(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(-1000, 1000, (10, 36, 30)).astype(np.int16)              # (z, y, x)
+    nii = nib.Nifti1Image(img.transpose(2, 1, 0), AFF)
+    nii.header.set_xyzt_units("mm")
+    nib.save(nii, str(tmp_path / "ct.nii.gz"))
+    src = open_volume(tmp_path / "ct.nii.gz")
+    r = _cli("convert", tmp_path / "ct.nii.gz", tmp_path / "ct.zarr", "--chunks", "16", "--levels", "2")
+    assert r.returncode == 0, r.stderr
+    assert "an OME-Zarr image of 3 level(s) (10 x 36 x 30, 10 x 18 x 15, 5 x 9 x 7), chunks of 16^3" in r.stdout
+    out = open_volume(tmp_path / "ct.zarr")
+    assert out.meta["format"] == "ome-zarr 0.5" and out.spacing == src.spacing and out.meta["unit"] == "mm"
+    np.testing.assert_array_equal(np.asarray(out.data), img)
+    assert out.meta[KEY] == src.meta[KEY] and not out.meta["labels"]   # the orientation too
+    grp = zarr.open_group(str(tmp_path / "ct.zarr"), mode="r")
+    assert grp["0"].chunks == (10, 16, 16) and grp["0"].dtype == np.int16
+    # level 1 halves y and x (2 mm slices against 0.8 mm rows); level 2 all three: block means, rounded
+    one = np.round(img.reshape(10, 18, 2, 15, 2).astype(np.float32).mean((2, 4))).astype(np.int16)
+    np.testing.assert_array_equal(grp["1"][...], one)
+    two = np.round(one[:, :18, :14].reshape(5, 2, 9, 2, 7, 2).astype(np.float32).mean((1, 3, 5))).astype(np.int16)
+    np.testing.assert_array_equal(grp["2"][...], two)
+    # ome-zarr's reader: three levels, each a block's centre where the full resolution puts it
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Multiscales, Reader
+    node = next(n for n in Reader(parse_url(str(tmp_path / "ct.zarr")))() if n.load(Multiscales))
+    assert len(node.data) == 3 and [a["unit"] for a in node.metadata["axes"]] == ["millimeter"] * 3
+    ts = node.metadata["coordinateTransformations"]
+    at = np.array(ts[0][1]["translation"])
+    from halo_seg.io.geometry import axes_position
+    np.testing.assert_allclose(at, axes_position(src.meta[KEY]))
+    np.testing.assert_allclose(ts[1][0]["scale"], [2.0, 1.6, 1.6])
+    np.testing.assert_allclose(ts[1][1]["translation"], at + [0, 0.4, 0.4])       # half a level-0 voxel on
+    np.testing.assert_allclose(ts[2][1]["translation"], at + [1.0, 1.2, 1.2])     # 1.5 voxels on y, x; 0.5 on z
+
+
+def test_labels_convert_to_a_label_image_by_nearest_voxel(tmp_path, make_napari_viewer):
+    rng = np.random.default_rng(1)
+    lab = rng.integers(0, 6, (16, 20, 24)).astype(np.uint16)
+    nii = nib.Nifti1Image(lab.transpose(2, 1, 0), AFF)
+    nii.header.set_intent("label")
+    nib.save(nii, str(tmp_path / "organs.nii.gz"))
+    r = _cli("convert", tmp_path / "organs.nii.gz", tmp_path / "organs.zarr", "--levels", "1")
+    assert r.returncode == 0 and "an OME-Zarr label image of 2 level(s)" in r.stdout, r.stderr
+    grp = zarr.open_group(str(tmp_path / "organs.zarr"), mode="r")
+    np.testing.assert_array_equal(grp["1"][...], lab[:, ::2, ::2])   # 2 mm slices kept, 0.8 mm rows halved
+    out = open_volume(tmp_path / "organs.zarr")
+    assert out.meta["labels"] and out.data.dtype == np.uint16
+    np.testing.assert_array_equal(np.asarray(out.data), lab)
+    # napari: a multiscale Labels layer, placed where the NIfTI is
+    viewer = make_napari_viewer()
+    conv, = viewer.open(str(tmp_path / "organs.zarr"), plugin="napari-halo-seg")
+    orig, = viewer.open(str(tmp_path / "organs.nii.gz"), plugin="napari-halo-seg")
+    assert conv.__class__.__name__ == orig.__class__.__name__ == "Labels"
+    np.testing.assert_allclose(conv.translate, orig.translate)
+    np.testing.assert_allclose(conv.scale, orig.scale)
+
+
+def test_what_convert_refuses_leaves_what_was_there(tmp_path):
+    vol = np.random.default_rng(2).random((6, 7, 8)).astype(np.float32)
+    np.save(tmp_path / "v.npy", vol)
+    r = _cli("convert", tmp_path / "v.npy", tmp_path / "v.nii.gz")
+    assert r.returncode != 0 and "a path ending in .zarr" in r.stderr
+    mine = zarr.open_group(str(tmp_path / "mine.zarr"), mode="w")
+    mine.create_array("data", shape=(2,), dtype="u1")
+    r = _cli("convert", tmp_path / "v.npy", tmp_path / "mine.zarr")
+    assert r.returncode != 0 and "mine.zarr exists and is not an output of halo-seg convert" in r.stderr
+    assert list(zarr.open_group(str(tmp_path / "mine.zarr"), mode="r").array_keys()) == ["data"]
+    r = _cli("convert", tmp_path / "v.npy", tmp_path / "v.zarr", "--chunks", "0")
+    assert r.returncode != 0 and "--chunks must be at least 1" in r.stderr
+    # a .npy records no voxel size: none is made up; converted again, the earlier output is replaced
+    for _ in range(2):
+        assert _cli("convert", tmp_path / "v.npy", tmp_path / "v.zarr").returncode == 0
+    out = open_volume(tmp_path / "v.zarr")
+    assert not out.spacing_known and KEY not in out.meta
+    np.testing.assert_array_equal(np.asarray(out.data), vol)
+    four = Volume(np.zeros((2, 3, 4, 5), np.float32))   # a file's contents before a channel is chosen
+    with pytest.raises(VolumeError, match=r"one 3D volume; this one is \(2, 3, 4, 5\)"):
+        convert(four, tmp_path / "four.zarr")
+    with pytest.raises(VolumeError, match="is the input"):
+        convert(open_volume(tmp_path / "v.zarr"), tmp_path / "v.zarr")
+    assert not (tmp_path / "four.zarr").exists()
