@@ -64,6 +64,12 @@ def test_an_image_converts_with_its_place_and_a_pyramid_of_block_means(tmp_path)
     np.testing.assert_allclose(ts[1][0]["scale"], [2.0, 1.6, 1.6])
     np.testing.assert_allclose(ts[1][1]["translation"], at + [0, 0.4, 0.4])       # half a level-0 voxel on
     np.testing.assert_allclose(ts[2][1]["translation"], at + [1.0, 1.2, 1.2])     # 1.5 voxels on y, x; 0.5 on z
+    # moved by another tool (its translation changed): placed by its OME transformations, not the kept geometry
+    attrs = grp.attrs.asdict()
+    attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]["translation"] = [0.0, 5.0, 0.0]
+    zarr.open_group(str(tmp_path / "ct.zarr"), mode="a").attrs.update(attrs)
+    moved = open_volume(tmp_path / "ct.zarr")
+    assert moved.meta[KEY] != src.meta[KEY] and np.allclose(axes_position(moved.meta[KEY]), [0.0, 5.0, 0.0])
 
 
 def test_labels_convert_to_a_label_image_by_nearest_voxel(tmp_path, make_napari_viewer):

@@ -459,6 +459,23 @@ def _zarr_geometry(attrs: dict, shape, path) -> dict:
     return {KEY: check(attrs[KEY], shape[-3:], what=f"the geometry attribute of {path}")}
 
 
+def _converted_geometry(attrs: dict, shape, spacing, at) -> dict:
+    """The scan geometry `halo-seg convert` keeps beside an OME-Zarr image's transformations (its
+    orientation, which a scale and a translation do not hold), where it still describes the image:
+    its shape, voxel size and position; else nothing (a copy cropped or moved by another tool is
+    placed by its OME transformations)."""
+    from .geometry import KEY, axes_position, check, spacing_of
+    if KEY not in attrs or len(shape) != 3:
+        return {}
+    try:
+        g = check(attrs[KEY], shape)
+    except VolumeError:
+        return {}
+    if np.allclose(spacing_of(g), spacing, rtol=1e-3) and np.allclose(axes_position(g), at, atol=1e-3 * max(spacing)):
+        return {KEY: g}
+    return {}
+
+
 def _translated(at, spacing, shape) -> dict:
     """An OME-Zarr image's translation (where a crop or tile of a larger acquisition starts) as a
     scan geometry (io.geometry: voxel axes along the world's, coded 'aligned'), so that it travels as
@@ -556,8 +573,7 @@ def _open_zarr(path: Path) -> Volume:
         omero = attrs.get("omero") or attrs.get("ome", {}).get("omero") or {}
         names = [c.get("label") for c in omero.get("channels", []) if isinstance(c, dict)]
         zyx = tuple(arr.shape[i] for i in spatial[-3:])
-        # `halo-seg convert` keeps a scan's geometry (its orientation, beyond OME's scale and translation)
-        placed = _zarr_geometry(attrs, zyx, path) if len(zyx) == 3 else {}
+        placed = _converted_geometry(attrs, zyx, spacing, at)
         return Volume(named_from_zarr(arr, path), spacing=spacing, source=str(path),
                       spacing_known=scaled and not attrs.get("spacing_unknown"),
                       meta={"format": f"ome-zarr {version}", "axes": axes, "labels": label_image, "levels": levels,
