@@ -4,6 +4,7 @@ what was there."""
 import subprocess
 import sys
 
+import dask.array as da
 import nibabel as nib
 import numpy as np
 import pytest
@@ -112,9 +113,40 @@ def test_what_convert_refuses_leaves_what_was_there(tmp_path):
     out = open_volume(tmp_path / "v.zarr")
     assert not out.spacing_known and KEY not in out.meta
     np.testing.assert_array_equal(np.asarray(out.data), vol)
-    four = Volume(np.zeros((2, 3, 4, 5), np.float32))   # a file's contents before a channel is chosen
-    with pytest.raises(VolumeError, match=r"one 3D volume; this one is \(2, 3, 4, 5\)"):
-        convert(four, tmp_path / "four.zarr")
+    five = Volume(np.zeros((2, 2, 3, 4, 5), np.float32))   # a file's contents before a time point is chosen
+    with pytest.raises(VolumeError, match=r"one 3D volume or the channels of one; this one is \(2, 2, 3, 4, 5\)"):
+        convert(five, tmp_path / "four.zarr")
     with pytest.raises(VolumeError, match="is the input"):
         convert(open_volume(tmp_path / "v.zarr"), tmp_path / "v.zarr")
     assert not (tmp_path / "four.zarr").exists()
+
+
+def test_the_channels_of_a_stack_convert_together(tmp_path):
+    """A two-channel TIFF stack (ImageJ hyperstack: z, c, y, x) becomes one OME-Zarr image of
+    (C, Z, Y, X), its pyramid on z, y, x alone, a chunk per channel; --channel takes one; names a
+    file gives its channels stay."""
+    import tifffile
+    rng = np.random.default_rng(3)
+    stack = rng.integers(0, 4000, (8, 2, 40, 36)).astype(np.uint16)              # (z, c, y, x)
+    tifffile.imwrite(tmp_path / "cells.tif", stack, imagej=True, resolution=(1 / 0.25, 1 / 0.25),
+                     metadata={"axes": "ZCYX", "spacing": 0.5, "unit": "um"})
+    r = _cli("convert", tmp_path / "cells.tif", tmp_path / "cells.zarr", "--levels", "1")
+    assert r.returncode == 0, r.stderr
+    grp = zarr.open_group(str(tmp_path / "cells.zarr"), mode="r")
+    assert grp["0"].shape == (2, 8, 40, 36) and grp["0"].chunks[0] == 1
+    np.testing.assert_array_equal(grp["0"][...], stack.transpose(1, 0, 2, 3))
+    half = np.round(stack.transpose(1, 0, 2, 3).reshape(2, 8, 20, 2, 18, 2).astype(np.float32).mean((3, 5)))
+    np.testing.assert_array_equal(grp["1"][...], half.astype(np.uint16))       # 0.5 µm slices kept, 0.25 µm rows halved
+    for c in range(2):
+        v = open_volume(tmp_path / "cells.zarr", channel=c)
+        assert v.spacing == (0.5, 0.25, 0.25) and v.meta["unit"] == "µm"
+        np.testing.assert_array_equal(np.asarray(v.data), stack[:, c])
+    # channels a file names keep their names (OME's omero labels), where the reader finds them
+    named = Volume(da.from_array(stack.transpose(1, 0, 2, 3)), spacing=(0.5, 0.25, 0.25), spacing_known=True,
+                   meta={"unit": "µm", "channel_names": ["DAPI", "GFP"]})
+    convert(named, tmp_path / "named.zarr", levels=0)
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "named.zarr", channel="GFP").data), stack[:, 1])
+    r = _cli("convert", tmp_path / "cells.tif", tmp_path / "gfp.zarr", "--channel", "1")
+    assert r.returncode == 0 and zarr.open_group(str(tmp_path / "gfp.zarr"), mode="r")["0"].shape == (8, 40, 36)
+    with pytest.raises(VolumeError, match="one 3D volume or the channels of one; .* of labels"):
+        convert(Volume(np.zeros((2, 3, 4, 5), np.uint8)), tmp_path / "l.zarr", labels=True)

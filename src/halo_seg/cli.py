@@ -716,8 +716,11 @@ def cmd_convert(a) -> int:
     from .io.volume import holds_labels
     if a.chunks < 1 or (a.levels is not None and a.levels < 0):
         raise SystemExit("error: --chunks must be at least 1 and --levels at least 0")
-    vol = open_volume(a.input, spacing=_spacing_arg(a.input_spacing), channel=a.channel, timepoint=a.timepoint)
-    labels = a.labels or holds_labels(vol)
+    spacing = _spacing_arg(a.input_spacing)
+    vol = _all_channels(a.input, spacing) if a.channel is None and a.timepoint is None else None
+    if vol is None:
+        vol = open_volume(a.input, spacing=spacing, channel=a.channel, timepoint=a.timepoint)
+    labels = a.labels or (len(vol.shape) == 3 and holds_labels(vol))
     out = convert(vol, a.output, chunks=a.chunks, levels=a.levels, labels=labels)
     import zarr
     grp = zarr.open_group(str(out), mode="r")
@@ -726,6 +729,24 @@ def cmd_convert(a) -> int:
     print(f"wrote {out}: an OME-Zarr {'label ' if labels else ''}image of {len(shapes)} level(s) ({', '.join(shapes)}), "
           f"chunks of {a.chunks}^3, {fmt_bytes(size)} on disk")
     return 0
+
+
+def _all_channels(path, spacing):
+    """A file of several channels (and one time point) as (C, Z, Y, X), with the voxel size, unit and
+    geometry the engine reads for one of them; None for any other file (open_volume says why)."""
+    from .io import open_volume
+    from .io.axes import AxisChoiceError, arrange, axis_names
+    from .io.volume import file_contents
+    raw = file_contents(path)
+    try:
+        arr, kept = arrange(raw.data, axis_names(raw.data.shape, raw.meta.get("axes")), str(path))
+    except AxisChoiceError:
+        return None
+    if kept != ["c", "z", "y", "x"]:
+        return None
+    vol = open_volume(raw, spacing=spacing, channel=0)
+    vol.data = arr
+    return vol
 
 
 def cmd_export(a) -> int:
@@ -1002,7 +1023,8 @@ def build_parser() -> argparse.ArgumentParser:
     cv = sub.add_parser("convert", help="any volume as an OME-Zarr image: cubic chunks each torchrun rank reads "
                                          "in parallel, and a pyramid napari shows when zoomed out (voxel size, "
                                          "unit and placement kept)")
-    cv.add_argument("input")
+    cv.add_argument("input", help="a volume, or a file of several channels (all of them go into the image, "
+                                   "unless --channel picks one)")
     cv.add_argument("output", help="a .zarr path (an OME-Zarr 0.5 image)")
     cv.add_argument("--chunks", type=int, default=64, help="the side of a chunk, in voxels (default 64)")
     cv.add_argument("--levels", type=int, default=None, help="coarser levels below the full resolution (default: "

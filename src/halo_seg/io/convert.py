@@ -41,9 +41,11 @@ def pyramid_factors(shape, spacing, levels: int | None = None) -> list[tuple[int
 
 
 def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool = False) -> Path:
-    """Write the opened 3D volume ``vol`` to ``out`` (a ``.zarr`` path) as an OME-Zarr image;
-    ``labels``: an OME label image (nearest voxel down the pyramid). Returns the path. An error
-    leaves what was at ``out``; only an earlier output of convert is replaced."""
+    """Write the opened volume ``vol`` to ``out`` (a ``.zarr`` path) as an OME-Zarr image: one 3D
+    volume, or (C, Z, Y, X) channels (their names from ``vol.meta["channel_names"]``, OME's omero
+    labels; a chunk holds one channel); ``labels``: an OME label image (nearest voxel down the
+    pyramid). Returns the path. An error leaves what was at ``out``; only an earlier output of
+    convert is replaced."""
     try:
         from ome_zarr.format import format_from_version
         from ome_zarr.writer import write_multiscales_metadata
@@ -59,9 +61,10 @@ def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool 
         raise VolumeError(f"{out} is the input; convert it to a new path")
     if out.exists() and not bool(getattr(zarr_node(out), "attrs", {}).get(MARK)):
         raise VolumeError(f"{out} exists and is not an output of halo-seg convert; choose a new path")
-    if len(vol.shape) != 3:
-        raise VolumeError(f"convert writes one 3D volume; this one is {tuple(vol.shape)}: choose --channel or "
-                          "--timepoint")
+    lead = len(vol.shape) - 3   # a channel axis first
+    if lead not in (0, 1) or (lead and labels):
+        raise VolumeError(f"convert writes one 3D volume or the channels of one; this one is {tuple(vol.shape)}"
+                          f"{' of labels' if labels else ''}: choose --channel or --timepoint")
     data = vol.data if hasattr(vol.data, "dask") else da.from_array(vol.data, chunks=chunks)
     if labels:
         check_label_dtype(data.dtype)
@@ -74,27 +77,36 @@ def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool 
     unit = vol.meta.get("unit")
     with written_beside(out) as tmp:
         grp = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        level = data.rechunk(tuple(min(chunks, n) for n in data.shape))
+        def cut(shape):   # one channel a chunk
+            return (1,) * lead + tuple(min(chunks, n) for n in shape[lead:])
+
+        level = data.rechunk(cut(data.shape))
         step, datasets = np.ones(3), []
-        for k, f in enumerate([None] + pyramid_factors(vol.shape, spacing, levels)):
+        for k, f in enumerate([None] + pyramid_factors(vol.shape[lead:], spacing, levels)):
             if f is not None:   # from the level before, as written
                 prev = da.from_zarr(grp[str(k - 1)])
-                level = (prev[::f[0], ::f[1], ::f[2]] if labels else _block_mean(prev, f)).rechunk(
-                    tuple(min(chunks, max(1, n // m)) for n, m in zip(prev.shape, f)))
+                level = (prev[(Ellipsis,) + tuple(slice(None, None, m) for m in f)] if labels
+                         else _block_mean(prev, (1,) * lead + f)).rechunk(cut(prev.shape))
                 step = step * f
-            arr = grp.create_array(str(k), shape=level.shape, chunks=tuple(min(chunks, n) for n in level.shape),
-                                   dtype=level.dtype, fill_value=0, dimension_names=("z", "y", "x"))
+            arr = grp.create_array(str(k), shape=level.shape, chunks=cut(level.shape), dtype=level.dtype,
+                                   fill_value=0, dimension_names=("c", "z", "y", "x")[1 - lead:])
             da.store(level, arr, lock=False)
             # a block mean's voxel is centred in its block; a label's is the block's first voxel
             shift = at + (0.0 if labels else (step - 1) / 2 * np.array(spacing))
             datasets.append({"path": str(k), "coordinateTransformations": [
-                {"type": "scale", "scale": [float(s) for s in step * np.array(spacing)]},
-                {"type": "translation", "translation": [float(t) for t in shift]}]})
-        axes = [{"name": a, "type": "space", **({"unit": OME_UNITS[unit]} if unit in OME_UNITS else {})} for a in "zyx"]
+                {"type": "scale", "scale": [1.0] * lead + [float(s) for s in step * np.array(spacing)]},
+                {"type": "translation", "translation": [0.0] * lead + [float(t) for t in shift]}]})
+        axes = [{"name": "c", "type": "channel"}] * lead + [
+            {"name": a, "type": "space", **({"unit": OME_UNITS[unit]} if unit in OME_UNITS else {})} for a in "zyx"]
         write_multiscales_metadata(grp, datasets, fmt=format_from_version("0.5"), axes=axes,
                                    name=Path(str(vol.source or "image")).name.split(".")[0])
         if labels:   # OME-NGFF's mark of a label image, beside its multiscales
             grp.attrs["ome"] = {**grp.attrs["ome"], "image-label": {}}
+        names = vol.meta.get("channel_names") or []
+        if lead:   # the channels' names, where OME viewers (and the plugin's reader) find them
+            grp.attrs["ome"] = {**grp.attrs["ome"], "omero": {"channels": [
+                {"label": str(names[c]) if c < len(names) else f"c{c}", "active": True}
+                for c in range(vol.shape[0])]}}
         grp.attrs[MARK] = True
         if g is not None:   # the orientation too, which OME's scale and translation do not hold
             grp.attrs[geo.KEY] = g
@@ -104,7 +116,7 @@ def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool 
 
 
 def _block_mean(x, f):
-    """``x`` coarsened by ``f`` (z, y, x) by the mean of each block (a last partial block dropped),
+    """``x`` coarsened by ``f`` (a factor per axis) by the mean of each block (a last partial block dropped),
     in x's type (whole types rounded)."""
     import dask.array as da
     m = da.coarsen(np.mean, x.astype(np.float32), dict(enumerate(f)), trim_excess=True)
@@ -117,7 +129,7 @@ def _check_room(out: Path, vol) -> None:
     """The image uncompressed (and its pyramid, at most a seventh more) against the free disk."""
     import shutil
     from ..engine.memory import fmt_bytes
-    need = float(np.prod([float(s) for s in vol.shape])) * np.dtype(vol.data.dtype).itemsize * 8 / 7
+    need = float(np.prod([float(s) for s in vol.data.shape])) * np.dtype(vol.data.dtype).itemsize * 8 / 7
     parent = out.resolve().parent
     room = shutil.disk_usage(parent).free if parent.is_dir() else None
     if room is not None and need > room:
