@@ -86,6 +86,17 @@ def test_labels_convert_to_a_label_image_by_nearest_voxel(tmp_path, make_napari_
     out = open_volume(tmp_path / "organs.zarr")
     assert out.meta["labels"] and out.data.dtype == np.uint16
     np.testing.assert_array_equal(np.asarray(out.data), lab)
+    # stored as floats (FSL, SPM): whole ids as integers; a fraction refused by value
+    flt = nib.Nifti1Image(lab.transpose(2, 1, 0).astype(np.float32), AFF)
+    flt.header.set_intent("label")
+    nib.save(flt, str(tmp_path / "fsl.nii.gz"))
+    assert _cli("convert", tmp_path / "fsl.nii.gz", tmp_path / "fsl.zarr").returncode == 0
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "fsl.zarr").data), lab)
+    flt = nib.Nifti1Image(lab.transpose(2, 1, 0) + np.float32(0.5), AFF)
+    flt.header.set_intent("label")
+    nib.save(flt, str(tmp_path / "prob.nii.gz"))
+    r = _cli("convert", tmp_path / "prob.nii.gz", tmp_path / "prob.zarr")
+    assert r.returncode != 0 and "values that are not labels (e.g. " in r.stderr and not (tmp_path / "prob.zarr").exists()
     # napari: a multiscale Labels layer, placed where the NIfTI is
     viewer = make_napari_viewer()
     conv, = viewer.open(str(tmp_path / "organs.zarr"), plugin="napari-halo-seg")

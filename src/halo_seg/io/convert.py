@@ -53,7 +53,7 @@ def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool 
         raise VolumeError("writing OME-Zarr needs ome-zarr: pip install 'napari-halo-seg[ome]'") from exc
     import dask.array as da
     import zarr
-    from .labels import check_label_dtype, written_beside, zarr_node
+    from .labels import whole_labels, written_beside, zarr_node
     out = Path(out)
     if not out.name.lower().endswith(".zarr"):
         raise VolumeError(f"cannot write '{out.name}': convert writes an OME-Zarr image, a path ending in .zarr")
@@ -66,8 +66,8 @@ def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool 
         raise VolumeError(f"convert writes one 3D volume or the channels of one; this one is {tuple(vol.shape)}"
                           f"{' of labels' if labels else ''}: choose --channel or --timepoint")
     data = vol.data if hasattr(vol.data, "dask") else da.from_array(vol.data, chunks=chunks)
-    if labels:
-        check_label_dtype(data.dtype)
+    if labels:   # stored as floats (FSL, SPM): whole ids, or refused naming a fraction
+        data = whole_labels(data, str(vol.source or "the labels"))
         data = data.astype(np.uint8) if data.dtype == bool else data
     _check_room(out, vol)
     spacing = tuple(float(s) for s in vol.spacing)
