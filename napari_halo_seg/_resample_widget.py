@@ -24,6 +24,7 @@ from halo_seg.io.geometry import grid_mismatch
 from ._background import BackgroundWidget
 from ._fields import form_of
 from ._layers import _as_volume, fill_layer_box, follow_layers, layer_spacing
+from ._measure import layer_names
 from ._paintable import SHARE, room
 
 LAYERS = (napari.layers.Image, napari.layers.Labels)
@@ -124,9 +125,11 @@ class ResampleWidget(BackgroundWidget):
         place = {"name": f"{layer.name} on {like.name}", "scale": tuple(like.scale[-3:]),
                  "translate": tuple(like.translate[-3:]), "metadata": meta}
         if labels:
-            kw = {"features": layer.features} if isinstance(layer, napari.layers.Labels) and len(layer.features) else {}
-            if isinstance(layer, napari.layers.Labels):
-                kw.update(colormap=layer.colormap, opacity=layer.opacity)
+            kw = {}
+            if isinstance(layer, napari.layers.Labels):   # the ids' names; sizes measured on the old grid would be stale
+                names = layer_names(layer.features)
+                kw = {"colormap": layer.colormap, "opacity": layer.opacity,
+                      **({"features": {"index": list(names), "name": list(names.values())}} if names else {})}
             self.viewer.add_labels(data, **place, **kw)
         else:
             kw = ({"colormap": layer.colormap, "contrast_limits": layer.contrast_limits, "gamma": layer.gamma}

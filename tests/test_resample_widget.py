@@ -91,7 +91,7 @@ def test_coarse_labels_take_the_fine_image_grid_by_nearest_voxel(make_napari_vie
     viewer.add_image(np.zeros((10, 12, 14), np.float32), name="fine", scale=(1.0, 1.0, 1.0),
                      metadata={"spacing_known": True, "unit": "mm"})
     viewer.add_labels(coarse, name="coarse", scale=(2.0, 2.0, 2.0), metadata={"spacing_known": True, "unit": "mm"},
-                      features={"index": [1, 2, 3], "name": ["liver", "spleen", "kidney"]})
+                      features={"index": [1, 2, 3], "name": ["liver", "spleen", "kidney"], "voxels": [9, 9, 9]})
     w = _widget(viewer, "coarse", "fine")
     w.run()
     _wait(qtbot, w)
@@ -100,6 +100,7 @@ def test_coarse_labels_take_the_fine_image_grid_by_nearest_voxel(make_napari_vie
     np.testing.assert_array_equal(new.data, expected)
     assert "over coarse's extent" in w.status.text()
     assert list(new.features["name"]) == ["liver", "spleen", "kidney"]   # the ids keep their names
+    assert "voxels" not in new.features   # sizes of the old grid are not carried over
     assert tuple(new.scale) == (1.0, 1.0, 1.0) and new.metadata["spacing_known"]
 
 
