@@ -939,6 +939,13 @@ def _choice_args(p, whose: str, several: bool = False) -> None:
     p.add_argument("--timepoint", type=int, default=None, help=f"the time point {whose} to use, when it has several")
 
 
+def _input_args(p) -> None:
+    """The input's voxel size where its file records none, and its channel and time point."""
+    p.add_argument("--input-spacing", default=None, metavar="Z,Y,X", help="the input's voxel size, where its file "
+                                                                         "records none")
+    _choice_args(p, "of the input")
+
+
 def _engine_args(s) -> None:
     """The engine's options, shared by segment and batch."""
     s.add_argument("--weights", action="append", default=None, metavar="WEIGHTS",
@@ -1016,9 +1023,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "onto it (labels saved cropped to their objects, as 3D Slicer can; 0 outside them)")
     r.add_argument("--labels", action="store_true", help="the input holds labels: nearest voxel, values kept "
                                                         "(automatic for files marked as labels and segment outputs)")
-    r.add_argument("--input-spacing", default=None, metavar="Z,Y,X", help="the input's voxel size, where its "
-                                                                         "file records none")
-    _choice_args(r, "of the input")
+    _input_args(r)
     r.set_defaults(fn=cmd_resample)
     cv = sub.add_parser("convert", help="any volume as an OME-Zarr image: cubic chunks each torchrun rank reads "
                                          "in parallel, and a pyramid napari shows when zoomed out (voxel size, "
@@ -1031,9 +1036,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "until the largest side is under 64 voxels)")
     cv.add_argument("--labels", action="store_true", help="the input holds labels: an OME label image, the "
                     "pyramid by nearest voxel (automatic for files marked as labels and segment outputs)")
-    cv.add_argument("--input-spacing", default=None, metavar="Z,Y,X", help="the input's voxel size, where its "
-                                                                          "file records none")
-    _choice_args(cv, "of the input")
+    _input_args(cv)
     cv.set_defaults(fn=cmd_convert)
     c = sub.add_parser("card", help="write the model card of 3D U-Net weights (train writes one beside them)")
     c.add_argument("weights", help="a .safetensors file written by halo-seg train")
