@@ -77,6 +77,7 @@ def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool 
     unit = vol.meta.get("unit")
     with written_beside(out) as tmp:
         grp = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+
         def cut(shape):   # one channel a chunk
             return (1,) * lead + tuple(min(chunks, n) for n in shape[lead:])
 
@@ -116,10 +117,12 @@ def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool 
 
 
 def _block_mean(x, f):
-    """``x`` coarsened by ``f`` (a factor per axis) by the mean of each block (a last partial block dropped),
-    in x's type (whole types rounded)."""
+    """``x`` coarsened by ``f`` (a factor per axis) by the mean of each block (a last partial block
+    dropped), in x's type (whole types rounded)."""
     import dask.array as da
-    m = da.coarsen(np.mean, x.astype(np.float32), dict(enumerate(f)), trim_excess=True)
+    dtype = np.dtype(x.dtype)   # float32 holds 16-bit values exactly; wider ones are averaged in float64
+    work = np.float32 if dtype.itemsize <= 2 or dtype == np.float32 else np.float64
+    m = da.coarsen(np.mean, x.astype(work), dict(enumerate(f)), trim_excess=True)
     if np.issubdtype(x.dtype, np.integer):
         m = da.round(m)
     return m.astype(x.dtype)
