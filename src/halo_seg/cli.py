@@ -681,15 +681,18 @@ def cmd_resample(a) -> int:
     if sum(x is not None for x in (a.spacing, a.weights, a.like)) != 1:
         raise SystemExit("error: give one of --spacing, --weights or --like")
     labels = a.labels or holds_labels(vol)   # a segment output's labels too: never interpolated
+    if not labels and np.issubdtype(vol.data.dtype, np.integer) and np.dtype(vol.data.dtype).itemsize == 1:
+        print("note: an 8-bit volume is interpolated as an image; pass --labels if it holds labels")
     if a.like:
-        from .io.resampled import onto_grid_of, write_placed
+        from .io.resampled import write_onto
         like = open_volume(a.like)
         shape = like.shape
-        if onto_grid_of(vol, like, labels, a.input, a.like).placed:   # cropped to its objects, or placed otherwise in the same world: each voxel from its world position
-            out = write_placed(vol, like, a.output, labels=labels)
+        out, got = write_onto(vol, like, a.output, labels, a.input, a.like)
+        if got.placed:   # cropped to its objects, or placed otherwise in the same world
             print(f"wrote {out}: {a.input} on the grid of {a.like}, {' x '.join(map(str, shape))} voxels, each from "
                   f"its world position ({'labels, nearest voxel' if labels else 'trilinear'}; 0 outside {a.input})")
             return 0
+        spacing = got.spacing
     else:
         if not vol.spacing_known:
             raise SystemExit(f"error: {a.input} records no voxel size; give it with --input-spacing Z,Y,X")
@@ -701,9 +704,7 @@ def cmd_resample(a) -> int:
                 raise SystemExit(f"error: {a.weights} does not record the voxel size it was trained at; give --spacing")
             target = rs.target_spacing(vol.spacing, vol.meta.get("unit"), m_sp, m_unit, policy="on") or vol.spacing
         shape = rs.resampled_shape(vol.shape, vol.spacing, target)
-    if not labels and np.issubdtype(vol.data.dtype, np.integer) and np.dtype(vol.data.dtype).itemsize == 1:
-        print("note: an 8-bit volume is interpolated as an image; pass --labels if it holds labels")
-    out, spacing = write_resampled(vol, a.output, shape, labels=labels)
+        out, spacing = write_resampled(vol, a.output, shape, labels=labels)
     print(f"wrote {out}: {' x '.join(map(str, shape))} voxels of {rs.spacing_text(spacing, 4, vol.meta.get('unit'))} "
           f"({'labels, nearest voxel' if labels else 'trilinear'}), from {' x '.join(map(str, vol.shape))}")
     return 0
@@ -713,13 +714,14 @@ def cmd_convert(a) -> int:
     from .engine.memory import fmt_bytes
     from .io import open_volume
     from .io.convert import convert
-    from .io.volume import holds_labels
+    from .io.volume import file_contents, holds_labels
     if a.chunks < 1 or (a.levels is not None and a.levels < 0):
         raise SystemExit("error: --chunks must be at least 1 and --levels at least 0")
     spacing = _spacing_arg(a.input_spacing)
-    vol = _all_channels(a.input, spacing) if a.channel is None and a.timepoint is None else None
+    raw = file_contents(a.input)   # opened once, whether its channels all go in or one volume of it
+    vol = _all_channels(raw, spacing) if a.channel is None and a.timepoint is None else None
     if vol is None:
-        vol = open_volume(a.input, spacing=spacing, channel=a.channel, timepoint=a.timepoint)
+        vol = open_volume(raw, spacing=spacing, channel=a.channel, timepoint=a.timepoint)
     labels = a.labels or (len(vol.shape) == 3 and holds_labels(vol))
     out = convert(vol, a.output, chunks=a.chunks, levels=a.levels, labels=labels)
     import zarr
@@ -731,15 +733,14 @@ def cmd_convert(a) -> int:
     return 0
 
 
-def _all_channels(path, spacing):
-    """A file of several channels (and one time point) as (C, Z, Y, X), with the voxel size, unit and
-    geometry the engine reads for one of them; None for any other file (open_volume says why)."""
+def _all_channels(raw, spacing):
+    """A file's contents (``raw``) of several channels (and one time point) as (C, Z, Y, X), with the
+    voxel size, unit and geometry the engine reads for one of them; None for any other (``raw`` left
+    as it is: open_volume says why)."""
     from .io import open_volume
     from .io.axes import AxisChoiceError, arrange, axis_names
-    from .io.volume import file_contents
-    raw = file_contents(path)
     try:
-        arr, kept = arrange(raw.data, axis_names(raw.data.shape, raw.meta.get("axes")), str(path))
+        arr, kept = arrange(raw.data, axis_names(raw.data.shape, raw.meta.get("axes")), str(raw.source))
     except AxisChoiceError:
         return None
     if kept != ["c", "z", "y", "x"]:

@@ -3,7 +3,7 @@ original lies (its scan geometry follows), so that it can be segmented under tor
 voxel size, or training volumes brought to one spacing. Images are interpolated trilinearly, labels
 take the nearest voxel's value (engine/resample.py); zarr outputs are written chunk by chunk.
 
-Onto a scan's own grid (write_placed): where both volumes carry a scan geometry and the grids are
+Onto a scan's own grid (write_onto): where both volumes carry a scan geometry and the grids are
 not one extent resampled (labels saved cropped to their objects, as 3D Slicer can save a
 segmentation, or on another placement in the same world), each voxel of the scan takes the value at
 its world position, and 0 outside the volume."""
@@ -35,7 +35,7 @@ def write_resampled(vol, out, shape, labels: bool = False) -> tuple[Path, tuple[
 class Regridded(NamedTuple):
     """A volume on a new voxel grid, lazily (a dask array), with that grid's voxel size, scan
     geometry (None where the volume had none) and unit; ``placed``: each voxel taken from its world
-    position (write_placed), else the same extent resampled (write_resampled)."""
+    position (placed_lazy), else the same extent resampled (resampled_lazy)."""
     data: object
     spacing: tuple
     geometry: dict | None
@@ -85,13 +85,14 @@ def onto_grid_of(vol, like, labels: bool = False, name: str = "the volume", name
     return resampled_lazy(vol, like.shape, labels)
 
 
-def write_placed(vol, like, out, labels: bool = False) -> Path:
-    """Write ``vol`` on the grid of ``like`` (both with a scan geometry) to ``out`` (placed_lazy)."""
+def write_onto(vol, like, out, labels: bool = False, name: str = "the volume",
+               name_like: str = "the other") -> tuple[Path, Regridded]:
+    """Write ``vol`` on the grid of ``like`` (onto_grid_of) to ``out``; returns the path and what
+    was written (its ``placed`` says how)."""
     shape = tuple(int(n) for n in like.shape)
     out = _checked_output(out, vol, shape, labels)
-    g = like.meta[geo.KEY]
-    return _write(placed_lazy(vol, like, labels), out, shape, geo.spacing_of(g), g, like.meta.get("unit") or "mm",
-                  labels)
+    got = onto_grid_of(vol, like, labels, name, name_like)
+    return _write(got.data, out, shape, got.spacing, got.geometry, got.unit, labels), got
 
 
 def placed_lazy(vol, like, labels: bool = False, step: int = CHUNK):
