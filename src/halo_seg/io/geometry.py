@@ -105,6 +105,15 @@ def is_placed(geometry) -> bool:
     return bool(geometry) and bool(geometry.get("sform_code") or geometry.get("qform_code"))
 
 
+def grid_corners(shape_zyx, faces: bool = False) -> np.ndarray:
+    """The eight corners of a grid of ``shape_zyx`` voxels as (x, y, z, 1) rows, in voxel indices as
+    the affines take them: the corner voxels' centres, or with ``faces`` their outer faces (half a
+    voxel further)."""
+    lo = -0.5 if faces else 0.0
+    hi = np.array(shape_zyx[::-1], float) - 1 - lo
+    return np.array([[i, j, k, 1.0] for i in (lo, hi[0]) for j in (lo, hi[1]) for k in (lo, hi[2])])
+
+
 def voxel_offset(geometry: dict | None, on: dict | None, tol: float = 0.01) -> tuple[int, int, int] | None:
     """The (z, y, x) voxel of grid ``on`` where voxel (0, 0, 0) of ``geometry``'s grid lies, where
     the two grids share their voxels (one orientation and voxel size, a whole number of voxels
@@ -117,8 +126,7 @@ def voxel_offset(geometry: dict | None, on: dict | None, tol: float = 0.01) -> t
         return None
     # every corner voxel a whole number of on's voxels away, the same number: a voxel size a
     # fraction of a percent apart passes per voxel but drifts over the grid's extent
-    n = np.array(check(geometry)["shape"][::-1], float) - 1   # (x, y, z), as the affines index
-    corners = np.array([[i, j, k, 1.0] for i in (0, n[0]) for j in (0, n[1]) for k in (0, n[2])])
+    corners = grid_corners(check(geometry)["shape"])
     moved = (corners @ np.linalg.solve(b, a).T - corners)[:, :3]   # (x, y, z) voxels of ``on``
     v = np.round(moved[0])
     if np.abs(moved - v).max() > tol:
@@ -188,8 +196,7 @@ def grid_mismatch(a, b, name_a: str = "the first volume", name_b: str = "the sec
     ga, gb = a.meta.get(KEY), b.meta.get(KEY)
     if not (is_placed(ga) and is_placed(gb)):   # a file with no coded space (np.eye(4) saved by a script) lies nowhere
         return None
-    shape = np.array(a.shape[::-1], float) - 1   # (x, y, z), as the affines index
-    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0]) for j in (0, shape[1]) for k in (0, shape[2])])
+    corners = grid_corners(a.shape)
     pa, pb = corners @ best_affine(ga).T, corners @ best_affine(gb).T
     apart = float(np.linalg.norm(pa[:, :3] - pb[:, :3], axis=1).max())
     if apart > 0.5 * min(min(a.spacing), min(b.spacing)):
@@ -208,9 +215,7 @@ def world_overlap(a, b) -> float:
     resolutions (a resampling brings it onto the other's grid), near 0 for two scans apart."""
     boxes = []
     for v in (a, b):
-        n = np.array(v.shape[::-1], float) - 0.5   # (x, y, z), as the affines index
-        corners = np.array([[i, j, k, 1.0] for i in (-0.5, n[0]) for j in (-0.5, n[1]) for k in (-0.5, n[2])])
-        w = (corners @ best_affine(v.meta[KEY]).T)[:, :3]
+        w = (grid_corners(v.shape, faces=True) @ best_affine(v.meta[KEY]).T)[:, :3]
         boxes.append((w.min(0), w.max(0)))
     (lo_a, hi_a), (lo_b, hi_b) = boxes
     common = np.clip(np.minimum(hi_a, hi_b) - np.maximum(lo_a, lo_b), 0, None)

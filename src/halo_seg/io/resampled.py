@@ -60,8 +60,7 @@ def same_world_grid(vol, like) -> bool:
     differ by half a percent, but by a whole voxel at the far end)."""
     g = geo.resampled(vol.meta[geo.KEY], like.shape)
     to_like = np.linalg.solve(geo.best_affine(like.meta[geo.KEY]), geo.best_affine(g))
-    n = np.array(like.shape[::-1], float) - 1   # (x, y, z), as the affines index
-    corners = np.array([[i, j, k, 1.0] for i in (0, n[0]) for j in (0, n[1]) for k in (0, n[2])])
+    corners = geo.grid_corners(like.shape)
     return bool(np.abs(corners @ to_like.T - corners).max() < 1e-2)
 
 
