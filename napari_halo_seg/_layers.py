@@ -8,8 +8,8 @@ RESAMPLE_WIDGET = "Plugins > Halo Seg > Resample onto an image"
 
 
 def in_napari(exc) -> ValueError:
-    """The engine's refusal to pair two volumes as a widget says it: the resampling it points to is
-    a widget here, not a command."""
+    """The engine's refusal to pair two volumes (an exception or its message) as a widget says it:
+    the resampling it points to is a widget here, not a command."""
     from halo_seg.io.geometry import RESAMPLE_FIX
     return ValueError(str(exc).replace(RESAMPLE_FIX, f"resample one onto the other's grid first ({RESAMPLE_WIDGET})"))
 
@@ -85,15 +85,12 @@ def check_same_grid(a, b) -> None:
     voxel sizes that differ, or scan geometries (from their files) that place them apart in the world:
     labels of two scans, which a voxel-by-voxel comparison, measurement or training would pair
     wrongly. A layer whose file records no voxel size or placement (a .npy) lies on the other's grid."""
-    from halo_seg.io.geometry import grid_mismatch, world_overlap
+    from halo_seg.io.geometry import grid_mismatch, mismatch_fix
     ga, gb = _as_volume(a), _as_volume(b)
     if ga.shape == gb.shape:
         found = grid_mismatch(ga, gb, a.name, b.name)
         if found:
-            fix = ("they barely overlap in the world, as two scans do: register one to the other first"
-                   if "apart in the world" in found and world_overlap(ga, gb) < 0.5 else
-                   f"use layers of one image, or resample one onto the other's grid first ({RESAMPLE_WIDGET})")
-            raise ValueError(f"{found}: they lie on different grids; {fix}")
+            raise in_napari(f"{found}: they lie on different grids; {mismatch_fix(found, ga, gb)}")
 
 
 def on_grid_of(layer, ref, why: str = "they would pair the wrong voxels", cut: bool = False, lazy: bool = False):

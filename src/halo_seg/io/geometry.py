@@ -228,10 +228,15 @@ def check_one_grid(a, b, name_a: str, name_b: str, why: str = "a voxel-by-voxel 
     if tuple(a.shape) == tuple(b.shape):
         found = grid_mismatch(a, b, name_a, name_b)
         if found:
-            apart = "apart in the world" in found and world_overlap(a, b) < 0.5
-            fix = ("they barely overlap in the world, as two scans do: register one to the other first (3D Slicer, "
-                   "ANTs)" if apart else RESAMPLE_FIX)
-            raise VolumeError(f"{found}: not one voxel grid, so {why}; {fix}")
+            raise VolumeError(f"{found}: not one voxel grid, so {why}; {mismatch_fix(found, a, b)}")
+
+
+def mismatch_fix(found: str, a, b) -> str:
+    """What to do about two grids grid_mismatch ``found`` apart: a registration where they barely
+    overlap in the world (two scans), else a resampling (one scan in two orientations or voxel sizes)."""
+    if "apart in the world" in found and world_overlap(a, b) < 0.5:
+        return "they barely overlap in the world, as two scans do: register one to the other first (3D Slicer, ANTs)"
+    return RESAMPLE_FIX
 
 
 def _held(offset, shape, grid_shape) -> bool:
