@@ -31,6 +31,8 @@ from ._measure import UNIT, layer_unit, table_features
 from ._kept_objects import INTO, ObjectsKeeper, stroke_box
 from ._paintable import paintable
 from ._paths import models_dir
+from ._timelapse import TIME_CHOICES, add_timelapse_result, chosen_timepoints, segment_timelapse_or_error, \
+    series_source, timelapse_data
 
 REVIEW_TOP = 10
 MIRROR_CHOICES = (("none", ""), ("x (left-right in scans): 2 views, 2x time", "x"),
@@ -114,6 +116,12 @@ class AutoSegmentWidget(BackgroundWidget):
         # refuse, before it starts, a run whose estimated peak memory exceeds what is free
         self.memory_check = QCheckBox("refuse a run that will not fit")
         self.memory_check.setChecked(True)
+        # a time-lapse layer (T, Z, Y, X): which time points, each segmented in turn (_timelapse.py)
+        self.timepoints = QComboBox()
+        self.timepoints.setEditable(True)
+        self.timepoints.addItems(TIME_CHOICES)
+        self.timepoints.setToolTip("for a time-lapse layer: all, the one shown, or typed (0-9,20); "
+                                   "a 3D layer has none")
         self.output = QLineEdit("")
         self.output.setPlaceholderText("output .zarr (default: a new temporary folder)")
         # the slices with the most expected wrong voxels, in turn, across the plane shown
@@ -123,7 +131,8 @@ class AutoSegmentWidget(BackgroundWidget):
         self._review = None   # (labels layer, per-slice expected wrong voxels along z, y, x, next rank per axis)
         self._lay_out(form_of(("image", self.image), ("weights", wrow), ("device", self.device), ("mode", self.mode),
                               ("grid z,y,x", self.grid), ("tile overlap", self.overlap), ("mirror views", self.mirror),
-                              ("precision", self.precision), ("memory", self.memory_check), ("output", self.output)),
+                              ("precision", self.precision), ("memory", self.memory_check),
+                              ("time points", self.timepoints), ("output", self.output)),
                      self.review_btn)
         follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
@@ -144,9 +153,14 @@ class AutoSegmentWidget(BackgroundWidget):
             self.status.setText("no image layer to segment: open or add one first")
             return
         layer = self.viewer.layers[name]
+        timed = timelapse_data(layer)
         try:
             grid = parse_grid(self.grid.text())
-            source, choice = layer_source(layer)
+            if timed is not None:
+                source, choice = series_source(layer)
+                times = chosen_timepoints(self.timepoints.currentText(), layer, self.viewer, timed.shape[0])
+            else:
+                source, choice = layer_source(layer)
         except ValueError as exc:
             self.status.setText(str(exc))
             return
@@ -158,6 +172,13 @@ class AutoSegmentWidget(BackgroundWidget):
         kwargs = dict(weights=weights, grid=grid, device=self.device.currentText(),
                       mode=self.mode.currentText(), overlap=self.overlap.value(), mirror=self.mirror.currentData(),
                       memory_check=self.memory_check.isChecked(), precision=precision, **choice)
+        if timed is not None:
+            self._start(f"segmenting {len(times)} time point{'s' * (len(times) > 1)} of {name} ...",
+                        segment_timelapse_or_error, source, out, times, progress=self.progress_callback,
+                        cancel=self._cancel, measure_spacing=tuple(layer.scale[-3:]), unit=layer_unit(layer),
+                        spacing=layer_spacing(layer), on_done=lambda outcome: self._timelapse_done(outcome, layer),
+                        **kwargs)
+            return
         self._start(f"segmenting {name} ({kwargs['mode']}, grid {self.grid.text()}) ...", _segment_or_error,
                     source, out, progress=self.progress_callback, cancel=self._cancel,
                     measure_spacing=tuple(layer.scale[-3:]), unit=layer_unit(layer), spacing=layer_spacing(layer),
@@ -211,6 +232,12 @@ class AutoSegmentWidget(BackgroundWidget):
         self._succeeded(f"done in {res.seconds:.1f}s ({where} on {self._ran_on}){took}: {res.output}"
                         + (f"; {per_class}" if per_class else "")
                         + (f"; {note}" if note else "; corrections with the brush are kept in it as you paint"))
+
+    def _timelapse_done(self, outcome, layer):
+        done, exc = outcome
+        if exc is not None:
+            return self._failed(exc)
+        self._succeeded(add_timelapse_result(self.viewer, layer, *done, layer_unit(layer), self._ran_on))
 
     def _painted(self, layer, atoms):
         """A brush stroke (fill, erase) on a result: written into its output, in the keeper's thread."""

@@ -44,6 +44,8 @@ def read_volume(path):
     several = {n for n, size in zip(names, raw.data.shape) if n not in SPATIAL and size > 1}
     if several and several <= {"c", "t"} and not raw.meta.get("labels"):
         return _stack_layers(p, raw, names)
+    if raw.meta.get("series"):   # every time point of a time-lapse segmented (engine/series.py)
+        return _series_layers(p, raw)
     vol = open_volume(raw)  # a VolumeError names the problem; napari shows it to the user
     meta = {"source": str(p), "format": vol.meta.get("format"), "spacing_known": vol.spacing_known}
     place = {"scale": vol.spacing, **placement(vol.meta.get(GEOMETRY), vol.spacing)}
@@ -159,8 +161,9 @@ def _stack_layers(p: Path, raw, names) -> list:
         meta = dict(base)
         if "c" in kept:
             meta["channel"] = c
-        if not timed:
-            meta["source"] = str(p)
+        # the engine reads a 3D layer's channel from the file, and each time point of a time-lapse
+        # layer (_timelapse.py)
+        meta["series_source" if timed else "source"] = str(p)
         name = p.name.split(".")[0] + (f" {chans[c] if c < len(chans) else f'c{c}'}" if "c" in kept else "")
         kw = {"colormap": CHANNEL_COLORS[c % len(CHANNEL_COLORS)], "blending": "additive"} if n_c > 1 else {}
         if len(data) > 1:
@@ -170,4 +173,41 @@ def _stack_layers(p: Path, raw, names) -> list:
             kw["translate"] = (0.0,) * timed + tuple(at)
         layers.append((data if len(data) > 1 else data[0],
                        {"name": name, "scale": (1.0,) * timed + spacing, "metadata": meta, **kw}, "image"))
+    return layers
+
+
+def _series_layers(p: Path, raw) -> list:
+    """A time series output: its labels as one (T, Z, Y, X) Labels layer over the time-lapse (time
+    points not segmented are background), in memory where they fit, and its uncertainty hidden.
+    The brush's strokes stay in the layer (save it to keep them): each time point's output group
+    (OUT.zarr/t0003) is what the engine's other commands take."""
+    import warnings
+
+    import zarr
+
+    from halo_seg.io.series_output import series_stack
+    spacing = recorded_spacing(raw.spacing, str(p))
+    at = placement(raw.meta.get(GEOMETRY), spacing).get("translate")
+    place = {"scale": (1.0,) + spacing, **({"translate": (0.0,) + tuple(at)} if at else {})}
+    meta = {"source": str(p), "format": raw.meta.get("format"), "spacing_known": raw.spacing_known,
+            **({"unit": raw.meta["unit"]} if raw.meta.get("unit") else {}),
+            **({GEOMETRY: raw.meta[GEOMETRY]} if GEOMETRY in raw.meta else {})}
+    name = p.stem + " labels"
+    if raw.meta.get("incomplete"):
+        warnings.warn(f"{p} is a time series output whose run stopped ({raw.meta['incomplete']}); finish it "
+                      "with `halo-seg segment ... --timepoint ... --resume`")
+        name += f" (incomplete: {raw.meta['incomplete']})"
+    data, note = paintable(raw.data)
+    if note:
+        warnings.warn(f"{p}: {note}")
+    names = raw.meta.get(SEGMENT_NAMES) or {}
+    features = {"features": {"index": list(names), "name": list(names.values())}} if names else {}
+    layers = [(data, {"name": name, **place, "metadata": meta, **features}, "labels")]
+    node = zarr.open_group(str(p), mode="r")
+    try:
+        doubt, _ = series_stack(node, dict(node.attrs), p, UNCERTAINTY)
+        layers.append((doubt, {"name": p.stem + " uncertainty", **place, "colormap": "inferno",
+                               "contrast_limits": (0, 50), "blending": "additive", "visible": False}, "image"))
+    except VolumeError:   # no time point has one (written by a run that stopped at once)
+        pass
     return layers

@@ -1,5 +1,5 @@
 """napari under Xvfb: multi-channel and time-lapse files open as one layer per channel, and the
-automatic widget segments the channel (and, after Split Stack, the time point) a layer shows."""
+automatic widget segments the channel a layer shows, and every time point of a time-lapse layer."""
 import numpy as np
 import pytest
 import tifffile
@@ -82,35 +82,67 @@ def test_a_network_of_several_channels_takes_every_channel_and_names_the_result_
                                   _reference(tmp_path / "cells.ome.zarr", two, tmp_path / "ref.zarr", channel="all"))
 
 
-def test_a_time_series_is_split_then_one_time_point_segmented(make_napari_viewer, qtbot, tmp_path,
-                                                               phantom_npy, tiny_weights):
-    from napari.layers._layer_actions import _split_stack
-    from napari_halo_seg._auto_widget import AutoSegmentWidget
+def _movie(tmp_path, phantom_npy):
+    """movie.tif, an ImageJ hyperstack (T, Z, C, Y, X) of 3 time points: channel 0 noise, channel 1
+    the phantom brightened by t; returned as (T, C, Z, Y, X)."""
     img = np.load(phantom_npy)
     rng = np.random.default_rng(1)
-    movie = np.stack([[rng.normal(size=img.shape), img + t] for t in range(3)]).astype(np.float32)   # t, c, z, y, x
+    movie = np.stack([[rng.normal(size=img.shape), img + t] for t in range(3)]).astype(np.float32)
     tifffile.imwrite(tmp_path / "movie.tif", movie.transpose(0, 2, 1, 3, 4), imagej=True,
                      metadata={"axes": "TZCYX"})
+    return movie
+
+
+def test_every_time_point_of_a_time_lapse_layer_is_segmented(make_napari_viewer, qtbot, tmp_path,
+                                                             phantom_npy, tiny_weights):
+    """A (T, Z, Y, X) layer: each time point segmented by the engine from the file (the layer's
+    channel), equal to segmenting that time point alone; one (T, Z, Y, X) Labels layer over it."""
+    movie = _movie(tmp_path, phantom_npy)
     viewer = make_napari_viewer()
     viewer.open(str(tmp_path / "movie.tif"), plugin="napari-halo-seg")
     assert [lay.name for lay in viewer.layers] == ["movie c0", "movie c1"]
     layer = viewer.layers["movie c1"]
-    assert layer.data.shape == (3,) + img.shape
-    w = AutoSegmentWidget(viewer)
-    w.weights.setCurrentText(str(tiny_weights))
-    w.mode.setCurrentText("whole")
-    w.image.setCurrentText("movie c1")
+    assert layer.data.shape == movie[:, 1].shape
+    w = _segment_layer(viewer, qtbot, tiny_weights, "movie c1", tmp_path / "out.zarr")
+    assert "3 time points" in w.status.text(), w.status.text()
+    labels = viewer.layers[-1]
+    assert labels.name == "movie c1 labels (time points)" and labels.data.shape == movie[:, 1].shape
+    assert tuple(labels.scale) == tuple(layer.scale)
+    for t in range(3):
+        np.testing.assert_array_equal(
+            np.asarray(labels.data[t]),
+            _reference(tmp_path / "movie.tif", tiny_weights, tmp_path / f"ref{t}.zarr", channel=1, timepoint=t))
+    assert zarr.open_group(str(tmp_path / "out.zarr/t0002")).attrs["halo_seg"]["signature"]["channel"] == 1
+    # the one shown: time point 1 only, the others background
+    viewer.dims.set_current_step(0, 1)
+    w.timepoints.setCurrentText("the one shown")
+    w.output.setText(str(tmp_path / "one.zarr"))
+    _run(w, qtbot)
+    assert "time point 1 in" in w.status.text(), w.status.text()
+    one = np.asarray(viewer.layers[-1].data)
+    np.testing.assert_array_equal(one[1], np.asarray(labels.data[1]))
+    assert not one[0].any() and not one[2].any()
+    # a range typed wrong: said, nothing started, no layer added
+    n = len(viewer.layers)
+    w.timepoints.setCurrentText("2-5")
     w.run()
-    assert w.worker is None and "Split Stack" in w.status.text()
+    assert w.worker is None and "out of range" in w.status.text() and len(viewer.layers) == n
+
+
+def test_a_time_series_split_into_volumes_segments_one_time_point(make_napari_viewer, qtbot, tmp_path,
+                                                                   phantom_npy, tiny_weights):
+    from napari.layers._layer_actions import _split_stack
+    movie = _movie(tmp_path, phantom_npy)
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "movie.tif"), plugin="napari-halo-seg")
+    layer = viewer.layers["movie c1"]
     n_layers = len(viewer.layers)
     viewer.layers.selection.active = layer
     _split_stack(viewer.layers)
     assert len(viewer.layers) == n_layers + 2
-    third = [lay for lay in viewer.layers if lay.ndim == 3 and lay.data.shape == img.shape][2]
+    third = [lay for lay in viewer.layers if lay.ndim == 3 and lay.data.shape == movie.shape[2:]][2]
     np.testing.assert_array_equal(np.asarray(third.data), movie[2, 1])
-    w.image.setCurrentText(third.name)
-    w.output.setText(str(tmp_path / "out.zarr"))
-    _run(w, qtbot)
+    _segment_layer(viewer, qtbot, tiny_weights, third.name, tmp_path / "out.zarr")
     np.testing.assert_array_equal(
         np.asarray(viewer.layers[-1].data),
         _reference(tmp_path / "movie.tif", tiny_weights, tmp_path / "ref.zarr", channel=1, timepoint=2))

@@ -18,11 +18,15 @@ def _progress(done, total, msg):
 def cmd_segment(a) -> int:
     from .engine.partition import parse_grid
     from .engine.runner import segment
-    res = segment(a.input if len(a.input) > 1 else a.input[0], a.output, weights=a.weights or "default", grid=parse_grid(a.grid), device=a.device,
+    source = a.input if len(a.input) > 1 else a.input[0]
+    kwargs = dict(weights=a.weights or "default", grid=parse_grid(a.grid), device=a.device,
                   mode=a.mode, overlap=a.overlap, tile_size=a.tile, save_probabilities=a.save_probabilities,
                   resume=a.resume, timeout=a.timeout, threads=a.threads, progress=_progress, mirror=a.mirror,
-                  channel=a.channel, timepoint=a.timepoint, memory_check=not a.no_memory_check,
+                  channel=a.channel, memory_check=not a.no_memory_check,
                   precision=a.precision, resample=a.resample, spacing=_spacing_arg(a.spacing))
+    if a.timepoint is not None and not a.timepoint.strip().isdigit():
+        return _segment_series(source, a, kwargs)
+    res = segment(source, a.output, timepoint=a.timepoint, **kwargs)
     if res.skipped:
         print(f"{a.output}: every block was already done; nothing to do (--resume)")
     else:
@@ -32,6 +36,20 @@ def cmd_segment(a) -> int:
         if res.resampled:
             print(_resampled_text(res.resampled))
         _print_memory(res)
+    return 0
+
+
+def _segment_series(source, a, kwargs) -> int:
+    from .engine.series import frame_name, segment_series
+    if isinstance(source, list):
+        raise SystemExit("error: several time points take one input file (its channels by --channel)")
+    res = segment_series(source, a.output, timepoints=a.timepoint, **kwargs)
+    for t, r in zip(res.timepoints, res.frames):
+        what = "already done (--resume)" if r.skipped else f"{r.seconds:.1f}s"
+        print(f"  time point {t}: {a.output}/{frame_name(t)} {what}")
+    print(f"wrote {len(res.timepoints)} time points into {a.output} in {res.seconds:.1f}s "
+          f"({len(res.skipped)} already done)" if res.skipped else
+          f"wrote {len(res.timepoints)} time points into {a.output} in {res.seconds:.1f}s")
     return 0
 
 
@@ -613,13 +631,15 @@ def cmd_info(a) -> int:
         return 0
     raw = file_contents(a.input)
     held = {"axes": describe(raw.data.shape, axis_names(raw.data.shape, raw.meta.get("axes"))),
-            "channels": raw.meta.get("channel_names")}
+            "channels": raw.meta.get("channel_names"),
+            **({"time_series": raw.meta["series"]} if raw.meta.get("series") else {})}   # segment --timepoint all
     try:
         v = open_volume(raw, spacing=spacing, channel=a.channel, timepoint=a.timepoint)
     except VolumeError as exc:   # a multi-channel or time-lapse file: say what it holds and what to choose
         several = raw.data.ndim > 3   # else what is wrong with it (a voxel size recorded as NaN)
         print(json.dumps({**held, "dtype": str(raw.data.dtype), "format": raw.meta.get("format"),
-                          **({"choose": str(exc).split(": ", 1)[-1]} if several else {"problem": str(exc)})}))
+                          **({"choose": str(exc) if "time_series" in held else str(exc).split(": ", 1)[-1]} if several
+                             else {"problem": str(exc)})}))
         return 0
     g = v.meta.get(geometry.KEY)
     chosen = {k: v.meta[k] for k in ("channel", "channel_name", "timepoint") if k in v.meta}
@@ -757,16 +777,59 @@ def cmd_export(a) -> int:
 
 
 def cmd_measure(a) -> int:
-    from .io import geometry, open_volume
-    from .io.labels import open_labels
-    from .io.volume import length_unit
-    from .io.volume import SEGMENT_NAMES
-    from .measure import check_table_path, format_table, measure_labels, with_names, write_csv
+    from .measure import check_table_path, format_table, write_csv
     given = _spacing_arg(a.spacing)   # a typo is reported before any voxel is read
     if a.csv:
         check_table_path(Path(a.csv))
-    lab = open_labels(a.labels)
-    img = open_volume(a.image, channel=a.channel, timepoint=a.timepoint) if a.image else None
+    series = _series_of(a.labels)
+    if series:
+        return _measure_series(a, given, series)
+    table, unit = _measure_one(a, a.labels, given, a.timepoint)
+    print(format_table(table, unit, most=a.most))
+    if a.csv:
+        print("wrote " + str(write_csv(table, a.csv)))
+    return 0
+
+
+def _series_of(path) -> dict | None:
+    """The time points of a time series output of segment (engine/series.py), else None."""
+    from .io.volume import file_contents, is_zarr_dir
+    if not is_zarr_dir(path):
+        return None
+    return file_contents(path).meta.get("series")
+
+
+def _measure_series(a, given, series: dict) -> int:
+    """Every segmented time point measured (the image, given, at the same time point): a table each,
+    and one CSV with a timepoint column."""
+    import numpy as np
+
+    from .engine.series import frame_name
+    from .measure import format_table, write_csv
+    if a.timepoint is not None:
+        raise SystemExit("error: the labels hold several time points and --image is read at each of them; "
+                         f"for one, give its output: {a.labels}/{frame_name(int(a.timepoint))}")
+    tables = []
+    for t in series["segmented"]:
+        table, unit = _measure_one(a, str(Path(a.labels) / frame_name(t)), given, t if a.image else None)
+        print(f"time point {t}:")
+        print(format_table(table, unit, most=a.most))
+        tables.append({"timepoint": np.full(len(table["label"]), t), **table})
+    if a.csv:
+        cols = list(tables[0])
+        whole = {k: np.concatenate([tb[k] for tb in tables]) for k in cols}
+        print("wrote " + str(write_csv(whole, a.csv)) + f" (a row per object and time point: {len(tables)} time points)")
+    return 0
+
+
+def _measure_one(a, labels, given, timepoint):
+    """measure's table of one label volume (with --image at ``timepoint``), and its length unit."""
+    from .io import geometry, open_volume
+    from .io.labels import open_labels
+    from .io.volume import SEGMENT_NAMES, length_unit
+    from .measure import measure_labels, with_names
+    lab = open_labels(labels)
+    img = open_volume(a.image, channel=a.channel, timepoint=timepoint) if a.image else None
     image = None
     if img is not None:   # under labels saved cropped to their objects: the scan's part there
         image = img.data if given is not None and img.shape == lab.shape else \
@@ -783,11 +846,7 @@ def cmd_measure(a) -> int:
     if a.shape:
         from .measure import add_shape
         table = add_shape(table, lab.data, spacing)
-    table = with_names(table, lab.meta.get(SEGMENT_NAMES))   # "liver", not only 3
-    print(format_table(table, unit, most=a.most))
-    if a.csv:
-        print("wrote " + str(write_csv(table, a.csv)))
-    return 0
+    return with_names(table, lab.meta.get(SEGMENT_NAMES)), unit   # "liver", not only 3
 
 
 def cmd_review(a) -> int:
@@ -932,12 +991,17 @@ def _evaluate_folders(a) -> int:
     return 1 if unmatched["failed"] else 0
 
 
-def _choice_args(p, whose: str, several: bool = False) -> None:
+def _choice_args(p, whose: str, several: bool = False, series: bool = False) -> None:
     p.add_argument("--channel", default=None, help=f"the channel {whose} to use, by index or by name, "
                                                    "when it has several (a fluorescence stack)" + (
                        "; several, separated by commas (T1,T2), for a network of several input channels" if several
                        else ""))
-    p.add_argument("--timepoint", type=int, default=None, help=f"the time point {whose} to use, when it has several")
+    if series:   # segment: every time point of a time-lapse, each into OUT.zarr/tNNNN (engine/series.py)
+        p.add_argument("--timepoint", default=None, metavar="T", help=f"the time point {whose} to use, when it has "
+                       "several; all, a range A-B or several (0-9,20): each time point segmented in turn, into "
+                       "OUTPUT/t0000, OUTPUT/t0001, ... (the whole read as one (T, Z, Y, X) label volume)")
+    else:
+        p.add_argument("--timepoint", type=int, default=None, help=f"the time point {whose} to use, when it has several")
 
 
 def _input_args(p) -> None:
@@ -947,8 +1011,9 @@ def _input_args(p) -> None:
     _choice_args(p, "of the input")
 
 
-def _engine_args(s) -> None:
-    """The engine's options, shared by segment and batch."""
+def _engine_args(s, series: bool = False) -> None:
+    """The engine's options, shared by segment and batch (``series``: segment's --timepoint takes
+    several time points)."""
     s.add_argument("--weights", action="append", default=None, metavar="WEIGHTS",
                    help="3D U-Net weights (.safetensors; default: the shipped model); give it several times "
                         "for an ensemble: the class probabilities averaged over the models (nnU-Net's folds)")
@@ -978,7 +1043,7 @@ def _engine_args(s) -> None:
     s.add_argument("--threads", type=int, default=None, help="torch threads per rank")
     s.add_argument("--no-memory-check", action="store_true",
                    help="run even where the estimated peak memory per rank exceeds what is available")
-    _choice_args(s, "of the input", several=True)
+    _choice_args(s, "of the input", several=True, series=series)
 
 
 # what a label argument can be: every form the readers take labels in
@@ -994,7 +1059,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the volume; for a network of several input channels, one file per channel in the "
                         "network's order (or one file holding them: --channel A,B or, with none, all of them)")
     s.add_argument("output", help="output .zarr group (labels, probabilities, done)")
-    _engine_args(s)
+    _engine_args(s, series=True)
     s.add_argument("--resume", action="store_true", help="skip a run whose blocks are all written")
     s.set_defaults(fn=cmd_segment)
     b = sub.add_parser("batch", help="segment every volume of a folder (resumable; one failed case does not stop "

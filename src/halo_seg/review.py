@@ -34,6 +34,9 @@ def open_uncertainty(output):
     if not (path / "zarr.json").exists():
         raise VolumeError(f"{path} is not a zarr group written by `halo-seg segment`")
     grp = zarr.open_group(str(path), mode="r")
+    from .io.series_output import SERIES, series_hint
+    if SERIES in grp.attrs:   # every time point of a time-lapse: each is an output of its own
+        raise VolumeError(series_hint(path, dict(grp.attrs[SERIES])))
     if UNCERTAINTY not in grp:
         raise VolumeError(f"{path} has no '{UNCERTAINTY}' array: it was written by an older version; "
                           f"run `halo-seg segment` again")

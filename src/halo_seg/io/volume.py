@@ -106,6 +106,9 @@ def open_volume(source: Any, spacing: tuple[float, float, float] | None = None,
     """
     vol = source if isinstance(source, Volume) else file_contents(source)
     what = vol.source or type(source).__name__
+    if vol.meta.get("series") and timepoint is None:   # labels of a time-lapse (engine/series.py)
+        from .series_output import series_hint
+        raise VolumeError(series_hint(what, vol.meta["series"]))
     names = vol.meta.pop("axes", None)
     full = axis_names(vol.data.shape, names)
     try:
@@ -580,6 +583,9 @@ def _open_zarr(path: Path) -> Volume:
                             "channel_names": [str(n) for n in names] if names and all(names) else None,
                             "unit": units.pop() if len(units) == 1 else None,
                             **(placed or _translated(at, spacing, zyx))})
+    from .series_output import is_series, open_series
+    if is_series(attrs):   # every time point of a time-lapse, segmented one at a time (engine/series.py)
+        return open_series(node, path)
     keys = sorted(node.array_keys())
     if len(keys) == 1 or "labels" in keys or "image" in keys:
         key = "image" if "image" in keys else ("labels" if "labels" in keys else keys[0])

@@ -1,0 +1,156 @@
+"""Segmenting every time point of a time-lapse: one `segment` output per time point, in one group.
+
+A microscope's time-lapse (T, Z, Y, X), or (T, C, Z, Y, X) with a channel chosen, is a stack of
+3D volumes the network segments one at a time. Each time point's output is an ordinary segment
+group (``OUT.zarr/t0003``: labels, uncertainty, its blocks' done map), so every other command
+(export, measure, instances, review, napari) takes a time point as it takes any output, and a
+run that stopped resumes at the first time point not finished. The series group records the
+input's number of time points and which were segmented; read as a whole (io/volume.py) it is a
+(T, Z, Y, X) label volume aligned with the input's time axis, time points not segmented reading
+as background.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..io.axes import axis_names, describe
+from ..io.series_output import SERIES
+from ..io.volume import VolumeError, check_zarr_output_name, file_contents
+from .runner import EngineError, input_name, segment
+
+
+@dataclass
+class SeriesResult:
+    output: str
+    timepoints: list                              # the time points segmented, in the input's indexing
+    seconds: float
+    frames: list = field(default_factory=list)    # a SegmentResult per time point, in that order
+
+    @property
+    def skipped(self) -> list:
+        """The time points a --resume found already done."""
+        return [t for t, r in zip(self.timepoints, self.frames) if r.skipped]
+
+
+def frame_name(t: int) -> str:
+    return f"t{int(t):04d}"
+
+
+def parse_timepoints(spec, n: int) -> list[int]:
+    """The time points ``spec`` names among ``n``: "all", one index, a range "A-B" (both ends
+    included), or several of these separated by commas ("0-9,20"); a list of ints is taken as it
+    is. Sorted, each once; an index outside 0..n-1 or text that is none of these is refused."""
+    if isinstance(spec, (list, tuple, range)):
+        parts, text = [int(t) for t in spec], str(list(spec))
+    else:
+        text = str(spec).strip()
+        parts = []
+        if text.lower() == "all":
+            parts = list(range(n))
+        else:
+            for piece in text.split(","):
+                a, sep, b = piece.strip().partition("-")
+                try:
+                    lo = int(a)
+                    hi = int(b) if sep else lo
+                except ValueError:
+                    raise VolumeError(f"time points {text!r}: give 'all', an index, a range A-B or several "
+                                      "separated by commas (0-9,20)") from None
+                if hi < lo:
+                    raise VolumeError(f"time points {text!r}: the range {lo}-{hi} ends before it starts")
+                parts.extend(range(lo, hi + 1))
+    out = sorted(set(parts))
+    if not out:
+        raise VolumeError(f"time points {text!r} name none")
+    bad = [t for t in out if not 0 <= t < n]
+    if bad:
+        raise VolumeError(f"time points {text!r}: {', '.join(map(str, bad[:5]))} out of range; the input has "
+                          f"{n} time points (0 to {n - 1})")
+    return out
+
+
+def timepoint_count(source) -> int:
+    """How many time points ``source`` holds: a file's t axis, or the first axis of a 4D array
+    (T, Z, Y, X). A volume without a time axis is refused, naming what it holds."""
+    if isinstance(source, (str, Path)):
+        raw = file_contents(source)
+        names = axis_names(raw.data.shape, raw.meta.get("axes"))
+        sizes = dict(zip(names, raw.data.shape))
+        if sizes.get("t", 1) > 1:
+            return int(sizes["t"])
+        raise VolumeError(f"{source} {describe(raw.data.shape, names)} has no time points to segment one by one; "
+                          "segment it without --timepoint")
+    shape = tuple(getattr(source, "shape", ()))
+    if len(shape) != 4:
+        raise VolumeError(f"a time series array must be 4D (T, Z, Y, X), got shape {shape}")
+    return int(shape[0])
+
+
+def _frame_source(source, t: int):
+    return (source, {"timepoint": t}) if isinstance(source, (str, Path)) else (source[t], {})
+
+
+def _prepare(output: Path, source, n: int, chosen: list, resume: bool, channel) -> None:
+    """The series group: a new one, the old one replaced (unless a time point was corrected by hand,
+    or it is not a series output at all), or on --resume the same job's."""
+    import zarr
+    from .output import CORRECTED, is_output
+    record = {"input": input_name(source), "timepoints": n, "channel": channel}
+    if output.exists():
+        try:
+            old = dict(zarr.open_group(str(output), mode="r").attrs).get(SERIES)
+        except Exception:
+            old = None
+        if old is None:
+            raise VolumeError(f"output {output} exists and is not a time series output of halo-seg segment; "
+                              "choose a new path")
+        if resume:
+            if {k: old.get(k) for k in record} != record:
+                raise VolumeError(f"cannot resume into {output}: it holds the time points of {old.get('input')} "
+                                  f"({old.get('timepoints')}, channel {old.get('channel')}), not of this input")
+        else:
+            for t in old.get("segmented", []):
+                frame = output / frame_name(t)
+                if is_output(frame) and (frame / "labels").is_dir():
+                    when = zarr.open_group(str(frame), mode="r")["labels"].attrs.get(CORRECTED)
+                    if when:   # the user's work on it is not the engine's to replace
+                        raise VolumeError(f"output {output}: time point {t} holds corrections made in napari "
+                                          f"(last {when}); choose a new path, or move it away first")
+            shutil.rmtree(output)
+    grp = zarr.open_group(str(output), mode="a")
+    done = sorted(set(dict(grp.attrs).get(SERIES, {}).get("segmented", [])) | set(chosen)) if resume else chosen
+    grp.attrs[SERIES] = {**record, "segmented": done, "frames": {str(t): frame_name(t) for t in done}}
+
+
+def segment_series(source, output, timepoints="all", channel=None, resume: bool = False,
+                   progress: Callable[[int, int, str], None] | None = None, cancel=None, **kwargs) -> SeriesResult:
+    """Segment each chosen time point of ``source`` (a path whose file has a t axis, or a 4D
+    (T, Z, Y, X) array) into ``output/tNNNN`` with :func:`segment` (``kwargs``: its options).
+    ``timepoints``: see :func:`parse_timepoints`. ``progress`` gets (done, total, text) over all
+    the time points; ``cancel`` stops the run at once (the time points finished stay, and a
+    --resume goes on from there). An error names the time point it happened at."""
+    output = Path(output)
+    check_zarr_output_name(output, "segment", "a zarr group of time points (labels, uncertainty each)")
+    if "timepoint" in kwargs:
+        raise EngineError("segment_series takes timepoints=, not timepoint=")
+    n = timepoint_count(source)
+    chosen = parse_timepoints(timepoints, n)
+    _prepare(output, source, n, chosen, resume, channel)
+    t0 = time.perf_counter()
+    frames = []
+    for k, t in enumerate(chosen):
+        def step(done, total, text, k=k, t=t):
+            if progress is not None:   # the time points before, then this one's share
+                progress(k * max(total, 1) + done, len(chosen) * max(total, 1),
+                         f"time point {t} ({k + 1} of {len(chosen)}): {text}")
+        src, choice = _frame_source(source, t)
+        try:
+            frames.append(segment(src, output / frame_name(t), channel=channel, resume=resume, progress=step,
+                                  cancel=cancel, **choice, **kwargs))
+        except (EngineError, VolumeError) as exc:
+            raise type(exc)(f"time point {t}: {exc}") from exc
+    return SeriesResult(str(output), chosen, time.perf_counter() - t0, frames)
