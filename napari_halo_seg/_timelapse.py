@@ -69,8 +69,7 @@ def segment_timelapse_or_error(source, out, timepoints, unit=None, measure_spaci
         for t in res.timepoints:
             grp = zarr.open_group(str(Path(out) / f"t{t:04d}"), mode="r")
             table = measure_labels(grp["labels"], measure_spacing, unit=unit, cancel=stop)
-            size = table["volume_ml"] if "volume_ml" in table else table["volume"]
-            volumes[t] = dict(zip((int(k) for k in table["label"]), (float(v) for v in size)))
+            volumes[t] = dict(zip((int(k) for k in table["label"]), (float(v) for v in table["volume"])))
         from halo_seg.io.volume import file_contents
         labels = file_contents(out)   # the series as (T, Z, Y, X): time points not chosen are background
         return (res, volumes, paintable(labels.data), names_in(dict(grp["labels"].attrs))), None
@@ -79,7 +78,8 @@ def segment_timelapse_or_error(source, out, timepoints, unit=None, measure_spaci
 
 
 def volumes_text(volumes: dict, names: dict, unit) -> str:
-    """Each class's smallest and largest volume over the time points, e.g. "nucleus 1.2-1.9 µL"."""
+    """Each class's smallest and largest volume (in ``unit``³) over the time points, as the 3D
+    result's status line writes one: e.g. "brain: 1397 mL to 1402 mL"."""
     from halo_seg.measure import volume_text
     classes = sorted({k for v in volumes.values() for k in v})
     parts = []

@@ -10,9 +10,10 @@ mirrored automatic run, its uncertainty over the labels on the first slice to re
 model's labels against the sample's own, on deep grey matter's worst slice; one_mm: the 1 mm Colin27 scan
 from ../shared/data opened from its NIfTI, segmented by the 2 mm default model at its own voxel size;
 strokes: a stroke correcting the left putamen's box-segmented slice; named: objects named as they are committed;
-channels: a network of two input channels segmenting a two-channel stack).
+channels: a network of two input channels segmenting a two-channel stack; timelapse: every time point
+of a (T, Z, Y, X) TIFF segmented into one (T, Z, Y, X) Labels layer).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse]
 """
 from __future__ import annotations
 
@@ -361,11 +362,38 @@ def channels(_s):
     _shoot(viewer, w, "napari_channels.png")
 
 
+def timelapse(s):
+    """Every time point of a time-lapse segmented: the sample moved a voxel further along x (and its
+    noise redrawn) at each of 5 time points, saved as a (T, Z, Y, X) TIFF, opened with the reader
+    and segmented by the automatic widget (2 ranks, started once) into one (T, Z, Y, X) Labels layer."""
+    import tifffile
+    tmp = Path(tempfile.mkdtemp())
+    rng = np.random.default_rng(0)
+    img = s.image.astype(np.float32)
+    movie = np.stack([np.roll(img, 2 * t, axis=2) + rng.normal(0, 0.02 * float(img.std()), img.shape)
+                      for t in range(5)]).astype(np.float32)
+    tifffile.imwrite(tmp / "moving.tif", movie, imagej=True, metadata={"axes": "TZYX", "spacing": 2.0, "unit": "mm"},
+                     resolution=(0.5, 0.5))
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 800)
+    viewer.open(str(tmp / "moving.tif"), plugin="napari-halo-seg")
+    w = AutoSegmentWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Automatic segmentation")
+    w.grid.setText("2,1,1")
+    w.output.setText(str(tmp / "labels.zarr"))
+    w.run()
+    _wait(w)
+    viewer.layers[-1].opacity = 0.5
+    viewer.dims.set_current_step(0, 4)
+    viewer.dims.set_point(1, 2.0 * 40)
+    _shoot(viewer, w, "napari_timelapse.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
-                        ["edit"], ["strokes"], ["named"], ["channels"]):
+                        ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

@@ -169,3 +169,49 @@ def test_measure_takes_every_time_point_and_other_commands_ask_for_one(tmp_path,
     for argv in (["export", str(out), str(tmp_path / "x.nii.gz")], ["review", str(out)]):
         assert main(argv) == 2
         assert f"{out}/t0000" in capsys.readouterr().err
+
+
+def test_ranks_started_once_name_the_time_point_that_failed_and_keep_those_before(tmp_path, movie, tiny_weights):
+    """In halo mode the time points run on ranks started once (runner.run_planned); a time point
+    the ranks cannot segment (NaN voxels) is named, the ones before it are written, and --resume
+    after the file is mended does only what is left."""
+    path, frames = movie
+    bad = frames.copy()
+    bad[1, 3, 4, 5] = np.nan
+    tifffile.imwrite(tmp_path / "bad.tif", bad, imagej=True, metadata={"axes": "TZYX"})
+    out = tmp_path / "out.zarr"
+    with pytest.raises(VolumeError, match="time point 1: .*NaN"):
+        segment_series(tmp_path / "bad.tif", out, weights=tiny_weights, grid=(2, 1, 1))
+    v = file_contents(out)
+    assert "incomplete" in v.meta
+    np.testing.assert_array_equal(np.asarray(v.data[0]), _alone(frames[0], tiny_weights, tmp_path / "r0.zarr"))
+    tifffile.imwrite(tmp_path / "bad.tif", frames, imagej=True, metadata={"axes": "TZYX"})   # mended
+    seen = []
+    res = segment_series(tmp_path / "bad.tif", out, weights=tiny_weights, grid=(2, 1, 1), resume=True,
+                         progress=lambda done, total, text: seen.append((done, total, text)))
+    assert res.skipped == [0]
+    assert "incomplete" not in file_contents(out).meta
+    for t in (1, 2):
+        np.testing.assert_array_equal(np.asarray(file_contents(out).data[t]),
+                                      _alone(frames[t], tiny_weights, tmp_path / f"r{t}.zarr"))
+    # progress over every time point's blocks: 2 ranks x 2 time points run
+    assert seen[-1][0] == seen[-1][1] and "time point 2" in seen[-1][2]
+
+
+def test_torchrun_ranks_segment_every_time_point_in_one_process_group(tmp_path, movie, tiny_weights):
+    """Under torchrun the ranks are the processes torchrun started: every time point in the one
+    process group (a second init_process_group in them would read the first one's addresses)."""
+    import os
+    import subprocess
+    import sys
+    from halo_seg.engine.runner import _free_port
+    path, frames = movie
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+           str(_free_port()), "-m", "halo_seg.cli", "segment", str(path), str(tmp_path / "t.zarr"),
+           "--weights", str(tiny_weights), "--grid", "2,1,1", "--timepoint", "all", "--timeout", "60"]
+    r = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    v = file_contents(tmp_path / "t.zarr")
+    assert "incomplete" not in v.meta
+    for t in range(3):
+        np.testing.assert_array_equal(np.asarray(v.data[t]), _alone(frames[t], tiny_weights, tmp_path / f"r{t}.zarr"))

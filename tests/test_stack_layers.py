@@ -108,10 +108,15 @@ def test_every_time_point_of_a_time_lapse_layer_is_segmented(make_napari_viewer,
     labels = viewer.layers[-1]
     assert labels.name == "movie c1 labels (time points)" and labels.data.shape == movie[:, 1].shape
     assert tuple(labels.scale) == tuple(layer.scale)
+    refs = [_reference(tmp_path / "movie.tif", tiny_weights, tmp_path / f"ref{t}.zarr", channel=1, timepoint=t)
+            for t in range(3)]
     for t in range(3):
-        np.testing.assert_array_equal(
-            np.asarray(labels.data[t]),
-            _reference(tmp_path / "movie.tif", tiny_weights, tmp_path / f"ref{t}.zarr", channel=1, timepoint=t))
+        np.testing.assert_array_equal(np.asarray(labels.data[t]), refs[t])
+    # each class's smallest and largest size over the time points (the file records no voxel size: voxels)
+    k = int(max(np.unique(refs[0])))
+    lo, hi = min(int((r == k).sum()) for r in refs), max(int((r == k).sum()) for r in refs)
+    span = f"{lo} voxel units³" + (f" to {hi} voxel units³" if hi > lo else "")
+    assert f"{'ab'[k - 1]}: {span};" in w.status.text(), w.status.text()
     assert zarr.open_group(str(tmp_path / "out.zarr/t0002")).attrs["halo_seg"]["signature"]["channel"] == 1
     # the one shown: time point 1 only, the others background
     viewer.dims.set_current_step(0, 1)
@@ -172,3 +177,20 @@ def test_an_ome_zarr_pyramid_opens_multiscale_and_is_segmented_at_full_resolutio
     _segment_layer(viewer, qtbot, tiny_weights, layer.name, tmp_path / "out.zarr")
     np.testing.assert_array_equal(np.asarray(viewer.layers[-1].data),
                                   _reference(stack[0, -1], tiny_weights, tmp_path / "ref.zarr"))
+
+
+def test_time_lapse_volumes_are_in_the_unit_cubed_and_said_in_millilitres(tmp_path, phantom_npy, tiny_weights):
+    """The widget's sizes over time: each time point's class volume in mm³ (voxels x voxel volume),
+    written in mL as the 3D result's status line writes them."""
+    from napari_halo_seg._timelapse import segment_timelapse_or_error, volumes_text
+    movie = _movie(tmp_path, phantom_npy)
+    (res, volumes, _, names), exc = segment_timelapse_or_error(
+        str(tmp_path / "movie.tif"), tmp_path / "out.zarr", [0, 2], unit="mm", measure_spacing=(2.0, 1.0, 1.5),
+        weights=tiny_weights, mode="whole", channel=1)
+    assert exc is None and sorted(volumes) == [0, 2]
+    for t in (0, 2):
+        ref = _reference(tmp_path / "movie.tif", tiny_weights, tmp_path / f"r{t}.zarr", channel=1, timepoint=t)
+        assert volumes[t] == {int(k): float((ref == k).sum()) * 3.0 for k in np.unique(ref) if k}
+    assert movie.shape[0] == 3
+    assert volumes_text({0: {1: 1000.0}, 2: {1: 2500.0, 2: 10.0}}, {1: "brain"}, "mm") == \
+        "brain: 1 mL to 2.5 mL; class 2: 0 mL to 0.01 mL"

@@ -63,6 +63,45 @@ class SegmentResult:
     inputs: list | None = None      # a network of several input channels: what each was (io/channels.py)
 
 
+@dataclass
+class PlannedRun:
+    """A halo run checked and its output opened, not started (segment(..., _plan_only=True)): the
+    ranks' job, the partition, and the result to fill in once it ran."""
+    job: dict
+    plan: PartitionPlan
+    result: SegmentResult
+
+
+FRAME_KEYS = ("output", "inputs", "channel", "timepoint", "resume", "label")   # what differs between planned runs
+
+
+def run_planned(runs: list, progress=None, cancel=None) -> list:
+    """Several planned halo runs of one partition and model (the time points of a series) on ranks
+    started once, each rank doing its block of each run in turn (starting the ranks costs more than
+    a small volume's blocks); the results, in order. Under torchrun, in every rank: its blocks, in
+    one process group (a second one in the same processes would read the first's addresses)."""
+    first = runs[0]
+    for r in runs[1:]:
+        same = {k: v for k, v in r.job.items() if k not in FRAME_KEYS} == \
+            {k: v for k, v in first.job.items() if k not in FRAME_KEYS}
+        if not same or r.plan.world_size != first.plan.world_size or r.plan.shape != first.plan.shape:
+            raise EngineError("planned runs differ in more than their input and output; run them one by one")
+    job = dict(first.job, frames=[{k: r.job.get(k) for k in FRAME_KEYS} for r in runs])
+    t0 = time.perf_counter()
+    reports = _torchrun_rank(job) if job["mode"] == "halo" and torchrun_env() else \
+        _spawn_ranks(job, first.plan, progress, cancel)
+    seconds = time.perf_counter() - t0
+    out = []
+    for k, r in enumerate(runs):
+        mine = [rep for rep in reports if rep.get("frame", 0) == k]
+        res = r.result
+        res.ranks = sorted(mine, key=lambda rep: rep["rank"])
+        res.skipped = bool(mine) and all(rep.get("skipped") for rep in mine)
+        res.seconds = max((rep.get("seconds", 0.0) for rep in mine), default=0.0) if len(runs) > 1 else seconds
+        out.append(res)
+    return out
+
+
 def _status_mb(key: str) -> float:
     try:
         for line in open("/proc/self/status"):
@@ -184,7 +223,8 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
             progress: Callable[[int, int, str], None] | None = None, cancel=None, mirror="",
             channel: int | str | None = None, timepoint: int | None = None, memory_check: bool = True,
             precision: str = "fp32", resample: str = "auto", spacing=None,
-            _fault: dict | None = None, _back: dict | None = None, _read_whole: int = 0) -> SegmentResult:
+            _fault: dict | None = None, _back: dict | None = None, _read_whole: int = 0,
+            _plan_only: bool = False) -> SegmentResult:
     """Segment `source` (path or array) into the zarr group `output` (`labels`, `uncertainty`,
     `probabilities`; engine/output.py).
 
@@ -293,6 +333,10 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     if not distributed_env or int(os.environ["RANK"]) == 0:
         open_output(output, vol.shape, chunks, grid, n_classes, vol.spacing, sig, save_probabilities, resume,
                     geometry=vol.meta.get("geometry"), unit=vol.meta.get("unit"), classes=meta.get("classes"))
+    if _plan_only and mode == "halo":   # engine/series.py runs the planned time points on ranks started once
+        if resume and not distributed_env and done_map(output).all():
+            return SegmentResult(str(output), mode, grid, 0.0, skipped=True, memory=mem, inputs=used)
+        return PlannedRun(job, plan, SegmentResult(str(output), mode, grid, 0.0, memory=mem, inputs=used))
     t0 = time.perf_counter()
     if distributed_env:  # under torchrun the ranks decide together, after rank 0 made the output
         rep = _torchrun_rank(job)
@@ -459,6 +503,7 @@ def _spawn_ranks(job, plan: PartitionPlan, progress, cancel=None) -> list:
     q = mp.get_context("spawn").SimpleQueue()
     with main_hidden(job):
         ctx = mp.start_processes(_rank_entry, args=(job, q), nprocs=world, join=False, start_method="spawn")
+    frames = len(job.get("frames") or [None])
     deadline = time.monotonic() + job["timeout"] + 30  # startup + the collective timeout itself
     reports, done = {}, 0
     try:
@@ -476,11 +521,14 @@ def _spawn_ranks(job, plan: PartitionPlan, progress, cancel=None) -> list:
             for msg in _drain(q):
                 if "error" in msg:
                     raise VolumeError(msg["error"])
-                reports[msg["rank"]] = msg
+                reports[msg.get("frame", 0), msg["rank"]] = msg
                 done += 1
+                if done % world == 0:   # a run of several (run_planned) is hung only if one of them stalls
+                    deadline = time.monotonic() + job["timeout"] + 30
                 if progress:
-                    progress(done, world, f"block {msg['coords']} (rank {msg['rank']}) "
-                                          f"in {msg['seconds']:.1f}s")
+                    what = "already done (--resume)" if msg.get("skipped") else f"in {msg['seconds']:.1f}s"
+                    progress(done, world * frames, f"{msg['label'] + ': ' if msg.get('label') else ''}"
+                                                   f"block {msg.get('coords', '')} (rank {msg['rank']}) {what}")
             if finished:
                 break
             _raise_if_cancelled(cancel, "the ranks were stopped")
@@ -494,7 +542,7 @@ def _spawn_ranks(job, plan: PartitionPlan, progress, cancel=None) -> list:
                 p.terminate()
         for p in ctx.processes:
             p.join(5)
-    return [reports[r] for r in sorted(reports)]
+    return [reports[k] for k in sorted(reports)]
 
 
 def _drain(q) -> list:
@@ -513,7 +561,7 @@ def _rank_entry(rank: int, job: dict, q):
     exit_rank(q)
 
 
-def _torchrun_rank(job) -> dict:
+def _torchrun_rank(job) -> dict | list:
     job = dict(job, init="env://", world=int(os.environ["WORLD_SIZE"]))
     rank = int(os.environ["RANK"])
     plan_world = job["grid"][0] * job["grid"][1] * job["grid"][2]
@@ -526,7 +574,6 @@ def _torchrun_rank(job) -> dict:
 
 def _rank_main(rank: int, job: dict, q) -> dict:
     import torch.distributed as dist
-    from .halo import HaloContext
 
     torch.set_num_threads(job["threads"])
     map_large_allocations()   # a rank's process is the run's own: tune its allocator, never the caller's
@@ -539,59 +586,81 @@ def _rank_main(rank: int, job: dict, q) -> dict:
                             timeout=timedelta(seconds=job["timeout"]))
     try:
         dist.barrier()  # under torchrun, rank 0 creates the output before this point
-        if job.get("resume") and done_map(job["output"]).all():
-            return {"rank": rank, "skipped": True, "seconds": 0.0, "peak_mb": 0.0}
-        fault = job.get("fault") or {}
-        if fault.get("rank") == rank:  # test hook: simulate a dead or hung rank
-            if fault.get("kind") == "hang":
-                time.sleep(10 ** 6)
-            os._exit(fault.get("code", 3))
-        t0 = time.perf_counter()
-        net, meta = load_model(job["weights"], dev)
-        vols = open_channels([Channel(**c) for c in job["inputs"]])
-        vol = vols[0]
-        plan = PartitionPlan(vol.shape, job["grid"], net.multiple)
-        _check_rank_gpu(job, dev, vol, net, plan)
-        _check_gpu_precision(dev, job["precision"])
-        coords = plan.coords(rank)
-        valid = plan.valid_block(rank)
-        specs = [normalize.resolve(s, v.data) for s, v in zip(normalize.specs_of(meta, len(vols)), vols)]
-        process = _status_mb("RssAnon")   # the rank's own process before its block: memory.PROCESS_BYTES
-        rss0 = _reset_peak()
-        block = plan.block(rank)
-        # far-border padding = 0 after norm
-        xb = np.zeros([len(vols)] + [s.stop - s.start for s in block], np.float32)
-        inside = tuple(slice(0, v.stop - v.start) for v in valid)
-        xs = [np.asarray(v.data[valid]) for v in vols]   # this rank's block only, of each channel
-        m = torch.from_numpy(np.stack([normalize.moments(x, s) for x, s in zip(xs, specs)])).to(dev)
-        dist.all_reduce(m)   # every channel's moments in one collective
-        for c, (x, spec, mc) in enumerate(zip(xs, specs, m.cpu().numpy())):
-            mean, std = normalize.mean_std(mc, spec, vols[c].source)
-            xb[(c,) + inside] = normalize.apply(x, mean, std, spec)
-        del xs, x
-        net.set_partition(HaloContext(plan, rank))
-        with torch.inference_mode():
-            probs = mirrored_softmax(net, torch.from_numpy(xb)[None].to(dev), job["mirror"], job["precision"])
-            probs = probs[0].float().cpu().numpy()
-        probs = probs[(slice(None),) + tuple(slice(0, v.stop - v.start) for v in valid)]
-        peak = _peak_growth_mb(rss0)
-        write_block(job["output"], valid, probs, coords, job["probabilities"])
-        report = {"rank": rank, "coords": coords, "seconds": time.perf_counter() - t0,
-                  "peak_mb": peak, "process_mb": process, "block": [s.stop - s.start for s in block]}
-        if dev.type == "cuda":
-            report["cuda_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2 ** 20
-        dist.barrier()
-        if job.get("back"):   # a resampled run (resampled_run.py): every block is written; share the way back
-            from .resampled_run import back_pass
-            t1 = time.perf_counter()
-            back_pass(**job["back"], share=(rank, job["world"]))
-            report["back_seconds"] = time.perf_counter() - t1
-            dist.barrier()
-        if q is not None:
-            q.put(report)
-        return report
+        if not job.get("frames"):
+            return _rank_block(rank, job, q, dev)
+        models, reports = {}, []   # the network loaded once for all the runs
+        for k, frame in enumerate(job["frames"]):   # run_planned: a block of each run in turn
+            try:
+                reports.append(_rank_block(rank, dict(job, **frame), q, dev, frame=k, models=models))
+            except VolumeError as exc:
+                raise VolumeError(f"{frame['label']}: {exc}" if frame.get("label") else str(exc)) from None
+        return reports
     finally:
         dist.destroy_process_group()
+
+
+def _rank_block(rank: int, job: dict, q, dev, frame: int | None = None, models: dict | None = None) -> dict:
+    """This rank's block of the run ``job``, written into its output; the report (also put on ``q``)."""
+    import torch.distributed as dist
+    from .halo import HaloContext
+    tag = {} if frame is None else {"frame": frame, "label": job.get("label")}
+    if job.get("resume") and done_map(job["output"]).all():
+        report = {"rank": rank, "skipped": True, "seconds": 0.0, "peak_mb": 0.0, **tag}
+        if frame is not None and q is not None:
+            q.put(report)
+        return report
+    fault = job.get("fault") or {}
+    if fault.get("rank") == rank:  # test hook: simulate a dead or hung rank
+        if fault.get("kind") == "hang":
+            time.sleep(10 ** 6)
+        os._exit(fault.get("code", 3))
+    t0 = time.perf_counter()
+    models = {} if models is None else models
+    if "net" not in models:
+        models["net"] = load_model(job["weights"], dev)
+    net, meta = models["net"]
+    vols = open_channels([Channel(**c) for c in job["inputs"]])
+    vol = vols[0]
+    plan = PartitionPlan(vol.shape, job["grid"], net.multiple)
+    _check_rank_gpu(job, dev, vol, net, plan)
+    _check_gpu_precision(dev, job["precision"])
+    coords = plan.coords(rank)
+    valid = plan.valid_block(rank)
+    specs = [normalize.resolve(s, v.data) for s, v in zip(normalize.specs_of(meta, len(vols)), vols)]
+    process = _status_mb("RssAnon")   # the rank's own process before its block: memory.PROCESS_BYTES
+    rss0 = _reset_peak()
+    block = plan.block(rank)
+    # far-border padding = 0 after norm
+    xb = np.zeros([len(vols)] + [s.stop - s.start for s in block], np.float32)
+    inside = tuple(slice(0, v.stop - v.start) for v in valid)
+    xs = [np.asarray(v.data[valid]) for v in vols]   # this rank's block only, of each channel
+    m = torch.from_numpy(np.stack([normalize.moments(x, s) for x, s in zip(xs, specs)])).to(dev)
+    dist.all_reduce(m)   # every channel's moments in one collective
+    for c, (x, spec, mc) in enumerate(zip(xs, specs, m.cpu().numpy())):
+        mean, std = normalize.mean_std(mc, spec, vols[c].source)
+        xb[(c,) + inside] = normalize.apply(x, mean, std, spec)
+    del xs, x
+    net.set_partition(HaloContext(plan, rank))
+    with torch.inference_mode():
+        probs = mirrored_softmax(net, torch.from_numpy(xb)[None].to(dev), job["mirror"], job["precision"])
+        probs = probs[0].float().cpu().numpy()
+    probs = probs[(slice(None),) + tuple(slice(0, v.stop - v.start) for v in valid)]
+    peak = _peak_growth_mb(rss0)
+    write_block(job["output"], valid, probs, coords, job["probabilities"])
+    report = {"rank": rank, "coords": coords, "seconds": time.perf_counter() - t0,
+              "peak_mb": peak, "process_mb": process, "block": [s.stop - s.start for s in block], **tag}
+    if dev.type == "cuda":
+        report["cuda_peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2 ** 20
+    dist.barrier()
+    if job.get("back"):   # a resampled run (resampled_run.py): every block is written; share the way back
+        from .resampled_run import back_pass
+        t1 = time.perf_counter()
+        back_pass(**job["back"], share=(rank, job["world"]))
+        report["back_seconds"] = time.perf_counter() - t1
+        dist.barrier()
+    if q is not None:
+        q.put(report)
+    return report
 
 
 # ---------------------------------------------------------------- whole and tile modes

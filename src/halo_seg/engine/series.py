@@ -11,6 +11,7 @@ as background.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,11 @@ from typing import Callable
 from ..io.axes import axis_names, describe
 from ..io.series_output import SERIES
 from ..io.volume import VolumeError, check_zarr_output_name, file_contents
-from .runner import EngineError, input_name, segment
+from .runner import EngineError, PlannedRun, input_name, run_planned, segment, torchrun_env
+
+# time points run on ranks started once (run_planned): starting 2 CPU ranks takes longer than a
+# 48 x 96 x 96 time point's blocks (benchmarks/series.py); batches keep a stop's unstarted outputs few
+BATCH = 16
 
 
 @dataclass
@@ -139,18 +144,37 @@ def segment_series(source, output, timepoints="all", channel=None, resume: bool 
         raise EngineError("segment_series takes timepoints=, not timepoint=")
     n = timepoint_count(source)
     chosen = parse_timepoints(timepoints, n)
-    _prepare(output, source, n, chosen, resume, channel)
+    if not torchrun_env() or int(os.environ.get("RANK", 0)) == 0:   # under torchrun rank 0 makes the group
+        _prepare(output, source, n, chosen, resume, channel)
     t0 = time.perf_counter()
-    frames = []
-    for k, t in enumerate(chosen):
-        def step(done, total, text, k=k, t=t):
-            if progress is not None:   # the time points before, then this one's share
-                progress(k * max(total, 1) + done, len(chosen) * max(total, 1),
-                         f"time point {t} ({k + 1} of {len(chosen)}): {text}")
-        src, choice = _frame_source(source, t)
-        try:
-            frames.append(segment(src, output / frame_name(t), channel=channel, resume=resume, progress=step,
-                                  cancel=cancel, **choice, **kwargs))
-        except (EngineError, VolumeError) as exc:
-            raise type(exc)(f"time point {t}: {exc}") from exc
-    return SeriesResult(str(output), chosen, time.perf_counter() - t0, frames)
+    frames = {}
+    together = isinstance(source, (str, Path)) and kwargs.get("mode", "halo") == "halo"
+    # under torchrun every time point in one process group (runner.run_planned)
+    size = (len(chosen) if torchrun_env() else BATCH) if together else 1
+    for first in range(0, len(chosen), size):
+        batch = chosen[first:first + size]
+        planned = []
+        for t in batch:
+            def step(done, total, text, k=chosen.index(t), t=t):
+                if progress is not None:   # the time points before, then this one's share
+                    progress(k * max(total, 1) + done, len(chosen) * max(total, 1),
+                             f"time point {t} ({k + 1} of {len(chosen)}): {text}")
+            src, choice = _frame_source(source, t)
+            try:
+                r = segment(src, output / frame_name(t), channel=channel, resume=resume, progress=step,
+                            cancel=cancel, _plan_only=together, **choice, **kwargs)
+            except (EngineError, VolumeError) as exc:
+                raise type(exc)(f"time point {t}: {exc}") from exc
+            if isinstance(r, PlannedRun):
+                r.job["label"] = f"time point {t}"
+                planned.append((t, r))
+            else:   # done already (--resume), or run at the model's voxel size (its own ranks)
+                frames[t] = r
+        if planned:
+            def step(done, total, text, before=len(frames)):
+                if progress is not None:
+                    n = len(chosen) * max(total // len(planned), 1)
+                    progress(before * max(total // len(planned), 1) + done, n, text)
+            for (t, _), r in zip(planned, run_planned([r for _, r in planned], step, cancel)):
+                frames[t] = r
+    return SeriesResult(str(output), chosen, time.perf_counter() - t0, [frames[t] for t in chosen])
