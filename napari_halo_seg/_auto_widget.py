@@ -28,7 +28,7 @@ from ._background import BackgroundWidget
 from ._fields import ENSEMBLE_SEP, SavedFilesBox, device_choices, form_of
 from ._layers import fill_layer_box, follow_layers, layer_spacing, layer_volume, show_slice, sliced_axis
 from ._measure import UNIT, layer_unit, table_features
-from ._kept_objects import INTO, ObjectsKeeper, stroke_box
+from ._kept_objects import INTO, INTO_SERIES, ObjectsKeeper, stroke_box
 from ._paintable import paintable
 from ._paths import models_dir
 from ._timelapse import TIME_CHOICES, add_timelapse_result, chosen_timepoints, segment_timelapse_or_error, \
@@ -237,7 +237,11 @@ class AutoSegmentWidget(BackgroundWidget):
         done, exc = outcome
         if exc is not None:
             return self._failed(exc)
-        self._succeeded(add_timelapse_result(self.viewer, layer, *done, layer_unit(layer), self._ran_on))
+        out, kept, text = add_timelapse_result(self.viewer, layer, *done, layer_unit(layer), self._ran_on)
+        if kept:
+            out.events.paint.connect(lambda event, lay=out: self._painted(lay, event.value))
+            self._keeper.follow_history(out)
+        self._succeeded(text)
 
     def _painted(self, layer, atoms):
         """A brush stroke (fill, erase) on a result: written into its output, in the keeper's thread."""
@@ -246,8 +250,9 @@ class AutoSegmentWidget(BackgroundWidget):
             QTimer.singleShot(0, lambda: self._keeper.write(layer, box))
         err = self._keeper.take_error()
         if err is not None:
-            self.status.setText(f"a correction could not be kept in {layer.metadata.get(INTO)}: {err}; save the "
-                                "layer to keep it")
+            where = layer.metadata.get(INTO) or layer.metadata.get(INTO_SERIES)
+            self.status.setText(f"a correction could not be kept in {where}: {err}"
+                                + ("" if layer.ndim > 3 else "; save the layer to keep it"))
 
     def next_review_slice(self):
         """Show the next of the 10 slices, across the plane shown, with the most voxels expected

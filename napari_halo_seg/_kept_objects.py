@@ -28,6 +28,7 @@ from ._measure import layer_names
 KEPT = "kept objects"      # a layer's metadata: the file it is kept in
 EARLIER = "kept earlier"   # a layer's metadata: the file holding an earlier napari session's objects
 INTO = "kept in"           # a layer's metadata: the labels array of a segment output its corrections go into
+INTO_SERIES = "kept in time points"   # a (T, Z, Y, X) layer's: the series output whose time points they go into
 
 
 def kept_objects_path(session_path: Path) -> Path:
@@ -90,6 +91,20 @@ def _write_into(path: Path, shape, box, region: np.ndarray, live: bool = False) 
     arr.attrs[CORRECTED] = time.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _write_into_series(path: Path, shape, box, region: np.ndarray, live: bool = False) -> None:
+    """A correction of a time-lapse result ((T, Z, Y, X) layer) into the labels of each time point
+    it touched (``path``/t0003/labels, engine/series.py); a time point that was not segmented has
+    none, and is said to keep the correction in the layer only."""
+    from halo_seg.engine.series import frame_name
+    t0 = box[0].start
+    for t in range(box[0].start, box[0].stop):
+        labels = path / frame_name(t) / "labels"
+        if not labels.is_dir():
+            raise ValueError(f"time point {t} was not segmented ({path} has no {frame_name(t)}): its correction "
+                             "is in the layer only")
+        _write_into(labels, shape[1:], box[1:], region[t] if live else region[t - t0], live)
+
+
 class ObjectsKeeper:
     """Writes boxes of objects layers to their files, one at a time, in a background thread; the
     latest failure is kept for the widget to report (the layer itself is never touched)."""
@@ -126,14 +141,15 @@ class ObjectsKeeper:
         instead (no copy of a large layer here; a change made meanwhile is written again after it)."""
         into = (layer.metadata or {}).get(INTO)
         path = (layer.metadata or {}).get(KEPT)
-        if not (path or into):
+        series = (layer.metadata or {}).get(INTO_SERIES)
+        if not (path or into or series):
             return
         data = layer.data
         shape = tuple(data.shape)
         box = tuple(slice(0, n) for n in shape) if box is None else box
         region = data if live else np.array(data[box])   # a copy: the layer may change before the thread writes
-        if into:
-            self._submit(_write_into, Path(into), shape, box, region, live)
+        if into or series:
+            self._submit(_write_into_series if series else _write_into, Path(series or into), shape, box, region, live)
             return
         aside = None
         if layer.metadata.get(EARLIER) == path:   # this layer's first change: the earlier objects stay, aside

@@ -16,6 +16,7 @@ from halo_seg.engine.output import UNCERTAINTY
 from halo_seg.engine.series import parse_timepoints, segment_series
 from halo_seg.io.volume import names_in
 
+from ._kept_objects import INTO_SERIES
 from ._paintable import paintable
 
 SHOWN = "the one shown"
@@ -91,9 +92,10 @@ def volumes_text(volumes: dict, names: dict, unit) -> str:
     return "; ".join(parts)
 
 
-def add_timelapse_result(viewer, layer, res, volumes, labels, names, unit, ran_on: str) -> str:
+def add_timelapse_result(viewer, layer, res, volumes, labels, names, unit, ran_on: str):
     """The (T, Z, Y, X) labels over ``layer`` (its scale and translation) and the uncertainty hidden;
-    returns the status line."""
+    returns the labels layer, whether the brush's corrections on it go into the output (it is in
+    memory), and the status line."""
     import zarr
 
     from halo_seg.io.series_output import series_stack
@@ -103,12 +105,14 @@ def add_timelapse_result(viewer, layer, res, volumes, labels, names, unit, ran_o
     doubt, _ = series_stack(node, dict(node.attrs), res.output, UNCERTAINTY)
     viewer.add_image(doubt, name=f"{layer.name} uncertainty (time points)", colormap="inferno",
                      contrast_limits=(0, 50), blending="additive", visible=False, **place)
-    viewer.add_labels(data, name=f"{layer.name} labels (time points)", metadata={"source": res.output}, **place)
+    # in memory: each stroke goes into the output of the time point it was painted on (_kept_objects.py)
+    meta = {"source": res.output, **({} if note else {INTO_SERIES: res.output})}
+    out = viewer.add_labels(data, name=f"{layer.name} labels (time points)", metadata=meta, **place)
     n = len(res.timepoints)
     what = f"time point {res.timepoints[0]}" if n == 1 else f"{n} time points"
     skipped = f", {len(res.skipped)} already done" if res.skipped else ""
     sizes = volumes_text(volumes, names, unit)
-    return (f"done: {what} in {res.seconds:.1f}s (on {ran_on}{skipped}): {res.output}"
-            + (f"; {sizes}" if sizes else "")
-            + (f"; {note}" if note else "; each time point is an output of its own (t0000, ...): save the layer "
-               "to keep brush corrections"))
+    return out, not note, (f"done: {what} in {res.seconds:.1f}s (on {ran_on}{skipped}): {res.output}"
+                           + (f"; {sizes}" if sizes else "")
+                           + (f"; {note}" if note else "; corrections with the brush are kept in the output of the "
+                              "time point they are painted on (t0000, ...)"))

@@ -37,6 +37,12 @@ def _write_layer(path: str, data, meta: dict) -> list[str]:
     if isinstance(data, Sequence):   # a multiscale (pyramid) layer, whose np.asarray is its coarsest level
         data = data[0]
     arr = data if hasattr(data, "dask") else np.asarray(data)
+    if arr.ndim == 4:   # a time-lapse's labels (_timelapse.py): each time point is a segment output of its own
+        src = (meta.get("metadata") or {}).get("source")
+        raise VolumeError(f"the layer holds the labels of {arr.shape[0]} time points; files here hold one 3D "
+                          "volume" + (f": each time point's labels (and the brush's corrections) are in {src}, one "
+                                      f"output per time point: `halo-seg export {src}/t0000 OUT.nii.gz`" if src else
+                                      ": right-click the layer > Split Stack, and save a time point's layer"))
     if is_ome_image(Path(path)):   # saved onto an OME-Zarr image: into its labels/, named as the layer
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(meta.get("name") or "labels")).strip("._") or "labels"
         write_ome_labels(arr, path, name=name)

@@ -118,6 +118,21 @@ def test_every_time_point_of_a_time_lapse_layer_is_segmented(make_napari_viewer,
     span = f"{lo} voxel units³" + (f" to {hi} voxel units³" if hi > lo else "")
     assert f"{'ab'[k - 1]}: {span};" in w.status.text(), w.status.text()
     assert zarr.open_group(str(tmp_path / "out.zarr/t0002")).attrs["halo_seg"]["signature"]["channel"] == 1
+    # a brush stroke on time point 2 goes into that time point's output only, stamped as corrected
+    from halo_seg.engine.output import CORRECTED
+    stored = lambda t: zarr.open_group(str(tmp_path / f"out.zarr/t{t:04d}"), mode="r")["labels"]   # noqa: E731
+    labels.brush_size = 1
+    new = 2 if refs[2][2, 3, 4] != 2 else 1
+    labels.paint((2, 2, 3, 4), new)
+    qtbot.waitUntil(lambda: stored(2)[2, 3, 4] == new, timeout=10_000)
+    w._keeper.wait()
+    np.testing.assert_array_equal(stored(2)[...], labels.data[2])
+    assert stored(2).attrs.get(CORRECTED) and not stored(1).attrs.get(CORRECTED)
+    np.testing.assert_array_equal(stored(1)[...], refs[1])
+    # the layer cannot be saved as one 3D file: the error says where its time points are
+    from napari_halo_seg._writer import WriteError, write_labels
+    with pytest.raises(WriteError, match=r"3 time points.*out.zarr/t0000"):
+        write_labels(str(tmp_path / "x.nii.gz"), labels.data, {"metadata": labels.metadata})
     # the one shown: time point 1 only, the others background
     viewer.dims.set_current_step(0, 1)
     w.timepoints.setCurrentText("the one shown")
@@ -127,6 +142,10 @@ def test_every_time_point_of_a_time_lapse_layer_is_segmented(make_napari_viewer,
     one = np.asarray(viewer.layers[-1].data)
     np.testing.assert_array_equal(one[1], np.asarray(labels.data[1]))
     assert not one[0].any() and not one[2].any()
+    # painted on a time point that was not segmented: kept in the layer, and said not to be in the output
+    viewer.layers[-1].paint((0, 2, 3, 4), 1)
+    qtbot.waitUntil(lambda: "time point 0 was not segmented" in (str(w._keeper.error) + w.status.text()),
+                    timeout=10_000)
     # a range typed wrong: said, nothing started, no layer added
     n = len(viewer.layers)
     w.timepoints.setCurrentText("2-5")
