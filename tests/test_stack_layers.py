@@ -213,3 +213,21 @@ def test_time_lapse_volumes_are_in_the_unit_cubed_and_said_in_millilitres(tmp_pa
     assert movie.shape[0] == 3
     assert volumes_text({0: {1: 1000.0}, 2: {1: 2500.0, 2: 10.0}}, {1: "brain"}, "mm") == \
         "brain: 1 mL to 2.5 mL; class 2: 0 mL to 0.01 mL"
+
+
+def test_a_time_lapse_run_cancelled_adds_nothing_and_keeps_the_layers(make_napari_viewer, qtbot, tmp_path,
+                                                                      phantom_npy, tiny_weights):
+    from napari_halo_seg._auto_widget import AutoSegmentWidget
+    _movie(tmp_path, phantom_npy)
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "movie.tif"), plugin="napari-halo-seg")
+    w = AutoSegmentWidget(viewer)
+    w.weights.setCurrentText(str(tiny_weights))
+    w.image.setCurrentText("movie c1")
+    w.grid.setText("2,1,1")                       # halo: the ranks are stopped
+    w.output.setText(str(tmp_path / "out.zarr"))
+    w.run()
+    w.cancel()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert "cancelled" in w.status.text(), w.status.text()
+    assert [lay.name for lay in viewer.layers] == ["movie c0", "movie c1"] and w.run_btn.isEnabled()
