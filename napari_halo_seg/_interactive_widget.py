@@ -23,13 +23,14 @@ saves it under the user's data directory (sessions/<image>.<hash>.last.npz), so 
 loses no corrections; the objects layer is kept beside it as it changes (_kept_objects.py) and "Restore
 objects" brings it back in a later napari session. The working layers are made over the chosen image
 as soon as there is one. Networks run in a worker thread; the UI stays live, shows progress and can cancel.
+Commit, Edit label and Restore objects are in _interactive_objects.py; sessions and Learn from objects
+in _interactive_files.py (mixins of the widget).
 """
 from __future__ import annotations
 
 import threading
 import time
 import weakref
-from pathlib import Path
 
 import napari
 import numpy as np
@@ -37,29 +38,25 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QLabel, QLineEdit, QProgressBar,
                             QPushButton, QVBoxLayout, QWidget)
 
-from halo_seg.interactive.segmenter import LabelMissing, axis_order
+from halo_seg.interactive.segmenter import axis_order
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
-from halo_seg.measure import volume_text
 
 from ._fields import SavedFilesBox, device_choices, form_of
-from ._layers import check_same_grid, fill_layer_box, follow_layers, layer_volume, on_grid_of, show_slice, sliced_axis
-from ._kept_objects import (EARLIER, INTO, KEPT, ObjectsKeeper, atom_boxes as _atom_boxes, full_box as _full,
-                            boxes_union, kept_objects_path, read_kept, stroke_box, union_box as _union)
-from ._paths import file_stem, last_session_path, learned_dir
+from ._interactive_files import MIN_LEARN, SessionActions
+from ._interactive_names import AUTO, BOX, EXTREME, IMAGE_KEY, NEG, OBJECTS, POS, PREVIEW, STROKES, WORKING, \
+    _identity, _short
+from ._interactive_objects import ObjectActions, _label_box
+from ._kept_objects import ObjectsKeeper, atom_boxes as _atom_boxes, full_box as _full, kept_objects_path, \
+    union_box as _union
+from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
+from ._measure import UNIT, drop_row
+from ._paths import learned_dir
 from ._prompt_layers import (STROKE_BACKGROUND, STROKE_OBJECT, box_key, click_key, extreme_key, slice_of as _slice_of,
                              sync_boxes, sync_clicks, sync_extreme, sync_strokes)
-from ._measure import UNIT, drop_row, layer_unit, object_row, set_name, set_row
-from ._paintable import paintable
 from ._quality_plot import QualityPlot
 
-POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
-PREVIEW, OBJECTS, STROKES = "current object", "objects", "strokes"
-IMAGE_KEY = "image identity"   # working layers' metadata: which image of that name they belong to (_identity)
-WORKING = (OBJECTS, PREVIEW, BOX, EXTREME, NEG, POS, STROKES)   # the layers the widget makes for its image
-MIN_LEARN = 3   # committed objects before the quality model is adjusted to them (measured with 3, 6 and 12)
-MAX_LEARN = 12  # the most recent (highest ids) are used: 12 did no better than 6, and time grows with each
-AUTO = "auto"   # the quality field's entry for the weights' own model
+__all__ = ["InteractiveWidget", "AUTO", "MIN_LEARN", "_label_box"]   # the last three: for the tests
 
 
 class _Bridge(QObject):
@@ -74,7 +71,7 @@ def _call(fn, *args, **kwargs):
         return None, exc
 
 
-class InteractiveWidget(QWidget):
+class InteractiveWidget(ObjectActions, SessionActions, QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
@@ -606,302 +603,6 @@ class InteractiveWidget(QWidget):
         self._show()
         self.status.setText(f"slice {z} accepted as painted; Propagate to use it")
 
-    def _volume_text(self, voxels: int) -> str:
-        layer = self._layer(self.image.currentText())
-        if layer is None:
-            return f"{voxels} voxels"
-        return volume_text(voxels * float(np.prod(layer.scale[-3:])), layer_unit(layer))
-
-    def commit(self):
-        """Copy the current object into the objects layer under a new id (or, for an edited label, back
-        into its layer under its id), then start a new object."""
-        if self._busy() or self.seg is None:
-            return
-        try:
-            accepted = self._accepted_text(self._accept_paint())
-        except Exception as exc:  # reported, nothing committed
-            self.status.setText(f"error: {exc}")
-            return
-        pred = self.seg.prediction
-        gone = ""
-        if self._editing is not None and self.seg.mask_box(prior=True) is not None:
-            if self._editing[0] in self.viewer.layers:
-                self._commit_edit(pred)
-                return
-            gone = f"the layer {self._editing[0].name!r} it was taken from is gone, so "   # nothing is lost
-        box = self.seg.mask_box()
-        if box is None:
-            self.status.setText("nothing to commit: the current object is empty")
-            return
-        objects = self._layer(OBJECTS)
-        data = objects.data
-        new_id = int(data.max()) + 1
-        inside = pred[box]   # the object's box only: on a large volume nothing else is touched
-        free = inside & (data[box] == 0)   # never overwrite another object
-        data[box][free] = new_id
-        objects.data = data
-        objects.refresh()
-        where = _flat_indices(free, box, data.shape)
-        # its size beside its id when the cursor is over it (napari shows a Labels layer's features)
-        row = object_row(free, new_id, self._image_layer()[0], box=box)   # the new id is nowhere else
-        name = self._take_name()
-        if row or name:
-            set_row(objects, {"index": new_id, **({"name": name} if name else {}), **row})   # the name first
-        n, left = len(where), int(inside.sum()) - len(where)
-        self._last_commit = (objects, where, np.zeros(n, data.dtype), np.full(n, new_id, data.dtype), None)
-        self._keeper.write(objects, box)
-        self.status.setText(f"{gone}committed object {new_id} ({self._volume_text(n)}, {n} voxels"
-                            + (f", {left} left to earlier objects)" if left else ")") + accepted + self._unkept())
-        self._new_object()
-
-    def _take_name(self) -> str:
-        """The name typed for the object being committed; the field is emptied for the next one."""
-        name = self.object_name.text().strip()
-        self.object_name.clear()
-        return name
-
-    def _commit_edit(self, pred: np.ndarray):
-        """Write the corrected object back into the layer it was taken from, under its id: voxels of
-        the label it no longer covers become background there, voxels of other labels are never
-        overwritten. Only the boxes of the label as it was taken and of the corrected object are
-        read and written (on a large volume nothing else is touched; what was painted with the label
-        elsewhere since Edit label stays)."""
-        layer, label = self._editing
-        data, lazy = layer.data, not isinstance(layer.data, np.ndarray)
-        if getattr(layer, "multiscale", False) or data.shape != pred.shape:
-            self.status.setText(f"layer {layer.name!r} has changed shape since Edit label; nothing was written")
-            return
-        if lazy:   # labels read from a file: corrected in memory, the file stays as it was
-            data, note = paintable(data)
-            if note:   # never a whole copy that does not fit: the corrected object stays current
-                self.status.setText(f"label {label} was not written back into {layer.name!r}: {note}; the corrected "
-                                    "object stays current (save the 'current object' layer to keep it)")
-                return
-        box = _union(self.seg.mask_box(prior=True), self.seg.mask_box())
-        sub, inside = data[box], pred[box]
-        changed = (inside & (sub == 0)) | ((sub == label) & ~inside)
-        where = _flat_indices(changed, box, data.shape)
-        old = sub[changed]
-        new = np.where(old == 0, label, 0).astype(data.dtype)
-        sub[changed] = new
-        layer.data = data
-        layer.refresh()
-        self._remeasure(layer, label)
-        name = self._take_name()
-        if name:
-            set_name(layer, label, name)
-        self._keeper.write(layer, box)   # where the layer is kept (objects), with the names
-        self._last_commit = (layer, where, old, new, label)
-        blocked = int((inside & (sub != label)).sum())   # voxels of other labels, never overwritten
-        added, removed = int((new == label).sum()), int((new == 0).sum())
-        self.status.setText(f"label {label} of {layer.name!r} corrected: {added} voxels added, {removed} removed"
-                            + (f", {blocked} left to other labels" if blocked else "")
-                            + ("; the layer is now held in memory (save it to keep the correction)" if lazy
-                               else f"; kept in {layer.metadata[INTO]}" if (layer.metadata or {}).get(INTO)
-                               else "; its file is as it was (save the layer to keep the correction)"
-                               if (layer.metadata or {}).get("source") and KEPT not in layer.metadata else "")
-                            + self._unkept())
-        self._new_object()
-
-    def learn_quality(self):
-        """Fit the quality model to the committed objects (simulated sessions on them, pooled with the
-        data the weights' shipped model was fitted on where it exists), then use it."""
-        if self._busy():
-            return
-        objects = self._layer(OBJECTS)
-        if objects is None:
-            self.status.setText(f"commit at least {MIN_LEARN} objects first (none so far): they are what the "
-                                "quality model learns from")
-            return
-        seg = self._guard(lambda: self._session(self._axis()))
-        if seg is None:
-            return
-        from halo_seg.interactive.quality import sample_path_for
-        from halo_seg.io.labels import label_ids
-        from halo_seg.train.quality_fit import fit_quality
-        layer, data = self._image_layer()
-        pool = "auto" if sample_path_for(seg.weights_meta).exists() else None
-        source, cancel = objects.data, self._cancel.is_set
-
-        def work():
-            # in the worker: listing the ids and the snapshot are passes over the whole layer (seconds on a
-            # large one); the snapshot, because the user may paint on while the model is fitted
-            ids = label_ids(source, cancel=cancel, what=f"layer {objects.name!r}")
-            if len(ids) < MIN_LEARN:
-                raise ValueError(f"commit at least {MIN_LEARN} objects first ({len(ids)} so far): they are what "
-                                 "the quality model learns from")
-            labels = np.array(source)
-            n_all, ids = len(ids), ids[-MAX_LEARN:]
-            which = f"{len(ids)} objects" if len(ids) == n_all else f"the {len(ids)} latest of {n_all} objects"
-            model, _ = fit_quality(data, labels, ids, weights=seg.weights_meta["path"],
-                                   spacing=tuple(layer.scale[-3:]), device=str(seg.device),
-                                   data_note=f"{len(ids)} objects committed in napari on {layer.name!r}",
-                                   log=lambda *_: None, pool=pool, cancel=cancel,
-                                   progress=self._bridge.progressed.emit)
-            return model, which
-
-        def done(result):
-            model, which = result
-            seg.use_quality_model(model)
-            try:
-                path = learned_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{file_stem(layer.name)}.quality.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                model.save(path)
-            except OSError as exc:   # unsaved, but this session still uses it
-                self.status.setText(f"quality model adjusted to {which} and in use, but not saved: {exc}")
-                return
-            self.quality.blockSignals(True)
-            self.quality.refresh()
-            self.quality.select(path.name)
-            self.quality.blockSignals(False)
-            r = model.meta["metrics"]["tta"]["pearson_r_fit"]
-            self.status.setText(f"quality model adjusted to {which} in {self.last_seconds:.0f}s "
-                                f"(r of the fit {r:.2f}), saved as {path}; it applies from the next propagation")
-        self._start("learning from the committed objects ...", work, on_done=done)
-
-    def _kept_path(self) -> Path:
-        """Where propagations keep the chosen image's session: by its name and the file it came from
-        (else its shape and voxel size), so that two images of one name keep theirs apart."""
-        name = self.image.currentText()
-        layer = self._layer(name)
-        if layer is None:
-            return last_session_path(name)
-        return last_session_path(name, _identity(layer))
-
-    def _ask_session_path(self, title: str) -> str:
-        """A file dialog opened where the kept sessions are; '' when cancelled."""
-        from qtpy.QtWidgets import QFileDialog
-        start = str(self._kept_path().parent)
-        ask = QFileDialog.getSaveFileName if title.startswith("Save") else QFileDialog.getOpenFileName
-        return ask(self, title, start, "halo-seg session (*.npz)")[0]
-
-    def save_session(self, path: str | None = None):
-        """Save the current object's session (prompts, trusted slices, last propagation) to a file."""
-        if self._busy() or self.seg is None:
-            return
-        path = path or self._ask_session_path("Save session")
-        if not path:
-            return
-        self._start("saving the session ...", self.seg.save_session, path,
-                    on_done=lambda written: self.status.setText(f"session saved as {written}"))
-
-    def open_session(self, path: str | None = None):
-        """Go on with a saved session on the chosen image as the current object (read in the worker).
-        Refused while the current object has slices or prompts (commit or reset it first), so that
-        none is lost."""
-        if self._busy():
-            return
-        if self.seg is not None and (self.seg.annotated_slices or self.seg.has_prompts):
-            self.status.setText("the current object has slices or prompts: Commit or Reset it first (Undo brings "
-                                "a reset object back), then open the session")
-            return
-        path = path or self._ask_session_path("Open session")
-        if not path:
-            return
-
-        def choices():
-            self.ensure_prompt_layers()
-            layer, data = self._image_layer()
-            weights = self.weights.currentText().strip() or "default"
-            return layer, data, weights, self.device.currentText()
-        chosen = self._guard(choices)
-        if chosen is None:
-            return
-        layer, data, weights, device = chosen
-
-        def opened(seg):
-            self._last_commit, self._editing = None, None
-            self.seg, self._session_key = seg, ((layer.name, _identity(layer)), weights, device, seg.axis)
-            self._sent, self._strokes_sent = set(), {}
-            self.recommended = self._guard(seg.recommend_slice) if seg.restored_propagation else None
-            self._show()
-            self._guard(self._sync_prompt_layers)   # its clicks, boxes and strokes, where they were drawn
-            later = "" if seg.restored_propagation else "; Propagate to recompute it with these weights"
-            n = len(seg.annotated_slices)
-            self.status.setText(f"session opened: {n} trusted slice{'' if n == 1 else 's'} across axis "
-                                f"{seg.axis}{later}")
-        from halo_seg import InteractiveSegmenter
-        self._start("opening the session ...", InteractiveSegmenter.from_session, path, data,
-                    spacing=tuple(layer.scale[-3:]), device=device, weights=weights,
-                    quality_model=self._quality_choice(), strict_ends=self.strict.isChecked(), on_done=opened)
-
-    def _remeasure(self, layer, label: int, box: tuple | None = None):
-        """Keep a Labels layer's row of measurements for ``label`` true, where it has rows (objects has).
-        ``box``: where the label lies, when known; else found a slab at a time (comparing a large volume
-        at once froze napari for 1.5 s on 300 x 1024 x 1024)."""
-        if "index" in layer.features:
-            box = _label_box(layer.data, label) if box is None else box
-            row = object_row(np.asarray(layer.data[box]) == label, label, self._image_layer()[0], box=box) \
-                if box is not None else {}
-            set_row(layer, row) if row else drop_row(layer, label)
-
-    def edit_label(self):
-        """The label picked in the selected Labels layer becomes the current object, to correct (see the
-        module's docstring). Refused while the current object has slices or prompts, so that none is lost."""
-        if self._busy():
-            return
-        if self.seg is not None and (self.seg.annotated_slices or self.seg.has_prompts):
-            self.status.setText("the current object has slices or prompts: Commit or Reset it first, then Edit label")
-            return
-        layer = self.viewer.layers.selection.active
-        if not isinstance(layer, napari.layers.Labels) or layer.name in WORKING[1:]:
-            self.status.setText("select the Labels layer holding the object (an automatic result, or the objects) "
-                                "and pick its label, then Edit label")
-            return
-        if getattr(layer, "multiscale", False):
-            self.status.setText(f"layer {layer.name!r} is a multiscale (pyramid) Labels layer; Edit label corrects "
-                                "single-resolution layers")
-            return
-        label = int(layer.selected_label)
-        seg = self._guard(lambda: self._session(self._axis()))
-        image = None if seg is None else self._guard(lambda: self._image_layer()[0])
-        if image is None or self._guard(lambda: check_same_grid(image, layer) or True) is None:
-            return
-        grown = None
-        if layer.data.ndim == 3 and tuple(layer.data.shape) != seg.volume_shape:
-            # labels saved cropped to their objects (3D Slicer's): corrected on the image's grid, the
-            # crop placed by the two files' geometries (lazily here: the worker makes the copy)
-            grown = self._guard(lambda: on_grid_of(layer, image, "the object would be taken from other voxels",
-                                                   lazy=True))
-            if grown is None:
-                return
-            at, geometry = tuple(image.translate[-3:]), (image.metadata or {}).get(GEOMETRY)
-
-        def take():
-            data = layer.data
-            if grown is not None:
-                data, note = paintable(grown)
-                if note:   # never a whole-grid copy that does not fit
-                    raise ValueError(f"layer {layer.name!r} is cropped to its objects and, on the image's grid, "
-                                     f"too large to hold: {note}")
-            if data.ndim != 3 or tuple(data.shape) != seg.volume_shape:
-                raise ValueError(f"layer {layer.name!r} has shape {tuple(data.shape)}; the image's is "
-                                 f"{seg.volume_shape}: Edit label corrects labels on the image's grid")
-            missing = ValueError(f"label {label} is not in layer {layer.name!r}: pick one of its objects "
-                                 "(napari's label field, or the colour picker on it)")
-            if label == 0:
-                raise missing
-            try:   # read a slab at a time: never the whole layer as a mask (another label taken but not
-                # corrected yet is replaced, and Undo brings it back)
-                return seg.start_from(data, label=label, cancel=self._cancel.is_set), data
-            except LabelMissing as exc:
-                raise missing from exc
-
-        def done(result):
-            n, data = result
-            if grown is not None:   # the same labels, with background around the crop, where the image lies
-                layer.data = data
-                layer.translate = at
-                layer.metadata = {**(layer.metadata or {}), GEOMETRY: geometry}
-            self._editing, self._last_commit = (layer, label), None
-            self.recommended = None
-            self.ensure_prompt_layers()
-            self._show()
-            self.status.setText(f"label {label} of {layer.name!r} ({self._volume_text(n)}) is the current object: "
-                                "correct a slice (paint it and Accept, or a box or clicks), then Propagate; "
-                                "Commit writes it back" + ("" if grown is None else " (the layer, cropped to its "
-                                                           "objects, is now on the image's grid)"))
-        self._start(f"taking label {label} of {layer.name!r} ...", take, on_done=done)
 
     def draw_strokes(self):
         """Select the strokes layer to paint on: object strokes, or background ones with negative on."""
@@ -998,67 +699,6 @@ class InteractiveWidget(QWidget):
             painted = (_union(painted[0], box), painted[1])
         self._paint[layer] = painted
 
-    def _objects_painted(self, layer, atoms):
-        """A brush stroke (or fill, or erase) on the objects layer: kept on disk like a commit."""
-        box = stroke_box(atoms, tuple(layer.data.shape))
-        if box is not None:   # napari tells before it writes the stroke: read it once it has
-            QTimer.singleShot(0, lambda: self._keeper.write(layer, box))
-
-    def _unkept(self) -> str:
-        err = self._keeper.take_error()
-        return f"; the objects could not be kept on disk: {err}" if err is not None else ""
-
-    def restore_objects(self):
-        """Bring back the objects kept for this image (committed in an earlier napari session) into the
-        objects layer: where it holds nothing, under ids after its own (read in the worker)."""
-        if self._busy():
-            return
-        self._guard(self.ensure_prompt_layers)
-        objects = self._layer(OBJECTS)
-        if objects is None:
-            return   # the error is on the status line
-        if not objects.metadata.get(EARLIER):
-            kept = objects.metadata.get(KEPT)
-            self.status.setText("no objects of an earlier napari session are kept for this image"
-                                + (f"; this session's are kept in {kept}" if kept else ""))
-            return
-        kept = Path(objects.metadata[EARLIER])
-        shape = tuple(objects.data.shape)
-
-        def read():
-            from scipy import ndimage
-            self._keeper.wait()   # a change handed over just before may be setting the earlier file aside
-            restored, names = read_kept(kept, shape)
-            return restored, names, ndimage.find_objects(restored)   # each object's box, for its measurements
-
-        def done(result):
-            restored, names, boxes = result
-            data = objects.data
-            if tuple(data.shape) != shape:
-                self.status.setText("the objects layer changed shape meanwhile; nothing was restored")
-                return
-            box = boxes_union(boxes) or tuple(slice(0, 0) for _ in shape)
-            # only the objects' box is compared and written: on a large stack the rest is not touched
-            mine, held = restored[box] > 0, data[box]
-            offset = int(data.max())
-            free = mine & (held == 0)
-            held[free] = (restored[box][free].astype(np.int64) + offset).astype(data.dtype)
-            objects.data = data
-            objects.refresh()
-            objects.metadata.pop(EARLIER, None)   # restored: the layer, with them, is what is kept now
-            ids = np.unique(held[free])
-            for label in ids:
-                k = int(label) - offset
-                self._remeasure(objects, int(label), boxes[k - 1] if 0 < k <= len(boxes) else None)
-                if names.get(k):
-                    set_name(objects, int(label), names[k])
-            self._keeper.write(objects, box)   # after the names: they are kept with the objects
-            clash = int(mine.sum()) - int(free.sum())
-            self.status.setText(f"restored {len(ids)} object{'' if len(ids) == 1 else 's'} from {kept}"
-                                + (f" as ids {int(ids.min())} to {int(ids.max())}" if offset and len(ids) else "")
-                                + (f"; {clash} voxels left to objects committed since" if clash else "")
-                                + self._unkept())
-        self._start("restoring the kept objects ...", read, on_done=done)
 
     def _accept_paint(self) -> list[int]:
         """The slices of the preview the brush changed since it was last drawn, and left without
@@ -1112,40 +752,5 @@ class InteractiveWidget(QWidget):
         preview.refresh()
         self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices,
                            self.seg.cut_ends)
-
-
-def _label_box(data, label: int, slab_voxels: int = 2 ** 24) -> tuple | None:
-    """The bounding box of ``label`` in a volume, read a slab at a time; None where it is not."""
-    from halo_seg.io.labels import slabs
-    lo, hi = None, None
-    step, starts = slabs(data.shape, slab_voxels)
-    for z0 in starts:
-        m = np.asarray(data[z0:z0 + step]) == label
-        if not m.any():
-            continue
-        idx = [np.flatnonzero(m.any(tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-        first = [int(i[0]) + (z0 if ax == 0 else 0) for ax, i in enumerate(idx)]
-        last = [int(i[-1]) + 1 + (z0 if ax == 0 else 0) for ax, i in enumerate(idx)]
-        lo = first if lo is None else [min(a, b) for a, b in zip(lo, first)]
-        hi = last if hi is None else [max(a, b) for a, b in zip(hi, last)]
-    return None if lo is None else tuple(slice(a, b) for a, b in zip(lo, hi))
-
-
-def _identity(layer) -> str:
-    """What tells an image apart from another of its name: the file it came from, else its shape and
-    voxel size."""
-    source = (layer.metadata or {}).get("source")
-    return str(Path(source).resolve()) if source else \
-        f"{tuple(int(n) for n in layer.level_shapes[0])} {tuple(layer.scale)}"
-
-
-def _short(identity: str) -> str:
-    import hashlib
-    return hashlib.sha1(identity.encode()).hexdigest()[:6]
-
-
-def _flat_indices(mask: np.ndarray, box: tuple, shape) -> np.ndarray:
-    """Flat indices, in a volume of ``shape``, of the voxels of ``mask`` (the volume's ``box``)."""
-    return np.ravel_multi_index(tuple(i + b.start for i, b in zip(np.nonzero(mask), box)), shape)
 
 

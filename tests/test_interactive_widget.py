@@ -385,9 +385,9 @@ def test_redo_goes_forward_again_but_never_drops_a_commit_taken_back(make_napari
 def test_learning_from_committed_objects(make_napari_viewer, qtbot, _user_dir, monkeypatch):
     from halo_seg.interactive.quality import FEATURES, QualityModel
     from halo_seg.train.quality_fit import POOL_SHARE
-    from napari_halo_seg import _interactive_widget
+    from napari_halo_seg import _interactive_files
     from napari_halo_seg._interactive_widget import AUTO, MIN_LEARN, InteractiveWidget
-    monkeypatch.setattr(_interactive_widget, "MAX_LEARN", MIN_LEARN)   # to see the cap with few objects
+    monkeypatch.setattr(_interactive_files, "MAX_LEARN", MIN_LEARN)   # to see the cap with few objects
     viewer, w = _phantom_widget(make_napari_viewer)
     assert w.quality.currentText() == AUTO and w.quality.count() == 1   # nothing learned yet
     truth = np.asarray(viewer.layers["phantom truth"].data)
@@ -599,7 +599,8 @@ def test_images_of_one_name_keep_their_sessions_apart(make_napari_viewer, tmp_pa
 def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _user_dir, monkeypatch):
     """Every propagation saves the object's session; after napari is closed (a new widget), opening
     it brings the object back as it was, and a saved session opens only on its own image."""
-    from napari_halo_seg._interactive_widget import InteractiveWidget, last_session_path
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    from napari_halo_seg._paths import last_session_path
     viewer, w = _phantom_widget(make_napari_viewer)
     truth = np.asarray(viewer.layers["phantom truth"].data) == 1
     _box_and_segment(qtbot, w, truth)
@@ -622,13 +623,13 @@ def test_sessions_are_kept_on_disk_and_open_again(make_napari_viewer, qtbot, _us
     w.open_session(str(kept))                                  # the current object has work: refused
     assert "Commit or Reset it first" in w.status.text()
     # where the session cannot be kept (here a folder stands at its path) the propagation still lands
-    import napari_halo_seg._interactive_widget as iw
-    monkeypatch.setattr(iw, "last_session_path", lambda name, identity="": _user_dir)
+    import napari_halo_seg._interactive_files as files
+    monkeypatch.setattr(files, "last_session_path", lambda name, identity="": _user_dir)
     w.propagate()
     _wait(qtbot, w)
     assert "propagated in" in w.status.text() and "the session could not be saved" in w.status.text()
     assert "is a folder" in w.status.text()
-    monkeypatch.setattr(iw, "last_session_path", last_session_path)
+    monkeypatch.setattr(files, "last_session_path", last_session_path)
 
     w2 = InteractiveWidget(viewer)                            # as after a restart
     w2.image.setCurrentText("phantom")

@@ -1,0 +1,24 @@
+"""The interactive widget's working layers by name, and what tells one image apart from another of
+its name (its kept session and objects are filed under it)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
+PREVIEW, OBJECTS, STROKES = "current object", "objects", "strokes"
+IMAGE_KEY = "image identity"   # working layers' metadata: which image of that name they belong to (_identity)
+WORKING = (OBJECTS, PREVIEW, BOX, EXTREME, NEG, POS, STROKES)   # the layers the widget makes for its image
+AUTO = "auto"   # the quality field's entry for the weights' own model
+
+
+def _identity(layer) -> str:
+    """What tells an image apart from another of its name: the file it came from, else its shape and
+    voxel size."""
+    source = (layer.metadata or {}).get("source")
+    return str(Path(source).resolve()) if source else \
+        f"{tuple(int(n) for n in layer.level_shapes[0])} {tuple(layer.scale)}"
+
+
+def _short(identity: str) -> str:
+    import hashlib
+    return hashlib.sha1(identity.encode()).hexdigest()[:6]

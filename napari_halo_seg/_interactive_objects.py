@@ -1,0 +1,284 @@
+"""The interactive widget's objects: Commit (a new id in the objects layer, or an edited label back
+into its layer under its id), Edit label, the measurements beside each object, and the objects kept
+on disk as they change (Restore objects brings an earlier napari session's back). A mixin of
+InteractiveWidget (_interactive_widget.py), whose state and layers it uses."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtCore import QTimer
+
+from halo_seg.interactive.segmenter import LabelMissing
+from halo_seg.io.geometry import KEY as GEOMETRY
+from halo_seg.measure import volume_text
+
+from ._interactive_names import OBJECTS, WORKING
+from ._kept_objects import EARLIER, INTO, KEPT, boxes_union, read_kept, stroke_box, union_box as _union
+from ._layers import check_same_grid, on_grid_of
+from ._measure import drop_row, layer_unit, object_row, set_name, set_row
+from ._paintable import paintable
+
+
+class ObjectActions:
+    """Commit, Edit label, Restore objects and the objects layer's brush strokes kept on disk."""
+
+    def _volume_text(self, voxels: int) -> str:
+        layer = self._layer(self.image.currentText())
+        if layer is None:
+            return f"{voxels} voxels"
+        return volume_text(voxels * float(np.prod(layer.scale[-3:])), layer_unit(layer))
+
+    def commit(self):
+        """Copy the current object into the objects layer under a new id (or, for an edited label, back
+        into its layer under its id), then start a new object."""
+        if self._busy() or self.seg is None:
+            return
+        try:
+            accepted = self._accepted_text(self._accept_paint())
+        except Exception as exc:  # reported, nothing committed
+            self.status.setText(f"error: {exc}")
+            return
+        pred = self.seg.prediction
+        gone = ""
+        if self._editing is not None and self.seg.mask_box(prior=True) is not None:
+            if self._editing[0] in self.viewer.layers:
+                self._commit_edit(pred)
+                return
+            gone = f"the layer {self._editing[0].name!r} it was taken from is gone, so "   # nothing is lost
+        box = self.seg.mask_box()
+        if box is None:
+            self.status.setText("nothing to commit: the current object is empty")
+            return
+        objects = self._layer(OBJECTS)
+        data = objects.data
+        new_id = int(data.max()) + 1
+        inside = pred[box]   # the object's box only: on a large volume nothing else is touched
+        free = inside & (data[box] == 0)   # never overwrite another object
+        data[box][free] = new_id
+        objects.data = data
+        objects.refresh()
+        where = _flat_indices(free, box, data.shape)
+        # its size beside its id when the cursor is over it (napari shows a Labels layer's features)
+        row = object_row(free, new_id, self._image_layer()[0], box=box)   # the new id is nowhere else
+        name = self._take_name()
+        if row or name:
+            set_row(objects, {"index": new_id, **({"name": name} if name else {}), **row})   # the name first
+        n, left = len(where), int(inside.sum()) - len(where)
+        self._last_commit = (objects, where, np.zeros(n, data.dtype), np.full(n, new_id, data.dtype), None)
+        self._keeper.write(objects, box)
+        self.status.setText(f"{gone}committed object {new_id} ({self._volume_text(n)}, {n} voxels"
+                            + (f", {left} left to earlier objects)" if left else ")") + accepted + self._unkept())
+        self._new_object()
+
+    def _take_name(self) -> str:
+        """The name typed for the object being committed; the field is emptied for the next one."""
+        name = self.object_name.text().strip()
+        self.object_name.clear()
+        return name
+
+    def _commit_edit(self, pred: np.ndarray):
+        """Write the corrected object back into the layer it was taken from, under its id: voxels of
+        the label it no longer covers become background there, voxels of other labels are never
+        overwritten. Only the boxes of the label as it was taken and of the corrected object are
+        read and written (on a large volume nothing else is touched; what was painted with the label
+        elsewhere since Edit label stays)."""
+        layer, label = self._editing
+        data, lazy = layer.data, not isinstance(layer.data, np.ndarray)
+        if getattr(layer, "multiscale", False) or data.shape != pred.shape:
+            self.status.setText(f"layer {layer.name!r} has changed shape since Edit label; nothing was written")
+            return
+        if lazy:   # labels read from a file: corrected in memory, the file stays as it was
+            data, note = paintable(data)
+            if note:   # never a whole copy that does not fit: the corrected object stays current
+                self.status.setText(f"label {label} was not written back into {layer.name!r}: {note}; the corrected "
+                                    "object stays current (save the 'current object' layer to keep it)")
+                return
+        box = _union(self.seg.mask_box(prior=True), self.seg.mask_box())
+        sub, inside = data[box], pred[box]
+        changed = (inside & (sub == 0)) | ((sub == label) & ~inside)
+        where = _flat_indices(changed, box, data.shape)
+        old = sub[changed]
+        new = np.where(old == 0, label, 0).astype(data.dtype)
+        sub[changed] = new
+        layer.data = data
+        layer.refresh()
+        self._remeasure(layer, label)
+        name = self._take_name()
+        if name:
+            set_name(layer, label, name)
+        self._keeper.write(layer, box)   # where the layer is kept (objects), with the names
+        self._last_commit = (layer, where, old, new, label)
+        blocked = int((inside & (sub != label)).sum())   # voxels of other labels, never overwritten
+        added, removed = int((new == label).sum()), int((new == 0).sum())
+        self.status.setText(f"label {label} of {layer.name!r} corrected: {added} voxels added, {removed} removed"
+                            + (f", {blocked} left to other labels" if blocked else "")
+                            + ("; the layer is now held in memory (save it to keep the correction)" if lazy
+                               else f"; kept in {layer.metadata[INTO]}" if (layer.metadata or {}).get(INTO)
+                               else "; its file is as it was (save the layer to keep the correction)"
+                               if (layer.metadata or {}).get("source") and KEPT not in layer.metadata else "")
+                            + self._unkept())
+        self._new_object()
+
+    def _remeasure(self, layer, label: int, box: tuple | None = None):
+        """Keep a Labels layer's row of measurements for ``label`` true, where it has rows (objects has).
+        ``box``: where the label lies, when known; else found a slab at a time (comparing a large volume
+        at once froze napari for 1.5 s on 300 x 1024 x 1024)."""
+        if "index" in layer.features:
+            box = _label_box(layer.data, label) if box is None else box
+            row = object_row(np.asarray(layer.data[box]) == label, label, self._image_layer()[0], box=box) \
+                if box is not None else {}
+            set_row(layer, row) if row else drop_row(layer, label)
+
+    def edit_label(self):
+        """The label picked in the selected Labels layer becomes the current object, to correct (see the
+        module's docstring). Refused while the current object has slices or prompts, so that none is lost."""
+        if self._busy():
+            return
+        if self.seg is not None and (self.seg.annotated_slices or self.seg.has_prompts):
+            self.status.setText("the current object has slices or prompts: Commit or Reset it first, then Edit label")
+            return
+        layer = self.viewer.layers.selection.active
+        if not isinstance(layer, napari.layers.Labels) or layer.name in WORKING[1:]:
+            self.status.setText("select the Labels layer holding the object (an automatic result, or the objects) "
+                                "and pick its label, then Edit label")
+            return
+        if getattr(layer, "multiscale", False):
+            self.status.setText(f"layer {layer.name!r} is a multiscale (pyramid) Labels layer; Edit label corrects "
+                                "single-resolution layers")
+            return
+        label = int(layer.selected_label)
+        seg = self._guard(lambda: self._session(self._axis()))
+        image = None if seg is None else self._guard(lambda: self._image_layer()[0])
+        if image is None or self._guard(lambda: check_same_grid(image, layer) or True) is None:
+            return
+        grown = None
+        if layer.data.ndim == 3 and tuple(layer.data.shape) != seg.volume_shape:
+            # labels saved cropped to their objects (3D Slicer's): corrected on the image's grid, the
+            # crop placed by the two files' geometries (lazily here: the worker makes the copy)
+            grown = self._guard(lambda: on_grid_of(layer, image, "the object would be taken from other voxels",
+                                                   lazy=True))
+            if grown is None:
+                return
+            at, geometry = tuple(image.translate[-3:]), (image.metadata or {}).get(GEOMETRY)
+
+        def take():
+            data = layer.data
+            if grown is not None:
+                data, note = paintable(grown)
+                if note:   # never a whole-grid copy that does not fit
+                    raise ValueError(f"layer {layer.name!r} is cropped to its objects and, on the image's grid, "
+                                     f"too large to hold: {note}")
+            if data.ndim != 3 or tuple(data.shape) != seg.volume_shape:
+                raise ValueError(f"layer {layer.name!r} has shape {tuple(data.shape)}; the image's is "
+                                 f"{seg.volume_shape}: Edit label corrects labels on the image's grid")
+            missing = ValueError(f"label {label} is not in layer {layer.name!r}: pick one of its objects "
+                                 "(napari's label field, or the colour picker on it)")
+            if label == 0:
+                raise missing
+            try:   # read a slab at a time: never the whole layer as a mask (another label taken but not
+                # corrected yet is replaced, and Undo brings it back)
+                return seg.start_from(data, label=label, cancel=self._cancel.is_set), data
+            except LabelMissing as exc:
+                raise missing from exc
+
+        def done(result):
+            n, data = result
+            if grown is not None:   # the same labels, with background around the crop, where the image lies
+                layer.data = data
+                layer.translate = at
+                layer.metadata = {**(layer.metadata or {}), GEOMETRY: geometry}
+            self._editing, self._last_commit = (layer, label), None
+            self.recommended = None
+            self.ensure_prompt_layers()
+            self._show()
+            self.status.setText(f"label {label} of {layer.name!r} ({self._volume_text(n)}) is the current object: "
+                                "correct a slice (paint it and Accept, or a box or clicks), then Propagate; "
+                                "Commit writes it back" + ("" if grown is None else " (the layer, cropped to its "
+                                                           "objects, is now on the image's grid)"))
+        self._start(f"taking label {label} of {layer.name!r} ...", take, on_done=done)
+
+    def _objects_painted(self, layer, atoms):
+        """A brush stroke (or fill, or erase) on the objects layer: kept on disk like a commit."""
+        box = stroke_box(atoms, tuple(layer.data.shape))
+        if box is not None:   # napari tells before it writes the stroke: read it once it has
+            QTimer.singleShot(0, lambda: self._keeper.write(layer, box))
+
+    def _unkept(self) -> str:
+        err = self._keeper.take_error()
+        return f"; the objects could not be kept on disk: {err}" if err is not None else ""
+
+    def restore_objects(self):
+        """Bring back the objects kept for this image (committed in an earlier napari session) into the
+        objects layer: where it holds nothing, under ids after its own (read in the worker)."""
+        if self._busy():
+            return
+        self._guard(self.ensure_prompt_layers)
+        objects = self._layer(OBJECTS)
+        if objects is None:
+            return   # the error is on the status line
+        if not objects.metadata.get(EARLIER):
+            kept = objects.metadata.get(KEPT)
+            self.status.setText("no objects of an earlier napari session are kept for this image"
+                                + (f"; this session's are kept in {kept}" if kept else ""))
+            return
+        kept = Path(objects.metadata[EARLIER])
+        shape = tuple(objects.data.shape)
+
+        def read():
+            from scipy import ndimage
+            self._keeper.wait()   # a change handed over just before may be setting the earlier file aside
+            restored, names = read_kept(kept, shape)
+            return restored, names, ndimage.find_objects(restored)   # each object's box, for its measurements
+
+        def done(result):
+            restored, names, boxes = result
+            data = objects.data
+            if tuple(data.shape) != shape:
+                self.status.setText("the objects layer changed shape meanwhile; nothing was restored")
+                return
+            box = boxes_union(boxes) or tuple(slice(0, 0) for _ in shape)
+            # only the objects' box is compared and written: on a large stack the rest is not touched
+            mine, held = restored[box] > 0, data[box]
+            offset = int(data.max())
+            free = mine & (held == 0)
+            held[free] = (restored[box][free].astype(np.int64) + offset).astype(data.dtype)
+            objects.data = data
+            objects.refresh()
+            objects.metadata.pop(EARLIER, None)   # restored: the layer, with them, is what is kept now
+            ids = np.unique(held[free])
+            for label in ids:
+                k = int(label) - offset
+                self._remeasure(objects, int(label), boxes[k - 1] if 0 < k <= len(boxes) else None)
+                if names.get(k):
+                    set_name(objects, int(label), names[k])
+            self._keeper.write(objects, box)   # after the names: they are kept with the objects
+            clash = int(mine.sum()) - int(free.sum())
+            self.status.setText(f"restored {len(ids)} object{'' if len(ids) == 1 else 's'} from {kept}"
+                                + (f" as ids {int(ids.min())} to {int(ids.max())}" if offset and len(ids) else "")
+                                + (f"; {clash} voxels left to objects committed since" if clash else "")
+                                + self._unkept())
+        self._start("restoring the kept objects ...", read, on_done=done)
+
+
+def _label_box(data, label: int, slab_voxels: int = 2 ** 24) -> tuple | None:
+    """The bounding box of ``label`` in a volume, read a slab at a time; None where it is not."""
+    from halo_seg.io.labels import slabs
+    lo, hi = None, None
+    step, starts = slabs(data.shape, slab_voxels)
+    for z0 in starts:
+        m = np.asarray(data[z0:z0 + step]) == label
+        if not m.any():
+            continue
+        idx = [np.flatnonzero(m.any(tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+        first = [int(i[0]) + (z0 if ax == 0 else 0) for ax, i in enumerate(idx)]
+        last = [int(i[-1]) + 1 + (z0 if ax == 0 else 0) for ax, i in enumerate(idx)]
+        lo = first if lo is None else [min(a, b) for a, b in zip(lo, first)]
+        hi = last if hi is None else [max(a, b) for a, b in zip(hi, last)]
+    return None if lo is None else tuple(slice(a, b) for a, b in zip(lo, hi))
+
+
+def _flat_indices(mask: np.ndarray, box: tuple, shape) -> np.ndarray:
+    """Flat indices, in a volume of ``shape``, of the voxels of ``mask`` (the volume's ``box``)."""
+    return np.ravel_multi_index(tuple(i + b.start for i, b in zip(np.nonzero(mask), box)), shape)
