@@ -161,3 +161,26 @@ def test_the_channels_of_a_stack_convert_together(tmp_path):
     assert r.returncode == 0 and zarr.open_group(str(tmp_path / "gfp.zarr"), mode="r")["0"].shape == (8, 40, 36)
     with pytest.raises(VolumeError, match="one 3D volume or the channels of one; .* of labels"):
         convert(Volume(np.zeros((2, 3, 4, 5), np.uint8)), tmp_path / "l.zarr", labels=True)
+
+
+def test_info_suggests_converting_a_large_compressed_input_once(tmp_path, capsys, monkeypatch):
+    import json
+    from halo_seg.cli import main, volumes
+    img = np.arange(8 * 10 * 12, dtype=np.int16).reshape(8, 10, 12)
+    nib.save(nib.Nifti1Image(img.transpose(2, 1, 0), np.eye(4)), str(tmp_path / "v.nii.gz"))
+    nib.save(nib.Nifti1Image(img.transpose(2, 1, 0), np.eye(4)), str(tmp_path / "v.nii"))
+    monkeypatch.setattr(volumes, "CONVERT_ABOVE", img.nbytes - 1)   # "large": above this many bytes of voxels
+
+    def info(name):
+        assert main(["info", str(tmp_path / name)]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "halo-seg convert" in info("v.nii.gz")["hint"]
+    assert "hint" not in info("v.nii")                                  # read in place already
+    monkeypatch.setattr(volumes, "CONVERT_ABOVE", img.nbytes)
+    assert "hint" not in info("v.nii.gz")                               # small: decompressing it costs little
+    # an NRRD whose header says its voxels are gzipped (3D Slicer's default)
+    head = ("NRRD0004\ntype: short\ndimension: 3\nsizes: 12 10 8\nencoding: gzip\nendian: little\n\n")
+    import gzip
+    (tmp_path / "v.nrrd").write_bytes(head.encode() + gzip.compress(img.tobytes()))
+    monkeypatch.setattr(volumes, "CONVERT_ABOVE", img.nbytes - 1)
+    assert "halo-seg convert" in info("v.nrrd")["hint"]
