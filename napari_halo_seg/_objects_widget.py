@@ -3,7 +3,8 @@ halo_seg.measure), in a worker thread with progress and cancel.
 
 The objects come back as a new Labels layer (the input is never changed) whose features hold each
 object's size and mean intensity, which napari shows under the cursor; "Save table" writes every
-object's row as CSV.
+object's row as CSV. A time-lapse's labels (T, Z, Y, X) are taken a time point at a time
+(_objects_series.py).
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from ._background import BackgroundWidget
 from ._fields import form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume, on_grid_of
 from ._measure import UNIT, layer_names, layer_unit, save_table_csv, table_features
+from ._objects_series import counts_text, label_series, measure_series, series_image
 from ._paintable import paintable
+from ._timelapse import timelapse_data
 
 NO_IMAGE = "(none)"
 
@@ -110,6 +113,13 @@ class ObjectsWidget(BackgroundWidget):
             return
         layer, data, image = chosen
         out = Path(tempfile.mkdtemp(prefix="halo-seg-objects-")) / f"{layer.name}_objects.zarr"
+        if data.ndim == 4:
+            self._start(f"labelling the objects of {layer.name} at each of its {data.shape[0]} time points ...",
+                        label_series, data, out, tuple(layer.scale[-3:]), layer_unit(layer), image,
+                        self.progress_callback, self._cancel.is_set, classes=classes, min_voxels=self.min_voxels.value(),
+                        split=self.split.isChecked(), connectivity=self.connectivity.currentIndex() + 1,
+                        on_done=lambda outcome: self._series_done(outcome, layer))
+            return
         self._start(f"labelling the objects of {layer.name} ...", _label_and_measure, data, out,
                     tuple(layer.scale[-3:]), layer_unit(layer), image, self.progress_callback, self._cancel.is_set,
                     classes=classes, min_voxels=self.min_voxels.value(), split=self.split.isChecked(),
@@ -124,10 +134,14 @@ class ObjectsWidget(BackgroundWidget):
             return None
         layer = self.viewer.layers[name]
         try:
+            image_layer = None if self.image.currentText() in ("", NO_IMAGE) else \
+                self.viewer.layers[self.image.currentText()]
+            timed = timelapse_data(layer)
+            if timed is not None:   # a time-lapse's labels (_objects_series.py)
+                return layer, timed, series_image(image_layer, timed.shape)
             data = layer_volume(layer)
             image = None
-            if self.image.currentText() not in ("", NO_IMAGE):
-                image_layer = self.viewer.layers[self.image.currentText()]
+            if image_layer is not None:
                 # the labels saved cropped to their objects: the image's part under them
                 image = on_grid_of(image_layer, layer, "the intensities would be read from other voxels", cut=True)
         except ValueError as exc:
@@ -147,6 +161,11 @@ class ObjectsWidget(BackgroundWidget):
             return
         layer, data, image = chosen
         self.measure_btn.setEnabled(False)
+        if data.ndim == 4:
+            self._start(f"measuring the labels of {layer.name} at each of its {data.shape[0]} time points ...",
+                        measure_series, data, tuple(layer.scale[-3:]), layer_unit(layer), image, self._cancel.is_set,
+                        on_done=lambda outcome: self._series_measured(outcome, layer))
+            return
         self._start(f"measuring the labels of {layer.name} ...", _measure_only, data, tuple(layer.scale[-3:]),
                     layer_unit(layer), image, self._cancel.is_set, on_done=lambda outcome: self._measured(outcome, layer))
 
@@ -191,6 +210,33 @@ class ObjectsWidget(BackgroundWidget):
         dropped = f"; {res.removed} smaller than {self.min_voxels.value()} voxels dropped" if res.removed else ""
         self._succeeded(f"{res.objects} objects ({total} in all){'; ' + per if per else ''}{dropped}"
                         + (f"; {note}" if note else ""))
+
+    def _series_measured(self, outcome, layer):
+        table, exc = outcome
+        if exc is not None:
+            return self._failed(exc)
+        from halo_seg.measure import with_names
+        self.table = with_names(table, layer_names(layer.features))
+        self.save_btn.setEnabled(True)
+        n = len(set(table["timepoint"].tolist()))
+        self._succeeded(f"{len(table['label'])} rows: each label at each of {n} time points; Save table writes them "
+                        "(a timepoint column first)")
+
+    def _series_done(self, outcome, layer):
+        done, exc = outcome
+        if exc is not None:
+            return self._failed(exc)
+        ids, table, counts = done
+        unit = layer_unit(layer)
+        meta = {k: v for k, v in (layer.metadata or {}).items() if k in (GEOMETRY, UNIT)}
+        features = table_features(table, unit)
+        features["timepoint"] = table["timepoint"]   # under the cursor: which time point the object is of
+        self.viewer.add_labels(ids, name=f"{layer.name} objects", scale=(1.0,) + tuple(layer.scale[-3:]),
+                               translate=(0.0,) + tuple(layer.translate[-3:]), metadata=meta, features=features)
+        self.table = table
+        self.save_btn.setEnabled(True)
+        self._succeeded(f"{sum(counts)} objects: {counts_text(counts)}; numbered on from one time point to the "
+                        "next (the table's timepoint column says whose)")
 
     def save_table(self, path: str | None = None):
         save_table_csv(self, self.table, "objects.csv", path)

@@ -231,3 +231,53 @@ def test_a_time_lapse_run_cancelled_adds_nothing_and_keeps_the_layers(make_napar
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert "cancelled" in w.status.text(), w.status.text()
     assert [lay.name for lay in viewer.layers] == ["movie c0", "movie c1"] and w.run_btn.isEnabled()
+
+
+def test_objects_of_a_time_lapse_are_counted_at_each_time_point(make_napari_viewer, qtbot, tmp_path):
+    """The Objects widget on (T, Z, Y, X) labels: each time point's connected objects (scipy's own
+    count per time point), numbered on across time points, a table row per object with its time
+    point; "Measure labels as they are" a row per label and time point."""
+    from scipy import ndimage
+    from halo_seg.measure import measure_labels
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    rng = np.random.default_rng(0)
+    labels = np.zeros((3, 12, 20, 20), np.uint8)
+    for t in range(3):                                  # t + 2 separate cubes at time point t
+        for k in range(t + 2):
+            z, y, x = rng.integers(0, 8), 4 * k, rng.integers(0, 16)
+            labels[t, z:z + 3, y:y + 3, x:x + 3] = 1 + k % 2
+    image = rng.random(labels.shape).astype(np.float32)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="movie", scale=(1, 2.0, 1.0, 1.0))
+    viewer.add_labels(labels, name="movie labels", scale=(1, 2.0, 1.0, 1.0))
+    w = ObjectsWidget(viewer)
+    w.labels.setCurrentText("movie labels")
+    w.image.setCurrentText("movie")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    expect = [ndimage.label(labels[t] > 0)[1] for t in range(3)]
+    assert expect == [2, 3, 4] and f"{sum(expect)} objects: 2, 3, 4 per time point" in w.status.text(), \
+        w.status.text()
+    objects = viewer.layers[-1]
+    assert objects.data.shape == labels.shape and tuple(objects.scale) == (1, 2.0, 1.0, 1.0)
+    for t in range(3):   # ids of one time point are not those of another, and cover its objects exactly
+        ids = set(np.unique(objects.data[t]).tolist()) - {0}
+        assert len(ids) == expect[t] and ((objects.data[t] > 0) == (labels[t] > 0)).all()
+    assert list(w.table["timepoint"]) == [0] * 2 + [1] * 3 + [2] * 4
+    assert list(w.table["label"]) == list(range(1, 10)) and list(w.table["voxels"]) == [27] * 9
+    assert list(objects.features["timepoint"]) == list(w.table["timepoint"])
+    np.testing.assert_allclose(w.table["volume"], 27 * 2.0)
+    # as they are: each label value at each time point, the image at that time point
+    w.measure()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    for t in range(3):
+        ref = measure_labels(labels[t], (2.0, 1.0, 1.0), image=image[t])
+        mine = w.table["timepoint"] == t
+        assert list(w.table["label"][mine]) == list(ref["label"])
+        np.testing.assert_allclose(w.table["mean"][mine], ref["mean"], rtol=1e-5)
+    # an image that is not the labels' time-lapse is refused, nothing added
+    n = len(viewer.layers)
+    viewer.add_image(image[0], name="one volume")
+    w.image.setCurrentText("one volume")
+    w.run()
+    assert w.worker is None and "is not that time-lapse" in w.status.text() and len(viewer.layers) == n + 1

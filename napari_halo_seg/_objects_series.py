@@ -1,0 +1,90 @@
+"""The Objects widget on a time-lapse's labels ((T, Z, Y, X), as the automatic widget makes them): the
+objects of each time point, numbered on after those of the time points before (so that one table
+holds them all, a row per object with its time point, and napari shows each one's size under the
+cursor), and the labels measured as they are at each time point."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def series_image(image_layer, labels_shape) -> np.ndarray | None:
+    """The intensities under a time-lapse's labels: an image layer of the same (T, Z, Y, X) grid;
+    anything else is refused (which time point of another image would be a guess)."""
+    if image_layer is None:
+        return None
+    from ._timelapse import timelapse_data
+    data = timelapse_data(image_layer)
+    if data is None or tuple(data.shape) != tuple(labels_shape):
+        shape = tuple(image_layer.data.shape)
+        raise ValueError(f"the labels hold {labels_shape[0]} time points of {tuple(labels_shape[1:])}; the image "
+                         f"{image_layer.name!r} {shape} is not that time-lapse: choose it, or (none)")
+    return data
+
+
+def _with_time(tables: list[tuple[int, dict]]) -> dict:
+    """The time points' tables as one, a ``timepoint`` column first."""
+    if not tables:
+        return {"timepoint": np.zeros(0, int), "label": np.zeros(0, int), "voxels": np.zeros(0, int),
+                "volume": np.zeros(0)}
+    cols = list(tables[0][1])
+    out = {"timepoint": np.concatenate([np.full(len(tb["label"]), t) for t, tb in tables])}
+    for c in cols:
+        out[c] = np.concatenate([tb[c] for _, tb in tables])
+    return out
+
+
+def label_series(data, out: Path, spacing, unit, image, progress, cancel, split=False, **kw):
+    """In the worker: each time point's objects (halo_seg.instances), measured; returns ((T, Z, Y, X)
+    object ids, table, objects per time point), or the exception, handed back as a value."""
+    try:
+        import zarr
+
+        from halo_seg.instances import label_instances, split_touching
+        from halo_seg.measure import measure_labels
+
+        from ._paintable import paintable
+        n = data.shape[0]
+        ids = None
+        tables, counts, offset = [], [], 0
+
+        def step(k):
+            return None if progress is None else (lambda done, total, *_: progress(k * total + done, n * total))
+        for t in range(n):
+            res = label_instances(data[t], out / f"t{t:04d}.zarr", spacing=spacing, unit=unit, progress=step(t),
+                                  cancel=cancel, dtype=np.uint32, **kw)
+            if split:
+                res.objects = split_touching(res.path, spacing=spacing, cancel=cancel)
+            stored = zarr.open_array(str(res.path), mode="r")
+            frame, note = paintable(stored)
+            if note:
+                raise ValueError(f"time point {t}: {note}; count the objects of a time point at a time with "
+                                 "`halo-seg instances OUT.zarr/t0000 objects.zarr`")
+            if ids is None:
+                ids = np.zeros((n,) + frame.shape, np.uint32)
+            ids[t] = np.where(frame > 0, frame.astype(np.uint32) + offset, 0)
+            table = measure_labels(ids[t], spacing, image=None if image is None else image[t], unit=unit,
+                                   cancel=cancel)
+            tables.append((t, table))
+            counts.append(int(res.objects))
+            offset += int(res.objects)
+        return (ids, _with_time(tables), counts), None
+    except Exception as exc:   # shown to the user; the layers are untouched
+        return None, exc
+
+
+def measure_series(data, spacing, unit, image, cancel):
+    """In the worker: each label value measured at each time point, one table with its time point."""
+    try:
+        from halo_seg.measure import measure_labels
+        return _with_time([(t, measure_labels(data[t], spacing, image=None if image is None else image[t],
+                                              unit=unit, cancel=cancel)) for t in range(data.shape[0])]), None
+    except Exception as exc:   # shown to the user; the layers are untouched
+        return None, exc
+
+
+def counts_text(counts: list[int]) -> str:
+    """Objects per time point, e.g. "12, 13, 12 (t0 to t2)", shortened past 12 time points."""
+    shown = ", ".join(map(str, counts[:12])) + (" ..." if len(counts) > 12 else "")
+    return f"{shown} per time point (t0 to t{len(counts) - 1})"
