@@ -224,7 +224,7 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
             channel: int | str | None = None, timepoint: int | None = None, memory_check: bool = True,
             precision: str = "fp32", resample: str = "auto", spacing=None,
             _fault: dict | None = None, _back: dict | None = None, _read_whole: int = 0,
-            _plan_only: bool = False) -> SegmentResult:
+            _plan_only: bool = False) -> SegmentResult | PlannedRun:
     """Segment `source` (path or array) into the zarr group `output` (`labels`, `uncertainty`,
     `probabilities`; engine/output.py).
 
@@ -255,6 +255,9 @@ def segment(source, output, weights="default", grid=(2, 1, 1), device: str = "cp
     `memory_check`: before anything runs, each rank's peak memory is estimated (engine/memory.py)
     and a run that would not fit in the RAM or GPU memory available is refused, with what would
     fit; False skips the refusal (the estimate is still in the result).
+
+    `_plan_only` (engine/series.py): a halo run is checked and its output opened but not started,
+    and a :class:`PlannedRun` is returned for :func:`run_planned` (other modes run as usual).
     """
     if mode not in MODES:
         raise EngineError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
