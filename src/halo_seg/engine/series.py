@@ -172,9 +172,9 @@ def segment_series(source, output, timepoints="all", channel=None, resume: bool 
                 frames[t] = r
         if planned:
             def step(done, total, text, before=len(frames)):
-                if progress is not None:
-                    n = len(chosen) * max(total // len(planned), 1)
-                    progress(before * max(total // len(planned), 1) + done, n, text)
+                if progress is not None:   # total: this batch's blocks; each time point has as many
+                    per = max(total // len(planned), 1)
+                    progress(before * per + done, len(chosen) * per, text)
             for (t, _), r in zip(planned, run_planned([r for _, r in planned], step, cancel)):
                 frames[t] = r
     return SeriesResult(str(output), chosen, time.perf_counter() - t0, [frames[t] for t in chosen])
