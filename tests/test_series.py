@@ -221,3 +221,27 @@ def test_torchrun_ranks_segment_every_time_point_in_one_process_group(tmp_path, 
     assert "incomplete" not in v.meta
     for t in range(3):
         np.testing.assert_array_equal(np.asarray(v.data[t]), _alone(frames[t], tiny_weights, tmp_path / f"r{t}.zarr"))
+
+
+def test_batch_segments_every_time_point_of_each_time_lapse(tmp_path, movie, tiny_weights, capsys):
+    import csv
+    from halo_seg.cli import main
+    path, frames = movie
+    cases = tmp_path / "movies"
+    cases.mkdir()
+    tifffile.imwrite(cases / "a.tif", frames, imagej=True, metadata={"axes": "TZYX"})
+    tifffile.imwrite(cases / "b.tif", frames[::-1], imagej=True, metadata={"axes": "TZYX"})
+    argv = ["batch", str(cases), str(tmp_path / "out"), "--weights", str(tiny_weights), "--mode", "whole",
+            "--timepoint", "all"]
+    assert main(argv) == 0
+    rows = list(csv.DictReader(open(tmp_path / "out" / "batch.csv")))
+    assert [(r["case"], r["status"], r["timepoints"]) for r in rows] == [("a", "done", "3"), ("b", "done", "3")]
+    for t in range(3):
+        ref = _alone(frames[t], tiny_weights, tmp_path / f"r{t}.zarr")
+        np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "out" / "a.zarr", timepoint=t).data), ref)
+        np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "out" / "b.zarr", timepoint=2 - t).data), ref)
+    assert main(argv) == 0   # resumed: nothing to do
+    assert [r["status"] for r in csv.DictReader(open(tmp_path / "out" / "batch.csv"))] == ["already done"] * 2
+    capsys.readouterr()
+    assert main(argv + ["--export", ".nii.gz"]) == 2
+    assert "export one with" in capsys.readouterr().err

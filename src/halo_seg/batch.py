@@ -104,11 +104,18 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
     """Segment each case of ``folder`` into ``out_dir``; ``export``: a suffix (".nii.gz", ".dcm", ".rtstruct.dcm")
     for a copy of each case's labels placed on its scan. Returns one row per case (also written to
     ``out_dir/batch.csv``): case, input, status (done, already done, failed), seconds, output,
-    export, error, resampled (the case's spacing -> the model's, where the network ran resampled)."""
+    export, error, resampled (the case's spacing -> the model's, where the network ran resampled).
+    ``timepoints`` ("all", "0-9", ...; engine/series.py): each case a time-lapse, every chosen time
+    point segmented into the case's output (a ``timepoints`` column counts them)."""
     from .engine.resample import spacing_text
     from .engine.runner import segment
+    from .engine.series import segment_series
     from .io.dicom import looks_like_series
     from .io.export import export_labels
+    every = segment_kwargs.pop("timepoints", None)   # several time points of each case: a series each
+    if every is not None and export:
+        raise VolumeError("--export writes one volume per case; a time-lapse's time points are each an output of "
+                          "their own: export one with `halo-seg export CASE.zarr/t0000 OUT.nii.gz`")
     channel = segment_kwargs.get("channel")
     if channel is None and not series and _takes_several(segment_kwargs.get("weights", "default")):
         channel = "all"   # a dataset's images folder: each case's channels, as the model was trained on them
@@ -144,12 +151,17 @@ def segment_folder(folder, out_dir, export: str | None = None, log: Callable[[st
         out = out_dir / f"{name}.zarr"
         first = case[0] if isinstance(case, list) else case
         row = {"case": name, "input": " + ".join(map(str, case)) if isinstance(case, list) else str(case), "status": "failed", "seconds": 0.0, "output": str(out),
-               "export": "", "error": "", "resampled": ""}
+               "export": "", "error": "", "resampled": "", **({"timepoints": 0} if every is not None else {})}
         t0 = time.perf_counter()
         try:
-            res = segment(case, out, resume=True, **segment_kwargs)
-            row["status"] = "already done" if res.skipped else "done"
-            if res.resampled:   # cases of a cohort differ in voxel size: say which ran at the model's
+            if every is not None:   # each time point of each time-lapse, into the case's series (engine/series.py)
+                res = segment_series(case, out, timepoints=every, resume=True, **segment_kwargs)
+                row["status"] = "already done" if len(res.skipped) == len(res.timepoints) else "done"
+                row["timepoints"] = len(res.timepoints)
+            else:
+                res = segment(case, out, resume=True, **segment_kwargs)
+                row["status"] = "already done" if res.skipped else "done"
+            if every is None and res.resampled:   # cases of a cohort differ in voxel size: say which ran at the model's
                 row["resampled"] = " -> ".join(spacing_text(res.resampled[k], sep="x") for k in ("from_spacing", "spacing"))
             if export:
                 target = out_dir / f"{name}{export}"

@@ -41,8 +41,9 @@ def _choice_args(p, whose: str, several: bool = False, series: bool = False) -> 
                        else ""))
     if series:   # segment: every time point of a time-lapse, each into OUT.zarr/tNNNN (engine/series.py)
         p.add_argument("--timepoint", default=None, metavar="T", help=f"the time point {whose} to use, when it has "
-                       "several; all, a range A-B or several (0-9,20): each time point segmented in turn, into "
-                       "OUTPUT/t0000, OUTPUT/t0001, ... (the whole read as one (T, Z, Y, X) label volume)")
+                       "several; all, a range A-B or several (0-9,20): each time point segmented in turn, into a "
+                       "group of its own in the output (OUTPUT.zarr/t0000, ...; read whole as one (T, Z, Y, X) "
+                       "label volume)")
     else:
         p.add_argument("--timepoint", type=int, default=None, help=f"the time point {whose} to use, when it has several")
 

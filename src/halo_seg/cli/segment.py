@@ -13,9 +13,10 @@ def cmd_segment(a) -> int:
                   resume=a.resume, timeout=a.timeout, threads=a.threads, progress=_progress, mirror=a.mirror,
                   channel=a.channel, memory_check=not a.no_memory_check,
                   precision=a.precision, resample=a.resample, spacing=_spacing_arg(a.spacing))
-    if a.timepoint is not None and not a.timepoint.strip().isdigit():
+    choice = _time_choice(a.timepoint)
+    if "timepoints" in choice:
         return _segment_series(source, a, kwargs)
-    res = segment(source, a.output, timepoint=a.timepoint, **kwargs)
+    res = segment(source, a.output, **choice, **kwargs)
     if res.skipped:
         print(f"{a.output}: every block was already done; nothing to do (--resume)")
     else:
@@ -49,13 +50,20 @@ def cmd_batch(a) -> int:
                           grid=parse_grid(a.grid),
                           device=a.device, mode=a.mode, overlap=a.overlap, tile_size=a.tile,
                           save_probabilities=a.save_probabilities, timeout=a.timeout, threads=a.threads,
-                          mirror=a.mirror, channel=a.channel, timepoint=a.timepoint,
+                          mirror=a.mirror, channel=a.channel, **_time_choice(a.timepoint),
                           memory_check=not a.no_memory_check, precision=a.precision, resample=a.resample,
                           spacing=_spacing_arg(a.spacing))
     failed = [r for r in rows if r["status"] == "failed"]
     print(f"{len(rows) - len(failed)} of {len(rows)} cases segmented into {a.output} (batch.csv lists them)"
           + (f"; failed: {', '.join(r['case'] for r in failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def _time_choice(text) -> dict:
+    """--timepoint as segment takes it: one time point (digits), else several (engine/series.py)."""
+    if text is None or text.strip().isdigit():
+        return {"timepoint": text}
+    return {"timepoints": text}
 
 
 def cmd_review(a) -> int:
@@ -95,7 +103,7 @@ def add_batch(sub) -> None:
                    help="the cases are the DICOM series anywhere below INPUT (a PACS export of a cohort: a folder "
                         "per patient, study, series) whose description matches REGEX, e.g. 't1|mprage'; each case "
                         "named by its folders, joined with _")
-    _engine_args(b)
+    _engine_args(b, series=True)
     b.set_defaults(fn=cmd_batch)
 
 
