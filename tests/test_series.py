@@ -245,3 +245,9 @@ def test_batch_segments_every_time_point_of_each_time_lapse(tmp_path, movie, tin
     capsys.readouterr()
     assert main(argv + ["--export", ".nii.gz"]) == 2
     assert "export one with" in capsys.readouterr().err
+
+
+def test_a_time_lapse_given_whole_says_how_to_segment_every_time_point(movie):
+    path, _ = movie
+    with pytest.raises(VolumeError, match=r"3 timepoints; choose one .*`segment --timepoint all` segments every one"):
+        open_volume(path)

@@ -86,9 +86,11 @@ def select_3d(arr: da.Array, names, what: str, channel=None, timepoint=None,
                 continue
             if n in _WHAT:
                 extra = f" ({', '.join(map(str, channel_names))})" if n == "c" and channel_names else ""
+                every = "; `segment --timepoint all` segments every one" if n == "t" else ""
                 raise AxisChoiceError(
                     f"{what}: expected a 3D (Z, Y, X) volume, got {describe(arr.shape, names)}: it has "
-                    f"{size} {_WHAT[n]}s{extra}; choose one with {_WHAT[n]}= (--{_WHAT[n]} on the command line)")
+                    f"{size} {_WHAT[n]}s{extra}; choose one with {_WHAT[n]}= (--{_WHAT[n]} on the command line)"
+                    f"{every}")
             raise AxisChoiceError(f"{what}: expected a 3D (Z, Y, X) volume, got {describe(arr.shape, names)}: "
                                   f"axis {n!r} is neither space, channel nor time")
         i = _index(value, size, n, channel_names if n == "c" else None, what)
