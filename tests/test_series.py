@@ -59,11 +59,24 @@ def test_chosen_time_points_and_the_others_read_as_background(tmp_path, movie, t
     assert v.meta["series"]["segmented"] == [1] and not np.asarray(v.data[2]).any()
 
 
-def test_a_4d_array_is_taken_as_time_points(tmp_path, movie, tiny_weights):
+def test_a_4d_array_is_taken_as_time_points(tmp_path, movie, tiny_weights, monkeypatch):
+    """An array (a napari layer with no file): its time points on ranks started once while they fit
+    ARRAY_BATCH_BYTES, else a few at a time."""
+    from halo_seg.engine import runner, series
     _, frames = movie
-    segment_series(frames, tmp_path / "out.zarr", timepoints="1-2", weights=tiny_weights, mode="whole")
+    starts = []
+    spawn = runner._spawn_ranks
+    monkeypatch.setattr(runner, "_spawn_ranks", lambda job, *a, **k: starts.append(len(job["frames"])) or
+                        spawn(job, *a, **k))
+    segment_series(frames, tmp_path / "out.zarr", timepoints="0-2", weights=tiny_weights, grid=(2, 1, 1))
+    assert starts == [3]
     v = file_contents(tmp_path / "out.zarr")
-    np.testing.assert_array_equal(np.asarray(v.data[1]), _alone(frames[1], tiny_weights, tmp_path / "r.zarr"))
+    for t in range(3):
+        np.testing.assert_array_equal(np.asarray(v.data[t]), _alone(frames[t], tiny_weights, tmp_path / f"r{t}.zarr"))
+    monkeypatch.setattr(series, "ARRAY_BATCH_BYTES", 2 * frames[0].nbytes)
+    segment_series(frames, tmp_path / "two.zarr", weights=tiny_weights, grid=(2, 1, 1))
+    assert starts[1:] == [2, 1]
+    np.testing.assert_array_equal(np.asarray(file_contents(tmp_path / "two.zarr").data), np.asarray(v.data))
 
 
 def test_resume_goes_on_from_the_time_points_not_finished(tmp_path, movie, tiny_weights):

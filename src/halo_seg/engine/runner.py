@@ -72,7 +72,8 @@ class PlannedRun:
     result: SegmentResult
 
 
-FRAME_KEYS = ("output", "inputs", "channel", "timepoint", "resume", "label")   # what differs between planned runs
+# what differs between planned runs (a time-lapse array's time points are arrays of their own)
+FRAME_KEYS = ("source", "output", "inputs", "channel", "timepoint", "resume", "label")
 
 
 def run_planned(runs: list, progress=None, cancel=None) -> list:

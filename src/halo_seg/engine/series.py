@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..io.axes import axis_names, describe
 from ..io.series_output import SERIES
 from ..io.volume import VolumeError, check_zarr_output_name, file_contents
@@ -26,6 +28,7 @@ from .runner import EngineError, PlannedRun, input_name, run_planned, segment, t
 # time points run on ranks started once (run_planned): starting 2 CPU ranks takes longer than a
 # 48 x 96 x 96 time point's blocks (benchmarks/series.py); batches keep a stop's unstarted outputs few
 BATCH = 16
+ARRAY_BATCH_BYTES = 2 ** 28   # of an array's time points per start of the ranks (each rank is sent them)
 
 
 @dataclass
@@ -95,6 +98,10 @@ def timepoint_count(source) -> int:
     return int(shape[0])
 
 
+def _frame_bytes(source) -> int:
+    return int(np.prod(source.shape[1:])) * np.dtype(source.dtype).itemsize
+
+
 def _frame_source(source, t: int):
     return (source, {"timepoint": t}) if isinstance(source, (str, Path)) else (source[t], {})
 
@@ -148,9 +155,12 @@ def segment_series(source, output, timepoints="all", channel=None, resume: bool 
         _prepare(output, source, n, chosen, resume, channel)
     t0 = time.perf_counter()
     frames = {}
-    together = isinstance(source, (str, Path)) and kwargs.get("mode", "halo") == "halo"
-    # under torchrun every time point in one process group (runner.run_planned)
-    size = (len(chosen) if torchrun_env() else BATCH) if together else 1
+    together = kwargs.get("mode", "halo") == "halo"
+    # under torchrun every time point in one process group (runner.run_planned); an array's time
+    # points go to every rank whole, so no more of them than ARRAY_BATCH_BYTES at a time
+    size = len(chosen) if torchrun_env() else BATCH if isinstance(source, (str, Path)) else \
+        max(1, min(BATCH, ARRAY_BATCH_BYTES // max(1, _frame_bytes(source))))
+    size = size if together else 1
     for first in range(0, len(chosen), size):
         batch = chosen[first:first + size]
         planned = []
