@@ -17,6 +17,7 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.io.labels import label_dtype, whole_labels
 from halo_seg.io.tiff_slices import looks_like_slices
+from halo_seg.io.series_output import TIME_SERIES
 from halo_seg.io.volume import SEGMENT_NAMES, SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
 
 from ._paintable import paintable
@@ -44,7 +45,7 @@ def read_volume(path):
     several = {n for n, size in zip(names, raw.data.shape) if n not in SPATIAL and size > 1}
     if several and several <= {"c", "t"} and not raw.meta.get("labels"):
         return _stack_layers(p, raw, names)
-    if raw.meta.get("series"):   # every time point of a time-lapse segmented (engine/series.py)
+    if raw.meta.get(TIME_SERIES):   # every time point of a time-lapse segmented (engine/series.py)
         return _series_layers(p, raw)
     vol = open_volume(raw)  # a VolumeError names the problem; napari shows it to the user
     meta = {"source": str(p), "format": vol.meta.get("format"), "spacing_known": vol.spacing_known}

@@ -48,15 +48,15 @@ def test_chosen_time_points_and_the_others_read_as_background(tmp_path, movie, t
     res = segment_series(path, tmp_path / "out.zarr", timepoints="0,2", weights=tiny_weights, mode="whole")
     assert res.timepoints == [0, 2]
     v = file_contents(tmp_path / "out.zarr")
-    assert v.meta["series"] == {"timepoints": 3, "segmented": [0, 2]}
+    assert v.meta["time_series"] == {"timepoints": 3, "segmented": [0, 2]}
     assert not np.asarray(v.data[1]).any()
     np.testing.assert_array_equal(np.asarray(v.data[2]), _alone(frames[2], tiny_weights, tmp_path / "r.zarr"))
     # --resume with another time point adds it; a new run without it replaces the output
     segment_series(path, tmp_path / "out.zarr", timepoints="1", weights=tiny_weights, mode="whole", resume=True)
-    assert file_contents(tmp_path / "out.zarr").meta["series"]["segmented"] == [0, 1, 2]
+    assert file_contents(tmp_path / "out.zarr").meta["time_series"]["segmented"] == [0, 1, 2]
     segment_series(path, tmp_path / "out.zarr", timepoints="1", weights=tiny_weights, mode="whole")
     v = file_contents(tmp_path / "out.zarr")
-    assert v.meta["series"]["segmented"] == [1] and not np.asarray(v.data[2]).any()
+    assert v.meta["time_series"]["segmented"] == [1] and not np.asarray(v.data[2]).any()
 
 
 def test_a_4d_array_is_taken_as_time_points(tmp_path, movie, tiny_weights, monkeypatch):

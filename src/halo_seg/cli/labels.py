@@ -31,10 +31,11 @@ def cmd_measure(a) -> int:
 
 def _series_of(path) -> dict | None:
     """The time points of a time series output of segment (engine/series.py), else None."""
+    from ..io.series_output import TIME_SERIES
     from ..io.volume import file_contents, is_zarr_dir
     if not is_zarr_dir(path):
         return None
-    return file_contents(path).meta.get("series")
+    return file_contents(path).meta.get(TIME_SERIES)
 
 
 def _measure_series(a, given, series: dict) -> int:

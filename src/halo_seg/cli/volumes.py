@@ -12,6 +12,7 @@ from .common import _choice_args, _input_args, _spacing_arg
 def cmd_info(a) -> int:
     from ..io import VolumeError, geometry, open_volume
     from ..io.axes import axis_names, describe
+    from ..io.series_output import TIME_SERIES
     from ..io.volume import file_contents, holds_labels
     spacing = _spacing_arg(a.spacing)   # a bad one is an error, not a choice of channel
     from ..io import dataset_folder
@@ -21,7 +22,7 @@ def cmd_info(a) -> int:
     raw = file_contents(a.input)
     held = {"axes": describe(raw.data.shape, axis_names(raw.data.shape, raw.meta.get("axes"))),
             "channels": raw.meta.get("channel_names"),
-            **({"time_series": raw.meta["series"]} if raw.meta.get("series") else {})}   # segment --timepoint all
+            **({"time_series": raw.meta[TIME_SERIES]} if raw.meta.get(TIME_SERIES) else {})}   # segment --timepoint all
     try:
         v = open_volume(raw, spacing=spacing, channel=a.channel, timepoint=a.timepoint)
     except VolumeError as exc:   # a multi-channel or time-lapse file: say what it holds and what to choose

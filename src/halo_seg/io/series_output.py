@@ -12,6 +12,8 @@ import dask.array as da
 import numpy as np
 
 SERIES = "halo_seg_series"   # the group attribute that marks a series output
+# a Volume's meta key for it ("series" is a DICOM volume's series UID)
+TIME_SERIES = "time_series"
 UNCERTAINTY = "uncertainty"  # engine/output.py's name for the per-voxel doubt
 
 
@@ -77,7 +79,7 @@ def open_series(node, path: Path):
     groups = frame_groups(node, attrs)
     unfinished = [t for t in chosen if t not in groups or not frame_done(groups[t])]
     meta = {"format": "zarr", "array": "labels", "labels": True, "axes": ["t", "z", "y", "x"],
-            "series": {"timepoints": int(attrs[SERIES]["timepoints"]), "segmented": list(chosen)},
+            TIME_SERIES: {"timepoints": int(attrs[SERIES]["timepoints"]), "segmented": list(chosen)},
             **_names(labels.attrs), "unit": length_unit(labels.attrs.get("unit", gattrs.get("unit"))),
             **_zarr_geometry({**gattrs, **dict(labels.attrs)}, labels.shape, path)}
     if unfinished:

@@ -14,6 +14,7 @@ import dask.array as da
 import numpy as np
 
 from .axes import AxisChoiceError, axis_names, describe, select_3d, tiff_axes
+from .series_output import TIME_SERIES
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -106,9 +107,9 @@ def open_volume(source: Any, spacing: tuple[float, float, float] | None = None,
     """
     vol = source if isinstance(source, Volume) else file_contents(source)
     what = vol.source or type(source).__name__
-    if vol.meta.get("series") and timepoint is None:   # labels of a time-lapse (engine/series.py)
+    if vol.meta.get(TIME_SERIES) and timepoint is None:   # labels of a time-lapse (engine/series.py)
         from .series_output import series_hint
-        raise VolumeError(series_hint(what, vol.meta["series"]))
+        raise VolumeError(series_hint(what, vol.meta[TIME_SERIES]))
     names = vol.meta.pop("axes", None)
     full = axis_names(vol.data.shape, names)
     try:
