@@ -180,8 +180,8 @@ def _stack_layers(p: Path, raw, names) -> list:
 def _series_layers(p: Path, raw) -> list:
     """A time series output: its labels as one (T, Z, Y, X) Labels layer over the time-lapse (time
     points not segmented are background), in memory where they fit, and its uncertainty hidden.
-    The brush's strokes stay in the layer (save it to keep them): each time point's output group
-    (OUT.zarr/t0003) is what the engine's other commands take."""
+    The brush's strokes stay in the layer (saved, it is a file per time point: _writer.py); each time
+    point's output group (OUT.zarr/t0003) is what the engine's other commands take."""
     import warnings
 
     import zarr

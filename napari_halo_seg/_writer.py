@@ -37,12 +37,8 @@ def _write_layer(path: str, data, meta: dict) -> list[str]:
     if isinstance(data, Sequence):   # a multiscale (pyramid) layer, whose np.asarray is its coarsest level
         data = data[0]
     arr = data if hasattr(data, "dask") else np.asarray(data)
-    if arr.ndim == 4:   # a time-lapse's labels (_timelapse.py): each time point is a segment output of its own
-        src = (meta.get("metadata") or {}).get("source")
-        raise VolumeError(f"the layer holds the labels of {arr.shape[0]} time points; files here hold one 3D "
-                          "volume" + (f": each time point's labels (and the brush's corrections) are in {src}, one "
-                                      f"output per time point: `halo-seg export {src}/t0000 OUT.nii.gz`" if src else
-                                      ": right-click the layer > Split Stack, and save a time point's layer"))
+    if arr.ndim == 4:   # a time-lapse's labels (_timelapse.py, the reader's series): a file per time point
+        return _write_time_points(path, arr, meta)
     if is_ome_image(Path(path)):   # saved onto an OME-Zarr image: into its labels/, named as the layer
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(meta.get("name") or "labels")).strip("._") or "labels"
         write_ome_labels(arr, path, name=name)
@@ -69,3 +65,21 @@ def _write_layer(path: str, data, meta: dict) -> list[str]:
     _write(arr, path, spacing=scale, geometry=geometry, unit=(meta.get("metadata") or {}).get("unit"),
            names=layer_names(meta.get("features")))
     return [path]
+
+
+def _write_time_points(path: str, arr, meta: dict) -> list[str]:
+    """(T, Z, Y, X) labels as one file per time point, the time point in each name (``cells.nii.gz``
+    -> ``cells_t0000.nii.gz``, ...), each placed and named as a 3D layer's file is. The formats that
+    describe one scan (DICOM SEG, an RT structure set, an OME-Zarr image's labels) are refused."""
+    from halo_seg.io.volume import known_suffix
+    name = Path(path).name
+    if name.lower().endswith(SEG_SUFFIXES) or is_ome_image(Path(path)):
+        raise VolumeError(f"the layer holds the labels of {arr.shape[0]} time points, and {name} holds those of one "
+                          "scan; save it as .nii.gz, .nrrd, .tif or .zarr (a file per time point)")
+    suffix = known_suffix(name) or Path(name).suffix
+    stem = name[:-len(suffix)] if suffix else name
+    written = []
+    for t in range(arr.shape[0]):
+        one = str(Path(path).with_name(f"{stem}_t{t:04d}{suffix}"))
+        written += _write_layer(one, arr[t], meta)
+    return written

@@ -129,10 +129,16 @@ def test_every_time_point_of_a_time_lapse_layer_is_segmented(make_napari_viewer,
     np.testing.assert_array_equal(stored(2)[...], labels.data[2])
     assert stored(2).attrs.get(CORRECTED) and not stored(1).attrs.get(CORRECTED)
     np.testing.assert_array_equal(stored(1)[...], refs[1])
-    # the layer cannot be saved as one 3D file: the error says where its time points are
+    # saved, the layer is a file per time point, each on its voxel grid; a DICOM SEG (one scan's) is refused
+    from halo_seg.io import open_volume
     from napari_halo_seg._writer import WriteError, write_labels
-    with pytest.raises(WriteError, match=r"3 time points.*out.zarr/t0000"):
-        write_labels(str(tmp_path / "x.nii.gz"), labels.data, {"metadata": labels.metadata})
+    meta = {"scale": tuple(labels.scale), "metadata": labels.metadata}
+    written = write_labels(str(tmp_path / "x.nii.gz"), labels.data, meta)
+    assert [p.split("/")[-1] for p in written] == [f"x_t{t:04d}.nii.gz" for t in range(3)]
+    for t, p in enumerate(written):
+        np.testing.assert_array_equal(np.asarray(open_volume(p).data), labels.data[t])
+    with pytest.raises(WriteError, match=r"3 time points.*save it as .nii.gz"):
+        write_labels(str(tmp_path / "x.dcm"), labels.data, meta)
     # the one shown: time point 1 only, the others background
     viewer.dims.set_current_step(0, 1)
     w.timepoints.setCurrentText("the one shown")
