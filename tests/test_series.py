@@ -50,6 +50,8 @@ def test_chosen_time_points_and_the_others_read_as_background(tmp_path, movie, t
     v = file_contents(tmp_path / "out.zarr")
     assert v.meta["time_series"] == {"timepoints": 3, "segmented": [0, 2]}
     assert not np.asarray(v.data[1]).any()
+    with pytest.raises(VolumeError, match="time point 1 was not segmented"):   # as one volume: refused
+        open_volume(tmp_path / "out.zarr", timepoint=1)
     np.testing.assert_array_equal(np.asarray(v.data[2]), _alone(frames[2], tiny_weights, tmp_path / "r.zarr"))
     # --resume with another time point adds it; a new run without it replaces the output
     segment_series(path, tmp_path / "out.zarr", timepoints="1", weights=tiny_weights, mode="whole", resume=True)

@@ -107,9 +107,13 @@ def open_volume(source: Any, spacing: tuple[float, float, float] | None = None,
     """
     vol = source if isinstance(source, Volume) else file_contents(source)
     what = vol.source or type(source).__name__
-    if vol.meta.get(TIME_SERIES) and timepoint is None:   # labels of a time-lapse (engine/series.py)
+    series = vol.meta.get(TIME_SERIES)   # labels of a time-lapse (engine/series.py)
+    if series and timepoint is None:
         from .series_output import series_hint
-        raise VolumeError(series_hint(what, vol.meta[TIME_SERIES]))
+        raise VolumeError(series_hint(what, series))
+    if series and str(timepoint).strip().isdigit() and int(timepoint) not in series["segmented"]:
+        from .series_output import series_hint   # its background is no segmentation of that time point
+        raise VolumeError(f"time point {int(timepoint)} was not segmented; " + series_hint(what, series))
     names = vol.meta.pop("axes", None)
     full = axis_names(vol.data.shape, names)
     try:
