@@ -44,7 +44,7 @@ def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, 
     if path.exists() and not resume:
         if not is_output(path):   # the input image, the user's labels, any other store: never removed
             raise VolumeError(f"output {path} exists and is not an output of halo-seg segment; choose a new path")
-        when = zarr.open_group(str(path), mode="r")["labels"].attrs.get(CORRECTED) if (path / "labels").is_dir() else None
+        when = corrected_when(path)
         if when:   # the user's work on it is not the engine's to replace
             raise VolumeError(f"output {path} holds corrections made in napari (last {when}); choose a new path, "
                               "or move it away first")
@@ -72,6 +72,15 @@ def open_output(path, shape, chunks, grid, n_classes, spacing, signature: dict, 
                           name="probabilities", spacing=spacing)
     create_zarr_array(path, grid, (1, 1, 1), np.uint8, name="done", spacing=spacing)
     return grp
+
+
+def corrected_when(path) -> str | None:
+    """When brush corrections were last kept in the labels of the output ``path``, or None."""
+    import zarr
+    path = Path(path)
+    if not (is_output(path) and (path / "labels").is_dir()):
+        return None
+    return zarr.open_group(str(path), mode="r")["labels"].attrs.get(CORRECTED)
 
 
 def is_output(path) -> bool:

@@ -110,7 +110,7 @@ def _prepare(output: Path, source, n: int, chosen: list, resume: bool, channel) 
     """The series group: a new one, the old one replaced (unless a time point was corrected by hand,
     or it is not a series output at all), or on --resume the same job's."""
     import zarr
-    from .output import CORRECTED, is_output
+    from .output import corrected_when
     record = {"input": input_name(source), "timepoints": n, "channel": channel}
     if output.exists():
         try:
@@ -126,12 +126,10 @@ def _prepare(output: Path, source, n: int, chosen: list, resume: bool, channel) 
                                   f"({old.get('timepoints')}, channel {old.get('channel')}), not of this input")
         else:
             for t in old.get("segmented", []):
-                frame = output / frame_name(t)
-                if is_output(frame) and (frame / "labels").is_dir():
-                    when = zarr.open_group(str(frame), mode="r")["labels"].attrs.get(CORRECTED)
-                    if when:   # the user's work on it is not the engine's to replace
-                        raise VolumeError(f"output {output}: time point {t} holds corrections made in napari "
-                                          f"(last {when}); choose a new path, or move it away first")
+                when = corrected_when(output / frame_name(t))
+                if when:   # the user's work on it is not the engine's to replace
+                    raise VolumeError(f"output {output}: time point {t} holds corrections made in napari "
+                                      f"(last {when}); choose a new path, or move it away first")
             shutil.rmtree(output)
     grp = zarr.open_group(str(output), mode="a")
     done = sorted(set(dict(grp.attrs).get(SERIES, {}).get("segmented", [])) | set(chosen)) if resume else chosen

@@ -14,7 +14,6 @@ import numpy as np
 SERIES = "halo_seg_series"   # the group attribute that marks a series output
 # a Volume's meta key for it ("series" is a DICOM volume's series UID)
 TIME_SERIES = "time_series"
-UNCERTAINTY = "uncertainty"  # engine/output.py's name for the per-voxel doubt
 
 
 def is_series(attrs: dict) -> bool:
