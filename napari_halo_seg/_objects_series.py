@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from halo_seg.measure import by_timepoint
+
 
 def series_image(image_layer, labels_shape) -> np.ndarray | None:
     """The intensities under a time-lapse's labels: an image layer of the same (T, Z, Y, X) grid;
@@ -21,18 +23,6 @@ def series_image(image_layer, labels_shape) -> np.ndarray | None:
         raise ValueError(f"the labels hold {labels_shape[0]} time points of {tuple(labels_shape[1:])}; the image "
                          f"{image_layer.name!r} {shape} is not that time-lapse: choose it, or (none)")
     return data
-
-
-def _with_time(tables: list[tuple[int, dict]]) -> dict:
-    """The time points' tables as one, a ``timepoint`` column first."""
-    if not tables:
-        return {"timepoint": np.zeros(0, int), "label": np.zeros(0, int), "voxels": np.zeros(0, int),
-                "volume": np.zeros(0)}
-    cols = list(tables[0][1])
-    out = {"timepoint": np.concatenate([np.full(len(tb["label"]), t) for t, tb in tables])}
-    for c in cols:
-        out[c] = np.concatenate([tb[c] for _, tb in tables])
-    return out
 
 
 def label_series(data, out: Path, spacing, unit, image, progress, cancel, split=False, **kw):
@@ -69,7 +59,7 @@ def label_series(data, out: Path, spacing, unit, image, progress, cancel, split=
             tables.append((t, table))
             counts.append(int(res.objects))
             offset += int(res.objects)
-        return (ids, _with_time(tables), counts), None
+        return (ids, by_timepoint(tables), counts), None
     except Exception as exc:   # shown to the user; the layers are untouched
         return None, exc
 
@@ -78,7 +68,7 @@ def measure_series(data, spacing, unit, image, cancel):
     """In the worker: each label value measured at each time point, one table with its time point."""
     try:
         from halo_seg.measure import measure_labels
-        return _with_time([(t, measure_labels(data[t], spacing, image=None if image is None else image[t],
+        return by_timepoint([(t, measure_labels(data[t], spacing, image=None if image is None else image[t],
                                               unit=unit, cancel=cancel)) for t in range(data.shape[0])]), None
     except Exception as exc:   # shown to the user; the layers are untouched
         return None, exc

@@ -247,6 +247,18 @@ def _fmt(v) -> str:
     return f"{float(v):.6g}"
 
 
+def by_timepoint(tables: list[tuple[int, dict]]) -> dict[str, np.ndarray]:
+    """The tables of a time-lapse's time points, [(t, table)], as one with a ``timepoint`` column
+    first (a row per object and time point)."""
+    if not tables:
+        return {"timepoint": np.zeros(0, int), "label": np.zeros(0, int), "voxels": np.zeros(0, int),
+                "volume": np.zeros(0)}
+    out = {"timepoint": np.concatenate([np.full(len(tb["label"]), t) for t, tb in tables])}
+    for c in tables[0][1]:
+        out[c] = np.concatenate([tb[c] for _, tb in tables])
+    return out
+
+
 def with_names(table: dict[str, np.ndarray], names: dict | None) -> dict[str, np.ndarray]:
     """The table with a ``name`` column after ``label`` (the names a SEG, a structure set or a
     model's classes give the ids; '' for an id without one); unchanged without names."""

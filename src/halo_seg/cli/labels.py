@@ -41,10 +41,8 @@ def _series_of(path) -> dict | None:
 def _measure_series(a, given, series: dict) -> int:
     """Every segmented time point measured (the image, given, at the same time point): a table each,
     and one CSV with a timepoint column."""
-    import numpy as np
-
     from ..engine.series import frame_name
-    from ..measure import format_table, write_csv
+    from ..measure import by_timepoint, format_table, write_csv
     if a.timepoint is not None:
         raise SystemExit("error: the labels hold several time points and --image is read at each of them; "
                          f"for one, give its output: {a.labels}/{frame_name(int(a.timepoint))}")
@@ -53,11 +51,10 @@ def _measure_series(a, given, series: dict) -> int:
         table, unit = _measure_one(a, str(Path(a.labels) / frame_name(t)), given, t if a.image else None)
         print(f"time point {t}:")
         print(format_table(table, unit, most=a.most))
-        tables.append({"timepoint": np.full(len(table["label"]), t), **table})
+        tables.append((t, table))
     if a.csv:
-        cols = list(tables[0])
-        whole = {k: np.concatenate([tb[k] for tb in tables]) for k in cols}
-        print("wrote " + str(write_csv(whole, a.csv)) + f" (a row per object and time point: {len(tables)} time points)")
+        print("wrote " + str(write_csv(by_timepoint(tables), a.csv))
+              + f" (a row per object and time point: {len(tables)} time points)")
     return 0
 
 
