@@ -42,9 +42,7 @@ def layer_volume(layer):
     if getattr(layer, "rgb", False):   # (.., Y, X, 3): a 2D colour photo would pass as a 3-voxel-thick volume
         raise ValueError(f"layer {layer.name!r} {tuple(data.shape)} is an RGB colour image; these tools work on "
                          "grey levels: add one colour channel (or a grey conversion) as a layer of its own")
-    lead = 0
-    while data.ndim - lead > 3 and data.shape[lead] == 1:
-        lead += 1
+    lead = ones_before(data.shape, 3)
     if data.ndim - lead > 3:
         n = " x ".join(str(s) for s in data.shape[lead:data.ndim - 3])
         raise ValueError(f"layer {layer.name!r} {tuple(data.shape)} holds {n} volumes (time points or channels); "
@@ -55,6 +53,15 @@ def layer_volume(layer):
         import dask.array as da
         data = da.from_array(data, chunks=getattr(data, "chunks", "auto"))   # a zarr array would load whole
     return data[(0,) * lead]
+
+
+def ones_before(shape, ndim: int) -> int:
+    """How many leading axes of length 1 ``shape`` has beyond the last ``ndim`` (the t and c of a 5D
+    OME-Zarr image opened by another reader)."""
+    lead = 0
+    while len(shape) - lead > ndim and shape[lead] == 1:
+        lead += 1
+    return lead
 
 
 def layer_spacing(layer) -> tuple | None:

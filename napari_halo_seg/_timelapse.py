@@ -17,6 +17,7 @@ from halo_seg.engine.series import parse_timepoints, segment_series
 from halo_seg.io.volume import names_in
 
 from ._kept_objects import INTO_SERIES
+from ._layers import ones_before
 from ._paintable import paintable
 
 SHOWN = "the one shown"
@@ -30,9 +31,7 @@ def timelapse_data(layer):
     if getattr(layer, "rgb", False):
         return None
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data   # full resolution
-    lead = 0
-    while data.ndim - lead > 4 and data.shape[lead] == 1:
-        lead += 1
+    lead = ones_before(data.shape, 4)
     if data.ndim - lead != 4 or data.shape[lead] < 2:
         return None
     return data[(0,) * lead] if lead else data
