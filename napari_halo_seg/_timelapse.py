@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from halo_seg.engine.output import UNCERTAINTY
-from halo_seg.engine.series import parse_timepoints, segment_series
+from halo_seg.engine.series import frame_name, parse_timepoints, segment_series
 from halo_seg.io.volume import names_in
 
 from ._kept_objects import INTO_SERIES
@@ -67,7 +67,7 @@ def segment_timelapse_or_error(source, out, timepoints, unit=None, measure_spaci
         stop = kwargs.get("cancel").is_set if kwargs.get("cancel") is not None else None
         volumes = {}
         for t in res.timepoints:
-            grp = zarr.open_group(str(Path(out) / f"t{t:04d}"), mode="r")
+            grp = zarr.open_group(str(Path(out) / frame_name(t)), mode="r")
             table = measure_labels(grp["labels"], measure_spacing, unit=unit, cancel=stop)
             volumes[t] = dict(zip((int(k) for k in table["label"]), (float(v) for v in table["volume"])))
         from halo_seg.io.volume import file_contents

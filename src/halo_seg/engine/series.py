@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..io.axes import axis_names, describe
-from ..io.series_output import SERIES
+from ..io.series_output import SERIES, frame_name
 from ..io.volume import VolumeError, check_zarr_output_name, file_contents
 from .runner import EngineError, PlannedRun, input_name, run_planned, segment, torchrun_env
 
@@ -42,10 +42,6 @@ class SeriesResult:
     def skipped(self) -> list:
         """The time points a --resume found already done."""
         return [t for t, r in zip(self.timepoints, self.frames) if r.skipped]
-
-
-def frame_name(t: int) -> str:
-    return f"t{int(t):04d}"
 
 
 def parse_timepoints(spec, n: int) -> list[int]:
@@ -133,7 +129,7 @@ def _prepare(output: Path, source, n: int, chosen: list, resume: bool, channel) 
             shutil.rmtree(output)
     grp = zarr.open_group(str(output), mode="a")
     done = sorted(set(dict(grp.attrs).get(SERIES, {}).get("segmented", [])) | set(chosen)) if resume else chosen
-    grp.attrs[SERIES] = {**record, "segmented": done, "frames": {str(t): frame_name(t) for t in done}}
+    grp.attrs[SERIES] = {**record, "segmented": done}   # each in its group frame_name(t)
 
 
 def segment_series(source, output, timepoints="all", channel=None, resume: bool = False,

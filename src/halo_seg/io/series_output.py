@@ -16,6 +16,11 @@ SERIES = "halo_seg_series"   # the group attribute that marks a series output
 TIME_SERIES = "time_series"
 
 
+def frame_name(t: int) -> str:
+    """A time point's output group within the series group."""
+    return f"t{int(t):04d}"
+
+
 def is_series(attrs: dict) -> bool:
     return isinstance(attrs.get(SERIES), dict)
 
@@ -25,17 +30,13 @@ def series_hint(path, series: dict) -> str:
     done = series.get("segmented") or [0]
     listed = ", ".join(map(str, done[:6])) + (" ..." if len(done) > 6 else "")
     return (f"{path} holds the labels of a time-lapse ({series.get('timepoints')} time points, segmented: {listed}); "
-            f"give one time point's output, e.g. {path}/t{int(done[0]):04d}")
+            f"give one time point's output, e.g. {path}/{frame_name(done[0])}")
 
 
 def frame_groups(node, attrs: dict) -> dict:
-    """{time point: its output group} for the time points whose group exists."""
-    frames = attrs[SERIES].get("frames", {})
-    groups = {}
-    for t, name in frames.items():
-        if name in set(node.group_keys()):
-            groups[int(t)] = node[name]
-    return groups
+    """{time point: its output group} for the segmented time points whose group exists."""
+    present = set(node.group_keys())
+    return {int(t): node[frame_name(t)] for t in attrs[SERIES].get("segmented", []) if frame_name(t) in present}
 
 
 def frame_done(group) -> bool:
@@ -62,7 +63,7 @@ def series_stack(node, attrs: dict, path, array: str = "labels") -> tuple[da.Arr
         if arr is None or tuple(arr.shape) != shape:
             frames.append(da.zeros(shape, dtype=dtype, chunks=first.chunks))
         else:
-            frames.append(named_from_zarr(arr, Path(path) / attrs[SERIES]["frames"][str(t)] / array).astype(dtype))
+            frames.append(named_from_zarr(arr, Path(path) / frame_name(t) / array).astype(dtype))
     return da.stack(frames), groups[min(groups)]
 
 
