@@ -34,9 +34,15 @@ def label_series(data, out: Path, spacing, unit, image, progress, cancel, split=
         from halo_seg.instances import label_instances, split_touching
         from halo_seg.measure import measure_labels
 
-        from ._paintable import paintable
+        from ._paintable import too_large_for_memory
         n = data.shape[0]
-        ids = None
+        nbytes = int(np.prod(data.shape)) * 4   # every time point's ids (uint32), held as one layer
+        avail = too_large_for_memory(nbytes)
+        if avail is not None:
+            raise ValueError(f"the objects of {n} time points ({nbytes / 2 ** 30:.1f} GiB) do not fit in memory "
+                             f"({avail / 2 ** 30:.1f} GiB available); count the objects of a time point at a time "
+                             "with `halo-seg instances OUT.zarr/t0000 objects.zarr`")
+        ids = np.zeros(data.shape, np.uint32)
         tables, counts, offset = [], [], 0
 
         def step(k):
@@ -46,13 +52,7 @@ def label_series(data, out: Path, spacing, unit, image, progress, cancel, split=
                                   cancel=cancel, dtype=np.uint32, **kw)
             if split:
                 res.objects = split_touching(res.path, spacing=spacing, cancel=cancel)
-            stored = zarr.open_array(str(res.path), mode="r")
-            frame, note = paintable(stored)
-            if note:
-                raise ValueError(f"time point {t}: {note}; count the objects of a time point at a time with "
-                                 "`halo-seg instances OUT.zarr/t0000 objects.zarr`")
-            if ids is None:
-                ids = np.zeros((n,) + frame.shape, np.uint32)
+            frame = zarr.open_array(str(res.path), mode="r")[...]
             ids[t] = np.where(frame > 0, frame.astype(np.uint32) + offset, 0)
             table = measure_labels(ids[t], spacing, image=None if image is None else image[t], unit=unit,
                                    cancel=cancel)
@@ -75,6 +75,6 @@ def measure_series(data, spacing, unit, image, cancel):
 
 
 def counts_text(counts: list[int]) -> str:
-    """Objects per time point, e.g. "12, 13, 12 (t0 to t2)", shortened past 12 time points."""
+    """Objects per time point, e.g. "12, 13, 12 per time point (t0 to t2)", shortened past 12 of them."""
     shown = ", ".join(map(str, counts[:12])) + (" ..." if len(counts) > 12 else "")
     return f"{shown} per time point (t0 to t{len(counts) - 1})"

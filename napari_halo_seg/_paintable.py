@@ -29,9 +29,16 @@ def paintable(data, share: float = SHARE):
     if isinstance(data, np.ndarray):
         return data, ""
     size = int(np.prod(data.shape)) * np.dtype(data.dtype).itemsize
-    avail = room()
-    if avail is not None and size > share * avail:
+    avail = too_large_for_memory(size, share)
+    if avail is not None:
         return data, (f"the labels ({size / 2 ** 30:.1f} GiB) are shown from their file, too large to hold in "
                       f"memory ({avail / 2 ** 30:.1f} GiB available): napari's brush on them grows slower with "
                       "every stroke, and what it paints is not written to the file")
     return np.asarray(data), ""
+
+
+def too_large_for_memory(nbytes: int, share: float = SHARE) -> int | None:
+    """The memory available where ``nbytes`` take more than ``share`` of it, else None (also where
+    it is unknown)."""
+    avail = room()
+    return avail if avail is not None and nbytes > share * avail else None

@@ -287,3 +287,22 @@ def test_objects_of_a_time_lapse_are_counted_at_each_time_point(make_napari_view
     w.image.setCurrentText("one volume")
     w.run()
     assert w.worker is None and "is not that time-lapse" in w.status.text() and len(viewer.layers) == n + 1
+
+
+def test_objects_of_a_time_lapse_too_large_for_memory_are_refused_before_any_work(make_napari_viewer, qtbot,
+                                                                                monkeypatch):
+    """The objects layer holds every time point: refused, with the command that does one at a
+    time, when all of them would not fit (each alone might)."""
+    from napari_halo_seg import _paintable
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    labels = np.zeros((4, 6, 8, 8), np.uint8)
+    labels[:, 2:4, 2:4, 2:4] = 1
+    monkeypatch.setattr(_paintable, "room", lambda: 4 * labels[0].size * 4 * 2)   # one time point's ids fit
+    viewer = make_napari_viewer()
+    viewer.add_labels(labels, name="movie labels")
+    w = ObjectsWidget(viewer)
+    w.labels.setCurrentText("movie labels")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert "do not fit in memory" in w.status.text() and "halo-seg instances" in w.status.text(), w.status.text()
+    assert len(viewer.layers) == 1
