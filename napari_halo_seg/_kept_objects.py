@@ -95,7 +95,7 @@ def _write_into_series(path: Path, shape, box, region: np.ndarray, live: bool = 
     """A correction of a time-lapse result ((T, Z, Y, X) layer) into the labels of each time point
     it touched (``path``/t0003/labels, engine/series.py); a time point that was not segmented has
     none, and is said to keep the correction in the layer only."""
-    from halo_seg.engine.series import frame_name
+    from halo_seg.io.series_output import frame_name
     t0 = box[0].start
     for t in range(box[0].start, box[0].stop):
         labels = path / frame_name(t) / "labels"

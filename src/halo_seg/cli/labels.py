@@ -41,7 +41,7 @@ def _series_of(path) -> dict | None:
 def _measure_series(a, given, series: dict) -> int:
     """Every segmented time point measured (the image, given, at the same time point): a table each,
     and one CSV with a timepoint column."""
-    from ..engine.series import frame_name
+    from ..io.series_output import frame_name
     from ..measure import by_timepoint, format_table, write_csv
     if a.timepoint is not None:
         raise SystemExit("error: the labels hold several time points and --image is read at each of them; "
