@@ -25,7 +25,7 @@ def layer_unit(layer) -> str | None:
     return None
 
 
-def _size_column(unit) -> str:
+def size_column(unit) -> str:
     return "volume (mL)" if millilitres_per(unit) is not None else f"volume ({unit or 'voxel units'}³)"
 
 
@@ -66,7 +66,7 @@ def table_features(table: dict, unit, names: dict | None = None) -> dict:
     automatic segmentation, with ``names``: id -> name, such as the model's class names)."""
     size = table["volume_ml"] if "volume_ml" in table else table["volume"]
     out = {"index": table["label"], **({"name": [names.get(int(k), "") for k in table["label"]]} if names else {}),
-           "voxels": table["voxels"], _size_column(unit): np.round(size, 4)}
+           "voxels": table["voxels"], size_column(unit): np.round(size, 4)}
     if "mean" in table:
         out["mean intensity"] = np.round(table["mean"], 4)
     return out

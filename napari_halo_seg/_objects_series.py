@@ -1,7 +1,8 @@
 """The Objects widget on a time-lapse's labels ((T, Z, Y, X), as the automatic widget makes them): the
 objects of each time point, numbered on after those of the time points before (so that one table
 holds them all, a row per object with its time point, and napari shows each one's size under the
-cursor), and the labels measured as they are at each time point."""
+cursor), or followed over time (halo_seg.tracking: an id per cell that stays with it, and its
+lineage), and the labels measured as they are at each time point."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,6 +61,26 @@ def label_series(data, out: Path, spacing, unit, image, progress, cancel, split=
             counts.append(int(res.objects))
             offset += int(res.objects)
         return (ids, by_timepoint(tables), counts), None
+    except Exception as exc:   # shown to the user; the layers are untouched
+        return None, exc
+
+
+def track_series(data, out: Path, spacing, unit, image, progress, cancel, split=False, **kw):
+    """In the worker: the objects followed over the time points (halo_seg.tracking); returns (the
+    result, its labels as layer data and a note, a row per track, napari Tracks data and graph),
+    or the exception, handed back as a value."""
+    try:
+        import zarr
+
+        from halo_seg.io.track_output import track_points
+        from halo_seg.tracking import track_objects
+        from halo_seg.tracking.summary import per_track
+
+        from ._paintable import paintable
+        res = track_objects(data, out, spacing=spacing, unit=unit, image=image, split=0.25 if split else None,
+                            progress=progress, cancel=cancel, **kw)
+        labels = paintable(zarr.open_group(str(out), mode="r")["labels"])
+        return (res, labels, per_track(res.table, res.lineage, spacing), track_points(out)), None
     except Exception as exc:   # shown to the user; the layers are untouched
         return None, exc
 

@@ -16,13 +16,13 @@ import numpy as np
 from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPushButton, QSpinBox
 
 from halo_seg.io.geometry import KEY as GEOMETRY
-from halo_seg.measure import volume_text
+from halo_seg.measure import millilitres_per, volume_text
 
 from ._background import BackgroundWidget
 from ._fields import form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume, on_grid_of
-from ._measure import UNIT, layer_names, layer_unit, save_table_csv, table_features
-from ._objects_series import counts_text, label_series, measure_series, series_image
+from ._measure import UNIT, layer_names, layer_unit, save_table_csv, size_column, table_features
+from ._objects_series import counts_text, label_series, measure_series, series_image, track_series
 from ._paintable import paintable
 from ._timelapse import timelapse_data
 
@@ -82,8 +82,12 @@ class ObjectsWidget(BackgroundWidget):
         self.connectivity = QComboBox()
         self.connectivity.addItems(["1: faces", "2: faces, edges", "3: faces, edges, corners"])
         self.split = QCheckBox("split touching objects (nuclei)")
+        self.track = QCheckBox("follow them over time (tracks, lineage)")
+        self.track.setToolTip("labels with time points (T, Z, Y, X): each object keeps one id from time point to "
+                              "time point, a dividing cell's daughters get ids of their own (halo_seg.tracking)")
         form = form_of(("labels", self.labels), ("image (intensity)", self.image), ("classes", self.classes),
-                       ("min voxels", self.min_voxels), ("connectivity", self.connectivity), ("", self.split))
+                       ("min voxels", self.min_voxels), ("connectivity", self.connectivity), ("", self.split),
+                       ("", self.track))
         self.measure_btn = QPushButton("Measure labels as they are")
         self.measure_btn.clicked.connect(self.measure)
         self.save_btn = QPushButton("Save table (CSV)")
@@ -113,6 +117,18 @@ class ObjectsWidget(BackgroundWidget):
             return
         layer, data, image = chosen
         out = Path(tempfile.mkdtemp(prefix="halo-seg-objects-")) / f"{layer.name}_objects.zarr"
+        if self.track.isChecked():
+            if data.ndim != 4:
+                self.status.setText(f"error: {layer.name} has no time points to follow objects over; tracking takes "
+                                    "a time-lapse's labels (T, Z, Y, X)")
+                return
+            self._start(f"following the objects of {layer.name} over its {data.shape[0]} time points ...",
+                        track_series, data, out.with_name(f"{layer.name}_tracks.zarr"), tuple(layer.scale[-3:]),
+                        layer_unit(layer), image, self.progress_callback, self._cancel.is_set, classes=classes,
+                        min_voxels=self.min_voxels.value(), split=self.split.isChecked(),
+                        connectivity=self.connectivity.currentIndex() + 1,
+                        on_done=lambda outcome: self._tracks_done(outcome, layer))
+            return
         if data.ndim == 4:
             self._start(f"labelling the objects of {layer.name} at each of its {data.shape[0]} time points ...",
                         label_series, data, out, tuple(layer.scale[-3:]), layer_unit(layer), image,
@@ -237,6 +253,29 @@ class ObjectsWidget(BackgroundWidget):
         self.save_btn.setEnabled(True)
         self._succeeded(f"{sum(counts)} objects: {counts_text(counts)}; numbered on from one time point to the "
                         "next (the table's timepoint column says whose)")
+
+    def _tracks_done(self, outcome, layer):
+        import dask.array as da
+        done, exc = outcome
+        if exc is not None:
+            return self._failed(exc)
+        res, (labels, note), rows, (points, graph) = done
+        unit = layer_unit(layer)
+        meta = {k: v for k, v in (layer.metadata or {}).items() if k in (GEOMETRY, UNIT)}
+        if note:   # too large for memory: shown from the file
+            labels = da.from_zarr(labels)
+        place = {"scale": (1.0,) + tuple(layer.scale[-3:]), "translate": (0.0,) + tuple(layer.translate[-3:])}
+        per_ml = millilitres_per(unit) or 1.0
+        # under the cursor: the track, when it was seen, where it came from and how fast it moves
+        features = {"index": rows["track"], "parent": rows["parent"], "first": rows["first"], "last": rows["last"],
+                    "mean " + size_column(unit): np.round(rows["mean_volume"] * per_ml, 4),
+                    f"speed ({unit or 'voxels'} per time point)": np.round(rows["speed"], 3)}
+        self.viewer.add_labels(labels, name=f"{layer.name} tracked", metadata=meta, features=features, **place)
+        self.viewer.add_tracks(points, graph=graph, name=f"{layer.name} tracks", tail_length=10, **place)
+        self.table = res.table
+        self.save_btn.setEnabled(True)
+        self._succeeded(f"{res.tracks} tracks, {res.divisions} divisions; objects: {counts_text(res.objects)}"
+                        + (f"; {note}" if note else ""))
 
     def save_table(self, path: str | None = None):
         save_table_csv(self, self.table, "objects.csv", path)

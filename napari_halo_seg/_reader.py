@@ -18,6 +18,7 @@ from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.io.labels import label_dtype, whole_labels
 from halo_seg.io.tiff_slices import looks_like_slices
 from halo_seg.io.series_output import TIME_SERIES
+from halo_seg.io.track_output import TRACKS
 from halo_seg.io.volume import SEGMENT_NAMES, SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
 
 from ._paintable import paintable
@@ -43,6 +44,8 @@ def read_volume(path):
     raw = file_contents(p)
     names = axis_names(raw.data.shape, raw.meta.get("axes"))
     several = {n for n, size in zip(names, raw.data.shape) if n not in SPATIAL and size > 1}
+    if raw.meta.get(TRACKS):   # a time-lapse's objects tracked (halo_seg.tracking)
+        return _track_layers(p, raw)
     if several and several <= {"c", "t"} and not raw.meta.get("labels"):
         return _stack_layers(p, raw, names)
     if raw.meta.get(TIME_SERIES):   # every time point of a time-lapse segmented (engine/series.py)
@@ -177,6 +180,35 @@ def _stack_layers(p: Path, raw, names) -> list:
     return layers
 
 
+def _timed_place(raw, p: Path) -> tuple[dict, dict]:
+    """A (T, Z, Y, X) output's placement (time unscaled) and layer metadata."""
+    spacing = recorded_spacing(raw.spacing, str(p))
+    at = placement(raw.meta.get(GEOMETRY), spacing).get("translate")
+    place = {"scale": (1.0,) + spacing, **({"translate": (0.0,) + tuple(at)} if at else {})}
+    meta = {"source": str(p), "format": raw.meta.get("format"), "spacing_known": raw.spacing_known,
+            **({"unit": raw.meta["unit"]} if raw.meta.get("unit") else {}),
+            **({GEOMETRY: raw.meta[GEOMETRY]} if GEOMETRY in raw.meta else {})}
+    return place, meta
+
+
+def _track_layers(p: Path, raw) -> list:
+    """A track output: its labels (T, Z, Y, X; an id per track, the same at every time point) and
+    the tracks' paths with their lineage (a daughter's path starts from her mother's)."""
+    import warnings
+
+    from halo_seg.io.track_output import track_points
+    place, meta = _timed_place(raw, p)
+    data, note = paintable(raw.data)
+    if note:
+        warnings.warn(f"{p}: {note}")
+    points, graph = track_points(p)
+    info = raw.meta[TRACKS]
+    return [(data, {"name": p.stem + " tracked", **place, "metadata": meta}, "labels"),
+            (points, {"name": p.stem + " tracks", **place, "graph": graph, "tail_length": 10,
+                      "metadata": {"source": str(p), "tracks": info.get("tracks"),
+                                   "divisions": info.get("divisions")}}, "tracks")]
+
+
 def _series_layers(p: Path, raw) -> list:
     """A time series output: its labels as one (T, Z, Y, X) Labels layer over the time-lapse (time
     points not segmented are background), in memory where they fit, and its uncertainty hidden.
@@ -187,12 +219,7 @@ def _series_layers(p: Path, raw) -> list:
     import zarr
 
     from halo_seg.io.series_output import series_stack
-    spacing = recorded_spacing(raw.spacing, str(p))
-    at = placement(raw.meta.get(GEOMETRY), spacing).get("translate")
-    place = {"scale": (1.0,) + spacing, **({"translate": (0.0,) + tuple(at)} if at else {})}
-    meta = {"source": str(p), "format": raw.meta.get("format"), "spacing_known": raw.spacing_known,
-            **({"unit": raw.meta["unit"]} if raw.meta.get("unit") else {}),
-            **({GEOMETRY: raw.meta[GEOMETRY]} if GEOMETRY in raw.meta else {})}
+    place, meta = _timed_place(raw, p)
     name = p.stem + " labels"
     if raw.meta.get("incomplete"):
         warnings.warn(f"{p} is a time series output whose run stopped ({raw.meta['incomplete']}); finish it "

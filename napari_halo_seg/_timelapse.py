@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from halo_seg.engine.output import UNCERTAINTY
-from halo_seg.engine.series import frame_name, parse_timepoints, segment_series
+from halo_seg.engine.series import frame_name, segment_series
+from halo_seg.io.timepoints import parse_timepoints
 from halo_seg.io.volume import names_in
 
 from ._kept_objects import INTO_SERIES

@@ -1,16 +1,16 @@
 """`halo-seg` command line: segment, batch, resample, convert, card, export, measure, instances,
-evaluate, review, session, demo, train, train-default, train-interactive, train-quality, info.
+track, evaluate, review, session, demo, train, train-default, train-interactive, train-quality, info.
 
 A module per kind of work, each with its commands and their arguments: segment.py (segment, batch,
 review), volumes.py (info, resample, convert), labels.py (export, measure, instances, evaluate),
-training.py (train, card, train-default, train-interactive, train-quality), interactive.py (demo,
-session); common.py holds the arguments several share."""
+tracking.py (track), training.py (train, card, train-default, train-interactive, train-quality),
+interactive.py (demo, session); common.py holds the arguments several share."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import interactive, labels, segment, training, volumes
+from . import interactive, labels, segment, tracking, training, volumes
 from .training import _read_pair, _user_volumes
 
 __all__ = ["build_parser", "main", "_read_pair", "_user_volumes"]   # the tests call the last two
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_export(sub)
     labels.add_measure(sub)
     labels.add_instances(sub)
+    tracking.add_track(sub)
     labels.add_evaluate(sub)
     segment.add_review(sub)
     interactive.add_session(sub)

@@ -20,9 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..io.axes import axis_names, describe
 from ..io.series_output import SERIES, frame_name
-from ..io.volume import VolumeError, check_zarr_output_name, file_contents
+from ..io.timepoints import parse_timepoints, timepoint_count
+from ..io.volume import VolumeError, check_zarr_output_name
 from .runner import EngineError, PlannedRun, input_name, run_planned, segment, torchrun_env
 
 # time points run on ranks started once (run_planned): starting 2 CPU ranks takes longer than a
@@ -42,56 +42,6 @@ class SeriesResult:
     def skipped(self) -> list:
         """The time points a --resume found already done."""
         return [t for t, r in zip(self.timepoints, self.frames) if r.skipped]
-
-
-def parse_timepoints(spec, n: int) -> list[int]:
-    """The time points ``spec`` names among ``n``: "all", one index, a range "A-B" (both ends
-    included), or several of these separated by commas ("0-9,20"); a list of ints is taken as it
-    is. Sorted, each once; an index outside 0..n-1 or text that is none of these is refused."""
-    if isinstance(spec, (list, tuple, range)):
-        parts, text = [int(t) for t in spec], str(list(spec))
-    else:
-        text = str(spec).strip()
-        parts = []
-        if text.lower() == "all":
-            parts = list(range(n))
-        else:
-            for piece in text.split(","):
-                a, sep, b = piece.strip().partition("-")
-                try:
-                    lo = int(a)
-                    hi = int(b) if sep else lo
-                except ValueError:
-                    raise VolumeError(f"time points {text!r}: give 'all', an index, a range A-B or several "
-                                      "separated by commas (0-9,20)") from None
-                if hi < lo:
-                    raise VolumeError(f"time points {text!r}: the range {lo}-{hi} ends before it starts")
-                parts.extend(range(lo, hi + 1))
-    out = sorted(set(parts))
-    if not out:
-        raise VolumeError(f"time points {text!r} name none")
-    bad = [t for t in out if not 0 <= t < n]
-    if bad:
-        raise VolumeError(f"time points {text!r}: {', '.join(map(str, bad[:5]))} out of range; the input has "
-                          f"{n} time points (0 to {n - 1})")
-    return out
-
-
-def timepoint_count(source) -> int:
-    """How many time points ``source`` holds: a file's t axis, or the first axis of a 4D array
-    (T, Z, Y, X). A volume without a time axis is refused, naming what it holds."""
-    if isinstance(source, (str, Path)):
-        raw = file_contents(source)
-        names = axis_names(raw.data.shape, raw.meta.get("axes"))
-        sizes = dict(zip(names, raw.data.shape))
-        if sizes.get("t", 1) > 1:
-            return int(sizes["t"])
-        raise VolumeError(f"{source} {describe(raw.data.shape, names)} has no time points to segment one by one; "
-                          "segment it without --timepoint")
-    shape = tuple(getattr(source, "shape", ()))
-    if len(shape) != 4:
-        raise VolumeError(f"a time series array must be 4D (T, Z, Y, X), got shape {shape}")
-    return int(shape[0])
 
 
 def _frame_bytes(source) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 
 from .axes import AxisChoiceError, axis_names, describe, select_3d, tiff_axes
 from .series_output import TIME_SERIES
+from .track_output import TRACKS
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -114,6 +115,9 @@ def open_volume(source: Any, spacing: tuple[float, float, float] | None = None,
     if series and str(timepoint).strip().isdigit() and int(timepoint) not in series["segmented"]:
         from .series_output import series_hint   # its background is no segmentation of that time point
         raise VolumeError(f"time point {int(timepoint)} was not segmented; " + series_hint(what, series))
+    if vol.meta.get(TRACKS) and timepoint is None:
+        raise VolumeError(f"{what} holds the tracked objects of {vol.data.shape[0]} time points, their ids the same "
+                          "over time: give one time point (--timepoint), or open it in napari whole")
     names = vol.meta.pop("axes", None)
     full = axis_names(vol.data.shape, names)
     try:
@@ -600,9 +604,11 @@ def _open_zarr(path: Path) -> Volume:
         # a `segment` run that stopped: the blocks never written read as background
         unfinished = {"incomplete": f"{int(done.sum())} of {done.size} blocks written"} \
             if done is not None and not done.all() else {}
+        # a track output's labels (T, Z, Y, X): their axes named, so a time point is chosen as a file's
+        tracked = {"axes": list(arr.attrs["axes"]), TRACKS: attrs[TRACKS]} if TRACKS in attrs else {}
         return Volume(named_from_zarr(arr, path), spacing=spacing, source=str(path),
                       spacing_known="spacing" in arr.attrs or "spacing" in attrs,
-                      meta={"format": "zarr", "array": key, **unfinished, **_names(arr.attrs),
+                      meta={"format": "zarr", "array": key, **unfinished, **tracked, **_names(arr.attrs),
                             "unit": length_unit(arr.attrs.get("unit", attrs.get("unit"))),
                             **_zarr_geometry({**attrs, **dict(arr.attrs)}, arr.shape, path)})
     raise VolumeError(f"zarr group {path} has no OME multiscales metadata and no single array "

@@ -1,0 +1,94 @@
+"""`halo-seg track`: a time-lapse's objects followed over time (halo_seg.tracking)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .labels import LABEL_FILES
+
+
+def cmd_track(a) -> int:
+    from tqdm import tqdm
+
+    from ..measure import check_table_path, write_csv
+    from ..tracking import track_objects, write_ctc
+    from ..tracking.summary import format_tracks, per_track
+    from ..io.track_output import check_ctc_folder
+    for path in (a.csv, a.summary):
+        if path:
+            check_table_path(Path(path))
+    if a.ctc:
+        check_ctc_folder(a.ctc)   # before the work, not after
+    with tqdm(total=1, desc="time points", unit="time point", disable=a.quiet) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+        res = track_objects(a.labels, a.output, timepoints=a.timepoints, channel=a.channel, objects_given=a.ids,
+                            classes=a.classes, min_voxels=a.min_voxels, connectivity=a.connectivity, split=a.split,
+                            min_iou=a.min_iou, division_overlap=a.division_overlap, max_distance=a.max_distance,
+                            max_gap=a.max_gap, image=a.image, image_channel=a.image_channel, progress=progress)
+    rows = per_track(res.table, res.lineage, res.spacing)
+    if not a.quiet:
+        print(format_tracks(rows, res.unit, most=a.rows))
+    if a.summary:
+        print(f"wrote {write_csv(rows, a.summary)} ({len(rows['track'])} rows: a track each)", file=sys.stderr)
+    if a.csv:
+        print(f"wrote {write_csv(res.table, a.csv)} ({len(res.table['track'])} rows: an object at a time point each)",
+              file=sys.stderr)
+    if a.ctc:
+        print(f"wrote {write_ctc(res.output, a.ctc)} (a Cell Tracking Challenge result: mask*.tif, res_track.txt)",
+              file=sys.stderr)
+    print(json.dumps({"output": str(res.output), "tracks": res.tracks, "divisions": res.divisions,
+                      "timepoints": len(res.timepoints), "objects_per_timepoint": res.objects,
+                      "seconds": round(res.seconds, 2)}))
+    return 0
+
+
+def add_track(sub) -> None:
+    o = sub.add_parser("track", help="follow a time-lapse's objects (cells, nuclei) over time: track ids and lineage")
+    o.add_argument("labels", help="a time-lapse's labels: a `segment --timepoint all` output, or "
+                                  f"{LABEL_FILES} with a time axis")
+    o.add_argument("output", help="output .zarr group: labels (T, Z, Y, X) holding each object's track id, tracks "
+                                  "(napari's Tracks layer) and lineage")
+    o.add_argument("--timepoints", default=None, metavar="T",
+                   help="the time points to track: all (default; of a segment output, those segmented), a range A-B "
+                        "or several (0-9,20)")
+    o.add_argument("--channel", default=None, help="the labels' channel, when the file has several")
+    o.add_argument("--ids", action="store_true",
+                   help="the labels already number the objects (StarDist, Cellpose, `instances`): take each id as an "
+                        "object, touching ones apart, instead of finding connected components")
+    o.add_argument("--classes", type=int, nargs="*", default=None,
+                   help="label values whose components become objects, each class apart (default: every value > 0 as "
+                        "one foreground); an object continues only as one of its class")
+    o.add_argument("--min-voxels", type=int, default=0, help="drop objects smaller than this (debris)")
+    o.add_argument("--connectivity", type=int, default=1, choices=[1, 2, 3],
+                   help="1: faces touch (default), 2: and edges, 3: and corners")
+    o.add_argument("--split", type=float, nargs="?", const=0.25, default=None, metavar="DEPTH",
+                   help="split touching objects (nuclei) at each time point as `instances --split` does; needed for "
+                        "a cell's two daughters, which touch when they are born")
+    o.add_argument("--min-iou", type=float, default=0.1,
+                   help="an object continues as the one it overlaps most, pairs overlapping at least this much "
+                        "(intersection over union; default 0.1)")
+    o.add_argument("--division-overlap", type=float, default=0.2,
+                   help="a new object lying this share of its voxels in a cell that continued is its daughter "
+                        "(default 0.2, chosen on procedural dividing cells, benchmarks/README.md)")
+    o.add_argument("--max-distance", type=float, default=None,
+                   help="pair objects no overlap paired by nearest centroid within this distance (in the voxel size's "
+                        "unit): for cells that move further than their size between time points (default: off)")
+    o.add_argument("--max-gap", type=int, default=1,
+                   help="a track continues after up to this many time points its object was missing from (default 1)")
+    o.add_argument("--image", default=None, help="the time-lapse itself: each object's intensity (mean, std, ...) in "
+                                                 "the table")
+    o.add_argument("--image-channel", default=None, help="the image's channel, when it has several")
+    o.add_argument("--csv", default=None, help="write every object at every time point as CSV (timepoint, track, "
+                                               "parent, volume, centroid, ...)")
+    o.add_argument("--summary", default=None, help="write a row per track as CSV (first and last time point, parent, "
+                                                   "daughters, mean volume, path length, displacement, speed)")
+    o.add_argument("--ctc", default=None, metavar="FOLDER",
+                   help="also write the tracking as a Cell Tracking Challenge result (mask000.tif ... and "
+                        "res_track.txt), for its evaluation tools")
+    o.add_argument("--rows", type=int, default=20, help="tracks to print, the longest-lived first (default 20)")
+    o.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    o.set_defaults(fn=cmd_track)

@@ -1,0 +1,219 @@
+"""Which object of one time point is which of the next: tracks and their lineage from overlaps.
+
+Cells in a time-lapse move by less than their size between frames, so an object's successor is the
+object that overlaps it most. Each step is a one-to-one assignment maximising the total overlap
+(intersection over union, IoU) among pairs above ``min_iou``, solved with scipy's Hungarian
+algorithm on each connected group of overlapping objects (groups are small, so a frame of many
+thousand cells never builds one large matrix). What the assignment leaves:
+
+- an object that lies at least ``division_overlap`` (a share of its voxels) in a mother already
+  continued by another is her daughter (daughters are each half the mother and start where she
+  was, so each overlaps her IoU about 0.25 at most, too little to tell from a neighbour; their
+  share inside her is about 0.6): the mother's track ends and every daughter starts a track whose parent is hers
+  (the Cell Tracking Challenge convention, so lineages read as its ``L B E P`` lines);
+- with ``max_distance``, objects left on both sides are paired by centroid distance (physical
+  units), for cells that move further than they overlap;
+- an object still unpaired may continue a track that ended up to ``max_gap`` time points before
+  (an object the segmentation missed for a frame), by overlap with that track's last object;
+- anything else starts a new track.
+
+This module only decides: the frames are read, compared and written by tracking.run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Objects:
+    """One time point's objects: sorted ids, their sizes in voxels, centroids (voxel z, y, x) and
+    class (0 where classes are not kept apart)."""
+    t: int
+    ids: np.ndarray
+    voxels: np.ndarray
+    centroids: np.ndarray
+    classes: np.ndarray
+
+    def index(self, ids) -> np.ndarray:
+        return np.searchsorted(self.ids, ids)
+
+
+def match(rows: np.ndarray, cols: np.ndarray, weight: np.ndarray) -> list[tuple[int, int]]:
+    """The one-to-one pairs (row, col) among the candidate edges that maximise the total weight
+    (all weights > 0), solved group by group of rows and columns joined by edges."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    if not len(rows):
+        return []
+    r_ids, r = np.unique(rows, return_inverse=True)
+    c_ids, c = np.unique(cols, return_inverse=True)
+    nr = len(r_ids)
+    graph = coo_matrix((np.ones(len(r)), (r, nr + c)), shape=(nr + len(c_ids),) * 2)
+    _, comp = connected_components(graph, directed=False)
+    group = comp[r]
+    order = np.argsort(group, kind="stable")
+    bounds = np.flatnonzero(np.diff(group[order])) + 1
+    pairs = []
+    for edges in np.split(order, bounds):
+        if len(edges) == 1:
+            e = edges[0]
+            pairs.append((int(r_ids[r[e]]), int(c_ids[c[e]])))
+            continue
+        ur, lr = np.unique(r[edges], return_inverse=True)
+        uc, lc = np.unique(c[edges], return_inverse=True)
+        m = np.zeros((len(ur), len(uc)))
+        m[lr, lc] = weight[edges]
+        for i, j in zip(*linear_sum_assignment(m, maximize=True)):
+            if m[i, j] > 0:   # a pair the group had no edge for is no link
+                pairs.append((int(r_ids[ur[i]]), int(c_ids[uc[j]])))
+    return pairs
+
+
+def iou(overlaps: np.ndarray, a: Objects, b: Objects) -> np.ndarray:
+    """IoU of each overlapping pair (rows of ``overlaps``: id in a, id in b, voxels in common)."""
+    inter = overlaps[:, 2].astype(float)
+    return inter / (a.voxels[a.index(overlaps[:, 0])] + b.voxels[b.index(overlaps[:, 1])] - inter)
+
+
+@dataclass
+class Linker:
+    """Tracks built one time point at a time: ``step`` gives each object of the new time point its
+    track id. ``lineage``: track -> [first time point, last time point, parent track or 0]."""
+    spacing: tuple = (1.0, 1.0, 1.0)
+    min_iou: float = 0.1
+    division_overlap: float = 0.2
+    max_distance: float | None = None
+    max_gap: int = 1
+    lineage: dict = field(default_factory=dict)
+    divisions: int = 0
+    _track: dict = field(default_factory=dict)      # (t, id) -> track, for the last time point stepped
+    _ended: dict = field(default_factory=dict)      # track -> (t, id, step) of its last object, if it ended
+    _steps: int = 0
+
+    def check(self) -> None:
+        from ..io.volume import VolumeError
+        if not 0 < self.min_iou <= 1:
+            raise VolumeError(f"min_iou must be in (0, 1], got {self.min_iou}")
+        if not 0 < self.division_overlap <= 1:
+            raise VolumeError(f"division_overlap (a share of the daughter) must be in (0, 1], got "
+                              f"{self.division_overlap}")
+        if self.max_distance is not None and not self.max_distance > 0:
+            raise VolumeError(f"max_distance must be > 0 (in the volume's units), got {self.max_distance}")
+        if int(self.max_gap) != self.max_gap or self.max_gap < 0:
+            raise VolumeError(f"max_gap must be a whole number >= 0, got {self.max_gap}")
+
+    def gap_candidates(self) -> dict[int, np.ndarray]:
+        """{time point: ids} of the last objects of tracks that ended (not by dividing) within
+        max_gap time points before the last one stepped: those a new object may continue."""
+        out: dict[int, list] = {}
+        for t, i, s in self._ended.values():
+            if self._steps - 1 - s <= self.max_gap and s < self._steps - 1:
+                out.setdefault(t, []).append(i)
+        return {t: np.array(sorted(v)) for t, v in out.items()}
+
+    def _new(self, t: int, parent: int = 0) -> int:
+        k = len(self.lineage) + 1
+        self.lineage[k] = [t, t, parent]
+        return k
+
+    def step(self, prev: Objects | None, cur: Objects, overlaps: np.ndarray | None = None,
+             gaps: dict | None = None) -> np.ndarray:
+        """Track ids of ``cur``'s objects (in the order of ``cur.ids``). ``overlaps``: rows (id in
+        prev, id in cur, voxels in common) of objects of one class; ``gaps``: {time point: (its
+        Objects, overlaps with cur)} for gap_candidates."""
+        t, n = cur.t, len(cur.ids)
+        links: dict[int, int] = {}        # index in cur -> track it continues
+        parents: dict[int, int] = {}      # index in cur -> track it is a daughter of
+        if prev is not None and len(prev.ids) and n:
+            ov = overlaps if overlaps is not None else np.zeros((0, 3), np.int64)
+            w = iou(ov, prev, cur) if len(ov) else np.zeros(0)
+            good = w >= self.min_iou
+            pi, ci = prev.index(ov[good, 0]), cur.index(ov[good, 1])
+            pairs = match(pi, ci, w[good])
+            succ = {i: j for i, j in pairs}
+            taken = set(succ.values())
+            # daughters: unpaired objects lying mostly in a mother already continued
+            share = ov[:, 2] / cur.voxels[cur.index(ov[:, 1])] if len(ov) else np.zeros(0)
+            best: dict[int, tuple[float, int]] = {}
+            for i, j, v in zip(prev.index(ov[:, 0]), cur.index(ov[:, 1]), share):
+                if j not in taken and v > best.get(j, (0.0, -1))[0]:
+                    best[j] = (v, i)
+            daughters: dict[int, list] = {}
+            for j, (v, i) in best.items():
+                if v >= self.division_overlap and i in succ:
+                    daughters.setdefault(i, []).append(j)
+            for i, js in daughters.items():
+                mother = self._track[(prev.t, int(prev.ids[i]))]
+                for j in [succ.pop(i)] + js:
+                    parents[j] = mother
+                self.divisions += 1
+            if self.max_distance is not None:
+                self._pair_by_distance(prev, cur, succ, set(daughters), set(parents))
+            for i, j in succ.items():
+                links[j] = self._track[(prev.t, int(prev.ids[i]))]
+            ended = [i for i in range(len(prev.ids)) if i not in succ and i not in daughters]
+        else:
+            ended = list(range(len(prev.ids))) if prev is not None else []
+        for j, k in self._close_gaps(cur, gaps or {}, set(links) | set(parents)).items():
+            links[j] = k
+        tracks = np.zeros(n, np.int64)
+        for j in range(n):
+            if j in links:
+                tracks[j] = links[j]
+                self.lineage[links[j]][1] = t
+                self._ended.pop(links[j], None)
+            else:
+                tracks[j] = self._new(t, parents.get(j, 0))
+        if prev is not None:
+            for i in ended:   # not continued: a gap may yet be closed
+                k = self._track[(prev.t, int(prev.ids[i]))]
+                self._ended[k] = (prev.t, int(prev.ids[i]), self._steps - 1)
+        self._track = {(t, int(i)): int(k) for i, k in zip(cur.ids, tracks)}
+        self._ended = {k: e for k, e in self._ended.items() if self._steps - e[2] <= self.max_gap}
+        self._steps += 1
+        return tracks
+
+    def _pair_by_distance(self, prev: Objects, cur: Objects, succ: dict, mothers: set, daughters: set) -> None:
+        """Objects that no overlap paired (nor made mother or daughter), paired by the nearest
+        centroid within max_distance; adds them to ``succ``."""
+        from scipy.spatial import cKDTree
+        left_p = np.array([i for i in range(len(prev.ids)) if i not in succ and i not in mothers], np.int64)
+        used = set(succ.values()) | daughters
+        left_c = np.array([j for j in range(len(cur.ids)) if j not in used], np.int64)
+        if not len(left_p) or not len(left_c):
+            return
+        sp = np.asarray(self.spacing, float)
+        pa, ca = prev.centroids[left_p] * sp, cur.centroids[left_c] * sp
+        near = cKDTree(pa).query_ball_tree(cKDTree(ca), self.max_distance)
+        rows = np.array([a for a, js in enumerate(near) for _ in js], np.int64)
+        cols = np.array([b for js in near for b in js], np.int64)
+        if not len(rows):
+            return
+        same = prev.classes[left_p[rows]] == cur.classes[left_c[cols]]
+        rows, cols = rows[same], cols[same]
+        d = np.linalg.norm(pa[rows] - ca[cols], axis=1)
+        # closer is better; every pair within reach is worth more than none
+        for a, b in match(rows, cols, 1.0 + self.max_distance - d):
+            succ[int(left_p[a])] = int(left_c[b])
+
+    def _close_gaps(self, cur: Objects, gaps: dict, used: set) -> dict[int, int]:
+        """Unpaired objects of ``cur`` continuing tracks that ended within max_gap, by overlap."""
+        out: dict[int, int] = {}
+        track_at = {(e[0], e[1]): k for k, e in self._ended.items()}
+        for t_old in sorted(gaps, reverse=True):   # the most recent first
+            old, ov = gaps[t_old]
+            if ov is None or not len(ov):
+                continue
+            w = iou(ov, old, cur)
+            keys = [track_at.get((t_old, int(i))) for i in ov[:, 0]]
+            ok = np.array([k is not None for k in keys]) & (w >= self.min_iou)
+            cj = cur.index(ov[:, 1])
+            ok &= np.array([j not in used and j not in out for j in cj])
+            if not ok.any():
+                continue
+            for i, j in match(old.index(ov[ok, 0]), cj[ok], w[ok]):
+                out[j] = track_at[(t_old, int(old.ids[i]))]
+        return out

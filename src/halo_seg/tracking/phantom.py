@@ -1,0 +1,149 @@
+"""A procedural time-lapse of moving, dividing cells whose true tracks are known: what the tracking
+tests and benchmarks/tracking.py measure against (no annotated time-lapse ships with the project)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class TimeLapse:
+    image: np.ndarray      # (T, Z, Y, X) float32: bright cells on a noisy background
+    ids: np.ndarray        # (T, Z, Y, X) uint16: each voxel's true track id (0: background)
+    lineage: np.ndarray    # rows: track, first, last time point, parent track or 0
+
+
+def cell_timelapse(shape=(24, 64, 64), cells: int = 8, timepoints: int = 6, radius: float = 4.0,
+                   speed: float = 1.5, divisions: int = 2, noise: float = 0.2, seed: int = 0) -> TimeLapse:
+    """``cells`` balls of ``radius`` voxels that drift by about ``speed`` voxels a time point (a
+    persistent velocity plus jitter, bouncing off the walls), ``divisions`` of them splitting in
+    two (daughters of half the volume, apart along a random direction) at random time points.
+    Touching cells are cut along the plane between their centres (each voxel belongs to the
+    nearest centre), as a segmentation that kept them apart would."""
+    rng = np.random.default_rng(seed)
+    lo = np.array([radius + 1] * 3, float)
+    hi = np.array(shape, float) - radius - 2
+    if np.any(hi <= lo):
+        raise ValueError(f"cells of radius {radius} do not fit in {shape}")
+    pos: list[np.ndarray] = []
+    for _ in range(cells * 200):   # spread out: no two closer than 2.5 radii at the start
+        p = rng.uniform(lo, hi)
+        if all(np.linalg.norm(p - q) > 2.5 * radius for q in pos):
+            pos.append(p)
+        if len(pos) == cells:
+            break
+    live = []   # [track, position, velocity, radius]
+    lineage = {}
+    for k, p in enumerate(pos, 1):
+        d = rng.normal(size=3)
+        live.append([k, p, speed * d / np.linalg.norm(d), radius])
+        lineage[k] = [0, 0, 0]
+    when = sorted(rng.integers(1, max(2, timepoints), size=divisions).tolist()) if timepoints > 1 else []
+    ids = np.zeros((timepoints,) + tuple(shape), np.uint16)
+    for t in range(timepoints):
+        for _ in range(when.count(t)):
+            older = [i for i, c in enumerate(live) if lineage[c[0]][0] < t]   # not one born this time point
+            if not older:
+                break
+            k, p, v, r = live.pop(older[int(rng.integers(len(older)))])
+            d = rng.normal(size=3)
+            d /= np.linalg.norm(d)
+            for sign in (1, -1):
+                nk = len(lineage) + 1
+                lineage[nk] = [t, t, k]
+                live.append([nk, np.clip(p + sign * 0.7 * r * d, lo, hi), v + sign * 0.5 * d, r / 2 ** (1 / 3)])
+        ids[t] = _drawn(shape, live)
+        for c in live:
+            lineage[c[0]][1] = t
+            c[2] = 0.8 * c[2] + rng.normal(scale=0.3 * speed, size=3)
+            c[2] *= speed / max(np.linalg.norm(c[2]), 1e-6)
+            c[1] = c[1] + c[2]
+            out = (c[1] < lo) | (c[1] > hi)
+            c[2][out] *= -1
+            c[1] = np.clip(c[1], lo, hi)
+    from scipy import ndimage as ndi
+    image = ndi.gaussian_filter((ids > 0).astype(np.float32), (0, 1, 1, 1))
+    image += rng.normal(scale=noise, size=image.shape).astype(np.float32)
+    rows = np.array([[k, *v] for k, v in sorted(lineage.items())], np.int64).reshape(-1, 4)
+    return TimeLapse(image.astype(np.float32), ids, rows)
+
+
+def _drawn(shape, live) -> np.ndarray:
+    """One time point's true ids: each voxel inside a ball goes to the ball whose surface it is
+    deepest inside (touching cells meet at a plane); drawn ball by ball in its bounding box."""
+    frame = np.zeros(shape, np.uint16)
+    depth = np.zeros(shape, np.float32)
+    for k, p, _, r in live:
+        lo = np.maximum(np.floor(p - r - 1).astype(int), 0)
+        hi = np.minimum(np.ceil(p + r + 2).astype(int), shape)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        zz, yy, xx = np.ogrid[box]
+        d = r - np.sqrt((zz - p[0]) ** 2 + (yy - p[1]) ** 2 + (xx - p[2]) ** 2)
+        better = (d >= 0) & ((frame[box] == 0) | (d > depth[box]))
+        depth[box][better] = d[better]
+        frame[box][better] = k
+    return frame
+
+
+def relabelled(ids: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each time point's ids renumbered at random (as a segmenter numbers each frame afresh), so
+    a tracker cannot pass by keeping the true ids."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros_like(ids)
+    for t in range(len(ids)):
+        present = np.unique(ids[t])
+        present = present[present > 0]
+        lut = np.zeros(int(ids[t].max()) + 1, ids.dtype)
+        lut[present] = rng.permutation(len(present)) + 1
+        out[t] = lut[ids[t]]
+    return out
+
+
+def link_scores(truth: np.ndarray, found: np.ndarray, truth_lineage: np.ndarray, found_lineage: np.ndarray) -> dict:
+    """How well ``found`` (T, Z, Y, X track ids) follows ``truth``: each found object is matched to
+    the true object it overlaps by more than half; ``links``: of the true links (an object to
+    itself at the next time point, or a mother to a daughter), the fraction the found tracks make
+    as well (recall), ``precision``: of the found links, the fraction that are true; ``divisions``:
+    true divisions found (a found mother with two found daughters matching them)."""
+    T = len(truth)
+    match = []   # per t: found id -> true id
+    for t in range(T):
+        a, b = truth[t].ravel().astype(np.int64), found[t].ravel().astype(np.int64)
+        fg = (a > 0) & (b > 0)
+        pairs, n = np.unique(np.stack([b[fg], a[fg]], 1), axis=0, return_counts=True)
+        size_b = np.bincount(b)
+        m = {int(f): int(g) for (f, g), c in zip(pairs, n) if c > 0.5 * size_b[f]}
+        match.append(m)
+
+    def links(lineage, present):
+        """(t, id at t, id at t+1) for each link: a track to itself, a parent's last to its child's first."""
+        out = set()
+        for t in range(T - 1):
+            for k in present[t] & present[t + 1]:
+                out.add((t, k, k))
+        for r in lineage:
+            k, first, p = int(r[0]), int(r[1]), int(r[3])
+            if p and first > 0 and p in present[first - 1] and k in present[first]:
+                out.add((first - 1, p, k))
+        return out
+    tp = [set(np.unique(truth[t]).tolist()) - {0} for t in range(T)]
+    fp = [set(np.unique(found[t]).tolist()) - {0} for t in range(T)]
+    true_links = links(truth_lineage, tp)
+    found_links = links(found_lineage, fp)
+    mapped = {(t, match[t].get(a, -1), match[t + 1].get(b, -2)) for t, a, b in found_links}
+    hit = len(true_links & mapped)
+    divs = [r for r in truth_lineage if r[3]]
+    mothers = {}
+    for r in divs:
+        mothers.setdefault((int(r[1]) - 1, int(r[3])), []).append(int(r[0]))
+    fpar = {(int(r[1]) - 1, int(r[3])): [] for r in found_lineage if r[3]}
+    for r in found_lineage:
+        if r[3]:
+            fpar[(int(r[1]) - 1, int(r[3]))].append(int(r[0]))
+    found_divs = {(t, match[t].get(m, -1), frozenset(match[t + 1].get(d, -2) for d in ds))
+                  for (t, m), ds in fpar.items() if t + 1 < T}
+    div_hit = sum((t, m, frozenset(ds)) in found_divs for (t, m), ds in mothers.items())
+    return {"links": hit / max(len(true_links), 1), "precision": hit / max(len(found_links), 1),
+            "divisions": div_hit / max(len(mothers), 1), "true_divisions": len(mothers),
+            "found_divisions": len(fpar), "true_links": len(true_links)}

@@ -1,0 +1,233 @@
+"""Tracking a time-lapse's objects: each time point's objects found (halo_seg.instances, or the ids
+a tool such as StarDist gave), linked to the time point before (tracking.link), and written with
+their track id as one (T, Z, Y, X) label volume whose ids stay the same object over time.
+
+The output group (``tracks.zarr``) holds ``labels`` (T, Z, Y, X, uint32, chunked per time point,
+axes named; every command takes a time point of it with ``--timepoint``), ``tracks`` (a row per
+object and time point: track, t, z, y, x centroid in voxels; napari's Tracks layer) and
+``lineage`` (a row per track: track, first and last time point, parent track or 0; the Cell
+Tracking Challenge's ``L B E P``). Time points are read one at a time and only the last few
+time points' ids are kept (on disk), so a time-lapse of any length and frame size fits.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..io.track_output import TRACKS
+from ..io.volume import VolumeError
+from .frames import SLAB_VOXELS, frame_objects, frame_overlaps
+from .link import Linker
+
+
+@dataclass
+class TrackResult:
+    output: Path
+    tracks: int                                    # track ids 1..tracks
+    divisions: int
+    timepoints: list                               # the time points tracked
+    objects: list                                  # objects at each of them
+    table: dict = field(default_factory=dict)      # a row per object and time point (timepoint, track, parent, ...)
+    lineage: np.ndarray | None = None              # rows: track, first, last time point, parent
+    spacing: tuple = (1.0, 1.0, 1.0)
+    unit: str | None = None
+    seconds: float = 0.0
+
+
+def check_track_output(out: Path, source) -> None:
+    """Only a free path, or an earlier output of track (never the input, never a user's volume)."""
+    from ..io.volume import check_zarr_output_name
+    check_zarr_output_name(out, "track", "a zarr group of track labels")
+    if isinstance(source, (str, Path)) and Path(source).resolve() == out.resolve():
+        raise VolumeError("the output must not be the input: the input is read while the output is written")
+    if not out.exists():
+        return
+    import zarr
+    try:
+        ours = TRACKS in zarr.open_group(str(out), mode="r").attrs
+    except Exception:   # not a zarr group at all
+        ours = False
+    if not ours:
+        raise VolumeError(f"{out} exists and is not an earlier output of track: choose a new path")
+
+
+class _Input:
+    """The time-lapse's labels (a file, a `segment --timepoint all` output or a (T, Z, Y, X) array),
+    and the image measured under them, a time point at a time."""
+
+    def __init__(self, source, channel, timepoints, spacing, image, image_channel):
+        from ..io.series_output import TIME_SERIES
+        from ..io.timepoints import parse_timepoints, timepoint_count
+        from ..io.volume import file_contents
+        self.source, self.channel, self.image, self.image_channel = source, channel, image, image_channel
+        self.is_path = isinstance(source, (str, Path))
+        series = file_contents(source).meta.get(TIME_SERIES) if self.is_path else None
+        self.n = int(series["timepoints"]) if series else timepoint_count(
+            source, "tracking follows objects over time: give a time-lapse's labels (a file whose axes name t, "
+                    "such as an ImageJ hyperstack, OME-TIFF, OME-Zarr or 4D NIfTI) or a `segment --timepoint all` output")
+        if series and (timepoints is None or str(timepoints).strip().lower() == "all"):
+            self.chosen = list(series["segmented"])   # those not segmented would read as empty
+        else:
+            self.chosen = parse_timepoints("all" if timepoints is None else timepoints, self.n)
+        if len(self.chosen) < 2:
+            raise VolumeError(f"tracking needs at least 2 time points; {len(self.chosen)} chosen of {self.n}")
+        first = self.volume(self.chosen[0])
+        self.shape = tuple(first.data.shape)
+        self.spacing = tuple(float(s) for s in (spacing if spacing is not None else first.spacing))
+        self.unit = first.meta.get("unit")
+        from ..io import geometry
+        self.geometry = first.meta.get(geometry.KEY)
+
+    def volume(self, t: int):
+        from ..io.volume import open_volume
+        if self.is_path:
+            return open_volume(self.source, channel=self.channel, timepoint=t)
+        return open_volume(self.source[t])
+
+    def labels(self, t: int):
+        from ..io.labels import check_label_volume
+        data = self.volume(t).data
+        check_label_volume(data, f"time point {t} of the labels")
+        if tuple(data.shape) != self.shape:
+            raise VolumeError(f"time point {t} of the labels is {tuple(data.shape)}, the first {self.shape}")
+        return data
+
+    def intensities(self, t: int):
+        if self.image is None:
+            return None
+        from ..io.volume import open_volume
+        if isinstance(self.image, (str, Path)):
+            data = open_volume(self.image, channel=self.image_channel, timepoint=t).data
+        else:
+            data = open_volume(self.image[t]).data
+        if tuple(data.shape) != self.shape:
+            raise VolumeError(f"the image's time point {t} is {tuple(data.shape)} but the labels' {self.shape}: "
+                              "they must be the same time-lapse on one voxel grid")
+        return data
+
+
+def track_objects(source, out, timepoints=None, channel=None, objects_given: bool = False, classes=None,
+                  min_voxels: int = 0, connectivity: int = 1, split: float | None = None, min_iou: float = 0.1,
+                  division_overlap: float = 0.2, max_distance: float | None = None, max_gap: int = 1,
+                  spacing=None, unit: str | None = None, image=None, image_channel=None, progress=None,
+                  cancel=None) -> TrackResult:
+    """Track the objects of a time-lapse's labels ``source`` into the zarr group ``out``.
+
+    ``source``: a path (a `segment --timepoint all` output, or a labels file with a t axis; its
+    ``channel`` if it has several) or a (T, Z, Y, X) array (with ``spacing`` and its length ``unit``). ``timepoints``: as
+    segment's ("0-9,20"; default every one, or every one segmented). Each time point's objects are
+    its connected components (``classes``, ``min_voxels``, ``connectivity``, ``split`` as in
+    halo_seg.instances), or with ``objects_given`` its ids as they are (touching cells kept
+    apart by the tool that numbered them). Linking: tracking.link (``min_iou``, ``division_overlap``,
+    ``max_distance`` in the spacing's units, ``max_gap`` time points). ``image``: measured under
+    each object (mean, std, ...) in the table. ``progress(done, total)`` after each time point;
+    ``cancel()`` True stops between slabs; then, as on any error, nothing is written.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    if objects_given and (classes or min_voxels or split is not None):
+        raise VolumeError("the labels' ids are taken as the objects (objects_given): classes, min_voxels and split "
+                          "apply only when objects are found as connected components")
+    linker = Linker(min_iou=min_iou, division_overlap=division_overlap, max_distance=max_distance, max_gap=max_gap)
+    linker.check()
+    check_track_output(out, source)
+    src = _Input(source, channel, timepoints, spacing, image, image_channel)
+    src.unit = src.unit or unit
+    linker.spacing = src.spacing
+    # built beside the output and moved there when whole: an error or a cancel leaves an earlier
+    # output as it was, and never half a tracking (objects that would read as vanished)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    try:
+        result = _track(src, work / "tracks.zarr", work, linker, objects_given, classes, min_voxels, connectivity,
+                        split, progress, cancel)
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.move(str(work / "tracks.zarr"), str(out))
+        result.output = out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _track(src: _Input, out: Path, work: Path, linker: Linker, objects_given, classes, min_voxels,
+           connectivity, split, progress, cancel) -> TrackResult:
+    import zarr
+
+    from ..instances import label_instances, split_touching
+    from ..io.labels import create_zarr_array, mark_labels, read_label_slab, slabs
+    from ..measure import by_timepoint, measure_labels
+    step, starts = slabs(src.shape, SLAB_VOXELS)
+    chunks = (1, step, min(src.shape[1], 512), min(src.shape[2], 512))   # a slab covers whole chunks
+    labels = create_zarr_array(out, (src.n,) + src.shape, chunks, np.uint32, name="labels", spacing=src.spacing,
+                               geometry=src.geometry)
+    mark_labels(labels, src.unit)
+    labels.attrs["axes"] = ["t", "z", "y", "x"]
+    kept: dict[int, tuple] = {}     # time point -> (ids, classes, Objects): the last max_gap + 1 stepped
+    tables, rows, counts = [], [], []
+    prev = None
+    for k, t in enumerate(src.chosen):
+        frame = src.labels(t)
+        if objects_given:
+            ids = frame
+        else:
+            res = label_instances(frame, work / f"t{t}.zarr", classes=classes, min_voxels=min_voxels,
+                                  connectivity=connectivity, spacing=src.spacing, cancel=cancel, dtype=np.uint32)
+            if split is not None:
+                split_touching(res.path, split, src.spacing, cancel=cancel)
+            ids = zarr.open_array(str(res.path), mode="r")
+        cls = frame if classes else None
+        objs = frame_objects(ids, t, cls, cancel)
+        overlaps = None if prev is None else frame_overlaps(kept[prev][0], ids, kept[prev][1], cls, cancel=cancel)
+        gaps = {}
+        for t_old, old_ids in linker.gap_candidates().items():
+            a, a_cls, a_objs = kept[t_old]
+            gaps[t_old] = (a_objs, frame_overlaps(a, ids, a_cls, cls, only_a=old_ids, cancel=cancel))
+        tracks = linker.step(None if prev is None else kept[prev][2], objs, overlaps, gaps)
+        lut = np.zeros(int(objs.ids.max()) + 1 if len(objs.ids) else 1, np.uint32)
+        lut[objs.ids] = tracks
+        for z0 in starts:
+            labels[t, z0:z0 + step] = lut[read_label_slab(ids, z0, step, cancel)]
+        table = measure_labels(ids, src.spacing, image=src.intensities(t), unit=src.unit, cancel=cancel)
+        table["label"] = lut[table["label"]].astype(np.int64)
+        tables.append((t, table))
+        rows.append(np.column_stack([tracks, np.full(len(tracks), t), objs.centroids]))
+        counts.append(len(objs.ids))
+        kept[t] = (ids, cls, objs)
+        prev = t
+        for old in [s for s in kept if s not in src.chosen[max(0, k - linker.max_gap):k + 1]]:
+            del kept[old]
+            shutil.rmtree(work / f"t{old}.zarr", ignore_errors=True)
+        if progress is not None:
+            progress(k + 1, len(src.chosen))
+    lineage = np.array([[k, *v] for k, v in sorted(linker.lineage.items())], np.int64).reshape(-1, 4)
+    table = _with_tracks(by_timepoint(tables), lineage)
+    grp = zarr.open_group(str(out), mode="r+")
+    grp.create_array("tracks", data=np.concatenate(rows) if rows else np.zeros((0, 5)), overwrite=True)
+    grp.create_array("lineage", data=lineage, overwrite=True)
+    grp.attrs[TRACKS] = {"input": str(src.source) if src.is_path else "an array", "timepoints": src.n,
+                         "tracked": list(src.chosen), "tracks": len(lineage), "divisions": linker.divisions,
+                         "objects": "given" if objects_given else "connected components",
+                         "min_iou": linker.min_iou, "division_overlap": linker.division_overlap,
+                         "max_distance": linker.max_distance, "max_gap": linker.max_gap}
+    return TrackResult(out, len(lineage), linker.divisions, list(src.chosen), counts, table, lineage, src.spacing,
+                       src.unit)
+
+
+def _with_tracks(table: dict, lineage: np.ndarray) -> dict:
+    """measure's table by time point with ``label`` named ``track`` and the track's ``parent`` beside it."""
+    parent = np.zeros(int(lineage[:, 0].max()) + 1 if len(lineage) else 1, np.int64)
+    parent[lineage[:, 0]] = lineage[:, 3]
+    out = {}
+    for key, col in table.items():
+        if key == "label":
+            out["track"] = col
+            out["parent"] = parent[col.astype(np.int64)] if len(col) else np.zeros(0, np.int64)
+        else:
+            out[key] = col
+    return out

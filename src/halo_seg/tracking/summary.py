@@ -1,0 +1,56 @@
+"""A row per track: what a cell biologist reads off a tracking (when a cell was seen, how far and
+fast it moved, which cell it came from, how large it was)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def per_track(table: dict, lineage: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> dict[str, np.ndarray]:
+    """From the table of every object at every time point (timepoint, track, parent, volume,
+    centroid_z/y/x in voxels) and the lineage: per track its ``first`` and ``last`` time point,
+    ``timepoints`` seen, ``parent`` and number of ``daughters``, ``mean_volume``, ``path_length``
+    (the centroid's steps summed), ``displacement`` (first to last centroid) and ``speed``
+    (path length per time point elapsed); lengths in the spacing's unit."""
+    sp = np.asarray(spacing, float)
+    tracks = lineage[:, 0] if len(lineage) else np.zeros(0, np.int64)
+    out = {"track": tracks, "first": lineage[:, 1] if len(lineage) else tracks,
+           "last": lineage[:, 2] if len(lineage) else tracks, "parent": lineage[:, 3] if len(lineage) else tracks}
+    daughters = np.bincount(out["parent"], minlength=int(tracks.max()) + 1 if len(tracks) else 1)
+    out["daughters"] = daughters[tracks] if len(tracks) else tracks
+    order = np.lexsort((table["timepoint"], table["track"]))
+    trk = table["track"][order]
+    cent = np.stack([table[f"centroid_{a}"][order] for a in "zyx"], 1) * sp
+    vol = table["volume"][order]
+    starts = np.searchsorted(trk, tracks)
+    ends = np.searchsorted(trk, tracks, side="right")
+    seen, mean_vol, path, disp = (np.zeros(len(tracks)) for _ in range(4))
+    for k, (a, b) in enumerate(zip(starts, ends)):
+        seen[k] = b - a
+        mean_vol[k] = vol[a:b].mean() if b > a else np.nan
+        steps = np.linalg.norm(np.diff(cent[a:b], axis=0), axis=1)
+        path[k] = steps.sum()
+        disp[k] = np.linalg.norm(cent[b - 1] - cent[a]) if b > a else 0.0
+    elapsed = (out["last"] - out["first"]).astype(float)
+    out.update(timepoints=seen.astype(np.int64), mean_volume=mean_vol, path_length=path, displacement=disp,
+               speed=np.divide(path, elapsed, out=np.zeros(len(tracks)), where=elapsed > 0))
+    return out
+
+
+def format_tracks(rows: dict, unit: str | None, most: int = 20) -> str:
+    """The ``most`` longest-lived tracks as text, then the counts."""
+    n = len(rows["track"])
+    if n == 0:
+        return "no tracks (no object at any time point)"
+    u = unit or "voxel units"
+    order = np.lexsort((rows["track"], -rows["timepoints"]))[:most]
+    lines = [f"{'track':>7} {'time points':>13} {'parent':>7} {'daughters':>9} {'mean volume':>12} "
+             f"{'path':>9} {'speed':>9}   (lengths in {u}, speed per time point)"]
+    for i in order:
+        lines.append(f"{int(rows['track'][i]):>7} {int(rows['first'][i]):>6}-{int(rows['last'][i]):<6} "
+                     f"{int(rows['parent'][i]):>7} {int(rows['daughters'][i]):>9} {rows['mean_volume'][i]:>12.4g} "
+                     f"{rows['path_length'][i]:>9.3g} {rows['speed'][i]:>9.3g}")
+    if n > most:
+        lines.append(f"... {n - most} shorter tracks (--summary writes them all)")
+    divided = int((rows["daughters"] > 0).sum())
+    lines.append(f"{n} tracks, {divided} of them divided")
+    return "\n".join(lines)

@@ -1,0 +1,267 @@
+"""Objects followed over a time-lapse (halo_seg.tracking): the linking rules on hand-made frames,
+the assignment against brute force, whole runs against the true tracks of a procedural time-lapse
+of moving, dividing cells, and the output read back (open_volume, Cell Tracking Challenge files)."""
+import itertools
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from halo_seg.io import VolumeError, open_volume
+from halo_seg.tracking import Linker, track_objects, write_ctc
+from halo_seg.tracking.frames import frame_objects, frame_overlaps
+from halo_seg.tracking.link import match
+from halo_seg.tracking.phantom import cell_timelapse, link_scores, relabelled
+
+
+def _ball(shape, centre, r, value=1):
+    zz, yy, xx = np.indices(shape)
+    return np.where((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= r * r, value, 0)
+
+
+def _step_all(frames, **kw):
+    """Track ids of each frame's objects, frame by frame through a Linker (what run.py does)."""
+    linker = Linker(**kw)
+    prev, out, kept = None, [], {}
+    for t, f in enumerate(frames):
+        objs = frame_objects(f, t)
+        ov = None if prev is None else frame_overlaps(frames[prev], f)
+        gaps = {s: (kept[s], frame_overlaps(frames[s], f, only_a=ids)) for s, ids in linker.gap_candidates().items()}
+        tracks = linker.step(None if prev is None else kept[prev], objs, ov, gaps)
+        out.append(dict(zip(objs.ids.tolist(), tracks.tolist())))
+        kept[t] = objs
+        prev = t
+    return out, linker
+
+
+def test_match_is_the_best_one_to_one_assignment():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        nr, nc = rng.integers(1, 5, size=2)
+        edges = [(r, c) for r in range(nr) for c in range(nc) if rng.random() < 0.6]
+        if not edges:
+            continue
+        rows = np.array([e[0] for e in edges]) * 7   # ids need not be 0..n-1
+        cols = np.array([e[1] for e in edges]) + 100
+        w = rng.uniform(0.1, 1.0, len(edges))
+        got = match(rows, cols, w)
+        weight = {(r, c): x for r, c, x in zip(rows, cols, w)}
+        assert len({r for r, _ in got}) == len(got) == len({c for _, c in got})
+        best = 0.0   # brute force over every partial one-to-one assignment
+        for k in range(1, min(nr, nc) + 1):
+            for rs in itertools.combinations(sorted(set(rows)), k):
+                for cs in itertools.permutations(sorted(set(cols)), k):
+                    if all((r, c) in weight for r, c in zip(rs, cs)):
+                        best = max(best, sum(weight[(r, c)] for r, c in zip(rs, cs)))
+        assert sum(weight[p] for p in got) == pytest.approx(best)
+
+
+def test_ids_follow_overlap_not_numbering():
+    shape = (12, 20, 40)
+    a = _ball(shape, (6, 10, 10), 4, 1) + _ball(shape, (6, 10, 30), 4, 2)
+    b = _ball(shape, (6, 10, 11), 4, 2) + _ball(shape, (6, 10, 29), 4, 1)   # renumbered and moved a voxel
+    ids, linker = _step_all([a, b])
+    assert ids[0] == {1: 1, 2: 2} and ids[1] == {2: 1, 1: 2}
+    assert linker.divisions == 0 and linker.lineage == {1: [0, 1, 0], 2: [0, 1, 0]}
+
+
+def test_a_division_gives_two_daughters_with_their_mother_as_parent():
+    shape = (16, 24, 24)
+    mother = _ball(shape, (8, 12, 12), 5)
+    daughters = _ball(shape, (8, 12, 9), 3.5, 1) + _ball(shape, (8, 12, 16), 3.5, 2)
+    ids, linker = _step_all([mother, daughters, daughters])
+    assert ids[0] == {1: 1} and sorted(ids[1].values()) == [2, 3] and ids[2] == ids[1]
+    assert linker.divisions == 1
+    assert linker.lineage == {1: [0, 0, 0], 2: [1, 2, 1], 3: [1, 2, 1]}
+    # a small object beside a cell (under division_overlap of itself in it) is a new cell, not a daughter
+    ids, linker = _step_all([mother, daughters], division_overlap=0.95)
+    assert linker.divisions == 0 and linker.lineage[1] == [0, 1, 0] and len(linker.lineage) == 2
+
+
+def test_a_gap_of_one_time_point_is_closed_and_not_two():
+    shape = (12, 20, 20)
+    cell = _ball(shape, (6, 10, 10), 4)
+    empty = np.zeros(shape, int)
+    ids, linker = _step_all([cell, empty, cell])
+    assert ids[2] == {1: 1} and linker.lineage == {1: [0, 2, 0]}
+    ids, linker = _step_all([cell, empty, cell], max_gap=0)
+    assert ids[2] == {1: 2}
+    ids, linker = _step_all([cell, empty, empty, cell])
+    assert ids[3] == {1: 2} and linker.lineage == {1: [0, 0, 0], 2: [3, 3, 0]}
+    ids, linker = _step_all([cell, empty, empty, cell], max_gap=2)
+    assert ids[3] == {1: 1}
+
+
+def test_a_cell_that_jumps_is_paired_by_distance_only_when_asked():
+    shape = (12, 20, 40)
+    a = _ball(shape, (6, 10, 8), 3)
+    b = _ball(shape, (6, 10, 20), 3)    # 12 voxels on: no overlap
+    assert _step_all([a, b])[0][1] == {1: 2}
+    assert _step_all([a, b], max_distance=13.0)[0][1] == {1: 1}
+    assert _step_all([a, b], max_distance=11.0)[0][1] == {1: 2}
+    # in physical units: 12 voxels of 0.5 are 6
+    assert _step_all([a, b], max_distance=7.0, spacing=(1.0, 1.0, 0.5))[0][1] == {1: 1}
+
+
+def test_frames_are_read_in_slabs_the_same_as_whole(monkeypatch):
+    from halo_seg.tracking import frames
+    tl = cell_timelapse(shape=(20, 40, 40), cells=6, timepoints=2, seed=3)
+    a, b = tl.ids
+    whole_objs, whole_ov = frame_objects(a, 0), frame_overlaps(a, b)
+    monkeypatch.setattr(frames, "SLAB_VOXELS", 40 * 40 * 3)   # 7 slabs
+    objs, ov = frame_objects(a, 0), frame_overlaps(a, b)
+    np.testing.assert_array_equal(objs.ids, whole_objs.ids)
+    np.testing.assert_allclose(objs.centroids, whole_objs.centroids)
+    np.testing.assert_array_equal(ov, whole_ov)
+    # against a direct count
+    for k in objs.ids:
+        assert objs.voxels[objs.index([k])[0]] == (a == k).sum()
+        np.testing.assert_allclose(objs.centroids[objs.index([k])[0]], np.argwhere(a == k).mean(0))
+    for i, j, n in ov:
+        assert n == ((a == i) & (b == j)).sum()
+    assert len(ov) == len({(i, j) for i, j in zip(a[(a > 0) & (b > 0)], b[(a > 0) & (b > 0)])})
+
+
+def test_tracks_of_a_procedural_time_lapse_are_its_true_tracks(tmp_path):
+    tl = cell_timelapse(cells=10, timepoints=8, divisions=2, seed=4)
+    res = track_objects(relabelled(tl.ids, seed=1), tmp_path / "t.zarr", objects_given=True, spacing=(2.0, 1.0, 1.0))
+    found = zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...]
+    s = link_scores(tl.ids, found, tl.lineage, res.lineage)
+    assert s["links"] == 1.0 and s["precision"] == 1.0 and s["divisions"] == 1.0 and s["true_divisions"] == 2
+    # one found id per true id at every time point, the same one all along its track
+    for k in np.unique(tl.ids[tl.ids > 0]):
+        assert len(np.unique(found[tl.ids == k])) == 1
+    assert res.tracks == len(tl.lineage) and res.divisions == 2
+    # the table: a row per object and time point, its track's parent beside it
+    tab = res.table
+    assert len(tab["track"]) == sum(len(np.unique(f[f > 0])) for f in tl.ids)
+    parent = {int(r[0]): int(r[3]) for r in res.lineage}
+    assert all(parent[int(k)] == int(p) for k, p in zip(tab["track"], tab["parent"]))
+    for t, k, v in zip(tab["timepoint"], tab["track"], tab["volume"]):
+        assert v == pytest.approx(2.0 * (found[t] == k).sum())
+
+
+def test_connected_components_with_split_find_the_same_tracks(tmp_path):
+    """From masks alone (touching daughters split by `split`), as from a segmentation."""
+    tl = cell_timelapse(cells=8, timepoints=6, divisions=1, seed=5)
+    res = track_objects((tl.ids > 0).astype(np.uint8), tmp_path / "t.zarr", split=0.25)
+    found = zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...]
+    s = link_scores(tl.ids, found, tl.lineage, res.lineage)
+    assert s["links"] >= 0.97 and s["precision"] >= 0.97
+    plain = track_objects((tl.ids > 0).astype(np.uint8), tmp_path / "p.zarr")
+    assert plain.divisions == 0   # without the split, the touching daughters are one object
+
+
+def test_classes_are_tracked_apart(tmp_path):
+    shape = (12, 20, 20)
+    a = _ball(shape, (6, 10, 10), 4, 1)
+    b = _ball(shape, (6, 10, 10), 4, 2)   # the same place, another class
+    res = track_objects(np.stack([a, b, b]).astype(np.uint8), tmp_path / "t.zarr", classes=[1, 2])
+    assert res.lineage.tolist() == [[1, 0, 0, 0], [2, 1, 2, 0]]
+    res = track_objects(np.stack([a, b, b]).astype(np.uint8), tmp_path / "t.zarr")   # one foreground: one track
+    assert res.lineage.tolist() == [[1, 0, 2, 0]]
+
+
+def test_the_output_reads_back_and_exports_for_the_cell_tracking_challenge(tmp_path):
+    tl = cell_timelapse(cells=6, timepoints=5, divisions=1, seed=6)
+    tifffile.imwrite(tmp_path / "ids.tif", relabelled(tl.ids)[:, :, None], imagej=True, metadata={"axes": "TZCYX"})
+    res = track_objects(tmp_path / "ids.tif", tmp_path / "t.zarr", objects_given=True)
+    grp = zarr.open_group(str(tmp_path / "t.zarr"))
+    labels = grp["labels"][...]
+    for t in range(5):
+        np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "t.zarr", timepoint=t).data), labels[t])
+    with pytest.raises(VolumeError, match="tracked objects of 5 time points"):
+        open_volume(tmp_path / "t.zarr")
+    # the Tracks layer data: each object's centroid at its time point
+    pts = grp["tracks"][...]
+    for k, t, z, y, x in pts[:12]:
+        np.testing.assert_allclose([z, y, x], np.argwhere(labels[int(t)] == k).mean(0))
+    # lineage: first and last time point where each track's id is present
+    for k, first, last, _ in res.lineage:
+        present = [t for t in range(5) if (labels[t] == k).any()]
+        assert (present[0], present[-1]) == (first, last)
+    out = write_ctc(tmp_path / "t.zarr", tmp_path / "ctc")
+    for t in range(5):
+        np.testing.assert_array_equal(tifffile.imread(out / f"mask{t:03d}.tif"), labels[t])
+    lines = [list(map(int, line.split())) for line in (out / "res_track.txt").read_text().splitlines()]
+    assert lines == res.lineage.tolist()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(VolumeError, match="holds other files"):
+        write_ctc(tmp_path / "t.zarr", tmp_path / "other")
+
+
+def test_a_segment_time_series_output_is_tracked_as_its_labels(tmp_path, tiny_weights):
+    from halo_seg.engine.series import segment_series
+    tl = cell_timelapse(shape=(16, 24, 24), cells=3, radius=3.0, timepoints=3, divisions=0, seed=7)
+    segment_series(tl.image, tmp_path / "seg.zarr", weights=tiny_weights, mode="whole")
+    res = track_objects(tmp_path / "seg.zarr", tmp_path / "t.zarr")
+    stacked = np.stack([np.asarray(open_volume(tmp_path / "seg.zarr", timepoint=t).data) for t in range(3)])
+    ref = track_objects(stacked, tmp_path / "ref.zarr")
+    assert res.lineage.tolist() == ref.lineage.tolist()
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...],
+                                  zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...])
+
+
+def test_bad_input_is_refused_and_an_earlier_output_kept(tmp_path):
+    tl = cell_timelapse(shape=(12, 24, 24), cells=3, radius=3.0, timepoints=3, divisions=0, seed=8)
+    masks = (tl.ids > 0).astype(np.uint8)
+    with pytest.raises(VolumeError, match="4D"):
+        track_objects(masks[0], tmp_path / "a.zarr")
+    tifffile.imwrite(tmp_path / "one.tif", masks[0])
+    with pytest.raises(VolumeError, match="no time points.*tracking follows objects over time"):
+        track_objects(tmp_path / "one.tif", tmp_path / "a.zarr")
+    with pytest.raises(VolumeError, match="at least 2 time points"):
+        track_objects(masks, tmp_path / "a.zarr", timepoints="1")
+    with pytest.raises(VolumeError, match="ids are taken as the objects"):
+        track_objects(masks, tmp_path / "a.zarr", objects_given=True, min_voxels=5)
+    for kw, what in (({"min_iou": 0}, "min_iou"), ({"division_overlap": 1.5}, "division_overlap"),
+                     ({"max_distance": -1}, "max_distance"), ({"max_gap": -1}, "max_gap")):
+        with pytest.raises(VolumeError, match=what):
+            track_objects(masks, tmp_path / "a.zarr", **kw)
+    with pytest.raises(VolumeError, match="float|label"):
+        track_objects(tl.image, tmp_path / "a.zarr")   # an image, not labels
+    (tmp_path / "mine.zarr").mkdir()
+    with pytest.raises(VolumeError, match="not an earlier output of track"):
+        track_objects(masks, tmp_path / "mine.zarr")
+    assert not list(tmp_path.glob("a.zarr")) and not list(tmp_path.glob(".a.zarr*"))
+    # a run stopped half-way leaves the earlier output whole, and no work files
+    track_objects(masks, tmp_path / "t.zarr")
+    before = zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...]
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 6
+    with pytest.raises(InterruptedError):
+        track_objects(masks[::-1].copy(), tmp_path / "t.zarr", cancel=cancel)
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...], before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.zarr", "one.tif", "t.zarr"]
+
+
+def test_the_track_command(tmp_path, capsys):
+    from halo_seg.cli import main
+    tl = cell_timelapse(cells=6, timepoints=4, divisions=1, seed=9)
+    tifffile.imwrite(tmp_path / "masks.tif", (tl.ids > 0).astype(np.uint8)[:, :, None], imagej=True,
+                     metadata={"axes": "TZCYX"})
+    tifffile.imwrite(tmp_path / "movie.tif", tl.image[:, :, None], imagej=True, metadata={"axes": "TZCYX"})
+    rc = main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "t.zarr"), "--split", "--image",
+               str(tmp_path / "movie.tif"), "--csv", str(tmp_path / "objects.csv"), "--summary",
+               str(tmp_path / "tracks.csv"), "--ctc", str(tmp_path / "ctc"), "--quiet"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    labels = zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...]
+    assert report["tracks"] == int(labels.max()) and report["timepoints"] == 4
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "objects.csv")))
+    assert len(rows) == sum(len(np.unique(f[f > 0])) for f in labels)
+    r = rows[0]
+    inside = tl.image[int(r["timepoint"])][labels[int(r["timepoint"])] == int(r["track"])]
+    assert float(r["mean"]) == pytest.approx(float(inside.mean()), rel=1e-5)
+    per = list(csv.DictReader(open(tmp_path / "tracks.csv")))
+    assert len(per) == report["tracks"] and {"speed", "displacement", "parent"} <= set(per[0])
+    assert (tmp_path / "ctc" / "res_track.txt").exists() and len(list((tmp_path / "ctc").glob("mask*.tif"))) == 4
+    assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "u.zarr"), "--ids", "--classes", "1"]) == 2
+    assert "ids are taken as the objects" in capsys.readouterr().err

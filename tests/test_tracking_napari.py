@@ -1,0 +1,85 @@
+"""napari under Xvfb: the Objects widget follows a time-lapse's objects over time (halo_seg.tracking)
+into a Labels layer of track ids and a Tracks layer, and the reader opens a `track` output as both."""
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+
+def test_objects_widget_tracks_a_time_lapse(make_napari_viewer, qtbot, tmp_path):
+    from halo_seg.tracking import track_objects
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    tl = cell_timelapse(cells=6, timepoints=5, divisions=1, seed=11)
+    masks = (tl.ids > 0).astype(np.uint8)
+    viewer = make_napari_viewer()
+    viewer.add_image(tl.image, name="movie", scale=(1, 2.0, 1.0, 1.0))
+    viewer.add_labels(masks, name="cells", scale=(1, 2.0, 1.0, 1.0), metadata={"unit": "µm"})
+    w = ObjectsWidget(viewer)
+    w.labels.setCurrentText("cells")
+    w.image.setCurrentText("movie")
+    w.split.setChecked(True)
+    w.track.setChecked(True)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    # the engine's own tracking of the same masks is the reference
+    ref = track_objects(masks, tmp_path / "ref.zarr", split=0.25, spacing=(2.0, 1.0, 1.0), image=tl.image)
+    assert f"{ref.tracks} tracks, {ref.divisions} divisions" in w.status.text(), w.status.text()
+    tracked, paths = viewer.layers["cells tracked"], viewer.layers["cells tracks"]
+    import zarr
+    np.testing.assert_array_equal(np.asarray(tracked.data), zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...])
+    assert tuple(tracked.scale) == (1, 2.0, 1.0, 1.0) and tuple(paths.scale) == (1, 2.0, 1.0, 1.0)
+    assert len(paths.data) == len(ref.table["track"])
+    assert paths.graph == {int(k): [int(p)] for k, _, _, p in ref.lineage if p}
+    # under the cursor: each track's parent and when it was seen; Save table: a row per object and time point
+    feats = tracked.features.set_index("index")
+    for k, first, last, parent in ref.lineage:
+        assert (feats.loc[k, "first"], feats.loc[k, "last"], feats.loc[k, "parent"]) == (first, last, parent)
+    assert "mean volume (µm³)" in tracked.features.columns
+    np.testing.assert_allclose(w.table["mean"], ref.table["mean"])
+    w.save_table(str(tmp_path / "objects.csv"))
+    assert (tmp_path / "objects.csv").read_text().splitlines()[0].startswith("timepoint,track,parent,")
+    # labels without time points: said, nothing started
+    n = len(viewer.layers)
+    viewer.add_labels(masks[0], name="one")
+    w.labels.setCurrentText("one")
+    w.image.setCurrentText("(none)")
+    w.run()
+    assert w.worker is None and "no time points to follow" in w.status.text() and len(viewer.layers) == n + 1
+
+
+def test_objects_widget_tracking_cancelled_adds_nothing(make_napari_viewer, qtbot):
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    tl = cell_timelapse(cells=6, timepoints=6, divisions=0, seed=12)
+    viewer = make_napari_viewer()
+    viewer.add_labels((tl.ids > 0).astype(np.uint8), name="cells")
+    w = ObjectsWidget(viewer)
+    w.labels.setCurrentText("cells")
+    w.track.setChecked(True)
+    shown = w.progress_callback
+
+    def press_cancel_after_the_first_time_point(done, total, msg=""):
+        shown(done, total, msg)
+        w._cancel.set()   # what Cancel does, from the worker's side of the queue
+    w.progress_callback = press_cancel_after_the_first_time_point
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert w.status.text().startswith("cancelled"), w.status.text()
+    assert [layer.name for layer in viewer.layers] == ["cells"]
+
+
+def test_reader_opens_a_track_output_as_labels_and_tracks(tmp_path):
+    from halo_seg.tracking import track_objects
+    from halo_seg.tracking.phantom import cell_timelapse, relabelled
+    from napari_halo_seg._reader import get_reader
+    tl = cell_timelapse(cells=5, timepoints=4, divisions=1, seed=13)
+    res = track_objects(relabelled(tl.ids), tmp_path / "cells.zarr", objects_given=True, spacing=(2.0, 1.0, 1.0))
+    layers = get_reader(str(tmp_path / "cells.zarr"))(str(tmp_path / "cells.zarr"))
+    assert [kind for _, _, kind in layers] == ["labels", "tracks"]
+    (labels, kw, _), (points, tkw, _) = layers
+    import zarr
+    np.testing.assert_array_equal(np.asarray(labels), zarr.open_group(str(tmp_path / "cells.zarr"))["labels"][...])
+    assert tuple(kw["scale"]) == (1.0, 2.0, 1.0, 1.0) and tuple(tkw["scale"]) == (1.0, 2.0, 1.0, 1.0)
+    assert points.shape == (len(res.table["track"]), 5)
+    assert tkw["graph"] == {int(k): [int(p)] for k, _, _, p in res.lineage if p} and tkw["graph"]
