@@ -11,9 +11,10 @@ model's labels against the sample's own, on deep grey matter's worst slice; one_
 from ../shared/data opened from its NIfTI, segmented by the 2 mm default model at its own voxel size;
 strokes: a stroke correcting the left putamen's box-segmented slice; named: objects named as they are committed;
 channels: a network of two input channels segmenting a two-channel stack; timelapse: every time point
-of a (T, Z, Y, X) TIFF segmented into one (T, Z, Y, X) Labels layer).
+of a (T, Z, Y, X) TIFF segmented into one (T, Z, Y, X) Labels layer; tracking: the Objects widget
+following procedural dividing cells over time, in 3D with their tracks).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking]
 """
 from __future__ import annotations
 
@@ -389,11 +390,36 @@ def timelapse(s):
     _shoot(viewer, w, "napari_timelapse.png")
 
 
+def tracking(_s):
+    """The Objects widget following the cells of the dividing-cells sample (moving, three dividing)
+    over its 12 time points: their labels a threshold of the movie (as a simple segmentation would
+    give), touching daughters split, shown in 3D at the last time point with each cell's path."""
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 800)
+    viewer.open_sample("napari-halo-seg", "dividing_cells")
+    viewer.layers["dividing cells"].opacity = 0.4
+    viewer.layers["dividing cells mask"].visible = False
+    w = ObjectsWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Objects and measurements")
+    w.labels.setCurrentText("dividing cells mask")
+    w.image.setCurrentText("dividing cells")
+    w.split.setChecked(True)
+    w.track.setChecked(True)
+    w.run()
+    _wait(w)
+    viewer.dims.ndisplay = 3
+    viewer.dims.set_current_step(0, 11)
+    viewer.reset_view()
+    viewer.camera.angles = (0, -35, 65)
+    _shoot(viewer, w, "napari_tracking.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
-                        ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"]):
+                        ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

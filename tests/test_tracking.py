@@ -80,6 +80,17 @@ def test_a_division_gives_two_daughters_with_their_mother_as_parent():
     assert linker.divisions == 0 and linker.lineage[1] == [0, 1, 0] and len(linker.lineage) == 2
 
 
+def test_two_cells_that_touch_and_part_again_keep_their_ids_and_no_one_divides():
+    shape = (12, 20, 40)
+    apart = _ball(shape, (6, 10, 12), 4, 1) + _ball(shape, (6, 10, 28), 4, 2)
+    merged = (_ball(shape, (6, 10, 16), 4) + _ball(shape, (6, 10, 24), 4) > 0).astype(int)   # one object
+    ids, linker = _step_all([apart, merged, apart])
+    assert ids[2] == ids[0] == {1: 1, 2: 2} and linker.divisions == 0
+    # without gap closing the parting reads as a division: what max_gap 1 is for
+    ids, linker = _step_all([apart, merged, apart], max_gap=0)
+    assert linker.divisions == 1
+
+
 def test_a_gap_of_one_time_point_is_closed_and_not_two():
     shape = (12, 20, 20)
     cell = _ball(shape, (6, 10, 10), 4)
@@ -103,6 +114,13 @@ def test_a_cell_that_jumps_is_paired_by_distance_only_when_asked():
     assert _step_all([a, b], max_distance=11.0)[0][1] == {1: 2}
     # in physical units: 12 voxels of 0.5 are 6
     assert _step_all([a, b], max_distance=7.0, spacing=(1.0, 1.0, 0.5))[0][1] == {1: 1}
+    # a point tracker's pairing: by distance alone, the nearest of two cells that both overlap
+    c = _ball(shape, (6, 10, 14), 3, 1) + _ball(shape, (6, 10, 26), 3, 2)
+    d = _ball(shape, (6, 10, 18), 3, 1) + _ball(shape, (6, 10, 35), 3, 2)   # 1 moved 4 onto 2's side, 2 moved 9
+    assert _step_all([c, d])[0][1] == {1: 1, 2: 3}
+    assert _step_all([c, d], link="distance", max_distance=10.0)[0][1] == {1: 1, 2: 2}
+    with pytest.raises(VolumeError, match="needs max_distance"):
+        Linker(link="distance").check()
 
 
 def test_frames_are_read_in_slabs_the_same_as_whole(monkeypatch):
@@ -152,6 +170,18 @@ def test_connected_components_with_split_find_the_same_tracks(tmp_path):
     assert s["links"] >= 0.97 and s["precision"] >= 0.97
     plain = track_objects((tl.ids > 0).astype(np.uint8), tmp_path / "p.zarr")
     assert plain.divisions == 0   # without the split, the touching daughters are one object
+
+
+def test_ids_in_the_billions_are_tracked(tmp_path):
+    """A tool's ids may be hashes: tracked without a lookup table as long as the largest id."""
+    tl = cell_timelapse(shape=(16, 32, 32), cells=3, radius=3.0, timepoints=3, divisions=0, seed=10)
+    small = relabelled(tl.ids, seed=2)
+    big = np.where(small > 0, small.astype(np.uint64) * 1_000_000_007 + 5_000_000_000, 0).astype(np.uint64)
+    a = track_objects(small, tmp_path / "a.zarr", objects_given=True)
+    b = track_objects(big, tmp_path / "b.zarr", objects_given=True)
+    assert a.lineage.tolist() == b.lineage.tolist()
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "a.zarr"))["labels"][...],
+                                  zarr.open_group(str(tmp_path / "b.zarr"))["labels"][...])
 
 
 def test_classes_are_tracked_apart(tmp_path):

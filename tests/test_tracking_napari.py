@@ -83,3 +83,13 @@ def test_reader_opens_a_track_output_as_labels_and_tracks(tmp_path):
     assert tuple(kw["scale"]) == (1.0, 2.0, 1.0, 1.0) and tuple(tkw["scale"]) == (1.0, 2.0, 1.0, 1.0)
     assert points.shape == (len(res.table["track"]), 5)
     assert tkw["graph"] == {int(k): [int(p)] for k, _, _, p in res.lineage if p} and tkw["graph"]
+
+
+def test_the_dividing_cells_sample_opens_as_a_time_lapse_and_its_labels(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-halo-seg", "dividing_cells")
+    image, labels = viewer.layers["dividing cells"], viewer.layers["dividing cells mask"]
+    assert image.data.shape == labels.data.shape == (12, 32, 96, 96)
+    assert tuple(labels.scale) == (1.0, 0.5, 0.5, 0.5) and labels.metadata["unit"] == "µm"
+    # the labels mark the bright cells: their mean intensity far above the background's
+    assert image.data[labels.data > 0].mean() > image.data[labels.data == 0].mean() + 0.5

@@ -28,7 +28,7 @@ def cmd_track(a) -> int:
         res = track_objects(a.labels, a.output, timepoints=a.timepoints, channel=a.channel, objects_given=a.ids,
                             classes=a.classes, min_voxels=a.min_voxels, connectivity=a.connectivity, split=a.split,
                             min_iou=a.min_iou, division_overlap=a.division_overlap, max_distance=a.max_distance,
-                            max_gap=a.max_gap, image=a.image, image_channel=a.image_channel, progress=progress)
+                            max_gap=a.max_gap, link=a.link, image=a.image, image_channel=a.image_channel, progress=progress)
     rows = per_track(res.table, res.lineage, res.spacing)
     if not a.quiet:
         print(format_tracks(rows, res.unit, most=a.rows))
@@ -52,7 +52,7 @@ def add_track(sub) -> None:
                                   f"{LABEL_FILES} with a time axis")
     o.add_argument("output", help="output .zarr group: labels (T, Z, Y, X) holding each object's track id, tracks "
                                   "(napari's Tracks layer) and lineage")
-    o.add_argument("--timepoints", default=None, metavar="T",
+    o.add_argument("--timepoint", "--timepoints", dest="timepoints", default=None, metavar="T",
                    help="the time points to track: all (default; of a segment output, those segmented), a range A-B "
                         "or several (0-9,20)")
     o.add_argument("--channel", default=None, help="the labels' channel, when the file has several")
@@ -77,6 +77,10 @@ def add_track(sub) -> None:
     o.add_argument("--max-distance", type=float, default=None,
                    help="pair objects no overlap paired by nearest centroid within this distance (in the voxel size's "
                         "unit): for cells that move further than their size between time points (default: off)")
+    o.add_argument("--link", choices=["overlap", "distance"], default="overlap",
+                   help="overlap (default): an object continues as the one it overlaps most, and divisions are "
+                        "found; distance: by nearest centroid within --max-distance alone, as point trackers do, "
+                        "for cells moving further than their radius between time points (no divisions)")
     o.add_argument("--max-gap", type=int, default=1,
                    help="a track continues after up to this many time points its object was missing from (default 1)")
     o.add_argument("--image", default=None, help="the time-lapse itself: each object's intensity (mean, std, ...) in "

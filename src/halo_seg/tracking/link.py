@@ -12,7 +12,9 @@ thousand cells never builds one large matrix). What the assignment leaves:
   share inside her is about 0.6): the mother's track ends and every daughter starts a track whose parent is hers
   (the Cell Tracking Challenge convention, so lineages read as its ``L B E P`` lines);
 - with ``max_distance``, objects left on both sides are paired by centroid distance (physical
-  units), for cells that move further than they overlap;
+  units), for cells that move further than they overlap; ``link="distance"`` pairs by distance
+  alone, as point trackers do (better for cells moving further than their radius between time
+  points, benchmarks/README.md; no divisions then);
 - an object still unpaired may continue a track that ended up to ``max_gap`` time points before
   (an object the segmentation missed for a frame), by overlap with that track's last object;
 - anything else starts a new track.
@@ -87,6 +89,7 @@ class Linker:
     division_overlap: float = 0.2
     max_distance: float | None = None
     max_gap: int = 1
+    link: str = "overlap"     # or "distance": a point tracker's pairing by centroids alone, no divisions
     lineage: dict = field(default_factory=dict)
     divisions: int = 0
     _track: dict = field(default_factory=dict)      # (t, id) -> track, for the last time point stepped
@@ -102,6 +105,10 @@ class Linker:
                               f"{self.division_overlap}")
         if self.max_distance is not None and not self.max_distance > 0:
             raise VolumeError(f"max_distance must be > 0 (in the volume's units), got {self.max_distance}")
+        if self.link not in ("overlap", "distance"):
+            raise VolumeError(f"link must be 'overlap' or 'distance', got {self.link!r}")
+        if self.link == "distance" and self.max_distance is None:
+            raise VolumeError("linking by distance needs max_distance: how far a cell may move between time points")
         if int(self.max_gap) != self.max_gap or self.max_gap < 0:
             raise VolumeError(f"max_gap must be a whole number >= 0, got {self.max_gap}")
 
@@ -127,21 +134,23 @@ class Linker:
         t, n = cur.t, len(cur.ids)
         links: dict[int, int] = {}        # index in cur -> track it continues
         parents: dict[int, int] = {}      # index in cur -> track it is a daughter of
-        if prev is not None and len(prev.ids) and n:
-            ov = overlaps if overlaps is not None else np.zeros((0, 3), np.int64)
-            w = iou(ov, prev, cur) if len(ov) else np.zeros(0)
+        succ: dict[int, int] = {}         # index in prev -> index in cur it continues as
+        daughters: dict[int, list] = {}   # index in prev -> indices in cur of her daughters
+        ov = overlaps if overlaps is not None and self.link == "overlap" else np.zeros((0, 3), np.int64)
+        if prev is not None and len(prev.ids) and n and len(ov):
+            w = iou(ov, prev, cur)
             good = w >= self.min_iou
-            pi, ci = prev.index(ov[good, 0]), cur.index(ov[good, 1])
-            pairs = match(pi, ci, w[good])
-            succ = {i: j for i, j in pairs}
-            taken = set(succ.values())
-            # daughters: unpaired objects lying mostly in a mother already continued
-            share = ov[:, 2] / cur.voxels[cur.index(ov[:, 1])] if len(ov) else np.zeros(0)
+            succ = dict(match(prev.index(ov[good, 0]), cur.index(ov[good, 1]), w[good]))
+        # before daughters: an object continuing a track that ended within max_gap (two cells that
+        # touched, one object for a while, and part again are not a mother and her daughter)
+        links.update(self._close_gaps(cur, gaps or {}, set(succ.values())))
+        if len(ov) and succ:
+            taken = set(succ.values()) | set(links)
+            share = ov[:, 2] / cur.voxels[cur.index(ov[:, 1])]   # of the new object, inside the old
             best: dict[int, tuple[float, int]] = {}
             for i, j, v in zip(prev.index(ov[:, 0]), cur.index(ov[:, 1]), share):
                 if j not in taken and v > best.get(j, (0.0, -1))[0]:
                     best[j] = (v, i)
-            daughters: dict[int, list] = {}
             for j, (v, i) in best.items():
                 if v >= self.division_overlap and i in succ:
                     daughters.setdefault(i, []).append(j)
@@ -150,15 +159,11 @@ class Linker:
                 for j in [succ.pop(i)] + js:
                     parents[j] = mother
                 self.divisions += 1
-            if self.max_distance is not None:
-                self._pair_by_distance(prev, cur, succ, set(daughters), set(parents))
-            for i, j in succ.items():
-                links[j] = self._track[(prev.t, int(prev.ids[i]))]
-            ended = [i for i in range(len(prev.ids)) if i not in succ and i not in daughters]
-        else:
-            ended = list(range(len(prev.ids))) if prev is not None else []
-        for j, k in self._close_gaps(cur, gaps or {}, set(links) | set(parents)).items():
-            links[j] = k
+        if prev is not None and len(prev.ids) and n and self.max_distance is not None:
+            self._pair_by_distance(prev, cur, succ, set(daughters), set(parents) | set(links))
+        for i, j in succ.items():
+            links[j] = self._track[(prev.t, int(prev.ids[i]))]
+        ended = [i for i in range(len(prev.ids)) if i not in succ and i not in daughters] if prev is not None else []
         tracks = np.zeros(n, np.int64)
         for j in range(n):
             if j in links:

@@ -105,7 +105,10 @@ def link_scores(truth: np.ndarray, found: np.ndarray, truth_lineage: np.ndarray,
     the true object it overlaps by more than half; ``links``: of the true links (an object to
     itself at the next time point, or a mother to a daughter), the fraction the found tracks make
     as well (recall), ``precision``: of the found links, the fraction that are true; ``divisions``:
-    true divisions found (a found mother with two found daughters matching them)."""
+    true divisions found (a found mother with two found daughters matching them), ``divisions_right``
+    the share of found divisions that are true; ``whole_tracks``:
+    true tracks carried by one found id wherever the found labels have them (no swap, no break; a
+    time point where an object was missing from the tracker's input breaks nothing by itself)."""
     T = len(truth)
     match = []   # per t: found id -> true id
     for t in range(T):
@@ -144,6 +147,15 @@ def link_scores(truth: np.ndarray, found: np.ndarray, truth_lineage: np.ndarray,
     found_divs = {(t, match[t].get(m, -1), frozenset(match[t + 1].get(d, -2) for d in ds))
                   for (t, m), ds in fpar.items() if t + 1 < T}
     div_hit = sum((t, m, frozenset(ds)) in found_divs for (t, m), ds in mothers.items())
+    true_divs = {(t, m, frozenset(ds)) for (t, m), ds in mothers.items()}
+    # whole tracks: a true track whose voxels the tracker was given carry one id at every time point
+    whole = 0
+    for k in truth_lineage[:, 0]:
+        seen = found[truth == k]
+        seen = seen[seen > 0]
+        whole += bool(len(seen)) and len(np.unique(seen)) == 1
     return {"links": hit / max(len(true_links), 1), "precision": hit / max(len(found_links), 1),
+            "whole_tracks": whole / max(len(truth_lineage), 1),
             "divisions": div_hit / max(len(mothers), 1), "true_divisions": len(mothers),
+            "divisions_right": len(found_divs & true_divs) / max(len(found_divs), 1),
             "found_divisions": len(fpar), "true_links": len(true_links)}

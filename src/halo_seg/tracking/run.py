@@ -114,26 +114,28 @@ class _Input:
 def track_objects(source, out, timepoints=None, channel=None, objects_given: bool = False, classes=None,
                   min_voxels: int = 0, connectivity: int = 1, split: float | None = None, min_iou: float = 0.1,
                   division_overlap: float = 0.2, max_distance: float | None = None, max_gap: int = 1,
-                  spacing=None, unit: str | None = None, image=None, image_channel=None, progress=None,
-                  cancel=None) -> TrackResult:
+                  link: str = "overlap", spacing=None, unit: str | None = None, image=None, image_channel=None,
+                  progress=None, cancel=None) -> TrackResult:
     """Track the objects of a time-lapse's labels ``source`` into the zarr group ``out``.
 
     ``source``: a path (a `segment --timepoint all` output, or a labels file with a t axis; its
-    ``channel`` if it has several) or a (T, Z, Y, X) array (with ``spacing`` and its length ``unit``). ``timepoints``: as
-    segment's ("0-9,20"; default every one, or every one segmented). Each time point's objects are
-    its connected components (``classes``, ``min_voxels``, ``connectivity``, ``split`` as in
-    halo_seg.instances), or with ``objects_given`` its ids as they are (touching cells kept
-    apart by the tool that numbered them). Linking: tracking.link (``min_iou``, ``division_overlap``,
-    ``max_distance`` in the spacing's units, ``max_gap`` time points). ``image``: measured under
-    each object (mean, std, ...) in the table. ``progress(done, total)`` after each time point;
-    ``cancel()`` True stops between slabs; then, as on any error, nothing is written.
+    ``channel`` if it has several) or a (T, Z, Y, X) array (with ``spacing`` and its length
+    ``unit``). ``timepoints``: as segment's ("0-9,20"; default every one, or every one segmented).
+    Each time point's objects are its connected components (``classes``, ``min_voxels``,
+    ``connectivity``, ``split`` as in halo_seg.instances), or with ``objects_given`` its ids as they
+    are (touching cells kept apart by the tool that numbered them). Linking: tracking.link
+    (``link`` "overlap" or "distance", ``min_iou``, ``division_overlap``, ``max_distance`` in the
+    spacing's units, ``max_gap`` time points). ``image``: measured under each object (mean, std,
+    ...) in the table. ``progress(done, total)`` after each time point; ``cancel()`` True stops
+    between slabs; then, as on any error, nothing is written.
     """
     start = time.perf_counter()
     out = Path(out)
     if objects_given and (classes or min_voxels or split is not None):
         raise VolumeError("the labels' ids are taken as the objects (objects_given): classes, min_voxels and split "
                           "apply only when objects are found as connected components")
-    linker = Linker(min_iou=min_iou, division_overlap=division_overlap, max_distance=max_distance, max_gap=max_gap)
+    linker = Linker(min_iou=min_iou, division_overlap=division_overlap, max_distance=max_distance, max_gap=max_gap,
+                    link=link)
     linker.check()
     check_track_output(out, source)
     src = _Input(source, channel, timepoints, spacing, image, image_channel)
@@ -189,12 +191,10 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, objects_given, cl
             a, a_cls, a_objs = kept[t_old]
             gaps[t_old] = (a_objs, frame_overlaps(a, ids, a_cls, cls, only_a=old_ids, cancel=cancel))
         tracks = linker.step(None if prev is None else kept[prev][2], objs, overlaps, gaps)
-        lut = np.zeros(int(objs.ids.max()) + 1 if len(objs.ids) else 1, np.uint32)
-        lut[objs.ids] = tracks
         for z0 in starts:
-            labels[t, z0:z0 + step] = lut[read_label_slab(ids, z0, step, cancel)]
+            labels[t, z0:z0 + step] = _relabel(read_label_slab(ids, z0, step, cancel), objs.ids, tracks)
         table = measure_labels(ids, src.spacing, image=src.intensities(t), unit=src.unit, cancel=cancel)
-        table["label"] = lut[table["label"]].astype(np.int64)
+        table["label"] = _relabel(table["label"], objs.ids, tracks).astype(np.int64)
         tables.append((t, table))
         rows.append(np.column_stack([tracks, np.full(len(tracks), t), objs.centroids]))
         counts.append(len(objs.ids))
@@ -214,9 +214,22 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, objects_given, cl
                          "tracked": list(src.chosen), "tracks": len(lineage), "divisions": linker.divisions,
                          "objects": "given" if objects_given else "connected components",
                          "min_iou": linker.min_iou, "division_overlap": linker.division_overlap,
-                         "max_distance": linker.max_distance, "max_gap": linker.max_gap}
+                         "max_distance": linker.max_distance, "max_gap": linker.max_gap, "link": linker.link}
     return TrackResult(out, len(lineage), linker.divisions, list(src.chosen), counts, table, lineage, src.spacing,
                        src.unit)
+
+
+def _relabel(values: np.ndarray, ids: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+    """``values`` (object ids, 0 background) as their track ids (uint32): a lookup table where the
+    ids are small, else a search in the sorted ids (a tool's ids may be hashes in the billions)."""
+    if not len(ids):
+        return np.zeros(values.shape, np.uint32)
+    if int(ids[-1]) < 1 << 24:
+        lut = np.zeros(int(ids[-1]) + 1, np.uint32)
+        lut[ids] = tracks
+        return lut[values]
+    at = np.minimum(np.searchsorted(ids, values), len(ids) - 1)
+    return np.where(values > 0, tracks[at], 0).astype(np.uint32)
 
 
 def _with_tracks(table: dict, lineage: np.ndarray) -> dict:
