@@ -293,5 +293,8 @@ def test_the_track_command(tmp_path, capsys):
     per = list(csv.DictReader(open(tmp_path / "tracks.csv")))
     assert len(per) == report["tracks"] and {"speed", "displacement", "parent"} <= set(per[0])
     assert (tmp_path / "ctc" / "res_track.txt").exists() and len(list((tmp_path / "ctc").glob("mask*.tif"))) == 4
+    assert main(["info", str(tmp_path / "t.zarr")]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["tracked"]["tracks"] == report["tracks"] and "give one time point" in info["choose"]
     assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "u.zarr"), "--ids", "--classes", "1"]) == 2
     assert "ids are taken as the objects" in capsys.readouterr().err

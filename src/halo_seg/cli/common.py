@@ -93,3 +93,17 @@ def _engine_args(s, series: bool = False) -> None:
 # what a label argument can be: every form the readers take labels in
 LABEL_FILES = ("an output group of `segment`, NIfTI, NRRD (.seg.nrrd), MetaImage, zarr, TIFF, .npy, a DICOM SEG or "
                "RT structure set")
+
+
+def _object_args(o, classes_note: str = "", min_note: str = "", split_help: str = "") -> None:
+    """How objects are found as connected components (instances, track): their classes, the
+    smallest kept, connectivity and the watershed split of touching ones."""
+    o.add_argument("--classes", type=int, nargs="*", default=None,
+                   help="label values whose components become objects, each class apart (default: every "
+                        "value > 0 as one foreground)" + classes_note)
+    o.add_argument("--min-voxels", type=int, default=0, help="drop objects smaller than this" + min_note)
+    o.add_argument("--connectivity", type=int, default=1, choices=[1, 2, 3],
+                   help="1: faces touch (default), 2: and edges, 3: and corners")
+    o.add_argument("--split", type=float, nargs="?", const=0.25, default=None, metavar="DEPTH",
+                   help=split_help or "split touching objects (nuclei) by the distance-transform watershed; DEPTH in "
+                                      "voxels, default 0.25 (chosen on procedural touching balls, benchmarks/README.md)")

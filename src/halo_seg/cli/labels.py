@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import LABEL_FILES, _choice_args, _spacing_arg
+from .common import LABEL_FILES, _choice_args, _object_args, _spacing_arg
 
 
 def cmd_export(a) -> int:
@@ -212,15 +212,7 @@ def add_instances(sub) -> None:
     o = sub.add_parser("instances", help="one id per connected object (to count and measure nuclei, lesions, ...)")
     o.add_argument("labels", help=f"a label volume: {LABEL_FILES}")
     o.add_argument("output", help="output .zarr of object ids (uint8/16/32), with the input's spacing and geometry")
-    o.add_argument("--classes", type=int, nargs="*", default=None,
-                   help="label values whose components become objects, each class apart (default: every "
-                        "value > 0 as one foreground)")
-    o.add_argument("--min-voxels", type=int, default=0, help="drop objects smaller than this")
-    o.add_argument("--connectivity", type=int, default=1, choices=[1, 2, 3],
-                   help="1: faces touch (default), 2: and edges, 3: and corners")
-    o.add_argument("--split", type=float, nargs="?", const=0.25, default=None, metavar="DEPTH",
-                   help="split touching objects (nuclei) by the distance-transform watershed; DEPTH in voxels, "
-                        "default 0.25 (chosen on procedural touching balls, benchmarks/README.md)")
+    _object_args(o)
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     o.set_defaults(fn=cmd_instances)
 

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .labels import LABEL_FILES
+from .common import _object_args
 
 
 def cmd_track(a) -> int:
@@ -48,8 +48,8 @@ def cmd_track(a) -> int:
 
 def add_track(sub) -> None:
     o = sub.add_parser("track", help="follow a time-lapse's objects (cells, nuclei) over time: track ids and lineage")
-    o.add_argument("labels", help="a time-lapse's labels: a `segment --timepoint all` output, or "
-                                  f"{LABEL_FILES} with a time axis")
+    o.add_argument("labels", help="a time-lapse's labels: a `segment --timepoint all` output, or a labels file whose "
+                                  "axes name t (an ImageJ hyperstack or OME-TIFF, OME-Zarr, a 4D NIfTI)")
     o.add_argument("output", help="output .zarr group: labels (T, Z, Y, X) holding each object's track id, tracks "
                                   "(napari's Tracks layer) and lineage")
     o.add_argument("--timepoint", "--timepoints", dest="timepoints", default=None, metavar="T",
@@ -59,15 +59,9 @@ def add_track(sub) -> None:
     o.add_argument("--ids", action="store_true",
                    help="the labels already number the objects (StarDist, Cellpose, `instances`): take each id as an "
                         "object, touching ones apart, instead of finding connected components")
-    o.add_argument("--classes", type=int, nargs="*", default=None,
-                   help="label values whose components become objects, each class apart (default: every value > 0 as "
-                        "one foreground); an object continues only as one of its class")
-    o.add_argument("--min-voxels", type=int, default=0, help="drop objects smaller than this (debris)")
-    o.add_argument("--connectivity", type=int, default=1, choices=[1, 2, 3],
-                   help="1: faces touch (default), 2: and edges, 3: and corners")
-    o.add_argument("--split", type=float, nargs="?", const=0.25, default=None, metavar="DEPTH",
-                   help="split touching objects (nuclei) at each time point as `instances --split` does; needed for "
-                        "a cell's two daughters, which touch when they are born")
+    _object_args(o, classes_note="; an object continues only as one of its class", min_note=" (debris)",
+                 split_help="split touching objects (nuclei) at each time point as `instances --split` does; "
+                            "needed for a cell's two daughters, which touch when they are born")
     o.add_argument("--min-iou", type=float, default=0.1,
                    help="an object continues as the one it overlaps most, pairs overlapping at least this much "
                         "(intersection over union; default 0.1)")

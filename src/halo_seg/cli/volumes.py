@@ -13,6 +13,7 @@ def cmd_info(a) -> int:
     from ..io import VolumeError, geometry, open_volume
     from ..io.axes import axis_names, describe
     from ..io.series_output import TIME_SERIES
+    from ..io.track_output import TRACKS
     from ..io.volume import file_contents, holds_labels
     spacing = _spacing_arg(a.spacing)   # a bad one is an error, not a choice of channel
     from ..io import dataset_folder
@@ -22,13 +23,15 @@ def cmd_info(a) -> int:
     raw = file_contents(a.input)
     held = {"axes": describe(raw.data.shape, axis_names(raw.data.shape, raw.meta.get("axes"))),
             "channels": raw.meta.get("channel_names"),
-            **({"time_series": raw.meta[TIME_SERIES]} if raw.meta.get(TIME_SERIES) else {})}   # segment --timepoint all
+            **({"time_series": raw.meta[TIME_SERIES]} if raw.meta.get(TIME_SERIES) else {}),   # segment --timepoint all
+            **({"tracked": {k: raw.meta[TRACKS][k] for k in ("tracked", "tracks", "divisions")}}
+               if raw.meta.get(TRACKS) else {})}   # a track output
     try:
         v = open_volume(raw, spacing=spacing, channel=a.channel, timepoint=a.timepoint)
     except VolumeError as exc:   # a multi-channel or time-lapse file: say what it holds and what to choose
         several = raw.data.ndim > 3   # else what is wrong with it (a voxel size recorded as NaN)
         print(json.dumps({**held, "dtype": str(raw.data.dtype), "format": raw.meta.get("format"),
-                          **({"choose": str(exc) if "time_series" in held else str(exc).split(": ", 1)[-1]} if several
+                          **({"choose": str(exc) if {"time_series", "tracked"} & set(held) else str(exc).split(": ", 1)[-1]} if several
                              else {"problem": str(exc)})}))
         return 0
     g = v.meta.get(geometry.KEY)
