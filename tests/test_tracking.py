@@ -176,7 +176,8 @@ def test_ids_in_the_billions_are_tracked(tmp_path):
     """A tool's ids may be hashes: tracked without a lookup table as long as the largest id."""
     tl = cell_timelapse(shape=(16, 32, 32), cells=3, radius=3.0, timepoints=3, divisions=0, seed=10)
     small = relabelled(tl.ids, seed=2)
-    big = np.where(small > 0, small.astype(np.uint64) * 1_000_000_007 + 5_000_000_000, 0).astype(np.uint64)
+    # past float64's 2**53: ids that differ by 1 must stay apart
+    big = np.where(small > 0, small.astype(np.uint64) + np.uint64(2 ** 62), 0).astype(np.uint64)
     a = track_objects(small, tmp_path / "a.zarr", objects_given=True)
     b = track_objects(big, tmp_path / "b.zarr", objects_given=True)
     assert a.lineage.tolist() == b.lineage.tolist()

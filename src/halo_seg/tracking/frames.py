@@ -11,6 +11,13 @@ from .link import Objects
 SLAB_VOXELS = 1 << 23
 
 
+def _slab(ids, z0: int, step: int, cancel) -> np.ndarray:
+    """Slices z0 .. z0 + step of a time point's ids; uint64 ids as int64 (read_label_slab refuses
+    those past it), since numpy compares uint64 with int64 as float64, which merges ids past 2**53."""
+    lab = read_label_slab(ids, z0, step, cancel)
+    return lab.astype(np.int64) if lab.dtype == np.uint64 else lab
+
+
 def _pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Rows (a value, b value, count) of the value pairs found at the same voxels."""
     if not a.size:
@@ -36,10 +43,10 @@ def frame_objects(ids, t: int, classes=None, cancel=None) -> Objects:
     and, with ``classes`` (the class labels they were made from), each one's class."""
     shape = tuple(ids.shape)
     step, starts = slabs(shape, SLAB_VOXELS)
-    sums, cls = [], []
+    keys, sums, cls = [], [], []
     grid = np.indices(shape[1:])
     for z0 in starts:
-        lab = read_label_slab(ids, z0, step, cancel)
+        lab = _slab(ids, z0, step, cancel)
         fg = lab > 0
         if not fg.any():
             continue
@@ -48,21 +55,19 @@ def frame_objects(ids, t: int, classes=None, cancel=None) -> Objects:
         xx = np.broadcast_to(grid[1], lab.shape)
         v = lab[fg].astype(np.int64)
         u, inv = np.unique(v, return_inverse=True)
-        row = np.zeros((len(u), 5))
-        row[:, 0] = u
-        row[:, 1] = np.bincount(inv)
-        for k, coord in enumerate((zz, yy, xx)):
-            row[:, 2 + k] = np.bincount(inv, weights=coord[fg])
-        sums.append(row)
+        keys.append(u)   # kept as integers: a tool's ids may be hashes past float64's 2**53
+        sums.append(np.stack([np.bincount(inv).astype(float)]
+                             + [np.bincount(inv, weights=coord[fg]) for coord in (zz, yy, xx)], 1))
         if classes is not None:
             c = np.asarray(classes[z0:z0 + step])[fg].astype(np.int64)
             cls.append(np.unique(np.stack([v, c], 1), axis=0))
-    if not sums:
+    if not keys:
         return Objects(t, np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 3)), np.zeros(0, np.int64))
-    total = _summed(sums, 1)
-    ids_ = total[:, 0].astype(np.int64)
-    voxels = total[:, 1]
-    cent = total[:, 2:5] / voxels[:, None]
+    ids_, inv = np.unique(np.concatenate(keys), return_inverse=True)
+    total = np.zeros((len(ids_), 4))
+    np.add.at(total, inv.ravel(), np.concatenate(sums))
+    voxels = total[:, 0]
+    cent = total[:, 1:4] / voxels[:, None]
     kind = np.zeros(len(ids_), np.int64)
     if cls:
         pairs = np.unique(np.concatenate(cls), axis=0)   # an object of the engine's ids has one class
@@ -78,8 +83,7 @@ def frame_overlaps(a, b, a_classes=None, b_classes=None, only_a=None, cancel=Non
     step, starts = slabs(shape, SLAB_VOXELS)
     rows = []
     for z0 in starts:
-        la = read_label_slab(a, z0, step, cancel)
-        lb = read_label_slab(b, z0, step, cancel)
+        la, lb = _slab(a, z0, step, cancel), _slab(b, z0, step, cancel)
         both = (la > 0) & (lb > 0)
         if a_classes is not None and b_classes is not None:
             both &= np.asarray(a_classes[z0:z0 + step]) == np.asarray(b_classes[z0:z0 + step])

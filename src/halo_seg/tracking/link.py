@@ -4,19 +4,22 @@ Cells in a time-lapse move by less than their size between frames, so an object'
 object that overlaps it most. Each step is a one-to-one assignment maximising the total overlap
 (intersection over union, IoU) among pairs above ``min_iou``, solved with scipy's Hungarian
 algorithm on each connected group of overlapping objects (groups are small, so a frame of many
-thousand cells never builds one large matrix). What the assignment leaves:
+thousand cells never builds one large matrix). What the assignment leaves, in this order:
 
+- an object may continue a track that ended up to ``max_gap`` time points before (a cell the
+  segmentation missed for a frame, or one that touched a neighbour and was one object with it),
+  by overlap with that track's last object; this comes before divisions, or two cells parting
+  again would read as a mother and her daughter;
 - an object that lies at least ``division_overlap`` (a share of its voxels) in a mother already
   continued by another is her daughter (daughters are each half the mother and start where she
-  was, so each overlaps her IoU about 0.25 at most, too little to tell from a neighbour; their
-  share inside her is about 0.6): the mother's track ends and every daughter starts a track whose parent is hers
-  (the Cell Tracking Challenge convention, so lineages read as its ``L B E P`` lines);
+  was, so each overlaps her with an IoU of about 0.25 at most, too little to tell from a
+  neighbour; their share inside her is about 0.6): the mother's track ends and every daughter
+  starts a track whose parent is hers (the Cell Tracking Challenge convention, so lineages read
+  as its ``L B E P`` lines);
 - with ``max_distance``, objects left on both sides are paired by centroid distance (physical
   units), for cells that move further than they overlap; ``link="distance"`` pairs by distance
   alone, as point trackers do (better for cells moving further than their radius between time
   points, benchmarks/README.md; no divisions then);
-- an object still unpaired may continue a track that ended up to ``max_gap`` time points before
-  (an object the segmentation missed for a frame), by overlap with that track's last object;
 - anything else starts a new track.
 
 This module only decides: the frames are read, compared and written by tracking.run.
@@ -181,12 +184,12 @@ class Linker:
         self._steps += 1
         return tracks
 
-    def _pair_by_distance(self, prev: Objects, cur: Objects, succ: dict, mothers: set, daughters: set) -> None:
-        """Objects that no overlap paired (nor made mother or daughter), paired by the nearest
-        centroid within max_distance; adds them to ``succ``."""
+    def _pair_by_distance(self, prev: Objects, cur: Objects, succ: dict, mothers: set, taken: set) -> None:
+        """Objects that no overlap paired (nor made mother, nor ``taken`` in cur: daughters and
+        gaps closed), paired by the nearest centroid within max_distance; adds them to ``succ``."""
         from scipy.spatial import cKDTree
         left_p = np.array([i for i in range(len(prev.ids)) if i not in succ and i not in mothers], np.int64)
-        used = set(succ.values()) | daughters
+        used = set(succ.values()) | taken
         left_c = np.array([j for j in range(len(cur.ids)) if j not in used], np.int64)
         if not len(left_p) or not len(left_c):
             return
