@@ -12,7 +12,7 @@ def test_manifest_is_installed_and_valid():
     pm = PluginManifest.from_distribution("napari-halo-seg")
     pm.validate_imports()
     c = pm.contributions
-    assert {s.key for s in c.sample_data} == {"colin27", "phantom"}
+    assert {s.key for s in c.sample_data} == {"colin27", "phantom", "dividing_cells"}
     assert any("*.nii.gz" in r.filename_patterns for r in c.readers)
     assert {".zarr", ".nii.gz"} <= set(c.writers[0].filename_extensions)
 
