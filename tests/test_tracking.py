@@ -299,3 +299,24 @@ def test_the_track_command(tmp_path, capsys):
     assert info["tracked"]["tracks"] == report["tracks"] and "give one time point" in info["choose"]
     assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "u.zarr"), "--ids", "--classes", "1"]) == 2
     assert "ids are taken as the objects" in capsys.readouterr().err
+
+
+def test_the_benchmark_scores_count_swaps_and_not_borders():
+    """link_scores (benchmarks/tracking.py's yardstick): the truth scores 1; two cells swapping ids
+    at a time point break their two tracks; a border moved by a voxel breaks none."""
+    tl = cell_timelapse(shape=(28, 64, 64), cells=5, timepoints=4, radius=6.0, divisions=0, seed=14)
+    s = link_scores(tl.ids, tl.ids, tl.lineage, tl.lineage)
+    assert s["links"] == s["precision"] == s["whole_tracks"] == 1.0
+    swapped = tl.ids.copy()
+    a, b = (tl.ids[3] == 1), (tl.ids[3] == 2)
+    swapped[3][a], swapped[3][b] = 2, 1
+    s = link_scores(tl.ids, swapped, tl.lineage, tl.lineage)
+    assert s["whole_tracks"] == pytest.approx(3 / 5) and s["links"] < 1.0
+    shifted = tl.ids.copy()
+    from scipy import ndimage as ndi
+    for t in range(4):
+        for k in range(1, 6):
+            cell = tl.ids[t] == k
+            rim = cell & ~ndi.binary_erosion(cell)
+            shifted[t][tuple(np.argwhere(rim)[:3].T)] = k % 5 + 1   # 3 voxels given to another cell
+    assert link_scores(tl.ids, shifted, tl.lineage, tl.lineage)["whole_tracks"] == 1.0

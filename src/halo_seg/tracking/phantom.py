@@ -106,9 +106,9 @@ def link_scores(truth: np.ndarray, found: np.ndarray, truth_lineage: np.ndarray,
     itself at the next time point, or a mother to a daughter), the fraction the found tracks make
     as well (recall), ``precision``: of the found links, the fraction that are true; ``divisions``:
     true divisions found (a found mother with two found daughters matching them), ``divisions_right``
-    the share of found divisions that are true; ``whole_tracks``:
-    true tracks carried by one found id wherever the found labels have them (no swap, no break; a
-    time point where an object was missing from the tracker's input breaks nothing by itself)."""
+    the share of found divisions that are true; ``whole_tracks``: true tracks matched (IoU over
+    0.5) by one and the same found track at every time point the found labels have them (no swap,
+    no break; a time point where an object was missing from the tracker's input breaks nothing)."""
     T = len(truth)
     match = []   # per t: found id -> true id
     for t in range(T):
@@ -148,12 +148,21 @@ def link_scores(truth: np.ndarray, found: np.ndarray, truth_lineage: np.ndarray,
                   for (t, m), ds in fpar.items() if t + 1 < T}
     div_hit = sum((t, m, frozenset(ds)) in found_divs for (t, m), ds in mothers.items())
     true_divs = {(t, m, frozenset(ds)) for (t, m), ds in mothers.items()}
-    # whole tracks: a true track whose voxels the tracker was given carry one id at every time point
+    # whole tracks: at every time point the tracker had the cell, one found object matches it (IoU
+    # over 0.5: a watershed's border a voxel off the truth's is no break), the same one throughout
     whole = 0
     for k in truth_lineage[:, 0]:
-        seen = found[truth == k]
-        seen = seen[seen > 0]
-        whole += bool(len(seen)) and len(np.unique(seen)) == 1
+        ids = set()
+        for t in range(T):
+            cell = truth[t] == k
+            under = found[t][cell]
+            if not under.any():
+                continue   # absent, or missing from the tracker's input
+            vals, n = np.unique(under[under > 0], return_counts=True)
+            f = vals[n.argmax()]
+            iou_f = n.max() / (cell.sum() + (found[t] == f).sum() - n.max())
+            ids.add(int(f) if iou_f > 0.5 else -1)
+        whole += bool(ids) and len(ids) == 1 and -1 not in ids
     return {"links": hit / max(len(true_links), 1), "precision": hit / max(len(found_links), 1),
             "whole_tracks": whole / max(len(truth_lineage), 1),
             "divisions": div_hit / max(len(mothers), 1), "true_divisions": len(mothers),
