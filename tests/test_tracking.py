@@ -306,12 +306,12 @@ def test_the_benchmark_scores_count_swaps_and_not_borders():
     at a time point break their two tracks; a border moved by a voxel breaks none."""
     tl = cell_timelapse(shape=(28, 64, 64), cells=5, timepoints=4, radius=6.0, divisions=0, seed=14)
     s = link_scores(tl.ids, tl.ids, tl.lineage, tl.lineage)
-    assert s["links"] == s["precision"] == s["whole_tracks"] == 1.0
+    assert s["links"] == s["precision"] == s["whole_tracks"] == s["cells_matched"] == 1.0
     swapped = tl.ids.copy()
     a, b = (tl.ids[3] == 1), (tl.ids[3] == 2)
     swapped[3][a], swapped[3][b] = 2, 1
     s = link_scores(tl.ids, swapped, tl.lineage, tl.lineage)
-    assert s["whole_tracks"] == pytest.approx(3 / 5) and s["links"] < 1.0
+    assert s["whole_tracks"] == pytest.approx(3 / 5) and s["links"] < 1.0 and s["cells_matched"] == 1.0
     shifted = tl.ids.copy()
     from scipy import ndimage as ndi
     for t in range(4):

@@ -108,7 +108,9 @@ def link_scores(truth: np.ndarray, found: np.ndarray, truth_lineage: np.ndarray,
     true divisions found (a found mother with two found daughters matching them), ``divisions_right``
     the share of found divisions that are true; ``whole_tracks``: true tracks matched (IoU over
     0.5) by one and the same found track at every time point the found labels have them (no swap,
-    no break; a time point where an object was missing from the tracker's input breaks nothing)."""
+    no break; a time point where an object was missing from the tracker's input breaks nothing);
+    ``cells_matched``: the share of (cell, time point) the found labels match so (segmentation, not
+    linking)."""
     T = len(truth)
     match = []   # per t: found id -> true id
     for t in range(T):
@@ -150,7 +152,7 @@ def link_scores(truth: np.ndarray, found: np.ndarray, truth_lineage: np.ndarray,
     true_divs = {(t, m, frozenset(ds)) for (t, m), ds in mothers.items()}
     # whole tracks: at every time point the tracker had the cell, one found object matches it (IoU
     # over 0.5: a watershed's border a voxel off the truth's is no break), the same one throughout
-    whole = 0
+    whole, cells, cells_right = 0, 0, 0
     for k in truth_lineage[:, 0]:
         ids = set()
         for t in range(T):
@@ -162,9 +164,11 @@ def link_scores(truth: np.ndarray, found: np.ndarray, truth_lineage: np.ndarray,
             f = vals[n.argmax()]
             iou_f = n.max() / (cell.sum() + (found[t] == f).sum() - n.max())
             ids.add(int(f) if iou_f > 0.5 else -1)
+            cells += 1
+            cells_right += bool(iou_f > 0.5)
         whole += bool(ids) and len(ids) == 1 and -1 not in ids
     return {"links": hit / max(len(true_links), 1), "precision": hit / max(len(found_links), 1),
-            "whole_tracks": whole / max(len(truth_lineage), 1),
+            "whole_tracks": whole / max(len(truth_lineage), 1), "cells_matched": cells_right / max(cells, 1),
             "divisions": div_hit / max(len(mothers), 1), "true_divisions": len(mothers),
             "divisions_right": len(found_divs & true_divs) / max(len(found_divs), 1),
             "found_divisions": len(fpar), "true_links": len(true_links)}
