@@ -260,6 +260,8 @@ class ObjectsWidget(BackgroundWidget):
         if exc is not None:
             return self._failed(exc)
         res, (labels, note), rows, (points, graph) = done
+        if not len(points):   # napari cannot show a Tracks layer without a point
+            return self._succeeded(f"no objects at any of the {len(res.objects)} time points: nothing to follow")
         unit = layer_unit(layer)
         meta = {k: v for k, v in (layer.metadata or {}).items() if k in (GEOMETRY, UNIT)}
         if note:   # too large for memory: shown from the file

@@ -203,10 +203,12 @@ def _track_layers(p: Path, raw) -> list:
         warnings.warn(f"{p}: {note}")
     points, graph = track_points(p)
     info = raw.meta[TRACKS]
-    return [(data, {"name": p.stem + " tracked", **place, "metadata": meta}, "labels"),
-            (points, {"name": p.stem + " tracks", **place, "graph": graph, "tail_length": 10,
-                      "metadata": {"source": str(p), "tracks": info.get("tracks"),
-                                   "divisions": info.get("divisions")}}, "tracks")]
+    layers = [(data, {"name": p.stem + " tracked", **place, "metadata": meta}, "labels")]
+    if len(points):   # napari cannot show a Tracks layer without a point (no object at any time point)
+        layers.append((points, {"name": p.stem + " tracks", **place, "graph": graph, "tail_length": 10,
+                                "metadata": {"source": str(p), "tracks": info.get("tracks"),
+                                             "divisions": info.get("divisions")}}, "tracks"))
+    return layers
 
 
 def _series_layers(p: Path, raw) -> list:

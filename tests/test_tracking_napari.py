@@ -93,3 +93,21 @@ def test_the_dividing_cells_sample_opens_as_a_time_lapse_and_its_labels(make_nap
     assert tuple(labels.scale) == (1.0, 0.5, 0.5, 0.5) and labels.metadata["unit"] == "µm"
     # the labels mark the bright cells: their mean intensity far above the background's
     assert image.data[labels.data > 0].mean() > image.data[labels.data == 0].mean() + 0.5
+
+
+def test_labels_with_no_object_at_any_time_point_are_said_and_add_nothing(make_napari_viewer, qtbot, tmp_path):
+    """napari's Tracks layer fails on no point at all (it aborted the process): neither the widget
+    nor the reader makes one then."""
+    from halo_seg.tracking import track_objects
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    from napari_halo_seg._reader import read_volume
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((3, 8, 16, 16), np.uint8), name="none")
+    w = ObjectsWidget(viewer)
+    w.labels.setCurrentText("none")
+    w.track.setChecked(True)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert "no objects at any of the 3 time points" in w.status.text() and len(viewer.layers) == 1
+    track_objects(np.zeros((3, 8, 16, 16), np.uint8), tmp_path / "none.zarr")
+    assert [kind for _, _, kind in read_volume(str(tmp_path / "none.zarr"))] == ["labels"]
