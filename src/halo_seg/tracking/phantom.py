@@ -33,6 +33,8 @@ def cell_timelapse(shape=(24, 64, 64), cells: int = 8, timepoints: int = 6, radi
             pos.append(p)
         if len(pos) == cells:
             break
+    if len(pos) < cells:
+        raise ValueError(f"only {len(pos)} of {cells} cells of radius {radius} fit apart in {shape}")
     live = []   # [track, position, velocity, radius]
     lineage = {}
     for k, p in enumerate(pos, 1):
