@@ -90,8 +90,8 @@ def slabs(shape, slab_voxels: int) -> tuple[int, list[int]]:
 
 
 def read_label_slab(labels, z0: int, step: int, cancel=None, what: str = "the label volume") -> np.ndarray:
-    """Slices z0 .. z0 + step of a label volume as integers (booleans as uint8), refusing negative
-    ids; ``cancel()`` True stops before reading (InterruptedError)."""
+    """Slices z0 .. z0 + step of a label volume as integers (booleans as uint8, uint64 as int64),
+    refusing negative ids; ``cancel()`` True stops before reading (InterruptedError)."""
     if cancel is not None and cancel():
         raise InterruptedError("stopped before the whole volume was read")
     slab = np.asarray(labels[z0:z0 + step])
@@ -103,6 +103,8 @@ def read_label_slab(labels, z0: int, step: int, cancel=None, what: str = "the la
         # measured and compared as int64, such an id came out negative (a hashed connectomics id?)
         raise VolumeError(f"{what} holds the id {int(slab.max())}, above 2**63 - 1, the largest id these tools "
                           "keep; relabel the objects first (e.g. skimage.segmentation.relabel_sequential)")
+    if slab.dtype == np.uint64:   # numpy compares uint64 with int64 (np.isin, searchsorted) as float64,
+        return slab.astype(np.int64)   # which merges ids past 2**53
     return slab
 
 

@@ -11,13 +11,6 @@ from .link import Objects
 SLAB_VOXELS = 1 << 23
 
 
-def _slab(ids, z0: int, step: int, cancel) -> np.ndarray:
-    """Slices z0 .. z0 + step of a time point's ids; uint64 ids as int64 (read_label_slab refuses
-    those past it), since numpy compares uint64 with int64 as float64, which merges ids past 2**53."""
-    lab = read_label_slab(ids, z0, step, cancel)
-    return lab.astype(np.int64) if lab.dtype == np.uint64 else lab
-
-
 def _pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Rows (a value, b value, count) of the value pairs found at the same voxels."""
     if not a.size:
@@ -46,7 +39,7 @@ def frame_objects(ids, t: int, classes=None, cancel=None) -> Objects:
     keys, sums, cls = [], [], []
     grid = np.indices(shape[1:])
     for z0 in starts:
-        lab = _slab(ids, z0, step, cancel)
+        lab = read_label_slab(ids, z0, step, cancel)
         fg = lab > 0
         if not fg.any():
             continue
@@ -83,7 +76,7 @@ def frame_overlaps(a, b, a_classes=None, b_classes=None, only_a=None, cancel=Non
     step, starts = slabs(shape, SLAB_VOXELS)
     rows = []
     for z0 in starts:
-        la, lb = _slab(a, z0, step, cancel), _slab(b, z0, step, cancel)
+        la, lb = read_label_slab(a, z0, step, cancel), read_label_slab(b, z0, step, cancel)
         both = (la > 0) & (lb > 0)
         if a_classes is not None and b_classes is not None:
             both &= np.asarray(a_classes[z0:z0 + step]) == np.asarray(b_classes[z0:z0 + step])

@@ -228,7 +228,6 @@ def _relabel(values: np.ndarray, ids: np.ndarray, tracks: np.ndarray) -> np.ndar
         lut = np.zeros(int(ids[-1]) + 1, np.uint32)
         lut[ids] = tracks
         return lut[values]
-    values = values.astype(np.int64, copy=False)   # as uint64 numpy would search them as float64
     at = np.minimum(np.searchsorted(ids, values), len(ids) - 1)
     return np.where(values > 0, tracks[at], 0).astype(np.uint32)
 
