@@ -29,17 +29,10 @@ INSTANCES_ATTR = "instances"   # marks an output of label_instances, which a lat
 
 def _check_output(out: Path) -> None:
     """Only a path that is free, or an earlier output of this function, is written: never a user's volume."""
-    from .io.volume import check_zarr_output_name
-    check_zarr_output_name(out, "instances", "a zarr label array")
-    if not out.exists():
-        return
     import zarr
-    try:
-        ours = bool(zarr.open_array(str(out), mode="r").attrs.get(INSTANCES_ATTR))
-    except Exception:   # not a zarr array at all
-        ours = False
-    if not ours:
-        raise VolumeError(f"{out} exists and is not an earlier output of instances: choose a new path")
+    from .io.volume import check_own_output
+    check_own_output(out, "instances", "a zarr label array",
+                     lambda p: zarr.open_array(p, mode="r").attrs.get(INSTANCES_ATTR))
 
 
 @dataclass

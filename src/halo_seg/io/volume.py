@@ -155,6 +155,20 @@ def check_zarr_output_name(path, command: str, holds: str) -> None:
                           f"`halo-seg export OUT.zarr {name}` for that format")
 
 
+def check_own_output(path, command: str, holds: str, ours) -> None:
+    """Only a free path, or an earlier output of ``command`` (``ours(path)`` True: its marker
+    attribute), is written, named as zarr: never a user's volume."""
+    check_zarr_output_name(path, command, holds)
+    if not Path(path).exists():
+        return
+    try:
+        mine = bool(ours(str(path)))
+    except Exception:   # not zarr at all, or not the kind of node ``ours`` opens
+        mine = False
+    if not mine:
+        raise VolumeError(f"{path} exists and is not an earlier output of {command}: choose a new path")
+
+
 def recorded_spacing(spacing, what) -> tuple[float, float, float]:
     """The voxel size a file records, refused when it is not three positive numbers (a NaN or zero
     zoom in a NIfTI header, a negative OME scale): measuring, resampling and the network's voxel

@@ -41,19 +41,13 @@ class TrackResult:
 
 def check_track_output(out: Path, source) -> None:
     """Only a free path, or an earlier output of track (never the input, never a user's volume)."""
-    from ..io.volume import check_zarr_output_name
-    check_zarr_output_name(out, "track", "a zarr group of track labels")
+    import zarr
+
+    from ..io.volume import check_own_output
     if isinstance(source, (str, Path)) and Path(source).resolve() == out.resolve():
         raise VolumeError("the output must not be the input: the input is read while the output is written")
-    if not out.exists():
-        return
-    import zarr
-    try:
-        ours = TRACKS in zarr.open_group(str(out), mode="r").attrs
-    except Exception:   # not a zarr group at all
-        ours = False
-    if not ours:
-        raise VolumeError(f"{out} exists and is not an earlier output of track: choose a new path")
+    check_own_output(out, "track", "a zarr group of track labels",
+                     lambda p: TRACKS in zarr.open_group(p, mode="r").attrs)
 
 
 class _Input:
