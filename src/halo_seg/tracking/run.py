@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,10 @@ class _Input:
         from ..io.volume import file_contents
         self.source, self.channel, self.image, self.image_channel = source, channel, image, image_channel
         self.is_path = isinstance(source, (str, Path))
-        series = file_contents(source).meta.get(TIME_SERIES) if self.is_path else None
+        # each file opened once: a series output's stack of every time point is built on opening
+        self.raw = file_contents(source) if self.is_path else None
+        self.image_raw = file_contents(image) if isinstance(image, (str, Path)) else None
+        series = self.raw.meta.get(TIME_SERIES) if self.is_path else None
         self.n = int(series["timepoints"]) if series else timepoint_count(
             source, "tracking follows objects over time: give a time-lapse's labels (a file whose axes name t, "
                     "such as an ImageJ hyperstack, OME-TIFF, OME-Zarr or 4D NIfTI) or a `segment --timepoint all` output")
@@ -79,8 +82,8 @@ class _Input:
 
     def volume(self, t: int):
         from ..io.volume import open_volume
-        if self.is_path:
-            return open_volume(self.source, channel=self.channel, timepoint=t)
+        if self.is_path:   # open_volume takes its time point from a copy (it changes what it is given)
+            return open_volume(replace(self.raw, meta=dict(self.raw.meta)), channel=self.channel, timepoint=t)
         return open_volume(self.source[t])
 
     def labels(self, t: int):
@@ -95,8 +98,9 @@ class _Input:
         if self.image is None:
             return None
         from ..io.volume import open_volume
-        if isinstance(self.image, (str, Path)):
-            data = open_volume(self.image, channel=self.image_channel, timepoint=t).data
+        if self.image_raw is not None:
+            data = open_volume(replace(self.image_raw, meta=dict(self.image_raw.meta)), channel=self.image_channel,
+                               timepoint=t).data
         else:
             data = open_volume(self.image[t]).data
         if tuple(data.shape) != self.shape:
