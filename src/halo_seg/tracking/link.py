@@ -95,7 +95,7 @@ class Linker:
     link: str = "overlap"     # or "distance": a point tracker's pairing by centroids alone, no divisions
     lineage: dict = field(default_factory=dict)
     divisions: int = 0
-    _track: dict = field(default_factory=dict)      # (t, id) -> track, for the last time point stepped
+    _last: tuple = (None, None)   # the time point stepped last, and its objects' tracks in the order of their ids
     _ended: dict = field(default_factory=dict)      # track -> (t, id, step) of its last object, if it ended
     _steps: int = 0
 
@@ -135,6 +135,9 @@ class Linker:
         prev, id in cur, voxels in common) of objects of one class; ``gaps``: {time point: (its
         Objects, overlaps with cur)} for gap_candidates."""
         t, n = cur.t, len(cur.ids)
+        if prev is not None and prev.t != self._last[0]:
+            raise ValueError(f"prev must be the time point stepped last ({self._last[0]}), got {prev.t}")
+        before = self._last[1]            # index in prev -> its track
         links: dict[int, int] = {}        # index in cur -> track it continues
         parents: dict[int, int] = {}      # index in cur -> track it is a daughter of
         succ: dict[int, int] = {}         # index in prev -> index in cur it continues as
@@ -158,14 +161,14 @@ class Linker:
                 if v >= self.division_overlap and i in succ:
                     daughters.setdefault(i, []).append(j)
             for i, js in daughters.items():
-                mother = self._track[(prev.t, int(prev.ids[i]))]
+                mother = int(before[i])
                 for j in [succ.pop(i)] + js:
                     parents[j] = mother
                 self.divisions += 1
         if prev is not None and len(prev.ids) and n and self.max_distance is not None:
             self._pair_by_distance(prev, cur, succ, set(daughters), set(parents) | set(links))
         for i, j in succ.items():
-            links[j] = self._track[(prev.t, int(prev.ids[i]))]
+            links[j] = int(before[i])
         ended = [i for i in range(len(prev.ids)) if i not in succ and i not in daughters] if prev is not None else []
         tracks = np.zeros(n, np.int64)
         for j in range(n):
@@ -177,9 +180,9 @@ class Linker:
                 tracks[j] = self._new(t, parents.get(j, 0))
         if prev is not None:
             for i in ended:   # not continued: a gap may yet be closed
-                k = self._track[(prev.t, int(prev.ids[i]))]
+                k = int(before[i])
                 self._ended[k] = (prev.t, int(prev.ids[i]), self._steps - 1)
-        self._track = {(t, int(i)): int(k) for i, k in zip(cur.ids, tracks)}
+        self._last = (t, tracks)
         self._ended = {k: e for k, e in self._ended.items() if self._steps - e[2] <= self.max_gap}
         self._steps += 1
         return tracks
