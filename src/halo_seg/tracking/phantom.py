@@ -140,18 +140,18 @@ def link_scores(truth: np.ndarray, found: np.ndarray, truth_lineage: np.ndarray,
     found_links = links(found_lineage, fp)
     mapped = {(t, match[t].get(a, -1), match[t + 1].get(b, -2)) for t, a, b in found_links}
     hit = len(true_links & mapped)
-    divs = [r for r in truth_lineage if r[3]]
-    mothers = {}
-    for r in divs:
-        mothers.setdefault((int(r[1]) - 1, int(r[3])), []).append(int(r[0]))
-    fpar = {(int(r[1]) - 1, int(r[3])): [] for r in found_lineage if r[3]}
-    for r in found_lineage:
-        if r[3]:
-            fpar[(int(r[1]) - 1, int(r[3]))].append(int(r[0]))
+    def divisions(lineage):
+        """{(time point before, mother): [daughters]} of a lineage."""
+        out = {}
+        for k, first, _, p in lineage.tolist():
+            if p:
+                out.setdefault((first - 1, p), []).append(k)
+        return out
+    mothers, fpar = divisions(truth_lineage), divisions(found_lineage)
+    true_divs = {(t, m, frozenset(ds)) for (t, m), ds in mothers.items()}
     found_divs = {(t, match[t].get(m, -1), frozenset(match[t + 1].get(d, -2) for d in ds))
                   for (t, m), ds in fpar.items() if t + 1 < T}
-    div_hit = sum((t, m, frozenset(ds)) in found_divs for (t, m), ds in mothers.items())
-    true_divs = {(t, m, frozenset(ds)) for (t, m), ds in mothers.items()}
+    div_hit = len(true_divs & found_divs)
     # whole tracks: at every time point the tracker had the cell, one found object matches it (IoU
     # over 0.5: a watershed's border a voxel off the truth's is no break), the same one throughout
     whole, cells, cells_right = 0, 0, 0
