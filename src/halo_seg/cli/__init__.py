@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_measure(sub)
     labels.add_instances(sub)
     tracking.add_track(sub)
+    tracking.add_track_edit(sub)
     labels.add_evaluate(sub)
     segment.add_review(sub)
     interactive.add_session(sub)

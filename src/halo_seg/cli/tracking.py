@@ -46,6 +46,56 @@ def cmd_track(a) -> int:
     return 0
 
 
+def cmd_track_edit(a) -> int:
+    from ..tracking.edit import TrackOutput, describe
+    out = TrackOutput(a.tracks)
+    finished = out.finish_pending()
+    if finished:
+        print(f"finished an edit that had stopped half way: {finished}", file=sys.stderr)
+    if a.join:
+        done = out.edit("join", *a.join)
+    elif a.cut:
+        done = out.edit("cut", *a.cut)
+    elif a.mother:
+        done = out.edit("mother", *a.mother)
+    elif a.delete is not None:
+        done = out.edit("delete", a.delete)
+    elif a.undo:
+        done = out.undo()
+    else:
+        done = None
+    if a.show is not None:
+        print(describe(out.rows, a.show))
+    if a.history:
+        edits = out.history
+        print("\n".join(f"{k + 1}. {e['text']}" for k, e in enumerate(edits)) if edits else "no edits")
+    if done is not None:
+        print(done.text, file=sys.stderr)
+        print(json.dumps({"output": str(out.path), "edit": done.text, "tracks": done.tracks,
+                          "divisions": done.divisions, "edits": len(out.history)}))
+    return 0
+
+
+def add_track_edit(sub) -> None:
+    e = sub.add_parser("track-edit", help="correct a tracking by hand: join, cut, name a mother, delete; undo")
+    e.add_argument("tracks", help="a `halo-seg track` output (.zarr), changed in place; every edit can be undone")
+    op = e.add_mutually_exclusive_group()
+    op.add_argument("--join", nargs=2, type=int, metavar=("A", "B"),
+                    help="track B continues track A (a track broken in two; A must end before B begins). A's "
+                         "daughters lose their mother (the division that ended A was a mistake), B's become A's")
+    op.add_argument("--cut", nargs=2, type=int, metavar=("TRACK", "T"),
+                    help="TRACK from time point T on is a new track (two cells' tracks swapped where they crossed: "
+                         "cut both, then join the pieces the right way)")
+    op.add_argument("--mother", nargs=2, type=int, metavar=("MOTHER", "DAUGHTER"),
+                    help="MOTHER divided into DAUGHTER (a division missed: MOTHER must end before DAUGHTER begins); "
+                         "MOTHER 0: DAUGHTER has no mother (a division invented)")
+    op.add_argument("--delete", type=int, metavar="TRACK", help="TRACK is no cell (debris): its voxels cleared")
+    op.add_argument("--undo", action="store_true", help="take back the most recent edit")
+    e.add_argument("--show", type=int, metavar="TRACK", help="print a track's time points, mother and daughters")
+    e.add_argument("--history", action="store_true", help="print the edits made, oldest first")
+    e.set_defaults(fn=cmd_track_edit)
+
+
 def add_track(sub) -> None:
     o = sub.add_parser("track", help="follow a time-lapse's objects (cells, nuclei) over time: track ids and lineage")
     o.add_argument("labels", help="a time-lapse's labels: a `segment --timepoint all` output, or a labels file whose "

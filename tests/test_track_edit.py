@@ -1,0 +1,210 @@
+"""A tracking corrected by hand (halo_seg.tracking.edit, `halo-seg track-edit`): each edit against
+the true tracks of a procedural time-lapse or a hand-made expectation (the labels relabelled with
+numpy), the lineage against what the voxels say, every edit undone back to the exact output, an
+edit stopped half way finished by the next, bad edits refused with nothing changed."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+
+from halo_seg.cli import main
+from halo_seg.io import VolumeError, open_volume
+from halo_seg.tracking import track_objects, write_ctc
+from halo_seg.tracking.edit import PENDING, TrackOutput, edit_tracks
+from halo_seg.tracking.phantom import cell_timelapse, link_scores
+
+
+def _state(path):
+    grp = zarr.open_group(str(path), mode="r")
+    return np.asarray(grp["labels"][...]), np.asarray(grp["tracks"][...]), np.asarray(grp["lineage"][...])
+
+
+def _spans_from_voxels(labels) -> dict:
+    """Each id's first and last time point, read off the voxels alone."""
+    spans = {}
+    for t in range(len(labels)):
+        for k in np.unique(labels[t]).tolist():
+            if k:
+                first, _ = spans.get(k, (t, t))
+                spans[k] = (first, t)
+    return spans
+
+
+def _check_lineage(path):
+    """The lineage agrees with the voxels (first and last time points), and every mother ends before
+    her daughters begin (the Cell Tracking Challenge's rule)."""
+    labels, points, lineage = _state(path)
+    rows = {int(k): (int(b), int(e), int(p)) for k, b, e, p in lineage.reshape(-1, 4)}
+    spans = _spans_from_voxels(labels)
+    assert {k: (b, e) for k, (b, e, _) in rows.items()} == spans
+    for k, (b, _, p) in rows.items():
+        if p:
+            assert rows[p][1] < b
+    assert sorted(set(points[:, 0].astype(int).tolist())) == sorted(rows)
+    return rows
+
+
+@pytest.fixture
+def tracked(tmp_path):
+    tl = cell_timelapse(seed=1)
+    res = track_objects(tl.ids, tmp_path / "t.zarr", objects_given=True)
+    labels, _, lineage = _state(res.output)
+    assert link_scores(tl.ids, labels, tl.lineage, lineage)["whole_tracks"] == 1.0   # tracked right to begin with
+    return tl, res.output
+
+
+def test_a_broken_track_is_joined_into_the_true_one(tmp_path):
+    tl = cell_timelapse(seed=1)
+    ids = tl.ids.copy()
+    cell = 1   # seen at every time point, never divides
+    assert tl.lineage[0].tolist() == [cell, 0, 5, 0]
+    ids[2][ids[2] == cell] = 0
+    ids[3][ids[3] == cell] = 0   # missed twice: longer than the gap closing's one time point
+    out = track_objects(ids, tmp_path / "t.zarr", objects_given=True).output
+    labels, _, lineage = _state(out)
+    before = link_scores(ids, labels, tl.lineage, lineage)
+    a, b = int(labels[1][ids[1] == cell][0]), int(labels[4][ids[4] == cell][0])
+    assert a != b and before["whole_tracks"] < 1.0
+    done = edit_tracks(out, "join", a, b)
+    assert done.span == (4, 5) and done.tracks == len(lineage) - 1
+    labels, _, lineage = _state(out)
+    assert link_scores(ids, labels, tl.lineage, lineage)["whole_tracks"] == 1.0
+    for t in (0, 1, 4, 5):
+        assert set(np.unique(labels[t][ids[t] == cell]).tolist()) == {a}
+    rows = _check_lineage(out)
+    assert rows[a] == (0, 5, 0) and b not in rows
+    write_ctc(out, tmp_path / "ctc")   # the challenge's files say so too
+    assert f"{a} 0 5 0\n" in (tmp_path / "ctc" / "res_track.txt").read_text()
+
+
+def test_two_swapped_tracks_are_cut_and_joined_back(tracked):
+    _, out = tracked
+    labels0, _, lineage0 = _state(out)
+    p, q = 1, 2
+    assert lineage0[0].tolist() == [1, 0, 5, 0] and lineage0[1].tolist() == [2, 0, 5, 0]
+    swapped = labels0.copy()   # what the edits must give, by numpy alone
+    swapped[3:][labels0[3:] == p] = q
+    swapped[3:][labels0[3:] == q] = p
+    p2 = edit_tracks(out, "cut", p, 3)
+    q2 = edit_tracks(out, "cut", q, 3)
+    assert "is track 13" in p2.text and "is track 14" in q2.text
+    edit_tracks(out, "join", p, 14)
+    edit_tracks(out, "join", q, 13)
+    labels, _, _ = _state(out)
+    assert np.array_equal(labels, swapped)
+    rows = _check_lineage(out)
+    assert rows[p] == (0, 5, 0) and rows[q] == (0, 5, 0) and 13 not in rows and 14 not in rows
+
+
+def test_a_division_named_cleared_and_every_edit_undone_exactly(tracked):
+    tl, out = tracked
+    before = _state(out)
+    rows = _check_lineage(out)
+    mother, daughter = 10, 11
+    assert rows[daughter][2] == mother
+    assert "has no mother (was 10)" in edit_tracks(out, "mother", 0, daughter).text
+    assert _check_lineage(out)[daughter][2] == 0
+    edit_tracks(out, "mother", mother, daughter)
+    assert _check_lineage(out)[daughter][2] == mother
+    # a false division: the mother goes on as one daughter, the other is a cell of her own
+    done = edit_tracks(out, "join", mother, daughter)
+    assert "track 12 no longer has a mother" in done.text
+    rows = _check_lineage(out)
+    assert rows[mother][1] == 5 and rows[12][2] == 0
+    done = edit_tracks(out, "delete", 12)
+    labels = _state(out)[0]
+    assert not (labels == 12).any() and 12 not in _check_lineage(out)
+    assert zarr.open_group(str(out), mode="r").attrs["halo_seg_tracks"]["tracks"] == done.tracks
+    for _ in range(4):
+        edit_tracks(out, "undo", 0)
+    after = _state(out)
+    for x, y in zip(before, after):
+        assert np.array_equal(x, y)
+    with pytest.raises(VolumeError, match="no edit to undo"):
+        edit_tracks(out, "undo", 0)
+    assert "deleted_3" not in zarr.open_group(str(out), mode="r")   # the deleted voxels kept only while undoable
+
+
+def test_an_edit_stopped_half_way_is_finished_by_the_next(tracked, tmp_path, monkeypatch):
+    _, out = tracked
+    whole = tmp_path / "whole.zarr"
+    shutil.copytree(out, whole)
+    edit_tracks(whole, "cut", 3, 2)
+    import halo_seg.tracking.edit as edit
+    monkeypatch.setattr(edit, "SLAB_VOXELS", 64 * 64 * 4)   # several slabs a time point
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 7   # past the first time points, not the last
+    with pytest.raises(InterruptedError):
+        edit_tracks(out, "cut", 3, 2, cancel=stop)
+    grp = zarr.open_group(str(out), mode="r")
+    assert PENDING in grp.attrs
+    half = np.asarray(grp["labels"][...])
+    assert (half == 13).any() and (half[2:] == 3).any()   # half relabelled
+    assert TrackOutput(out).finish_pending() == "track 3 from time point 2 on is track 13"
+    assert PENDING not in zarr.open_group(str(out), mode="r").attrs
+    for x, y in zip(_state(out), _state(whole)):
+        assert np.array_equal(x, y)
+    edit_tracks(out, "undo", 0)   # and undone once, as if never stopped
+    edit_tracks(whole, "undo", 0)
+    for x, y in zip(_state(out), _state(whole)):
+        assert np.array_equal(x, y)
+    assert len(TrackOutput(out).history) == 0
+
+
+def test_an_edit_stopped_after_its_history_was_written_is_recorded_once(tracked, monkeypatch):
+    _, out = tracked
+    import halo_seg.tracking.edit as edit
+    real = edit.TrackOutput._apply
+
+    def dies_at_the_end(self, job, cancel=None):
+        real(self, job, cancel)
+        self.grp.attrs[PENDING] = job   # as if killed before the pending edit was crossed out
+    monkeypatch.setattr(edit.TrackOutput, "_apply", dies_at_the_end)
+    edit_tracks(out, "delete", 5)
+    monkeypatch.setattr(edit.TrackOutput, "_apply", real)
+    assert TrackOutput(out).finish_pending() == "track 5 deleted (time points 0 to 5)"
+    assert len(TrackOutput(out).history) == 1 and 5 not in _check_lineage(out)
+    edit_tracks(out, "undo", 0)
+    assert 5 in _check_lineage(out) and TrackOutput(out).history == []
+
+
+def test_bad_edits_are_refused_and_change_nothing(tracked, tmp_path):
+    _, out = tracked
+    before = _state(out)
+    bad = [(("join", 1, 1), "cannot continue itself"), (("join", 1, 9), "begins before track 1 ends"),
+           (("cut", 4, 1), "one time point"), (("cut", 1, 0), "must fall after its first"),
+           (("cut", 1, 6), "must fall after"), (("mother", 1, 9), "does not end before"),
+           (("mother", 9, 9), "its own mother"), (("delete", 99), "no track 99"), (("mother", 99, 9), "no mother track 99"),
+           (("split", 1, 2), "unknown edit")]
+    for args, msg in bad:
+        with pytest.raises(VolumeError, match=msg):
+            edit_tracks(out, *args)
+    for x, y in zip(before, _state(out)):
+        assert np.array_equal(x, y)
+    assert TrackOutput(out).history == []
+    with pytest.raises(VolumeError, match="does not exist"):
+        edit_tracks(tmp_path / "none.zarr", "undo", 0)
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w").create_array("labels", data=np.zeros((2, 2, 2), np.uint8))
+    with pytest.raises(VolumeError, match="not a `halo-seg track` output"):
+        edit_tracks(tmp_path / "other.zarr", "undo", 0)
+
+
+def test_the_track_edit_command(tracked, capsys):
+    _, out = tracked
+    assert main(["track-edit", str(out), "--cut", "1", "3", "--show", "1"]) == 0
+    got = capsys.readouterr()
+    assert json.loads(got.out.strip().splitlines()[-1])["tracks"] == 13
+    assert "track 1: time points 0 to 2; mother none; daughters none" in got.out
+    assert main(["track-edit", str(out), "--join", "1", "13", "--history"]) == 0
+    got = capsys.readouterr().out
+    assert "1. track 1 from time point 3 on is track 13\n2. track 13 continues track 1" in got
+    assert main(["track-edit", str(out), "--join", "1", "9"]) == 2
+    assert "track-edit: error: track 9 (time points 1 to 5) begins before track 1 ends" in capsys.readouterr().err
+    assert main(["track-edit", str(out), "--undo"]) == 0
+    assert json.loads(capsys.readouterr().out.strip())["edits"] == 1
+    assert open_volume(str(out), timepoint=4).data.max() == 13   # the output reads back as edited
