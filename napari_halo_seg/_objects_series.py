@@ -11,6 +11,8 @@ import numpy as np
 
 from halo_seg.measure import by_timepoint
 
+TRACK_OUTPUT = "track_output"   # a tracked layer's `track` output (metadata): the file Edit tracks changes
+
 
 def series_image(image_layer, labels_shape) -> np.ndarray | None:
     """The intensities under a time-lapse's labels: an image layer of the same (T, Z, Y, X) grid;
@@ -83,6 +85,18 @@ def track_series(data, out: Path, spacing, unit, image, progress, cancel, split=
         return (res, labels, per_track(res.table, res.lineage, spacing), track_points(out)), None
     except Exception as exc:   # shown to the user; the layers are untouched
         return None, exc
+
+
+def track_features(rows: dict, unit: str | None) -> dict:
+    """A tracked Labels layer's features, shown under the cursor: the track, when it was seen, where
+    it came from and how fast it moves (rows: tracking.summary.per_track's)."""
+    from halo_seg.measure import millilitres_per
+
+    from ._measure import size_column
+    per_ml = millilitres_per(unit) or 1.0
+    return {"index": rows["track"], "parent": rows["parent"], "first": rows["first"], "last": rows["last"],
+            "mean " + size_column(unit): np.round(rows["mean_volume"] * per_ml, 4),
+            f"speed ({unit or 'voxels'} per time point)": np.round(rows["speed"], 3)}
 
 
 def measure_series(data, spacing, unit, image, cancel):

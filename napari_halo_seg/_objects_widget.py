@@ -16,13 +16,14 @@ import numpy as np
 from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPushButton, QSpinBox
 
 from halo_seg.io.geometry import KEY as GEOMETRY
-from halo_seg.measure import millilitres_per, volume_text
+from halo_seg.measure import volume_text
 
 from ._background import BackgroundWidget
 from ._fields import form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume, on_grid_of
-from ._measure import UNIT, layer_names, layer_unit, save_table_csv, size_column, table_features
-from ._objects_series import counts_text, label_series, measure_series, series_image, track_series
+from ._measure import UNIT, layer_names, layer_unit, save_table_csv, table_features
+from ._objects_series import (TRACK_OUTPUT, counts_text, label_series, measure_series, series_image,
+                              track_features, track_series)
 from ._paintable import paintable
 from ._timelapse import timelapse_data
 
@@ -267,13 +268,11 @@ class ObjectsWidget(BackgroundWidget):
         if note:   # too large for memory: shown from the file
             labels = da.from_zarr(labels)
         place = {"scale": (1.0,) + tuple(layer.scale[-3:]), "translate": (0.0,) + tuple(layer.translate[-3:])}
-        per_ml = millilitres_per(unit) or 1.0
-        # under the cursor: the track, when it was seen, where it came from and how fast it moves
-        features = {"index": rows["track"], "parent": rows["parent"], "first": rows["first"], "last": rows["last"],
-                    "mean " + size_column(unit): np.round(rows["mean_volume"] * per_ml, 4),
-                    f"speed ({unit or 'voxels'} per time point)": np.round(rows["speed"], 3)}
-        self.viewer.add_labels(labels, name=f"{layer.name} tracked", metadata=meta, features=features, **place)
-        self.viewer.add_tracks(points, graph=graph, name=f"{layer.name} tracks", tail_length=10, **place)
+        meta[TRACK_OUTPUT] = str(res.output)   # what Edit tracks corrects
+        self.viewer.add_labels(labels, name=f"{layer.name} tracked", metadata=meta,
+                               features=track_features(rows, unit), **place)
+        self.viewer.add_tracks(points, graph=graph, name=f"{layer.name} tracks", tail_length=10,
+                               metadata={TRACK_OUTPUT: str(res.output)}, **place)
         self.table = res.table
         self.save_btn.setEnabled(True)
         self._succeeded(f"{res.tracks} tracks, {res.divisions} divisions; objects: {counts_text(res.objects)}"

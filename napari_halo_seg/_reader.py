@@ -197,16 +197,18 @@ def _track_layers(p: Path, raw) -> list:
     import warnings
 
     from halo_seg.io.track_output import track_points
+
+    from ._objects_series import TRACK_OUTPUT
     place, meta = _timed_place(raw, p)
     data, note = paintable(raw.data)
     if note:
         warnings.warn(f"{p}: {note}")
     points, graph = track_points(p)
     info = raw.meta[TRACKS]
-    layers = [(data, {"name": p.stem + " tracked", **place, "metadata": meta}, "labels")]
+    layers = [(data, {"name": p.stem + " tracked", **place, "metadata": {**meta, TRACK_OUTPUT: str(p)}}, "labels")]
     if len(points):   # napari cannot show a Tracks layer without a point (no object at any time point)
         layers.append((points, {"name": p.stem + " tracks", **place, "graph": graph, "tail_length": 10,
-                                "metadata": {"source": str(p), "tracks": info.get("tracks"),
+                                "metadata": {"source": str(p), TRACK_OUTPUT: str(p), "tracks": info.get("tracks"),
                                              "divisions": info.get("divisions")}}, "tracks"))
     return layers
 

@@ -12,9 +12,10 @@ from ../shared/data opened from its NIfTI, segmented by the 2 mm default model a
 strokes: a stroke correcting the left putamen's box-segmented slice; named: objects named as they are committed;
 channels: a network of two input channels segmenting a two-channel stack; timelapse: every time point
 of a (T, Z, Y, X) TIFF segmented into one (T, Z, Y, X) Labels layer; tracking: the Objects widget
-following procedural dividing cells over time, in 3D with their tracks).
+following procedural dividing cells over time, in 3D with their tracks; track_edit: the Edit tracks
+widget taking a daughter's mother away).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit]
 """
 from __future__ import annotations
 
@@ -415,11 +416,43 @@ def tracking(_s):
     _shoot(viewer, w, "napari_tracking.png")
 
 
+def track_edit(_s):
+    """Edit tracks after the tracking above: a dividing cell's track picked, one daughter's mother
+    taken away (a division the user judged invented), its path now apart from the mother's."""
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    from napari_halo_seg._track_edit_widget import NO_MOTHER, TrackEditWidget
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 800)
+    viewer.open_sample("napari-halo-seg", "dividing_cells")
+    viewer.layers["dividing cells"].opacity = 0.4
+    viewer.layers["dividing cells mask"].visible = False
+    o = ObjectsWidget(viewer)
+    o.labels.setCurrentText("dividing cells mask")
+    o.split.setChecked(True)
+    o.track.setChecked(True)
+    o.run()
+    _wait(o)
+    w = TrackEditWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Edit tracks")
+    rows = w._rows
+    daughter = min(k for k, (_, _, p) in rows.items() if p)
+    w.track.setValue(rows[daughter][2])
+    w.other.setValue(daughter)
+    w.op.setCurrentText(NO_MOTHER)
+    w.run()
+    _wait(w)
+    viewer.dims.ndisplay = 3
+    viewer.dims.set_current_step(0, 11)
+    viewer.reset_view()
+    viewer.camera.angles = (0, -35, 65)
+    _shoot(viewer, w, "napari_track_edit.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
-                        ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"]):
+                        ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"], ["track_edit"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

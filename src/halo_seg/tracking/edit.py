@@ -13,7 +13,7 @@ before touching a voxel the edit is written to the output's attributes, and remo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,17 @@ class Edited:
     span: tuple | None        # the time points whose voxels changed (first, last), or None
     tracks: int
     divisions: int
+    relabels: list = field(default_factory=list)   # [(old, new, t0, t1)]: what a copy in memory repeats
+    restored: tuple | None = None                  # (track, (N, 4) t, z, y, x): voxels an undo put back
+
+    def repeat_on(self, labels, cancel=None) -> None:
+        """The same change made to a copy of the labels (napari's layer in memory), leaving
+        anything else in it as it is."""
+        for old, new, t0, t1 in self.relabels:
+            relabel(labels, old, new, t0, t1, cancel)
+        if self.restored is not None:
+            track, coords = self.restored
+            labels[tuple(coords.T)] = track
 
 
 def _rows(lineage) -> dict[int, list[int]]:
@@ -228,7 +239,7 @@ class TrackOutput:
         undo["span"] = _span(relabels)
         self._apply({"text": text, "relabels": [list(r) for r in relabels], "depth": depth,
                      "rows": {str(k): after.get(k) for k in changed}, "push": undo}, cancel)
-        return Edited(text, _span(relabels), len(after), _divisions(after))
+        return Edited(text, _span(relabels), len(after), _divisions(after), list(relabels))
 
     def undo(self, cancel=None) -> Edited:
         """The most recent edit taken back."""
@@ -239,11 +250,15 @@ class TrackOutput:
         last = history[-1]
         job = {"text": f"undone: {last['text']}", "relabels": last["relabels"], "rows": last["rows"],
                "depth": len(history), "pop": True}
+        restored = None
         if last.get("voxels"):
             job["restore"] = last["voxels"]
+            restored = (int(last["voxels"]["track"]),
+                        np.asarray(self.grp[last["voxels"]["array"]][...]).reshape(-1, 4))   # before undo drops them
         self._apply(job, cancel)
         rows = self.rows
-        return Edited(job["text"], tuple(last["span"]) if last.get("span") else None, len(rows), _divisions(rows))
+        return Edited(job["text"], tuple(last["span"]) if last.get("span") else None, len(rows), _divisions(rows),
+                      [tuple(r) for r in last["relabels"]], restored)
 
     def _keep_voxels(self, track: int, t0: int, t1: int, k: int) -> dict:
         """A deleted track's voxels (t, z, y, x), stored in the output to be put back by undo."""

@@ -54,3 +54,21 @@ def format_tracks(rows: dict, unit: str | None, most: int = 20) -> str:
     divided = int((rows["daughters"] > 0).sum())
     lines.append(f"{n} tracks, {divided} of them divided")
     return "\n".join(lines)
+
+
+def track_table(labels, points: np.ndarray, spacing=(1.0, 1.0, 1.0), cancel=None) -> dict[str, np.ndarray]:
+    """What per_track reads (timepoint, track, volume, centroid_z/y/x in voxels) from a track
+    output's labels (T, Z, Y, X) and Tracks rows (track, t, z, y, x): after a tracking was edited,
+    each object's volume counted again a time point at a time, its centroid as it was."""
+    points = np.asarray(points, float).reshape(-1, 5)
+    track, t = points[:, 0].astype(np.int64), points[:, 1].astype(np.int64)
+    volume = np.zeros(len(points))
+    voxel = float(np.prod(spacing))
+    for s in np.unique(t).tolist():
+        if cancel is not None and cancel():
+            raise InterruptedError("stopped while counting the tracks' voxels")
+        counts = np.bincount(np.asarray(labels[s]).ravel().astype(np.int64))
+        at = t == s
+        volume[at] = counts[np.minimum(track[at], len(counts) - 1)] * (track[at] < len(counts)) * voxel
+    return {"timepoint": t, "track": track, "volume": volume, "centroid_z": points[:, 2], "centroid_y": points[:, 3],
+            "centroid_x": points[:, 4]}

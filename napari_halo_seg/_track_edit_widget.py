@@ -1,0 +1,180 @@
+"""Dock widget: correct a tracking by hand (halo_seg.tracking.edit) on a tracked Labels layer (the
+Objects widget's "follow them over time", or a `track` output opened), in a worker thread.
+
+Pick a track with napari's colour picker (or type its id), then: cut it at the time point shown,
+join another track onto it, make it another's mother or take another's mother away, or delete it;
+Undo takes back the latest edit. Each edit changes the `track` output on disk (what `track-edit`
+changes), and the same change is made to the layer, so paint strokes there stay; the Tracks layer
+and what the cursor shows (first and last time point, mother, speed) follow.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QComboBox, QLabel, QPushButton, QSpinBox
+
+from ._background import BackgroundWidget
+from ._fields import form_of
+from ._layers import follow_layers
+from ._measure import layer_unit
+from ._objects_series import TRACK_OUTPUT, track_features
+
+CUT, JOIN, MOTHER, NO_MOTHER, DELETE = (
+    "cut the track at the time point shown", "join: the other track continues the track",
+    "the track is the other's mother", "the other track has no mother", "delete the track")
+OPS = {CUT: "cut", JOIN: "join", MOTHER: "mother", NO_MOTHER: "mother", DELETE: "delete"}
+
+
+def edit_in_worker(path, op, a, b, undo: bool, in_memory, spacing, cancel):
+    """In the worker: the edit on disk, repeated on the layer's data when it is held in memory, then
+    the Tracks rows, lineage graph and each track's row read back; or the exception, as a value."""
+    try:
+        import zarr
+
+        from halo_seg.io.track_output import track_points
+        from halo_seg.tracking.edit import TrackOutput
+        from halo_seg.tracking.summary import per_track, track_table
+        out = TrackOutput(path)
+        done = out.undo(cancel) if undo else out.edit(op, a, b, cancel)
+        if in_memory is not None:
+            done.repeat_on(in_memory)
+        grp = zarr.open_group(str(path), mode="r")
+        points, graph = track_points(path)
+        lineage = np.asarray(grp["lineage"][...]).reshape(-1, 4)
+        rows = per_track(track_table(grp["labels"], points, spacing, cancel), lineage, spacing)
+        return (done, points, graph, rows, out.rows), None
+    except Exception as exc:   # shown in the status line; the output is as the edit left it (whole or undone)
+        return None, exc
+
+
+class TrackEditWidget(BackgroundWidget):
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__(napari_viewer, "Apply")
+        self.tracked = QComboBox()
+        self.op = QComboBox()
+        self.op.addItems(list(OPS))
+        self.track = QSpinBox()
+        self.other = QSpinBox()
+        for box in (self.track, self.other):
+            box.setRange(0, 2 ** 31 - 1)
+        self.track.setToolTip("pick it with the labels layer's colour picker, or type its id")
+        self.other.setToolTip("the track joined on, or the daughter")
+        self.about = QLabel("")
+        self.about.setWordWrap(True)
+        self.undo_btn = QPushButton("Undo")
+        self.undo_btn.clicked.connect(self.undo)
+        self._rows = {}
+        self._lay_out(form_of(("tracked labels", self.tracked), ("track", self.track), ("edit", self.op),
+                              ("other track", self.other), ("", self.about)), self.undo_btn)
+        self.status.setText("pick a track (colour picker, or its id), choose the edit, then Apply")
+        self.tracked.currentTextChanged.connect(self._chosen)
+        self.track.valueChanged.connect(self._describe)
+        self.other.valueChanged.connect(self._describe)
+        follow_layers(self.viewer, self._refresh_layers)
+        self._refresh_layers()
+
+    # -- layers ------------------------------------------------------------------------------------
+    def _refresh_layers(self, *_):
+        current = self.tracked.currentText()
+        names = [lay.name for lay in self.viewer.layers
+                 if isinstance(lay, napari.layers.Labels) and (lay.metadata or {}).get(TRACK_OUTPUT)]
+        self.tracked.blockSignals(True)
+        self.tracked.clear()
+        self.tracked.addItems(names)
+        if current in names:
+            self.tracked.setCurrentText(current)
+        self.tracked.blockSignals(False)
+        if self.tracked.currentText() != current:
+            self._chosen()
+
+    def _layer(self):
+        name = self.tracked.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _path(self, layer) -> Path:
+        path = Path(layer.metadata[TRACK_OUTPUT])
+        if not path.exists():
+            raise ValueError(f"the tracking behind {layer.name!r} ({path}) is gone: track again or open it")
+        return path
+
+    def _chosen(self, *_):
+        layer = self._layer()
+        self._rows = {}
+        if layer is None:
+            return
+        layer.events.selected_label.connect(self._picked)
+        try:
+            from halo_seg.tracking.edit import TrackOutput
+            self._rows = TrackOutput(self._path(layer)).rows
+        except Exception as exc:
+            self.status.setText(f"error: {exc}")
+        self._describe()
+
+    def _picked(self, event=None):
+        layer = self._layer()
+        if layer is not None and layer.selected_label in self._rows:
+            self.track.setValue(int(layer.selected_label))
+
+    def _describe(self, *_):
+        from halo_seg.tracking.edit import describe
+        lines = [describe(self._rows, k) for k in (self.track.value(), self.other.value()) if k in self._rows]
+        self.about.setText("\n".join(lines))
+
+    def _timepoint(self, layer) -> int:
+        return int(round(float(layer.world_to_data(self.viewer.dims.point)[0])))
+
+    # -- edits -------------------------------------------------------------------------------------
+    def run(self):
+        self._edit(undo=False)
+
+    def undo(self):
+        self._edit(undo=True)
+
+    def _edit(self, undo: bool):
+        if self.worker is not None:
+            self.status.setText("busy: wait or press Cancel")
+            return
+        layer = self._layer()
+        if layer is None:
+            self.status.setText("error: no tracked labels: follow a time-lapse's objects over time (Objects widget) "
+                                "or open a `halo-seg track` output")
+            return
+        try:
+            path = self._path(layer)
+        except ValueError as exc:
+            self.status.setText(f"error: {exc}")
+            return
+        choice = self.op.currentText()
+        op, a, b = OPS[choice], self.track.value(), self.other.value()
+        if choice == CUT:
+            b = self._timepoint(layer)
+        elif choice == NO_MOTHER:
+            a, b = 0, self.other.value()
+        data = layer.data
+        in_memory = data if isinstance(data, np.ndarray) else None   # else shown from the file itself
+        what = "undoing the latest edit" if undo else f"{choice} ..."
+        self._start(what, edit_in_worker, path, op, a, b, undo, in_memory, tuple(layer.scale[-3:]),
+                    self._cancel.is_set, on_done=lambda outcome: self._edited(outcome, layer, path))
+
+    def _edited(self, outcome, layer, path):
+        done, exc = outcome
+        if exc is not None:
+            self._chosen()   # the lineage as the file has it now
+            return self._failed(exc)
+        edited, points, graph, rows, lineage = done
+        layer.features = track_features(rows, layer_unit(layer))
+        layer.refresh()
+        paths = next((lay for lay in self.viewer.layers if isinstance(lay, napari.layers.Tracks)
+                      and (lay.metadata or {}).get(TRACK_OUTPUT) == str(path)), None)
+        if paths is not None:
+            if len(points):
+                paths.graph = {}   # the old graph may name tracks the new rows no longer hold
+                paths.data = points
+                paths.graph = graph
+            else:   # napari cannot show a Tracks layer without a point
+                self.viewer.layers.remove(paths)
+        self._rows = lineage
+        self._describe()
+        self._succeeded(f"{edited.text}; {edited.tracks} tracks, {edited.divisions} divisions")

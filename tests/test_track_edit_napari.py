@@ -1,0 +1,109 @@
+"""napari under Xvfb: the Edit tracks widget corrects a tracking opened from a `track` output, the
+file and the layers (labels, Tracks, what the cursor shows) against the engine's own edit of a copy."""
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+
+pytest.importorskip("napari")
+
+
+def _opened(viewer, path):
+    from napari_halo_seg._reader import get_reader
+    for data, kw, kind in get_reader(str(path))(str(path)):
+        getattr(viewer, f"add_{kind}")(data, **kw)
+
+
+def _apply(w, qtbot, undo=False):
+    (w.undo if undo else w.run)()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+
+
+def test_edit_tracks_widget_cuts_joins_and_undoes(make_napari_viewer, qtbot, tmp_path):
+    from halo_seg.tracking import track_objects
+    from halo_seg.tracking.edit import edit_tracks
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._track_edit_widget import CUT, JOIN, NO_MOTHER, TrackEditWidget
+    tl = cell_timelapse(seed=1)
+    out = track_objects(tl.ids, tmp_path / "cells.zarr", objects_given=True, spacing=(2.0, 1.0, 1.0)).output
+    ref = tmp_path / "ref.zarr"
+    shutil.copytree(out, ref)
+    viewer = make_napari_viewer()
+    _opened(viewer, out)
+    labels, paths = viewer.layers["cells tracked"], viewer.layers["cells tracks"]
+    original = np.asarray(labels.data).copy()
+    lineage = np.asarray(zarr.open_group(str(out), mode="r")["lineage"][...])
+    labels.data[4, 0, 0, 0] = 77   # a paint stroke where no track is: no edit touches it
+    w = TrackEditWidget(viewer)
+    assert w.tracked.currentText() == "cells tracked"
+    labels.selected_label = 3   # the colour picker's choice
+    assert w.track.value() == 3 and "track 3: time points 0 to 5" in w.about.text()
+    viewer.dims.set_current_step(0, 2)
+    w.op.setCurrentText(CUT)
+    _apply(w, qtbot)
+    edit_tracks(ref, "cut", 3, 2)
+    assert "track 3 from time point 2 on is track 13" in w.status.text(), w.status.text()
+    grp, want = zarr.open_group(str(out), mode="r"), zarr.open_group(str(ref), mode="r")
+    np.testing.assert_array_equal(grp["labels"][...], want["labels"][...])
+    shown = np.asarray(labels.data)
+    assert shown[4, 0, 0, 0] == 77
+    shown = shown.copy()
+    shown[4, 0, 0, 0] = 0
+    np.testing.assert_array_equal(shown, want["labels"][...])
+    rows = np.asarray(want["tracks"][...])
+    np.testing.assert_array_equal(paths.data, rows[np.lexsort((rows[:, 1], rows[:, 0]))])   # napari's order
+    feats = labels.features.set_index("index")
+    assert (feats.loc[3, "last"], feats.loc[13, "first"], feats.loc[13, "last"]) == (1, 2, 5)
+    # join the pieces back: as tracked
+    w.other.setValue(13)
+    w.op.setCurrentText(JOIN)
+    _apply(w, qtbot)
+    assert "track 13 continues track 3" in w.status.text()
+    shown = np.asarray(labels.data).copy()
+    shown[4, 0, 0, 0] = 0
+    np.testing.assert_array_equal(shown, original)
+    # a refused edit changes nothing and says why
+    w.other.setValue(9)
+    _apply(w, qtbot)
+    assert w.status.text().startswith("failed: track 9 (time points 1 to 5) begins before track 3 ends")
+    # a division taken away, then every edit undone
+    w.op.setCurrentText(NO_MOTHER)
+    _apply(w, qtbot)
+    assert paths.graph.get(9) is None and "track 9 has no mother (was 4)" in w.status.text()
+    for _ in range(3):
+        _apply(w, qtbot, undo=True)
+    assert w.status.text().startswith("undone: track 3 from time point 2 on is track 13")
+    np.testing.assert_array_equal(grp["lineage"][...], lineage)
+    shown = np.asarray(labels.data).copy()
+    shown[4, 0, 0, 0] = 0
+    np.testing.assert_array_equal(shown, original)
+    assert paths.graph[9] == [4]
+    _apply(w, qtbot, undo=True)
+    assert w.status.text() == "failed: " + f"{out} has no edit to undo"
+
+
+def test_edit_tracks_widget_follows_the_objects_widget_tracking(make_napari_viewer, qtbot):
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    from napari_halo_seg._track_edit_widget import DELETE, TrackEditWidget
+    tl = cell_timelapse(cells=5, timepoints=4, divisions=0, seed=3)
+    viewer = make_napari_viewer()
+    viewer.add_labels(tl.ids, name="cells")
+    w = TrackEditWidget(viewer)
+    assert w.tracked.count() == 0
+    w.run()
+    assert w.worker is None and "no tracked labels" in w.status.text()
+    o = ObjectsWidget(viewer)
+    o.labels.setCurrentText("cells")
+    o.track.setChecked(True)
+    o.run()
+    qtbot.waitUntil(lambda: o.worker is None, timeout=60_000)
+    assert w.tracked.currentText() == "cells tracked"
+    layer = viewer.layers["cells tracked"]
+    n = len(viewer.layers["cells tracks"].data)
+    w.track.setValue(2)
+    w.op.setCurrentText(DELETE)
+    _apply(w, qtbot)
+    assert not (np.asarray(layer.data) == 2).any() and 2 not in set(layer.features["index"])
+    assert len(viewer.layers["cells tracks"].data) == n - 4
