@@ -205,7 +205,19 @@ def _track_layers(p: Path, raw) -> list:
         warnings.warn(f"{p}: {note}")
     points, graph = track_points(p)
     info = raw.meta[TRACKS]
-    layers = [(data, {"name": p.stem + " tracked", **place, "metadata": {**meta, TRACK_OUTPUT: str(p)}}, "labels")]
+    kw = {}
+    if not note:   # under the cursor, as the Objects widget's tracking shows: first, last, mother, speed
+        import zarr
+
+        from halo_seg.tracking.summary import per_track, track_table
+
+        from ._objects_series import track_features
+        spacing = tuple(place["scale"][1:])
+        lineage = np.asarray(zarr.open_group(str(p), mode="r")["lineage"][...]).reshape(-1, 4)
+        kw["features"] = track_features(per_track(track_table(data, points, spacing), lineage, spacing),
+                                        meta.get("unit"))
+    layers = [(data, {"name": p.stem + " tracked", **place, "metadata": {**meta, TRACK_OUTPUT: str(p)}, **kw},
+               "labels")]
     if len(points):   # napari cannot show a Tracks layer without a point (no object at any time point)
         layers.append((points, {"name": p.stem + " tracks", **place, "graph": graph, "tail_length": 10,
                                 "metadata": {"source": str(p), TRACK_OUTPUT: str(p), "tracks": info.get("tracks"),

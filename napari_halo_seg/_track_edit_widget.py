@@ -49,6 +49,14 @@ def edit_in_worker(path, op, a, b, undo: bool, in_memory, spacing, cancel):
         return None, exc
 
 
+def _save_in_worker(path, dest, cancel):
+    try:
+        from halo_seg.tracking.edit import save_tracking
+        return save_tracking(path, dest, cancel), None
+    except Exception as exc:   # shown in the status line; nothing is written but whole
+        return None, exc
+
+
 class TrackEditWidget(BackgroundWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__(napari_viewer, "Apply")
@@ -65,9 +73,13 @@ class TrackEditWidget(BackgroundWidget):
         self.about.setWordWrap(True)
         self.undo_btn = QPushButton("Undo")
         self.undo_btn.clicked.connect(self.undo)
+        self.save_btn = QPushButton("Save tracking ...")
+        self.save_btn.setToolTip("a copy as NAME.zarr (further edits go there), or any other name: a Cell Tracking "
+                                 "Challenge result folder (mask000.tif ..., res_track.txt)")
+        self.save_btn.clicked.connect(lambda: self.save())
         self._rows = {}
         self._lay_out(form_of(("tracked labels", self.tracked), ("track", self.track), ("edit", self.op),
-                              ("other track", self.other), ("", self.about)), self.undo_btn)
+                              ("other track", self.other), ("", self.about)), self.undo_btn, self.save_btn)
         self.status.setText("pick a track (colour picker, or its id), choose the edit, then Apply")
         self.tracked.currentTextChanged.connect(self._chosen)
         self.track.valueChanged.connect(self._describe)
@@ -158,12 +170,53 @@ class TrackEditWidget(BackgroundWidget):
         self._start(what, edit_in_worker, path, op, a, b, undo, in_memory, tuple(layer.scale[-3:]),
                     self._cancel.is_set, on_done=lambda outcome: self._edited(outcome, layer, path))
 
+    def save(self, dest: str | None = None):
+        """The tracking (with its edits) saved as a copy, or as a Cell Tracking Challenge result."""
+        if self.worker is not None:
+            self.status.setText("busy: wait or press Cancel")
+            return
+        layer = self._layer()
+        try:
+            if layer is None:
+                raise ValueError("no tracked labels to save")
+            path = self._path(layer)
+        except ValueError as exc:
+            self.status.setText(f"error: {exc}")
+            return
+        if dest is None:
+            from qtpy.QtWidgets import QFileDialog
+            dest, _ = QFileDialog.getSaveFileName(self, "save tracking (.zarr, or a CTC result folder)",
+                                                  f"{layer.name}.zarr")
+            if not dest:
+                return
+        self._start(f"saving the tracking as {dest} ...", _save_in_worker, path, dest, self._cancel.is_set,
+                    on_done=lambda outcome: self._saved(outcome, path))
+
+    def _saved(self, outcome, path):
+        saved, exc = outcome
+        if exc is not None:
+            return self._failed(exc)
+        if saved.suffix.lower() == ".zarr":   # edits from now on go into the copy, which the user keeps
+            for lay in self.viewer.layers:
+                if (lay.metadata or {}).get(TRACK_OUTPUT) == str(path):
+                    lay.metadata = {**lay.metadata, TRACK_OUTPUT: str(saved)}
+            return self._succeeded(f"saved {saved}; edits from now on go into it")
+        self._succeeded(f"saved {saved} (a Cell Tracking Challenge result: mask*.tif, res_track.txt)")
+
     def _edited(self, outcome, layer, path):
         done, exc = outcome
         if exc is not None:
             self._chosen()   # the lineage as the file has it now
             return self._failed(exc)
         edited, points, graph, rows, lineage = done
+        if not isinstance(layer.data, np.ndarray):
+            # shown from the file: read again under a new name, so that no chunk cached from before is shown
+            import uuid
+
+            import dask.array as da
+            import zarr
+            layer.data = da.from_zarr(zarr.open_group(str(path), mode="r")["labels"],
+                                      name=f"tracked-{uuid.uuid4().hex}")
         layer.features = track_features(rows, layer_unit(layer))
         layer.refresh()
         paths = next((lay for lay in self.viewer.layers if isinstance(lay, napari.layers.Tracks)

@@ -107,3 +107,51 @@ def test_edit_tracks_widget_follows_the_objects_widget_tracking(make_napari_view
     _apply(w, qtbot)
     assert not (np.asarray(layer.data) == 2).any() and 2 not in set(layer.features["index"])
     assert len(viewer.layers["cells tracks"].data) == n - 4
+
+
+def test_edit_tracks_on_labels_shown_from_file_and_saving(make_napari_viewer, qtbot, tmp_path):
+    import dask.array as da
+
+    from halo_seg.tracking import track_objects
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._track_edit_widget import DELETE, TrackEditWidget
+    tl = cell_timelapse(seed=2)
+    out = track_objects(tl.ids, tmp_path / "cells.zarr", objects_given=True).output
+    viewer = make_napari_viewer()
+    _opened(viewer, out)
+    labels = viewer.layers["cells tracked"]
+    feats = labels.features.set_index("index")   # the reader gives what the cursor shows, as the widget does
+    lineage = np.asarray(zarr.open_group(str(out), mode="r")["lineage"][...])
+    for k, first, last, parent in lineage:
+        assert (feats.loc[k, "first"], feats.loc[k, "last"], feats.loc[k, "parent"]) == (first, last, parent)
+    # too large for memory: shown from the file (as paintable leaves it), then read again after an edit
+    labels.data = da.from_zarr(zarr.open_group(str(out), mode="r")["labels"])
+    viewer.dims.set_current_step(0, 0)
+    viewer.dims.set_current_step(1, int(np.argwhere(tl.ids[0] == 1)[0][0]))
+    assert (labels._slice.image.raw == 1).any()   # what napari draws (its dask cache keeps such slices)
+    w = TrackEditWidget(viewer)
+    w.track.setValue(1)
+    w.op.setCurrentText(DELETE)
+    _apply(w, qtbot)
+    assert "track 1 deleted" in w.status.text()
+    assert not (np.asarray(labels.data) == 1).any() and not (labels._slice.image.raw == 1).any()
+    np.testing.assert_array_equal(np.asarray(labels.data), zarr.open_group(str(out), mode="r")["labels"][...])
+    # saved as a copy: edits from then on go there, the first output keeps what it had
+    w.save(str(tmp_path / "kept.zarr"))
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert w.status.text() == f"saved {tmp_path / 'kept.zarr'}; edits from now on go into it"
+    _apply(w, qtbot, undo=True)
+    assert (zarr.open_group(str(tmp_path / "kept.zarr"), mode="r")["labels"][...] == 1).any()
+    assert not (zarr.open_group(str(out), mode="r")["labels"][...] == 1).any()
+    # as a Cell Tracking Challenge result
+    w.save(str(tmp_path / "ctc"))
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert sorted(f.name for f in (tmp_path / "ctc").iterdir())[-1] == "res_track.txt"
+    # never over the output itself, nor over a file that is not a tracking
+    w.save(str(tmp_path / "kept.zarr"))
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert w.status.text().startswith("failed: the output must not be the input")
+    (tmp_path / "scan.zarr").mkdir()
+    w.save(str(tmp_path / "scan.zarr"))
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert w.status.text().startswith("failed:") and (tmp_path / "scan.zarr").exists()

@@ -321,3 +321,28 @@ def edit_tracks(path, op: str, a: int, b: int | None = None, cancel=None) -> Edi
     """One edit of the track output at ``path`` (see TrackOutput.edit), or ``op`` "undo"."""
     out = TrackOutput(path)
     return out.undo(cancel) if op == "undo" else out.edit(op, a, b, cancel)
+
+
+def save_tracking(path, dest, cancel=None) -> Path:
+    """A copy of the track output ``path`` (its edits and their undo with it) at ``dest`` (a new
+    path or an earlier track output, never the output itself), built beside it and moved there
+    whole; a ``dest`` not ending in .zarr is a Cell Tracking Challenge result folder instead."""
+    import shutil
+    import tempfile
+
+    from ..io.track_output import write_ctc
+    from .run import check_track_output
+    path, dest = Path(path), Path(dest)
+    TrackOutput(path).finish_pending(cancel)
+    if dest.suffix.lower() != ".zarr":
+        return write_ctc(path, dest)
+    check_track_output(dest, path)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent if dest.parent.exists() else None))
+    try:
+        shutil.copytree(path, work / dest.name)
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.move(str(work / dest.name), str(dest))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dest
