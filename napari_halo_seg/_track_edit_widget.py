@@ -27,32 +27,60 @@ CUT, JOIN, MOTHER, NO_MOTHER, DELETE = (
 OPS = {CUT: "cut", JOIN: "join", MOTHER: "mother", NO_MOTHER: "mother", DELETE: "delete"}
 
 
-def edit_in_worker(path, op, a, b, undo: bool, in_memory, spacing, cancel):
-    """In the worker: the edit on disk, repeated on the layer's data when it is held in memory, then
-    the Tracks rows, lineage graph and each track's row read back; or the exception, as a value."""
+def edit_in_worker(path, op, a, b, in_memory, spacing, cancel):
+    """In the worker: the edit on disk (``op`` "undo", "paint": the strokes painted on the layer,
+    or tracking.edit's), repeated on the layer's data when it is held in memory, then the Tracks
+    rows, lineage graph and each track's row read back; or the exception, as a value."""
     try:
-        import zarr
-
-        from halo_seg.io.track_output import track_points
         from halo_seg.tracking.edit import TrackOutput
-        from halo_seg.tracking.summary import per_track, track_table
         out = TrackOutput(path)
-        done = out.undo(cancel) if undo else out.edit(op, a, b, cancel)
-        if in_memory is not None:
-            done.repeat_on(in_memory)
-        grp = zarr.open_group(str(path), mode="r")
-        points, graph = track_points(path)
-        lineage = np.asarray(grp["lineage"][...]).reshape(-1, 4)
-        rows = per_track(track_table(grp["labels"], points, spacing, cancel), lineage, spacing)
-        return (done, points, graph, rows, out.rows), None
+        if op == "paint":
+            if in_memory is None:
+                raise ValueError("the labels are shown from their file (too large for memory), where napari's brush "
+                                 "writes nothing: correct them with the edits, or a time point at a time")
+            done = out.paint(in_memory, cancel)
+        else:
+            done = out.undo(cancel) if op == "undo" else out.edit(op, a, b, cancel)
+            if in_memory is not None:
+                done.repeat_on(in_memory)
+        return (done, read_back(path, spacing, cancel)), None
     except Exception as exc:   # shown in the status line; the output is as the edit left it (whole or undone)
         return None, exc
 
 
-def _save_in_worker(path, dest, cancel):
+def read_back(path, spacing, cancel=None) -> tuple:
+    """What the layers show of a track output: napari's Tracks rows and graph, each track's row
+    (per_track: what the cursor shows) and the lineage {track: [first, last, mother]}."""
+    import zarr
+
+    from halo_seg.io.track_output import track_points
+    from halo_seg.tracking.edit import TrackOutput
+    from halo_seg.tracking.summary import per_track, track_table
+    grp = zarr.open_group(str(path), mode="r")
+    points, graph = track_points(path)
+    lineage = np.asarray(grp["lineage"][...]).reshape(-1, 4)
+    rows = per_track(track_table(grp["labels"], points, spacing, cancel), lineage, spacing)
+    return points, graph, rows, TrackOutput(path).rows
+
+
+def _in_memory(layer):
+    """The layer's labels where napari holds them in memory (the brush paints there), else None
+    (shown from the file itself)."""
+    return layer.data if isinstance(layer.data, np.ndarray) else None
+
+
+def _save_in_worker(path, dest, in_memory, spacing, cancel):
+    """In the worker: strokes painted on the layer written into the tracking first (an edit, undone
+    as any), then the copy; (where, what the layers show then if strokes were written, else None)
+    or the exception, as a value."""
     try:
-        from halo_seg.tracking.edit import save_tracking
-        return save_tracking(path, dest, cancel), None
+        from halo_seg.tracking.edit import TrackOutput, save_tracking
+        out = TrackOutput(path)
+        shown = None
+        if in_memory is not None and out.differs(in_memory, cancel):
+            out.paint(in_memory, cancel)
+            shown = read_back(path, spacing, cancel)
+        return (save_tracking(path, dest, cancel), shown), None
     except Exception as exc:   # shown in the status line; nothing is written but whole
         return None, exc
 
@@ -73,13 +101,17 @@ class TrackEditWidget(BackgroundWidget):
         self.about.setWordWrap(True)
         self.undo_btn = QPushButton("Undo")
         self.undo_btn.clicked.connect(self.undo)
+        self.paint_btn = QPushButton("Write strokes")
+        self.paint_btn.setToolTip("what the brush and eraser changed on the layer written into the tracking (a cell "
+                                  "missed, painted in a track's colour; a merge cut apart): its rows and lineage follow")
+        self.paint_btn.clicked.connect(self.write_strokes)
         self.save_btn = QPushButton("Save tracking ...")
         self.save_btn.setToolTip("a copy as NAME.zarr (further edits go there), or any other name: a Cell Tracking "
                                  "Challenge result folder (mask000.tif ..., res_track.txt)")
         self.save_btn.clicked.connect(lambda: self.save())
         self._rows = {}
         self._lay_out(form_of(("tracked labels", self.tracked), ("track", self.track), ("edit", self.op),
-                              ("other track", self.other), ("", self.about)), self.undo_btn, self.save_btn)
+                              ("other track", self.other), ("", self.about)), self.undo_btn, self.paint_btn, self.save_btn)
         self.status.setText("pick a track (colour picker, or its id), choose the edit, then Apply")
         self.tracked.currentTextChanged.connect(self._chosen)
         self.track.valueChanged.connect(self._describe)
@@ -139,12 +171,15 @@ class TrackEditWidget(BackgroundWidget):
 
     # -- edits -------------------------------------------------------------------------------------
     def run(self):
-        self._edit(undo=False)
+        self._edit("edit")
 
     def undo(self):
-        self._edit(undo=True)
+        self._edit("undo")
 
-    def _edit(self, undo: bool):
+    def write_strokes(self):
+        self._edit("paint")
+
+    def _edit(self, kind: str):
         if self.worker is not None:
             self.status.setText("busy: wait or press Cancel")
             return
@@ -164,10 +199,10 @@ class TrackEditWidget(BackgroundWidget):
             b = self._timepoint(layer)
         elif choice == NO_MOTHER:
             a, b = 0, self.other.value()
-        data = layer.data
-        in_memory = data if isinstance(data, np.ndarray) else None   # else shown from the file itself
-        what = "undoing the latest edit" if undo else f"{choice} ..."
-        self._start(what, edit_in_worker, path, op, a, b, undo, in_memory, tuple(layer.scale[-3:]),
+        if kind != "edit":
+            op = kind
+        what = {"undo": "undoing the latest edit", "paint": "writing the strokes into the tracking"}.get(kind, choice)
+        self._start(f"{what} ...", edit_in_worker, path, op, a, b, _in_memory(layer), tuple(layer.scale[-3:]),
                     self._cancel.is_set, on_done=lambda outcome: self._edited(outcome, layer, path))
 
     def save(self, dest: str | None = None):
@@ -189,26 +224,38 @@ class TrackEditWidget(BackgroundWidget):
                                                   f"{layer.name}.zarr")
             if not dest:
                 return
-        self._start(f"saving the tracking as {dest} ...", _save_in_worker, path, dest, self._cancel.is_set,
-                    on_done=lambda outcome: self._saved(outcome, path))
+        self._start(f"saving the tracking as {dest} ...", _save_in_worker, path, dest, _in_memory(layer),
+                    tuple(layer.scale[-3:]), self._cancel.is_set,
+                    on_done=lambda outcome: self._saved(outcome, layer, path))
 
-    def _saved(self, outcome, path):
-        saved, exc = outcome
+    def _saved(self, outcome, layer, path):
+        done, exc = outcome
         if exc is not None:
+            self._chosen()   # the lineage as the file has it now
             return self._failed(exc)
+        saved, shown = done
+        first = "the strokes painted written into the tracking, then " if shown else ""
+        if shown:
+            self._show(layer, path, *shown)
         if saved.suffix.lower() == ".zarr":   # edits from now on go into the copy, which the user keeps
             for lay in self.viewer.layers:
                 if (lay.metadata or {}).get(TRACK_OUTPUT) == str(path):
                     lay.metadata = {**lay.metadata, TRACK_OUTPUT: str(saved)}
-            return self._succeeded(f"saved {saved}; edits from now on go into it")
-        self._succeeded(f"saved {saved} (a Cell Tracking Challenge result: mask*.tif, res_track.txt)")
+            return self._succeeded(f"{first}saved {saved}; edits from now on go into it")
+        self._succeeded(f"{first}saved {saved} (a Cell Tracking Challenge result: mask*.tif, res_track.txt)")
 
     def _edited(self, outcome, layer, path):
         done, exc = outcome
         if exc is not None:
             self._chosen()   # the lineage as the file has it now
             return self._failed(exc)
-        edited, points, graph, rows, lineage = done
+        edited, shown = done
+        self._show(layer, path, *shown)
+        self._succeeded(f"{edited.text}; {edited.tracks} tracks, {edited.divisions} divisions")
+
+    def _show(self, layer, path, points, graph, rows, lineage):
+        """The layers as the output now is: labels (read again where shown from the file), what the
+        cursor shows, the Tracks layer's paths and lineage."""
         if not isinstance(layer.data, np.ndarray):
             # shown from the file: read again under a new name, so that no chunk cached from before is shown
             import uuid
@@ -221,7 +268,11 @@ class TrackEditWidget(BackgroundWidget):
         layer.refresh()
         paths = next((lay for lay in self.viewer.layers if isinstance(lay, napari.layers.Tracks)
                       and (lay.metadata or {}).get(TRACK_OUTPUT) == str(path)), None)
-        if paths is not None:
+        if paths is None and len(points):   # none yet (no object was followed), or removed
+            paths = self.viewer.add_tracks(points, graph=graph, name=f"{layer.name} paths", tail_length=10,
+                                           scale=layer.scale, translate=layer.translate,
+                                           metadata={TRACK_OUTPUT: str(path)})
+        elif paths is not None:
             if len(points):
                 paths.graph = {}   # the old graph may name tracks the new rows no longer hold
                 paths.data = points
@@ -230,4 +281,3 @@ class TrackEditWidget(BackgroundWidget):
                 self.viewer.layers.remove(paths)
         self._rows = lineage
         self._describe()
-        self._succeeded(f"{edited.text}; {edited.tracks} tracks, {edited.divisions} divisions")

@@ -210,6 +210,17 @@ def test_the_track_edit_command(tracked, capsys):
     assert main(["track-edit", str(out), "--undo"]) == 0
     assert json.loads(capsys.readouterr().out.strip())["edits"] == 1
     assert open_volume(str(out), timepoint=4).data.max() == 13   # the output reads back as edited
+    # labels corrected in another tool, written back
+    import tifffile
+    labels = np.asarray(zarr.open_group(str(out), mode="r")["labels"][...])
+    labels[2, :2, :2, :2] = 50
+    tifffile.imwrite(out.parent / "fixed.tif", labels.astype(np.uint16), imagej=True, metadata={"axes": "TZYX"})
+    assert main(["track-edit", str(out), "--paint", str(out.parent / "fixed.tif")]) == 0
+    assert "new track 50" in capsys.readouterr().out
+    np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["labels"][...], labels)
+    tifffile.imwrite(out.parent / "one.tif", labels[0])
+    assert main(["track-edit", str(out), "--paint", str(out.parent / "one.tif")]) == 2
+    assert "is 3D; the corrected labels of every time point" in capsys.readouterr().err
 
 
 def test_per_track_rows_read_back_from_an_output_are_the_trackings_own(tmp_path):
@@ -221,3 +232,60 @@ def test_per_track_rows_read_back_from_an_output_are_the_trackings_own(tmp_path)
     got = per_track(track_table(grp["labels"], grp["tracks"][...], res.spacing), res.lineage, res.spacing)
     for key in want:
         np.testing.assert_allclose(got[key], want[key], err_msg=key)
+
+
+def test_a_missed_cell_painted_back_and_joined_is_the_whole_true_track(tmp_path):
+    tl = cell_timelapse(seed=1)
+    ids = tl.ids.copy()
+    cell = 1
+    for t in (2, 3):   # the segmentation missed it twice
+        ids[t][ids[t] == cell] = 0
+    out = track_objects(ids, tmp_path / "t.zarr", objects_given=True).output
+    labels0, points0, lineage0 = _state(out)
+    a, b = int(labels0[1][ids[1] == cell][0]), int(labels0[4][ids[4] == cell][0])
+    painted = labels0.copy()   # napari's brush: the cell's voxels at t 2 and 3, in track a's colour
+    for t in (2, 3):
+        painted[t][tl.ids[t] == cell] = a
+    done = TrackOutput(out).paint(painted)
+    assert done.text == f"painted {int((tl.ids[2:4] == cell).sum())} voxels at time points 2 to 3"
+    np.testing.assert_array_equal(_state(out)[0], painted)
+    rows = _check_lineage(out)
+    assert rows[a] == (0, 3, 0)
+    edit_tracks(out, "join", a, b)
+    labels, points, lineage = _state(out)
+    scores = link_scores(tl.ids, labels, tl.lineage, lineage)
+    assert scores["whole_tracks"] == 1.0 and scores["links"] == 1.0   # against the cell's true track, every link
+    # the painted cell's centroids, counted again, are where the true cell is
+    row = points[(points[:, 0] == a) & (points[:, 1] == 2)][0]
+    np.testing.assert_allclose(row[2:], np.argwhere(tl.ids[2] == cell).mean(0))
+    edit_tracks(out, "undo", 0)   # the join
+    mirror = _state(out)[0]
+    edit_tracks(out, "undo", 0).repeat_on(mirror)   # the strokes; a copy in memory put back as the file is
+    labels1, points1, lineage1 = _state(out)
+    np.testing.assert_array_equal(labels1, labels0)
+    np.testing.assert_array_equal(mirror, labels0)
+    np.testing.assert_allclose(points1, points0)
+    np.testing.assert_array_equal(lineage1, lineage0)
+    assert "painted_0" not in zarr.open_group(str(out), mode="r")
+
+
+def test_painting_a_track_away_or_anew_changes_the_lineage_as_the_voxels_do(tracked):
+    _, out = tracked
+    labels, _, _ = _state(out)
+    before = rows = _check_lineage(out)
+    assert rows[4] == (0, 0, 0) and rows[9][2] == 4 and rows[10][2] == 4
+    painted = labels.copy()
+    painted[0][labels[0] == 4] = 0                 # the mother painted away: her daughters have none
+    painted[5][labels[5] == 1] = 0                 # track 1 ends a time point earlier
+    painted[5, 0:2, 0:2, 0:2] = 40                 # a cell the tracker missed, in an id of its own
+    done = TrackOutput(out).paint(painted)
+    assert "new track 40" in done.text and "track 4 gone" in done.text
+    rows = _check_lineage(out)
+    assert 4 not in rows and rows[9][2] == 0 and rows[10][2] == 0 and rows[1] == (0, 4, 0) and rows[40] == (5, 5, 0)
+    with pytest.raises(VolumeError, match="nothing painted"):
+        TrackOutput(out).paint(painted)
+    with pytest.raises(VolumeError, match="the painted labels are"):
+        TrackOutput(out).paint(painted[:3])
+    edit_tracks(out, "undo", 0)
+    np.testing.assert_array_equal(_state(out)[0], labels)
+    assert _check_lineage(out) == before

@@ -81,6 +81,20 @@ def test_edit_tracks_widget_cuts_joins_and_undoes(make_napari_viewer, qtbot, tmp
     assert paths.graph[9] == [4]
     _apply(w, qtbot, undo=True)
     assert w.status.text() == "failed: " + f"{out} has no edit to undo"
+    # the stroke painted at the start written into the tracking: a track of its own, then undone
+    w.write_strokes()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert w.status.text() == "painted 1 voxels at time points 4 to 4; new track 77; 13 tracks, 2 divisions"
+    assert grp["labels"][4, 0, 0, 0] == 77 and [77, 4, 0, 0, 0] in paths.data.tolist()
+    assert labels.features.set_index("index").loc[77, "first"] == 4
+    _apply(w, qtbot, undo=True)
+    assert grp["labels"][4, 0, 0, 0] == 0 and labels.data[4, 0, 0, 0] == 0 and 77 not in paths.data[:, 0]
+    # saving what the layer shows: strokes not yet written are written first
+    labels.data[3, 0, 0, 0] = 3
+    w.save(str(tmp_path / "kept.zarr"))
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert w.status.text().startswith("the strokes painted written into the tracking, then saved")
+    assert zarr.open_group(str(tmp_path / "kept.zarr"), mode="r")["labels"][3, 0, 0, 0] == 3
 
 
 def test_edit_tracks_widget_follows_the_objects_widget_tracking(make_napari_viewer, qtbot):
@@ -107,6 +121,9 @@ def test_edit_tracks_widget_follows_the_objects_widget_tracking(make_napari_view
     _apply(w, qtbot)
     assert not (np.asarray(layer.data) == 2).any() and 2 not in set(layer.features["index"])
     assert len(viewer.layers["cells tracks"].data) == n - 4
+    viewer.layers.remove("cells tracks")   # closed by the user: the next edit shows the paths again
+    _apply(w, qtbot, undo=True)
+    assert len(viewer.layers["cells tracked paths"].data) == n
 
 
 def test_edit_tracks_on_labels_shown_from_file_and_saving(make_napari_viewer, qtbot, tmp_path):
@@ -154,4 +171,7 @@ def test_edit_tracks_on_labels_shown_from_file_and_saving(make_napari_viewer, qt
     (tmp_path / "scan.zarr").mkdir()
     w.save(str(tmp_path / "scan.zarr"))
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
-    assert w.status.text().startswith("failed:") and (tmp_path / "scan.zarr").exists()
+    assert w.status.text().startswith("failed:") and (tmp_path / "scan.zarr").exists(), w.status.text()
+    w.write_strokes()   # shown from the file: napari's brush wrote nothing to take
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert w.status.text().startswith("failed: the labels are shown from their file")

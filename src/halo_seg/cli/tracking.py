@@ -60,6 +60,13 @@ def cmd_track_edit(a) -> int:
         done = out.edit("mother", *a.mother)
     elif a.delete is not None:
         done = out.edit("delete", a.delete)
+    elif a.paint:
+        from ..io.volume import VolumeError, file_contents
+        painted = file_contents(a.paint).data
+        if painted.ndim != 4:
+            raise VolumeError(f"{a.paint} is {painted.ndim}D; the corrected labels of every time point (T, Z, Y, X) "
+                              "are needed")
+        done = out.paint(painted)
     elif a.undo:
         done = out.undo()
     else:
@@ -90,6 +97,9 @@ def add_track_edit(sub) -> None:
                     help="MOTHER divided into DAUGHTER (a division missed: MOTHER must end before DAUGHTER begins); "
                          "MOTHER 0: DAUGHTER has no mother (a division invented)")
     op.add_argument("--delete", type=int, metavar="TRACK", help="TRACK is no cell (debris): its voxels cleared")
+    op.add_argument("--paint", metavar="LABELS",
+                    help="the tracking's labels corrected in another tool (T, Z, Y, X; a hyperstack TIFF, zarr, ...): "
+                         "the voxels that differ written in, each track's time points and lineage following them")
     op.add_argument("--undo", action="store_true", help="take back the most recent edit")
     e.add_argument("--show", type=int, metavar="TRACK", help="print a track's time points, mother and daughters")
     e.add_argument("--history", action="store_true", help="print the edits made, oldest first")

@@ -33,16 +33,16 @@ class Edited:
     tracks: int
     divisions: int
     relabels: list = field(default_factory=list)   # [(old, new, t0, t1)]: what a copy in memory repeats
-    restored: tuple | None = None                  # (track, (N, 4) t, z, y, x): voxels an undo put back
+    voxels: tuple | None = None                    # ((N, 4) t, z, y, x; (N,) ids): voxels set by this edit
 
     def repeat_on(self, labels, cancel=None) -> None:
         """The same change made to a copy of the labels (napari's layer in memory), leaving
         anything else in it as it is."""
         for old, new, t0, t1 in self.relabels:
             relabel(labels, old, new, t0, t1, cancel)
-        if self.restored is not None:
-            track, coords = self.restored
-            labels[tuple(coords.T)] = track
+        if self.voxels is not None:
+            coords, ids = self.voxels
+            labels[tuple(np.asarray(coords).T)] = ids
 
 
 def _rows(lineage) -> dict[int, list[int]]:
@@ -178,6 +178,60 @@ def _points_after(points: np.ndarray, relabels: list) -> np.ndarray:
     return points[np.lexsort((points[:, 0], points[:, 1]))]
 
 
+def _differences(stored, painted, cancel=None) -> np.ndarray:
+    """Rows (t, z, y, x, stored id, painted id) where two (T, Z, Y, X) label arrays differ, a slab
+    at a time."""
+    from ..io.labels import slabs
+    step, starts = slabs(stored.shape[1:], SLAB_VOXELS)
+    found = []
+    for t in range(stored.shape[0]):
+        for z0 in starts:
+            if cancel is not None and cancel():
+                raise InterruptedError("stopped while comparing the painted labels; nothing was written")
+            a = np.asarray(stored[t, z0:z0 + step]).astype(np.int64)
+            b = np.asarray(painted[t, z0:z0 + step]).astype(np.int64)
+            at = np.argwhere(a != b)
+            if len(at):
+                where = tuple(at.T)
+                found.append(np.column_stack([np.full(len(at), t), at + [z0, 0, 0], a[where], b[where]]))
+    return np.concatenate(found).astype(np.int64) if found else np.zeros((0, 6), np.int64)
+
+
+class _TimePoint:
+    """One time point of (T, Z, Y, X) labels, read a slab at a time by frame_objects."""
+
+    def __init__(self, labels, t: int):
+        self.labels, self.t = labels, t
+        self.shape, self.dtype = tuple(labels.shape[1:]), labels.dtype
+
+    def __getitem__(self, key):
+        return self.labels[(self.t,) + (key if isinstance(key, tuple) else (key,))]
+
+
+def _points_at(labels, times, points: np.ndarray, cancel=None) -> np.ndarray:
+    """The Tracks rows with those of ``times`` counted again from the labels (each id's centroid)."""
+    from .frames import frame_objects
+    kept = [points[~np.isin(points[:, 1], times)]]
+    for t in times:
+        objs = frame_objects(_TimePoint(labels, int(t)), int(t), cancel=cancel)
+        kept.append(np.column_stack([objs.ids.astype(float), np.full(len(objs.ids), float(t)), objs.centroids]))
+    out = np.concatenate(kept).reshape(-1, 5)
+    return out[np.lexsort((out[:, 0], out[:, 1]))]
+
+
+def _rows_from_points(points: np.ndarray, before: dict) -> dict:
+    """The lineage the Tracks rows give: each track's first and last time point; its mother kept
+    where she still exists and ends before it begins."""
+    rows = {}
+    for k in np.unique(points[:, 0]).astype(np.int64).tolist():
+        ts = points[points[:, 0] == k, 1]
+        rows[k] = [int(ts.min()), int(ts.max()), before.get(k, [0, 0, 0])[2]]
+    for k, (first, _, mother) in rows.items():
+        if mother and (mother not in rows or rows[mother][1] >= first):
+            rows[k][2] = 0
+    return rows
+
+
 def _span(relabels) -> tuple | None:
     return (min(r[2] for r in relabels), max(r[3] for r in relabels)) if relabels else None
 
@@ -250,15 +304,65 @@ class TrackOutput:
         last = history[-1]
         job = {"text": f"undone: {last['text']}", "relabels": last["relabels"], "rows": last["rows"],
                "depth": len(history), "pop": True}
-        restored = None
+        voxels = None   # (t, z, y, x) and the ids the undo puts there; read before it drops what kept them
+        if last.get("paint"):
+            job["paint"] = {**last["paint"], "undo": True}
+            changes = np.asarray(self.grp[last["paint"]["array"]][...]).reshape(-1, 6)
+            voxels = (changes[:, :4], changes[:, 4])
         if last.get("voxels"):
             job["restore"] = last["voxels"]
-            restored = (int(last["voxels"]["track"]),
-                        np.asarray(self.grp[last["voxels"]["array"]][...]).reshape(-1, 4))   # before undo drops them
+            coords = np.asarray(self.grp[last["voxels"]["array"]][...]).reshape(-1, 4)
+            voxels = (coords, np.full(len(coords), int(last["voxels"]["track"])))
         self._apply(job, cancel)
         rows = self.rows
         return Edited(job["text"], tuple(last["span"]) if last.get("span") else None, len(rows), _divisions(rows),
-                      [tuple(r) for r in last["relabels"]], restored)
+                      [tuple(r) for r in last["relabels"]], voxels)
+
+    def differs(self, labels, cancel=None) -> bool:
+        """Whether a copy of the labels (napari's layer) holds anything the output does not."""
+        from ..io.labels import slabs
+        if tuple(labels.shape) != tuple(self.labels.shape):
+            return True
+        step, starts = slabs(self.labels.shape[1:], SLAB_VOXELS)
+        for t in range(self.labels.shape[0]):
+            for z0 in starts:
+                if cancel is not None and cancel():
+                    raise InterruptedError("stopped while comparing the labels")
+                if not np.array_equal(np.asarray(self.labels[t, z0:z0 + step]), np.asarray(labels[t, z0:z0 + step])):
+                    return True
+        return False
+
+    def paint(self, labels, cancel=None) -> Edited:
+        """What was painted into a copy of the labels (napari's brush on the tracked layer) written
+        into the output: the voxels that differ, the Tracks rows of their time points counted
+        again, each track's first and last time point from them (an id painted anew is a track of
+        its own; one painted away is gone; a mother no longer ending before her daughter begins
+        is no longer her mother). Undone as any edit."""
+        self.finish_pending(cancel)
+        if tuple(labels.shape) != tuple(self.labels.shape):
+            raise VolumeError(f"the painted labels are {tuple(labels.shape)}, the tracking's {tuple(self.labels.shape)}")
+        changes = _differences(self.labels, labels, cancel)
+        if not len(changes):
+            raise VolumeError("nothing painted: the labels hold what the tracking has")
+        if changes[:, 5].min() < 0 or changes[:, 5].max() > np.iinfo(np.uint32).max:
+            raise VolumeError("painted ids must be between 0 and 4294967295")
+        depth = len(self.history)
+        name = f"painted_{depth}"
+        self.grp.create_array(name, data=changes, overwrite=True)
+        times = np.unique(changes[:, 0]).tolist()
+        before, points = self.rows, self.points
+        after = _rows_from_points(_points_at(labels, times, points, cancel), before)
+        changed = {k: before.get(k) for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        new = sorted(set(after) - set(before))
+        gone = sorted(set(before) - set(after))
+        text = (f"painted {len(changes)} voxels at time points {times[0]} to {times[-1]}"
+                + (f"; {_plural(new, 'new track')}" if new else "") + (f"; {_plural(gone, 'track')} gone" if gone else ""))
+        span = (times[0], times[-1])
+        undo = {"text": text, "rows": {str(k): v for k, v in changed.items()}, "relabels": [], "span": span,
+                "paint": {"array": name}}
+        self._apply({"text": text, "relabels": [], "depth": depth, "paint": {"array": name},
+                     "rows": {str(k): after.get(k) for k in changed}, "push": undo}, cancel)
+        return Edited(text, span, len(after), _divisions(after), [], (changes[:, :4], changes[:, 5]))
 
     def _keep_voxels(self, track: int, t0: int, t1: int, k: int) -> dict:
         """A deleted track's voxels (t, z, y, x), stored in the output to be put back by undo."""
@@ -294,6 +398,16 @@ class TrackOutput:
             points = np.concatenate([points[points[:, 0] != restore["track"]],   # not twice, when finished again
                                      np.asarray(restore["points"], float).reshape(-1, 5)])
             points = points[np.lexsort((points[:, 0], points[:, 1]))]
+        painted = job.get("paint")
+        if painted:   # rows t, z, y, x, old id, new id: the new ids set (or, undoing, the old ones)
+            changes = np.asarray(self.grp[painted["array"]][...]).reshape(-1, 6)
+            column = 4 if painted.get("undo") else 5
+            for t in np.unique(changes[:, 0]).tolist():
+                c = changes[changes[:, 0] == t]
+                frame = np.asarray(self.labels[t]).copy()
+                frame[c[:, 1], c[:, 2], c[:, 3]] = c[:, column]
+                self.labels[t] = frame
+            points = _points_at(self.labels, np.unique(changes[:, 0]).tolist(), points, cancel)
         rows = self.rows
         for k, v in job["rows"].items():
             if v is None:
@@ -308,8 +422,9 @@ class TrackOutput:
             history.append(job["push"])
         if job.get("pop") and len(history) == job["depth"]:
             gone = history.pop()
-            if gone.get("voxels") and gone["voxels"]["array"] in self.grp:
-                del self.grp[gone["voxels"]["array"]]
+            kept = (gone.get("voxels") or gone.get("paint") or {}).get("array")
+            if kept and kept in self.grp:
+                del self.grp[kept]
         info.update(edits=history, tracks=len(rows), divisions=_divisions(rows))
         self.grp.create_array("tracks", data=points.reshape(-1, 5), overwrite=True)
         self.grp.create_array("lineage", data=_array(rows), overwrite=True)

@@ -206,7 +206,9 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, objects_given, cl
     lineage = np.array([[k, *v] for k, v in sorted(linker.lineage.items())], np.int64).reshape(-1, 4)
     table = _with_tracks(by_timepoint(tables), lineage)
     grp = zarr.open_group(str(out), mode="r+")
-    grp.create_array("tracks", data=np.concatenate(rows) if rows else np.zeros((0, 5)), overwrite=True)
+    points = np.concatenate(rows) if rows else np.zeros((0, 5))
+    points = points[np.lexsort((points[:, 0], points[:, 1]))]   # by time point, then track: as edits keep them
+    grp.create_array("tracks", data=points, overwrite=True)
     grp.create_array("lineage", data=lineage, overwrite=True)
     grp.attrs[TRACKS] = {"input": str(src.source) if src.is_path else "an array", "timepoints": src.n,
                          "tracked": list(src.chosen), "tracks": len(lineage), "divisions": linker.divisions,
