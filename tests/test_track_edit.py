@@ -289,3 +289,28 @@ def test_painting_a_track_away_or_anew_changes_the_lineage_as_the_voxels_do(trac
     edit_tracks(out, "undo", 0)
     np.testing.assert_array_equal(_state(out)[0], labels)
     assert _check_lineage(out) == before
+
+
+def test_relabelling_and_setting_voxels_write_only_the_chunks_touched_and_right(tmp_path, monkeypatch):
+    import halo_seg.tracking.edit as edit
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 4, size=(3, 10, 20, 20)).astype(np.uint32)
+    z = zarr.create_array(str(tmp_path / "l.zarr"), shape=ref.shape, chunks=(1, 4, 8, 8), dtype=np.uint32)
+    z[...] = ref
+    monkeypatch.setattr(edit, "SLAB_VOXELS", 3 * 20 * 20)   # slabs of 3 slices across chunks of 4
+    writes = []
+    real = type(z).__setitem__
+    monkeypatch.setattr(type(z), "__setitem__", lambda self, k, v: (writes.append(k), real(self, k, v))[1])
+    z2 = zarr.open_array(str(tmp_path / "l.zarr"), mode="r+")
+    one = ref.copy()
+    one[:, 5:7, 9:11, 9:11] = 9   # an object inside one chunk column
+    z2[...] = one
+    writes.clear()
+    assert edit.relabel(z2, 9, 5, 0, 2) == 3 * 8
+    one[one == 9] = 5
+    np.testing.assert_array_equal(z2[...], one)
+    assert len(writes) == 3 * 2   # at each time point, the one chunk it lies in, split by the slab border
+    coords = np.array([[1, 0, 0], [9, 19, 19], [5, 10, 3]])
+    edit._set_voxels(z2, 1, coords, np.array([7, 8, 6]))
+    one[1, 1, 0, 0], one[1, 9, 19, 19], one[1, 5, 10, 3] = 7, 8, 6
+    np.testing.assert_array_equal(z2[...], one)

@@ -164,9 +164,24 @@ def relabel(labels, old: int, new: int, t0: int, t1: int, cancel=None) -> int:
             if n:
                 slab = slab.copy() if not slab.flags.writeable else slab
                 slab[hit] = new
-                labels[t, z0:z0 + step] = slab
+                _write_where(labels, t, z0, slab, hit)
                 changed += n
     return changed
+
+
+def _write_where(labels, t: int, z0: int, slab: np.ndarray, hit: np.ndarray) -> None:
+    """labels[t, z0:...] = slab, writing only the chunks (of a zarr array) where ``hit``: an edit of a
+    cell rewrites the few chunks it lies in, not its whole time point."""
+    chunks = getattr(labels, "chunks", None)
+    if chunks is None or len(chunks) != 4:
+        labels[t, z0:z0 + len(slab)] = slab
+        return
+    cz, cy, cx = chunks[1:]
+    zs, ys, xs = np.nonzero(hit)
+    for bz, by, bx in np.unique(np.stack([(zs + z0) // cz, ys // cy, xs // cx], 1), axis=0).tolist():
+        za, zb = max(bz * cz, z0), min((bz + 1) * cz, z0 + len(slab))
+        ya, yb, xa, xb = by * cy, (by + 1) * cy, bx * cx, (bx + 1) * cx
+        labels[t, za:zb, ya:yb, xa:xb] = slab[za - z0:zb - z0, ya:yb, xa:xb]
 
 
 def _points_after(points: np.ndarray, relabels: list) -> np.ndarray:
@@ -176,6 +191,18 @@ def _points_after(points: np.ndarray, relabels: list) -> np.ndarray:
         points[at, 0] = new
     points = points[points[:, 0] > 0]
     return points[np.lexsort((points[:, 0], points[:, 1]))]
+
+
+def _set_voxels(labels, t: int, zyx: np.ndarray, ids) -> None:
+    """labels[t] at the voxels ``zyx`` set to ``ids``, reading and writing only the slices and
+    chunks they lie in."""
+    z0, z1 = int(zyx[:, 0].min()), int(zyx[:, 0].max()) + 1
+    slab = np.array(labels[t, z0:z1])
+    local = (zyx[:, 0] - z0, zyx[:, 1], zyx[:, 2])
+    slab[local] = ids
+    hit = np.zeros(slab.shape, bool)
+    hit[local] = True
+    _write_where(labels, t, z0, slab, hit)
 
 
 def _differences(stored, painted, cancel=None) -> np.ndarray:
@@ -390,11 +417,8 @@ class TrackOutput:
         if restore:
             coords = np.asarray(self.grp[restore["array"]][...]).reshape(-1, 4)
             for t in np.unique(coords[:, 0]).tolist():
-                frame = np.asarray(self.labels[t])
                 c = coords[coords[:, 0] == t]
-                frame = frame.copy()
-                frame[c[:, 1], c[:, 2], c[:, 3]] = restore["track"]
-                self.labels[t] = frame
+                _set_voxels(self.labels, t, c[:, 1:], restore["track"])
             points = np.concatenate([points[points[:, 0] != restore["track"]],   # not twice, when finished again
                                      np.asarray(restore["points"], float).reshape(-1, 5)])
             points = points[np.lexsort((points[:, 0], points[:, 1]))]
@@ -404,9 +428,7 @@ class TrackOutput:
             column = 4 if painted.get("undo") else 5
             for t in np.unique(changes[:, 0]).tolist():
                 c = changes[changes[:, 0] == t]
-                frame = np.asarray(self.labels[t]).copy()
-                frame[c[:, 1], c[:, 2], c[:, 3]] = c[:, column]
-                self.labels[t] = frame
+                _set_voxels(self.labels, t, c[:, 1:4], c[:, column])
             points = _points_at(self.labels, np.unique(changes[:, 0]).tolist(), points, cancel)
         rows = self.rows
         for k, v in job["rows"].items():

@@ -163,7 +163,10 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, objects_given, cl
     from ..io.labels import create_zarr_array, mark_labels, read_label_slab, slabs
     from ..measure import by_timepoint, measure_labels
     step, starts = slabs(src.shape, SLAB_VOXELS)
-    chunks = (1, step, min(src.shape[1], 512), min(src.shape[2], 512))   # a slab covers whole chunks
+    # a slab covers whole chunks; chunks of about 1 to 4 MB, so that an edit (tracking.edit) rewrites
+    # the few a cell lies in rather than whole time points
+    side = int(min(512, max(64, 2 ** round(np.log2(np.sqrt((1 << 20) / min(step, src.shape[0])))))))
+    chunks = (1, step, min(src.shape[1], side), min(src.shape[2], side))
     labels = create_zarr_array(out, (src.n,) + src.shape, chunks, np.uint32, name="labels", spacing=src.spacing,
                                geometry=src.geometry)
     mark_labels(labels, src.unit)
