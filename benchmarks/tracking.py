@@ -22,6 +22,9 @@ VARIANTS = {
     "+ max distance 8": {"max_distance": 8.0},
     "gap 0": {"max_gap": 0},
     "centroid distance only (--link distance, a point tracker)": {"link": "distance", "max_distance": 8.0},
+    "+ max distance 8, not predicted (--no-predict)": {"max_distance": 8.0, "predict": False},
+    "centroid distance only, not predicted (--no-predict)": {"link": "distance", "max_distance": 8.0,
+                                                             "predict": False},
 }
 
 
@@ -42,6 +45,7 @@ def accuracy(seeds: int, tmp: Path) -> list[dict]:
     scenarios = {
         "ids given, speed 1.5": dict(speed=1.5),
         "ids given, speed 5 (over a radius)": dict(speed=5.0),
+        "ids given, speed 5, a random walk": dict(speed=5.0, persistence=0.0),
         "ids given, 10% missed": dict(speed=1.5, drop=0.1),
         "masks + split, speed 1.5": dict(speed=1.5, masks=True),
     }
@@ -51,7 +55,7 @@ def accuracy(seeds: int, tmp: Path) -> list[dict]:
             scores = []
             for s in range(SEED0, SEED0 + seeds):
                 tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, divisions=4,
-                                    speed=cfg["speed"], seed=s)
+                                    speed=cfg["speed"], seed=s, persistence=cfg.get("persistence", 0.8))
                 ids = _dropped(tl.ids, cfg.get("drop", 0.0), s)
                 if cfg.get("masks"):
                     res = track_objects((ids > 0).astype(np.uint8), tmp / "t.zarr", split=0.25, **kw)

@@ -123,6 +123,24 @@ def test_a_cell_that_jumps_is_paired_by_distance_only_when_asked():
         Linker(link="distance").check()
 
 
+def test_a_crawling_cell_is_paired_where_its_steps_predict_it_not_with_a_newcomer_near_where_it_was():
+    shape = (8, 16, 44)
+    frames = [_ball(shape, (4, 5, x), 2) for x in (5, 13, 21)]
+    frames.append(_ball(shape, (4, 5, 29), 2, 1) + _ball(shape, (4, 9, 23), 2, 2))   # a cell appears by 21
+    ids, linker = _step_all(frames, link="distance", max_distance=10.0, predict=False)
+    assert ids[3] == {1: 2, 2: 1}   # the newcomer, 4.5 from where the cell was, takes its track
+    ids, linker = _step_all(frames, link="distance", max_distance=10.0)
+    assert ids[3] == {1: 1, 2: 2} and linker.persistence() == pytest.approx(1.0)
+
+
+def test_the_persistence_predicted_is_fitted_to_the_cells_steps():
+    for persistence, lo, hi in ((0.8, 0.5, 1.0), (0.0, 0.0, 0.15)):
+        tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, speed=5.0, seed=3,
+                            persistence=persistence)
+        _, linker = _step_all(list(tl.ids), link="distance", max_distance=8.0)
+        assert lo <= linker.persistence() <= hi, (persistence, linker.persistence())
+
+
 def test_frames_are_read_in_slabs_the_same_as_whole(monkeypatch):
     from halo_seg.tracking import frames
     tl = cell_timelapse(shape=(20, 40, 40), cells=6, timepoints=2, seed=3)

@@ -28,7 +28,7 @@ def cmd_track(a) -> int:
         res = track_objects(a.labels, a.output, timepoints=a.timepoints, channel=a.channel, objects_given=a.ids,
                             classes=a.classes, min_voxels=a.min_voxels, connectivity=a.connectivity, split=a.split,
                             min_iou=a.min_iou, division_overlap=a.division_overlap, max_distance=a.max_distance,
-                            max_gap=a.max_gap, link=a.link, image=a.image, image_channel=a.image_channel, progress=progress)
+                            max_gap=a.max_gap, link=a.link, predict=a.predict, image=a.image, image_channel=a.image_channel, progress=progress)
     rows = per_track(res.table, res.lineage, res.spacing)
     if not a.quiet:
         print(format_tracks(rows, res.unit, most=a.rows))
@@ -135,6 +135,10 @@ def add_track(sub) -> None:
                    help="overlap (default): an object continues as the one it overlaps most, and divisions are "
                         "found; distance: by nearest centroid within --max-distance alone, as point trackers do, "
                         "for cells moving further than their radius between time points (no divisions)")
+    o.add_argument("--no-predict", dest="predict", action="store_false",
+                   help="pair by distance (--max-distance, --link distance) from where each cell was, not from where "
+                        "its last step predicts it (by default as much of that step as the cells keep from one step "
+                        "to the next, fitted to the tracks: cells crawling on keep most of it, a random walk none)")
     o.add_argument("--max-gap", type=int, default=1,
                    help="a track continues after up to this many time points its object was missing from (default 1)")
     o.add_argument("--image", default=None, help="the time-lapse itself: each object's intensity (mean, std, ...) in "

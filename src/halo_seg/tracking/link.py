@@ -19,7 +19,9 @@ thousand cells never builds one large matrix). What the assignment leaves, in th
 - with ``max_distance``, objects left on both sides are paired by centroid distance (physical
   units), for cells that move further than they overlap; ``link="distance"`` pairs by distance
   alone, as point trackers do (better for cells moving further than their radius between time
-  points, benchmarks/README.md; no divisions then);
+  points, benchmarks/README.md; no divisions then); with ``predict``, the distance is from where
+  the track's last step takes it, as much of that step as cells keep from one step to the next
+  (fitted to the tracks linked so far: cells crawling on keep most of it, a random walk none);
 - anything else starts a new track.
 
 This module only decides: the frames are read, compared and written by tracking.run.
@@ -93,11 +95,14 @@ class Linker:
     max_distance: float | None = None
     max_gap: int = 1
     link: str = "overlap"     # or "distance": a point tracker's pairing by centroids alone, no divisions
+    predict: bool = True      # pair by distance from where each track's steps so far predict it
     lineage: dict = field(default_factory=dict)
     divisions: int = 0
     _last: tuple = (None, None)   # the time point stepped last, and its objects' tracks in the order of their ids
     _ended: dict = field(default_factory=dict)      # track -> (t, id, step) of its last object, if it ended
     _steps: int = 0
+    _velocity: dict = field(default_factory=dict)   # track -> its last step (voxels per time point), with predict
+    _persist: list = field(default_factory=lambda: [0.0, 0.0])   # sums of (step . step before), |step before|^2
 
     def check(self) -> None:
         from ..io.volume import VolumeError
@@ -114,6 +119,13 @@ class Linker:
             raise VolumeError("linking by distance needs max_distance: how far a cell may move between time points")
         if int(self.max_gap) != self.max_gap or self.max_gap < 0:
             raise VolumeError(f"max_gap must be a whole number >= 0, got {self.max_gap}")
+
+    def persistence(self) -> float:
+        """How much of its last step a cell's next step repeats, fitted to the tracks linked so far
+        (least squares, step = a * step before, a in [0, 1]): about 1 for cells crawling on in one
+        direction, 0 for a random walk, where predicting would only add the last step's noise."""
+        num, den = self._persist
+        return float(np.clip(num / den, 0.0, 1.0)) if den > 0 else 0.0
 
     def gap_candidates(self) -> dict[int, np.ndarray]:
         """{time point: ids} of the last objects of tracks that ended (not by dividing) within
@@ -167,6 +179,15 @@ class Linker:
                 self.divisions += 1
         if prev is not None and len(prev.ids) and n and self.max_distance is not None:
             self._pair_by_distance(prev, cur, succ, set(daughters), set(parents) | set(links))
+        if self.predict and prev is not None:
+            gap = max(1, t - prev.t)
+            for i, j in succ.items():
+                k = int(before[i])
+                step = (cur.centroids[j] - prev.centroids[i]) / gap
+                if k in self._velocity:   # how much of a step the next one keeps, over every track so far
+                    self._persist[0] += float(step @ self._velocity[k])
+                    self._persist[1] += float(self._velocity[k] @ self._velocity[k])
+                self._velocity[k] = step
         for i, j in succ.items():
             links[j] = int(before[i])
         ended = [i for i in range(len(prev.ids)) if i not in succ and i not in daughters] if prev is not None else []
@@ -178,6 +199,8 @@ class Linker:
                 self._ended.pop(links[j], None)
             else:
                 tracks[j] = self._new(t, parents.get(j, 0))
+                if self.predict and parents.get(j):   # a daughter moves on as her mother did
+                    self._velocity[int(tracks[j])] = self._velocity.get(parents[j], np.zeros(3))
         if prev is not None:
             for i in ended:   # not continued: a gap may yet be closed
                 k = int(before[i])
@@ -197,7 +220,12 @@ class Linker:
         if not len(left_p) or not len(left_c):
             return
         sp = np.asarray(self.spacing, float)
-        pa, ca = prev.centroids[left_p] * sp, cur.centroids[left_c] * sp
+        at = prev.centroids[left_p]
+        if self.predict:   # where each track's last step, as much of it as steps keep, takes it
+            keep = self.persistence()
+            at = at + keep * (cur.t - prev.t) * np.array([self._velocity.get(int(self._last[1][i]), np.zeros(3))
+                                                          for i in left_p])
+        pa, ca = at * sp, cur.centroids[left_c] * sp
         near = cKDTree(pa).query_ball_tree(cKDTree(ca), self.max_distance)
         rows = np.array([a for a, js in enumerate(near) for _ in js], np.int64)
         cols = np.array([b for js in near for b in js], np.int64)

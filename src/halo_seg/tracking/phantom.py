@@ -15,9 +15,11 @@ class TimeLapse:
 
 
 def cell_timelapse(shape=(24, 64, 64), cells: int = 8, timepoints: int = 6, radius: float = 4.0,
-                   speed: float = 1.5, divisions: int = 2, noise: float = 0.2, seed: int = 0) -> TimeLapse:
+                   speed: float = 1.5, divisions: int = 2, noise: float = 0.2, seed: int = 0,
+                   persistence: float = 0.8) -> TimeLapse:
     """``cells`` balls of ``radius`` voxels that drift by about ``speed`` voxels a time point (a
-    persistent velocity plus jitter, bouncing off the walls), ``divisions`` of them splitting in
+    velocity kept with weight ``persistence`` plus jitter: 0.8 a cell crawling on, 0 a random
+    walk whose direction is new at every time point; bouncing off the walls), ``divisions`` of them splitting in
     two (daughters of half the volume, apart along a random direction) at random time points.
     Touching cells are cut along the plane between their centres (each voxel belongs to the
     nearest centre), as a segmentation that kept them apart would."""
@@ -58,7 +60,7 @@ def cell_timelapse(shape=(24, 64, 64), cells: int = 8, timepoints: int = 6, radi
         ids[t] = _drawn(shape, live)
         for c in live:
             lineage[c[0]][1] = t
-            c[2] = 0.8 * c[2] + rng.normal(scale=0.3 * speed, size=3)
+            c[2] = persistence * c[2] + rng.normal(scale=0.3 * speed, size=3)
             c[2] *= speed / max(np.linalg.norm(c[2]), 1e-6)
             c[1] = c[1] + c[2]
             out = (c[1] < lo) | (c[1] > hi)

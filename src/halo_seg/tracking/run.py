@@ -112,7 +112,7 @@ class _Input:
 def track_objects(source, out, timepoints=None, channel=None, objects_given: bool = False, classes=None,
                   min_voxels: int = 0, connectivity: int = 1, split: float | None = None, min_iou: float = 0.1,
                   division_overlap: float = 0.2, max_distance: float | None = None, max_gap: int = 1,
-                  link: str = "overlap", spacing=None, unit: str | None = None, image=None, image_channel=None,
+                  link: str = "overlap", predict: bool = True, spacing=None, unit: str | None = None, image=None, image_channel=None,
                   progress=None, cancel=None) -> TrackResult:
     """Track the objects of a time-lapse's labels ``source`` into the zarr group ``out``.
 
@@ -123,7 +123,8 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
     ``connectivity``, ``split`` as in halo_seg.instances), or with ``objects_given`` its ids as they
     are (touching cells kept apart by the tool that numbered them). Linking: tracking.link
     (``link`` "overlap" or "distance", ``min_iou``, ``division_overlap``, ``max_distance`` in the
-    spacing's units, ``max_gap`` time points). ``image``: measured under each object (mean, std,
+    spacing's units, ``max_gap`` time points; ``predict``: distances are from where each track's steps so far
+    predict it, as much of its last step as the cells keep, fitted to the tracks). ``image``: measured under each object (mean, std,
     ...) in the table. ``progress(done, total)`` after each time point; ``cancel()`` True stops
     between slabs; then, as on any error, nothing is written.
     """
@@ -133,7 +134,7 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
         raise VolumeError("the labels' ids are taken as the objects (objects_given): classes, min_voxels and split "
                           "apply only when objects are found as connected components")
     linker = Linker(min_iou=min_iou, division_overlap=division_overlap, max_distance=max_distance, max_gap=max_gap,
-                    link=link)
+                    link=link, predict=predict)
     linker.check()
     check_track_output(out, source)
     src = _Input(source, channel, timepoints, spacing, image, image_channel)
@@ -217,7 +218,8 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, objects_given, cl
                          "tracked": list(src.chosen), "tracks": len(lineage), "divisions": linker.divisions,
                          "objects": "given" if objects_given else "connected components",
                          "min_iou": linker.min_iou, "division_overlap": linker.division_overlap,
-                         "max_distance": linker.max_distance, "max_gap": linker.max_gap, "link": linker.link}
+                         "max_distance": linker.max_distance, "max_gap": linker.max_gap, "link": linker.link,
+                         "predict": linker.predict}
     return TrackResult(out, len(lineage), linker.divisions, list(src.chosen), counts, table, lineage, src.spacing,
                        src.unit)
 
