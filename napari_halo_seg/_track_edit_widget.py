@@ -162,7 +162,7 @@ class TrackEditWidget(BackgroundWidget):
             self.track.setValue(int(layer.selected_label))
 
     def _describe(self, *_):
-        from halo_seg.tracking.edit import describe
+        from halo_seg.tracking.lineage_edits import describe
         lines = [describe(self._rows, k) for k in (self.track.value(), self.other.value()) if k in self._rows]
         self.about.setText("\n".join(lines))
 

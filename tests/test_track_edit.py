@@ -134,8 +134,8 @@ def test_an_edit_stopped_half_way_is_finished_by_the_next(tracked, tmp_path, mon
     whole = tmp_path / "whole.zarr"
     shutil.copytree(out, whole)
     edit_tracks(whole, "cut", 3, 2)
-    import halo_seg.tracking.edit as edit
-    monkeypatch.setattr(edit, "SLAB_VOXELS", 64 * 64 * 4)   # several slabs a time point
+    import halo_seg.tracking.voxel_edits as voxel_edits
+    monkeypatch.setattr(voxel_edits, "SLAB_VOXELS", 64 * 64 * 4)   # several slabs a time point
     calls = []
 
     def stop():
@@ -292,7 +292,7 @@ def test_painting_a_track_away_or_anew_changes_the_lineage_as_the_voxels_do(trac
 
 
 def test_relabelling_and_setting_voxels_write_only_the_chunks_touched_and_right(tmp_path, monkeypatch):
-    import halo_seg.tracking.edit as edit
+    import halo_seg.tracking.voxel_edits as edit
     rng = np.random.default_rng(0)
     ref = rng.integers(0, 4, size=(3, 10, 20, 20)).astype(np.uint32)
     z = zarr.create_array(str(tmp_path / "l.zarr"), shape=ref.shape, chunks=(1, 4, 8, 8), dtype=np.uint32)
@@ -311,6 +311,6 @@ def test_relabelling_and_setting_voxels_write_only_the_chunks_touched_and_right(
     np.testing.assert_array_equal(z2[...], one)
     assert len(writes) == 3 * 2   # at each time point, the one chunk it lies in, split by the slab border
     coords = np.array([[1, 0, 0], [9, 19, 19], [5, 10, 3]])
-    edit._set_voxels(z2, 1, coords, np.array([7, 8, 6]))
+    edit.set_voxels(z2, 1, coords, np.array([7, 8, 6]))
     one[1, 1, 0, 0], one[1, 9, 19, 19], one[1, 5, 10, 3] = 7, 8, 6
     np.testing.assert_array_equal(z2[...], one)

@@ -47,7 +47,8 @@ def cmd_track(a) -> int:
 
 
 def cmd_track_edit(a) -> int:
-    from ..tracking.edit import TrackOutput, describe
+    from ..tracking.edit import TrackOutput
+    from ..tracking.lineage_edits import describe
     out = TrackOutput(a.tracks)
     finished = out.finish_pending()
     if finished:

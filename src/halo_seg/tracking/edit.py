@@ -20,9 +20,10 @@ import numpy as np
 
 from ..io.track_output import TRACKS
 from ..io.volume import VolumeError
+from .lineage_edits import lineage_array, division_count, plural, rows_of, rows_from_points, span_of, plan
+from .voxel_edits import SLAB_VOXELS, differences, points_after, points_at, set_voxels, relabel
 
 PENDING = "halo_seg_track_edit"   # an edit written down, its voxels perhaps not all changed yet
-SLAB_VOXELS = 1 << 24
 
 
 @dataclass
@@ -45,228 +46,6 @@ class Edited:
             labels[tuple(np.asarray(coords).T)] = ids
 
 
-def _rows(lineage) -> dict[int, list[int]]:
-    return {int(r[0]): [int(r[1]), int(r[2]), int(r[3])] for r in np.asarray(lineage).reshape(-1, 4).tolist()}
-
-
-def _array(rows: dict) -> np.ndarray:
-    return np.array([[k, *rows[k]] for k in sorted(rows)], np.int64).reshape(-1, 4)
-
-
-def _track(rows: dict, track: int, what: str = "track") -> list[int]:
-    if track not in rows:
-        raise VolumeError(f"there is no {what} {track} (tracks: {_ids_text(rows)})")
-    return rows[track]
-
-
-def describe(rows: dict, track: int) -> str:
-    """A track's time points, mother and daughters, in words."""
-    first, last, mother = _track(rows, track)
-    daughters = _daughters(rows, track)
-    return (f"track {track}: time points {first} to {last}; mother {mother or 'none'}; "
-            f"daughters {', '.join(map(str, daughters)) or 'none'}")
-
-
-def _ids_text(rows: dict) -> str:
-    ids = sorted(rows)
-    return "none" if not ids else (f"{ids[0]} to {ids[-1]}" if len(ids) > 3 else ", ".join(map(str, ids)))
-
-
-def _daughters(rows: dict, track: int) -> list[int]:
-    return sorted(k for k, (_, _, p) in rows.items() if p == track)
-
-
-def plan(rows: dict, points: np.ndarray, op: str, a: int, b: int | None = None) -> tuple[dict, list, str]:
-    """The lineage after the edit ``op`` (rows {track: [first, last, parent]}), the relabellings
-    [(old, new, t0, t1)] it needs, and what it does in words. ``points``: the Tracks rows (track,
-    t, z, y, x), which say at which time points a track was seen (it may skip some: gap closing).
-    Refuses, naming why, what would make the lineage wrong (a mother ending after her daughter
-    began, a join of tracks seen at one time point)."""
-    rows = {k: list(v) for k, v in rows.items()}
-    if op == "join":   # b continues a
-        if a == b:
-            raise VolumeError(f"a track cannot continue itself (track {a} twice)")
-        fa, la, _ = _track(rows, a)
-        fb, lb, pb = _track(rows, b)
-        if fb <= la:
-            raise VolumeError(f"track {b} (time points {fb} to {lb}) begins before track {a} ends ({fa} to {la}): "
-                              f"a track can continue only one that ended before it; cut track {a} at {fb} first "
-                              "if the two were swapped")
-        lost = [d for d in _daughters(rows, a) if d != b]   # a no longer ends: it did not divide
-        for d in lost:
-            rows[d][2] = 0
-        for d in _daughters(rows, b):
-            rows[d][2] = a
-        rows[a][1] = lb
-        del rows[b]
-        text = f"track {b} continues track {a} (time points {fa} to {lb})"
-        if lost:
-            text += f"; {_plural(lost, 'track')} no longer {'has' if len(lost) == 1 else 'have'} a mother"
-        if pb and pb != a:
-            text += f"; track {pb} is no longer a mother of it"
-        return rows, [(b, a, fb, lb)], text
-    if op == "cut":    # a from time point b on is a new track
-        fa, la, _ = _track(rows, a)
-        t = int(b)
-        if not fa < t <= la:
-            raise VolumeError(f"track {a} is seen at time points {fa} to {la}: a cut at {t} must fall after its "
-                              f"first time point and at or before its last ({fa + 1} to {la})" if la > fa else
-                              f"track {a} is seen at one time point ({fa}): there is nothing to cut")
-        mine = points[points[:, 0] == a, 1]
-        new = max(rows) + 1
-        rows[new] = [int(mine[mine >= t].min()), la, 0]   # seen again after a gap, perhaps
-        for d in _daughters(rows, a):
-            rows[d][2] = new
-        rows[a][1] = int(mine[mine < t].max())
-        return rows, [(a, new, t, la)], f"track {a} from time point {t} on is track {new}"
-    if op == "mother":  # a is b's mother (a = 0: b has none)
-        fb, lb, pb = _track(rows, b)
-        if a == 0:
-            rows[b][2] = 0
-            return rows, [], f"track {b} has no mother" + (f" (was {pb})" if pb else " (had none)")
-        if a == b:
-            raise VolumeError(f"a track cannot be its own mother (track {a})")
-        fa, la, _ = _track(rows, a, "mother track")
-        if la >= fb:
-            raise VolumeError(f"track {a} (time points {fa} to {la}) does not end before track {b} begins ({fb}): "
-                              f"a mother ends where her daughters begin; cut track {a} at {fb} first if it "
-                              "divided there")
-        rows[b][2] = a
-        return rows, [], f"track {a} is track {b}'s mother" + (f" (was {pb})" if pb and pb != a else "")
-    if op == "delete":
-        fa, la, _ = _track(rows, a)
-        lost = _daughters(rows, a)
-        for d in lost:
-            rows[d][2] = 0
-        del rows[a]
-        return rows, [(a, 0, fa, la)], f"track {a} deleted (time points {fa} to {la})" + (
-            f"; {_plural(lost, 'track')} no longer {'has' if len(lost) == 1 else 'have'} a mother" if lost else "")
-    raise VolumeError(f"unknown edit {op!r}: join, cut, mother or delete")
-
-
-def _plural(ids, word) -> str:
-    return f"{word} {ids[0]}" if len(ids) == 1 else f"{word}s {', '.join(map(str, ids))}"
-
-
-def relabel(labels, old: int, new: int, t0: int, t1: int, cancel=None) -> int:
-    """Track ``old`` becomes ``new`` (0: background) in labels[t0 .. t1] (numpy or zarr, (T, Z, Y, X)),
-    a slab at a time and only where a slab holds it; the voxels changed."""
-    from ..io.labels import slabs
-    step, starts = slabs(labels.shape[1:], SLAB_VOXELS)
-    changed = 0
-    for t in range(t0, t1 + 1):
-        for z0 in starts:
-            if cancel is not None and cancel():
-                raise InterruptedError("stopped while relabelling; the next edit of this output finishes it")
-            slab = np.asarray(labels[t, z0:z0 + step])
-            hit = slab == old
-            n = int(hit.sum())
-            if n:
-                slab = slab.copy() if not slab.flags.writeable else slab
-                slab[hit] = new
-                _write_where(labels, t, z0, slab, hit)
-                changed += n
-    return changed
-
-
-def _write_where(labels, t: int, z0: int, slab: np.ndarray, hit: np.ndarray) -> None:
-    """labels[t, z0:...] = slab, writing only the chunks (of a zarr array) where ``hit``: an edit of a
-    cell rewrites the few chunks it lies in, not its whole time point."""
-    chunks = getattr(labels, "chunks", None)
-    if chunks is None or len(chunks) != 4:
-        labels[t, z0:z0 + len(slab)] = slab
-        return
-    cz, cy, cx = chunks[1:]
-    zs, ys, xs = np.nonzero(hit)
-    for bz, by, bx in np.unique(np.stack([(zs + z0) // cz, ys // cy, xs // cx], 1), axis=0).tolist():
-        za, zb = max(bz * cz, z0), min((bz + 1) * cz, z0 + len(slab))
-        ya, yb, xa, xb = by * cy, (by + 1) * cy, bx * cx, (bx + 1) * cx
-        labels[t, za:zb, ya:yb, xa:xb] = slab[za - z0:zb - z0, ya:yb, xa:xb]
-
-
-def _points_after(points: np.ndarray, relabels: list) -> np.ndarray:
-    points = points.copy()
-    for old, new, t0, t1 in relabels:
-        at = (points[:, 0] == old) & (points[:, 1] >= t0) & (points[:, 1] <= t1)
-        points[at, 0] = new
-    points = points[points[:, 0] > 0]
-    return points[np.lexsort((points[:, 0], points[:, 1]))]
-
-
-def _set_voxels(labels, t: int, zyx: np.ndarray, ids) -> None:
-    """labels[t] at the voxels ``zyx`` set to ``ids``, reading and writing only the slices and
-    chunks they lie in."""
-    z0, z1 = int(zyx[:, 0].min()), int(zyx[:, 0].max()) + 1
-    slab = np.array(labels[t, z0:z1])
-    local = (zyx[:, 0] - z0, zyx[:, 1], zyx[:, 2])
-    slab[local] = ids
-    hit = np.zeros(slab.shape, bool)
-    hit[local] = True
-    _write_where(labels, t, z0, slab, hit)
-
-
-def _differences(stored, painted, cancel=None) -> np.ndarray:
-    """Rows (t, z, y, x, stored id, painted id) where two (T, Z, Y, X) label arrays differ, a slab
-    at a time."""
-    from ..io.labels import slabs
-    step, starts = slabs(stored.shape[1:], SLAB_VOXELS)
-    found = []
-    for t in range(stored.shape[0]):
-        for z0 in starts:
-            if cancel is not None and cancel():
-                raise InterruptedError("stopped while comparing the painted labels; nothing was written")
-            a = np.asarray(stored[t, z0:z0 + step]).astype(np.int64)
-            b = np.asarray(painted[t, z0:z0 + step]).astype(np.int64)
-            at = np.argwhere(a != b)
-            if len(at):
-                where = tuple(at.T)
-                found.append(np.column_stack([np.full(len(at), t), at + [z0, 0, 0], a[where], b[where]]))
-    return np.concatenate(found).astype(np.int64) if found else np.zeros((0, 6), np.int64)
-
-
-class _TimePoint:
-    """One time point of (T, Z, Y, X) labels, read a slab at a time by frame_objects."""
-
-    def __init__(self, labels, t: int):
-        self.labels, self.t = labels, t
-        self.shape, self.dtype = tuple(labels.shape[1:]), labels.dtype
-
-    def __getitem__(self, key):
-        return self.labels[(self.t,) + (key if isinstance(key, tuple) else (key,))]
-
-
-def _points_at(labels, times, points: np.ndarray, cancel=None) -> np.ndarray:
-    """The Tracks rows with those of ``times`` counted again from the labels (each id's centroid)."""
-    from .frames import frame_objects
-    kept = [points[~np.isin(points[:, 1], times)]]
-    for t in times:
-        objs = frame_objects(_TimePoint(labels, int(t)), int(t), cancel=cancel)
-        kept.append(np.column_stack([objs.ids.astype(float), np.full(len(objs.ids), float(t)), objs.centroids]))
-    out = np.concatenate(kept).reshape(-1, 5)
-    return out[np.lexsort((out[:, 0], out[:, 1]))]
-
-
-def _rows_from_points(points: np.ndarray, before: dict) -> dict:
-    """The lineage the Tracks rows give: each track's first and last time point; its mother kept
-    where she still exists and ends before it begins."""
-    rows = {}
-    for k in np.unique(points[:, 0]).astype(np.int64).tolist():
-        ts = points[points[:, 0] == k, 1]
-        rows[k] = [int(ts.min()), int(ts.max()), before.get(k, [0, 0, 0])[2]]
-    for k, (first, _, mother) in rows.items():
-        if mother and (mother not in rows or rows[mother][1] >= first):
-            rows[k][2] = 0
-    return rows
-
-
-def _span(relabels) -> tuple | None:
-    return (min(r[2] for r in relabels), max(r[3] for r in relabels)) if relabels else None
-
-
-def _divisions(rows: dict) -> int:
-    return len({p for _, _, p in rows.values() if p})
-
-
 class TrackOutput:
     """A `track` output opened for editing (its labels changed in place)."""
 
@@ -285,7 +64,7 @@ class TrackOutput:
 
     @property
     def rows(self) -> dict:
-        return _rows(self.grp["lineage"][...])
+        return rows_of(self.grp["lineage"][...])
 
     @property
     def points(self) -> np.ndarray:
@@ -317,10 +96,10 @@ class TrackOutput:
         if op == "delete":   # the voxels go to background: kept to be put back
             undo["voxels"] = self._keep_voxels(int(a), relabels[0][2], relabels[0][3], depth)
             undo["relabels"] = []
-        undo["span"] = _span(relabels)
+        undo["span"] = span_of(relabels)
         self._apply({"text": text, "relabels": [list(r) for r in relabels], "depth": depth,
                      "rows": {str(k): after.get(k) for k in changed}, "push": undo}, cancel)
-        return Edited(text, _span(relabels), len(after), _divisions(after), list(relabels))
+        return Edited(text, span_of(relabels), len(after), division_count(after), list(relabels))
 
     def undo(self, cancel=None) -> Edited:
         """The most recent edit taken back."""
@@ -342,7 +121,7 @@ class TrackOutput:
             voxels = (coords, np.full(len(coords), int(last["voxels"]["track"])))
         self._apply(job, cancel)
         rows = self.rows
-        return Edited(job["text"], tuple(last["span"]) if last.get("span") else None, len(rows), _divisions(rows),
+        return Edited(job["text"], tuple(last["span"]) if last.get("span") else None, len(rows), division_count(rows),
                       [tuple(r) for r in last["relabels"]], voxels)
 
     def differs(self, labels, cancel=None) -> bool:
@@ -368,7 +147,7 @@ class TrackOutput:
         self.finish_pending(cancel)
         if tuple(labels.shape) != tuple(self.labels.shape):
             raise VolumeError(f"the painted labels are {tuple(labels.shape)}, the tracking's {tuple(self.labels.shape)}")
-        changes = _differences(self.labels, labels, cancel)
+        changes = differences(self.labels, labels, cancel)
         if not len(changes):
             raise VolumeError("nothing painted: the labels hold what the tracking has")
         if changes[:, 5].min() < 0 or changes[:, 5].max() > np.iinfo(np.uint32).max:
@@ -378,18 +157,18 @@ class TrackOutput:
         self.grp.create_array(name, data=changes, overwrite=True)
         times = np.unique(changes[:, 0]).tolist()
         before, points = self.rows, self.points
-        after = _rows_from_points(_points_at(labels, times, points, cancel), before)
+        after = rows_from_points(points_at(labels, times, points, cancel), before)
         changed = {k: before.get(k) for k in set(before) | set(after) if before.get(k) != after.get(k)}
         new = sorted(set(after) - set(before))
         gone = sorted(set(before) - set(after))
         text = (f"painted {len(changes)} voxels at time points {times[0]} to {times[-1]}"
-                + (f"; {_plural(new, 'new track')}" if new else "") + (f"; {_plural(gone, 'track')} gone" if gone else ""))
+                + (f"; {plural(new, 'new track')}" if new else "") + (f"; {plural(gone, 'track')} gone" if gone else ""))
         span = (times[0], times[-1])
         undo = {"text": text, "rows": {str(k): v for k, v in changed.items()}, "relabels": [], "span": span,
                 "paint": {"array": name}}
         self._apply({"text": text, "relabels": [], "depth": depth, "paint": {"array": name},
                      "rows": {str(k): after.get(k) for k in changed}, "push": undo}, cancel)
-        return Edited(text, span, len(after), _divisions(after), [], (changes[:, :4], changes[:, 5]))
+        return Edited(text, span, len(after), division_count(after), [], (changes[:, :4], changes[:, 5]))
 
     def _keep_voxels(self, track: int, t0: int, t1: int, k: int) -> dict:
         """A deleted track's voxels (t, z, y, x), stored in the output to be put back by undo."""
@@ -412,13 +191,13 @@ class TrackOutput:
         self.grp.attrs[PENDING] = job   # written first: a stop from here on is finished by the next edit
         for old, new, t0, t1 in job["relabels"]:
             relabel(self.labels, int(old), int(new), int(t0), int(t1), cancel)
-        points = _points_after(self.points, [tuple(r) for r in job["relabels"]])
+        points = points_after(self.points, [tuple(r) for r in job["relabels"]])
         restore = job.get("restore")
         if restore:
             coords = np.asarray(self.grp[restore["array"]][...]).reshape(-1, 4)
             for t in np.unique(coords[:, 0]).tolist():
                 c = coords[coords[:, 0] == t]
-                _set_voxels(self.labels, t, c[:, 1:], restore["track"])
+                set_voxels(self.labels, t, c[:, 1:], restore["track"])
             points = np.concatenate([points[points[:, 0] != restore["track"]],   # not twice, when finished again
                                      np.asarray(restore["points"], float).reshape(-1, 5)])
             points = points[np.lexsort((points[:, 0], points[:, 1]))]
@@ -428,8 +207,8 @@ class TrackOutput:
             column = 4 if painted.get("undo") else 5
             for t in np.unique(changes[:, 0]).tolist():
                 c = changes[changes[:, 0] == t]
-                _set_voxels(self.labels, t, c[:, 1:4], c[:, column])
-            points = _points_at(self.labels, np.unique(changes[:, 0]).tolist(), points, cancel)
+                set_voxels(self.labels, t, c[:, 1:4], c[:, column])
+            points = points_at(self.labels, np.unique(changes[:, 0]).tolist(), points, cancel)
         rows = self.rows
         for k, v in job["rows"].items():
             if v is None:
@@ -447,9 +226,9 @@ class TrackOutput:
             kept = (gone.get("voxels") or gone.get("paint") or {}).get("array")
             if kept and kept in self.grp:
                 del self.grp[kept]
-        info.update(edits=history, tracks=len(rows), divisions=_divisions(rows))
+        info.update(edits=history, tracks=len(rows), divisions=division_count(rows))
         self.grp.create_array("tracks", data=points.reshape(-1, 5), overwrite=True)
-        self.grp.create_array("lineage", data=_array(rows), overwrite=True)
+        self.grp.create_array("lineage", data=lineage_array(rows), overwrite=True)
         self.grp.attrs[TRACKS] = info
         del self.grp.attrs[PENDING]
 
