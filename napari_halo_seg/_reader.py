@@ -41,6 +41,7 @@ def read_volume(path):
     if isinstance(path, list):
         path = path[0]
     p = Path(path)
+    _finish_track_edit(p)
     raw = file_contents(p)
     names = axis_names(raw.data.shape, raw.meta.get("axes"))
     several = {n for n, size in zip(names, raw.data.shape) if n not in SPATIAL and size > 1}
@@ -189,6 +190,24 @@ def _timed_place(raw, p: Path) -> tuple[dict, dict]:
             **({"unit": raw.meta["unit"]} if raw.meta.get("unit") else {}),
             **({GEOMETRY: raw.meta[GEOMETRY]} if GEOMETRY in raw.meta else {})}
     return place, meta
+
+
+def _finish_track_edit(p: Path) -> None:
+    """A track output whose last edit stopped half way (napari or the command killed): finished
+    before it is shown, as `halo-seg track-edit` would, so that no cell shows in two tracks."""
+    if not (p.is_dir() and (p / "zarr.json").exists()):
+        return
+    import json
+    import warnings
+
+    from halo_seg.io.track_output import PENDING
+    try:
+        attrs = json.loads((p / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return   # not this reader's to judge: file_contents says what is wrong
+    if attrs.get(PENDING):
+        from halo_seg.tracking.edit import TrackOutput
+        warnings.warn(f"{p}: finished an edit that had stopped half way: {TrackOutput(p).finish_pending()}")
 
 
 def _track_layers(p: Path, raw) -> list:

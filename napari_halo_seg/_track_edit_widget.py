@@ -202,8 +202,10 @@ class TrackEditWidget(BackgroundWidget):
         if kind != "edit":
             op = kind
         what = {"undo": "undoing the latest edit", "paint": "writing the strokes into the tracking"}.get(kind, choice)
+        # not to be cancelled half way: the layer would no longer mirror the file (an edit takes seconds)
         self._start(f"{what} ...", edit_in_worker, path, op, a, b, _in_memory(layer), tuple(layer.scale[-3:]),
-                    self._cancel.is_set, on_done=lambda outcome: self._edited(outcome, layer, path))
+                    None, on_done=lambda outcome: self._edited(outcome, layer, path))
+        self.cancel_btn.setEnabled(False)
 
     def save(self, dest: str | None = None):
         """The tracking (with its edits) saved as a copy, or as a Cell Tracking Challenge result."""
@@ -225,8 +227,8 @@ class TrackEditWidget(BackgroundWidget):
             if not dest:
                 return
         self._start(f"saving the tracking as {dest} ...", _save_in_worker, path, dest, _in_memory(layer),
-                    tuple(layer.scale[-3:]), self._cancel.is_set,
-                    on_done=lambda outcome: self._saved(outcome, layer, path))
+                    tuple(layer.scale[-3:]), None, on_done=lambda outcome: self._saved(outcome, layer, path))
+        self.cancel_btn.setEnabled(False)   # strokes written first are an edit: whole or not at all
 
     def _saved(self, outcome, layer, path):
         done, exc = outcome

@@ -12,7 +12,8 @@ import zarr
 from halo_seg.cli import main
 from halo_seg.io import VolumeError, open_volume
 from halo_seg.tracking import track_objects, write_ctc
-from halo_seg.tracking.edit import PENDING, TrackOutput, edit_tracks
+from halo_seg.io.track_output import PENDING
+from halo_seg.tracking.edit import TrackOutput, edit_tracks
 from halo_seg.tracking.phantom import cell_timelapse, link_scores
 
 
@@ -147,6 +148,8 @@ def test_an_edit_stopped_half_way_is_finished_by_the_next(tracked, tmp_path, mon
     assert PENDING in grp.attrs
     half = np.asarray(grp["labels"][...])
     assert (half == 13).any() and (half[2:] == 3).any()   # half relabelled
+    with pytest.raises(VolumeError, match="holds an edit that stopped half way .track 3 from time point 2"):
+        open_volume(str(out), timepoint=2)   # never read half relabelled
     assert TrackOutput(out).finish_pending() == "track 3 from time point 2 on is track 13"
     assert PENDING not in zarr.open_group(str(out), mode="r").attrs
     for x, y in zip(_state(out), _state(whole)):

@@ -175,3 +175,22 @@ def test_edit_tracks_on_labels_shown_from_file_and_saving(make_napari_viewer, qt
     w.write_strokes()   # shown from the file: napari's brush wrote nothing to take
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert w.status.text().startswith("failed: the labels are shown from their file")
+
+
+def test_the_reader_finishes_an_edit_that_stopped_half_way(tmp_path):
+    from halo_seg.tracking import track_objects
+    from halo_seg.tracking.edit import edit_tracks
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._reader import get_reader
+    tl = cell_timelapse(seed=1)
+    out = track_objects(tl.ids, tmp_path / "cells.zarr", objects_given=True).output
+    whole = tmp_path / "whole.zarr"
+    shutil.copytree(out, whole)
+    edit_tracks(whole, "cut", 3, 2)
+    calls = []
+    with pytest.raises(InterruptedError):
+        edit_tracks(out, "cut", 3, 2, cancel=lambda: calls.append(1) or len(calls) > 2)   # napari killed mid-edit
+    with pytest.warns(UserWarning, match="finished an edit that had stopped half way: track 3 from time point 2"):
+        layers = get_reader(str(out))(str(out))
+    np.testing.assert_array_equal(np.asarray(layers[0][0]), zarr.open_group(str(whole), mode="r")["labels"][...])
+

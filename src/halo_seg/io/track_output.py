@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 TRACKS = "halo_seg_tracks"   # the group attribute that marks a track output
+PENDING = "halo_seg_track_edit"   # an edit (tracking.edit) written down, its voxels perhaps not all changed yet
 
 
 def is_tracks(attrs: dict) -> bool:

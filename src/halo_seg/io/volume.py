@@ -15,7 +15,7 @@ import numpy as np
 
 from .axes import AxisChoiceError, axis_names, describe, select_3d, tiff_axes
 from .series_output import TIME_SERIES
-from .track_output import TRACKS
+from .track_output import PENDING, TRACKS
 
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -620,6 +620,9 @@ def _open_zarr(path: Path) -> Volume:
             if done is not None and not done.all() else {}
         # a track output's labels (T, Z, Y, X): their axes named, so a time point is chosen as a file's
         tracked = {"axes": list(arr.attrs["axes"]), TRACKS: attrs[TRACKS]} if TRACKS in attrs else {}
+        if tracked and attrs.get(PENDING):   # half relabelled: read so, some cells would be in two tracks
+            raise VolumeError(f"{path} holds an edit that stopped half way ({attrs[PENDING].get('text')}): "
+                              f"`halo-seg track-edit {path}` finishes it")
         return Volume(named_from_zarr(arr, path), spacing=spacing, source=str(path),
                       spacing_known="spacing" in arr.attrs or "spacing" in attrs,
                       meta={"format": "zarr", "array": key, **unfinished, **tracked, **_names(arr.attrs),

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.track_output import TRACKS
+from ..io.track_output import PENDING, TRACKS
 from ..io.volume import VolumeError
 from .lineage_edits import lineage_array, division_count, plural, rows_of, rows_from_points, span_of, plan
 from .voxel_edits import SLAB_VOXELS, differences, points_after, points_at, set_voxels, relabel
 
-PENDING = "halo_seg_track_edit"   # an edit written down, its voxels perhaps not all changed yet
 
 
 @dataclass
