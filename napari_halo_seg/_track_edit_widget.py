@@ -2,7 +2,8 @@
 Objects widget's "follow them over time", or a `track` output opened), in a worker thread.
 
 Pick a track with napari's colour picker (or type its id), then: cut it at the time point shown,
-join another track onto it, make it another's mother or take another's mother away, or delete it;
+join another track onto it, swap it with another from the time point shown (an id switch where
+two cells crossed), make it another's mother or take another's mother away, or delete it;
 Undo takes back the latest edit. Each edit changes the `track` output on disk (what `track-edit`
 changes), and the same change is made to the layer, so paint strokes there stay; the Tracks layer
 and what the cursor shows (first and last time point, mother, speed) follow.
@@ -21,13 +22,14 @@ from ._layers import follow_layers
 from ._measure import layer_unit
 from ._objects_series import TRACK_OUTPUT, track_features
 
-CUT, JOIN, MOTHER, NO_MOTHER, DELETE = (
+CUT, JOIN, SWAP, MOTHER, NO_MOTHER, DELETE = (
     "cut the track at the time point shown", "join: the other track continues the track",
-    "the track is the other's mother", "the other track has no mother", "delete the track")
-OPS = {CUT: "cut", JOIN: "join", MOTHER: "mother", NO_MOTHER: "mother", DELETE: "delete"}
+    "swap the two tracks from the time point shown", "the track is the other's mother",
+    "the other track has no mother", "delete the track")
+OPS = {CUT: "cut", JOIN: "join", SWAP: "swap", MOTHER: "mother", NO_MOTHER: "mother", DELETE: "delete"}
 
 
-def edit_in_worker(path, op, a, b, in_memory, spacing, cancel):
+def edit_in_worker(path, op, a, b, t, in_memory, spacing, cancel):
     """In the worker: the edit on disk (``op`` "undo", "paint": the strokes painted on the layer,
     or tracking.edit's), repeated on the layer's data when it is held in memory, then the Tracks
     rows, lineage graph and each track's row read back; or the exception, as a value."""
@@ -40,7 +42,7 @@ def edit_in_worker(path, op, a, b, in_memory, spacing, cancel):
                                  "writes nothing: correct them with the edits, or a time point at a time")
             done = out.paint(in_memory, cancel)
         else:
-            done = out.undo(cancel) if op == "undo" else out.edit(op, a, b, cancel)
+            done = out.undo(cancel) if op == "undo" else out.edit(op, a, b, cancel, t)
             if in_memory is not None:
                 done.repeat_on(in_memory)
         return (done, read_back(path, spacing, cancel)), None
@@ -194,16 +196,16 @@ class TrackEditWidget(BackgroundWidget):
             self.status.setText(f"error: {exc}")
             return
         choice = self.op.currentText()
-        op, a, b = OPS[choice], self.track.value(), self.other.value()
+        op, a, b, t = OPS[choice], self.track.value(), self.other.value(), self._timepoint(layer)
         if choice == CUT:
-            b = self._timepoint(layer)
+            b = t
         elif choice == NO_MOTHER:
             a, b = 0, self.other.value()
         if kind != "edit":
             op = kind
         what = {"undo": "undoing the latest edit", "paint": "writing the strokes into the tracking"}.get(kind, choice)
         # not to be cancelled half way: the layer would no longer mirror the file (an edit takes seconds)
-        self._start(f"{what} ...", edit_in_worker, path, op, a, b, _in_memory(layer), tuple(layer.scale[-3:]),
+        self._start(f"{what} ...", edit_in_worker, path, op, a, b, t, _in_memory(layer), tuple(layer.scale[-3:]),
                     None, on_done=lambda outcome: self._edited(outcome, layer, path))
         self.cancel_btn.setEnabled(False)
 

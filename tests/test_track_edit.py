@@ -212,6 +212,10 @@ def test_the_track_edit_command(tracked, capsys):
     assert "track-edit: error: track 9 (time points 1 to 5) begins before track 1 ends" in capsys.readouterr().err
     assert main(["track-edit", str(out), "--undo"]) == 0
     assert json.loads(capsys.readouterr().out.strip())["edits"] == 1
+    assert main(["track-edit", str(out), "--swap", "1", "2", "4"]) == 0
+    assert json.loads(capsys.readouterr().out.strip())["edit"] == "tracks 1 and 2 swapped from time point 4 on"
+    assert main(["track-edit", str(out), "--undo"]) == 0
+    capsys.readouterr()
     assert open_volume(str(out), timepoint=4).data.max() == 13   # the output reads back as edited
     # labels corrected in another tool, written back
     import tifffile
@@ -317,3 +321,26 @@ def test_relabelling_and_setting_voxels_write_only_the_chunks_touched_and_right(
     edit.set_voxels(z2, 1, coords, np.array([7, 8, 6]))
     one[1, 1, 0, 0], one[1, 9, 19, 19], one[1, 5, 10, 3] = 7, 8, 6
     np.testing.assert_array_equal(z2[...], one)
+
+
+def test_two_tracks_swapped_where_cells_crossed_are_swapped_back_in_one_edit(tracked):
+    _, out = tracked
+    labels0, points0, lineage0 = _state(out)
+    p, q = 2, 10   # q divides at its end (into 11 and 12): her daughters follow her tail
+    rows = _check_lineage(out)
+    assert rows[q][1] < 5 and rows[11][2] == q and rows[p] == (0, 5, 0)
+    swapped = labels0.copy()   # what the edit must give, by numpy alone
+    swapped[3:][labels0[3:] == p] = q
+    swapped[3:][labels0[3:] == q] = p
+    done = edit_tracks(out, "swap", p, q, t=3)
+    assert done.text == f"tracks {p} and {q} swapped from time point 3 on"
+    np.testing.assert_array_equal(_state(out)[0], swapped)
+    rows = _check_lineage(out)   # first and last time points as the voxels have them, mothers before daughters
+    assert rows[11][2] == p and rows[12][2] == p and rows[p][1] == rows[q + 1][0] - 1
+    edit_tracks(out, "undo", 0)
+    for x, y in zip(_state(out), (labels0, points0, lineage0)):
+        np.testing.assert_array_equal(x, y)
+    for args, msg in (((p, p), "cannot swap with itself"), ((p, 11), "must both be seen before time point 3"),
+                      ((p, q), "needs the time point")):
+        with pytest.raises(VolumeError, match=msg):
+            edit_tracks(out, "swap", *args, t=None if msg.startswith("needs") else 3)

@@ -24,7 +24,7 @@ def test_edit_tracks_widget_cuts_joins_and_undoes(make_napari_viewer, qtbot, tmp
     from halo_seg.tracking import track_objects
     from halo_seg.tracking.edit import edit_tracks
     from halo_seg.tracking.phantom import cell_timelapse
-    from napari_halo_seg._track_edit_widget import CUT, JOIN, NO_MOTHER, TrackEditWidget
+    from napari_halo_seg._track_edit_widget import CUT, JOIN, NO_MOTHER, SWAP, TrackEditWidget
     tl = cell_timelapse(seed=1)
     out = track_objects(tl.ids, tmp_path / "cells.zarr", objects_given=True, spacing=(2.0, 1.0, 1.0)).output
     ref = tmp_path / "ref.zarr"
@@ -67,6 +67,19 @@ def test_edit_tracks_widget_cuts_joins_and_undoes(make_napari_viewer, qtbot, tmp
     w.other.setValue(9)
     _apply(w, qtbot)
     assert w.status.text().startswith("failed: track 9 (time points 1 to 5) begins before track 3 ends")
+    # an id switch where two cells crossed, swapped back from the time point shown
+    w.op.setCurrentText(SWAP)
+    w.other.setValue(2)
+    viewer.dims.set_current_step(0, 4)
+    _apply(w, qtbot)
+    assert w.status.text().startswith("tracks 3 and 2 swapped from time point 4 on")
+    shown = np.asarray(labels.data).copy()
+    shown[4, 0, 0, 0] = 0
+    want_swap = original.copy()
+    want_swap[4:][original[4:] == 3], want_swap[4:][original[4:] == 2] = 2, 3
+    np.testing.assert_array_equal(shown, want_swap)
+    _apply(w, qtbot, undo=True)
+    w.other.setValue(9)
     # a division taken away, then every edit undone
     w.op.setCurrentText(NO_MOTHER)
     _apply(w, qtbot)

@@ -57,6 +57,8 @@ def cmd_track_edit(a) -> int:
         done = out.edit("join", *a.join)
     elif a.cut:
         done = out.edit("cut", *a.cut)
+    elif a.swap:
+        done = out.edit("swap", a.swap[0], a.swap[1], t=a.swap[2])
     elif a.mother:
         done = out.edit("mother", *a.mother)
     elif a.delete is not None:
@@ -94,6 +96,9 @@ def add_track_edit(sub) -> None:
     op.add_argument("--cut", nargs=2, type=int, metavar=("TRACK", "T"),
                     help="TRACK from time point T on is a new track (two cells' tracks swapped where they crossed: "
                          "cut both, then join the pieces the right way)")
+    op.add_argument("--swap", nargs=3, type=int, metavar=("A", "B", "T"),
+                    help="tracks A and B exchange from time point T on (their ids switched where the cells crossed; "
+                         "daughters born after T follow the cell they were born from)")
     op.add_argument("--mother", nargs=2, type=int, metavar=("MOTHER", "DAUGHTER"),
                     help="MOTHER divided into DAUGHTER (a division missed: MOTHER must end before DAUGHTER begins); "
                          "MOTHER 0: DAUGHTER has no mother (a division invented)")

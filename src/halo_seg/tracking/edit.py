@@ -81,13 +81,13 @@ class TrackOutput:
         self._apply(job, cancel)
         return job["text"]
 
-    def edit(self, op: str, a: int, b: int | None = None, cancel=None) -> Edited:
+    def edit(self, op: str, a: int, b: int | None = None, cancel=None, t: int | None = None) -> Edited:
         """``op``: "join" (track ``b`` continues track ``a``), "cut" (track ``a`` from time point
-        ``b`` on is a new track), "mother" (track ``a`` is track ``b``'s mother; ``a`` 0: none),
-        "delete" (track ``a``)."""
+        ``b`` on is a new track), "swap" (tracks ``a`` and ``b`` exchange from time point ``t``
+        on), "mother" (track ``a`` is track ``b``'s mother; ``a`` 0: none), "delete" (track ``a``)."""
         self.finish_pending(cancel)
         before, points = self.rows, self.points
-        after, relabels, text = plan(before, points, op, int(a), None if b is None else int(b))
+        after, relabels, text = plan(before, points, op, int(a), None if b is None else int(b), t)
         changed = {k: before.get(k) for k in set(before) | set(after) if before.get(k) != after.get(k)}
         depth = len(self.history)
         undo = {"text": text, "rows": {str(k): v for k, v in changed.items()},
@@ -232,10 +232,10 @@ class TrackOutput:
         del self.grp.attrs[PENDING]
 
 
-def edit_tracks(path, op: str, a: int, b: int | None = None, cancel=None) -> Edited:
+def edit_tracks(path, op: str, a: int, b: int | None = None, cancel=None, t: int | None = None) -> Edited:
     """One edit of the track output at ``path`` (see TrackOutput.edit), or ``op`` "undo"."""
     out = TrackOutput(path)
-    return out.undo(cancel) if op == "undo" else out.edit(op, a, b, cancel)
+    return out.undo(cancel) if op == "undo" else out.edit(op, a, b, cancel, t)
 
 
 def save_tracking(path, dest, cancel=None) -> Path:

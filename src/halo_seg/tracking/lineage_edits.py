@@ -39,7 +39,8 @@ def _daughters(rows: dict, track: int) -> list[int]:
     return sorted(k for k, (_, _, p) in rows.items() if p == track)
 
 
-def plan(rows: dict, points: np.ndarray, op: str, a: int, b: int | None = None) -> tuple[dict, list, str]:
+def plan(rows: dict, points: np.ndarray, op: str, a: int, b: int | None = None,
+         t: int | None = None) -> tuple[dict, list, str]:
     """The lineage after the edit ``op`` (rows {track: [first, last, parent]}), the relabellings
     [(old, new, t0, t1)] it needs, and what it does in words. ``points``: the Tracks rows (track,
     t, z, y, x), which say at which time points a track was seen (it may skip some: gap closing).
@@ -82,6 +83,8 @@ def plan(rows: dict, points: np.ndarray, op: str, a: int, b: int | None = None) 
             rows[d][2] = new
         rows[a][1] = int(mine[mine < t].max())
         return rows, [(a, new, t, la)], f"track {a} from time point {t} on is track {new}"
+    if op == "swap":   # a and b exchange what they are from time point t on (an id switch where cells crossed)
+        return _swap(rows, points, a, b, t)
     if op == "mother":  # a is b's mother (a = 0: b has none)
         fb, lb, pb = _track(rows, b)
         if a == 0:
@@ -104,7 +107,39 @@ def plan(rows: dict, points: np.ndarray, op: str, a: int, b: int | None = None) 
         del rows[a]
         return rows, [(a, 0, fa, la)], f"track {a} deleted (time points {fa} to {la})" + (
             f"; {plural(lost, 'track')} no longer {'has' if len(lost) == 1 else 'have'} a mother" if lost else "")
-    raise VolumeError(f"unknown edit {op!r}: join, cut, mother or delete")
+    raise VolumeError(f"unknown edit {op!r}: join, cut, swap, mother or delete")
+
+
+def _swap(rows: dict, points: np.ndarray, a: int, b: int, t: int | None) -> tuple[dict, list, str]:
+    if a == b:
+        raise VolumeError(f"a track cannot swap with itself (track {a} twice)")
+    if t is None:
+        raise VolumeError("a swap needs the time point from which the two tracks exchange")
+    t = int(t)
+    (fa, la, _), (fb, lb, _) = _track(rows, a), _track(rows, b)
+    if fa >= t or fb >= t:
+        raise VolumeError(f"tracks {a} ({fa} to {la}) and {b} ({fb} to {lb}) must both be seen before time point {t} "
+                          "to swap from there")
+    if la < t and lb < t:
+        raise VolumeError(f"neither track {a} ({fa} to {la}) nor {b} ({fb} to {lb}) is seen from time point {t} on: "
+                          "nothing to swap")
+    seen = {k: points[points[:, 0] == k, 1] for k in (a, b)}
+    for k, other in ((a, b), (b, a)):
+        rows[k][1] = int(max(seen[k][seen[k] < t].max(), seen[other].max() if seen[other].max() >= t else -1))
+    born = {k: [d for d in _daughters(rows, k)] for k in (a, b)}
+    for k, other, last in ((a, b, la), (b, a, lb)):
+        if last >= t:   # she divided after the swap point: her daughters follow her tail
+            for d in born[k]:
+                rows[d][2] = other
+    lost = [d for k in (a, b) for d in _daughters(rows, k) if rows[k][1] >= rows[d][0]]
+    for d in lost:   # a mother who no longer ends before her daughter begins
+        rows[d][2] = 0
+    top = max(la, lb)
+    tmp = max(rows) + 1   # a free id, for the moment the two are exchanged
+    text = f"tracks {a} and {b} swapped from time point {t} on"
+    if lost:
+        text += f"; {plural(sorted(lost), 'track')} no longer {'has' if len(lost) == 1 else 'have'} a mother"
+    return rows, [(a, tmp, t, top), (b, a, t, top), (tmp, b, t, top)], text
 
 
 def plural(ids, word) -> str:
