@@ -391,10 +391,9 @@ def timelapse(s):
     _shoot(viewer, w, "napari_timelapse.png")
 
 
-def tracking(_s):
-    """The Objects widget following the cells of the dividing-cells sample (moving, three dividing)
-    over its 12 time points: their labels a threshold of the movie (as a simple segmentation would
-    give), touching daughters split, shown in 3D at the last time point with each cell's path."""
+def _tracked_sample(dock_objects: bool):
+    """napari with the dividing-cells sample, its threshold labels followed over time by the
+    Objects widget (touching daughters split)."""
     from napari_halo_seg._objects_widget import ObjectsWidget
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1300, 800)
@@ -402,36 +401,38 @@ def tracking(_s):
     viewer.layers["dividing cells"].opacity = 0.4
     viewer.layers["dividing cells mask"].visible = False
     w = ObjectsWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Objects and measurements")
+    if dock_objects:
+        viewer.window.add_dock_widget(w, name="Objects and measurements")
     w.labels.setCurrentText("dividing cells mask")
     w.image.setCurrentText("dividing cells")
     w.split.setChecked(True)
     w.track.setChecked(True)
     w.run()
     _wait(w)
+    return viewer, w
+
+
+def _shoot_last_in_3d(viewer, w, name):
     viewer.dims.ndisplay = 3
     viewer.dims.set_current_step(0, 11)
     viewer.reset_view()
     viewer.camera.angles = (0, -35, 65)
-    _shoot(viewer, w, "napari_tracking.png")
+    _shoot(viewer, w, name)
+
+
+def tracking(_s):
+    """The Objects widget following the cells of the dividing-cells sample (moving, three dividing)
+    over its 12 time points: their labels a threshold of the movie (as a simple segmentation would
+    give), touching daughters split, shown in 3D at the last time point with each cell's path."""
+    viewer, w = _tracked_sample(dock_objects=True)
+    _shoot_last_in_3d(viewer, w, "napari_tracking.png")
 
 
 def track_edit(_s):
     """Edit tracks after the tracking above: a dividing cell's track picked, one daughter's mother
     taken away (a division the user judged invented), its path now apart from the mother's."""
-    from napari_halo_seg._objects_widget import ObjectsWidget
     from napari_halo_seg._track_edit_widget import NO_MOTHER, TrackEditWidget
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1300, 800)
-    viewer.open_sample("napari-halo-seg", "dividing_cells")
-    viewer.layers["dividing cells"].opacity = 0.4
-    viewer.layers["dividing cells mask"].visible = False
-    o = ObjectsWidget(viewer)
-    o.labels.setCurrentText("dividing cells mask")
-    o.split.setChecked(True)
-    o.track.setChecked(True)
-    o.run()
-    _wait(o)
+    viewer, _ = _tracked_sample(dock_objects=False)
     w = TrackEditWidget(viewer)
     viewer.window.add_dock_widget(w, name="Edit tracks")
     rows = w._rows
@@ -441,11 +442,7 @@ def track_edit(_s):
     w.op.setCurrentText(NO_MOTHER)
     w.run()
     _wait(w)
-    viewer.dims.ndisplay = 3
-    viewer.dims.set_current_step(0, 11)
-    viewer.reset_view()
-    viewer.camera.angles = (0, -35, 65)
-    _shoot(viewer, w, "napari_track_edit.png")
+    _shoot_last_in_3d(viewer, w, "napari_track_edit.png")
 
 
 if __name__ == "__main__":
