@@ -344,3 +344,37 @@ def test_two_tracks_swapped_where_cells_crossed_are_swapped_back_in_one_edit(tra
                       ((p, q), "needs the time point")):
         with pytest.raises(VolumeError, match=msg):
             edit_tracks(out, "swap", *args, t=None if msg.startswith("needs") else 3)
+
+
+def test_a_swap_stopped_between_its_relabellings_resumes_where_it_stopped(tracked, tmp_path, monkeypatch):
+    _, out = tracked
+    whole = tmp_path / "whole.zarr"
+    shutil.copytree(out, whole)
+    edit_tracks(whole, "swap", 2, 10, t=3)
+    import halo_seg.tracking.voxel_edits as voxel_edits
+    monkeypatch.setattr(voxel_edits, "SLAB_VOXELS", 64 * 64 * 4)   # 6 slabs a time point, 18 a relabelling
+    for stop_at in (25, 45):   # within the second (b -> a) and the third (free id -> b) of the three
+        shutil.rmtree(out)
+        shutil.copytree(whole, out)
+        edit_tracks(out, "undo", 0)
+        calls = []
+        with pytest.raises(InterruptedError):
+            edit_tracks(out, "swap", 2, 10, cancel=lambda: calls.append(1) or len(calls) > stop_at, t=3)
+        assert zarr.open_group(str(out), mode="r").attrs[PENDING]["done"] == stop_at // 18
+        TrackOutput(out).finish_pending()
+        for x, y in zip(_state(out), _state(whole)):
+            np.testing.assert_array_equal(x, y)
+    # stopped after its rows were written: not swapped back when finished
+    real = TrackOutput._apply
+
+    def dies_after_the_rows(self, job, cancel=None):
+        real(self, job, cancel)
+        self.grp.attrs[PENDING] = {**job, "done": 3, "points_done": True}
+    monkeypatch.setattr(TrackOutput, "_apply", dies_after_the_rows)
+    edit_tracks(out, "undo", 0)
+    monkeypatch.setattr(TrackOutput, "_apply", real)
+    TrackOutput(out).finish_pending()
+    edit_tracks(whole, "undo", 0)
+    for x, y in zip(_state(out), _state(whole)):
+        np.testing.assert_array_equal(x, y)
+

@@ -24,7 +24,6 @@ from .lineage_edits import lineage_array, division_count, plural, rows_of, rows_
 from .voxel_edits import SLAB_VOXELS, differences, points_after, points_at, set_voxels, relabel
 
 
-
 @dataclass
 class Edited:
     """What an edit did, in words (for the command line and the widget's status line)."""
@@ -188,9 +187,16 @@ class TrackOutput:
 
     def _apply(self, job: dict, cancel=None) -> None:
         self.grp.attrs[PENDING] = job   # written first: a stop from here on is finished by the next edit
-        for old, new, t0, t1 in job["relabels"]:
+        # each relabelling is idempotent alone, not a swap's three in a row (a -> free id, b -> a,
+        # free id -> b): those done are noted, so that one finished again resumes where it stopped
+        for k, (old, new, t0, t1) in enumerate(job["relabels"]):
+            if k < job.get("done", 0):
+                continue
             relabel(self.labels, int(old), int(new), int(t0), int(t1), cancel)
-        points = points_after(self.points, [tuple(r) for r in job["relabels"]])
+            if len(job["relabels"]) > 1:
+                job = {**job, "done": k + 1}
+                self.grp.attrs[PENDING] = job
+        points = self.points if job.get("points_done") else points_after(self.points, [tuple(r) for r in job["relabels"]])
         restore = job.get("restore")
         if restore:
             coords = np.asarray(self.grp[restore["array"]][...]).reshape(-1, 4)
@@ -221,15 +227,19 @@ class TrackOutput:
         if job.get("push") and len(history) == job["depth"]:
             history.append(job["push"])
         if job.get("pop") and len(history) == job["depth"]:
-            gone = history.pop()
-            kept = (gone.get("voxels") or gone.get("paint") or {}).get("array")
-            if kept and kept in self.grp:
-                del self.grp[kept]
+            history.pop()
         info.update(edits=history, tracks=len(rows), divisions=division_count(rows))
         self.grp.create_array("tracks", data=points.reshape(-1, 5), overwrite=True)
+        if len(job["relabels"]) > 1 and not job.get("points_done"):   # a swap's rows: not to be swapped twice
+            self.grp.attrs[PENDING] = {**job, "points_done": True}
         self.grp.create_array("lineage", data=lineage_array(rows), overwrite=True)
         self.grp.attrs[TRACKS] = info
         del self.grp.attrs[PENDING]
+        # what an undone edit kept (a deleted track's voxels, strokes' old ids) goes last: until the
+        # edit is whole, finishing it again may need them
+        kept = (job.get("restore") or job.get("paint") or {}).get("array") if job.get("pop") else None
+        if kept and kept in self.grp:
+            del self.grp[kept]
 
 
 def edit_tracks(path, op: str, a: int, b: int | None = None, cancel=None, t: int | None = None) -> Edited:
