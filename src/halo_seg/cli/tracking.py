@@ -28,7 +28,8 @@ def cmd_track(a) -> int:
         res = track_objects(a.labels, a.output, timepoints=a.timepoints, channel=a.channel, objects_given=a.ids,
                             classes=a.classes, min_voxels=a.min_voxels, connectivity=a.connectivity, split=a.split,
                             min_iou=a.min_iou, division_overlap=a.division_overlap, max_distance=a.max_distance,
-                            max_gap=a.max_gap, link=a.link, predict=a.predict, image=a.image, image_channel=a.image_channel, progress=progress)
+                            max_gap=a.max_gap, link=a.link, predict=a.predict, image=a.image,
+                            image_channel=a.image_channel, progress=progress)
     rows = per_track(res.table, res.lineage, res.spacing)
     if not a.quiet:
         print(format_tracks(rows, res.unit, most=a.rows))
@@ -87,15 +88,15 @@ def cmd_track_edit(a) -> int:
 
 
 def add_track_edit(sub) -> None:
-    e = sub.add_parser("track-edit", help="correct a tracking by hand: join, cut, name a mother, delete; undo")
+    e = sub.add_parser("track-edit", help="correct a tracking by hand: join, cut, swap, name a mother, delete, "
+                                          "corrected labels written back; undo")
     e.add_argument("tracks", help="a `halo-seg track` output (.zarr), changed in place; every edit can be undone")
     op = e.add_mutually_exclusive_group()
     op.add_argument("--join", nargs=2, type=int, metavar=("A", "B"),
                     help="track B continues track A (a track broken in two; A must end before B begins). A's "
                          "daughters lose their mother (the division that ended A was a mistake), B's become A's")
     op.add_argument("--cut", nargs=2, type=int, metavar=("TRACK", "T"),
-                    help="TRACK from time point T on is a new track (two cells' tracks swapped where they crossed: "
-                         "cut both, then join the pieces the right way)")
+                    help="TRACK from time point T on is a new track (one cell's track going on as another's)")
     op.add_argument("--swap", nargs=3, type=int, metavar=("A", "B", "T"),
                     help="tracks A and B exchange from time point T on (their ids switched where the cells crossed; "
                          "daughters born after T follow the cell they were born from)")
