@@ -1,8 +1,9 @@
 """Correcting a tracking by hand, in its output (``halo-seg track-edit``, napari's Edit tracks).
 
-A tracker's mistakes are few kinds: a track broken in two (join them), two cells' tracks swapped
-where they cross or one cell's track going on as another's (cut it, then join the pieces right),
-a division missed or invented (name or clear a mother), debris followed as a cell (delete it).
+A tracker's mistakes are few kinds: a track broken in two (join them), two cells' ids switched
+where they crossed (swap them from there), one cell's track going on as another's (cut it, join
+the pieces right), a division missed or invented (name or clear a mother), debris followed as a
+cell (delete it), a cell missed or merged (paint it, and write the strokes in).
 Each edit here changes the lineage, the Tracks rows and the voxels of the time points the edited
 track spans, nothing else; and each can be undone, most recent first.
 

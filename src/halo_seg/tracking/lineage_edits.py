@@ -54,8 +54,8 @@ def plan(rows: dict, points: np.ndarray, op: str, a: int, b: int | None = None,
         fb, lb, pb = _track(rows, b)
         if fb <= la:
             raise VolumeError(f"track {b} (time points {fb} to {lb}) begins before track {a} ends ({fa} to {la}): "
-                              f"a track can continue only one that ended before it; cut track {a} at {fb} first "
-                              "if the two were swapped")
+                              f"a track can continue only one that ended before it; if the two cells' ids were "
+                              f"switched where they crossed, swap tracks {a} and {b} from time point {fb}")
         lost = [d for d in _daughters(rows, a) if d != b]   # a no longer ends: it did not divide
         for d in lost:
             rows[d][2] = 0
