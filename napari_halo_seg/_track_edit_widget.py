@@ -79,8 +79,7 @@ def _save_in_worker(path, dest, in_memory, spacing, cancel):
         from halo_seg.tracking.edit import TrackOutput, save_tracking
         out = TrackOutput(path)
         shown = None
-        if in_memory is not None and out.differs(in_memory, cancel):
-            out.paint(in_memory, cancel)
+        if in_memory is not None and out.paint(in_memory, cancel, nothing_is_error=False) is not None:
             shown = read_back(path, spacing, cancel)
         return (save_tracking(path, dest, cancel), shown), None
     except Exception as exc:   # shown in the status line; nothing is written but whole

@@ -123,31 +123,20 @@ class TrackOutput:
         return Edited(job["text"], tuple(last["span"]) if last.get("span") else None, len(rows), division_count(rows),
                       [tuple(r) for r in last["relabels"]], voxels)
 
-    def differs(self, labels, cancel=None) -> bool:
-        """Whether a copy of the labels (napari's layer) holds anything the output does not."""
-        from ..io.labels import slabs
-        if tuple(labels.shape) != tuple(self.labels.shape):
-            return True
-        step, starts = slabs(self.labels.shape[1:], SLAB_VOXELS)
-        for t in range(self.labels.shape[0]):
-            for z0 in starts:
-                if cancel is not None and cancel():
-                    raise InterruptedError("stopped while comparing the labels")
-                if not np.array_equal(np.asarray(self.labels[t, z0:z0 + step]), np.asarray(labels[t, z0:z0 + step])):
-                    return True
-        return False
-
-    def paint(self, labels, cancel=None) -> Edited:
+    def paint(self, labels, cancel=None, nothing_is_error: bool = True) -> Edited | None:
         """What was painted into a copy of the labels (napari's brush on the tracked layer) written
         into the output: the voxels that differ, the Tracks rows of their time points counted
         again, each track's first and last time point from them (an id painted anew is a track of
         its own; one painted away is gone; a mother no longer ending before her daughter begins
-        is no longer her mother). Undone as any edit."""
+        is no longer her mother). Undone as any edit. Labels holding what the output has: an
+        error, or with ``nothing_is_error`` False, None."""
         self.finish_pending(cancel)
         if tuple(labels.shape) != tuple(self.labels.shape):
             raise VolumeError(f"the painted labels are {tuple(labels.shape)}, the tracking's {tuple(self.labels.shape)}")
         changes = differences(self.labels, labels, cancel)
         if not len(changes):
+            if not nothing_is_error:
+                return None
             raise VolumeError("nothing painted: the labels hold what the tracking has")
         if changes[:, 5].min() < 0 or changes[:, 5].max() > np.iinfo(np.uint32).max:
             raise VolumeError("painted ids must be between 0 and 4294967295")
