@@ -195,15 +195,16 @@ def _timed_place(raw, p: Path) -> tuple[dict, dict]:
 def _finish_track_edit(p: Path) -> None:
     """A track output whose last edit stopped half way (napari or the command killed): finished
     before it is shown, as `halo-seg track-edit` would, so that no cell shows in two tracks."""
-    if not (p.is_dir() and (p / "zarr.json").exists()):
+    if not is_zarr_dir(p):
         return
-    import json
     import warnings
+
+    import zarr
 
     from halo_seg.io.track_output import PENDING
     try:
-        attrs = json.loads((p / "zarr.json").read_text()).get("attributes", {})
-    except (OSError, ValueError):
+        attrs = zarr.open_group(str(p), mode="r").attrs
+    except Exception:
         return   # not this reader's to judge: file_contents says what is wrong
     if attrs.get(PENDING):
         from halo_seg.tracking.edit import TrackOutput

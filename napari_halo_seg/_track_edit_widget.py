@@ -56,13 +56,13 @@ def read_back(path, spacing, cancel=None) -> tuple:
     import zarr
 
     from halo_seg.io.track_output import track_points
-    from halo_seg.tracking.edit import TrackOutput
+    from halo_seg.tracking.lineage_edits import rows_of
     from halo_seg.tracking.summary import per_track, track_table
     grp = zarr.open_group(str(path), mode="r")
     points, graph = track_points(path)
     lineage = np.asarray(grp["lineage"][...]).reshape(-1, 4)
     rows = per_track(track_table(grp["labels"], points, spacing, cancel), lineage, spacing)
-    return points, graph, rows, TrackOutput(path).rows
+    return points, graph, rows, rows_of(lineage)
 
 
 def _in_memory(layer):
