@@ -126,7 +126,7 @@ def _swap(rows: dict, points: np.ndarray, a: int, b: int, t: int | None) -> tupl
     seen = {k: points[points[:, 0] == k, 1] for k in (a, b)}
     for k, other in ((a, b), (b, a)):
         rows[k][1] = int(max(seen[k][seen[k] < t].max(), seen[other].max() if seen[other].max() >= t else -1))
-    born = {k: [d for d in _daughters(rows, k)] for k in (a, b)}
+    born = {k: _daughters(rows, k) for k in (a, b)}
     for k, other, last in ((a, b, la), (b, a, lb)):
         if last >= t:   # she divided after the swap point: her daughters follow her tail
             for d in born[k]:
