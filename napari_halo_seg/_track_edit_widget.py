@@ -103,8 +103,9 @@ class TrackEditWidget(BackgroundWidget):
         self.undo_btn = QPushButton("Undo")
         self.undo_btn.clicked.connect(self.undo)
         self.paint_btn = QPushButton("Write strokes")
-        self.paint_btn.setToolTip("what the brush and eraser changed on the layer written into the tracking (a cell "
-                                  "missed, painted in a track's colour; a merge cut apart): its rows and lineage follow")
+        self.paint_btn.setToolTip("what the brush and eraser changed on the layer written into the tracking (a "
+                                  "cell missed, painted in a track's colour; a merge cut apart): its rows and "
+                                  "lineage follow")
         self.paint_btn.clicked.connect(self.write_strokes)
         self.save_btn = QPushButton("Save tracking ...")
         self.save_btn.setToolTip("a copy as NAME.zarr (further edits go there), or any other name: a Cell Tracking "
@@ -112,7 +113,8 @@ class TrackEditWidget(BackgroundWidget):
         self.save_btn.clicked.connect(lambda: self.save())
         self._rows = {}
         self._lay_out(form_of(("tracked labels", self.tracked), ("track", self.track), ("edit", self.op),
-                              ("other track", self.other), ("", self.about)), self.undo_btn, self.paint_btn, self.save_btn)
+                              ("other track", self.other), ("", self.about)),
+                      self.undo_btn, self.paint_btn, self.save_btn)
         self.status.setText("pick a track (colour picker, or its id), choose the edit, then Apply")
         self.tracked.currentTextChanged.connect(self._chosen)
         self.track.valueChanged.connect(self._describe)

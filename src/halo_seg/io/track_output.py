@@ -13,6 +13,12 @@ TRACKS = "halo_seg_tracks"   # the group attribute that marks a track output
 PENDING = "halo_seg_track_edit"   # an edit (tracking.edit) written down, its voxels perhaps not all changed yet
 
 
+def in_order(points: np.ndarray) -> np.ndarray:
+    """Tracks rows (track, t, z, y, x) by time point, then track: the order `track` writes them in
+    and every edit keeps."""
+    return points[np.lexsort((points[:, 0], points[:, 1]))]
+
+
 def is_tracks(attrs: dict) -> bool:
     return isinstance(attrs.get(TRACKS), dict)
 

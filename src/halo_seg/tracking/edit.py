@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.track_output import PENDING, TRACKS
+from ..io.track_output import PENDING, TRACKS, in_order
 from ..io.volume import VolumeError
 from .lineage_edits import lineage_array, division_count, plural, rows_of, rows_from_points, span_of, plan
 from .voxel_edits import SLAB_VOXELS, differences, points_after, points_at, set_voxels, relabel
@@ -132,7 +132,8 @@ class TrackOutput:
         error, or with ``nothing_is_error`` False, None."""
         self.finish_pending(cancel)
         if tuple(labels.shape) != tuple(self.labels.shape):
-            raise VolumeError(f"the painted labels are {tuple(labels.shape)}, the tracking's {tuple(self.labels.shape)}")
+            raise VolumeError(f"the painted labels are {tuple(labels.shape)}, "
+                              f"the tracking's {tuple(self.labels.shape)}")
         changes = differences(self.labels, labels, cancel)
         if not len(changes):
             if not nothing_is_error:
@@ -150,7 +151,8 @@ class TrackOutput:
         new = sorted(set(after) - set(before))
         gone = sorted(set(before) - set(after))
         text = (f"painted {len(changes)} voxels at time points {times[0]} to {times[-1]}"
-                + (f"; {plural(new, 'new track')}" if new else "") + (f"; {plural(gone, 'track')} gone" if gone else ""))
+                + (f"; {plural(new, 'new track')}" if new else "")
+                + (f"; {plural(gone, 'track')} gone" if gone else ""))
         span = (times[0], times[-1])
         undo = {"text": text, "rows": {str(k): v for k, v in changed.items()}, "relabels": [], "span": span,
                 "paint": {"array": name}}
@@ -186,7 +188,8 @@ class TrackOutput:
             if len(job["relabels"]) > 1:
                 job = {**job, "done": k + 1}
                 self.grp.attrs[PENDING] = job
-        points = self.points if job.get("points_done") else points_after(self.points, [tuple(r) for r in job["relabels"]])
+        points = self.points if job.get("points_done") else points_after(self.points,
+                                                                         [tuple(r) for r in job["relabels"]])
         restore = job.get("restore")
         if restore:
             coords = np.asarray(self.grp[restore["array"]][...]).reshape(-1, 4)
@@ -195,7 +198,7 @@ class TrackOutput:
                 set_voxels(self.labels, t, c[:, 1:], restore["track"])
             points = np.concatenate([points[points[:, 0] != restore["track"]],   # not twice, when finished again
                                      np.asarray(restore["points"], float).reshape(-1, 5)])
-            points = points[np.lexsort((points[:, 0], points[:, 1]))]
+            points = in_order(points)
         painted = job.get("paint")
         if painted:   # rows t, z, y, x, old id, new id: the new ids set (or, undoing, the old ones)
             changes = np.asarray(self.grp[painted["array"]][...]).reshape(-1, 6)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.track_output import TRACKS
+from ..io.track_output import TRACKS, in_order
 from ..io.volume import VolumeError
 from .frames import SLAB_VOXELS, frame_objects, frame_overlaps
 from .link import Linker
@@ -112,8 +112,8 @@ class _Input:
 def track_objects(source, out, timepoints=None, channel=None, objects_given: bool = False, classes=None,
                   min_voxels: int = 0, connectivity: int = 1, split: float | None = None, min_iou: float = 0.1,
                   division_overlap: float = 0.2, max_distance: float | None = None, max_gap: int = 1,
-                  link: str = "overlap", predict: bool = True, spacing=None, unit: str | None = None, image=None, image_channel=None,
-                  progress=None, cancel=None) -> TrackResult:
+                  link: str = "overlap", predict: bool = True, spacing=None, unit: str | None = None, image=None,
+                  image_channel=None, progress=None, cancel=None) -> TrackResult:
     """Track the objects of a time-lapse's labels ``source`` into the zarr group ``out``.
 
     ``source``: a path (a `segment --timepoint all` output, or a labels file with a t axis; its
@@ -123,10 +123,10 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
     ``connectivity``, ``split`` as in halo_seg.instances), or with ``objects_given`` its ids as they
     are (touching cells kept apart by the tool that numbered them). Linking: tracking.link
     (``link`` "overlap" or "distance", ``min_iou``, ``division_overlap``, ``max_distance`` in the
-    spacing's units, ``max_gap`` time points; ``predict``: distances are from where each track's steps so far
-    predict it, as much of its last step as the cells keep, fitted to the tracks). ``image``: measured under each object (mean, std,
-    ...) in the table. ``progress(done, total)`` after each time point; ``cancel()`` True stops
-    between slabs; then, as on any error, nothing is written.
+    spacing's units, ``max_gap`` time points; ``predict``: distances are from where each track's
+    steps so far predict it, as much of its last step as the cells keep, fitted to the tracks).
+    ``image``: measured under each object (mean, std, ...) in the table. ``progress(done, total)``
+    after each time point; ``cancel()`` True stops between slabs; then, as on any error, nothing is written.
     """
     start = time.perf_counter()
     out = Path(out)
@@ -210,9 +210,7 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, objects_given, cl
     lineage = np.array([[k, *v] for k, v in sorted(linker.lineage.items())], np.int64).reshape(-1, 4)
     table = _with_tracks(by_timepoint(tables), lineage)
     grp = zarr.open_group(str(out), mode="r+")
-    points = np.concatenate(rows) if rows else np.zeros((0, 5))
-    points = points[np.lexsort((points[:, 0], points[:, 1]))]   # by time point, then track: as edits keep them
-    grp.create_array("tracks", data=points, overwrite=True)
+    grp.create_array("tracks", data=in_order(np.concatenate(rows) if rows else np.zeros((0, 5))), overwrite=True)
     grp.create_array("lineage", data=lineage, overwrite=True)
     grp.attrs[TRACKS] = {"input": str(src.source) if src.is_path else "an array", "timepoints": src.n,
                          "tracked": list(src.chosen), "tracks": len(lineage), "divisions": linker.divisions,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..io.track_output import in_order
+
 SLAB_VOXELS = 1 << 24
 
 
@@ -50,7 +52,7 @@ def points_after(points: np.ndarray, relabels: list) -> np.ndarray:
         at = (points[:, 0] == old) & (points[:, 1] >= t0) & (points[:, 1] <= t1)
         points[at, 0] = new
     points = points[points[:, 0] > 0]
-    return points[np.lexsort((points[:, 0], points[:, 1]))]
+    return in_order(points)
 
 
 def set_voxels(labels, t: int, zyx: np.ndarray, ids) -> None:
@@ -103,4 +105,4 @@ def points_at(labels, times, points: np.ndarray, cancel=None) -> np.ndarray:
         objs = frame_objects(_TimePoint(labels, int(t)), int(t), cancel=cancel)
         kept.append(np.column_stack([objs.ids.astype(float), np.full(len(objs.ids), float(t)), objs.centroids]))
     out = np.concatenate(kept).reshape(-1, 5)
-    return out[np.lexsort((out[:, 0], out[:, 1]))]
+    return in_order(out)
