@@ -3,7 +3,7 @@ make the true links, on procedural moving and dividing cells whose true tracks a
 not used to choose the defaults), for the default linking, its options and a point tracker's
 centroid-only linking; and the seconds per time point on a large frame.
 
-    .venv/bin/python benchmarks/tracking.py [--seeds 10] [--repeat 3] [--large 64 256 256]
+    .venv/bin/python benchmarks/tracking.py [--seeds 10] [--repeat 3] [--large 64 256 256] [--seed0 100] [--no-speed]
 """
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ VARIANTS = {
     "+ max distance 8, not predicted (--no-predict)": {"max_distance": 8.0, "predict": False},
     "centroid distance only, not predicted (--no-predict)": {"link": "distance", "max_distance": 8.0,
                                                              "predict": False},
+    "+ max distance 8, no divisions by size (--no-distance-divisions)": {"max_distance": 8.0,
+                                                                         "distance_divisions": False},
+    "centroid distance only, no divisions by size (--no-distance-divisions)": {
+        "link": "distance", "max_distance": 8.0, "distance_divisions": False},
 }
 
 
@@ -39,7 +43,7 @@ def _dropped(ids: np.ndarray, share: float, seed: int) -> np.ndarray:
     return out
 
 
-def accuracy(seeds: int, tmp: Path) -> list[dict]:
+def accuracy(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
     from halo_seg.tracking import track_objects
     from halo_seg.tracking.phantom import cell_timelapse, link_scores, relabelled
     scenarios = {
@@ -53,7 +57,7 @@ def accuracy(seeds: int, tmp: Path) -> list[dict]:
     for scen, cfg in scenarios.items():
         for name, kw in VARIANTS.items():
             scores = []
-            for s in range(SEED0, SEED0 + seeds):
+            for s in range(seed0, seed0 + seeds):
                 tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, divisions=4,
                                     speed=cfg["speed"], seed=s, persistence=cfg.get("persistence", 0.8))
                 ids = _dropped(tl.ids, cfg.get("drop", 0.0), s)
@@ -113,17 +117,19 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--large", type=int, nargs=3, default=[64, 256, 256])
+    ap.add_argument("--seed0", type=int, default=SEED0, help="the first seed (default %(default)s)")
+    ap.add_argument("--no-speed", action="store_true", help="the accuracy part only")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "tracking.json"))
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         print(f"procedural dividing cells: 10 time points of 32 x 96 x 96, 16 cells of radius 4.5, 4 divisions; "
-              f"means over seeds {SEED0}-{SEED0 + a.seeds - 1}")
+              f"means over seeds {a.seed0}-{a.seed0 + a.seeds - 1}")
         print("| scenario | linking | links found | links right | divisions found | divisions right | whole tracks "
               "| cells matched |")
         print("|---|---|---|---|---|---|---|---|")
-        acc = accuracy(a.seeds, Path(tmp))
-        spd = speed(a.large, a.repeat, Path(tmp))
-    return save_results(a.out, {"seeds": [SEED0, SEED0 + a.seeds - 1], "large": a.large, "repeat": a.repeat},
+        acc = accuracy(a.seeds, Path(tmp), a.seed0)
+        spd = [] if a.no_speed else speed(a.large, a.repeat, Path(tmp))
+    return save_results(a.out, {"seeds": [a.seed0, a.seed0 + a.seeds - 1], "large": a.large, "repeat": a.repeat},
                         [{"part": "accuracy", **r} for r in acc] + [{"part": "speed", **r} for r in spd])
 
 

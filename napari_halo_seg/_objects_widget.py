@@ -13,7 +13,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPushButton, QSpinBox
+from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit, QPushButton, QSpinBox
 
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
@@ -86,9 +86,20 @@ class ObjectsWidget(BackgroundWidget):
         self.track = QCheckBox("follow them over time (tracks, lineage)")
         self.track.setToolTip("labels with time points (T, Z, Y, X): each object keeps one id from time point to "
                               "time point, a dividing cell's daughters get ids of their own (halo_seg.tracking)")
+        self.max_distance = QDoubleSpinBox()
+        self.max_distance.setRange(0.0, 1e6)
+        self.max_distance.setDecimals(2)
+        self.max_distance.setSpecialValueText("off")   # at 0
+        self.max_distance.setToolTip("tracking: how far a cell may move between time points, in the layer's units; "
+                                     "objects no overlap paired are paired by nearest centroid, measured from where "
+                                     "each cell's steps predict it, and a daughter too far to overlap her mother is "
+                                     "told by her and her sister's sizes and places")
+        self.by_distance = QCheckBox("link by distance alone (cells moving further than their radius)")
+        self.by_distance.setToolTip("tracking: pair by nearest centroid within the max distance only, as point "
+                                    "trackers do, rather than by overlap first")
         form = form_of(("labels", self.labels), ("image (intensity)", self.image), ("classes", self.classes),
                        ("min voxels", self.min_voxels), ("connectivity", self.connectivity), ("", self.split),
-                       ("", self.track))
+                       ("", self.track), ("max distance", self.max_distance), ("", self.by_distance))
         self.measure_btn = QPushButton("Measure labels as they are")
         self.measure_btn.clicked.connect(self.measure)
         self.save_btn = QPushButton("Save table (CSV)")
@@ -123,11 +134,17 @@ class ObjectsWidget(BackgroundWidget):
                 self.status.setText(f"error: {layer.name} has no time points to follow objects over; tracking takes "
                                     "a time-lapse's labels (T, Z, Y, X)")
                 return
+            reach = self.max_distance.value() or None
+            if self.by_distance.isChecked() and reach is None:
+                self.status.setText("error: linking by distance alone needs a max distance: how far a cell may move "
+                                    "between time points")
+                return
             self._start(f"following the objects of {layer.name} over its {data.shape[0]} time points ...",
                         track_series, data, out.with_name(f"{layer.name}_tracks.zarr"), tuple(layer.scale[-3:]),
                         layer_unit(layer), image, self.progress_callback, self._cancel.is_set, classes=classes,
                         min_voxels=self.min_voxels.value(), split=self.split.isChecked(),
-                        connectivity=self.connectivity.currentIndex() + 1,
+                        connectivity=self.connectivity.currentIndex() + 1, max_distance=reach,
+                        link="distance" if self.by_distance.isChecked() else "overlap",
                         on_done=lambda outcome: self._tracks_done(outcome, layer))
             return
         if data.ndim == 4:

@@ -133,6 +133,50 @@ def test_a_crawling_cell_is_paired_where_its_steps_predict_it_not_with_a_newcome
     assert ids[3] == {1: 1, 2: 2} and linker.persistence() == pytest.approx(1.0)
 
 
+def test_a_fast_cell_dividing_away_from_where_it_was_is_told_by_its_daughters_sizes_and_places():
+    shape = (12, 20, 64)
+    mother = [_ball(shape, (6, 10, x), 4) for x in (6, 16, 26)]   # a cell crawling 10 voxels a time point
+    # then two daughters of half the volume about where her next step takes her (36): no overlap with 26
+    halves = _ball(shape, (6, 10, 33), 3.2, 1) + _ball(shape, (6, 10, 40), 3.2, 2)
+    frames = mother + [halves, _ball(shape, (6, 10, 43), 3.2, 1) + _ball(shape, (6, 10, 50), 3.2, 2)]   # moving on
+    ids, linker = _step_all(frames, link="distance", max_distance=12.0)
+    assert linker.divisions == 1 and linker.lineage == {1: [0, 2, 0], 2: [3, 4, 1], 3: [3, 4, 1]}
+    assert sorted(ids[3].values()) == [2, 3] and ids[4] == ids[3]
+    # the daughters go on from their mother's last step, the one to their centroid (26 -> 36.5)
+    _, linker = _step_all(mother + [halves], link="distance", max_distance=12.0)
+    for k in (2, 3):
+        np.testing.assert_allclose(linker._velocity[k], [0, 0, 10.5], atol=1e-6)
+    # also when overlap linking leaves them to distance pairing
+    _, linker = _step_all(frames, max_distance=12.0)
+    assert linker.divisions == 1 and linker.lineage[1] == [0, 2, 0]
+    # turned off, one daughter continues the track and the other is a new cell, as before
+    _, linker = _step_all(frames, link="distance", max_distance=12.0, distance_divisions=False)
+    assert linker.divisions == 0 and linker.lineage[1] == [0, 4, 0] and linker.lineage[2][2] == 0
+    # a cell continuing at its size, a small newcomer beside it: no division
+    grown = _ball(shape, (6, 10, 36), 4, 1) + _ball(shape, (6, 10, 45), 3.2, 2)
+    _, linker = _step_all(mother + [grown], link="distance", max_distance=12.0)
+    assert linker.divisions == 0 and linker.lineage[1] == [0, 3, 0]
+    # two halves far apart (more than 3 of the mother's radii) are no sisters
+    apart = _ball(shape, (6, 10, 29), 3.2, 1) + _ball(shape, (6, 10, 43), 3.2, 2)
+    _, linker = _step_all(mother + [apart], link="distance", max_distance=12.0)
+    assert linker.divisions == 0
+
+
+def test_divisions_of_cells_moving_further_than_their_radius_are_found_against_the_truth(tmp_path):
+    tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, divisions=4, speed=5.0, seed=2)
+    scores = {}
+    for on in (True, False):
+        res = track_objects(relabelled(tl.ids, 2), tmp_path / "t.zarr", objects_given=True, link="distance",
+                            max_distance=8.0, distance_divisions=on)
+        found = zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...]
+        scores[on] = link_scores(tl.ids, found, tl.lineage, res.lineage)
+        assert zarr.open_group(str(tmp_path / "t.zarr")).attrs["halo_seg_tracks"]["distance_divisions"] is on
+    assert scores[False]["divisions"] == 0.0 and scores[True]["true_divisions"] == 4
+    assert scores[True]["divisions"] >= 0.75 and scores[True]["divisions_right"] == 1.0
+    assert scores[True]["links"] > scores[False]["links"]
+    assert scores[True]["whole_tracks"] >= scores[False]["whole_tracks"]
+
+
 def test_the_persistence_predicted_is_fitted_to_the_cells_steps():
     for persistence, lo, hi in ((0.8, 0.5, 1.0), (0.0, 0.0, 0.15)):
         tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, speed=5.0, seed=3,
@@ -315,6 +359,11 @@ def test_the_track_command(tmp_path, capsys):
     assert main(["info", str(tmp_path / "t.zarr")]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["tracked"]["tracks"] == report["tracks"] and "give one time point" in info["choose"]
+    for flag, on in (([], True), (["--no-distance-divisions"], False)):
+        assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "v.zarr"), "--link", "distance",
+                     "--max-distance", "8", "--quiet"] + flag) == 0
+        assert zarr.open_group(str(tmp_path / "v.zarr")).attrs["halo_seg_tracks"]["distance_divisions"] is on
+    capsys.readouterr()
     assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "u.zarr"), "--ids", "--classes", "1"]) == 2
     assert "ids are taken as the objects" in capsys.readouterr().err
 

@@ -48,6 +48,37 @@ def test_objects_widget_tracks_a_time_lapse(make_napari_viewer, qtbot, tmp_path)
     assert w.worker is None and "no time points to follow" in w.status.text() and len(viewer.layers) == n + 1
 
 
+def test_objects_widget_links_fast_cells_by_distance(make_napari_viewer, qtbot, tmp_path):
+    """The max distance and distance-alone fields reach the engine: the layer equals the engine's
+    tracking with the same settings, which differs from overlap linking's on cells moving further
+    than their radius."""
+    import zarr
+
+    from halo_seg.tracking import track_objects
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, divisions=4, speed=5.0, seed=2)
+    viewer = make_napari_viewer()
+    masks = (tl.ids > 0).astype(np.uint8)
+    viewer.add_labels(masks, name="cells")
+    w = ObjectsWidget(viewer)
+    w.labels.setCurrentText("cells")
+    w.track.setChecked(True)
+    w.split.setChecked(True)   # daughters touch at birth
+    w.by_distance.setChecked(True)
+    w.run()   # no max distance: said, nothing started
+    assert w.worker is None and "needs a max distance" in w.status.text()
+    w.max_distance.setValue(8.0)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    ref = track_objects(masks, tmp_path / "ref.zarr", link="distance", max_distance=8.0, split=0.25)
+    overlap = track_objects(masks, tmp_path / "overlap.zarr", split=0.25)
+    assert f"{ref.tracks} tracks, {ref.divisions} divisions" in w.status.text(), w.status.text()
+    want = zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...]
+    np.testing.assert_array_equal(np.asarray(viewer.layers["cells tracked"].data), want)
+    assert not np.array_equal(want, zarr.open_group(str(tmp_path / "overlap.zarr"))["labels"][...])
+
+
 def test_objects_widget_tracking_cancelled_adds_nothing(make_napari_viewer, qtbot):
     from halo_seg.tracking.phantom import cell_timelapse
     from napari_halo_seg._objects_widget import ObjectsWidget

@@ -28,7 +28,8 @@ def cmd_track(a) -> int:
         res = track_objects(a.labels, a.output, timepoints=a.timepoints, channel=a.channel, objects_given=a.ids,
                             classes=a.classes, min_voxels=a.min_voxels, connectivity=a.connectivity, split=a.split,
                             min_iou=a.min_iou, division_overlap=a.division_overlap, max_distance=a.max_distance,
-                            max_gap=a.max_gap, link=a.link, predict=a.predict, image=a.image,
+                            max_gap=a.max_gap, link=a.link, predict=a.predict,
+                            distance_divisions=a.distance_divisions, image=a.image,
                             image_channel=a.image_channel, progress=progress)
     rows = per_track(res.table, res.lineage, res.spacing)
     if not a.quiet:
@@ -141,11 +142,16 @@ def add_track(sub) -> None:
     o.add_argument("--link", choices=["overlap", "distance"], default="overlap",
                    help="overlap (default): an object continues as the one it overlaps most, and divisions are "
                         "found; distance: by nearest centroid within --max-distance alone, as point trackers do, "
-                        "for cells moving further than their radius between time points (no divisions)")
+                        "for cells moving further than their radius between time points (divisions then told by "
+                        "the daughters' sizes and places; --no-distance-divisions)")
     o.add_argument("--no-predict", dest="predict", action="store_false",
                    help="pair by distance (--max-distance, --link distance) from where each cell was, not from where "
                         "its last step predicts it (by default as much of that step as the cells keep from one step "
                         "to the next, fitted to the tracks: cells crawling on keep most of it, a random walk none)")
+    o.add_argument("--no-distance-divisions", dest="distance_divisions", action="store_false",
+                   help="with --max-distance or --link distance, call a division only where a daughter overlaps her "
+                        "mother (by default also where, too far to overlap, a daughter and her sister are each at "
+                        "most 0.8 of the mother's volume, together 0.5 to 1.5 of it, near where she was predicted)")
     o.add_argument("--max-gap", type=int, default=1,
                    help="a track continues after up to this many time points its object was missing from (default 1)")
     o.add_argument("--image", default=None, help="the time-lapse itself: each object's intensity (mean, std, ...) in "

@@ -19,9 +19,14 @@ thousand cells never builds one large matrix). What the assignment leaves, in th
 - with ``max_distance``, objects left on both sides are paired by centroid distance (physical
   units), for cells that move further than they overlap; ``link="distance"`` pairs by distance
   alone, as point trackers do (better for cells moving further than their radius between time
-  points, benchmarks/README.md; no divisions then); with ``predict``, the distance is from where
-  the track's last step takes it, as much of that step as cells keep from one step to the next
-  (fitted to the tracks linked so far: cells crawling on keep most of it, a random walk none);
+  points, benchmarks/README.md); with ``predict``, the distance is from where the track's last
+  step takes it, as much of that step as cells keep from one step to the next (fitted to the
+  tracks linked so far: cells crawling on keep most of it, a random walk none; a mother's last
+  step is to her daughters' centroid, and they go on from it);
+- then, with ``distance_divisions``, an object still left may be the second daughter of a track
+  continued at this time point, though too far to overlap her: both are each at most
+  DAUGHTER_MAX of the mother's volume and together DAUGHTERS_SUM of it (a cell that merely moved
+  on keeps its size), near where she was predicted and within SISTER_RADII of her radii apart;
 - anything else starts a new track.
 
 This module only decides: the frames are read, compared and written by tracking.run.
@@ -31,6 +36,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+DAUGHTER_MAX = 0.8          # of the mother's volume, each daughter at most (divisions by distance)
+DAUGHTERS_SUM = (0.5, 1.5)  # of the mother's volume, both daughters together
+SISTER_RADII = 3.0          # of the mother's radius, how far apart sisters may be
 
 
 @dataclass
@@ -96,6 +106,7 @@ class Linker:
     max_gap: int = 1
     link: str = "overlap"     # or "distance": a point tracker's pairing by centroids alone, no divisions
     predict: bool = True      # pair by distance from where each track's steps so far predict it
+    distance_divisions: bool = True   # with max_distance: divisions told by the daughters' sizes and places too
     lineage: dict = field(default_factory=dict)
     divisions: int = 0
     _last: tuple = (None, None)   # the time point stepped last, and its objects' tracks in the order of their ids
@@ -172,18 +183,21 @@ class Linker:
             for j, (v, i) in best.items():
                 if v >= self.division_overlap and i in succ:
                     daughters.setdefault(i, []).append(j)
-            for i, js in daughters.items():
-                mother = int(before[i])
-                for j in [succ.pop(i)] + js:
-                    parents[j] = mother
-                self.divisions += 1
+            for i in list(daughters):
+                daughters[i] = self._divide(i, daughters[i], succ, parents)
         if prev is not None and len(prev.ids) and n and self.max_distance is not None:
             self._pair_by_distance(prev, cur, succ, set(daughters), set(parents) | set(links))
+            if self.distance_divisions:
+                for i, j in self._divide_by_distance(prev, cur, succ, set(daughters), set(parents) | set(links)):
+                    daughters[i] = self._divide(i, [j], succ, parents)
         if self.predict and prev is not None:
             gap = max(1, t - prev.t)
-            for i, j in succ.items():
+            # a mother's last step is to her daughters' centroid (by volume: where she would be), which
+            # they go on from
+            for i, js in [(i, [j]) for i, j in succ.items()] + list(daughters.items()):
                 k = int(before[i])
-                step = (cur.centroids[j] - prev.centroids[i]) / gap
+                w = cur.voxels[js].astype(float)
+                step = ((cur.centroids[js] * w[:, None]).sum(0) / w.sum() - prev.centroids[i]) / gap
                 if k in self._velocity:   # how much of a step the next one keeps, over every track so far
                     self._persist[0] += float(step @ self._velocity[k])
                     self._persist[1] += float(self._velocity[k] @ self._velocity[k])
@@ -210,6 +224,59 @@ class Linker:
         self._steps += 1
         return tracks
 
+    def _divide(self, i: int, js: list, succ: dict, parents: dict) -> list:
+        """prev's object ``i`` divided: her successor and ``js`` in cur are her daughters (returned)."""
+        mother = int(self._last[1][i])
+        family = [succ.pop(i)] + list(js)
+        for j in family:
+            parents[j] = mother
+        self.divisions += 1
+        return family
+
+    def _predicted(self, prev: Objects, cur: Objects, idx: np.ndarray) -> np.ndarray:
+        """Centroids (voxels) of prev's objects ``idx`` where cur's time point should find them."""
+        at = prev.centroids[idx]
+        if self.predict:   # where each track's last step, as much of it as steps keep, takes it
+            keep = self.persistence()
+            at = at + keep * (cur.t - prev.t) * np.array([self._velocity.get(int(self._last[1][i]), np.zeros(3))
+                                                          for i in idx]).reshape(-1, 3)
+        return at
+
+    def _divide_by_distance(self, prev: Objects, cur: Objects, succ: dict, mothers: set,
+                            taken: set) -> list[tuple[int, int]]:
+        """(index in prev, index in cur): objects no pairing took that are the second daughter of a
+        track continued at this time point, for cells that move too far for a daughter to lie in
+        where her mother was. Told by size and place: the track's successor and the object are each
+        at most DAUGHTER_MAX of the mother's volume and together DAUGHTERS_SUM of it (a cell that
+        merely continued keeps its size), the object lies within max_distance of where the mother
+        was predicted and within SISTER_RADII of her radii from her sister; among several
+        candidates, the pair whose midpoint is nearest the prediction."""
+        from scipy.spatial import cKDTree
+        moms = np.array([i for i in succ if i not in mothers], np.int64)
+        used = set(succ.values()) | taken
+        left = np.array([j for j in range(len(cur.ids)) if j not in used], np.int64)
+        if not len(moms) or not len(left):
+            return []
+        sp = np.asarray(self.spacing, float)
+        pred = self._predicted(prev, cur, moms) * sp
+        at = cur.centroids * sp
+        near = cKDTree(pred).query_ball_tree(cKDTree(at[left]), self.max_distance)
+        rows = np.array([a for a, js in enumerate(near) for _ in js], np.int64)
+        cols = np.array([b for js in near for b in js], np.int64)
+        if not len(rows):
+            return []
+        mom, sis, dau = moms[rows], np.array([succ[int(i)] for i in moms[rows]], np.int64), left[cols]
+        vm = prev.voxels[mom].astype(float)
+        vs, vd = cur.voxels[sis].astype(float), cur.voxels[dau].astype(float)
+        radius = np.cbrt(3 * vm * float(np.prod(sp)) / (4 * np.pi))
+        ok = ((prev.classes[mom] == cur.classes[dau]) & (vs <= DAUGHTER_MAX * vm) & (vd <= DAUGHTER_MAX * vm)
+              & (vs + vd >= DAUGHTERS_SUM[0] * vm) & (vs + vd <= DAUGHTERS_SUM[1] * vm)
+              & (np.linalg.norm(at[dau] - at[sis], axis=1) <= SISTER_RADII * radius))
+        if not ok.any():
+            return []
+        off = np.linalg.norm((at[dau] + at[sis]) / 2 - pred[rows], axis=1)
+        return [(int(moms[a]), int(left[b])) for a, b in match(rows[ok], cols[ok], 1.0 / (1.0 + off[ok]))]
+
     def _pair_by_distance(self, prev: Objects, cur: Objects, succ: dict, mothers: set, taken: set) -> None:
         """Objects that no overlap paired (nor made mother, nor ``taken`` in cur: daughters and
         gaps closed), paired by the nearest centroid within max_distance; adds them to ``succ``."""
@@ -220,12 +287,7 @@ class Linker:
         if not len(left_p) or not len(left_c):
             return
         sp = np.asarray(self.spacing, float)
-        at = prev.centroids[left_p]
-        if self.predict:   # where each track's last step, as much of it as steps keep, takes it
-            keep = self.persistence()
-            at = at + keep * (cur.t - prev.t) * np.array([self._velocity.get(int(self._last[1][i]), np.zeros(3))
-                                                          for i in left_p])
-        pa, ca = at * sp, cur.centroids[left_c] * sp
+        pa, ca = self._predicted(prev, cur, left_p) * sp, cur.centroids[left_c] * sp
         near = cKDTree(pa).query_ball_tree(cKDTree(ca), self.max_distance)
         rows = np.array([a for a, js in enumerate(near) for _ in js], np.int64)
         cols = np.array([b for js in near for b in js], np.int64)

@@ -112,8 +112,9 @@ class _Input:
 def track_objects(source, out, timepoints=None, channel=None, objects_given: bool = False, classes=None,
                   min_voxels: int = 0, connectivity: int = 1, split: float | None = None, min_iou: float = 0.1,
                   division_overlap: float = 0.2, max_distance: float | None = None, max_gap: int = 1,
-                  link: str = "overlap", predict: bool = True, spacing=None, unit: str | None = None, image=None,
-                  image_channel=None, progress=None, cancel=None) -> TrackResult:
+                  link: str = "overlap", predict: bool = True, distance_divisions: bool = True, spacing=None,
+                  unit: str | None = None, image=None, image_channel=None, progress=None,
+                  cancel=None) -> TrackResult:
     """Track the objects of a time-lapse's labels ``source`` into the zarr group ``out``.
 
     ``source``: a path (a `segment --timepoint all` output, or a labels file with a t axis; its
@@ -124,7 +125,9 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
     are (touching cells kept apart by the tool that numbered them). Linking: tracking.link
     (``link`` "overlap" or "distance", ``min_iou``, ``division_overlap``, ``max_distance`` in the
     spacing's units, ``max_gap`` time points; ``predict``: distances are from where each track's
-    steps so far predict it, as much of its last step as the cells keep, fitted to the tracks).
+    steps so far predict it, as much of its last step as the cells keep, fitted to the tracks;
+    ``distance_divisions``: with ``max_distance``, divisions are told by the daughters' sizes and
+    places too, where they lie too far from their mother to overlap her).
     ``image``: measured under each object (mean, std, ...) in the table. ``progress(done, total)``
     after each time point; ``cancel()`` True stops between slabs; then, as on any error, nothing is written.
     """
@@ -134,7 +137,7 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
         raise VolumeError("the labels' ids are taken as the objects (objects_given): classes, min_voxels and split "
                           "apply only when objects are found as connected components")
     linker = Linker(min_iou=min_iou, division_overlap=division_overlap, max_distance=max_distance, max_gap=max_gap,
-                    link=link, predict=predict)
+                    link=link, predict=predict, distance_divisions=distance_divisions)
     linker.check()
     check_track_output(out, source)
     src = _Input(source, channel, timepoints, spacing, image, image_channel)
@@ -217,7 +220,7 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, objects_given, cl
                          "objects": "given" if objects_given else "connected components",
                          "min_iou": linker.min_iou, "division_overlap": linker.division_overlap,
                          "max_distance": linker.max_distance, "max_gap": linker.max_gap, "link": linker.link,
-                         "predict": linker.predict}
+                         "predict": linker.predict, "distance_divisions": linker.distance_divisions}
     return TrackResult(out, len(lineage), linker.divisions, list(src.chosen), counts, table, lineage, src.spacing,
                        src.unit)
 
