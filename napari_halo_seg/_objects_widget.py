@@ -94,9 +94,10 @@ class ObjectsWidget(BackgroundWidget):
                                      "objects no overlap paired are paired by nearest centroid, measured from where "
                                      "each cell's steps predict it, and a daughter too far to overlap her mother is "
                                      "told by her and her sister's sizes and places")
-        self.by_distance = QCheckBox("link by distance alone (cells moving further than their radius)")
-        self.by_distance.setToolTip("tracking: pair by nearest centroid within the max distance only, as point "
-                                    "trackers do, rather than by overlap first")
+        self.by_distance = QCheckBox("link by distance alone (fast cells)")
+        self.by_distance.setToolTip("tracking, for cells moving further than their radius between time points: pair "
+                                    "by nearest centroid within the max distance only, as point trackers do, not by "
+                                    "overlap first")
         form = form_of(("labels", self.labels), ("image (intensity)", self.image), ("classes", self.classes),
                        ("min voxels", self.min_voxels), ("connectivity", self.connectivity), ("", self.split),
                        ("", self.track), ("max distance", self.max_distance), ("", self.by_distance))

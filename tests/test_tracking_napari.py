@@ -72,7 +72,7 @@ def test_objects_widget_links_fast_cells_by_distance(make_napari_viewer, qtbot, 
     w.run()
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
     ref = track_objects(masks, tmp_path / "ref.zarr", link="distance", max_distance=8.0, split=0.25)
-    overlap = track_objects(masks, tmp_path / "overlap.zarr", split=0.25)
+    track_objects(masks, tmp_path / "overlap.zarr", split=0.25)
     assert f"{ref.tracks} tracks, {ref.divisions} divisions" in w.status.text(), w.status.text()
     want = zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...]
     np.testing.assert_array_equal(np.asarray(viewer.layers["cells tracked"].data), want)
