@@ -84,6 +84,10 @@ def track_series(data, out: Path, spacing, unit, image, progress, cancel, split=
         labels = paintable(zarr.open_group(str(out), mode="r")["labels"])
         return (res, labels, per_track(res.table, res.lineage, spacing), track_points(out)), None
     except Exception as exc:   # shown to the user; the layers are untouched
+        import shutil
+
+        from halo_seg.tracking.checkpoint import partial_dir
+        shutil.rmtree(partial_dir(out), ignore_errors=True)   # in the widget's temporary folder: never resumed
         return None, exc
 
 

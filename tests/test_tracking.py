@@ -320,7 +320,7 @@ def test_bad_input_is_refused_and_an_earlier_output_kept(tmp_path):
     with pytest.raises(VolumeError, match="not an earlier output of track"):
         track_objects(masks, tmp_path / "mine.zarr")
     assert not list(tmp_path.glob("a.zarr")) and not list(tmp_path.glob(".a.zarr*"))
-    # a run stopped half-way leaves the earlier output whole, and no work files
+    # a run stopped half-way leaves the earlier output whole, and its work only where --resume finds it
     track_objects(masks, tmp_path / "t.zarr")
     before = zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...]
     calls = []
@@ -331,7 +331,71 @@ def test_bad_input_is_refused_and_an_earlier_output_kept(tmp_path):
     with pytest.raises(InterruptedError):
         track_objects(masks[::-1].copy(), tmp_path / "t.zarr", cancel=cancel)
     np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...], before)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.zarr", "one.tif", "t.zarr"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".t.zarr.partial", "mine.zarr", "one.tif", "t.zarr"]
+    # stopped before the first time point was done: nothing kept
+    with pytest.raises(InterruptedError):
+        track_objects(masks, tmp_path / "u.zarr", cancel=lambda: True)
+    assert not list(tmp_path.glob("*u.zarr*"))
+
+
+def _tracked(path):
+    g = zarr.open_group(str(path))
+    return g["labels"][...], g["tracks"][...], g["lineage"][...]
+
+
+@pytest.mark.parametrize("given", [True, False])
+def test_a_stopped_tracking_goes_on_with_resume_to_the_same_result(tmp_path, given, monkeypatch):
+    """Stopped after each possible time point (cancelled mid-way through the next, or failing after
+    its labels were written), --resume gives what one uninterrupted run gives: labels, Tracks rows,
+    lineage (divisions, a gap closed across the stop) and table."""
+    tl = cell_timelapse(shape=(20, 48, 48), cells=6, timepoints=7, radius=4.0, divisions=2, seed=5)
+    ids = relabelled(tl.ids, 5)
+    ids[3][ids[3] == ids[3].max()] = 0   # a cell missed at time point 3: a gap closed at 4
+    src = ids if given else (ids > 0).astype(np.uint8)
+    kw = dict(objects_given=True) if given else dict(split=0.25)
+    ref = track_objects(src, tmp_path / "ref.zarr", image=tl.image, **kw)
+    want = _tracked(tmp_path / "ref.zarr")
+    rows = want[1]
+    seen = {t: set(rows[rows[:, 1] == t, 0].astype(int)) for t in range(7)}
+    assert ref.divisions == 2 and (seen[2] & seen[4]) - seen[3], "no gap closed: the test would not test it"
+    out = tmp_path / "t.zarr"
+    for stop in range(1, 7):
+        state = {"done": 0}
+        with pytest.raises(InterruptedError):
+            track_objects(src, out, image=tl.image, progress=lambda d, n: state.update(done=d),
+                          cancel=lambda: state["done"] >= stop, **kw)
+        assert json.loads((tmp_path / ".t.zarr.partial" / "state.json").read_text())["done"] == stop
+        res = track_objects(src, out, image=tl.image, resume=True, **kw)
+        for got, exp in zip(_tracked(out), want):
+            np.testing.assert_array_equal(got, exp)
+        assert res.objects == ref.objects and res.divisions == ref.divisions
+        assert res.table.keys() == ref.table.keys()
+        for k in ref.table:
+            np.testing.assert_array_equal(res.table[k], ref.table[k])
+        assert not (tmp_path / ".t.zarr.partial").exists()
+    # a failure after a time point's labels were written and before it was noted: written again
+    import halo_seg.measure as measure
+    real, calls = measure.measure_labels, []
+
+    def fails_at_the_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real(*a, **k)
+    monkeypatch.setattr(measure, "measure_labels", fails_at_the_third)
+    with pytest.raises(OSError, match="disk full"):
+        track_objects(src, out, image=tl.image, **kw)
+    monkeypatch.setattr(measure, "measure_labels", real)
+    assert 1 <= json.loads((tmp_path / ".t.zarr.partial" / "state.json").read_text())["done"] <= 2
+    # other settings are refused, naming them, and the partial kept
+    with pytest.raises(VolumeError, match="other settings.*max_gap"):
+        track_objects(src, out, image=tl.image, max_gap=2, resume=True, **kw)
+    track_objects(src, out, image=tl.image, resume=True, **kw)
+    for got, exp in zip(_tracked(out), want):
+        np.testing.assert_array_equal(got, exp)
+    # --resume with nothing to go on from: tracked from the start
+    res = track_objects(src, tmp_path / "fresh.zarr", image=tl.image, resume=True, **kw)
+    np.testing.assert_array_equal(_tracked(tmp_path / "fresh.zarr")[0], want[0])
 
 
 def test_the_track_command(tmp_path, capsys):
@@ -364,6 +428,31 @@ def test_the_track_command(tmp_path, capsys):
                      "--max-distance", "8", "--quiet"] + flag) == 0
         assert zarr.open_group(str(tmp_path / "v.zarr")).attrs["halo_seg_tracks"]["distance_divisions"] is on
     capsys.readouterr()
+    # stopped by an error after a time point: said where the work is kept; --resume finishes it as one run would
+    import halo_seg.measure as measure
+    real, calls = measure.measure_labels, []
+
+    def fails_at_the_second(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise VolumeError("the disk is full")
+        return real(*args, **kw)
+    measure.measure_labels = fails_at_the_second
+    try:
+        assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "w.zarr"), "--quiet"]) == 2
+    finally:
+        measure.measure_labels = real
+    err = capsys.readouterr().err
+    assert "the disk is full" in err and ".w.zarr.partial: the same command with --resume goes on" in err
+    assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "w.zarr"), "--quiet", "--resume"]) == 0
+    assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "x.zarr"), "--quiet", "--resume"]) == 0
+    assert "no stopped tracking of" in capsys.readouterr().err
+    assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "ref.zarr"), "--quiet"]) == 0
+    capsys.readouterr()
+    for name in ("w.zarr", "x.zarr"):
+        for key in ("labels", "tracks", "lineage"):
+            np.testing.assert_array_equal(zarr.open_group(str(tmp_path / name))[key][...],
+                                          zarr.open_group(str(tmp_path / "ref.zarr"))[key][...])
     assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "u.zarr"), "--ids", "--classes", "1"]) == 2
     assert "ids are taken as the objects" in capsys.readouterr().err
 

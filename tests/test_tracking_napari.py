@@ -79,7 +79,7 @@ def test_objects_widget_links_fast_cells_by_distance(make_napari_viewer, qtbot, 
     assert not np.array_equal(want, zarr.open_group(str(tmp_path / "overlap.zarr"))["labels"][...])
 
 
-def test_objects_widget_tracking_cancelled_adds_nothing(make_napari_viewer, qtbot):
+def test_objects_widget_tracking_cancelled_adds_nothing(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     from halo_seg.tracking.phantom import cell_timelapse
     from napari_halo_seg._objects_widget import ObjectsWidget
     tl = cell_timelapse(cells=6, timepoints=6, divisions=0, seed=12)
@@ -94,10 +94,13 @@ def test_objects_widget_tracking_cancelled_adds_nothing(make_napari_viewer, qtbo
         shown(done, total, msg)
         w._cancel.set()   # what Cancel does, from the worker's side of the queue
     w.progress_callback = press_cancel_after_the_first_time_point
+    import tempfile
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: str(tmp_path))   # the widget's work folder, to look in
     w.run()
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     assert w.status.text().startswith("cancelled"), w.status.text()
     assert [layer.name for layer in viewer.layers] == ["cells"]
+    assert list(tmp_path.iterdir()) == []   # no time points kept to resume from: the widget never resumes
 
 
 def test_reader_opens_a_track_output_as_labels_and_tracks(tmp_path):

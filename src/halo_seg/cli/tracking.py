@@ -13,6 +13,7 @@ def cmd_track(a) -> int:
 
     from ..measure import check_table_path, write_csv
     from ..tracking import track_objects, write_ctc
+    from ..tracking.checkpoint import STATE, partial_dir
     from ..tracking.summary import format_tracks, per_track
     from ..io.track_output import check_ctc_folder
     for path in (a.csv, a.summary):
@@ -20,17 +21,26 @@ def cmd_track(a) -> int:
             check_table_path(Path(path))
     if a.ctc:
         check_ctc_folder(a.ctc)   # before the work, not after
+    partial = partial_dir(Path(a.output))
+    if a.resume and not (partial / STATE).exists():
+        print(f"no stopped tracking of {a.output} to go on from: tracking from the first time point", file=sys.stderr)
     with tqdm(total=1, desc="time points", unit="time point", disable=a.quiet) as bar:
         def progress(done, total):
             bar.total = total
             bar.n = done
             bar.refresh()
-        res = track_objects(a.labels, a.output, timepoints=a.timepoints, channel=a.channel, objects_given=a.ids,
-                            classes=a.classes, min_voxels=a.min_voxels, connectivity=a.connectivity, split=a.split,
-                            min_iou=a.min_iou, division_overlap=a.division_overlap, max_distance=a.max_distance,
-                            max_gap=a.max_gap, link=a.link, predict=a.predict,
-                            distance_divisions=a.distance_divisions, image=a.image,
-                            image_channel=a.image_channel, progress=progress)
+        try:
+            res = track_objects(a.labels, a.output, timepoints=a.timepoints, channel=a.channel, objects_given=a.ids,
+                                classes=a.classes, min_voxels=a.min_voxels, connectivity=a.connectivity,
+                                split=a.split, min_iou=a.min_iou, division_overlap=a.division_overlap,
+                                max_distance=a.max_distance, max_gap=a.max_gap, link=a.link, predict=a.predict,
+                                distance_divisions=a.distance_divisions, image=a.image,
+                                image_channel=a.image_channel, progress=progress, resume=a.resume)
+        except BaseException:   # Ctrl-C too
+            if (partial / STATE).exists():
+                print(f"\nthe time points done are kept in {partial}: the same command with --resume goes on "
+                      "from there", file=sys.stderr)
+            raise
     rows = per_track(res.table, res.lineage, res.spacing)
     if not a.quiet:
         print(format_tracks(rows, res.unit, most=a.rows))
@@ -164,6 +174,9 @@ def add_track(sub) -> None:
     o.add_argument("--ctc", default=None, metavar="FOLDER",
                    help="also write the tracking as a Cell Tracking Challenge result (mask000.tif ... and "
                         "res_track.txt), for its evaluation tools")
+    o.add_argument("--resume", action="store_true",
+                   help="go on from the time point after the last one a stopped run of the same command finished "
+                        "(kept beside the output as .NAME.partial; the settings must be the same)")
     o.add_argument("--rows", type=int, default=20, help="tracks to print, the longest-lived first (default 20)")
     o.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     o.set_defaults(fn=cmd_track)

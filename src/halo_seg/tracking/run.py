@@ -2,17 +2,18 @@
 a tool such as StarDist gave), linked to the time point before (tracking.link), and written with
 their track id as one (T, Z, Y, X) label volume whose ids stay the same object over time.
 
-The output group (``tracks.zarr``) holds ``labels`` (T, Z, Y, X, uint32, chunked per time point,
+The output group (``tracks.zarr``) holds ``labels`` (T, Z, Y, X, uint32, in chunks of 1 to 4 MB within a time point,
 axes named; every command takes a time point of it with ``--timepoint``), ``tracks`` (a row per
 object and time point: track, t, z, y, x centroid in voxels; napari's Tracks layer) and
 ``lineage`` (a row per track: track, first and last time point, parent track or 0; the Cell
 Tracking Challenge's ``L B E P``). Time points are read one at a time and only the last few
-time points' ids are kept (on disk), so a time-lapse of any length and frame size fits.
+time points' ids are kept (on disk), so a time-lapse of any length and frame size fits. The
+output is built in ``.NAME.partial`` beside it and moved into place when whole; a run stopped
+part way keeps it there, with what it needs to go on (tracking.checkpoint, ``resume``).
 """
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..io.track_output import TRACKS, in_order
 from ..io.volume import VolumeError
+from .checkpoint import STATE, load_state, load_timepoint, partial_dir, save_state, save_timepoint
 from .frames import SLAB_VOXELS, frame_objects, frame_overlaps
 from .link import Linker
 
@@ -113,8 +115,8 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
                   min_voxels: int = 0, connectivity: int = 1, split: float | None = None, min_iou: float = 0.1,
                   division_overlap: float = 0.2, max_distance: float | None = None, max_gap: int = 1,
                   link: str = "overlap", predict: bool = True, distance_divisions: bool = True, spacing=None,
-                  unit: str | None = None, image=None, image_channel=None, progress=None,
-                  cancel=None) -> TrackResult:
+                  unit: str | None = None, image=None, image_channel=None, progress=None, cancel=None,
+                  resume: bool = False) -> TrackResult:
     """Track the objects of a time-lapse's labels ``source`` into the zarr group ``out``.
 
     ``source``: a path (a `segment --timepoint all` output, or a labels file with a t axis; its
@@ -129,7 +131,9 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
     ``distance_divisions``: with ``max_distance``, divisions are told by the daughters' sizes and
     places too, where they lie too far from their mother to overlap her).
     ``image``: measured under each object (mean, std, ...) in the table. ``progress(done, total)``
-    after each time point; ``cancel()`` True stops between slabs; then, as on any error, nothing is written.
+    after each time point; ``cancel()`` True stops between slabs; then, as on any error, the output
+    is not written (an earlier one stays as it was) and the time points done are kept beside it
+    (tracking.checkpoint): ``resume`` goes on from there, given the same settings.
     """
     start = time.perf_counter()
     out = Path(out)
@@ -145,21 +149,34 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
     linker.spacing = src.spacing
     # built beside the output and moved there when whole: an error or a cancel leaves an earlier
     # output as it was, and never half a tracking (objects that would read as vanished)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
-    try:
-        result = _track(src, work / "tracks.zarr", work, linker, objects_given, classes, min_voxels, connectivity,
-                        split, progress, cancel)
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.move(str(work / "tracks.zarr"), str(out))
-        result.output = out
-    finally:
+    work = partial_dir(out)
+    if not resume:
         shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    settings = {"input": str(Path(source).resolve()) if src.is_path else "an array", "timepoints": list(src.chosen),
+                "shape": list(src.shape), "spacing": list(src.spacing), "objects_given": bool(objects_given),
+                "classes": list(classes) if classes else None, "min_voxels": int(min_voxels),
+                "connectivity": int(connectivity), "split": split,
+                "image": str(Path(image).resolve()) if isinstance(image, (str, Path)) else image is not None,
+                **{k: getattr(linker, k) for k in ("min_iou", "division_overlap", "max_distance", "max_gap", "link",
+                                                   "predict", "distance_divisions")}}
+    try:
+        result = _track(src, work / "tracks.zarr", work, linker, settings, objects_given, classes, min_voxels,
+                        connectivity, split, progress, cancel)
+    except BaseException:
+        if not (work / STATE).exists():   # not one time point done: nothing to go on from
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.move(str(work / "tracks.zarr"), str(out))
+    shutil.rmtree(work, ignore_errors=True)
+    result.output = out
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _track(src: _Input, out: Path, work: Path, linker: Linker, objects_given, classes, min_voxels,
+def _track(src: _Input, out: Path, work: Path, linker: Linker, settings: dict, objects_given, classes, min_voxels,
            connectivity, split, progress, cancel) -> TrackResult:
     import zarr
 
@@ -171,18 +188,38 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, objects_given, cl
     # the few a cell lies in rather than whole time points
     side = int(min(512, max(64, 2 ** round(np.log2(np.sqrt((1 << 20) / min(step, src.shape[0])))))))
     chunks = (1, step, min(src.shape[1], side), min(src.shape[2], side))
-    labels = create_zarr_array(out, (src.n,) + src.shape, chunks, np.uint32, name="labels", spacing=src.spacing,
-                               geometry=src.geometry)
-    mark_labels(labels, src.unit)
-    labels.attrs["axes"] = ["t", "z", "y", "x"]
     kept: dict[int, tuple] = {}     # time point -> (ids, classes, Objects): the last max_gap + 1 stepped
     tables, rows, counts = [], [], []
     prev = None
+    state = load_state(work, settings, linker) if (work / "tracks.zarr").exists() else None
+    if state is None:
+        labels = create_zarr_array(out, (src.n,) + src.shape, chunks, np.uint32, name="labels", spacing=src.spacing,
+                                   geometry=src.geometry)
+        mark_labels(labels, src.unit)
+        labels.attrs["axes"] = ["t", "z", "y", "x"]
+    else:   # resumed: the time points done read back, the last few's objects found again in their ids
+        labels = zarr.open_group(str(out), mode="r+")["labels"]
+        for t in src.chosen[:state["done"]]:
+            table, r = load_timepoint(work, t)
+            tables.append((t, table))
+            rows.append(r)
+            counts.append(len(r))
+        for t in state["kept"]:
+            frame = src.labels(t)
+            ids = frame if objects_given else zarr.open_array(str(work / f"t{t}.zarr"), mode="r")
+            cls = frame if classes else None
+            kept[t] = (ids, cls, frame_objects(ids, t, cls, cancel))
+        prev = src.chosen[state["done"] - 1]
+        if progress is not None:
+            progress(state["done"], len(src.chosen))
     for k, t in enumerate(src.chosen):
+        if state is not None and k < state["done"]:
+            continue
         frame = src.labels(t)
         if objects_given:
             ids = frame
         else:
+            shutil.rmtree(work / f"t{t}.zarr", ignore_errors=True)   # half written by a run stopped there
             res = label_instances(frame, work / f"t{t}.zarr", classes=classes, min_voxels=min_voxels,
                                   connectivity=connectivity, spacing=src.spacing, cancel=cancel, dtype=np.uint32)
             if split is not None:
@@ -205,9 +242,13 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, objects_given, cl
         counts.append(len(objs.ids))
         kept[t] = (ids, cls, objs)
         prev = t
-        for old in [s for s in kept if s not in src.chosen[max(0, k - linker.max_gap):k + 1]]:
-            del kept[old]
-            shutil.rmtree(work / f"t{old}.zarr", ignore_errors=True)
+        old = [s for s in kept if s not in src.chosen[max(0, k - linker.max_gap):k + 1]]
+        for s in old:
+            del kept[s]
+        save_timepoint(work, t, table, rows[-1])
+        save_state(work, settings, k + 1, linker, list(kept))
+        for s in old:   # after the state that no longer needs them
+            shutil.rmtree(work / f"t{s}.zarr", ignore_errors=True)
         if progress is not None:
             progress(k + 1, len(src.chosen))
     lineage = np.array([[k, *v] for k, v in sorted(linker.lineage.items())], np.int64).reshape(-1, 4)
