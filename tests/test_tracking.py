@@ -1,6 +1,7 @@
 """Objects followed over a time-lapse (halo_seg.tracking): the linking rules on hand-made frames,
 the assignment against brute force, whole runs against the true tracks of a procedural time-lapse
 of moving, dividing cells, and the output read back (open_volume, Cell Tracking Challenge files)."""
+import contextlib
 import itertools
 import json
 
@@ -183,6 +184,7 @@ def test_the_persistence_predicted_is_fitted_to_the_cells_steps():
                             persistence=persistence)
         _, linker = _step_all(list(tl.ids), link="distance", max_distance=8.0)
         assert lo <= linker.persistence() <= hi, (persistence, linker.persistence())
+        assert set(linker._velocity) <= set(linker._last[1].tolist()) | set(linker._ended)   # no ended track's
 
 
 def test_frames_are_read_in_slabs_the_same_as_whole(monkeypatch):
@@ -338,13 +340,32 @@ def test_bad_input_is_refused_and_an_earlier_output_kept(tmp_path):
     assert not list(tmp_path.glob("*u.zarr*"))
 
 
+@contextlib.contextmanager
+def _measuring_fails(call: int, exc: Exception):
+    """halo_seg.measure.measure_labels raising ``exc`` at its ``call``-th call (a time point's
+    table, after its labels were written), as a full disk would."""
+    import halo_seg.measure as measure
+    real, calls = measure.measure_labels, []
+
+    def failing(*args, **kw):
+        calls.append(1)
+        if len(calls) == call:
+            raise exc
+        return real(*args, **kw)
+    measure.measure_labels = failing
+    try:
+        yield
+    finally:
+        measure.measure_labels = real
+
+
 def _tracked(path):
     g = zarr.open_group(str(path))
     return g["labels"][...], g["tracks"][...], g["lineage"][...]
 
 
 @pytest.mark.parametrize("given", [True, False])
-def test_a_stopped_tracking_goes_on_with_resume_to_the_same_result(tmp_path, given, monkeypatch):
+def test_a_stopped_tracking_goes_on_with_resume_to_the_same_result(tmp_path, given):
     """Stopped after each possible time point (cancelled mid-way through the next, or failing after
     its labels were written), --resume gives what one uninterrupted run gives: labels, Tracks rows,
     lineage (divisions, a gap closed across the stop) and table."""
@@ -374,18 +395,8 @@ def test_a_stopped_tracking_goes_on_with_resume_to_the_same_result(tmp_path, giv
             np.testing.assert_array_equal(res.table[k], ref.table[k])
         assert not (tmp_path / ".t.zarr.partial").exists()
     # a failure after a time point's labels were written and before it was noted: written again
-    import halo_seg.measure as measure
-    real, calls = measure.measure_labels, []
-
-    def fails_at_the_third(*a, **k):
-        calls.append(1)
-        if len(calls) == 3:
-            raise OSError("disk full")
-        return real(*a, **k)
-    monkeypatch.setattr(measure, "measure_labels", fails_at_the_third)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match="disk full"), _measuring_fails(3, OSError("disk full")):
         track_objects(src, out, image=tl.image, **kw)
-    monkeypatch.setattr(measure, "measure_labels", real)
     assert 1 <= json.loads((tmp_path / ".t.zarr.partial" / "state.json").read_text())["done"] <= 2
     # other settings are refused, naming them, and the partial kept
     with pytest.raises(VolumeError, match="other settings.*max_gap"):
@@ -429,19 +440,8 @@ def test_the_track_command(tmp_path, capsys):
         assert zarr.open_group(str(tmp_path / "v.zarr")).attrs["halo_seg_tracks"]["distance_divisions"] is on
     capsys.readouterr()
     # stopped by an error after a time point: said where the work is kept; --resume finishes it as one run would
-    import halo_seg.measure as measure
-    real, calls = measure.measure_labels, []
-
-    def fails_at_the_second(*args, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise VolumeError("the disk is full")
-        return real(*args, **kw)
-    measure.measure_labels = fails_at_the_second
-    try:
+    with _measuring_fails(2, VolumeError("the disk is full")):
         assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "w.zarr"), "--quiet"]) == 2
-    finally:
-        measure.measure_labels = real
     err = capsys.readouterr().err
     assert "the disk is full" in err and ".w.zarr.partial: the same command with --resume goes on" in err
     assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "w.zarr"), "--quiet", "--resume"]) == 0

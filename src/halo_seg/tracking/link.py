@@ -221,6 +221,9 @@ class Linker:
                 self._ended[k] = (prev.t, int(prev.ids[i]), self._steps - 1)
         self._last = (t, tracks)
         self._ended = {k: e for k, e in self._ended.items() if self._steps - e[2] <= self.max_gap}
+        # only tracks that may yet go on need a velocity (the state `track --resume` keeps grows with them)
+        live = set(tracks.tolist()) | set(self._ended)
+        self._velocity = {k: v for k, v in self._velocity.items() if k in live}
         self._steps += 1
         return tracks
 
