@@ -404,6 +404,12 @@ def test_a_stopped_tracking_goes_on_with_resume_to_the_same_result(tmp_path, giv
     track_objects(src, out, image=tl.image, resume=True, **kw)
     for got, exp in zip(_tracked(out), want):
         np.testing.assert_array_equal(got, exp)
+    # killed before its first time point was done: labels begun, no state; --resume starts afresh
+    partial = tmp_path / ".t.zarr.partial"
+    zarr.open_group(str(partial / "tracks.zarr"), mode="w").create_array("labels", data=np.full((2, 2), 9, np.uint32))
+    track_objects(src, out, image=tl.image, resume=True, **kw)
+    for got, exp in zip(_tracked(out), want):
+        np.testing.assert_array_equal(got, exp)
     # --resume with nothing to go on from: tracked from the start
     res = track_objects(src, tmp_path / "fresh.zarr", image=tl.image, resume=True, **kw)
     np.testing.assert_array_equal(_tracked(tmp_path / "fresh.zarr")[0], want[0])

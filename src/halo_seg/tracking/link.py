@@ -104,7 +104,7 @@ class Linker:
     division_overlap: float = 0.2
     max_distance: float | None = None
     max_gap: int = 1
-    link: str = "overlap"     # or "distance": a point tracker's pairing by centroids alone, no divisions
+    link: str = "overlap"     # or "distance": a point tracker's pairing by centroids alone
     predict: bool = True      # pair by distance from where each track's steps so far predict it
     distance_divisions: bool = True   # with max_distance: divisions told by the daughters' sizes and places too
     lineage: dict = field(default_factory=dict)

@@ -193,6 +193,7 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, settings: dict, o
     prev = None
     state = load_state(work, settings, linker) if (work / "tracks.zarr").exists() else None
     if state is None:
+        shutil.rmtree(out, ignore_errors=True)   # a run killed before its first time point was done
         labels = create_zarr_array(out, (src.n,) + src.shape, chunks, np.uint32, name="labels", spacing=src.spacing,
                                    geometry=src.geometry)
         mark_labels(labels, src.unit)
