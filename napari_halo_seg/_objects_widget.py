@@ -293,8 +293,13 @@ class ObjectsWidget(BackgroundWidget):
                                metadata={TRACK_OUTPUT: str(res.output)}, **place)
         self.table = res.table
         self.save_btn.setEnabled(True)
+        from halo_seg.tracking.summary import fast_motion, motion_text
+        fast = fast_motion(rows, "distance" if self.by_distance.isChecked() else "overlap",
+                           self.max_distance.value() or None)
+        hint = (f"; {motion_text(fast, unit)}: check 'link by distance alone' with a max distance of about "
+                f"{fast[2]:g} and follow them again" if fast else "")
         self._succeeded(f"{res.tracks} tracks, {res.divisions} divisions; objects: {counts_text(res.objects)}"
-                        + (f"; {note}" if note else ""))
+                        + (f"; {note}" if note else "") + hint)
 
     def save_table(self, path: str | None = None):
         save_table_csv(self, self.table, "objects.csv", path)

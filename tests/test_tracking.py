@@ -178,6 +178,25 @@ def test_divisions_of_cells_moving_further_than_their_radius_are_found_against_t
     assert scores[True]["whole_tracks"] >= scores[False]["whole_tracks"]
 
 
+def test_cells_moving_over_half_their_radius_are_said_to_want_linking_by_distance(tmp_path):
+    from halo_seg.tracking.summary import fast_motion, motion_text, per_track
+    for speed, spacing, fast in ((1.5, (1.0, 1.0, 1.0), False), (5.0, (1.0, 1.0, 1.0), True),
+                                 (5.0, (2.0, 2.0, 2.0), True)):
+        tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, divisions=4, speed=speed, seed=1)
+        res = track_objects(relabelled(tl.ids, 1), tmp_path / "t.zarr", objects_given=True, spacing=spacing)
+        rows = per_track(res.table, res.lineage, res.spacing)
+        got = fast_motion(rows)
+        assert (got is not None) == fast, (speed, got)
+        if fast:   # against the phantom's own speed and radius, in the spacing's unit
+            step, radius, reach = got
+            assert step == pytest.approx(5.0 * spacing[0], rel=0.1)
+            assert radius == pytest.approx(4.5 * spacing[0], rel=0.05)
+            assert reach == pytest.approx(2 * step, rel=0.05)
+            assert f"of their radius ({radius:.3g} µm)" in motion_text(got, "µm")
+            # linking by distance already, or with a max distance: nothing to suggest
+            assert fast_motion(rows, "distance", 9.0) is None and fast_motion(rows, "overlap", 9.0) is None
+
+
 def test_the_persistence_predicted_is_fitted_to_the_cells_steps():
     for persistence, lo, hi in ((0.8, 0.5, 1.0), (0.0, 0.0, 0.15)):
         tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, speed=5.0, seed=3,
@@ -445,6 +464,15 @@ def test_the_track_command(tmp_path, capsys):
                      "--max-distance", "8", "--quiet"] + flag) == 0
         assert zarr.open_group(str(tmp_path / "v.zarr")).attrs["halo_seg_tracks"]["distance_divisions"] is on
     capsys.readouterr()
+    # cells moving over half their radius: linking by distance suggested, with a max distance
+    fast = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=6, radius=4.5, divisions=0, speed=5.0, seed=1)
+    tifffile.imwrite(tmp_path / "fast.tif", relabelled(fast.ids, 1)[:, :, None], imagej=True,
+                     metadata={"axes": "TZCYX"})
+    assert main(["track", str(tmp_path / "fast.tif"), str(tmp_path / "f.zarr"), "--ids", "--quiet"]) == 0
+    assert "note: cells moved a median" in capsys.readouterr().err
+    assert main(["track", str(tmp_path / "fast.tif"), str(tmp_path / "f.zarr"), "--ids", "--quiet", "--link",
+                 "distance", "--max-distance", "10"]) == 0
+    assert "note:" not in capsys.readouterr().err
     # stopped by an error after a time point: said where the work is kept; --resume finishes it as one run would
     with _measuring_fails(2, VolumeError("the disk is full")):
         assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "w.zarr"), "--quiet"]) == 2

@@ -25,6 +25,7 @@ def test_objects_widget_tracks_a_time_lapse(make_napari_viewer, qtbot, tmp_path)
     # the engine's own tracking of the same masks is the reference
     ref = track_objects(masks, tmp_path / "ref.zarr", split=0.25, spacing=(2.0, 1.0, 1.0), image=tl.image)
     assert f"{ref.tracks} tracks, {ref.divisions} divisions" in w.status.text(), w.status.text()
+    assert "cells moved a median" not in w.status.text()
     tracked, paths = viewer.layers["cells tracked"], viewer.layers["cells tracks"]
     import zarr
     np.testing.assert_array_equal(np.asarray(tracked.data), zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...])
@@ -65,6 +66,11 @@ def test_objects_widget_links_fast_cells_by_distance(make_napari_viewer, qtbot, 
     w.labels.setCurrentText("cells")
     w.track.setChecked(True)
     w.split.setChecked(True)   # daughters touch at birth
+    w.run()   # by overlap: linking by distance suggested
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert "cells moved a median" in w.status.text() and "check 'link by distance alone'" in w.status.text()
+    for name in ("cells tracked", "cells tracks"):
+        viewer.layers.remove(name)
     w.by_distance.setChecked(True)
     w.run()   # no max distance: said, nothing started
     assert w.worker is None and "needs a max distance" in w.status.text()
@@ -74,6 +80,7 @@ def test_objects_widget_links_fast_cells_by_distance(make_napari_viewer, qtbot, 
     ref = track_objects(masks, tmp_path / "ref.zarr", link="distance", max_distance=8.0, split=0.25)
     track_objects(masks, tmp_path / "overlap.zarr", split=0.25)
     assert f"{ref.tracks} tracks, {ref.divisions} divisions" in w.status.text(), w.status.text()
+    assert "cells moved a median" not in w.status.text()
     want = zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...]
     np.testing.assert_array_equal(np.asarray(viewer.layers["cells tracked"].data), want)
     assert not np.array_equal(want, zarr.open_group(str(tmp_path / "overlap.zarr"))["labels"][...])

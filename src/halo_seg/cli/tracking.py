@@ -14,7 +14,7 @@ def cmd_track(a) -> int:
     from ..measure import check_table_path, write_csv
     from ..tracking import track_objects, write_ctc
     from ..tracking.checkpoint import STATE, partial_dir
-    from ..tracking.summary import format_tracks, per_track
+    from ..tracking.summary import fast_motion, format_tracks, motion_text, per_track
     from ..io.track_output import check_ctc_folder
     for path in (a.csv, a.summary):
         if path:
@@ -44,6 +44,10 @@ def cmd_track(a) -> int:
     rows = per_track(res.table, res.lineage, res.spacing)
     if not a.quiet:
         print(format_tracks(rows, res.unit, most=a.rows))
+    fast = fast_motion(rows, a.link, a.max_distance)
+    if fast:
+        print(f"note: {motion_text(fast, res.unit)}; --link distance --max-distance {fast[2]:g} (about two steps) "
+              "keeps such cells' tracks better", file=sys.stderr)
     if a.summary:
         print(f"wrote {write_csv(rows, a.summary)} ({len(rows['track'])} rows: a track each)", file=sys.stderr)
     if a.csv:

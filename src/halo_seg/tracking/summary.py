@@ -36,6 +36,32 @@ def per_track(table: dict, lineage: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> dict
     return out
 
 
+FAST = 0.5   # of a cell's radius per time point: beyond it --link distance keeps more tracks whole
+
+
+def fast_motion(rows: dict, link: str = "overlap", max_distance=None) -> tuple[float, float, float] | None:
+    """(median step per time point, median radius, a max distance of about two steps) where overlap
+    linking alone was used on cells whose median step is over FAST of their median radius (a
+    sphere's of their mean volume): a cell may then overlap where its neighbour was more than where
+    it was itself, and linking by distance keeps more tracks whole (on the procedural time-lapses
+    from about half a radius on, benchmarks/README.md); else None."""
+    moved = rows["last"] > rows["first"]
+    if link != "overlap" or max_distance is not None or not moved.any():
+        return None
+    step = float(np.median(rows["speed"][moved]))
+    radius = float(np.median(np.cbrt(3 * rows["mean_volume"][moved] / (4 * np.pi))))
+    if not radius > 0 or step <= FAST * radius:
+        return None
+    return step, radius, float(f"{2 * step:.2g}")
+
+
+def motion_text(fast: tuple, unit: str | None) -> str:
+    step, radius, _ = fast
+    u = unit or "voxel units"
+    return (f"cells moved a median {step:.3g} {u} per time point, {step / radius:.2f} of their radius ({radius:.3g} "
+            f"{u}): overlap may pair a cell with where its neighbour was")
+
+
 def format_tracks(rows: dict, unit: str | None, most: int = 20) -> str:
     """The ``most`` longest-lived tracks as text, then the counts."""
     n = len(rows["track"])
