@@ -3,7 +3,7 @@ make the true links, on procedural moving and dividing cells whose true tracks a
 not used to choose the defaults), for the default linking, its options and a point tracker's
 centroid-only linking; and the seconds per time point on a large frame.
 
-    .venv/bin/python benchmarks/tracking.py [--seeds 10] [--repeat 3] [--large 64 256 256] [--seed0 100] [--no-speed | --no-accuracy]
+    .venv/bin/python benchmarks/tracking.py [--seeds 10] [--repeat 3] [--large 64 256 256] [--seed0 100] [--no-speed] [--no-accuracy] [--sweep]
 """
 from __future__ import annotations
 
@@ -78,6 +78,38 @@ def accuracy(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
     return rows
 
 
+def sweep(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
+    """Overlap linking against linking by distance (max distance two steps) as cells move further
+    between time points: where `track`'s suggestion to link by distance (tracking.summary.FAST, half
+    a radius) should start."""
+    import zarr
+
+    from halo_seg.tracking import track_objects
+    from halo_seg.tracking.phantom import cell_timelapse, link_scores, relabelled
+    from halo_seg.tracking.summary import fast_motion, per_track
+    rows = []
+    print("\n| step (of the radius 4.5) | linking | links right | divisions found | whole tracks | suggested |")
+    print("|---|---|---|---|---|---|")
+    for step in (1.5, 2.0, 2.5, 3.0, 3.5, 5.0):
+        for name, kw in (("overlap", {}), ("distance, max distance two steps", {"link": "distance",
+                                                                               "max_distance": 2 * step})):
+            scores, said = [], 0
+            for s in range(seed0, seed0 + seeds):
+                tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, divisions=4,
+                                    speed=step, seed=s)
+                res = track_objects(relabelled(tl.ids, s), tmp / "w.zarr", objects_given=True, **kw)
+                found = zarr.open_group(str(tmp / "w.zarr"))["labels"][...]
+                scores.append(link_scores(tl.ids, found, tl.lineage, res.lineage))
+                said += fast_motion(per_track(res.table, res.lineage), kw.get("link", "overlap"),
+                                    kw.get("max_distance")) is not None
+            row = {"step": step, "of_radius": step / 4.5, "linking": name, "suggested": said / seeds,
+                   **{k: float(np.mean([sc[k] for sc in scores])) for k in ("precision", "divisions", "whole_tracks")}}
+            rows.append(row)
+            print(f"| {step} ({step / 4.5:.2f}) | {name} | {row['precision']:.3f} | {row['divisions']:.3f} "
+                  f"| {row['whole_tracks']:.3f} | {row['suggested']:.1f} |", flush=True)
+    return rows
+
+
 def speed(shape, repeat: int, tmp: Path) -> list[dict]:
     from halo_seg.instances import label_instances
     from halo_seg.tracking import track_objects
@@ -119,7 +151,9 @@ def main(argv=None) -> int:
     ap.add_argument("--large", type=int, nargs=3, default=[64, 256, 256])
     ap.add_argument("--seed0", type=int, default=SEED0, help="the first seed (default %(default)s)")
     ap.add_argument("--no-speed", action="store_true", help="the accuracy part only")
-    ap.add_argument("--no-accuracy", action="store_true", help="the speed part only")
+    ap.add_argument("--no-accuracy", action="store_true", help="no accuracy part")
+    ap.add_argument("--sweep", action="store_true", help="overlap against distance linking as cells move further "
+                                                         "(where the suggestion to link by distance should start)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "tracking.json"))
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,9 +165,11 @@ def main(argv=None) -> int:
                   "| whole tracks | cells matched |")
             print("|---|---|---|---|---|---|---|---|")
             acc = accuracy(a.seeds, Path(tmp), a.seed0)
+        swept = sweep(a.seeds, Path(tmp), a.seed0) if a.sweep else []
         spd = [] if a.no_speed else speed(a.large, a.repeat, Path(tmp))
     return save_results(a.out, {"seeds": [a.seed0, a.seed0 + a.seeds - 1], "large": a.large, "repeat": a.repeat},
-                        [{"part": "accuracy", **r} for r in acc] + [{"part": "speed", **r} for r in spd])
+                        [{"part": "accuracy", **r} for r in acc] + [{"part": "sweep", **r} for r in swept]
+                        + [{"part": "speed", **r} for r in spd])
 
 
 if __name__ == "__main__":
