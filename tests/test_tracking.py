@@ -378,6 +378,31 @@ def _measuring_fails(call: int, exc: Exception):
         measure.measure_labels = real
 
 
+def test_a_second_run_on_an_output_being_written_is_refused_and_a_dead_ones_work_taken_over(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from halo_seg.tracking.checkpoint import LOCK
+    tl = cell_timelapse(shape=(12, 24, 24), cells=3, radius=3.0, timepoints=3, divisions=0, seed=8)
+    masks = (tl.ids > 0).astype(np.uint8)
+    partial = tmp_path / ".t.zarr.partial"
+    partial.mkdir()
+    (partial / "t1.npz").write_bytes(b"the other run's")
+    (partial / LOCK).write_text(f"{socket.gethostname()} {os.getppid()}")   # a live process, not this one
+    with pytest.raises(VolumeError, match=rf"another `track` run \(process {os.getppid()}\) is writing"):
+        track_objects(masks, tmp_path / "t.zarr")
+    assert (partial / "t1.npz").read_bytes() == b"the other run's" and not (tmp_path / "t.zarr").exists()
+    (partial / LOCK).write_text("elsewhere 12345")   # on another machine sharing the disk: cannot be asked
+    with pytest.raises(VolumeError, match=f"run on elsewhere .*delete {partial / LOCK}"):
+        track_objects(masks, tmp_path / "t.zarr")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (partial / LOCK).write_text(f"{socket.gethostname()} {gone.stdout.strip()}")   # killed: its work taken over
+    track_objects(masks, tmp_path / "t.zarr")
+    assert not partial.exists() and zarr.open_group(str(tmp_path / "t.zarr"))["labels"].shape == masks.shape
+
+
 def _tracked(path):
     g = zarr.open_group(str(path))
     return g["labels"][...], g["tracks"][...], g["lineage"][...]

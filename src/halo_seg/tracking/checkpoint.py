@@ -6,7 +6,8 @@ The work folder ``.NAME.partial`` (beside the output NAME) holds the labels writ
 (``tracks.zarr``), each time point's table and Tracks rows (``t<T>.npz``), the ids of the last few
 time points when they were labelled here (``t<T>.zarr``), and ``state.json``: the settings, how
 many time points are done, the linker's state (tracks, lineage, tracks that may yet close a gap,
-velocities) and which time points' ids are kept. The state is replaced (written aside, then
+velocities) and which time points' ids are kept; ``running`` names the host and process writing
+it, so that a second run of the same command is refused while the first lives. The state is replaced (written aside, then
 renamed) only after everything of its time point is on disk, so it always names a consistent
 point to go on from; whatever a half-done time point wrote is written again.
 """
@@ -21,6 +22,44 @@ import numpy as np
 from ..io.volume import VolumeError
 
 STATE = "state.json"
+LOCK = "running"   # host and process id of the run writing the folder now
+
+
+class BusyError(VolumeError):
+    """Another run is writing the output's work folder."""
+
+
+def claim(work: Path, out: Path) -> None:
+    """Mark ``work`` as this process's, refusing while another live run writes it (two runs of
+    one command at once would each clear and rewrite the other's time points)."""
+    import socket
+    lock = work / LOCK
+    try:
+        host, pid = lock.read_text().split()
+    except (OSError, ValueError):
+        host, pid = None, None
+    if pid is not None and int(pid) != os.getpid():
+        if host != socket.gethostname():
+            raise BusyError(f"a `track` run on {host} (process {pid}) is writing {out}: if it is no longer going, "
+                              f"delete {lock}")
+        if _alive(int(pid)):
+            raise BusyError(f"another `track` run (process {pid}) is writing {out} now: wait for it, or stop it")
+    work.mkdir(parents=True, exist_ok=True)
+    lock.write_text(f"{socket.gethostname()} {os.getpid()}")
+
+
+def release(work: Path) -> None:
+    (work / LOCK).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's
+        return True
+    return True
 
 
 def partial_dir(out: Path) -> Path:

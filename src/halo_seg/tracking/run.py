@@ -22,7 +22,8 @@ import numpy as np
 
 from ..io.track_output import TRACKS, in_order
 from ..io.volume import VolumeError
-from .checkpoint import STATE, load_state, load_timepoint, partial_dir, save_state, save_timepoint
+from .checkpoint import (LOCK, STATE, claim, load_state, load_timepoint, partial_dir, release, save_state,
+                         save_timepoint)
 from .frames import SLAB_VOXELS, frame_objects, frame_overlaps
 from .link import Linker
 
@@ -150,9 +151,13 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
     # built beside the output and moved there when whole: an error or a cancel leaves an earlier
     # output as it was, and never half a tracking (objects that would read as vanished)
     work = partial_dir(out)
+    claim(work, out)   # before anything in it is cleared
     if not resume:
-        shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
+        for old in work.iterdir():
+            if old.is_dir():
+                shutil.rmtree(old)
+            elif old.name != LOCK:
+                old.unlink()
     settings = {"input": str(Path(source).resolve()) if src.is_path else "an array", "timepoints": list(src.chosen),
                 "shape": list(src.shape), "spacing": list(src.spacing), "objects_given": bool(objects_given),
                 "classes": list(classes) if classes else None, "min_voxels": int(min_voxels),
@@ -164,6 +169,7 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
         result = _track(src, work / "tracks.zarr", work, linker, settings, objects_given, classes, min_voxels,
                         connectivity, split, progress, cancel)
     except BaseException:
+        release(work)
         if not (work / STATE).exists():   # not one time point done: nothing to go on from
             shutil.rmtree(work, ignore_errors=True)
         raise
