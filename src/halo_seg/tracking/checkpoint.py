@@ -7,9 +7,10 @@ The work folder ``.NAME.partial`` (beside the output NAME) holds the labels writ
 time points when they were labelled here (``t<T>.zarr``), and ``state.json``: the settings, how
 many time points are done, the linker's state (tracks, lineage, tracks that may yet close a gap,
 velocities) and which time points' ids are kept; ``running`` names the host and process writing
-it, so that a second run of the same command is refused while the first lives. The state is replaced (written aside, then
-renamed) only after everything of its time point is on disk, so it always names a consistent
-point to go on from; whatever a half-done time point wrote is written again.
+it, so that a second run of the same command is refused while the first lives. The state is
+replaced (written aside, then renamed) only after everything of its time point is on disk, so it
+always names a consistent point to go on from; whatever a half-done time point wrote is written
+again.
 """
 from __future__ import annotations
 
