@@ -295,7 +295,7 @@ class ObjectsWidget(BackgroundWidget):
         self.save_btn.setEnabled(True)
         from halo_seg.tracking.summary import fast_motion, motion_text
         fast = fast_motion(rows, "distance" if self.by_distance.isChecked() else "overlap",
-                           self.max_distance.value() or None)
+                           self.max_distance.value() or None, plane=layer.scale[-3] if labels.shape[1] == 1 else None)
         hint = (f"; {motion_text(fast, unit)}: check 'link by distance alone' with a max distance of about "
                 f"{fast[2]:g} and follow them again" if fast else "")
         self._succeeded(f"{res.tracks} tracks, {res.divisions} divisions; objects: {counts_text(res.objects)}"

@@ -195,6 +195,11 @@ def test_cells_moving_over_half_their_radius_are_said_to_want_linking_by_distanc
             assert f"of their radius ({radius:.3g} µm)" in motion_text(got, "µm")
             # linking by distance already, or with a max distance: nothing to suggest
             assert fast_motion(rows, "distance", 9.0) is None and fast_motion(rows, "overlap", 9.0) is None
+    # on a time-lapse of one plane, a cell's radius is a disc's of its area (0.5 thick here)
+    disc = {"first": np.array([0]), "last": np.array([4]), "speed": np.array([4.0]),
+            "mean_volume": np.array([np.pi * 36 * 0.5])}
+    assert fast_motion(disc, plane=0.5)[1] == pytest.approx(6.0)
+    assert fast_motion(disc)[1] == pytest.approx(np.cbrt(3 * np.pi * 18 / (4 * np.pi)))
 
 
 def test_the_persistence_predicted_is_fitted_to_the_cells_steps():
@@ -305,6 +310,41 @@ def test_the_output_reads_back_and_exports_for_the_cell_tracking_challenge(tmp_p
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(VolumeError, match="holds other files"):
         write_ctc(tmp_path / "t.zarr", tmp_path / "other")
+
+
+def test_a_2d_time_lapse_is_tracked_as_planes_and_exported_as_2d_ctc_masks(tmp_path, capsys):
+    """A (T, Y, X) movie (most widefield and phase-contrast time-lapses, and the Cell Tracking
+    Challenge's 2D datasets): each frame a plane, one cell dividing, one crossing the field."""
+    from skimage.draw import disk
+
+    from halo_seg.cli import main
+    T = 6
+    truth = np.zeros((T, 80, 80), np.uint16)
+    for t in range(T):
+        truth[t][disk((20, 10 + 4 * t), 6, shape=(80, 80))] = 1   # crawling right
+        if t < 3:
+            truth[t][disk((55, 40), 7, shape=(80, 80))] = 2       # then divides into 3 and 4
+        else:
+            truth[t][disk((53 - t, 40), 5, shape=(80, 80))] = 3   # apart by a gap of a pixel or more
+            truth[t][disk((58 + t, 40), 5, shape=(80, 80))] = 4
+    tifffile.imwrite(tmp_path / "masks.tif", (truth > 0).astype(np.uint8), imagej=True, metadata={"axes": "TYX"})
+    movie = (truth > 0).astype(np.float32) * 100 + 10
+    tifffile.imwrite(tmp_path / "movie.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "t.zarr"), "--image",
+                 str(tmp_path / "movie.tif"), "--ctc", str(tmp_path / "ctc"), "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    grp = zarr.open_group(str(tmp_path / "t.zarr"))
+    labels = grp["labels"][...]
+    assert labels.shape == (T, 1, 80, 80) and report["divisions"] == 1
+    for k in (1, 2, 3, 4):   # one found track per true cell, all along
+        assert len(np.unique(labels[:, 0][truth == k])) == 1 and 0 not in labels[:, 0][truth == k]
+    lineage = {int(r[0]): int(r[3]) for r in grp["lineage"][...]}
+    mother = int(labels[0, 0][truth[0] == 2][0])
+    assert [lineage[int(labels[3, 0][truth[3] == k][0])] for k in (3, 4)] == [mother, mother]
+    for t in range(T):   # 2D masks, as the challenge's 2D datasets have
+        mask = tifffile.imread(tmp_path / "ctc" / f"mask{t:03d}.tif")
+        assert mask.shape == (80, 80) and mask.dtype == np.uint16
+        np.testing.assert_array_equal(mask, labels[t, 0])
 
 
 def test_a_segment_time_series_output_is_tracked_as_its_labels(tmp_path, tiny_weights):

@@ -54,8 +54,9 @@ def check_ctc_folder(folder) -> None:
 
 def write_ctc(path, folder) -> Path:
     """A track output as a Cell Tracking Challenge result folder: mask000.tif ... (uint16 track
-    ids, one 3D file per time point; 4 digits past 999 time points) and res_track.txt, as the
-    challenge's evaluation tools read them."""
+    ids, one file per time point, 2D where the time-lapse has one plane as the challenge's 2D
+    datasets do, else 3D; 4 digits past 999 time points) and res_track.txt, as the challenge's
+    evaluation tools read them."""
     import tifffile
     import zarr
     grp = zarr.open_group(str(path), mode="r")
@@ -71,6 +72,7 @@ def write_ctc(path, folder) -> Path:
         old.unlink()
     digits = 4 if labels.shape[0] > 1000 else 3
     for t in range(labels.shape[0]):
-        tifffile.imwrite(folder / f"mask{t:0{digits}d}.tif", np.asarray(labels[t]).astype(np.uint16))
+        frame = np.asarray(labels[t]).astype(np.uint16)
+        tifffile.imwrite(folder / f"mask{t:0{digits}d}.tif", frame[0] if frame.shape[0] == 1 else frame)
     (folder / "res_track.txt").write_text(ctc_lineage(lineage))
     return folder

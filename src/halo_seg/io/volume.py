@@ -97,7 +97,7 @@ def _as_3d(arr: da.Array, what: str) -> da.Array:
 
 
 def open_volume(source: Any, spacing: tuple[float, float, float] | None = None,
-                channel: int | str | None = None, timepoint: int | None = None) -> Volume:
+                channel: int | str | None = None, timepoint: int | None = None, planes: bool = False) -> Volume:
     """Open ``source`` (path, numpy/dask/zarr array) as a lazy (Z, Y, X) dask array + spacing.
 
     ``spacing`` overrides what the file says. A multi-channel or time-lapse volume gives the 3D
@@ -105,6 +105,8 @@ def open_volume(source: Any, spacing: tuple[float, float, float] | None = None,
     io/axes.py for how axes are named. ``meta["file_axes"]`` describes what the file held.
     Raises :class:`VolumeError` (or FileNotFoundError) with a message naming the problem for
     missing files, unknown formats, a missing or wrong channel or time point, and non-3D data.
+    With ``planes``, what a file of no z axis holds at a time point (a 2D time-lapse's frame) is
+    one plane, (1, Y, X).
     """
     vol = source if isinstance(source, Volume) else file_contents(source)
     what = vol.source or type(source).__name__
@@ -129,6 +131,8 @@ def open_volume(source: Any, spacing: tuple[float, float, float] | None = None,
     if vol.meta.get("levels"):   # an OME-Zarr pyramid: the same volume at each coarser level
         vol.meta["levels"] = [select_3d(lv, names, what, channel, timepoint, vol.meta.get("channel_names"))[0]
                               for lv in vol.meta["levels"]]
+    if planes and data.ndim == 2 and "z" not in full:
+        data = data[None]
     vol.data = _as_3d(data, what)
     if spacing is not None:
         vol.spacing = _check_spacing(spacing)

@@ -86,7 +86,8 @@ class _Input:
     def volume(self, t: int):
         from ..io.volume import open_volume
         if self.is_path:   # open_volume takes its time point from a copy (it changes what it is given)
-            return open_volume(replace(self.raw, meta=dict(self.raw.meta)), channel=self.channel, timepoint=t)
+            return open_volume(replace(self.raw, meta=dict(self.raw.meta)), channel=self.channel, timepoint=t,
+                               planes=True)   # a 2D time-lapse's frames as planes
         return open_volume(self.source[t])
 
     def labels(self, t: int):
@@ -103,7 +104,7 @@ class _Input:
         from ..io.volume import open_volume
         if self.image_raw is not None:
             data = open_volume(replace(self.image_raw, meta=dict(self.image_raw.meta)), channel=self.image_channel,
-                               timepoint=t).data
+                               timepoint=t, planes=True).data
         else:
             data = open_volume(self.image[t]).data
         if tuple(data.shape) != self.shape:
