@@ -543,6 +543,11 @@ def test_the_track_command(tmp_path, capsys):
         assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "w.zarr"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "the disk is full" in err and ".w.zarr.partial: the same command with --resume goes on" in err
+    # resumed with other settings: refused, without pointing to --resume
+    assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "w.zarr"), "--quiet", "--resume",
+                 "--max-gap", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings (max_gap: 1 then, 2 now)" in err and "goes on from there" not in err
     assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "w.zarr"), "--quiet", "--resume"]) == 0
     assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "x.zarr"), "--quiet", "--resume"]) == 0
     assert "no stopped tracking of" in capsys.readouterr().err

@@ -13,7 +13,7 @@ def cmd_track(a) -> int:
 
     from ..measure import check_table_path, write_csv
     from ..tracking import track_objects, write_ctc
-    from ..tracking.checkpoint import STATE, BusyError, partial_dir
+    from ..tracking.checkpoint import STATE, PartialError, partial_dir
     from ..tracking.summary import fast_motion, format_tracks, motion_text, per_track
     from ..io.track_output import check_ctc_folder
     for path in (a.csv, a.summary):
@@ -36,7 +36,7 @@ def cmd_track(a) -> int:
                                 max_distance=a.max_distance, max_gap=a.max_gap, link=a.link, predict=a.predict,
                                 distance_divisions=a.distance_divisions, image=a.image,
                                 image_channel=a.image_channel, progress=progress, resume=a.resume)
-        except BusyError:
+        except PartialError:   # the partial there is not this run's to go on from
             raise
         except BaseException:   # Ctrl-C too
             if (partial / STATE).exists():

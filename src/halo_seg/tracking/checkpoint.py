@@ -26,8 +26,9 @@ STATE = "state.json"
 LOCK = "running"   # host and process id of the run writing the folder now
 
 
-class BusyError(VolumeError):
-    """Another run is writing the output's work folder."""
+class PartialError(VolumeError):
+    """The work folder beside the output cannot be used as it is: another run is writing it, or it
+    was made with other settings, or it cannot be read."""
 
 
 def claim(work: Path, out: Path) -> None:
@@ -41,10 +42,10 @@ def claim(work: Path, out: Path) -> None:
         host, pid = None, None
     if pid is not None and int(pid) != os.getpid():
         if host != socket.gethostname():
-            raise BusyError(f"a `track` run on {host} (process {pid}) is writing {out}: if it is no longer going, "
+            raise PartialError(f"a `track` run on {host} (process {pid}) is writing {out}: if it is no longer going, "
                               f"delete {lock}")
         if _alive(int(pid)):
-            raise BusyError(f"another `track` run (process {pid}) is writing {out} now: wait for it, or stop it")
+            raise PartialError(f"another `track` run (process {pid}) is writing {out} now: wait for it, or stop it")
     work.mkdir(parents=True, exist_ok=True)
     lock.write_text(f"{socket.gethostname()} {os.getpid()}")
 
@@ -105,12 +106,12 @@ def load_state(work: Path, settings: dict, linker) -> dict | None:
         state = json.loads(path.read_text())
         saved = state["settings"]
     except (OSError, ValueError, KeyError) as exc:
-        raise VolumeError(f"the partial tracking in {work} cannot be read ({exc}); run without --resume to "
+        raise PartialError(f"the partial tracking in {work} cannot be read ({exc}); run without --resume to "
                           "start again") from None
     differ = [k for k in sorted(set(saved) | set(settings)) if saved.get(k) != settings.get(k)]
     if differ:
         what = "; ".join(f"{k}: {saved.get(k)!r} then, {settings.get(k)!r} now" for k in differ)
-        raise VolumeError(f"the partial tracking in {work} was made with other settings ({what}): give the same "
+        raise PartialError(f"the partial tracking in {work} was made with other settings ({what}): give the same "
                           "ones to go on, or run without --resume to start again")
     _restore_linker(linker, state["linker"])
     return state
