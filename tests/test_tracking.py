@@ -437,6 +437,9 @@ def test_a_second_run_on_an_output_being_written_is_refused_and_a_dead_ones_work
     (partial / LOCK).write_text("elsewhere 12345")   # on another machine sharing the disk: cannot be asked
     with pytest.raises(VolumeError, match=f"run on elsewhere .*delete {partial / LOCK}"):
         track_objects(masks, tmp_path / "t.zarr")
+    (partial / LOCK).write_text("")   # created by a run starting this instant, not yet written: it owns it
+    with pytest.raises(VolumeError, match=f"another `track` run is starting to write .*delete {partial / LOCK}"):
+        track_objects(masks, tmp_path / "t.zarr")
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (partial / LOCK).write_text(f"{socket.gethostname()} {gone.stdout.strip()}")   # killed: its work taken over
     track_objects(masks, tmp_path / "t.zarr")

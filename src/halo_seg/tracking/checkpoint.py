@@ -33,21 +33,35 @@ class PartialError(VolumeError):
 
 def claim(work: Path, out: Path) -> None:
     """Mark ``work`` as this process's, refusing while another live run writes it (two runs of
-    one command at once would each clear and rewrite the other's time points)."""
+    one command at once would each clear and rewrite the other's time points). The mark is made
+    with an exclusive create, so of two runs starting at once one claims it and the other is
+    refused; a mark left by a run that died is taken over."""
     import socket
-    lock = work / LOCK
-    try:
-        host, pid = lock.read_text().split()
-    except (OSError, ValueError):
-        host, pid = None, None
-    if pid is not None and int(pid) != os.getpid():
-        if host != socket.gethostname():
-            raise PartialError(f"a `track` run on {host} (process {pid}) is writing {out}: if it is no longer going, "
-                              f"delete {lock}")
-        if _alive(int(pid)):
-            raise PartialError(f"another `track` run (process {pid}) is writing {out} now: wait for it, or stop it")
     work.mkdir(parents=True, exist_ok=True)
-    lock.write_text(f"{socket.gethostname()} {os.getpid()}")
+    lock, me = work / LOCK, f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):   # a second try after a dead run's mark was removed
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                host, pid = lock.read_text().split()
+            except (OSError, ValueError):   # being written, or garbled: a run starting now owns it
+                raise PartialError(f"another `track` run is starting to write {out}; if none is, delete "
+                                   f"{lock}") from None
+            if f"{host} {pid}" == me:
+                return
+            if host != socket.gethostname():
+                raise PartialError(f"a `track` run on {host} (process {pid}) is writing {out}: if it is no longer "
+                                   f"going, delete {lock}") from None
+            if _alive(int(pid)):
+                raise PartialError(f"another `track` run (process {pid}) is writing {out} now: wait for it, or "
+                                   "stop it") from None
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        return
+    raise PartialError(f"another `track` run took over {out} just now: wait for it, or stop it")
 
 
 def release(work: Path) -> None:
