@@ -136,7 +136,8 @@ class ObjectsWidget(BackgroundWidget):
                                     "a time-lapse's labels (T, Z, Y, X)")
                 return
             reach = self.max_distance.value() or None
-            if self.by_distance.isChecked() and reach is None:
+            link = "distance" if self.by_distance.isChecked() else "overlap"
+            if link == "distance" and reach is None:
                 self.status.setText("error: linking by distance alone needs a max distance: how far a cell may move "
                                     "between time points")
                 return
@@ -144,9 +145,8 @@ class ObjectsWidget(BackgroundWidget):
                         track_series, data, out.with_name(f"{layer.name}_tracks.zarr"), tuple(layer.scale[-3:]),
                         layer_unit(layer), image, self.progress_callback, self._cancel.is_set, classes=classes,
                         min_voxels=self.min_voxels.value(), split=self.split.isChecked(),
-                        connectivity=self.connectivity.currentIndex() + 1, max_distance=reach,
-                        link="distance" if self.by_distance.isChecked() else "overlap",
-                        on_done=lambda outcome: self._tracks_done(outcome, layer))
+                        connectivity=self.connectivity.currentIndex() + 1, max_distance=reach, link=link,
+                        on_done=lambda outcome: self._tracks_done(outcome, layer, link, reach))
             return
         if data.ndim == 4:
             self._start(f"labelling the objects of {layer.name} at each of its {data.shape[0]} time points ...",
@@ -273,7 +273,7 @@ class ObjectsWidget(BackgroundWidget):
         self._succeeded(f"{sum(counts)} objects: {counts_text(counts)}; numbered on from one time point to the "
                         "next (the table's timepoint column says whose)")
 
-    def _tracks_done(self, outcome, layer):
+    def _tracks_done(self, outcome, layer, link, reach):
         import dask.array as da
         done, exc = outcome
         if exc is not None:
@@ -294,8 +294,7 @@ class ObjectsWidget(BackgroundWidget):
         self.table = res.table
         self.save_btn.setEnabled(True)
         from halo_seg.tracking.summary import fast_motion, motion_text
-        fast = fast_motion(rows, "distance" if self.by_distance.isChecked() else "overlap",
-                           self.max_distance.value() or None, plane=layer.scale[-3] if labels.shape[1] == 1 else None)
+        fast = fast_motion(rows, link, reach, res.shape, res.spacing)   # as asked, whatever the fields say now
         hint = (f"; {motion_text(fast, unit)}: check 'link by distance alone' with a max distance of about "
                 f"{fast[2]:g} and follow them again" if fast else "")
         self._succeeded(f"{res.tracks} tracks, {res.divisions} divisions; objects: {counts_text(res.objects)}"

@@ -198,7 +198,7 @@ def test_cells_moving_over_half_their_radius_are_said_to_want_linking_by_distanc
     # on a time-lapse of one plane, a cell's radius is a disc's of its area (0.5 thick here)
     disc = {"first": np.array([0]), "last": np.array([4]), "speed": np.array([4.0]),
             "mean_volume": np.array([np.pi * 36 * 0.5])}
-    assert fast_motion(disc, plane=0.5)[1] == pytest.approx(6.0)
+    assert fast_motion(disc, shape=(1, 80, 80), spacing=(0.5, 1.0, 1.0))[1] == pytest.approx(6.0)
     assert fast_motion(disc)[1] == pytest.approx(np.cbrt(3 * np.pi * 18 / (4 * np.pi)))
 
 

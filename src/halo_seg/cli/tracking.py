@@ -46,9 +46,7 @@ def cmd_track(a) -> int:
     rows = per_track(res.table, res.lineage, res.spacing)
     if not a.quiet:
         print(format_tracks(rows, res.unit, most=a.rows))
-    import zarr
-    planes = zarr.open_group(str(res.output), mode="r")["labels"].shape[1]
-    fast = fast_motion(rows, a.link, a.max_distance, plane=res.spacing[0] if planes == 1 else None)
+    fast = fast_motion(rows, a.link, a.max_distance, res.shape, res.spacing)
     if fast:
         print(f"note: {motion_text(fast, res.unit)}; --link distance --max-distance {fast[2]:g} (about two steps) "
               "keeps such cells' tracks better", file=sys.stderr)

@@ -45,6 +45,7 @@ def claim(work: Path, out: Path) -> None:
         except FileExistsError:
             try:
                 host, pid = lock.read_text().split()
+                pid = int(pid)
             except (OSError, ValueError):   # being written, or garbled: a run starting now owns it
                 raise PartialError(f"another `track` run is starting to write {out}; if none is, delete "
                                    f"{lock}") from None
@@ -53,7 +54,7 @@ def claim(work: Path, out: Path) -> None:
             if host != socket.gethostname():
                 raise PartialError(f"a `track` run on {host} (process {pid}) is writing {out}: if it is no longer "
                                    f"going, delete {lock}") from None
-            if _alive(int(pid)):
+            if _alive(pid):
                 raise PartialError(f"another `track` run (process {pid}) is writing {out} now: wait for it, or "
                                    "stop it") from None
             lock.unlink(missing_ok=True)

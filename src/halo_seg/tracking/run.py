@@ -40,6 +40,7 @@ class TrackResult:
     spacing: tuple = (1.0, 1.0, 1.0)
     unit: str | None = None
     seconds: float = 0.0
+    shape: tuple = ()                              # a time point's (Z, Y, X)
 
 
 def check_track_output(out: Path, source) -> None:
@@ -271,7 +272,7 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, settings: dict, o
                          "max_distance": linker.max_distance, "max_gap": linker.max_gap, "link": linker.link,
                          "predict": linker.predict, "distance_divisions": linker.distance_divisions}
     return TrackResult(out, len(lineage), linker.divisions, list(src.chosen), counts, table, lineage, src.spacing,
-                       src.unit)
+                       src.unit, shape=src.shape)
 
 
 def _relabel(values: np.ndarray, ids: np.ndarray, tracks: np.ndarray) -> np.ndarray:

@@ -39,20 +39,21 @@ def per_track(table: dict, lineage: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> dict
 FAST = 0.5   # of a cell's radius per time point: beyond it --link distance keeps more tracks whole
 
 
-def fast_motion(rows: dict, link: str = "overlap", max_distance=None,
-                plane: float | None = None) -> tuple[float, float, float] | None:
+def fast_motion(rows: dict, link: str = "overlap", max_distance=None, shape=(), spacing=(1.0, 1.0, 1.0)
+                ) -> tuple[float, float, float] | None:
     """(median step per time point, median radius, a max distance of about two steps) where overlap
     linking alone was used on cells whose median step is over FAST of their median radius (a
-    sphere's of their mean volume; a disc's of their area on a time-lapse of one ``plane``, its
-    thickness given): a cell may then overlap where its neighbour was more than where it was
-    itself, and linking by distance keeps more tracks whole (on the procedural time-lapses from
-    about half a radius on, benchmarks/README.md); else None."""
+    sphere's of their mean volume; a disc's of their area where a time point of ``shape`` (Z, Y,
+    X) is one plane, ``spacing[0]`` thick): a cell may then overlap where its neighbour was more
+    than where it was itself, and linking by distance keeps more tracks whole (on the procedural
+    time-lapses from about half a radius on, benchmarks/README.md); else None."""
     moved = rows["last"] > rows["first"]
     if link != "overlap" or max_distance is not None or not moved.any():
         return None
     step = float(np.median(rows["speed"][moved]))
     size = rows["mean_volume"][moved]
-    radius = float(np.median(np.sqrt(size / (np.pi * plane)) if plane else np.cbrt(3 * size / (4 * np.pi))))
+    plane = len(shape) == 3 and shape[0] == 1
+    radius = float(np.median(np.sqrt(size / (np.pi * spacing[0])) if plane else np.cbrt(3 * size / (4 * np.pi))))
     if not radius > 0 or step <= FAST * radius:
         return None
     return step, radius, float(f"{2 * step:.2g}")
