@@ -3,7 +3,8 @@ make the true links, on procedural moving and dividing cells whose true tracks a
 not used to choose the defaults), for the default linking, its options and a point tracker's
 centroid-only linking; and the seconds per time point on a large frame.
 
-    .venv/bin/python benchmarks/tracking.py [--seeds 10] [--repeat 3] [--large 64 256 256] [--seed0 100] [--no-speed] [--no-accuracy] [--sweep]
+    .venv/bin/python benchmarks/tracking.py [--seeds 10] [--repeat 3] [--large 64 256 256] [--seed0 100]
+        [--no-speed] [--no-accuracy] [--sweep]
 """
 from __future__ import annotations
 
@@ -43,9 +44,24 @@ def _dropped(ids: np.ndarray, share: float, seed: int) -> np.ndarray:
     return out
 
 
+def _phantom(speed: float, seed: int, persistence: float = 0.8):
+    """The procedural time-lapse every accuracy figure here is measured on."""
+    from halo_seg.tracking.phantom import cell_timelapse
+    return cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, divisions=4, speed=speed,
+                          seed=seed, persistence=persistence)
+
+
+def _scored(tl, res, path: Path) -> dict:
+    """The tracking ``res`` (written to ``path``) against the time-lapse's true tracks."""
+    import zarr
+
+    from halo_seg.tracking.phantom import link_scores
+    return link_scores(tl.ids, zarr.open_group(str(path))["labels"][...], tl.lineage, res.lineage)
+
+
 def accuracy(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
     from halo_seg.tracking import track_objects
-    from halo_seg.tracking.phantom import cell_timelapse, link_scores, relabelled
+    from halo_seg.tracking.phantom import relabelled
     scenarios = {
         "ids given, speed 1.5": dict(speed=1.5),
         "ids given, speed 5 (over a radius)": dict(speed=5.0),
@@ -58,16 +74,13 @@ def accuracy(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
         for name, kw in VARIANTS.items():
             scores = []
             for s in range(seed0, seed0 + seeds):
-                tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, divisions=4,
-                                    speed=cfg["speed"], seed=s, persistence=cfg.get("persistence", 0.8))
+                tl = _phantom(cfg["speed"], s, cfg.get("persistence", 0.8))
                 ids = _dropped(tl.ids, cfg.get("drop", 0.0), s)
                 if cfg.get("masks"):
                     res = track_objects((ids > 0).astype(np.uint8), tmp / "t.zarr", split=0.25, **kw)
                 else:
                     res = track_objects(relabelled(ids, s), tmp / "t.zarr", objects_given=True, **kw)
-                import zarr
-                found = zarr.open_group(str(tmp / "t.zarr"))["labels"][...]
-                scores.append(link_scores(tl.ids, found, tl.lineage, res.lineage))
+                scores.append(_scored(tl, res, tmp / "t.zarr"))
             row = {"scenario": scen, "linking": name}
             for k in ("links", "precision", "divisions", "divisions_right", "whole_tracks", "cells_matched"):
                 row[k] = float(np.mean([sc[k] for sc in scores]))
@@ -82,10 +95,8 @@ def sweep(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
     """Overlap linking against linking by distance (max distance two steps) as cells move further
     between time points: where `track`'s suggestion to link by distance (tracking.summary.FAST, half
     a radius) should start."""
-    import zarr
-
     from halo_seg.tracking import track_objects
-    from halo_seg.tracking.phantom import cell_timelapse, link_scores, relabelled
+    from halo_seg.tracking.phantom import relabelled
     from halo_seg.tracking.summary import fast_motion, per_track
     rows = []
     print("\n| step (of the radius 4.5) | linking | links right | divisions found | whole tracks | suggested |")
@@ -95,11 +106,9 @@ def sweep(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
                                                                                "max_distance": 2 * step})):
             scores, said = [], 0
             for s in range(seed0, seed0 + seeds):
-                tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, divisions=4,
-                                    speed=step, seed=s)
+                tl = _phantom(step, s)
                 res = track_objects(relabelled(tl.ids, s), tmp / "w.zarr", objects_given=True, **kw)
-                found = zarr.open_group(str(tmp / "w.zarr"))["labels"][...]
-                scores.append(link_scores(tl.ids, found, tl.lineage, res.lineage))
+                scores.append(_scored(tl, res, tmp / "w.zarr"))
                 said += fast_motion(per_track(res.table, res.lineage), kw.get("link", "overlap"),
                                     kw.get("max_distance")) is not None
             row = {"step": step, "of_radius": step / 4.5, "linking": name, "suggested": said / seeds,
