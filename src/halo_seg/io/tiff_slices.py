@@ -42,12 +42,15 @@ def _holds_one_slice(path: Path) -> bool:
 
 def looks_like_slices(path) -> bool:
     """Whether ``path`` is a folder of 2D TIFF slices: two or more TIFF files, the first holding one
-    2D image (grey or colour). A folder of 3D stacks is a folder of volumes (halo_seg.batch)."""
+    2D image (grey or colour), and their names not numbering time points (t000.tif ...: a time-lapse).
+    A folder of 3D stacks is a folder of volumes (halo_seg.batch)."""
     path = Path(path)
     if not path.is_dir() or is_zarr_dir(path):
         return False
     files = slice_files(path)
-    return len(files) >= 2 and _holds_one_slice(files[0])
+    from .tiff_frames import time_word
+    # t000.tif ... are time points (tiff_frames.py), whatever each holds
+    return len(files) >= 2 and _holds_one_slice(files[0]) and time_word(files) is None
 
 
 def _check_numbering(folder: Path, files: list[Path]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .axes import axis_names, describe
-from .volume import VolumeError, file_contents
+from .volume import Volume, VolumeError, file_contents
 
 
 def parse_timepoints(spec, n: int) -> list[int]:
@@ -43,9 +43,11 @@ def parse_timepoints(spec, n: int) -> list[int]:
 
 def timepoint_count(source, instead: str = "segment it without --timepoint") -> int:
     """How many time points ``source`` holds: a file's t axis, or the first axis of a 4D array
-    (T, Z, Y, X). A volume without a time axis is refused, naming what it holds and ``instead``."""
-    if isinstance(source, (str, Path)):
-        raw = file_contents(source)
+    (T, Z, Y, X); a file's contents already read (file_contents) are taken as the file. A volume
+    without a time axis is refused, naming what it holds and ``instead``."""
+    if isinstance(source, (str, Path, Volume)):
+        raw = source if isinstance(source, Volume) else file_contents(source)
+        source = raw.source or source
         names = axis_names(raw.data.shape, raw.meta.get("axes"))
         sizes = dict(zip(names, raw.data.shape))
         if sizes.get("t", 1) > 1:

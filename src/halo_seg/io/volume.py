@@ -211,6 +211,9 @@ def _open_path(path: Path) -> Volume:
         from .dicom import looks_like_series, open_series, series_below, series_below_error
         if looks_like_series(path):
             return open_series(path)
+        from .tiff_frames import looks_like_frames, open_frames
+        if looks_like_frames(path):   # t000.tif, mask000.tif ...: a time-lapse, as a hyperstack file is
+            return open_frames(path)
         from .tiff_slices import looks_like_slices, open_slices
         if looks_like_slices(path):
             return open_slices(path)
@@ -233,7 +236,8 @@ def _open_path(path: Path) -> Volume:
             raise VolumeError(f"cannot read {path} as a volume: {exc}") from None
         return Volume(da.from_array(arr, chunks=_slab_chunks(arr.shape)), source=str(path))
     raise VolumeError(f"unsupported volume format '{suf or path.name}' for {path}; "
-                      f"supported: {', '.join(SUPPORTED)}, a folder of one DICOM series, or a folder of 2D TIFF slices")
+                      f"supported: {', '.join(SUPPORTED)}, a folder of one DICOM series, a folder of 2D TIFF slices or "
+                      "a folder of TIFF frames named as time points (t000.tif ...)")
 
 
 def _slab_chunks(shape) -> tuple:

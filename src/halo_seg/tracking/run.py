@@ -54,6 +54,14 @@ def check_track_output(out: Path, source) -> None:
                      lambda p: TRACKS in zarr.open_group(p, mode="r").attrs)
 
 
+def _contents(path):
+    """A time-lapse file's contents; a folder of TIFF files is its frames, one per time point,
+    whatever their names (tracking means a time-lapse: a stack of z slices has nothing to track)."""
+    from ..io.tiff_frames import holds_tiffs, open_frames
+    from ..io.volume import file_contents
+    return open_frames(path) if holds_tiffs(path) else file_contents(path)
+
+
 class _Input:
     """The time-lapse's labels (a file, a `segment --timepoint all` output or a (T, Z, Y, X) array),
     and the image measured under them, a time point at a time."""
@@ -61,15 +69,14 @@ class _Input:
     def __init__(self, source, channel, timepoints, spacing, image, image_channel):
         from ..io.series_output import TIME_SERIES
         from ..io.timepoints import parse_timepoints, timepoint_count
-        from ..io.volume import file_contents
         self.source, self.channel, self.image, self.image_channel = source, channel, image, image_channel
         self.is_path = isinstance(source, (str, Path))
         # each file opened once: a series output's stack of every time point is built on opening
-        self.raw = file_contents(source) if self.is_path else None
-        self.image_raw = file_contents(image) if isinstance(image, (str, Path)) else None
+        self.raw = _contents(source) if self.is_path else None
+        self.image_raw = _contents(image) if isinstance(image, (str, Path)) else None
         series = self.raw.meta.get(TIME_SERIES) if self.is_path else None
         self.n = int(series["timepoints"]) if series else timepoint_count(
-            source, "tracking follows objects over time: give a time-lapse's labels (a file whose axes name t, "
+            self.raw if self.is_path else source, "tracking follows objects over time: give a time-lapse's labels (a file whose axes name t, "
                     "such as an ImageJ hyperstack, OME-TIFF, OME-Zarr or 4D NIfTI) or a `segment --timepoint all` output")
         if series and (timepoints is None or str(timepoints).strip().lower() == "all"):
             self.chosen = list(series["segmented"])   # those not segmented would read as empty
