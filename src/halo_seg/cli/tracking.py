@@ -186,3 +186,40 @@ def add_track(sub) -> None:
     o.add_argument("--rows", type=int, default=20, help="tracks to print, the longest-lived first (default 20)")
     o.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     o.set_defaults(fn=cmd_track)
+
+
+def cmd_track_score(a) -> int:
+    from tqdm import tqdm
+
+    from ..io.ctc_tracking import open_tracking
+    from ..tracking.score import format_scores, score_tracking
+    tracked, reference = open_tracking(a.tracking), open_tracking(a.reference)
+    with tqdm(total=1, desc="time points", unit="time point", disable=a.quiet) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+        scores = score_tracking(tracked, reference, progress=progress)
+    print(f"{a.tracking} ({tracked.kind}) against {a.reference} ({reference.kind}), {scores.timepoints} time points",
+          file=sys.stderr)
+    print(format_scores(scores), file=sys.stderr)
+    counts = {k: v for k, v in scores.__dict__.items() if k != "extra"}
+    result = {"tracking": str(a.tracking), "reference": str(a.reference),
+              "scores": {k.replace(" ", "_"): v for k, v in scores.rates().items()}, "counts": counts}
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+def add_track_score(sub) -> None:
+    s = sub.add_parser("track-score", help="score a tracking against a reference one (a Cell Tracking Challenge "
+                                           "ground truth, or a tracking corrected by hand): objects found, links, "
+                                           "divisions, whole tracks")
+    s.add_argument("tracking", help="a `halo-seg track` output (.zarr), or a Cell Tracking Challenge result folder "
+                                    "(mask000.tif ..., res_track.txt)")
+    s.add_argument("reference", help="the same kinds: a ground truth's TRA folder (man_track000.tif ..., "
+                                     "man_track.txt; its markers will do), or the NN_GT folder above it")
+    s.add_argument("--json", default=None, help="also write the scores to this JSON file")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_track_score)

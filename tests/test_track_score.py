@@ -1,0 +1,160 @@
+"""`track-score`: a tracking scored against a reference one, each a `track` output or a Cell
+Tracking Challenge folder (masks + lineage text; the ground truth's markers will do)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from halo_seg.io.ctc_tracking import Tracking, open_tracking, read_lineage
+from halo_seg.io.track_output import ctc_lineage, write_ctc
+from halo_seg.io.volume import VolumeError
+from halo_seg.tracking import track_objects
+from halo_seg.tracking.phantom import cell_timelapse, link_scores, relabelled
+from halo_seg.tracking.score import score_tracking
+
+
+def _gt(folder, ids, lineage, name="man_track"):
+    folder.mkdir(parents=True)
+    for t, f in enumerate(ids):
+        tifffile.imwrite(folder / f"{name}{t:03d}.tif", f.astype(np.uint16))
+    (folder / f"{name}.txt").write_text(ctc_lineage(lineage))
+    return folder
+
+
+def _markers(ids: np.ndarray) -> np.ndarray:
+    """Each object reduced to the voxels within 1.5 of its centroid (the challenge's TRA markers)."""
+    out = np.zeros_like(ids)
+    grid = np.indices(ids.shape[1:]).reshape(3, -1).T
+    for t in range(len(ids)):
+        flat = ids[t].ravel()
+        for k in np.unique(flat[flat > 0]):
+            c = grid[flat == k].mean(0)
+            near = (np.linalg.norm(grid - c, axis=1) <= 1.5) & (flat == k)
+            out[t].ravel()[near] = k
+    return out
+
+
+def _tracked(tmp, seed, **kw):
+    tl = cell_timelapse(shape=(24, 72, 72), cells=12, timepoints=8, radius=4.5, divisions=3, speed=5.0, seed=seed)
+    return tl, track_objects(relabelled(tl.ids, seed), tmp / "t.zarr", objects_given=True, **kw), tmp
+
+
+# cells moving over a radius a step: overlap linking with a max distance swaps and breaks tracks and
+# calls wrong divisions (seed 11); linking by distance misses a division (seed 12)
+TRACKINGS = {"overlap": (11, {"max_distance": 10.0}), "distance": (12, {"link": "distance", "max_distance": 10.0})}
+
+
+@pytest.fixture(scope="module", params=list(TRACKINGS))
+def tracked(request, tmp_path_factory):
+    seed, kw = TRACKINGS[request.param]
+    return _tracked(tmp_path_factory.mktemp(request.param), seed, **kw)
+
+
+@pytest.fixture(scope="module")
+def fast(tmp_path_factory):
+    seed, kw = TRACKINGS["overlap"]
+    return _tracked(tmp_path_factory.mktemp("fast"), seed, **kw)
+
+
+def test_scores_agree_with_the_phantoms_own(tracked):
+    """On full masks both matchings agree, so the scores equal benchmarks' link_scores (written
+    apart, matching the other way round) on trackings that make mistakes."""
+    tl, res, tmp = tracked
+    found = zarr.open_group(str(tmp / "t.zarr"))["labels"][...]
+    ref = link_scores(tl.ids, found, tl.lineage, res.lineage)
+    assert ref["links"] < 0.99 and ref["whole_tracks"] < 1   # a tracking with mistakes to find
+    assert 0 < ref["divisions"] * ref["divisions_right"] < 1
+    _gt(tmp / "gt", tl.ids, tl.lineage)
+    s = score_tracking(open_tracking(tmp / "t.zarr"), open_tracking(tmp / "gt")).rates()
+    assert s["link recall"] == pytest.approx(ref["links"])
+    assert s["link precision"] == pytest.approx(ref["precision"])
+    assert s["division recall"] == pytest.approx(ref["divisions"])
+    assert s["division precision"] == pytest.approx(ref["divisions_right"])
+    assert s["whole tracks"] == pytest.approx(ref["whole_tracks"])
+    assert s["detection recall"] == 1 and s["detection precision"] == 1
+
+
+def test_markers_score_as_full_masks(tracked):
+    tl, res, tmp = tracked
+    full = score_tracking(open_tracking(tmp / "t.zarr"), Tracking("gt", tl.ids, tl.lineage, "test"))
+    marked = score_tracking(open_tracking(tmp / "t.zarr"), Tracking("gt", _markers(tl.ids), tl.lineage, "test"))
+    assert marked == full
+
+
+def _two_cells(T=4):
+    ids = np.zeros((T, 1, 20, 40), np.uint16)
+    ids[:, 0, 5:15, 2:12] = 1
+    ids[:, 0, 5:15, 25:35] = 2
+    return ids, np.array([[1, 0, T - 1, 0], [2, 0, T - 1, 0]])
+
+
+def test_a_swap_a_merge_and_an_extra_object_are_counted():
+    ref_ids, ref_lin = _two_cells()
+    ref = Tracking("ref", ref_ids, ref_lin, "test")
+    swapped = ref_ids.copy()
+    swapped[2:] = np.where(ref_ids[2:] == 1, 2, np.where(ref_ids[2:] == 2, 1, 0))   # ids swap from t=2
+    s = score_tracking(Tracking("s", swapped, ref_lin, "test"), ref)
+    assert (s.reference_links, s.links_found, s.tracked_links_right, s.whole_tracks) == (6, 4, 4, 0)
+    merged = ref_ids.copy()
+    merged[1, 0, 5:15, 2:35] = 1   # one object over both cells at t=1
+    s = score_tracking(Tracking("m", merged, np.array([[1, 0, 3, 0], [2, 0, 3, 0]]), "test"), ref)
+    assert s.merges == 1 and s.found == 8 and s.tracked_objects == 7
+    assert s.links_found == 4   # cell 2's links to and from t=1 lost with its own object
+    off = ref_ids.copy()
+    off[3] = 0
+    off[3, 0, 5:15, 2:12] = 1
+    off[3, 0, 5:15, 32:40] = 2   # cell 2's object at t=3 covers 3 of its 10 columns: not found
+    s = score_tracking(Tracking("o", off, ref_lin, "test"), ref)
+    assert (s.found, s.tracked_found, s.links_found, s.tracked_links_right, s.whole_tracks) == (7, 7, 5, 5, 1)
+    extra = ref_ids.copy()
+    extra[3, 0, 17:19, 17:19] = 3
+    s = score_tracking(Tracking("e", extra, np.vstack([ref_lin, [[3, 3, 3, 0]]]), "test"), ref)
+    assert (s.tracked_objects, s.tracked_found, s.whole_tracks) == (9, 8, 2)
+
+
+def test_ctc_folders_read_and_checked(tmp_path, fast):
+    tl, res, tmp = fast
+    gt = _gt(tmp_path / "01_GT" / "TRA", tl.ids, tl.lineage)
+    t = open_tracking(tmp_path / "01_GT")   # the dataset's GT folder: its TRA
+    assert t.kind == "Cell Tracking Challenge" and t.labels.shape == tl.ids.shape
+    np.testing.assert_array_equal(t.lineage, tl.lineage)
+    (gt / "man_track.txt").write_text("1 0 3 0\n2 0 x 0\n")
+    with pytest.raises(VolumeError, match="line 2 .* four whole numbers"):
+        open_tracking(gt)
+    (gt / "man_track.txt").write_text("1 0 3 0\n2 4 5 9\n")
+    with pytest.raises(VolumeError, match="parent track 9 not listed"):
+        open_tracking(gt)
+    (gt / "man_track.txt").write_text("1 0 30 0\n")
+    with pytest.raises(VolumeError, match="track 1 ends at time point 30 but .* holds 8 frames"):
+        open_tracking(gt)
+    with pytest.raises(VolumeError, match="neither a `halo-seg track` output"):
+        open_tracking(tmp_path)
+    small = Tracking("small", tl.ids[:, :10], tl.lineage, "test")
+    with pytest.raises(VolumeError, match="scored against one of the same time-lapse"):
+        score_tracking(open_tracking(tmp / "t.zarr"), small)
+    assert read_lineage(tmp_path / "01_GT" / "TRA" / "man_track.txt").shape == (1, 4)
+    flat = _gt(tmp_path / "2d", tl.ids[:, 12], tl.lineage)   # a 2D dataset's frames: one plane each
+    assert open_tracking(flat).labels.shape == (8, 1, 72, 72)
+
+
+def test_track_score_command_on_a_ctc_result(tmp_path, fast):
+    """`track --ctc` written, scored by the command against the ground truth's markers."""
+    tl, res, tmp = fast
+    write_ctc(tmp / "t.zarr", tmp_path / "01_RES")
+    _gt(tmp_path / "01_GT" / "TRA", _markers(tl.ids), tl.lineage)
+    r = subprocess.run([sys.executable, "-m", "halo_seg.cli", "track-score", str(tmp_path / "01_RES"),
+                        str(tmp_path / "01_GT"), "--quiet", "--json", str(tmp_path / "s.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    assert out == json.loads((tmp_path / "s.json").read_text())
+    direct = score_tracking(open_tracking(tmp / "t.zarr"), Tracking("gt", tl.ids, tl.lineage, "test"))
+    assert out["scores"]["link_recall"] == pytest.approx(direct.rates()["link recall"])
+    assert out["counts"]["whole_tracks"] == direct.whole_tracks
+    assert "link recall" in r.stderr and "whole tracks" in r.stderr
