@@ -16,12 +16,14 @@ from halo_seg.io.dicom import looks_like_series, series_below
 from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.io.labels import label_dtype, whole_labels
+from halo_seg.io.tiff_frames import looks_like_frames
 from halo_seg.io.tiff_slices import looks_like_slices
 from halo_seg.io.series_output import TIME_SERIES
 from halo_seg.io.track_output import TRACKS
 from halo_seg.io.volume import SEGMENT_NAMES, SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
 
 from ._paintable import paintable
+from ._timelapse_labels import as_planes, timelapse_labels_layers
 
 
 def get_reader(path):
@@ -32,7 +34,8 @@ def get_reader(path):
     name = str(path).lower().rstrip("/")
     # a CD's or PACS export's folder too: reading it says which series it holds ("no reader" would not)
     if not (name.endswith(SUPPORTED) or is_zarr_dir(path) or looks_like_series(Path(path))
-            or looks_like_slices(path) or (Path(path).is_dir() and series_below(Path(path), most=1))):
+            or looks_like_slices(path) or looks_like_frames(path)
+            or (Path(path).is_dir() and series_below(Path(path), most=1))):
         return None
     return read_volume
 
@@ -44,9 +47,12 @@ def read_volume(path):
     _finish_track_edit(p)
     raw = file_contents(p)
     names = axis_names(raw.data.shape, raw.meta.get("axes"))
+    raw, names = as_planes(raw, names)   # a 2D movie's frames as planes, as `track` takes them
     several = {n for n, size in zip(names, raw.data.shape) if n not in SPATIAL and size > 1}
     if raw.meta.get(TRACKS):   # a time-lapse's objects tracked (halo_seg.tracking)
         return _track_layers(p, raw)
+    if "t" in several and raw.meta.get("labels"):   # a folder of masks (the Cell Tracking Challenge's), 4D labels
+        return timelapse_labels_layers(p, raw, names, *_timed_place(raw, p))
     if several and several <= {"c", "t"} and not raw.meta.get("labels"):
         return _stack_layers(p, raw, names)
     if raw.meta.get(TIME_SERIES):   # every time point of a time-lapse segmented (engine/series.py)
@@ -168,7 +174,8 @@ def _stack_layers(p: Path, raw, names) -> list:
             meta["channel"] = c
         # the engine reads a 3D layer's channel from the file, and each time point of a time-lapse
         # layer (_timelapse.py)
-        meta["series_source" if timed else "source"] = str(p)
+        if not raw.meta.get("planes"):   # a 2D movie's time points are 2D in its file: read from the layer
+            meta["series_source" if timed else "source"] = str(p)
         name = p.name.split(".")[0] + (f" {chans[c] if c < len(chans) else f'c{c}'}" if "c" in kept else "")
         kw = {"colormap": CHANNEL_COLORS[c % len(CHANNEL_COLORS)], "blending": "additive"} if n_c > 1 else {}
         if len(data) > 1:
