@@ -158,3 +158,39 @@ def test_track_score_command_on_a_ctc_result(tmp_path, fast):
     assert out["scores"]["link_recall"] == pytest.approx(direct.rates()["link recall"])
     assert out["counts"]["whole_tracks"] == direct.whole_tracks
     assert "link recall" in r.stderr and "whole tracks" in r.stderr
+
+
+def test_track_import_makes_an_editable_track_output(tmp_path, fast):
+    """A ground truth imported: labels, lineage and paths as in its folder (centroids computed here
+    apart); edited, written back out and scored; a lineage disagreeing with the masks refused."""
+    from halo_seg.tracking.ctc_import import import_ctc
+    from halo_seg.tracking.edit import TrackOutput, save_tracking
+    tl, _, _ = fast
+    gt = _gt(tmp_path / "01_GT" / "TRA", tl.ids, tl.lineage)
+    res = import_ctc(tmp_path / "01_GT", tmp_path / "gt.zarr", spacing=(2.0, 1.0, 1.0), unit="µm")
+    grp = zarr.open_group(str(tmp_path / "gt.zarr"))
+    np.testing.assert_array_equal(grp["labels"][...], tl.ids)
+    np.testing.assert_array_equal(grp["lineage"][...], tl.lineage[np.argsort(tl.lineage[:, 0])])
+    assert res.divisions == len(set(tl.lineage[tl.lineage[:, 3] > 0, 3].tolist())) > 0
+    rows = grp["tracks"][...]
+    k, t = int(tl.lineage[(tl.lineage[:, 1] == 0) & (tl.lineage[:, 2] > 3)][0, 0]), 3
+    np.testing.assert_allclose(rows[(rows[:, 0] == k) & (rows[:, 1] == t)][0, 2:], np.argwhere(tl.ids[t] == k).mean(0))
+    assert tuple(grp["labels"].attrs.get("spacing", grp.attrs.get("spacing"))) == (2.0, 1.0, 1.0)
+    out = TrackOutput(tmp_path / "gt.zarr")
+    out.edit("cut", k, t)   # a mistake made on purpose: the scores see it
+    save_tracking(tmp_path / "gt.zarr", tmp_path / "02_RES")
+    s = score_tracking(open_tracking(tmp_path / "02_RES"), open_tracking(tmp_path / "01_GT"))
+    assert s.links_found == s.reference_links - 1 and s.whole_tracks == len(tl.lineage) - 1
+    # masks and lineage that disagree: refused, naming the track; nothing written
+    gone = [i for i, row in enumerate(tl.lineage) if row[0] not in tl.lineage[:, 3]][0]   # no one's mother
+    (gt / "man_track.txt").write_text(ctc_lineage(np.delete(tl.lineage, gone, 0)))
+    with pytest.raises(VolumeError, match=f"the masks hold track {int(tl.lineage[gone, 0])} that the lineage does"):
+        import_ctc(gt, tmp_path / "bad.zarr")
+    wrong = tl.lineage.copy()
+    wrong[0, 2] -= 1
+    (gt / "man_track.txt").write_text(ctc_lineage(wrong))
+    with pytest.raises(VolumeError, match=f"lineage has track {int(wrong[0, 0])} from time point .* the masks from"):
+        import_ctc(gt, tmp_path / "bad.zarr")
+    assert not (tmp_path / "bad.zarr").exists()
+    with pytest.raises(VolumeError, match="already"):
+        import_ctc(tmp_path / "gt.zarr", tmp_path / "again.zarr")

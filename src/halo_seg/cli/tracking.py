@@ -223,3 +223,32 @@ def add_track_score(sub) -> None:
     s.add_argument("--json", default=None, help="also write the scores to this JSON file")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_track_score)
+
+
+def cmd_track_import(a) -> int:
+    from tqdm import tqdm
+
+    from ..tracking.ctc_import import import_ctc
+    with tqdm(total=1, desc="time points", unit="time point", disable=a.quiet) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+        res = import_ctc(a.folder, a.output, spacing=a.spacing, unit=a.unit, progress=progress)
+    print(json.dumps({"output": str(res.output), "tracks": res.tracks, "divisions": res.divisions,
+                      "timepoints": len(res.timepoints), "objects_per_timepoint": res.objects,
+                      "seconds": round(res.seconds, 2)}))
+    return 0
+
+
+def add_track_import(sub) -> None:
+    i = sub.add_parser("track-import", help="make a Cell Tracking Challenge tracking (another tracker's result, a "
+                                            "ground truth) a `track` output, to correct with track-edit or napari")
+    i.add_argument("folder", help="mask000.tif ... with res_track.txt (a result), or man_track000.tif ... with "
+                                  "man_track.txt (a ground truth's TRA folder, or the NN_GT folder above it)")
+    i.add_argument("output", help="output .zarr group, as `halo-seg track` writes")
+    i.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="voxel size (default: the masks' TIFF calibration; the challenge's files often have none)")
+    i.add_argument("--unit", default=None, help="the spacing's length unit (e.g. µm)")
+    i.add_argument("--quiet", action="store_true", help="no progress bar")
+    i.set_defaults(fn=cmd_track_import)

@@ -199,10 +199,7 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, settings: dict, o
     from ..io.labels import create_zarr_array, mark_labels, read_label_slab, slabs
     from ..measure import by_timepoint, measure_labels
     step, starts = slabs(src.shape, SLAB_VOXELS)
-    # a slab covers whole chunks; chunks of about 1 to 4 MB, so that an edit (tracking.edit) rewrites
-    # the few a cell lies in rather than whole time points
-    side = int(min(512, max(64, 2 ** round(np.log2(np.sqrt((1 << 20) / min(step, src.shape[0])))))))
-    chunks = (1, step, min(src.shape[1], side), min(src.shape[2], side))
+    chunks = label_chunks(src.shape)
     kept: dict[int, tuple] = {}     # time point -> (ids, classes, Objects): the last max_gap + 1 stepped
     tables, rows, counts = [], [], []
     prev = None
@@ -280,6 +277,16 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, settings: dict, o
                          "predict": linker.predict, "distance_divisions": linker.distance_divisions}
     return TrackResult(out, len(lineage), linker.divisions, list(src.chosen), counts, table, lineage, src.spacing,
                        src.unit, shape=src.shape)
+
+
+def label_chunks(shape) -> tuple:
+    """The chunks of a track output's (T, Z, Y, X) labels for time points of ``shape``: a slab of
+    whole slices (frames.SLAB_VOXELS) covers whole chunks; chunks of about 1 to 4 MB, so that an
+    edit (tracking.edit) rewrites the few a cell lies in rather than whole time points."""
+    from ..io.labels import slabs
+    step, _ = slabs(shape, SLAB_VOXELS)
+    side = int(min(512, max(64, 2 ** round(np.log2(np.sqrt((1 << 20) / min(step, shape[0])))))))
+    return (1, step, min(shape[1], side), min(shape[2], side))
 
 
 def _relabel(values: np.ndarray, ids: np.ndarray, tracks: np.ndarray) -> np.ndarray:
