@@ -99,3 +99,25 @@ def test_track_takes_any_folder_of_frames_and_its_image(tmp_path, tl):
     assert all(float(r["mean"]) == int(r["timepoint"]) + 10 for r in rows)   # each frame's own image
     import zarr
     assert zarr.open_group(str(out))["labels"].shape == (4, 1, 40, 40)
+
+
+def test_measure_takes_a_folder_of_masks_at_each_time_point(tmp_path, tl):
+    """`measure` of labels with a t axis: every time point into one table (a timepoint column), or
+    the one --timepoint names with the image there; each row as measuring that frame alone gives."""
+    import csv
+
+    from halo_seg.measure import measure_labels
+    masks = _write(tmp_path / "01_RES", [f.astype(np.uint16) for f in tl.ids], "mask{:03d}.tif")
+    image = _write(tmp_path / "01", [(f > 0).astype(np.uint16) * (t + 5) for t, f in enumerate(tl.ids)])
+    r = _cli("measure", masks, "--csv", tmp_path / "all.csv")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "all.csv")))
+    for t in range(4):
+        ref = measure_labels(tl.ids[t], (1.0, 1.0, 1.0))
+        mine = [row for row in rows if int(row["timepoint"]) == t]
+        assert [int(row["label"]) for row in mine] == list(ref["label"])
+        assert [int(row["voxels"]) for row in mine] == list(ref["voxels"])
+    r = _cli("measure", masks, "--timepoint", 2, "--image", image, "--csv", tmp_path / "t2.csv")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "t2.csv")))
+    assert {row["timepoint"] for row in rows} == {"2"} and all(float(row["mean"]) == 7 for row in rows)

@@ -22,6 +22,9 @@ def cmd_measure(a) -> int:
     series = _series_of(a.labels)
     if series:
         return _measure_series(a, given, series)
+    n = _timepoints_in(a.labels)
+    if n:
+        return _measure_timelapse(a, given, n)
     table, unit = _measure_one(a, a.labels, given, a.timepoint)
     print(format_table(table, unit, most=a.most))
     if a.csv:
@@ -36,6 +39,36 @@ def _series_of(path) -> dict | None:
     if not is_zarr_dir(path):
         return None
     return file_contents(path).meta.get(TIME_SERIES)
+
+
+def _timepoints_in(path) -> int | None:
+    """How many time points a labels file or folder holds along a t axis (a hyperstack of labels, a
+    folder of masks such as the Cell Tracking Challenge's), else None."""
+    from ..io.axes import axis_names
+    from ..io.volume import file_contents
+    if not isinstance(path, (str, Path)) or not Path(path).exists():
+        return None
+    raw = file_contents(path)
+    sizes = dict(zip(axis_names(raw.data.shape, raw.meta.get("axes")), raw.data.shape))
+    return int(sizes["t"]) if sizes.get("t", 1) > 1 else None
+
+
+def _measure_timelapse(a, given, n: int) -> int:
+    """A time-lapse's labels measured at --timepoint, or at every time point into one table with a
+    timepoint column; the image, if given, at the same time point."""
+    from ..io.timepoints import parse_timepoints
+    from ..measure import by_timepoint, format_table, write_csv
+    chosen = parse_timepoints("all" if a.timepoint is None else [a.timepoint], n)
+    tables = []
+    for t in chosen:
+        table, unit = _measure_one(a, a.labels, given, t, labels_at=t)
+        print(f"time point {t}:")
+        print(format_table(table, unit, most=a.most))
+        tables.append((t, table))
+    if a.csv:
+        print("wrote " + str(write_csv(by_timepoint(tables), a.csv))
+              + f" (a row per object and time point: {len(tables)} time point{'s' if len(tables) > 1 else ''})")
+    return 0
 
 
 def _measure_series(a, given, series: dict) -> int:
@@ -58,14 +91,17 @@ def _measure_series(a, given, series: dict) -> int:
     return 0
 
 
-def _measure_one(a, labels, given, timepoint):
-    """measure's table of one label volume (with --image at ``timepoint``), and its length unit."""
+def _measure_one(a, labels, given, timepoint, labels_at: int | None = None):
+    """measure's table of one label volume (with --image at ``timepoint``; a time-lapse's labels at
+    ``labels_at``, a 2D movie's frame as one plane), and its length unit."""
     from ..io import geometry, open_volume
     from ..io.labels import open_labels
     from ..io.volume import SEGMENT_NAMES, length_unit
     from ..measure import measure_labels, with_names
-    lab = open_labels(labels)
-    img = open_volume(a.image, channel=a.channel, timepoint=timepoint) if a.image else None
+    frame = {} if labels_at is None else {"timepoint": labels_at, "planes": True}
+    lab = open_labels(labels, **frame)
+    img = open_volume(a.image, channel=a.channel, timepoint=timepoint, planes=labels_at is not None) \
+        if a.image else None
     image = None
     if img is not None:   # under labels saved cropped to their objects: the scan's part there
         image = img.data if given is not None and img.shape == lab.shape else \
@@ -205,6 +241,10 @@ def add_measure(sub) -> None:
     m.add_argument("--shape", action="store_true", help="also each object's surface area and sphericity (marching "
                                                          "cubes; reads every object's bounding box again)")
     _choice_args(m, "of --image")
+    for action in m._actions:   # labels with a t axis (a hyperstack, a folder of masks) are taken at it too
+        if action.dest == "timepoint":
+            action.help = ("the time point of the labels (where they have several: default every one, a table with "
+                           "a timepoint column) and of --image")
     m.set_defaults(fn=cmd_measure)
 
 

@@ -47,10 +47,10 @@ def whole_labels(labels, what: str = "the label volume", slab_voxels: int = 2 **
     return labels.astype(np.uint32) if isinstance(labels, (np.ndarray, da.Array)) else da.asarray(labels).astype(np.uint32)
 
 
-def open_labels(source) -> Volume:
-    """A label volume (a file, a folder or an array) opened like any volume, float-stored labels
-    as integers (whole_labels)."""
-    vol = open_volume(source)
+def open_labels(source, **choice) -> Volume:
+    """A label volume (a file, a folder or an array) opened like any volume (``choice``: open_volume's
+    timepoint, planes), float-stored labels as integers (whole_labels)."""
+    vol = open_volume(source, **choice)
     if vol.meta.get("incomplete"):   # measured, compared or exported, the missing blocks would count as background
         raise VolumeError(f"{source} is the output of a `halo-seg segment` run that stopped ({vol.meta['incomplete']}); "
                           "finish it with `halo-seg segment ... --resume` first")
