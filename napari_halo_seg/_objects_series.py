@@ -113,6 +113,11 @@ def measure_series(data, spacing, unit, image, cancel):
         return None, exc
 
 
+def tracking_text(tracks: int, divisions: int) -> str:
+    """ "12 tracks, 1 division" """
+    return f"{tracks} track{'s' if tracks != 1 else ''}, {divisions} division{'s' if divisions != 1 else ''}"
+
+
 def counts_text(counts: list[int]) -> str:
     """Objects per time point, e.g. "12, 13, 12 per time point (t0 to t2)", shortened past 12 of them."""
     shown = ", ".join(map(str, counts[:12])) + (" ..." if len(counts) > 12 else "")

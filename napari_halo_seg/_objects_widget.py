@@ -23,7 +23,7 @@ from ._fields import form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume, on_grid_of
 from ._measure import UNIT, layer_names, layer_unit, save_table_csv, table_features
 from ._objects_series import (TRACK_OUTPUT, counts_text, label_series, measure_series, series_image,
-                              track_features, track_series)
+                              track_features, track_series, tracking_text)
 from ._paintable import paintable
 from ._timelapse import timelapse_data
 
@@ -297,7 +297,7 @@ class ObjectsWidget(BackgroundWidget):
         fast = fast_motion(rows, link, reach, res.shape, res.spacing)   # as asked, whatever the fields say now
         hint = (f"; {motion_text(fast, unit)}: check 'link by distance alone' with a max distance of about "
                 f"{fast[2]:g} and follow them again" if fast else "")
-        self._succeeded(f"{res.tracks} tracks, {res.divisions} divisions; objects: {counts_text(res.objects)}"
+        self._succeeded(f"{tracking_text(res.tracks, res.divisions)}; objects: {counts_text(res.objects)}"
                         + (f"; {note}" if note else "") + hint)
 
     def save_table(self, path: str | None = None):

@@ -20,7 +20,7 @@ from ._background import BackgroundWidget
 from ._fields import form_of
 from ._layers import follow_layers
 from ._measure import layer_unit
-from ._objects_series import TRACK_OUTPUT, track_features
+from ._objects_series import TRACK_OUTPUT, track_features, tracking_text
 
 CUT, JOIN, SWAP, MOTHER, NO_MOTHER, DELETE = (
     "cut the track at the time point shown", "join: the other track continues the track",
@@ -256,7 +256,7 @@ class TrackEditWidget(BackgroundWidget):
             return self._failed(exc)
         edited, shown = done
         self._show(layer, path, *shown)
-        self._succeeded(f"{edited.text}; {edited.tracks} tracks, {edited.divisions} divisions")
+        self._succeeded(f"{edited.text}; {tracking_text(edited.tracks, edited.divisions)}")
 
     def _show(self, layer, path, points, graph, rows, lineage):
         """The layers as the output now is: labels (read again where shown from the file), what the
