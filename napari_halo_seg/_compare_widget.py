@@ -24,7 +24,7 @@ COLUMNS = (("label", "label", "{:d}"), ("name", "name", "{}"), ("Dice", "dice", 
            ("Jaccard", "jaccard", "{:.3f}"), ("vol. diff", "volume_difference", "{:+.1%}"), ("HD95", "hd95", "{:.2f}"), ("ASSD", "assd", "{:.2f}"))
 OBJECT_COLUMNS = (("IoU >=", "iou", "{:.2f}"), ("TP", "tp", "{:d}"), ("FP", "fp", "{:d}"), ("FN", "fn", "{:d}"),
                   ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"), ("F1", "f1", "{:.3f}"),
-                  ("AP", "ap", "{:.3f}"), ("mean IoU", "mean_matched_iou", "{:.3f}"))
+                  ("AP", "ap", "{:.3f}"), ("mean IoU", "mean_matched_iou", "{:.3f}"), ("SEG", "seg", "{:.3f}"))
 OBJECT_IOUS = (0.5, 0.75, 0.9)
 INTEGER = ("label", "tp", "fp", "fn")
 

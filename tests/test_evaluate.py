@@ -128,6 +128,8 @@ def test_compare_instances_matches_objects_one_to_one(monkeypatch, slab):
     assert list(t["tp"]) == [3, 2, 1]
     assert t["f1"][0] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1)) and t["ap"][0] == pytest.approx(3 / 5)
     assert t["mean_matched_iou"][0] == pytest.approx((1 + 2 / 3 + 1 / 2) / 3)
+    # the challenge's SEG: object 9 is covered by exactly half, not more, so it counts 0 like the missed 11
+    assert list(t["seg"]) == pytest.approx([(1 + 2 / 3) / 4] * 3)
     with pytest.raises(VolumeError, match=r"\[0.5, 1\]"):
         evaluate.compare_instances(pred, truth, thresholds=(0.3,))
     with pytest.raises(VolumeError, match="shape"):

@@ -217,8 +217,10 @@ def compare_instances(pred, truth, thresholds=(0.5,), cancel=None) -> dict[str, 
     correspond), as nuclei are scored (StarDist, the Data Science Bowl): a predicted and a true
     object match when their IoU reaches the threshold, one to one (IoU >= 0.5 allows at most one
     partner). One row per threshold: ``iou``, ``tp``, ``fp``, ``fn``, ``precision``, ``recall``,
-    ``f1``, ``ap`` (TP / (TP + FP + FN)) and ``mean_matched_iou``. Overlaps are counted in slabs.
-    Thresholds below 0.5 are refused: matching there is not unique."""
+    ``f1``, ``ap`` (TP / (TP + FP + FN)) and ``mean_matched_iou``; and ``seg``, the Cell Tracking
+    Challenge's SEG (the same in every row): each reference object's IoU with the object covering
+    more than half of it, 0 where none does, averaged over the reference objects. Overlaps are
+    counted in slabs. Thresholds below 0.5 are refused: matching there is not unique."""
     shape = one_grid(pred, truth, "objects")
     thr = sorted(float(t) for t in thresholds)
     if not thr or thr[0] < 0.5 or thr[-1] > 1.0:
@@ -239,8 +241,10 @@ def compare_instances(pred, truth, thresholds=(0.5,), cancel=None) -> dict[str, 
             for a, b, c in zip(pairs[0].tolist(), pairs[1].tolist(), n.tolist()):
                 inter[a, b] = inter.get((a, b), 0) + c
     ious = np.array([c / (sizes_p[a] + sizes_t[b] - c) for (a, b), c in inter.items()], float)
-    rows = {c: [] for c in ("iou", "tp", "fp", "fn", "precision", "recall", "f1", "ap", "mean_matched_iou")}
+    rows = {c: [] for c in ("iou", "tp", "fp", "fn", "precision", "recall", "f1", "ap", "mean_matched_iou", "seg")}
     n_pred, n_true = len(sizes_p), len(sizes_t)
+    covered = sum(c / (sizes_p[a] + sizes_t[b] - c) for (a, b), c in inter.items() if c > 0.5 * sizes_t[b])
+    seg = covered / n_true if n_true else np.nan
     for th in thr:
         matched = ious[ious >= th]
         tp = int(len(matched))
@@ -254,14 +258,15 @@ def compare_instances(pred, truth, thresholds=(0.5,), cancel=None) -> dict[str, 
         rows["f1"].append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0)
         rows["ap"].append(tp / (tp + fp + fn) if tp + fp + fn else 1.0)
         rows["mean_matched_iou"].append(float(matched.mean()) if tp else np.nan)
+        rows["seg"].append(seg)
     return {c: np.asarray(v, np.int64 if c in ("tp", "fp", "fn") else float) for c, v in rows.items()}
 
 
 def format_instances(table: dict[str, np.ndarray]) -> str:
     lines = [f"{'IoU >=':>6} {'TP':>6} {'FP':>6} {'FN':>6} {'precision':>9} {'recall':>7} {'F1':>6} {'AP':>6} "
-             f"{'mean IoU':>8}"]
+             f"{'mean IoU':>8} {'SEG':>6}"]
     for i in range(len(table["iou"])):
         lines.append(f"{table['iou'][i]:>6.2f} {table['tp'][i]:>6d} {table['fp'][i]:>6d} {table['fn'][i]:>6d} "
                      f"{table['precision'][i]:>9.3f} {table['recall'][i]:>7.3f} {table['f1'][i]:>6.3f} "
-                     f"{table['ap'][i]:>6.3f} {table['mean_matched_iou'][i]:>8.3f}")
+                     f"{table['ap'][i]:>6.3f} {table['mean_matched_iou'][i]:>8.3f} {table['seg'][i]:>6.3f}")
     return "\n".join(lines)
