@@ -100,7 +100,7 @@ def test_batch_takes_a_slice_folder_as_one_case_and_a_folder_of_stacks_as_cases(
     for i in range(3):
         tifffile.imwrite(stacks / f"s{i}.tif", vol)
     assert len(find_cases(stacks)) == 3
-    with pytest.raises(VolumeError, match="unsupported volume format"):
+    with pytest.raises(VolumeError, match="holds 3 TIFF stacks .* `halo-seg batch` segments each.*t000.tif"):
         open_volume(stacks)
 
 

@@ -214,12 +214,18 @@ def _open_path(path: Path) -> Volume:
         from .tiff_frames import looks_like_frames, open_frames
         if looks_like_frames(path):   # t000.tif, mask000.tif ...: a time-lapse, as a hyperstack file is
             return open_frames(path)
-        from .tiff_slices import looks_like_slices, open_slices
+        from .tiff_slices import looks_like_slices, open_slices, slice_files
         if looks_like_slices(path):
             return open_slices(path)
         found = series_below(path) if path.is_dir() else []
         if found:   # a patient, study or CD folder: which series is meant is the user's choice
             raise series_below_error(path, found)
+        stacks = slice_files(path) if path.is_dir() and not is_zarr_dir(path) else []
+        if len(stacks) >= 2:   # 3D stacks under names that say nothing of time: a cohort, or a time-lapse?
+            raise VolumeError(f"{path} holds {len(stacks)} TIFF stacks ({stacks[0].name} ... {stacks[-1].name}), a "
+                              "folder of volumes rather than one: `halo-seg batch` segments each; if they are the time "
+                              "points of one time-lapse, name them as such (t000.tif, t001.tif ...) or give the folder "
+                              "to `halo-seg track`, which reads a folder as frames")
     if suf in ZARR_SUFFIXES:
         return _open_zarr(path)
     if suf in NIFTI_SUFFIXES:
