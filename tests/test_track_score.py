@@ -194,3 +194,16 @@ def test_track_import_makes_an_editable_track_output(tmp_path, fast):
     assert not (tmp_path / "bad.zarr").exists()
     with pytest.raises(VolumeError, match="already"):
         import_ctc(tmp_path / "gt.zarr", tmp_path / "again.zarr")
+
+
+def test_a_tracking_of_some_time_points_is_scored_on_those(tmp_path, fast):
+    """`track --timepoint 0-4` of eight: scored as the first five time points alone would be."""
+    tl, _, _ = fast
+    seed, kw = TRACKINGS["overlap"]
+    res = track_objects(relabelled(tl.ids, seed), tmp_path / "part.zarr", objects_given=True, timepoints="0-4", **kw)
+    part = open_tracking(tmp_path / "part.zarr")
+    assert part.tracked == [0, 1, 2, 3, 4]
+    s = score_tracking(part, Tracking("gt", tl.ids, tl.lineage, "test"))
+    alone = score_tracking(Tracking("p", zarr.open_group(str(tmp_path / "part.zarr"))["labels"][:5], res.lineage,
+                                    "test"), Tracking("gt", tl.ids[:5], tl.lineage, "test"))
+    assert s == alone and s.timepoints == 5 and s.found == s.reference_objects

@@ -23,6 +23,7 @@ class Tracking:
     labels: Any            # (T, Z, Y, X) track ids; a 2D time-lapse's frames as one plane each
     lineage: np.ndarray    # rows: track, first, last time point, parent (0: none)
     kind: str              # "track output" or "Cell Tracking Challenge"
+    tracked: list | None = None   # the time points tracked, where not every one was (track --timepoint)
 
 
 def lineage_file(folder) -> Path | None:
@@ -70,12 +71,13 @@ def open_tracking(path) -> Tracking:
     if is_zarr_dir(path):
         import zarr
 
-        from .track_output import is_tracks
+        from .track_output import TRACKS, is_tracks
         grp = zarr.open_group(str(path), mode="r")
         if not is_tracks(dict(grp.attrs)):
             raise VolumeError(f"{path} is not a `halo-seg track` output (no tracks in it)")
+        tracked = [int(t) for t in grp.attrs[TRACKS].get("tracked", [])]
         return Tracking(str(path), grp["labels"], np.asarray(grp["lineage"][...], np.int64).reshape(-1, 4),
-                        "track output")
+                        "track output", tracked if 0 < len(tracked) < grp["labels"].shape[0] else None)
     if path.is_dir() and lineage_file(path) is None and (path / "TRA").is_dir():
         path = path / "TRA"   # a dataset's 01_GT: its tracks, not its sparse SEG slices
     text = lineage_file(path) if path.is_dir() else None

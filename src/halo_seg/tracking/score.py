@@ -110,16 +110,21 @@ class TrackScores:
 
 
 def score_tracking(tracked, reference, progress=None, cancel=None) -> TrackScores:
-    """``tracked`` against ``reference`` (io.ctc_tracking.Tracking each, on one voxel grid)."""
+    """``tracked`` against ``reference`` (io.ctc_tracking.Tracking each, on one voxel grid); a
+    tracking of some time points only (``tracked.tracked``) on those, as if they were the time-lapse."""
     T = tracked.labels.shape[0]
     if tuple(tracked.labels.shape) != tuple(reference.labels.shape):
         raise VolumeError(f"{tracked.source} is {tuple(tracked.labels.shape)} (T, Z, Y, X) but {reference.source} "
                           f"{tuple(reference.labels.shape)}: a tracking is scored against one of the same time-lapse")
-    frames = []
-    for t in range(T):
-        frames.append(_frame(reference.labels[t], tracked.labels[t], t, cancel))
+    # a tracking of some time points (track --timepoint) is scored on those: the reference's objects
+    # elsewhere were never the tracker's to find
+    scored = [t for t in range(T) if tracked.tracked is None or t in set(tracked.tracked)]
+    empty = _Frame({}, {}, set(), set())
+    frames = [empty] * T
+    for k, t in enumerate(scored):
+        frames[t] = _frame(reference.labels[t], tracked.labels[t], t, cancel)
         if progress is not None:
-            progress(t + 1, T)
+            progress(k + 1, len(scored))
     ref_edges = _edges([f.ref_ids for f in frames], reference.lineage)
     res_edges = _edges([f.ids for f in frames], tracked.lineage)
 
@@ -147,20 +152,21 @@ def score_tracking(tracked, reference, progress=None, cancel=None) -> TrackScore
               for (t, m), ds in res_divs.items()}
     divs_right = sum(ref_divs.get(k) == v for k, v in mapped.items())
 
-    whole = 0
+    whole = tracks = 0
     for k in reference.lineage[:, 0].tolist():
         at = [f.matched.get(k, -1) for f in frames if k in f.ref_ids]
+        tracks += bool(at)   # a track in the time points scored
         whole += bool(at) and -1 not in at and len(set(at)) == 1
     ref_objects = sum(len(f.ref_ids) for f in frames)
     tracked_objects = sum(len(f.ids) for f in frames)
     return TrackScores(
-        timepoints=T, reference_objects=ref_objects, found=sum(len(f.matched) for f in frames),
+        timepoints=len(scored), reference_objects=ref_objects, found=sum(len(f.matched) for f in frames),
         tracked_objects=tracked_objects, tracked_found=sum(len(f.covers) for f in frames),
         merges=sum(len(v) - 1 for f in frames for v in f.covers.values()),
         reference_links=len(ref_edges), links_found=found_links, tracked_links=len(res_edges),
         tracked_links_right=right_links, link_kind_wrong=kind_wrong,
         reference_divisions=len(ref_divs), divisions_found=divs_found, tracked_divisions=len(res_divs),
-        tracked_divisions_right=divs_right, reference_tracks=len(reference.lineage), whole_tracks=whole)
+        tracked_divisions_right=divs_right, reference_tracks=tracks, whole_tracks=whole)
 
 
 def format_scores(s: TrackScores) -> str:
