@@ -144,10 +144,13 @@ def test_ctc_folders_read_and_checked(tmp_path, fast):
 
 
 def test_track_score_command_on_a_ctc_result(tmp_path, fast):
-    """`track --ctc` written, scored by the command against the ground truth's markers."""
+    """`track --ctc` written, scored by the command against the ground truth's markers, and the
+    SEG folder beside them found for the challenge's SEG."""
     tl, res, tmp = fast
     write_ctc(tmp / "t.zarr", tmp_path / "01_RES")
     _gt(tmp_path / "01_GT" / "TRA", _markers(tl.ids), tl.lineage)
+    (tmp_path / "01_GT" / "SEG").mkdir()
+    tifffile.imwrite(tmp_path / "01_GT" / "SEG" / "man_seg_004_010.tif", tl.ids[4][10].astype(np.uint16))
     r = subprocess.run([sys.executable, "-m", "halo_seg.cli", "track-score", str(tmp_path / "01_RES"),
                         str(tmp_path / "01_GT"), "--quiet", "--json", str(tmp_path / "s.json")],
                        capture_output=True, text=True)
@@ -158,6 +161,10 @@ def test_track_score_command_on_a_ctc_result(tmp_path, fast):
     assert out["scores"]["link_recall"] == pytest.approx(direct.rates()["link recall"])
     assert out["counts"]["whole_tracks"] == direct.whole_tracks
     assert "link recall" in r.stderr and "whole tracks" in r.stderr
+    from halo_seg.tracking.seg_score import seg_measure
+    seg = seg_measure(zarr.open_group(str(tmp / "t.zarr"))["labels"], tmp_path / "01_GT" / "SEG")
+    assert out["scores"]["SEG"] == pytest.approx(seg.seg) and out["counts"]["seg_files"] == 1
+    assert f"{seg.cells} cells in 1 file of" in r.stderr
 
 
 def test_track_import_makes_an_editable_track_output(tmp_path, fast):
@@ -207,3 +214,36 @@ def test_a_tracking_of_some_time_points_is_scored_on_those(tmp_path, fast):
     alone = score_tracking(Tracking("p", zarr.open_group(str(tmp_path / "part.zarr"))["labels"][:5], res.lineage,
                                     "test"), Tracking("gt", tl.ids[:5], tl.lineage, "test"))
     assert s == alone and s.timepoints == 5 and s.found == s.reference_objects
+
+
+def test_seg_against_whole_frames_and_single_planes(tmp_path, fast):
+    """SEG over every reference cell of man_segTTT.tif (a whole frame) and man_seg_TTT_ZZZ.tif
+    (one plane) files equals the cells-weighted mean of evaluate.compare_instances' SEG per file
+    (written apart); a tracking of some time points skips the others' files."""
+    from halo_seg.evaluate import compare_instances
+    from halo_seg.tracking.seg_score import seg_folder, seg_measure
+    tl, _, tmp = fast
+    masks = zarr.open_group(str(tmp / "t.zarr"))["labels"][...]
+    masks[2][masks[2] == masks[2].max()] = 0                                   # a cell missed
+    k = int(np.unique(masks[5][masks[5] > 0])[0])
+    masks[5][(masks[5] == k) & (np.indices(masks[5].shape)[2] % 2 == 0)] = 0   # one cut to half its voxels
+    seg = tmp_path / "01_GT" / "SEG"
+    seg.mkdir(parents=True)
+    (tmp_path / "01_GT" / "TRA").mkdir()
+    files = {(2, None): tl.ids[2], (5, None): tl.ids[5], (3, 12): tl.ids[3][12]}
+    for (t, z), ref in files.items():
+        tifffile.imwrite(seg / (f"man_seg{t:03d}.tif" if z is None else f"man_seg_{t:03d}_{z:03d}.tif"),
+                         ref.astype(np.uint16))
+    assert seg_folder(tmp_path / "01_GT" / "TRA") == seg_folder(tmp_path / "01_GT") == seg
+    got = seg_measure(masks, seg)
+    total = cells = 0
+    for (t, z), ref in files.items():
+        mask = masks[t] if z is None else masks[t][z][None]
+        n = len(np.unique(ref[ref > 0]))
+        total += compare_instances(mask, ref if z is None else ref[None])["seg"][0] * n
+        cells += n
+    assert (got.cells, got.files) == (cells, 3) and got.seg == pytest.approx(total / cells) and 0.5 < got.seg < 1
+    assert seg_measure(masks, seg, timepoints=[3]).files == 1
+    tifffile.imwrite(seg / "man_seg_004_099.tif", tl.ids[4][0].astype(np.uint16))
+    with pytest.raises(VolumeError, match="man_seg_004_099.tif: plane 99"):
+        seg_measure(masks, seg)

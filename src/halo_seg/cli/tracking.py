@@ -193,6 +193,7 @@ def cmd_track_score(a) -> int:
 
     from ..io.ctc_tracking import open_tracking
     from ..tracking.score import format_scores, score_tracking
+    from ..tracking.seg_score import seg_folder, seg_measure
     tracked, reference = open_tracking(a.tracking), open_tracking(a.reference)
     with tqdm(total=1, desc="time points", unit="time point", disable=a.quiet) as bar:
         def progress(done, total):
@@ -200,12 +201,21 @@ def cmd_track_score(a) -> int:
             bar.n = done
             bar.refresh()
         scores = score_tracking(tracked, reference, progress=progress)
+    seg_at = Path(a.seg) if a.seg else seg_folder(a.reference)
+    seg = seg_measure(tracked.labels, seg_at, tracked.tracked) if seg_at else None
     print(f"{a.tracking} ({tracked.kind}) against {a.reference} ({reference.kind}), {scores.timepoints} time points",
           file=sys.stderr)
     print(format_scores(scores), file=sys.stderr)
+    if seg is not None:
+        print(f"{'SEG':22s} {seg.seg:7.3f}  {seg.cells} cells in {seg.files} file{'s' if seg.files != 1 else ''} of "
+              f"{seg.folder}", file=sys.stderr)
     counts = {k: v for k, v in scores.__dict__.items() if k != "extra"}
     result = {"tracking": str(a.tracking), "reference": str(a.reference),
               "scores": {k.replace(" ", "_"): v for k, v in scores.rates().items()}, "counts": counts}
+    if seg is not None:
+        result["scores"]["SEG"] = seg.seg
+        result["counts"].update(seg_cells=seg.cells, seg_files=seg.files)
+        result["seg_folder"] = seg.folder
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
@@ -215,11 +225,15 @@ def cmd_track_score(a) -> int:
 def add_track_score(sub) -> None:
     s = sub.add_parser("track-score", help="score a tracking against a reference one (a Cell Tracking Challenge "
                                            "ground truth, or a tracking corrected by hand): objects found, links, "
-                                           "divisions, whole tracks")
+                                           "divisions, whole tracks; the challenge's SEG where its segmentation "
+                                           "ground truth is beside")
     s.add_argument("tracking", help="a `halo-seg track` output (.zarr), or a Cell Tracking Challenge result folder "
                                     "(mask000.tif ..., res_track.txt)")
     s.add_argument("reference", help="the same kinds: a ground truth's TRA folder (man_track000.tif ..., "
                                      "man_track.txt; its markers will do), or the NN_GT folder above it")
+    s.add_argument("--seg", default=None, metavar="FOLDER",
+                   help="the segmentation ground truth (man_seg000.tif or man_seg_000_012.tif ...) for the challenge's "
+                        "SEG of the masks; default: the SEG folder beside the reference's TRA, where there is one")
     s.add_argument("--json", default=None, help="also write the scores to this JSON file")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_track_score)
