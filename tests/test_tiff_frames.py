@@ -90,13 +90,15 @@ def test_track_takes_any_folder_of_frames_and_its_image(tmp_path, tl):
     masks = _write(tmp_path / "masks", [f[6].astype(np.uint16) for f in tl.ids], "img_{:03d}.tif")
     image = _write(tmp_path / "01", [(f[6] > 0).astype(np.uint16) * (t + 10) for t, f in enumerate(tl.ids)])
     out = tmp_path / "tracks.zarr"
-    r = _cli("track", masks, out, "--ids", "--quiet", "--image", image, "--csv", tmp_path / "o.csv")
+    r = _cli("track", masks, out, "--ids", "--quiet", "--image", image, "--csv", tmp_path / "o.csv",
+             "--spacing", "1,0.5,0.25", "--unit", "µm")   # the challenge's TIFFs record no voxel size
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.splitlines()[-1])["timepoints"] == 4
     import csv
     rows = list(csv.DictReader(open(tmp_path / "o.csv")))
     assert {int(r["timepoint"]) for r in rows} == {0, 1, 2, 3}
     assert all(float(r["mean"]) == int(r["timepoint"]) + 10 for r in rows)   # each frame's own image
+    assert all(float(r["volume"]) == pytest.approx(int(r["voxels"]) * 0.125) for r in rows)
     import zarr
     assert zarr.open_group(str(out))["labels"].shape == (4, 1, 40, 40)
 

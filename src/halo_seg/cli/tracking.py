@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import _object_args
+from .common import _object_args, _spacing_arg
 
 
 def cmd_track(a) -> int:
@@ -34,7 +34,8 @@ def cmd_track(a) -> int:
                                 classes=a.classes, min_voxels=a.min_voxels, connectivity=a.connectivity,
                                 split=a.split, min_iou=a.min_iou, division_overlap=a.division_overlap,
                                 max_distance=a.max_distance, max_gap=a.max_gap, link=a.link, predict=a.predict,
-                                distance_divisions=a.distance_divisions, image=a.image,
+                                distance_divisions=a.distance_divisions, spacing=_spacing_arg(a.spacing),
+                                unit=a.unit, image=a.image,
                                 image_channel=a.image_channel, progress=progress, resume=a.resume)
         except PartialError:   # the partial there is not this run's to go on from
             raise
@@ -170,6 +171,10 @@ def add_track(sub) -> None:
                         "most 0.8 of the mother's volume, together 0.5 to 1.5 of it, near where she was predicted)")
     o.add_argument("--max-gap", type=int, default=1,
                    help="a track continues after up to this many time points its object was missing from (default 1)")
+    o.add_argument("--spacing", default=None, metavar="Z,Y,X",
+                   help="the voxel size, overriding the file's (the Cell Tracking Challenge's TIFFs record none): "
+                        "--split, --max-distance, volumes and speeds are in its unit")
+    o.add_argument("--unit", default=None, help="the spacing's length unit (µm, ...), overriding the file's")
     o.add_argument("--image", default=None, help="the time-lapse itself: each object's intensity (mean, std, ...) in "
                                                  "the table")
     o.add_argument("--image-channel", default=None, help="the image's channel, when it has several")
@@ -248,7 +253,7 @@ def cmd_track_import(a) -> int:
             bar.total = total
             bar.n = done
             bar.refresh()
-        res = import_ctc(a.folder, a.output, spacing=a.spacing, unit=a.unit, progress=progress)
+        res = import_ctc(a.folder, a.output, spacing=_spacing_arg(a.spacing), unit=a.unit, progress=progress)
     print(json.dumps({"output": str(res.output), "tracks": res.tracks, "divisions": res.divisions,
                       "timepoints": len(res.timepoints), "objects_per_timepoint": res.objects,
                       "seconds": round(res.seconds, 2)}))
@@ -261,7 +266,7 @@ def add_track_import(sub) -> None:
     i.add_argument("folder", help="mask000.tif ... with res_track.txt (a result), or man_track000.tif ... with "
                                   "man_track.txt (a ground truth's TRA folder, or the NN_GT folder above it)")
     i.add_argument("output", help="output .zarr group, as `halo-seg track` writes")
-    i.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
+    i.add_argument("--spacing", default=None, metavar="Z,Y,X",
                    help="voxel size (default: the masks' TIFF calibration; the challenge's files often have none)")
     i.add_argument("--unit", default=None, help="the spacing's length unit (e.g. µm)")
     i.add_argument("--quiet", action="store_true", help="no progress bar")

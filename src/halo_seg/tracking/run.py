@@ -155,7 +155,7 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
     linker.check()
     check_track_output(out, source)
     src = _Input(source, channel, timepoints, spacing, image, image_channel)
-    src.unit = src.unit or unit
+    src.unit = unit or src.unit   # a unit given goes with a spacing given
     linker.spacing = src.spacing
     # built beside the output and moved there when whole: an error or a cancel leaves an earlier
     # output as it was, and never half a tracking (objects that would read as vanished)
