@@ -76,8 +76,10 @@ class _Input:
         self.image_raw = _contents(image) if isinstance(image, (str, Path)) else None
         series = self.raw.meta.get(TIME_SERIES) if self.is_path else None
         self.n = int(series["timepoints"]) if series else timepoint_count(
-            self.raw if self.is_path else source, "tracking follows objects over time: give a time-lapse's labels (a file whose axes name t, "
-                    "such as an ImageJ hyperstack, OME-TIFF, OME-Zarr or 4D NIfTI) or a `segment --timepoint all` output")
+            self.raw if self.is_path else source,
+            "tracking follows objects over time: give a time-lapse's labels (a file whose axes name t, such as an "
+            "ImageJ hyperstack, OME-TIFF, OME-Zarr or 4D NIfTI, a folder of frames) or a `segment --timepoint all` "
+            "output")
         if series and (timepoints is None or str(timepoints).strip().lower() == "all"):
             self.chosen = list(series["segmented"])   # those not segmented would read as empty
         else:
