@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from halo_seg.io.axes import AxisChoiceError, arrange
-from halo_seg.io.volume import VolumeError, recorded_spacing
+from halo_seg.io.volume import VolumeError
 
 from ._paintable import paintable
 
@@ -42,6 +42,7 @@ def track_rows(labels) -> np.ndarray:
 
 
 def timelapse_labels_layers(p: Path, raw, names: list, place: dict, meta: dict) -> list:
+    """The layers of labels with a t axis (``place`` and ``meta``: the reader's for a time-lapse)."""
     import warnings
 
     from halo_seg.io.ctc_tracking import lineage_file, read_lineage
@@ -52,7 +53,6 @@ def timelapse_labels_layers(p: Path, raw, names: list, place: dict, meta: dict) 
     if kept != ["t", "z", "y", "x"]:
         raise VolumeError(f"{p}: labels of {', '.join(kept)} axes; a time-lapse's labels are one id volume per time "
                           "point (no channels)")
-    recorded_spacing(raw.spacing, str(p))
     data, note = paintable(data)
     if note:
         warnings.warn(f"{p}: {note}")
