@@ -12,6 +12,7 @@ import numpy as np
 from halo_seg.measure import by_timepoint
 
 TRACK_OUTPUT = "track_output"   # a tracked layer's `track` output (metadata): the file Edit tracks changes
+CTC_TRACKING = "ctc_tracking"   # a Cell Tracking Challenge folder's layers: made a `track` output on the first edit
 
 
 def series_image(image_layer, labels_shape) -> np.ndarray | None:

@@ -2,7 +2,8 @@
 Challenge result (mask000.tif ..., res_track.txt) or ground truth (man_track000.tif ...,
 man_track.txt), or any labels file whose axes name t. One (T, Z, Y, X) Labels layer and, where a
 lineage lies beside the masks, the tracks' paths with their lineage as a Tracks layer (a
-daughter's path starts from her mother's), as a `track` output opens.
+daughter's path starts from her mother's), as a `track` output opens; Edit tracks corrects such a
+tracking, made a `track` output (in a temporary folder) on its first edit.
 
 A 2D movie's frames are planes (T, 1, Y, X), as `track` reads and writes them, so that its labels,
 its tracks and its image layer share their axes."""
@@ -15,6 +16,7 @@ import numpy as np
 from halo_seg.io.axes import AxisChoiceError, arrange
 from halo_seg.io.volume import VolumeError
 
+from ._objects_series import CTC_TRACKING
 from ._paintable import paintable
 
 
@@ -57,8 +59,10 @@ def timelapse_labels_layers(p: Path, raw, names: list, place: dict, meta: dict) 
     if note:
         warnings.warn(f"{p}: {note}")
     name = p.name.split(".")[0]
-    layers = [(data, {"name": name, **place, "metadata": meta}, "labels")]
     text = lineage_file(p) if p.is_dir() else None
+    if text is not None:   # a tracking: Edit tracks makes it a `track` output on its first edit
+        meta = {**meta, CTC_TRACKING: str(p)}
+    layers = [(data, {"name": name, **place, "metadata": meta}, "labels")]
     if text is not None and not note:
         lineage = read_lineage(text)
         points = track_rows(data)
@@ -71,7 +75,7 @@ def timelapse_labels_layers(p: Path, raw, names: list, place: dict, meta: dict) 
         graph = {int(k): [int(par)] for k, _, _, par in lineage.tolist() if par and k in present and par in present}
         if len(points):
             layers.append((points, {"name": f"{name} tracks", **place, "graph": graph, "tail_length": 10,
-                                    "metadata": {"source": str(p), "lineage": str(text),
+                                    "metadata": {"source": str(p), "lineage": str(text), CTC_TRACKING: str(p),
                                                  "tracks": len(lineage),
                                                  "divisions": len(set(lineage[lineage[:, 3] > 0, 3].tolist()))}},
                            "tracks"))

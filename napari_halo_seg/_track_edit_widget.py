@@ -20,7 +20,7 @@ from ._background import BackgroundWidget
 from ._fields import form_of
 from ._layers import follow_layers
 from ._measure import layer_unit
-from ._objects_series import TRACK_OUTPUT, track_features, tracking_text
+from ._objects_series import CTC_TRACKING, TRACK_OUTPUT, track_features, tracking_text
 
 CUT, JOIN, SWAP, MOTHER, NO_MOTHER, DELETE = (
     "cut the track at the time point shown", "join: the other track continues the track",
@@ -29,12 +29,22 @@ CUT, JOIN, SWAP, MOTHER, NO_MOTHER, DELETE = (
 OPS = {CUT: "cut", JOIN: "join", SWAP: "swap", MOTHER: "mother", NO_MOTHER: "mother", DELETE: "delete"}
 
 
-def edit_in_worker(path, op, a, b, t, in_memory, spacing, cancel):
+def _imported(ctc, path, spacing, unit, cancel) -> None:
+    """A Cell Tracking Challenge folder's tracking made the `track` output ``path`` the first time it
+    is edited (``ctc`` None: ``path`` is one already)."""
+    if ctc is not None and not Path(path).exists():
+        from halo_seg.tracking.ctc_import import import_ctc
+        import_ctc(ctc, path, spacing=spacing, unit=unit, cancel=cancel)
+
+
+def edit_in_worker(path, op, a, b, t, in_memory, spacing, cancel, ctc=None, unit=None):
     """In the worker: the edit on disk (``op`` "undo", "paint": the strokes painted on the layer,
     or tracking.edit's), repeated on the layer's data when it is held in memory, then the Tracks
-    rows, lineage graph and each track's row read back; or the exception, as a value."""
+    rows, lineage graph and each track's row read back; or the exception, as a value. ``ctc``: a
+    Cell Tracking Challenge folder, made the `track` output ``path`` first."""
     try:
         from halo_seg.tracking.edit import TrackOutput
+        _imported(ctc, path, spacing, unit, cancel)
         out = TrackOutput(path)
         if op == "paint":
             if in_memory is None:
@@ -71,12 +81,13 @@ def _in_memory(layer):
     return layer.data if isinstance(layer.data, np.ndarray) else None
 
 
-def _save_in_worker(path, dest, in_memory, spacing, cancel):
+def _save_in_worker(path, dest, in_memory, spacing, cancel, ctc=None, unit=None):
     """In the worker: strokes painted on the layer written into the tracking first (an edit, undone
     as any), then the copy; (where, what the layers show then if strokes were written, else None)
     or the exception, as a value."""
     try:
         from halo_seg.tracking.edit import TrackOutput, save_tracking
+        _imported(ctc, path, spacing, unit, cancel)
         out = TrackOutput(path)
         shown = None
         if in_memory is not None and out.paint(in_memory, cancel, nothing_is_error=False) is not None:
@@ -125,8 +136,8 @@ class TrackEditWidget(BackgroundWidget):
     # -- layers ------------------------------------------------------------------------------------
     def _refresh_layers(self, *_):
         current = self.tracked.currentText()
-        names = [lay.name for lay in self.viewer.layers
-                 if isinstance(lay, napari.layers.Labels) and (lay.metadata or {}).get(TRACK_OUTPUT)]
+        names = [lay.name for lay in self.viewer.layers if isinstance(lay, napari.layers.Labels)
+                 and ((lay.metadata or {}).get(TRACK_OUTPUT) or (lay.metadata or {}).get(CTC_TRACKING))]
         self.tracked.blockSignals(True)
         self.tracked.clear()
         self.tracked.addItems(names)
@@ -141,10 +152,28 @@ class TrackEditWidget(BackgroundWidget):
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
     def _path(self, layer) -> Path:
+        if not layer.metadata.get(TRACK_OUTPUT):   # a CTC folder's: a `track` output made on its first edit
+            import tempfile
+            path = Path(tempfile.mkdtemp(prefix="halo-seg-ctc-")) / f"{layer.name}.zarr"
+            for lay in self._ctc_layers(layer):
+                lay.metadata = {**lay.metadata, TRACK_OUTPUT: str(path)}
+            return path
         path = Path(layer.metadata[TRACK_OUTPUT])
-        if not path.exists():
+        if not path.exists() and not layer.metadata.get(CTC_TRACKING):
             raise ValueError(f"the tracking behind {layer.name!r} ({path}) is gone: track again or open it")
         return path
+
+    def _ctc_layers(self, layer) -> list:
+        """The layers opened from ``layer``'s Cell Tracking Challenge folder (its labels and paths)."""
+        folder = (layer.metadata or {}).get(CTC_TRACKING)
+        return [lay for lay in self.viewer.layers if folder and (lay.metadata or {}).get(CTC_TRACKING) == folder]
+
+    def _source(self, layer) -> dict:
+        """The worker's arguments that make a CTC folder's tracking a `track` output first, where
+        it is not one yet."""
+        path = Path(layer.metadata[TRACK_OUTPUT])
+        folder = layer.metadata.get(CTC_TRACKING)
+        return {"ctc": folder, "unit": layer_unit(layer)} if folder and not path.exists() else {}
 
     def _chosen(self, *_):
         layer = self._layer()
@@ -154,7 +183,13 @@ class TrackEditWidget(BackgroundWidget):
         layer.events.selected_label.connect(self._picked)
         try:
             from halo_seg.tracking.edit import TrackOutput
-            self._rows = TrackOutput(self._path(layer)).rows
+            output = (layer.metadata or {}).get(TRACK_OUTPUT)
+            if output and Path(output).exists():
+                self._rows = TrackOutput(output).rows
+            else:   # a CTC folder not edited yet: its lineage file
+                from halo_seg.io.ctc_tracking import lineage_file, read_lineage
+                from halo_seg.tracking.lineage_edits import rows_of
+                self._rows = rows_of(read_lineage(lineage_file(layer.metadata[CTC_TRACKING])))
         except Exception as exc:
             self.status.setText(f"error: {exc}")
         self._describe()
@@ -206,8 +241,11 @@ class TrackEditWidget(BackgroundWidget):
             op = kind
         what = {"undo": "undoing the latest edit", "paint": "writing the strokes into the tracking"}.get(kind, choice)
         # not to be cancelled half way: the layer would no longer mirror the file (an edit takes seconds)
+        first = self._source(layer)
+        if first:
+            what = f"making {Path(first['ctc']).name} a `track` output, then {what}"
         self._start(f"{what} ...", edit_in_worker, path, op, a, b, t, _in_memory(layer), tuple(layer.scale[-3:]),
-                    None, on_done=lambda outcome: self._edited(outcome, layer, path))
+                    None, **first, on_done=lambda outcome: self._edited(outcome, layer, path))
         self.cancel_btn.setEnabled(False)
 
     def save(self, dest: str | None = None):
@@ -230,7 +268,8 @@ class TrackEditWidget(BackgroundWidget):
             if not dest:
                 return
         self._start(f"saving the tracking as {dest} ...", _save_in_worker, path, dest, _in_memory(layer),
-                    tuple(layer.scale[-3:]), None, on_done=lambda outcome: self._saved(outcome, layer, path))
+                    tuple(layer.scale[-3:]), None, **self._source(layer),
+                    on_done=lambda outcome: self._saved(outcome, layer, path))
         self.cancel_btn.setEnabled(False)   # strokes written first are an edit: whole or not at all
 
     def _saved(self, outcome, layer, path):

@@ -77,3 +77,43 @@ def test_objects_widget_tracks_a_2d_movie_opened_from_folders(make_napari_viewer
     np.testing.assert_array_equal(np.asarray(viewer.layers["01_SEG tracked"].data),
                                   zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...])
     np.testing.assert_allclose(w.table["mean"], ref.table["mean"])
+
+
+def test_edit_tracks_corrects_a_ctc_ground_truth_opened_from_its_folder(make_napari_viewer, qtbot, tmp_path, tl):
+    """A CTC tracking opened in napari is listed by Edit tracks; its first edit makes it a `track`
+    output (the folder untouched), equal to track-import then the same edit; Save tracking writes a
+    CTC result that track-score finds one link short of the ground truth."""
+    import zarr
+
+    from halo_seg.io.ctc_tracking import open_tracking
+    from halo_seg.tracking.ctc_import import import_ctc
+    from halo_seg.tracking.edit import edit_tracks
+    from halo_seg.tracking.score import score_tracking
+    from napari_halo_seg._objects_series import TRACK_OUTPUT
+    from napari_halo_seg._track_edit_widget import CUT, TrackEditWidget
+    gt = _folder(tmp_path / "01_GT" / "TRA", [f.astype(np.uint16) for f in tl.ids], "man_track", tl.lineage)
+    before = {p.name: p.read_bytes() for p in gt.iterdir()}
+    viewer = make_napari_viewer()
+    labels, paths = viewer.open(str(gt), plugin="napari-halo-seg")
+    w = TrackEditWidget(viewer)
+    assert w.tracked.currentText() == labels.name
+    k = int(tl.lineage[(tl.lineage[:, 1] == 0) & (tl.lineage[:, 2] >= 2)][0, 0])
+    assert k in w._rows   # the lineage file read before any edit
+    w.track.setValue(k)
+    w.op.setCurrentText(CUT)
+    viewer.dims.set_point(0, 2)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert "is track" in w.status.text(), w.status.text()
+    made = labels.metadata[TRACK_OUTPUT]
+    assert paths.metadata[TRACK_OUTPUT] == made
+    ref = import_ctc(gt, tmp_path / "ref.zarr").output
+    edit_tracks(ref, "cut", k, 2)
+    want = zarr.open_group(str(ref))["labels"][...]
+    np.testing.assert_array_equal(zarr.open_group(made)["labels"][...], want)
+    np.testing.assert_array_equal(np.asarray(labels.data), want)
+    assert {p.name: p.read_bytes() for p in gt.iterdir()} == before
+    w.save(str(tmp_path / "01_RES"))
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    s = score_tracking(open_tracking(tmp_path / "01_RES"), open_tracking(gt))
+    assert s.links_found == s.reference_links - 1
