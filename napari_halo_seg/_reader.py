@@ -34,16 +34,23 @@ def get_reader(path):
     name = str(path).lower().rstrip("/")
     # a CD's or PACS export's folder too: reading it says which series it holds ("no reader" would not)
     if not (name.endswith(SUPPORTED) or is_zarr_dir(path) or looks_like_series(Path(path))
-            or looks_like_slices(path) or looks_like_frames(path)
+            or looks_like_slices(path) or looks_like_frames(path) or _tracks_below(Path(path))
             or (Path(path).is_dir() and series_below(Path(path), most=1))):
         return None
     return read_volume
 
 
+def _tracks_below(p: Path) -> Path | None:
+    """A Cell Tracking Challenge ground truth's NN_GT folder: its TRA folder (the tracks), else None."""
+    from halo_seg.io.ctc_tracking import lineage_file
+    tra = p / "TRA"
+    return tra if p.is_dir() and tra.is_dir() and lineage_file(tra) is not None else None
+
+
 def read_volume(path):
     if isinstance(path, list):
         path = path[0]
-    p = Path(path)
+    p = _tracks_below(Path(path)) or Path(path)   # a CTC dataset's 01_GT: its tracks
     _finish_track_edit(p)
     raw = file_contents(p)
     names = axis_names(raw.data.shape, raw.meta.get("axes"))

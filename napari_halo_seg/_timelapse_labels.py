@@ -58,7 +58,8 @@ def timelapse_labels_layers(p: Path, raw, names: list, place: dict, meta: dict) 
     data, note = paintable(data)
     if note:
         warnings.warn(f"{p}: {note}")
-    name = p.name.split(".")[0]
+    # a ground truth's TRA folder named with its dataset's (01_GT TRA), not as every dataset's is
+    name = f"{p.parent.name} {p.name}" if p.name.upper() in ("TRA", "SEG") else p.name.split(".")[0]
     text = lineage_file(p) if p.is_dir() else None
     if text is not None:   # a tracking: Edit tracks makes it a `track` output on its first edit
         meta = {**meta, CTC_TRACKING: str(p)}

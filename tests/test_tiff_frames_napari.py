@@ -31,7 +31,8 @@ def test_a_ctc_dataset_opens_as_image_labels_and_tracks(make_napari_viewer, tmp_
     gt = _folder(tmp_path / "01_GT" / "TRA", [f.astype(np.uint16) for f in tl.ids], "man_track", tl.lineage)
     image = viewer.open(str(raw), plugin="napari-halo-seg")[0]
     assert image.data.shape == tl.ids.shape and image.metadata["series_source"] == str(raw)
-    labels, tracks = viewer.open(str(gt), plugin="napari-halo-seg")
+    labels, tracks = viewer.open(str(gt.parent), plugin="napari-halo-seg")   # 01_GT: its TRA
+    assert labels.name == "01_GT TRA" and tracks.name == "01_GT TRA tracks"
     assert type(labels).__name__ == "Labels" and type(tracks).__name__ == "Tracks"
     np.testing.assert_array_equal(np.asarray(labels.data), tl.ids)
     # a track's path through its centroids, the daughters' from their mother's
