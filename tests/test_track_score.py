@@ -105,7 +105,9 @@ def test_a_swap_a_merge_and_an_extra_object_are_counted():
     merged[1, 0, 5:15, 2:35] = 1   # one object over both cells at t=1
     s = score_tracking(Tracking("m", merged, np.array([[1, 0, 3, 0], [2, 0, 3, 0]]), "test"), ref)
     assert s.merges == 1 and s.found == 8 and s.tracked_objects == 7
-    assert s.links_found == 4   # cell 2's links to and from t=1 lost with its own object
+    # as the AOGM judges it: the merged object is a detection error whose links count for neither cell;
+    # track 2, absent at t=1, steps over the gap to t=2: a link of the tracking's that is no reference link
+    assert (s.links_found, s.tracked_links, s.tracked_links_right, s.whole_tracks) == (2, 3, 2, 0)
     off = ref_ids.copy()
     off[3] = 0
     off[3, 0, 5:15, 2:12] = 1
@@ -165,6 +167,10 @@ def test_track_score_command_on_a_ctc_result(tmp_path, fast):
     seg = seg_measure(zarr.open_group(str(tmp / "t.zarr"))["labels"], tmp_path / "01_GT" / "SEG")
     assert out["scores"]["SEG"] == pytest.approx(seg.seg) and out["counts"]["seg_files"] == 1
     assert f"{seg.cells} cells in 1 file of" in r.stderr
+    assert out["scores"]["TRA"] == pytest.approx(direct.aogm()["TRA"]) and "TRA" in r.stderr
+    if "challenge_evaluation" in out:   # py-ctcmetrics installed (the testing extra has it)
+        assert out["challenge_evaluation"]["TRA"] == pytest.approx(out["scores"]["TRA"])
+        assert "CT" in out["challenge_evaluation"] and "the challenge's evaluation" in r.stderr
 
 
 def test_track_import_makes_an_editable_track_output(tmp_path, fast):
@@ -247,3 +253,75 @@ def test_seg_against_whole_frames_and_single_planes(tmp_path, fast):
     tifffile.imwrite(seg / "man_seg_004_099.tif", tl.ids[4][0].astype(np.uint16))
     with pytest.raises(VolumeError, match="man_seg_004_099.tif: plane 99"):
         seg_measure(masks, seg)
+
+
+def _errors(tl, seed, drop=0.0, extra=False, merge=False):
+    """The time-lapse's ids as a segmentation with mistakes: a share of cells missed after the first
+    time point, debris at two time points, two cells merged at two."""
+    ids = relabelled(tl.ids, seed).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    for t in range(1, len(ids)):
+        present = np.unique(ids[t][ids[t] > 0])
+        ids[t][np.isin(ids[t], present[rng.random(len(present)) < drop])] = 0
+    for t in (2, 5) if extra else ():
+        ids[t, 0:3, 0:3, 0:3] = ids.max() + 1
+    for t in (3, 6) if merge else ():
+        a, b = np.unique(ids[t][ids[t] > 0])[:2]
+        ids[t][ids[t] == b] = a
+    return ids
+
+
+@pytest.mark.parametrize("seed, speed, mistakes, kw", [
+    (11, 5.0, {"drop": 0.1}, {"max_distance": 10.0}),          # misses closed over gaps, swaps, wrong divisions
+    (13, 5.0, {"drop": 0.1}, {}),
+    (15, 2.0, {"extra": True, "merge": True}, {"max_distance": 10.0})])   # extra objects, merges
+def test_aogm_and_tra_equal_the_challenges_evaluation(tmp_path, seed, speed, mistakes, kw):
+    """The AOGM's six operations and TRA, DET, LNK as py-ctcmetrics (the challenge's Python
+    evaluation) finds them for the same tracking written as a result folder, against full masks
+    and against markers."""
+    pytest.importorskip("ctc_metrics")
+    from halo_seg.tracking.ctc_measures import ctc_measures
+    tl = cell_timelapse(shape=(24, 72, 72), cells=12, timepoints=8, radius=4.5, divisions=3, speed=speed, seed=seed)
+    track_objects(_errors(tl, seed, **mistakes), tmp_path / "t.zarr", objects_given=True, **kw)
+    for name, ids in (("full", tl.ids), ("markers", _markers(tl.ids))):
+        gt = _gt(tmp_path / name / "01_GT" / "TRA", ids, tl.lineage)
+        mine = score_tracking(open_tracking(tmp_path / "t.zarr"), open_tracking(gt)).aogm()
+        theirs = ctc_measures(tmp_path / "t.zarr", gt)
+        assert theirs["Valid"] == 1
+        assert {k: mine[k] for k in ("NS", "FN", "FP", "ED", "EA", "EC")} == \
+            {k: int(theirs[f"AOGM_{k}"]) for k in ("NS", "FN", "FP", "ED", "EA", "EC")}
+        assert mine["TRA"] == pytest.approx(theirs["TRA"]) and mine["DET"] == pytest.approx(theirs["DET"])
+        assert mine["LNK"] == pytest.approx(theirs["LNK"]) and mine["TRA"] < 1
+        assert sum(mine[k] for k in ("NS", "FN", "FP", "ED", "EA", "EC")) > 0
+
+
+def test_a_track_over_a_gap_is_written_for_the_challenge_as_mother_and_child(tmp_path):
+    """The challenge's format has no gaps within a track: a cell missed at a time point and its track
+    continued after (gap closing) is written as two tracks, the later the earlier's child, its
+    daughters the later piece's; every listed track is in the masks at each time point it spans."""
+    import tifffile as tf
+    tl = cell_timelapse(shape=(24, 72, 72), cells=12, timepoints=8, radius=4.5, divisions=3, seed=12)
+    ids = tl.ids.copy()
+    mother = int(next(k for k, _, e, _ in tl.lineage.tolist() if k in tl.lineage[:, 3] and e >= 3))
+    ids[2][ids[2] == mother] = 0   # a dividing cell missed once before she divides
+    track_objects(ids, tmp_path / "t.zarr", objects_given=True, max_gap=1)
+    write_ctc(tmp_path / "t.zarr", tmp_path / "01_RES")
+    lineage = read_lineage(tmp_path / "01_RES" / "res_track.txt")
+    masks = [tf.imread(tmp_path / "01_RES" / f"mask{t:03d}.tif") for t in range(8)]
+    for k, first, last, _ in lineage.tolist():
+        assert [k in m for m in masks] == [first <= t <= last for t in range(8)], k
+    before = int(np.unique(masks[1][tl.ids[1] == mother])[0])
+    after = int(np.unique(masks[3][tl.ids[3] == mother])[0])
+    rows = {k: (b, e, p) for k, b, e, p in lineage.tolist()}
+    assert after != before and rows[after][2] == before and rows[before][1] == 1
+    daughters = [k for k, (b, e, p) in rows.items() if p == after]
+    assert len(daughters) == 2
+    try:
+        from ctc_metrics.metrics import valid
+    except ImportError:
+        return
+    from ctc_metrics.scripts.evaluate import match_computed_to_reference_masks
+    from ctc_metrics.utils.filesystem import parse_masks, read_tracking_file
+    files = parse_masks(str(tmp_path / "01_RES"))
+    labels = match_computed_to_reference_masks(files, files, threads=1)["labels_comp"]
+    assert valid(files, read_tracking_file(str(tmp_path / "01_RES" / "res_track.txt")), labels) == 1

@@ -52,16 +52,48 @@ def check_ctc_folder(folder) -> None:
                           "for the Cell Tracking Challenge result")
 
 
+def without_gaps(points: np.ndarray, lineage: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The lineage as the challenge has it, where a track is in every time point from its first
+    to its last: a track continued over time points where its cell was missed (``track
+    --max-gap``) is cut there, each later piece a new track whose parent is the piece before
+    (the challenge's way of writing a gap), and the daughters' parent the last piece. Returns the
+    lineage and {time point: {track id: new id}} for the masks."""
+    lineage = np.asarray(lineage, np.int64).reshape(-1, 4)
+    times: dict[int, list[int]] = {}
+    for k, t in np.asarray(points)[:, :2].astype(np.int64).tolist():
+        times.setdefault(k, []).append(t)
+    rows, relabel, last = [], {}, {}
+    free = int(lineage[:, 0].max()) + 1 if len(lineage) else 1
+    for k, first, end, parent in lineage.tolist():
+        ts = sorted(set(times.get(k, []))) or [first]
+        runs = np.split(np.asarray(ts), np.nonzero(np.diff(ts) > 1)[0] + 1)
+        ids = [k] + list(range(free, free + len(runs) - 1))
+        free += len(runs) - 1
+        for n, (run, new) in enumerate(zip(runs, ids)):
+            rows.append([new, int(run[0]), int(run[-1]), parent if n == 0 else ids[n - 1]])
+            if new != k:
+                for t in run.tolist():
+                    relabel.setdefault(t, {})[k] = new
+        last[k] = ids[-1]
+    out = np.array(rows, np.int64).reshape(-1, 4)
+    for row in out:   # a track's first piece (its own id) keeps its mother: her last piece
+        if row[0] in last and row[3]:
+            row[3] = last[row[3]]
+    return out, relabel
+
+
 def write_ctc(path, folder) -> Path:
     """A track output as a Cell Tracking Challenge result folder: mask000.tif ... (uint16 track
     ids, one file per time point, 2D where the time-lapse has one plane as the challenge's 2D
     datasets do, else 3D; 4 digits past 999 time points) and res_track.txt, as the challenge's
-    evaluation tools read them."""
+    evaluation tools read them (a track over a gap written as two, the later the earlier's child:
+    without_gaps)."""
     import tifffile
     import zarr
     grp = zarr.open_group(str(path), mode="r")
     labels = grp["labels"]
-    lineage = np.asarray(grp["lineage"][...]).reshape(-1, 4)
+    lineage, relabel = without_gaps(np.asarray(grp["tracks"][...]).reshape(-1, 5),
+                                    np.asarray(grp["lineage"][...]).reshape(-1, 4))
     if len(lineage) and int(lineage[:, 0].max()) > np.iinfo(np.uint16).max:
         from .volume import VolumeError
         raise VolumeError(f"{len(lineage)} tracks: the Cell Tracking Challenge's 16-bit masks hold 65535 at most")
@@ -72,7 +104,10 @@ def write_ctc(path, folder) -> Path:
         old.unlink()
     digits = 4 if labels.shape[0] > 1000 else 3
     for t in range(labels.shape[0]):
-        frame = np.asarray(labels[t]).astype(np.uint16)
+        frame = np.asarray(labels[t])
+        for old_id, new_id in relabel.get(t, {}).items():
+            frame[frame == old_id] = new_id
+        frame = frame.astype(np.uint16)
         tifffile.imwrite(folder / f"mask{t:0{digits}d}.tif", frame[0] if frame.shape[0] == 1 else frame)
     (folder / "res_track.txt").write_text(ctc_lineage(lineage))
     return folder

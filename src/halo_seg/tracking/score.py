@@ -9,16 +9,21 @@ covering more than half of it; one tracked object may so cover several (cells me
   the tracked objects that find several (merges: each would need splitting);
 * links: the reference's links, each an object to its own track's next time point it is in, or a
   mother's last to a daughter's first, made by the tracking between the objects that found them
-  (recall), and the tracking's links that are a reference link so (precision); a link made as a
-  division where the reference continues a track, or the other way, is counted apart;
-* divisions: a reference division found when the tracked mother and daughters found the
-  reference's mother and daughters (recall), and the tracking's divisions that are one (precision);
+  (recall), and of the tracking's links between objects that found one reference object each
+  (a merged or extra object is a detection error), those that are a reference link so
+  (precision); a link made as a
+  parent link (mother to daughter, or over a gap) where the reference continues a track, or the
+  other way, is counted apart;
+* divisions: a reference division (a mother of two daughters or more) found when the tracked
+  mother and daughters found the reference's mother and daughters (recall), and the tracking's
+  divisions that are one (precision);
 * whole tracks: reference tracks found at every time point they are in, by one and the same
   tracked track.
 
-These are the quantities of the challenge's AOGM (its TRA score weighs merges, misses, extra
-objects and wrong links into one number); the challenge's own tools, run on `track --ctc`'s
-folder, give its official scores.
+Misses, extra objects, merges and the three kinds of link errors are the operations of the
+challenge's AOGM, counted as it counts them, and its TRA, DET and LNK follow from them
+(tests/test_track_score.py checks them against py-ctcmetrics, the challenge's Python
+evaluation, which tracking.ctc_measures runs for its biological measures).
 """
 from __future__ import annotations
 
@@ -51,8 +56,10 @@ def _frame(ref, res, t: int, cancel=None) -> _Frame:
 
 
 def _edges(present: list[set], lineage: np.ndarray) -> dict:
-    """{(t1, id1, t2, id2): is a division} of a tracking: a track from each time point it is in to
-    the next one it is in (over a gap too), a mother's last to each daughter's first."""
+    """{(t1, id1, t2, id2): is a parent link} of a tracking: a track from each time point it is in
+    to the next one it is in, and a mother's last to each daughter's first. A track's step over
+    time points it is missing from is a parent link: the challenge writes such a track as two, the
+    later the earlier's child (track_output.without_gaps), and so do its ground truths."""
     times: dict[int, list[int]] = {}
     for t, ids in enumerate(present):
         for k in ids:
@@ -60,7 +67,7 @@ def _edges(present: list[set], lineage: np.ndarray) -> dict:
     edges = {}
     for k, ts in times.items():
         for a, b in zip(ts, ts[1:]):
-            edges[(a, k, b, k)] = False
+            edges[(a, k, b, k)] = b - a > 1
     for k, _, _, p in lineage.tolist():
         if p and p in times and k in times:
             edges[(times[p][-1], p, times[k][0], k)] = True
@@ -68,12 +75,13 @@ def _edges(present: list[set], lineage: np.ndarray) -> dict:
 
 
 def _divisions(edges: dict) -> dict:
-    """{(t, mother): frozenset of (t, daughter)} from a tracking's division edges."""
+    """{(t, mother): frozenset of (t, daughter)}: the mothers of two daughters or more (one child
+    alone is a track over a gap, no division)."""
     out: dict = {}
-    for (t1, m, t2, d), div in edges.items():
-        if div:
+    for (t1, m, t2, d), parent in edges.items():
+        if parent and m != d:
             out.setdefault((t1, m), set()).add((t2, d))
-    return {k: frozenset(v) for k, v in out.items()}
+    return {k: frozenset(v) for k, v in out.items() if len(v) >= 2}
 
 
 @dataclass
@@ -86,7 +94,7 @@ class TrackScores:
     merges: int                      # reference objects beyond the first covered by one tracked object
     reference_links: int
     links_found: int
-    tracked_links: int
+    tracked_links: int               # links between tracked objects that found one reference object each
     tracked_links_right: int
     link_kind_wrong: int             # found links made as a division where the reference continues, or back
     reference_divisions: int
@@ -96,6 +104,22 @@ class TrackScores:
     reference_tracks: int
     whole_tracks: int
     extra: dict = field(default_factory=dict)
+
+    def aogm(self) -> dict:
+        """The AOGM's operations (Matula et al. 2015) and the challenge's TRA, DET and LNK from them,
+        with its weights: a split 5, a miss 10, an extra object 1, a link to delete 1, to add 1.5,
+        of the wrong kind 1; 0 is the cost of building the reference from nothing."""
+        ops = {"NS": self.merges, "FN": self.reference_objects - self.found,
+               "FP": self.tracked_objects - self.tracked_found, "ED": self.tracked_links - self.tracked_links_right,
+               "EA": self.reference_links - self.links_found, "EC": self.link_kind_wrong}
+        detect = 5 * ops["NS"] + 10 * ops["FN"] + ops["FP"]
+        link = ops["ED"] + 1.5 * ops["EA"] + ops["EC"]
+        d0, l0 = 10 * self.reference_objects, 1.5 * self.reference_links
+
+        def score(cost, zero):
+            return 1 - min(cost, zero) / zero if zero else float("nan")
+        return {**ops, "AOGM": detect + link, "AOGM_0": d0 + l0, "TRA": score(detect + link, d0 + l0),
+                "DET": score(detect, d0), "LNK": score(link, l0)}
 
     def rates(self) -> dict:
         def r(a, b):
@@ -128,33 +152,25 @@ def score_tracking(tracked, reference, progress=None, cancel=None) -> TrackScore
     ref_edges = _edges([f.ref_ids for f in frames], reference.lineage)
     res_edges = _edges([f.ids for f in frames], tracked.lineage)
 
-    found_links = kind_wrong = 0
-    for (t1, r1, t2, r2), div in ref_edges.items():
-        c1, c2 = frames[t1].matched.get(r1), frames[t2].matched.get(r2)
-        key = (t1, c1, t2, c2)
-        if c1 is not None and c2 is not None and key in res_edges:
-            found_links += 1
-            kind_wrong += res_edges[key] != div
-    right_links = sum(any((t1, r1, t2, r2) in ref_edges for r1 in frames[t1].covers.get(c1, ())
-                          for r2 in frames[t2].covers.get(c2, ()))
-                      for t1, c1, t2, c2 in res_edges)
+    # links are judged between tracked objects that found one reference object each, as the AOGM
+    # judges them: a merged or extra object is a detection error, its links none of their own
+    unique = [{c: refs[0] for c, refs in f.covers.items() if len(refs) == 1} for f in frames]
+    own = [{r: c for c, r in u.items()} for u in unique]   # reference id -> the tracked object that is it
+    judged = {(t1, unique[t1][c1], t2, unique[t2][c2]): parent for (t1, c1, t2, c2), parent in res_edges.items()
+              if c1 in unique[t1] and c2 in unique[t2]}
+    found_links = sum(e in judged for e in ref_edges)
+    kind_wrong = sum(judged[e] != parent for e, parent in ref_edges.items() if e in judged)
+    right_links = sum(e in ref_edges for e in judged)
 
     ref_divs, res_divs = _divisions(ref_edges), _divisions(res_edges)
-    divs_found = sum((t, frames[t].matched.get(m)) in res_divs
-                     and res_divs[(t, frames[t].matched[m])]
-                     == frozenset((td, frames[td].matched.get(d)) for td, d in ds)
-                     for (t, m), ds in ref_divs.items())
-
-    def as_reference(t, c):   # the one reference object a tracked object covers, else None
-        refs = frames[t].covers.get(c, ())
-        return refs[0] if len(refs) == 1 else None
-    mapped = {(t, as_reference(t, m)): frozenset((td, as_reference(td, d)) for td, d in ds)
+    mapped = {(t, unique[t].get(m)): frozenset((td, unique[td].get(d)) for td, d in ds)
               for (t, m), ds in res_divs.items()}
-    divs_right = sum(ref_divs.get(k) == v for k, v in mapped.items())
+    divs_right = sum(ref_divs.get(k) == v for k, v in mapped.items() if k[1] is not None)
+    divs_found = divs_right   # one tracked division is at most one reference division, and back
 
     whole = tracks = 0
     for k in reference.lineage[:, 0].tolist():
-        at = [f.matched.get(k, -1) for f in frames if k in f.ref_ids]
+        at = [o.get(k, -1) for f, o in zip(frames, own) if k in f.ref_ids]
         tracks += bool(at)   # a track in the time points scored
         whole += bool(at) and -1 not in at and len(set(at)) == 1
     ref_objects = sum(len(f.ref_ids) for f in frames)
@@ -163,7 +179,7 @@ def score_tracking(tracked, reference, progress=None, cancel=None) -> TrackScore
         timepoints=len(scored), reference_objects=ref_objects, found=sum(len(f.matched) for f in frames),
         tracked_objects=tracked_objects, tracked_found=sum(len(f.covers) for f in frames),
         merges=sum(len(v) - 1 for f in frames for v in f.covers.values()),
-        reference_links=len(ref_edges), links_found=found_links, tracked_links=len(res_edges),
+        reference_links=len(ref_edges), links_found=found_links, tracked_links=len(judged),
         tracked_links_right=right_links, link_kind_wrong=kind_wrong,
         reference_divisions=len(ref_divs), divisions_found=divs_found, tracked_divisions=len(res_divs),
         tracked_divisions_right=divs_right, reference_tracks=tracks, whole_tracks=whole)
@@ -183,6 +199,9 @@ def format_scores(s: TrackScores) -> str:
         lines.append(f"{name:22s} {value:7.3f}  {a} / {b}")
     lines.append(f"{'merged objects':22s} {s.merges:7d}  (reference objects beyond the first one tracked "
                  "object covers)")
+    a = s.aogm()
+    lines.append(f"{'TRA':22s} {a['TRA']:7.3f}  DET {a['DET']:.3f}, LNK {a['LNK']:.3f}; AOGM {a['AOGM']:g} of "
+                 f"{a['AOGM_0']:g}: " + ", ".join(f"{k} {a[k]}" for k in ("NS", "FN", "FP", "ED", "EA", "EC")))
     if s.link_kind_wrong:
         lines.append(f"{'links of wrong kind':22s} {s.link_kind_wrong:7d}  (a division for a continued track, or back)")
     return "\n".join(lines)
