@@ -198,6 +198,7 @@ def cmd_track_score(a) -> int:
 
     from ..io.ctc_tracking import open_tracking
     from ..tracking.score import format_scores, score_tracking
+    from ..tracking.ctc_measures import INSTALL, available, ctc_measures, format_measures, gt_root
     from ..tracking.seg_score import seg_folder, seg_measure
     tracked, reference = open_tracking(a.tracking), open_tracking(a.reference)
     with tqdm(total=1, desc="time points", unit="time point", disable=a.quiet) as bar:
@@ -211,12 +212,24 @@ def cmd_track_score(a) -> int:
     print(f"{a.tracking} ({tracked.kind}) against {a.reference} ({reference.kind}), {scores.timepoints} time points",
           file=sys.stderr)
     print(format_scores(scores), file=sys.stderr)
+    official = None
+    if a.ctc_measures and gt_root(a.reference) is not None and tracked.tracked is None:
+        if available():
+            official = ctc_measures(a.tracking, a.reference)
+            print(format_measures(official), file=sys.stderr)
+        else:
+            print(f"(CT, TF, BC and CCA, the challenge's biological measures: {INSTALL})", file=sys.stderr)
     if seg is not None:
         print(f"{'SEG':22s} {seg.seg:7.3f}  {seg.cells} cells in {seg.files} file{'s' if seg.files != 1 else ''} of "
               f"{seg.folder}", file=sys.stderr)
     counts = {k: v for k, v in scores.__dict__.items() if k != "extra"}
     result = {"tracking": str(a.tracking), "reference": str(a.reference),
               "scores": {k.replace(" ", "_"): v for k, v in scores.rates().items()}, "counts": counts}
+    aogm = scores.aogm()
+    result["scores"].update({k: aogm[k] for k in ("TRA", "DET", "LNK")})
+    result["counts"].update({k: aogm[k] for k in ("NS", "FN", "FP", "ED", "EA", "EC", "AOGM", "AOGM_0")})
+    if official is not None:
+        result["challenge_evaluation"] = official
     if seg is not None:
         result["scores"]["SEG"] = seg.seg
         result["counts"].update(seg_cells=seg.cells, seg_files=seg.files)
@@ -239,6 +252,9 @@ def add_track_score(sub) -> None:
     s.add_argument("--seg", default=None, metavar="FOLDER",
                    help="the segmentation ground truth (man_seg000.tif or man_seg_000_012.tif ...) for the challenge's "
                         "SEG of the masks; default: the SEG folder beside the reference's TRA, where there is one")
+    s.add_argument("--no-ctc-measures", dest="ctc_measures", action="store_false",
+                   help="skip the challenge's own evaluation (py-ctcmetrics, where installed: CT, TF, BC, CCA), which "
+                        "reads every mask again")
     s.add_argument("--json", default=None, help="also write the scores to this JSON file")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_track_score)
