@@ -25,11 +25,8 @@ INSTALL = 'pip install "napari-halo-seg[ctc]" (py-ctcmetrics)'
 
 
 def available() -> bool:
-    try:
-        import ctc_metrics  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from importlib.util import find_spec
+    return find_spec("ctc_metrics") is not None
 
 
 def gt_root(reference) -> Path | None:
