@@ -58,12 +58,12 @@ def read_volume(path):
     several = {n for n, size in zip(names, raw.data.shape) if n not in SPATIAL and size > 1}
     if raw.meta.get(TRACKS):   # a time-lapse's objects tracked (halo_seg.tracking)
         return _track_layers(p, raw)
-    if "t" in several and raw.meta.get("labels"):   # a folder of masks (the Cell Tracking Challenge's), 4D labels
-        return timelapse_labels_layers(p, raw, names, *_timed_place(raw, p))
     if several and several <= {"c", "t"} and not raw.meta.get("labels"):
         return _stack_layers(p, raw, names)
     if raw.meta.get(TIME_SERIES):   # every time point of a time-lapse segmented (engine/series.py)
         return _series_layers(p, raw)
+    if "t" in several and raw.meta.get("labels"):   # a folder of masks (the Cell Tracking Challenge's), 4D labels
+        return timelapse_labels_layers(p, raw, names, *_timed_place(raw, p))
     vol = open_volume(raw)  # a VolumeError names the problem; napari shows it to the user
     meta = {"source": str(p), "format": vol.meta.get("format"), "spacing_known": vol.spacing_known}
     place = {"scale": vol.spacing, **placement(vol.meta.get(GEOMETRY), vol.spacing)}
