@@ -325,3 +325,29 @@ def test_a_track_over_a_gap_is_written_for_the_challenge_as_mother_and_child(tmp
     files = parse_masks(str(tmp_path / "01_RES"))
     labels = match_computed_to_reference_masks(files, files, threads=1)["labels_comp"]
     assert valid(files, read_tracking_file(str(tmp_path / "01_RES" / "res_track.txt")), labels) == 1
+
+
+def test_seg_equals_the_challenges_evaluation_on_whole_frames(tmp_path, fast):
+    """SEG against man_segTTT.tif files (whole frames) as py-ctcmetrics computes it."""
+    pytest.importorskip("ctc_metrics")
+    import contextlib
+    import io
+
+    from ctc_metrics.scripts.evaluate import evaluate_sequence
+
+    from halo_seg.tracking.seg_score import seg_measure
+    tl, _, tmp = fast
+    masks = zarr.open_group(str(tmp / "t.zarr"))["labels"][...]
+    masks[4][masks[4] == masks[4].max()] = 0   # a cell missed
+    res = tmp_path / "01_RES"
+    res.mkdir()
+    for t, m in enumerate(masks):
+        tifffile.imwrite(res / f"mask{t:03d}.tif", m.astype(np.uint16))
+    (tmp_path / "01_GT" / "SEG").mkdir(parents=True)
+    _gt(tmp_path / "01_GT" / "TRA", tl.ids, tl.lineage)
+    for t in (1, 4, 6):
+        tifffile.imwrite(tmp_path / "01_GT" / "SEG" / f"man_seg{t:03d}.tif", tl.ids[t].astype(np.uint16))
+    with contextlib.redirect_stdout(io.StringIO()):
+        theirs = evaluate_sequence(str(res), str(tmp_path / "01_GT"), metrics=["SEG"], threads=1)["SEG"]
+    mine = seg_measure(masks, tmp_path / "01_GT" / "SEG")
+    assert mine.seg == pytest.approx(theirs) and mine.seg < 1 and mine.files == 3
