@@ -1,9 +1,23 @@
 """What the commands share: progress lines, voxel-size and channel/time-point arguments, the engine's options."""
 from __future__ import annotations
 
+import contextlib
+
 
 def _progress(done, total, msg):
     print(f"  [{done}/{total}] {msg}", flush=True)
+
+
+@contextlib.contextmanager
+def progress_bar(desc: str, unit: str, quiet: bool):
+    """A tqdm bar and the ``progress(done, total)`` the engine reports to, which moves it."""
+    from tqdm import tqdm
+    with tqdm(total=1, desc=desc, unit=unit, disable=quiet) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+        yield progress
 
 
 def _spacing_arg(text):

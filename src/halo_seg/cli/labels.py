@@ -57,11 +57,17 @@ def _measure_timelapse(a, given, n: int) -> int:
     """A time-lapse's labels measured at --timepoint, or at every time point into one table with a
     timepoint column; the image, if given, at the same time point."""
     from ..io.timepoints import parse_timepoints
-    from ..measure import by_timepoint, format_table, write_csv
     chosen = parse_timepoints("all" if a.timepoint is None else [a.timepoint], n)
+    return _measure_each(a, given, [(t, a.labels, t, t) for t in chosen])
+
+
+def _measure_each(a, given, frames: list) -> int:
+    """Each of ``frames`` (time point, labels, the image's time point, the labels' time point or
+    None) measured and printed; one CSV of them all with a timepoint column."""
+    from ..measure import by_timepoint, format_table, write_csv
     tables = []
-    for t in chosen:
-        table, unit = _measure_one(a, a.labels, given, t, labels_at=t)
+    for t, labels, image_at, labels_at in frames:
+        table, unit = _measure_one(a, labels, given, image_at, labels_at=labels_at)
         print(f"time point {t}:")
         print(format_table(table, unit, most=a.most))
         tables.append((t, table))
@@ -75,20 +81,11 @@ def _measure_series(a, given, series: dict) -> int:
     """Every segmented time point measured (the image, given, at the same time point): a table each,
     and one CSV with a timepoint column."""
     from ..io.series_output import frame_name
-    from ..measure import by_timepoint, format_table, write_csv
     if a.timepoint is not None:
         raise SystemExit("error: the labels hold several time points and --image is read at each of them; "
                          f"for one, give its output: {a.labels}/{frame_name(int(a.timepoint))}")
-    tables = []
-    for t in series["segmented"]:
-        table, unit = _measure_one(a, str(Path(a.labels) / frame_name(t)), given, t if a.image else None)
-        print(f"time point {t}:")
-        print(format_table(table, unit, most=a.most))
-        tables.append((t, table))
-    if a.csv:
-        print("wrote " + str(write_csv(by_timepoint(tables), a.csv))
-              + f" (a row per object and time point: {len(tables)} time points)")
-    return 0
+    return _measure_each(a, given, [(t, str(Path(a.labels) / frame_name(t)), t if a.image else None, None)
+                                    for t in series["segmented"]])
 
 
 def _measure_one(a, labels, given, timepoint, labels_at: int | None = None):

@@ -5,12 +5,10 @@ import json
 import sys
 from pathlib import Path
 
-from .common import _object_args, _spacing_arg
+from .common import _object_args, _spacing_arg, progress_bar
 
 
 def cmd_track(a) -> int:
-    from tqdm import tqdm
-
     from ..measure import check_table_path, write_csv
     from ..tracking import track_objects, write_ctc
     from ..tracking.checkpoint import STATE, PartialError, partial_dir
@@ -24,11 +22,7 @@ def cmd_track(a) -> int:
     partial = partial_dir(Path(a.output))
     if a.resume and not (partial / STATE).exists():
         print(f"no stopped tracking of {a.output} to go on from: tracking from the first time point", file=sys.stderr)
-    with tqdm(total=1, desc="time points", unit="time point", disable=a.quiet) as bar:
-        def progress(done, total):
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+    with progress_bar("time points", "time point", a.quiet) as progress:
         try:
             res = track_objects(a.labels, a.output, timepoints=a.timepoints, channel=a.channel, objects_given=a.ids,
                                 classes=a.classes, min_voxels=a.min_voxels, connectivity=a.connectivity,
@@ -194,18 +188,12 @@ def add_track(sub) -> None:
 
 
 def cmd_track_score(a) -> int:
-    from tqdm import tqdm
-
     from ..io.ctc_tracking import open_tracking
     from ..tracking.score import format_scores, score_tracking
     from ..tracking.ctc_measures import INSTALL, available, ctc_measures, format_measures, gt_root
     from ..tracking.seg_score import seg_folder, seg_measure
     tracked, reference = open_tracking(a.tracking), open_tracking(a.reference)
-    with tqdm(total=1, desc="time points", unit="time point", disable=a.quiet) as bar:
-        def progress(done, total):
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+    with progress_bar("time points", "time point", a.quiet) as progress:
         scores = score_tracking(tracked, reference, progress=progress)
     seg_at = Path(a.seg) if a.seg else seg_folder(a.reference)
     seg = seg_measure(tracked.labels, seg_at, tracked.tracked) if seg_at else None
@@ -261,14 +249,8 @@ def add_track_score(sub) -> None:
 
 
 def cmd_track_import(a) -> int:
-    from tqdm import tqdm
-
     from ..tracking.ctc_import import import_ctc
-    with tqdm(total=1, desc="time points", unit="time point", disable=a.quiet) as bar:
-        def progress(done, total):
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+    with progress_bar("time points", "time point", a.quiet) as progress:
         res = import_ctc(a.folder, a.output, spacing=_spacing_arg(a.spacing), unit=a.unit, progress=progress)
     print(json.dumps({"output": str(res.output), "tracks": res.tracks, "divisions": res.divisions,
                       "timepoints": len(res.timepoints), "objects_per_timepoint": res.objects,

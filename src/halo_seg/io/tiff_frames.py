@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .tiff_slices import slice_files
-from .volume import Volume, VolumeError, is_zarr_dir, named_from_zarr, tiff_spacing
+from .tiff_slices import same_headers, slice_files
+from .volume import Volume, VolumeError, is_zarr_dir, named_from_zarr
 
 _NUMBER = re.compile(r"(\d+)")
 # the word before the frame number: at the name's start or after a non-letter (not "cut001")
@@ -103,21 +103,7 @@ def open_frames(folder) -> Volume:
         raise VolumeError(f"{folder} holds {len(files)} TIFF file{'s' if len(files) != 1 else ''}; a time-lapse "
                           "folder needs one file per time point (at least two)")
     numbers = _numbers(folder, files)
-    first = None
-    for p in files:
-        try:
-            with tifffile.TiffFile(str(p)) as tf:
-                s = tf.series[0]
-                shape, dtype, axes = tuple(s.shape), np.dtype(s.dtype), s.axes
-                if first is None:
-                    spacing, unit, known = tiff_spacing(tf)
-        except Exception as exc:
-            raise VolumeError(f"cannot read TIFF frame {p}: {exc}") from None
-        if first is None:
-            first = (p, shape, dtype, axes)
-        elif (shape, dtype) != first[1:3]:
-            raise VolumeError(f"{folder}: {p.name} is {shape} {dtype} but {first[0].name} is {first[1]} {first[2]}: "
-                              "the frames of one time-lapse share one size and type")
+    first, (spacing, unit, known) = same_headers(folder, files, "frame", "the frames of one time-lapse")
     names = tiff_axes(first[3])
     if "t" in names:
         raise VolumeError(f"{first[0]} holds a time-lapse itself (axes {first[3]}); a folder of frames holds one "

@@ -86,6 +86,32 @@ def _check_numbering(folder: Path, files: list[Path]) -> None:
                       "and cannot say where each slice lies; number the slices in order")
 
 
+def same_headers(folder: Path, files: list[Path], what: str, whole: str, each=None) -> tuple:
+    """Each TIFF file's first series read once (a file a ``what``, e.g. "slice", of ``whole``):
+    ((first file, shape, dtype, axes), the first's calibration (spacing, unit, known)); a file that
+    cannot be read, or of another size or type than the first, refused naming it. ``each(path,
+    shape, axes)``: a further check of every file."""
+    import tifffile
+    first = calibration = None
+    for p in files:
+        try:
+            with tifffile.TiffFile(str(p)) as tf:
+                s = tf.series[0]
+                shape, dtype, axes = tuple(s.shape), np.dtype(s.dtype), s.axes
+                if first is None:
+                    calibration = tiff_spacing(tf)
+        except Exception as exc:
+            raise VolumeError(f"cannot read TIFF {what} {p}: {exc}") from None
+        if each is not None:
+            each(p, shape, axes)
+        if first is None:
+            first = (p, shape, dtype, axes)
+        elif (shape, dtype) != first[1:3]:
+            raise VolumeError(f"{folder}: {p.name} is {shape} {dtype} but {first[0].name} is {first[1]} {first[2]}: "
+                              f"{whole} share one size and type")
+    return first, calibration
+
+
 def open_slices(folder) -> Volume:
     """The TIFF slices in ``folder`` as one lazy volume, its voxel size from the first slice's ImageJ
     calibration (the slice spacing is known only when that records it)."""
@@ -100,24 +126,12 @@ def open_slices(folder) -> Volume:
         raise VolumeError(f"{folder} holds {len(files)} TIFF file{'s' if len(files) != 1 else ''}; a folder of "
                           "slices needs one file per slice (open a single stack file itself)")
     _check_numbering(folder, files)
-    first = None
-    for p in files:
-        try:
-            with tifffile.TiffFile(str(p)) as tf:
-                s = tf.series[0]
-                shape, dtype, axes = tuple(s.shape), np.dtype(s.dtype), s.axes
-                if first is None:
-                    spacing, unit, known = tiff_spacing(tf)
-        except Exception as exc:
-            raise VolumeError(f"cannot read TIFF slice {p}: {exc}") from None
+
+    def one_slice(p, shape, axes):
         if not _is_slice(shape, axes):
             raise VolumeError(f"{p} holds a {axes} stack of shape {shape}, not one 2D slice: a folder of slices "
                               "needs one image per file (a folder of stacks is a batch of volumes)")
-        if first is None:
-            first = (p, shape, dtype, axes)
-        elif (shape, dtype) != first[1:3]:
-            raise VolumeError(f"{folder}: {p.name} is {shape} {dtype} but {first[0].name} is {first[1]} {first[2]}: "
-                              "the slices of one volume share one size and type")
+    first, (spacing, unit, known) = same_headers(folder, files, "slice", "the slices of one volume", one_slice)
     seq = tifffile.TiffSequence([str(p) for p in files], pattern=None)
     arr = zarr.open(seq.aszarr(), mode="r")
     data = named_from_zarr(arr, folder).reshape((len(files),) + first[1])   # a bad slice's read named
