@@ -210,7 +210,7 @@ def cmd_track_score(a) -> int:
     if seg is not None:
         print(f"{'SEG':22s} {seg.seg:7.3f}  {seg.cells} cells in {seg.files} file{'s' if seg.files != 1 else ''} of "
               f"{seg.folder}", file=sys.stderr)
-    counts = {k: v for k, v in scores.__dict__.items() if k != "extra"}
+    counts = dict(scores.__dict__)
     result = {"tracking": str(a.tracking), "reference": str(a.reference),
               "scores": {k.replace(" ", "_"): v for k, v in scores.rates().items()}, "counts": counts}
     aogm = scores.aogm()

@@ -11,7 +11,7 @@ from .link import Objects
 SLAB_VOXELS = 1 << 23
 
 
-def _pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def pair_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Rows (a value, b value, count) of the value pairs found at the same voxels."""
     if not a.size:
         return np.zeros((0, 3), np.int64)
@@ -20,7 +20,7 @@ def _pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([pairs, counts[:, None]], 1)
 
 
-def _summed(rows: list[np.ndarray], width: int) -> np.ndarray:
+def summed_rows(rows: list[np.ndarray], width: int) -> np.ndarray:
     """Rows of (key..., value...) from every slab, summed per key (the first ``width`` columns)."""
     if not rows:
         return np.zeros((0, width + 1), np.int64)
@@ -83,5 +83,5 @@ def frame_overlaps(a, b, a_classes=None, b_classes=None, only_a=None, cancel=Non
         if only_a is not None:
             both &= np.isin(la, only_a)
         if both.any():
-            rows.append(_pairs(la[both], lb[both]))
-    return _summed(rows, 2).astype(np.int64)
+            rows.append(pair_counts(la[both], lb[both]))
+    return summed_rows(rows, 2).astype(np.int64)

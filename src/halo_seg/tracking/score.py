@@ -27,32 +27,42 @@ evaluation, which tracking.ctc_measures runs for its biological measures).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..io.volume import VolumeError
-from .frames import frame_objects, frame_overlaps
 
 
 @dataclass
 class _Frame:
-    matched: dict            # reference id -> tracked id covering more than half of it
-    covers: dict             # tracked id -> reference ids it covers so
+    covers: dict             # tracked id -> the reference ids it covers more than half of
     ref_ids: set
     ids: set
 
 
-def _frame(ref, res, t: int, cancel=None) -> _Frame:
-    sizes = frame_objects(ref, t, cancel=cancel)
-    ids = frame_objects(res, t, cancel=cancel).ids
-    size = dict(zip(sizes.ids.tolist(), sizes.voxels.tolist()))
-    matched, covers = {}, {}
-    for r, c, n in frame_overlaps(ref, res, cancel=cancel).tolist():
+def _frame(ref, res, cancel=None) -> _Frame:
+    """One time point's reference and tracked objects and which covers which, both read once, in
+    slabs of whole slices."""
+    from ..io.labels import read_label_slab, slabs
+    from .frames import SLAB_VOXELS, pair_counts, summed_rows
+    step, starts = slabs(tuple(ref.shape), SLAB_VOXELS)
+    sizes, ids, pairs = [], [], []
+    for z0 in starts:
+        r = read_label_slab(ref, z0, step, cancel, "the reference")
+        c = read_label_slab(res, z0, step, cancel, "the tracking")
+        u, n = np.unique(r[r > 0], return_counts=True)
+        sizes.append(np.stack([u, n], 1).astype(np.int64))
+        ids.append(np.unique(c[c > 0]))
+        both = (r > 0) & (c > 0)
+        if both.any():
+            pairs.append(pair_counts(r[both], c[both]))
+    size = dict(summed_rows(sizes, 1).tolist())
+    covers = {}
+    for r, c, n in summed_rows(pairs, 2).tolist():
         if n > 0.5 * size[r]:
-            matched[r] = c
             covers.setdefault(c, []).append(r)
-    return _Frame(matched, covers, set(size), set(ids.tolist()))
+    return _Frame(covers, set(size), set(np.concatenate(ids).tolist()) if ids else set())
 
 
 def _edges(present: list[set], lineage: np.ndarray) -> dict:
@@ -96,14 +106,13 @@ class TrackScores:
     links_found: int
     tracked_links: int               # links between tracked objects that found one reference object each
     tracked_links_right: int
-    link_kind_wrong: int             # found links made as a division where the reference continues, or back
+    link_kind_wrong: int             # found links made as a parent link where the reference continues, or back
     reference_divisions: int
     divisions_found: int
     tracked_divisions: int
     tracked_divisions_right: int
     reference_tracks: int
     whole_tracks: int
-    extra: dict = field(default_factory=dict)
 
     def aogm(self) -> dict:
         """The AOGM's operations (Matula et al. 2015) and the challenge's TRA, DET and LNK from them,
@@ -143,10 +152,10 @@ def score_tracking(tracked, reference, progress=None, cancel=None) -> TrackScore
     # a tracking of some time points (track --timepoint) is scored on those: the reference's objects
     # elsewhere were never the tracker's to find
     scored = [t for t in range(T) if tracked.tracked is None or t in set(tracked.tracked)]
-    empty = _Frame({}, {}, set(), set())
+    empty = _Frame({}, set(), set())
     frames = [empty] * T
     for k, t in enumerate(scored):
-        frames[t] = _frame(reference.labels[t], tracked.labels[t], t, cancel)
+        frames[t] = _frame(reference.labels[t], tracked.labels[t], cancel)
         if progress is not None:
             progress(k + 1, len(scored))
     ref_edges = _edges([f.ref_ids for f in frames], reference.lineage)
@@ -176,8 +185,9 @@ def score_tracking(tracked, reference, progress=None, cancel=None) -> TrackScore
     ref_objects = sum(len(f.ref_ids) for f in frames)
     tracked_objects = sum(len(f.ids) for f in frames)
     return TrackScores(
-        timepoints=len(scored), reference_objects=ref_objects, found=sum(len(f.matched) for f in frames),
-        tracked_objects=tracked_objects, tracked_found=sum(len(f.covers) for f in frames),
+        timepoints=len(scored), reference_objects=ref_objects,
+        found=sum(len(v) for f in frames for v in f.covers.values()), tracked_objects=tracked_objects,
+        tracked_found=sum(len(f.covers) for f in frames),
         merges=sum(len(v) - 1 for f in frames for v in f.covers.values()),
         reference_links=len(ref_edges), links_found=found_links, tracked_links=len(judged),
         tracked_links_right=right_links, link_kind_wrong=kind_wrong,
@@ -203,5 +213,6 @@ def format_scores(s: TrackScores) -> str:
     lines.append(f"{'TRA':22s} {a['TRA']:7.3f}  DET {a['DET']:.3f}, LNK {a['LNK']:.3f}; AOGM {a['AOGM']:g} of "
                  f"{a['AOGM_0']:g}: " + ", ".join(f"{k} {a[k]}" for k in ("NS", "FN", "FP", "ED", "EA", "EC")))
     if s.link_kind_wrong:
-        lines.append(f"{'links of wrong kind':22s} {s.link_kind_wrong:7d}  (a division for a continued track, or back)")
+        lines.append(f"{'links of wrong kind':22s} {s.link_kind_wrong:7d}  (a parent link for a continued track, "
+                     "or back)")
     return "\n".join(lines)
