@@ -212,19 +212,9 @@ def disagreement_per_slice(pred, truth, labels, cancel=None) -> dict[int, tuple[
     return {int(k): tuple(c[i] for c in counts) for i, k in enumerate(ids)}
 
 
-def compare_instances(pred, truth, thresholds=(0.5,), cancel=None) -> dict[str, np.ndarray]:
-    """Object-level comparison of two instance segmentations (one id per object; the ids need not
-    correspond), as nuclei are scored (StarDist, the Data Science Bowl): a predicted and a true
-    object match when their IoU reaches the threshold, one to one (IoU >= 0.5 allows at most one
-    partner). One row per threshold: ``iou``, ``tp``, ``fp``, ``fn``, ``precision``, ``recall``,
-    ``f1``, ``ap`` (TP / (TP + FP + FN)) and ``mean_matched_iou``; and ``seg``, the Cell Tracking
-    Challenge's SEG (the same in every row): each reference object's IoU with the object covering
-    more than half of it, 0 where none does, averaged over the reference objects. Overlaps are
-    counted in slabs. Thresholds below 0.5 are refused: matching there is not unique."""
-    shape = one_grid(pred, truth, "objects")
-    thr = sorted(float(t) for t in thresholds)
-    if not thr or thr[0] < 0.5 or thr[-1] > 1.0:
-        raise VolumeError(f"IoU thresholds must lie in [0.5, 1] (one-to-one matching), got {list(thresholds)}")
+def _object_overlaps(pred, truth, shape, cancel=None) -> tuple[dict, dict, dict]:
+    """Each predicted and true object's voxels and the voxels of each (predicted, true) pair that
+    overlap, counted in slabs."""
     sizes_p, sizes_t, inter = {}, {}, {}
     step, starts = slabs(shape, SLAB_VOXELS)
     for z0 in starts:
@@ -240,10 +230,39 @@ def compare_instances(pred, truth, thresholds=(0.5,), cancel=None) -> dict[str, 
                                  return_counts=True)
             for a, b, c in zip(pairs[0].tolist(), pairs[1].tolist(), n.tolist()):
                 inter[a, b] = inter.get((a, b), 0) + c
+    return sizes_p, sizes_t, inter
+
+
+def _seg_terms(sizes_p: dict, sizes_t: dict, inter: dict) -> tuple[float, int]:
+    """The Cell Tracking Challenge's SEG as (the summed IoU of each true object with the predicted
+    object covering more than half of it, the true objects)."""
+    return (sum(c / (sizes_p[a] + sizes_t[b] - c) for (a, b), c in inter.items() if c > 0.5 * sizes_t[b]),
+            len(sizes_t))
+
+
+def seg_terms(pred, truth, cancel=None) -> tuple[float, int]:
+    """SEG's sum and count for one pair of volumes, to be pooled over several (tracking.seg_score)."""
+    return _seg_terms(*_object_overlaps(pred, truth, one_grid(pred, truth, "objects"), cancel))
+
+
+def compare_instances(pred, truth, thresholds=(0.5,), cancel=None) -> dict[str, np.ndarray]:
+    """Object-level comparison of two instance segmentations (one id per object; the ids need not
+    correspond), as nuclei are scored (StarDist, the Data Science Bowl): a predicted and a true
+    object match when their IoU reaches the threshold, one to one (IoU >= 0.5 allows at most one
+    partner). One row per threshold: ``iou``, ``tp``, ``fp``, ``fn``, ``precision``, ``recall``,
+    ``f1``, ``ap`` (TP / (TP + FP + FN)) and ``mean_matched_iou``; and ``seg``, the Cell Tracking
+    Challenge's SEG (the same in every row): each reference object's IoU with the object covering
+    more than half of it, 0 where none does, averaged over the reference objects. Overlaps are
+    counted in slabs. Thresholds below 0.5 are refused: matching there is not unique."""
+    shape = one_grid(pred, truth, "objects")
+    thr = sorted(float(t) for t in thresholds)
+    if not thr or thr[0] < 0.5 or thr[-1] > 1.0:
+        raise VolumeError(f"IoU thresholds must lie in [0.5, 1] (one-to-one matching), got {list(thresholds)}")
+    sizes_p, sizes_t, inter = _object_overlaps(pred, truth, shape, cancel)
     ious = np.array([c / (sizes_p[a] + sizes_t[b] - c) for (a, b), c in inter.items()], float)
     rows = {c: [] for c in ("iou", "tp", "fp", "fn", "precision", "recall", "f1", "ap", "mean_matched_iou", "seg")}
     n_pred, n_true = len(sizes_p), len(sizes_t)
-    covered = sum(c / (sizes_p[a] + sizes_t[b] - c) for (a, b), c in inter.items() if c > 0.5 * sizes_t[b])
+    covered, _ = _seg_terms(sizes_p, sizes_t, inter)
     seg = covered / n_true if n_true else np.nan
     for th in thr:
         matched = ious[ious >= th]

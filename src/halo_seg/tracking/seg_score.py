@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluate import seg_terms
 from ..io.volume import VolumeError
 
 _SEG_FILE = re.compile(r"man_seg_?(\d+)(?:_(\d+))?\.tiff?", re.I)
@@ -44,26 +45,6 @@ def seg_files(folder) -> list[tuple[int, int | None, Path]]:
     return sorted(found, key=lambda f: (f[0], -1 if f[1] is None else f[1]))
 
 
-def _covered(mask: np.ndarray, ref: np.ndarray) -> tuple[float, int]:
-    """The summed IoU of ``ref``'s objects each with the object of ``mask`` covering more than half
-    of it, and how many objects ``ref`` holds."""
-    r = ref.ravel().astype(np.int64)
-    m = mask.ravel().astype(np.int64)
-    ids, sizes = np.unique(r[r > 0], return_counts=True)
-    if not len(ids):
-        return 0.0, 0
-    size_r = dict(zip(ids.tolist(), sizes.tolist()))
-    mids, msizes = np.unique(m[m > 0], return_counts=True)
-    size_m = dict(zip(mids.tolist(), msizes.tolist()))
-    both = (r > 0) & (m > 0)
-    pairs, n = np.unique(np.stack([r[both], m[both]], 1), axis=0, return_counts=True) if both.any() else ([], [])
-    total = 0.0
-    for (a, b), c in zip(np.asarray(pairs).reshape(-1, 2).tolist(), np.asarray(n).tolist()):
-        if c > 0.5 * size_r[a]:
-            total += c / (size_r[a] + size_m[b] - c)
-    return total, len(ids)
-
-
 def seg_measure(labels, folder, timepoints=None, cancel=None) -> SegScore:
     """SEG of ``labels`` (T, Z, Y, X; a 2D time-lapse's frames as one plane) against the
     ground-truth files in ``folder`` (of ``timepoints`` only, where given: those tracked)."""
@@ -92,6 +73,6 @@ def seg_measure(labels, folder, timepoints=None, cancel=None) -> SegScore:
             if ref.shape not in (shape, shape[1:]) or (ref.shape == shape[1:] and shape[0] != 1):
                 raise VolumeError(f"{path.name} is {ref.shape}, but the masks' frames are {shape} (Z, Y, X)")
             mask = np.asarray(labels[t]).reshape(ref.shape)
-        got, n = _covered(mask, ref)
+        got, n = seg_terms(mask[None] if mask.ndim == 2 else mask, ref[None] if ref.ndim == 2 else ref, cancel)
         total, cells = total + got, cells + n
     return SegScore(total / cells if cells else float("nan"), cells, len(files), str(folder))
