@@ -57,17 +57,26 @@ def _measure_timelapse(a, given, n: int) -> int:
     """A time-lapse's labels measured at --timepoint, or at every time point into one table with a
     timepoint column; the image, if given, at the same time point."""
     from ..io.timepoints import parse_timepoints
+    from ..io.volume import file_contents
     chosen = parse_timepoints("all" if a.timepoint is None else [a.timepoint], n)
-    return _measure_each(a, given, [(t, a.labels, t, t) for t in chosen])
+    raw = file_contents(a.labels)   # opened once: a folder of frames has a header per file to read
+    return _measure_each(a, given, [(t, raw, t, t) for t in chosen])
 
 
 def _measure_each(a, given, frames: list) -> int:
     """Each of ``frames`` (time point, labels, the image's time point, the labels' time point or
     None) measured and printed; one CSV of them all with a timepoint column."""
+    from dataclasses import replace
+
+    from ..io.volume import Volume, file_contents
     from ..measure import by_timepoint, format_table, write_csv
+    image = file_contents(a.image) if a.image else None   # opened once, taken at each time point
     tables = []
     for t, labels, image_at, labels_at in frames:
-        table, unit = _measure_one(a, labels, given, image_at, labels_at=labels_at)
+        if isinstance(labels, Volume):   # open_volume takes its time point from a copy (it changes what it is given)
+            labels = replace(labels, meta=dict(labels.meta))
+        table, unit = _measure_one(a, labels, given, image_at, labels_at=labels_at,
+                                   image=None if image is None else replace(image, meta=dict(image.meta)))
         print(f"time point {t}:")
         print(format_table(table, unit, most=a.most))
         tables.append((t, table))
@@ -88,17 +97,18 @@ def _measure_series(a, given, series: dict) -> int:
                                     for t in series["segmented"]])
 
 
-def _measure_one(a, labels, given, timepoint, labels_at: int | None = None):
-    """measure's table of one label volume (with --image at ``timepoint``; a time-lapse's labels at
-    ``labels_at``, a 2D movie's frame as one plane), and its length unit."""
+def _measure_one(a, labels, given, timepoint, labels_at: int | None = None, image=None):
+    """measure's table of one label volume (with --image at ``timepoint``, or ``image``: its
+    contents opened already; a time-lapse's labels at ``labels_at``, a 2D movie's frame as one
+    plane), and its length unit."""
     from ..io import geometry, open_volume
     from ..io.labels import open_labels
     from ..io.volume import SEGMENT_NAMES, length_unit
     from ..measure import measure_labels, with_names
     frame = {} if labels_at is None else {"timepoint": labels_at, "planes": True}
     lab = open_labels(labels, **frame)
-    img = open_volume(a.image, channel=a.channel, timepoint=timepoint, planes=labels_at is not None) \
-        if a.image else None
+    img = open_volume(image if image is not None else a.image, channel=a.channel, timepoint=timepoint,
+                      planes=labels_at is not None) if a.image else None
     image = None
     if img is not None:   # under labels saved cropped to their objects: the scan's part there
         image = img.data if given is not None and img.shape == lab.shape else \
