@@ -24,6 +24,8 @@ class Tracking:
     lineage: np.ndarray    # rows: track, first, last time point, parent (0: none)
     kind: str              # "track output" or "Cell Tracking Challenge"
     tracked: list | None = None   # the time points tracked, where not every one was (track --timepoint)
+    spacing: tuple | None = None  # a CTC folder's voxel size where its TIFFs record one (z, y, x)
+    unit: str | None = None
 
 
 def lineage_file(folder) -> Path | None:
@@ -98,4 +100,6 @@ def open_tracking(path) -> Tracking:
     if len(late):
         raise VolumeError(f"{text}: track {int(late[0, 0])} ends at time point {int(late[0, 2])} but {path} holds "
                           f"{data.shape[0]} frames")
-    return Tracking(str(path), data, lineage, "Cell Tracking Challenge")
+    spacing = frames.spacing if frames.data.ndim == 4 else (1.0,) + tuple(frames.spacing[1:])   # a plane's z: 1
+    return Tracking(str(path), data, lineage, "Cell Tracking Challenge",
+                    spacing=tuple(spacing) if frames.spacing_known else None, unit=frames.meta.get("unit"))

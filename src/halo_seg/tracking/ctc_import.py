@@ -46,18 +46,14 @@ def import_ctc(folder, out, spacing=None, unit: str | None = None, progress=None
     import zarr
 
     from ..io.labels import check_label_volume, create_zarr_array, mark_labels
-    from ..io.tiff_frames import open_frames
     start = time.perf_counter()
     src = open_tracking(folder)
     if src.kind != "Cell Tracking Challenge":
         raise VolumeError(f"{folder} is a `halo-seg track` output already; copy it rather than import it")
     out = Path(out)
     check_track_output(out, folder)
-    frames = open_frames(src.source)
-    if spacing is None:
-        spacing = frames.spacing if frames.data.ndim == 4 else (1.0,) + tuple(frames.spacing[1:])
-    spacing = tuple(float(s) for s in spacing)
-    unit = unit or frames.meta.get("unit")
+    spacing = tuple(float(s) for s in (spacing or src.spacing or (1.0, 1.0, 1.0)))
+    unit = unit or src.unit
     T, shape = src.labels.shape[0], tuple(src.labels.shape[1:])
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
     try:
