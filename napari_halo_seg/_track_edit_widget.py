@@ -184,12 +184,12 @@ class TrackEditWidget(BackgroundWidget):
         try:
             from halo_seg.tracking.edit import TrackOutput
             output = (layer.metadata or {}).get(TRACK_OUTPUT)
-            if output and Path(output).exists():
-                self._rows = TrackOutput(output).rows
-            else:   # a CTC folder not edited yet: its lineage file
-                from halo_seg.io.ctc_tracking import lineage_file, read_lineage
+            if layer.metadata.get(CTC_TRACKING) and not (output and Path(output).exists()):
+                from halo_seg.io.ctc_tracking import lineage_file, read_lineage   # not edited yet: its lineage
                 from halo_seg.tracking.lineage_edits import rows_of
                 self._rows = rows_of(read_lineage(lineage_file(layer.metadata[CTC_TRACKING])))
+            else:
+                self._rows = TrackOutput(self._path(layer)).rows
         except Exception as exc:
             self.status.setText(f"error: {exc}")
         self._describe()

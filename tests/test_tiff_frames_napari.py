@@ -118,3 +118,17 @@ def test_edit_tracks_corrects_a_ctc_ground_truth_opened_from_its_folder(make_nap
     qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
     s = score_tracking(open_tracking(tmp_path / "01_RES"), open_tracking(gt))
     assert s.links_found == s.reference_links - 1
+
+
+def test_edit_tracks_says_a_tracking_behind_a_layer_is_gone(make_napari_viewer, tmp_path, tl):
+    """A tracked layer whose `track` output was deleted: the status names it, not a missing key."""
+    import shutil
+
+    from halo_seg.tracking import track_objects
+    from napari_halo_seg._track_edit_widget import TrackEditWidget
+    out = track_objects(tl.ids, tmp_path / "t.zarr", objects_given=True).output
+    viewer = make_napari_viewer()
+    viewer.open(str(out), plugin="napari-halo-seg")
+    shutil.rmtree(out)
+    w = TrackEditWidget(viewer)
+    assert "is gone: track again or open it" in w.status.text(), w.status.text()
