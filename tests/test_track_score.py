@@ -351,3 +351,16 @@ def test_seg_equals_the_challenges_evaluation_on_whole_frames(tmp_path, fast):
         theirs = evaluate_sequence(str(res), str(tmp_path / "01_GT"), metrics=["SEG"], threads=1)["SEG"]
     mine = seg_measure(masks, tmp_path / "01_GT" / "SEG")
     assert mine.seg == pytest.approx(theirs) and mine.seg < 1 and mine.files == 3
+
+
+def test_the_challenges_evaluation_refusals_are_named(tmp_path, fast):
+    pytest.importorskip("ctc_metrics")
+    from halo_seg.tracking.ctc_measures import ctc_measures
+    tl, _, tmp = fast
+    with pytest.raises(VolumeError, match="not a Cell Tracking Challenge ground truth"):
+        ctc_measures(tmp / "t.zarr", tmp_path)
+    gt = _gt(tmp_path / "01_GT" / "TRA", tl.ids, tl.lineage)
+    write_ctc(tmp / "t.zarr", tmp_path / "01_RES")
+    (tmp_path / "01_RES" / "mask007.tif").unlink()   # a result one frame short
+    with pytest.raises(VolumeError, match="refused .*01_RES"):
+        ctc_measures(tmp_path / "01_RES", gt)
