@@ -10,6 +10,7 @@ import numpy as np
 
 from ._interactive_names import OBJECTS, _identity
 from ._paths import file_stem, last_session_path, learned_dir
+from ._timelapse import timelapse_data
 
 MIN_LEARN = 3   # committed objects before the quality model is adjusted to them (measured with 3, 6 and 12)
 MAX_LEARN = 12  # the most recent (highest ids) are used: 12 did no better than 6, and time grows with each
@@ -36,21 +37,23 @@ class SessionActions:
         from halo_seg.train.quality_fit import fit_quality
         layer, data = self._image_layer()
         pool = "auto" if sample_path_for(seg.weights_meta).exists() else None
-        source, cancel = objects.data, self._cancel.is_set
+        # of a time-lapse, the objects of the time point worked on, over its volume
+        source, cancel = self._here(objects), self._cancel.is_set
+        at = "" if self._at(objects) is None else f" at time point {self._t}"
 
         def work():
             # in the worker: listing the ids and the snapshot are passes over the whole layer (seconds on a
             # large one); the snapshot, because the user may paint on while the model is fitted
             ids = label_ids(source, cancel=cancel, what=f"layer {objects.name!r}")
             if len(ids) < MIN_LEARN:
-                raise ValueError(f"commit at least {MIN_LEARN} objects first ({len(ids)} so far): they are what "
-                                 "the quality model learns from")
+                raise ValueError(f"commit at least {MIN_LEARN} objects first ({len(ids)} so far{at}): they are "
+                                 "what the quality model learns from")
             labels = np.array(source)
             n_all, ids = len(ids), ids[-MAX_LEARN:]
             which = f"{len(ids)} objects" if len(ids) == n_all else f"the {len(ids)} latest of {n_all} objects"
             model, _ = fit_quality(data, labels, ids, weights=seg.weights_meta["path"],
                                    spacing=tuple(layer.scale[-3:]), device=str(seg.device),
-                                   data_note=f"{len(ids)} objects committed in napari on {layer.name!r}",
+                                   data_note=f"{len(ids)} objects committed in napari on {layer.name!r}{at}",
                                    log=lambda *_: None, pool=pool, cancel=cancel,
                                    progress=self._bridge.progressed.emit)
             return model, which
@@ -82,6 +85,12 @@ class SessionActions:
         if layer is None:
             return last_session_path(name)
         return last_session_path(name, _identity(layer))
+
+    def _kept_session_path(self) -> Path:
+        """Where propagations keep the current object's session: of a time-lapse, one per time point
+        (each is a volume of its own; the objects of all are kept in one file, _kept_path's)."""
+        path = self._kept_path()
+        return path if self._t is None else path.with_name(path.name.replace(".last.npz", f".t{self._t:04d}.last.npz"))
 
     def _ask_session_path(self, title: str) -> str:
         """A file dialog opened where the kept sessions are; '' when cancelled."""
@@ -116,17 +125,19 @@ class SessionActions:
 
         def choices():
             self.ensure_prompt_layers()
-            layer, data = self._image_layer()
+            layer, data = self._image_layer(shown=True)
+            series = timelapse_data(layer)   # of a time-lapse, the time point shown is the session's
+            t = None if series is None else self._time_point(layer, len(series), shown=True)
             weights = self.weights.currentText().strip() or "default"
-            return layer, data, weights, self.device.currentText()
+            return layer, data, weights, self.device.currentText(), t
         chosen = self._guard(choices)
         if chosen is None:
             return
-        layer, data, weights, device = chosen
+        layer, data, weights, device, t = chosen
 
         def opened(seg):
             self._last_commit, self._editing = None, None
-            self.seg, self._session_key = seg, ((layer.name, _identity(layer)), weights, device, seg.axis)
+            self.seg, self._session_key, self._t = seg, ((layer.name, _identity(layer)), weights, device, seg.axis, t), t
             self._sent, self._strokes_sent = set(), {}
             self.recommended = self._guard(seg.recommend_slice) if seg.restored_propagation else None
             self._show()
@@ -134,7 +145,7 @@ class SessionActions:
             later = "" if seg.restored_propagation else "; Propagate to recompute it with these weights"
             n = len(seg.annotated_slices)
             self.status.setText(f"session opened: {n} trusted slice{'' if n == 1 else 's'} across axis "
-                                f"{seg.axis}{later}")
+                                f"{seg.axis}" + ("" if t is None else f" at time point {t}") + later)
         from halo_seg import InteractiveSegmenter
         self._start("opening the session ...", InteractiveSegmenter.from_session, path, data,
                     spacing=tuple(layer.scale[-3:]), device=device, weights=weights,

@@ -15,10 +15,12 @@ from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
 from ._interactive_names import OBJECTS, WORKING
+from ._interactive_time import widen
 from ._kept_objects import EARLIER, INTO, KEPT, boxes_union, read_kept, stroke_box, union_box as _union
 from ._layers import check_same_grid, on_grid_of
 from ._measure import drop_row, layer_unit, object_row, set_name, set_row
 from ._paintable import paintable
+from ._timelapse import timelapse_data
 
 
 class ObjectActions:
@@ -52,25 +54,35 @@ class ObjectActions:
             self.status.setText("nothing to commit: the current object is empty")
             return
         objects = self._layer(OBJECTS)
-        data = objects.data
-        new_id = int(data.max()) + 1
+        at = self._at(objects)   # of a time-lapse, the object's time point (_interactive_time)
+        data = self._here(objects)
+        new_id = int(objects.data.max()) + 1   # of every time point: an id is one object
         inside = pred[box]   # the object's box only: on a large volume nothing else is touched
         free = inside & (data[box] == 0)   # never overwrite another object
         data[box][free] = new_id
-        objects.data = data
+        if at is None:
+            objects.data = data
         objects.refresh()
-        where = _flat_indices(free, box, data.shape)
+        where = _flat_indices(free if at is None else free[None], widen(box, at), objects.data.shape)
         # its size beside its id when the cursor is over it (napari shows a Labels layer's features)
-        row = object_row(free, new_id, self._image_layer()[0], box=box)   # the new id is nowhere else
+        row = self._object_row(free, new_id, box, at)   # the new id is nowhere else
         name = self._take_name()
         if row or name:
             set_row(objects, {"index": new_id, **({"name": name} if name else {}), **row})   # the name first
         n, left = len(where), int(inside.sum()) - len(where)
         self._last_commit = (objects, where, np.zeros(n, data.dtype), np.full(n, new_id, data.dtype), None)
-        self._keeper.write(objects, box)
-        self.status.setText(f"{gone}committed object {new_id} ({self._volume_text(n)}, {n} voxels"
+        self._keeper.write(objects, widen(box, at))
+        when = "" if at is None else f" at time point {at}"
+        self.status.setText(f"{gone}committed object {new_id}{when} ({self._volume_text(n)}, {n} voxels"
                             + (f", {left} left to earlier objects)" if left else ")") + accepted + self._unkept())
         self._new_object()
+
+    def _object_row(self, mask, label: int, box, t: int | None) -> dict:
+        """The object's row of measurements (object_row), of a time-lapse with its time point, over
+        the image's volume there."""
+        layer, volume = self._image_at(t)
+        row = object_row(mask, label, layer, box=box, image=volume)
+        return {**row, "timepoint": t} if row and t is not None else row
 
     def _take_name(self) -> str:
         """The name typed for the object being committed; the field is emptied for the next one."""
@@ -86,7 +98,8 @@ class ObjectActions:
         elsewhere since Edit label stays)."""
         layer, label = self._editing
         data, lazy = layer.data, not isinstance(layer.data, np.ndarray)
-        if getattr(layer, "multiscale", False) or data.shape != pred.shape:
+        at = self._at(layer)   # a time-lapse's labels: corrected at the object's time point
+        if getattr(layer, "multiscale", False) or data.shape[0 if at is None else 1:] != pred.shape:
             self.status.setText(f"layer {layer.name!r} has changed shape since Edit label; nothing was written")
             return
         if lazy:   # labels read from a file: corrected in memory, the file stays as it was
@@ -96,9 +109,9 @@ class ObjectActions:
                                     "object stays current (save the 'current object' layer to keep it)")
                 return
         box = _union(self.seg.mask_box(prior=True), self.seg.mask_box())
-        sub, inside = data[box], pred[box]
+        sub, inside = (data if at is None else data[at])[box], pred[box]
         changed = (inside & (sub == 0)) | ((sub == label) & ~inside)
-        where = _flat_indices(changed, box, data.shape)
+        where = _flat_indices(changed if at is None else changed[None], widen(box, at), data.shape)
         old = sub[changed]
         new = np.where(old == 0, label, 0).astype(data.dtype)
         sub[changed] = new
@@ -108,7 +121,7 @@ class ObjectActions:
         name = self._take_name()
         if name:
             set_name(layer, label, name)
-        self._keeper.write(layer, box)   # where the layer is kept (objects), with the names
+        self._keeper.write(layer, widen(box, at))   # where the layer is kept (objects), with the names
         self._last_commit = (layer, where, old, new, label)
         blocked = int((inside & (sub != label)).sum())   # voxels of other labels, never overwritten
         added, removed = int((new == label).sum()), int((new == 0).sum())
@@ -121,14 +134,19 @@ class ObjectActions:
                             + self._unkept())
         self._new_object()
 
-    def _remeasure(self, layer, label: int, box: tuple | None = None):
-        """Keep a Labels layer's row of measurements for ``label`` true, where it has rows (objects has).
+    def _remeasure(self, layer, label: int, box: tuple | None = None, always: bool = False):
+        """Keep a Labels layer's row of measurements for ``label`` true, where it has rows (objects has;
+        ``always``: its first row too).
         ``box``: where the label lies, when known; else found a slab at a time (comparing a large volume
-        at once froze napari for 1.5 s on 300 x 1024 x 1024)."""
-        if "index" in layer.features:
-            box = _label_box(layer.data, label) if box is None else box
-            row = object_row(np.asarray(layer.data[box]) == label, label, self._image_layer()[0], box=box) \
-                if box is not None else {}
+        at once froze napari for 1.5 s on 300 x 1024 x 1024). Of a (T, Z, Y, X) layer, at the time
+        point of ``box`` when it has one (a restored object), else the current object's."""
+        if always or "index" in layer.features:
+            data, t = layer.data, None
+            if data.ndim == 4:
+                t, box = (box[0].start, box[1:]) if box is not None and len(box) == 4 else (self._t or 0, box)
+                data = data[t]
+            box = _label_box(data, label) if box is None else box
+            row = self._object_row(np.asarray(data[box]) == label, label, box, t) if box is not None else {}
             set_row(layer, row) if row else drop_row(layer, label)
 
     def edit_label(self):
@@ -151,8 +169,9 @@ class ObjectActions:
         label = int(layer.selected_label)
         seg = self._guard(lambda: self._session(self._axis()))
         image = None if seg is None else self._guard(lambda: self._image_layer()[0])
-        if image is None or self._guard(lambda: check_same_grid(image, layer) or True) is None:
+        if image is None or self._guard(lambda: self._check_grid(image, layer) or True) is None:
             return
+        t = self._at(layer)   # labels of a time-lapse: the label at the time point shown
         grown = None
         if layer.data.ndim == 3 and tuple(layer.data.shape) != seg.volume_shape:
             # labels saved cropped to their objects (3D Slicer's): corrected on the image's grid, the
@@ -164,7 +183,7 @@ class ObjectActions:
             at, geometry = tuple(image.translate[-3:]), (image.metadata or {}).get(GEOMETRY)
 
         def take():
-            data = layer.data
+            data = layer.data if t is None else layer.data[t]
             if grown is not None:
                 data, note = paintable(grown)
                 if note:   # never a whole-grid copy that does not fit
@@ -173,7 +192,8 @@ class ObjectActions:
             if data.ndim != 3 or tuple(data.shape) != seg.volume_shape:
                 raise ValueError(f"layer {layer.name!r} has shape {tuple(data.shape)}; the image's is "
                                  f"{seg.volume_shape}: Edit label corrects labels on the image's grid")
-            missing = ValueError(f"label {label} is not in layer {layer.name!r}: pick one of its objects "
+            when = "" if t is None else f" at time point {t}"
+            missing = ValueError(f"label {label} is not in layer {layer.name!r}{when}: pick one of its objects "
                                  "(napari's label field, or the colour picker on it)")
             if label == 0:
                 raise missing
@@ -198,6 +218,18 @@ class ObjectActions:
                                 "Commit writes it back" + ("" if grown is None else " (the layer, cropped to its "
                                                            "objects, is now on the image's grid)"))
         self._start(f"taking label {label} of {layer.name!r} ...", take, on_done=done)
+
+    def _check_grid(self, image, layer):
+        """check_same_grid, and of a time-lapse image, labels of its (T, Z, Y, X) shape and voxel size."""
+        series = timelapse_data(image)
+        if series is None:
+            return check_same_grid(image, layer)
+        if tuple(layer.data.shape) != tuple(series.shape):
+            raise ValueError(f"layer {layer.name!r} has shape {tuple(layer.data.shape)}; the time-lapse "
+                             f"{image.name!r} is {tuple(series.shape)}: Edit label corrects labels of its time points")
+        if tuple(layer.scale[-3:]) != tuple(image.scale[-3:]):
+            raise ValueError(f"layer {layer.name!r} has voxel size {tuple(layer.scale[-3:])}, the time-lapse "
+                             f"{image.name!r} {tuple(image.scale[-3:])}: they would pair the wrong voxels")
 
     def _objects_painted(self, layer, atoms):
         """A brush stroke (or fill, or erase) on the objects layer: kept on disk like a commit."""
@@ -250,7 +282,7 @@ class ObjectActions:
             ids = np.unique(held[free])
             for label in ids:
                 k = int(label) - offset
-                self._remeasure(objects, int(label), boxes[k - 1] if 0 < k <= len(boxes) else None)
+                self._remeasure(objects, int(label), boxes[k - 1] if 0 < k <= len(boxes) else None, always=True)
                 if names.get(k):
                     set_name(objects, int(label), names[k])
             self._keeper.write(objects, box)   # after the names: they are kept with the objects

@@ -24,7 +24,8 @@ loses no corrections; the objects layer is kept beside it as it changes (_kept_o
 objects" brings it back in a later napari session. The working layers are made over the chosen image
 as soon as there is one. Networks run in a worker thread; the UI stays live, shows progress and can cancel.
 Commit, Edit label and Restore objects are in _interactive_objects.py; sessions and Learn from objects
-in _interactive_files.py (mixins of the widget).
+in _interactive_files.py (mixins of the widget). On a time-lapse image (T, Z, Y, X) an object is
+segmented in the volume of the time point shown, in (T, Z, Y, X) working layers (_interactive_time.py).
 """
 from __future__ import annotations
 
@@ -49,12 +50,14 @@ from ._interactive_names import AUTO, BOX, EXTREME, IMAGE_KEY, NEG, OBJECTS, POS
 from ._interactive_objects import ObjectActions, _label_box
 from ._kept_objects import ObjectsKeeper, atom_boxes as _atom_boxes, full_box as _full, kept_objects_path, \
     union_box as _union
+from ._interactive_time import at_time, narrow, time_shown, widen
 from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
 from ._measure import UNIT, drop_row
 from ._paths import learned_dir
 from ._prompt_layers import (STROKE_BACKGROUND, STROKE_OBJECT, box_key, click_key, extreme_key, slice_of as _slice_of,
                              sync_boxes, sync_clicks, sync_extreme, sync_strokes)
 from ._quality_plot import QualityPlot
+from ._timelapse import timelapse_data
 
 __all__ = ["InteractiveWidget", "AUTO", "MIN_LEARN", "_label_box"]   # the last three: for the tests
 
@@ -82,7 +85,8 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
         self._sent: set = set()           # prompts already handed to the segmenter
         self._strokes_sent: dict = {}      # (axis, z) -> (object, background) stroke pixels handed over
         self.last_seconds = None
-        self._session_key = None           # (image, weights, device, axis) the session was made for
+        self._session_key = None           # (image, weights, device, axis, time point) the session was made for
+        self._t = None                     # the time point of a time-lapse image the session works on (None: 3D)
         self._quality_changed = False      # the quality field changed while a step ran
         self._last_commit = None           # (layer, flat voxel indices, old values, new values, edited label
                                            # or None) while Undo would take the commit back out
@@ -208,50 +212,89 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
     def _layer(self, name):
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
-    def _image_layer(self):
+    def _image_layer(self, shown: bool = False):
+        """(The chosen image layer, the 3D volume worked on): of a time-lapse, the volume of the
+        current object's time point, or with ``shown`` (or no object begun on it) the one shown."""
         name = self.image.currentText()
         if not name:
             raise ValueError("no image layer: open or add a 3D image first")
         layer = self.viewer.layers[name]
+        series = timelapse_data(layer)
+        if series is not None:
+            return layer, series[self._time_point(layer, len(series), shown)]
         data = layer_volume(layer)
         if data.ndim != 3:
             raise ValueError(f"layer {name!r} is {data.ndim}D; interactive segmentation needs a 3D image")
         return layer, data
 
+    def _image_at(self, t: int | None):
+        """(The chosen image layer, its volume at time point ``t``; its 3D volume for None)."""
+        if t is None:
+            return self._image_layer()
+        layer = self.viewer.layers[self.image.currentText()]
+        return layer, timelapse_data(layer)[t]
+
+    def _time_point(self, layer, n: int, shown: bool = False) -> int:
+        """The time-lapse ``layer``'s time point worked on (see _image_layer)."""
+        key = self._session_key
+        if not shown and self._t is not None and key is not None and key[0] == (layer.name, _identity(layer)):
+            return min(self._t, n - 1)
+        return time_shown(self.viewer, layer, n)
+
+    def _work(self, name):
+        """A working layer, or on a time-lapse its view at the object's time point (_interactive_time)."""
+        lay = self._layer(name)
+        if lay is None or self._t is None or lay.ndim != 4:
+            return lay
+        return at_time(lay, self._t)
+
+    def _here(self, layer):
+        """A working Labels layer's array at the object's time point (a view), the layer's own of a 3D image."""
+        data = layer.data
+        return data[self._t] if self._t is not None and data.ndim == 4 else data
+
+    def _at(self, layer) -> int | None:
+        """The time point a layer's boxes of the object get, None for a 3D layer."""
+        return self._t if self._t is not None and layer.data.ndim == 4 else None
+
     def ensure_prompt_layers(self):
-        """Create the prompt, preview and objects layers over the chosen image (once per image)."""
+        """Create the prompt, preview and objects layers over the chosen image (once per image): of a
+        time-lapse, (T, Z, Y, X) ones (_interactive_time)."""
         layer, data = self._image_layer()
         self._bind_layers(layer)
-        kw = dict(scale=layer.scale[-3:], translate=layer.translate[-3:],
+        series = timelapse_data(layer)
+        nd = 3 if series is None else 4
+        shape = tuple(data.shape) if series is None else (len(series),) + tuple(data.shape)
+        kw = dict(scale=layer.scale[-nd:], translate=layer.translate[-nd:],
                   metadata={"image": layer.name, IMAGE_KEY: _identity(layer)})
         # the labels keep the scan's geometry (and DICOM series), so that saving them as NIfTI (or DICOM
         # SEG) places them on the scan
         lkw = dict(kw, metadata={**kw["metadata"], **{k: v for k, v in (layer.metadata or {}).items()
                                                       if k in (GEOMETRY, SERIES_KEY, UNIT)}})
         if self._layer(OBJECTS) is None:
-            objects = self.viewer.add_labels(np.zeros(data.shape, np.uint16), name=OBJECTS, opacity=0.5, **lkw)
+            objects = self.viewer.add_labels(np.zeros(shape, np.uint16), name=OBJECTS, opacity=0.5, **lkw)
             objects.events.paint.connect(lambda event, lay=objects: self._objects_painted(lay, event.value))
             self._keeper.follow_history(objects)
             if self._keeper.adopt(objects, kept_objects_path(self._kept_path())):
                 self.status.setText("objects committed on this image in an earlier napari session are kept: "
                                     "Restore objects brings them back")
         if self._layer(PREVIEW) is None:
-            preview = self.viewer.add_labels(np.zeros(data.shape, np.uint8), name=PREVIEW, opacity=0.6, **lkw)
+            preview = self.viewer.add_labels(np.zeros(shape, np.uint8), name=PREVIEW, opacity=0.6, **lkw)
             preview.events.paint.connect(lambda event, lay=preview: self._painted(lay, event.value))
             self._stale[preview] = (None, preview.data)   # empty
         if self._layer(BOX) is None:
-            self.viewer.add_shapes(ndim=3, name=BOX, edge_color="yellow", face_color="transparent",
+            self.viewer.add_shapes(ndim=nd, name=BOX, edge_color="yellow", face_color="transparent",
                                    edge_width=1, **kw)
         if self._layer(EXTREME) is None:
-            self.viewer.add_points(ndim=3, name=EXTREME, face_color="magenta", size=4, **kw)
+            self.viewer.add_points(ndim=nd, name=EXTREME, face_color="magenta", size=4, **kw)
         for name, col in ((NEG, "red"), (POS, "lime")):
             if self._layer(name) is None:
-                self.viewer.add_points(ndim=3, name=name, face_color=col, size=4, **kw)
+                self.viewer.add_points(ndim=nd, name=name, face_color=col, size=4, **kw)
         if self._layer(STROKES) is None:
             from napari.utils.colormaps import DirectLabelColormap
             colours = DirectLabelColormap(color_dict={STROKE_OBJECT: "lime", STROKE_BACKGROUND: "red",
                                                       None: "transparent"})
-            strokes = self.viewer.add_labels(np.zeros(data.shape, np.uint8), name=STROKES, opacity=0.9,
+            strokes = self.viewer.add_labels(np.zeros(shape, np.uint8), name=STROKES, opacity=0.9,
                                              colormap=colours, **kw)
             strokes.brush_size = 3
             self.viewer.layers.selection.active = None   # made last, it was chosen: clicks come first
@@ -342,17 +385,26 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
         """The segmenter for the image, weights, device and slicing axis (default: the view's) chosen;
         a new one when one of them changed. On the same image and axis the slices segmented so far
         carry over as trusted masks; the prompts drawn are handed over again as they are used. An
-        object begun on slices along another axis is refused, not dropped."""
-        layer, data = self._image_layer()
+        object begun on slices along another axis, or at another time point of a time-lapse, is
+        refused, not dropped."""
+        layer, data = self._image_layer(shown=True)
         axis = self._view_axis() if axis is None else axis
+        series = timelapse_data(layer)
+        t = None if series is None else self._time_point(layer, len(series), shown=True)
         key = ((layer.name, _identity(layer)), self.weights.currentText().strip() or "default",
-               self.device.currentText(), axis)
+               self.device.currentText(), axis, t)
         if self.seg is None or self._session_key != key:
             same_image = self.seg is not None and self._session_key is not None and self._session_key[0] == key[0]
-            if same_image and self.seg.axis != axis and (self.seg.annotated_slices or self.seg.has_prompts):
+            begun = self.seg is not None and bool(self.seg.annotated_slices or self.seg.has_prompts)
+            if same_image and self._t != t and (begun or self.seg.prior is not None):
+                raise ValueError(f"this object is at time point {self._t}, and the view now shows time point {t}: "
+                                 f"go back to time point {self._t} to go on with it, or Commit or Reset it to begin "
+                                 "an object at this one")
+            if same_image and begun and self.seg.axis != axis:
                 raise ValueError(f"this object is prompted on slices across axis {self.seg.axis}, and the view now "
                                  f"slices across axis {axis}: show those slices again to go on with it, or "
                                  "Commit or Reset it to begin an object on these")
+            same_image = same_image and self._t == t   # another time point is another volume
             from halo_seg import InteractiveSegmenter
             seg = InteractiveSegmenter(data, spacing=tuple(layer.scale[-3:]), device=key[2], weights=key[1],
                                        quality_model=self._quality_choice(), strict_ends=self.strict.isChecked(),
@@ -362,7 +414,7 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
                 seg.start_from(self.seg.prior)   # the object being corrected
             for z in (old.annotated_slices if old is not None else []):
                 seg.set_slice_mask(z, old.annotation(z), painted=z in old.painted_slices)
-            self.seg, self._session_key = seg, key
+            self.seg, self._session_key, self._t = seg, key, t
             self._sent, self._strokes_sent = set(), {}
         return self.seg
 
@@ -393,7 +445,7 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
         order = list(axis_order(seg.axis))   # a layer point's coordinates in the session's (z, y, x)
         n = 0
         for name, positive in ((POS, True), (NEG, False)):
-            lay = self._layer(name)
+            lay = self._work(name)
             for p in (np.asarray(lay.data)[:, order] if lay is not None and len(lay.data) else []):
                 if int(round(p[0])) == z:
                     key = click_key(name, seg.axis, z, p[1], p[2])
@@ -401,7 +453,7 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
                         seg.add_click(z, p[1], p[2], positive=positive)
                         self._sent.add(key)
                         n += 1
-        box = self._layer(BOX)
+        box = self._work(BOX)
         if box is not None:
             for shape in (np.asarray(s)[:, order] for s in box.data):
                 if np.all(np.round(shape[:, 0]) == z):
@@ -412,7 +464,7 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
                         seg.add_box(z, int(round(y0)), int(round(x0)), int(round(y1)), int(round(x1)))
                         self._sent.add(key)
                         n += 1
-        strokes = self._layer(STROKES)
+        strokes = self._work(STROKES)
         if strokes is not None:
             plane = np.asarray(strokes.data[_slice_of(seg.axis, z)])
             sent = self._strokes_sent.get((seg.axis, z), (np.zeros(plane.shape, bool),) * 2)
@@ -425,7 +477,7 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
                     n += 1
                 now.append(done | drawn)
             self._strokes_sent[(seg.axis, z)] = tuple(now)
-        ext = self._layer(EXTREME)
+        ext = self._work(EXTREME)
         if ext is not None and len(ext.data):
             pts = [p for p in np.asarray(ext.data)[:, order] if int(round(p[0])) == z]
             if pts:
@@ -443,12 +495,12 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
         if seg is None or self._layer(POS) is None:
             return
         axis, held, sent = seg.axis, seg.prompts, self._sent
-        keys = sync_clicks(self._layer(POS), POS, "pos", axis, held, sent)
-        keys |= sync_clicks(self._layer(NEG), NEG, "neg", axis, held, sent)
-        keys |= sync_boxes(self._layer(BOX), axis, held, sent)
-        keys |= sync_extreme(self._layer(EXTREME), axis, held, sent)
+        keys = sync_clicks(self._work(POS), POS, "pos", axis, held, sent)
+        keys |= sync_clicks(self._work(NEG), NEG, "neg", axis, held, sent)
+        keys |= sync_boxes(self._work(BOX), axis, held, sent)
+        keys |= sync_extreme(self._work(EXTREME), axis, held, sent)
         self._sent = keys
-        self._strokes_sent = sync_strokes(self._layer(STROKES), axis, held, self._strokes_sent)
+        self._strokes_sent = sync_strokes(self._work(STROKES), axis, held, self._strokes_sent)
 
     # -- actions -----------------------------------------------------------------------------------
     def _busy(self) -> bool:
@@ -535,7 +587,7 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
         if seg is None:
             return
 
-        keep = self._kept_path()
+        keep = self._kept_session_path()
         accepted = self._accepted
 
         other = tuple(a for a in range(3) if a != seg.axis)
@@ -594,7 +646,7 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
         try:
             seg = self._session()
             z = self._z()
-            mask = np.asarray(self._layer(PREVIEW).data[_slice_of(seg.axis, z)]) > 0
+            mask = np.asarray(self._here(self._layer(PREVIEW))[_slice_of(seg.axis, z)]) > 0
             seg.set_slice_mask(z, mask)
             self._last_commit = None
         except Exception as exc:  # reported, nothing changed
@@ -619,11 +671,15 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
     def _new_object(self):
         self.seg.reset()
         for name in (POS, NEG, EXTREME, BOX):
-            lay = self._layer(name)
+            lay = self._work(name)   # of a time-lapse, the object's time point's: others' prompts stay
             if lay is not None and len(lay.data):
                 lay.data = [] if name == BOX else np.zeros((0, 3))
         strokes = self._layer(STROKES)
-        if strokes is not None:
+        if strokes is not None and self._at(strokes) is not None:
+            here = self._here(strokes)
+            here[np.flatnonzero(here.any((1, 2)))] = 0   # the planes drawn on only: the rest stays calloc'd
+            strokes.refresh()
+        elif strokes is not None:
             strokes.data = np.zeros(strokes.data.shape, np.uint8)   # calloc'd: a large volume is not written
         self._strokes_sent = {}
         self._sent = set()
@@ -703,10 +759,14 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
     def _accept_paint(self) -> list[int]:
         """The slices of the preview the brush changed since it was last drawn, and left without
         Accept painted slice, accepted as painted (the user's correction; the step about to run
-        would otherwise draw over it). Returns those slices."""
+        would otherwise draw over it). Returns those slices. Of a time-lapse, what was painted at
+        the object's time point (elsewhere the preview shows no object, and the next step clears it)."""
         preview, seg = self._layer(PREVIEW), self.seg
         box, data = self._paint.pop(preview, (None, None)) if preview is not None else (None, None)
-        if seg is None or box is None or data is not preview.data or tuple(data.shape) != seg.volume_shape:
+        if seg is None or box is None or data is not preview.data:
+            return []
+        box, data = narrow(box, self._at(preview)), self._here(preview)
+        if box is None or tuple(data.shape) != seg.volume_shape:
             return []
         shown = np.asarray(data[box]) > 0
         other = tuple(a for a in range(3) if a != seg.axis)
@@ -734,20 +794,29 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
         if z_mask is not None:
             z, m = z_mask
             plane = _slice_of(seg.axis, z)
-            preview.data[plane] = m.astype(preview.data.dtype)
-            self._stale_add(preview, _full(plane, seg.volume_shape))
+            self._here(preview)[plane] = m.astype(preview.data.dtype)
+            self._stale_add(preview, widen(_full(plane, seg.volume_shape), self._at(preview)))
         else:
-            box = seg.mask_box()
-            if (tuple(preview.data.shape) != seg.volume_shape or not isinstance(preview.data, np.ndarray)
+            box, at, here = seg.mask_box(), self._at(preview), self._here(preview)
+            if (tuple(here.shape) != seg.volume_shape or not isinstance(preview.data, np.ndarray)
                     or self._stale.get(preview, (None, None))[1] is not preview.data):
-                preview.data = seg.prediction.astype(np.uint8)
+                if at is None:
+                    preview.data = seg.prediction.astype(np.uint8)
+                else:   # of a time-lapse: the object at its time point, nothing at the others
+                    whole = np.zeros((preview.data.shape[0],) + seg.volume_shape, np.uint8)
+                    whole[at] = seg.prediction
+                    preview.data = whole
             else:
+                stale = self._stale[preview][0]
+                for t in range(stale[0].start, stale[0].stop) if at is not None and stale is not None else ():
+                    if t != at:   # painted at another time point: no object is there
+                        preview.data[t][stale[1:]] = 0
                 # the slice shown too: anything written into it directly (a script, a paint event
                 # missed) is put right like the rest
                 z = min(max(self._z(seg.axis), 0), seg.volume_shape[seg.axis] - 1)
-                region = _union(_union(self._stale[preview][0], box), _full(_slice_of(seg.axis, z), seg.volume_shape))
-                preview.data[region] = seg.prediction[region]
-            self._stale[preview] = (box, preview.data)
+                region = _union(_union(narrow(stale, at), box), _full(_slice_of(seg.axis, z), seg.volume_shape))
+                here[region] = seg.prediction[region]
+            self._stale[preview] = (widen(box, at), preview.data)
             self._paint.pop(preview, None)   # drawn over: what was painted and not accepted is gone
         preview.refresh()
         self.plot.set_data(self.seg.quality, self._z(), self.recommended, self.seg.annotated_slices,

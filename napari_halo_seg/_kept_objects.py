@@ -159,6 +159,7 @@ class ObjectsKeeper:
         attrs = json.loads(json.dumps(
             {"labels": True, "spacing": [float(s) for s in layer.scale[-3:]],
              SEGMENT_NAMES: names_attr(layer_names(layer.features)),   # liver, tumour
+             **({"axes": ["t", "z", "y", "x"]} if len(shape) == 4 else {}),   # a time-lapse's objects
              **{k: v for k, v in (layer.metadata or {}).items() if k in ("image", "unit", "geometry")}},
             default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
         self._submit(_write, Path(path), shape, np.dtype(data.dtype), box, region, attrs, aside, live)

@@ -29,11 +29,12 @@ def size_column(unit) -> str:
     return "volume (mL)" if millilitres_per(unit) is not None else f"volume ({unit or 'voxel units'}³)"
 
 
-def object_row(mask: np.ndarray, label: int, image_layer, box: tuple | None = None) -> dict:
+def object_row(mask: np.ndarray, label: int, image_layer, box: tuple | None = None, image=None) -> dict:
     """napari features of one object (a boolean mask on the image layer's grid, or the crop of it
     inside ``box``): its id, voxels, volume in the image's unit (mL for scans in mm) and mean
-    intensity, reading only its bounding box."""
-    data = layer_volume(image_layer)
+    intensity, reading only its bounding box (of ``image``, the layer's volume at a time point of
+    a time-lapse, where given)."""
+    data = layer_volume(image_layer) if image is None else image
     unit = layer_unit(image_layer)
     t = measure_mask(mask, label, spacing=tuple(image_layer.scale[-3:]), image=data, unit=unit, box=box)
     if not len(t["label"]):

@@ -15,7 +15,7 @@ of a (T, Z, Y, X) TIFF segmented into one (T, Z, Y, X) Labels layer; tracking: t
 following procedural dividing cells over time, in 3D with their tracks; track_edit: the Edit tracks
 widget taking a daughter's mother away).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse]
 """
 from __future__ import annotations
 
@@ -445,11 +445,47 @@ def track_edit(_s):
     _shoot_last_in_3d(viewer, w, "napari_track_edit.png")
 
 
+def interactive_timelapse(_s):
+    """The interactive widget on the dividing-cells time-lapse: a cell boxed at time point 3,
+    propagated through its z slices and committed; another boxed and propagated at time point 6,
+    shown there."""
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    from halo_seg.interactive.roi import mask_bbox
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 850)
+    viewer.open_sample("napari-halo-seg", "dividing_cells")
+    viewer.layers["dividing cells mask"].visible = False
+    masks = np.asarray(viewer.layers["dividing cells mask"].data)
+    w = InteractiveWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Interactive segmentation")
+    w.image.setCurrentText("dividing cells")
+    w.device.setCurrentText("cpu")
+    w.ensure_prompt_layers()
+    for t in (3, 6):
+        from scipy import ndimage as ndi
+        cells, _ = ndi.label(masks[t])   # the mask is a threshold: a cell is a connected part of it
+        ids, sizes = np.unique(cells[cells > 0], return_counts=True)
+        truth = cells == ids[np.argsort(sizes)[len(sizes) // 2]]   # one of middle size
+        z = int(truth.sum((1, 2)).argmax())
+        viewer.dims.set_current_step(0, t)
+        w.goto_slice(z)
+        y0, x0, y1, x1 = mask_bbox(truth[z])
+        viewer.layers["box"].add_rectangles(np.array([[t, z, y0, x0], [t, z, y0, x1], [t, z, y1, x1],
+                                                      [t, z, y1, x0]], float))
+        w.propagate()
+        _wait(w)
+        if t == 3:
+            w.commit()
+    viewer.layers["current object"].opacity = 0.45
+    _shoot(viewer, w, "napari_interactive_timelapse.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
-                        ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"], ["track_edit"]):
+                        ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"], ["track_edit"],
+                        ["interactive_timelapse"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

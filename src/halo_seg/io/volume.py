@@ -573,6 +573,14 @@ def holds_labels(vol) -> bool:
     return bool(vol.meta.get("labels")) or vol.meta.get("array") == "labels"
 
 
+def _array_axes(arr) -> dict:
+    """The axis names a zarr array records ("axes", one per dimension: the interactive widget's
+    objects of a time-lapse are t, z, y, x), for its meta."""
+    axes = arr.attrs.get("axes")
+    ok = isinstance(axes, list) and len(axes) == arr.ndim and all(isinstance(a, str) for a in axes)
+    return {"axes": list(axes)} if ok else {}
+
+
 def _names(attrs) -> dict:
     names = names_in(attrs)
     return {SEGMENT_NAMES: names} if names else {}
@@ -590,7 +598,7 @@ def _open_zarr(path: Path) -> Volume:
                       spacing_known="spacing" in node.attrs,
                       meta={"format": "zarr", "unit": length_unit(node.attrs.get("unit")),
                             "labels": bool(node.attrs.get("labels", False)), **_names(node.attrs),
-                            **_zarr_geometry(dict(node.attrs), node.shape, path)})
+                            **_array_axes(node), **_zarr_geometry(dict(node.attrs), node.shape, path)})
     attrs = dict(node.attrs)
     ms, version = _ome_multiscales(attrs)
     if ms:

@@ -1,0 +1,119 @@
+"""The interactive widget on a time-lapse image (T, Z, Y, X): an object is segmented, propagated and
+committed in the volume of one time point, the one shown when it was begun.
+
+The working layers of such an image are (T, Z, Y, X) like it (the Labels zero-filled by calloc, so
+that time points never drawn on take no memory; Points and Shapes with a t coordinate), so that
+what is drawn, previewed and committed shows at its own time point only, and the objects of every
+time point are one Labels layer over the time-lapse. A 3D layer would show at every time point. The
+widget's 3D logic reads and writes the layers of the object's time point through the views here,
+which keep what lies at other time points as it is.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def time_shown(viewer, layer, n: int) -> int:
+    """The time point of a (.., T, Z, Y, X) layer that the viewer shows, within 0..n-1."""
+    t = int(round(float(layer.world_to_data(viewer.dims.point)[layer.ndim - 4])))
+    return min(max(t, 0), n - 1)
+
+
+class PointsAt:
+    """The points of a 4D Points layer at time point ``t``, as (n, 3) rows; setting them replaces
+    only those."""
+
+    def __init__(self, layer, t: int):
+        self.layer, self.t = layer, int(t)
+
+    def _split(self):
+        d = np.asarray(self.layer.data, float).reshape(-1, 4)
+        return d, np.round(d[:, 0]) == self.t
+
+    @property
+    def data(self) -> np.ndarray:
+        d, at = self._split()
+        return d[at][:, 1:]
+
+    @data.setter
+    def data(self, value):
+        d, at = self._split()
+        value = np.asarray(value, float).reshape(-1, 3)
+        self.layer.data = np.concatenate([d[~at], np.column_stack([np.full(len(value), float(self.t)), value])])
+
+
+class ShapesAt:
+    """The shapes of a 4D Shapes layer lying at time point ``t``, each as (corners, 3)."""
+
+    def __init__(self, layer, t: int):
+        self.layer, self.t = layer, int(t)
+
+    def _index(self) -> list[int]:
+        return [i for i, s in enumerate(self.layer.data) if np.all(np.round(np.asarray(s)[:, 0]) == self.t)]
+
+    @property
+    def data(self) -> list:
+        return [np.asarray(self.layer.data[i])[:, 1:] for i in self._index()]
+
+    @data.setter
+    def data(self, value):
+        drop = self._index()
+        if drop:
+            self.layer.selected_data = set(drop)
+            self.layer.remove_selected()
+        if len(value):
+            self.add_rectangles(list(value))
+
+    @property
+    def selected_data(self) -> set:
+        index = self._index()
+        return {index.index(i) for i in self.layer.selected_data if i in index}
+
+    @selected_data.setter
+    def selected_data(self, which):
+        index = self._index()
+        self.layer.selected_data = {index[i] for i in which}
+
+    def remove_selected(self):
+        self.layer.remove_selected()
+
+    def add_rectangles(self, rects):
+        self.layer.add_rectangles([np.column_stack([np.full(len(r), float(self.t)), np.asarray(r, float)])
+                                   for r in rects])
+
+
+class LabelsAt:
+    """A 4D Labels layer's volume at time point ``t`` (a view: writing it writes the layer)."""
+
+    def __init__(self, layer, t: int):
+        self.layer, self.t = layer, int(t)
+
+    @property
+    def data(self) -> np.ndarray:
+        return self.layer.data[self.t]
+
+    def refresh(self):
+        self.layer.refresh()
+
+
+def at_time(layer, t: int):
+    """The view of a 4D working layer at time point ``t``."""
+    import napari
+    if isinstance(layer, napari.layers.Points):
+        return PointsAt(layer, t)
+    if isinstance(layer, napari.layers.Shapes):
+        return ShapesAt(layer, t)
+    return LabelsAt(layer, t)
+
+
+def widen(box, t: int | None):
+    """A (Z, Y, X) box at time point ``t`` as a box of the (T, Z, Y, X) layer (unchanged for None)."""
+    return box if t is None or box is None else (slice(t, t + 1),) + tuple(box)
+
+
+def narrow(box, t: int | None):
+    """The (Z, Y, X) part at time point ``t`` of a box of a (T, Z, Y, X) layer, or None where the box
+    does not reach it (unchanged for a 3D layer: ``t`` None)."""
+    if t is None or box is None:
+        return box
+    return tuple(box[1:]) if box[0].start <= t < box[0].stop else None

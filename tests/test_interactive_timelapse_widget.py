@@ -1,0 +1,225 @@
+"""The interactive widget on a time-lapse image (T, Z, Y, X): an object is segmented in the volume of
+the time point shown, equal to the engine's on that volume alone; what is drawn, previewed and
+committed stays at its own time point; an object is not carried to another time point."""
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from halo_seg.interactive.model_io import default_memnet_installed  # noqa: E402
+from halo_seg.interactive.roi import mask_bbox  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
+
+
+def _wait(qtbot, w):
+    assert w.worker is not None, w.status.text()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+
+
+def _series():
+    """Three time points of the phantom, the objects moving along x; (image, labels), (T, Z, Y, X)."""
+    from halo_seg.samples import make_phantom
+    ph = make_phantom()
+    image = np.stack([np.roll(ph.image, 4 * t, axis=2) for t in range(3)])
+    labels = np.stack([np.roll(ph.labels, 4 * t, axis=2) for t in range(3)]).astype(np.uint16)
+    return image, labels
+
+
+def _widget(make_napari_viewer, image):
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="movie")
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText("movie")
+    w.device.setCurrentText("cpu")
+    return viewer, w
+
+
+def _show(viewer, t, z):
+    viewer.dims.set_point(0, t)
+    viewer.dims.set_point(1, z)
+
+
+def _box(viewer, t, z, mask):
+    y0, x0, y1, x1 = mask_bbox(mask)
+    viewer.layers["box"].add_rectangles(np.array([[t, z, y0, x0], [t, z, y0, x1], [t, z, y1, x1], [t, z, y1, x0]],
+                                                 float))
+
+
+def _reference(volume, z, mask):
+    from halo_seg import InteractiveSegmenter
+    ref = InteractiveSegmenter(volume, device="cpu")
+    ref.add_box(z, *mask_bbox(mask))
+    return ref.propagate()
+
+
+def test_an_object_is_segmented_and_committed_at_the_time_point_shown(make_napari_viewer, qtbot):
+    image, labels = _series()
+    viewer, w = _widget(make_napari_viewer, image)
+    truth = labels == 1
+    z = int(truth[1].sum((1, 2)).argmax())
+    w.ensure_prompt_layers()
+    for name in ("objects", "current object", "strokes"):   # one layer over all time points, none drawn yet
+        assert viewer.layers[name].data.shape == image.shape
+    assert viewer.layers["box"].ndim == 4 and viewer.layers["clicks +"].ndim == 4
+
+    # a box at time point 0 (for a later object) must not prompt the object begun at time point 1
+    _box(viewer, 0, z, truth[0, z])
+    viewer.layers["clicks -"].add([0, z, *np.argwhere(truth[0, z])[0]])
+    _show(viewer, 1, z)
+    _box(viewer, 1, z, truth[1, z])
+    w.propagate()
+    _wait(qtbot, w)
+    preview = viewer.layers["current object"]
+    ref = _reference(image[1], z, truth[1, z])
+    assert w._t == 1 and w.seg.volume_shape == image.shape[1:]
+    assert np.array_equal(np.asarray(preview.data[1]) > 0, ref), w.status.text()   # the engine's, on t=1 alone
+    assert not preview.data[0].any() and not preview.data[2].any()
+
+    # a click, then Undo: the click layers show what the session holds, at its time point only
+    viewer.layers["clicks +"].add([1, z, *np.argwhere(truth[1, z])[0]])
+    w.segment_slice()
+    _wait(qtbot, w)
+    assert len(viewer.layers["clicks +"].data) == 1
+    w.undo()                                   # the segmentation with the click
+    w.undo()                                   # the click
+    assert len(viewer.layers["clicks +"].data) == 0, w.status.text()
+    assert np.round(viewer.layers["clicks -"].data[:, 0]).tolist() == [0]          # time point 0's stays
+    assert [int(round(s[0, 0])) for s in viewer.layers["box"].data] == [0, 1]
+    assert np.array_equal(np.asarray(preview.data[1]) > 0, ref), w.status.text()
+    w.reset()                                  # Reset, then Undo: the box drawn back where it was
+    assert [int(round(s[0, 0])) for s in viewer.layers["box"].data] == [0] and not preview.data.any()
+    w.undo()
+    assert sorted(int(round(s[0, 0])) for s in viewer.layers["box"].data) == [0, 1]
+    assert np.array_equal(np.asarray(preview.data[1]) > 0, ref), w.status.text()
+
+    # another time point while the object has prompts: refused, nothing changed
+    _show(viewer, 2, z)
+    w.segment_slice()
+    assert w.worker is None and "this object is at time point 1" in w.status.text(), w.status.text()
+    assert np.array_equal(np.asarray(preview.data[1]) > 0, ref) and not preview.data[2].any()
+
+    _show(viewer, 1, z)
+    w.commit()
+    objects = viewer.layers["objects"]
+    assert "committed object 1 at time point 1" in w.status.text(), w.status.text()
+    assert np.array_equal(objects.data[1] == 1, ref) and not objects.data[0].any() and not objects.data[2].any()
+    feats = objects.features
+    assert list(feats["index"]) == [1] and list(feats["timepoint"]) == [1]
+    assert list(feats["voxels"]) == [int(ref.sum())]
+    np.testing.assert_allclose(feats["mean intensity"], [image[1][ref].mean()], atol=1e-3)
+    # the commit cleared the object's prompts; those drawn at time point 0 stay
+    assert [int(round(s[0, 0])) for s in viewer.layers["box"].data] == [0]
+    assert np.round(viewer.layers["clicks -"].data[:, 0]).tolist() == [0]
+    assert not preview.data.any()
+
+    w.undo()                                   # right after Commit: out of the objects, current again
+    assert not objects.data.any() and np.array_equal(np.asarray(preview.data[1]) > 0, ref), w.status.text()
+    w.commit()
+
+    # a second object at time point 0, from the box drawn there first: its own id, at its own time point
+    _show(viewer, 0, z)
+    w.propagate()
+    _wait(qtbot, w)
+    from halo_seg import InteractiveSegmenter
+    neg = InteractiveSegmenter(image[0], device="cpu")   # the negative click drawn there is a prompt too
+    neg.add_box(z, *mask_bbox(truth[0, z]))
+    neg.add_click(z, *np.argwhere(truth[0, z])[0], positive=False)
+    assert w._t == 0 and np.array_equal(np.asarray(preview.data[0]) > 0, neg.propagate()), w.status.text()
+    w.commit()
+    assert np.array_equal(objects.data[0] == 2, neg.prediction) and np.array_equal(objects.data[1] == 1, ref)
+    assert list(objects.features["timepoint"]) == [1, 0]
+
+
+def test_a_label_of_a_time_lapse_result_is_corrected_at_its_time_point(make_napari_viewer, qtbot):
+    image, labels = _series()
+    viewer, w = _widget(make_napari_viewer, image)
+    auto = viewer.add_labels(labels.copy(), name="auto")
+    truth = labels == 2
+    z = int(truth[2].sum((1, 2)).argmax())
+    _show(viewer, 2, z)
+    viewer.layers.selection.active = auto
+    auto.selected_label = 2
+    w.edit_label()
+    _wait(qtbot, w)
+    assert w._t == 2 and np.array_equal(w.seg.prior, truth[2]), w.status.text()
+    preview = viewer.layers["current object"]
+    assert np.array_equal(np.asarray(preview.data[2]) > 0, truth[2]) and not preview.data[:2].any()
+    w._here(preview)[z] = 0                     # the user erases the object on slice z and accepts it
+    w.accept_slice()
+    w.propagate()
+    _wait(qtbot, w)
+    expect = w.seg.prediction.copy()
+    assert not expect[z].any()
+    w.commit()
+    assert "label 2 of 'auto' corrected" in w.status.text(), w.status.text()
+    np.testing.assert_array_equal(auto.data[:2], labels[:2])            # the other time points untouched
+    assert np.array_equal(auto.data[2] == 2, expect & ((labels[2] == 0) | (labels[2] == 2)))
+    others = (labels[2] != 2) & (labels[2] != 0)
+    np.testing.assert_array_equal(auto.data[2][others], labels[2][others])   # other labels never overwritten
+    w.undo()
+    np.testing.assert_array_equal(auto.data, labels)
+
+    # labels of another shape than the time-lapse are refused, naming both
+    viewer.add_labels(labels[:2].copy(), name="short")
+    viewer.layers.selection.active = viewer.layers["short"]
+    w.reset()
+    w.edit_label()
+    assert w.worker is None and "the time-lapse 'movie' is (3, 64, 96, 96)" in w.status.text(), w.status.text()
+
+
+def test_time_lapse_sessions_and_objects_are_kept_and_restored(make_napari_viewer, qtbot, _user_dir):
+    """Strokes prompt at their time point; each propagation keeps the session of its time point; the
+    objects of every time point are kept in one (T, Z, Y, X) file, which opens over the time-lapse
+    and is restored at their time points after a restart."""
+    import zarr
+    from halo_seg import InteractiveSegmenter
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    from napari_halo_seg._kept_objects import kept_objects_path
+    from napari_halo_seg._reader import read_volume
+    image, labels = _series()
+    viewer, w = _widget(make_napari_viewer, image)
+    truth = labels == 3
+    z = int(truth[2].sum((1, 2)).argmax())
+    w.ensure_prompt_layers()
+    strokes = viewer.layers["strokes"]
+    inside = np.zeros(truth.shape[2:], bool)
+    ys = np.flatnonzero(truth[2, z].any(1))
+    row = (ys[0] + ys[-1]) // 2
+    inside[row] = truth[2, z, row]                      # a stroke along the object's middle row
+    strokes.data[2, z][inside] = 1                      # drawn at time point 2
+    strokes.data[0, z][truth[0, z]] = 2                 # and one at time point 0, not this object's
+    _show(viewer, 2, z)
+    w.propagate()
+    _wait(qtbot, w)
+    ref = InteractiveSegmenter(image[2], device="cpu")
+    ref.add_scribble(z, inside, positive=True)
+    assert np.array_equal(np.asarray(viewer.layers["current object"].data[2]) > 0, ref.propagate()), w.status.text()
+    session = w._kept_session_path()
+    assert session.name.endswith(".t0002.last.npz") and session.exists()
+    reopened = InteractiveSegmenter.from_session(session, image[2], device="cpu")
+    assert np.array_equal(reopened.prediction, ref.prediction)
+    w.commit()
+    assert not strokes.data[2].any() and np.array_equal(strokes.data[0, z] == 2, truth[0, z])   # t=0's stay
+
+    objects = viewer.layers["objects"]
+    kept = kept_objects_path(w._kept_path())
+    w._keeper.wait()
+    on_disk = np.asarray(zarr.open_array(str(kept), mode="r")[...])
+    assert on_disk.shape == image.shape and np.array_equal(on_disk, objects.data) and (on_disk[2] == 1).any()
+    (data, meta, kind), = read_volume(str(kept))
+    assert kind == "labels" and data.shape == image.shape and len(meta["scale"]) == 4
+    viewer.add_labels(data, **{k: v for k, v in meta.items() if k in ("scale", "translate")}, name="reopened")
+
+    for name in [lay.name for lay in viewer.layers if lay.metadata.get("image") == "movie"]:
+        viewer.layers.remove(name)
+    w2 = InteractiveWidget(viewer)
+    w2.image.setCurrentText("movie")
+    assert "Restore objects brings them back" in w2.status.text()
+    w2.restore_objects()
+    _wait(qtbot, w2)
+    restored = viewer.layers["objects"]
+    assert restored.data.shape == image.shape and np.array_equal(restored.data, on_disk), w2.status.text()
+    assert list(restored.features["timepoint"]) == [2]
+    assert list(restored.features["voxels"]) == [int((on_disk == 1).sum())]
