@@ -125,7 +125,8 @@ def test_what_convert_refuses_leaves_what_was_there(tmp_path):
     assert not out.spacing_known and KEY not in out.meta
     np.testing.assert_array_equal(np.asarray(out.data), vol)
     five = Volume(np.zeros((2, 2, 3, 4, 5), np.float32))   # a file's contents before a time point is chosen
-    with pytest.raises(VolumeError, match=r"one 3D volume or the channels of one; this one is \(2, 2, 3, 4, 5\)"):
+    with pytest.raises(VolumeError, match=r"one 3D volume, a time-lapse of them, or their channels; this one is "
+                                          r"\(2, 2, 3, 4, 5\) \(name its axes before z, y, x: axes=\['t', 'c'\]\)"):
         convert(five, tmp_path / "four.zarr")
     with pytest.raises(VolumeError, match="is the input"):
         convert(open_volume(tmp_path / "v.zarr"), tmp_path / "v.zarr")
@@ -159,8 +160,63 @@ def test_the_channels_of_a_stack_convert_together(tmp_path):
     np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "named.zarr", channel="GFP").data), stack[:, 1])
     r = _cli("convert", tmp_path / "cells.tif", tmp_path / "gfp.zarr", "--channel", "1")
     assert r.returncode == 0 and zarr.open_group(str(tmp_path / "gfp.zarr"), mode="r")["0"].shape == (8, 40, 36)
-    with pytest.raises(VolumeError, match="one 3D volume or the channels of one; .* of labels"):
+    with pytest.raises(VolumeError, match=r"one 3D volume, a time-lapse of them, or their channels; .* of labels "
+                                          "with axes c before z, y, x"):
         convert(Volume(np.zeros((2, 3, 4, 5), np.uint8)), tmp_path / "l.zarr", labels=True)
+
+
+def test_a_time_lapse_converts_whole_with_its_time_axis(tmp_path):
+    """Every time point of a (T, Z, Y, X) TIFF goes into one OME-Zarr image of axes t, z, y, x (OME's
+    time axis), its pyramid on z, y, x of each time point, a chunk per time point; each time point
+    opens as the file's; (T, C, Z, Y, X) keeps both; a time-lapse of masks becomes a label image;
+    --timepoint takes one. Before, convert refused a time-lapse unless one time point was chosen."""
+    import tifffile
+    from halo_seg.io.volume import file_contents
+    rng = np.random.default_rng(5)
+    movie = rng.integers(0, 4000, (3, 6, 40, 36)).astype(np.uint16)                # (t, z, y, x)
+    tifffile.imwrite(tmp_path / "movie.tif", movie, imagej=True, resolution=(1 / 0.25, 1 / 0.25),
+                     metadata={"axes": "TZYX", "spacing": 0.5, "unit": "um"})
+    r = _cli("convert", tmp_path / "movie.tif", tmp_path / "movie.zarr", "--levels", "1")
+    assert r.returncode == 0, r.stderr
+    grp = zarr.open_group(str(tmp_path / "movie.zarr"), mode="r")
+    assert grp["0"].shape == movie.shape and grp["0"].chunks[0] == 1
+    np.testing.assert_array_equal(grp["0"][...], movie)
+    half = np.round(movie.reshape(3, 6, 20, 2, 18, 2).astype(np.float32).mean((3, 5))).astype(np.uint16)
+    np.testing.assert_array_equal(grp["1"][...], half)                          # no mean across time points
+    axes = grp.attrs["ome"]["multiscales"][0]["axes"]
+    assert [(a["name"], a["type"]) for a in axes] == [("t", "time"), ("z", "space"), ("y", "space"), ("x", "space")]
+    assert file_contents(tmp_path / "movie.zarr").meta["axes"] == ["t", "z", "y", "x"]
+    for t in range(3):
+        v = open_volume(tmp_path / "movie.zarr", timepoint=t)
+        assert v.spacing == (0.5, 0.25, 0.25) and v.meta["unit"] == "µm"
+        np.testing.assert_array_equal(np.asarray(v.data), movie[t])
+    r = _cli("convert", tmp_path / "movie.tif", tmp_path / "t1.zarr", "--timepoint", "1")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "t1.zarr"), mode="r")["0"][...], movie[1])
+
+    both = rng.integers(0, 4000, (2, 4, 2, 20, 18)).astype(np.uint16)             # (t, z, c, y, x)
+    tifffile.imwrite(tmp_path / "both.tif", both, imagej=True, metadata={"axes": "TZCYX"})
+    r = _cli("convert", tmp_path / "both.tif", tmp_path / "both.zarr")
+    assert r.returncode == 0, r.stderr
+    grp = zarr.open_group(str(tmp_path / "both.zarr"), mode="r")
+    np.testing.assert_array_equal(grp["0"][...], both.transpose(0, 2, 1, 3, 4))
+    assert [a["name"] for a in grp.attrs["ome"]["multiscales"][0]["axes"]] == list("tczyx")
+    np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "both.zarr", timepoint=1, channel=1).data),
+                                  both[1, :, 1])
+
+    masks = np.zeros((3, 4, 16, 16), np.uint16)                                  # a folder of masks over time
+    for t in range(3):
+        masks[t, 1:3, 2 + t:6 + t, 3:7] = 7
+        tifffile.imwrite(tmp_path / f"mask{t:03d}.tif", masks[t])
+    (tmp_path / "masks").mkdir()
+    for t in range(3):
+        (tmp_path / f"mask{t:03d}.tif").rename(tmp_path / "masks" / f"mask{t:03d}.tif")
+    r = _cli("convert", tmp_path / "masks", tmp_path / "masks.zarr", "--labels", "--levels", "1")
+    assert r.returncode == 0, r.stderr
+    grp = zarr.open_group(str(tmp_path / "masks.zarr"), mode="r")
+    assert "image-label" in grp.attrs["ome"] and grp["0"].shape == masks.shape
+    np.testing.assert_array_equal(grp["0"][...], masks)
+    np.testing.assert_array_equal(grp["1"][...], masks[:, ::2, ::2, ::2])       # nearest voxel, per time point
 
 
 def test_info_suggests_converting_a_large_compressed_input_once(tmp_path, capsys, monkeypatch):

@@ -161,12 +161,12 @@ def cmd_convert(a) -> int:
     if a.chunks < 1 or (a.levels is not None and a.levels < 0):
         raise SystemExit("error: --chunks must be at least 1 and --levels at least 0")
     spacing = _spacing_arg(a.input_spacing)
-    raw = file_contents(a.input)   # opened once, whether its channels all go in or one volume of it
-    vol = _all_channels(raw, spacing) if a.channel is None and a.timepoint is None else None
+    raw = file_contents(a.input)   # opened once, whether its time points and channels all go in or one volume
+    vol, lead = _whole(raw, spacing, a.channel, a.timepoint)
     if vol is None:
         vol = open_volume(raw, spacing=spacing, channel=a.channel, timepoint=a.timepoint)
-    labels = a.labels or (len(vol.shape) == 3 and holds_labels(vol))
-    out = convert(vol, a.output, chunks=a.chunks, levels=a.levels, labels=labels)
+    labels = a.labels or ("c" not in lead and holds_labels(vol))
+    out = convert(vol, a.output, chunks=a.chunks, levels=a.levels, labels=labels, axes=lead)
     import zarr
     grp = zarr.open_group(str(out), mode="r")
     shapes = [" x ".join(map(str, grp[k].shape)) for k in sorted(grp.array_keys(), key=int)]
@@ -176,21 +176,32 @@ def cmd_convert(a) -> int:
     return 0
 
 
-def _all_channels(raw, spacing):
-    """A file's contents (``raw``) of several channels (and one time point) as (C, Z, Y, X), with the
-    voxel size, unit and geometry the engine reads for one of them; None for any other (``raw`` left
-    as it is: open_volume says why)."""
+def _whole(raw, spacing, channel=None, timepoint=None):
+    """A file's contents (``raw``) of several time points or channels, whole, as (T, C, Z, Y, X) with
+    the axes of length 1 left out, with the voxel size, unit and geometry the engine reads for one
+    volume of them, and the names of the axes before (Z, Y, X); (None, []) where one is chosen or
+    there is one volume (``raw`` left as it is: open_volume says why, or opens it)."""
     from ..io import open_volume
     from ..io.axes import AxisChoiceError, arrange, axis_names
+    from ..io.series_output import TIME_SERIES
+    from ..io.volume import VolumeError
+    if channel is not None or timepoint is not None:
+        return None, []
     try:
         arr, kept = arrange(raw.data, axis_names(raw.data.shape, raw.meta.get("axes")), str(raw.source))
     except AxisChoiceError:
-        return None
-    if kept != ["c", "z", "y", "x"]:
-        return None
-    vol = open_volume(raw, spacing=spacing, channel=0)
+        return None, []
+    lead = kept[:-3]
+    if not lead:
+        return None, []
+    series = raw.meta.get(TIME_SERIES)   # a segment --timepoint all output: a time point it segmented
+    first = (series or {}).get("segmented", [0])[0] if "t" in lead else None
+    try:
+        vol = open_volume(raw, spacing=spacing, channel=0 if "c" in lead else None, timepoint=first)
+    except VolumeError:
+        return None, []
     vol.data = arr
-    return vol
+    return vol, lead
 
 
 def add_resample(sub) -> None:
@@ -215,8 +226,8 @@ def add_convert(sub) -> None:
     cv = sub.add_parser("convert", help="any volume as an OME-Zarr image: cubic chunks each torchrun rank reads "
                                          "in parallel, and a pyramid napari shows when zoomed out (voxel size, "
                                          "unit and placement kept)")
-    cv.add_argument("input", help="a volume, or a file of several channels (all of them go into the image, "
-                                   "unless --channel picks one)")
+    cv.add_argument("input", help="a volume, or a time-lapse or a file of several channels (all of them go into "
+                                   "the image, unless --timepoint or --channel picks one)")
     cv.add_argument("output", help="a .zarr path (an OME-Zarr 0.5 image)")
     cv.add_argument("--chunks", type=int, default=64, help="the side of a chunk, in voxels (default 64)")
     cv.add_argument("--levels", type=int, default=None, help="coarser levels below the full resolution (default: "

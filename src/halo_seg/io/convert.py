@@ -40,12 +40,14 @@ def pyramid_factors(shape, spacing, levels: int | None = None) -> list[tuple[int
     return out
 
 
-def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool = False) -> Path:
+def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool = False,
+            axes: list[str] | None = None) -> Path:
     """Write the opened volume ``vol`` to ``out`` (a ``.zarr`` path) as an OME-Zarr image: one 3D
-    volume, or (C, Z, Y, X) channels (their names from ``vol.meta["channel_names"]``, OME's omero
-    labels; a chunk holds one channel); ``labels``: an OME label image (nearest voxel down the
-    pyramid). Returns the path. An error leaves what was at ``out``; only an earlier output of
-    convert is replaced."""
+    volume, or with ``axes`` the names of the axes before (Z, Y, X): ["c"] channels (their names from
+    ``vol.meta["channel_names"]``, OME's omero labels), ["t"] the time points of a time-lapse, or
+    ["t", "c"] both; a chunk holds one time point's channel. ``labels``: an OME label image (nearest
+    voxel down the pyramid; of one volume or a time-lapse). Returns the path. An error leaves what
+    was at ``out``; only an earlier output of convert is replaced."""
     try:
         from ome_zarr.format import format_from_version
         from ome_zarr.writer import write_multiscales_metadata
@@ -61,10 +63,15 @@ def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool 
         raise VolumeError(f"{out} is the input; convert it to a new path")
     if out.exists() and not bool(getattr(zarr_node(out), "attrs", {}).get(MARK)):
         raise VolumeError(f"{out} exists and is not an output of halo-seg convert; choose a new path")
-    lead = len(vol.shape) - 3   # a channel axis first
-    if lead not in (0, 1) or (lead and labels):
-        raise VolumeError(f"convert writes one 3D volume or the channels of one; this one is {tuple(vol.shape)}"
-                          f"{' of labels' if labels else ''}: choose --channel or --timepoint")
+    lead = len(vol.shape) - 3   # time points and channels first
+    names = list(axes) if axes is not None else ["c"] * lead if lead <= 1 else None   # one axis: channels
+    if names is None or len(names) != lead or names not in ([], ["c"], ["t"], ["t", "c"]) or \
+            (labels and "c" in names):
+        raise VolumeError(f"convert writes one 3D volume, a time-lapse of them, or their channels; this one is "
+                          f"{tuple(vol.shape)}{' of labels' if labels else ''}"
+                          + (f" with axes {', '.join(names)} before z, y, x" if names else
+                             " (name its axes before z, y, x: axes=['t', 'c'])" if names is None else "")
+                          + ": choose --channel or --timepoint")
     data = vol.data if hasattr(vol.data, "dask") else da.from_array(vol.data, chunks=chunks)
     if labels:   # stored as floats (FSL, SPM): whole ids, or refused naming a fraction
         data = whole_labels(data, str(vol.source or "the labels"))
@@ -90,24 +97,24 @@ def convert(vol, out, chunks: int = 64, levels: int | None = None, labels: bool 
                          else _block_mean(prev, (1,) * lead + f)).rechunk(cut(prev.shape))
                 step = step * f
             arr = grp.create_array(str(k), shape=level.shape, chunks=cut(level.shape), dtype=level.dtype,
-                                   fill_value=0, dimension_names=("c", "z", "y", "x")[1 - lead:])
+                                   fill_value=0, dimension_names=tuple(names) + ("z", "y", "x"))
             da.store(level, arr, lock=False)
             # a block mean's voxel is centred in its block; a label's is the block's first voxel
             shift = at + (0.0 if labels else (step - 1) / 2 * np.array(spacing))
             datasets.append({"path": str(k), "coordinateTransformations": [
                 {"type": "scale", "scale": [1.0] * lead + [float(s) for s in step * np.array(spacing)]},
                 {"type": "translation", "translation": [0.0] * lead + [float(t) for t in shift]}]})
-        axes = [{"name": "c", "type": "channel"}] * lead + [
+        ome_axes = [{"name": a, "type": "time" if a == "t" else "channel"} for a in names] + [
             {"name": a, "type": "space", **({"unit": OME_UNITS[unit]} if unit in OME_UNITS else {})} for a in "zyx"]
-        write_multiscales_metadata(grp, datasets, fmt=format_from_version("0.5"), axes=axes,
+        write_multiscales_metadata(grp, datasets, fmt=format_from_version("0.5"), axes=ome_axes,
                                    name=Path(str(vol.source or "image")).name.split(".")[0])
         if labels:   # OME-NGFF's mark of a label image, beside its multiscales
             grp.attrs["ome"] = {**grp.attrs["ome"], "image-label": {}}
-        names = vol.meta.get("channel_names") or []
-        if lead:   # the channels' names, where OME viewers (and the plugin's reader) find them
+        channels = vol.meta.get("channel_names") or []
+        if "c" in names:   # the channels' names, where OME viewers (and the plugin's reader) find them
             grp.attrs["ome"] = {**grp.attrs["ome"], "omero": {"channels": [
-                {"label": str(names[c]) if c < len(names) else f"c{c}", "active": True}
-                for c in range(vol.shape[0])]}}
+                {"label": str(channels[c]) if c < len(channels) else f"c{c}", "active": True}
+                for c in range(vol.shape[names.index("c")])]}}
         grp.attrs[MARK] = True
         if g is not None:   # the orientation too, which OME's scale and translation do not hold
             grp.attrs[geo.KEY] = g
