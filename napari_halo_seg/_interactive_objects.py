@@ -10,6 +10,7 @@ import napari
 import numpy as np
 from qtpy.QtCore import QTimer
 
+from halo_seg.interactive.carry import carry_record
 from halo_seg.interactive.segmenter import LabelMissing
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
@@ -72,6 +73,10 @@ class ObjectActions:
         n, left = len(where), int(inside.sum()) - len(where)
         self._last_commit = (objects, where, np.zeros(n, data.dtype), np.full(n, new_id, data.dtype), None)
         self._keeper.write(objects, widen(box, at))
+        if at is not None:   # what Next time point carries to the next time point
+            self._carry = {**carry_record(pred, box, self.seg.axis, at, new_id, self._carry_source),
+                           "image": self._session_key[0]}
+        self._carry_source = None
         when = "" if at is None else f" at time point {at}"
         self.status.setText(f"{gone}committed object {new_id}{when} ({self._volume_text(n)}, {n} voxels"
                             + (f", {left} left to earlier objects)" if left else ")") + accepted + self._unkept())

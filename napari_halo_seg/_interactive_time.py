@@ -117,3 +117,59 @@ def narrow(box, t: int | None):
     if t is None or box is None:
         return box
     return tuple(box[1:]) if box[0].start <= t < box[0].stop else None
+
+
+class TimeActions:
+    """"Next time point": the object of this time point committed, and a box where it was (moved by
+    its last step) drawn at the next time point, replaced by the tight box of what the slice's
+    segmentation finds in it, and propagated there (halo_seg.interactive.carry), so that one cell is
+    followed through a time-lapse with a keystroke a time point, corrected where it goes wrong. A
+    mixin of InteractiveWidget, whose state and layers it uses."""
+
+    def next_timepoint(self):
+        from halo_seg.interactive.carry import box_again, carried_box
+        from ._interactive_names import BOX
+        from ._layers import show_slice
+        from ._prompt_layers import to_layer
+        from ._timelapse import timelapse_data
+        if self._busy():
+            return
+        layer = self._layer(self.image.currentText())
+        series = None if layer is None else timelapse_data(layer)
+        if series is None:
+            self.status.setText("Next time point works on a time-lapse image (T, Z, Y, X)")
+            return
+        if self.seg is not None and self.seg.mask_box() is not None:
+            if self._editing is not None:
+                self.status.setText("the current object is a label being edited: Commit it, then Next time point "
+                                    "carries the objects committed here")
+                return
+            self.commit()   # the object of this time point first (its status says why, if it could not be)
+            if self.seg.mask_box() is not None:
+                return
+        record = self._carry
+        if record is None or record["t"] != self._t or record["image"] != (self._session_key or (None,))[0]:
+            self.status.setText("commit an object at this time point first (or segment one): Next time point "
+                                "carries it to the next")
+            return
+        t1 = record["t"] + 1
+        if t1 >= len(series):
+            self.status.setText(f"time point {record['t']} is the last; object {record['label']} was committed there")
+            return
+        axis = record["axis"]
+        from halo_seg.interactive.segmenter import axis_order
+        z, (y0, x0, y1, x1) = carried_box(record, tuple(np.asarray(self.seg.volume_shape)[list(axis_order(axis))]))
+        world = self.viewer.dims.ndim - 4   # the time axis, before the image's three
+        at = [0.0] * layer.ndim
+        at[layer.ndim - 4] = t1
+        self.viewer.dims.set_point(world, float(layer.data_to_world(at)[layer.ndim - 4]))
+        show_slice(self.viewer, layer, axis, z)
+        corners = to_layer(axis, z, [(y0, x0), (y0, x1), (y1, x1), (y1, x0)])
+        self._layer(BOX).add_rectangles([np.column_stack([np.full(4, float(t1)), corners])])
+        self._carry_source = record
+        # the carried box replaced by the tight box of what it finds on the slice, then propagated
+        moved = "" if record["step"] is None else " moved by its last step"
+        said = f"object {record['label']} carried to time point {t1} (its box{moved}, on slice {z}); "
+        self.propagate(first=lambda seg: box_again(seg, z), said=said)
+        if self.worker is not None:
+            self.status.setText(said + "propagating ...")

@@ -50,7 +50,7 @@ from ._interactive_names import AUTO, BOX, EXTREME, IMAGE_KEY, NEG, OBJECTS, POS
 from ._interactive_objects import ObjectActions, _label_box
 from ._kept_objects import ObjectsKeeper, atom_boxes as _atom_boxes, full_box as _full, kept_objects_path, \
     union_box as _union
-from ._interactive_time import at_time, narrow, time_shown, widen
+from ._interactive_time import TimeActions, at_time, narrow, time_shown, widen
 from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
 from ._measure import UNIT, drop_row
 from ._paths import learned_dir
@@ -74,7 +74,7 @@ def _call(fn, *args, **kwargs):
         return None, exc
 
 
-class InteractiveWidget(ObjectActions, SessionActions, QWidget):
+class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
@@ -87,6 +87,8 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
         self.last_seconds = None
         self._session_key = None           # (image, weights, device, axis, time point) the session was made for
         self._t = None                     # the time point of a time-lapse image the session works on (None: 3D)
+        self._carry = None                 # what Next time point carries: the object committed last (carry_record)
+        self._carry_source = None          # the record the current object was carried from, if it was
         self._quality_changed = False      # the quality field changed while a step ran
         self._last_commit = None           # (layer, flat voxel indices, old values, new values, edited label
                                            # or None) while Undo would take the commit back out
@@ -143,7 +145,7 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
                  ("Edit label", "Shift-E", self.edit_label), ("Draw strokes", "Shift-D", self.draw_strokes),
                  ("Save session", None, self.save_session), ("Open session", None, self.open_session),
                  ("Learn from objects", None, self.learn_quality), ("Restore objects", None, self.restore_objects),
-                 ("Cancel", None, self.cancel)]
+                 ("Next time point", "Shift-T", self.next_timepoint), ("Cancel", None, self.cancel)]
         for i, (text, key, fn) in enumerate(specs):
             b = QPushButton(f"{text} ({key})" if key else text)
             b.clicked.connect(lambda _=False, f=fn: f())
@@ -165,6 +167,10 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
             f"after {MIN_LEARN} or more committed objects: adjust the predicted quality, which decides where "
             "the propagation stops and which slice is recommended, to them (taken as correct); it is "
             "saved and selected in the quality field")
+        self.buttons["Next time point"].setToolTip(
+            "on a time-lapse: commit the object of this time point, then draw its box at the next time point (where "
+            "it was, moved by its last step), tighten it to what the slice's segmentation finds in it, and "
+            "propagate there; check it, correct it if needed, and press again to follow the cell on")
         self.buttons["Restore objects"].setToolTip(
             "bring back the objects committed on this image in an earlier napari session: the objects layer is "
             "kept on disk as it changes (beside the kept sessions), so closing napari or a crash loses none")
@@ -582,7 +588,9 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
                                 "strokes and Segment slice again, or Propagate" + self._accepted_text(accepted))
         self._start(f"segmenting slice {z} ...", seg.segment_slice, z, on_done=done)
 
-    def propagate(self):
+    def propagate(self, first=None, said: str = ""):
+        """Propagate the current object; ``first(seg)``, where given, runs in the worker before it (and
+        the prompt layers then show what the session holds); ``said`` begins the status line after."""
         seg = self._prompted_session()
         if seg is None:
             return
@@ -593,6 +601,8 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
         other = tuple(a for a in range(3) if a != seg.axis)
 
         def work():
+            if first is not None:
+                first(seg)
             pred = seg.propagate(cancel=self._cancel.is_set)
             # counted here, inside the mask's box: on a large volume a whole-array count in the GUI
             # thread froze it
@@ -614,6 +624,8 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
             late = self._guard(self._accept_paint) or []   # painted while it ran: kept, for the next step
             self.recommended = self._guard(seg.recommend_slice)
             self._show()
+            if first is not None:
+                self._guard(self._sync_prompt_layers)
             r = "" if self.recommended is None else f"; recommended slice to check: {self.recommended}"
             across = "" if seg.axis == 0 else f" across axis {seg.axis}"
             unsaved = f"; the session could not be saved: {kept}" if isinstance(kept, Exception) else ""
@@ -622,7 +634,7 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
             cut = seg.cut_ends
             cut = (f"; stopped early before slice{'s' if len(cut) > 1 else ''} {' and '.join(map(str, cut))}: "
                    "if the object goes on there, correct past it") if cut else ""
-            self.status.setText(f"propagated in {self.last_seconds:.2f}s on {seg.device.type} through {slices} "
+            self.status.setText(f"{said}propagated in {self.last_seconds:.2f}s on {seg.device.type} through {slices} "
                                 f"slices{across} ({self._volume_text(voxels)}){edited}{r}{cut}{unsaved}"
                                 + self._accepted_text(accepted)
                                 + (f"; slice{'s' if len(late) > 1 else ''} {', '.join(map(str, late))} painted "
@@ -714,6 +726,8 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
             return
         label = int(new[0]) if len(new) else 0
         drop_row(layer, label)
+        if self._carry is not None and self._carry["label"] == label:   # current again, as carried
+            self._carry_source, self._carry = self._carry["source"], None
         self.status.setText(f"object {label} taken back out of {layer.name}; it is the current object again")
 
     def redo(self):
@@ -738,7 +752,7 @@ class InteractiveWidget(ObjectActions, SessionActions, QWidget):
     def reset(self):
         if self._busy() or self.seg is None:
             return
-        self._last_commit = None
+        self._last_commit, self._carry_source = None, None   # a carried object given up: not a step of its cell
         self._new_object()
         self.status.setText("object reset (Undo brings it back)")
 

@@ -446,13 +446,15 @@ def track_edit(_s):
 
 
 def interactive_timelapse(_s):
-    """The interactive widget on the dividing-cells time-lapse: a cell boxed at time point 3,
-    propagated through its z slices and committed; another boxed and propagated at time point 6,
-    shown there."""
-    from napari_halo_seg._interactive_widget import InteractiveWidget
+    """The interactive widget on the dividing-cells time-lapse: a cell boxed at time point 3 and
+    propagated through its z slices, then followed by Next time point twice (committed at 3 and 4,
+    carried to 5 and propagated there), shown at time point 5."""
+    from scipy import ndimage as ndi
+
     from halo_seg.interactive.roi import mask_bbox
+    from napari_halo_seg._interactive_widget import InteractiveWidget
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1300, 850)
+    viewer.window.resize(1300, 900)
     viewer.open_sample("napari-halo-seg", "dividing_cells")
     viewer.layers["dividing cells mask"].visible = False
     masks = np.asarray(viewer.layers["dividing cells mask"].data)
@@ -461,21 +463,21 @@ def interactive_timelapse(_s):
     w.image.setCurrentText("dividing cells")
     w.device.setCurrentText("cpu")
     w.ensure_prompt_layers()
-    for t in (3, 6):
-        from scipy import ndimage as ndi
-        cells, _ = ndi.label(masks[t])   # the mask is a threshold: a cell is a connected part of it
-        ids, sizes = np.unique(cells[cells > 0], return_counts=True)
-        truth = cells == ids[np.argsort(sizes)[len(sizes) // 2]]   # one of middle size
-        z = int(truth.sum((1, 2)).argmax())
-        viewer.dims.set_current_step(0, t)
-        w.goto_slice(z)
-        y0, x0, y1, x1 = mask_bbox(truth[z])
-        viewer.layers["box"].add_rectangles(np.array([[t, z, y0, x0], [t, z, y0, x1], [t, z, y1, x1],
-                                                      [t, z, y1, x0]], float))
-        w.propagate()
+    t = 3
+    cells, _ = ndi.label(masks[t])   # the mask is a threshold: a cell is a connected part of it
+    ids, sizes = np.unique(cells[cells > 0], return_counts=True)
+    truth = cells == ids[np.argsort(sizes)[len(sizes) // 2]]   # one of middle size
+    z = int(truth.sum((1, 2)).argmax())
+    viewer.dims.set_current_step(0, t)
+    w.goto_slice(z)
+    y0, x0, y1, x1 = mask_bbox(truth[z])
+    viewer.layers["box"].add_rectangles(np.array([[t, z, y0, x0], [t, z, y0, x1], [t, z, y1, x1],
+                                                  [t, z, y1, x0]], float))
+    w.propagate()
+    _wait(w)
+    for _ in range(2):
+        w.next_timepoint()
         _wait(w)
-        if t == 3:
-            w.commit()
     viewer.layers["current object"].opacity = 0.45
     _shoot(viewer, w, "napari_interactive_timelapse.png")
 

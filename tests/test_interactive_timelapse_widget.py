@@ -223,3 +223,63 @@ def test_time_lapse_sessions_and_objects_are_kept_and_restored(make_napari_viewe
     assert restored.data.shape == image.shape and np.array_equal(restored.data, on_disk), w2.status.text()
     assert list(restored.features["timepoint"]) == [2]
     assert list(restored.features["voxels"]) == [int((on_disk == 1).sum())]
+
+
+def test_next_time_point_follows_an_object_with_its_box_moved_by_its_last_step(make_napari_viewer, qtbot):
+    """Next time point commits the object and draws its box at the next time point, where it was on
+    its largest slice, moved by its last step once it has one; the box becomes the tight box of what
+    the slice's segmentation finds in it, and the object is propagated: the result is the engine's
+    from those steps on that time point's volume alone, and the box layer shows the box it holds."""
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.metrics import dice
+    image, labels = _series()                       # the objects move 4 voxels along x a time point
+    viewer, w = _widget(make_napari_viewer, image)
+    truth = labels == 1
+    z = int(truth[0].sum((1, 2)).argmax())
+    w.ensure_prompt_layers()
+    w.next_timepoint()
+    assert "commit an object at this time point first" in w.status.text(), w.status.text()
+    _show(viewer, 0, z)
+    _box(viewer, 0, z, truth[0, z])
+    w.propagate()
+    _wait(qtbot, w)
+    objects, preview = viewer.layers["objects"], viewer.layers["current object"]
+
+    def expected(t, rec_mask, step):
+        """The box Next time point should end with at t from the object ``rec_mask`` of t - 1, and the
+        engine's result from it."""
+        zz = int(rec_mask.sum((1, 2)).argmax()) + step[0]
+        y0, x0, y1, x1 = mask_bbox(rec_mask[zz - step[0]])
+        ref = InteractiveSegmenter(image[t], device="cpu")
+        ref.add_box(zz, y0 + step[1], x0 + step[2], y1 + step[1], x1 + step[2])
+        box = mask_bbox(ref.segment_slice(zz))          # boxed again
+        ref.add_box(zz, *box)
+        return zz, box, ref.propagate()
+
+    first = np.asarray(preview.data[0]) > 0
+    w.next_timepoint()                               # commits object 1 at t=0, carries its box to t=1
+    _wait(qtbot, w)
+    assert np.array_equal(objects.data[0] == 1, first)
+    z1, box1, ref1 = expected(1, first, (0, 0, 0))   # no step known yet: where it was
+    assert w._t == 1 and w._z() == z1
+    assert w.status.text().startswith(f"object 1 carried to time point 1 (its box, on slice {z}); propagated")
+    drawn = [s for s in viewer.layers["box"].data if round(s[0, 0]) == 1]
+    assert len(drawn) == 1 and (*drawn[0][:, 2:].min(0), *drawn[0][:, 2:].max(0)) == box1
+    assert np.array_equal(np.asarray(preview.data[1]) > 0, ref1), w.status.text()
+
+    w.next_timepoint()                               # object 2 at t=1; its step from object 1 moves the box
+    _wait(qtbot, w)
+    from scipy import ndimage as ndi
+    step = np.round(np.array(ndi.center_of_mass(ref1)) - np.array(ndi.center_of_mass(first))).astype(int)
+    assert step[2] >= 2, step                        # it went along x
+    z2, box2, ref2 = expected(2, ref1, tuple(step))
+    drawn = [s for s in viewer.layers["box"].data if round(s[0, 0]) == 2]
+    assert len(drawn) == 1 and (*drawn[0][:, 2:].min(0), *drawn[0][:, 2:].max(0)) == box2
+    assert w._z() == z2 and np.array_equal(np.asarray(preview.data[2]) > 0, ref2), w.status.text()
+    assert w.status.text().startswith(f"object 2 carried to time point 2 (its box moved by its last step, on slice {z2})")
+    assert dice(ref2, truth[2]) > 0.8
+    assert np.array_equal(objects.data[1] == 2, ref1) and list(objects.features["timepoint"]) == [0, 1]
+
+    w.next_timepoint()                               # the last time point: committed, nothing carried
+    assert "time point 2 is the last" in w.status.text() and np.array_equal(objects.data[2] == 3, ref2)
+    assert w.worker is None
