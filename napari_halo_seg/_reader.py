@@ -54,7 +54,11 @@ def read_volume(path):
     _finish_track_edit(p)
     raw = file_contents(p)
     names = axis_names(raw.data.shape, raw.meta.get("axes"))
-    raw, names = as_planes(raw, names)   # a 2D movie's frames as planes, as `track` takes them
+    raw, names = as_planes(raw, names)   # a 2D movie's frames, or a 2D image, as planes (as `track` takes them)
+    if "z" not in names and names[-1] == "c":   # left as it is by as_planes: a colour photo
+        raise VolumeError(f"{p.name} is a 2D colour (RGB) image {tuple(raw.data.shape)}; this plugin reads grey-level "
+                          "images, volumes and time-lapses: open it with napari's own reader (File > Open with "
+                          "Plugin > napari builtins), or save one colour channel as a grey image")
     several = {n for n, size in zip(names, raw.data.shape) if n not in SPATIAL and size > 1}
     if raw.meta.get(TRACKS):   # a time-lapse's objects tracked (halo_seg.tracking)
         return _track_layers(p, raw)

@@ -21,8 +21,13 @@ from ._paintable import paintable
 
 
 def as_planes(raw, names: list):
-    """A 2D time-lapse (axes t, y, x, perhaps c) given a z axis of one plane before y; else as it is."""
-    if "t" not in names or "z" in names or not {"y", "x"} <= set(names):
+    """A 2D time-lapse (axes t, y, x, perhaps c), or one 2D image (a microscope's field: y, x, perhaps
+    c), given a z axis of one plane before y, so that the widgets (the interactive one segments it as
+    a volume of one slice) and `track` take it; else as it is. An RGB photo (its last axis 3 or 4
+    colours) stays as it is: napari's own reader shows it in colour."""
+    if "z" in names or not {"y", "x"} <= set(names):
+        return raw, names
+    if "t" not in names and names[-1] == "c" and raw.data.shape[-1] in (3, 4):
         return raw, names
     import dask.array as da
     from dataclasses import replace

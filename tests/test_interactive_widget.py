@@ -1024,3 +1024,38 @@ def test_a_labels_box_is_found_a_slab_at_a_time():
         assert _label_box(data, label, slab_voxels=4 * 40 * 33) == \
             ndimage.find_objects((data == label).astype(np.uint8))[0]
     assert _label_box(data, 5) is None
+
+
+@needs_default
+def test_a_2d_image_opens_as_one_plane_and_is_segmented_there(make_napari_viewer, qtbot, tmp_path):
+    """A 2D TIFF (a microscope's field) opens as a volume of one plane, which the widget segments from
+    a box as the engine does on that plane; a 2D colour photo is refused naming napari's own reader.
+    Before, the reader refused every 2D image ("expected a 3D (Z, Y, X) volume")."""
+    import tifffile
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.samples import make_phantom
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    from napari_halo_seg._reader import read_volume
+    ph = make_phantom()
+    truth = ph.labels == 1
+    z = int(truth.sum((1, 2)).argmax())
+    tifffile.imwrite(tmp_path / "field.tif", ph.image[z])
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "field.tif"), plugin="napari-halo-seg")
+    layer = viewer.layers["field"]
+    assert layer.data.shape == (1,) + ph.image.shape[1:]
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText("field")
+    w.device.setCurrentText("cpu")
+    w.ensure_prompt_layers()
+    y0, x0, y1, x1 = mask_bbox(truth[z])
+    viewer.layers["box"].add_rectangles(np.array([[0, y0, x0], [0, y0, x1], [0, y1, x1], [0, y1, x0]], float))
+    w.propagate()
+    _wait(qtbot, w)
+    ref = InteractiveSegmenter(ph.image[z][None], device="cpu")
+    ref.add_box(0, y0, x0, y1, x1)
+    got = np.asarray(viewer.layers["current object"].data) > 0
+    assert np.array_equal(got, ref.propagate()) and dice(got[0], truth[z]) > 0.8, w.status.text()
+    tifffile.imwrite(tmp_path / "photo.tif", np.zeros((20, 30, 3), np.uint8), photometric="rgb")
+    with pytest.raises(ValueError, match="2D colour .RGB. image .* napari's own reader"):
+        read_volume(str(tmp_path / "photo.tif"))
