@@ -126,7 +126,11 @@ class TimeActions:
     followed through a time-lapse with a keystroke a time point, corrected where it goes wrong. A
     mixin of InteractiveWidget, whose state and layers it uses."""
 
-    def next_timepoint(self):
+    def previous_timepoint(self):
+        """Next time point backward: to the time point before."""
+        self.next_timepoint(direction=-1)
+
+    def next_timepoint(self, direction: int = 1):
         from halo_seg.interactive.carry import box_again, carried_box
         from ._interactive_names import BOX
         from ._layers import show_slice
@@ -136,12 +140,13 @@ class TimeActions:
             return
         layer = self._layer(self.image.currentText())
         series = None if layer is None else timelapse_data(layer)
+        what = "Next time point" if direction > 0 else "Previous time point"
         if series is None:
-            self.status.setText("Next time point works on a time-lapse image (T, Z, Y, X)")
+            self.status.setText(f"{what} works on a time-lapse image (T, Z, Y, X)")
             return
         if self.seg is not None and self.seg.mask_box() is not None:
             if self._editing is not None:
-                self.status.setText("the current object is a label being edited: Commit it, then Next time point "
+                self.status.setText(f"the current object is a label being edited: Commit it, then {what} "
                                     "carries the objects committed here")
                 return
             self.commit()   # the object of this time point first (its status says why, if it could not be)
@@ -149,16 +154,18 @@ class TimeActions:
                 return
         record = self._carry
         if record is None or record["t"] != self._t or record["image"] != (self._session_key or (None,))[0]:
-            self.status.setText("commit an object at this time point first (or segment one): Next time point "
-                                "carries it to the next")
+            self.status.setText(f"commit an object at this time point first (or segment one): {what} "
+                                f"carries it to the {'next' if direction > 0 else 'one before'}")
             return
-        t1 = record["t"] + 1
-        if t1 >= len(series):
-            self.status.setText(f"time point {record['t']} is the last; object {record['label']} was committed there")
+        t1 = record["t"] + direction
+        if not 0 <= t1 < len(series):
+            self.status.setText(f"time point {record['t']} is the {'last' if direction > 0 else 'first'}; object "
+                                f"{record['label']} was committed there")
             return
         axis = record["axis"]
         from halo_seg.interactive.segmenter import axis_order
-        z, (y0, x0, y1, x1) = carried_box(record, tuple(np.asarray(self.seg.volume_shape)[list(axis_order(axis))]))
+        z, (y0, x0, y1, x1) = carried_box(record, tuple(np.asarray(self.seg.volume_shape)[list(axis_order(axis))]),
+                                          direction)
         world = self.viewer.dims.ndim - 4   # the time axis, before the image's three
         at = [0.0] * layer.ndim
         at[layer.ndim - 4] = t1

@@ -145,7 +145,8 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
                  ("Edit label", "Shift-E", self.edit_label), ("Draw strokes", "Shift-D", self.draw_strokes),
                  ("Save session", None, self.save_session), ("Open session", None, self.open_session),
                  ("Learn from objects", None, self.learn_quality), ("Restore objects", None, self.restore_objects),
-                 ("Next time point", "Shift-T", self.next_timepoint), ("Cancel", None, self.cancel)]
+                 ("Next time point", "Shift-T", self.next_timepoint),
+                 ("Previous time point", "Shift-B", self.previous_timepoint), ("Cancel", None, self.cancel)]
         for i, (text, key, fn) in enumerate(specs):
             b = QPushButton(f"{text} ({key})" if key else text)
             b.clicked.connect(lambda _=False, f=fn: f())
@@ -171,6 +172,8 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
             "on a time-lapse: commit the object of this time point, then draw its box at the next time point (where "
             "it was, moved by its last step), tighten it to what the slice's segmentation finds in it, and "
             "propagate there; check it, correct it if needed, and press again to follow the cell on")
+        self.buttons["Previous time point"].setToolTip("as Next time point, to the time point before (a cell "
+                                                       "followed back from where it is clearest)")
         self.buttons["Restore objects"].setToolTip(
             "bring back the objects committed on this image in an earlier napari session: the objects layer is "
             "kept on disk as it changes (beside the kept sessions), so closing napari or a crash loses none")

@@ -36,3 +36,13 @@ def test_across_another_axis_the_record_is_in_the_sessions_axes():
     rec = carry_record(a, _box(a), 1, 0, 1, None)                # coronal slices: (y, z, x) for the session
     assert rec["axis"] == 1 and rec["z"] == 10 and rec["box"] == (5, 9, 11, 15)
     np.testing.assert_allclose(rec["centroid"], (10, 8, 12), atol=1e-9)
+
+
+def test_carried_backward_the_step_is_still_per_time_point_forward():
+    shape = (20, 30, 40)
+    late, early = _ball(shape, (9, 13, 17), 4), _ball(shape, (8, 10, 12), 4)   # at t=5, then t=4
+    rec5 = carry_record(late, _box(late), 0, 5, 1, None)
+    rec4 = carry_record(early, _box(early), 0, 4, 2, rec5)
+    np.testing.assert_allclose(rec4["step"], (1, 3, 5), atol=1e-9)              # it moves (1, 3, 5) forward
+    assert carried_box(rec4, shape, direction=-1) == (7, (3, 3, 11, 11))       # so at t=3 it was further back
+    assert carried_box(rec4, shape) == (9, (9, 13, 17, 21))                    # and at t=5 where it was

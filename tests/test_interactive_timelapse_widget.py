@@ -225,12 +225,24 @@ def test_time_lapse_sessions_and_objects_are_kept_and_restored(make_napari_viewe
     assert list(restored.features["voxels"]) == [int((on_disk == 1).sum())]
 
 
+def _carried(image, t, rec_mask, step):
+    """The box Next (or Previous) time point should end with at t from the object ``rec_mask`` of the
+    time point it comes from, moved by ``step``, and the engine's result from it."""
+    from halo_seg import InteractiveSegmenter
+    zz = int(rec_mask.sum((1, 2)).argmax()) + step[0]
+    y0, x0, y1, x1 = mask_bbox(rec_mask[zz - step[0]])
+    ref = InteractiveSegmenter(image[t], device="cpu")
+    ref.add_box(zz, y0 + step[1], x0 + step[2], y1 + step[1], x1 + step[2])
+    box = mask_bbox(ref.segment_slice(zz))          # boxed again
+    ref.add_box(zz, *box)
+    return zz, box, ref.propagate()
+
+
 def test_next_time_point_follows_an_object_with_its_box_moved_by_its_last_step(make_napari_viewer, qtbot):
     """Next time point commits the object and draws its box at the next time point, where it was on
     its largest slice, moved by its last step once it has one; the box becomes the tight box of what
     the slice's segmentation finds in it, and the object is propagated: the result is the engine's
     from those steps on that time point's volume alone, and the box layer shows the box it holds."""
-    from halo_seg import InteractiveSegmenter
     from halo_seg.metrics import dice
     image, labels = _series()                       # the objects move 4 voxels along x a time point
     viewer, w = _widget(make_napari_viewer, image)
@@ -246,15 +258,7 @@ def test_next_time_point_follows_an_object_with_its_box_moved_by_its_last_step(m
     objects, preview = viewer.layers["objects"], viewer.layers["current object"]
 
     def expected(t, rec_mask, step):
-        """The box Next time point should end with at t from the object ``rec_mask`` of t - 1, and the
-        engine's result from it."""
-        zz = int(rec_mask.sum((1, 2)).argmax()) + step[0]
-        y0, x0, y1, x1 = mask_bbox(rec_mask[zz - step[0]])
-        ref = InteractiveSegmenter(image[t], device="cpu")
-        ref.add_box(zz, y0 + step[1], x0 + step[2], y1 + step[1], x1 + step[2])
-        box = mask_bbox(ref.segment_slice(zz))          # boxed again
-        ref.add_box(zz, *box)
-        return zz, box, ref.propagate()
+        return _carried(image, t, rec_mask, step)
 
     first = np.asarray(preview.data[0]) > 0
     w.next_timepoint()                               # commits object 1 at t=0, carries its box to t=1
@@ -283,3 +287,32 @@ def test_next_time_point_follows_an_object_with_its_box_moved_by_its_last_step(m
     w.next_timepoint()                               # the last time point: committed, nothing carried
     assert "time point 2 is the last" in w.status.text() and np.array_equal(objects.data[2] == 3, ref2)
     assert w.worker is None
+
+
+def test_previous_time_point_follows_an_object_back(make_napari_viewer, qtbot):
+    """Previous time point: the same, to the time point before, the step taken backward."""
+    from scipy import ndimage as ndi
+    image, labels = _series()
+    viewer, w = _widget(make_napari_viewer, image)
+    truth = labels == 1
+    z = int(truth[2].sum((1, 2)).argmax())
+    w.ensure_prompt_layers()
+    _show(viewer, 2, z)
+    _box(viewer, 2, z, truth[2, z])
+    w.propagate()
+    _wait(qtbot, w)
+    objects, preview = viewer.layers["objects"], viewer.layers["current object"]
+    last = np.asarray(preview.data[2]) > 0
+    w.previous_timepoint()
+    _wait(qtbot, w)
+    z1, box1, ref1 = _carried(image, 1, last, (0, 0, 0))
+    assert w._t == 1 and np.array_equal(objects.data[2] == 1, last)
+    assert np.array_equal(np.asarray(preview.data[1]) > 0, ref1), w.status.text()
+    w.previous_timepoint()
+    _wait(qtbot, w)
+    back = np.round(np.array(ndi.center_of_mass(ref1)) - np.array(ndi.center_of_mass(last))).astype(int)
+    assert back[2] <= -2, back                       # it came from smaller x
+    z0, box0, ref0 = _carried(image, 0, ref1, tuple(back))
+    assert w._t == 0 and np.array_equal(np.asarray(preview.data[0]) > 0, ref0), w.status.text()
+    w.previous_timepoint()
+    assert "time point 0 is the first" in w.status.text() and list(objects.features["timepoint"]) == [2, 1, 0]

@@ -1,6 +1,7 @@
-"""Following an object from one time point of a time-lapse to the next: the box of the object
-segmented at one time point, where it was on its largest slice and moved by its last step, as the
-prompt at the next (the interactive widget's Next time point; benchmarks/carry.py measures it)."""
+"""Following an object from one time point of a time-lapse to the next (or the one before): the box
+of the object segmented at one time point, where it was on its largest slice and moved by its last
+step, as the prompt there (the interactive widget's Next and Previous time point;
+benchmarks/carry.py measures it)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,8 @@ def carry_record(pred: np.ndarray, box: tuple, axis: int, t: int, label: int, so
     """What "Next time point" carries of an object committed at time point ``t`` (its prediction
     ``pred`` in the volume's axes, nonzero only inside ``box``), in the session's (z, y, x) across
     ``axis``: its largest slice, that slice's box, its centroid, and its last step (from the object
-    it was carried from, one time point before) to move the box by at the next time point."""
+    it was carried from, one time point before or after: per time point forward) to move the box by
+    at the next time point."""
     from scipy import ndimage as ndi
 
     from .roi import mask_bbox
@@ -21,8 +23,8 @@ def carry_record(pred: np.ndarray, box: tuple, axis: int, t: int, label: int, so
     z = int(inside.sum((1, 2)).argmax())
     centroid = np.array(ndi.center_of_mass(inside)) + at
     step = None
-    if source is not None and source["t"] == t - 1 and source["axis"] == axis:
-        step = centroid - source["centroid"]
+    if source is not None and abs(source["t"] - t) == 1 and source["axis"] == axis:
+        step = (centroid - source["centroid"]) * (t - source["t"])   # carried backward: its step forward
     y0, x0, y1, x1 = mask_bbox(inside[z])
     return {"t": t, "label": int(label), "axis": axis, "z": z + int(at[0]),
             "box": (y0 + int(at[1]), x0 + int(at[2]), y1 + int(at[1]), x1 + int(at[2])),
@@ -30,12 +32,12 @@ def carry_record(pred: np.ndarray, box: tuple, axis: int, t: int, label: int, so
             "source": None if source is None else {**source, "source": None}}   # for an Undo of the commit
 
 
-def carried_box(record: dict, shape) -> tuple[int, tuple]:
-    """(slice, (y0, x0, y1, x1)) of the box ``record`` carries to the next time point: where the
-    object was, moved by its last step (a cell crawling on goes on: at 3 voxels a time point, radius
-    5, a box not moved lost 43 % of the time points, moved 8 %; benchmarks/carry.py), within a
-    session volume of ``shape`` (z, y, x)."""
-    step = np.zeros(3) if record["step"] is None else np.round(record["step"]).astype(int)
+def carried_box(record: dict, shape, direction: int = 1) -> tuple[int, tuple]:
+    """(slice, (y0, x0, y1, x1)) of the box ``record`` carries to the next time point (``direction``
+    -1: the one before): where the object was, moved by its last step (a cell crawling on goes on:
+    at 3 voxels a time point, radius 5, a box not moved lost 43 % of the time points, moved 8 %;
+    benchmarks/carry.py), within a session volume of ``shape`` (z, y, x)."""
+    step = np.zeros(3) if record["step"] is None else np.round(direction * record["step"]).astype(int)
     z = int(np.clip(record["z"] + step[0], 0, shape[0] - 1))
     y0, x0, y1, x1 = record["box"]
     y0, y1 = (int(np.clip(v + step[1], 0, shape[1] - 1)) for v in (y0, y1))
