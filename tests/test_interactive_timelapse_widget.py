@@ -316,3 +316,34 @@ def test_previous_time_point_follows_an_object_back(make_napari_viewer, qtbot):
     assert w._t == 0 and np.array_equal(np.asarray(preview.data[0]) > 0, ref0), w.status.text()
     w.previous_timepoint()
     assert "time point 0 is the first" in w.status.text() and list(objects.features["timepoint"]) == [2, 1, 0]
+
+
+def test_learn_from_objects_takes_the_time_point_worked_on(make_napari_viewer, qtbot, _user_dir, monkeypatch):
+    """On a time-lapse, the quality model learns from the objects committed at the object's time
+    point, over that time point's volume (not from the objects of every time point over one volume)."""
+    import halo_seg.train.quality_fit as quality_fit
+    image, labels = _series()
+    viewer, w = _widget(make_napari_viewer, image)
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    data = np.zeros(image.shape, np.uint16)
+    data[0][labels[0] == 1] = 7                                 # one object at time point 0
+    for k in (1, 2, 3):
+        data[1][labels[1] == k] = 10 + k                        # three at time point 1
+    objects.data = data
+    seen = {}
+
+    def fake_fit(volume, labels_, ids, **kw):
+        seen.update(volume=np.asarray(volume), labels=np.asarray(labels_), ids=list(ids), note=kw["data_note"])
+        raise ValueError("stopped here by the test")
+    monkeypatch.setattr(quality_fit, "fit_quality", fake_fit)
+    _show(viewer, 0, 10)
+    w.learn_quality()
+    _wait(qtbot, w)
+    assert "commit at least 3 objects first (1 so far at time point 0)" in w.status.text(), w.status.text()
+    _show(viewer, 1, 10)
+    w.learn_quality()
+    _wait(qtbot, w)
+    assert "stopped here by the test" in w.status.text(), w.status.text()
+    assert np.array_equal(seen["volume"], image[1]) and np.array_equal(seen["labels"], data[1])
+    assert seen["ids"] == [11, 12, 13] and seen["note"].endswith("on 'movie' at time point 1")
