@@ -19,6 +19,13 @@ def time_shown(viewer, layer, n: int) -> int:
     return min(max(t, 0), n - 1)
 
 
+def show_time(viewer, layer, t: int) -> None:
+    """Move the view to time point ``t`` of a (.., T, Z, Y, X) layer."""
+    at = [0.0] * layer.ndim
+    at[layer.ndim - 4] = t
+    viewer.dims.set_point(viewer.dims.ndim - 4, float(layer.data_to_world(at)[layer.ndim - 4]))
+
+
 class PointsAt:
     """The points of a 4D Points layer at time point ``t``, as (n, 3) rows; setting them replaces
     only those."""
@@ -166,10 +173,7 @@ class TimeActions:
         from halo_seg.interactive.segmenter import axis_order
         z, (y0, x0, y1, x1) = carried_box(record, tuple(np.asarray(self.seg.volume_shape)[list(axis_order(axis))]),
                                           direction)
-        world = self.viewer.dims.ndim - 4   # the time axis, before the image's three
-        at = [0.0] * layer.ndim
-        at[layer.ndim - 4] = t1
-        self.viewer.dims.set_point(world, float(layer.data_to_world(at)[layer.ndim - 4]))
+        show_time(self.viewer, layer, t1)
         show_slice(self.viewer, layer, axis, z)
         corners = to_layer(axis, z, [(y0, x0), (y0, x1), (y1, x1), (y1, x0)])
         self._layer(BOX).add_rectangles([np.column_stack([np.full(4, float(t1)), corners])])

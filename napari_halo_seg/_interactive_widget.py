@@ -50,7 +50,7 @@ from ._interactive_names import AUTO, BOX, EXTREME, IMAGE_KEY, NEG, OBJECTS, POS
 from ._interactive_objects import ObjectActions, _label_box
 from ._kept_objects import ObjectsKeeper, atom_boxes as _atom_boxes, full_box as _full, kept_objects_path, \
     union_box as _union
-from ._interactive_time import TimeActions, at_time, narrow, time_shown, widen
+from ._interactive_time import TimeActions, at_time, narrow, show_time, time_shown, widen
 from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
 from ._measure import UNIT, drop_row
 from ._paths import learned_dir
@@ -645,8 +645,14 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
         self._start("propagating ...", work, on_done=done)
 
     def goto_slice(self, z: int):
-        """Show slice z along the object's axis."""
-        show_slice(self.viewer, self._layer(self.image.currentText()), self._axis(), z)
+        """Show slice z along the object's axis (of a time-lapse, at the object's time point)."""
+        layer = self._layer(self.image.currentText())
+        seg = self.seg
+        begun = seg is not None and (seg.has_prompts or seg.annotated_slices or seg.mask_box() is not None)
+        if begun and layer is not None and self._t is not None and timelapse_data(layer) is not None \
+                and self._session_key is not None and self._session_key[0] == (layer.name, _identity(layer)):
+            show_time(self.viewer, layer, self._t)
+        show_slice(self.viewer, layer, self._axis(), z)
 
     def goto_recommended(self):
         if self.recommended is None:

@@ -99,6 +99,9 @@ def test_an_object_is_segmented_and_committed_at_the_time_point_shown(make_napar
     w.segment_slice()
     assert w.worker is None and "this object is at time point 1" in w.status.text(), w.status.text()
     assert np.array_equal(np.asarray(preview.data[1]) > 0, ref) and not preview.data[2].any()
+    w.goto_slice(z + 1)                        # a slice of the object (the quality plot): at its time point
+    assert viewer.dims.current_step[0] == 1 and w._z() == z + 1
+    _show(viewer, 2, z)
 
     _show(viewer, 1, z)
     w.commit()
