@@ -4,7 +4,7 @@ cross-entropy). The last slices of the labelled extent are held out to measure D
 best weights (by that Dice) go to a file that the automatic segmentation widget, or `halo-seg segment --weights`, uses.
 Training runs in a worker with progress and Cancel (the best weights so far are kept); then, if
 asked, the new model segments the image (the engine's tile mode) so that its errors can be seen and
-labelled for another round."""
+labelled for another round. A time-lapse trains on its labelled time points (_train_timelapse.py)."""
 from __future__ import annotations
 
 import time
@@ -23,28 +23,45 @@ from ._fields import SavedFilesBox, form_of
 from ._layers import fill_layer_box, follow_layers, layer_spacing, layer_volume, on_grid_of
 from ._measure import UNIT, layer_unit
 from ._paths import file_stem, models_dir
+from ._timelapse import timelapse_data
 
 DEPTH = 3   # the U-Net's (TrainConfig's default): patches are multiples of 2**DEPTH
 RANDOM = "random weights"
 
 
-def prepare(image, labels, hold_out: float, patch: int, iterations: int, precision: str = "fp32",
-            init: str | None = None, sparse: bool = False):
-    """(image, labels, config, (train, validation) regions, held-out slices) from the layers' arrays,
-    read here (in the worker: a lazy volume may take a while); raises ValueError naming what is wrong.
-    ``init``: weights to fine-tune (their base and depth are the network's). ``sparse``: the labels
-    are painted on some slices only; slices without a label are unknown, not background
-    (halo_seg.train.sparse), and labelled slices spread over the stack are held out."""
+def training_config(labels, shape, patch: int, iterations: int, precision: str, init: str | None,
+                    one_class: bool, depth: int):
+    """The TrainConfig for label volumes ``labels`` of images of ``shape`` (Z, Y, X)."""
     from halo_seg.train.unet_train import TrainConfig, check_class_ids
-    base, depth = 8, DEPTH
+    base = 8
     if init:
         from halo_seg.train.init_weights import read_start
         start = read_start(init)
         base, depth = start.config["base"], start.config["depth"]
+    m = 2 ** depth
+    classes = 2 if one_class else \
+        max(int(np.max(lab)) for lab in labels) + 1 if init else check_class_ids(labels, "the Labels layer")
+    names = ["background", "object"] if one_class else ["background"] + [f"label {k}" for k in range(1, classes)]
+    return TrainConfig(n_classes=classes, patch=tuple(max(m, min(patch // m * m, s // m * m)) for s in shape),
+                       iterations=iterations, base=base, depth=depth, epoch=max(1, iterations // 6), device="auto",
+                       precision=precision, class_names=names, init=init)
+
+
+def prepare(image, labels, hold_out: float, patch: int, iterations: int, precision: str = "fp32",
+            init: str | None = None, sparse: bool = False, one_class: bool = False):
+    """(image, labels, config, (train, validation) regions, held-out slices) from the layers' arrays,
+    read here (in the worker: a lazy volume may take a while); raises ValueError naming what is wrong.
+    ``init``: weights to fine-tune (their base and depth are the network's). ``sparse``: the labels
+    are painted on some slices only; slices without a label are unknown, not background
+    (halo_seg.train.sparse), and labelled slices spread over the stack are held out. ``one_class``:
+    every labelled voxel is one class ("object": cells or nuclei committed one by one, whose ids
+    are objects, not classes)."""
     image = np.asarray(image, np.float32)
     labels = np.asarray(labels)
     if labels.min() < 0 or not labels.any():
         raise ValueError("the labels must be non-negative with at least one labelled voxel")
+    if one_class:
+        labels = labels > 0
     if sparse:
         from halo_seg.train.sparse import sparse_regions
         train, val, held = sparse_regions(labels, 0, hold_out, "the painted slices")
@@ -55,12 +72,7 @@ def prepare(image, labels, hold_out: float, patch: int, iterations: int, precisi
         held = list(range(zs[-1] + 1 - n, zs[-1] + 1))   # the end of the labelled extent: the objects are there
         if held[0] <= zs[0]:
             raise ValueError(f"the labels span {len(zs)} slice(s): too few to hold some out for measuring")
-    m = 2 ** depth
-    classes = int(labels.max()) + 1 if init else check_class_ids([labels], "the Labels layer")
-    cfg = TrainConfig(n_classes=classes, patch=tuple(max(m, min(patch // m * m, s // m * m)) for s in image.shape),
-                      iterations=iterations, base=base, depth=depth, epoch=max(1, iterations // 6), device="auto",
-                      precision=precision, class_names=["background"] + [f"label {k}" for k in range(1, classes)],
-                      init=init)
+    cfg = training_config([labels], image.shape, patch, iterations, precision, init, one_class, DEPTH)
     if not sparse:
         train = np.ones(image.shape, bool)
         train[held[0]:held[-1] + 1] = False
@@ -84,6 +96,8 @@ def _train(image, labels, settings, out, cancel, progress, predict: bool, record
     from halo_seg.engine.runner import segment
     from halo_seg.train.unet_train import train_unet
     try:
+        if image.ndim == 4:
+            return _train_series(image, labels, settings, out, cancel, progress, predict, record), None
         image, labels, cfg, regions, held = prepare(image, labels, **settings)
         from halo_seg.train.sparse import gaps_note
         note = None if settings.get("sparse") else gaps_note(labels, 0, "the labels",
@@ -108,6 +122,37 @@ def _train(image, labels, settings, out, cancel, progress, predict: bool, record
         return (res, pred, held, note), None
     except Exception as exc:  # reported in the status line; the user's layers are untouched
         return None, exc
+
+
+def _train_series(image, labels, settings, out, cancel, progress, predict: bool, record: dict | None):
+    """_train's work for a time-lapse (_train_timelapse.py): (result, the new model's labels of the
+    held-out time points as (T, Z, Y, X) or None, what was held out, None)."""
+    import tempfile
+    import zarr
+    from halo_seg.engine.runner import segment
+    from halo_seg.train.model_card import write_card
+    from halo_seg.train.unet_train import train_unet
+    from ._train_timelapse import prepare_series, timepoints_text
+    images, labels_, cfg, val_images, val_labels, train, held = prepare_series(image, labels, **settings)
+    where = timepoints_text(held)
+    progress(0, cfg.iterations, f"training ({cfg.n_classes - 1} class{'es' if cfg.n_classes > 2 else ''}) on "
+                                f"{timepoints_text(train)}; Dice is measured on {where} ...")
+    record = dict(record or {})
+    if record.get("data"):   # which of its time points, in the model card
+        record["data"] += f", {timepoints_text(train)} trained on"
+    res = train_unet(images, labels_, cfg, out, val_images=val_images, val_labels=val_labels, log=lambda *_: None,
+                     progress=progress, cancel=cancel.is_set,
+                     meta={"trained_in": "napari", "held_out": f"{where} of the time-lapse", **record})
+    if res["best"] is not None:
+        write_card(out)
+    pred = None
+    if predict and res["best"] is not None and res["cancelled_at"] is None:
+        pred = np.zeros(image.shape, np.uint8)   # the held-out time points, where its errors are to be seen
+        for t, im in zip(held, val_images):
+            dst = Path(tempfile.mkdtemp(prefix="halo-seg-train-")) / "prediction.zarr"
+            segment(im, dst, weights=out, mode="tile", device="auto", cancel=cancel, progress=progress)
+            pred[t] = zarr.open_group(str(dst), mode="r")["labels"][...]
+    return res, pred, where, None
 
 
 class TrainWidget(BackgroundWidget):
@@ -142,13 +187,16 @@ class TrainWidget(BackgroundWidget):
                                "slices only (a slice with nothing of the objects on it counts as unknown too: paint "
                                "slices that cross them), and holds some of them out, spread over the stack, to "
                                "measure Dice")
+        self.one_class = QCheckBox("objects of one kind (cells, nuclei): one class")
+        self.one_class.setToolTip("every labelled voxel is one class, 'object': objects committed one by one (the "
+                                  "interactive widget's) have an id each, which would otherwise be a class each")
         self.bf16 = QCheckBox("bf16 (faster where the CPU or GPU has bfloat16)")
         self.bf16.setToolTip("each training step's forward in bfloat16 autocast; the weights, the loss and the "
                              "Dice measured stay fp32 (benchmarks/README.md, \"Training in bf16\")")
         self._lay_out(form_of(("image", self.image), ("labels", self.labels), ("iterations", self.iterations),
                               ("patch edge (voxels)", self.patch), ("held out", self.hold_out),
                               ("start from", self.start_from), ("weights", self.output), ("", self.sparse),
-                              ("", self.predict), ("", self.bf16)))
+                              ("", self.one_class), ("", self.predict), ("", self.bf16)))
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)   # the weights' path can be copied
         follow_layers(self.viewer, self._refresh_layers)
         self._refresh_layers()
@@ -164,11 +212,21 @@ class TrainWidget(BackgroundWidget):
         if not self.image.currentText() or not self.labels.currentText():
             raise ValueError("choose an image layer and a Labels layer of it (each label value a class)")
         layer, lab_layer = self.viewer.layers[self.image.currentText()], self.viewer.layers[self.labels.currentText()]
-        image = layer_volume(layer)
-        if image.ndim != 3:
-            raise ValueError(f"layer {layer.name!r} {tuple(image.shape)} is not a 3D image")
-        # labels saved cropped to their objects: on the image's grid
-        labels = on_grid_of(lab_layer, layer, "the network would learn each voxel's label from another voxel")
+        series = timelapse_data(layer)
+        if series is not None:   # a time-lapse: its labelled time points (_train_timelapse.py)
+            image, labels = series, timelapse_data(lab_layer)
+            if labels is None or tuple(labels.shape) != tuple(series.shape):
+                raise ValueError(f"layer {layer.name!r} is a time-lapse {tuple(series.shape)}: choose Labels of its "
+                                 f"shape, not {tuple(lab_layer.data.shape)}")
+            if tuple(lab_layer.scale[-3:]) != tuple(layer.scale[-3:]):
+                raise ValueError(f"{lab_layer.name!r} has voxels of {tuple(lab_layer.scale[-3:])} and {layer.name!r} "
+                                 f"of {tuple(layer.scale[-3:])}: they lie on different grids")
+        else:
+            image = layer_volume(layer)
+            if image.ndim != 3:
+                raise ValueError(f"layer {layer.name!r} {tuple(image.shape)} is not a 3D image")
+            # labels saved cropped to their objects: on the image's grid
+            labels = on_grid_of(lab_layer, layer, "the network would learn each voxel's label from another voxel")
         if not np.issubdtype(np.dtype(labels.dtype), np.integer):
             raise ValueError(f"the labels must be integers (each value a class), not {labels.dtype}")
         out = Path(self.output.text().strip() or
@@ -190,7 +248,7 @@ class TrainWidget(BackgroundWidget):
         settings = dict(hold_out=self.hold_out.value() / 100, patch=self.patch.value(),
                         iterations=self.iterations.value(), precision="bf16" if self.bf16.isChecked() else "fp32",
                         init=None if (start := self.start_from.choice()) == RANDOM else start,
-                        sparse=self.sparse.isChecked())
+                        sparse=self.sparse.isChecked(), one_class=self.one_class.isChecked())
         spacing, unit = layer_spacing(layer), layer_unit(layer)
         record = {"spacing": list(spacing), **({"unit": unit} if unit else {})} if spacing else {}
         source = (layer.metadata or {}).get("source")
@@ -205,10 +263,11 @@ class TrainWidget(BackgroundWidget):
         if exc is not None:
             return self._failed(exc)
         res, pred, held, note = done
-        where = slices_text(held)
+        where = held if isinstance(held, str) else slices_text(held)   # a time-lapse's: its time points
         if pred is not None:   # on the image's grid, with its scan geometry, so it saves onto the scan
-            self.viewer.add_labels(pred, name=f"{layer.name} ({out.stem})", scale=layer.scale[-3:],
-                                   translate=layer.translate[-3:], opacity=0.5,
+            nd = pred.ndim
+            self.viewer.add_labels(pred, name=f"{layer.name} ({out.stem})", scale=layer.scale[-nd:],
+                                   translate=layer.translate[-nd:], opacity=0.5,
                                    metadata={k: v for k, v in (layer.metadata or {}).items()
                                              if k in (GEOMETRY, SERIES_KEY, UNIT)})
         best = res["best"]

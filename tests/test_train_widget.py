@@ -165,3 +165,57 @@ def test_training_goes_on_from_a_model_trained_before(make_napari_viewer, qtbot,
     w.run()
     qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
     assert "weights file not found: missing.safetensors" in w.status.text(), w.status.text()
+
+
+def test_a_time_lapse_trains_on_its_labelled_time_points(make_napari_viewer, qtbot, _user_dir):
+    """(T, Z, Y, X) image and labels: the labelled time points are the training volumes, the last held
+    out whole (its Dice the one reported), time points with no label unused; with "objects of one
+    kind" every object id is one class. Before, the widget refused a time-lapse ("not a 3D image")."""
+    import torch
+    from halo_seg.engine import normalize
+    from halo_seg.engine.runner import predict_whole
+    from halo_seg.engine.weights import load_unet
+    from halo_seg.metrics import dice
+    from halo_seg.samples import make_phantom
+    from napari_halo_seg._train_widget import TrainWidget
+    ph = make_phantom()
+    image = np.stack([np.roll(ph.image, 3 * t, axis=2) for t in range(4)])
+    labels = np.stack([np.roll(ph.labels, 3 * t, axis=2) for t in range(4)]).astype(np.uint16)
+    labels[1] = 0                                            # time point 1 not labelled: not used
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="movie")
+    viewer.add_labels(labels, name="cells")
+    w = TrainWidget(viewer)
+    w.image.setCurrentText("movie")
+    w.labels.setCurrentText("cells")
+    w.iterations.setValue(12)
+    w.patch.setValue(32)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
+    assert "weights saved" in w.status.text(), w.status.text()
+    net, meta = load_unet(w.last_weights)
+    assert net.config["out_channels"] == int(labels.max()) + 1
+    card = w.last_weights.with_suffix(".md").read_text()
+    assert "| validation | 1 held-out volume(s), whole (time point 3 of the time-lapse) |" in card
+    assert "| data | napari layers 'movie' and 'cells', time points 0, 2 trained on |" in card
+    spec = meta["normalization"]
+    x = normalize.apply(image[3], *normalize.mean_std(normalize.moments(image[3], spec), spec), spec)
+    pred = predict_whole(net, x, torch.device("cpu")).argmax(0)
+    held = [dice(pred == c, labels[3] == c) if ((pred == c) | (labels[3] == c)).any() else None
+            for c in range(1, net.config["out_channels"])]
+    text = ", ".join("n/a" if d is None else f"{d:.3f}" for d in held)
+    assert f"held-out time point 3 (n/a: not there): {text}" in w.status.text(), w.status.text()
+    shown = viewer.layers[f"movie ({w.last_weights.stem})"]     # the new model's labels where it was measured
+    assert shown.data.shape == image.shape and not np.asarray(shown.data[:3]).any()
+
+    w.one_class.setChecked(True)                             # the ids are objects: one class
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
+    assert "weights saved" in w.status.text(), w.status.text()
+    net, meta = load_unet(w.last_weights)
+    assert net.config["out_channels"] == 2 and meta["classes"] == ["background", "object"]
+
+    viewer.add_labels(labels[:2], name="short")
+    w.labels.setCurrentText("short")
+    w.run()
+    assert w.worker is None and "is a time-lapse (4, 64, 96, 96): choose Labels of its shape" in w.status.text()

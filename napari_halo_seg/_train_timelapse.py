@@ -1,0 +1,50 @@
+"""The training widget on a time-lapse: an image layer (T, Z, Y, X) and a Labels layer of its shape
+(the objects of the interactive widget, a corrected automatic result). Each time point holding a
+label is a training volume; the last of them (the held-out share, at least one) are held out whole
+to measure Dice and choose the weights, as separate scans would be; time points with no label are
+not used (nothing says what is there)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def labelled_timepoints(labels) -> list[int]:
+    """The time points of (T, Z, Y, X) labels holding any label, read one at a time."""
+    return [t for t in range(labels.shape[0]) if np.asarray(labels[t]).any()]
+
+
+def timepoints_text(ts) -> str:
+    return f"time point{'s' if len(ts) > 1 else ''} {', '.join(map(str, ts))}"
+
+
+def prepare_series(image, labels, hold_out: float, patch: int, iterations: int, precision: str = "fp32",
+                   init: str | None = None, sparse: bool = False, one_class: bool = False):
+    """(training images, their labels, config, held-out images, their labels, held-out time points)
+    of a time-lapse; raises ValueError naming what is wrong."""
+    from ._train_widget import DEPTH, training_config
+    if sparse:
+        raise ValueError("labels painted on some slices only are taken from one 3D image: split the time-lapse "
+                         "(right-click > Split Stack) and train on a time point, or label whole time points")
+    if tuple(labels.shape) != tuple(image.shape):
+        raise ValueError(f"the labels are {tuple(labels.shape)}, the time-lapse {tuple(image.shape)}: one Labels "
+                         "layer of its shape, with the objects of the time points labelled")
+    ts = labelled_timepoints(labels)
+    if len(ts) < 2:
+        raise ValueError(f"the labels are on {len(ts)} time point{'' if len(ts) == 1 else 's'}: label two or more "
+                         "(the last are held out to measure Dice), or split the time-lapse and train on that one")
+    n = min(len(ts) - 1, max(1, int(round(len(ts) * hold_out))))
+    train, held = ts[:-n], ts[-n:]
+
+    def pairs(which):
+        out = []
+        for t in which:
+            lab = np.asarray(labels[t])
+            if lab.min() < 0:
+                raise ValueError(f"the labels at time point {t} are negative somewhere; each value is a class")
+            out.append((np.asarray(image[t], np.float32), (lab > 0 if one_class else lab).astype(np.int64)))
+        return out
+    tr, va = pairs(train), pairs(held)
+    cfg = training_config([lab for _, lab in tr + va], image.shape[1:], patch, iterations, precision, init,
+                          one_class, DEPTH)
+    return [im for im, _ in tr], [lab for _, lab in tr], cfg, [im for im, _ in va], [lab for _, lab in va], \
+        train, held
