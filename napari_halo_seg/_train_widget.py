@@ -171,7 +171,8 @@ class TrainWidget(BackgroundWidget):
         self.hold_out.setValue(20)
         self.hold_out.setSuffix(" % of slices")
         self.hold_out.setToolTip("the last slices of the labelled extent along z are not trained on: the Dice "
-                                 "reported, and the choice of the weights kept, come from them")
+                                 "reported, and the choice of the weights kept, come from them (of a time-lapse: "
+                                 "this share of its labelled time points, the last, held out whole)")
         # fine-tuning: a model of related images learns the user's classes sooner than random weights
         # (benchmarks/finetune.py); a model trained here, to go on from it after more labelling
         self.start_from = SavedFilesBox(RANDOM, models_dir, "*.safetensors", extras=("default",))
