@@ -207,3 +207,26 @@ def test_the_command_line_writes_a_saved_session_onto_its_scan(tmp_path, capsys,
     np.save(tmp_path / "other.npy", np.asarray(vol.data) + 1)
     assert main(["session", str(tmp_path / "other.npy"), str(session), str(tmp_path / "x.nii.gz")]) == 2
     assert "belongs to another image" in capsys.readouterr().err
+
+
+@needs_default
+def test_a_time_lapse_session_kept_by_napari_writes_out_at_its_time_point(tmp_path, capsys, boxed_session):
+    """napari keeps a time-lapse's session per time point (IMAGE.HASH.t0002.last.npz): `halo-seg
+    session` takes the time point from that name where none is given (before: refused, "choose one
+    with timepoint="); one given that is not the session's is refused as another image."""
+    import tifffile
+    from halo_seg.cli import main
+    from halo_seg.io import open_volume
+    from halo_seg.samples import make_phantom
+    ph = make_phantom((24, 48, 40), n_objects=2, seed=5)
+    movie = np.stack([np.roll(ph.image, 3 * t, axis=2) for t in range(3)]).astype(np.float32)
+    tifffile.imwrite(tmp_path / "movie.tif", movie, imagej=True, metadata={"axes": "TZYX"})
+    seg, session = boxed_session(open_volume(tmp_path / "movie.tif", timepoint=2),
+                                 np.roll(ph.labels, 6, axis=2) == 1)
+    kept = session.rename(tmp_path / "movie.0a1b2c3d.t0002.last.npz")
+    out = tmp_path / "cell.nii.gz"
+    assert main(["session", str(tmp_path / "movie.tif"), str(kept), str(out)]) == 0
+    assert "time point 2 (the session's name says so)" in capsys.readouterr().out
+    assert np.array_equal(np.asarray(open_volume(out).data) == 1, seg.prediction)
+    assert main(["session", str(tmp_path / "movie.tif"), str(kept), str(tmp_path / "c0.nii.gz"), "--timepoint", "0"]) == 2
+    assert "belongs to another image" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """`demo` (the engine and a simulated interactive session on the sample) and `session`."""
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -111,7 +112,16 @@ def cmd_session(a) -> int:
     for what, p in (("the image", a.image), ("the session", a.session)):   # --overwrite is for an earlier output
         if out.resolve() == Path(p).resolve():
             raise VolumeError(f"the output {out} is {what}; write to a new path")
-    vol = open_volume(a.image, channel=a.channel, timepoint=a.timepoint)
+    timepoint, source = a.timepoint, a.image
+    kept_at = re.search(r"\.t(\d{4})\.last\.npz$", Path(a.session).name)
+    if timepoint is None and kept_at:   # napari keeps a time-lapse's session per time point, named so
+        from ..io.axes import axis_names
+        from ..io.volume import file_contents
+        source = file_contents(a.image)   # opened once
+        if "t" in axis_names(source.data.shape, source.meta.get("axes")):
+            timepoint = int(kept_at.group(1))
+            print(f"time point {timepoint} (the session's name says so)")
+    vol = open_volume(source, channel=a.channel, timepoint=timepoint)
     dicom_out = out.name.lower().endswith(".dcm")   # beside the series, for a PACS or a planning system
     if dicom_out and vol.meta.get("format") != "dicom":
         raise VolumeError(f"{out.name}: a DICOM SEG or RT structure set references the DICOM series the object "
