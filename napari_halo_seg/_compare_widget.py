@@ -5,7 +5,8 @@ in a worker thread with progress and Cancel.
 A model's output against ground truth, or two readers' outlines of one structure. Clicking a row
 shows the slice, across the plane shown, where that label's two versions disagree on the most
 voxels; "Save table" writes the rows as CSV. "As objects" compares instance segmentations instead
-(nuclei: ids need not correspond), one row per IoU threshold (evaluate.compare_instances).
+(nuclei: ids need not correspond), one row per IoU threshold (evaluate.compare_instances). Two
+time-lapses' labels (T, Z, Y, X) are compared at the time point shown.
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from halo_seg.io.volume import VolumeError
 
 from ._background import BackgroundWidget
 from ._fields import form_of
+from ._interactive_time import show_time, time_shown
 from ._layers import fill_layer_box, follow_layers, on_one_grid_of, show_slice, sliced_axis
 from ._measure import layer_names, layer_unit, save_table_csv
+from ._timelapse import timelapse_data
 
 COLUMNS = (("label", "label", "{:d}"), ("name", "name", "{}"), ("Dice", "dice", "{:.3f}"),
            ("Jaccard", "jaccard", "{:.3f}"), ("vol. diff", "volume_difference", "{:+.1%}"), ("HD95", "hd95", "{:.2f}"), ("ASSD", "assd", "{:.2f}"))
@@ -86,10 +89,12 @@ class CompareWidget(BackgroundWidget):
         layer, ref = chosen
         a, b = layer.name, ref.name
         try:   # labels saved cropped to their objects: both on the grid that holds the other
-            pred, truth, grid = on_one_grid_of(layer, ref, "a voxel-by-voxel comparison would pair the wrong voxels")
+            pred, truth, grid, t = self._pair(layer, ref)
         except ValueError as exc:
             self.status.setText(str(exc))
             return
+        if t is not None:
+            a = f"{a} at time point {t}"
         names, ref_names = layer_names(layer.features), layer_names(ref.features)
         note = ""
         if self.by_name.isChecked() and not self.objects.isChecked():
@@ -107,14 +112,30 @@ class CompareWidget(BackgroundWidget):
             note = f"; {differ} (or match labels by name)" if differ else ""
         self._start(f"comparing {a} with {b} ...", _compare, pred, truth, tuple(ref.scale[-3:]),
                     self.distances.isChecked(), self.objects.isChecked(), self._cancel.is_set, ref_names or names,
-                    on_done=lambda outcome: self._done(outcome, layer, grid, layer_unit(ref), note))
+                    on_done=lambda outcome: self._done(outcome, layer, grid, layer_unit(ref), note, t))
 
-    def _done(self, outcome, layer, grid, unit, note: str = ""):
+    def _pair(self, layer, ref):
+        """(labels, reference, the layer whose grid they are on, time point or None): of two
+        time-lapses of one shape, their volumes at the time point shown."""
+        series, ref_series = timelapse_data(layer), timelapse_data(ref)
+        if series is None and ref_series is None:
+            return (*on_one_grid_of(layer, ref, "a voxel-by-voxel comparison would pair the wrong voxels"), None)
+        if series is None or ref_series is None or tuple(series.shape) != tuple(ref_series.shape):
+            shapes = " and ".join(f"{lay.name!r} {tuple(lay.data.shape)}" for lay in (layer, ref))
+            raise ValueError(f"{shapes}: a time-lapse's labels are compared with a reference over the same time "
+                             "points, of one shape (or split both: right-click > Split Stack)")
+        if tuple(layer.scale[-3:]) != tuple(ref.scale[-3:]):
+            raise ValueError(f"{layer.name!r} has voxels of {tuple(layer.scale[-3:])} and {ref.name!r} of "
+                             f"{tuple(ref.scale[-3:])}: they lie on different grids")
+        t = time_shown(self.viewer, layer, len(series))
+        return series[t], ref_series[t], layer, t
+
+    def _done(self, outcome, layer, grid, unit, note: str = "", t: int | None = None):
         done, exc = outcome
         if exc is not None:
             return self._failed(exc)
         table, per_slice = done
-        self.table, self._result = table, (grid, per_slice)   # slices of the grid compared on
+        self.table, self._result = table, (grid, per_slice, t)   # slices of the grid compared on
         shown = [c for c in (OBJECT_COLUMNS if per_slice is None else COLUMNS) if c[1] in table]
         self.grid.setColumnCount(len(shown))
         self.grid.setHorizontalHeaderLabels([c[0] + (f" {unit}" if unit and c[1] in ("hd95", "assd") else "")
@@ -130,13 +151,15 @@ class CompareWidget(BackgroundWidget):
         self.grid.resizeColumnsToContents()
         self.save_btn.setEnabled(True)
         if per_slice is None:
-            self._succeeded(f"objects: F1 {table['f1'][0]:.3f} at IoU 0.5 ({table['tp'][0]} matched, "
+            self._succeeded(("" if t is None else f"time point {t}: ")
+                            + f"objects: F1 {table['f1'][0]:.3f} at IoU 0.5 ({table['tp'][0]} matched, "
                             f"{table['fp'][0]} only in {layer.name}, {table['fn'][0]} only in the reference)")
             return
         if not len(table["label"]):
             self._succeeded("no labels in either layer")
             return
-        self._succeeded(f"mean Dice {np.mean(table['dice']):.3f} over {len(table['label'])} labels; click a row "
+        self._succeeded(("" if t is None else f"time point {t}: ")
+                        + f"mean Dice {np.mean(table['dice']):.3f} over {len(table['label'])} labels; click a row "
                         "to see where that label disagrees most" + note)
 
     def show_worst_slice(self, row: int):
@@ -144,7 +167,7 @@ class CompareWidget(BackgroundWidget):
         the most voxels."""
         if self._result is None:
             return
-        grid, per_slice = self._result
+        grid, per_slice, t = self._result
         if per_slice is None or not 0 <= row < len(self.table["label"]):
             return   # object rows are IoU thresholds, not places
         if grid not in self.viewer.layers:
@@ -161,6 +184,8 @@ class CompareWidget(BackgroundWidget):
             self.status.setText(f"label {k}: the two agree on every voxel")
             return
         z = int(counts.argmax())
+        if t is not None:   # the time point compared
+            show_time(self.viewer, grid, t)
         show_slice(self.viewer, grid, axis, z)
         self.status.setText(f"label {k}: slice {z} across {'zyx'[axis]}, {int(counts[z])} voxels disagree there "
                             f"({int(counts.sum())} in all)")

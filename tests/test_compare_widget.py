@@ -124,3 +124,38 @@ def test_compare_widget_matches_structures_by_name(make_napari_viewer, qtbot):
     viewer.layers["truth"].features = {}
     w.run()
     assert w.worker is None and "needs both volumes to name their labels" in w.status.text()
+
+
+def test_compare_widget_on_a_time_lapse_compares_the_time_point_shown(make_napari_viewer, qtbot):
+    """Two (T, Z, Y, X) Labels layers (an automatic result over a time-lapse and its corrected copy):
+    compared at the time point shown, the engine's table of that time point; the worst slice is
+    shown there. Before, both were refused as holding several volumes."""
+    from napari_halo_seg._compare_widget import CompareWidget
+    truth = np.zeros((3, 20, 30, 30), np.uint8)
+    for t in range(3):
+        truth[t, 4:14, 5 + t:20 + t, 5:20] = 1
+    pred = truth.copy()
+    pred[1, 9, 5:21, 5:12] = 0                    # time point 1 loses most on slice 9
+    viewer = make_napari_viewer()
+    viewer.add_labels(truth, name="truth")
+    viewer.add_labels(pred, name="model")
+    w = CompareWidget(viewer)
+    w.labels.setCurrentText("model")
+    w.reference.setCurrentText("truth")
+    viewer.dims.set_point(0, 1)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    ref = compare_labels(pred[1], truth[1], (1.0, 1.0, 1.0))
+    np.testing.assert_allclose(w.table["dice"], ref["dice"])
+    assert ref["dice"][0] < 1 and w.status.text().startswith("time point 1: mean Dice"), w.status.text()
+    viewer.dims.set_point(0, 2)                    # looking elsewhere: the row goes back to time point 1
+    w.show_worst_slice(0)
+    assert viewer.dims.current_step[:2] == (1, 9), w.status.text()
+    viewer.dims.set_point(0, 0)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert list(w.table["dice"]) == [1.0] and w.status.text().startswith("time point 0:")
+    viewer.add_labels(truth[:2], name="short")
+    w.reference.setCurrentText("short")
+    w.run()
+    assert w.worker is None and "'model' (3, 20, 30, 30) and 'short' (2, 20, 30, 30)" in w.status.text()
