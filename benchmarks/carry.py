@@ -7,7 +7,8 @@ the carried box where the object was ("not moved"), the carried box moved by the
 step (no step at the first carry), that box replaced by the tight box of what the slice's
 segmentation found in it ("boxed again", the shipped rule, chosen on seeds 0-3: ``--first-seed
 0``), half the last step, and a tight box from the truth at every time point (what drawing a new
-box each time gives). Procedural time-lapses (halo_seg.tracking.phantom:
+box each time gives). Then, at divisions (3 a time-lapse), what the mother's carried object covers
+at her daughters' first time point. Procedural time-lapses (halo_seg.tracking.phantom:
 balls of radius 5 voxels moving with a persistent velocity, no divisions), seeds 300 on (not used to
 choose the rule), 5 cells a seed, 6 time points. Dice of each carried time point against the true
 cell; mean and minimum over cells and time points, and the share of time points where the cell was
@@ -60,6 +61,47 @@ def follow(image, truth, rule: str) -> list[float]:
     return out
 
 
+def at_divisions(seeds) -> dict:
+    """Each division of procedural time-lapses (3 per seed): the mother boxed two time points before
+    her daughters appear and carried (the shipped rule) to their first time point; how often the
+    carried object covers most (over half) of both daughters, of one, of none."""
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry import box_again, carried_box, carry_record
+    from halo_seg.interactive.roi import mask_bbox
+    from halo_seg.tracking.phantom import cell_timelapse
+    counts = {"both": 0, "one": 0, "none": 0}
+    for seed in seeds:
+        tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3,
+                            seed=seed)
+        born = {}
+        for k, first, _, parent in tl.lineage:
+            if parent:
+                born.setdefault((int(parent), int(first)), []).append(int(k))
+        for (mother, first), daughters in born.items():
+            t0 = first - 2
+            if t0 < 0 or len(daughters) != 2 or not (tl.ids[t0] == mother).any():
+                continue
+            truth = tl.ids[t0] == mother
+            z = int(truth.sum((1, 2)).argmax())
+            seg = InteractiveSegmenter(tl.image[t0], device="cpu")
+            seg.add_box(z, *mask_bbox(truth[z]))
+            pred, record = seg.propagate(), None
+            for t in (t0 + 1, first):
+                if not pred.any():
+                    break
+                box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(pred))
+                record = carry_record(pred, box, 0, t - 1, 1, record)
+                seg = InteractiveSegmenter(tl.image[t], device="cpu")
+                zt, b = carried_box(record, tl.image.shape[1:])
+                seg.add_box(zt, *b)
+                box_again(seg, zt)
+                pred = seg.propagate()
+            covered = sum(float((pred & (tl.ids[first] == d)).sum()) / (tl.ids[first] == d).sum() > 0.5
+                          for d in daughters)
+            counts[("none", "one", "both")[int(covered)]] += 1
+    return counts
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--speeds", type=float, nargs="+", default=[1.5, 3.0])
@@ -91,8 +133,11 @@ def main() -> int:
     for r in rows:
         print(f"| {r['speed']:g} | {r['rule']} | {r['n']} | {r['mean_dice']:.3f} | {r['min_dice']:.3f} | "
               f"{r['lost']:.3f} |")
+    divided = at_divisions(range(a.first_seed, a.first_seed + a.seeds))
+    print(f"at a division (speed 1.5, the mother carried to her daughters' first time point): the carried object "
+          f"covers most of both daughters {divided['both']}, one {divided['one']}, none {divided['none']}")
     return save_results(a.out, {"speeds": a.speeds, "seeds": list(range(a.first_seed, a.first_seed + a.seeds)),
-                                "cells": a.cells},
+                                "cells": a.cells, "at_divisions": divided},
                         rows)
 
 
