@@ -287,6 +287,9 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
             if self._keeper.adopt(objects, kept_objects_path(self._kept_path())):
                 self.status.setText("objects committed on this image in an earlier napari session are kept: "
                                     "Restore objects brings them back")
+            elif series is not None:
+                self.status.setText(f"a time-lapse of {len(series)} time points: an object is segmented at the "
+                                    "time point shown; Next time point (Shift-T) follows it to the next")
         if self._layer(PREVIEW) is None:
             preview = self.viewer.add_labels(np.zeros(shape, np.uint8), name=PREVIEW, opacity=0.6, **lkw)
             preview.events.paint.connect(lambda event, lay=preview: self._painted(lay, event.value))

@@ -63,6 +63,7 @@ def test_an_object_is_segmented_and_committed_at_the_time_point_shown(make_napar
     for name in ("objects", "current object", "strokes"):   # one layer over all time points, none drawn yet
         assert viewer.layers[name].data.shape == image.shape
     assert viewer.layers["box"].ndim == 4 and viewer.layers["clicks +"].ndim == 4
+    assert w.status.text().startswith("a time-lapse of 3 time points: an object is segmented at the time point shown")
 
     # a box at time point 0 (for a later object) must not prompt the object begun at time point 1
     _box(viewer, 0, z, truth[0, z])
