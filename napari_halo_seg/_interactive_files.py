@@ -137,7 +137,7 @@ class SessionActions:
 
         def opened(seg):
             self._last_commit, self._editing = None, None
-            self.seg, self._session_key, self._t = seg, ((layer.name, _identity(layer)), weights, device, seg.axis, t), t
+            self.seg, self._session_key = seg, ((layer.name, _identity(layer)), weights, device, seg.axis, t)
             self._sent, self._strokes_sent = set(), {}
             self.recommended = self._guard(seg.recommend_slice) if seg.restored_propagation else None
             self._show()

@@ -86,7 +86,6 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
         self._strokes_sent: dict = {}      # (axis, z) -> (object, background) stroke pixels handed over
         self.last_seconds = None
         self._session_key = None           # (image, weights, device, axis, time point) the session was made for
-        self._t = None                     # the time point of a time-lapse image the session works on (None: 3D)
         self._carry = None                 # what Next time point carries: the object committed last (carry_record)
         self._carry_source = None          # the record the current object was carried from, if it was
         self._quality_changed = False      # the quality field changed while a step ran
@@ -242,6 +241,11 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
             return self._image_layer()
         layer = self.viewer.layers[self.image.currentText()]
         return layer, timelapse_data(layer)[t]
+
+    @property
+    def _t(self) -> int | None:
+        """The time point of a time-lapse image the session works on (None: a 3D image, or no session)."""
+        return None if self._session_key is None else self._session_key[4]
 
     def _time_point(self, layer, n: int, shown: bool = False) -> int:
         """The time-lapse ``layer``'s time point worked on (see _image_layer)."""
@@ -426,7 +430,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
                 seg.start_from(self.seg.prior)   # the object being corrected
             for z in (old.annotated_slices if old is not None else []):
                 seg.set_slice_mask(z, old.annotation(z), painted=z in old.painted_slices)
-            self.seg, self._session_key, self._t = seg, key, t
+            self.seg, self._session_key = seg, key
             self._sent, self._strokes_sent = set(), {}
         return self.seg
 
