@@ -21,7 +21,7 @@ from ._fields import form_of
 from ._interactive_time import show_time, time_shown
 from ._layers import fill_layer_box, follow_layers, on_one_grid_of, show_slice, sliced_axis
 from ._measure import layer_names, layer_unit, save_table_csv
-from ._timelapse import timelapse_data
+from ._timelapse import same_timelapse, timelapse_data
 
 COLUMNS = (("label", "label", "{:d}"), ("name", "name", "{}"), ("Dice", "dice", "{:.3f}"),
            ("Jaccard", "jaccard", "{:.3f}"), ("vol. diff", "volume_difference", "{:+.1%}"), ("HD95", "hd95", "{:.2f}"), ("ASSD", "assd", "{:.2f}"))
@@ -120,13 +120,9 @@ class CompareWidget(BackgroundWidget):
         series, ref_series = timelapse_data(layer), timelapse_data(ref)
         if series is None and ref_series is None:
             return (*on_one_grid_of(layer, ref, "a voxel-by-voxel comparison would pair the wrong voxels"), None)
-        if series is None or ref_series is None or tuple(series.shape) != tuple(ref_series.shape):
-            shapes = " and ".join(f"{lay.name!r} {tuple(lay.data.shape)}" for lay in (layer, ref))
-            raise ValueError(f"{shapes}: a time-lapse's labels are compared with a reference over the same time "
-                             "points, of one shape (or split both: right-click > Split Stack)")
-        if tuple(layer.scale[-3:]) != tuple(ref.scale[-3:]):
-            raise ValueError(f"{layer.name!r} has voxels of {tuple(layer.scale[-3:])} and {ref.name!r} of "
-                             f"{tuple(ref.scale[-3:])}: they lie on different grids")
+        series, ref_series = same_timelapse(layer, ref, "a time-lapse's labels are compared with a reference over "
+                                                        "the same time points, of one shape (or split both: "
+                                                        "right-click > Split Stack)")
         t = time_shown(self.viewer, layer, len(series))
         return series[t], ref_series[t], layer, t
 

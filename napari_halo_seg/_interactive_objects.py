@@ -21,7 +21,7 @@ from ._kept_objects import EARLIER, INTO, KEPT, boxes_union, read_kept, stroke_b
 from ._layers import check_same_grid, on_grid_of
 from ._measure import drop_row, layer_unit, object_row, set_name, set_row
 from ._paintable import paintable
-from ._timelapse import timelapse_data
+from ._timelapse import same_timelapse, timelapse_data
 
 
 class ObjectActions:
@@ -226,15 +226,9 @@ class ObjectActions:
 
     def _check_grid(self, image, layer):
         """check_same_grid, and of a time-lapse image, labels of its (T, Z, Y, X) shape and voxel size."""
-        series = timelapse_data(image)
-        if series is None:
+        if timelapse_data(image) is None:
             return check_same_grid(image, layer)
-        if tuple(layer.data.shape) != tuple(series.shape):
-            raise ValueError(f"layer {layer.name!r} has shape {tuple(layer.data.shape)}; the time-lapse "
-                             f"{image.name!r} is {tuple(series.shape)}: Edit label corrects labels of its time points")
-        if tuple(layer.scale[-3:]) != tuple(image.scale[-3:]):
-            raise ValueError(f"layer {layer.name!r} has voxel size {tuple(layer.scale[-3:])}, the time-lapse "
-                             f"{image.name!r} {tuple(image.scale[-3:])}: they would pair the wrong voxels")
+        same_timelapse(image, layer, "Edit label corrects labels over the time-lapse's time points, of its shape")
 
     def _objects_painted(self, layer, atoms):
         """A brush stroke (or fill, or erase) on the objects layer: kept on disk like a commit."""

@@ -38,6 +38,20 @@ def timelapse_data(layer):
     return data[(0,) * lead] if lead else data
 
 
+def same_timelapse(a, b, why: str):
+    """(a's (T, Z, Y, X) data, b's) of two layers over the same time points of one grid (one shape,
+    one voxel size): an image and its labels, labels and their reference; else a ValueError naming
+    both and ``why`` they must be so."""
+    sa, sb = timelapse_data(a), timelapse_data(b)
+    if sa is None or sb is None or tuple(sa.shape) != tuple(sb.shape):
+        shapes = " and ".join(f"{lay.name!r} {tuple(lay.data.shape)}" for lay in (a, b))
+        raise ValueError(f"{shapes}: {why}")
+    if tuple(a.scale[-3:]) != tuple(b.scale[-3:]):
+        raise ValueError(f"{a.name!r} has voxels of {tuple(a.scale[-3:])} and {b.name!r} of {tuple(b.scale[-3:])}: "
+                         "they lie on different grids")
+    return sa, sb
+
+
 def series_source(layer):
     """What the engine reads the time points from: (the layer's file, {"channel": c}) where the
     reader noted one that still exists, else (its (T, Z, Y, X) data, {})."""

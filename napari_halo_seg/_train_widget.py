@@ -23,7 +23,7 @@ from ._fields import SavedFilesBox, form_of
 from ._layers import fill_layer_box, follow_layers, layer_spacing, layer_volume, on_grid_of
 from ._measure import UNIT, layer_unit
 from ._paths import file_stem, models_dir
-from ._timelapse import timelapse_data
+from ._timelapse import same_timelapse, timelapse_data
 
 DEPTH = 3   # the U-Net's (TrainConfig's default): patches are multiples of 2**DEPTH
 RANDOM = "random weights"
@@ -213,15 +213,9 @@ class TrainWidget(BackgroundWidget):
         if not self.image.currentText() or not self.labels.currentText():
             raise ValueError("choose an image layer and a Labels layer of it (each label value a class)")
         layer, lab_layer = self.viewer.layers[self.image.currentText()], self.viewer.layers[self.labels.currentText()]
-        series = timelapse_data(layer)
-        if series is not None:   # a time-lapse: its labelled time points (_train_timelapse.py)
-            image, labels = series, timelapse_data(lab_layer)
-            if labels is None or tuple(labels.shape) != tuple(series.shape):
-                raise ValueError(f"layer {layer.name!r} is a time-lapse {tuple(series.shape)}: choose Labels of its "
-                                 f"shape, not {tuple(lab_layer.data.shape)}")
-            if tuple(lab_layer.scale[-3:]) != tuple(layer.scale[-3:]):
-                raise ValueError(f"{lab_layer.name!r} has voxels of {tuple(lab_layer.scale[-3:])} and {layer.name!r} "
-                                 f"of {tuple(layer.scale[-3:])}: they lie on different grids")
+        if timelapse_data(layer) is not None:   # a time-lapse: its labelled time points (_train_timelapse.py)
+            image, labels = same_timelapse(layer, lab_layer, "a time-lapse trains on Labels over its time points, "
+                                                             "of its shape")
         else:
             image = layer_volume(layer)
             if image.ndim != 3:

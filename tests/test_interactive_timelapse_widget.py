@@ -170,7 +170,8 @@ def test_a_label_of_a_time_lapse_result_is_corrected_at_its_time_point(make_napa
     viewer.layers.selection.active = viewer.layers["short"]
     w.reset()
     w.edit_label()
-    assert w.worker is None and "the time-lapse 'movie' is (3, 64, 96, 96)" in w.status.text(), w.status.text()
+    assert w.worker is None and "'movie' (3, 64, 96, 96) and 'short' (2, 64, 96, 96): Edit label corrects labels " \
+        "over the time-lapse's time points" in w.status.text(), w.status.text()
 
 
 def test_time_lapse_sessions_and_objects_are_kept_and_restored(make_napari_viewer, qtbot, _user_dir):

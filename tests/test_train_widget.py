@@ -218,4 +218,5 @@ def test_a_time_lapse_trains_on_its_labelled_time_points(make_napari_viewer, qtb
     viewer.add_labels(labels[:2], name="short")
     w.labels.setCurrentText("short")
     w.run()
-    assert w.worker is None and "is a time-lapse (4, 64, 96, 96): choose Labels of its shape" in w.status.text()
+    assert w.worker is None and "'movie' (4, 64, 96, 96) and 'short' (2, 64, 96, 96): a time-lapse trains on Labels " \
+        "over its time points, of its shape" in w.status.text(), w.status.text()
