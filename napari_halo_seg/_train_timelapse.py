@@ -8,11 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def labelled_timepoints(labels) -> list[int]:
-    """The time points of (T, Z, Y, X) labels holding any label, read one at a time."""
-    return [t for t in range(labels.shape[0]) if np.asarray(labels[t]).any()]
-
-
 def timepoints_text(ts) -> str:
     return f"time point{'s' if len(ts) > 1 else ''} {', '.join(map(str, ts))}"
 
@@ -28,7 +23,12 @@ def prepare_series(image, labels, hold_out: float, patch: int, iterations: int, 
     if tuple(labels.shape) != tuple(image.shape):
         raise ValueError(f"the labels are {tuple(labels.shape)}, the time-lapse {tuple(image.shape)}: one Labels "
                          "layer of its shape, with the objects of the time points labelled")
-    ts = labelled_timepoints(labels)
+    held_labels = {}   # each time point read once, and kept where it holds a label (it is trained on)
+    for t in range(labels.shape[0]):
+        lab = np.asarray(labels[t])
+        if lab.any():
+            held_labels[t] = lab
+    ts = sorted(held_labels)
     if len(ts) < 2:
         raise ValueError(f"the labels are on {len(ts)} time point{'' if len(ts) == 1 else 's'}: label two or more "
                          "(the last are held out to measure Dice), or split the time-lapse and train on that one")
@@ -38,7 +38,7 @@ def prepare_series(image, labels, hold_out: float, patch: int, iterations: int, 
     def pairs(which):
         out = []
         for t in which:
-            lab = np.asarray(labels[t])
+            lab = held_labels[t]
             if lab.min() < 0:
                 raise ValueError(f"the labels at time point {t} are negative somewhere; each value is a class")
             out.append((np.asarray(image[t], np.float32), (lab > 0 if one_class else lab).astype(np.int64)))
