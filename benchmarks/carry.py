@@ -40,8 +40,7 @@ def follow(image, truth, rule: str) -> list[float]:
     pred, record, out = seg.propagate(), None, []
     for t in range(1, len(image)):
         if pred.any():
-            box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(pred))
-            record = carry_record(pred, box, 0, t - 1, 1, record if rule != RULES[1] else None)
+            record = carry_record(pred, t - 1, record if rule != RULES[1] else None)
         seg = InteractiveSegmenter(image[t], device="cpu")
         if rule == RULES[0]:
             zt = int(truth[t].sum((1, 2)).argmax())
@@ -89,8 +88,7 @@ def at_divisions(seeds) -> dict:
             for t in (t0 + 1, first):
                 if not pred.any():
                     break
-                box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(pred))
-                record = carry_record(pred, box, 0, t - 1, 1, record)
+                record = carry_record(pred, t - 1, record)
                 seg = InteractiveSegmenter(tl.image[t], device="cpu")
                 zt, b = carried_box(record, tl.image.shape[1:])
                 seg.add_box(zt, *b)

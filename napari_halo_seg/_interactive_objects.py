@@ -74,7 +74,7 @@ class ObjectActions:
         self._last_commit = (objects, where, np.zeros(n, data.dtype), np.full(n, new_id, data.dtype), None)
         self._keeper.write(objects, widen(box, at))
         if at is not None:   # what Next time point carries to the next time point
-            self._carry = {**carry_record(pred, box, self.seg.axis, at, new_id, self._carry_source),
+            self._carry = {**carry_record(pred, at, self._carry_source, self.seg.axis, new_id, box=box),
                            "image": self._session_key[0]}
         self._carry_source = None
         when = "" if at is None else f" at time point {at}"

@@ -7,16 +7,22 @@ from __future__ import annotations
 import numpy as np
 
 
-def carry_record(pred: np.ndarray, box: tuple, axis: int, t: int, label: int, source: dict | None) -> dict:
-    """What "Next time point" carries of an object committed at time point ``t`` (its prediction
-    ``pred`` in the volume's axes, nonzero only inside ``box``), in the session's (z, y, x) across
-    ``axis``: its largest slice, that slice's box, its centroid, and its last step (from the object
-    it was carried from, one time point before or after: per time point forward) to move the box by
-    at the next time point."""
+def carry_record(pred: np.ndarray, t: int, source: dict | None = None, axis: int = 0, label: int = 1,
+                 box: tuple | None = None) -> dict:
+    """What "Next time point" carries of an object segmented at time point ``t`` (its prediction
+    ``pred`` in the volume's axes; ``box``: where it lies, when known, else found), in the session's
+    (z, y, x) across ``axis``: its largest slice, that slice's box, its centroid, and its last step
+    (from ``source``, the record of the object it was carried from, one time point before or after:
+    per time point forward) to move the box by at the next time point. ``label``: its id, kept."""
     from scipy import ndimage as ndi
 
     from .roi import mask_bbox
     from .segmenter import axis_order
+    if box is None:
+        found = ndi.find_objects(np.asarray(pred).astype(np.uint8))
+        if not found:
+            raise ValueError("the object is empty: nothing to carry")
+        box = found[0]
     order = list(axis_order(axis))
     inside = np.asarray(pred[box]).transpose(order)
     at = np.array([box[a].start for a in order], float)
