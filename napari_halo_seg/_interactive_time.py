@@ -71,15 +71,11 @@ class ShapesAt:
         if len(value):
             self.add_rectangles(list(value))
 
-    @property
-    def selected_data(self) -> set:
-        index = self._index()
-        return {index.index(i) for i in self.layer.selected_data if i in index}
-
-    @selected_data.setter
-    def selected_data(self, which):
+    def _select(self, which):
         index = self._index()
         self.layer.selected_data = {index[i] for i in which}
+
+    selected_data = property(fset=_select)   # set only, as the prompt layers' sync does
 
     def remove_selected(self):
         self.layer.remove_selected()

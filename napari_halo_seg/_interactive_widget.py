@@ -249,8 +249,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
 
     def _time_point(self, layer, n: int, shown: bool = False) -> int:
         """The time-lapse ``layer``'s time point worked on (see _image_layer)."""
-        key = self._session_key
-        if not shown and self._t is not None and key is not None and key[0] == (layer.name, _identity(layer)):
+        if not shown and self._t is not None and self._session_key[0] == (layer.name, _identity(layer)):
             return min(self._t, n - 1)
         return time_shown(self.viewer, layer, n)
 
@@ -657,7 +656,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
         seg = self.seg
         begun = seg is not None and (seg.has_prompts or seg.annotated_slices or seg.mask_box() is not None)
         if begun and layer is not None and self._t is not None and timelapse_data(layer) is not None \
-                and self._session_key is not None and self._session_key[0] == (layer.name, _identity(layer)):
+                and self._session_key[0] == (layer.name, _identity(layer)):
             show_time(self.viewer, layer, self._t)
         show_slice(self.viewer, layer, self._axis(), z)
 
