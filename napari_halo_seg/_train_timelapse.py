@@ -2,7 +2,8 @@
 (the objects of the interactive widget, a corrected automatic result). Each time point holding a
 label is a training volume; the last of them (the held-out share, at least one) are held out whole
 to measure Dice and choose the weights, as separate scans would be; time points with no label are
-not used (nothing says what is there)."""
+not used (nothing says what is there). Labels painted on some slices of the time points labelled
+count on those slices only."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,13 +14,14 @@ def timepoints_text(ts) -> str:
 
 
 def prepare_series(image, labels, hold_out: float, patch: int, iterations: int, precision: str = "fp32",
-                   init: str | None = None, sparse: bool = False, one_class: bool = False):
-    """(training images, their labels, config, held-out images, their labels, held-out time points)
-    of a time-lapse; raises ValueError naming what is wrong."""
+                   init: str | None = None, sparse: bool = False, one_class: bool = False) -> dict:
+    """The training run of a time-lapse: images, labels, train_regions (None: whole), config,
+    val_images, val_labels, held_regions (None: whole), train and held (time points), note (a
+    warning or None); raises ValueError naming what is wrong. ``sparse``: the labels are painted on
+    some slices (along z) of the time points labelled; the rest of those time points is unknown, not
+    background, so training and the held-out Dice use the painted slices only (halo_seg.train.sparse)."""
+    from halo_seg.train.sparse import gaps_note, labelled_slices, slab
     from ._train_widget import DEPTH, training_config
-    if sparse:
-        raise ValueError("labels painted on some slices only are taken from one 3D image: split the time-lapse "
-                         "(right-click > Split Stack) and train on a time point, or label whole time points")
     if tuple(labels.shape) != tuple(image.shape):
         raise ValueError(f"the labels are {tuple(labels.shape)}, the time-lapse {tuple(image.shape)}: one Labels "
                          "layer of its shape, with the objects of the time points labelled")
@@ -34,6 +36,11 @@ def prepare_series(image, labels, hold_out: float, patch: int, iterations: int, 
                          "(the last are held out to measure Dice), or split the time-lapse and train on that one")
     n = min(len(ts) - 1, max(1, int(round(len(ts) * hold_out))))
     train, held = ts[:-n], ts[-n:]
+    painted = {t: labelled_slices(held_labels[t], 0) for t in ts}
+    note = None
+    if not sparse:   # the first time point that looks painted every few slices, named
+        note = next((x for x in (gaps_note(held_labels[t], 0, f"the labels at time point {t}",
+                                           "tick 'labels painted on some slices only'") for t in ts) if x), None)
 
     def pairs(which):
         out = []
@@ -46,5 +53,9 @@ def prepare_series(image, labels, hold_out: float, patch: int, iterations: int, 
     tr, va = pairs(train), pairs(held)
     cfg = training_config([lab for _, lab in tr + va], image.shape[1:], patch, iterations, precision, init,
                           one_class, DEPTH)
-    return [im for im, _ in tr], [lab for _, lab in tr], cfg, [im for im, _ in va], [lab for _, lab in va], \
-        train, held
+    regions = (lambda which: [slab(held_labels[t].shape, 0, painted[t]) for t in which]) if sparse else None
+    return {"images": [im for im, _ in tr], "labels": [lab for _, lab in tr],
+            "train_regions": regions(train) if sparse else None, "config": cfg,
+            "val_images": [im for im, _ in va], "val_labels": [lab for _, lab in va],
+            "held_regions": regions(held) if sparse else None, "train": train, "held": held,
+            "painted": {t: [int(z) for z in painted[t]] for t in ts} if sparse else None, "note": note}

@@ -126,33 +126,40 @@ def _train(image, labels, settings, out, cancel, progress, predict: bool, record
 
 def _train_series(image, labels, settings, out, cancel, progress, predict: bool, record: dict | None):
     """_train's work for a time-lapse (_train_timelapse.py): (result, the new model's labels of the
-    held-out time points as (T, Z, Y, X) or None, what was held out, None)."""
+    held-out time points as (T, Z, Y, X) or None, what was held out, a note or None)."""
     import tempfile
     import zarr
     from halo_seg.engine.runner import segment
     from halo_seg.train.model_card import write_card
     from halo_seg.train.unet_train import train_unet
     from ._train_timelapse import prepare_series, timepoints_text
-    images, labels_, cfg, val_images, val_labels, train, held = prepare_series(image, labels, **settings)
-    where = timepoints_text(held)
+    run = prepare_series(image, labels, **settings)
+    cfg, train, held, sparse = run["config"], run["train"], run["held"], run["painted"] is not None
+    where = timepoints_text(held) + ((", on its painted slices" if len(held) == 1 else ", on their painted slices")
+                                     if sparse else "")
+    which = f"the painted slices of {timepoints_text(train)}" if sparse else timepoints_text(train)
     progress(0, cfg.iterations, f"training ({cfg.n_classes - 1} class{'es' if cfg.n_classes > 2 else ''}) on "
-                                f"{timepoints_text(train)}; Dice is measured on {where} ...")
+                                f"{which}; Dice is measured on {where} ...")
     record = dict(record or {})
     if record.get("data"):   # which of its time points, in the model card
-        record["data"] += f", {timepoints_text(train)} trained on"
-    res = train_unet(images, labels_, cfg, out, val_images=val_images, val_labels=val_labels, log=lambda *_: None,
-                     progress=progress, cancel=cancel.is_set,
-                     meta={"trained_in": "napari", "held_out": f"{where} of the time-lapse", **record})
+        record["data"] += f", {which} trained on"
+    held_out = f"{timepoints_text(held)} of the time-lapse" + (
+        ", on " + "; ".join(f"slices {', '.join(map(str, run['painted'][t]))} at time point {t}" for t in held)
+        + " (only painted slices trained on)" if sparse else "")
+    res = train_unet(run["images"], run["labels"], cfg, out, train_regions=run["train_regions"],
+                     val_images=run["val_images"], val_labels=run["val_labels"], held_regions=run["held_regions"],
+                     log=lambda *_: None, progress=progress, cancel=cancel.is_set,
+                     meta={"trained_in": "napari", "held_out": held_out, **record})
     if res["best"] is not None:
         write_card(out)
     pred = None
     if predict and res["best"] is not None and res["cancelled_at"] is None:
         pred = np.zeros(image.shape, np.uint8)   # the held-out time points, where its errors are to be seen
-        for t, im in zip(held, val_images):
+        for t, im in zip(held, run["val_images"]):
             dst = Path(tempfile.mkdtemp(prefix="halo-seg-train-")) / "prediction.zarr"
             segment(im, dst, weights=out, mode="tile", device="auto", cancel=cancel, progress=progress)
             pred[t] = zarr.open_group(str(dst), mode="r")["labels"][...]
-    return res, pred, where, None
+    return res, pred, where, run["note"]
 
 
 class TrainWidget(BackgroundWidget):
@@ -187,7 +194,8 @@ class TrainWidget(BackgroundWidget):
         self.sparse.setToolTip("slices holding no label are unknown, not background: training uses the painted "
                                "slices only (a slice with nothing of the objects on it counts as unknown too: paint "
                                "slices that cross them), and holds some of them out, spread over the stack, to "
-                               "measure Dice")
+                               "measure Dice (of a time-lapse: the painted slices of its labelled time points, "
+                               "the last of them held out)")
         self.one_class = QCheckBox("objects of one kind (cells, nuclei): one class")
         self.one_class.setToolTip("every labelled voxel is one class, 'object': objects committed one by one (the "
                                   "interactive widget's) have an id each, which would otherwise be a class each")

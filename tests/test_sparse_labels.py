@@ -53,6 +53,35 @@ def test_regions_are_the_labelled_slices_with_some_held_out_across_the_stack(pai
         sparse_regions(one, 0, 0.2)
 
 
+def test_held_out_volumes_painted_on_some_slices_are_scored_there(painted, tmp_path):
+    """``held_regions`` limit a held-out volume's Dice to its painted slices: the Dice kept is the saved
+    weights' Dice there, not over the unpainted slices (where every object found would count as a
+    false positive); regions that do not fit the held-out volumes are refused."""
+    import torch
+    from halo_seg.engine import normalize
+    from halo_seg.engine.runner import predict_whole
+    from halo_seg.engine.weights import load_unet
+    from halo_seg.metrics import dice
+    img, full, sparse = painted
+    cfg = unet_train.TrainConfig(n_classes=2, patch=(16, 16, 16), iterations=4, base=4, depth=2, epoch=4,
+                                 threads=1)
+    held = np.roll(img, 4, axis=2), np.roll(sparse, 4, axis=2)
+    region = slab(sparse.shape, 0, labelled_slices(held[1]))
+    res = unet_train.train_unet([img], [sparse], cfg, tmp_path / "w.safetensors",
+                                train_regions=[slab(sparse.shape, 0, labelled_slices(sparse))],
+                                val_images=[held[0]], val_labels=[held[1]], held_regions=[region],
+                                log=lambda *_: None)
+    net, meta = load_unet(tmp_path / "w.safetensors")
+    spec = meta["normalization"]
+    x = normalize.apply(held[0], *normalize.mean_std(normalize.moments(held[0], spec), spec), spec)
+    pred = predict_whole(net, x, torch.device("cpu")).argmax(0) == 1
+    assert res["best"]["val_dice"][0] == pytest.approx(dice(pred[region], held[1][region] == 1), abs=1e-6)
+    assert meta["training"]["validated_on"] == "held-out volume regions"
+    with pytest.raises(unet_train.TrainingError, match="1 validation regions for 1 held-out volumes; one of each"):
+        unet_train.train_unet([img], [sparse], cfg, tmp_path / "v.safetensors", val_images=[held[0]],
+                              val_labels=[held[1]], held_regions=[region[:8]], log=lambda *_: None)
+
+
 def test_background_patches_are_drawn_from_a_region_between_the_samplers_grid(painted):
     """The sampler looked for background patch centres on every 4th voxel only: labelled slices at
     2, 6, 10, ... gave it none, and training crashed (numpy's 'high <= 0')."""

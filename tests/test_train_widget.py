@@ -220,3 +220,73 @@ def test_a_time_lapse_trains_on_its_labelled_time_points(make_napari_viewer, qtb
     w.run()
     assert w.worker is None and "'movie' (4, 64, 96, 96) and 'short' (2, 64, 96, 96): a time-lapse trains on Labels " \
         "over its time points, of its shape" in w.status.text(), w.status.text()
+
+
+def _painted_movie():
+    """A 4-time-point phantom movie, labels painted on every 4th slice at time points 0, 2 and 3."""
+    from halo_seg.samples import make_phantom
+    ph = make_phantom()
+    image = np.stack([np.roll(ph.image, 3 * t, axis=2) for t in range(4)])
+    full = np.stack([np.roll(ph.labels, 3 * t, axis=2) for t in range(4)]).astype(np.uint16)
+    painted = np.zeros_like(full)
+    painted[[0, 2, 3], 2::4] = full[[0, 2, 3], 2::4]
+    return image, full, painted
+
+
+def test_a_time_lapse_painted_on_some_slices_trains_there_only():
+    """With "labels painted on some slices only", each labelled time point trains on its painted slices
+    and the held-out one is measured on its own, the unpainted slices being unknown; unticked, the
+    gaps are named with their time point. Before, a time-lapse with painted slices was refused."""
+    from halo_seg.train.sparse import labelled_slices
+    from napari_halo_seg._train_timelapse import prepare_series
+    image, _, painted = _painted_movie()
+    run = prepare_series(image, painted, 0.2, 32, 10, sparse=True)
+    assert run["train"] == [0, 2] and run["held"] == [3] and run["note"] is None
+    for t, region in zip([0, 2], run["train_regions"]):
+        zs = labelled_slices(painted[t])
+        assert set(zs) <= set(range(2, 64, 4)) and len(zs) > 5
+        assert np.array_equal(np.flatnonzero(region.any((1, 2))), zs) and region[zs].all()
+    assert np.array_equal(np.flatnonzero(run["held_regions"][0].any((1, 2))), labelled_slices(painted[3]))
+    assert run["painted"][3] == [int(z) for z in labelled_slices(painted[3])]
+    whole = prepare_series(image, painted, 0.2, 32, 10)
+    assert whole["train_regions"] is None and whole["held_regions"] is None
+    assert whole["note"].startswith("the labels at time point 0 hold no label on ") and "tick 'labels painted" \
+        in whole["note"]
+
+
+def test_the_widget_trains_on_a_time_lapse_s_painted_slices(make_napari_viewer, qtbot, _user_dir):
+    """The Dice reported for the held-out time point is the saved weights' Dice on its painted slices
+    (not over its unpainted ones, which are unknown), and the model card says so."""
+    import torch
+    from halo_seg.engine import normalize
+    from halo_seg.engine.runner import predict_whole
+    from halo_seg.engine.weights import load_unet
+    from halo_seg.metrics import dice
+    from halo_seg.train.sparse import labelled_slices
+    from napari_halo_seg._train_widget import TrainWidget
+    image, _, painted = _painted_movie()
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="movie")
+    viewer.add_labels(painted, name="cells")
+    w = TrainWidget(viewer)
+    w.image.setCurrentText("movie")
+    w.labels.setCurrentText("cells")
+    w.iterations.setValue(12)
+    w.patch.setValue(32)
+    w.one_class.setChecked(True)
+    w.sparse.setChecked(True)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
+    assert "weights saved" in w.status.text(), w.status.text()
+    net, meta = load_unet(w.last_weights)
+    zs = labelled_slices(painted[3])
+    card = w.last_weights.with_suffix(".md").read_text()
+    assert "| validation | 1 held-out volume(s), where labelled only (time point 3 of the time-lapse, on slices " \
+        f"{', '.join(map(str, zs))} at time point 3 (only painted slices trained on)) |" in card, card
+    assert "the painted slices of time points 0, 2 trained on" in card
+    spec = meta["normalization"]
+    x = normalize.apply(image[3], *normalize.mean_std(normalize.moments(image[3], spec), spec), spec)
+    pred = predict_whole(net, x, torch.device("cpu")).argmax(0)
+    on_painted = dice(pred[zs] == 1, painted[3][zs] > 0)
+    assert f"held-out time point 3, on its painted slices (n/a: not there): {on_painted:.3f}" in w.status.text(), \
+        w.status.text()

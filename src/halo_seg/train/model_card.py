@@ -91,6 +91,8 @@ def card_text(weights) -> str:
            else "flips, elastic/scale, gamma/contrast/noise"]
     held = {"held-out volumes": f"{tr.get('validation_volumes')} held-out volume(s), whole"
                                 + (f" ({tr['held_out']})" if tr.get("held_out") else ""),
+            "held-out volume regions": f"{tr.get('validation_volumes')} held-out volume(s), where labelled only"
+                                       + (f" ({tr['held_out']})" if tr.get("held_out") else ""),
             "held-out regions": "held-out regions of the training volumes, never in a training loss"
                                 + (f" ({tr['held_out']})" if tr.get("held_out") else ""),
             "training volumes": "the training volumes themselves (no held-out volume was given: the scores "

@@ -287,22 +287,24 @@ def normalised(im, spec: dict) -> np.ndarray:
 def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=None, val_regions=None,
                log=print, tensorboard_dir: str | None = None, meta: dict | None = None,
                resume: str | Path | None = None, progress=None, cancel=None, val_images=None,
-               val_labels=None, on_disk: str | Path | None = None) -> dict:
+               val_labels=None, on_disk: str | Path | None = None, held_regions=None) -> dict:
     """Train and save the best (by mean validation Dice) weights to `out`; return the history.
     ``cancel()`` returning True stops the run between iterations: the best weights saved so far stay
     (``cancelled_at`` in the result gives the iteration). ``best``: the history entry of the weights
     saved (None when no validation was reached). ``val_images``/``val_labels``: held-out volume
-    pairs to validate on, whole, instead of the training volumes' validation regions. ``on_disk``: a
-    folder where the prepared volumes are kept, memory-mapped, while the run lasts (train/on_disk.py)."""
+    pairs to validate on, whole, instead of the training volumes' validation regions;
+    ``held_regions``: a boolean region of each that validation is limited to (labels painted on some
+    slices: those slices; the rest is unknown, not background). ``on_disk``: a folder where the
+    prepared volumes are kept, memory-mapped, while the run lasts (train/on_disk.py)."""
     from contextlib import nullcontext
     from .on_disk import DiskStore
     with nullcontext() if on_disk is None else DiskStore(on_disk) as store:
         return _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tensorboard_dir, meta,
-                           resume, progress, cancel, val_images, val_labels, store)
+                           resume, progress, cancel, val_images, val_labels, store, held_regions)
 
 
 def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tensorboard_dir, meta, resume,
-                progress, cancel, val_images, val_labels, store) -> dict:
+                progress, cancel, val_images, val_labels, store, held_regions=None) -> dict:
     try:
         check_precision(cfg.precision)
         check_output_path(out)
@@ -333,6 +335,10 @@ def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tenso
     for i, (im, lb) in enumerate(zip(val_images, val_labels)):
         for c in channels_of(im):
             check_pair_shapes(c, lb, f"validation volume {i}")
+    if held_regions is not None and (len(held_regions) != len(val_labels) or any(
+            np.shape(r) != np.shape(lb) for r, lb in zip(held_regions, val_labels))):
+        raise TrainingError(f"{len(held_regions)} validation regions for {len(val_labels)} held-out volumes; one of "
+                            "each held-out volume's shape")
     if cfg.memory_check:
         _check_memory(cfg, [tuple(lb.shape) for lb in labels], dev, log, [tuple(lb.shape) for lb in val_labels],
                       on_disk=store is not None, n_in=n_in)
@@ -363,10 +369,12 @@ def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tenso
     # what validation runs on: (normalised image, labels, region) of held-out volumes, or of the training volumes
     checks = []
     for i, (im, lb) in enumerate(zip(val_images, val_labels)):
-        check = (*prepared(im, lb, f"validation volume {i}"), everywhere(lb.shape))
+        check = (*prepared(im, lb, f"validation volume {i}"),
+                 everywhere(lb.shape) if held_regions is None else held_regions[i])
         checks.append(tuple(store.keep(f"validation{i}", *check)) if store else check)
     checks = checks or [(v[0], v[1], v[4]) for v in vols]
-    validated_on = ("held-out volumes" if val_images else "held-out regions" if train_regions is not None
+    validated_on = ("held-out volume regions" if val_images and held_regions is not None else
+                    "held-out volumes" if val_images else "held-out regions" if train_regions is not None
                     or val_regions is not None else "training volumes")
     net = UNet3D(n_in, cfg.n_classes, base=cfg.base, depth=cfg.depth)
     if init is not None:
