@@ -123,6 +123,12 @@ def test_cli_trains_on_the_labelled_slices_only(painted, tmp_path, monkeypatch, 
     assert "train_regions" not in seen
     note = capsys.readouterr().out   # the user is told what the gaps would teach
     assert "note: " in note and "hold no label on" in note and "--labelled-slices" in note
+    np.save(tmp_path / "full.npy", full)                   # held out, painted too: scored whole, so said
+    assert main(args + ["--val-image", str(tmp_path / "img.npy"), "--val-labels", str(tmp_path / "lab.npy")]) == 0
+    assert "note: " + gaps_note(sparse, 0, str(tmp_path / "lab.npy"), None) + "; a held-out volume is scored whole" \
+        in capsys.readouterr().out
+    assert main(args + ["--val-image", str(tmp_path / "img.npy"), "--val-labels", str(tmp_path / "full.npy")]) == 0
+    assert "note:" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="not for it"):
         main(args + ["--folds", "2"])
     np.save(tmp_path / "one.npy", np.where(slab(sparse.shape, 0, [10]), full, 0))

@@ -268,8 +268,14 @@ def cmd_train(a) -> int:
     if a.replicas < 1:
         raise SystemExit(f"error: --replicas must be 1 or more, got {a.replicas}")
     regions = {}
+    from ..train.sparse import gaps_note
+    for lb, p in zip(val["val_labels"], a.val_labels):   # scored whole: an unpainted slice is taken as background
+        note = gaps_note(np.asarray(lb), 0, str(p), None)
+        if note:
+            print(f"note: {note}; a held-out volume is scored whole, so every object found on "
+                  "those slices would count as a false positive (and choose the weights): label held-out volumes "
+                  "whole, or hold out none and let --labelled-slices hold out painted slices")
     if not getattr(a, "labelled_slices", None):
-        from ..train.sparse import gaps_note
         for lb, p in zip(labs, a.labels):
             note = gaps_note(np.asarray(lb), 0, str(p), "--labelled-slices z")
             if note:

@@ -60,10 +60,11 @@ def sparse_regions(labels: np.ndarray, axis: int = 0, hold_out: float = 0.2, wha
 
 
 def gaps_note(labels: np.ndarray, axis: int = 0, what: str = "the labels",
-              fix: str = "--labelled-slices") -> str | None:
+              fix: str | None = "--labelled-slices") -> str | None:
     """A warning when ``labels`` look painted every few slices (more than a third of the slices within
     their extent hold no label, in several gaps) but are about to be trained on as complete: each of
-    those slices would teach that the objects crossing it are background."""
+    those slices would teach that the objects crossing it are background. ``fix``: the option that
+    trains on the labelled slices only, named (None: the warning alone)."""
     zs = labelled_slices(labels, axis)
     if len(zs) < 2:
         return None
@@ -71,6 +72,7 @@ def gaps_note(labels: np.ndarray, axis: int = 0, what: str = "the labels",
     empty = int(gaps.sum())
     if (gaps > 0).sum() < 2 or empty <= (zs[-1] - zs[0] + 1) / 3:
         return None
-    return (f"{what} hold no label on {empty} of the {zs[-1] - zs[0] + 1} slices between their first and last "
-            f"labelled slice across axis {axis}; if those are unlabelled rather than background, train on the "
-            f"labelled slices only ({fix})")
+    said = (f"{what} hold no label on {empty} of the {zs[-1] - zs[0] + 1} slices between their first and last "
+            f"labelled slice across axis {axis}")
+    return said if fix is None else (f"{said}; if those are unlabelled rather than background, train on the "
+                                     f"labelled slices only ({fix})")
