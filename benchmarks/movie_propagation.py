@@ -7,11 +7,12 @@ movie. Beside it, that same box on every frame alone (a cell that stays put woul
 Procedural movies: 10 disks of radius 7 pixels in 128 x 128 frames, 20 frames, moving ``speed``
 pixels a frame with jitter (bouncing off the walls), noise 0.15; 3 movies (seeds 0-2), 3 cells each.
 
-    .venv/bin/python benchmarks/movie_propagation.py [--speeds 1 2 4] [--out results/movie_propagation.json]
+    .venv/bin/python benchmarks/movie_propagation.py [--speeds 1 2 4] [--out benchmarks/results/movie_propagation.json]
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def movie(frames=20, cells=10, size=128, radius=7.0, speed=1.5, seed=0, noise=0.
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--speeds", type=float, nargs="+", default=[1.0, 2.0, 4.0])
-    ap.add_argument("--out", default="results/movie_propagation.json")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "movie_propagation.json"))
     a = ap.parse_args()
     import torch
     torch.set_num_threads(2)

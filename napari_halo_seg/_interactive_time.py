@@ -122,6 +122,20 @@ def narrow(box, t: int | None):
     return tuple(box[1:]) if box[0].start <= t < box[0].stop else None
 
 
+def division_note(seg, box, label: int, t: int) -> str:
+    """The status line's note where the object carried to time point ``t`` looks like two cells
+    touching (halo_seg.interactive.carry.two_cells): the mother's box took in both daughters."""
+    from halo_seg.interactive.carry import two_cells
+    from halo_seg.interactive.segmenter import axis_order
+    spacing = [0.0] * 3
+    for i, a in enumerate(axis_order(seg.axis)):   # the session's (axis first) in the volume's orientation
+        spacing[a] = seg.spacing[i]
+    if two_cells(seg.prediction_in(box), spacing) is None:
+        return ""
+    return (f". It looks like two cells touching at time point {t} (object {label} divided?): Commit keeps both "
+            "as one object; to follow one daughter, Reset and box her")
+
+
 class TimeActions:
     """"Next time point": the object of this time point committed, and a box where it was (moved by
     its last step) drawn at the next time point, replaced by the tight box of what the slice's
@@ -177,6 +191,7 @@ class TimeActions:
         # the carried box replaced by the tight box of what it finds on the slice, then propagated
         moved = "" if record["step"] is None else " moved by its last step"
         said = f"object {record['label']} carried to time point {t1} (its box{moved}, on slice {z}); "
-        self.propagate(first=lambda seg: box_again(seg, z), said=said)
+        self.propagate(first=lambda seg: box_again(seg, z), said=said,
+                       after=lambda seg, box: division_note(seg, box, record["label"], t1))
         if self.worker is not None:
             self.status.setText(said + "propagating ...")

@@ -597,9 +597,10 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
                                 "strokes and Segment slice again, or Propagate" + self._accepted_text(accepted))
         self._start(f"segmenting slice {z} ...", seg.segment_slice, z, on_done=done)
 
-    def propagate(self, first=None, said: str = ""):
+    def propagate(self, first=None, said: str = "", after=None):
         """Propagate the current object; ``first(seg)``, where given, runs in the worker before it (and
-        the prompt layers then show what the session holds); ``said`` begins the status line after."""
+        the prompt layers then show what the session holds); ``said`` begins the status line after, and
+        ``after(seg, box)`` (in the worker, the result's box given) may end it with a note."""
         seg = self._prompted_session()
         if seg is None:
             return
@@ -626,10 +627,10 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
                 kept = seg.save_session(keep)
             except (OSError, ValueError) as exc:   # a full or read-only disk: said, the result kept
                 kept = exc
-            return counts, kept
+            return counts, kept, (after(seg, box) if after is not None and box is not None else "")
 
         def done(result):
-            (slices, voxels, differ), kept = result
+            (slices, voxels, differ), kept, note = result
             late = self._guard(self._accept_paint) or []   # painted while it ran: kept, for the next step
             self.recommended = self._guard(seg.recommend_slice)
             self._show()
@@ -647,7 +648,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
                                 f"slices{across} ({self._volume_text(voxels)}){edited}{r}{cut}{unsaved}"
                                 + self._accepted_text(accepted)
                                 + (f"; slice{'s' if len(late) > 1 else ''} {', '.join(map(str, late))} painted "
-                                   "while it ran: accepted, Propagate to use them" if late else ""))
+                                   "while it ran: accepted, Propagate to use them" if late else "") + note)
         self._start("propagating ...", work, on_done=done)
 
     def goto_slice(self, z: int):

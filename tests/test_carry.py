@@ -50,3 +50,35 @@ def test_carried_backward_the_step_is_still_per_time_point_forward():
     np.testing.assert_allclose(rec4["step"], (1, 3, 5), atol=1e-9)              # it moves (1, 3, 5) forward
     assert carried_box(rec4, shape, direction=-1) == (7, (3, 3, 11, 11))       # so at t=3 it was further back
     assert carried_box(rec4, shape) == (9, (9, 13, 17, 21))                    # and at t=5 where it was
+
+
+def _ball(shape, centre, radius, stretch=(1, 1, 1)):
+    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return sum(((g - c) / s) ** 2 for g, c, s in zip((zz, yy, xx), centre, stretch)) <= radius ** 2
+
+
+def test_two_touching_cells_are_told_from_one_and_split_between_them():
+    """A division's daughters taken in by one object: two balls touching (or apart) come back as two
+    parts, each its ball; one ball, elongated cells (up to 4:1) and a ball with a bump do not."""
+    from halo_seg.interactive.carry import two_cells
+    from halo_seg.metrics import dice
+    shape = (32, 48, 64)
+    for (c1, r1), (c2, r2) in [(((16, 24, 26), 4.5), ((16, 24, 34), 4.5)), (((16, 24, 20), 9), ((16, 24, 36), 9)),
+                               (((14, 22, 20), 4), ((18, 26, 40), 4))]:
+        a, b = _ball(shape, c1, r1), _ball(shape, c2, r2)
+        parts = two_cells(a | b)
+        assert parts is not None
+        first, second = sorted(parts, key=lambda p: np.argwhere(p)[:, 2].mean())
+        assert not (first & second).any() and np.array_equal(first | second, a | b)
+        assert dice(first, a) > 0.95 and dice(second, b) > 0.95
+    for one in (_ball(shape, (16, 24, 30), 5), _ball(shape, (16, 24, 30), 12),
+                _ball(shape, (16, 24, 30), 5, (1, 1, 2)), _ball(shape, (16, 24, 30), 4, (1, 1, 3)),
+                _ball(shape, (16, 24, 30), 3, (1, 1, 4)), _ball(shape, (16, 24, 30), 6) | _ball(shape, (16, 24, 37), 2.5)):
+        assert two_cells(one) is None
+    assert two_cells(np.zeros(shape, bool)) is None
+    # slices 5 times as far apart as the pixels: two cells 2 slices high are told apart in the voxels'
+    # sizes (in voxels their distance map is flat, and they were not); one such cell stays one
+    flat = _ball(shape, (16, 24, 26), 4.5, (0.2, 1, 1)) | _ball(shape, (16, 24, 34), 4.5, (0.2, 1, 1))
+    assert two_cells(flat, (5.0, 1.0, 1.0)) is not None and two_cells(flat) is None
+    for one in (_ball(shape, (16, 24, 30), 6, (0.2, 1, 1)), _ball(shape, (16, 24, 30), 4, (0.2, 1, 3))):
+        assert two_cells(one, (5.0, 1.0, 1.0)) is None

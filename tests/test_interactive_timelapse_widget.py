@@ -286,12 +286,44 @@ def test_next_time_point_follows_an_object_with_its_box_moved_by_its_last_step(m
     assert len(drawn) == 1 and (*drawn[0][:, 2:].min(0), *drawn[0][:, 2:].max(0)) == box2
     assert w._z() == z2 and np.array_equal(np.asarray(preview.data[2]) > 0, ref2), w.status.text()
     assert w.status.text().startswith(f"object 2 carried to time point 2 (its box moved by its last step, on slice {z2})")
+    assert "two cells" not in w.status.text()
     assert dice(ref2, truth[2]) > 0.8
     assert np.array_equal(objects.data[1] == 2, ref1) and list(objects.features["timepoint"]) == [0, 1]
 
     w.next_timepoint()                               # the last time point: committed, nothing carried
     assert "time point 2 is the last" in w.status.text() and np.array_equal(objects.data[2] == 3, ref2)
     assert w.worker is None
+
+
+def test_next_time_point_says_where_the_object_looks_like_two_cells(make_napari_viewer, qtbot):
+    """A cell dividing between two time points: the box carried from the mother takes in both
+    daughters, and the status line says it looks like two cells (a division), the object's parts
+    being the two daughters; a cell that does not divide is not said to (the phantom's objects
+    above)."""
+    from halo_seg.interactive.carry import two_cells
+    from halo_seg.metrics import dice
+    from halo_seg.tracking.phantom import cell_timelapse
+    tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3, seed=3)
+    daughters = [int(k) for k, first, _, parent in tl.lineage if parent == 2 and first == 1]
+    assert len(daughters) == 2 and (tl.ids[0] == 2).any()  # cell 2 divides into two at time point 1
+    viewer, w = _widget(make_napari_viewer, tl.image[:2])
+    mother = tl.ids[0] == 2
+    z = int(mother.sum((1, 2)).argmax())
+    w.ensure_prompt_layers()
+    _show(viewer, 0, z)
+    _box(viewer, 0, z, mother[z])
+    w.propagate()
+    _wait(qtbot, w)
+    assert "two cells" not in w.status.text()
+    w.next_timepoint()
+    _wait(qtbot, w)
+    said = w.status.text()
+    assert "It looks like two cells touching at time point 1 (object 1 divided?): Commit keeps both as one " \
+        "object; to follow one daughter, Reset and box her" in said, said
+    carried = np.asarray(viewer.layers["current object"].data[1]) > 0
+    a, b = (tl.ids[1] == d for d in daughters)
+    parts = two_cells(carried)
+    assert max(dice(parts[0], a) + dice(parts[1], b), dice(parts[0], b) + dice(parts[1], a)) / 2 > 0.8
 
 
 def test_previous_time_point_follows_an_object_back(make_napari_viewer, qtbot):
