@@ -5,9 +5,10 @@ import pytest
 from halo_seg.interactive.carry import carried_box, carry_record
 
 
-def _ball(shape, centre, r):
-    zz, yy, xx = np.indices(shape)
-    return (zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= r * r
+def _ball(shape, centre, radius, stretch=(1, 1, 1)):
+    """A ball (an ellipsoid, ``stretch`` times as long along each axis)."""
+    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return sum(((g - c) / s) ** 2 for g, c, s in zip((zz, yy, xx), centre, stretch)) <= radius ** 2
 
 
 def _box(mask):
@@ -50,11 +51,6 @@ def test_carried_backward_the_step_is_still_per_time_point_forward():
     np.testing.assert_allclose(rec4["step"], (1, 3, 5), atol=1e-9)              # it moves (1, 3, 5) forward
     assert carried_box(rec4, shape, direction=-1) == (7, (3, 3, 11, 11))       # so at t=3 it was further back
     assert carried_box(rec4, shape) == (9, (9, 13, 17, 21))                    # and at t=5 where it was
-
-
-def _ball(shape, centre, radius, stretch=(1, 1, 1)):
-    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in shape)]
-    return sum(((g - c) / s) ** 2 for g, c, s in zip((zz, yy, xx), centre, stretch)) <= radius ** 2
 
 
 def test_two_touching_cells_are_told_from_one_and_split_between_them():
