@@ -10,7 +10,7 @@ import napari
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from halo_seg.interactive.carry import carry_record
+from halo_seg.interactive.carry import carry_record, two_cells
 from halo_seg.interactive.segmenter import LabelMissing
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
@@ -54,32 +54,88 @@ class ObjectActions:
         if box is None:
             self.status.setText("nothing to commit: the current object is empty")
             return
+        self._commit_parts([pred[box]], box, pred.shape, gone, accepted)
+
+    def commit_as_two(self):
+        """Commit the current object as two objects, split where it narrows between two lobes
+        (halo_seg.interactive.carry.two_cells): two touching nuclei taken in by one box, or a dividing
+        cell whose carried box took in both daughters (Next time point's note says so). Refused, with
+        nothing changed, where it does not look like two."""
+        if self._busy() or self.seg is None:
+            return
+        if self._editing is not None:
+            self.status.setText("Commit as two splits a new object; a label being edited goes back whole with Commit")
+            return
+        try:
+            accepted = self._accepted_text(self._accept_paint())
+        except Exception as exc:  # reported, nothing committed
+            self.status.setText(f"error: {exc}")
+            return
+        seg = self.seg
+        box = seg.mask_box()
+        if box is None:
+            self.status.setText("nothing to commit: the current object is empty")
+            return
+
+        def done(parts):
+            if parts is None:
+                self.status.setText("the current object does not look like two touching (no neck between two "
+                                    "lobes): nothing committed; Commit object commits it as one")
+                return
+            pred = seg.prediction
+            # the larger first: Next time point follows it
+            self._commit_parts(sorted(parts, key=lambda p: -int(p.sum())), box, pred.shape, "", accepted)
+        # in the worker: split in the object's box, small beside the volume but not always small
+        self._start("splitting ...", lambda: two_cells(seg.prediction_in(box), seg.volume_spacing), on_done=done)
+
+    def _commit_parts(self, parts, box, shape, gone: str, accepted: str):
+        """Write ``parts`` (masks of the object's box) into the objects layer under new ids, each where
+        no earlier object is, with its row of measurements; Undo takes them all back out."""
         objects = self._layer(OBJECTS)
         at = self._at(objects)   # of a time-lapse, the object's time point (_interactive_time)
         data = self._here(objects)
-        new_id = int(objects.data.max()) + 1   # of every time point: an id is one object
-        inside = pred[box]   # the object's box only: on a large volume nothing else is touched
-        free = inside & (data[box] == 0)   # never overwrite another object
-        data[box][free] = new_id
-        if at is None:
-            objects.data = data
-        objects.refresh()
-        where = _flat_indices(free if at is None else free[None], widen(box, at), objects.data.shape)
-        # its size beside its id when the cursor is over it (napari shows a Labels layer's features)
-        row = self._object_row(free, new_id, box, at)   # the new id is nowhere else
+        first = int(objects.data.max()) + 1   # of every time point: an id is one object
         name = self._take_name()
-        if row or name:
-            set_row(objects, {"index": new_id, **({"name": name} if name else {}), **row})   # the name first
-        n, left = len(where), int(inside.sum()) - len(where)
-        self._last_commit = (objects, where, np.zeros(n, data.dtype), np.full(n, new_id, data.dtype), None)
+        where, old, new, said, left, records = [], [], [], [], 0, {}
+        for k, inside in enumerate(parts):   # the object's box only: on a large volume nothing else is touched
+            new_id = first + k
+            free = inside & (data[box] == 0)   # never overwrite another object
+            data[box][free] = new_id
+            if at is None:
+                objects.data = data
+            objects.refresh()
+            here = _flat_indices(free if at is None else free[None], widen(box, at), objects.data.shape)
+            # its size beside its id when the cursor is over it (napari shows a Labels layer's features)
+            row = self._object_row(free, new_id, box, at)   # the new id is nowhere else
+            named = name if not name or len(parts) == 1 else f"{name} {k + 1}"
+            if row or named:
+                set_row(objects, {"index": new_id, **({"name": named} if named else {}), **row})   # the name first
+            where.append(here)
+            old.append(np.zeros(len(here), data.dtype))
+            new.append(np.full(len(here), new_id, data.dtype))
+            said.append(f"{self._volume_text(len(here))}, {len(here)} voxels")
+            left += int(inside.sum()) - len(here)
+            if at is not None:   # what Next time point carries to the next time point
+                full = np.zeros(shape, bool)
+                full[box] = inside
+                records[new_id] = {**carry_record(full, at, self._carry_source, self.seg.axis, new_id, box=box),
+                                   "image": self._session_key[0]}
+        self._last_commit = (objects, np.concatenate(where), np.concatenate(old), np.concatenate(new), None)
         self._keeper.write(objects, widen(box, at))
-        if at is not None:   # what Next time point carries to the next time point
-            self._carry = {**carry_record(pred, at, self._carry_source, self.seg.axis, new_id, box=box),
-                           "image": self._session_key[0]}
+        self._records.update(records)
+        self._carry = records.get(first)
         self._carry_source = None
+        objects.selected_label = first   # the brush corrects it; Next time point follows the label selected
         when = "" if at is None else f" at time point {at}"
-        self.status.setText(f"{gone}committed object {new_id}{when} ({self._volume_text(n)}, {n} voxels"
-                            + (f", {left} left to earlier objects)" if left else ")") + accepted + self._unkept())
+        lost = f", {left} left to earlier objects" if left else ""
+        if len(parts) == 1:
+            text = f"{gone}committed object {first}{when} ({said[0]}{lost})"
+        else:
+            text = (f"committed the object as two, objects {first} ({said[0]}) and {first + 1} ({said[1]}){when}"
+                    f"{lost.replace(', ', ' (', 1) + ')' if lost else ''}"
+                    + (f"; Next time point follows {first}: select {first + 1} in {OBJECTS} (its label) to follow "
+                       "that one instead" if at is not None else ""))
+        self.status.setText(text + accepted + self._unkept())
         self._new_object()
 
     def _object_row(self, mask, label: int, box, t: int | None) -> dict:

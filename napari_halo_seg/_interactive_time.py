@@ -126,11 +126,7 @@ def division_note(seg, box, label: int, t: int) -> str:
     """The status line's note where the object carried to time point ``t`` looks like two cells
     touching (halo_seg.interactive.carry.two_cells): the mother's box took in both daughters."""
     from halo_seg.interactive.carry import two_cells
-    from halo_seg.interactive.segmenter import axis_order
-    spacing = [0.0] * 3
-    for i, a in enumerate(axis_order(seg.axis)):   # the session's (axis first) in the volume's orientation
-        spacing[a] = seg.spacing[i]
-    if two_cells(seg.prediction_in(box), spacing) is None:
+    if two_cells(seg.prediction_in(box), seg.volume_spacing) is None:
         return ""
     return (f". It looks like two cells touching at time point {t} (object {label} divided?): Commit keeps both "
             "as one object; to follow one daughter, Reset and box her")
@@ -142,6 +138,25 @@ class TimeActions:
     segmentation finds in it, and propagated there (halo_seg.interactive.carry), so that one cell is
     followed through a time-lapse with a keystroke a time point, corrected where it goes wrong. A
     mixin of InteractiveWidget, whose state and layers it uses."""
+
+    def _selected_record(self, layer, n: int) -> dict | None:
+        """What to carry where the objects layer's selected label is not the object committed last
+        but an object at the time point shown (the other of Commit as two, an object committed or
+        restored before): its record, as committed here, or made from the layer."""
+        from halo_seg.interactive.carry import carry_record
+        from ._interactive_names import OBJECTS
+        objects = self._layer(OBJECTS)
+        chosen = 0 if objects is None else int(objects.selected_label)
+        if not chosen or objects.data.ndim != 4 or (self._carry is not None and chosen == self._carry["label"]):
+            return None
+        t = time_shown(self.viewer, layer, n)
+        record = self._records.get(chosen)
+        if record is not None and record["t"] == t:
+            return record
+        mask = np.asarray(objects.data[t]) == chosen
+        if not mask.any() or self._session_key is None:
+            return None
+        return {**carry_record(mask, t, None, self.seg.axis, chosen), "image": self._session_key[0]}
 
     def previous_timepoint(self):
         """Next time point backward: to the time point before."""
@@ -169,8 +184,9 @@ class TimeActions:
             self.commit()   # the object of this time point first (its status says why, if it could not be)
             if self.seg.mask_box() is not None:
                 return
-        record = self._carry
-        if record is None or record["t"] != self._t or record["image"] != (self._session_key or (None,))[0]:
+        record = self._selected_record(layer, len(series)) or self._carry
+        if record is None or (record is self._carry and record["t"] != self._t) \
+                or record["image"] != (self._session_key or (None,))[0]:
             self.status.setText(f"commit an object at this time point first (or segment one): {what} "
                                 f"carries it to the {'next' if direction > 0 else 'one before'}")
             return

@@ -88,6 +88,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
         self._session_key = None           # (image, weights, device, axis, time point) the session was made for
         self._carry = None                 # what Next time point carries: the object committed last (carry_record)
         self._carry_source = None          # the record the current object was carried from, if it was
+        self._records = {}                 # the carry_record of each object committed here, by its id
         self._quality_changed = False      # the quality field changed while a step ran
         self._last_commit = None           # (layer, flat voxel indices, old values, new values, edited label
                                            # or None) while Undo would take the commit back out
@@ -145,7 +146,8 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
                  ("Save session", None, self.save_session), ("Open session", None, self.open_session),
                  ("Learn from objects", None, self.learn_quality), ("Restore objects", None, self.restore_objects),
                  ("Next time point", "Shift-T", self.next_timepoint),
-                 ("Previous time point", "Shift-B", self.previous_timepoint), ("Cancel", None, self.cancel)]
+                 ("Previous time point", "Shift-B", self.previous_timepoint),
+                 ("Commit as two", None, self.commit_as_two), ("Cancel", None, self.cancel)]
         for i, (text, key, fn) in enumerate(specs):
             b = QPushButton(f"{text} ({key})" if key else text)
             b.clicked.connect(lambda _=False, f=fn: f())
@@ -171,6 +173,10 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
             "on a time-lapse: commit the object of this time point, then draw its box at the next time point (where "
             "it was, moved by its last step), tighten it to what the slice's segmentation finds in it, and "
             "propagate there; check it, correct it if needed, and press again to follow the cell on")
+        self.buttons["Commit as two"].setToolTip(
+            "commit the current object as two objects, split where it narrows between two lobes: two touching nuclei "
+            "in one box, or a cell that divided (Next time point says where it looks like two); refused, nothing "
+            "changed, where it does not")
         self.buttons["Previous time point"].setToolTip("as Next time point, to the time point before (a cell "
                                                        "followed back from where it is clearest)")
         self.buttons["Restore objects"].setToolTip(
@@ -740,11 +746,15 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
             self.status.setText(f"label {edited} of {layer.name!r} is as it was; the corrected object is the "
                                 "current object again")
             return
-        label = int(new[0]) if len(new) else 0
-        drop_row(layer, label)
-        if self._carry is not None and self._carry["label"] == label:   # current again, as carried
+        labels = [int(v) for v in np.unique(new)] or [0]   # one, or the two of Commit as two
+        for label in labels:
+            drop_row(layer, label)
+            self._records.pop(label, None)
+        if self._carry is not None and self._carry["label"] in labels:   # current again, as carried
             self._carry_source, self._carry = self._carry["source"], None
-        self.status.setText(f"object {label} taken back out of {layer.name}; it is the current object again")
+        which = f"object {labels[0]}" if len(labels) == 1 else f"objects {' and '.join(map(str, labels))}"
+        self.status.setText(f"{which} taken back out of {layer.name}; {'it is' if len(labels) == 1 else 'they are'} "
+                            "the current object again")
 
     def redo(self):
         """What Undo took back, again, until a new step is taken (not a Commit that Undo took back out

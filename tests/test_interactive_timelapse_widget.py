@@ -326,6 +326,57 @@ def test_next_time_point_says_where_the_object_looks_like_two_cells(make_napari_
     assert max(dice(parts[0], a) + dice(parts[1], b), dice(parts[0], b) + dice(parts[1], a)) / 2 > 0.8
 
 
+def test_commit_as_two_commits_the_daughters_and_either_is_followed(make_napari_viewer, qtbot):
+    """Commit as two splits the carried object that took in both daughters into two objects (each a
+    daughter); Undo takes both back out; Next time point follows the larger, or the other once her
+    label is selected in the objects layer. A single cell is refused, nothing committed."""
+    from halo_seg.metrics import dice
+    from halo_seg.tracking.phantom import cell_timelapse
+    tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3, seed=3)
+    daughters = [int(k) for k, first, _, parent in tl.lineage if parent == 2 and first == 1]
+    viewer, w = _widget(make_napari_viewer, tl.image[:3])
+    mother = tl.ids[0] == 2
+    z = int(mother.sum((1, 2)).argmax())
+    w.ensure_prompt_layers()
+    _show(viewer, 0, z)
+    _box(viewer, 0, z, mother[z])
+    w.propagate()
+    _wait(qtbot, w)
+    objects, preview = viewer.layers["objects"], viewer.layers["current object"]
+    w.commit_as_two()                                # one cell: refused, nothing committed
+    _wait(qtbot, w)
+    assert "does not look like two touching" in w.status.text() and not objects.data.any(), w.status.text()
+    w.next_timepoint()                               # object 1 committed at 0, carried to 1: both daughters
+    _wait(qtbot, w)
+    carried = np.asarray(preview.data[1]) > 0
+    w.commit_as_two()
+    _wait(qtbot, w)
+    two = [np.asarray(objects.data[1]) == k for k in (2, 3)]
+    assert two[0].sum() >= two[1].sum() > 0 and np.array_equal(two[0] | two[1], carried), w.status.text()
+    truth = [tl.ids[1] == d for d in daughters]
+    best = max((dice(two[0], truth[0]) + dice(two[1], truth[1])) / 2, (dice(two[0], truth[1]) + dice(two[1], truth[0])) / 2)
+    assert best > 0.8
+    assert w.status.text().startswith("committed the object as two, objects 2 (") and \
+        f", {two[0].sum()} voxels) and 3 (" in w.status.text() and f", {two[1].sum()} voxels) at time point 1" \
+        in w.status.text(), w.status.text()
+    assert "Next time point follows 2: select 3 in objects (its label) to follow that one instead" in w.status.text()
+    assert objects.selected_label == 2 and list(objects.features["index"]) == [1, 2, 3]
+    assert list(objects.features["timepoint"]) == [0, 1, 1] and not preview.data.any()
+    w.undo()                                         # both back out: the whole object is current again
+    assert "objects 2 and 3 taken back out of objects" in w.status.text(), w.status.text()
+    assert not objects.data[1].any() and list(objects.features["index"]) == [1]
+    assert np.array_equal(np.asarray(preview.data[1]) > 0, carried)
+    w.commit_as_two()
+    _wait(qtbot, w)
+    her = daughters[0] if dice(two[1], truth[0]) > dice(two[1], truth[1]) else daughters[1]   # object 3's cell
+    objects.selected_label = 3                       # the smaller daughter, followed instead
+    w.next_timepoint()
+    _wait(qtbot, w)
+    assert w.status.text().startswith("object 3 carried to time point 2"), w.status.text()
+    at2 = np.asarray(preview.data[2]) > 0
+    assert dice(at2, tl.ids[2] == her) > 0.7, w.status.text()
+
+
 def test_previous_time_point_follows_an_object_back(make_napari_viewer, qtbot):
     """Previous time point: the same, to the time point before, the step taken backward."""
     from scipy import ndimage as ndi

@@ -183,6 +183,7 @@ class InteractiveSegmenter:
         self.shape = tuple(self.volume_shape[a] for a in order)
         spacing = tuple(float(s) for s in spacing) if spacing is not None else (1.0, 1.0, 1.0)
         self.spacing = tuple(spacing[a] for a in order)
+        self.volume_spacing = spacing   # in the volume's own orientation, as volume_shape
         self.device = _pick_device(device)
         self.tta = bool(tta)   # average with a mirrored propagation: more accurate, twice the work
         self.net, self.weights_meta = load_memnet(weights, self.device)
