@@ -482,12 +482,53 @@ def interactive_timelapse(_s):
     _shoot(viewer, w, "napari_interactive_timelapse.png")
 
 
+def interactive_division(_s):
+    """The interactive widget on the dividing-cells time-lapse at a division: a cell boxed at time
+    point 6, carried by Next time point to 7, where it has divided (the status line says it looks like
+    two cells), then Commit as two: the daughters as two objects, shown at time point 7."""
+    from scipy import ndimage as ndi
+
+    from halo_seg.interactive.roi import mask_bbox
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 900)
+    viewer.open_sample("napari-halo-seg", "dividing_cells")
+    viewer.layers["dividing cells mask"].visible = False
+    masks = np.asarray(viewer.layers["dividing cells mask"].data)
+    w = InteractiveWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Interactive segmentation")
+    w.image.setCurrentText("dividing cells")
+    w.device.setCurrentText("cpu")
+    w.ensure_prompt_layers()
+    t = 6
+    now, _ = ndi.label(masks[t])
+    after, _ = ndi.label(masks[t + 1])
+    mother = next(i for i in range(1, now.max() + 1)   # the cell whose part of the mask is two at t + 1
+                  if len(np.unique(after[(now == i) & (after > 0)])) >= 2)
+    truth = now == mother
+    z = int(truth.sum((1, 2)).argmax())
+    viewer.dims.set_current_step(0, t)
+    w.goto_slice(z)
+    y0, x0, y1, x1 = mask_bbox(truth[z])
+    viewer.layers["box"].add_rectangles(np.array([[t, z, y0, x0], [t, z, y0, x1], [t, z, y1, x1],
+                                                  [t, z, y1, x0]], float))
+    w.propagate()
+    _wait(w)
+    w.next_timepoint()
+    _wait(w)
+    print("carried:", w.status.text())
+    w.commit_as_two()
+    _wait(w)
+    viewer.layers["objects"].opacity = 0.7
+    _shoot(viewer, w, "napari_interactive_division.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
                         ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"], ["track_edit"],
-                        ["interactive_timelapse"]):
+                        ["interactive_timelapse"], ["interactive_division"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()
