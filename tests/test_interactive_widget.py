@@ -1059,3 +1059,35 @@ def test_a_2d_image_opens_as_one_plane_and_is_segmented_there(make_napari_viewer
     tifffile.imwrite(tmp_path / "photo.tif", np.zeros((20, 30, 3), np.uint8), photometric="rgb")
     with pytest.raises(ValueError, match="2D colour .RGB. image .* napari's own reader"):
         read_volume(str(tmp_path / "photo.tif"))
+
+
+@needs_default
+def test_two_touching_nuclei_boxed_as_one_are_committed_as_two(make_napari_viewer, qtbot):
+    """In a 3D stack, one box round two touching nuclei segments both as one object; Commit as two
+    commits them as two ids, each one nucleus (against the truth), and Undo takes both back out."""
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3, seed=3)
+    pair = [int(k) for k, first, _, parent in tl.lineage if parent == 2 and first == 1]   # just divided: touching
+    viewer = make_napari_viewer()
+    viewer.add_image(tl.image[1], name="nuclei")
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText("nuclei")
+    w.device.setCurrentText("cpu")
+    both = np.isin(tl.ids[1], pair)
+    z, preview = _box_and_segment(qtbot, w, both)
+    w.propagate()
+    _wait(qtbot, w)
+    whole = np.asarray(preview.data) > 0
+    w.commit_as_two()
+    _wait(qtbot, w)
+    objects = viewer.layers["objects"]
+    assert w.status.text().startswith("committed the object as two, objects 1 (") and "Next time point" not in \
+        w.status.text(), w.status.text()
+    one, two = (np.asarray(objects.data) == k for k in (1, 2))
+    assert np.array_equal(one | two, whole) and one.sum() >= two.sum() > 0
+    a, b = (tl.ids[1] == k for k in pair)
+    assert max(dice(one, a) + dice(two, b), dice(one, b) + dice(two, a)) / 2 > 0.8
+    assert list(objects.features["index"]) == [1, 2]
+    w.undo()
+    assert not objects.data.any() and np.array_equal(np.asarray(preview.data) > 0, whole), w.status.text()
