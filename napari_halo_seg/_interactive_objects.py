@@ -59,12 +59,10 @@ class ObjectActions:
     def commit_as_two(self):
         """Commit the current object as two objects, split where it narrows between two lobes
         (halo_seg.interactive.carry.two_cells): two touching nuclei taken in by one box, or a dividing
-        cell whose carried box took in both daughters (Next time point's note says so). Refused, with
-        nothing changed, where it does not look like two."""
+        cell whose carried box took in both daughters (Next time point's note says so); an edited
+        label (two nuclei merged in an automatic result) keeps its id for the larger part, the other
+        taking a new id of its layer. Refused, with nothing changed, where it does not look like two."""
         if self._busy() or self.seg is None:
-            return
-        if self._editing is not None:
-            self.status.setText("Commit as two splits a new object; a label being edited goes back whole with Commit")
             return
         try:
             accepted = self._accepted_text(self._accept_paint())
@@ -83,8 +81,17 @@ class ObjectActions:
                                     "lobes): nothing committed; Commit object commits it as one")
                 return
             pred = seg.prediction
-            # the larger first: Next time point follows it
-            self._commit_parts(sorted(parts, key=lambda p: -int(p.sum())), box, pred.shape, "", accepted)
+            parts = sorted(parts, key=lambda p: -int(p.sum()))   # (of the box) the larger first: it keeps an
+            gone = ""                                            # edited label's id, Next time point follows it
+            if self._editing is not None and seg.mask_box(prior=True) is not None:
+                if self._editing[0] in self.viewer.layers:
+                    whole = [np.zeros(pred.shape, bool) for _ in parts]
+                    for w, p in zip(whole, parts):
+                        w[box] = p
+                    self._commit_edit(pred, whole)
+                    return
+                gone = f"the layer {self._editing[0].name!r} it was taken from is gone, so "   # nothing is lost
+            self._commit_parts(parts, box, pred.shape, gone, accepted)
         # in the worker: split in the object's box, small beside the volume but not always small
         self._start("splitting ...", lambda: two_cells(seg.prediction_in(box), seg.volume_spacing), on_done=done)
 
@@ -131,7 +138,7 @@ class ObjectActions:
         if len(parts) == 1:
             text = f"{gone}committed object {first}{when} ({said[0]}{lost})"
         else:
-            text = (f"committed the object as two, objects {first} ({said[0]}) and {first + 1} ({said[1]}){when}"
+            text = (f"{gone}committed the object as two, objects {first} ({said[0]}) and {first + 1} ({said[1]}){when}"
                     f"{lost.replace(', ', ' (', 1) + ')' if lost else ''}"
                     + (f"; Next time point follows {first}: select {first + 1} in {OBJECTS} (its label) to follow "
                        "that one instead" if at is not None else ""))
@@ -151,12 +158,13 @@ class ObjectActions:
         self.object_name.clear()
         return name
 
-    def _commit_edit(self, pred: np.ndarray):
+    def _commit_edit(self, pred: np.ndarray, parts=None):
         """Write the corrected object back into the layer it was taken from, under its id: voxels of
         the label it no longer covers become background there, voxels of other labels are never
         overwritten. Only the boxes of the label as it was taken and of the corrected object are
         read and written (on a large volume nothing else is touched; what was painted with the label
-        elsewhere since Edit label stays)."""
+        elsewhere since Edit label stays). ``parts``: Commit as two's two masks of it, the first
+        keeping the label's id, the second a new id of the layer (its largest plus one)."""
         layer, label = self._editing
         data, lazy = layer.data, not isinstance(layer.data, np.ndarray)
         at = self._at(layer)   # a time-lapse's labels: corrected at the object's time point
@@ -169,24 +177,39 @@ class ObjectActions:
                 self.status.setText(f"label {label} was not written back into {layer.name!r}: {note}; the corrected "
                                     "object stays current (save the 'current object' layer to keep it)")
                 return
+        split = 0
+        if parts is not None:
+            split = int(np.max(data)) + 1   # of every time point: an id is one object
+            if split > np.iinfo(data.dtype).max:
+                self.status.setText(f"layer {layer.name!r} holds {data.dtype} ids up to {split - 1}: no new id for the "
+                                    "second part; nothing was written (Commit writes the object back whole)")
+                return
         box = _union(self.seg.mask_box(prior=True), self.seg.mask_box())
-        sub, inside = (data if at is None else data[at])[box], pred[box]
-        changed = (inside & (sub == 0)) | ((sub == label) & ~inside)
+        sub = (data if at is None else data[at])[box]
+        inside = (pred if parts is None else parts[0])[box]
+        target = np.where(inside, label, 0).astype(data.dtype)   # what each voxel of the label or background becomes
+        if split:
+            target[parts[1][box] & ~inside] = split
+        changed = ((sub == 0) | (sub == label)) & (sub != target)   # other labels are never overwritten
         where = _flat_indices(changed if at is None else changed[None], widen(box, at), data.shape)
         old = sub[changed]
-        new = np.where(old == 0, label, 0).astype(data.dtype)
+        new = target[changed]
         sub[changed] = new
         layer.data = data
         layer.refresh()
         self._remeasure(layer, label)
+        if split:
+            self._remeasure(layer, split)
         name = self._take_name()
         if name:
             set_name(layer, label, name)
         self._keeper.write(layer, widen(box, at))   # where the layer is kept (objects), with the names
-        self._last_commit = (layer, where, old, new, label)
-        blocked = int((inside & (sub != label)).sum())   # voxels of other labels, never overwritten
+        self._last_commit = (layer, where, old, new, (label, split) if split else label)
+        blocked = int(((target > 0) & (sub != target)).sum())   # voxels of other labels, never overwritten
         added, removed = int((new == label).sum()), int((new == 0).sum())
-        self.status.setText(f"label {label} of {layer.name!r} corrected: {added} voxels added, {removed} removed"
+        moved = f"; the second part is new label {split} ({int((sub == split).sum())} voxels)" if split else ""
+        self.status.setText(f"label {label} of {layer.name!r} corrected{' and split in two' if split else ''}: {added} "
+                            f"voxels added, {removed} removed{moved}"
                             + (f", {blocked} left to other labels" if blocked else "")
                             + ("; the layer is now held in memory (save it to keep the correction)" if lazy
                                else f"; kept in {layer.metadata[INTO]}" if (layer.metadata or {}).get(INTO)

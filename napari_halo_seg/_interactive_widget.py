@@ -741,10 +741,14 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
         # the object is the current one again, as it was before Commit: redoing the session's reset
         # would drop it from both the session and the layer
         self.seg.clear_redo()
-        if edited is not None:
+        if edited is not None:   # a label, or the label and the new one of Commit as two
+            edited, split = edited if isinstance(edited, tuple) else (edited, 0)
             self._remeasure(layer, edited)
-            self.status.setText(f"label {edited} of {layer.name!r} is as it was; the corrected object is the "
-                                "current object again")
+            if split:
+                self._remeasure(layer, split)
+            self.status.setText(f"label {edited} of {layer.name!r} is as it was" + (f" (and label {split} gone)" if split
+                                                                                     else "")
+                                + "; the corrected object is the current object again")
             return
         labels = [int(v) for v in np.unique(new)] or [0]   # one, or the two of Commit as two
         for label in labels:

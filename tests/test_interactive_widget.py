@@ -1091,3 +1091,40 @@ def test_two_touching_nuclei_boxed_as_one_are_committed_as_two(make_napari_viewe
     assert list(objects.features["index"]) == [1, 2]
     w.undo()
     assert not objects.data.any() and np.array_equal(np.asarray(preview.data) > 0, whole), w.status.text()
+
+
+@needs_default
+def test_a_merged_label_of_an_automatic_result_is_split_in_place(make_napari_viewer, qtbot):
+    """Two touching nuclei merged into one label of an automatic result: Edit label, then Commit as two
+    keeps the label's id for the larger and gives the other the layer's next id, other labels left
+    as they were; Undo merges them back."""
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3, seed=3)
+    a, b = [int(k) for k, first, _, parent in tl.lineage if parent == 2 and first == 1]
+    auto = tl.ids[1].copy()
+    auto[auto == b] = a                                   # merged, as a threshold would give them
+    viewer = make_napari_viewer()
+    viewer.add_image(tl.image[1], name="nuclei")
+    layer = viewer.add_labels(auto.copy(), name="auto")
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText("nuclei")
+    w.device.setCurrentText("cpu")
+    viewer.layers.selection.active = layer
+    layer.selected_label = a
+    w.edit_label()
+    _wait(qtbot, w)
+    w.commit_as_two()
+    _wait(qtbot, w)
+    new = int(auto.max()) + 1
+    out = np.asarray(layer.data)
+    assert w.status.text().startswith(f"label {a} of 'auto' corrected and split in two: 0 voxels added, 0 removed; the "
+                                      f"second part is new label {new} ("), w.status.text()
+    assert np.array_equal(out[(auto != a)], auto[auto != a])   # the other labels as they were
+    assert np.array_equal((out == a) | (out == new), auto == a) and (out == a).sum() >= (out == new).sum() > 0
+    truth = [tl.ids[1] == k for k in (a, b)]
+    assert max(dice(out == a, truth[0]) + dice(out == new, truth[1]),
+               dice(out == a, truth[1]) + dice(out == new, truth[0])) / 2 > 0.8
+    w.undo()
+    assert np.array_equal(np.asarray(layer.data), auto), w.status.text()
+    assert f"label {a} of 'auto' is as it was (and label {new} gone)" in w.status.text()
