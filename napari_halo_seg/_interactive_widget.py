@@ -548,7 +548,10 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
                 prefix = "cancelled" if isinstance(exc, InterruptedError) else "error"
                 self.status.setText(f"{prefix}: {exc}")
             else:
-                on_done(value)
+                try:
+                    on_done(value)
+                except Exception as exc:  # a step's last part failing says so, not "propagating ..." forever
+                    self.status.setText(f"error: {exc}")
 
         self.worker.returned.connect(returned)
         self.worker.finished.connect(self._finished)

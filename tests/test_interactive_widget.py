@@ -1062,9 +1062,10 @@ def test_a_2d_image_opens_as_one_plane_and_is_segmented_there(make_napari_viewer
 
 
 @needs_default
-def test_two_touching_nuclei_boxed_as_one_are_committed_as_two(make_napari_viewer, qtbot):
+def test_two_touching_nuclei_boxed_as_one_are_committed_as_two(make_napari_viewer, qtbot, monkeypatch):
     """In a 3D stack, one box round two touching nuclei segments both as one object; Commit as two
-    commits them as two ids, each one nucleus (against the truth), and Undo takes both back out."""
+    commits them as two ids, each one nucleus (against the truth), and Undo takes both back out. A
+    step failing after its worker is said in the status line, the object kept."""
     from halo_seg.tracking.phantom import cell_timelapse
     from napari_halo_seg._interactive_widget import InteractiveWidget
     tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3, seed=3)
@@ -1079,9 +1080,18 @@ def test_two_touching_nuclei_boxed_as_one_are_committed_as_two(make_napari_viewe
     w.propagate()
     _wait(qtbot, w)
     whole = np.asarray(preview.data) > 0
+    objects = viewer.layers["objects"]
+
+    def boom(*_a, **_k):
+        raise ValueError("boom")
+    monkeypatch.setattr(w, "_commit_parts", boom)
     w.commit_as_two()
     _wait(qtbot, w)
-    objects = viewer.layers["objects"]
+    assert w.status.text() == "error: boom" and w.buttons["Propagate"].isEnabled()   # before: "splitting ..."
+    assert not objects.data.any() and np.array_equal(np.asarray(preview.data) > 0, whole)
+    monkeypatch.undo()
+    w.commit_as_two()
+    _wait(qtbot, w)
     assert w.status.text().startswith("committed the object as two, objects 1 (") and "Next time point" not in \
         w.status.text(), w.status.text()
     one, two = (np.asarray(objects.data) == k for k in (1, 2))
