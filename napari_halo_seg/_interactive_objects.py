@@ -38,18 +38,13 @@ class ObjectActions:
         into its layer under its id), then start a new object."""
         if self._busy() or self.seg is None:
             return
-        try:
-            accepted = self._accepted_text(self._accept_paint())
-        except Exception as exc:  # reported, nothing committed
-            self.status.setText(f"error: {exc}")
+        accepted = self._accepted_first()
+        if accepted is None:
             return
         pred = self.seg.prediction
-        gone = ""
-        if self._editing is not None and self.seg.mask_box(prior=True) is not None:
-            if self._editing[0] in self.viewer.layers:
-                self._commit_edit(pred)
-                return
-            gone = f"the layer {self._editing[0].name!r} it was taken from is gone, so "   # nothing is lost
+        gone = self._into_edited(pred)
+        if gone is None:
+            return
         box = self.seg.mask_box()
         if box is None:
             self.status.setText("nothing to commit: the current object is empty")
@@ -64,10 +59,8 @@ class ObjectActions:
         taking a new id of its layer. Refused, with nothing changed, where it does not look like two."""
         if self._busy() or self.seg is None:
             return
-        try:
-            accepted = self._accepted_text(self._accept_paint())
-        except Exception as exc:  # reported, nothing committed
-            self.status.setText(f"error: {exc}")
+        accepted = self._accepted_first()
+        if accepted is None:
             return
         seg = self.seg
         box = seg.mask_box()
@@ -81,19 +74,38 @@ class ObjectActions:
                                     "lobes): nothing committed; Commit object commits it as one")
                 return
             pred = seg.prediction
-            parts = sorted(parts, key=lambda p: -int(p.sum()))   # (of the box) the larger first: it keeps an
-            gone = ""                                            # edited label's id, Next time point follows it
-            if self._editing is not None and seg.mask_box(prior=True) is not None:
-                if self._editing[0] in self.viewer.layers:
-                    whole = [np.zeros(pred.shape, bool) for _ in parts]
-                    for w, p in zip(whole, parts):
-                        w[box] = p
-                    self._commit_edit(pred, whole)
-                    return
-                gone = f"the layer {self._editing[0].name!r} it was taken from is gone, so "   # nothing is lost
-            self._commit_parts(parts, box, pred.shape, gone, accepted)
+            # (of the box) the larger first: it keeps an edited label's id, Next time point follows it
+            parts = sorted(parts, key=lambda p: -int(p.sum()))
+            gone = self._into_edited(pred, parts, box)
+            if gone is not None:
+                self._commit_parts(parts, box, pred.shape, gone, accepted)
         # in the worker: split in the object's box, small beside the volume but not always small
         self._start("splitting ...", lambda: two_cells(seg.prediction_in(box), seg.volume_spacing), on_done=done)
+
+    def _accepted_first(self) -> str | None:
+        """The slices painted and not accepted, accepted before a Commit, said; None where that failed
+        (the error said, nothing committed)."""
+        try:
+            return self._accepted_text(self._accept_paint())
+        except Exception as exc:  # reported, nothing committed
+            self.status.setText(f"error: {exc}")
+            return None
+
+    def _into_edited(self, pred, parts=None, box=None) -> str | None:
+        """An edited label written back into its layer (None returned; ``parts``, masks of ``box``:
+        as two); else what the status line says first of committing it as a new object: '' where no
+        label is edited, or that the layer it was taken from is gone (nothing is lost)."""
+        if self._editing is None or self.seg.mask_box(prior=True) is None:
+            return ""
+        if self._editing[0] not in self.viewer.layers:
+            return f"the layer {self._editing[0].name!r} it was taken from is gone, so "
+        if parts is not None:   # the whole volume's masks, only here (an edited label's box may be larger)
+            whole = [np.zeros(pred.shape, bool) for _ in parts]
+            for w, p in zip(whole, parts):
+                w[box] = p
+            parts = whole
+        self._commit_edit(pred, parts)
+        return None
 
     def _commit_parts(self, parts, box, shape, gone: str, accepted: str):
         """Write ``parts`` (masks of the object's box) into the objects layer under new ids, each where

@@ -445,13 +445,8 @@ def track_edit(_s):
     _shoot_last_in_3d(viewer, w, "napari_track_edit.png")
 
 
-def interactive_timelapse(_s):
-    """The interactive widget on the dividing-cells time-lapse: a cell boxed at time point 3 and
-    propagated through its z slices, then followed by Next time point twice (committed at 3 and 4,
-    carried to 5 and propagated there), shown at time point 5."""
-    from scipy import ndimage as ndi
-
-    from halo_seg.interactive.roi import mask_bbox
+def _dividing_cells_widget():
+    """The dividing-cells sample with the interactive widget on it: (viewer, widget, the mask)."""
     from napari_halo_seg._interactive_widget import InteractiveWidget
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1300, 900)
@@ -463,6 +458,17 @@ def interactive_timelapse(_s):
     w.image.setCurrentText("dividing cells")
     w.device.setCurrentText("cpu")
     w.ensure_prompt_layers()
+    return viewer, w, masks
+
+
+def interactive_timelapse(_s):
+    """The interactive widget on the dividing-cells time-lapse: a cell boxed at time point 3 and
+    propagated through its z slices, then followed by Next time point twice (committed at 3 and 4,
+    carried to 5 and propagated there), shown at time point 5."""
+    from scipy import ndimage as ndi
+
+    from halo_seg.interactive.roi import mask_bbox
+    viewer, w, masks = _dividing_cells_widget()
     t = 3
     cells, _ = ndi.label(masks[t])   # the mask is a threshold: a cell is a connected part of it
     ids, sizes = np.unique(cells[cells > 0], return_counts=True)
@@ -489,17 +495,7 @@ def interactive_division(_s):
     from scipy import ndimage as ndi
 
     from halo_seg.interactive.roi import mask_bbox
-    from napari_halo_seg._interactive_widget import InteractiveWidget
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1300, 900)
-    viewer.open_sample("napari-halo-seg", "dividing_cells")
-    viewer.layers["dividing cells mask"].visible = False
-    masks = np.asarray(viewer.layers["dividing cells mask"].data)
-    w = InteractiveWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Interactive segmentation")
-    w.image.setCurrentText("dividing cells")
-    w.device.setCurrentText("cpu")
-    w.ensure_prompt_layers()
+    viewer, w, masks = _dividing_cells_widget()
     t = 6
     now, _ = ndi.label(masks[t])
     after, _ = ndi.label(masks[t + 1])

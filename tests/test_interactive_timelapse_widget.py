@@ -295,18 +295,14 @@ def test_next_time_point_follows_an_object_with_its_box_moved_by_its_last_step(m
     assert w.worker is None
 
 
-def test_next_time_point_says_where_the_object_looks_like_two_cells(make_napari_viewer, qtbot):
-    """A cell dividing between two time points: the box carried from the mother takes in both
-    daughters, and the status line says it looks like two cells (a division), the object's parts
-    being the two daughters; a cell that does not divide is not said to (the phantom's objects
-    above)."""
-    from halo_seg.interactive.carry import two_cells
-    from halo_seg.metrics import dice
+def _dividing(make_napari_viewer, qtbot, n: int):
+    """A procedural time-lapse's first ``n`` time points, where cell 2 divides into two at time point
+    1: (the time-lapse, her daughters' ids, viewer, widget), the mother boxed and propagated at 0."""
     from halo_seg.tracking.phantom import cell_timelapse
     tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3, seed=3)
     daughters = [int(k) for k, first, _, parent in tl.lineage if parent == 2 and first == 1]
-    assert len(daughters) == 2 and (tl.ids[0] == 2).any()  # cell 2 divides into two at time point 1
-    viewer, w = _widget(make_napari_viewer, tl.image[:2])
+    assert len(daughters) == 2 and (tl.ids[0] == 2).any()
+    viewer, w = _widget(make_napari_viewer, tl.image[:n])
     mother = tl.ids[0] == 2
     z = int(mother.sum((1, 2)).argmax())
     w.ensure_prompt_layers()
@@ -314,6 +310,17 @@ def test_next_time_point_says_where_the_object_looks_like_two_cells(make_napari_
     _box(viewer, 0, z, mother[z])
     w.propagate()
     _wait(qtbot, w)
+    return tl, daughters, viewer, w
+
+
+def test_next_time_point_says_where_the_object_looks_like_two_cells(make_napari_viewer, qtbot):
+    """A cell dividing between two time points: the box carried from the mother takes in both
+    daughters, and the status line says it looks like two cells (a division), the object's parts
+    being the two daughters; a cell that does not divide is not said to (the phantom's objects
+    above)."""
+    from halo_seg.interactive.carry import two_cells
+    from halo_seg.metrics import dice
+    tl, daughters, viewer, w = _dividing(make_napari_viewer, qtbot, 2)
     assert "two cells" not in w.status.text()
     w.next_timepoint()
     _wait(qtbot, w)
@@ -331,17 +338,7 @@ def test_commit_as_two_commits_the_daughters_and_either_is_followed(make_napari_
     daughter); Undo takes both back out; Next time point follows the larger, or the other once her
     label is selected in the objects layer. A single cell is refused, nothing committed."""
     from halo_seg.metrics import dice
-    from halo_seg.tracking.phantom import cell_timelapse
-    tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3, seed=3)
-    daughters = [int(k) for k, first, _, parent in tl.lineage if parent == 2 and first == 1]
-    viewer, w = _widget(make_napari_viewer, tl.image[:3])
-    mother = tl.ids[0] == 2
-    z = int(mother.sum((1, 2)).argmax())
-    w.ensure_prompt_layers()
-    _show(viewer, 0, z)
-    _box(viewer, 0, z, mother[z])
-    w.propagate()
-    _wait(qtbot, w)
+    tl, daughters, viewer, w = _dividing(make_napari_viewer, qtbot, 3)
     objects, preview = viewer.layers["objects"], viewer.layers["current object"]
     w.commit_as_two()                                # one cell: refused, nothing committed
     _wait(qtbot, w)
