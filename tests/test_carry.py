@@ -72,9 +72,18 @@ def test_two_touching_cells_are_told_from_one_and_split_between_them():
                 _ball(shape, (16, 24, 30), 3, (1, 1, 4)), _ball(shape, (16, 24, 30), 6) | _ball(shape, (16, 24, 37), 2.5)):
         assert two_cells(one) is None
     assert two_cells(np.zeros(shape, bool)) is None
-    # slices 5 times as far apart as the pixels: two cells 2 slices high are told apart in the voxels'
+    # slices 4 times as far apart as the pixels: two cells 2 slices high are told apart in the voxels'
     # sizes (in voxels their distance map is flat, and they were not); one such cell stays one
-    flat = _ball(shape, (16, 24, 26), 4.5, (0.2, 1, 1)) | _ball(shape, (16, 24, 34), 4.5, (0.2, 1, 1))
-    assert two_cells(flat, (5.0, 1.0, 1.0)) is not None and two_cells(flat) is None
-    for one in (_ball(shape, (16, 24, 30), 6, (0.2, 1, 1)), _ball(shape, (16, 24, 30), 4, (0.2, 1, 3))):
-        assert two_cells(one, (5.0, 1.0, 1.0)) is None
+    flat = _ball(shape, (16.5, 24, 26), 4.5, (0.25, 1, 1)) | _ball(shape, (16.5, 24, 34), 4.5, (0.25, 1, 1))
+    assert list(np.flatnonzero(flat.any((1, 2)))) == [16, 17]
+    assert two_cells(flat, (4.0, 1.0, 1.0)) is not None and two_cells(flat) is None
+    for one in (_ball(shape, (16.5, 24, 30), 6, (0.25, 1, 1)), _ball(shape, (16.5, 24, 30), 4, (0.25, 1, 3))):
+        assert two_cells(one, (4.0, 1.0, 1.0)) is None
+    # in one plane (a 2D image, a volume of one plane; or an object one slice thick): told apart in 2D
+    plane = (1, 48, 64)
+    pair = _ball(plane, (0, 24, 26), 4.5) | _ball(plane, (0, 24, 34), 4.5)
+    parts = two_cells(pair)
+    assert parts is not None and parts[0].shape == plane and np.array_equal(parts[0] | parts[1], pair)
+    assert abs(int(parts[0].sum()) - int(parts[1].sum())) <= 0.1 * pair.sum()
+    assert two_cells(_ball(plane, (0, 24, 30), 6)) is None
+    assert two_cells(np.moveaxis(pair, 0, 1)) is not None   # an (x, z) plane of a volume

@@ -79,7 +79,7 @@ def two_cells(mask: np.ndarray, spacing=None) -> tuple[np.ndarray, np.ndarray] |
     alarms at 200 time points. Not instances.split_touching's rule (any maximum 0.25 voxels above its
     saddle seeds an object: right for thresholded nuclei): on these propagated masks it took 27 of
     the 400 single cells for several and found 6 of the 10 divisions. ``spacing``: the voxel size
-    (z, y, x), for distances in it."""
+    (z, y, x), for distances in it. An object in one plane (a 2D image's) is split in 2D."""
     from scipy import ndimage as ndi
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
@@ -88,10 +88,16 @@ def two_cells(mask: np.ndarray, spacing=None) -> tuple[np.ndarray, np.ndarray] |
     if not found:
         return None
     box = found[0]
-    sub = np.pad(mask[box], 1)
+    # a plane (a 2D image's one, or an object one slice thick) in 2D: padded to three its distance map
+    # is flat across it, and two cells in it were never told apart
+    deep = [a for a in range(3) if box[a].stop - box[a].start > 1]
+    if len(deep) < 2:
+        return None
+    sub = np.pad(mask[box].reshape([box[a].stop - box[a].start for a in deep]), 1)
     n = int(sub.sum())
-    dist = ndi.distance_transform_edt(sub, sampling=spacing)
-    apart = max(2, int(round(0.4 * (3 * n / (4 * np.pi)) ** (1 / 3))))
+    dist = ndi.distance_transform_edt(sub, sampling=None if spacing is None else [spacing[a] for a in deep])
+    radius = (3 * n / (4 * np.pi)) ** (1 / 3) if len(deep) == 3 else np.sqrt(n / np.pi)   # of a ball, a disc
+    apart = max(2, int(round(0.4 * radius)))
     peaks = peak_local_max(dist, min_distance=apart, threshold_abs=0.5 * dist.max(), labels=sub.astype(int),
                            exclude_border=False)
     if len(peaks) < 2:
@@ -111,10 +117,10 @@ def two_cells(mask: np.ndarray, spacing=None) -> tuple[np.ndarray, np.ndarray] |
     neck = dist[border].max() if border.any() else 0.0   # apart: two
     if neck >= 0.95 * min(dist[a].max(), dist[b].max()):
         return None
-    inner = tuple(slice(1, -1) for _ in range(3))
+    inner = tuple(slice(1, -1) for _ in deep)
     out = []
     for part in (a, b):
         full = np.zeros(mask.shape, bool)
-        full[box] = part[inner]
+        full[box] = part[inner].reshape(mask[box].shape)
         out.append(full)
     return out[0], out[1]
