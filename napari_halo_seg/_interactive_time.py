@@ -149,14 +149,14 @@ class TimeActions:
         chosen = 0 if objects is None else int(objects.selected_label)
         if not chosen or objects.data.ndim != 4 or (self._carry is not None and chosen == self._carry["label"]):
             return None
-        t = time_shown(self.viewer, layer, n)
+        if self._session_key is None or self.seg is None:
+            return None
+        t, image = time_shown(self.viewer, layer, n), self._session_key[0]
         record = self._records.get(chosen)
-        if record is not None and record["t"] == t:
+        if record is not None and record["t"] == t and record["image"] == image:   # its step kept
             return record
         mask = np.asarray(objects.data[t]) == chosen
-        if not mask.any() or self._session_key is None:
-            return None
-        return {**carry_record(mask, t, None, self.seg.axis, chosen), "image": self._session_key[0]}
+        return {**carry_record(mask, t, None, self.seg.axis, chosen), "image": image} if mask.any() else None
 
     def previous_timepoint(self):
         """Next time point backward: to the time point before."""

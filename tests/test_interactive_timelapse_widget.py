@@ -372,6 +372,18 @@ def test_commit_as_two_commits_the_daughters_and_either_is_followed(make_napari_
     assert w.status.text().startswith("object 3 carried to time point 2"), w.status.text()
     at2 = np.asarray(preview.data[2]) > 0
     assert dice(at2, tl.ids[2] == her) > 0.7, w.status.text()
+    w.commit()
+    data = objects.data                              # an object painted with the brush at time point 0
+    data[0][(tl.ids[0] == 2) & (data[0] == 0)] = 9
+    objects.data = data
+    painted = np.asarray(data[0]) == 9
+    objects.selected_label = 9
+    _show(viewer, 0, 0)
+    w.next_timepoint()
+    _wait(qtbot, w)
+    assert w.status.text().startswith("object 9 carried to time point 1"), w.status.text()
+    ref = _carried(tl.image[:3], 1, painted, (0, 0, 0))[2]   # from where it is, no step known
+    assert np.array_equal(np.asarray(preview.data[1]) > 0, ref)
 
 
 def test_previous_time_point_follows_an_object_back(make_napari_viewer, qtbot):
