@@ -128,8 +128,8 @@ def division_note(seg, box, label: int, t: int) -> str:
     from halo_seg.interactive.carry import two_cells
     if two_cells(seg.prediction_in(box), seg.volume_spacing) is None:
         return ""
-    return (f". It looks like two cells touching at time point {t} (object {label} divided?): Commit keeps both "
-            "as one object; to follow one daughter, Reset and box her")
+    return (f". It looks like two cells touching at time point {t} (object {label} divided?): Commit as two "
+            "commits them as two objects (Commit object keeps them as one)")
 
 
 class TimeActions:

@@ -325,8 +325,8 @@ def test_next_time_point_says_where_the_object_looks_like_two_cells(make_napari_
     w.next_timepoint()
     _wait(qtbot, w)
     said = w.status.text()
-    assert "It looks like two cells touching at time point 1 (object 1 divided?): Commit keeps both as one " \
-        "object; to follow one daughter, Reset and box her" in said, said
+    assert "It looks like two cells touching at time point 1 (object 1 divided?): Commit as two commits them as " \
+        "two objects (Commit object keeps them as one)" in said, said
     carried = np.asarray(viewer.layers["current object"].data[1]) > 0
     a, b = (tl.ids[1] == d for d in daughters)
     parts = two_cells(carried)
