@@ -73,13 +73,15 @@ def layer_spacing(layer) -> tuple | None:
     return scale if known or (known is None and scale != (1.0, 1.0, 1.0)) else None
 
 
-def _as_volume(layer, lazy: bool = False):
+def _as_volume(layer, lazy: bool = False, data=None):
     """The layer as the engine's grid checks see an opened volume: its shape, voxel size where known,
-    unit and scan geometry (from its file), and data (``lazy``: a dask array, also of a numpy one)."""
+    unit and scan geometry (from its file), and data (``lazy``: a dask array, also of a numpy one;
+    ``data``: a volume of the layer's own, e.g. a time-lapse's time point, instead of layer_volume's)."""
     from types import SimpleNamespace
 
     from halo_seg.io.geometry import KEY
-    known, meta, data = layer_spacing(layer), layer.metadata or {}, layer_volume(layer)
+    known, meta = layer_spacing(layer), layer.metadata or {}
+    data = layer_volume(layer) if data is None else data
     if lazy and isinstance(data, np.ndarray):
         import dask.array as da
         data = da.from_array(data, chunks=data.shape)

@@ -1,5 +1,5 @@
-"""Dock widget: put a layer on another image's voxel grid, so that the two overlay and pair voxel
-by voxel: labels drawn at another resolution, a scan or a segmentation stored in another orientation
+"""Dock widget: put a layer (or each time point of a time-lapse) on another image's voxel grid, so
+that the two overlay and pair voxel by voxel: labels drawn at another resolution, a scan or a segmentation stored in another orientation
 (one file LPS, the other RAS: napari places each along its own axes, so they do not overlay), a
 segmentation cropped to its objects. The engine's `halo-seg resample --like` (io.resampled.onto_grid_of):
 by world position where both files place their voxels, else the same extent resampled. Labels take
@@ -58,6 +58,34 @@ def _compute(lazy, labels: bool, name: str, cancel, progress):
         return None, exc
 
 
+def _regridded(layer, like, labels: bool):
+    """(``layer`` on ``like``'s voxel grid, lazily, and its number of time points or 0), or (None, 0)
+    where it lies there already. A time-lapse (T, Z, Y, X) is put on the grid time point by time
+    point (``like``'s, or, of a time-lapse, its time points' grid): (T, Z', Y', X'); ``like`` a
+    time-lapse of another number of time points is refused (they are not one movie)."""
+    import dask.array as da
+
+    from halo_seg.io.resampled import onto_grid_of
+
+    from ._timelapse import timelapse_data
+    a, b = layer.name, like.name
+    series, like_series = timelapse_data(layer), timelapse_data(like)
+    if series is not None and like_series is not None and len(series) != len(like_series):
+        raise ValueError(f"{a!r} has {len(series)} time points and {b!r} {len(like_series)}: a time-lapse goes on the "
+                         "grid of a 3D image or of a time-lapse of as many time points")
+    ref = _as_volume(like) if like_series is None else _as_volume(like, data=like_series[0])
+    if series is None:
+        vol = _as_volume(layer, lazy=True)
+        if vol.shape == ref.shape and grid_mismatch(vol, ref) is None:
+            return None, 0
+        return onto_grid_of(vol, ref, labels, repr(a), repr(b), step=SLAB), 0
+    vols = [_as_volume(layer, lazy=True, data=series[t]) for t in range(len(series))]
+    if vols[0].shape == ref.shape and grid_mismatch(vols[0], ref) is None:
+        return None, 0
+    each = [onto_grid_of(v, ref, labels, f"{a!r} at time point {t}", repr(b), step=SLAB) for t, v in enumerate(vols)]
+    return each[0]._replace(data=da.stack([g.data for g in each])), len(series)
+
+
 class ResampleWidget(BackgroundWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__(napari_viewer, "Resample")
@@ -92,26 +120,26 @@ class ResampleWidget(BackgroundWidget):
         a, b = layer.name, like.name
         labels = self.as_labels.isChecked()
         from halo_seg.engine.memory import fmt_bytes
-        from halo_seg.io.resampled import onto_grid_of
         from halo_seg.io.volume import VolumeError
         try:
-            vol, ref = _as_volume(layer, lazy=True), _as_volume(like)
-            if vol.shape == ref.shape and grid_mismatch(vol, ref) is None:
-                self.status.setText(f"{a} already lies on the grid of {b}: nothing to do")
-                return
-            got = onto_grid_of(vol, ref, labels, repr(a), repr(b), step=SLAB)
+            got, series = _regridded(layer, like, labels)
         except (ValueError, VolumeError) as exc:
             self.status.setText(str(exc))
             return
-        need, avail = int(np.prod(ref.shape)) * np.dtype(got.data.dtype).itemsize, room()
+        if got is None:
+            self.status.setText(f"{a} already lies on the grid of {b}: nothing to do")
+            return
+        need, avail = int(np.prod(got.data.shape)) * np.dtype(got.data.dtype).itemsize, room()
         if avail is not None and need > SHARE * avail:
-            self.status.setText(f"{a} on the grid of {b} ({' x '.join(map(str, ref.shape))} voxels) would take "
+            self.status.setText(f"{a} on the grid of {b} ({' x '.join(map(str, got.data.shape))} voxels) would take "
                                 f"{fmt_bytes(need)}, more than a quarter of the memory available ({fmt_bytes(avail)}): "
                                 "write it to disk with `halo-seg resample FILE OUT.zarr --like IMAGE_FILE"
                                 f"{' --labels' if labels else ''}` and open that")
             return
-        self._start(f"resampling {a} onto the grid of {b} ...", _compute, got.data, labels, a, self._cancel.is_set,
-                    self.progress_callback, on_done=lambda outcome: self._done(outcome, layer, like, got, labels))
+        each = f" (its {series} time points each)" if series else ""
+        self._start(f"resampling {a} onto the grid of {b}{each} ...", _compute, got.data, labels, a,
+                    self._cancel.is_set, self.progress_callback,
+                    on_done=lambda outcome: self._done(outcome, layer, like, got, labels))
 
     def _done(self, outcome, layer, like, got, labels: bool):
         data, exc = outcome
@@ -122,8 +150,11 @@ class ResampleWidget(BackgroundWidget):
                 **({GEOMETRY: got.geometry} if got.geometry is not None else {})}
         if labels and (like.metadata or {}).get(SERIES_KEY):   # saved as a DICOM SEG on the image's series
             meta[SERIES_KEY] = like.metadata[SERIES_KEY]
-        place = {"name": f"{layer.name} on {like.name}", "scale": tuple(like.scale[-3:]),
-                 "translate": tuple(like.translate[-3:]), "metadata": meta}
+        lead = data.ndim - 3   # a time-lapse's time axis: its own scale and place in time
+        place = {"name": f"{layer.name} on {like.name}",
+                 "scale": tuple(layer.scale[-data.ndim:-3]) + tuple(like.scale[-3:]),
+                 "translate": tuple(layer.translate[-data.ndim:-3]) + tuple(like.translate[-3:]) if lead else
+                 tuple(like.translate[-3:]), "metadata": meta}
         if labels:
             kw = {}
             if isinstance(layer, napari.layers.Labels):   # the ids' names; sizes measured on the old grid would be stale

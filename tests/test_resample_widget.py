@@ -104,6 +104,37 @@ def test_coarse_labels_take_the_fine_image_grid_by_nearest_voxel(make_napari_vie
     assert tuple(new.scale) == (1.0, 1.0, 1.0) and new.metadata["spacing_known"]
 
 
+def test_a_time_lapse_takes_the_grid_time_point_by_time_point(make_napari_viewer, qtbot):
+    """Labels of a time-lapse drawn at 2 µm over a 1 µm image: each time point takes the fine grid
+    (as a 3D layer does), the time axis kept; onto a time-lapse of as many time points, the grid of
+    its time points; of another number, refused. Before, a time-lapse was refused ("Split Stack")."""
+    rng = np.random.default_rng(2)
+    coarse = rng.integers(0, 4, size=(3, 5, 6, 7)).astype(np.uint16)
+    viewer = make_napari_viewer()
+    known = {"spacing_known": True, "unit": "µm"}
+    viewer.add_image(np.zeros((10, 12, 14), np.float32), name="fine", metadata=known)
+    viewer.add_image(np.zeros((3, 10, 12, 14), np.float32), name="fine movie", scale=(5.0, 1.0, 1.0, 1.0),
+                     metadata=known)
+    viewer.add_image(np.zeros((2, 10, 12, 14), np.float32), name="short movie", metadata=known)
+    viewer.add_labels(coarse, name="cells", scale=(5.0, 2.0, 2.0, 2.0), translate=(10.0, 0, 0, 0), metadata=known)
+    expected = coarse.repeat(2, 1).repeat(2, 2).repeat(2, 3)
+    for target in ("fine", "fine movie"):
+        w = _widget(viewer, "cells", target)
+        w.run()
+        _wait(qtbot, w)
+        new = viewer.layers[f"cells on {target}"]
+        np.testing.assert_array_equal(new.data, expected)
+        assert tuple(new.scale) == (5.0, 1.0, 1.0, 1.0) and tuple(new.translate) == (10.0, 0, 0, 0), w.status.text()
+        assert "added 'cells on" in w.status.text()
+    w = _widget(viewer, "cells", "short movie")
+    w.run()
+    assert w.worker is None and "'cells' has 3 time points and 'short movie' 2" in w.status.text(), w.status.text()
+    w = _widget(viewer, "fine", "cells", labels=False)   # a 3D image onto a time-lapse's grid: one volume
+    w.run()
+    _wait(qtbot, w)
+    assert viewer.layers["fine on cells"].data.shape == (5, 6, 7), w.status.text()
+
+
 def test_what_cannot_be_resampled_leaves_the_layers(make_napari_viewer, qtbot, monkeypatch):
     import napari_halo_seg._resample_widget as rw
     viewer = make_napari_viewer()
