@@ -17,6 +17,7 @@ lost (Dice < 0.5; a lost cell stays lost, as nobody corrected it). And how often
 as false alarms at the shipped rule's time points of cells that do not divide.
 
     .venv/bin/python benchmarks/carry.py [--speeds 1.5 3] [--seeds 4] [--first-seed 300] [--out benchmarks/results/carry.json]
+    .venv/bin/python benchmarks/carry.py --persistence 0 --no-divisions --out benchmarks/results/carry_walk.json
 """
 from __future__ import annotations
 
@@ -123,6 +124,9 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=4, help="time-lapses per speed")
     ap.add_argument("--first-seed", type=int, default=300, help="the first (0: the seeds the rule was chosen on)")
     ap.add_argument("--cells", type=int, default=5, help="cells followed per time-lapse")
+    ap.add_argument("--persistence", type=float, default=0.8,
+                    help="the share of its velocity a cell keeps a time point (0.8 crawling on, 0 a random walk)")
+    ap.add_argument("--no-divisions", action="store_true", help="without the divisions' part")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "carry.json"))
     a = ap.parse_args()
     import torch
@@ -133,7 +137,7 @@ def main() -> int:
         dices, named = {r: [] for r in RULES}, []
         for seed in range(a.first_seed, a.first_seed + a.seeds):
             tl = cell_timelapse(shape=(32, 96, 96), cells=10, timepoints=6, radius=5.0, speed=speed, divisions=0,
-                                seed=seed)
+                                seed=seed, persistence=a.persistence)
             # cells present at every time point, the first few
             whole = [k for k in np.unique(tl.ids[0])[1:] if all((tl.ids[t] == k).any() for t in range(6))]
             for k in whole[:a.cells]:
@@ -149,6 +153,13 @@ def main() -> int:
     for r in rows:
         print(f"| {r['speed']:g} | {r['rule']} | {r['n']} | {r['mean_dice']:.3f} | {r['min_dice']:.3f} | "
               f"{r['lost']:.3f} |")
+    for speed in a.speeds:
+        r = next(r for r in rows if r["speed"] == speed and r["rule"] == RULES[3])
+        print(f"speed {speed:g}, cells that do not divide: taken for two at {r['taken_for_two']} of {r['n']} time points")
+    meta = {"speeds": a.speeds, "seeds": list(range(a.first_seed, a.first_seed + a.seeds)), "cells": a.cells,
+            "persistence": a.persistence}
+    if a.no_divisions:
+        return save_results(a.out, meta, rows)
     divided = at_divisions(range(a.first_seed, a.first_seed + a.seeds))
     print(f"at a division (speed 1.5, the mother carried to her daughters' first time point): the carried object "
           f"covers most of both daughters {divided['both']}, one {divided['one']}, none {divided['none']}")
@@ -156,12 +167,7 @@ def main() -> int:
     print(f"taken for two cells (the widget's note): {n['both']} of {divided['both']} covering both, {n['one']} of "
           f"{divided['one']} one, {n['none']} of {divided['none']} none; its two parts against the daughters, mean "
           f"Dice {np.mean(divided['parts_dice']) if divided['parts_dice'] else float('nan'):.3f}")
-    for speed in a.speeds:
-        r = next(r for r in rows if r["speed"] == speed and r["rule"] == RULES[3])
-        print(f"speed {speed:g}, cells that do not divide: taken for two at {r['taken_for_two']} of {r['n']} time points")
-    return save_results(a.out, {"speeds": a.speeds, "seeds": list(range(a.first_seed, a.first_seed + a.seeds)),
-                                "cells": a.cells, "at_divisions": divided},
-                        rows)
+    return save_results(a.out, {**meta, "at_divisions": divided}, rows)
 
 
 if __name__ == "__main__":
