@@ -461,18 +461,9 @@ def _dividing_cells_widget():
     return viewer, w, masks
 
 
-def interactive_timelapse(_s):
-    """The interactive widget on the dividing-cells time-lapse: a cell boxed at time point 3 and
-    propagated through its z slices, then followed by Next time point twice (committed at 3 and 4,
-    carried to 5 and propagated there), shown at time point 5."""
-    from scipy import ndimage as ndi
-
+def _boxed(viewer, w, t: int, truth):
+    """The cell ``truth`` boxed on its largest slice at time point ``t`` and propagated there."""
     from halo_seg.interactive.roi import mask_bbox
-    viewer, w, masks = _dividing_cells_widget()
-    t = 3
-    cells, _ = ndi.label(masks[t])   # the mask is a threshold: a cell is a connected part of it
-    ids, sizes = np.unique(cells[cells > 0], return_counts=True)
-    truth = cells == ids[np.argsort(sizes)[len(sizes) // 2]]   # one of middle size
     z = int(truth.sum((1, 2)).argmax())
     viewer.dims.set_current_step(0, t)
     w.goto_slice(z)
@@ -481,6 +472,20 @@ def interactive_timelapse(_s):
                                                   [t, z, y1, x0]], float))
     w.propagate()
     _wait(w)
+
+
+def interactive_timelapse(_s):
+    """The interactive widget on the dividing-cells time-lapse: a cell boxed at time point 3 and
+    propagated through its z slices, then followed by Next time point twice (committed at 3 and 4,
+    carried to 5 and propagated there), shown at time point 5."""
+    from scipy import ndimage as ndi
+
+    viewer, w, masks = _dividing_cells_widget()
+    t = 3
+    cells, _ = ndi.label(masks[t])   # the mask is a threshold: a cell is a connected part of it
+    ids, sizes = np.unique(cells[cells > 0], return_counts=True)
+    truth = cells == ids[np.argsort(sizes)[len(sizes) // 2]]   # one of middle size
+    _boxed(viewer, w, t, truth)
     for _ in range(2):
         w.next_timepoint()
         _wait(w)
@@ -494,7 +499,6 @@ def interactive_division(_s):
     two cells), then Commit as two: the daughters as two objects, shown at time point 7."""
     from scipy import ndimage as ndi
 
-    from halo_seg.interactive.roi import mask_bbox
     viewer, w, masks = _dividing_cells_widget()
     t = 6
     now, _ = ndi.label(masks[t])
@@ -502,14 +506,7 @@ def interactive_division(_s):
     mother = next(i for i in range(1, now.max() + 1)   # the cell whose part of the mask is two at t + 1
                   if len(np.unique(after[(now == i) & (after > 0)])) >= 2)
     truth = now == mother
-    z = int(truth.sum((1, 2)).argmax())
-    viewer.dims.set_current_step(0, t)
-    w.goto_slice(z)
-    y0, x0, y1, x1 = mask_bbox(truth[z])
-    viewer.layers["box"].add_rectangles(np.array([[t, z, y0, x0], [t, z, y0, x1], [t, z, y1, x1],
-                                                  [t, z, y1, x0]], float))
-    w.propagate()
-    _wait(w)
+    _boxed(viewer, w, t, truth)
     w.next_timepoint()
     _wait(w)
     print("carried:", w.status.text())
