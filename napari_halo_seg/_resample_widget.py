@@ -1,7 +1,7 @@
 """Dock widget: put a layer (or each time point of a time-lapse) on another image's voxel grid, so
-that the two overlay and pair voxel by voxel: labels drawn at another resolution, a scan or a segmentation stored in another orientation
-(one file LPS, the other RAS: napari places each along its own axes, so they do not overlay), a
-segmentation cropped to its objects. The engine's `halo-seg resample --like` (io.resampled.onto_grid_of):
+that the two overlay and pair voxel by voxel: labels drawn at another resolution, a scan or a
+segmentation stored in another orientation (one file LPS, the other RAS: napari places each along
+its own axes, so they do not overlay), a segmentation cropped to its objects. The engine's `halo-seg resample --like` (io.resampled.onto_grid_of):
 by world position where both files place their voxels, else the same extent resampled. Labels take
 the nearest voxel's id; images are interpolated trilinearly (float32), 0 outside the layer.
 
@@ -150,11 +150,10 @@ class ResampleWidget(BackgroundWidget):
                 **({GEOMETRY: got.geometry} if got.geometry is not None else {})}
         if labels and (like.metadata or {}).get(SERIES_KEY):   # saved as a DICOM SEG on the image's series
             meta[SERIES_KEY] = like.metadata[SERIES_KEY]
-        lead = data.ndim - 3   # a time-lapse's time axis: its own scale and place in time
+        # a time-lapse's time axis keeps its own scale and place in time (nothing of a 3D layer)
         place = {"name": f"{layer.name} on {like.name}",
                  "scale": tuple(layer.scale[-data.ndim:-3]) + tuple(like.scale[-3:]),
-                 "translate": tuple(layer.translate[-data.ndim:-3]) + tuple(like.translate[-3:]) if lead else
-                 tuple(like.translate[-3:]), "metadata": meta}
+                 "translate": tuple(layer.translate[-data.ndim:-3]) + tuple(like.translate[-3:]), "metadata": meta}
         if labels:
             kw = {}
             if isinstance(layer, napari.layers.Labels):   # the ids' names; sizes measured on the old grid would be stale

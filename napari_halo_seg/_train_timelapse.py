@@ -36,7 +36,7 @@ def prepare_series(image, labels, hold_out: float, patch: int, iterations: int, 
                          "(the last are held out to measure Dice), or split the time-lapse and train on that one")
     n = min(len(ts) - 1, max(1, int(round(len(ts) * hold_out))))
     train, held = ts[:-n], ts[-n:]
-    painted = {t: labelled_slices(held_labels[t], 0) for t in ts}
+    painted = {t: labelled_slices(held_labels[t], 0) for t in ts} if sparse else None
     note = None
     if not sparse:   # the first time point that looks painted every few slices, named
         note = next((x for x in (gaps_note(held_labels[t], 0, f"the labels at time point {t}",
@@ -53,9 +53,9 @@ def prepare_series(image, labels, hold_out: float, patch: int, iterations: int, 
     tr, va = pairs(train), pairs(held)
     cfg = training_config([lab for _, lab in tr + va], image.shape[1:], patch, iterations, precision, init,
                           one_class, DEPTH)
-    regions = (lambda which: [slab(held_labels[t].shape, 0, painted[t]) for t in which]) if sparse else None
-    return {"images": [im for im, _ in tr], "labels": [lab for _, lab in tr],
-            "train_regions": regions(train) if sparse else None, "config": cfg,
-            "val_images": [im for im, _ in va], "val_labels": [lab for _, lab in va],
-            "held_regions": regions(held) if sparse else None, "train": train, "held": held,
-            "painted": {t: [int(z) for z in painted[t]] for t in ts} if sparse else None, "note": note}
+    def slabs(which):   # the painted slices of each time point
+        return [slab(held_labels[t].shape, 0, painted[t]) for t in which] if sparse else None
+    return {"images": [im for im, _ in tr], "labels": [lab for _, lab in tr], "train_regions": slabs(train),
+            "config": cfg, "val_images": [im for im, _ in va], "val_labels": [lab for _, lab in va],
+            "held_regions": slabs(held), "train": train, "held": held,
+            "painted": {t: [int(z) for z in zs] for t, zs in painted.items()} if sparse else None, "note": note}

@@ -73,13 +73,14 @@ def two_cells(mask: np.ndarray, spacing=None) -> tuple[np.ndarray, np.ndarray] |
     box takes in both daughters), the two as boolean masks of ``mask``'s shape, else None. Its
     distance map's peaks (at least 0.4 of its equivalent radius apart, each at least half the
     highest) split it by watershed; it is two when the second largest part holds a quarter of it
-    and the neck between the two largest is under 0.95 of the lower one's peak. Chosen on procedural time-lapses,
-    seeds 0-3: 8 of the 10 divisions whose daughters the carried object took in, no alarm at 400
-    time points of cells that do not divide; on fresh seeds (benchmarks/carry.py) 5 of 7, and 3
-    alarms at 200 time points. Not instances.split_touching's rule (any maximum 0.25 voxels above its
-    saddle seeds an object: right for thresholded nuclei): on these propagated masks it took 27 of
-    the 400 single cells for several and found 6 of the 10 divisions. ``spacing``: the voxel size
-    (z, y, x), for distances in it. An object in one plane (a 2D image's) is split in 2D."""
+    and the neck between the two largest is under 0.95 of the lower one's peak. Chosen on
+    procedural time-lapses, seeds 0-3: 8 of the 10 divisions whose daughters the carried object
+    took in, no alarm at 400 time points of cells that do not divide; on fresh seeds
+    (benchmarks/carry.py) 5 of 7, and 3 alarms at 200 time points. Not instances.split_touching's
+    rule (any maximum 0.25 voxels above its saddle seeds an object: right for thresholded nuclei):
+    on these propagated masks it took 27 of the 400 single cells for several and found 6 of the 10
+    divisions. ``spacing``: the voxel size (z, y, x), for distances in it. An object in one plane
+    (a 2D image's) is split in 2D."""
     from scipy import ndimage as ndi
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
