@@ -176,20 +176,9 @@ def test_a_time_lapse_trains_on_its_labelled_time_points(make_napari_viewer, qtb
     from halo_seg.engine.runner import predict_whole
     from halo_seg.engine.weights import load_unet
     from halo_seg.metrics import dice
-    from halo_seg.samples import make_phantom
-    from napari_halo_seg._train_widget import TrainWidget
-    ph = make_phantom()
-    image = np.stack([np.roll(ph.image, 3 * t, axis=2) for t in range(4)])
-    labels = np.stack([np.roll(ph.labels, 3 * t, axis=2) for t in range(4)]).astype(np.uint16)
+    image, labels, _ = _painted_movie()
     labels[1] = 0                                            # time point 1 not labelled: not used
-    viewer = make_napari_viewer()
-    viewer.add_image(image, name="movie")
-    viewer.add_labels(labels, name="cells")
-    w = TrainWidget(viewer)
-    w.image.setCurrentText("movie")
-    w.labels.setCurrentText("cells")
-    w.iterations.setValue(12)
-    w.patch.setValue(32)
+    viewer, w = _movie_widget(make_napari_viewer, image, labels)
     w.run()
     qtbot.waitUntil(lambda: w.worker is None, timeout=300_000)
     assert "weights saved" in w.status.text(), w.status.text()
@@ -220,6 +209,20 @@ def test_a_time_lapse_trains_on_its_labelled_time_points(make_napari_viewer, qtb
     w.run()
     assert w.worker is None and "'movie' (4, 64, 96, 96) and 'short' (2, 64, 96, 96): a time-lapse trains on Labels " \
         "over its time points, of its shape" in w.status.text(), w.status.text()
+
+
+def _movie_widget(make_napari_viewer, image, labels):
+    """The training widget on a time-lapse "movie" and its Labels "cells", 12 iterations of 32³ patches."""
+    from napari_halo_seg._train_widget import TrainWidget
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="movie")
+    viewer.add_labels(labels, name="cells")
+    w = TrainWidget(viewer)
+    w.image.setCurrentText("movie")
+    w.labels.setCurrentText("cells")
+    w.iterations.setValue(12)
+    w.patch.setValue(32)
+    return viewer, w
 
 
 def _painted_movie():
@@ -263,16 +266,8 @@ def test_the_widget_trains_on_a_time_lapse_s_painted_slices(make_napari_viewer, 
     from halo_seg.engine.weights import load_unet
     from halo_seg.metrics import dice
     from halo_seg.train.sparse import labelled_slices
-    from napari_halo_seg._train_widget import TrainWidget
     image, _, painted = _painted_movie()
-    viewer = make_napari_viewer()
-    viewer.add_image(image, name="movie")
-    viewer.add_labels(painted, name="cells")
-    w = TrainWidget(viewer)
-    w.image.setCurrentText("movie")
-    w.labels.setCurrentText("cells")
-    w.iterations.setValue(12)
-    w.patch.setValue(32)
+    viewer, w = _movie_widget(make_napari_viewer, image, painted)
     w.one_class.setChecked(True)
     w.sparse.setChecked(True)
     w.run()
