@@ -133,9 +133,10 @@ def division_note(seg, box, label: int, t: int) -> str:
 
 
 class TimeActions:
-    """"Next time point": the object of this time point committed, and a box where it was (moved by
-    its last step) drawn at the next time point, replaced by the tight box of what the slice's
-    segmentation finds in it, and propagated there (halo_seg.interactive.carry), so that one cell is
+    """"Next time point": the object of this time point committed, and looked for at the next time
+    point with its box where it was and moved by its last step, each replaced by the tight box of
+    what the slice's segmentation finds in it, the one the network is surer of (of an area like the
+    object's) propagated there (halo_seg.interactive.carry.find_again), so that one cell is
     followed through a time-lapse with a keystroke a time point, corrected where it goes wrong. A
     mixin of InteractiveWidget, whose state and layers it uses."""
 
@@ -163,10 +164,8 @@ class TimeActions:
         self.next_timepoint(direction=-1)
 
     def next_timepoint(self, direction: int = 1):
-        from halo_seg.interactive.carry import box_again, carried_box
-        from ._interactive_names import BOX
+        from halo_seg.interactive.carry import carried_boxes, find_again
         from ._layers import show_slice
-        from ._prompt_layers import to_layer
         from ._timelapse import timelapse_data
         if self._busy():
             return
@@ -197,17 +196,24 @@ class TimeActions:
             return
         axis = record["axis"]
         from halo_seg.interactive.segmenter import axis_order
-        z, (y0, x0, y1, x1) = carried_box(record, tuple(np.asarray(self.seg.volume_shape)[list(axis_order(axis))]),
-                                          direction)
+        boxes = carried_boxes(record, tuple(np.asarray(self.seg.volume_shape)[list(axis_order(axis))]), direction)
         show_time(self.viewer, layer, t1)
-        show_slice(self.viewer, layer, axis, z)
-        corners = to_layer(axis, z, [(y0, x0), (y0, x1), (y1, x1), (y1, x0)])
-        self._layer(BOX).add_rectangles([np.column_stack([np.full(4, float(t1)), corners])])
+        show_slice(self.viewer, layer, axis, boxes[-1][0])
         self._carry_source = record
-        # the carried box replaced by the tight box of what it finds on the slice, then propagated
-        moved = "" if record["step"] is None else " moved by its last step"
-        said = f"object {record['label']} carried to time point {t1} (its box{moved}, on slice {z}); "
-        self.propagate(first=lambda seg: box_again(seg, z), said=said,
-                       after=lambda seg, box: division_note(seg, box, record["label"], t1))
+        found = {}
+
+        def first(seg):
+            # the box where the object was and the box moved by its last step, each replaced by the
+            # tight box of what it finds on its slice; the one the network is surer of is propagated
+            found["at"] = find_again(seg, boxes, record.get("area"))
+            z, which = (boxes[-1][0], len(boxes) - 1) if found["at"] is None else (found["at"][0], found["at"][2])
+            how = "moved by its last step" if which > 0 else "where it was"
+            return f"its box {how}, on slice {z}{', nothing found in it' if found['at'] is None else ''}); "
+
+        said = f"object {record['label']} carried to time point {t1} ("
+        self.propagate(first=first, said=said, after=lambda seg, box: division_note(seg, box, record["label"], t1),
+                       shown=lambda: found.get("at") and show_slice(self.viewer, layer, axis, found["at"][0]))
         if self.worker is not None:
-            self.status.setText(said + "propagating ...")
+            where = " and where its last step takes it" if len(boxes) > 1 else ""
+            self.status.setText(f"object {record['label']} carried to time point {t1}: looking for it where it "
+                                f"was{where}, propagating ...")

@@ -170,9 +170,10 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
             "the propagation stops and which slice is recommended, to them (taken as correct); it is "
             "saved and selected in the quality field")
         self.buttons["Next time point"].setToolTip(
-            "on a time-lapse: commit the object of this time point, then draw its box at the next time point (where "
-            "it was, moved by its last step), tighten it to what the slice's segmentation finds in it, and "
-            "propagate there; check it, correct it if needed, and press again to follow the cell on")
+            "on a time-lapse: commit the object of this time point, then look for it at the next time point with its "
+            "box where it was and moved by its last step, each tightened to what the slice's segmentation finds in "
+            "it, keep the one the network is surer of, and propagate there; check it, correct it if needed, and "
+            "press again to follow the cell on")
         self.buttons["Commit as two"].setToolTip(
             "commit the current object as two objects, split where it narrows between two lobes: two touching nuclei "
             "in one box, or a cell that divided (Next time point says where it looks like two); refused, nothing "
@@ -606,10 +607,12 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
                                 "strokes and Segment slice again, or Propagate" + self._accepted_text(accepted))
         self._start(f"segmenting slice {z} ...", seg.segment_slice, z, on_done=done)
 
-    def propagate(self, first=None, said: str = "", after=None):
+    def propagate(self, first=None, said: str = "", after=None, shown=None):
         """Propagate the current object; ``first(seg)``, where given, runs in the worker before it (and
-        the prompt layers then show what the session holds); ``said`` begins the status line after, and
-        ``after(seg, box)`` (in the worker, the result's box given) may end it with a note."""
+        the prompt layers then show what the session holds; what it returns, a text, follows ``said``);
+        ``said`` begins the status line after, and ``after(seg, box)`` (in the worker, the result's box
+        given) may end it with a note. ``shown()``, where given, runs in the GUI thread when it is done
+        (before the status line is set)."""
         seg = self._prompted_session()
         if seg is None:
             return
@@ -620,8 +623,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
         other = tuple(a for a in range(3) if a != seg.axis)
 
         def work():
-            if first is not None:
-                first(seg)
+            lead = first(seg) if first is not None else None
             pred = seg.propagate(cancel=self._cancel.is_set)
             # counted here, inside the mask's box: on a large volume a whole-array count in the GUI
             # thread froze it
@@ -636,15 +638,17 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
                 kept = seg.save_session(keep)
             except (OSError, ValueError) as exc:   # a full or read-only disk: said, the result kept
                 kept = exc
-            return counts, kept, (after(seg, box) if after is not None and box is not None else "")
+            return counts, kept, (after(seg, box) if after is not None and box is not None else ""), lead or ""
 
         def done(result):
-            (slices, voxels, differ), kept, note = result
+            (slices, voxels, differ), kept, note, lead = result
             late = self._guard(self._accept_paint) or []   # painted while it ran: kept, for the next step
             self.recommended = self._guard(seg.recommend_slice)
             self._show()
             if first is not None:
                 self._guard(self._sync_prompt_layers)
+            if shown is not None:
+                self._guard(shown)
             r = "" if self.recommended is None else f"; recommended slice to check: {self.recommended}"
             across = "" if seg.axis == 0 else f" across axis {seg.axis}"
             unsaved = f"; the session could not be saved: {kept}" if isinstance(kept, Exception) else ""
@@ -653,7 +657,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
             cut = seg.cut_ends
             cut = (f"; stopped early before slice{'s' if len(cut) > 1 else ''} {' and '.join(map(str, cut))}: "
                    "if the object goes on there, correct past it") if cut else ""
-            self.status.setText(f"{said}propagated in {self.last_seconds:.2f}s on {seg.device.type} through {slices} "
+            self.status.setText(f"{said}{lead}propagated in {self.last_seconds:.2f}s on {seg.device.type} through {slices} "
                                 f"slices{across} ({self._volume_text(voxels)}){edited}{r}{cut}{unsaved}"
                                 + self._accepted_text(accepted)
                                 + (f"; slice{'s' if len(late) > 1 else ''} {', '.join(map(str, late))} painted "

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from halo_seg.interactive.carry import carried_box, carry_record
+from halo_seg.interactive.roi import mask_bbox
 
 
 def _ball(shape, centre, radius, stretch=(1, 1, 1)):
@@ -87,3 +88,66 @@ def test_two_touching_cells_are_told_from_one_and_split_between_them():
     assert abs(int(parts[0].sum()) - int(parts[1].sum())) <= 0.1 * pair.sum()
     assert two_cells(_ball(plane, (0, 24, 30), 6)) is None
     assert two_cells(np.moveaxis(pair, 0, 1)) is not None   # an (x, z) plane of a volume
+
+
+def _cells_volume(shape, centres, radius=5.0, seed=0):
+    """Bright balls on a noisy background, as the procedural time-lapses' cells."""
+    rng = np.random.default_rng(seed)
+    inside = np.zeros(shape, bool)
+    for c in centres:
+        inside |= _ball(shape, c, radius)
+    return (inside * 1.0 + rng.normal(0, 0.2, shape)).astype(np.float32), inside
+
+
+def test_try_box_segments_a_slice_from_a_box_and_leaves_the_session_as_it_was():
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.model_io import default_memnet_installed
+    from halo_seg.metrics import dice
+    if not default_memnet_installed():
+        pytest.skip("no shipped interactive weights")
+    volume, cell = _cells_volume((16, 48, 48), [(8, 24, 24)])
+    seg = InteractiveSegmenter(volume, device="cpu")
+    seg.add_box(8, 19, 19, 29, 29)
+    mask, q = seg.try_box(8, (19, 19, 29, 29))
+    assert dice(mask, cell[8]) > 0.8 and 0.5 < q <= 1.0
+    assert np.array_equal(seg.segment_slice(8), mask)   # what the session then segments from that box
+    before = (seg.prompts, seg.annotated_slices, seg.can_undo)
+    empty, q_empty = seg.try_box(3, (2, 2, 10, 10))     # where nothing is: a lower Dice predicted
+    assert not (empty & cell[3]).any() and q_empty < q - 0.1, (q, q_empty)
+    assert (seg.prompts, seg.annotated_slices, seg.can_undo) == before
+    assert np.array_equal(seg.annotation(8), mask)
+    with pytest.raises(Exception, match="must have y0 <= y1"):
+        seg.try_box(8, (29, 19, 19, 29))
+    with pytest.raises(Exception, match="outside"):
+        seg.try_box(8, (19, 19, 29, 90))
+
+
+def test_the_object_is_looked_for_where_it_was_and_where_its_step_takes_it():
+    """find_again keeps the carried box where the object is found: the box where it was for a cell
+    that stayed (its last step points away), the box moved by the step for one that went on, the
+    tight box of what it found there; where neither finds anything the moved box is the prompt."""
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry import carried_boxes, find_again
+    from halo_seg.interactive.model_io import default_memnet_installed
+    if not default_memnet_installed():
+        pytest.skip("no shipped interactive weights")
+    shape = (16, 48, 64)
+    before = _ball(shape, (8, 24, 20), 5)
+    rec = carry_record(before, 3, carry_record(_ball(shape, (8, 24, 6), 5), 2))   # it went 14 along x
+    np.testing.assert_allclose(rec["step"], (0, 0, 14), atol=1e-9)
+    boxes = carried_boxes(rec, shape)
+    assert boxes == [(8, (19, 15, 29, 25)), (8, (19, 29, 29, 39))]
+    for centre, which in (((8, 24, 20), 0), ((8, 24, 34), 1)):   # it stayed; it went on
+        volume, cell = _cells_volume(shape, [centre])
+        seg = InteractiveSegmenter(volume, device="cpu")
+        z, box, chosen = find_again(seg, boxes)
+        assert (z, chosen) == (8, which)
+        assert box == mask_bbox(seg.try_box(z, boxes[which][1])[0])
+        assert seg.prompts[8]["box"] == box                     # the prompt the session propagates from
+        from halo_seg.metrics import dice
+        assert dice(seg.propagate(), cell) > 0.8
+    nothing = InteractiveSegmenter(volume, device="cpu")   # a slice segmentation that finds nothing in either box
+    nothing.try_box = lambda z, box: (np.zeros(shape[1:], bool), 0.9)
+    assert find_again(nothing, boxes) is None
+    assert nothing.prompts[8]["box"] == boxes[1][1]              # the moved box stays the prompt
+    assert carried_boxes(dict(rec, step=None), shape) == boxes[:1]

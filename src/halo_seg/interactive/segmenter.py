@@ -509,6 +509,11 @@ class InteractiveSegmenter:
         return ColumnReader(lambda z0, z1: self._read(slice(z0, z1), roi), self.shape[0], roi.side)
 
     def _segment(self, s: _State, z: int) -> np.ndarray:
+        return self._segment_judged(s, z)[0]
+
+    def _segment_judged(self, s: _State, z: int) -> tuple[np.ndarray, float]:
+        """Slice z's mask from its prompts and the prompt network's predicted Dice of it (nan where
+        the network did not run: no click since the slice's last segmentation)."""
         p = s.prompts.get(z)
         if p is None or not (p.has_positive() or p.neg or p.neg_mask is not None):
             raise InteractiveError(f"slice {z} has no prompt to segment from")
@@ -517,7 +522,7 @@ class InteractiveSegmenter:
             current = s.prediction[z]
         corrected = BOX_SPENT and p.segmented and p.has_clicks() and current is not None and current.any()
         if corrected and not p.new_signs:
-            return current.copy()   # no click since its last segmentation: segmenting again changes nothing
+            return current.copy(), float("nan")   # no click since its last segmentation: nothing changes
         # clicks after the slice was segmented from its box correct that mask: the box is spent
         refine = corrected and p.box is not None
         if refine:
@@ -561,8 +566,8 @@ class InteractiveSegmenter:
         runs = [self._run_net(z, r, p, box, mem) for r in rois]
         # a wider crop only where the quality head is clearly surer of it than of the first
         best = max(range(len(runs)), key=lambda i: runs[i][1])
-        new = runs[best if runs[best][1] >= runs[0][1] + CLICK_SCALE_GAIN else 0][0]
-        return self._finish(new, p, current, box)
+        new, q = runs[best if runs[best][1] >= runs[0][1] + CLICK_SCALE_GAIN else 0]
+        return self._finish(new, p, current, box), q
 
     def _run_net(self, z: int, roi, p, box, mem) -> tuple[np.ndarray, float]:
         """The prompt network on slice z's crop ``roi``: the slice's mask and the predicted Dice."""
@@ -617,6 +622,20 @@ class InteractiveSegmenter:
         if s.prediction is not None:
             s.prediction = with_slices(s.prediction, {z: mask})
         return mask.copy()
+
+    def try_box(self, z, box) -> tuple[np.ndarray, float]:
+        """What slice z would be segmented as from ``box`` (y0, x0, y1, x1) alone, and the prompt
+        network's predicted Dice of it; the session is unchanged (a trial: where to put a box that
+        is not known, carry.find_again)."""
+        z = self._z(z)
+        a = self._point(*box[:2], "box corner")
+        b = self._point(*box[2:], "box corner")
+        if a[0] > b[0] or a[1] > b[1]:
+            raise InteractiveError(f"box {tuple(box)} must have y0 <= y1 and x0 <= x1")
+        trial = self._s.copy()
+        trial.prompts[z] = _Prompts(box=(a[0], a[1], b[0], b[1]))
+        trial.annotations.pop(z, None)
+        return self._segment_judged(trial, z)
 
     def propagate(self, cancel=None) -> np.ndarray:
         """Segment pending prompted slices, then propagate through the volume. Returns a bool mask in
