@@ -249,6 +249,36 @@ def test_tracks_of_a_procedural_time_lapse_are_its_true_tracks(tmp_path):
         assert v == pytest.approx(2.0 * (found[t] == k).sum())
 
 
+def test_cells_that_change_shape_are_ellipsoids_of_their_axes_and_tracked_all_the_same(tmp_path):
+    """deform: each cell an axis-aligned ellipsoid whose axes drift (balls at the first time point),
+    its voxels those of the ellipsoid of its extent (where it touches no other); the tracks still
+    the true ones."""
+    tl = cell_timelapse(shape=(32, 64, 64), cells=6, timepoints=5, radius=5.0, divisions=1, seed=2, deform=0.2)
+    still = cell_timelapse(shape=(32, 64, 64), cells=6, timepoints=5, radius=5.0, divisions=1, seed=2)
+    assert np.array_equal(tl.ids[0], still.ids[0]) and not np.array_equal(tl.ids[1:], still.ids[1:])
+    sizes, checked = {}, 0
+    for t in range(5):
+        for k in np.unique(tl.ids[t])[1:]:
+            m = tl.ids[t] == k
+            sizes.setdefault(int(k), []).append(int(m.sum()))
+            idx = np.nonzero(m)
+            lo, hi = [i.min() for i in idx], [i.max() for i in idx]
+            c, half = (np.add(lo, hi)) / 2, (np.subtract(hi, lo) + 1) / 2
+            if any(a == 0 or b == n - 1 for a, b, n in zip(lo, hi, m.shape)):
+                continue   # cut by the border
+            zz, yy, xx = np.indices(m.shape)
+            inside = ((zz - c[0]) / half[0]) ** 2 + ((yy - c[1]) / half[1]) ** 2 + ((xx - c[2]) / half[2]) ** 2 <= 1
+            overlap = (m & inside).sum() / max(m.sum(), inside.sum())
+            other = tl.ids[t][inside]
+            assert overlap > 0.7 or ((other != 0) & (other != k)).any(), (t, k, overlap)   # or cut by a neighbour
+            checked += 1
+    assert checked > 10 and max(max(v) / min(v) for v in sizes.values() if len(v) > 2) > 1.3   # they grow and shrink
+    res = track_objects(relabelled(tl.ids, seed=1), tmp_path / "t.zarr", objects_given=True)
+    found = zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...]
+    s = link_scores(tl.ids, found, tl.lineage, res.lineage)
+    assert s["links"] == 1.0 and s["precision"] == 1.0, s
+
+
 def test_connected_components_with_split_find_the_same_tracks(tmp_path):
     """From masks alone (touching daughters split by `split`), as from a segmentation."""
     tl = cell_timelapse(cells=8, timepoints=6, divisions=1, seed=5)

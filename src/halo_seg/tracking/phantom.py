@@ -16,13 +16,17 @@ class TimeLapse:
 
 def cell_timelapse(shape=(24, 64, 64), cells: int = 8, timepoints: int = 6, radius: float = 4.0,
                    speed: float = 1.5, divisions: int = 2, noise: float = 0.2, seed: int = 0,
-                   persistence: float = 0.8) -> TimeLapse:
+                   persistence: float = 0.8, deform: float = 0.0) -> TimeLapse:
     """``cells`` balls of ``radius`` voxels that drift by about ``speed`` voxels a time point (a
     velocity kept with weight ``persistence`` plus jitter: 0.8 a cell crawling on, 0 a random
     walk whose direction is new at every time point; bouncing off the walls), ``divisions`` of them splitting in
     two (daughters of half the volume, apart along a random direction) at random time points.
     Touching cells are cut along the plane between their centres (each voxel belongs to the
-    nearest centre), as a segmentation that kept them apart would."""
+    nearest centre), as a segmentation that kept them apart would. ``deform`` > 0: cells change
+    shape as real ones do, each an ellipsoid whose semi-axes along z, y and x are ``radius`` times
+    exp(u), u drifting a time point by 0.7 u plus a normal step of that deviation (0.2: axes within
+    0.75 to 1.3 of the radius at one standard deviation), balls at the first time point; 0: balls
+    throughout (for a seed, the same time-lapse as before the option)."""
     rng = np.random.default_rng(seed)
     lo = np.array([radius + 1] * 3, float)
     hi = np.array(shape, float) - radius - 2
@@ -37,11 +41,11 @@ def cell_timelapse(shape=(24, 64, 64), cells: int = 8, timepoints: int = 6, radi
             break
     if len(pos) < cells:
         raise ValueError(f"only {len(pos)} of {cells} cells of radius {radius} fit apart in {shape}")
-    live = []   # [track, position, velocity, radius]
+    live = []   # [track, position, velocity, radius, ln of the semi-axes over the radius]
     lineage = {}
     for k, p in enumerate(pos, 1):
         d = rng.normal(size=3)
-        live.append([k, p, speed * d / np.linalg.norm(d), radius])
+        live.append([k, p, speed * d / np.linalg.norm(d), radius, np.zeros(3)])
         lineage[k] = [0, 0, 0]
     when = sorted(rng.integers(1, max(2, timepoints), size=divisions).tolist()) if timepoints > 1 else []
     ids = np.zeros((timepoints,) + tuple(shape), np.uint16)
@@ -50,16 +54,19 @@ def cell_timelapse(shape=(24, 64, 64), cells: int = 8, timepoints: int = 6, radi
             older = [i for i, c in enumerate(live) if lineage[c[0]][0] < t]   # not one born this time point
             if not older:
                 break
-            k, p, v, r = live.pop(older[int(rng.integers(len(older)))])
+            k, p, v, r, u = live.pop(older[int(rng.integers(len(older)))])
             d = rng.normal(size=3)
             d /= np.linalg.norm(d)
             for sign in (1, -1):
                 nk = len(lineage) + 1
                 lineage[nk] = [t, t, k]
-                live.append([nk, np.clip(p + sign * 0.7 * r * d, lo, hi), v + sign * 0.5 * d, r / 2 ** (1 / 3)])
+                live.append([nk, np.clip(p + sign * 0.7 * r * d, lo, hi), v + sign * 0.5 * d, r / 2 ** (1 / 3),
+                             u.copy()])
         ids[t] = _drawn(shape, live)
         for c in live:
             lineage[c[0]][1] = t
+            if deform > 0:
+                c[4] = 0.7 * c[4] + rng.normal(scale=deform, size=3)
             c[2] = persistence * c[2] + rng.normal(scale=0.3 * speed, size=3)
             c[2] *= speed / max(np.linalg.norm(c[2]), 1e-6)
             c[1] = c[1] + c[2]
@@ -74,16 +81,19 @@ def cell_timelapse(shape=(24, 64, 64), cells: int = 8, timepoints: int = 6, radi
 
 
 def _drawn(shape, live) -> np.ndarray:
-    """One time point's true ids: each voxel inside a ball goes to the ball whose surface it is
-    deepest inside (touching cells meet at a plane); drawn ball by ball in its bounding box."""
+    """One time point's true ids: each voxel inside a cell goes to the cell whose surface it is
+    deepest inside (touching balls meet at a plane); drawn cell by cell in its bounding box."""
     frame = np.zeros(shape, np.uint16)
     depth = np.zeros(shape, np.float32)
-    for k, p, _, r in live:
-        lo = np.maximum(np.floor(p - r - 1).astype(int), 0)
-        hi = np.minimum(np.ceil(p + r + 2).astype(int), shape)
+    for k, p, _, r, u in live:
+        axes = r * np.exp(u)
+        lo = np.maximum(np.floor(p - axes - 1).astype(int), 0)
+        hi = np.minimum(np.ceil(p + axes + 2).astype(int), shape)
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
         zz, yy, xx = np.ogrid[box]
-        d = r - np.sqrt((zz - p[0]) ** 2 + (yy - p[1]) ** 2 + (xx - p[2]) ** 2)
+        # depth in the radius's units: a ball's r - distance; an ellipsoid's scaled to its axes
+        d = r * (1 - np.sqrt(((zz - p[0]) / axes[0]) ** 2 + ((yy - p[1]) / axes[1]) ** 2
+                             + ((xx - p[2]) / axes[2]) ** 2))
         better = (d >= 0) & ((frame[box] == 0) | (d > depth[box]))
         depth[box][better] = d[better]
         frame[box][better] = k
