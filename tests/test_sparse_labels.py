@@ -53,33 +53,48 @@ def test_regions_are_the_labelled_slices_with_some_held_out_across_the_stack(pai
         sparse_regions(one, 0, 0.2)
 
 
-def test_held_out_volumes_painted_on_some_slices_are_scored_there(painted, tmp_path):
+@pytest.mark.parametrize("grid", [None, (2, 1, 1)])
+def test_held_out_volumes_painted_on_some_slices_are_scored_there(painted, tmp_path, grid):
     """``held_regions`` limit a held-out volume's Dice to its painted slices: the Dice kept is the saved
     weights' Dice there, not over the unpainted slices (where every object found would count as a
-    false positive); regions that do not fit the held-out volumes are refused."""
+    false positive); regions that do not fit the held-out volumes are refused. Unpartitioned and
+    partitioned trainers alike; a held-out volume whose region is None is scored whole."""
     import torch
     from halo_seg.engine import normalize
     from halo_seg.engine.runner import predict_whole
     from halo_seg.engine.weights import load_unet
     from halo_seg.metrics import dice
     img, full, sparse = painted
-    cfg = unet_train.TrainConfig(n_classes=2, patch=(16, 16, 16), iterations=4, base=4, depth=2, epoch=4,
-                                 threads=1)
     held = np.roll(img, 4, axis=2), np.roll(sparse, 4, axis=2)
     region = slab(sparse.shape, 0, labelled_slices(held[1]))
-    res = unet_train.train_unet([img], [sparse], cfg, tmp_path / "w.safetensors",
-                                train_regions=[slab(sparse.shape, 0, labelled_slices(sparse))],
-                                val_images=[held[0]], val_labels=[held[1]], held_regions=[region],
-                                log=lambda *_: None)
+    train_regions = [slab(sparse.shape, 0, labelled_slices(sparse))]
+    kw = dict(train_regions=train_regions, val_images=[held[0], img], val_labels=[held[1], full],
+              held_regions=[region, None], log=lambda *_: None)
+    if grid is None:
+        cfg = unet_train.TrainConfig(n_classes=2, patch=(16, 16, 16), iterations=4, base=4, depth=2, epoch=4,
+                                     threads=1)
+        unet_train.train_unet([img], [sparse], cfg, tmp_path / "w.safetensors", **kw)
+    else:
+        cfg = dict(n_classes=2, patch=[16, 16, 16], iterations=4, lr=3e-3, base=4, depth=2, epoch=4, threads=1)
+        partitioned_run.train_partitioned(img, sparse, cfg, grid, tmp_path / "w.safetensors", **kw)
     net, meta = load_unet(tmp_path / "w.safetensors")
     spec = meta["normalization"]
-    x = normalize.apply(held[0], *normalize.mean_std(normalize.moments(held[0], spec), spec), spec)
-    pred = predict_whole(net, x, torch.device("cpu")).argmax(0) == 1
-    assert res["best"]["val_dice"][0] == pytest.approx(dice(pred[region], held[1][region] == 1), abs=1e-6)
+
+    def pred(x):
+        x = normalize.apply(x, *normalize.mean_std(normalize.moments(x, spec), spec), spec)
+        return predict_whole(net, x, torch.device("cpu")).argmax(0) == 1
+    there, whole = dice(pred(held[0])[region], held[1][region] == 1), dice(pred(img), full == 1)
+    assert meta["training"]["best_val_dice"][0] == pytest.approx((there + whole) / 2, abs=1e-6)
     assert meta["training"]["validated_on"] == "held-out volume regions"
-    with pytest.raises(unet_train.TrainingError, match="1 validation regions for 1 held-out volumes; one of each"):
-        unet_train.train_unet([img], [sparse], cfg, tmp_path / "v.safetensors", val_images=[held[0]],
-                              val_labels=[held[1]], held_regions=[region[:8]], log=lambda *_: None)
+    with pytest.raises(unet_train.TrainingError, match=r"[12] validation regions for 1 held-out volumes"):
+        if grid is None:
+            unet_train.train_unet([img], [sparse], cfg, tmp_path / "v.safetensors", val_images=[held[0]],
+                                  val_labels=[held[1]], held_regions=[region[:8]], log=lambda *_: None)
+        else:
+            partitioned_run.train_partitioned(img, sparse, cfg, grid, tmp_path / "v.safetensors",
+                                              val_images=[held[0]], val_labels=[held[1]],
+                                              held_regions=[region, region], log=lambda *_: None)
+    assert not (tmp_path / "v.safetensors").exists()
 
 
 def test_background_patches_are_drawn_from_a_region_between_the_samplers_grid(painted):
@@ -123,12 +138,22 @@ def test_cli_trains_on_the_labelled_slices_only(painted, tmp_path, monkeypatch, 
     assert "train_regions" not in seen
     note = capsys.readouterr().out   # the user is told what the gaps would teach
     assert "note: " in note and "hold no label on" in note and "--labelled-slices" in note
-    np.save(tmp_path / "full.npy", full)                   # held out, painted too: scored whole, so said
-    assert main(args + ["--val-image", str(tmp_path / "img.npy"), "--val-labels", str(tmp_path / "lab.npy")]) == 0
+    np.save(tmp_path / "full.npy", full)
+    held = ["--val-image", str(tmp_path / "img.npy"), "--val-labels", str(tmp_path / "lab.npy")]
+    seen.clear()                                           # held out, painted too: scored on its painted slices
+    assert main(args + held) == 0
+    zs = labelled_slices(sparse, 0)
+    assert np.array_equal(seen["held_regions"][0], slab(sparse.shape, 0, zs))
+    assert f"lab.npy: scored on its {len(zs)} labelled slices across z" in capsys.readouterr().out
+    assert load_unet(tmp_path / "m.safetensors")[1]["training"]["validated_on"] == "held-out volume regions"
+    seen.clear()                                           # trained as complete: scored whole, so said
+    assert main(args[:-2] + held) == 0
+    assert "held_regions" not in seen
     assert "note: " + gaps_note(sparse, 0, str(tmp_path / "lab.npy"), None) + "; a held-out volume is scored whole" \
         in capsys.readouterr().out
+    seen.clear()                                           # held out, labelled whole: scored whole
     assert main(args + ["--val-image", str(tmp_path / "img.npy"), "--val-labels", str(tmp_path / "full.npy")]) == 0
-    assert "note:" not in capsys.readouterr().out
+    assert "note:" not in capsys.readouterr().out and "held_regions" not in seen
     with pytest.raises(SystemExit, match="not for it"):
         main(args + ["--folds", "2"])
     np.save(tmp_path / "one.npy", np.where(slab(sparse.shape, 0, [10]), full, 0))

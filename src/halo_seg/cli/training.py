@@ -268,20 +268,32 @@ def cmd_train(a) -> int:
     if a.replicas < 1:
         raise SystemExit(f"error: --replicas must be 1 or more, got {a.replicas}")
     regions = {}
-    from ..train.sparse import gaps_note
-    for lb, p in zip(val["val_labels"], a.val_labels):   # scored whole: an unpainted slice is taken as background
-        note = gaps_note(np.asarray(lb), 0, str(p), None)
+    from ..train.sparse import AXES, gaps_note, labelled_slices, slab
+    sparse_axis = AXES[a.labelled_slices] if getattr(a, "labelled_slices", None) else None
+    scored = []   # per held-out volume: its painted slices, or None (whole)
+    for lb, p in zip(val["val_labels"], a.val_labels):
+        lb = np.asarray(lb)
+        note = gaps_note(lb, 0 if sparse_axis is None else sparse_axis, str(p), None)
+        if note and sparse_axis is not None:
+            # painted every few slices as the training labels are: scored on those slices, the rest unknown
+            zs = labelled_slices(lb, sparse_axis)
+            scored.append(slab(lb.shape, sparse_axis, zs))
+            print(f"{p}: scored on its {len(zs)} labelled slices across {a.labelled_slices} (it looks painted "
+                  "every few slices; the others are not known)")
+            continue
+        scored.append(None)   # scored whole: an unpainted slice is taken as background
         if note:
             print(f"note: {note}; a held-out volume is scored whole, so every object found on "
                   "those slices would count as a false positive (and choose the weights): label held-out volumes "
-                  "whole, or hold out none and let --labelled-slices hold out painted slices")
+                  "whole, or train with --labelled-slices (its held-out volumes painted so are then scored on "
+                  "their labelled slices)")
     if not getattr(a, "labelled_slices", None):
         for lb, p in zip(labs, a.labels):
             note = gaps_note(np.asarray(lb), 0, str(p), "--labelled-slices z")
             if note:
                 print(f"note: {note}")
     else:
-        from ..train.sparse import AXES, SparseLabelsError, labelled_slices, sparse_regions
+        from ..train.sparse import SparseLabelsError, sparse_regions
         try:
             parts = [sparse_regions(np.asarray(lb), AXES[a.labelled_slices], 0.0 if val["val_images"] else 0.2, str(p))
                      for lb, p in zip(labs, a.labels)]
@@ -294,6 +306,8 @@ def cmd_train(a) -> int:
             print(f"{p}: {len(labelled_slices(t, AXES[a.labelled_slices]))} labelled slices across "
                   f"{a.labelled_slices} trained on"
                   + (f", {len(held)} held out ({', '.join(map(str, held))})" if len(held) else ""))
+    if any(r is not None for r in scored):
+        regions["held_regions"] = scored
     if split_run:
         from ..train import partitioned_run as partitioned
         # the volumes as opened: each pair is read when it is prepared, the ranks' blocks cut from the

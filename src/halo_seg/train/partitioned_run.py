@@ -97,10 +97,11 @@ def _load_prepared(paths: dict) -> dict:
 
 
 def _prepare_into(folder, images, labels, val_images, val_labels, cfg, train_regions=None, val_regions=None,
-                  mine=lambda j: True) -> tuple[dict, dict]:
+                  mine=lambda j: True, held_regions=None) -> tuple[dict, dict]:
     """Prepare the training pairs and the held-out validation pairs that ``mine(j)`` picks (j counts
     the training pairs, then the validation ones) into ``folder``, one pair in memory at a time:
-    ({pair: paths}, {validation pair: paths})."""
+    ({pair: paths}, {validation pair: paths}). ``held_regions``: where each validation pair is scored
+    (its painted slices), else whole."""
     from .unet_train import channels_of, check_pair_values
     train, val = {}, {}
     for i, (image, lab) in enumerate(zip(images, labels)):
@@ -119,12 +120,15 @@ def _prepare_into(folder, images, labels, val_images, val_labels, cfg, train_reg
             image = [np.asarray(c) for c in channels_of(image)]
             for c in image:
                 check_pair_values(c, lab, cfg["n_classes"], f"validation volume {i}")
-            val[i] = _save_prepared(prepare_validation(image, lab, cfg), folder, f"val{i}")
+            data = prepare_validation(image, lab, cfg)
+            if held_regions is not None and held_regions[i] is not None:
+                data["val_region"] = np.asarray(held_regions[i], bool)
+            val[i] = _save_prepared(data, folder, f"val{i}")
     return train, val
 
 
 def _shared_prepared(images, labels, val_images, val_labels, cfg, train_regions, val_regions, rank: int,
-                     world: int, scratch=None):
+                     world: int, scratch=None, held_regions=None):
     """torchrun's ranks on one machine share the prepared pairs: its ranks prepare a share each
     into one folder (in ``scratch``, else the system's temporary folder) and every rank memory-maps
     them all, where each rank held every prepared pair in its own memory (10 bytes a voxel per rank:
@@ -155,7 +159,7 @@ def _shared_prepared(images, labels, val_images, val_labels, cfg, train_regions,
     k, n = peers.index(rank), len(peers)
     try:
         mine = _prepare_into(folder, images, labels, val_images, val_labels, cfg, train_regions, val_regions,
-                             lambda j: j % n == k)
+                             lambda j: j % n == k, held_regions)
         shares = gathered(mine)
     except BaseException:
         if own:
@@ -300,8 +304,10 @@ def _train_loop(rank, world, grid, vols, cfg, out, dev, emit, stop=None, val_vol
                               training={"config": {k: v for k, v in cfg.items() if k != "resume"},
                                         "grid": list(grid), "replicas": mesh.replicas, "partitioned": True,
                                         "iteration": it, "best_val_dice": val, "validation_volumes": len(val_vols),
-                                        "validated_on": "held-out volumes" if val_vols else "held-out regions"
-                                        if "val_region" in vols[0] else "training volumes",
+                                        "validated_on": ("held-out volume regions" if any("val_region" in v for v
+                                                                                          in val_vols)
+                                                         else "held-out volumes") if val_vols else
+                                        "held-out regions" if "val_region" in vols[0] else "training volumes",
                                         "resumed_from": cfg.get("resume"), **({"init": init} if init else {}),
                                         **{k: cfg[k] for k in ("spacing", "unit") if cfg.get(k)}})
     # the run's peak above what the rank held before it (the largest rank's), for benchmarks/train_memory.py
@@ -473,6 +479,26 @@ def _regions(train_regions, val_regions, i) -> tuple:
     return (None if train_regions is None else train_regions[i], None if val_regions is None else val_regions[i])
 
 
+def _check_held_regions(held_regions, val_labels):
+    """Regions of the held-out pairs (one boolean volume each, of its shape, or None: whole) where
+    they are scored."""
+    from .unet_train import TrainingError
+    if held_regions is None:
+        return None
+    if not val_labels:
+        raise TrainingError("held_regions are where held-out volumes are scored: give val_images and val_labels")
+    if len(held_regions) != len(val_labels):
+        raise TrainingError(f"{len(held_regions)} validation regions for {len(val_labels)} held-out volumes")
+    for i, (r, lb) in enumerate(zip(held_regions, val_labels)):
+        if r is None:
+            continue
+        if np.shape(r) != lb.shape:
+            raise TrainingError(f"validation region {i} is {np.shape(r)}, its held-out labels {lb.shape}")
+        if not np.any(r):
+            raise TrainingError(f"validation region {i} is empty: held-out volume {i} would not be scored")
+    return list(held_regions)
+
+
 def _check_regions(train_regions, val_regions, labels, held_out: bool):
     """Training regions (one boolean volume per pair, of its shape) and validation regions, which
     need training regions and are not for held-out volumes (those are validated whole)."""
@@ -498,7 +524,8 @@ def _check_regions(train_regions, val_regions, labels, held_out: bool):
 
 
 def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=None, cancel=None,
-                      val_images=None, val_labels=None, train_regions=None, val_regions=None, scratch=None) -> dict:
+                      val_images=None, val_labels=None, train_regions=None, val_regions=None, scratch=None,
+                      held_regions=None) -> dict:
     """Train on (image, label) volume pairs (one pair, or lists) with every patch split over ``grid``
     ranks spawned here: CPU processes (gloo) or, with ``cfg["device"]`` cuda, one GPU each (NCCL);
     ``cfg["replicas"]`` copies of the grid each train their own patches (data parallelism; ``batch``
@@ -507,7 +534,8 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
     ``out``; ``cancel()`` returning True stops every rank at the same iteration, keeping the best
     weights so far. ``train_regions``: where each pair's labels are known (labels painted on some
     slices; prepare_data), validated on ``val_regions`` (by default the rest) unless held-out pairs
-    are given. The pairs (numpy or lazy) are read and prepared one at a time into files the ranks
+    are given; ``held_regions``: where each held-out pair is scored (labels painted on some slices
+    of it too), else whole. The pairs (numpy or lazy) are read and prepared one at a time into files the ranks
     memory-map, in a folder inside ``scratch`` (else the system's temporary folder)."""
     import tempfile
 
@@ -520,6 +548,7 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
     val_images, val_labels = check_validation(val_images, val_labels, cfg["in_channels"])
     _check_validated(val_labels or labels, grid, cfg["depth"], bool(val_images))
     train_regions, val_regions = _check_regions(train_regions, val_regions, labels, bool(val_images))
+    held_regions = _check_held_regions(held_regions, val_labels)
     mesh = Mesh(tuple(grid), cfg["replicas"])
     world = mesh.world
     if training_device(cfg["device"]).type == "cpu":   # the ranks' blocks share this machine's RAM
@@ -529,7 +558,8 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
         _gpu_each(world, f"training on a {mesh.describe()}",
                   "a smaller grid or fewer --replicas, at most " + str(torch.cuda.device_count()) + " ranks")
     with tempfile.TemporaryDirectory(prefix="halo-seg-train-", dir=scratch) as tmp:
-        train, val = _prepare_into(tmp, images, labels, val_images, val_labels, cfg, train_regions, val_regions)
+        train, val = _prepare_into(tmp, images, labels, val_images, val_labels, cfg, train_regions, val_regions,
+                                   held_regions=held_regions)
         paths, val_paths = [train[i] for i in range(len(images))], [val[i] for i in range(len(val_images))]
         ctx = mp.get_context("spawn")
         q, stop_event = ctx.Queue(), ctx.Event()
@@ -573,7 +603,8 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
 
 
 def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, progress=None, val_images=None,
-                               val_labels=None, train_regions=None, val_regions=None, scratch=None) -> dict | None:
+                               val_labels=None, train_regions=None, val_regions=None, scratch=None,
+                               held_regions=None) -> dict | None:
     """The same training with this process as one of the ranks torchrun started (RANK, WORLD_SIZE,
     MASTER_ADDR; one GPU per process by LOCAL_RANK with cuda). The ranks of each machine prepare the
     volume pairs into one folder they share (_shared_prepared); rank 0 writes the weights and
@@ -585,6 +616,7 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
     val_images, val_labels = check_validation(val_images, val_labels, cfg["in_channels"])
     _check_validated(val_labels or labels, grid, cfg["depth"], bool(val_images))
     train_regions, val_regions = _check_regions(train_regions, val_regions, labels, bool(val_images))
+    held_regions = _check_held_regions(held_regions, val_labels)
     world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
     mesh = Mesh(tuple(grid), cfg["replicas"])
     if world != mesh.world:
@@ -603,14 +635,14 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
     shapes = [tuple(lb.shape) for lb in labels + val_labels]
     # the prepared pairs are shared from disk: a rank holds the largest it may prepare (+ its regions)
     _check_memory(cfg, tuple(grid), shapes, dev, distributed_env=True,
-                  data_bytes_per_voxel=RANK_DATA + (train_regions is not None), log=log,
+                  data_bytes_per_voxel=RANK_DATA + (train_regions is not None or held_regions is not None), log=log,
                   data_shapes=[max(shapes, key=np.prod)])
     dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
                             timeout=timedelta(seconds=600))
     rep, own = _Reporter(cfg, grid, log, progress), None
     try:
         vols, val_vols, own, sharing = _shared_prepared(images, labels, val_images, val_labels, cfg, train_regions,
-                                                        val_regions, rank, world, scratch)
+                                                        val_regions, rank, world, scratch, held_regions)
         if rank == 0:
             log(f"{len(vols) + len(val_vols)} volume pair(s) prepared and shared from disk by the {sharing} "
                 f"rank(s) of this machine" + (f" (in {scratch})" if scratch else ""))

@@ -294,7 +294,7 @@ def train_unet(images, labels, cfg: TrainConfig, out: str | Path, train_regions=
     saved (None when no validation was reached). ``val_images``/``val_labels``: held-out volume
     pairs to validate on, whole, instead of the training volumes' validation regions;
     ``held_regions``: a boolean region of each that validation is limited to (labels painted on some
-    slices: those slices; the rest is unknown, not background). ``on_disk``: a folder where the
+    slices: those slices; the rest is unknown, not background), or None for one scored whole. ``on_disk``: a folder where the
     prepared volumes are kept, memory-mapped, while the run lasts (train/on_disk.py)."""
     from contextlib import nullcontext
     from .on_disk import DiskStore
@@ -336,7 +336,7 @@ def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tenso
         for c in channels_of(im):
             check_pair_shapes(c, lb, f"validation volume {i}")
     if held_regions is not None and (len(held_regions) != len(val_labels) or any(
-            np.shape(r) != np.shape(lb) for r, lb in zip(held_regions, val_labels))):
+            r is not None and np.shape(r) != np.shape(lb) for r, lb in zip(held_regions, val_labels))):
         raise TrainingError(f"{len(held_regions)} validation regions for {len(val_labels)} held-out volumes; one of "
                             "each held-out volume's shape")
     if cfg.memory_check:
@@ -370,10 +370,10 @@ def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tenso
     checks = []
     for i, (im, lb) in enumerate(zip(val_images, val_labels)):
         check = (*prepared(im, lb, f"validation volume {i}"),
-                 everywhere(lb.shape) if held_regions is None else held_regions[i])
+                 everywhere(lb.shape) if held_regions is None or held_regions[i] is None else held_regions[i])
         checks.append(tuple(store.keep(f"validation{i}", *check)) if store else check)
     checks = checks or [(v[0], v[1], v[4]) for v in vols]
-    validated_on = ("held-out volume regions" if val_images and held_regions is not None else
+    validated_on = ("held-out volume regions" if val_images and any(r is not None for r in held_regions or []) else
                     "held-out volumes" if val_images else "held-out regions" if train_regions is not None
                     or val_regions is not None else "training volumes")
     net = UNet3D(n_in, cfg.n_classes, base=cfg.base, depth=cfg.depth)
