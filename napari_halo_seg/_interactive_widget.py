@@ -147,7 +147,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
                  ("Learn from objects", None, self.learn_quality), ("Restore objects", None, self.restore_objects),
                  ("Next time point", "Shift-T", self.next_timepoint),
                  ("Previous time point", "Shift-B", self.previous_timepoint),
-                 ("Commit as two", None, self.commit_as_two), ("Cancel", None, self.cancel)]
+                 ("Commit as two", "Shift-W", self.commit_as_two), ("Cancel", None, self.cancel)]
         for i, (text, key, fn) in enumerate(specs):
             b = QPushButton(f"{text} ({key})" if key else text)
             b.clicked.connect(lambda _=False, f=fn: f())

@@ -356,7 +356,8 @@ def test_commit_as_two_commits_the_daughters_and_either_is_followed(make_napari_
     from halo_seg.metrics import dice
     tl, daughters, viewer, w = _dividing(make_napari_viewer, qtbot, 3)
     objects, preview = viewer.layers["objects"], viewer.layers["current object"]
-    w.commit_as_two()                                # one cell: refused, nothing committed
+    key = next(f for k, f in viewer.keymap.items() if str(k) == "Shift+W")
+    key(viewer)                                      # Shift-W on one cell: refused, nothing committed
     _wait(qtbot, w)
     assert "does not look like two touching" in w.status.text() and not objects.data.any(), w.status.text()
     w.next_timepoint()                               # object 1 committed at 0, carried to 1: both daughters
