@@ -42,7 +42,7 @@ def follow(image, truth, rule: str, named: list | None = None) -> list[float]:
     ``named`` gets, per carried time point, whether the object was taken for two cells (two_cells:
     a false alarm, as these cells do not divide)."""
     from halo_seg import InteractiveSegmenter
-    from halo_seg.interactive.carry import box_again, carried_box, carried_boxes, carry_record, find_again, two_cells
+    from halo_seg.interactive.carry import carried_box, carried_boxes, carry_record, find_again, two_cells
     from halo_seg.interactive.roi import mask_bbox
     from halo_seg.metrics import dice
     z = int(truth[0].sum((1, 2)).argmax())
@@ -58,12 +58,12 @@ def follow(image, truth, rule: str, named: list | None = None) -> list[float]:
             seg.add_box(zt, *mask_bbox(truth[t, zt]))
         elif record is not None and rule == SHIPPED:
             find_again(seg, carried_boxes(record, image.shape[1:]), record["area"])
+        elif record is not None and rule == RULES[3]:   # the moved box alone, boxed again
+            find_again(seg, [carried_box(record, image.shape[1:])])
         elif record is not None:
             half = rule == RULES[4] and record["step"] is not None
             zt, b = carried_box(dict(record, step=record["step"] / 2) if half else record, image.shape[1:])
             seg.add_box(zt, *b)
-            if rule == RULES[3]:
-                box_again(seg, zt)
         else:   # lost at the time point before: nothing to carry
             out.append(0.0)
             pred = np.zeros_like(pred)

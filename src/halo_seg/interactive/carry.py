@@ -71,7 +71,8 @@ AREA_WEIGHT = 0.5
 def find_again(seg, boxes, area: int | None = None) -> tuple[int, tuple, int] | None:
     """Of the carried ``boxes`` ((slice, box) each, carried_boxes), the one where the object is
     found again, added to ``seg`` (an InteractiveSegmenter at the new time point) as its prompt:
-    each replaced by the tight box of what the slice's segmentation finds in it (box_again), the one
+    each replaced by the tight box of what the slice's segmentation finds in it (a carried box is off
+    by however the object moved and changed, and the prompt network expects a tight one), the one
     kept whose segmentation the prompt network predicts the better Dice of, less AREA_WEIGHT times
     how unlike ``area`` (the object's on its largest slice, the record's) its area is. A cell
     crawling on is where its last step takes it, one wandering at random rather where it was: at 3
@@ -96,22 +97,6 @@ def find_again(seg, boxes, area: int | None = None) -> tuple[int, tuple, int] | 
         return None
     seg.add_box(best[1], *best[2])
     return best[1], best[2], best[3]
-
-
-def box_again(seg, z: int) -> tuple | None:
-    """The carried box on slice ``z`` of ``seg`` (an InteractiveSegmenter holding it) replaced by the
-    tight box of what it segments there: a carried box is off by however the object moved and
-    changed, and the prompt network expects a tight one (at 3 voxels a time point, radius 5: mean
-    Dice 0.900 and no time point lost, against 0.823 and 8 % lost without, and 0.927 from a true box
-    each time; benchmarks/carry.py). Returns the new box, or None (and the carried box stays) where
-    it found nothing."""
-    from .roi import mask_bbox
-    mask = seg.segment_slice(z)
-    if not mask.any():
-        return None
-    box = mask_bbox(mask)
-    seg.add_box(z, *box)
-    return box
 
 
 def two_cells(mask: np.ndarray, spacing=None) -> tuple[np.ndarray, np.ndarray] | None:

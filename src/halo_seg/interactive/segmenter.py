@@ -397,14 +397,18 @@ class InteractiveSegmenter:
         self._prompts(s, z).new_signs.add(bool(positive))
         s.pending.add(z)
 
-    def add_box(self, z, y0, x0, y1, x1):
-        z = self._z(z)
+    def _box(self, y0, x0, y1, x1) -> tuple[int, int, int, int]:
         a = self._point(y0, x0, "box corner")
         b = self._point(y1, x1, "box corner")
         if a[0] > b[0] or a[1] > b[1]:
             raise InteractiveError(f"box ({y0}, {x0}, {y1}, {x1}) must have y0 <= y1 and x0 <= x1")
+        return a[0], a[1], b[0], b[1]
+
+    def add_box(self, z, y0, x0, y1, x1):
+        z = self._z(z)
+        box = self._box(y0, x0, y1, x1)
         s = self._push()
-        self._outline_prompts(s, z).box = (a[0], a[1], b[0], b[1])
+        self._outline_prompts(s, z).box = box
         s.pending.add(z)
 
     def add_extreme_points(self, z, points):
@@ -628,12 +632,8 @@ class InteractiveSegmenter:
         network's predicted Dice of it; the session is unchanged (a trial: where to put a box that
         is not known, carry.find_again)."""
         z = self._z(z)
-        a = self._point(*box[:2], "box corner")
-        b = self._point(*box[2:], "box corner")
-        if a[0] > b[0] or a[1] > b[1]:
-            raise InteractiveError(f"box {tuple(box)} must have y0 <= y1 and x0 <= x1")
         trial = self._s.copy()
-        trial.prompts[z] = _Prompts(box=(a[0], a[1], b[0], b[1]))
+        trial.prompts[z] = _Prompts(box=self._box(*box))
         trial.annotations.pop(z, None)
         return self._segment_judged(trial, z)
 
