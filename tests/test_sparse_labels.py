@@ -94,7 +94,11 @@ def test_held_out_volumes_painted_on_some_slices_are_scored_there(painted, tmp_p
             partitioned_run.train_partitioned(img, sparse, cfg, grid, tmp_path / "v.safetensors",
                                               val_images=[held[0]], val_labels=[held[1]],
                                               held_regions=[region, region], log=lambda *_: None)
-    if grid is not None:
+    if grid is None:
+        with pytest.raises(unet_train.TrainingError, match="validation region 0 is empty"):
+            unet_train.train_unet([img], [sparse], cfg, tmp_path / "v.safetensors", val_images=[held[0]],
+                                  val_labels=[held[1]], held_regions=[np.zeros_like(region)], log=lambda *_: None)
+    else:
         for bad, msg in (({"held_regions": [region[:8]]}, r"validation region 0 is \(8, 32, 32\)"),
                          ({"held_regions": [np.zeros_like(region)]}, "validation region 0 is empty"),
                          ({"val_images": None, "val_labels": None, "held_regions": [region]}, "give val_images")):

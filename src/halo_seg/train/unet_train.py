@@ -339,6 +339,9 @@ def _train_unet(images, labels, cfg, out, train_regions, val_regions, log, tenso
             r is not None and np.shape(r) != np.shape(lb) for r, lb in zip(held_regions, val_labels))):
         raise TrainingError(f"{len(held_regions)} validation regions for {len(val_labels)} held-out volumes; one of "
                             "each held-out volume's shape")
+    empty = [i for i, r in enumerate(held_regions or []) if r is not None and not np.any(r)]
+    if empty:
+        raise TrainingError(f"validation region {empty[0]} is empty: held-out volume {empty[0]} would not be scored")
     if cfg.memory_check:
         _check_memory(cfg, [tuple(lb.shape) for lb in labels], dev, log, [tuple(lb.shape) for lb in val_labels],
                       on_disk=store is not None, n_in=n_in)
