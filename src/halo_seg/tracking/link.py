@@ -29,6 +29,12 @@ thousand cells never builds one large matrix). What the assignment leaves, in th
   on keeps its size), near where she was predicted and within SISTER_RADII of her radii apart;
 - anything else starts a new track.
 
+``given`` links come before all of this: {object id: id of the object it was carried from} (the
+interactive widget's Next time point, either way in time), between ids as the labels hold them (the
+objects given), each a link whatever the overlap says; a mother with two or more given successors
+divided into them. A link between objects that are not at consecutive time points (one erased
+since) is not used; ``given_used`` counts those that were.
+
 This module only decides: the frames are read, compared and written by tracking.run.
 """
 from __future__ import annotations
@@ -107,8 +113,10 @@ class Linker:
     link: str = "overlap"     # or "distance": a point tracker's pairing by centroids alone
     predict: bool = True      # pair by distance from where each track's steps so far predict it
     distance_divisions: bool = True   # with max_distance: divisions told by the daughters' sizes and places too
+    given: dict = field(default_factory=dict)   # object id -> id of the object it was carried from
     lineage: dict = field(default_factory=dict)
     divisions: int = 0
+    given_used: int = 0
     _last: tuple = (None, None)   # the time point stepped last, and its objects' tracks in the order of their ids
     _ended: dict = field(default_factory=dict)      # track -> (t, id, step) of its last object, if it ended
     _steps: int = 0
@@ -166,15 +174,21 @@ class Linker:
         succ: dict[int, int] = {}         # index in prev -> index in cur it continues as
         daughters: dict[int, list] = {}   # index in prev -> indices in cur of her daughters
         ov = overlaps if overlaps is not None and self.link == "overlap" else np.zeros((0, 3), np.int64)
+        forced = self._given_pairs(prev, cur)   # index in prev -> indices in cur, as the user linked them
+        forced_cur = {j for js in forced.values() for j in js}
+        if forced and len(ov):   # the rest is linked as it would be without them
+            keep = ~np.isin(prev.index(ov[:, 0]), list(forced)) & ~np.isin(cur.index(ov[:, 1]), list(forced_cur))
+            ov = ov[keep]
         if prev is not None and len(prev.ids) and n and len(ov):
             w = iou(ov, prev, cur)
             good = w >= self.min_iou
             succ = dict(match(prev.index(ov[good, 0]), cur.index(ov[good, 1]), w[good]))
+        succ.update({i: js[0] for i, js in forced.items() if len(js) == 1})
         # before daughters: an object continuing a track that ended within max_gap (two cells that
         # touched, one object for a while, and part again are not a mother and her daughter)
-        links.update(self._close_gaps(cur, gaps or {}, set(succ.values())))
+        links.update(self._close_gaps(cur, gaps or {}, set(succ.values()) | forced_cur))
         if len(ov) and succ:
-            taken = set(succ.values()) | set(links)
+            taken = set(succ.values()) | set(links) | forced_cur
             share = ov[:, 2] / cur.voxels[cur.index(ov[:, 1])]   # of the new object, inside the old
             best: dict[int, tuple[float, int]] = {}
             for i, j, v in zip(prev.index(ov[:, 0]), cur.index(ov[:, 1]), share):
@@ -185,6 +199,11 @@ class Linker:
                     daughters.setdefault(i, []).append(j)
             for i in list(daughters):
                 daughters[i] = self._divide(i, daughters[i], succ, parents)
+        for i, js in forced.items():
+            if len(js) > 1:   # a mother the user followed into two (Commit as two)
+                succ[i] = js[0]
+                daughters[i] = self._divide(i, js[1:], succ, parents)
+        self.given_used += len(forced_cur)
         if prev is not None and len(prev.ids) and n and self.max_distance is not None:
             self._pair_by_distance(prev, cur, succ, set(daughters), set(parents) | set(links))
             if self.distance_divisions:
@@ -226,6 +245,39 @@ class Linker:
         self._velocity = {k: v for k, v in self._velocity.items() if k in live}
         self._steps += 1
         return tracks
+
+    def _given_pairs(self, prev: Objects | None, cur: Objects) -> dict[int, list]:
+        """The given links between ``prev`` and ``cur``: index in prev -> indices in cur (sorted);
+        an object of cur given two objects of prev to come from is refused, naming them."""
+        if not self.given or prev is None or not len(prev.ids) or not len(cur.ids):
+            return {}
+        from ..io.volume import VolumeError
+
+        def at(objs: Objects, k) -> int | None:
+            i = int(objs.index(k)) if k is not None else len(objs.ids)
+            return i if i < len(objs.ids) and objs.ids[i] == k else None
+        pairs = set()
+        for j, c in enumerate(cur.ids.tolist()):   # carried forward: cur's object from one of prev
+            i = at(prev, self.given.get(c))
+            if i is not None:
+                pairs.add((i, j))
+        for i, p in enumerate(prev.ids.tolist()):  # carried backward: prev's object from one of cur
+            j = at(cur, self.given.get(p))
+            if j is not None:
+                pairs.add((i, j))
+        froms: dict[int, list] = {}
+        for i, j in sorted(pairs):
+            froms.setdefault(j, []).append(i)
+        for j, iss in froms.items():
+            if len(iss) > 1:
+                raise VolumeError(
+                    f"object {int(cur.ids[j])} at time point {cur.t} is linked to objects "
+                    f"{' and '.join(str(int(prev.ids[i])) for i in iss)} at time point {prev.t} (followed there "
+                    "from both sides): a cell has one object before it; erase one, or commit it again")
+        out: dict[int, list] = {}
+        for i, j in sorted(pairs):
+            out.setdefault(i, []).append(j)
+        return out
 
     def _divide(self, i: int, js: list, succ: dict, parents: dict) -> list:
         """prev's object ``i`` divided: her successor and ``js`` in cur are her daughters (returned)."""

@@ -41,6 +41,7 @@ class TrackResult:
     unit: str | None = None
     seconds: float = 0.0
     shape: tuple = ()                              # a time point's (Z, Y, X)
+    given_links: int = 0                           # of the links given (track_objects links), those used
 
 
 def check_track_output(out: Path, source) -> None:
@@ -128,7 +129,7 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
                   division_overlap: float = 0.2, max_distance: float | None = None, max_gap: int = 1,
                   link: str = "overlap", predict: bool = True, distance_divisions: bool = True, spacing=None,
                   unit: str | None = None, image=None, image_channel=None, progress=None, cancel=None,
-                  resume: bool = False) -> TrackResult:
+                  resume: bool = False, links: dict | None = None) -> TrackResult:
     """Track the objects of a time-lapse's labels ``source`` into the zarr group ``out``.
 
     ``source``: a path (a `segment --timepoint all` output, or a labels file with a t axis; its
@@ -141,7 +142,10 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
     spacing's units, ``max_gap`` time points; ``predict``: distances are from where each track's
     steps so far predict it, as much of its last step as the cells keep, fitted to the tracks;
     ``distance_divisions``: with ``max_distance``, divisions are told by the daughters' sizes and
-    places too, where they lie too far from their mother to overlap her).
+    places too, where they lie too far from their mother to overlap her). ``links``, with
+    ``objects_given``: {id: id of the object it was carried from} (the interactive widget's objects
+    followed with Next time point), each a link whatever else says (tracking.link ``given``); the
+    other objects linked as above.
     ``image``: measured under each object (mean, std, ...) in the table. ``progress(done, total)``
     after each time point; ``cancel()`` True stops between slabs; then, as on any error, the output
     is not written (an earlier one stays as it was) and the time points done are kept beside it
@@ -152,8 +156,16 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
     if objects_given and (classes or min_voxels or split is not None):
         raise VolumeError("the labels' ids are taken as the objects (objects_given): classes, min_voxels and split "
                           "apply only when objects are found as connected components")
+    if links and not objects_given:
+        raise VolumeError("links name objects by their ids: they apply to objects given as the labels hold them "
+                          "(objects_given), not to connected components found anew")
+    given = {}
+    for k, v in (links or {}).items():
+        if int(k) != k or int(v) != v or k <= 0 or v <= 0 or k == v:
+            raise VolumeError(f"a link joins two objects' ids (whole numbers > 0, not the same): got {k} from {v}")
+        given[int(k)] = int(v)
     linker = Linker(min_iou=min_iou, division_overlap=division_overlap, max_distance=max_distance, max_gap=max_gap,
-                    link=link, predict=predict, distance_divisions=distance_divisions)
+                    link=link, predict=predict, distance_divisions=distance_divisions, given=given)
     linker.check()
     check_track_output(out, source)
     src = _Input(source, channel, timepoints, spacing, image, image_channel)
@@ -175,7 +187,8 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
                 "connectivity": int(connectivity), "split": split,
                 "image": str(Path(image).resolve()) if isinstance(image, (str, Path)) else image is not None,
                 **{k: getattr(linker, k) for k in ("min_iou", "division_overlap", "max_distance", "max_gap", "link",
-                                                   "predict", "distance_divisions")}}
+                                                   "predict", "distance_divisions")},
+                **({"links": sorted([k, v] for k, v in given.items())} if given else {})}
     try:
         result = _track(src, work / "tracks.zarr", work, linker, settings, objects_given, classes, min_voxels,
                         connectivity, split, progress, cancel)
@@ -276,9 +289,10 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, settings: dict, o
                          "objects": "given" if objects_given else "connected components",
                          "min_iou": linker.min_iou, "division_overlap": linker.division_overlap,
                          "max_distance": linker.max_distance, "max_gap": linker.max_gap, "link": linker.link,
-                         "predict": linker.predict, "distance_divisions": linker.distance_divisions}
+                         "predict": linker.predict, "distance_divisions": linker.distance_divisions,
+                         **({"given_links": linker.given_used} if linker.given else {})}
     return TrackResult(out, len(lineage), linker.divisions, list(src.chosen), counts, table, lineage, src.spacing,
-                       src.unit, shape=src.shape)
+                       src.unit, shape=src.shape, given_links=linker.given_used)
 
 
 def label_chunks(shape) -> tuple:
