@@ -134,6 +134,90 @@ def test_a_crawling_cell_is_paired_where_its_steps_predict_it_not_with_a_newcome
     assert ids[3] == {1: 1, 2: 2} and linker.persistence() == pytest.approx(1.0)
 
 
+def _followed_frames():
+    """Three time points whose ids are each one time point's (as the interactive widget commits them):
+    cell A jumps further than it overlaps (1 -> 5) and then divides into 7 and 8 lying apart; cell B
+    (2, 3, 4) crawls on, overlapping itself."""
+    shape = (8, 32, 32)
+    lab = np.zeros((3,) + shape, np.uint16)
+    lab[0, 2:6, 4:10, 4:10] = 1
+    lab[1, 2:6, 20:26, 20:26] = 5
+    lab[2, 2:6, 19:23, 20:26] = 7
+    lab[2, 2:6, 27:31, 20:26] = 8         # too far from 5 to be told her daughter by overlap
+    lab[0, 2:6, 20:26, 4:10] = 2
+    lab[1, 2:6, 20:26, 5:11] = 3
+    lab[2, 2:6, 20:26, 6:12] = 4
+    return lab
+
+
+def _tracks_of(path, lab):
+    """{(time point, object id): track} of a track output made from ``lab``."""
+    out = zarr.open_group(str(path))["labels"][...]
+    return {(t, int(k)): int(np.unique(out[t][lab[t] == k])[0]) for t in range(len(lab)) for k in np.unique(lab[t]) if k}
+
+
+def test_links_given_by_the_user_come_before_overlap_and_the_rest_is_linked_as_without(tmp_path):
+    """Links made with the interactive widget's Next time point ({id: id carried from}, either way in
+    time) are kept whatever the overlap says: a jump no overlap follows, a mother followed into two
+    (a division); the objects not followed are linked as without links; a link to an object erased
+    since is not used; an object given two objects before it, or links on connected components,
+    are refused."""
+    lab = _followed_frames()
+    plain = track_objects(lab, tmp_path / "plain.zarr", objects_given=True)
+    auto = _tracks_of(tmp_path / "plain.zarr", lab)
+    assert auto[(1, 5)] != auto[(0, 1)] and plain.divisions == 0   # A's jump is not followed by overlap
+    for name, links in (("fwd", {5: 1, 7: 5, 8: 5}), ("back", {1: 5, 7: 5, 8: 5}), ("erased", {5: 1, 7: 5, 8: 5, 6: 1})):
+        res = track_objects(lab, tmp_path / f"{name}.zarr", objects_given=True, links=links)
+        got = _tracks_of(tmp_path / f"{name}.zarr", lab)
+        a = got[(0, 1)]
+        assert got[(1, 5)] == a and res.divisions == 1, name
+        lineage = {int(k): (int(b), int(e), int(p)) for k, b, e, p in res.lineage}
+        assert lineage[a] == (0, 1, 0) and lineage[got[(2, 7)]] == (2, 2, a) == lineage[got[(2, 8)]]
+        assert got[(2, 7)] != got[(2, 8)]
+        assert got[(0, 2)] == got[(1, 3)] == got[(2, 4)] and lineage[got[(0, 2)]] == (0, 2, 0)   # B as without
+        assert res.given_links == 3, name   # 6 is in no time point: not used
+        assert zarr.open_group(str(tmp_path / f"{name}.zarr")).attrs["halo_seg_tracks"]["given_links"] == 3
+    # stopped after time point 1 and resumed: the same tracks, every link counted once
+    state = {"done": 0}
+    with pytest.raises(InterruptedError):
+        track_objects(lab, tmp_path / "stop.zarr", objects_given=True, links={5: 1, 7: 5, 8: 5},
+                      progress=lambda d, n: state.update(done=d), cancel=lambda: state["done"] >= 2)
+    with pytest.raises(VolumeError, match="other settings.*links"):
+        track_objects(lab, tmp_path / "stop.zarr", objects_given=True, links={5: 1}, resume=True)
+    res = track_objects(lab, tmp_path / "stop.zarr", objects_given=True, links={5: 1, 7: 5, 8: 5}, resume=True)
+    assert _tracks_of(tmp_path / "stop.zarr", lab) == got and res.given_links == 3
+    with pytest.raises(VolumeError, match=r"object 5 at time point 1 is linked to objects 1 and 2 at time point 0"):
+        track_objects(lab, tmp_path / "two.zarr", objects_given=True, links={5: 1, 2: 5})
+    with pytest.raises(VolumeError, match="objects given"):
+        track_objects(lab, tmp_path / "cc.zarr", links={5: 1})
+    with pytest.raises(VolumeError, match="whole numbers > 0"):
+        track_objects(lab, tmp_path / "bad.zarr", objects_given=True, links={5: 0})
+    assert not any((tmp_path / n).exists() for n in ("two.zarr", "cc.zarr", "bad.zarr"))
+
+
+def test_the_track_command_keeps_the_links_of_the_interactive_objects_kept_on_disk(tmp_path, capsys):
+    """The interactive widget's objects as kept on disk (a (T, Z, Y, X) zarr array with the links in
+    its carried_from attribute): `track --ids` keeps the links, as track_objects given them does;
+    without --ids a note says so."""
+    from halo_seg.cli import main
+    lab = _followed_frames()
+    kept = zarr.open_array(str(tmp_path / "movie.objects.zarr"), mode="w", shape=lab.shape, dtype=lab.dtype,
+                           chunks=(1, 8, 32, 32))
+    kept[...] = lab
+    kept.attrs.update({"labels": True, "spacing": [1.0, 1.0, 1.0], "axes": ["t", "z", "y", "x"],
+                       "carried_from": {"5": 1, "7": 5, "8": 5}})
+    assert main(["track", str(tmp_path / "movie.objects.zarr"), str(tmp_path / "t.zarr"), "--ids", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "keeping the 3 links of objects followed with Next time point" in err
+    assert json.loads(out.strip().splitlines()[-1])["links_kept"] == 3
+    ref = track_objects(lab, tmp_path / "ref.zarr", objects_given=True, links={5: 1, 7: 5, 8: 5})
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "t.zarr"))["labels"][...],
+                                  zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...])
+    assert ref.divisions == 1
+    assert main(["track", str(tmp_path / "movie.objects.zarr"), str(tmp_path / "cc.zarr"), "--quiet"]) == 0
+    assert "holds 3 links of objects followed with Next time point; --ids keeps them" in capsys.readouterr().err
+
+
 def test_a_fast_cell_dividing_away_from_where_it_was_is_told_by_its_daughters_sizes_and_places():
     shape = (12, 20, 64)
     mother = [_ball(shape, (6, 10, x), 4) for x in (6, 16, 26)]   # a cell crawling 10 voxels a time point

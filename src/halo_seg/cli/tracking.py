@@ -19,6 +19,13 @@ def cmd_track(a) -> int:
             check_table_path(Path(path))
     if a.ctc:
         check_ctc_folder(a.ctc)   # before the work, not after
+    links = _kept_links(a.labels)
+    if links and a.ids:
+        print(f"keeping the {len(links)} link{'s' if len(links) != 1 else ''} of objects followed with Next time "
+              f"point that {a.labels} holds", file=sys.stderr)
+    elif links:
+        print(f"note: {a.labels} holds {len(links)} link{'s' if len(links) != 1 else ''} of objects followed with "
+              "Next time point; --ids keeps them (its objects as committed)", file=sys.stderr)
     partial = partial_dir(Path(a.output))
     if a.resume and not (partial / STATE).exists():
         print(f"no stopped tracking of {a.output} to go on from: tracking from the first time point", file=sys.stderr)
@@ -30,7 +37,8 @@ def cmd_track(a) -> int:
                                 max_distance=a.max_distance, max_gap=a.max_gap, link=a.link, predict=a.predict,
                                 distance_divisions=a.distance_divisions, spacing=_spacing_arg(a.spacing),
                                 unit=a.unit, image=a.image,
-                                image_channel=a.image_channel, progress=progress, resume=a.resume)
+                                image_channel=a.image_channel, progress=progress, resume=a.resume,
+                                links=links if a.ids else None)
         except PartialError:   # the partial there is not this run's to go on from
             raise
         except BaseException:   # Ctrl-C too
@@ -55,8 +63,22 @@ def cmd_track(a) -> int:
               file=sys.stderr)
     print(json.dumps({"output": str(res.output), "tracks": res.tracks, "divisions": res.divisions,
                       "timepoints": len(res.timepoints), "objects_per_timepoint": res.objects,
+                      **({"links_kept": res.given_links} if links and a.ids else {}),
                       "seconds": round(res.seconds, 2)}))
     return 0
+
+
+def _kept_links(path) -> dict[int, int]:
+    """The links a zarr labels array keeps (the interactive widget's objects, kept on disk: their
+    carried_from), or none (any other input)."""
+    from ..io.volume import links_in
+    if not str(path).rstrip("/").endswith(".zarr"):
+        return {}
+    try:
+        import zarr
+        return links_in(zarr.open_array(str(path), mode="r").attrs)
+    except Exception:   # a group, or not zarr at all: it holds no such links
+        return {}
 
 
 def cmd_track_edit(a) -> int:
@@ -137,7 +159,8 @@ def add_track(sub) -> None:
     o.add_argument("--channel", default=None, help="the labels' channel, when the file has several")
     o.add_argument("--ids", action="store_true",
                    help="the labels already number the objects (StarDist, Cellpose, `instances`): take each id as an "
-                        "object, touching ones apart, instead of finding connected components")
+                        "object, touching ones apart, instead of finding connected components; the interactive "
+                        "widget's objects kept on disk are tracked with the links made with Next time point")
     _object_args(o, classes_note="; an object continues only as one of its class", min_note=" (debris)",
                  split_help="split touching objects (nuclei) at each time point as `instances --split` does; "
                             "needed for a cell's two daughters, which touch when they are born")

@@ -567,6 +567,21 @@ def names_attr(names: dict | None) -> dict[str, str]:
     return {str(int(k)): str(v) for k, v in (names or {}).items()}
 
 
+CARRIED_FROM = "carried_from"   # a labels array's links: id -> id of the object it was carried from
+
+
+def links_in(attrs) -> dict[int, int]:
+    """The links an objects array keeps (its ``CARRIED_FROM`` attribute: the interactive widget's
+    objects followed over time with Next time point), as id -> id it was carried from."""
+    links = attrs.get(CARRIED_FROM)
+    return {int(k): int(v) for k, v in links.items()} if isinstance(links, dict) else {}
+
+
+def links_attr(links: dict | None) -> dict[str, int]:
+    """id -> id carried from as a zarr attribute (JSON: string keys); links_in reads it back."""
+    return {str(int(k)): int(v) for k, v in (links or {}).items()}
+
+
 def holds_labels(vol) -> bool:
     """Labels, not an image: a file marked so (a SEG, a structure set, a NIfTI of intent label), or
     a `segment` output's labels."""
