@@ -19,7 +19,7 @@ from ._interactive_names import OBJECTS, WORKING
 from ._interactive_time import widen
 from ._kept_objects import EARLIER, INTO, KEPT, boxes_union, read_kept, stroke_box, union_box as _union
 from ._layers import check_same_grid, on_grid_of
-from ._measure import drop_row, layer_unit, object_row, set_name, set_row
+from ._measure import CARRIED, drop_row, layer_unit, object_row, set_name, set_row
 from ._paintable import paintable
 from ._timelapse import same_timelapse, timelapse_data
 
@@ -115,6 +115,7 @@ class ObjectActions:
         data = self._here(objects)
         first = int(objects.data.max()) + 1   # of every time point: an id is one object
         name = self._take_name()
+        carried = self._carried_from(at)
         where, old, new, said, left, records = [], [], [], [], 0, {}
         for k, inside in enumerate(parts):   # the object's box only: on a large volume nothing else is touched
             new_id = first + k
@@ -127,8 +128,9 @@ class ObjectActions:
             # its size beside its id when the cursor is over it (napari shows a Labels layer's features)
             row = self._object_row(free, new_id, box, at)   # the new id is nowhere else
             named = name if not name or len(parts) == 1 else f"{name} {k + 1}"
-            if row or named:
-                set_row(objects, {"index": new_id, **({"name": named} if named else {}), **row})   # the name first
+            if row or named or carried:   # the name first; the link that the Objects widget's tracking keeps
+                set_row(objects, {"index": new_id, **({"name": named} if named else {}),
+                                  **({CARRIED: carried} if carried else {}), **row})
             where.append(here)
             old.append(np.zeros(len(here), data.dtype))
             new.append(np.full(len(here), new_id, data.dtype))
@@ -156,6 +158,14 @@ class ObjectActions:
                        "that one instead" if at is not None else ""))
         self.status.setText(text + accepted + self._unkept())
         self._new_object()
+
+    def _carried_from(self, t: int | None) -> int | None:
+        """The id of the object the current one was carried from by Next (or Previous) time point, at
+        the time point next to ``t`` of this image; None where it was not carried."""
+        src = self._carry_source
+        if src is None or t is None or abs(src["t"] - t) != 1 or src.get("image") != (self._session_key or (None,))[0]:
+            return None
+        return int(src["label"])
 
     def _object_row(self, mask, label: int, box, t: int | None) -> dict:
         """The object's row of measurements (object_row), of a time-lapse with its time point, over
@@ -351,11 +361,11 @@ class ObjectActions:
         def read():
             from scipy import ndimage
             self._keeper.wait()   # a change handed over just before may be setting the earlier file aside
-            restored, names = read_kept(kept, shape)
-            return restored, names, ndimage.find_objects(restored)   # each object's box, for its measurements
+            restored, names, links = read_kept(kept, shape)
+            return restored, names, links, ndimage.find_objects(restored)   # each object's box, for its measurements
 
         def done(result):
-            restored, names, boxes = result
+            restored, names, links, boxes = result
             data = objects.data
             if tuple(data.shape) != shape:
                 self.status.setText("the objects layer changed shape meanwhile; nothing was restored")
@@ -370,11 +380,14 @@ class ObjectActions:
             objects.refresh()
             objects.metadata.pop(EARLIER, None)   # restored: the layer, with them, is what is kept now
             ids = np.unique(held[free])
+            back = set(ids.tolist())
             for label in ids:
                 k = int(label) - offset
                 self._remeasure(objects, int(label), boxes[k - 1] if 0 < k <= len(boxes) else None, always=True)
                 if names.get(k):
                     set_name(objects, int(label), names[k])
+                if links.get(k) and links[k] + offset in back:   # followed from an object restored with it
+                    set_row(objects, {"index": int(label), CARRIED: links[k] + offset})
             self._keeper.write(objects, box)   # after the names: they are kept with the objects
             clash = int(mine.sum()) - int(free.sum())
             self.status.setText(f"restored {len(ids)} object{'' if len(ids) == 1 else 's'} from {kept}"

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from halo_seg.engine.output import CORRECTED   # the labels array's attribute: when a correction went into it
-from halo_seg.io.volume import SEGMENT_NAMES, names_attr, names_in
+from halo_seg.io.volume import CARRIED_FROM, SEGMENT_NAMES, links_attr, links_in, names_attr, names_in
 
-from ._measure import layer_names
+from ._measure import layer_links, layer_names
 
 KEPT = "kept objects"      # a layer's metadata: the file it is kept in
 EARLIER = "kept earlier"   # a layer's metadata: the file holding an earlier napari session's objects
@@ -47,9 +47,9 @@ def set_aside(path: Path) -> Path:
     return aside
 
 
-def read_kept(path: Path, shape) -> tuple[np.ndarray, dict[int, str]]:
-    """The kept objects of ``path`` (a volume of ``shape``) and the names given to them, or a
-    ValueError naming what is wrong."""
+def read_kept(path: Path, shape) -> tuple[np.ndarray, dict[int, str], dict[int, int]]:
+    """The kept objects of ``path`` (a volume of ``shape``), the names given to them and the links of
+    those followed over time (id -> id carried from), or a ValueError naming what is wrong."""
     import zarr
     try:
         arr = zarr.open_array(str(path), mode="r")
@@ -57,7 +57,7 @@ def read_kept(path: Path, shape) -> tuple[np.ndarray, dict[int, str]]:
         raise ValueError(f"cannot read the kept objects {path}: {exc}") from exc
     if tuple(arr.shape) != tuple(shape):
         raise ValueError(f"the kept objects {path} are {tuple(arr.shape)}, the image is {tuple(shape)}")
-    return np.asarray(arr[...]), names_in(arr.attrs)
+    return np.asarray(arr[...]), names_in(arr.attrs), links_in(arr.attrs)
 
 
 def _write(path: Path, shape, dtype, box, region: np.ndarray, attrs: dict, aside: Path | None,
@@ -159,6 +159,7 @@ class ObjectsKeeper:
         attrs = json.loads(json.dumps(
             {"labels": True, "spacing": [float(s) for s in layer.scale[-3:]],
              SEGMENT_NAMES: names_attr(layer_names(layer.features)),   # liver, tumour
+             CARRIED_FROM: links_attr(layer_links(layer.features)),    # Next time point's, for tracking
              **({"axes": ["t", "z", "y", "x"]} if len(shape) == 4 else {}),   # a time-lapse's objects
              **{k: v for k, v in (layer.metadata or {}).items() if k in ("image", "unit", "geometry")}},
             default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))

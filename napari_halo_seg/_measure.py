@@ -100,6 +100,24 @@ def layer_names(features) -> dict[int, str]:
     return {int(i): n for i, n in zip(features["index"], features["name"]) if isinstance(n, str) and n}
 
 
+CARRIED = "carried from"   # a features column: the object (at the time point next to it) it was carried from
+
+
+def layer_links(features) -> dict[int, int]:
+    """A Labels layer's links of objects followed over time (the features' 'carried from' column,
+    which Commit fills for an object Next time point carried): id -> id it was carried from."""
+    if features is None or "index" not in features or CARRIED not in features:
+        return {}
+    out = {}
+    for i, k in zip(features["index"], features[CARRIED]):
+        try:
+            if k is not None and k == k and int(k) > 0:   # NaN where a row has none
+                out[int(i)] = int(k)
+        except (TypeError, ValueError):   # a value typed by hand that is no id
+            continue
+    return out
+
+
 def set_name(labels_layer, index: int, name: str):
     """Name one object of a Labels layer (its features' row, made if it has none)."""
     set_row(labels_layer, {"index": int(index), "name": name})

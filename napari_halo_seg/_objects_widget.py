@@ -21,7 +21,7 @@ from halo_seg.measure import volume_text
 from ._background import BackgroundWidget
 from ._fields import form_of
 from ._layers import fill_layer_box, follow_layers, layer_volume, on_grid_of
-from ._measure import UNIT, layer_names, layer_unit, save_table_csv, table_features
+from ._measure import UNIT, layer_links, layer_names, layer_unit, save_table_csv, table_features
 from ._objects_series import (TRACK_OUTPUT, counts_text, label_series, measure_series, series_image,
                               track_features, track_series, tracking_text)
 from ._paintable import paintable
@@ -85,7 +85,9 @@ class ObjectsWidget(BackgroundWidget):
         self.split = QCheckBox("split touching objects (nuclei)")
         self.track = QCheckBox("follow them over time (tracks, lineage)")
         self.track.setToolTip("labels with time points (T, Z, Y, X): each object keeps one id from time point to "
-                              "time point, a dividing cell's daughters get ids of their own (halo_seg.tracking)")
+                              "time point, a dividing cell's daughters get ids of their own (halo_seg.tracking); "
+                              "the interactive widget's objects are tracked as committed, keeping the links "
+                              "made with Next time point (a cell followed, its daughters after Commit as two)")
         self.max_distance = QDoubleSpinBox()
         self.max_distance.setRange(0.0, 1e6)
         self.max_distance.setDecimals(2)
@@ -141,12 +143,22 @@ class ObjectsWidget(BackgroundWidget):
                 self.status.setText("error: linking by distance alone needs a max distance: how far a cell may move "
                                     "between time points")
                 return
-            self._start(f"following the objects of {layer.name} over its {data.shape[0]} time points ...",
+            links = layer_links(layer.features)
+            if links and (classes or self.min_voxels.value() or self.split.isChecked()):
+                self.status.setText(f"error: {layer.name} holds objects followed with Next time point: they are "
+                                    "tracked as committed, keeping the links made there; clear classes, min voxels "
+                                    "and split (they apply to objects found as connected components)")
+                return
+            found = {"objects_given": True, "links": links} if links else {
+                "classes": classes, "min_voxels": self.min_voxels.value(), "split": self.split.isChecked(),
+                "connectivity": self.connectivity.currentIndex() + 1}
+            self._start(f"following the objects of {layer.name} over its {data.shape[0]} time points"
+                        + (f", keeping the {len(links)} link{'s' if len(links) != 1 else ''} made with Next time "
+                           "point" if links else "") + " ...",
                         track_series, data, out.with_name(f"{layer.name}_tracks.zarr"), tuple(layer.scale[-3:]),
-                        layer_unit(layer), image, self.progress_callback, self._cancel.is_set, classes=classes,
-                        min_voxels=self.min_voxels.value(), split=self.split.isChecked(),
-                        connectivity=self.connectivity.currentIndex() + 1, max_distance=reach, link=link,
-                        on_done=lambda outcome: self._tracks_done(outcome, layer, link, reach))
+                        layer_unit(layer), image, self.progress_callback, self._cancel.is_set, max_distance=reach,
+                        link=link, on_done=lambda outcome: self._tracks_done(outcome, layer, link, reach, len(links)),
+                        **found)
             return
         if data.ndim == 4:
             self._start(f"labelling the objects of {layer.name} at each of its {data.shape[0]} time points ...",
@@ -273,7 +285,7 @@ class ObjectsWidget(BackgroundWidget):
         self._succeeded(f"{sum(counts)} objects: {counts_text(counts)}; numbered on from one time point to the "
                         "next (the table's timepoint column says whose)")
 
-    def _tracks_done(self, outcome, layer, link, reach):
+    def _tracks_done(self, outcome, layer, link, reach, links: int = 0):
         import dask.array as da
         done, exc = outcome
         if exc is not None:
@@ -297,8 +309,14 @@ class ObjectsWidget(BackgroundWidget):
         fast = fast_motion(rows, link, reach, res.shape, res.spacing)   # as asked, whatever the fields say now
         hint = (f"; {motion_text(fast, unit)}: check 'link by distance alone' with a max distance of about "
                 f"{fast[2]:g} and follow them again" if fast else "")
+        kept = ""
+        if links:   # a link to an object erased since, or to one not at the next time point, is not used
+            kept = (f"; the {links} link{'s' if links != 1 else ''} made with Next time point kept"
+                    if res.given_links == links else
+                    f"; {res.given_links} of the {links} links made with Next time point kept (the others join "
+                    "objects erased since)")
         self._succeeded(f"{tracking_text(res.tracks, res.divisions)}; objects: {counts_text(res.objects)}"
-                        + (f"; {note}" if note else "") + hint)
+                        + kept + (f"; {note}" if note else "") + hint)
 
     def save_table(self, path: str | None = None):
         save_table_csv(self, self.table, "objects.csv", path)

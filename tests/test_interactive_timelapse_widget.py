@@ -230,6 +230,48 @@ def test_time_lapse_sessions_and_objects_are_kept_and_restored(make_napari_viewe
     assert list(restored.features["voxels"]) == [int((on_disk == 1).sum())]
 
 
+def test_links_made_with_next_time_point_are_kept_and_restored_onto_the_ids_restored(make_napari_viewer, qtbot,
+                                                                                     _user_dir):
+    """The links of objects followed over time (each row's 'carried from') are kept with the objects
+    on disk and Restore objects brings them back onto the ids their objects come back as."""
+    import zarr
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    from napari_halo_seg._kept_objects import kept_objects_path, read_kept
+    from napari_halo_seg._measure import CARRIED, layer_links, set_row
+    image, labels = _series()
+    viewer, w = _widget(make_napari_viewer, image)
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    data = objects.data
+    for t in range(3):                                # object 1 followed on as 2 and 3, as Commit leaves them
+        data[t][labels[t] == 1] = t + 1
+    objects.data = data
+    for t in range(3):
+        set_row(objects, {"index": t + 1, "timepoint": t, **({CARRIED: t} if t else {})})
+    w._keeper.write(objects)
+    w._keeper.wait()
+    kept = kept_objects_path(w._kept_path())
+    assert zarr.open_array(str(kept), mode="r").attrs["carried_from"] == {"2": 1, "3": 2}
+    assert read_kept(kept, image.shape)[2] == {2: 1, 3: 2}
+
+    for name in [lay.name for lay in viewer.layers if lay.metadata.get("image") == "movie"]:
+        viewer.layers.remove(name)
+    w2 = InteractiveWidget(viewer)
+    w2.image.setCurrentText("movie")
+    w2.ensure_prompt_layers()
+    fresh = viewer.layers["objects"]
+    data = fresh.data
+    data[0][labels[0] == 3] = 1                       # an object of this session first: the kept ones come after
+    fresh.data = data
+    w2.restore_objects()
+    _wait(qtbot, w2)
+    assert "as ids 2 to 4" in w2.status.text(), w2.status.text()
+    assert all(np.array_equal(fresh.data[t] == t + 2, labels[t] == 1) for t in range(3))
+    assert layer_links(fresh.features) == {3: 2, 4: 3}
+    w2._keeper.wait()
+    assert read_kept(kept, image.shape)[2] == {3: 2, 4: 3}
+
+
 def _carried(image, t, rec_mask, step):
     """The box Next (or Previous) time point should end with at t from the object ``rec_mask`` of the
     time point it comes from, the engine's result from it, and which box it came from (0: where the
@@ -309,6 +351,8 @@ def test_next_time_point_follows_an_object_with_its_box_moved_by_its_last_step(m
     w.next_timepoint()                               # the last time point: committed, nothing carried
     assert "time point 2 is the last" in w.status.text() and np.array_equal(objects.data[2] == 3, ref2)
     assert w.worker is None
+    from napari_halo_seg._measure import layer_links
+    assert layer_links(objects.features) == {2: 1, 3: 2}   # each carried from the one before: the cell's track
 
 
 def _dividing(make_napari_viewer, qtbot, n: int):
@@ -376,9 +420,11 @@ def test_commit_as_two_commits_the_daughters_and_either_is_followed(make_napari_
     assert "Next time point follows 2: select 3 in objects (its label) to follow that one instead" in w.status.text()
     assert objects.selected_label == 2 and list(objects.features["index"]) == [1, 2, 3]
     assert list(objects.features["timepoint"]) == [0, 1, 1] and not preview.data.any()
+    from napari_halo_seg._measure import layer_links
+    assert layer_links(objects.features) == {2: 1, 3: 1}   # both carried from their mother: a division
     w.undo()                                         # both back out: the whole object is current again
     assert "objects 2 and 3 taken back out of objects" in w.status.text(), w.status.text()
-    assert not objects.data[1].any() and list(objects.features["index"]) == [1]
+    assert not objects.data[1].any() and list(objects.features["index"]) == [1] and not layer_links(objects.features)
     assert np.array_equal(np.asarray(preview.data[1]) > 0, carried)
     w.commit_as_two()
     _wait(qtbot, w)
@@ -400,6 +446,8 @@ def test_commit_as_two_commits_the_daughters_and_either_is_followed(make_napari_
     inside = tl.ids[2, z3, y0:y1 + 1, x0:x1 + 1]
     assert (inside == her).sum() > 2 * (inside == sister).sum(), w.status.text()
     w.commit()
+    assert layer_links(objects.features) == {2: 1, 3: 1, 4: 3}
+    _tracked_as_followed(viewer, qtbot, objects)
     data = objects.data                              # an object painted with the brush at time point 0
     data[0][(tl.ids[0] == 2) & (data[0] == 0)] = 9
     objects.data = data
@@ -411,6 +459,41 @@ def test_commit_as_two_commits_the_daughters_and_either_is_followed(make_napari_
     assert w.status.text().startswith("object 9 carried to time point 1"), w.status.text()
     ref = _carried(tl.image[:3], 1, painted, (0, 0, 0))[2]   # from where it is, no step known
     assert np.array_equal(np.asarray(preview.data[1]) > 0, ref)
+
+
+def _tracked_as_followed(viewer, qtbot, objects):
+    """The Objects widget's tracking of the objects layer keeps the links made with Next time point
+    (mother 1 at time point 0, her daughters 2 and 3 at 1, 3 followed on as 4 at 2): it equals the
+    engine's with those links, and the lineage is the one followed."""
+    import tempfile
+    from pathlib import Path
+
+    import zarr
+    from halo_seg.tracking import track_objects
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    ow = ObjectsWidget(viewer)
+    ow.labels.setCurrentText("objects")
+    ow.track.setChecked(True)
+    ow.classes.setText("1")
+    ow.run()
+    assert ow.worker is None and "followed with Next time point" in ow.status.text() and "clear classes" in \
+        ow.status.text(), ow.status.text()
+    ow.classes.setText("")
+    ow.run()
+    qtbot.waitUntil(lambda: ow.worker is None, timeout=120_000)
+    assert "1 division" in ow.status.text() and "the 3 links made with Next time point kept" in ow.status.text(), \
+        ow.status.text()
+    data = np.asarray(objects.data)
+    ref = Path(tempfile.mkdtemp()) / "ref.zarr"
+    res = track_objects(data, ref, objects_given=True, links={2: 1, 3: 1, 4: 3})
+    tracked = np.asarray(viewer.layers["objects tracked"].data)
+    assert np.array_equal(tracked, zarr.open_group(str(ref))["labels"][...])
+    track = {k: int(np.unique(tracked[data == k])[0]) for k in (1, 2, 3, 4)}
+    lineage = {int(k): (int(b), int(e), int(p)) for k, b, e, p in res.lineage}
+    assert lineage[track[1]] == (0, 0, 0) and lineage[track[2]] == (1, 1, track[1])
+    assert track[4] == track[3] and lineage[track[3]] == (1, 2, track[1])
+    for name in ("objects tracked", "objects tracks"):
+        viewer.layers.remove(name)
 
 
 def test_previous_time_point_follows_an_object_back(make_napari_viewer, qtbot):
@@ -443,6 +526,8 @@ def test_previous_time_point_follows_an_object_back(make_napari_viewer, qtbot):
     assert w._t == 0 and np.array_equal(np.asarray(preview.data[0]) > 0, ref0), w.status.text()
     w.previous_timepoint()
     assert "time point 0 is the first" in w.status.text() and list(objects.features["timepoint"]) == [2, 1, 0]
+    from napari_halo_seg._measure import layer_links
+    assert layer_links(objects.features) == {2: 1, 3: 2}   # carried back: each from the one after it
 
 
 def test_learn_from_objects_takes_the_time_point_worked_on(make_napari_viewer, qtbot, _user_dir, monkeypatch):
