@@ -13,9 +13,10 @@ strokes: a stroke correcting the left putamen's box-segmented slice; named: obje
 channels: a network of two input channels segmenting a two-channel stack; timelapse: every time point
 of a (T, Z, Y, X) TIFF segmented into one (T, Z, Y, X) Labels layer; tracking: the Objects widget
 following procedural dividing cells over time, in 3D with their tracks; track_edit: the Edit tracks
-widget taking a daughter's mother away).
+widget taking a daughter's mother away; interactive_lineage: a cell followed by Next time point through her
+division, tracked keeping those links).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse|interactive_division|interactive_lineage]
 """
 from __future__ import annotations
 
@@ -516,12 +517,59 @@ def interactive_division(_s):
     _shoot(viewer, w, "napari_interactive_division.png")
 
 
+def interactive_lineage(_s):
+    """A dividing cell of the dividing-cells time-lapse followed by Next time point from time point 4
+    to 7, where it divided (Commit as two), one daughter followed on to 8; then the Objects widget's
+    tracking of the objects layer, keeping those links: the cell's track and her daughters' in 3D."""
+    from scipy import ndimage as ndi
+
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    viewer, w, masks = _dividing_cells_widget()
+    now, _ = ndi.label(masks[6])
+    after, _ = ndi.label(masks[7])
+    mother = next(i for i in range(1, now.max() + 1)
+                  if len(np.unique(after[(now == i) & (after > 0)])) >= 2)
+    before, _ = ndi.label(masks[4])   # the cell at 4 that overlaps her most at 6 (slow cells)
+    ids, counts = np.unique(before[(now == mother) & (before > 0)], return_counts=True)
+    _boxed(viewer, w, 4, before == ids[counts.argmax()])
+    for _ in range(3):
+        w.next_timepoint()
+        _wait(w)
+        print("carried:", w.status.text())
+    w.commit_as_two()
+    _wait(w)
+    w.next_timepoint()
+    _wait(w)
+    w.commit()
+    print("committed:", w.status.text())
+    viewer.window.remove_dock_widget("all")
+    o = ObjectsWidget(viewer)
+    viewer.window.add_dock_widget(o, name="Objects and measurements")
+    o.labels.setCurrentText("objects")
+    o.track.setChecked(True)
+    o.run()
+    _wait(o)
+    for lay in viewer.layers:
+        lay.visible = lay.name in ("dividing cells", "objects tracked", "objects tracks")
+    viewer.layers["dividing cells"].opacity = 0.3
+    viewer.dims.ndisplay = 3
+    viewer.dims.set_current_step(0, 7)   # both daughters, her track up to them
+    viewer.layers["objects tracks"].tail_width = 4
+    viewer.reset_view()
+    viewer.camera.angles = (0, -35, 65)
+    objects = viewer.layers["objects"]
+    at = ndi.center_of_mass(np.asarray(objects.data[7]) > 0)   # close on the division
+    viewer.camera.center = tuple(objects.data_to_world([7, *at])[1:])
+    viewer.camera.zoom *= 3
+    _shoot(viewer, o, "napari_interactive_lineage.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
                         ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"], ["track_edit"],
-                        ["interactive_timelapse"], ["interactive_division"]):
+                        ["interactive_timelapse"], ["interactive_division"], ["interactive_lineage"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()
