@@ -10,7 +10,7 @@ import napari
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from halo_seg.interactive.carry import carry_record, two_cells
+from halo_seg.interactive.carry import carry_record, part_sources, two_cells
 from halo_seg.interactive.segmenter import LabelMissing
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
@@ -76,9 +76,13 @@ class ObjectActions:
             pred = seg.prediction
             # (of the box) the larger first: it keeps an edited label's id, Next time point follows it
             parts = sorted(parts, key=lambda p: -int(p.sum()))
+            sources = self._part_sources(parts, box)
+            if sources is not None and len(set(sources)) > 1:   # the followed cell's part first: followed on
+                first = sources.index(self._carry_source["label"]) if self._carry_source["label"] in sources else 0
+                parts, sources = [parts[first], parts[1 - first]], [sources[first], sources[1 - first]]
             gone = self._into_edited(pred, parts, box)
             if gone is not None:
-                self._commit_parts(parts, box, pred.shape, gone, accepted)
+                self._commit_parts(parts, box, pred.shape, gone, accepted, sources)
         # in the worker: split in the object's box, small beside the volume but not always small
         self._start("splitting ...", lambda: two_cells(seg.prediction_in(box), seg.volume_spacing), on_done=done)
 
@@ -107,18 +111,30 @@ class ObjectActions:
         self._commit_edit(pred, parts)
         return None
 
-    def _commit_parts(self, parts, box, shape, gone: str, accepted: str):
+    def _part_sources(self, parts, box) -> list[int] | None:
+        """Of a carried object (Next time point) split by Commit as two, the object each part was
+        carried from (_interactive_time.part_sources); None where it was not carried."""
+        objects = self._layer(OBJECTS)
+        at = None if objects is None else self._at(objects)
+        followed = self._carried_from(at)
+        if followed is None:
+            return None
+        return part_sources(parts, box, objects.data[self._carry_source["t"]], followed)
+
+    def _commit_parts(self, parts, box, shape, gone: str, accepted: str, sources: list | None = None):
         """Write ``parts`` (masks of the object's box) into the objects layer under new ids, each where
-        no earlier object is, with its row of measurements; Undo takes them all back out."""
+        no earlier object is, with its row of measurements; Undo takes them all back out. ``sources``:
+        the object each part was carried from, where not the one the current object was."""
         objects = self._layer(OBJECTS)
         at = self._at(objects)   # of a time-lapse, the object's time point (_interactive_time)
         data = self._here(objects)
         first = int(objects.data.max()) + 1   # of every time point: an id is one object
         name = self._take_name()
-        carried = self._carried_from(at)
+        followed = self._carried_from(at)
         where, old, new, said, left, records = [], [], [], [], 0, {}
         for k, inside in enumerate(parts):   # the object's box only: on a large volume nothing else is touched
             new_id = first + k
+            carried = sources[k] if sources is not None else followed
             free = inside & (data[box] == 0)   # never overwrite another object
             data[box][free] = new_id
             if at is None:
@@ -139,7 +155,11 @@ class ObjectActions:
             if at is not None:   # what Next time point carries to the next time point
                 full = np.zeros(shape, bool)
                 full[box] = inside
-                records[new_id] = {**carry_record(full, at, self._carry_source, self.seg.axis, new_id, box=box),
+                # its last step: from the object it was carried from (the cell next to it: hers, if kept here)
+                other = self._records.get(carried) or {}
+                source = self._carry_source if carried == followed else \
+                    other if other.get("image") == self._session_key[0] else None
+                records[new_id] = {**carry_record(full, at, source, self.seg.axis, new_id, box=box),
                                    "image": self._session_key[0]}
         self._last_commit = (objects, np.concatenate(where), np.concatenate(old), np.concatenate(new), None)
         self._keeper.write(objects, widen(box, at))
@@ -152,8 +172,10 @@ class ObjectActions:
         if len(parts) == 1:
             text = f"{gone}committed object {first}{when} ({said[0]}{lost})"
         else:
+            apart = (f"; {first} carried from {sources[0]}, {first + 1} from {sources[1]} (the cell next to it "
+                     "there)" if sources is not None and len(set(sources)) > 1 else "")
             text = (f"{gone}committed the object as two, objects {first} ({said[0]}) and {first + 1} ({said[1]}){when}"
-                    f"{lost.replace(', ', ' (', 1) + ')' if lost else ''}"
+                    f"{lost.replace(', ', ' (', 1) + ')' if lost else ''}{apart}"
                     + (f"; Next time point follows {first}: select {first + 1} in {OBJECTS} (its label) to follow "
                        "that one instead" if at is not None else ""))
         self.status.setText(text + accepted + self._unkept())

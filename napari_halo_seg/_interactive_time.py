@@ -122,12 +122,20 @@ def narrow(box, t: int | None):
     return tuple(box[1:]) if box[0].start <= t < box[0].stop else None
 
 
-def division_note(seg, box, label: int, t: int) -> str:
+def division_note(seg, box, label: int, t: int, before=None, t_before: int | None = None) -> str:
     """The status line's note where the object carried to time point ``t`` looks like two cells
-    touching (halo_seg.interactive.carry.two_cells): the mother's box took in both daughters."""
-    from halo_seg.interactive.carry import two_cells
-    if two_cells(seg.prediction_in(box), seg.volume_spacing) is None:
+    touching (halo_seg.interactive.carry.two_cells): the mother's box took in both daughters, or
+    (``before``: the objects layer's volume at ``t_before``, the time point it came from) a cell's box took in
+    the touching cell committed next to it there too."""
+    from halo_seg.interactive.carry import part_sources, two_cells
+    parts = two_cells(seg.prediction_in(box), seg.volume_spacing)
+    if parts is None:
         return ""
+    other = [k for k in (part_sources(parts, box, before, label) if before is not None else []) if k != label]
+    if other:
+        return (f". It looks like two cells touching at time point {t}: object {label}'s and object {other[0]}'s, "
+                f"committed next to it at time point {t_before}: Commit as two commits them apart, each "
+                "carried from its own")
     return (f". It looks like two cells touching at time point {t} (object {label} divided?): Commit as two "
             "commits them as two objects (Commit object keeps them as one)")
 
@@ -211,7 +219,11 @@ class TimeActions:
             return f"its box {how}, on slice {z}{', nothing found in it' if found['at'] is None else ''}); "
 
         said = f"object {record['label']} carried to time point {t1} ("
-        self.propagate(first=first, said=said, after=lambda seg, box: division_note(seg, box, record["label"], t1),
+        from ._interactive_names import OBJECTS
+        objects = self._layer(OBJECTS)
+        before = None if objects is None or objects.data.ndim != 4 else objects.data[record["t"]]
+        self.propagate(first=first, said=said,
+                       after=lambda seg, box: division_note(seg, box, record["label"], t1, before, record["t"]),
                        shown=lambda: found.get("at") and show_slice(self.viewer, layer, axis, found["at"][0]))
         if self.worker is not None:
             where = " and where its last step takes it" if len(boxes) > 1 else ""

@@ -176,8 +176,10 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
             "press again to follow the cell on")
         self.buttons["Commit as two"].setToolTip(
             "commit the current object as two objects, split where it narrows between two lobes: two touching nuclei "
-            "in one box, or a cell that divided (Next time point says where it looks like two); refused, nothing "
-            "changed, where it does not")
+            "in one box, or a cell that divided (Next time point says where it looks like two); on a time-lapse each "
+            "part is carried from the object it lies in at the time point before (a daughter's box that took in her "
+            "sister: each her own), else both from the one followed (a division); refused, nothing changed, where "
+            "it does not look like two")
         self.buttons["Previous time point"].setToolTip("as Next time point, to the time point before (a cell "
                                                        "followed back from where it is clearest)")
         self.buttons["Restore objects"].setToolTip(

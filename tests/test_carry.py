@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from halo_seg.interactive.carry import carried_box, carry_record
+from halo_seg.interactive.carry import carried_box, carry_record, part_sources
 from halo_seg.interactive.roi import mask_bbox
 
 
@@ -151,3 +151,25 @@ def test_the_object_is_looked_for_where_it_was_and_where_its_step_takes_it():
     assert find_again(nothing, boxes) is None
     assert nothing.prompts[8]["box"] == boxes[1][1]              # the moved box stays the prompt
     assert carried_boxes(dict(rec, step=None), shape) == boxes[:1]
+
+
+def test_each_part_is_carried_from_the_object_it_lies_in_at_the_time_point_before():
+    """Commit as two's links: a part lying mostly where another object was at the time point before
+    is that object's; parts lying where the followed object was, or in nothing (a cell that moved
+    further than its size), or barely in another, are the followed object's."""
+    before = np.zeros((4, 10, 20), np.uint16)
+    before[:, :, :8] = 3                             # the followed object
+    before[:, :, 12:] = 2                            # her sister next to her
+    box = (slice(0, 4), slice(0, 10), slice(0, 20))
+    left, right = np.zeros(before.shape, bool), np.zeros(before.shape, bool)
+    left[:, :, :10], right[:, :, 10:] = True, True
+    assert part_sources([left, right], box, before, 3) == [3, 2]
+    assert part_sources([right, left], box, before, 3) == [2, 3]
+    mother = np.where(before > 0, 1, 0)              # a mother covering both: a division
+    assert part_sources([left, right], box, mother, 1) == [1, 1]
+    assert part_sources([left, right], box, np.zeros_like(before), 3) == [3, 3]   # moved off: none
+    barely = np.zeros(before.shape, bool)
+    barely[:, :, 11:13] = True                       # 5 % of it in the sister, the rest in nothing
+    before2 = before.copy()
+    before2[:, :9, 12] = 0
+    assert part_sources([barely], box, before2, 3) == [3]

@@ -156,3 +156,20 @@ def two_cells(mask: np.ndarray, spacing=None) -> tuple[np.ndarray, np.ndarray] |
         full[box] = part[inner].reshape(mask[box].shape)
         out.append(full)
     return out[0], out[1]
+
+
+def part_sources(parts, box, before, followed: int) -> list[int]:
+    """The object each of ``parts`` (masks of ``box``; two_cells's, of an object carried to a time
+    point) was carried from: the object of the time point it was carried from (``before``: the
+    objects' ids there, a volume) it lies in most (a fifth of it at least), where that is another
+    object than the one ``followed`` (a daughter's box took in her touching sister too: the part
+    lying where her sister was is her sister's); else the one followed (a mother's two daughters
+    both lie where she was, and a cell that moved further than its size lies in none)."""
+    region = np.asarray(before[box])
+    out = []
+    for part in parts:
+        ids, counts = np.unique(region[part], return_counts=True)
+        counts = counts[ids > 0]
+        ids = ids[ids > 0]
+        out.append(int(ids[counts.argmax()]) if len(ids) and counts.max() >= 0.2 * part.sum() else int(followed))
+    return out
