@@ -17,11 +17,15 @@ choose the rule), 5 cells a seed, 6 time points. Dice of each carried time point
 cell; mean and minimum over cells and time points, and the share of time points where the cell
 was lost (Dice < 0.5; a lost cell stays lost, as nobody corrected it). And how often the widget's
 note "looks like two cells touching" (carry.two_cells, chosen on seeds 0-3) is right: at
-divisions, and as false alarms at the shipped rule's time points of cells that do not divide.
+divisions, and as false alarms at the shipped rule's time points of cells that do not divide. And
+each daughter of a division, committed beside her sister, carried to the next time point: how
+often she takes her sister in, how often the note names her sister, her Dice before and after
+Commit as two splits them there (after_divisions).
 
     .venv/bin/python benchmarks/carry.py [--speeds 1.5 3] [--seeds 4] [--first-seed 300] [--out benchmarks/results/carry.json]
     .venv/bin/python benchmarks/carry.py --persistence 0 --no-divisions --out benchmarks/results/carry_walk.json
     .venv/bin/python benchmarks/carry.py --deform 0.2 --no-divisions --out benchmarks/results/carry_deform.json
+    .venv/bin/python benchmarks/carry.py --daughters-only --out benchmarks/results/carry_daughters.json
 """
 from __future__ import annotations
 
@@ -123,6 +127,56 @@ def at_divisions(seeds) -> dict:
     return counts
 
 
+def after_divisions(seeds) -> dict:
+    """Each daughter of each division (procedural time-lapses, 3 divisions per seed), committed as
+    her true mask at her first time point, as a right Commit as two leaves her, her sister beside
+    her, and carried by the shipped rule to the next: how often the carried object takes in most
+    of her sister too, how often the widget's note names her sister (two_cells, then
+    part_sources: a part lying where her sister was), and her Dice from the carried object whole
+    and after Commit as two where the note named her sister (her part, the one carried from her)."""
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry import carried_boxes, carry_record, find_again, part_sources, two_cells
+    from halo_seg.metrics import dice
+    from halo_seg.tracking.phantom import cell_timelapse
+    out = {"daughters": 0, "took_in_sister": 0, "named_sister": 0, "named_sister_rightly": 0,
+           "dice_whole": [], "dice_after": []}
+    whole = (slice(None),) * 3
+    for seed in seeds:
+        tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3,
+                            seed=seed)
+        born = {}
+        for k, first, _, parent in tl.lineage:
+            if parent:
+                born.setdefault((int(parent), int(first)), []).append(int(k))
+        for (mother, first), daughters in born.items():
+            if len(daughters) != 2 or first + 1 >= len(tl.ids) or not (tl.ids[first - 1] == mother).any():
+                continue
+            before = np.where(np.isin(tl.ids[first], daughters), tl.ids[first], 0)   # the two committed
+            source = carry_record(tl.ids[first - 1] == mother, first - 1)
+            for her, sister in (daughters, daughters[::-1]):
+                truth = tl.ids[first + 1] == her
+                if not truth.any():
+                    continue
+                record = carry_record(tl.ids[first] == her, first, source, label=her)
+                seg = InteractiveSegmenter(tl.image[first + 1], device="cpu")
+                find_again(seg, carried_boxes(record, tl.image.shape[1:]), record["area"])
+                pred = seg.propagate()
+                out["daughters"] += 1
+                other = tl.ids[first + 1] == sister
+                took = bool(other.any() and (pred & other).sum() > 0.5 * other.sum())
+                out["took_in_sister"] += took
+                parts = two_cells(pred)
+                sources = part_sources(parts, whole, before, her) if parts is not None else [her]
+                d = float(dice(pred, truth))
+                out["dice_whole"].append(d)
+                if sister in sources and her in sources:
+                    out["named_sister"] += 1
+                    out["named_sister_rightly"] += took
+                    d = float(dice(parts[sources.index(her)], truth))
+                out["dice_after"].append(d)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--speeds", type=float, nargs="+", default=[1.5, 3.0])
@@ -134,11 +188,16 @@ def main() -> int:
     ap.add_argument("--deform", type=float, default=0.0,
                     help="how much cells change shape a time point (phantom.cell_timelapse's deform; 0: balls)")
     ap.add_argument("--no-divisions", action="store_true", help="without the divisions' part")
+    ap.add_argument("--daughters-only", action="store_true",
+                    help="only the daughters followed after a division (after_divisions)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "carry.json"))
     a = ap.parse_args()
     import torch
     torch.set_num_threads(2)
     from halo_seg.tracking.phantom import cell_timelapse
+    seeds = range(a.first_seed, a.first_seed + a.seeds)
+    if a.daughters_only:
+        return save_results(a.out, {"seeds": list(seeds)}, [_after_row(after_divisions(seeds))])
     rows = []
     for speed in a.speeds:
         dices, named = {r: [] for r in RULES}, []
@@ -174,7 +233,22 @@ def main() -> int:
     print(f"taken for two cells (the widget's note): {n['both']} of {divided['both']} covering both, {n['one']} of "
           f"{divided['one']} one, {n['none']} of {divided['none']} none; its two parts against the daughters, mean "
           f"Dice {np.mean(divided['parts_dice']) if divided['parts_dice'] else float('nan'):.3f}")
-    return save_results(a.out, {**meta, "at_divisions": divided}, rows)
+    after = _after_row(after_divisions(range(a.first_seed, a.first_seed + a.seeds)))
+    return save_results(a.out, {**meta, "at_divisions": divided, "after_divisions": after}, rows)
+
+
+def _after_row(after: dict) -> dict:
+    """after_divisions' counts and mean Dice, printed."""
+    row = {k: v for k, v in after.items() if not k.startswith("dice")}
+    row.update(mean_dice_whole=float(np.mean(after["dice_whole"])), mean_dice_after=float(np.mean(after["dice_after"])),
+               lost_whole=float(np.mean(np.array(after["dice_whole"]) < 0.5)),
+               lost_after=float(np.mean(np.array(after["dice_after"]) < 0.5)))
+    print(f"a daughter carried from her first time point to the next (her sister committed beside her): "
+          f"{row['daughters']} daughters, her sister taken in too {row['took_in_sister']}; the note named her sister "
+          f"{row['named_sister']} ({row['named_sister_rightly']} of them taking her in); her mean Dice "
+          f"{row['mean_dice_whole']:.3f} carried whole, {row['mean_dice_after']:.3f} after Commit as two where the "
+          f"note named her sister; Dice < 0.5 at {row['lost_whole']:.2f} and {row['lost_after']:.2f}")
+    return row
 
 
 if __name__ == "__main__":
