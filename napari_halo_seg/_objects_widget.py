@@ -88,6 +88,11 @@ class ObjectsWidget(BackgroundWidget):
                               "time point, a dividing cell's daughters get ids of their own (halo_seg.tracking); "
                               "the interactive widget's objects are tracked as committed, keeping the links "
                               "made with Next time point (a cell followed, its daughters after Commit as two)")
+        self.as_numbered = QCheckBox("follow the ids as they are (objects numbered already)")
+        self.as_numbered.setToolTip("tracking: each id at a time point is one object, touching ones apart (StarDist, "
+                                    "Cellpose, `instances`, the interactive widget's committed objects), instead of "
+                                    "finding connected components; a layer with links made with Next time point is "
+                                    "followed so whatever this says")
         self.max_distance = QDoubleSpinBox()
         self.max_distance.setRange(0.0, 1e6)
         self.max_distance.setDecimals(2)
@@ -102,7 +107,8 @@ class ObjectsWidget(BackgroundWidget):
                                     "overlap first")
         form = form_of(("labels", self.labels), ("image (intensity)", self.image), ("classes", self.classes),
                        ("min voxels", self.min_voxels), ("connectivity", self.connectivity), ("", self.split),
-                       ("", self.track), ("max distance", self.max_distance), ("", self.by_distance))
+                       ("", self.track), ("", self.as_numbered), ("max distance", self.max_distance),
+                       ("", self.by_distance))
         self.measure_btn = QPushButton("Measure labels as they are")
         self.measure_btn.clicked.connect(self.measure)
         self.save_btn = QPushButton("Save table (CSV)")
@@ -144,12 +150,14 @@ class ObjectsWidget(BackgroundWidget):
                                     "between time points")
                 return
             links = layer_links(layer.features)
-            if links and (classes or self.min_voxels.value() or self.split.isChecked()):
-                self.status.setText(f"error: {layer.name} holds objects followed with Next time point: they are "
-                                    "tracked as committed, keeping the links made there; clear classes, min voxels "
-                                    "and split (they apply to objects found as connected components)")
+            given = bool(links) or self.as_numbered.isChecked()
+            if given and (classes or self.min_voxels.value() or self.split.isChecked()):
+                why = ("holds objects followed with Next time point: they are tracked as committed, keeping the links "
+                       "made there" if links else "is followed with its ids as they are")
+                self.status.setText(f"error: {layer.name} {why}; clear classes, min voxels and split (they apply to "
+                                    "objects found as connected components)")
                 return
-            found = {"objects_given": True, "links": links} if links else {
+            found = {"objects_given": True, "links": links or None} if given else {
                 "classes": classes, "min_voxels": self.min_voxels.value(), "split": self.split.isChecked(),
                 "connectivity": self.connectivity.currentIndex() + 1}
             self._start(f"following the objects of {layer.name} over its {data.shape[0]} time points"

@@ -88,6 +88,40 @@ def test_objects_widget_links_fast_cells_by_distance(make_napari_viewer, qtbot, 
     assert not np.array_equal(want, zarr.open_group(str(tmp_path / "overlap.zarr"))["labels"][...])
 
 
+def test_objects_widget_follows_the_ids_as_they_are_when_asked(make_napari_viewer, qtbot, tmp_path):
+    """Objects numbered already (touching cells with ids of their own, as StarDist or the interactive
+    widget's commits give): 'follow the ids as they are' tracks them as track --ids does; without
+    it they are connected components, touching cells one object."""
+    import zarr
+
+    from halo_seg.tracking import track_objects
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    tl = cell_timelapse(cells=8, timepoints=4, divisions=1, seed=11)
+    ids = tl.ids.astype(np.uint16)
+    from scipy import ndimage as ndi
+    merged = sum(ndi.label(ids[t] > 0)[1] < len(np.unique(ids[t])) - 1 for t in range(len(ids)))
+    assert merged, "no touching cells: the test would not test it"
+    viewer = make_napari_viewer()
+    viewer.add_labels(ids, name="nuclei")
+    w = ObjectsWidget(viewer)
+    w.labels.setCurrentText("nuclei")
+    w.track.setChecked(True)
+    w.as_numbered.setChecked(True)
+    w.split.setChecked(True)
+    w.run()   # split applies to connected components only: said, nothing started
+    assert w.worker is None and "is followed with its ids as they are; clear classes, min voxels and split" in \
+        w.status.text(), w.status.text()
+    w.split.setChecked(False)
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    track_objects(ids, tmp_path / "ids.zarr", objects_given=True)
+    track_objects(ids, tmp_path / "cc.zarr")
+    want = zarr.open_group(str(tmp_path / "ids.zarr"))["labels"][...]
+    np.testing.assert_array_equal(np.asarray(viewer.layers["nuclei tracked"].data), want)
+    assert not np.array_equal(want, zarr.open_group(str(tmp_path / "cc.zarr"))["labels"][...])
+
+
 def test_objects_widget_tracking_cancelled_adds_nothing(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     from halo_seg.tracking.phantom import cell_timelapse
     from napari_halo_seg._objects_widget import ObjectsWidget
