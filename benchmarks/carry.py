@@ -79,6 +79,21 @@ def follow(image, truth, rule: str, named: list | None = None) -> list[float]:
     return out
 
 
+def _divisions(seeds):
+    """(time-lapse, mother, her daughters' first time point, daughters) of each division of the
+    procedural time-lapses of ``seeds`` (14 cells, 12 time points, 3 divisions each)."""
+    from halo_seg.tracking.phantom import cell_timelapse
+    for seed in seeds:
+        tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3,
+                            seed=seed)
+        born = {}
+        for k, first, _, parent in tl.lineage:
+            if parent:
+                born.setdefault((int(parent), int(first)), []).append(int(k))
+        for (mother, first), daughters in born.items():
+            yield tl, mother, first, daughters
+
+
 def at_divisions(seeds) -> dict:
     """Each division of procedural time-lapses (3 per seed): the mother boxed two time points before
     her daughters appear and carried (the shipped rule) to their first time point; how often the
@@ -89,41 +104,33 @@ def at_divisions(seeds) -> dict:
     from halo_seg.interactive.carry import carried_boxes, carry_record, find_again, two_cells
     from halo_seg.metrics import dice
     from halo_seg.interactive.roi import mask_bbox
-    from halo_seg.tracking.phantom import cell_timelapse
     counts = {"both": 0, "one": 0, "none": 0, "named": {"both": 0, "one": 0, "none": 0}, "parts_dice": []}
-    for seed in seeds:
-        tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3,
-                            seed=seed)
-        born = {}
-        for k, first, _, parent in tl.lineage:
-            if parent:
-                born.setdefault((int(parent), int(first)), []).append(int(k))
-        for (mother, first), daughters in born.items():
-            t0 = first - 2
-            if t0 < 0 or len(daughters) != 2 or not (tl.ids[t0] == mother).any():
-                continue
-            truth = tl.ids[t0] == mother
-            z = int(truth.sum((1, 2)).argmax())
-            seg = InteractiveSegmenter(tl.image[t0], device="cpu")
-            seg.add_box(z, *mask_bbox(truth[z]))
-            pred, record = seg.propagate(), None
-            for t in (t0 + 1, first):
-                if not pred.any():
-                    break
-                record = carry_record(pred, t - 1, record)
-                seg = InteractiveSegmenter(tl.image[t], device="cpu")
-                find_again(seg, carried_boxes(record, tl.image.shape[1:]), record["area"])
-                pred = seg.propagate()
-            covered = sum(float((pred & (tl.ids[first] == d)).sum()) / (tl.ids[first] == d).sum() > 0.5
-                          for d in daughters)
-            kind = ("none", "one", "both")[int(covered)]
-            counts[kind] += 1
-            parts = two_cells(pred)
-            counts["named"][kind] += parts is not None
-            if parts is not None and kind == "both":   # each daughter to the part that matches her best
-                a, b = (tl.ids[first] == d for d in daughters)
-                counts["parts_dice"].append(max((dice(parts[0], a) + dice(parts[1], b)) / 2,
-                                                (dice(parts[0], b) + dice(parts[1], a)) / 2))
+    for tl, mother, first, daughters in _divisions(seeds):
+        t0 = first - 2
+        if t0 < 0 or len(daughters) != 2 or not (tl.ids[t0] == mother).any():
+            continue
+        truth = tl.ids[t0] == mother
+        z = int(truth.sum((1, 2)).argmax())
+        seg = InteractiveSegmenter(tl.image[t0], device="cpu")
+        seg.add_box(z, *mask_bbox(truth[z]))
+        pred, record = seg.propagate(), None
+        for t in (t0 + 1, first):
+            if not pred.any():
+                break
+            record = carry_record(pred, t - 1, record)
+            seg = InteractiveSegmenter(tl.image[t], device="cpu")
+            find_again(seg, carried_boxes(record, tl.image.shape[1:]), record["area"])
+            pred = seg.propagate()
+        covered = sum(float((pred & (tl.ids[first] == d)).sum()) / (tl.ids[first] == d).sum() > 0.5
+                      for d in daughters)
+        kind = ("none", "one", "both")[int(covered)]
+        counts[kind] += 1
+        parts = two_cells(pred)
+        counts["named"][kind] += parts is not None
+        if parts is not None and kind == "both":   # each daughter to the part that matches her best
+            a, b = (tl.ids[first] == d for d in daughters)
+            counts["parts_dice"].append(max((dice(parts[0], a) + dice(parts[1], b)) / 2,
+                                            (dice(parts[0], b) + dice(parts[1], a)) / 2))
     return counts
 
 
@@ -137,43 +144,35 @@ def after_divisions(seeds) -> dict:
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive.carry import carried_boxes, carry_record, find_again, part_sources, two_cells
     from halo_seg.metrics import dice
-    from halo_seg.tracking.phantom import cell_timelapse
     out = {"daughters": 0, "took_in_sister": 0, "named_sister": 0, "named_sister_rightly": 0,
            "dice_whole": [], "dice_after": []}
     whole = (slice(None),) * 3
-    for seed in seeds:
-        tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3,
-                            seed=seed)
-        born = {}
-        for k, first, _, parent in tl.lineage:
-            if parent:
-                born.setdefault((int(parent), int(first)), []).append(int(k))
-        for (mother, first), daughters in born.items():
-            if len(daughters) != 2 or first + 1 >= len(tl.ids) or not (tl.ids[first - 1] == mother).any():
+    for tl, mother, first, daughters in _divisions(seeds):
+        if len(daughters) != 2 or first + 1 >= len(tl.ids) or not (tl.ids[first - 1] == mother).any():
+            continue
+        before = np.where(np.isin(tl.ids[first], daughters), tl.ids[first], 0)   # the two committed
+        source = carry_record(tl.ids[first - 1] == mother, first - 1)
+        for her, sister in (daughters, daughters[::-1]):
+            truth = tl.ids[first + 1] == her
+            if not truth.any():
                 continue
-            before = np.where(np.isin(tl.ids[first], daughters), tl.ids[first], 0)   # the two committed
-            source = carry_record(tl.ids[first - 1] == mother, first - 1)
-            for her, sister in (daughters, daughters[::-1]):
-                truth = tl.ids[first + 1] == her
-                if not truth.any():
-                    continue
-                record = carry_record(tl.ids[first] == her, first, source, label=her)
-                seg = InteractiveSegmenter(tl.image[first + 1], device="cpu")
-                find_again(seg, carried_boxes(record, tl.image.shape[1:]), record["area"])
-                pred = seg.propagate()
-                out["daughters"] += 1
-                other = tl.ids[first + 1] == sister
-                took = bool(other.any() and (pred & other).sum() > 0.5 * other.sum())
-                out["took_in_sister"] += took
-                parts = two_cells(pred)
-                sources = part_sources(parts, whole, before, her) if parts is not None else [her]
-                d = float(dice(pred, truth))
-                out["dice_whole"].append(d)
-                if sister in sources and her in sources:
-                    out["named_sister"] += 1
-                    out["named_sister_rightly"] += took
-                    d = float(dice(parts[sources.index(her)], truth))
-                out["dice_after"].append(d)
+            record = carry_record(tl.ids[first] == her, first, source, label=her)
+            seg = InteractiveSegmenter(tl.image[first + 1], device="cpu")
+            find_again(seg, carried_boxes(record, tl.image.shape[1:]), record["area"])
+            pred = seg.propagate()
+            out["daughters"] += 1
+            other = tl.ids[first + 1] == sister
+            took = bool(other.any() and (pred & other).sum() > 0.5 * other.sum())
+            out["took_in_sister"] += took
+            parts = two_cells(pred)
+            sources = part_sources(parts, whole, before, her) if parts is not None else [her]
+            d = float(dice(pred, truth))
+            out["dice_whole"].append(d)
+            if sister in sources and her in sources:
+                out["named_sister"] += 1
+                out["named_sister_rightly"] += took
+                d = float(dice(parts[sources.index(her)], truth))
+            out["dice_after"].append(d)
     return out
 
 
