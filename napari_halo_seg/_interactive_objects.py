@@ -77,6 +77,8 @@ class ObjectActions:
             # (of the box) the larger first: it keeps an edited label's id, Next time point follows it
             parts = sorted(parts, key=lambda p: -int(p.sum()))
             sources = self._part_sources(parts, box)
+            if sources is not None and len(set(sources)) == 1 and self._carry_source["t"] > self._t:
+                sources = [sources[0], None]   # followed back, two from one would be a merge: the larger's link only
             if sources is not None and len(set(sources)) > 1:   # the followed cell's part first: followed on
                 first = sources.index(self._carry_source["label"]) if self._carry_source["label"] in sources else 0
                 parts, sources = [parts[first], parts[1 - first]], [sources[first], sources[1 - first]]
@@ -172,8 +174,11 @@ class ObjectActions:
         if len(parts) == 1:
             text = f"{gone}committed object {first}{when} ({said[0]}{lost})"
         else:
-            apart = (f"; {first} carried from {sources[0]}, {first + 1} from {sources[1]} (the cell next to it "
-                     "there)" if sources is not None and len(set(sources)) > 1 else "")
+            apart = ""
+            if sources is not None and sources[1] is None:
+                apart = f"; {first} carried from {sources[0]}, {first + 1} from none (two cells are not one's past)"
+            elif sources is not None and len(set(sources)) > 1:
+                apart = f"; {first} carried from {sources[0]}, {first + 1} from {sources[1]} (the cell next to it there)"
             text = (f"{gone}committed the object as two, objects {first} ({said[0]}) and {first + 1} ({said[1]}){when}"
                     f"{lost.replace(', ', ' (', 1) + ')' if lost else ''}{apart}"
                     + (f"; Next time point follows {first}: select {first + 1} in {OBJECTS} (its label) to follow "

@@ -570,3 +570,35 @@ def test_learn_from_objects_takes_the_time_point_worked_on(make_napari_viewer, q
     assert np.array_equal(seen["volume"], image[1]) and np.array_equal(seen["labels"], data[1])
     assert seen["ids"] == [11, 12, 13] and seen["note"].endswith("on 'movie' at time point 1")
 
+
+
+def test_commit_as_two_of_an_object_followed_back_links_its_larger_part_only(make_napari_viewer, qtbot, monkeypatch):
+    """Followed back in time, two parts lying in one object of the time point after would read as two
+    cells merging into one, which no lineage holds (the tracking refuses it): the larger part keeps the
+    link, the other none, and the status line says so."""
+    import napari_halo_seg._interactive_objects as objects_module
+    from napari_halo_seg._measure import layer_links
+    image, labels = _series()
+    viewer, w = _widget(make_napari_viewer, image)
+    truth = labels == 1
+    z = int(truth[2].sum((1, 2)).argmax())
+    w.ensure_prompt_layers()
+    _show(viewer, 2, z)
+    _box(viewer, 2, z, truth[2, z])
+    w.propagate()
+    _wait(qtbot, w)
+    w.previous_timepoint()                           # object 1 committed at 2, carried back to 1
+    _wait(qtbot, w)
+
+    def halves(mask, spacing=None):                  # taken for two: split across x at its middle
+        xs = np.flatnonzero(mask.any((0, 1)))
+        left = np.zeros(mask.shape, bool)
+        left[..., :xs[len(xs) * 3 // 5]] = True
+        return mask & left, mask & ~left
+    monkeypatch.setattr(objects_module, "two_cells", halves)
+    w.commit_as_two()
+    _wait(qtbot, w)
+    assert "2 carried from 1, 3 from none (two cells are not one's past)" in w.status.text(), w.status.text()
+    objects = viewer.layers["objects"]
+    assert (objects.data[1] == 2).sum() > (objects.data[1] == 3).sum() > 0
+    assert layer_links(objects.features) == {2: 1}

@@ -272,8 +272,8 @@ class Linker:
             if len(iss) > 1:
                 raise VolumeError(
                     f"object {int(cur.ids[j])} at time point {cur.t} is linked to objects "
-                    f"{' and '.join(str(int(prev.ids[i])) for i in iss)} at time point {prev.t} (followed there "
-                    "from both sides): a cell has one object before it; erase one, or commit it again")
+                    f"{' and '.join(str(int(prev.ids[i])) for i in iss)} at time point {prev.t}: a cell has one "
+                    "object before it (two cells do not merge into one in a lineage); erase one, or commit it again")
         out: dict[int, list] = {}
         for i, j in sorted(pairs):
             out.setdefault(i, []).append(j)
