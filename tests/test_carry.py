@@ -140,7 +140,7 @@ def test_the_object_is_looked_for_where_it_was_and_where_its_step_takes_it():
     for centre, which in (((8, 24, 20), 0), ((8, 24, 34), 1)):   # it stayed; it went on
         volume, cell = _cells_volume(shape, [centre])
         seg = InteractiveSegmenter(volume, device="cpu")
-        z, box, chosen = find_again(seg, boxes)
+        z, box, chosen = find_again(seg, boxes, grow=False)
         assert (z, chosen) == (8, which)
         assert box == mask_bbox(seg.try_box(z, boxes[which][1])[0])
         assert seg.prompts[8]["box"] == box                     # the prompt the session propagates from
@@ -151,6 +151,32 @@ def test_the_object_is_looked_for_where_it_was_and_where_its_step_takes_it():
     assert find_again(nothing, boxes) is None
     assert nothing.prompts[8]["box"] == boxes[1][1]              # the moved box stays the prompt
     assert carried_boxes(dict(rec, step=None), shape) == boxes[:1]
+
+
+def test_a_box_the_object_grew_out_of_is_widened_where_the_object_reaches_it():
+    """A cell that was a ball and is now twice as long along x: the carried box clips what the
+    slice's segmentation finds, and its tight box stays inside it (the cell is then followed in
+    part, and lost in a few time points); widened where the found object reaches its sides, the
+    box becomes the cell's own, and the propagation takes in the whole cell."""
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry import find_again
+    from halo_seg.interactive.model_io import default_memnet_installed
+    from halo_seg.metrics import dice
+    if not default_memnet_installed():
+        pytest.skip("no shipped interactive weights")
+    shape = (16, 48, 64)
+    cell = _ball(shape, (8, 24, 32), 5, (1, 1, 2))
+    volume = (cell * 1.0 + np.random.default_rng(0).normal(0, 0.2, shape)).astype(np.float32)
+    carried = (19, 27, 29, 37)                                   # the ball's box: x 27-37; the cell's 22-42
+    found = {}
+    for grow in (False, True):
+        seg = InteractiveSegmenter(volume, device="cpu")
+        z, box, _ = find_again(seg, [(8, carried)], grow=grow)
+        found[grow] = (box, dice(seg.propagate(), cell))
+    (plain, d_plain), (wide, d_wide) = found[False], found[True]
+    assert 27 <= plain[1] and plain[3] <= 37                     # clipped: inside the carried box
+    assert wide == mask_bbox(cell[8])                            # the cell's own box
+    assert d_wide > 0.95 and d_wide > d_plain + 0.1, (d_plain, d_wide)
 
 
 def test_each_part_is_carried_from_the_object_it_lies_in_at_the_time_point_before():
