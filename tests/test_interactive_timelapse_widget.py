@@ -521,9 +521,9 @@ def _tracked_as_followed(viewer, qtbot, objects):
         viewer.layers.remove(name)
 
 
-def test_previous_time_point_follows_an_object_back(make_napari_viewer, qtbot):
-    """Previous time point: the same, to the time point before, the step taken backward."""
-    from scipy import ndimage as ndi
+def _last_boxed(make_napari_viewer, qtbot):
+    """The phantom series' object 1 boxed at its last time point (2) and propagated there:
+    (image, viewer, widget)."""
     image, labels = _series()
     viewer, w = _widget(make_napari_viewer, image)
     truth = labels == 1
@@ -533,6 +533,13 @@ def test_previous_time_point_follows_an_object_back(make_napari_viewer, qtbot):
     _box(viewer, 2, z, truth[2, z])
     w.propagate()
     _wait(qtbot, w)
+    return image, viewer, w
+
+
+def test_previous_time_point_follows_an_object_back(make_napari_viewer, qtbot):
+    """Previous time point: the same, to the time point before, the step taken backward."""
+    from scipy import ndimage as ndi
+    image, viewer, w = _last_boxed(make_napari_viewer, qtbot)
     objects, preview = viewer.layers["objects"], viewer.layers["current object"]
     last = np.asarray(preview.data[2]) > 0
     w.previous_timepoint()
@@ -593,15 +600,7 @@ def test_commit_as_two_of_an_object_followed_back_links_its_larger_part_only(mak
     link, the other none, and the status line says so."""
     import napari_halo_seg._interactive_objects as objects_module
     from napari_halo_seg._measure import layer_links
-    image, labels = _series()
-    viewer, w = _widget(make_napari_viewer, image)
-    truth = labels == 1
-    z = int(truth[2].sum((1, 2)).argmax())
-    w.ensure_prompt_layers()
-    _show(viewer, 2, z)
-    _box(viewer, 2, z, truth[2, z])
-    w.propagate()
-    _wait(qtbot, w)
+    image, viewer, w = _last_boxed(make_napari_viewer, qtbot)
     w.previous_timepoint()                           # object 1 committed at 2, carried back to 1
     _wait(qtbot, w)
 
