@@ -115,7 +115,7 @@ class ObjectActions:
 
     def _part_sources(self, parts, box) -> list[int] | None:
         """Of a carried object (Next time point) split by Commit as two, the object each part was
-        carried from (_interactive_time.part_sources); None where it was not carried."""
+        carried from (halo_seg.interactive.carry.part_sources); None where it was not carried."""
         objects = self._layer(OBJECTS)
         at = None if objects is None else self._at(objects)
         followed = self._carried_from(at)
