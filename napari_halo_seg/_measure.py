@@ -121,3 +121,17 @@ def layer_links(features) -> dict[int, int]:
 def set_name(labels_layer, index: int, name: str):
     """Name one object of a Labels layer (its features' row, made if it has none)."""
     set_row(labels_layer, {"index": int(index), "name": name})
+
+
+def file_features(meta: dict) -> dict:
+    """A labels file's Labels layer features (as add_labels keywords): the names of its ids (a SEG's,
+    a structure set's, the objects named as committed) and, of the interactive widget's objects kept
+    on disk, the links of those followed over time (which the Objects widget's tracking keeps);
+    none where it has neither."""
+    from halo_seg.io.volume import CARRIED_FROM, SEGMENT_NAMES
+    names, links = meta.get(SEGMENT_NAMES) or {}, meta.get(CARRIED_FROM) or {}
+    ids = list(names) + [i for i in links if i not in names]   # in the file's order (a SEG's segments)
+    if not ids:
+        return {}
+    return {"features": {"index": ids, **({"name": [names.get(i, "") for i in ids]} if names else {}),
+                         **({CARRIED: [links.get(i, 0) for i in ids]} if links else {})}}

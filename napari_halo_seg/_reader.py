@@ -20,8 +20,9 @@ from halo_seg.io.tiff_frames import looks_like_frames
 from halo_seg.io.tiff_slices import looks_like_slices
 from halo_seg.io.series_output import TIME_SERIES
 from halo_seg.io.track_output import TRACKS
-from halo_seg.io.volume import SEGMENT_NAMES, SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
+from halo_seg.io.volume import SUPPORTED, VolumeError, file_contents, is_zarr_dir, recorded_spacing
 
+from ._measure import file_features
 from ._paintable import paintable
 from ._timelapse_labels import as_planes, timelapse_labels_layers
 
@@ -103,8 +104,7 @@ def read_volume(path):
             import warnings
             warnings.warn(f"{p}: {note}")
         # the names a SEG, a structure set or a Slicer segmentation gives its labels, under the cursor
-        names = vol.meta.get(SEGMENT_NAMES) or {}
-        features = {"features": {"index": list(names), "name": list(names.values())}} if names else {}
+        features = file_features(vol.meta)
         layers = [(data, {"name": name, **place, "metadata": meta, **features}, "labels")]
         if is_output and (p / UNCERTAINTY).is_dir():   # where the labels are likely wrong, shown on demand
             import dask.array as da
@@ -282,8 +282,7 @@ def _series_layers(p: Path, raw) -> list:
     data, note = paintable(raw.data)
     if note:
         warnings.warn(f"{p}: {note}")
-    names = raw.meta.get(SEGMENT_NAMES) or {}
-    features = {"features": {"index": list(names), "name": list(names.values())}} if names else {}
+    features = file_features(raw.meta)
     layers = [(data, {"name": name, **place, "metadata": meta, **features}, "labels")]
     node = zarr.open_group(str(p), mode="r")
     try:

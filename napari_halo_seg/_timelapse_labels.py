@@ -17,6 +17,7 @@ from halo_seg.io.axes import AxisChoiceError, arrange
 from halo_seg.io.volume import VolumeError
 
 from ._objects_series import CTC_TRACKING
+from ._measure import file_features
 from ._paintable import paintable
 
 
@@ -68,7 +69,7 @@ def timelapse_labels_layers(p: Path, raw, names: list, place: dict, meta: dict) 
     text = lineage_file(p) if p.is_dir() else None
     if text is not None:   # a tracking: Edit tracks makes it a `track` output on its first edit
         meta = {**meta, CTC_TRACKING: str(p)}
-    layers = [(data, {"name": name, **place, "metadata": meta}, "labels")]
+    layers = [(data, {"name": name, **place, "metadata": meta, **file_features(raw.meta)}, "labels")]
     if text is not None and not note:
         lineage = read_lineage(text)
         points = track_rows(data)

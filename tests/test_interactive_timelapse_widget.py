@@ -253,6 +253,10 @@ def test_links_made_with_next_time_point_are_kept_and_restored_onto_the_ids_rest
     kept = kept_objects_path(w._kept_path())
     assert zarr.open_array(str(kept), mode="r").attrs["carried_from"] == {"2": 1, "3": 2}
     assert read_kept(kept, image.shape)[2] == {2: 1, 3: 2}
+    from napari_halo_seg._reader import read_volume
+    (data_read, meta, kind), = read_volume(str(kept))   # opened as a file: the links under the cursor too
+    assert kind == "labels" and layer_links(viewer.add_labels(data_read, **meta).features) == {2: 1, 3: 2}
+    viewer.layers.remove(viewer.layers[-1])
 
     for name in [lay.name for lay in viewer.layers if lay.metadata.get("image") == "movie"]:
         viewer.layers.remove(name)

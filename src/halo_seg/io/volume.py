@@ -597,8 +597,9 @@ def _array_axes(arr) -> dict:
 
 
 def _names(attrs) -> dict:
-    names = names_in(attrs)
-    return {SEGMENT_NAMES: names} if names else {}
+    """The names of a zarr labels array's ids and the links of those followed over time, for its meta."""
+    names, links = names_in(attrs), links_in(attrs)
+    return {**({SEGMENT_NAMES: names} if names else {}), **({CARRIED_FROM: links} if links else {})}
 
 
 def _open_zarr(path: Path) -> Volume:
