@@ -6,8 +6,9 @@ from pathlib import Path
 
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
 PREVIEW, OBJECTS, STROKES = "current object", "objects", "strokes"
+PATHS = "objects paths"   # of a time-lapse: the followed objects' paths (_interactive_paths), made at the first link
 IMAGE_KEY = "image identity"   # working layers' metadata: which image of that name they belong to (_identity)
-WORKING = (OBJECTS, PREVIEW, BOX, EXTREME, NEG, POS, STROKES)   # the layers the widget makes for its image
+WORKING = (OBJECTS, PREVIEW, BOX, EXTREME, NEG, POS, STROKES, PATHS)   # the layers the widget makes for its image
 AUTO = "auto"   # the quality field's entry for the weights' own model
 
 

@@ -16,6 +16,7 @@ from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
 
 from ._interactive_names import OBJECTS, WORKING
+from ._interactive_paths import box_centre
 from ._interactive_time import widen
 from ._kept_objects import EARLIER, INTO, KEPT, boxes_union, read_kept, stroke_box, union_box as _union
 from ._layers import check_same_grid, on_grid_of
@@ -133,7 +134,7 @@ class ObjectActions:
         first = int(objects.data.max()) + 1   # of every time point: an id is one object
         name = self._take_name()
         followed = self._carried_from(at)
-        where, old, new, said, left, records = [], [], [], [], 0, {}
+        where, old, new, said, left, records, centres = [], [], [], [], 0, {}, {}
         for k, inside in enumerate(parts):   # the object's box only: on a large volume nothing else is touched
             new_id = first + k
             carried = sources[k] if sources is not None else followed
@@ -155,6 +156,9 @@ class ObjectActions:
             said.append(f"{self._volume_text(len(here))}, {len(here)} voxels")
             left += int(inside.sum()) - len(here)
             if at is not None:   # what Next time point carries to the next time point
+                centre = box_centre(free, box)
+                if centre is not None:   # where its path (_interactive_paths) goes through
+                    centres[new_id] = (at, *centre)
                 full = np.zeros(shape, bool)
                 full[box] = inside
                 # its last step: from the object it was carried from (the cell next to it: hers, if kept here)
@@ -166,6 +170,7 @@ class ObjectActions:
         self._last_commit = (objects, np.concatenate(where), np.concatenate(old), np.concatenate(new), None)
         self._keeper.write(objects, widen(box, at))
         self._records.update(records)
+        self._set_centres(objects, centres)
         self._carry = records.get(first)
         self._carry_source = None
         objects.selected_label = first   # the brush corrects it; Next time point follows the label selected
@@ -249,6 +254,7 @@ class ObjectActions:
         self._remeasure(layer, label)
         if split:
             self._remeasure(layer, split)
+        self._recentre(layer, [label] + ([split] if split else []), at)
         name = self._take_name()
         if name:
             set_name(layer, label, name)
@@ -408,6 +414,7 @@ class ObjectActions:
             objects.metadata.pop(EARLIER, None)   # restored: the layer, with them, is what is kept now
             ids = np.unique(held[free])
             back = set(ids.tolist())
+            centres = {}
             for label in ids:
                 k = int(label) - offset
                 self._remeasure(objects, int(label), boxes[k - 1] if 0 < k <= len(boxes) else None, always=True)
@@ -415,6 +422,9 @@ class ObjectActions:
                     set_name(objects, int(label), names[k])
                 if links.get(k) and links[k] + offset in back:   # followed from an object restored with it
                     set_row(objects, {"index": int(label), CARRIED: links[k] + offset})
+                if objects.data.ndim == 4 and 0 < k <= len(boxes) and boxes[k - 1] is not None:
+                    centres[int(label)] = box_centre(data[boxes[k - 1]] == label, boxes[k - 1])
+            self._set_centres(objects, centres)   # the paths of those followed
             self._keeper.write(objects, box)   # after the names: they are kept with the objects
             clash = int(mine.sum()) - int(free.sum())
             self.status.setText(f"restored {len(ids)} object{'' if len(ids) == 1 else 's'} from {kept}"

@@ -25,7 +25,8 @@ objects" brings it back in a later napari session. The working layers are made o
 as soon as there is one. Networks run in a worker thread; the UI stays live, shows progress and can cancel.
 Commit, Edit label and Restore objects are in _interactive_objects.py; sessions and Learn from objects
 in _interactive_files.py (mixins of the widget). On a time-lapse image (T, Z, Y, X) an object is
-segmented in the volume of the time point shown, in (T, Z, Y, X) working layers (_interactive_time.py).
+segmented in the volume of the time point shown, in (T, Z, Y, X) working layers (_interactive_time.py),
+and the objects followed there from one to the next are drawn as paths (_interactive_paths.py).
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ from ._interactive_files import MIN_LEARN, SessionActions
 from ._interactive_names import AUTO, BOX, EXTREME, IMAGE_KEY, NEG, OBJECTS, POS, PREVIEW, STROKES, WORKING, \
     _identity, _short
 from ._interactive_objects import ObjectActions, _label_box
+from ._interactive_paths import PathActions
 from ._kept_objects import ObjectsKeeper, atom_boxes as _atom_boxes, full_box as _full, kept_objects_path, \
     union_box as _union
 from ._interactive_time import TimeActions, at_time, narrow, show_time, time_shown, widen
@@ -74,7 +76,7 @@ def _call(fn, *args, **kwargs):
         return None, exc
 
 
-class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
+class InteractiveWidget(ObjectActions, SessionActions, TimeActions, PathActions, QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
@@ -755,6 +757,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
             self._remeasure(layer, edited)
             if split:
                 self._remeasure(layer, split)
+            self._recentre(layer, [edited] + ([split] if split else []), self._at(layer))
             self.status.setText(f"label {edited} of {layer.name!r} is as it was" + (f" (and label {split} gone)" if split
                                                                                      else "")
                                 + "; the corrected object is the current object again")
@@ -763,6 +766,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, QWidget):
         for label in labels:
             drop_row(layer, label)
             self._records.pop(label, None)
+        self._set_centres(layer, dict.fromkeys(labels))   # their paths' points gone too
         if self._carry is not None and self._carry["label"] in labels:   # current again, as carried
             self._carry_source, self._carry = self._carry["source"], None
         which = f"object {labels[0]}" if len(labels) == 1 else f"objects {' and '.join(map(str, labels))}"

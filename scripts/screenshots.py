@@ -14,9 +14,10 @@ channels: a network of two input channels segmenting a two-channel stack; timela
 of a (T, Z, Y, X) TIFF segmented into one (T, Z, Y, X) Labels layer; tracking: the Objects widget
 following procedural dividing cells over time, in 3D with their tracks; track_edit: the Edit tracks
 widget taking a daughter's mother away; interactive_lineage: a cell followed by Next time point through her
-division, tracked keeping those links).
+division, tracked keeping those links; interactive_paths: the same cell's paths as the interactive widget drew
+them while she was followed).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse|interactive_division|interactive_lineage]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse|interactive_division|interactive_lineage|interactive_paths]
 """
 from __future__ import annotations
 
@@ -517,13 +518,11 @@ def interactive_division(_s):
     _shoot(viewer, w, "napari_interactive_division.png")
 
 
-def interactive_lineage(_s):
+def _followed_through_division():
     """A dividing cell of the dividing-cells time-lapse followed by Next time point from time point 4
-    to 7, where it divided (Commit as two), one daughter followed on to 8; then the Objects widget's
-    tracking of the objects layer, keeping those links: the cell's track and her daughters' in 3D."""
+    to 7, where it divided (Commit as two), one daughter followed on to 8 and committed: (viewer,
+    interactive widget)."""
     from scipy import ndimage as ndi
-
-    from napari_halo_seg._objects_widget import ObjectsWidget
     viewer, w, masks = _dividing_cells_widget()
     now, _ = ndi.label(masks[6])
     after, _ = ndi.label(masks[7])
@@ -542,6 +541,28 @@ def interactive_lineage(_s):
     _wait(w)
     w.commit()
     print("committed:", w.status.text())
+    return viewer, w
+
+
+def _close_on_division(viewer):
+    """3D, at time point 7 (both daughters, the mother's path up to them), the camera close on them."""
+    from scipy import ndimage as ndi
+    viewer.layers["dividing cells"].opacity = 0.3
+    viewer.dims.ndisplay = 3
+    viewer.dims.set_current_step(0, 7)
+    viewer.reset_view()
+    viewer.camera.angles = (0, -35, 65)
+    objects = viewer.layers["objects"]
+    at = ndi.center_of_mass(np.asarray(objects.data[7]) > 0)
+    viewer.camera.center = tuple(objects.data_to_world([7, *at])[1:])
+    viewer.camera.zoom *= 3
+
+
+def interactive_lineage(_s):
+    """The cell followed through her division (_followed_through_division); then the Objects widget's
+    tracking of the objects layer, keeping those links: the cell's track and her daughters' in 3D."""
+    from napari_halo_seg._objects_widget import ObjectsWidget
+    viewer, _ = _followed_through_division()
     viewer.window.remove_dock_widget("all")
     o = ObjectsWidget(viewer)
     viewer.window.add_dock_widget(o, name="Objects and measurements")
@@ -551,17 +572,20 @@ def interactive_lineage(_s):
     _wait(o)
     for lay in viewer.layers:
         lay.visible = lay.name in ("dividing cells", "objects tracked", "objects tracks")
-    viewer.layers["dividing cells"].opacity = 0.3
-    viewer.dims.ndisplay = 3
-    viewer.dims.set_current_step(0, 7)   # both daughters, her track up to them
     viewer.layers["objects tracks"].tail_width = 4
-    viewer.reset_view()
-    viewer.camera.angles = (0, -35, 65)
-    objects = viewer.layers["objects"]
-    at = ndi.center_of_mass(np.asarray(objects.data[7]) > 0)   # close on the division
-    viewer.camera.center = tuple(objects.data_to_world([7, *at])[1:])
-    viewer.camera.zoom *= 3
+    _close_on_division(viewer)
     _shoot(viewer, o, "napari_interactive_lineage.png")
+
+
+def interactive_paths(_s):
+    """The cell followed through her division (_followed_through_division) with the interactive
+    widget alone: the objects paths layer it drew as the objects were committed, in 3D."""
+    viewer, w = _followed_through_division()
+    for lay in viewer.layers:
+        lay.visible = lay.name in ("dividing cells", "objects", "objects paths")
+    viewer.layers["objects paths"].tail_width = 4
+    _close_on_division(viewer)
+    _shoot(viewer, w, "napari_interactive_paths.png")
 
 
 if __name__ == "__main__":
@@ -569,7 +593,8 @@ if __name__ == "__main__":
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
                         ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"], ["track_edit"],
-                        ["interactive_timelapse"], ["interactive_division"], ["interactive_lineage"]):
+                        ["interactive_timelapse"], ["interactive_division"], ["interactive_lineage"],
+                        ["interactive_paths"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

@@ -272,6 +272,9 @@ def test_links_made_with_next_time_point_are_kept_and_restored_onto_the_ids_rest
     assert "as ids 2 to 4" in w2.status.text(), w2.status.text()
     assert all(np.array_equal(fresh.data[t] == t + 2, labels[t] == 1) for t in range(3))
     assert layer_links(fresh.features) == {3: 2, 4: 3}
+    paths = viewer.layers["objects paths"]           # drawn through the restored objects' centres
+    assert len(set(paths.data[:, 0])) == 1
+    assert np.allclose(paths.data[:, 1:], [(t, *np.argwhere(labels[t] == 1).mean(0)) for t in range(3)])
     w2._keeper.wait()
     assert read_kept(kept, image.shape)[2] == {3: 2, 4: 3}
 
@@ -426,9 +429,14 @@ def test_commit_as_two_commits_the_daughters_and_either_is_followed(make_napari_
     assert list(objects.features["timepoint"]) == [0, 1, 1] and not preview.data.any()
     from napari_halo_seg._measure import layer_links
     assert layer_links(objects.features) == {2: 1, 3: 1}   # both carried from their mother: a division
+    paths = viewer.layers["objects paths"]           # drawn as committed: the mother's path, then her daughters'
+    assert paths.graph == {2: [1], 3: [1]} and paths.data[:, :2].tolist() == [[1, 0], [2, 1], [3, 1]]
+    assert np.allclose(paths.data[1:, 2:], [np.argwhere(m).mean(0) for m in two])
+    assert viewer.layers.selection.active is not paths   # clicks still go where they went
     w.undo()                                         # both back out: the whole object is current again
     assert "objects 2 and 3 taken back out of objects" in w.status.text(), w.status.text()
     assert not objects.data[1].any() and list(objects.features["index"]) == [1] and not layer_links(objects.features)
+    assert "objects paths" not in viewer.layers      # no link left: no path
     assert np.array_equal(np.asarray(preview.data[1]) > 0, carried)
     w.commit_as_two()
     _wait(qtbot, w)
@@ -476,6 +484,14 @@ def test_commit_as_two_commits_the_daughters_and_either_is_followed(make_napari_
     assert dice(np.asarray(objects.data[2]) == 5, tl.ids[2] == sister) > 0.8
     assert layer_links(objects.features) == {2: 1, 3: 1, 4: 3, 5: 2} and objects.selected_label == 4
     _tracked_as_followed(viewer, qtbot, objects)
+    data = objects.data                              # object 4 corrected (half of it gone): its point moves
+    half = (np.asarray(data[2]) == 4) & (np.arange(data.shape[-1]) < np.argwhere(np.asarray(data[2]) == 4)[:, 2].mean())
+    data[2][half] = 0
+    objects.data = data
+    w._recentre(objects, [4], 2)
+    moved = viewer.layers["objects paths"].data
+    assert np.allclose(moved[(moved[:, 1] == 2) & (moved[:, 0] == 3), 2:],   # 4 goes on from 3: track 3
+                       np.argwhere(np.asarray(data[2]) == 4).mean(0))
     data = objects.data                              # an object painted with the brush at time point 0
     data[0][(tl.ids[0] == 2) & (data[0] == 0)] = 9
     objects.data = data
@@ -521,8 +537,22 @@ def _tracked_as_followed(viewer, qtbot, objects):
     assert lineage[track[1]] == (0, 0, 0) and len(lineage) == 3
     assert track[4] == track[3] and track[5] == track[2] != track[3]
     assert lineage[track[3]] == lineage[track[2]] == (1, 2, track[1])
+    # the paths drawn as they were committed are the tracks the tracking made of them
+    from halo_seg.io.track_output import track_points
+    points, graph = track_points(ref)
+    paths = viewer.layers["objects paths"]
+    assert _groups(paths.data, paths.graph) == _groups(points, graph)
     for name in ("objects tracked", "objects tracks"):
         viewer.layers.remove(name)
+
+
+def _groups(points, graph):
+    """Each track as the set of its (t, centre), and each daughter track's mother as such a set."""
+    key = {}
+    for k, t, z, y, x in np.asarray(points).tolist():
+        key.setdefault(int(k), set()).add((int(t), round(z, 2), round(y, 2), round(x, 2)))
+    tracks = {k: frozenset(v) for k, v in key.items()}
+    return set(tracks.values()), {tracks[d]: tracks[m[0]] for d, m in graph.items()}
 
 
 def _last_boxed(make_napari_viewer, qtbot):

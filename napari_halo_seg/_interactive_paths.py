@@ -1,0 +1,85 @@
+"""The interactive widget's paths of followed objects: on a time-lapse, a Tracks layer ("objects
+paths") drawn from the objects' links ("carried from", which Commit writes for an object Next or
+Previous time point carried) through each object's centre as committed, redrawn as objects are
+committed, taken back by Undo, corrected or restored (halo_seg.tracking.paths), so that the user
+sees the lineage grow without tracking the layer. A mixin of InteractiveWidget
+(_interactive_widget.py), whose state and layers it uses."""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from halo_seg.tracking.paths import link_paths
+
+from ._interactive_names import IMAGE_KEY, OBJECTS, PATHS
+from ._measure import layer_links
+
+
+def box_centre(inside: np.ndarray, box: tuple) -> tuple | None:
+    """The centre of the voxels ``inside`` a box (slices) in the array's coordinates; None where none."""
+    where = np.argwhere(inside)
+    if not len(where):
+        return None
+    return tuple(float(v) for v in where.mean(0) + [s.start or 0 for s in box])
+
+
+class PathActions:
+    """The objects layer's centres as committed (``_centres``: objects layer -> {id: (t, z, y, x)})
+    and the Tracks layer drawn of them."""
+
+    def _centre_store(self, layer) -> dict:
+        if not hasattr(self, "_centres"):
+            self._centres = weakref.WeakKeyDictionary()
+        return self._centres.setdefault(layer, {})
+
+    def _set_centres(self, layer, centres: dict):
+        """Note objects' centres (id -> (t, z, y, x), None: gone) and draw the paths again."""
+        store = self._centre_store(layer)
+        for k, c in centres.items():
+            if c is None:
+                store.pop(int(k), None)
+            else:
+                store[int(k)] = c
+        self._show_paths()
+
+    def _recentre(self, layer, labels, t: int | None):
+        """The centres of ``labels`` of a time-lapse's objects layer read again from it (an object
+        corrected, or its correction undone): only their box at time point ``t``."""
+        from ._interactive_objects import _label_box
+        if layer.name != OBJECTS or t is None or layer.data.ndim != 4:
+            return
+        store = self._centre_store(layer)
+        if not any(int(k) in store for k in labels):
+            return
+        data = layer.data[t]
+        out = {}
+        for k in labels:
+            box = _label_box(data, int(k))
+            centre = None if box is None else box_centre(np.asarray(data[box]) == k, box)
+            out[int(k)] = None if centre is None else (t, *centre)
+        self._set_centres(layer, out)
+
+    def _show_paths(self):
+        """Draw (or redraw, or remove where no link is left) the paths of the objects layer's
+        followed objects; the selected layer stays selected (clicks go where they went)."""
+        objects = self._layer(OBJECTS)
+        shown = self._layer(PATHS)
+        if objects is None or objects.data.ndim != 4:
+            return
+        paths = link_paths(self._centre_store(objects), layer_links(objects.features))
+        if not len(paths.points):
+            if shown is not None:
+                self.viewer.layers.remove(shown)
+            return
+        if shown is None:
+            active = self.viewer.layers.selection.active
+            self.viewer.add_tracks(paths.points, graph=paths.graph, name=PATHS, tail_length=len(objects.data),
+                                   scale=objects.scale, translate=objects.translate,
+                                   metadata={k: objects.metadata.get(k) for k in ("image", IMAGE_KEY)})
+            if active is not None and active in self.viewer.layers:
+                self.viewer.layers.selection.active = active
+        else:
+            shown.graph = {}   # the old graph may name tracks the new points no longer hold
+            shown.data = paths.points
+            shown.graph = paths.graph
