@@ -134,7 +134,7 @@ class ObjectActions:
         first = int(objects.data.max()) + 1   # of every time point: an id is one object
         name = self._take_name()
         followed = self._carried_from(at)
-        where, old, new, said, left, records, centres = [], [], [], [], 0, {}, {}
+        where, old, new, said, left, records, centres, boxes = [], [], [], [], 0, {}, {}, {}
         for k, inside in enumerate(parts):   # the object's box only: on a large volume nothing else is touched
             new_id = first + k
             carried = sources[k] if sources is not None else followed
@@ -158,7 +158,7 @@ class ObjectActions:
             if at is not None:   # what Next time point carries to the next time point
                 centre = box_centre(free, box)
                 if centre is not None:   # where its path (_interactive_paths) goes through
-                    centres[new_id] = (at, *centre)
+                    centres[new_id], boxes[new_id] = (at, *centre), widen(box, at)
                 full = np.zeros(shape, bool)
                 full[box] = inside
                 # its last step: from the object it was carried from (the cell next to it: hers, if kept here)
@@ -170,7 +170,7 @@ class ObjectActions:
         self._last_commit = (objects, np.concatenate(where), np.concatenate(old), np.concatenate(new), None)
         self._keeper.write(objects, widen(box, at))
         self._records.update(records)
-        self._set_centres(objects, centres)
+        self._set_centres(objects, centres, boxes)
         self._carry = records.get(first)
         self._carry_source = None
         objects.selected_label = first   # the brush corrects it; Next time point follows the label selected
@@ -368,7 +368,7 @@ class ObjectActions:
         """A brush stroke (or fill, or erase) on the objects layer: kept on disk like a commit."""
         box = stroke_box(atoms, tuple(layer.data.shape))
         if box is not None:   # napari tells before it writes the stroke: read it once it has
-            QTimer.singleShot(0, lambda: self._keeper.write(layer, box))
+            QTimer.singleShot(0, lambda: (self._keeper.write(layer, box), self._painted_centres(layer, box)))
 
     def _unkept(self) -> str:
         err = self._keeper.take_error()
@@ -414,7 +414,7 @@ class ObjectActions:
             objects.metadata.pop(EARLIER, None)   # restored: the layer, with them, is what is kept now
             ids = np.unique(held[free])
             back = set(ids.tolist())
-            centres = {}
+            centres, placed = {}, {}
             for label in ids:
                 k = int(label) - offset
                 self._remeasure(objects, int(label), boxes[k - 1] if 0 < k <= len(boxes) else None, always=True)
@@ -424,7 +424,8 @@ class ObjectActions:
                     set_row(objects, {"index": int(label), CARRIED: links[k] + offset})
                 if objects.data.ndim == 4 and 0 < k <= len(boxes) and boxes[k - 1] is not None:
                     centres[int(label)] = box_centre(data[boxes[k - 1]] == label, boxes[k - 1])
-            self._set_centres(objects, centres)   # the paths of those followed
+                    placed[int(label)] = boxes[k - 1]
+            self._set_centres(objects, centres, placed)   # the paths of those followed
             self._keeper.write(objects, box)   # after the names: they are kept with the objects
             clash = int(mine.sum()) - int(free.sum())
             self.status.setText(f"restored {len(ids)} object{'' if len(ids) == 1 else 's'} from {kept}"

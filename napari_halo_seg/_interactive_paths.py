@@ -25,23 +25,66 @@ def box_centre(inside: np.ndarray, box: tuple) -> tuple | None:
 
 
 class PathActions:
-    """The objects layer's centres as committed (``_centres``: objects layer -> {id: (t, z, y, x)})
-    and the Tracks layer drawn of them."""
+    """The objects layer's centres as committed (``_centres``: objects layer -> {id: (t, z, y, x)}),
+    the boxes they lie in (``_boxes``, the same way: any voxel of the id is in it; what a brush
+    stroke is compared with) and the Tracks layer drawn of them."""
 
     def _centre_store(self, layer) -> dict:
         if not hasattr(self, "_centres"):
-            self._centres = weakref.WeakKeyDictionary()
+            self._centres, self._boxes = weakref.WeakKeyDictionary(), weakref.WeakKeyDictionary()
+        self._boxes.setdefault(layer, {})
         return self._centres.setdefault(layer, {})
 
-    def _set_centres(self, layer, centres: dict):
-        """Note objects' centres (id -> (t, z, y, x), None: gone) and draw the paths again."""
+    def _set_centres(self, layer, centres: dict, boxes: dict | None = None):
+        """Note objects' centres (id -> (t, z, y, x), None: gone) and the (T, Z, Y, X) boxes they lie
+        in (id -> box, where known; None: forgotten), and draw the paths again. A box only grows
+        (what a brush stroke took away may come back with napari's Undo of it)."""
         store = self._centre_store(layer)
+        where = self._boxes[layer]
         for k, c in centres.items():
             if c is None:
                 store.pop(int(k), None)
             else:
                 store[int(k)] = c
+        for k, b in (boxes or {}).items():
+            if b is None:
+                where.pop(int(k), None)
+            else:
+                where[int(k)] = _hull(where[int(k)], b, layer.data.shape) if int(k) in where else b
         self._show_paths()
+
+    def _paths_follow_history(self, layer):
+        """napari's own Undo and Redo of a brush stroke on the objects layer (which tell nothing, no
+        paint event) move the paths' points too."""
+        for name in ("undo", "redo"):
+            step = getattr(layer, name)
+
+            def moved(step=step):
+                step()
+                self._painted_centres(layer)
+            setattr(layer, name, moved)
+
+    def _painted_centres(self, layer, box: tuple | None = None):
+        """After a brush stroke (fill, erase) on a time-lapse's objects layer within ``box`` (T, Z,
+        Y, X slices), or napari's Undo or Redo of one (``box`` None: where is not told): the centres
+        of the objects it may have changed read again, within their box and the stroke's only (an
+        object erased whole is no point of its path any more; its Undo brings it back)."""
+        if layer.name != OBJECTS or layer.data.ndim != 4 or not hasattr(self, "_centres"):
+            return
+        self._centre_store(layer)
+        where = self._boxes[layer]
+        data = layer.data
+        stroke = set() if box is None else set(np.unique(np.asarray(data[box])).tolist())
+        touched = list(where) if box is None else [k for k in where if k in stroke or _meet(where[k], box)]
+        centres, boxes = {}, {}
+        for k in touched:
+            region = where[k] if box is None or k not in stroke else _hull(where[k], box, data.shape)
+            t = where[k][0].start
+            region = (slice(t, t + 1),) + tuple(region[1:])   # an id is one object of one time point
+            centres[k] = box_centre(np.asarray(data[region]) == k, region)
+            boxes[k] = region
+        if centres:
+            self._set_centres(layer, centres, boxes)
 
     def _recentre(self, layer, labels, t: int | None):
         """The centres of ``labels`` of a time-lapse's objects layer read again from it (an object
@@ -53,12 +96,13 @@ class PathActions:
         if not any(int(k) in store for k in labels):
             return
         data = layer.data[t]
-        out = {}
+        out, boxes = {}, {}
         for k in labels:
             box = _label_box(data, int(k))
             centre = None if box is None else box_centre(np.asarray(data[box]) == k, box)
             out[int(k)] = None if centre is None else (t, *centre)
-        self._set_centres(layer, out)
+            boxes[int(k)] = None if box is None else (slice(t, t + 1),) + tuple(box)
+        self._set_centres(layer, out, boxes)
 
     def _show_paths(self):
         """Draw (or redraw, or remove where no link is left) the paths of the objects layer's
@@ -83,3 +127,11 @@ class PathActions:
             shown.graph = {}   # the old graph may name tracks the new points no longer hold
             shown.data = paths.points
             shown.graph = paths.graph
+
+
+def _meet(a: tuple, b: tuple) -> bool:
+    return all(x.start < y.stop and y.start < x.stop for x, y in zip(a, b))
+
+
+def _hull(a: tuple, b: tuple, shape) -> tuple:
+    return tuple(slice(max(0, min(x.start, y.start)), min(n, max(x.stop, y.stop))) for x, y, n in zip(a, b, shape))

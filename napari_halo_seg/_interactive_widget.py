@@ -298,6 +298,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, PathActions,
             objects = self.viewer.add_labels(np.zeros(shape, np.uint16), name=OBJECTS, opacity=0.5, **lkw)
             objects.events.paint.connect(lambda event, lay=objects: self._objects_painted(lay, event.value))
             self._keeper.follow_history(objects)
+            self._paths_follow_history(objects)
             if self._keeper.adopt(objects, kept_objects_path(self._kept_path())):
                 self.status.setText("objects committed on this image in an earlier napari session are kept: "
                                     "Restore objects brings them back")
@@ -766,7 +767,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, PathActions,
         for label in labels:
             drop_row(layer, label)
             self._records.pop(label, None)
-        self._set_centres(layer, dict.fromkeys(labels))   # their paths' points gone too
+        self._set_centres(layer, dict.fromkeys(labels), dict.fromkeys(labels))   # their paths' points gone too
         if self._carry is not None and self._carry["label"] in labels:   # current again, as carried
             self._carry_source, self._carry = self._carry["source"], None
         which = f"object {labels[0]}" if len(labels) == 1 else f"objects {' and '.join(map(str, labels))}"

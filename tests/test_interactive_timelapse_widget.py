@@ -492,6 +492,19 @@ def test_commit_as_two_commits_the_daughters_and_either_is_followed(make_napari_
     moved = viewer.layers["objects paths"].data
     assert np.allclose(moved[(moved[:, 1] == 2) & (moved[:, 0] == 3), 2:],   # 4 goes on from 3: track 3
                        np.argwhere(np.asarray(data[2]) == 4).mean(0))
+
+    def point(track, t):
+        p = viewer.layers["objects paths"].data
+        return p[(p[:, 0] == track) & (p[:, 1] == t), 2:]
+    five = np.argwhere(np.asarray(objects.data[2]) == 5)
+    assert np.allclose(point(2, 2), five.mean(0))     # 5 goes on from 2: track 2
+    objects.n_edit_dimensions = 3
+    objects.fill((2, *five[0]), 0)                   # object 5 erased whole with the bucket: no point there
+    qtbot.waitUntil(lambda: len(point(2, 2)) == 0)
+    assert len(point(2, 1)) == 1 and len(point(3, 2)) == 1
+    objects.undo()                                   # napari's own Undo of it: back, and its point
+    assert np.allclose(point(2, 2), five.mean(0))
+    objects.n_edit_dimensions = 2
     data = objects.data                              # an object painted with the brush at time point 0
     data[0][(tl.ids[0] == 2) & (data[0] == 0)] = 9
     objects.data = data
