@@ -212,7 +212,8 @@ class TimeActions:
 
         def first(seg):
             # the box where the object was and the box moved by its last step, each replaced by the
-            # tight box of what it finds on its slice; the one the network is surer of is propagated
+            # tight box of what it finds on its slice; the one the network is surer of is propagated,
+            # widened where it finds well under the object's area (a cell that grew out of it)
             found["at"] = find_again(seg, boxes, record.get("area"))
             z, which = (boxes[-1][0], len(boxes) - 1) if found["at"] is None else (found["at"][0], found["at"][2])
             how = "moved by its last step" if which > 0 else "where it was"

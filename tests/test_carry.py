@@ -177,6 +177,13 @@ def test_a_box_the_object_grew_out_of_is_widened_where_the_object_reaches_it():
     assert 27 <= plain[1] and plain[3] <= 37                     # clipped: inside the carried box
     assert wide == mask_bbox(cell[8])                            # the cell's own box
     assert d_wide > 0.95 and d_wide > d_plain + 0.1, (d_plain, d_wide)
+    # widen: the box chosen alone, where it finds under WIDEN_BELOW of the object's area (the ball's,
+    # carried: the cell grew out of its box); where it finds as much, it is not widened
+    from halo_seg.interactive.carry import WIDEN_BELOW
+    ball = int(_ball(shape, (8, 24, 32), 5)[8].sum())
+    for area, expected in ((2 * ball, wide), (ball // 2, plain)):
+        seg = InteractiveSegmenter(volume, device="cpu")
+        assert find_again(seg, [(8, carried)], area=area, widen=WIDEN_BELOW)[1] == expected, area
 
 
 def test_each_part_is_carried_from_the_object_it_lies_in_at_the_time_point_before():

@@ -285,8 +285,10 @@ def _carried(image, t, rec_mask, step):
     object was on its largest slice; 1: that box moved by ``step``): each segmented on its slice and
     replaced by the tight box of what it found, the one kept whose segmentation the prompt network
     predicts the better Dice of, less half the log of how unlike the object's largest slice its area
-    is."""
+    is; that one, where it found under 0.85 of that area, widened where what it found reaches the
+    carried box's sides (carry._widened) and kept so if the network, less that cost, prefers it."""
     from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry import _widened
     z = int(rec_mask.sum((1, 2)).argmax())
     y0, x0, y1, x1 = mask_bbox(rec_mask[z])
     tried = [(z, (y0, x0, y1, x1))]
@@ -294,13 +296,19 @@ def _carried(image, t, rec_mask, step):
         tried.append((z + step[0], (y0 + step[1], x0 + step[2], y1 + step[1], x1 + step[2])))
     ref = InteractiveSegmenter(image[t], device="cpu")
     best = None
+    area = rec_mask[z].sum()
     for i, (zz, box) in enumerate(tried):
         tight = mask_bbox(ref.try_box(zz, box)[0])
         found, q = ref.try_box(zz, tight)
-        q -= 0.5 * abs(np.log((found.sum() + 1) / (rec_mask[z].sum() + 1)))
+        q -= 0.5 * abs(np.log((found.sum() + 1) / (area + 1)))
         if best is None or q > best[0]:
-            best = (q, zz, tight, i)
-    _, zz, box, which = best
+            best = (q, zz, tight, i, found.sum() < 0.85 * area)
+    q, zz, box, which, clipped = best
+    if clipped:
+        wide = mask_bbox(_widened(ref, zz, tried[which][1], ref.try_box(zz, tried[which][1])[0]))
+        found, q2 = ref.try_box(zz, wide)
+        if q2 - 0.5 * abs(np.log((found.sum() + 1) / (area + 1))) > q:
+            box = wide
     ref.add_box(zz, *box)
     return zz, box, ref.propagate(), which
 
