@@ -74,7 +74,8 @@ class PathActions:
         self._centre_store(layer)
         where = self._boxes[layer]
         data = layer.data
-        stroke = set() if box is None else set(np.unique(np.asarray(data[box])).tolist())
+        # what a stroke or fill may have added to an object far from it is its own label, the one selected
+        stroke = set() if box is None else {int(layer.selected_label)}
         touched = list(where) if box is None else [k for k in where if k in stroke or _meet(where[k], box)]
         centres, boxes = {}, {}
         for k in touched:
