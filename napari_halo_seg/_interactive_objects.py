@@ -254,7 +254,7 @@ class ObjectActions:
         self._remeasure(layer, label)
         if split:
             self._remeasure(layer, split)
-        self._recentre(layer, [label] + ([split] if split else []), at)
+        self._painted_centres(layer, widen(box, at))   # of the objects layer: its point moves
         name = self._take_name()
         if name:
             set_name(layer, label, name)

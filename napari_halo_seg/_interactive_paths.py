@@ -13,6 +13,7 @@ import numpy as np
 from halo_seg.tracking.paths import link_paths
 
 from ._interactive_names import IMAGE_KEY, OBJECTS, PATHS
+from ._kept_objects import union_box
 from ._measure import layer_links
 
 
@@ -50,7 +51,7 @@ class PathActions:
             if b is None:
                 where.pop(int(k), None)
             else:
-                where[int(k)] = _hull(where[int(k)], b, layer.data.shape) if int(k) in where else b
+                where[int(k)] = union_box(where.get(int(k)), b)
         self._show_paths()
 
     def _paths_follow_history(self, layer):
@@ -66,9 +67,10 @@ class PathActions:
 
     def _painted_centres(self, layer, box: tuple | None = None):
         """After a brush stroke (fill, erase) on a time-lapse's objects layer within ``box`` (T, Z,
-        Y, X slices), or napari's Undo or Redo of one (``box`` None: where is not told): the centres
-        of the objects it may have changed read again, within their box and the stroke's only (an
-        object erased whole is no point of its path any more; its Undo brings it back)."""
+        Y, X slices), an object of it corrected there (Edit label's Commit, or its Undo), or
+        napari's Undo or Redo of a stroke (``box`` None: where is not told): the centres of the
+        objects it may have changed read again, within their box and the stroke's only (an object
+        erased whole is no point of its path any more; its Undo brings it back)."""
         if layer.name != OBJECTS or layer.data.ndim != 4 or not hasattr(self, "_centres"):
             return
         self._centre_store(layer)
@@ -79,31 +81,13 @@ class PathActions:
         touched = list(where) if box is None else [k for k in where if k in stroke or _meet(where[k], box)]
         centres, boxes = {}, {}
         for k in touched:
-            region = where[k] if box is None or k not in stroke else _hull(where[k], box, data.shape)
+            region = union_box(where[k], box)   # what it covers now is in either (box None: all of it in its own)
             t = where[k][0].start
             region = (slice(t, t + 1),) + tuple(region[1:])   # an id is one object of one time point
             centres[k] = box_centre(np.asarray(data[region]) == k, region)
             boxes[k] = region
         if centres:
             self._set_centres(layer, centres, boxes)
-
-    def _recentre(self, layer, labels, t: int | None):
-        """The centres of ``labels`` of a time-lapse's objects layer read again from it (an object
-        corrected, or its correction undone): only their box at time point ``t``."""
-        from ._interactive_objects import _label_box
-        if layer.name != OBJECTS or t is None or layer.data.ndim != 4:
-            return
-        store = self._centre_store(layer)
-        if not any(int(k) in store for k in labels):
-            return
-        data = layer.data[t]
-        out, boxes = {}, {}
-        for k in labels:
-            box = _label_box(data, int(k))
-            centre = None if box is None else box_centre(np.asarray(data[box]) == k, box)
-            out[int(k)] = None if centre is None else (t, *centre)
-            boxes[int(k)] = None if box is None else (slice(t, t + 1),) + tuple(box)
-        self._set_centres(layer, out, boxes)
 
     def _show_paths(self):
         """Draw (or redraw, or remove where no link is left) the paths of the objects layer's
@@ -133,6 +117,3 @@ class PathActions:
 def _meet(a: tuple, b: tuple) -> bool:
     return all(x.start < y.stop and y.start < x.stop for x, y in zip(a, b))
 
-
-def _hull(a: tuple, b: tuple, shape) -> tuple:
-    return tuple(slice(max(0, min(x.start, y.start)), min(n, max(x.stop, y.stop))) for x, y, n in zip(a, b, shape))

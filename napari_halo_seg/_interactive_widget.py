@@ -748,8 +748,9 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, PathActions,
         data[tuple(i[mine] for i in idx)] = old[mine]
         layer.data = data
         layer.refresh()
-        if len(where):
-            self._keeper.write(layer, tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx))
+        box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx) if len(where) else None
+        if box is not None:
+            self._keeper.write(layer, box)
         # the object is the current one again, as it was before Commit: redoing the session's reset
         # would drop it from both the session and the layer
         self.seg.clear_redo()
@@ -758,7 +759,8 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, PathActions,
             self._remeasure(layer, edited)
             if split:
                 self._remeasure(layer, split)
-            self._recentre(layer, [edited] + ([split] if split else []), self._at(layer))
+            if box is not None:
+                self._painted_centres(layer, box)
             self.status.setText(f"label {edited} of {layer.name!r} is as it was" + (f" (and label {split} gone)" if split
                                                                                      else "")
                                 + "; the corrected object is the current object again")

@@ -496,7 +496,7 @@ def test_commit_as_two_commits_the_daughters_and_either_is_followed(make_napari_
     half = (np.asarray(data[2]) == 4) & (np.arange(data.shape[-1]) < np.argwhere(np.asarray(data[2]) == 4)[:, 2].mean())
     data[2][half] = 0
     objects.data = data
-    w._recentre(objects, [4], 2)
+    w._painted_centres(objects, (slice(2, 3),) + tuple(slice(0, n) for n in data.shape[1:]))   # as Edit label's Commit
     moved = viewer.layers["objects paths"].data
     assert np.allclose(moved[(moved[:, 1] == 2) & (moved[:, 0] == 3), 2:],   # 4 goes on from 3: track 3
                        np.argwhere(np.asarray(data[2]) == 4).mean(0))
