@@ -214,10 +214,14 @@ class TimeActions:
             # the box where the object was and the box moved by its last step, each replaced by the
             # tight box of what it finds on its slice; the one the network is surer of is propagated,
             # widened where it finds well under the object's area (a cell that grew out of it)
-            found["at"] = find_again(seg, boxes, record.get("area"))
-            z, which = (boxes[-1][0], len(boxes) - 1) if found["at"] is None else (found["at"][0], found["at"][2])
+            at = found["at"] = find_again(seg, boxes, record.get("area"))
+            z, which = (boxes[-1][0], len(boxes) - 1) if at is None else (at.slice, at.which)
             how = "moved by its last step" if which > 0 else "where it was"
-            return f"its box {how}, on slice {z}{', nothing found in it' if found['at'] is None else ''}); "
+            if at is None:
+                how += f", on slice {z}, nothing found in it"
+            else:   # the user sees a box larger than the one carried: why
+                how += f", on slice {z}" + (", widened where the cell grew out of it" if at.widened else "")
+            return f"its box {how}); "
 
         said = f"object {record['label']} carried to time point {t1} ("
         from ._interactive_names import OBJECTS
@@ -225,7 +229,7 @@ class TimeActions:
         before = None if objects is None or objects.data.ndim != 4 else objects.data[record["t"]]
         self.propagate(first=first, said=said,
                        after=lambda seg, box: division_note(seg, box, record["label"], t1, before, record["t"]),
-                       shown=lambda: found.get("at") and show_slice(self.viewer, layer, axis, found["at"][0]))
+                       shown=lambda: found.get("at") and show_slice(self.viewer, layer, axis, found["at"].slice))
         if self.worker is not None:
             where = " and where its last step takes it" if len(boxes) > 1 else ""
             self.status.setText(f"object {record['label']} carried to time point {t1}: looking for it where it "

@@ -140,8 +140,8 @@ def test_the_object_is_looked_for_where_it_was_and_where_its_step_takes_it():
     for centre, which in (((8, 24, 20), 0), ((8, 24, 34), 1)):   # it stayed; it went on
         volume, cell = _cells_volume(shape, [centre])
         seg = InteractiveSegmenter(volume, device="cpu")
-        z, box, chosen = find_again(seg, boxes, grow=False)
-        assert (z, chosen) == (8, which)
+        z, box, chosen, widened = find_again(seg, boxes, grow=False)
+        assert (z, chosen, widened) == (8, which, False)   # no area: nothing to widen against
         assert box == mask_bbox(seg.try_box(z, boxes[which][1])[0])
         assert seg.prompts[8]["box"] == box                     # the prompt the session propagates from
         from halo_seg.metrics import dice
@@ -171,7 +171,8 @@ def test_a_box_the_object_grew_out_of_is_widened_where_the_object_reaches_it():
     found = {}
     for grow in (False, True):
         seg = InteractiveSegmenter(volume, device="cpu")
-        z, box, _ = find_again(seg, [(8, carried)], grow=grow)
+        z, box, _, widened = find_again(seg, [(8, carried)], grow=grow)
+        assert widened == grow                                   # as the status line says
         found[grow] = (box, dice(seg.propagate(), cell))
     (plain, d_plain), (wide, d_wide) = found[False], found[True]
     assert 27 <= plain[1] and plain[3] <= 37                     # clipped: inside the carried box
@@ -183,7 +184,8 @@ def test_a_box_the_object_grew_out_of_is_widened_where_the_object_reaches_it():
     ball = int(_ball(shape, (8, 24, 32), 5)[8].sum())
     for area, expected in ((2 * ball, wide), (ball // 2, plain)):
         seg = InteractiveSegmenter(volume, device="cpu")
-        assert find_again(seg, [(8, carried)], area=area, widen=WIDEN_BELOW)[1] == expected, area
+        found = find_again(seg, [(8, carried)], area=area, widen=WIDEN_BELOW)
+        assert found.box == expected and found.widened == (expected == wide), area
 
 
 def test_each_part_is_carried_from_the_object_it_lies_in_at_the_time_point_before():

@@ -4,6 +4,8 @@ step, as the prompt there (the interactive widget's Next and Previous time point
 benchmarks/carry.py measures it)."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 
@@ -103,8 +105,17 @@ def _widened(seg, z: int, box: tuple, mask: np.ndarray) -> np.ndarray:
 WIDEN_BELOW = 0.85
 
 
+class Found(NamedTuple):
+    """Where find_again found the object: the slice, the box prompted there, its index in the
+    carried boxes, and whether that box was widened where the object grew out of it."""
+    slice: int
+    box: tuple
+    which: int
+    widened: bool = False
+
+
 def find_again(seg, boxes, area: int | None = None, grow: bool = False,
-               widen: float | None = WIDEN_BELOW) -> tuple[int, tuple, int] | None:
+               widen: float | None = WIDEN_BELOW) -> Found | None:
     """Of the carried ``boxes`` ((slice, box) each, carried_boxes), the one where the object is
     found again, added to ``seg`` (an InteractiveSegmenter at the new time point) as its prompt:
     each replaced by the tight box of what the slice's segmentation finds in it (a carried box is off
@@ -124,8 +135,9 @@ def find_again(seg, boxes, area: int | None = None, grow: bool = False,
     ``widen`` times ``area``, and kept widened where the network (less the area cost) prefers it:
     on fresh seeds at 3 voxels a time point, cells changing shape 0.847 to 0.884 (5 % to 1 % lost),
     random walks 0.895 to 0.907, crawling balls 0.890 to 0.892, at 1.5 all within 0.003
-    (benchmarks/carry.py, seeds 500-503, 2026-12-07). Returns (slice, box, which: its index in
-    ``boxes``), or None where none found anything (the last box is then the prompt, as carried)."""
+    (benchmarks/carry.py, seeds 500-503, 2026-12-07). Returns a Found (slice, box, which: its index
+    in ``boxes``, widened: by ``widen``), or None where none found anything (the last box is then the
+    prompt, as carried)."""
     from .roi import mask_bbox
     best = None
     for i, (z, box) in enumerate(boxes):
@@ -136,24 +148,24 @@ def find_again(seg, boxes, area: int | None = None, grow: bool = False,
         wide = _widened(seg, z, box, mask) if grow else mask
         if wide.any() and mask_bbox(wide) not in tights:
             tights.append(mask_bbox(wide))
-        for tight in tights:
+        for k, tight in enumerate(tights):   # the second: widened (grow)
             found, q = seg.try_box(z, tight)
             if area is not None:
                 q -= AREA_WEIGHT * abs(np.log((found.sum() + 1) / (area + 1)))
             if best is None or q > best[0]:
-                best = (q, z, tight, i, box, mask, int(found.sum()))
+                best = (q, z, tight, i, box, mask, int(found.sum()), k > 0)
     if best is None:
         seg.add_box(boxes[-1][0], *boxes[-1][1])
         return None
-    q, z, tight, i, box, mask, got = best
+    q, z, tight, i, box, mask, got, widened = best
     if widen is not None and area is not None and got < widen * area:
         wide = _widened(seg, z, box, mask)
         if wide.any() and mask_bbox(wide) != tight:
             found, q2 = seg.try_box(z, mask_bbox(wide))
             if q2 - AREA_WEIGHT * abs(np.log((found.sum() + 1) / (area + 1))) > q:
-                tight = mask_bbox(wide)
+                tight, widened = mask_bbox(wide), True
     seg.add_box(z, *tight)
-    return z, tight, i
+    return Found(z, tight, i, widened)
 
 
 def two_cells(mask: np.ndarray, spacing=None) -> tuple[np.ndarray, np.ndarray] | None:
