@@ -9,6 +9,7 @@ from __future__ import annotations
 import weakref
 
 import numpy as np
+from qtpy.QtCore import QTimer
 
 from halo_seg.tracking.paths import link_paths
 
@@ -97,6 +98,7 @@ class PathActions:
         if objects is None or objects.data.ndim != 4:
             return
         paths = link_paths(self._centre_store(objects), layer_links(objects.features))
+        self._tell_merges(paths.merges)
         if not len(paths.points):
             if shown is not None:
                 self.viewer.layers.remove(shown)
@@ -112,6 +114,20 @@ class PathActions:
             shown.graph = {}   # the old graph may name tracks the new points no longer hold
             shown.data = paths.points
             shown.graph = paths.graph
+
+    def _tell_merges(self, merges: list):
+        """An object with two objects before it (links typed by hand, or kept so: Next time point
+        makes none) is drawn with one of them only: the status line says which link is not drawn,
+        once for each such object, after what the action that redrew the paths says."""
+        told = getattr(self, "_merges_told", set())
+        new = [(k, gone) for k, gone in merges if (k, gone) not in told]
+        self._merges_told = {tuple(m) for m in merges}
+        if not new:
+            return
+        note = "; ".join(f"object {k} has two objects before it: its path from {gone} is not drawn" for k, gone in new)
+        note = f". {note} (a merge: the Objects widget's tracking refuses it; correct the 'carried from' links)"
+        # after the status the redrawing action sets next (Commit, Restore objects, a stroke's none)
+        QTimer.singleShot(0, lambda: self.status.setText(self.status.text() + note))
 
 
 def _meet(a: tuple, b: tuple) -> bool:

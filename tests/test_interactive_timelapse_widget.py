@@ -279,6 +279,41 @@ def test_links_made_with_next_time_point_are_kept_and_restored_onto_the_ids_rest
     assert read_kept(kept, image.shape)[2] == {3: 2, 4: 3}
 
 
+def test_a_merge_among_the_links_restored_is_said_not_drawn_silently(make_napari_viewer, qtbot, _user_dir):
+    """Links kept with two objects before one (object 3 carried from 1, and object 2, before it,
+    carried from 3: typed by hand, Next time point makes none): the paths draw one of them, and
+    the status line says, after what Restore objects says, which link is not drawn; said once."""
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    from napari_halo_seg._measure import CARRIED, set_row
+    image, labels = _series()
+    viewer, w = _widget(make_napari_viewer, image)
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    data = objects.data
+    data[0][labels[0] == 1], data[0][labels[0] == 2], data[1][labels[1] == 1] = 1, 2, 3
+    objects.data = data
+    for k, t, link in ((1, 0, None), (2, 0, 3), (3, 1, 1)):
+        set_row(objects, {"index": k, "timepoint": t, **({CARRIED: link} if link else {})})
+    w._keeper.write(objects)
+    w._keeper.wait()
+    for name in [lay.name for lay in viewer.layers if lay.metadata.get("image") == "movie"]:
+        viewer.layers.remove(name)
+    w2 = InteractiveWidget(viewer)
+    w2.image.setCurrentText("movie")
+    w2.ensure_prompt_layers()
+    w2.restore_objects()
+    _wait(qtbot, w2)
+    note = "object 3 has two objects before it: its path from 2 is not drawn (a merge"
+    qtbot.waitUntil(lambda: note in w2.status.text(), timeout=5_000)
+    assert w2.status.text().index("restored") < w2.status.text().index(note), w2.status.text()
+    paths = viewer.layers["objects paths"]           # object 1's path to 3 alone
+    assert len(paths.data) == 2 and set(paths.data[:, 1]) == {0, 1}
+    assert np.allclose(paths.data[0, 2:], np.argwhere(labels[0] == 1).mean(0))
+    w2.status.setText("something else")
+    w2._show_paths()                                 # redrawn with the same merge: not said again
+    qtbot.wait(50)
+    assert w2.status.text() == "something else"
+
 def _carried(image, t, rec_mask, step):
     """The box Next (or Previous) time point should end with at t from the object ``rec_mask`` of the
     time point it comes from, the engine's result from it, and which box it came from (0: where the
