@@ -6,7 +6,7 @@ precedes it, 1 KiB at a time, so every box of a `.nii.gz` (a halo rank's block, 
 slice napari shows) cost a pass over the file up to it. indexed_gzip seeks in C and keeps an index
 of points within the file. One int16 volume (a ramp plus noise, about as compressible as a CT)
 written with nibabel; each (reader, access) runs in a process of its own; medians of ``--repeat``
-interleaved runs:
+interleaved runs, and each process's peak resident memory (the largest of the runs):
 
 - whole: the dask volume read whole (its 32-slice chunks);
 - bands: every 16-slice band, as the tile loop reads them;
@@ -55,7 +55,9 @@ def _one(spec: dict) -> dict:
     else:
         at = np.random.default_rng(1).permutation(np.linspace(0, z - 1, 10).astype(int))
         total = sum(int(np.asarray(vol.data[int(k)]).sum(dtype=np.int64)) for k in at)
-    return {"seconds": time.perf_counter() - t, "checksum": total}
+    # this process's peak (VmHWM: ru_maxrss would carry the parent's across exec)
+    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
+    return {"seconds": time.perf_counter() - t, "checksum": total, "dtype": str(vol.data.dtype), "peak_mib": peak}
 
 
 def main(argv=None) -> int:
@@ -97,11 +99,14 @@ def main(argv=None) -> int:
     print(f"\n{' x '.join(map(str, a.shape))} int16{' scaled' if a.scaled else ''}"
           f"{f', the last of {a.series} volumes' if a.series else ''} ({np.prod(a.shape) * 2 / 2 ** 20:.0f} "
           f"MiB, {mib:.0f} MiB compressed); median seconds of {a.repeat} runs each")
-    print(f"| read | {first if a.before else 'Python' + chr(39) + 's gzip'} | {second} | ratio |")
-    print("|---|---|---|---|")
+    print(f"| read | {first if a.before else 'Python' + chr(39) + 's gzip'} | {second} | ratio | peak MiB, "
+          f"{first} | {second} |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         g, i = r["median"][first]["seconds"], r["median"][second]["seconds"]
-        print(f"| {r['access']} | {g:.2f} | {i:.2f} | {g / max(i, 1e-9):.1f}x |")
+        pg, pi = (max(run["peak_mib"] for run in r["runs"][k]) for k in (first, second))
+        print(f"| {r['access']} | {g:.2f} | {i:.2f} | {g / max(i, 1e-9):.1f}x | {pg:.0f} | {pi:.0f} |")
+    print("read as: " + ", ".join(f"{k} {rows[0]['runs'][k][0]['dtype']}" for k in (first, second)))
     return save_results(a.out, {"shape": a.shape, "repeat": a.repeat, "compressed_mib": mib, "before": a.before,
                                 "scaled": a.scaled, "series": a.series},
                         rows)

@@ -56,13 +56,17 @@ def test_a_cut_short_or_scaled_nifti(tmp_path):
     with pytest.raises(VolumeError, match=r"cut.nii.gz is truncated: its compressed stream ends in slice \d+ of 20 "
                                           r"\(an interrupted copy or download\?\)"):
         np.asarray(open_volume(tmp_path / "cut.nii.gz").data)
-    img = nib.Nifti1Image(arr.T, np.eye(4))
-    img.header.set_slope_inter(0.5, 10)
-    nib.save(img, tmp_path / "scaled.nii.gz")
-    v = open_volume(tmp_path / "scaled.nii.gz")
-    got = v.data.compute()
-    assert v.data.dtype == got.dtype == np.float64
-    np.testing.assert_array_equal(got, arr * 0.5 + 10)
+    # scaled: floats (float32 for 16-bit values: float64, nibabel's, would take 4 times the stored bytes),
+    # integers where slope and intercept are (a CT as dcm2niix writes it), compressed or not
+    for slope, inter, dtype in ((0.5, 10, np.float32), (1, -1024, np.int32), (3, 7, np.int32)):
+        img = nib.Nifti1Image(arr.T, np.eye(4))
+        img.header.set_slope_inter(slope, inter)
+        for name in ("scaled.nii.gz", "scaled.nii"):
+            nib.save(img, tmp_path / name)
+            v = open_volume(tmp_path / name)
+            got = v.data.compute()
+            assert v.data.dtype == got.dtype == dtype, (name, slope, inter)
+            np.testing.assert_array_equal(got, arr.astype(np.float64) * slope + inter)   # exact, in either
     assert open_volume(tmp_path / "cut.nii.gz").data.dtype == np.int16   # unscaled: as stored
 
 
@@ -95,6 +99,10 @@ def test_a_nii_gz_is_read_box_by_box(tmp_path, monkeypatch):
         nib.save(img, tmp_path / f"{name}.nii.gz")
         files[name] = np.asarray(nib.load(tmp_path / f"{name}.nii.gz").dataobj).T   # nibabel's read: the reference
     assert files["CT, dcm2niix"].dtype == np.float64 and files["CT, dcm2niix"].min() < -1024
+    from halo_seg.io.volume import scaled_dtype   # read in a smaller type than nibabel's float64, values kept
+    for name, (arr, slope, inter) in scaled.items():
+        files[name] = files[name].astype(scaled_dtype(arr.dtype, slope, inter))
+    assert [files[k].dtype for k in scaled] == [np.int32, np.float32, np.float32]
     opened, boxes = [], []
     real = gzip.GzipFile.__init__
     monkeypatch.setattr(gzip.GzipFile, "__init__", lambda self, *a, **k: opened.append(a) or real(self, *a, **k))
@@ -118,7 +126,7 @@ def test_a_nii_gz_is_read_box_by_box(tmp_path, monkeypatch):
     img = nib.Nifti1Image(five, np.eye(4))
     img.header.set_slope_inter(0.5, -3.0)
     nib.save(img, tmp_path / "five.nii.gz")
-    want = np.asarray(nib.load(tmp_path / "five.nii.gz").dataobj)
+    want = np.asarray(nib.load(tmp_path / "five.nii.gz").dataobj).astype(np.float32)   # 16-bit x 0.5: float32
     opened.clear()   # the writes and the reference read above
     boxes.clear()
     for t in range(3):

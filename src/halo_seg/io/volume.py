@@ -269,6 +269,8 @@ def _open_nifti(path: Path) -> Volume:
         # one time point (or vector component) per chunk, so choosing one reads only that one
         arr = da.from_array(_NamedReads(proxy, str(path), show_box=False), chunks=shape[:2] + (min(32, shape[2]),)
                             + (1,) * (len(shape) - 3), asarray=True)
+        if _is_scaled(proxy):   # nibabel's scaled read (float64), in the type scaled_dtype chose
+            arr = arr.astype(scaled_dtype(img.header.get_data_dtype(), proxy.slope, proxy.inter))
         # NIfTI stores (X, Y, Z[, T[, U]]); the engine works in (Z, Y, X), after time and components
         arr = arr.transpose(tuple(range(3, arr.ndim)) + (2, 1, 0))
     extra = tuple(range(3, len(shape)))
@@ -325,15 +327,39 @@ def _gzip_boxes(path: Path, proxy, shape):
     else:   # in (T, U, Z, Y, X), C order: volume (t, u) is the (t + u * T)-th in the file
         index = np.arange(int(np.prod(extra))).reshape(extra[::-1]).T
         arr = da.stack([one(int(k)) for k in index.ravel()]).reshape(extra + zyx)
-    if float(proxy.slope) == 1.0 and float(proxy.inter) == 0.0:
+    if not _is_scaled(proxy):
         return arr
-    dtype = _NamedReads(proxy, str(path), show_box=False).dtype
+    dtype = scaled_dtype(stored, proxy.slope, proxy.inter)
     return arr.map_blocks(_nifti_scaled, np.asanyarray(proxy.slope), np.asanyarray(proxy.inter), dtype, dtype=dtype)
+
+
+def _is_scaled(proxy) -> bool:
+    return not (float(proxy.slope) == 1.0 and float(proxy.inter) == 0.0)
+
+
+def scaled_dtype(stored, slope, inter) -> np.dtype:
+    """The type a scaled NIfTI's voxels (stored x slope + inter) are read as. nibabel reads them as
+    float64 (8 bytes a voxel for a CT stored in 2: 1.3 GB for 512 x 512 x 600); integers times an
+    integral slope plus an integral intercept (a CT as dcm2niix writes it: RescaleIntercept -1024 in
+    scl_inter) stay integers, int32 for 8- and 16-bit ones (the DICOM reader's rule), and 8- or 16-bit
+    values with a fractional slope (PET, many MR files) or float32 ones are float32, which holds
+    them to its precision (a relative 6e-8); wider ones keep nibabel's type."""
+    stored = np.dtype(stored)
+    if stored.kind in "iu" and stored.itemsize <= 2:
+        info = np.iinfo(stored)
+        reach = max(abs(info.min), info.max) * abs(float(slope)) + abs(float(inter))
+        if float(slope).is_integer() and float(inter).is_integer() and reach < 2 ** 31:
+            return np.dtype(np.int32)
+        return np.dtype(np.float32)
+    if stored == np.float32:
+        return np.dtype(np.float32)
+    from nibabel.volumeutils import apply_read_scaling
+    return apply_read_scaling(np.zeros(1, stored), slope, inter).dtype
 
 
 def _nifti_scaled(block, slope, inter, dtype):
     """Stored voxels scaled as nibabel's proxy scales them (its own function, the proxy's slope and
-    intercept arrays), so that a box equals nibabel's read of it."""
+    intercept arrays), so that a box equals nibabel's read of it, in the type scaled_dtype chose."""
     from nibabel.volumeutils import apply_read_scaling
     return apply_read_scaling(block, slope, inter).astype(dtype, copy=False)
 
