@@ -45,6 +45,7 @@ from halo_seg.io.dicom_seg import SERIES_KEY
 from halo_seg.io.geometry import KEY as GEOMETRY
 
 from ._fields import SavedFilesBox, device_choices, form_of
+from ._interactive_carry_all import CARRIED_ALL, CarryAllActions
 from ._interactive_files import MIN_LEARN, SessionActions
 from ._interactive_names import AUTO, BOX, EXTREME, IMAGE_KEY, NEG, OBJECTS, POS, PREVIEW, STROKES, WORKING, \
     _identity, _short
@@ -76,7 +77,7 @@ def _call(fn, *args, **kwargs):
         return None, exc
 
 
-class InteractiveWidget(ObjectActions, SessionActions, TimeActions, PathActions, QWidget):
+class InteractiveWidget(ObjectActions, SessionActions, TimeActions, CarryAllActions, PathActions, QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
@@ -149,6 +150,8 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, PathActions,
                  ("Learn from objects", None, self.learn_quality), ("Restore objects", None, self.restore_objects),
                  ("Next time point", "Shift-T", self.next_timepoint),
                  ("Previous time point", "Shift-B", self.previous_timepoint),
+                 ("All to next time point", "Alt-T", self.all_to_next_timepoint),
+                 ("All to previous time point", "Alt-B", self.all_to_previous_timepoint),
                  ("Commit as two", "Shift-W", self.commit_as_two), ("Cancel", None, self.cancel)]
         for i, (text, key, fn) in enumerate(specs):
             b = QPushButton(f"{text} ({key})" if key else text)
@@ -182,6 +185,12 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, PathActions,
             "part is carried from the object it lies in at the time point before (a daughter's box that took in her "
             "sister: each her own), else both from the one followed (a division); refused, nothing changed, where "
             "it does not look like two")
+        self.buttons["All to next time point"].setToolTip(
+            "on a time-lapse: every object committed at the time point shown carried to the next one at once, each "
+            "as Next time point carries one, and committed there under a new id carried from it (a field of cells "
+            "followed a keystroke a time point); then correct what went wrong with Edit label. Undo takes them "
+            "all back out")
+        self.buttons["All to previous time point"].setToolTip("as All to next time point, to the time point before")
         self.buttons["Previous time point"].setToolTip("as Next time point, to the time point before (a cell "
                                                        "followed back from where it is clearest)")
         self.buttons["Restore objects"].setToolTip(
@@ -432,10 +441,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, PathActions,
                                  f"slices across axis {axis}: show those slices again to go on with it, or "
                                  "Commit or Reset it to begin an object on these")
             same_image = same_image and self._t == t   # another time point is another volume
-            from halo_seg import InteractiveSegmenter
-            seg = InteractiveSegmenter(data, spacing=tuple(layer.scale[-3:]), device=key[2], weights=key[1],
-                                       quality_model=self._quality_choice(), strict_ends=self.strict.isChecked(),
-                                       axis=axis)
+            seg = self._new_segmenter(layer, data, key, axis)
             old = self.seg if same_image and self.seg.axis == axis else None
             if same_image and self.seg.prior is not None:
                 seg.start_from(self.seg.prior)   # the object being corrected
@@ -444,6 +450,14 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, PathActions,
             self.seg, self._session_key = seg, key
             self._sent, self._strokes_sent = set(), {}
         return self.seg
+
+    def _new_segmenter(self, layer, data, key, axis: int):
+        """A segmenter of ``data`` (``layer``'s volume) with the weights and device of ``key`` (the
+        session's) and the quality model and object ends chosen."""
+        from halo_seg import InteractiveSegmenter
+        return InteractiveSegmenter(data, spacing=tuple(layer.scale[-3:]), device=key[2], weights=key[1],
+                                    quality_model=self._quality_choice(), strict_ends=self.strict.isChecked(),
+                                    axis=axis)
 
     def _apply_quality(self):
         """The quality field changed: the live session uses the model chosen from its next propagation."""
@@ -734,23 +748,18 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, PathActions,
 
     def undo(self):
         """Undo the session's last step; right after Commit, take the object back out of the objects
-        layer and make it the current object again."""
+        layer and make it the current object again; right after All to next time point, take the
+        objects it committed back out."""
+        if self._last_commit is not None and self._last_commit[4] == CARRIED_ALL:
+            if not self._busy():
+                self._undo_carried()
+            return
         if not self._history_step(self.seg.undo if self.seg is not None else None):
             return
         if self._last_commit is None or self._last_commit[0] not in self.viewer.layers:
             self.status.setText("undone")
             return
-        layer, where, old, new, edited = self._last_commit
-        self._last_commit = None
-        data = layer.data
-        idx = np.unravel_index(where, data.shape)
-        mine = data[idx] == new                # what the user has not painted over since
-        data[tuple(i[mine] for i in idx)] = old[mine]
-        layer.data = data
-        layer.refresh()
-        box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx) if len(where) else None
-        if box is not None:
-            self._keeper.write(layer, box)
+        layer, new, edited, box = self._revert_commit()
         # the object is the current one again, as it was before Commit: redoing the session's reset
         # would drop it from both the session and the layer
         self.seg.clear_redo()
@@ -775,6 +784,22 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, PathActions,
         which = f"object {labels[0]}" if len(labels) == 1 else f"objects {' and '.join(map(str, labels))}"
         self.status.setText(f"{which} taken back out of {layer.name}; {'it is' if len(labels) == 1 else 'they are'} "
                             "the current object again")
+
+    def _revert_commit(self):
+        """The voxels of the last commit (``_last_commit``) as they were before it, where the user has
+        not painted over them since; (layer, the ids it wrote, the label edited, the box changed)."""
+        layer, where, old, new, edited = self._last_commit
+        self._last_commit = None
+        data = layer.data
+        idx = np.unravel_index(where, data.shape)
+        mine = data[idx] == new                # what the user has not painted over since
+        data[tuple(i[mine] for i in idx)] = old[mine]
+        layer.data = data
+        layer.refresh()
+        box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx) if len(where) else None
+        if box is not None:
+            self._keeper.write(layer, box)
+        return layer, new, edited, box
 
     def redo(self):
         """What Undo took back, again, until a new step is taken (not a Commit that Undo took back out

@@ -15,9 +15,9 @@ of a (T, Z, Y, X) TIFF segmented into one (T, Z, Y, X) Labels layer; tracking: t
 following procedural dividing cells over time, in 3D with their tracks; track_edit: the Edit tracks
 widget taking a daughter's mother away; interactive_lineage: a cell followed by Next time point through her
 division, tracked keeping those links; interactive_paths: the same cell's paths as the interactive widget drew
-them while she was followed).
+them while she was followed; interactive_all: a field of cells carried on with All to next time point).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse|interactive_division|interactive_lineage|interactive_paths]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse|interactive_division|interactive_lineage|interactive_paths|interactive_all]
 """
 from __future__ import annotations
 
@@ -588,13 +588,33 @@ def interactive_paths(_s):
     _shoot(viewer, w, "napari_interactive_paths.png")
 
 
+def interactive_all(_s):
+    """All to next time point on the dividing-cells time-lapse: the cells of time point 2 (the
+    sample's mask, as an automatic result would give them) put in the objects layer, then carried on
+    three times at once; shown at time point 5 with the paths the widget drew."""
+    from scipy import ndimage as ndi
+    viewer, w, masks = _dividing_cells_widget()
+    objects = viewer.layers["objects"]
+    data = objects.data
+    data[2] = ndi.label(masks[2])[0]
+    objects.data = data
+    viewer.dims.set_current_step(0, 2)
+    for _ in range(3):
+        w.all_to_next_timepoint()
+        _wait(w)
+        print("carried:", w.status.text())
+    viewer.layers["objects"].opacity = 0.6
+    viewer.layers["objects paths"].tail_width = 3
+    _shoot(viewer, w, "napari_interactive_all.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
                         ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"], ["track_edit"],
                         ["interactive_timelapse"], ["interactive_division"], ["interactive_lineage"],
-                        ["interactive_paths"]):
+                        ["interactive_paths"], ["interactive_all"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

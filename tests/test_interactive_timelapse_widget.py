@@ -741,3 +741,112 @@ def test_commit_as_two_of_an_object_followed_back_links_its_larger_part_only(mak
     objects = viewer.layers["objects"]
     assert (objects.data[1] == 2).sum() > (objects.data[1] == 3).sum() > 0
     assert layer_links(objects.features) == {2: 1}
+
+
+def test_all_to_next_time_point_carries_every_object_and_undo_takes_them_back(make_napari_viewer, qtbot,
+                                                                             monkeypatch):
+    """All to next time point: every object committed at the time point shown, carried to the next as
+    Next time point carries each alone (the independent reference _carried), committed there under
+    new ids, each carried from its own, drawn in the paths; pressed again, each goes on with its
+    step; Undo takes the last ones back out. Refused with nothing changed where the current object
+    is not committed or there is no next time point; a cancelled run commits nothing."""
+    from napari_halo_seg._measure import layer_links, set_row
+    from halo_seg.metrics import dice
+    image, labels = _series()
+    viewer, w = _widget(make_napari_viewer, image)
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    ids = [1, 2, 5]                                  # three of the phantom's objects, committed at time point 0
+    data = objects.data
+    for k in ids:
+        data[0][labels[0] == k] = k
+    objects.data = data
+    for k in ids:
+        set_row(objects, {"index": k, "timepoint": 0})
+    _show(viewer, 0, 30)
+    z = int((labels[0] == 3).sum((1, 2)).argmax())   # a current object not committed: refused
+    _show(viewer, 0, z)
+    _box(viewer, 0, z, labels[0, z] == 3)
+    w.segment_slice()
+    _wait(qtbot, w)
+    w.all_to_next_timepoint()
+    assert "the current object is not committed: Commit or Reset it first" in w.status.text(), w.status.text()
+    assert w.worker is None and not objects.data[1].any()
+    w.reset()
+
+    w.all_to_next_timepoint()
+    assert w.status.text().startswith("carrying 3 objects from time point 0 to 1"), w.status.text()
+    _wait(qtbot, w)
+    assert w._t == 1 and viewer.dims.current_step[0] == 1
+    assert w.status.text().startswith("carried 3 objects from time point 0 to 1: objects 6 to 8 ("), w.status.text()
+    assert w.status.text().endswith("s); Undo takes them back out"), w.status.text()   # nothing to check told
+    assert layer_links(objects.features) == {6: 1, 7: 2, 8: 5}
+    at1 = np.asarray(objects.data[1])
+    taken = np.zeros(at1.shape, bool)
+    for new, k in zip((6, 7, 8), ids):              # each as Next time point carries it alone, on earlier ones' free voxels
+        ref = _carried(image, 1, labels[0] == k, (0, 0, 0))[2]
+        assert np.array_equal(at1 == new, ref & ~taken), new
+        assert dice(at1 == new, labels[1] == k) > 0.8, new
+        taken |= ref
+    assert list(objects.features["timepoint"])[-3:] == [1, 1, 1]
+    paths = viewer.layers["objects paths"]           # three paths of two points each
+    assert len(paths.data) == 6 and len(set(paths.data[:, 0])) == 3
+
+    w.all_to_next_timepoint()                        # on with their steps: to time point 2
+    _wait(qtbot, w)
+    assert layer_links(objects.features) == {6: 1, 7: 2, 8: 5, 9: 6, 10: 7, 11: 8}
+    from scipy import ndimage as ndi
+    at2 = np.asarray(objects.data[2])
+    step = np.round(np.array(ndi.center_of_mass(at1 == 6)) - np.array(ndi.center_of_mass(labels[0] == 1))).astype(int)
+    assert step[2] >= 2, step
+    ref = _carried(image, 2, at1 == 6, tuple(step))[2]
+    assert np.array_equal(at2 == 9, ref)
+    w.all_to_next_timepoint()                        # the last time point
+    assert "time point 2 is the last: nothing to carry to" in w.status.text() and w.worker is None
+
+    w.undo()                                         # the second carry taken back out, the first kept
+    assert w.status.text() == "objects 9 to 11 taken back out of objects", w.status.text()
+    assert not objects.data[2].any() and np.array_equal(np.asarray(objects.data[1]), at1)
+    assert layer_links(objects.features) == {6: 1, 7: 2, 8: 5}
+    assert len(viewer.layers["objects paths"].data) == 6
+    w.undo()                                         # nothing of the session's to undo: the objects stay
+    assert np.array_equal(np.asarray(objects.data[1]), at1)
+
+    import halo_seg.interactive.carry_all as carry_all
+    viewer.dims.set_point(0, 1)
+
+    def cancelled(*a, **k):
+        raise InterruptedError("cancelled after 1 of 3 objects")
+    monkeypatch.setattr(carry_all, "carry_all", cancelled)
+    w.all_to_next_timepoint()
+    _wait(qtbot, w)
+    assert w.status.text() == "cancelled: cancelled after 1 of 3 objects" and not objects.data[2].any()
+    assert layer_links(objects.features) == {6: 1, 7: 2, 8: 5} and np.array_equal(np.asarray(objects.data[1]), at1)
+
+
+def test_all_to_next_time_point_says_which_objects_to_check(make_napari_viewer, qtbot):
+    """The status line names the carried objects to check: one that looks like two cells touching (a
+    mother whose daughters her box took in), one found mostly where an object carried before it
+    lies (two objects drawn on one cell: both carried onto it)."""
+    from halo_seg.interactive.carry import two_cells
+    from halo_seg.tracking.phantom import cell_timelapse
+    tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=1.5, divisions=3, seed=3)
+    viewer, w = _widget(make_napari_viewer, tl.image[:2])
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    data = objects.data
+    data[0][tl.ids[0] == 2] = 1                      # the mother, who divides at time point 1
+    other = tl.ids[0] == 5                           # another cell, drawn as two objects: its halves
+    half = other & (np.arange(96) < np.argwhere(other)[:, 2].mean())
+    data[0][half], data[0][other & ~half] = 2, 3
+    objects.data = data
+    _show(viewer, 0, 16)
+    w.all_to_next_timepoint()
+    _wait(qtbot, w)
+    said = w.status.text()
+    at1 = np.asarray(objects.data[1])
+    assert said.startswith("carried 3 objects from time point 0 to 1: objects 4 to"), said
+    assert two_cells(at1 == 4) is not None           # the mother's, carried: both daughters
+    assert "object 4 looks like two cells touching (divided?): Edit label, then Commit as two" in said, said
+    assert "object 6 found mostly where another object is (check it)" in said, said
+    assert (at1 == 5).sum() > 4 * (at1 == 6).sum()   # the first half's took the cell, the second's what was left

@@ -1,0 +1,97 @@
+"""A field of cells followed with "All to next time point" (halo_seg.interactive.carry_all), no correction.
+
+Every cell of a procedural time-lapse (halo_seg.tracking.phantom: 14 cells of radius 5 voxels, 3
+divisions, 12 time points) is taken at time point 0 from the truth (as if segmented and committed),
+then every object is carried to the next time point, and those to the next, to the last: what the
+widget's All to next time point does when pressed 11 times and nothing is corrected (each object of
+a time point is carried on; what it found is written where no object carried before it is, as the
+widget commits them). Per time point: seconds (a new session per object, 2 CPU threads), and of the
+objects carried, their Dice against the true cell they overlap most, the share lost (Dice < 0.5),
+and the cells no object covers over half of (daughters are new cells: the mother's object carries
+one or both). And the widget's flags: objects said to look like two cells touching that lie over
+two true cells (a fifth of the object each at least: a mother's object over her daughters, which
+nobody split here, or two touching cells one object took in) and over one (false alarms).
+
+    .venv/bin/python benchmarks/carry_all.py [--seeds 700 701] [--speed 1.5] [--out benchmarks/results/carry_all.json]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _results import save_results
+
+
+def run(seed: int, speed: float) -> list[dict]:
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry_all import carry_all
+    from halo_seg.metrics import dice
+    from halo_seg.tracking.phantom import cell_timelapse
+    tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=speed, divisions=3, seed=seed)
+    labels, records, rows = tl.ids[0].astype(np.int32), {}, []
+    for t in range(1, len(tl.image)):
+        t0 = time.perf_counter()
+        out = carry_all(lambda: InteractiveSegmenter(tl.image[t], device="cpu"), labels, t - 1, records)
+        seconds = time.perf_counter() - t0
+        nxt, records, dices, two = np.zeros_like(labels), {}, [], {"right": 0, "false": 0}
+        for k, c in enumerate(out, 1):
+            if c.box is None:
+                dices.append(0.0)
+                continue
+            whole = np.zeros(labels.shape, bool)
+            whole[c.box] = c.mask
+            free = whole & (nxt == 0)
+            nxt[free] = k
+            records[k] = {**c.record, "label": k}
+            ids, counts = np.unique(tl.ids[t][free], return_counts=True)
+            counts, ids = counts[ids > 0], ids[ids > 0]
+            true = tl.ids[t] == ids[counts.argmax()] if len(ids) else np.zeros_like(free)
+            dices.append(float(dice(free, true)))
+            if c.two:   # right where it lies over two cells (a fifth of it each at least): a mother's
+                # object over her daughters, two cells one object took in; else a false alarm
+                two["right" if (counts >= 0.2 * free.sum()).sum() >= 2 else "false"] += 1
+        cells = [int(k) for k in np.unique(tl.ids[t]) if k]
+        covered = sum(1 for k in cells if (nxt[tl.ids[t] == k] > 0).mean() > 0.5)
+        rows.append({"seed": seed, "t": t, "objects": len(out), "seconds": seconds, "per_object": seconds / len(out),
+                     "mean_dice": float(np.mean(dices)), "lost": float(np.mean(np.array(dices) < 0.5)),
+                     "cells": len(cells), "cells_covered": covered,
+                     "divisions": len({int(p) for _, first, _, p in tl.lineage if p and first == t}),
+                     "two_right": two["right"], "two_false": two["false"]})
+        print(f"seed {seed} t {t}: {len(out)} objects in {seconds:.1f}s, mean Dice {rows[-1]['mean_dice']:.3f}, "
+              f"lost {rows[-1]['lost']:.2f}, cells covered {covered}/{len(cells)}, two {two}", flush=True)
+        labels = nxt
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[700, 701])
+    ap.add_argument("--speed", type=float, default=1.5)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "carry_all.json"))
+    a = ap.parse_args()
+    import torch
+    torch.set_num_threads(2)
+    rows = [r for seed in a.seeds for r in run(seed, a.speed)]
+    print("| time point | objects carried | seconds (median over seeds) | per object | mean Dice | lost | "
+          "cells covered |")
+    print("|---|---|---|---|---|---|---|")
+    for t in sorted({r["t"] for r in rows}):
+        rs = [r for r in rows if r["t"] == t]
+        print(f"| {t} | {sum(r['objects'] for r in rs)} | {np.median([r['seconds'] for r in rs]):.1f} | "
+              f"{np.median([r['per_object'] for r in rs]):.2f} | {np.mean([r['mean_dice'] for r in rs]):.3f} | "
+              f"{np.mean([r['lost'] for r in rs]):.2f} | {sum(r['cells_covered'] for r in rs)}/"
+              f"{sum(r['cells'] for r in rs)} |")
+    per = np.median([r["per_object"] for r in rows])
+    print(f"all: {sum(r['objects'] for r in rows)} objects carried, median {per:.2f} s an object; mean Dice "
+          f"{np.mean([r['mean_dice'] for r in rows]):.3f}; said to look like two cells: {sum(r['two_right'] for r in rows)} "
+          f"objects lying over two, {sum(r['two_false'] for r in rows)} over one (false alarms); "
+          f"{sum(r['divisions'] for r in rows)} divisions")
+    return save_results(a.out, {"seeds": a.seeds, "speed": a.speed, "cells": 14, "timepoints": 12, "divisions": 3},
+                        rows)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""The interactive widget's "All to next time point" (and to the previous one): every object of the
+objects layer at the time point shown carried to the next one at once, each as Next time point
+carries one (halo_seg.interactive.carry_all), in a worker with progress and Cancel, then committed
+there under new ids, each with the link to the object it was carried from; Undo takes them all
+back out. A mixin of InteractiveWidget (_interactive_widget.py), whose state and layers it uses."""
+from __future__ import annotations
+
+import numpy as np
+
+from ._interactive_names import OBJECTS
+from ._interactive_paths import box_centre
+from ._interactive_time import show_time, time_shown, widen
+from ._kept_objects import union_box
+from ._measure import CARRIED, drop_row, set_row
+from ._timelapse import timelapse_data
+
+CARRIED_ALL = "carried all"   # _last_commit's mark: Undo takes the objects back out, no session step
+
+
+class CarryAllActions:
+    """All to next (previous) time point, and its Undo."""
+
+    def all_to_next_timepoint(self):
+        self.carry_all_objects(1)
+
+    def all_to_previous_timepoint(self):
+        self.carry_all_objects(-1)
+
+    def carry_all_objects(self, direction: int = 1):
+        """Every object committed at the time point shown carried to the next (``direction`` -1: the
+        one before); nothing is committed where it is cancelled or fails."""
+        from halo_seg.interactive.carry_all import carry_all
+        if self._busy():
+            return
+        what = "All to next time point" if direction > 0 else "All to previous time point"
+        layer = self._layer(self.image.currentText())
+        series = None if layer is None else timelapse_data(layer)
+        if series is None:
+            self.status.setText(f"{what} works on a time-lapse image (T, Z, Y, X)")
+            return
+        if self.seg is not None and (self.seg.mask_box() is not None or self.seg.has_prompts):
+            self.status.setText(f"the current object is not committed: Commit or Reset it first ({what} carries "
+                                "the objects committed at the time point shown)")
+            return
+        objects = self._layer(OBJECTS)
+        t = time_shown(self.viewer, layer, len(series))
+        labels = None if objects is None or objects.data.ndim != 4 else np.asarray(objects.data[t])
+        if labels is None or not labels.any():
+            self.status.setText(f"no object committed at time point {t}: {what} carries the objects committed there")
+            return
+        t1 = t + direction
+        if not 0 <= t1 < len(series):
+            self.status.setText(f"time point {t} is the {'last' if direction > 0 else 'first'}: nothing to carry to")
+            return
+        axis = self._view_axis()
+        show_time(self.viewer, layer, t1)
+        if self._guard(lambda: self._session(axis)) is None:   # the session of time point t1 (refused: said)
+            show_time(self.viewer, layer, t)
+            return
+        key, volume = self._session_key, series[t1]
+        records = {k: r for k, r in self._records.items() if r["t"] == t and r.get("image") == key[0]}
+
+        def work():
+            return carry_all(lambda: self._new_segmenter(layer, volume, key, axis), labels, t, records, direction,
+                             axis, cancel=self._cancel.is_set, progress=self._bridge.progressed.emit)
+
+        def done(carried):
+            self._commit_carried(objects, carried, t, t1, key[0])
+        n = len(np.unique(labels)) - 1
+        self._start(f"carrying {n} object{'s' if n > 1 else ''} from time point {t} to {t1} ...", work, on_done=done)
+
+    def _commit_carried(self, objects, carried, t: int, t1: int, image):
+        """Write the carried objects into the objects layer at ``t1`` under new ids, each where no
+        earlier object is, with its row (measurements, the id it was carried from), its record (Next
+        time point carries it on) and its point of the paths; Undo takes them all back out."""
+        if objects not in self.viewer.layers or objects.data.ndim != 4 or t1 >= len(objects.data):
+            self.status.setText("the objects layer is gone or changed shape while the objects were carried; nothing "
+                                "was committed")
+            return
+        data = objects.data
+        here = data[t1]
+        first = int(data.max()) + 1   # of every time point: an id is one object
+        where, new, centres, boxes, records, region = [], [], {}, {}, {}, None
+        gone, split, crowded, covered = [], [], [], []
+        k = first
+        for c in carried:
+            if c.box is None:
+                gone.append(c.label)
+                continue
+            free = c.mask & (np.asarray(here[c.box]) == 0)   # never overwrite another object
+            if not free.any():
+                covered.append(c.label)
+                continue
+            here[c.box][free] = k
+            big = widen(c.box, t1)
+            where.append(np.ravel_multi_index(tuple(i + b.start for i, b in zip(np.nonzero(free[None]), big)),
+                                              data.shape))
+            new.append(np.full(int(free.sum()), k, data.dtype))
+            set_row(objects, {"index": k, CARRIED: c.label, **self._object_row(free, k, c.box, t1)})
+            centres[k], boxes[k] = (t1, *box_centre(free, c.box)), big
+            records[k] = {**c.record, "label": k, "image": image}
+            if c.two:
+                split.append(k)
+            if free.sum() < 0.5 * c.mask.sum():
+                crowded.append(k)
+            region = union_box(region, big)
+            k += 1
+        objects.refresh()
+        known = self._centre_store(objects)
+        for c in carried:   # an object painted or edited there, never committed here: its point of the path
+            if c.label not in known and c.was is not None:
+                centre = box_centre(np.asarray(data[t][c.was]) == c.label, c.was)
+                if centre is not None:
+                    centres[c.label], boxes[c.label] = (t, *centre), widen(c.was, t)
+        if where:
+            flat = np.concatenate(where)
+            self._last_commit = (objects, flat, np.zeros(len(flat), data.dtype), np.concatenate(new), CARRIED_ALL)
+            self._keeper.write(objects, region)
+            self._records.update(records)
+            self._set_centres(objects, centres, boxes)
+            objects.selected_label = first   # Next time point follows the one selected
+        self._carry, self._carry_source = None, None
+        made = k - first
+        text = (f"carried {len(carried)} object{'s' if len(carried) > 1 else ''} from time point {t} to {t1}: "
+                + (f"objects {first} to {k - 1}" if made > 1 else f"object {first}" if made else "none committed")
+                + f" ({self.last_seconds:.1f}s)")
+        if gone:
+            text += f"; nothing found for {_ids(gone)} of time point {t}"
+        if covered:
+            text += f"; {_ids(covered)} of time point {t} found only where another object is: not committed"
+        if crowded:
+            text += f"; {_ids(crowded)} found mostly where another object is (check {'it' if len(crowded) == 1 else 'them'})"
+        if split:
+            text += (f"; {_ids(split)} look{'s' if len(split) == 1 else ''} like two cells touching (divided?): "
+                     "Edit label, then Commit as two")
+        self.status.setText(text + ("; Undo takes them back out" if made else ""))
+
+    def _undo_carried(self):
+        """Take the objects of the last All to next time point back out."""
+        layer, new, _, _ = self._revert_commit()
+        labels = [int(v) for v in np.unique(new)]
+        for label in labels:
+            drop_row(layer, label)
+            self._records.pop(label, None)
+        self._set_centres(layer, dict.fromkeys(labels), dict.fromkeys(labels))
+        self.status.setText(f"objects {labels[0]} to {labels[-1]} taken back out of {layer.name}" if len(labels) > 1
+                            else f"object {labels[0]} taken back out of {layer.name}")
+
+
+def _ids(labels: list) -> str:
+    return f"object {labels[0]}" if len(labels) == 1 else "objects " + ", ".join(map(str, labels))

@@ -1,0 +1,84 @@
+"""Every object of one time point of a time-lapse carried to the next (or the one before) in one go:
+each as Next time point carries one (carry.find_again: its box where it was and moved by its last
+step, each boxed again, the one the network is surer of, widened where the cell grew out of it;
+then propagated), so that a field of cells segmented once is followed a keystroke a time point,
+and only what went wrong is corrected (the interactive widget's "All to next time point")."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .carry import Found, carried_boxes, carry_record, find_again, two_cells
+
+
+@dataclass
+class Carried:
+    label: int                   # the object carried: its id at the time point it came from
+    found: Found | None          # where it was looked for (None: its boxes found nothing; the last was the prompt)
+    box: tuple | None            # (slices, the volume's axes) where its mask lies there; None: nothing
+    mask: np.ndarray | None      # bool, of ``box``
+    record: dict | None          # what a further carry takes (carry_record, its label the one carried)
+    two: bool = False            # it looks like two cells touching there (two_cells: a division?)
+    was: tuple | None = None     # (slices) where the object lay at the time point it came from
+
+
+class _OneLabel:
+    """``labels == label`` read box by box (carry_record reads the object's box only): no whole
+    volume made per object."""
+
+    def __init__(self, labels, label: int):
+        self.labels, self.label = labels, label
+
+    def __getitem__(self, box):
+        return np.asarray(self.labels[box]) == self.label
+
+
+def object_boxes(labels) -> dict[int, tuple]:
+    """Each object of ``labels`` (ids, a volume): its bounding box (slices)."""
+    from scipy import ndimage as ndi
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"the objects are {labels.dtype} values, not integer ids")
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if not len(ids):
+        return {}
+    dense = np.searchsorted(ids, labels) + 1   # ids as 1..n: find_objects makes a list as long as the largest
+    dense[labels == 0] = 0
+    return {int(k): box for k, box in zip(ids, ndi.find_objects(dense)) if box is not None}
+
+
+def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: int = 1, axis: int = 0,
+              cancel=None, progress=None) -> list[Carried]:
+    """Every object of ``labels`` (the ids at time point ``t``, (Z, Y, X)) carried to time point
+    ``t + direction``: ``make_seg()`` gives a new InteractiveSegmenter on that time point's volume
+    (slicing across ``axis``), one per object; ``records`` (id -> carry_record at ``t``) gives an
+    object's last step where it was itself carried, else it is carried from where it is (no step).
+    ``cancel()`` is asked between objects and inside each propagation (InterruptedError);
+    ``progress(done, total)`` is told after each. Objects in the order of their ids."""
+    records = records or {}
+    boxes = object_boxes(labels)
+    out = []
+    for i, (label, box) in enumerate(sorted(boxes.items())):
+        if cancel is not None and cancel():
+            raise InterruptedError(f"cancelled after {i} of {len(boxes)} objects")
+        record = records.get(label)
+        if record is None or record["t"] != t or record["axis"] != axis:
+            record = carry_record(_OneLabel(labels, label), t, None, axis, label, box=box)
+        seg = make_seg()
+        if seg.axis != axis:
+            raise ValueError(f"the session slices across axis {seg.axis}; the objects' records across {axis}")
+        found = find_again(seg, carried_boxes(record, seg.shape, direction), record["area"])
+        pred = seg.propagate(cancel=cancel)
+        where = seg.mask_box()
+        if where is None:
+            out.append(Carried(label, found, None, None, None, was=box))
+        else:
+            mask = pred[where]
+            two = two_cells(mask, seg.volume_spacing) is not None
+            out.append(Carried(label, found, where, mask,
+                               carry_record(pred, t + direction, record, axis, label, box=where), two, box))
+        if progress is not None:
+            progress(i + 1, len(boxes))
+    return out

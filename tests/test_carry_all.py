@@ -1,0 +1,85 @@
+"""Every object of a time point carried to the next in one go (halo_seg.interactive.carry_all): each
+as Next time point carries one alone."""
+import numpy as np
+import pytest
+
+from halo_seg.interactive.model_io import default_memnet_installed
+
+pytestmark = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
+
+
+def _balls(shape, centres, radius=5):
+    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in shape)]
+    out = np.zeros(shape, np.uint16)
+    for k, c in enumerate(centres, 1):
+        out[((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) <= radius ** 2] = k
+    return out
+
+
+def _movie():
+    """Two time points, three cells moving 3 voxels along x; at time point 1 the third is gone."""
+    shape = (16, 40, 96)
+    rng = np.random.default_rng(0)
+    at0 = _balls(shape, [(8, 12, 14), (8, 28, 40), (8, 12, 70)])
+    at1 = _balls(shape, [(8, 12, 17), (8, 28, 43)])
+    image = np.stack([(a > 0) * 1.0 + rng.normal(0, 0.2, shape) for a in (at0, at1)]).astype(np.float32)
+    return image, at0, at1
+
+
+def test_every_object_is_carried_as_next_time_point_carries_it_alone():
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry import carried_boxes, carry_record, find_again
+    from halo_seg.interactive.carry_all import carry_all, object_boxes
+    from halo_seg.metrics import dice
+    image, at0, at1 = _movie()
+    labels = at0.astype(np.int32) * 10                       # ids 10, 20, 30: any ids
+    told = []
+    # object 20 was itself carried (its record has a step: 3 along x), the others are carried from where they are
+    before = carry_record(np.roll(at0 == 2, -3, axis=2), -1, None, 0, 20)
+    stepped = carry_record(at0 == 2, 0, before, 0, 20)
+    assert np.allclose(stepped["step"], (0, 0, 3))
+    out = carry_all(lambda: InteractiveSegmenter(image[1], device="cpu"), labels, 0, records={20: stepped},
+                    progress=lambda done, total: told.append((done, total)))
+    assert [c.label for c in out] == [10, 20, 30] and told == [(1, 3), (2, 3), (3, 3)]
+    for c, k in zip(out, (10, 20, 30)):
+        ref = InteractiveSegmenter(image[1], device="cpu")  # the reference: one object, as Next time point
+        record = stepped if k == 20 else carry_record(labels == k, 0, None, 0, k)
+        found = find_again(ref, carried_boxes(record, ref.shape), record["area"])
+        pred = ref.propagate()
+        assert c.found == found and c.was == object_boxes(labels)[k], k
+        whole = np.zeros(pred.shape, bool)
+        if c.box is not None:
+            whole[c.box] = c.mask
+        assert np.array_equal(whole, pred), k
+        if pred.any():   # what a further carry takes: as Commit would record it (its step from where it was)
+            want = carry_record(pred, 1, record, 0, k)
+            assert {q: v for q, v in c.record.items() if q not in ("centroid", "step", "source")} == \
+                {q: v for q, v in want.items() if q not in ("centroid", "step", "source")}
+            assert np.allclose(c.record["centroid"], want["centroid"]) and np.allclose(c.record["step"], want["step"])
+        else:
+            assert c.box is None and c.mask is None and c.record is None
+    assert dice(_filled(out[0]), at1 == 1) > 0.85 and dice(_filled(out[1]), at1 == 2) > 0.85
+    assert np.allclose(out[1].record["step"], out[1].record["centroid"] - stepped["centroid"])
+    assert not out[0].two and not out[1].two
+
+
+def _filled(c):
+    whole = np.zeros((16, 40, 96), bool)
+    whole[c.box] = c.mask
+    return whole
+
+
+def test_carry_all_refuses_what_it_cannot_carry_and_stops_when_cancelled():
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry_all import carry_all, object_boxes
+    image, at0, _ = _movie()
+    make = lambda: InteractiveSegmenter(image[1], device="cpu")   # noqa: E731
+    with pytest.raises(ValueError, match="float32 values, not integer ids"):
+        carry_all(make, at0.astype(np.float32), 0)
+    assert carry_all(make, np.zeros_like(at0), 0) == []      # nothing to carry
+    done = []                                                # Cancel pressed while the first object propagated
+    with pytest.raises(InterruptedError, match="cancelled after 1 of 3 objects"):
+        carry_all(make, at0, 0, cancel=lambda: bool(done), progress=lambda k, n: done.append(k))
+    assert object_boxes(at0)[2] == (slice(3, 14), slice(23, 34), slice(35, 46))
+    with pytest.raises(ValueError, match="slices across axis 1; the objects' records across 0"):
+        carry_all(lambda: InteractiveSegmenter(image[1], device="cpu", axis=1), at0, 0)
