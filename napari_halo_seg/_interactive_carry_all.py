@@ -11,7 +11,7 @@ from ._interactive_names import OBJECTS
 from ._interactive_paths import box_centre
 from ._interactive_time import show_time, time_shown, widen
 from ._kept_objects import union_box
-from ._measure import CARRIED, drop_row, set_row
+from ._measure import CARRIED, drop_rows, set_rows
 from ._timelapse import timelapse_data
 
 CARRIED_ALL = "carried all"   # _last_commit's mark: Undo takes the objects back out, no session step
@@ -80,7 +80,7 @@ class CarryAllActions:
         data = objects.data
         here = data[t1]
         first = int(data.max()) + 1   # of every time point: an id is one object
-        where, new, centres, boxes, records, region = [], [], {}, {}, {}, None
+        where, new, centres, boxes, records, rows, region = [], [], {}, {}, {}, [], None
         gone, split, crowded, covered = [], [], [], []
         k = first
         for c in carried:
@@ -96,7 +96,7 @@ class CarryAllActions:
             where.append(np.ravel_multi_index(tuple(i + b.start for i, b in zip(np.nonzero(free[None]), big)),
                                               data.shape))
             new.append(np.full(int(free.sum()), k, data.dtype))
-            set_row(objects, {"index": k, CARRIED: c.label, **self._object_row(free, k, c.box, t1)})
+            rows.append({"index": k, CARRIED: c.label, **self._object_row(free, k, c.box, t1)})
             centres[k], boxes[k] = (t1, *box_centre(free, c.box)), big
             records[k] = {**c.record, "label": k, "image": image}
             if c.two:
@@ -106,6 +106,8 @@ class CarryAllActions:
             region = union_box(region, big)
             k += 1
         objects.refresh()
+        if rows:
+            set_rows(objects, rows)
         known = self._centre_store(objects)
         for c in carried:   # an object painted or edited there, never committed here: its point of the path
             if c.label not in known and c.was is not None:
@@ -139,8 +141,8 @@ class CarryAllActions:
         """Take the objects of the last All to next time point back out."""
         layer, new, _, _ = self._revert_commit()
         labels = [int(v) for v in np.unique(new)]
+        drop_rows(layer, labels)
         for label in labels:
-            drop_row(layer, label)
             self._records.pop(label, None)
         self._set_centres(layer, dict.fromkeys(labels), dict.fromkeys(labels))
         self.status.setText(f"objects {labels[0]} to {labels[-1]} taken back out of {layer.name}" if len(labels) > 1

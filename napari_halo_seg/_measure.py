@@ -45,20 +45,35 @@ def object_row(mask: np.ndarray, label: int, image_layer, box: tuple | None = No
 def set_row(labels_layer, row: dict):
     """Add or replace one object's row in a Labels layer's features; what the row does not say (its
     name) stays as it was."""
+    set_rows(labels_layer, [row])
+
+
+def set_rows(labels_layer, rows: list[dict]):
+    """set_row of several rows, the features rewritten once (each rewrite reads every row: many
+    objects committed at once, one by one, took time growing with the square of their number)."""
     old = labels_layer.features
     records = old.to_dict("records") if "index" in old else []
-    before = next((r for r in records if r.get("index") == row["index"]), {})
-    rows = [r for r in records if r.get("index") != row["index"]]
-    rows.append({**before, **row})
-    labels_layer.features = {k: [r.get(k) for r in rows] for k in dict.fromkeys(k for r in rows for k in r)}
+    new = {}
+    for row in rows:
+        new[row["index"]] = {**new.get(row["index"], {}), **row}
+    kept = [r for r in records if r.get("index") not in new]
+    before = {r.get("index"): r for r in records if r.get("index") in new}
+    kept += [{**before.get(k, {}), **r} for k, r in new.items()]
+    labels_layer.features = {k: [r.get(k) for r in kept] for k in dict.fromkeys(k for r in kept for k in r)}
 
 
 def drop_row(labels_layer, index: int):
     """Remove one object's row from a Labels layer's features, if it has one."""
+    drop_rows(labels_layer, [index])
+
+
+def drop_rows(labels_layer, indices):
+    """drop_row of several, the features rewritten once."""
     old = labels_layer.features
     if "index" not in old:
         return
-    rows = [r for r in old.to_dict("records") if r.get("index") != index]
+    gone = set(indices)
+    rows = [r for r in old.to_dict("records") if r.get("index") not in gone]
     labels_layer.features = {k: [r.get(k) for r in rows] for k in old.columns}
 
 
