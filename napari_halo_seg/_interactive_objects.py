@@ -20,7 +20,7 @@ from ._interactive_paths import box_centre
 from ._interactive_time import widen
 from ._kept_objects import EARLIER, INTO, KEPT, boxes_union, read_kept, stroke_box, union_box as _union
 from ._layers import check_same_grid, on_grid_of
-from ._measure import CARRIED, drop_row, layer_unit, object_row, set_name, set_row
+from ._measure import CARRIED, drop_row, layer_unit, object_row, set_name, set_row, set_rows
 from ._paintable import paintable
 from ._timelapse import same_timelapse, timelapse_data
 
@@ -273,9 +273,9 @@ class ObjectActions:
                             + self._unkept())
         self._new_object()
 
-    def _remeasure(self, layer, label: int, box: tuple | None = None, always: bool = False):
+    def _remeasure(self, layer, label: int, box: tuple | None = None, always: bool = False, write: bool = True):
         """Keep a Labels layer's row of measurements for ``label`` true, where it has rows (objects has;
-        ``always``: its first row too).
+        ``always``: its first row too); without ``write``, the row is returned, not written (None: none).
         ``box``: where the label lies, when known; else found a slab at a time (comparing a large volume
         at once froze napari for 1.5 s on 300 x 1024 x 1024). Of a (T, Z, Y, X) layer, at the time
         point of ``box`` when it has one (a restored object), else the current object's."""
@@ -286,7 +286,10 @@ class ObjectActions:
                 data = data[t]
             box = _label_box(data, label) if box is None else box
             row = self._object_row(np.asarray(data[box]) == label, label, box, t) if box is not None else {}
+            if not write:
+                return row or None
             set_row(layer, row) if row else drop_row(layer, label)
+        return None
 
     def edit_label(self):
         """The label picked in the selected Labels layer becomes the current object, to correct (see the
@@ -414,17 +417,21 @@ class ObjectActions:
             objects.metadata.pop(EARLIER, None)   # restored: the layer, with them, is what is kept now
             ids = np.unique(held[free])
             back = set(ids.tolist())
-            centres, placed = {}, {}
+            centres, placed, rows = {}, {}, []
             for label in ids:
                 k = int(label) - offset
-                self._remeasure(objects, int(label), boxes[k - 1] if 0 < k <= len(boxes) else None, always=True)
+                row = self._remeasure(objects, int(label), boxes[k - 1] if 0 < k <= len(boxes) else None,
+                                      always=True, write=False) or {"index": int(label)}
                 if names.get(k):
-                    set_name(objects, int(label), names[k])
+                    row["name"] = names[k]
                 if links.get(k) and links[k] + offset in back:   # followed from an object restored with it
-                    set_row(objects, {"index": int(label), CARRIED: links[k] + offset})
+                    row[CARRIED] = links[k] + offset
+                if len(row) > 1:
+                    rows.append(row)
                 if objects.data.ndim == 4 and 0 < k <= len(boxes) and boxes[k - 1] is not None:
                     centres[int(label)] = box_centre(data[boxes[k - 1]] == label, boxes[k - 1])
                     placed[int(label)] = boxes[k - 1]
+            set_rows(objects, rows)   # at once: row by row took time growing with the square of their number
             self._set_centres(objects, centres, placed)   # the paths of those followed
             self._keeper.write(objects, box)   # after the names: they are kept with the objects
             clash = int(mine.sum()) - int(free.sum())
