@@ -20,7 +20,7 @@ from ._interactive_paths import box_centre
 from ._interactive_time import widen
 from ._kept_objects import EARLIER, INTO, KEPT, boxes_union, read_kept, stroke_box, union_box as _union
 from ._layers import check_same_grid, on_grid_of
-from ._measure import CARRIED, drop_row, layer_unit, object_row, set_name, set_row, set_rows
+from ._measure import CARRIED, drop_row, layer_links, layer_unit, object_row, set_name, set_row, set_rows
 from ._paintable import paintable
 from ._timelapse import same_timelapse, timelapse_data
 
@@ -254,6 +254,7 @@ class ObjectActions:
         self._remeasure(layer, label)
         if split:
             self._remeasure(layer, split)
+            self._split_follows(layer, label, split, sub, box, at)
         self._painted_centres(layer, widen(box, at))   # of the objects layer: its point moves
         name = self._take_name()
         if name:
@@ -272,6 +273,17 @@ class ObjectActions:
                                if (layer.metadata or {}).get("source") and KEPT not in layer.metadata else "")
                             + self._unkept())
         self._new_object()
+
+    def _split_follows(self, layer, label: int, split: int, sub, box, at: int | None):
+        """An edited label of a time-lapse's objects split in two (Commit as two): where it was
+        carried from an object (All to next time point, a division found later), the new part is
+        carried from it too, a daughter beside her sister, and gets its point of the paths."""
+        link = layer_links(layer.features).get(int(label))
+        if link is not None:
+            set_row(layer, {"index": int(split), CARRIED: link})
+        centre = box_centre(sub == split, box) if at is not None and layer.name == OBJECTS else None
+        if centre is not None:
+            self._set_centres(layer, {int(split): (at, *centre)}, {int(split): widen(box, at)})
 
     def _remeasure(self, layer, label: int, box: tuple | None = None, always: bool = False, write: bool = True):
         """Keep a Labels layer's row of measurements for ``label`` true, where it has rows (objects has;

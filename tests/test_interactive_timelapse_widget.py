@@ -850,3 +850,23 @@ def test_all_to_next_time_point_says_which_objects_to_check(make_napari_viewer, 
     assert "object 4 looks like two cells touching (divided?): Edit label, then Commit as two" in said, said
     assert "object 6 found mostly where another object is (check it)" in said, said
     assert (at1 == 5).sum() > 4 * (at1 == 6).sum()   # the first half's took the cell, the second's what was left
+
+    # as said: Edit label on object 4, then Commit as two: the daughters, both carried from the mother
+    from napari_halo_seg._measure import layer_links
+    z = int((at1 == 4).sum((1, 2)).argmax())
+    _show(viewer, 1, z)
+    viewer.layers.selection.active = objects
+    objects.selected_label = 4
+    w.edit_label()
+    _wait(qtbot, w)
+    w.commit_as_two()
+    _wait(qtbot, w)
+    assert "label 4 of 'objects' corrected and split in two" in w.status.text(), w.status.text()
+    assert layer_links(objects.features) == {4: 1, 5: 2, 6: 3, 7: 1}
+    paths = viewer.layers["objects paths"]           # the mother's path divides into her daughters'
+    assert paths.graph == {4: [1], 5: [1]}, paths.graph   # tracks 4 and 5 (objects 4 and 7) from track 1 (object 1)
+    at7 = np.argwhere(np.asarray(objects.data[1]) == 7).mean(0)
+    assert any(np.allclose(p[2:], at7) for p in paths.data if p[1] == 1)
+    w.undo()                                         # the split undone: its point and link gone with it
+    assert 7 not in layer_links(objects.features) and not (np.asarray(objects.data[1]) == 7).any()
+    assert not any(np.allclose(p[2:], at7) for p in viewer.layers["objects paths"].data if p[1] == 1)
