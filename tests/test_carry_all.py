@@ -83,3 +83,23 @@ def test_carry_all_refuses_what_it_cannot_carry_and_stops_when_cancelled():
     assert object_boxes(at0)[2] == (slice(3, 14), slice(23, 34), slice(35, 46))
     with pytest.raises(ValueError, match="slices across axis 1; the objects' records across 0"):
         carry_all(lambda: InteractiveSegmenter(image[1], device="cpu", axis=1), at0, 0)
+
+
+def test_objects_are_carried_back_to_the_time_point_before():
+    """direction -1 (All to previous time point): each object's boxes as Previous time point carries
+    them, its step taken backward; the record it gives is at the time point before."""
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry import carried_boxes, carry_record, find_again
+    from halo_seg.interactive.carry_all import carry_all
+    image, at0, at1 = _movie()
+    later = carry_record(np.roll(at1 == 1, 3, axis=2), 2, None, 0, 1)   # object 1 followed back from time point 2
+    record = carry_record(at1 == 1, 1, later, 0, 1)
+    assert np.allclose(record["step"], (0, 0, 3))                     # its step forward, from 1 to 2
+    out = carry_all(lambda: InteractiveSegmenter(image[0], device="cpu"), at1, 1, records={1: record}, direction=-1)
+    ref = InteractiveSegmenter(image[0], device="cpu")
+    boxes = carried_boxes(record, ref.shape, -1)
+    assert boxes[1][1][1] == boxes[0][1][1] - 3                       # moved back by it
+    assert out[0].found == find_again(ref, boxes, record["area"])
+    whole = np.zeros(at0.shape, bool)
+    whole[out[0].box] = out[0].mask
+    assert np.array_equal(whole, ref.propagate()) and out[0].record["t"] == 0
