@@ -25,7 +25,7 @@ import numpy as np
 from _results import save_results
 
 
-def run(seed: int, speed: float) -> list[dict]:
+def run(seed: int, speed: float, drop: bool = False) -> list[dict]:
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive.carry_all import carry_all
     from halo_seg.metrics import dice
@@ -34,7 +34,8 @@ def run(seed: int, speed: float) -> list[dict]:
     labels, records, rows = tl.ids[0].astype(np.int32), {}, []
     for t in range(1, len(tl.image)):
         t0 = time.perf_counter()
-        out = carry_all(lambda: InteractiveSegmenter(tl.image[t], device="cpu"), labels, t - 1, records)
+        out = carry_all(lambda: InteractiveSegmenter(tl.image[t], device="cpu"), labels, t - 1, records,
+                        drop_neighbours=drop)
         seconds = time.perf_counter() - t0
         nxt, records, dices, two = np.zeros_like(labels), {}, [], {"right": 0, "false": 0}
         for k, c in enumerate(out, 1):
@@ -70,11 +71,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[700, 701])
     ap.add_argument("--speed", type=float, default=1.5)
+    ap.add_argument("--drop-neighbours", action="store_true", help="carry_all's drop_neighbours")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "carry_all.json"))
     a = ap.parse_args()
     import torch
     torch.set_num_threads(2)
-    rows = [r for seed in a.seeds for r in run(seed, a.speed)]
+    rows = [r for seed in a.seeds for r in run(seed, a.speed, a.drop_neighbours)]
     print("| time point | objects carried | seconds (median over seeds) | per object | mean Dice | lost | "
           "cells covered |")
     print("|---|---|---|---|---|---|---|")
@@ -89,7 +91,7 @@ def main() -> int:
           f"{np.mean([r['mean_dice'] for r in rows]):.3f}; said to look like two cells: {sum(r['two_right'] for r in rows)} "
           f"objects lying over two, {sum(r['two_false'] for r in rows)} over one (false alarms); "
           f"{sum(r['divisions'] for r in rows)} divisions")
-    return save_results(a.out, {"seeds": a.seeds, "speed": a.speed, "cells": 14, "timepoints": 12, "divisions": 3},
+    return save_results(a.out, {"seeds": a.seeds, "speed": a.speed, "drop_neighbours": a.drop_neighbours, "cells": 14, "timepoints": 12, "divisions": 3},
                         rows)
 
 

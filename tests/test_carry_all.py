@@ -103,3 +103,27 @@ def test_objects_are_carried_back_to_the_time_point_before():
     whole = np.zeros(at0.shape, bool)
     whole[out[0].box] = out[0].mask
     assert np.array_equal(whole, ref.propagate()) and out[0].record["t"] == 0
+
+
+def test_the_part_lying_where_a_neighbour_was_is_left_to_it():
+    """own_part: an object carried from 1 that took in the touching cell 2 (both lay where they lie
+    now) keeps its own part, the other left to 2 (which is carried itself); a mother's two
+    daughters, both where she was, are both kept."""
+    from halo_seg.interactive.carry import two_cells
+    from halo_seg.interactive.carry_all import own_part
+    shape = (16, 40, 60)
+    before = _balls(shape, [(8, 20, 24), (8, 20, 35)])          # 1 and 2, touching
+    carried = before > 0                                         # object 1's carry took in both
+    box = (slice(2, 15), slice(14, 27), slice(18, 42))
+    parts = two_cells(carried[box])
+    assert parts is not None
+    where, mask, left = own_part(parts, box, before, 1)
+    whole = np.zeros(shape, bool)
+    whole[where] = mask
+    assert left == 2 and (whole & (before == 1)).sum() > 0.9 * (before == 1).sum()
+    assert (whole & (before == 2)).sum() < 0.1 * (before == 2).sum()
+    assert where == tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(whole))   # tight
+    mother = before.copy()                                       # both daughters where object 1 (their mother) was
+    mother[mother > 0] = 1
+    where, mask, left = own_part(parts, box, mother, 1)
+    assert left is None and where == box and np.array_equal(mask, carried[box])
