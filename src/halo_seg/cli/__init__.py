@@ -1,10 +1,10 @@
 """`halo-seg` command line: segment, batch, resample, convert, card, export, measure, instances,
-track, track-edit, track-score, track-import, evaluate, review, session, demo, train, train-default,
+track, track-edit, track-score, track-import, carry, evaluate, review, session, demo, train, train-default,
 train-interactive, train-quality, info.
 
 A module per kind of work, each with its commands and their arguments: segment.py (segment, batch,
 review), volumes.py (info, resample, convert), labels.py (export, measure, instances, evaluate),
-tracking.py (track, track-edit, track-score, track-import), training.py (train, card, train-default,
+tracking.py (track, track-edit, track-score, track-import, carry), training.py (train, card, train-default,
 train-interactive, train-quality), interactive.py (demo, session); common.py holds the arguments several share."""
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     tracking.add_track_edit(sub)
     tracking.add_track_score(sub)
     tracking.add_track_import(sub)
+    tracking.add_carry(sub)
     labels.add_evaluate(sub)
     segment.add_review(sub)
     interactive.add_session(sub)

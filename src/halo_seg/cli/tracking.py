@@ -296,3 +296,50 @@ def add_track_import(sub) -> None:
     i.add_argument("--unit", default=None, help="the spacing's length unit (e.g. µm)")
     i.add_argument("--quiet", action="store_true", help="no progress bar")
     i.set_defaults(fn=cmd_track_import)
+
+
+def cmd_carry(a) -> int:
+    from ..interactive.carry_through import carry_through
+    with progress_bar("time points", "time point", a.quiet) as progress:
+        run = carry_through(a.image, a.objects, a.output, start=a.timepoint, stop=a.to, channel=a.channel,
+                            spacing=_spacing_arg(a.spacing), device=a.device, weights=a.weights,
+                            drop_neighbours=a.drop_neighbours, progress=progress)
+    for r in run.rows:
+        note = []
+        if r["not_found"]:
+            note.append(f"nothing found for {', '.join(map(str, r['not_found']))}")
+        if r["looks_like_two"]:
+            note.append(f"looks like two cells touching: {', '.join(map(str, r['looks_like_two']))}")
+        if not a.quiet:
+            print(f"time point {r['t']}: {r['committed']} of {r['objects']} objects carried"
+                  + (f" ({'; '.join(note)})" if note else ""))
+    print(f"wrote {run.output}: time points {run.timepoints[0]} to {run.timepoints[-1]}, {len(run.links)} objects "
+          f"carried, each linked to the one it came from (napari opens it with the links; `halo-seg track "
+          f"{run.output} TRACKS.zarr --ids` makes tracks and a lineage of them)", file=sys.stderr)
+    if a.json:
+        print(json.dumps({"output": run.output, "timepoints": run.timepoints, "rows": run.rows,
+                          "links": {str(k): v for k, v in run.links.items()}}))
+    return 0
+
+
+def add_carry(sub) -> None:
+    c = sub.add_parser("carry", help="carry the objects of one time point of a time-lapse through the others with "
+                                     "the interactive network (the widget's All to next time point to the end): "
+                                     "labels over time, each object linked to the one it came from")
+    c.add_argument("image", help="the time-lapse (a file whose axes name t, a folder of frames)")
+    c.add_argument("objects", help="the objects to carry: a 3D labels volume of that time point, or a time-lapse's "
+                                   "labels (the interactive widget's kept objects) to take it from")
+    c.add_argument("output", help="the labels over time to write, a new NAME.zarr")
+    c.add_argument("--timepoint", type=int, default=0, help="the time point the objects are at (default 0)")
+    c.add_argument("--to", type=int, default=None, help="the last time point to carry them to (default the last; "
+                                                        "before --timepoint: carried backward)")
+    c.add_argument("--channel", default=None, help="the image's channel (an index or a name)")
+    c.add_argument("--spacing", default=None, help="the voxel size z,y,x where the file's is wrong")
+    c.add_argument("--weights", default="default", help="interactive weights")
+    c.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
+    c.add_argument("--drop-neighbours", action="store_true",
+                   help="where an object looks like two cells and one lies where another object was, leave that "
+                        "part to it (benchmarks/README.md: not the default)")
+    c.add_argument("--json", action="store_true", help="print a JSON summary")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(fn=cmd_carry)

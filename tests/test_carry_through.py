@@ -1,0 +1,109 @@
+"""`halo-seg carry`: a time point's objects carried through a time-lapse, every object at once a time
+point at a time, written as labels over time with each object's link to the one it came from."""
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from halo_seg.interactive.model_io import default_memnet_installed
+
+pytestmark = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
+
+SHAPE = (16, 40, 80)
+
+
+def _balls(centres, radius=5):
+    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in SHAPE)]
+    out = np.zeros(SHAPE, np.uint16)
+    for k, c in enumerate(centres, 1):
+        out[((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) <= radius ** 2] = k
+    return out
+
+
+def _movie(tmp_path):
+    """Four time points, two cells crawling 3 voxels a time point along x (apart from each other)."""
+    truth = np.stack([_balls([(8, 12, 14 + 3 * t), (8, 28, 40 + 3 * t)]) for t in range(4)])
+    rng = np.random.default_rng(0)
+    image = ((truth > 0) * 1.0 + rng.normal(0, 0.2, truth.shape)).astype(np.float32)
+    z = zarr.open_array(str(tmp_path / "movie.zarr"), mode="w", shape=image.shape, dtype=image.dtype)
+    z[:] = image
+    z.attrs["axes"] = ["t", "z", "y", "x"]
+    return image, truth
+
+
+def _followed(image, cell, t0, t1):
+    """The reference: one cell followed alone as Next time point follows it (its record carried on)."""
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry import carried_boxes, carry_record, find_again
+    step = 1 if t1 > t0 else -1
+    pred, record, out = cell, None, {}
+    for t in range(t0 + step, t1 + step, step):
+        record = carry_record(pred, t - step, record)
+        seg = InteractiveSegmenter(image[t], device="cpu")
+        find_again(seg, carried_boxes(record, seg.shape, step), record["area"])
+        pred = out[t] = seg.propagate()
+    return out
+
+
+def test_the_objects_are_carried_to_the_last_time_point_linked_and_tracked(tmp_path, capsys):
+    from halo_seg.cli import main
+    from halo_seg.metrics import dice
+    image, truth = _movie(tmp_path)
+    objects = (truth[0].astype(np.uint16) * 7)                  # ids 7 and 14
+    np.save(tmp_path / "objects.npy", objects)
+    out = tmp_path / "carried.zarr"
+    assert main(["carry", str(tmp_path / "movie.zarr"), str(tmp_path / "objects.npy"), str(out), "--device", "cpu",
+                 "--json", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    arr = zarr.open_array(str(out), mode="r")
+    assert arr.shape == (4,) + SHAPE and arr.dtype == np.uint32 and arr.attrs["axes"] == ["t", "z", "y", "x"]
+    assert np.array_equal(arr[0], objects)
+    links = {int(k): v for k, v in arr.attrs["carried_from"].items()}
+    assert links == {15: 7, 16: 14, 17: 15, 18: 16, 19: 17, 20: 18} and summary["links"] == arr.attrs["carried_from"]
+    assert [r["committed"] for r in summary["rows"]] == [2, 2, 2] and summary["timepoints"] == [0, 1, 2, 3]
+    for first, cell in ((7, 1), (14, 2)):
+        ref = _followed(image, truth[0] == cell, 0, 3)
+        k = first
+        for t in (1, 2, 3):
+            k = next(new for new, old in links.items() if old == k)
+            assert np.array_equal(arr[t] == k, ref[t]), (cell, t)
+            assert dice(arr[t] == k, truth[t] == cell) > 0.85, (cell, t)
+    # tracked keeping those links: one track a cell over the four time points
+    assert main(["track", str(out), str(tmp_path / "tracks.zarr"), "--ids", "--quiet"]) == 0
+    lineage = np.asarray(zarr.open_group(str(tmp_path / "tracks.zarr"))["lineage"][...]).reshape(-1, 4)
+    assert sorted(lineage[:, 1:].tolist()) == [[0, 3, 0], [0, 3, 0]]
+
+
+def test_carried_backward_and_what_is_refused(tmp_path):
+    from halo_seg.interactive.carry_through import carry_through
+    from halo_seg.io import VolumeError
+    image, truth = _movie(tmp_path)
+    kept = np.zeros(truth.shape, np.uint16)                      # a time-lapse's labels: time point 3's taken
+    kept[3] = truth[3]
+    np.save(tmp_path / "kept.npy", kept)
+    run = carry_through(tmp_path / "movie.zarr", tmp_path / "kept.npy", tmp_path / "back.zarr", start=3, stop=1,
+                        device="cpu")
+    arr = zarr.open_array(str(tmp_path / "back.zarr"), mode="r")
+    assert run.timepoints == [3, 2, 1] and not arr[0].any() and np.array_equal(arr[3], truth[3])
+    ref = _followed(image, truth[3] == 1, 3, 1)
+    k2 = next(new for new, old in run.links.items() if old == 1)
+    k1 = next(new for new, old in run.links.items() if old == k2)
+    assert np.array_equal(arr[2] == k2, ref[2]) and np.array_equal(arr[1] == k1, ref[1])
+    movie, objects = tmp_path / "movie.zarr", tmp_path / "kept.npy"
+    for kwargs, match in (({"start": 3, "stop": 3}, "start and stop are both time point 3"),
+                          ({"start": 0, "stop": 9}, r"the stop time point 9 is outside the time-lapse \(0 to 3\)"),
+                          ({"start": 0}, "hold no object at time point 0: nothing to carry")):
+        with pytest.raises(VolumeError, match=match):
+            carry_through(movie, objects, tmp_path / "new.zarr", device="cpu", **kwargs)
+    with pytest.raises(VolumeError, match="back.zarr exists: carry writes a new labels array"):
+        carry_through(movie, objects, tmp_path / "back.zarr", start=3, device="cpu")
+    np.save(tmp_path / "small.npy", truth[0, :8])
+    with pytest.raises(VolumeError, match=r"are \(8, 40, 80\), the image's time points \(16, 40, 80\)"):
+        carry_through(movie, tmp_path / "small.npy", tmp_path / "new.zarr", device="cpu")
+    np.save(tmp_path / "one.npy", image[0])
+    with pytest.raises(VolumeError, match="has no time points to take one by one; carry follows objects"):
+        carry_through(tmp_path / "one.npy", objects, tmp_path / "new.zarr", device="cpu")
+    with pytest.raises(VolumeError, match="float32 values, not labels"):
+        carry_through(movie, tmp_path / "one.npy", tmp_path / "new.zarr", device="cpu")
+    assert not (tmp_path / "new.zarr").exists()                  # nothing written where it was refused
