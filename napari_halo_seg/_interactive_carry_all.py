@@ -44,10 +44,10 @@ class CarryAllActions:
             return
         objects = self._layer(OBJECTS)
         t = time_shown(self.viewer, layer, len(series))
-        labels = None if objects is None or objects.data.ndim != 4 else np.asarray(objects.data[t])
-        if labels is None or not labels.any():
+        if objects is None or objects.data.ndim != 4:
             self.status.setText(f"no object committed at time point {t}: {what} carries the objects committed there")
             return
+        view = objects.data[t]   # read in the worker: a pass over a large time point would hold napari
         t1 = t + direction
         if not 0 <= t1 < len(series):
             self.status.setText(f"time point {t} is the {'last' if direction > 0 else 'first'}: nothing to carry to")
@@ -61,13 +61,18 @@ class CarryAllActions:
         records = {k: r for k, r in self._records.items() if r["t"] == t and r.get("image") == key[0]}
 
         def work():
+            labels = np.array(view)   # a copy: what the user paints meanwhile is not half read
             return carry_all(lambda: self._new_segmenter(layer, volume, key, axis), labels, t, records, direction,
                              axis, cancel=self._cancel.is_set, progress=self._bridge.progressed.emit)
 
         def done(carried):
+            if not carried:
+                self.status.setText(f"no object committed at time point {t}: {what} carries the objects committed "
+                                    "there")
+                show_time(self.viewer, layer, t)
+                return
             self._commit_carried(objects, carried, t, t1, key[0])
-        n = len(np.unique(labels)) - 1
-        self._start(f"carrying {n} object{'s' if n > 1 else ''} from time point {t} to {t1} ...", work, on_done=done)
+        self._start(f"carrying the objects of time point {t} to {t1} ...", work, on_done=done)
 
     def _commit_carried(self, objects, carried, t: int, t1: int, image):
         """Write the carried objects into the objects layer at ``t1`` under new ids, each where no

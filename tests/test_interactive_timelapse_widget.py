@@ -775,7 +775,7 @@ def test_all_to_next_time_point_carries_every_object_and_undo_takes_them_back(ma
     w.reset()
 
     w.all_to_next_timepoint()
-    assert w.status.text().startswith("carrying 3 objects from time point 0 to 1"), w.status.text()
+    assert w.status.text().startswith("carrying the objects of time point 0 to 1 ..."), w.status.text()
     _wait(qtbot, w)
     assert w._t == 1 and viewer.dims.current_step[0] == 1
     assert w.status.text().startswith("carried 3 objects from time point 0 to 1: objects 6 to 8 ("), w.status.text()
@@ -811,6 +811,12 @@ def test_all_to_next_time_point_carries_every_object_and_undo_takes_them_back(ma
     assert len(viewer.layers["objects paths"].data) == 6
     w.undo()                                         # nothing of the session's to undo: the objects stay
     assert np.array_equal(np.asarray(objects.data[1]), at1)
+    viewer.dims.set_point(0, 2)                      # no object at time point 2 any more: nothing carried back
+    w.all_to_previous_timepoint()
+    _wait(qtbot, w)
+    assert w.status.text() == "no object committed at time point 2: All to previous time point carries the " \
+        "objects committed there", w.status.text()
+    assert viewer.dims.current_step[0] == 2 and np.array_equal(np.asarray(objects.data[1]), at1)
 
     import halo_seg.interactive.carry_all as carry_all
     viewer.dims.set_point(0, 1)
