@@ -670,6 +670,26 @@ def test_napari_saves_a_structure_set_read_in_back_as_one(make_napari_viewer, tm
     np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / "corrected.dcm").data), layer.data)
 
 
+def test_the_series_in_the_structure_sets_own_folder_is_found_before_hundreds_beside_it(tmp_path, series):
+    """A structure set saved in a case folder whose series lies in a folder in it, with 450 folders
+    beside the case folder and a zarr store (chunk folders) in it: the folders in its own folder are
+    looked into first, the store's are not, and the series is found (it was not: the 400 folders
+    looked into were all beside it)."""
+    import zarr
+    folder, _, _, _ = series
+    case = tmp_path / "cases" / "case"
+    case.mkdir(parents=True)
+    for i in range(450):                                     # other cases, sorted before it
+        (tmp_path / "cases" / f"a{i:03d}").mkdir()
+    z = zarr.open_array(str(case / "a_result.zarr"), mode="w", shape=(40, 40, 40), chunks=(4, 4, 4), dtype="u1")
+    z[:] = 1                                                 # 1000 chunks: folders of them
+    folder.rename(case / "ct")
+    vol = open_volume(case / "ct")
+    _write_rtstruct(case / "rt.dcm", vol, [(7, "BODY", [(k, _rect(1, 1, 8, 10)) for k in range(1, 6)])])
+    got = open_volume(case / "rt.dcm")
+    assert got.data.shape == vol.data.shape and np.asarray(got.data).any()
+
+
 def test_a_series_compressed_as_a_pacs_exports_it_opens_with_its_values(tmp_path, series):
     """JPEG Lossless (process 14) is how many PACS and CD exports store CT and MR; pydicom alone
     cannot decode it (the [dicom] extra's python-gdcm does). RLE, which pydicom decodes itself, too."""

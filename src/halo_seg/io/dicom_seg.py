@@ -103,12 +103,20 @@ def _series_folder(uid: str, near: Path) -> Path | None:
 
 
 def _nearby(near: Path, depth: int = 3, most: int = 400):
-    """``near``, then the folders down to ``depth`` levels below its parent, breadth first: beside
-    it, in it, and in the folders beside it (labels exported to a work folder beside the data's, a
-    study exported a folder per series); at most ``most``."""
+    """``near``, then the folders in it (down to ``depth`` - 1 levels: a case folder holding its
+    series), then those down to ``depth`` levels below its parent, breadth first: beside it and in
+    the folders beside it (labels exported to a work folder beside the data's, a study exported a
+    folder per series); at most ``most`` of each. A zarr store's folders are not gone into (its
+    chunks, never DICOM: a few stores beside it used up the folders looked into)."""
     from .dicom import folders_below
+
+    def into(folder: Path) -> bool:
+        return not folder.name.lower().endswith(".zarr") and folder != near
     yield near
-    yield from (f for f in folders_below(near.parent, depth, most=most) if f != near)
+    inside = list(folders_below(near, depth - 1, into=into, most=most))
+    yield from inside
+    seen = set(inside)
+    yield from (f for f in folders_below(near.parent, depth, into=into, most=most) if f != near and f not in seen)
 
 
 def labelled_series(uid: str, path: Path, what: str) -> Volume:
