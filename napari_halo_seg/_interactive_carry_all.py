@@ -11,7 +11,7 @@ from ._interactive_names import OBJECTS
 from ._interactive_paths import box_centre
 from ._interactive_time import show_time, time_shown, widen
 from ._kept_objects import union_box
-from ._measure import CARRIED, drop_rows, set_rows
+from ._measure import CARRIED, drop_rows, layer_links, set_rows
 from ._timelapse import timelapse_data
 
 CARRIED_ALL = "carried all"   # _last_commit's mark: Undo takes the objects back out, no session step
@@ -49,6 +49,7 @@ class CarryAllActions:
             return
         view = objects.data[t]   # read in the worker: a pass over a large time point would hold napari
         t1 = t + direction
+        done_before = _followed_to(objects.features, t, t1)   # carried there already (Next time point): left as they are
         if not 0 <= t1 < len(series):
             self.status.setText(f"time point {t} is the {'last' if direction > 0 else 'first'}: nothing to carry to")
             return
@@ -62,19 +63,22 @@ class CarryAllActions:
 
         def work():
             labels = np.array(view)   # a copy: what the user paints meanwhile is not half read
+            if done_before:
+                labels[np.isin(labels, list(done_before))] = 0
             return carry_all(lambda: self._new_segmenter(layer, volume, key, axis), labels, t, records, direction,
                              axis, cancel=self._cancel.is_set, progress=self._bridge.progressed.emit)
 
         def done(carried):
             if not carried:
-                self.status.setText(f"no object committed at time point {t}: {what} carries the objects committed "
-                                    "there")
+                self.status.setText(f"no object committed at time point {t}" + (
+                    f" but those already followed to time point {t1} ({_ids(sorted(done_before))})"
+                    if done_before else "") + f": {what} carries the objects committed there")
                 show_time(self.viewer, layer, t)
                 return
-            self._commit_carried(objects, carried, t, t1, key[0])
+            self._commit_carried(objects, carried, t, t1, key[0], sorted(done_before))
         self._start(f"carrying the objects of time point {t} to {t1} ...", work, on_done=done)
 
-    def _commit_carried(self, objects, carried, t: int, t1: int, image):
+    def _commit_carried(self, objects, carried, t: int, t1: int, image, before=()):
         """Write the carried objects into the objects layer at ``t1`` under new ids, each where no
         earlier object is, with its row (measurements, the id it was carried from), its record (Next
         time point carries it on) and its point of the paths; Undo takes them all back out."""
@@ -131,6 +135,9 @@ class CarryAllActions:
         text = (f"carried {len(carried)} object{'s' if len(carried) > 1 else ''} from time point {t} to {t1}: "
                 + (f"objects {first} to {k - 1}" if made > 1 else f"object {first}" if made else "none committed")
                 + f" ({self.last_seconds:.1f}s)")
+        if before:
+            text += (f"; {_ids(list(before))} of time point {t} followed there already: left as "
+                     + ("it is" if len(before) == 1 else "they are"))
         if gone:
             text += f"; nothing found for {_ids(gone)} of time point {t}"
         if covered:
@@ -152,6 +159,14 @@ class CarryAllActions:
         self._set_centres(layer, dict.fromkeys(labels), dict.fromkeys(labels))
         self.status.setText(f"objects {labels[0]} to {labels[-1]} taken back out of {layer.name}" if len(labels) > 1
                             else f"object {labels[0]} taken back out of {layer.name}")
+
+
+def _followed_to(features, t: int, t1: int) -> set[int]:
+    """The objects of time point ``t`` followed to ``t1`` already: those an object there was carried from."""
+    if features is None or "timepoint" not in features:
+        return set()
+    when = {int(i): int(w) for i, w in zip(features["index"], features["timepoint"]) if w == w}   # NaN: not known
+    return {k for i, k in layer_links(features).items() if when.get(i) == t1 and when.get(k) == t}
 
 
 def _ids(labels: list) -> str:

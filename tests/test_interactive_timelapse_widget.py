@@ -876,3 +876,34 @@ def test_all_to_next_time_point_says_which_objects_to_check(make_napari_viewer, 
     w.undo()                                         # the split undone: its point and link gone with it
     assert 7 not in layer_links(objects.features) and not (np.asarray(objects.data[1]) == 7).any()
     assert not any(np.allclose(p[2:], at7) for p in viewer.layers["objects paths"].data if p[1] == 1)
+
+
+def test_all_to_next_time_point_leaves_the_objects_followed_there_already(make_napari_viewer, qtbot):
+    """An object already followed to the next time point (an object there carried from it, as Next
+    time point leaves it) is not carried again: the others are, and the status line says which was
+    left; where every object was followed already, nothing is carried."""
+    from napari_halo_seg._measure import CARRIED, layer_links, set_row
+    image, labels = _series()
+    viewer, w = _widget(make_napari_viewer, image)
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    data = objects.data
+    data[0][labels[0] == 1], data[0][labels[0] == 2], data[1][labels[1] == 2] = 1, 2, 3
+    objects.data = data
+    for k, t, link in ((1, 0, None), (2, 0, None), (3, 1, 2)):   # 3: object 2 followed to time point 1
+        set_row(objects, {"index": k, "timepoint": t, **({CARRIED: link} if link else {})})
+    _show(viewer, 0, 30)
+    w.all_to_next_timepoint()
+    _wait(qtbot, w)
+    said = w.status.text()
+    assert said.startswith("carried 1 object from time point 0 to 1: object 4 ("), said
+    assert "; object 2 of time point 0 followed there already: left as it is" in said, said
+    assert layer_links(objects.features) == {3: 2, 4: 1}
+    assert np.array_equal(np.asarray(objects.data[1]) == 3, labels[1] == 2)   # as it was
+    w.undo()
+    viewer.dims.set_point(0, 0)
+    set_row(objects, {"index": 9, "timepoint": 1, CARRIED: 1})   # now both followed (a row of a link only)
+    w.all_to_next_timepoint()
+    _wait(qtbot, w)
+    assert w.status.text() == "no object committed at time point 0 but those already followed to time point 1 " \
+        "(objects 1, 2): All to next time point carries the objects committed there", w.status.text()
