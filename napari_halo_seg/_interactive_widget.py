@@ -750,9 +750,13 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, CarryAllActi
         """Undo the session's last step; right after Commit, take the object back out of the objects
         layer and make it the current object again; right after All to next time point, take the
         objects it committed back out."""
-        if self._last_commit is not None and self._last_commit[4] == CARRIED_ALL:
-            if not self._busy():
+        if self._last_commit is not None and isinstance(self._last_commit[4], str) \
+                and self._last_commit[4] == CARRIED_ALL:
+            if not self._busy() and self._last_commit[0] in self.viewer.layers:
                 self._undo_carried()
+            elif not self._busy():   # the objects layer was removed since: nothing to take back out
+                self._last_commit = None
+                self.status.setText("the objects layer is gone: nothing to take back out")
             return
         if not self._history_step(self.seg.undo if self.seg is not None else None):
             return

@@ -828,6 +828,13 @@ def test_all_to_next_time_point_carries_every_object_and_undo_takes_them_back(ma
     _wait(qtbot, w)
     assert w.status.text() == "cancelled: cancelled after 1 of 3 objects" and not objects.data[2].any()
     assert layer_links(objects.features) == {6: 1, 7: 2, 8: 5} and np.array_equal(np.asarray(objects.data[1]), at1)
+    monkeypatch.undo()
+    viewer.dims.set_point(0, 1)
+    w.all_to_next_timepoint()
+    _wait(qtbot, w)
+    viewer.layers.remove("objects")                  # the layer removed: Undo has nothing to take back out
+    w.undo()
+    assert w.status.text() == "the objects layer is gone: nothing to take back out" and w._last_commit is None
 
 
 def test_all_to_next_time_point_says_which_objects_to_check(make_napari_viewer, qtbot):
