@@ -279,21 +279,29 @@ def test_links_made_with_next_time_point_are_kept_and_restored_onto_the_ids_rest
     assert read_kept(kept, image.shape)[2] == {3: 2, 4: 3}
 
 
+def _painted(make_napari_viewer, objects: list):
+    """The phantom's time-lapse with objects painted into the objects layer, as committed: each
+    (id, time point, the phantom's label there, the id it was carried from or None), with its row.
+    (image, labels, viewer, widget, objects layer)."""
+    from napari_halo_seg._measure import CARRIED, set_row
+    image, labels = _series()
+    viewer, w = _widget(make_napari_viewer, image)
+    w.ensure_prompt_layers()
+    layer = viewer.layers["objects"]
+    data = layer.data
+    for k, t, cell, _ in objects:
+        data[t][labels[t] == cell] = k
+    layer.data = data
+    for k, t, _, link in objects:
+        set_row(layer, {"index": k, "timepoint": t, **({CARRIED: link} if link else {})})
+    return image, labels, viewer, w, layer
+
 def test_a_merge_among_the_links_restored_is_said_not_drawn_silently(make_napari_viewer, qtbot, _user_dir):
     """Links kept with two objects before one (object 3 carried from 1, and object 2, before it,
     carried from 3: typed by hand, Next time point makes none): the paths draw one of them, and
     the status line says, after what Restore objects says, which link is not drawn; said once."""
     from napari_halo_seg._interactive_widget import InteractiveWidget
-    from napari_halo_seg._measure import CARRIED, set_row
-    image, labels = _series()
-    viewer, w = _widget(make_napari_viewer, image)
-    w.ensure_prompt_layers()
-    objects = viewer.layers["objects"]
-    data = objects.data
-    data[0][labels[0] == 1], data[0][labels[0] == 2], data[1][labels[1] == 1] = 1, 2, 3
-    objects.data = data
-    for k, t, link in ((1, 0, None), (2, 0, 3), (3, 1, 1)):
-        set_row(objects, {"index": k, "timepoint": t, **({CARRIED: link} if link else {})})
+    image, labels, viewer, w, objects = _painted(make_napari_viewer, [(1, 0, 1, None), (2, 0, 2, 3), (3, 1, 1, 1)])
     w._keeper.write(objects)
     w._keeper.wait()
     for name in [lay.name for lay in viewer.layers if lay.metadata.get("image") == "movie"]:
@@ -750,19 +758,10 @@ def test_all_to_next_time_point_carries_every_object_and_undo_takes_them_back(ma
     new ids, each carried from its own, drawn in the paths; pressed again, each goes on with its
     step; Undo takes the last ones back out. Refused with nothing changed where the current object
     is not committed or there is no next time point; a cancelled run commits nothing."""
-    from napari_halo_seg._measure import layer_links, set_row
+    from napari_halo_seg._measure import layer_links
     from halo_seg.metrics import dice
-    image, labels = _series()
-    viewer, w = _widget(make_napari_viewer, image)
-    w.ensure_prompt_layers()
-    objects = viewer.layers["objects"]
     ids = [1, 2, 5]                                  # three of the phantom's objects, committed at time point 0
-    data = objects.data
-    for k in ids:
-        data[0][labels[0] == k] = k
-    objects.data = data
-    for k in ids:
-        set_row(objects, {"index": k, "timepoint": 0})
+    image, labels, viewer, w, objects = _painted(make_napari_viewer, [(k, 0, k, None) for k in ids])
     _show(viewer, 0, 30)
     z = int((labels[0] == 3).sum((1, 2)).argmax())   # a current object not committed: refused
     _show(viewer, 0, z)
@@ -890,15 +889,8 @@ def test_all_to_next_time_point_leaves_the_objects_followed_there_already(make_n
     time point leaves it) is not carried again: the others are, and the status line says which was
     left; where every object was followed already, nothing is carried."""
     from napari_halo_seg._measure import CARRIED, layer_links, set_row
-    image, labels = _series()
-    viewer, w = _widget(make_napari_viewer, image)
-    w.ensure_prompt_layers()
-    objects = viewer.layers["objects"]
-    data = objects.data
-    data[0][labels[0] == 1], data[0][labels[0] == 2], data[1][labels[1] == 2] = 1, 2, 3
-    objects.data = data
-    for k, t, link in ((1, 0, None), (2, 0, None), (3, 1, 2)):   # 3: object 2 followed to time point 1
-        set_row(objects, {"index": k, "timepoint": t, **({CARRIED: link} if link else {})})
+    # 3: object 2 followed to time point 1
+    image, labels, viewer, w, objects = _painted(make_napari_viewer, [(1, 0, 1, None), (2, 0, 2, None), (3, 1, 2, 2)])
     _show(viewer, 0, 30)
     w.all_to_next_timepoint()
     _wait(qtbot, w)
