@@ -58,6 +58,7 @@ def test_the_objects_are_carried_to_the_last_time_point_linked_and_tracked(tmp_p
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     arr = zarr.open_array(str(out), mode="r")
     assert arr.shape == (4,) + SHAPE and arr.dtype == np.uint32 and arr.attrs["axes"] == ["t", "z", "y", "x"]
+    assert arr.chunks == (1,) + SHAPE                              # a small time point: one chunk
     assert np.array_equal(arr[0], objects)
     links = {int(k): v for k, v in arr.attrs["carried_from"].items()}
     assert links == {15: 7, 16: 14, 17: 15, 18: 16, 19: 17, 20: 18} and summary["links"] == arr.attrs["carried_from"]

@@ -84,7 +84,9 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
     shape, sp = tuple(first.data.shape), tuple(float(s) for s in first.spacing)
     labels = _objects_at(objects, start, shape, n).astype(np.uint32)
     direction = 1 if stop > start else -1
-    arr = zarr.open_array(str(out), mode="w-", shape=(n,) + shape, dtype=np.uint32, chunks=(1,) + shape)
+    # a time point in chunks of at most 64 x 256 x 256 (16 MB): a large one is not one chunk of gigabytes
+    chunks = (1, min(shape[0], 64)) + tuple(min(s, 256) for s in shape[1:])
+    arr = zarr.open_array(str(out), mode="w-", shape=(n,) + shape, dtype=np.uint32, chunks=chunks)
     arr.attrs.update({"axes": ["t", "z", "y", "x"], "spacing": list(sp), CARRIED_FROM: {}})
     arr[start] = labels
     run = CarryRun(str(out), [start])
