@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from halo_seg.interactive.carry_all import place_all
+
 from ._interactive_names import OBJECTS
+from ._interactive_objects import _flat_indices
 from ._interactive_paths import box_centre
 from ._interactive_time import show_time, time_shown, widen
 from ._kept_objects import union_box
-from ._measure import CARRIED, drop_rows, layer_links, set_rows
+from ._measure import CARRIED, layer_links, set_rows
 from ._timelapse import timelapse_data
 
 CARRIED_ALL = "carried all"   # _last_commit's mark: Undo takes the objects back out, no session step
@@ -90,30 +93,18 @@ class CarryAllActions:
         here = data[t1]
         first = int(data.max()) + 1   # of every time point: an id is one object
         where, new, centres, boxes, records, rows, region = [], [], {}, {}, {}, [], None
-        gone, split, crowded, covered = [], [], [], []
-        k = first
-        for c in carried:
-            if c.box is None:
-                gone.append(c.label)
-                continue
-            free = c.mask & (np.asarray(here[c.box]) == 0)   # never overwrite another object
-            if not free.any():
-                covered.append(c.label)
-                continue
-            here[c.box][free] = k
-            big = widen(c.box, t1)
-            where.append(np.ravel_multi_index(tuple(i + b.start for i, b in zip(np.nonzero(free[None]), big)),
-                                              data.shape))
-            new.append(np.full(int(free.sum()), k, data.dtype))
-            rows.append({"index": k, CARRIED: c.label, **self._object_row(free, k, c.box, t1)})
-            centres[k], boxes[k] = (t1, *box_centre(free, c.box)), big
+        placed, gone, covered = place_all(carried, here, first)   # never over another object
+        for p in placed:
+            c, k, big = p.carried, p.id, widen(p.carried.box, t1)
+            where.append(_flat_indices(p.free[None], big, data.shape))
+            new.append(np.full(len(where[-1]), k, data.dtype))
+            rows.append({"index": k, CARRIED: c.label, **self._object_row(p.free, k, c.box, t1)})
+            centres[k], boxes[k] = (t1, *box_centre(p.free, c.box)), big
             records[k] = {**c.record, "label": k, "image": image}
-            if c.two:
-                split.append(k)
-            if free.sum() < 0.5 * c.mask.sum():
-                crowded.append(k)
             region = union_box(region, big)
-            k += 1
+        split = [p.id for p in placed if p.carried.two]
+        crowded = [p.id for p in placed if p.free.sum() < 0.5 * p.carried.mask.sum()]
+        k = first + len(placed)
         objects.refresh()
         if rows:
             set_rows(objects, rows)
@@ -153,10 +144,7 @@ class CarryAllActions:
         """Take the objects of the last All to next time point back out."""
         layer, new, _, _ = self._revert_commit()
         labels = [int(v) for v in np.unique(new)]
-        drop_rows(layer, labels)
-        for label in labels:
-            self._records.pop(label, None)
-        self._set_centres(layer, dict.fromkeys(labels), dict.fromkeys(labels))
+        self._forget_objects(layer, labels)
         self.status.setText(f"objects {labels[0]} to {labels[-1]} taken back out of {layer.name}" if len(labels) > 1
                             else f"object {labels[0]} taken back out of {layer.name}")
 

@@ -55,7 +55,7 @@ from ._kept_objects import ObjectsKeeper, atom_boxes as _atom_boxes, full_box as
     union_box as _union
 from ._interactive_time import TimeActions, at_time, narrow, show_time, time_shown, widen
 from ._layers import fill_layer_box, follow_layers, layer_volume, show_slice, sliced_axis
-from ._measure import UNIT, drop_row
+from ._measure import UNIT, drop_rows
 from ._paths import learned_dir
 from ._prompt_layers import (STROKE_BACKGROUND, STROKE_OBJECT, box_key, click_key, extreme_key, slice_of as _slice_of,
                              sync_boxes, sync_clicks, sync_extreme, sync_strokes)
@@ -779,15 +779,20 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, CarryAllActi
                                 + "; the corrected object is the current object again")
             return
         labels = [int(v) for v in np.unique(new)] or [0]   # one, or the two of Commit as two
-        for label in labels:
-            drop_row(layer, label)
-            self._records.pop(label, None)
-        self._set_centres(layer, dict.fromkeys(labels), dict.fromkeys(labels))   # their paths' points gone too
+        self._forget_objects(layer, labels)
         if self._carry is not None and self._carry["label"] in labels:   # current again, as carried
             self._carry_source, self._carry = self._carry["source"], None
         which = f"object {labels[0]}" if len(labels) == 1 else f"objects {' and '.join(map(str, labels))}"
         self.status.setText(f"{which} taken back out of {layer.name}; {'it is' if len(labels) == 1 else 'they are'} "
                             "the current object again")
+
+    def _forget_objects(self, layer, labels: list):
+        """Objects taken back out of ``layer``: their rows, what Next time point would carry of them
+        and their points of the paths gone."""
+        drop_rows(layer, labels)
+        for label in labels:
+            self._records.pop(label, None)
+        self._set_centres(layer, dict.fromkeys(labels), dict.fromkeys(labels))
 
     def _revert_commit(self):
         """The voxels of the last commit (``_last_commit``) as they were before it, where the user has

@@ -127,3 +127,21 @@ def test_the_part_lying_where_a_neighbour_was_is_left_to_it():
     mother[mother > 0] = 1
     where, mask, left = own_part(parts, box, mother, 1)
     assert left is None and where == box and np.array_equal(mask, carried[box])
+
+
+def test_carried_objects_are_placed_where_no_object_is_yet():
+    """place_all: ids from the first given, in order, each on the voxels no object holds yet (one
+    there already, or carried before it, keeps its own); nothing found, or found only on others',
+    told apart and given no id."""
+    from halo_seg.interactive.carry_all import Carried, place_all
+    here = np.zeros((4, 10, 10), np.uint32)
+    here[:, :3, :3] = 9                                      # an object there already
+    box = (slice(0, 4), slice(0, 6), slice(0, 6))
+    whole = np.ones((4, 6, 6), bool)
+    carried = [Carried(1, None, box, whole, {}), Carried(2, None, None, None, None),
+               Carried(3, None, box, whole, {}), Carried(4, None, (slice(0, 4), slice(5, 8), slice(5, 8)),
+                                                          np.ones((4, 3, 3), bool), {})]
+    placed, gone, covered = place_all(carried, here, 20)
+    assert [(p.id, p.carried.label) for p in placed] == [(20, 1), (21, 4)] and gone == [2] and covered == [3]
+    assert (here == 9).sum() == 36 and (here == 20).sum() == 4 * 36 - 36      # around object 9, not over it
+    assert (here == 21).sum() == 4 * 9 - 4 and placed[1].free.sum() == 32     # the voxel column 20 took first

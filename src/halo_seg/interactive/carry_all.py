@@ -24,6 +24,33 @@ class Carried:
     left: int | None = None      # the object whose part it found was left to it (drop_neighbours)
 
 
+@dataclass
+class Placed:
+    id: int                      # the id it was written under
+    carried: Carried
+    free: np.ndarray             # bool, of carried.box: the voxels it got (where no object was)
+
+
+def place_all(carried: list, here, first: int) -> tuple[list, list, list]:
+    """The carried objects written into ``here`` (the ids at the time point they were carried to,
+    written in place) under ids from ``first`` on, each where no object is yet: one carried before
+    it, or there already, keeps its voxels. Returns (the Placed, the ids carried that found nothing,
+    those found only where another object is)."""
+    placed, gone, covered = [], [], []
+    for c in carried:
+        if c.box is None:
+            gone.append(c.label)
+            continue
+        free = c.mask & (np.asarray(here[c.box]) == 0)
+        if not free.any():
+            covered.append(c.label)
+            continue
+        k = first + len(placed)
+        here[c.box][free] = k
+        placed.append(Placed(k, c, free))
+    return placed, gone, covered
+
+
 def own_part(parts, box, labels, label: int) -> tuple[tuple, np.ndarray, int | None]:
     """Of an object carried from ``label`` that looks like two cells touching (``parts``: two_cells's,
     masks of ``box``), the part of its own where the other lies where another object of ``labels``

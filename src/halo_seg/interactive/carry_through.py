@@ -61,7 +61,7 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
     from .. import InteractiveSegmenter
     from ..io.timepoints import timepoint_count
     from ..io.volume import CARRIED_FROM, file_contents, links_attr, open_volume
-    from .carry_all import carry_all
+    from .carry_all import carry_all, place_all
     out = Path(output)
     if out.exists():
         raise VolumeError(f"{out} exists: carry writes a new labels array (remove it, or give another name)")
@@ -96,21 +96,12 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
         data = volume(t1).data
         carried = carry_all(lambda: InteractiveSegmenter(data, spacing=sp, device=device, weights=weights), labels,
                             t1 - direction, records, direction, cancel=cancel, drop_neighbours=drop_neighbours)
-        here, records, gone, two = np.zeros(shape, np.uint32), {}, [], []
-        for c in carried:
-            if c.box is None:
-                gone.append(c.label)
-                continue
-            free = c.mask & (here[c.box] == 0)   # an object carried before it keeps its voxels
-            if not free.any():
-                gone.append(c.label)
-                continue
-            here[c.box][free] = next_id
-            records[next_id] = {**c.record, "label": next_id}
-            run.links[next_id] = c.label
-            if c.two:
-                two.append(next_id)
-            next_id += 1
+        here = np.zeros(shape, np.uint32)
+        placed, gone, covered = place_all(carried, here, next_id)   # an object carried before it keeps its voxels
+        records = {p.id: {**p.carried.record, "label": p.id} for p in placed}
+        run.links.update({p.id: p.carried.label for p in placed})
+        two = [p.id for p in placed if p.carried.two]
+        gone, next_id = gone + covered, next_id + len(placed)
         arr[t1] = here
         arr.attrs[CARRIED_FROM] = links_attr(run.links)   # after each time point: what is written is linked
         run.timepoints.append(t1)
