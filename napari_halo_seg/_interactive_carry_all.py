@@ -69,7 +69,8 @@ class CarryAllActions:
             if done_before:
                 labels[np.isin(labels, list(done_before))] = 0
             return carry_all(lambda: self._new_segmenter(layer, volume, key, axis), labels, t, records, direction,
-                             axis, cancel=self._cancel.is_set, progress=self._bridge.progressed.emit)
+                             axis, cancel=self._cancel.is_set, progress=self._bridge.progressed.emit,
+                             image=series[t])
 
         def done(carried):
             if not carried:
@@ -93,7 +94,7 @@ class CarryAllActions:
         here = data[t1]
         first = int(data.max()) + 1   # of every time point: an id is one object
         where, new, centres, boxes, records, rows, region = [], [], {}, {}, {}, [], None
-        placed, gone, covered = place_all(carried, here, first)   # never over another object
+        placed, gone, covered, dim = place_all(carried, here, first)   # never over another object, nor noise
         for p in placed:
             c, k, big = p.carried, p.id, widen(p.carried.box, t1)
             where.append(_flat_indices(p.free[None], big, data.shape))
@@ -133,6 +134,9 @@ class CarryAllActions:
             text += f"; nothing found for {_ids(gone)} of time point {t}"
         if covered:
             text += f"; {_ids(covered)} of time point {t} found only where another object is: not committed"
+        if dim:
+            text += (f"; {_ids(dim)} of time point {t} faded into the background there (left the field or gone?): "
+                     f"not committed (Next time point on {'it' if len(dim) == 1 else 'one'} carries it alone)")
         if crowded:
             text += f"; {_ids(crowded)} found mostly where another object is (check {'it' if len(crowded) == 1 else 'them'})"
         if split:

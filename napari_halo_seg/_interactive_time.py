@@ -140,6 +140,25 @@ def division_note(seg, box, label: int, t: int, before=None, t_before: int | Non
             "commits them as two objects (Commit object keeps them as one)")
 
 
+def fade_note(seg, box, record: dict, t: int, image, image_before, before=None) -> str:
+    """The status line's note where the object carried to time point ``t`` (``box``: where the
+    session's result lies; ``image``: the volume there) has faded into the background
+    (halo_seg.interactive.carry.faded): its contrast there under half of its contrast where it came
+    from (``record``'s, else measured in ``image_before`` where ``before``, the objects layer's volume
+    at the record's time point, holds it): the cell left the field or is gone, and what was found is
+    noise."""
+    from halo_seg.interactive.carry import contrast, faded
+    was = record.get("contrast")
+    if was is None and before is not None and record.get("bounds") is not None:
+        where = record["bounds"]
+        was = contrast(image_before, np.asarray(before[where]) == record["label"], where)
+    now = contrast(image, seg.prediction_in(box), box)
+    if not faded(was, now):
+        return ""
+    return (f". It has faded into the background at time point {t} (contrast {now:.3g}, {was:.3g} at time point "
+            f"{record['t']}): left the field or gone? Reset drops it (Commit object keeps it)")
+
+
 class TimeActions:
     """"Next time point": the object of this time point committed, and looked for at the next time
     point with its box where it was and moved by its last step, each replaced by the tight box of
@@ -228,7 +247,8 @@ class TimeActions:
         objects = self._layer(OBJECTS)
         before = None if objects is None or objects.data.ndim != 4 else objects.data[record["t"]]
         self.propagate(first=first, said=said,
-                       after=lambda seg, box: division_note(seg, box, record["label"], t1, before, record["t"]),
+                       after=lambda seg, box: division_note(seg, box, record["label"], t1, before, record["t"])
+                       + fade_note(seg, box, record, t1, series[t1], series[record["t"]], before),
                        shown=lambda: found.get("at") and show_slice(self.viewer, layer, axis, found["at"].slice))
         if self.worker is not None:
             where = " and where its last step takes it" if len(boxes) > 1 else ""

@@ -53,14 +53,66 @@ def test_every_object_is_carried_as_next_time_point_carries_it_alone():
         assert np.array_equal(whole, pred), k
         if pred.any():   # what a further carry takes: as Commit would record it (its step from where it was)
             want = carry_record(pred, 1, record, 0, k)
-            assert {q: v for q, v in c.record.items() if q not in ("centroid", "step", "source")} == \
+            assert {q: v for q, v in c.record.items() if q not in ("centroid", "step", "source", "contrast")} == \
                 {q: v for q, v in want.items() if q not in ("centroid", "step", "source")}
+            assert c.record["contrast"] == c.contrast[1]   # a further carry judges its fading from it
             assert np.allclose(c.record["centroid"], want["centroid"]) and np.allclose(c.record["step"], want["step"])
         else:
             assert c.box is None and c.mask is None and c.record is None
     assert dice(_filled(out[0]), at1 == 1) > 0.85 and dice(_filled(out[1]), at1 == 2) > 0.85
     assert np.allclose(out[1].record["step"], out[1].record["centroid"] - stepped["centroid"])
     assert not out[0].two and not out[1].two
+    assert not any(c.faded for c in out) and all(c.contrast[0] is None for c in out)   # no image: not judged
+
+
+def test_an_object_whose_cell_is_gone_has_faded_and_is_not_placed():
+    """The third cell is gone at time point 1: what its box finds there is noise (an 800-voxel
+    object the network is fairly sure of), its contrast a few hundredths of the 1 it had: faded, and
+    place_all leaves it out; the two cells there keep theirs. Each contrast is the median inside
+    less the median of the shell 2 to 3 voxels around, computed here by hand."""
+    from scipy import ndimage as ndi
+
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry_all import carry_all, place_all
+    image, at0, at1 = _movie()
+    out = carry_all(lambda: InteractiveSegmenter(image[1], device="cpu"), at0.astype(np.int32), 0, image=image[0])
+
+    def by_hand(volume, mask):
+        shell = ndi.binary_dilation(mask, iterations=3) & ~ndi.binary_dilation(mask, iterations=1)
+        return np.median(volume[mask]) - np.median(volume[shell])
+    for c, k in zip(out, (1, 2, 3)):
+        assert c.contrast[0] == pytest.approx(by_hand(image[0], at0 == k))
+        assert c.contrast[1] == pytest.approx(by_hand(image[1], _filled(c)))
+    assert [c.faded for c in out] == [False, False, True]
+    assert out[2].mask.sum() > 100 and not (_filled(out[2]) & (at1 > 0)).any()   # noise, found where no cell is
+    assert 0.8 < out[0].contrast[1] / out[0].contrast[0] < 1.2 and out[2].contrast[1] < 0.2 * out[2].contrast[0]
+    here = np.zeros(at0.shape, np.uint32)
+    placed, gone, covered, dim = place_all(out, here, 4)
+    assert [p.carried.label for p in placed] == [1, 2] and dim == [3] and gone == covered == []
+    assert set(np.unique(here)) == {0, 4, 5}
+    # carried on, an object's contrast comes from its record, not from the image (not given now)
+    records = {p.id: {**p.carried.record, "label": p.id} for p in placed}
+    on = carry_all(lambda: InteractiveSegmenter(image[1], device="cpu"), here.astype(np.int32), 1, records)
+    assert [c.contrast[0] for c in on] == [out[0].contrast[1], out[1].contrast[1]]
+
+
+def test_contrast_and_fading_by_hand():
+    """contrast: median inside less the median of its shell (a neighbour in under half of the shell
+    moves it not), negative for a dark object; faded: under half the contrast before, either sign."""
+    from halo_seg.interactive.carry import contrast, faded
+    image = np.full((12, 12, 12), 1.0)
+    mask = np.zeros(image.shape, bool)
+    mask[4:8, 4:8, 4:8] = True
+    image[mask] = 5.0
+    image[:, :, 10:] = 9.0                                      # a bright neighbour in a slab of the shell
+    box = (slice(4, 8),) * 3
+    assert contrast(image, mask[box], box) == 4.0
+    assert contrast(-image, mask[box], box) == -4.0
+    assert contrast(image, np.zeros((4, 4, 4), bool), box) is None
+    edge = (slice(0, 12),) * 3                                  # the whole image the object: no shell
+    assert contrast(image, np.ones((12, 12, 12), bool), edge) is None
+    assert faded(4.0, 1.9) and not faded(4.0, 2.1) and faded(-4.0, -1.0) and faded(4.0, -1.0)
+    assert not faded(None, 1.0) and not faded(4.0, None) and not faded(0.0, 1.0)
 
 
 def _filled(c):
@@ -132,7 +184,7 @@ def test_the_part_lying_where_a_neighbour_was_is_left_to_it():
 def test_carried_objects_are_placed_where_no_object_is_yet():
     """place_all: ids from the first given, in order, each on the voxels no object holds yet (one
     there already, or carried before it, keeps its own); nothing found, or found only on others',
-    told apart and given no id."""
+    or faded, told apart and given no id."""
     from halo_seg.interactive.carry_all import Carried, place_all
     here = np.zeros((4, 10, 10), np.uint32)
     here[:, :3, :3] = 9                                      # an object there already
@@ -140,8 +192,10 @@ def test_carried_objects_are_placed_where_no_object_is_yet():
     whole = np.ones((4, 6, 6), bool)
     carried = [Carried(1, None, box, whole, {}), Carried(2, None, None, None, None),
                Carried(3, None, box, whole, {}), Carried(4, None, (slice(0, 4), slice(5, 8), slice(5, 8)),
-                                                          np.ones((4, 3, 3), bool), {})]
-    placed, gone, covered = place_all(carried, here, 20)
+                                                          np.ones((4, 3, 3), bool), {}),
+               Carried(5, None, (slice(0, 4), slice(8, 10), slice(8, 10)), np.ones((4, 2, 2), bool), {}, faded=True)]
+    placed, gone, covered, dim = place_all(carried, here, 20)
     assert [(p.id, p.carried.label) for p in placed] == [(20, 1), (21, 4)] and gone == [2] and covered == [3]
+    assert dim == [5] and not here[:, 8:, 8:].any()
     assert (here == 9).sum() == 36 and (here == 20).sum() == 4 * 36 - 36      # around object 9, not over it
     assert (here == 21).sum() == 4 * 9 - 4 and placed[1].free.sum() == 32     # the voxel column 20 took first

@@ -108,3 +108,30 @@ def test_carried_backward_and_what_is_refused(tmp_path):
     with pytest.raises(VolumeError, match="float32 values, not labels"):
         carry_through(movie, tmp_path / "one.npy", tmp_path / "new.zarr", device="cpu")
     assert not (tmp_path / "new.zarr").exists()                  # nothing written where it was refused
+
+
+def test_a_cell_that_left_is_not_carried_on_noise(tmp_path, capsys):
+    """Cell 2 is gone from time point 2 on (left the field): what its box finds there is noise, it
+    has faded (carry.faded), and its track ends at time point 1; the CLI says so. With --keep-faded it
+    is written on (and carried on through the noise)."""
+    from halo_seg.cli import main
+    image, truth = _movie(tmp_path)
+    truth[2:][truth[2:] == 2] = 0
+    rng = np.random.default_rng(1)
+    image = ((truth > 0) * 1.0 + rng.normal(0, 0.2, truth.shape)).astype(np.float32)
+    zarr.open_array(str(tmp_path / "movie.zarr"), mode="r+")[:] = image
+    np.save(tmp_path / "objects.npy", truth[0])
+    args = [str(tmp_path / "movie.zarr"), str(tmp_path / "objects.npy")]
+    assert main(["carry", *args, str(tmp_path / "out.zarr"), "--device", "cpu", "--json"]) == 0
+    said = capsys.readouterr().out.strip().splitlines()
+    rows = json.loads(said[-1])["rows"]
+    arr = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    links = {int(k): v for k, v in arr.attrs["carried_from"].items()}
+    assert links == {3: 1, 4: 2, 5: 3, 6: 5}                     # 4 (cell 2 at time point 1) carried no further
+    assert [r["faded"] for r in rows] == [[], [4], []] and [r["committed"] for r in rows] == [2, 1, 1]
+    assert "faded into the background (left the field or gone; not written): 4" in said[1]
+    assert set(np.unique(arr[2])) == {0, 5} and set(np.unique(arr[3])) == {0, 6}
+    assert main(["carry", *args, str(tmp_path / "kept.zarr"), "--device", "cpu", "--json", "--keep-faded",
+                 "--quiet"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"]
+    assert [r["committed"] for r in rows] == [2, 2, 2] and all(r["faded"] == [] for r in rows)

@@ -906,3 +906,53 @@ def test_all_to_next_time_point_leaves_the_objects_followed_there_already(make_n
     _wait(qtbot, w)
     assert w.status.text() == "no object committed at time point 0 but those already followed to time point 1 " \
         "(objects 1, 2): All to next time point carries the objects committed there", w.status.text()
+
+
+def test_an_object_whose_cell_is_gone_is_said_to_have_faded_not_committed(make_napari_viewer, qtbot):
+    """A cell gone at time point 1 (left the field): All to next time point finds noise where it was,
+    which has faded into the background (carry.faded), and commits the others only, saying which;
+    Next time point on it alone carries it (not committed) and says it faded, as Reset drops it."""
+    from scipy import ndimage as ndi
+
+    from halo_seg.interactive.carry import contrast
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._measure import layer_links
+    tl = cell_timelapse(shape=(24, 64, 64), cells=4, timepoints=2, radius=5.0, speed=1.5, divisions=0, seed=4)
+    ids1 = np.where(tl.ids[1] == 2, 0, tl.ids[1])   # cell 2 left
+    image = tl.image.copy()
+    rng = np.random.default_rng(0)
+    image[1] = ndi.gaussian_filter((ids1 > 0).astype(np.float32), 1) + rng.normal(0, 0.2, ids1.shape)
+    viewer, w = _widget(make_napari_viewer, image)
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    data = objects.data
+    data[0] = tl.ids[0]
+    objects.data = data
+    _show(viewer, 0, 12)
+    w.all_to_next_timepoint()
+    _wait(qtbot, w)
+    said = w.status.text()
+    assert said.startswith("carried 4 objects from time point 0 to 1: objects 5 to 7 ("), said
+    assert ("; object 2 of time point 0 faded into the background there (left the field or gone?): not committed "
+            "(Next time point on it carries it alone)") in said, said
+    assert sorted(layer_links(objects.features).values()) == [1, 3, 4]
+    at1 = np.asarray(objects.data[1])
+    assert not at1[tl.ids[0] == 2].any()             # nothing committed where cell 2 was
+    for new, k in layer_links(objects.features).items():
+        assert ((at1 == new) & (ids1 == k)).sum() > 0.8 * (at1 == new).sum(), k
+
+    viewer.dims.set_point(0, 0)                      # cell 2 alone: carried, said faded, not committed
+    objects.selected_label = 2
+    w.next_timepoint()
+    _wait(qtbot, w)
+    said = w.status.text()
+    assert said.startswith("object 2 carried to time point 1 ("), said
+    found = np.asarray(viewer.layers["current object"].data[1]) > 0
+    def tight(mask):
+        return tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(mask))
+    box, cell = tight(found), tl.ids[0] == 2
+    now, was = contrast(image[1], found[box], box), contrast(image[0], cell[tight(cell)], tight(cell))
+    assert now < 0.5 * was
+    assert (f"It has faded into the background at time point 1 (contrast {now:.3g}, {was:.3g} at time point 0): "
+            "left the field or gone? Reset drops it (Commit object keeps it)") in said, said
+    assert not np.asarray(objects.data[1])[found].any()

@@ -303,11 +303,14 @@ def cmd_carry(a) -> int:
     with progress_bar("time points", "time point", a.quiet) as progress:
         run = carry_through(a.image, a.objects, a.output, start=a.timepoint, stop=a.to, channel=a.channel,
                             spacing=_spacing_arg(a.spacing), device=a.device, weights=a.weights,
-                            drop_neighbours=a.drop_neighbours, progress=progress)
+                            drop_neighbours=a.drop_neighbours, keep_faded=a.keep_faded, progress=progress)
     for r in run.rows:
         note = []
         if r["not_found"]:
             note.append(f"nothing found for {', '.join(map(str, r['not_found']))}")
+        if r["faded"]:
+            note.append(f"faded into the background (left the field or gone; not written): "
+                        f"{', '.join(map(str, r['faded']))}")
         if r["looks_like_two"]:
             note.append(f"looks like two cells touching: {', '.join(map(str, r['looks_like_two']))}")
         if not a.quiet:
@@ -340,6 +343,10 @@ def add_carry(sub) -> None:
     c.add_argument("--drop-neighbours", action="store_true",
                    help="where an object looks like two cells and one lies where another object was, leave that "
                         "part to it (benchmarks/README.md: not the default)")
+    c.add_argument("--keep-faded", action="store_true",
+                   help="write objects whose contrast fell under half of what it was too (objects whose brightness "
+                        "changes that much in a time point); by default such an object is taken to have left the "
+                        "field and its track ends")
     c.add_argument("--json", action="store_true", help="print a JSON summary")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(fn=cmd_carry)

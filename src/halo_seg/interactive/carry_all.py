@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .carry import Found, carried_boxes, carry_record, find_again, part_sources, two_cells
+from .carry import Found, carried_boxes, carry_record, contrast, faded, find_again, part_sources, two_cells
 
 
 @dataclass
@@ -22,6 +22,8 @@ class Carried:
     two: bool = False            # it looks like two cells touching there (two_cells: a division?)
     was: tuple | None = None     # (slices) where the object lay at the time point it came from
     left: int | None = None      # the object whose part it found was left to it (drop_neighbours)
+    contrast: tuple = (None, None)   # (where it came from, where it was carried to): carry.contrast
+    faded: bool = False          # faded into the background there (carry.faded): its cell left or is gone
 
 
 @dataclass
@@ -31,15 +33,19 @@ class Placed:
     free: np.ndarray             # bool, of carried.box: the voxels it got (where no object was)
 
 
-def place_all(carried: list, here, first: int) -> tuple[list, list, list]:
+def place_all(carried: list, here, first: int) -> tuple[list, list, list, list]:
     """The carried objects written into ``here`` (the ids at the time point they were carried to,
     written in place) under ids from ``first`` on, each where no object is yet: one carried before
-    it, or there already, keeps its voxels. Returns (the Placed, the ids carried that found nothing,
-    those found only where another object is)."""
-    placed, gone, covered = [], [], []
+    it, or there already, keeps its voxels; none that faded into the background there. Returns (the
+    Placed, the ids carried that found nothing, those found only where another object is, those
+    that faded)."""
+    placed, gone, covered, dim = [], [], [], []
     for c in carried:
         if c.box is None:
             gone.append(c.label)
+            continue
+        if c.faded:
+            dim.append(c.label)
             continue
         free = c.mask & (np.asarray(here[c.box]) == 0)
         if not free.any():
@@ -48,7 +54,7 @@ def place_all(carried: list, here, first: int) -> tuple[list, list, list]:
         k = first + len(placed)
         here[c.box][free] = k
         placed.append(Placed(k, c, free))
-    return placed, gone, covered
+    return placed, gone, covered, dim
 
 
 def own_part(parts, box, labels, label: int) -> tuple[tuple, np.ndarray, int | None]:
@@ -65,6 +71,12 @@ def own_part(parts, box, labels, label: int) -> tuple[tuple, np.ndarray, int | N
     inner = ndi.find_objects(mine[0].astype(np.uint8))[0]
     tight = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner))
     return tight, mine[0][inner], next(k for k in sources if k != label)
+
+
+def _source(seg):
+    """The volume a session segments, in its own orientation (a session across another axis reads
+    it through an AxisView)."""
+    return getattr(seg.volume, "array", seg.volume)
 
 
 class _OneLabel:
@@ -94,13 +106,16 @@ def object_boxes(labels) -> dict[int, tuple]:
 
 
 def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: int = 1, axis: int = 0,
-              cancel=None, progress=None, drop_neighbours: bool = False) -> list[Carried]:
+              cancel=None, progress=None, drop_neighbours: bool = False, image=None) -> list[Carried]:
     """Every object of ``labels`` (the ids at time point ``t``, (Z, Y, X)) carried to time point
     ``t + direction``: ``make_seg()`` gives a new InteractiveSegmenter on that time point's volume
     (slicing across ``axis``), one per object; ``records`` (id -> carry_record at ``t``) gives an
     object's last step where it was itself carried, else it is carried from where it is (no step).
     ``cancel()`` is asked between objects and inside each propagation (InterruptedError);
-    ``progress(done, total)`` is told after each. Objects in the order of their ids.
+    ``progress(done, total)`` is told after each. Objects in the order of their ids. Each carried
+    object's contrast there (carry.contrast) goes into its record; it has faded (Carried.faded:
+    carry.faded) where that is under FADED_BELOW of its contrast at ``t``: its record's, where it
+    was carried there itself, else measured in ``image`` (the volume at ``t``; None: not judged).
     ``drop_neighbours``: where an object looks like two cells touching and one part lies where
     another object was (own_part), that part is left to it. Not the default: on fresh procedural
     time-lapses (benchmarks/carry_all.py, seeds 702-705, 11 carries, no correction) it moved the
@@ -116,13 +131,16 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
         if record is None or record["t"] != t or record["axis"] != axis:
             record = carry_record(_OneLabel(labels, label), t, None, axis, label, box=box)
         seg = make_seg()
+        before = record.get("contrast")
+        if before is None and image is not None:
+            before = contrast(image, np.asarray(labels[box]) == label, box)
         if seg.axis != axis:
             raise ValueError(f"the session slices across axis {seg.axis}; the objects' records across {axis}")
         found = find_again(seg, carried_boxes(record, seg.shape, direction), record["area"])
         pred = seg.propagate(cancel=cancel)
         where = seg.mask_box()
         if where is None:
-            out.append(Carried(label, found, None, None, None, was=box))
+            out.append(Carried(label, found, None, None, None, was=box, contrast=(before, None)))
         else:
             mask = pred[where]
             parts = two_cells(mask, seg.volume_spacing)
@@ -132,9 +150,10 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
                 if left is not None:
                     pred = np.zeros(pred.shape, bool)
                     pred[where] = mask
+            after = contrast(_source(seg), mask, where)
             out.append(Carried(label, found, where, mask,
-                               carry_record(pred, t + direction, record, axis, label, box=where),
-                               parts is not None and left is None, box, left))
+                               {**carry_record(pred, t + direction, record, axis, label, box=where), "contrast": after},
+                               parts is not None and left is None, box, left, (before, after), faded(before, after)))
         if progress is not None:
             progress(i + 1, len(boxes))
     return out

@@ -49,13 +49,15 @@ def _objects_at(objects, t: int, shape, n: int) -> np.ndarray:
 
 
 def carry_through(image, objects, output, start: int = 0, stop: int | None = None, channel=None, spacing=None,
-                  device: str = "auto", weights: str = "default", drop_neighbours: bool = False, progress=None,
-                  cancel=None) -> CarryRun:
+                  device: str = "auto", weights: str = "default", drop_neighbours: bool = False, keep_faded: bool = False,
+                  progress=None, cancel=None) -> CarryRun:
     """Carry the objects of time point ``start`` of the time-lapse ``image`` (a path) to ``stop``
     (default: its last time point; before ``start``: backward), every object at once a time point at
     a time, each carried one going on from the last; written to ``output`` (a new zarr array,
     (T, Z, Y, X) uint32, axes, spacing and the links kept as its ``carried_from``) after each time
-    point, so that a run stopped keeps what it did. ``progress(done, total)`` after each time point."""
+    point, so that a run stopped keeps what it did. An object that faded into the background where it
+    was carried to (its cell left the field or is gone: carry_all's Carried.faded) is not written
+    there, and its track ends (``keep_faded``: it is written). ``progress(done, total)`` after each time point."""
     import zarr
 
     from .. import InteractiveSegmenter
@@ -92,12 +94,17 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
     run = CarryRun(str(out), [start])
     next_id, records = int(labels.max()) + 1, {}
     steps = list(range(start + direction, stop + direction, direction))
+    data = first.data
     for i, t1 in enumerate(steps):
-        data = volume(t1).data
+        # the volume before: the objects' contrast where they came from (those carried have it in their records)
+        data, before = volume(t1).data, data
         carried = carry_all(lambda: InteractiveSegmenter(data, spacing=sp, device=device, weights=weights), labels,
-                            t1 - direction, records, direction, cancel=cancel, drop_neighbours=drop_neighbours)
+                            t1 - direction, records, direction, cancel=cancel, drop_neighbours=drop_neighbours,
+                            image=before)
+        if keep_faded:
+            carried = [replace(c, faded=False) for c in carried]
         here = np.zeros(shape, np.uint32)
-        placed, gone, covered = place_all(carried, here, next_id)   # an object carried before it keeps its voxels
+        placed, gone, covered, dim = place_all(carried, here, next_id)   # an object carried before it keeps its voxels
         records = {p.id: {**p.carried.record, "label": p.id} for p in placed}
         run.links.update({p.id: p.carried.label for p in placed})
         two = [p.id for p in placed if p.carried.two]
@@ -106,7 +113,7 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
         arr.attrs[CARRIED_FROM] = links_attr(run.links)   # after each time point: what is written is linked
         run.timepoints.append(t1)
         run.rows.append({"t": t1, "objects": len(carried), "committed": len(records), "not_found": gone,
-                         "looks_like_two": two})
+                         "faded": dim, "looks_like_two": two})
         labels = here
         if progress is not None:
             progress(i + 1, len(steps))
