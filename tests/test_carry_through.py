@@ -135,3 +135,62 @@ def test_a_cell_that_left_is_not_carried_on_noise(tmp_path, capsys):
                  "--quiet"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"]
     assert [r["committed"] for r in rows] == [2, 2, 2] and all(r["faded"] == [] for r in rows)
+
+
+def test_a_stopped_run_resumed_equals_one_never_stopped(tmp_path, capsys):
+    """A run stopped after time point 1 (cancelled while carrying to 2), resumed, writes what a run
+    never stopped writes: the same labels, links and rows; carried to 2 only, then resumed to the
+    last, the same again. Refused: resuming with other objects or settings, a new run over it,
+    resuming what does not exist or was not written by carry; a second run while one holds it."""
+    from halo_seg.cli import main
+    from halo_seg.interactive.carry_through import carry_through
+    from halo_seg.io import VolumeError
+    image, truth = _movie(tmp_path)
+    truth[2:][truth[2:] == 2] = 0                                # cell 2 leaves at 2: a track ending in it
+    rng = np.random.default_rng(1)
+    image = ((truth > 0) * 1.0 + rng.normal(0, 0.2, truth.shape)).astype(np.float32)
+    zarr.open_array(str(tmp_path / "movie.zarr"), mode="r+")[:] = image
+    movie, objects = tmp_path / "movie.zarr", tmp_path / "objects.npy"
+    np.save(objects, truth[0])
+    whole = carry_through(movie, objects, tmp_path / "whole.zarr", device="cpu")
+    done = []
+    with pytest.raises(InterruptedError):
+        carry_through(movie, objects, tmp_path / "part.zarr", device="cpu", progress=lambda k, n: done.append(k),
+                      cancel=lambda: len(done) >= 1)
+    part = zarr.open_array(str(tmp_path / "part.zarr"), mode="r")
+    assert part[1].any() and not part[2].any() and not (tmp_path / "part.zarr" / "running").exists()
+    with pytest.raises(VolumeError, match="part.zarr exists: .*--resume goes on with the run that wrote it"):
+        carry_through(movie, objects, tmp_path / "part.zarr", device="cpu")
+    assert main(["carry", str(movie), str(objects), str(tmp_path / "part.zarr"), "--device", "cpu", "--resume",
+                 "--json", "--quiet"]) == 0
+    said = capsys.readouterr()
+    summary = json.loads(said.out.strip().splitlines()[-1])
+    assert "resumed after time point 1, the last" in said.err
+    a, b = zarr.open_array(str(tmp_path / "whole.zarr"), mode="r"), zarr.open_array(str(tmp_path / "part.zarr"),
+                                                                                   mode="r")
+    assert np.array_equal(a[:], b[:]) and a.attrs["carried_from"] == b.attrs["carried_from"]
+    assert summary["rows"] == whole.rows and summary["timepoints"] == [0, 1, 2, 3] and whole.rows[1]["faded"]
+    # carried to 2 only, then on to the last
+    carry_through(movie, objects, tmp_path / "two.zarr", stop=2, device="cpu")
+    again = carry_through(movie, objects, tmp_path / "two.zarr", device="cpu", resume=True)
+    assert again.resumed_after == 2 and again.rows == whole.rows
+    assert np.array_equal(zarr.open_array(str(tmp_path / "two.zarr"), mode="r")[:], a[:])
+    assert carry_through(movie, objects, tmp_path / "two.zarr", device="cpu", resume=True).timepoints[-1] == 3
+    other = truth[0].copy()
+    other[other == 2] = 0
+    np.save(tmp_path / "other.npy", other)
+    for args, kwargs, match in (
+            ((tmp_path / "other.npy", tmp_path / "part.zarr"), {}, "carried from other objects at time point 0"),
+            ((objects, tmp_path / "part.zarr"), {"keep_faded": True},
+             "other settings \\(keep_faded: False then, True now\\)"),
+            ((objects, tmp_path / "none.zarr"), {}, "none.zarr does not exist: nothing to resume")):
+        with pytest.raises(VolumeError, match=match):
+            carry_through(movie, *args, device="cpu", resume=True, **kwargs)
+    zarr.open_array(str(tmp_path / "foreign.zarr"), mode="w", shape=(4,) + SHAPE, dtype=np.uint32)
+    with pytest.raises(VolumeError, match="holds no carry run to resume"):
+        carry_through(movie, objects, tmp_path / "foreign.zarr", device="cpu", resume=True)
+    import os
+    import socket
+    (tmp_path / "part.zarr" / "running").write_text(f"{socket.gethostname()} {os.getppid()}")   # a live run's
+    with pytest.raises(VolumeError, match="another `carry` run .* is writing"):
+        carry_through(movie, objects, tmp_path / "part.zarr", device="cpu", resume=True)

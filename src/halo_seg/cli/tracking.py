@@ -303,7 +303,11 @@ def cmd_carry(a) -> int:
     with progress_bar("time points", "time point", a.quiet) as progress:
         run = carry_through(a.image, a.objects, a.output, start=a.timepoint, stop=a.to, channel=a.channel,
                             spacing=_spacing_arg(a.spacing), device=a.device, weights=a.weights,
-                            drop_neighbours=a.drop_neighbours, keep_faded=a.keep_faded, progress=progress)
+                            drop_neighbours=a.drop_neighbours, keep_faded=a.keep_faded, resume=a.resume,
+                            progress=progress)
+    if run.resumed_after is not None:
+        print(f"resumed after time point {run.resumed_after}, the last {run.output} held"
+              + (": nothing left to carry" if run.timepoints[-1] == run.resumed_after else ""), file=sys.stderr)
     for r in run.rows:
         note = []
         if r["not_found"]:
@@ -347,6 +351,9 @@ def add_carry(sub) -> None:
                    help="write objects whose contrast fell under half of what it was too (objects whose brightness "
                         "changes that much in a time point); by default such an object is taken to have left the "
                         "field and its track ends")
+    c.add_argument("--resume", action="store_true",
+                   help="OUT.zarr is a run of these objects with these options that stopped: go on after the last "
+                        "time point it wrote, as if it had not stopped (or further, with a later --to)")
     c.add_argument("--json", action="store_true", help="print a JSON summary")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(fn=cmd_carry)

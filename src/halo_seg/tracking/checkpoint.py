@@ -31,11 +31,11 @@ class PartialError(VolumeError):
     was made with other settings, or it cannot be read."""
 
 
-def claim(work: Path, out: Path) -> None:
+def claim(work: Path, out: Path, what: str = "track") -> None:
     """Mark ``work`` as this process's, refusing while another live run writes it (two runs of
     one command at once would each clear and rewrite the other's time points). The mark is made
     with an exclusive create, so of two runs starting at once one claims it and the other is
-    refused; a mark left by a run that died is taken over."""
+    refused; a mark left by a run that died is taken over. ``what``: the command, as said."""
     import socket
     work.mkdir(parents=True, exist_ok=True)
     lock, me = work / LOCK, f"{socket.gethostname()} {os.getpid()}"
@@ -47,22 +47,22 @@ def claim(work: Path, out: Path) -> None:
                 host, pid = lock.read_text().split()
                 pid = int(pid)
             except (OSError, ValueError):   # being written, or garbled: a run starting now owns it
-                raise PartialError(f"another `track` run is starting to write {out}; if none is, delete "
+                raise PartialError(f"another `{what}` run is starting to write {out}; if none is, delete "
                                    f"{lock}") from None
             if f"{host} {pid}" == me:
                 return
             if host != socket.gethostname():
-                raise PartialError(f"a `track` run on {host} (process {pid}) is writing {out}: if it is no longer "
+                raise PartialError(f"a `{what}` run on {host} (process {pid}) is writing {out}: if it is no longer "
                                    f"going, delete {lock}") from None
             if _alive(pid):
-                raise PartialError(f"another `track` run (process {pid}) is writing {out} now: wait for it, or "
+                raise PartialError(f"another `{what}` run (process {pid}) is writing {out} now: wait for it, or "
                                    "stop it") from None
             lock.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as f:
             f.write(me)
         return
-    raise PartialError(f"another `track` run took over {out} just now: wait for it, or stop it")
+    raise PartialError(f"another `{what}` run took over {out} just now: wait for it, or stop it")
 
 
 def release(work: Path) -> None:
