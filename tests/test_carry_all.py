@@ -199,3 +199,61 @@ def test_carried_objects_are_placed_where_no_object_is_yet():
     assert dim == [5] and not here[:, 8:, 8:].any()
     assert (here == 9).sum() == 36 and (here == 20).sum() == 4 * 36 - 36      # around object 9, not over it
     assert (here == 21).sum() == 4 * 9 - 4 and placed[1].free.sum() == 32     # the voxel column 20 took first
+
+
+class _Fixed:
+    """A stand-in session whose segmentation is ``pred`` whatever it is prompted with (carry_all's
+    plumbing tested apart from the network)."""
+
+    axis, volume_spacing = 0, (1.0, 1.0, 1.0)
+
+    def __init__(self, image, pred):
+        self.volume, self.pred, self.shape = image, pred, pred.shape
+
+    def try_box(self, z, box):
+        y0, x0, y1, x1 = box
+        m = np.zeros(self.shape[1:], bool)
+        m[y0:y1 + 1, x0:x1 + 1] = self.pred[z, y0:y1 + 1, x0:x1 + 1]
+        return m, 0.9
+
+    def add_box(self, *args):
+        pass
+
+    def propagate(self, cancel=None):
+        return self.pred
+
+    def mask_box(self):
+        return tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(self.pred))
+
+
+def test_drop_neighbours_keeps_its_own_part_and_records_it(monkeypatch):
+    """carry_all(drop_neighbours=True): where the carried object looks like two (two_cells, made here
+    to split it across x at its box's middle) and one part lies where another object was (cell 1
+    moved 6 voxels along x, half into where object 2 was), it keeps the other part: its mask, box
+    and record are those of that part alone (the reference: carry_record of it as a whole volume)."""
+    import halo_seg.interactive.carry_all as carry_all_module
+    from halo_seg.interactive.carry import carry_record
+    shape = (16, 40, 60)
+    labels = _balls(shape, [(8, 20, 20), (8, 20, 32)]).astype(np.int32)   # apart at t
+    ball = _balls(shape, [(8, 20, 26)]) > 0                              # what cell 1's carry finds at t + 1
+
+    def halves(mask, spacing=None):
+        left = np.zeros(mask.shape, bool)
+        left[..., : mask.shape[-1] // 2] = True
+        return mask & left, mask & ~left
+    monkeypatch.setattr(carry_all_module, "two_cells", halves)
+    out = carry_all_module.carry_all(lambda: _Fixed(ball.astype(np.float32), ball), labels, 0, drop_neighbours=True)
+    one = out[0]
+    assert one.label == 1 and one.left == 2 and not one.two
+    whole = np.zeros(shape, bool)
+    whole[one.box] = one.mask
+    box = carry_all_module.object_boxes(ball.astype(np.uint8))[1]
+    assert np.array_equal(whole, ball & (np.arange(60) < box[2].start + (box[2].stop - box[2].start) // 2))
+    assert one.box == tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(whole))
+    want = carry_record(whole, 1, carry_record(labels == 1, 0, None, 0, 1), 0, 1)
+    arrays = ("centroid", "step", "source", "contrast")
+    assert {k: v for k, v in one.record.items() if k not in arrays} == {k: v for k, v in want.items() if k not in arrays}
+    assert np.allclose(one.record["centroid"], want["centroid"]) and np.allclose(one.record["step"], want["step"])
+    other = np.zeros(shape, bool)                                        # cell 2's carry found it too: the
+    other[out[1].box] = out[1].mask                                      # other half, the first left to 1
+    assert out[1].left == 1 and np.array_equal(other, ball & ~whole)

@@ -79,6 +79,19 @@ def _source(seg):
     return getattr(seg.volume, "array", seg.volume)
 
 
+class _InBox:
+    """A mask known in one box (``mask`` of ``box``), read as carry_record reads it (that box):
+    no whole volume made for it."""
+
+    def __init__(self, box: tuple, mask: np.ndarray):
+        self.box, self.mask = box, mask
+
+    def __getitem__(self, box):
+        if box != self.box:
+            raise IndexError(f"the mask is known in {self.box}, not {box}")
+        return self.mask
+
+
 class _OneLabel:
     """``labels == label`` read box by box (carry_record reads the object's box only): no whole
     volume made per object."""
@@ -148,8 +161,7 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
             if parts is not None and drop_neighbours:
                 where, mask, left = own_part(parts, where, labels, label)
                 if left is not None:
-                    pred = np.zeros(pred.shape, bool)
-                    pred[where] = mask
+                    pred = _InBox(where, mask)   # carry_record reads the kept part's box alone
             after = contrast(_source(seg), mask, where)
             out.append(Carried(label, found, where, mask,
                                {**carry_record(pred, t + direction, record, axis, label, box=where), "contrast": after},
