@@ -9,7 +9,7 @@ import numpy as np
 
 from halo_seg.interactive.carry_all import place_all
 
-from ._interactive_names import OBJECTS
+from ._interactive_names import IMAGE_KEY, NEW_CELLS, OBJECTS
 from ._interactive_objects import _flat_indices
 from ._interactive_paths import box_centre
 from ._interactive_time import show_time, time_shown, widen
@@ -64,15 +64,24 @@ class CarryAllActions:
         key, volume = self._session_key, series[t1]
         records = {k: r for k, r in self._records.items() if r["t"] == t and r.get("image") == key[0]}
 
+        there = objects.data[t1]
+
         def work():
+            from halo_seg.interactive.new_cells import new_cells
             labels = np.array(view)   # a copy: what the user paints meanwhile is not half read
             if done_before:
                 labels[np.isin(labels, list(done_before))] = 0
-            return carry_all(lambda: self._new_segmenter(layer, volume, key, axis), labels, t, records, direction,
-                             axis, cancel=self._cancel.is_set, progress=self._bridge.progressed.emit,
-                             image=series[t])
+            carried = carry_all(lambda: self._new_segmenter(layer, volume, key, axis), labels, t, records, direction,
+                                axis, cancel=self._cancel.is_set, progress=self._bridge.progressed.emit,
+                                image=series[t])
+            # the cells no object will hold there (came in, a daughter left out): with the carried objects
+            # placed on a copy as the commit will place them
+            ahead = np.array(there)
+            place_all(carried, ahead, int(ahead.max()) + 1)
+            return carried, new_cells(volume, ahead) if carried else []
 
-        def done(carried):
+        def done(result):
+            carried, new = result
             if not carried:
                 self.status.setText(f"no object committed at time point {t}" + (
                     f" but those already followed to time point {t1} ({_ids(sorted(done_before))})"
@@ -80,6 +89,7 @@ class CarryAllActions:
                 show_time(self.viewer, layer, t)
                 return
             self._commit_carried(objects, carried, t, t1, key[0], sorted(done_before))
+            self._mark_new_cells(new, t1, layer)
         self._start(f"carrying the objects of time point {t} to {t1} ...", work, on_done=done)
 
     def _commit_carried(self, objects, carried, t: int, t1: int, image, before=()):
@@ -144,8 +154,35 @@ class CarryAllActions:
                      "Edit label, then Commit as two")
         self.status.setText(text + ("; Undo takes them back out" if made else ""))
 
+    def _mark_new_cells(self, cells: list, t1: int, image):
+        """Mark the centres of the cells no object holds at time point ``t1`` (new_cells) in their points
+        layer (made at the first; the last carry's only) and say how many there are."""
+        layer = self._layer(NEW_CELLS)
+        points = np.array([(t1, *c.centre) for c in cells], float).reshape(-1, 4)
+        if layer is None and not len(points):
+            return
+        if layer is None:
+            objects = self._layer(OBJECTS)
+            active = self.viewer.layers.selection.active
+            self.viewer.add_points(points, name=NEW_CELLS, symbol="ring", size=12, face_color="transparent",
+                                   border_color="orange", scale=objects.scale, translate=objects.translate,
+                                   metadata={k: objects.metadata.get(k) for k in ("image", IMAGE_KEY)})
+            if active is not None and active in self.viewer.layers:
+                self.viewer.layers.selection.active = active   # clicks go where they went
+        else:
+            layer.data = points
+        if len(points):
+            n = len(points)
+            self.status.setText(self.status.text() + (
+                f"; {n} cell{'s' if n > 1 else ''} no object holds at time point {t1} (came in? a daughter left "
+                f"out?): marked in '{NEW_CELLS}', box {'it' if n == 1 else 'each'} to follow {'it' if n == 1 else 'them'}"))
+
     def _undo_carried(self):
-        """Take the objects of the last All to next time point back out."""
+        """Take the objects of the last All to next time point back out (and the marks of the cells
+        no object held after it)."""
+        marks = self._layer(NEW_CELLS)
+        if marks is not None:
+            marks.data = np.zeros((0, 4))
         layer, new, _, _ = self._revert_commit()
         labels = [int(v) for v in np.unique(new)]
         self._forget_objects(layer, labels)

@@ -7,8 +7,9 @@ from pathlib import Path
 POS, NEG, BOX, EXTREME = "clicks +", "clicks -", "box", "extreme points"
 PREVIEW, OBJECTS, STROKES = "current object", "objects", "strokes"
 PATHS = "objects paths"   # of a time-lapse: the followed objects' paths (_interactive_paths), made at the first link
+NEW_CELLS = "cells no object holds"   # of a time-lapse: after All to next time point, where they are (new_cells)
 IMAGE_KEY = "image identity"   # working layers' metadata: which image of that name they belong to (_identity)
-WORKING = (OBJECTS, PREVIEW, BOX, EXTREME, NEG, POS, STROKES, PATHS)   # the layers the widget makes for its image
+WORKING = (OBJECTS, PREVIEW, BOX, EXTREME, NEG, POS, STROKES, PATHS, NEW_CELLS)   # the layers made for its image
 AUTO = "auto"   # the quality field's entry for the weights' own model
 
 

@@ -194,3 +194,31 @@ def test_a_stopped_run_resumed_equals_one_never_stopped(tmp_path, capsys):
     (tmp_path / "part.zarr" / "running").write_text(f"{socket.gethostname()} {os.getppid()}")   # a live run's
     with pytest.raises(VolumeError, match="another `carry` run .* is writing"):
         carry_through(movie, objects, tmp_path / "part.zarr", device="cpu", resume=True)
+
+
+def test_a_cell_that_came_in_is_added_and_carried_on(tmp_path, capsys):
+    """A third cell appears at time point 2 (came into the field): with --add-new it is a new object
+    there, linked to nothing, and carried on to 3; its mask there is what a box on it gives
+    (segment_new); without, no object holds it."""
+    from halo_seg.cli import main
+    from halo_seg.metrics import dice
+    image, truth = _movie(tmp_path)
+    third = np.stack([_balls([(0, 0, 0), (0, 0, 0), (8, 30, 66 - 2 * t)]) == 3 for t in range(4)])
+    third[:2] = False
+    truth[third] = 3
+    rng = np.random.default_rng(2)
+    image = ((truth > 0) * 1.0 + rng.normal(0, 0.2, truth.shape)).astype(np.float32)
+    zarr.open_array(str(tmp_path / "movie.zarr"), mode="r+")[:] = image
+    np.save(tmp_path / "objects.npy", truth[0])
+    args = [str(tmp_path / "movie.zarr"), str(tmp_path / "objects.npy")]
+    assert main(["carry", *args, str(tmp_path / "new.zarr"), "--device", "cpu", "--add-new", "--json"]) == 0
+    said = capsys.readouterr().out.strip().splitlines()
+    rows = json.loads(said[-1])["rows"]
+    arr = zarr.open_array(str(tmp_path / "new.zarr"), mode="r")
+    links = {int(k): v for k, v in arr.attrs["carried_from"].items()}
+    assert [r["new"] for r in rows] == [[], [7], []]            # cells 1, 2 carried as 3, 4 then 5, 6; 7 new
+    assert "new objects where no object was (cells that came in?): 7" in said[1]
+    assert 7 not in links and links[10] == 7 and dice(arr[2] == 7, third[2]) > 0.8 and dice(arr[3] == 10, third[3]) > 0.8
+    assert main(["carry", *args, str(tmp_path / "old.zarr"), "--device", "cpu", "--quiet"]) == 0
+    old = zarr.open_array(str(tmp_path / "old.zarr"), mode="r")
+    assert not old[2][third[2]].any() and np.array_equal(old[1], arr[1])

@@ -911,7 +911,9 @@ def test_all_to_next_time_point_leaves_the_objects_followed_there_already(make_n
 def test_an_object_whose_cell_is_gone_is_said_to_have_faded_not_committed(make_napari_viewer, qtbot):
     """A cell gone at time point 1 (left the field): All to next time point finds noise where it was,
     which has faded into the background (carry.faded), and commits the others only, saying which;
-    Next time point on it alone carries it (not committed) and says it faded, as Reset drops it."""
+    Next time point on it alone carries it (not committed) and says it faded, as Reset drops it.
+    A cell that came in at time point 1 is marked (new_cells) in a points layer and said; Undo of the
+    carry takes the mark back out."""
     from scipy import ndimage as ndi
 
     from halo_seg.interactive.carry import contrast
@@ -919,6 +921,12 @@ def test_an_object_whose_cell_is_gone_is_said_to_have_faded_not_committed(make_n
     from napari_halo_seg._measure import layer_links
     tl = cell_timelapse(shape=(24, 64, 64), cells=4, timepoints=2, radius=5.0, speed=1.5, divisions=0, seed=4)
     ids1 = np.where(tl.ids[1] == 2, 0, tl.ids[1])   # cell 2 left
+    room = np.pad(ndi.distance_transform_edt(~((tl.ids[0] > 0) | (tl.ids[1] > 0))[6:-6, 6:-6, 6:-6]), 6)
+    centre = np.unravel_index(room.argmax(), room.shape)   # a cell came in where none was
+    assert room.max() > 11
+    zz, yy, xx = np.ogrid[:24, :64, :64]
+    came = (zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= 25
+    ids1[came] = 9
     image = tl.image.copy()
     rng = np.random.default_rng(0)
     image[1] = ndi.gaussian_filter((ids1 > 0).astype(np.float32), 1) + rng.normal(0, 0.2, ids1.shape)
@@ -935,6 +943,16 @@ def test_an_object_whose_cell_is_gone_is_said_to_have_faded_not_committed(make_n
     assert said.startswith("carried 4 objects from time point 0 to 1: objects 5 to 7 ("), said
     assert ("; object 2 of time point 0 faded into the background there (left the field or gone?): not committed "
             "(Next time point on it carries it alone)") in said, said
+    assert said.endswith("; 1 cell no object holds at time point 1 (came in? a daughter left out?): marked in "
+                         "'cells no object holds', box it to follow it"), said
+    marks = viewer.layers["cells no object holds"]
+    assert len(marks.data) == 1 and marks.data[0][0] == 1 and np.allclose(marks.data[0][1:], centre, atol=1)
+    w.undo()                                         # the carry taken back out, its marks with it
+    assert not np.asarray(objects.data[1]).any() and len(marks.data) == 0, w.status.text()
+    viewer.dims.set_point(0, 0)
+    w.all_to_next_timepoint()                        # and again
+    _wait(qtbot, w)
+    assert len(marks.data) == 1 and w.status.text().endswith("box it to follow it")
     assert sorted(layer_links(objects.features).values()) == [1, 3, 4]
     at1 = np.asarray(objects.data[1])
     assert not at1[tl.ids[0] == 2].any()             # nothing committed where cell 2 was

@@ -303,7 +303,8 @@ def cmd_carry(a) -> int:
     with progress_bar("time points", "time point", a.quiet) as progress:
         run = carry_through(a.image, a.objects, a.output, start=a.timepoint, stop=a.to, channel=a.channel,
                             spacing=_spacing_arg(a.spacing), device=a.device, weights=a.weights,
-                            drop_neighbours=a.drop_neighbours, keep_faded=a.keep_faded, resume=a.resume,
+                            drop_neighbours=a.drop_neighbours, keep_faded=a.keep_faded, add_new=a.add_new,
+                            resume=a.resume,
                             progress=progress)
     if run.resumed_after is not None:
         print(f"resumed after time point {run.resumed_after}, the last {run.output} held"
@@ -315,6 +316,8 @@ def cmd_carry(a) -> int:
         if r["faded"]:
             note.append(f"faded into the background (left the field or gone; not written): "
                         f"{', '.join(map(str, r['faded']))}")
+        if r.get("new"):
+            note.append(f"new objects where no object was (cells that came in?): {', '.join(map(str, r['new']))}")
         if r["looks_like_two"]:
             note.append(f"looks like two cells touching: {', '.join(map(str, r['looks_like_two']))}")
         if not a.quiet:
@@ -351,6 +354,9 @@ def add_carry(sub) -> None:
                    help="write objects whose contrast fell under half of what it was too (objects whose brightness "
                         "changes that much in a time point); by default such an object is taken to have left the "
                         "field and its track ends")
+    c.add_argument("--add-new", action="store_true",
+                   help="at each time point, segment the cells no object holds (as bright as the objects, away from "
+                        "them: cells that came into the field, a daughter left out) and carry them on as new objects")
     c.add_argument("--resume", action="store_true",
                    help="OUT.zarr is a run of these objects with these options that stopped: go on after the last "
                         "time point it wrote, as if it had not stopped (or further, with a later --to)")

@@ -255,12 +255,10 @@ def part_sources(parts, box, before, followed: int) -> list[int]:
 FADED_BELOW = 0.5
 
 
-def contrast(image, mask: np.ndarray, box: tuple, ring: int = 3) -> float | None:
-    """How far an object stands out of what lies around it, in the image's units: the median of
-    its voxels (``mask``, bool of ``box``, slices of ``image``) less the median of a shell 2 to
-    ``ring`` voxels out of it (a median: a touching neighbour in under half the shell does not move
-    it; neighbours are not left out, for they are not known where the object is carried to).
-    Negative for a dark object. None where the object or its shell holds no voxel."""
+def levels(image, mask: np.ndarray, box: tuple, ring: int = 3) -> tuple[float, float] | None:
+    """The median of an object's voxels (``mask``, bool of ``box``, slices of ``image``) and the
+    median of a shell 2 to ``ring`` voxels out of it (a median: a touching neighbour in under half
+    the shell does not move it). None where the object or its shell holds no voxel."""
     from scipy import ndimage as ndi
     mask = np.asarray(mask, bool)
     if not mask.any():
@@ -274,7 +272,16 @@ def contrast(image, mask: np.ndarray, box: tuple, ring: int = 3) -> float | None
     if not shell.any():
         return None
     values = np.asarray(image[wide], np.float64)
-    return float(np.median(values[whole]) - np.median(values[shell]))
+    return float(np.median(values[whole])), float(np.median(values[shell]))
+
+
+def contrast(image, mask: np.ndarray, box: tuple, ring: int = 3) -> float | None:
+    """How far an object stands out of what lies around it, in the image's units: the median of
+    its voxels less the median of the shell around it (levels; neighbours are not left out of the
+    shell, for they are not known where the object is carried to). Negative for a dark object.
+    None where the object or its shell holds no voxel."""
+    both = levels(image, mask, box, ring)
+    return None if both is None else both[0] - both[1]
 
 
 def faded(before: float | None, after: float | None, below: float = FADED_BELOW) -> bool:

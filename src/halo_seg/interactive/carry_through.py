@@ -74,14 +74,16 @@ def _record_read(saved: dict) -> dict:
 
 def carry_through(image, objects, output, start: int = 0, stop: int | None = None, channel=None, spacing=None,
                   device: str = "auto", weights: str = "default", drop_neighbours: bool = False, keep_faded: bool = False,
-                  resume: bool = False, progress=None, cancel=None) -> CarryRun:
+                  add_new: bool = False, resume: bool = False, progress=None, cancel=None) -> CarryRun:
     """Carry the objects of time point ``start`` of the time-lapse ``image`` (a path) to ``stop``
     (default: its last time point; before ``start``: backward), every object at once a time point at
     a time, each carried one going on from the last; written to ``output`` (a new zarr array,
     (T, Z, Y, X) uint32, axes, spacing and the links kept as its ``carried_from``) after each time
     point, so that a run stopped keeps what it did. An object that faded into the background where it
     was carried to (its cell left the field or is gone: carry_all's Carried.faded) is not written
-    there, and its track ends (``keep_faded``: it is written). ``resume``: ``output`` is a run of
+    there, and its track ends (``keep_faded``: it is written). ``add_new``: at each time point the
+    cells no object holds (new_cells: came into the field, a daughter her mother's object left out)
+    are segmented and written as new objects, carried from nothing and carried on. ``resume``: ``output`` is a run of
     these objects with these settings that stopped (or went less far in that direction): it goes on
     after the last time point it wrote, as if never stopped (what each object carries on from is
     kept with the output, STATE). ``progress(done, total)`` after each time point."""
@@ -92,6 +94,7 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
     from ..io.volume import CARRIED_FROM, file_contents, links_attr, open_volume
     from ..tracking.checkpoint import claim, release
     from .carry_all import carry_all, place_all
+    from .new_cells import new_cells, segment_new
     out = Path(output)
     if not str(out).rstrip("/").endswith(".zarr"):
         raise VolumeError(f"{out}: carry writes a zarr labels array; name it NAME.zarr")
@@ -119,7 +122,7 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
     direction = 1 if stop > start else -1
     settings = {"start": start, "direction": direction, "channel": None if channel is None else str(channel),
                 "spacing": list(sp), "weights": str(weights), "drop_neighbours": bool(drop_neighbours),
-                "keep_faded": bool(keep_faded)}
+                "keep_faded": bool(keep_faded), "add_new": bool(add_new)}
     if resume:
         arr, state = _resumed(out, settings, labels, (n,) + shape)
         run = CarryRun(str(out), list(state["timepoints"]), list(state["rows"]),
@@ -144,21 +147,26 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
         for i, t1 in enumerate(steps):
             # the volume before: the objects' contrast where they came from (those carried have it in their records)
             data, before = volume(t1).data, data
-            carried = carry_all(lambda: InteractiveSegmenter(data, spacing=sp, device=device, weights=weights), labels,
-                                t1 - direction, records, direction, cancel=cancel, drop_neighbours=drop_neighbours,
-                                image=before)
+            def make():
+                return InteractiveSegmenter(data, spacing=sp, device=device, weights=weights)
+            carried = carry_all(make, labels, t1 - direction, records, direction, cancel=cancel,
+                                drop_neighbours=drop_neighbours, image=before)
             if keep_faded:
                 carried = [replace(c, faded=False) for c in carried]
             here = np.zeros(shape, np.uint32)
             placed, gone, covered, dim = place_all(carried, here, next_id)   # one carried before it keeps its voxels
-            records = {p.id: {**p.carried.record, "label": p.id} for p in placed}
             run.links.update({p.id: p.carried.label for p in placed})
             two = [p.id for p in placed if p.carried.two]
             gone, next_id = gone + covered, next_id + len(placed)
+            new = []
+            if add_new:   # cells no object holds (came in, a daughter left out): new objects, carried from nothing
+                new, *_ = place_all(segment_new(make, new_cells(data, here), t1, cancel=cancel), here, next_id)
+                next_id += len(new)
+            records = {p.id: {**p.carried.record, "label": p.id} for p in placed + new}
             arr[t1] = here
             run.timepoints.append(t1)
-            run.rows.append({"t": t1, "objects": len(carried), "committed": len(records), "not_found": gone,
-                             "faded": dim, "looks_like_two": two})
+            run.rows.append({"t": t1, "objects": len(carried), "committed": len(placed), "not_found": gone,
+                             "faded": dim, "looks_like_two": two, "new": [p.id for p in new]})
             # after the time point's labels, at once: what is written is linked, and a resume goes on from it
             arr.attrs.update({CARRIED_FROM: links_attr(run.links), STATE: _state_json(settings, run, next_id, records)})
             labels = here
