@@ -14,7 +14,7 @@ new_cells is for: partly held ones are objects that took in two cells); a region
 unheld cell, on a held one, or on none (over half of it). Per arm: the share of the cells in the field held, at the last time point
 and over all; the regions found and where.
 
-    .venv/bin/python benchmarks/new_cells.py [--seeds 914 915 916 917] [--out benchmarks/results/new_cells.json]
+    .venv/bin/python benchmarks/new_cells.py [--seeds 914 ... 921] [--before] [--out benchmarks/results/new_cells.json]
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import numpy as np
 from _results import save_results
 
 
-def run(seed: int, add: bool) -> list[dict]:
+def run(seed: int, add: bool, before: bool = False) -> list[dict]:
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive.carry_all import carry_all, place_all
     from halo_seg.interactive.new_cells import new_cells, segment_new
@@ -43,7 +43,7 @@ def run(seed: int, add: bool) -> list[dict]:
         here = np.zeros(labels.shape, np.uint32)
         placed, *_ = place_all(carried, here, 1)
         t0 = time.perf_counter()
-        found = new_cells(image[t], here)
+        found = new_cells(image[t], here, before=(image[t - 1], labels) if before else None)
         seconds = time.perf_counter() - t0
         truth = ids[t]
         cells = [int(k) for k in np.unique(truth) if k and (truth == k).sum() >= 0.3 * whole]
@@ -77,12 +77,15 @@ def run(seed: int, add: bool) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[914, 915, 916, 917])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(914, 922)))
+    ap.add_argument("--before", action="store_true",
+                    help="new_cells(before=): only the regions where no unheld region lay at the time point before "
+                         "(the widget's marks; `halo-seg carry --add-new` looks without)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "new_cells.json"))
     a = ap.parse_args()
     import torch
     torch.set_num_threads(2)
-    rows = [r for seed in a.seeds for add in (False, True) for r in run(seed, add)]
+    rows = [r for seed in a.seeds for add in (False, True) for r in run(seed, add, a.before)]
     last = max(r["t"] for r in rows)
     print("| arm | cells held, last time point | cells held, all time points | unheld after carrying: none on them "
           "(found) / partly held (found) | regions found | on unheld cells | on held cells | on none | new objects "
@@ -98,7 +101,7 @@ def main() -> int:
               f"({s['held'] / s['cells']:.1%}) | {s['bare']} ({s['bare_found']}) / {s['unheld_before'] - s['bare']} "
               f"({s['unheld_found'] - s['bare_found']}) | {s['found']} | {s['unheld_found']} | {s['on_held']} | "
               f"{s['false']} | {s['added']} | {np.median([r['seconds'] for r in rs]):.2f} |")
-    return save_results(a.out, {"seeds": a.seeds, "cells": 26, "timepoints": 16, "field_x": 64, "speed": 2.5,
+    return save_results(a.out, {"seeds": a.seeds, "before": a.before, "cells": 26, "timepoints": 16, "field_x": 64, "speed": 2.5,
                                 "divisions": 4}, rows)
 
 

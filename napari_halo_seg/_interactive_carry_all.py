@@ -9,7 +9,7 @@ import numpy as np
 
 from halo_seg.interactive.carry_all import place_all
 
-from ._interactive_names import IMAGE_KEY, NEW_CELLS, OBJECTS
+from ._interactive_names import OBJECTS
 from ._interactive_objects import _flat_indices
 from ._interactive_paths import box_centre
 from ._interactive_time import show_time, time_shown, widen
@@ -69,6 +69,7 @@ class CarryAllActions:
         def work():
             from halo_seg.interactive.new_cells import new_cells
             labels = np.array(view)   # a copy: what the user paints meanwhile is not half read
+            held = labels.copy()      # every object there: a cell none held is not new at t1 (new_cells before)
             if done_before:
                 labels[np.isin(labels, list(done_before))] = 0
             carried = carry_all(lambda: self._new_segmenter(layer, volume, key, axis), labels, t, records, direction,
@@ -78,7 +79,7 @@ class CarryAllActions:
             # placed on a copy as the commit will place them
             ahead = np.array(there)
             place_all(carried, ahead, int(ahead.max()) + 1)
-            return carried, new_cells(volume, ahead) if carried else []
+            return carried, new_cells(volume, ahead, before=(series[t], held)) if carried else []
 
         def done(result):
             carried, new = result
@@ -88,51 +89,23 @@ class CarryAllActions:
                     if done_before else "") + f": {what} carries the objects committed there")
                 show_time(self.viewer, layer, t)
                 return
+            marks = self._marks_now()
             self._commit_carried(objects, carried, t, t1, key[0], sorted(done_before))
-            self._mark_new_cells(new, t1, layer)
+            if self._last_commit is not None and self._last_commit[4] == CARRIED_ALL:
+                self._marks_before = marks   # Undo of this carry shows the marks as they were
+            self._mark_new_cells(new, t1, key[0])
         self._start(f"carrying the objects of time point {t} to {t1} ...", work, on_done=done)
 
     def _commit_carried(self, objects, carried, t: int, t1: int, image, before=()):
         """Write the carried objects into the objects layer at ``t1`` under new ids, each where no
         earlier object is, with its row (measurements, the id it was carried from), its record (Next
         time point carries it on) and its point of the paths; Undo takes them all back out."""
-        if objects not in self.viewer.layers or objects.data.ndim != 4 or t1 >= len(objects.data):
-            self.status.setText("the objects layer is gone or changed shape while the objects were carried; nothing "
-                                "was committed")
+        written = self._write_objects(objects, carried, t1, image, t)
+        if written is None:
             return
-        data = objects.data
-        here = data[t1]
-        first = int(data.max()) + 1   # of every time point: an id is one object
-        where, new, centres, boxes, records, rows, region = [], [], {}, {}, {}, [], None
-        placed, gone, covered, dim = place_all(carried, here, first)   # never over another object, nor noise
-        for p in placed:
-            c, k, big = p.carried, p.id, widen(p.carried.box, t1)
-            where.append(_flat_indices(p.free[None], big, data.shape))
-            new.append(np.full(len(where[-1]), k, data.dtype))
-            rows.append({"index": k, CARRIED: c.label, **self._object_row(p.free, k, c.box, t1)})
-            centres[k], boxes[k] = (t1, *box_centre(p.free, c.box)), big
-            records[k] = {**c.record, "label": k, "image": image}
-            region = union_box(region, big)
+        placed, gone, covered, dim, first, k = written
         split = [p.id for p in placed if p.carried.two]
         crowded = [p.id for p in placed if p.free.sum() < 0.5 * p.carried.mask.sum()]
-        k = first + len(placed)
-        objects.refresh()
-        if rows:
-            set_rows(objects, rows)
-        known = self._centre_store(objects)
-        for c in carried:   # an object painted or edited there, never committed here: its point of the path
-            if c.label not in known and c.was is not None:
-                centre = box_centre(np.asarray(data[t][c.was]) == c.label, c.was)
-                if centre is not None:
-                    centres[c.label], boxes[c.label] = (t, *centre), widen(c.was, t)
-        if where:
-            flat = np.concatenate(where)
-            self._last_commit = (objects, flat, np.zeros(len(flat), data.dtype), np.concatenate(new), CARRIED_ALL)
-            self._keeper.write(objects, region)
-            self._records.update(records)
-            self._set_centres(objects, centres, boxes)
-            objects.selected_label = first   # Next time point follows the one selected
-        self._carry, self._carry_source = None, None
         made = k - first
         text = (f"carried {len(carried)} object{'s' if len(carried) > 1 else ''} from time point {t} to {t1}: "
                 + (f"objects {first} to {k - 1}" if made > 1 else f"object {first}" if made else "none committed")
@@ -154,35 +127,55 @@ class CarryAllActions:
                      "Edit label, then Commit as two")
         self.status.setText(text + ("; Undo takes them back out" if made else ""))
 
-    def _mark_new_cells(self, cells: list, t1: int, image):
-        """Mark the centres of the cells no object holds at time point ``t1`` (new_cells) in their points
-        layer (made at the first; the last carry's only) and say how many there are."""
-        layer = self._layer(NEW_CELLS)
-        points = np.array([(t1, *c.centre) for c in cells], float).reshape(-1, 4)
-        if layer is None and not len(points):
-            return
-        if layer is None:
-            objects = self._layer(OBJECTS)
-            active = self.viewer.layers.selection.active
-            self.viewer.add_points(points, name=NEW_CELLS, symbol="ring", size=12, face_color="transparent",
-                                   border_color="orange", scale=objects.scale, translate=objects.translate,
-                                   metadata={k: objects.metadata.get(k) for k in ("image", IMAGE_KEY)})
-            if active is not None and active in self.viewer.layers:
-                self.viewer.layers.selection.active = active   # clicks go where they went
-        else:
-            layer.data = points
-        if len(points):
-            n = len(points)
-            self.status.setText(self.status.text() + (
-                f"; {n} cell{'s' if n > 1 else ''} no object holds at time point {t1} (came in? a daughter left "
-                f"out?): marked in '{NEW_CELLS}', box {'it' if n == 1 else 'each'} to follow {'it' if n == 1 else 'them'}"))
+    def _write_objects(self, objects, carried, t1: int, image, t: int | None = None):
+        """Write ``carried`` (carry_all's Carried; label 0: carried from nothing, a new cell) into the
+        objects layer at ``t1`` under new ids where no object is yet (place_all), each with its row
+        (measurements, the id it was carried from), its record and its point of the paths (and, where
+        it was carried from time point ``t``, its source's, if that has none); Undo takes them all
+        back out. None (said) where the objects layer is gone or changed; else (placed, gone,
+        covered, faded, the first id, the id after the last)."""
+        if objects not in self.viewer.layers or objects.data.ndim != 4 or t1 >= len(objects.data):
+            self.status.setText("the objects layer is gone or changed shape meanwhile; nothing was committed")
+            return None
+        data = objects.data
+        here = data[t1]
+        first = int(data.max()) + 1   # of every time point: an id is one object
+        where, new, centres, boxes, records, rows, region = [], [], {}, {}, {}, [], None
+        placed, gone, covered, dim = place_all(carried, here, first)   # never over another object, nor noise
+        for p in placed:
+            c, k, big = p.carried, p.id, widen(p.carried.box, t1)
+            where.append(_flat_indices(p.free[None], big, data.shape))
+            new.append(np.full(len(where[-1]), k, data.dtype))
+            rows.append({"index": k, **({CARRIED: c.label} if c.label else {}),
+                         **self._object_row(p.free, k, c.box, t1)})
+            centres[k], boxes[k] = (t1, *box_centre(p.free, c.box)), big
+            records[k] = {**c.record, "label": k, "image": image}
+            region = union_box(region, big)
+        objects.refresh()
+        if rows:
+            set_rows(objects, rows)
+        known = self._centre_store(objects)
+        for c in carried:   # an object painted or edited there, never committed here: its point of the path
+            if c.label and c.label not in known and c.was is not None:
+                centre = box_centre(np.asarray(data[t][c.was]) == c.label, c.was)
+                if centre is not None:
+                    centres[c.label], boxes[c.label] = (t, *centre), widen(c.was, t)
+        if where:
+            flat = np.concatenate(where)
+            self._last_commit = (objects, flat, np.zeros(len(flat), data.dtype), np.concatenate(new), CARRIED_ALL)
+            self._keeper.write(objects, region)
+            self._records.update(records)
+            self._set_centres(objects, centres, boxes)
+            objects.selected_label = first   # Next time point follows the one selected
+        self._carry, self._carry_source = None, None
+        return placed, gone, covered, dim, first, first + len(placed)
 
     def _undo_carried(self):
-        """Take the objects of the last All to next time point back out (and the marks of the cells
-        no object held after it)."""
-        marks = self._layer(NEW_CELLS)
-        if marks is not None:
-            marks.data = np.zeros((0, 4))
+        """Take the objects of the last All to next time point (or Add marked cells) back out, and
+        show the marks of the cells no object held as they were before it."""
+        points, cells = self._marks_before
+        self._new_cells = cells
+        self._set_marks(points)
         layer, new, _, _ = self._revert_commit()
         labels = [int(v) for v in np.unique(new)]
         self._forget_objects(layer, labels)

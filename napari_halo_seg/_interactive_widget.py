@@ -46,6 +46,7 @@ from halo_seg.io.geometry import KEY as GEOMETRY
 
 from ._fields import SavedFilesBox, device_choices, form_of
 from ._interactive_carry_all import CARRIED_ALL, CarryAllActions
+from ._interactive_new_cells import NewCellActions
 from ._interactive_files import MIN_LEARN, SessionActions
 from ._interactive_names import AUTO, BOX, EXTREME, IMAGE_KEY, NEG, OBJECTS, POS, PREVIEW, STROKES, WORKING, \
     _identity, _short
@@ -77,7 +78,8 @@ def _call(fn, *args, **kwargs):
         return None, exc
 
 
-class InteractiveWidget(ObjectActions, SessionActions, TimeActions, CarryAllActions, PathActions, QWidget):
+class InteractiveWidget(ObjectActions, SessionActions, TimeActions, CarryAllActions, NewCellActions, PathActions,
+                        QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
@@ -92,6 +94,8 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, CarryAllActi
         self._carry = None                 # what Next time point carries: the object committed last (carry_record)
         self._carry_source = None          # the record the current object was carried from, if it was
         self._records = {}                 # the carry_record of each object committed here, by its id
+        self._new_cells = None             # (time point, image, new_cells's) the last All to next time point marked
+        self._marks_before = (np.zeros((0, 4)), None)   # the marks before the last carry or add, for its Undo
         self._quality_changed = False      # the quality field changed while a step ran
         self._last_commit = None           # (layer, flat voxel indices, old values, new values, edited label
                                            # or None) while Undo would take the commit back out
@@ -152,7 +156,8 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, CarryAllActi
                  ("Previous time point", "Shift-B", self.previous_timepoint),
                  ("All to next time point", "Alt-T", self.all_to_next_timepoint),
                  ("All to previous time point", "Alt-B", self.all_to_previous_timepoint),
-                 ("Commit as two", "Shift-W", self.commit_as_two), ("Cancel", None, self.cancel)]
+                 ("Commit as two", "Shift-W", self.commit_as_two), ("Add marked cells", None, self.add_marked_cells),
+                 ("Cancel", None, self.cancel)]
         for i, (text, key, fn) in enumerate(specs):
             b = QPushButton(f"{text} ({key})" if key else text)
             b.clicked.connect(lambda _=False, f=fn: f())
@@ -191,6 +196,10 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, CarryAllActi
             "followed a keystroke a time point); then correct what went wrong with Edit label. Undo takes them "
             "all back out")
         self.buttons["All to previous time point"].setToolTip("as All to next time point, to the time point before")
+        self.buttons["Add marked cells"].setToolTip(
+            "after All to next time point: the cells no object holds there (came into the field, a daughter left "
+            "out), marked in 'cells no object holds', each segmented from a box and committed as a new object; "
+            "delete a mark first to leave its cell out. Undo takes them back out")
         self.buttons["Previous time point"].setToolTip("as Next time point, to the time point before (a cell "
                                                        "followed back from where it is clearest)")
         self.buttons["Restore objects"].setToolTip(

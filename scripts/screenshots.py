@@ -15,9 +15,10 @@ of a (T, Z, Y, X) TIFF segmented into one (T, Z, Y, X) Labels layer; tracking: t
 following procedural dividing cells over time, in 3D with their tracks; track_edit: the Edit tracks
 widget taking a daughter's mother away; interactive_lineage: a cell followed by Next time point through her
 division, tracked keeping those links; interactive_paths: the same cell's paths as the interactive widget drew
-them while she was followed; interactive_all: a field of cells carried on with All to next time point).
+them while she was followed; interactive_all: a field of cells carried on with All to next time point;
+interactive_new_cells: a cell that came into the field, marked after All to next time point).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse|interactive_division|interactive_lineage|interactive_paths|interactive_all]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse|interactive_division|interactive_lineage|interactive_paths|interactive_all|interactive_new_cells]
 """
 from __future__ import annotations
 
@@ -608,13 +609,45 @@ def interactive_all(_s):
     _shoot(viewer, w, "napari_interactive_all.png")
 
 
+def interactive_new_cells(_s):
+    """A field of procedural cells seen through a window they crawl in and out of (benchmarks/new_cells.py's,
+    seed 914): the cells of time point 0 carried on with All to next time point until a cell comes in;
+    shown there, marked in 'cells no object holds', on its slice."""
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    tl = cell_timelapse(shape=(32, 96, 160), cells=26, timepoints=16, radius=5.0, speed=2.5, divisions=4, seed=914)
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 900)
+    viewer.add_image(tl.image[..., :64], name="cells", scale=(1, 1, 1))
+    w = InteractiveWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Interactive segmentation")
+    w.image.setCurrentText("cells")
+    w.device.setCurrentText("cpu")
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    data = objects.data
+    data[0] = tl.ids[0][..., :64]
+    objects.data = data
+    viewer.dims.set_current_step(0, 0)
+    for _ in range(15):
+        w.all_to_next_timepoint()
+        _wait(w)
+        print("carried:", w.status.text())
+        if "no object holds" in w.status.text():
+            break
+    marks = viewer.layers["cells no object holds"]
+    viewer.dims.set_current_step(1, int(round(marks.data[0][1])))
+    objects.opacity = 0.5
+    _shoot(viewer, w, "napari_interactive_new_cells.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
                         ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"], ["track_edit"],
                         ["interactive_timelapse"], ["interactive_division"], ["interactive_lineage"],
-                        ["interactive_paths"], ["interactive_all"]):
+                        ["interactive_paths"], ["interactive_all"], ["interactive_new_cells"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()

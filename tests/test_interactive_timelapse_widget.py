@@ -937,6 +937,8 @@ def test_an_object_whose_cell_is_gone_is_said_to_have_faded_not_committed(make_n
     data[0] = tl.ids[0]
     objects.data = data
     _show(viewer, 0, 12)
+    w.add_marked_cells()
+    assert w.status.text().startswith("no cells marked: All to next time point marks the cells no object holds")
     w.all_to_next_timepoint()
     _wait(qtbot, w)
     said = w.status.text()
@@ -944,7 +946,8 @@ def test_an_object_whose_cell_is_gone_is_said_to_have_faded_not_committed(make_n
     assert ("; object 2 of time point 0 faded into the background there (left the field or gone?): not committed "
             "(Next time point on it carries it alone)") in said, said
     assert said.endswith("; 1 cell no object holds at time point 1 (came in? a daughter left out?): marked in "
-                         "'cells no object holds', box it to follow it"), said
+                         "'cells no object holds'; Add marked cells adds it (delete a mark to leave its cell out), "
+                         "or box one to follow it"), said
     marks = viewer.layers["cells no object holds"]
     assert len(marks.data) == 1 and marks.data[0][0] == 1 and np.allclose(marks.data[0][1:], centre, atol=1)
     w.undo()                                         # the carry taken back out, its marks with it
@@ -952,7 +955,31 @@ def test_an_object_whose_cell_is_gone_is_said_to_have_faded_not_committed(make_n
     viewer.dims.set_point(0, 0)
     w.all_to_next_timepoint()                        # and again
     _wait(qtbot, w)
-    assert len(marks.data) == 1 and w.status.text().endswith("box it to follow it")
+    assert len(marks.data) == 1 and w.status.text().endswith("box one to follow it")
+    links = layer_links(objects.features)
+    w.add_marked_cells()                             # the cell that came in: a new object, from a box on it
+    _wait(qtbot, w)
+    said = w.status.text()
+    assert said.startswith("added 1 new object at time point 1: object 8 ("), said
+    assert said.endswith("; Undo takes them back out") and len(marks.data) == 0
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.new_cells import new_cells
+    cell = new_cells(image[1], np.where(np.asarray(objects.data[1]) == 8, 0, np.asarray(objects.data[1])))[0]
+    ref = InteractiveSegmenter(image[1], device="cpu")   # the reference: a box on its largest slice, propagated
+    ref.add_box(cell.slice, *cell.box2d)
+    assert np.array_equal(np.asarray(objects.data[1]) == 8, ref.propagate() & ~np.isin(objects.data[1], [5, 6, 7]))
+    assert ((np.asarray(objects.data[1]) == 8) & came).sum() > 0.8 * came.sum()
+    assert layer_links(objects.features) == links and 8 in list(objects.features["index"])   # carried from nothing
+    w.add_marked_cells()
+    assert w.status.text() == "no marks left of the cells no object held at time point 1: nothing to add"
+    w.undo()                                         # taken back out, its mark back
+    assert not (np.asarray(objects.data[1]) == 8).any() and len(marks.data) == 1
+    w.add_marked_cells()                             # added again; then the mark deleted: nothing to add
+    _wait(qtbot, w)
+    w.undo()
+    marks.data = np.zeros((0, 4))
+    w.add_marked_cells()
+    assert w.status.text() == "no marks left of the cells no object held at time point 1: nothing to add"
     assert sorted(layer_links(objects.features).values()) == [1, 3, 4]
     at1 = np.asarray(objects.data[1])
     assert not at1[tl.ids[0] == 2].any()             # nothing committed where cell 2 was

@@ -48,6 +48,16 @@ def test_the_cell_no_object_holds_is_found_and_nothing_else():
     assert new_cells(image, small, min_share=3.0) == []
     with pytest.raises(ValueError, match=r"the objects are \(20, 48, 32\), the image \(20, 48, 64\)"):
         new_cells(image, objects[..., :32])
+    # the time point before: where the third cell lay there too and no object held it (not followed), it
+    # is not new; where it was not there (it came in), it is
+    assert new_cells(image, objects, before=(image, objects)) == []
+    empty = np.random.default_rng(1).normal(0, 0.2, SHAPE).astype(np.float32) + (objects > 0)
+    came = new_cells(image, objects, before=(empty, objects))
+    assert len(came) == 1 and came[0].box == c.box
+    sliver = empty + (third & (np.arange(64) >= 53))          # only its edge in the field before: new still
+    assert len(new_cells(image, objects, before=(sliver, objects))) == 1
+    with pytest.raises(ValueError, match="the image and objects before must be of the image's shape"):
+        new_cells(image, objects, before=(image[:4], objects))
 
 
 def test_a_large_volume_is_looked_at_on_a_strided_grid(monkeypatch):

@@ -160,6 +160,8 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
             gone, next_id = gone + covered, next_id + len(placed)
             new = []
             if add_new:   # cells no object holds (came in, a daughter left out): new objects, carried from nothing
+                # every such cell, also one no object held before (not new_cells' before, which the widget's
+                # marks use): a run that is to hold the field adds a cell it missed as soon as it is found
                 new, *_ = place_all(segment_new(make, new_cells(data, here), t1, cancel=cancel), here, next_id)
                 next_id += len(new)
             records = {p.id: {**p.carried.record, "label": p.id} for p in placed + new}

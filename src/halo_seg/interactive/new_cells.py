@@ -26,14 +26,17 @@ class NewCell:
     centre: tuple       # (z, y, x) voxels
 
 
-def new_cells(image, objects, min_share: float = 0.3, keep_off: int = 2, sample: int = 64) -> list[NewCell]:
+def new_cells(image, objects, min_share: float = 0.3, keep_off: int = 2, sample: int = 64,
+              before: tuple | None = None) -> list[NewCell]:
     """The regions of ``image`` ((Z, Y, X)) that look like the objects of ``objects`` (ids on its
     grid: the objects at that time point) and no object holds: the image smoothed (a Gaussian of one
     voxel) beyond the level half way between the objects' median and their surroundings' (the
     medians over up to ``sample`` objects, carry.levels), more than ``keep_off`` voxels from every
     object (an object's own blurred rim is not a cell), each connected region of at least
-    ``min_share`` of the objects' median size. Largest first. None found where there are no objects
-    to learn the levels from, or they do not stand out."""
+    ``min_share`` of the objects' median size. ``before``: (the image, the objects) of the time
+    point the objects were carried from: a region that overlaps one no object held there either is
+    left out (a cell not followed on purpose, or missed there, is no new one). Largest first. None
+    found where there are no objects to learn the levels from, or they do not stand out."""
     from scipy import ndimage as ndi
 
     from .carry import levels
@@ -55,18 +58,31 @@ def new_cells(image, objects, min_share: float = 0.3, keep_off: int = 2, sample:
     sizes = np.bincount(objects.ravel().astype(np.int64))
     typical = float(np.median(sizes[list(boxes)]))
     step = max(1, int(np.ceil((objects.size / MAX_VOXELS) ** (1 / 3))))
-    grid = (slice(None, None, step),) * 3
-    smooth = ndi.gaussian_filter(np.asarray(image[grid], np.float32), 1.0)
-    level = (inside + around) / 2
-    found = smooth > level if inside > around else smooth < level
-    found &= ~ndi.binary_dilation(objects[grid] > 0, iterations=max(1, round(keep_off / step)))
-    regions, n = ndi.label(found)
-    if not n:
-        return []
-    counts = np.bincount(regions.ravel())
+
+    def unheld(image, objects):
+        """Where, on the strided grid, it looks like the objects and no object is near."""
+        grid = (slice(None, None, step),) * 3
+        smooth = ndi.gaussian_filter(np.asarray(image[grid], np.float32), 1.0)
+        level = (inside + around) / 2
+        out = smooth > level if inside > around else smooth < level
+        return out & ~ndi.binary_dilation(np.asarray(objects[grid]) > 0, iterations=max(1, round(keep_off / step)))
+    def large(found):
+        """Its connected regions, and their sizes, those under ``min_share`` of an object zeroed."""
+        regions, _ = ndi.label(found)
+        counts = np.bincount(regions.ravel())
+        counts[counts * step ** 3 < min_share * typical] = 0
+        counts[0] = 0
+        return regions, counts
+
+    regions, counts = large(unheld(image, objects))
+    if before is not None:   # regions lying where a region no object held lay a time point before: not new
+        if tuple(before[0].shape) != objects.shape or tuple(np.shape(before[1])) != objects.shape:
+            raise ValueError("the image and objects before must be of the image's shape")
+        old, sizes = large(unheld(*before))   # a sliver of a cell coming in at the field's edge is none yet
+        counts[np.unique(regions[sizes[old] > 0])] = 0
     out = []
     for k, where in enumerate(ndi.find_objects(regions), 1):
-        if where is None or counts[k] * step ** 3 < min_share * typical:
+        if where is None or not counts[k]:
             continue
         part = regions[where] == k
         box = tuple(slice(w.start * step, min(s, w.stop * step)) for w, s in zip(where, objects.shape))
