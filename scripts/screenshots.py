@@ -589,21 +589,29 @@ def interactive_paths(_s):
     _shoot(viewer, w, "napari_interactive_paths.png")
 
 
+def _carried_on(viewer, w, t: int, labels, times: int, until: str | None = None):
+    """``labels`` put in the objects layer at time point ``t`` (as an automatic result would give them),
+    then All to next time point pressed ``times`` times, or until its status line says ``until``."""
+    objects = viewer.layers["objects"]
+    data = objects.data
+    data[t] = labels
+    objects.data = data
+    viewer.dims.set_current_step(0, t)
+    for _ in range(times):
+        w.all_to_next_timepoint()
+        _wait(w)
+        print("carried:", w.status.text())
+        if until is not None and until in w.status.text():
+            break
+
+
 def interactive_all(_s):
     """All to next time point on the dividing-cells time-lapse: the cells of time point 2 (the
     sample's mask, as an automatic result would give them) put in the objects layer, then carried on
     three times at once; shown at time point 5 with the paths the widget drew."""
     from scipy import ndimage as ndi
     viewer, w, masks = _dividing_cells_widget()
-    objects = viewer.layers["objects"]
-    data = objects.data
-    data[2] = ndi.label(masks[2])[0]
-    objects.data = data
-    viewer.dims.set_current_step(0, 2)
-    for _ in range(3):
-        w.all_to_next_timepoint()
-        _wait(w)
-        print("carried:", w.status.text())
+    _carried_on(viewer, w, 2, ndi.label(masks[2])[0], 3)
     viewer.layers["objects"].opacity = 0.6
     viewer.layers["objects paths"].tail_width = 3
     _shoot(viewer, w, "napari_interactive_all.png")
@@ -624,20 +632,10 @@ def interactive_new_cells(_s):
     w.image.setCurrentText("cells")
     w.device.setCurrentText("cpu")
     w.ensure_prompt_layers()
-    objects = viewer.layers["objects"]
-    data = objects.data
-    data[0] = tl.ids[0][..., :64]
-    objects.data = data
-    viewer.dims.set_current_step(0, 0)
-    for _ in range(15):
-        w.all_to_next_timepoint()
-        _wait(w)
-        print("carried:", w.status.text())
-        if "no object holds" in w.status.text():
-            break
+    _carried_on(viewer, w, 0, tl.ids[0][..., :64], 15, until="no object holds")
     marks = viewer.layers["cells no object holds"]
     viewer.dims.set_current_step(1, int(round(marks.data[0][1])))
-    objects.opacity = 0.5
+    viewer.layers["objects"].opacity = 0.5
     _shoot(viewer, w, "napari_interactive_new_cells.png")
 
 

@@ -2,18 +2,11 @@
 as Next time point carries one alone."""
 import numpy as np
 import pytest
+from _cells import balls as _balls
 
 from halo_seg.interactive.model_io import default_memnet_installed
 
 pytestmark = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
-
-
-def _balls(shape, centres, radius=5):
-    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in shape)]
-    out = np.zeros(shape, np.uint16)
-    for k, c in enumerate(centres, 1):
-        out[((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) <= radius ** 2] = k
-    return out
 
 
 def _movie():

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from _cells import balls
 import zarr
 
 from halo_seg.interactive.model_io import default_memnet_installed
@@ -14,11 +15,7 @@ SHAPE = (16, 40, 80)
 
 
 def _balls(centres, radius=5):
-    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in SHAPE)]
-    out = np.zeros(SHAPE, np.uint16)
-    for k, c in enumerate(centres, 1):
-        out[((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) <= radius ** 2] = k
-    return out
+    return balls(SHAPE, centres, radius)
 
 
 def _movie(tmp_path):

@@ -2,6 +2,7 @@
 as bright as the objects and no object is, and segmented as new objects."""
 import numpy as np
 import pytest
+from _cells import balls
 
 from halo_seg.interactive.model_io import default_memnet_installed
 
@@ -9,11 +10,7 @@ SHAPE = (20, 48, 64)
 
 
 def _balls(centres, radius=5):
-    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in SHAPE)]
-    out = np.zeros(SHAPE, np.uint16)
-    for k, c in enumerate(centres, 1):
-        out[((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) <= radius ** 2] = k
-    return out
+    return balls(SHAPE, centres, radius)
 
 
 def _scene(seed=0):
