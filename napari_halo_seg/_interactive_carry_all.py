@@ -89,20 +89,22 @@ class CarryAllActions:
                     if done_before else "") + f": {what} carries the objects committed there")
                 show_time(self.viewer, layer, t)
                 return
-            marks = self._marks_now()
-            self._commit_carried(objects, carried, t, t1, key[0], sorted(done_before))
-            if self._last_commit is not None and self._last_commit[4] == CARRIED_ALL:
-                self._marks_before = marks   # Undo of this carry shows the marks as they were
+            marks, last = self._marks_now(), self._last_commit
+            if not self._commit_carried(objects, carried, t, t1, key[0], sorted(done_before)):
+                return
+            if self._last_commit is not last:   # committed some: its Undo shows the marks as they were
+                self._marks_before = marks
             self._mark_new_cells(new, t1, key[0])
         self._start(f"carrying the objects of time point {t} to {t1} ...", work, on_done=done)
 
-    def _commit_carried(self, objects, carried, t: int, t1: int, image, before=()):
+    def _commit_carried(self, objects, carried, t: int, t1: int, image, before=()) -> bool:
         """Write the carried objects into the objects layer at ``t1`` under new ids, each where no
         earlier object is, with its row (measurements, the id it was carried from), its record (Next
-        time point carries it on) and its point of the paths; Undo takes them all back out."""
+        time point carries it on) and its point of the paths; Undo takes them all back out. False
+        (said) where the objects layer is gone or changed shape meanwhile."""
         written = self._write_objects(objects, carried, t1, image, t)
         if written is None:
-            return
+            return False
         placed, gone, covered, dim, first, k = written
         split = [p.id for p in placed if p.carried.two]
         crowded = [p.id for p in placed if p.free.sum() < 0.5 * p.carried.mask.sum()]
@@ -126,6 +128,7 @@ class CarryAllActions:
             text += (f"; {_ids(split)} look{'s' if len(split) == 1 else ''} like two cells touching (divided?): "
                      "Edit label, then Commit as two")
         self.status.setText(text + ("; Undo takes them back out" if made else ""))
+        return True
 
     def _write_objects(self, objects, carried, t1: int, image, t: int | None = None):
         """Write ``carried`` (carry_all's Carried; label 0: carried from nothing, a new cell) into the

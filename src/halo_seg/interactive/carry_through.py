@@ -83,10 +83,10 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
     was carried to (its cell left the field or is gone: carry_all's Carried.faded) is not written
     there, and its track ends (``keep_faded``: it is written). ``add_new``: at each time point the
     cells no object holds (new_cells: came into the field, a daughter her mother's object left out)
-    are segmented and written as new objects, carried from nothing and carried on. ``resume``: ``output`` is a run of
-    these objects with these settings that stopped (or went less far in that direction): it goes on
-    after the last time point it wrote, as if never stopped (what each object carries on from is
-    kept with the output, STATE). ``progress(done, total)`` after each time point."""
+    are segmented and written as new objects, carried from nothing and carried on. ``resume``:
+    ``output`` is a run of these objects with these settings that stopped (or went less far in that
+    direction): it goes on after the last time point it wrote, as if never stopped (what each object
+    carries on from is kept with the output, STATE). ``progress(done, total)`` after each time point."""
     import zarr
 
     from .. import InteractiveSegmenter
