@@ -147,11 +147,8 @@ def fade_note(seg, box, record: dict, t: int, image, image_before, before=None) 
     from (``record``'s, else measured in ``image_before`` where ``before``, the objects layer's volume
     at the record's time point, holds it): the cell left the field or is gone, and what was found is
     noise."""
-    from halo_seg.interactive.carry import contrast, faded
-    was = record.get("contrast")
-    if was is None and before is not None and record.get("bounds") is not None:
-        where = record["bounds"]
-        was = contrast(image_before, np.asarray(before[where]) == record["label"], where)
+    from halo_seg.interactive.carry import contrast, faded, recorded_contrast
+    was = recorded_contrast(record, image_before, before)
     now = contrast(image, seg.prediction_in(box), box)
     if not faded(was, now):
         return ""

@@ -284,6 +284,19 @@ def contrast(image, mask: np.ndarray, box: tuple, ring: int = 3) -> float | None
     return None if both is None else both[0] - both[1]
 
 
+def recorded_contrast(record: dict, image=None, labels=None) -> float | None:
+    """An object's contrast at the time point of its ``record`` (carry_record's): the record's own
+    (that of an object carried there), else measured in ``image`` (the volume there) where
+    ``labels`` (the ids there) hold the record's label within its bounds; None where neither is
+    known."""
+    if record.get("contrast") is not None:
+        return record["contrast"]
+    if image is None or labels is None or record.get("bounds") is None:
+        return None
+    where = record["bounds"]
+    return contrast(image, np.asarray(labels[where]) == record["label"], where)
+
+
 def faded(before: float | None, after: float | None, below: float = FADED_BELOW) -> bool:
     """Whether an object whose contrast was ``before`` where it came from and is ``after`` where it
     was carried to (contrast) has faded into the background there: ``after`` under ``below`` times

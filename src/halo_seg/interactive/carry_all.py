@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .carry import Found, carried_boxes, carry_record, contrast, faded, find_again, part_sources, two_cells
+from .carry import (Found, carried_boxes, carry_record, contrast, faded, find_again, part_sources,
+                    recorded_contrast, two_cells)
 
 
 @dataclass
@@ -144,9 +145,7 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
         if record is None or record["t"] != t or record["axis"] != axis:
             record = carry_record(_OneLabel(labels, label), t, None, axis, label, box=box)
         seg = make_seg()
-        before = record.get("contrast")
-        if before is None and image is not None:
-            before = contrast(image, np.asarray(labels[box]) == label, box)
+        before = recorded_contrast(record, image, labels)
         if seg.axis != axis:
             raise ValueError(f"the session slices across axis {seg.axis}; the objects' records across {axis}")
         found = find_again(seg, carried_boxes(record, seg.shape, direction), record["area"])
