@@ -91,3 +91,6 @@ def test_a_new_cell_is_segmented_from_its_box_as_the_widget_would():
     assert out[0].record["contrast"] == pytest.approx(out[0].contrast[1]) and out[0].contrast[1] > 0.8
     with pytest.raises(InterruptedError):
         segment_new(lambda: InteractiveSegmenter(image, device="cpu"), cells, 4, cancel=lambda: True)
+    with pytest.raises(ValueError, match="the session slices across axis 1; new cells are boxed on slices across 0"):
+        segment_new(lambda: InteractiveSegmenter(image, device="cpu", axis=1), cells, 4)
+    assert segment_new(lambda: InteractiveSegmenter(image, device="cpu"), [], 4) == []
