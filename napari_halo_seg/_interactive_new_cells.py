@@ -23,14 +23,18 @@ class NewCellActions:
         """Mark the centres of the cells no object holds at time point ``t1`` of ``image`` (the session's
         image key; new_cells) in their points layer (made at the first; the last carry's only), kept
         for Add marked cells, and say how many there are."""
-        self._new_cells = (t1, image, cells)
-        self._set_marks(np.array([(t1, *c.centre) for c in cells], float).reshape(-1, 4))
+        self._keep_marks(t1, image, cells)
         if cells:
             n = len(cells)
             self.status.setText(self.status.text() + (
                 f"; {n} cell{'s' if n > 1 else ''} no object holds at time point {t1} (came in? a daughter left "
                 f"out?): marked in '{NEW_CELLS}'; Add marked cells adds {'it' if n == 1 else 'them'} (delete a mark "
                 "to leave its cell out), or box one to follow it"))
+
+    def _keep_marks(self, t1: int, image, cells: list):
+        """``cells`` (new_cells's, at time point ``t1`` of ``image``) kept for Add marked cells and marked."""
+        self._new_cells = (t1, image, cells)
+        self._set_marks(np.array([(t1, *c.centre) for c in cells], float).reshape(-1, 4))
 
     def _set_marks(self, points: np.ndarray):
         layer = self._layer(NEW_CELLS)
@@ -89,12 +93,10 @@ class NewCellActions:
             written = self._write_objects(objects, added, t1, image)
             if written is None:
                 return
-            placed, _, covered, _, first, k = written
+            placed, _, _, _, first, k = written
             if placed:
                 self._marks_before = marks_before
-                left = [c for c in cells if all(c is not k for k in kept)]
-                self._new_cells = (t1, image, left)
-                self._set_marks(np.array([(t1, *c.centre) for c in left], float).reshape(-1, 4))
+                self._keep_marks(t1, image, [c for c in cells if all(c is not m for m in kept)])
             made, lost = k - first, len(kept) - len(placed)
             text = (f"added {made} new object{'s' if made != 1 else ''} at time point {t1}"
                     + (f": objects {first} to {k - 1}" if made > 1 else f": object {first}" if made else "")

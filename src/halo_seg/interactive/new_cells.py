@@ -55,8 +55,8 @@ def new_cells(image, objects, min_share: float = 0.3, keep_off: int = 2, sample:
     inside, around = np.median(both[:, 0]), np.median(both[:, 1])
     if inside == around:
         return []
-    sizes = np.bincount(objects.ravel().astype(np.int64))
-    typical = float(np.median(sizes[list(boxes)]))
+    ids, voxels = np.unique(objects, return_counts=True)   # not a bincount: ids may run to billions
+    typical = float(np.median(voxels[ids > 0]))
     step = max(1, int(np.ceil((objects.size / MAX_VOXELS) ** (1 / 3))))
 
     def unheld(image, objects):
