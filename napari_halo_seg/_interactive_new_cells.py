@@ -55,8 +55,9 @@ class NewCellActions:
         """The cells the last All to next time point marked (no object held them) whose marks are
         left in their points layer, each segmented from a box on its largest slice and propagated
         (new_cells.segment_new), in a worker, then committed at that time point as new objects,
-        carried from nothing (Next time point and All to next time point carry them on); Undo takes
-        them back out and brings their marks back."""
+        carried from nothing (Next time point and All to next time point carry them on); a marked cell
+        that gave nothing stays marked, a cell whose mark was deleted stays unmarked; Undo takes them
+        back out and brings their marks back."""
         from halo_seg.interactive.new_cells import segment_new
         if self._busy():
             return
@@ -84,19 +85,22 @@ class NewCellActions:
             self.status.setText("the cells were marked on another image: nothing to add")
             return
 
-        def work():
-            return segment_new(lambda: self._new_segmenter(layer, volume, key, 0), kept, t1,
-                               cancel=self._cancel.is_set)
+        def work():   # cell by cell: which gave nothing stays known (segment_new leaves those out)
+            return [(c, segment_new(lambda: self._new_segmenter(layer, volume, key, 0), [c], t1,
+                                    cancel=self._cancel.is_set)) for c in kept]
 
-        def done(added):
+        def done(pairs):
             marks_before = self._marks_now()
+            added = [got[0] for _, got in pairs if got]
             written = self._write_objects(objects, added, t1, image)
             if written is None:
                 return
             placed, _, _, _, first, k = written
             if placed:
                 self._marks_before = marks_before
-                self._keep_marks(t1, image, [c for c in cells if all(c is not m for m in kept)])
+                # marked still: the cells that gave nothing (not those whose marks were deleted: left out)
+                taken = [p.carried for p in placed]
+                self._keep_marks(t1, image, [c for c, got in pairs if not any(g is d for g in got for d in taken)])
             made, lost = k - first, len(kept) - len(placed)
             text = (f"added {made} new object{'s' if made != 1 else ''} at time point {t1}"
                     + (f": objects {first} to {k - 1}" if made > 1 else f": object {first}" if made else "")

@@ -183,6 +183,12 @@ def test_a_stopped_run_resumed_equals_one_never_stopped(tmp_path, capsys):
             ((objects, tmp_path / "none.zarr"), {}, "none.zarr does not exist: nothing to resume")):
         with pytest.raises(VolumeError, match=match):
             carry_through(movie, *args, device="cpu", resume=True, **kwargs)
+    # a run's state on an array of another shape (another time-lapse's run, its attrs copied)
+    wrong = zarr.open_array(str(tmp_path / "wrong.zarr"), mode="w", shape=(3,) + SHAPE, dtype=np.uint32)
+    wrong.attrs.update(dict(part.attrs))
+    with pytest.raises(VolumeError, match=f"wrong.zarr is \\(3, {SHAPE[0]}, .*this time-lapse \\(4, .*another one"):
+        carry_through(movie, objects, tmp_path / "wrong.zarr", device="cpu", resume=True)
+    assert not wrong[:].any()
     zarr.open_array(str(tmp_path / "foreign.zarr"), mode="w", shape=(4,) + SHAPE, dtype=np.uint32)
     with pytest.raises(VolumeError, match="holds no carry run to resume"):
         carry_through(movie, objects, tmp_path / "foreign.zarr", device="cpu", resume=True)

@@ -1001,3 +1001,58 @@ def test_an_object_whose_cell_is_gone_is_said_to_have_faded_not_committed(make_n
     assert (f"It has faded into the background at time point 1 (contrast {now:.3g}, {was:.3g} at time point 0): "
             "left the field or gone? Reset drops it (Commit object keeps it)") in said, said
     assert not np.asarray(objects.data[1])[found].any()
+
+
+def test_a_carry_into_a_removed_layer_commits_nothing_and_only_the_marks_left_are_added(make_napari_viewer,
+                                                                                            qtbot):
+    """The objects layer removed while All to next time point works: said, nothing committed, the
+    image untouched. Two cells came in at time point 1: both marked; one mark deleted, Add marked
+    cells adds the other only and leaves the deleted one's cell unmarked; Undo brings the mark left
+    back as it was."""
+    from scipy import ndimage as ndi
+
+    from _cells import balls
+    shape = (24, 64, 64)
+    held, came = [(12, 16, 16), (12, 48, 48)], [(12, 16, 48), (12, 48, 16)]
+    ids0, ids1 = balls(shape, held, 6), balls(shape, held + came, 6)
+    rng = np.random.default_rng(2)
+    image = np.stack([ndi.gaussian_filter((ids > 0).astype(np.float32), 1) + rng.normal(0, 0.15, shape)
+                      for ids in (ids0, ids1)]).astype(np.float32)
+    viewer, w = _widget(make_napari_viewer, image)
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    data = objects.data
+    data[0] = ids0
+    objects.data = data
+    _show(viewer, 0, 12)
+    before = np.array(objects.data)
+    w.all_to_next_timepoint()
+    viewer.layers.remove(objects)                    # while the worker carries
+    _wait(qtbot, w)
+    assert w.status.text() == "the objects layer is gone or changed shape meanwhile; nothing was committed"
+    assert np.array_equal(np.asarray(objects.data), before) and np.array_equal(viewer.layers["movie"].data, image)
+    assert "cells no object holds" not in viewer.layers
+    viewer.add_layer(objects)                        # back, and carried
+    viewer.dims.set_point(0, 0)
+    w.all_to_next_timepoint()
+    _wait(qtbot, w)
+    marks = viewer.layers["cells no object holds"]
+    assert len(marks.data) == 2, w.status.text()
+    found = {int(ids1[tuple(np.round(p[1:]).astype(int))]) for p in marks.data}
+    assert found == {3, 4} and all(p[0] == 1 for p in marks.data)
+    both = np.array(marks.data)
+    keep = next(i for i, p in enumerate(both) if ids1[tuple(np.round(p[1:]).astype(int))] == 4)
+    marks.data = both[[keep]]                        # the mark on cell 3 deleted
+    w.add_marked_cells()
+    _wait(qtbot, w)
+    at1 = np.asarray(objects.data[1])
+    new = [int(v) for v in np.unique(at1[ids1 == 4]) if v]
+    assert w.status.text().startswith(f"added 1 new object at time point 1: object {new[0]} ("), w.status.text()
+    assert not at1[ids1 == 3].any() and len(new) == 1
+    assert ((at1 == new[0]) & (ids1 == 4)).sum() > 0.8 * (ids1 == 4).sum()
+    assert len(marks.data) == 0                      # cell 3's mark stays deleted, cell 4's added
+    w.add_marked_cells()
+    assert w.status.text() == "no marks left of the cells no object held at time point 1: nothing to add"
+    w.undo()                                         # cell 4 taken back out; the marks as before the add
+    assert not (np.asarray(objects.data[1]) == new[0]).any()
+    assert np.array_equal(np.asarray(marks.data), both[[keep]])
