@@ -297,11 +297,41 @@ def recorded_contrast(record: dict, image=None, labels=None) -> float | None:
     return contrast(image, np.asarray(labels[where]) == record["label"], where)
 
 
-def faded(before: float | None, after: float | None, below: float = FADED_BELOW) -> bool:
+def noise_level(image, planes: int = 8, most: int = 1 << 21) -> float | None:
+    """How much the voxels of ``image`` (Z, Y, X) scatter about what they show, in its units: a
+    standard deviation from the median absolute difference between neighbours along the last axis
+    (the inside of a cell and its smooth edge hardly change from one voxel to the next; noise does),
+    over up to ``planes`` planes evenly spread across the first axis (a lazy volume is read there
+    only). None where it is 0 (an image without noise, or integer noise under a unit)."""
+    n = image.shape[0]
+    picked = np.unique(np.linspace(0, n - 1, min(planes, n)).round().astype(int))
+    steps = np.concatenate([np.abs(np.diff(np.asarray(image[int(z)], np.float64), axis=-1)).ravel()
+                            for z in picked])
+    if len(steps) > most:
+        steps = steps[:: len(steps) // most + 1]
+    level = float(np.median(steps)) * 1.4826 / np.sqrt(2) if len(steps) else 0.0
+    return level if level > 0 else None
+
+
+def recorded_noise(record: dict, image=None) -> float | None:
+    """The noise level (noise_level) of the volume where ``record``'s contrast was measured: the
+    record's own, else measured in ``image`` (the volume at the record's time point); None where
+    neither is known."""
+    if record.get("noise") is not None:
+        return record["noise"]
+    return None if image is None else noise_level(image)
+
+
+def faded(before: float | None, after: float | None, below: float = FADED_BELOW, noise=None) -> bool:
     """Whether an object whose contrast was ``before`` where it came from and is ``after`` where it
     was carried to (contrast) has faded into the background there: ``after`` under ``below`` times
-    ``before``, of the same sign (a dark object darker than around it). Not judged (False) where
-    either is unknown or it did not stand out before (contrast 0)."""
+    ``before``, of the same sign (a dark object darker than around it). ``noise``: (the noise level
+    where it came from, where it was carried to; noise_level): where both are known, the contrasts
+    are compared in those units, so that a time point taken brighter or darker as a whole (another
+    exposure, laser power or gain: signal and noise scaled alike) does not read as every object
+    faded. Not judged (False) where either contrast is unknown or it did not stand out before
+    (contrast 0)."""
     if before is None or after is None or before == 0:
         return False
-    return after / before < below
+    scale = 1.0 if noise is None or None in noise or not all(noise) else noise[0] / noise[1]
+    return after / before * scale < below

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .carry import (Found, carried_boxes, carry_record, contrast, faded, find_again, part_sources,
+from .carry import (Found, carried_boxes, carry_record, contrast, faded, find_again, noise_level, part_sources,
                     recorded_contrast, two_cells)
 
 
@@ -25,6 +25,7 @@ class Carried:
     left: int | None = None      # the object whose part it found was left to it (drop_neighbours)
     contrast: tuple = (None, None)   # (where it came from, where it was carried to): carry.contrast
     faded: bool = False          # faded into the background there (carry.faded): its cell left or is gone
+    noise: tuple = (None, None)  # the noise levels the contrasts are compared in (carry.noise_level)
 
 
 @dataclass
@@ -138,6 +139,12 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
     records = records or {}
     boxes = object_boxes(labels)
     out = []
+    noise = {}   # each volume's noise level, measured once, where first needed
+
+    def noise_at(key, volume):
+        if key not in noise:
+            noise[key] = noise_level(volume)
+        return noise[key]
     for i, (label, box) in enumerate(sorted(boxes.items())):
         if cancel is not None and cancel():
             raise InterruptedError(f"cancelled after {i} of {len(boxes)} objects")
@@ -146,6 +153,9 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
             record = carry_record(_OneLabel(labels, label), t, None, axis, label, box=box)
         seg = make_seg()
         before = recorded_contrast(record, image, labels)
+        was_noise = record.get("noise")
+        if was_noise is None and image is not None:
+            was_noise = noise_at("before", image)
         if seg.axis != axis:
             raise ValueError(f"the session slices across axis {seg.axis}; the objects' records across {axis}")
         found = find_again(seg, carried_boxes(record, seg.shape, direction), record["area"])
@@ -161,10 +171,12 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
                 where, mask, left = own_part(parts, where, labels, label)
                 if left is not None:
                     pred = _InBox(where, mask)   # carry_record reads the kept part's box alone
-            after = contrast(_source(seg), mask, where)
+            after, now_noise = contrast(_source(seg), mask, where), noise_at("after", _source(seg))
             out.append(Carried(label, found, where, mask,
-                               {**carry_record(pred, t + direction, record, axis, label, box=where), "contrast": after},
-                               parts is not None and left is None, box, left, (before, after), faded(before, after)))
+                               {**carry_record(pred, t + direction, record, axis, label, box=where), "contrast": after,
+                                "noise": now_noise},
+                               parts is not None and left is None, box, left, (before, after),
+                               faded(before, after, noise=(was_noise, now_noise)), (was_noise, now_noise)))
         if progress is not None:
             progress(i + 1, len(boxes))
     return out
