@@ -146,14 +146,22 @@ def fade_note(seg, box, record: dict, t: int, image, image_before, before=None) 
     (halo_seg.interactive.carry.faded): its contrast there under half of its contrast where it came
     from (``record``'s, else measured in ``image_before`` where ``before``, the objects layer's volume
     at the record's time point, holds it): the cell left the field or is gone, and what was found is
-    noise."""
-    from halo_seg.interactive.carry import contrast, faded, recorded_contrast
+    noise (the contrasts compared in units of each volume's noise level: a time point taken darker as
+    a whole is not faded)."""
+    from halo_seg.interactive.carry import contrast, faded, noise_level, recorded_contrast, recorded_noise
     was = recorded_contrast(record, image_before, before)
     now = contrast(image, seg.prediction_in(box), box)
-    if not faded(was, now):
+    if was is None or now is None:
         return ""
-    return (f". It has faded into the background at time point {t} (contrast {now:.3g}, {was:.3g} at time point "
-            f"{record['t']}): left the field or gone? Reset drops it (Commit object keeps it)")
+    noise = (recorded_noise(record, image_before), noise_level(image))
+    if not faded(was, now, noise=noise):
+        return ""
+    said = f"contrast {now:.3g}, {was:.3g} at time point {record['t']}"
+    if all(noise):   # as compared: in each volume's noise
+        said = (f"contrast {now / noise[1]:.3g} times its noise level, {was / noise[0]:.3g} at time point "
+                f"{record['t']}")
+    return (f". It has faded into the background at time point {t} ({said}): left the field or gone? Reset drops "
+            "it (Commit object keeps it)")
 
 
 class TimeActions:

@@ -46,9 +46,10 @@ def test_every_object_is_carried_as_next_time_point_carries_it_alone():
         assert np.array_equal(whole, pred), k
         if pred.any():   # what a further carry takes: as Commit would record it (its step from where it was)
             want = carry_record(pred, 1, record, 0, k)
-            assert {q: v for q, v in c.record.items() if q not in ("centroid", "step", "source", "contrast")} == \
+            assert {q: v for q, v in c.record.items() if q not in ("centroid", "step", "source", "contrast", "noise")} == \
                 {q: v for q, v in want.items() if q not in ("centroid", "step", "source")}
             assert c.record["contrast"] == c.contrast[1]   # a further carry judges its fading from it
+            assert c.record["noise"] == c.noise[1] == pytest.approx(0.2, rel=0.1)   # and in this volume's noise
             assert np.allclose(c.record["centroid"], want["centroid"]) and np.allclose(c.record["step"], want["step"])
         else:
             assert c.box is None and c.mask is None and c.record is None
@@ -87,6 +88,48 @@ def test_an_object_whose_cell_is_gone_has_faded_and_is_not_placed():
     records = {p.id: {**p.carried.record, "label": p.id} for p in placed}
     on = carry_all(lambda: InteractiveSegmenter(image[1], device="cpu"), here.astype(np.int32), 1, records)
     assert [c.contrast[0] for c in on] == [out[0].contrast[1], out[1].contrast[1]]
+    assert [c.noise[0] for c in on] == [out[0].noise[1], out[1].noise[1]]
+
+
+def test_a_time_point_taken_darker_as_a_whole_is_not_every_object_faded():
+    """Time point 1 taken at 0.4 of the exposure (signal and noise alike): the two cells there keep
+    their contrast in units of each volume's noise, so they have not faded (in the image's units
+    they fell to 0.4 of it); the gone cell's noise has faded still."""
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry import faded, noise_level
+    from halo_seg.interactive.carry_all import carry_all
+    image, at0, at1 = _movie()
+    dark = 0.4 * image[1]
+    out = carry_all(lambda: InteractiveSegmenter(dark, device="cpu"), at0.astype(np.int32), 0, image=image[0])
+    assert [c.faded for c in out] == [False, False, True]
+    for c in out:
+        assert c.noise[0] == pytest.approx(0.2, rel=0.1) and c.noise[1] == pytest.approx(0.4 * noise_level(image[1]))
+    assert all(faded(*c.contrast) for c in out)   # in the image's units every one would have faded
+
+
+def test_noise_level_by_hand():
+    """noise_level: the standard deviation of the voxel noise, whatever the image shows under it
+    (a ramp, a bright ball); scaled with the image; None without noise; a lazy volume read at 8
+    planes only."""
+    from halo_seg.interactive.carry import noise_level
+    rng = np.random.default_rng(3)
+    shape = (40, 64, 64)
+    smooth = _balls(shape, [(20, 32, 32)], 12) * 5.0 + np.linspace(0, 3, 64)[None, None, :]
+    image = smooth + rng.normal(0, 0.3, shape)
+    assert noise_level(image) == pytest.approx(0.3, rel=0.05)
+    assert noise_level(0.4 * image) == pytest.approx(0.4 * noise_level(image))
+    assert noise_level(smooth.round()) is None and noise_level(np.zeros(shape)) is None
+
+    class Planes:   # reads counted
+        def __init__(self, a):
+            self.a, self.shape, self.read = a, a.shape, []
+
+        def __getitem__(self, z):
+            self.read.append(z)
+            return self.a[z]
+    lazy = Planes(image)
+    assert noise_level(lazy) == noise_level(image)
+    assert len(lazy.read) == 8 and lazy.read[0] == 0 and lazy.read[-1] == shape[0] - 1
 
 
 def test_contrast_and_fading_by_hand():
@@ -106,6 +149,9 @@ def test_contrast_and_fading_by_hand():
     assert contrast(image, np.ones((12, 12, 12), bool), edge) is None
     assert faded(4.0, 1.9) and not faded(4.0, 2.1) and faded(-4.0, -1.0) and faded(4.0, -1.0)
     assert not faded(None, 1.0) and not faded(4.0, None) and not faded(0.0, 1.0)
+    # in units of each volume's noise: 1.9 of a noise 0.4 is 4.75 of 4.0 of a noise 1.0
+    assert not faded(4.0, 1.9, noise=(1.0, 0.4)) and faded(4.0, 1.9, noise=(1.0, 1.0))
+    assert faded(4.0, 1.9, noise=(1.0, None)) and faded(4.0, 1.9, noise=(None, 0.4))   # one unknown: raw
 
 
 def _filled(c):
@@ -244,7 +290,7 @@ def test_drop_neighbours_keeps_its_own_part_and_records_it(monkeypatch):
     assert np.array_equal(whole, ball & (np.arange(60) < box[2].start + (box[2].stop - box[2].start) // 2))
     assert one.box == tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(whole))
     want = carry_record(whole, 1, carry_record(labels == 1, 0, None, 0, 1), 0, 1)
-    arrays = ("centroid", "step", "source", "contrast")
+    arrays = ("centroid", "step", "source", "contrast", "noise")
     assert {k: v for k, v in one.record.items() if k not in arrays} == {k: v for k, v in want.items() if k not in arrays}
     assert np.allclose(one.record["centroid"], want["centroid"]) and np.allclose(one.record["step"], want["step"])
     other = np.zeros(shape, bool)                                        # cell 2's carry found it too: the

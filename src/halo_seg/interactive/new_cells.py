@@ -104,9 +104,9 @@ def segment_new(make_seg, cells: list, t: int, cancel=None) -> list:
     across axis 0), propagated. Returns carry_all.Carried with label 0 (carried from nothing), each
     with its record (carry.carry_record, its contrast there) to be carried on; where the network
     finds nothing, none."""
-    from .carry import carry_record, contrast
+    from .carry import carry_record, contrast, noise_level
     from .carry_all import Carried, _source
-    out = []
+    out, noise = [], {}
     for cell in cells:
         if cancel is not None and cancel():
             raise InterruptedError("cancelled while the new cells were segmented")
@@ -120,6 +120,9 @@ def segment_new(make_seg, cells: list, t: int, cancel=None) -> list:
             continue
         mask = pred[where]
         after = contrast(_source(seg), mask, where)
-        out.append(Carried(0, None, where, mask, {**carry_record(pred, t, None, 0, 0, box=where), "contrast": after},
-                           contrast=(None, after)))
+        if "level" not in noise:   # one volume: its noise level once
+            noise["level"] = noise_level(_source(seg))
+        out.append(Carried(0, None, where, mask, {**carry_record(pred, t, None, 0, 0, box=where), "contrast": after,
+                                                  "noise": noise["level"]},
+                           contrast=(None, after), noise=(None, noise["level"])))
     return out
