@@ -251,7 +251,10 @@ def part_sources(parts, box, before, followed: int) -> list[int]:
 # found is noise (the prompt network's predicted Dice does not tell: median 0.55 on such noise
 # against 0.57 on cells). Procedural time-lapses, a third of the cells vanishing at each time point
 # (benchmarks/carry_faded.py, tuning seeds 900-903): contrast ratios on noise at most 0.47, on
-# cells at least 0.77 (0.5 was set on the contrast over the shell's spread first: 0.41 and 0.56)
+# cells at least 0.77 (0.5 was set on the contrast over the shell's spread first: 0.41 and 0.56).
+# Compared in units of each volume's noise level (faded's noise), fresh seeds 932-935: the same
+# time points 1 of 298 cells and 127 of 127 noise flagged; the time point carried to taken at 0.4
+# of the exposure, 1 of 298 cells (297 in the image's units) and 127 of 127 noise
 FADED_BELOW = 0.5
 
 
