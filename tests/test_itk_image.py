@@ -258,6 +258,24 @@ def test_a_compressed_metaimage_is_read_box_by_box(tmp_path, monkeypatch):
     (tmp_path / "a.zraw").write_bytes(b"\x00" + whole[1:])   # not a zlib stream's first byte
     with pytest.raises(VolumeError, match=r"cannot read the voxels of .*a.zraw.*incorrect header check"):
         np.asarray(open_volume(files["mhd"]).data)
+    # in a data file after HeaderSize bytes, or at its end (-1: ITK refuses that; CompressedDataSize says where)
+    header = (tmp_path / "a.mhd").read_text()
+    for name, skip, before in (("skip", 100, b"x" * 100), ("end", -1, b"y" * 37)):
+        (tmp_path / f"{name}.zraw").write_bytes(before + whole)
+        (tmp_path / f"{name}.mhd").write_text(header.replace("ElementDataFile = a.zraw", f"ElementDataFile = {name}.zraw")
+                                              .replace("ElementType", f"HeaderSize = {skip}\nElementType"))
+        np.testing.assert_array_equal(np.asarray(open_volume(tmp_path / f"{name}.mhd").data), arr, err_msg=name)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "skip.mhd"))), arr)
+    end = (tmp_path / "end.mhd").read_text()
+    assert "CompressedDataSize" in end
+    (tmp_path / "end.mhd").write_text("\n".join(line for line in end.splitlines()
+                                                if not line.startswith("CompressedDataSize")) + "\n")
+    with pytest.raises(VolumeError, match="end.mhd: HeaderSize -1 puts its compressed data at the end of end.zraw, "
+                                          "but no CompressedDataSize says where it starts"):
+        open_volume(tmp_path / "end.mhd")
+    (tmp_path / "end.mhd").write_text(end.replace("CompressedDataSize = ", "CompressedDataSize = 9"))
+    with pytest.raises(VolumeError, match=r"end.mhd: CompressedDataSize is 9\d+ bytes, longer than end.zraw"):
+        open_volume(tmp_path / "end.mhd")
 
 
 def test_a_file_read_whole_is_read_once_and_counted_in_each_ranks_memory(tmp_path, monkeypatch, tiny_weights,

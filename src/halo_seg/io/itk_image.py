@@ -87,9 +87,9 @@ def metaimage_boxes(path: Path, shape: tuple, dtype, components: int):
     """The reader of a MetaImage's boxes: uncompressed, nrrd_boxes.RawBoxes (memory-mapped, as a raw
     NRRD: its voxels after the header, or in the one data file it names, after HeaderSize bytes or,
     with -1, at its end, in ElementByteOrderMSB's byte order); compressed, nrrd_boxes.ZlibBoxes (its
-    zlib stream read from checkpoints). None for a LIST of slice files or a numbered pattern (ITK
-    reads it whole); a VolumeError where an uncompressed one holds fewer voxels than its header
-    says (volume.check_length)."""
+    zlib stream read from checkpoints; with HeaderSize -1 its data file's last CompressedDataSize
+    bytes). None for a LIST of slice files or a numbered pattern (ITK reads it whole); a VolumeError
+    where an uncompressed one holds fewer voxels than its header says (volume.check_length)."""
     if path.suffix.lower() not in (".mha", ".mhd"):
         return None
     fields = _metaimage_fields(path)
@@ -108,7 +108,17 @@ def metaimage_boxes(path: Path, shape: tuple, dtype, components: int):
     if not file.is_file():
         raise VolumeError(f"{path}: its data file {file} is missing")
     if fields.get("compresseddata", "false").lower() == "true":
-        return ZlibBoxes(str(file), fields["_end"] if file == path else max(skip, 0), shape, stored, components)
+        start = fields["_end"] if file == path else max(skip, 0)
+        if file != path and skip == -1:   # at the data file's end: where it starts, its length tells (ITK refuses it)
+            try:
+                start = file.stat().st_size - int(fields["compresseddatasize"])
+            except (KeyError, ValueError):
+                raise VolumeError(f"{path}: HeaderSize -1 puts its compressed data at the end of {file.name}, but "
+                                  "no CompressedDataSize says where it starts") from None
+            if start < 0:
+                raise VolumeError(f"{path}: CompressedDataSize is {fields['compresseddatasize']} bytes, longer than "
+                                  f"{file.name} ({file.stat().st_size} bytes): cut short?")
+        return ZlibBoxes(str(file), start, shape, stored, components)
     start = fields["_end"] if file == path else file.stat().st_size - nbytes if skip == -1 else skip
     check_length(path, file, start, nbytes)
     return RawBoxes(str(file), start, shape, stored, components)
