@@ -57,7 +57,9 @@ class ObjectActions:
         (halo_seg.interactive.carry.two_cells): two touching nuclei taken in by one box, or a dividing
         cell whose carried box took in both daughters (Next time point's note says so); an edited
         label (two nuclei merged in an automatic result) keeps its id for the larger part, the other
-        taking a new id of its layer. Refused, with nothing changed, where it does not look like two."""
+        taking a new id of its layer. Three or more lobes: cut at the lowest neck (two_cells's
+        at_neck), so that one comes off whole and Commit as two again parts the rest. Refused, with
+        nothing changed, where it does not look like two."""
         if self._busy() or self.seg is None:
             return
         accepted = self._accepted_first()
@@ -87,7 +89,8 @@ class ObjectActions:
             if gone is not None:
                 self._commit_parts(parts, box, pred.shape, gone, accepted, sources)
         # in the worker: split in the object's box, small beside the volume but not always small
-        self._start("splitting ...", lambda: two_cells(seg.prediction_in(box), seg.volume_spacing), on_done=done)
+        self._start("splitting ...", lambda: two_cells(seg.prediction_in(box), seg.volume_spacing, at_neck=True),
+                    on_done=done)
 
     def _accepted_first(self) -> str | None:
         """The slices painted and not accepted, accepted before a Commit, said; None where that failed

@@ -90,6 +90,32 @@ def test_two_touching_cells_are_told_from_one_and_split_between_them():
     assert two_cells(np.moveaxis(pair, 0, 1)) is not None   # an (x, z) plane of a volume
 
 
+def test_three_cells_in_one_object_split_at_the_lowest_neck_into_one_and_two_none_lost():
+    """Three nuclei in a row merged into one object: at_neck (Commit as two), split into one and two
+    at the lower of the two necks, never through the middle nucleus (the two split again come
+    apart, each a nucleus). Three pieces apart: split in two with every voxel kept, each piece
+    whole in one part, either way."""
+    from halo_seg.interactive.carry import two_cells
+    from halo_seg.metrics import dice
+    shape = (24, 48, 96)
+    a, b, c = (_ball(shape, (12, 24, x), 6) for x in (26, 36, 48))   # b and c further apart: a lower neck
+    parts = two_cells(a | b | c, at_neck=True)
+    assert parts is not None and not (parts[0] & parts[1]).any() and np.array_equal(parts[0] | parts[1], a | b | c)
+    two, one = sorted(parts, key=lambda p: -int(p.sum()))
+    assert dice(one, c) > 0.97 and dice(two, a | b) > 0.97
+    again = two_cells(two, at_neck=True)
+    assert again is not None
+    first, second = sorted(again, key=lambda p: np.argwhere(p)[:, 2].mean())
+    assert dice(first, a) > 0.95 and dice(second, b & ~c) > 0.95
+    cut = two_cells(a | b | c)   # between the two largest parts: every voxel in one of them too
+    assert cut is not None and np.array_equal(cut[0] | cut[1], a | b | c) and not (cut[0] & cut[1]).any()
+    apart = [_ball(shape, (12, 24, x), 6) for x in (14, 48, 80)]
+    for at_neck in (True, False):
+        parts = two_cells(apart[0] | apart[1] | apart[2], at_neck=at_neck)
+        assert parts is not None and np.array_equal(parts[0] | parts[1], apart[0] | apart[1] | apart[2])
+        assert all(any(np.array_equal(p & q, q) for p in parts) for q in apart)
+
+
 def _cells_volume(shape, centres, radius=5.0, seed=0):
     """Bright balls on a noisy background, as the procedural time-lapses' cells."""
     rng = np.random.default_rng(seed)

@@ -737,7 +737,7 @@ def test_commit_as_two_of_an_object_followed_back_links_its_larger_part_only(mak
     w.previous_timepoint()                           # object 1 committed at 2, carried back to 1
     _wait(qtbot, w)
 
-    def halves(mask, spacing=None):                  # taken for two: split across x at its middle
+    def halves(mask, spacing=None, at_neck=False):   # taken for two: split across x at its middle
         xs = np.flatnonzero(mask.any((0, 1)))
         left = np.zeros(mask.shape, bool)
         left[..., :xs[len(xs) * 3 // 5]] = True

@@ -1138,3 +1138,39 @@ def test_a_merged_label_of_an_automatic_result_is_split_in_place(make_napari_vie
     w.undo()
     assert np.array_equal(np.asarray(layer.data), auto), w.status.text()
     assert f"label {a} of 'auto' is as it was (and label {new} gone)" in w.status.text()
+
+
+@needs_default
+def test_three_merged_nuclei_come_apart_in_two_splits_and_none_is_lost(make_napari_viewer, qtbot):
+    """Three touching nuclei in a row merged into one label: Commit as two splits off one whole
+    nucleus (the cut at the lower neck, not through the middle one) and keeps every voxel; Edit
+    label on the two left and Commit as two again gives each its own label."""
+    from scipy import ndimage as ndi
+
+    from _cells import balls
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    shape = (24, 48, 80)
+    truth = balls(shape, [(12, 24, 26), (12, 24, 38), (12, 24, 51)], 6)
+    image = ndi.gaussian_filter((truth > 0).astype(np.float32), 1) + np.random.default_rng(0).normal(0, 0.15, shape)
+    auto = (truth > 0).astype(np.uint16) * 5
+    viewer = make_napari_viewer()
+    viewer.add_image(image.astype(np.float32), name="nuclei")
+    layer = viewer.add_labels(auto.copy(), name="auto")
+    w = InteractiveWidget(viewer)
+    w.image.setCurrentText("nuclei")
+    w.device.setCurrentText("cpu")
+    for new in (6, 7):
+        viewer.layers.selection.active = layer
+        layer.selected_label = 5
+        w.edit_label()
+        _wait(qtbot, w)
+        w.commit_as_two()
+        _wait(qtbot, w)
+        assert w.status.text().startswith(f"label 5 of 'auto' corrected and split in two: 0 voxels added, 0 removed; "
+                                          f"the second part is new label {new} ("), w.status.text()
+        out = np.asarray(layer.data)
+        assert np.array_equal(out > 0, truth > 0)   # every voxel kept
+        for j in (1, 2, 3):                          # and no nucleus cut: each (almost) whole in one label
+            assert np.bincount(out[truth == j]).max() > 0.97 * (truth == j).sum(), (new, j)
+    best = {k: max((1, 2, 3), key=lambda j: dice(out == k, truth == j)) for k in (5, 6, 7)}
+    assert sorted(best.values()) == [1, 2, 3] and all(dice(out == k, truth == j) > 0.95 for k, j in best.items())
