@@ -372,10 +372,13 @@ def noise_level(image, planes: int = 8, most: int = 1 << 21) -> float | None:
     only). None where it is 0 (an image without noise, or integer noise under a unit)."""
     n = image.shape[0]
     picked = np.unique(np.linspace(0, n - 1, min(planes, n)).round().astype(int))
-    steps = np.concatenate([np.abs(np.diff(np.asarray(image[int(z)], np.float64), axis=-1)).ravel()
-                            for z in picked])
-    if len(steps) > most:
-        steps = steps[:: len(steps) // most + 1]
+    steps = []
+    for z in picked:
+        rows = np.asarray(image[int(z)])
+        rows = rows.reshape(-1, rows.shape[-1]) if rows.ndim > 1 else rows[None]
+        every = max(1, rows.size * len(picked) // most)   # rows left out, not read into float64: a large plane
+        steps.append(np.abs(np.diff(rows[::every].astype(np.float64), axis=-1)).ravel())
+    steps = np.concatenate(steps)
     level = float(np.median(steps)) * 1.4826 / np.sqrt(2) if len(steps) else 0.0
     return level if level > 0 else None
 
