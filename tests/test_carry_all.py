@@ -109,8 +109,8 @@ def test_a_time_point_taken_darker_as_a_whole_is_not_every_object_faded():
 
 def test_noise_level_by_hand():
     """noise_level: the standard deviation of the voxel noise, whatever the image shows under it
-    (a ramp, a bright ball); scaled with the image; None without noise; a lazy volume read at 8
-    planes only."""
+    (a ramp, a bright ball); scaled with the image; smooth in integer data; None without noise or
+    where the background is clipped to zero; a lazy volume read at 8 planes only."""
     from halo_seg.interactive.carry import noise_level
     rng = np.random.default_rng(3)
     shape = (40, 64, 64)
@@ -119,6 +119,12 @@ def test_noise_level_by_hand():
     assert noise_level(image) == pytest.approx(0.3, rel=0.05)
     assert noise_level(0.4 * image) == pytest.approx(0.4 * noise_level(image))
     assert noise_level(image, most=5000) == pytest.approx(0.3, rel=0.1)   # rows of large planes left out
+    # integer data: no jump as the noise grows past a unit (the median of the differences goes 1, 2)
+    counts = [noise_level(np.round(100 + rng.normal(0, s, shape))) for s in (1.8, 2.0)]
+    assert counts[0] == pytest.approx(np.hypot(1.8, 12 ** -0.5), rel=0.03) and 1.05 < counts[1] / counts[0] < 1.2
+    assert noise_level(np.round(rng.normal(0, 0.3, shape))) is None   # most neighbours equal
+    clipped = np.clip(smooth + rng.normal(0, 0.3, shape) - 2.5, 0, None)
+    assert noise_level(clipped) is None                               # the background clipped to zero
     assert noise_level(smooth.round()) is None and noise_level(np.zeros(shape)) is None
 
     class Planes:   # reads counted

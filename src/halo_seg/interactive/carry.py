@@ -364,12 +364,17 @@ def recorded_contrast(record: dict, image=None, labels=None) -> float | None:
     return contrast(image, np.asarray(labels[where]) == record["label"], where)
 
 
+TRIM = 0.9             # noise_level: the share of the neighbours' differences kept, the smaller
+TRIMMED_SD = 0.7893    # a normal's standard deviation within its central 90 % (+-1.645 sd), as a share of it
+
+
 def noise_level(image, planes: int = 8, most: int = 1 << 21) -> float | None:
     """How much the voxels of ``image`` (Z, Y, X) scatter about what they show, in its units: a
-    standard deviation from the median absolute difference between neighbours along the last axis
-    (the inside of a cell and its smooth edge hardly change from one voxel to the next; noise does),
-    over up to ``planes`` planes evenly spread across the first axis (a lazy volume is read there
-    only). None where it is 0 (an image without noise, or integer noise under a unit)."""
+    standard deviation from the differences between neighbours along the last axis (the inside of
+    a cell and its smooth edge hardly change from one voxel to the next; noise does; the largest
+    tenth, edges, left out), over up to ``planes`` planes evenly spread across the first axis (a
+    lazy volume is read there only). None where most neighbours are equal (an image without noise,
+    a background clipped to zero, integer noise under a unit)."""
     n = image.shape[0]
     picked = np.unique(np.linspace(0, n - 1, min(planes, n)).round().astype(int))
     steps = []
@@ -379,8 +384,12 @@ def noise_level(image, planes: int = 8, most: int = 1 << 21) -> float | None:
         every = max(1, rows.size * len(picked) // most)   # rows left out, not read into float64: a large plane
         steps.append(np.abs(np.diff(rows[::every].astype(np.float64), axis=-1)).ravel())
     steps = np.concatenate(steps)
-    level = float(np.median(steps)) * 1.4826 / np.sqrt(2) if len(steps) else 0.0
-    return level if level > 0 else None
+    if not len(steps) or np.median(steps) == 0:   # most neighbours equal: no noise to speak of (or clipped)
+        return None
+    # the root mean square of the smaller 90 % (edges, the larger steps, left out), a normal's so
+    # trimmed: continuous, where the median of integer data jumps from 1 to 2 (x 2) as the noise grows
+    kept = np.partition(steps, int(TRIM * len(steps)) - 1)[:int(TRIM * len(steps))]
+    return float(np.sqrt(np.mean(kept ** 2)) / TRIMMED_SD / np.sqrt(2)) or None
 
 
 def recorded_noise(record: dict, image=None) -> float | None:
