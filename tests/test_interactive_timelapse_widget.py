@@ -8,6 +8,7 @@ pytest.importorskip("napari")
 
 from halo_seg.interactive.model_io import default_memnet_installed  # noqa: E402
 from halo_seg.interactive.roi import mask_bbox  # noqa: E402
+from _steps import split_label  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
 
@@ -867,12 +868,7 @@ def test_all_to_next_time_point_says_which_objects_to_check(make_napari_viewer, 
     from napari_halo_seg._measure import layer_links
     z = int((at1 == 4).sum((1, 2)).argmax())
     _show(viewer, 1, z)
-    viewer.layers.selection.active = objects
-    objects.selected_label = 4
-    w.edit_label()
-    _wait(qtbot, w)
-    w.commit_as_two()
-    _wait(qtbot, w)
+    split_label(viewer, qtbot, w, objects, 4)
     assert "label 4 of 'objects' corrected and split in two" in w.status.text(), w.status.text()
     assert layer_links(objects.features) == {4: 1, 5: 2, 6: 3, 7: 1}
     paths = viewer.layers["objects paths"]           # the mother's path divides into her daughters'

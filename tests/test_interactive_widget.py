@@ -8,6 +8,7 @@ pytest.importorskip("napari")
 from halo_seg.interactive.model_io import default_memnet_installed  # noqa: E402
 from halo_seg.interactive.roi import mask_bbox  # noqa: E402
 from halo_seg.metrics import dice  # noqa: E402
+from _steps import split_label  # noqa: E402
 
 needs_default = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
 
@@ -1120,12 +1121,7 @@ def test_a_merged_label_of_an_automatic_result_is_split_in_place(make_napari_vie
     w = InteractiveWidget(viewer)
     w.image.setCurrentText("nuclei")
     w.device.setCurrentText("cpu")
-    viewer.layers.selection.active = layer
-    layer.selected_label = a
-    w.edit_label()
-    _wait(qtbot, w)
-    w.commit_as_two()
-    _wait(qtbot, w)
+    split_label(viewer, qtbot, w, layer, a)
     new = int(auto.max()) + 1
     out = np.asarray(layer.data)
     assert w.status.text().startswith(f"label {a} of 'auto' corrected and split in two: 0 voxels added, 0 removed; the "
@@ -1160,12 +1156,7 @@ def test_three_merged_nuclei_come_apart_in_two_splits_and_none_is_lost(make_napa
     w.image.setCurrentText("nuclei")
     w.device.setCurrentText("cpu")
     for new in (6, 7):
-        viewer.layers.selection.active = layer
-        layer.selected_label = 5
-        w.edit_label()
-        _wait(qtbot, w)
-        w.commit_as_two()
-        _wait(qtbot, w)
+        split_label(viewer, qtbot, w, layer, 5)
         assert w.status.text().startswith(f"label 5 of 'auto' corrected and split in two: 0 voxels added, 0 removed; "
                                           f"the second part is new label {new} ("), w.status.text()
         out = np.asarray(layer.data)
