@@ -16,9 +16,10 @@ following procedural dividing cells over time, in 3D with their tracks; track_ed
 widget taking a daughter's mother away; interactive_lineage: a cell followed by Next time point through her
 division, tracked keeping those links; interactive_paths: the same cell's paths as the interactive widget drew
 them while she was followed; interactive_all: a field of cells carried on with All to next time point;
-interactive_new_cells: a cell that came into the field, marked after All to next time point).
+interactive_new_cells: a cell that came into the field, marked after All to next time point;
+split_merged: three merged nuclei of one label taken apart by Commit as two, twice).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse|interactive_division|interactive_lineage|interactive_paths|interactive_all|interactive_new_cells]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse|interactive_division|interactive_lineage|interactive_paths|interactive_all|interactive_new_cells|split_merged]
 """
 from __future__ import annotations
 
@@ -639,13 +640,46 @@ def interactive_new_cells(_s):
     _shoot(viewer, w, "napari_interactive_new_cells.png")
 
 
+def split_merged(_s):
+    """Edit label, then Commit as two, twice: three touching nuclei merged into one label of an
+    automatic result come apart as three labels (the first cut at the lowest neck takes one off whole)."""
+    from scipy import ndimage as ndi
+
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    shape = (24, 48, 80)
+    zz, yy, xx = np.ogrid[:24, :48, :80]
+    nuclei = [((zz - 12) ** 2 + (yy - 24) ** 2 + (xx - x) ** 2) <= 36 for x in (26, 36, 47)]
+    merged = np.logical_or.reduce(nuclei)
+    image = ndi.gaussian_filter(merged.astype(np.float32), 1) + np.random.default_rng(0).normal(0, 0.1, shape)
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 850)
+    viewer.add_image(image.astype(np.float32), name="nuclei")
+    layer = viewer.add_labels(merged.astype(np.uint16) * 5, name="automatic")
+    w = InteractiveWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Interactive segmentation")
+    w.image.setCurrentText("nuclei")
+    w.device.setCurrentText("cpu")
+    for _ in range(2):
+        viewer.layers.selection.active = layer
+        layer.selected_label = 5
+        w.edit_label()
+        _wait(w)
+        w.commit_as_two()
+        _wait(w)
+        print("split:", w.status.text())
+    viewer.layers.selection.active = layer
+    viewer.dims.set_current_step(0, 12)
+    viewer.camera.zoom = 8
+    _shoot(viewer, w, "napari_split_merged.png")
+
+
 if __name__ == "__main__":
     import sys
     os.environ.setdefault("HALO_SEG_USER_DIR", tempfile.mkdtemp())   # models and sessions not into the user's own
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
                         ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"], ["track_edit"],
                         ["interactive_timelapse"], ["interactive_division"], ["interactive_lineage"],
-                        ["interactive_paths"], ["interactive_all"], ["interactive_new_cells"]):
+                        ["interactive_paths"], ["interactive_all"], ["interactive_new_cells"], ["split_merged"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()
