@@ -86,8 +86,10 @@ class NewCellActions:
             return
 
         def work():   # cell by cell: which gave nothing stays known (segment_new leaves those out)
+            from halo_seg.interactive.carry import noise_level
+            level = noise_level(volume)   # of the one volume, once
             return [(c, segment_new(lambda: self._new_segmenter(layer, volume, key, 0), [c], t1,
-                                    cancel=self._cancel.is_set)) for c in kept]
+                                    cancel=self._cancel.is_set, noise=level)) for c in kept]
 
         def done(pairs):
             marks_before = self._marks_now()

@@ -89,6 +89,10 @@ def test_a_new_cell_is_segmented_from_its_box_as_the_widget_would():
     assert len(out) == 1 and np.array_equal(whole, want) and dice(whole, third) > 0.85
     assert out[0].label == 0 and out[0].record["t"] == 4 and out[0].record["step"] is None
     assert out[0].record["contrast"] == pytest.approx(out[0].contrast[1]) and out[0].contrast[1] > 0.8
+    from halo_seg.interactive.carry import noise_level   # in the volume's noise: measured, or as given
+    assert out[0].record["noise"] == out[0].noise[1] == noise_level(image)
+    given = segment_new(lambda: InteractiveSegmenter(image, device="cpu"), cells, 4, noise=0.5)
+    assert given[0].record["noise"] == given[0].noise[1] == 0.5 and np.array_equal(given[0].mask, out[0].mask)
     with pytest.raises(InterruptedError):
         segment_new(lambda: InteractiveSegmenter(image, device="cpu"), cells, 4, cancel=lambda: True)
     with pytest.raises(ValueError, match="the session slices across axis 1; new cells are boxed on slices across 0"):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .carry import (Found, carried_boxes, carry_record, contrast, faded, find_again, noise_level, part_sources,
-                    recorded_contrast, two_cells)
+                    recorded_contrast, recorded_noise, two_cells)
 
 
 @dataclass
@@ -153,7 +153,7 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
             record = carry_record(_OneLabel(labels, label), t, None, axis, label, box=box)
         seg = make_seg()
         before = recorded_contrast(record, image, labels)
-        was_noise = record.get("noise")
+        was_noise = recorded_noise(record)   # the record's own, else measured once in the volume before
         if was_noise is None and image is not None:
             was_noise = noise_at("before", image)
         if seg.axis != axis:

@@ -98,15 +98,16 @@ def new_cells(image, objects, min_share: float = 0.3, keep_off: int = 2, sample:
     return sorted(out, key=lambda c: -c.voxels)
 
 
-def segment_new(make_seg, cells: list, t: int, cancel=None) -> list:
+def segment_new(make_seg, cells: list, t: int, cancel=None, noise: float | None = None) -> list:
     """Each of ``cells`` (new_cells's, at time point ``t``) segmented as a new object: a box prompt on
     its largest slice (``make_seg()``: a new InteractiveSegmenter on that time point's volume, slicing
     across axis 0), propagated. Returns carry_all.Carried with label 0 (carried from nothing), each
     with its record (carry.carry_record, its contrast there) to be carried on; where the network
-    finds nothing, none."""
+    finds nothing, none. ``noise``: the volume's noise level (carry.noise_level), measured once
+    where not given."""
     from .carry import carry_record, contrast, noise_level
     from .carry_all import Carried, _source
-    out, noise = [], {}
+    out, level = [], {} if noise is None else {"level": noise}
     for cell in cells:
         if cancel is not None and cancel():
             raise InterruptedError("cancelled while the new cells were segmented")
@@ -120,9 +121,9 @@ def segment_new(make_seg, cells: list, t: int, cancel=None) -> list:
             continue
         mask = pred[where]
         after = contrast(_source(seg), mask, where)
-        if "level" not in noise:   # one volume: its noise level once
-            noise["level"] = noise_level(_source(seg))
+        if "level" not in level:   # one volume: its noise level once
+            level["level"] = noise_level(_source(seg))
         out.append(Carried(0, None, where, mask, {**carry_record(pred, t, None, 0, 0, box=where), "contrast": after,
-                                                  "noise": noise["level"]},
-                           contrast=(None, after), noise=(None, noise["level"])))
+                                                  "noise": level["level"]},
+                           contrast=(None, after), noise=(None, level["level"])))
     return out
