@@ -242,6 +242,8 @@ def _two_groups(parts: np.ndarray, dist: np.ndarray, k: int, least: float = 0.25
     where two parts touch) that leaves each side at least ``least`` of the object: the parts joined
     across their highest necks (a maximum spanning tree), then the tree cut at that neck (a small
     bump behind a low neck is not a side). Pieces apart: the two largest kept (the rest: _nearer)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
     necks = np.zeros((k + 1, k + 1))
     for axis in range(parts.ndim):
         lo = tuple(slice(0, -1) if d == axis else slice(None) for d in range(parts.ndim))
@@ -249,38 +251,27 @@ def _two_groups(parts: np.ndarray, dist: np.ndarray, k: int, least: float = 0.25
         p, q = parts[lo], parts[hi]
         touch = (p != q) & (p > 0) & (q > 0)
         np.maximum.at(necks, (p[touch], q[touch]), np.minimum(dist[lo][touch], dist[hi][touch]))
-    necks = np.maximum(necks, necks.T)
-    sizes = np.bincount(parts.ravel(), minlength=k + 1).astype(float)
-    sizes[0] = 0
+    necks = np.maximum(necks, necks.T)[1:, 1:]   # between parts 1..k, as indices 0..k-1
+    sizes = np.bincount(parts.ravel(), minlength=k + 1)[1:].astype(float)
 
-    def groups(edges) -> np.ndarray:   # each part's group (its root) with ``edges`` joined
-        root = list(range(k + 1))
-
-        def find(i):
-            while root[i] != i:
-                i = root[i]
-            return i
-        for i, j in edges:
-            ri, rj = find(i), find(j)
-            if ri != rj:
-                root[rj] = ri
-        return np.array([find(i) for i in range(k + 1)])
-    tree, joined = [], groups([])
-    for i, j in sorted(zip(*np.nonzero(np.triu(necks))), key=lambda ij: -necks[ij]):
-        if joined[i] != joined[j]:
-            tree.append((int(i), int(j)))
-            joined = groups(tree)
-    if len(set(joined[1:])) == 1 and tree:   # one piece: cut the tree at the lowest neck leaving both sides
+    def groups(edges) -> np.ndarray:   # each part's group with ``edges`` (index pairs) joined
+        rows, cols = (np.array(v, np.int64) for v in zip(*edges)) if edges else (np.zeros(0, np.int64),) * 2
+        return connected_components(coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(k, k)), directed=False)[1]
+    # the highest necks first: scipy's minimum spanning tree of the necks turned around (an edge > 0 each)
+    turned = np.where(necks > 0, necks.max() + 1 - necks, 0)
+    tree = minimum_spanning_tree(np.triu(turned)).tocoo()
+    edges = [(int(i), int(j)) for i, j in zip(tree.row, tree.col)]
+    joined = groups(edges)
+    if edges and not joined.any():   # one piece: cut the tree at the lowest neck leaving both sides
         cuts = []
-        for e in tree:
-            g = groups([f for f in tree if f != e])
+        for e in edges:
+            g = groups([f for f in edges if f != e])
             side = sizes[g == g[e[0]]].sum()
             cuts.append((min(side, sizes.sum() - side) < least * sizes.sum(), necks[e], g))
         joined = min(cuts, key=lambda c: c[:2])[2]
-    total = np.bincount(joined, weights=sizes, minlength=k + 1)
-    first, second = np.argsort(total)[::-1][:2]
+    first, second = np.argsort(np.bincount(joined, weights=sizes))[::-1][:2]
     keep = np.where(joined == first, 1, np.where(joined == second, 2, 0))
-    return keep[parts].astype(np.int32)
+    return np.concatenate([[0], keep])[parts].astype(np.int32)
 
 
 def _nearer(parts: np.ndarray, inside: np.ndarray) -> np.ndarray:
