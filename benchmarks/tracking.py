@@ -104,19 +104,27 @@ def sweep(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
     from halo_seg.tracking.phantom import relabelled
     from halo_seg.tracking.summary import fast_motion, per_track
     rows = []
-    print("\n| step (of the radius 4.5) | linking | links right | divisions found | whole tracks | suggested |")
+    print("\n| step (of the radius 4.5) | linking | links right | divisions found | whole tracks | suggested (auto: chose distance) |")
     print("|---|---|---|---|---|---|")
     for step in (1.5, 2.0, 2.5, 3.0, 3.5, 5.0):
         for name, kw in (("overlap", {}), ("distance, max distance two steps", {"link": "distance",
-                                                                               "max_distance": 2 * step})):
-            scores, said = [], 0
+                                                                               "max_distance": 2 * step}),
+                         ("auto (chosen from the first two time points)", {"link": "auto"})):
+            scores, said, reach = [], 0, []
             for s in range(seed0, seed0 + seeds):
                 tl = _phantom(step, s)
                 res = track_objects(relabelled(tl.ids, s), tmp / "w.zarr", objects_given=True, **kw)
                 scores.append(_scored(tl, res, tmp / "w.zarr"))
-                said += fast_motion(per_track(res.table, res.lineage), kw.get("link", "overlap"),
-                                    kw.get("max_distance")) is not None
+                if kw.get("link") == "auto":   # what it chose, in the suggestion's column
+                    said += res.motion is not None and res.motion["link"] == "distance"
+                    reach.append(res.motion["max_distance"] if res.motion and res.motion["link"] == "distance"
+                                 else np.nan)
+                else:
+                    said += fast_motion(per_track(res.table, res.lineage), kw.get("link", "overlap"),
+                                        kw.get("max_distance")) is not None
             row = {"step": step, "of_radius": step / 4.5, "linking": name, "suggested": said / seeds,
+                   **({"max_distance_chosen": float(np.nanmedian(reach))} if reach and not np.isnan(reach).all()
+                      else {}),
                    **{k: float(np.mean([sc[k] for sc in scores])) for k in ("precision", "divisions", "whole_tracks")}}
             rows.append(row)
             print(f"| {step} ({step / 4.5:.2f}) | {name} | {row['precision']:.3f} | {row['divisions']:.3f} "

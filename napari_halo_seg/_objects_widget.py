@@ -28,6 +28,8 @@ from ._paintable import paintable
 from ._timelapse import timelapse_data
 
 NO_IMAGE = "(none)"
+# the linking choices, as the tracker names them; the first is the default
+LINKING = {"chosen from the cells' motion": "auto", "by overlap": "overlap", "by distance alone (fast cells)": "distance"}
 
 
 def _label_and_measure(data, out, spacing, unit, image, progress, cancel, split=False, **kw):
@@ -101,14 +103,17 @@ class ObjectsWidget(BackgroundWidget):
                                      "objects no overlap paired are paired by nearest centroid, measured from where "
                                      "each cell's steps predict it, and a daughter too far to overlap her mother is "
                                      "told by her and her sister's sizes and places")
-        self.by_distance = QCheckBox("link by distance alone (fast cells)")
-        self.by_distance.setToolTip("tracking, for cells moving further than their radius between time points: pair "
-                                    "by nearest centroid within the max distance only, as point trackers do, not by "
-                                    "overlap first")
+        self.linking = QComboBox()
+        self.linking.addItems(list(LINKING))
+        self.linking.setToolTip("tracking: by overlap (an object continues as the one it overlaps most), by distance "
+                                "alone (nearest centroid within the max distance, as point trackers do: cells moving "
+                                "further than their radius between time points), or chosen from how far the cells "
+                                "move between the first two time points (by distance over half their radius, within "
+                                "the max distance or else twice their step)")
         form = form_of(("labels", self.labels), ("image (intensity)", self.image), ("classes", self.classes),
                        ("min voxels", self.min_voxels), ("connectivity", self.connectivity), ("", self.split),
                        ("", self.track), ("", self.as_numbered), ("max distance", self.max_distance),
-                       ("", self.by_distance))
+                       ("linking", self.linking))
         self.measure_btn = QPushButton("Measure labels as they are")
         self.measure_btn.clicked.connect(self.measure)
         self.save_btn = QPushButton("Save table (CSV)")
@@ -144,7 +149,7 @@ class ObjectsWidget(BackgroundWidget):
                                     "a time-lapse's labels (T, Z, Y, X)")
                 return
             reach = self.max_distance.value() or None
-            link = "distance" if self.by_distance.isChecked() else "overlap"
+            link = LINKING[self.linking.currentText()]
             if link == "distance" and reach is None:
                 self.status.setText("error: linking by distance alone needs a max distance: how far a cell may move "
                                     "between time points")
@@ -313,10 +318,12 @@ class ObjectsWidget(BackgroundWidget):
                                metadata={TRACK_OUTPUT: str(res.output)}, **place)
         self.table = res.table
         self.save_btn.setEnabled(True)
-        from halo_seg.tracking.summary import fast_motion, motion_text
+        from halo_seg.tracking.summary import chosen_text, fast_motion, motion_text
         fast = fast_motion(rows, link, reach, res.shape, res.spacing)   # as asked, whatever the fields say now
-        hint = (f"; {motion_text(fast, unit)}: check 'link by distance alone' with a max distance of about "
-                f"{fast[2]:g} and follow them again" if fast else "")
+        hint = (f"; {motion_text(fast, unit)}: link by distance alone with a max distance of about {fast[2]:g} (or "
+                "chosen from the motion) and follow them again" if fast else "")
+        if link == "auto":
+            hint = f"; {chosen_text(res.motion, unit)}"
         kept = ""
         if links:   # a link to an object erased since, or to one not at the next time point, is not used
             kept = (f"; the {links} link{'s' if links != 1 else ''} made with Next time point kept"

@@ -124,6 +124,70 @@ def test_a_cell_that_jumps_is_paired_by_distance_only_when_asked():
         Linker(link="distance").check()
 
 
+def _moved(shape, centres, r, shift):
+    """Two frames of balls (ids 1..n) at ``centres``, then each moved by ``shift`` voxels."""
+    a = sum(_ball(shape, c, r, k + 1) for k, c in enumerate(centres))
+    b = sum(_ball(shape, tuple(np.add(c, shift)), r, k + 1) for k, c in enumerate(centres))
+    return a, b
+
+
+def test_motion_is_the_cells_median_step_and_radius():
+    from halo_seg.tracking.link import motion
+    shape = (12, 40, 80)
+    centres = [(6, 10, 8), (6, 30, 8), (6, 10, 40), (6, 30, 40)]
+    a, b = _moved(shape, centres, 3, (0, 0, 7))   # each 7 voxels on: no ball overlaps where it was
+    pa, pb = frame_objects(a, 0), frame_objects(b, 1)
+    radius = np.cbrt(3 * pa.voxels / (4 * np.pi))   # a sphere of each ball's volume (123 voxels: about 3.1)
+    assert motion(pa, pb, radius) == pytest.approx((7.0, float(np.median(radius))))
+    # in the spacing's unit: 7 voxels of 0.5 along x, radii given in it too
+    step, r = motion(pa, pb, radius / 2, spacing=(0.5, 0.5, 0.5))
+    assert step == pytest.approx(3.5) and r == pytest.approx(np.median(radius) / 2)
+    # one ball further than MOTION_REACH radii (3 x 3.1): three pairs left, the median of theirs
+    far = b.copy()
+    far[far == 4] = 0
+    far += _ball(shape, (6, 30, 70), 3, 4)
+    assert motion(pa, frame_objects(far, 1), radius)[0] == pytest.approx(7.0)
+    # fewer than three cells paired: it cannot tell
+    assert motion(pa, frame_objects(np.where(b <= 2, b, 0), 1), radius) is None
+    # classes kept apart: a cell is not paired with one of another class
+    pb_cls = frame_objects(b, 1)
+    pb_cls.classes = np.array([1, 1, 2, 2])
+    assert motion(pa, pb_cls, radius) is None   # pa's are all class 0
+    # the Linker's radii: a sphere's of the volume, a disc's of the area where a time point is one plane
+    objs = frame_objects(np.zeros((1, 4, 4), np.uint8), 0)
+    objs.voxels = np.array([36 * np.pi])
+    assert Linker(spacing=(0.5, 1.0, 1.0), planar=True).radii(objs)[0] == pytest.approx(6.0)
+    assert Linker(spacing=(0.5, 1.0, 1.0)).radii(objs)[0] == pytest.approx(np.cbrt(3 * 18 * np.pi / (4 * np.pi)))
+
+
+def test_link_auto_links_by_overlap_or_by_distance_from_the_cells_motion():
+    shape = (12, 40, 80)
+    centres = [(6, 10, 8), (6, 30, 8), (6, 10, 40), (6, 30, 40)]
+    slow_a, slow_b = _moved(shape, centres, 3, (0, 0, 1))   # a third of a radius
+    ids, linker = _step_all([slow_a, slow_b], link="auto")
+    assert linker.link == "overlap" and linker.max_distance is None
+    assert linker.motion["link"] == "overlap" and linker.motion["step"] == pytest.approx(1.0)
+    assert ids == _step_all([slow_a, slow_b])[0]
+    # 7 voxels on, over twice the radius: linked by distance within twice the step, as asked by hand
+    fast = _moved(shape, centres, 3, (0, 0, 7))
+    third = sum(_ball(shape, (c[0], c[1], c[2] + 14), 3, k + 1) for k, c in enumerate(centres))
+    ids, linker = _step_all([*fast, third], link="auto")
+    assert linker.link == "distance" and linker.max_distance == 14.0
+    assert ids == _step_all([*fast, third], link="distance", max_distance=14.0)[0]
+    assert ids[1] == ids[2] == {1: 1, 2: 2, 3: 3, 4: 4}   # by overlap each would be a new track
+    assert _step_all(fast)[0][1] == {1: 5, 2: 6, 3: 7, 4: 8}
+    # a max distance given is kept
+    assert _step_all(list(fast), link="auto", max_distance=9.0)[1].max_distance == 9.0
+    # until a time point with enough cells, by overlap: a lone cell at first, the cells come in later
+    lone = _ball(shape, centres[0], 3)
+    ids, linker = _step_all([lone, lone, *fast], link="auto")
+    assert ids[1] == {1: 1} and linker.link == "distance" and linker.motion["step"] == pytest.approx(7.0)
+    ids, linker = _step_all([lone, lone], link="auto")
+    assert linker.link == "auto" and linker.motion is None and ids[1] == {1: 1}
+    with pytest.raises(VolumeError, match="'overlap', 'distance' or 'auto'"):
+        Linker(link="nearest").check()
+
+
 def test_a_crawling_cell_is_paired_where_its_steps_predict_it_not_with_a_newcomer_near_where_it_was():
     shape = (8, 16, 44)
     frames = [_ball(shape, (4, 5, x), 2) for x in (5, 13, 21)]
@@ -560,6 +624,39 @@ def test_a_second_run_on_an_output_being_written_is_refused_and_a_dead_ones_work
     assert not partial.exists() and zarr.open_group(str(tmp_path / "t.zarr"))["labels"].shape == masks.shape
 
 
+def test_track_auto_is_the_tracking_it_chose_and_resumes_to_it(tmp_path):
+    """link "auto" on slow cells is overlap linking's tracking, on fast ones distance linking's within
+    the max distance it chose (about twice the phantom's step), recorded in the output; a run stopped
+    before and after the choice goes on with --resume to what one run gives."""
+    for speed, chosen in ((1.5, "overlap"), (5.0, "distance")):
+        tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=5, radius=4.5, divisions=2, speed=speed, seed=4)
+        src = relabelled(tl.ids, 4)
+        res = track_objects(src, tmp_path / "auto.zarr", objects_given=True, link="auto")
+        assert res.motion["link"] == chosen and res.motion["radius"] == pytest.approx(4.5, rel=0.05)
+        assert res.motion["step"] == pytest.approx(speed, rel=0.15)
+        attrs = zarr.open_group(str(tmp_path / "auto.zarr")).attrs["halo_seg_tracks"]
+        assert attrs["link"] == chosen and attrs["motion"] == res.motion
+        kw = {"link": "distance", "max_distance": res.motion["max_distance"]} if chosen == "distance" else {}
+        if kw:
+            assert kw["max_distance"] == pytest.approx(2 * speed, rel=0.15)
+        track_objects(src, tmp_path / "ref.zarr", objects_given=True, **kw)
+        want = _tracked(tmp_path / "ref.zarr")
+        for got, exp in zip(_tracked(tmp_path / "auto.zarr"), want):
+            np.testing.assert_array_equal(got, exp)
+    other = track_objects(src, tmp_path / "overlap.zarr", objects_given=True)
+    assert not np.array_equal(_tracked(tmp_path / "overlap.zarr")[0], want[0]) and other.motion is None
+    out = tmp_path / "t.zarr"
+    for stop in (1, 2, 3):   # after the first time point (nothing chosen yet), and after the choice
+        state = {"done": 0}
+        with pytest.raises(InterruptedError):
+            track_objects(src, out, objects_given=True, link="auto", progress=lambda d, n: state.update(done=d),
+                          cancel=lambda: state["done"] >= stop)
+        got = track_objects(src, out, objects_given=True, link="auto", resume=True)
+        assert got.motion == res.motion
+        for g, exp in zip(_tracked(out), want):
+            np.testing.assert_array_equal(g, exp)
+
+
 def _tracked(path):
     g = zarr.open_group(str(path))
     return g["labels"][...], g["tracks"][...], g["lineage"][...]
@@ -650,8 +747,16 @@ def test_the_track_command(tmp_path, capsys):
     fast = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=6, radius=4.5, divisions=0, speed=5.0, seed=1)
     tifffile.imwrite(tmp_path / "fast.tif", relabelled(fast.ids, 1)[:, :, None], imagej=True,
                      metadata={"axes": "TZCYX"})
-    assert main(["track", str(tmp_path / "fast.tif"), str(tmp_path / "f.zarr"), "--ids", "--quiet"]) == 0
+    assert main(["track", str(tmp_path / "fast.tif"), str(tmp_path / "f.zarr"), "--ids", "--quiet", "--link",
+                 "overlap"]) == 0
     assert "note: cells moved a median" in capsys.readouterr().err
+    # by default the linking is chosen from the motion: by distance here, and said
+    assert main(["track", str(tmp_path / "fast.tif"), str(tmp_path / "f.zarr"), "--ids", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    chosen = zarr.open_group(str(tmp_path / "f.zarr")).attrs["halo_seg_tracks"]["motion"]
+    assert f"linked by distance within {chosen['max_distance']:g} voxel units" in err and "note:" not in err
+    assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "s.zarr"), "--quiet"]) == 0
+    assert "linked by overlap (up to 0.5 of a radius a step): cells moved a median" in capsys.readouterr().err
     assert main(["track", str(tmp_path / "fast.tif"), str(tmp_path / "f.zarr"), "--ids", "--quiet", "--link",
                  "distance", "--max-distance", "10"]) == 0
     assert "note:" not in capsys.readouterr().err

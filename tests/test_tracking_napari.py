@@ -27,7 +27,9 @@ def test_objects_widget_tracks_a_time_lapse(make_napari_viewer, qtbot, tmp_path)
     # the engine's own tracking of the same masks is the reference
     ref = track_objects(masks, tmp_path / "ref.zarr", split=0.25, spacing=(2.0, 1.0, 1.0), image=tl.image)
     assert tracking_text(ref.tracks, ref.divisions) in w.status.text(), w.status.text()
-    assert "cells moved a median" not in w.status.text()
+    # slow cells: overlap chosen from their motion, and no suggestion to link otherwise
+    assert "linked by overlap (up to 0.5 of a radius a step): cells moved a median" in w.status.text()
+    assert "link by distance alone with" not in w.status.text()
     tracked, paths = viewer.layers["cells tracked"], viewer.layers["cells tracks"]
     import zarr
     np.testing.assert_array_equal(np.asarray(tracked.data), zarr.open_group(str(tmp_path / "ref.zarr"))["labels"][...])
@@ -52,9 +54,9 @@ def test_objects_widget_tracks_a_time_lapse(make_napari_viewer, qtbot, tmp_path)
 
 
 def test_objects_widget_links_fast_cells_by_distance(make_napari_viewer, qtbot, tmp_path):
-    """The max distance and distance-alone fields reach the engine: the layer equals the engine's
-    tracking with the same settings, which differs from overlap linking's on cells moving further
-    than their radius."""
+    """The max distance and linking fields reach the engine: the layer equals the engine's tracking
+    with the same settings, which differs from overlap linking's on cells moving further than their
+    radius; by default the linking is chosen from the cells' motion, and said."""
     import zarr
 
     from halo_seg.tracking import track_objects
@@ -68,12 +70,24 @@ def test_objects_widget_links_fast_cells_by_distance(make_napari_viewer, qtbot, 
     w.labels.setCurrentText("cells")
     w.track.setChecked(True)
     w.split.setChecked(True)   # daughters touch at birth
+    assert w.linking.currentText() == "chosen from the cells' motion"
+    w.linking.setCurrentText("by overlap")
     w.run()   # by overlap: linking by distance suggested
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
-    assert "cells moved a median" in w.status.text() and "check 'link by distance alone'" in w.status.text()
+    assert "cells moved a median" in w.status.text() and "link by distance alone with" in w.status.text()
     for name in ("cells tracked", "cells tracks"):
         viewer.layers.remove(name)
-    w.by_distance.setChecked(True)
+    w.linking.setCurrentText("chosen from the cells' motion")
+    w.run()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    auto = track_objects(masks, tmp_path / "auto.zarr", link="auto", split=0.25)
+    assert auto.motion["link"] == "distance"
+    assert f"linked by distance within {auto.motion['max_distance']:g} voxel units" in w.status.text()
+    np.testing.assert_array_equal(np.asarray(viewer.layers["cells tracked"].data),
+                                  zarr.open_group(str(tmp_path / "auto.zarr"))["labels"][...])
+    for name in ("cells tracked", "cells tracks"):
+        viewer.layers.remove(name)
+    w.linking.setCurrentText("by distance alone (fast cells)")
     w.run()   # no max distance: said, nothing started
     assert w.worker is None and "needs a max distance" in w.status.text()
     w.max_distance.setValue(8.0)

@@ -12,7 +12,7 @@ def cmd_track(a) -> int:
     from ..measure import check_table_path, write_csv
     from ..tracking import track_objects, write_ctc
     from ..tracking.checkpoint import STATE, PartialError, partial_dir
-    from ..tracking.summary import fast_motion, format_tracks, motion_text, per_track
+    from ..tracking.summary import chosen_text, fast_motion, format_tracks, motion_text, per_track
     from ..io.track_output import check_ctc_folder
     for path in (a.csv, a.summary):
         if path:
@@ -49,6 +49,8 @@ def cmd_track(a) -> int:
     rows = per_track(res.table, res.lineage, res.spacing)
     if not a.quiet:
         print(format_tracks(rows, res.unit, most=a.rows))
+    if a.link == "auto":
+        print(chosen_text(res.motion, res.unit), file=sys.stderr)
     fast = fast_motion(rows, a.link, a.max_distance, res.shape, res.spacing)
     if fast:
         print(f"note: {motion_text(fast, res.unit)}; --link distance --max-distance {fast[2]:g} (about two steps) "
@@ -173,11 +175,13 @@ def add_track(sub) -> None:
     o.add_argument("--max-distance", type=float, default=None,
                    help="pair objects no overlap paired by nearest centroid within this distance (in the voxel size's "
                         "unit): for cells that move further than their size between time points (default: off)")
-    o.add_argument("--link", choices=["overlap", "distance"], default="overlap",
-                   help="overlap (default): an object continues as the one it overlaps most, and divisions are "
-                        "found; distance: by nearest centroid within --max-distance alone, as point trackers do, "
-                        "for cells moving further than their radius between time points (divisions then told by "
-                        "the daughters' sizes and places; --no-distance-divisions)")
+    o.add_argument("--link", choices=["auto", "overlap", "distance"], default="auto",
+                   help="overlap: an object continues as the one it overlaps most, and divisions are found; "
+                        "distance: by nearest centroid within --max-distance alone, as point trackers do, for cells "
+                        "moving further than their radius between time points (divisions then told by the "
+                        "daughters' sizes and places; --no-distance-divisions); auto (default): distance, within "
+                        "--max-distance or else twice the cells' median step, where the cells move over half their "
+                        "radius between the first two time points, else overlap (said after the run)")
     o.add_argument("--no-predict", dest="predict", action="store_false",
                    help="pair by distance (--max-distance, --link distance) from where each cell was, not from where "
                         "its last step predicts it (by default as much of that step as the cells keep from one step "

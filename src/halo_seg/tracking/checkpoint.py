@@ -89,7 +89,9 @@ def _linker_state(linker) -> dict:
             "last": [t, None if tracks is None else [int(x) for x in tracks]],
             "ended": {str(k): list(v) for k, v in linker._ended.items()}, "steps": linker._steps,
             "velocity": {str(k): [float(x) for x in v] for k, v in linker._velocity.items()},
-            "persist": list(linker._persist), "given_used": linker.given_used}
+            "persist": list(linker._persist), "given_used": linker.given_used,
+            # link "auto": what it chose, on the time points done
+            "link": linker.link, "max_distance": linker.max_distance, "motion": linker.motion}
 
 
 def _restore_linker(linker, s: dict) -> None:
@@ -102,6 +104,8 @@ def _restore_linker(linker, s: dict) -> None:
     linker._velocity = {int(k): np.array(v, float) for k, v in s["velocity"].items()}
     linker._persist = [float(x) for x in s["persist"]]
     linker.given_used = int(s.get("given_used", 0))
+    if "link" in s:
+        linker.link, linker.max_distance, linker.motion = s["link"], s["max_distance"], s["motion"]
 
 
 def save_state(work: Path, settings: dict, done: int, linker, kept: list) -> None:

@@ -22,7 +22,11 @@ thousand cells never builds one large matrix). What the assignment leaves, in th
   points, benchmarks/README.md); with ``predict``, the distance is from where the track's last
   step takes it, as much of that step as cells keep from one step to the next (fitted to the
   tracks linked so far: cells crawling on keep most of it, a random walk none; a mother's last
-  step is to her daughters' centroid, and they go on from it);
+  step is to her daughters' centroid, and they go on from it); ``link="auto"`` chooses between
+  the two from the cells' motion between the first two time points with objects (``motion``):
+  by distance, within twice the cells' median step unless ``max_distance`` is given, where that
+  step is over FAST_STEP of their median radius (where overlap linking starts to lose tracks and
+  divisions on the procedural time-lapses, benchmarks/README.md), else by overlap;
 - then, with ``distance_divisions``, an object still left may be the second daughter of a track
   continued at this time point, though too far to overlap her: both are each at most
   DAUGHTER_MAX of the mother's volume and together DAUGHTERS_SUM of it (a cell that merely moved
@@ -47,6 +51,8 @@ import numpy as np
 DAUGHTER_MAX = 0.8          # of the mother's volume, each daughter at most (divisions by distance)
 DAUGHTERS_SUM = (0.5, 1.5)  # of the mother's volume, both daughters together
 SISTER_RADII = 3.0          # of the mother's radius, how far apart sisters may be
+FAST_STEP = 0.5             # of the cells' radius per time point: beyond it link="auto" links by distance
+MOTION_REACH = 3.0          # of the cells' radius: how far motion() looks for where a cell went
 
 
 @dataclass
@@ -110,13 +116,15 @@ class Linker:
     division_overlap: float = 0.2
     max_distance: float | None = None
     max_gap: int = 1
-    link: str = "overlap"     # or "distance": a point tracker's pairing by centroids alone
+    link: str = "overlap"     # or "distance": a point tracker's pairing by centroids alone; "auto": motion()
     predict: bool = True      # pair by distance from where each track's steps so far predict it
     distance_divisions: bool = True   # with max_distance: divisions told by the daughters' sizes and places too
     given: dict = field(default_factory=dict)   # object id -> id of the object it was carried from
     lineage: dict = field(default_factory=dict)
     divisions: int = 0
     given_used: int = 0
+    planar: bool = False      # a time point is one plane (a 2D movie): sizes are areas, radii a disc's
+    motion: dict | None = None   # with link "auto", once chosen: the cells' step, radius and the link chosen
     _last: tuple = (None, None)   # the time point stepped last, and its objects' tracks in the order of their ids
     _ended: dict = field(default_factory=dict)      # track -> (t, id, step) of its last object, if it ended
     _steps: int = 0
@@ -132,8 +140,8 @@ class Linker:
                               f"{self.division_overlap}")
         if self.max_distance is not None and not self.max_distance > 0:
             raise VolumeError(f"max_distance must be > 0 (in the volume's units), got {self.max_distance}")
-        if self.link not in ("overlap", "distance"):
-            raise VolumeError(f"link must be 'overlap' or 'distance', got {self.link!r}")
+        if self.link not in ("overlap", "distance", "auto"):
+            raise VolumeError(f"link must be 'overlap', 'distance' or 'auto', got {self.link!r}")
         if self.link == "distance" and self.max_distance is None:
             raise VolumeError("linking by distance needs max_distance: how far a cell may move between time points")
         if int(self.max_gap) != self.max_gap or self.max_gap < 0:
@@ -168,12 +176,14 @@ class Linker:
         t, n = cur.t, len(cur.ids)
         if prev is not None and prev.t != self._last[0]:
             raise ValueError(f"prev must be the time point stepped last ({self._last[0]}), got {prev.t}")
+        if self.link == "auto" and prev is not None:
+            self._choose(prev, cur)
         before = self._last[1]            # index in prev -> its track
         links: dict[int, int] = {}        # index in cur -> track it continues
         parents: dict[int, int] = {}      # index in cur -> track it is a daughter of
         succ: dict[int, int] = {}         # index in prev -> index in cur it continues as
         daughters: dict[int, list] = {}   # index in prev -> indices in cur of her daughters
-        ov = overlaps if overlaps is not None and self.link == "overlap" else np.zeros((0, 3), np.int64)
+        ov = overlaps if overlaps is not None and self.link != "distance" else np.zeros((0, 3), np.int64)
         forced = self._given_pairs(prev, cur)   # index in prev -> indices in cur, as the user linked them
         forced_cur = {j for js in forced.values() for j in js}
         if forced and len(ov):   # the rest is linked as it would be without them
@@ -245,6 +255,28 @@ class Linker:
         self._velocity = {k: v for k, v in self._velocity.items() if k in live}
         self._steps += 1
         return tracks
+
+    def radii(self, objs: Objects) -> np.ndarray:
+        """Each object's radius in the spacing's unit: a sphere's of its volume, a disc's of its area
+        where a time point is one plane."""
+        sp = np.asarray(self.spacing, float)
+        if self.planar:
+            return np.sqrt(objs.voxels * sp[1] * sp[2] / np.pi)
+        return np.cbrt(3 * objs.voxels * float(np.prod(sp)) / (4 * np.pi))
+
+    def _choose(self, prev: Objects, cur: Objects) -> None:
+        """link "auto": overlap or distance, from the cells' motion between ``prev`` and ``cur``
+        (the first pair of time points where motion() can tell it; until then by overlap)."""
+        got = motion(prev, cur, self.radii(prev), self.spacing)
+        if got is None:
+            return
+        step, radius = got
+        fast = step > FAST_STEP * radius
+        reach = self.max_distance if self.max_distance is not None else float(f"{2 * step:.2g}")
+        self.motion = {"step": step, "radius": radius, "link": "distance" if fast else "overlap",
+                       "max_distance": reach if fast else self.max_distance}
+        self.link = self.motion["link"]
+        self.max_distance = self.motion["max_distance"]
 
     def _given_pairs(self, prev: Objects | None, cur: Objects) -> dict[int, list]:
         """The given links between ``prev`` and ``cur``: index in prev -> indices in cur (sorted);
@@ -373,3 +405,35 @@ class Linker:
             for i, j in match(old.index(ov[ok, 0]), cj[ok], w[ok]):
                 out[j] = track_at[(t_old, int(old.ids[i]))]
         return out
+
+
+def motion(prev: Objects, cur: Objects, radii: np.ndarray, spacing=(1.0, 1.0, 1.0),
+           least: int = 3) -> tuple[float, float] | None:
+    """(median step, median radius) of the cells from ``prev`` to ``cur`` in the spacing's unit, or
+    None where fewer than ``least`` cells can be paired. The step is read off a one-to-one pairing
+    of centroids (of one class) within MOTION_REACH radii that keeps the total distance least: it
+    asks no overlap, so cells that moved past their size are measured as well as slow ones (where
+    cells lie further apart than they move, as a tracking needs, the pairing is the true one)."""
+    from scipy.spatial import cKDTree
+    if len(prev.ids) < least or len(cur.ids) < least:
+        return None
+    radius = float(np.median(radii))
+    if not radius > 0:
+        return None
+    sp = np.asarray(spacing, float)
+    a, b = prev.centroids * sp, cur.centroids * sp
+    reach = MOTION_REACH * radius
+    near = cKDTree(a).query_ball_tree(cKDTree(b), reach)
+    rows = np.array([i for i, js in enumerate(near) for _ in js], np.int64)
+    cols = np.array([j for js in near for j in js], np.int64)
+    if len(rows):
+        same = prev.classes[rows] == cur.classes[cols]
+        rows, cols = rows[same], cols[same]
+    if len(rows) < least:
+        return None
+    d = np.linalg.norm(a[rows] - b[cols], axis=1)
+    by = {(int(i), int(j)): float(x) for i, j, x in zip(rows, cols, d)}
+    pairs = match(rows, cols, 1.0 + reach - d)   # every pair within reach worth more than none, closer more
+    if len(pairs) < least:
+        return None
+    return float(np.median([by[p] for p in pairs])), radius

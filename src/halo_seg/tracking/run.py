@@ -42,6 +42,7 @@ class TrackResult:
     seconds: float = 0.0
     shape: tuple = ()                              # a time point's (Z, Y, X)
     given_links: int = 0                           # of the links given (track_objects links), those used
+    motion: dict | None = None                     # link "auto": the cells' step and radius, the link chosen
 
 
 def check_track_output(out: Path, source) -> None:
@@ -138,7 +139,8 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
     Each time point's objects are its connected components (``classes``, ``min_voxels``,
     ``connectivity``, ``split`` as in halo_seg.instances), or with ``objects_given`` its ids as they
     are (touching cells kept apart by the tool that numbered them). Linking: tracking.link
-    (``link`` "overlap" or "distance", ``min_iou``, ``division_overlap``, ``max_distance`` in the
+    (``link`` "overlap", "distance" or "auto": one of them chosen from the cells' motion between
+    the first two time points, ``min_iou``, ``division_overlap``, ``max_distance`` in the
     spacing's units, ``max_gap`` time points; ``predict``: distances are from where each track's
     steps so far predict it, as much of its last step as the cells keep, fitted to the tracks;
     ``distance_divisions``: with ``max_distance``, divisions are told by the daughters' sizes and
@@ -171,6 +173,7 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
     src = _Input(source, channel, timepoints, spacing, image, image_channel)
     src.unit = unit or src.unit   # a unit given goes with a spacing given
     linker.spacing = src.spacing
+    linker.planar = src.shape[0] == 1
     # built beside the output and moved there when whole: an error or a cancel leaves an earlier
     # output as it was, and never half a tracking (objects that would read as vanished)
     work = partial_dir(out)
@@ -290,9 +293,10 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, settings: dict, o
                          "min_iou": linker.min_iou, "division_overlap": linker.division_overlap,
                          "max_distance": linker.max_distance, "max_gap": linker.max_gap, "link": linker.link,
                          "predict": linker.predict, "distance_divisions": linker.distance_divisions,
+                         **({"motion": linker.motion} if linker.motion else {}),
                          **({"given_links": linker.given_used} if linker.given else {})}
     return TrackResult(out, len(lineage), linker.divisions, list(src.chosen), counts, table, lineage, src.spacing,
-                       src.unit, shape=src.shape, given_links=linker.given_used)
+                       src.unit, shape=src.shape, given_links=linker.given_used, motion=linker.motion)
 
 
 def label_chunks(shape) -> tuple:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .link import FAST_STEP
+
 
 def per_track(table: dict, lineage: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> dict[str, np.ndarray]:
     """From the table of every object at every time point (timepoint, track, parent, volume,
@@ -36,7 +38,8 @@ def per_track(table: dict, lineage: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> dict
     return out
 
 
-FAST = 0.5   # of a cell's radius per time point: beyond it --link distance keeps more tracks whole
+# of a cell's radius per time point: beyond it --link distance keeps more tracks whole (link "auto" chooses it)
+FAST = FAST_STEP
 
 
 def fast_motion(rows: dict, link: str = "overlap", max_distance=None, shape=(), spacing=(1.0, 1.0, 1.0)
@@ -64,6 +67,21 @@ def motion_text(fast: tuple, unit: str | None) -> str:
     u = unit or "voxel units"
     return (f"cells moved a median {step:.3g} {u} per time point, {step / radius:.2f} of their radius ({radius:.3g} "
             f"{u}): overlap may pair a cell with where its neighbour was")
+
+
+def chosen_text(motion: dict | None, unit: str | None) -> str:
+    """What link "auto" chose, and why (the Linker's ``motion``; None: it could not tell)."""
+    if not motion:
+        return ("linked by overlap: too few objects at the first time points to measure how far the cells move "
+                "(linking chosen from the motion)")
+    u = unit or "voxel units"
+    step, radius = motion["step"], motion["radius"]
+    why = (f"cells moved a median {step:.3g} {u} per time point, {step / radius:.2f} of their radius ({radius:.3g} "
+           f"{u}), at the first time points")
+    if motion["link"] == "distance":
+        return (f"linked by distance within {motion['max_distance']:g} {u} (over {FAST:g} of a radius overlap may "
+                f"pair a cell with where its neighbour was): {why}")
+    return f"linked by overlap (up to {FAST:g} of a radius a step): {why}"
 
 
 def format_tracks(rows: dict, unit: str | None, most: int = 20) -> str:
