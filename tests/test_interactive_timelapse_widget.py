@@ -1053,3 +1053,41 @@ def test_a_carry_into_a_removed_layer_commits_nothing_and_only_the_marks_left_ar
     w.undo()                                         # cell 4 taken back out; the marks as before the add
     assert not (np.asarray(objects.data[1]) == new[0]).any()
     assert np.array_equal(np.asarray(marks.data), both[[keep]])
+
+
+def test_a_carry_that_commits_nothing_leaves_undo_to_the_carry_before_with_its_marks(make_napari_viewer, qtbot):
+    """All to next time point from 0 to 1 commits two objects and marks a cell that came in; from 1
+    to 2, where every cell is gone, it commits none. Undo then takes the first carry back out and
+    shows the marks as they were before it (none), not those the second carry found in place."""
+    from scipy import ndimage as ndi
+
+    from _cells import balls
+    shape = (24, 64, 64)
+    held = [(12, 16, 16), (12, 48, 48)]
+    ids0, ids1 = balls(shape, held, 6), balls(shape, held + [(12, 16, 48)], 6)
+    rng = np.random.default_rng(3)
+    image = np.stack([ndi.gaussian_filter((ids > 0).astype(np.float32), 1) + rng.normal(0, 0.15, shape)
+                      for ids in (ids0, ids1, np.zeros(shape))]).astype(np.float32)   # every cell gone at 2
+    viewer, w = _widget(make_napari_viewer, image)
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    data = objects.data
+    data[0] = ids0
+    objects.data = data
+    _show(viewer, 0, 12)
+    w.all_to_next_timepoint()
+    _wait(qtbot, w)
+    assert w.status.text().startswith("carried 2 objects from time point 0 to 1: objects 3 to 4 ("), w.status.text()
+    marks = viewer.layers["cells no object holds"]
+    assert len(marks.data) == 1 and ids1[tuple(np.round(marks.data[0][1:]).astype(int))] == 3
+    committed = np.asarray(objects.data[1]).copy()
+    viewer.dims.set_point(0, 1)
+    w.all_to_next_timepoint()
+    _wait(qtbot, w)
+    said = w.status.text()
+    assert said.startswith("carried 2 objects from time point 1 to 2: none committed ("), said
+    assert "faded into the background" in said and "Undo takes them back out" not in said
+    assert not np.asarray(objects.data[2]).any() and np.array_equal(np.asarray(objects.data[1]), committed)
+    w.undo()                                         # the carry from 0 to 1, and the marks from before it
+    assert not np.asarray(objects.data[1]).any(), w.status.text()
+    assert len(marks.data) == 0
