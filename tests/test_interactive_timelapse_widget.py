@@ -1000,28 +1000,34 @@ def test_an_object_whose_cell_is_gone_is_said_to_have_faded_not_committed(make_n
     assert not np.asarray(objects.data[1])[found].any()
 
 
+def _cells_widget(make_napari_viewer, ids: list, seed: int):
+    """The widget on an image of the cells ``ids`` (one per time point: blurred, under noise), the
+    first time point's committed as they are, shown at slice 12; (viewer, widget, objects, image)."""
+    from scipy import ndimage as ndi
+    rng = np.random.default_rng(seed)
+    image = np.stack([ndi.gaussian_filter((i > 0).astype(np.float32), 1) + rng.normal(0, 0.15, i.shape)
+                      for i in ids]).astype(np.float32)
+    viewer, w = _widget(make_napari_viewer, image)
+    w.ensure_prompt_layers()
+    objects = viewer.layers["objects"]
+    data = objects.data
+    data[0] = ids[0]
+    objects.data = data
+    _show(viewer, 0, 12)
+    return viewer, w, objects, image
+
+
 def test_a_carry_into_a_removed_layer_commits_nothing_and_only_the_marks_left_are_added(make_napari_viewer,
                                                                                             qtbot):
     """The objects layer removed while All to next time point works: said, nothing committed, the
     image untouched. Two cells came in at time point 1: both marked; one mark deleted, Add marked
     cells adds the other only and leaves the deleted one's cell unmarked; Undo brings the mark left
     back as it was."""
-    from scipy import ndimage as ndi
-
     from _cells import balls
     shape = (24, 64, 64)
     held, came = [(12, 16, 16), (12, 48, 48)], [(12, 16, 48), (12, 48, 16)]
     ids0, ids1 = balls(shape, held, 6), balls(shape, held + came, 6)
-    rng = np.random.default_rng(2)
-    image = np.stack([ndi.gaussian_filter((ids > 0).astype(np.float32), 1) + rng.normal(0, 0.15, shape)
-                      for ids in (ids0, ids1)]).astype(np.float32)
-    viewer, w = _widget(make_napari_viewer, image)
-    w.ensure_prompt_layers()
-    objects = viewer.layers["objects"]
-    data = objects.data
-    data[0] = ids0
-    objects.data = data
-    _show(viewer, 0, 12)
+    viewer, w, objects, image = _cells_widget(make_napari_viewer, [ids0, ids1], 2)
     before = np.array(objects.data)
     w.all_to_next_timepoint()
     viewer.layers.remove(objects)                    # while the worker carries
@@ -1059,22 +1065,11 @@ def test_a_carry_that_commits_nothing_leaves_undo_to_the_carry_before_with_its_m
     """All to next time point from 0 to 1 commits two objects and marks a cell that came in; from 1
     to 2, where every cell is gone, it commits none. Undo then takes the first carry back out and
     shows the marks as they were before it (none), not those the second carry found in place."""
-    from scipy import ndimage as ndi
-
     from _cells import balls
     shape = (24, 64, 64)
     held = [(12, 16, 16), (12, 48, 48)]
     ids0, ids1 = balls(shape, held, 6), balls(shape, held + [(12, 16, 48)], 6)
-    rng = np.random.default_rng(3)
-    image = np.stack([ndi.gaussian_filter((ids > 0).astype(np.float32), 1) + rng.normal(0, 0.15, shape)
-                      for ids in (ids0, ids1, np.zeros(shape))]).astype(np.float32)   # every cell gone at 2
-    viewer, w = _widget(make_napari_viewer, image)
-    w.ensure_prompt_layers()
-    objects = viewer.layers["objects"]
-    data = objects.data
-    data[0] = ids0
-    objects.data = data
-    _show(viewer, 0, 12)
+    viewer, w, objects, _ = _cells_widget(make_napari_viewer, [ids0, ids1, np.zeros(shape)], 3)   # all gone at 2
     w.all_to_next_timepoint()
     _wait(qtbot, w)
     assert w.status.text().startswith("carried 2 objects from time point 0 to 1: objects 3 to 4 ("), w.status.text()
