@@ -303,3 +303,55 @@ def test_drop_neighbours_keeps_its_own_part_and_records_it(monkeypatch):
     other = np.zeros(shape, bool)                                        # cell 2's carry found it too: the
     other[out[1].box] = out[1].mask                                      # other half, the first left to 1
     assert out[1].left == 1 and np.array_equal(other, ball & ~whole)
+
+
+def test_grown_over_keeps_the_own_part_of_an_object_that_took_in_a_touching_cell():
+    """carry.grown_over by hand: cell 1 (where it was: ``before``) moved 2 voxels and its object took
+    in a touching cell no object held, twice its volume: its own part kept. A mother's object over
+    her two daughters (no more than her volume, both where she was), an object under GREW_OVER times its volume,
+    and a cell that grew a lobe where it was are not cut."""
+    from halo_seg.interactive.carry import GREW_OVER, grown_over, two_cells
+    shape = (16, 40, 60)
+    before = _balls(shape, [(8, 20, 22)]) > 0
+    now = _balls(shape, [(8, 20, 24), (8, 20, 35)])             # 1 moved on, and the cell it touches
+    box = (slice(2, 15), slice(14, 27), slice(18, 42))
+    parts = two_cells((now > 0)[box])
+    assert parts is not None
+    own = grown_over(parts, box, before, int(before.sum()))
+    assert own is not None
+    kept = np.zeros(shape, bool)
+    kept[box] = own
+    assert (kept & (now == 1)).sum() > 0.9 * (now == 1).sum() and (kept & (now == 2)).sum() < 0.1 * (now == 2).sum()
+    # the same object, had the cell been as large as both: no cut
+    assert grown_over(parts, box, before, int((now > 0).sum() / GREW_OVER) + 1) is None
+    # a mother's object over her daughters: both where she was, her volume
+    mother = _balls(shape, [(8, 20, 29)], 8) > 0
+    daughters = _balls(shape, [(8, 20, 24), (8, 20, 34)], 5)
+    parts = two_cells((daughters > 0)[box])
+    assert parts is not None and grown_over(parts, box, mother, int(mother.sum())) is None
+    # a cell that grew, its new lobe lying mostly where it was: no cut
+    assert grown_over(parts, box, (daughters > 0) | before, int(0.6 * (daughters > 0).sum())) is None
+
+
+def test_keep_own_leaves_out_the_touching_cell_an_object_grew_over():
+    """carry_all(keep_own=True): cell 1 moved 2 voxels and its carry (a stand-in session) found it
+    with the touching cell 2 that no object holds: the object is cell 1's part alone, its box and
+    record that part's, said (took_in), not "looks like two"; without keep_own, both, said to look
+    like two."""
+    from halo_seg.interactive.carry import carry_record
+    from halo_seg.interactive.carry_all import carry_all
+    shape = (16, 40, 60)
+    labels = _balls(shape, [(8, 20, 22)]).astype(np.int32)
+    now = _balls(shape, [(8, 20, 24), (8, 20, 35)])
+    found = now > 0
+    out = carry_all(lambda: _Fixed(found.astype(np.float32), found), labels, 0)
+    assert not out[0].took_in and out[0].two
+    out = carry_all(lambda: _Fixed(found.astype(np.float32), found), labels, 0, keep_own=True)
+    one = out[0]
+    assert one.took_in and not one.two
+    whole = np.zeros(shape, bool)
+    whole[one.box] = one.mask
+    assert (whole & (now == 1)).sum() > 0.9 * (now == 1).sum() and (whole & (now == 2)).sum() < 0.1 * (now == 2).sum()
+    assert one.box == tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(whole))
+    want = carry_record(whole, 1, carry_record(labels == 1, 0, None, 0, 1), 0, 1)
+    assert np.allclose(one.record["centroid"], want["centroid"]) and one.record["area"] == want["area"]

@@ -8,6 +8,7 @@ from _cells import balls
 import zarr
 
 from halo_seg.interactive.model_io import default_memnet_installed
+from halo_seg.interactive.carry_through import STATE
 
 pytestmark = pytest.mark.skipif(not default_memnet_installed(), reason="no shipped interactive weights")
 
@@ -129,9 +130,11 @@ def test_a_cell_that_left_is_not_carried_on_noise(tmp_path, capsys):
     assert "faded into the background (left the field or gone; not written): 4" in said[1]
     assert set(np.unique(arr[2])) == {0, 5} and set(np.unique(arr[3])) == {0, 6}
     assert main(["carry", *args, str(tmp_path / "kept.zarr"), "--device", "cpu", "--json", "--keep-faded",
-                 "--quiet"]) == 0
+                 "--keep-own", "--quiet"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"]
     assert [r["committed"] for r in rows] == [2, 2, 2] and all(r["faded"] == [] for r in rows)
+    settings = zarr.open_array(str(tmp_path / "kept.zarr"), mode="r").attrs[STATE]["settings"]
+    assert settings["keep_faded"] is True and settings["keep_own"] is True   # as asked, kept for --resume
 
 
 def test_a_stopped_run_resumed_equals_one_never_stopped(tmp_path, capsys):
@@ -180,6 +183,8 @@ def test_a_stopped_run_resumed_equals_one_never_stopped(tmp_path, capsys):
             ((tmp_path / "other.npy", tmp_path / "part.zarr"), {}, "carried from other objects at time point 0"),
             ((objects, tmp_path / "part.zarr"), {"keep_faded": True},
              "other settings \\(keep_faded: False then, True now\\)"),
+            ((objects, tmp_path / "part.zarr"), {"keep_own": True},
+             "other settings \\(keep_own: False then, True now\\)"),
             ((objects, tmp_path / "none.zarr"), {}, "none.zarr does not exist: nothing to resume")):
         with pytest.raises(VolumeError, match=match):
             carry_through(movie, *args, device="cpu", resume=True, **kwargs)

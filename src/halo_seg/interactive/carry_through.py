@@ -74,7 +74,8 @@ def _record_read(saved: dict) -> dict:
 
 def carry_through(image, objects, output, start: int = 0, stop: int | None = None, channel=None, spacing=None,
                   device: str = "auto", weights: str = "default", drop_neighbours: bool = False, keep_faded: bool = False,
-                  add_new: bool = False, resume: bool = False, progress=None, cancel=None) -> CarryRun:
+                  add_new: bool = False, resume: bool = False, progress=None, cancel=None,
+                  keep_own: bool = False) -> CarryRun:
     """Carry the objects of time point ``start`` of the time-lapse ``image`` (a path) to ``stop``
     (default: its last time point; before ``start``: backward), every object at once a time point at
     a time, each carried one going on from the last; written to ``output`` (a new zarr array,
@@ -86,7 +87,9 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
     are segmented and written as new objects, carried from nothing and carried on. ``resume``:
     ``output`` is a run of these objects with these settings that stopped (or went less far in that
     direction): it goes on after the last time point it wrote, as if never stopped (what each object
-    carries on from is kept with the output, STATE). ``progress(done, total)`` after each time point."""
+    carries on from is kept with the output, STATE). ``progress(done, total)`` after each time point.
+    ``keep_own``: an object that grew over a touching cell is written without it (carry_all's; not
+    the default, benchmarks/README.md)."""
     import zarr
 
     from .. import InteractiveSegmenter
@@ -122,7 +125,7 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
     direction = 1 if stop > start else -1
     settings = {"start": start, "direction": direction, "channel": None if channel is None else str(channel),
                 "spacing": list(sp), "weights": str(weights), "drop_neighbours": bool(drop_neighbours),
-                "keep_faded": bool(keep_faded), "add_new": bool(add_new)}
+                "keep_faded": bool(keep_faded), "add_new": bool(add_new), "keep_own": bool(keep_own)}
     if resume:
         arr, state = _resumed(out, settings, labels, (n,) + shape)
         run = CarryRun(str(out), list(state["timepoints"]), list(state["rows"]),
@@ -150,13 +153,14 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
             def make():
                 return InteractiveSegmenter(data, spacing=sp, device=device, weights=weights)
             carried = carry_all(make, labels, t1 - direction, records, direction, cancel=cancel,
-                                drop_neighbours=drop_neighbours, image=before)
+                                drop_neighbours=drop_neighbours, image=before, keep_own=keep_own)
             if keep_faded:
                 carried = [replace(c, faded=False) for c in carried]
             here = np.zeros(shape, np.uint32)
             placed, gone, covered, dim = place_all(carried, here, next_id)   # one carried before it keeps its voxels
             run.links.update({p.id: p.carried.label for p in placed})
             two = [p.id for p in placed if p.carried.two]
+            took_in = [p.id for p in placed if p.carried.took_in]
             gone, next_id = gone + covered, next_id + len(placed)
             new = []
             if add_new:   # cells no object holds (came in, a daughter left out): new objects, carried from nothing
@@ -168,7 +172,7 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
             arr[t1] = here
             run.timepoints.append(t1)
             run.rows.append({"t": t1, "objects": len(carried), "committed": len(placed), "not_found": gone,
-                             "faded": dim, "looks_like_two": two, "new": [p.id for p in new]})
+                             "faded": dim, "looks_like_two": two, "took_in": took_in, "new": [p.id for p in new]})
             # after the time point's labels, at once: what is written is linked, and a resume goes on from it
             arr.attrs.update({CARRIED_FROM: links_attr(run.links), STATE: _state_json(settings, run, next_id, records)})
             labels = here
