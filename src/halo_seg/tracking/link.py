@@ -107,6 +107,34 @@ def iou(overlaps: np.ndarray, a: Objects, b: Objects) -> np.ndarray:
     return inter / (a.voxels[a.index(overlaps[:, 0])] + b.voxels[b.index(overlaps[:, 1])] - inter)
 
 
+def within(a: np.ndarray, b: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of points of ``a`` and ``b`` ((n, 3) each) within ``reach`` of each other: their
+    indices (rows in ``a``, cols in ``b``) and distances."""
+    from scipy.spatial import cKDTree
+    near = cKDTree(a).query_ball_tree(cKDTree(b), reach)
+    rows = np.array([i for i, js in enumerate(near) for _ in js], np.int64)
+    cols = np.array([j for js in near for j in js], np.int64)
+    return rows, cols, np.linalg.norm(a[rows] - b[cols], axis=1).reshape(-1)
+
+
+def nearest_pairs(a: np.ndarray, b: np.ndarray, reach: float, a_classes, b_classes) -> list[tuple[int, int, float]]:
+    """The one-to-one pairs (index in ``a``, index in ``b``, distance) of points of one class within
+    ``reach`` that pair as many as can be and, among those, keep the total distance least."""
+    rows, cols, d = within(a, b, reach)
+    same = a_classes[rows] == b_classes[cols]
+    rows, cols, d = rows[same], cols[same], d[same]
+    by = {(int(i), int(j)): float(x) for i, j, x in zip(rows, cols, d)}
+    # closer is better; every pair within reach is worth more than none
+    return [(i, j, by[i, j]) for i, j in match(rows, cols, 1.0 + reach - d)]
+
+
+def ball_radius(volume, thickness: float | None = None):
+    """The radius of a sphere of ``volume`` or, with ``thickness`` (a time point of one plane), of a
+    disc of ``volume`` / ``thickness``."""
+    volume = np.asarray(volume, float)
+    return np.sqrt(volume / (np.pi * thickness)) if thickness else np.cbrt(3 * volume / (4 * np.pi))
+
+
 @dataclass
 class Linker:
     """Tracks built one time point at a time: ``step`` gives each object of the new time point its
@@ -260,9 +288,7 @@ class Linker:
         """Each object's radius in the spacing's unit: a sphere's of its volume, a disc's of its area
         where a time point is one plane."""
         sp = np.asarray(self.spacing, float)
-        if self.planar:
-            return np.sqrt(objs.voxels * sp[1] * sp[2] / np.pi)
-        return np.cbrt(3 * objs.voxels * float(np.prod(sp)) / (4 * np.pi))
+        return ball_radius(objs.voxels * float(np.prod(sp)), sp[0] if self.planar else None)
 
     def _choose(self, prev: Objects, cur: Objects) -> None:
         """link "auto": overlap or distance, from the cells' motion between ``prev`` and ``cur``
@@ -338,7 +364,6 @@ class Linker:
         merely continued keeps its size), the object lies within max_distance of where the mother
         was predicted and within SISTER_RADII of her radii from her sister; among several
         candidates, the pair whose midpoint is nearest the prediction."""
-        from scipy.spatial import cKDTree
         moms = np.array([i for i in succ if i not in mothers], np.int64)
         used = set(succ.values()) | taken
         left = np.array([j for j in range(len(cur.ids)) if j not in used], np.int64)
@@ -347,15 +372,13 @@ class Linker:
         sp = np.asarray(self.spacing, float)
         pred = self._predicted(prev, cur, moms) * sp
         at = cur.centroids * sp
-        near = cKDTree(pred).query_ball_tree(cKDTree(at[left]), self.max_distance)
-        rows = np.array([a for a, js in enumerate(near) for _ in js], np.int64)
-        cols = np.array([b for js in near for b in js], np.int64)
+        rows, cols, _ = within(pred, at[left], self.max_distance)
         if not len(rows):
             return []
         mom, sis, dau = moms[rows], np.array([succ[int(i)] for i in moms[rows]], np.int64), left[cols]
         vm = prev.voxels[mom].astype(float)
         vs, vd = cur.voxels[sis].astype(float), cur.voxels[dau].astype(float)
-        radius = np.cbrt(3 * vm * float(np.prod(sp)) / (4 * np.pi))
+        radius = ball_radius(vm * float(np.prod(sp)))
         ok = ((prev.classes[mom] == cur.classes[dau]) & (vs <= DAUGHTER_MAX * vm) & (vd <= DAUGHTER_MAX * vm)
               & (vs + vd >= DAUGHTERS_SUM[0] * vm) & (vs + vd <= DAUGHTERS_SUM[1] * vm)
               & (np.linalg.norm(at[dau] - at[sis], axis=1) <= SISTER_RADII * radius))
@@ -367,7 +390,6 @@ class Linker:
     def _pair_by_distance(self, prev: Objects, cur: Objects, succ: dict, mothers: set, taken: set) -> None:
         """Objects that no overlap paired (nor made mother, nor ``taken`` in cur: daughters and
         gaps closed), paired by the nearest centroid within max_distance; adds them to ``succ``."""
-        from scipy.spatial import cKDTree
         left_p = np.array([i for i in range(len(prev.ids)) if i not in succ and i not in mothers], np.int64)
         used = set(succ.values()) | taken
         left_c = np.array([j for j in range(len(cur.ids)) if j not in used], np.int64)
@@ -375,16 +397,7 @@ class Linker:
             return
         sp = np.asarray(self.spacing, float)
         pa, ca = self._predicted(prev, cur, left_p) * sp, cur.centroids[left_c] * sp
-        near = cKDTree(pa).query_ball_tree(cKDTree(ca), self.max_distance)
-        rows = np.array([a for a, js in enumerate(near) for _ in js], np.int64)
-        cols = np.array([b for js in near for b in js], np.int64)
-        if not len(rows):
-            return
-        same = prev.classes[left_p[rows]] == cur.classes[left_c[cols]]
-        rows, cols = rows[same], cols[same]
-        d = np.linalg.norm(pa[rows] - ca[cols], axis=1)
-        # closer is better; every pair within reach is worth more than none
-        for a, b in match(rows, cols, 1.0 + self.max_distance - d):
+        for a, b, _ in nearest_pairs(pa, ca, self.max_distance, prev.classes[left_p], cur.classes[left_c]):
             succ[int(left_p[a])] = int(left_c[b])
 
     def _close_gaps(self, cur: Objects, gaps: dict, used: set) -> dict[int, int]:
@@ -414,26 +427,13 @@ def motion(prev: Objects, cur: Objects, radii: np.ndarray, spacing=(1.0, 1.0, 1.
     of centroids (of one class) within MOTION_REACH radii that keeps the total distance least: it
     asks no overlap, so cells that moved past their size are measured as well as slow ones (where
     cells lie further apart than they move, as a tracking needs, the pairing is the true one)."""
-    from scipy.spatial import cKDTree
     if len(prev.ids) < least or len(cur.ids) < least:
         return None
     radius = float(np.median(radii))
     if not radius > 0:
         return None
     sp = np.asarray(spacing, float)
-    a, b = prev.centroids * sp, cur.centroids * sp
-    reach = MOTION_REACH * radius
-    near = cKDTree(a).query_ball_tree(cKDTree(b), reach)
-    rows = np.array([i for i, js in enumerate(near) for _ in js], np.int64)
-    cols = np.array([j for js in near for j in js], np.int64)
-    if len(rows):
-        same = prev.classes[rows] == cur.classes[cols]
-        rows, cols = rows[same], cols[same]
-    if len(rows) < least:
-        return None
-    d = np.linalg.norm(a[rows] - b[cols], axis=1)
-    by = {(int(i), int(j)): float(x) for i, j, x in zip(rows, cols, d)}
-    pairs = match(rows, cols, 1.0 + reach - d)   # every pair within reach worth more than none, closer more
+    pairs = nearest_pairs(prev.centroids * sp, cur.centroids * sp, MOTION_REACH * radius, prev.classes, cur.classes)
     if len(pairs) < least:
         return None
-    return float(np.median([by[p] for p in pairs])), radius
+    return float(np.median([d for _, _, d in pairs])), radius

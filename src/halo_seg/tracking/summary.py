@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .link import FAST_STEP
+from .link import FAST_STEP, ball_radius
 
 
 def per_track(table: dict, lineage: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> dict[str, np.ndarray]:
@@ -56,7 +56,7 @@ def fast_motion(rows: dict, link: str = "overlap", max_distance=None, shape=(), 
     step = float(np.median(rows["speed"][moved]))
     size = rows["mean_volume"][moved]
     plane = len(shape) == 3 and shape[0] == 1
-    radius = float(np.median(np.sqrt(size / (np.pi * spacing[0])) if plane else np.cbrt(3 * size / (4 * np.pi))))
+    radius = float(np.median(ball_radius(size, spacing[0] if plane else None)))
     if not radius > 0 or step <= FAST * radius:
         return None
     return step, radius, float(f"{2 * step:.2g}")
