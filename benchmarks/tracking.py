@@ -98,7 +98,7 @@ def accuracy(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
 
 def sweep(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
     """Overlap linking against linking by distance (max distance two steps) as cells move further
-    between time points: where `track`'s suggestion to link by distance (tracking.summary.FAST, half
+    between time points: where `track`'s suggestion to link by distance (tracking.link.FAST_STEP, half
     a radius) should start."""
     from halo_seg.tracking import track_objects
     from halo_seg.tracking.phantom import relabelled

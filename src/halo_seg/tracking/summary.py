@@ -38,14 +38,10 @@ def per_track(table: dict, lineage: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> dict
     return out
 
 
-# of a cell's radius per time point: beyond it --link distance keeps more tracks whole (link "auto" chooses it)
-FAST = FAST_STEP
-
-
 def fast_motion(rows: dict, link: str = "overlap", max_distance=None, shape=(), spacing=(1.0, 1.0, 1.0)
                 ) -> tuple[float, float, float] | None:
     """(median step per time point, median radius, a max distance of about two steps) where overlap
-    linking alone was used on cells whose median step is over FAST of their median radius (a
+    linking alone was used on cells whose median step is over FAST_STEP of their median radius (a
     sphere's of their mean volume; a disc's of their area where a time point of ``shape`` (Z, Y,
     X) is one plane, ``spacing[0]`` thick): a cell may then overlap where its neighbour was more
     than where it was itself, and linking by distance keeps more tracks whole (on the procedural
@@ -57,7 +53,7 @@ def fast_motion(rows: dict, link: str = "overlap", max_distance=None, shape=(), 
     size = rows["mean_volume"][moved]
     plane = len(shape) == 3 and shape[0] == 1
     radius = float(np.median(ball_radius(size, spacing[0] if plane else None)))
-    if not radius > 0 or step <= FAST * radius:
+    if not radius > 0 or step <= FAST_STEP * radius:
         return None
     return step, radius, float(f"{2 * step:.2g}")
 
@@ -79,9 +75,9 @@ def chosen_text(motion: dict | None, unit: str | None) -> str:
     why = (f"cells moved a median {step:.3g} {u} per time point, {step / radius:.2f} of their radius ({radius:.3g} "
            f"{u}), at the first time points")
     if motion["link"] == "distance":
-        return (f"linked by distance within {motion['max_distance']:g} {u} (over {FAST:g} of a radius overlap may "
+        return (f"linked by distance within {motion['max_distance']:g} {u} (over {FAST_STEP:g} of a radius overlap may "
                 f"pair a cell with where its neighbour was): {why}")
-    return f"linked by overlap (up to {FAST:g} of a radius a step): {why}"
+    return f"linked by overlap (up to {FAST_STEP:g} of a radius a step): {why}"
 
 
 def format_tracks(rows: dict, unit: str | None, most: int = 20) -> str:
