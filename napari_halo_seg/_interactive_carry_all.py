@@ -107,9 +107,10 @@ class CarryAllActions:
             return False
         placed, gone, covered, dim, first, k = written
         split = [p.id for p in placed if p.carried.two]
+        left_out = [p.id for p in placed if p.carried.grown_from is not None]
         crowded = [p.id for p in placed if p.free.sum() < 0.5 * p.carried.mask.sum()]
-        made = k - first
-        text = (f"carried {len(carried)} object{'s' if len(carried) > 1 else ''} from time point {t} to {t1}: "
+        made, n = k - first, sum(c.grown_from is None for c in carried)   # carried also holds the cells left out
+        text = (f"carried {n} object{'s' if n > 1 else ''} from time point {t} to {t1}: "
                 + (f"objects {first} to {k - 1}" if made > 1 else f"object {first}" if made else "none committed")
                 + f" ({self.last_seconds:.1f}s)")
         if before:
@@ -127,6 +128,9 @@ class CarryAllActions:
         if split:
             text += (f"; {_ids(split)} look{'s' if len(split) == 1 else ''} like two cells touching (divided?): "
                      "Edit label, then Commit as two")
+        if left_out:
+            text += (f"; {_ids(left_out)} {'is a cell' if len(left_out) == 1 else 'are cells'} an object had grown "
+                     f"over, left out of it (check {'it' if len(left_out) == 1 else 'them'})")
         self.status.setText(text + ("; Undo takes them back out" if made else ""))
         return True
 

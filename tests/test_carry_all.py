@@ -247,6 +247,67 @@ def test_carried_objects_are_placed_where_no_object_is_yet():
     assert (here == 21).sum() == 4 * 9 - 4 and placed[1].free.sum() == 32     # the voxel column 20 took first
 
 
+def test_a_cell_left_out_is_placed_after_the_others_as_its_own_object():
+    """place_all and a cell left out of an object that grew over it (Carried.grown_from): written
+    after every other object whatever its place in the list, where at least half of it is free;
+    as the object it lies where it was (2) where that one's own carry found nothing (2 no longer
+    said so), from nothing (label 0, no step) where that one was written elsewhere; not written
+    where its own object holds it, and then told nowhere."""
+    from halo_seg.interactive.carry_all import Carried, place_all
+    box_a, box_b = (slice(0, 4), slice(0, 4), slice(0, 4)), (slice(0, 4), slice(6, 10), slice(6, 10))
+    whole = np.ones((4, 4, 4), bool)
+    record = {"label": 2, "step": np.array([0.0, 1.0, 1.0]), "source": {"label": 2}}
+    cut = Carried(2, None, box_b, whole, record, grown_from=1)
+    here = np.zeros((4, 10, 10), np.uint32)
+    placed, gone, covered, dim = place_all([cut, Carried(1, None, box_a, whole, {}), Carried(2, None, None, None, None)],
+                                           here, 5)
+    assert [(p.id, p.carried.label) for p in placed] == [(5, 1), (6, 2)] and gone == covered == dim == []
+    assert (here == 6).sum() == 64 and placed[1].carried.record["step"] is record["step"]
+    here = np.zeros((4, 10, 10), np.uint32)                 # 2 carried on elsewhere: the cell a new one
+    placed, gone, *_ = place_all([Carried(1, None, box_a, whole, {}), Carried(2, None, (slice(0, 4), slice(0, 4),
+                                  slice(6, 10)), whole, {}), cut], here, 5)
+    assert [(p.id, p.carried.label) for p in placed] == [(5, 1), (6, 2), (7, 0)] and gone == []
+    assert placed[2].carried.record["step"] is None and placed[2].carried.record["label"] == 0
+    assert cut.label == 2 and cut.record is record           # the carried object itself unchanged
+    here = np.zeros((4, 10, 10), np.uint32)                 # 2's carry found the cell: it holds it
+    half = np.zeros((4, 4, 4), bool)
+    half[:, :, :3] = True                                   # (and a quarter of the cell is still free)
+    placed, gone, covered, dim = place_all([cut, Carried(2, None, box_b, half, {})], here, 5)
+    assert [(p.id, p.carried.label) for p in placed] == [(5, 2)] and gone == covered == dim == []
+    assert (here == 5).sum() == 48 and (here[box_b] == 0).sum() == 16       # the quarter left free
+
+
+def test_keep_own_gives_the_cell_left_out_its_own_object():
+    """carry_all(keep_own=True): the touching cell 2 that cell 1's carry took in comes back as a
+    cell left out of 1 (grown_from), carried from nothing where no object was there (label 0), its
+    mask that cell, its record its own; placed, the two cells are two objects. Where object 2 was
+    there and its carry found both cells too, each object keeps its own cell and the parts left
+    out (each carried from the other) are not written: two objects, none doubled."""
+    from halo_seg.interactive.carry_all import carry_all, place_all
+    shape = (16, 40, 60)
+    now = _balls(shape, [(8, 20, 24), (8, 20, 35)])
+    found = now > 0
+    labels = _balls(shape, [(8, 20, 22)]).astype(np.int32)
+    out = carry_all(lambda: _Fixed(found.astype(np.float32), found), labels, 0, keep_own=True)
+    assert len(out) == 2 and out[1].grown_from == 1 and out[1].label == 0 and not out[1].took_in
+    cut = np.zeros(shape, bool)
+    cut[out[1].box] = out[1].mask
+    assert (cut & (now == 2)).sum() > 0.9 * (now == 2).sum() and (cut & (now == 1)).sum() < 0.1 * (now == 1).sum()
+    assert out[1].record["t"] == 1 and out[1].record["step"] is None and out[1].record["bounds"] == out[1].box
+    here = np.zeros(shape, np.uint32)
+    placed, *_ = place_all(out, here, 1)
+    assert [p.carried.label for p in placed] == [1, 0] and np.array_equal(here == 2, cut & (here != 1))
+    assert len(carry_all(lambda: _Fixed(found.astype(np.float32), found), labels, 0, keep_own=False)) == 1
+    labels = _balls(shape, [(8, 20, 22), (8, 20, 37)]).astype(np.int32)     # 2 was there: it finds both as well
+    out = carry_all(lambda: _Fixed(found.astype(np.float32), found), labels, 0, keep_own=True)
+    assert [(c.label, c.grown_from) for c in out] == [(1, None), (2, None), (2, 1), (1, 2)]
+    here = np.zeros(shape, np.uint32)
+    placed, gone, covered, dim = place_all(out, here, 1)
+    assert [p.carried.label for p in placed] == [1, 2] and gone == covered == dim == []
+    for k in (1, 2):
+        assert (here == k).sum() > 0.9 * (now == k).sum() and ((here == k) & (now == 3 - k)).sum() < 0.1 * (now == k).sum()
+
+
 class _Fixed:
     """A stand-in session whose segmentation is ``pred`` whatever it is prompted with (carry_all's
     plumbing tested apart from the network)."""
@@ -336,17 +397,17 @@ def test_grown_over_keeps_the_own_part_of_an_object_that_took_in_a_touching_cell
 def test_keep_own_leaves_out_the_touching_cell_an_object_grew_over():
     """carry_all(keep_own=True): cell 1 moved 2 voxels and its carry (a stand-in session) found it
     with the touching cell 2 that no object holds: the object is cell 1's part alone, its box and
-    record that part's, said (took_in), not "looks like two"; without keep_own, both, said to look
-    like two."""
+    record that part's, said (took_in), not "looks like two" (the default); without keep_own, both,
+    said to look like two."""
     from halo_seg.interactive.carry import carry_record
     from halo_seg.interactive.carry_all import carry_all
     shape = (16, 40, 60)
     labels = _balls(shape, [(8, 20, 22)]).astype(np.int32)
     now = _balls(shape, [(8, 20, 24), (8, 20, 35)])
     found = now > 0
-    out = carry_all(lambda: _Fixed(found.astype(np.float32), found), labels, 0)
-    assert not out[0].took_in and out[0].two
-    out = carry_all(lambda: _Fixed(found.astype(np.float32), found), labels, 0, keep_own=True)
+    out = carry_all(lambda: _Fixed(found.astype(np.float32), found), labels, 0, keep_own=False)
+    assert not out[0].took_in and out[0].two and len(out) == 1
+    out = carry_all(lambda: _Fixed(found.astype(np.float32), found), labels, 0)   # the default
     one = out[0]
     assert one.took_in and not one.two
     whole = np.zeros(shape, bool)

@@ -108,6 +108,48 @@ def test_carried_backward_and_what_is_refused(tmp_path):
     assert not (tmp_path / "new.zarr").exists()                  # nothing written where it was refused
 
 
+def test_a_cell_left_out_of_an_object_is_written_as_its_own_and_carried_on(tmp_path, capsys, monkeypatch):
+    """A cell left out of an object that had grown over it (carry_all's keep_own, the default; here
+    made by a stand-in around the real carry_all at time point 0: cell 3, which no object held) is
+    written as a new object, linked to nothing, said in its row and by the CLI, and carried on
+    from there like any other object (linked at the next time point)."""
+    import halo_seg.interactive.carry_all as carry_all_module
+    from halo_seg.cli import main
+    from halo_seg.interactive.carry import carry_record
+    truth = np.stack([_balls([(8, 12, 14 + 3 * t), (8, 28, 40 + 3 * t), (8, 12, 60)]) for t in range(4)])
+    rng = np.random.default_rng(0)
+    image = ((truth > 0) * 1.0 + rng.normal(0, 0.2, truth.shape)).astype(np.float32)
+    z = zarr.open_array(str(tmp_path / "movie.zarr"), mode="w", shape=image.shape, dtype=image.dtype)
+    z[:] = image
+    z.attrs["axes"] = ["t", "z", "y", "x"]
+    objects = np.where(truth[0] == 3, 0, truth[0]).astype(np.uint16)   # cells 1 and 2 only
+    np.save(tmp_path / "objects.npy", objects)
+    real = carry_all_module.carry_all
+    cell = truth[1] == 3
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(cell))
+
+    def with_left_out(make_seg, labels, t, records=None, direction=1, *args, **kwargs):
+        out = real(make_seg, labels, t, records, direction, *args, **kwargs)
+        if t == 0:
+            assert kwargs["keep_own"] is True                       # the default, passed on
+            out.append(carry_all_module.Carried(0, None, box, cell[box], carry_record(cell, 1, None, 0, 0, box=box),
+                                                grown_from=1))
+        return out
+    monkeypatch.setattr(carry_all_module, "carry_all", with_left_out)
+    assert main(["carry", str(tmp_path / "movie.zarr"), str(tmp_path / "objects.npy"), str(tmp_path / "out.zarr"),
+                 "--to", "2", "--device", "cpu", "--json"]) == 0
+    said = capsys.readouterr().out.strip().splitlines()
+    rows = json.loads(said[-1])["rows"]
+    arr = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    assert rows[0]["objects"] == 2 and rows[0]["committed"] == 2 and rows[0]["left_out"] == [5]
+    assert said[0] == "time point 1: 2 of 2 objects carried (a cell left out of one, its own object: 5)", said[0]
+    assert np.array_equal(arr[1] == 5, cell)
+    links = {int(k): v for k, v in arr.attrs["carried_from"].items()}
+    assert links == {3: 1, 4: 2, 6: 3, 7: 4, 8: 5}                 # 5 from nothing; carried on as 8
+    assert ((arr[2] == 8) & (truth[2] == 3)).sum() > 0.8 * (truth[2] == 3).sum()
+    assert arr.attrs[STATE]["settings"]["keep_own"] is True
+
+
 def test_a_cell_that_left_is_not_carried_on_noise(tmp_path, capsys):
     """Cell 2 is gone from time point 2 on (left the field): what its box finds there is noise, it
     has faded (carry.faded), and its track ends at time point 1; the CLI says so. With --keep-faded it
@@ -130,11 +172,11 @@ def test_a_cell_that_left_is_not_carried_on_noise(tmp_path, capsys):
     assert "faded into the background (left the field or gone; not written): 4" in said[1]
     assert set(np.unique(arr[2])) == {0, 5} and set(np.unique(arr[3])) == {0, 6}
     assert main(["carry", *args, str(tmp_path / "kept.zarr"), "--device", "cpu", "--json", "--keep-faded",
-                 "--keep-own", "--quiet"]) == 0
+                 "--no-keep-own", "--quiet"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"]
     assert [r["committed"] for r in rows] == [2, 2, 2] and all(r["faded"] == [] for r in rows)
     settings = zarr.open_array(str(tmp_path / "kept.zarr"), mode="r").attrs[STATE]["settings"]
-    assert settings["keep_faded"] is True and settings["keep_own"] is True   # as asked, kept for --resume
+    assert settings["keep_faded"] is True and settings["keep_own"] is False   # as asked, kept for --resume
 
 
 def test_a_stopped_run_resumed_equals_one_never_stopped(tmp_path, capsys):
@@ -183,8 +225,8 @@ def test_a_stopped_run_resumed_equals_one_never_stopped(tmp_path, capsys):
             ((tmp_path / "other.npy", tmp_path / "part.zarr"), {}, "carried from other objects at time point 0"),
             ((objects, tmp_path / "part.zarr"), {"keep_faded": True},
              "other settings \\(keep_faded: False then, True now\\)"),
-            ((objects, tmp_path / "part.zarr"), {"keep_own": True},
-             "other settings \\(keep_own: False then, True now\\)"),
+            ((objects, tmp_path / "part.zarr"), {"keep_own": False},
+             "other settings \\(keep_own: True then, False now\\)"),
             ((objects, tmp_path / "none.zarr"), {}, "none.zarr does not exist: nothing to resume")):
         with pytest.raises(VolumeError, match=match):
             carry_through(movie, *args, device="cpu", resume=True, **kwargs)

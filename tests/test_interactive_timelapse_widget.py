@@ -1086,3 +1086,39 @@ def test_a_carry_that_commits_nothing_leaves_undo_to_the_carry_before_with_its_m
     w.undo()                                         # the carry from 0 to 1, and the marks from before it
     assert not np.asarray(objects.data[1]).any(), w.status.text()
     assert len(marks.data) == 0
+
+
+def test_all_to_next_time_point_writes_a_cell_left_out_of_an_object_as_its_own(make_napari_viewer, qtbot,
+                                                                               monkeypatch):
+    """A cell an object had grown over, left out of it (carry_all's keep_own, the default; made here
+    by a stand-in around the real carry_all: cell 3, which came in at time point 1) is committed as
+    its own object after the objects carried, linked to nothing, named on the status line to check
+    and not marked as a cell no object holds; Undo takes it out with the others."""
+    from _cells import balls
+    import halo_seg.interactive.carry_all as carry_all_module
+    from halo_seg.interactive.carry import carry_record
+    from napari_halo_seg._measure import layer_links
+    shape = (24, 64, 64)
+    held = [(12, 16, 16), (12, 48, 48)]
+    ids0, ids1 = balls(shape, held, 6), balls(shape, held + [(12, 16, 44)], 6)
+    viewer, w, objects, _ = _cells_widget(make_napari_viewer, [ids0, ids1], 5)
+    real, cell = carry_all_module.carry_all, ids1 == 3
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(cell))
+
+    def with_left_out(*args, **kwargs):
+        out = real(*args, **kwargs)
+        return out + [carry_all_module.Carried(0, None, box, cell[box], carry_record(cell, 1, None, 0, 0, box=box),
+                                               grown_from=1)]
+    monkeypatch.setattr(carry_all_module, "carry_all", with_left_out)
+    w.all_to_next_timepoint()
+    _wait(qtbot, w)
+    said = w.status.text()
+    assert said.startswith("carried 2 objects from time point 0 to 1: objects 3 to 5 ("), said
+    assert "; object 5 is a cell an object had grown over, left out of it (check it)" in said, said
+    at1 = np.asarray(objects.data[1])
+    assert np.array_equal(at1 == 5, cell & (at1 != 3) & (at1 != 4)) and (at1 == 5).sum() > 0.9 * cell.sum()
+    assert layer_links(objects.features) == {3: 1, 4: 2}
+    marks = [layer for layer in viewer.layers if layer.name == "cells no object holds"]
+    assert not marks or len(marks[0].data) == 0                    # held: not a cell no object holds
+    w.undo()
+    assert not np.asarray(objects.data[1]).any(), w.status.text()

@@ -1,6 +1,7 @@
 """`halo-seg track`: a time-lapse's objects followed over time (halo_seg.tracking)."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -326,6 +327,8 @@ def cmd_carry(a) -> int:
             note.append(f"looks like two cells touching: {', '.join(map(str, r['looks_like_two']))}")
         if r.get("took_in"):
             note.append(f"had grown over a touching cell, left out: {', '.join(map(str, r['took_in']))}")
+        if r.get("left_out"):
+            note.append(f"a cell left out of one, its own object: {', '.join(map(str, r['left_out']))}")
         if not a.quiet:
             print(f"time point {r['t']}: {r['committed']} of {r['objects']} objects carried"
                   + (f" ({'; '.join(note)})" if note else ""))
@@ -356,10 +359,11 @@ def add_carry(sub) -> None:
     c.add_argument("--drop-neighbours", action="store_true",
                    help="where an object looks like two cells and one lies where another object was, leave that "
                         "part to it (benchmarks/README.md: not the default)")
-    c.add_argument("--keep-own", action="store_true",
+    c.add_argument("--keep-own", action=argparse.BooleanOptionalAction, default=True,
                    help="where an object grew to 1.3 times its volume and looks like two cells, one lying where it "
-                        "was not (a touching cell it took in), leave that cell out of it (benchmarks/README.md: among "
-                        "dense cells it raised the mean Dice but left 1 %% more cells uncovered; not the default)")
+                        "was not (a touching cell it took in), leave that cell out of it and write it as its own "
+                        "object where no object holds it (the default; --no-keep-own: as before 2026-12-07, the "
+                        "object keeps both; benchmarks/README.md)")
     c.add_argument("--keep-faded", action="store_true",
                    help="write objects whose contrast fell under half of what it was too (objects whose brightness "
                         "changes that much in a time point); by default such an object is taken to have left the "

@@ -307,7 +307,7 @@ def part_sources(parts, box, before, followed: int) -> list[int]:
 # cell changing shape lies where it was. Chosen on the procedural cells of seeds 0-3 (following a
 # cell among 30, 2.5 voxels a time point: every cut of 9 raised the Dice; among 10 cells changing
 # shape, parts a fifth to three quarters inside were cut and the wrong part kept). carry_all's
-# keep_own, an option (benchmarks/README.md)
+# keep_own, the default (benchmarks/README.md)
 GREW_OVER = 1.3
 IN_BEFORE_BELOW = 0.25
 

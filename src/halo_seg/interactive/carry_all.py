@@ -5,7 +5,7 @@ then propagated), so that a field of cells segmented once is followed a keystrok
 and only what went wrong is corrected (the interactive widget's "All to next time point")."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,6 +27,12 @@ class Carried:
     faded: bool = False          # faded into the background there (carry.faded): its cell left or is gone
     noise: tuple = (None, None)  # the noise levels the contrasts are compared in (carry.noise_level)
     took_in: bool = False        # it had grown over a touching cell there, left out of it (carry.grown_over)
+    grown_from: int | None = None  # a cell left out of this object (keep_own): its own object where none holds it
+
+
+# a cell left out of an object that grew over it is written as its own object where at least this
+# share of it is free: where its cell's own object found it, that one holds it
+LEFT_OUT_FREE = 0.5
 
 
 @dataclass
@@ -39,11 +45,15 @@ class Placed:
 def place_all(carried: list, here, first: int) -> tuple[list, list, list, list]:
     """The carried objects written into ``here`` (the ids at the time point they were carried to,
     written in place) under ids from ``first`` on, each where no object is yet: one carried before
-    it, or there already, keeps its voxels; none that faded into the background there. Returns (the
-    Placed, the ids carried that found nothing, those found only where another object is, those
-    that faded)."""
+    it, or there already, keeps its voxels; none that faded into the background there. A cell left
+    out of an object that grew over it (Carried.grown_from, keep_own's) comes after every other
+    and is written where at least half of it is free (LEFT_OUT_FREE): carried from the object it
+    lies where it was, where that one's own carry went nowhere else (found nothing, only where
+    another object is, or faded: it is no longer said so), else a new cell carried from nothing.
+    Returns (the Placed, the ids carried that found nothing, those found only where another object
+    is, those that faded)."""
     placed, gone, covered, dim = [], [], [], []
-    for c in carried:
+    for c in sorted(carried, key=lambda c: c.grown_from is not None):   # stable: the others in their order
         if c.box is None:
             gone.append(c.label)
             continue
@@ -51,7 +61,13 @@ def place_all(carried: list, here, first: int) -> tuple[list, list, list, list]:
             dim.append(c.label)
             continue
         free = c.mask & (np.asarray(here[c.box]) == 0)
-        if not free.any():
+        if c.grown_from is not None:
+            if free.sum() < LEFT_OUT_FREE * c.mask.sum():
+                continue   # its cell's own object holds it, or another one: nothing of it lost
+            if c.label and any(p.carried.label == c.label for p in placed):   # carried on elsewhere already
+                c = replace(c, label=0, record={**c.record, "label": 0, "step": None, "source": None})
+            gone, covered, dim = ([k for k in ks if k != c.label or not c.label] for ks in (gone, covered, dim))
+        elif not free.any():
             covered.append(c.label)
             continue
         k = first + len(placed)
@@ -127,7 +143,7 @@ def object_boxes(labels) -> dict[int, tuple]:
 
 def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: int = 1, axis: int = 0,
               cancel=None, progress=None, drop_neighbours: bool = False, image=None,
-              keep_own: bool = False) -> list[Carried]:
+              keep_own: bool = True) -> list[Carried]:
     """Every object of ``labels`` (the ids at time point ``t``, (Z, Y, X)) carried to time point
     ``t + direction``: ``make_seg()`` gives a new InteractiveSegmenter on that time point's volume
     (slicing across ``axis``), one per object; ``records`` (id -> carry_record at ``t``) gives an
@@ -142,15 +158,19 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
     time-lapses (benchmarks/carry_all.py, seeds 702-705, 11 carries, no correction) it moved the
     mean Dice from 0.864 to 0.869, under the +0.01 set for it before the run, though it cut the
     "looks like two" false alarms from 22 to 3 (on the tuning seeds 700-701: 0.849 to 0.873).
-    ``keep_own``: where an object grew over a touching cell (carry.grown_over: much larger than it
-    was and looking like two cells, one lying where it was not), that cell is left out of it
-    (Carried.took_in). Not the default: on fresh procedural time-lapses of 30 cells (seeds 940-943,
-    11 carries) it raised the mean Dice from 0.784 to 0.808, lost objects from 12.2 % to 10.7 %, and
-    cut the "looks like two" false alarms from 74 to 5, but 1.07 % more cells were left with no
-    object over half of them, over the 1 % set before the run (among 14 cells: 0.869 either way)."""
+    ``keep_own`` (the default): where an object grew over a touching cell (carry.grown_over: much
+    larger than it was and looking like two cells, one lying where it was not), that cell is left
+    out of it (Carried.took_in) and comes after every object carried as a Carried of its own
+    (grown_from: that object; label: the object of ``labels`` it lies where it was, else 0), which
+    place_all writes where its own object does not hold it. On fresh procedural time-lapses (seeds
+    950-953, 2.5 voxels a time point, 11 carries, no correction; benchmarks/README.md) among 30
+    cells the mean Dice rose from 0.753 to 0.765, lost objects fell from 14.8 % to 13.5 % and the
+    "looks like two" false alarms from 65 to 3, cells covered 1299 to 1295 of 1385; among 14 cells
+    0.843 to 0.841, cells covered 641 to 653 of 691. Left out alone (not written), it had left 1 %
+    more cells uncovered (seeds 940-943)."""
     records = records or {}
     boxes = object_boxes(labels)
-    out = []
+    out, left_out = [], []
     noise = {}   # each volume's noise level, measured once, where first needed
 
     def noise_at(key, volume):
@@ -183,6 +203,8 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
                 own = grown_over(parts, where, _OneLabel(labels, label),
                                  int((np.asarray(labels[box]) == label).sum()))
                 if own is not None:
+                    cut = parts[1] if own is parts[0] else parts[0]
+                    left_out.append((label, *_tight(where, cut), _source(seg)))
                     where, mask = _tight(where, own)
                     pred, parts, took = _InBox(where, mask), None, True   # carry_record reads the part kept
             if parts is not None and drop_neighbours:
@@ -197,4 +219,26 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
                                faded(before, after, noise=(was_noise, now_noise)), (was_noise, now_noise), took))
         if progress is not None:
             progress(i + 1, len(boxes))
+    for grower, where, mask, volume in left_out:
+        out.append(_left_out(grower, where, mask, volume, labels, boxes, records, t, direction, axis, noise_at))
     return out
+
+
+def _left_out(grower: int, where: tuple, mask: np.ndarray, volume, labels, boxes: dict, records: dict, t: int,
+              direction: int, axis: int, noise_at) -> Carried:
+    """The cell ``grower``'s carry took in and left out (``mask`` of ``where``), as the object
+    carried from the one of ``labels`` (time point ``t``) it lies where it was (a fifth of it at
+    least; place_all decides whether it is that one's), else from nothing (label 0); ``volume``: the
+    one it was found in."""
+    source = part_sources([mask], where, labels, 0)[0]
+    source = 0 if source == grower else source
+    record = None
+    if source:
+        record = records.get(source)
+        if record is None or record["t"] != t or record["axis"] != axis:
+            record = carry_record(_OneLabel(labels, source), t, None, axis, source, box=boxes[source])
+    after, now_noise = contrast(volume, mask, where), noise_at("after", volume)
+    return Carried(source, None, where, mask,
+                   {**carry_record(_InBox(where, mask), t + direction, record, axis, source, box=where),
+                    "contrast": after, "noise": now_noise},
+                   contrast=(None, after), noise=(None, now_noise), grown_from=grower)

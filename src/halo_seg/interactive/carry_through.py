@@ -75,7 +75,7 @@ def _record_read(saved: dict) -> dict:
 def carry_through(image, objects, output, start: int = 0, stop: int | None = None, channel=None, spacing=None,
                   device: str = "auto", weights: str = "default", drop_neighbours: bool = False, keep_faded: bool = False,
                   add_new: bool = False, resume: bool = False, progress=None, cancel=None,
-                  keep_own: bool = False) -> CarryRun:
+                  keep_own: bool = True) -> CarryRun:
     """Carry the objects of time point ``start`` of the time-lapse ``image`` (a path) to ``stop``
     (default: its last time point; before ``start``: backward), every object at once a time point at
     a time, each carried one going on from the last; written to ``output`` (a new zarr array,
@@ -88,8 +88,9 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
     ``output`` is a run of these objects with these settings that stopped (or went less far in that
     direction): it goes on after the last time point it wrote, as if never stopped (what each object
     carries on from is kept with the output, STATE). ``progress(done, total)`` after each time point.
-    ``keep_own``: an object that grew over a touching cell is written without it (carry_all's; not
-    the default, benchmarks/README.md)."""
+    ``keep_own``: an object that grew over a touching cell is written without it, and that cell as
+    its own object where no object holds it (carry_all's, the default; False: the object keeps
+    both, as before)."""
     import zarr
 
     from .. import InteractiveSegmenter
@@ -158,9 +159,10 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
                 carried = [replace(c, faded=False) for c in carried]
             here = np.zeros(shape, np.uint32)
             placed, gone, covered, dim = place_all(carried, here, next_id)   # one carried before it keeps its voxels
-            run.links.update({p.id: p.carried.label for p in placed})
+            run.links.update({p.id: p.carried.label for p in placed if p.carried.label})   # 0: a new cell
             two = [p.id for p in placed if p.carried.two]
             took_in = [p.id for p in placed if p.carried.took_in]
+            left_out = [p.id for p in placed if p.carried.grown_from is not None]
             gone, next_id = gone + covered, next_id + len(placed)
             new = []
             if add_new:   # cells no object holds (came in, a daughter left out): new objects, carried from nothing
@@ -171,8 +173,10 @@ def carry_through(image, objects, output, start: int = 0, stop: int | None = Non
             records = {p.id: {**p.carried.record, "label": p.id} for p in placed + new}
             arr[t1] = here
             run.timepoints.append(t1)
-            run.rows.append({"t": t1, "objects": len(carried), "committed": len(placed), "not_found": gone,
-                             "faded": dim, "looks_like_two": two, "took_in": took_in, "new": [p.id for p in new]})
+            objects = sum(c.grown_from is None for c in carried)   # carried also holds the cells left out
+            run.rows.append({"t": t1, "objects": objects, "committed": len(placed) - len(left_out), "not_found": gone,
+                             "faded": dim, "looks_like_two": two, "took_in": took_in, "left_out": left_out,
+                             "new": [p.id for p in new]})
             # after the time point's labels, at once: what is written is linked, and a resume goes on from it
             arr.attrs.update({CARRIED_FROM: links_attr(run.links), STATE: _state_json(settings, run, next_id, records)})
             labels = here
