@@ -82,6 +82,10 @@ class ObjectActions:
             sources = self._part_sources(parts, box)
             if sources is not None and len(set(sources)) == 1 and self._carry_source["t"] > self._t:
                 sources = [sources[0], None]   # followed back, two from one would be a merge: the larger's link only
+            elif sources is not None and len(set(sources)) == 1:
+                own = self._took_in(parts, box)
+                if own is not None:   # a touching cell it grew over, not a daughter: its own part alone carried
+                    parts, sources = [parts[own], parts[1 - own]], [sources[0], None]
             if sources is not None and len(set(sources)) > 1:   # the followed cell's part first: followed on
                 first = sources.index(self._carry_source["label"]) if self._carry_source["label"] in sources else 0
                 parts, sources = [parts[first], parts[1 - first]], [sources[first], sources[1 - first]]
@@ -117,6 +121,17 @@ class ObjectActions:
         self._commit_edit(pred, parts)
         return None
 
+    def _took_in(self, parts, box) -> int | None:
+        """Of a carried object (Next time point) split by Commit as two, both parts lying where the
+        object followed was, the index of its own part where it had grown over a touching cell
+        (halo_seg.interactive.carry.took_in); None where it divided (or its bounds are not known)."""
+        from halo_seg.interactive.carry import took_in
+        objects = self._layer(OBJECTS)
+        bounds = self._carry_source.get("bounds")
+        if objects is None or bounds is None:
+            return None
+        return took_in(parts, box, objects.data[self._carry_source["t"]], self._carry_source["label"], bounds)
+
     def _part_sources(self, parts, box) -> list[int] | None:
         """Of a carried object (Next time point) split by Commit as two, the object each part was
         carried from (halo_seg.interactive.carry.part_sources); None where it was not carried."""
@@ -137,6 +152,7 @@ class ObjectActions:
         first = int(objects.data.max()) + 1   # of every time point: an id is one object
         name = self._take_name()
         followed = self._carried_from(at)
+        back = followed is not None and self._carry_source["t"] > at   # followed back: Previous time point
         where, old, new, said, left, records, centres, boxes = [], [], [], [], 0, {}, {}, {}
         for k, inside in enumerate(parts):   # the object's box only: on a large volume nothing else is touched
             new_id = first + k
@@ -184,7 +200,8 @@ class ObjectActions:
         else:
             apart = ""
             if sources is not None and sources[1] is None:
-                apart = f"; {first} carried from {sources[0]}, {first + 1} from none (two cells are not one's past)"
+                apart = (f"; {first} carried from {sources[0]}, {first + 1} from none ("
+                         + ("two cells are not one's past)" if back else "a touching cell it grew over, not a daughter)"))
             elif sources is not None and len(set(sources)) > 1:
                 apart = f"; {first} carried from {sources[0]}, {first + 1} from {sources[1]} (the cell next to it there)"
             text = (f"{gone}committed the object as two, objects {first} ({said[0]}) and {first + 1} ({said[1]}){when}"

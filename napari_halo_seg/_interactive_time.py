@@ -122,12 +122,14 @@ def narrow(box, t: int | None):
     return tuple(box[1:]) if box[0].start <= t < box[0].stop else None
 
 
-def division_note(seg, box, label: int, t: int, before=None, t_before: int | None = None) -> str:
+def division_note(seg, box, label: int, t: int, before=None, t_before: int | None = None,
+                  bounds: tuple | None = None) -> str:
     """The status line's note where the object carried to time point ``t`` looks like two cells
     touching (halo_seg.interactive.carry.two_cells): the mother's box took in both daughters, or
     (``before``: the objects layer's volume at ``t_before``, the time point it came from) a cell's box took in
-    the touching cell committed next to it there too."""
-    from halo_seg.interactive.carry import part_sources, two_cells
+    the touching cell committed next to it there too, or (``bounds``: where the object lay there) a
+    touching cell no object held there, the object having grown over it (carry.took_in)."""
+    from halo_seg.interactive.carry import part_sources, took_in, two_cells
     parts = two_cells(seg.prediction_in(box), seg.volume_spacing)
     if parts is None:
         return ""
@@ -136,6 +138,10 @@ def division_note(seg, box, label: int, t: int, before=None, t_before: int | Non
         return (f". It looks like two cells touching at time point {t}: object {label}'s and object {other[0]}'s, "
                 f"committed next to it at time point {t_before}: Commit as two commits them apart, each "
                 "carried from its own")
+    if before is not None and bounds is not None and took_in(parts, box, before, label, bounds) is not None:
+        return (f". It looks like two cells touching at time point {t}: object {label}'s and a touching cell it "
+                f"grew over (one part lies where it was not at time point {t_before}): Commit as two commits "
+                "them apart, the other as a new cell")
     return (f". It looks like two cells touching at time point {t} (object {label} divided?): Commit as two "
             "commits them as two objects (Commit object keeps them as one)")
 
@@ -252,7 +258,8 @@ class TimeActions:
         objects = self._layer(OBJECTS)
         before = None if objects is None or objects.data.ndim != 4 else objects.data[record["t"]]
         self.propagate(first=first, said=said,
-                       after=lambda seg, box: division_note(seg, box, record["label"], t1, before, record["t"])
+                       after=lambda seg, box: division_note(seg, box, record["label"], t1, before, record["t"],
+                                                            record.get("bounds"))
                        + fade_note(seg, box, record, t1, series[t1], series[record["t"]], before),
                        shown=lambda: found.get("at") and show_slice(self.viewer, layer, axis, found["at"].slice))
         if self.worker is not None:

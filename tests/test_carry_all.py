@@ -371,7 +371,7 @@ def test_grown_over_keeps_the_own_part_of_an_object_that_took_in_a_touching_cell
     in a touching cell no object held, twice its volume: its own part kept. A mother's object over
     her two daughters (no more than her volume, both where she was), an object under GREW_OVER times its volume,
     and a cell that grew a lobe where it was are not cut."""
-    from halo_seg.interactive.carry import GREW_OVER, grown_over, two_cells
+    from halo_seg.interactive.carry import GREW_OVER, grown_over, took_in, two_cells
     shape = (16, 40, 60)
     before = _balls(shape, [(8, 20, 22)]) > 0
     now = _balls(shape, [(8, 20, 24), (8, 20, 35)])             # 1 moved on, and the cell it touches
@@ -380,6 +380,11 @@ def test_grown_over_keeps_the_own_part_of_an_object_that_took_in_a_touching_cell
     assert parts is not None
     own = grown_over(parts, box, before, int(before.sum()))
     assert own is not None
+    ids = before.astype(np.int32) * 4                            # as ids (4), read within its bounds
+    bounds = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(before))
+    assert parts[took_in(parts, box, ids, 4, bounds)] is own and took_in(parts[::-1], box, ids, 4, bounds) == \
+        1 - [p is own for p in parts].index(True)
+    assert took_in(parts, box, ids, 4, (slice(0, 16), slice(0, 40), slice(0, 10))) is None   # not there: not judged
     kept = np.zeros(shape, bool)
     kept[box] = own
     assert (kept & (now == 1)).sum() > 0.9 * (now == 1).sum() and (kept & (now == 2)).sum() < 0.1 * (now == 2).sum()

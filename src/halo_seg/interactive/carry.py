@@ -312,6 +312,28 @@ GREW_OVER = 1.3
 IN_BEFORE_BELOW = 0.25
 
 
+class OneLabel:
+    """``labels == label`` read box by box (carry_record and grown_over read the object's box only):
+    no whole volume made per object."""
+
+    def __init__(self, labels, label: int):
+        self.labels, self.label = labels, label
+
+    def __getitem__(self, box):
+        return np.asarray(self.labels[box]) == self.label
+
+
+def took_in(parts, box, before, label: int, bounds: tuple) -> int | None:
+    """Of an object carried from ``label`` (``before``: the objects' ids at the time point it came
+    from, a volume; ``bounds``: where it lay there) that looks like two cells touching (``parts``:
+    two_cells's, masks of ``box``), the index of its own part where it had grown over a touching cell
+    (grown_over); None where it divided or changed shape, or is not within ``bounds`` there (erased
+    since: nothing to compare with)."""
+    volume = int((np.asarray(before[bounds]) == label).sum())
+    own = grown_over(parts, box, OneLabel(before, label), volume) if volume else None
+    return None if own is None else next(i for i, p in enumerate(parts) if p is own)
+
+
 def grown_over(parts, box, before, volume_before: int) -> np.ndarray | None:
     """Of an object carried to a time point that looks like two cells touching (``parts``:
     two_cells's, masks of ``box``), its own part where it took in a touching cell: the object (both

@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .carry import (Found, carried_boxes, carry_record, contrast, faded, find_again, grown_over, noise_level,
-                    part_sources, recorded_contrast, recorded_noise, two_cells)
+from .carry import (Found, OneLabel, carried_boxes, carry_record, contrast, faded, find_again, grown_over,
+                    noise_level, part_sources, recorded_contrast, recorded_noise, two_cells)
 
 
 @dataclass
@@ -115,17 +115,6 @@ class _InBox:
         return self.mask
 
 
-class _OneLabel:
-    """``labels == label`` read box by box (carry_record reads the object's box only): no whole
-    volume made per object."""
-
-    def __init__(self, labels, label: int):
-        self.labels, self.label = labels, label
-
-    def __getitem__(self, box):
-        return np.asarray(self.labels[box]) == self.label
-
-
 def object_boxes(labels) -> dict[int, tuple]:
     """Each object of ``labels`` (ids, a volume): its bounding box (slices)."""
     from scipy import ndimage as ndi
@@ -182,7 +171,7 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
             raise InterruptedError(f"cancelled after {i} of {len(boxes)} objects")
         record = records.get(label)
         if record is None or record["t"] != t or record["axis"] != axis:
-            record = carry_record(_OneLabel(labels, label), t, None, axis, label, box=box)
+            record = carry_record(OneLabel(labels, label), t, None, axis, label, box=box)
         seg = make_seg()
         before = recorded_contrast(record, image, labels)
         was_noise = recorded_noise(record)   # the record's own, else measured once in the volume before
@@ -200,7 +189,7 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
             parts = two_cells(mask, seg.volume_spacing)
             left, took = None, False
             if parts is not None and keep_own:
-                own = grown_over(parts, where, _OneLabel(labels, label),
+                own = grown_over(parts, where, OneLabel(labels, label),
                                  int((np.asarray(labels[box]) == label).sum()))
                 if own is not None:
                     cut = parts[1] if own is parts[0] else parts[0]
@@ -236,7 +225,7 @@ def _left_out(grower: int, where: tuple, mask: np.ndarray, volume, labels, boxes
     if source:
         record = records.get(source)
         if record is None or record["t"] != t or record["axis"] != axis:
-            record = carry_record(_OneLabel(labels, source), t, None, axis, source, box=boxes[source])
+            record = carry_record(OneLabel(labels, source), t, None, axis, source, box=boxes[source])
     after, now_noise = contrast(volume, mask, where), noise_at("after", volume)
     return Carried(source, None, where, mask,
                    {**carry_record(_InBox(where, mask), t + direction, record, axis, source, box=where),
