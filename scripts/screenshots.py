@@ -17,9 +17,10 @@ widget taking a daughter's mother away; interactive_lineage: a cell followed by 
 division, tracked keeping those links; interactive_paths: the same cell's paths as the interactive widget drew
 them while she was followed; interactive_all: a field of cells carried on with All to next time point;
 interactive_new_cells: a cell that came into the field, marked after All to next time point;
+interactive_left_out: a touching cell an object grew over, left out of it and written as its own object;
 split_merged: three merged nuclei of one label taken apart by Commit as two, twice).
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse|interactive_division|interactive_lineage|interactive_paths|interactive_all|interactive_new_cells|split_merged]
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [colin27|coronal|train|finetune|review|compare|one_mm|edit|strokes|named|channels|timelapse|tracking|track_edit|interactive_timelapse|interactive_division|interactive_lineage|interactive_paths|interactive_all|interactive_new_cells|interactive_left_out|split_merged]
 """
 from __future__ import annotations
 
@@ -640,6 +641,39 @@ def interactive_new_cells(_s):
     _shoot(viewer, w, "napari_interactive_new_cells.png")
 
 
+def interactive_left_out(_s):
+    """All to next time point on crowded procedural cells (benchmarks/carry_all.py's, seed 952, 14
+    cells, 2.5 voxels a time point): the cells of time point 0 carried on until an object grew over a
+    touching cell; shown there, on the slice of the cell left out of it, written as its own object."""
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=2.5, divisions=3, seed=952)
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 900)
+    viewer.add_image(tl.image, name="cells")
+    w = InteractiveWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Interactive segmentation")
+    w.image.setCurrentText("cells")
+    w.device.setCurrentText("cpu")
+    w.ensure_prompt_layers()
+    _carried_on(viewer, w, 0, tl.ids[0], 11, until="grown over")
+    objects = viewer.layers["objects"]
+    t = int(viewer.dims.current_step[0])
+    import re
+    said = re.search(r"; objects? (\d+)[\d, ]* (is a cell|are cells) an object had grown over", w.status.text())
+    k = int(said.group(1)) if said else int(objects.selected_label)
+    at = np.argwhere(np.asarray(objects.data[t]) == k)
+    if len(at):   # as a user finds it: its label selected and shown alone, the view on it
+        viewer.dims.set_current_step(1, int(np.median(at[:, 0])))
+        viewer.camera.center = (float(np.median(at[:, 1])), float(np.median(at[:, 2])))
+        viewer.camera.zoom *= 2
+    objects.opacity = 0.6
+    objects.selected_label = k
+    objects.show_selected_label = True
+    viewer.layers.selection.active = objects
+    _shoot(viewer, w, "napari_interactive_left_out.png")
+
+
 def split_merged(_s):
     """Edit label, then Commit as two, twice: three touching nuclei merged into one label of an
     automatic result come apart as three labels (the first cut at the lowest neck takes one off whole)."""
@@ -679,7 +713,8 @@ if __name__ == "__main__":
     if sys.argv[1:] in (["colin27"], ["coronal"], ["train"], ["finetune"], ["review"], ["compare"], ["one_mm"],
                         ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"], ["track_edit"],
                         ["interactive_timelapse"], ["interactive_division"], ["interactive_lineage"],
-                        ["interactive_paths"], ["interactive_all"], ["interactive_new_cells"], ["split_merged"]):
+                        ["interactive_paths"], ["interactive_all"], ["interactive_new_cells"], ["interactive_left_out"],
+                        ["split_merged"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()
