@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .carry import (Found, OneLabel, carried_boxes, carry_record, contrast, faded, find_again, grown_over,
-                    noise_level, part_sources, recorded_contrast, recorded_noise, two_cells)
+from .carry import (Found, OneLabel, carried_boxes, carry_record, contrast, faded, find_again, noise_level,
+                    part_sources, recorded_contrast, recorded_noise, took_in, two_cells)
 
 
 @dataclass
@@ -169,9 +169,7 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
     for i, (label, box) in enumerate(sorted(boxes.items())):
         if cancel is not None and cancel():
             raise InterruptedError(f"cancelled after {i} of {len(boxes)} objects")
-        record = records.get(label)
-        if record is None or record["t"] != t or record["axis"] != axis:
-            record = carry_record(OneLabel(labels, label), t, None, axis, label, box=box)
+        record = _record_at(records, labels, label, box, t, axis)
         seg = make_seg()
         before = recorded_contrast(record, image, labels)
         was_noise = recorded_noise(record)   # the record's own, else measured once in the volume before
@@ -189,12 +187,10 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
             parts = two_cells(mask, seg.volume_spacing)
             left, took = None, False
             if parts is not None and keep_own:
-                own = grown_over(parts, where, OneLabel(labels, label),
-                                 int((np.asarray(labels[box]) == label).sum()))
+                own = took_in(parts, where, labels, label, box)
                 if own is not None:
-                    cut = parts[1] if own is parts[0] else parts[0]
-                    left_out.append((label, *_tight(where, cut), _source(seg)))
-                    where, mask = _tight(where, own)
+                    left_out.append((label, *_tight(where, parts[1 - own]), _source(seg)))
+                    where, mask = _tight(where, parts[own])
                     pred, parts, took = _InBox(where, mask), None, True   # carry_record reads the part kept
             if parts is not None and drop_neighbours:
                 where, mask, left = own_part(parts, where, labels, label)
@@ -213,6 +209,16 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
     return out
 
 
+def _record_at(records: dict, labels, label: int, box: tuple, t: int, axis: int) -> dict:
+    """The record of object ``label`` of ``labels`` (time point ``t``, lying in ``box``): its own
+    in ``records`` where it was carried there itself (its last step kept), else made from where it
+    is (no step)."""
+    record = records.get(label)
+    if record is None or record["t"] != t or record["axis"] != axis:
+        record = carry_record(OneLabel(labels, label), t, None, axis, label, box=box)
+    return record
+
+
 def _left_out(grower: int, where: tuple, mask: np.ndarray, volume, labels, boxes: dict, records: dict, t: int,
               direction: int, axis: int, noise_at) -> Carried:
     """The cell ``grower``'s carry took in and left out (``mask`` of ``where``), as the object
@@ -221,11 +227,7 @@ def _left_out(grower: int, where: tuple, mask: np.ndarray, volume, labels, boxes
     one it was found in."""
     source = part_sources([mask], where, labels, 0)[0]
     source = 0 if source == grower else source
-    record = None
-    if source:
-        record = records.get(source)
-        if record is None or record["t"] != t or record["axis"] != axis:
-            record = carry_record(OneLabel(labels, source), t, None, axis, source, box=boxes[source])
+    record = _record_at(records, labels, source, boxes[source], t, axis) if source else None
     after, now_noise = contrast(volume, mask, where), noise_at("after", volume)
     return Carried(source, None, where, mask,
                    {**carry_record(_InBox(where, mask), t + direction, record, axis, source, box=where),
