@@ -4,7 +4,7 @@ not used to choose the defaults), for the default linking, its options and a poi
 centroid-only linking; and the seconds per time point on a large frame.
 
     .venv/bin/python benchmarks/tracking.py [--seeds 10] [--repeat 3] [--large 64 256 256] [--seed0 100]
-        [--no-speed] [--no-accuracy] [--sweep]
+        [--no-speed] [--no-accuracy] [--sweep] [--changing]
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _dropped(ids: np.ndarray, share: float, seed: int) -> np.ndarray:
     return out
 
 
-def _phantom(speed: float, seed: int, persistence: float = 0.8):
+def _phantom(speed, seed: int, persistence: float = 0.8):
     """The procedural time-lapse every accuracy figure here is measured on."""
     from halo_seg.tracking.phantom import cell_timelapse
     return cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, divisions=4, speed=speed,
@@ -104,21 +104,21 @@ def sweep(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
     from halo_seg.tracking.phantom import relabelled
     from halo_seg.tracking.summary import fast_motion, per_track
     rows = []
-    print("\n| step (of the radius 4.5) | linking | links right | divisions found | whole tracks | suggested (auto: chose distance) |")
+    print("\n| step (of the radius 4.5) | linking | links right | divisions found | whole tracks | suggested (auto: share of steps by distance) |")
     print("|---|---|---|---|---|---|")
     for step in (1.5, 2.0, 2.5, 3.0, 3.5, 5.0):
         for name, kw in (("overlap", {}), ("distance, max distance two steps", {"link": "distance",
                                                                                "max_distance": 2 * step}),
-                         ("auto (chosen from the first two time points)", {"link": "auto"})):
+                         ("auto (chosen at each time point)", {"link": "auto"})):
             scores, said, reach = [], 0, []
             for s in range(seed0, seed0 + seeds):
                 tl = _phantom(step, s)
                 res = track_objects(relabelled(tl.ids, s), tmp / "w.zarr", objects_given=True, **kw)
                 scores.append(_scored(tl, res, tmp / "w.zarr"))
-                if kw.get("link") == "auto":   # what it chose, in the suggestion's column
-                    said += res.motion is not None and res.motion["link"] == "distance"
-                    reach.append(res.motion["max_distance"] if res.motion and res.motion["link"] == "distance"
-                                 else np.nan)
+                if kw.get("link") == "auto":   # the share of steps it linked by distance, in the suggestion's column
+                    far = [c for c in res.choices if c["link"] == "distance"]
+                    said += sum(c["last"] - c["first"] + 1 for c in far) / (len(tl.ids) - 1)
+                    reach.append(float(np.median([c["max_distance"] for c in far])) if far else np.nan)
                 else:
                     said += fast_motion(per_track(res.table, res.lineage), kw.get("link", "overlap"),
                                         kw.get("max_distance")) is not None
@@ -129,6 +129,49 @@ def sweep(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
             rows.append(row)
             print(f"| {step} ({step / 4.5:.2f}) | {name} | {row['precision']:.3f} | {row['divisions']:.3f} "
                   f"| {row['whole_tracks']:.3f} | {row['suggested']:.1f} |", flush=True)
+    return rows
+
+
+CHANGING = {"speeds up (1.5, then 5 from time point 5)": [1.5] * 4 + [5.0] * 5,
+            "slows down (5, then 1.5 from time point 5)": [5.0] * 4 + [1.5] * 5,
+            "steady 1.5": 1.5, "steady 2.25 (half the radius: where the choice changes)": 2.25, "steady 2.5": 2.5, "steady 3.5": 3.5, "steady 5": 5.0}
+
+
+def changing(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
+    """link "auto" chosen at each time point against chosen once from the first two (as it was before
+    2026-12-07: emulated by tracking the first two time points with "auto" and then the whole with
+    the link and max distance it chose), on cells that speed up, slow down or keep their speed;
+    overlap and distance linking (within two of the fastest steps) beside them."""
+    from halo_seg.tracking import track_objects
+    from halo_seg.tracking.phantom import relabelled
+    rows = []
+    print("\n| cells | linking | links right | links found | divisions found | whole tracks | TRA |")
+    print("|---|---|---|---|---|---|---|")
+    for scen, steps in CHANGING.items():
+        fastest = float(np.max(steps))
+        runs = {"auto, chosen once (the first two time points)": None,
+                "auto, chosen at each time point": {"link": "auto"},
+                "overlap": {}, "distance within two of the fastest steps": {"link": "distance",
+                                                                           "max_distance": 2 * fastest}}
+        for name, kw in runs.items():
+            scores = []
+            for s in range(seed0, seed0 + seeds):
+                tl = _phantom(steps, s)
+                ids = relabelled(tl.ids, s)
+                if kw is None:
+                    first = track_objects(ids[:2], tmp / "c.zarr", objects_given=True, link="auto").choices
+                    kw_s = ({"link": "distance", "max_distance": first[0]["max_distance"]}
+                            if first and first[0]["link"] == "distance" else {})
+                else:
+                    kw_s = kw
+                res = track_objects(ids, tmp / "c.zarr", objects_given=True, **kw_s)
+                scores.append(_scored(tl, res, tmp / "c.zarr"))
+            row = {"cells": scen, "steps": steps, "linking": name,
+                   **{k: float(np.mean([sc[k] for sc in scores]))
+                      for k in ("precision", "links", "divisions", "whole_tracks", "tra")}}
+            rows.append(row)
+            print(f"| {scen} | {name} | {row['precision']:.3f} | {row['links']:.3f} | {row['divisions']:.3f} "
+                  f"| {row['whole_tracks']:.3f} | {row['tra']:.3f} |", flush=True)
     return rows
 
 
@@ -176,6 +219,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-accuracy", action="store_true", help="no accuracy part")
     ap.add_argument("--sweep", action="store_true", help="overlap against distance linking as cells move further "
                                                          "(where the suggestion to link by distance should start)")
+    ap.add_argument("--changing", action="store_true", help="link auto chosen at each time point against once, on "
+                                                            "cells that speed up or slow down")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "tracking.json"))
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -188,9 +233,11 @@ def main(argv=None) -> int:
             print("|---|---|---|---|---|---|---|---|---|")
             acc = accuracy(a.seeds, Path(tmp), a.seed0)
         swept = sweep(a.seeds, Path(tmp), a.seed0) if a.sweep else []
+        changed = changing(a.seeds, Path(tmp), a.seed0) if a.changing else []
         spd = [] if a.no_speed else speed(a.large, a.repeat, Path(tmp))
     return save_results(a.out, {"seeds": [a.seed0, a.seed0 + a.seeds - 1], "large": a.large, "repeat": a.repeat},
                         [{"part": "accuracy", **r} for r in acc] + [{"part": "sweep", **r} for r in swept]
+                        + [{"part": "changing", **r} for r in changed]
                         + [{"part": "speed", **r} for r in spd])
 
 

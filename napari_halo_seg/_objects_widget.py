@@ -107,9 +107,9 @@ class ObjectsWidget(BackgroundWidget):
         self.linking.addItems(list(LINKING))
         self.linking.setToolTip("tracking: by overlap (an object continues as the one it overlaps most), by distance "
                                 "alone (nearest centroid within the max distance, as point trackers do: cells moving "
-                                "further than their radius between time points), or chosen from how far the cells "
-                                "move between the first two time points (by distance over half their radius, within "
-                                "the max distance or else twice their step)")
+                                "further than their radius between time points), or chosen at each time point from how "
+                                "far the cells moved since the one before (by distance over half their radius, within "
+                                "the max distance or else twice their step: cells that speed up or slow down)")
         form = form_of(("labels", self.labels), ("image (intensity)", self.image), ("classes", self.classes),
                        ("min voxels", self.min_voxels), ("connectivity", self.connectivity), ("", self.split),
                        ("", self.track), ("", self.as_numbered), ("max distance", self.max_distance),
@@ -320,7 +320,7 @@ class ObjectsWidget(BackgroundWidget):
         self.save_btn.setEnabled(True)
         from halo_seg.tracking.summary import chosen_text, fast_motion, motion_text
         if link == "auto":
-            hint = f"; {chosen_text(res.motion, unit)}"
+            hint = f"; {chosen_text(res.choices, unit)}"
         else:
             fast = fast_motion(rows, link, reach, res.shape, res.spacing)   # as asked, whatever the fields say now
             hint = (f"; {motion_text(fast, unit)}: link by distance alone with a max distance of about {fast[2]:g} (or "

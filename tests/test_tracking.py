@@ -165,25 +165,42 @@ def test_link_auto_links_by_overlap_or_by_distance_from_the_cells_motion():
     centres = [(6, 10, 8), (6, 30, 8), (6, 10, 40), (6, 30, 40)]
     slow_a, slow_b = _moved(shape, centres, 3, (0, 0, 1))   # a third of a radius
     ids, linker = _step_all([slow_a, slow_b], link="auto")
-    assert linker.link == "overlap" and linker.max_distance is None
-    assert linker.motion["link"] == "overlap" and linker.motion["step"] == pytest.approx(1.0)
+    assert linker.link == "auto" and linker.in_use() == ("overlap", None)
+    (run,) = linker.choices
+    assert run["link"] == "overlap" and (run["first"], run["last"]) == (1, 1)
+    assert run["step"] == pytest.approx([1.0, 1.0]) and run["reach"] is None
     assert ids == _step_all([slow_a, slow_b])[0]
     # 7 voxels on, over twice the radius: linked by distance within twice the step, as asked by hand
     fast = _moved(shape, centres, 3, (0, 0, 7))
     third = sum(_ball(shape, (c[0], c[1], c[2] + 14), 3, k + 1) for k, c in enumerate(centres))
     ids, linker = _step_all([*fast, third], link="auto")
-    assert linker.link == "distance" and linker.max_distance == 14.0
+    assert linker.in_use() == ("distance", 14.0) and linker.max_distance is None
+    assert [(c["link"], c["first"], c["last"], c["reach"]) for c in linker.choices] == [("distance", 1, 2, [14.0, 14.0])]
     assert ids == _step_all([*fast, third], link="distance", max_distance=14.0)[0]
     assert ids[1] == ids[2] == {1: 1, 2: 2, 3: 3, 4: 4}   # by overlap each would be a new track
     assert _step_all(fast)[0][1] == {1: 5, 2: 6, 3: 7, 4: 8}
     # a max distance given is kept
-    assert _step_all(list(fast), link="auto", max_distance=9.0)[1].max_distance == 9.0
-    # until a time point with enough cells, by overlap: a lone cell at first, the cells come in later
+    assert _step_all(list(fast), link="auto", max_distance=9.0)[1].in_use() == ("distance", 9.0)
+    # chosen at each time point: slow cells that speed up are linked by overlap, then by distance
+    # (chosen once, overlap would lose every track at the fast steps)
+    frames = [sum(_ball(shape, (c[0], c[1], c[2] + x), 3, k + 1) for k, c in enumerate(centres)) for x in (0, 1, 8, 15)]
+    ids, linker = _step_all(frames, link="auto")
+    assert ids[1:] == [{1: 1, 2: 2, 3: 3, 4: 4}] * 3
+    assert [(c["link"], c["first"], c["last"]) for c in linker.choices] == [("overlap", 1, 1), ("distance", 2, 3)]
+    assert linker.choices[1]["step"] == pytest.approx([7.0, 7.0]) and linker.choices[1]["reach"] == [14.0, 14.0]
+    assert _step_all(frames)[0][2] == {1: 5, 2: 6, 3: 7, 4: 8}
+    # and fast cells that slow down by overlap again (a max distance given kept throughout)
+    ids, linker = _step_all(frames[::-1] + [frames[0]], link="auto", max_distance=10.0)
+    assert [(c["link"], c["first"], c["last"], c["reach"]) for c in linker.choices] == [
+        ("distance", 1, 2, [10.0, 10.0]), ("overlap", 3, 4, [10.0, 10.0])]
+    assert linker.choices[1]["step"] == pytest.approx([0.0, 1.0])
+    # until a time point with enough cells, as the time point before (by overlap before any choice)
     lone = _ball(shape, centres[0], 3)
-    ids, linker = _step_all([lone, lone, *fast], link="auto")
-    assert ids[1] == {1: 1} and linker.link == "distance" and linker.motion["step"] == pytest.approx(7.0)
+    ids, linker = _step_all([lone, lone, *fast, lone], link="auto")
+    assert ids[1] == {1: 1} and [(c["link"], c["first"], c["last"]) for c in linker.choices] == [("distance", 3, 3)]
+    assert linker.in_use() == ("distance", 14.0)   # the lone cell after the fast ones: still by distance
     ids, linker = _step_all([lone, lone], link="auto")
-    assert linker.link == "auto" and linker.motion is None and ids[1] == {1: 1}
+    assert linker.choices == [] and linker.in_use() == ("overlap", None) and ids[1] == {1: 1}
     with pytest.raises(VolumeError, match="'overlap', 'distance' or 'auto'"):
         Linker(link="nearest").check()
 
@@ -626,35 +643,66 @@ def test_a_second_run_on_an_output_being_written_is_refused_and_a_dead_ones_work
 
 def test_track_auto_is_the_tracking_it_chose_and_resumes_to_it(tmp_path):
     """link "auto" on slow cells is overlap linking's tracking, on fast ones distance linking's within
-    the max distance it chose (about twice the phantom's step), recorded in the output; a run stopped
-    before and after the choice goes on with --resume to what one run gives."""
+    the max distance it chose (about twice the phantom's step), recorded in the output; on cells that
+    speed up, overlap's up to then and distance's after; a run stopped before and after a choice
+    goes on with --resume to what one run gives."""
     for speed, chosen in ((1.5, "overlap"), (5.0, "distance")):
         tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=5, radius=4.5, divisions=2, speed=speed, seed=4)
         src = relabelled(tl.ids, 4)
         res = track_objects(src, tmp_path / "auto.zarr", objects_given=True, link="auto")
-        assert res.motion["link"] == chosen and res.motion["radius"] == pytest.approx(4.5, rel=0.05)
-        assert res.motion["step"] == pytest.approx(speed, rel=0.15)
+        (run,) = res.choices
+        assert run["link"] == chosen and (run["first"], run["last"]) == (1, 4)
+        assert np.all(np.abs(np.array(run["radius"]) / 4.5 - 1) < 0.05)
+        assert np.all(np.abs(np.array(run["step"]) / speed - 1) < 0.15)
         attrs = zarr.open_group(str(tmp_path / "auto.zarr")).attrs["halo_seg_tracks"]
-        assert attrs["link"] == chosen and attrs["motion"] == res.motion
-        kw = {"link": "distance", "max_distance": res.motion["max_distance"]} if chosen == "distance" else {}
-        if kw:
-            assert kw["max_distance"] == pytest.approx(2 * speed, rel=0.15)
+        assert attrs["link"] == "auto" and attrs["choices"] == res.choices
+        kw = {"link": "distance", "max_distance": run["reach"][1]} if chosen == "distance" else {}
+        if kw:   # two of each step's median (alike here: the same tracking as the most of them)
+            assert run["reach"] == pytest.approx([2 * speed] * 2, rel=0.15)
         track_objects(src, tmp_path / "ref.zarr", objects_given=True, **kw)
         want = _tracked(tmp_path / "ref.zarr")
         for got, exp in zip(_tracked(tmp_path / "auto.zarr"), want):
             np.testing.assert_array_equal(got, exp)
     other = track_objects(src, tmp_path / "overlap.zarr", objects_given=True)
-    assert not np.array_equal(_tracked(tmp_path / "overlap.zarr")[0], want[0]) and other.motion is None
+    assert not np.array_equal(_tracked(tmp_path / "overlap.zarr")[0], want[0]) and other.choices == []
+    # cells that speed up after the second time point: as overlap linking up to it, by distance after
+    tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=6, radius=4.5, divisions=0, speed=[1.5, 1.5, 5, 5, 5],
+                        seed=4)
+    src = relabelled(tl.ids, 4)
+    res = track_objects(src, tmp_path / "auto.zarr", objects_given=True, link="auto")
+    assert [(c["link"], c["first"], c["last"]) for c in res.choices] == [("overlap", 1, 2), ("distance", 3, 5)]
+    track_objects(src[:3], tmp_path / "slow.zarr", objects_given=True)
+    np.testing.assert_array_equal(_tracked(tmp_path / "auto.zarr")[0][:3], _tracked(tmp_path / "slow.zarr")[0])
+    once = track_objects(src, tmp_path / "once.zarr", objects_given=True)   # what choosing once gave
+    assert res.tracks == 16 < once.tracks
+    want = _tracked(tmp_path / "auto.zarr")
     out = tmp_path / "t.zarr"
-    for stop in (1, 2, 3):   # after the first time point (nothing chosen yet), and after the choice
+    for stop in (1, 2, 4):   # after the first time point (nothing chosen yet), after the first choice and the second
         state = {"done": 0}
         with pytest.raises(InterruptedError):
             track_objects(src, out, objects_given=True, link="auto", progress=lambda d, n: state.update(done=d),
                           cancel=lambda: state["done"] >= stop)
         got = track_objects(src, out, objects_given=True, link="auto", resume=True)
-        assert got.motion == res.motion
+        assert got.choices == res.choices
         for g, exp in zip(_tracked(out), want):
             np.testing.assert_array_equal(g, exp)
+    # a partial run made when "auto" chose once (its state holds the link chosen and no choices) goes on
+    # as it chose: here overlap throughout, as it then was
+    from halo_seg.tracking.checkpoint import STATE, partial_dir
+    state = {"done": 0}
+    with pytest.raises(InterruptedError):
+        track_objects(src, out, objects_given=True, link="auto", progress=lambda d, n: state.update(done=d),
+                      cancel=lambda: state["done"] >= 2)
+    path = partial_dir(out) / STATE
+    saved = json.loads(path.read_text())
+    saved["linker"].pop("choices")
+    saved["linker"].update(link="overlap", max_distance=None,
+                           motion={"step": 1.5, "radius": 4.5, "link": "overlap", "max_distance": None})
+    path.write_text(json.dumps(saved))
+    got = track_objects(src, out, objects_given=True, link="auto", resume=True)
+    assert got.choices == [] and got.tracks == once.tracks
+    for g, exp in zip(_tracked(out), _tracked(tmp_path / "once.zarr")):
+        np.testing.assert_array_equal(g, exp)
 
 
 def _tracked(path):
@@ -753,10 +801,10 @@ def test_the_track_command(tmp_path, capsys):
     # by default the linking is chosen from the motion: by distance here, and said
     assert main(["track", str(tmp_path / "fast.tif"), str(tmp_path / "f.zarr"), "--ids", "--quiet"]) == 0
     err = capsys.readouterr().err
-    chosen = zarr.open_group(str(tmp_path / "f.zarr")).attrs["halo_seg_tracks"]["motion"]
-    assert f"linked by distance within {chosen['max_distance']:g} voxel units" in err and "note:" not in err
+    (chosen,) = zarr.open_group(str(tmp_path / "f.zarr")).attrs["halo_seg_tracks"]["choices"]
+    assert f"linked by distance within {chosen['reach'][0]:g}" in err and "note:" not in err
     assert main(["track", str(tmp_path / "masks.tif"), str(tmp_path / "s.zarr"), "--quiet"]) == 0
-    assert "linked by overlap (up to 0.5 of a radius a step): cells moved a median" in capsys.readouterr().err
+    assert "linked by overlap at time points 1-" in capsys.readouterr().err
     assert main(["track", str(tmp_path / "fast.tif"), str(tmp_path / "f.zarr"), "--ids", "--quiet", "--link",
                  "distance", "--max-distance", "10"]) == 0
     assert "note:" not in capsys.readouterr().err
@@ -802,3 +850,38 @@ def test_the_benchmark_scores_count_swaps_and_not_borders():
             rim = cell & ~ndi.binary_erosion(cell)
             shifted[t][tuple(np.argwhere(rim)[:3].T)] = k % 5 + 1   # 3 voxels given to another cell
     assert link_scores(tl.ids, shifted, tl.lineage, tl.lineage)["whole_tracks"] == 1.0
+
+
+def test_chosen_text_says_each_run_of_time_points_linked_alike():
+    from halo_seg.tracking.summary import chosen_text
+    slow = {"link": "overlap", "first": 1, "last": 4, "step": [1.4, 1.6], "radius": [4.4, 4.6],
+            "of_radius": [0.31, 0.35], "max_distance": None, "reach": None}
+    fast = {"link": "distance", "first": 5, "last": 5, "step": [5.0, 5.0], "radius": [4.5, 4.5],
+            "of_radius": [1.11, 1.11], "max_distance": 10.0, "reach": [10.0, 10.0]}
+    text = chosen_text([slow, fast], "µm")
+    assert text.startswith("linked by overlap at time points 1-4 (cells moved a median 1.4-1.6 µm a time point, "
+                           "0.31-0.35 of their radius (4.4-4.6 µm)); by distance within 10 µm at time point 5 (")
+    assert "over 0.5 of their radius" in text and "chosen at each time point" in text
+    # many changes: the first four and the last said, the others counted
+    many = [dict(c, first=t, last=t) for t, c in enumerate([slow, fast] * 4, 1)]
+    text = chosen_text(many, None)
+    assert text.count("at time point ") == 5 and "... 3 more changes; by distance within 10 voxel units at time point 8" in text
+    assert chosen_text([], None).startswith("linked by overlap: too few objects")
+
+
+def test_the_phantom_cells_step_as_asked_at_each_time_point():
+    """cell_timelapse with a speed per step: the cells' median step between consecutive time points is
+    that step; one speed for all is the time-lapse it always was; a wrong schedule is refused."""
+    from scipy import ndimage as ndi
+    steps = [1.5, 1.5, 4.0, 4.0, 0.5]
+    tl = cell_timelapse(shape=(32, 96, 96), cells=12, timepoints=6, radius=4.0, divisions=0, speed=steps, seed=5)
+    for t, want in enumerate(steps):
+        ids = np.intersect1d(np.unique(tl.ids[t]), np.unique(tl.ids[t + 1]))
+        ids = ids[ids > 0]
+        at = [np.array(ndi.center_of_mass(tl.ids[s] > 0, tl.ids[s], ids)) for s in (t, t + 1)]
+        assert np.median(np.linalg.norm(at[1] - at[0], axis=1)) == pytest.approx(want, abs=0.35)
+    same = cell_timelapse(shape=(24, 64, 64), timepoints=5, seed=3, speed=[1.5] * 4)
+    np.testing.assert_array_equal(same.ids, cell_timelapse(shape=(24, 64, 64), timepoints=5, seed=3).ids)
+    for bad in ([1.5, 1.5], [1.5, -1.0, 1.0, 1.0], [[1.5]]):
+        with pytest.raises(ValueError, match="speed must be"):
+            cell_timelapse(timepoints=5, speed=bad)

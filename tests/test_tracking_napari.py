@@ -28,7 +28,7 @@ def test_objects_widget_tracks_a_time_lapse(make_napari_viewer, qtbot, tmp_path)
     ref = track_objects(masks, tmp_path / "ref.zarr", split=0.25, spacing=(2.0, 1.0, 1.0), image=tl.image)
     assert tracking_text(ref.tracks, ref.divisions) in w.status.text(), w.status.text()
     # slow cells: overlap chosen from their motion, and no suggestion to link otherwise
-    assert "linked by overlap (up to 0.5 of a radius a step): cells moved a median" in w.status.text()
+    assert "linked by overlap at time points 1-" in w.status.text() and "chosen at each time point" in w.status.text()
     assert "link by distance alone with" not in w.status.text()
     tracked, paths = viewer.layers["cells tracked"], viewer.layers["cells tracks"]
     import zarr
@@ -81,8 +81,8 @@ def test_objects_widget_links_fast_cells_by_distance(make_napari_viewer, qtbot, 
     w.run()
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
     auto = track_objects(masks, tmp_path / "auto.zarr", link="auto", split=0.25)
-    assert auto.motion["link"] == "distance"
-    assert f"linked by distance within {auto.motion['max_distance']:g} voxel units" in w.status.text()
+    assert [c["link"] for c in auto.choices] == ["distance"]
+    assert f"linked by distance within {auto.choices[0]['reach'][0]:g}" in w.status.text()
     np.testing.assert_array_equal(np.asarray(viewer.layers["cells tracked"].data),
                                   zarr.open_group(str(tmp_path / "auto.zarr"))["labels"][...])
     for name in ("cells tracked", "cells tracks"):

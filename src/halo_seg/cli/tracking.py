@@ -51,7 +51,7 @@ def cmd_track(a) -> int:
     if not a.quiet:
         print(format_tracks(rows, res.unit, most=a.rows))
     if a.link == "auto":
-        print(chosen_text(res.motion, res.unit), file=sys.stderr)
+        print(chosen_text(res.choices, res.unit), file=sys.stderr)
     fast = fast_motion(rows, a.link, a.max_distance, res.shape, res.spacing)
     if fast:
         print(f"note: {motion_text(fast, res.unit)}; --link distance --max-distance {fast[2]:g} (about two steps) "
@@ -181,8 +181,9 @@ def add_track(sub) -> None:
                         "distance: by nearest centroid within --max-distance alone, as point trackers do, for cells "
                         "moving further than their radius between time points (divisions then told by the "
                         "daughters' sizes and places; --no-distance-divisions); auto (default): distance, within "
-                        "--max-distance or else twice the cells' median step, where the cells move over half their "
-                        "radius between the first two time points, else overlap (said after the run)")
+                        "--max-distance or else twice the cells' median step, where the cells moved over half their "
+                        "radius since the time point before, else overlap, chosen at each time point (said after "
+                        "the run)")
     o.add_argument("--no-predict", dest="predict", action="store_false",
                    help="pair by distance (--max-distance, --link distance) from where each cell was, not from where "
                         "its last step predicts it (by default as much of that step as the cells keep from one step "

@@ -91,7 +91,7 @@ def _linker_state(linker) -> dict:
             "velocity": {str(k): [float(x) for x in v] for k, v in linker._velocity.items()},
             "persist": list(linker._persist), "given_used": linker.given_used,
             # link "auto": what it chose, on the time points done
-            "link": linker.link, "max_distance": linker.max_distance, "motion": linker.motion}
+            "choices": linker.choices}
 
 
 def _restore_linker(linker, s: dict) -> None:
@@ -104,8 +104,9 @@ def _restore_linker(linker, s: dict) -> None:
     linker._velocity = {int(k): np.array(v, float) for k, v in s["velocity"].items()}
     linker._persist = [float(x) for x in s["persist"]]
     linker.given_used = int(s.get("given_used", 0))
-    if "link" in s:
-        linker.link, linker.max_distance, linker.motion = s["link"], s["max_distance"], s["motion"]
+    linker.choices = [dict(c) for c in s.get("choices", [])]
+    if "motion" in s:   # made before link "auto" chose at each time point: it goes on as it chose once
+        linker.link, linker.max_distance = s["link"], s["max_distance"]
 
 
 def save_state(work: Path, settings: dict, done: int, linker, kept: list) -> None:

@@ -23,10 +23,11 @@ thousand cells never builds one large matrix). What the assignment leaves, in th
   step takes it, as much of that step as cells keep from one step to the next (fitted to the
   tracks linked so far: cells crawling on keep most of it, a random walk none; a mother's last
   step is to her daughters' centroid, and they go on from it); ``link="auto"`` chooses between
-  the two from the cells' motion between the first two time points with objects (``motion``):
-  by distance, within twice the cells' median step unless ``max_distance`` is given, where that
+  the two at each time point from the cells' motion since the time point before (motion()): by
+  distance, within twice the cells' median step unless ``max_distance`` is given, where that
   step is over FAST_STEP of their median radius (where overlap linking starts to lose tracks and
-  divisions on the procedural time-lapses, benchmarks/README.md), else by overlap;
+  divisions on the procedural time-lapses, benchmarks/README.md), else by overlap (cells that
+  speed up or slow down are linked as they move at each step; ``choices`` says when it changed);
 - then, with ``distance_divisions``, an object still left may be the second daughter of a track
   continued at this time point, though too far to overlap her: both are each at most
   DAUGHTER_MAX of the mother's volume and together DAUGHTERS_SUM of it (a cell that merely moved
@@ -152,7 +153,7 @@ class Linker:
     divisions: int = 0
     given_used: int = 0
     planar: bool = False      # a time point is one plane (a 2D movie): sizes are areas, radii a disc's
-    motion: dict | None = None   # with link "auto", once chosen: the cells' step, radius and the link chosen
+    choices: list = field(default_factory=list)   # link "auto": what it chose, one entry per run of time points
     _last: tuple = (None, None)   # the time point stepped last, and its objects' tracks in the order of their ids
     _ended: dict = field(default_factory=dict)      # track -> (t, id, step) of its last object, if it ended
     _steps: int = 0
@@ -204,14 +205,13 @@ class Linker:
         t, n = cur.t, len(cur.ids)
         if prev is not None and prev.t != self._last[0]:
             raise ValueError(f"prev must be the time point stepped last ({self._last[0]}), got {prev.t}")
-        if self.link == "auto" and prev is not None:
-            self._choose(prev, cur)
+        link, reach = self._choose(prev, cur) if self.link == "auto" and prev is not None else self.in_use()
         before = self._last[1]            # index in prev -> its track
         links: dict[int, int] = {}        # index in cur -> track it continues
         parents: dict[int, int] = {}      # index in cur -> track it is a daughter of
         succ: dict[int, int] = {}         # index in prev -> index in cur it continues as
         daughters: dict[int, list] = {}   # index in prev -> indices in cur of her daughters
-        ov = overlaps if overlaps is not None and self.link != "distance" else np.zeros((0, 3), np.int64)
+        ov = overlaps if overlaps is not None and link != "distance" else np.zeros((0, 3), np.int64)
         forced = self._given_pairs(prev, cur)   # index in prev -> indices in cur, as the user linked them
         forced_cur = {j for js in forced.values() for j in js}
         if forced and len(ov):   # the rest is linked as it would be without them
@@ -242,10 +242,11 @@ class Linker:
                 succ[i] = js[0]
                 daughters[i] = self._divide(i, js[1:], succ, parents)
         self.given_used += len(forced_cur)
-        if prev is not None and len(prev.ids) and n and self.max_distance is not None:
-            self._pair_by_distance(prev, cur, succ, set(daughters), set(parents) | set(links))
+        if prev is not None and len(prev.ids) and n and reach is not None:
+            self._pair_by_distance(prev, cur, succ, set(daughters), set(parents) | set(links), reach)
             if self.distance_divisions:
-                for i, j in self._divide_by_distance(prev, cur, succ, set(daughters), set(parents) | set(links)):
+                for i, j in self._divide_by_distance(prev, cur, succ, set(daughters), set(parents) | set(links),
+                                                     reach):
                     daughters[i] = self._divide(i, [j], succ, parents)
         if self.predict and prev is not None:
             gap = max(1, t - prev.t)
@@ -290,19 +291,41 @@ class Linker:
         sp = np.asarray(self.spacing, float)
         return ball_radius(objs.voxels * float(np.prod(sp)), sp[0] if self.planar else None)
 
-    def _choose(self, prev: Objects, cur: Objects) -> None:
-        """link "auto": overlap or distance, from the cells' motion between ``prev`` and ``cur``
-        (the first pair of time points where motion() can tell it; until then by overlap)."""
+    def in_use(self) -> tuple[str, float | None]:
+        """(link, max distance) the last time point was linked with: for link "auto", its last choice
+        (by overlap before any)."""
+        if self.link != "auto":
+            return self.link, self.max_distance
+        if not self.choices:
+            return "overlap", self.max_distance
+        return self.choices[-1]["link"], self.choices[-1]["max_distance"]
+
+    def _choose(self, prev: Objects, cur: Objects) -> tuple[str, float | None]:
+        """link "auto": overlap or distance for linking ``cur`` to ``prev``, from the cells' motion
+        between them (where motion() cannot tell, too few cells paired: as the time point before).
+        A run of time points linked alike is one entry of ``choices``: its first and last time
+        point, the link, and the least and most of the cells' median step, of their median radius, of
+        the one over the other and of the max distance (two steps, unless max_distance is given)."""
         got = motion(prev, cur, self.radii(prev), self.spacing)
         if got is None:
-            return
+            return self.in_use()
         step, radius = got
         fast = step > FAST_STEP * radius
-        reach = self.max_distance if self.max_distance is not None else float(f"{2 * step:.2g}")
-        self.motion = {"step": step, "radius": radius, "link": "distance" if fast else "overlap",
-                       "max_distance": reach if fast else self.max_distance}
-        self.link = self.motion["link"]
-        self.max_distance = self.motion["max_distance"]
+        link = "distance" if fast else "overlap"
+        reach = (self.max_distance if self.max_distance is not None else float(f"{2 * step:.2g}")) if fast \
+            else self.max_distance
+        run = self.choices[-1] if self.choices else None
+        if run is None or run["link"] != link:
+            self.choices.append({"link": link, "first": cur.t, "last": cur.t, "step": [step, step],
+                                 "radius": [radius, radius], "of_radius": [step / radius] * 2, "max_distance": reach,
+                                 "reach": None if reach is None else [reach, reach]})
+        else:
+            run["last"] = cur.t
+            for k, v in (("step", step), ("radius", radius), ("of_radius", step / radius), ("reach", reach)):
+                if v is not None:
+                    run[k] = [min(run[k][0], v), max(run[k][1], v)]
+            run["max_distance"] = reach
+        return link, reach
 
     def _given_pairs(self, prev: Objects | None, cur: Objects) -> dict[int, list]:
         """The given links between ``prev`` and ``cur``: index in prev -> indices in cur (sorted);
@@ -356,12 +379,12 @@ class Linker:
         return at
 
     def _divide_by_distance(self, prev: Objects, cur: Objects, succ: dict, mothers: set,
-                            taken: set) -> list[tuple[int, int]]:
+                            taken: set, reach: float) -> list[tuple[int, int]]:
         """(index in prev, index in cur): objects no pairing took that are the second daughter of a
         track continued at this time point, for cells that move too far for a daughter to lie in
         where her mother was. Told by size and place: the track's successor and the object are each
         at most DAUGHTER_MAX of the mother's volume and together DAUGHTERS_SUM of it (a cell that
-        merely continued keeps its size), the object lies within max_distance of where the mother
+        merely continued keeps its size), the object lies within ``reach`` of where the mother
         was predicted and within SISTER_RADII of her radii from her sister; among several
         candidates, the pair whose midpoint is nearest the prediction."""
         moms = np.array([i for i in succ if i not in mothers], np.int64)
@@ -372,7 +395,7 @@ class Linker:
         sp = np.asarray(self.spacing, float)
         pred = self._predicted(prev, cur, moms) * sp
         at = cur.centroids * sp
-        rows, cols, _ = within(pred, at[left], self.max_distance)
+        rows, cols, _ = within(pred, at[left], reach)
         if not len(rows):
             return []
         mom, sis, dau = moms[rows], np.array([succ[int(i)] for i in moms[rows]], np.int64), left[cols]
@@ -387,9 +410,10 @@ class Linker:
         off = np.linalg.norm((at[dau] + at[sis]) / 2 - pred[rows], axis=1)
         return [(int(moms[a]), int(left[b])) for a, b in match(rows[ok], cols[ok], 1.0 / (1.0 + off[ok]))]
 
-    def _pair_by_distance(self, prev: Objects, cur: Objects, succ: dict, mothers: set, taken: set) -> None:
+    def _pair_by_distance(self, prev: Objects, cur: Objects, succ: dict, mothers: set, taken: set,
+                          reach: float) -> None:
         """Objects that no overlap paired (nor made mother, nor ``taken`` in cur: daughters and
-        gaps closed), paired by the nearest centroid within max_distance; adds them to ``succ``."""
+        gaps closed), paired by the nearest centroid within ``reach``; adds them to ``succ``."""
         left_p = np.array([i for i in range(len(prev.ids)) if i not in succ and i not in mothers], np.int64)
         used = set(succ.values()) | taken
         left_c = np.array([j for j in range(len(cur.ids)) if j not in used], np.int64)
@@ -397,7 +421,7 @@ class Linker:
             return
         sp = np.asarray(self.spacing, float)
         pa, ca = self._predicted(prev, cur, left_p) * sp, cur.centroids[left_c] * sp
-        for a, b, _ in nearest_pairs(pa, ca, self.max_distance, prev.classes[left_p], cur.classes[left_c]):
+        for a, b, _ in nearest_pairs(pa, ca, reach, prev.classes[left_p], cur.classes[left_c]):
             succ[int(left_p[a])] = int(left_c[b])
 
     def _close_gaps(self, cur: Objects, gaps: dict, used: set) -> dict[int, int]:

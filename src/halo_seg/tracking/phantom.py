@@ -15,7 +15,7 @@ class TimeLapse:
 
 
 def cell_timelapse(shape=(24, 64, 64), cells: int = 8, timepoints: int = 6, radius: float = 4.0,
-                   speed: float = 1.5, divisions: int = 2, noise: float = 0.2, seed: int = 0,
+                   speed=1.5, divisions: int = 2, noise: float = 0.2, seed: int = 0,
                    persistence: float = 0.8, deform: float = 0.0) -> TimeLapse:
     """``cells`` balls of ``radius`` voxels that drift by about ``speed`` voxels a time point (a
     velocity kept with weight ``persistence`` plus jitter: 0.8 a cell crawling on, 0 a random
@@ -26,7 +26,15 @@ def cell_timelapse(shape=(24, 64, 64), cells: int = 8, timepoints: int = 6, radi
     shape as real ones do, each an ellipsoid whose semi-axes along z, y and x are ``radius`` times
     exp(u), u drifting a time point by 0.7 u plus a normal step of that deviation (0.2: axes within
     0.75 to 1.3 of the radius at one standard deviation), balls at the first time point; 0: balls
-    throughout (for a seed, the same time-lapse as before the option)."""
+    throughout (for a seed, the same time-lapse as before the option). ``speed`` may be one per step
+    instead (the step from time point t to t + 1 is ``speed[t]``, at least ``timepoints`` - 1 of them): cells
+    that speed up or slow down."""
+    steps = np.broadcast_to(np.asarray(speed, float), (max(timepoints, 1),)) if np.ndim(speed) == 0 \
+        else np.asarray(speed, float)
+    if steps.ndim != 1 or len(steps) < timepoints - 1 or not np.all(steps >= 0):
+        raise ValueError(f"speed must be a number >= 0 or one per step ({timepoints - 1}), got {speed!r}")
+    if len(steps) < timepoints:   # the last time point takes no step
+        steps = np.append(steps, steps[-1] if len(steps) else 0.0)
     rng = np.random.default_rng(seed)
     lo = np.array([radius + 1] * 3, float)
     hi = np.array(shape, float) - radius - 2
@@ -45,7 +53,7 @@ def cell_timelapse(shape=(24, 64, 64), cells: int = 8, timepoints: int = 6, radi
     lineage = {}
     for k, p in enumerate(pos, 1):
         d = rng.normal(size=3)
-        live.append([k, p, speed * d / np.linalg.norm(d), radius, np.zeros(3)])
+        live.append([k, p, steps[0] * d / np.linalg.norm(d), radius, np.zeros(3)])
         lineage[k] = [0, 0, 0]
     when = sorted(rng.integers(1, max(2, timepoints), size=divisions).tolist()) if timepoints > 1 else []
     ids = np.zeros((timepoints,) + tuple(shape), np.uint16)
@@ -67,8 +75,8 @@ def cell_timelapse(shape=(24, 64, 64), cells: int = 8, timepoints: int = 6, radi
             lineage[c[0]][1] = t
             if deform > 0:
                 c[4] = 0.7 * c[4] + rng.normal(scale=deform, size=3)
-            c[2] = persistence * c[2] + rng.normal(scale=0.3 * speed, size=3)
-            c[2] *= speed / max(np.linalg.norm(c[2]), 1e-6)
+            c[2] = persistence * c[2] + rng.normal(scale=0.3 * steps[t], size=3)
+            c[2] *= steps[t] / max(np.linalg.norm(c[2]), 1e-6)
             c[1] = c[1] + c[2]
             out = (c[1] < lo) | (c[1] > hi)
             c[2][out] *= -1

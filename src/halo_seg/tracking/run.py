@@ -42,7 +42,7 @@ class TrackResult:
     seconds: float = 0.0
     shape: tuple = ()                              # a time point's (Z, Y, X)
     given_links: int = 0                           # of the links given (track_objects links), those used
-    motion: dict | None = None                     # link "auto": the cells' step and radius, the link chosen
+    choices: list = field(default_factory=list)    # link "auto": the link chosen, a run of time points each
 
 
 def check_track_output(out: Path, source) -> None:
@@ -139,8 +139,8 @@ def track_objects(source, out, timepoints=None, channel=None, objects_given: boo
     Each time point's objects are its connected components (``classes``, ``min_voxels``,
     ``connectivity``, ``split`` as in halo_seg.instances), or with ``objects_given`` its ids as they
     are (touching cells kept apart by the tool that numbered them). Linking: tracking.link
-    (``link`` "overlap", "distance" or "auto": one of them chosen from the cells' motion between
-    the first two time points, ``min_iou``, ``division_overlap``, ``max_distance`` in the
+    (``link`` "overlap", "distance" or "auto": one of them chosen at each time point from the cells'
+    motion since the one before, ``min_iou``, ``division_overlap``, ``max_distance`` in the
     spacing's units, ``max_gap`` time points; ``predict``: distances are from where each track's
     steps so far predict it, as much of its last step as the cells keep, fitted to the tracks;
     ``distance_divisions``: with ``max_distance``, divisions are told by the daughters' sizes and
@@ -293,10 +293,10 @@ def _track(src: _Input, out: Path, work: Path, linker: Linker, settings: dict, o
                          "min_iou": linker.min_iou, "division_overlap": linker.division_overlap,
                          "max_distance": linker.max_distance, "max_gap": linker.max_gap, "link": linker.link,
                          "predict": linker.predict, "distance_divisions": linker.distance_divisions,
-                         **({"motion": linker.motion} if linker.motion else {}),
+                         **({"choices": linker.choices} if linker.choices else {}),
                          **({"given_links": linker.given_used} if linker.given else {})}
     return TrackResult(out, len(lineage), linker.divisions, list(src.chosen), counts, table, lineage, src.spacing,
-                       src.unit, shape=src.shape, given_links=linker.given_used, motion=linker.motion)
+                       src.unit, shape=src.shape, given_links=linker.given_used, choices=linker.choices)
 
 
 def label_chunks(shape) -> tuple:

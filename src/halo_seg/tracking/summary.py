@@ -65,19 +65,30 @@ def motion_text(fast: tuple, unit: str | None) -> str:
             f"{u}): overlap may pair a cell with where its neighbour was")
 
 
-def chosen_text(motion: dict | None, unit: str | None) -> str:
-    """What link "auto" chose, and why (the Linker's ``motion``; None: it could not tell)."""
-    if not motion:
-        return ("linked by overlap: too few objects at the first time points to measure how far the cells move "
+def chosen_text(choices: list, unit: str | None, most: int = 4) -> str:
+    """What link "auto" chose, and why (the Linker's ``choices``: a run of time points linked alike
+    each; empty: it could not tell), the first ``most`` runs and the last said."""
+    if not choices:
+        return ("linked by overlap: too few objects at consecutive time points to measure how far the cells move "
                 "(linking chosen from the motion)")
     u = unit or "voxel units"
-    step, radius = motion["step"], motion["radius"]
-    why = (f"cells moved a median {step:.3g} {u} per time point, {step / radius:.2f} of their radius ({radius:.3g} "
-           f"{u}), at the first time points")
-    if motion["link"] == "distance":
-        return (f"linked by distance within {motion['max_distance']:g} {u} (over {FAST_STEP:g} of a radius overlap may "
-                f"pair a cell with where its neighbour was): {why}")
-    return f"linked by overlap (up to {FAST_STEP:g} of a radius a step): {why}"
+
+    def span(lo_hi, fmt=".3g") -> str:
+        lo, hi = lo_hi
+        return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}"
+
+    def one(c: dict) -> str:
+        when = (f"time point {c['first']}" if c["first"] == c["last"] else f"time points {c['first']}-{c['last']}")
+        why = (f"cells moved a median {span(c['step'])} {u} a time point, {span(c['of_radius'], '.2f')} of their "
+               f"radius ({span(c['radius'])} {u})")
+        if c["link"] == "distance":
+            return f"by distance within {span(c['reach'], 'g')} {u} at {when} ({why})"
+        return f"by overlap at {when} ({why})"
+    said = [one(c) for c in (choices if len(choices) <= most + 1 else choices[:most] + choices[-1:])]
+    if len(choices) > most + 1:
+        said.insert(most, f"... {len(choices) - most - 1} more changes")
+    return (f"linked {'; '.join(said)}: by distance where the cells moved over {FAST_STEP:g} of their radius a time "
+            "point (overlap may then pair a cell with where its neighbour was), chosen at each time point")
 
 
 def format_tracks(rows: dict, unit: str | None, most: int = 20) -> str:
