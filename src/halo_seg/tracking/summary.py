@@ -87,8 +87,8 @@ def chosen_text(choices: list, unit: str | None, most: int = 4) -> str:
     said = [one(c) for c in (choices if len(choices) <= most + 1 else choices[:most] + choices[-1:])]
     if len(choices) > most + 1:
         said.insert(most, f"... {len(choices) - most - 1} more changes")
-    return (f"linked {'; '.join(said)}: by distance where the cells moved over {FAST_STEP:g} of their radius a time "
-            "point (overlap may then pair a cell with where its neighbour was), chosen at each time point")
+    return (f"linked {'; '.join(said)}; chosen at each time point, by distance where the cells moved over "
+            f"{FAST_STEP:g} of their radius (overlap may then pair a cell with where its neighbour was)")
 
 
 def format_tracks(rows: dict, unit: str | None, most: int = 20) -> str:
