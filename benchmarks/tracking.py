@@ -102,7 +102,7 @@ def sweep(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
     a radius) should start."""
     from halo_seg.tracking import track_objects
     from halo_seg.tracking.phantom import relabelled
-    from halo_seg.tracking.summary import fast_motion, per_track
+    from halo_seg.tracking.summary import fast_motion
     rows = []
     print("\n| step (of the radius 4.5) | linking | links right | divisions found | whole tracks | suggested (auto: share of steps by distance) |")
     print("|---|---|---|---|---|---|")
@@ -120,8 +120,7 @@ def sweep(seeds: int, tmp: Path, seed0: int = SEED0) -> list[dict]:
                     said += sum(c["last"] - c["first"] + 1 for c in far) / (len(tl.ids) - 1)
                     reach.append(float(np.median([c["max_distance"] for c in far])) if far else np.nan)
                 else:
-                    said += fast_motion(per_track(res.table, res.lineage), kw.get("link", "overlap"),
-                                        kw.get("max_distance")) is not None
+                    said += bool(fast_motion(res.table, kw.get("link", "overlap"), kw.get("max_distance")))
             row = {"step": step, "of_radius": step / 4.5, "linking": name, "suggested": said / seeds,
                    **({"max_distance_chosen": float(np.nanmedian(reach))} if reach and not np.isnan(reach).all()
                       else {}),

@@ -318,13 +318,14 @@ class ObjectsWidget(BackgroundWidget):
                                metadata={TRACK_OUTPUT: str(res.output)}, **place)
         self.table = res.table
         self.save_btn.setEnabled(True)
-        from halo_seg.tracking.summary import chosen_text, fast_motion, motion_text
+        from halo_seg.tracking.summary import chosen_text, fast_motion, fast_reach, motion_text
         if link == "auto":
             hint = f"; {chosen_text(res.choices, unit)}"
         else:
-            fast = fast_motion(rows, link, reach, res.shape, res.spacing)   # as asked, whatever the fields say now
-            hint = (f"; {motion_text(fast, unit)}: link by distance alone with a max distance of about {fast[2]:g} (or "
-                    "chosen from the motion) and follow them again" if fast else "")
+            fast = fast_motion(res.table, link, reach, res.shape, res.spacing)   # as asked, whatever the fields say now
+            hint = (f"; {motion_text(fast, unit)}: link chosen from the cells' motion (by distance where they move so) "
+                    f"or by distance alone with a max distance of about {fast_reach(fast):g}, and follow them again"
+                    if fast else "")
         kept = ""
         if links:   # a link to an object erased since, or to one not at the next time point, is not used
             kept = (f"; the {links} link{'s' if links != 1 else ''} made with Next time point kept"

@@ -344,27 +344,36 @@ def test_divisions_of_cells_moving_further_than_their_radius_are_found_against_t
 
 
 def test_cells_moving_over_half_their_radius_are_said_to_want_linking_by_distance(tmp_path):
-    from halo_seg.tracking.summary import fast_motion, motion_text, per_track
+    from halo_seg.tracking.summary import fast_motion, fast_reach, motion_text
     for speed, spacing, fast in ((1.5, (1.0, 1.0, 1.0), False), (5.0, (1.0, 1.0, 1.0), True),
                                  (5.0, (2.0, 2.0, 2.0), True)):
         tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, divisions=4, speed=speed, seed=1)
         res = track_objects(relabelled(tl.ids, 1), tmp_path / "t.zarr", objects_given=True, spacing=spacing)
-        rows = per_track(res.table, res.lineage, res.spacing)
-        got = fast_motion(rows)
-        assert (got is not None) == fast, (speed, got)
-        if fast:   # against the phantom's own speed and radius, in the spacing's unit
-            step, radius, reach = got
-            assert step == pytest.approx(5.0 * spacing[0], rel=0.1)
-            assert radius == pytest.approx(4.5 * spacing[0], rel=0.05)
-            assert reach == pytest.approx(2 * step, rel=0.05)
-            assert f"of their radius ({radius:.3g} µm)" in motion_text(got, "µm")
+        got = fast_motion(res.table, spacing=res.spacing)
+        assert bool(got) == fast, (speed, got)
+        if fast:   # against the phantom's own speed and radius, in the spacing's unit, at every step
+            (run,) = got
+            assert (run["first"], run["last"]) == (1, 9)
+            assert run["step"] == pytest.approx([5.0 * spacing[0]] * 2, rel=0.1)
+            assert run["radius"] == pytest.approx([4.5 * spacing[0]] * 2, rel=0.05)
+            assert fast_reach(got) == pytest.approx(2 * run["step"][1], rel=0.05)
+            text = motion_text(got, "µm")
+            assert text.startswith("cells moved over 0.5 of their radius a time point at time points 1-9 (the cells' "
+                                   "median step ") and "overlap may pair a cell" in text
             # linking by distance already, or with a max distance: nothing to suggest
-            assert fast_motion(rows, "distance", 9.0) is None and fast_motion(rows, "overlap", 9.0) is None
+            assert fast_motion(res.table, "distance", 9.0) == [] and fast_motion(res.table, "overlap", 9.0) == []
+    # cells that speed up half-way: said where (read off the objects, not off the tracks overlap made)
+    tl = cell_timelapse(shape=(32, 96, 96), cells=16, timepoints=10, radius=4.5, divisions=0,
+                        speed=[1.5] * 4 + [5.0] * 5, seed=1)
+    res = track_objects(relabelled(tl.ids, 1), tmp_path / "t.zarr", objects_given=True)
+    assert [(c["first"], c["last"]) for c in fast_motion(res.table)] == [(5, 9)]
     # on a time-lapse of one plane, a cell's radius is a disc's of its area (0.5 thick here)
-    disc = {"first": np.array([0]), "last": np.array([4]), "speed": np.array([4.0]),
-            "mean_volume": np.array([np.pi * 36 * 0.5])}
-    assert fast_motion(disc, shape=(1, 80, 80), spacing=(0.5, 1.0, 1.0))[1] == pytest.approx(6.0)
-    assert fast_motion(disc)[1] == pytest.approx(np.cbrt(3 * np.pi * 18 / (4 * np.pi)))
+    disc = {"timepoint": np.repeat([0, 1], 3), "voxels": np.full(6, 36 * np.pi),
+            "centroid_z": np.zeros(6), "centroid_y": np.tile([10.0, 40.0, 70.0], 2),
+            "centroid_x": np.repeat([10.0, 14.0], 3)}
+    (run,) = fast_motion(disc, shape=(1, 80, 80), spacing=(0.5, 1.0, 1.0))
+    assert run["radius"] == pytest.approx([6.0, 6.0]) and run["step"] == pytest.approx([4.0, 4.0])
+    assert fast_motion(disc)[0]["radius"] == pytest.approx([3.0, 3.0])   # as balls: 36 pi voxels, radius 3
 
 
 def test_the_persistence_predicted_is_fitted_to_the_cells_steps():
@@ -797,7 +806,8 @@ def test_the_track_command(tmp_path, capsys):
                      metadata={"axes": "TZCYX"})
     assert main(["track", str(tmp_path / "fast.tif"), str(tmp_path / "f.zarr"), "--ids", "--quiet", "--link",
                  "overlap"]) == 0
-    assert "note: cells moved a median" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "note: cells moved over 0.5 of their radius a time point at time points 1-5" in err and "--link auto" in err
     # by default the linking is chosen from the motion: by distance here, and said
     assert main(["track", str(tmp_path / "fast.tif"), str(tmp_path / "f.zarr"), "--ids", "--quiet"]) == 0
     err = capsys.readouterr().err
@@ -859,7 +869,7 @@ def test_chosen_text_says_each_run_of_time_points_linked_alike():
     fast = {"link": "distance", "first": 5, "last": 5, "step": [5.0, 5.0], "radius": [4.5, 4.5],
             "of_radius": [1.11, 1.11], "max_distance": 10.0, "reach": [10.0, 10.0]}
     text = chosen_text([slow, fast], "µm")
-    assert text.startswith("linked by overlap at time points 1-4 (cells moved a median 1.4-1.6 µm a time point, "
+    assert text.startswith("linked by overlap at time points 1-4 (the cells' median step 1.4-1.6 µm a time point, "
                            "0.31-0.35 of their radius (4.4-4.6 µm)); by distance within 10 µm at time point 5 (")
     assert "over 0.5 of their radius" in text and "chosen at each time point" in text
     # many changes: the first four and the last said, the others counted

@@ -13,7 +13,7 @@ def cmd_track(a) -> int:
     from ..measure import check_table_path, write_csv
     from ..tracking import track_objects, write_ctc
     from ..tracking.checkpoint import STATE, PartialError, partial_dir
-    from ..tracking.summary import chosen_text, fast_motion, format_tracks, motion_text, per_track
+    from ..tracking.summary import chosen_text, fast_motion, fast_reach, format_tracks, motion_text, per_track
     from ..io.track_output import check_ctc_folder
     for path in (a.csv, a.summary):
         if path:
@@ -52,10 +52,10 @@ def cmd_track(a) -> int:
         print(format_tracks(rows, res.unit, most=a.rows))
     if a.link == "auto":
         print(chosen_text(res.choices, res.unit), file=sys.stderr)
-    fast = fast_motion(rows, a.link, a.max_distance, res.shape, res.spacing)
+    fast = fast_motion(res.table, a.link, a.max_distance, res.shape, res.spacing)
     if fast:
-        print(f"note: {motion_text(fast, res.unit)}; --link distance --max-distance {fast[2]:g} (about two steps) "
-              "keeps such cells' tracks better", file=sys.stderr)
+        print(f"note: {motion_text(fast, res.unit)}; --link auto (by distance where they move so) or --link distance "
+              f"--max-distance {fast_reach(fast):g} (about two steps) keeps such cells' tracks better", file=sys.stderr)
     if a.summary:
         print(f"wrote {write_csv(rows, a.summary)} ({len(rows['track'])} rows: a track each)", file=sys.stderr)
     if a.csv:

@@ -444,6 +444,19 @@ class Linker:
         return out
 
 
+def motion_runs(frames, spacing=(1.0, 1.0, 1.0), planar: bool = False) -> list[dict]:
+    """The Linker's ``choices`` that link "auto" makes of consecutive time points' Objects
+    (``frames``, in order), without linking them: how fast the cells moved, whatever a linking made
+    of them."""
+    linker = Linker(spacing=tuple(float(s) for s in spacing), link="auto", planar=planar)
+    prev = None
+    for cur in frames:
+        if prev is not None:
+            linker._choose(prev, cur)
+        prev = cur
+    return linker.choices
+
+
 def motion(prev: Objects, cur: Objects, radii: np.ndarray, spacing=(1.0, 1.0, 1.0),
            least: int = 3) -> tuple[float, float] | None:
     """(median step, median radius) of the cells from ``prev`` to ``cur`` in the spacing's unit, or

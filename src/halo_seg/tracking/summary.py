@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .link import FAST_STEP, ball_radius
+from .link import FAST_STEP, Objects, motion_runs
 
 
 def per_track(table: dict, lineage: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> dict[str, np.ndarray]:
@@ -38,31 +38,61 @@ def per_track(table: dict, lineage: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> dict
     return out
 
 
-def fast_motion(rows: dict, link: str = "overlap", max_distance=None, shape=(), spacing=(1.0, 1.0, 1.0)
-                ) -> tuple[float, float, float] | None:
-    """(median step per time point, median radius, a max distance of about two steps) where overlap
-    linking alone was used on cells whose median step is over FAST_STEP of their median radius (a
-    sphere's of their mean volume; a disc's of their area where a time point of ``shape`` (Z, Y,
-    X) is one plane, ``spacing[0]`` thick): a cell may then overlap where its neighbour was more
-    than where it was itself, and linking by distance keeps more tracks whole (on the procedural
-    time-lapses from about half a radius on, benchmarks/README.md); else None."""
-    moved = rows["last"] > rows["first"]
-    if link != "overlap" or max_distance is not None or not moved.any():
-        return None
-    step = float(np.median(rows["speed"][moved]))
-    size = rows["mean_volume"][moved]
-    plane = len(shape) == 3 and shape[0] == 1
-    radius = float(np.median(ball_radius(size, spacing[0] if plane else None)))
-    if not radius > 0 or step <= FAST_STEP * radius:
-        return None
-    return step, radius, float(f"{2 * step:.2g}")
+def fast_motion(table: dict, link: str = "overlap", max_distance=None, shape=(), spacing=(1.0, 1.0, 1.0)
+                ) -> list[dict]:
+    """Where overlap linking alone was used: the runs of time points at which the cells had moved
+    over FAST_STEP of their radius since the time point before (the runs link "auto" would have
+    linked by distance, link.motion_runs), read off the table's objects (every object at every time
+    point: its centroid in voxels and its voxels; a time point of ``shape`` (Z, Y, X) one plane:
+    radii a disc's), not off the tracks, which overlap linking breaks where the cells are fast; a
+    cell may then overlap where its neighbour was more than where it was itself, and linking by
+    distance keeps more tracks whole (on the procedural time-lapses from about half a radius on,
+    benchmarks/README.md). Empty where none, or where linking was by distance or with a max distance."""
+    tp = np.asarray(table["timepoint"])
+    if link != "overlap" or max_distance is not None or not len(tp):
+        return []
+    order = np.argsort(tp, kind="stable")
+    ts, starts = np.unique(tp[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    cent = np.stack([np.asarray(table[f"centroid_{a}"], float) for a in "zyx"], 1)[order]
+    vox = np.asarray(table["voxels"], float)[order]
+    frames = (Objects(int(t), np.arange(1, b - a + 1), vox[a:b], cent[a:b], np.zeros(b - a, np.int64))
+              for t, a, b in zip(ts, starts, ends))
+    runs = motion_runs(frames, spacing, planar=len(shape) == 3 and shape[0] == 1)
+    return [r for r in runs if r["link"] == "distance"]
 
 
-def motion_text(fast: tuple, unit: str | None) -> str:
-    step, radius, _ = fast
+def _when(c: dict, unit: str) -> str:
+    """A run of Linker.choices's time points, and the cells' motion over them."""
+    def span(lo_hi, fmt=".3g") -> str:
+        lo, hi = lo_hi
+        return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}"
+    when = f"time point {c['first']}" if c["first"] == c["last"] else f"time points {c['first']}-{c['last']}"
+    return (f"{when} (the cells' median step {span(c['step'])} {unit} a time point, {span(c['of_radius'], '.2f')} of "
+            f"their radius ({span(c['radius'])} {unit}))")
+
+
+def _run_text(c: dict, unit: str) -> str:
+    """One run of Linker.choices: how it was linked, at which time points, and the cells' motion."""
+    if c["link"] == "distance":
+        lo, hi = c["reach"]
+        within = f"{lo:g}" if f"{lo:g}" == f"{hi:g}" else f"{lo:g}-{hi:g}"
+        return f"by distance within {within} {unit} at {_when(c, unit)}"
+    return f"by overlap at {_when(c, unit)}"
+
+
+def motion_text(fast: list, unit: str | None, most: int = 3) -> str:
+    """fast_motion's runs said: when the cells moved so, and how far."""
     u = unit or "voxel units"
-    return (f"cells moved a median {step:.3g} {u} per time point, {step / radius:.2f} of their radius ({radius:.3g} "
-            f"{u}): overlap may pair a cell with where its neighbour was")
+    said = "; ".join(f"at {_when(c, u)}" for c in fast[:most])
+    more = f" and {len(fast) - most} more runs of time points" if len(fast) > most else ""
+    return (f"cells moved over {FAST_STEP:g} of their radius a time point {said}{more}: overlap may pair a cell with "
+            "where its neighbour was")
+
+
+def fast_reach(fast: list) -> float:
+    """A max distance for linking fast_motion's runs by distance: about two of their fastest median step."""
+    return max(c["reach"][1] for c in fast)
 
 
 def chosen_text(choices: list, unit: str | None, most: int = 4) -> str:
@@ -72,19 +102,7 @@ def chosen_text(choices: list, unit: str | None, most: int = 4) -> str:
         return ("linked by overlap: too few objects at consecutive time points to measure how far the cells move "
                 "(linking chosen from the motion)")
     u = unit or "voxel units"
-
-    def span(lo_hi, fmt=".3g") -> str:
-        lo, hi = lo_hi
-        return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}"
-
-    def one(c: dict) -> str:
-        when = (f"time point {c['first']}" if c["first"] == c["last"] else f"time points {c['first']}-{c['last']}")
-        why = (f"cells moved a median {span(c['step'])} {u} a time point, {span(c['of_radius'], '.2f')} of their "
-               f"radius ({span(c['radius'])} {u})")
-        if c["link"] == "distance":
-            return f"by distance within {span(c['reach'], 'g')} {u} at {when} ({why})"
-        return f"by overlap at {when} ({why})"
-    said = [one(c) for c in (choices if len(choices) <= most + 1 else choices[:most] + choices[-1:])]
+    said = [_run_text(c, u) for c in (choices if len(choices) <= most + 1 else choices[:most] + choices[-1:])]
     if len(choices) > most + 1:
         said.insert(most, f"... {len(choices) - most - 1} more changes")
     return (f"linked {'; '.join(said)}; chosen at each time point, by distance where the cells moved over "
