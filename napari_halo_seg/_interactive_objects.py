@@ -10,7 +10,7 @@ import napari
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from halo_seg.interactive.carry import carry_record, part_sources, two_cells
+from halo_seg.interactive.carry import InBox, carry_record, part_sources, two_cells
 from halo_seg.interactive.segmenter import LabelMissing
 from halo_seg.io.geometry import KEY as GEOMETRY
 from halo_seg.measure import volume_text
@@ -50,7 +50,7 @@ class ObjectActions:
         if box is None:
             self.status.setText("nothing to commit: the current object is empty")
             return
-        self._commit_parts([pred[box]], box, pred.shape, gone, accepted)
+        self._commit_parts([pred[box]], box, gone, accepted)
 
     def commit_as_two(self):
         """Commit the current object as two objects, split where it narrows between two lobes
@@ -91,7 +91,7 @@ class ObjectActions:
                 parts, sources = [parts[first], parts[1 - first]], [sources[first], sources[1 - first]]
             gone = self._into_edited(pred, parts, box)
             if gone is not None:
-                self._commit_parts(parts, box, pred.shape, gone, accepted, sources)
+                self._commit_parts(parts, box, gone, accepted, sources)
         # in the worker: split in the object's box, small beside the volume but not always small
         self._start("splitting ...", lambda: two_cells(seg.prediction_in(box), seg.volume_spacing, at_neck=True),
                     on_done=done)
@@ -142,7 +142,7 @@ class ObjectActions:
             return None
         return part_sources(parts, box, objects.data[self._carry_source["t"]], followed)
 
-    def _commit_parts(self, parts, box, shape, gone: str, accepted: str, sources: list | None = None):
+    def _commit_parts(self, parts, box, gone: str, accepted: str, sources: list | None = None):
         """Write ``parts`` (masks of the object's box) into the objects layer under new ids, each where
         no earlier object is, with its row of measurements; Undo takes them all back out. ``sources``:
         the object each part was carried from, where not the one the current object was."""
@@ -178,13 +178,11 @@ class ObjectActions:
                 centre = box_centre(free, box)
                 if centre is not None:   # where its path (_interactive_paths) goes through
                     centres[new_id], boxes[new_id] = (at, *centre), widen(box, at)
-                full = np.zeros(shape, bool)
-                full[box] = inside
                 # its last step: from the object it was carried from (the cell next to it: hers, if kept here)
                 other = self._records.get(carried) or {}
                 source = self._carry_source if carried == followed else \
                     other if other.get("image") == self._session_key[0] else None
-                records[new_id] = {**carry_record(full, at, source, self.seg.axis, new_id, box=box),
+                records[new_id] = {**carry_record(InBox(box, inside), at, source, self.seg.axis, new_id, box=box),
                                    "image": self._session_key[0]}
         self._last_commit = (objects, np.concatenate(where), np.concatenate(old), np.concatenate(new), None)
         self._keeper.write(objects, widen(box, at))

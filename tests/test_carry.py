@@ -234,3 +234,23 @@ def test_each_part_is_carried_from_the_object_it_lies_in_at_the_time_point_befor
     before2 = before.copy()
     before2[:, :9, 12] = 0
     assert part_sources([barely], box, before2, 3) == [3]
+
+
+def test_a_mask_known_in_its_box_is_carried_as_the_whole_volume_holding_it():
+    """carry.InBox: what Commit and carry_all pass to carry_record instead of a whole volume of zeros
+    around the object; any other box read is refused, not read as empty."""
+    from halo_seg.interactive.carry import InBox, carry_record
+    whole = np.zeros((12, 30, 40), bool)
+    whole[3:8, 5:20, 10:18] = True
+    whole[5, 5:9, 10:12] = False
+    box = (slice(2, 9), slice(4, 22), slice(9, 20))
+    source = {"t": 2, "axis": 0, "centroid": np.array([5.0, 12.0, 14.0])}
+    for axis in (0, 1):
+        want = carry_record(whole, 3, source if axis == 0 else None, axis, 7, box=box)
+        got = carry_record(InBox(box, whole[box]), 3, source if axis == 0 else None, axis, 7, box=box)
+        assert got.keys() == want.keys() and got["bounds"] == want["bounds"] == box
+        for k in ("t", "label", "axis", "z", "area", "box", "centroid", "step"):
+            np.testing.assert_array_equal(np.asarray(got[k], float), np.asarray(want[k], float))
+        assert (got["source"] is None) == (want["source"] is None) == (axis == 1)
+    with pytest.raises(IndexError, match="known in"):
+        InBox(box, whole[box])[(slice(0, 12), slice(0, 30), slice(0, 40))]

@@ -312,6 +312,19 @@ GREW_OVER = 1.3
 IN_BEFORE_BELOW = 0.25
 
 
+class InBox:
+    """A mask known in one box (``mask`` of ``box``), read as carry_record reads it (that box):
+    no whole volume made for it."""
+
+    def __init__(self, box: tuple, mask: np.ndarray):
+        self.box, self.mask = box, mask
+
+    def __getitem__(self, box):
+        if box != self.box:
+            raise IndexError(f"the mask is known in {self.box}, not {box}")
+        return self.mask
+
+
 class OneLabel:
     """``labels == label`` read box by box (carry_record and grown_over read the object's box only):
     no whole volume made per object."""

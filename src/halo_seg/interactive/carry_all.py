@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .carry import (Found, OneLabel, carried_boxes, carry_record, contrast, faded, find_again, noise_level,
+from .carry import (Found, InBox, OneLabel, carried_boxes, carry_record, contrast, faded, find_again, noise_level,
                     part_sources, recorded_contrast, recorded_noise, took_in, two_cells)
 
 
@@ -102,19 +102,6 @@ def _source(seg):
     return getattr(seg.volume, "array", seg.volume)
 
 
-class _InBox:
-    """A mask known in one box (``mask`` of ``box``), read as carry_record reads it (that box):
-    no whole volume made for it."""
-
-    def __init__(self, box: tuple, mask: np.ndarray):
-        self.box, self.mask = box, mask
-
-    def __getitem__(self, box):
-        if box != self.box:
-            raise IndexError(f"the mask is known in {self.box}, not {box}")
-        return self.mask
-
-
 def object_boxes(labels) -> dict[int, tuple]:
     """Each object of ``labels`` (ids, a volume): its bounding box (slices)."""
     from scipy import ndimage as ndi
@@ -191,11 +178,11 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
                 if own is not None:
                     left_out.append((label, *_tight(where, parts[1 - own]), _source(seg)))
                     where, mask = _tight(where, parts[own])
-                    pred, parts, took = _InBox(where, mask), None, True   # carry_record reads the part kept
+                    pred, parts, took = InBox(where, mask), None, True   # carry_record reads the part kept
             if parts is not None and drop_neighbours:
                 where, mask, left = own_part(parts, where, labels, label)
                 if left is not None:
-                    pred = _InBox(where, mask)   # carry_record reads the kept part's box alone
+                    pred = InBox(where, mask)   # carry_record reads the kept part's box alone
             after, now_noise = contrast(_source(seg), mask, where), noise_at("after", _source(seg))
             out.append(Carried(label, found, where, mask,
                                {**carry_record(pred, t + direction, record, axis, label, box=where), "contrast": after,
@@ -230,6 +217,6 @@ def _left_out(grower: int, where: tuple, mask: np.ndarray, volume, labels, boxes
     record = _record_at(records, labels, source, boxes[source], t, axis) if source else None
     after, now_noise = contrast(volume, mask, where), noise_at("after", volume)
     return Carried(source, None, where, mask,
-                   {**carry_record(_InBox(where, mask), t + direction, record, axis, source, box=where),
+                   {**carry_record(InBox(where, mask), t + direction, record, axis, source, box=where),
                     "contrast": after, "noise": now_noise},
                    contrast=(None, after), noise=(None, now_noise), grown_from=grower)
