@@ -50,7 +50,8 @@ from _results import save_results
 RULES = ("true box", "carried, not moved", "carried, moved by the last step", "moved, then boxed again",
          "moved by half the last step", "either, by predicted Dice and area",
          "either, also widened where the object reaches the box (not shipped)",
-         "either, the one chosen widened where the object reaches it, if it finds under 0.85 of its area")
+         "either, the one chosen widened where the object reaches it, if it finds under 0.85 of its area",
+         "as 7, its own part alone kept where it grew over a touching cell (carry.took_in)")
 SHIPPED = RULES[7]   # since 2026-12-07; RULES[5] until then
 
 
@@ -74,9 +75,9 @@ def follow(image, truth, rule: str, named: list | None = None) -> list[float]:
         if rule == RULES[0]:
             zt = int(truth[t].sum((1, 2)).argmax())
             seg.add_box(zt, *mask_bbox(truth[t, zt]))
-        elif record is not None and rule in (RULES[5], RULES[6], RULES[7]):
+        elif record is not None and rule in (RULES[5], RULES[6], RULES[7], RULES[8]):
             find_again(seg, carried_boxes(record, image.shape[1:]), record["area"], grow=rule == RULES[6],
-                       widen=WIDEN_BELOW if rule == RULES[7] else None)
+                       widen=WIDEN_BELOW if rule in (RULES[7], RULES[8]) else None)
         elif record is not None and rule == RULES[3]:   # the moved box alone, boxed again
             find_again(seg, [carried_box(record, image.shape[1:])], grow=False, widen=None)
         elif record is not None:
@@ -87,10 +88,32 @@ def follow(image, truth, rule: str, named: list | None = None) -> list[float]:
             out.append(0.0)
             pred = np.zeros_like(pred)
             continue
-        pred = seg.propagate()
+        before, pred = pred, seg.propagate()
+        if rule == RULES[8] and record is not None:
+            pred = own_part(pred, before, record)
         out.append(float(dice(pred, truth[t])))
         if named is not None:
             named.append(two_cells(pred) is not None)
+    return out
+
+
+def own_part(pred: np.ndarray, before: np.ndarray, record: dict) -> np.ndarray:
+    """``pred`` cut to its own part where the object carried (``before``: it at the time point it came
+    from, ``record`` its carry record) grew over a touching cell (carry.two_cells, then took_in: what
+    the widget's note finds); else ``pred`` as it is."""
+    from scipy import ndimage as ndi
+
+    from halo_seg.interactive.carry import took_in, two_cells
+    found = ndi.find_objects(pred.astype(np.uint8))
+    if not found:
+        return pred
+    box = found[0]
+    parts = two_cells(pred[box])
+    own = None if parts is None else took_in(parts, box, before.astype(np.uint8), 1, record["bounds"])
+    if own is None:
+        return pred
+    out = np.zeros_like(pred)
+    out[box] = parts[own]
     return out
 
 
@@ -197,6 +220,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=4, help="time-lapses per speed")
     ap.add_argument("--first-seed", type=int, default=300, help="the first (0: the seeds the rule was chosen on)")
     ap.add_argument("--cells", type=int, default=5, help="cells followed per time-lapse")
+    ap.add_argument("--crowd", type=int, default=10, help="cells in the time-lapse (30: crowded, touching often)")
     ap.add_argument("--persistence", type=float, default=0.8,
                     help="the share of its velocity a cell keeps a time point (0.8 crawling on, 0 a random walk)")
     ap.add_argument("--deform", type=float, default=0.0,
@@ -219,7 +243,7 @@ def main() -> int:
         rules = [RULES[i] for i in a.rules]
         dices, named = {r: [] for r in rules}, []
         for seed in range(a.first_seed, a.first_seed + a.seeds):
-            tl = cell_timelapse(shape=(32, 96, 96), cells=10, timepoints=6, radius=5.0, speed=speed, divisions=0,
+            tl = cell_timelapse(shape=(32, 96, 96), cells=a.crowd, timepoints=6, radius=5.0, speed=speed, divisions=0,
                                 seed=seed, persistence=a.persistence, deform=a.deform)
             # cells present at every time point, the first few
             whole = [k for k in np.unique(tl.ids[0])[1:] if all((tl.ids[t] == k).any() for t in range(6))]
@@ -240,6 +264,7 @@ def main() -> int:
         r = next(r for r in rows if r["speed"] == speed and r["rule"] == SHIPPED)
         print(f"speed {speed:g}, cells that do not divide: taken for two at {r['taken_for_two']} of {r['n']} time points")
     meta = {"speeds": a.speeds, "seeds": list(range(a.first_seed, a.first_seed + a.seeds)), "cells": a.cells,
+            "crowd": a.crowd,
             "persistence": a.persistence, "deform": a.deform}
     if a.no_divisions:
         return save_results(a.out, meta, rows)

@@ -76,25 +76,33 @@ class ObjectActions:
                 self.status.setText("the current object does not look like two touching (no neck between two "
                                     "lobes): nothing committed; Commit object commits it as one")
                 return
-            pred = seg.prediction
-            # (of the box) the larger first: it keeps an edited label's id, Next time point follows it
-            parts = sorted(parts, key=lambda p: -int(p.sum()))
-            sources = self._part_sources(parts, box)
-            if sources is not None and len(set(sources)) == 1 and self._carry_source["t"] > self._t:
-                sources = [sources[0], None]   # followed back, two from one would be a merge: the larger's link only
-            elif sources is not None and len(set(sources)) == 1:
-                own = self._took_in(parts, box)
-                if own is not None:   # a touching cell it grew over, not a daughter: its own part alone carried
-                    parts, sources = [parts[own], parts[1 - own]], [sources[0], None]
-            if sources is not None and len(set(sources)) > 1:   # the followed cell's part first: followed on
-                first = sources.index(self._carry_source["label"]) if self._carry_source["label"] in sources else 0
-                parts, sources = [parts[first], parts[1 - first]], [sources[first], sources[1 - first]]
-            gone = self._into_edited(pred, parts, box)
-            if gone is not None:
-                self._commit_parts(parts, box, gone, accepted, sources)
+            self._commit_two(seg, parts, box, accepted)
         # in the worker: split in the object's box, small beside the volume but not always small
         self._start("splitting ...", lambda: two_cells(seg.prediction_in(box), seg.volume_spacing, at_neck=True),
                     on_done=done)
+
+    def _commit_two(self, seg, parts, box, accepted: str | None):
+        """Commit ``parts`` (two masks of ``box``) as two objects, each linked to the object it was
+        carried from: the larger first, or the followed cell's part (a touching cell it grew over, or
+        the cell committed next to it, then carried from its own)."""
+        if accepted is None:   # painted slices that could not be accepted: said, nothing committed
+            return
+        pred = seg.prediction
+        # (of the box) the larger first: it keeps an edited label's id, Next time point follows it
+        parts = sorted(parts, key=lambda p: -int(p.sum()))
+        sources = self._part_sources(parts, box)
+        if sources is not None and len(set(sources)) == 1 and self._carry_source["t"] > self._t:
+            sources = [sources[0], None]   # followed back, two from one would be a merge: the larger's link only
+        elif sources is not None and len(set(sources)) == 1:
+            own = self._took_in(parts, box)
+            if own is not None:   # a touching cell it grew over, not a daughter: its own part alone carried
+                parts, sources = [parts[own], parts[1 - own]], [sources[0], None]
+        if sources is not None and len(set(sources)) > 1:   # the followed cell's part first: followed on
+            first = sources.index(self._carry_source["label"]) if self._carry_source["label"] in sources else 0
+            parts, sources = [parts[first], parts[1 - first]], [sources[first], sources[1 - first]]
+        gone = self._into_edited(pred, parts, box)
+        if gone is not None:
+            self._commit_parts(parts, box, gone, accepted, sources)
 
     def _accepted_first(self) -> str | None:
         """The slices painted and not accepted, accepted before a Commit, said; None where that failed

@@ -123,12 +123,14 @@ def narrow(box, t: int | None):
 
 
 def division_note(seg, box, label: int, t: int, before=None, t_before: int | None = None,
-                  bounds: tuple | None = None) -> str:
+                  bounds: tuple | None = None, grown: dict | None = None) -> str:
     """The status line's note where the object carried to time point ``t`` looks like two cells
     touching (halo_seg.interactive.carry.two_cells): the mother's box took in both daughters, or
     (``before``: the objects layer's volume at ``t_before``, the time point it came from) a cell's box took in
     the touching cell committed next to it there too, or (``bounds``: where the object lay there) a
-    touching cell no object held there, the object having grown over it (carry.took_in)."""
+    touching cell no object held there, the object having grown over it (carry.took_in): then, carried
+    forward, ``grown`` gets its ``parts`` (masks of ``box``, its own first), which Next time point
+    commits apart."""
     from halo_seg.interactive.carry import part_sources, took_in, two_cells
     parts = two_cells(seg.prediction_in(box), seg.volume_spacing)
     if parts is None:
@@ -138,10 +140,15 @@ def division_note(seg, box, label: int, t: int, before=None, t_before: int | Non
         return (f". It looks like two cells touching at time point {t}: object {label}'s and object {other[0]}'s, "
                 f"committed next to it at time point {t_before}: Commit as two commits them apart, each "
                 "carried from its own")
-    if before is not None and bounds is not None and took_in(parts, box, before, label, bounds) is not None:
-        return (f". It looks like two cells touching at time point {t}: object {label}'s and a touching cell it "
-                f"grew over (one part lies where it was not at time point {t_before}): Commit as two commits "
-                "them apart, the other as a new cell")
+    own = took_in(parts, box, before, label, bounds) if before is not None and bounds is not None else None
+    if own is not None:
+        said = (f". It looks like two cells touching at time point {t}: object {label}'s and a touching cell it "
+                f"grew over (one part lies where it was not at time point {t_before})")
+        if grown is None or t_before is None or t_before > t:
+            return said + ": Commit as two commits them apart, the other as a new cell"
+        grown["parts"] = [parts[own], parts[1 - own]]
+        return (said + ": Next time point commits them apart (its own part followed on, the other as a new cell), as "
+                "Commit as two does; Commit object keeps them as one")
     return (f". It looks like two cells touching at time point {t} (object {label} divided?): Commit as two "
             "commits them as two objects (Commit object keeps them as one)")
 
@@ -197,6 +204,15 @@ class TimeActions:
         mask = np.asarray(objects.data[t]) == chosen
         return {**carry_record(mask, t, None, self.seg.axis, chosen), "image": image} if mask.any() else None
 
+    def _grown_over_now(self) -> dict | None:
+        """The parts of the current object where Next time point's note found it had grown over a
+        touching cell, if the session still holds what was found then (no correction since; a
+        corrected object is committed as the user made it)."""
+        cut, self._grown_over = self._grown_over, None
+        if cut is None or cut["seg"] is not self.seg or self.seg.mask_box() != cut["box"]:
+            return None
+        return cut if np.array_equal(self.seg.prediction_in(cut["box"]), cut["pred"]) else None
+
     def previous_timepoint(self):
         """Next time point backward: to the time point before."""
         self.next_timepoint(direction=-1)
@@ -213,14 +229,22 @@ class TimeActions:
         if series is None:
             self.status.setText(f"{what} works on a time-lapse image (T, Z, Y, X)")
             return
+        apart = ""
         if self.seg is not None and self.seg.mask_box() is not None:
             if self._editing is not None:
                 self.status.setText(f"the current object is a label being edited: Commit it, then {what} "
                                     "carries the objects committed here")
                 return
-            self.commit()   # the object of this time point first (its status says why, if it could not be)
+            cut = self._grown_over_now()
+            if cut is not None:   # the object grew over a touching cell (the note said so): committed apart
+                self._commit_two(self.seg, cut["parts"], cut["box"], self._accepted_first())
+            else:
+                self.commit()   # the object of this time point first (its status says why, if it could not be)
             if self.seg.mask_box() is not None:
                 return
+            if cut is not None and self._carry is not None:
+                apart = (f"object {self._carry['label']} committed apart from a touching cell it had grown over "
+                         f"(object {self._carry['label'] + 1}, a new cell); ")
         record = self._selected_record(layer, len(series)) or self._carry
         if record is None or (record is self._carry and record["t"] != self._t) \
                 or record["image"] != (self._session_key or (None,))[0]:
@@ -253,15 +277,24 @@ class TimeActions:
                 how += f", on slice {z}" + (", widened where the cell grew out of it" if at.widened else "")
             return f"its box {how}); "
 
-        said = f"object {record['label']} carried to time point {t1} ("
+        said = f"{apart}object {record['label']} carried to time point {t1} ("
         from ._interactive_names import OBJECTS
         objects = self._layer(OBJECTS)
         before = None if objects is None or objects.data.ndim != 4 else objects.data[record["t"]]
-        self.propagate(first=first, said=said,
-                       after=lambda seg, box: division_note(seg, box, record["label"], t1, before, record["t"],
-                                                            record.get("bounds"))
-                       + fade_note(seg, box, record, t1, series[t1], series[record["t"]], before),
-                       shown=lambda: found.get("at") and show_slice(self.viewer, layer, axis, found["at"].slice))
+        def note(seg, box):
+            grown = {}
+            text = division_note(seg, box, record["label"], t1, before, record["t"], record.get("bounds"), grown)
+            if grown:   # what the session found, so that a correction since is seen (then not cut)
+                found["grown_over"] = {**grown, "box": box, "seg": seg, "pred": np.array(seg.prediction_in(box))}
+            return text + fade_note(seg, box, record, t1, series[t1], series[record["t"]], before)
+
+        def shown():
+            self._grown_over = found.get("grown_over")
+            if found.get("at"):
+                show_slice(self.viewer, layer, axis, found["at"].slice)
+
+        self._grown_over = None
+        self.propagate(first=first, said=said, after=note, shown=shown)
         if self.worker is not None:
             where = " and where its last step takes it" if len(boxes) > 1 else ""
             self.status.setText(f"object {record['label']} carried to time point {t1}: looking for it where it "

@@ -1158,8 +1158,8 @@ def test_a_touching_cell_an_object_grew_over_is_said_and_committed_apart_from_no
     monkeypatch.undo()
     said = w.status.text()
     assert "It looks like two cells touching at time point 1: object 1's and a touching cell it grew over (one " \
-        "part lies where it was not at time point 0): Commit as two commits them apart, the other as a new cell" \
-        in said, said
+        "part lies where it was not at time point 0): Next time point commits them apart (its own part followed " \
+        "on, the other as a new cell), as Commit as two does; Commit object keeps them as one" in said, said
     assert "divided?" not in said
     w.commit_as_two()
     _wait(qtbot, w)
@@ -1170,3 +1170,68 @@ def test_a_touching_cell_an_object_grew_over_is_said_and_committed_apart_from_no
     assert dice(np.asarray(objects.data[1]) == 2, ids1 == 1) > 0.8 and dice(np.asarray(objects.data[1]) == 3,
                                                                           ids1 == 2) > 0.8
     assert layer_links(objects.features) == {2: 1} and objects.selected_label == 2
+
+
+def _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch):
+    """A cell followed to time point 1 of 3, where its carried object takes in a touching cell that
+    came in (the box made certain to take in both there); the cells as ids per time point."""
+    from scipy import ndimage as ndi
+    from _cells import balls
+    import halo_seg.interactive.carry as carry
+    shape = (24, 64, 64)
+    ids = [balls(shape, [(12, 32, 20)], 6), balls(shape, [(12, 32, 22), (12, 32, 34)], 6),
+           balls(shape, [(12, 32, 23), (12, 32, 36)], 6)]
+    rng = np.random.default_rng(7)
+    image = np.stack([ndi.gaussian_filter((i > 0).astype(np.float32), 1) + rng.normal(0, 0.15, shape)
+                      for i in ids]).astype(np.float32)
+    viewer, w = _widget(make_napari_viewer, image)
+    w.ensure_prompt_layers()
+    _show(viewer, 0, 12)
+    _box(viewer, 0, 12, ids[0][12] == 1)
+    w.propagate()
+    _wait(qtbot, w)
+
+    def both_boxed(seg, boxes, area=None, grow=False):
+        pair = ids[1][12] > 0
+        seg.add_box(12, *mask_bbox(pair))
+        return carry.Found(12, mask_bbox(pair), 0)
+    monkeypatch.setattr(carry, "find_again", both_boxed)
+    w.next_timepoint()
+    _wait(qtbot, w)
+    monkeypatch.undo()
+    assert "Next time point commits them apart" in w.status.text(), w.status.text()
+    return viewer, w, ids
+
+
+def test_next_time_point_commits_a_touching_cell_it_grew_over_apart_and_follows_its_own(make_napari_viewer, qtbot,
+                                                                                          monkeypatch):
+    """Next time point pressed again where its note said the object grew over a touching cell: the
+    object's own part committed (carried from it) and the other apart as a new cell (from nothing),
+    its own part followed on (benchmarks/carry.py: crowded cells followed lost 3.5 % -> 2 % of time
+    points); said. Commit object keeps them as one; a result changed since the note is committed as
+    it is."""
+    from halo_seg.metrics import dice
+    from napari_halo_seg._measure import layer_links
+    viewer, w, ids = _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch)
+    w.next_timepoint()
+    _wait(qtbot, w)
+    said = w.status.text()
+    assert said.startswith("object 2 committed apart from a touching cell it had grown over (object 3, a new cell); "
+                           "object 2 carried to time point 2 ("), said
+    objects = viewer.layers["objects"]
+    at1 = np.asarray(objects.data[1])
+    assert dice(at1 == 2, ids[1] == 1) > 0.8 and dice(at1 == 3, ids[1] == 2) > 0.8
+    assert layer_links(objects.features) == {2: 1}
+    assert w._carry_source["label"] == 2 and w._carry_source["t"] == 1   # its own part followed
+    # Commit object: one object, as the user asked
+    viewer, w, ids = _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch)
+    w.commit()
+    at1 = np.asarray(viewer.layers["objects"].data[1])
+    assert set(np.unique(at1)) == {0, 2} and dice(at1 == 2, ids[1] > 0) > 0.8
+    # the session's result changed since the note (a correction): committed as it is, not cut
+    viewer, w, ids = _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch)
+    w._grown_over["pred"] = ~w._grown_over["pred"]
+    w.next_timepoint()
+    _wait(qtbot, w)
+    at1 = np.asarray(viewer.layers["objects"].data[1])
+    assert set(np.unique(at1)) == {0, 2} and "committed apart" not in w.status.text()
