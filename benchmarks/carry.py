@@ -34,6 +34,10 @@ Commit as two splits them there (after_divisions).
     .venv/bin/python benchmarks/carry.py --first-seed 500 --rules 0 5 7 --out benchmarks/results/carry_widen.json
         (and --rules 5 7 --no-divisions with --persistence 0 / --deform 0.2: carry_widen_walk.json,
         carry_widen_deform.json)
+    .venv/bin/python benchmarks/carry.py --speeds 2.5 --seeds 4 --first-seed 956 --crowd 30 --cells 10 --rules 7 8
+        --no-divisions --out benchmarks/results/carry_grown_over_crowded.json   (rule 8: the own part kept
+        where the object grew over a touching cell, shipped 2026-12-07; and --speeds 1.5 3.0 on the
+        default phantom: carry_grown_over.json)
     .venv/bin/python benchmarks/carry.py --rules 0 5 6 --out benchmarks/results/carry_grow.json   (and
         --persistence 0 / --deform 0.2 with --no-divisions: carry_grow_walk.json, carry_grow_deform.json;
         their division parts were run with grow the default of find_again, as it was for that run)
