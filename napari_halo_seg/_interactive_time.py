@@ -253,8 +253,8 @@ class TimeActions:
             return
         t1 = record["t"] + direction
         if not 0 <= t1 < len(series):
-            self.status.setText(f"time point {record['t']} is the {'last' if direction > 0 else 'first'}; object "
-                                f"{record['label']} was committed there")
+            self.status.setText(f"{apart}time point {record['t']} is the {'last' if direction > 0 else 'first'}; "
+                                f"object {record['label']} was committed there")
             return
         axis = record["axis"]
         from halo_seg.interactive.segmenter import axis_order

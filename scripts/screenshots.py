@@ -674,6 +674,38 @@ def interactive_left_out(_s):
     _shoot(viewer, w, "napari_interactive_left_out.png")
 
 
+def interactive_grown_over(_s):
+    """Next time point following one of 30 crowded procedural cells (benchmarks/carry.py's crowded
+    phantom, seed 954, cell 5): carried to time point 5 its object grew over a touching cell (the note
+    says so); Next time point pressed again commits them apart, the followed cell's part and a new
+    cell, shown on the slice between them."""
+    from halo_seg.tracking.phantom import cell_timelapse
+    from napari_halo_seg._interactive_widget import InteractiveWidget
+    tl = cell_timelapse(shape=(32, 96, 96), cells=30, timepoints=6, radius=5.0, speed=2.5, divisions=0, seed=954)
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1300, 900)
+    viewer.add_image(tl.image, name="cells")
+    w = InteractiveWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Interactive segmentation")
+    w.image.setCurrentText("cells")
+    w.device.setCurrentText("cpu")
+    w.ensure_prompt_layers()
+    _boxed(viewer, w, 0, tl.ids[0] == 5)
+    for _ in range(6):   # to time point 5, then once more: committed there
+        w.next_timepoint()
+        _wait(w)
+        print("carried:", w.status.text())
+    objects = viewer.layers["objects"]
+    at = np.asarray(objects.data[5])
+    both = np.argwhere(at > 0)
+    if len(both):
+        viewer.dims.set_current_step(1, int(np.median(both[:, 0])))
+        viewer.camera.center = (float(np.median(both[:, 1])), float(np.median(both[:, 2])))
+    objects.opacity = 0.7
+    viewer.layers.selection.active = objects
+    _shoot(viewer, w, "napari_interactive_grown_over.png")
+
+
 def split_merged(_s):
     """Edit label, then Commit as two, twice: three touching nuclei merged into one label of an
     automatic result come apart as three labels (the first cut at the lowest neck takes one off whole)."""
@@ -714,7 +746,7 @@ if __name__ == "__main__":
                         ["edit"], ["strokes"], ["named"], ["channels"], ["timelapse"], ["tracking"], ["track_edit"],
                         ["interactive_timelapse"], ["interactive_division"], ["interactive_lineage"],
                         ["interactive_paths"], ["interactive_all"], ["interactive_new_cells"], ["interactive_left_out"],
-                        ["split_merged"]):
+                        ["interactive_grown_over"], ["split_merged"]):
         globals()[sys.argv[1]](load_colin27_sample())
     else:
         main()
