@@ -641,21 +641,27 @@ def interactive_new_cells(_s):
     _shoot(viewer, w, "napari_interactive_new_cells.png")
 
 
-def interactive_left_out(_s):
-    """All to next time point on crowded procedural cells (benchmarks/carry_all.py's, seed 952, 14
-    cells, 2.5 voxels a time point): the cells of time point 0 carried on until an object grew over a
-    touching cell; shown there, on the slice of the cell left out of it, written as its own object."""
-    from halo_seg.tracking.phantom import cell_timelapse
+def _cells_widget(image):
+    """napari with a procedural time-lapse ``image`` as "cells" and the interactive widget on it (CPU)."""
     from napari_halo_seg._interactive_widget import InteractiveWidget
-    tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=2.5, divisions=3, seed=952)
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1300, 900)
-    viewer.add_image(tl.image, name="cells")
+    viewer.add_image(image, name="cells")
     w = InteractiveWidget(viewer)
     viewer.window.add_dock_widget(w, name="Interactive segmentation")
     w.image.setCurrentText("cells")
     w.device.setCurrentText("cpu")
     w.ensure_prompt_layers()
+    return viewer, w
+
+
+def interactive_left_out(_s):
+    """All to next time point on crowded procedural cells (benchmarks/carry_all.py's, seed 952, 14
+    cells, 2.5 voxels a time point): the cells of time point 0 carried on until an object grew over a
+    touching cell; shown there, on the slice of the cell left out of it, written as its own object."""
+    from halo_seg.tracking.phantom import cell_timelapse
+    tl = cell_timelapse(shape=(32, 96, 96), cells=14, timepoints=12, radius=5.0, speed=2.5, divisions=3, seed=952)
+    viewer, w = _cells_widget(tl.image)
     _carried_on(viewer, w, 0, tl.ids[0], 11, until="grown over")
     objects = viewer.layers["objects"]
     t = int(viewer.dims.current_step[0])
@@ -680,16 +686,8 @@ def interactive_grown_over(_s):
     says so); Next time point pressed again commits them apart, the followed cell's part and a new
     cell, shown on the slice between them."""
     from halo_seg.tracking.phantom import cell_timelapse
-    from napari_halo_seg._interactive_widget import InteractiveWidget
     tl = cell_timelapse(shape=(32, 96, 96), cells=30, timepoints=6, radius=5.0, speed=2.5, divisions=0, seed=954)
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(1300, 900)
-    viewer.add_image(tl.image, name="cells")
-    w = InteractiveWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Interactive segmentation")
-    w.image.setCurrentText("cells")
-    w.device.setCurrentText("cpu")
-    w.ensure_prompt_layers()
+    viewer, w = _cells_widget(tl.image)
     _boxed(viewer, w, 0, tl.ids[0] == 5)
     for _ in range(6):   # to time point 5, then once more: committed there
         w.next_timepoint()

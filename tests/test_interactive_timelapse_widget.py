@@ -1131,31 +1131,9 @@ def test_a_touching_cell_an_object_grew_over_is_said_and_committed_apart_from_no
     touching cell (one part lying where it was not), not that it divided; Commit as two commits its
     own part carried from it and the other carried from nothing (not her daughter), Next time point
     following its own."""
-    from scipy import ndimage as ndi
-    from _cells import balls
-    import halo_seg.interactive.carry as carry
     from halo_seg.metrics import dice
     from napari_halo_seg._measure import layer_links
-    shape = (24, 64, 64)
-    ids0, ids1 = balls(shape, [(12, 32, 20)], 6), balls(shape, [(12, 32, 22), (12, 32, 34)], 6)
-    rng = np.random.default_rng(7)
-    image = np.stack([ndi.gaussian_filter((i > 0).astype(np.float32), 1) + rng.normal(0, 0.15, shape)
-                      for i in (ids0, ids1)]).astype(np.float32)
-    viewer, w = _widget(make_napari_viewer, image)
-    w.ensure_prompt_layers()
-    _show(viewer, 0, 12)
-    _box(viewer, 0, 12, ids0[12] == 1)
-    w.propagate()
-    _wait(qtbot, w)
-
-    def both_boxed(seg, boxes, area=None, grow=False):
-        pair = ids1[12] > 0
-        seg.add_box(12, *mask_bbox(pair))
-        return carry.Found(12, mask_bbox(pair), 0)
-    monkeypatch.setattr(carry, "find_again", both_boxed)
-    w.next_timepoint()
-    _wait(qtbot, w)
-    monkeypatch.undo()
+    viewer, w, ids = _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch)
     said = w.status.text()
     assert "It looks like two cells touching at time point 1: object 1's and a touching cell it grew over (one " \
         "part lies where it was not at time point 0): Next time point commits them apart (its own part followed " \
@@ -1167,8 +1145,8 @@ def test_a_touching_cell_an_object_grew_over_is_said_and_committed_apart_from_no
     assert "; 2 carried from 1, 3 from none (a touching cell it grew over, not a daughter); Next time point " \
         "follows 2" in said, said
     objects = viewer.layers["objects"]
-    assert dice(np.asarray(objects.data[1]) == 2, ids1 == 1) > 0.8 and dice(np.asarray(objects.data[1]) == 3,
-                                                                          ids1 == 2) > 0.8
+    assert dice(np.asarray(objects.data[1]) == 2, ids[1] == 1) > 0.8 and dice(np.asarray(objects.data[1]) == 3,
+                                                                            ids[1] == 2) > 0.8
     assert layer_links(objects.features) == {2: 1} and objects.selected_label == 2
 
 
