@@ -62,22 +62,23 @@ def fast_motion(table: dict, link: str = "overlap", max_distance=None, shape=(),
     return [r for r in runs if r["link"] == "distance"]
 
 
+def _span(lo_hi, fmt: str = ".3g") -> str:
+    """The least and most of a run's figure, one number where they read the same."""
+    lo, hi = (f"{v:{fmt}}" for v in lo_hi)
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
 def _when(c: dict, unit: str) -> str:
     """A run of Linker.choices's time points, and the cells' motion over them."""
-    def span(lo_hi, fmt=".3g") -> str:
-        lo, hi = lo_hi
-        return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}"
     when = f"time point {c['first']}" if c["first"] == c["last"] else f"time points {c['first']}-{c['last']}"
-    return (f"{when} (the cells' median step {span(c['step'])} {unit} a time point, {span(c['of_radius'], '.2f')} of "
-            f"their radius ({span(c['radius'])} {unit}))")
+    return (f"{when} (the cells' median step {_span(c['step'])} {unit} a time point, {_span(c['of_radius'], '.2f')} "
+            f"of their radius ({_span(c['radius'])} {unit}))")
 
 
 def _run_text(c: dict, unit: str) -> str:
     """One run of Linker.choices: how it was linked, at which time points, and the cells' motion."""
     if c["link"] == "distance":
-        lo, hi = c["reach"]
-        within = f"{lo:g}" if f"{lo:g}" == f"{hi:g}" else f"{lo:g}-{hi:g}"
-        return f"by distance within {within} {unit} at {_when(c, unit)}"
+        return f"by distance within {_span(c['reach'], 'g')} {unit} at {_when(c, unit)}"
     return f"by overlap at {_when(c, unit)}"
 
 
