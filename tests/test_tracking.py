@@ -374,6 +374,13 @@ def test_cells_moving_over_half_their_radius_are_said_to_want_linking_by_distanc
     (run,) = fast_motion(disc, shape=(1, 80, 80), spacing=(0.5, 1.0, 1.0))
     assert run["radius"] == pytest.approx([6.0, 6.0]) and run["step"] == pytest.approx([4.0, 4.0])
     assert fast_motion(disc)[0]["radius"] == pytest.approx([3.0, 3.0])   # as balls: 36 pi voxels, radius 3
+    # a time point without objects between two: no step measured across it (two steps are not one)
+    gap = {"timepoint": np.repeat([0, 1, 3], 3), "voxels": np.full(9, 36 * np.pi),
+           "centroid_z": np.zeros(9), "centroid_y": np.tile([10.0, 40.0, 70.0], 3),
+           "centroid_x": np.repeat([10.0, 11.0, 13.0], 3)}
+    assert fast_motion(gap) == []
+    gap["timepoint"] = np.repeat([0, 1, 2], 3)   # the same steps without the gap: 2 voxels, over half of 3
+    assert [(c["first"], c["last"], c["step"]) for c in fast_motion(gap)] == [(2, 2, [2.0, 2.0])]
 
 
 def test_the_persistence_predicted_is_fitted_to_the_cells_steps():

@@ -56,8 +56,11 @@ def fast_motion(table: dict, link: str = "overlap", max_distance=None, shape=(),
     ends = np.append(starts[1:], len(order))
     cent = np.stack([np.asarray(table[f"centroid_{a}"], float) for a in "zyx"], 1)[order]
     vox = np.asarray(table["voxels"], float)[order]
-    frames = (Objects(int(t), np.arange(1, b - a + 1), vox[a:b], cent[a:b], np.zeros(b - a, np.int64))
-              for t, a, b in zip(ts, starts, ends))
+    at = {int(t): (a, b) for t, a, b in zip(ts, starts, ends)}
+    # the table has no row for a time point without objects: such a time point is one of no cells,
+    # as the Linker sees it (the cells' motion is not measured across it, two steps taken for one)
+    frames = (Objects(t, np.arange(1, b - a + 1), vox[a:b], cent[a:b], np.zeros(b - a, np.int64))
+              for t, (a, b) in ((t, at.get(t, (0, 0))) for t in range(int(ts[0]), int(ts[-1]) + 1)))
     runs = motion_runs(frames, spacing, planar=len(shape) == 3 and shape[0] == 1)
     return [r for r in runs if r["link"] == "distance"]
 
