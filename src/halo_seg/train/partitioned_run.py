@@ -403,6 +403,21 @@ def _check_out(out) -> None:
         raise TrainingError(str(exc)) from None
 
 
+def _check_all(out, images, labels, cfg, grid, log, val_images, val_labels, train_regions, val_regions,
+               held_regions) -> tuple:
+    """Every check of a partitioned training before it starts, the same whether it spawns its ranks
+    or torchrun started them: (images, labels, cfg, val_images, val_labels, train_regions,
+    val_regions, held_regions), as the run takes them."""
+    from .unet_train import check_validation
+    _check_out(out)
+    images, labels, cfg = _check_run(images, labels, cfg, grid, log)
+    val_images, val_labels = check_validation(val_images, val_labels, cfg["in_channels"])
+    _check_validated(val_labels or labels, grid, cfg["depth"], bool(val_images))
+    train_regions, val_regions = _check_regions(train_regions, val_regions, labels, bool(val_images))
+    return (images, labels, cfg, val_images, val_labels, train_regions, val_regions,
+            _check_held_regions(held_regions, val_labels))
+
+
 def _check_run(images, labels, cfg, grid, log=print):
     """The checked run, the pairs given back as they came (lazy volumes stay lazy until they are
     prepared, where their voxels are checked: _prepare_into), each image as the list of its channels."""
@@ -542,13 +557,9 @@ def train_partitioned(images, labels, cfg: dict, grid, out, log=print, progress=
     import torch.multiprocessing as mp
 
     from ..engine.runner import _free_port
-    from .unet_train import check_validation, training_device
-    _check_out(out)
-    images, labels, cfg = _check_run(images, labels, cfg, grid, log)
-    val_images, val_labels = check_validation(val_images, val_labels, cfg["in_channels"])
-    _check_validated(val_labels or labels, grid, cfg["depth"], bool(val_images))
-    train_regions, val_regions = _check_regions(train_regions, val_regions, labels, bool(val_images))
-    held_regions = _check_held_regions(held_regions, val_labels)
+    from .unet_train import training_device
+    images, labels, cfg, val_images, val_labels, train_regions, val_regions, held_regions = _check_all(
+        out, images, labels, cfg, grid, log, val_images, val_labels, train_regions, val_regions, held_regions)
     mesh = Mesh(tuple(grid), cfg["replicas"])
     world = mesh.world
     if training_device(cfg["device"]).type == "cpu":   # the ranks' blocks share this machine's RAM
@@ -610,13 +621,9 @@ def train_partitioned_torchrun(images, labels, cfg: dict, grid, out, log=print, 
     volume pairs into one folder they share (_shared_prepared); rank 0 writes the weights and
     returns the result, the others return None."""
     import torch.distributed as dist
-    from .unet_train import TrainingError, check_validation
-    _check_out(out)
-    images, labels, cfg = _check_run(images, labels, cfg, grid, log)
-    val_images, val_labels = check_validation(val_images, val_labels, cfg["in_channels"])
-    _check_validated(val_labels or labels, grid, cfg["depth"], bool(val_images))
-    train_regions, val_regions = _check_regions(train_regions, val_regions, labels, bool(val_images))
-    held_regions = _check_held_regions(held_regions, val_labels)
+    from .unet_train import TrainingError
+    images, labels, cfg, val_images, val_labels, train_regions, val_regions, held_regions = _check_all(
+        out, images, labels, cfg, grid, log, val_images, val_labels, train_regions, val_regions, held_regions)
     world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
     mesh = Mesh(tuple(grid), cfg["replicas"])
     if world != mesh.world:
