@@ -38,6 +38,10 @@ Commit as two splits them there (after_divisions).
         --no-divisions --out benchmarks/results/carry_grown_over_crowded.json   (rule 8: the own part kept
         where the object grew over a touching cell, shipped 2026-12-07; and --speeds 1.5 3.0 on the
         default phantom: carry_grown_over.json)
+    .venv/bin/python benchmarks/carry.py --backward --speeds 2.5 --seeds 4 --first-seed 980 --crowd 30 --cells 10
+        --rules 7 8 --no-divisions --out benchmarks/results/carry_grown_over_back_crowded.json   (rule 8 carried
+        backward; and --backward --speeds 1.5 3.0 --rules 7 8 on the default phantom, with the daughters
+        carried back to their mothers: carry_grown_over_back.json)
     .venv/bin/python benchmarks/carry.py --rules 0 5 6 --out benchmarks/results/carry_grow.json   (and
         --persistence 0 / --deform 0.2 with --no-divisions: carry_grow_walk.json, carry_grow_deform.json;
         their division parts were run with grow the default of find_again, as it was for that run)
@@ -107,13 +111,12 @@ def own_part(pred: np.ndarray, before: np.ndarray, record: dict) -> np.ndarray:
     the widget's note finds); else ``pred`` as it is."""
     from scipy import ndimage as ndi
 
-    from halo_seg.interactive.carry import took_in, two_cells
+    from halo_seg.interactive.carry import touching_parts
     found = ndi.find_objects(pred.astype(np.uint8))
     if not found:
         return pred
     box = found[0]
-    parts = two_cells(pred[box])
-    own = None if parts is None else took_in(parts, box, before.astype(np.uint8), 1, record["bounds"])
+    parts, own = touching_parts(pred[box], box, before=before.astype(np.uint8), label=1, bounds=record["bounds"])
     if own is None:
         return pred
     out = np.zeros_like(pred)
@@ -218,6 +221,39 @@ def after_divisions(seeds) -> dict:
     return out
 
 
+def back_to_mothers(seeds, rules) -> dict:
+    """Each daughter of each division (the time-lapses of _divisions), from her true mask at her
+    first time point (her step from the time point after it), carried back (Previous time point) by
+    each of ``rules`` to her mother's last time point: Dice against the mother, and for rule 8 how
+    often it cut the object (took_in: the mother, twice the daughter's volume, taken for the
+    daughter grown over a touching cell)."""
+    from halo_seg import InteractiveSegmenter
+    from halo_seg.interactive.carry import WIDEN_BELOW, carried_boxes, carry_record, find_again
+    from halo_seg.metrics import dice
+    out = {r: [] for r in rules}
+    cut = 0
+    for tl, mother, first, daughters in _divisions(seeds):
+        truth = tl.ids[first - 1] == mother
+        for her in daughters:
+            now = tl.ids[first] == her
+            if not truth.any() or not now.any() or first + 1 >= len(tl.ids) or not (tl.ids[first + 1] == her).any():
+                continue
+            record = carry_record(now, first, carry_record(tl.ids[first + 1] == her, first + 1))
+            seg = InteractiveSegmenter(tl.image[first - 1], device="cpu")
+            find_again(seg, carried_boxes(record, tl.image.shape[1:], -1), record["area"], widen=WIDEN_BELOW)
+            pred = seg.propagate()
+            for rule in rules:
+                got = own_part(pred, now, record) if rule == RULES[8] else pred
+                cut += rule == RULES[8] and not np.array_equal(got, pred)
+                out[rule].append(float(dice(got, truth)))
+    rows = [{"rule": r, "n": len(d), "mean_dice": float(np.mean(d)), "lost": float(np.mean(np.array(d) < 0.5)),
+             **({"cut": int(cut)} if r == RULES[8] else {})} for r, d in out.items()]
+    for r in rows:
+        print(f"a daughter carried back to her mother ({r['n']}): {r['rule']}: mean Dice {r['mean_dice']:.3f}, "
+              f"lost {r['lost']:.3f}" + (f", cut {r['cut']}" if "cut" in r else ""))
+    return {"rows": rows}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--speeds", type=float, nargs="+", default=[1.5, 3.0])
@@ -234,6 +270,10 @@ def main() -> int:
                     help="which rules (their numbers in RULES, 0 the true box) to follow the cells by")
     ap.add_argument("--daughters-only", action="store_true",
                     help="only the daughters followed after a division (after_divisions)")
+    ap.add_argument("--backward", action="store_true",
+                    help="carry backward (Previous time point): each time-lapse reversed, the same as carrying with "
+                         "direction -1 (a record keeps its forward step, carried_box turns it by the direction); "
+                         "the divisions' part is then back_to_mothers")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "carry.json"))
     a = ap.parse_args()
     import torch
@@ -249,6 +289,8 @@ def main() -> int:
         for seed in range(a.first_seed, a.first_seed + a.seeds):
             tl = cell_timelapse(shape=(32, 96, 96), cells=a.crowd, timepoints=6, radius=5.0, speed=speed, divisions=0,
                                 seed=seed, persistence=a.persistence, deform=a.deform)
+            if a.backward:
+                tl.image, tl.ids = tl.image[::-1].copy(), tl.ids[::-1].copy()
             # cells present at every time point, the first few
             whole = [k for k in np.unique(tl.ids[0])[1:] if all((tl.ids[t] == k).any() for t in range(6))]
             for k in whole[:a.cells]:
@@ -269,9 +311,11 @@ def main() -> int:
         print(f"speed {speed:g}, cells that do not divide: taken for two at {r['taken_for_two']} of {r['n']} time points")
     meta = {"speeds": a.speeds, "seeds": list(range(a.first_seed, a.first_seed + a.seeds)), "cells": a.cells,
             "crowd": a.crowd,
-            "persistence": a.persistence, "deform": a.deform}
+            "persistence": a.persistence, "deform": a.deform, "backward": a.backward}
     if a.no_divisions:
         return save_results(a.out, meta, rows)
+    if a.backward:
+        return save_results(a.out, {**meta, "back_to_mothers": back_to_mothers(seeds, rules)}, rows)
     divided = at_divisions(range(a.first_seed, a.first_seed + a.seeds))
     print(f"at a division (speed 1.5, the mother carried to her daughters' first time point): the carried object "
           f"covers most of both daughters {divided['both']}, one {divided['one']}, none {divided['none']}")

@@ -131,8 +131,8 @@ def division_note(seg, box, label: int, t: int, before=None, t_before: int | Non
     touching cell no object held there, the object having grown over it (carry.took_in): then, carried
     forward, ``grown`` gets its ``parts`` (masks of ``box``, its own first), which Next time point
     commits apart."""
-    from halo_seg.interactive.carry import part_sources, took_in, two_cells
-    parts = two_cells(seg.prediction_in(box), seg.volume_spacing)
+    from halo_seg.interactive.carry import part_sources, touching_parts
+    parts, own = touching_parts(seg.prediction_in(box), box, seg.volume_spacing, before, label, bounds)
     if parts is None:
         return ""
     other = [k for k in (part_sources(parts, box, before, label) if before is not None else []) if k != label]
@@ -140,7 +140,6 @@ def division_note(seg, box, label: int, t: int, before=None, t_before: int | Non
         return (f". It looks like two cells touching at time point {t}: object {label}'s and object {other[0]}'s, "
                 f"committed next to it at time point {t_before}: Commit as two commits them apart, each "
                 "carried from its own")
-    own = took_in(parts, box, before, label, bounds) if before is not None and bounds is not None else None
     if own is not None:
         said = (f". It looks like two cells touching at time point {t}: object {label}'s and a touching cell it "
                 f"grew over (one part lies where it was not at time point {t_before})")

@@ -348,7 +348,8 @@ def test_drop_neighbours_keeps_its_own_part_and_records_it(monkeypatch):
         left = np.zeros(mask.shape, bool)
         left[..., : mask.shape[-1] // 2] = True
         return mask & left, mask & ~left
-    monkeypatch.setattr(carry_all_module, "two_cells", halves)
+    import halo_seg.interactive.carry as carry_module
+    monkeypatch.setattr(carry_module, "two_cells", halves)   # where touching_parts reads it
     out = carry_all_module.carry_all(lambda: _Fixed(ball.astype(np.float32), ball), labels, 0, drop_neighbours=True)
     one = out[0]
     assert one.label == 1 and one.left == 2 and not one.two
@@ -371,7 +372,7 @@ def test_grown_over_keeps_the_own_part_of_an_object_that_took_in_a_touching_cell
     in a touching cell no object held, twice its volume: its own part kept. A mother's object over
     her two daughters (no more than her volume, both where she was), an object under GREW_OVER times its volume,
     and a cell that grew a lobe where it was are not cut."""
-    from halo_seg.interactive.carry import GREW_OVER, grown_over, took_in, two_cells
+    from halo_seg.interactive.carry import GREW_OVER, grown_over, took_in, touching_parts, two_cells
     shape = (16, 40, 60)
     before = _balls(shape, [(8, 20, 22)]) > 0
     now = _balls(shape, [(8, 20, 24), (8, 20, 35)])             # 1 moved on, and the cell it touches
@@ -385,6 +386,11 @@ def test_grown_over_keeps_the_own_part_of_an_object_that_took_in_a_touching_cell
     assert parts[took_in(parts, box, ids, 4, bounds)] is own and took_in(parts[::-1], box, ids, 4, bounds) == \
         1 - [p is own for p in parts].index(True)
     assert took_in(parts, box, ids, 4, (slice(0, 16), slice(0, 40), slice(0, 10))) is None   # not there: not judged
+    # touching_parts, what the carries ask: the same parts and own part; without where it came from, no own part
+    got, k = touching_parts((now > 0)[box], box, before=ids, label=4, bounds=bounds)
+    assert all(np.array_equal(g, p) for g, p in zip(got, parts)) and got[k].sum() == own.sum() and (got[k] == own).all()
+    assert touching_parts((now > 0)[box], box)[1] is None and touching_parts(before[box], box, None, ids, 4, bounds) == \
+        (None, None)
     kept = np.zeros(shape, bool)
     kept[box] = own
     assert (kept & (now == 1)).sum() > 0.9 * (now == 1).sum() and (kept & (now == 2)).sum() < 0.1 * (now == 2).sum()

@@ -336,6 +336,19 @@ class OneLabel:
         return np.asarray(self.labels[box]) == self.label
 
 
+def touching_parts(mask: np.ndarray, box: tuple, spacing=None, before=None, label: int = 0,
+                   bounds: tuple | None = None) -> tuple[tuple | None, int | None]:
+    """(parts, own) of an object carried to a time point (``mask``, bool of ``box``): two_cells's
+    parts where it looks like two cells touching, else None; and, where it came from object
+    ``label`` of ``before`` lying in ``bounds`` there (both given), took_in's index of its own part
+    where it had grown over a touching cell, else None. What All to next time point, Next time
+    point's note and the benchmarks ask of a carried object, in one place."""
+    parts = two_cells(mask, spacing)
+    if parts is None or before is None or bounds is None:
+        return parts, None
+    return parts, took_in(parts, box, before, label, bounds)
+
+
 def took_in(parts, box, before, label: int, bounds: tuple) -> int | None:
     """Of an object carried from ``label`` (``before``: the objects' ids at the time point it came
     from, a volume; ``bounds``: where it lay there) that looks like two cells touching (``parts``:

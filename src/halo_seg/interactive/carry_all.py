@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .carry import (Found, InBox, OneLabel, carried_boxes, carry_record, contrast, faded, find_again, noise_level,
-                    part_sources, recorded_contrast, recorded_noise, took_in, two_cells)
+                    part_sources, recorded_contrast, recorded_noise, touching_parts)
 
 
 @dataclass
@@ -171,14 +171,12 @@ def carry_all(make_seg, labels, t: int, records: dict | None = None, direction: 
             out.append(Carried(label, found, None, None, None, was=box, contrast=(before, None)))
         else:
             mask = pred[where]
-            parts = two_cells(mask, seg.volume_spacing)
+            parts, own = touching_parts(mask, where, seg.volume_spacing, labels if keep_own else None, label, box)
             left, took = None, False
-            if parts is not None and keep_own:
-                own = took_in(parts, where, labels, label, box)
-                if own is not None:
-                    left_out.append((label, *_tight(where, parts[1 - own]), _source(seg)))
-                    where, mask = _tight(where, parts[own])
-                    pred, parts, took = InBox(where, mask), None, True   # carry_record reads the part kept
+            if own is not None:
+                left_out.append((label, *_tight(where, parts[1 - own]), _source(seg)))
+                where, mask = _tight(where, parts[own])
+                pred, parts, took = InBox(where, mask), None, True   # carry_record reads the part kept
             if parts is not None and drop_neighbours:
                 where, mask, left = own_part(parts, where, labels, label)
                 if left is not None:
