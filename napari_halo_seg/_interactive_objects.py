@@ -90,19 +90,19 @@ class ObjectActions:
         pred = seg.prediction
         # (of the box) the larger first: it keeps an edited label's id, Next time point follows it
         parts = sorted(parts, key=lambda p: -int(p.sum()))
-        sources = self._part_sources(parts, box)
-        if sources is not None and len(set(sources)) == 1 and self._carry_source["t"] > self._t:
-            sources = [sources[0], None]   # followed back, two from one would be a merge: the larger's link only
-        elif sources is not None and len(set(sources)) == 1:
+        sources, own = self._part_sources(parts, box), None
+        if sources is not None and len(set(sources)) == 1:
             own = self._took_in(parts, box)
-            if own is not None:   # a touching cell it grew over, not a daughter: its own part alone carried
+            if own is not None:   # a touching cell it grew over (not a daughter): its own part alone carried
                 parts, sources = [parts[own], parts[1 - own]], [sources[0], None]
+            elif self._carry_source["t"] > self._t:
+                sources = [sources[0], None]   # followed back, two from one would be a merge: the larger's link only
         if sources is not None and len(set(sources)) > 1:   # the followed cell's part first: followed on
             first = sources.index(self._carry_source["label"]) if self._carry_source["label"] in sources else 0
             parts, sources = [parts[first], parts[1 - first]], [sources[first], sources[1 - first]]
         gone = self._into_edited(pred, parts, box)
         if gone is not None:
-            self._commit_parts(parts, box, gone, accepted, sources)
+            self._commit_parts(parts, box, gone, accepted, sources, grown=own is not None)
 
     def _accepted_first(self) -> str | None:
         """The slices painted and not accepted, accepted before a Commit, said; None where that failed
@@ -150,10 +150,11 @@ class ObjectActions:
             return None
         return part_sources(parts, box, objects.data[self._carry_source["t"]], followed)
 
-    def _commit_parts(self, parts, box, gone: str, accepted: str, sources: list | None = None):
+    def _commit_parts(self, parts, box, gone: str, accepted: str, sources: list | None = None, grown: bool = False):
         """Write ``parts`` (masks of the object's box) into the objects layer under new ids, each where
         no earlier object is, with its row of measurements; Undo takes them all back out. ``sources``:
-        the object each part was carried from, where not the one the current object was."""
+        the object each part was carried from, where not the one the current object was (``grown``:
+        the second a touching cell the object grew over)."""
         objects = self._layer(OBJECTS)
         at = self._at(objects)   # of a time-lapse, the object's time point (_interactive_time)
         data = self._here(objects)
@@ -206,8 +207,9 @@ class ObjectActions:
         else:
             apart = ""
             if sources is not None and sources[1] is None:
-                apart = (f"; {first} carried from {sources[0]}, {first + 1} from none ("
-                         + ("two cells are not one's past)" if back else "a touching cell it grew over, not a daughter)"))
+                why = ("two cells are not one's past" if not grown else "a touching cell it grew over" if back
+                       else "a touching cell it grew over, not a daughter")
+                apart = f"; {first} carried from {sources[0]}, {first + 1} from none ({why})"
             elif sources is not None and len(set(sources)) > 1:
                 apart = f"; {first} carried from {sources[0]}, {first + 1} from {sources[1]} (the cell next to it there)"
             text = (f"{gone}committed the object as two, objects {first} ({said[0]}) and {first + 1} ({said[1]}){when}"

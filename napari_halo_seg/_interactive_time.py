@@ -128,9 +128,9 @@ def division_note(seg, box, label: int, t: int, before=None, t_before: int | Non
     touching (halo_seg.interactive.carry.two_cells): the mother's box took in both daughters, or
     (``before``: the objects layer's volume at ``t_before``, the time point it came from) a cell's box took in
     the touching cell committed next to it there too, or (``bounds``: where the object lay there) a
-    touching cell no object held there, the object having grown over it (carry.took_in): then, carried
-    forward, ``grown`` gets its ``parts`` (masks of ``box``, its own first), which Next time point
-    commits apart."""
+    touching cell no object held there, the object having grown over it (carry.took_in): then
+    ``grown`` gets its ``parts`` (masks of ``box``, its own first), which Next (Previous) time point
+    pressed again commits apart."""
     from halo_seg.interactive.carry import part_sources, touching_parts
     parts, own = touching_parts(seg.prediction_in(box), box, seg.volume_spacing, before, label, bounds)
     if parts is None:
@@ -143,11 +143,11 @@ def division_note(seg, box, label: int, t: int, before=None, t_before: int | Non
     if own is not None:
         said = (f". It looks like two cells touching at time point {t}: object {label}'s and a touching cell it "
                 f"grew over (one part lies where it was not at time point {t_before})")
-        if grown is None or t_before is None or t_before > t:
+        if grown is None or t_before is None:
             return said + ": Commit as two commits them apart, the other as a new cell"
         grown["parts"] = [parts[own], parts[1 - own]]
-        return (said + ": Next time point commits them apart (its own part followed on, the other as a new cell), as "
-                "Commit as two does; Commit object keeps them as one")
+        return (said + f": {'Previous' if t_before > t else 'Next'} time point commits them apart (its own part "
+                "followed on, the other as a new cell), as Commit as two does; Commit object keeps them as one")
     return (f". It looks like two cells touching at time point {t} (object {label} divided?): Commit as two "
             "commits them as two objects (Commit object keeps them as one)")
 

@@ -1150,22 +1150,63 @@ def test_a_touching_cell_an_object_grew_over_is_said_and_committed_apart_from_no
     assert layer_links(objects.features) == {2: 1} and objects.selected_label == 2
 
 
-def _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch):
+def test_followed_back_a_touching_cell_it_grew_over_is_committed_apart_its_own_part_linked(make_napari_viewer,
+                                                                                           qtbot, monkeypatch):
+    """Previous time point the same as Next time point: where the object carried back took in a
+    touching cell (larger than the cell followed), the note says so, and Previous time point pressed
+    again commits them apart, its own part carried from it (not the larger part, as two parts of one
+    object followed back are otherwise linked) and followed on, the other a new cell
+    (benchmarks/carry.py --backward). Commit as two links its own part the same way."""
+    from halo_seg.metrics import dice
+    from napari_halo_seg._measure import layer_links
+    viewer, w, ids = _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch, back=True)
+    assert "object 1's and a touching cell it grew over (one part lies where it was not at time point 2)" \
+        in w.status.text(), w.status.text()
+    w.previous_timepoint()
+    _wait(qtbot, w)
+    said = w.status.text()
+    assert said.startswith("object 2 committed apart from a touching cell it had grown over (object 3, a new cell); "
+                           "object 2 carried to time point 0 ("), said
+    objects = viewer.layers["objects"]
+    at1 = np.asarray(objects.data[1])
+    assert (at1 == 3).sum() > (at1 == 2).sum()   # the cell it grew over is the larger
+    assert dice(at1 == 2, ids[1] == 1) > 0.8 and dice(at1 == 3, ids[1] == 2) > 0.8
+    assert layer_links(objects.features) == {2: 1}
+    assert w._carry_source["label"] == 2 and w._carry_source["t"] == 1   # its own part followed
+    # Commit as two: the same parts and link (before, the larger part took the link)
+    viewer, w, ids = _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch, back=True)
+    w.commit_as_two()
+    _wait(qtbot, w)
+    said = w.status.text()
+    assert "; 2 carried from 1, 3 from none (a touching cell it grew over); Next time point follows 2" in said, said
+    at1 = np.asarray(viewer.layers["objects"].data[1])
+    assert dice(at1 == 2, ids[1] == 1) > 0.8 and dice(at1 == 3, ids[1] == 2) > 0.8
+    assert layer_links(viewer.layers["objects"].features) == {2: 1}
+
+
+def _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch, back: bool = False):
     """A cell followed to time point 1 of 3, where its carried object takes in a touching cell that
-    came in (the box made certain to take in both there); the cells as ids per time point."""
+    came in (the box made certain to take in both there); the cells as ids per time point.
+    ``back``: followed back from time point 2 (Previous time point), the touching cell at 1 larger
+    than the cell followed (radius 7, 6)."""
     from scipy import ndimage as ndi
     from _cells import balls
     import halo_seg.interactive.carry as carry
     shape = (24, 64, 64)
     ids = [balls(shape, [(12, 32, 20)], 6), balls(shape, [(12, 32, 22), (12, 32, 34)], 6),
            balls(shape, [(12, 32, 23), (12, 32, 36)], 6)]
+    if back:
+        ids[1] = balls(shape, [(12, 32, 22)], 6)
+        ids[1][(balls(shape, [(12, 32, 35)], 7) > 0) & (ids[1] == 0)] = 2
+        ids = [ids[1], ids[1], balls(shape, [(12, 32, 24)], 6)]
     rng = np.random.default_rng(7)
     image = np.stack([ndi.gaussian_filter((i > 0).astype(np.float32), 1) + rng.normal(0, 0.15, shape)
                       for i in ids]).astype(np.float32)
     viewer, w = _widget(make_napari_viewer, image)
     w.ensure_prompt_layers()
-    _show(viewer, 0, 12)
-    _box(viewer, 0, 12, ids[0][12] == 1)
+    start = 2 if back else 0
+    _show(viewer, start, 12)
+    _box(viewer, start, 12, ids[start][12] == 1)
     w.propagate()
     _wait(qtbot, w)
 
@@ -1174,10 +1215,10 @@ def _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch):
         seg.add_box(12, *mask_bbox(pair))
         return carry.Found(12, mask_bbox(pair), 0)
     monkeypatch.setattr(carry, "find_again", both_boxed)
-    w.next_timepoint()
+    w.previous_timepoint() if back else w.next_timepoint()
     _wait(qtbot, w)
     monkeypatch.undo()
-    assert "Next time point commits them apart" in w.status.text(), w.status.text()
+    assert ("Previous" if back else "Next") + " time point commits them apart" in w.status.text(), w.status.text()
     return viewer, w, ids
 
 
