@@ -1162,17 +1162,8 @@ def test_followed_back_a_touching_cell_it_grew_over_is_committed_apart_its_own_p
     viewer, w, ids = _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch, back=True)
     assert "object 1's and a touching cell it grew over (one part lies where it was not at time point 2)" \
         in w.status.text(), w.status.text()
-    w.previous_timepoint()
-    _wait(qtbot, w)
-    said = w.status.text()
-    assert said.startswith("object 2 committed apart from a touching cell it had grown over (object 3, a new cell); "
-                           "object 2 carried to time point 0 ("), said
-    objects = viewer.layers["objects"]
-    at1 = np.asarray(objects.data[1])
+    at1 = _pressed_again_committed_apart(qtbot, viewer, w, ids, back=True)
     assert (at1 == 3).sum() > (at1 == 2).sum()   # the cell it grew over is the larger
-    assert dice(at1 == 2, ids[1] == 1) > 0.8 and dice(at1 == 3, ids[1] == 2) > 0.8
-    assert layer_links(objects.features) == {2: 1}
-    assert w._carry_source["label"] == 2 and w._carry_source["t"] == 1   # its own part followed
     # Commit as two: the same parts and link (before, the larger part took the link)
     viewer, w, ids = _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch, back=True)
     w.commit_as_two()
@@ -1222,6 +1213,25 @@ def _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch, back: bool = False)
     return viewer, w, ids
 
 
+def _pressed_again_committed_apart(qtbot, viewer, w, ids, back: bool = False) -> np.ndarray:
+    """Next (``back``: Previous) time point pressed again after _grown_over_at_1's note: object 2, its
+    own part, carried from 1 and followed on, and object 3, the touching cell, from nothing, at time
+    point 1 (returned), said."""
+    from halo_seg.metrics import dice
+    from napari_halo_seg._measure import layer_links
+    w.previous_timepoint() if back else w.next_timepoint()
+    _wait(qtbot, w)
+    said = w.status.text()
+    assert said.startswith("object 2 committed apart from a touching cell it had grown over (object 3, a new cell); "
+                           f"object 2 carried to time point {0 if back else 2} ("), said
+    objects = viewer.layers["objects"]
+    at1 = np.asarray(objects.data[1])
+    assert dice(at1 == 2, ids[1] == 1) > 0.8 and dice(at1 == 3, ids[1] == 2) > 0.8
+    assert layer_links(objects.features) == {2: 1}
+    assert w._carry_source["label"] == 2 and w._carry_source["t"] == 1   # its own part followed
+    return at1
+
+
 def test_next_time_point_commits_a_touching_cell_it_grew_over_apart_and_follows_its_own(make_napari_viewer, qtbot,
                                                                                           monkeypatch):
     """Next time point pressed again where its note said the object grew over a touching cell: the
@@ -1230,18 +1240,8 @@ def test_next_time_point_commits_a_touching_cell_it_grew_over_apart_and_follows_
     points); said. Commit object keeps them as one; a result changed since the note is committed as
     it is."""
     from halo_seg.metrics import dice
-    from napari_halo_seg._measure import layer_links
     viewer, w, ids = _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch)
-    w.next_timepoint()
-    _wait(qtbot, w)
-    said = w.status.text()
-    assert said.startswith("object 2 committed apart from a touching cell it had grown over (object 3, a new cell); "
-                           "object 2 carried to time point 2 ("), said
-    objects = viewer.layers["objects"]
-    at1 = np.asarray(objects.data[1])
-    assert dice(at1 == 2, ids[1] == 1) > 0.8 and dice(at1 == 3, ids[1] == 2) > 0.8
-    assert layer_links(objects.features) == {2: 1}
-    assert w._carry_source["label"] == 2 and w._carry_source["t"] == 1   # its own part followed
+    _pressed_again_committed_apart(qtbot, viewer, w, ids)
     # Commit object: one object, as the user asked
     viewer, w, ids = _grown_over_at_1(make_napari_viewer, qtbot, monkeypatch)
     w.commit()
