@@ -16,7 +16,8 @@ two true cells (a fifth of the object each at least: a mother's object over her 
 nobody split here, or two touching cells one object took in) and over one (false alarms).
 
     .venv/bin/python benchmarks/carry_all.py [--seeds 700 701] [--speed 1.5] [--cells 14] [--no-keep-own]
-        [--drop-neighbours] [--out benchmarks/results/carry_all.json]
+        [--drop-neighbours] [--backward] [--out benchmarks/results/carry_all.json]
+    (--backward: All to previous time point from the last; the time-lapse reversed)
 """
 from __future__ import annotations
 
@@ -29,13 +30,16 @@ import numpy as np
 from _results import save_results
 
 
-def run(seed: int, speed: float, drop: bool = False, keep_own: bool = False, cells: int = 14) -> list[dict]:
+def run(seed: int, speed: float, drop: bool = False, keep_own: bool = False, cells: int = 14,
+        backward: bool = False) -> list[dict]:
     from halo_seg import InteractiveSegmenter
     from halo_seg.interactive.carry_all import carry_all, place_all
     from halo_seg.metrics import dice
     from halo_seg.tracking.phantom import cell_timelapse
     tl = cell_timelapse(shape=(32, 96, 96), cells=cells, timepoints=12, radius=5.0, speed=speed, divisions=3,
                         seed=seed)
+    if backward:   # All to previous time point from the last: the same as carrying with direction -1
+        tl.image, tl.ids = tl.image[::-1].copy(), tl.ids[::-1].copy()
     labels, records, rows = tl.ids[0].astype(np.int32), {}, []
     for t in range(1, len(tl.image)):
         t0 = time.perf_counter()
@@ -64,7 +68,9 @@ def run(seed: int, speed: float, drop: bool = False, keep_own: bool = False, cel
         rows.append({"seed": seed, "t": t, "objects": carried, "seconds": seconds, "per_object": seconds / carried,
                      "mean_dice": float(np.mean(dices)), "lost": float(np.mean(np.array(dices) < 0.5)),
                      "cells": len(cells), "cells_covered": covered,
-                     "divisions": len({int(p) for _, first, _, p in tl.lineage if p and first == t}),
+                     # backward: the divisions whose mother is back at t (her daughters' first time point after it)
+                     "divisions": len({int(p) for _, first, _, p in tl.lineage
+                                       if p and first == (len(tl.image) - t if backward else t)}),
                      "two_right": two["right"], "two_false": two["false"], "faded": faded, "took_in": took_in,
                      "left_out_placed": left_out,
                      "dices": dices})
@@ -83,11 +89,14 @@ def main() -> int:
     ap.add_argument("--keep-own", action=argparse.BooleanOptionalAction, default=True,
                     help="carry_all's keep_own (carry.grown_over; the default; --no-keep-own: off)")
     ap.add_argument("--cells", type=int, default=14, help="cells at the first time point (default %(default)s)")
+    ap.add_argument("--backward", action="store_true",
+                    help="All to previous time point from the last time point (each time-lapse reversed: the same "
+                         "as carrying with direction -1); divisions then read as two daughters meeting their mother")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "carry_all.json"))
     a = ap.parse_args()
     import torch
     torch.set_num_threads(2)
-    rows = [r for seed in a.seeds for r in run(seed, a.speed, a.drop_neighbours, a.keep_own, a.cells)]
+    rows = [r for seed in a.seeds for r in run(seed, a.speed, a.drop_neighbours, a.keep_own, a.cells, a.backward)]
     print("| time point | objects carried | seconds (median over seeds) | per object | mean Dice | lost | "
           "cells covered |")
     print("|---|---|---|---|---|---|---|")
@@ -108,7 +117,8 @@ def main() -> int:
     print(f"over every object carried: mean Dice {every.mean():.4f}, lost {(every < 0.5).mean():.4f}, cells covered "
           f"{sum(r['cells_covered'] for r in rows)}/{sum(r['cells'] for r in rows)}")
     return save_results(a.out, {"seeds": a.seeds, "speed": a.speed, "drop_neighbours": a.drop_neighbours,
-                                "keep_own": a.keep_own, "cells": a.cells, "timepoints": 12, "divisions": 3},
+                                "keep_own": a.keep_own, "cells": a.cells, "timepoints": 12, "divisions": 3,
+                                "backward": a.backward},
                         rows)
 
 
