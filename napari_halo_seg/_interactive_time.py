@@ -204,8 +204,8 @@ class TimeActions:
         return {**carry_record(mask, t, None, self.seg.axis, chosen), "image": image} if mask.any() else None
 
     def _grown_over_now(self) -> dict | None:
-        """The parts of the current object where Next time point's note found it had grown over a
-        touching cell, if the session still holds what was found then (no correction since; a
+        """The parts of the current object where Next (or Previous) time point's note found it had
+        grown over a touching cell, if the session still holds what was found then (no correction since; a
         corrected object is committed as the user made it)."""
         cut, self._grown_over = self._grown_over, None
         if cut is None or cut["seg"] is not self.seg or self.seg.mask_box() != cut["box"]:

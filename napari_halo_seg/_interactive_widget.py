@@ -93,7 +93,7 @@ class InteractiveWidget(ObjectActions, SessionActions, TimeActions, CarryAllActi
         self._session_key = None           # (image, weights, device, axis, time point) the session was made for
         self._carry = None                 # what Next time point carries: the object committed last (carry_record)
         self._carry_source = None          # the record the current object was carried from, if it was
-        self._grown_over = None            # Next time point's object grown over a touching cell: its parts
+        self._grown_over = None            # Next/Previous time point's object grown over a touching cell: its parts
         self._records = {}                 # the carry_record of each object committed here, by its id
         self._new_cells = None             # (time point, image, new_cells's) the last All to next time point marked
         self._marks_before = (np.zeros((0, 4)), None)   # the marks before the last carry or add, for its Undo
